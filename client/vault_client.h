@@ -1,0 +1,43 @@
+/*
+ * A small C client for vaultd over gRPC C core. Every grpc_* call of the
+ * client side lives in vault_client.c.
+ */
+#ifndef VAULT_CLIENT_H
+#define VAULT_CLIENT_H
+
+#include <protobuf-c/protobuf-c.h>
+
+struct vc;
+
+/* A call's outcome: code is a gRPC status code (0 = OK). */
+struct vc_status {
+	int code;
+	char message[512];
+};
+
+/*
+ * Opens a channel to addr (host:port), plaintext (development). token, when
+ * not NULL, is sent as "authorization: Bearer <token>" on every call.
+ */
+int vc_open(struct vc **out, const char *addr, const char *token);
+void vc_close(struct vc *vc);
+
+/*
+ * One unary call of method (full path). On OK, *resp holds the decoded
+ * response (free with protobuf_c_message_free_unpacked). Returns st->code.
+ */
+int vc_unary(struct vc *vc, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+    struct vc_status *st, int timeout_ms);
+
+/* Sends raw bytes as the request (tests of the server's decoding). */
+int vc_unary_raw(struct vc *vc, const char *method, const void *req,
+    size_t req_len, struct vc_status *st, int timeout_ms);
+
+/* "OK", "INVALID_ARGUMENT", ... */
+const char *vc_code_name(int code);
+
+void vc_global_init(void);
+void vc_global_shutdown(void);
+
+#endif

@@ -1,0 +1,125 @@
+/*
+ * vaultctl: the command line for every role. One file per subcommand.
+ *
+ *   vaultctl [--addr HOST:PORT] [--token-file F] [--json] [--timeout MS] CMD ...
+ *
+ * Address and token file default to $VAULT_ADDR and $VAULT_TOKEN_FILE.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "vaultctl.h"
+
+static const struct ctl_command commands[] = {
+	{ "health", "health [SERVICE]", cmd_health },
+	{ "put", "put CONSUMER NAME=VALUE...", cmd_put },
+	{ "get", "get CONSUMER [NAME...] [--purpose P]", cmd_get },
+	{ "delete", "delete CONSUMER [--request-id ID]", cmd_delete },
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: vaultctl [--addr HOST:PORT] [--token-file FILE] [--json] "
+	    "[--timeout MS] COMMAND ...\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %s\n", commands[i].usage);
+	fprintf(f, "environment: VAULT_ADDR (default 127.0.0.1:50051), "
+	    "VAULT_TOKEN_FILE\nexit codes: 0 ok, 1 error, 2 usage, 3 not found, "
+	    "4 invalid argument, 5 unauthenticated or denied, 6 unavailable\n");
+}
+
+/* Reads the token: the first line of the file, at most 1 KiB. */
+static char *
+read_token(const char *path)
+{
+	char buf[1024];
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (f == NULL) {
+		fprintf(stderr, "vaultctl: cannot read token file %s\n", path);
+		return NULL;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (buf[0] == '\0') {
+		fprintf(stderr, "vaultctl: token file %s is empty\n", path);
+		return NULL;
+	}
+	return strdup(buf);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "addr", required_argument, NULL, 'a' },
+		{ "token-file", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ctl ctl = { .timeout_ms = 10000 };
+	const char *addr = getenv("VAULT_ADDR"), *token_file = getenv("VAULT_TOKEN_FILE");
+	const struct ctl_command *cmd = NULL;
+	char *token = NULL;
+	int ch, r;
+
+	if (addr == NULL || addr[0] == '\0')
+		addr = "127.0.0.1:50051";
+	/* '+': stop at the subcommand; its own options follow it. */
+	while ((ch = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'a': addr = optarg; break;
+		case 't': token_file = optarg; break;
+		case 'j': ctl.json = true; break;
+		case 'T':
+			ctl.timeout_ms = atoi(optarg);
+			if (ctl.timeout_ms <= 0) {
+				fprintf(stderr, "vaultctl: --timeout must be positive\n");
+				return CTL_USAGE;
+			}
+			break;
+		case 'h': usage(stdout); return CTL_OK;
+		default: usage(stderr); return CTL_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return CTL_USAGE;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[optind], commands[i].name) == 0)
+			cmd = &commands[i];
+	if (cmd == NULL) {
+		fprintf(stderr, "vaultctl: unknown command '%s'\n", argv[optind]);
+		usage(stderr);
+		return CTL_USAGE;
+	}
+	if (token_file != NULL && token_file[0] != '\0' &&
+	    (token = read_token(token_file)) == NULL)
+		return CTL_USAGE;
+	vc_global_init();
+	if (vc_open(&ctl.vc, addr, token) != 0) {
+		fprintf(stderr, "vaultctl: out of memory\n");
+		r = CTL_ERROR;
+	} else {
+		optind++;
+		r = cmd->run(&ctl, argc - optind + 1, argv + optind - 1);
+	}
+	vc_close(ctl.vc);
+	if (token != NULL) {
+		sodium_memzero(token, strlen(token));
+		free(token);
+	}
+	vc_global_shutdown();
+	return r;
+}

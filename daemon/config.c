@@ -1,0 +1,337 @@
+#include <arpa/inet.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libconfig.h>
+
+#include "config.h"
+
+enum setting_type { SET_STRING, SET_PATH, SET_INT, SET_BOOL };
+
+/* The settings table: name, type, default, bounds, where it lands. */
+static const struct setting {
+	const char *name;
+	enum setting_type type;
+	const char *def_str;
+	int def_int;
+	int min, max;
+	size_t off;
+} settings[] = {
+	{ "listen", SET_STRING, "127.0.0.1:50051", 0, 0, 0, offsetof(struct config, listen) },
+	{ "store_dir", SET_PATH, "db", 0, 0, 0, offsetof(struct config, store_dir) },
+	{ "keys_dir", SET_PATH, "keys", 0, 0, 0, offsetof(struct config, keys_dir) },
+	{ "policy_file", SET_PATH, "policy.conf", 0, 0, 0, offsetof(struct config, policy_file) },
+	{ "token_pepper_file", SET_PATH, "keys/token-pepper", 0, 0, 0, offsetof(struct config, token_pepper_file) },
+	{ "insecure_plaintext", SET_BOOL, NULL, 0, 0, 1, offsetof(struct config, insecure_plaintext) },
+	{ "workers", SET_INT, NULL, 32, 1, 1024, offsetof(struct config, workers) },
+	{ "cq_threads", SET_INT, NULL, 2, 1, 64, offsetof(struct config, cq_threads) },
+	{ "max_request_bytes", SET_INT, NULL, 1 << 20, 1024, 64 << 20, offsetof(struct config, max_request_bytes) },
+	{ "map_size_mb", SET_INT, NULL, 4096, 16, 1 << 24, offsetof(struct config, map_size_mb) },
+	{ "shutdown_grace_ms", SET_INT, NULL, 10000, 0, 600000, offsetof(struct config, shutdown_grace_ms) },
+	{ "max_attributes_per_request", SET_INT, NULL, 64, 1, SCHEMA_MAX_ATTRS, offsetof(struct config, max_attributes_per_request) },
+	{ "max_consumer_id_bytes", SET_INT, NULL, 128, 1, 1024, offsetof(struct config, max_consumer_id_bytes) },
+	{ "max_group", SET_INT, NULL, 256, 1, 65536, offsetof(struct config, max_group) },
+	{ "max_streams", SET_INT, NULL, 64, 1, 4096, offsetof(struct config, max_streams) },
+	{ "log_level", SET_STRING, "info", 0, 0, 0, offsetof(struct config, log_level) },
+};
+
+static int
+fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return VAULT_ERR_CONFIG;
+}
+
+static char *
+resolve_path(const char *base, const char *p)
+{
+	char *out;
+
+	if (p[0] == '/' || base == NULL)
+		return strdup(p);
+	if (asprintf(&out, "%s/%s", base, p) < 0)
+		return NULL;
+	return out;
+}
+
+static int
+load_settings(struct config *cfg, config_t *lc, const char *base, char *err,
+    size_t errlen)
+{
+	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+		const struct setting *s = &settings[i];
+		void *field = (char *)cfg + s->off;
+		config_setting_t *cs = config_lookup(lc, s->name);
+		const char *str = s->def_str;
+		int n = s->def_int;
+
+		if (cs != NULL) {
+			int t = config_setting_type(cs);
+			bool ok = (s->type == SET_INT && t == CONFIG_TYPE_INT) ||
+			    (s->type == SET_BOOL && t == CONFIG_TYPE_BOOL) ||
+			    ((s->type == SET_STRING || s->type == SET_PATH) &&
+			    t == CONFIG_TYPE_STRING);
+
+			if (!ok)
+				return fail(err, errlen, "line %d: '%s' has the wrong type",
+				    config_setting_source_line(cs), s->name);
+			if (s->type == SET_INT)
+				n = config_setting_get_int(cs);
+			else if (s->type == SET_BOOL)
+				n = config_setting_get_bool(cs);
+			else
+				str = config_setting_get_string(cs);
+		}
+		if (s->type == SET_INT || s->type == SET_BOOL) {
+			if (n < s->min || n > s->max)
+				return fail(err, errlen, "'%s' must be between %d and %d",
+				    s->name, s->min, s->max);
+			if (s->type == SET_BOOL)
+				*(bool *)field = n != 0;
+			else
+				*(int *)field = n;
+			continue;
+		}
+		if (str[0] == '\0')
+			return fail(err, errlen, "'%s' must not be empty", s->name);
+		*(char **)field = s->type == SET_PATH ? resolve_path(base, str) :
+		    strdup(str);
+		if (*(char **)field == NULL)
+			return fail(err, errlen, "out of memory");
+	}
+	return 0;
+}
+
+static bool
+valid_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= SCHEMA_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+		    s[i] == '_'))
+			return false;
+	return true;
+}
+
+static int
+load_attr(struct attr_def *a, config_setting_t *e, char *err, size_t errlen)
+{
+	const char *name = NULL, *type = NULL;
+	int line = config_setting_source_line(e), max_len = 0, b = 0, t;
+	long long min = INT64_MIN, max = INT64_MAX;
+	config_setting_t *vals;
+
+	if (!config_setting_lookup_string(e, "name", &name) || !valid_name(name))
+		return fail(err, errlen, "line %d: schema entry needs a name of "
+		    "lower-case letters, digits and '_' (at most %d)", line,
+		    SCHEMA_NAME_MAX - 1);
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	if (!config_setting_lookup_string(e, "type", &type) ||
+	    (t = schema_type_parse(type)) < 0)
+		return fail(err, errlen, "line %d: attribute '%s' needs a type: "
+		    "string, int, date, category or bool", line, name);
+	a->type = (enum attr_type)t;
+	if (!config_setting_lookup_int(e, "max_length", &max_len))
+		max_len = a->type == ATTR_DATE ? 10 : a->type == ATTR_INT ? 20 :
+		    a->type == ATTR_BOOL ? 5 : 256;
+	if (max_len < 1 || max_len > SCHEMA_VALUE_MAX)
+		return fail(err, errlen, "line %d: attribute '%s': max_length "
+		    "must be 1..%d", line, name, SCHEMA_VALUE_MAX);
+	a->max_length = (uint32_t)max_len;
+	if (config_setting_lookup_bool(e, "sensitive", &b))
+		a->sensitive = b != 0;
+	config_setting_lookup_int64(e, "min", &min);
+	config_setting_lookup_int64(e, "max", &max);
+	if (min > max)
+		return fail(err, errlen, "line %d: attribute '%s': min > max",
+		    line, name);
+	a->min = min;
+	a->max = max;
+	if ((vals = config_setting_lookup(e, "values")) != NULL) {
+		int n = config_setting_length(vals);
+
+		if (a->type != ATTR_CATEGORY || !config_setting_is_array(vals) || n < 1)
+			return fail(err, errlen, "line %d: attribute '%s': values "
+			    "is a non-empty array, for categories only", line, name);
+		if ((a->values = calloc((size_t)n, sizeof(char *))) == NULL)
+			return fail(err, errlen, "out of memory");
+		for (int i = 0; i < n; i++) {
+			const char *v = config_setting_get_string_elem(vals, i);
+
+			if (v == NULL || v[0] == '\0')
+				return fail(err, errlen, "line %d: attribute '%s': "
+				    "values must be non-empty strings", line, name);
+			if ((a->values[i] = strdup(v)) == NULL)
+				return fail(err, errlen, "out of memory");
+			a->n_values++;
+		}
+	}
+	return 0;
+}
+
+static int
+load_purpose(struct purpose_def *p, config_setting_t *e, char *err,
+    size_t errlen)
+{
+	const char *name = NULL, *basis = NULL;
+	int line = config_setting_source_line(e), b = 0;
+
+	if (!config_setting_lookup_string(e, "name", &name) || !valid_name(name))
+		return fail(err, errlen, "line %d: purpose needs a name of "
+		    "lower-case letters, digits and '_'", line);
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	if (!config_setting_lookup_string(e, "basis", &basis) ||
+	    (strcmp(basis, "opt_in") != 0 && strcmp(basis, "opt_out") != 0))
+		return fail(err, errlen, "line %d: purpose '%s' needs basis "
+		    "\"opt_in\" or \"opt_out\"", line, name);
+	p->opt_in = strcmp(basis, "opt_in") == 0;
+	if (config_setting_lookup_bool(e, "sale_or_share", &b))
+		p->sale_or_share = b != 0;
+	return 0;
+}
+
+static int
+load_schema(struct schema *s, config_t *lc, char *err, size_t errlen)
+{
+	config_setting_t *attrs = config_lookup(lc, "schema");
+	config_setting_t *purposes = config_lookup(lc, "purposes");
+	int n, r;
+
+	if (attrs == NULL || !config_setting_is_list(attrs) ||
+	    (n = config_setting_length(attrs)) < 1 || n > SCHEMA_MAX_ATTRS)
+		return fail(err, errlen, "'schema' must be a list of 1..%d "
+		    "attributes", SCHEMA_MAX_ATTRS);
+	if ((s->attrs = calloc((size_t)n, sizeof(*s->attrs))) == NULL)
+		return fail(err, errlen, "out of memory");
+	for (int i = 0; i < n; i++) {
+		if ((r = load_attr(&s->attrs[i], config_setting_get_elem(attrs,
+		    (unsigned)i), err, errlen)) != 0)
+			return r;
+		s->n_attrs++;
+		if (schema_find_attr(s, s->attrs[i].name,
+		    strlen(s->attrs[i].name)) != i)
+			return fail(err, errlen, "attribute '%s' is defined twice",
+			    s->attrs[i].name);
+	}
+	if (purposes == NULL || !config_setting_is_list(purposes) ||
+	    (n = config_setting_length(purposes)) < 1)
+		return fail(err, errlen, "'purposes' must be a non-empty list");
+	if ((s->purposes = calloc((size_t)n, sizeof(*s->purposes))) == NULL)
+		return fail(err, errlen, "out of memory");
+	for (int i = 0; i < n; i++) {
+		if ((r = load_purpose(&s->purposes[i], config_setting_get_elem(
+		    purposes, (unsigned)i), err, errlen)) != 0)
+			return r;
+		s->n_purposes++;
+		if (schema_find_purpose(s, s->purposes[i].name,
+		    strlen(s->purposes[i].name)) != i)
+			return fail(err, errlen, "purpose '%s' is defined twice",
+			    s->purposes[i].name);
+	}
+	return 0;
+}
+
+int
+config_load(struct config **out, const char *path, char *err, size_t errlen)
+{
+	struct config *cfg = NULL;
+	char *copy = NULL, *base;
+	config_t lc;
+	int r;
+
+	*out = NULL;
+	config_init(&lc);
+	if (!config_read_file(&lc, path)) {
+		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
+			r = fail(err, errlen, "%s: cannot read the file", path);
+		else
+			r = fail(err, errlen, "%s:%d: %s", path,
+			    config_error_line(&lc), config_error_text(&lc));
+		goto out;
+	}
+	if ((cfg = calloc(1, sizeof(*cfg))) == NULL ||
+	    (copy = strdup(path)) == NULL) {
+		r = fail(err, errlen, "out of memory");
+		goto out;
+	}
+	base = dirname(copy);
+	if ((r = load_settings(cfg, &lc, base, err, errlen)) != 0 ||
+	    (r = load_schema(&cfg->schema, &lc, err, errlen)) != 0)
+		goto out;
+	if (cfg->insecure_plaintext && !config_listen_is_loopback(cfg->listen)) {
+		r = fail(err, errlen, "insecure_plaintext is allowed only on a "
+		    "loopback listen address");
+		goto out;
+	}
+	*out = cfg;
+	cfg = NULL;
+	r = 0;
+out:
+	if (r != 0 && cfg != NULL) {
+		/* Prefix the file name so the operator knows where to look. */
+		char tmp[512];
+
+		snprintf(tmp, sizeof(tmp), "%s", err);
+		if (strncmp(tmp, path, strlen(path)) != 0)
+			snprintf(err, errlen, "%s: %s", path, tmp);
+	}
+	config_free(cfg);
+	free(copy);
+	config_destroy(&lc);
+	return r;
+}
+
+void
+config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
+		if (settings[i].type == SET_STRING || settings[i].type == SET_PATH)
+			free(*(char **)((char *)cfg + settings[i].off));
+	schema_free(&cfg->schema);
+	free(cfg);
+}
+
+bool
+config_listen_is_loopback(const char *listen)
+{
+	char host[256];
+	const char *colon = strrchr(listen, ':');
+	const char *h = listen;
+	size_t n;
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (strncmp(listen, "unix:", 5) == 0)
+		return true;
+	if (colon == NULL)
+		return false;
+	n = (size_t)(colon - listen);
+	if (n > 1 && h[0] == '[' && h[n - 1] == ']') {
+		h++;
+		n -= 2;
+	}
+	if (n == 0 || n >= sizeof(host))
+		return false;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	if (strcmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	return false;
+}

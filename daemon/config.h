@@ -1,0 +1,46 @@
+/*
+ * The daemon's configuration file (libconfig syntax), described by a table
+ * of settings with types, defaults and bounds; see docs/config.md.
+ * Relative paths are taken relative to the config file's directory.
+ */
+#ifndef VAULT_CONFIG_H
+#define VAULT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "schema.h"
+#include "vault_err.h"
+
+struct config {
+	char *listen;			/* host:port */
+	char *store_dir;		/* the LMDB environment */
+	char *keys_dir;			/* master-N.key files */
+	char *policy_file;
+	char *token_pepper_file;
+	bool insecure_plaintext;	/* development only, loopback only */
+	int workers;			/* handler threads */
+	int cq_threads;			/* gRPC completion-queue threads */
+	int max_request_bytes;
+	int map_size_mb;
+	int shutdown_grace_ms;
+	int max_attributes_per_request;
+	int max_consumer_id_bytes;
+	int max_group;			/* requests per group commit */
+	int max_streams;		/* long-lived streams (Watch) at once */
+	char *log_level;
+	struct schema schema;
+};
+
+/*
+ * Loads path. On failure returns VAULT_ERR_CONFIG and writes a message with
+ * the file, line and setting into err (errlen bytes).
+ */
+int config_load(struct config **out, const char *path, char *err,
+    size_t errlen) VAULT_WUR;
+void config_free(struct config *cfg);
+
+/* True when host:port names a loopback address (127.0.0.0/8, ::1, localhost). */
+bool config_listen_is_loopback(const char *listen);
+
+#endif

@@ -1,0 +1,17 @@
+/*
+ * The embedded default: a self-contained development vault under one
+ * directory, created on first run (config with a demo marketing schema, a
+ * master key, a token pepper, a policy and a bearer token holding every
+ * role in DIR/dev-token). Later runs reuse what is there.
+ */
+#ifndef VAULT_DEVMODE_H
+#define VAULT_DEVMODE_H
+
+#include <stddef.h>
+
+#include "vault_err.h"
+
+/* Prepares dir; writes the config file's path to config_path. */
+int devmode_prepare(const char *dir, char *config_path, size_t len) VAULT_WUR;
+
+#endif

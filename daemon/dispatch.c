@@ -1,0 +1,55 @@
+/*
+ * The dispatch table: every method of the contract, its kind, its request
+ * type, its handler, and the roles allowed to call it. A method whose
+ * handler is NULL is answered UNIMPLEMENTED (after authorization); a path
+ * not in the table is answered UNIMPLEMENTED at once.
+ */
+#include "auth.h"
+#include "handlers.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "vault/v1/vault.pb-c.h"
+
+#define V1 "/vault.v1."
+#define REQ(name) &vault__v1__##name##__descriptor
+
+const struct rpc_method dispatch_methods[] = {
+	{ V1 "Consumers/PutAttributes", RPC_UNARY, REQ(put_attributes_request),
+	  handle_put_attributes, ROLE_WRITER, 0 },
+	{ V1 "Consumers/GetAttributes", RPC_UNARY, REQ(get_attributes_request),
+	  handle_get_attributes, ROLE_READER, 0 },
+	{ V1 "Consumers/SetConsent", RPC_UNARY, REQ(set_consent_request),
+	  NULL, ROLE_WRITER | ROLE_PRIVACY, 0 },
+	{ V1 "Consumers/ExportConsumer", RPC_UNARY, REQ(export_consumer_request),
+	  NULL, ROLE_PRIVACY, 0 },
+	{ V1 "Features/FetchFeatures", RPC_SERVER_STREAM, REQ(fetch_features_request),
+	  NULL, ROLE_ML, 0 },
+	{ V1 "Features/GetFeatureSpec", RPC_UNARY, REQ(get_feature_spec_request),
+	  NULL, ROLE_ML, 0 },
+	{ V1 "Deletion/DeleteConsumer", RPC_UNARY, REQ(delete_consumer_request),
+	  handle_delete_consumer, ROLE_PRIVACY, 0 },
+	{ V1 "Deletion/DeleteConsumers", RPC_UNARY, REQ(delete_consumers_request),
+	  NULL, ROLE_PRIVACY, 0 },
+	{ V1 "Deletion/WatchDeletions", RPC_SERVER_STREAM, REQ(watch_deletions_request),
+	  NULL, ROLE_ML | ROLE_PRIVACY, RPC_LONG_LIVED },
+	{ V1 "Keys/RotateMasterKey", RPC_SERVER_STREAM, REQ(rotate_master_key_request),
+	  NULL, ROLE_KEYADMIN, 0 },
+	{ V1 "Keys/GetKeyStatus", RPC_UNARY, REQ(get_key_status_request),
+	  NULL, ROLE_KEYADMIN, 0 },
+	{ V1 "Keys/DestroyMasterKey", RPC_UNARY, REQ(destroy_master_key_request),
+	  NULL, ROLE_KEYADMIN, 0 },
+	{ V1 "Keys/RotateConsumerKey", RPC_UNARY, REQ(rotate_consumer_key_request),
+	  NULL, ROLE_KEYADMIN, 0 },
+	{ V1 "Audit/QueryAudit", RPC_SERVER_STREAM, REQ(query_audit_request),
+	  NULL, ROLE_AUDITOR, 0 },
+	{ V1 "Audit/VerifyAudit", RPC_UNARY, REQ(verify_audit_request),
+	  NULL, ROLE_AUDITOR, 0 },
+	{ "/grpc.health.v1.Health/Check", RPC_UNARY,
+	  &grpc__health__v1__health_check_request__descriptor,
+	  handle_health_check, 0, RPC_PUBLIC },
+	{ "/grpc.health.v1.Health/Watch", RPC_SERVER_STREAM,
+	  &grpc__health__v1__health_check_request__descriptor,
+	  handle_health_watch, 0, RPC_PUBLIC | RPC_LONG_LIVED },
+};
+
+const size_t dispatch_n_methods =
+    sizeof(dispatch_methods) / sizeof(dispatch_methods[0]);

@@ -1,0 +1,25 @@
+/*
+ * RPC handlers: decode-level checks and the call into the engine. Each takes
+ * the decoded request and answers through rpc.h.
+ */
+#ifndef VAULT_HANDLERS_H
+#define VAULT_HANDLERS_H
+
+#include <stddef.h>
+
+#include "rpc.h"
+
+int handle_put_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_get_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_delete_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_health_check(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_health_watch(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+
+/* The dispatch table: every method of the contract. */
+extern const struct rpc_method dispatch_methods[];
+extern const size_t dispatch_n_methods;
+
+/* Checks a consumer id field; 0 or VAULT_ERR_INVALID with the message set. */
+int handler_check_consumer_id(struct rpc_ctx *ctx, const char *id);
+
+#endif

@@ -1,0 +1,287 @@
+/*
+ * vaultd: the encrypted personal-data vault daemon.
+ *
+ *   vaultd --dev [--data-dir DIR] [--listen HOST:PORT]   development vault
+ *   vaultd --config FILE                                 production
+ *   vaultd --check-config FILE                           validate and exit
+ *   vaultd --gen-key FILE                                new master key file
+ *   vaultd --hash-token (--config FILE | --dev)          token hash for a policy
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <sodium.h>
+
+#include "auth.h"
+#include "config.h"
+#include "crypto.h"
+#include "devmode.h"
+#include "handlers.h"
+#include "keyring.h"
+#include "log.h"
+#include "server.h"
+#include "vault.h"
+
+#define VAULTD_VERSION "0.1.0"
+#define EXIT_USAGE 2
+
+struct options {
+	bool dev, hash_token;
+	const char *data_dir, *listen, *config, *check_config, *gen_key,
+	    *log_level;
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: vaultd --dev [--data-dir DIR] [--listen HOST:PORT]\n"
+	    "       vaultd --config FILE [--listen HOST:PORT]\n"
+	    "       vaultd --check-config FILE\n"
+	    "       vaultd --gen-key FILE\n"
+	    "       vaultd --hash-token (--config FILE | --dev [--data-dir DIR]) < token\n"
+	    "options:\n"
+	    "  --dev              development vault under --data-dir (default ./var/vault),\n"
+	    "                     created on first run; plaintext on loopback only\n"
+	    "  --data-dir DIR     where --dev keeps its config, keys and store\n"
+	    "  --listen ADDR      host:port to serve on (default 127.0.0.1:50051)\n"
+	    "  --config FILE      run with this config file\n"
+	    "  --check-config F   validate a config and its policy, then exit\n"
+	    "  --gen-key FILE     write a new 32-byte master key file (mode 0600)\n"
+	    "  --hash-token       read a bearer token on stdin, print its policy hash\n"
+	    "  --log-level LEVEL  error, warn, info or debug\n"
+	    "  --version, --help\n");
+}
+
+static int
+parse_options(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "dev", no_argument, NULL, 'd' },
+		{ "data-dir", required_argument, NULL, 'D' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", required_argument, NULL, 'C' },
+		{ "gen-key", required_argument, NULL, 'g' },
+		{ "hash-token", no_argument, NULL, 't' },
+		{ "log-level", required_argument, NULL, 'L' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+
+	memset(o, 0, sizeof(*o));
+	o->data_dir = "./var/vault";
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'd': o->dev = true; break;
+		case 'D': o->data_dir = optarg; break;
+		case 'l': o->listen = optarg; break;
+		case 'c': o->config = optarg; break;
+		case 'C': o->check_config = optarg; break;
+		case 'g': o->gen_key = optarg; break;
+		case 't': o->hash_token = true; break;
+		case 'L': o->log_level = optarg; break;
+		case 'V': printf("vaultd %s\n", VAULTD_VERSION); exit(0);
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return -1;
+		}
+	}
+	if (optind != argc || (o->dev && o->config != NULL) ||
+	    (!o->dev && o->config == NULL && o->check_config == NULL &&
+	    o->gen_key == NULL)) {
+		usage(stderr);
+		return -1;
+	}
+	if (o->log_level != NULL && log_level_parse(o->log_level) < 0) {
+		fprintf(stderr, "vaultd: unknown log level\n");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_config(const char *path)
+{
+	struct config *cfg = NULL;
+	struct auth *auth = NULL;
+	char err[512];
+
+	if (config_load(&cfg, path, err, sizeof(err)) != 0 ||
+	    auth_load(&auth, cfg->policy_file, cfg->token_pepper_file, err,
+	    sizeof(err)) != 0) {
+		fprintf(stderr, "vaultd: %s\n", err);
+		config_free(cfg);
+		return 1;
+	}
+	printf("%s: ok (%zu attributes, %zu purposes)\n", path,
+	    cfg->schema.n_attrs, cfg->schema.n_purposes);
+	auth_free(auth);
+	config_free(cfg);
+	return 0;
+}
+
+static int
+hash_token(const struct config *cfg)
+{
+	char line[1024], hex[AUTH_HASH_BYTES * 2 + 1];
+	uint8_t *pepper = crypto_secret_alloc(CRYPTO_KEY_BYTES);
+	size_t n;
+	int r = 1;
+
+	if (pepper == NULL ||
+	    keyring_read_secret_file(cfg->token_pepper_file, pepper,
+	    "token pepper file") != 0)
+		goto out;
+	if (fgets(line, sizeof(line), stdin) == NULL) {
+		fprintf(stderr, "vaultd: no token on stdin\n");
+		goto out;
+	}
+	n = strcspn(line, "\r\n");
+	if (n < 16) {
+		fprintf(stderr, "vaultd: a token must be at least 16 bytes\n");
+		goto out;
+	}
+	auth_token_hash_hex(pepper, line, n, hex);
+	printf("%s\n", hex);
+	r = 0;
+out:
+	sodium_memzero(line, sizeof(line));
+	crypto_secret_free(pepper);
+	return r;
+}
+
+/* Core dumps would hold keys and plaintext: never write them. */
+static void
+harden_process(void)
+{
+	struct rlimit rl = { 0, 0 };
+
+	setrlimit(RLIMIT_CORE, &rl);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+static int
+serve(struct config *cfg, bool dev)
+{
+	struct auth *auth = NULL;
+	struct vault *v = NULL;
+	struct server *srv = NULL;
+	struct server_opts so;
+	char err[512];
+	sigset_t set;
+	int sig, r = 1;
+
+	if (!cfg->insecure_plaintext) {
+		log_error("TLS is not available in this version: set "
+		    "insecure_plaintext = true with a loopback listen address");
+		return 1;
+	}
+	if (!config_listen_is_loopback(cfg->listen)) {
+		log_error("plaintext is refused on %s: listen on a loopback "
+		    "address", cfg->listen);
+		return 1;
+	}
+	if (auth_load(&auth, cfg->policy_file, cfg->token_pepper_file, err,
+	    sizeof(err)) != 0) {
+		log_error("%s", err);
+		return 1;
+	}
+	if (vault_open(&v, cfg, dev) != 0) {
+		log_error("cannot open the vault; nothing was written");
+		goto out;
+	}
+	so = (struct server_opts){ cfg->listen, cfg->cq_threads, cfg->workers,
+	    cfg->max_request_bytes, cfg->shutdown_grace_ms, cfg->max_streams };
+	if (server_start(&srv, &so, dispatch_methods, dispatch_n_methods, v,
+	    auth) != 0)
+		goto out;
+	log_info("vaultd %s ready%s", VAULTD_VERSION, dev ? " (development mode)" : "");
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			log_info("SIGHUP: nothing to reload in this version");
+			continue;
+		}
+		log_info("signal %d: shutting down", sig);
+		break;
+	}
+	server_stop(srv);
+	r = 0;
+out:
+	vault_close(v);
+	auth_free(auth);
+	return r;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct options o;
+	struct config *cfg = NULL;
+	char config_path[4096], err[512];
+	sigset_t set;
+	int r;
+
+	if (parse_options(argc, argv, &o) != 0)
+		return EXIT_USAGE;
+	if (o.log_level != NULL)
+		log_set_level((enum log_level)log_level_parse(o.log_level));
+	harden_process();
+	if (crypto_init() != 0) {
+		log_error("libsodium failed to initialise");
+		return 1;
+	}
+	if (o.gen_key != NULL)
+		return keyring_create_key_file(o.gen_key) == 0 ? 0 : 1;
+	if (o.check_config != NULL)
+		return check_config(o.check_config);
+
+	/* Signals are taken by sigwait in serve(); block them before gRPC's threads. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (o.dev) {
+		if (devmode_prepare(o.data_dir, config_path, sizeof(config_path)) != 0)
+			return 1;
+		o.config = config_path;
+	}
+	if (config_load(&cfg, o.config, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		return 1;
+	}
+	if (o.log_level == NULL)
+		log_set_level((enum log_level)(log_level_parse(cfg->log_level) < 0 ?
+		    LOG_LEVEL_INFO : log_level_parse(cfg->log_level)));
+	if (o.listen != NULL) {
+		free(cfg->listen);
+		cfg->listen = strdup(o.listen);
+	}
+	if (o.hash_token) {
+		r = hash_token(cfg);
+		config_free(cfg);
+		return r;
+	}
+	server_global_init();
+	r = serve(cfg, o.dev);
+	server_global_shutdown();
+	config_free(cfg);
+	return r;
+}

@@ -1,0 +1,66 @@
+/*
+ * What a handler sees of the RPC runtime. Handlers get a decoded protobuf-c
+ * request, run on a worker thread (never a completion-queue thread), and
+ * answer through rpc_reply (unary) or rpc_send (server streaming). No grpc_*
+ * call appears outside server.c.
+ */
+#ifndef VAULT_RPC_H
+#define VAULT_RPC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "auth.h"
+#include "vault_err.h"
+
+struct rpc_ctx;
+
+enum rpc_kind { RPC_UNARY, RPC_SERVER_STREAM };
+
+#define RPC_PUBLIC 0x1		/* no principal needed (health checks) */
+#define RPC_LONG_LIVED 0x2	/* may wait indefinitely: runs on its own thread */
+
+/*
+ * Returns 0 after rpc_reply (unary) or the last rpc_send (stream), or a vault
+ * error, ideally set with rpc_fail so the caller gets a precise message.
+ */
+typedef int (*rpc_handler)(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+
+struct rpc_method {
+	const char *path;		/* "/vault.v1.Consumers/PutAttributes" */
+	enum rpc_kind kind;
+	const ProtobufCMessageDescriptor *request;
+	rpc_handler handler;		/* NULL: answered UNIMPLEMENTED */
+	uint32_t roles;			/* any of these may call it */
+	unsigned flags;
+};
+
+/* The unary response; call once. */
+int rpc_reply(struct rpc_ctx *ctx, const ProtobufCMessage *msg) VAULT_WUR;
+
+/*
+ * Sends one stream message. Waits while the previous one is still in flight
+ * (flow control); VAULT_ERR_CANCELLED once the client has gone or the
+ * deadline has passed.
+ */
+int rpc_send(struct rpc_ctx *ctx, const ProtobufCMessage *msg) VAULT_WUR;
+
+/* Records the caller-facing message for err and returns err. */
+int rpc_fail(struct rpc_ctx *ctx, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* The authenticated principal; NULL only for RPC_PUBLIC methods. */
+const struct principal *rpc_principal(const struct rpc_ctx *ctx);
+/* The application object given to server_start. */
+void *rpc_app(const struct rpc_ctx *ctx);
+
+/* True once the client cancelled, the deadline passed or the server stops hard. */
+bool rpc_cancelled(struct rpc_ctx *ctx);
+/* True once the server is shutting down. */
+bool rpc_stopping(const struct rpc_ctx *ctx);
+/* Waits up to timeout_ms for cancellation or shutdown. */
+void rpc_wait(struct rpc_ctx *ctx, int timeout_ms);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * The attribute schema and the purposes, both read from the config, and the
+ * checks every incoming value must pass before anything is written.
+ */
+#ifndef VAULT_SCHEMA_H
+#define VAULT_SCHEMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SCHEMA_MAX_ATTRS 256
+#define SCHEMA_NAME_MAX 64
+#define SCHEMA_VALUE_MAX 4096
+
+enum attr_type { ATTR_STRING, ATTR_INT, ATTR_DATE, ATTR_CATEGORY, ATTR_BOOL };
+
+struct attr_def {
+	char name[SCHEMA_NAME_MAX];
+	enum attr_type type;
+	uint32_t max_length;		/* bytes */
+	bool sensitive;			/* CCPA sensitive personal information */
+	int64_t min, max;		/* ATTR_INT bounds */
+	char **values;			/* ATTR_CATEGORY allowed values, or NULL */
+	size_t n_values;
+};
+
+struct purpose_def {
+	char name[SCHEMA_NAME_MAX];
+	bool opt_in;			/* excluded until consent is granted */
+	bool sale_or_share;
+};
+
+struct schema {
+	struct attr_def *attrs;
+	size_t n_attrs;
+	struct purpose_def *purposes;
+	size_t n_purposes;
+};
+
+/* Index of the attribute or purpose named name (len bytes), or -1. */
+int schema_find_attr(const struct schema *s, const char *name, size_t len);
+int schema_find_purpose(const struct schema *s, const char *name, size_t len);
+
+/* "string", "int", ... to a type; -1 when unknown. */
+int schema_type_parse(const char *name);
+const char *schema_type_name(enum attr_type t);
+
+/*
+ * Checks value (len bytes) against def. Returns NULL when it is valid, or a
+ * static reason that never quotes the value.
+ */
+const char *schema_check_value(const struct attr_def *def, const char *value,
+    size_t len);
+
+/* Checks a consumer id: 1..max_len bytes, UTF-8, no control characters. */
+const char *schema_check_consumer_id(const char *id, size_t len,
+    size_t max_len);
+
+void schema_free(struct schema *s);
+
+#endif

@@ -1,0 +1,829 @@
+/*
+ * Call life cycle. A call object is armed with grpc_server_request_call on
+ * one completion queue (every method, known or not, arrives this way, so an
+ * unknown method is answered UNIMPLEMENTED at once). When it arrives, the
+ * call starts RECV_CLOSE_ON_SERVER (to learn of cancellation), is looked up
+ * in the dispatch table, authenticated and authorized, and its request
+ * message is received. The decoded request is handed to a worker thread;
+ * the handler answers with rpc_reply or rpc_send, and the runtime sends the
+ * status. Each started batch holds a reference; the call is freed when the
+ * last batch completes.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+
+#include "log.h"
+#include "server.h"
+
+#define ARMED_PER_CQ 16
+#define MAX_QUEUED 4096
+
+struct server;
+
+struct tag {
+	void (*fn)(struct tag *t, bool ok);
+	struct rpc_ctx *call;
+	struct server *srv;
+};
+
+struct cq_thread {
+	grpc_completion_queue *cq;
+	pthread_t thread;
+	struct server *srv;
+};
+
+struct rpc_ctx {			/* one call; handlers know it as rpc_ctx */
+	struct server *srv;
+	struct cq_thread *cq;
+	grpc_call *call;
+	grpc_call_details details;
+	grpc_metadata_array md;
+	grpc_byte_buffer *recv;
+	grpc_byte_buffer *send_buf;	/* the stream message in flight */
+	grpc_byte_buffer *reply;	/* the unary response */
+	grpc_slice status_details;
+	int close_cancelled;
+	atomic_int refs;
+	struct tag t_new, t_close, t_recv, t_send, t_final;
+	const struct rpc_method *m;
+	const struct principal *principal;
+	ProtobufCMessage *req;
+	gpr_timespec deadline;		/* monotonic */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool md_sent, send_pending, send_failed, closed;
+	char errmsg[256];
+	struct rpc_ctx *next;		/* work queue */
+};
+
+struct server {
+	grpc_server *gs;
+	struct cq_thread *cqs;
+	int n_cq;
+	const struct rpc_method *methods;
+	size_t n_methods;
+	void *app;
+	const struct auth *auth;
+	int grace_ms, max_streams;
+	pthread_t *workers;
+	int n_workers;
+	pthread_mutex_t mu;
+	pthread_cond_t work_cv;		/* queue got work, or workers stop */
+	pthread_cond_t state_cv;	/* a call ended, or shutdown completed */
+	struct rpc_ctx *q_head, *q_tail;
+	size_t q_len;
+	int live_calls, streams;
+	atomic_bool stopping, hard_cancel;
+	bool workers_stop, shutdown_done;
+	struct tag t_shutdown;
+};
+
+static void arm(struct cq_thread *cq);
+static void finish(struct rpc_ctx *c, int err);
+
+static grpc_status_code
+status_from_err(int err)
+{
+	switch (err) {
+	case VAULT_OK: return GRPC_STATUS_OK;
+	case VAULT_ERR_INVALID: return GRPC_STATUS_INVALID_ARGUMENT;
+	case VAULT_ERR_NOT_FOUND: return GRPC_STATUS_NOT_FOUND;
+	case VAULT_ERR_DENIED: return GRPC_STATUS_PERMISSION_DENIED;
+	case VAULT_ERR_UNAUTHENTICATED: return GRPC_STATUS_UNAUTHENTICATED;
+	case VAULT_ERR_LIMIT: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+	case VAULT_ERR_NOMEM: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+	case VAULT_ERR_STATE: return GRPC_STATUS_FAILED_PRECONDITION;
+	case VAULT_ERR_KEY: return GRPC_STATUS_FAILED_PRECONDITION;
+	case VAULT_ERR_CRYPTO: return GRPC_STATUS_DATA_LOSS;
+	case VAULT_ERR_CANCELLED: return GRPC_STATUS_CANCELLED;
+	case VAULT_ERR_DEADLINE: return GRPC_STATUS_DEADLINE_EXCEEDED;
+	case VAULT_ERR_UNAVAILABLE: return GRPC_STATUS_UNAVAILABLE;
+	case VAULT_ERR_UNIMPLEMENTED: return GRPC_STATUS_UNIMPLEMENTED;
+	default: return GRPC_STATUS_INTERNAL;
+	}
+}
+
+/* What the caller reads when a handler set no message: never a secret. */
+static const char *
+default_message(int err)
+{
+	switch (err) {
+	case VAULT_ERR_CRYPTO: return "stored data failed its integrity check";
+	case VAULT_ERR_STORE: case VAULT_ERR_IO: case VAULT_ERR_CONFIG:
+	case VAULT_ERR_INTERNAL: return "internal error; see the server log";
+	default: return vault_strerror(err);
+	}
+}
+
+/* ------------------------------------------------------------ references */
+
+static void
+call_ref(struct rpc_ctx *c)
+{
+	atomic_fetch_add(&c->refs, 1);
+}
+
+static void
+call_free(struct rpc_ctx *c)
+{
+	if (c->call != NULL)
+		grpc_call_unref(c->call);
+	grpc_call_details_destroy(&c->details);
+	grpc_metadata_array_destroy(&c->md);
+	if (c->recv != NULL)
+		grpc_byte_buffer_destroy(c->recv);
+	if (c->reply != NULL)
+		grpc_byte_buffer_destroy(c->reply);
+	if (c->send_buf != NULL)
+		grpc_byte_buffer_destroy(c->send_buf);
+	grpc_slice_unref(c->status_details);
+	if (c->req != NULL)
+		protobuf_c_message_free_unpacked(c->req, NULL);
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+static void
+call_unref(struct rpc_ctx *c)
+{
+	struct server *srv = c->srv;
+
+	if (atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	call_free(c);
+	pthread_mutex_lock(&srv->mu);
+	srv->live_calls--;
+	pthread_cond_broadcast(&srv->state_cv);
+	pthread_mutex_unlock(&srv->mu);
+}
+
+static grpc_call_error
+start_batch(struct rpc_ctx *c, const grpc_op *ops, size_t n, struct tag *t)
+{
+	grpc_call_error e;
+
+	call_ref(c);
+	if ((e = grpc_call_start_batch(c->call, ops, n, t, NULL)) != GRPC_CALL_OK) {
+		log_error("grpc_call_start_batch: error %d", (int)e);
+		atomic_fetch_sub(&c->refs, 1);
+	}
+	return e;
+}
+
+/* --------------------------------------------------------- handler API */
+
+int
+rpc_fail(struct rpc_ctx *c, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+const struct principal *
+rpc_principal(const struct rpc_ctx *c)
+{
+	return c->principal;
+}
+
+void *
+rpc_app(const struct rpc_ctx *c)
+{
+	return c->srv->app;
+}
+
+bool
+rpc_stopping(const struct rpc_ctx *c)
+{
+	return atomic_load(&c->srv->stopping);
+}
+
+bool
+rpc_cancelled(struct rpc_ctx *c)
+{
+	bool gone;
+
+	if (atomic_load(&c->srv->hard_cancel))
+		return true;
+	if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), c->deadline) > 0)
+		return true;
+	pthread_mutex_lock(&c->mu);
+	gone = c->closed || c->send_failed;
+	pthread_mutex_unlock(&c->mu);
+	return gone;
+}
+
+void
+rpc_wait(struct rpc_ctx *c, int timeout_ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c->mu);
+	if (!c->closed && !c->send_failed)
+		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static grpc_byte_buffer *
+pack(const ProtobufCMessage *msg)
+{
+	size_t n = protobuf_c_message_get_packed_size(msg);
+	grpc_slice s = grpc_slice_malloc(n);
+	grpc_byte_buffer *bb;
+
+	protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
+	bb = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+	return bb;
+}
+
+int
+rpc_reply(struct rpc_ctx *c, const ProtobufCMessage *msg)
+{
+	if (c->m->kind != RPC_UNARY || c->reply != NULL)
+		abort();	/* a programming error in the handler */
+	c->reply = pack(msg);
+	return 0;
+}
+
+int
+rpc_send(struct rpc_ctx *c, const ProtobufCMessage *msg)
+{
+	grpc_op ops[2];
+	size_t n = 0;
+
+	if (c->m->kind != RPC_SERVER_STREAM)
+		abort();
+	if (rpc_cancelled(c))
+		return VAULT_ERR_CANCELLED;
+	pthread_mutex_lock(&c->mu);
+	while (c->send_pending && !c->closed)
+		pthread_cond_wait(&c->cv, &c->mu);
+	if (c->closed || c->send_failed) {
+		pthread_mutex_unlock(&c->mu);
+		return VAULT_ERR_CANCELLED;
+	}
+	if (c->send_buf != NULL)
+		grpc_byte_buffer_destroy(c->send_buf);
+	c->send_buf = pack(msg);
+	memset(ops, 0, sizeof(ops));
+	if (!c->md_sent) {
+		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+		c->md_sent = true;
+	}
+	ops[n].op = GRPC_OP_SEND_MESSAGE;
+	ops[n++].data.send_message.send_message = c->send_buf;
+	c->send_pending = true;
+	if (start_batch(c, ops, n, &c->t_send) != GRPC_CALL_OK) {
+		c->send_pending = false;
+		c->send_failed = true;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return c->send_failed ? VAULT_ERR_CANCELLED : 0;
+}
+
+/* ------------------------------------------------------ call completion */
+
+static void
+on_final(struct tag *t, bool ok)
+{
+	(void)ok;
+	call_unref(t->call);	/* the batch's reference */
+	call_unref(t->call);	/* the call's own reference, held since arrival */
+}
+
+/* Sends initial metadata if not yet sent, the reply if any, and the status. */
+static void
+finish(struct rpc_ctx *c, int err)
+{
+	grpc_status_code code = status_from_err(err);
+	grpc_op ops[3];
+	size_t n = 0;
+
+	pthread_mutex_lock(&c->mu);
+	while (c->send_pending && !c->closed)
+		pthread_cond_wait(&c->cv, &c->mu);
+	memset(ops, 0, sizeof(ops));
+	if (!c->md_sent) {
+		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+		c->md_sent = true;
+	}
+	if (err == 0 && c->reply != NULL) {
+		ops[n].op = GRPC_OP_SEND_MESSAGE;
+		ops[n++].data.send_message.send_message = c->reply;
+	}
+	if (err != 0 && c->errmsg[0] == '\0')
+		snprintf(c->errmsg, sizeof(c->errmsg), "%s", default_message(err));
+	c->status_details = grpc_slice_from_copied_string(c->errmsg);
+	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+	ops[n].data.send_status_from_server.status = code;
+	ops[n++].data.send_status_from_server.status_details =
+	    err != 0 ? &c->status_details : NULL;
+	pthread_mutex_unlock(&c->mu);
+	if (err != 0 && c->m != NULL && code != GRPC_STATUS_NOT_FOUND &&
+	    code != GRPC_STATUS_CANCELLED)
+		log_debug("%s: %s", c->m->path, c->errmsg);
+	if (start_batch(c, ops, n, &c->t_final) != GRPC_CALL_OK)
+		call_unref(c);	/* no completion will come to drop the call's own */
+}
+
+static void
+on_send(struct tag *t, bool ok)
+{
+	struct rpc_ctx *c = t->call;
+
+	pthread_mutex_lock(&c->mu);
+	c->send_pending = false;
+	if (!ok)
+		c->send_failed = true;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	call_unref(c);
+}
+
+static void
+on_close(struct tag *t, bool ok)
+{
+	struct rpc_ctx *c = t->call;
+
+	(void)ok;
+	pthread_mutex_lock(&c->mu);
+	c->closed = true;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	call_unref(c);
+}
+
+/* ------------------------------------------------------------ workers */
+
+static void
+run_handler(struct rpc_ctx *c)
+{
+	int r;
+
+	if (rpc_cancelled(c)) {
+		finish(c, VAULT_ERR_CANCELLED);
+		return;
+	}
+	r = c->m->handler(c, c->req);
+	if (r == 0 && c->m->kind == RPC_UNARY && c->reply == NULL) {
+		log_error("%s: handler returned no reply", c->m->path);
+		r = VAULT_ERR_INTERNAL;
+	}
+	if (r == VAULT_ERR_CANCELLED && gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC),
+	    c->deadline) > 0)
+		r = VAULT_ERR_DEADLINE;
+	finish(c, r);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct server *srv = arg;
+
+	pthread_mutex_lock(&srv->mu);
+	for (;;) {
+		struct rpc_ctx *c;
+
+		while (srv->q_head == NULL && !srv->workers_stop)
+			pthread_cond_wait(&srv->work_cv, &srv->mu);
+		if (srv->q_head == NULL)
+			break;
+		c = srv->q_head;
+		srv->q_head = c->next;
+		if (srv->q_head == NULL)
+			srv->q_tail = NULL;
+		srv->q_len--;
+		pthread_mutex_unlock(&srv->mu);
+		run_handler(c);
+		pthread_mutex_lock(&srv->mu);
+	}
+	pthread_mutex_unlock(&srv->mu);
+	return NULL;
+}
+
+static void *
+stream_main(void *arg)
+{
+	struct rpc_ctx *c = arg;
+	struct server *srv = c->srv;
+
+	run_handler(c);
+	pthread_mutex_lock(&srv->mu);
+	srv->streams--;
+	pthread_cond_broadcast(&srv->state_cv);
+	pthread_mutex_unlock(&srv->mu);
+	return NULL;
+}
+
+/* Hands a decoded call to a worker, or to a thread of its own. */
+static void
+schedule(struct rpc_ctx *c)
+{
+	struct server *srv = c->srv;
+	pthread_attr_t attr;
+	pthread_t th;
+
+	pthread_mutex_lock(&srv->mu);
+	if (c->m->flags & RPC_LONG_LIVED) {
+		if (srv->streams >= srv->max_streams) {
+			pthread_mutex_unlock(&srv->mu);
+			finish(c, rpc_fail(c, VAULT_ERR_LIMIT,
+			    "too many long-lived streams; retry later"));
+			return;
+		}
+		srv->streams++;
+		pthread_mutex_unlock(&srv->mu);
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&th, &attr, stream_main, c) != 0) {
+			pthread_mutex_lock(&srv->mu);
+			srv->streams--;
+			pthread_mutex_unlock(&srv->mu);
+			finish(c, rpc_fail(c, VAULT_ERR_LIMIT, "cannot start a stream"));
+		}
+		pthread_attr_destroy(&attr);
+		return;
+	}
+	if (srv->q_len >= MAX_QUEUED) {
+		pthread_mutex_unlock(&srv->mu);
+		finish(c, rpc_fail(c, VAULT_ERR_LIMIT, "server busy; retry later"));
+		return;
+	}
+	c->next = NULL;
+	if (srv->q_tail != NULL)
+		srv->q_tail->next = c;
+	else
+		srv->q_head = c;
+	srv->q_tail = c;
+	srv->q_len++;
+	pthread_cond_signal(&srv->work_cv);
+	pthread_mutex_unlock(&srv->mu);
+}
+
+/* --------------------------------------------------------- arrival */
+
+static void
+on_recv(struct tag *t, bool ok)
+{
+	struct rpc_ctx *c = t->call;
+	grpc_byte_buffer_reader reader;
+	grpc_slice s;
+
+	if (!ok || c->recv == NULL) {
+		finish(c, rpc_fail(c, VAULT_ERR_INVALID,
+		    "the request message is missing"));
+		call_unref(c);
+		return;
+	}
+	if (!grpc_byte_buffer_reader_init(&reader, c->recv)) {
+		finish(c, rpc_fail(c, VAULT_ERR_INVALID,
+		    "the request message cannot be read"));
+		call_unref(c);
+		return;
+	}
+	s = grpc_byte_buffer_reader_readall(&reader);
+	grpc_byte_buffer_reader_destroy(&reader);
+	c->req = protobuf_c_message_unpack(c->m->request, NULL,
+	    GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+	grpc_slice_unref(s);
+	if (c->req == NULL)
+		finish(c, rpc_fail(c, VAULT_ERR_INVALID,
+		    "the request is not a valid %s message", c->m->request->name));
+	else
+		schedule(c);
+	call_unref(c);
+}
+
+static const struct rpc_method *
+lookup(const struct server *srv, grpc_slice path)
+{
+	for (size_t i = 0; i < srv->n_methods; i++)
+		if (grpc_slice_str_cmp(path, srv->methods[i].path) == 0)
+			return &srv->methods[i];
+	return NULL;
+}
+
+/* Resolves the principal and checks its roles: deny by default. */
+static int
+authorize(struct rpc_ctx *c)
+{
+	const grpc_metadata *auth_md = NULL;
+
+	if (c->m->flags & RPC_PUBLIC)
+		return 0;
+	for (size_t i = 0; i < c->md.count; i++)
+		if (grpc_slice_str_cmp(c->md.metadata[i].key, "authorization") == 0)
+			auth_md = &c->md.metadata[i];
+	if (auth_md == NULL)
+		return rpc_fail(c, VAULT_ERR_UNAUTHENTICATED,
+		    "missing credentials: send 'authorization: Bearer <token>'");
+	c->principal = auth_bearer(c->srv->auth,
+	    (const char *)GRPC_SLICE_START_PTR(auth_md->value),
+	    GRPC_SLICE_LENGTH(auth_md->value));
+	if (c->principal == NULL)
+		return rpc_fail(c, VAULT_ERR_UNAUTHENTICATED, "invalid credentials");
+	if ((c->principal->roles & c->m->roles) == 0)
+		return rpc_fail(c, VAULT_ERR_DENIED,
+		    "principal '%s' has no role allowed to call %s",
+		    c->principal->name, c->m->path);
+	return 0;
+}
+
+static void
+on_new(struct tag *t, bool ok)
+{
+	struct rpc_ctx *c = t->call;
+	struct server *srv = c->srv;
+	grpc_op op;
+	int r;
+
+	if (!ok) {			/* the server is shutting down */
+		call_free(c);
+		return;
+	}
+	pthread_mutex_lock(&srv->mu);
+	srv->live_calls++;
+	pthread_mutex_unlock(&srv->mu);
+	if (!atomic_load(&srv->stopping))
+		arm(c->cq);
+	c->deadline = gpr_convert_clock_type(c->details.deadline,
+	    GPR_CLOCK_MONOTONIC);
+
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+	if (start_batch(c, &op, 1, &c->t_close) != GRPC_CALL_OK) {
+		call_unref(c);
+		return;
+	}
+	if ((c->m = lookup(srv, c->details.method)) == NULL) {
+		finish(c, rpc_fail(c, VAULT_ERR_UNIMPLEMENTED, "unknown method"));
+		return;
+	}
+	if ((r = authorize(c)) != 0) {
+		finish(c, r);
+		return;
+	}
+	if (c->m->handler == NULL) {
+		finish(c, rpc_fail(c, VAULT_ERR_UNIMPLEMENTED,
+		    "%s is not implemented in this version", c->m->path));
+		return;
+	}
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_RECV_MESSAGE;
+	op.data.recv_message.recv_message = &c->recv;
+	if (start_batch(c, &op, 1, &c->t_recv) != GRPC_CALL_OK)
+		finish(c, VAULT_ERR_INTERNAL);
+}
+
+static void
+set_tag(struct tag *t, void (*fn)(struct tag *, bool), struct rpc_ctx *c)
+{
+	t->fn = fn;
+	t->call = c;
+	t->srv = c->srv;
+}
+
+static void
+arm(struct cq_thread *cq)
+{
+	struct rpc_ctx *c = calloc(1, sizeof(*c));
+	grpc_call_error e;
+
+	if (c == NULL) {
+		log_error("out of memory arming a call");
+		return;
+	}
+	c->srv = cq->srv;
+	c->cq = cq;
+	atomic_init(&c->refs, 1);
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	grpc_call_details_init(&c->details);
+	grpc_metadata_array_init(&c->md);
+	c->status_details = grpc_empty_slice();
+	set_tag(&c->t_new, on_new, c);
+	set_tag(&c->t_close, on_close, c);
+	set_tag(&c->t_recv, on_recv, c);
+	set_tag(&c->t_send, on_send, c);
+	set_tag(&c->t_final, on_final, c);
+	e = grpc_server_request_call(cq->srv->gs, &c->call, &c->details, &c->md,
+	    cq->cq, cq->cq, &c->t_new);
+	if (e != GRPC_CALL_OK) {
+		if (!atomic_load(&cq->srv->stopping))
+			log_error("grpc_server_request_call: error %d", (int)e);
+		call_free(c);
+	}
+}
+
+static void
+on_shutdown(struct tag *t, bool ok)
+{
+	struct server *srv = t->srv;
+
+	(void)ok;
+	pthread_mutex_lock(&srv->mu);
+	srv->shutdown_done = true;
+	pthread_cond_broadcast(&srv->state_cv);
+	pthread_mutex_unlock(&srv->mu);
+}
+
+static void *
+cq_main(void *arg)
+{
+	struct cq_thread *cq = arg;
+
+	for (int i = 0; i < ARMED_PER_CQ; i++)
+		arm(cq);
+	for (;;) {
+		grpc_event ev = grpc_completion_queue_next(cq->cq,
+		    gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+		struct tag *t;
+
+		if (ev.type == GRPC_QUEUE_SHUTDOWN)
+			break;
+		if (ev.type != GRPC_OP_COMPLETE)
+			continue;
+		t = ev.tag;
+		t->fn(t, ev.success != 0);
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------ start and stop */
+
+void
+server_global_init(void)
+{
+	grpc_init();
+}
+
+void
+server_global_shutdown(void)
+{
+	grpc_shutdown();
+}
+
+static void
+wait_until(struct server *srv, bool (*cond)(struct server *), int timeout_ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&srv->mu);
+	while (!cond(srv))
+		if (timeout_ms < 0)
+			pthread_cond_wait(&srv->state_cv, &srv->mu);
+		else if (pthread_cond_timedwait(&srv->state_cv, &srv->mu, &ts) != 0)
+			break;
+	pthread_mutex_unlock(&srv->mu);
+}
+
+static bool
+drained(struct server *srv)
+{
+	return srv->shutdown_done && srv->live_calls == 0 && srv->streams == 0;
+}
+
+int
+server_start(struct server **out, const struct server_opts *opts,
+    const struct rpc_method *methods, size_t n_methods, void *app,
+    const struct auth *auth)
+{
+	grpc_arg args[2];
+	grpc_channel_args ch_args = { 2, args };
+	grpc_server_credentials *creds;
+	struct server *srv;
+	int port;
+
+	*out = NULL;
+	if ((srv = calloc(1, sizeof(*srv))) == NULL)
+		return VAULT_ERR_NOMEM;
+	srv->methods = methods;
+	srv->n_methods = n_methods;
+	srv->app = app;
+	srv->auth = auth;
+	srv->grace_ms = opts->shutdown_grace_ms;
+	srv->max_streams = opts->max_streams;
+	pthread_mutex_init(&srv->mu, NULL);
+	pthread_cond_init(&srv->work_cv, NULL);
+	pthread_cond_init(&srv->state_cv, NULL);
+	srv->t_shutdown = (struct tag){ .fn = on_shutdown, .srv = srv };
+
+	args[0].type = GRPC_ARG_INTEGER;
+	args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+	args[0].value.integer = opts->max_request_bytes;
+	/* Two daemons on one port must fail, not share the traffic. */
+	args[1].type = GRPC_ARG_INTEGER;
+	args[1].key = GRPC_ARG_ALLOW_REUSEPORT;
+	args[1].value.integer = 0;
+	srv->gs = grpc_server_create(&ch_args, NULL);
+	srv->n_cq = opts->cq_threads;
+	srv->cqs = calloc((size_t)srv->n_cq, sizeof(*srv->cqs));
+	srv->n_workers = opts->workers;
+	srv->workers = calloc((size_t)srv->n_workers, sizeof(*srv->workers));
+	if (srv->cqs == NULL || srv->workers == NULL) {
+		grpc_server_destroy(srv->gs);
+		free(srv->cqs);
+		free(srv->workers);
+		free(srv);
+		return VAULT_ERR_NOMEM;
+	}
+	for (int i = 0; i < srv->n_cq; i++) {
+		srv->cqs[i].cq = grpc_completion_queue_create_for_next(NULL);
+		srv->cqs[i].srv = srv;
+		grpc_server_register_completion_queue(srv->gs, srv->cqs[i].cq, NULL);
+	}
+	creds = grpc_insecure_server_credentials_create();
+	port = grpc_server_add_http2_port(srv->gs, opts->listen, creds);
+	grpc_server_credentials_release(creds);
+	if (port == 0) {
+		log_error("cannot listen on %s (in use, or not a local address)",
+		    opts->listen);
+		grpc_server_destroy(srv->gs);
+		for (int i = 0; i < srv->n_cq; i++)
+			grpc_completion_queue_destroy(srv->cqs[i].cq);
+		free(srv->cqs);
+		free(srv->workers);
+		free(srv);
+		return VAULT_ERR_IO;
+	}
+	grpc_server_start(srv->gs);
+	for (int i = 0; i < srv->n_workers; i++)
+		pthread_create(&srv->workers[i], NULL, worker_main, srv);
+	for (int i = 0; i < srv->n_cq; i++)
+		pthread_create(&srv->cqs[i].thread, NULL, cq_main, &srv->cqs[i]);
+	log_info("listening on %s, port %d (%d completion queues, %d workers)",
+	    opts->listen, port, srv->n_cq, srv->n_workers);
+	*out = srv;
+	return 0;
+}
+
+void
+server_stop(struct server *srv)
+{
+	if (srv == NULL)
+		return;
+	atomic_store(&srv->stopping, true);
+	grpc_server_shutdown_and_notify(srv->gs, srv->cqs[0].cq, &srv->t_shutdown);
+	wait_until(srv, drained, srv->grace_ms);
+	pthread_mutex_lock(&srv->mu);
+	if (!drained(srv)) {
+		log_warn("grace period over: cancelling %d calls still running",
+		    srv->live_calls);
+		atomic_store(&srv->hard_cancel, true);
+		pthread_mutex_unlock(&srv->mu);
+		grpc_server_cancel_all_calls(srv->gs);
+	} else {
+		pthread_mutex_unlock(&srv->mu);
+	}
+	wait_until(srv, drained, -1);
+
+	pthread_mutex_lock(&srv->mu);
+	srv->workers_stop = true;
+	pthread_cond_broadcast(&srv->work_cv);
+	pthread_mutex_unlock(&srv->mu);
+	for (int i = 0; i < srv->n_workers; i++)
+		pthread_join(srv->workers[i], NULL);
+	grpc_server_destroy(srv->gs);
+	for (int i = 0; i < srv->n_cq; i++)
+		grpc_completion_queue_shutdown(srv->cqs[i].cq);
+	for (int i = 0; i < srv->n_cq; i++) {
+		pthread_join(srv->cqs[i].thread, NULL);
+		grpc_completion_queue_destroy(srv->cqs[i].cq);
+	}
+	pthread_cond_destroy(&srv->work_cv);
+	pthread_cond_destroy(&srv->state_cv);
+	pthread_mutex_destroy(&srv->mu);
+	free(srv->cqs);
+	free(srv->workers);
+	free(srv);
+}

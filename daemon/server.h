@@ -1,0 +1,41 @@
+/*
+ * The gRPC server runtime on gRPC C core: completion-queue threads, a worker
+ * pool, dispatch by full method path, the authorization hook, and graceful
+ * shutdown.
+ */
+#ifndef VAULT_SERVER_H
+#define VAULT_SERVER_H
+
+#include <stddef.h>
+
+#include "auth.h"
+#include "rpc.h"
+#include "vault_err.h"
+
+struct server_opts {
+	const char *listen;
+	int cq_threads;
+	int workers;
+	int max_request_bytes;
+	int shutdown_grace_ms;
+	int max_streams;
+};
+
+struct server;
+
+/* Binds and starts serving; the table and app must outlive the server. */
+int server_start(struct server **out, const struct server_opts *opts,
+    const struct rpc_method *methods, size_t n_methods, void *app,
+    const struct auth *auth) VAULT_WUR;
+
+/*
+ * Stops accepting calls, lets in-flight calls finish within the grace
+ * period, cancels the rest, then frees everything.
+ */
+void server_stop(struct server *srv);
+
+/* Must run once before server_start, after blocking signals. */
+void server_global_init(void);
+void server_global_shutdown(void);
+
+#endif

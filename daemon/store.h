@@ -1,0 +1,65 @@
+/*
+ * The LMDB environment and its named databases.
+ *
+ * Readers open their own read-only transactions (MDB_NOTLS, so a read
+ * transaction is not tied to a thread); every write goes through the writer
+ * thread (writer.h). Values returned by mdb_get die with their transaction:
+ * decrypt or copy them before it ends.
+ *
+ * A fatal LMDB error (panic, corruption) marks the store failed: every later
+ * call gets VAULT_ERR_UNAVAILABLE at once instead of limping on.
+ */
+#ifndef VAULT_STORE_H
+#define VAULT_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#include "vault_err.h"
+
+#define STORE_FORMAT_VERSION 1
+
+struct store {
+	MDB_env *env;
+	MDB_dbi consumers;	/* ref -> consumer record */
+	MDB_dbi attrs;		/* ref | name -> attribute record */
+	MDB_dbi consents;	/* ref | purpose -> consent record */
+	MDB_dbi counts;		/* attribute | token -> consumers holding it */
+	MDB_dbi lineage;	/* ref -> dataset numbers (dupsort) */
+	MDB_dbi datasets;	/* dataset id -> number */
+	MDB_dbi ledger;		/* seq -> deletion event */
+	MDB_dbi audit;		/* seq -> audit entry */
+	MDB_dbi meta;		/* name -> store and keyring state */
+	volatile int failed;
+};
+
+/*
+ * Opens (creating when absent) the environment in dir, which must exist.
+ * map_size is the largest the data file may grow. Refuses a store of another
+ * format version, or a file that is not an LMDB store.
+ */
+int store_open(struct store **out, const char *dir, size_t map_size) VAULT_WUR;
+void store_close(struct store *st);
+
+/* Begins a read-only transaction; VAULT_ERR_UNAVAILABLE once failed. */
+int store_read_begin(struct store *st, MDB_txn **txn) VAULT_WUR;
+
+/*
+ * Maps an LMDB return code to a vault error, logging it and marking the store
+ * failed when it is fatal. what names the operation, for the log.
+ */
+int store_err(struct store *st, int mdb_rc, const char *what);
+
+/* Big-endian fixed-width encodings used in keys and records. */
+void store_put_u32(uint8_t *p, uint32_t v);
+void store_put_u64(uint8_t *p, uint64_t v);
+uint32_t store_get_u32(const uint8_t *p);
+uint64_t store_get_u64(const uint8_t *p);
+
+/* Wall-clock milliseconds since the epoch. */
+uint64_t store_now_ms(void);
+
+#endif

@@ -1,0 +1,40 @@
+#include <stdlib.h>
+
+#include "log.h"
+#include "vault.h"
+
+int
+vault_open(struct vault **out, const struct config *cfg, bool create_key)
+{
+	struct vault *v;
+	int r;
+
+	*out = NULL;
+	if ((v = calloc(1, sizeof(*v))) == NULL)
+		return VAULT_ERR_NOMEM;
+	v->cfg = cfg;
+	v->schema = &cfg->schema;
+	if ((r = store_open(&v->store, cfg->store_dir,
+	    (size_t)cfg->map_size_mb << 20)) != 0)
+		goto fail;
+	if ((r = keyring_open(&v->kr, v->store, cfg->keys_dir, create_key)) != 0)
+		goto fail;
+	if ((r = writer_start(&v->wr, v->store, (unsigned)cfg->max_group)) != 0)
+		goto fail;
+	*out = v;
+	return 0;
+fail:
+	vault_close(v);
+	return r;
+}
+
+void
+vault_close(struct vault *v)
+{
+	if (v == NULL)
+		return;
+	writer_stop(v->wr);
+	keyring_free(v->kr);
+	store_close(v->store);
+	free(v);
+}

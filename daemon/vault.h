@@ -1,0 +1,32 @@
+/*
+ * The engine as one object: configuration and schema, store, keyring and
+ * writer. Handlers and benchmarks reach the data through it.
+ */
+#ifndef VAULT_VAULT_H
+#define VAULT_VAULT_H
+
+#include <stdbool.h>
+
+#include "config.h"
+#include "keyring.h"
+#include "store.h"
+#include "vault_err.h"
+#include "writer.h"
+
+struct vault {
+	const struct config *cfg;
+	const struct schema *schema;
+	struct store *store;
+	struct keyring *kr;
+	struct writer *wr;
+};
+
+/*
+ * Opens the store and keyring named by cfg and starts the writer. With
+ * create_key, a new store without key files gets master-1.key generated.
+ */
+int vault_open(struct vault **out, const struct config *cfg,
+    bool create_key) VAULT_WUR;
+void vault_close(struct vault *v);
+
+#endif

@@ -1,0 +1,27 @@
+#include "vault_err.h"
+
+const char *
+vault_strerror(int err)
+{
+	switch (err) {
+	case VAULT_OK: return "success";
+	case VAULT_ERR_INVALID: return "invalid argument";
+	case VAULT_ERR_NOT_FOUND: return "not found";
+	case VAULT_ERR_DENIED: return "permission denied";
+	case VAULT_ERR_UNAUTHENTICATED: return "unauthenticated";
+	case VAULT_ERR_LIMIT: return "resource limit reached";
+	case VAULT_ERR_STATE: return "failed precondition";
+	case VAULT_ERR_CRYPTO: return "ciphertext failed authentication";
+	case VAULT_ERR_STORE: return "storage failure";
+	case VAULT_ERR_NOMEM: return "out of memory";
+	case VAULT_ERR_IO: return "I/O error";
+	case VAULT_ERR_CONFIG: return "configuration error";
+	case VAULT_ERR_KEY: return "key error";
+	case VAULT_ERR_CANCELLED: return "cancelled";
+	case VAULT_ERR_DEADLINE: return "deadline exceeded";
+	case VAULT_ERR_UNAVAILABLE: return "unavailable";
+	case VAULT_ERR_INTERNAL: return "internal error";
+	case VAULT_ERR_UNIMPLEMENTED: return "not implemented";
+	}
+	return "unknown error";
+}

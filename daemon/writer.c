@@ -1,0 +1,165 @@
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "log.h"
+#include "writer.h"
+
+struct write_req {
+	writer_fn fn;
+	void *arg;
+	int result;
+	bool done;
+	struct write_req *next;
+};
+
+struct writer {
+	struct store *st;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t work_cv;		/* the queue got a request, or stop */
+	pthread_cond_t done_cv;		/* a group finished */
+	struct write_req *head, *tail;
+	bool stopping;
+	unsigned max_group;
+	unsigned long long groups, requests;
+};
+
+/* Applies each request of the group in a nested transaction, then commits. */
+static void
+run_group(struct writer *w, struct write_req *group)
+{
+	MDB_txn *txn = NULL, *child;
+	int rc, r = 0;
+
+	if (w->st->failed) {
+		r = VAULT_ERR_UNAVAILABLE;
+	} else if ((rc = mdb_txn_begin(w->st->env, NULL, 0, &txn)) != 0) {
+		r = store_err(w->st, rc, "begin write");
+	}
+	for (struct write_req *q = group; q != NULL; q = q->next) {
+		if (r != 0) {
+			q->result = r;
+			continue;
+		}
+		if ((rc = mdb_txn_begin(w->st->env, txn, 0, &child)) != 0) {
+			q->result = store_err(w->st, rc, "begin nested write");
+			continue;
+		}
+		q->result = q->fn(child, q->arg);
+		if (q->result == 0 && (rc = mdb_txn_commit(child)) != 0)
+			q->result = store_err(w->st, rc, "commit nested write");
+		else if (q->result != 0)
+			mdb_txn_abort(child);
+	}
+	if (txn != NULL && (rc = mdb_txn_commit(txn)) != 0) {
+		r = store_err(w->st, rc, "commit group");
+		for (struct write_req *q = group; q != NULL; q = q->next)
+			q->result = r;
+	}
+}
+
+static void *
+writer_main(void *arg)
+{
+	struct writer *w = arg;
+
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		struct write_req *group, *last;
+		unsigned n = 1;
+
+		while (w->head == NULL && !w->stopping)
+			pthread_cond_wait(&w->work_cv, &w->mu);
+		if (w->head == NULL)
+			break;
+		group = last = w->head;
+		while (last->next != NULL && n < w->max_group) {
+			last = last->next;
+			n++;
+		}
+		w->head = last->next;
+		if (w->head == NULL)
+			w->tail = NULL;
+		last->next = NULL;
+		pthread_mutex_unlock(&w->mu);
+
+		run_group(w, group);
+
+		pthread_mutex_lock(&w->mu);
+		w->groups++;
+		w->requests += n;
+		for (struct write_req *q = group; q != NULL; q = q->next)
+			q->done = true;
+		pthread_cond_broadcast(&w->done_cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+int
+writer_start(struct writer **out, struct store *st, unsigned max_group)
+{
+	struct writer *w;
+
+	*out = NULL;
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return VAULT_ERR_NOMEM;
+	w->st = st;
+	w->max_group = max_group > 0 ? max_group : 1;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->work_cv, NULL);
+	pthread_cond_init(&w->done_cv, NULL);
+	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+		free(w);
+		return VAULT_ERR_INTERNAL;
+	}
+	*out = w;
+	return 0;
+}
+
+int
+writer_submit(struct writer *w, writer_fn fn, void *arg)
+{
+	struct write_req q = { .fn = fn, .arg = arg };
+
+	pthread_mutex_lock(&w->mu);
+	if (w->stopping) {
+		pthread_mutex_unlock(&w->mu);
+		return VAULT_ERR_UNAVAILABLE;
+	}
+	if (w->tail != NULL)
+		w->tail->next = &q;
+	else
+		w->head = &q;
+	w->tail = &q;
+	pthread_cond_signal(&w->work_cv);
+	while (!q.done)
+		pthread_cond_wait(&w->done_cv, &w->mu);
+	pthread_mutex_unlock(&w->mu);
+	return q.result;
+}
+
+void
+writer_stats(const struct writer *w, unsigned long long *groups,
+    unsigned long long *requests)
+{
+	*groups = w->groups;
+	*requests = w->requests;
+}
+
+void
+writer_stop(struct writer *w)
+{
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stopping = true;
+	pthread_cond_signal(&w->work_cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->thread, NULL);
+	pthread_cond_destroy(&w->work_cv);
+	pthread_cond_destroy(&w->done_cv);
+	pthread_mutex_destroy(&w->mu);
+	free(w);
+}

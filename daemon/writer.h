@@ -1,0 +1,39 @@
+/*
+ * The single writer: every write to the store runs here, and concurrent
+ * requests are grouped into one durable transaction (group commit).
+ *
+ * Each request runs in its own nested transaction, so a request that fails
+ * leaves nothing behind while the others in the group still commit. A
+ * request is acknowledged only after the group's transaction is on disk.
+ */
+#ifndef VAULT_WRITER_H
+#define VAULT_WRITER_H
+
+#include <lmdb.h>
+
+#include "store.h"
+#include "vault_err.h"
+
+struct writer;
+
+/* Applies one request inside txn; returns 0 or a vault error. */
+typedef int (*writer_fn)(MDB_txn *txn, void *arg);
+
+int writer_start(struct writer **out, struct store *st,
+    unsigned max_group) VAULT_WUR;
+
+/*
+ * Runs fn(txn, arg) in the writer thread and waits until its group is
+ * durable. Returns fn's result, or a store error when the group's commit
+ * failed (then nothing of the request was written).
+ */
+int writer_submit(struct writer *w, writer_fn fn, void *arg) VAULT_WUR;
+
+/* Finishes queued requests, then stops the thread and frees w. NULL-safe. */
+void writer_stop(struct writer *w);
+
+/* Groups committed and requests applied since start, for the logs. */
+void writer_stats(const struct writer *w, unsigned long long *groups,
+    unsigned long long *requests);
+
+#endif
