@@ -1,0 +1,126 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "testutil.h"
+
+static char *dir;
+
+static int
+setup(void **state)
+{
+	(void)state;
+	dir = test_tmpdir();
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	test_rmtree(dir);
+	free(dir);
+	return 0;
+}
+
+/* Loads text as a config; returns the result and the message in err. */
+static int
+load(const char *text, struct config **cfg, char *err, size_t len)
+{
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/c.conf", dir);
+	test_write_file(path, text);
+	*cfg = NULL;
+	return config_load(cfg, path, err, len);
+}
+
+#define PURPOSES "purposes = ( { name = \"service\"; basis = \"opt_out\"; } );\n"
+
+static void
+test_defaults_and_paths(void **state)
+{
+	struct config *cfg = test_config(dir);
+	char want[4200];
+
+	(void)state;
+	assert_string_equal(cfg->listen, "127.0.0.1:50051");
+	snprintf(want, sizeof(want), "%s/db", dir);
+	assert_string_equal(cfg->store_dir, want);
+	assert_int_equal(cfg->workers, 32);
+	assert_int_equal(cfg->map_size_mb, 64);
+	assert_false(cfg->insecure_plaintext);
+	assert_int_equal(cfg->schema.n_attrs, 3);
+	assert_int_equal(cfg->schema.attrs[2].type, ATTR_INT);
+	assert_int_equal(cfg->schema.attrs[2].max, 130);
+	assert_int_equal(cfg->schema.n_purposes, 1);
+	config_free(cfg);
+}
+
+static void
+test_errors_name_the_problem(void **state)
+{
+	struct config *cfg;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(load("schema = ();\n" PURPOSES, &cfg, err, sizeof(err)),
+	    VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "'schema'"));
+	assert_int_equal(load("schema = ( { name = \"a\"; type = \"float\"; } );\n"
+	    PURPOSES, &cfg, err, sizeof(err)), VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "needs a type"));
+	assert_int_equal(load("schema = ( { name = \"a\"; type = \"int\"; },"
+	    "{ name = \"a\"; type = \"int\"; } );\n" PURPOSES, &cfg, err,
+	    sizeof(err)), VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "defined twice"));
+	assert_int_equal(load("workers = 0;\nschema = ( { name = \"a\"; "
+	    "type = \"int\"; } );\n" PURPOSES, &cfg, err, sizeof(err)),
+	    VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "'workers'"));
+	assert_int_equal(load("workers = \"x\";\nschema = ( { name = \"a\"; "
+	    "type = \"int\"; } );\n" PURPOSES, &cfg, err, sizeof(err)),
+	    VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "wrong type"));
+	assert_int_equal(load("schema = ( { name = \"a\"; type = \"int\" } ",
+	    &cfg, err, sizeof(err)), VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, ":1"));	/* a line number */
+	assert_int_equal(load("insecure_plaintext = true;\nlisten = "
+	    "\"0.0.0.0:1\";\nschema = ( { name = \"a\"; type = \"int\"; } );\n"
+	    PURPOSES, &cfg, err, sizeof(err)), VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "loopback"));
+	assert_int_equal(load("schema = ( { name = \"a\"; type = \"int\"; } );\n"
+	    "purposes = ( { name = \"x\"; basis = \"maybe\"; } );\n", &cfg, err,
+	    sizeof(err)), VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "basis"));
+	assert_null(cfg);
+}
+
+static void
+test_loopback(void **state)
+{
+	(void)state;
+	assert_true(config_listen_is_loopback("127.0.0.1:50051"));
+	assert_true(config_listen_is_loopback("127.8.9.10:1"));
+	assert_true(config_listen_is_loopback("localhost:1"));
+	assert_true(config_listen_is_loopback("[::1]:1"));
+	assert_false(config_listen_is_loopback("0.0.0.0:1"));
+	assert_false(config_listen_is_loopback("[::]:1"));
+	assert_false(config_listen_is_loopback("10.0.0.1:1"));
+	assert_false(config_listen_is_loopback("example.com:1"));
+	assert_false(config_listen_is_loopback("127.0.0.1"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults_and_paths),
+		cmocka_unit_test(test_errors_name_the_problem),
+		cmocka_unit_test(test_loopback),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,202 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "keyring.h"
+#include "testutil.h"
+
+struct fx {
+	char *dir;
+	char keys[1024], db[1024], key1[2048];
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_int_equal(crypto_init(), 0);
+	f->dir = test_tmpdir();
+	snprintf(f->keys, sizeof(f->keys), "%s/keys", f->dir);
+	snprintf(f->db, sizeof(f->db), "%s/db", f->dir);
+	snprintf(f->key1, sizeof(f->key1), "%s/master-1.key", f->keys);
+	mkdir(f->keys, 0700);
+	mkdir(f->db, 0700);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	test_rmtree(f->dir);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+static struct store *
+open_store(struct fx *f)
+{
+	struct store *st = NULL;
+
+	assert_int_equal(store_open(&st, f->db, 16 << 20), 0);
+	return st;
+}
+
+static void
+test_key_file_permissions(void **state)
+{
+	struct fx *f = *state;
+	uint8_t *key = crypto_secret_alloc(CRYPTO_KEY_BYTES);
+	struct stat sb;
+
+	assert_int_equal(keyring_create_key_file(f->key1), 0);
+	assert_int_equal(stat(f->key1, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	assert_int_equal(keyring_read_key_file(f->key1, key), 0);
+	chmod(f->key1, 0640);
+	assert_int_equal(keyring_read_key_file(f->key1, key), VAULT_ERR_KEY);
+	chmod(f->key1, 0604);
+	assert_int_equal(keyring_read_key_file(f->key1, key), VAULT_ERR_KEY);
+	chmod(f->key1, 0400);
+	assert_int_equal(keyring_read_key_file(f->key1, key), 0);
+	/* It must not overwrite an existing key. */
+	assert_int_not_equal(keyring_create_key_file(f->key1), 0);
+	crypto_secret_free(key);
+}
+
+static void
+test_key_file_size(void **state)
+{
+	struct fx *f = *state;
+	uint8_t *key = crypto_secret_alloc(CRYPTO_KEY_BYTES);
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/short.key", f->keys);
+	test_write_file(path, "0123456789012345678901234567890");	/* 31 */
+	chmod(path, 0600);
+	assert_int_equal(keyring_read_key_file(path, key), VAULT_ERR_KEY);
+	test_write_file(path, "012345678901234567890123456789012");	/* 33 */
+	assert_int_equal(keyring_read_key_file(path, key), VAULT_ERR_KEY);
+	test_write_file(path, "01234567890123456789012345678901");	/* 32 */
+	assert_int_equal(keyring_read_key_file(path, key), 0);
+	assert_int_equal(keyring_read_key_file(f->keys, key), VAULT_ERR_KEY);
+	crypto_secret_free(key);
+}
+
+static void
+test_new_store_needs_a_key(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_store(f);
+	struct keyring *kr = NULL;
+
+	assert_int_equal(keyring_open(&kr, st, f->keys, false), VAULT_ERR_KEY);
+	assert_null(kr);
+	assert_int_equal(keyring_open(&kr, st, f->keys, true), 0);
+	assert_int_equal(keyring_active_version(kr), 1);
+	assert_non_null(keyring_master(kr, 1));
+	assert_null(keyring_master(kr, 2));
+	keyring_free(kr);
+	store_close(st);
+}
+
+static uint8_t *
+read_all(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	uint8_t *buf;
+	long n;
+
+	assert_non_null(fp);
+	fseek(fp, 0, SEEK_END);
+	n = ftell(fp);
+	fseek(fp, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	*len = (size_t)n;
+	return buf;
+}
+
+static void
+test_wrong_master_key_refused_before_any_write(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_store(f);
+	struct keyring *kr = NULL;
+	uint8_t index1[CRYPTO_KEY_BYTES];
+	char data[4200];
+	uint8_t *before, *after;
+	size_t nb, na;
+
+	assert_int_equal(keyring_open(&kr, st, f->keys, true), 0);
+	memcpy(index1, keyring_index_key(kr), sizeof(index1));
+	keyring_free(kr);
+	store_close(st);
+
+	/* Reopening with the same key gives the same index key. */
+	st = open_store(f);
+	assert_int_equal(keyring_open(&kr, st, f->keys, false), 0);
+	assert_memory_equal(index1, keyring_index_key(kr), sizeof(index1));
+	keyring_free(kr);
+	store_close(st);
+
+	/* Another key under the same name is refused, and nothing changes. */
+	snprintf(data, sizeof(data), "%s/data.mdb", f->db);
+	before = read_all(data, &nb);
+	unlink(f->key1);
+	assert_int_equal(keyring_create_key_file(f->key1), 0);
+	st = open_store(f);
+	kr = NULL;
+	assert_int_equal(keyring_open(&kr, st, f->keys, true), VAULT_ERR_KEY);
+	assert_null(kr);
+	store_close(st);
+	after = read_all(data, &na);
+	assert_int_equal(nb, na);
+	assert_memory_equal(before, after, nb);
+	free(before);
+	free(after);
+
+	/* A missing key file is refused as well, even with create set. */
+	unlink(f->key1);
+	st = open_store(f);
+	assert_int_equal(keyring_open(&kr, st, f->keys, true), VAULT_ERR_KEY);
+	store_close(st);
+}
+
+static void
+test_key_dir_with_bad_permissions_refused(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_store(f);
+	struct keyring *kr = NULL;
+
+	assert_int_equal(keyring_create_key_file(f->key1), 0);
+	chmod(f->key1, 0644);
+	assert_int_equal(keyring_open(&kr, st, f->keys, true), VAULT_ERR_KEY);
+	assert_null(kr);
+	store_close(st);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_key_file_permissions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_key_file_size, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_new_store_needs_a_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wrong_master_key_refused_before_any_write,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_key_dir_with_bad_permissions_refused,
+		    setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

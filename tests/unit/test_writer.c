@@ -1,0 +1,220 @@
+/* Group commit, request isolation, and the encrypted engine over it. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "consumer.h"
+#include "testutil.h"
+
+struct fx {
+	char *dir;
+	struct config *cfg;
+	struct vault *v;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_int_equal(crypto_init(), 0);
+	f->dir = test_tmpdir();
+	f->cfg = test_config(f->dir);
+	assert_int_equal(vault_open(&f->v, f->cfg, true), 0);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	vault_close(f->v);
+	config_free(f->cfg);
+	test_rmtree(f->dir);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+struct kv_job {
+	struct store *st;
+	const char *key;
+	int fail;
+};
+
+static int
+put_kv(MDB_txn *txn, void *arg)
+{
+	struct kv_job *j = arg;
+	MDB_val k = { strlen(j->key), (void *)j->key }, v = { 1, "x" };
+	int rc = mdb_put(txn, j->st->meta, &k, &v, 0);
+
+	if (rc != 0)
+		return VAULT_ERR_STORE;
+	return j->fail ? VAULT_ERR_INVALID : 0;
+}
+
+static bool
+meta_has(struct store *st, const char *key)
+{
+	MDB_txn *txn;
+	MDB_val k = { strlen(key), (void *)key }, v;
+	int rc;
+
+	assert_int_equal(store_read_begin(st, &txn), 0);
+	rc = mdb_get(txn, st->meta, &k, &v);
+	mdb_txn_abort(txn);
+	return rc == 0;
+}
+
+struct thread_arg {
+	struct fx *f;
+	int id;
+};
+
+static void *
+submit_many(void *p)
+{
+	struct thread_arg *a = p;
+	char key[64];
+
+	for (int i = 0; i < 50; i++) {
+		struct kv_job j = { a->f->v->store, key, i % 10 == 9 };
+
+		snprintf(key, sizeof(key), "t%d-%d", a->id, i);
+		assert_int_equal(writer_submit(a->f->v->wr, put_kv, &j),
+		    j.fail ? VAULT_ERR_INVALID : 0);
+	}
+	return NULL;
+}
+
+/* A failing request leaves nothing; its neighbours in the group commit. */
+static void
+test_group_commit_isolates_requests(void **state)
+{
+	struct fx *f = *state;
+	pthread_t th[8];
+	struct thread_arg args[8];
+	unsigned long long groups, reqs;
+	char key[64];
+
+	for (int i = 0; i < 8; i++) {
+		args[i] = (struct thread_arg){ f, i };
+		pthread_create(&th[i], NULL, submit_many, &args[i]);
+	}
+	for (int i = 0; i < 8; i++)
+		pthread_join(th[i], NULL);
+	for (int t = 0; t < 8; t++)
+		for (int i = 0; i < 50; i++) {
+			snprintf(key, sizeof(key), "t%d-%d", t, i);
+			assert_int_equal(meta_has(f->v->store, key), i % 10 != 9);
+		}
+	writer_stats(f->v->wr, &groups, &reqs);
+	assert_int_equal(reqs, 400);
+	assert_true(groups >= 1 && groups <= reqs);
+}
+
+static void
+put1(struct fx *f, const char *id, int attr, const char *value)
+{
+	struct attr_in in = { attr, value, strlen(value) };
+	uint8_t ref[CRYPTO_REF_BYTES];
+	bool created;
+
+	assert_int_equal(consumer_put(f->v, id, strlen(id), &in, 1, &created, ref), 0);
+}
+
+static void
+test_put_get_delete(void **state)
+{
+	struct fx *f = *state;
+	struct consumer_values cv;
+	struct deletion del;
+	int want[] = { 0, 2 };
+
+	put1(f, "alice", 0, "alice@example.com");
+	put1(f, "alice", 2, "34");
+	assert_int_equal(consumer_get(f->v, "alice", 5, want, 2, &cv), 0);
+	assert_int_equal(cv.n, 2);
+	assert_string_equal(cv.v[0].value, "alice@example.com");
+	assert_string_equal(cv.v[1].value, "34");
+	consumer_values_clear(&cv);
+	assert_int_equal(consumer_get(f->v, "alice", 5, NULL, 0, &cv), 0);
+	assert_int_equal(cv.n, 2);
+	consumer_values_clear(&cv);
+	assert_int_equal(consumer_get(f->v, "bob", 3, NULL, 0, &cv),
+	    VAULT_ERR_NOT_FOUND);
+	assert_int_equal(consumer_delete(f->v, "alice", 5, &del), 0);
+	assert_true(del.found);
+	assert_int_equal(del.epoch, 1);
+	assert_int_equal(consumer_get(f->v, "alice", 5, NULL, 0, &cv),
+	    VAULT_ERR_NOT_FOUND);
+	assert_int_equal(consumer_delete(f->v, "alice", 5, &del), 0);
+	assert_false(del.found);
+}
+
+/* Copies consumer from's record of attribute a onto consumer to's attribute b. */
+static void
+move_value(struct fx *f, const char *from, const char *a, const char *to,
+    const char *b)
+{
+	uint8_t rf[CRYPTO_REF_BYTES], rt[CRYPTO_REF_BYTES], kf[128], kt[128];
+	MDB_txn *txn;
+	MDB_val k, v;
+
+	crypto_consumer_ref(keyring_index_key(f->v->kr), from, strlen(from), rf);
+	crypto_consumer_ref(keyring_index_key(f->v->kr), to, strlen(to), rt);
+	memcpy(kf, rf, sizeof(rf));
+	memcpy(kf + sizeof(rf), a, strlen(a));
+	memcpy(kt, rt, sizeof(rt));
+	memcpy(kt + sizeof(rt), b, strlen(b));
+	assert_int_equal(mdb_txn_begin(f->v->store->env, NULL, 0, &txn), 0);
+	k = (MDB_val){ sizeof(rf) + strlen(a), kf };
+	assert_int_equal(mdb_get(txn, f->v->store->attrs, &k, &v), 0);
+	k = (MDB_val){ sizeof(rt) + strlen(b), kt };
+	assert_int_equal(mdb_put(txn, f->v->store->attrs, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+}
+
+static void
+test_moved_value_fails_to_open(void **state)
+{
+	struct fx *f = *state;
+	struct consumer_values cv;
+	int email = 0, zip = 1;
+
+	put1(f, "alice", 0, "alice@example.com");
+	put1(f, "alice", 1, "94103");
+	put1(f, "bob", 0, "bob@example.com");
+	/* To another consumer: bob's DEK and ref differ. */
+	move_value(f, "alice", "email", "bob", "email");
+	assert_int_equal(consumer_get(f->v, "bob", 3, &email, 1, &cv),
+	    VAULT_ERR_CRYPTO);
+	/* To another attribute of the same consumer: the name is bound. */
+	move_value(f, "alice", "email", "alice", "zip");
+	assert_int_equal(consumer_get(f->v, "alice", 5, &zip, 1, &cv),
+	    VAULT_ERR_CRYPTO);
+	/* The untouched value still opens. */
+	assert_int_equal(consumer_get(f->v, "alice", 5, &email, 1, &cv), 0);
+	assert_string_equal(cv.v[0].value, "alice@example.com");
+	consumer_values_clear(&cv);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_group_commit_isolates_requests,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_get_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_moved_value_fails_to_open,
+		    setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
