@@ -168,3 +168,50 @@ def test_graceful_shutdown_ends_streams(daemon):
     assert got[0] == health_pb.HealthCheckResponse.SERVING
     assert health_pb.HealthCheckResponse.NOT_SERVING in got
     assert time.monotonic() - t0 < 10
+
+
+def test_check_config_and_gen_key(fresh, tmp_path):
+    import subprocess
+    from conftest import VAULTD
+    fresh.start()
+    assert fresh.stop() == 0
+    conf = fresh.data_dir / "vaultd.conf"
+    ok = subprocess.run([VAULTD, "--check-config", str(conf)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and "ok (9 attributes, 4 purposes)" in ok.stdout
+    broken = tmp_path / "broken.conf"
+    broken.write_text(conf.read_text().replace('type = "int"', 'type = "integer"', 1))
+    bad = subprocess.run([VAULTD, "--check-config", str(broken)],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "needs a type" in bad.stderr
+    key = tmp_path / "master-9.key"
+    assert subprocess.run([VAULTD, "--gen-key", str(key)]).returncode == 0
+    assert key.stat().st_mode & 0o777 == 0o600 and key.stat().st_size == 32
+    assert subprocess.run([VAULTD, "--gen-key", str(key)],
+                          capture_output=True).returncode != 0
+
+
+def test_production_config_form(fresh):
+    """--config runs the same store the dev mode created."""
+    import subprocess
+    from conftest import VAULTD
+    fresh.start()
+    fresh.put("rosa", age="61")
+    assert fresh.stop() == 0
+    log = open(fresh.log_path, "ab")
+    proc = subprocess.Popen([VAULTD, "--config", str(fresh.data_dir / "vaultd.conf"),
+                             "--listen", fresh.addr], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if fresh.health() == health_pb.HealthCheckResponse.SERVING:
+                    break
+            except grpc.RpcError:
+                time.sleep(0.05)
+        assert fresh.get("rosa") == {"age": "61"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        log.close()
+    fresh.assert_sanitizer_clean()
