@@ -51,16 +51,8 @@ auth_token_hash_hex(const uint8_t *pepper, const char *token, size_t len,
 	crypto_hex(h, sizeof(h), hex);
 }
 
-static int
-fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return VAULT_ERR_CONFIG;
-}
+#define fail(err, errlen, ...) \
+	vault_errorf(err, errlen, VAULT_ERR_CONFIG, __VA_ARGS__)
 
 static int
 load_list(config_setting_t *e, const char *what, int line, char ***out,

@@ -39,16 +39,8 @@ static const struct setting {
 	{ "log_level", SET_STRING, "info", 0, 0, 0, offsetof(struct config, log_level) },
 };
 
-static int
-fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return VAULT_ERR_CONFIG;
-}
+#define fail(err, errlen, ...) \
+	vault_errorf(err, errlen, VAULT_ERR_CONFIG, __VA_ARGS__)
 
 static char *
 resolve_path(const char *base, const char *p)

@@ -227,8 +227,9 @@ rpc_cancelled(struct rpc_ctx *c)
 	return gone;
 }
 
-void
-rpc_wait(struct rpc_ctx *c, int timeout_ms)
+/* The CLOCK_REALTIME instant timeout_ms from now, for pthread_cond_timedwait. */
+static struct timespec
+time_after_ms(int timeout_ms)
 {
 	struct timespec ts;
 
@@ -239,6 +240,14 @@ rpc_wait(struct rpc_ctx *c, int timeout_ms)
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000L;
 	}
+	return ts;
+}
+
+void
+rpc_wait(struct rpc_ctx *c, int timeout_ms)
+{
+	struct timespec ts = time_after_ms(timeout_ms);
+
 	pthread_mutex_lock(&c->mu);
 	if (!c->closed && !c->send_failed)
 		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
@@ -689,15 +698,8 @@ server_global_shutdown(void)
 static void
 wait_until(struct server *srv, bool (*cond)(struct server *), int timeout_ms)
 {
-	struct timespec ts;
+	struct timespec ts = time_after_ms(timeout_ms < 0 ? 0 : timeout_ms);
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&srv->mu);
 	while (!cond(srv))
 		if (timeout_ms < 0)

@@ -1,4 +1,18 @@
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "vault_err.h"
+
+int
+vault_errorf(char *buf, size_t len, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+	return err;
+}
 
 const char *
 vault_strerror(int err)

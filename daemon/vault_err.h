@@ -30,6 +30,12 @@ enum vault_err {
 /* A static, secret-free description of err; never NULL. */
 const char *vault_strerror(int err);
 
+#include <stddef.h>
+
+/* Formats a message into buf (len bytes) and returns err: for parsers. */
+int vault_errorf(char *buf, size_t len, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 #if defined(__GNUC__)
 #define VAULT_WUR __attribute__((warn_unused_result))
 #else
