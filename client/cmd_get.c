@@ -6,7 +6,7 @@
 #include "vault/v1/vault.pb-c.h"
 #include "vaultctl.h"
 
-#define USAGE "get CONSUMER [NAME...] [--purpose P]"
+#define USAGE "get CONSUMER [NAME...] [--purpose P (default service)]"
 
 static void
 print_json(const Vault__V1__GetAttributesResponse *resp)
@@ -35,6 +35,7 @@ cmd_get(struct ctl *ctl, int argc, char **argv)
 	struct vc_status st;
 	int ch;
 
+	req.purpose = "service";
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		if (ch != 'p')

@@ -36,6 +36,7 @@ static const struct setting {
 	{ "max_consumer_id_bytes", SET_INT, NULL, 128, 1, 1024, offsetof(struct config, max_consumer_id_bytes) },
 	{ "max_group", SET_INT, NULL, 256, 1, 65536, offsetof(struct config, max_group) },
 	{ "max_streams", SET_INT, NULL, 64, 1, 4096, offsetof(struct config, max_streams) },
+	{ "suppression_k", SET_INT, NULL, 5, 1, 1000000, offsetof(struct config, suppression_k) },
 	{ "log_level", SET_STRING, "info", 0, 0, 0, offsetof(struct config, log_level) },
 };
 
@@ -116,6 +117,82 @@ valid_name(const char *s)
 	return true;
 }
 
+/* The feature kind an attribute type gets when the config names none. */
+static enum feature_kind
+default_feature(enum attr_type t, size_t n_edges)
+{
+	switch (t) {
+	case ATTR_CATEGORY: return FEAT_CATEGORY;
+	case ATTR_INT: return n_edges > 0 ? FEAT_BUCKET : FEAT_NONE;
+	case ATTR_DATE: return FEAT_YEAR;
+	case ATTR_BOOL: return FEAT_BOOL;
+	default: return FEAT_NONE;
+	}
+}
+
+static bool
+feature_fits(enum feature_kind f, enum attr_type t)
+{
+	switch (f) {
+	case FEAT_NONE: return true;
+	case FEAT_CATEGORY: return t == ATTR_CATEGORY;
+	case FEAT_BUCKET: return t == ATTR_INT;
+	case FEAT_YEAR: case FEAT_AGE_BAND: return t == ATTR_DATE;
+	case FEAT_BOOL: return t == ATTR_BOOL;
+	}
+	return false;
+}
+
+static int
+load_feature(struct attr_def *a, config_setting_t *e, int default_k, char *err,
+    size_t errlen)
+{
+	int line = config_setting_source_line(e), f, k = default_k;
+	config_setting_t *edges = config_setting_lookup(e, "buckets");
+	const char *kind = NULL;
+
+	if (edges != NULL) {
+		int n = config_setting_length(edges);
+
+		if (!config_setting_is_array(edges) || n < 1 || n > SCHEMA_MAX_EDGES)
+			return fail(err, errlen, "line %d: attribute '%s': buckets is "
+			    "an array of 1..%d ascending integers", line, a->name,
+			    SCHEMA_MAX_EDGES);
+		for (int i = 0; i < n; i++) {
+			config_setting_t *el = config_setting_get_elem(edges, (unsigned)i);
+
+			a->edges[i] = config_setting_get_int64(el);
+			if (i > 0 && a->edges[i] <= a->edges[i - 1])
+				return fail(err, errlen, "line %d: attribute '%s': "
+				    "buckets must be strictly ascending", line, a->name);
+		}
+		a->n_edges = (size_t)n;
+	}
+	if (config_setting_lookup_string(e, "feature", &kind)) {
+		if ((f = schema_feature_parse(kind)) < 0)
+			return fail(err, errlen, "line %d: attribute '%s': feature is "
+			    "none, category, bucket, year, age_band or bool", line,
+			    a->name);
+		a->feature = (enum feature_kind)f;
+	} else {
+		a->feature = default_feature(a->type, a->n_edges);
+	}
+	if (!feature_fits(a->feature, a->type))
+		return fail(err, errlen, "line %d: attribute '%s': feature '%s' "
+		    "does not fit type %s", line, a->name,
+		    schema_feature_name(a->feature), schema_type_name(a->type));
+	if ((a->feature == FEAT_BUCKET || a->feature == FEAT_AGE_BAND) &&
+	    a->n_edges == 0)
+		return fail(err, errlen, "line %d: attribute '%s': feature '%s' "
+		    "needs buckets", line, a->name, schema_feature_name(a->feature));
+	config_setting_lookup_int(e, "k", &k);
+	if (k < 1)
+		return fail(err, errlen, "line %d: attribute '%s': k must be >= 1",
+		    line, a->name);
+	a->k = (uint32_t)k;
+	return 0;
+}
+
 static int
 load_attr(struct attr_def *a, config_setting_t *e, char *err, size_t errlen)
 {
@@ -172,9 +249,39 @@ load_attr(struct attr_def *a, config_setting_t *e, char *err, size_t errlen)
 	return 0;
 }
 
+/* attributes = [...]: the features the purpose may use; absent: all. */
 static int
-load_purpose(struct purpose_def *p, config_setting_t *e, char *err,
-    size_t errlen)
+load_purpose_attrs(struct purpose_def *p, const struct schema *s,
+    config_setting_t *e, char *err, size_t errlen)
+{
+	config_setting_t *list = config_setting_lookup(e, "attributes");
+	int line = config_setting_source_line(e);
+
+	if (list == NULL) {
+		p->all_attrs = true;
+		return 0;
+	}
+	if (!config_setting_is_array(list))
+		return fail(err, errlen, "line %d: purpose '%s': attributes is an "
+		    "array of attribute names", line, p->name);
+	for (int i = 0; i < config_setting_length(list); i++) {
+		const char *name = config_setting_get_string_elem(list, i);
+		int a = name ? schema_find_attr(s, name, strlen(name)) : -1;
+
+		if (a < 0)
+			return fail(err, errlen, "line %d: purpose '%s': attributes "
+			    "names an unknown attribute", line, p->name);
+		if (s->attrs[a].feature == FEAT_NONE)
+			return fail(err, errlen, "line %d: purpose '%s': attribute "
+			    "'%s' is never a feature", line, p->name, name);
+		p->allowed[a] = true;
+	}
+	return 0;
+}
+
+static int
+load_purpose(struct purpose_def *p, const struct schema *s,
+    config_setting_t *e, char *err, size_t errlen)
 {
 	const char *name = NULL, *basis = NULL;
 	int line = config_setting_source_line(e), b = 0;
@@ -190,11 +297,14 @@ load_purpose(struct purpose_def *p, config_setting_t *e, char *err,
 	p->opt_in = strcmp(basis, "opt_in") == 0;
 	if (config_setting_lookup_bool(e, "sale_or_share", &b))
 		p->sale_or_share = b != 0;
-	return 0;
+	if (config_setting_lookup_bool(e, "essential", &b))
+		p->essential = b != 0;
+	return load_purpose_attrs(p, s, e, err, errlen);
 }
 
 static int
-load_schema(struct schema *s, config_t *lc, char *err, size_t errlen)
+load_schema(struct schema *s, config_t *lc, int default_k, char *err,
+    size_t errlen)
 {
 	config_setting_t *attrs = config_lookup(lc, "schema");
 	config_setting_t *purposes = config_lookup(lc, "purposes");
@@ -207,8 +317,10 @@ load_schema(struct schema *s, config_t *lc, char *err, size_t errlen)
 	if ((s->attrs = calloc((size_t)n, sizeof(*s->attrs))) == NULL)
 		return fail(err, errlen, "out of memory");
 	for (int i = 0; i < n; i++) {
-		if ((r = load_attr(&s->attrs[i], config_setting_get_elem(attrs,
-		    (unsigned)i), err, errlen)) != 0)
+		config_setting_t *e = config_setting_get_elem(attrs, (unsigned)i);
+
+		if ((r = load_attr(&s->attrs[i], e, err, errlen)) != 0 ||
+		    (r = load_feature(&s->attrs[i], e, default_k, err, errlen)) != 0)
 			return r;
 		s->n_attrs++;
 		if (schema_find_attr(s, s->attrs[i].name,
@@ -222,7 +334,7 @@ load_schema(struct schema *s, config_t *lc, char *err, size_t errlen)
 	if ((s->purposes = calloc((size_t)n, sizeof(*s->purposes))) == NULL)
 		return fail(err, errlen, "out of memory");
 	for (int i = 0; i < n; i++) {
-		if ((r = load_purpose(&s->purposes[i], config_setting_get_elem(
+		if ((r = load_purpose(&s->purposes[i], s, config_setting_get_elem(
 		    purposes, (unsigned)i), err, errlen)) != 0)
 			return r;
 		s->n_purposes++;
@@ -259,7 +371,8 @@ config_load(struct config **out, const char *path, char *err, size_t errlen)
 	}
 	base = dirname(copy);
 	if ((r = load_settings(cfg, &lc, base, err, errlen)) != 0 ||
-	    (r = load_schema(&cfg->schema, &lc, err, errlen)) != 0)
+	    (r = load_schema(&cfg->schema, &lc, cfg->suppression_k, err,
+	    errlen)) != 0)
 		goto out;
 	if (cfg->insecure_plaintext && !config_listen_is_loopback(cfg->listen)) {
 		r = fail(err, errlen, "insecure_plaintext is allowed only on a "

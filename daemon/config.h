@@ -28,6 +28,7 @@ struct config {
 	int max_consumer_id_bytes;
 	int max_group;			/* requests per group commit */
 	int max_streams;		/* long-lived streams (Watch) at once */
+	int suppression_k;		/* default k for categorical features */
 	char *log_level;
 	struct schema schema;
 };

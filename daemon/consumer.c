@@ -2,117 +2,99 @@
 
 #include <sodium.h>
 
+#include "consent.h"
 #include "consumer.h"
 #include "log.h"
+#include "record.h"
 
-#define REC_FORMAT 1
-#define CONSUMER_HDR (1 + 4 + 4 + 8)
-#define WRAPPED_DEK_BYTES (CRYPTO_KEY_BYTES + CRYPTO_OVERHEAD)
-#define CONSUMER_REC_BYTES (CONSUMER_HDR + WRAPPED_DEK_BYTES)
-#define ATTR_HDR (1 + 8 + 8)
-#define ATTR_KEY_MAX (CRYPTO_REF_BYTES + SCHEMA_NAME_MAX)
-
-struct consumer_rec {
-	uint32_t master_version;
-	uint32_t dek_generation;
-	uint64_t created_ms;
-	const uint8_t *wrapped;		/* into the map: valid with its txn */
+/* Locked scratch for one job: DEK, seed, one decrypted value. */
+struct scratch {
+	uint8_t *mem;
+	uint8_t *dek, *seed, *value;
 };
 
-static int
-parse_consumer(const MDB_val *v, struct consumer_rec *rec)
-{
-	const uint8_t *p = v->mv_data;
+#define SCRATCH_BYTES (2 * CRYPTO_KEY_BYTES + SCHEMA_VALUE_MAX + 1)
 
-	if (v->mv_size != CONSUMER_REC_BYTES || p[0] != REC_FORMAT) {
-		log_error("a consumer record has an unknown format");
+static int
+scratch_new(struct scratch *s)
+{
+	if ((s->mem = crypto_secret_alloc(SCRATCH_BYTES)) == NULL)
+		return VAULT_ERR_NOMEM;
+	s->dek = s->mem;
+	s->seed = s->mem + CRYPTO_KEY_BYTES;
+	s->value = s->mem + 2 * CRYPTO_KEY_BYTES;
+	return 0;
+}
+
+/* Adds delta to the number of live consumers holding value for attr. */
+static int
+count_adjust(struct vault *v, MDB_txn *txn, int attr, const char *value,
+    size_t len, int delta)
+{
+	uint8_t key[TOKEN_COUNT_KEY_MAX], buf[8];
+	MDB_val k = { tokenizer_count_key(v->tok, attr, value, len, key), key }, val;
+	uint64_t n = 0;
+	int rc = mdb_get(txn, v->store->counts, &k, &val);
+
+	if (rc == 0 && val.mv_size == 8)
+		n = store_get_u64(val.mv_data);
+	else if (rc != 0 && rc != MDB_NOTFOUND)
+		return store_err(v->store, rc, "get count");
+	if (delta < 0 && n == 0) {
+		log_error("a value count would go below zero; counts are corrupt");
 		return VAULT_ERR_STATE;
 	}
-	rec->master_version = store_get_u32(p + 1);
-	rec->dek_generation = store_get_u32(p + 5);
-	rec->created_ms = store_get_u64(p + 9);
-	rec->wrapped = p + CONSUMER_HDR;
-	return 0;
-}
-
-static size_t
-dek_ad(uint8_t *ad, const uint8_t ref[CRYPTO_REF_BYTES], uint32_t version)
-{
-	memcpy(ad, ref, CRYPTO_REF_BYTES);
-	memcpy(ad + CRYPTO_REF_BYTES, "dek", 3);
-	store_put_u32(ad + CRYPTO_REF_BYTES + 3, version);
-	return CRYPTO_REF_BYTES + 3 + 4;
-}
-
-static size_t
-attr_ad(uint8_t *ad, const uint8_t ref[CRYPTO_REF_BYTES], const char *name,
-    uint32_t generation)
-{
-	size_t n = strlen(name);
-
-	memcpy(ad, ref, CRYPTO_REF_BYTES);
-	memcpy(ad + CRYPTO_REF_BYTES, name, n);
-	store_put_u32(ad + CRYPTO_REF_BYTES + n, generation);
-	return CRYPTO_REF_BYTES + n + 4;
-}
-
-static size_t
-attr_key(uint8_t *key, const uint8_t ref[CRYPTO_REF_BYTES], const char *name)
-{
-	size_t n = strlen(name);
-
-	memcpy(key, ref, CRYPTO_REF_BYTES);
-	memcpy(key + CRYPTO_REF_BYTES, name, n);
-	return CRYPTO_REF_BYTES + n;
-}
-
-static int
-unwrap_dek(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
-    const struct consumer_rec *rec, uint8_t *dek)
-{
-	uint8_t ad[CRYPTO_REF_BYTES + 7];
-	const uint8_t *master = keyring_master(v->kr, rec->master_version);
-	size_t n;
-
-	if (master == NULL) {
-		log_error("a consumer's DEK is wrapped under master key version "
-		    "%u, which is not loaded", rec->master_version);
-		return VAULT_ERR_KEY;
+	n = delta < 0 ? n - 1 : n + 1;
+	if (n == 0) {
+		rc = mdb_del(txn, v->store->counts, &k, NULL);
+		return rc == 0 ? 0 : store_err(v->store, rc, "delete count");
 	}
-	if (crypto_open(master, ad, dek_ad(ad, ref, rec->master_version),
-	    rec->wrapped, WRAPPED_DEK_BYTES, dek, CRYPTO_KEY_BYTES, &n) != 0 ||
-	    n != CRYPTO_KEY_BYTES) {
-		log_error("a wrapped DEK failed to open: the store is corrupt "
-		    "or was tampered with");
-		return VAULT_ERR_CRYPTO;
-	}
-	return 0;
+	store_put_u64(buf, n);
+	val = (MDB_val){ sizeof(buf), buf };
+	rc = mdb_put(txn, v->store->counts, &k, &val, 0);
+	return rc == 0 ? 0 : store_err(v->store, rc, "put count");
 }
 
-/* A new consumer: random DEK, wrapped under the active master key. */
+/* Opens the current value of attr into s->value; *found false if unset. */
 static int
-create_consumer(struct vault *v, MDB_txn *txn, const uint8_t *ref,
-    uint8_t *dek, struct consumer_rec *rec)
+read_value(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const struct consumer_rec *rec, struct scratch *s, int attr, bool *found,
+    size_t *len)
 {
-	uint8_t buf[CONSUMER_REC_BYTES], ad[CRYPTO_REF_BYTES + 7];
-	uint32_t ver = keyring_active_version(v->kr);
-	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val = { sizeof(buf), buf };
-	int r, rc;
+	const char *name = v->schema->attrs[attr].name;
+	uint8_t key[RECORD_ATTR_KEY_MAX];
+	MDB_val k = { record_attr_key(key, ref, name), key }, val;
+	int rc = mdb_get(txn, v->store->attrs, &k, &val);
 
-	randombytes_buf(dek, CRYPTO_KEY_BYTES);
-	buf[0] = REC_FORMAT;
-	store_put_u32(buf + 1, ver);
-	store_put_u32(buf + 5, 1);
-	store_put_u64(buf + 9, store_now_ms());
-	if ((r = crypto_seal(keyring_master(v->kr, ver), ver, ad,
-	    dek_ad(ad, ref, ver), dek, CRYPTO_KEY_BYTES, buf + CONSUMER_HDR,
-	    WRAPPED_DEK_BYTES)) != 0)
+	*found = false;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return store_err(v->store, rc, "get attribute");
+	*found = true;
+	return record_open_attr(s->dek, ref, name, rec->dek_generation, &val,
+	    s->value, SCHEMA_VALUE_MAX + 1, len, NULL);
+}
+
+/* Keeps the counts right when a categorical value changes. */
+static int
+recount(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const struct consumer_rec *rec, struct scratch *s, const struct attr_in *a)
+{
+	size_t len;
+	bool found;
+	int r;
+
+	if (v->schema->attrs[a->attr].feature != FEAT_CATEGORY)
+		return 0;
+	if ((r = read_value(v, txn, ref, rec, s, a->attr, &found, &len)) != 0)
 		return r;
-	if ((rc = mdb_put(txn, v->store->consumers, &k, &val, 0)) != 0)
-		return store_err(v->store, rc, "put consumer");
-	rec->master_version = ver;
-	rec->dek_generation = 1;
-	return 0;
+	if (found && len == a->len && memcmp(s->value, a->value, len) == 0)
+		return 0;
+	if (found && (r = count_adjust(v, txn, a->attr, (char *)s->value, len,
+	    -1)) != 0)
+		return r;
+	return count_adjust(v, txn, a->attr, a->value, a->len, +1);
 }
 
 struct put_job {
@@ -121,7 +103,7 @@ struct put_job {
 	const struct attr_in *attrs;
 	size_t n;
 	bool created;
-	uint8_t *dek;		/* locked scratch */
+	struct scratch s;
 };
 
 static int
@@ -131,38 +113,39 @@ put_apply(MDB_txn *txn, void *arg)
 	struct vault *v = job->v;
 	MDB_val k = { CRYPTO_REF_BYTES, (void *)job->ref }, val;
 	struct consumer_rec rec;
-	uint8_t key[ATTR_KEY_MAX], ad[CRYPTO_REF_BYTES + SCHEMA_NAME_MAX + 4];
-	uint8_t buf[ATTR_HDR + SCHEMA_VALUE_MAX + CRYPTO_OVERHEAD];
+	uint8_t key[RECORD_ATTR_KEY_MAX], buf[RECORD_ATTR_MAX];
+	uint8_t crec[RECORD_CONSUMER_BYTES];
 	uint64_t now = store_now_ms();
+	size_t len;
 	int rc, r;
 
 	job->created = false;
 	rc = mdb_get(txn, v->store->consumers, &k, &val);
 	if (rc == MDB_NOTFOUND) {
-		if ((r = create_consumer(v, txn, job->ref, job->dek, &rec)) != 0)
+		if ((r = record_new_consumer(v->kr, job->ref, job->s.dek,
+		    job->s.seed, crec)) != 0)
 			return r;
+		val = (MDB_val){ sizeof(crec), crec };
+		if ((rc = mdb_put(txn, v->store->consumers, &k, &val, 0)) != 0)
+			return store_err(v->store, rc, "put consumer");
 		job->created = true;
 	} else if (rc != 0) {
 		return store_err(v->store, rc, "get consumer");
-	} else if ((r = parse_consumer(&val, &rec)) != 0 ||
-	    (r = unwrap_dek(v, job->ref, &rec, job->dek)) != 0) {
-		return r;
 	}
+	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
+	    (!job->created &&
+	    (r = record_unwrap_dek(v->kr, job->ref, &rec, job->s.dek)) != 0))
+		return r;
 	for (size_t i = 0; i < job->n; i++) {
 		const struct attr_in *a = &job->attrs[i];
 		const char *name = v->schema->attrs[a->attr].name;
-		size_t sealed = a->len + CRYPTO_OVERHEAD;
 
-		buf[0] = REC_FORMAT;
-		store_put_u64(buf + 1, now);
-		store_put_u64(buf + 9, 0);
-		if ((r = crypto_seal(job->dek, rec.dek_generation, ad,
-		    attr_ad(ad, job->ref, name, rec.dek_generation),
-		    (const uint8_t *)a->value, a->len, buf + ATTR_HDR,
-		    sizeof(buf) - ATTR_HDR)) != 0)
+		if ((r = recount(v, txn, job->ref, &rec, &job->s, a)) != 0 ||
+		    (r = record_seal_attr(job->s.dek, job->ref, name,
+		    rec.dek_generation, a->value, a->len, now, buf, &len)) != 0)
 			return r;
-		k = (MDB_val){ attr_key(key, job->ref, name), key };
-		val = (MDB_val){ ATTR_HDR + sealed, buf };
+		k = (MDB_val){ record_attr_key(key, job->ref, name), key };
+		val = (MDB_val){ len, buf };
 		if ((rc = mdb_put(txn, v->store->attrs, &k, &val, 0)) != 0)
 			return store_err(v->store, rc, "put attribute");
 	}
@@ -178,44 +161,35 @@ consumer_put(struct vault *v, const char *id, size_t id_len,
 	int r;
 
 	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, ref);
-	if ((job.dek = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL)
-		return VAULT_ERR_NOMEM;
+	if ((r = scratch_new(&job.s)) != 0)
+		return r;
 	r = writer_submit(v->wr, put_apply, &job);
-	crypto_secret_free(job.dek);
+	crypto_secret_free(job.s.mem);
 	*created = r == 0 && job.created;
 	return r;
 }
 
-/* Gathers the attribute records to open; values stay valid with txn. */
+/* The attribute records to open: wanted ones, or every one the schema has. */
 static int
 collect_attrs(struct vault *v, MDB_txn *txn, const uint8_t *ref,
     const int *attrs, size_t n_attrs, int *idx, MDB_val *vals, size_t *count)
 {
-	uint8_t key[ATTR_KEY_MAX];
+	size_t n = n_attrs == 0 ? v->schema->n_attrs : n_attrs;
+	uint8_t key[RECORD_ATTR_KEY_MAX];
 	MDB_val k;
 	int rc;
 
 	*count = 0;
-	if (n_attrs == 0) {
-		for (size_t i = 0; i < v->schema->n_attrs; i++) {
-			k = (MDB_val){ attr_key(key, ref, v->schema->attrs[i].name), key };
-			rc = mdb_get(txn, v->store->attrs, &k, &vals[*count]);
-			if (rc == MDB_NOTFOUND)
-				continue;
-			if (rc != 0)
-				return store_err(v->store, rc, "get attribute");
-			idx[(*count)++] = (int)i;
-		}
-		return 0;
-	}
-	for (size_t i = 0; i < n_attrs; i++) {
-		k = (MDB_val){ attr_key(key, ref, v->schema->attrs[attrs[i]].name), key };
+	for (size_t i = 0; i < n; i++) {
+		int a = n_attrs == 0 ? (int)i : attrs[i];
+
+		k = (MDB_val){ record_attr_key(key, ref, v->schema->attrs[a].name), key };
 		rc = mdb_get(txn, v->store->attrs, &k, &vals[*count]);
 		if (rc == MDB_NOTFOUND)
 			continue;
 		if (rc != 0)
 			return store_err(v->store, rc, "get attribute");
-		idx[(*count)++] = attrs[i];
+		idx[(*count)++] = a;
 	}
 	return 0;
 }
@@ -225,52 +199,60 @@ open_attrs(struct vault *v, const uint8_t *dek, const struct consumer_rec *rec,
     const int *idx, const MDB_val *vals, size_t count,
     struct consumer_values *out)
 {
-	uint8_t ad[CRYPTO_REF_BYTES + SCHEMA_NAME_MAX + 4];
-	size_t total = 1, off = 0;
+	size_t total = 1, off = 0, len;
 	int r;
 
-	for (size_t i = 0; i < count; i++) {
-		if (vals[i].mv_size < ATTR_HDR + CRYPTO_OVERHEAD ||
-		    ((const uint8_t *)vals[i].mv_data)[0] != REC_FORMAT) {
-			log_error("an attribute record has an unknown format");
-			return VAULT_ERR_STATE;
-		}
-		total += vals[i].mv_size - ATTR_HDR - CRYPTO_OVERHEAD + 1;
-	}
+	for (size_t i = 0; i < count; i++)
+		total += vals[i].mv_size + 1;
 	if ((out->buf = crypto_secret_alloc(total)) == NULL)
 		return VAULT_ERR_NOMEM;
 	for (size_t i = 0; i < count; i++) {
-		const uint8_t *p = vals[i].mv_data;
-		const char *name = v->schema->attrs[idx[i]].name;
-		size_t len;
+		uint64_t updated;
 
-		if ((r = crypto_open(dek, ad, attr_ad(ad, out->ref, name,
-		    rec->dek_generation), p + ATTR_HDR, vals[i].mv_size - ATTR_HDR,
-		    out->buf + off, total - off, &len)) != 0) {
-			log_error("an attribute value failed to open: the store is "
-			    "corrupt or was tampered with");
+		if ((r = record_open_attr(dek, out->ref, v->schema->attrs[idx[i]].name,
+		    rec->dek_generation, &vals[i], out->buf + off, total - off,
+		    &len, &updated)) != 0)
 			return r;
-		}
-		out->buf[off + len] = '\0';
-		out->v[i] = (struct attr_out){ idx[i], (const char *)out->buf + off,
-		    len, store_get_u64(p + 1) };
+		out->v[out->n++] = (struct attr_out){ idx[i],
+		    (const char *)out->buf + off, len, updated };
 		off += len + 1;
 	}
-	out->n = count;
 	return 0;
 }
 
+/* Drops sensitive attributes the consumer limited, for a non-essential purpose. */
+static size_t
+withhold(struct vault *v, int purpose, uint8_t flags, int *idx, MDB_val *vals,
+    size_t count, struct consumer_values *out)
+{
+	size_t kept = 0;
+
+	if (!(flags & CONSENT_LIMIT_SENSITIVE) ||
+	    v->schema->purposes[purpose].essential)
+		return count;
+	for (size_t i = 0; i < count; i++) {
+		if (v->schema->attrs[idx[i]].sensitive) {
+			out->withheld[out->n_withheld++] = idx[i];
+			continue;
+		}
+		idx[kept] = idx[i];
+		vals[kept++] = vals[i];
+	}
+	return kept;
+}
+
 int
-consumer_get(struct vault *v, const char *id, size_t id_len, const int *attrs,
-    size_t n_attrs, struct consumer_values *out)
+consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
+    const int *attrs, size_t n_attrs, struct consumer_values *out)
 {
 	MDB_val vals[SCHEMA_MAX_ATTRS];
 	int idx[SCHEMA_MAX_ATTRS];
 	MDB_txn *txn = NULL;
 	MDB_val k, val;
 	struct consumer_rec rec;
-	uint8_t *dek = NULL;
+	uint8_t *dek = NULL, flags = 0;
 	size_t count;
+	bool allowed;
 	int rc, r;
 
 	memset(out, 0, sizeof(*out));
@@ -285,15 +267,22 @@ consumer_get(struct vault *v, const char *id, size_t id_len, const int *attrs,
 		    store_err(v->store, rc, "get consumer");
 		goto out;
 	}
+	if ((r = consent_allows(v, txn, out->ref, purpose, &allowed, &flags)) != 0)
+		goto out;
+	if (!allowed) {
+		r = VAULT_ERR_CONSENT;
+		goto out;
+	}
 	if ((dek = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL) {
 		r = VAULT_ERR_NOMEM;
 		goto out;
 	}
-	if ((r = parse_consumer(&val, &rec)) != 0 ||
-	    (r = unwrap_dek(v, out->ref, &rec, dek)) != 0 ||
+	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
+	    (r = record_unwrap_dek(v->kr, out->ref, &rec, dek)) != 0 ||
 	    (r = collect_attrs(v, txn, out->ref, attrs, n_attrs, idx, vals,
 	    &count)) != 0)
 		goto out;
+	count = withhold(v, purpose, flags, idx, vals, count, out);
 	r = open_attrs(v, dek, &rec, idx, vals, count, out);
 out:
 	mdb_txn_abort(txn);
@@ -315,15 +304,39 @@ struct delete_job {
 	struct vault *v;
 	const uint8_t *ref;
 	struct deletion *out;
+	struct scratch s;
 };
+
+/* Takes the consumer's categorical values out of the counts. */
+static int
+uncount_all(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const struct consumer_rec *rec, struct scratch *s)
+{
+	size_t len;
+	bool found;
+	int r;
+
+	if ((r = record_unwrap_dek(v->kr, ref, rec, s->dek)) != 0)
+		return r;
+	for (size_t a = 0; a < v->schema->n_attrs; a++) {
+		if (v->schema->attrs[a].feature != FEAT_CATEGORY)
+			continue;
+		if ((r = read_value(v, txn, ref, rec, s, (int)a, &found, &len)) != 0)
+			return r;
+		if (found && (r = count_adjust(v, txn, (int)a, (char *)s->value,
+		    len, -1)) != 0)
+			return r;
+	}
+	return 0;
+}
 
 static int
 delete_apply(MDB_txn *txn, void *arg)
 {
 	struct delete_job *job = arg;
-	struct store *st = job->v->store;
+	struct vault *v = job->v;
+	struct store *st = v->store;
 	MDB_val k = { CRYPTO_REF_BYTES, (void *)job->ref }, val;
-	MDB_cursor *cur = NULL;
 	struct consumer_rec rec;
 	int rc, r;
 
@@ -334,25 +347,20 @@ delete_apply(MDB_txn *txn, void *arg)
 		return 0;
 	if (rc != 0)
 		return store_err(st, rc, "get consumer");
-	if ((r = parse_consumer(&val, &rec)) != 0)
+	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
+	    (r = uncount_all(v, txn, job->ref, &rec, &job->s)) != 0)
 		return r;
 	job->out->epoch = rec.master_version;
 	if ((rc = mdb_del(txn, st->consumers, &k, NULL)) != 0)
 		return store_err(st, rc, "delete consumer");
-	/* The DEK is gone, so the values are unreadable; drop them too. */
-	if ((rc = mdb_cursor_open(txn, st->attrs, &cur)) != 0)
-		return store_err(st, rc, "open cursor");
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
-		if (k.mv_size < CRYPTO_REF_BYTES ||
-		    memcmp(k.mv_data, job->ref, CRYPTO_REF_BYTES) != 0)
-			break;
-		if ((rc = mdb_cursor_del(cur, 0)) != 0)
-			break;
-	}
-	mdb_cursor_close(cur);
+	rc = mdb_del(txn, st->lineage, &k, NULL);
 	if (rc != 0 && rc != MDB_NOTFOUND)
-		return store_err(st, rc, "delete attributes");
+		return store_err(st, rc, "delete lineage");
+	/* The DEK is gone, so the values are unreadable; drop them too. */
+	if ((r = store_delete_prefix(st, txn, st->attrs, job->ref,
+	    CRYPTO_REF_BYTES)) != 0 ||
+	    (r = consent_delete_all(st, txn, job->ref)) != 0)
+		return r;
 	job->out->found = true;
 	return 0;
 }
@@ -365,7 +373,10 @@ consumer_delete(struct vault *v, const char *id, size_t id_len,
 	int r;
 
 	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, out->ref);
+	if ((r = scratch_new(&job.s)) != 0)
+		return r;
 	r = writer_submit(v->wr, delete_apply, &job);
+	crypto_secret_free(job.s.mem);
 	out->deleted_at_ms = store_now_ms();
 	return r;
 }

@@ -1,11 +1,8 @@
 /*
  * Consumers and their attributes: put, get and delete, all encrypted under
- * the consumer's own data key (DEK), which the master key wraps.
- *
- * consumers: ref -> fmt(1) | master version(4) | dek generation(4) |
- *            created ms(8) | wrapped DEK (sealed, AD = ref | "dek" | version)
- * attrs:     ref | name -> fmt(1) | updated ms(8) | expires ms(8) |
- *            sealed value (AD = ref | name | dek generation)
+ * the consumer's own data key (DEK), which the master key wraps. Record
+ * layouts are in record.h. Puts and deletes keep the counts of categorical
+ * values exact, for rare-value suppression.
  */
 #ifndef VAULT_CONSUMER_H
 #define VAULT_CONSUMER_H
@@ -28,7 +25,7 @@ struct attr_in {
 /*
  * Writes attrs for consumer id, creating the consumer on its first put. All
  * or nothing; durable when it returns 0. The caller has validated attrs
- * against the schema (consumer_validate_put).
+ * against the schema.
  */
 int consumer_put(struct vault *v, const char *id, size_t id_len,
     const struct attr_in *attrs, size_t n, bool *created,
@@ -45,15 +42,20 @@ struct consumer_values {
 	uint8_t ref[CRYPTO_REF_BYTES];
 	size_t n;
 	struct attr_out v[SCHEMA_MAX_ATTRS];
+	size_t n_withheld;	/* sensitive attributes held back */
+	int withheld[SCHEMA_MAX_ATTRS];
 	uint8_t *buf;		/* locked; consumer_values_clear wipes it */
 };
 
 /*
- * Reads and decrypts the attributes at schema indexes attrs (all the
- * consumer has when n_attrs is 0). Attributes never set are left out.
+ * Reads and decrypts, for purpose, the attributes at schema indexes attrs
+ * (all the consumer has when n_attrs is 0). Attributes never set are left
+ * out; sensitive ones are withheld when the consumer limited their use and
+ * the purpose is not essential. Consent is read in the same transaction as
+ * the data: VAULT_ERR_CONSENT when it excludes the purpose,
  * VAULT_ERR_NOT_FOUND when the consumer does not exist.
  */
-int consumer_get(struct vault *v, const char *id, size_t id_len,
+int consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
     const int *attrs, size_t n_attrs, struct consumer_values *out) VAULT_WUR;
 void consumer_values_clear(struct consumer_values *cv);
 
@@ -64,7 +66,10 @@ struct deletion {
 	uint32_t epoch;		/* master version that wrapped the DEK */
 };
 
-/* Removes the consumer's wrapped DEK and its attributes in one transaction. */
+/*
+ * Removes the consumer's wrapped DEK and seed, attributes, consents and
+ * lineage in one transaction, and its values from the counts.
+ */
 int consumer_delete(struct vault *v, const char *id, size_t id_len,
     struct deletion *out) VAULT_WUR;
 

@@ -1,5 +1,6 @@
 #include <string.h>
 
+#include "consent.h"
 #include "consumer.h"
 #include "handlers.h"
 #include "vault.h"
@@ -84,29 +85,34 @@ handle_put_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	return rpc_reply(ctx, &resp.base);
 }
 
+/* Checks a purpose field: configured, and allowed for the caller. */
+int
+handler_check_purpose(struct rpc_ctx *ctx, const char *purpose, int *idx)
+{
+	const struct vault *v = rpc_app(ctx);
+
+	if (purpose[0] == '\0')
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "purpose: required");
+	if ((*idx = schema_find_purpose(v->schema, purpose, strlen(purpose))) < 0)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "purpose: unknown purpose");
+	if (!auth_purpose_allowed(rpc_principal(ctx), purpose, strlen(purpose)))
+		return rpc_fail(ctx, VAULT_ERR_DENIED,
+		    "purpose: principal '%s' may not use purpose '%s'",
+		    rpc_principal(ctx)->name, purpose);
+	return 0;
+}
+
 static int
-check_get(struct rpc_ctx *ctx, const struct vault *v,
-    const Vault__V1__GetAttributesRequest *req, int *idx)
+check_names(struct rpc_ctx *ctx, const struct vault *v, char **names,
+    size_t n, int *idx)
 {
 	bool seen[SCHEMA_MAX_ATTRS] = { false };
 
-	if (req->purpose[0] != '\0') {
-		if (schema_find_purpose(v->schema, req->purpose,
-		    strlen(req->purpose)) < 0)
-			return rpc_fail(ctx, VAULT_ERR_INVALID,
-			    "purpose: unknown purpose");
-		if (!auth_purpose_allowed(rpc_principal(ctx), req->purpose,
-		    strlen(req->purpose)))
-			return rpc_fail(ctx, VAULT_ERR_DENIED,
-			    "purpose: principal '%s' may not use purpose '%s'",
-			    rpc_principal(ctx)->name, req->purpose);
-	}
-	if (req->n_names > v->schema->n_attrs)
+	if (n > v->schema->n_attrs)
 		return rpc_fail(ctx, VAULT_ERR_INVALID,
 		    "names: more names than the schema has attributes");
-	for (size_t i = 0; i < req->n_names; i++) {
-		idx[i] = schema_find_attr(v->schema, req->names[i],
-		    strlen(req->names[i]));
+	for (size_t i = 0; i < n; i++) {
+		idx[i] = schema_find_attr(v->schema, names[i], strlen(names[i]));
 		if (idx[i] < 0)
 			return rpc_fail(ctx, VAULT_ERR_INVALID,
 			    "names[%zu]: unknown attribute", i);
@@ -127,19 +133,24 @@ handle_get_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	    VAULT__V1__GET_ATTRIBUTES_RESPONSE__INIT;
 	Vault__V1__Attribute attrs[SCHEMA_MAX_ATTRS];
 	Vault__V1__Attribute *ptrs[SCHEMA_MAX_ATTRS];
+	char *withheld[SCHEMA_MAX_ATTRS];
 	struct vault *v = rpc_app(ctx);
 	struct consumer_values cv;
 	char ref_hex[CRYPTO_REF_BYTES * 2 + 1];
 	int idx[SCHEMA_MAX_ATTRS];
-	int r;
+	int purpose, r;
 
 	if ((r = handler_check_consumer_id(ctx, req->consumer_id)) != 0 ||
-	    (r = check_get(ctx, v, req, idx)) != 0)
+	    (r = handler_check_purpose(ctx, req->purpose, &purpose)) != 0 ||
+	    (r = check_names(ctx, v, req->names, req->n_names, idx)) != 0)
 		return r;
-	r = consumer_get(v, req->consumer_id, strlen(req->consumer_id), idx,
-	    req->n_names, &cv);
+	r = consumer_get(v, req->consumer_id, strlen(req->consumer_id), purpose,
+	    idx, req->n_names, &cv);
 	if (r == VAULT_ERR_NOT_FOUND)
 		return rpc_fail(ctx, r, "consumer not found");
+	if (r == VAULT_ERR_CONSENT)
+		return rpc_fail(ctx, r, "the consumer's consent does not cover "
+		    "purpose '%s'", v->schema->purposes[purpose].name);
 	if (r != 0)
 		return r;
 	for (size_t i = 0; i < cv.n; i++) {
@@ -149,11 +160,60 @@ handle_get_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		attrs[i].updated_at_ms = (int64_t)cv.v[i].updated_ms;
 		ptrs[i] = &attrs[i];
 	}
+	for (size_t i = 0; i < cv.n_withheld; i++)
+		withheld[i] = (char *)v->schema->attrs[cv.withheld[i]].name;
 	crypto_hex(cv.ref, sizeof(cv.ref), ref_hex);
 	resp.n_attributes = cv.n;
 	resp.attributes = ptrs;
+	resp.n_withheld = cv.n_withheld;
+	resp.withheld = withheld;
 	resp.consumer_ref = ref_hex;
 	r = rpc_reply(ctx, &resp.base);
 	consumer_values_clear(&cv);
 	return r;
+}
+
+static enum flag_change
+flag_change(Vault__V1__FlagChange f)
+{
+	return f == VAULT__V1__FLAG_CHANGE__FLAG_SET ? FLAG_SET :
+	    f == VAULT__V1__FLAG_CHANGE__FLAG_CLEAR ? FLAG_CLEAR : FLAG_KEEP;
+}
+
+int
+handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+	const Vault__V1__SetConsentRequest *req = (const void *)msg;
+	Vault__V1__SetConsentResponse resp = VAULT__V1__SET_CONSENT_RESPONSE__INIT;
+	struct vault *v = rpc_app(ctx);
+	struct consent_change c = { .purpose = -1, .granted = req->granted,
+	    .source = req->source, .limit_sensitive = flag_change(req->limit_sensitive),
+	    .opt_out_sale_share = flag_change(req->opt_out_sale_share) };
+	char ref_hex[CRYPTO_REF_BYTES * 2 + 1];
+	uint8_t ref[CRYPTO_REF_BYTES], flags = 0;
+	const char *why;
+	int r;
+
+	if ((r = handler_check_consumer_id(ctx, req->consumer_id)) != 0)
+		return r;
+	if ((why = consent_check_source(req->source)) != NULL)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "source: %s", why);
+	if (req->purpose[0] != '\0' && (c.purpose = schema_find_purpose(v->schema,
+	    req->purpose, strlen(req->purpose))) < 0)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "purpose: unknown purpose");
+	if (c.purpose < 0 && c.limit_sensitive == FLAG_KEEP &&
+	    c.opt_out_sale_share == FLAG_KEEP && strcmp(req->source, "gpc") != 0)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "nothing to change: give a "
+		    "purpose, a flag, or source \"gpc\"");
+	r = consent_set(v, req->consumer_id, strlen(req->consumer_id), &c, ref,
+	    &flags);
+	if (r == VAULT_ERR_NOT_FOUND)
+		return rpc_fail(ctx, r, "consumer not found");
+	if (r != 0)
+		return r;
+	crypto_hex(ref, sizeof(ref), ref_hex);
+	resp.consumer_ref = ref_hex;
+	resp.limit_sensitive = (flags & CONSENT_LIMIT_SENSITIVE) != 0;
+	resp.opt_out_sale_share = (flags & CONSENT_OPT_OUT_SALE_SHARE) != 0;
+	return rpc_reply(ctx, &resp.base);
 }

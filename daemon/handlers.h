@@ -11,6 +11,9 @@
 
 int handle_put_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_get_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_fetch_features(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_get_feature_spec(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_delete_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_health_check(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_health_watch(struct rpc_ctx *ctx, const ProtobufCMessage *req);
@@ -21,5 +24,7 @@ extern const size_t dispatch_n_methods;
 
 /* Checks a consumer id field; 0 or VAULT_ERR_INVALID with the message set. */
 int handler_check_consumer_id(struct rpc_ctx *ctx, const char *id);
+/* Checks a purpose field (required, configured, allowed for the caller). */
+int handler_check_purpose(struct rpc_ctx *ctx, const char *purpose, int *idx);
 
 #endif

@@ -19,8 +19,13 @@
 #define KV_DESTROYED 1
 
 static const char active_key[] = "active_version";
-static const char index_key_name[] = "vault_key/index";
-static const char index_ad[] = "vault-key|index";
+
+/* Keys the master key wraps: stored in meta under name, sealed with ad. */
+enum { VK_INDEX, VK_TOKEN, VK_COUNT };
+static const struct { const char *name, *ad; } vault_keys[VK_COUNT] = {
+	[VK_INDEX] = { "vault_key/index", "vault-key|index" },
+	[VK_TOKEN] = { "vault_key/token", "vault-key|token" },
+};
 
 struct master {
 	uint32_t version;
@@ -31,7 +36,7 @@ struct keyring {
 	struct master keys[MAX_VERSIONS];
 	size_t n;
 	uint32_t active;
-	uint8_t *index_key;	/* locked */
+	uint8_t *vkeys[VK_COUNT];	/* locked */
 };
 
 int
@@ -183,7 +188,13 @@ keyring_active_version(const struct keyring *kr)
 const uint8_t *
 keyring_index_key(const struct keyring *kr)
 {
-	return kr->index_key;
+	return kr->vkeys[VK_INDEX];
+}
+
+const uint8_t *
+keyring_token_root(const struct keyring *kr)
+{
+	return kr->vkeys[VK_TOKEN];
 }
 
 static void
@@ -206,11 +217,6 @@ init_store(struct keyring *kr, struct store *st)
 	for (size_t i = 0; i < kr->n; i++)
 		if (kr->keys[i].version > kr->active)
 			kr->active = kr->keys[i].version;
-	randombytes_buf(kr->index_key, CRYPTO_KEY_BYTES);
-	if ((r = crypto_seal(keyring_master(kr, kr->active), kr->active,
-	    (const uint8_t *)index_ad, sizeof(index_ad) - 1, kr->index_key,
-	    CRYPTO_KEY_BYTES, blob, sizeof(blob))) != 0)
-		return r;
 	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
 		return store_err(st, rc, "begin keyring init");
 	for (size_t i = 0; i < kr->n; i++) {
@@ -228,10 +234,19 @@ init_store(struct keyring *kr, struct store *st)
 	v = (MDB_val){ sizeof(act), act };
 	if ((rc = mdb_put(txn, st->meta, &k, &v, 0)) != 0)
 		goto fail;
-	k = (MDB_val){ sizeof(index_key_name) - 1, (void *)index_key_name };
-	v = (MDB_val){ sizeof(blob), blob };
-	if ((rc = mdb_put(txn, st->meta, &k, &v, 0)) != 0)
-		goto fail;
+	for (int i = 0; i < VK_COUNT; i++) {
+		randombytes_buf(kr->vkeys[i], CRYPTO_KEY_BYTES);
+		if ((r = crypto_seal(keyring_master(kr, kr->active), kr->active,
+		    (const uint8_t *)vault_keys[i].ad, strlen(vault_keys[i].ad),
+		    kr->vkeys[i], CRYPTO_KEY_BYTES, blob, sizeof(blob))) != 0) {
+			mdb_txn_abort(txn);
+			return r;
+		}
+		k = (MDB_val){ strlen(vault_keys[i].name), (void *)vault_keys[i].name };
+		v = (MDB_val){ sizeof(blob), blob };
+		if ((rc = mdb_put(txn, st->meta, &k, &v, 0)) != 0)
+			goto fail;
+	}
 	if ((rc = mdb_txn_commit(txn)) != 0)
 		return store_err(st, rc, "commit keyring init");
 	log_info("new store: master key version %u is active", kr->active);
@@ -291,29 +306,30 @@ check_versions(struct keyring *kr, MDB_txn *txn, struct store *st)
 }
 
 static int
-unwrap_index_key(struct keyring *kr, MDB_txn *txn, struct store *st)
+unwrap_vault_key(struct keyring *kr, MDB_txn *txn, struct store *st, int which)
 {
-	MDB_val k = { sizeof(index_key_name) - 1, (void *)index_key_name }, v;
+	const char *name = vault_keys[which].name, *ad = vault_keys[which].ad;
+	MDB_val k = { strlen(name), (void *)name }, v;
 	const uint8_t *master;
 	uint32_t ver;
 	size_t n;
 	int rc, r;
 
 	if ((rc = mdb_get(txn, st->meta, &k, &v)) != 0) {
-		log_error("the store has no index key; it is incomplete or corrupt");
+		log_error("the store has no %s; it is incomplete or corrupt", name);
 		return rc == MDB_NOTFOUND ? VAULT_ERR_STATE : store_err(st, rc, "get");
 	}
 	if ((r = crypto_blob_version(v.mv_data, v.mv_size, &ver)) != 0 ||
 	    (master = keyring_master(kr, ver)) == NULL) {
-		log_error("the index key is sealed under a master key version "
-		    "that is not loaded");
+		log_error("%s is sealed under a master key version that is not "
+		    "loaded", name);
 		return VAULT_ERR_KEY;
 	}
-	if ((r = crypto_open(master, (const uint8_t *)index_ad,
-	    sizeof(index_ad) - 1, v.mv_data, v.mv_size, kr->index_key,
-	    CRYPTO_KEY_BYTES, &n)) != 0 || n != CRYPTO_KEY_BYTES) {
-		log_error("the index key does not open under master key version "
-		    "%u: the store or key file is corrupt", ver);
+	if ((r = crypto_open(master, (const uint8_t *)ad, strlen(ad), v.mv_data,
+	    v.mv_size, kr->vkeys[which], CRYPTO_KEY_BYTES, &n)) != 0 ||
+	    n != CRYPTO_KEY_BYTES) {
+		log_error("%s does not open under master key version %u: the "
+		    "store or key file is corrupt", name, ver);
 		return VAULT_ERR_KEY;
 	}
 	return 0;
@@ -337,7 +353,10 @@ open_existing(struct keyring *kr, struct store *st, MDB_txn *txn,
 		    kr->active);
 		return VAULT_ERR_KEY;
 	}
-	return unwrap_index_key(kr, txn, st);
+	for (int i = 0; i < VK_COUNT; i++)
+		if ((r = unwrap_vault_key(kr, txn, st, i)) != 0)
+			return r;
+	return 0;
 }
 
 int
@@ -353,10 +372,11 @@ keyring_open(struct keyring **out, struct store *st, const char *keys_dir,
 	*out = NULL;
 	if ((kr = calloc(1, sizeof(*kr))) == NULL)
 		return VAULT_ERR_NOMEM;
-	if ((kr->index_key = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL) {
-		r = VAULT_ERR_NOMEM;
-		goto out;
-	}
+	for (int i = 0; i < VK_COUNT; i++)
+		if ((kr->vkeys[i] = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL) {
+			r = VAULT_ERR_NOMEM;
+			goto out;
+		}
 	if ((r = load_key_files(kr, keys_dir)) != 0)
 		goto out;
 	if ((r = store_read_begin(st, &txn)) != 0)
@@ -403,6 +423,7 @@ keyring_free(struct keyring *kr)
 		return;
 	for (size_t i = 0; i < kr->n; i++)
 		crypto_secret_free(kr->keys[i].key);
-	crypto_secret_free(kr->index_key);
+	for (int i = 0; i < VK_COUNT; i++)
+		crypto_secret_free(kr->vkeys[i]);
 	free(kr);
 }

@@ -4,9 +4,9 @@
  * Master keys are files named master-<version>.key in the keys directory:
  * exactly 32 random bytes, mode 0600 or stricter, owned by the daemon's user.
  * The store keeps a key check value per version, so a wrong key file is
- * refused at start, before anything is written. The index key (which turns
- * consumer ids into consumer refs) is random, sealed under the active master
- * key and kept in the store's meta database.
+ * refused at start, before anything is written. The vault keys, random and
+ * sealed under the master key in the store's meta database, are the index
+ * key (consumer id -> consumer ref) and the tokenization root key.
  */
 #ifndef VAULT_KEYRING_H
 #define VAULT_KEYRING_H
@@ -34,6 +34,8 @@ uint32_t keyring_active_version(const struct keyring *kr);
 /* The master key of version, or NULL when it is not loaded. */
 const uint8_t *keyring_master(const struct keyring *kr, uint32_t version);
 const uint8_t *keyring_index_key(const struct keyring *kr);
+/* The tokenization root key: survives master rotation, so tokens stay stable. */
+const uint8_t *keyring_token_root(const struct keyring *kr);
 
 /*
  * Reads a master key file into key (locked memory of CRYPTO_KEY_BYTES).

@@ -24,6 +24,34 @@ schema_type_name(enum attr_type t)
 	return type_names[t];
 }
 
+static const char *const feature_names[] = {
+	[FEAT_NONE] = "none", [FEAT_CATEGORY] = "category",
+	[FEAT_BUCKET] = "bucket", [FEAT_YEAR] = "year",
+	[FEAT_AGE_BAND] = "age_band", [FEAT_BOOL] = "bool",
+};
+
+int
+schema_feature_parse(const char *name)
+{
+	for (int i = 0; i < (int)(sizeof(feature_names) / sizeof(feature_names[0])); i++)
+		if (strcmp(name, feature_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+const char *
+schema_feature_name(enum feature_kind k)
+{
+	return feature_names[k];
+}
+
+bool
+schema_purpose_allows(const struct schema *s, int p, int a)
+{
+	return s->attrs[a].feature != FEAT_NONE &&
+	    (s->purposes[p].all_attrs || s->purposes[p].allowed[a]);
+}
+
 static bool
 name_equals(const char *stored, const char *name, size_t len)
 {

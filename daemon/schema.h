@@ -15,6 +15,18 @@
 
 enum attr_type { ATTR_STRING, ATTR_INT, ATTR_DATE, ATTR_CATEGORY, ATTR_BOOL };
 
+/* How an attribute becomes an ML feature token (see tokenize.h). */
+enum feature_kind {
+	FEAT_NONE,		/* never a feature (free text) */
+	FEAT_CATEGORY,		/* keyed 64-bit token, rare values suppressed */
+	FEAT_BUCKET,		/* int: 1 + bucket index over edges */
+	FEAT_YEAR,		/* date: its year */
+	FEAT_AGE_BAND,		/* date: 1 + bucket index over whole years since */
+	FEAT_BOOL,		/* 1 false, 2 true */
+};
+
+#define SCHEMA_MAX_EDGES 64
+
 struct attr_def {
 	char name[SCHEMA_NAME_MAX];
 	enum attr_type type;
@@ -23,12 +35,20 @@ struct attr_def {
 	int64_t min, max;		/* ATTR_INT bounds */
 	char **values;			/* ATTR_CATEGORY allowed values, or NULL */
 	size_t n_values;
+	enum feature_kind feature;
+	int64_t edges[SCHEMA_MAX_EDGES];	/* FEAT_BUCKET, FEAT_AGE_BAND */
+	size_t n_edges;
+	uint32_t k;			/* FEAT_CATEGORY: suppress values held by fewer */
 };
 
 struct purpose_def {
 	char name[SCHEMA_NAME_MAX];
 	bool opt_in;			/* excluded until consent is granted */
 	bool sale_or_share;
+	bool essential;			/* providing the service itself: sensitive
+					   attributes stay usable when limited */
+	bool all_attrs;			/* no attribute list: every feature */
+	bool allowed[SCHEMA_MAX_ATTRS];	/* the attributes the purpose may use */
 };
 
 struct schema {
@@ -45,6 +65,13 @@ int schema_find_purpose(const struct schema *s, const char *name, size_t len);
 /* "string", "int", ... to a type; -1 when unknown. */
 int schema_type_parse(const char *name);
 const char *schema_type_name(enum attr_type t);
+
+/* "category", "bucket", ... to a feature kind; -1 when unknown. */
+int schema_feature_parse(const char *name);
+const char *schema_feature_name(enum feature_kind k);
+
+/* True when purpose p may use attribute a. */
+bool schema_purpose_allows(const struct schema *s, int p, int a);
 
 /*
  * Checks value (len bytes) against def. Returns NULL when it is valid, or a

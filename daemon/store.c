@@ -191,3 +191,26 @@ store_read_begin(struct store *st, MDB_txn **txn)
 		return store_err(st, rc, "begin read");
 	return 0;
 }
+
+int
+store_delete_prefix(struct store *st, MDB_txn *txn, MDB_dbi dbi,
+    const void *prefix, size_t len)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k = { len, (void *)prefix }, v;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0)
+		return store_err(st, rc, "open cursor");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < len || memcmp(k.mv_data, prefix, len) != 0)
+			break;
+		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return store_err(st, rc, "delete by prefix");
+	return 0;
+}

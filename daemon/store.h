@@ -53,6 +53,10 @@ int store_read_begin(struct store *st, MDB_txn **txn) VAULT_WUR;
  */
 int store_err(struct store *st, int mdb_rc, const char *what);
 
+/* Within a write txn: deletes every record of dbi whose key starts with prefix. */
+int store_delete_prefix(struct store *st, MDB_txn *txn, MDB_dbi dbi,
+    const void *prefix, size_t len) VAULT_WUR;
+
 /* Big-endian fixed-width encodings used in keys and records. */
 void store_put_u32(uint8_t *p, uint32_t v);
 void store_put_u64(uint8_t *p, uint64_t v);

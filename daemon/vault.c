@@ -19,6 +19,9 @@ vault_open(struct vault **out, const struct config *cfg, bool create_key)
 		goto fail;
 	if ((r = keyring_open(&v->kr, v->store, cfg->keys_dir, create_key)) != 0)
 		goto fail;
+	if ((r = tokenizer_new(&v->tok, v->schema,
+	    keyring_token_root(v->kr))) != 0)
+		goto fail;
 	if ((r = writer_start(&v->wr, v->store, (unsigned)cfg->max_group)) != 0)
 		goto fail;
 	*out = v;
@@ -34,6 +37,7 @@ vault_close(struct vault *v)
 	if (v == NULL)
 		return;
 	writer_stop(v->wr);
+	tokenizer_free(v->tok);
 	keyring_free(v->kr);
 	store_close(v->store);
 	free(v);

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "keyring.h"
 #include "store.h"
+#include "tokenize.h"
 #include "vault_err.h"
 #include "writer.h"
 
@@ -19,6 +20,7 @@ struct vault {
 	struct store *store;
 	struct keyring *kr;
 	struct writer *wr;
+	struct tokenizer *tok;
 };
 
 /*

@@ -25,6 +25,7 @@ enum vault_err {
 	VAULT_ERR_UNAVAILABLE = -15,	/* shutting down, or the store failed */
 	VAULT_ERR_INTERNAL = -16,
 	VAULT_ERR_UNIMPLEMENTED = -17,
+	VAULT_ERR_CONSENT = -18,	/* the consumer's consent excludes the purpose */
 };
 
 /* A static, secret-free description of err; never NULL. */

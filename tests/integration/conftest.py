@@ -145,7 +145,7 @@ class Daemon:
         return self.call("/vault.v1.Consumers/PutAttributes", req,
                          pb.PutAttributesResponse, token=token)
 
-    def get(self, cid, names=(), purpose="", token="dev"):
+    def get(self, cid, names=(), purpose="service", token="dev"):
         req = pb.GetAttributesRequest(consumer_id=cid, names=list(names),
                                       purpose=purpose)
         r = self.call("/vault.v1.Consumers/GetAttributes", req,

@@ -151,7 +151,7 @@ def test_unknown_method_is_unimplemented_at_once(daemon):
 
 
 @pytest.mark.parametrize("method,req", [
-    ("/vault.v1.Consumers/SetConsent", pb.SetConsentRequest(consumer_id="x", purpose="service")),
+    ("/vault.v1.Consumers/ExportConsumer", pb.ExportConsumerRequest(consumer_id="x")),
     ("/vault.v1.Keys/GetKeyStatus", pb.GetKeyStatusRequest()),
     ("/vault.v1.Audit/VerifyAudit", pb.VerifyAuditRequest()),
 ])

@@ -17,7 +17,7 @@ check(const struct attr_def *d, const char *v)
 static void
 test_int(void **state)
 {
-	struct attr_def d = { "age", ATTR_INT, 20, false, 0, 130, NULL, 0 };
+	struct attr_def d = { .name = "age", .type = ATTR_INT, .max_length = 20, .sensitive = false, .min = 0, .max = 130 };
 
 	(void)state;
 	assert_null(check(&d, "0"));
@@ -34,7 +34,7 @@ test_int(void **state)
 static void
 test_date(void **state)
 {
-	struct attr_def d = { "last", ATTR_DATE, 10, false, 0, 0, NULL, 0 };
+	struct attr_def d = { .name = "last", .type = ATTR_DATE, .max_length = 10, .sensitive = false, .min = 0, .max = 0 };
 
 	(void)state;
 	assert_null(check(&d, "2024-02-29"));
@@ -52,9 +52,9 @@ static void
 test_bool_and_category(void **state)
 {
 	char *vals[] = { "mobile", "desktop" };
-	struct attr_def b = { "flag", ATTR_BOOL, 5, false, 0, 0, NULL, 0 };
-	struct attr_def c = { "device", ATTR_CATEGORY, 16, false, 0, 0, vals, 2 };
-	struct attr_def open_c = { "eth", ATTR_CATEGORY, 8, true, 0, 0, NULL, 0 };
+	struct attr_def b = { .name = "flag", .type = ATTR_BOOL, .max_length = 5, .sensitive = false, .min = 0, .max = 0 };
+	struct attr_def c = { .name = "device", .type = ATTR_CATEGORY, .max_length = 16, .sensitive = false, .min = 0, .max = 0, .values = vals, .n_values = 2 };
+	struct attr_def open_c = { .name = "eth", .type = ATTR_CATEGORY, .max_length = 8, .sensitive = true, .min = 0, .max = 0 };
 
 	(void)state;
 	assert_null(check(&b, "true"));
@@ -72,7 +72,7 @@ test_bool_and_category(void **state)
 static void
 test_string_length_and_utf8(void **state)
 {
-	struct attr_def d = { "zip", ATTR_STRING, 10, false, 0, 0, NULL, 0 };
+	struct attr_def d = { .name = "zip", .type = ATTR_STRING, .max_length = 10, .sensitive = false, .min = 0, .max = 0 };
 
 	(void)state;
 	assert_null(check(&d, "94103"));
@@ -101,10 +101,10 @@ static void
 test_find(void **state)
 {
 	struct attr_def attrs[] = {
-		{ "email", ATTR_STRING, 10, false, 0, 0, NULL, 0 },
-		{ "emailx", ATTR_STRING, 10, false, 0, 0, NULL, 0 },
+		{ .name = "email", .type = ATTR_STRING, .max_length = 10, .sensitive = false, .min = 0, .max = 0 },
+		{ .name = "emailx", .type = ATTR_STRING, .max_length = 10, .sensitive = false, .min = 0, .max = 0 },
 	};
-	struct purpose_def p[] = { { "service", false, false } };
+	struct purpose_def p[] = { { .name = "service" } };
 	struct schema s = { attrs, 2, p, 1 };
 
 	(void)state;

@@ -140,20 +140,20 @@ test_put_get_delete(void **state)
 
 	put1(f, "alice", 0, "alice@example.com");
 	put1(f, "alice", 2, "34");
-	assert_int_equal(consumer_get(f->v, "alice", 5, want, 2, &cv), 0);
+	assert_int_equal(consumer_get(f->v, "alice", 5, 0, want, 2, &cv), 0);
 	assert_int_equal(cv.n, 2);
 	assert_string_equal(cv.v[0].value, "alice@example.com");
 	assert_string_equal(cv.v[1].value, "34");
 	consumer_values_clear(&cv);
-	assert_int_equal(consumer_get(f->v, "alice", 5, NULL, 0, &cv), 0);
+	assert_int_equal(consumer_get(f->v, "alice", 5, 0, NULL, 0, &cv), 0);
 	assert_int_equal(cv.n, 2);
 	consumer_values_clear(&cv);
-	assert_int_equal(consumer_get(f->v, "bob", 3, NULL, 0, &cv),
+	assert_int_equal(consumer_get(f->v, "bob", 3, 0, NULL, 0, &cv),
 	    VAULT_ERR_NOT_FOUND);
 	assert_int_equal(consumer_delete(f->v, "alice", 5, &del), 0);
 	assert_true(del.found);
 	assert_int_equal(del.epoch, 1);
-	assert_int_equal(consumer_get(f->v, "alice", 5, NULL, 0, &cv),
+	assert_int_equal(consumer_get(f->v, "alice", 5, 0, NULL, 0, &cv),
 	    VAULT_ERR_NOT_FOUND);
 	assert_int_equal(consumer_delete(f->v, "alice", 5, &del), 0);
 	assert_false(del.found);
@@ -194,14 +194,14 @@ test_moved_value_fails_to_open(void **state)
 	put1(f, "bob", 0, "bob@example.com");
 	/* To another consumer: bob's DEK and ref differ. */
 	move_value(f, "alice", "email", "bob", "email");
-	assert_int_equal(consumer_get(f->v, "bob", 3, &email, 1, &cv),
+	assert_int_equal(consumer_get(f->v, "bob", 3, 0, &email, 1, &cv),
 	    VAULT_ERR_CRYPTO);
 	/* To another attribute of the same consumer: the name is bound. */
 	move_value(f, "alice", "email", "alice", "zip");
-	assert_int_equal(consumer_get(f->v, "alice", 5, &zip, 1, &cv),
+	assert_int_equal(consumer_get(f->v, "alice", 5, 0, &zip, 1, &cv),
 	    VAULT_ERR_CRYPTO);
 	/* The untouched value still opens. */
-	assert_int_equal(consumer_get(f->v, "alice", 5, &email, 1, &cv), 0);
+	assert_int_equal(consumer_get(f->v, "alice", 5, 0, &email, 1, &cv), 0);
 	assert_string_equal(cv.v[0].value, "alice@example.com");
 	consumer_values_clear(&cv);
 }
