@@ -1,3 +1,4 @@
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,5 +202,129 @@ vc_unary_raw(struct vc *vc, const char *method, const void *req,
 	exchange(vc, method, s, &bb, st, timeout_ms);
 	if (bb != NULL)
 		grpc_byte_buffer_destroy(bb);
+	return st->code;
+}
+
+/* Runs one batch to completion on the call's pluck queue. */
+static bool
+run_batch(grpc_completion_queue *cq, grpc_call *call, const grpc_op *ops,
+    size_t n, void *tag)
+{
+	grpc_event ev;
+
+	if (grpc_call_start_batch(call, ops, n, tag, NULL) != GRPC_CALL_OK)
+		return false;
+	ev = grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME),
+	    NULL);
+	return ev.type == GRPC_OP_COMPLETE && ev.success;
+}
+
+static ProtobufCMessage *
+unpack_bb(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc)
+{
+	grpc_byte_buffer_reader reader;
+	ProtobufCMessage *m;
+	grpc_slice all;
+
+	if (!grpc_byte_buffer_reader_init(&reader, bb))
+		return NULL;
+	all = grpc_byte_buffer_reader_readall(&reader);
+	grpc_byte_buffer_reader_destroy(&reader);
+	m = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(all),
+	    GRPC_SLICE_START_PTR(all));
+	grpc_slice_unref(all);
+	return m;
+}
+
+int
+vc_stream(struct vc *vc, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *resp_desc, vc_on_msg on_msg, void *arg,
+    struct vc_status *st, int timeout_ms)
+{
+	grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+	grpc_slice path = grpc_slice_from_copied_string(method);
+	size_t len = protobuf_c_message_get_packed_size(req), n;
+	grpc_slice body = grpc_slice_malloc(len);
+	grpc_byte_buffer *req_bb, *resp_bb = NULL;
+	grpc_metadata_array init_md, trail_md;
+	grpc_status_code code = GRPC_STATUS_UNKNOWN;
+	grpc_slice details = grpc_empty_slice();
+	grpc_metadata md;
+	grpc_op ops[4];
+	grpc_call *call;
+	bool stopped = false;
+	gpr_timespec deadline = timeout_ms > 0 ?
+	    gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+	    gpr_time_from_millis(timeout_ms, GPR_TIMESPAN)) :
+	    gpr_inf_future(GPR_CLOCK_REALTIME);
+
+	protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(body));
+	req_bb = grpc_raw_byte_buffer_create(&body, 1);
+	grpc_slice_unref(body);
+	grpc_metadata_array_init(&init_md);
+	grpc_metadata_array_init(&trail_md);
+	call = grpc_channel_create_call(vc->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+	    path, NULL, deadline, NULL);
+	memset(ops, 0, sizeof(ops));
+	memset(&md, 0, sizeof(md));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	if (vc->auth != NULL) {
+		md.key = grpc_slice_from_static_string("authorization");
+		md.value = grpc_slice_from_copied_string(vc->auth);
+		ops[0].data.send_initial_metadata.count = 1;
+		ops[0].data.send_initial_metadata.metadata = &md;
+	}
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = req_bb;
+	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[3].data.recv_initial_metadata.recv_initial_metadata = &init_md;
+	if (run_batch(cq, call, ops, 4, (void *)1)) {
+		for (;;) {
+			ProtobufCMessage *m;
+
+			memset(ops, 0, sizeof(ops));
+			ops[0].op = GRPC_OP_RECV_MESSAGE;
+			ops[0].data.recv_message.recv_message = &resp_bb;
+			if (!run_batch(cq, call, ops, 1, (void *)2) || resp_bb == NULL)
+				break;
+			m = unpack_bb(resp_bb, resp_desc);
+			grpc_byte_buffer_destroy(resp_bb);
+			resp_bb = NULL;
+			if (m == NULL || on_msg(m, arg) != 0) {
+				if (m != NULL)
+					protobuf_c_message_free_unpacked(m, NULL);
+				stopped = true;
+				grpc_call_cancel(call, NULL);
+				break;
+			}
+			protobuf_c_message_free_unpacked(m, NULL);
+		}
+	}
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	ops[0].data.recv_status_on_client.status = &code;
+	ops[0].data.recv_status_on_client.status_details = &details;
+	ops[0].data.recv_status_on_client.trailing_metadata = &trail_md;
+	run_batch(cq, call, ops, 1, (void *)3);
+	st->code = stopped && code == GRPC_STATUS_OK ? GRPC_STATUS_CANCELLED : (int)code;
+	n = GRPC_SLICE_LENGTH(details);
+	if (n >= sizeof(st->message))
+		n = sizeof(st->message) - 1;
+	memcpy(st->message, GRPC_SLICE_START_PTR(details), n);
+	st->message[n] = '\0';
+	if (vc->auth != NULL)
+		grpc_slice_unref(md.value);
+	grpc_slice_unref(details);
+	grpc_slice_unref(path);
+	grpc_byte_buffer_destroy(req_bb);
+	grpc_metadata_array_destroy(&init_md);
+	grpc_metadata_array_destroy(&trail_md);
+	grpc_call_unref(call);
+	grpc_completion_queue_shutdown(cq);
+	while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(
+	    GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN)
+		;
+	grpc_completion_queue_destroy(cq);
 	return st->code;
 }

@@ -30,6 +30,16 @@ int vc_unary(struct vc *vc, const char *method, const ProtobufCMessage *req,
     const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
     struct vc_status *st, int timeout_ms);
 
+/*
+ * A server-streaming call: on_msg gets each decoded message (owned by the
+ * callee only for the call) and returns 0 to go on or non-zero to cancel.
+ * Returns st->code (CANCELLED when on_msg stopped it).
+ */
+typedef int (*vc_on_msg)(const ProtobufCMessage *msg, void *arg);
+int vc_stream(struct vc *vc, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *resp_desc, vc_on_msg on_msg, void *arg,
+    struct vc_status *st, int timeout_ms);
+
 /* Sends raw bytes as the request (tests of the server's decoding). */
 int vc_unary_raw(struct vc *vc, const char *method, const void *req,
     size_t req_len, struct vc_status *st, int timeout_ms);

@@ -19,6 +19,11 @@ static const struct ctl_command commands[] = {
 	{ "put", "put CONSUMER NAME=VALUE...", cmd_put },
 	{ "get", "get CONSUMER [NAME...] [--purpose P]", cmd_get },
 	{ "delete", "delete CONSUMER [--request-id ID]", cmd_delete },
+	{ "consent", "consent CONSUMER [--purpose P (--grant|--deny)] [--source S] [--gpc]\n"
+	  "          [--limit-sensitive|--unlimit-sensitive] [--opt-out-sale|--opt-in-sale]",
+	  cmd_consent },
+	{ "features", "features --purpose P --dataset D [--attributes A,B...]\n"
+	  "          [--format csv|jsonl] [--batch-size N] [--page-token T]", cmd_features },
 };
 
 static void

@@ -33,6 +33,8 @@ int cmd_health(struct ctl *ctl, int argc, char **argv);
 int cmd_put(struct ctl *ctl, int argc, char **argv);
 int cmd_get(struct ctl *ctl, int argc, char **argv);
 int cmd_delete(struct ctl *ctl, int argc, char **argv);
+int cmd_consent(struct ctl *ctl, int argc, char **argv);
+int cmd_features(struct ctl *ctl, int argc, char **argv);
 
 /* Prints a failed call to stderr (or as JSON) and returns its exit code. */
 int ctl_fail(const struct ctl *ctl, const struct vc_status *st);

@@ -37,7 +37,8 @@ hash64(const uint8_t *key, const void *msg, size_t len)
 	crypto_generichash(h, sizeof(h), msg, len, key, CRYPTO_KEY_BYTES);
 	for (int i = 7; i >= 0; i--)
 		v = v << 8 | h[i];
-	return v;
+	/* 63 bits: a token fits a signed 64-bit integer in JSON, Java, Parquet. */
+	return v & INT64_MAX;
 }
 
 static void

@@ -6,8 +6,9 @@
  *
  *   token key (purpose, attr) = BLAKE2b-256(root, "token|" purpose "|" attr)
  *   count key (attr)          = BLAKE2b-256(root, "count|" attr)
- *   category token            = BLAKE2b-64(token key, value), never 0
- *   OTHER token               = BLAKE2b-64(token key, "\0OTHER")
+ *   category token            = BLAKE2b-64(token key, value) & (2^63 - 1),
+ *                               never 0
+ *   OTHER token               = BLAKE2b-64(token key, "\0OTHER") & (2^63 - 1)
  *   pseudonym                 = BLAKE2b-128(seed, purpose)
  *
  * Token 0 always means "no value". Values never hold NUL, so no value hashes

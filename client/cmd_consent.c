@@ -1,0 +1,70 @@
+#include <getopt.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "vault/v1/vault.pb-c.h"
+#include "vaultctl.h"
+
+#define USAGE "consent CONSUMER [--purpose P (--grant|--deny)] [--source S] " \
+	"[--gpc] [--limit-sensitive|--unlimit-sensitive] [--opt-out-sale|--opt-in-sale]"
+
+int
+cmd_consent(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "purpose", required_argument, NULL, 'p' },
+		{ "grant", no_argument, NULL, 'g' },
+		{ "deny", no_argument, NULL, 'd' },
+		{ "source", required_argument, NULL, 's' },
+		{ "gpc", no_argument, NULL, 'G' },
+		{ "limit-sensitive", no_argument, NULL, 'l' },
+		{ "unlimit-sensitive", no_argument, NULL, 'L' },
+		{ "opt-out-sale", no_argument, NULL, 'o' },
+		{ "opt-in-sale", no_argument, NULL, 'O' },
+		{ NULL, 0, NULL, 0 },
+	};
+	Vault__V1__SetConsentRequest req = VAULT__V1__SET_CONSENT_REQUEST__INIT;
+	Vault__V1__SetConsentResponse *resp = NULL;
+	struct vc_status st;
+	int ch, decided = 0;
+
+	req.source = "api";
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'p': req.purpose = optarg; break;
+		case 'g': req.granted = 1; decided++; break;
+		case 'd': req.granted = 0; decided++; break;
+		case 's': req.source = optarg; break;
+		case 'G': req.source = "gpc"; break;
+		case 'l': req.limit_sensitive = VAULT__V1__FLAG_CHANGE__FLAG_SET; break;
+		case 'L': req.limit_sensitive = VAULT__V1__FLAG_CHANGE__FLAG_CLEAR; break;
+		case 'o': req.opt_out_sale_share = VAULT__V1__FLAG_CHANGE__FLAG_SET; break;
+		case 'O': req.opt_out_sale_share = VAULT__V1__FLAG_CHANGE__FLAG_CLEAR; break;
+		default: return ctl_usage(USAGE);
+		}
+	}
+	if (optind != argc - 1 || (req.purpose[0] != '\0') != (decided == 1))
+		return ctl_usage(USAGE);
+	req.consumer_id = argv[optind];
+	if (vc_unary(ctl->vc, "/vault.v1.Consumers/SetConsent", &req.base,
+	    &vault__v1__set_consent_response__descriptor,
+	    (ProtobufCMessage **)&resp, &st, ctl->timeout_ms) != 0)
+		return ctl_fail(ctl, &st);
+	if (ctl->json) {
+		json_t *o = json_pack("{s:s,s:b,s:b}", "consumer_ref",
+		    resp->consumer_ref, "limit_sensitive", resp->limit_sensitive,
+		    "opt_out_sale_share", resp->opt_out_sale_share);
+
+		json_dumpf(o, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(o);
+	} else {
+		printf("ok consumer_ref=%s limit_sensitive=%s opt_out_sale_share=%s\n",
+		    resp->consumer_ref, resp->limit_sensitive ? "true" : "false",
+		    resp->opt_out_sale_share ? "true" : "false");
+	}
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return CTL_OK;
+}

@@ -1,0 +1,133 @@
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "vault/v1/vault.pb-c.h"
+#include "vaultctl.h"
+
+#define USAGE "features --purpose P --dataset D [--attributes A,B...] " \
+	"[--format csv|jsonl] [--batch-size N] [--page-token T]"
+#define MAX_ATTRS 256
+
+struct out_state {
+	bool jsonl, header_done, progress;
+	unsigned long long rows;
+	char last_token[128];
+};
+
+static void
+write_row(struct out_state *o, const Vault__V1__FeatureBatch *b,
+    const Vault__V1__FeatureRow *row)
+{
+	char hex[2 * 64 + 1];
+
+	sodium_bin2hex(hex, sizeof(hex), row->pseudonym.data,
+	    row->pseudonym.len > 64 ? 64 : row->pseudonym.len);
+	if (o->jsonl) {
+		json_t *t = json_object();
+
+		for (size_t j = 0; j < row->n_tokens && j < b->n_attributes; j++)
+			json_object_set_new(t, b->attributes[j],
+			    json_integer((json_int_t)row->tokens[j]));
+		json_t *line = json_pack("{s:s,s:o}", "pseudonym", hex, "tokens", t);
+		json_dumpf(line, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		putchar('\n');
+		json_decref(line);
+		return;
+	}
+	fputs(hex, stdout);
+	for (size_t j = 0; j < row->n_tokens; j++)
+		printf(",%" PRIu64, row->tokens[j]);
+	putchar('\n');
+}
+
+static int
+on_batch(const ProtobufCMessage *msg, void *arg)
+{
+	const Vault__V1__FeatureBatch *b = (const void *)msg;
+	struct out_state *o = arg;
+
+	if (!o->jsonl && !o->header_done) {
+		fputs("pseudonym", stdout);
+		for (size_t j = 0; j < b->n_attributes; j++)
+			printf(",%s", b->attributes[j]);
+		putchar('\n');
+		o->header_done = true;
+	}
+	for (size_t i = 0; i < b->n_rows; i++)
+		write_row(o, b, b->rows[i]);
+	o->rows += b->n_rows;
+	snprintf(o->last_token, sizeof(o->last_token), "%s", b->next_page_token);
+	if (o->progress)
+		fprintf(stderr, "\rvaultctl: %llu rows", o->rows);
+	return 0;
+}
+
+/* Splits "a,b,c" in place into names. */
+static size_t
+split(char *list, char **names)
+{
+	size_t n = 0;
+
+	for (char *tok = strtok(list, ","); tok != NULL && n < MAX_ATTRS;
+	    tok = strtok(NULL, ","))
+		names[n++] = tok;
+	return n;
+}
+
+int
+cmd_features(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "purpose", required_argument, NULL, 'p' },
+		{ "dataset", required_argument, NULL, 'd' },
+		{ "attributes", required_argument, NULL, 'a' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "batch-size", required_argument, NULL, 'b' },
+		{ "page-token", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
+	Vault__V1__FetchFeaturesRequest req = VAULT__V1__FETCH_FEATURES_REQUEST__INIT;
+	struct out_state o = { .progress = isatty(2) != 0 };
+	char *names[MAX_ATTRS];
+	struct vc_status st;
+	int ch;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'p': req.purpose = optarg; break;
+		case 'd': req.dataset_id = optarg; break;
+		case 'a': req.n_attributes = split(optarg, names); req.attributes = names; break;
+		case 'f':
+			if (strcmp(optarg, "jsonl") == 0)
+				o.jsonl = true;
+			else if (strcmp(optarg, "csv") != 0)
+				return ctl_usage(USAGE);
+			break;
+		case 'b': req.batch_size = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case 't': req.page_token = optarg; break;
+		default: return ctl_usage(USAGE);
+		}
+	}
+	if (optind != argc || req.purpose[0] == '\0' || req.dataset_id[0] == '\0')
+		return ctl_usage(USAGE);
+	vc_stream(ctl->vc, "/vault.v1.Features/FetchFeatures", &req.base,
+	    &vault__v1__feature_batch__descriptor, on_batch, &o, &st, 0);
+	fflush(stdout);
+	if (o.progress)
+		fputc('\n', stderr);
+	if (st.code != 0) {
+		if (o.last_token[0] != '\0')
+			fprintf(stderr, "vaultctl: stream broken after %llu rows; resume "
+			    "with --page-token %s\n", o.rows, o.last_token);
+		return ctl_fail(ctl, &st);
+	}
+	return CTL_OK;
+}
