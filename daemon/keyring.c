@@ -1,6 +1,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,30 +15,40 @@
 #include "log.h"
 
 #define MAX_VERSIONS 1024
-#define KV_PREFIX "kv/"			/* kv/<be32 version> -> key version record */
-#define KV_RECORD_BYTES (1 + CRYPTO_KCV_BYTES + 8)
+#define KV_PREFIX "kv/"		/* kv/<be32 version> -> key version record */
+#define KV_KEY_BYTES (sizeof(KV_PREFIX) - 1 + 4)
+/* state(1) | key check value | created ms(8) | destroyed ms(8) */
+#define KV_RECORD_BYTES (1 + CRYPTO_KCV_BYTES + 8 + 8)
 #define KV_LIVE 0
 #define KV_DESTROYED 1
 
 static const char active_key[] = "active_version";
 
 /* Keys the master key wraps: stored in meta under name, sealed with ad. */
-enum { VK_INDEX, VK_TOKEN, VK_COUNT };
+enum { VK_INDEX, VK_TOKEN, VK_RECEIPT, VK_COUNT };
 static const struct { const char *name, *ad; } vault_keys[VK_COUNT] = {
 	[VK_INDEX] = { "vault_key/index", "vault-key|index" },
 	[VK_TOKEN] = { "vault_key/token", "vault-key|token" },
+	[VK_RECEIPT] = { "vault_key/receipt", "vault-key|receipt" },
 };
 
 struct master {
 	uint32_t version;
-	uint8_t *key;		/* locked */
+	uint8_t *key;		/* locked; wiped when destroyed */
+	atomic_bool gone;
 };
 
 struct keyring {
 	struct master keys[MAX_VERSIONS];
-	size_t n;
-	uint32_t active;
+	atomic_size_t n;		/* entries are appended, never removed */
+	atomic_uint active;
+	uint32_t highest;		/* highest version seen in files or store */
 	uint8_t *vkeys[VK_COUNT];	/* locked */
+	uint8_t *sign_sk;		/* locked: Ed25519 secret key */
+	uint8_t sign_pk[KEYRING_PK_BYTES];
+	char *dir;
+	struct store *st;
+	pthread_mutex_t mu;		/* serialises changes */
 };
 
 int
@@ -135,16 +147,62 @@ version_from_name(const char *name, uint32_t *version)
 	return 0;
 }
 
+static void
+key_path(const struct keyring *kr, uint32_t version, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/master-%u.key", kr->dir, version);
+}
+
+static struct master *
+find(const struct keyring *kr, uint32_t version)
+{
+	size_t n = atomic_load_explicit(&kr->n, memory_order_acquire);
+
+	for (size_t i = 0; i < n; i++)
+		if (kr->keys[i].version == version)
+			return (struct master *)&kr->keys[i];
+	return NULL;
+}
+
+/* Appends a loaded key; the entry is published only once complete. */
 static int
-load_key_files(struct keyring *kr, const char *dir)
+add_key(struct keyring *kr, uint32_t version, const char *path)
+{
+	size_t n = atomic_load(&kr->n);
+	struct master *m;
+	int r;
+
+	if (n == MAX_VERSIONS) {
+		log_error("too many master key versions");
+		return VAULT_ERR_KEY;
+	}
+	m = &kr->keys[n];
+	if ((m->key = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((r = keyring_read_key_file(path, m->key)) != 0) {
+		crypto_secret_free(m->key);
+		m->key = NULL;
+		return r;
+	}
+	m->version = version;
+	atomic_store(&m->gone, false);
+	if (version > kr->highest)
+		kr->highest = version;
+	atomic_store_explicit(&kr->n, n + 1, memory_order_release);
+	return 0;
+}
+
+static int
+load_key_files(struct keyring *kr)
 {
 	DIR *d;
 	struct dirent *e;
 	char path[4096];
 	int r = 0;
 
-	if ((d = opendir(dir)) == NULL) {
-		log_error("cannot open keys directory %s: %s", dir, strerror(errno));
+	if ((d = opendir(kr->dir)) == NULL) {
+		log_error("cannot open keys directory %s: %s", kr->dir,
+		    strerror(errno));
 		return VAULT_ERR_KEY;
 	}
 	while (r == 0 && (e = readdir(d)) != NULL) {
@@ -152,19 +210,8 @@ load_key_files(struct keyring *kr, const char *dir)
 
 		if (version_from_name(e->d_name, &v) != 0)
 			continue;
-		if (kr->n == MAX_VERSIONS) {
-			log_error("too many master key files in %s", dir);
-			r = VAULT_ERR_KEY;
-			break;
-		}
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if ((kr->keys[kr->n].key = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL) {
-			r = VAULT_ERR_NOMEM;
-			break;
-		}
-		kr->keys[kr->n].version = v;
-		kr->n++;
-		r = keyring_read_key_file(path, kr->keys[kr->n - 1].key);
+		snprintf(path, sizeof(path), "%s/%s", kr->dir, e->d_name);
+		r = add_key(kr, v, path);
 	}
 	closedir(d);
 	return r;
@@ -173,16 +220,15 @@ load_key_files(struct keyring *kr, const char *dir)
 const uint8_t *
 keyring_master(const struct keyring *kr, uint32_t version)
 {
-	for (size_t i = 0; i < kr->n; i++)
-		if (kr->keys[i].version == version)
-			return kr->keys[i].key;
-	return NULL;
+	const struct master *m = find(kr, version);
+
+	return m == NULL || atomic_load(&m->gone) ? NULL : m->key;
 }
 
 uint32_t
 keyring_active_version(const struct keyring *kr)
 {
-	return kr->active;
+	return atomic_load(&kr->active);
 }
 
 const uint8_t *
@@ -197,112 +243,200 @@ keyring_token_root(const struct keyring *kr)
 	return kr->vkeys[VK_TOKEN];
 }
 
+const uint8_t *
+keyring_receipt_public_key(const struct keyring *kr)
+{
+	return kr->sign_pk;
+}
+
+void
+keyring_sign(const struct keyring *kr, const uint8_t *msg, size_t len,
+    uint8_t sig[KEYRING_SIG_BYTES])
+{
+	crypto_sign_detached(sig, NULL, msg, len, kr->sign_sk);
+}
+
+uint32_t
+keyring_next_version(const struct keyring *kr)
+{
+	return kr->highest + 1;
+}
+
 static void
-kv_key(uint8_t buf[sizeof(KV_PREFIX) - 1 + 4], uint32_t version)
+kv_key(uint8_t buf[KV_KEY_BYTES], uint32_t version)
 {
 	memcpy(buf, KV_PREFIX, sizeof(KV_PREFIX) - 1);
 	store_put_u32(buf + sizeof(KV_PREFIX) - 1, version);
+}
+
+static int
+put_kv(struct store *st, MDB_txn *txn, uint32_t version, const uint8_t *key,
+    uint8_t state, uint64_t created, uint64_t destroyed)
+{
+	uint8_t kk[KV_KEY_BYTES], rec[KV_RECORD_BYTES];
+	MDB_val k = { sizeof(kk), kk }, v = { sizeof(rec), rec };
+	int rc;
+
+	rec[0] = state;
+	if (key != NULL)
+		crypto_key_check_value(key, rec + 1);
+	else
+		memset(rec + 1, 0, CRYPTO_KCV_BYTES);
+	store_put_u64(rec + 1 + CRYPTO_KCV_BYTES, created);
+	store_put_u64(rec + 1 + CRYPTO_KCV_BYTES + 8, destroyed);
+	kv_key(kk, version);
+	if ((rc = mdb_put(txn, st->meta, &k, &v, 0)) != 0)
+		return store_err(st, rc, "put key version");
+	return 0;
+}
+
+static int
+get_kv(struct store *st, MDB_txn *txn, uint32_t version, uint8_t *rec,
+    bool *found)
+{
+	uint8_t kk[KV_KEY_BYTES];
+	MDB_val k = { sizeof(kk), kk }, v;
+	int rc;
+
+	kv_key(kk, version);
+	*found = false;
+	if ((rc = mdb_get(txn, st->meta, &k, &v)) == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return store_err(st, rc, "get key version");
+	if (v.mv_size != KV_RECORD_BYTES) {
+		log_error("the store's key version records are corrupt");
+		return VAULT_ERR_STATE;
+	}
+	memcpy(rec, v.mv_data, KV_RECORD_BYTES);
+	*found = true;
+	return 0;
+}
+
+/* Seals every vault key under version into meta. */
+static int
+seal_vault_keys(struct keyring *kr, struct store *st, MDB_txn *txn,
+    uint32_t version)
+{
+	uint8_t blob[CRYPTO_KEY_BYTES + CRYPTO_OVERHEAD];
+	const uint8_t *master = keyring_master(kr, version);
+	int rc, r;
+
+	if (master == NULL)
+		return VAULT_ERR_KEY;
+	for (int i = 0; i < VK_COUNT; i++) {
+		MDB_val k = { strlen(vault_keys[i].name), (void *)vault_keys[i].name };
+		MDB_val v = { sizeof(blob), blob };
+
+		if ((r = crypto_seal(master, version, (const uint8_t *)vault_keys[i].ad,
+		    strlen(vault_keys[i].ad), kr->vkeys[i], CRYPTO_KEY_BYTES, blob,
+		    sizeof(blob))) != 0)
+			return r;
+		if ((rc = mdb_put(txn, st->meta, &k, &v, 0)) != 0)
+			return store_err(st, rc, "put vault key");
+	}
+	return 0;
+}
+
+static int
+put_active(struct store *st, MDB_txn *txn, uint32_t version)
+{
+	uint8_t act[4];
+	MDB_val k = { sizeof(active_key) - 1, (void *)active_key }, v = { 4, act };
+	int rc;
+
+	store_put_u32(act, version);
+	if ((rc = mdb_put(txn, st->meta, &k, &v, 0)) != 0)
+		return store_err(st, rc, "put active version");
+	return 0;
+}
+
+static void
+derive_signing_key(struct keyring *kr)
+{
+	crypto_sign_seed_keypair(kr->sign_pk, kr->sign_sk, kr->vkeys[VK_RECEIPT]);
 }
 
 /* First start of a store: record every key, pick the active one, make vault keys. */
 static int
 init_store(struct keyring *kr, struct store *st)
 {
-	uint8_t kk[sizeof(KV_PREFIX) - 1 + 4], rec[KV_RECORD_BYTES], act[4];
-	uint8_t blob[CRYPTO_KEY_BYTES + CRYPTO_OVERHEAD];
+	size_t n = atomic_load(&kr->n);
+	uint32_t active = 0;
 	MDB_txn *txn = NULL;
-	MDB_val k, v;
 	int rc, r;
 
-	for (size_t i = 0; i < kr->n; i++)
-		if (kr->keys[i].version > kr->active)
-			kr->active = kr->keys[i].version;
+	for (size_t i = 0; i < n; i++)
+		if (kr->keys[i].version > active)
+			active = kr->keys[i].version;
+	for (int i = 0; i < VK_COUNT; i++)
+		randombytes_buf(kr->vkeys[i], CRYPTO_KEY_BYTES);
 	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
 		return store_err(st, rc, "begin keyring init");
-	for (size_t i = 0; i < kr->n; i++) {
-		rec[0] = KV_LIVE;
-		crypto_key_check_value(kr->keys[i].key, rec + 1);
-		store_put_u64(rec + 1 + CRYPTO_KCV_BYTES, store_now_ms());
-		kv_key(kk, kr->keys[i].version);
-		k = (MDB_val){ sizeof(kk), kk };
-		v = (MDB_val){ sizeof(rec), rec };
-		if ((rc = mdb_put(txn, st->meta, &k, &v, 0)) != 0)
+	for (size_t i = 0; i < n; i++)
+		if ((r = put_kv(st, txn, kr->keys[i].version, kr->keys[i].key,
+		    KV_LIVE, store_now_ms(), 0)) != 0)
 			goto fail;
-	}
-	store_put_u32(act, kr->active);
-	k = (MDB_val){ sizeof(active_key) - 1, (void *)active_key };
-	v = (MDB_val){ sizeof(act), act };
-	if ((rc = mdb_put(txn, st->meta, &k, &v, 0)) != 0)
+	if ((r = put_active(st, txn, active)) != 0 ||
+	    (r = seal_vault_keys(kr, st, txn, active)) != 0)
 		goto fail;
-	for (int i = 0; i < VK_COUNT; i++) {
-		randombytes_buf(kr->vkeys[i], CRYPTO_KEY_BYTES);
-		if ((r = crypto_seal(keyring_master(kr, kr->active), kr->active,
-		    (const uint8_t *)vault_keys[i].ad, strlen(vault_keys[i].ad),
-		    kr->vkeys[i], CRYPTO_KEY_BYTES, blob, sizeof(blob))) != 0) {
-			mdb_txn_abort(txn);
-			return r;
-		}
-		k = (MDB_val){ strlen(vault_keys[i].name), (void *)vault_keys[i].name };
-		v = (MDB_val){ sizeof(blob), blob };
-		if ((rc = mdb_put(txn, st->meta, &k, &v, 0)) != 0)
-			goto fail;
-	}
 	if ((rc = mdb_txn_commit(txn)) != 0)
 		return store_err(st, rc, "commit keyring init");
-	log_info("new store: master key version %u is active", kr->active);
+	atomic_store(&kr->active, active);
+	derive_signing_key(kr);
+	log_info("new store: master key version %u is active", active);
 	return 0;
 fail:
 	mdb_txn_abort(txn);
-	return store_err(st, rc, "keyring init");
+	return r;
 }
 
 /* Every version the store knows must be present (unless destroyed) and match. */
 static int
 check_versions(struct keyring *kr, MDB_txn *txn, struct store *st)
 {
-	MDB_cursor *cur = NULL;
-	MDB_val k = { sizeof(KV_PREFIX) - 1, (void *)KV_PREFIX }, v;
-	uint8_t kcv[CRYPTO_KCV_BYTES];
-	int rc, r = 0;
+	struct key_version vs[MAX_VERSIONS];
+	uint8_t rec[KV_RECORD_BYTES], kcv[CRYPTO_KCV_BYTES];
+	size_t n;
+	bool found;
+	int r;
 
-	if ((rc = mdb_cursor_open(txn, st->meta, &cur)) != 0)
-		return store_err(st, rc, "open cursor");
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		const uint8_t *rec = v.mv_data;
-		const uint8_t *key;
-		uint32_t ver;
+	if ((r = keyring_versions(kr, txn, vs, MAX_VERSIONS, &n)) != 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *key = keyring_master(kr, vs[i].version);
 
-		if (k.mv_size != sizeof(KV_PREFIX) - 1 + 4 ||
-		    memcmp(k.mv_data, KV_PREFIX, sizeof(KV_PREFIX) - 1) != 0)
-			break;
-		if (v.mv_size != KV_RECORD_BYTES) {
-			log_error("the store's key version records are corrupt");
-			r = VAULT_ERR_STATE;
-			break;
-		}
-		ver = store_get_u32((const uint8_t *)k.mv_data + sizeof(KV_PREFIX) - 1);
-		key = keyring_master(kr, ver);
-		if (rec[0] == KV_DESTROYED)
+		if (vs[i].version > kr->highest)
+			kr->highest = vs[i].version;
+		if (vs[i].destroyed) {
+			if (key != NULL)
+				log_warn("master key version %u was destroyed, but a key "
+				    "file for it is present; it is ignored", vs[i].version);
 			continue;
+		}
 		if (key == NULL) {
 			log_error("master key version %u is missing from the keys "
-			    "directory; the store needs it", ver);
-			r = VAULT_ERR_KEY;
-			break;
+			    "directory; the store needs it", vs[i].version);
+			return VAULT_ERR_KEY;
 		}
+		if ((r = get_kv(st, txn, vs[i].version, rec, &found)) != 0)
+			return r;
 		crypto_key_check_value(key, kcv);
 		if (sodium_memcmp(kcv, rec + 1, CRYPTO_KCV_BYTES) != 0) {
 			log_error("master key file for version %u does not match the "
-			    "store's key check value: wrong key file", ver);
-			r = VAULT_ERR_KEY;
-			break;
+			    "store's key check value: wrong key file", vs[i].version);
+			return VAULT_ERR_KEY;
 		}
 	}
-	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
-		r = store_err(st, rc, "read key versions");
-	mdb_cursor_close(cur);
-	return r;
+	/* Files of destroyed versions must never be used again. */
+	for (size_t i = 0; i < n; i++)
+		if (vs[i].destroyed && find(kr, vs[i].version) != NULL) {
+			struct master *m = find(kr, vs[i].version);
+
+			sodium_memzero(m->key, CRYPTO_KEY_BYTES);
+			atomic_store(&m->gone, true);
+		}
+	return 0;
 }
 
 static int
@@ -345,17 +479,18 @@ open_existing(struct keyring *kr, struct store *st, MDB_txn *txn,
 		log_error("the store's active key version record is corrupt");
 		return VAULT_ERR_STATE;
 	}
-	kr->active = store_get_u32(active->mv_data);
+	atomic_store(&kr->active, store_get_u32(active->mv_data));
 	if ((r = check_versions(kr, txn, st)) != 0)
 		return r;
 	if (keyring_master(kr, kr->active) == NULL) {
 		log_error("the active master key version %u is not loaded",
-		    kr->active);
+		    (unsigned)kr->active);
 		return VAULT_ERR_KEY;
 	}
 	for (int i = 0; i < VK_COUNT; i++)
 		if ((r = unwrap_vault_key(kr, txn, st, i)) != 0)
 			return r;
+	derive_signing_key(kr);
 	return 0;
 }
 
@@ -372,12 +507,19 @@ keyring_open(struct keyring **out, struct store *st, const char *keys_dir,
 	*out = NULL;
 	if ((kr = calloc(1, sizeof(*kr))) == NULL)
 		return VAULT_ERR_NOMEM;
+	pthread_mutex_init(&kr->mu, NULL);
+	kr->st = st;
+	if ((kr->dir = strdup(keys_dir)) == NULL ||
+	    (kr->sign_sk = crypto_secret_alloc(crypto_sign_SECRETKEYBYTES)) == NULL) {
+		r = VAULT_ERR_NOMEM;
+		goto out;
+	}
 	for (int i = 0; i < VK_COUNT; i++)
 		if ((kr->vkeys[i] = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL) {
 			r = VAULT_ERR_NOMEM;
 			goto out;
 		}
-	if ((r = load_key_files(kr, keys_dir)) != 0)
+	if ((r = load_key_files(kr)) != 0)
 		goto out;
 	if ((r = store_read_begin(st, &txn)) != 0)
 		goto out;
@@ -392,7 +534,7 @@ keyring_open(struct keyring **out, struct store *st, const char *keys_dir,
 		r = store_err(st, rc, "read active version");
 		goto out;
 	}
-	if (kr->n == 0) {
+	if (atomic_load(&kr->n) == 0) {
 		if (!create) {
 			log_error("no master key in %s; create one with "
 			    "'vaultd --gen-key %s/master-1.key'", keys_dir, keys_dir);
@@ -401,7 +543,7 @@ keyring_open(struct keyring **out, struct store *st, const char *keys_dir,
 		}
 		snprintf(path, sizeof(path), "%s/master-1.key", keys_dir);
 		if ((r = keyring_create_key_file(path)) != 0 ||
-		    (r = load_key_files(kr, keys_dir)) != 0)
+		    (r = add_key(kr, 1, path)) != 0)
 			goto out;
 	}
 	r = init_store(kr, st);
@@ -421,9 +563,170 @@ keyring_free(struct keyring *kr)
 {
 	if (kr == NULL)
 		return;
-	for (size_t i = 0; i < kr->n; i++)
+	for (size_t i = 0; i < atomic_load(&kr->n); i++)
 		crypto_secret_free(kr->keys[i].key);
 	for (int i = 0; i < VK_COUNT; i++)
 		crypto_secret_free(kr->vkeys[i]);
+	crypto_secret_free(kr->sign_sk);
+	pthread_mutex_destroy(&kr->mu);
+	free(kr->dir);
 	free(kr);
+}
+
+int
+keyring_load_version(struct keyring *kr, uint32_t version, bool create)
+{
+	char path[4096];
+	int r = 0;
+
+	pthread_mutex_lock(&kr->mu);
+	if (find(kr, version) != NULL) {
+		r = keyring_master(kr, version) == NULL ? VAULT_ERR_STATE : 0;
+		goto out;
+	}
+	key_path(kr, version, path, sizeof(path));
+	if (create && access(path, F_OK) != 0 &&
+	    (r = keyring_create_key_file(path)) != 0)
+		goto out;
+	r = add_key(kr, version, path);
+out:
+	pthread_mutex_unlock(&kr->mu);
+	return r;
+}
+
+int
+keyring_activate_txn(struct keyring *kr, MDB_txn *txn, uint32_t version)
+{
+	const uint8_t *key = keyring_master(kr, version);
+	uint8_t rec[KV_RECORD_BYTES];
+	bool found;
+	int r;
+
+	if (key == NULL)
+		return VAULT_ERR_KEY;
+	if ((r = get_kv(kr->st, txn, version, rec, &found)) != 0)
+		return r;
+	if (found && rec[0] == KV_DESTROYED)
+		return VAULT_ERR_STATE;
+	if (!found && (r = put_kv(kr->st, txn, version, key, KV_LIVE,
+	    store_now_ms(), 0)) != 0)
+		return r;
+	if ((r = put_active(kr->st, txn, version)) != 0)
+		return r;
+	return seal_vault_keys(kr, kr->st, txn, version);
+}
+
+void
+keyring_set_active(struct keyring *kr, uint32_t version)
+{
+	pthread_mutex_lock(&kr->mu);
+	atomic_store(&kr->active, version);
+	if (version > kr->highest)
+		kr->highest = version;
+	pthread_mutex_unlock(&kr->mu);
+}
+
+int
+keyring_destroy_txn(struct keyring *kr, MDB_txn *txn, uint32_t version)
+{
+	uint8_t rec[KV_RECORD_BYTES];
+	bool found;
+	int r;
+
+	if ((r = get_kv(kr->st, txn, version, rec, &found)) != 0)
+		return r;
+	if (!found)
+		return VAULT_ERR_NOT_FOUND;
+	if (rec[0] == KV_DESTROYED)
+		return VAULT_ERR_STATE;
+	return put_kv(kr->st, txn, version, NULL, KV_DESTROYED,
+	    store_get_u64(rec + 1 + CRYPTO_KCV_BYTES), store_now_ms());
+}
+
+/* Overwrites the file's bytes before unlinking, then syncs the directory. */
+static int
+wipe_file(const char *path)
+{
+	uint8_t zero[CRYPTO_KEY_BYTES] = { 0 };
+	int fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC), dfd;
+	char dir[4096], *slash;
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : VAULT_ERR_IO;
+	if (write(fd, zero, sizeof(zero)) != (ssize_t)sizeof(zero) || fsync(fd) != 0) {
+		close(fd);
+		return VAULT_ERR_IO;
+	}
+	close(fd);
+	if (unlink(path) != 0)
+		return VAULT_ERR_IO;
+	snprintf(dir, sizeof(dir), "%s", path);
+	if ((slash = strrchr(dir, '/')) != NULL) {
+		*slash = '\0';
+		if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+	}
+	return 0;
+}
+
+int
+keyring_forget(struct keyring *kr, uint32_t version)
+{
+	struct master *m;
+	char path[4096];
+	int r;
+
+	pthread_mutex_lock(&kr->mu);
+	if ((m = find(kr, version)) != NULL) {
+		atomic_store(&m->gone, true);
+		sodium_memzero(m->key, CRYPTO_KEY_BYTES);
+	}
+	key_path(kr, version, path, sizeof(path));
+	if ((r = wipe_file(path)) != 0)
+		log_error("cannot wipe and remove %s: %s", path, strerror(errno));
+	pthread_mutex_unlock(&kr->mu);
+	return r;
+}
+
+int
+keyring_versions(const struct keyring *kr, MDB_txn *txn, struct key_version *out,
+    size_t cap, size_t *n)
+{
+	struct store *st = kr->st;
+	MDB_cursor *cur = NULL;
+	MDB_val k = { sizeof(KV_PREFIX) - 1, (void *)KV_PREFIX }, v;
+	int rc, r = 0;
+
+	*n = 0;
+	if ((rc = mdb_cursor_open(txn, st->meta, &cur)) != 0)
+		return store_err(st, rc, "open cursor");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		const uint8_t *rec = v.mv_data;
+		struct key_version *kv;
+
+		if (k.mv_size != KV_KEY_BYTES ||
+		    memcmp(k.mv_data, KV_PREFIX, sizeof(KV_PREFIX) - 1) != 0)
+			break;
+		if (v.mv_size != KV_RECORD_BYTES) {
+			log_error("the store's key version records are corrupt");
+			r = VAULT_ERR_STATE;
+			break;
+		}
+		if (*n == cap)
+			break;
+		kv = &out[(*n)++];
+		kv->version = store_get_u32((const uint8_t *)k.mv_data +
+		    sizeof(KV_PREFIX) - 1);
+		kv->destroyed = rec[0] == KV_DESTROYED;
+		kv->loaded = keyring_master(kr, kv->version) != NULL;
+		kv->created_ms = store_get_u64(rec + 1 + CRYPTO_KCV_BYTES);
+		kv->destroyed_ms = store_get_u64(rec + 1 + CRYPTO_KCV_BYTES + 8);
+	}
+	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		r = store_err(st, rc, "read key versions");
+	mdb_cursor_close(cur);
+	return r;
 }

@@ -2,21 +2,35 @@
  * Master key versions and the vault keys they wrap.
  *
  * Master keys are files named master-<version>.key in the keys directory:
- * exactly 32 random bytes, mode 0600 or stricter, owned by the daemon's user.
- * The store keeps a key check value per version, so a wrong key file is
- * refused at start, before anything is written. The vault keys, random and
- * sealed under the master key in the store's meta database, are the index
- * key (consumer id -> consumer ref) and the tokenization root key.
+ * exactly 32 random bytes, mode 0600 or stricter, owned by the daemon's
+ * user. The store keeps a record per version (key check value, created,
+ * destroyed), so a wrong key file is refused at start, before anything is
+ * written. The vault keys, random and sealed under the active master key in
+ * the store's meta database, are the index key (consumer id -> consumer
+ * ref), the tokenization root key, and the seed of the Ed25519 receipt
+ * signing key. Activating a version rewraps them under it.
+ *
+ * Thread safety: lookups (keyring_master, keyring_active_version, the vault
+ * keys, keyring_sign) may run on any thread at any time. Changes run in the
+ * writer thread: keyring_load_version, then keyring_activate_txn inside a
+ * transaction and keyring_set_active once it committed; likewise
+ * keyring_destroy_txn then keyring_forget.
  */
 #ifndef VAULT_KEYRING_H
 #define VAULT_KEYRING_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include <lmdb.h>
 
 #include "crypto.h"
 #include "store.h"
 #include "vault_err.h"
+
+#define KEYRING_SIG_BYTES 64
+#define KEYRING_PK_BYTES 32
 
 struct keyring;
 
@@ -24,18 +38,54 @@ struct keyring;
  * Loads every master key in keys_dir and checks it against the store. On a
  * new store, adopts the highest version as active (generating master-1.key
  * first when create is set and the directory has none), records the key
- * check values and creates the vault keys. Must run before the writer starts.
+ * versions and creates the vault keys. Must run before the writer starts.
  */
 int keyring_open(struct keyring **out, struct store *st, const char *keys_dir,
     bool create) VAULT_WUR;
 void keyring_free(struct keyring *kr);
 
 uint32_t keyring_active_version(const struct keyring *kr);
-/* The master key of version, or NULL when it is not loaded. */
+/* The master key of version, or NULL when it is not loaded or destroyed. */
 const uint8_t *keyring_master(const struct keyring *kr, uint32_t version);
 const uint8_t *keyring_index_key(const struct keyring *kr);
-/* The tokenization root key: survives master rotation, so tokens stay stable. */
+/* The tokenization root key: only rewrapped on rotation, so tokens stay stable. */
 const uint8_t *keyring_token_root(const struct keyring *kr);
+const uint8_t *keyring_receipt_public_key(const struct keyring *kr);
+void keyring_sign(const struct keyring *kr, const uint8_t *msg, size_t len,
+    uint8_t sig[KEYRING_SIG_BYTES]);
+
+/* One past the highest version the keyring or the store has seen. */
+uint32_t keyring_next_version(const struct keyring *kr);
+
+/*
+ * Makes version usable: reads master-<version>.key, or creates it when
+ * create is set and it does not exist. Does not activate it.
+ */
+int keyring_load_version(struct keyring *kr, uint32_t version,
+    bool create) VAULT_WUR;
+
+/* In a write txn: records version, makes it active, rewraps the vault keys. */
+int keyring_activate_txn(struct keyring *kr, MDB_txn *txn,
+    uint32_t version) VAULT_WUR;
+/* After that txn committed. */
+void keyring_set_active(struct keyring *kr, uint32_t version);
+
+/* In a write txn: marks version destroyed, now. */
+int keyring_destroy_txn(struct keyring *kr, MDB_txn *txn,
+    uint32_t version) VAULT_WUR;
+/* After that txn committed: wipes the key from memory and its file from disk. */
+int keyring_forget(struct keyring *kr, uint32_t version) VAULT_WUR;
+
+struct key_version {
+	uint32_t version;
+	bool destroyed;
+	bool loaded;
+	uint64_t created_ms, destroyed_ms;
+};
+
+/* The store's key versions, ascending; *n of at most cap. */
+int keyring_versions(const struct keyring *kr, MDB_txn *txn,
+    struct key_version *out, size_t cap, size_t *n) VAULT_WUR;
 
 /*
  * Reads a master key file into key (locked memory of CRYPTO_KEY_BYTES).
@@ -43,7 +93,6 @@ const uint8_t *keyring_token_root(const struct keyring *kr);
  * group or others may access it; the reason goes to the log.
  */
 int keyring_read_key_file(const char *path, uint8_t *key) VAULT_WUR;
-
 /* The same checks for any 32-byte secret file; what names it in the log. */
 int keyring_read_secret_file(const char *path, uint8_t *key,
     const char *what) VAULT_WUR;
