@@ -7,7 +7,6 @@
 #include "record.h"
 
 #define SCRATCH_BYTES (2 * CRYPTO_KEY_BYTES + SCHEMA_VALUE_MAX + 1)
-#define NEXT_DATASET_KEY "next_dataset"
 
 int
 fetch_page_init(struct fetch_page *pg, size_t cap, size_t n_attrs)
@@ -174,108 +173,6 @@ out:
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 	return r;
-}
-
-const char *
-fetch_check_dataset(const char *id)
-{
-	size_t n = strlen(id);
-
-	if (n == 0)
-		return "is required";
-	if (n > FETCH_DATASET_MAX)
-		return "longer than 64 characters";
-	for (size_t i = 0; i < n; i++)
-		if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') ||
-		    (id[i] >= '0' && id[i] <= '9') || id[i] == '.' || id[i] == '_' ||
-		    id[i] == '-'))
-			return "may hold only letters, digits, '.', '_' and '-'";
-	return NULL;
-}
-
-/* datasets: "id:" id -> number, and "num:" number -> id. */
-static size_t
-dataset_key(uint8_t *buf, const char *id)
-{
-	size_t n = strlen(id);
-
-	memcpy(buf, "id:", 3);
-	memcpy(buf + 3, id, n);
-	return n + 3;
-}
-
-static int
-lookup_dataset(struct store *st, MDB_txn *txn, const char *id, uint32_t *number)
-{
-	uint8_t key[3 + FETCH_DATASET_MAX];
-	MDB_val k = { dataset_key(key, id), key }, v;
-	int rc = mdb_get(txn, st->datasets, &k, &v);
-
-	if (rc == MDB_NOTFOUND)
-		return VAULT_ERR_NOT_FOUND;
-	if (rc != 0)
-		return store_err(st, rc, "get dataset");
-	if (v.mv_size != 4)
-		return VAULT_ERR_STATE;
-	*number = store_get_u32(v.mv_data);
-	return 0;
-}
-
-struct dataset_job {
-	struct store *st;
-	const char *id;
-	uint32_t number;
-};
-
-static int
-dataset_apply(MDB_txn *txn, void *arg)
-{
-	struct dataset_job *job = arg;
-	struct store *st = job->st;
-	uint8_t key[3 + FETCH_DATASET_MAX], num[4], rkey[8];
-	MDB_val mk = { sizeof(NEXT_DATASET_KEY) - 1, NEXT_DATASET_KEY }, k, v;
-	int rc, r;
-
-	if ((r = lookup_dataset(st, txn, job->id, &job->number)) != VAULT_ERR_NOT_FOUND)
-		return r;
-	rc = mdb_get(txn, st->meta, &mk, &v);
-	job->number = rc == 0 && v.mv_size == 4 ? store_get_u32(v.mv_data) : 1;
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		return store_err(st, rc, "get dataset counter");
-	store_put_u32(num, job->number + 1);
-	v = (MDB_val){ 4, num };
-	if ((rc = mdb_put(txn, st->meta, &mk, &v, 0)) != 0)
-		return store_err(st, rc, "put dataset counter");
-	store_put_u32(num, job->number);
-	k = (MDB_val){ dataset_key(key, job->id), key };
-	if ((rc = mdb_put(txn, st->datasets, &k, &v, 0)) != 0)
-		return store_err(st, rc, "put dataset");
-	memcpy(rkey, "num:", 4);
-	store_put_u32(rkey + 4, job->number);
-	k = (MDB_val){ sizeof(rkey), rkey };
-	v = (MDB_val){ strlen(job->id), (void *)job->id };
-	if ((rc = mdb_put(txn, st->datasets, &k, &v, 0)) != 0)
-		return store_err(st, rc, "put dataset");
-	return 0;
-}
-
-int
-fetch_dataset(struct vault *v, const char *id, uint32_t *number)
-{
-	struct dataset_job job = { v->store, id, 0 };
-	MDB_txn *txn;
-	int r;
-
-	if ((r = store_read_begin(v->store, &txn)) != 0)
-		return r;
-	r = lookup_dataset(v->store, txn, id, number);
-	mdb_txn_abort(txn);
-	if (r != VAULT_ERR_NOT_FOUND)
-		return r;
-	if ((r = writer_submit(v->wr, dataset_apply, &job)) != 0)
-		return r;
-	*number = job.number;
-	return 0;
 }
 
 struct lineage_job {

@@ -22,8 +22,6 @@
 #include "tokenize.h"
 #include "vault.h"
 
-#define FETCH_DATASET_MAX 64
-
 struct fetch_query {
 	int purpose;
 	const int *attrs;
@@ -51,12 +49,6 @@ void fetch_page_free(struct fetch_page *pg);
 
 int fetch_read_page(struct vault *v, const struct fetch_query *q,
     struct fetch_page *pg) VAULT_WUR;
-
-/* NULL when id is a valid dataset id ([A-Za-z0-9._-]{1,64}); else why. */
-const char *fetch_check_dataset(const char *id);
-
-/* The dataset's number, assigned (durably) on first use. */
-int fetch_dataset(struct vault *v, const char *id, uint32_t *number) VAULT_WUR;
 
 /* Records that dataset received every consumer of the page; durable. */
 int fetch_record_lineage(struct vault *v, uint32_t dataset,

@@ -3,6 +3,7 @@
 
 #include <sodium.h>
 
+#include "dataset.h"
 #include "fetch.h"
 #include "handlers.h"
 #include "vault.h"
@@ -187,11 +188,11 @@ handle_fetch_features(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	uint8_t qh[QUERY_HASH_BYTES];
 	uint32_t dataset;
 	const char *why;
-	int r;
+	int r, bound;
 
 	if ((r = handler_check_purpose(ctx, req->purpose, &q.purpose)) != 0)
 		return r;
-	if ((why = fetch_check_dataset(req->dataset_id)) != NULL)
+	if ((why = dataset_check_id(req->dataset_id)) != NULL)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "dataset_id: %s", why);
 	if ((r = check_attrs(ctx, v, q.purpose, req->attributes,
 	    req->n_attributes, attrs, &q.n_attrs)) != 0)
@@ -208,7 +209,12 @@ handle_fetch_features(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	query_hash(v, q.purpose, req->dataset_id, attrs, q.n_attrs, qh);
 	if ((r = decode_token(ctx, req->page_token, qh, &q)) != 0)
 		return r;
-	if ((r = fetch_dataset(v, req->dataset_id, &dataset)) != 0)
+	r = dataset_get_or_create(v, req->dataset_id, q.purpose, &dataset, &bound);
+	if (r == VAULT_ERR_STATE)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "dataset_id: already used for "
+		    "purpose '%s'", bound >= 0 ? v->schema->purposes[bound].name :
+		    "(no longer configured)");
+	if (r != 0)
 		return r;
 	return stream_pages(ctx, v, &q, dataset, qh);
 }

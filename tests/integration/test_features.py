@@ -9,10 +9,11 @@ from conftest import pb
 ATTRS = ["age", "device", "income_band", "converted"]
 
 
-def fetch(d, purpose, dataset="ds", attributes=ATTRS, batch_size=0,
+def fetch(d, purpose, dataset=None, attributes=ATTRS, batch_size=0,
           page_token="", token="dev", limit_batches=None, raw=False):
     """All batches of one FetchFeatures stream (or the first limit_batches)."""
     md = [("authorization", f"Bearer {d.token if token == 'dev' else token}")]
+    dataset = dataset if dataset is not None else f"ds-{purpose}"
     with d.channel() as ch:
         fn = ch.unary_stream("/vault.v1.Features/FetchFeatures",
                              request_serializer=lambda m: m.SerializeToString(),
@@ -228,6 +229,7 @@ def test_deleted_consumer_never_appears_again(daemon):
 
 def test_fetch_errors(daemon):
     daemon.put("e1", age="30")
+    fetch(daemon, "training")
     cases = [
         (dict(purpose="astrology"), grpc.StatusCode.INVALID_ARGUMENT, "purpose"),
         (dict(purpose=""), grpc.StatusCode.INVALID_ARGUMENT, "purpose"),
@@ -237,6 +239,8 @@ def test_fetch_errors(daemon):
         (dict(attributes=["shoe_size"]), grpc.StatusCode.INVALID_ARGUMENT, "unknown"),
         (dict(attributes=["age", "age"]), grpc.StatusCode.INVALID_ARGUMENT, "twice"),
         (dict(batch_size=10001), grpc.StatusCode.INVALID_ARGUMENT, "batch_size"),
+        (dict(purpose="service", dataset="ds-training"),
+         grpc.StatusCode.INVALID_ARGUMENT, "already used for purpose 'training'"),
         (dict(purpose="ad_targeting_shared", attributes=["ethnicity"]),
          grpc.StatusCode.PERMISSION_DENIED, "not allowed for purpose"),
     ]
