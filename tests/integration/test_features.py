@@ -293,7 +293,7 @@ def test_vaultctl_consent_and_features(daemon):
     lines = r.stdout.splitlines()
     assert lines[0] == "pseudonym,age,device" and len(lines) == 6
     r = daemon.ctl("features", "--purpose", "ad_targeting_shared", "--dataset",
-                   "cli", "--format", "jsonl", "--batch-size", "2")
+                   "cli-ads", "--format", "jsonl", "--batch-size", "2")
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 5
     r = daemon.ctl("features", "--purpose", "training", "--dataset", "cli",
                    "--attributes", "email")
