@@ -2,7 +2,10 @@
 
 #include <sodium.h>
 
+#include <stdlib.h>
+
 #include "consent.h"
+#include "dataset.h"
 #include "consumer.h"
 #include "log.h"
 #include "record.h"
@@ -97,6 +100,27 @@ recount(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 	return count_adjust(v, txn, a->attr, a->value, a->len, +1);
 }
 
+/*
+ * A consumer deleted at this ref may still have attribute records waiting
+ * for the collector; a new consumer must not inherit them.
+ */
+static int
+drop_leftovers(struct vault *v, MDB_txn *txn, const uint8_t *ref)
+{
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	int rc = mdb_get(txn, v->store->gc, &k, &val), r;
+
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return store_err(v->store, rc, "get collection entry");
+	if ((r = store_delete_prefix(v->store, txn, v->store->attrs, ref,
+	    CRYPTO_REF_BYTES)) != 0)
+		return r;
+	rc = mdb_del(txn, v->store->gc, &k, NULL);
+	return rc == 0 ? 0 : store_err(v->store, rc, "delete collection entry");
+}
+
 struct put_job {
 	struct vault *v;
 	const uint8_t *ref;
@@ -122,7 +146,8 @@ put_apply(MDB_txn *txn, void *arg)
 	job->created = false;
 	rc = mdb_get(txn, v->store->consumers, &k, &val);
 	if (rc == MDB_NOTFOUND) {
-		if ((r = record_new_consumer(v->kr, job->ref, job->s.dek,
+		if ((r = drop_leftovers(v, txn, job->ref)) != 0 ||
+		    (r = record_new_consumer(v->kr, job->ref, job->s.dek,
 		    job->s.seed, crec)) != 0)
 			return r;
 		val = (MDB_val){ sizeof(crec), crec };
@@ -300,13 +325,6 @@ consumer_values_clear(struct consumer_values *cv)
 	cv->n = 0;
 }
 
-struct delete_job {
-	struct vault *v;
-	const uint8_t *ref;
-	struct deletion *out;
-	struct scratch s;
-};
-
 /* Takes the consumer's categorical values out of the counts. */
 static int
 uncount_all(struct vault *v, MDB_txn *txn, const uint8_t *ref,
@@ -331,52 +349,143 @@ uncount_all(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 }
 
 static int
-delete_apply(MDB_txn *txn, void *arg)
+read_lineage(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const uint8_t *seed, struct removal *out)
 {
-	struct delete_job *job = arg;
-	struct vault *v = job->v;
+	MDB_cursor *cur = NULL;
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	size_t cap = 0;
+	int rc, r = 0;
+
+	if ((rc = mdb_cursor_open(txn, v->store->lineage, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT_DUP)) {
+		struct dataset_info ds;
+
+		if (val.mv_size != 4) {
+			r = VAULT_ERR_STATE;
+			break;
+		}
+		if (out->n_datasets == cap) {
+			size_t ncap = cap ? cap * 2 : 8;
+			uint32_t *d = realloc(out->datasets, ncap * sizeof(*d));
+			void *p = d ? realloc(out->pseudonyms, ncap * TOKEN_PSEUDONYM_BYTES) : NULL;
+
+			if (d != NULL)
+				out->datasets = d;
+			if (p == NULL) {
+				r = VAULT_ERR_NOMEM;
+				break;
+			}
+			out->pseudonyms = p;
+			cap = ncap;
+		}
+		out->datasets[out->n_datasets] = store_get_u32(val.mv_data);
+		memset(out->pseudonyms[out->n_datasets], 0, TOKEN_PSEUDONYM_BYTES);
+		if ((r = dataset_by_number(v, txn, out->datasets[out->n_datasets],
+		    &ds)) != 0)
+			break;
+		if (ds.purpose >= 0)
+			tokenizer_pseudonym(seed, v->schema->purposes[ds.purpose].name,
+			    out->pseudonyms[out->n_datasets]);
+		out->n_datasets++;
+	}
+	mdb_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		r = store_err(v->store, rc, "read lineage");
+	return r;
+}
+
+int
+consumer_remove_txn(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    struct removal *out)
+{
 	struct store *st = v->store;
-	MDB_val k = { CRYPTO_REF_BYTES, (void *)job->ref }, val;
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
 	struct consumer_rec rec;
+	struct scratch s = { 0 };
+	uint8_t when[8];
 	int rc, r;
 
-	job->out->found = false;
-	job->out->epoch = 0;
+	memset(out, 0, sizeof(*out));
 	rc = mdb_get(txn, st->consumers, &k, &val);
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc != 0)
 		return store_err(st, rc, "get consumer");
+	if ((r = scratch_new(&s)) != 0)
+		return r;
 	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
-	    (r = uncount_all(v, txn, job->ref, &rec, &job->s)) != 0)
-		return r;
-	job->out->epoch = rec.master_version;
-	if ((rc = mdb_del(txn, st->consumers, &k, NULL)) != 0)
-		return store_err(st, rc, "delete consumer");
+	    (r = uncount_all(v, txn, ref, &rec, &s)) != 0 ||
+	    (r = record_open_seed(s.dek, ref, &rec, s.seed)) != 0 ||
+	    (r = read_lineage(v, txn, ref, s.seed, out)) != 0)
+		goto out;
+	out->epoch = rec.master_version;
+	if ((rc = mdb_del(txn, st->consumers, &k, NULL)) != 0) {
+		r = store_err(st, rc, "delete consumer");
+		goto out;
+	}
 	rc = mdb_del(txn, st->lineage, &k, NULL);
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		return store_err(st, rc, "delete lineage");
-	/* The DEK is gone, so the values are unreadable; drop them too. */
-	if ((r = store_delete_prefix(st, txn, st->attrs, job->ref,
-	    CRYPTO_REF_BYTES)) != 0 ||
-	    (r = consent_delete_all(st, txn, job->ref)) != 0)
-		return r;
-	job->out->found = true;
-	return 0;
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		r = store_err(st, rc, "delete lineage");
+		goto out;
+	}
+	if ((r = consent_delete_all(st, txn, ref)) != 0)
+		goto out;
+	/* The values are unreadable now; the collector removes their records. */
+	store_put_u64(when, store_now_ms());
+	val = (MDB_val){ sizeof(when), when };
+	if ((rc = mdb_put(txn, st->gc, &k, &val, 0)) != 0) {
+		r = store_err(st, rc, "queue collection");
+		goto out;
+	}
+	out->found = true;
+out:
+	crypto_secret_free(s.mem);
+	return r;
+}
+
+void
+removal_clear(struct removal *r)
+{
+	free(r->datasets);
+	free(r->pseudonyms);
+	memset(r, 0, sizeof(*r));
 }
 
 int
-consumer_delete(struct vault *v, const char *id, size_t id_len,
-    struct deletion *out)
+consumer_collect_txn(struct vault *v, MDB_txn *txn, size_t max,
+    size_t *collected)
 {
-	struct delete_job job = { .v = v, .ref = out->ref, .out = out };
-	int r;
+	struct store *st = v->store;
+	MDB_cursor *cur = NULL;
+	MDB_val k, val;
+	int rc, r = 0;
 
-	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, out->ref);
-	if ((r = scratch_new(&job.s)) != 0)
-		return r;
-	r = writer_submit(v->wr, delete_apply, &job);
-	crypto_secret_free(job.s.mem);
-	out->deleted_at_ms = store_now_ms();
+	*collected = 0;
+	if ((rc = mdb_cursor_open(txn, st->gc, &cur)) != 0)
+		return store_err(st, rc, "open cursor");
+	while (*collected < max &&
+	    (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST)) == 0) {
+		uint8_t ref[CRYPTO_REF_BYTES];
+
+		if (k.mv_size != CRYPTO_REF_BYTES) {
+			r = VAULT_ERR_STATE;
+			break;
+		}
+		memcpy(ref, k.mv_data, CRYPTO_REF_BYTES);
+		if ((r = store_delete_prefix(st, txn, st->attrs, ref,
+		    CRYPTO_REF_BYTES)) != 0)
+			break;
+		if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+			r = store_err(st, rc, "delete collection entry");
+			break;
+		}
+		(*collected)++;
+	}
+	mdb_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		r = store_err(st, rc, "collect");
 	return r;
 }

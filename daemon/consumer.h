@@ -59,18 +59,26 @@ int consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
     const int *attrs, size_t n_attrs, struct consumer_values *out) VAULT_WUR;
 void consumer_values_clear(struct consumer_values *cv);
 
-struct deletion {
-	uint8_t ref[CRYPTO_REF_BYTES];
+/* What removing a consumer did; removal_clear frees it. */
+struct removal {
 	bool found;
-	uint64_t deleted_at_ms;
-	uint32_t epoch;		/* master version that wrapped the DEK */
+	uint32_t epoch;			/* master version that wrapped the DEK */
+	size_t n_datasets;
+	uint32_t *datasets;		/* that received the consumer */
+	uint8_t (*pseudonyms)[TOKEN_PSEUDONYM_BYTES];	/* each one saw */
 };
 
 /*
- * Removes the consumer's wrapped DEK and seed, attributes, consents and
- * lineage in one transaction, and its values from the counts.
+ * In a write txn: removes the consumer at ref: its wrapped DEK and seed,
+ * consents, lineage and its values from the counts, and queues its
+ * attribute records for collection. Unreadable at once: the DEK is gone.
  */
-int consumer_delete(struct vault *v, const char *id, size_t id_len,
-    struct deletion *out) VAULT_WUR;
+int consumer_remove_txn(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    struct removal *out) VAULT_WUR;
+void removal_clear(struct removal *r);
+
+/* In a write txn: deletes the attribute records of up to max queued refs. */
+int consumer_collect_txn(struct vault *v, MDB_txn *txn, size_t max,
+    size_t *collected) VAULT_WUR;
 
 #endif

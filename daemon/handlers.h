@@ -15,6 +15,12 @@ int handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_fetch_features(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_get_feature_spec(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_delete_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_delete_consumers(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_watch_deletions(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_rotate_master_key(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_get_key_status(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_destroy_master_key(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_rotate_consumer_key(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_health_check(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_health_watch(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 

@@ -24,8 +24,10 @@
 #include "crypto.h"
 #include "devmode.h"
 #include "handlers.h"
+#include "janitor.h"
 #include "keyring.h"
 #include "log.h"
+#include "rotation.h"
 #include "server.h"
 #include "vault.h"
 
@@ -175,6 +177,7 @@ serve(struct config *cfg, bool dev)
 	struct auth *auth = NULL;
 	struct vault *v = NULL;
 	struct server *srv = NULL;
+	struct janitor *jan = NULL;
 	struct server_opts so;
 	char err[512];
 	sigset_t set;
@@ -204,6 +207,10 @@ serve(struct config *cfg, bool dev)
 	if (server_start(&srv, &so, dispatch_methods, dispatch_n_methods, v,
 	    auth) != 0)
 		goto out;
+	if (janitor_start(&jan, v, rotation_tick, NULL) != 0) {
+		server_stop(srv);
+		goto out;
+	}
 	log_info("vaultd %s ready%s", VAULTD_VERSION, dev ? " (development mode)" : "");
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
@@ -220,6 +227,7 @@ serve(struct config *cfg, bool dev)
 		break;
 	}
 	server_stop(srv);
+	janitor_stop(jan);
 	r = 0;
 out:
 	vault_close(v);

@@ -36,10 +36,32 @@ record_parse_consumer(const MDB_val *v, struct consumer_rec *rec)
 }
 
 int
+record_wrap_dek(const struct keyring *kr, const uint8_t *ref, uint32_t version,
+    const uint8_t *dek, uint8_t *out)
+{
+	uint8_t ad[CRYPTO_REF_BYTES + 8];
+	const uint8_t *master = keyring_master(kr, version);
+
+	if (master == NULL)
+		return VAULT_ERR_KEY;
+	return crypto_seal(master, version, ad, bound_ad(ad, ref, "dek", version),
+	    dek, CRYPTO_KEY_BYTES, out, RECORD_SEALED_KEY_BYTES);
+}
+
+int
+record_seal_seed(const uint8_t *dek, const uint8_t *ref, uint32_t generation,
+    const uint8_t *seed, uint8_t *out)
+{
+	uint8_t ad[CRYPTO_REF_BYTES + 8];
+
+	return crypto_seal(dek, generation, ad, bound_ad(ad, ref, "seed",
+	    generation), seed, CRYPTO_KEY_BYTES, out, RECORD_SEALED_KEY_BYTES);
+}
+
+int
 record_new_consumer(const struct keyring *kr, const uint8_t *ref, uint8_t *dek,
     uint8_t *seed, uint8_t out[RECORD_CONSUMER_BYTES])
 {
-	uint8_t ad[CRYPTO_REF_BYTES + 8];
 	uint32_t ver = keyring_active_version(kr);
 	uint8_t *wrapped = out + RECORD_CONSUMER_HDR;
 	int r;
@@ -50,13 +72,9 @@ record_new_consumer(const struct keyring *kr, const uint8_t *ref, uint8_t *dek,
 	store_put_u32(out + 1, ver);
 	store_put_u32(out + 5, 1);
 	store_put_u64(out + 9, store_now_ms());
-	if ((r = crypto_seal(keyring_master(kr, ver), ver, ad,
-	    bound_ad(ad, ref, "dek", ver), dek, CRYPTO_KEY_BYTES, wrapped,
-	    RECORD_SEALED_KEY_BYTES)) != 0)
+	if ((r = record_wrap_dek(kr, ref, ver, dek, wrapped)) != 0)
 		return r;
-	return crypto_seal(dek, 1, ad, bound_ad(ad, ref, "seed", 1), seed,
-	    CRYPTO_KEY_BYTES, wrapped + RECORD_SEALED_KEY_BYTES,
-	    RECORD_SEALED_KEY_BYTES);
+	return record_seal_seed(dek, ref, 1, seed, wrapped + RECORD_SEALED_KEY_BYTES);
 }
 
 int

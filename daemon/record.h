@@ -46,6 +46,13 @@ int record_parse_consumer(const MDB_val *v, struct consumer_rec *rec) VAULT_WUR;
 int record_new_consumer(const struct keyring *kr, const uint8_t *ref,
     uint8_t *dek, uint8_t *seed, uint8_t out[RECORD_CONSUMER_BYTES]) VAULT_WUR;
 
+/* Wraps dek under master key version into out (RECORD_SEALED_KEY_BYTES). */
+int record_wrap_dek(const struct keyring *kr, const uint8_t *ref,
+    uint32_t version, const uint8_t *dek, uint8_t *out) VAULT_WUR;
+/* Seals seed under dek of generation into out (RECORD_SEALED_KEY_BYTES). */
+int record_seal_seed(const uint8_t *dek, const uint8_t *ref,
+    uint32_t generation, const uint8_t *seed, uint8_t *out) VAULT_WUR;
+
 /* Opens the DEK (VAULT_ERR_KEY when its master version is not loaded). */
 int record_unwrap_dek(const struct keyring *kr, const uint8_t *ref,
     const struct consumer_rec *rec, uint8_t *dek) VAULT_WUR;

@@ -89,6 +89,8 @@ open_dbs(struct store *st)
 		{ "ledger", 0, offsetof(struct store, ledger) },
 		{ "audit", 0, offsetof(struct store, audit) },
 		{ "meta", 0, offsetof(struct store, meta) },
+		{ "requests", 0, offsetof(struct store, requests) },
+		{ "gc", 0, offsetof(struct store, gc) },
 	};
 	uint8_t fmt[4];
 	MDB_txn *txn = NULL;

@@ -33,6 +33,8 @@ struct store {
 	MDB_dbi ledger;		/* seq -> deletion event */
 	MDB_dbi audit;		/* seq -> audit entry */
 	MDB_dbi meta;		/* name -> store and keyring state */
+	MDB_dbi requests;	/* request records (deletion receipts, ...) */
+	MDB_dbi gc;		/* ref -> deleted ms: attributes left to collect */
 	volatile int failed;
 };
 

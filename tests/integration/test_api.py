@@ -152,7 +152,7 @@ def test_unknown_method_is_unimplemented_at_once(daemon):
 
 @pytest.mark.parametrize("method,req", [
     ("/vault.v1.Consumers/ExportConsumer", pb.ExportConsumerRequest(consumer_id="x")),
-    ("/vault.v1.Keys/GetKeyStatus", pb.GetKeyStatusRequest()),
+    ("/vault.v1.Audit/QueryAudit", pb.QueryAuditRequest()),
     ("/vault.v1.Audit/VerifyAudit", pb.VerifyAuditRequest()),
 ])
 def test_later_methods_answer_unimplemented(daemon, method, req):

@@ -6,8 +6,10 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "consumer.h"
+#include "deletion.h"
 #include "testutil.h"
 
 struct fx {
@@ -135,7 +137,9 @@ test_put_get_delete(void **state)
 {
 	struct fx *f = *state;
 	struct consumer_values cv;
-	struct deletion del;
+	struct deletion_request req = { "alice", "req-1" };
+	struct receipt rc;
+	size_t bad;
 	int want[] = { 0, 2 };
 
 	put1(f, "alice", 0, "alice@example.com");
@@ -150,13 +154,26 @@ test_put_get_delete(void **state)
 	consumer_values_clear(&cv);
 	assert_int_equal(consumer_get(f->v, "bob", 3, 0, NULL, 0, &cv),
 	    VAULT_ERR_NOT_FOUND);
-	assert_int_equal(consumer_delete(f->v, "alice", 5, &del), 0);
-	assert_true(del.found);
-	assert_int_equal(del.epoch, 1);
+	assert_int_equal(deletion_run(f->v, &req, 1, &rc, &bad), 0);
+	assert_true(rc.found);
+	assert_false(rc.repeated);
+	assert_int_equal(rc.epoch, 1);
+	assert_true(crypto_sign_verify_detached(rc.signature, rc.signed_bytes,
+	    rc.signed_len, keyring_receipt_public_key(f->v->kr)) == 0);
+	receipt_clear(&rc);
 	assert_int_equal(consumer_get(f->v, "alice", 5, 0, NULL, 0, &cv),
 	    VAULT_ERR_NOT_FOUND);
-	assert_int_equal(consumer_delete(f->v, "alice", 5, &del), 0);
-	assert_false(del.found);
+	/* The same request id returns the same receipt; a new one finds nothing. */
+	assert_int_equal(deletion_run(f->v, &req, 1, &rc, &bad), 0);
+	assert_true(rc.found && rc.repeated);
+	receipt_clear(&rc);
+	req.request_id = "req-2";
+	assert_int_equal(deletion_run(f->v, &req, 1, &rc, &bad), 0);
+	assert_false(rc.found);
+	receipt_clear(&rc);
+	/* A request id of another consumer is refused. */
+	req.consumer_id = "bob";
+	assert_int_equal(deletion_run(f->v, &req, 1, &rc, &bad), VAULT_ERR_EXISTS);
 }
 
 /* Copies consumer from's record of attribute a onto consumer to's attribute b. */

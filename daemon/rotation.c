@@ -1,0 +1,541 @@
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "crypto.h"
+#include "deletion.h"
+#include "log.h"
+#include "record.h"
+#include "rotation.h"
+
+#define ROTATION_KEY "rotation"
+#define STATE_BYTES (4 + 1 + CRYPTO_REF_BYTES + 8 + 8)
+#define BATCH 2000
+#define MAX_VERSIONS 1024
+#define POLL_US 50000
+
+/* One driver at a time; watchers read its progress. */
+static pthread_mutex_t run_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool running_here;
+static struct rotation_progress shared;
+
+struct state {
+	uint32_t target;
+	bool has_cursor;
+	uint8_t cursor[CRYPTO_REF_BYTES];
+	uint64_t rewrapped, total;
+};
+
+static int
+get_state(struct vault *v, MDB_txn *txn, struct state *s, bool *found)
+{
+	MDB_val k = { sizeof(ROTATION_KEY) - 1, ROTATION_KEY }, val;
+	const uint8_t *p;
+	int rc = mdb_get(txn, v->store->meta, &k, &val);
+
+	*found = false;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return store_err(v->store, rc, "get rotation");
+	if (val.mv_size != STATE_BYTES)
+		return VAULT_ERR_STATE;
+	p = val.mv_data;
+	s->target = store_get_u32(p);
+	s->has_cursor = p[4] != 0;
+	memcpy(s->cursor, p + 5, CRYPTO_REF_BYTES);
+	s->rewrapped = store_get_u64(p + 5 + CRYPTO_REF_BYTES);
+	s->total = store_get_u64(p + 13 + CRYPTO_REF_BYTES);
+	*found = true;
+	return 0;
+}
+
+static int
+put_state(struct vault *v, MDB_txn *txn, const struct state *s)
+{
+	uint8_t buf[STATE_BYTES];
+	MDB_val k = { sizeof(ROTATION_KEY) - 1, ROTATION_KEY }, val = { sizeof(buf), buf };
+	int rc;
+
+	store_put_u32(buf, s->target);
+	buf[4] = s->has_cursor;
+	memcpy(buf + 5, s->cursor, CRYPTO_REF_BYTES);
+	store_put_u64(buf + 5 + CRYPTO_REF_BYTES, s->rewrapped);
+	store_put_u64(buf + 13 + CRYPTO_REF_BYTES, s->total);
+	rc = mdb_put(txn, v->store->meta, &k, &val, 0);
+	return rc == 0 ? 0 : store_err(v->store, rc, "put rotation");
+}
+
+int
+rotation_state(struct vault *v, MDB_txn *txn, bool *running,
+    struct rotation_progress *p)
+{
+	struct state s;
+	int r;
+
+	memset(p, 0, sizeof(*p));
+	if ((r = get_state(v, txn, &s, running)) != 0 || !*running)
+		return r;
+	*p = (struct rotation_progress){ s.target, s.rewrapped, s.total, false };
+	return 0;
+}
+
+struct start_job {
+	struct vault *v;
+	uint32_t version;
+	uint32_t target;
+	bool joined;
+};
+
+static int
+start_apply(MDB_txn *txn, void *arg)
+{
+	struct start_job *job = arg;
+	struct state s = { 0 };
+	MDB_stat ms;
+	bool found;
+	int rc, r;
+
+	if ((r = get_state(job->v, txn, &s, &found)) != 0)
+		return r;
+	if (found) {
+		if (job->version != 0 && job->version != s.target)
+			return VAULT_ERR_STATE;
+		job->target = s.target;
+		job->joined = true;
+		return 0;
+	}
+	if ((rc = mdb_stat(txn, job->v->store->consumers, &ms)) != 0)
+		return store_err(job->v->store, rc, "stat consumers");
+	if ((r = keyring_activate_txn(job->v->kr, txn, job->version)) != 0)
+		return r;
+	s.target = job->version;
+	s.total = ms.ms_entries;
+	job->target = job->version;
+	return put_state(job->v, txn, &s);
+}
+
+int
+rotation_start(struct vault *v, uint32_t version, uint32_t *target)
+{
+	struct start_job job = { v, version, 0, false };
+	struct rotation_progress p;
+	bool running;
+	MDB_txn *txn;
+	int r;
+
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	r = rotation_state(v, txn, &running, &p);
+	mdb_txn_abort(txn);
+	if (r != 0)
+		return r;
+	if (running) {
+		if (version != 0 && version != p.target)
+			return VAULT_ERR_STATE;
+		*target = p.target;
+		return 0;
+	}
+	if (version == 0)
+		job.version = keyring_next_version(v->kr);
+	else if (version < keyring_next_version(v->kr) &&
+	    keyring_master(v->kr, version) == NULL)
+		return VAULT_ERR_STATE;		/* an old or destroyed version */
+	if (version != 0 && version == keyring_active_version(v->kr))
+		return VAULT_ERR_STATE;
+	if ((r = keyring_load_version(v->kr, job.version, version == 0)) != 0)
+		return r;
+	if ((r = writer_submit(v->wr, start_apply, &job)) != 0)
+		return r;
+	if (!job.joined) {
+		keyring_set_active(v->kr, job.target);
+		log_info("master key version %u is active; rewrapping DEKs",
+		    job.target);
+	}
+	*target = job.target;
+	return 0;
+}
+
+struct step_job {
+	struct vault *v;
+	struct rotation_progress p;
+};
+
+/* Rewraps one batch of DEKs and advances the cursor, in one transaction. */
+static int
+step_apply(MDB_txn *txn, void *arg)
+{
+	struct step_job *job = arg;
+	struct vault *v = job->v;
+	uint8_t *dek = NULL, buf[RECORD_CONSUMER_BYTES];
+	MDB_cursor *cur = NULL;
+	MDB_val k, val;
+	struct state s;
+	size_t n = 0;
+	bool found;
+	int rc, r;
+
+	if ((r = get_state(v, txn, &s, &found)) != 0)
+		return r;
+	if (!found) {
+		job->p.done = true;
+		return 0;
+	}
+	if (keyring_master(v->kr, s.target) == NULL)
+		return VAULT_ERR_KEY;
+	if ((dek = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((rc = mdb_cursor_open(txn, v->store->consumers, &cur)) != 0) {
+		r = store_err(v->store, rc, "open cursor");
+		goto out;
+	}
+	if (s.has_cursor) {
+		k = (MDB_val){ CRYPTO_REF_BYTES, s.cursor };
+		rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
+		if (rc == 0 && memcmp(k.mv_data, s.cursor, CRYPTO_REF_BYTES) == 0)
+			rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT);
+	} else {
+		rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST);
+	}
+	for (; rc == 0 && n < BATCH; rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		struct consumer_rec rec;
+		uint8_t ref[CRYPTO_REF_BYTES];
+
+		memcpy(ref, k.mv_data, CRYPTO_REF_BYTES);
+		memcpy(s.cursor, ref, CRYPTO_REF_BYTES);
+		s.has_cursor = true;
+		n++;
+		if ((r = record_parse_consumer(&val, &rec)) != 0)
+			goto out;
+		if (rec.master_version == s.target)
+			continue;
+		if ((r = record_unwrap_dek(v->kr, ref, &rec, dek)) != 0)
+			goto out;
+		memcpy(buf, val.mv_data, RECORD_CONSUMER_BYTES);
+		store_put_u32(buf + 1, s.target);
+		if ((r = record_wrap_dek(v->kr, ref, s.target, dek,
+		    buf + RECORD_CONSUMER_HDR)) != 0)
+			goto out;
+		val = (MDB_val){ sizeof(buf), buf };
+		if ((rc = mdb_cursor_put(cur, &k, &val, MDB_CURRENT)) != 0) {
+			r = store_err(v->store, rc, "rewrap");
+			goto out;
+		}
+		s.rewrapped++;
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		r = store_err(v->store, rc, "scan consumers");
+		goto out;
+	}
+	job->p = (struct rotation_progress){ s.target, s.rewrapped,
+	    s.total > s.rewrapped ? s.total : s.rewrapped, rc == MDB_NOTFOUND };
+	if (job->p.done) {
+		k = (MDB_val){ sizeof(ROTATION_KEY) - 1, ROTATION_KEY };
+		rc = mdb_del(txn, v->store->meta, &k, NULL);
+		r = rc == 0 ? 0 : store_err(v->store, rc, "end rotation");
+	} else {
+		r = put_state(v, txn, &s);
+	}
+out:
+	mdb_cursor_close(cur);
+	crypto_secret_free(dek);
+	return r;
+}
+
+int
+rotation_run(struct vault *v, rotation_cb cb, void *arg)
+{
+	struct step_job job = { v, { 0 } };
+	struct rotation_progress p;
+	int r = 0;
+
+	pthread_mutex_lock(&run_mu);
+	if (running_here) {
+		/* Another thread drives it: report its progress until it ends. */
+		do {
+			p = shared;
+			pthread_mutex_unlock(&run_mu);
+			if (cb != NULL && cb(&p, arg) != 0)
+				return 0;
+			usleep(POLL_US);
+			pthread_mutex_lock(&run_mu);
+		} while (running_here);
+		p = shared;
+		pthread_mutex_unlock(&run_mu);
+		if (cb != NULL)
+			cb(&p, arg);
+		return 0;
+	}
+	running_here = true;
+	pthread_mutex_unlock(&run_mu);
+	do {
+		if ((r = writer_submit(v->wr, step_apply, &job)) != 0)
+			break;
+		pthread_mutex_lock(&run_mu);
+		shared = job.p;
+		pthread_mutex_unlock(&run_mu);
+		if (cb != NULL && cb(&job.p, arg) != 0)
+			cb = NULL;	/* the watcher left; finish anyway */
+	} while (!job.p.done);
+	pthread_mutex_lock(&run_mu);
+	running_here = false;
+	pthread_mutex_unlock(&run_mu);
+	if (r == 0)
+		log_info("rotation to master key version %u done: %llu DEKs "
+		    "rewrapped", job.p.target, (unsigned long long)job.p.rewrapped);
+	return r;
+}
+
+int
+rotation_dek_counts(struct vault *v, MDB_txn *txn, uint64_t *counts, size_t cap)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k, val;
+	int rc;
+
+	memset(counts, 0, cap * sizeof(*counts));
+	if ((rc = mdb_cursor_open(txn, v->store->consumers, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		struct consumer_rec rec;
+
+		if (record_parse_consumer(&val, &rec) != 0) {
+			mdb_cursor_close(cur);
+			return VAULT_ERR_STATE;
+		}
+		if (rec.master_version < cap)
+			counts[rec.master_version]++;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : store_err(v->store, rc, "count DEKs");
+}
+
+struct destroy_job {
+	struct vault *v;
+	uint32_t version;
+	uint64_t needed;
+	bool rotating;
+};
+
+static int
+destroy_apply(MDB_txn *txn, void *arg)
+{
+	struct destroy_job *job = arg;
+	struct rotation_progress p;
+	uint64_t *counts;
+	int r;
+
+	/* Checked again inside the transaction: nothing may slip in between. */
+	if ((r = rotation_state(job->v, txn, &job->rotating, &p)) != 0 ||
+	    job->rotating)
+		return r != 0 ? r : VAULT_ERR_STATE;
+	if ((counts = calloc(MAX_VERSIONS, sizeof(*counts))) == NULL)
+		return VAULT_ERR_NOMEM;
+	r = rotation_dek_counts(job->v, txn, counts, MAX_VERSIONS);
+	job->needed = job->version < MAX_VERSIONS ? counts[job->version] : 0;
+	free(counts);
+	if (r != 0)
+		return r;
+	if (job->needed > 0)
+		return VAULT_ERR_STATE;
+	if ((r = keyring_destroy_txn(job->v->kr, txn, job->version)) != 0)
+		return r;
+	return deletion_mark_final_txn(job->v, txn, job->version);
+}
+
+int
+rotation_destroy(struct vault *v, uint32_t version, uint64_t *destroyed_ms,
+    char *why, size_t why_len)
+{
+	struct destroy_job job = { v, version, 0, false };
+	int r;
+
+	if (version == keyring_active_version(v->kr)) {
+		snprintf(why, why_len, "version %u is the active master key; rotate "
+		    "first", version);
+		return VAULT_ERR_STATE;
+	}
+	r = writer_submit(v->wr, destroy_apply, &job);
+	if (r == VAULT_ERR_STATE && job.rotating)
+		snprintf(why, why_len, "a rotation is under way; destroy after it "
+		    "ends");
+	else if (r == VAULT_ERR_STATE && job.needed > 0)
+		snprintf(why, why_len, "%llu DEKs are still wrapped under version "
+		    "%u", (unsigned long long)job.needed, version);
+	else if (r == VAULT_ERR_STATE)
+		snprintf(why, why_len, "version %u is already destroyed", version);
+	else if (r == VAULT_ERR_NOT_FOUND)
+		snprintf(why, why_len, "no master key version %u", version);
+	if (r != 0)
+		return r;
+	*destroyed_ms = store_now_ms();
+	if ((r = keyring_forget(v->kr, version)) != 0)
+		log_error("version %u is destroyed in the store, but its key file "
+		    "could not be wiped: remove it by hand", version);
+	log_info("master key version %u destroyed; its deletions are final",
+	    version);
+	return 0;
+}
+
+struct rekey_job {
+	struct vault *v;
+	const uint8_t *ref;
+	uint32_t gen;
+};
+
+/* New DEK: the seed and every value re-encrypted, generation + 1. */
+static int
+rekey_apply(MDB_txn *txn, void *arg)
+{
+	struct rekey_job *job = arg;
+	struct vault *v = job->v;
+	const struct schema *s = v->schema;
+	uint8_t *mem, *old, *new, *seed, *value;
+	uint8_t buf[RECORD_CONSUMER_BYTES];
+	uint8_t akey[RECORD_ATTR_KEY_MAX], abuf[RECORD_ATTR_MAX];
+	uint32_t ver = keyring_active_version(v->kr), gen;
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)job->ref }, val;
+	struct consumer_rec rec;
+	size_t len, alen;
+	int rc, r;
+
+	if ((rc = mdb_get(txn, v->store->consumers, &k, &val)) != 0)
+		return rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
+		    store_err(v->store, rc, "get consumer");
+	if ((mem = crypto_secret_alloc(3 * CRYPTO_KEY_BYTES + SCHEMA_VALUE_MAX + 1)) == NULL)
+		return VAULT_ERR_NOMEM;
+	old = mem;
+	new = mem + CRYPTO_KEY_BYTES;
+	seed = mem + 2 * CRYPTO_KEY_BYTES;
+	value = mem + 3 * CRYPTO_KEY_BYTES;
+	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
+	    (r = record_unwrap_dek(v->kr, job->ref, &rec, old)) != 0 ||
+	    (r = record_open_seed(old, job->ref, &rec, seed)) != 0)
+		goto out;
+	gen = rec.dek_generation + 1;
+	randombytes_buf(new, CRYPTO_KEY_BYTES);
+	memcpy(buf, val.mv_data, RECORD_CONSUMER_HDR);
+	store_put_u32(buf + 1, ver);
+	store_put_u32(buf + 5, gen);
+	if ((r = record_wrap_dek(v->kr, job->ref, ver, new,
+	    buf + RECORD_CONSUMER_HDR)) != 0 ||
+	    (r = record_seal_seed(new, job->ref, gen, seed,
+	    buf + RECORD_CONSUMER_HDR + RECORD_SEALED_KEY_BYTES)) != 0)
+		goto out;
+	for (size_t a = 0; a < s->n_attrs; a++) {
+		MDB_val ak = { record_attr_key(akey, job->ref, s->attrs[a].name), akey };
+		uint64_t updated;
+
+		if ((rc = mdb_get(txn, v->store->attrs, &ak, &val)) == MDB_NOTFOUND)
+			continue;
+		if (rc != 0) {
+			r = store_err(v->store, rc, "get attribute");
+			goto out;
+		}
+		if ((r = record_open_attr(old, job->ref, s->attrs[a].name,
+		    rec.dek_generation, &val, value, SCHEMA_VALUE_MAX + 1, &len,
+		    &updated)) != 0 ||
+		    (r = record_seal_attr(new, job->ref, s->attrs[a].name, gen,
+		    (char *)value, len, updated, abuf, &alen)) != 0)
+			goto out;
+		val = (MDB_val){ alen, abuf };
+		if ((rc = mdb_put(txn, v->store->attrs, &ak, &val, 0)) != 0) {
+			r = store_err(v->store, rc, "put attribute");
+			goto out;
+		}
+	}
+	val = (MDB_val){ sizeof(buf), buf };
+	if ((rc = mdb_put(txn, v->store->consumers, &k, &val, 0)) != 0) {
+		r = store_err(v->store, rc, "put consumer");
+		goto out;
+	}
+	job->gen = gen;
+out:
+	crypto_secret_free(mem);
+	return r;
+}
+
+int
+rotation_consumer_key(struct vault *v, const char *id, size_t id_len,
+    uint8_t ref[CRYPTO_REF_BYTES], uint32_t *gen)
+{
+	struct rekey_job job = { v, ref, 0 };
+	int r;
+
+	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, ref);
+	if ((r = writer_submit(v->wr, rekey_apply, &job)) != 0)
+		return r;
+	*gen = job.gen;
+	return 0;
+}
+
+/* Shred epochs: rotate when the active version is old, destroy when unneeded. */
+static void
+shred_epochs(struct vault *v)
+{
+	struct key_version vs[64];
+	uint64_t now = store_now_ms(), epoch, retain, *counts = NULL;
+	uint64_t done_ms;
+	uint32_t active = keyring_active_version(v->kr), target;
+	MDB_txn *txn;
+	char why[160];
+	size_t n = 0;
+
+	epoch = (uint64_t)v->cfg->shred_epoch_hours * 3600000ULL;
+	retain = (uint64_t)v->cfg->shred_retain_hours * 3600000ULL;
+	if (epoch == 0 || store_read_begin(v->store, &txn) != 0)
+		return;
+	if ((counts = calloc(MAX_VERSIONS, sizeof(*counts))) == NULL ||
+	    keyring_versions(v->kr, txn, vs, 64, &n) != 0 ||
+	    rotation_dek_counts(v, txn, counts, MAX_VERSIONS) != 0)
+		n = 0;
+	mdb_txn_abort(txn);
+	for (size_t i = 0; i < n; i++) {
+		if (vs[i].version == active && now - vs[i].created_ms >= epoch) {
+			log_info("shred epoch: rotating away from master key version %u",
+			    active);
+			if (rotation_start(v, 0, &target) == 0 &&
+			    rotation_run(v, NULL, NULL) != 0)
+				log_warn("shred epoch: the rotation stopped; it will resume");
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		/* Retired when the next version became active. */
+		uint64_t retired = i + 1 < n ? vs[i + 1].created_ms : now;
+
+		if (vs[i].destroyed || vs[i].version == active ||
+		    (vs[i].version < MAX_VERSIONS && counts[vs[i].version] > 0) ||
+		    now - retired < retain)
+			continue;
+		if (rotation_destroy(v, vs[i].version, &done_ms, why, sizeof(why)) != 0)
+			log_warn("shred epoch: cannot destroy version %u: %s",
+			    vs[i].version, why);
+	}
+	free(counts);
+}
+
+void
+rotation_tick(struct vault *v, void *arg)
+{
+	struct rotation_progress p;
+	bool running;
+	MDB_txn *txn;
+
+	(void)arg;
+	if (store_read_begin(v->store, &txn) != 0)
+		return;
+	if (rotation_state(v, txn, &running, &p) != 0)
+		running = false;
+	mdb_txn_abort(txn);
+	if (running) {
+		log_info("resuming the rotation to master key version %u", p.target);
+		if (rotation_run(v, NULL, NULL) != 0)
+			log_warn("the rotation stopped on an error; it will resume");
+	}
+	shred_epochs(v);
+}
