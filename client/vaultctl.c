@@ -18,7 +18,13 @@ static const struct ctl_command commands[] = {
 	{ "health", "health [SERVICE]", cmd_health },
 	{ "put", "put CONSUMER NAME=VALUE...", cmd_put },
 	{ "get", "get CONSUMER [NAME...] [--purpose P]", cmd_get },
-	{ "delete", "delete CONSUMER [--request-id ID]", cmd_delete },
+	{ "delete", "delete (CONSUMER [--request-id ID] | CONSUMER... | --from-file F)",
+	  cmd_delete },
+	{ "watch-deletions", "watch-deletions [--dataset D | --purpose P] [--after SEQ] "
+	  "[--follow]", cmd_watch },
+	{ "receipt", "receipt verify FILE [--public-key HEX]", cmd_receipt },
+	{ "keys", "keys status | keys rotate [VERSION] | keys destroy VERSION | "
+	  "keys rekey CONSUMER", cmd_keys },
 	{ "consent", "consent CONSUMER [--purpose P (--grant|--deny)] [--source S] [--gpc]\n"
 	  "          [--limit-sensitive|--unlimit-sensitive] [--opt-out-sale|--opt-in-sale]",
 	  cmd_consent },

@@ -35,6 +35,9 @@ int cmd_get(struct ctl *ctl, int argc, char **argv);
 int cmd_delete(struct ctl *ctl, int argc, char **argv);
 int cmd_consent(struct ctl *ctl, int argc, char **argv);
 int cmd_features(struct ctl *ctl, int argc, char **argv);
+int cmd_keys(struct ctl *ctl, int argc, char **argv);
+int cmd_receipt(struct ctl *ctl, int argc, char **argv);
+int cmd_watch(struct ctl *ctl, int argc, char **argv);
 
 /* Prints a failed call to stderr (or as JSON) and returns its exit code. */
 int ctl_fail(const struct ctl *ctl, const struct vc_status *st);

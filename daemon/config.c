@@ -37,7 +37,7 @@ static const struct setting {
 	{ "max_group", SET_INT, NULL, 256, 1, 65536, offsetof(struct config, max_group) },
 	{ "max_streams", SET_INT, NULL, 64, 1, 4096, offsetof(struct config, max_streams) },
 	{ "suppression_k", SET_INT, NULL, 5, 1, 1000000, offsetof(struct config, suppression_k) },
-	{ "ledger_retention_hours", SET_INT, NULL, 720, 1, 1 << 20, offsetof(struct config, ledger_retention_hours) },
+	{ "ledger_retention_s", SET_INT, NULL, 30 * 86400, 0, INT32_MAX, offsetof(struct config, ledger_retention_s) },
 	{ "janitor_interval_ms", SET_INT, NULL, 1000, 10, 3600000, offsetof(struct config, janitor_interval_ms) },
 	{ "max_delete_batch", SET_INT, NULL, 1000, 1, 100000, offsetof(struct config, max_delete_batch) },
 	{ "shred_epoch_hours", SET_INT, NULL, 0, 0, 1 << 20, offsetof(struct config, shred_epoch_hours) },

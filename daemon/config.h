@@ -29,7 +29,7 @@ struct config {
 	int max_group;			/* requests per group commit */
 	int max_streams;		/* long-lived streams (Watch) at once */
 	int suppression_k;		/* default k for categorical features */
-	int ledger_retention_hours;	/* deletion events are kept this long */
+	int ledger_retention_s;		/* deletion events are kept this long */
 	int janitor_interval_ms;	/* collection and expiry passes */
 	int max_delete_batch;		/* requests in one DeleteConsumers */
 	int shred_epoch_hours;		/* rotate the master key this often; 0: never */

@@ -54,7 +54,7 @@ janitor_pass(struct vault *v)
 {
 	struct collect_job c = { v, 0 };
 	struct expire_job e = { v, 0, 0 };
-	uint64_t keep = (uint64_t)v->cfg->ledger_retention_hours * 3600000ULL;
+	uint64_t keep = (uint64_t)v->cfg->ledger_retention_s * 1000ULL;
 	uint64_t now = store_now_ms();
 	int r;
 
