@@ -627,7 +627,8 @@ keyring_set_active(struct keyring *kr, uint32_t version)
 }
 
 int
-keyring_destroy_txn(struct keyring *kr, MDB_txn *txn, uint32_t version)
+keyring_destroy_txn(struct keyring *kr, MDB_txn *txn, uint32_t version,
+    uint64_t when_ms)
 {
 	uint8_t rec[KV_RECORD_BYTES];
 	bool found;
@@ -640,7 +641,7 @@ keyring_destroy_txn(struct keyring *kr, MDB_txn *txn, uint32_t version)
 	if (rec[0] == KV_DESTROYED)
 		return VAULT_ERR_STATE;
 	return put_kv(kr->st, txn, version, NULL, KV_DESTROYED,
-	    store_get_u64(rec + 1 + CRYPTO_KCV_BYTES), store_now_ms());
+	    store_get_u64(rec + 1 + CRYPTO_KCV_BYTES), when_ms);
 }
 
 /* Overwrites the file's bytes before unlinking, then syncs the directory. */

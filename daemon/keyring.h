@@ -70,9 +70,9 @@ int keyring_activate_txn(struct keyring *kr, MDB_txn *txn,
 /* After that txn committed. */
 void keyring_set_active(struct keyring *kr, uint32_t version);
 
-/* In a write txn: marks version destroyed, now. */
-int keyring_destroy_txn(struct keyring *kr, MDB_txn *txn,
-    uint32_t version) VAULT_WUR;
+/* In a write txn: marks version destroyed at when_ms. */
+int keyring_destroy_txn(struct keyring *kr, MDB_txn *txn, uint32_t version,
+    uint64_t when_ms) VAULT_WUR;
 /* After that txn committed: wipes the key from memory and its file from disk. */
 int keyring_forget(struct keyring *kr, uint32_t version) VAULT_WUR;
 

@@ -318,6 +318,7 @@ rotation_dek_counts(struct vault *v, MDB_txn *txn, uint64_t *counts, size_t cap)
 struct destroy_job {
 	struct vault *v;
 	uint32_t version;
+	uint64_t when;
 	uint64_t needed;
 	bool rotating;
 };
@@ -343,7 +344,7 @@ destroy_apply(MDB_txn *txn, void *arg)
 		return r;
 	if (job->needed > 0)
 		return VAULT_ERR_STATE;
-	if ((r = keyring_destroy_txn(job->v->kr, txn, job->version)) != 0)
+	if ((r = keyring_destroy_txn(job->v->kr, txn, job->version, job->when)) != 0)
 		return r;
 	return deletion_mark_final_txn(job->v, txn, job->version);
 }
@@ -352,7 +353,7 @@ int
 rotation_destroy(struct vault *v, uint32_t version, uint64_t *destroyed_ms,
     char *why, size_t why_len)
 {
-	struct destroy_job job = { v, version, 0, false };
+	struct destroy_job job = { v, version, store_now_ms(), 0, false };
 	int r;
 
 	if (version == keyring_active_version(v->kr)) {
@@ -373,7 +374,7 @@ rotation_destroy(struct vault *v, uint32_t version, uint64_t *destroyed_ms,
 		snprintf(why, why_len, "no master key version %u", version);
 	if (r != 0)
 		return r;
-	*destroyed_ms = store_now_ms();
+	*destroyed_ms = job.when;
 	if ((r = keyring_forget(v->kr, version)) != 0)
 		log_error("version %u is destroyed in the store, but its key file "
 		    "could not be wiped: remove it by hand", version);
