@@ -298,7 +298,8 @@ append_events(struct vault *v, MDB_txn *txn, const struct removal *rm,
 		if ((rc = mdb_put(txn, v->store->ledger, &k, &val, 0)) != 0)
 			return store_err(v->store, rc, "append ledger event");
 	}
-	qsort(out->datasets, out->n_datasets, sizeof(char *), cmp_str);
+	if (out->n_datasets > 1)
+		qsort(out->datasets, out->n_datasets, sizeof(char *), cmp_str);
 	return 0;
 }
 
