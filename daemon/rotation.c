@@ -74,7 +74,7 @@ int
 rotation_state(struct vault *v, MDB_txn *txn, bool *running,
     struct rotation_progress *p)
 {
-	struct state s;
+	struct state s = { 0 };
 	int r;
 
 	memset(p, 0, sizeof(*p));
@@ -174,7 +174,7 @@ step_apply(MDB_txn *txn, void *arg)
 	uint8_t *dek = NULL, buf[RECORD_CONSUMER_BYTES];
 	MDB_cursor *cur = NULL;
 	MDB_val k, val;
-	struct state s;
+	struct state s = { 0 };
 	size_t n = 0;
 	bool found;
 	int rc, r;

@@ -9,6 +9,14 @@
  *       consumer, page by page, without gRPC; prints consumers/s
  *   vaultbench fetch --addr A --token-file F [--purpose P] [--batch B] [--streams S]
  *       FetchFeatures over gRPC with S concurrent streams; prints consumers/s
+ *   vaultbench delete --addr A --token-file F --consumers N [--batch B] [--from K]
+ *       deletes bench consumers K..K+N-1 with DeleteConsumers in batches of B
+ *       (B = 1: one DeleteConsumer call each); prints deletions/s
+ *   vaultbench rewrap --consumers N
+ *       the crypto alone of a rotation: N DEK unwraps and wraps in-process
+ *   vaultbench rotate --addr A --token-file F --consumers N
+ *       reads for 2 s (baseline), then RotateMasterKey while 2 readers read;
+ *       prints DEKs/s and read latency p50 and worst, without and during
  *
  * Each prints one line: "<what> <consumers> <seconds> <consumers/s>".
  */
@@ -29,7 +37,7 @@
 
 struct opts {
 	const char *dev_dir, *addr, *token_file, *purpose;
-	long consumers;
+	long consumers, from;
 	int threads, batch, streams;
 };
 
@@ -254,6 +262,240 @@ cmd_fetch(const struct opts *o)
 	return 0;
 }
 
+static struct vc *
+open_client(const struct opts *o, char *token, size_t len)
+{
+	FILE *f = fopen(o->token_file, "r");
+	struct vc *vc;
+
+	if (f == NULL || fgets(token, (int)len, f) == NULL)
+		die("cannot read the token file");
+	fclose(f);
+	token[strcspn(token, "\r\n")] = '\0';
+	if (vc_open(&vc, o->addr, token) != 0)
+		die("cannot open a channel");
+	return vc;
+}
+
+static int
+cmd_delete(const struct opts *o)
+{
+	char token[256], ids[1000][48];
+	Vault__V1__DeleteConsumerRequest items[1000], *ptrs[1000];
+	struct vc *vc;
+	struct vc_status st;
+	long done = 0;
+	double t0, dt;
+
+	if (o->batch > 1000)
+		die("--batch is at most 1000 for delete");
+	vc_global_init();
+	vc = open_client(o, token, sizeof(token));
+	t0 = now_s();
+	while (done < o->consumers) {
+		long n = o->consumers - done < o->batch ? o->consumers - done : o->batch;
+		ProtobufCMessage *resp = NULL;
+
+		for (long i = 0; i < n; i++) {
+			snprintf(ids[i], sizeof(ids[i]), "bench-%08ld@example.test",
+			    o->from + done + i);
+			vault__v1__delete_consumer_request__init(&items[i]);
+			items[i].consumer_id = ids[i];
+			ptrs[i] = &items[i];
+		}
+		if (o->batch == 1) {
+			if (vc_unary(vc, "/vault.v1.Deletion/DeleteConsumer", &items[0].base,
+			    &vault__v1__deletion_receipt__descriptor, &resp, &st, 60000) != 0)
+				die(st.message);
+		} else {
+			Vault__V1__DeleteConsumersRequest req =
+			    VAULT__V1__DELETE_CONSUMERS_REQUEST__INIT;
+
+			req.n_requests = (size_t)n;
+			req.requests = ptrs;
+			if (vc_unary(vc, "/vault.v1.Deletion/DeleteConsumers", &req.base,
+			    &vault__v1__delete_consumers_response__descriptor, &resp,
+			    &st, 60000) != 0)
+				die(st.message);
+		}
+		protobuf_c_message_free_unpacked(resp, NULL);
+		done += n;
+	}
+	dt = now_s() - t0;
+	printf("delete%d %ld %.3f %.0f\n", o->batch, done, dt, (double)done / dt);
+	vc_close(vc);
+	vc_global_shutdown();
+	return 0;
+}
+
+struct reader {
+	const struct opts *o;
+	char *token;
+	volatile bool *stop;
+	double lat[200000];
+	size_t n;
+	unsigned seed;
+};
+
+static void *
+reader_main(void *p)
+{
+	struct reader *rd = p;
+	struct vc *vc;
+	char id[48];
+
+	if (vc_open(&vc, rd->o->addr, rd->token) != 0)
+		die("cannot open a channel");
+	while (!*rd->stop && rd->n < sizeof(rd->lat) / sizeof(rd->lat[0])) {
+		Vault__V1__GetAttributesRequest req = VAULT__V1__GET_ATTRIBUTES_REQUEST__INIT;
+		ProtobufCMessage *resp = NULL;
+		struct vc_status st;
+		double t0;
+
+		snprintf(id, sizeof(id), "bench-%08ld@example.test",
+		    (long)(rand_r(&rd->seed) % (unsigned)rd->o->consumers));
+		req.consumer_id = id;
+		req.purpose = "service";
+		t0 = now_s();
+		if (vc_unary(vc, "/vault.v1.Consumers/GetAttributes", &req.base,
+		    &vault__v1__get_attributes_response__descriptor, &resp, &st,
+		    60000) != 0 && st.code != 5)
+			die(st.message);
+		rd->lat[rd->n++] = now_s() - t0;
+		if (resp != NULL)
+			protobuf_c_message_free_unpacked(resp, NULL);
+	}
+	vc_close(vc);
+	return NULL;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Runs 2 readers while fn runs (or for secs when fn is NULL): p50 and max in ms. */
+static void
+with_readers(const struct opts *o, char *token, void (*fn)(const struct opts *, char *, void *),
+    void *arg, double secs, double *p50, double *worst)
+{
+	static struct reader rd[2];
+	volatile bool stop = false;
+	pthread_t th[2];
+	double *all;
+	size_t n = 0;
+
+	for (int i = 0; i < 2; i++) {
+		rd[i].o = o;
+		rd[i].token = token;
+		rd[i].stop = &stop;
+		rd[i].n = 0;
+		rd[i].seed = (unsigned)(i + 1);
+		pthread_create(&th[i], NULL, reader_main, &rd[i]);
+	}
+	if (fn != NULL)
+		fn(o, token, arg);
+	else
+		usleep((useconds_t)(secs * 1e6));
+	stop = true;
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	all = malloc((rd[0].n + rd[1].n + 1) * sizeof(double));
+	for (int i = 0; i < 2; i++)
+		for (size_t j = 0; j < rd[i].n; j++)
+			all[n++] = rd[i].lat[j];
+	qsort(all, n, sizeof(double), cmp_double);
+	*p50 = n ? all[n / 2] * 1000 : 0;
+	*worst = n ? all[n - 1] * 1000 : 0;
+	free(all);
+}
+
+struct rotate_result {
+	uint64_t rewrapped;
+	double secs;
+};
+
+static int
+count_progress(const ProtobufCMessage *m, void *arg)
+{
+	((struct rotate_result *)arg)->rewrapped =
+	    ((const Vault__V1__RotationProgress *)m)->rewrapped;
+	return 0;
+}
+
+static void
+run_rotation(const struct opts *o, char *token, void *arg)
+{
+	Vault__V1__RotateMasterKeyRequest req = VAULT__V1__ROTATE_MASTER_KEY_REQUEST__INIT;
+	struct rotate_result *res = arg;
+	struct vc_status st;
+	struct vc *vc;
+	double t0;
+
+	if (vc_open(&vc, o->addr, token) != 0)
+		die("cannot open a channel");
+	t0 = now_s();
+	if (vc_stream(vc, "/vault.v1.Keys/RotateMasterKey", &req.base,
+	    &vault__v1__rotation_progress__descriptor, count_progress, res, &st, 0) != 0)
+		die(st.message);
+	res->secs = now_s() - t0;
+	vc_close(vc);
+}
+
+static int
+cmd_rewrap(const struct opts *o)
+{
+	uint8_t k1[CRYPTO_KEY_BYTES], k2[CRYPTO_KEY_BYTES], dek[CRYPTO_KEY_BYTES];
+	uint8_t blob[CRYPTO_KEY_BYTES + CRYPTO_OVERHEAD], ad[CRYPTO_REF_BYTES + 7];
+	double t0, dt;
+	size_t n;
+
+	if (crypto_init() != 0)
+		die("libsodium");
+	memset(k1, 1, sizeof(k1));
+	memset(k2, 2, sizeof(k2));
+	memset(ad, 3, sizeof(ad));
+	memset(dek, 4, sizeof(dek));
+	if (crypto_seal(k1, 1, ad, sizeof(ad), dek, sizeof(dek), blob, sizeof(blob)) != 0)
+		die("seal");
+	t0 = now_s();
+	for (long i = 0; i < o->consumers; i++) {
+		if (crypto_open(k1, ad, sizeof(ad), blob, sizeof(blob), dek, sizeof(dek), &n) != 0 ||
+		    crypto_seal(k2, 2, ad, sizeof(ad), dek, sizeof(dek), blob, sizeof(blob)) != 0 ||
+		    crypto_open(k2, ad, sizeof(ad), blob, sizeof(blob), dek, sizeof(dek), &n) != 0 ||
+		    crypto_seal(k1, 1, ad, sizeof(ad), dek, sizeof(dek), blob, sizeof(blob)) != 0)
+			die("crypto");
+	}
+	dt = now_s() - t0;
+	printf("rewrap %ld %.3f %.0f\n", o->consumers * 2, dt,
+	    (double)o->consumers * 2 / dt);
+	return 0;
+}
+
+static int
+cmd_rotate(const struct opts *o)
+{
+	struct rotate_result res = { 0, 0 };
+	double base_p50, base_max, p50, worst;
+	char token[256];
+	struct vc *vc;
+
+	vc_global_init();
+	vc = open_client(o, token, sizeof(token));
+	vc_close(vc);
+	with_readers(o, token, NULL, NULL, 2.0, &base_p50, &base_max);
+	with_readers(o, token, run_rotation, &res, 0, &p50, &worst);
+	printf("rotate %llu %.3f %.0f read_p50_ms %.2f read_max_ms %.2f "
+	    "during_p50_ms %.2f during_max_ms %.2f\n",
+	    (unsigned long long)res.rewrapped, res.secs,
+	    (double)res.rewrapped / res.secs, base_p50, base_max, p50, worst);
+	vc_global_shutdown();
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -266,6 +508,7 @@ main(int argc, char **argv)
 		{ "addr", required_argument, NULL, 'a' },
 		{ "token-file", required_argument, NULL, 'k' },
 		{ "streams", required_argument, NULL, 's' },
+		{ "from", required_argument, NULL, 'F' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .purpose = "training", .consumers = 100000, .threads = 64,
@@ -285,11 +528,12 @@ main(int argc, char **argv)
 		case 'a': o.addr = optarg; break;
 		case 'k': o.token_file = optarg; break;
 		case 's': o.streams = atoi(optarg); break;
+		case 'F': o.from = atol(optarg); break;
 		default: die("bad option");
 		}
 	}
 	if (o.threads < 1 || o.threads > 256 || o.streams < 1 || o.streams > 16 ||
-	    o.batch < 1 || o.batch > 10000)
+	    o.batch < 1 || o.batch > 10000 || o.consumers < 1)
 		die("an option is out of range");
 	log_set_level(LOG_LEVEL_WARN);
 	if (strcmp(argv[1], "load") == 0 && o.dev_dir)
@@ -298,6 +542,12 @@ main(int argc, char **argv)
 		return cmd_scan(&o);
 	if (strcmp(argv[1], "fetch") == 0 && o.addr && o.token_file)
 		return cmd_fetch(&o);
+	if (strcmp(argv[1], "delete") == 0 && o.addr && o.token_file)
+		return cmd_delete(&o);
+	if (strcmp(argv[1], "rewrap") == 0)
+		return cmd_rewrap(&o);
+	if (strcmp(argv[1], "rotate") == 0 && o.addr && o.token_file)
+		return cmd_rotate(&o);
 	die("usage: vaultbench load|scan|fetch [options]");
 	return 1;
 }
