@@ -40,8 +40,8 @@ static const struct setting {
 	{ "ledger_retention_s", SET_INT, NULL, 30 * 86400, 0, INT32_MAX, offsetof(struct config, ledger_retention_s) },
 	{ "janitor_interval_ms", SET_INT, NULL, 1000, 10, 3600000, offsetof(struct config, janitor_interval_ms) },
 	{ "max_delete_batch", SET_INT, NULL, 1000, 1, 100000, offsetof(struct config, max_delete_batch) },
-	{ "shred_epoch_hours", SET_INT, NULL, 0, 0, 1 << 20, offsetof(struct config, shred_epoch_hours) },
-	{ "shred_retain_hours", SET_INT, NULL, 24, 0, 1 << 20, offsetof(struct config, shred_retain_hours) },
+	{ "shred_epoch_s", SET_INT, NULL, 0, 0, INT32_MAX, offsetof(struct config, shred_epoch_s) },
+	{ "shred_retain_s", SET_INT, NULL, 86400, 0, INT32_MAX, offsetof(struct config, shred_retain_s) },
 	{ "log_level", SET_STRING, "info", 0, 0, 0, offsetof(struct config, log_level) },
 };
 

@@ -32,8 +32,8 @@ struct config {
 	int ledger_retention_s;		/* deletion events are kept this long */
 	int janitor_interval_ms;	/* collection and expiry passes */
 	int max_delete_batch;		/* requests in one DeleteConsumers */
-	int shred_epoch_hours;		/* rotate the master key this often; 0: never */
-	int shred_retain_hours;		/* then destroy the old version after this */
+	int shred_epoch_s;		/* rotate the master key this often; 0: never */
+	int shred_retain_s;		/* destroy a replaced version after this */
 	char *log_level;
 	struct schema schema;
 };

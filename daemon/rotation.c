@@ -487,8 +487,8 @@ shred_epochs(struct vault *v)
 	char why[160];
 	size_t n = 0;
 
-	epoch = (uint64_t)v->cfg->shred_epoch_hours * 3600000ULL;
-	retain = (uint64_t)v->cfg->shred_retain_hours * 3600000ULL;
+	epoch = (uint64_t)v->cfg->shred_epoch_s * 1000ULL;
+	retain = (uint64_t)v->cfg->shred_retain_s * 1000ULL;
 	if (epoch == 0 || store_read_begin(v->store, &txn) != 0)
 		return;
 	if ((counts = calloc(MAX_VERSIONS, sizeof(*counts))) == NULL ||

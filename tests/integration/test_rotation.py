@@ -299,3 +299,27 @@ def test_vaultctl_keys(daemon):
     assert "destroyed" in r.stdout and "active" in r.stdout
     r = daemon.ctl("keys", "rekey", "k1")
     assert "dek_generation=2" in r.stdout
+
+
+def test_shred_epochs_on_a_schedule(fresh):
+    fresh.start()
+    assert fresh.stop() == 0
+    conf = fresh.data_dir / "vaultd.conf"
+    conf.write_text(conf.read_text() + "\nshred_epoch_s = 2;\nshred_retain_s = 1;\n"
+                    "janitor_interval_ms = 100;\n")
+    fresh.start()
+    fresh.put("se1", age="20")
+    fresh.put("se2", age="21")
+    receipt = fresh.delete("se1", request_id="dsr-se1")
+    assert receipt.epoch == 1 and receipt.final_at_ms == 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        vs = versions(fresh)
+        if 1 in vs and vs[1].state == "destroyed":
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("version 1 was never destroyed")
+    assert not (fresh.data_dir / "keys" / "master-1.key").exists()
+    assert fresh.delete("se1", request_id="dsr-se1").final_at_ms > 0
+    assert fresh.get("se2") == {"age": "21"}
