@@ -10,7 +10,7 @@
 
 #include "config.h"
 
-enum setting_type { SET_STRING, SET_PATH, SET_INT, SET_BOOL };
+enum setting_type { SET_STRING, SET_PATH, SET_OPT_PATH, SET_INT, SET_BOOL };
 
 /* The settings table: name, type, default, bounds, where it lands. */
 static const struct setting {
@@ -27,6 +27,10 @@ static const struct setting {
 	{ "policy_file", SET_PATH, "policy.conf", 0, 0, 0, offsetof(struct config, policy_file) },
 	{ "token_pepper_file", SET_PATH, "keys/token-pepper", 0, 0, 0, offsetof(struct config, token_pepper_file) },
 	{ "insecure_plaintext", SET_BOOL, NULL, 0, 0, 1, offsetof(struct config, insecure_plaintext) },
+	{ "tls_cert", SET_OPT_PATH, NULL, 0, 0, 0, offsetof(struct config, tls_cert) },
+	{ "tls_key", SET_OPT_PATH, NULL, 0, 0, 0, offsetof(struct config, tls_key) },
+	{ "tls_client_ca", SET_OPT_PATH, NULL, 0, 0, 0, offsetof(struct config, tls_client_ca) },
+	{ "tls_require_client_cert", SET_BOOL, NULL, 1, 0, 1, offsetof(struct config, tls_require_client_cert) },
 	{ "workers", SET_INT, NULL, 32, 1, 1024, offsetof(struct config, workers) },
 	{ "cq_threads", SET_INT, NULL, 2, 1, 64, offsetof(struct config, cq_threads) },
 	{ "max_request_bytes", SET_INT, NULL, 1 << 20, 1024, 64 << 20, offsetof(struct config, max_request_bytes) },
@@ -75,8 +79,8 @@ load_settings(struct config *cfg, config_t *lc, const char *base, char *err,
 			int t = config_setting_type(cs);
 			bool ok = (s->type == SET_INT && t == CONFIG_TYPE_INT) ||
 			    (s->type == SET_BOOL && t == CONFIG_TYPE_BOOL) ||
-			    ((s->type == SET_STRING || s->type == SET_PATH) &&
-			    t == CONFIG_TYPE_STRING);
+			    ((s->type == SET_STRING || s->type == SET_PATH ||
+			    s->type == SET_OPT_PATH) && t == CONFIG_TYPE_STRING);
 
 			if (!ok)
 				return fail(err, errlen, "line %d: '%s' has the wrong type",
@@ -98,9 +102,11 @@ load_settings(struct config *cfg, config_t *lc, const char *base, char *err,
 				*(int *)field = n;
 			continue;
 		}
+		if (s->type == SET_OPT_PATH && str == NULL)
+			continue;
 		if (str[0] == '\0')
 			return fail(err, errlen, "'%s' must not be empty", s->name);
-		*(char **)field = s->type == SET_PATH ? resolve_path(base, str) :
+		*(char **)field = s->type != SET_STRING ? resolve_path(base, str) :
 		    strdup(str);
 		if (*(char **)field == NULL)
 			return fail(err, errlen, "out of memory");
@@ -357,7 +363,7 @@ config_load(struct config **out, const char *path, char *err, size_t errlen)
 	struct config *cfg = NULL;
 	char *copy = NULL, *base;
 	config_t lc;
-	int r;
+	int r, n_tls;
 
 	*out = NULL;
 	config_init(&lc);
@@ -379,6 +385,12 @@ config_load(struct config **out, const char *path, char *err, size_t errlen)
 	    (r = load_schema(&cfg->schema, &lc, cfg->suppression_k, err,
 	    errlen)) != 0)
 		goto out;
+	n_tls = (cfg->tls_cert != NULL) + (cfg->tls_key != NULL) +
+	    (cfg->tls_client_ca != NULL);
+	if (n_tls != 0 && n_tls != 3) {
+		r = fail(err, errlen, "tls_cert, tls_key and tls_client_ca go together");
+		goto out;
+	}
 	if (cfg->insecure_plaintext && !config_listen_is_loopback(cfg->listen)) {
 		r = fail(err, errlen, "insecure_plaintext is allowed only on a "
 		    "loopback listen address");
@@ -408,7 +420,7 @@ config_free(struct config *cfg)
 	if (cfg == NULL)
 		return;
 	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
-		if (settings[i].type == SET_STRING || settings[i].type == SET_PATH)
+		if (settings[i].type != SET_INT && settings[i].type != SET_BOOL)
 			free(*(char **)((char *)cfg + settings[i].off));
 	schema_free(&cfg->schema);
 	free(cfg);

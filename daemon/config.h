@@ -19,6 +19,8 @@ struct config {
 	char *policy_file;
 	char *token_pepper_file;
 	bool insecure_plaintext;	/* development only, loopback only */
+	char *tls_cert, *tls_key, *tls_client_ca;	/* mTLS; NULL: none */
+	bool tls_require_client_cert;
 	int workers;			/* handler threads */
 	int cq_threads;			/* gRPC completion-queue threads */
 	int max_request_bytes;

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,38 @@ static const char dev_config[] =
 "    attributes = [\"age\", \"device\", \"income_band\", \"purchases_90d\",\n"
 "                  \"last_purchase\", \"converted\"]; },\n"
 "  { name = \"research\"; basis = \"opt_in\"; }\n"
+");\n";
+
+/*
+ * Roles name the methods they may call (deny by default). The dev principal
+ * holds every role through its token; each role also has a principal known
+ * by its client certificate (vaultd --dev --tls writes those under tls/).
+ */
+static const char dev_policy[] =
+"# vaultd development policy. See docs/config.md.\n"
+"roles = {\n"
+"  writer = [\"/vault.v1.Consumers/PutAttributes\", \"/vault.v1.Consumers/SetConsent\"];\n"
+"  reader = [\"/vault.v1.Consumers/GetAttributes\"];\n"
+"  ml = [\"/vault.v1.Features/FetchFeatures\", \"/vault.v1.Features/GetFeatureSpec\",\n"
+"        \"/vault.v1.Deletion/WatchDeletions\"];\n"
+"  privacy = [\"/vault.v1.Deletion/DeleteConsumer\", \"/vault.v1.Deletion/DeleteConsumers\",\n"
+"             \"/vault.v1.Deletion/WatchDeletions\", \"/vault.v1.Consumers/ExportConsumer\",\n"
+"             \"/vault.v1.Consumers/SetConsent\"];\n"
+"  keyadmin = [\"/vault.v1.Keys/RotateMasterKey\", \"/vault.v1.Keys/GetKeyStatus\",\n"
+"              \"/vault.v1.Keys/DestroyMasterKey\", \"/vault.v1.Keys/RotateConsumerKey\"];\n"
+"  auditor = [\"/vault.v1.Audit/QueryAudit\", \"/vault.v1.Audit/VerifyAudit\"];\n"
+"};\n"
+"\n"
+"principals = (\n"
+"  { name = \"dev\"; token_hash = \"%s\";\n"
+"    roles = [\"writer\", \"reader\", \"ml\", \"privacy\", \"keyadmin\", \"auditor\"];\n"
+"    purposes = [\"*\"]; },\n"
+"  { name = \"writer\"; identity = \"writer\"; roles = [\"writer\"]; },\n"
+"  { name = \"reader\"; identity = \"reader\"; roles = [\"reader\"]; purposes = [\"service\"]; },\n"
+"  { name = \"ml\"; identity = \"ml\"; roles = [\"ml\"]; purposes = [\"training\", \"research\"]; },\n"
+"  { name = \"privacy\"; identity = \"privacy\"; roles = [\"privacy\"]; purposes = [\"*\"]; },\n"
+"  { name = \"keyadmin\"; identity = \"keyadmin\"; roles = [\"keyadmin\"]; },\n"
+"  { name = \"auditor\"; identity = \"auditor\"; roles = [\"auditor\"]; }\n"
 ");\n";
 
 static int
@@ -114,7 +147,7 @@ write_new_file(const char *path, const void *data, size_t len, mode_t mode)
 static int
 make_token_and_policy(const char *dir, const char *pepper_path)
 {
-	char path[4096], policy[1024], hash[AUTH_HASH_BYTES * 2 + 1];
+	char path[4096], policy[4096], hash[AUTH_HASH_BYTES * 2 + 1];
 	char *token = NULL;
 	uint8_t *raw = NULL, *pepper = NULL;
 	size_t tok_len = sodium_base64_ENCODED_LEN(32,
@@ -132,13 +165,7 @@ make_token_and_policy(const char *dir, const char *pepper_path)
 	sodium_bin2base64(token, tok_len, raw, 32,
 	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	auth_token_hash_hex(pepper, token, strlen(token), hash);
-	n = snprintf(policy, sizeof(policy),
-	    "# vaultd development policy: principals, their token hashes and roles.\n"
-	    "principals = (\n"
-	    "  { name = \"dev\"; token_hash = \"%s\";\n"
-	    "    roles = [\"writer\", \"reader\", \"ml\", \"privacy\", \"keyadmin\", \"auditor\"];\n"
-	    "    purposes = [\"*\"]; }\n"
-	    ");\n", hash);
+	n = snprintf(policy, sizeof(policy), dev_policy, hash);
 	snprintf(path, sizeof(path), "%s/policy.conf", dir);
 	unlink(path);
 	if ((r = write_new_file(path, policy, (size_t)n, 0600)) != 0)
@@ -185,4 +212,90 @@ devmode_prepare(const char *dir, char *config_path, size_t len)
 		    token);
 	}
 	return 0;
+}
+
+/* Runs an openssl command line; 0 when it succeeded. */
+static int
+openssl(const char *fmt, ...)
+{
+	char cmd[8192];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(cmd))
+		return VAULT_ERR_INVALID;
+	if (system(cmd) != 0) {
+		log_error("openssl failed: is Debian's openssl package installed?");
+		return VAULT_ERR_IO;
+	}
+	return 0;
+}
+
+/* A key and a certificate signed by the dev CA, for CN name and san. */
+static int
+issue(const char *tls, const char *name, const char *san, const char *usage)
+{
+	char ext[4200];
+	int r;
+
+	snprintf(ext, sizeof(ext), "%s/%s.ext", tls, name);
+	{
+		FILE *f = fopen(ext, "w");
+
+		if (f == NULL)
+			return VAULT_ERR_IO;
+		fprintf(f, "subjectAltName=%s\nextendedKeyUsage=%s\n", san, usage);
+		fclose(f);
+	}
+	r = openssl("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+	    "-nodes -keyout '%s/%s.key' -out '%s/%s.csr' -subj '/CN=%s' 2>/dev/null "
+	    "&& openssl x509 -req -in '%s/%s.csr' -CA '%s/ca.pem' -CAkey '%s/ca.key' "
+	    "-CAcreateserial -days 825 -out '%s/%s.pem' -extfile '%s' 2>/dev/null",
+	    tls, name, tls, name, name, tls, name, tls, tls, tls, name, ext);
+	unlink(ext);
+	snprintf(ext, sizeof(ext), "%s/%s.csr", tls, name);
+	unlink(ext);
+	return r;
+}
+
+int
+devmode_tls(const char *dir, char *tls, size_t len)
+{
+	static const char *const roles[] = { "writer", "reader", "ml", "privacy",
+	    "keyadmin", "auditor" };
+	char path[4200];
+	mode_t old;
+	int r = 0;
+
+	snprintf(tls, len, "%s/tls", dir);
+	snprintf(path, sizeof(path), "%s/ca.pem", tls);
+	if (access(path, F_OK) == 0)
+		return 0;
+	if (strchr(dir, '\'') != NULL) {
+		log_error("the data directory's path must not hold a quote");
+		return VAULT_ERR_INVALID;
+	}
+	if ((r = ensure_dir(tls)) != 0)
+		return r;
+	old = umask(077);
+	r = openssl("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+	    "-nodes -keyout '%s/ca.key' -out '%s/ca.pem' -days 825 "
+	    "-subj '/CN=vaultd development CA' 2>/dev/null", tls, tls);
+	if (r == 0)
+		r = issue(tls, "server", "DNS:localhost,IP:127.0.0.1,IP:::1",
+		    "serverAuth");
+	for (size_t i = 0; r == 0 && i < sizeof(roles) / sizeof(roles[0]); i++) {
+		char san[64];
+
+		snprintf(san, sizeof(san), "DNS:%s", roles[i]);
+		r = issue(tls, roles[i], san, "clientAuth");
+	}
+	umask(old);
+	if (r == 0)
+		log_info("wrote a development CA, a server certificate and one client "
+		    "certificate per role to %s", tls);
+	return r;
 }

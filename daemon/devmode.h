@@ -14,4 +14,11 @@
 /* Prepares dir; writes the config file's path to config_path. */
 int devmode_prepare(const char *dir, char *config_path, size_t len) VAULT_WUR;
 
+/*
+ * Creates DIR/tls/ (once) with openssl: ca.pem, server.pem/.key for
+ * localhost, and ROLE.pem/.key for each role (the certificate's SAN is the
+ * role name, which the dev policy maps to that role). Its path goes to tls.
+ */
+int devmode_tls(const char *dir, char *tls, size_t len) VAULT_WUR;
+
 #endif

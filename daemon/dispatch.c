@@ -1,10 +1,10 @@
 /*
  * The dispatch table: every method of the contract, its kind, its request
- * type, its handler, and the roles allowed to call it. A method whose
- * handler is NULL is answered UNIMPLEMENTED (after authorization); a path
- * not in the table is answered UNIMPLEMENTED at once.
+ * type and its handler. Who may call it is the policy's business (auth.h):
+ * a method no role names is denied. A method whose handler is NULL is
+ * answered UNIMPLEMENTED (after authorization); a path not in the table is
+ * answered UNIMPLEMENTED at once.
  */
-#include "auth.h"
 #include "handlers.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "vault/v1/vault.pb-c.h"
@@ -14,41 +14,41 @@
 
 const struct rpc_method dispatch_methods[] = {
 	{ V1 "Consumers/PutAttributes", RPC_UNARY, REQ(put_attributes_request),
-	  handle_put_attributes, ROLE_WRITER, 0 },
+	  handle_put_attributes, 0 },
 	{ V1 "Consumers/GetAttributes", RPC_UNARY, REQ(get_attributes_request),
-	  handle_get_attributes, ROLE_READER, 0 },
+	  handle_get_attributes, 0 },
 	{ V1 "Consumers/SetConsent", RPC_UNARY, REQ(set_consent_request),
-	  handle_set_consent, ROLE_WRITER | ROLE_PRIVACY, 0 },
+	  handle_set_consent, 0 },
 	{ V1 "Consumers/ExportConsumer", RPC_UNARY, REQ(export_consumer_request),
-	  NULL, ROLE_PRIVACY, 0 },
+	  NULL, 0 },
 	{ V1 "Features/FetchFeatures", RPC_SERVER_STREAM, REQ(fetch_features_request),
-	  handle_fetch_features, ROLE_ML, 0 },
+	  handle_fetch_features, 0 },
 	{ V1 "Features/GetFeatureSpec", RPC_UNARY, REQ(get_feature_spec_request),
-	  handle_get_feature_spec, ROLE_ML, 0 },
+	  handle_get_feature_spec, 0 },
 	{ V1 "Deletion/DeleteConsumer", RPC_UNARY, REQ(delete_consumer_request),
-	  handle_delete_consumer, ROLE_PRIVACY, 0 },
+	  handle_delete_consumer, 0 },
 	{ V1 "Deletion/DeleteConsumers", RPC_UNARY, REQ(delete_consumers_request),
-	  handle_delete_consumers, ROLE_PRIVACY, 0 },
+	  handle_delete_consumers, 0 },
 	{ V1 "Deletion/WatchDeletions", RPC_SERVER_STREAM, REQ(watch_deletions_request),
-	  handle_watch_deletions, ROLE_ML | ROLE_PRIVACY, RPC_LONG_LIVED },
+	  handle_watch_deletions, RPC_LONG_LIVED },
 	{ V1 "Keys/RotateMasterKey", RPC_SERVER_STREAM, REQ(rotate_master_key_request),
-	  handle_rotate_master_key, ROLE_KEYADMIN, 0 },
+	  handle_rotate_master_key, 0 },
 	{ V1 "Keys/GetKeyStatus", RPC_UNARY, REQ(get_key_status_request),
-	  handle_get_key_status, ROLE_KEYADMIN, 0 },
+	  handle_get_key_status, 0 },
 	{ V1 "Keys/DestroyMasterKey", RPC_UNARY, REQ(destroy_master_key_request),
-	  handle_destroy_master_key, ROLE_KEYADMIN, 0 },
+	  handle_destroy_master_key, 0 },
 	{ V1 "Keys/RotateConsumerKey", RPC_UNARY, REQ(rotate_consumer_key_request),
-	  handle_rotate_consumer_key, ROLE_KEYADMIN, 0 },
+	  handle_rotate_consumer_key, 0 },
 	{ V1 "Audit/QueryAudit", RPC_SERVER_STREAM, REQ(query_audit_request),
-	  NULL, ROLE_AUDITOR, 0 },
+	  NULL, 0 },
 	{ V1 "Audit/VerifyAudit", RPC_UNARY, REQ(verify_audit_request),
-	  NULL, ROLE_AUDITOR, 0 },
+	  NULL, 0 },
 	{ "/grpc.health.v1.Health/Check", RPC_UNARY,
 	  &grpc__health__v1__health_check_request__descriptor,
-	  handle_health_check, 0, RPC_PUBLIC },
+	  handle_health_check, RPC_PUBLIC },
 	{ "/grpc.health.v1.Health/Watch", RPC_SERVER_STREAM,
 	  &grpc__health__v1__health_check_request__descriptor,
-	  handle_health_watch, 0, RPC_PUBLIC | RPC_LONG_LIVED },
+	  handle_health_watch, RPC_PUBLIC | RPC_LONG_LIVED },
 };
 
 const size_t dispatch_n_methods =

@@ -35,7 +35,7 @@
 #define EXIT_USAGE 2
 
 struct options {
-	bool dev, hash_token;
+	bool dev, hash_token, tls;
 	const char *data_dir, *listen, *config, *check_config, *gen_key,
 	    *log_level;
 };
@@ -44,7 +44,7 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: vaultd --dev [--data-dir DIR] [--listen HOST:PORT]\n"
+	    "usage: vaultd --dev [--tls] [--data-dir DIR] [--listen HOST:PORT]\n"
 	    "       vaultd --config FILE [--listen HOST:PORT]\n"
 	    "       vaultd --check-config FILE\n"
 	    "       vaultd --gen-key FILE\n"
@@ -52,6 +52,8 @@ usage(FILE *f)
 	    "options:\n"
 	    "  --dev              development vault under --data-dir (default ./var/vault),\n"
 	    "                     created on first run; plaintext on loopback only\n"
+	    "  --tls              with --dev: make a dev CA and certificates under\n"
+	    "                     DIR/tls (once) and serve mTLS\n"
 	    "  --data-dir DIR     where --dev keeps its config, keys and store\n"
 	    "  --listen ADDR      host:port to serve on (default 127.0.0.1:50051)\n"
 	    "  --config FILE      run with this config file\n"
@@ -73,6 +75,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "check-config", required_argument, NULL, 'C' },
 		{ "gen-key", required_argument, NULL, 'g' },
 		{ "hash-token", no_argument, NULL, 't' },
+		{ "tls", no_argument, NULL, 'T' },
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -91,13 +94,14 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'C': o->check_config = optarg; break;
 		case 'g': o->gen_key = optarg; break;
 		case 't': o->hash_token = true; break;
+		case 'T': o->tls = true; break;
 		case 'L': o->log_level = optarg; break;
 		case 'V': printf("vaultd %s\n", VAULTD_VERSION); exit(0);
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
 		}
 	}
-	if (optind != argc || (o->dev && o->config != NULL) ||
+	if (optind != argc || (o->dev && o->config != NULL) || (o->tls && !o->dev) ||
 	    (!o->dev && o->config == NULL && o->check_config == NULL &&
 	    o->gen_key == NULL)) {
 		usage(stderr);
@@ -110,6 +114,20 @@ parse_options(int argc, char **argv, struct options *o)
 	return 0;
 }
 
+/* The methods a policy may name: the dispatch table's paths. */
+static int
+load_policy(struct auth **auth, const struct config *cfg, char *err,
+    size_t errlen)
+{
+	const char *known[64];
+	size_t n = 0;
+
+	for (size_t i = 0; i < dispatch_n_methods && n < 64; i++)
+		known[n++] = dispatch_methods[i].path;
+	return auth_load(auth, cfg->policy_file, cfg->token_pepper_file, known, n,
+	    err, errlen);
+}
+
 static int
 check_config(const char *path)
 {
@@ -118,15 +136,14 @@ check_config(const char *path)
 	char err[512];
 
 	if (config_load(&cfg, path, err, sizeof(err)) != 0 ||
-	    auth_load(&auth, cfg->policy_file, cfg->token_pepper_file, err,
-	    sizeof(err)) != 0) {
+	    load_policy(&auth, cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "vaultd: %s\n", err);
 		config_free(cfg);
 		return 1;
 	}
 	printf("%s: ok (%zu attributes, %zu purposes)\n", path,
 	    cfg->schema.n_attrs, cfg->schema.n_purposes);
-	auth_free(auth);
+	auth_unref(auth);
 	config_free(cfg);
 	return 0;
 }
@@ -161,6 +178,25 @@ out:
 	return r;
 }
 
+/* --dev --tls: certificates under DIR/tls, and the config pointed at them. */
+static int
+dev_tls(const struct options *o, struct config *cfg)
+{
+	char tls[4096];
+
+	if (devmode_tls(o->data_dir, tls, sizeof(tls)) != 0)
+		return -1;
+	free(cfg->tls_cert);
+	free(cfg->tls_key);
+	free(cfg->tls_client_ca);
+	if (asprintf(&cfg->tls_cert, "%s/server.pem", tls) < 0 ||
+	    asprintf(&cfg->tls_key, "%s/server.key", tls) < 0 ||
+	    asprintf(&cfg->tls_client_ca, "%s/ca.pem", tls) < 0)
+		return -1;
+	cfg->insecure_plaintext = false;
+	return 0;
+}
+
 /* Core dumps would hold keys and plaintext: never write them. */
 static void
 harden_process(void)
@@ -169,6 +205,25 @@ harden_process(void)
 
 	setrlimit(RLIMIT_CORE, &rl);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+/* SIGHUP: a new policy if it loads (else the old one stays), new TLS files. */
+static void
+reload(struct server *srv, const struct config *cfg)
+{
+	struct auth *auth = NULL;
+	char err[512];
+
+	if (load_policy(&auth, cfg, err, sizeof(err)) != 0) {
+		log_error("SIGHUP: the policy was not reloaded, the previous one "
+		    "stays: %s", err);
+		server_reload(srv, NULL);
+		return;
+	}
+	server_reload(srv, auth);
+	auth_unref(auth);
+	log_info("SIGHUP: policy reloaded%s", cfg->tls_cert ? "; TLS files are "
+	    "read again at the next handshake" : "");
 }
 
 static int
@@ -183,18 +238,18 @@ serve(struct config *cfg, bool dev)
 	sigset_t set;
 	int sig, r = 1;
 
-	if (!cfg->insecure_plaintext) {
-		log_error("TLS is not available in this version: set "
-		    "insecure_plaintext = true with a loopback listen address");
+	if (cfg->tls_cert == NULL && !cfg->insecure_plaintext) {
+		log_error("no TLS configured: set tls_cert, tls_key and "
+		    "tls_client_ca (or, for development on loopback only, "
+		    "insecure_plaintext = true)");
 		return 1;
 	}
-	if (!config_listen_is_loopback(cfg->listen)) {
+	if (cfg->tls_cert == NULL && !config_listen_is_loopback(cfg->listen)) {
 		log_error("plaintext is refused on %s: listen on a loopback "
-		    "address", cfg->listen);
+		    "address, or configure TLS", cfg->listen);
 		return 1;
 	}
-	if (auth_load(&auth, cfg->policy_file, cfg->token_pepper_file, err,
-	    sizeof(err)) != 0) {
+	if (load_policy(&auth, cfg, err, sizeof(err)) != 0) {
 		log_error("%s", err);
 		return 1;
 	}
@@ -202,8 +257,13 @@ serve(struct config *cfg, bool dev)
 		log_error("cannot open the vault; nothing was written");
 		goto out;
 	}
-	so = (struct server_opts){ cfg->listen, cfg->cq_threads, cfg->workers,
-	    cfg->max_request_bytes, cfg->shutdown_grace_ms, cfg->max_streams };
+	so = (struct server_opts){ .listen = cfg->listen, .tls_cert = cfg->tls_cert,
+	    .tls_key = cfg->tls_key, .tls_client_ca = cfg->tls_client_ca,
+	    .tls_require_client_cert = cfg->tls_require_client_cert,
+	    .cq_threads = cfg->cq_threads, .workers = cfg->workers,
+	    .max_request_bytes = cfg->max_request_bytes,
+	    .shutdown_grace_ms = cfg->shutdown_grace_ms,
+	    .max_streams = cfg->max_streams };
 	if (server_start(&srv, &so, dispatch_methods, dispatch_n_methods, v,
 	    auth) != 0)
 		goto out;
@@ -220,7 +280,7 @@ serve(struct config *cfg, bool dev)
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			log_info("SIGHUP: nothing to reload in this version");
+			reload(srv, cfg);
 			continue;
 		}
 		log_info("signal %d: shutting down", sig);
@@ -231,7 +291,7 @@ serve(struct config *cfg, bool dev)
 	r = 0;
 out:
 	vault_close(v);
-	auth_free(auth);
+	auth_unref(auth);
 	return r;
 }
 
@@ -281,6 +341,10 @@ main(int argc, char **argv)
 	if (o.listen != NULL) {
 		free(cfg->listen);
 		cfg->listen = strdup(o.listen);
+	}
+	if (o.tls && dev_tls(&o, cfg) != 0) {
+		config_free(cfg);
+		return 1;
 	}
 	if (o.hash_token) {
 		r = hash_token(cfg);

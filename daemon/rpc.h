@@ -33,7 +33,6 @@ struct rpc_method {
 	enum rpc_kind kind;
 	const ProtobufCMessageDescriptor *request;
 	rpc_handler handler;		/* NULL: answered UNIMPLEMENTED */
-	uint32_t roles;			/* any of these may call it */
 	unsigned flags;
 };
 

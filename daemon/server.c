@@ -15,12 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <sodium.h>
 
 #include "log.h"
 #include "server.h"
@@ -56,6 +58,7 @@ struct rpc_ctx {			/* one call; handlers know it as rpc_ctx */
 	atomic_int refs;
 	struct tag t_new, t_close, t_recv, t_send, t_final;
 	const struct rpc_method *m;
+	struct auth *auth;		/* the policy this call was checked against */
 	const struct principal *principal;
 	ProtobufCMessage *req;
 	gpr_timespec deadline;		/* monotonic */
@@ -73,7 +76,11 @@ struct server {
 	const struct rpc_method *methods;
 	size_t n_methods;
 	void *app;
-	const struct auth *auth;
+	struct auth *auth;		/* current policy; auth_mu guards the pointer */
+	pthread_mutex_t auth_mu;
+	bool tls;
+	char *tls_cert, *tls_key, *tls_ca;
+	atomic_bool tls_reload;
 	int grace_ms, max_streams;
 	pthread_t *workers;
 	int n_workers;
@@ -151,6 +158,7 @@ call_free(struct rpc_ctx *c)
 	grpc_slice_unref(c->status_details);
 	if (c->req != NULL)
 		protobuf_c_message_free_unpacked(c->req, NULL);
+	auth_unref(c->auth);
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
@@ -536,26 +544,74 @@ lookup(const struct server *srv, grpc_slice path)
 	return NULL;
 }
 
-/* Resolves the principal and checks its roles: deny by default. */
+static struct auth *
+current_auth(struct server *srv)
+{
+	struct auth *a;
+
+	pthread_mutex_lock(&srv->auth_mu);
+	a = auth_ref(srv->auth);
+	pthread_mutex_unlock(&srv->auth_mu);
+	return a;
+}
+
+/*
+ * The principal of the client certificate: the first subject alternative
+ * name the policy knows, else the common name. *presented tells whether the
+ * client showed a verified certificate at all.
+ */
+static const struct principal *
+cert_principal(struct rpc_ctx *c, bool *presented)
+{
+	static const char *const props[] = { GRPC_X509_SAN_PROPERTY_NAME,
+	    GRPC_X509_CN_PROPERTY_NAME };
+	grpc_auth_context *actx;
+	const struct principal *p = NULL;
+
+	*presented = false;
+	if (!c->srv->tls || (actx = grpc_call_auth_context(c->call)) == NULL)
+		return NULL;
+	if (grpc_auth_context_peer_is_authenticated(actx)) {
+		*presented = true;
+		for (size_t i = 0; i < 2 && p == NULL; i++) {
+			grpc_auth_property_iterator it =
+			    grpc_auth_context_find_properties_by_name(actx, props[i]);
+			const grpc_auth_property *prop;
+
+			while (p == NULL && (prop = grpc_auth_property_iterator_next(&it)) != NULL)
+				p = auth_identity(c->auth, prop->value, prop->value_length);
+		}
+	}
+	grpc_auth_context_release(actx);
+	return p;
+}
+
+/* Resolves the principal and checks the policy: deny by default. */
 static int
 authorize(struct rpc_ctx *c)
 {
 	const grpc_metadata *auth_md = NULL;
+	bool presented;
 
+	c->auth = current_auth(c->srv);
 	if (c->m->flags & RPC_PUBLIC)
 		return 0;
-	for (size_t i = 0; i < c->md.count; i++)
+	c->principal = cert_principal(c, &presented);
+	for (size_t i = 0; c->principal == NULL && i < c->md.count; i++)
 		if (grpc_slice_str_cmp(c->md.metadata[i].key, "authorization") == 0)
 			auth_md = &c->md.metadata[i];
-	if (auth_md == NULL)
-		return rpc_fail(c, VAULT_ERR_UNAUTHENTICATED,
-		    "missing credentials: send 'authorization: Bearer <token>'");
-	c->principal = auth_bearer(c->srv->auth,
-	    (const char *)GRPC_SLICE_START_PTR(auth_md->value),
-	    GRPC_SLICE_LENGTH(auth_md->value));
-	if (c->principal == NULL)
+	if (c->principal == NULL && auth_md != NULL)
+		c->principal = auth_bearer(c->auth,
+		    (const char *)GRPC_SLICE_START_PTR(auth_md->value),
+		    GRPC_SLICE_LENGTH(auth_md->value));
+	if (c->principal == NULL && auth_md != NULL)
 		return rpc_fail(c, VAULT_ERR_UNAUTHENTICATED, "invalid credentials");
-	if ((c->principal->roles & c->m->roles) == 0)
+	if (c->principal == NULL)
+		return rpc_fail(c, VAULT_ERR_UNAUTHENTICATED, presented ?
+		    "the client certificate's identity is not in the policy" :
+		    "missing credentials: present a client certificate or send "
+		    "'authorization: Bearer <token>'");
+	if (!auth_allows(c->auth, c->principal, c->m->path))
 		return rpc_fail(c, VAULT_ERR_DENIED,
 		    "principal '%s' has no role allowed to call %s",
 		    c->principal->name, c->m->path);
@@ -717,10 +773,110 @@ drained(struct server *srv)
 	return srv->shutdown_done && srv->live_calls == 0 && srv->streams == 0;
 }
 
+/* Reads a whole PEM file; NULL (logged) when it cannot. */
+static char *
+read_pem(const char *path, bool secret)
+{
+	FILE *f = fopen(path, "r");
+	struct stat sb;
+	char *buf;
+	size_t n;
+
+	if (f == NULL || fstat(fileno(f), &sb) != 0 || sb.st_size > (1 << 20)) {
+		log_error("cannot read %s", path);
+		if (f != NULL)
+			fclose(f);
+		return NULL;
+	}
+	if (secret && (sb.st_mode & 077) != 0) {
+		log_error("%s has mode %03o; a private key must be 0600 or stricter",
+		    path, (unsigned)(sb.st_mode & 0777));
+		fclose(f);
+		return NULL;
+	}
+	buf = malloc((size_t)sb.st_size + 1);
+	n = buf != NULL ? fread(buf, 1, (size_t)sb.st_size, f) : 0;
+	fclose(f);
+	if (buf != NULL)
+		buf[n] = '\0';
+	return buf;
+}
+
+/*
+ * gRPC asks this on every handshake; after server_reload it hands over the
+ * certificate files read anew. A file that fails keeps the old ones.
+ */
+static grpc_ssl_certificate_config_reload_status
+fetch_certs(void *arg, grpc_ssl_server_certificate_config **config)
+{
+	struct server *srv = arg;
+	grpc_ssl_pem_key_cert_pair pair;
+	char *cert, *key, *ca;
+
+	if (!atomic_exchange(&srv->tls_reload, false))
+		return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
+	cert = read_pem(srv->tls_cert, false);
+	key = read_pem(srv->tls_key, true);
+	ca = read_pem(srv->tls_ca, false);
+	if (cert == NULL || key == NULL || ca == NULL) {
+		free(cert);
+		if (key != NULL)
+			sodium_memzero(key, strlen(key));
+		free(key);
+		free(ca);
+		log_error("TLS certificates not (re)loaded; the previous ones stay");
+		return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
+	}
+	pair.private_key = key;
+	pair.cert_chain = cert;
+	*config = grpc_ssl_server_certificate_config_create(ca, &pair, 1);
+	sodium_memzero(key, strlen(key));
+	free(key);
+	free(cert);
+	free(ca);
+	log_info("TLS certificates loaded");
+	return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
+}
+
+static grpc_server_credentials *
+make_credentials(struct server *srv, const struct server_opts *opts)
+{
+	grpc_ssl_server_credentials_options *o;
+
+	if (opts->tls_cert == NULL)
+		return grpc_insecure_server_credentials_create();
+	srv->tls = true;
+	srv->tls_cert = strdup(opts->tls_cert);
+	srv->tls_key = strdup(opts->tls_key);
+	srv->tls_ca = strdup(opts->tls_client_ca);
+	atomic_store(&srv->tls_reload, true);
+	o = grpc_ssl_server_credentials_create_options_using_config_fetcher(
+	    opts->tls_require_client_cert ?
+	    GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY :
+	    GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY, fetch_certs, srv);
+	return grpc_ssl_server_credentials_create_with_options(o);
+}
+
+void
+server_reload(struct server *srv, struct auth *auth)
+{
+	struct auth *old = NULL;
+
+	pthread_mutex_lock(&srv->auth_mu);
+	if (auth != NULL) {
+		old = srv->auth;
+		srv->auth = auth_ref(auth);
+	}
+	pthread_mutex_unlock(&srv->auth_mu);
+	auth_unref(old);
+	if (srv->tls)
+		atomic_store(&srv->tls_reload, true);
+}
+
 int
 server_start(struct server **out, const struct server_opts *opts,
     const struct rpc_method *methods, size_t n_methods, void *app,
-    const struct auth *auth)
+    struct auth *auth)
 {
 	grpc_arg args[2];
 	grpc_channel_args ch_args = { 2, args };
@@ -734,7 +890,8 @@ server_start(struct server **out, const struct server_opts *opts,
 	srv->methods = methods;
 	srv->n_methods = n_methods;
 	srv->app = app;
-	srv->auth = auth;
+	srv->auth = auth_ref(auth);
+	pthread_mutex_init(&srv->auth_mu, NULL);
 	srv->grace_ms = opts->shutdown_grace_ms;
 	srv->max_streams = opts->max_streams;
 	pthread_mutex_init(&srv->mu, NULL);
@@ -758,6 +915,7 @@ server_start(struct server **out, const struct server_opts *opts,
 		grpc_server_destroy(srv->gs);
 		free(srv->cqs);
 		free(srv->workers);
+		auth_unref(srv->auth);
 		free(srv);
 		return VAULT_ERR_NOMEM;
 	}
@@ -766,17 +924,21 @@ server_start(struct server **out, const struct server_opts *opts,
 		srv->cqs[i].srv = srv;
 		grpc_server_register_completion_queue(srv->gs, srv->cqs[i].cq, NULL);
 	}
-	creds = grpc_insecure_server_credentials_create();
+	creds = make_credentials(srv, opts);
 	port = grpc_server_add_http2_port(srv->gs, opts->listen, creds);
 	grpc_server_credentials_release(creds);
 	if (port == 0) {
-		log_error("cannot listen on %s (in use, or not a local address)",
-		    opts->listen);
+		log_error("cannot listen on %s (in use, not a local address, or "
+		    "unusable TLS files)", opts->listen);
 		grpc_server_destroy(srv->gs);
 		for (int i = 0; i < srv->n_cq; i++)
 			grpc_completion_queue_destroy(srv->cqs[i].cq);
 		free(srv->cqs);
 		free(srv->workers);
+		free(srv->tls_cert);
+		free(srv->tls_key);
+		free(srv->tls_ca);
+		auth_unref(srv->auth);
 		free(srv);
 		return VAULT_ERR_IO;
 	}
@@ -785,8 +947,9 @@ server_start(struct server **out, const struct server_opts *opts,
 		pthread_create(&srv->workers[i], NULL, worker_main, srv);
 	for (int i = 0; i < srv->n_cq; i++)
 		pthread_create(&srv->cqs[i].thread, NULL, cq_main, &srv->cqs[i]);
-	log_info("listening on %s, port %d (%d completion queues, %d workers)",
-	    opts->listen, port, srv->n_cq, srv->n_workers);
+	log_info("listening on %s, port %d, %s (%d completion queues, %d workers)",
+	    opts->listen, port, srv->tls ? "mTLS" : "plaintext", srv->n_cq,
+	    srv->n_workers);
 	*out = srv;
 	return 0;
 }
@@ -827,6 +990,11 @@ server_stop(struct server *srv)
 	pthread_cond_destroy(&srv->work_cv);
 	pthread_cond_destroy(&srv->state_cv);
 	pthread_mutex_destroy(&srv->mu);
+	pthread_mutex_destroy(&srv->auth_mu);
+	auth_unref(srv->auth);
+	free(srv->tls_cert);
+	free(srv->tls_key);
+	free(srv->tls_ca);
 	free(srv->cqs);
 	free(srv->workers);
 	free(srv);

@@ -6,6 +6,7 @@
 #ifndef VAULT_SERVER_H
 #define VAULT_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "auth.h"
@@ -14,6 +15,9 @@
 
 struct server_opts {
 	const char *listen;
+	/* mTLS when tls_cert is set: PEM files, read again on server_reload. */
+	const char *tls_cert, *tls_key, *tls_client_ca;
+	bool tls_require_client_cert;
 	int cq_threads;
 	int workers;
 	int max_request_bytes;
@@ -23,10 +27,20 @@ struct server_opts {
 
 struct server;
 
-/* Binds and starts serving; the table and app must outlive the server. */
+/*
+ * Binds and starts serving; the table and app must outlive the server. The
+ * server takes its own reference to auth.
+ */
 int server_start(struct server **out, const struct server_opts *opts,
     const struct rpc_method *methods, size_t n_methods, void *app,
-    const struct auth *auth) VAULT_WUR;
+    struct auth *auth) VAULT_WUR;
+
+/*
+ * Swaps in a new policy unless auth is NULL (calls under way keep the one
+ * they started with), and has new TLS handshakes load the certificate
+ * files again.
+ */
+void server_reload(struct server *srv, struct auth *auth);
 
 /*
  * Stops accepting calls, lets in-flight calls finish within the grace
