@@ -27,10 +27,10 @@ vc_global_shutdown(void)
 	grpc_shutdown();
 }
 
-int
-vc_open(struct vc **out, const char *addr, const char *token)
+static int
+open_with(struct vc **out, const char *addr, const char *token,
+    grpc_channel_credentials *creds)
 {
-	grpc_channel_credentials *creds;
 	struct vc *vc;
 
 	*out = NULL;
@@ -38,13 +38,29 @@ vc_open(struct vc **out, const char *addr, const char *token)
 		return -1;
 	if (token != NULL && asprintf(&vc->auth, "Bearer %s", token) < 0) {
 		free(vc);
+		grpc_channel_credentials_release(creds);
 		return -1;
 	}
-	creds = grpc_insecure_credentials_create();
 	vc->ch = grpc_channel_create(addr, creds, NULL);
 	grpc_channel_credentials_release(creds);
 	*out = vc;
 	return 0;
+}
+
+int
+vc_open(struct vc **out, const char *addr, const char *token)
+{
+	return open_with(out, addr, token, grpc_insecure_credentials_create());
+}
+
+int
+vc_open_tls(struct vc **out, const char *addr, const char *token,
+    const char *ca_pem, const char *cert_pem, const char *key_pem)
+{
+	grpc_ssl_pem_key_cert_pair pair = { key_pem, cert_pem };
+
+	return open_with(out, addr, token, grpc_ssl_credentials_create(ca_pem,
+	    cert_pem != NULL ? &pair : NULL, NULL, NULL));
 }
 
 void

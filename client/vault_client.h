@@ -20,6 +20,12 @@ struct vc_status {
  * not NULL, is sent as "authorization: Bearer <token>" on every call.
  */
 int vc_open(struct vc **out, const char *addr, const char *token);
+/*
+ * The same over TLS: ca_pem verifies the server; cert_pem and key_pem (both
+ * or neither) are the client certificate for mTLS.
+ */
+int vc_open_tls(struct vc **out, const char *addr, const char *token,
+    const char *ca_pem, const char *cert_pem, const char *key_pem);
 void vc_close(struct vc *vc);
 
 /*

@@ -1,9 +1,11 @@
 /*
  * vaultctl: the command line for every role. One file per subcommand.
  *
- *   vaultctl [--addr HOST:PORT] [--token-file F] [--json] [--timeout MS] CMD ...
+ *   vaultctl [--addr HOST:PORT] [--token-file F] [--ca F [--cert F --key F]]
+ *            [--json] [--timeout MS] CMD ...
  *
- * Address and token file default to $VAULT_ADDR and $VAULT_TOKEN_FILE.
+ * Defaults come from $VAULT_ADDR, $VAULT_TOKEN_FILE, $VAULT_CA, $VAULT_CERT
+ * and $VAULT_KEY. With a CA the connection is TLS (mTLS with a certificate).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -35,12 +37,13 @@ static const struct ctl_command commands[] = {
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: vaultctl [--addr HOST:PORT] [--token-file FILE] [--json] "
-	    "[--timeout MS] COMMAND ...\ncommands:\n");
+	fprintf(f, "usage: vaultctl [--addr HOST:PORT] [--token-file FILE] "
+	    "[--ca FILE [--cert FILE --key FILE]] [--json] [--timeout MS] "
+	    "COMMAND ...\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %s\n", commands[i].usage);
 	fprintf(f, "environment: VAULT_ADDR (default 127.0.0.1:50051), "
-	    "VAULT_TOKEN_FILE\nexit codes: 0 ok, 1 error, 2 usage, 3 not found, "
+	    "VAULT_TOKEN_FILE, VAULT_CA, VAULT_CERT, VAULT_KEY\nexit codes: 0 ok, 1 error, 2 usage, 3 not found, "
 	    "4 invalid argument, 5 unauthenticated or denied, 6 unavailable\n");
 }
 
@@ -67,6 +70,28 @@ read_token(const char *path)
 	return strdup(buf);
 }
 
+/* A whole PEM file (at most 1 MiB), or NULL with a message. */
+static char *
+read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t n = 0;
+
+	if (f != NULL && (buf = malloc(1 << 20)) != NULL)
+		n = fread(buf, 1, (1 << 20) - 1, f);
+	if (f == NULL || buf == NULL || n == 0) {
+		fprintf(stderr, "vaultctl: cannot read %s\n", path);
+		free(buf);
+		if (f != NULL)
+			fclose(f);
+		return NULL;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -74,12 +99,18 @@ main(int argc, char **argv)
 		{ "addr", required_argument, NULL, 'a' },
 		{ "token-file", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "ca", required_argument, NULL, 'C' },
+		{ "cert", required_argument, NULL, 'c' },
+		{ "key", required_argument, NULL, 'K' },
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ctl ctl = { .timeout_ms = 10000 };
 	const char *addr = getenv("VAULT_ADDR"), *token_file = getenv("VAULT_TOKEN_FILE");
+	const char *ca = getenv("VAULT_CA"), *cert = getenv("VAULT_CERT");
+	const char *key = getenv("VAULT_KEY");
+	char *ca_pem = NULL, *cert_pem = NULL, *key_pem = NULL;
 	const struct ctl_command *cmd = NULL;
 	char *token = NULL;
 	int ch, r;
@@ -92,6 +123,9 @@ main(int argc, char **argv)
 		case 'a': addr = optarg; break;
 		case 't': token_file = optarg; break;
 		case 'j': ctl.json = true; break;
+		case 'C': ca = optarg; break;
+		case 'c': cert = optarg; break;
+		case 'K': key = optarg; break;
 		case 'T':
 			ctl.timeout_ms = atoi(optarg);
 			if (ctl.timeout_ms <= 0) {
@@ -118,8 +152,21 @@ main(int argc, char **argv)
 	if (token_file != NULL && token_file[0] != '\0' &&
 	    (token = read_token(token_file)) == NULL)
 		return CTL_USAGE;
+	if ((cert != NULL && cert[0] != '\0') != (key != NULL && key[0] != '\0')) {
+		fprintf(stderr, "vaultctl: --cert and --key go together\n");
+		return CTL_USAGE;
+	}
+	if (ca != NULL && ca[0] != '\0' &&
+	    ((ca_pem = read_file(ca)) == NULL ||
+	    (cert != NULL && cert[0] != '\0' &&
+	    ((cert_pem = read_file(cert)) == NULL || (key_pem = read_file(key)) == NULL)))) {
+		free(ca_pem);
+		free(cert_pem);
+		return CTL_USAGE;
+	}
 	vc_global_init();
-	if (vc_open(&ctl.vc, addr, token) != 0) {
+	if ((ca_pem != NULL ? vc_open_tls(&ctl.vc, addr, token, ca_pem, cert_pem,
+	    key_pem) : vc_open(&ctl.vc, addr, token)) != 0) {
 		fprintf(stderr, "vaultctl: out of memory\n");
 		r = CTL_ERROR;
 	} else {
@@ -131,6 +178,11 @@ main(int argc, char **argv)
 		sodium_memzero(token, strlen(token));
 		free(token);
 	}
+	if (key_pem != NULL)
+		sodium_memzero(key_pem, strlen(key_pem));
+	free(key_pem);
+	free(cert_pem);
+	free(ca_pem);
 	vc_global_shutdown();
 	return r;
 }
