@@ -1,6 +1,7 @@
 #include <string.h>
 
 #include "consent.h"
+#include "deletion.h"
 #include "log.h"
 
 #define FLAGS_KEY "#flags"
@@ -119,6 +120,10 @@ set_apply(MDB_txn *txn, void *arg)
 	    job->v->schema->purposes[c->purpose].name, c->granted ? 1 : 0,
 	    c->source)) != 0)
 		return r;
+	/* Opt-outs and limits are requests a business must keep records of. */
+	if (((c->purpose >= 0 && !c->granted) || (flags & ~old) != 0) &&
+	    (r = requests_log_txn(job->v, txn, "optout", job->ref)) != 0)
+		return r;
 	job->flags = flags;
 	return 0;
 }
@@ -161,4 +166,37 @@ int
 consent_delete_all(struct store *st, MDB_txn *txn, const uint8_t *ref)
 {
 	return store_delete_prefix(st, txn, st->consents, ref, CRYPTO_REF_BYTES);
+}
+
+int
+consent_list(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    int (*fn)(const char *name, size_t len, uint8_t state, uint64_t at_ms,
+    const char *source, size_t source_len, void *arg), void *arg)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	int rc, r = 0;
+
+	if ((rc = mdb_cursor_open(txn, v->store->consents, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		const uint8_t *p = val.mv_data;
+
+		if (k.mv_size <= CRYPTO_REF_BYTES ||
+		    memcmp(k.mv_data, ref, CRYPTO_REF_BYTES) != 0)
+			break;
+		if (val.mv_size < REC_HDR || p[0] != REC_FORMAT) {
+			r = VAULT_ERR_STATE;
+			break;
+		}
+		if ((r = fn((const char *)k.mv_data + CRYPTO_REF_BYTES,
+		    k.mv_size - CRYPTO_REF_BYTES, p[1], store_get_u64(p + 2),
+		    (const char *)p + REC_HDR, val.mv_size - REC_HDR, arg)) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		r = store_err(v->store, rc, "list consents");
+	return r;
 }

@@ -252,7 +252,7 @@ withhold(struct vault *v, int purpose, uint8_t flags, int *idx, MDB_val *vals,
 {
 	size_t kept = 0;
 
-	if (!(flags & CONSENT_LIMIT_SENSITIVE) ||
+	if (purpose < 0 || !(flags & CONSENT_LIMIT_SENSITIVE) ||
 	    v->schema->purposes[purpose].essential)
 		return count;
 	for (size_t i = 0; i < count; i++) {
@@ -292,11 +292,14 @@ consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
 		    store_err(v->store, rc, "get consumer");
 		goto out;
 	}
-	if ((r = consent_allows(v, txn, out->ref, purpose, &allowed, &flags)) != 0)
-		goto out;
-	if (!allowed) {
-		r = VAULT_ERR_CONSENT;
-		goto out;
+	if (purpose >= 0) {
+		if ((r = consent_allows(v, txn, out->ref, purpose, &allowed,
+		    &flags)) != 0)
+			goto out;
+		if (!allowed) {
+			r = VAULT_ERR_CONSENT;
+			goto out;
+		}
 	}
 	if ((dek = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL) {
 		r = VAULT_ERR_NOMEM;

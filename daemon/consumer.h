@@ -53,7 +53,8 @@ struct consumer_values {
  * out; sensitive ones are withheld when the consumer limited their use and
  * the purpose is not essential. Consent is read in the same transaction as
  * the data: VAULT_ERR_CONSENT when it excludes the purpose,
- * VAULT_ERR_NOT_FOUND when the consumer does not exist.
+ * VAULT_ERR_NOT_FOUND when the consumer does not exist. purpose -1 reads
+ * everything, for the consumer's own right to know (export).
  */
 int consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
     const int *attrs, size_t n_attrs, struct consumer_values *out) VAULT_WUR;

@@ -1,8 +1,11 @@
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "audit.h"
 #include "consumer.h"
 #include "dataset.h"
 #include "deletion.h"
@@ -10,7 +13,8 @@
 
 #define REC_FORMAT 1
 #define REQ_PREFIX "del:"
-#define REQ_HDR (1 + CRYPTO_REF_BYTES + KEYRING_SIG_BYTES)
+#define REQ_HDR (1 + 8 + CRYPTO_REF_BYTES + KEYRING_SIG_BYTES)
+#define REQ_REF 9
 #define LEDGER_REC_BYTES (1 + 8 + 4 + TOKEN_PSEUDONYM_BYTES)
 #define LEDGER_NEXT "ledger_next"
 #define LEDGER_EXPIRED "ledger_expired"
@@ -66,7 +70,8 @@ render(struct receipt *r)
 	for (size_t i = 0; i < r->n_datasets; i++)
 		off += (size_t)snprintf(buf + off, cap - off, "%s%s", i ? "," : "",
 		    r->datasets[i]);
-	off += (size_t)snprintf(buf + off, cap - off, "\naudit_head: \n");
+	off += (size_t)snprintf(buf + off, cap - off, "\naudit_head: %s\n",
+	    r->audit_head);
 	r->signed_bytes = (uint8_t *)buf;
 	r->signed_len = off;
 	return 0;
@@ -119,7 +124,8 @@ receipt_parse(const uint8_t *bytes, size_t len, struct receipt *r)
 	if (field(t, len, "request_id", r->request_id, sizeof(r->request_id)) ||
 	    field(t, len, "consumer_ref", r->ref_hex, sizeof(r->ref_hex)) ||
 	    field(t, len, "found", found, sizeof(found)) ||
-	    field(t, len, "datasets", list, cap))
+	    field(t, len, "datasets", list, cap) ||
+	    field(t, len, "audit_head", r->audit_head, sizeof(r->audit_head)))
 		goto out;
 	r->found = strcmp(found, "true") == 0;
 	if (field(t, len, "deleted_at_ms", num, sizeof(num)))
@@ -233,12 +239,12 @@ stored_receipt(struct vault *v, MDB_txn *txn, const char *request_id,
 		return VAULT_ERR_STATE;
 	}
 	*found = true;
-	if (memcmp(p + 1, ref, CRYPTO_REF_BYTES) != 0)
+	if (memcmp(p + REQ_REF, ref, CRYPTO_REF_BYTES) != 0)
 		return VAULT_ERR_EXISTS;
 	memset(out, 0, sizeof(*out));
 	if ((r = receipt_parse(p + REQ_HDR, val.mv_size - REQ_HDR, out)) != 0)
 		return r;
-	memcpy(out->signature, p + 1 + CRYPTO_REF_BYTES, KEYRING_SIG_BYTES);
+	memcpy(out->signature, p + REQ_REF + CRYPTO_REF_BYTES, KEYRING_SIG_BYTES);
 	if ((out->signed_bytes = malloc(val.mv_size - REQ_HDR)) == NULL)
 		return VAULT_ERR_NOMEM;
 	memcpy(out->signed_bytes, p + REQ_HDR, val.mv_size - REQ_HDR);
@@ -261,8 +267,9 @@ store_receipt(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 	memcpy(key, REQ_PREFIX, sizeof(REQ_PREFIX) - 1);
 	memcpy(key + sizeof(REQ_PREFIX) - 1, r->request_id, n);
 	buf[0] = REC_FORMAT;
-	memcpy(buf + 1, ref, CRYPTO_REF_BYTES);
-	memcpy(buf + 1 + CRYPTO_REF_BYTES, r->signature, KEYRING_SIG_BYTES);
+	store_put_u64(buf + 1, r->deleted_at_ms);
+	memcpy(buf + REQ_REF, ref, CRYPTO_REF_BYTES);
+	memcpy(buf + REQ_REF + CRYPTO_REF_BYTES, r->signature, KEYRING_SIG_BYTES);
 	memcpy(buf + REQ_HDR, r->signed_bytes, r->signed_len);
 	val = (MDB_val){ len, buf };
 	rc = mdb_put(txn, v->store->requests, &k, &val, 0);
@@ -309,9 +316,10 @@ delete_one(struct vault *v, MDB_txn *txn, const struct deletion_request *req,
 {
 	uint8_t ref[CRYPTO_REF_BYTES];
 	struct removal rm;
+	uint8_t head[AUDIT_HASH_BYTES];
+	uint64_t head_seq, pending;
 	char key[32];
 	bool found;
-	uint64_t pending;
 	int r;
 
 	crypto_consumer_ref(keyring_index_key(v->kr), req->consumer_id,
@@ -327,6 +335,10 @@ delete_one(struct vault *v, MDB_txn *txn, const struct deletion_request *req,
 	out->found = rm.found;
 	out->epoch = rm.found ? rm.epoch : keyring_active_version(v->kr);
 	out->deleted_at_ms = store_now_ms();
+	if ((r = audit_head(v, txn, &head_seq, head)) != 0)
+		goto out;
+	if (head_seq > 0)
+		crypto_hex(head, AUDIT_HASH_BYTES, out->audit_head);
 	if ((r = append_events(v, txn, &rm, out->deleted_at_ms, next_seq, out)) != 0 ||
 	    (r = render(out)) != 0)
 		goto out;
@@ -464,4 +476,60 @@ ledger_expire_txn(struct vault *v, MDB_txn *txn, uint64_t before_ms,
 	if (r == 0 && last != 0)
 		r = put_meta_u64(v->store, txn, LEDGER_EXPIRED, last);
 	return r;
+}
+
+int
+requests_log_txn(struct vault *v, MDB_txn *txn, const char *kind,
+    const uint8_t *ref)
+{
+	char key[96], hex[2 * CRYPTO_REF_BYTES + 1];
+	uint8_t rec[1 + 8 + CRYPTO_REF_BYTES];
+	struct timespec ts;
+	MDB_val k, val;
+	int rc;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	crypto_hex(ref, CRYPTO_REF_BYTES, hex);
+	snprintf(key, sizeof(key), "%s:%s:%020lld%09ld", kind, hex,
+	    (long long)ts.tv_sec, ts.tv_nsec);
+	rec[0] = REC_FORMAT;
+	store_put_u64(rec + 1, store_now_ms());
+	memcpy(rec + REQ_REF, ref, CRYPTO_REF_BYTES);
+	k = (MDB_val){ strlen(key), key };
+	val = (MDB_val){ sizeof(rec), rec };
+	rc = mdb_put(txn, v->store->requests, &k, &val, 0);
+	return rc == 0 ? 0 : store_err(v->store, rc, "put request record");
+}
+
+int
+requests_expire_txn(struct vault *v, MDB_txn *txn, uint64_t before_ms,
+    size_t max, size_t *expired)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k, val;
+	size_t seen = 0;
+	int rc;
+
+	*expired = 0;
+	if ((rc = mdb_cursor_open(txn, v->store->requests, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0 && seen < max;
+	    seen++) {
+		const uint8_t *p = val.mv_data;
+
+		if (val.mv_size >= 9 && p[0] == REC_FORMAT &&
+		    store_get_u64(p + 1) < before_ms) {
+			if ((rc = mdb_cursor_del(cur, 0)) != 0)
+				break;
+			(*expired)++;
+			rc = mdb_cursor_get(cur, &k, &val, MDB_GET_CURRENT);
+			if (rc == EINVAL)
+				rc = MDB_NOTFOUND;
+			continue;
+		}
+		rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_err(v->store, rc,
+	    "expire request records");
 }

@@ -16,9 +16,12 @@
  *   deleted_at_ms: <decimal>
  *   epoch: <master key version whose destruction makes it final>
  *   datasets: <dataset ids, sorted, comma-separated; may be empty>
- *   audit_head: <hex; empty until the audit log exists>
+ *   audit_head: <hex of the audit log's head before this deletion>
  *
- * requests: "del:" request id -> fmt(1) | ref(32) | signature(64) | signed bytes
+ * requests: "del:" request id -> fmt(1) | at ms(8) | ref(32) | signature(64) |
+ *           signed bytes
+ *           "<kind>:" ref hex ":" time -> fmt(1) | at ms(8) | ref(32):
+ *           records of know and opt-out requests
  * ledger:   seq(8) -> fmt(1) | deleted ms(8) | dataset(4) | pseudonym(16)
  * meta:     "ledger_next" -> seq(8); "pending/" version(4) -> deletions(8)
  */
@@ -53,6 +56,7 @@ struct receipt {
 	uint8_t *signed_bytes;
 	size_t signed_len;
 	uint8_t signature[KEYRING_SIG_BYTES];
+	char audit_head[2 * 32 + 1];	/* hex; empty while the log is empty */
 };
 
 /* NULL when id is a valid request id (printable ASCII, no spaces, <= 128). */
@@ -69,6 +73,13 @@ void receipt_clear(struct receipt *r);
 
 /* Parses canonical receipt text into r (not the signature). */
 int receipt_parse(const uint8_t *text, size_t len, struct receipt *r) VAULT_WUR;
+
+/* In a write txn: records a request of kind ("know", "optout") about ref. */
+int requests_log_txn(struct vault *v, MDB_txn *txn, const char *kind,
+    const uint8_t *ref) VAULT_WUR;
+/* In a write txn: drops request records older than before_ms (at most max seen). */
+int requests_expire_txn(struct vault *v, MDB_txn *txn, uint64_t before_ms,
+    size_t max, size_t *expired) VAULT_WUR;
 
 struct ledger_event {
 	uint64_t seq;

@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <string.h>
 
 #include "consent.h"
@@ -12,10 +13,29 @@ handler_check_consumer_id(struct rpc_ctx *ctx, const char *id)
 	const struct vault *v = rpc_app(ctx);
 	const char *why = schema_check_consumer_id(id, strlen(id),
 	    (size_t)v->cfg->max_consumer_id_bytes);
+	uint8_t ref[CRYPTO_REF_BYTES];
 
 	if (why != NULL)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "consumer_id: %s", why);
+	/* The audit log records whom the call was about, by ref only. */
+	crypto_consumer_ref(keyring_index_key(v->kr), id, strlen(id), ref);
+	rpc_audit_ref(ctx, ref);
 	return 0;
+}
+
+/* The attribute names of a call, comma-separated, for the audit entry. */
+static void
+audit_names(struct rpc_ctx *ctx, const struct schema *s, const int *idx,
+    size_t n)
+{
+	char buf[256];
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && off < sizeof(buf); i++)
+		off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%s%s",
+		    i ? "," : "", s->attrs[idx[i]].name);
+	rpc_audit_detail(ctx, "%s", n == 0 ? "*" : buf);
 }
 
 /* Validates every attribute first: a put is all or nothing. */
@@ -74,6 +94,13 @@ handle_put_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	if ((r = handler_check_consumer_id(ctx, req->consumer_id)) != 0 ||
 	    (r = check_put(ctx, v, req, in)) != 0)
 		return r;
+	{
+		int idx[SCHEMA_MAX_ATTRS];
+
+		for (size_t i = 0; i < req->n_attributes; i++)
+			idx[i] = in[i].attr;
+		audit_names(ctx, v->schema, idx, req->n_attributes);
+	}
 	if ((r = consumer_put(v, req->consumer_id, strlen(req->consumer_id), in,
 	    req->n_attributes, &created, ref)) != 0)
 		return r == VAULT_ERR_LIMIT ?
@@ -93,6 +120,7 @@ handler_check_purpose(struct rpc_ctx *ctx, const char *purpose, int *idx)
 
 	if (purpose[0] == '\0')
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "purpose: required");
+	rpc_audit_purpose(ctx, purpose);
 	if ((*idx = schema_find_purpose(v->schema, purpose, strlen(purpose))) < 0)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "purpose: unknown purpose");
 	if (!auth_purpose_allowed(rpc_principal(ctx), purpose, strlen(purpose)))
@@ -144,6 +172,7 @@ handle_get_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	    (r = handler_check_purpose(ctx, req->purpose, &purpose)) != 0 ||
 	    (r = check_names(ctx, v, req->names, req->n_names, idx)) != 0)
 		return r;
+	audit_names(ctx, v->schema, idx, req->n_names);
 	r = consumer_get(v, req->consumer_id, strlen(req->consumer_id), purpose,
 	    idx, req->n_names, &cv);
 	if (r == VAULT_ERR_NOT_FOUND)
@@ -196,6 +225,8 @@ handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 
 	if ((r = handler_check_consumer_id(ctx, req->consumer_id)) != 0)
 		return r;
+	rpc_audit_purpose(ctx, req->purpose);
+	rpc_audit_detail(ctx, "source=%s", req->source);
 	if ((why = consent_check_source(req->source)) != NULL)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "source: %s", why);
 	if (req->purpose[0] != '\0' && (c.purpose = schema_find_purpose(v->schema,

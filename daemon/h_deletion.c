@@ -47,6 +47,7 @@ fill_receipt(struct vault *v, const struct receipt *r,
 	out->signature = (ProtobufCBinaryData){ KEYRING_SIG_BYTES,
 	    (uint8_t *)r->signature };
 	out->final_at_ms = (int64_t)final_at(v, r->epoch);
+	out->audit_head = (char *)r->audit_head;
 }
 
 /* Validates requests; generated request ids go to ids (33 bytes each). */
@@ -93,6 +94,7 @@ run(struct rpc_ctx *ctx, Vault__V1__DeleteConsumerRequest **in, size_t n,
 	Vault__V1__DeletionReceipt **ptrs = calloc(n, sizeof(*ptrs));
 	Vault__V1__DeleteConsumersResponse resp =
 	    VAULT__V1__DELETE_CONSUMERS_RESPONSE__INIT;
+	uint8_t *refs = NULL;
 	size_t bad = 0;
 	int r;
 
@@ -102,6 +104,15 @@ run(struct rpc_ctx *ctx, Vault__V1__DeleteConsumerRequest **in, size_t n,
 	}
 	if ((r = check_requests(ctx, in, n, reqs, ids)) != 0)
 		goto out;
+	if ((refs = malloc(n * CRYPTO_REF_BYTES)) == NULL) {
+		r = VAULT_ERR_NOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		crypto_consumer_ref(keyring_index_key(v->kr), reqs[i].consumer_id,
+		    strlen(reqs[i].consumer_id), refs + i * CRYPTO_REF_BYTES);
+	rpc_audit_refs(ctx, refs, n);	/* the call owns refs now */
+	rpc_audit_detail(ctx, "delete");
 	if ((r = deletion_run(v, reqs, n, out, &bad)) == VAULT_ERR_EXISTS) {
 		if (single)
 			r = rpc_fail(ctx, r, "request_id was already used for another "
@@ -236,6 +247,8 @@ handle_watch_deletions(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 
 	if ((r = check_watch(ctx, v, req, &f)) != 0)
 		return r;
+	rpc_audit_purpose(ctx, req->purpose);
+	rpc_audit_dataset(ctx, req->dataset_id);
 	if (f.dataset != 0)
 		snprintf(ds.id, sizeof(ds.id), "%s", req->dataset_id);
 	for (;;) {

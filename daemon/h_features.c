@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,6 +193,7 @@ handle_fetch_features(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 
 	if ((r = handler_check_purpose(ctx, req->purpose, &q.purpose)) != 0)
 		return r;
+	rpc_audit_dataset(ctx, req->dataset_id);
 	if ((why = dataset_check_id(req->dataset_id)) != NULL)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "dataset_id: %s", why);
 	if ((r = check_attrs(ctx, v, q.purpose, req->attributes,
@@ -200,6 +202,16 @@ handle_fetch_features(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	if (q.n_attrs == 0)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "attributes: the purpose "
 		    "allows no feature");
+	{
+		char names[256];
+		size_t off = 0;
+
+		names[0] = '\0';
+		for (size_t i = 0; i < q.n_attrs && off < sizeof(names); i++)
+			off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s",
+			    i ? "," : "", v->schema->attrs[attrs[i]].name);
+		rpc_audit_detail(ctx, "%s", names);
+	}
 	if (req->batch_size > MAX_BATCH)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "batch_size: at most %d",
 		    MAX_BATCH);

@@ -40,6 +40,8 @@ handle_rotate_master_key(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 			return rpc_fail(ctx, VAULT_ERR_INVALID, "new_key_id: a master "
 			    "key version number, or empty for the next one");
 	}
+	rpc_audit_detail(ctx, "rotate to %s", req->new_key_id[0] ? req->new_key_id :
+	    "next");
 	r = rotation_start(v, (uint32_t)want, &target);
 	if (r == VAULT_ERR_STATE)
 		return rpc_fail(ctx, r, "another rotation is under way, or version "
@@ -141,6 +143,7 @@ handle_destroy_master_key(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 
 	if (req->version == 0)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "version: required");
+	rpc_audit_detail(ctx, "destroy version %u", req->version);
 	r = rotation_destroy(v, req->version, &when, why, sizeof(why));
 	if (r == VAULT_ERR_STATE || r == VAULT_ERR_NOT_FOUND)
 		return rpc_fail(ctx, r, "%s", why);

@@ -21,6 +21,10 @@ int handle_rotate_master_key(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_get_key_status(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_destroy_master_key(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_rotate_consumer_key(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_query_audit(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_verify_audit(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_export_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+extern const struct rpc_audit_sink audit_sink;
 int handle_health_check(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_health_watch(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 

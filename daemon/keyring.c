@@ -25,11 +25,12 @@
 static const char active_key[] = "active_version";
 
 /* Keys the master key wraps: stored in meta under name, sealed with ad. */
-enum { VK_INDEX, VK_TOKEN, VK_RECEIPT, VK_COUNT };
+enum { VK_INDEX, VK_TOKEN, VK_RECEIPT, VK_AUDIT, VK_COUNT };
 static const struct { const char *name, *ad; } vault_keys[VK_COUNT] = {
 	[VK_INDEX] = { "vault_key/index", "vault-key|index" },
 	[VK_TOKEN] = { "vault_key/token", "vault-key|token" },
 	[VK_RECEIPT] = { "vault_key/receipt", "vault-key|receipt" },
+	[VK_AUDIT] = { "vault_key/audit", "vault-key|audit" },
 };
 
 struct master {
@@ -241,6 +242,12 @@ const uint8_t *
 keyring_token_root(const struct keyring *kr)
 {
 	return kr->vkeys[VK_TOKEN];
+}
+
+const uint8_t *
+keyring_audit_key(const struct keyring *kr)
+{
+	return kr->vkeys[VK_AUDIT];
 }
 
 const uint8_t *

@@ -7,8 +7,8 @@
  * destroyed), so a wrong key file is refused at start, before anything is
  * written. The vault keys, random and sealed under the active master key in
  * the store's meta database, are the index key (consumer id -> consumer
- * ref), the tokenization root key, and the seed of the Ed25519 receipt
- * signing key. Activating a version rewraps them under it.
+ * ref), the tokenization root key, the seed of the Ed25519 receipt signing
+ * key, and the audit chain key. Activating a version rewraps them under it.
  *
  * Thread safety: lookups (keyring_master, keyring_active_version, the vault
  * keys, keyring_sign) may run on any thread at any time. Changes run in the
@@ -51,6 +51,8 @@ const uint8_t *keyring_index_key(const struct keyring *kr);
 /* The tokenization root key: only rewrapped on rotation, so tokens stay stable. */
 const uint8_t *keyring_token_root(const struct keyring *kr);
 const uint8_t *keyring_receipt_public_key(const struct keyring *kr);
+/* Keys the audit log's hash chain: without it no entry can be forged. */
+const uint8_t *keyring_audit_key(const struct keyring *kr);
 void keyring_sign(const struct keyring *kr, const uint8_t *msg, size_t len,
     uint8_t sig[KEYRING_SIG_BYTES]);
 

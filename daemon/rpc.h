@@ -36,6 +36,38 @@ struct rpc_method {
 	unsigned flags;
 };
 
+/*
+ * What the audit log records of a call. The runtime fills principal, method
+ * and outcome; handlers add what they know (rpc_audit_*). The entry is
+ * written with the call's first write (atomically, in the same transaction),
+ * else before the first stream message, else before the unary reply; if it
+ * cannot be written, the call fails.
+ */
+struct rpc_audit {
+	const char *principal, *method, *outcome;
+	const uint8_t *refs;		/* n_refs consumer refs of 32 bytes */
+	size_t n_refs;
+	uint8_t ref[32];
+	char detail[256], purpose[64], dataset[80];
+};
+
+struct rpc_audit_sink {
+	/* The next write of this thread carries rec (same transaction). */
+	void (*arm)(void *app, const struct rpc_audit *rec);
+	/* Ends that; true when rec was written with a write. */
+	bool (*disarm)(void *app);
+	/* Writes rec now, durably. */
+	int (*append)(void *app, const struct rpc_audit *rec);
+};
+
+void rpc_audit_ref(struct rpc_ctx *ctx, const uint8_t ref[32]);
+/* Takes refs (malloc'd, n * 32 bytes); freed when the call ends. */
+void rpc_audit_refs(struct rpc_ctx *ctx, uint8_t *refs, size_t n);
+void rpc_audit_detail(struct rpc_ctx *ctx, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void rpc_audit_purpose(struct rpc_ctx *ctx, const char *purpose);
+void rpc_audit_dataset(struct rpc_ctx *ctx, const char *dataset);
+
 /* The unary response; call once. */
 int rpc_reply(struct rpc_ctx *ctx, const ProtobufCMessage *msg) VAULT_WUR;
 

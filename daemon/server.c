@@ -65,6 +65,10 @@ struct rpc_ctx {			/* one call; handlers know it as rpc_ctx */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool md_sent, send_pending, send_failed, closed;
+	int early_err;			/* refused before dispatch: audit, then answer */
+	bool audited;
+	struct rpc_audit audit;
+	uint8_t *owned_refs;
 	char errmsg[256];
 	struct rpc_ctx *next;		/* work queue */
 };
@@ -79,6 +83,7 @@ struct server {
 	struct auth *auth;		/* current policy; auth_mu guards the pointer */
 	pthread_mutex_t auth_mu;
 	bool tls;
+	const struct rpc_audit_sink *sink;
 	char *tls_cert, *tls_key, *tls_ca;
 	atomic_bool tls_reload;
 	int grace_ms, max_streams;
@@ -159,6 +164,7 @@ call_free(struct rpc_ctx *c)
 	if (c->req != NULL)
 		protobuf_c_message_free_unpacked(c->req, NULL);
 	auth_unref(c->auth);
+	free(c->owned_refs);
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
@@ -202,6 +208,82 @@ rpc_fail(struct rpc_ctx *c, int err, const char *fmt, ...)
 	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
 	va_end(ap);
 	return err;
+}
+
+void
+rpc_audit_ref(struct rpc_ctx *c, const uint8_t ref[32])
+{
+	memcpy(c->audit.ref, ref, 32);
+	c->audit.refs = c->audit.ref;
+	c->audit.n_refs = 1;
+}
+
+void
+rpc_audit_refs(struct rpc_ctx *c, uint8_t *refs, size_t n)
+{
+	free(c->owned_refs);
+	c->owned_refs = refs;
+	c->audit.refs = refs;
+	c->audit.n_refs = n;
+}
+
+void
+rpc_audit_detail(struct rpc_ctx *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->audit.detail, sizeof(c->audit.detail), fmt, ap);
+	va_end(ap);
+}
+
+void
+rpc_audit_purpose(struct rpc_ctx *c, const char *purpose)
+{
+	snprintf(c->audit.purpose, sizeof(c->audit.purpose), "%s", purpose);
+}
+
+void
+rpc_audit_dataset(struct rpc_ctx *c, const char *dataset)
+{
+	snprintf(c->audit.dataset, sizeof(c->audit.dataset), "%s", dataset);
+}
+
+static const char *
+outcome_of(int err)
+{
+	switch (err) {
+	case 0: return "ok";
+	case VAULT_ERR_INVALID: return "invalid";
+	case VAULT_ERR_NOT_FOUND: return "not_found";
+	case VAULT_ERR_DENIED: return "denied";
+	case VAULT_ERR_UNAUTHENTICATED: return "unauthenticated";
+	case VAULT_ERR_CONSENT: return "no_consent";
+	case VAULT_ERR_EXISTS: return "conflict";
+	case VAULT_ERR_STATE: case VAULT_ERR_KEY: return "refused";
+	case VAULT_ERR_CANCELLED: case VAULT_ERR_DEADLINE: return "cancelled";
+	default: return "error";
+	}
+}
+
+/* Writes the call's audit entry once; fail closed. */
+static int
+audit_now(struct rpc_ctx *c, int err)
+{
+	if (c->audited || c->srv->sink == NULL || c->m == NULL ||
+	    (c->m->flags & RPC_PUBLIC))
+		return 0;
+	c->audited = true;
+	c->audit.principal = c->principal ? c->principal->name : "-";
+	c->audit.method = c->m->path;
+	c->audit.outcome = outcome_of(err);
+	if (c->srv->sink->append(c->srv->app, &c->audit) != 0) {
+		log_error("%s: the audit entry cannot be written; refusing the call",
+		    c->m->path);
+		return rpc_fail(c, VAULT_ERR_UNAVAILABLE, "the audit log cannot be "
+		    "written; the call was refused");
+	}
+	return 0;
 }
 
 const struct principal *
@@ -296,6 +378,8 @@ rpc_send(struct rpc_ctx *c, const ProtobufCMessage *msg)
 		abort();
 	if (rpc_cancelled(c))
 		return VAULT_ERR_CANCELLED;
+	if (audit_now(c, 0) != 0)
+		return VAULT_ERR_UNAVAILABLE;
 	pthread_mutex_lock(&c->mu);
 	while (c->send_pending && !c->closed)
 		pthread_cond_wait(&c->cv, &c->mu);
@@ -399,13 +483,26 @@ on_close(struct tag *t, bool ok)
 static void
 run_handler(struct rpc_ctx *c)
 {
+	const struct rpc_audit_sink *sink = c->srv->sink;
 	int r;
 
+	if (c->early_err != 0) {
+		r = audit_now(c, c->early_err);
+		finish(c, r != 0 ? r : c->early_err);
+		return;
+	}
 	if (rpc_cancelled(c)) {
 		finish(c, VAULT_ERR_CANCELLED);
 		return;
 	}
+	c->audit.principal = c->principal ? c->principal->name : "-";
+	c->audit.method = c->m->path;
+	c->audit.outcome = "ok";
+	if (sink != NULL && !(c->m->flags & RPC_PUBLIC))
+		sink->arm(c->srv->app, &c->audit);
 	r = c->m->handler(c, c->req);
+	if (sink != NULL && !(c->m->flags & RPC_PUBLIC) && sink->disarm(c->srv->app))
+		c->audited = true;
 	if (r == 0 && c->m->kind == RPC_UNARY && c->reply == NULL) {
 		log_error("%s: handler returned no reply", c->m->path);
 		r = VAULT_ERR_INTERNAL;
@@ -413,6 +510,8 @@ run_handler(struct rpc_ctx *c)
 	if (r == VAULT_ERR_CANCELLED && gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC),
 	    c->deadline) > 0)
 		r = VAULT_ERR_DEADLINE;
+	if (audit_now(c, r) != 0)
+		r = VAULT_ERR_UNAVAILABLE;
 	finish(c, r);
 }
 
@@ -650,7 +749,12 @@ on_new(struct tag *t, bool ok)
 		return;
 	}
 	if ((r = authorize(c)) != 0) {
-		finish(c, r);
+		/* Denials are audited, and audit writes may not block this thread. */
+		c->early_err = r;
+		if (c->srv->sink != NULL)
+			schedule(c);
+		else
+			finish(c, r);
 		return;
 	}
 	if (c->m->handler == NULL) {
@@ -893,6 +997,7 @@ server_start(struct server **out, const struct server_opts *opts,
 	srv->auth = auth_ref(auth);
 	pthread_mutex_init(&srv->auth_mu, NULL);
 	srv->grace_ms = opts->shutdown_grace_ms;
+	srv->sink = opts->audit;
 	srv->max_streams = opts->max_streams;
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_cond_init(&srv->work_cv, NULL);

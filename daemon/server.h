@@ -23,6 +23,7 @@ struct server_opts {
 	int max_request_bytes;
 	int shutdown_grace_ms;
 	int max_streams;
+	const struct rpc_audit_sink *audit;	/* NULL: no audit log */
 };
 
 struct server;

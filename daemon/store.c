@@ -88,6 +88,7 @@ open_dbs(struct store *st)
 		{ "datasets", 0, offsetof(struct store, datasets) },
 		{ "ledger", 0, offsetof(struct store, ledger) },
 		{ "audit", 0, offsetof(struct store, audit) },
+		{ "audit_ref", MDB_DUPSORT, offsetof(struct store, audit_ref) },
 		{ "meta", 0, offsetof(struct store, meta) },
 		{ "requests", 0, offsetof(struct store, requests) },
 		{ "gc", 0, offsetof(struct store, gc) },

@@ -32,6 +32,7 @@ struct store {
 	MDB_dbi datasets;	/* dataset id -> number */
 	MDB_dbi ledger;		/* seq -> deletion event */
 	MDB_dbi audit;		/* seq -> audit entry */
+	MDB_dbi audit_ref;	/* consumer ref -> seq (dupsort): access history */
 	MDB_dbi meta;		/* name -> store and keyring state */
 	MDB_dbi requests;	/* request records (deletion receipts, ...) */
 	MDB_dbi gc;		/* ref -> deleted ms: attributes left to collect */

@@ -8,6 +8,8 @@
 struct write_req {
 	writer_fn fn;
 	void *arg;
+	writer_fn hook;			/* runs after fn in the same nested txn */
+	void *hook_arg;
 	int result;
 	bool done;
 	struct write_req *next;
@@ -47,6 +49,8 @@ run_group(struct writer *w, struct write_req *group)
 			continue;
 		}
 		q->result = q->fn(child, q->arg);
+		if (q->result == 0 && q->hook != NULL)
+			q->result = q->hook(child, q->hook_arg);
 		if (q->result == 0 && (rc = mdb_txn_commit(child)) != 0)
 			q->result = store_err(w->st, rc, "commit nested write");
 		else if (q->result != 0)
@@ -118,10 +122,38 @@ writer_start(struct writer **out, struct store *st, unsigned max_group)
 	return 0;
 }
 
+static _Thread_local struct {
+	writer_fn fn;
+	void *arg;
+	bool fired;
+} hook;
+
+void
+writer_hook_arm(writer_fn fn, void *arg)
+{
+	hook.fn = fn;
+	hook.arg = arg;
+	hook.fired = false;
+}
+
+void
+writer_hook_disarm(void)
+{
+	hook.fn = NULL;
+	hook.arg = NULL;
+}
+
+bool
+writer_hook_fired(void)
+{
+	return hook.fired;
+}
+
 int
 writer_submit(struct writer *w, writer_fn fn, void *arg)
 {
-	struct write_req q = { .fn = fn, .arg = arg };
+	struct write_req q = { .fn = fn, .arg = arg, .hook = hook.fn,
+	    .hook_arg = hook.arg };
 
 	pthread_mutex_lock(&w->mu);
 	if (w->stopping) {
@@ -137,6 +169,10 @@ writer_submit(struct writer *w, writer_fn fn, void *arg)
 	while (!q.done)
 		pthread_cond_wait(&w->done_cv, &w->mu);
 	pthread_mutex_unlock(&w->mu);
+	if (q.hook != NULL && q.result == 0) {
+		hook.fired = true;
+		writer_hook_disarm();
+	}
 	return q.result;
 }
 

@@ -9,6 +9,8 @@
 #ifndef VAULT_WRITER_H
 #define VAULT_WRITER_H
 
+#include <stdbool.h>
+
 #include <lmdb.h>
 
 #include "store.h"
@@ -28,6 +30,18 @@ int writer_start(struct writer **out, struct store *st,
  * failed (then nothing of the request was written).
  */
 int writer_submit(struct writer *w, writer_fn fn, void *arg) VAULT_WUR;
+
+/*
+ * A hook armed on the calling thread runs in the same nested transaction as
+ * the next request that thread submits, right after it succeeds; if the
+ * hook fails, the request fails and nothing of it is written. It then
+ * disarms itself. The RPC runtime uses it to write a call's audit entry
+ * atomically with the call's write.
+ */
+void writer_hook_arm(writer_fn fn, void *arg);
+void writer_hook_disarm(void);
+/* True once the armed hook ran in a committed request. */
+bool writer_hook_fired(void);
 
 /* Finishes queued requests, then stops the thread and frees w. NULL-safe. */
 void writer_stop(struct writer *w);

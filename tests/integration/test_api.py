@@ -150,17 +150,6 @@ def test_unknown_method_is_unimplemented_at_once(daemon):
         assert time.monotonic() - t0 < 1.0
 
 
-@pytest.mark.parametrize("method,req", [
-    ("/vault.v1.Consumers/ExportConsumer", pb.ExportConsumerRequest(consumer_id="x")),
-    ("/vault.v1.Audit/QueryAudit", pb.QueryAuditRequest()),
-    ("/vault.v1.Audit/VerifyAudit", pb.VerifyAuditRequest()),
-])
-def test_later_methods_answer_unimplemented(daemon, method, req):
-    with pytest.raises(grpc.RpcError) as e:
-        daemon.call(method, req, pb.PutAttributesResponse)
-    assert code_of(e) == grpc.StatusCode.UNIMPLEMENTED
-
-
 def test_garbage_request_is_invalid(daemon):
     for junk in (b"\xff\xff\xff\xff\xff", b"\x0a\xff\x01", b"\x12\x05ab"):
         with pytest.raises(grpc.RpcError) as e:

@@ -1,0 +1,327 @@
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "audit.h"
+#include "log.h"
+
+#define REC_FORMAT 1
+#define HEAD_KEY "audit_head"
+#define DOMAIN "vaultd audit v1"
+#define HDR (1 + 8 + AUDIT_HASH_BYTES + AUDIT_HASH_BYTES)
+#define MAX_FIELD 1024
+#define N_FIELDS 7
+#define PAGE 512
+
+/* The fields, in record order. */
+static void
+fields_of(const struct audit_rec *r, const void *f[N_FIELDS], size_t n[N_FIELDS])
+{
+	const char *s[N_FIELDS] = { r->principal, r->method, NULL, r->detail,
+	    r->purpose, r->dataset, r->outcome };
+
+	for (int i = 0; i < N_FIELDS; i++) {
+		f[i] = s[i] != NULL ? s[i] : "";
+		n[i] = strlen(f[i]);
+		if (n[i] > MAX_FIELD)
+			n[i] = MAX_FIELD;
+	}
+	f[2] = r->ref;
+	n[2] = r->ref != NULL ? CRYPTO_REF_BYTES : 0;
+}
+
+/* hash over domain | seq | at | prev | encoded fields (body). */
+static void
+chain_hash(const uint8_t *key, uint64_t seq, const uint8_t *at_prev,
+    const uint8_t *body, size_t body_len, uint8_t out[AUDIT_HASH_BYTES])
+{
+	crypto_generichash_state st;
+	uint8_t s[8];
+
+	store_put_u64(s, seq);
+	crypto_generichash_init(&st, key, CRYPTO_KEY_BYTES, AUDIT_HASH_BYTES);
+	crypto_generichash_update(&st, (const uint8_t *)DOMAIN, sizeof(DOMAIN) - 1);
+	crypto_generichash_update(&st, s, sizeof(s));
+	crypto_generichash_update(&st, at_prev, 8 + AUDIT_HASH_BYTES);
+	crypto_generichash_update(&st, body, body_len);
+	crypto_generichash_final(&st, out, AUDIT_HASH_BYTES);
+}
+
+int
+audit_head(struct vault *v, MDB_txn *txn, uint64_t *seq,
+    uint8_t hash[AUDIT_HASH_BYTES])
+{
+	MDB_val k = { sizeof(HEAD_KEY) - 1, HEAD_KEY }, val;
+	int rc = mdb_get(txn, v->store->meta, &k, &val);
+
+	*seq = 0;
+	memset(hash, 0, AUDIT_HASH_BYTES);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return store_err(v->store, rc, "get audit head");
+	if (val.mv_size != 8 + AUDIT_HASH_BYTES)
+		return VAULT_ERR_STATE;
+	*seq = store_get_u64(val.mv_data);
+	memcpy(hash, (const uint8_t *)val.mv_data + 8, AUDIT_HASH_BYTES);
+	return 0;
+}
+
+int
+audit_append_txn(struct vault *v, MDB_txn *txn, const struct audit_rec *rec)
+{
+	uint8_t buf[HDR + N_FIELDS * (2 + MAX_FIELD)], key[8], head[8 + AUDIT_HASH_BYTES];
+	const void *f[N_FIELDS];
+	size_t n[N_FIELDS], off = HDR;
+	uint64_t seq;
+	MDB_val k, val;
+	int rc, r;
+
+	if ((r = audit_head(v, txn, &seq, buf + 9)) != 0)
+		return r;
+	seq++;
+	buf[0] = REC_FORMAT;
+	store_put_u64(buf + 1, store_now_ms());
+	fields_of(rec, f, n);
+	for (int i = 0; i < N_FIELDS; i++) {
+		buf[off] = (uint8_t)(n[i] >> 8);
+		buf[off + 1] = (uint8_t)n[i];
+		if (n[i] > 0)
+			memcpy(buf + off + 2, f[i], n[i]);
+		off += 2 + n[i];
+	}
+	chain_hash(keyring_audit_key(v->kr), seq, buf + 1, buf + HDR, off - HDR,
+	    buf + 9 + AUDIT_HASH_BYTES);
+	store_put_u64(key, seq);
+	k = (MDB_val){ 8, key };
+	val = (MDB_val){ off, buf };
+	if ((rc = mdb_put(txn, v->store->audit, &k, &val, MDB_APPEND)) != 0)
+		return store_err(v->store, rc, "append audit entry");
+	if (rec->ref != NULL) {
+		MDB_val rk = { CRYPTO_REF_BYTES, (void *)rec->ref }, sv = { 8, key };
+
+		if ((rc = mdb_put(txn, v->store->audit_ref, &rk, &sv, 0)) != 0)
+			return store_err(v->store, rc, "index audit entry");
+	}
+	memcpy(head, key, 8);
+	memcpy(head + 8, buf + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES);
+	k = (MDB_val){ sizeof(HEAD_KEY) - 1, HEAD_KEY };
+	val = (MDB_val){ sizeof(head), head };
+	if ((rc = mdb_put(txn, v->store->meta, &k, &val, 0)) != 0)
+		return store_err(v->store, rc, "put audit head");
+	return 0;
+}
+
+struct append_job {
+	struct vault *v;
+	const struct audit_rec *rec;
+};
+
+static int
+append_apply(MDB_txn *txn, void *arg)
+{
+	struct append_job *job = arg;
+
+	return audit_append_txn(job->v, txn, job->rec);
+}
+
+int
+audit_append(struct vault *v, const struct audit_rec *rec)
+{
+	struct append_job job = { v, rec };
+
+	return writer_submit(v->wr, append_apply, &job);
+}
+
+static void
+copy_field(char *dst, size_t cap, const uint8_t *src, size_t n)
+{
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* Decodes a record; VAULT_ERR_STATE when it is malformed. */
+static int
+parse(uint64_t seq, const MDB_val *val, struct audit_entry *e)
+{
+	const uint8_t *p = val->mv_data, *end = p + val->mv_size;
+	char *dst[N_FIELDS] = { e->principal, e->method, NULL, e->detail,
+	    e->purpose, e->dataset, e->outcome };
+	size_t cap[N_FIELDS] = { sizeof(e->principal), sizeof(e->method), 0,
+	    sizeof(e->detail), sizeof(e->purpose), sizeof(e->dataset),
+	    sizeof(e->outcome) };
+	const uint8_t *q = p + HDR;
+
+	memset(e, 0, sizeof(*e));
+	if (val->mv_size < HDR || p[0] != REC_FORMAT)
+		return VAULT_ERR_STATE;
+	e->seq = seq;
+	e->at_ms = store_get_u64(p + 1);
+	memcpy(e->prev, p + 9, AUDIT_HASH_BYTES);
+	memcpy(e->hash, p + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES);
+	for (int i = 0; i < N_FIELDS; i++) {
+		size_t n;
+
+		if (end - q < 2)
+			return VAULT_ERR_STATE;
+		n = (size_t)q[0] << 8 | q[1];
+		q += 2;
+		if ((size_t)(end - q) < n)
+			return VAULT_ERR_STATE;
+		if (i == 2) {
+			if (n != 0 && n != CRYPTO_REF_BYTES)
+				return VAULT_ERR_STATE;
+			e->has_ref = n != 0;
+			memcpy(e->ref, q, n);
+		} else {
+			copy_field(dst[i], cap[i], q, n);
+		}
+		q += n;
+	}
+	return q == end ? 0 : VAULT_ERR_STATE;
+}
+
+static int
+visit_seq(struct vault *v, MDB_txn *txn, uint64_t seq, audit_visit fn,
+    void *arg, int *stop)
+{
+	uint8_t key[8];
+	MDB_val k = { 8, key }, val;
+	struct audit_entry e;
+	int rc;
+
+	store_put_u64(key, seq);
+	if ((rc = mdb_get(txn, v->store->audit, &k, &val)) == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return store_err(v->store, rc, "get audit entry");
+	if (parse(seq, &val, &e) != 0)
+		return VAULT_ERR_STATE;
+	*stop = fn(&e, arg);
+	return 0;
+}
+
+/* One page of entries after *after (all, or of ref), in one read txn. */
+static int
+scan_page(struct vault *v, uint64_t *after, const uint8_t *ref, audit_visit fn,
+    void *arg, bool *done)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	uint8_t key[8];
+	MDB_val k, val;
+	int rc, r, stop = 0;
+	size_t n = 0;
+
+	*done = false;
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	if ((rc = mdb_cursor_open(txn, ref ? v->store->audit_ref : v->store->audit,
+	    &cur)) != 0) {
+		r = store_err(v->store, rc, "open cursor");
+		goto out;
+	}
+	store_put_u64(key, *after + 1);
+	if (ref != NULL) {
+		k = (MDB_val){ CRYPTO_REF_BYTES, (void *)ref };
+		val = (MDB_val){ 8, key };
+		rc = mdb_cursor_get(cur, &k, &val, MDB_GET_BOTH_RANGE);
+	} else {
+		k = (MDB_val){ 8, key };
+		rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
+	}
+	for (; rc == 0 && !stop && n < PAGE; n++) {
+		uint64_t seq = store_get_u64(ref ? val.mv_data : k.mv_data);
+		struct audit_entry e;
+
+		if (ref != NULL) {
+			if ((r = visit_seq(v, txn, seq, fn, arg, &stop)) != 0)
+				goto out;
+		} else {
+			if (parse(seq, &val, &e) != 0) {
+				r = VAULT_ERR_STATE;
+				goto out;
+			}
+			stop = fn(&e, arg);
+		}
+		*after = seq;
+		rc = mdb_cursor_get(cur, &k, &val, ref ? MDB_NEXT_DUP : MDB_NEXT);
+	}
+	if (rc == MDB_NOTFOUND || stop)
+		*done = true;
+	else if (rc != 0)
+		r = store_err(v->store, rc, "scan audit");
+out:
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return r;
+}
+
+int
+audit_scan(struct vault *v, uint64_t after_seq, const uint8_t *ref,
+    audit_visit fn, void *arg)
+{
+	bool done = false;
+	int r = 0;
+
+	while (!done && r == 0)
+		r = scan_page(v, &after_seq, ref, fn, arg, &done);
+	return r;
+}
+
+int
+audit_verify(struct vault *v, uint64_t *entries, uint8_t head[AUDIT_HASH_BYTES],
+    uint64_t *first_bad)
+{
+	uint8_t prev[AUDIT_HASH_BYTES] = { 0 }, h[AUDIT_HASH_BYTES];
+	uint64_t expect = 1, head_seq;
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k, val;
+	int rc, r;
+
+	*entries = 0;
+	*first_bad = 0;
+	/* One snapshot, so appends during the check do not confuse it. */
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	if ((r = audit_head(v, txn, &head_seq, head)) != 0)
+		goto out;
+	if ((rc = mdb_cursor_open(txn, v->store->audit, &cur)) != 0) {
+		r = store_err(v->store, rc, "open cursor");
+		goto out;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		const uint8_t *p = val.mv_data;
+		uint64_t seq = k.mv_size == 8 ? store_get_u64(k.mv_data) : 0;
+
+		(*entries)++;
+		if (seq != expect || val.mv_size < HDR || p[0] != REC_FORMAT ||
+		    sodium_memcmp(p + 9, prev, AUDIT_HASH_BYTES) != 0) {
+			*first_bad = expect;
+			break;
+		}
+		chain_hash(keyring_audit_key(v->kr), seq, p + 1, p + HDR,
+		    val.mv_size - HDR, h);
+		if (sodium_memcmp(h, p + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES) != 0) {
+			*first_bad = seq;
+			break;
+		}
+		memcpy(prev, h, AUDIT_HASH_BYTES);
+		expect++;
+	}
+	if (*first_bad == 0 && rc != MDB_NOTFOUND && rc != 0)
+		r = store_err(v->store, rc, "scan audit");
+	/* Entries cut from the end show as a head the chain does not reach. */
+	if (r == 0 && *first_bad == 0 && (expect - 1 != head_seq ||
+	    sodium_memcmp(prev, head, AUDIT_HASH_BYTES) != 0))
+		*first_bad = expect;
+out:
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return r;
+}

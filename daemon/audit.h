@@ -1,0 +1,74 @@
+/*
+ * The audit log: one entry per call that touches personal data or keys,
+ * and per denied call, each chained to the previous by a keyed hash.
+ *
+ * audit:     seq(8) -> fmt(1) | at ms(8) | prev hash(32) | hash(32) |
+ *            principal, method, consumer ref, detail, purpose, dataset,
+ *            outcome (each a 2-byte length and its bytes)
+ * audit_ref: consumer ref -> seq (dupsort), for access history
+ * meta:      "audit_head" -> seq(8) | hash(32)
+ *
+ * hash = keyed BLAKE2b-256(audit key, "vaultd audit v1" | seq | at | prev |
+ * fields). The audit key is a vault key sealed under the master key, so the
+ * chain cannot be rebuilt by someone who can only write the files; and a
+ * signed checkpoint of the head can be kept outside the vault.
+ */
+#ifndef VAULT_AUDIT_H
+#define VAULT_AUDIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#include "crypto.h"
+#include "vault.h"
+
+#define AUDIT_HASH_BYTES 32
+
+struct audit_rec {
+	const char *principal;		/* "-" when unauthenticated */
+	const char *method;
+	const uint8_t *ref;		/* consumer ref, or NULL */
+	const char *detail;		/* attribute names, key version, ... */
+	const char *purpose;
+	const char *dataset;
+	const char *outcome;		/* "ok", "denied", "not_found", ... */
+};
+
+struct audit_entry {
+	uint64_t seq, at_ms;
+	char principal[128], method[96], detail[512], purpose[64], dataset[80],
+	    outcome[48];
+	bool has_ref;
+	uint8_t ref[CRYPTO_REF_BYTES];
+	uint8_t prev[AUDIT_HASH_BYTES], hash[AUDIT_HASH_BYTES];
+};
+
+/* In a write txn: appends rec, chained to the head. */
+int audit_append_txn(struct vault *v, MDB_txn *txn,
+    const struct audit_rec *rec) VAULT_WUR;
+/* Appends rec in a durable transaction of its own (group committed). */
+int audit_append(struct vault *v, const struct audit_rec *rec) VAULT_WUR;
+
+/* Within txn: the last sequence number and hash (0 and zeros when empty). */
+int audit_head(struct vault *v, MDB_txn *txn, uint64_t *seq,
+    uint8_t hash[AUDIT_HASH_BYTES]) VAULT_WUR;
+
+/* Return non-zero to stop. */
+typedef int (*audit_visit)(const struct audit_entry *e, void *arg);
+
+/* Every entry after after_seq, in order, or only those of ref (ref != NULL). */
+int audit_scan(struct vault *v, uint64_t after_seq, const uint8_t *ref,
+    audit_visit fn, void *arg) VAULT_WUR;
+
+/*
+ * Checks the whole chain: contiguous sequence numbers, each entry's prev is
+ * the previous hash, each hash recomputes, the last is the recorded head.
+ * *first_bad is 0 when all is well.
+ */
+int audit_verify(struct vault *v, uint64_t *entries,
+    uint8_t head[AUDIT_HASH_BYTES], uint64_t *first_bad) VAULT_WUR;
+
+#endif
