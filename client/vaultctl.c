@@ -25,6 +25,9 @@ static const struct ctl_command commands[] = {
 	{ "watch-deletions", "watch-deletions [--dataset D | --purpose P] [--after SEQ] "
 	  "[--follow]", cmd_watch },
 	{ "receipt", "receipt verify FILE [--public-key HEX]", cmd_receipt },
+	{ "export", "export CONSUMER", cmd_export },
+	{ "audit", "audit verify | audit query [--since MS] [--until MS] [--principal P]\n"
+	  "          [--consumer ID] [--method PATH]", cmd_audit },
 	{ "keys", "keys status | keys rotate [VERSION] | keys destroy VERSION | "
 	  "keys rekey CONSUMER", cmd_keys },
 	{ "consent", "consent CONSUMER [--purpose P (--grant|--deny)] [--source S] [--gpc]\n"

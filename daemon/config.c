@@ -42,6 +42,8 @@ static const struct setting {
 	{ "max_streams", SET_INT, NULL, 64, 1, 4096, offsetof(struct config, max_streams) },
 	{ "suppression_k", SET_INT, NULL, 5, 1, 1000000, offsetof(struct config, suppression_k) },
 	{ "ledger_retention_s", SET_INT, NULL, 30 * 86400, 0, INT32_MAX, offsetof(struct config, ledger_retention_s) },
+	{ "request_retention_s", SET_INT, NULL, 2 * 365 * 86400, 0, INT32_MAX, offsetof(struct config, request_retention_s) },
+	{ "require_mlock", SET_BOOL, NULL, 0, 0, 1, offsetof(struct config, require_mlock) },
 	{ "janitor_interval_ms", SET_INT, NULL, 1000, 10, 3600000, offsetof(struct config, janitor_interval_ms) },
 	{ "max_delete_batch", SET_INT, NULL, 1000, 1, 100000, offsetof(struct config, max_delete_batch) },
 	{ "shred_epoch_s", SET_INT, NULL, 0, 0, INT32_MAX, offsetof(struct config, shred_epoch_s) },

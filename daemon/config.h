@@ -32,6 +32,8 @@ struct config {
 	int max_streams;		/* long-lived streams (Watch) at once */
 	int suppression_k;		/* default k for categorical features */
 	int ledger_retention_s;		/* deletion events are kept this long */
+	int request_retention_s;	/* know, delete, opt-out request records */
+	bool require_mlock;		/* refuse to start when keys cannot be locked */
 	int janitor_interval_ms;	/* collection and expiry passes */
 	int max_delete_batch;		/* requests in one DeleteConsumers */
 	int shred_epoch_s;		/* rotate the master key this often; 0: never */

@@ -123,3 +123,14 @@ crypto_hex(const uint8_t *bin, size_t len, char *out)
 {
 	sodium_bin2hex(out, len * 2 + 1, bin, len);
 }
+
+int
+crypto_check_mlock(void)
+{
+	uint8_t probe[64];
+	int r = sodium_mlock(probe, sizeof(probe));
+
+	if (r == 0)
+		sodium_munlock(probe, sizeof(probe));
+	return r == 0 ? 0 : VAULT_ERR_NOMEM;
+}

@@ -61,6 +61,12 @@ void crypto_key_check_value(const uint8_t key[CRYPTO_KEY_BYTES],
 void *crypto_secret_alloc(size_t len);
 void crypto_secret_free(void *p);
 
+/*
+ * 0 when memory can be locked (so keys stay out of swap); sodium_malloc
+ * still works without, but its pages may be swapped.
+ */
+int crypto_check_mlock(void) VAULT_WUR;
+
 /* Lower-case hex of bin into out (2 * len + 1 bytes). */
 void crypto_hex(const uint8_t *bin, size_t len, char *out);
 

@@ -262,24 +262,26 @@ issue(const char *tls, const char *name, const char *san, const char *usage)
 }
 
 int
-devmode_tls(const char *dir, char *tls, size_t len)
+devmode_tls(const char *dir, char *out, size_t len)
 {
 	static const char *const roles[] = { "writer", "reader", "ml", "privacy",
 	    "keyadmin", "auditor" };
-	char path[4200];
+	char tls[4200], cmd[8500];
 	mode_t old;
 	int r = 0;
 
-	snprintf(tls, len, "%s/tls", dir);
-	snprintf(path, sizeof(path), "%s/ca.pem", tls);
-	if (access(path, F_OK) == 0)
+	snprintf(out, len, "%s/tls", dir);
+	if (access(out, F_OK) == 0)
 		return 0;
 	if (strchr(dir, '\'') != NULL) {
 		log_error("the data directory's path must not hold a quote");
 		return VAULT_ERR_INVALID;
 	}
-	if ((r = ensure_dir(tls)) != 0)
-		return r;
+	/* Made aside and renamed into place, so no one sees half of it. */
+	snprintf(tls, sizeof(tls), "%s/tls.new", dir);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tls);
+	if (system(cmd) != 0 || (r = ensure_dir(tls)) != 0)
+		return r != 0 ? r : VAULT_ERR_IO;
 	old = umask(077);
 	r = openssl("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
 	    "-nodes -keyout '%s/ca.key' -out '%s/ca.pem' -days 825 "
@@ -294,8 +296,10 @@ devmode_tls(const char *dir, char *tls, size_t len)
 		r = issue(tls, roles[i], san, "clientAuth");
 	}
 	umask(old);
+	if (r == 0 && rename(tls, out) != 0)
+		r = VAULT_ERR_IO;
 	if (r == 0)
 		log_info("wrote a development CA, a server certificate and one client "
-		    "certificate per role to %s", tls);
+		    "certificate per role to %s", out);
 	return r;
 }

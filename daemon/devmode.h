@@ -19,6 +19,6 @@ int devmode_prepare(const char *dir, char *config_path, size_t len) VAULT_WUR;
  * localhost, and ROLE.pem/.key for each role (the certificate's SAN is the
  * role name, which the dev policy maps to that role). Its path goes to tls.
  */
-int devmode_tls(const char *dir, char *tls, size_t len) VAULT_WUR;
+int devmode_tls(const char *dir, char *out, size_t len) VAULT_WUR;
 
 #endif

@@ -249,6 +249,13 @@ serve(struct config *cfg, bool dev)
 		    "address, or configure TLS", cfg->listen);
 		return 1;
 	}
+	if (crypto_check_mlock() != 0) {
+		log_error("CANNOT LOCK MEMORY: keys may be swapped to disk; raise "
+		    "RLIMIT_MEMLOCK (LimitMEMLOCK= in systemd)%s",
+		    cfg->require_mlock ? "; refusing to start (require_mlock)" : "");
+		if (cfg->require_mlock)
+			return 1;
+	}
 	if (load_policy(&auth, cfg, err, sizeof(err)) != 0) {
 		log_error("%s", err);
 		return 1;

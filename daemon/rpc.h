@@ -21,6 +21,7 @@ enum rpc_kind { RPC_UNARY, RPC_SERVER_STREAM };
 
 #define RPC_PUBLIC 0x1		/* no principal needed (health checks) */
 #define RPC_LONG_LIVED 0x2	/* may wait indefinitely: runs on its own thread */
+#define RPC_AUDIT_DENIALS_ONLY 0x4	/* reads of the audit log itself */
 
 /*
  * Returns 0 after rpc_reply (unary) or the last rpc_send (stream), or a vault

@@ -271,7 +271,8 @@ static int
 audit_now(struct rpc_ctx *c, int err)
 {
 	if (c->audited || c->srv->sink == NULL || c->m == NULL ||
-	    (c->m->flags & RPC_PUBLIC))
+	    (c->m->flags & RPC_PUBLIC) ||
+	    ((c->m->flags & RPC_AUDIT_DENIALS_ONLY) && c->early_err == 0))
 		return 0;
 	c->audited = true;
 	c->audit.principal = c->principal ? c->principal->name : "-";

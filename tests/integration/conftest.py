@@ -50,7 +50,8 @@ def free_port():
 class Daemon:
     """One vaultd --dev process and its data directory."""
 
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, tls=False):
+        self.tls = tls
         self.data_dir = pathlib.Path(data_dir)
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
@@ -63,6 +64,8 @@ class Daemon:
         self.log_file = open(self.log_path, "ab")
         args = [VAULTD, "--dev", "--data-dir", str(self.data_dir),
                 "--listen", listen or self.addr, *extra]
+        if self.tls:
+            args.append("--tls")
         self.proc = subprocess.Popen(args, stdout=self.log_file,
                                      stderr=subprocess.STDOUT)
         return self.proc
@@ -77,7 +80,7 @@ class Daemon:
             try:
                 if self.health() == health_pb.HealthCheckResponse.SERVING:
                     return self
-            except grpc.RpcError:
+            except (grpc.RpcError, FileNotFoundError):
                 pass
             time.sleep(0.05)
         raise AssertionError("vaultd did not become healthy:\n" + self.log())
@@ -113,12 +116,26 @@ class Daemon:
     def token(self):
         return (self.data_dir / "dev-token").read_text().strip()
 
-    def channel(self):
-        return grpc.insecure_channel(self.addr)
+    def channel(self, role="privacy"):
+        if not self.tls:
+            return grpc.insecure_channel(self.addr)
+        return self.tls_channel(role)
+
+    def tls_channel(self, role=None, cert=None, key=None, ca=None):
+        """A TLS channel to localhost, with role's dev certificate (or the given files)."""
+        t = self.data_dir / "tls"
+        read = lambda p: open(p, "rb").read() if p else None
+        if role is not None:
+            cert, key = t / f"{role}.pem", t / f"{role}.key"
+        creds = grpc.ssl_channel_credentials(read(ca or t / "ca.pem"), read(key),
+                                             read(cert))
+        return grpc.secure_channel(f"localhost:{self.port}", creds)
 
     def call(self, method, req, resp_cls, token="dev", timeout=10,
              channel=None):
         md = []
+        if token == "dev" and self.tls:
+            token = None
         if token == "dev":
             token = self.token
         if token is not None:
@@ -157,8 +174,13 @@ class Daemon:
         return self.call("/vault.v1.Deletion/DeleteConsumer", req,
                          pb.DeletionReceipt, token=token)
 
-    def ctl(self, *args, token_file=True, json=False):
+    def ctl(self, *args, token_file=True, json=False, role=None):
         cmd = [VAULTCTL, "--addr", self.addr]
+        if role is not None:
+            t = self.data_dir / "tls"
+            cmd = [VAULTCTL, "--addr", f"localhost:{self.port}", "--ca", str(t / "ca.pem"),
+                   "--cert", str(t / f"{role}.pem"), "--key", str(t / f"{role}.key")]
+            token_file = False
         if token_file:
             cmd += ["--token-file", str(self.data_dir / "dev-token")]
         if json:
@@ -186,6 +208,16 @@ class Daemon:
 @pytest.fixture
 def daemon(tmp_path):
     d = Daemon(tmp_path / "vault")
+    d.start()
+    yield d
+    if d.proc is not None:
+        rc = d.stop()
+        assert rc == 0, d.log()
+
+
+@pytest.fixture
+def tls_daemon(tmp_path):
+    d = Daemon(tmp_path / "vault", tls=True)
     d.start()
     yield d
     if d.proc is not None:

@@ -1,0 +1,62 @@
+/* vaultctl export CONSUMER: the right to know, as one JSON document. */
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "vault/v1/vault.pb-c.h"
+#include "vaultctl.h"
+
+static json_t *
+to_json(const Vault__V1__ExportConsumerResponse *r)
+{
+	json_t *attrs = json_object(), *consents = json_array(),
+	    *history = json_array(), *datasets = json_array();
+
+	for (size_t i = 0; i < r->n_attributes; i++)
+		json_object_set_new(attrs, r->attributes[i]->name,
+		    json_string(r->attributes[i]->value));
+	for (size_t i = 0; i < r->n_consents; i++)
+		json_array_append_new(consents, json_pack("{s:s,s:b,s:s,s:I}",
+		    "purpose", r->consents[i]->purpose, "granted",
+		    r->consents[i]->granted, "source", r->consents[i]->source,
+		    "updated_at_ms", (json_int_t)r->consents[i]->updated_at_ms));
+	for (size_t i = 0; i < r->n_access_history; i++) {
+		const Vault__V1__AccessRecord *a = r->access_history[i];
+
+		json_array_append_new(history, json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s}",
+		    "at_ms", (json_int_t)a->at_ms, "principal", a->principal,
+		    "method", a->method, "purpose", a->purpose, "dataset_id",
+		    a->dataset_id, "outcome", a->outcome, "attribute_names",
+		    a->n_attribute_names ? a->attribute_names[0] : ""));
+	}
+	for (size_t i = 0; i < r->n_datasets; i++)
+		json_array_append_new(datasets, json_string(r->datasets[i]));
+	return json_pack("{s:s,s:I,s:o,s:o,s:b,s:b,s:o,s:o}", "consumer_ref",
+	    r->consumer_ref, "created_at_ms", (json_int_t)r->created_at_ms,
+	    "attributes", attrs, "consents", consents, "limit_sensitive",
+	    r->limit_sensitive, "opt_out_sale_share", r->opt_out_sale_share,
+	    "datasets", datasets, "access_history", history);
+}
+
+int
+cmd_export(struct ctl *ctl, int argc, char **argv)
+{
+	Vault__V1__ExportConsumerRequest req = VAULT__V1__EXPORT_CONSUMER_REQUEST__INIT;
+	Vault__V1__ExportConsumerResponse *resp = NULL;
+	struct vc_status st;
+	json_t *o;
+
+	if (argc != 2)
+		return ctl_usage("export CONSUMER");
+	req.consumer_id = argv[1];
+	if (vc_unary(ctl->vc, "/vault.v1.Consumers/ExportConsumer", &req.base,
+	    &vault__v1__export_consumer_response__descriptor,
+	    (ProtobufCMessage **)&resp, &st, ctl->timeout_ms) != 0)
+		return ctl_fail(ctl, &st);
+	o = to_json(resp);
+	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	putchar('\n');
+	json_decref(o);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return CTL_OK;
+}
