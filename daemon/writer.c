@@ -2,14 +2,19 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include <time.h>
+
 #include "log.h"
 #include "writer.h"
+
+#define LAZY_FLUSH_MS 20
 
 struct write_req {
 	writer_fn fn;
 	void *arg;
 	writer_fn hook;			/* runs after fn in the same nested txn */
 	void *hook_arg;
+	bool lazy;			/* no fsync needed before acknowledging */
 	int result;
 	bool done;
 	struct write_req *next;
@@ -23,6 +28,7 @@ struct writer {
 	pthread_cond_t done_cv;		/* a group finished */
 	struct write_req *head, *tail;
 	bool stopping;
+	bool unsynced;			/* lazy groups committed since the last fsync */
 	unsigned max_group;
 	unsigned long long groups, requests;
 };
@@ -32,7 +38,11 @@ static void
 run_group(struct writer *w, struct write_req *group)
 {
 	MDB_txn *txn = NULL, *child;
+	bool lazy = true;
 	int rc, r = 0;
+
+	for (struct write_req *q = group; q != NULL; q = q->next)
+		lazy = lazy && q->lazy;
 
 	if (w->st->failed) {
 		r = VAULT_ERR_UNAVAILABLE;
@@ -56,11 +66,41 @@ run_group(struct writer *w, struct write_req *group)
 		else if (q->result != 0)
 			mdb_txn_abort(child);
 	}
+	/*
+	 * A group of lazy requests only is committed without fsync; the next
+	 * durable commit, or the idle flush within LAZY_FLUSH_MS, syncs it.
+	 */
+	if (txn != NULL && lazy)
+		mdb_env_set_flags(w->st->env, MDB_NOSYNC, 1);
 	if (txn != NULL && (rc = mdb_txn_commit(txn)) != 0) {
 		r = store_err(w->st, rc, "commit group");
 		for (struct write_req *q = group; q != NULL; q = q->next)
 			q->result = r;
 	}
+	if (txn != NULL && lazy)
+		mdb_env_set_flags(w->st->env, MDB_NOSYNC, 0);
+	w->unsynced = lazy ? r == 0 || w->unsynced : false;
+}
+
+/* Called with w->mu held while idle: flushes lazy commits. */
+static void
+flush_idle(struct writer *w)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += LAZY_FLUSH_MS * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	if (pthread_cond_timedwait(&w->work_cv, &w->mu, &ts) == 0 || w->head != NULL)
+		return;
+	pthread_mutex_unlock(&w->mu);
+	if (mdb_env_sync(w->st->env, 1) != 0)
+		log_error("cannot flush the store to disk");
+	pthread_mutex_lock(&w->mu);
+	w->unsynced = false;
 }
 
 static void *
@@ -73,10 +113,17 @@ writer_main(void *arg)
 		struct write_req *group, *last;
 		unsigned n = 1;
 
-		while (w->head == NULL && !w->stopping)
-			pthread_cond_wait(&w->work_cv, &w->mu);
-		if (w->head == NULL)
+		while (w->head == NULL && !w->stopping) {
+			if (w->unsynced)
+				flush_idle(w);
+			else
+				pthread_cond_wait(&w->work_cv, &w->mu);
+		}
+		if (w->head == NULL) {
+			if (w->unsynced)
+				mdb_env_sync(w->st->env, 1);
 			break;
+		}
 		group = last = w->head;
 		while (last->next != NULL && n < w->max_group) {
 			last = last->next;
@@ -149,11 +196,25 @@ writer_hook_fired(void)
 	return hook.fired;
 }
 
+static int submit(struct writer *w, writer_fn fn, void *arg, bool lazy);
+
 int
 writer_submit(struct writer *w, writer_fn fn, void *arg)
 {
-	struct write_req q = { .fn = fn, .arg = arg, .hook = hook.fn,
-	    .hook_arg = hook.arg };
+	return submit(w, fn, arg, false);
+}
+
+int
+writer_submit_lazy(struct writer *w, writer_fn fn, void *arg)
+{
+	return submit(w, fn, arg, true);
+}
+
+static int
+submit(struct writer *w, writer_fn fn, void *arg, bool lazy)
+{
+	struct write_req q = { .fn = fn, .arg = arg, .hook = lazy ? NULL : hook.fn,
+	    .hook_arg = lazy ? NULL : hook.arg, .lazy = lazy };
 
 	pthread_mutex_lock(&w->mu);
 	if (w->stopping) {

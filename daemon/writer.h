@@ -43,6 +43,15 @@ void writer_hook_disarm(void);
 /* True once the armed hook ran in a committed request. */
 bool writer_hook_fired(void);
 
+/*
+ * Like writer_submit, but acknowledged once committed, before its fsync: a
+ * later durable commit, or an idle flush within 20 ms, makes it durable. A
+ * process crash loses nothing (the pages are in the OS's cache); a power
+ * failure may lose the last 20 ms of lazy requests. For audit entries of
+ * reads, which must not cost each read an fsync.
+ */
+int writer_submit_lazy(struct writer *w, writer_fn fn, void *arg) VAULT_WUR;
+
 /* Finishes queued requests, then stops the thread and frees w. NULL-safe. */
 void writer_stop(struct writer *w);
 
