@@ -36,10 +36,12 @@
 #include "vault_client.h"
 
 struct opts {
-	const char *dev_dir, *addr, *token_file, *purpose;
+	const char *dev_dir, *addr, *token_file, *purpose, *prefix;
 	long consumers, from;
 	int threads, batch, streams;
 };
+
+int bench_clients_main(const char *cmd, int argc, char **argv);
 
 static double
 now_s(void)
@@ -297,8 +299,8 @@ cmd_delete(const struct opts *o)
 		ProtobufCMessage *resp = NULL;
 
 		for (long i = 0; i < n; i++) {
-			snprintf(ids[i], sizeof(ids[i]), "bench-%08ld@example.test",
-			    o->from + done + i);
+			snprintf(ids[i], sizeof(ids[i]), "%s-%08ld@example.test",
+			    o->prefix, o->from + done + i);
 			vault__v1__delete_consumer_request__init(&items[i]);
 			items[i].consumer_id = ids[i];
 			ptrs[i] = &items[i];
@@ -352,7 +354,7 @@ reader_main(void *p)
 		struct vc_status st;
 		double t0;
 
-		snprintf(id, sizeof(id), "bench-%08ld@example.test",
+		snprintf(id, sizeof(id), "%s-%08ld@example.test", rd->o->prefix,
 		    (long)(rand_r(&rd->seed) % (unsigned)rd->o->consumers));
 		req.consumer_id = id;
 		req.purpose = "service";
@@ -509,14 +511,18 @@ main(int argc, char **argv)
 		{ "token-file", required_argument, NULL, 'k' },
 		{ "streams", required_argument, NULL, 's' },
 		{ "from", required_argument, NULL, 'F' },
+		{ "prefix", required_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { .purpose = "training", .consumers = 100000, .threads = 64,
+	struct opts o = { .purpose = "training", .prefix = "user", .consumers = 100000, .threads = 64,
 	    .batch = 2000, .streams = 1 };
 	int ch;
 
 	if (argc < 2)
-		die("usage: vaultbench load|scan|fetch [options]");
+		die("usage: vaultbench load|scan|fetch|delete|rewrap|rotate|api-*|pg-* "
+		    "[options]");
+	if (strncmp(argv[1], "api-", 4) == 0 || strncmp(argv[1], "pg-", 3) == 0)
+		return bench_clients_main(argv[1], argc, argv);
 	optind = 2;
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -529,6 +535,7 @@ main(int argc, char **argv)
 		case 'k': o.token_file = optarg; break;
 		case 's': o.streams = atoi(optarg); break;
 		case 'F': o.from = atol(optarg); break;
+		case 'P': o.prefix = optarg; break;
 		default: die("bad option");
 		}
 	}

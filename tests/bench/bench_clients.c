@@ -1,0 +1,347 @@
+/*
+ * Client workloads for scripts/bench, against vaultd over gRPC and against
+ * PostgreSQL with pgcrypto through libpq, with the same concurrency:
+ *
+ *   vaultbench api-put|api-get|api-noop|api-export --addr A --token-file F
+ *   vaultbench pg-put|pg-get|pg-export --conninfo C
+ *     [--clients N] [--consumers N] [--from K] [--seconds S]
+ *
+ * put writes consumers from..from+consumers-1, 10 attributes each, one
+ * durable request per consumer; get, noop and export run for --seconds on
+ * random consumers below --consumers. Prints one line:
+ *   <name> <operations> <seconds> <operations/s> <p50 ms> <p99 ms>
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "vault/v1/vault.pb-c.h"
+#include "vault_client.h"
+
+#define MAX_CLIENTS 64
+#define MAX_SAMPLES 400000
+#define PG_KEY "bench-pgcrypto-key"
+
+struct wl {
+	const char *cmd, *addr, *token_file, *conninfo;
+	char token[256];
+	int clients;
+	long consumers, from;
+	double seconds;
+};
+
+struct client {
+	const struct wl *w;
+	int n;
+	long first, last;		/* put: the consumers of this client */
+	unsigned seed;
+	double *lat;
+	size_t n_lat;
+	int failed;
+};
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+fail(const char *what)
+{
+	fprintf(stderr, "vaultbench: %s\n", what);
+	exit(1);
+}
+
+/* The 10 attributes of consumer i, the same for both systems. */
+static void
+attributes(long i, char vals[10][40])
+{
+	static const char *const names_dev[] = { "mobile", "desktop", "tablet", "tv", "other" };
+	static const char *const bands[] = { "low", "lower_middle", "middle", "upper_middle", "high" };
+	unsigned s = (unsigned)i * 2654435761u;
+
+	snprintf(vals[0], 40, "user-%08ld@example.test", i);
+	snprintf(vals[1], 40, "%05u", rand_r(&s) % 90000 + 10000);
+	snprintf(vals[2], 40, "%u", rand_r(&s) % 70 + 18);
+	snprintf(vals[3], 40, "%s", names_dev[rand_r(&s) % 5]);
+	snprintf(vals[4], 40, "%s", bands[rand_r(&s) % 5]);
+	snprintf(vals[5], 40, "%u", rand_r(&s) % 30);
+	snprintf(vals[6], 40, "20%02u-%02u-%02u", 20 + rand_r(&s) % 6, rand_r(&s) % 12 + 1,
+	    rand_r(&s) % 28 + 1);
+	snprintf(vals[7], 40, "%s", rand_r(&s) % 2 ? "true" : "false");
+	snprintf(vals[8], 40, "group_%c", 'a' + rand_r(&s) % 4);
+	snprintf(vals[9], 40, "%s", rand_r(&s) % 3 ? "false" : "true");
+}
+
+static const char *const attr_names[10] = { "email", "zip", "age", "device",
+    "income_band", "purchases_90d", "last_purchase", "email_opt_in",
+    "ethnicity", "converted" };
+
+static void
+consumer_id(long i, char *buf, size_t len)
+{
+	snprintf(buf, len, "user-%08ld@example.test", i);
+}
+
+/* ------------------------------------------------------------- vaultd */
+
+static int
+api_op(struct client *c, struct vc *vc, long i)
+{
+	const char *cmd = c->w->cmd;
+	ProtobufCMessage *resp = NULL;
+	struct vc_status st;
+	char id[64], vals[10][40];
+	int r;
+
+	consumer_id(i, id, sizeof(id));
+	if (strcmp(cmd, "api-put") == 0) {
+		Vault__V1__PutAttributesRequest req = VAULT__V1__PUT_ATTRIBUTES_REQUEST__INIT;
+		Vault__V1__Attribute a[10], *p[10];
+
+		attributes(i, vals);
+		for (int j = 0; j < 10; j++) {
+			vault__v1__attribute__init(&a[j]);
+			a[j].name = (char *)attr_names[j];
+			a[j].value = vals[j];
+			p[j] = &a[j];
+		}
+		req.consumer_id = id;
+		req.n_attributes = 10;
+		req.attributes = p;
+		r = vc_unary(vc, "/vault.v1.Consumers/PutAttributes", &req.base,
+		    &vault__v1__put_attributes_response__descriptor, &resp, &st, 60000);
+	} else if (strcmp(cmd, "api-get") == 0) {
+		Vault__V1__GetAttributesRequest req = VAULT__V1__GET_ATTRIBUTES_REQUEST__INIT;
+
+		req.consumer_id = id;
+		req.purpose = "service";
+		r = vc_unary(vc, "/vault.v1.Consumers/GetAttributes", &req.base,
+		    &vault__v1__get_attributes_response__descriptor, &resp, &st, 60000);
+	} else if (strcmp(cmd, "api-export") == 0) {
+		Vault__V1__ExportConsumerRequest req = VAULT__V1__EXPORT_CONSUMER_REQUEST__INIT;
+
+		req.consumer_id = id;
+		r = vc_unary(vc, "/vault.v1.Consumers/ExportConsumer", &req.base,
+		    &vault__v1__export_consumer_response__descriptor, &resp, &st, 60000);
+	} else {
+		Grpc__Health__V1__HealthCheckRequest req =
+		    GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+
+		r = vc_unary(vc, "/grpc.health.v1.Health/Check", &req.base,
+		    &grpc__health__v1__health_check_response__descriptor, &resp, &st,
+		    60000);
+	}
+	if (resp != NULL)
+		protobuf_c_message_free_unpacked(resp, NULL);
+	if (r != 0)
+		fprintf(stderr, "vaultbench: %s: %s\n", vc_code_name(st.code), st.message);
+	return r;
+}
+
+/* ---------------------------------------------------------- PostgreSQL */
+
+static void
+pg_setup(const char *conninfo)
+{
+	PGconn *pg = PQconnectdb(conninfo);
+	PGresult *res;
+
+	if (PQstatus(pg) != CONNECTION_OK)
+		fail(PQerrorMessage(pg));
+	res = PQexec(pg, "CREATE EXTENSION IF NOT EXISTS pgcrypto; "
+	    "CREATE TABLE IF NOT EXISTS attrs (ref text, name text, value bytea, "
+	    "PRIMARY KEY (ref, name))");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		fail(PQerrorMessage(pg));
+	PQclear(res);
+	PQfinish(pg);
+}
+
+static PGconn *
+pg_open(const struct wl *w)
+{
+	PGconn *pg = PQconnectdb(w->conninfo);
+	char sql[1024];
+	size_t off;
+	PGresult *res;
+
+	if (PQstatus(pg) != CONNECTION_OK)
+		fail(PQerrorMessage(pg));
+	/* One statement per put: 10 rows, each value pgp_sym_encrypt'ed. */
+	off = (size_t)snprintf(sql, sizeof(sql), "INSERT INTO attrs VALUES ");
+	for (int j = 0; j < 10; j++)
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off,
+		    "%s($1, $%d, pgp_sym_encrypt($%d, $22))", j ? ", " : "",
+		    2 + 2 * j, 3 + 2 * j);
+	snprintf(sql + off, sizeof(sql) - off, " ON CONFLICT (ref, name) DO UPDATE "
+	    "SET value = EXCLUDED.value");
+	res = PQprepare(pg, "put", sql, 22, NULL);
+	PQclear(res);
+	res = PQprepare(pg, "get", "SELECT name, pgp_sym_decrypt(value, $2) FROM "
+	    "attrs WHERE ref = $1", 2, NULL);
+	PQclear(res);
+	return pg;
+}
+
+static int
+pg_op(struct client *c, PGconn *pg, long i)
+{
+	const char *params[22];
+	char id[64], vals[10][40];
+	PGresult *res;
+	int ok;
+
+	consumer_id(i, id, sizeof(id));
+	params[0] = id;
+	if (strcmp(c->w->cmd, "pg-put") == 0) {
+		attributes(i, vals);
+		for (int j = 0; j < 10; j++) {
+			params[1 + 2 * j] = attr_names[j];
+			params[2 + 2 * j] = vals[j];
+		}
+		params[21] = PG_KEY;
+		res = PQexecPrepared(pg, "put", 22, params, NULL, NULL, 0);
+		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	} else {
+		params[1] = PG_KEY;
+		res = PQexecPrepared(pg, "get", 2, params, NULL, NULL, 0);
+		ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 10;
+	}
+	if (!ok)
+		fprintf(stderr, "vaultbench: postgres: %s", PQerrorMessage(pg));
+	PQclear(res);
+	return ok ? 0 : -1;
+}
+
+/* ------------------------------------------------------------- driver */
+
+static void *
+client_main(void *arg)
+{
+	struct client *c = arg;
+	const struct wl *w = c->w;
+	bool pg = strncmp(w->cmd, "pg-", 3) == 0;
+	bool put = strstr(w->cmd, "put") != NULL;
+	struct vc *vc = NULL;
+	PGconn *conn = NULL;
+	double end = now_s() + w->seconds;
+
+	if (pg)
+		conn = pg_open(w);
+	else if (vc_open(&vc, w->addr, w->token) != 0)
+		fail("cannot open a channel");
+	for (long i = c->first; put ? i < c->last : now_s() < end; i++) {
+		long who = put ? i : (long)(rand_r(&c->seed) % (unsigned)w->consumers);
+		double t0 = now_s();
+
+		if ((pg ? pg_op(c, conn, who) : api_op(c, vc, who)) != 0) {
+			c->failed++;
+			continue;
+		}
+		if (c->n_lat < MAX_SAMPLES)
+			c->lat[c->n_lat++] = now_s() - t0;
+	}
+	if (conn != NULL)
+		PQfinish(conn);
+	vc_close(vc);
+	return NULL;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int
+bench_clients_main(const char *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "addr", required_argument, NULL, 'a' },
+		{ "token-file", required_argument, NULL, 'k' },
+		{ "conninfo", required_argument, NULL, 'c' },
+		{ "clients", required_argument, NULL, 'n' },
+		{ "consumers", required_argument, NULL, 'N' },
+		{ "from", required_argument, NULL, 'F' },
+		{ "seconds", required_argument, NULL, 's' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct wl w = { .cmd = cmd, .clients = 1, .consumers = 1000, .seconds = 3 };
+	static struct client cs[MAX_CLIENTS];
+	pthread_t th[MAX_CLIENTS];
+	double t0, dt, *all;
+	size_t n = 0;
+	long ops = 0;
+	int ch, failed = 0;
+
+	optind = 2;
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'a': w.addr = optarg; break;
+		case 'k': w.token_file = optarg; break;
+		case 'c': w.conninfo = optarg; break;
+		case 'n': w.clients = atoi(optarg); break;
+		case 'N': w.consumers = atol(optarg); break;
+		case 'F': w.from = atol(optarg); break;
+		case 's': w.seconds = atof(optarg); break;
+		default: fail("bad option");
+		}
+	}
+	if (w.clients < 1 || w.clients > MAX_CLIENTS || w.consumers < 1)
+		fail("an option is out of range");
+	if (strncmp(cmd, "pg-", 3) == 0) {
+		if (w.conninfo == NULL)
+			fail("--conninfo is required");
+		pg_setup(w.conninfo);
+	} else {
+		FILE *f = w.token_file ? fopen(w.token_file, "r") : NULL;
+
+		if (w.addr == NULL || f == NULL || fgets(w.token, sizeof(w.token), f) == NULL)
+			fail("--addr and a readable --token-file are required");
+		fclose(f);
+		w.token[strcspn(w.token, "\r\n")] = '\0';
+		vc_global_init();
+	}
+	t0 = now_s();
+	for (int i = 0; i < w.clients; i++) {
+		cs[i] = (struct client){ &w, i, w.from + w.consumers * i / w.clients,
+		    w.from + w.consumers * (i + 1) / w.clients, (unsigned)(i + 7),
+		    malloc(MAX_SAMPLES * sizeof(double)), 0, 0 };
+		pthread_create(&th[i], NULL, client_main, &cs[i]);
+	}
+	for (int i = 0; i < w.clients; i++) {
+		pthread_join(th[i], NULL);
+		failed += cs[i].failed;
+		ops += (long)cs[i].n_lat;
+	}
+	dt = now_s() - t0;
+	if (failed > 0)
+		fail("some operations failed");
+	all = malloc(((size_t)ops + 1) * sizeof(double));
+	for (int i = 0; i < w.clients; i++) {
+		memcpy(all + n, cs[i].lat, cs[i].n_lat * sizeof(double));
+		n += cs[i].n_lat;
+		free(cs[i].lat);
+	}
+	qsort(all, n, sizeof(double), cmp_double);
+	printf("%s%d %ld %.3f %.0f %.3f %.3f\n", cmd, w.clients, ops, dt,
+	    (double)ops / dt, n ? all[n / 2] * 1000 : 0, n ? all[n * 99 / 100] * 1000 : 0);
+	free(all);
+	if (strncmp(cmd, "pg-", 3) != 0)
+		vc_global_shutdown();
+	return 0;
+}
