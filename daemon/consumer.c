@@ -18,10 +18,11 @@ struct scratch {
 
 #define SCRATCH_BYTES (2 * CRYPTO_KEY_BYTES + SCHEMA_VALUE_MAX + 1)
 
+/* This thread's scratch region; the caller wipes it when done. */
 static int
 scratch_new(struct scratch *s)
 {
-	if ((s->mem = crypto_secret_alloc(SCRATCH_BYTES)) == NULL)
+	if ((s->mem = crypto_scratch(SCRATCH_BYTES)) == NULL)
 		return VAULT_ERR_NOMEM;
 	s->dek = s->mem;
 	s->seed = s->mem + CRYPTO_KEY_BYTES;
@@ -189,7 +190,7 @@ consumer_put(struct vault *v, const char *id, size_t id_len,
 	if ((r = scratch_new(&job.s)) != 0)
 		return r;
 	r = writer_submit(v->wr, put_apply, &job);
-	crypto_secret_free(job.s.mem);
+	sodium_memzero(job.s.mem, SCRATCH_BYTES);
 	*created = r == 0 && job.created;
 	return r;
 }
@@ -219,18 +220,15 @@ collect_attrs(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 	return 0;
 }
 
+/* Opens the values into out->buf, which holds total bytes. */
 static int
 open_attrs(struct vault *v, const uint8_t *dek, const struct consumer_rec *rec,
-    const int *idx, const MDB_val *vals, size_t count,
+    const int *idx, const MDB_val *vals, size_t count, size_t total,
     struct consumer_values *out)
 {
-	size_t total = 1, off = 0, len;
+	size_t off = 0, len;
 	int r;
 
-	for (size_t i = 0; i < count; i++)
-		total += vals[i].mv_size + 1;
-	if ((out->buf = crypto_secret_alloc(total)) == NULL)
-		return VAULT_ERR_NOMEM;
 	for (size_t i = 0; i < count; i++) {
 		uint64_t updated;
 
@@ -276,7 +274,7 @@ consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
 	MDB_val k, val;
 	struct consumer_rec rec;
 	uint8_t *dek = NULL, flags = 0;
-	size_t count;
+	size_t count, total = 1;
 	bool allowed;
 	int rc, r;
 
@@ -301,20 +299,27 @@ consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
 			goto out;
 		}
 	}
-	if ((dek = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL) {
-		r = VAULT_ERR_NOMEM;
-		goto out;
-	}
-	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
-	    (r = record_unwrap_dek(v->kr, out->ref, &rec, dek)) != 0 ||
-	    (r = collect_attrs(v, txn, out->ref, attrs, n_attrs, idx, vals,
+	if ((r = collect_attrs(v, txn, out->ref, attrs, n_attrs, idx, vals,
 	    &count)) != 0)
 		goto out;
 	count = withhold(v, purpose, flags, idx, vals, count, out);
-	r = open_attrs(v, dek, &rec, idx, vals, count, out);
+	for (size_t i = 0; i < count; i++)
+		total += vals[i].mv_size + 1;
+	/* The DEK, then the values, in this thread's locked scratch region. */
+	if ((dek = crypto_scratch(CRYPTO_KEY_BYTES + total)) == NULL) {
+		r = VAULT_ERR_NOMEM;
+		goto out;
+	}
+	out->buf = dek + CRYPTO_KEY_BYTES;
+	out->buf_len = total;
+	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
+	    (r = record_unwrap_dek(v->kr, out->ref, &rec, dek)) != 0)
+		goto out;
+	r = open_attrs(v, dek, &rec, idx, vals, count, total, out);
 out:
 	mdb_txn_abort(txn);
-	crypto_secret_free(dek);
+	if (dek != NULL)
+		sodium_memzero(dek, CRYPTO_KEY_BYTES);
 	if (r != 0)
 		consumer_values_clear(out);
 	return r;
@@ -323,7 +328,8 @@ out:
 void
 consumer_values_clear(struct consumer_values *cv)
 {
-	crypto_secret_free(cv->buf);
+	if (cv->buf != NULL)
+		sodium_memzero(cv->buf, cv->buf_len);
 	cv->buf = NULL;
 	cv->n = 0;
 }
@@ -445,7 +451,8 @@ consumer_remove_txn(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 	}
 	out->found = true;
 out:
-	crypto_secret_free(s.mem);
+	if (s.mem != NULL)
+		sodium_memzero(s.mem, SCRATCH_BYTES);
 	return r;
 }
 

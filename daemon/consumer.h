@@ -44,7 +44,9 @@ struct consumer_values {
 	struct attr_out v[SCHEMA_MAX_ATTRS];
 	size_t n_withheld;	/* sensitive attributes held back */
 	int withheld[SCHEMA_MAX_ATTRS];
-	uint8_t *buf;		/* locked; consumer_values_clear wipes it */
+	uint8_t *buf;		/* this thread's locked scratch: valid until the
+				   thread's next call, wiped by consumer_values_clear */
+	size_t buf_len;
 };
 
 /*

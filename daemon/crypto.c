@@ -1,3 +1,5 @@
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -133,4 +135,54 @@ crypto_check_mlock(void)
 	if (r == 0)
 		sodium_munlock(probe, sizeof(probe));
 	return r == 0 ? 0 : VAULT_ERR_NOMEM;
+}
+
+/*
+ * One locked scratch region per thread, kept between calls: sodium_malloc
+ * costs several system calls, too many for every read.
+ */
+struct scratch {
+	uint8_t *mem;
+	size_t len;
+};
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void
+scratch_free(void *p)
+{
+	struct scratch *s = p;
+
+	sodium_free(s->mem);
+	free(s);
+}
+
+static void
+scratch_init(void)
+{
+	pthread_key_create(&scratch_key, scratch_free);
+}
+
+uint8_t *
+crypto_scratch(size_t len)
+{
+	struct scratch *s;
+
+	pthread_once(&scratch_once, scratch_init);
+	if ((s = pthread_getspecific(scratch_key)) == NULL) {
+		if ((s = calloc(1, sizeof(*s))) == NULL)
+			return NULL;
+		pthread_setspecific(scratch_key, s);
+	}
+	if (s->len < len) {
+		size_t want = len < 4096 ? 4096 : len;
+
+		sodium_free(s->mem);
+		s->len = 0;
+		if ((s->mem = sodium_malloc(want)) == NULL)
+			return NULL;
+		s->len = want;
+	}
+	return s->mem;
 }

@@ -67,6 +67,13 @@ void crypto_secret_free(void *p);
  */
 int crypto_check_mlock(void) VAULT_WUR;
 
+/*
+ * This thread's locked scratch region of at least len bytes, reused from
+ * call to call (freed when the thread ends). The caller wipes what it put
+ * there (sodium_memzero) before it returns. NULL when out of memory.
+ */
+uint8_t *crypto_scratch(size_t len);
+
 /* Lower-case hex of bin into out (2 * len + 1 bytes). */
 void crypto_hex(const uint8_t *bin, size_t len, char *out);
 

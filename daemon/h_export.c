@@ -18,7 +18,7 @@
 #include "vault/v1/vault.pb-c.h"
 
 #define HISTORY_MS (365ULL * 86400000ULL)
-#define MAX_HISTORY 10000
+#define MAX_HISTORY 100000
 #define MAX_CONSENTS 64
 #define MAX_DATASETS 1024
 
@@ -29,7 +29,8 @@ struct export {
 	char *datasets[MAX_DATASETS];
 	Vault__V1__AccessRecord *history, **history_ptrs;
 	struct audit_entry *entries;
-	char **names;			/* per entry, split attribute names */
+	char **names;			/* per entry, its attribute names */
+	size_t cap;			/* of the four arrays above */
 	uint64_t since;
 	uint8_t flags;
 };
@@ -61,32 +62,66 @@ add_consent(const char *name, size_t len, uint8_t state, uint64_t at_ms,
 	return 0;
 }
 
+/* Grows the history arrays; the pointers between them are set at the end. */
+static int
+grow(struct export *x)
+{
+	size_t cap = x->cap ? x->cap * 2 : 16;
+	void *p;
+
+	if ((p = realloc(x->history, cap * sizeof(*x->history))) == NULL)
+		return -1;
+	x->history = p;
+	if ((p = realloc(x->history_ptrs, cap * sizeof(*x->history_ptrs))) == NULL)
+		return -1;
+	x->history_ptrs = p;
+	if ((p = realloc(x->entries, cap * sizeof(*x->entries))) == NULL)
+		return -1;
+	x->entries = p;
+	if ((p = realloc(x->names, cap * sizeof(*x->names))) == NULL)
+		return -1;
+	x->names = p;
+	x->cap = cap;
+	return 0;
+}
+
 static int
 add_access(const struct audit_entry *e, void *arg)
 {
 	struct export *x = arg;
 	size_t i = x->resp.n_access_history;
 
-	if (e->at_ms < x->since || strcmp(e->method, "/vault.v1.Audit/QueryAudit") == 0)
+	if (e->at_ms < x->since)
 		return 0;
-	if (i == MAX_HISTORY)
+	if (i == MAX_HISTORY || (i == x->cap && grow(x) != 0))
 		return 1;
 	x->entries[i] = *e;
 	vault__v1__access_record__init(&x->history[i]);
 	x->history[i].at_ms = (int64_t)e->at_ms;
-	x->history[i].principal = x->entries[i].principal;
-	x->history[i].method = x->entries[i].method;
-	x->history[i].purpose = x->entries[i].purpose;
-	x->history[i].dataset_id = x->entries[i].dataset;
-	x->history[i].outcome = x->entries[i].outcome;
-	if (x->entries[i].detail[0] != '\0') {
-		x->history[i].n_attribute_names = 1;
-		x->history[i].attribute_names = &x->names[i];
-		x->names[i] = x->entries[i].detail;
-	}
-	x->history_ptrs[i] = &x->history[i];
 	x->resp.n_access_history++;
 	return 0;
+}
+
+/* The arrays may have moved while growing: point into them only now. */
+static void
+link_history(struct export *x)
+{
+	for (size_t i = 0; i < x->resp.n_access_history; i++) {
+		struct audit_entry *e = &x->entries[i];
+		Vault__V1__AccessRecord *h = &x->history[i];
+
+		h->principal = e->principal;
+		h->method = e->method;
+		h->purpose = e->purpose;
+		h->dataset_id = e->dataset;
+		h->outcome = e->outcome;
+		if (e->detail[0] != '\0') {
+			x->names[i] = e->detail;
+			h->n_attribute_names = 1;
+			h->attribute_names = &x->names[i];
+		}
+		x->history_ptrs[i] = h;
+	}
 }
 
 /* Consents, datasets and created time, in one snapshot. */
@@ -163,15 +198,6 @@ handle_export_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	rpc_audit_ref(ctx, ref);
 	rpc_audit_detail(ctx, "export");
 	vault__v1__export_consumer_response__init(&x->resp);
-	x->history = calloc(MAX_HISTORY, sizeof(*x->history));
-	x->history_ptrs = calloc(MAX_HISTORY, sizeof(*x->history_ptrs));
-	x->entries = calloc(MAX_HISTORY, sizeof(*x->entries));
-	x->names = calloc(MAX_HISTORY, sizeof(*x->names));
-	if (x->history == NULL || x->history_ptrs == NULL || x->entries == NULL ||
-	    x->names == NULL) {
-		r = VAULT_ERR_NOMEM;
-		goto out;
-	}
 	r = consumer_get(v, req->consumer_id, strlen(req->consumer_id), -1, NULL,
 	    0, &cv);
 	if (r == VAULT_ERR_NOT_FOUND) {
@@ -183,6 +209,7 @@ handle_export_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	    (r = audit_scan(v, 0, ref, add_access, x)) != 0 ||
 	    (r = writer_submit(v->wr, know_apply, &job)) != 0)
 		goto out;
+	link_history(x);
 	for (size_t i = 0; i < cv.n; i++) {
 		vault__v1__attribute__init(&attrs[i]);
 		attrs[i].name = (char *)v->schema->attrs[cv.v[i].attr].name;
