@@ -7,6 +7,7 @@
 #include "deletion.h"
 #include "janitor.h"
 #include "log.h"
+#include "timeutil.h"
 
 #define COLLECT_PER_TXN 512
 #define EXPIRE_PER_TXN 10000
@@ -113,7 +114,7 @@ janitor_main(void *arg)
 {
 	struct janitor *j = arg;
 	struct timespec ts;
-	int ms = j->v->cfg->janitor_interval_ms;
+	long ms = j->v->cfg->janitor_interval_ms;
 
 	pthread_mutex_lock(&j->mu);
 	while (!j->stopping) {
@@ -123,13 +124,7 @@ janitor_main(void *arg)
 		if (j->hook != NULL)
 			j->hook(j->v, j->arg);
 		pthread_mutex_lock(&j->mu);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += ms / 1000;
-		ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		ts = time_after_ms(ms);
 		if (!j->stopping)
 			pthread_cond_timedwait(&j->cv, &j->mu, &ts);
 	}

@@ -26,6 +26,7 @@
 
 #include "log.h"
 #include "server.h"
+#include "timeutil.h"
 
 #define ARMED_PER_CQ 16
 #define MAX_QUEUED 4096
@@ -318,22 +319,6 @@ rpc_cancelled(struct rpc_ctx *c)
 	gone = c->closed || c->send_failed;
 	pthread_mutex_unlock(&c->mu);
 	return gone;
-}
-
-/* The CLOCK_REALTIME instant timeout_ms from now, for pthread_cond_timedwait. */
-static struct timespec
-time_after_ms(int timeout_ms)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	return ts;
 }
 
 void

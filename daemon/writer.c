@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "timeutil.h"
 #include "writer.h"
 
 #define LAZY_FLUSH_MS 20
@@ -86,14 +87,8 @@ run_group(struct writer *w, struct write_req *group)
 static void
 flush_idle(struct writer *w)
 {
-	struct timespec ts;
+	struct timespec ts = time_after_ms(LAZY_FLUSH_MS);
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += LAZY_FLUSH_MS * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	if (pthread_cond_timedwait(&w->work_cv, &w->mu, &ts) == 0 || w->head != NULL)
 		return;
 	pthread_mutex_unlock(&w->mu);

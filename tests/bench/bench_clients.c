@@ -23,6 +23,7 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "vault/v1/vault.pb-c.h"
+#include "bench.h"
 #include "vault_client.h"
 
 #define MAX_CLIENTS 64
@@ -46,22 +47,6 @@ struct client {
 	size_t n_lat;
 	int failed;
 };
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void
-fail(const char *what)
-{
-	fprintf(stderr, "vaultbench: %s\n", what);
-	exit(1);
-}
 
 /* The 10 attributes of consumer i, the same for both systems. */
 static void
@@ -159,12 +144,12 @@ pg_setup(const char *conninfo)
 	PGresult *res;
 
 	if (PQstatus(pg) != CONNECTION_OK)
-		fail(PQerrorMessage(pg));
+		bench_die(PQerrorMessage(pg));
 	res = PQexec(pg, "CREATE EXTENSION IF NOT EXISTS pgcrypto; "
 	    "CREATE TABLE IF NOT EXISTS attrs (ref text, name text, value bytea, "
 	    "PRIMARY KEY (ref, name))");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		fail(PQerrorMessage(pg));
+		bench_die(PQerrorMessage(pg));
 	PQclear(res);
 	PQfinish(pg);
 }
@@ -178,7 +163,7 @@ pg_open(const struct wl *w)
 	PGresult *res;
 
 	if (PQstatus(pg) != CONNECTION_OK)
-		fail(PQerrorMessage(pg));
+		bench_die(PQerrorMessage(pg));
 	/* One statement per put: 10 rows, each value pgp_sym_encrypt'ed. */
 	off = (size_t)snprintf(sql, sizeof(sql), "INSERT INTO attrs VALUES ");
 	for (int j = 0; j < 10; j++)
@@ -236,35 +221,27 @@ client_main(void *arg)
 	bool put = strstr(w->cmd, "put") != NULL;
 	struct vc *vc = NULL;
 	PGconn *conn = NULL;
-	double end = now_s() + w->seconds;
+	double end = bench_now() + w->seconds;
 
 	if (pg)
 		conn = pg_open(w);
 	else if (vc_open(&vc, w->addr, w->token) != 0)
-		fail("cannot open a channel");
-	for (long i = c->first; put ? i < c->last : now_s() < end; i++) {
+		bench_die("cannot open a channel");
+	for (long i = c->first; put ? i < c->last : bench_now() < end; i++) {
 		long who = put ? i : (long)(rand_r(&c->seed) % (unsigned)w->consumers);
-		double t0 = now_s();
+		double t0 = bench_now();
 
 		if ((pg ? pg_op(c, conn, who) : api_op(c, vc, who)) != 0) {
 			c->failed++;
 			continue;
 		}
 		if (c->n_lat < MAX_SAMPLES)
-			c->lat[c->n_lat++] = now_s() - t0;
+			c->lat[c->n_lat++] = bench_now() - t0;
 	}
 	if (conn != NULL)
 		PQfinish(conn);
 	vc_close(vc);
 	return NULL;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 int
@@ -298,25 +275,25 @@ bench_clients_main(const char *cmd, int argc, char **argv)
 		case 'N': w.consumers = atol(optarg); break;
 		case 'F': w.from = atol(optarg); break;
 		case 's': w.seconds = atof(optarg); break;
-		default: fail("bad option");
+		default: bench_die("bad option");
 		}
 	}
 	if (w.clients < 1 || w.clients > MAX_CLIENTS || w.consumers < 1)
-		fail("an option is out of range");
+		bench_die("an option is out of range");
 	if (strncmp(cmd, "pg-", 3) == 0) {
 		if (w.conninfo == NULL)
-			fail("--conninfo is required");
+			bench_die("--conninfo is required");
 		pg_setup(w.conninfo);
 	} else {
 		FILE *f = w.token_file ? fopen(w.token_file, "r") : NULL;
 
 		if (w.addr == NULL || f == NULL || fgets(w.token, sizeof(w.token), f) == NULL)
-			fail("--addr and a readable --token-file are required");
+			bench_die("--addr and a readable --token-file are required");
 		fclose(f);
 		w.token[strcspn(w.token, "\r\n")] = '\0';
 		vc_global_init();
 	}
-	t0 = now_s();
+	t0 = bench_now();
 	for (int i = 0; i < w.clients; i++) {
 		cs[i] = (struct client){ &w, i, w.from + w.consumers * i / w.clients,
 		    w.from + w.consumers * (i + 1) / w.clients, (unsigned)(i + 7),
@@ -328,16 +305,16 @@ bench_clients_main(const char *cmd, int argc, char **argv)
 		failed += cs[i].failed;
 		ops += (long)cs[i].n_lat;
 	}
-	dt = now_s() - t0;
+	dt = bench_now() - t0;
 	if (failed > 0)
-		fail("some operations failed");
+		bench_die("some operations failed");
 	all = malloc(((size_t)ops + 1) * sizeof(double));
 	for (int i = 0; i < w.clients; i++) {
 		memcpy(all + n, cs[i].lat, cs[i].n_lat * sizeof(double));
 		n += cs[i].n_lat;
 		free(cs[i].lat);
 	}
-	qsort(all, n, sizeof(double), cmp_double);
+	qsort(all, n, sizeof(double), bench_cmp_double);
 	printf("%s%d %ld %.3f %.0f %.3f %.3f\n", cmd, w.clients, ops, dt,
 	    (double)ops / dt, n ? all[n / 2] * 1000 : 0, n ? all[n * 99 / 100] * 1000 : 0);
 	free(all);

@@ -33,6 +33,7 @@
 #include "fetch.h"
 #include "log.h"
 #include "vault/v1/vault.pb-c.h"
+#include "bench.h"
 #include "vault_client.h"
 
 struct opts {
@@ -41,24 +42,6 @@ struct opts {
 	int threads, batch, streams;
 };
 
-int bench_clients_main(const char *cmd, int argc, char **argv);
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void
-die(const char *what)
-{
-	fprintf(stderr, "vaultbench: %s\n", what);
-	exit(1);
-}
-
 static struct vault *
 open_dev(const char *dir, struct config **cfg)
 {
@@ -66,11 +49,11 @@ open_dev(const char *dir, struct config **cfg)
 	struct vault *v = NULL;
 
 	if (crypto_init() != 0 || devmode_prepare(dir, path, sizeof(path)) != 0)
-		die("cannot prepare the vault directory");
+		bench_die("cannot prepare the vault directory");
 	if (config_load(cfg, path, err, sizeof(err)) != 0)
-		die(err);
+		bench_die(err);
 	if (vault_open(&v, *cfg, true) != 0)
-		die("cannot open the vault");
+		bench_die("cannot open the vault");
 	return v;
 }
 
@@ -120,7 +103,7 @@ load_main(void *p)
 			in[j] = (struct attr_in){ schema_find_attr(s, names[j],
 			    strlen(names[j])), vals[j], strlen(vals[j]) };
 		if (consumer_put(a->v, id, strlen(id), in, 10, &created, ref) != 0)
-			die("put failed");
+			bench_die("put failed");
 	}
 	return NULL;
 }
@@ -133,7 +116,7 @@ cmd_load(const struct opts *o)
 	pthread_t th[256];
 	struct load_arg args[256];
 	int t = o->threads;
-	double t0 = now_s(), dt;
+	double t0 = bench_now(), dt;
 
 	for (int i = 0; i < t; i++) {
 		args[i] = (struct load_arg){ v, o->consumers * i / t,
@@ -142,7 +125,7 @@ cmd_load(const struct opts *o)
 	}
 	for (int i = 0; i < t; i++)
 		pthread_join(th[i], NULL);
-	dt = now_s() - t0;
+	dt = bench_now() - t0;
 	printf("load %ld %.3f %.0f\n", o->consumers, dt, (double)o->consumers / dt);
 	vault_close(v);
 	config_free(cfg);
@@ -164,7 +147,7 @@ cmd_scan(const struct opts *o)
 
 	q.purpose = schema_find_purpose(v->schema, o->purpose, strlen(o->purpose));
 	if (q.purpose < 0)
-		die("unknown purpose");
+		bench_die("unknown purpose");
 	for (size_t a = 0; a < v->schema->n_attrs; a++)
 		if (schema_purpose_allows(v->schema, q.purpose, (int)a))
 			attrs[q.n_attrs++] = (int)a;
@@ -172,16 +155,16 @@ cmd_scan(const struct opts *o)
 	q.batch_size = (uint32_t)o->batch;
 	q.today_days = fetch_today();
 	if (fetch_page_init(&pg, q.batch_size, q.n_attrs) != 0)
-		die("out of memory");
-	t0 = now_s();
+		bench_die("out of memory");
+	t0 = bench_now();
 	do {
 		if (fetch_read_page(v, &q, &pg) != 0)
-			die("page read failed");
+			bench_die("page read failed");
 		total += (long)pg.n;
 		q.has_after = pg.has_last;
 		memcpy(q.after, pg.last, CRYPTO_REF_BYTES);
 	} while (!pg.done);
-	dt = now_s() - t0;
+	dt = bench_now() - t0;
 	printf("scan %ld %.3f %.0f\n", total, dt, (double)total / dt);
 	fetch_page_free(&pg);
 	vault_close(v);
@@ -217,12 +200,12 @@ fetch_main(void *p)
 
 	/* A new dataset each run, so every run records its lineage. */
 	snprintf(dataset, sizeof(dataset), "bench-%ld-%ld-%d", (long)getpid(),
-	    (long)(now_s() * 1e6), a->n);
+	    (long)(bench_now() * 1e6), a->n);
 	req.purpose = (char *)a->o->purpose;
 	req.dataset_id = dataset;
 	req.batch_size = (uint32_t)a->o->batch;
 	if (vc_open(&vc, a->o->addr, a->token) != 0)
-		die("cannot open a channel");
+		bench_die("cannot open a channel");
 	a->code = vc_stream(vc, "/vault.v1.Features/FetchFeatures", &req.base,
 	    &vault__v1__feature_batch__descriptor, count_rows, a, &st, 0);
 	if (a->code != 0)
@@ -243,11 +226,11 @@ cmd_fetch(const struct opts *o)
 	double t0, dt;
 
 	if (f == NULL || fgets(token, sizeof(token), f) == NULL)
-		die("cannot read the token file");
+		bench_die("cannot read the token file");
 	fclose(f);
 	token[strcspn(token, "\r\n")] = '\0';
 	vc_global_init();
-	t0 = now_s();
+	t0 = bench_now();
 	for (int i = 0; i < o->streams; i++) {
 		args[i] = (struct fetch_arg){ o, token, i, 0, 0 };
 		pthread_create(&th[i], NULL, fetch_main, &args[i]);
@@ -255,10 +238,10 @@ cmd_fetch(const struct opts *o)
 	for (int i = 0; i < o->streams; i++) {
 		pthread_join(th[i], NULL);
 		if (args[i].code != 0)
-			die("a stream failed");
+			bench_die("a stream failed");
 		total += args[i].rows;
 	}
-	dt = now_s() - t0;
+	dt = bench_now() - t0;
 	printf("fetch%d %ld %.3f %.0f\n", o->streams, total, dt, (double)total / dt);
 	vc_global_shutdown();
 	return 0;
@@ -271,11 +254,11 @@ open_client(const struct opts *o, char *token, size_t len)
 	struct vc *vc;
 
 	if (f == NULL || fgets(token, (int)len, f) == NULL)
-		die("cannot read the token file");
+		bench_die("cannot read the token file");
 	fclose(f);
 	token[strcspn(token, "\r\n")] = '\0';
 	if (vc_open(&vc, o->addr, token) != 0)
-		die("cannot open a channel");
+		bench_die("cannot open a channel");
 	return vc;
 }
 
@@ -290,10 +273,10 @@ cmd_delete(const struct opts *o)
 	double t0, dt;
 
 	if (o->batch > 1000)
-		die("--batch is at most 1000 for delete");
+		bench_die("--batch is at most 1000 for delete");
 	vc_global_init();
 	vc = open_client(o, token, sizeof(token));
-	t0 = now_s();
+	t0 = bench_now();
 	while (done < o->consumers) {
 		long n = o->consumers - done < o->batch ? o->consumers - done : o->batch;
 		ProtobufCMessage *resp = NULL;
@@ -308,7 +291,7 @@ cmd_delete(const struct opts *o)
 		if (o->batch == 1) {
 			if (vc_unary(vc, "/vault.v1.Deletion/DeleteConsumer", &items[0].base,
 			    &vault__v1__deletion_receipt__descriptor, &resp, &st, 60000) != 0)
-				die(st.message);
+				bench_die(st.message);
 		} else {
 			Vault__V1__DeleteConsumersRequest req =
 			    VAULT__V1__DELETE_CONSUMERS_REQUEST__INIT;
@@ -318,12 +301,12 @@ cmd_delete(const struct opts *o)
 			if (vc_unary(vc, "/vault.v1.Deletion/DeleteConsumers", &req.base,
 			    &vault__v1__delete_consumers_response__descriptor, &resp,
 			    &st, 60000) != 0)
-				die(st.message);
+				bench_die(st.message);
 		}
 		protobuf_c_message_free_unpacked(resp, NULL);
 		done += n;
 	}
-	dt = now_s() - t0;
+	dt = bench_now() - t0;
 	printf("delete%d %ld %.3f %.0f\n", o->batch, done, dt, (double)done / dt);
 	vc_close(vc);
 	vc_global_shutdown();
@@ -347,7 +330,7 @@ reader_main(void *p)
 	char id[48];
 
 	if (vc_open(&vc, rd->o->addr, rd->token) != 0)
-		die("cannot open a channel");
+		bench_die("cannot open a channel");
 	while (!*rd->stop && rd->n < sizeof(rd->lat) / sizeof(rd->lat[0])) {
 		Vault__V1__GetAttributesRequest req = VAULT__V1__GET_ATTRIBUTES_REQUEST__INIT;
 		ProtobufCMessage *resp = NULL;
@@ -358,25 +341,17 @@ reader_main(void *p)
 		    (long)(rand_r(&rd->seed) % (unsigned)rd->o->consumers));
 		req.consumer_id = id;
 		req.purpose = "service";
-		t0 = now_s();
+		t0 = bench_now();
 		if (vc_unary(vc, "/vault.v1.Consumers/GetAttributes", &req.base,
 		    &vault__v1__get_attributes_response__descriptor, &resp, &st,
 		    60000) != 0 && st.code != 5)
-			die(st.message);
-		rd->lat[rd->n++] = now_s() - t0;
+			bench_die(st.message);
+		rd->lat[rd->n++] = bench_now() - t0;
 		if (resp != NULL)
 			protobuf_c_message_free_unpacked(resp, NULL);
 	}
 	vc_close(vc);
 	return NULL;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 /* Runs 2 readers while fn runs (or for secs when fn is NULL): p50 and max in ms. */
@@ -409,7 +384,7 @@ with_readers(const struct opts *o, char *token, void (*fn)(const struct opts *, 
 	for (int i = 0; i < 2; i++)
 		for (size_t j = 0; j < rd[i].n; j++)
 			all[n++] = rd[i].lat[j];
-	qsort(all, n, sizeof(double), cmp_double);
+	qsort(all, n, sizeof(double), bench_cmp_double);
 	*p50 = n ? all[n / 2] * 1000 : 0;
 	*worst = n ? all[n - 1] * 1000 : 0;
 	free(all);
@@ -438,12 +413,12 @@ run_rotation(const struct opts *o, char *token, void *arg)
 	double t0;
 
 	if (vc_open(&vc, o->addr, token) != 0)
-		die("cannot open a channel");
-	t0 = now_s();
+		bench_die("cannot open a channel");
+	t0 = bench_now();
 	if (vc_stream(vc, "/vault.v1.Keys/RotateMasterKey", &req.base,
 	    &vault__v1__rotation_progress__descriptor, count_progress, res, &st, 0) != 0)
-		die(st.message);
-	res->secs = now_s() - t0;
+		bench_die(st.message);
+	res->secs = bench_now() - t0;
 	vc_close(vc);
 }
 
@@ -456,22 +431,22 @@ cmd_rewrap(const struct opts *o)
 	size_t n;
 
 	if (crypto_init() != 0)
-		die("libsodium");
+		bench_die("libsodium");
 	memset(k1, 1, sizeof(k1));
 	memset(k2, 2, sizeof(k2));
 	memset(ad, 3, sizeof(ad));
 	memset(dek, 4, sizeof(dek));
 	if (crypto_seal(k1, 1, ad, sizeof(ad), dek, sizeof(dek), blob, sizeof(blob)) != 0)
-		die("seal");
-	t0 = now_s();
+		bench_die("seal");
+	t0 = bench_now();
 	for (long i = 0; i < o->consumers; i++) {
 		if (crypto_open(k1, ad, sizeof(ad), blob, sizeof(blob), dek, sizeof(dek), &n) != 0 ||
 		    crypto_seal(k2, 2, ad, sizeof(ad), dek, sizeof(dek), blob, sizeof(blob)) != 0 ||
 		    crypto_open(k2, ad, sizeof(ad), blob, sizeof(blob), dek, sizeof(dek), &n) != 0 ||
 		    crypto_seal(k1, 1, ad, sizeof(ad), dek, sizeof(dek), blob, sizeof(blob)) != 0)
-			die("crypto");
+			bench_die("crypto");
 	}
-	dt = now_s() - t0;
+	dt = bench_now() - t0;
 	printf("rewrap %ld %.3f %.0f\n", o->consumers * 2, dt,
 	    (double)o->consumers * 2 / dt);
 	return 0;
@@ -519,7 +494,7 @@ main(int argc, char **argv)
 	int ch;
 
 	if (argc < 2)
-		die("usage: vaultbench load|scan|fetch|delete|rewrap|rotate|api-*|pg-* "
+		bench_die("usage: vaultbench load|scan|fetch|delete|rewrap|rotate|api-*|pg-* "
 		    "[options]");
 	if (strncmp(argv[1], "api-", 4) == 0 || strncmp(argv[1], "pg-", 3) == 0)
 		return bench_clients_main(argv[1], argc, argv);
@@ -536,12 +511,12 @@ main(int argc, char **argv)
 		case 's': o.streams = atoi(optarg); break;
 		case 'F': o.from = atol(optarg); break;
 		case 'P': o.prefix = optarg; break;
-		default: die("bad option");
+		default: bench_die("bad option");
 		}
 	}
 	if (o.threads < 1 || o.threads > 256 || o.streams < 1 || o.streams > 16 ||
 	    o.batch < 1 || o.batch > 10000 || o.consumers < 1)
-		die("an option is out of range");
+		bench_die("an option is out of range");
 	log_set_level(LOG_LEVEL_WARN);
 	if (strcmp(argv[1], "load") == 0 && o.dev_dir)
 		return cmd_load(&o);
@@ -555,6 +530,6 @@ main(int argc, char **argv)
 		return cmd_rewrap(&o);
 	if (strcmp(argv[1], "rotate") == 0 && o.addr && o.token_file)
 		return cmd_rotate(&o);
-	die("usage: vaultbench load|scan|fetch [options]");
+	bench_die("usage: vaultbench load|scan|fetch [options]");
 	return 1;
 }

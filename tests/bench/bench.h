@@ -1,0 +1,35 @@
+/* Helpers shared by the vaultbench commands. */
+#ifndef VAULT_BENCH_H
+#define VAULT_BENCH_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static inline double
+bench_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static inline void
+bench_die(const char *what)
+{
+	fprintf(stderr, "vaultbench: %s\n", what);
+	exit(1);
+}
+
+static inline int
+bench_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int bench_clients_main(const char *cmd, int argc, char **argv);
+
+#endif
