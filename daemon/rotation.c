@@ -14,7 +14,7 @@
 
 #define ROTATION_KEY "rotation"
 #define STATE_BYTES (4 + 1 + CRYPTO_REF_BYTES + 8 + 8)
-#define BATCH 2000
+#define BATCH 500
 #define MAX_VERSIONS 1024
 #define POLL_US 50000
 
