@@ -1,4 +1,6 @@
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
@@ -9,6 +11,7 @@
 #include "writer.h"
 
 #define LAZY_FLUSH_MS 20
+#define LAZY_SPINS 200
 
 struct write_req {
 	writer_fn fn;
@@ -17,7 +20,7 @@ struct write_req {
 	void *hook_arg;
 	bool lazy;			/* no fsync needed before acknowledging */
 	int result;
-	bool done;
+	atomic_bool done;
 	struct write_req *next;
 };
 
@@ -136,7 +139,7 @@ writer_main(void *arg)
 		w->groups++;
 		w->requests += n;
 		for (struct write_req *q = group; q != NULL; q = q->next)
-			q->done = true;
+			atomic_store_explicit(&q->done, true, memory_order_release);
 		pthread_cond_broadcast(&w->done_cv);
 	}
 	pthread_mutex_unlock(&w->mu);
@@ -222,7 +225,18 @@ submit(struct writer *w, writer_fn fn, void *arg, bool lazy)
 		w->head = &q;
 	w->tail = &q;
 	pthread_cond_signal(&w->work_cv);
-	while (!q.done)
+	if (lazy) {
+		/*
+		 * A lazy request is done in tens of microseconds: yield rather
+		 * than sleep, which would add a wake-up to every read's latency.
+		 */
+		pthread_mutex_unlock(&w->mu);
+		for (int i = 0; i < LAZY_SPINS && !atomic_load_explicit(&q.done,
+		    memory_order_acquire); i++)
+			sched_yield();
+		pthread_mutex_lock(&w->mu);
+	}
+	while (!atomic_load_explicit(&q.done, memory_order_acquire))
 		pthread_cond_wait(&w->done_cv, &w->mu);
 	pthread_mutex_unlock(&w->mu);
 	if (q.hook != NULL && q.result == 0) {
