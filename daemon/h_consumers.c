@@ -23,10 +23,9 @@ handler_check_consumer_id(struct rpc_ctx *ctx, const char *id)
 	return 0;
 }
 
-/* The attribute names of a call, comma-separated, for the audit entry. */
-static void
-audit_names(struct rpc_ctx *ctx, const struct schema *s, const int *idx,
-    size_t n)
+void
+handler_audit_names(struct rpc_ctx *ctx, const struct schema *s,
+    const int *idx, size_t n)
 {
 	char buf[256];
 	size_t off = 0;
@@ -99,7 +98,7 @@ handle_put_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 
 		for (size_t i = 0; i < req->n_attributes; i++)
 			idx[i] = in[i].attr;
-		audit_names(ctx, v->schema, idx, req->n_attributes);
+		handler_audit_names(ctx, v->schema, idx, req->n_attributes);
 	}
 	if ((r = consumer_put(v, req->consumer_id, strlen(req->consumer_id), in,
 	    req->n_attributes, &created, ref)) != 0)
@@ -172,7 +171,7 @@ handle_get_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	    (r = handler_check_purpose(ctx, req->purpose, &purpose)) != 0 ||
 	    (r = check_names(ctx, v, req->names, req->n_names, idx)) != 0)
 		return r;
-	audit_names(ctx, v->schema, idx, req->n_names);
+	handler_audit_names(ctx, v->schema, idx, req->n_names);
 	r = consumer_get(v, req->consumer_id, strlen(req->consumer_id), purpose,
 	    idx, req->n_names, &cv);
 	if (r == VAULT_ERR_NOT_FOUND)

@@ -202,16 +202,7 @@ handle_fetch_features(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	if (q.n_attrs == 0)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "attributes: the purpose "
 		    "allows no feature");
-	{
-		char names[256];
-		size_t off = 0;
-
-		names[0] = '\0';
-		for (size_t i = 0; i < q.n_attrs && off < sizeof(names); i++)
-			off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s",
-			    i ? "," : "", v->schema->attrs[attrs[i]].name);
-		rpc_audit_detail(ctx, "%s", names);
-	}
+	handler_audit_names(ctx, v->schema, attrs, q.n_attrs);
 	if (req->batch_size > MAX_BATCH)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "batch_size: at most %d",
 		    MAX_BATCH);

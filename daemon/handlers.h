@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "rpc.h"
+#include "schema.h"
 
 int handle_put_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_get_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *req);
@@ -34,6 +35,10 @@ extern const size_t dispatch_n_methods;
 
 /* Checks a consumer id field; 0 or VAULT_ERR_INVALID with the message set. */
 int handler_check_consumer_id(struct rpc_ctx *ctx, const char *id);
+/* Records the attribute names of a call (n == 0: "*") in its audit entry. */
+void handler_audit_names(struct rpc_ctx *ctx, const struct schema *s,
+    const int *idx, size_t n);
+
 /* Checks a purpose field (required, configured, allowed for the caller). */
 int handler_check_purpose(struct rpc_ctx *ctx, const char *purpose, int *idx);
 

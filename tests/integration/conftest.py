@@ -205,24 +205,23 @@ class Daemon:
         return token
 
 
-@pytest.fixture
-def daemon(tmp_path):
-    d = Daemon(tmp_path / "vault")
+def running(d):
+    """Starts d for a test; at the end it must stop cleanly."""
     d.start()
     yield d
     if d.proc is not None:
         rc = d.stop()
         assert rc == 0, d.log()
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    yield from running(Daemon(tmp_path / "vault"))
 
 
 @pytest.fixture
 def tls_daemon(tmp_path):
-    d = Daemon(tmp_path / "vault", tls=True)
-    d.start()
-    yield d
-    if d.proc is not None:
-        rc = d.stop()
-        assert rc == 0, d.log()
+    yield from running(Daemon(tmp_path / "vault", tls=True))
 
 
 @pytest.fixture
