@@ -642,8 +642,8 @@ current_auth(struct server *srv)
 
 /*
  * The principal of the client certificate: the first subject alternative
- * name the policy knows, else the common name. *presented tells whether the
- * client showed a verified certificate at all.
+ * name the policy knows; the common name only when the certificate has no
+ * SAN. *presented tells whether the client showed a verified certificate.
  */
 static const struct principal *
 cert_principal(struct rpc_ctx *c, bool *presented)
@@ -657,14 +657,18 @@ cert_principal(struct rpc_ctx *c, bool *presented)
 	if (!c->srv->tls || (actx = grpc_call_auth_context(c->call)) == NULL)
 		return NULL;
 	if (grpc_auth_context_peer_is_authenticated(actx)) {
+		bool had_san = false;
+
 		*presented = true;
-		for (size_t i = 0; i < 2 && p == NULL; i++) {
+		for (size_t i = 0; i < 2 && p == NULL && !(i == 1 && had_san); i++) {
 			grpc_auth_property_iterator it =
 			    grpc_auth_context_find_properties_by_name(actx, props[i]);
 			const grpc_auth_property *prop;
 
-			while (p == NULL && (prop = grpc_auth_property_iterator_next(&it)) != NULL)
+			while (p == NULL && (prop = grpc_auth_property_iterator_next(&it)) != NULL) {
+				had_san = had_san || i == 0;
 				p = auth_identity(c->auth, prop->value, prop->value_length);
+			}
 		}
 	}
 	grpc_auth_context_release(actx);

@@ -89,8 +89,9 @@ def verify_audit(d):
                       pb.VerifyAuditRequest(), pb.VerifyAuditResponse)
 
 
-def make_cert(d, tmp_path, name, ca_key=None, ca_cert=None, expired=False):
-    """A client certificate for SAN name, signed by the given CA (or a new one)."""
+def make_cert(d, tmp_path, name, ca_key=None, ca_cert=None, expired=False, cn=None):
+    """A client certificate for SAN name (CN cn or name), signed by the given CA
+    (or a new one)."""
     key = ec.generate_private_key(ec.SECP256R1())
     if ca_key is None:
         ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -101,7 +102,7 @@ def make_cert(d, tmp_path, name, ca_key=None, ca_cert=None, expired=False):
     start, end = (now - datetime.timedelta(days=10), now - datetime.timedelta(days=1)) \
         if expired else (now - datetime.timedelta(days=1), now + datetime.timedelta(days=30))
     cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn or name)]))
             .issuer_name(ca_name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(start).not_valid_after(end)
@@ -163,7 +164,12 @@ def test_authorization_matrix_over_mtls(tls_daemon, tmp_path):
         assert code(lambda: invoke(ch, *METHODS[10][:4], metadata=[
             ("authorization", "Bearer wrong-token-wrong-token")])) == \
             grpc.StatusCode.UNAUTHENTICATED
-    assert len([e for e in audit(d) if e.outcome == "unauthenticated"]) == 2
+    # With a SAN, the CN does not count, even when it names a known principal.
+    c, k = make_cert(d, tmp_path, "stranger2", ca_key, ca_cert, cn="keyadmin")
+    with d.tls_channel(cert=c, key=k) as ch:
+        assert code(lambda: invoke(ch, *METHODS[10][:4])) == \
+            grpc.StatusCode.UNAUTHENTICATED
+    assert len([e for e in audit(d) if e.outcome == "unauthenticated"]) == 3
     # Health needs no principal (but still mTLS).
     with d.tls_channel("ml") as ch:
         assert invoke(ch, "/grpc.health.v1.Health/Check", "unary",
