@@ -42,7 +42,7 @@ static void
 run_group(struct writer *w, struct write_req *group)
 {
 	MDB_txn *txn = NULL, *child;
-	bool lazy = true;
+	bool lazy = true, single = group->next == NULL;
 	int rc, r = 0;
 
 	for (struct write_req *q = group; q != NULL; q = q->next)
@@ -58,17 +58,26 @@ run_group(struct writer *w, struct write_req *group)
 			q->result = r;
 			continue;
 		}
-		if ((rc = mdb_txn_begin(w->st->env, txn, 0, &child)) != 0) {
+		/* Alone in its group, a request needs no nested transaction. */
+		if (single)
+			child = txn;
+		else if ((rc = mdb_txn_begin(w->st->env, txn, 0, &child)) != 0) {
 			q->result = store_err(w->st, rc, "begin nested write");
 			continue;
 		}
 		q->result = q->fn(child, q->arg);
 		if (q->result == 0 && q->hook != NULL)
 			q->result = q->hook(child, q->hook_arg);
+		if (single)
+			break;
 		if (q->result == 0 && (rc = mdb_txn_commit(child)) != 0)
 			q->result = store_err(w->st, rc, "commit nested write");
 		else if (q->result != 0)
 			mdb_txn_abort(child);
+	}
+	if (single && txn != NULL && group->result != 0) {
+		mdb_txn_abort(txn);	/* the request failed: nothing of it stays */
+		txn = NULL;
 	}
 	/*
 	 * A group of lazy requests only is committed without fsync; the next
@@ -83,7 +92,11 @@ run_group(struct writer *w, struct write_req *group)
 	}
 	if (txn != NULL && lazy)
 		mdb_env_set_flags(w->st->env, MDB_NOSYNC, 0);
-	w->unsynced = lazy ? r == 0 || w->unsynced : false;
+	/* A durable commit flushed everything before it; a lazy one did not. */
+	if (txn != NULL && lazy)
+		w->unsynced = true;
+	else if (txn != NULL && r == 0)
+		w->unsynced = false;
 }
 
 /* Called with w->mu held while idle: flushes lazy commits. */

@@ -117,8 +117,19 @@ test_group_commit_isolates_requests(void **state)
 			snprintf(key, sizeof(key), "t%d-%d", t, i);
 			assert_int_equal(meta_has(f->v->store, key), i % 10 != 9);
 		}
+	/* Alone in its group, a failing request leaves nothing either. */
+	{
+		struct kv_job solo = { f->v->store, "solo", 1 };
+
+		assert_int_equal(writer_submit(f->v->wr, put_kv, &solo),
+		    VAULT_ERR_INVALID);
+		assert_false(meta_has(f->v->store, "solo"));
+		solo.fail = 0;
+		assert_int_equal(writer_submit_lazy(f->v->wr, put_kv, &solo), 0);
+		assert_true(meta_has(f->v->store, "solo"));
+	}
 	writer_stats(f->v->wr, &groups, &reqs);
-	assert_int_equal(reqs, 400);
+	assert_int_equal(reqs, 402);
 	assert_true(groups >= 1 && groups <= reqs);
 }
 
