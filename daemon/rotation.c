@@ -273,7 +273,7 @@ rotation_run(struct vault *v, rotation_cb cb, void *arg)
 	running_here = true;
 	pthread_mutex_unlock(&run_mu);
 	do {
-		if ((r = writer_submit(v->wr, step_apply, &job)) != 0)
+		if ((r = writer_submit_lazy(v->wr, step_apply, &job)) != 0)
 			break;
 		pthread_mutex_lock(&run_mu);
 		shared = job.p;

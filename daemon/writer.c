@@ -26,19 +26,24 @@ struct write_req {
 
 struct writer {
 	struct store *st;
-	pthread_t thread;
+	pthread_t thread, flusher;
 	pthread_mutex_t mu;
 	pthread_cond_t work_cv;		/* the queue got a request, or stop */
 	pthread_cond_t done_cv;		/* a group finished */
 	struct write_req *head, *tail;
 	bool stopping;
-	bool unsynced;			/* lazy groups committed since the last fsync */
+	/* Lazy commits so far, and how many of them are known to be on disk. */
+	unsigned long long lazy_seq, synced_seq;
+	pthread_cond_t flush_cv;		/* a lazy commit happened, or stop */
+	bool flush_stop;			/* set once the writer thread ended */
 	unsigned max_group;
 	unsigned long long groups, requests;
 };
 
 /* Applies each request of the group in a nested transaction, then commits. */
-static void
+enum committed { COMMITTED_NONE, COMMITTED_LAZY, COMMITTED_DURABLE };
+
+static enum committed
 run_group(struct writer *w, struct write_req *group)
 {
 	MDB_txn *txn = NULL, *child;
@@ -92,26 +97,43 @@ run_group(struct writer *w, struct write_req *group)
 	}
 	if (txn != NULL && lazy)
 		mdb_env_set_flags(w->st->env, MDB_NOSYNC, 0);
-	/* A durable commit flushed everything before it; a lazy one did not. */
-	if (txn != NULL && lazy)
-		w->unsynced = true;
-	else if (txn != NULL && r == 0)
-		w->unsynced = false;
+	if (txn == NULL || r != 0)
+		return COMMITTED_NONE;
+	return lazy ? COMMITTED_LAZY : COMMITTED_DURABLE;
 }
 
-/* Called with w->mu held while idle: flushes lazy commits. */
-static void
-flush_idle(struct writer *w)
+/*
+ * The flusher: within LAZY_FLUSH_MS of a lazy commit, syncs the data file,
+ * off the writer thread, so no request ever waits behind this fsync.
+ */
+static void *
+flusher_main(void *arg)
 {
-	struct timespec ts = time_after_ms(LAZY_FLUSH_MS);
+	struct writer *w = arg;
+	unsigned long long target;
 
-	if (pthread_cond_timedwait(&w->work_cv, &w->mu, &ts) == 0 || w->head != NULL)
-		return;
-	pthread_mutex_unlock(&w->mu);
-	if (mdb_env_sync(w->st->env, 1) != 0)
-		log_error("cannot flush the store to disk");
 	pthread_mutex_lock(&w->mu);
-	w->unsynced = false;
+	for (;;) {
+		struct timespec ts;
+
+		while (w->lazy_seq == w->synced_seq && !w->flush_stop)
+			pthread_cond_wait(&w->flush_cv, &w->mu);
+		if (w->lazy_seq == w->synced_seq)
+			break;
+		ts = time_after_ms(LAZY_FLUSH_MS);
+		while (!w->flush_stop &&
+		    pthread_cond_timedwait(&w->flush_cv, &w->mu, &ts) == 0)
+			;
+		target = w->lazy_seq;
+		pthread_mutex_unlock(&w->mu);
+		if (mdb_env_sync(w->st->env, 1) != 0)
+			log_error("cannot flush the store to disk");
+		pthread_mutex_lock(&w->mu);
+		if (target > w->synced_seq)
+			w->synced_seq = target;
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
 }
 
 static void *
@@ -122,19 +144,13 @@ writer_main(void *arg)
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
 		struct write_req *group, *last;
+		enum committed committed;
 		unsigned n = 1;
 
-		while (w->head == NULL && !w->stopping) {
-			if (w->unsynced)
-				flush_idle(w);
-			else
-				pthread_cond_wait(&w->work_cv, &w->mu);
-		}
-		if (w->head == NULL) {
-			if (w->unsynced)
-				mdb_env_sync(w->st->env, 1);
+		while (w->head == NULL && !w->stopping)
+			pthread_cond_wait(&w->work_cv, &w->mu);
+		if (w->head == NULL)
 			break;
-		}
 		group = last = w->head;
 		while (last->next != NULL && n < w->max_group) {
 			last = last->next;
@@ -146,9 +162,16 @@ writer_main(void *arg)
 		last->next = NULL;
 		pthread_mutex_unlock(&w->mu);
 
-		run_group(w, group);
+		committed = run_group(w, group);
 
 		pthread_mutex_lock(&w->mu);
+		/* A durable commit's fsync covered every lazy commit before it. */
+		if (committed == COMMITTED_LAZY) {
+			w->lazy_seq++;
+			pthread_cond_signal(&w->flush_cv);
+		} else if (committed == COMMITTED_DURABLE) {
+			w->synced_seq = w->lazy_seq;
+		}
 		w->groups++;
 		w->requests += n;
 		for (struct write_req *q = group; q != NULL; q = q->next)
@@ -172,9 +195,14 @@ writer_start(struct writer **out, struct store *st, unsigned max_group)
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->work_cv, NULL);
 	pthread_cond_init(&w->done_cv, NULL);
+	pthread_cond_init(&w->flush_cv, NULL);
 	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
 		free(w);
 		return VAULT_ERR_INTERNAL;
+	}
+	if (pthread_create(&w->flusher, NULL, flusher_main, w) != 0) {
+		log_error("cannot start the flusher thread");
+		abort();
 	}
 	*out = w;
 	return 0;
@@ -277,8 +305,15 @@ writer_stop(struct writer *w)
 	pthread_cond_signal(&w->work_cv);
 	pthread_mutex_unlock(&w->mu);
 	pthread_join(w->thread, NULL);
+	/* Now nothing commits any more: the flusher's last sync covers all. */
+	pthread_mutex_lock(&w->mu);
+	w->flush_stop = true;
+	pthread_cond_signal(&w->flush_cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->flusher, NULL);
 	pthread_cond_destroy(&w->work_cv);
 	pthread_cond_destroy(&w->done_cv);
+	pthread_cond_destroy(&w->flush_cv);
 	pthread_mutex_destroy(&w->mu);
 	free(w);
 }

@@ -45,7 +45,8 @@ bool writer_hook_fired(void);
 
 /*
  * Like writer_submit, but acknowledged once committed, before its fsync: a
- * later durable commit, or an idle flush within 20 ms, makes it durable. A
+ * later durable commit, or the flusher thread within 20 ms, makes it
+ * durable. A
  * process crash loses nothing (the pages are in the OS's cache); a power
  * failure may lose the last 20 ms of lazy requests. For audit entries of
  * reads, which must not cost each read an fsync.
