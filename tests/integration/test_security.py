@@ -356,3 +356,31 @@ def test_certificates_reload_without_dropping_calls(tls_daemon):
     stream.cancel()
     ch.close()
     assert "TLS certificates loaded" in d.log()
+
+
+def test_bearer_tokens_over_tls_when_certificates_are_optional(tmp_path):
+    from conftest import Daemon
+    d = Daemon(tmp_path / "vault", tls=True)
+    d.start()
+    assert d.stop() == 0
+    conf = d.data_dir / "vaultd.conf"
+    conf.write_text(conf.read_text() + "\ntls_require_client_cert = false;\n")
+    d.start()
+    try:
+        with d.tls_channel(cert=None, key=None) as ch:
+            req = pb.PutAttributesRequest(consumer_id="tok", attributes=[
+                pb.Attribute(name="age", value="9")])
+            invoke(ch, "/vault.v1.Consumers/PutAttributes", "unary", req,
+                   pb.PutAttributesResponse,
+                   metadata=[("authorization", f"Bearer {d.token}")])
+            assert code(lambda: invoke(ch, "/vault.v1.Consumers/PutAttributes",
+                                       "unary", req, pb.PutAttributesResponse)) == \
+                grpc.StatusCode.UNAUTHENTICATED
+        # A client certificate still works, and still decides the principal.
+        with d.tls_channel("reader") as ch:
+            r = invoke(ch, "/vault.v1.Consumers/GetAttributes", "unary",
+                       pb.GetAttributesRequest(consumer_id="tok", purpose="service"),
+                       pb.GetAttributesResponse)
+            assert [(a.name, a.value) for a in r.attributes] == [("age", "9")]
+    finally:
+        assert d.stop() == 0
