@@ -32,4 +32,10 @@ bench_cmp_double(const void *a, const void *b)
 
 int bench_clients_main(const char *cmd, int argc, char **argv);
 
+/* Consumer i of every workload: its id ("user-<i>@example.test") and its
+ * 10 attributes, named bench_attr_names, the same for every system. */
+void bench_consumer_id(long i, char *buf, size_t len);
+void bench_attributes(long i, char vals[10][40]);
+extern const char *const bench_attr_names[10];
+
 #endif

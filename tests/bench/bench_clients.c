@@ -48,9 +48,8 @@ struct client {
 	int failed;
 };
 
-/* The 10 attributes of consumer i, the same for both systems. */
-static void
-attributes(long i, char vals[10][40])
+void
+bench_attributes(long i, char vals[10][40])
 {
 	static const char *const names_dev[] = { "mobile", "desktop", "tablet", "tv", "other" };
 	static const char *const bands[] = { "low", "lower_middle", "middle", "upper_middle", "high" };
@@ -69,12 +68,12 @@ attributes(long i, char vals[10][40])
 	snprintf(vals[9], 40, "%s", rand_r(&s) % 3 ? "false" : "true");
 }
 
-static const char *const attr_names[10] = { "email", "zip", "age", "device",
+const char *const bench_attr_names[10] = { "email", "zip", "age", "device",
     "income_band", "purchases_90d", "last_purchase", "email_opt_in",
     "ethnicity", "converted" };
 
-static void
-consumer_id(long i, char *buf, size_t len)
+void
+bench_consumer_id(long i, char *buf, size_t len)
 {
 	snprintf(buf, len, "user-%08ld@example.test", i);
 }
@@ -90,15 +89,15 @@ api_op(struct client *c, struct vc *vc, long i)
 	char id[64], vals[10][40];
 	int r;
 
-	consumer_id(i, id, sizeof(id));
+	bench_consumer_id(i, id, sizeof(id));
 	if (strcmp(cmd, "api-put") == 0) {
 		Vault__V1__PutAttributesRequest req = VAULT__V1__PUT_ATTRIBUTES_REQUEST__INIT;
 		Vault__V1__Attribute a[10], *p[10];
 
-		attributes(i, vals);
+		bench_attributes(i, vals);
 		for (int j = 0; j < 10; j++) {
 			vault__v1__attribute__init(&a[j]);
-			a[j].name = (char *)attr_names[j];
+			a[j].name = (char *)bench_attr_names[j];
 			a[j].value = vals[j];
 			p[j] = &a[j];
 		}
@@ -188,12 +187,12 @@ pg_op(struct client *c, PGconn *pg, long i)
 	PGresult *res;
 	int ok;
 
-	consumer_id(i, id, sizeof(id));
+	bench_consumer_id(i, id, sizeof(id));
 	params[0] = id;
 	if (strcmp(c->w->cmd, "pg-put") == 0) {
-		attributes(i, vals);
+		bench_attributes(i, vals);
 		for (int j = 0; j < 10; j++) {
-			params[1 + 2 * j] = attr_names[j];
+			params[1 + 2 * j] = bench_attr_names[j];
 			params[2 + 2 * j] = vals[j];
 		}
 		params[21] = PG_KEY;

@@ -4,6 +4,7 @@
  *   vaultbench load  --dev-dir DIR --consumers N [--threads T]
  *       creates a development vault in DIR (as vaultd --dev would) and loads
  *       N synthetic consumers with 10 attributes each through the engine
+ *       (the same consumers as api-put: ids user-<i>@example.test)
  *   vaultbench scan  --dev-dir DIR [--purpose P] [--batch B]
  *       in-process limit: scan, DEK unwrap, decrypt and tokenize every
  *       consumer, page by page, without gRPC; prints consumers/s
@@ -37,7 +38,7 @@
 #include "vault_client.h"
 
 struct opts {
-	const char *dev_dir, *addr, *token_file, *purpose, *prefix;
+	const char *dev_dir, *addr, *token_file, *purpose;
 	long consumers, from;
 	int threads, batch, streams;
 };
@@ -64,44 +65,23 @@ struct load_arg {
 	long from, to;
 };
 
-static const char *const devices[] = { "mobile", "desktop", "tablet", "tv", "other" };
-static const char *const bands[] = { "low", "lower_middle", "middle", "upper_middle", "high" };
-static const char *const groups[] = { "group_a", "group_b", "group_c", "group_d" };
-
 static void *
 load_main(void *p)
 {
 	struct load_arg *a = p;
 	const struct schema *s = a->v->schema;
-	char id[64], email[64], zip[16], age[8], purchases[8], date[16];
-	unsigned seed = (unsigned)a->from;
+	char id[64], vals[10][40];
 
 	for (long i = a->from; i < a->to; i++) {
-		const char *vals[10];
-		const char *names[10] = { "email", "zip", "age", "device",
-		    "income_band", "purchases_90d", "last_purchase", "email_opt_in",
-		    "ethnicity", "converted" };
 		struct attr_in in[10];
 		uint8_t ref[CRYPTO_REF_BYTES];
 		bool created;
 
-		snprintf(id, sizeof(id), "bench-%08ld@example.test", i);
-		snprintf(email, sizeof(email), "bench-%08ld@example.test", i);
-		snprintf(zip, sizeof(zip), "%05d", rand_r(&seed) % 90000 + 10000);
-		snprintf(age, sizeof(age), "%d", rand_r(&seed) % 70 + 18);
-		snprintf(purchases, sizeof(purchases), "%d", rand_r(&seed) % 30);
-		snprintf(date, sizeof(date), "20%02d-%02d-%02d", 20 + rand_r(&seed) % 6,
-		    rand_r(&seed) % 12 + 1, rand_r(&seed) % 28 + 1);
-		vals[0] = email; vals[1] = zip; vals[2] = age;
-		vals[3] = devices[rand_r(&seed) % 5];
-		vals[4] = bands[rand_r(&seed) % 5];
-		vals[5] = purchases; vals[6] = date;
-		vals[7] = rand_r(&seed) % 2 ? "true" : "false";
-		vals[8] = groups[rand_r(&seed) % 4];
-		vals[9] = rand_r(&seed) % 3 ? "false" : "true";
+		bench_consumer_id(i, id, sizeof(id));
+		bench_attributes(i, vals);
 		for (int j = 0; j < 10; j++)
-			in[j] = (struct attr_in){ schema_find_attr(s, names[j],
-			    strlen(names[j])), vals[j], strlen(vals[j]) };
+			in[j] = (struct attr_in){ schema_find_attr(s, bench_attr_names[j],
+			    strlen(bench_attr_names[j])), vals[j], strlen(vals[j]) };
 		if (consumer_put(a->v, id, strlen(id), in, 10, &created, ref) != 0)
 			bench_die("put failed");
 	}
@@ -282,8 +262,7 @@ cmd_delete(const struct opts *o)
 		ProtobufCMessage *resp = NULL;
 
 		for (long i = 0; i < n; i++) {
-			snprintf(ids[i], sizeof(ids[i]), "%s-%08ld@example.test",
-			    o->prefix, o->from + done + i);
+			bench_consumer_id(o->from + done + i, ids[i], sizeof(ids[i]));
 			vault__v1__delete_consumer_request__init(&items[i]);
 			items[i].consumer_id = ids[i];
 			ptrs[i] = &items[i];
@@ -337,8 +316,8 @@ reader_main(void *p)
 		struct vc_status st;
 		double t0;
 
-		snprintf(id, sizeof(id), "%s-%08ld@example.test", rd->o->prefix,
-		    (long)(rand_r(&rd->seed) % (unsigned)rd->o->consumers));
+		bench_consumer_id((long)(rand_r(&rd->seed) % (unsigned)rd->o->consumers),
+		    id, sizeof(id));
 		req.consumer_id = id;
 		req.purpose = "service";
 		t0 = bench_now();
@@ -486,10 +465,9 @@ main(int argc, char **argv)
 		{ "token-file", required_argument, NULL, 'k' },
 		{ "streams", required_argument, NULL, 's' },
 		{ "from", required_argument, NULL, 'F' },
-		{ "prefix", required_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { .purpose = "training", .prefix = "user", .consumers = 100000, .threads = 64,
+	struct opts o = { .purpose = "training", .consumers = 100000, .threads = 64,
 	    .batch = 2000, .streams = 1 };
 	int ch;
 
@@ -510,7 +488,6 @@ main(int argc, char **argv)
 		case 'k': o.token_file = optarg; break;
 		case 's': o.streams = atoi(optarg); break;
 		case 'F': o.from = atol(optarg); break;
-		case 'P': o.prefix = optarg; break;
 		default: bench_die("bad option");
 		}
 	}
