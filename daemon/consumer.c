@@ -16,13 +16,12 @@ struct scratch {
 	uint8_t *dek, *seed, *value;
 };
 
-#define SCRATCH_BYTES (2 * CRYPTO_KEY_BYTES + SCHEMA_VALUE_MAX + 1)
 
 /* This thread's scratch region; the caller wipes it when done. */
 static int
 scratch_new(struct scratch *s)
 {
-	if ((s->mem = crypto_scratch(SCRATCH_BYTES)) == NULL)
+	if ((s->mem = crypto_scratch(RECORD_SCRATCH_BYTES)) == NULL)
 		return VAULT_ERR_NOMEM;
 	s->dek = s->mem;
 	s->seed = s->mem + CRYPTO_KEY_BYTES;
@@ -190,7 +189,7 @@ consumer_put(struct vault *v, const char *id, size_t id_len,
 	if ((r = scratch_new(&job.s)) != 0)
 		return r;
 	r = writer_submit(v->wr, put_apply, &job);
-	sodium_memzero(job.s.mem, SCRATCH_BYTES);
+	sodium_memzero(job.s.mem, RECORD_SCRATCH_BYTES);
 	*created = r == 0 && job.created;
 	return r;
 }
@@ -452,7 +451,7 @@ consumer_remove_txn(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 	out->found = true;
 out:
 	if (s.mem != NULL)
-		sodium_memzero(s.mem, SCRATCH_BYTES);
+		sodium_memzero(s.mem, RECORD_SCRATCH_BYTES);
 	return r;
 }
 

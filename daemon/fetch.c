@@ -6,7 +6,6 @@
 #include "log.h"
 #include "record.h"
 
-#define SCRATCH_BYTES (2 * CRYPTO_KEY_BYTES + SCHEMA_VALUE_MAX + 1)
 
 int
 fetch_page_init(struct fetch_page *pg, size_t cap, size_t n_attrs)
@@ -17,7 +16,7 @@ fetch_page_init(struct fetch_page *pg, size_t cap, size_t n_attrs)
 	pg->refs = calloc(cap, sizeof(*pg->refs));
 	pg->pseudonyms = calloc(cap, sizeof(*pg->pseudonyms));
 	pg->tokens = calloc(cap * (n_attrs ? n_attrs : 1), sizeof(uint64_t));
-	pg->scratch = crypto_secret_alloc(SCRATCH_BYTES);
+	pg->scratch = crypto_secret_alloc(RECORD_SCRATCH_BYTES);
 	if (pg->refs == NULL || pg->pseudonyms == NULL || pg->tokens == NULL ||
 	    pg->scratch == NULL) {
 		fetch_page_free(pg);

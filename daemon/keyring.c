@@ -436,13 +436,14 @@ check_versions(struct keyring *kr, MDB_txn *txn, struct store *st)
 		}
 	}
 	/* Files of destroyed versions must never be used again. */
-	for (size_t i = 0; i < n; i++)
-		if (vs[i].destroyed && find(kr, vs[i].version) != NULL) {
-			struct master *m = find(kr, vs[i].version);
+	for (size_t i = 0; i < n; i++) {
+		struct master *m = vs[i].destroyed ? find(kr, vs[i].version) : NULL;
 
+		if (m != NULL) {
 			sodium_memzero(m->key, CRYPTO_KEY_BYTES);
 			atomic_store(&m->gone, true);
 		}
+	}
 	return 0;
 }
 

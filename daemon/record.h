@@ -31,6 +31,8 @@
 #define RECORD_ATTR_HDR (1 + 8 + 8)
 #define RECORD_ATTR_KEY_MAX (CRYPTO_REF_BYTES + SCHEMA_NAME_MAX)
 #define RECORD_ATTR_MAX (RECORD_ATTR_HDR + SCHEMA_VALUE_MAX + CRYPTO_OVERHEAD)
+/* Locked room to work on one consumer: DEK, seed, one NUL-ended value. */
+#define RECORD_SCRATCH_BYTES (2 * CRYPTO_KEY_BYTES + SCHEMA_VALUE_MAX + 1)
 
 struct consumer_rec {
 	uint32_t master_version;

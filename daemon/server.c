@@ -267,18 +267,33 @@ outcome_of(int err)
 	}
 }
 
+/* Who called what, and how it went: the runtime's part of the entry. */
+static void
+audit_fill(struct rpc_ctx *c, const char *outcome)
+{
+	c->audit.principal = c->principal ? c->principal->name : "-";
+	c->audit.method = c->m->path;
+	c->audit.outcome = outcome;
+}
+
+/* Whether a call of this method that gets through leaves an audit entry. */
+static bool
+audits_success(const struct rpc_ctx *c)
+{
+	return c->srv->sink != NULL &&
+	    !(c->m->flags & (RPC_PUBLIC | RPC_AUDIT_DENIALS_ONLY));
+}
+
 /* Writes the call's audit entry once; fail closed. */
 static int
 audit_now(struct rpc_ctx *c, int err)
 {
 	if (c->audited || c->srv->sink == NULL || c->m == NULL ||
 	    (c->m->flags & RPC_PUBLIC) ||
-	    ((c->m->flags & RPC_AUDIT_DENIALS_ONLY) && c->early_err == 0))
+	    (c->early_err == 0 && !audits_success(c)))
 		return 0;
 	c->audited = true;
-	c->audit.principal = c->principal ? c->principal->name : "-";
-	c->audit.method = c->m->path;
-	c->audit.outcome = outcome_of(err);
+	audit_fill(c, outcome_of(err));
 	if (c->srv->sink->append(c->srv->app, &c->audit) != 0) {
 		log_error("%s: the audit entry cannot be written; refusing the call",
 		    c->m->path);
@@ -470,6 +485,7 @@ static void
 run_handler(struct rpc_ctx *c)
 {
 	const struct rpc_audit_sink *sink = c->srv->sink;
+	bool armed;
 	int r;
 
 	if (c->early_err != 0) {
@@ -481,13 +497,13 @@ run_handler(struct rpc_ctx *c)
 		finish(c, VAULT_ERR_CANCELLED);
 		return;
 	}
-	c->audit.principal = c->principal ? c->principal->name : "-";
-	c->audit.method = c->m->path;
-	c->audit.outcome = "ok";
-	if (sink != NULL && !(c->m->flags & RPC_PUBLIC))
+	/* The entry rides along with the handler's first write, if any. */
+	if ((armed = audits_success(c))) {
+		audit_fill(c, "ok");
 		sink->arm(c->srv->app, &c->audit);
+	}
 	r = c->m->handler(c, c->req);
-	if (sink != NULL && !(c->m->flags & RPC_PUBLIC) && sink->disarm(c->srv->app))
+	if (armed && sink->disarm(c->srv->app))
 		c->audited = true;
 	if (r == 0 && c->m->kind == RPC_UNARY && c->reply == NULL) {
 		log_error("%s: handler returned no reply", c->m->path);
