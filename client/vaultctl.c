@@ -50,30 +50,7 @@ usage(FILE *f)
 	    "4 invalid argument, 5 unauthenticated or denied, 6 unavailable\n");
 }
 
-/* Reads the token: the first line of the file, at most 1 KiB. */
-static char *
-read_token(const char *path)
-{
-	char buf[1024];
-	FILE *f = fopen(path, "r");
-	size_t n;
-
-	if (f == NULL) {
-		fprintf(stderr, "vaultctl: cannot read token file %s\n", path);
-		return NULL;
-	}
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	buf[strcspn(buf, "\r\n")] = '\0';
-	if (buf[0] == '\0') {
-		fprintf(stderr, "vaultctl: token file %s is empty\n", path);
-		return NULL;
-	}
-	return strdup(buf);
-}
-
-/* A whole PEM file (at most 1 MiB), or NULL with a message. */
+/* A whole file (at most 1 MiB), or NULL with a message. */
 static char *
 read_file(const char *path)
 {
@@ -92,6 +69,23 @@ read_file(const char *path)
 	}
 	fclose(f);
 	buf[n] = '\0';
+	return buf;
+}
+
+/* The token: the first line of its file. */
+static char *
+read_token(const char *path)
+{
+	char *buf = read_file(path);
+
+	if (buf == NULL)
+		return NULL;
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (buf[0] == '\0') {
+		fprintf(stderr, "vaultctl: token file %s is empty\n", path);
+		free(buf);
+		return NULL;
+	}
 	return buf;
 }
 
