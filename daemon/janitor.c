@@ -116,6 +116,8 @@ janitor_main(void *arg)
 	struct timespec ts;
 	long ms = j->v->cfg->janitor_interval_ms;
 
+	pthread_setname_np(pthread_self(), "vaultd-janitor");
+
 	pthread_mutex_lock(&j->mu);
 	while (!j->stopping) {
 		pthread_mutex_unlock(&j->mu);

@@ -522,6 +522,8 @@ worker_main(void *arg)
 {
 	struct server *srv = arg;
 
+	pthread_setname_np(pthread_self(), "vaultd-worker");
+
 	pthread_mutex_lock(&srv->mu);
 	for (;;) {
 		struct rpc_ctx *c;
@@ -548,6 +550,8 @@ stream_main(void *arg)
 {
 	struct rpc_ctx *c = arg;
 	struct server *srv = c->srv;
+
+	pthread_setname_np(pthread_self(), "vaultd-stream");
 
 	run_handler(c);
 	pthread_mutex_lock(&srv->mu);
@@ -831,6 +835,8 @@ static void *
 cq_main(void *arg)
 {
 	struct cq_thread *cq = arg;
+
+	pthread_setname_np(pthread_self(), "vaultd-cq");
 
 	for (int i = 0; i < ARMED_PER_CQ; i++)
 		arm(cq);

@@ -32,9 +32,13 @@ struct writer {
 	pthread_cond_t done_cv;		/* a group finished */
 	struct write_req *head, *tail;
 	bool stopping;
+	/* A group is being applied, by the writer thread or a submitter. */
+	atomic_bool busy;
+	unsigned lazy_sleepers;		/* lazy submitters asleep on done_cv */
 	/* Lazy commits so far, and how many of them are known to be on disk. */
 	unsigned long long lazy_seq, synced_seq;
 	pthread_cond_t flush_cv;		/* a lazy commit happened, or stop */
+	bool flush_idle;			/* the flusher waits for a lazy commit */
 	bool flush_stop;			/* set once the writer thread ended */
 	unsigned max_group;
 	unsigned long long groups, requests;
@@ -112,12 +116,16 @@ flusher_main(void *arg)
 	struct writer *w = arg;
 	unsigned long long target;
 
+	pthread_setname_np(pthread_self(), "vaultd-flusher");
+
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
 		struct timespec ts;
 
+		w->flush_idle = true;
 		while (w->lazy_seq == w->synced_seq && !w->flush_stop)
 			pthread_cond_wait(&w->flush_cv, &w->mu);
+		w->flush_idle = false;
 		if (w->lazy_seq == w->synced_seq)
 			break;
 		ts = time_after_ms(LAZY_FLUSH_MS);
@@ -136,10 +144,39 @@ flusher_main(void *arg)
 	return NULL;
 }
 
+static bool
+writer_idle(struct writer *w)
+{
+	return !atomic_load_explicit(&w->busy, memory_order_relaxed);
+}
+
+/* Books a group's commit and marks its requests done; under w->mu. */
+static void
+finish_group(struct writer *w, struct write_req *group,
+    enum committed committed, unsigned n)
+{
+	/* A durable commit's fsync covered every lazy commit before it. */
+	if (committed == COMMITTED_LAZY) {
+		w->lazy_seq++;
+		/* Only the first lazy commit of a window wakes the flusher. */
+		if (w->flush_idle)
+			pthread_cond_signal(&w->flush_cv);
+	} else if (committed == COMMITTED_DURABLE) {
+		w->synced_seq = w->lazy_seq;
+	}
+	w->groups++;
+	w->requests += n;
+	atomic_store_explicit(&w->busy, false, memory_order_relaxed);
+	for (struct write_req *q = group; q != NULL; q = q->next)
+		atomic_store_explicit(&q->done, true, memory_order_release);
+}
+
 static void *
 writer_main(void *arg)
 {
 	struct writer *w = arg;
+
+	pthread_setname_np(pthread_self(), "vaultd-writer");
 
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
@@ -147,10 +184,11 @@ writer_main(void *arg)
 		enum committed committed;
 		unsigned n = 1;
 
-		while (w->head == NULL && !w->stopping)
+		while (!writer_idle(w) || (w->head == NULL && !w->stopping))
 			pthread_cond_wait(&w->work_cv, &w->mu);
 		if (w->head == NULL)
 			break;
+		atomic_store_explicit(&w->busy, true, memory_order_relaxed);
 		group = last = w->head;
 		while (last->next != NULL && n < w->max_group) {
 			last = last->next;
@@ -165,17 +203,7 @@ writer_main(void *arg)
 		committed = run_group(w, group);
 
 		pthread_mutex_lock(&w->mu);
-		/* A durable commit's fsync covered every lazy commit before it. */
-		if (committed == COMMITTED_LAZY) {
-			w->lazy_seq++;
-			pthread_cond_signal(&w->flush_cv);
-		} else if (committed == COMMITTED_DURABLE) {
-			w->synced_seq = w->lazy_seq;
-		}
-		w->groups++;
-		w->requests += n;
-		for (struct write_req *q = group; q != NULL; q = q->next)
-			atomic_store_explicit(&q->done, true, memory_order_release);
+		finish_group(w, group, committed, n);
 		pthread_cond_broadcast(&w->done_cv);
 	}
 	pthread_mutex_unlock(&w->mu);
@@ -249,36 +277,103 @@ writer_submit_lazy(struct writer *w, writer_fn fn, void *arg)
 	return submit(w, fn, arg, true);
 }
 
+/*
+ * Applies own (NULL when it is queued) and the lazy requests at the head of
+ * the queue on the calling thread, as one group. Called under w->mu with
+ * the writer idle; drops the lock while the group runs.
+ */
+static void
+combine(struct writer *w, struct write_req *own)
+{
+	struct write_req *group = own, **tailp = own != NULL ? &own->next : &group;
+	unsigned n = own != NULL, own_n = n;
+	enum committed committed;
+
+	atomic_store_explicit(&w->busy, true, memory_order_relaxed);
+	while (w->head != NULL && w->head->lazy && n < w->max_group) {
+		struct write_req *r = w->head;
+
+		if ((w->head = r->next) == NULL)
+			w->tail = NULL;
+		r->next = NULL;
+		*tailp = r;
+		tailp = &r->next;
+		n++;
+	}
+	pthread_mutex_unlock(&w->mu);
+	committed = run_group(w, group);
+	pthread_mutex_lock(&w->mu);
+	finish_group(w, group, committed, n);
+	if (n > own_n)
+		pthread_cond_broadcast(&w->done_cv);
+	/*
+	 * The writer thread waits for busy to clear when it has a durable
+	 * request, a lazy request whose submitter gave up spinning, or a stop.
+	 */
+	if (w->stopping || w->lazy_sleepers > 0 ||
+	    (w->head != NULL && !w->head->lazy))
+		pthread_cond_signal(&w->work_cv);
+}
+
 static int
 submit(struct writer *w, writer_fn fn, void *arg, bool lazy)
 {
 	struct write_req q = { .fn = fn, .arg = arg, .hook = lazy ? NULL : hook.fn,
 	    .hook_arg = lazy ? NULL : hook.arg, .lazy = lazy };
+	bool slept = false;
 
 	pthread_mutex_lock(&w->mu);
 	if (w->stopping) {
 		pthread_mutex_unlock(&w->mu);
 		return VAULT_ERR_UNAVAILABLE;
 	}
+	/*
+	 * A lazy request waits for no fsync, so handing it to the writer
+	 * thread and back would be most of its latency: with the writer idle,
+	 * the calling thread applies it, with any lazy requests queued.
+	 */
+	if (lazy && writer_idle(w) && (w->head == NULL || w->head->lazy)) {
+		combine(w, &q);
+		pthread_mutex_unlock(&w->mu);
+		return q.result;
+	}
 	if (w->tail != NULL)
 		w->tail->next = &q;
 	else
 		w->head = &q;
 	w->tail = &q;
-	pthread_cond_signal(&w->work_cv);
-	if (lazy) {
+	if (!lazy) {
+		pthread_cond_signal(&w->work_cv);
+	} else {
 		/*
-		 * A lazy request is done in tens of microseconds: yield rather
-		 * than sleep, which would add a wake-up to every read's latency.
+		 * The writer is busy for tens of microseconds, or for an fsync:
+		 * yield rather than sleep, and apply the queued lazy requests
+		 * here once it is idle. Only a waiter that gives up wakes the
+		 * writer thread.
 		 */
 		pthread_mutex_unlock(&w->mu);
 		for (int i = 0; i < LAZY_SPINS && !atomic_load_explicit(&q.done,
-		    memory_order_acquire); i++)
+		    memory_order_acquire); i++) {
 			sched_yield();
+			if (!writer_idle(w))
+				continue;
+			pthread_mutex_lock(&w->mu);
+			if (!atomic_load_explicit(&q.done, memory_order_acquire) &&
+			    writer_idle(w) && w->head != NULL && w->head->lazy)
+				combine(w, NULL);
+			pthread_mutex_unlock(&w->mu);
+		}
 		pthread_mutex_lock(&w->mu);
+		if ((slept = !atomic_load_explicit(&q.done,
+		    memory_order_acquire))) {
+			w->lazy_sleepers++;
+			pthread_cond_signal(&w->work_cv);
+		}
 	}
 	while (!atomic_load_explicit(&q.done, memory_order_acquire))
 		pthread_cond_wait(&w->done_cv, &w->mu);
+	if (slept)
+		w->lazy_sleepers--;
 	pthread_mutex_unlock(&w->mu);
 	if (q.hook != NULL && q.result == 0) {
 		hook.fired = true;

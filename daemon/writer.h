@@ -4,7 +4,8 @@
  *
  * Each request runs in its own nested transaction, so a request that fails
  * leaves nothing behind while the others in the group still commit. A
- * request is acknowledged only after the group's transaction is on disk.
+ * request is acknowledged only after the group's transaction is on disk
+ * (lazy requests, below, once it is committed).
  */
 #ifndef VAULT_WRITER_H
 #define VAULT_WRITER_H
@@ -46,10 +47,14 @@ bool writer_hook_fired(void);
 /*
  * Like writer_submit, but acknowledged once committed, before its fsync: a
  * later durable commit, or the flusher thread within 20 ms, makes it
- * durable. A
- * process crash loses nothing (the pages are in the OS's cache); a power
- * failure may lose the last 20 ms of lazy requests. For audit entries of
- * reads, which must not cost each read an fsync.
+ * durable. A process crash loses nothing (the pages are in the OS's cache);
+ * a power failure may lose the last 20 ms of lazy requests. For audit
+ * entries of reads, which must not cost each read an fsync.
+ *
+ * While the writer is idle, lazy requests are applied by the threads that
+ * submit them (one thread applies its own and any others queued), which
+ * spares each read two thread hand-offs; fn therefore must not rely on
+ * thread-local state, and a lazy request gets no hook.
  */
 int writer_submit_lazy(struct writer *w, writer_fn fn, void *arg) VAULT_WUR;
 

@@ -48,6 +48,7 @@ struct kv_job {
 	struct store *st;
 	const char *key;
 	int fail;
+	pthread_t ran_on;		/* the thread that applied the request */
 };
 
 static int
@@ -57,6 +58,7 @@ put_kv(MDB_txn *txn, void *arg)
 	MDB_val k = { strlen(j->key), (void *)j->key }, v = { 1, "x" };
 	int rc = mdb_put(txn, j->st->meta, &k, &v, 0);
 
+	j->ran_on = pthread_self();
 	if (rc != 0)
 		return VAULT_ERR_STORE;
 	return j->fail ? VAULT_ERR_INVALID : 0;
@@ -87,7 +89,7 @@ submit_many(void *p)
 	char key[64];
 
 	for (int i = 0; i < 50; i++) {
-		struct kv_job j = { a->f->v->store, key, i % 10 == 9 };
+		struct kv_job j = { a->f->v->store, key, i % 10 == 9, 0 };
 
 		snprintf(key, sizeof(key), "t%d-%d", a->id, i);
 		assert_int_equal(writer_submit(a->f->v->wr, put_kv, &j),
@@ -119,7 +121,7 @@ test_group_commit_isolates_requests(void **state)
 		}
 	/* Alone in its group, a failing request leaves nothing either. */
 	{
-		struct kv_job solo = { f->v->store, "solo", 1 };
+		struct kv_job solo = { f->v->store, "solo", 1, 0 };
 
 		assert_int_equal(writer_submit(f->v->wr, put_kv, &solo),
 		    VAULT_ERR_INVALID);
@@ -131,6 +133,71 @@ test_group_commit_isolates_requests(void **state)
 	writer_stats(f->v->wr, &groups, &reqs);
 	assert_int_equal(reqs, 402);
 	assert_true(groups >= 1 && groups <= reqs);
+}
+
+/* Half of each thread's requests lazy, one in ten of them failing. */
+static void *
+submit_mixed(void *p)
+{
+	struct thread_arg *a = p;
+	char key[64];
+
+	for (int i = 0; i < 200; i++) {
+		struct kv_job j = { a->f->v->store, key, i % 10 == 7, 0 };
+		int r;
+
+		snprintf(key, sizeof(key), "m%d-%d", a->id, i);
+		r = i % 2 ? writer_submit_lazy(a->f->v->wr, put_kv, &j) :
+		    writer_submit(a->f->v->wr, put_kv, &j);
+		assert_int_equal(r, j.fail ? VAULT_ERR_INVALID : 0);
+	}
+	return NULL;
+}
+
+/*
+ * Lazy requests are applied by their submitters while the writer is idle,
+ * and by the writer thread behind durable ones: either way each request's
+ * result is its own, a failing one leaves nothing, and none is lost.
+ */
+static void
+test_lazy_and_durable_mixed(void **state)
+{
+	struct fx *f = *state;
+	pthread_t th[8];
+	struct thread_arg args[8];
+	unsigned long long groups, reqs;
+	char key[64];
+
+	for (int i = 0; i < 8; i++) {
+		args[i] = (struct thread_arg){ f, i };
+		pthread_create(&th[i], NULL, submit_mixed, &args[i]);
+	}
+	for (int i = 0; i < 8; i++)
+		pthread_join(th[i], NULL);
+	for (int t = 0; t < 8; t++)
+		for (int i = 0; i < 200; i++) {
+			snprintf(key, sizeof(key), "m%d-%d", t, i);
+			assert_int_equal(meta_has(f->v->store, key), i % 10 != 7);
+		}
+	writer_stats(f->v->wr, &groups, &reqs);
+	assert_int_equal(reqs, 1600);
+	assert_true(groups >= 1 && groups <= reqs);
+}
+
+/* With the writer idle, a lazy request costs no hand-off to its thread. */
+static void
+test_lazy_runs_on_the_caller_when_idle(void **state)
+{
+	struct fx *f = *state;
+	struct kv_job lazy = { f->v->store, "lazy", 0, 0 };
+	struct kv_job durable = { f->v->store, "durable", 0, 0 };
+
+	assert_int_equal(writer_submit_lazy(f->v->wr, put_kv, &lazy), 0);
+	assert_true(pthread_equal(lazy.ran_on, pthread_self()));
+	assert_int_equal(writer_submit(f->v->wr, put_kv, &durable), 0);
+	assert_false(pthread_equal(durable.ran_on, pthread_self()));
+	assert_true(meta_has(f->v->store, "lazy"));
+	assert_true(meta_has(f->v->store, "durable"));
 }
 
 static void
@@ -239,6 +306,10 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_group_commit_isolates_requests,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lazy_and_durable_mixed,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lazy_runs_on_the_caller_when_idle,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_get_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moved_value_fails_to_open,
