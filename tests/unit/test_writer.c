@@ -1,5 +1,7 @@
 /* Group commit, request isolation, and the encrypted engine over it. */
 #include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -49,6 +51,7 @@ struct kv_job {
 	const char *key;
 	int fail;
 	pthread_t ran_on;		/* the thread that applied the request */
+	struct writer *wr;
 };
 
 static int
@@ -89,7 +92,7 @@ submit_many(void *p)
 	char key[64];
 
 	for (int i = 0; i < 50; i++) {
-		struct kv_job j = { a->f->v->store, key, i % 10 == 9, 0 };
+		struct kv_job j = { .st = a->f->v->store, .key = key, .fail = i % 10 == 9 };
 
 		snprintf(key, sizeof(key), "t%d-%d", a->id, i);
 		assert_int_equal(writer_submit(a->f->v->wr, put_kv, &j),
@@ -121,7 +124,7 @@ test_group_commit_isolates_requests(void **state)
 		}
 	/* Alone in its group, a failing request leaves nothing either. */
 	{
-		struct kv_job solo = { f->v->store, "solo", 1, 0 };
+		struct kv_job solo = { .st = f->v->store, .key = "solo", .fail = 1 };
 
 		assert_int_equal(writer_submit(f->v->wr, put_kv, &solo),
 		    VAULT_ERR_INVALID);
@@ -143,7 +146,7 @@ submit_mixed(void *p)
 	char key[64];
 
 	for (int i = 0; i < 200; i++) {
-		struct kv_job j = { a->f->v->store, key, i % 10 == 7, 0 };
+		struct kv_job j = { .st = a->f->v->store, .key = key, .fail = i % 10 == 7 };
 		int r;
 
 		snprintf(key, sizeof(key), "m%d-%d", a->id, i);
@@ -184,13 +187,78 @@ test_lazy_and_durable_mixed(void **state)
 	assert_true(groups >= 1 && groups <= reqs);
 }
 
+static atomic_bool blocker_started, blocker_release;
+
+static int
+block_until_released(MDB_txn *txn, void *arg)
+{
+	(void)txn;
+	(void)arg;
+	atomic_store(&blocker_started, true);
+	while (!atomic_load(&blocker_release))
+		usleep(1000);
+	return 0;
+}
+
+static void *
+submit_blocker(void *p)
+{
+	struct fx *f = p;
+
+	assert_int_equal(writer_submit(f->v->wr, block_until_released, NULL), 0);
+	return NULL;
+}
+
+static void *
+submit_one_lazy(void *p)
+{
+	struct kv_job *j = p;
+
+	assert_int_equal(writer_submit_lazy(j->wr, put_kv, j),
+	    j->fail ? VAULT_ERR_INVALID : 0);
+	return NULL;
+}
+
+/*
+ * Lazy requests queued behind a busy writer are applied as one group; the
+ * failing one among them costs the others nothing (the group is applied
+ * again, each request in its own nested transaction).
+ */
+static void
+test_lazy_group_with_a_failure(void **state)
+{
+	struct fx *f = *state;
+	pthread_t blocker, th[6];
+	struct kv_job jobs[6];
+	char keys[6][16];
+
+	atomic_store(&blocker_started, false);
+	atomic_store(&blocker_release, false);
+	pthread_create(&blocker, NULL, submit_blocker, f);
+	while (!atomic_load(&blocker_started))
+		usleep(1000);
+	for (int i = 0; i < 6; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "queued-%d", i);
+		jobs[i] = (struct kv_job){ .st = f->v->store, .key = keys[i],
+		    .fail = i == 3, .wr = f->v->wr };
+		pthread_create(&th[i], NULL, submit_one_lazy, &jobs[i]);
+	}
+	usleep(50 * 1000);
+	atomic_store(&blocker_release, true);
+	pthread_join(blocker, NULL);
+	for (int i = 0; i < 6; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(meta_has(f->v->store, keys[i]), i != 3);
+}
+
 /* With the writer idle, a lazy request costs no hand-off to its thread. */
 static void
 test_lazy_runs_on_the_caller_when_idle(void **state)
 {
 	struct fx *f = *state;
-	struct kv_job lazy = { f->v->store, "lazy", 0, 0 };
-	struct kv_job durable = { f->v->store, "durable", 0, 0 };
+	struct kv_job lazy = { .st = f->v->store, .key = "lazy", .fail = 0 };
+	struct kv_job durable = { .st = f->v->store, .key = "durable", .fail = 0 };
 
 	assert_int_equal(writer_submit_lazy(f->v->wr, put_kv, &lazy), 0);
 	assert_true(pthread_equal(lazy.ran_on, pthread_self()));
@@ -308,6 +376,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_group_commit_isolates_requests,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lazy_and_durable_mixed,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lazy_group_with_a_failure,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lazy_runs_on_the_caller_when_idle,
 		    setup, teardown),
