@@ -74,6 +74,19 @@ struct rpc_ctx {			/* one call; handlers know it as rpc_ctx */
 	struct rpc_ctx *next;		/* work queue */
 };
 
+/*
+ * A worker thread. Idle workers wait on a stack, so the next call goes to
+ * the one that was busy last: its stack, scratch region and caches are
+ * still warm, where a FIFO wake-up would pick the coldest.
+ */
+struct worker {
+	pthread_t thread;
+	pthread_cond_t cv;		/* popped off the idle stack, or stop */
+	struct server *srv;
+	struct worker *next_idle;
+	bool idle;			/* on the idle stack */
+};
+
 struct server {
 	grpc_server *gs;
 	struct cq_thread *cqs;
@@ -88,10 +101,10 @@ struct server {
 	char *tls_cert, *tls_key, *tls_ca;
 	atomic_bool tls_reload;
 	int grace_ms, max_streams;
-	pthread_t *workers;
+	struct worker *workers;
 	int n_workers;
 	pthread_mutex_t mu;
-	pthread_cond_t work_cv;		/* queue got work, or workers stop */
+	struct worker *idle;		/* idle workers, the last one on top */
 	pthread_cond_t state_cv;	/* a call ended, or shutdown completed */
 	struct rpc_ctx *q_head, *q_tail;
 	size_t q_len;
@@ -517,10 +530,23 @@ run_handler(struct rpc_ctx *c)
 	finish(c, r);
 }
 
+/* Takes w off the idle stack, wherever it is; under srv->mu. */
+static void
+unidle(struct server *srv, struct worker *w)
+{
+	struct worker **p = &srv->idle;
+
+	while (*p != w)
+		p = &(*p)->next_idle;
+	*p = w->next_idle;
+	w->idle = false;
+}
+
 static void *
 worker_main(void *arg)
 {
-	struct server *srv = arg;
+	struct worker *w = arg;
+	struct server *srv = w->srv;
 
 	pthread_setname_np(pthread_self(), "vaultd-worker");
 
@@ -528,10 +554,18 @@ worker_main(void *arg)
 	for (;;) {
 		struct rpc_ctx *c;
 
-		while (srv->q_head == NULL && !srv->workers_stop)
-			pthread_cond_wait(&srv->work_cv, &srv->mu);
+		while (srv->q_head == NULL && !srv->workers_stop) {
+			if (!w->idle) {
+				w->idle = true;
+				w->next_idle = srv->idle;
+				srv->idle = w;
+			}
+			pthread_cond_wait(&w->cv, &srv->mu);
+		}
 		if (srv->q_head == NULL)
 			break;
+		if (w->idle)		/* woken spuriously, and found work */
+			unidle(srv, w);
 		c = srv->q_head;
 		srv->q_head = c->next;
 		if (srv->q_head == NULL)
@@ -602,7 +636,12 @@ schedule(struct rpc_ctx *c)
 		srv->q_head = c;
 	srv->q_tail = c;
 	srv->q_len++;
-	pthread_cond_signal(&srv->work_cv);
+	if (srv->idle != NULL) {
+		struct worker *w = srv->idle;
+
+		unidle(srv, w);
+		pthread_cond_signal(&w->cv);
+	}
 	pthread_mutex_unlock(&srv->mu);
 }
 
@@ -1012,7 +1051,6 @@ server_start(struct server **out, const struct server_opts *opts,
 	srv->sink = opts->audit;
 	srv->max_streams = opts->max_streams;
 	pthread_mutex_init(&srv->mu, NULL);
-	pthread_cond_init(&srv->work_cv, NULL);
 	pthread_cond_init(&srv->state_cv, NULL);
 	srv->t_shutdown = (struct tag){ .fn = on_shutdown, .srv = srv };
 
@@ -1060,8 +1098,12 @@ server_start(struct server **out, const struct server_opts *opts,
 		return VAULT_ERR_IO;
 	}
 	grpc_server_start(srv->gs);
-	for (int i = 0; i < srv->n_workers; i++)
-		pthread_create(&srv->workers[i], NULL, worker_main, srv);
+	for (int i = 0; i < srv->n_workers; i++) {
+		srv->workers[i].srv = srv;
+		pthread_cond_init(&srv->workers[i].cv, NULL);
+		pthread_create(&srv->workers[i].thread, NULL, worker_main,
+		    &srv->workers[i]);
+	}
 	for (int i = 0; i < srv->n_cq; i++)
 		pthread_create(&srv->cqs[i].thread, NULL, cq_main, &srv->cqs[i]);
 	log_info("listening on %s, port %d, %s (%d completion queues, %d workers)",
@@ -1093,10 +1135,13 @@ server_stop(struct server *srv)
 
 	pthread_mutex_lock(&srv->mu);
 	srv->workers_stop = true;
-	pthread_cond_broadcast(&srv->work_cv);
-	pthread_mutex_unlock(&srv->mu);
 	for (int i = 0; i < srv->n_workers; i++)
-		pthread_join(srv->workers[i], NULL);
+		pthread_cond_signal(&srv->workers[i].cv);
+	pthread_mutex_unlock(&srv->mu);
+	for (int i = 0; i < srv->n_workers; i++) {
+		pthread_join(srv->workers[i].thread, NULL);
+		pthread_cond_destroy(&srv->workers[i].cv);
+	}
 	grpc_server_destroy(srv->gs);
 	for (int i = 0; i < srv->n_cq; i++)
 		grpc_completion_queue_shutdown(srv->cqs[i].cq);
@@ -1104,7 +1149,6 @@ server_stop(struct server *srv)
 		pthread_join(srv->cqs[i].thread, NULL);
 		grpc_completion_queue_destroy(srv->cqs[i].cq);
 	}
-	pthread_cond_destroy(&srv->work_cv);
 	pthread_cond_destroy(&srv->state_cv);
 	pthread_mutex_destroy(&srv->mu);
 	pthread_mutex_destroy(&srv->auth_mu);
