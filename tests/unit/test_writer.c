@@ -83,22 +83,53 @@ meta_has(struct store *st, const char *key)
 struct thread_arg {
 	struct fx *f;
 	int id;
+	char prefix;
+	int n, fail_at;		/* request i fails when i % 10 == fail_at */
+	bool mixed;		/* odd requests lazy */
 };
 
 static void *
-submit_many(void *p)
+submit_some(void *p)
 {
 	struct thread_arg *a = p;
 	char key[64];
 
-	for (int i = 0; i < 50; i++) {
-		struct kv_job j = { .st = a->f->v->store, .key = key, .fail = i % 10 == 9 };
+	for (int i = 0; i < a->n; i++) {
+		struct kv_job j = { .st = a->f->v->store, .key = key,
+		    .fail = i % 10 == a->fail_at };
+		int r;
 
-		snprintf(key, sizeof(key), "t%d-%d", a->id, i);
-		assert_int_equal(writer_submit(a->f->v->wr, put_kv, &j),
-		    j.fail ? VAULT_ERR_INVALID : 0);
+		snprintf(key, sizeof(key), "%c%d-%d", a->prefix, a->id, i);
+		r = a->mixed && i % 2 ? writer_submit_lazy(a->f->v->wr, put_kv, &j) :
+		    writer_submit(a->f->v->wr, put_kv, &j);
+		assert_int_equal(r, j.fail ? VAULT_ERR_INVALID : 0);
 	}
 	return NULL;
+}
+
+/*
+ * Eight threads submit n requests each at once; then exactly the requests
+ * that did not fail are in the store.
+ */
+static void
+submit_from_threads(struct fx *f, char prefix, int n, int fail_at, bool mixed)
+{
+	pthread_t th[8];
+	struct thread_arg args[8];
+	char key[64];
+
+	for (int i = 0; i < 8; i++) {
+		args[i] = (struct thread_arg){ f, i, prefix, n, fail_at, mixed };
+		pthread_create(&th[i], NULL, submit_some, &args[i]);
+	}
+	for (int i = 0; i < 8; i++)
+		pthread_join(th[i], NULL);
+	for (int t = 0; t < 8; t++)
+		for (int i = 0; i < n; i++) {
+			snprintf(key, sizeof(key), "%c%d-%d", prefix, t, i);
+			assert_int_equal(meta_has(f->v->store, key),
+			    i % 10 != fail_at);
+		}
 }
 
 /* A failing request leaves nothing; its neighbours in the group commit. */
@@ -106,22 +137,9 @@ static void
 test_group_commit_isolates_requests(void **state)
 {
 	struct fx *f = *state;
-	pthread_t th[8];
-	struct thread_arg args[8];
 	unsigned long long groups, reqs;
-	char key[64];
 
-	for (int i = 0; i < 8; i++) {
-		args[i] = (struct thread_arg){ f, i };
-		pthread_create(&th[i], NULL, submit_many, &args[i]);
-	}
-	for (int i = 0; i < 8; i++)
-		pthread_join(th[i], NULL);
-	for (int t = 0; t < 8; t++)
-		for (int i = 0; i < 50; i++) {
-			snprintf(key, sizeof(key), "t%d-%d", t, i);
-			assert_int_equal(meta_has(f->v->store, key), i % 10 != 9);
-		}
+	submit_from_threads(f, 't', 50, 9, false);
 	/* Alone in its group, a failing request leaves nothing either. */
 	{
 		struct kv_job solo = { .st = f->v->store, .key = "solo", .fail = 1 };
@@ -138,50 +156,19 @@ test_group_commit_isolates_requests(void **state)
 	assert_true(groups >= 1 && groups <= reqs);
 }
 
-/* Half of each thread's requests lazy, one in ten of them failing. */
-static void *
-submit_mixed(void *p)
-{
-	struct thread_arg *a = p;
-	char key[64];
-
-	for (int i = 0; i < 200; i++) {
-		struct kv_job j = { .st = a->f->v->store, .key = key, .fail = i % 10 == 7 };
-		int r;
-
-		snprintf(key, sizeof(key), "m%d-%d", a->id, i);
-		r = i % 2 ? writer_submit_lazy(a->f->v->wr, put_kv, &j) :
-		    writer_submit(a->f->v->wr, put_kv, &j);
-		assert_int_equal(r, j.fail ? VAULT_ERR_INVALID : 0);
-	}
-	return NULL;
-}
-
 /*
- * Lazy requests are applied by their submitters while the writer is idle,
- * and by the writer thread behind durable ones: either way each request's
- * result is its own, a failing one leaves nothing, and none is lost.
+ * Half of each thread's requests lazy, one in ten failing. Lazy requests
+ * are applied by their submitters while the writer is idle, and by the
+ * writer thread behind durable ones: either way each request's result is
+ * its own, a failing one leaves nothing, and none is lost.
  */
 static void
 test_lazy_and_durable_mixed(void **state)
 {
 	struct fx *f = *state;
-	pthread_t th[8];
-	struct thread_arg args[8];
 	unsigned long long groups, reqs;
-	char key[64];
 
-	for (int i = 0; i < 8; i++) {
-		args[i] = (struct thread_arg){ f, i };
-		pthread_create(&th[i], NULL, submit_mixed, &args[i]);
-	}
-	for (int i = 0; i < 8; i++)
-		pthread_join(th[i], NULL);
-	for (int t = 0; t < 8; t++)
-		for (int i = 0; i < 200; i++) {
-			snprintf(key, sizeof(key), "m%d-%d", t, i);
-			assert_int_equal(meta_has(f->v->store, key), i % 10 != 7);
-		}
+	submit_from_threads(f, 'm', 200, 7, true);
 	writer_stats(f->v->wr, &groups, &reqs);
 	assert_int_equal(reqs, 1600);
 	assert_true(groups >= 1 && groups <= reqs);
