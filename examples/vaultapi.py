@@ -1,10 +1,10 @@
 """A small Python client for vaultd on Debian's python3-grpcio.
 
 The protobuf modules are generated from proto/ with protoc at import time
-(into a temporary directory), so nothing generated is committed.
+(into a temporary directory, removed once loaded), so nothing generated is
+committed.
 """
 import importlib.util
-import os
 import pathlib
 import subprocess
 import tempfile
@@ -15,14 +15,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _load_pb2():
-    out = tempfile.mkdtemp(prefix="vault-pb2-")
-    subprocess.run(["protoc", f"--python_out={out}", f"-I{ROOT / 'proto'}",
-                    "vault/v1/vault.proto"], check=True)
-    spec = importlib.util.spec_from_file_location(
-        "vault_pb2", f"{out}/vault/v1/vault_pb2.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    with tempfile.TemporaryDirectory(prefix="vault-pb2-") as out:
+        subprocess.run(["protoc", f"--python_out={out}", f"-I{ROOT / 'proto'}",
+                        "vault/v1/vault.proto"], check=True)
+        spec = importlib.util.spec_from_file_location(
+            "vault_pb2", f"{out}/vault/v1/vault_pb2.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
 
 
 pb = _load_pb2()

@@ -29,13 +29,14 @@ def _load_module(name, path):
 
 
 def _generate_protos():
-    out = tempfile.mkdtemp(prefix="vault-pb2-")
-    subprocess.run(["protoc", f"--python_out={out}", f"-I{ROOT / 'proto'}",
-                    "vault/v1/vault.proto", "grpc/health/v1/health.proto"],
-                   check=True)
-    # Loaded by path: a "grpc" package on sys.path would shadow grpcio.
-    return (_load_module("vault_pb2", f"{out}/vault/v1/vault_pb2.py"),
-            _load_module("health_pb2", f"{out}/grpc/health/v1/health_pb2.py"))
+    with tempfile.TemporaryDirectory(prefix="vault-pb2-") as out:
+        subprocess.run(["protoc", f"--python_out={out}", f"-I{ROOT / 'proto'}",
+                        "vault/v1/vault.proto", "grpc/health/v1/health.proto"],
+                       check=True)
+        # Loaded by path: a "grpc" package on sys.path would shadow grpcio.
+        return (_load_module("vault_pb2", f"{out}/vault/v1/vault_pb2.py"),
+                _load_module("health_pb2",
+                             f"{out}/grpc/health/v1/health_pb2.py"))
 
 
 pb, health_pb = _generate_protos()
