@@ -400,7 +400,7 @@ writer_stop(struct writer *w)
 	pthread_cond_signal(&w->work_cv);
 	pthread_mutex_unlock(&w->mu);
 	pthread_join(w->thread, NULL);
-	log_info("writer: %llu requests applied in %llu groups", w->requests,
+	log_info("%llu requests applied in %llu groups", w->requests,
 	    w->groups);
 	/* Now nothing commits any more: the flusher's last sync covers all. */
 	pthread_mutex_lock(&w->mu);
