@@ -503,18 +503,18 @@ requests_log_txn(struct vault *v, MDB_txn *txn, const char *kind,
 
 int
 requests_expire_txn(struct vault *v, MDB_txn *txn, uint64_t before_ms,
-    size_t max, size_t *expired)
+    size_t max, struct requests_sweep *sw, size_t *expired)
 {
 	MDB_cursor *cur = NULL;
-	MDB_val k, val;
+	MDB_val k = { sw->len, sw->key }, val;
 	size_t seen = 0;
 	int rc;
 
 	*expired = 0;
 	if ((rc = mdb_cursor_open(txn, v->store->requests, &cur)) != 0)
 		return store_err(v->store, rc, "open cursor");
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0 && seen < max;
-	    seen++) {
+	for (rc = mdb_cursor_get(cur, &k, &val, sw->len > 0 ? MDB_SET_RANGE :
+	    MDB_FIRST); rc == 0 && seen < max; seen++) {
 		const uint8_t *p = val.mv_data;
 
 		if (val.mv_size >= 9 && p[0] == REC_FORMAT &&
@@ -529,6 +529,14 @@ requests_expire_txn(struct vault *v, MDB_txn *txn, uint64_t before_ms,
 		}
 		rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT);
 	}
+	/* Stopped at max: the record under the cursor is where to go on. */
+	if (rc == 0 && k.mv_size <= sizeof(sw->key)) {
+		memcpy(sw->key, k.mv_data, k.mv_size);
+		sw->len = k.mv_size;
+	} else if (rc == 0) {
+		rc = MDB_CORRUPTED;	/* longer than any LMDB key */
+	}
+	sw->end = rc == MDB_NOTFOUND;
 	mdb_cursor_close(cur);
 	return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_err(v->store, rc,
 	    "expire request records");

@@ -53,6 +53,7 @@ expire_apply(MDB_txn *txn, void *arg)
 struct requests_job {
 	struct vault *v;
 	uint64_t before;
+	struct requests_sweep sw;
 	size_t done;
 };
 
@@ -62,7 +63,7 @@ requests_apply(MDB_txn *txn, void *arg)
 	struct requests_job *job = arg;
 
 	return requests_expire_txn(job->v, txn, job->before, EXPIRE_PER_TXN,
-	    &job->done);
+	    &job->sw, &job->done);
 }
 
 /* Request records are kept request_retention_s (24 months); swept hourly. */
@@ -71,7 +72,8 @@ expire_requests(struct vault *v)
 {
 	static uint64_t last;
 	uint64_t now = store_now_ms(), keep = (uint64_t)v->cfg->request_retention_s * 1000ULL;
-	struct requests_job job = { v, now > keep ? now - keep : 0, 0 };
+	struct requests_job job = { .v = v,
+	    .before = now > keep ? now - keep : 0 };
 	int r;
 
 	if (last != 0 && now - last < 3600000ULL)
@@ -82,7 +84,7 @@ expire_requests(struct vault *v)
 			return r;
 		if (job.done > 0)
 			log_info("expired %zu request records", job.done);
-	} while (job.done > 0);
+	} while (!job.sw.end);
 	return 0;
 }
 

@@ -356,6 +356,84 @@ test_moved_value_fails_to_open(void **state)
 	consumer_values_clear(&cv);
 }
 
+struct log_job {
+	struct vault *v;
+	const char *kind;
+	uint8_t ref[CRYPTO_REF_BYTES];
+};
+
+static int
+log_apply(MDB_txn *txn, void *arg)
+{
+	struct log_job *j = arg;
+
+	return requests_log_txn(j->v, txn, j->kind, j->ref);
+}
+
+struct sweep_job {
+	struct vault *v;
+	uint64_t before;
+	struct requests_sweep sw;
+	size_t done;
+};
+
+static int
+sweep_apply(MDB_txn *txn, void *arg)
+{
+	struct sweep_job *j = arg;
+
+	return requests_expire_txn(j->v, txn, j->before, 2, &j->sw, &j->done);
+}
+
+static size_t
+request_records(struct store *st)
+{
+	MDB_txn *txn;
+	MDB_stat stat;
+
+	assert_int_equal(store_read_begin(st, &txn), 0);
+	assert_int_equal(mdb_stat(txn, st->requests, &stat), 0);
+	mdb_txn_abort(txn);
+	return stat.ms_entries;
+}
+
+/*
+ * Request records are keyed by kind and ref, not by time: a sweep that
+ * looks at two records per transaction must still reach old records that
+ * sort after recent ones.
+ */
+static void
+test_request_sweep_reaches_every_record(void **state)
+{
+	struct fx *f = *state;
+	struct sweep_job sweep = { .v = f->v };
+	struct log_job j = { .v = f->v };
+	size_t expired = 0, txns = 0;
+
+	j.kind = "zz-old";
+	for (int i = 0; i < 5; i++) {
+		j.ref[0] = (uint8_t)i;
+		assert_int_equal(writer_submit(f->v->wr, log_apply, &j), 0);
+	}
+	usleep(5000);
+	sweep.before = store_now_ms();
+	usleep(5000);
+	j.kind = "aa-new";
+	for (int i = 0; i < 5; i++) {
+		j.ref[0] = (uint8_t)i;
+		assert_int_equal(writer_submit(f->v->wr, log_apply, &j), 0);
+	}
+	assert_int_equal(request_records(f->v->store), 10);
+	do {
+		assert_int_equal(writer_submit(f->v->wr, sweep_apply, &sweep), 0);
+		expired += sweep.done;
+		txns++;
+	} while (!sweep.sw.end);
+	assert_int_equal(expired, 5);
+	assert_int_equal(request_records(f->v->store), 5);
+	assert_true(txns >= 5);		/* two records looked at per transaction */
+}
+
 int
 main(void)
 {
@@ -369,6 +447,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_lazy_runs_on_the_caller_when_idle,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_get_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_request_sweep_reaches_every_record,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moved_value_fails_to_open,
 		    setup, teardown),
 	};
