@@ -4,6 +4,7 @@
 #include <sodium.h>
 
 #include "audit.h"
+#include "journal.h"
 #include "log.h"
 
 #define REC_FORMAT 1
@@ -13,6 +14,8 @@
 #define MAX_FIELD 1024
 #define N_FIELDS 7
 #define PAGE 512
+
+_Static_assert(AUDIT_BODY_MAX == N_FIELDS * (2 + MAX_FIELD), "body size");
 
 /* The fields, in record order. */
 static void
@@ -68,21 +71,12 @@ audit_head(struct vault *v, MDB_txn *txn, uint64_t *seq,
 	return 0;
 }
 
-int
-audit_append_txn(struct vault *v, MDB_txn *txn, const struct audit_rec *rec)
+size_t
+audit_encode(const struct audit_rec *rec, uint8_t buf[AUDIT_BODY_MAX])
 {
-	uint8_t buf[HDR + N_FIELDS * (2 + MAX_FIELD)], key[8], head[8 + AUDIT_HASH_BYTES];
 	const void *f[N_FIELDS];
-	size_t n[N_FIELDS], off = HDR;
-	uint64_t seq;
-	MDB_val k, val;
-	int rc, r;
+	size_t n[N_FIELDS], off = 0;
 
-	if ((r = audit_head(v, txn, &seq, buf + 9)) != 0)
-		return r;
-	seq++;
-	buf[0] = REC_FORMAT;
-	store_put_u64(buf + 1, store_now_ms());
 	fields_of(rec, f, n);
 	for (int i = 0; i < N_FIELDS; i++) {
 		buf[off] = (uint8_t)(n[i] >> 8);
@@ -91,15 +85,69 @@ audit_append_txn(struct vault *v, MDB_txn *txn, const struct audit_rec *rec)
 			memcpy(buf + off + 2, f[i], n[i]);
 		off += 2 + n[i];
 	}
-	chain_hash(keyring_audit_key(v->kr), seq, buf + 1, buf + HDR, off - HDR,
+	return off;
+}
+
+/* The consumer ref field of a body: *ref is NULL when the entry has none. */
+static int
+body_ref(const uint8_t *body, size_t len, const uint8_t **ref)
+{
+	size_t off = 0;
+
+	*ref = NULL;
+	for (int i = 0; i < N_FIELDS; i++) {
+		size_t n;
+
+		if (len - off < 2)
+			return VAULT_ERR_STATE;
+		n = (size_t)body[off] << 8 | body[off + 1];
+		off += 2;
+		if (len - off < n || n > MAX_FIELD)
+			return VAULT_ERR_STATE;
+		if (i == 2 && n != 0 && n != CRYPTO_REF_BYTES)
+			return VAULT_ERR_STATE;
+		if (i == 2 && n != 0)
+			*ref = body + off;
+		off += n;
+	}
+	return off == len ? 0 : VAULT_ERR_STATE;
+}
+
+int
+audit_check_body(const uint8_t *body, size_t len)
+{
+	const uint8_t *ref;
+
+	return body_ref(body, len, &ref);
+}
+
+int
+audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
+    const uint8_t *body, size_t len)
+{
+	uint8_t buf[HDR + AUDIT_BODY_MAX], key[8], head[8 + AUDIT_HASH_BYTES];
+	const uint8_t *ref;
+	uint64_t seq;
+	MDB_val k, val;
+	int rc, r;
+
+	if (len > AUDIT_BODY_MAX || body_ref(body, len, &ref) != 0)
+		return VAULT_ERR_STATE;
+	if ((r = audit_head(v, txn, &seq, buf + 9)) != 0)
+		return r;
+	seq++;
+	buf[0] = REC_FORMAT;
+	store_put_u64(buf + 1, at_ms);
+	memcpy(buf + HDR, body, len);
+	chain_hash(keyring_audit_key(v->kr), seq, buf + 1, buf + HDR, len,
 	    buf + 9 + AUDIT_HASH_BYTES);
 	store_put_u64(key, seq);
 	k = (MDB_val){ 8, key };
-	val = (MDB_val){ off, buf };
+	val = (MDB_val){ HDR + len, buf };
 	if ((rc = mdb_put(txn, v->store->audit, &k, &val, MDB_APPEND)) != 0)
 		return store_err(v->store, rc, "append audit entry");
-	if (rec->ref != NULL) {
-		MDB_val rk = { CRYPTO_REF_BYTES, (void *)rec->ref }, sv = { 8, key };
+	if (ref != NULL) {
+		MDB_val rk = { CRYPTO_REF_BYTES, (void *)ref }, sv = { 8, key };
 
 		if ((rc = mdb_put(txn, v->store->audit_ref, &rk, &sv, 0)) != 0)
 			return store_err(v->store, rc, "index audit entry");
@@ -111,6 +159,15 @@ audit_append_txn(struct vault *v, MDB_txn *txn, const struct audit_rec *rec)
 	if ((rc = mdb_put(txn, v->store->meta, &k, &val, 0)) != 0)
 		return store_err(v->store, rc, "put audit head");
 	return 0;
+}
+
+int
+audit_append_txn(struct vault *v, MDB_txn *txn, const struct audit_rec *rec)
+{
+	uint8_t body[AUDIT_BODY_MAX];
+	size_t len = audit_encode(rec, body);
+
+	return audit_append_body_txn(v, txn, store_now_ms(), body, len);
 }
 
 struct append_job {
@@ -267,6 +324,9 @@ audit_scan(struct vault *v, uint64_t after_seq, const uint8_t *ref,
 	bool done = false;
 	int r = 0;
 
+	/* Entries still in the journal go in first, so the scan sees them. */
+	if (v->jn != NULL && (r = journal_sync(v->jn)) != 0)
+		return r;
 	while (!done && r == 0)
 		r = scan_page(v, &after_seq, ref, fn, arg, &done);
 	return r;
@@ -285,6 +345,8 @@ audit_verify(struct vault *v, uint64_t *entries, uint8_t head[AUDIT_HASH_BYTES],
 
 	*entries = 0;
 	*first_bad = 0;
+	if (v->jn != NULL && (r = journal_sync(v->jn)) != 0)
+		return r;
 	/* One snapshot, so appends during the check do not confuse it. */
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		return r;

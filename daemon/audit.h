@@ -26,6 +26,8 @@
 #include "vault.h"
 
 #define AUDIT_HASH_BYTES 32
+/* The largest encoded entry body: seven fields of at most 1024 bytes. */
+#define AUDIT_BODY_MAX (7 * (2 + 1024))
 
 struct audit_rec {
 	const char *principal;		/* "-" when unauthenticated */
@@ -49,6 +51,16 @@ struct audit_entry {
 /* In a write txn: appends rec, chained to the head. */
 int audit_append_txn(struct vault *v, MDB_txn *txn,
     const struct audit_rec *rec) VAULT_WUR;
+/*
+ * The entry body: rec's fields, each a 2-byte length and its bytes (fields
+ * longer than 1024 bytes are cut). Returns its length.
+ */
+size_t audit_encode(const struct audit_rec *rec, uint8_t buf[AUDIT_BODY_MAX]);
+/* 0 when body is a well-formed entry body, else VAULT_ERR_STATE. */
+int audit_check_body(const uint8_t *body, size_t len) VAULT_WUR;
+/* In a write txn: appends an encoded entry made at at_ms. */
+int audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
+    const uint8_t *body, size_t len) VAULT_WUR;
 /* Appends rec in a durable transaction of its own (group committed). */
 int audit_append(struct vault *v, const struct audit_rec *rec) VAULT_WUR;
 

@@ -1,5 +1,6 @@
 #include <stdlib.h>
 
+#include "journal.h"
 #include "log.h"
 #include "vault.h"
 
@@ -24,6 +25,8 @@ vault_open(struct vault **out, const struct config *cfg, bool create_key)
 		goto fail;
 	if ((r = writer_start(&v->wr, v->store, (unsigned)cfg->max_group)) != 0)
 		goto fail;
+	if ((r = journal_open(&v->jn, v, cfg->store_dir, JOURNAL_INGEST_MS)) != 0)
+		goto fail;
 	*out = v;
 	return 0;
 fail:
@@ -36,6 +39,7 @@ vault_close(struct vault *v)
 {
 	if (v == NULL)
 		return;
+	journal_close(v->jn);
 	writer_stop(v->wr);
 	tokenizer_free(v->tok);
 	keyring_free(v->kr);

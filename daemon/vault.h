@@ -21,10 +21,14 @@ struct vault {
 	struct keyring *kr;
 	struct writer *wr;
 	struct tokenizer *tok;
+	struct journal *jn;		/* audit entries of calls that write nothing */
 };
 
+struct journal;
+
 /*
- * Opens the store and keyring named by cfg and starts the writer. With
+ * Opens the store and keyring named by cfg, starts the writer, and opens
+ * the audit journal (moving in what a crash left there). With
  * create_key, a new store without key files gets master-1.key generated.
  */
 int vault_open(struct vault **out, const struct config *cfg,

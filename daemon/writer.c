@@ -42,6 +42,9 @@ struct writer {
 	bool flush_stop;			/* set once the writer thread ended */
 	unsigned max_group;
 	unsigned long long groups, requests;
+	writer_fn prelude;			/* see writer_set_prelude */
+	void (*prelude_done)(void *arg, bool committed);
+	void *prelude_arg;
 };
 
 /* Applies each request of the group in a nested transaction, then commits. */
@@ -61,6 +64,10 @@ run_group(struct writer *w, struct write_req *group)
 		r = VAULT_ERR_UNAVAILABLE;
 	} else if ((rc = mdb_txn_begin(w->st->env, NULL, 0, &txn)) != 0) {
 		r = store_err(w->st, rc, "begin write");
+	} else if (w->prelude != NULL &&
+	    (r = w->prelude(txn, w->prelude_arg)) != 0) {
+		mdb_txn_abort(txn);
+		txn = NULL;
 	}
 	for (struct write_req *q = group; q != NULL; q = q->next) {
 		if (r != 0) {
@@ -101,6 +108,8 @@ run_group(struct writer *w, struct write_req *group)
 	}
 	if (txn != NULL && lazy)
 		mdb_env_set_flags(w->st->env, MDB_NOSYNC, 0);
+	if (w->prelude_done != NULL)
+		w->prelude_done(w->prelude_arg, txn != NULL && r == 0);
 	if (txn == NULL || r != 0)
 		return COMMITTED_NONE;
 	return lazy ? COMMITTED_LAZY : COMMITTED_DURABLE;
@@ -234,6 +243,15 @@ writer_start(struct writer **out, struct store *st, unsigned max_group)
 	}
 	*out = w;
 	return 0;
+}
+
+void
+writer_set_prelude(struct writer *w, writer_fn fn,
+    void (*done)(void *arg, bool committed), void *arg)
+{
+	w->prelude = fn;
+	w->prelude_done = done;
+	w->prelude_arg = arg;
 }
 
 static _Thread_local struct {

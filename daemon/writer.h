@@ -58,6 +58,15 @@ bool writer_hook_fired(void);
  */
 int writer_submit_lazy(struct writer *w, writer_fn fn, void *arg) VAULT_WUR;
 
+/*
+ * fn runs first in every group's transaction, on whichever thread applies
+ * the group; if it fails, the group fails. done(arg, committed) follows the
+ * group's commit or abort. The audit journal uses it to move its entries
+ * into the store ahead of the group's own. Set before any submit.
+ */
+void writer_set_prelude(struct writer *w, writer_fn fn,
+    void (*done)(void *arg, bool committed), void *arg);
+
 /* Finishes queued requests, then stops the thread and frees w. NULL-safe. */
 void writer_stop(struct writer *w);
 

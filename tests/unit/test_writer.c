@@ -137,8 +137,10 @@ static void
 test_group_commit_isolates_requests(void **state)
 {
 	struct fx *f = *state;
-	unsigned long long groups, reqs;
+	unsigned long long groups, reqs, groups0, reqs0;
 
+	/* Opening the vault applied requests of its own (the journal's). */
+	writer_stats(f->v->wr, &groups0, &reqs0);
 	submit_from_threads(f, 't', 50, 9, false);
 	/* Alone in its group, a failing request leaves nothing either. */
 	{
@@ -152,8 +154,8 @@ test_group_commit_isolates_requests(void **state)
 		assert_true(meta_has(f->v->store, "solo"));
 	}
 	writer_stats(f->v->wr, &groups, &reqs);
-	assert_int_equal(reqs, 402);
-	assert_true(groups >= 1 && groups <= reqs);
+	assert_int_equal(reqs - reqs0, 402);
+	assert_true(groups - groups0 >= 1 && groups - groups0 <= reqs - reqs0);
 }
 
 /*
@@ -166,12 +168,13 @@ static void
 test_lazy_and_durable_mixed(void **state)
 {
 	struct fx *f = *state;
-	unsigned long long groups, reqs;
+	unsigned long long groups, reqs, groups0, reqs0;
 
+	writer_stats(f->v->wr, &groups0, &reqs0);
 	submit_from_threads(f, 'm', 200, 7, true);
 	writer_stats(f->v->wr, &groups, &reqs);
-	assert_int_equal(reqs, 1600);
-	assert_true(groups >= 1 && groups <= reqs);
+	assert_int_equal(reqs - reqs0, 1600);
+	assert_true(groups - groups0 >= 1 && groups - groups0 <= reqs - reqs0);
 }
 
 static atomic_bool blocker_started, blocker_release;

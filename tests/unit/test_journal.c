@@ -1,0 +1,381 @@
+/*
+ * The audit journal: entries of reads reach the audit log in order, and
+ * what a crash leaves in the journal files is moved in at the next open;
+ * a changed or missing record stops the open.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "audit.h"
+#include "journal.h"
+#include "testutil.h"
+
+#define HOUR_MS 3600000
+
+struct fx {
+	char *dir;
+	struct config *cfg;
+	struct vault *v;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_int_equal(crypto_init(), 0);
+	f->dir = test_tmpdir();
+	f->cfg = test_config(f->dir);
+	assert_int_equal(vault_open(&f->v, f->cfg, true), 0);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	vault_close(f->v);
+	config_free(f->cfg);
+	test_rmtree(f->dir);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+/* Entries stay in the journal until synced: no timed ingest for an hour. */
+static void
+hold_entries(struct fx *f)
+{
+	journal_close(f->v->jn);
+	assert_int_equal(journal_open(&f->v->jn, f->v, f->cfg->store_dir,
+	    HOUR_MS), 0);
+}
+
+static struct audit_rec
+rec_of(const char *detail, const uint8_t *ref)
+{
+	return (struct audit_rec){ "reader", "/vault.v1.Vault/GetAttributes",
+	    ref, detail, "", "", "ok" };
+}
+
+struct seen {
+	size_t n;
+	char detail[16][64];
+	uint64_t seq[16];
+};
+
+static int
+collect(const struct audit_entry *e, void *arg)
+{
+	struct seen *s = arg;
+
+	if (strncmp(e->detail, "j", 1) == 0 && s->n < 16) {
+		snprintf(s->detail[s->n], sizeof(s->detail[0]), "%.60s", e->detail);
+		s->seq[s->n++] = e->seq;
+	}
+	return 0;
+}
+
+static void
+assert_chain_ok(struct vault *v)
+{
+	uint8_t head[AUDIT_HASH_BYTES];
+	uint64_t entries, bad;
+
+	assert_int_equal(audit_verify(v, &entries, head, &bad), 0);
+	assert_int_equal(bad, 0);
+}
+
+/* Appends j1..jn (one call each), with a ref on j2. */
+static void
+append_n(struct vault *v, int n)
+{
+	uint8_t ref[CRYPTO_REF_BYTES];
+
+	memset(ref, 0xab, sizeof(ref));
+	for (int i = 1; i <= n; i++) {
+		char d[16];
+		struct audit_rec r;
+
+		snprintf(d, sizeof(d), "j%d", i);
+		r = rec_of(d, i == 2 ? ref : NULL);
+		assert_int_equal(journal_append(v->jn, &r, 1), 0);
+	}
+}
+
+static void
+test_entries_reach_the_log_in_order(void **state)
+{
+	struct fx *f = *state;
+	struct seen all = { 0 }, of_ref = { 0 };
+	uint8_t ref[CRYPTO_REF_BYTES];
+	struct audit_rec two[2];
+
+	hold_entries(f);
+	append_n(f->v, 3);
+	two[0] = rec_of("j4", NULL);
+	two[1] = rec_of("j5", NULL);
+	assert_int_equal(journal_append(f->v->jn, two, 2), 0);
+	/* A scan moves the journaled entries in first. */
+	assert_int_equal(audit_scan(f->v, 0, NULL, collect, &all), 0);
+	assert_int_equal(all.n, 5);
+	for (size_t i = 0; i < 5; i++) {
+		char want[8];
+
+		snprintf(want, sizeof(want), "j%zu", i + 1);
+		assert_string_equal(all.detail[i], want);
+		assert_true(i == 0 || all.seq[i] == all.seq[i - 1] + 1);
+	}
+	memset(ref, 0xab, sizeof(ref));
+	assert_int_equal(audit_scan(f->v, 0, ref, collect, &of_ref), 0);
+	assert_int_equal(of_ref.n, 1);
+	assert_string_equal(of_ref.detail[0], "j2");
+	assert_chain_ok(f->v);
+}
+
+/* Without a sync, the timed ingest moves entries in on its own. */
+static void
+test_timed_ingest(void **state)
+{
+	struct fx *f = *state;
+	struct seen s = { 0 };
+	char path[4200];
+	struct stat st;
+
+	append_n(f->v, 2);
+	for (int i = 0; i < 200; i++) {
+		snprintf(path, sizeof(path), "%s/audit-journal.0", f->cfg->store_dir);
+		assert_int_equal(stat(path, &st), 0);
+		if (st.st_size == 0)
+			break;
+		usleep(10000);
+	}
+	/* The file that took the entries was emptied once they were in. */
+	assert_int_equal(st.st_size, 0);
+	assert_int_equal(audit_scan(f->v, 0, NULL, collect, &s), 0);
+	assert_int_equal(s.n, 2);
+}
+
+/* Copies the test dir as a crash would leave it; returns the copy's path. */
+static char *
+crash_copy(struct fx *f)
+{
+	char *copy = test_tmpdir(), cmd[9000];
+
+	snprintf(cmd, sizeof(cmd), "cp -a '%s/.' '%s/'", f->dir, copy);
+	assert_int_equal(system(cmd), 0);
+	return copy;
+}
+
+static int
+open_copy(const char *copy, struct vault **v, struct config **cfg)
+{
+	*cfg = test_config(copy);
+	return vault_open(v, *cfg, false);
+}
+
+static void
+close_copy(char *copy, struct vault *v, struct config *cfg)
+{
+	vault_close(v);
+	config_free(cfg);
+	test_rmtree(copy);
+	free(copy);
+}
+
+static off_t
+file_size(const char *dir, int i)
+{
+	char path[4200];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/db/audit-journal.%d", dir, i);
+	assert_int_equal(stat(path, &st), 0);
+	return st.st_size;
+}
+
+static void
+test_crash_recovery(void **state)
+{
+	struct fx *f = *state;
+	struct vault *v;
+	struct config *cfg;
+	struct seen s = { 0 };
+	char *copy;
+
+	hold_entries(f);
+	append_n(f->v, 3);
+	copy = crash_copy(f);
+	assert_true(file_size(copy, 0) > 0);
+	assert_int_equal(open_copy(copy, &v, &cfg), 0);
+	/* Moved in, durably, and the files emptied. */
+	assert_int_equal(file_size(copy, 0), 0);
+	assert_int_equal(audit_scan(v, 0, NULL, collect, &s), 0);
+	assert_int_equal(s.n, 3);
+	assert_string_equal(s.detail[2], "j3");
+	assert_chain_ok(v);
+	/* New entries continue the journal's sequence. */
+	append_n(v, 1);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(audit_scan(v, 0, NULL, collect, &s), 0);
+	assert_int_equal(s.n, 4);
+	close_copy(copy, v, cfg);
+}
+
+/* Entries moved in before the crash are not moved in twice. */
+static void
+test_no_entry_twice(void **state)
+{
+	struct fx *f = *state;
+	struct vault *v;
+	struct config *cfg;
+	struct seen s = { 0 };
+	char *copy;
+
+	hold_entries(f);
+	append_n(f->v, 2);
+	assert_int_equal(journal_sync(f->v->jn), 0);
+	append_n(f->v, 1);	/* j1 again, after the synced two */
+	copy = crash_copy(f);
+	assert_int_equal(open_copy(copy, &v, &cfg), 0);
+	assert_int_equal(audit_scan(v, 0, NULL, collect, &s), 0);
+	assert_int_equal(s.n, 3);
+	assert_chain_ok(v);
+	close_copy(copy, v, cfg);
+}
+
+static void
+test_torn_tail_is_dropped(void **state)
+{
+	struct fx *f = *state;
+	struct vault *v;
+	struct config *cfg;
+	struct seen s = { 0 };
+	char path[4200], *copy;
+
+	hold_entries(f);
+	append_n(f->v, 3);
+	copy = crash_copy(f);
+	snprintf(path, sizeof(path), "%s/db/audit-journal.0", copy);
+	assert_int_equal(truncate(path, file_size(copy, 0) - 7), 0);
+	assert_int_equal(open_copy(copy, &v, &cfg), 0);
+	assert_int_equal(audit_scan(v, 0, NULL, collect, &s), 0);
+	assert_int_equal(s.n, 2);
+	assert_chain_ok(v);
+	close_copy(copy, v, cfg);
+}
+
+/* Rewrites the copy's journal file 0 with bytes [from, to) cut out or, with
+ * flip, one bit changed at from. */
+static void
+edit_journal(const char *copy, off_t from, off_t to, bool flip)
+{
+	char path[4200];
+	uint8_t buf[65536];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/db/audit-journal.0", copy);
+	assert_true((fd = open(path, O_RDWR)) >= 0);
+	assert_true((n = pread(fd, buf, sizeof(buf), 0)) > to);
+	if (flip)
+		buf[from] ^= 0x01;
+	else
+		memmove(buf + from, buf + to, (size_t)(n - to)), n -= to - from;
+	assert_int_equal(ftruncate(fd, 0), 0);
+	assert_int_equal(pwrite(fd, buf, (size_t)n, 0), n);
+	close(fd);
+}
+
+static void
+test_changed_record_stops_the_open(void **state)
+{
+	struct fx *f = *state;
+	struct vault *v = NULL;
+	struct config *cfg;
+	char *copy;
+
+	hold_entries(f);
+	append_n(f->v, 3);
+	copy = crash_copy(f);
+	edit_journal(copy, 40, 41, true);	/* inside the first entry's body */
+	assert_int_equal(open_copy(copy, &v, &cfg), VAULT_ERR_STATE);
+	assert_null(v);
+	close_copy(copy, NULL, cfg);
+}
+
+static void
+test_missing_record_stops_the_open(void **state)
+{
+	struct fx *f = *state;
+	struct vault *v = NULL;
+	struct config *cfg;
+	struct audit_rec r = rec_of("j1", NULL);
+	uint8_t body[AUDIT_BODY_MAX];
+	char *copy;
+	/* fmt, length, seq, at | body | mac */
+	off_t first = (off_t)(1 + 2 + 8 + 8 + audit_encode(&r, body) + 32);
+
+	hold_entries(f);
+	append_n(f->v, 3);
+	copy = crash_copy(f);
+	edit_journal(copy, 0, first, false);	/* j1 taken out */
+	assert_int_equal(open_copy(copy, &v, &cfg), VAULT_ERR_STATE);
+	assert_null(v);
+	close_copy(copy, NULL, cfg);
+}
+
+/* No attribute value or consumer id: the journal holds what the log holds. */
+static void
+test_journal_holds_no_plaintext_id(void **state)
+{
+	struct fx *f = *state;
+	uint8_t ref[CRYPTO_REF_BYTES], buf[8192];
+	struct audit_rec r;
+	char path[4200];
+	ssize_t n;
+	int fd;
+
+	hold_entries(f);
+	crypto_consumer_ref(keyring_index_key(f->v->kr), "alice@example.com",
+	    17, ref);
+	r = rec_of("email", ref);
+	assert_int_equal(journal_append(f->v->jn, &r, 1), 0);
+	snprintf(path, sizeof(path), "%s/audit-journal.0", f->cfg->store_dir);
+	assert_true((fd = open(path, O_RDONLY)) >= 0);
+	assert_true((n = read(fd, buf, sizeof(buf))) > 0);
+	close(fd);
+	assert_null(memmem(buf, (size_t)n, "alice", 5));
+	assert_non_null(memmem(buf, (size_t)n, ref, sizeof(ref)));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_entries_reach_the_log_in_order,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timed_ingest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_recovery, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_entry_twice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_torn_tail_is_dropped, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_changed_record_stops_the_open,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_record_stops_the_open,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_journal_holds_no_plaintext_id,
+		    setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
