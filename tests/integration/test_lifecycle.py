@@ -70,9 +70,14 @@ def test_no_consumer_id_or_value_on_disk_or_in_logs(daemon):
     for cid in secrets_written[0:30:3]:
         daemon.put(cid, email=f"new-{secrets.token_hex(8)}@example.test")
         daemon.delete(cid)
+    # Reads are audited through the journal files: read them while running.
+    for cid in secrets_written[30::3]:
+        daemon.get(cid, ["zip"])
+    live = list(_all_bytes(daemon.data_dir))
+    assert any("audit-journal" in p for p, _ in live)
     token = daemon.token
     assert daemon.stop() == 0
-    blobs = list(_all_bytes(daemon.data_dir))
+    blobs = list(_all_bytes(daemon.data_dir)) + live
     assert any(p.endswith("data.mdb") for p, _ in blobs)
     log = daemon.log().encode()
     for s in secrets_written + [token]:

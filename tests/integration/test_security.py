@@ -267,6 +267,47 @@ def test_audit_tampering_is_found(daemon, how, first_bad):
     assert after.first_bad_seq == (first_bad or 9)
 
 
+def test_read_audit_entries_survive_a_crash(daemon):
+    """Reads are audited through the journal; a SIGKILL loses none."""
+    daemon.put("crash@example.test", age="41")
+    for _ in range(30):
+        daemon.get("crash@example.test", ["age"])
+    daemon.proc.kill()
+    assert daemon.wait_exit() == -signal.SIGKILL
+    daemon.start()
+    entries = list(audit_plain(daemon, consumer_id="crash@example.test"))
+    assert [e.method.split("/")[-1] for e in entries] == \
+        ["PutAttributes"] + ["GetAttributes"] * 30
+    assert [e.seq for e in entries] == list(range(entries[0].seq, entries[0].seq + 31))
+    v = daemon.call("/vault.v1.Audit/VerifyAudit", pb.VerifyAuditRequest(),
+                    pb.VerifyAuditResponse)
+    assert v.ok and v.first_bad_seq == 0
+    # What the crash left was moved in at start, and the files emptied.
+    for i in (0, 1):
+        assert (daemon.data_dir / "db" / f"audit-journal.{i}").stat().st_size == 0
+
+
+def test_changed_audit_journal_stops_the_daemon(daemon):
+    daemon.put("j@example.test", age="41")
+    assert daemon.stop() == 0
+    journal = daemon.data_dir / "db" / "audit-journal.0"
+    # A well-framed record (format 1, a 14-byte body) whose MAC is wrong.
+    body = b"\x00\x00" * 7
+    journal.write_bytes(b"\x01\x00\x0e" + (1).to_bytes(8, "big") * 2 + body
+                        + b"\x00" * 32)
+    daemon.spawn()
+    assert daemon.wait_exit() != 0
+    log = daemon.log()
+    assert f"the audit journal {journal} is damaged at byte 0: a record fails its MAC" in log
+    assert "cannot open the vault" in log
+    # Moved aside, as the message says, the daemon starts with the log intact.
+    journal.rename(journal.with_suffix(".bad"))
+    daemon.start()
+    v = daemon.call("/vault.v1.Audit/VerifyAudit", pb.VerifyAuditRequest(),
+                    pb.VerifyAuditResponse)
+    assert v.ok and v.entries == 1
+
+
 def test_export_holds_exactly_this_consumer(daemon):
     daemon.put("exp@example.test", age="33", email="exp@example.test",
                device="mobile", ethnicity="group_b")
