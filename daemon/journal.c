@@ -466,7 +466,7 @@ recover(struct journal *j)
 	f.max_seq = after;
 	for (int i = 0; i < 2 && r == 0; i++)
 		r = scan_file(j, i, after, &f);
-	if (r == 0)
+	if (r == 0 && f.n > 1)
 		qsort(f.e, f.n, sizeof(*f.e), by_seq);
 	for (size_t i = 0; i < f.n && r == 0; i++)
 		if (f.e[i]->seq != after + 1 + i) {

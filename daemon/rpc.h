@@ -57,7 +57,7 @@ struct rpc_audit_sink {
 	void (*arm)(void *app, const struct rpc_audit *rec);
 	/* Ends that; true when rec was written with a write. */
 	bool (*disarm)(void *app);
-	/* Writes rec now, durably. */
+	/* Records rec now, before the reply; a failure refuses the call. */
 	int (*append)(void *app, const struct rpc_audit *rec);
 };
 

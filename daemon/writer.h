@@ -48,8 +48,8 @@ bool writer_hook_fired(void);
  * Like writer_submit, but acknowledged once committed, before its fsync: a
  * later durable commit, or the flusher thread within 20 ms, makes it
  * durable. A process crash loses nothing (the pages are in the OS's cache);
- * a power failure may lose the last 20 ms of lazy requests. For audit
- * entries of reads, which must not cost each read an fsync.
+ * a power failure may lose the last 20 ms of lazy requests. For rotation
+ * batches, and for moving the audit journal in before a scan of the log.
  *
  * While the writer is idle, lazy requests are applied by the threads that
  * submit them (one thread applies its own and any others queued), which
