@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +22,12 @@
 #define REC_MAX (JHDR + AUDIT_BODY_MAX + MAC_BYTES)
 #define SEQ_KEY "audit_journal_seq"	/* meta: the last entry moved in */
 #define MAX_FILE_BYTES ((off_t)1 << 30)	/* read whole at start */
+/*
+ * Entries waiting to be moved in; normally one window's worth. Beyond this
+ * the log is not taking them (a failing store): audited calls are refused
+ * rather than memory growing without bound.
+ */
+#define MAX_WAITING 65536
 
 /* An entry not yet in the audit log. */
 struct jentry {
@@ -41,10 +48,12 @@ struct journal {
 	pthread_cond_t cv;		/* entries arrived, or stop */
 	struct jentry *head, *tail;	/* not yet in the audit log, in order */
 	struct jentry *taken;		/* the last entry the running group took */
+	size_t n_waiting, n_taken;	/* entries from head; of them, taken */
 	uint64_t next_seq;
 	bool waiting;			/* the thread waits for entries */
 	bool stopping;
 	bool broken;			/* a failed append could not be undone */
+	bool full;			/* at MAX_WAITING; logged once */
 	bool hooked;			/* the writer runs drain() */
 	bool started;
 	pthread_t thread;
@@ -104,6 +113,7 @@ drain(MDB_txn *txn, void *arg)
 	last = j->tail;
 	pthread_mutex_unlock(&j->mu);
 	j->taken = NULL;
+	j->n_taken = 0;
 	if (e == NULL)
 		return 0;
 	/* Entries up to last are linked and stay put until done() frees them. */
@@ -111,6 +121,7 @@ drain(MDB_txn *txn, void *arg)
 		if ((r = audit_append_body_txn(j->v, txn, e->at_ms, e->body,
 		    e->len)) != 0)
 			return r;
+		j->n_taken++;
 		if (e == last)
 			break;
 	}
@@ -135,8 +146,11 @@ drained(void *arg, bool committed)
 		if (j->head == NULL)
 			j->tail = NULL;
 		j->taken->next = NULL;
+		j->n_waiting -= j->n_taken;
+		j->full = j->full && j->n_waiting > 0;
 	}
 	j->taken = NULL;
+	j->n_taken = 0;
 	pthread_mutex_unlock(&j->mu);
 	free_entries(done);
 }
@@ -286,9 +300,13 @@ journal_append(struct journal *j, const struct audit_rec *recs, size_t n)
 	if (first == NULL || (buf = malloc(total)) == NULL)
 		goto out;
 	pthread_mutex_lock(&j->mu);
-	if (j->broken) {
+	if (j->broken || j->n_waiting + n > MAX_WAITING) {
+		if (!j->broken && !j->full && (j->full = true))
+			log_error("%zu audit entries wait to be moved into the "
+			    "audit log; refusing audited calls until it takes them",
+			    j->n_waiting);
 		pthread_mutex_unlock(&j->mu);
-		r = VAULT_ERR_IO;
+		r = VAULT_ERR_UNAVAILABLE;
 		goto out;
 	}
 	/* Sequence numbers are given out in file order, under the lock. */
@@ -306,6 +324,7 @@ journal_append(struct journal *j, const struct audit_rec *recs, size_t n)
 	else
 		j->head = first;
 	j->tail = last;
+	j->n_waiting += n;
 	first = NULL;
 	if (j->waiting)
 		pthread_cond_signal(&j->cv);
@@ -487,6 +506,7 @@ recover(struct journal *j)
 		else
 			j->head = f.e[i];
 		j->tail = f.e[i];
+		j->n_waiting++;
 	}
 	free(f.e);
 	j->next_seq = f.max_seq + 1;
@@ -522,6 +542,12 @@ journal_open(struct journal **out, struct vault *v, const char *dir,
 			log_error("cannot open %s: %s", j->path[i], strerror(errno));
 			r = VAULT_ERR_IO;
 		}
+	}
+	/* One process owns the journal: a second daemon on the store stops. */
+	if (r == 0 && flock(j->fd[0], LOCK_EX | LOCK_NB) != 0) {
+		log_error("%s is locked: is another vaultd running on this data "
+		    "directory? (%s)", j->path[0], strerror(errno));
+		r = VAULT_ERR_STATE;
 	}
 	if (r == 0)
 		r = recover(j);

@@ -38,7 +38,9 @@ struct journal;
 /*
  * Opens the journal files in dir, moves the entries a crash left in them
  * into the audit log (durably), and starts the thread that moves entries in
- * every ingest_ms. VAULT_ERR_STATE when a journal file is damaged.
+ * every ingest_ms. VAULT_ERR_STATE when a journal file is damaged, or when
+ * another process holds the journal (it takes an exclusive flock). Only
+ * the daemon opens it; an in-process reader of the store does not.
  */
 int journal_open(struct journal **out, struct vault *v, const char *dir,
     int ingest_ms) VAULT_WUR;

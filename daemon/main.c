@@ -25,6 +25,7 @@
 #include "devmode.h"
 #include "handlers.h"
 #include "janitor.h"
+#include "journal.h"
 #include "keyring.h"
 #include "log.h"
 #include "rotation.h"
@@ -262,6 +263,10 @@ serve(struct config *cfg, bool dev)
 	}
 	if (vault_open(&v, cfg, dev) != 0) {
 		log_error("cannot open the vault; nothing was written");
+		goto out;
+	}
+	if (journal_open(&v->jn, v, cfg->store_dir, JOURNAL_INGEST_MS) != 0) {
+		log_error("cannot open the audit journal; nothing was written");
 		goto out;
 	}
 	so = (struct server_opts){ .listen = cfg->listen, .tls_cert = cfg->tls_cert,

@@ -25,8 +25,6 @@ vault_open(struct vault **out, const struct config *cfg, bool create_key)
 		goto fail;
 	if ((r = writer_start(&v->wr, v->store, (unsigned)cfg->max_group)) != 0)
 		goto fail;
-	if ((r = journal_open(&v->jn, v, cfg->store_dir, JOURNAL_INGEST_MS)) != 0)
-		goto fail;
 	*out = v;
 	return 0;
 fail:

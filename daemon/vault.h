@@ -21,18 +21,19 @@ struct vault {
 	struct keyring *kr;
 	struct writer *wr;
 	struct tokenizer *tok;
-	struct journal *jn;		/* audit entries of calls that write nothing */
+	/* Audit entries of calls that write nothing; the daemon opens it. */
+	struct journal *jn;
 };
 
 struct journal;
 
 /*
- * Opens the store and keyring named by cfg, starts the writer, and opens
- * the audit journal (moving in what a crash left there). With
+ * Opens the store and keyring named by cfg and starts the writer. With
  * create_key, a new store without key files gets master-1.key generated.
  */
 int vault_open(struct vault **out, const struct config *cfg,
     bool create_key) VAULT_WUR;
+/* Closes the journal, if one was opened, then the rest. */
 void vault_close(struct vault *v);
 
 #endif

@@ -34,6 +34,8 @@ setup(void **state)
 	f->dir = test_tmpdir();
 	f->cfg = test_config(f->dir);
 	assert_int_equal(vault_open(&f->v, f->cfg, true), 0);
+	assert_int_equal(journal_open(&f->v->jn, f->v, f->cfg->store_dir,
+	    JOURNAL_INGEST_MS), 0);
 	*state = f;
 	return 0;
 }
@@ -179,8 +181,16 @@ crash_copy(struct fx *f)
 static int
 open_copy(const char *copy, struct vault **v, struct config **cfg)
 {
+	int r;
+
 	*cfg = test_config(copy);
-	return vault_open(v, *cfg, false);
+	if ((r = vault_open(v, *cfg, false)) != 0)
+		return r;
+	if ((r = journal_open(&(*v)->jn, *v, (*cfg)->store_dir, HOUR_MS)) != 0) {
+		vault_close(*v);
+		*v = NULL;
+	}
+	return r;
 }
 
 static void
@@ -358,6 +368,18 @@ test_journal_holds_no_plaintext_id(void **state)
 	assert_non_null(memmem(buf, (size_t)n, ref, sizeof(ref)));
 }
 
+/* A second opener of the same store's journal is refused. */
+static void
+test_one_owner(void **state)
+{
+	struct fx *f = *state;
+	struct journal *other = NULL;
+
+	assert_int_equal(journal_open(&other, f->v, f->cfg->store_dir,
+	    HOUR_MS), VAULT_ERR_STATE);
+	assert_null(other);
+}
+
 int
 main(void)
 {
@@ -375,6 +397,7 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_journal_holds_no_plaintext_id,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_one_owner, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
