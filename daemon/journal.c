@@ -301,10 +301,12 @@ journal_append(struct journal *j, const struct audit_rec *recs, size_t n)
 		goto out;
 	pthread_mutex_lock(&j->mu);
 	if (j->broken || j->n_waiting + n > MAX_WAITING) {
-		if (!j->broken && !j->full && (j->full = true))
+		if (!j->broken && !j->full) {
+			j->full = true;
 			log_error("%zu audit entries wait to be moved into the "
 			    "audit log; refusing audited calls until it takes them",
 			    j->n_waiting);
+		}
 		pthread_mutex_unlock(&j->mu);
 		r = VAULT_ERR_UNAVAILABLE;
 		goto out;
