@@ -9,6 +9,8 @@
 
 #define REC_FORMAT 1
 #define HEAD_KEY "audit_head"
+#define INDEXED_KEY "audit_indexed"	/* entries up to this seq are in audit_ref */
+#define INDEX_BATCH 5000
 #define DOMAIN "vaultd audit v1"
 #define HDR (1 + 8 + AUDIT_HASH_BYTES + AUDIT_HASH_BYTES)
 #define MAX_FIELD 1024
@@ -128,6 +130,8 @@ audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
 	uint8_t buf[HDR + AUDIT_BODY_MAX], key[8], head[8 + AUDIT_HASH_BYTES];
 	const uint8_t *ref;
 	uint64_t seq;
+
+	/* The consumer index is built later, in batches (audit_index). */
 	MDB_val k, val;
 	int rc, r;
 
@@ -146,12 +150,6 @@ audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
 	val = (MDB_val){ HDR + len, buf };
 	if ((rc = mdb_put(txn, v->store->audit, &k, &val, MDB_APPEND)) != 0)
 		return store_err(v->store, rc, "append audit entry");
-	if (ref != NULL) {
-		MDB_val rk = { CRYPTO_REF_BYTES, (void *)ref }, sv = { 8, key };
-
-		if ((rc = mdb_put(txn, v->store->audit_ref, &rk, &sv, 0)) != 0)
-			return store_err(v->store, rc, "index audit entry");
-	}
 	memcpy(head, key, 8);
 	memcpy(head + 8, buf + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES);
 	k = (MDB_val){ sizeof(HEAD_KEY) - 1, HEAD_KEY };
@@ -168,6 +166,147 @@ audit_append_txn(struct vault *v, MDB_txn *txn, const struct audit_rec *rec)
 	size_t len = audit_encode(rec, body);
 
 	return audit_append_body_txn(v, txn, store_now_ms(), body, len);
+}
+
+/* ------------------------------------------------ the consumer index */
+
+static int
+get_indexed(struct vault *v, MDB_txn *txn, uint64_t *seq, bool *found)
+{
+	MDB_val k = { sizeof(INDEXED_KEY) - 1, INDEXED_KEY }, val;
+	int rc = mdb_get(txn, v->store->meta, &k, &val);
+
+	*seq = 0;
+	*found = rc == 0;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return store_err(v->store, rc, "get audit index position");
+	if (val.mv_size != 8)
+		return VAULT_ERR_STATE;
+	*seq = store_get_u64(val.mv_data);
+	return 0;
+}
+
+static int
+put_indexed(struct vault *v, MDB_txn *txn, uint64_t seq)
+{
+	uint8_t b[8];
+	MDB_val k = { sizeof(INDEXED_KEY) - 1, INDEXED_KEY }, val = { 8, b };
+	int rc;
+
+	store_put_u64(b, seq);
+	if ((rc = mdb_put(txn, v->store->meta, &k, &val, 0)) != 0)
+		return store_err(v->store, rc, "put audit index position");
+	return 0;
+}
+
+struct index_job {
+	struct vault *v;
+	bool more;			/* out: entries remain after this batch */
+};
+
+/* Indexes up to INDEX_BATCH entries after the recorded position. */
+static int
+index_apply(MDB_txn *txn, void *arg)
+{
+	struct index_job *job = arg;
+	struct vault *v = job->v;
+	MDB_cursor *cur = NULL;
+	uint64_t done, seq = 0;
+	uint8_t key[8];
+	MDB_val k = { 8, key }, val;
+	bool found;
+	size_t n = 0;
+	int rc, r;
+
+	job->more = false;
+	if ((r = get_indexed(v, txn, &done, &found)) != 0)
+		return r;
+	if ((rc = mdb_cursor_open(txn, v->store->audit, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	store_put_u64(key, done + 1);
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
+	    rc == 0 && n < INDEX_BATCH;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT), n++) {
+		const uint8_t *ref;
+
+		if (k.mv_size != 8 || val.mv_size < HDR ||
+		    body_ref((const uint8_t *)val.mv_data + HDR, val.mv_size - HDR,
+		    &ref) != 0) {
+			r = VAULT_ERR_STATE;	/* VerifyAudit names the entry */
+			break;
+		}
+		seq = store_get_u64(k.mv_data);
+		if (ref != NULL) {
+			uint8_t sk[8], rb[CRYPTO_REF_BYTES];
+			MDB_val rk = { CRYPTO_REF_BYTES, rb }, sv = { 8, sk };
+
+			memcpy(rb, ref, sizeof(rb));
+			store_put_u64(sk, seq);
+			int prc;
+
+			prc = mdb_put(txn, v->store->audit_ref, &rk, &sv,
+			    MDB_NODUPDATA);
+			if (prc != 0 && prc != MDB_KEYEXIST) {
+				r = store_err(v->store, prc, "index audit entry");
+				break;
+			}
+		}
+	}
+	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		r = store_err(v->store, rc, "scan audit");
+	job->more = r == 0 && rc == 0;
+	mdb_cursor_close(cur);
+	if (r == 0 && seq > done)
+		r = put_indexed(v, txn, seq);
+	return r;
+}
+
+int
+audit_index(struct vault *v, bool *more)
+{
+	struct index_job job = { v, false };
+	int r = writer_submit_lazy(v->wr, index_apply, &job);
+
+	*more = job.more;
+	return r;
+}
+
+/* Before its first entry, a store's index is complete by definition. */
+static int
+index_init_apply(MDB_txn *txn, void *arg)
+{
+	struct vault *v = arg;
+	uint8_t hash[AUDIT_HASH_BYTES];
+	uint64_t seq, head;
+	bool found;
+	int r;
+
+	if ((r = get_indexed(v, txn, &seq, &found)) != 0 || found)
+		return r;
+	/* A store from before the index was built in batches: all indexed. */
+	if ((r = audit_head(v, txn, &head, hash)) != 0)
+		return r;
+	return put_indexed(v, txn, head);
+}
+
+int
+audit_index_init(struct vault *v)
+{
+	return writer_submit(v->wr, index_init_apply, v);
+}
+
+/* Catches the index up, so a scan by consumer sees every entry. */
+static int
+index_all(struct vault *v)
+{
+	bool more = true;
+	int r = 0;
+
+	while (more && r == 0)
+		r = audit_index(v, &more);
+	return r;
 }
 
 struct append_job {
@@ -326,6 +465,8 @@ audit_scan(struct vault *v, uint64_t after_seq, const uint8_t *ref,
 
 	/* Entries still in the journal go in first, so the scan sees them. */
 	if (v->jn != NULL && (r = journal_sync(v->jn)) != 0)
+		return r;
+	if (ref != NULL && (r = index_all(v)) != 0)
 		return r;
 	while (!done && r == 0)
 		r = scan_page(v, &after_seq, ref, fn, arg, &done);

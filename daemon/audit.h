@@ -5,8 +5,11 @@
  * audit:     seq(8) -> fmt(1) | at ms(8) | prev hash(32) | hash(32) |
  *            principal, method, consumer ref, detail, purpose, dataset,
  *            outcome (each a 2-byte length and its bytes)
- * audit_ref: consumer ref -> seq (dupsort), for access history
+ * audit_ref: consumer ref -> seq (dupsort), for access history; built in
+ *            batches behind the log (audit_index), as one insert per entry
+ *            at a random place in it was most of a read's write cost
  * meta:      "audit_head" -> seq(8) | hash(32)
+ *            "audit_indexed" -> seq(8): entries up to it are in audit_ref
  *
  * hash = keyed BLAKE2b-256(audit key, "vaultd audit v1" | seq | at | prev |
  * fields). The audit key is a vault key sealed under the master key, so the
@@ -67,6 +70,14 @@ int audit_append(struct vault *v, const struct audit_rec *rec) VAULT_WUR;
 /* Within txn: the last sequence number and hash (0 and zeros when empty). */
 int audit_head(struct vault *v, MDB_txn *txn, uint64_t *seq,
     uint8_t hash[AUDIT_HASH_BYTES]) VAULT_WUR;
+
+/*
+ * Adds the next batch of entries to the consumer index (a lazy write);
+ * *more tells whether entries remain. Scans by consumer catch it up first.
+ */
+int audit_index(struct vault *v, bool *more) VAULT_WUR;
+/* Records where indexing starts, once per store (at open). */
+int audit_index_init(struct vault *v) VAULT_WUR;
 
 /* Return non-zero to stop. */
 typedef int (*audit_visit)(const struct audit_entry *e, void *arg);

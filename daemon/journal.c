@@ -43,7 +43,7 @@ struct journal {
 	int fd[2];
 	off_t size[2];
 	int cur;			/* the file taking appends */
-	int ingest_ms;
+	int ingest_ms, index_ms;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;		/* entries arrived, or stop */
 	struct jentry *head, *tail;	/* not yet in the audit log, in order */
@@ -196,14 +196,30 @@ ingest(struct journal *j, unsigned mask)
 	return 0;
 }
 
+/* Catches the consumer index up, a few batches at a time. */
+static void
+index_some(struct journal *j)
+{
+	bool more = true;
+	int r = 0;
+
+	for (int i = 0; i < 8 && more && r == 0; i++)
+		r = audit_index(j->v, &more);
+	if (r != 0)
+		log_error("cannot index the audit log by consumer: %s",
+		    vault_strerror(r));
+}
+
 /*
  * Every ingest_ms while entries wait: switches appends to the other file,
  * then moves the entries in; the file that took them can then be emptied.
+ * Every index_ms, it also brings the consumer index up to date.
  */
 static void *
 journal_main(void *arg)
 {
 	struct journal *j = arg;
+	struct timespec next_index = time_after_ms(j->index_ms);
 
 	pthread_setname_np(pthread_self(), "vaultd-journal");
 
@@ -213,20 +229,33 @@ journal_main(void *arg)
 		int old;
 
 		j->waiting = true;
-		while (j->head == NULL && !j->stopping)
-			pthread_cond_wait(&j->cv, &j->mu);
-		j->waiting = false;
-		ts = time_after_ms(j->ingest_ms);
-		while (!j->stopping &&
-		    pthread_cond_timedwait(&j->cv, &j->mu, &ts) == 0)
+		while (j->head == NULL && !j->stopping &&
+		    pthread_cond_timedwait(&j->cv, &j->mu, &next_index) == 0)
 			;
+		j->waiting = false;
+		if (j->head != NULL) {
+			ts = time_after_ms(j->ingest_ms);
+			while (!j->stopping &&
+			    pthread_cond_timedwait(&j->cv, &j->mu, &ts) == 0)
+				;
+		}
 		if (j->stopping)
 			break;
-		old = j->cur;
-		j->cur = !old;
-		pthread_mutex_unlock(&j->mu);
-		(void)ingest(j, 1u << old);
-		pthread_mutex_lock(&j->mu);
+		if (j->head != NULL) {
+			old = j->cur;
+			j->cur = !old;
+			pthread_mutex_unlock(&j->mu);
+			(void)ingest(j, 1u << old);
+			pthread_mutex_lock(&j->mu);
+		}
+		ts = time_after_ms(0);
+		if (ts.tv_sec > next_index.tv_sec || (ts.tv_sec == next_index.tv_sec &&
+		    ts.tv_nsec >= next_index.tv_nsec)) {
+			pthread_mutex_unlock(&j->mu);
+			index_some(j);
+			pthread_mutex_lock(&j->mu);
+			next_index = time_after_ms(j->index_ms);
+		}
 	}
 	pthread_mutex_unlock(&j->mu);
 	return NULL;
@@ -522,7 +551,7 @@ recover(struct journal *j)
 
 int
 journal_open(struct journal **out, struct vault *v, const char *dir,
-    int ingest_ms)
+    int ingest_ms, int index_ms)
 {
 	struct journal *j;
 	int r = 0;
@@ -532,6 +561,7 @@ journal_open(struct journal **out, struct vault *v, const char *dir,
 		return VAULT_ERR_NOMEM;
 	j->v = v;
 	j->ingest_ms = ingest_ms;
+	j->index_ms = index_ms;
 	j->fd[0] = j->fd[1] = -1;
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);

@@ -32,18 +32,21 @@
 #include "vault.h"
 
 #define JOURNAL_INGEST_MS 20
+/* How often the journal thread brings the consumer index up to date. */
+#define JOURNAL_INDEX_MS 1000
 
 struct journal;
 
 /*
  * Opens the journal files in dir, moves the entries a crash left in them
  * into the audit log (durably), and starts the thread that moves entries in
- * every ingest_ms. VAULT_ERR_STATE when a journal file is damaged, or when
+ * every ingest_ms and indexes the log by consumer every index_ms.
+ * VAULT_ERR_STATE when a journal file is damaged, or when
  * another process holds the journal (it takes an exclusive flock). Only
  * the daemon opens it; an in-process reader of the store does not.
  */
 int journal_open(struct journal **out, struct vault *v, const char *dir,
-    int ingest_ms) VAULT_WUR;
+    int ingest_ms, int index_ms) VAULT_WUR;
 
 /*
  * Appends n entries in one write; they are on their way to the audit log

@@ -265,8 +265,9 @@ serve(struct config *cfg, bool dev)
 		log_error("cannot open the vault; nothing was written");
 		goto out;
 	}
-	if (journal_open(&v->jn, v, cfg->store_dir, JOURNAL_INGEST_MS) != 0) {
-		log_error("cannot open the audit journal; nothing was written");
+	if (journal_open(&v->jn, v, cfg->store_dir, JOURNAL_INGEST_MS,
+	    JOURNAL_INDEX_MS) != 0) {
+		log_error("cannot open the audit journal; stopping");
 		goto out;
 	}
 	so = (struct server_opts){ .listen = cfg->listen, .tls_cert = cfg->tls_cert,

@@ -1,5 +1,6 @@
 #include <stdlib.h>
 
+#include "audit.h"
 #include "journal.h"
 #include "log.h"
 #include "vault.h"
@@ -24,6 +25,8 @@ vault_open(struct vault **out, const struct config *cfg, bool create_key)
 	    keyring_token_root(v->kr))) != 0)
 		goto fail;
 	if ((r = writer_start(&v->wr, v->store, (unsigned)cfg->max_group)) != 0)
+		goto fail;
+	if ((r = audit_index_init(v)) != 0)
 		goto fail;
 	*out = v;
 	return 0;

@@ -299,7 +299,7 @@ def test_changed_audit_journal_stops_the_daemon(daemon):
     assert daemon.wait_exit() != 0
     log = daemon.log()
     assert f"the audit journal {journal} is damaged at byte 0: a record fails its MAC" in log
-    assert "cannot open the vault" in log
+    assert "cannot open the audit journal; stopping" in log
     # Moved aside, as the message says, the daemon starts with the log intact.
     journal.rename(journal.with_suffix(".bad"))
     daemon.start()

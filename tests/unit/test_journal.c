@@ -35,7 +35,7 @@ setup(void **state)
 	f->cfg = test_config(f->dir);
 	assert_int_equal(vault_open(&f->v, f->cfg, true), 0);
 	assert_int_equal(journal_open(&f->v->jn, f->v, f->cfg->store_dir,
-	    JOURNAL_INGEST_MS), 0);
+	    JOURNAL_INGEST_MS, JOURNAL_INDEX_MS), 0);
 	*state = f;
 	return 0;
 }
@@ -53,13 +53,16 @@ teardown(void **state)
 	return 0;
 }
 
-/* Entries stay in the journal until synced: no timed ingest for an hour. */
+/*
+ * Entries stay in the journal until synced, and out of the consumer index
+ * until a scan by consumer: no timed ingest or indexing for an hour.
+ */
 static void
 hold_entries(struct fx *f)
 {
 	journal_close(f->v->jn);
 	assert_int_equal(journal_open(&f->v->jn, f->v, f->cfg->store_dir,
-	    HOUR_MS), 0);
+	    HOUR_MS, HOUR_MS), 0);
 }
 
 static struct audit_rec
@@ -186,7 +189,8 @@ open_copy(const char *copy, struct vault **v, struct config **cfg)
 	*cfg = test_config(copy);
 	if ((r = vault_open(v, *cfg, false)) != 0)
 		return r;
-	if ((r = journal_open(&(*v)->jn, *v, (*cfg)->store_dir, HOUR_MS)) != 0) {
+	if ((r = journal_open(&(*v)->jn, *v, (*cfg)->store_dir, HOUR_MS,
+	    HOUR_MS)) != 0) {
 		vault_close(*v);
 		*v = NULL;
 	}
@@ -368,6 +372,45 @@ test_journal_holds_no_plaintext_id(void **state)
 	assert_non_null(memmem(buf, (size_t)n, ref, sizeof(ref)));
 }
 
+static int
+count(const struct audit_entry *e, void *arg)
+{
+	(void)e;
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+/*
+ * The consumer index trails the log and is built in batches of 5000; a
+ * scan by consumer catches it up first, so it misses nothing.
+ */
+static void
+test_index_in_batches(void **state)
+{
+	struct fx *f = *state;
+	uint8_t a[CRYPTO_REF_BYTES], b[CRYPTO_REF_BYTES];
+	struct audit_rec recs[100];
+	size_t n_a = 0, n_b = 0;
+	bool more;
+
+	hold_entries(f);
+	memset(a, 0x0a, sizeof(a));
+	memset(b, 0x0b, sizeof(b));
+	for (int i = 0; i < 100; i++)
+		recs[i] = rec_of("idx", i % 4 == 0 ? b : a);
+	for (int i = 0; i < 60; i++)	/* 6000 entries: two batches */
+		assert_int_equal(journal_append(f->v->jn, recs, 100), 0);
+	assert_int_equal(journal_sync(f->v->jn), 0);
+	assert_int_equal(audit_index(f->v, &more), 0);
+	assert_true(more);
+	assert_int_equal(audit_scan(f->v, 0, a, count, &n_a), 0);
+	assert_int_equal(n_a, 4500);
+	assert_int_equal(audit_index(f->v, &more), 0);
+	assert_false(more);
+	assert_int_equal(audit_scan(f->v, 0, b, count, &n_b), 0);
+	assert_int_equal(n_b, 1500);
+}
+
 /* A second opener of the same store's journal is refused. */
 static void
 test_one_owner(void **state)
@@ -376,7 +419,7 @@ test_one_owner(void **state)
 	struct journal *other = NULL;
 
 	assert_int_equal(journal_open(&other, f->v, f->cfg->store_dir,
-	    HOUR_MS), VAULT_ERR_STATE);
+	    HOUR_MS, HOUR_MS), VAULT_ERR_STATE);
 	assert_null(other);
 }
 
@@ -398,6 +441,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_journal_holds_no_plaintext_id,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_owner, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_index_in_batches, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
