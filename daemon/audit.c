@@ -11,6 +11,8 @@
 #define HEAD_KEY "audit_head"
 #define INDEXED_KEY "audit_indexed"	/* entries up to this seq are in audit_ref */
 #define INDEX_BATCH 5000
+/* A scan by consumer reads at most this many entries past the index. */
+#define TAIL_MAX 50000
 #define DOMAIN "vaultd audit v1"
 #define HDR (1 + 8 + AUDIT_HASH_BYTES + AUDIT_HASH_BYTES)
 #define MAX_FIELD 1024
@@ -297,7 +299,27 @@ audit_index_init(struct vault *v)
 	return writer_submit(v->wr, index_init_apply, v);
 }
 
-/* Catches the index up, so a scan by consumer sees every entry. */
+/* How many entries wait to be indexed, in a snapshot of now. */
+static int
+index_lag(struct vault *v, uint64_t *lag)
+{
+	uint8_t hash[AUDIT_HASH_BYTES];
+	uint64_t done, head;
+	MDB_txn *txn;
+	bool found;
+	int r;
+
+	*lag = 0;
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	if ((r = get_indexed(v, txn, &done, &found)) == 0 &&
+	    (r = audit_head(v, txn, &head, hash)) == 0 && head > done)
+		*lag = head - done;
+	mdb_txn_abort(txn);
+	return r;
+}
+
+/* Catches the index up. */
 static int
 index_all(struct vault *v)
 {
@@ -400,10 +422,14 @@ visit_seq(struct vault *v, MDB_txn *txn, uint64_t seq, audit_visit fn,
 	return 0;
 }
 
-/* One page of entries after *after (all, or of ref), in one read txn. */
+/*
+ * One page of entries after *after (all, or of ref through the index), in
+ * one read txn. *indexed is where that snapshot's index ends; *stopped
+ * tells that fn asked to stop.
+ */
 static int
 scan_page(struct vault *v, uint64_t *after, const uint8_t *ref, audit_visit fn,
-    void *arg, bool *done)
+    void *arg, bool *done, uint64_t *indexed, bool *stopped)
 {
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
@@ -411,10 +437,14 @@ scan_page(struct vault *v, uint64_t *after, const uint8_t *ref, audit_visit fn,
 	MDB_val k, val;
 	int rc, r, stop = 0;
 	size_t n = 0;
+	bool found;
 
 	*done = false;
+	*stopped = false;
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		return r;
+	if (ref != NULL && (r = get_indexed(v, txn, indexed, &found)) != 0)
+		goto out;
 	if ((rc = mdb_cursor_open(txn, ref ? v->store->audit_ref : v->store->audit,
 	    &cur)) != 0) {
 		r = store_err(v->store, rc, "open cursor");
@@ -450,6 +480,49 @@ scan_page(struct vault *v, uint64_t *after, const uint8_t *ref, audit_visit fn,
 		*done = true;
 	else if (rc != 0)
 		r = store_err(v->store, rc, "scan audit");
+	*stopped = stop != 0;
+out:
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return r;
+}
+
+/* The entries of ref after seq from, read from the log itself. */
+static int
+scan_tail(struct vault *v, uint64_t from, const uint8_t *ref, audit_visit fn,
+    void *arg)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	uint8_t key[8];
+	MDB_val k = { 8, key }, val;
+	int rc, r, stop = 0;
+
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	if ((rc = mdb_cursor_open(txn, v->store->audit, &cur)) != 0) {
+		r = store_err(v->store, rc, "open cursor");
+		goto out;
+	}
+	store_put_u64(key, from + 1);
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == 0 && !stop;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		const uint8_t *eref;
+		struct audit_entry e;
+
+		if (k.mv_size != 8 || val.mv_size < HDR ||
+		    body_ref((const uint8_t *)val.mv_data + HDR, val.mv_size - HDR,
+		    &eref) != 0 ||
+		    (eref != NULL && memcmp(eref, ref, CRYPTO_REF_BYTES) == 0 &&
+		    parse(store_get_u64(k.mv_data), &val, &e) != 0)) {
+			r = VAULT_ERR_STATE;
+			goto out;
+		}
+		if (eref != NULL && memcmp(eref, ref, CRYPTO_REF_BYTES) == 0)
+			stop = fn(&e, arg);
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		r = store_err(v->store, rc, "scan audit");
 out:
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
@@ -460,16 +533,25 @@ int
 audit_scan(struct vault *v, uint64_t after_seq, const uint8_t *ref,
     audit_visit fn, void *arg)
 {
-	bool done = false;
+	bool done = false, stopped = false;
+	uint64_t indexed = 0, lag;
 	int r = 0;
 
 	/* Entries still in the journal go in first, so the scan sees them. */
 	if (v->jn != NULL && (r = journal_sync(v->jn)) != 0)
 		return r;
-	if (ref != NULL && (r = index_all(v)) != 0)
-		return r;
+	/*
+	 * By consumer: the index, then the entries after it, read from the log
+	 * itself; an index far behind (no journal thread) is caught up first.
+	 */
+	if (ref != NULL && (r = index_lag(v, &lag)) == 0 && lag > TAIL_MAX)
+		r = index_all(v);
 	while (!done && r == 0)
-		r = scan_page(v, &after_seq, ref, fn, arg, &done);
+		r = scan_page(v, &after_seq, ref, fn, arg, &done, &indexed,
+		    &stopped);
+	if (r == 0 && ref != NULL && !stopped)
+		r = scan_tail(v, after_seq > indexed ? after_seq : indexed, ref,
+		    fn, arg);
 	return r;
 }
 

@@ -372,17 +372,27 @@ test_journal_holds_no_plaintext_id(void **state)
 	assert_non_null(memmem(buf, (size_t)n, ref, sizeof(ref)));
 }
 
+struct counted {
+	size_t n;
+	uint64_t last;
+	bool ordered;
+};
+
 static int
 count(const struct audit_entry *e, void *arg)
 {
-	(void)e;
-	(*(size_t *)arg)++;
+	struct counted *c = arg;
+
+	c->ordered = c->ordered && e->seq > c->last;
+	c->last = e->seq;
+	c->n++;
 	return 0;
 }
 
 /*
  * The consumer index trails the log and is built in batches of 5000; a
- * scan by consumer catches it up first, so it misses nothing.
+ * scan by consumer reads the index, then the entries past it from the log
+ * itself, so it misses nothing and keeps the order.
  */
 static void
 test_index_in_batches(void **state)
@@ -390,7 +400,7 @@ test_index_in_batches(void **state)
 	struct fx *f = *state;
 	uint8_t a[CRYPTO_REF_BYTES], b[CRYPTO_REF_BYTES];
 	struct audit_rec recs[100];
-	size_t n_a = 0, n_b = 0;
+	struct counted n_a = { 0, 0, true }, n_b = { 0, 0, true };
 	bool more;
 
 	hold_entries(f);
@@ -403,12 +413,25 @@ test_index_in_batches(void **state)
 	assert_int_equal(journal_sync(f->v->jn), 0);
 	assert_int_equal(audit_index(f->v, &more), 0);
 	assert_true(more);
+	/* 5000 indexed, 1000 past the index. */
 	assert_int_equal(audit_scan(f->v, 0, a, count, &n_a), 0);
-	assert_int_equal(n_a, 4500);
+	assert_int_equal(n_a.n, 4500);
+	assert_true(n_a.ordered);
 	assert_int_equal(audit_index(f->v, &more), 0);
 	assert_false(more);
 	assert_int_equal(audit_scan(f->v, 0, b, count, &n_b), 0);
-	assert_int_equal(n_b, 1500);
+	assert_int_equal(n_b.n, 1500);
+	assert_true(n_b.ordered);
+	/* Far behind (past 50000), the index is caught up before the scan. */
+	for (int i = 0; i < 520; i++)
+		assert_int_equal(journal_append(f->v->jn, recs, 100), 0);
+	memset(&n_b, 0, sizeof(n_b));
+	n_b.ordered = true;
+	assert_int_equal(audit_scan(f->v, 0, b, count, &n_b), 0);
+	assert_int_equal(n_b.n, 1500 + 520 * 25);
+	assert_true(n_b.ordered);
+	assert_int_equal(audit_index(f->v, &more), 0);
+	assert_false(more);
 }
 
 /* A second opener of the same store's journal is refused. */
