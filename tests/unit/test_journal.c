@@ -19,21 +19,11 @@
 
 #define HOUR_MS 3600000
 
-struct fx {
-	char *dir;
-	struct config *cfg;
-	struct vault *v;
-};
-
 static int
 setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
+	struct test_vault *f = test_vault_new();
 
-	assert_int_equal(crypto_init(), 0);
-	f->dir = test_tmpdir();
-	f->cfg = test_config(f->dir);
-	assert_int_equal(vault_open(&f->v, f->cfg, true), 0);
 	assert_int_equal(journal_open(&f->v->jn, f->v, f->cfg->store_dir,
 	    JOURNAL_INGEST_MS, JOURNAL_INDEX_MS), 0);
 	*state = f;
@@ -43,13 +33,7 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	struct fx *f = *state;
-
-	vault_close(f->v);
-	config_free(f->cfg);
-	test_rmtree(f->dir);
-	free(f->dir);
-	free(f);
+	test_vault_free(*state);
 	return 0;
 }
 
@@ -58,7 +42,7 @@ teardown(void **state)
  * until a scan by consumer: no timed ingest or indexing for an hour.
  */
 static void
-hold_entries(struct fx *f)
+hold_entries(struct test_vault *f)
 {
 	journal_close(f->v->jn);
 	assert_int_equal(journal_open(&f->v->jn, f->v, f->cfg->store_dir,
@@ -120,7 +104,7 @@ append_n(struct vault *v, int n)
 static void
 test_entries_reach_the_log_in_order(void **state)
 {
-	struct fx *f = *state;
+	struct test_vault *f = *state;
 	struct seen all = { 0 }, of_ref = { 0 };
 	uint8_t ref[CRYPTO_REF_BYTES];
 	struct audit_rec two[2];
@@ -151,7 +135,7 @@ test_entries_reach_the_log_in_order(void **state)
 static void
 test_timed_ingest(void **state)
 {
-	struct fx *f = *state;
+	struct test_vault *f = *state;
 	struct seen s = { 0 };
 	char path[4200];
 	struct stat st;
@@ -172,7 +156,7 @@ test_timed_ingest(void **state)
 
 /* Copies the test dir as a crash would leave it; returns the copy's path. */
 static char *
-crash_copy(struct fx *f)
+crash_copy(struct test_vault *f)
 {
 	char *copy = test_tmpdir(), cmd[9000];
 
@@ -220,7 +204,7 @@ file_size(const char *dir, int i)
 static void
 test_crash_recovery(void **state)
 {
-	struct fx *f = *state;
+	struct test_vault *f = *state;
 	struct vault *v;
 	struct config *cfg;
 	struct seen s = { 0 };
@@ -245,47 +229,49 @@ test_crash_recovery(void **state)
 	close_copy(copy, v, cfg);
 }
 
+/*
+ * Opens a copy of f's files as a crash leaves them, cut by `cut` bytes at
+ * the end of journal file 0; returns how many entries of append_n the
+ * audit log then holds, after checking the chain.
+ */
+static size_t
+entries_after_crash(struct test_vault *f, off_t cut)
+{
+	struct vault *v;
+	struct config *cfg;
+	struct seen s = { 0 };
+	char path[4200], *copy = crash_copy(f);
+
+	snprintf(path, sizeof(path), "%s/db/audit-journal.0", copy);
+	assert_int_equal(truncate(path, file_size(copy, 0) - cut), 0);
+	assert_int_equal(open_copy(copy, &v, &cfg), 0);
+	assert_int_equal(audit_scan(v, 0, NULL, collect, &s), 0);
+	assert_chain_ok(v);
+	close_copy(copy, v, cfg);
+	return s.n;
+}
+
 /* Entries moved in before the crash are not moved in twice. */
 static void
 test_no_entry_twice(void **state)
 {
-	struct fx *f = *state;
-	struct vault *v;
-	struct config *cfg;
-	struct seen s = { 0 };
-	char *copy;
+	struct test_vault *f = *state;
 
 	hold_entries(f);
 	append_n(f->v, 2);
 	assert_int_equal(journal_sync(f->v->jn), 0);
 	append_n(f->v, 1);	/* j1 again, after the synced two */
-	copy = crash_copy(f);
-	assert_int_equal(open_copy(copy, &v, &cfg), 0);
-	assert_int_equal(audit_scan(v, 0, NULL, collect, &s), 0);
-	assert_int_equal(s.n, 3);
-	assert_chain_ok(v);
-	close_copy(copy, v, cfg);
+	assert_int_equal(entries_after_crash(f, 0), 3);
 }
 
 static void
 test_torn_tail_is_dropped(void **state)
 {
-	struct fx *f = *state;
-	struct vault *v;
-	struct config *cfg;
-	struct seen s = { 0 };
-	char path[4200], *copy;
+	struct test_vault *f = *state;
 
 	hold_entries(f);
 	append_n(f->v, 3);
-	copy = crash_copy(f);
-	snprintf(path, sizeof(path), "%s/db/audit-journal.0", copy);
-	assert_int_equal(truncate(path, file_size(copy, 0) - 7), 0);
-	assert_int_equal(open_copy(copy, &v, &cfg), 0);
-	assert_int_equal(audit_scan(v, 0, NULL, collect, &s), 0);
-	assert_int_equal(s.n, 2);
-	assert_chain_ok(v);
-	close_copy(copy, v, cfg);
+	assert_int_equal(entries_after_crash(f, 7), 2);
 }
 
 /* Rewrites the copy's journal file 0 with bytes [from, to) cut out or, with
@@ -313,7 +299,7 @@ edit_journal(const char *copy, off_t from, off_t to, bool flip)
 static void
 test_changed_record_stops_the_open(void **state)
 {
-	struct fx *f = *state;
+	struct test_vault *f = *state;
 	struct vault *v = NULL;
 	struct config *cfg;
 	char *copy;
@@ -330,7 +316,7 @@ test_changed_record_stops_the_open(void **state)
 static void
 test_missing_record_stops_the_open(void **state)
 {
-	struct fx *f = *state;
+	struct test_vault *f = *state;
 	struct vault *v = NULL;
 	struct config *cfg;
 	struct audit_rec r = rec_of("j1", NULL);
@@ -352,7 +338,7 @@ test_missing_record_stops_the_open(void **state)
 static void
 test_journal_holds_no_plaintext_id(void **state)
 {
-	struct fx *f = *state;
+	struct test_vault *f = *state;
 	uint8_t ref[CRYPTO_REF_BYTES], buf[8192];
 	struct audit_rec r;
 	char path[4200];
@@ -397,7 +383,7 @@ count(const struct audit_entry *e, void *arg)
 static void
 test_index_in_batches(void **state)
 {
-	struct fx *f = *state;
+	struct test_vault *f = *state;
 	uint8_t a[CRYPTO_REF_BYTES], b[CRYPTO_REF_BYTES];
 	struct audit_rec recs[100];
 	struct counted n_a = { 0, 0, true }, n_b = { 0, 0, true };
@@ -438,7 +424,7 @@ test_index_in_batches(void **state)
 static void
 test_one_owner(void **state)
 {
-	struct fx *f = *state;
+	struct test_vault *f = *state;
 	struct journal *other = NULL;
 
 	assert_int_equal(journal_open(&other, f->v, f->cfg->store_dir,

@@ -14,35 +14,17 @@
 #include "deletion.h"
 #include "testutil.h"
 
-struct fx {
-	char *dir;
-	struct config *cfg;
-	struct vault *v;
-};
-
 static int
 setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-
-	assert_int_equal(crypto_init(), 0);
-	f->dir = test_tmpdir();
-	f->cfg = test_config(f->dir);
-	assert_int_equal(vault_open(&f->v, f->cfg, true), 0);
-	*state = f;
+	*state = test_vault_new();
 	return 0;
 }
 
 static int
 teardown(void **state)
 {
-	struct fx *f = *state;
-
-	vault_close(f->v);
-	config_free(f->cfg);
-	test_rmtree(f->dir);
-	free(f->dir);
-	free(f);
+	test_vault_free(*state);
 	return 0;
 }
 
@@ -81,7 +63,7 @@ meta_has(struct store *st, const char *key)
 }
 
 struct thread_arg {
-	struct fx *f;
+	struct test_vault *f;
 	int id;
 	char prefix;
 	int n, fail_at;		/* request i fails when i % 10 == fail_at */
@@ -112,7 +94,7 @@ submit_some(void *p)
  * that did not fail are in the store.
  */
 static void
-submit_from_threads(struct fx *f, char prefix, int n, int fail_at, bool mixed)
+submit_from_threads(struct test_vault *f, char prefix, int n, int fail_at, bool mixed)
 {
 	pthread_t th[8];
 	struct thread_arg args[8];
@@ -136,7 +118,7 @@ submit_from_threads(struct fx *f, char prefix, int n, int fail_at, bool mixed)
 static void
 test_group_commit_isolates_requests(void **state)
 {
-	struct fx *f = *state;
+	struct test_vault *f = *state;
 	unsigned long long groups, reqs, groups0, reqs0;
 
 	/* Opening the vault applied requests of its own (the journal's). */
@@ -167,7 +149,7 @@ test_group_commit_isolates_requests(void **state)
 static void
 test_lazy_and_durable_mixed(void **state)
 {
-	struct fx *f = *state;
+	struct test_vault *f = *state;
 	unsigned long long groups, reqs, groups0, reqs0;
 
 	writer_stats(f->v->wr, &groups0, &reqs0);
@@ -193,7 +175,7 @@ block_until_released(MDB_txn *txn, void *arg)
 static void *
 submit_blocker(void *p)
 {
-	struct fx *f = p;
+	struct test_vault *f = p;
 
 	assert_int_equal(writer_submit(f->v->wr, block_until_released, NULL), 0);
 	return NULL;
@@ -217,7 +199,7 @@ submit_one_lazy(void *p)
 static void
 test_lazy_group_with_a_failure(void **state)
 {
-	struct fx *f = *state;
+	struct test_vault *f = *state;
 	pthread_t blocker, th[6];
 	struct kv_job jobs[6];
 	char keys[6][16];
@@ -246,7 +228,7 @@ test_lazy_group_with_a_failure(void **state)
 static void
 test_lazy_runs_on_the_caller_when_idle(void **state)
 {
-	struct fx *f = *state;
+	struct test_vault *f = *state;
 	struct kv_job lazy = { .st = f->v->store, .key = "lazy", .fail = 0 };
 	struct kv_job durable = { .st = f->v->store, .key = "durable", .fail = 0 };
 
@@ -259,7 +241,7 @@ test_lazy_runs_on_the_caller_when_idle(void **state)
 }
 
 static void
-put1(struct fx *f, const char *id, int attr, const char *value)
+put1(struct test_vault *f, const char *id, int attr, const char *value)
 {
 	struct attr_in in = { attr, value, strlen(value) };
 	uint8_t ref[CRYPTO_REF_BYTES];
@@ -271,7 +253,7 @@ put1(struct fx *f, const char *id, int attr, const char *value)
 static void
 test_put_get_delete(void **state)
 {
-	struct fx *f = *state;
+	struct test_vault *f = *state;
 	struct consumer_values cv;
 	struct deletion_request req = { "alice", "req-1" };
 	struct receipt rc;
@@ -314,7 +296,7 @@ test_put_get_delete(void **state)
 
 /* Copies consumer from's record of attribute a onto consumer to's attribute b. */
 static void
-move_value(struct fx *f, const char *from, const char *a, const char *to,
+move_value(struct test_vault *f, const char *from, const char *a, const char *to,
     const char *b)
 {
 	uint8_t rf[CRYPTO_REF_BYTES], rt[CRYPTO_REF_BYTES], kf[128], kt[128];
@@ -338,7 +320,7 @@ move_value(struct fx *f, const char *from, const char *a, const char *to,
 static void
 test_moved_value_fails_to_open(void **state)
 {
-	struct fx *f = *state;
+	struct test_vault *f = *state;
 	struct consumer_values cv;
 	int email = 0, zip = 1;
 
@@ -408,7 +390,7 @@ request_records(struct store *st)
 static void
 test_request_sweep_reaches_every_record(void **state)
 {
-	struct fx *f = *state;
+	struct test_vault *f = *state;
 	struct sweep_job sweep = { .v = f->v };
 	struct log_job j = { .v = f->v };
 	size_t expired = 0, txns = 0;

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "crypto.h"
+#include "vault.h"
 
 /* A fresh directory under $TMPDIR (or /tmp); the caller frees the string. */
 static inline char *
@@ -67,6 +69,37 @@ test_config(const char *dir)
 		abort();
 	}
 	return cfg;
+}
+
+/* A vault on a fresh test directory, for the engine's tests. */
+struct test_vault {
+	char *dir;
+	struct config *cfg;
+	struct vault *v;
+};
+
+static inline struct test_vault *
+test_vault_new(void)
+{
+	struct test_vault *f = calloc(1, sizeof(*f));
+
+	if (f == NULL || crypto_init() != 0)
+		abort();
+	f->dir = test_tmpdir();
+	f->cfg = test_config(f->dir);
+	if (vault_open(&f->v, f->cfg, true) != 0)
+		abort();
+	return f;
+}
+
+static inline void
+test_vault_free(struct test_vault *f)
+{
+	vault_close(f->v);
+	config_free(f->cfg);
+	test_rmtree(f->dir);
+	free(f->dir);
+	free(f);
 }
 
 #endif
