@@ -177,13 +177,17 @@ journal_sync(struct journal *j)
 
 /*
  * Moves every waiting entry in durably, then empties the files in mask
- * (bit i: file i), which must take no appends meanwhile.
+ * (bit i: file i), which must take no appends meanwhile. The commit is
+ * lazy and this thread syncs it: the writer never waits on this fsync, so
+ * neither do the writes and rotation batches queued behind it.
  */
 static int
 ingest(struct journal *j, unsigned mask)
 {
-	int r = writer_submit(j->v->wr, nothing, NULL);
+	int r = writer_submit_lazy(j->v->wr, nothing, NULL), rc;
 
+	if (r == 0 && (rc = mdb_env_sync(j->v->store->env, 1)) != 0)
+		r = store_err(j->v->store, rc, "sync the audit journal's entries");
 	if (r != 0) {
 		log_error("cannot move the audit journal into the audit log: %s",
 		    vault_strerror(r));
