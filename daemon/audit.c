@@ -12,7 +12,7 @@
 #define INDEXED_KEY "audit_indexed"	/* entries up to this seq are in audit_ref */
 #define INDEX_BATCH 5000
 /* A scan by consumer reads at most this many entries past the index. */
-#define TAIL_MAX 50000
+#define TAIL_MAX 4096
 #define DOMAIN "vaultd audit v1"
 #define HDR (1 + 8 + AUDIT_HASH_BYTES + AUDIT_HASH_BYTES)
 #define MAX_FIELD 1024
@@ -125,15 +125,43 @@ audit_check_body(const uint8_t *body, size_t len)
 	return body_ref(body, len, &ref);
 }
 
+/* Adds entry seq of ref to the consumer index, if it is not there yet. */
+static int
+index_put(struct vault *v, MDB_txn *txn, const uint8_t *ref, uint64_t seq)
+{
+	uint8_t sk[8], rb[CRYPTO_REF_BYTES];
+	MDB_val rk = { CRYPTO_REF_BYTES, rb }, sv = { 8, sk };
+	MDB_cursor *cur;
+	int rc;
+
+	memcpy(rb, ref, sizeof(rb));
+	store_put_u64(sk, seq);
+	if ((rc = mdb_cursor_open(txn, v->store->audit_ref, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	/* A look-up first, so an entry already there costs no page copy. */
+	rc = mdb_cursor_get(cur, &rk, &sv, MDB_GET_BOTH);
+	mdb_cursor_close(cur);
+	if (rc == 0)
+		return 0;
+	if (rc != MDB_NOTFOUND)
+		return store_err(v->store, rc, "look up audit index");
+	store_put_u64(sk, seq);
+	rk = (MDB_val){ CRYPTO_REF_BYTES, rb };
+	sv = (MDB_val){ 8, sk };
+	if ((rc = mdb_put(txn, v->store->audit_ref, &rk, &sv, 0)) != 0)
+		return store_err(v->store, rc, "index audit entry");
+	return 0;
+}
+
 int
 audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
-    const uint8_t *body, size_t len)
+    const uint8_t *body, size_t len, bool index)
 {
 	uint8_t buf[HDR + AUDIT_BODY_MAX], key[8], head[8 + AUDIT_HASH_BYTES];
 	const uint8_t *ref;
 	uint64_t seq;
 
-	/* The consumer index is built later, in batches (audit_index). */
+	/* Unless index, the consumer index gets it later (audit_index). */
 	MDB_val k, val;
 	int rc, r;
 
@@ -152,6 +180,8 @@ audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
 	val = (MDB_val){ HDR + len, buf };
 	if ((rc = mdb_put(txn, v->store->audit, &k, &val, MDB_APPEND)) != 0)
 		return store_err(v->store, rc, "append audit entry");
+	if (index && ref != NULL && (r = index_put(v, txn, ref, seq)) != 0)
+		return r;
 	memcpy(head, key, 8);
 	memcpy(head + 8, buf + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES);
 	k = (MDB_val){ sizeof(HEAD_KEY) - 1, HEAD_KEY };
@@ -167,7 +197,8 @@ audit_append_txn(struct vault *v, MDB_txn *txn, const struct audit_rec *rec)
 	uint8_t body[AUDIT_BODY_MAX];
 	size_t len = audit_encode(rec, body);
 
-	return audit_append_body_txn(v, txn, store_now_ms(), body, len);
+	/* A write's entry is indexed in its transaction: its pages are copied anyway. */
+	return audit_append_body_txn(v, txn, store_now_ms(), body, len, true);
 }
 
 /* ------------------------------------------------ the consumer index */
@@ -240,21 +271,9 @@ index_apply(MDB_txn *txn, void *arg)
 			break;
 		}
 		seq = store_get_u64(k.mv_data);
-		if (ref != NULL) {
-			uint8_t sk[8], rb[CRYPTO_REF_BYTES];
-			MDB_val rk = { CRYPTO_REF_BYTES, rb }, sv = { 8, sk };
-
-			memcpy(rb, ref, sizeof(rb));
-			store_put_u64(sk, seq);
-			int prc;
-
-			prc = mdb_put(txn, v->store->audit_ref, &rk, &sv,
-			    MDB_NODUPDATA);
-			if (prc != 0 && prc != MDB_KEYEXIST) {
-				r = store_err(v->store, prc, "index audit entry");
-				break;
-			}
-		}
+		/* Entries of writes were indexed with them: a look-up each. */
+		if (ref != NULL && (r = index_put(v, txn, ref, seq)) != 0)
+			break;
 	}
 	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
 		r = store_err(v->store, rc, "scan audit");
@@ -424,8 +443,8 @@ visit_seq(struct vault *v, MDB_txn *txn, uint64_t seq, audit_visit fn,
 
 /*
  * One page of entries after *after (all, or of ref through the index), in
- * one read txn. *indexed is where that snapshot's index ends; *stopped
- * tells that fn asked to stop.
+ * one read txn. By ref, only entries up to the index position (*indexed,
+ * in that snapshot) are read; *stopped tells that fn asked to stop.
  */
 static int
 scan_page(struct vault *v, uint64_t *after, const uint8_t *ref, audit_visit fn,
@@ -462,6 +481,12 @@ scan_page(struct vault *v, uint64_t *after, const uint8_t *ref, audit_visit fn,
 	for (; rc == 0 && !stop && n < PAGE; n++) {
 		uint64_t seq = store_get_u64(ref ? val.mv_data : k.mv_data);
 		struct audit_entry e;
+
+		/* Past the position, scan_tail reads the log instead. */
+		if (ref != NULL && seq > *indexed) {
+			rc = MDB_NOTFOUND;
+			break;
+		}
 
 		if (ref != NULL) {
 			if ((r = visit_seq(v, txn, seq, fn, arg, &stop)) != 0)

@@ -5,9 +5,10 @@
  * audit:     seq(8) -> fmt(1) | at ms(8) | prev hash(32) | hash(32) |
  *            principal, method, consumer ref, detail, purpose, dataset,
  *            outcome (each a 2-byte length and its bytes)
- * audit_ref: consumer ref -> seq (dupsort), for access history; built in
- *            batches behind the log (audit_index), as one insert per entry
- *            at a random place in it was most of a read's write cost
+ * audit_ref: consumer ref -> seq (dupsort), for access history. A write's
+ *            entries go in with the write; entries from the journal (reads,
+ *            denials) in batches behind the log (audit_index): one insert
+ *            per read at a random place in it was most of its write cost
  * meta:      "audit_head" -> seq(8) | hash(32)
  *            "audit_indexed" -> seq(8): entries up to it are in audit_ref
  *
@@ -51,7 +52,7 @@ struct audit_entry {
 	uint8_t prev[AUDIT_HASH_BYTES], hash[AUDIT_HASH_BYTES];
 };
 
-/* In a write txn: appends rec, chained to the head. */
+/* In a write txn: appends rec, chained to the head, and indexes it. */
 int audit_append_txn(struct vault *v, MDB_txn *txn,
     const struct audit_rec *rec) VAULT_WUR;
 /*
@@ -61,9 +62,12 @@ int audit_append_txn(struct vault *v, MDB_txn *txn,
 size_t audit_encode(const struct audit_rec *rec, uint8_t buf[AUDIT_BODY_MAX]);
 /* 0 when body is a well-formed entry body, else VAULT_ERR_STATE. */
 int audit_check_body(const uint8_t *body, size_t len) VAULT_WUR;
-/* In a write txn: appends an encoded entry made at at_ms. */
+/*
+ * In a write txn: appends an encoded entry made at at_ms; with index, also
+ * to the consumer index (else audit_index adds it later).
+ */
 int audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
-    const uint8_t *body, size_t len) VAULT_WUR;
+    const uint8_t *body, size_t len, bool index) VAULT_WUR;
 /* Appends rec in a durable transaction of its own (group committed). */
 int audit_append(struct vault *v, const struct audit_rec *rec) VAULT_WUR;
 

@@ -119,7 +119,7 @@ drain(MDB_txn *txn, void *arg)
 	/* Entries up to last are linked and stay put until done() frees them. */
 	for (;; e = e->next) {
 		if ((r = audit_append_body_txn(j->v, txn, e->at_ms, e->body,
-		    e->len)) != 0)
+		    e->len, false)) != 0)
 			return r;
 		j->n_taken++;
 		if (e == last)
