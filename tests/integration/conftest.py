@@ -48,6 +48,10 @@ def free_port():
         return s.getsockname()[1]
 
 
+def _serialize(m):
+    return m if isinstance(m, bytes) else m.SerializeToString()
+
+
 class Daemon:
     """One vaultd --dev process and its data directory."""
 
@@ -132,24 +136,30 @@ class Daemon:
                                              read(cert))
         return grpc.secure_channel(f"localhost:{self.port}", creds)
 
-    def call(self, method, req, resp_cls, token="dev", timeout=10,
-             channel=None):
-        md = []
+    def metadata(self, token="dev"):
+        """The bearer header for token ("dev": the dev token; None: none)."""
         if token == "dev" and self.tls:
             token = None
         if token == "dev":
             token = self.token
-        if token is not None:
-            md.append(("authorization", f"Bearer {token}"))
+        return [("authorization", f"Bearer {token}")] if token is not None else []
+
+    def call(self, method, req, resp_cls, token="dev", timeout=10,
+             channel=None):
         ch = channel or self.channel()
         try:
-            fn = ch.unary_unary(method,
-                                request_serializer=lambda m: m if isinstance(m, bytes) else m.SerializeToString(),
+            fn = ch.unary_unary(method, request_serializer=_serialize,
                                 response_deserializer=resp_cls.FromString)
-            return fn(req, metadata=md, timeout=timeout)
+            return fn(req, metadata=self.metadata(token), timeout=timeout)
         finally:
             if channel is None:
                 ch.close()
+
+    def stream(self, ch, method, req, resp_cls=None, token="dev", timeout=30):
+        """A server-streaming call on ch; resp_cls None yields raw bytes."""
+        fn = ch.unary_stream(method, request_serializer=_serialize,
+                             response_deserializer=resp_cls and resp_cls.FromString)
+        return fn(req, metadata=self.metadata(token), timeout=timeout)
 
     def health(self, service=""):
         r = self.call("/grpc.health.v1.Health/Check",

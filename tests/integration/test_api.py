@@ -179,10 +179,9 @@ def test_health_check_and_watch(daemon):
         daemon.health("no.such.Service")
     assert code_of(e) == grpc.StatusCode.NOT_FOUND
     with daemon.channel() as ch:
-        watch = ch.unary_stream("/grpc.health.v1.Health/Watch",
-                                request_serializer=health_pb.HealthCheckRequest.SerializeToString,
-                                response_deserializer=health_pb.HealthCheckResponse.FromString)
-        stream = watch(health_pb.HealthCheckRequest(service=""), timeout=30)
+        stream = daemon.stream(ch, "/grpc.health.v1.Health/Watch",
+                               health_pb.HealthCheckRequest(service=""),
+                               health_pb.HealthCheckResponse, token=None)
         assert next(stream).status == health_pb.HealthCheckResponse.SERVING
         stream.cancel()
     # The server still answers after a cancelled stream.
@@ -191,11 +190,10 @@ def test_health_check_and_watch(daemon):
 
 def test_deadline_passes_without_harm(daemon):
     with daemon.channel() as ch:
-        watch = ch.unary_stream("/grpc.health.v1.Health/Watch",
-                                request_serializer=lambda m: m.SerializeToString(),
-                                response_deserializer=lambda b: b)
         from conftest import health_pb
-        stream = watch(health_pb.HealthCheckRequest(), timeout=0.5)
+        stream = daemon.stream(ch, "/grpc.health.v1.Health/Watch",
+                               health_pb.HealthCheckRequest(), token=None,
+                               timeout=0.5)
         next(stream)
         with pytest.raises(grpc.RpcError) as e:
             next(stream)

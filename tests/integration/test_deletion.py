@@ -44,14 +44,11 @@ def verify(receipt, pk):
 
 
 def watch(d, after=0, follow=False, timeout=30, limit=None, **flt):
-    md = [("authorization", f"Bearer {d.token}")]
     out = []
     with d.channel() as ch:
-        fn = ch.unary_stream("/vault.v1.Deletion/WatchDeletions",
-                             request_serializer=lambda m: m.SerializeToString(),
-                             response_deserializer=pb.DeletionEvent.FromString)
-        call = fn(pb.WatchDeletionsRequest(after_seq=after, follow=follow, **flt),
-                  metadata=md, timeout=timeout)
+        call = d.stream(ch, "/vault.v1.Deletion/WatchDeletions",
+                        pb.WatchDeletionsRequest(after_seq=after, follow=follow, **flt),
+                        pb.DeletionEvent, timeout=timeout)
         for e in call:
             out.append(e)
             if limit is not None and len(out) == limit:

@@ -12,17 +12,14 @@ ATTRS = ["age", "device", "income_band", "converted"]
 def fetch(d, purpose, dataset=None, attributes=ATTRS, batch_size=0,
           page_token="", token="dev", limit_batches=None, raw=False):
     """All batches of one FetchFeatures stream (or the first limit_batches)."""
-    md = [("authorization", f"Bearer {d.token if token == 'dev' else token}")]
     dataset = dataset if dataset is not None else f"ds-{purpose}"
     with d.channel() as ch:
-        fn = ch.unary_stream("/vault.v1.Features/FetchFeatures",
-                             request_serializer=lambda m: m.SerializeToString(),
-                             response_deserializer=None if raw else pb.FeatureBatch.FromString)
-        call = fn(pb.FetchFeaturesRequest(purpose=purpose, dataset_id=dataset,
-                                          attributes=attributes,
-                                          batch_size=batch_size,
-                                          page_token=page_token),
-                  metadata=md, timeout=60)
+        call = d.stream(ch, "/vault.v1.Features/FetchFeatures",
+                        pb.FetchFeaturesRequest(purpose=purpose, dataset_id=dataset,
+                                                attributes=attributes,
+                                                batch_size=batch_size,
+                                                page_token=page_token),
+                        None if raw else pb.FeatureBatch, token=token, timeout=60)
         out = []
         for b in call:
             out.append(b)

@@ -152,11 +152,11 @@ def test_graceful_shutdown_ends_streams(daemon):
 
     def watch():
         with daemon.channel() as ch:
-            fn = ch.unary_stream("/grpc.health.v1.Health/Watch",
-                                 request_serializer=health_pb.HealthCheckRequest.SerializeToString,
-                                 response_deserializer=health_pb.HealthCheckResponse.FromString)
             try:
-                for msg in fn(health_pb.HealthCheckRequest(), timeout=60):
+                for msg in daemon.stream(ch, "/grpc.health.v1.Health/Watch",
+                                         health_pb.HealthCheckRequest(),
+                                         health_pb.HealthCheckResponse,
+                                         token=None, timeout=60):
                     got.append(msg.status)
             except grpc.RpcError as e:
                 got.append(e.code())

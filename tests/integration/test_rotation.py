@@ -20,14 +20,11 @@ ROTATION_N = int(os.environ.get("VAULT_TEST_ROTATION_CONSUMERS", "100000"))
 
 
 def rotate(d, version="", on_progress=None, timeout=600):
-    md = [("authorization", f"Bearer {d.token}")]
     out = []
     with d.channel() as ch:
-        fn = ch.unary_stream("/vault.v1.Keys/RotateMasterKey",
-                             request_serializer=lambda m: m.SerializeToString(),
-                             response_deserializer=pb.RotationProgress.FromString)
-        for p in fn(pb.RotateMasterKeyRequest(new_key_id=version), metadata=md,
-                    timeout=timeout):
+        for p in d.stream(ch, "/vault.v1.Keys/RotateMasterKey",
+                          pb.RotateMasterKeyRequest(new_key_id=version),
+                          pb.RotationProgress, timeout=timeout):
             out.append(p)
             if on_progress is not None and on_progress(p):
                 break

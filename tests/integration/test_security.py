@@ -374,10 +374,9 @@ def test_certificates_reload_without_dropping_calls(tls_daemon):
     d = tls_daemon
     t = d.data_dir / "tls"
     ch = d.tls_channel("privacy")
-    watch = ch.unary_stream("/grpc.health.v1.Health/Watch",
-                            request_serializer=health_pb.HealthCheckRequest.SerializeToString,
-                            response_deserializer=health_pb.HealthCheckResponse.FromString)
-    stream = watch(health_pb.HealthCheckRequest(), timeout=60)
+    stream = d.stream(ch, "/grpc.health.v1.Health/Watch",
+                      health_pb.HealthCheckRequest(),
+                      health_pb.HealthCheckResponse, token=None, timeout=60)
     assert next(stream).status == health_pb.HealthCheckResponse.SERVING
     old = (t / "server.pem").read_bytes()
     subprocess.run(
