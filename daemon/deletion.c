@@ -501,7 +501,18 @@ requests_log_txn(struct vault *v, MDB_txn *txn, const char *kind,
 	return rc == 0 ? 0 : store_err(v->store, rc, "put request record");
 }
 
-int
+/* Where a sweep of the request records stands between transactions. */
+struct requests_sweep {
+	char key[512];		/* the next record to look at (LMDB keys: <= 511) */
+	size_t len;		/* 0: the first record */
+	bool end;		/* the last transaction reached the end */
+};
+
+/*
+ * In a write txn: looks at up to max request records from sw's position,
+ * drops those older than before_ms, and moves sw on.
+ */
+static int
 requests_expire_txn(struct vault *v, MDB_txn *txn, uint64_t before_ms,
     size_t max, struct requests_sweep *sw, size_t *expired)
 {
@@ -540,4 +551,40 @@ requests_expire_txn(struct vault *v, MDB_txn *txn, uint64_t before_ms,
 	mdb_cursor_close(cur);
 	return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_err(v->store, rc,
 	    "expire request records");
+}
+
+struct requests_job {
+	struct vault *v;
+	uint64_t before;
+	size_t per_txn;
+	struct requests_sweep sw;
+	size_t done;
+};
+
+static int
+requests_apply(MDB_txn *txn, void *arg)
+{
+	struct requests_job *job = arg;
+
+	return requests_expire_txn(job->v, txn, job->before, job->per_txn,
+	    &job->sw, &job->done);
+}
+
+int
+requests_expire(struct vault *v, uint64_t before_ms, size_t per_txn,
+    size_t *expired, size_t *txns)
+{
+	struct requests_job job = { .v = v, .before = before_ms,
+	    .per_txn = per_txn };
+	int r;
+
+	*expired = 0;
+	*txns = 0;
+	do {
+		if ((r = writer_submit(v->wr, requests_apply, &job)) != 0)
+			return r;
+		*expired += job.done;
+		(*txns)++;
+	} while (!job.sw.end);
+	return 0;
 }

@@ -78,21 +78,12 @@ int receipt_parse(const uint8_t *text, size_t len, struct receipt *r) VAULT_WUR;
 int requests_log_txn(struct vault *v, MDB_txn *txn, const char *kind,
     const uint8_t *ref) VAULT_WUR;
 /*
- * Where a sweep of the request records stands between transactions. The
- * records are keyed by kind and ref, not by time, so a sweep walks them all.
+ * Drops the request records older than before_ms, looking at per_txn of
+ * them per durable transaction. The records are keyed by kind and ref, not
+ * by time, so the sweep walks them all. *txns: how many transactions.
  */
-struct requests_sweep {
-	char key[512];		/* the next record to look at (LMDB keys: <= 511) */
-	size_t len;		/* 0: the first record */
-	bool end;		/* the last transaction reached the end */
-};
-
-/*
- * In a write txn: looks at up to max request records from sw's position,
- * drops those older than before_ms, and moves sw on.
- */
-int requests_expire_txn(struct vault *v, MDB_txn *txn, uint64_t before_ms,
-    size_t max, struct requests_sweep *sw, size_t *expired) VAULT_WUR;
+int requests_expire(struct vault *v, uint64_t before_ms, size_t per_txn,
+    size_t *expired, size_t *txns) VAULT_WUR;
 
 struct ledger_event {
 	uint64_t seq;

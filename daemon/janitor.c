@@ -50,42 +50,23 @@ expire_apply(MDB_txn *txn, void *arg)
 	    &job->done);
 }
 
-struct requests_job {
-	struct vault *v;
-	uint64_t before;
-	struct requests_sweep sw;
-	size_t done;
-};
-
-static int
-requests_apply(MDB_txn *txn, void *arg)
-{
-	struct requests_job *job = arg;
-
-	return requests_expire_txn(job->v, txn, job->before, EXPIRE_PER_TXN,
-	    &job->sw, &job->done);
-}
-
 /* Request records are kept request_retention_s (24 months); swept hourly. */
 static int
 expire_requests(struct vault *v)
 {
 	static uint64_t last;
 	uint64_t now = store_now_ms(), keep = (uint64_t)v->cfg->request_retention_s * 1000ULL;
-	struct requests_job job = { .v = v,
-	    .before = now > keep ? now - keep : 0 };
+	size_t expired, txns;
 	int r;
 
 	if (last != 0 && now - last < 3600000ULL)
 		return 0;
 	last = now;
-	do {
-		if ((r = writer_submit(v->wr, requests_apply, &job)) != 0)
-			return r;
-		if (job.done > 0)
-			log_info("expired %zu request records", job.done);
-	} while (!job.sw.end);
-	return 0;
+	r = requests_expire(v, now > keep ? now - keep : 0, EXPIRE_PER_TXN,
+	    &expired, &txns);
+	if (expired > 0)
+		log_info("expired %zu request records", expired);
+	return r;
 }
 
 int
