@@ -145,7 +145,6 @@ index_put(struct vault *v, MDB_txn *txn, const uint8_t *ref, uint64_t seq)
 		return 0;
 	if (rc != MDB_NOTFOUND)
 		return store_err(v->store, rc, "look up audit index");
-	store_put_u64(sk, seq);
 	rk = (MDB_val){ CRYPTO_REF_BYTES, rb };
 	sv = (MDB_val){ 8, sk };
 	if ((rc = mdb_put(txn, v->store->audit_ref, &rk, &sv, 0)) != 0)
@@ -160,8 +159,6 @@ audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
 	uint8_t buf[HDR + AUDIT_BODY_MAX], key[8], head[8 + AUDIT_HASH_BYTES];
 	const uint8_t *ref;
 	uint64_t seq;
-
-	/* Unless index, the consumer index gets it later (audit_index). */
 	MDB_val k, val;
 	int rc, r;
 
@@ -180,6 +177,7 @@ audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
 	val = (MDB_val){ HDR + len, buf };
 	if ((rc = mdb_put(txn, v->store->audit, &k, &val, MDB_APPEND)) != 0)
 		return store_err(v->store, rc, "append audit entry");
+	/* Unless index, the consumer index gets it later (audit_index). */
 	if (index && ref != NULL && (r = index_put(v, txn, ref, seq)) != 0)
 		return r;
 	memcpy(head, key, 8);
@@ -537,14 +535,17 @@ scan_tail(struct vault *v, uint64_t from, const uint8_t *ref, audit_visit fn,
 
 		if (k.mv_size != 8 || val.mv_size < HDR ||
 		    body_ref((const uint8_t *)val.mv_data + HDR, val.mv_size - HDR,
-		    &eref) != 0 ||
-		    (eref != NULL && memcmp(eref, ref, CRYPTO_REF_BYTES) == 0 &&
-		    parse(store_get_u64(k.mv_data), &val, &e) != 0)) {
+		    &eref) != 0) {
 			r = VAULT_ERR_STATE;
 			goto out;
 		}
-		if (eref != NULL && memcmp(eref, ref, CRYPTO_REF_BYTES) == 0)
-			stop = fn(&e, arg);
+		if (eref == NULL || memcmp(eref, ref, CRYPTO_REF_BYTES) != 0)
+			continue;
+		if (parse(store_get_u64(k.mv_data), &val, &e) != 0) {
+			r = VAULT_ERR_STATE;
+			goto out;
+		}
+		stop = fn(&e, arg);
 	}
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		r = store_err(v->store, rc, "scan audit");

@@ -77,7 +77,8 @@ int audit_head(struct vault *v, MDB_txn *txn, uint64_t *seq,
 
 /*
  * Adds the next batch of entries to the consumer index (a lazy write);
- * *more tells whether entries remain. Scans by consumer catch it up first.
+ * *more tells whether entries remain. Scans by consumer read the entries
+ * past it from the log, and catch it up first when it is far behind.
  */
 int audit_index(struct vault *v, bool *more) VAULT_WUR;
 /* Records where indexing starts, once per store (at open). */

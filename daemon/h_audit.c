@@ -11,17 +11,30 @@
 
 /* ------------------------------------------------ the runtime's audit sink */
 
-/* One audit entry per consumer the call touched (or one without a ref). */
+/* A call leaves one entry per consumer it touched (or one without a ref). */
+static size_t
+n_entries(const struct rpc_audit *a)
+{
+	return a->n_refs ? a->n_refs : 1;
+}
+
+/* Entry i of the call's entries. */
+static struct audit_rec
+entry(const struct rpc_audit *a, size_t i)
+{
+	return (struct audit_rec){ a->principal, a->method,
+	    a->n_refs ? a->refs + i * CRYPTO_REF_BYTES : NULL, a->detail,
+	    a->purpose, a->dataset, a->outcome };
+}
+
 static int
 append_all(struct vault *v, MDB_txn *txn, const struct rpc_audit *a)
 {
-	struct audit_rec rec = { a->principal, a->method, NULL, a->detail,
-	    a->purpose, a->dataset, a->outcome };
-	size_t n = a->n_refs ? a->n_refs : 1;
 	int r;
 
-	for (size_t i = 0; i < n; i++) {
-		rec.ref = a->n_refs ? a->refs + i * CRYPTO_REF_BYTES : NULL;
+	for (size_t i = 0; i < n_entries(a); i++) {
+		struct audit_rec rec = entry(a, i);
+
 		if ((r = audit_append_txn(v, txn, &rec)) != 0)
 			return r;
 	}
@@ -73,16 +86,14 @@ static int
 sink_append(void *app, const struct rpc_audit *a)
 {
 	struct vault *v = app;
-	size_t n = a->n_refs ? a->n_refs : 1;
+	size_t n = n_entries(a);
 	struct audit_rec one, *recs = n == 1 ? &one : calloc(n, sizeof(*recs));
 	int r;
 
 	if (recs == NULL)
 		return VAULT_ERR_NOMEM;
 	for (size_t i = 0; i < n; i++)
-		recs[i] = (struct audit_rec){ a->principal, a->method,
-		    a->n_refs ? a->refs + i * CRYPTO_REF_BYTES : NULL, a->detail,
-		    a->purpose, a->dataset, a->outcome };
+		recs[i] = entry(a, i);
 	r = journal_append(v->jn, recs, n);
 	if (recs != &one)
 		free(recs);

@@ -49,11 +49,11 @@ bool writer_hook_fired(void);
  * later durable commit, or the flusher thread within 20 ms, makes it
  * durable. A process crash loses nothing (the pages are in the OS's cache);
  * a power failure may lose the last 20 ms of lazy requests. For rotation
- * batches, and for moving the audit journal in before a scan of the log.
+ * batches, and the audit journal's moves and index batches.
  *
  * While the writer is idle, lazy requests are applied by the threads that
  * submit them (one thread applies its own and any others queued), which
- * spares each read two thread hand-offs; fn therefore must not rely on
+ * spares each two thread hand-offs; fn therefore must not rely on
  * thread-local state, and a lazy request gets no hook.
  */
 int writer_submit_lazy(struct writer *w, writer_fn fn, void *arg) VAULT_WUR;
