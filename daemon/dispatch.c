@@ -6,6 +6,7 @@
  * answered UNIMPLEMENTED at once.
  */
 #include "handlers.h"
+#include "schema.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "vault/v1/vault.pb-c.h"
 
@@ -53,3 +54,17 @@ const struct rpc_method dispatch_methods[] = {
 
 const size_t dispatch_n_methods =
     sizeof(dispatch_methods) / sizeof(dispatch_methods[0]);
+
+/*
+ * Upper bounds of request strings, checked on the wire before any handler
+ * runs (reqcheck.h); handlers then apply the finer rules (the configured
+ * consumer id length, name syntax, the schema's value rules).
+ */
+static const struct reqcheck_limit string_limits[] = {
+	{ "consumer_id", 1024 },	/* max_consumer_id_bytes is at most this */
+	{ "value", SCHEMA_VALUE_MAX },
+	{ "page_token", 1024 },
+	{ NULL, 0 },
+};
+
+const struct reqcheck_opts dispatch_strings = { string_limits, 256 };

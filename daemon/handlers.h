@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "reqcheck.h"
 #include "rpc.h"
 #include "schema.h"
 
@@ -32,6 +33,7 @@ int handle_health_watch(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 /* The dispatch table: every method of the contract. */
 extern const struct rpc_method dispatch_methods[];
 extern const size_t dispatch_n_methods;
+extern const struct reqcheck_opts dispatch_strings;
 
 /* Checks a consumer id field; 0 or VAULT_ERR_INVALID with the message set. */
 int handler_check_consumer_id(struct rpc_ctx *ctx, const char *id);

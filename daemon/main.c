@@ -276,7 +276,8 @@ serve(struct config *cfg, bool dev)
 	    .cq_threads = cfg->cq_threads, .workers = cfg->workers,
 	    .max_request_bytes = cfg->max_request_bytes,
 	    .shutdown_grace_ms = cfg->shutdown_grace_ms,
-	    .max_streams = cfg->max_streams, .audit = &audit_sink };
+	    .max_streams = cfg->max_streams, .audit = &audit_sink,
+	    .strings = &dispatch_strings };
 	if (server_start(&srv, &so, dispatch_methods, dispatch_n_methods, v,
 	    auth) != 0)
 		goto out;

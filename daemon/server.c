@@ -25,6 +25,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "reqcheck.h"
 #include "server.h"
 #include "timeutil.h"
 
@@ -101,6 +102,7 @@ struct server {
 	char *tls_cert, *tls_key, *tls_ca;
 	atomic_bool tls_reload;
 	int grace_ms, max_streams;
+	const struct reqcheck_opts *strings;
 	struct worker *workers;
 	int n_workers;
 	pthread_mutex_t mu;
@@ -153,6 +155,62 @@ default_message(int err)
 	}
 }
 
+/* ------------------------------------------------------- wiped memory */
+
+/*
+ * Decoded requests and packed replies hold personal data in plain memory:
+ * both are wiped before their memory is given back. The allocator keeps
+ * each block's size in front of it, since protobuf-c's free does not pass
+ * one.
+ */
+#define WIPE_HDR 16
+
+static void *
+wipe_alloc(void *data, size_t n)
+{
+	uint8_t *p;
+
+	(void)data;
+	if (n > SIZE_MAX - WIPE_HDR || (p = malloc(n + WIPE_HDR)) == NULL)
+		return NULL;
+	memcpy(p, &n, sizeof(n));
+	return p + WIPE_HDR;
+}
+
+static void
+wipe_free(void *data, void *ptr)
+{
+	uint8_t *p;
+	size_t n;
+
+	(void)data;
+	if (ptr == NULL)
+		return;
+	p = (uint8_t *)ptr - WIPE_HDR;
+	memcpy(&n, p, sizeof(n));
+	sodium_memzero(p, n + WIPE_HDR);
+	free(p);
+}
+
+static ProtobufCAllocator wiping_allocator = { wipe_alloc, wipe_free, NULL };
+
+/* Wipes and frees a byte buffer this runtime packed (raw, uncompressed). */
+static void
+wipe_byte_buffer(grpc_byte_buffer *bb)
+{
+	if (bb == NULL)
+		return;
+	if (bb->type == GRPC_BB_RAW &&
+	    bb->data.raw.compression == GRPC_COMPRESS_NONE) {
+		grpc_slice_buffer *sb = &bb->data.raw.slice_buffer;
+
+		for (size_t i = 0; i < sb->count; i++)
+			sodium_memzero(GRPC_SLICE_START_PTR(sb->slices[i]),
+			    GRPC_SLICE_LENGTH(sb->slices[i]));
+	}
+	grpc_byte_buffer_destroy(bb);
+}
+
 /* ------------------------------------------------------------ references */
 
 static void
@@ -170,13 +228,11 @@ call_free(struct rpc_ctx *c)
 	grpc_metadata_array_destroy(&c->md);
 	if (c->recv != NULL)
 		grpc_byte_buffer_destroy(c->recv);
-	if (c->reply != NULL)
-		grpc_byte_buffer_destroy(c->reply);
-	if (c->send_buf != NULL)
-		grpc_byte_buffer_destroy(c->send_buf);
+	wipe_byte_buffer(c->reply);
+	wipe_byte_buffer(c->send_buf);
 	grpc_slice_unref(c->status_details);
 	if (c->req != NULL)
-		protobuf_c_message_free_unpacked(c->req, NULL);
+		protobuf_c_message_free_unpacked(c->req, &wiping_allocator);
 	auth_unref(c->auth);
 	free(c->owned_refs);
 	pthread_cond_destroy(&c->cv);
@@ -241,26 +297,40 @@ rpc_audit_refs(struct rpc_ctx *c, uint8_t *refs, size_t n)
 	c->audit.n_refs = n;
 }
 
+/* Text cut to fit an audit field is cut between characters, not inside one. */
+static void
+audit_text(char *dst, size_t size, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (n >= size)
+		n = reqcheck_utf8_prefix(src, size - 1);
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 void
 rpc_audit_detail(struct rpc_ctx *c, const char *fmt, ...)
 {
+	char buf[sizeof(c->audit.detail) * 2];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(c->audit.detail, sizeof(c->audit.detail), fmt, ap);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	audit_text(c->audit.detail, sizeof(c->audit.detail), buf);
 }
 
 void
 rpc_audit_purpose(struct rpc_ctx *c, const char *purpose)
 {
-	snprintf(c->audit.purpose, sizeof(c->audit.purpose), "%s", purpose);
+	audit_text(c->audit.purpose, sizeof(c->audit.purpose), purpose);
 }
 
 void
 rpc_audit_dataset(struct rpc_ctx *c, const char *dataset)
 {
-	snprintf(c->audit.dataset, sizeof(c->audit.dataset), "%s", dataset);
+	audit_text(c->audit.dataset, sizeof(c->audit.dataset), dataset);
 }
 
 static const char *
@@ -401,8 +471,7 @@ rpc_send(struct rpc_ctx *c, const ProtobufCMessage *msg)
 		pthread_mutex_unlock(&c->mu);
 		return VAULT_ERR_CANCELLED;
 	}
-	if (c->send_buf != NULL)
-		grpc_byte_buffer_destroy(c->send_buf);
+	wipe_byte_buffer(c->send_buf);
 	c->send_buf = pack(msg);
 	memset(ops, 0, sizeof(ops));
 	if (!c->md_sent) {
@@ -653,6 +722,7 @@ on_recv(struct tag *t, bool ok)
 	struct rpc_ctx *c = t->call;
 	grpc_byte_buffer_reader reader;
 	grpc_slice s;
+	int r;
 
 	if (!ok || c->recv == NULL) {
 		finish(c, rpc_fail(c, VAULT_ERR_INVALID,
@@ -668,14 +738,28 @@ on_recv(struct tag *t, bool ok)
 	}
 	s = grpc_byte_buffer_reader_readall(&reader);
 	grpc_byte_buffer_reader_destroy(&reader);
-	c->req = protobuf_c_message_unpack(c->m->request, NULL,
+	c->req = protobuf_c_message_unpack(c->m->request, &wiping_allocator,
 	    GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+	if (c->req == NULL) {
+		r = rpc_fail(c, VAULT_ERR_INVALID,
+		    "the request is not a valid %s message", c->m->request->name);
+	} else {
+		/* Every string of every request, before any handler sees it. */
+		r = reqcheck_message(c->m->request, GRPC_SLICE_START_PTR(s),
+		    GRPC_SLICE_LENGTH(s), c->srv->strings, c->errmsg,
+		    sizeof(c->errmsg));
+	}
+	sodium_memzero(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
 	grpc_slice_unref(s);
-	if (c->req == NULL)
-		finish(c, rpc_fail(c, VAULT_ERR_INVALID,
-		    "the request is not a valid %s message", c->m->request->name));
-	else
+	/* A refused request is audited as such (no field of it is recorded). */
+	if (r != 0 && c->req != NULL && c->srv->sink != NULL) {
+		c->early_err = r;
 		schedule(c);
+	} else if (r != 0) {
+		finish(c, r);
+	} else {
+		schedule(c);
+	}
 	call_unref(c);
 }
 
@@ -734,6 +818,33 @@ cert_principal(struct rpc_ctx *c, bool *presented)
 	return p;
 }
 
+/*
+ * Metadata values are request input too: text values must be UTF-8 without
+ * NUL and of sane length ("-bin" values are binary by definition).
+ */
+#define MAX_METADATA_VALUE 8192
+
+static int
+check_metadata(struct rpc_ctx *c)
+{
+	for (size_t i = 0; i < c->md.count; i++) {
+		grpc_slice k = c->md.metadata[i].key, v = c->md.metadata[i].value;
+		size_t kl = GRPC_SLICE_LENGTH(k);
+		bool binary = kl > 4 && memcmp(GRPC_SLICE_START_PTR(k) + kl - 4,
+		    "-bin", 4) == 0;
+
+		if (binary)
+			continue;
+		if (GRPC_SLICE_LENGTH(v) > MAX_METADATA_VALUE ||
+		    !reqcheck_text(GRPC_SLICE_START_PTR(v), GRPC_SLICE_LENGTH(v)))
+			return rpc_fail(c, VAULT_ERR_INVALID, "metadata '%.*s': %s",
+			    (int)(kl > 64 ? 64 : kl), (const char *)GRPC_SLICE_START_PTR(k),
+			    GRPC_SLICE_LENGTH(v) > MAX_METADATA_VALUE ? "too long" :
+			    "not valid UTF-8, or contains a NUL character");
+	}
+	return 0;
+}
+
 /* Resolves the principal and checks the policy: deny by default. */
 static int
 authorize(struct rpc_ctx *c)
@@ -742,6 +853,8 @@ authorize(struct rpc_ctx *c)
 	bool presented;
 
 	c->auth = current_auth(c->srv);
+	if (check_metadata(c) != 0)
+		return VAULT_ERR_INVALID;
 	if (c->m->flags & RPC_PUBLIC)
 		return 0;
 	c->principal = cert_principal(c, &presented);
@@ -1050,6 +1163,7 @@ server_start(struct server **out, const struct server_opts *opts,
 	srv->grace_ms = opts->shutdown_grace_ms;
 	srv->sink = opts->audit;
 	srv->max_streams = opts->max_streams;
+	srv->strings = opts->strings;
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_cond_init(&srv->state_cv, NULL);
 	srv->t_shutdown = (struct tag){ .fn = on_shutdown, .srv = srv };

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "auth.h"
+#include "reqcheck.h"
 #include "rpc.h"
 #include "vault_err.h"
 
@@ -24,6 +25,7 @@ struct server_opts {
 	int shutdown_grace_ms;
 	int max_streams;
 	const struct rpc_audit_sink *audit;	/* NULL: no audit log */
+	const struct reqcheck_opts *strings;	/* limits of request strings */
 };
 
 struct server;
