@@ -1,39 +1,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "consent.h"
 #include "fetch.h"
 #include "log.h"
 #include "record.h"
 
-
-int
-fetch_page_init(struct fetch_page *pg, size_t cap, size_t n_attrs)
-{
-	memset(pg, 0, sizeof(*pg));
-	pg->cap = cap;
-	pg->n_attrs = n_attrs;
-	pg->refs = calloc(cap, sizeof(*pg->refs));
-	pg->pseudonyms = calloc(cap, sizeof(*pg->pseudonyms));
-	pg->tokens = calloc(cap * (n_attrs ? n_attrs : 1), sizeof(uint64_t));
-	pg->scratch = crypto_secret_alloc(RECORD_SCRATCH_BYTES);
-	if (pg->refs == NULL || pg->pseudonyms == NULL || pg->tokens == NULL ||
-	    pg->scratch == NULL) {
-		fetch_page_free(pg);
-		return VAULT_ERR_NOMEM;
-	}
-	return 0;
-}
-
-void
-fetch_page_free(struct fetch_page *pg)
-{
-	free(pg->refs);
-	free(pg->pseudonyms);
-	free(pg->tokens);
-	crypto_secret_free(pg->scratch);
-	memset(pg, 0, sizeof(*pg));
-}
+#define CANCEL_POLL 1024
 
 int64_t
 fetch_today(void)
@@ -41,47 +16,68 @@ fetch_today(void)
 	return (int64_t)(store_now_ms() / 86400000ULL);
 }
 
-/* A categorical token, or OTHER when fewer than k live consumers hold it. */
-static int
-category_token(struct vault *v, MDB_txn *txn, const struct fetch_query *q,
-    int attr, const char *value, size_t len, uint64_t *token)
+void
+fetch_set_free(struct fetch_set *set)
 {
-	uint8_t key[TOKEN_COUNT_KEY_MAX];
-	MDB_val k = { tokenizer_count_key(v->tok, attr, value, len, key), key }, c;
-	uint64_t holders = 0;
-	int rc = mdb_get(txn, v->store->counts, &k, &c);
+	if (set->rows != NULL)
+		sodium_memzero(set->rows, set->cap * sizeof(*set->rows));
+	if (set->tokens != NULL)
+		sodium_memzero(set->tokens, set->cap * set->n_attrs * sizeof(uint64_t));
+	free(set->rows);
+	free(set->tokens);
+	memset(set, 0, sizeof(*set));
+}
 
-	if (rc == 0 && c.mv_size == 8)
-		holders = store_get_u64(c.mv_data);
-	else if (rc != 0 && rc != MDB_NOTFOUND)
-		return store_err(v->store, rc, "get count");
-	*token = holders < v->schema->attrs[attr].k ?
-	    tokenizer_other(v->tok, q->purpose, attr) :
-	    tokenizer_token(v->tok, q->purpose, attr, value, len, q->today_days);
+static int
+grow(struct fetch_set *set)
+{
+	size_t cap = set->cap ? set->cap * 2 : 1024;
+	struct fetch_row *rows;
+	uint64_t *tokens;
+
+	if ((rows = calloc(cap, sizeof(*rows))) == NULL ||
+	    (tokens = calloc(cap * set->n_attrs, sizeof(*tokens))) == NULL) {
+		free(rows);
+		return VAULT_ERR_NOMEM;
+	}
+	if (set->n > 0) {
+		memcpy(rows, set->rows, set->n * sizeof(*rows));
+		memcpy(tokens, set->tokens, set->n * set->n_attrs * sizeof(*tokens));
+	}
+	fetch_set_free(&(struct fetch_set){ set->n, set->cap, set->n_attrs,
+	    set->rows, set->tokens });
+	set->rows = rows;
+	set->tokens = tokens;
+	set->cap = cap;
 	return 0;
 }
 
-/* One row: pseudonym and tokens of the consumer at ref. */
+/* Appends the row of the consumer at ref: pseudonym and raw tokens. */
 static int
 read_row(struct vault *v, MDB_txn *txn, const struct fetch_query *q,
-    const uint8_t *ref, const MDB_val *crec, uint8_t flags,
-    struct fetch_page *pg)
+    const uint8_t *ref, const MDB_val *crec, uint8_t flags, uint8_t *scratch,
+    struct fetch_set *set)
 {
 	const struct schema *s = v->schema;
-	uint8_t *dek = pg->scratch, *seed = dek + CRYPTO_KEY_BYTES;
+	uint8_t *dek = scratch, *seed = dek + CRYPTO_KEY_BYTES;
 	uint8_t *value = seed + CRYPTO_KEY_BYTES, key[RECORD_ATTR_KEY_MAX];
-	uint64_t *tokens = pg->tokens + pg->n * pg->n_attrs;
 	bool limited = (flags & CONSENT_LIMIT_SENSITIVE) &&
 	    !s->purposes[q->purpose].essential;
+	struct fetch_row *row;
 	struct consumer_rec rec;
+	uint64_t *tokens;
 	size_t len;
 	int rc, r;
 
+	if (set->n == set->cap && (r = grow(set)) != 0)
+		return r;
+	row = &set->rows[set->n];
+	tokens = set->tokens + set->n * set->n_attrs;
 	if ((r = record_parse_consumer(crec, &rec)) != 0 ||
 	    (r = record_unwrap_dek(v->kr, ref, &rec, dek)) != 0 ||
 	    (r = record_open_seed(dek, ref, &rec, seed)) != 0)
 		return r;
-	tokenizer_pseudonym(seed, s->purposes[q->purpose].name, pg->pseudonyms[pg->n]);
+	tokenizer_pseudonym(seed, s->purposes[q->purpose].name, row->pseudonym);
 	for (size_t j = 0; j < q->n_attrs; j++) {
 		const struct attr_def *a = &s->attrs[q->attrs[j]];
 		MDB_val k, val;
@@ -97,79 +93,236 @@ read_row(struct vault *v, MDB_txn *txn, const struct fetch_query *q,
 		if ((r = record_open_attr(dek, ref, a->name, rec.dek_generation,
 		    &val, value, SCHEMA_VALUE_MAX + 1, &len, NULL)) != 0)
 			return r;
-		if (a->feature == FEAT_CATEGORY)
-			r = category_token(v, txn, q, q->attrs[j], (char *)value, len,
-			    &tokens[j]);
-		else
-			tokens[j] = tokenizer_token(v->tok, q->purpose, q->attrs[j],
-			    (char *)value, len, q->today_days);
-		if (r != 0)
-			return r;
+		tokens[j] = tokenizer_token(v->tok, q->purpose, q->attrs[j],
+		    (char *)value, len, q->today_days);
 	}
-	memcpy(pg->refs[pg->n], ref, CRYPTO_REF_BYTES);
-	pg->n++;
+	row->pos.order = tokenizer_order(v->tok, q->purpose, ref);
+	memcpy(row->pos.ref, ref, CRYPTO_REF_BYTES);
+	row->gone = false;
+	set->n++;
+	return 0;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static int
+cmp_pos(const struct fetch_pos *a, const struct fetch_pos *b)
+{
+	if (a->order != b->order)
+		return a->order < b->order ? -1 : 1;
+	return memcmp(a->ref, b->ref, CRYPTO_REF_BYTES);
+}
+
+/* Rows of the stream: sorted by place, each remembering its token row. */
+struct sort_ent {
+	struct fetch_row row;
+	size_t src;
+};
+
+static int
+cmp_ent(const void *a, const void *b)
+{
+	return cmp_pos(&((const struct sort_ent *)a)->row.pos,
+	    &((const struct sort_ent *)b)->row.pos);
+}
+
+/* How many of the n sorted tokens equal t. */
+static size_t
+count_of(const uint64_t *sorted, size_t n, uint64_t t)
+{
+	size_t lo = 0, hi = n, first;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (sorted[mid] < t)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	first = lo;
+	hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (sorted[mid] <= t)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo - first;
+}
+
+/* A categorical token held by fewer than k rows of the set becomes OTHER. */
+static int
+suppress_rare(struct vault *v, const struct fetch_query *q,
+    struct fetch_set *set)
+{
+	uint64_t *col;
+
+	if (set->n == 0)
+		return 0;
+	if ((col = malloc(set->n * sizeof(*col))) == NULL)
+		return VAULT_ERR_NOMEM;
+	for (size_t j = 0; j < q->n_attrs; j++) {
+		const struct attr_def *a = &v->schema->attrs[q->attrs[j]];
+		uint64_t other = tokenizer_other(v->tok, q->purpose, q->attrs[j]);
+		size_t m = 0;
+
+		if (a->feature != FEAT_CATEGORY)
+			continue;
+		for (size_t i = 0; i < set->n; i++)
+			if (set->tokens[i * set->n_attrs + j] != 0)
+				col[m++] = set->tokens[i * set->n_attrs + j];
+		qsort(col, m, sizeof(*col), cmp_u64);
+		for (size_t i = 0; i < set->n; i++) {
+			uint64_t *t = &set->tokens[i * set->n_attrs + j];
+
+			if (*t != 0 && count_of(col, m, *t) < a->k)
+				*t = other;
+		}
+	}
+	free(col);
+	return 0;
+}
+
+/* Puts the rows in stream order and drops those at or before q->after. */
+static int
+order_rows(const struct fetch_query *q, struct fetch_set *set)
+{
+	struct sort_ent *e;
+	uint64_t *tokens;
+	size_t n = 0;
+
+	if (set->n == 0)
+		return 0;
+	if ((e = malloc(set->n * sizeof(*e))) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((tokens = calloc(set->cap * set->n_attrs, sizeof(*tokens))) == NULL) {
+		free(e);
+		return VAULT_ERR_NOMEM;
+	}
+	for (size_t i = 0; i < set->n; i++)
+		e[i] = (struct sort_ent){ set->rows[i], i };
+	qsort(e, set->n, sizeof(*e), cmp_ent);
+	for (size_t i = 0; i < set->n; i++) {
+		if (q->has_after && cmp_pos(&e[i].row.pos, &q->after) <= 0)
+			continue;
+		set->rows[n] = e[i].row;
+		memcpy(tokens + n * set->n_attrs, set->tokens +
+		    e[i].src * set->n_attrs, set->n_attrs * sizeof(*tokens));
+		n++;
+	}
+	sodium_memzero(e, set->n * sizeof(*e));
+	free(e);
+	sodium_memzero(set->tokens, set->cap * set->n_attrs * sizeof(*tokens));
+	free(set->tokens);
+	set->tokens = tokens;
+	set->n = n;
 	return 0;
 }
 
 int
-fetch_read_page(struct vault *v, const struct fetch_query *q,
-    struct fetch_page *pg)
+fetch_snapshot(struct vault *v, const struct fetch_query *q,
+    struct fetch_set *set)
 {
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
 	MDB_val k, val;
-	size_t scanned = 0, max_scan = (size_t)q->batch_size * 4 + 64;
-	uint8_t flags;
+	uint8_t *scratch = NULL, flags;
+	size_t scanned = 0;
 	bool allowed;
 	int rc, r = 0;
 
-	pg->n = 0;
-	pg->done = false;
-	pg->has_last = q->has_after;
-	if (q->has_after)
-		memcpy(pg->last, q->after, CRYPTO_REF_BYTES);
-	if (q->batch_size > pg->cap || q->n_attrs > pg->n_attrs)
-		return VAULT_ERR_INVALID;
+	fetch_set_free(set);
+	set->n_attrs = q->n_attrs ? q->n_attrs : 1;
+	if ((scratch = crypto_secret_alloc(RECORD_SCRATCH_BYTES)) == NULL)
+		return VAULT_ERR_NOMEM;
 	if ((r = store_read_begin(v->store, &txn)) != 0)
-		return r;
+		goto out;
 	if ((rc = mdb_cursor_open(txn, v->store->consumers, &cur)) != 0) {
 		r = store_err(v->store, rc, "open cursor");
 		goto out;
 	}
-	if (q->has_after) {
-		k = (MDB_val){ CRYPTO_REF_BYTES, (void *)q->after };
-		rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
-		if (rc == 0 && k.mv_size == CRYPTO_REF_BYTES &&
-		    memcmp(k.mv_data, q->after, CRYPTO_REF_BYTES) == 0)
-			rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT);
-	} else {
-		rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST);
-	}
-	for (; rc == 0; rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
 		if (k.mv_size != CRYPTO_REF_BYTES) {
 			log_error("a consumer key has the wrong size");
 			r = VAULT_ERR_STATE;
 			goto out;
 		}
-		memcpy(pg->last, k.mv_data, CRYPTO_REF_BYTES);
-		pg->has_last = true;
+		if (++scanned % CANCEL_POLL == 0 && q->cancelled != NULL &&
+		    q->cancelled(q->cancel_arg)) {
+			r = VAULT_ERR_CANCELLED;
+			goto out;
+		}
 		if ((r = consent_allows(v, txn, k.mv_data, q->purpose, &allowed,
 		    &flags)) != 0)
 			goto out;
 		if (allowed && (r = read_row(v, txn, q, k.mv_data, &val, flags,
-		    pg)) != 0)
+		    scratch, set)) != 0)
 			goto out;
-		if (pg->n == q->batch_size || ++scanned == max_scan)
-			break;
 	}
-	if (rc == MDB_NOTFOUND)
-		pg->done = true;
-	else if (rc != 0)
+	if (rc != MDB_NOTFOUND) {
 		r = store_err(v->store, rc, "scan consumers");
-	else if (mdb_cursor_get(cur, &k, &val, MDB_NEXT) == MDB_NOTFOUND)
-		pg->done = true;
+		goto out;
+	}
+	mdb_cursor_close(cur);
+	cur = NULL;
+	mdb_txn_abort(txn);
+	txn = NULL;
+	if ((r = suppress_rare(v, q, set)) == 0)
+		r = order_rows(q, set);
 out:
 	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	sodium_memzero(scratch, RECORD_SCRATCH_BYTES);
+	crypto_secret_free(scratch);
+	if (r != 0)
+		fetch_set_free(set);
+	return r;
+}
+
+int
+fetch_recheck(struct vault *v, const struct fetch_query *q,
+    struct fetch_set *set, size_t from, size_t n)
+{
+	const struct schema *s = v->schema;
+	MDB_txn *txn = NULL;
+	uint8_t flags;
+	bool allowed;
+	int rc, r;
+
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	for (size_t i = from; i < from + n && i < set->n; i++) {
+		struct fetch_row *row = &set->rows[i];
+		MDB_val k = { CRYPTO_REF_BYTES, row->pos.ref }, val;
+
+		if ((rc = mdb_get(txn, v->store->consumers, &k, &val)) == MDB_NOTFOUND) {
+			row->gone = true;
+			continue;
+		}
+		if (rc != 0) {
+			r = store_err(v->store, rc, "get consumer");
+			break;
+		}
+		if ((r = consent_allows(v, txn, row->pos.ref, q->purpose, &allowed,
+		    &flags)) != 0)
+			break;
+		row->gone = !allowed;
+		if (!(flags & CONSENT_LIMIT_SENSITIVE) || s->purposes[q->purpose].essential)
+			continue;
+		for (size_t j = 0; j < q->n_attrs; j++)
+			if (s->attrs[q->attrs[j]].sensitive)
+				set->tokens[i * set->n_attrs + j] = 0;
+	}
 	mdb_txn_abort(txn);
 	return r;
 }
@@ -177,7 +330,8 @@ out:
 struct lineage_job {
 	struct store *st;
 	uint32_t dataset;
-	const struct fetch_page *pg;
+	struct fetch_set *set;
+	size_t from, n;
 };
 
 static int
@@ -189,12 +343,21 @@ lineage_apply(MDB_txn *txn, void *arg)
 	int rc;
 
 	store_put_u32(num, job->dataset);
-	for (size_t i = 0; i < job->pg->n; i++) {
-		MDB_val k = { CRYPTO_REF_BYTES, job->pg->refs[i] }, v;
+	for (size_t i = job->from; i < job->from + job->n; i++) {
+		struct fetch_row *row = &job->set->rows[i];
+		MDB_val k = { CRYPTO_REF_BYTES, row->pos.ref }, v;
 
-		/* A consumer deleted since the page was read needs no lineage. */
-		if ((rc = mdb_get(txn, st->consumers, &k, &v)) == MDB_NOTFOUND)
+		if (row->gone)
 			continue;
+		/*
+		 * Deleted since the page was checked: the row is not sent. This
+		 * runs in the writer, in order with deletions, so a row that
+		 * leaves always has its lineage for a later deletion to find.
+		 */
+		if ((rc = mdb_get(txn, st->consumers, &k, &v)) == MDB_NOTFOUND) {
+			row->gone = true;
+			continue;
+		}
 		if (rc != 0)
 			return store_err(st, rc, "get consumer");
 		v = (MDB_val){ sizeof(num), num };
@@ -207,11 +370,11 @@ lineage_apply(MDB_txn *txn, void *arg)
 
 int
 fetch_record_lineage(struct vault *v, uint32_t dataset,
-    const struct fetch_page *pg)
+    struct fetch_set *set, size_t from, size_t n)
 {
-	struct lineage_job job = { v->store, dataset, pg };
+	struct lineage_job job = { v->store, dataset, set, from, n };
 
-	if (pg->n == 0)
+	if (n == 0)
 		return 0;
 	return writer_submit(v->wr, lineage_apply, &job);
 }

@@ -1,15 +1,23 @@
 /*
- * Pseudonymous, tokenized feature rows for ML, a page at a time.
+ * Pseudonymous, tokenized feature rows for ML.
  *
- * A page is read in one read-only transaction (a consistent snapshot): the
- * consumers after a given ref, in ref order, those whose consent covers the
- * purpose, each as pseudonym + one token per attribute. The page's last
- * scanned ref is where the next page starts, so a stream resumed from it
- * has neither duplicates nor gaps.
+ * A stream starts from one read-only snapshot: every consumer whose consent
+ * covers the purpose, each as stream position, ref, pseudonym and one token
+ * per attribute. Rare-value suppression counts over exactly those rows: a
+ * categorical token held by fewer than k of them becomes the attribute's
+ * OTHER token, so every other token the stream releases is held by at least
+ * k of its rows. The rows then go out in stream-position order (a keyed
+ * permutation per purpose, see tokenize.h), a page at a time; before each
+ * page, its consumers are checked again in a fresh transaction, and those
+ * deleted or no longer consenting since the snapshot are left out (so a
+ * count may end below k by those late removals only).
  *
  * Lineage: before a page leaves the vault, the refs it holds are recorded
  * against the dataset (durably), so a later deletion knows who received
  * the consumer.
+ *
+ * Memory: a snapshot holds 56 + 8 * n_attrs bytes a row (about 136 MB for a
+ * million consumers and ten attributes); streams are capped per principal.
  */
 #ifndef VAULT_FETCH_H
 #define VAULT_FETCH_H
@@ -22,37 +30,57 @@
 #include "tokenize.h"
 #include "vault.h"
 
+/* A place in a purpose's stream: position first, ref to break ties. */
+struct fetch_pos {
+	uint64_t order;
+	uint8_t ref[CRYPTO_REF_BYTES];
+};
+
 struct fetch_query {
 	int purpose;
 	const int *attrs;
 	size_t n_attrs;
-	uint32_t batch_size;		/* rows per page at most */
 	bool has_after;
-	uint8_t after[CRYPTO_REF_BYTES];	/* start after this ref */
+	struct fetch_pos after;		/* start after this place */
 	int64_t today_days;		/* for age bands */
+	/* Polled during the snapshot scan; true stops it (CANCELLED). */
+	bool (*cancelled)(void *arg);
+	void *cancel_arg;
 };
 
-struct fetch_page {
+struct fetch_row {
+	struct fetch_pos pos;
+	uint8_t pseudonym[TOKEN_PSEUDONYM_BYTES];
+	bool gone;			/* left out at the page re-check */
+};
+
+struct fetch_set {
 	size_t n, cap, n_attrs;
-	uint8_t (*refs)[CRYPTO_REF_BYTES];
-	uint8_t (*pseudonyms)[TOKEN_PSEUDONYM_BYTES];
-	uint64_t *tokens;		/* n rows of n_attrs */
-	bool has_last;
-	uint8_t last[CRYPTO_REF_BYTES];	/* last ref scanned */
-	bool done;			/* the scan reached the end */
-	uint8_t *scratch;		/* locked */
+	struct fetch_row *rows;		/* in stream order once taken */
+	uint64_t *tokens;		/* n rows of n_attrs, same order */
 };
 
-int fetch_page_init(struct fetch_page *pg, size_t cap,
-    size_t n_attrs) VAULT_WUR;
-void fetch_page_free(struct fetch_page *pg);
+/* Takes the snapshot of q into set (emptied first). */
+int fetch_snapshot(struct vault *v, const struct fetch_query *q,
+    struct fetch_set *set) VAULT_WUR;
 
-int fetch_read_page(struct vault *v, const struct fetch_query *q,
-    struct fetch_page *pg) VAULT_WUR;
+/*
+ * Checks rows [from, from + n) again in a fresh transaction: marks gone
+ * those deleted or no longer allowed for the purpose, and clears the
+ * sensitive tokens of consumers who limited sensitive data since.
+ */
+int fetch_recheck(struct vault *v, const struct fetch_query *q,
+    struct fetch_set *set, size_t from, size_t n) VAULT_WUR;
 
-/* Records that dataset received every consumer of the page; durable. */
+/*
+ * Records that dataset received rows [from, from + n) not gone; durable.
+ * Rows whose consumer was deleted meanwhile are marked gone instead.
+ */
 int fetch_record_lineage(struct vault *v, uint32_t dataset,
-    const struct fetch_page *pg) VAULT_WUR;
+    struct fetch_set *set, size_t from, size_t n) VAULT_WUR;
+
+/* Frees and wipes set's memory. */
+void fetch_set_free(struct fetch_set *set);
 
 /* Days since 1970-01-01, today (UTC). */
 int64_t fetch_today(void);

@@ -12,58 +12,107 @@
 
 #define DEFAULT_BATCH 1000
 #define MAX_BATCH 10000
-#define PAGE_TOKEN_VERSION 1
-#define QUERY_HASH_BYTES 8
-#define PAGE_TOKEN_BYTES (1 + CRYPTO_REF_BYTES + QUERY_HASH_BYTES)
-#define PAGE_TOKEN_CHARS 64
 
-/* Binds a page token to its query, so it cannot resume another one. */
+/*
+ * Page tokens are sealed (XChaCha20-Poly1305 under a key derived from the
+ * tokenization root key) around the stream position to resume after, with
+ * the query as associated data: the caller's principal, the purpose, the
+ * dataset, the attribute list and each attribute's feature definition. So
+ * a token is opaque (fresh nonce each time: no stable identifier), cannot
+ * be edited, and resumes nothing but the query that made it.
+ */
+#define PAGE_TOKEN_VERSION 2		/* in the sealed blob's key-version field */
+#define PAGE_POS_BYTES (8 + CRYPTO_REF_BYTES)
+#define PAGE_TOKEN_BYTES (PAGE_POS_BYTES + CRYPTO_OVERHEAD)
+#define PAGE_TOKEN_CHARS 128
+#define QUERY_BIND_BYTES 32
+
 static void
-query_hash(const struct vault *v, int purpose, const char *dataset,
-    const int *attrs, size_t n, uint8_t out[QUERY_HASH_BYTES])
+bind_str(crypto_generichash_state *st, const char *s)
 {
-	crypto_generichash_state st;
-
-	crypto_generichash_init(&st, NULL, 0, QUERY_HASH_BYTES);
-	crypto_generichash_update(&st, (const uint8_t *)v->schema->purposes[purpose].name,
-	    strlen(v->schema->purposes[purpose].name) + 1);
-	crypto_generichash_update(&st, (const uint8_t *)dataset, strlen(dataset) + 1);
-	for (size_t i = 0; i < n; i++)
-		crypto_generichash_update(&st, (const uint8_t *)v->schema->attrs[attrs[i]].name,
-		    strlen(v->schema->attrs[attrs[i]].name) + 1);
-	crypto_generichash_final(&st, out, QUERY_HASH_BYTES);
+	crypto_generichash_update(st, (const uint8_t *)s, strlen(s) + 1);
 }
 
 static void
-encode_token(const uint8_t *ref, const uint8_t *qh, char out[PAGE_TOKEN_CHARS])
+bind_u64(crypto_generichash_state *st, uint64_t v)
 {
-	uint8_t raw[PAGE_TOKEN_BYTES];
+	uint8_t b[8];
 
-	raw[0] = PAGE_TOKEN_VERSION;
-	memcpy(raw + 1, ref, CRYPTO_REF_BYTES);
-	memcpy(raw + 1 + CRYPTO_REF_BYTES, qh, QUERY_HASH_BYTES);
-	sodium_bin2base64(out, PAGE_TOKEN_CHARS, raw, sizeof(raw),
-	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	store_put_u64(b, v);
+	crypto_generichash_update(st, b, sizeof(b));
+}
+
+/* What a page token is bound to: who asked, for what, under which schema. */
+static void
+query_binding(struct rpc_ctx *ctx, const struct vault *v, int purpose,
+    const char *dataset, const int *attrs, size_t n,
+    uint8_t out[QUERY_BIND_BYTES])
+{
+	const struct principal *p = rpc_principal(ctx);
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, NULL, 0, QUERY_BIND_BYTES);
+	bind_str(&st, "vault.v1 page token");
+	bind_str(&st, p != NULL ? p->name : "");
+	bind_str(&st, v->schema->purposes[purpose].name);
+	bind_str(&st, dataset);
+	bind_u64(&st, n);
+	for (size_t i = 0; i < n; i++) {
+		const struct attr_def *a = &v->schema->attrs[attrs[i]];
+
+		bind_str(&st, a->name);
+		bind_u64(&st, (uint64_t)a->feature);
+		bind_u64(&st, a->k);
+		bind_u64(&st, a->n_edges);
+		for (size_t e = 0; e < a->n_edges; e++)
+			bind_u64(&st, (uint64_t)a->edges[e]);
+	}
+	crypto_generichash_final(&st, out, QUERY_BIND_BYTES);
 }
 
 static int
-decode_token(struct rpc_ctx *ctx, const char *tok, const uint8_t *qh,
-    struct fetch_query *q)
+encode_token(const struct vault *v, const struct fetch_pos *pos,
+    const uint8_t *bind, char out[PAGE_TOKEN_CHARS])
 {
-	uint8_t raw[PAGE_TOKEN_BYTES];
-	size_t n = 0;
+	uint8_t plain[PAGE_POS_BYTES], blob[PAGE_TOKEN_BYTES];
+	int r;
+
+	store_put_u64(plain, pos->order);
+	memcpy(plain + 8, pos->ref, CRYPTO_REF_BYTES);
+	r = crypto_seal(tokenizer_page_key(v->tok), PAGE_TOKEN_VERSION, bind,
+	    QUERY_BIND_BYTES, plain, sizeof(plain), blob, sizeof(blob));
+	sodium_memzero(plain, sizeof(plain));
+	if (r != 0)
+		return r;
+	sodium_bin2base64(out, PAGE_TOKEN_CHARS, blob, sizeof(blob),
+	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	return 0;
+}
+
+static int
+decode_token(struct rpc_ctx *ctx, const struct vault *v, const char *tok,
+    const uint8_t *bind, struct fetch_query *q)
+{
+	uint8_t blob[PAGE_TOKEN_BYTES], plain[PAGE_POS_BYTES];
+	uint32_t version;
+	size_t n = 0, len;
 
 	if (tok[0] == '\0')
 		return 0;
-	if (sodium_base642bin(raw, sizeof(raw), tok, strlen(tok), NULL, &n, NULL,
-	    sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-	    n != sizeof(raw) || raw[0] != PAGE_TOKEN_VERSION)
+	if (sodium_base642bin(blob, sizeof(blob), tok, strlen(tok), NULL, &n,
+	    NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+	    n != sizeof(blob) || crypto_blob_version(blob, n, &version) != 0 ||
+	    version != PAGE_TOKEN_VERSION)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "page_token: malformed");
-	if (sodium_memcmp(raw + 1 + CRYPTO_REF_BYTES, qh, QUERY_HASH_BYTES) != 0)
-		return rpc_fail(ctx, VAULT_ERR_INVALID, "page_token: belongs to "
-		    "another query (purpose, dataset_id and attributes must match)");
-	memcpy(q->after, raw + 1, CRYPTO_REF_BYTES);
+	if (crypto_open(tokenizer_page_key(v->tok), bind, QUERY_BIND_BYTES, blob,
+	    n, plain, sizeof(plain), &len) != 0 || len != sizeof(plain))
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "page_token: not a token "
+		    "of this query (it was changed, or purpose, dataset_id, "
+		    "attributes, caller or schema differ)");
+	q->after.order = store_get_u64(plain);
+	memcpy(q->after.ref, plain + 8, CRYPTO_REF_BYTES);
 	q->has_after = true;
+	sodium_memzero(plain, sizeof(plain));
 	return 0;
 }
 
@@ -115,67 +164,85 @@ struct batch_buf {
 	char **names;
 };
 
+/* Sends rows [from, from + n) of set that are not gone, as one batch. */
 static int
 send_page(struct rpc_ctx *ctx, const struct vault *v, const struct fetch_query *q,
-    const struct fetch_page *pg, const uint8_t *qh, struct batch_buf *b)
+    struct fetch_set *set, size_t from, size_t n, const uint8_t *bind,
+    struct batch_buf *b)
 {
 	Vault__V1__FeatureBatch batch = VAULT__V1__FEATURE_BATCH__INIT;
 	char token[PAGE_TOKEN_CHARS] = "";
+	size_t k = 0;
+	int r;
 
 	for (size_t i = 0; i < q->n_attrs; i++)
 		b->names[i] = (char *)v->schema->attrs[q->attrs[i]].name;
-	for (size_t i = 0; i < pg->n; i++) {
-		vault__v1__feature_row__init(&b->rows[i]);
-		b->rows[i].pseudonym.len = TOKEN_PSEUDONYM_BYTES;
-		b->rows[i].pseudonym.data = (uint8_t *)pg->pseudonyms[i];
-		b->rows[i].n_tokens = q->n_attrs;
-		b->rows[i].tokens = pg->tokens + i * pg->n_attrs;
-		b->ptrs[i] = &b->rows[i];
+	for (size_t i = from; i < from + n; i++) {
+		if (set->rows[i].gone)
+			continue;
+		vault__v1__feature_row__init(&b->rows[k]);
+		b->rows[k].pseudonym.len = TOKEN_PSEUDONYM_BYTES;
+		b->rows[k].pseudonym.data = set->rows[i].pseudonym;
+		b->rows[k].n_tokens = q->n_attrs;
+		b->rows[k].tokens = set->tokens + i * set->n_attrs;
+		b->ptrs[k] = &b->rows[k];
+		k++;
 	}
-	if (!pg->done && pg->has_last)
-		encode_token(pg->last, qh, token);
+	if (from + n < set->n &&
+	    (r = encode_token(v, &set->rows[from + n - 1].pos, bind, token)) != 0)
+		return r;
 	batch.n_attributes = q->n_attrs;
 	batch.attributes = b->names;
-	batch.n_rows = pg->n;
+	batch.n_rows = k;
 	batch.rows = b->ptrs;
 	batch.next_page_token = token;
 	return rpc_send(ctx, &batch.base);
 }
 
+static bool
+stream_cancelled(void *ctx)
+{
+	return rpc_cancelled(ctx);
+}
+
 static int
 stream_pages(struct rpc_ctx *ctx, struct vault *v, struct fetch_query *q,
-    uint32_t dataset, const uint8_t *qh)
+    uint32_t batch_size, uint32_t dataset, const uint8_t *bind)
 {
-	struct fetch_page pg;
+	struct fetch_set set = { 0 };
 	struct batch_buf b = { 0 };
+	size_t from = 0;
 	int r;
 
-	if ((r = fetch_page_init(&pg, q->batch_size, q->n_attrs)) != 0)
+	q->cancelled = stream_cancelled;
+	q->cancel_arg = ctx;
+	if ((r = fetch_snapshot(v, q, &set)) != 0)
 		return r;
-	b.rows = calloc(q->batch_size, sizeof(*b.rows));
-	b.ptrs = calloc(q->batch_size, sizeof(*b.ptrs));
+	b.rows = calloc(batch_size, sizeof(*b.rows));
+	b.ptrs = calloc(batch_size, sizeof(*b.ptrs));
 	b.names = calloc(q->n_attrs + 1, sizeof(*b.names));
 	if (b.rows == NULL || b.ptrs == NULL || b.names == NULL) {
 		r = VAULT_ERR_NOMEM;
 		goto out;
 	}
-	for (;;) {
+	do {
+		size_t n = set.n - from < batch_size ? set.n - from : batch_size;
+
 		if (rpc_cancelled(ctx)) {
 			r = VAULT_ERR_CANCELLED;
 			break;
 		}
-		if ((r = fetch_read_page(v, q, &pg)) != 0 ||
-		    (r = fetch_record_lineage(v, dataset, &pg)) != 0 ||
-		    (r = send_page(ctx, v, q, &pg, qh, &b)) != 0 || pg.done)
+		if ((r = fetch_recheck(v, q, &set, from, n)) != 0 ||
+		    (r = fetch_record_lineage(v, dataset, &set, from, n)) != 0 ||
+		    (r = send_page(ctx, v, q, &set, from, n, bind, &b)) != 0)
 			break;
-		q->has_after = pg.has_last;
-		memcpy(q->after, pg.last, CRYPTO_REF_BYTES);
-	}
+		from += n;
+	} while (from < set.n);
 out:
 	free(b.rows);
 	free(b.ptrs);
 	free(b.names);
-	fetch_page_free(&pg);
+	fetch_set_free(&set);
 	return r;
 }
 
@@ -186,8 +253,8 @@ handle_fetch_features(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	struct vault *v = rpc_app(ctx);
 	struct fetch_query q = { 0 };
 	int attrs[SCHEMA_MAX_ATTRS];
-	uint8_t qh[QUERY_HASH_BYTES];
-	uint32_t dataset;
+	uint8_t bind[QUERY_BIND_BYTES];
+	uint32_t dataset, batch_size;
 	const char *why;
 	int r, bound;
 
@@ -207,10 +274,10 @@ handle_fetch_features(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "batch_size: at most %d",
 		    MAX_BATCH);
 	q.attrs = attrs;
-	q.batch_size = req->batch_size ? req->batch_size : DEFAULT_BATCH;
+	batch_size = req->batch_size ? req->batch_size : DEFAULT_BATCH;
 	q.today_days = fetch_today();
-	query_hash(v, q.purpose, req->dataset_id, attrs, q.n_attrs, qh);
-	if ((r = decode_token(ctx, req->page_token, qh, &q)) != 0)
+	query_binding(ctx, v, q.purpose, req->dataset_id, attrs, q.n_attrs, bind);
+	if ((r = decode_token(ctx, v, req->page_token, bind, &q)) != 0)
 		return r;
 	r = dataset_get_or_create(v, req->dataset_id, q.purpose, &dataset, &bound);
 	if (r == VAULT_ERR_STATE)
@@ -219,7 +286,7 @@ handle_fetch_features(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		    "(no longer configured)");
 	if (r != 0)
 		return r;
-	return stream_pages(ctx, v, &q, dataset, qh);
+	return stream_pages(ctx, v, &q, batch_size, dataset, bind);
 }
 
 int

@@ -12,6 +12,8 @@
 struct tokenizer {
 	const struct schema *s;
 	uint8_t *keys;		/* locked: count keys, then token keys */
+	uint8_t *order_keys;	/* locked: one per purpose */
+	uint8_t *page_key;	/* locked */
 	uint64_t *other;	/* [purpose][attr] */
 };
 
@@ -61,8 +63,11 @@ tokenizer_new(struct tokenizer **out, const struct schema *s,
 		return VAULT_ERR_NOMEM;
 	t->s = s;
 	t->keys = crypto_secret_alloc(n_keys * CRYPTO_KEY_BYTES);
+	t->order_keys = crypto_secret_alloc(s->n_purposes * CRYPTO_KEY_BYTES);
+	t->page_key = crypto_secret_alloc(CRYPTO_KEY_BYTES);
 	t->other = calloc(s->n_attrs * s->n_purposes, sizeof(uint64_t));
-	if (t->keys == NULL || t->other == NULL) {
+	if (t->keys == NULL || t->other == NULL || t->order_keys == NULL ||
+	    t->page_key == NULL) {
 		tokenizer_free(t);
 		return VAULT_ERR_NOMEM;
 	}
@@ -77,6 +82,11 @@ tokenizer_new(struct tokenizer **out, const struct schema *s,
 			    (int)a), OTHER_INPUT, sizeof(OTHER_INPUT) - 1);
 		}
 	}
+	for (size_t p = 0; p < s->n_purposes; p++) {
+		snprintf(label, sizeof(label), "order|%s", s->purposes[p].name);
+		derive(root, label, t->order_keys + p * CRYPTO_KEY_BYTES);
+	}
+	derive(root, "page-token", t->page_key);
 	sodium_memzero(label, sizeof(label));
 	*out = t;
 	return 0;
@@ -88,6 +98,8 @@ tokenizer_free(struct tokenizer *t)
 	if (t == NULL)
 		return;
 	crypto_secret_free(t->keys);
+	crypto_secret_free(t->order_keys);
+	crypto_secret_free(t->page_key);
 	free(t->other);
 	free(t);
 }
@@ -193,4 +205,24 @@ tokenizer_pseudonym(const uint8_t *seed, const char *purpose,
 {
 	crypto_generichash(out, TOKEN_PSEUDONYM_BYTES, (const uint8_t *)purpose,
 	    strlen(purpose), seed, CRYPTO_KEY_BYTES);
+}
+
+uint64_t
+tokenizer_order(const struct tokenizer *t, int purpose,
+    const uint8_t ref[CRYPTO_REF_BYTES])
+{
+	uint8_t h[8];
+	uint64_t v = 0;
+
+	crypto_generichash(h, sizeof(h), ref, CRYPTO_REF_BYTES,
+	    t->order_keys + (size_t)purpose * CRYPTO_KEY_BYTES, CRYPTO_KEY_BYTES);
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | h[i];
+	return v;
+}
+
+const uint8_t *
+tokenizer_page_key(const struct tokenizer *t)
+{
+	return t->page_key;
 }

@@ -10,6 +10,13 @@
  *                               never 0
  *   OTHER token               = BLAKE2b-64(token key, "\0OTHER") & (2^63 - 1)
  *   pseudonym                 = BLAKE2b-128(seed, purpose)
+ *   order key (purpose)       = BLAKE2b-256(root, "order|" purpose)
+ *   stream position           = BLAKE2b-64(order key, consumer ref)
+ *   page-token key            = BLAKE2b-256(root, "page-token")
+ *
+ * A purpose's stream comes in stream-position order: a keyed permutation of
+ * the consumers of its own, unrelated to any other purpose's order (row
+ * positions cannot join two purposes' datasets).
  *
  * Token 0 always means "no value". Values never hold NUL, so no value hashes
  * as OTHER's input.
@@ -20,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crypto.h"
 #include "schema.h"
 #include "vault_err.h"
 
@@ -48,6 +56,13 @@ uint64_t tokenizer_other(const struct tokenizer *t, int purpose, int attr);
 
 void tokenizer_pseudonym(const uint8_t *seed, const char *purpose,
     uint8_t out[TOKEN_PSEUDONYM_BYTES]);
+
+/* Where the consumer at ref comes in purpose's stream. */
+uint64_t tokenizer_order(const struct tokenizer *t, int purpose,
+    const uint8_t ref[CRYPTO_REF_BYTES]);
+
+/* The key that seals page tokens (CRYPTO_KEY_BYTES, locked). */
+const uint8_t *tokenizer_page_key(const struct tokenizer *t);
 
 /* Days since 1970-01-01 of a civil date. */
 int64_t tokenize_days_from_civil(int64_t y, unsigned m, unsigned d);

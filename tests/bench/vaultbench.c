@@ -120,7 +120,7 @@ cmd_scan(const struct opts *o)
 	struct config *cfg = NULL;
 	struct vault *v = open_dev(o->dev_dir, &cfg);
 	struct fetch_query q = { 0 };
-	struct fetch_page pg;
+	struct fetch_set set = { 0 };
 	int attrs[SCHEMA_MAX_ATTRS];
 	long total = 0;
 	double t0, dt;
@@ -132,21 +132,22 @@ cmd_scan(const struct opts *o)
 		if (schema_purpose_allows(v->schema, q.purpose, (int)a))
 			attrs[q.n_attrs++] = (int)a;
 	q.attrs = attrs;
-	q.batch_size = (uint32_t)o->batch;
 	q.today_days = fetch_today();
-	if (fetch_page_init(&pg, q.batch_size, q.n_attrs) != 0)
-		bench_die("out of memory");
 	t0 = bench_now();
-	do {
-		if (fetch_read_page(v, &q, &pg) != 0)
-			bench_die("page read failed");
-		total += (long)pg.n;
-		q.has_after = pg.has_last;
-		memcpy(q.after, pg.last, CRYPTO_REF_BYTES);
-	} while (!pg.done);
+	/* What a stream does in process: the snapshot, then each page's re-check. */
+	if (fetch_snapshot(v, &q, &set) != 0)
+		bench_die("snapshot failed");
+	for (size_t from = 0; from < set.n; from += (size_t)o->batch) {
+		size_t n = set.n - from < (size_t)o->batch ? set.n - from :
+		    (size_t)o->batch;
+
+		if (fetch_recheck(v, &q, &set, from, n) != 0)
+			bench_die("page re-check failed");
+		total += (long)n;
+	}
 	dt = bench_now() - t0;
 	printf("scan %ld %.3f %.0f\n", total, dt, (double)total / dt);
-	fetch_page_free(&pg);
+	fetch_set_free(&set);
 	vault_close(v);
 	config_free(cfg);
 	return 0;
