@@ -24,7 +24,10 @@ b64(const ProtobufCBinaryData *d)
 	return s;
 }
 
-/* A receipt as JSON: the fields, and the signed bytes with their signature. */
+/*
+ * A receipt as JSON: every signed field (receipt verify wants them all),
+ * final_at_ms, and the signed bytes with their signature.
+ */
 static json_t *
 ctl_receipt_json(const Vault__V1__DeletionReceipt *r)
 {
@@ -34,10 +37,11 @@ ctl_receipt_json(const Vault__V1__DeletionReceipt *r)
 
 	for (size_t i = 0; i < r->n_affected_datasets; i++)
 		json_array_append_new(ds, json_string(r->affected_datasets[i]));
-	o = json_pack("{s:s,s:s,s:b,s:I,s:i,s:o,s:I,s:s,s:s}", "request_id",
+	o = json_pack("{s:s,s:s,s:b,s:I,s:I,s:o,s:s,s:I,s:s,s:s}", "request_id",
 	    r->request_id, "consumer_ref", r->consumer_ref, "found", r->found,
-	    "deleted_at_ms", (json_int_t)r->deleted_at_ms, "epoch", (int)r->epoch,
-	    "affected_datasets", ds, "final_at_ms", (json_int_t)r->final_at_ms,
+	    "deleted_at_ms", (json_int_t)r->deleted_at_ms, "epoch",
+	    (json_int_t)r->epoch, "affected_datasets", ds, "audit_head",
+	    r->audit_head, "final_at_ms", (json_int_t)r->final_at_ms,
 	    "signed_bytes", sb ? sb : "", "signature", sig ? sig : "");
 	free(sb);
 	free(sig);

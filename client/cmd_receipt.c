@@ -2,9 +2,12 @@
  * vaultctl receipt verify FILE [--public-key HEX]
  *
  * FILE holds receipts as vaultctl --json delete prints them (one JSON
- * object a line). Each signature is checked over the exact signed bytes
- * with the vault's receipt key (from Keys.GetKeyStatus unless given), and
- * the signed text must agree with the fields shown beside it.
+ * object a line; blank lines are skipped). Each is checked with the vault's
+ * receipt key (from Keys.GetKeyStatus unless given) as receipt.h says. Every
+ * other line gets a verdict too: a truncated or unparsable line is invalid,
+ * never skipped. Output: "line N: valid ID" or "line N: INVALID [ID]: why",
+ * or with --json one {"line","request_id","valid","reason"} object a line
+ * and a last {"summary": {...}}. Exit 0 only if every line is valid.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -14,10 +17,15 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "receipt.h"
 #include "vault/v1/vault.pb-c.h"
 #include "vaultctl.h"
 
 #define USAGE "receipt verify FILE [--public-key HEX]"
+
+struct tally {
+	size_t lines, valid;
+};
 
 static int
 fetch_key(struct ctl *ctl, uint8_t pk[32])
@@ -31,35 +39,89 @@ fetch_key(struct ctl *ctl, uint8_t pk[32])
 	    &vault__v1__get_key_status_response__descriptor,
 	    (ProtobufCMessage **)&resp, &st, ctl->timeout_ms) != 0)
 		return ctl_fail(ctl, &st);
-	if (resp->receipt_public_key.len != 32)
+	if (resp->receipt_public_key.len != 32) {
+		fprintf(stderr, "vaultctl: the vault has no receipt public key\n");
 		r = CTL_ERROR;
-	else
+	} else {
 		memcpy(pk, resp->receipt_public_key.data, 32);
+	}
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
 	return r;
 }
 
-static bool
-decode(json_t *o, const char *name, uint8_t *out, size_t cap, size_t *len)
+/* Request ids are printable ASCII (deletion.h); others are not shown. */
+static const char *
+shown_id(const json_t *o)
 {
-	const char *s = json_string_value(json_object_get(o, name));
+	const char *id = json_string_value(json_object_get(o, "request_id"));
+	size_t n = id != NULL ? strlen(id) : 0;
 
-	return s != NULL && sodium_base642bin(out, cap, s, strlen(s), NULL, len,
-	    NULL, sodium_base64_VARIANT_ORIGINAL) == 0;
+	if (n == 0 || n > 128)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (id[i] < 0x21 || id[i] > 0x7e)
+			return NULL;
+	return id;
 }
 
-/* The signed text must carry the same request id and consumer ref. */
-static bool
-consistent(json_t *o, const uint8_t *text, size_t len)
+/* One line's verdict; o is the parsed line or NULL. */
+static void
+report(const struct ctl *ctl, size_t line, const json_t *o, const char *why)
 {
-	char want[256];
-	const char *id = json_string_value(json_object_get(o, "request_id"));
-	const char *ref = json_string_value(json_object_get(o, "consumer_ref"));
+	const char *id = o != NULL ? shown_id(o) : NULL;
+	bool ok = why == NULL;
 
-	if (id == NULL || ref == NULL)
-		return false;
-	snprintf(want, sizeof(want), "\nrequest_id: %s\nconsumer_ref: %s\n", id, ref);
-	return memmem(text, len, want, strlen(want)) != NULL;
+	if (ctl->json) {
+		json_t *r = json_pack("{s:I,s:o,s:b,s:o}", "line", (json_int_t)line,
+		    "request_id", id != NULL ? json_string(id) : json_null(),
+		    "valid", ok, "reason", ok ? json_null() : json_string(why));
+
+		json_dumpf(r, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(r);
+	} else if (ok) {
+		printf("line %zu: valid %s\n", line, id != NULL ? id : "?");
+	} else {
+		printf("line %zu: INVALID%s%s: %s\n", line, id ? " " : "", id ? id : "",
+		    why);
+	}
+}
+
+/* Parses and checks one non-blank line (its text is not echoed). */
+static void
+check_line(const struct ctl *ctl, const uint8_t pk[32], size_t line,
+    const char *text, size_t len, struct tally *t)
+{
+	json_error_t err;
+	json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+	char why[128];
+
+	t->lines++;
+	if (o == NULL) {
+		if (json_error_code(&err) == json_error_premature_end_of_input)
+			snprintf(why, sizeof(why), "truncated: the JSON ends early");
+		else if (json_error_code(&err) == json_error_duplicate_key)
+			snprintf(why, sizeof(why), "a field appears twice");
+		else
+			snprintf(why, sizeof(why), "not valid JSON (column %d)",
+			    err.column);
+		report(ctl, line, NULL, why);
+		return;
+	}
+	if (!json_is_object(o))
+		snprintf(why, sizeof(why), "not a JSON object");
+	else if (receipt_verify(o, pk, why, sizeof(why)) == 0)
+		why[0] = '\0';
+	if (why[0] == '\0')
+		t->valid++;
+	report(ctl, line, o, why[0] != '\0' ? why : NULL);
+	json_decref(o);
+}
+
+static bool
+blank(const char *s, size_t n)
+{
+	return strspn(s, " \t") >= n;
 }
 
 int
@@ -69,11 +131,13 @@ cmd_receipt(struct ctl *ctl, int argc, char **argv)
 		{ "public-key", required_argument, NULL, 'k' },
 		{ NULL, 0, NULL, 0 },
 	};
-	uint8_t pk[32], sig[64], *text = NULL;
-	const char *hex = NULL;
-	size_t len, siglen, bin;
-	int ch, r, bad = 0, good = 0;
-	char line[65536];
+	struct tally t = { 0, 0 };
+	const char *hex = NULL, *path;
+	char *buf = NULL;
+	size_t cap = 0, bin, line = 0;
+	uint8_t pk[32];
+	ssize_t n;
+	int ch, r;
 	FILE *f;
 
 	optind = 0;
@@ -84,39 +148,47 @@ cmd_receipt(struct ctl *ctl, int argc, char **argv)
 	}
 	if (argc - optind != 2 || strcmp(argv[optind], "verify") != 0)
 		return ctl_usage(USAGE);
-	if (hex != NULL) {
-		if (sodium_hex2bin(pk, sizeof(pk), hex, strlen(hex), NULL, &bin,
-		    NULL) != 0 || bin != 32)
-			return ctl_usage(USAGE);
-	} else if ((r = fetch_key(ctl, pk)) != CTL_OK) {
-		return r;
-	}
-	if ((f = fopen(argv[optind + 1], "r")) == NULL) {
-		fprintf(stderr, "vaultctl: cannot read %s\n", argv[optind + 1]);
+	path = argv[optind + 1];
+	if (hex != NULL && (sodium_hex2bin(pk, sizeof(pk), hex, strlen(hex), NULL,
+	    &bin, NULL) != 0 || bin != 32))
+		return ctl_usage(USAGE);
+	if ((f = fopen(path, "r")) == NULL) {
+		fprintf(stderr, "vaultctl: cannot read %s\n", path);
 		return CTL_USAGE;
 	}
-	text = malloc(sizeof(line));
-	while (text != NULL && fgets(line, sizeof(line), f) != NULL) {
-		json_t *o = json_loads(line, 0, NULL);
-		bool ok;
+	if (hex == NULL && (r = fetch_key(ctl, pk)) != CTL_OK)
+		goto out;
+	while ((n = getline(&buf, &cap, f)) != -1) {
+		line++;
+		/* Without its end, a line cut inside a string reads as truncated. */
+		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+			n--;
+		/* A NUL inside the line stays in it: json_loadb refuses it. */
+		if (!blank(buf, (size_t)n))
+			check_line(ctl, pk, line, buf, (size_t)n, &t);
+	}
+	if (ferror(f)) {
+		fprintf(stderr, "vaultctl: cannot read %s\n", path);
+		r = CTL_ERROR;
+		goto out;
+	}
+	if (ctl->json) {
+		json_t *s = json_pack("{s:{s:I,s:I,s:I}}", "summary", "lines",
+		    (json_int_t)t.lines, "valid", (json_int_t)t.valid, "invalid",
+		    (json_int_t)(t.lines - t.valid));
 
-		if (o == NULL)
-			continue;
-		ok = decode(o, "signed_bytes", text, sizeof(line), &len) &&
-		    decode(o, "signature", sig, sizeof(sig), &siglen) && siglen == 64 &&
-		    crypto_sign_verify_detached(sig, text, len, pk) == 0 &&
-		    consistent(o, text, len);
-		printf("%s %s\n", ok ? "valid" : "INVALID",
-		    json_string_value(json_object_get(o, "request_id")) ?
-		    json_string_value(json_object_get(o, "request_id")) : "?");
-		ok ? good++ : bad++;
-		json_decref(o);
+		json_dumpf(s, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(s);
 	}
+	if (t.lines == 0)
+		fprintf(stderr, "vaultctl: no receipts in %s\n", path);
+	else if (t.valid != t.lines)
+		fprintf(stderr, "vaultctl: %zu of %zu receipt lines in %s failed "
+		    "verification\n", t.lines - t.valid, t.lines, path);
+	r = t.lines > 0 && t.valid == t.lines ? CTL_OK : CTL_ERROR;
+out:
+	free(buf);
 	fclose(f);
-	free(text);
-	if (good + bad == 0) {
-		fprintf(stderr, "vaultctl: no receipts in %s\n", argv[optind + 1]);
-		return CTL_ERROR;
-	}
-	return bad == 0 ? CTL_OK : CTL_ERROR;
+	return r;
 }

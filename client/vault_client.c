@@ -7,6 +7,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <sodium.h>
 
 #include "vault_client.h"
 
@@ -70,7 +71,7 @@ vc_close(struct vc *vc)
 		return;
 	grpc_channel_destroy(vc->ch);
 	if (vc->auth != NULL) {
-		memset(vc->auth, 0, strlen(vc->auth));
+		sodium_memzero(vc->auth, strlen(vc->auth));
 		free(vc->auth);
 	}
 	free(vc);

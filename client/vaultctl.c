@@ -50,9 +50,9 @@ usage(FILE *f)
 	    "4 invalid argument, 5 unauthenticated or denied, 6 unavailable\n");
 }
 
-/* A whole file (at most 1 MiB), or NULL with a message. */
+/* A whole file (at most 1 MiB) and its length, or NULL with a message. */
 static char *
-read_file(const char *path)
+read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "r");
 	char *buf = NULL;
@@ -69,21 +69,32 @@ read_file(const char *path)
 	}
 	fclose(f);
 	buf[n] = '\0';
+	*len = n;
 	return buf;
 }
 
-/* The token: the first line of its file. */
-static char *
-read_token(const char *path)
+/* Wipes a secret read_file returned (len: what it read), and frees it. */
+static void
+secret_free(char *buf, size_t len)
 {
-	char *buf = read_file(path);
+	if (buf == NULL)
+		return;
+	sodium_memzero(buf, len);
+	free(buf);
+}
+
+/* The token: the first line of its file; *len is the file's length. */
+static char *
+read_token(const char *path, size_t *len)
+{
+	char *buf = read_file(path, len);
 
 	if (buf == NULL)
 		return NULL;
 	buf[strcspn(buf, "\r\n")] = '\0';
 	if (buf[0] == '\0') {
 		fprintf(stderr, "vaultctl: token file %s is empty\n", path);
-		free(buf);
+		secret_free(buf, *len);
 		return NULL;
 	}
 	return buf;
@@ -109,6 +120,7 @@ main(int argc, char **argv)
 	const char *key = getenv("VAULT_KEY");
 	char *ca_pem = NULL, *cert_pem = NULL, *key_pem = NULL;
 	const struct ctl_command *cmd = NULL;
+	size_t token_len = 0, key_len = 0, len;
 	char *token = NULL;
 	int ch, r;
 
@@ -147,20 +159,19 @@ main(int argc, char **argv)
 		return CTL_USAGE;
 	}
 	if (token_file != NULL && token_file[0] != '\0' &&
-	    (token = read_token(token_file)) == NULL)
+	    (token = read_token(token_file, &token_len)) == NULL)
 		return CTL_USAGE;
+	r = CTL_USAGE;
 	if ((cert != NULL && cert[0] != '\0') != (key != NULL && key[0] != '\0')) {
 		fprintf(stderr, "vaultctl: --cert and --key go together\n");
-		return CTL_USAGE;
+		goto out;
 	}
 	if (ca != NULL && ca[0] != '\0' &&
-	    ((ca_pem = read_file(ca)) == NULL ||
+	    ((ca_pem = read_file(ca, &len)) == NULL ||
 	    (cert != NULL && cert[0] != '\0' &&
-	    ((cert_pem = read_file(cert)) == NULL || (key_pem = read_file(key)) == NULL)))) {
-		free(ca_pem);
-		free(cert_pem);
-		return CTL_USAGE;
-	}
+	    ((cert_pem = read_file(cert, &len)) == NULL ||
+	    (key_pem = read_file(key, &key_len)) == NULL))))
+		goto out;
 	vc_global_init();
 	if ((ca_pem != NULL ? vc_open_tls(&ctl.vc, addr, token, ca_pem, cert_pem,
 	    key_pem) : vc_open(&ctl.vc, addr, token)) != 0) {
@@ -171,15 +182,11 @@ main(int argc, char **argv)
 		r = cmd->run(&ctl, argc - optind + 1, argv + optind - 1);
 	}
 	vc_close(ctl.vc);
-	if (token != NULL) {
-		sodium_memzero(token, strlen(token));
-		free(token);
-	}
-	if (key_pem != NULL)
-		sodium_memzero(key_pem, strlen(key_pem));
-	free(key_pem);
+	vc_global_shutdown();
+out:
+	secret_free(token, token_len);
+	secret_free(key_pem, key_len);
 	free(cert_pem);
 	free(ca_pem);
-	vc_global_shutdown();
 	return r;
 }
