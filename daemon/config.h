@@ -29,7 +29,13 @@ struct config {
 	int max_attributes_per_request;
 	int max_consumer_id_bytes;
 	int max_group;			/* requests per group commit */
-	int max_streams;		/* long-lived streams (Watch) at once */
+	int max_streams;		/* authenticated streams at once */
+	int max_streams_per_principal;
+	int max_public_streams;		/* unauthenticated (health Watch) */
+	int max_public_streams_per_peer;
+	int auth_failures_per_peer;	/* a peer's failed authentications a minute */
+	int denial_audit_interval_s;	/* anonymous denials: one entry per interval */
+	int transport_memory_mb;	/* gRPC's buffers of every connection */
 	int suppression_k;		/* default k for categorical features */
 	int ledger_retention_s;		/* deletion events are kept this long */
 	int request_retention_s;	/* know, delete, opt-out request records */

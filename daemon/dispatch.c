@@ -31,7 +31,7 @@ const struct rpc_method dispatch_methods[] = {
 	{ V1 "Deletion/DeleteConsumers", RPC_UNARY, REQ(delete_consumers_request),
 	  handle_delete_consumers, 0 },
 	{ V1 "Deletion/WatchDeletions", RPC_SERVER_STREAM, REQ(watch_deletions_request),
-	  handle_watch_deletions, RPC_LONG_LIVED },
+	  handle_watch_deletions, 0 },
 	{ V1 "Keys/RotateMasterKey", RPC_SERVER_STREAM, REQ(rotate_master_key_request),
 	  handle_rotate_master_key, 0 },
 	{ V1 "Keys/GetKeyStatus", RPC_UNARY, REQ(get_key_status_request),
@@ -49,7 +49,7 @@ const struct rpc_method dispatch_methods[] = {
 	  handle_health_check, RPC_PUBLIC },
 	{ "/grpc.health.v1.Health/Watch", RPC_SERVER_STREAM,
 	  &grpc__health__v1__health_check_request__descriptor,
-	  handle_health_watch, RPC_PUBLIC | RPC_LONG_LIVED },
+	  handle_health_watch, RPC_PUBLIC },
 };
 
 const size_t dispatch_n_methods =

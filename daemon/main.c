@@ -276,7 +276,14 @@ serve(struct config *cfg, bool dev)
 	    .cq_threads = cfg->cq_threads, .workers = cfg->workers,
 	    .max_request_bytes = cfg->max_request_bytes,
 	    .shutdown_grace_ms = cfg->shutdown_grace_ms,
-	    .max_streams = cfg->max_streams, .audit = &audit_sink,
+	    .max_streams = cfg->max_streams,
+	    .max_streams_per_principal = cfg->max_streams_per_principal,
+	    .max_public_streams = cfg->max_public_streams,
+	    .max_public_streams_per_peer = cfg->max_public_streams_per_peer,
+	    .auth_failures_per_peer = cfg->auth_failures_per_peer,
+	    .denial_audit_interval_s = cfg->denial_audit_interval_s,
+	    .transport_memory_mb = cfg->transport_memory_mb,
+	    .audit = &audit_sink,
 	    .strings = &dispatch_strings };
 	if (server_start(&srv, &so, dispatch_methods, dispatch_n_methods, v,
 	    auth) != 0)

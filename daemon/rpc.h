@@ -1,6 +1,7 @@
 /*
  * What a handler sees of the RPC runtime. Handlers get a decoded protobuf-c
- * request, run on a worker thread (never a completion-queue thread), and
+ * request, run on a worker thread (never a completion-queue thread; a
+ * server stream on a thread of its own, counted against stream caps), and
  * answer through rpc_reply (unary) or rpc_send (server streaming). No grpc_*
  * call appears outside server.c.
  */
@@ -20,7 +21,6 @@ struct rpc_ctx;
 enum rpc_kind { RPC_UNARY, RPC_SERVER_STREAM };
 
 #define RPC_PUBLIC 0x1		/* no principal needed (health checks) */
-#define RPC_LONG_LIVED 0x2	/* may wait indefinitely: runs on its own thread */
 #define RPC_AUDIT_DENIALS_ONLY 0x4	/* reads of the audit log itself */
 
 /*

@@ -21,9 +21,11 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <sodium.h>
 
+#include "denial.h"
 #include "log.h"
 #include "reqcheck.h"
 #include "server.h"
@@ -68,6 +70,9 @@ struct rpc_ctx {			/* one call; handlers know it as rpc_ctx */
 	pthread_cond_t cv;
 	bool md_sent, send_pending, send_failed, closed;
 	int early_err;			/* refused before dispatch: audit, then answer */
+	char *peer;			/* the connection (address:port), gpr-owned */
+	const char *deny_reason;	/* why authentication failed (static) */
+	struct counter *stream_slot;	/* the count this stream holds, if any */
 	bool audited;
 	struct rpc_audit audit;
 	uint8_t *owned_refs;
@@ -88,6 +93,13 @@ struct worker {
 	bool idle;			/* on the idle stack */
 };
 
+/* A count per key (a principal, or a peer's connection); under srv->mu. */
+struct counter {
+	struct counter *next;
+	int n;
+	char key[];
+};
+
 struct server {
 	grpc_server *gs;
 	struct cq_thread *cqs;
@@ -101,7 +113,13 @@ struct server {
 	const struct rpc_audit_sink *sink;
 	char *tls_cert, *tls_key, *tls_ca;
 	atomic_bool tls_reload;
-	int grace_ms, max_streams;
+	int grace_ms, max_streams, max_streams_per_principal;
+	int max_public_streams, max_public_streams_per_peer;
+	int public_streams;
+	struct counter *principal_streams, *peer_streams;
+	struct denials *denials;
+	pthread_t denial_thread;
+	bool denial_stop;		/* under mu; state_cv wakes the thread */
 	const struct reqcheck_opts *strings;
 	struct worker *workers;
 	int n_workers;
@@ -234,6 +252,8 @@ call_free(struct rpc_ctx *c)
 	if (c->req != NULL)
 		protobuf_c_message_free_unpacked(c->req, &wiping_allocator);
 	auth_unref(c->auth);
+	if (c->peer != NULL)
+		gpr_free(c->peer);
 	free(c->owned_refs);
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mu);
@@ -648,6 +668,44 @@ worker_main(void *arg)
 	return NULL;
 }
 
+/* The counter of key in *list, created at 0 if absent; NULL if out of memory. */
+static struct counter *
+counter_get(struct counter **list, const char *key)
+{
+	struct counter *e;
+	size_t n = strlen(key);
+
+	for (e = *list; e != NULL; e = e->next)
+		if (strcmp(e->key, key) == 0)
+			return e;
+	if ((e = calloc(1, sizeof(*e) + n + 1)) == NULL)
+		return NULL;
+	memcpy(e->key, key, n + 1);
+	e->next = *list;
+	*list = e;
+	return e;
+}
+
+/* Drops one from e (none if it holds none), and e itself at zero. */
+static void
+counter_put(struct counter **list, struct counter *e)
+{
+	struct counter **p = list;
+
+	if (e->n > 0 && --e->n > 0)
+		return;
+	while (*p != e)
+		p = &(*p)->next;
+	*p = e->next;
+	free(e);
+}
+
+static bool
+is_public(const struct rpc_ctx *c)
+{
+	return (c->m->flags & RPC_PUBLIC) != 0;
+}
+
 static void *
 stream_main(void *arg)
 {
@@ -658,37 +716,104 @@ stream_main(void *arg)
 
 	run_handler(c);
 	pthread_mutex_lock(&srv->mu);
-	srv->streams--;
+	if (is_public(c)) {
+		srv->public_streams--;
+		counter_put(&srv->peer_streams, c->stream_slot);
+	} else {
+		srv->streams--;
+		counter_put(&srv->principal_streams, c->stream_slot);
+	}
 	pthread_cond_broadcast(&srv->state_cv);
 	pthread_mutex_unlock(&srv->mu);
+	call_unref(c);
 	return NULL;
 }
 
-/* Hands a decoded call to a worker, or to a thread of its own. */
+/*
+ * Takes a stream slot for c, under srv->mu: authenticated streams share
+ * max_streams and each principal has at most max_streams_per_principal;
+ * unauthenticated ones (health Watch) have a pool of their own, at most
+ * max_public_streams_per_peer a connection, so they never crowd out the
+ * others. Returns 0, or the refusal set on c.
+ */
+static int
+take_stream_slot(struct rpc_ctx *c)
+{
+	struct server *srv = c->srv;
+	struct counter *e;
+	int held;
+
+	if (is_public(c)) {
+		if (srv->public_streams >= srv->max_public_streams)
+			return rpc_fail(c, VAULT_ERR_LIMIT, "too many unauthenticated "
+			    "streams (max_public_streams); retry later");
+		if ((e = counter_get(&srv->peer_streams, c->peer)) == NULL)
+			return VAULT_ERR_NOMEM;
+		if ((held = e->n) >= srv->max_public_streams_per_peer) {
+			if (held == 0)		/* just made: forget it */
+				counter_put(&srv->peer_streams, e);
+			return rpc_fail(c, VAULT_ERR_LIMIT, "this connection has %d "
+			    "unauthenticated streams open, the most allowed "
+			    "(max_public_streams_per_peer)", held);
+		}
+		srv->public_streams++;
+	} else {
+		if (srv->streams >= srv->max_streams)
+			return rpc_fail(c, VAULT_ERR_LIMIT, "too many streams open "
+			    "(max_streams); retry later");
+		if ((e = counter_get(&srv->principal_streams, c->principal->name)) == NULL)
+			return VAULT_ERR_NOMEM;
+		if ((held = e->n) >= srv->max_streams_per_principal) {
+			if (held == 0)		/* just made: forget it */
+				counter_put(&srv->principal_streams, e);
+			return rpc_fail(c, VAULT_ERR_LIMIT, "principal '%s' has %d "
+			    "streams open, the most allowed "
+			    "(max_streams_per_principal); retry later",
+			    c->principal->name, held);
+		}
+		srv->streams++;
+	}
+	e->n++;
+	c->stream_slot = e;
+	return 0;
+}
+
+/*
+ * Hands a decoded call to a worker, or a stream to a thread of its own: a
+ * stream waits on its client's flow control, and must never hold a worker
+ * that unary calls and health checks need.
+ */
 static void
 schedule(struct rpc_ctx *c)
 {
 	struct server *srv = c->srv;
 	pthread_attr_t attr;
 	pthread_t th;
+	int r;
 
 	pthread_mutex_lock(&srv->mu);
-	if (c->m->flags & RPC_LONG_LIVED) {
-		if (srv->streams >= srv->max_streams) {
+	if (c->m->kind == RPC_SERVER_STREAM && c->early_err == 0) {
+		if ((r = take_stream_slot(c)) != 0) {
 			pthread_mutex_unlock(&srv->mu);
-			finish(c, rpc_fail(c, VAULT_ERR_LIMIT,
-			    "too many long-lived streams; retry later"));
+			finish(c, r);
 			return;
 		}
-		srv->streams++;
 		pthread_mutex_unlock(&srv->mu);
+		call_ref(c);	/* the thread's */
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		if (pthread_create(&th, &attr, stream_main, c) != 0) {
 			pthread_mutex_lock(&srv->mu);
-			srv->streams--;
+			if (is_public(c)) {
+				srv->public_streams--;
+				counter_put(&srv->peer_streams, c->stream_slot);
+			} else {
+				srv->streams--;
+				counter_put(&srv->principal_streams, c->stream_slot);
+			}
 			pthread_mutex_unlock(&srv->mu);
 			finish(c, rpc_fail(c, VAULT_ERR_LIMIT, "cannot start a stream"));
+			call_unref(c);
 		}
 		pthread_attr_destroy(&attr);
 		return;
@@ -865,18 +990,105 @@ authorize(struct rpc_ctx *c)
 		c->principal = auth_bearer(c->auth,
 		    (const char *)GRPC_SLICE_START_PTR(auth_md->value),
 		    GRPC_SLICE_LENGTH(auth_md->value));
-	if (c->principal == NULL && auth_md != NULL)
+	if (c->principal == NULL && auth_md != NULL) {
+		c->deny_reason = "invalid credentials";
 		return rpc_fail(c, VAULT_ERR_UNAUTHENTICATED, "invalid credentials");
-	if (c->principal == NULL)
-		return rpc_fail(c, VAULT_ERR_UNAUTHENTICATED, presented ?
-		    "the client certificate's identity is not in the policy" :
-		    "missing credentials: present a client certificate or send "
-		    "'authorization: Bearer <token>'");
+	}
+	if (c->principal == NULL && presented) {
+		c->deny_reason = "certificate identity not in the policy";
+		return rpc_fail(c, VAULT_ERR_UNAUTHENTICATED,
+		    "the client certificate's identity is not in the policy");
+	}
+	if (c->principal == NULL) {
+		c->deny_reason = "missing credentials";
+		return rpc_fail(c, VAULT_ERR_UNAUTHENTICATED, "missing credentials: "
+		    "present a client certificate or send 'authorization: Bearer "
+		    "<token>'");
+	}
 	if (!auth_allows(c->auth, c->principal, c->m->path))
 		return rpc_fail(c, VAULT_ERR_DENIED,
 		    "principal '%s' has no role allowed to call %s",
 		    c->principal->name, c->m->path);
 	return 0;
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * A call refused before dispatch. Denials are audited, and audit writes may
+ * not block this thread, so a worker writes them. Anonymous denials are
+ * accounted by denial.h instead of one entry each.
+ */
+static void
+refuse(struct rpc_ctx *c, int err)
+{
+	struct server *srv = c->srv;
+
+	if (srv->sink == NULL) {
+		finish(c, err);
+		return;
+	}
+	if (err == VAULT_ERR_UNAUTHENTICATED && c->deny_reason != NULL) {
+		switch (denials_note(srv->denials, c->peer, c->deny_reason,
+		    c->m->path, now_ms())) {
+		case DENIAL_AUDIT:
+			break;
+		case DENIAL_COUNTED:
+			finish(c, err);
+			return;
+		case DENIAL_LIMITED:
+			finish(c, rpc_fail(c, VAULT_ERR_LIMIT, "too many failed "
+			    "authentications from this address; retry later"));
+			return;
+		}
+	}
+	c->early_err = err;
+	schedule(c);
+}
+
+/* One audit entry for the anonymous denials counted since since_ms. */
+static void
+write_denial_summary(void *arg, const char *peer, const char *reason,
+    const char *method, uint64_t count, int64_t since_ms)
+{
+	struct server *srv = arg;
+	struct rpc_audit rec = { .principal = "-", .method = method,
+	    .outcome = "unauthenticated" };
+
+	snprintf(rec.detail, sizeof(rec.detail), "%llu more denials from %s "
+	    "since %lld ms: %s", (unsigned long long)count, peer,
+	    (long long)since_ms, reason);
+	if (srv->sink->append(srv->app, &rec) != 0)
+		log_error("the audit summary of %llu denials cannot be written",
+		    (unsigned long long)count);
+}
+
+static void *
+denial_main(void *arg)
+{
+	struct server *srv = arg;
+
+	pthread_setname_np(pthread_self(), "vaultd-denials");
+	pthread_mutex_lock(&srv->mu);
+	while (!srv->denial_stop) {
+		struct timespec ts = time_after_ms(1000);
+
+		pthread_cond_timedwait(&srv->state_cv, &srv->mu, &ts);
+		pthread_mutex_unlock(&srv->mu);
+		denials_flush(srv->denials, now_ms(), false, write_denial_summary,
+		    srv);
+		pthread_mutex_lock(&srv->mu);
+	}
+	pthread_mutex_unlock(&srv->mu);
+	denials_flush(srv->denials, now_ms(), true, write_denial_summary, srv);
+	return NULL;
 }
 
 static void
@@ -898,6 +1110,7 @@ on_new(struct tag *t, bool ok)
 		arm(c->cq);
 	c->deadline = gpr_convert_clock_type(c->details.deadline,
 	    GPR_CLOCK_MONOTONIC);
+	c->peer = grpc_call_get_peer(c->call);
 
 	memset(&op, 0, sizeof(op));
 	op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
@@ -911,12 +1124,7 @@ on_new(struct tag *t, bool ok)
 		return;
 	}
 	if ((r = authorize(c)) != 0) {
-		/* Denials are audited, and audit writes may not block this thread. */
-		c->early_err = r;
-		if (c->srv->sink != NULL)
-			schedule(c);
-		else
-			finish(c, r);
+		refuse(c, r);
 		return;
 	}
 	if (c->m->handler == NULL) {
@@ -1038,7 +1246,8 @@ wait_until(struct server *srv, bool (*cond)(struct server *), int timeout_ms)
 static bool
 drained(struct server *srv)
 {
-	return srv->shutdown_done && srv->live_calls == 0 && srv->streams == 0;
+	return srv->shutdown_done && srv->live_calls == 0 && srv->streams == 0 &&
+	    srv->public_streams == 0;
 }
 
 /* Reads a whole PEM file; NULL (logged) when it cannot. */
@@ -1146,8 +1355,9 @@ server_start(struct server **out, const struct server_opts *opts,
     const struct rpc_method *methods, size_t n_methods, void *app,
     struct auth *auth)
 {
-	grpc_arg args[2];
-	grpc_channel_args ch_args = { 2, args };
+	grpc_arg args[3];
+	grpc_channel_args ch_args = { 3, args };
+	grpc_resource_quota *quota;
 	grpc_server_credentials *creds;
 	struct server *srv;
 	int port;
@@ -1155,6 +1365,12 @@ server_start(struct server **out, const struct server_opts *opts,
 	*out = NULL;
 	if ((srv = calloc(1, sizeof(*srv))) == NULL)
 		return VAULT_ERR_NOMEM;
+	if (denials_new(&srv->denials, opts->denial_audit_interval_s > 0 ?
+	    opts->denial_audit_interval_s : 60, opts->auth_failures_per_peer > 0 ?
+	    opts->auth_failures_per_peer : 20) != 0) {
+		free(srv);
+		return VAULT_ERR_NOMEM;
+	}
 	srv->methods = methods;
 	srv->n_methods = n_methods;
 	srv->app = app;
@@ -1163,6 +1379,9 @@ server_start(struct server **out, const struct server_opts *opts,
 	srv->grace_ms = opts->shutdown_grace_ms;
 	srv->sink = opts->audit;
 	srv->max_streams = opts->max_streams;
+	srv->max_streams_per_principal = opts->max_streams_per_principal;
+	srv->max_public_streams = opts->max_public_streams;
+	srv->max_public_streams_per_peer = opts->max_public_streams_per_peer;
 	srv->strings = opts->strings;
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_cond_init(&srv->state_cv, NULL);
@@ -1175,7 +1394,20 @@ server_start(struct server **out, const struct server_opts *opts,
 	args[1].type = GRPC_ARG_INTEGER;
 	args[1].key = GRPC_ARG_ALLOW_REUSEPORT;
 	args[1].value.integer = 0;
+	/*
+	 * Every connection's buffers come out of one quota: under pressure the
+	 * transport shrinks its flow-control windows instead of reading on, so
+	 * oversized or slow requests cannot grow the process without bound.
+	 */
+	quota = grpc_resource_quota_create("vaultd");
+	grpc_resource_quota_resize(quota, (size_t)(opts->transport_memory_mb > 0 ?
+	    opts->transport_memory_mb : 64) << 20);
+	args[2].type = GRPC_ARG_POINTER;
+	args[2].key = (char *)GRPC_ARG_RESOURCE_QUOTA;
+	args[2].value.pointer.p = quota;
+	args[2].value.pointer.vtable = grpc_resource_quota_arg_vtable();
 	srv->gs = grpc_server_create(&ch_args, NULL);
+	grpc_resource_quota_unref(quota);
 	srv->n_cq = opts->cq_threads;
 	srv->cqs = calloc((size_t)srv->n_cq, sizeof(*srv->cqs));
 	srv->n_workers = opts->workers;
@@ -1185,6 +1417,7 @@ server_start(struct server **out, const struct server_opts *opts,
 		free(srv->cqs);
 		free(srv->workers);
 		auth_unref(srv->auth);
+		denials_free(srv->denials);
 		free(srv);
 		return VAULT_ERR_NOMEM;
 	}
@@ -1208,6 +1441,7 @@ server_start(struct server **out, const struct server_opts *opts,
 		free(srv->tls_key);
 		free(srv->tls_ca);
 		auth_unref(srv->auth);
+		denials_free(srv->denials);
 		free(srv);
 		return VAULT_ERR_IO;
 	}
@@ -1220,6 +1454,8 @@ server_start(struct server **out, const struct server_opts *opts,
 	}
 	for (int i = 0; i < srv->n_cq; i++)
 		pthread_create(&srv->cqs[i].thread, NULL, cq_main, &srv->cqs[i]);
+	if (srv->sink != NULL)
+		pthread_create(&srv->denial_thread, NULL, denial_main, srv);
 	log_info("listening on %s, port %d, %s (%d completion queues, %d workers)",
 	    opts->listen, port, srv->tls ? "mTLS" : "plaintext", srv->n_cq,
 	    srv->n_workers);
@@ -1247,6 +1483,13 @@ server_stop(struct server *srv)
 	}
 	wait_until(srv, drained, -1);
 
+	if (srv->sink != NULL) {	/* the last summaries, while the log is open */
+		pthread_mutex_lock(&srv->mu);
+		srv->denial_stop = true;
+		pthread_cond_broadcast(&srv->state_cv);
+		pthread_mutex_unlock(&srv->mu);
+		pthread_join(srv->denial_thread, NULL);
+	}
 	pthread_mutex_lock(&srv->mu);
 	srv->workers_stop = true;
 	for (int i = 0; i < srv->n_workers; i++)
@@ -1267,6 +1510,7 @@ server_stop(struct server *srv)
 	pthread_mutex_destroy(&srv->mu);
 	pthread_mutex_destroy(&srv->auth_mu);
 	auth_unref(srv->auth);
+	denials_free(srv->denials);
 	free(srv->tls_cert);
 	free(srv->tls_key);
 	free(srv->tls_ca);

@@ -23,7 +23,11 @@ struct server_opts {
 	int workers;
 	int max_request_bytes;
 	int shutdown_grace_ms;
-	int max_streams;
+	int max_streams, max_streams_per_principal;
+	int max_public_streams, max_public_streams_per_peer;
+	int auth_failures_per_peer;	/* a minute, per peer and reason */
+	int denial_audit_interval_s;	/* see denial.h */
+	int transport_memory_mb;	/* gRPC's resource quota */
 	const struct rpc_audit_sink *audit;	/* NULL: no audit log */
 	const struct reqcheck_opts *strings;	/* limits of request strings */
 };

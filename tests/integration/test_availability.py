@@ -1,0 +1,195 @@
+"""No principal can starve the daemon: streams waiting on slow clients hold
+no shared worker and are capped per principal, unauthenticated streams have
+their own small pool, anonymous denials are counted rather than logged one
+by one, and oversized requests are refused without growing the process."""
+import concurrent.futures
+import re
+import threading
+import time
+
+import grpc
+import pytest
+
+from conftest import health_pb, pb
+from test_unlinkability import load
+
+
+def configure(d, **settings):
+    d.start()
+    assert d.stop() == 0
+    conf = d.data_dir / "vaultd.conf"
+    conf.write_text(conf.read_text() + "\n" + "".join(
+        f"{k} = {v};\n" for k, v in settings.items()))
+    d.start()
+
+
+def open_unread_streams(d, ch, n, token="dev"):
+    """n FetchFeatures streams whose client never reads."""
+    fn = ch.unary_stream("/vault.v1.Features/FetchFeatures",
+                         request_serializer=lambda m: m.SerializeToString(),
+                         response_deserializer=pb.FeatureBatch.FromString)
+    return [fn(pb.FetchFeaturesRequest(purpose="training", dataset_id="slow",
+                                       batch_size=1),
+               metadata=d.metadata(token), timeout=120) for _ in range(n)]
+
+
+def test_unread_streams_hold_no_worker(fresh):
+    """Regression for issue 11.6: 32 unread streams took every worker and
+    every unary call and health check timed out behind them."""
+    configure(fresh, max_streams_per_principal=100, max_streams=100)
+    load(fresh, 3000, "s")
+    chans = [fresh.channel() for _ in range(40)]
+    streams = [s for ch in chans for s in open_unread_streams(fresh, ch, 1)]
+    time.sleep(3)      # every stream has filled its window and waits
+    t0 = time.monotonic()
+    assert fresh.get("s1", ["age"]) == {"age": "21"}
+    assert fresh.health() == health_pb.HealthCheckResponse.SERVING
+    print(f"unary call behind 40 unread streams: {time.monotonic() - t0:.3f} s")
+    for s in streams:
+        s.cancel()
+    for ch in chans:
+        ch.close()
+
+
+def test_streams_capped_per_principal(fresh):
+    configure(fresh, max_streams_per_principal=4)
+    load(fresh, 3000, "p")
+    ch = fresh.channel()
+    streams = open_unread_streams(fresh, ch, 4)
+    time.sleep(1)
+    with pytest.raises(grpc.RpcError) as e:
+        list(open_unread_streams(fresh, ch, 1)[0])
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "max_streams_per_principal" in e.value.details()
+    for s in streams:
+        s.cancel()
+    ch.close()
+    time.sleep(0.5)
+    with fresh.channel() as ch2:
+        assert len(open_unread_streams(fresh, ch2, 1)[0].next().rows) == 1
+
+
+def test_public_streams_cannot_take_the_authenticated_slots(daemon):
+    """Regression for issue 11.6: 64 health Watch streams made an
+    authenticated WatchDeletions answer RESOURCE_EXHAUSTED."""
+    ch = daemon.channel()
+    watch = ch.unary_stream("/grpc.health.v1.Health/Watch",
+                            request_serializer=lambda m: m.SerializeToString(),
+                            response_deserializer=health_pb.HealthCheckResponse.FromString)
+    calls = [watch(health_pb.HealthCheckRequest(), timeout=30) for _ in range(64)]
+    codes = []
+    for c in calls:
+        try:
+            c.next()
+            codes.append(grpc.StatusCode.OK)
+        except grpc.RpcError as e:
+            codes.append(e.code())
+    assert codes.count(grpc.StatusCode.OK) == 2          # per connection
+    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 62
+    with daemon.channel() as ch2:
+        w = ch2.unary_stream("/vault.v1.Deletion/WatchDeletions",
+                             request_serializer=lambda m: m.SerializeToString(),
+                             response_deserializer=pb.DeletionEvent.FromString)
+        assert list(w(pb.WatchDeletionsRequest(purpose="training"),
+                      metadata=daemon.metadata(), timeout=10)) == []
+    for c in calls:
+        c.cancel()
+    ch.close()
+
+
+def denial_entries(d):
+    with d.channel() as ch:
+        fn = ch.unary_stream("/vault.v1.Audit/QueryAudit",
+                             request_serializer=lambda m: m.SerializeToString(),
+                             response_deserializer=pb.AuditEntry.FromString)
+        return [e for e in fn(pb.QueryAuditRequest(), metadata=d.metadata(),
+                              timeout=30) if e.outcome == "unauthenticated"]
+
+
+def test_anonymous_denials_are_counted_not_logged_one_by_one(fresh):
+    """Regression for issue 11.7: each wrong-token call wrote an entry."""
+    configure(fresh, auth_failures_per_peer=1000000)
+    n = 3000
+    with fresh.channel() as ch:
+        fn = ch.unary_unary("/vault.v1.Consumers/GetAttributes",
+                            request_serializer=lambda m: m.SerializeToString(),
+                            response_deserializer=pb.GetAttributesResponse.FromString)
+        req = pb.GetAttributesRequest(consumer_id="x", purpose="service")
+
+        def bad(_):
+            try:
+                fn(req, metadata=[("authorization", "Bearer wrong")], timeout=10)
+            except grpc.RpcError as e:
+                return e.code()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(bad, range(n)))
+    assert codes.count(grpc.StatusCode.UNAUTHENTICATED) == n
+    assert len(denial_entries(fresh)) == 1
+    # The summary of the rest is written at the interval's end (or stop).
+    assert fresh.stop() == 0
+    fresh.start()
+    entries = denial_entries(fresh)
+    assert len(entries) == 2
+    # The summary carries the count, so every denial stays accounted for.
+    with fresh.channel() as ch:
+        fn = ch.unary_stream("/vault.v1.Audit/QueryAudit",
+                             request_serializer=lambda m: m.SerializeToString(),
+                             response_deserializer=pb.AuditEntry.FromString)
+        raw = [e for e in fn(pb.QueryAuditRequest(), metadata=fresh.metadata(),
+                             timeout=30) if e.outcome == "unauthenticated"]
+    assert len(raw) == 2
+    assert f"{n - 1} more denials from ipv4:127.0.0.1" in str(raw[1]), raw[1]
+
+
+def test_failed_authentications_are_limited_per_peer(daemon):
+    with daemon.channel() as ch:
+        codes = []
+        gfn = ch.unary_unary("/vault.v1.Consumers/GetAttributes",
+                             request_serializer=lambda m: m.SerializeToString(),
+                             response_deserializer=pb.GetAttributesResponse.FromString)
+        req = pb.GetAttributesRequest(consumer_id="x", purpose="service")
+        for _ in range(30):
+            try:
+                gfn(req, metadata=[("authorization", "Bearer wrong")], timeout=5)
+            except grpc.RpcError as e:
+                codes.append(e.code())
+    assert codes[:20] == [grpc.StatusCode.UNAUTHENTICATED] * 20
+    assert codes[20:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 10
+    # The same address with valid credentials is served.
+    daemon.put("limited", age="40")
+    assert daemon.get("limited") == {"age": "40"}
+
+
+def peak_rss_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
+
+def test_oversized_requests_are_refused_without_buffering(daemon):
+    """Regression for issue 11.8: 8 concurrent 64 MiB requests took the
+    peak RSS from 27 to 217 MB."""
+    before = peak_rss_kb(daemon.proc.pid)
+    big = pb.PutAttributesRequest(consumer_id="big", attributes=[
+        pb.Attribute(name="email", value="x" * (64 << 20))]).SerializeToString()
+
+    def send(_):
+        with daemon.channel() as ch:
+            fn = ch.unary_unary("/vault.v1.Consumers/PutAttributes",
+                                request_serializer=lambda b: b,
+                                response_deserializer=pb.PutAttributesResponse.FromString)
+            try:
+                fn(big, metadata=daemon.metadata(), timeout=60)
+            except grpc.RpcError as e:
+                return e.code()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(send, range(8)))
+    assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 8, codes
+    peak = peak_rss_kb(daemon.proc.pid)
+    print(f"peak RSS: {before / 1024:.0f} MB before, {peak / 1024:.0f} MB after "
+          "8 concurrent 64 MiB requests")
+    # The transport's quota (transport_memory_mb, 64 by default) bounds it.
+    assert peak - before < 128 * 1024, (before, peak)
+    assert daemon.health() == 1
+    daemon.put("after-big", age="33")
+    assert daemon.get("after-big") == {"age": "33"}
