@@ -25,11 +25,12 @@ on_entry(const ProtobufCMessage *m, void *arg)
 		json_array_append_new(names, json_string(e->attribute_names[i]));
 	if (e->hash.len == 32)
 		sodium_bin2hex(hash, sizeof(hash), e->hash.data, 32);
-	o = json_pack("{s:I,s:I,s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:s}", "seq",
-	    (json_int_t)e->seq, "at_ms", (json_int_t)e->at_ms, "principal",
-	    e->principal, "method", e->method, "consumer_ref", e->consumer_ref,
-	    "attribute_names", names, "purpose", e->purpose, "dataset_id",
-	    e->dataset_id, "outcome", e->outcome, "hash", hash);
+	o = json_pack("{s:I,s:I,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:s,s:s,s:s}",
+	    "seq", (json_int_t)e->seq, "at_ms", (json_int_t)e->at_ms,
+	    "principal", e->principal, "method", e->method, "kind", e->kind,
+	    "consumer_ref", e->consumer_ref, "attribute_names", names,
+	    "purpose", e->purpose, "dataset_id", e->dataset_id, "source",
+	    e->source, "detail", e->detail, "outcome", e->outcome, "hash", hash);
 	json_dumpf(o, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	putchar('\n');
 	json_decref(o);

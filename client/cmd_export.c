@@ -1,4 +1,8 @@
-/* vaultctl export CONSUMER: the right to know, as one JSON document. */
+/*
+ * vaultctl export CONSUMER: the right to know, as one JSON document.
+ * "outside_schema" names the attributes (in "attributes") that the schema
+ * no longer has.
+ */
 #include <stdio.h>
 
 #include <jansson.h>
@@ -7,14 +11,28 @@
 #include "vaultctl.h"
 
 static json_t *
+strings(char **s, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(s[i]));
+	return a;
+}
+
+static json_t *
 to_json(const Vault__V1__ExportConsumerResponse *r)
 {
 	json_t *attrs = json_object(), *consents = json_array(),
-	    *history = json_array(), *datasets = json_array();
+	    *history = json_array(), *outside = json_array();
 
-	for (size_t i = 0; i < r->n_attributes; i++)
+	for (size_t i = 0; i < r->n_attributes; i++) {
 		json_object_set_new(attrs, r->attributes[i]->name,
 		    json_string(r->attributes[i]->value));
+		if (r->attributes[i]->outside_schema)
+			json_array_append_new(outside,
+			    json_string(r->attributes[i]->name));
+	}
 	for (size_t i = 0; i < r->n_consents; i++)
 		json_array_append_new(consents, json_pack("{s:s,s:b,s:s,s:I}",
 		    "purpose", r->consents[i]->purpose, "granted",
@@ -23,19 +41,21 @@ to_json(const Vault__V1__ExportConsumerResponse *r)
 	for (size_t i = 0; i < r->n_access_history; i++) {
 		const Vault__V1__AccessRecord *a = r->access_history[i];
 
-		json_array_append_new(history, json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s}",
-		    "at_ms", (json_int_t)a->at_ms, "principal", a->principal,
-		    "method", a->method, "purpose", a->purpose, "dataset_id",
-		    a->dataset_id, "outcome", a->outcome, "attribute_names",
-		    a->n_attribute_names ? a->attribute_names[0] : ""));
+		json_array_append_new(history, json_pack(
+		    "{s:I,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:I}",
+		    "at_ms", (json_int_t)a->at_ms, "kind", a->kind,
+		    "principal", a->principal, "method", a->method,
+		    "purpose", a->purpose, "attribute_names",
+		    strings(a->attribute_names, a->n_attribute_names),
+		    "dataset_id", a->dataset_id, "source", a->source,
+		    "outcome", a->outcome, "audit_seq", (json_int_t)a->audit_seq));
 	}
-	for (size_t i = 0; i < r->n_datasets; i++)
-		json_array_append_new(datasets, json_string(r->datasets[i]));
-	return json_pack("{s:s,s:I,s:o,s:o,s:b,s:b,s:o,s:o}", "consumer_ref",
+	return json_pack("{s:s,s:I,s:o,s:o,s:o,s:b,s:b,s:o,s:o}", "consumer_ref",
 	    r->consumer_ref, "created_at_ms", (json_int_t)r->created_at_ms,
-	    "attributes", attrs, "consents", consents, "limit_sensitive",
-	    r->limit_sensitive, "opt_out_sale_share", r->opt_out_sale_share,
-	    "datasets", datasets, "access_history", history);
+	    "attributes", attrs, "outside_schema", outside, "consents", consents,
+	    "limit_sensitive", r->limit_sensitive, "opt_out_sale_share",
+	    r->opt_out_sale_share, "datasets", strings(r->datasets, r->n_datasets),
+	    "access_history", history);
 }
 
 int

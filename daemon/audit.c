@@ -16,17 +16,25 @@
 #define DOMAIN "vaultd audit v1"
 #define HDR (1 + 8 + AUDIT_HASH_BYTES + AUDIT_HASH_BYTES)
 #define MAX_FIELD 1024
-#define N_FIELDS 7
+#define N_FIELDS AUDIT_N_FIELDS
+/* Entries from before names and source had fields end after outcome. */
+#define N_FIELDS_V1 7
 #define PAGE 512
+/* The consumer index key of a dataset: no consumer id starts with NUL. */
+#define DATASET_DOMAIN "\0dataset "
 
 _Static_assert(AUDIT_BODY_MAX == N_FIELDS * (2 + MAX_FIELD), "body size");
+
+/* Field numbers, in record order. */
+enum { F_PRINCIPAL, F_METHOD, F_REF, F_DETAIL, F_PURPOSE, F_DATASET, F_OUTCOME,
+	F_NAMES, F_SOURCE };
 
 /* The fields, in record order. */
 static void
 fields_of(const struct audit_rec *r, const void *f[N_FIELDS], size_t n[N_FIELDS])
 {
 	const char *s[N_FIELDS] = { r->principal, r->method, NULL, r->detail,
-	    r->purpose, r->dataset, r->outcome };
+	    r->purpose, r->dataset, r->outcome, r->names, r->source };
 
 	for (int i = 0; i < N_FIELDS; i++) {
 		f[i] = s[i] != NULL ? s[i] : "";
@@ -92,37 +100,82 @@ audit_encode(const struct audit_rec *rec, uint8_t buf[AUDIT_BODY_MAX])
 	return off;
 }
 
-/* The consumer ref field of a body: *ref is NULL when the entry has none. */
+/*
+ * Splits a body into its fields (N_FIELDS_V1 or N_FIELDS of them; the
+ * fields an older entry lacks come out empty). VAULT_ERR_STATE when it is
+ * malformed.
+ */
 static int
-body_ref(const uint8_t *body, size_t len, const uint8_t **ref)
+body_fields(const uint8_t *body, size_t len, const uint8_t *f[N_FIELDS],
+    size_t n[N_FIELDS])
 {
 	size_t off = 0;
+	int i;
 
-	*ref = NULL;
-	for (int i = 0; i < N_FIELDS; i++) {
-		size_t n;
-
+	for (i = 0; i < N_FIELDS && off < len; i++) {
 		if (len - off < 2)
 			return VAULT_ERR_STATE;
-		n = (size_t)body[off] << 8 | body[off + 1];
+		n[i] = (size_t)body[off] << 8 | body[off + 1];
 		off += 2;
-		if (len - off < n || n > MAX_FIELD)
+		if (len - off < n[i] || n[i] > MAX_FIELD)
 			return VAULT_ERR_STATE;
-		if (i == 2 && n != 0 && n != CRYPTO_REF_BYTES)
-			return VAULT_ERR_STATE;
-		if (i == 2 && n != 0)
-			*ref = body + off;
-		off += n;
+		f[i] = body + off;
+		off += n[i];
 	}
-	return off == len ? 0 : VAULT_ERR_STATE;
+	if (off != len || (i != N_FIELDS_V1 && i != N_FIELDS) ||
+	    (n[F_REF] != 0 && n[F_REF] != CRYPTO_REF_BYTES))
+		return VAULT_ERR_STATE;
+	for (; i < N_FIELDS; i++) {
+		f[i] = body + off;
+		n[i] = 0;
+	}
+	return 0;
 }
 
 int
 audit_check_body(const uint8_t *body, size_t len)
 {
-	const uint8_t *ref;
+	const uint8_t *f[N_FIELDS];
+	size_t n[N_FIELDS];
 
-	return body_ref(body, len, &ref);
+	return body_fields(body, len, f, n);
+}
+
+void
+audit_dataset_key(const struct vault *v, const char *dataset, size_t len,
+    uint8_t key[CRYPTO_REF_BYTES])
+{
+	char buf[sizeof(DATASET_DOMAIN) - 1 + MAX_FIELD];
+
+	if (len > MAX_FIELD)
+		len = MAX_FIELD;
+	memcpy(buf, DATASET_DOMAIN, sizeof(DATASET_DOMAIN) - 1);
+	memcpy(buf + sizeof(DATASET_DOMAIN) - 1, dataset, len);
+	crypto_consumer_ref(keyring_index_key(v->kr), buf,
+	    sizeof(DATASET_DOMAIN) - 1 + len, key);
+}
+
+/*
+ * Where the consumer index files a body: under its consumer ref, or for an
+ * entry of no consumer that names a dataset, under the dataset's key.
+ * VAULT_ERR_NOT_FOUND when nowhere, VAULT_ERR_STATE when malformed.
+ */
+static int
+body_index_key(const struct vault *v, const uint8_t *body, size_t len,
+    uint8_t key[CRYPTO_REF_BYTES])
+{
+	const uint8_t *f[N_FIELDS];
+	size_t n[N_FIELDS];
+
+	if (body_fields(body, len, f, n) != 0)
+		return VAULT_ERR_STATE;
+	if (n[F_REF] != 0)
+		memcpy(key, f[F_REF], CRYPTO_REF_BYTES);
+	else if (n[F_DATASET] != 0)
+		audit_dataset_key(v, (const char *)f[F_DATASET], n[F_DATASET], key);
+	else
+		return VAULT_ERR_NOT_FOUND;
+	return 0;
 }
 
 /* Adds entry seq of ref to the consumer index, if it is not there yet. */
@@ -157,12 +210,14 @@ audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
     const uint8_t *body, size_t len, bool index)
 {
 	uint8_t buf[HDR + AUDIT_BODY_MAX], key[8], head[8 + AUDIT_HASH_BYTES];
-	const uint8_t *ref;
+	uint8_t ref[CRYPTO_REF_BYTES];
 	uint64_t seq;
 	MDB_val k, val;
-	int rc, r;
+	int rc, r, filed;
 
-	if (len > AUDIT_BODY_MAX || body_ref(body, len, &ref) != 0)
+	if (len > AUDIT_BODY_MAX ||
+	    ((filed = body_index_key(v, body, len, ref)) != 0 &&
+	    filed != VAULT_ERR_NOT_FOUND))
 		return VAULT_ERR_STATE;
 	if ((r = audit_head(v, txn, &seq, buf + 9)) != 0)
 		return r;
@@ -178,7 +233,7 @@ audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
 	if ((rc = mdb_put(txn, v->store->audit, &k, &val, MDB_APPEND)) != 0)
 		return store_err(v->store, rc, "append audit entry");
 	/* Unless index, the consumer index gets it later (audit_index). */
-	if (index && ref != NULL && (r = index_put(v, txn, ref, seq)) != 0)
+	if (index && filed == 0 && (r = index_put(v, txn, ref, seq)) != 0)
 		return r;
 	memcpy(head, key, 8);
 	memcpy(head + 8, buf + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES);
@@ -260,17 +315,18 @@ index_apply(MDB_txn *txn, void *arg)
 	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
 	    rc == 0 && n < INDEX_BATCH;
 	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT), n++) {
-		const uint8_t *ref;
+		uint8_t ref[CRYPTO_REF_BYTES];
+		int filed = VAULT_ERR_STATE;
 
 		if (k.mv_size != 8 || val.mv_size < HDR ||
-		    body_ref((const uint8_t *)val.mv_data + HDR, val.mv_size - HDR,
-		    &ref) != 0) {
+		    ((filed = body_index_key(v, (const uint8_t *)val.mv_data + HDR,
+		    val.mv_size - HDR, ref)) != 0 && filed != VAULT_ERR_NOT_FOUND)) {
 			r = VAULT_ERR_STATE;	/* VerifyAudit names the entry */
 			break;
 		}
 		seq = store_get_u64(k.mv_data);
 		/* Entries of writes were indexed with them: a look-up each. */
-		if (ref != NULL && (r = index_put(v, txn, ref, seq)) != 0)
+		if (filed == 0 && (r = index_put(v, txn, ref, seq)) != 0)
 			break;
 	}
 	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
@@ -378,45 +434,106 @@ copy_field(char *dst, size_t cap, const uint8_t *src, size_t n)
 	dst[n] = '\0';
 }
 
+/* Methods whose entries, before names had a field, held them in detail. */
+static bool
+named_in_detail(const char *method)
+{
+	static const char *const m[] = { "/vault.v1.Consumers/PutAttributes",
+	    "/vault.v1.Consumers/GetAttributes", "/vault.v1.Features/FetchFeatures" };
+
+	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+		if (strcmp(method, m[i]) == 0)
+			return true;
+	return false;
+}
+
+/* An entry from before names and source had fields: what its detail held. */
+static void
+map_v1_detail(struct audit_entry *e)
+{
+	static const char *const kinds[] = { "export", "query", "delete" };
+
+	if (strncmp(e->detail, "source=", 7) == 0) {
+		snprintf(e->source, sizeof(e->source), "%s", e->detail + 7);
+		e->detail[0] = '\0';
+	} else if (named_in_detail(e->method)) {
+		/* "*" stood for every attribute: the entry does not say which. */
+		if (strcmp(e->detail, "*") != 0)
+			snprintf(e->names, sizeof(e->names), "%s", e->detail);
+		e->detail[0] = '\0';
+	}
+	/* These said what the call was; audit_kind(method) says it now. */
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (strcmp(e->detail, kinds[i]) == 0)
+			e->detail[0] = '\0';
+}
+
 /* Decodes a record; VAULT_ERR_STATE when it is malformed. */
 static int
 parse(uint64_t seq, const MDB_val *val, struct audit_entry *e)
 {
-	const uint8_t *p = val->mv_data, *end = p + val->mv_size;
+	const uint8_t *p = val->mv_data, *f[N_FIELDS];
 	char *dst[N_FIELDS] = { e->principal, e->method, NULL, e->detail,
-	    e->purpose, e->dataset, e->outcome };
+	    e->purpose, e->dataset, e->outcome, e->names, e->source };
 	size_t cap[N_FIELDS] = { sizeof(e->principal), sizeof(e->method), 0,
 	    sizeof(e->detail), sizeof(e->purpose), sizeof(e->dataset),
-	    sizeof(e->outcome) };
-	const uint8_t *q = p + HDR;
+	    sizeof(e->outcome), sizeof(e->names), sizeof(e->source) };
+	size_t n[N_FIELDS], len;
 
 	memset(e, 0, sizeof(*e));
 	if (val->mv_size < HDR || p[0] != REC_FORMAT)
+		return VAULT_ERR_STATE;
+	len = val->mv_size - HDR;
+	if (body_fields(p + HDR, len, f, n) != 0)
 		return VAULT_ERR_STATE;
 	e->seq = seq;
 	e->at_ms = store_get_u64(p + 1);
 	memcpy(e->prev, p + 9, AUDIT_HASH_BYTES);
 	memcpy(e->hash, p + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES);
-	for (int i = 0; i < N_FIELDS; i++) {
-		size_t n;
+	e->has_ref = n[F_REF] != 0;
+	memcpy(e->ref, f[F_REF], n[F_REF]);
+	for (int i = 0; i < N_FIELDS; i++)
+		if (i != F_REF)
+			copy_field(dst[i], cap[i], f[i], n[i]);
+	/* A body of N_FIELDS_V1 fields ends with the outcome's. */
+	if (f[F_OUTCOME] + n[F_OUTCOME] == p + val->mv_size)
+		map_v1_detail(e);
+	return 0;
+}
 
-		if (end - q < 2)
-			return VAULT_ERR_STATE;
-		n = (size_t)q[0] << 8 | q[1];
-		q += 2;
-		if ((size_t)(end - q) < n)
-			return VAULT_ERR_STATE;
-		if (i == 2) {
-			if (n != 0 && n != CRYPTO_REF_BYTES)
-				return VAULT_ERR_STATE;
-			e->has_ref = n != 0;
-			memcpy(e->ref, q, n);
-		} else {
-			copy_field(dst[i], cap[i], q, n);
-		}
-		q += n;
-	}
-	return q == end ? 0 : VAULT_ERR_STATE;
+size_t
+audit_split_names(char *names, char **out, size_t max)
+{
+	size_t n = 0;
+
+	for (char *save = NULL, *t = strtok_r(names, ",", &save); t && n < max;
+	    t = strtok_r(NULL, ",", &save))
+		out[n++] = t;
+	return n;
+}
+
+const char *
+audit_kind(const char *method)
+{
+	static const struct { const char *method, *kind; } t[] = {
+		{ "/vault.v1.Consumers/PutAttributes", "write" },
+		{ "/vault.v1.Consumers/GetAttributes", "read" },
+		{ "/vault.v1.Consumers/SetConsent", "consent" },
+		{ "/vault.v1.Consumers/ExportConsumer", "export" },
+		{ "/vault.v1.Features/FetchFeatures", "feature_release" },
+		{ "/vault.v1.Deletion/DeleteConsumer", "delete" },
+		{ "/vault.v1.Deletion/DeleteConsumers", "delete" },
+		{ "/vault.v1.Keys/RotateConsumerKey", "rekey" },
+		{ "/vault.v1.Keys/RotateMasterKey", "key_rotation" },
+		{ "/vault.v1.Keys/DestroyMasterKey", "key_destruction" },
+		{ "/vault.v1.Audit/QueryAudit", "audit_query" },
+		{ AUDIT_METHOD_PURGE, "purge" },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (strcmp(method, t[i].method) == 0)
+			return t[i].kind;
+	return "";
 }
 
 static int
@@ -530,16 +647,17 @@ scan_tail(struct vault *v, uint64_t from, const uint8_t *ref, audit_visit fn,
 	store_put_u64(key, from + 1);
 	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == 0 && !stop;
 	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
-		const uint8_t *eref;
+		uint8_t eref[CRYPTO_REF_BYTES];
 		struct audit_entry e;
+		int filed = VAULT_ERR_STATE;
 
 		if (k.mv_size != 8 || val.mv_size < HDR ||
-		    body_ref((const uint8_t *)val.mv_data + HDR, val.mv_size - HDR,
-		    &eref) != 0) {
+		    ((filed = body_index_key(v, (const uint8_t *)val.mv_data + HDR,
+		    val.mv_size - HDR, eref)) != 0 && filed != VAULT_ERR_NOT_FOUND)) {
 			r = VAULT_ERR_STATE;
 			goto out;
 		}
-		if (eref == NULL || memcmp(eref, ref, CRYPTO_REF_BYTES) != 0)
+		if (filed != 0 || memcmp(eref, ref, CRYPTO_REF_BYTES) != 0)
 			continue;
 		if (parse(store_get_u64(k.mv_data), &val, &e) != 0) {
 			r = VAULT_ERR_STATE;

@@ -4,11 +4,18 @@
  *
  * audit:     seq(8) -> fmt(1) | at ms(8) | prev hash(32) | hash(32) |
  *            principal, method, consumer ref, detail, purpose, dataset,
- *            outcome (each a 2-byte length and its bytes)
- * audit_ref: consumer ref -> seq (dupsort), for access history. A write's
- *            entries go in with the write; entries from the journal (reads,
- *            denials) in batches behind the log (audit_index): one insert
- *            per read at a random place in it was most of its write cost
+ *            outcome, names, source (each a 2-byte length and its bytes)
+ *            Entries written before names and source had fields of their
+ *            own end after outcome; their detail held the attribute names
+ *            (comma-separated) or "source=S", and reads map it (parse).
+ * audit_ref: consumer ref -> seq (dupsort), for access history; and the
+ *            dataset key (audit_dataset_key) -> seq for entries of no
+ *            consumer that name a dataset (FetchFeatures), so an export
+ *            finds the calls of the datasets that received the consumer.
+ *            A write's entries go in with the write; entries from the
+ *            journal (reads, denials) in batches behind the log
+ *            (audit_index): one insert per read at a random place in it
+ *            was most of its write cost
  * meta:      "audit_head" -> seq(8) | hash(32)
  *            "audit_indexed" -> seq(8): entries up to it are in audit_ref
  *
@@ -30,23 +37,28 @@
 #include "vault.h"
 
 #define AUDIT_HASH_BYTES 32
-/* The largest encoded entry body: seven fields of at most 1024 bytes. */
-#define AUDIT_BODY_MAX (7 * (2 + 1024))
+/* The method of the entries vaultd --purge-unknown-attributes writes. */
+#define AUDIT_METHOD_PURGE "vaultd --purge-unknown-attributes"
+#define AUDIT_N_FIELDS 9
+/* The largest encoded entry body: nine fields of at most 1024 bytes. */
+#define AUDIT_BODY_MAX (AUDIT_N_FIELDS * (2 + 1024))
 
 struct audit_rec {
 	const char *principal;		/* "-" when unauthenticated */
 	const char *method;
 	const uint8_t *ref;		/* consumer ref, or NULL */
-	const char *detail;		/* attribute names, key version, ... */
+	const char *detail;		/* what has no field: key version, ... */
 	const char *purpose;
 	const char *dataset;
 	const char *outcome;		/* "ok", "denied", "not_found", ... */
+	const char *names;		/* attribute names, comma-separated */
+	const char *source;		/* SetConsent: the consent's source */
 };
 
 struct audit_entry {
 	uint64_t seq, at_ms;
-	char principal[128], method[96], detail[512], purpose[64], dataset[80],
-	    outcome[48];
+	char principal[128], method[96], detail[256], purpose[64], dataset[80],
+	    outcome[48], names[512], source[64];
 	bool has_ref;
 	uint8_t ref[CRYPTO_REF_BYTES];
 	uint8_t prev[AUDIT_HASH_BYTES], hash[AUDIT_HASH_BYTES];
@@ -84,10 +96,33 @@ int audit_index(struct vault *v, bool *more) VAULT_WUR;
 /* Records where indexing starts, once per store (at open). */
 int audit_index_init(struct vault *v) VAULT_WUR;
 
+/*
+ * What kind of access a call of method is: "read", "write", "consent",
+ * "export", "delete", "rekey", "audit_query", "feature_release", "purge",
+ * ...; "" for calls that touch no consumer's data.
+ */
+const char *audit_kind(const char *method);
+
+/* At most this many names fit an entry's names field. */
+#define AUDIT_NAMES_MAX 256
+
+/*
+ * Splits an entry's names (comma-separated; changed in place) into at most
+ * max pointers into it; returns how many.
+ */
+size_t audit_split_names(char *names, char **out, size_t max);
+
+/* The key under which the index files the entries of no consumer naming dataset. */
+void audit_dataset_key(const struct vault *v, const char *dataset, size_t len,
+    uint8_t key[CRYPTO_REF_BYTES]);
+
 /* Return non-zero to stop. */
 typedef int (*audit_visit)(const struct audit_entry *e, void *arg);
 
-/* Every entry after after_seq, in order, or only those of ref (ref != NULL). */
+/*
+ * Every entry after after_seq, in order, or only those filed under ref
+ * (ref != NULL): a consumer ref, or a dataset key (audit_dataset_key).
+ */
 int audit_scan(struct vault *v, uint64_t after_seq, const uint8_t *ref,
     audit_visit fn, void *arg) VAULT_WUR;
 

@@ -219,23 +219,79 @@ collect_attrs(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 	return 0;
 }
 
-/* Opens the values into out->buf, which holds total bytes. */
+/*
+ * Every attribute record of ref, in the schema or not (for the right to
+ * know); names[i] is the name in the record's key, idx[i] -1 when the
+ * schema does not have it.
+ */
+static int
+collect_all(struct vault *v, MDB_txn *txn, const uint8_t *ref, int *idx,
+    MDB_val *names, MDB_val *vals, size_t *count)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	int rc, r = 0;
+
+	*count = 0;
+	if ((rc = mdb_cursor_open(txn, v->store->attrs, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		if (k.mv_size < CRYPTO_REF_BYTES ||
+		    memcmp(k.mv_data, ref, CRYPTO_REF_BYTES) != 0)
+			break;
+		if (k.mv_size == CRYPTO_REF_BYTES ||
+		    k.mv_size - CRYPTO_REF_BYTES >= SCHEMA_NAME_MAX) {
+			log_error("an attribute record has a malformed key");
+			r = VAULT_ERR_STATE;
+			break;
+		}
+		if (*count == CONSUMER_VALUES_MAX) {
+			log_error("a consumer has more than %d attribute records",
+			    CONSUMER_VALUES_MAX);
+			r = VAULT_ERR_LIMIT;
+			break;
+		}
+		names[*count] = (MDB_val){ k.mv_size - CRYPTO_REF_BYTES,
+		    (uint8_t *)k.mv_data + CRYPTO_REF_BYTES };
+		idx[*count] = schema_find_attr(v->schema, names[*count].mv_data,
+		    names[*count].mv_size);
+		vals[(*count)++] = val;
+	}
+	mdb_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		r = store_err(v->store, rc, "read attributes");
+	return r;
+}
+
+/*
+ * Opens the values into out->buf, which holds total bytes; the names of
+ * attributes outside the schema (idx -1, names[i]) go there too.
+ */
 static int
 open_attrs(struct vault *v, const uint8_t *dek, const struct consumer_rec *rec,
-    const int *idx, const MDB_val *vals, size_t count, size_t total,
-    struct consumer_values *out)
+    const int *idx, const MDB_val *names, const MDB_val *vals, size_t count,
+    size_t total, struct consumer_values *out)
 {
 	size_t off = 0, len;
 	int r;
 
 	for (size_t i = 0; i < count; i++) {
+		const char *name;
 		uint64_t updated;
 
-		if ((r = record_open_attr(dek, out->ref, v->schema->attrs[idx[i]].name,
-		    rec->dek_generation, &vals[i], out->buf + off, total - off,
-		    &len, &updated)) != 0)
+		if (idx[i] >= 0) {
+			name = v->schema->attrs[idx[i]].name;
+		} else {
+			memcpy(out->buf + off, names[i].mv_data, names[i].mv_size);
+			out->buf[off + names[i].mv_size] = '\0';
+			name = (const char *)out->buf + off;
+			off += names[i].mv_size + 1;
+		}
+		if ((r = record_open_attr(dek, out->ref, name, rec->dek_generation,
+		    &vals[i], out->buf + off, total - off, &len, &updated)) != 0)
 			return r;
-		out->v[out->n++] = (struct attr_out){ idx[i],
+		out->v[out->n++] = (struct attr_out){ idx[i], name,
 		    (const char *)out->buf + off, len, updated };
 		off += len + 1;
 	}
@@ -267,8 +323,8 @@ int
 consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
     const int *attrs, size_t n_attrs, struct consumer_values *out)
 {
-	MDB_val vals[SCHEMA_MAX_ATTRS];
-	int idx[SCHEMA_MAX_ATTRS];
+	MDB_val vals[CONSUMER_VALUES_MAX], names[CONSUMER_VALUES_MAX];
+	int idx[CONSUMER_VALUES_MAX];
 	MDB_txn *txn = NULL;
 	MDB_val k, val;
 	struct consumer_rec rec;
@@ -298,12 +354,15 @@ consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
 			goto out;
 		}
 	}
-	if ((r = collect_attrs(v, txn, out->ref, attrs, n_attrs, idx, vals,
-	    &count)) != 0)
+	r = purpose < 0 && n_attrs == 0 ?
+	    collect_all(v, txn, out->ref, idx, names, vals, &count) :
+	    collect_attrs(v, txn, out->ref, attrs, n_attrs, idx, vals, &count);
+	if (r != 0)
 		goto out;
 	count = withhold(v, purpose, flags, idx, vals, count, out);
 	for (size_t i = 0; i < count; i++)
-		total += vals[i].mv_size + 1;
+		total += vals[i].mv_size + 1 +
+		    (idx[i] < 0 ? names[i].mv_size + 1 : 0);
 	/* The DEK, then the values, in this thread's locked scratch region. */
 	if ((dek = crypto_scratch(CRYPTO_KEY_BYTES + total)) == NULL) {
 		r = VAULT_ERR_NOMEM;
@@ -314,7 +373,7 @@ consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
 	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
 	    (r = record_unwrap_dek(v->kr, out->ref, &rec, dek)) != 0)
 		goto out;
-	r = open_attrs(v, dek, &rec, idx, vals, count, total, out);
+	r = open_attrs(v, dek, &rec, idx, names, vals, count, total, out);
 out:
 	mdb_txn_abort(txn);
 	if (dek != NULL)

@@ -31,8 +31,15 @@ int consumer_put(struct vault *v, const char *id, size_t id_len,
     const struct attr_in *attrs, size_t n, bool *created,
     uint8_t ref[CRYPTO_REF_BYTES]) VAULT_WUR;
 
+/*
+ * At most this many values in a result: the schema's attributes, and for
+ * the right to know, records of attributes the schema no longer has.
+ */
+#define CONSUMER_VALUES_MAX (2 * SCHEMA_MAX_ATTRS)
+
 struct attr_out {
-	int attr;
+	int attr;		/* schema index; -1: not in the schema (export) */
+	const char *name;	/* the schema's, or in the result's buffer */
 	const char *value;	/* in the result's locked buffer */
 	size_t len;
 	uint64_t updated_ms;
@@ -41,7 +48,7 @@ struct attr_out {
 struct consumer_values {
 	uint8_t ref[CRYPTO_REF_BYTES];
 	size_t n;
-	struct attr_out v[SCHEMA_MAX_ATTRS];
+	struct attr_out v[CONSUMER_VALUES_MAX];
 	size_t n_withheld;	/* sensitive attributes held back */
 	int withheld[SCHEMA_MAX_ATTRS];
 	uint8_t *buf;		/* this thread's locked scratch: valid until the
@@ -55,8 +62,10 @@ struct consumer_values {
  * out; sensitive ones are withheld when the consumer limited their use and
  * the purpose is not essential. Consent is read in the same transaction as
  * the data: VAULT_ERR_CONSENT when it excludes the purpose,
- * VAULT_ERR_NOT_FOUND when the consumer does not exist. purpose -1 reads
- * everything, for the consumer's own right to know (export).
+ * VAULT_ERR_NOT_FOUND when the consumer does not exist. purpose -1 with
+ * n_attrs 0 reads everything the vault holds of the consumer, for its own
+ * right to know (export): also the records of attributes no longer in the
+ * schema (attr -1), in name order; VAULT_ERR_LIMIT past CONSUMER_VALUES_MAX.
  */
 int consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
     const int *attrs, size_t n_attrs, struct consumer_values *out) VAULT_WUR;

@@ -24,7 +24,7 @@ entry(const struct rpc_audit *a, size_t i)
 {
 	return (struct audit_rec){ a->principal, a->method,
 	    a->n_refs ? a->refs + i * CRYPTO_REF_BYTES : NULL, a->detail,
-	    a->purpose, a->dataset, a->outcome };
+	    a->purpose, a->dataset, a->outcome, a->names, a->source };
 }
 
 static int
@@ -81,16 +81,26 @@ sink_disarm(void *app)
  * Entries of calls that wrote nothing (reads, denials) go to the audit
  * journal before the reply leaves: one file append, where an LMDB commit
  * cost each read about ten page writes (see journal.h).
+ *
+ * A stream's first message asks for its entry too: if one of the call's
+ * writes already carried it (FetchFeatures: the dataset or the lineage),
+ * that is the call's one entry; if not, the journal gets it and the hook
+ * is disarmed, so a later write does not add a second.
  */
 static int
 sink_append(void *app, const struct rpc_audit *a)
 {
 	struct vault *v = app;
 	size_t n = n_entries(a);
-	struct audit_rec one, *recs = n == 1 ? &one : calloc(n, sizeof(*recs));
+	struct audit_rec one, *recs;
 	int r;
 
-	if (recs == NULL)
+	if (armed.rec == a) {
+		if (writer_hook_fired())
+			return 0;
+		writer_hook_disarm();
+	}
+	if ((recs = n == 1 ? &one : calloc(n, sizeof(*recs))) == NULL)
 		return VAULT_ERR_NOMEM;
 	for (size_t i = 0; i < n; i++)
 		recs[i] = entry(a, i);
@@ -116,9 +126,9 @@ send_entry(const struct audit_entry *e, void *arg)
 {
 	struct query *q = arg;
 	Vault__V1__AuditEntry m = VAULT__V1__AUDIT_ENTRY__INIT;
-	char ref[2 * CRYPTO_REF_BYTES + 1] = "", *names[64];
-	char detail[sizeof(e->detail)];
-	size_t n = 0;
+	char ref[2 * CRYPTO_REF_BYTES + 1] = "", *names[AUDIT_NAMES_MAX];
+	char buf[sizeof(e->names)];
+	size_t n;
 
 	if ((q->since && (int64_t)e->at_ms < q->since) ||
 	    (q->until && (int64_t)e->at_ms >= q->until) ||
@@ -127,10 +137,8 @@ send_entry(const struct audit_entry *e, void *arg)
 		return 0;
 	if (e->has_ref)
 		crypto_hex(e->ref, CRYPTO_REF_BYTES, ref);
-	memcpy(detail, e->detail, sizeof(detail));
-	for (char *save = NULL, *t = strtok_r(detail, ",", &save); t && n < 64;
-	    t = strtok_r(NULL, ",", &save))
-		names[n++] = t;
+	memcpy(buf, e->names, sizeof(buf));
+	n = audit_split_names(buf, names, AUDIT_NAMES_MAX);
 	m.seq = e->seq;
 	m.at_ms = (int64_t)e->at_ms;
 	m.principal = (char *)e->principal;
@@ -143,6 +151,9 @@ send_entry(const struct audit_entry *e, void *arg)
 	m.prev_hash = (ProtobufCBinaryData){ AUDIT_HASH_BYTES, (uint8_t *)e->prev };
 	m.hash = (ProtobufCBinaryData){ AUDIT_HASH_BYTES, (uint8_t *)e->hash };
 	m.dataset_id = (char *)e->dataset;
+	m.kind = (char *)audit_kind(e->method);
+	m.source = (char *)e->source;
+	m.detail = (char *)e->detail;
 	return (q->r = rpc_send(q->ctx, &m.base)) != 0;
 }
 
@@ -164,7 +175,6 @@ handle_query_audit(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		    strlen(req->consumer_id), ref);
 		rpc_audit_ref(ctx, ref);
 	}
-	rpc_audit_detail(ctx, "query");
 	if ((r = audit_scan(v, 0, req->consumer_id[0] ? ref : NULL, send_entry,
 	    &q)) != 0)
 		return r;

@@ -27,14 +27,20 @@ void
 handler_audit_names(struct rpc_ctx *ctx, const struct schema *s,
     const int *idx, size_t n)
 {
-	char buf[256];
+	char buf[sizeof(((struct rpc_audit *)0)->names)];
 	size_t off = 0;
 
 	buf[0] = '\0';
-	for (size_t i = 0; i < n && off < sizeof(buf); i++)
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(s->attrs[idx[i]].name) + (i ? 1 : 0);
+
+		/* Whole names only: a cut one would name another attribute. */
+		if (off + len >= sizeof(buf))
+			break;
 		off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%s%s",
 		    i ? "," : "", s->attrs[idx[i]].name);
-	rpc_audit_detail(ctx, "%s", n == 0 ? "*" : buf);
+	}
+	rpc_audit_names(ctx, buf);
 }
 
 /* Validates every attribute first: a put is all or nothing. */
@@ -174,6 +180,12 @@ handle_get_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	handler_audit_names(ctx, v->schema, idx, req->n_names);
 	r = consumer_get(v, req->consumer_id, strlen(req->consumer_id), purpose,
 	    idx, req->n_names, &cv);
+	/* Asked for every attribute: the entry names those the reply holds. */
+	if (r == 0 && req->n_names == 0) {
+		for (size_t i = 0; i < cv.n; i++)
+			idx[i] = cv.v[i].attr;
+		handler_audit_names(ctx, v->schema, idx, cv.n);
+	}
 	if (r == VAULT_ERR_NOT_FOUND)
 		return rpc_fail(ctx, r, "consumer not found");
 	if (r == VAULT_ERR_CONSENT)
@@ -225,9 +237,9 @@ handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	if ((r = handler_check_consumer_id(ctx, req->consumer_id)) != 0)
 		return r;
 	rpc_audit_purpose(ctx, req->purpose);
-	rpc_audit_detail(ctx, "source=%s", req->source);
 	if ((why = consent_check_source(req->source)) != NULL)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "source: %s", why);
+	rpc_audit_source(ctx, req->source);
 	if (req->purpose[0] != '\0' && (c.purpose = schema_find_purpose(v->schema,
 	    req->purpose, strlen(req->purpose))) < 0)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "purpose: unknown purpose");

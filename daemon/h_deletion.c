@@ -112,7 +112,6 @@ run(struct rpc_ctx *ctx, Vault__V1__DeleteConsumerRequest **in, size_t n,
 		crypto_consumer_ref(keyring_index_key(v->kr), reqs[i].consumer_id,
 		    strlen(reqs[i].consumer_id), refs + i * CRYPTO_REF_BYTES);
 	rpc_audit_refs(ctx, refs, n);	/* the call owns refs now */
-	rpc_audit_detail(ctx, "delete");
 	if ((r = deletion_run(v, reqs, n, out, &bad)) == VAULT_ERR_EXISTS) {
 		if (single)
 			r = rpc_fail(ctx, r, "request_id was already used for another "

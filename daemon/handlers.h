@@ -37,7 +37,8 @@ extern const struct reqcheck_opts dispatch_strings;
 
 /* Checks a consumer id field; 0 or VAULT_ERR_INVALID with the message set. */
 int handler_check_consumer_id(struct rpc_ctx *ctx, const char *id);
-/* Records the attribute names of a call (n == 0: "*") in its audit entry. */
+/* Records the attribute names of a call in its audit entry (whole names
+ * only, as many as fit). */
 void handler_audit_names(struct rpc_ctx *ctx, const struct schema *s,
     const int *idx, size_t n);
 

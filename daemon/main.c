@@ -6,6 +6,8 @@
  *   vaultd --check-config FILE                           validate and exit
  *   vaultd --gen-key FILE                                new master key file
  *   vaultd --hash-token (--config FILE | --dev)          token hash for a policy
+ *   vaultd --purge-unknown-attributes (--config FILE | --dev)
+ *                                   remove values the schema no longer has
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -30,13 +32,14 @@
 #include "log.h"
 #include "rotation.h"
 #include "server.h"
+#include "unknown_attrs.h"
 #include "vault.h"
 
 #define VAULTD_VERSION "0.1.0"
 #define EXIT_USAGE 2
 
 struct options {
-	bool dev, hash_token, tls;
+	bool dev, hash_token, tls, purge_unknown;
 	const char *data_dir, *listen, *config, *check_config, *gen_key,
 	    *log_level;
 };
@@ -50,6 +53,7 @@ usage(FILE *f)
 	    "       vaultd --check-config FILE\n"
 	    "       vaultd --gen-key FILE\n"
 	    "       vaultd --hash-token (--config FILE | --dev [--data-dir DIR]) < token\n"
+	    "       vaultd --purge-unknown-attributes (--config FILE | --dev [--data-dir DIR])\n"
 	    "options:\n"
 	    "  --dev              development vault under --data-dir (default ./var/vault),\n"
 	    "                     created on first run; plaintext on loopback only\n"
@@ -61,6 +65,9 @@ usage(FILE *f)
 	    "  --check-config F   validate a config and its policy, then exit\n"
 	    "  --gen-key FILE     write a new 32-byte master key file (mode 0600)\n"
 	    "  --hash-token       read a bearer token on stdin, print its policy hash\n"
+	    "  --purge-unknown-attributes\n"
+	    "                     delete the stored values of attributes the schema no\n"
+	    "                     longer has (the daemon must be stopped), then exit\n"
 	    "  --log-level LEVEL  error, warn, info or debug\n"
 	    "  --version, --help\n");
 }
@@ -76,6 +83,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "check-config", required_argument, NULL, 'C' },
 		{ "gen-key", required_argument, NULL, 'g' },
 		{ "hash-token", no_argument, NULL, 't' },
+		{ "purge-unknown-attributes", no_argument, NULL, 'P' },
 		{ "tls", no_argument, NULL, 'T' },
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "version", no_argument, NULL, 'V' },
@@ -95,6 +103,7 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'C': o->check_config = optarg; break;
 		case 'g': o->gen_key = optarg; break;
 		case 't': o->hash_token = true; break;
+		case 'P': o->purge_unknown = true; break;
 		case 'T': o->tls = true; break;
 		case 'L': o->log_level = optarg; break;
 		case 'V': printf("vaultd %s\n", VAULTD_VERSION); exit(0);
@@ -103,6 +112,7 @@ parse_options(int argc, char **argv, struct options *o)
 		}
 	}
 	if (optind != argc || (o->dev && o->config != NULL) || (o->tls && !o->dev) ||
+	    (o->purge_unknown && (o->hash_token || o->tls)) ||
 	    (!o->dev && o->config == NULL && o->check_config == NULL &&
 	    o->gen_key == NULL)) {
 		usage(stderr);
@@ -176,6 +186,44 @@ hash_token(const struct config *cfg)
 out:
 	sodium_memzero(line, sizeof(line));
 	crypto_secret_free(pepper);
+	return r;
+}
+
+/*
+ * --purge-unknown-attributes: only with the store to itself. The audit
+ * journal's lock is the daemon's: while one runs, opening it fails and
+ * nothing is purged.
+ */
+static int
+purge_unknown(const struct config *cfg)
+{
+	struct vault *v = NULL;
+	struct unknown_attrs n;
+	int r = 1;
+
+	if (vault_open(&v, cfg, false) != 0) {
+		log_error("cannot open the vault; nothing was purged");
+		goto out;
+	}
+	if (journal_open(&v->jn, v, cfg->store_dir, JOURNAL_INGEST_MS,
+	    JOURNAL_INDEX_MS) != 0) {
+		log_error("the store is in use or its audit journal cannot be "
+		    "opened: stop the daemon first; nothing was purged");
+		goto out;
+	}
+	if (unknown_attrs_purge(v, &n) != 0) {
+		log_error("the purge failed; what it removed so far is gone, run it "
+		    "again for the rest");
+		goto out;
+	}
+	log_info("purged %llu attribute value(s) of %llu consumer(s) outside the "
+	    "schema", (unsigned long long)n.values, (unsigned long long)n.consumers);
+	printf("purged %llu attribute value(s) of %llu consumer(s) outside the "
+	    "schema\n", (unsigned long long)n.values,
+	    (unsigned long long)n.consumers);
+	r = 0;
+out:
+	vault_close(v);
 	return r;
 }
 
@@ -270,6 +318,9 @@ serve(struct config *cfg, bool dev)
 		log_error("cannot open the audit journal; stopping");
 		goto out;
 	}
+	/* Informational: a failure to count does not stop the vault. */
+	if (unknown_attrs_report(v) != 0)
+		log_warn("could not count stored attributes outside the schema");
 	so = (struct server_opts){ .listen = cfg->listen, .tls_cert = cfg->tls_cert,
 	    .tls_key = cfg->tls_key, .tls_client_ca = cfg->tls_client_ca,
 	    .tls_require_client_cert = cfg->tls_require_client_cert,
@@ -369,6 +420,11 @@ main(int argc, char **argv)
 	}
 	if (o.hash_token) {
 		r = hash_token(cfg);
+		config_free(cfg);
+		return r;
+	}
+	if (o.purge_unknown) {
+		r = purge_unknown(cfg);
 		config_free(cfg);
 		return r;
 	}

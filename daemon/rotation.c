@@ -395,7 +395,8 @@ rekey_apply(MDB_txn *txn, void *arg)
 {
 	struct rekey_job *job = arg;
 	struct vault *v = job->v;
-	const struct schema *s = v->schema;
+	MDB_cursor *cur = NULL;
+	MDB_val ak;
 	uint8_t *mem, *old, *new, *seed, *value;
 	uint8_t buf[RECORD_CONSUMER_BYTES];
 	uint8_t akey[RECORD_ATTR_KEY_MAX], abuf[RECORD_ATTR_MAX];
@@ -428,27 +429,46 @@ rekey_apply(MDB_txn *txn, void *arg)
 	    (r = record_seal_seed(new, job->ref, gen, seed,
 	    buf + RECORD_CONSUMER_HDR + RECORD_SEALED_KEY_BYTES)) != 0)
 		goto out;
-	for (size_t a = 0; a < s->n_attrs; a++) {
-		MDB_val ak = { record_attr_key(akey, job->ref, s->attrs[a].name), akey };
+	/*
+	 * Every record of the consumer, those of attributes the schema no
+	 * longer has too: none may stay sealed under the old DEK.
+	 */
+	if ((rc = mdb_cursor_open(txn, v->store->attrs, &cur)) != 0) {
+		r = store_err(v->store, rc, "open cursor");
+		goto out;
+	}
+	ak = (MDB_val){ CRYPTO_REF_BYTES, (void *)job->ref };
+	for (rc = mdb_cursor_get(cur, &ak, &val, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &ak, &val, MDB_NEXT)) {
+		char name[SCHEMA_NAME_MAX];
+		size_t nlen = ak.mv_size - CRYPTO_REF_BYTES;
 		uint64_t updated;
 
-		if ((rc = mdb_get(txn, v->store->attrs, &ak, &val)) == MDB_NOTFOUND)
-			continue;
-		if (rc != 0) {
-			r = store_err(v->store, rc, "get attribute");
+		if (ak.mv_size < CRYPTO_REF_BYTES ||
+		    memcmp(ak.mv_data, job->ref, CRYPTO_REF_BYTES) != 0)
+			break;
+		if (nlen == 0 || nlen >= SCHEMA_NAME_MAX) {
+			r = VAULT_ERR_STATE;
 			goto out;
 		}
-		if ((r = record_open_attr(old, job->ref, s->attrs[a].name,
-		    rec.dek_generation, &val, value, SCHEMA_VALUE_MAX + 1, &len,
-		    &updated)) != 0 ||
-		    (r = record_seal_attr(new, job->ref, s->attrs[a].name, gen,
-		    (char *)value, len, updated, abuf, &alen)) != 0)
+		memcpy(name, (const uint8_t *)ak.mv_data + CRYPTO_REF_BYTES, nlen);
+		name[nlen] = '\0';
+		if ((r = record_open_attr(old, job->ref, name, rec.dek_generation,
+		    &val, value, SCHEMA_VALUE_MAX + 1, &len, &updated)) != 0 ||
+		    (r = record_seal_attr(new, job->ref, name, gen, (char *)value,
+		    len, updated, abuf, &alen)) != 0)
 			goto out;
+		/* The key is copied: the put may move the page it points into. */
+		ak = (MDB_val){ record_attr_key(akey, job->ref, name), akey };
 		val = (MDB_val){ alen, abuf };
-		if ((rc = mdb_put(txn, v->store->attrs, &ak, &val, 0)) != 0) {
+		if ((rc = mdb_cursor_put(cur, &ak, &val, MDB_CURRENT)) != 0) {
 			r = store_err(v->store, rc, "put attribute");
 			goto out;
 		}
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		r = store_err(v->store, rc, "read attributes");
+		goto out;
 	}
 	val = (MDB_val){ sizeof(buf), buf };
 	if ((rc = mdb_put(txn, v->store->consumers, &k, &val, 0)) != 0) {
@@ -457,6 +477,7 @@ rekey_apply(MDB_txn *txn, void *arg)
 	}
 	job->gen = gen;
 out:
+	mdb_cursor_close(cur);
 	crypto_secret_free(mem);
 	return r;
 }

@@ -50,6 +50,8 @@ struct rpc_audit {
 	size_t n_refs;
 	uint8_t ref[32];
 	char detail[256], purpose[64], dataset[80];
+	char names[512];		/* attribute names, comma-separated */
+	char source[64];		/* SetConsent: the consent's source */
 };
 
 struct rpc_audit_sink {
@@ -68,6 +70,9 @@ void rpc_audit_detail(struct rpc_ctx *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void rpc_audit_purpose(struct rpc_ctx *ctx, const char *purpose);
 void rpc_audit_dataset(struct rpc_ctx *ctx, const char *dataset);
+/* Attribute names, comma-separated (cut to fit; see handler_audit_names). */
+void rpc_audit_names(struct rpc_ctx *ctx, const char *names);
+void rpc_audit_source(struct rpc_ctx *ctx, const char *source);
 
 /* The unary response; call once. */
 int rpc_reply(struct rpc_ctx *ctx, const ProtobufCMessage *msg) VAULT_WUR;

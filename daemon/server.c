@@ -353,6 +353,18 @@ rpc_audit_dataset(struct rpc_ctx *c, const char *dataset)
 	audit_text(c->audit.dataset, sizeof(c->audit.dataset), dataset);
 }
 
+void
+rpc_audit_names(struct rpc_ctx *c, const char *names)
+{
+	snprintf(c->audit.names, sizeof(c->audit.names), "%s", names);
+}
+
+void
+rpc_audit_source(struct rpc_ctx *c, const char *source)
+{
+	snprintf(c->audit.source, sizeof(c->audit.source), "%s", source);
+}
+
 static const char *
 outcome_of(int err)
 {

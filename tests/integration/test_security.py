@@ -333,7 +333,10 @@ def test_export_holds_exactly_this_consumer(daemon):
     assert doc["opt_out_sale_share"] is True and doc["limit_sensitive"] is False
     assert doc["datasets"] == ["exp-ds"]
     methods = [a["method"].split("/")[-1] for a in doc["access_history"]]
-    assert methods == ["PutAttributes", "SetConsent", "SetConsent", "GetAttributes"]
+    # The FetchFeatures call that released the consumer's row is an access too.
+    assert methods == ["PutAttributes", "SetConsent", "SetConsent", "GetAttributes",
+                       "FetchFeatures"]
+    assert doc["access_history"][-1]["dataset_id"] == "exp-ds"
     assert "other@" not in r.stdout and "\"44\"" not in r.stdout
     with pytest.raises(grpc.RpcError) as e:
         daemon.call("/vault.v1.Consumers/ExportConsumer",

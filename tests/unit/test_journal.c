@@ -53,7 +53,7 @@ static struct audit_rec
 rec_of(const char *detail, const uint8_t *ref)
 {
 	return (struct audit_rec){ "reader", "/vault.v1.Vault/GetAttributes",
-	    ref, detail, "", "", "ok" };
+	    ref, detail, "", "", "ok", NULL, NULL };
 }
 
 struct seen {
