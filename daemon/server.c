@@ -356,13 +356,13 @@ rpc_audit_dataset(struct rpc_ctx *c, const char *dataset)
 void
 rpc_audit_names(struct rpc_ctx *c, const char *names)
 {
-	snprintf(c->audit.names, sizeof(c->audit.names), "%s", names);
+	audit_text(c->audit.names, sizeof(c->audit.names), names);
 }
 
 void
 rpc_audit_source(struct rpc_ctx *c, const char *source)
 {
-	snprintf(c->audit.source, sizeof(c->audit.source), "%s", source);
+	audit_text(c->audit.source, sizeof(c->audit.source), source);
 }
 
 static const char *
