@@ -16,17 +16,14 @@
 static uint64_t
 final_at(struct vault *v, uint32_t epoch)
 {
-	struct key_version vs[64];
+	struct key_version kv;
 	MDB_txn *txn;
 	uint64_t t = 0;
-	size_t n;
 
 	if (store_read_begin(v->store, &txn) != 0)
 		return 0;
-	if (keyring_versions(v->kr, txn, vs, 64, &n) == 0)
-		for (size_t i = 0; i < n; i++)
-			if (vs[i].version == epoch && vs[i].destroyed)
-				t = vs[i].destroyed_ms;
+	if (keyring_version_get(v->kr, txn, epoch, &kv) == 0 && kv.destroyed)
+		t = kv.destroyed_ms;
 	mdb_txn_abort(txn);
 	return t;
 }

@@ -9,8 +9,6 @@
 #include "vault.h"
 #include "vault/v1/vault.pb-c.h"
 
-#define MAX_LISTED 1024
-
 static int
 send_progress(const struct rotation_progress *p, void *arg)
 {
@@ -28,9 +26,10 @@ handle_rotate_master_key(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 {
 	const Vault__V1__RotateMasterKeyRequest *req = (const void *)msg;
 	struct vault *v = rpc_app(ctx);
+	struct rotation_progress p;
+	rotation_cb cb = send_progress;
 	unsigned long want = 0;
-	uint32_t target;
-	char *end;
+	char *end, why[200];
 	int r;
 
 	if (req->new_key_id[0] != '\0') {
@@ -42,17 +41,24 @@ handle_rotate_master_key(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	}
 	rpc_audit_detail(ctx, "rotate to %s", req->new_key_id[0] ? req->new_key_id :
 	    "next");
-	r = rotation_start(v, (uint32_t)want, &target);
+	r = rotation_start(v, (uint32_t)want, &p, why, sizeof(why));
 	if (r == VAULT_ERR_STATE)
-		return rpc_fail(ctx, r, "another rotation is under way, or version "
-		    "%lu is not newer than the active one", want);
+		return rpc_fail(ctx, r, "%s", why);
 	if (r == VAULT_ERR_KEY)
 		return rpc_fail(ctx, r, "new_key_id: master-%lu.key cannot be "
 		    "loaded from the keys directory (see the server log)", want);
+	if (r == VAULT_ERR_LIMIT)
+		return rpc_fail(ctx, r, "the store is full: the rotation did not "
+		    "start, and nothing changed");
 	if (r != 0)
 		return r;
-	if ((r = rotation_run(v, send_progress, ctx)) != 0)
-		return r;
+	/* Started: the first message says so, whatever happens next. */
+	if (send_progress(&p, ctx) != 0)
+		cb = NULL;	/* the caller left; the rotation goes on */
+	if ((r = rotation_run(v, cb, ctx)) != 0)
+		return rpc_fail(ctx, r, "the rotation to version %u started, then "
+		    "stopped (%s); it resumes in the background: see GetKeyStatus",
+		    p.target, vault_strerror(r));
 	return rpc_cancelled(ctx) ? VAULT_ERR_CANCELLED : 0;
 }
 
@@ -70,25 +76,29 @@ handle_get_key_status(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	Vault__V1__GetKeyStatusResponse resp = VAULT__V1__GET_KEY_STATUS_RESPONSE__INIT;
 	Vault__V1__RotationProgress rot = VAULT__V1__ROTATION_PROGRESS__INIT;
 	struct vault *v = rpc_app(ctx);
-	struct key_version *vs = calloc(MAX_LISTED, sizeof(*vs));
-	Vault__V1__KeyVersion *kv = calloc(MAX_LISTED, sizeof(*kv));
-	Vault__V1__KeyVersion **ptrs = calloc(MAX_LISTED, sizeof(*ptrs));
-	uint64_t *counts = calloc(MAX_LISTED, sizeof(*counts));
-	char (*ids)[24] = calloc(MAX_LISTED, 24);
+	struct key_version *vs = NULL;
+	Vault__V1__KeyVersion *kv = NULL, **ptrs = NULL;
+	uint64_t *counts = NULL;
+	char (*ids)[24] = NULL;
 	struct rotation_progress p;
 	MDB_txn *txn = NULL;
 	bool running;
-	size_t n = 0;
+	size_t n = 0, alloc;
 	int r;
 
 	(void)msg;
-	if (vs == NULL || kv == NULL || ptrs == NULL || counts == NULL || ids == NULL) {
+	if ((r = store_read_begin(v->store, &txn)) != 0 ||
+	    (r = keyring_versions(v->kr, txn, &vs, &n)) != 0)
+		goto out;
+	alloc = n > 0 ? n : 1;
+	if ((kv = calloc(alloc, sizeof(*kv))) == NULL ||
+	    (ptrs = calloc(alloc, sizeof(*ptrs))) == NULL ||
+	    (counts = calloc(alloc, sizeof(*counts))) == NULL ||
+	    (ids = calloc(alloc, sizeof(*ids))) == NULL) {
 		r = VAULT_ERR_NOMEM;
 		goto out;
 	}
-	if ((r = store_read_begin(v->store, &txn)) != 0 ||
-	    (r = keyring_versions(v->kr, txn, vs, MAX_LISTED, &n)) != 0 ||
-	    (r = rotation_dek_counts(v, txn, counts, MAX_LISTED)) != 0 ||
+	if ((r = rotation_dek_counts(v, txn, vs, n, counts)) != 0 ||
 	    (r = rotation_state(v, txn, &running, &p)) != 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
@@ -101,7 +111,7 @@ handle_get_key_status(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		kv[i].version = vs[i].version;
 		kv[i].id = ids[i];
 		kv[i].state = (char *)state_name(&vs[i], keyring_active_version(v->kr));
-		kv[i].dek_count = vs[i].version < MAX_LISTED ? counts[vs[i].version] : 0;
+		kv[i].dek_count = counts[i];
 		kv[i].created_at_ms = (int64_t)vs[i].created_ms;
 		kv[i].pending_final_deletions = pending;
 		ptrs[i] = &kv[i];

@@ -37,6 +37,8 @@ struct master {
 	uint32_t version;
 	uint8_t *key;		/* locked; wiped when destroyed */
 	atomic_bool gone;
+	bool created;		/* its file was created by keyring_load_version */
+	bool discarded;		/* unloaded before the store recorded it */
 };
 
 struct keyring {
@@ -44,6 +46,7 @@ struct keyring {
 	atomic_size_t n;		/* entries are appended, never removed */
 	atomic_uint active;
 	uint32_t highest;		/* highest version seen in files or store */
+	uint32_t recorded;		/* highest version the store has recorded */
 	uint8_t *vkeys[VK_COUNT];	/* locked */
 	uint8_t *sign_sk;		/* locked: Ed25519 secret key */
 	uint8_t sign_pk[KEYRING_PK_BYTES];
@@ -320,6 +323,45 @@ get_kv(struct store *st, MDB_txn *txn, uint32_t version, uint8_t *rec,
 	return 0;
 }
 
+static void
+kv_decode(uint32_t version, const uint8_t *rec, const struct keyring *kr,
+    struct key_version *out)
+{
+	out->version = version;
+	out->destroyed = rec[0] == KV_DESTROYED;
+	out->loaded = keyring_master(kr, version) != NULL;
+	out->created_ms = store_get_u64(rec + 1 + CRYPTO_KCV_BYTES);
+	out->destroyed_ms = store_get_u64(rec + 1 + CRYPTO_KCV_BYTES + 8);
+}
+
+int
+keyring_highest_txn(const struct keyring *kr, MDB_txn *txn, uint32_t *highest)
+{
+	uint8_t last[KV_KEY_BYTES];
+	MDB_cursor *cur = NULL;
+	MDB_val k = { sizeof(last), last }, v;
+	int rc;
+
+	*highest = 0;
+	kv_key(last, UINT32_MAX);
+	if ((rc = mdb_cursor_open(txn, kr->st->meta, &cur)) != 0)
+		return store_err(kr->st, rc, "open cursor");
+	/* The last record at or before kv/<UINT32_MAX>: the highest version. */
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	if (rc == MDB_NOTFOUND)
+		rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+	else if (rc == 0 && (k.mv_size != sizeof(last) ||
+	    memcmp(k.mv_data, last, sizeof(last)) != 0))
+		rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+	if (rc == 0 && k.mv_size == KV_KEY_BYTES &&
+	    memcmp(k.mv_data, KV_PREFIX, sizeof(KV_PREFIX) - 1) == 0)
+		*highest = store_get_u32((const uint8_t *)k.mv_data +
+		    sizeof(KV_PREFIX) - 1);
+	mdb_cursor_close(cur);
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 :
+	    store_err(kr->st, rc, "read key versions");
+}
+
 /* Seals every vault key under version into meta. */
 static int
 seal_vault_keys(struct keyring *kr, struct store *st, MDB_txn *txn,
@@ -390,6 +432,7 @@ init_store(struct keyring *kr, struct store *st)
 	if ((rc = mdb_txn_commit(txn)) != 0)
 		return store_err(st, rc, "commit keyring init");
 	atomic_store(&kr->active, active);
+	kr->recorded = kr->highest;
 	derive_signing_key(kr);
 	log_info("new store: master key version %u is active", active);
 	return 0;
@@ -402,19 +445,21 @@ fail:
 static int
 check_versions(struct keyring *kr, MDB_txn *txn, struct store *st)
 {
-	struct key_version vs[MAX_VERSIONS];
+	struct key_version *vs = NULL;
 	uint8_t rec[KV_RECORD_BYTES], kcv[CRYPTO_KCV_BYTES];
 	size_t n;
 	bool found;
 	int r;
 
-	if ((r = keyring_versions(kr, txn, vs, MAX_VERSIONS, &n)) != 0)
+	if ((r = keyring_versions(kr, txn, &vs, &n)) != 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
 		const uint8_t *key = keyring_master(kr, vs[i].version);
 
 		if (vs[i].version > kr->highest)
 			kr->highest = vs[i].version;
+		if (vs[i].version > kr->recorded)
+			kr->recorded = vs[i].version;
 		if (vs[i].destroyed) {
 			if (key != NULL)
 				log_warn("master key version %u was destroyed, but a key "
@@ -424,15 +469,17 @@ check_versions(struct keyring *kr, MDB_txn *txn, struct store *st)
 		if (key == NULL) {
 			log_error("master key version %u is missing from the keys "
 			    "directory; the store needs it", vs[i].version);
-			return VAULT_ERR_KEY;
+			r = VAULT_ERR_KEY;
+			goto out;
 		}
 		if ((r = get_kv(st, txn, vs[i].version, rec, &found)) != 0)
-			return r;
+			goto out;
 		crypto_key_check_value(key, kcv);
 		if (sodium_memcmp(kcv, rec + 1, CRYPTO_KCV_BYTES) != 0) {
 			log_error("master key file for version %u does not match the "
 			    "store's key check value: wrong key file", vs[i].version);
-			return VAULT_ERR_KEY;
+			r = VAULT_ERR_KEY;
+			goto out;
 		}
 	}
 	/* Files of destroyed versions must never be used again. */
@@ -444,7 +491,9 @@ check_versions(struct keyring *kr, MDB_txn *txn, struct store *st)
 			atomic_store(&m->gone, true);
 		}
 	}
-	return 0;
+out:
+	free(vs);
+	return r;
 }
 
 static int
@@ -581,22 +630,45 @@ keyring_free(struct keyring *kr)
 	free(kr);
 }
 
+/* Loads a discarded entry's file again; published once complete. */
+static int
+reload_key(struct keyring *kr, struct master *m, const char *path)
+{
+	int r;
+
+	if ((r = keyring_read_key_file(path, m->key)) != 0)
+		return r;
+	m->discarded = false;
+	if (m->version > kr->highest)
+		kr->highest = m->version;
+	atomic_store(&m->gone, false);
+	return 0;
+}
+
 int
 keyring_load_version(struct keyring *kr, uint32_t version, bool create)
 {
+	struct master *m;
 	char path[4096];
+	bool created = false;
 	int r = 0;
 
 	pthread_mutex_lock(&kr->mu);
-	if (find(kr, version) != NULL) {
+	if ((m = find(kr, version)) != NULL && !m->discarded) {
 		r = keyring_master(kr, version) == NULL ? VAULT_ERR_STATE : 0;
 		goto out;
 	}
 	key_path(kr, version, path, sizeof(path));
-	if (create && access(path, F_OK) != 0 &&
-	    (r = keyring_create_key_file(path)) != 0)
-		goto out;
-	r = add_key(kr, version, path);
+	if (create && access(path, F_OK) != 0) {
+		if ((r = keyring_create_key_file(path)) != 0)
+			goto out;
+		created = true;
+	}
+	r = m != NULL ? reload_key(kr, m, path) : add_key(kr, version, path);
+	if (r != 0 && created && unlink(path) != 0)
+		log_error("cannot remove %s: %s", path, strerror(errno));
+	if (r == 0)
+		find(kr, version)->created = created;
 out:
 	pthread_mutex_unlock(&kr->mu);
 	return r;
@@ -606,18 +678,18 @@ int
 keyring_activate_txn(struct keyring *kr, MDB_txn *txn, uint32_t version)
 {
 	const uint8_t *key = keyring_master(kr, version);
-	uint8_t rec[KV_RECORD_BYTES];
-	bool found;
+	uint32_t highest;
 	int r;
 
 	if (key == NULL)
 		return VAULT_ERR_KEY;
-	if ((r = get_kv(kr->st, txn, version, rec, &found)) != 0)
+	/* Versions only move forward: none the store ever had comes back. */
+	if ((r = keyring_highest_txn(kr, txn, &highest)) != 0)
 		return r;
-	if (found && rec[0] == KV_DESTROYED)
+	if (version <= highest)
 		return VAULT_ERR_STATE;
-	if (!found && (r = put_kv(kr->st, txn, version, key, KV_LIVE,
-	    store_now_ms(), 0)) != 0)
+	if ((r = put_kv(kr->st, txn, version, key, KV_LIVE, store_now_ms(),
+	    0)) != 0)
 		return r;
 	if ((r = put_active(kr->st, txn, version)) != 0)
 		return r;
@@ -631,6 +703,8 @@ keyring_set_active(struct keyring *kr, uint32_t version)
 	atomic_store(&kr->active, version);
 	if (version > kr->highest)
 		kr->highest = version;
+	if (version > kr->recorded)
+		kr->recorded = version;
 	pthread_mutex_unlock(&kr->mu);
 }
 
@@ -699,23 +773,65 @@ keyring_forget(struct keyring *kr, uint32_t version)
 	return r;
 }
 
+/* Forgets version, loaded but never recorded, and the file it created. */
 int
-keyring_versions(const struct keyring *kr, MDB_txn *txn, struct key_version *out,
-    size_t cap, size_t *n)
+keyring_discard_version(struct keyring *kr, uint32_t version)
+{
+	struct master *m;
+	uint8_t rec[KV_RECORD_BYTES];
+	MDB_txn *txn = NULL;
+	char path[4096];
+	bool found;
+	int r;
+
+	pthread_mutex_lock(&kr->mu);
+	if ((m = find(kr, version)) == NULL || m->discarded) {
+		r = 0;
+		goto out;
+	}
+	/* Never a key the store knows: its records may need it. */
+	if ((r = store_read_begin(kr->st, &txn)) != 0 ||
+	    (r = get_kv(kr->st, txn, version, rec, &found)) != 0)
+		goto out;
+	if (found || version == atomic_load(&kr->active)) {
+		r = VAULT_ERR_STATE;
+		goto out;
+	}
+	atomic_store(&m->gone, true);
+	sodium_memzero(m->key, CRYPTO_KEY_BYTES);
+	m->discarded = true;
+	key_path(kr, version, path, sizeof(path));
+	if (m->created && (r = wipe_file(path)) != 0)
+		log_error("cannot wipe and remove %s: %s", path, strerror(errno));
+	m->created = false;
+	kr->highest = kr->recorded;
+	for (size_t i = 0; i < atomic_load(&kr->n); i++)
+		if (!kr->keys[i].discarded && kr->keys[i].version > kr->highest)
+			kr->highest = kr->keys[i].version;
+out:
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	pthread_mutex_unlock(&kr->mu);
+	return r;
+}
+
+int
+keyring_versions(const struct keyring *kr, MDB_txn *txn,
+    struct key_version **out, size_t *n)
 {
 	struct store *st = kr->st;
+	struct key_version *vs = NULL, *grown;
 	MDB_cursor *cur = NULL;
 	MDB_val k = { sizeof(KV_PREFIX) - 1, (void *)KV_PREFIX }, v;
+	size_t cap = 0;
 	int rc, r = 0;
 
+	*out = NULL;
 	*n = 0;
 	if ((rc = mdb_cursor_open(txn, st->meta, &cur)) != 0)
 		return store_err(st, rc, "open cursor");
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
 	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		const uint8_t *rec = v.mv_data;
-		struct key_version *kv;
-
 		if (k.mv_size != KV_KEY_BYTES ||
 		    memcmp(k.mv_data, KV_PREFIX, sizeof(KV_PREFIX) - 1) != 0)
 			break;
@@ -724,18 +840,41 @@ keyring_versions(const struct keyring *kr, MDB_txn *txn, struct key_version *out
 			r = VAULT_ERR_STATE;
 			break;
 		}
-		if (*n == cap)
-			break;
-		kv = &out[(*n)++];
-		kv->version = store_get_u32((const uint8_t *)k.mv_data +
-		    sizeof(KV_PREFIX) - 1);
-		kv->destroyed = rec[0] == KV_DESTROYED;
-		kv->loaded = keyring_master(kr, kv->version) != NULL;
-		kv->created_ms = store_get_u64(rec + 1 + CRYPTO_KCV_BYTES);
-		kv->destroyed_ms = store_get_u64(rec + 1 + CRYPTO_KCV_BYTES + 8);
+		if (*n == cap) {
+			cap = cap == 0 ? 16 : 2 * cap;
+			if ((grown = reallocarray(vs, cap, sizeof(*vs))) == NULL) {
+				r = VAULT_ERR_NOMEM;
+				break;
+			}
+			vs = grown;
+		}
+		kv_decode(store_get_u32((const uint8_t *)k.mv_data +
+		    sizeof(KV_PREFIX) - 1), v.mv_data, kr, &vs[(*n)++]);
 	}
 	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
 		r = store_err(st, rc, "read key versions");
 	mdb_cursor_close(cur);
-	return r;
+	if (r != 0) {
+		free(vs);
+		*n = 0;
+		return r;
+	}
+	*out = vs;
+	return 0;
+}
+
+int
+keyring_version_get(const struct keyring *kr, MDB_txn *txn, uint32_t version,
+    struct key_version *out)
+{
+	uint8_t rec[KV_RECORD_BYTES];
+	bool found;
+	int r;
+
+	if ((r = get_kv(kr->st, txn, version, rec, &found)) != 0)
+		return r;
+	if (!found)
+		return VAULT_ERR_NOT_FOUND;
+	kv_decode(version, rec, kr, out);
+	return 0;
 }

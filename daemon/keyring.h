@@ -13,8 +13,14 @@
  * Thread safety: lookups (keyring_master, keyring_active_version, the vault
  * keys, keyring_sign) may run on any thread at any time. Changes run in the
  * writer thread: keyring_load_version, then keyring_activate_txn inside a
- * transaction and keyring_set_active once it committed; likewise
- * keyring_destroy_txn then keyring_forget.
+ * transaction and keyring_set_active once it committed (or
+ * keyring_discard_version when it did not); likewise keyring_destroy_txn
+ * then keyring_forget.
+ *
+ * Versions only move forward: a version can be activated only when it is
+ * newer than every version the store has recorded, destroyed ones included.
+ * At most 1024 versions can be loaded in one process (destroyed ones
+ * included); the store may record any number.
  */
 #ifndef VAULT_KEYRING_H
 #define VAULT_KEYRING_H
@@ -65,8 +71,23 @@ uint32_t keyring_next_version(const struct keyring *kr);
  */
 int keyring_load_version(struct keyring *kr, uint32_t version,
     bool create) VAULT_WUR;
+/*
+ * Undoes keyring_load_version when the activation did not commit: wipes the
+ * key from memory and, when keyring_load_version created its file, wipes
+ * and removes the file, so a later start does not take it up. The version
+ * can be loaded again. VAULT_ERR_STATE (nothing done) when the store has
+ * recorded version.
+ */
+int keyring_discard_version(struct keyring *kr, uint32_t version) VAULT_WUR;
 
-/* In a write txn: records version, makes it active, rewraps the vault keys. */
+/* Within txn: the highest version the store has recorded (0: none). */
+int keyring_highest_txn(const struct keyring *kr, MDB_txn *txn,
+    uint32_t *highest) VAULT_WUR;
+
+/*
+ * In a write txn: records version, makes it active, rewraps the vault keys.
+ * VAULT_ERR_STATE when version is not newer than every recorded version.
+ */
 int keyring_activate_txn(struct keyring *kr, MDB_txn *txn,
     uint32_t version) VAULT_WUR;
 /* After that txn committed. */
@@ -85,9 +106,16 @@ struct key_version {
 	uint64_t created_ms, destroyed_ms;
 };
 
-/* The store's key versions, ascending; *n of at most cap. */
+/*
+ * Every key version the store has recorded, destroyed ones included,
+ * ascending: *out is an array of *n, allocated here (free it; NULL when *n
+ * is 0).
+ */
 int keyring_versions(const struct keyring *kr, MDB_txn *txn,
-    struct key_version *out, size_t cap, size_t *n) VAULT_WUR;
+    struct key_version **out, size_t *n) VAULT_WUR;
+/* One version's record; VAULT_ERR_NOT_FOUND when the store has none. */
+int keyring_version_get(const struct keyring *kr, MDB_txn *txn,
+    uint32_t version, struct key_version *out) VAULT_WUR;
 
 /*
  * Reads a master key file into key (locked memory of CRYPTO_KEY_BYTES).

@@ -15,7 +15,6 @@
 #define ROTATION_KEY "rotation"
 #define STATE_BYTES (4 + 1 + CRYPTO_REF_BYTES + 8 + 8)
 #define BATCH 500
-#define MAX_VERSIONS 1024
 #define POLL_US 50000
 
 /* One driver at a time; watchers read its progress. */
@@ -84,80 +83,215 @@ rotation_state(struct vault *v, MDB_txn *txn, bool *running,
 	return 0;
 }
 
+/*
+ * Rewraps the DEKs of up to BATCH consumers after s's cursor under
+ * s->target, advancing the cursor; *done once the scan reached the end.
+ */
+static int
+rewrap_batch(struct vault *v, MDB_txn *txn, struct state *s, bool *done)
+{
+	uint8_t *dek = NULL, buf[RECORD_CONSUMER_BYTES];
+	MDB_cursor *cur = NULL;
+	MDB_val k, val;
+	size_t n = 0;
+	int rc, r = 0;
+
+	*done = false;
+	if (keyring_master(v->kr, s->target) == NULL)
+		return VAULT_ERR_KEY;
+	if ((dek = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((rc = mdb_cursor_open(txn, v->store->consumers, &cur)) != 0) {
+		r = store_err(v->store, rc, "open cursor");
+		goto out;
+	}
+	if (s->has_cursor) {
+		k = (MDB_val){ CRYPTO_REF_BYTES, s->cursor };
+		rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
+		if (rc == 0 && memcmp(k.mv_data, s->cursor, CRYPTO_REF_BYTES) == 0)
+			rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT);
+	} else {
+		rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST);
+	}
+	for (; rc == 0 && n < BATCH; rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		struct consumer_rec rec;
+		uint8_t ref[CRYPTO_REF_BYTES];
+
+		memcpy(ref, k.mv_data, CRYPTO_REF_BYTES);
+		memcpy(s->cursor, ref, CRYPTO_REF_BYTES);
+		s->has_cursor = true;
+		n++;
+		if ((r = record_parse_consumer(&val, &rec)) != 0)
+			goto out;
+		if (rec.master_version == s->target)
+			continue;
+		if ((r = record_unwrap_dek(v->kr, ref, &rec, dek)) != 0)
+			goto out;
+		memcpy(buf, val.mv_data, RECORD_CONSUMER_BYTES);
+		store_put_u32(buf + 1, s->target);
+		if ((r = record_wrap_dek(v->kr, ref, s->target, dek,
+		    buf + RECORD_CONSUMER_HDR)) != 0)
+			goto out;
+		val = (MDB_val){ sizeof(buf), buf };
+		if ((rc = mdb_cursor_put(cur, &k, &val, MDB_CURRENT)) != 0) {
+			r = store_err(v->store, rc, "rewrap");
+			goto out;
+		}
+		s->rewrapped++;
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		r = store_err(v->store, rc, "scan consumers");
+		goto out;
+	}
+	*done = rc == MDB_NOTFOUND;
+out:
+	mdb_cursor_close(cur);
+	crypto_secret_free(dek);
+	return r;
+}
+
+static struct rotation_progress
+progress_of(const struct state *s, bool done)
+{
+	return (struct rotation_progress){ s->target, s->rewrapped,
+	    s->total > s->rewrapped ? s->total : s->rewrapped, done };
+}
+
+enum start_refusal { START_OK, START_OTHER_RUNS, START_NOT_NEWER };
+
 struct start_job {
 	struct vault *v;
 	uint32_t version;
-	uint32_t target;
+	struct rotation_progress p;
 	bool joined;
+	enum start_refusal why;
+	uint32_t other;			/* the rotation under way, or the highest */
 };
 
+/*
+ * Activates the new version and rewraps the first batch in the same
+ * transaction: a store without room for one batch refuses the start, and
+ * nothing changes. The cursor is not kept: until keyring_set_active runs
+ * after the commit, writes still wrap new DEKs under the old version, so
+ * the first step scans from the start again (and skips what is done).
+ */
 static int
 start_apply(MDB_txn *txn, void *arg)
 {
 	struct start_job *job = arg;
 	struct state s = { 0 };
 	MDB_stat ms;
-	bool found;
+	bool found, done;
 	int rc, r;
 
 	if ((r = get_state(job->v, txn, &s, &found)) != 0)
 		return r;
 	if (found) {
-		if (job->version != 0 && job->version != s.target)
+		if (job->version != 0 && job->version != s.target) {
+			job->why = START_OTHER_RUNS;
+			job->other = s.target;
 			return VAULT_ERR_STATE;
-		job->target = s.target;
+		}
+		job->p = progress_of(&s, false);
 		job->joined = true;
 		return 0;
 	}
 	if ((rc = mdb_stat(txn, job->v->store->consumers, &ms)) != 0)
 		return store_err(job->v->store, rc, "stat consumers");
-	if ((r = keyring_activate_txn(job->v->kr, txn, job->version)) != 0)
+	if ((r = keyring_activate_txn(job->v->kr, txn, job->version)) != 0) {
+		if (r == VAULT_ERR_STATE) {
+			job->why = START_NOT_NEWER;
+			if (keyring_highest_txn(job->v->kr, txn, &job->other) != 0)
+				job->other = 0;
+		}
 		return r;
+	}
 	s.target = job->version;
 	s.total = ms.ms_entries;
-	job->target = job->version;
+	if ((r = rewrap_batch(job->v, txn, &s, &done)) != 0)
+		return r;
+	s.has_cursor = false;
+	memset(s.cursor, 0, sizeof(s.cursor));
+	job->p = progress_of(&s, false);
 	return put_state(job->v, txn, &s);
 }
 
-int
-rotation_start(struct vault *v, uint32_t version, uint32_t *target)
+static void
+start_why(const struct start_job *job, char *why, size_t why_len)
 {
-	struct start_job job = { v, version, 0, false };
-	struct rotation_progress p;
+	if (job->why == START_OTHER_RUNS)
+		snprintf(why, why_len, "a rotation to version %u is under way; "
+		    "join it with an empty new_key_id, or wait for it to end",
+		    job->other);
+	else if (job->why == START_NOT_NEWER)
+		snprintf(why, why_len, "new_key_id: version %u is not newer than "
+		    "version %u, the highest this store has had; master key "
+		    "versions only move forward", job->version, job->other);
+	else
+		snprintf(why, why_len, "version %u cannot be used (see the server "
+		    "log)", job->version);
+}
+
+/* One start at a time: a start that fails discards the version it loaded. */
+static pthread_mutex_t start_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int
+rotation_start(struct vault *v, uint32_t version, struct rotation_progress *p,
+    char *why, size_t why_len)
+{
+	struct start_job job = { v, version, { 0 }, false, START_OK, 0 };
 	bool running;
 	MDB_txn *txn;
-	int r;
+	int r, dr;
 
+	why[0] = '\0';
+	pthread_mutex_lock(&start_mu);
 	if ((r = store_read_begin(v->store, &txn)) != 0)
-		return r;
-	r = rotation_state(v, txn, &running, &p);
+		goto out;
+	if ((r = rotation_state(v, txn, &running, p)) == 0 && !running &&
+	    version != 0 && (r = keyring_highest_txn(v->kr, txn, &job.other)) == 0 &&
+	    version <= job.other) {
+		job.why = START_NOT_NEWER;
+		r = VAULT_ERR_STATE;
+	}
 	mdb_txn_abort(txn);
 	if (r != 0)
-		return r;
+		goto out;
 	if (running) {
-		if (version != 0 && version != p.target)
-			return VAULT_ERR_STATE;
-		*target = p.target;
-		return 0;
+		if (version != 0 && version != p->target) {
+			job.why = START_OTHER_RUNS;
+			job.other = p->target;
+			r = VAULT_ERR_STATE;
+		}
+		goto out;
 	}
 	if (version == 0)
 		job.version = keyring_next_version(v->kr);
-	else if (version < keyring_next_version(v->kr) &&
-	    keyring_master(v->kr, version) == NULL)
-		return VAULT_ERR_STATE;		/* an old or destroyed version */
-	if (version != 0 && version == keyring_active_version(v->kr))
-		return VAULT_ERR_STATE;
 	if ((r = keyring_load_version(v->kr, job.version, version == 0)) != 0)
-		return r;
-	if ((r = writer_submit(v->wr, start_apply, &job)) != 0)
-		return r;
-	if (!job.joined) {
-		keyring_set_active(v->kr, job.target);
-		log_info("master key version %u is active; rewrapping DEKs",
-		    job.target);
+		goto out;
+	if ((r = writer_submit(v->wr, start_apply, &job)) != 0) {
+		/* Nothing committed: the key loaded for it must not linger. */
+		if ((dr = keyring_discard_version(v->kr, job.version)) != 0)
+			log_error("the start of the rotation to version %u failed, "
+			    "but its key cannot be discarded (%s)", job.version,
+			    vault_strerror(dr));
+		goto out;
 	}
-	*target = job.target;
-	return 0;
+	*p = job.p;
+	if (!job.joined) {
+		keyring_set_active(v->kr, job.version);
+		pthread_mutex_lock(&run_mu);
+		if (!running_here)
+			shared = job.p;
+		pthread_mutex_unlock(&run_mu);
+		log_info("master key version %u is active; rewrapping DEKs",
+		    job.version);
+	}
+out:
+	pthread_mutex_unlock(&start_mu);
+	if (r == VAULT_ERR_STATE)
+		start_why(&job, why, why_len);
+	return r;
 }
 
 struct step_job {
@@ -171,12 +305,9 @@ step_apply(MDB_txn *txn, void *arg)
 {
 	struct step_job *job = arg;
 	struct vault *v = job->v;
-	uint8_t *dek = NULL, buf[RECORD_CONSUMER_BYTES];
-	MDB_cursor *cur = NULL;
-	MDB_val k, val;
+	MDB_val k = { sizeof(ROTATION_KEY) - 1, ROTATION_KEY };
 	struct state s = { 0 };
-	size_t n = 0;
-	bool found;
+	bool found, done;
 	int rc, r;
 
 	if ((r = get_state(v, txn, &s, &found)) != 0)
@@ -185,65 +316,13 @@ step_apply(MDB_txn *txn, void *arg)
 		job->p.done = true;
 		return 0;
 	}
-	if (keyring_master(v->kr, s.target) == NULL)
-		return VAULT_ERR_KEY;
-	if ((dek = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL)
-		return VAULT_ERR_NOMEM;
-	if ((rc = mdb_cursor_open(txn, v->store->consumers, &cur)) != 0) {
-		r = store_err(v->store, rc, "open cursor");
-		goto out;
-	}
-	if (s.has_cursor) {
-		k = (MDB_val){ CRYPTO_REF_BYTES, s.cursor };
-		rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
-		if (rc == 0 && memcmp(k.mv_data, s.cursor, CRYPTO_REF_BYTES) == 0)
-			rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT);
-	} else {
-		rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST);
-	}
-	for (; rc == 0 && n < BATCH; rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
-		struct consumer_rec rec;
-		uint8_t ref[CRYPTO_REF_BYTES];
-
-		memcpy(ref, k.mv_data, CRYPTO_REF_BYTES);
-		memcpy(s.cursor, ref, CRYPTO_REF_BYTES);
-		s.has_cursor = true;
-		n++;
-		if ((r = record_parse_consumer(&val, &rec)) != 0)
-			goto out;
-		if (rec.master_version == s.target)
-			continue;
-		if ((r = record_unwrap_dek(v->kr, ref, &rec, dek)) != 0)
-			goto out;
-		memcpy(buf, val.mv_data, RECORD_CONSUMER_BYTES);
-		store_put_u32(buf + 1, s.target);
-		if ((r = record_wrap_dek(v->kr, ref, s.target, dek,
-		    buf + RECORD_CONSUMER_HDR)) != 0)
-			goto out;
-		val = (MDB_val){ sizeof(buf), buf };
-		if ((rc = mdb_cursor_put(cur, &k, &val, MDB_CURRENT)) != 0) {
-			r = store_err(v->store, rc, "rewrap");
-			goto out;
-		}
-		s.rewrapped++;
-	}
-	if (rc != 0 && rc != MDB_NOTFOUND) {
-		r = store_err(v->store, rc, "scan consumers");
-		goto out;
-	}
-	job->p = (struct rotation_progress){ s.target, s.rewrapped,
-	    s.total > s.rewrapped ? s.total : s.rewrapped, rc == MDB_NOTFOUND };
-	if (job->p.done) {
-		k = (MDB_val){ sizeof(ROTATION_KEY) - 1, ROTATION_KEY };
-		rc = mdb_del(txn, v->store->meta, &k, NULL);
-		r = rc == 0 ? 0 : store_err(v->store, rc, "end rotation");
-	} else {
-		r = put_state(v, txn, &s);
-	}
-out:
-	mdb_cursor_close(cur);
-	crypto_secret_free(dek);
-	return r;
+	if ((r = rewrap_batch(v, txn, &s, &done)) != 0)
+		return r;
+	job->p = progress_of(&s, done);
+	if (!done)
+		return put_state(v, txn, &s);
+	rc = mdb_del(txn, v->store->meta, &k, NULL);
+	return rc == 0 ? 0 : store_err(v->store, rc, "end rotation");
 }
 
 int
@@ -271,6 +350,7 @@ rotation_run(struct vault *v, rotation_cb cb, void *arg)
 		return 0;
 	}
 	running_here = true;
+	job.p = shared;		/* kept if the rotation already ended */
 	pthread_mutex_unlock(&run_mu);
 	do {
 		if ((r = writer_submit_lazy(v->wr, step_apply, &job)) != 0)
@@ -290,26 +370,45 @@ rotation_run(struct vault *v, rotation_cb cb, void *arg)
 	return r;
 }
 
+/* Where version is in vs (ascending), or n. */
+static size_t
+version_index(const struct key_version *vs, size_t n, uint32_t version)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (vs[mid].version < version)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && vs[lo].version == version ? lo : n;
+}
+
 int
-rotation_dek_counts(struct vault *v, MDB_txn *txn, uint64_t *counts, size_t cap)
+rotation_dek_counts(struct vault *v, MDB_txn *txn, const struct key_version *vs,
+    size_t n, uint64_t *counts)
 {
 	MDB_cursor *cur = NULL;
 	MDB_val k, val;
 	int rc;
 
-	memset(counts, 0, cap * sizeof(*counts));
+	memset(counts, 0, n * sizeof(*counts));
 	if ((rc = mdb_cursor_open(txn, v->store->consumers, &cur)) != 0)
 		return store_err(v->store, rc, "open cursor");
 	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
 	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
 		struct consumer_rec rec;
+		size_t i;
 
 		if (record_parse_consumer(&val, &rec) != 0) {
 			mdb_cursor_close(cur);
 			return VAULT_ERR_STATE;
 		}
-		if (rec.master_version < cap)
-			counts[rec.master_version]++;
+		if ((i = version_index(vs, n, rec.master_version)) < n)
+			counts[i]++;
 	}
 	mdb_cursor_close(cur);
 	return rc == MDB_NOTFOUND ? 0 : store_err(v->store, rc, "count DEKs");
@@ -328,19 +427,14 @@ destroy_apply(MDB_txn *txn, void *arg)
 {
 	struct destroy_job *job = arg;
 	struct rotation_progress p;
-	uint64_t *counts;
+	struct key_version kv = { .version = job->version };
 	int r;
 
 	/* Checked again inside the transaction: nothing may slip in between. */
 	if ((r = rotation_state(job->v, txn, &job->rotating, &p)) != 0 ||
 	    job->rotating)
 		return r != 0 ? r : VAULT_ERR_STATE;
-	if ((counts = calloc(MAX_VERSIONS, sizeof(*counts))) == NULL)
-		return VAULT_ERR_NOMEM;
-	r = rotation_dek_counts(job->v, txn, counts, MAX_VERSIONS);
-	job->needed = job->version < MAX_VERSIONS ? counts[job->version] : 0;
-	free(counts);
-	if (r != 0)
+	if ((r = rotation_dek_counts(job->v, txn, &kv, 1, &job->needed)) != 0)
 		return r;
 	if (job->needed > 0)
 		return VAULT_ERR_STATE;
@@ -372,6 +466,8 @@ rotation_destroy(struct vault *v, uint32_t version, uint64_t *destroyed_ms,
 		snprintf(why, why_len, "version %u is already destroyed", version);
 	else if (r == VAULT_ERR_NOT_FOUND)
 		snprintf(why, why_len, "no master key version %u", version);
+	else if (r != 0)
+		snprintf(why, why_len, "%s", vault_strerror(r));
 	if (r != 0)
 		return r;
 	*destroyed_ms = job.when;
@@ -500,38 +596,41 @@ rotation_consumer_key(struct vault *v, const char *id, size_t id_len,
 static void
 shred_epochs(struct vault *v)
 {
-	struct key_version vs[64];
+	struct key_version *vs = NULL;
+	struct rotation_progress p;
 	uint64_t now = store_now_ms(), epoch, retain, *counts = NULL;
 	uint64_t done_ms;
-	uint32_t active = keyring_active_version(v->kr), target;
+	uint32_t active = keyring_active_version(v->kr);
 	MDB_txn *txn;
-	char why[160];
+	char why[200];
 	size_t n = 0;
+	int r;
 
 	epoch = (uint64_t)v->cfg->shred_epoch_s * 1000ULL;
 	retain = (uint64_t)v->cfg->shred_retain_s * 1000ULL;
 	if (epoch == 0 || store_read_begin(v->store, &txn) != 0)
 		return;
-	if ((counts = calloc(MAX_VERSIONS, sizeof(*counts))) == NULL ||
-	    keyring_versions(v->kr, txn, vs, 64, &n) != 0 ||
-	    rotation_dek_counts(v, txn, counts, MAX_VERSIONS) != 0)
+	if (keyring_versions(v->kr, txn, &vs, &n) != 0 ||
+	    (counts = calloc(n > 0 ? n : 1, sizeof(*counts))) == NULL ||
+	    rotation_dek_counts(v, txn, vs, n, counts) != 0)
 		n = 0;
 	mdb_txn_abort(txn);
 	for (size_t i = 0; i < n; i++) {
-		if (vs[i].version == active && now - vs[i].created_ms >= epoch) {
-			log_info("shred epoch: rotating away from master key version %u",
-			    active);
-			if (rotation_start(v, 0, &target) == 0 &&
-			    rotation_run(v, NULL, NULL) != 0)
-				log_warn("shred epoch: the rotation stopped; it will resume");
-		}
+		if (vs[i].version != active || now - vs[i].created_ms < epoch)
+			continue;
+		log_info("shred epoch: rotating away from master key version %u",
+		    active);
+		if ((r = rotation_start(v, 0, &p, why, sizeof(why))) != 0)
+			log_warn("shred epoch: the rotation did not start: %s",
+			    why[0] != '\0' ? why : vault_strerror(r));
+		else if (rotation_run(v, NULL, NULL) != 0)
+			log_warn("shred epoch: the rotation stopped; it will resume");
 	}
 	for (size_t i = 0; i < n; i++) {
 		/* Retired when the next version became active. */
 		uint64_t retired = i + 1 < n ? vs[i + 1].created_ms : now;
 
-		if (vs[i].destroyed || vs[i].version == active ||
-		    (vs[i].version < MAX_VERSIONS && counts[vs[i].version] > 0) ||
+		if (vs[i].destroyed || vs[i].version == active || counts[i] > 0 ||
 		    now - retired < retain)
 			continue;
 		if (rotation_destroy(v, vs[i].version, &done_ms, why, sizeof(why)) != 0)
@@ -539,6 +638,7 @@ shred_epochs(struct vault *v)
 			    vs[i].version, why);
 	}
 	free(counts);
+	free(vs);
 }
 
 void

@@ -2,10 +2,12 @@
  * Master key rotation, destruction and shred epochs.
  *
  * Rotation makes a new master version active at once (new DEKs and the
- * vault keys are wrapped under it in the same transaction), then rewraps
- * every live DEK in bounded batches, each its own transaction that also
- * advances the rotation record in meta, so a crash resumes where it
- * stopped. Attribute ciphertext, seeds, tokens and pseudonyms never change:
+ * vault keys are wrapped under it in the same transaction, which also
+ * rewraps the first batch: a store without room for that refuses the start
+ * and nothing changes), then rewraps every live DEK in bounded batches,
+ * each its own transaction that also advances the rotation record in meta,
+ * so a crash resumes where it stopped. Versions only move forward: a new
+ * version must be newer than every version the store has had. Attribute ciphertext, seeds, tokens and pseudonyms never change:
  * only the wrapping of each DEK does. Readers never wait on it.
  *
  * A version can be destroyed once it is not active, no rotation runs and no
@@ -19,6 +21,7 @@
 #define VAULT_ROTATION_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vault.h"
@@ -34,15 +37,21 @@ typedef int (*rotation_cb)(const struct rotation_progress *p, void *arg);
 
 /*
  * Starts rotating to version (0: the next one, its key file created), or
- * joins the rotation already running when version is 0 or its target.
- * VAULT_ERR_STATE when another rotation runs; VAULT_ERR_KEY when the key
- * file of version cannot be loaded.
+ * joins the rotation already running when version is 0 or its target; *p
+ * is its progress once started. Atomic: on any error nothing changed (no
+ * new version, and a key file created for it is wiped and removed).
+ * VAULT_ERR_STATE (the reason in why) when another rotation runs or version
+ * is not newer than every version the store has had; VAULT_ERR_KEY when the
+ * key file of version cannot be loaded; VAULT_ERR_LIMIT when the store is
+ * full.
  */
-int rotation_start(struct vault *v, uint32_t version, uint32_t *target) VAULT_WUR;
+int rotation_start(struct vault *v, uint32_t version, struct rotation_progress *p,
+    char *why, size_t why_len) VAULT_WUR;
 
 /*
  * Drives the rotation to its end, calling cb after every batch; if another
- * thread drives it, reports its progress instead. Returns when done.
+ * thread drives it, reports its progress instead. Returns when done. On an
+ * error the rotation stays under way; the janitor resumes it.
  */
 int rotation_run(struct vault *v, rotation_cb cb, void *arg) VAULT_WUR;
 
@@ -50,9 +59,12 @@ int rotation_run(struct vault *v, rotation_cb cb, void *arg) VAULT_WUR;
 int rotation_state(struct vault *v, MDB_txn *txn, bool *running,
     struct rotation_progress *p) VAULT_WUR;
 
-/* How many consumer DEKs each version wraps (counts[version], cap entries). */
-int rotation_dek_counts(struct vault *v, MDB_txn *txn, uint64_t *counts,
-    size_t cap) VAULT_WUR;
+/*
+ * How many consumer DEKs each version of vs (ascending, n entries) wraps:
+ * counts[i] for vs[i].version. Only vs[i].version is read.
+ */
+int rotation_dek_counts(struct vault *v, MDB_txn *txn,
+    const struct key_version *vs, size_t n, uint64_t *counts) VAULT_WUR;
 
 /*
  * Destroys version. VAULT_ERR_STATE (with a reason in why) when it is

@@ -186,6 +186,94 @@ test_key_dir_with_bad_permissions_refused(void **state)
 	store_close(st);
 }
 
+static bool
+exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+static void
+activate(struct store *st, struct keyring *kr, uint32_t version, int want)
+{
+	MDB_txn *txn = NULL;
+
+	assert_int_equal(mdb_txn_begin(st->env, NULL, 0, &txn), 0);
+	assert_int_equal(keyring_activate_txn(kr, txn, version), want);
+	if (want != 0) {
+		mdb_txn_abort(txn);
+		return;
+	}
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	keyring_set_active(kr, version);
+}
+
+/* Issue 11, points 9-11 at the keyring's level. */
+static void
+test_versions_move_forward_and_discard_only_unrecorded(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_store(f);
+	struct keyring *kr = NULL;
+	struct key_version *vs = NULL, kv;
+	char key2[2048];
+	uint32_t highest;
+	MDB_txn *txn = NULL;
+	size_t n;
+
+	snprintf(key2, sizeof(key2), "%s/master-2.key", f->keys);
+	assert_int_equal(keyring_open(&kr, st, f->keys, true), 0);
+
+	/* A recorded version is never discarded: the store needs its key. */
+	assert_int_equal(keyring_discard_version(kr, 1), VAULT_ERR_STATE);
+	assert_true(exists(f->key1));
+	assert_non_null(keyring_master(kr, 1));
+
+	/* A loaded, unrecorded version goes, with the file it created. */
+	assert_int_equal(keyring_load_version(kr, 2, true), 0);
+	assert_true(exists(key2));
+	assert_int_equal(keyring_next_version(kr), 3);
+	assert_int_equal(keyring_discard_version(kr, 2), 0);
+	assert_false(exists(key2));
+	assert_null(keyring_master(kr, 2));
+	assert_int_equal(keyring_next_version(kr), 2);
+
+	/* It can be loaded again; only a newer version activates. */
+	assert_int_equal(keyring_load_version(kr, 2, true), 0);
+	assert_non_null(keyring_master(kr, 2));
+	activate(st, kr, 1, VAULT_ERR_STATE);
+	activate(st, kr, 2, 0);
+	activate(st, kr, 1, VAULT_ERR_STATE);
+	assert_int_equal(keyring_discard_version(kr, 2), VAULT_ERR_STATE);
+	assert_true(exists(key2));
+
+	/* Past 64 versions, every one is listed. */
+	for (uint32_t v = 3; v <= 100; v++) {
+		assert_int_equal(keyring_load_version(kr, v, true), 0);
+		activate(st, kr, v, 0);
+	}
+	assert_int_equal(store_read_begin(st, &txn), 0);
+	assert_int_equal(keyring_highest_txn(kr, txn, &highest), 0);
+	assert_int_equal(highest, 100);
+	assert_int_equal(keyring_versions(kr, txn, &vs, &n), 0);
+	assert_int_equal(n, 100);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(vs[i].version, i + 1);
+	assert_int_equal(keyring_version_get(kr, txn, 100, &kv), 0);
+	assert_int_equal(kv.version, 100);
+	assert_false(kv.destroyed);
+	assert_int_equal(keyring_version_get(kr, txn, 101, &kv), VAULT_ERR_NOT_FOUND);
+	mdb_txn_abort(txn);
+	free(vs);
+	keyring_free(kr);
+
+	/* After a restart, the store's versions count, not just the files. */
+	assert_int_equal(keyring_open(&kr, st, f->keys, false), 0);
+	assert_int_equal(keyring_next_version(kr), 101);
+	assert_int_equal(keyring_active_version(kr), 100);
+	keyring_free(kr);
+	store_close(st);
+}
+
 int
 main(void)
 {
@@ -197,6 +285,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_dir_with_bad_permissions_refused,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_versions_move_forward_and_discard_only_unrecorded, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
