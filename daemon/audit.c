@@ -4,6 +4,7 @@
 #include <sodium.h>
 
 #include "audit.h"
+#include "audit_text.h"
 #include "journal.h"
 #include "log.h"
 
@@ -15,28 +16,12 @@
 #define TAIL_MAX 4096
 #define DOMAIN "vaultd audit v1"
 #define HDR (1 + 8 + AUDIT_HASH_BYTES + AUDIT_HASH_BYTES)
-#define MAX_FIELD 1024
+#define MAX_FIELD AUDIT_TEXT_MAX
 #define N_FIELDS 7
+#define REF_FIELD 2		/* the one field that is not text */
 #define PAGE 512
 
 _Static_assert(AUDIT_BODY_MAX == N_FIELDS * (2 + MAX_FIELD), "body size");
-
-/* The fields, in record order. */
-static void
-fields_of(const struct audit_rec *r, const void *f[N_FIELDS], size_t n[N_FIELDS])
-{
-	const char *s[N_FIELDS] = { r->principal, r->method, NULL, r->detail,
-	    r->purpose, r->dataset, r->outcome };
-
-	for (int i = 0; i < N_FIELDS; i++) {
-		f[i] = s[i] != NULL ? s[i] : "";
-		n[i] = strlen(f[i]);
-		if (n[i] > MAX_FIELD)
-			n[i] = MAX_FIELD;
-	}
-	f[2] = r->ref;
-	n[2] = r->ref != NULL ? CRYPTO_REF_BYTES : 0;
-}
 
 /* hash over domain | seq | at | prev | encoded fields (body). */
 static void
@@ -78,16 +63,51 @@ audit_head(struct vault *v, MDB_txn *txn, uint64_t *seq,
 size_t
 audit_encode(const struct audit_rec *rec, uint8_t buf[AUDIT_BODY_MAX])
 {
-	const void *f[N_FIELDS];
-	size_t n[N_FIELDS], off = 0;
+	const char *text[N_FIELDS] = { rec->principal, rec->method, NULL,
+	    rec->detail, rec->purpose, rec->dataset, rec->outcome };
+	size_t off = 0;
 
-	fields_of(rec, f, n);
 	for (int i = 0; i < N_FIELDS; i++) {
-		buf[off] = (uint8_t)(n[i] >> 8);
-		buf[off + 1] = (uint8_t)n[i];
-		if (n[i] > 0)
-			memcpy(buf + off + 2, f[i], n[i]);
-		off += 2 + n[i];
+		const char *t = text[i] != NULL ? text[i] : "";
+		size_t n;
+
+		if (i == REF_FIELD) {
+			n = rec->ref != NULL ? CRYPTO_REF_BYTES : 0;
+			if (n > 0)
+				memcpy(buf + off + 2, rec->ref, n);
+		} else {
+			n = audit_text_store((const uint8_t *)t, strlen(t), buf + off + 2);
+		}
+		buf[off] = (uint8_t)(n >> 8);
+		buf[off + 1] = (uint8_t)n;
+		off += 2 + n;
+	}
+	return off;
+}
+
+/*
+ * A well-formed body (body_ref) at out with every text field in its stored
+ * form: fields already in it are kept as they are. Returns its length.
+ */
+static size_t
+body_store(const uint8_t *body, uint8_t out[AUDIT_BODY_MAX])
+{
+	size_t in = 0, off = 0;
+
+	for (int i = 0; i < N_FIELDS; i++) {
+		size_t n = (size_t)body[in] << 8 | body[in + 1], m = n;
+		const uint8_t *f = body + in + 2;
+
+		if (i == REF_FIELD || audit_text_ok(f, n)) {
+			if (n > 0)
+				memcpy(out + off + 2, f, n);
+		} else {
+			m = audit_text_store(f, n, out + off + 2);
+		}
+		out[off] = (uint8_t)(m >> 8);
+		out[off + 1] = (uint8_t)m;
+		off += 2 + m;
+		in += 2 + n;
 	}
 	return off;
 }
@@ -169,7 +189,7 @@ audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
 	seq++;
 	buf[0] = REC_FORMAT;
 	store_put_u64(buf + 1, at_ms);
-	memcpy(buf + HDR, body, len);
+	len = body_store(body, buf + HDR);
 	chain_hash(keyring_audit_key(v->kr), seq, buf + 1, buf + HDR, len,
 	    buf + 9 + AUDIT_HASH_BYTES);
 	store_put_u64(key, seq);
@@ -369,15 +389,6 @@ audit_append(struct vault *v, const struct audit_rec *rec)
 	return writer_submit(v->wr, append_apply, &job);
 }
 
-static void
-copy_field(char *dst, size_t cap, const uint8_t *src, size_t n)
-{
-	if (n >= cap)
-		n = cap - 1;
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-}
-
 /* Decodes a record; VAULT_ERR_STATE when it is malformed. */
 static int
 parse(uint64_t seq, const MDB_val *val, struct audit_entry *e)
@@ -412,7 +423,7 @@ parse(uint64_t seq, const MDB_val *val, struct audit_entry *e)
 			e->has_ref = n != 0;
 			memcpy(e->ref, q, n);
 		} else {
-			copy_field(dst[i], cap[i], q, n);
+			audit_text_copy(dst[i], cap[i], q, n);
 		}
 		q += n;
 	}

@@ -16,6 +16,11 @@
  * fields). The audit key is a vault key sealed under the master key, so the
  * chain cannot be rebuilt by someone who can only write the files; and a
  * signed checkpoint of the head can be kept outside the vault.
+ *
+ * Text fields hold only valid UTF-8 without control characters. Anything
+ * else is stored escaped: "invalid-utf8:" then printable ASCII as it is and
+ * every other byte (and the backslash) as \xNN. Valid text that starts
+ * with that mark is escaped too, so the form always tells.
  */
 #ifndef VAULT_AUDIT_H
 #define VAULT_AUDIT_H
@@ -56,15 +61,17 @@ struct audit_entry {
 int audit_append_txn(struct vault *v, MDB_txn *txn,
     const struct audit_rec *rec) VAULT_WUR;
 /*
- * The entry body: rec's fields, each a 2-byte length and its bytes (fields
- * longer than 1024 bytes are cut). Returns its length.
+ * The entry body: rec's fields, each a 2-byte length and its bytes, text in
+ * its stored form (above; cut to whole characters within 1024 bytes).
+ * Returns its length.
  */
 size_t audit_encode(const struct audit_rec *rec, uint8_t buf[AUDIT_BODY_MAX]);
 /* 0 when body is a well-formed entry body, else VAULT_ERR_STATE. */
 int audit_check_body(const uint8_t *body, size_t len) VAULT_WUR;
 /*
  * In a write txn: appends an encoded entry made at at_ms; with index, also
- * to the consumer index (else audit_index adds it later).
+ * to the consumer index (else audit_index adds it later). A text field not
+ * in its stored form (a body audit_encode did not make) is escaped.
  */
 int audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
     const uint8_t *body, size_t len, bool index) VAULT_WUR;
