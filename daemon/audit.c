@@ -4,6 +4,7 @@
 #include <sodium.h>
 
 #include "audit.h"
+#include "audit_text.h"
 #include "journal.h"
 #include "log.h"
 
@@ -15,11 +16,16 @@
 #define TAIL_MAX 4096
 #define DOMAIN "vaultd audit v1"
 #define HDR (1 + 8 + AUDIT_HASH_BYTES + AUDIT_HASH_BYTES)
-#define MAX_FIELD 1024
+#define MAX_FIELD AUDIT_TEXT_MAX
 #define N_FIELDS AUDIT_N_FIELDS
 /* Entries from before names and source had fields end after outcome. */
 #define N_FIELDS_V1 7
 #define PAGE 512
+#define CP_KEY "audit_checkpoint"
+#define CP_FORMAT 1
+#define CP_DOMAIN "vaultd audit checkpoint v1"
+#define CP_SIGNED (1 + 8 + AUDIT_HASH_BYTES)	/* what the MAC covers */
+#define CP_BYTES (CP_SIGNED + AUDIT_HASH_BYTES)
 /* The consumer index key of a dataset: no consumer id starts with NUL. */
 #define DATASET_DOMAIN "\0dataset "
 
@@ -29,22 +35,6 @@ _Static_assert(AUDIT_BODY_MAX == N_FIELDS * (2 + MAX_FIELD), "body size");
 enum { F_PRINCIPAL, F_METHOD, F_REF, F_DETAIL, F_PURPOSE, F_DATASET, F_OUTCOME,
 	F_NAMES, F_SOURCE };
 
-/* The fields, in record order. */
-static void
-fields_of(const struct audit_rec *r, const void *f[N_FIELDS], size_t n[N_FIELDS])
-{
-	const char *s[N_FIELDS] = { r->principal, r->method, NULL, r->detail,
-	    r->purpose, r->dataset, r->outcome, r->names, r->source };
-
-	for (int i = 0; i < N_FIELDS; i++) {
-		f[i] = s[i] != NULL ? s[i] : "";
-		n[i] = strlen(f[i]);
-		if (n[i] > MAX_FIELD)
-			n[i] = MAX_FIELD;
-	}
-	f[2] = r->ref;
-	n[2] = r->ref != NULL ? CRYPTO_REF_BYTES : 0;
-}
 
 /* hash over domain | seq | at | prev | encoded fields (body). */
 static void
@@ -86,16 +76,53 @@ audit_head(struct vault *v, MDB_txn *txn, uint64_t *seq,
 size_t
 audit_encode(const struct audit_rec *rec, uint8_t buf[AUDIT_BODY_MAX])
 {
-	const void *f[N_FIELDS];
-	size_t n[N_FIELDS], off = 0;
+	const char *text[N_FIELDS] = { rec->principal, rec->method, NULL,
+	    rec->detail, rec->purpose, rec->dataset, rec->outcome, rec->names,
+	    rec->source };
+	size_t off = 0;
 
-	fields_of(rec, f, n);
 	for (int i = 0; i < N_FIELDS; i++) {
-		buf[off] = (uint8_t)(n[i] >> 8);
-		buf[off + 1] = (uint8_t)n[i];
-		if (n[i] > 0)
-			memcpy(buf + off + 2, f[i], n[i]);
-		off += 2 + n[i];
+		const char *t = text[i] != NULL ? text[i] : "";
+		size_t n;
+
+		if (i == F_REF) {
+			n = rec->ref != NULL ? CRYPTO_REF_BYTES : 0;
+			if (n > 0)
+				memcpy(buf + off + 2, rec->ref, n);
+		} else {
+			n = audit_text_store((const uint8_t *)t, strlen(t), buf + off + 2);
+		}
+		buf[off] = (uint8_t)(n >> 8);
+		buf[off + 1] = (uint8_t)n;
+		off += 2 + n;
+	}
+	return off;
+}
+
+/*
+ * A well-formed body (body_fields) of len bytes at out with every text
+ * field in its stored form: fields already in it are kept as they are.
+ * Returns its length.
+ */
+static size_t
+body_store(const uint8_t *body, size_t len, uint8_t out[AUDIT_BODY_MAX])
+{
+	size_t in = 0, off = 0;
+
+	for (int i = 0; i < N_FIELDS && in + 2 <= len; i++) {
+		size_t n = (size_t)body[in] << 8 | body[in + 1], m = n;
+		const uint8_t *f = body + in + 2;
+
+		if (i == F_REF || audit_text_ok(f, n)) {
+			if (n > 0)
+				memcpy(out + off + 2, f, n);
+		} else {
+			m = audit_text_store(f, n, out + off + 2);
+		}
+		out[off] = (uint8_t)(m >> 8);
+		out[off + 1] = (uint8_t)m;
+		off += 2 + m;
+		in += 2 + n;
 	}
 	return off;
 }
@@ -224,7 +251,7 @@ audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
 	seq++;
 	buf[0] = REC_FORMAT;
 	store_put_u64(buf + 1, at_ms);
-	memcpy(buf + HDR, body, len);
+	len = body_store(body, len, buf + HDR);
 	chain_hash(keyring_audit_key(v->kr), seq, buf + 1, buf + HDR, len,
 	    buf + 9 + AUDIT_HASH_BYTES);
 	store_put_u64(key, seq);
@@ -425,15 +452,6 @@ audit_append(struct vault *v, const struct audit_rec *rec)
 	return writer_submit(v->wr, append_apply, &job);
 }
 
-static void
-copy_field(char *dst, size_t cap, const uint8_t *src, size_t n)
-{
-	if (n >= cap)
-		n = cap - 1;
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-}
-
 /* Methods whose entries, before names had a field, held them in detail. */
 static bool
 named_in_detail(const char *method)
@@ -494,7 +512,7 @@ parse(uint64_t seq, const MDB_val *val, struct audit_entry *e)
 	memcpy(e->ref, f[F_REF], n[F_REF]);
 	for (int i = 0; i < N_FIELDS; i++)
 		if (i != F_REF)
-			copy_field(dst[i], cap[i], f[i], n[i]);
+			audit_text_copy(dst[i], cap[i], f[i], n[i]);
 	/* A body of N_FIELDS_V1 fields ends with the outcome's. */
 	if (f[F_OUTCOME] + n[F_OUTCOME] == p + val->mv_size)
 		map_v1_detail(e);
@@ -699,58 +717,243 @@ audit_scan(struct vault *v, uint64_t after_seq, const uint8_t *ref,
 	return r;
 }
 
-int
-audit_verify(struct vault *v, uint64_t *entries, uint8_t head[AUDIT_HASH_BYTES],
-    uint64_t *first_bad)
+/* ------------------------------------------------ checks, checkpoint */
+
+struct checkpoint {
+	bool found, bad;		/* bad: it fails its MAC */
+	uint64_t seq;
+	uint8_t hash[AUDIT_HASH_BYTES];
+};
+
+static void
+checkpoint_mac(const uint8_t *key, const uint8_t signed_part[CP_SIGNED],
+    uint8_t out[AUDIT_HASH_BYTES])
 {
-	uint8_t prev[AUDIT_HASH_BYTES] = { 0 }, h[AUDIT_HASH_BYTES];
-	uint64_t expect = 1, head_seq;
-	MDB_txn *txn = NULL;
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, key, CRYPTO_KEY_BYTES, AUDIT_HASH_BYTES);
+	crypto_generichash_update(&st, (const uint8_t *)CP_DOMAIN,
+	    sizeof(CP_DOMAIN) - 1);
+	crypto_generichash_update(&st, signed_part, CP_SIGNED);
+	crypto_generichash_final(&st, out, AUDIT_HASH_BYTES);
+}
+
+static int
+checkpoint_get(struct vault *v, MDB_txn *txn, struct checkpoint *cp)
+{
+	MDB_val k = { sizeof(CP_KEY) - 1, CP_KEY }, val;
+	uint8_t mac[AUDIT_HASH_BYTES];
+	const uint8_t *p;
+	int rc = mdb_get(txn, v->store->meta, &k, &val);
+
+	memset(cp, 0, sizeof(*cp));
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return store_err(v->store, rc, "get audit checkpoint");
+	cp->found = true;
+	p = val.mv_data;
+	if (val.mv_size != CP_BYTES || p[0] != CP_FORMAT) {
+		cp->bad = true;
+		return 0;
+	}
+	checkpoint_mac(keyring_audit_key(v->kr), p, mac);
+	cp->bad = sodium_memcmp(mac, p + CP_SIGNED, AUDIT_HASH_BYTES) != 0;
+	cp->seq = store_get_u64(p + 1);
+	memcpy(cp->hash, p + 9, AUDIT_HASH_BYTES);
+	return 0;
+}
+
+/* The first entry missing below seq: one past the last entry before it. */
+static uint64_t
+first_missing(MDB_cursor *cur, uint64_t seq)
+{
+	uint8_t key[8];
+	MDB_val k = { 8, key }, val;
+	int rc;
+
+	store_put_u64(key, seq);
+	rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
+	rc = mdb_cursor_get(cur, &k, &val, rc == 0 ? MDB_PREV : MDB_LAST);
+	if (rc != 0 || k.mv_size != 8 || store_get_u64(k.mv_data) >= seq)
+		return 1;
+	return store_get_u64(k.mv_data) + 1;
+}
+
+static void
+bad_at(struct audit_check *c, uint64_t seq, const char *why)
+{
+	c->first_bad = seq;
+	c->why = why;
+}
+
+/*
+ * The chain in txn, from entry 1 (whole) or from the checkpoint's entry,
+ * whose hash the checkpoint vouches for. end_hash: the last entry's hash.
+ */
+static int
+check_txn(struct vault *v, MDB_txn *txn, bool whole, struct audit_check *c,
+    uint8_t end_hash[AUDIT_HASH_BYTES], uint8_t head[AUDIT_HASH_BYTES])
+{
+	const uint8_t *akey = keyring_audit_key(v->kr);
+	uint8_t prev[AUDIT_HASH_BYTES] = { 0 }, h[AUDIT_HASH_BYTES], key[8];
+	struct checkpoint cp;
+	uint64_t head_seq, expect;
 	MDB_cursor *cur = NULL;
-	MDB_val k, val;
+	MDB_val k = { 8, key }, val;
+	bool anchored, cp_ok, missing = false;
 	int rc, r;
 
-	*entries = 0;
-	*first_bad = 0;
-	if (v->jn != NULL && (r = journal_sync(v->jn)) != 0)
+	memset(c, 0, sizeof(*c));
+	if ((r = checkpoint_get(v, txn, &cp)) != 0 ||
+	    (r = audit_head(v, txn, &head_seq, head)) != 0)
 		return r;
-	/* One snapshot, so appends during the check do not confuse it. */
-	if ((r = store_read_begin(v->store, &txn)) != 0)
-		return r;
-	if ((r = audit_head(v, txn, &head_seq, head)) != 0)
-		goto out;
-	if ((rc = mdb_cursor_open(txn, v->store->audit, &cur)) != 0) {
-		r = store_err(v->store, rc, "open cursor");
-		goto out;
-	}
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
+	c->checkpoint_bad = cp.bad;
+	cp_ok = cp.found && !cp.bad && cp.seq > 0;
+	c->checkpoint = cp_ok ? cp.seq : 0;
+	anchored = cp_ok && !whole;
+	expect = c->from = anchored ? cp.seq : 1;
+	if ((rc = mdb_cursor_open(txn, v->store->audit, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	store_put_u64(key, expect);
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == 0;
 	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
 		const uint8_t *p = val.mv_data;
 		uint64_t seq = k.mv_size == 8 ? store_get_u64(k.mv_data) : 0;
 
-		(*entries)++;
-		if (seq != expect || val.mv_size < HDR || p[0] != REC_FORMAT ||
-		    sodium_memcmp(p + 9, prev, AUDIT_HASH_BYTES) != 0) {
-			*first_bad = expect;
+		c->entries++;
+		if (seq != expect) {
+			bad_at(c, expect, "is missing");
+			missing = true;
 			break;
 		}
-		chain_hash(keyring_audit_key(v->kr), seq, p + 1, p + HDR,
-		    val.mv_size - HDR, h);
-		if (sodium_memcmp(h, p + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES) != 0) {
-			*first_bad = seq;
+		if (val.mv_size < HDR || p[0] != REC_FORMAT) {
+			bad_at(c, seq, "is malformed");
+			break;
+		}
+		/* The checkpoint's entry: its hash, over its prev, is vouched for. */
+		if (anchored && seq == cp.seq)
+			memcpy(prev, p + 9, AUDIT_HASH_BYTES);
+		if (sodium_memcmp(p + 9, prev, AUDIT_HASH_BYTES) != 0) {
+			bad_at(c, seq, "does not follow the entry before it");
+			break;
+		}
+		chain_hash(akey, seq, p + 1, p + HDR, val.mv_size - HDR, h);
+		if (sodium_memcmp(h, p + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES) != 0 ||
+		    (cp_ok && seq == cp.seq &&
+		    sodium_memcmp(h, cp.hash, AUDIT_HASH_BYTES) != 0)) {
+			bad_at(c, seq, "was changed");
 			break;
 		}
 		memcpy(prev, h, AUDIT_HASH_BYTES);
 		expect++;
 	}
-	if (*first_bad == 0 && rc != MDB_NOTFOUND && rc != 0)
+	if (c->first_bad == 0 && rc != 0 && rc != MDB_NOTFOUND)
 		r = store_err(v->store, rc, "scan audit");
+	else if (c->first_bad == 0 && cp_ok && expect <= cp.seq) {
+		bad_at(c, expect, "is missing: the log ends before its checkpoint");
+		missing = true;
+	}
 	/* Entries cut from the end show as a head the chain does not reach. */
-	if (r == 0 && *first_bad == 0 && (expect - 1 != head_seq ||
+	else if (c->first_bad == 0 && (expect - 1 != head_seq ||
 	    sodium_memcmp(prev, head, AUDIT_HASH_BYTES) != 0))
-		*first_bad = expect;
-out:
+		bad_at(c, expect, "does not match the recorded head");
+	/* Missing from the checkpoint's entry on: maybe from before it. */
+	if (r == 0 && missing && anchored && c->first_bad == cp.seq)
+		c->first_bad = first_missing(cur, cp.seq);
 	mdb_cursor_close(cur);
+	if (r == 0 && c->first_bad == 0) {
+		c->end = expect - 1;
+		memcpy(end_hash, prev, AUDIT_HASH_BYTES);
+	}
+	return r;
+}
+
+struct record_job {
+	struct vault *v;
+	uint64_t seq;
+	uint8_t hash[AUDIT_HASH_BYTES];
+};
+
+/* Moves the checkpoint forward, never back; a damaged one stays as evidence. */
+static int
+record_apply(MDB_txn *txn, void *arg)
+{
+	struct record_job *job = arg;
+	struct vault *v = job->v;
+	uint8_t rec[CP_BYTES];
+	MDB_val k = { sizeof(CP_KEY) - 1, CP_KEY }, val = { sizeof(rec), rec };
+	struct checkpoint cp;
+	int rc, r;
+
+	if ((r = checkpoint_get(v, txn, &cp)) != 0)
+		return r;
+	if (cp.bad || (cp.found && cp.seq >= job->seq))
+		return 0;
+	rec[0] = CP_FORMAT;
+	store_put_u64(rec + 1, job->seq);
+	memcpy(rec + 9, job->hash, AUDIT_HASH_BYTES);
+	checkpoint_mac(keyring_audit_key(v->kr), rec, rec + CP_SIGNED);
+	if ((rc = mdb_put(txn, v->store->meta, &k, &val, 0)) != 0)
+		return store_err(v->store, rc, "put audit checkpoint");
+	return 0;
+}
+
+int
+audit_check(struct vault *v, bool whole, bool record, struct audit_check *c)
+{
+	struct record_job job = { v, 0, { 0 } };
+	uint8_t head[AUDIT_HASH_BYTES];
+	MDB_txn *txn = NULL;
+	int r;
+
+	memset(c, 0, sizeof(*c));
+	/* One snapshot, so appends during the check do not confuse it. */
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	r = check_txn(v, txn, whole, c, job.hash, head);
 	mdb_txn_abort(txn);
+	if (r != 0 || !record || !audit_check_ok(c) || c->end <= c->checkpoint)
+		return r;
+	job.seq = c->end;
+	return writer_submit_lazy(v->wr, record_apply, &job);
+}
+
+void
+audit_check_describe(const struct audit_check *c, char *buf, size_t len)
+{
+	int n = 0;
+
+	if (c->checkpoint_bad)
+		n = snprintf(buf, len, "the checkpoint fails its MAC (it was "
+		    "changed outside vaultd)%s", c->first_bad ? "; and " : "");
+	if (n < 0 || (size_t)n >= len)
+		return;
+	if (c->first_bad != 0)
+		snprintf(buf + n, len - (size_t)n, "entry %llu %s (%llu entries "
+		    "read from entry %llu)", (unsigned long long)c->first_bad,
+		    c->why, (unsigned long long)c->entries,
+		    (unsigned long long)c->from);
+}
+
+int
+audit_verify(struct vault *v, uint64_t *entries, uint8_t head[AUDIT_HASH_BYTES],
+    uint64_t *first_bad)
+{
+	uint8_t end[AUDIT_HASH_BYTES];
+	struct audit_check c;
+	MDB_txn *txn = NULL;
+	int r;
+
+	*entries = 0;
+	*first_bad = 0;
+	if (v->jn != NULL && (r = journal_sync(v->jn)) != 0)
+		return r;
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	r = check_txn(v, txn, true, &c, end, head);
+	mdb_txn_abort(txn);
+	*entries = c.entries;
+	*first_bad = c.first_bad;
 	return r;
 }

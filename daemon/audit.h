@@ -18,11 +18,27 @@
  *            was most of its write cost
  * meta:      "audit_head" -> seq(8) | hash(32)
  *            "audit_indexed" -> seq(8): entries up to it are in audit_ref
+ *            "audit_checkpoint" -> fmt(1) | seq(8) | hash(32) | mac(32)
  *
  * hash = keyed BLAKE2b-256(audit key, "vaultd audit v1" | seq | at | prev |
  * fields). The audit key is a vault key sealed under the master key, so the
  * chain cannot be rebuilt by someone who can only write the files; and a
  * signed checkpoint of the head can be kept outside the vault.
+ *
+ * Text fields hold only valid UTF-8 without control characters. Anything
+ * else is stored escaped: "invalid-utf8:" then printable ASCII as it is and
+ * every other byte (and the backslash) as \xNN. Valid text that starts
+ * with that mark is escaped too, so the form always tells.
+ *
+ * The checkpoint says "the chain was checked up to entry seq, whose hash
+ * is hash": mac = keyed BLAKE2b-256(audit key, "vaultd audit checkpoint v1"
+ * | fmt | seq | hash), so it cannot be moved forward by someone who can only
+ * write the files (which would skip the check). It only moves forward, and
+ * only over a chain just checked: at start, every second while the
+ * daemon runs, and at a clean stop. Start-up checks the checkpoint, its
+ * entry, and every entry after it; an older checkpoint put back only makes
+ * the check longer. Entries before it are checked by the whole check
+ * (vaultd --verify-audit, Audit.VerifyAudit).
  */
 #ifndef VAULT_AUDIT_H
 #define VAULT_AUDIT_H
@@ -68,15 +84,17 @@ struct audit_entry {
 int audit_append_txn(struct vault *v, MDB_txn *txn,
     const struct audit_rec *rec) VAULT_WUR;
 /*
- * The entry body: rec's fields, each a 2-byte length and its bytes (fields
- * longer than 1024 bytes are cut). Returns its length.
+ * The entry body: rec's fields, each a 2-byte length and its bytes, text in
+ * its stored form (above; cut to whole characters within 1024 bytes).
+ * Returns its length.
  */
 size_t audit_encode(const struct audit_rec *rec, uint8_t buf[AUDIT_BODY_MAX]);
 /* 0 when body is a well-formed entry body, else VAULT_ERR_STATE. */
 int audit_check_body(const uint8_t *body, size_t len) VAULT_WUR;
 /*
  * In a write txn: appends an encoded entry made at at_ms; with index, also
- * to the consumer index (else audit_index adds it later).
+ * to the consumer index (else audit_index adds it later). A text field not
+ * in its stored form (a body audit_encode did not make) is escaped.
  */
 int audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
     const uint8_t *body, size_t len, bool index) VAULT_WUR;
@@ -128,10 +146,38 @@ int audit_scan(struct vault *v, uint64_t after_seq, const uint8_t *ref,
 
 /*
  * Checks the whole chain: contiguous sequence numbers, each entry's prev is
- * the previous hash, each hash recomputes, the last is the recorded head.
- * *first_bad is 0 when all is well.
+ * the previous hash, each hash recomputes, the last is the recorded head,
+ * and the log reaches the checkpoint and agrees with it. *first_bad is 0
+ * when all is well. Moves the journal's entries in first.
  */
 int audit_verify(struct vault *v, uint64_t *entries,
     uint8_t head[AUDIT_HASH_BYTES], uint64_t *first_bad) VAULT_WUR;
+
+/* What a check of the chain found (audit_check). */
+struct audit_check {
+	uint64_t checkpoint;	/* the checkpoint's entry; 0: none */
+	bool checkpoint_bad;	/* it fails its MAC: changed outside vaultd */
+	uint64_t from;		/* the first entry checked */
+	uint64_t entries;	/* entries read */
+	uint64_t first_bad;	/* the first entry missing or changed; 0: none */
+	const char *why;	/* what is wrong with it, for the log */
+	uint64_t end;		/* the last entry, when all is well */
+};
+
+/*
+ * Checks the chain in one snapshot: with whole, every entry; else the
+ * checkpoint, its entry and every entry after it (all of them when there is
+ * no checkpoint). With record, when all is well, moves the checkpoint to
+ * the end (a lazy commit; nothing is written otherwise).
+ */
+int audit_check(struct vault *v, bool whole, bool record,
+    struct audit_check *c) VAULT_WUR;
+static inline bool
+audit_check_ok(const struct audit_check *c)
+{
+	return !c->checkpoint_bad && c->first_bad == 0;
+}
+/* What is wrong, for the log ("entry 8 does not verify ..."); no data. */
+void audit_check_describe(const struct audit_check *c, char *buf, size_t len);
 
 #endif

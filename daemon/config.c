@@ -10,7 +10,9 @@
 
 #include "config.h"
 
-enum setting_type { SET_STRING, SET_PATH, SET_OPT_PATH, SET_INT, SET_BOOL };
+/* SET_CHOICE: a string; def_str lists the values allowed, "a|b", a the default. */
+enum setting_type { SET_STRING, SET_PATH, SET_OPT_PATH, SET_INT, SET_BOOL,
+	SET_CHOICE };
 
 /* The settings table: name, type, default, bounds, where it lands. */
 static const struct setting {
@@ -55,6 +57,7 @@ static const struct setting {
 	{ "shred_epoch_s", SET_INT, NULL, 0, 0, INT32_MAX, offsetof(struct config, shred_epoch_s) },
 	{ "shred_retain_s", SET_INT, NULL, 86400, 0, INT32_MAX, offsetof(struct config, shred_retain_s) },
 	{ "log_level", SET_STRING, "info", 0, 0, 0, offsetof(struct config, log_level) },
+	{ "audit_broken", SET_CHOICE, "refuse|not_serving", 0, 0, 0, offsetof(struct config, audit_broken) },
 };
 
 #define fail(err, errlen, ...) \
@@ -70,6 +73,22 @@ resolve_path(const char *base, const char *p)
 	if (asprintf(&out, "%s/%s", base, p) < 0)
 		return NULL;
 	return out;
+}
+
+/* True when s is one of choices ("a|b|c"). */
+static bool
+is_choice(const char *choices, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || strchr(s, '|') != NULL)
+		return false;
+	for (const char *p = choices; p != NULL; p = strchr(p, '|')) {
+		p += *p == '|';
+		if (strncmp(p, s, n) == 0 && (p[n] == '|' || p[n] == '\0'))
+			return true;
+	}
+	return false;
 }
 
 static int
@@ -88,7 +107,8 @@ load_settings(struct config *cfg, config_t *lc, const char *base, char *err,
 			bool ok = (s->type == SET_INT && t == CONFIG_TYPE_INT) ||
 			    (s->type == SET_BOOL && t == CONFIG_TYPE_BOOL) ||
 			    ((s->type == SET_STRING || s->type == SET_PATH ||
-			    s->type == SET_OPT_PATH) && t == CONFIG_TYPE_STRING);
+			    s->type == SET_OPT_PATH || s->type == SET_CHOICE) &&
+			    t == CONFIG_TYPE_STRING);
 
 			if (!ok)
 				return fail(err, errlen, "line %d: '%s' has the wrong type",
@@ -112,6 +132,17 @@ load_settings(struct config *cfg, config_t *lc, const char *base, char *err,
 		}
 		if (s->type == SET_OPT_PATH && str == NULL)
 			continue;
+		if (s->type == SET_CHOICE) {
+			if (cs != NULL && !is_choice(s->def_str, str))
+				return fail(err, errlen, "line %d: '%s' must be one "
+				    "of %s", config_setting_source_line(cs), s->name,
+				    s->def_str);
+			*(char **)field = strndup(str, cs != NULL ? strlen(str) :
+			    strcspn(str, "|"));
+			if (*(char **)field == NULL)
+				return fail(err, errlen, "out of memory");
+			continue;
+		}
 		if (str[0] == '\0')
 			return fail(err, errlen, "'%s' must not be empty", s->name);
 		*(char **)field = s->type != SET_STRING ? resolve_path(base, str) :

@@ -45,6 +45,7 @@ struct config {
 	int shred_epoch_s;		/* rotate the master key this often; 0: never */
 	int shred_retain_s;		/* destroy a replaced version after this */
 	char *log_level;
+	char *audit_broken;		/* "refuse" or "not_serving" */
 	struct schema schema;
 };
 

@@ -1,6 +1,7 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "vault.h"
 #include "grpc/health/v1/health.pb-c.h"
 
 #define WATCH_POLL_MS 250
@@ -22,12 +23,15 @@ known_service(const char *name)
 	return false;
 }
 
+/* NOT_SERVING while stopping, and on a broken audit chain (audit_broken). */
 static Grpc__Health__V1__HealthCheckResponse__ServingStatus
 status_of(struct rpc_ctx *ctx, const char *service)
 {
+	const struct vault *v = rpc_app(ctx);
+
 	if (!known_service(service))
 		return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
-	return rpc_stopping(ctx) ?
+	return rpc_stopping(ctx) || v->audit_broken ?
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING :
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
 }

@@ -40,7 +40,9 @@ struct journal;
 /*
  * Opens the journal files in dir, moves the entries a crash left in them
  * into the audit log (durably), and starts the thread that moves entries in
- * every ingest_ms and indexes the log by consumer every index_ms.
+ * every ingest_ms, and every index_ms indexes the log by consumer and
+ * checks it since the audit checkpoint, moving that forward (audit.h). A
+ * break found turns v->audit_broken on.
  * VAULT_ERR_STATE when a journal file is damaged, or when
  * another process holds the journal (it takes an exclusive flock). Only
  * the daemon opens it; an in-process reader of the store does not.
@@ -59,7 +61,10 @@ int journal_append(struct journal *j, const struct audit_rec *recs,
 /* Moves every entry journaled so far into the audit log (committed). */
 int journal_sync(struct journal *j) VAULT_WUR;
 
-/* Moves the remaining entries in durably, then closes. NULL-safe. */
+/*
+ * Moves the remaining entries in durably, moves the audit checkpoint to the
+ * end (audit_check), then closes. NULL-safe.
+ */
 void journal_close(struct journal *j);
 
 #endif

@@ -2,7 +2,7 @@
  * vaultd: the encrypted personal-data vault daemon.
  *
  *   vaultd --dev [--data-dir DIR] [--listen HOST:PORT]   development vault
- *   vaultd --config FILE                                 production
+ *   vaultd --config FILE [--verify-audit]                production
  *   vaultd --check-config FILE                           validate and exit
  *   vaultd --gen-key FILE                                new master key file
  *   vaultd --hash-token (--config FILE | --dev)          token hash for a policy
@@ -18,9 +18,11 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include <sodium.h>
 
+#include "audit.h"
 #include "auth.h"
 #include "config.h"
 #include "crypto.h"
@@ -39,7 +41,7 @@
 #define EXIT_USAGE 2
 
 struct options {
-	bool dev, hash_token, tls, purge_unknown;
+	bool dev, hash_token, tls, purge_unknown, verify_audit;
 	const char *data_dir, *listen, *config, *check_config, *gen_key,
 	    *log_level;
 };
@@ -49,7 +51,7 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: vaultd --dev [--tls] [--data-dir DIR] [--listen HOST:PORT]\n"
-	    "       vaultd --config FILE [--listen HOST:PORT]\n"
+	    "       vaultd --config FILE [--listen HOST:PORT] [--verify-audit]\n"
 	    "       vaultd --check-config FILE\n"
 	    "       vaultd --gen-key FILE\n"
 	    "       vaultd --hash-token (--config FILE | --dev [--data-dir DIR]) < token\n"
@@ -62,6 +64,8 @@ usage(FILE *f)
 	    "  --data-dir DIR     where --dev keeps its config, keys and store\n"
 	    "  --listen ADDR      host:port to serve on (default 127.0.0.1:50051)\n"
 	    "  --config FILE      run with this config file\n"
+	    "  --verify-audit     at start, check the whole audit chain (by default,\n"
+	    "                     the entries since the last checkpoint)\n"
 	    "  --check-config F   validate a config and its policy, then exit\n"
 	    "  --gen-key FILE     write a new 32-byte master key file (mode 0600)\n"
 	    "  --hash-token       read a bearer token on stdin, print its policy hash\n"
@@ -86,6 +90,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "purge-unknown-attributes", no_argument, NULL, 'P' },
 		{ "tls", no_argument, NULL, 'T' },
 		{ "log-level", required_argument, NULL, 'L' },
+		{ "verify-audit", no_argument, NULL, 'A' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -106,6 +111,7 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'P': o->purge_unknown = true; break;
 		case 'T': o->tls = true; break;
 		case 'L': o->log_level = optarg; break;
+		case 'A': o->verify_audit = true; break;
 		case 'V': printf("vaultd %s\n", VAULTD_VERSION); exit(0);
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
@@ -275,8 +281,57 @@ reload(struct server *srv, const struct config *cfg)
 	    "read again at the next handshake" : "");
 }
 
+static uint64_t
+monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * The audit chain before anything is served: the entries since the last
+ * checkpoint, or (whole) all of them. Broken, the start is refused, or
+ * with audit_broken = "not_serving" health answers NOT_SERVING. Only an
+ * intact chain writes (its checkpoint), so a refused start changes nothing.
+ */
 static int
-serve(struct config *cfg, bool dev)
+check_audit(struct vault *v, const struct config *cfg, bool whole)
+{
+	uint64_t t0 = monotonic_ms();
+	struct audit_check c;
+	char what[256];
+	int r;
+
+	if ((r = audit_check(v, whole, true, &c)) != 0) {
+		log_error("cannot check the audit log: %s", vault_strerror(r));
+		return -1;
+	}
+	if (audit_check_ok(&c)) {
+		log_info("audit log intact: %llu entries checked (%s) in %llu ms",
+		    (unsigned long long)c.entries, whole ? "the whole chain, "
+		    "--verify-audit" : c.checkpoint ? "since the checkpoint" :
+		    "the whole chain: no checkpoint yet",
+		    (unsigned long long)(monotonic_ms() - t0));
+		return 0;
+	}
+	audit_check_describe(&c, what, sizeof(what));
+	if (strcmp(cfg->audit_broken, "not_serving") != 0) {
+		log_error("the audit log is broken: %s; refusing to start "
+		    "(audit_broken = \"refuse\"). Restore the store from a "
+		    "backup, or set audit_broken = \"not_serving\" to inspect it "
+		    "with Audit.VerifyAudit", what);
+		return -1;
+	}
+	v->audit_broken = 1;
+	log_error("the audit log is broken: %s; serving with health "
+	    "NOT_SERVING (audit_broken = \"not_serving\")", what);
+	return 0;
+}
+
+static int
+serve(struct config *cfg, bool dev, bool verify_audit)
 {
 	struct auth *auth = NULL;
 	struct vault *v = NULL;
@@ -313,6 +368,10 @@ serve(struct config *cfg, bool dev)
 		log_error("cannot open the vault; nothing was written");
 		goto out;
 	}
+	if (verify_audit)
+		log_info("checking the whole audit chain (--verify-audit)");
+	if (check_audit(v, cfg, verify_audit) != 0)
+		goto out;
 	if (journal_open(&v->jn, v, cfg->store_dir, JOURNAL_INGEST_MS,
 	    JOURNAL_INDEX_MS) != 0) {
 		log_error("cannot open the audit journal; stopping");
@@ -429,7 +488,7 @@ main(int argc, char **argv)
 		return r;
 	}
 	server_global_init();
-	r = serve(cfg, o.dev);
+	r = serve(cfg, o.dev, o.verify_audit);
 	server_global_shutdown();
 	config_free(cfg);
 	return r;

@@ -23,6 +23,8 @@ struct vault {
 	struct tokenizer *tok;
 	/* Audit entries of calls that write nothing; the daemon opens it. */
 	struct journal *jn;
+	/* The audit chain failed a check: health answers NOT_SERVING. */
+	volatile int audit_broken;
 };
 
 struct journal;

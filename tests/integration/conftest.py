@@ -75,7 +75,8 @@ class Daemon:
                                      stderr=subprocess.STDOUT)
         return self.proc
 
-    def start(self, *extra):
+    def start(self, *extra, ready=(health_pb.HealthCheckResponse.SERVING,)):
+        """Spawns vaultd and waits until its health is one of ready."""
         self.spawn(*extra)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -83,7 +84,7 @@ class Daemon:
                 raise AssertionError(f"vaultd exited {self.proc.returncode}:\n"
                                      + self.log())
             try:
-                if self.health() == health_pb.HealthCheckResponse.SERVING:
+                if self.health() in ready:
                     return self
             except (grpc.RpcError, FileNotFoundError):
                 pass

@@ -10,7 +10,7 @@ import grpc
 import lmdb
 import pytest
 
-from conftest import SANITIZER_MARKS, VAULTD, pb
+from conftest import health_pb, SANITIZER_MARKS, VAULTD, pb
 
 CID = "know-me@example.test"
 EXPORT = "/vault.v1.Consumers/ExportConsumer"
@@ -235,7 +235,11 @@ def test_old_comma_joined_entries_still_export(daemon):
             txn.put(ref, seq.to_bytes(8, "big"), db=idx)
         txn.put(b"audit_head", seq.to_bytes(8, "big") + bytes(32), db=meta)
     env.close()
-    daemon.start()
+    # The forged entries cannot carry real chain hashes (the audit key is
+    # secret): the daemon must be told to serve on a broken chain.
+    conf = daemon.data_dir / "vaultd.conf"
+    conf.write_text(conf.read_text() + '\naudit_broken = "not_serving";\n')
+    daemon.start(ready=(health_pb.HealthCheckResponse.NOT_SERVING,))
     by = {method(a.method): a for a in export(daemon).access_history}
     assert list(by["GetAttributes"].attribute_names) == ["email", "age"]
     assert list(by["SetConsent"].attribute_names) == []

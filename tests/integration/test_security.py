@@ -229,7 +229,12 @@ def tamper(d, fn):
     with env.begin(write=True, db=db) as txn:
         fn(txn)
     env.close()
-    d.start()
+    # A change after the checkpoint stops the start (test_audit_startup.py);
+    # here the daemon serves on, NOT_SERVING, for VerifyAudit to find it.
+    conf = d.data_dir / "vaultd.conf"
+    conf.write_text(conf.read_text() + 'audit_broken = "not_serving";\n')
+    d.start(ready=(health_pb.HealthCheckResponse.SERVING,
+                   health_pb.HealthCheckResponse.NOT_SERVING))
     return d.call("/vault.v1.Audit/VerifyAudit", pb.VerifyAuditRequest(),
                   pb.VerifyAuditResponse)
 

@@ -99,6 +99,33 @@ test_errors_name_the_problem(void **state)
 	assert_null(cfg);
 }
 
+/* A choice setting: the first value is the default, others are refused. */
+static void
+test_audit_broken_is_a_choice(void **state)
+{
+	static const char *bad[] = { "ignore", "", "refuse|not_serving", "refus",
+	    "not_serving|" };
+	struct config *cfg = test_config(dir);
+	char err[512], text[512];
+
+	(void)state;
+	assert_string_equal(cfg->audit_broken, "refuse");
+	config_free(cfg);
+	assert_int_equal(load("audit_broken = \"not_serving\";\nschema = ( { "
+	    "name = \"a\"; type = \"int\"; } );\n" PURPOSES, &cfg, err,
+	    sizeof(err)), 0);
+	assert_string_equal(cfg->audit_broken, "not_serving");
+	config_free(cfg);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "audit_broken = \"%s\";\nschema = ( "
+		    "{ name = \"a\"; type = \"int\"; } );\n" PURPOSES, bad[i]);
+		assert_int_equal(load(text, &cfg, err, sizeof(err)),
+		    VAULT_ERR_CONFIG);
+		assert_non_null(strstr(err, "'audit_broken'"));
+		assert_null(cfg);
+	}
+}
+
 static void
 test_loopback(void **state)
 {
@@ -120,6 +147,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults_and_paths),
 		cmocka_unit_test(test_errors_name_the_problem),
+		cmocka_unit_test(test_audit_broken_is_a_choice),
 		cmocka_unit_test(test_loopback),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
