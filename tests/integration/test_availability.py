@@ -3,8 +3,7 @@ no shared worker and are capped per principal, unauthenticated streams have
 their own small pool, anonymous denials are counted rather than logged one
 by one, and oversized requests are refused without growing the process."""
 import concurrent.futures
-import re
-import threading
+import os
 import time
 
 import grpc
@@ -189,7 +188,10 @@ def test_oversized_requests_are_refused_without_buffering(daemon):
     print(f"peak RSS: {before / 1024:.0f} MB before, {peak / 1024:.0f} MB after "
           "8 concurrent 64 MiB requests")
     # The transport's quota (transport_memory_mb, 64 by default) bounds it.
-    assert peak - before < 128 * 1024, (before, peak)
+    # AddressSanitizer keeps freed memory in quarantine (256 MB): its RSS
+    # says nothing about gRPC's buffering, so the bound is the normal build's.
+    if "ASAN_OPTIONS" not in os.environ:
+        assert peak - before < 128 * 1024, (before, peak)
     assert daemon.health() == 1
     daemon.put("after-big", age="33")
     assert daemon.get("after-big") == {"age": "33"}
