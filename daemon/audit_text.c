@@ -1,6 +1,7 @@
 #include <string.h>
 
 #include "audit_text.h"
+#include "utf8.h"
 
 #define MARK "invalid-utf8:"
 #define MARK_LEN (sizeof(MARK) - 1)
@@ -13,28 +14,10 @@
 static size_t
 text_char(const uint8_t *p, size_t n)
 {
-	uint32_t c = p[0];
-	size_t len;
+	uint32_t c;
+	size_t len = utf8_char(p, n, &c);
 
-	if (c < 0x80)
-		return c >= 0x20 && c != 0x7f ? 1 : 0;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2, c &= 0x1f;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3, c &= 0x0f;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4, c &= 0x07;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		c = c << 6 | (p[i] & 0x3f);
-	}
-	if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) ||
-	    c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff) || c <= 0x9f /* C1 */)
+	if (len == 0 || c < 0x20 || c == 0x7f || (c >= 0x80 && c <= 0x9f))
 		return 0;
 	return len;
 }

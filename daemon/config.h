@@ -36,6 +36,9 @@ struct config {
 	int auth_failures_per_peer;	/* a peer's failed authentications a minute */
 	int denial_audit_interval_s;	/* anonymous denials: one entry per interval */
 	int transport_memory_mb;	/* gRPC's buffers of every connection */
+	int max_pending_requests;	/* calls awaiting their request message */
+	int max_pending_requests_per_peer;
+	int request_timeout_ms;
 	int suppression_k;		/* default k for categorical features */
 	int ledger_retention_s;		/* deletion events are kept this long */
 	int request_retention_s;	/* know, delete, opt-out request records */

@@ -277,8 +277,9 @@ fetch_snapshot(struct vault *v, const struct fetch_query *q,
 	cur = NULL;
 	mdb_txn_abort(txn);
 	txn = NULL;
-	if ((r = suppress_rare(v, q, set)) == 0)
-		r = order_rows(q, set);
+	/* Counted over the rows this call releases, after the page token. */
+	if ((r = order_rows(q, set)) == 0)
+		r = suppress_rare(v, q, set);
 out:
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);

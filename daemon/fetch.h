@@ -2,11 +2,11 @@
  * Pseudonymous, tokenized feature rows for ML.
  *
  * A stream starts from one read-only snapshot: every consumer whose consent
- * covers the purpose, each as stream position, ref, pseudonym and one token
- * per attribute. Rare-value suppression counts over exactly those rows: a
- * categorical token held by fewer than k of them becomes the attribute's
- * OTHER token, so every other token the stream releases is held by at least
- * k of its rows. The rows then go out in stream-position order (a keyed
+ * covers the purpose (after the page token's position, if any), each as
+ * stream position, ref, pseudonym and one token per attribute. Rare-value
+ * suppression counts over exactly those rows: a categorical token held by
+ * fewer than k of them becomes the attribute's OTHER token, so every other
+ * token the call releases is held by at least k of its rows. The rows then go out in stream-position order (a keyed
  * permutation per purpose, see tokenize.h), a page at a time; before each
  * page, its consumers are checked again in a fresh transaction, and those
  * deleted or no longer consenting since the snapshot are left out (so a

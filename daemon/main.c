@@ -393,6 +393,9 @@ serve(struct config *cfg, bool dev, bool verify_audit)
 	    .auth_failures_per_peer = cfg->auth_failures_per_peer,
 	    .denial_audit_interval_s = cfg->denial_audit_interval_s,
 	    .transport_memory_mb = cfg->transport_memory_mb,
+	    .max_pending_requests = cfg->max_pending_requests,
+	    .max_pending_requests_per_peer = cfg->max_pending_requests_per_peer,
+	    .request_timeout_ms = cfg->request_timeout_ms,
 	    .audit = &audit_sink,
 	    .strings = &dispatch_strings };
 	if (server_start(&srv, &so, dispatch_methods, dispatch_n_methods, v,

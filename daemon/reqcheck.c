@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "reqcheck.h"
+#include "utf8.h"
 
 #define MAX_DEPTH 16
 
@@ -16,68 +17,6 @@ struct walk {
 	size_t msg_len;
 	char path[160];
 };
-
-bool
-reqcheck_text(const uint8_t *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		uint8_t c = s[i];
-		uint32_t cp;
-		size_t n;
-
-		if (c == 0)
-			return false;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			cp = c & 0x07;
-		} else {
-			return false;	/* a continuation byte, 0xc0/0xc1, or > 0xf4 */
-		}
-		if (len - i <= n)
-			return false;
-		for (size_t k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += n + 1;
-	}
-	return true;
-}
-
-size_t
-reqcheck_utf8_prefix(const char *s, size_t len)
-{
-	size_t i = len, have, need;
-	uint8_t lead;
-
-	/* s is valid UTF-8 cut at len: find the last sequence's lead byte. */
-	while (i > 0 && len - i < 3 && ((uint8_t)s[i - 1] & 0xc0) == 0x80)
-		i--;
-	if (i == 0)
-		return 0;
-	lead = (uint8_t)s[i - 1];
-	if (lead < 0x80)
-		return i == len ? len : i;
-	need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
-	have = len - (i - 1);
-	return have >= need ? len : i - 1;
-}
 
 static int
 walk_fail(struct walk *w, const char *fmt, const char *field)
@@ -129,7 +68,7 @@ check_field(struct walk *w, const ProtobufCFieldDescriptor *f,
 			r = walk_fail(w, "%s: too long", w->path);
 		else if (memchr(val, 0, n) != NULL)
 			r = walk_fail(w, "%s: contains a NUL character", w->path);
-		else if (!reqcheck_text(val, n))
+		else if (!utf8_valid(val, n))
 			r = walk_fail(w, "%s: not valid UTF-8", w->path);
 	} else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
 		r = walk_message(w, f->descriptor, val, val + n, depth + 1);

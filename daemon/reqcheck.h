@@ -37,12 +37,4 @@ int reqcheck_message(const ProtobufCMessageDescriptor *desc,
     const uint8_t *buf, size_t len, const struct reqcheck_opts *opts,
     char *msg, size_t msg_len) VAULT_WUR;
 
-/* Whether s[0..len) is valid UTF-8 (no overlong forms, surrogates or
- * code points past U+10FFFF) and holds no NUL. */
-bool reqcheck_text(const uint8_t *s, size_t len);
-
-/* The longest prefix of s[0..len) that does not end inside a UTF-8
- * sequence: for cutting text to fit a buffer. */
-size_t reqcheck_utf8_prefix(const char *s, size_t len);
-
 #endif

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "schema.h"
+#include "utf8.h"
 
 static const char *const type_names[] = {
 	[ATTR_STRING] = "string", [ATTR_INT] = "int", [ATTR_DATE] = "date",
@@ -76,48 +77,18 @@ schema_find_purpose(const struct schema *s, const char *name, size_t len)
 	return -1;
 }
 
-/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
+/* Strict UTF-8 without NUL; C0 controls and DEL only if allow_control. */
 static bool
 valid_utf8(const unsigned char *p, size_t len, bool allow_control)
 {
-	size_t i = 0;
+	size_t i = 0, n;
+	uint32_t cp;
 
 	while (i < len) {
-		unsigned c = p[i];
-		size_t n;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			if (!allow_control && (c < 0x20 || c == 0x7f))
-				return false;
-			if (c == 0)
-				return false;
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			cp = c & 0x07;
-		} else {
+		if ((n = utf8_char(p + i, len - i, &cp)) == 0 || cp == 0 ||
+		    (!allow_control && (cp < 0x20 || cp == 0x7f)))
 			return false;
-		}
-		if (i + n >= len)
-			return false;
-		for (size_t j = 1; j <= n; j++) {
-			if ((p[i + j] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (p[i + j] & 0x3f);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += n + 1;
+		i += n;
 	}
 	return true;
 }

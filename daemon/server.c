@@ -29,9 +29,11 @@
 #include "log.h"
 #include "reqcheck.h"
 #include "server.h"
+#include "utf8.h"
 #include "timeutil.h"
 
 #define ARMED_PER_CQ 16
+#define MAX_CALLS_PER_CONNECTION 256
 #define MAX_QUEUED 4096
 
 struct server;
@@ -72,6 +74,11 @@ struct rpc_ctx {			/* one call; handlers know it as rpc_ctx */
 	int early_err;			/* refused before dispatch: audit, then answer */
 	char *peer;			/* the connection (address:port), gpr-owned */
 	const char *deny_reason;	/* why authentication failed (static) */
+	/* While the request message is awaited (srv->awaiting, under srv->mu). */
+	struct rpc_ctx *await_prev, *await_next;
+	int64_t await_since_ms;
+	struct counter *await_slot;
+	bool awaiting, await_cancelled;
 	struct counter *stream_slot;	/* the count this stream holds, if any */
 	bool audited;
 	struct rpc_audit audit;
@@ -118,8 +125,13 @@ struct server {
 	int public_streams;
 	struct counter *principal_streams, *peer_streams;
 	struct denials *denials;
-	pthread_t denial_thread;
-	bool denial_stop;		/* under mu; state_cv wakes the thread */
+	pthread_t sweeper;
+	pthread_cond_t sweep_cv;
+	bool sweeper_stop;		/* under mu; sweep_cv wakes the sweeper */
+	/* Calls whose request message has not arrived yet; n_: anonymous. */
+	struct rpc_ctx *awaiting;
+	int n_awaiting, max_pending, max_pending_per_peer, request_timeout_ms;
+	struct counter *peer_awaiting, *principal_awaiting;
 	const struct reqcheck_opts *strings;
 	struct worker *workers;
 	int n_workers;
@@ -171,6 +183,15 @@ default_message(int err)
 	case VAULT_ERR_INTERNAL: return "internal error; see the server log";
 	default: return vault_strerror(err);
 	}
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ------------------------------------------------------- wiped memory */
@@ -324,7 +345,7 @@ audit_text(char *dst, size_t size, const char *src)
 	size_t n = strlen(src);
 
 	if (n >= size)
-		n = reqcheck_utf8_prefix(src, size - 1);
+		n = utf8_prefix(src, size - 1);
 	memcpy(dst, src, n);
 	dst[n] = '\0';
 }
@@ -593,6 +614,21 @@ on_close(struct tag *t, bool ok)
 	call_unref(c);
 }
 
+/*
+ * Ends an anonymous call refused for a limit with RST_STREAM instead of a
+ * status: a flooding client that never closes its side would otherwise
+ * keep every refused stream half open in the transport.
+ */
+static void
+reset(struct rpc_ctx *c, int err)
+{
+	if (c->errmsg[0] == '\0')
+		snprintf(c->errmsg, sizeof(c->errmsg), "%s", default_message(err));
+	grpc_call_cancel_with_status(c->call, status_from_err(err), c->errmsg,
+	    NULL);
+	call_unref(c);	/* no final batch will come to drop the call's own */
+}
+
 /* ------------------------------------------------------------ workers */
 
 static void
@@ -745,13 +781,14 @@ stream_main(void *arg)
  * Takes a stream slot for c, under srv->mu: authenticated streams share
  * max_streams and each principal has at most max_streams_per_principal;
  * unauthenticated ones (health Watch) have a pool of their own, at most
- * max_public_streams_per_peer a connection, so they never crowd out the
- * others. Returns 0, or the refusal set on c.
+ * max_public_streams_per_peer an address, so they never crowd out the
+ * others and one host cannot take the whole pool. Returns 0, or the refusal set on c.
  */
 static int
 take_stream_slot(struct rpc_ctx *c)
 {
 	struct server *srv = c->srv;
+	char addr[DENIAL_PEER_MAX];
 	struct counter *e;
 	int held;
 
@@ -759,12 +796,13 @@ take_stream_slot(struct rpc_ctx *c)
 		if (srv->public_streams >= srv->max_public_streams)
 			return rpc_fail(c, VAULT_ERR_LIMIT, "too many unauthenticated "
 			    "streams (max_public_streams); retry later");
-		if ((e = counter_get(&srv->peer_streams, c->peer)) == NULL)
+		denials_peer_address(c->peer, addr);
+		if ((e = counter_get(&srv->peer_streams, addr)) == NULL)
 			return VAULT_ERR_NOMEM;
 		if ((held = e->n) >= srv->max_public_streams_per_peer) {
 			if (held == 0)		/* just made: forget it */
 				counter_put(&srv->peer_streams, e);
-			return rpc_fail(c, VAULT_ERR_LIMIT, "this connection has %d "
+			return rpc_fail(c, VAULT_ERR_LIMIT, "this address has %d "
 			    "unauthenticated streams open, the most allowed "
 			    "(max_public_streams_per_peer)", held);
 		}
@@ -853,6 +891,99 @@ schedule(struct rpc_ctx *c)
 
 /* --------------------------------------------------------- arrival */
 
+/*
+ * A call's headers have come and its message is awaited. Each such call
+ * holds memory, and a client may send headers and never the message, so
+ * they are bounded, each for request_timeout_ms at most (the sweeper
+ * cancels it). Anonymous calls (health checks, or refused before this)
+ * share one pool of max_pending, at most max_pending_per_peer from one
+ * address; each principal has max_pending of its own, so no anonymous
+ * flood holds back an authenticated call.
+ */
+static int
+await_request(struct rpc_ctx *c)
+{
+	struct server *srv = c->srv;
+	char key[DENIAL_PEER_MAX + AUTH_NAME_MAX];
+	bool anon = c->principal == NULL;
+	struct counter **list = anon ? &srv->peer_awaiting :
+	    &srv->principal_awaiting;
+	int cap = anon ? srv->max_pending_per_peer : srv->max_pending;
+	struct counter *e;
+	int r = 0;
+
+	if (anon)
+		denials_peer_address(c->peer, key);
+	else
+		snprintf(key, sizeof(key), "%s", c->principal->name);
+	pthread_mutex_lock(&srv->mu);
+	if (anon && srv->n_awaiting >= srv->max_pending) {
+		r = rpc_fail(c, VAULT_ERR_LIMIT, "too many calls waiting for "
+		    "their request message; retry later");
+	} else if ((e = counter_get(list, key)) == NULL) {
+		r = VAULT_ERR_NOMEM;
+	} else if (e->n >= cap) {
+		if (e->n == 0)
+			counter_put(list, e);
+		r = rpc_fail(c, VAULT_ERR_LIMIT, "too many calls from this %s "
+		    "waiting for their request message; retry later",
+		    anon ? "address" : "principal");
+	} else {
+		e->n++;
+		c->await_slot = e;
+		c->await_since_ms = now_ms();
+		c->awaiting = true;
+		c->await_prev = NULL;
+		c->await_next = srv->awaiting;
+		if (srv->awaiting != NULL)
+			srv->awaiting->await_prev = c;
+		srv->awaiting = c;
+		if (anon)
+			srv->n_awaiting++;
+	}
+	pthread_mutex_unlock(&srv->mu);
+	return r;
+}
+
+/* The message came (or never will): c no longer counts as waiting. */
+static void
+await_done(struct rpc_ctx *c)
+{
+	struct server *srv = c->srv;
+
+	pthread_mutex_lock(&srv->mu);
+	if (c->awaiting) {
+		if (c->await_prev != NULL)
+			c->await_prev->await_next = c->await_next;
+		else
+			srv->awaiting = c->await_next;
+		if (c->await_next != NULL)
+			c->await_next->await_prev = c->await_prev;
+		if (c->principal == NULL) {
+			counter_put(&srv->peer_awaiting, c->await_slot);
+			srv->n_awaiting--;
+		} else {
+			counter_put(&srv->principal_awaiting, c->await_slot);
+		}
+		c->awaiting = false;
+	}
+	pthread_mutex_unlock(&srv->mu);
+}
+
+/* Cancels the calls whose message is overdue; under srv->mu. */
+static void
+sweep_awaiting(struct server *srv, int64_t now)
+{
+	for (struct rpc_ctx *c = srv->awaiting; c != NULL; c = c->await_next)
+		if (!c->await_cancelled &&
+		    now - c->await_since_ms >= srv->request_timeout_ms) {
+			c->await_cancelled = true;
+			grpc_call_cancel_with_status(c->call,
+			    GRPC_STATUS_DEADLINE_EXCEEDED, "the request message did "
+			    "not arrive in time", NULL);
+		}
+}
+
 static void
 on_recv(struct tag *t, bool ok)
 {
@@ -861,6 +992,7 @@ on_recv(struct tag *t, bool ok)
 	grpc_slice s;
 	int r;
 
+	await_done(c);
 	if (!ok || c->recv == NULL) {
 		finish(c, rpc_fail(c, VAULT_ERR_INVALID,
 		    "the request message is missing"));
@@ -973,7 +1105,7 @@ check_metadata(struct rpc_ctx *c)
 		if (binary)
 			continue;
 		if (GRPC_SLICE_LENGTH(v) > MAX_METADATA_VALUE ||
-		    !reqcheck_text(GRPC_SLICE_START_PTR(v), GRPC_SLICE_LENGTH(v)))
+		    !utf8_valid(GRPC_SLICE_START_PTR(v), GRPC_SLICE_LENGTH(v)))
 			return rpc_fail(c, VAULT_ERR_INVALID, "metadata '%.*s': %s",
 			    (int)(kl > 64 ? 64 : kl), (const char *)GRPC_SLICE_START_PTR(k),
 			    GRPC_SLICE_LENGTH(v) > MAX_METADATA_VALUE ? "too long" :
@@ -990,8 +1122,10 @@ authorize(struct rpc_ctx *c)
 	bool presented;
 
 	c->auth = current_auth(c->srv);
-	if (check_metadata(c) != 0)
+	if (check_metadata(c) != 0) {
+		c->deny_reason = "invalid metadata";
 		return VAULT_ERR_INVALID;
+	}
 	if (c->m->flags & RPC_PUBLIC)
 		return 0;
 	c->principal = cert_principal(c, &presented);
@@ -1024,15 +1158,6 @@ authorize(struct rpc_ctx *c)
 	return 0;
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * A call refused before dispatch. Denials are audited, and audit writes may
  * not block this thread, so a worker writes them. Anonymous denials are
@@ -1047,7 +1172,12 @@ refuse(struct rpc_ctx *c, int err)
 		finish(c, err);
 		return;
 	}
-	if (err == VAULT_ERR_UNAUTHENTICATED && c->deny_reason != NULL) {
+	/* No principal: anyone can send these, so they are counted. */
+	if (c->principal == NULL && c->deny_reason != NULL) {
+		if (c->m->flags & RPC_PUBLIC) {	/* never audited */
+			finish(c, err);
+			return;
+		}
 		switch (denials_note(srv->denials, c->peer, c->deny_reason,
 		    c->m->path, now_ms())) {
 		case DENIAL_AUDIT:
@@ -1056,7 +1186,7 @@ refuse(struct rpc_ctx *c, int err)
 			finish(c, err);
 			return;
 		case DENIAL_LIMITED:
-			finish(c, rpc_fail(c, VAULT_ERR_LIMIT, "too many failed "
+			reset(c, rpc_fail(c, VAULT_ERR_LIMIT, "too many failed "
 			    "authentications from this address; retry later"));
 			return;
 		}
@@ -1082,24 +1212,29 @@ write_denial_summary(void *arg, const char *peer, const char *reason,
 		    (unsigned long long)count);
 }
 
+/* Once a second: denial summaries that are due, overdue request messages. */
 static void *
-denial_main(void *arg)
+sweeper_main(void *arg)
 {
 	struct server *srv = arg;
 
-	pthread_setname_np(pthread_self(), "vaultd-denials");
+	pthread_setname_np(pthread_self(), "vaultd-sweeper");
 	pthread_mutex_lock(&srv->mu);
-	while (!srv->denial_stop) {
+	while (!srv->sweeper_stop) {
 		struct timespec ts = time_after_ms(1000);
 
-		pthread_cond_timedwait(&srv->state_cv, &srv->mu, &ts);
+		pthread_cond_timedwait(&srv->sweep_cv, &srv->mu, &ts);
+		sweep_awaiting(srv, now_ms());
 		pthread_mutex_unlock(&srv->mu);
-		denials_flush(srv->denials, now_ms(), false, write_denial_summary,
-		    srv);
+		if (srv->sink != NULL)
+			denials_flush(srv->denials, now_ms(), false,
+			    write_denial_summary, srv);
 		pthread_mutex_lock(&srv->mu);
 	}
 	pthread_mutex_unlock(&srv->mu);
-	denials_flush(srv->denials, now_ms(), true, write_denial_summary, srv);
+	if (srv->sink != NULL)
+		denials_flush(srv->denials, now_ms(), true, write_denial_summary,
+		    srv);
 	return NULL;
 }
 
@@ -1144,11 +1279,20 @@ on_new(struct tag *t, bool ok)
 		    "%s is not implemented in this version", c->m->path));
 		return;
 	}
+	if ((r = await_request(c)) != 0) {
+		if (c->principal == NULL)
+			reset(c, r);
+		else
+			finish(c, r);
+		return;
+	}
 	memset(&op, 0, sizeof(op));
 	op.op = GRPC_OP_RECV_MESSAGE;
 	op.data.recv_message.recv_message = &c->recv;
-	if (start_batch(c, &op, 1, &c->t_recv) != GRPC_CALL_OK)
+	if (start_batch(c, &op, 1, &c->t_recv) != GRPC_CALL_OK) {
+		await_done(c);
 		finish(c, VAULT_ERR_INTERNAL);
+	}
 }
 
 static void
@@ -1367,8 +1511,8 @@ server_start(struct server **out, const struct server_opts *opts,
     const struct rpc_method *methods, size_t n_methods, void *app,
     struct auth *auth)
 {
-	grpc_arg args[3];
-	grpc_channel_args ch_args = { 3, args };
+	grpc_arg args[4];
+	grpc_channel_args ch_args = { 4, args };
 	grpc_resource_quota *quota;
 	grpc_server_credentials *creds;
 	struct server *srv;
@@ -1397,6 +1541,13 @@ server_start(struct server **out, const struct server_opts *opts,
 	srv->strings = opts->strings;
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_cond_init(&srv->state_cv, NULL);
+	pthread_cond_init(&srv->sweep_cv, NULL);
+	srv->max_pending = opts->max_pending_requests > 0 ?
+	    opts->max_pending_requests : 1024;
+	srv->max_pending_per_peer = opts->max_pending_requests_per_peer > 0 ?
+	    opts->max_pending_requests_per_peer : 128;
+	srv->request_timeout_ms = opts->request_timeout_ms > 0 ?
+	    opts->request_timeout_ms : 5000;
 	srv->t_shutdown = (struct tag){ .fn = on_shutdown, .srv = srv };
 
 	args[0].type = GRPC_ARG_INTEGER;
@@ -1418,6 +1569,10 @@ server_start(struct server **out, const struct server_opts *opts,
 	args[2].key = (char *)GRPC_ARG_RESOURCE_QUOTA;
 	args[2].value.pointer.p = quota;
 	args[2].value.pointer.vtable = grpc_resource_quota_arg_vtable();
+	/* Calls one connection may have open at once (HTTP/2 SETTINGS). */
+	args[3].type = GRPC_ARG_INTEGER;
+	args[3].key = GRPC_ARG_MAX_CONCURRENT_STREAMS;
+	args[3].value.integer = MAX_CALLS_PER_CONNECTION;
 	srv->gs = grpc_server_create(&ch_args, NULL);
 	grpc_resource_quota_unref(quota);
 	srv->n_cq = opts->cq_threads;
@@ -1466,8 +1621,7 @@ server_start(struct server **out, const struct server_opts *opts,
 	}
 	for (int i = 0; i < srv->n_cq; i++)
 		pthread_create(&srv->cqs[i].thread, NULL, cq_main, &srv->cqs[i]);
-	if (srv->sink != NULL)
-		pthread_create(&srv->denial_thread, NULL, denial_main, srv);
+	pthread_create(&srv->sweeper, NULL, sweeper_main, srv);
 	log_info("listening on %s, port %d, %s (%d completion queues, %d workers)",
 	    opts->listen, port, srv->tls ? "mTLS" : "plaintext", srv->n_cq,
 	    srv->n_workers);
@@ -1495,13 +1649,12 @@ server_stop(struct server *srv)
 	}
 	wait_until(srv, drained, -1);
 
-	if (srv->sink != NULL) {	/* the last summaries, while the log is open */
-		pthread_mutex_lock(&srv->mu);
-		srv->denial_stop = true;
-		pthread_cond_broadcast(&srv->state_cv);
-		pthread_mutex_unlock(&srv->mu);
-		pthread_join(srv->denial_thread, NULL);
-	}
+	/* The last denial summaries, while the audit log is open. */
+	pthread_mutex_lock(&srv->mu);
+	srv->sweeper_stop = true;
+	pthread_cond_signal(&srv->sweep_cv);
+	pthread_mutex_unlock(&srv->mu);
+	pthread_join(srv->sweeper, NULL);
 	pthread_mutex_lock(&srv->mu);
 	srv->workers_stop = true;
 	for (int i = 0; i < srv->n_workers; i++)
@@ -1519,6 +1672,7 @@ server_stop(struct server *srv)
 		grpc_completion_queue_destroy(srv->cqs[i].cq);
 	}
 	pthread_cond_destroy(&srv->state_cv);
+	pthread_cond_destroy(&srv->sweep_cv);
 	pthread_mutex_destroy(&srv->mu);
 	pthread_mutex_destroy(&srv->auth_mu);
 	auth_unref(srv->auth);

@@ -28,6 +28,9 @@ struct server_opts {
 	int auth_failures_per_peer;	/* a minute, per peer and reason */
 	int denial_audit_interval_s;	/* see denial.h */
 	int transport_memory_mb;	/* gRPC's resource quota */
+	int max_pending_requests;	/* calls awaiting their message, at once */
+	int max_pending_requests_per_peer;	/* ... from one address */
+	int request_timeout_ms;		/* a message later than this: cancelled */
 	const struct rpc_audit_sink *audit;	/* NULL: no audit log */
 	const struct reqcheck_opts *strings;	/* limits of request strings */
 };

@@ -149,3 +149,23 @@ def test_rare_tokens_counted_over_the_streams_rows(daemon):
     stoks = [t[0] for t in shared.values()]
     assert len(stoks) == 16 and len(set(stoks)) == 2
     assert spec(daemon, "ad_targeting_shared")["device"].other_token not in stoks
+
+
+def test_resumed_stream_counts_only_its_own_rows(daemon):
+    """Found by adversarial testing: a resumed stream counted the rows before
+    its page token too, and released a value held by one of its own rows."""
+    for i in range(20):
+        daemon.put(f"k-m{i}", device="mobile")
+    for i in range(10):
+        daemon.put(f"k-t{i}", device="tv")
+    full = fetch(daemon, "training", attributes=["device"], batch_size=1)
+    toks = [b.rows[0].tokens[0] for b in full if b.rows]
+    tv = [t for t in set(toks) if toks.count(t) == 10][0]
+    # The token after the sixth tv row: four tv rows remain behind it.
+    sixth = [i for i, t in enumerate(toks) if t == tv][5]
+    rest = fetch(daemon, "training", attributes=["device"], batch_size=1000,
+                 page_token=full[sixth].next_page_token)
+    got = [r.tokens[0] for b in rest for r in b.rows]
+    other = spec(daemon, "training")["device"].other_token
+    assert tv not in got
+    assert got.count(other) == 4

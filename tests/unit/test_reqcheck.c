@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "reqcheck.h"
+#include "utf8.h"
 #include "vault/v1/vault.pb-c.h"
 
 static const struct reqcheck_limit limits[] = {
@@ -90,17 +91,17 @@ static void
 test_utf8_forms(void **state)
 {
 	(void)state;
-	assert_true(reqcheck_text((const uint8_t *)"caf\xc3\xa9", 5));
-	assert_true(reqcheck_text((const uint8_t *)"\xe2\x82\xac", 3));
-	assert_true(reqcheck_text((const uint8_t *)"\xf0\x9f\x98\x80", 4));
-	assert_true(reqcheck_text((const uint8_t *)"", 0));
-	assert_false(reqcheck_text((const uint8_t *)"\xc0\xaf", 2));	/* overlong */
-	assert_false(reqcheck_text((const uint8_t *)"\xe0\x80\xaf", 3));
-	assert_false(reqcheck_text((const uint8_t *)"\xed\xa0\x80", 3));	/* surrogate */
-	assert_false(reqcheck_text((const uint8_t *)"\xf4\x90\x80\x80", 4));
-	assert_false(reqcheck_text((const uint8_t *)"\xc3", 1));	/* cut */
-	assert_false(reqcheck_text((const uint8_t *)"\x80", 1));
-	assert_false(reqcheck_text((const uint8_t *)"a\0", 2));
+	assert_true(utf8_valid((const uint8_t *)"caf\xc3\xa9", 5));
+	assert_true(utf8_valid((const uint8_t *)"\xe2\x82\xac", 3));
+	assert_true(utf8_valid((const uint8_t *)"\xf0\x9f\x98\x80", 4));
+	assert_true(utf8_valid((const uint8_t *)"", 0));
+	assert_false(utf8_valid((const uint8_t *)"\xc0\xaf", 2));	/* overlong */
+	assert_false(utf8_valid((const uint8_t *)"\xe0\x80\xaf", 3));
+	assert_false(utf8_valid((const uint8_t *)"\xed\xa0\x80", 3));	/* surrogate */
+	assert_false(utf8_valid((const uint8_t *)"\xf4\x90\x80\x80", 4));
+	assert_false(utf8_valid((const uint8_t *)"\xc3", 1));	/* cut */
+	assert_false(utf8_valid((const uint8_t *)"\x80", 1));
+	assert_false(utf8_valid((const uint8_t *)"a\0", 2));
 }
 
 static void
@@ -109,12 +110,12 @@ test_prefix_cuts_between_characters(void **state)
 	const char *s = "ab\xc3\xa9\xe2\x82\xac";	/* a b é € */
 
 	(void)state;
-	assert_int_equal(reqcheck_utf8_prefix(s, 7), 7);
-	assert_int_equal(reqcheck_utf8_prefix(s, 6), 4);
-	assert_int_equal(reqcheck_utf8_prefix(s, 5), 4);
-	assert_int_equal(reqcheck_utf8_prefix(s, 4), 4);
-	assert_int_equal(reqcheck_utf8_prefix(s, 3), 2);
-	assert_int_equal(reqcheck_utf8_prefix(s, 0), 0);
+	assert_int_equal(utf8_prefix(s, 7), 7);
+	assert_int_equal(utf8_prefix(s, 6), 4);
+	assert_int_equal(utf8_prefix(s, 5), 4);
+	assert_int_equal(utf8_prefix(s, 4), 4);
+	assert_int_equal(utf8_prefix(s, 3), 2);
+	assert_int_equal(utf8_prefix(s, 0), 0);
 }
 
 static void
