@@ -16,15 +16,22 @@ fetch_today(void)
 	return (int64_t)(store_now_ms() / 86400000ULL);
 }
 
+/* Wipes and frees the arrays of a set of cap rows of n_attrs tokens. */
+static void
+free_rows(struct fetch_row *rows, uint64_t *tokens, size_t cap, size_t n_attrs)
+{
+	if (rows != NULL)
+		sodium_memzero(rows, cap * sizeof(*rows));
+	if (tokens != NULL)
+		sodium_memzero(tokens, cap * n_attrs * sizeof(*tokens));
+	free(rows);
+	free(tokens);
+}
+
 void
 fetch_set_free(struct fetch_set *set)
 {
-	if (set->rows != NULL)
-		sodium_memzero(set->rows, set->cap * sizeof(*set->rows));
-	if (set->tokens != NULL)
-		sodium_memzero(set->tokens, set->cap * set->n_attrs * sizeof(uint64_t));
-	free(set->rows);
-	free(set->tokens);
+	free_rows(set->rows, set->tokens, set->cap, set->n_attrs);
 	memset(set, 0, sizeof(*set));
 }
 
@@ -44,8 +51,7 @@ grow(struct fetch_set *set)
 		memcpy(rows, set->rows, set->n * sizeof(*rows));
 		memcpy(tokens, set->tokens, set->n * set->n_attrs * sizeof(*tokens));
 	}
-	fetch_set_free(&(struct fetch_set){ set->n, set->cap, set->n_attrs,
-	    set->rows, set->tokens });
+	free_rows(set->rows, set->tokens, set->cap, set->n_attrs);
 	set->rows = rows;
 	set->tokens = tokens;
 	set->cap = cap;
@@ -221,8 +227,7 @@ order_rows(const struct fetch_query *q, struct fetch_set *set)
 	}
 	sodium_memzero(e, set->n * sizeof(*e));
 	free(e);
-	sodium_memzero(set->tokens, set->cap * set->n_attrs * sizeof(*tokens));
-	free(set->tokens);
+	free_rows(NULL, set->tokens, set->cap, set->n_attrs);
 	set->tokens = tokens;
 	set->n = n;
 	return 0;
