@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,14 +63,48 @@ denials_peer_address(const char *peer, char out[DENIAL_PEER_MAX])
 {
 	const char *colon = peer != NULL ? strrchr(peer, ':') : NULL;
 	size_t n = colon != NULL ? (size_t)(colon - peer) : (peer ? strlen(peer) : 0);
+	char addr[INET6_ADDRSTRLEN + 2];
+	uint8_t ip6[16];
 
 	/* "unix:/path" has no port; "ipv4:a.b.c.d:port" and "ipv6:[..]:port" do. */
 	if (peer != NULL && strncmp(peer, "unix:", 5) == 0)
 		n = strlen(peer);
+	if (peer != NULL && strncmp(peer, "ipv6:[", 6) == 0 && n > 7 &&
+	    peer[n - 1] == ']' && n - 7 < sizeof(addr)) {
+		memcpy(addr, peer + 6, n - 7);
+		addr[n - 7] = '\0';
+		if (inet_pton(AF_INET6, addr, ip6) == 1) {
+			memset(ip6 + 8, 0, 8);
+			inet_ntop(AF_INET6, ip6, addr, sizeof(addr));
+			snprintf(out, DENIAL_PEER_MAX, "ipv6:[%s]/64", addr);
+			return;
+		}
+	}
 	if (n >= DENIAL_PEER_MAX)
 		n = DENIAL_PEER_MAX - 1;
 	memcpy(out, peer != NULL ? peer : "", n);
 	out[n] = '\0';
+}
+
+/*
+ * Denials of peer in the current minute, all reasons together; starts a new
+ * minute for keys whose minute is over. Under d->mu.
+ */
+static uint64_t
+peer_minute(struct denials *d, const char *peer, int64_t now_ms)
+{
+	uint64_t n = 0;
+
+	for (struct key_count *k = d->keys; k != NULL; k = k->next) {
+		if (strcmp(k->peer, peer) != 0)
+			continue;
+		if (now_ms - k->minute_ms >= MINUTE_MS) {
+			k->minute_ms = now_ms;
+			k->in_minute = 0;
+		}
+		n += k->in_minute;
+	}
+	return n;
 }
 
 enum denial_verdict
@@ -103,18 +138,18 @@ denials_note(struct denials *d, const char *peer_string, const char *reason,
 		pthread_mutex_unlock(&d->mu);
 		return DENIAL_LIMITED;
 	}
-	k->method = method;
+	if (k->method == NULL)
+		k->method = method;
+	else if (k->method != method && strcmp(k->method, method) != 0)
+		k->method = "(various)";
 	k->last_ms = now_ms;
-	if (now_ms - k->minute_ms >= MINUTE_MS) {
-		k->minute_ms = now_ms;
-		k->in_minute = 0;
-	}
-	if (k->in_minute++ >= d->per_minute)
+	if (peer_minute(d, peer, now_ms) >= d->per_minute)
 		v = DENIAL_LIMITED;
 	else if (!k->audited)
 		v = DENIAL_AUDIT;
 	else
 		v = DENIAL_COUNTED;
+	k->in_minute++;
 	if (v == DENIAL_AUDIT)
 		k->audited = true;
 	else
@@ -141,9 +176,11 @@ denials_flush(struct denials *d, int64_t now_ms, bool all, denial_fn fn,
 			}
 			if (k->pending > 0) {
 				due = *k;
+				due.since_ms = now_ms - k->since_ms;	/* its length */
 				k->pending = 0;
 				k->since_ms = now_ms;
 				k->audited = false;
+				k->method = NULL;
 				found = true;
 				break;
 			}
@@ -156,6 +193,7 @@ denials_flush(struct denials *d, int64_t now_ms, bool all, denial_fn fn,
 			}
 			k->since_ms = now_ms;	/* a new interval, audited afresh */
 			k->audited = false;
+			k->method = NULL;
 			p = &k->next;
 		}
 		pthread_mutex_unlock(&d->mu);

@@ -104,6 +104,7 @@ read_row(struct vault *v, MDB_txn *txn, const struct fetch_query *q,
 	}
 	row->pos.order = tokenizer_order(v->tok, q->purpose, ref);
 	memcpy(row->pos.ref, ref, CRYPTO_REF_BYTES);
+	row->created_ms = rec.created_ms;
 	row->gone = false;
 	set->n++;
 	return 0;
@@ -233,6 +234,16 @@ order_rows(const struct fetch_query *q, struct fetch_set *set)
 	return 0;
 }
 
+/* Whether the consumer at ref comes after the page token's place. */
+static bool
+after_token(struct vault *v, const struct fetch_query *q, const uint8_t *ref)
+{
+	struct fetch_pos p = { tokenizer_order(v->tok, q->purpose, ref), { 0 } };
+
+	memcpy(p.ref, ref, CRYPTO_REF_BYTES);
+	return cmp_pos(&p, &q->after) > 0;
+}
+
 int
 fetch_snapshot(struct vault *v, const struct fetch_query *q,
     struct fetch_set *set)
@@ -267,6 +278,8 @@ fetch_snapshot(struct vault *v, const struct fetch_query *q,
 			r = VAULT_ERR_CANCELLED;
 			goto out;
 		}
+		if (q->has_after && !after_token(v, q, k.mv_data))
+			continue;
 		if ((r = consent_allows(v, txn, k.mv_data, q->purpose, &allowed,
 		    &flags)) != 0)
 			goto out;
@@ -295,6 +308,20 @@ out:
 	return r;
 }
 
+/*
+ * Whether the consumer record crec is still the row's consumer: a ref is a
+ * keyed hash of the id, so a consumer deleted and put again has the same
+ * ref, but a new record (new seed, new created time).
+ */
+static bool
+same_consumer(const MDB_val *crec, const struct fetch_row *row)
+{
+	struct consumer_rec rec;
+
+	return record_parse_consumer(crec, &rec) == 0 &&
+	    rec.created_ms == row->created_ms;
+}
+
 int
 fetch_recheck(struct vault *v, const struct fetch_query *q,
     struct fetch_set *set, size_t from, size_t n)
@@ -311,7 +338,8 @@ fetch_recheck(struct vault *v, const struct fetch_query *q,
 		struct fetch_row *row = &set->rows[i];
 		MDB_val k = { CRYPTO_REF_BYTES, row->pos.ref }, val;
 
-		if ((rc = mdb_get(txn, v->store->consumers, &k, &val)) == MDB_NOTFOUND) {
+		rc = mdb_get(txn, v->store->consumers, &k, &val);
+		if (rc == MDB_NOTFOUND || (rc == 0 && !same_consumer(&val, row))) {
 			row->gone = true;
 			continue;
 		}
@@ -360,7 +388,8 @@ lineage_apply(MDB_txn *txn, void *arg)
 		 * runs in the writer, in order with deletions, so a row that
 		 * leaves always has its lineage for a later deletion to find.
 		 */
-		if ((rc = mdb_get(txn, st->consumers, &k, &v)) == MDB_NOTFOUND) {
+		rc = mdb_get(txn, st->consumers, &k, &v);
+		if (rc == MDB_NOTFOUND || (rc == 0 && !same_consumer(&v, row))) {
 			row->gone = true;
 			continue;
 		}

@@ -16,8 +16,14 @@
  * against the dataset (durably), so a later deletion knows who received
  * the consumer.
  *
- * Memory: a snapshot holds 56 + 8 * n_attrs bytes a row (about 136 MB for a
- * million consumers and ten attributes); streams are capped per principal.
+ * Memory: a snapshot holds 72 + 8 * n_attrs bytes a row, in arrays grown by
+ * doubling; while it is ordered, about twice that (some 300 MB at the peak
+ * for a million consumers and ten attributes). Streams are capped per
+ * principal (max_streams_per_principal) and in all (max_streams).
+ *
+ * The snapshot is read in one read-only transaction, which keeps LMDB from
+ * reusing pages freed meanwhile; a resumed call skips rows at or before its
+ * page token before decrypting anything.
  */
 #ifndef VAULT_FETCH_H
 #define VAULT_FETCH_H
@@ -50,6 +56,7 @@ struct fetch_query {
 
 struct fetch_row {
 	struct fetch_pos pos;
+	uint64_t created_ms;		/* tells a re-created consumer from this one */
 	uint8_t pseudonym[TOKEN_PSEUDONYM_BYTES];
 	bool gone;			/* left out at the page re-check */
 };
@@ -66,8 +73,9 @@ int fetch_snapshot(struct vault *v, const struct fetch_query *q,
 
 /*
  * Checks rows [from, from + n) again in a fresh transaction: marks gone
- * those deleted or no longer allowed for the purpose, and clears the
- * sensitive tokens of consumers who limited sensitive data since.
+ * those deleted (or deleted and created again: another consumer now) or no
+ * longer allowed for the purpose, and clears the sensitive tokens of
+ * consumers who limited sensitive data since.
  */
 int fetch_recheck(struct vault *v, const struct fetch_query *q,
     struct fetch_set *set, size_t from, size_t n) VAULT_WUR;

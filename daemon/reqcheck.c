@@ -1,7 +1,7 @@
 /*
  * Request string checks on the wire form. The walk trusts nothing: it runs
  * after protobuf-c accepted the message, but it is written to stop cleanly
- * on any byte string (it is also a fuzz target).
+ * on any byte string (the unit test feeds it malformed ones).
  */
 #include <stdio.h>
 #include <string.h>
@@ -47,7 +47,7 @@ limit_of(const struct reqcheck_opts *o, const char *field)
 {
 	for (const struct reqcheck_limit *l = o->limits; l && l->field; l++)
 		if (strcmp(l->field, field) == 0)
-			return l->max_bytes;
+			return l->max_bytes ? l->max_bytes : o->default_max;
 	return o->default_max;
 }
 
@@ -66,6 +66,7 @@ check_field(struct walk *w, const ProtobufCFieldDescriptor *f,
 	if (f->type == PROTOBUF_C_TYPE_STRING) {
 		if (n > limit_of(w->opts, f->name))
 			r = walk_fail(w, "%s: too long", w->path);
+		/* utf8_valid refuses a NUL too; this says which fault it is. */
 		else if (memchr(val, 0, n) != NULL)
 			r = walk_fail(w, "%s: contains a NUL character", w->path);
 		else if (!utf8_valid(val, n))

@@ -33,6 +33,7 @@
 #include "timeutil.h"
 
 #define ARMED_PER_CQ 16
+#define DENY_METADATA "invalid metadata"
 #define MAX_CALLS_PER_CONNECTION 256
 #define MAX_QUEUED 4096
 
@@ -100,7 +101,7 @@ struct worker {
 	bool idle;			/* on the idle stack */
 };
 
-/* A count per key (a principal, or a peer's connection); under srv->mu. */
+/* A count per key (a principal, or a peer address); under srv->mu. */
 struct counter {
 	struct counter *next;
 	int n;
@@ -185,13 +186,11 @@ default_message(int err)
 	}
 }
 
+/* Intervals (timeouts, denial windows) run on the monotonic clock. */
 static int64_t
 now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)time_monotonic_ms();
 }
 
 /* ------------------------------------------------------- wiped memory */
@@ -754,6 +753,22 @@ is_public(const struct rpc_ctx *c)
 	return (c->m->flags & RPC_PUBLIC) != 0;
 }
 
+/* Gives back the stream slot c holds; under srv->mu. */
+static void
+stream_slot_put(struct rpc_ctx *c)
+{
+	struct server *srv = c->srv;
+
+	if (is_public(c)) {
+		srv->public_streams--;
+		counter_put(&srv->peer_streams, c->stream_slot);
+	} else {
+		srv->streams--;
+		counter_put(&srv->principal_streams, c->stream_slot);
+	}
+	c->stream_slot = NULL;
+}
+
 static void *
 stream_main(void *arg)
 {
@@ -764,13 +779,7 @@ stream_main(void *arg)
 
 	run_handler(c);
 	pthread_mutex_lock(&srv->mu);
-	if (is_public(c)) {
-		srv->public_streams--;
-		counter_put(&srv->peer_streams, c->stream_slot);
-	} else {
-		srv->streams--;
-		counter_put(&srv->principal_streams, c->stream_slot);
-	}
+	stream_slot_put(c);
 	pthread_cond_broadcast(&srv->state_cv);
 	pthread_mutex_unlock(&srv->mu);
 	call_unref(c);
@@ -854,13 +863,7 @@ schedule(struct rpc_ctx *c)
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		if (pthread_create(&th, &attr, stream_main, c) != 0) {
 			pthread_mutex_lock(&srv->mu);
-			if (is_public(c)) {
-				srv->public_streams--;
-				counter_put(&srv->peer_streams, c->stream_slot);
-			} else {
-				srv->streams--;
-				counter_put(&srv->principal_streams, c->stream_slot);
-			}
+			stream_slot_put(c);
 			pthread_mutex_unlock(&srv->mu);
 			finish(c, rpc_fail(c, VAULT_ERR_LIMIT, "cannot start a stream"));
 			call_unref(c);
@@ -895,9 +898,8 @@ schedule(struct rpc_ctx *c)
  * A call's headers have come and its message is awaited. Each such call
  * holds memory, and a client may send headers and never the message, so
  * they are bounded, each for request_timeout_ms at most (the sweeper
- * cancels it). Anonymous calls (health checks, or refused before this)
- * share one pool of max_pending, at most max_pending_per_peer from one
- * address; each principal has max_pending of its own, so no anonymous
+ * cancels it). Anonymous calls (the public health methods) share one
+ * pool of max_pending, at most max_pending_per_peer from one address; each principal has max_pending of its own, so no anonymous
  * flood holds back an authenticated call.
  */
 static int
@@ -970,18 +972,37 @@ await_done(struct rpc_ctx *c)
 	pthread_mutex_unlock(&srv->mu);
 }
 
-/* Cancels the calls whose message is overdue; under srv->mu. */
+#define SWEEP_BATCH 256
+
+/*
+ * Cancels the calls whose message is overdue: picked (and their gRPC call
+ * referenced) under srv->mu, cancelled after it is released.
+ */
 static void
 sweep_awaiting(struct server *srv, int64_t now)
 {
-	for (struct rpc_ctx *c = srv->awaiting; c != NULL; c = c->await_next)
-		if (!c->await_cancelled &&
-		    now - c->await_since_ms >= srv->request_timeout_ms) {
-			c->await_cancelled = true;
-			grpc_call_cancel_with_status(c->call,
+	grpc_call *due[SWEEP_BATCH];
+	size_t n;
+
+	do {
+		n = 0;
+		pthread_mutex_lock(&srv->mu);
+		for (struct rpc_ctx *c = srv->awaiting; c != NULL && n < SWEEP_BATCH;
+		    c = c->await_next)
+			if (!c->await_cancelled &&
+			    now - c->await_since_ms >= srv->request_timeout_ms) {
+				c->await_cancelled = true;
+				grpc_call_ref(c->call);
+				due[n++] = c->call;
+			}
+		pthread_mutex_unlock(&srv->mu);
+		for (size_t i = 0; i < n; i++) {
+			grpc_call_cancel_with_status(due[i],
 			    GRPC_STATUS_DEADLINE_EXCEEDED, "the request message did "
 			    "not arrive in time", NULL);
+			grpc_call_unref(due[i]);
 		}
+	} while (n == SWEEP_BATCH);
 }
 
 static void
@@ -1007,6 +1028,9 @@ on_recv(struct tag *t, bool ok)
 	}
 	s = grpc_byte_buffer_reader_readall(&reader);
 	grpc_byte_buffer_reader_destroy(&reader);
+	/* Its slices may share memory with the transport's: freed, not wiped. */
+	grpc_byte_buffer_destroy(c->recv);
+	c->recv = NULL;
 	c->req = protobuf_c_message_unpack(c->m->request, &wiping_allocator,
 	    GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
 	if (c->req == NULL) {
@@ -1021,7 +1045,7 @@ on_recv(struct tag *t, bool ok)
 	sodium_memzero(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
 	grpc_slice_unref(s);
 	/* A refused request is audited as such (no field of it is recorded). */
-	if (r != 0 && c->req != NULL && c->srv->sink != NULL) {
+	if (r != 0 && c->srv->sink != NULL && c->principal != NULL) {
 		c->early_err = r;
 		schedule(c);
 	} else if (r != 0) {
@@ -1106,10 +1130,9 @@ check_metadata(struct rpc_ctx *c)
 			continue;
 		if (GRPC_SLICE_LENGTH(v) > MAX_METADATA_VALUE ||
 		    !utf8_valid(GRPC_SLICE_START_PTR(v), GRPC_SLICE_LENGTH(v)))
-			return rpc_fail(c, VAULT_ERR_INVALID, "metadata '%.*s': %s",
-			    (int)(kl > 64 ? 64 : kl), (const char *)GRPC_SLICE_START_PTR(k),
-			    GRPC_SLICE_LENGTH(v) > MAX_METADATA_VALUE ? "too long" :
-			    "not valid UTF-8, or contains a NUL character");
+			return rpc_fail(c, VAULT_ERR_INVALID, "a metadata value is %s",
+			    GRPC_SLICE_LENGTH(v) > MAX_METADATA_VALUE ?
+			    "longer than 8192 bytes" : "not valid UTF-8, or holds a NUL");
 	}
 	return 0;
 }
@@ -1123,7 +1146,7 @@ authorize(struct rpc_ctx *c)
 
 	c->auth = current_auth(c->srv);
 	if (check_metadata(c) != 0) {
-		c->deny_reason = "invalid metadata";
+		c->deny_reason = DENY_METADATA;
 		return VAULT_ERR_INVALID;
 	}
 	if (c->m->flags & RPC_PUBLIC)
@@ -1168,14 +1191,10 @@ refuse(struct rpc_ctx *c, int err)
 {
 	struct server *srv = c->srv;
 
-	if (srv->sink == NULL) {
-		finish(c, err);
-		return;
-	}
 	/* No principal: anyone can send these, so they are counted. */
 	if (c->principal == NULL && c->deny_reason != NULL) {
-		if (c->m->flags & RPC_PUBLIC) {	/* never audited */
-			finish(c, err);
+		if ((c->m->flags & RPC_PUBLIC) || srv->sink == NULL) {
+			finish(c, err);	/* never audited */
 			return;
 		}
 		switch (denials_note(srv->denials, c->peer, c->deny_reason,
@@ -1191,22 +1210,27 @@ refuse(struct rpc_ctx *c, int err)
 			return;
 		}
 	}
+	if (srv->sink == NULL) {
+		finish(c, err);
+		return;
+	}
 	c->early_err = err;
 	schedule(c);
 }
 
-/* One audit entry for the anonymous denials counted since since_ms. */
+/* One audit entry for the anonymous denials counted over interval_ms. */
 static void
 write_denial_summary(void *arg, const char *peer, const char *reason,
-    const char *method, uint64_t count, int64_t since_ms)
+    const char *method, uint64_t count, int64_t interval_ms)
 {
 	struct server *srv = arg;
 	struct rpc_audit rec = { .principal = "-", .method = method,
-	    .outcome = "unauthenticated" };
+	    .outcome = strcmp(reason, DENY_METADATA) == 0 ? "invalid" :
+	    "unauthenticated" };
 
 	snprintf(rec.detail, sizeof(rec.detail), "%llu more denials from %s "
-	    "since %lld ms: %s", (unsigned long long)count, peer,
-	    (long long)since_ms, reason);
+	    "in the last %lld s: %s", (unsigned long long)count, peer,
+	    (long long)(interval_ms / 1000), reason);
 	if (srv->sink->append(srv->app, &rec) != 0)
 		log_error("the audit summary of %llu denials cannot be written",
 		    (unsigned long long)count);
@@ -1224,8 +1248,8 @@ sweeper_main(void *arg)
 		struct timespec ts = time_after_ms(1000);
 
 		pthread_cond_timedwait(&srv->sweep_cv, &srv->mu, &ts);
-		sweep_awaiting(srv, now_ms());
 		pthread_mutex_unlock(&srv->mu);
+		sweep_awaiting(srv, now_ms());
 		if (srv->sink != NULL)
 			denials_flush(srv->denials, now_ms(), false,
 			    write_denial_summary, srv);
@@ -1621,7 +1645,11 @@ server_start(struct server **out, const struct server_opts *opts,
 	}
 	for (int i = 0; i < srv->n_cq; i++)
 		pthread_create(&srv->cqs[i].thread, NULL, cq_main, &srv->cqs[i]);
-	pthread_create(&srv->sweeper, NULL, sweeper_main, srv);
+	if (pthread_create(&srv->sweeper, NULL, sweeper_main, srv) != 0) {
+		/* Without it nothing times out: refuse to run like that. */
+		log_error("cannot start the sweeper thread");
+		abort();
+	}
 	log_info("listening on %s, port %d, %s (%d completion queues, %d workers)",
 	    opts->listen, port, srv->tls ? "mTLS" : "plaintext", srv->n_cq,
 	    srv->n_workers);

@@ -1,4 +1,4 @@
-/* Deadlines for pthread_cond_timedwait, which waits on CLOCK_REALTIME. */
+/* Deadlines for pthread_cond_timedwait (CLOCK_REALTIME), and intervals. */
 #ifndef VAULT_TIMEUTIL_H
 #define VAULT_TIMEUTIL_H
 
@@ -18,6 +18,16 @@ time_after_ms(long ms)
 		ts.tv_nsec -= 1000000000L;
 	}
 	return ts;
+}
+
+/* Milliseconds on the monotonic clock: for intervals, never for dates. */
+static inline long long
+time_monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 #endif

@@ -83,13 +83,14 @@ test_limit_per_minute(void **state)
 	assert_int_equal(denials_note(d, "ipv6:[::1]:2", "r", "/m", 1), DENIAL_COUNTED);
 	assert_int_equal(denials_note(d, "ipv6:[::1]:3", "r", "/m", 2), DENIAL_COUNTED);
 	assert_int_equal(denials_note(d, "ipv6:[::1]:4", "r", "/m", 3), DENIAL_LIMITED);
-	/* Another peer is not limited by this one. */
+	/* Other reasons share the peer's limit; another peer does not. */
+	assert_int_equal(denials_note(d, "ipv6:[::1]:4", "other", "/m", 3), DENIAL_LIMITED);
 	assert_int_equal(denials_note(d, "ipv4:1.2.3.4:4", "r", "/m", 3), DENIAL_AUDIT);
 	/* A minute later the peer may fail again. */
 	assert_int_equal(denials_note(d, "ipv6:[::1]:5", "r", "/m", 60003), DENIAL_COUNTED);
 	/* Limited calls are counted in the summary too. */
 	denials_flush(d, 0, true, collect, &s);
-	assert_int_equal(s.total, 4);
+	assert_int_equal(s.total, 5);
 	denials_free(d);
 }
 
@@ -130,8 +131,11 @@ test_peer_address(void **state)
 	(void)state;
 	denials_peer_address("ipv4:127.0.0.1:50051", out);
 	assert_string_equal(out, "ipv4:127.0.0.1");
+	/* One host holds a /64: its addresses are one peer. */
+	denials_peer_address("ipv6:[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:443", out);
+	assert_string_equal(out, "ipv6:[2001:db8:1:2::]/64");
 	denials_peer_address("ipv6:[::1]:443", out);
-	assert_string_equal(out, "ipv6:[::1]");
+	assert_string_equal(out, "ipv6:[::]/64");
 	denials_peer_address("unix:/run/vault.sock", out);
 	assert_string_equal(out, "unix:/run/vault.sock");
 	denials_peer_address(NULL, out);
