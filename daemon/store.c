@@ -18,7 +18,8 @@ static const char data_file[] = "data.mdb";
 
 /*
  * LMDB's first meta page, for a data file too short to hold both: the page
- * header, then MDB_meta (liblmdb 0.9, data version 1, 64-bit): magic,
+ * header, then MDB_meta (liblmdb 0.9, data version 1, 64-bit, in the
+ * host's byte order, little-endian on the targets vaultd supports): magic,
  * version, address, map size, two MDB_db of 48 bytes (the first one's
  * leading u32 is the page size), the last page number, the txn id.
  */
@@ -160,8 +161,10 @@ store_exists(const char *dir, bool *exists)
 
 	*exists = false;
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, data_file) >=
-	    sizeof(path))
+	    sizeof(path)) {
+		log_error("the store directory's path is too long");
 		return VAULT_ERR_INVALID;
+	}
 	if (stat(path, &sb) != 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
 			return 0;
