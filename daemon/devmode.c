@@ -191,9 +191,7 @@ devmode_prepare(const char *dir, char *config_path, size_t len)
 	snprintf(path, sizeof(path), "%s/keys", dir);
 	if ((r = ensure_dir(path)) != 0)
 		return r;
-	snprintf(path, sizeof(path), "%s/db", dir);
-	if ((r = ensure_dir(path)) != 0)
-		return r;
+	/* db/ is the store's: vault_open makes it for a new vault only. */
 	snprintf(config_path, len, "%s/vaultd.conf", dir);
 	if (access(config_path, F_OK) != 0 &&
 	    (r = write_new_file(config_path, dev_config, sizeof(dev_config) - 1,

@@ -221,6 +221,27 @@ load_key_files(struct keyring *kr)
 	return r;
 }
 
+int
+keyring_dir_has_keys(const char *keys_dir, bool *found)
+{
+	DIR *d;
+	struct dirent *e;
+	uint32_t v;
+
+	*found = false;
+	if ((d = opendir(keys_dir)) == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		log_error("cannot open keys directory %s: %s", keys_dir,
+		    strerror(errno));
+		return VAULT_ERR_KEY;
+	}
+	while (!*found && (e = readdir(d)) != NULL)
+		*found = version_from_name(e->d_name, &v) == 0;
+	closedir(d);
+	return 0;
+}
+
 const uint8_t *
 keyring_master(const struct keyring *kr, uint32_t version)
 {

@@ -50,6 +50,12 @@ int keyring_open(struct keyring **out, struct store *st, const char *keys_dir,
     bool create) VAULT_WUR;
 void keyring_free(struct keyring *kr);
 
+/*
+ * Whether keys_dir holds a master key file (master-<version>.key); a
+ * missing directory holds none. Reads names only, never a key.
+ */
+int keyring_dir_has_keys(const char *keys_dir, bool *found) VAULT_WUR;
+
 uint32_t keyring_active_version(const struct keyring *kr);
 /* The master key of version, or NULL when it is not loaded or destroyed. */
 const uint8_t *keyring_master(const struct keyring *kr, uint32_t version);

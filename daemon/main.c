@@ -2,7 +2,7 @@
  * vaultd: the encrypted personal-data vault daemon.
  *
  *   vaultd --dev [--data-dir DIR] [--listen HOST:PORT]   development vault
- *   vaultd --config FILE [--verify-audit]                production
+ *   vaultd --config FILE [--verify-audit] [--init]       production
  *   vaultd --check-config FILE                           validate and exit
  *   vaultd --gen-key FILE                                new master key file
  *   vaultd --hash-token (--config FILE | --dev)          token hash for a policy
@@ -41,7 +41,7 @@
 #define EXIT_USAGE 2
 
 struct options {
-	bool dev, hash_token, tls, purge_unknown, verify_audit;
+	bool dev, hash_token, tls, purge_unknown, verify_audit, init;
 	const char *data_dir, *listen, *config, *check_config, *gen_key,
 	    *log_level;
 };
@@ -50,8 +50,8 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: vaultd --dev [--tls] [--data-dir DIR] [--listen HOST:PORT]\n"
-	    "       vaultd --config FILE [--listen HOST:PORT] [--verify-audit]\n"
+	    "usage: vaultd --dev [--tls] [--data-dir DIR] [--listen HOST:PORT] [--init]\n"
+	    "       vaultd --config FILE [--listen HOST:PORT] [--verify-audit] [--init]\n"
 	    "       vaultd --check-config FILE\n"
 	    "       vaultd --gen-key FILE\n"
 	    "       vaultd --hash-token (--config FILE | --dev [--data-dir DIR]) < token\n"
@@ -66,6 +66,8 @@ usage(FILE *f)
 	    "  --config FILE      run with this config file\n"
 	    "  --verify-audit     at start, check the whole audit chain (by default,\n"
 	    "                     the entries since the last checkpoint)\n"
+	    "  --init             create a new vault (store and master-1.key); refused\n"
+	    "                     where a store or a master key file exists\n"
 	    "  --check-config F   validate a config and its policy, then exit\n"
 	    "  --gen-key FILE     write a new 32-byte master key file (mode 0600)\n"
 	    "  --hash-token       read a bearer token on stdin, print its policy hash\n"
@@ -91,6 +93,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "tls", no_argument, NULL, 'T' },
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "verify-audit", no_argument, NULL, 'A' },
+		{ "init", no_argument, NULL, 'I' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -112,6 +115,7 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'T': o->tls = true; break;
 		case 'L': o->log_level = optarg; break;
 		case 'A': o->verify_audit = true; break;
+		case 'I': o->init = true; break;
 		case 'V': printf("vaultd %s\n", VAULTD_VERSION); exit(0);
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
@@ -119,6 +123,7 @@ parse_options(int argc, char **argv, struct options *o)
 	}
 	if (optind != argc || (o->dev && o->config != NULL) || (o->tls && !o->dev) ||
 	    (o->purge_unknown && (o->hash_token || o->tls)) ||
+	    (o->init && (o->purge_unknown || o->hash_token)) ||
 	    (!o->dev && o->config == NULL && o->check_config == NULL &&
 	    o->gen_key == NULL)) {
 		usage(stderr);
@@ -207,7 +212,7 @@ purge_unknown(const struct config *cfg)
 	struct unknown_attrs n;
 	int r = 1;
 
-	if (vault_open(&v, cfg, false) != 0) {
+	if (vault_open(&v, cfg, VAULT_OPEN_EXISTING) != 0) {
 		log_error("cannot open the vault; nothing was purged");
 		goto out;
 	}
@@ -331,7 +336,7 @@ check_audit(struct vault *v, const struct config *cfg, bool whole)
 }
 
 static int
-serve(struct config *cfg, bool dev, bool verify_audit)
+serve(struct config *cfg, bool dev, bool verify_audit, bool init)
 {
 	struct auth *auth = NULL;
 	struct vault *v = NULL;
@@ -364,7 +369,8 @@ serve(struct config *cfg, bool dev, bool verify_audit)
 		log_error("%s", err);
 		return 1;
 	}
-	if (vault_open(&v, cfg, dev) != 0) {
+	if (vault_open(&v, cfg, init ? VAULT_OPEN_INIT : dev ? VAULT_OPEN_CREATE :
+	    VAULT_OPEN_EXISTING) != 0) {
 		log_error("cannot open the vault; nothing was written");
 		goto out;
 	}
@@ -491,7 +497,7 @@ main(int argc, char **argv)
 		return r;
 	}
 	server_global_init();
-	r = serve(cfg, o.dev, o.verify_audit);
+	r = serve(cfg, o.dev, o.verify_audit, o.init);
 	server_global_shutdown();
 	config_free(cfg);
 	return r;

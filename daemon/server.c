@@ -36,6 +36,8 @@
 #define DENY_METADATA "invalid metadata"
 #define MAX_CALLS_PER_CONNECTION 256
 #define MAX_QUEUED 4096
+/* How long a stop with no call left waits for idle connections to go. */
+#define SHUTDOWN_IDLE_MS 50
 
 struct server;
 
@@ -1423,11 +1425,18 @@ wait_until(struct server *srv, bool (*cond)(struct server *), int timeout_ms)
 	pthread_mutex_unlock(&srv->mu);
 }
 
+/* No call left to finish; connections may still be open. */
+static bool
+no_calls(struct server *srv)
+{
+	return srv->live_calls == 0 && srv->streams == 0 &&
+	    srv->public_streams == 0;
+}
+
 static bool
 drained(struct server *srv)
 {
-	return srv->shutdown_done && srv->live_calls == 0 && srv->streams == 0 &&
-	    srv->public_streams == 0;
+	return srv->shutdown_done && no_calls(srv);
 }
 
 /* Reads a whole PEM file; NULL (logged) when it cannot. */
@@ -1657,6 +1666,45 @@ server_start(struct server **out, const struct server_opts *opts,
 	return 0;
 }
 
+/*
+ * The calls in flight get the grace period; idle connections get nothing.
+ * gRPC's shutdown tag comes only once every connection has closed, and an
+ * idle one closes only after its client answers the GOAWAY's ping and the
+ * final GOAWAY is written (seconds with a few idle clients, the whole
+ * grace with ten). Once no call is left, grpc_server_cancel_all_calls
+ * sends each connection a GOAWAY and closes it at once. A call delivered
+ * while the shutdown began counts as in flight again: the wait goes on.
+ */
+static void
+stop_calls(struct server *srv)
+{
+	int64_t end = now_ms() + (srv->grace_ms < 0 ? 0 : srv->grace_ms);
+	bool busy, done;
+	int live;
+
+	for (;;) {
+		int64_t now = now_ms();
+
+		wait_until(srv, no_calls, now < end ? (int)(end - now) : 0);
+		/* A moment for the shutdown tag, or for a call delivered late. */
+		wait_until(srv, drained, SHUTDOWN_IDLE_MS);
+		pthread_mutex_lock(&srv->mu);
+		busy = !no_calls(srv);
+		done = srv->shutdown_done;
+		live = srv->live_calls;
+		pthread_mutex_unlock(&srv->mu);
+		if (!busy || now_ms() >= end)
+			break;
+	}
+	if (busy) {
+		log_warn("grace period over: cancelling %d calls still running",
+		    live);
+		atomic_store(&srv->hard_cancel, true);
+	}
+	if (busy || !done)
+		grpc_server_cancel_all_calls(srv->gs);
+}
+
 void
 server_stop(struct server *srv)
 {
@@ -1664,17 +1712,7 @@ server_stop(struct server *srv)
 		return;
 	atomic_store(&srv->stopping, true);
 	grpc_server_shutdown_and_notify(srv->gs, srv->cqs[0].cq, &srv->t_shutdown);
-	wait_until(srv, drained, srv->grace_ms);
-	pthread_mutex_lock(&srv->mu);
-	if (!drained(srv)) {
-		log_warn("grace period over: cancelling %d calls still running",
-		    srv->live_calls);
-		atomic_store(&srv->hard_cancel, true);
-		pthread_mutex_unlock(&srv->mu);
-		grpc_server_cancel_all_calls(srv->gs);
-	} else {
-		pthread_mutex_unlock(&srv->mu);
-	}
+	stop_calls(srv);
 	wait_until(srv, drained, -1);
 
 	/* The last denial summaries, while the audit log is open. */

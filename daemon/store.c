@@ -1,6 +1,11 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "store.h"
@@ -9,6 +14,20 @@
 #define STORE_MAX_READERS 512
 
 static const char format_key[] = "store_format";
+static const char data_file[] = "data.mdb";
+
+/*
+ * LMDB's first meta page, for a data file too short to hold both: the page
+ * header, then MDB_meta (liblmdb 0.9, data version 1, 64-bit, in the
+ * host's byte order, little-endian on the targets vaultd supports): magic,
+ * version, address, map size, two MDB_db of 48 bytes (the first one's
+ * leading u32 is the page size), the last page number, the txn id.
+ */
+#define META_OFF_MAGIC 16
+#define META_OFF_PSIZE 40
+#define META_OFF_LAST_PG 136
+#define META_END 152
+#define META_MAGIC 0xBEEFC0DEu
 
 uint64_t
 store_now_ms(void)
@@ -135,12 +154,112 @@ fail:
 }
 
 int
+store_exists(const char *dir, bool *exists)
+{
+	char path[4096];
+	struct stat sb;
+
+	*exists = false;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, data_file) >=
+	    sizeof(path)) {
+		log_error("the store directory's path is too long");
+		return VAULT_ERR_INVALID;
+	}
+	if (stat(path, &sb) != 0) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			return 0;
+		log_error("cannot examine %s: %s", path, strerror(errno));
+		return VAULT_ERR_IO;
+	}
+	*exists = sb.st_size > 0;
+	return 0;
+}
+
+static uint64_t
+get_le(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+
+	while (n-- > 0)
+		v = v << 8 | p[n];
+	return v;
+}
+
+/*
+ * The bytes the store needs from its first meta page alone (0: page 0 is
+ * not an LMDB meta page, so the file is not a truncated store). LMDB's own
+ * open refuses a file too short for its second meta page before any
+ * public call can read the first one.
+ */
+static uint64_t
+meta0_need(int fd)
+{
+	uint8_t m[META_END];
+	uint64_t psize, last;
+
+	if (pread(fd, m, sizeof(m), 0) != (ssize_t)sizeof(m) ||
+	    get_le(m + META_OFF_MAGIC, 4) != META_MAGIC)
+		return 0;
+	psize = get_le(m + META_OFF_PSIZE, 4);
+	last = get_le(m + META_OFF_LAST_PG, 8);
+	if (psize < 512 || psize > 65536 || last > (UINT64_MAX >> 17))
+		return 0;
+	return (last + 1 > 2 ? last + 1 : 2) * psize;
+}
+
+/*
+ * A data file shorter than the store's last page (cut by a copy, a full
+ * disk, a bad restore) maps pages past its end: the first read of one
+ * kills the process with SIGBUS, long after "ready". Compared here, before
+ * the store is opened for writing: the meta pages are read through a
+ * read-only environment without a lock file, so nothing is written.
+ */
+static int
+check_length(const char *dir)
+{
+	char path[4096];
+	MDB_env *probe = NULL;
+	MDB_envinfo info;
+	MDB_stat ms;
+	struct stat sb;
+	uint64_t need = 0;
+	int fd = -1, rc, r = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, data_file);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &sb) != 0 ||
+	    sb.st_size == 0)
+		goto out;		/* none yet: mdb_env_open says why if needed */
+	if ((rc = mdb_env_create(&probe)) != 0)
+		goto out;
+	rc = mdb_env_open(probe, dir, MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS, 0600);
+	if (rc == 0 && mdb_env_info(probe, &info) == 0 &&
+	    mdb_env_stat(probe, &ms) == 0)
+		need = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+	else if (rc == MDB_INVALID)
+		need = meta0_need(fd);
+	if (need > (uint64_t)sb.st_size) {
+		log_error("%s is shorter than the store it holds (%llu of %llu "
+		    "bytes): it was truncated; restore it from a backup", data_file,
+		    (unsigned long long)sb.st_size, (unsigned long long)need);
+		r = VAULT_ERR_STATE;
+	}
+out:
+	if (probe != NULL)
+		mdb_env_close(probe);
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+int
 store_open(struct store **out, const char *dir, size_t map_size)
 {
 	struct store *st;
 	int rc, r;
 
 	*out = NULL;
+	if ((r = check_length(dir)) != 0)
+		return r;
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return VAULT_ERR_NOMEM;
 	if ((rc = mdb_env_create(&st->env)) != 0 ||

@@ -41,10 +41,18 @@ struct store {
 
 /*
  * Opens (creating when absent) the environment in dir, which must exist.
- * map_size is the largest the data file may grow. Refuses a store of another
- * format version, or a file that is not an LMDB store.
+ * map_size is the largest the data file may grow. Refuses, having written
+ * nothing, a data file shorter than the store it holds (truncated), a store
+ * of another format version, or a file that is not an LMDB store.
  */
 int store_open(struct store **out, const char *dir, size_t map_size) VAULT_WUR;
+
+/*
+ * Whether dir holds a store: a data file that is not empty. A missing
+ * directory or data file, or an empty data file, holds none (LMDB would
+ * start a new store there). VAULT_ERR_IO when it cannot tell.
+ */
+int store_exists(const char *dir, bool *exists) VAULT_WUR;
 void store_close(struct store *st);
 
 /* Begins a read-only transaction; VAULT_ERR_UNAVAILABLE once failed. */

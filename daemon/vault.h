@@ -30,11 +30,24 @@ struct vault {
 struct journal;
 
 /*
- * Opens the store and keyring named by cfg and starts the writer. With
- * create_key, a new store without key files gets master-1.key generated.
+ * What vault_open may create. A store is missing when the store directory
+ * or its data file is, or the data file is empty; the keys exist when the
+ * keys directory holds a master key file. A missing store whose keys exist
+ * is refused in every mode: the store was lost, and a new one would answer
+ * NOT_FOUND for every consumer. A refusal writes nothing.
+ */
+enum vault_open_mode {
+	VAULT_OPEN_EXISTING,	/* the store must exist (vaultd --config) */
+	VAULT_OPEN_CREATE,	/* no store and no key: a new vault (--dev) */
+	VAULT_OPEN_INIT,	/* only a new vault: no store and no key (--init) */
+};
+
+/*
+ * Opens the store and keyring named by cfg and starts the writer. A new
+ * vault gets its store directory (when missing) and master-1.key.
  */
 int vault_open(struct vault **out, const struct config *cfg,
-    bool create_key) VAULT_WUR;
+    enum vault_open_mode mode) VAULT_WUR;
 /* Closes the journal, if one was opened, then the rest. */
 void vault_close(struct vault *v);
 

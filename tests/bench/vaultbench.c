@@ -53,7 +53,7 @@ open_dev(const char *dir, struct config **cfg)
 		bench_die("cannot prepare the vault directory");
 	if (config_load(cfg, path, err, sizeof(err)) != 0)
 		bench_die(err);
-	if (vault_open(&v, *cfg, true) != 0)
+	if (vault_open(&v, *cfg, VAULT_OPEN_CREATE) != 0)
 		bench_die("cannot open the vault");
 	return v;
 }

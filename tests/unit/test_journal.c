@@ -171,7 +171,7 @@ open_copy(const char *copy, struct vault **v, struct config **cfg)
 	int r;
 
 	*cfg = test_config(copy);
-	if ((r = vault_open(v, *cfg, false)) != 0)
+	if ((r = vault_open(v, *cfg, VAULT_OPEN_EXISTING)) != 0)
 		return r;
 	if ((r = journal_open(&(*v)->jn, *v, (*cfg)->store_dir, HOUR_MS,
 	    HOUR_MS)) != 0) {

@@ -87,7 +87,7 @@ test_vault_new(void)
 		abort();
 	f->dir = test_tmpdir();
 	f->cfg = test_config(f->dir);
-	if (vault_open(&f->v, f->cfg, true) != 0)
+	if (vault_open(&f->v, f->cfg, VAULT_OPEN_CREATE) != 0)
 		abort();
 	return f;
 }
