@@ -231,13 +231,15 @@ class Workload:
     self.errors."""
 
     def __init__(self, d, ledger, seed, put_threads=3, rotate=False,
-                 consent_cids=(), delete_batch=8, pause=0.0, rotate_pause=0.2):
+                 consent_cids=(), delete_batch=8, pause=0.0, rotate_pause=0.2,
+                 rotations=-1):
         self.d, self.ledger = d, ledger
         self.rng = random.Random(seed)
         self.put_threads, self.rotate_on = put_threads, rotate
         self.consent_cids = list(consent_cids)
         self.delete_batch, self.pause = delete_batch, pause
         self.rotate_pause = rotate_pause
+        self.rotations_left = rotations     # -1: no limit
         self.stopping = threading.Event()
         self.errors = []
         self.threads = []
@@ -347,7 +349,11 @@ class Workload:
         time.sleep(0.005)
 
     def _rotate(self, ch):
+        if self.rotations_left == 0:
+            time.sleep(0.05)
+            return
         time.sleep(self.rotate_pause)
+        self.rotations_left -= 1
         try:
             rotate(self.d)
             self.ledger.count("rotation")
