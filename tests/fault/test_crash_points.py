@@ -13,6 +13,7 @@ import os
 import time
 import zlib
 
+import grpc
 import pytest
 
 from conftest import ROOT
@@ -30,8 +31,9 @@ PRELOAD = int(os.environ.get("VAULT_FAULT_PRELOAD", "600"))
 FIRE_TIMEOUT = float(os.environ.get("VAULT_FAULT_FIRE_TIMEOUT", "30"))
 
 # area -> (how the daemon first starts, the workload, which hit to die at)
-#   "fresh": the point is armed on the very first start of an empty data dir
-#   "store": on a store preloaded with PRELOAD consumers
+#   "fresh": armed from the very first start of an empty data dir (the
+#            points of first-run set-up), then a small preload and the workload
+#   "store": armed on a store preloaded with PRELOAD consumers
 # The hit count lets the first hits (the start's own writes) pass, so most
 # points fire under load, with acknowledged operations in flight.
 SCENARIOS = {
@@ -43,7 +45,7 @@ SCENARIOS = {
     "consent": ("store", {}, 3),
     "rotate":  ("store", {"rotate": True}, 1),
     "destroy": ("store", {"rotate": True}, 1),
-    "keyfile": ("store", {"rotate": True}, 1),
+    "keyfile": ("fresh", {"rotate": True}, 1),
     "dev":     ("fresh", {}, 1),
 }
 
@@ -78,6 +80,12 @@ def test_crash_point(tmp_path, point):
         # Armed: the point may fire during the start itself.
         t0 = time.monotonic()
         if d.start_or_die(env=env) is not None:
+            if start == "fresh":
+                try:
+                    cons = preload(d, ledger, PRELOAD // 4)
+                except grpc.RpcError:
+                    assert not d.alive(), d.log()[-3000:]
+        if d.alive():
             with Workload(d, ledger, seed=zlib.crc32(point.encode()) & 0xffff,
                           consent_cids=cons, **opts):
                 while d.alive() and time.monotonic() - t0 < FIRE_TIMEOUT:
