@@ -4,7 +4,8 @@ Each round: concurrent puts, batched deletions (DeleteConsumers with request
 ids), consent changes, audited reads, now and then a rotation (and the
 destruction of the versions it retired); SIGKILL after a random delay
 (fixed seed); restart; deletions left in flight retried with the same
-request ids; then the ledger: every acknowledged put readable with its
+request ids (a fifth of the restarts are themselves killed first, at a
+random moment of the start); then the ledger: every acknowledged put readable with its
 value unless later deleted, every acknowledged deletion NOT_FOUND and its
 request id answered with the same receipt, consents as acknowledged, no
 usable key file of a destroyed version, the audit chain whole.
@@ -27,6 +28,7 @@ SEED = int(os.environ.get("VAULT_KILL_SEED", "12"))
 MAX_DELAY = float(os.environ.get("VAULT_KILL_MAX_DELAY", "1.0"))
 SAMPLE = 150            # consumers of each kind checked per round (all at the end)
 ROTATE_EVERY = 4        # rounds
+START_KILLS = 0.2       # the share of restarts also killed while starting
 
 
 def test_kill_loop(tmp_path, capsys):
@@ -34,6 +36,7 @@ def test_kill_loop(tmp_path, capsys):
     d = FaultDaemon(tmp_path / "vault")
     ledger = Ledger()
     restarts = []
+    start_kills = 0
     t_start = time.monotonic()
     try:
         assert d.start_or_die() is not None, d.log()
@@ -48,6 +51,13 @@ def test_kill_loop(tmp_path, capsys):
             assert rc == -9, f"round {k}: vaultd exited {rc} before the kill:\n" \
                 + d.log()[-3000:]
             assert not w.errors, f"round {k}: {w.errors[:5]}"
+            # Now and then a kill during the start itself (recovery, the
+            # resumed rotation, the journal moved in).
+            if rng.random() < START_KILLS:
+                d.spawn()
+                time.sleep(rng.uniform(0.0, 0.1))
+                d.kill()
+                start_kills += 1
             took = d.start_or_die()
             assert took is not None, f"round {k}: no restart:\n{d.log()[-3000:]}"
             restarts.append(took)
@@ -58,7 +68,8 @@ def test_kill_loop(tmp_path, capsys):
         if d.proc is not None:
             d.kill()
     a = ledger.acks
-    summary = (f"kill loop: {KILLS} kills (seed {SEED}) in "
+    summary = (f"kill loop: {KILLS} kills under load and {start_kills} while "
+               f"starting (seed {SEED}) in "
                f"{time.monotonic() - t_start:.0f} s; acknowledged: "
                f"{a['put']} puts, {a['delete']} deletions, {a['consent']} "
                f"consents, {a['rotation']} rotations, {a['destroy']} "
