@@ -10,6 +10,8 @@ import os
 import random
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -19,6 +21,7 @@ import pytest
 
 from faultlib import (FaultDaemon, Ledger, check_invariants, delete_many,
                       preload, verify_audit)
+import rawh2
 from vault_integration_conftest import pb
 
 CLEAN_CODES = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE,
@@ -33,6 +36,21 @@ def timed(fn, *args, **kw):
 
 
 # ----------------------------------------------------------- slow clients
+
+FEATURES = ["age", "device", "income_band", "purchases_90d", "converted"]
+
+
+def raw_stalled_call(d, path, body):
+    """A call on a bare HTTP/2 connection whose client never reads: its
+    window (INITIAL_WINDOW_SIZE 1024) is never opened again."""
+    sock = socket.create_connection(("127.0.0.1", d.port))
+    settings = struct.pack(">HI", 4, 1024)
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" +
+                 rawh2.frame(4, 0, 0, settings) + rawh2.frame(4, 1, 0, b""))
+    sock.sendall(rawh2.headers(1, path, extra=[
+        (b"authorization", f"Bearer {d.token}".encode())]) +
+        rawh2.message(1, body))
+    return sock
 
 def test_stalled_stream_clients_do_not_block_unary_calls(tmp_path):
     d = FaultDaemon(tmp_path / "vault")
@@ -49,14 +67,30 @@ def test_stalled_stream_clients_do_not_block_unary_calls(tmp_path):
             calls.append(d.stream(ch, "/vault.v1.Features/FetchFeatures",
                                   pb.FetchFeaturesRequest(
                                       purpose="training", dataset_id=f"stall-{i}",
-                                      batch_size=50), timeout=60))
+                                      attributes=FEATURES, batch_size=50),
+                                  timeout=60))
         for i in range(6):
             ch = d.channel()
             channels.append(ch)
             calls.append(d.stream(ch, "/vault.v1.Deletion/WatchDeletions",
                                   pb.WatchDeletionsRequest(after_seq=0, follow=True),
                                   timeout=60))
-        time.sleep(1.0)
+        # And connections that never read at all: a 1 KB flow-control window
+        # and a socket nobody reads, so the daemon's writes block for good.
+        socks = []
+        for i in range(8):
+            path, req = [
+                (b"/vault.v1.Features/FetchFeatures", pb.FetchFeaturesRequest(
+                    purpose="training", dataset_id=f"raw-{i}", attributes=FEATURES,
+                    batch_size=20)),
+                (b"/vault.v1.Deletion/WatchDeletions",
+                 pb.WatchDeletionsRequest(after_seq=0, follow=True))][i % 2]
+            socks.append(raw_stalled_call(d, path, req.SerializeToString()))
+        # The fetch was accepted and stalls: data came, up to the window,
+        # and no end (reading the socket opens no HTTP/2 window).
+        frames = rawh2.read_frames(socks[0], 1.0)
+        assert any(f[0] == 0 and f[2] == 1 for f in frames), frames[:5]
+        assert not rawh2.ended(frames, 1), "the stalled fetch ended"
         worst = 0.0
         for i in range(60):
             worst = max(worst, timed(d.put, f"live-{i}", zip=str(i)))
@@ -66,6 +100,8 @@ def test_stalled_stream_clients_do_not_block_unary_calls(tmp_path):
                                          [(f"pre-{i}", f"stall-del-{i}")]))
         assert worst < 2.0, f"a unary call took {worst:.2f} s behind stalled streams"
         assert verify_audit(d).ok
+        for sock in socks:
+            sock.close()
         for c in calls:
             c.cancel()
         for ch in channels:
