@@ -3,6 +3,7 @@
 
 #include <sodium.h>
 
+#include "crashpoint.h"
 #include "audit.h"
 #include "audit_text.h"
 #include "journal.h"
@@ -916,7 +917,9 @@ audit_check(struct vault *v, bool whole, bool record, struct audit_check *c)
 	if (r != 0 || !record || !audit_check_ok(c) || c->end <= c->checkpoint)
 		return r;
 	job.seq = c->end;
-	return writer_submit_lazy(v->wr, record_apply, &job);
+	if ((r = writer_submit_lazy(v->wr, record_apply, &job)) == 0)
+		VAULT_CRASH_POINT("audit.checkpoint");
+	return r;
 }
 
 void

@@ -1,5 +1,6 @@
 #include <string.h>
 
+#include "crashpoint.h"
 #include "consent.h"
 #include "deletion.h"
 #include "log.h"
@@ -125,6 +126,7 @@ set_apply(MDB_txn *txn, void *arg)
 	    (r = requests_log_txn(job->v, txn, "optout", job->ref)) != 0)
 		return r;
 	job->flags = flags;
+	VAULT_CRASH_POINT("consent.before_commit");
 	return 0;
 }
 
@@ -138,6 +140,8 @@ consent_set(struct vault *v, const char *id, size_t id_len,
 
 	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, ref);
 	r = writer_submit(v->wr, set_apply, &job);
+	if (r == 0)
+		VAULT_CRASH_POINT("consent.after_commit");	/* no reply yet */
 	*flags = job.flags;
 	return r;
 }

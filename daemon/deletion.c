@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "crashpoint.h"
 #include "audit.h"
 #include "consumer.h"
 #include "dataset.h"
@@ -342,9 +343,12 @@ delete_one(struct vault *v, MDB_txn *txn, const struct deletion_request *req,
 	if ((r = append_events(v, txn, &rm, out->deleted_at_ms, next_seq, out)) != 0 ||
 	    (r = render(out)) != 0)
 		goto out;
+	VAULT_CRASH_POINT("delete.before_sign");
 	keyring_sign(v->kr, out->signed_bytes, out->signed_len, out->signature);
+	VAULT_CRASH_POINT("delete.before_store_receipt");
 	if ((r = store_receipt(v, txn, ref, out)) != 0)
 		goto out;
+	VAULT_CRASH_POINT("delete.after_store_receipt");
 	if (rm.found) {
 		pending_key(key, rm.epoch);
 		pending = meta_u64(v->store, txn, key, &r);
@@ -382,7 +386,9 @@ run_apply(MDB_txn *txn, void *arg)
 			return r;
 		}
 	}
-	return put_meta_u64(job->v->store, txn, LEDGER_NEXT, next);
+	if ((r = put_meta_u64(job->v->store, txn, LEDGER_NEXT, next)) == 0)
+		VAULT_CRASH_POINT("delete.before_commit");
+	return r;
 }
 
 int
@@ -394,6 +400,8 @@ deletion_run(struct vault *v, const struct deletion_request *reqs, size_t n,
 
 	memset(out, 0, n * sizeof(*out));
 	r = writer_submit(v->wr, run_apply, &job);
+	if (r == 0)
+		VAULT_CRASH_POINT("delete.after_commit");	/* durable, no reply yet */
 	if (r != 0) {
 		for (size_t i = 0; i < n; i++)
 			receipt_clear(&out[i]);

@@ -3,6 +3,7 @@
 
 #include <sodium.h>
 
+#include "crashpoint.h"
 #include "dataset.h"
 #include "deletion.h"
 #include "handlers.h"
@@ -124,6 +125,7 @@ run(struct rpc_ctx *ctx, Vault__V1__DeleteConsumerRequest **in, size_t n,
 		fill_receipt(v, &out[i], &msgs[i]);
 		ptrs[i] = &msgs[i];
 	}
+	VAULT_CRASH_POINT("delete.before_reply");
 	if (single) {
 		r = rpc_reply(ctx, &msgs[0].base);
 	} else {

@@ -11,6 +11,7 @@
 
 #include <sodium.h>
 
+#include "crashpoint.h"
 #include "journal.h"
 #include "log.h"
 #include "timeutil.h"
@@ -125,6 +126,7 @@ drain(MDB_txn *txn, void *arg)
 		if (e == last)
 			break;
 	}
+	VAULT_CRASH_POINT("journal.ingest");	/* in the group, uncommitted */
 	store_put_u64(seq, last->seq);
 	if ((rc = mdb_put(txn, j->v->store->meta, &k, &val, 0)) != 0)
 		return store_err(j->v->store, rc, "put journal position");
@@ -186,6 +188,8 @@ ingest(struct journal *j, unsigned mask)
 {
 	int r = writer_submit_lazy(j->v->wr, nothing, NULL), rc;
 
+	if (r == 0)
+		VAULT_CRASH_POINT("journal.ingest_before_sync");
 	if (r == 0 && (rc = mdb_env_sync(j->v->store->env, 1)) != 0)
 		r = store_err(j->v->store, rc, "sync the audit journal's entries");
 	if (r != 0) {
@@ -193,6 +197,7 @@ ingest(struct journal *j, unsigned mask)
 		    vault_strerror(r));
 		return r;
 	}
+	VAULT_CRASH_POINT("journal.before_truncate");
 	pthread_mutex_lock(&j->mu);
 	for (int i = 0; i < 2; i++) {
 		if (!(mask & (1u << i)))
@@ -203,6 +208,7 @@ ingest(struct journal *j, unsigned mask)
 			j->size[i] = 0;
 	}
 	pthread_mutex_unlock(&j->mu);
+	VAULT_CRASH_POINT("journal.after_truncate");
 	return 0;
 }
 
@@ -282,6 +288,7 @@ journal_main(void *arg)
 			old = j->cur;
 			j->cur = !old;
 			pthread_mutex_unlock(&j->mu);
+			VAULT_CRASH_POINT("journal.switch_file");
 			(void)ingest(j, 1u << old);
 			pthread_mutex_lock(&j->mu);
 		}
@@ -398,6 +405,7 @@ journal_append(struct journal *j, const struct audit_rec *recs, size_t n)
 	if (j->waiting)
 		pthread_cond_signal(&j->cv);
 	pthread_mutex_unlock(&j->mu);
+	VAULT_CRASH_POINT("journal.after_append");	/* written, not yet synced */
 out:
 	free_entries(first);
 	free(buf);

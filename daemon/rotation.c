@@ -6,6 +6,7 @@
 
 #include <sodium.h>
 
+#include "crashpoint.h"
 #include "crypto.h"
 #include "deletion.h"
 #include "log.h"
@@ -355,6 +356,7 @@ rotation_run(struct vault *v, rotation_cb cb, void *arg)
 	do {
 		if ((r = writer_submit_lazy(v->wr, step_apply, &job)) != 0)
 			break;
+		VAULT_CRASH_POINT("rotate.batch");	/* committed, not yet synced */
 		pthread_mutex_lock(&run_mu);
 		shared = job.p;
 		pthread_mutex_unlock(&run_mu);

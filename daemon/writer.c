@@ -6,6 +6,7 @@
 
 #include <time.h>
 
+#include "crashpoint.h"
 #include "log.h"
 #include "timeutil.h"
 #include "writer.h"
@@ -101,11 +102,15 @@ run_group(struct writer *w, struct write_req *group)
 	 */
 	if (txn != NULL && lazy)
 		mdb_env_set_flags(w->st->env, MDB_NOSYNC, 1);
+	if (txn != NULL)
+		VAULT_CRASH_POINT("writer.before_commit");
 	if (txn != NULL && (rc = mdb_txn_commit(txn)) != 0) {
 		r = store_err(w->st, rc, "commit group");
 		for (struct write_req *q = group; q != NULL; q = q->next)
 			q->result = r;
 	}
+	if (txn != NULL && r == 0)
+		VAULT_CRASH_POINT("writer.after_commit");	/* none acknowledged */
 	if (txn != NULL && lazy)
 		mdb_env_set_flags(w->st->env, MDB_NOSYNC, 0);
 	if (w->prelude_done != NULL)
