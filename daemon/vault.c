@@ -19,6 +19,8 @@ vault_open(struct vault **out, const struct config *cfg, bool create_key)
 	if ((r = store_open(&v->store, cfg->store_dir,
 	    (size_t)cfg->map_size_mb << 20)) != 0)
 		goto fail;
+	store_set_headroom(v->store, cfg->store_high_water_pct,
+	    (size_t)cfg->disk_reserve_mb << 20);
 	if ((r = keyring_open(&v->kr, v->store, cfg->keys_dir, create_key)) != 0)
 		goto fail;
 	if ((r = tokenizer_new(&v->tok, v->schema,
