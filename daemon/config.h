@@ -25,6 +25,9 @@ struct config {
 	int cq_threads;			/* gRPC completion-queue threads */
 	int max_request_bytes;
 	int map_size_mb;
+	int store_high_water_pct;	/* ordinary writes stop at this % of the map */
+	int disk_reserve_mb;		/* kept allocated past the data file's end */
+	int audit_journal_reserve_mb;	/* kept allocated in each journal file */
 	int shutdown_grace_ms;
 	int max_attributes_per_request;
 	int max_consumer_id_bytes;

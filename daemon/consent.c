@@ -114,6 +114,13 @@ set_apply(MDB_txn *txn, void *arg)
 	/* Global Privacy Control is an opt-out of sale and sharing. */
 	if (strcmp(c->source, "gpc") == 0)
 		flags |= CONSENT_OPT_OUT_SALE_SHARE;
+	/*
+	 * A grant, or a flag lifted, is an ordinary write, refused in the
+	 * headroom (store.h); opt-outs and limits always go through.
+	 */
+	if (((c->purpose >= 0 && c->granted) || (old & ~flags) != 0) &&
+	    (r = store_room(st)) != 0)
+		return r;
 	if ((!found || flags != old) &&
 	    (r = put_record(st, txn, job->ref, FLAGS_KEY, flags, c->source)) != 0)
 		return r;

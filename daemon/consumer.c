@@ -144,6 +144,9 @@ put_apply(MDB_txn *txn, void *arg)
 	int rc, r;
 
 	job->created = false;
+	/* An ordinary write: refused in the headroom (store.h). */
+	if ((r = store_room(v->store)) != 0)
+		return r;
 	rc = mdb_get(txn, v->store->consumers, &k, &val);
 	if (rc == MDB_NOTFOUND) {
 		if ((r = drop_leftovers(v, txn, job->ref)) != 0 ||

@@ -251,6 +251,9 @@ handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	    &flags);
 	if (r == VAULT_ERR_NOT_FOUND)
 		return rpc_fail(ctx, r, "consumer not found");
+	if (r == VAULT_ERR_LIMIT)
+		return rpc_fail(ctx, r, "the store is full: opt-outs are still "
+		    "accepted");
 	if (r != 0)
 		return r;
 	crypto_hex(ref, sizeof(ref), ref_hex);

@@ -23,7 +23,16 @@ known_service(const char *name)
 	return false;
 }
 
-/* NOT_SERVING while stopping, and on a broken audit chain (audit_broken). */
+/* The service of the ordinary writes (PutAttributes, SetConsent). */
+#define WRITE_SERVICE "vault.v1.Consumers"
+
+/*
+ * NOT_SERVING while stopping, and on a broken audit chain (audit_broken).
+ * While the store refuses ordinary writes (full map or disk, store.h), the
+ * write service is NOT_SERVING, so that a load balancer stops sending
+ * writes; the server as a whole ("") and the other services stay SERVING:
+ * reads, exports, deletions and opt-outs go on.
+ */
 static Grpc__Health__V1__HealthCheckResponse__ServingStatus
 status_of(struct rpc_ctx *ctx, const char *service)
 {
@@ -31,7 +40,9 @@ status_of(struct rpc_ctx *ctx, const char *service)
 
 	if (!known_service(service))
 		return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
-	return rpc_stopping(ctx) || v->audit_broken ?
+	return rpc_stopping(ctx) || v->audit_broken ||
+	    (strcmp(service, WRITE_SERVICE) == 0 &&
+	    store_refusing(v->store) != 0) ?
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING :
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
 }

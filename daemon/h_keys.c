@@ -47,9 +47,10 @@ handle_rotate_master_key(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	if (r == VAULT_ERR_KEY)
 		return rpc_fail(ctx, r, "new_key_id: master-%lu.key cannot be "
 		    "loaded from the keys directory (see the server log)", want);
-	if (r == VAULT_ERR_LIMIT)
-		return rpc_fail(ctx, r, "the store is full: the rotation did not "
-		    "start, and nothing changed");
+	if (r == VAULT_ERR_LIMIT || r == VAULT_ERR_NOSPACE)
+		return rpc_fail(ctx, r, "%s: the rotation did not start, and "
+		    "nothing changed", r == VAULT_ERR_LIMIT ? "the store is full" :
+		    "disk full");
 	if (r != 0)
 		return r;
 	/* Started: the first message says so, whatever happens next. */

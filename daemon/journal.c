@@ -43,6 +43,8 @@ struct journal {
 	char *path[2];
 	int fd[2];
 	off_t size[2];
+	off_t reserve;			/* kept allocated past each file's end */
+	bool reserve_failed;		/* the last renewal failed; logged once */
 	int cur;			/* the file taking appends */
 	int ingest_ms, index_ms;
 	pthread_mutex_t mu;
@@ -178,6 +180,28 @@ journal_sync(struct journal *j)
 }
 
 /*
+ * Keeps j->reserve bytes allocated past the end of file i, so that appends
+ * write into space the journal already owns and go on when the disk is
+ * full. Emptying a file frees its blocks, reserve included: renewed then.
+ */
+static void
+keep_reserve(struct journal *j, int i)
+{
+	bool failed;
+
+	if (j->reserve == 0)
+		return;
+	failed = fallocate(j->fd[i], FALLOC_FL_KEEP_SIZE, j->size[i],
+	    j->reserve) != 0;
+	if (failed && !j->reserve_failed)
+		log_warn("cannot reserve space for %s: %s; audited calls fail "
+		    "once the disk is full", j->path[i], strerror(errno));
+	else if (!failed && j->reserve_failed)
+		log_info("the audit journal's space is reserved again");
+	j->reserve_failed = failed;
+}
+
+/*
  * Moves every waiting entry in durably, then empties the files in mask
  * (bit i: file i), which must take no appends meanwhile. The commit is
  * lazy and this thread syncs it: the writer never waits on this fsync, so
@@ -202,10 +226,12 @@ ingest(struct journal *j, unsigned mask)
 	for (int i = 0; i < 2; i++) {
 		if (!(mask & (1u << i)))
 			continue;
-		if (ftruncate(j->fd[i], 0) != 0)
+		if (ftruncate(j->fd[i], 0) != 0) {
 			log_error("cannot empty %s: %s", j->path[i], strerror(errno));
-		else
+		} else {
 			j->size[i] = 0;
+			keep_reserve(j, i);
+		}
 	}
 	pthread_mutex_unlock(&j->mu);
 	VAULT_CRASH_POINT("journal.after_truncate");
@@ -298,6 +324,8 @@ journal_main(void *arg)
 			pthread_mutex_unlock(&j->mu);
 			index_some(j);
 			checkpoint(j);
+			/* Health and writes learn that space returned (store.h). */
+			(void)store_room(j->v->store);
 			pthread_mutex_lock(&j->mu);
 			next_index = time_after_ms(j->index_ms);
 		}
@@ -336,15 +364,18 @@ write_all(struct journal *j, int i, const uint8_t *buf, size_t n)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
+			int e = w < 0 ? errno : ENOSPC;
+
 			log_error("cannot append to %s: %s", j->path[i],
-			    w < 0 ? strerror(errno) : "no space written");
+			    strerror(e));
 			if (done > 0 && ftruncate(j->fd[i], j->size[i]) != 0) {
 				log_error("cannot undo a partial append to %s: %s; "
 				    "refusing audited calls until restart",
 				    j->path[i], strerror(errno));
 				j->broken = true;
 			}
-			return VAULT_ERR_IO;
+			return e == ENOSPC || e == EDQUOT ? VAULT_ERR_NOSPACE :
+			    VAULT_ERR_IO;
 		}
 		done += (size_t)w;
 	}
@@ -609,6 +640,8 @@ journal_open(struct journal **out, struct vault *v, const char *dir,
 	j->ingest_ms = ingest_ms;
 	j->index_ms = index_ms;
 	j->fd[0] = j->fd[1] = -1;
+	j->reserve = v->cfg != NULL ?
+	    (off_t)v->cfg->audit_journal_reserve_mb << 20 : 0;
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
 	for (int i = 0; i < 2 && r == 0; i++) {

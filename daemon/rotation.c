@@ -197,6 +197,9 @@ start_apply(MDB_txn *txn, void *arg)
 		job->joined = true;
 		return 0;
 	}
+	/* Starting is an ordinary write, refused in the headroom (store.h). */
+	if ((r = store_room(job->v->store)) != 0)
+		return r;
 	if ((rc = mdb_stat(txn, job->v->store->consumers, &ms)) != 0)
 		return store_err(job->v->store, rc, "stat consumers");
 	if ((r = keyring_activate_txn(job->v->kr, txn, job->version)) != 0) {

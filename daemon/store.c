@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -12,6 +13,8 @@
 
 #define STORE_MAX_DBS 16
 #define STORE_MAX_READERS 512
+/* Free disk outside the reserve below which ordinary writes stop. */
+#define DISK_SLACK (1ULL << 20)
 
 static const char format_key[] = "store_format";
 static const char data_file[] = "data.mdb";
@@ -65,10 +68,35 @@ store_get_u64(const uint8_t *p)
 	return (uint64_t)store_get_u32(p) << 32 | store_get_u32(p + 4);
 }
 
+/* Free bytes of the data file's filesystem for an unprivileged writer. */
+static unsigned long long
+disk_free(struct store *st)
+{
+	struct statvfs sv;
+	int fd;
+
+	if (st == NULL || mdb_env_get_fd(st->env, &fd) != 0 ||
+	    fstatvfs(fd, &sv) != 0)
+		return ~0ULL;
+	return (unsigned long long)sv.f_bavail * sv.f_frsize;
+}
+
 int
 store_err(struct store *st, int rc, const char *what)
 {
 	switch (rc) {
+	case ENOSPC:
+	case EDQUOT:
+		log_error("%s: disk full", what);
+		return VAULT_ERR_NOSPACE;
+	case EIO:
+		/* LMDB reports a short write (what a full disk gives) as EIO. */
+		if (disk_free(st) < DISK_SLACK) {
+			log_error("%s: disk full (a short write)", what);
+			return VAULT_ERR_NOSPACE;
+		}
+		log_error("%s: %s", what, mdb_strerror(rc));
+		return VAULT_ERR_STORE;
 	case MDB_SUCCESS:
 		return 0;
 	case MDB_NOTFOUND:
@@ -335,4 +363,127 @@ store_delete_prefix(struct store *st, MDB_txn *txn, MDB_dbi dbi,
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return store_err(st, rc, "delete by prefix");
 	return 0;
+}
+
+/* ------------------------------------------------------------ headroom */
+
+/* Pages on LMDB's freelist: inside the file, free to reuse. */
+static int
+free_pages(struct store *st, size_t *n)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	size_t count;
+	int rc;
+
+	*n = 0;
+	if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0)
+		goto out;
+	/* Database 0 is the freelist: txn id -> page list, count first. */
+	if ((rc = mdb_cursor_open(txn, 0, &cur)) != 0)
+		goto out;
+	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+		if (v.mv_size < sizeof(count))
+			continue;
+		memcpy(&count, v.mv_data, sizeof(count));
+		*n += count;
+	}
+out:
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_err(st, rc,
+	    "count free pages");
+}
+
+/* VAULT_ERR_LIMIT when the pages in use reach the high-water mark. */
+static int
+map_room(struct store *st)
+{
+	MDB_envinfo info;
+	MDB_stat ms;
+	size_t used, mark, nfree;
+	int r;
+
+	if (mdb_env_info(st->env, &info) != 0 || mdb_env_stat(st->env, &ms) != 0)
+		return 0;
+	mark = info.me_mapsize / 100 * (size_t)st->high_water_pct;
+	used = (info.me_last_pgno + 1) * (size_t)ms.ms_psize;
+	/* The file is below the mark: no need to count the free pages. */
+	if (used < mark)
+		return 0;
+	if ((r = free_pages(st, &nfree)) != 0)
+		return r;
+	used -= nfree * ms.ms_psize < used ? nfree * ms.ms_psize : used;
+	return used < mark ? 0 : VAULT_ERR_LIMIT;
+}
+
+/* VAULT_ERR_NOSPACE when the disk reserve cannot be kept allocated. */
+static int
+disk_room(struct store *st)
+{
+	MDB_envinfo info;
+	struct stat sb;
+	off_t want, ahead;
+	int fd;
+
+	if (st->disk_reserve == 0 || mdb_env_get_fd(st->env, &fd) != 0 ||
+	    fstat(fd, &sb) != 0 || mdb_env_info(st->env, &info) != 0)
+		return 0;
+	/* Past the map size LMDB never writes: no reserve beyond it. */
+	want = (off_t)st->disk_reserve;
+	if ((off_t)info.me_mapsize - sb.st_size < want)
+		want = (off_t)info.me_mapsize - sb.st_size;
+	ahead = (off_t)sb.st_blocks * 512 - sb.st_size;
+	/* An ordinary write must not take the reserve: it needs free disk too. */
+	if (want <= 0 || ahead >= want ||
+	    fallocate(fd, FALLOC_FL_KEEP_SIZE, sb.st_size, want) == 0)
+		return disk_free(st) < DISK_SLACK ? VAULT_ERR_NOSPACE : 0;
+	if (errno == ENOSPC || errno == EDQUOT)
+		return VAULT_ERR_NOSPACE;
+	/* A filesystem without fallocate: keep the reserve free, unowned. */
+	if (errno == EOPNOTSUPP)
+		return disk_free(st) < (unsigned long long)want ?
+		    VAULT_ERR_NOSPACE : 0;
+	log_warn("cannot reserve disk space for the store: %s", strerror(errno));
+	return 0;
+}
+
+int
+store_room(struct store *st)
+{
+	int r, old;
+
+	if (st->failed)
+		return VAULT_ERR_UNAVAILABLE;
+	if ((r = map_room(st)) == 0)
+		r = disk_room(st);
+	old = __atomic_exchange_n(&st->refusing, r, __ATOMIC_RELAXED);
+	if (old == r)
+		return r;
+	if (r == VAULT_ERR_LIMIT)
+		log_error("the store passed its high-water mark (%d%% of the map "
+		    "size): refusing ordinary writes; deletions, opt-outs and "
+		    "the audit log go on in the headroom", st->high_water_pct);
+	else if (r == VAULT_ERR_NOSPACE)
+		log_error("disk full: the store's disk reserve cannot be kept; "
+		    "refusing ordinary writes; deletions, opt-outs and the "
+		    "audit log go on in the reserve");
+	else if (r == 0)
+		log_info("there is room again: ordinary writes are accepted");
+	return r;
+}
+
+int
+store_refusing(const struct store *st)
+{
+	return __atomic_load_n(&st->refusing, __ATOMIC_RELAXED);
+}
+
+void
+store_set_headroom(struct store *st, int high_water_pct, size_t disk_reserve)
+{
+	st->high_water_pct = high_water_pct;
+	st->disk_reserve = disk_reserve;
+	(void)store_room(st);
 }

@@ -37,6 +37,10 @@ struct store {
 	MDB_dbi requests;	/* request records (deletion receipts, ...) */
 	MDB_dbi gc;		/* ref -> deleted ms: attributes left to collect */
 	volatile int failed;
+	/* The headroom (store_set_headroom); refusing: store_room's last answer. */
+	int high_water_pct;
+	size_t disk_reserve;
+	int refusing;
 };
 
 /*
@@ -54,6 +58,30 @@ int store_open(struct store **out, const char *dir, size_t map_size) VAULT_WUR;
  */
 int store_exists(const char *dir, bool *exists) VAULT_WUR;
 void store_close(struct store *st);
+
+/*
+ * Headroom: space kept for what must always work (deletions, opt-outs, the
+ * audit log). Ordinary writes (puts, opt-ins, rotation starts, rekeys) call
+ * store_room first and are refused once
+ *  - the pages in use pass high_water_pct of the map size: VAULT_ERR_LIMIT
+ *    ("store is full"); the rest of the map is the headroom;
+ *  - the filesystem cannot keep disk_reserve bytes allocated past the end
+ *    of the data file (fallocate, FALLOC_FL_KEEP_SIZE): VAULT_ERR_NOSPACE
+ *    ("disk full"). LMDB writes its new pages into that space, which the
+ *    vault already owns, so the writes that go on need no free disk.
+ * Writes that free space or must never fail do not call it. 0 disables
+ * the disk reserve. Sets the reserve up at once; never fails the start.
+ */
+void store_set_headroom(struct store *st, int high_water_pct,
+    size_t disk_reserve);
+/*
+ * 0 when an ordinary write may go ahead; else VAULT_ERR_LIMIT or
+ * VAULT_ERR_NOSPACE (above). Renews the disk reserve as the file grows
+ * into it; logs when the answer changes. Any thread; not inside a read txn.
+ */
+int store_room(struct store *st);
+/* store_room's last answer, without checking again (for health). */
+int store_refusing(const struct store *st);
 
 /* Begins a read-only transaction; VAULT_ERR_UNAVAILABLE once failed. */
 int store_read_begin(struct store *st, MDB_txn **txn) VAULT_WUR;

@@ -83,6 +83,8 @@ vault_open(struct vault **out, const struct config *cfg,
 	if ((r = store_open(&v->store, cfg->store_dir,
 	    (size_t)cfg->map_size_mb << 20)) != 0)
 		goto fail;
+	store_set_headroom(v->store, cfg->store_high_water_pct,
+	    (size_t)cfg->disk_reserve_mb << 20);
 	if ((r = keyring_open(&v->kr, v->store, cfg->keys_dir,
 	    mode != VAULT_OPEN_EXISTING)) != 0)
 		goto fail;

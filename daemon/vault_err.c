@@ -37,6 +37,7 @@ vault_strerror(int err)
 	case VAULT_ERR_INTERNAL: return "internal error";
 	case VAULT_ERR_UNIMPLEMENTED: return "not implemented";
 	case VAULT_ERR_EXISTS: return "already exists";
+	case VAULT_ERR_NOSPACE: return "disk full";
 	case VAULT_ERR_CONSENT: return "the consumer's consent does not cover the purpose";
 	}
 	return "unknown error";

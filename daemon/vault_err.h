@@ -27,6 +27,7 @@ enum vault_err {
 	VAULT_ERR_UNIMPLEMENTED = -17,
 	VAULT_ERR_CONSENT = -18,	/* the consumer's consent excludes the purpose */
 	VAULT_ERR_EXISTS = -19,		/* an id already names something else */
+	VAULT_ERR_NOSPACE = -20,	/* the filesystem is full (ENOSPC) */
 };
 
 /* A static, secret-free description of err; never NULL. */

@@ -1,5 +1,7 @@
 /* Group commit, request isolation, and the encrypted engine over it. */
 #include <pthread.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <stdatomic.h>
 #include <unistd.h>
 #include <setjmp.h>
@@ -400,6 +402,67 @@ test_request_sweep_reaches_every_record(void **state)
 	assert_true(txns >= 5);		/* two records looked at per transaction */
 }
 
+
+struct fill_job {
+	struct store *st;
+	int n;
+	bool erase;
+};
+
+/* Puts (or erases) 64 KiB value number n in meta, an ordinary write. */
+static int
+fill_apply(MDB_txn *txn, void *arg)
+{
+	static char big[64 << 10];
+	struct fill_job *j = arg;
+	char key[32];
+	MDB_val k = { 0, key }, v = { sizeof(big), big };
+	int r;
+
+	k.mv_size = (size_t)snprintf(key, sizeof(key), "fill-%d", j->n);
+	if (j->erase)
+		return mdb_del(txn, j->st->meta, &k, NULL) == 0 ? 0 : VAULT_ERR_STORE;
+	if ((r = store_room(j->st)) != 0)
+		return r;
+	return mdb_put(txn, j->st->meta, &k, &v, 0) == 0 ? 0 : VAULT_ERR_STORE;
+}
+
+/*
+ * Ordinary writes stop at the high-water mark, with room left in the map;
+ * freed pages count as room again; the disk reserve is allocated past the
+ * data file's end.
+ */
+static void
+test_store_headroom(void **state)
+{
+	struct test_vault *f = *state;
+	struct store *st = f->v->store;
+	struct fill_job j = { st, 0, false };
+	struct stat sb;
+	char path[4096];
+	int r, n;
+
+	store_set_headroom(st, 50, 0);
+	assert_int_equal(store_refusing(st), 0);
+	while ((r = writer_submit_lazy(f->v->wr, fill_apply, &j)) == 0)
+		j.n++;
+	assert_int_equal(r, VAULT_ERR_LIMIT);
+	assert_int_equal(store_refusing(st), VAULT_ERR_LIMIT);
+	/* 64 MB map, the mark at 32 MB: about 480 values of 17 pages each. */
+	assert_true(j.n > 400 && j.n < 520);
+	/* The headroom still takes writes that are not ordinary. */
+	j.erase = true;
+	for (n = j.n, j.n = 0; j.n < n; j.n++)
+		assert_int_equal(writer_submit_lazy(f->v->wr, fill_apply, &j), 0);
+	assert_int_equal(store_room(st), 0);
+
+	store_set_headroom(st, 90, 8 << 20);
+	assert_int_equal(store_refusing(st), 0);
+	snprintf(path, sizeof(path), "%s/data.mdb", f->cfg->store_dir);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_true((long long)sb.st_blocks * 512 - sb.st_size >= 8 << 20);
+}
+
 int
 main(void)
 {
@@ -413,6 +476,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_lazy_runs_on_the_caller_when_idle,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_get_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_headroom, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_request_sweep_reaches_every_record,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moved_value_fails_to_open,
