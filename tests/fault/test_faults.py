@@ -1,11 +1,5 @@
 """Faults from outside: slow clients, signals, a damaged data file, a full
-disk, a full map.
-
-Tests named ..._after_fix and marked "DEPENDS ON" in their docstring hold
-once another part of issue 12 is merged (they may fail on a branch without
-it): prompt SIGTERM exit; refusal of a missing or truncated data.mdb;
-deletion on a full disk or map (reserved headroom).
-"""
+disk, a full map."""
 import os
 import random
 import shutil
@@ -114,8 +108,8 @@ def test_stalled_stream_clients_do_not_block_unary_calls(tmp_path):
 
 # ---------------------------------------------------------------- signals
 
-def test_sigterm_with_idle_connections_exits_within_1s_after_fix(tmp_path):
-    """DEPENDS ON the shutdown fix of issue 12: SIGTERM with idle client
+def test_sigterm_with_idle_connections_exits_within_1s(tmp_path):
+    """SIGTERM with idle client
     connections open must exit promptly (under 1 s), with status 0."""
     d = FaultDaemon(tmp_path / "vault")
     assert d.start_or_die() is not None, d.log()
@@ -177,9 +171,9 @@ def refused(d, timeout=30):
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated"])
-def test_missing_or_truncated_data_file_refused_after_fix(store_template, tmp_path,
+def test_missing_or_truncated_data_file_refused(store_template, tmp_path,
                                                           damage):
-    """DEPENDS ON the store-open fix of issue 12: a store whose keys exist but
+    """A store whose keys exist but
     whose data.mdb is missing or truncated is refused (non-zero exit, a
     message naming the data file), never silently re-created empty; the
     refusal changes no file."""
@@ -200,8 +194,8 @@ def test_missing_or_truncated_data_file_refused_after_fix(store_template, tmp_pa
     assert after == before, "a refused start changed files"
 
 
-def test_empty_data_file_refused_after_fix(store_template, tmp_path):
-    """DEPENDS ON the store-open fix of issue 12: an empty data.mdb next to
+def test_empty_data_file_refused(store_template, tmp_path):
+    """An empty data.mdb next to
     existing keys is refused, not taken for a new empty store."""
     d = copy_store(store_template[0], tmp_path)
     (d.data_dir / "db" / "data.mdb").write_bytes(b"")
@@ -351,10 +345,10 @@ def small_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_disk_full_refuses_cleanly_and_deletes_after_fix(small_tmpfs):
+def test_disk_full_refuses_cleanly_and_deletes(small_tmpfs):
     """A data dir on an 8 MB tmpfs, written until the disk is full: puts
     refused with a status (never a signal), reads answered or refused with
-    a status, and (DEPENDS ON the headroom fix of issue 12) deletion still
+    a status, and deletion still
     works; the store moved to a roomier disk: nothing acknowledged lost."""
     d = FaultDaemon(small_tmpfs / "vault")
     ledger = Ledger()
@@ -369,10 +363,9 @@ def test_disk_full_refuses_cleanly_and_deletes_after_fix(small_tmpfs):
             d.kill()
 
 
-def test_map_full_refuses_cleanly_and_deletes_after_fix(tmp_path):
+def test_map_full_refuses_cleanly_and_deletes(tmp_path):
     """map_size_mb = 16, written until the map is full: RESOURCE_EXHAUSTED,
-    acknowledged data readable, and (DEPENDS ON the headroom fix of issue
-    12) deletion still works; after a restart nothing acknowledged is lost."""
+    acknowledged data readable, and deletion still works; after a restart nothing acknowledged is lost."""
     d = FaultDaemon(tmp_path / "vault")
     ledger = Ledger()
     try:
