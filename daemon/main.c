@@ -340,6 +340,7 @@ serve(struct config *cfg, bool dev, bool verify_audit)
 	struct server_opts so;
 	char err[512];
 	sigset_t set;
+	bool started = false;
 	int sig, r = 1;
 
 	if (cfg->tls_cert == NULL && !cfg->insecure_plaintext) {
@@ -364,22 +365,11 @@ serve(struct config *cfg, bool dev, bool verify_audit)
 		log_error("%s", err);
 		return 1;
 	}
-	if (vault_open(&v, cfg, dev) != 0) {
-		log_error("cannot open the vault; nothing was written");
-		goto out;
-	}
-	if (verify_audit)
-		log_info("checking the whole audit chain (--verify-audit)");
-	if (check_audit(v, cfg, verify_audit) != 0)
-		goto out;
-	if (journal_open(&v->jn, v, cfg->store_dir, JOURNAL_INGEST_MS,
-	    JOURNAL_INDEX_MS) != 0) {
-		log_error("cannot open the audit journal; stopping");
-		goto out;
-	}
-	/* Informational: a failure to count does not stop the vault. */
-	if (unknown_attrs_report(v) != 0)
-		log_warn("could not count stored attributes outside the schema");
+	/*
+	 * The port and the TLS files first: a start refused for them has
+	 * opened nothing else, so it changes no file. The store's start-up
+	 * writes (a new store, the audit checkpoint, the journal) come after.
+	 */
 	so = (struct server_opts){ .listen = cfg->listen, .tls_cert = cfg->tls_cert,
 	    .tls_key = cfg->tls_key, .tls_client_ca = cfg->tls_client_ca,
 	    .tls_require_client_cert = cfg->tls_require_client_cert,
@@ -398,11 +388,32 @@ serve(struct config *cfg, bool dev, bool verify_audit)
 	    .request_timeout_ms = cfg->request_timeout_ms,
 	    .audit = &audit_sink,
 	    .strings = &dispatch_strings };
-	if (server_start(&srv, &so, dispatch_methods, dispatch_n_methods, v,
-	    auth) != 0)
+	if (server_bind(&srv, &so, dispatch_methods, dispatch_n_methods,
+	    auth) != 0) {
+		log_error("not started; nothing was written");
 		goto out;
+	}
+	if (vault_open(&v, cfg, dev) != 0) {
+		log_error("cannot open the vault; nothing was written");
+		goto out;
+	}
+	if (verify_audit)
+		log_info("checking the whole audit chain (--verify-audit)");
+	if (check_audit(v, cfg, verify_audit) != 0)
+		goto out;
+	if (journal_open(&v->jn, v, cfg->store_dir, JOURNAL_INGEST_MS,
+	    JOURNAL_INDEX_MS) != 0) {
+		log_error("cannot open the audit journal; stopping");
+		goto out;
+	}
+	/* Informational: a failure to count does not stop the vault. */
+	if (unknown_attrs_report(v) != 0)
+		log_warn("could not count stored attributes outside the schema");
+	server_run(srv, v);
+	started = true;
 	if (janitor_start(&jan, v, rotation_tick, NULL) != 0) {
 		server_stop(srv);
+		srv = NULL;
 		goto out;
 	}
 	log_info("vaultd %s ready%s", VAULTD_VERSION, dev ? " (development mode)" : "");
@@ -423,7 +434,10 @@ serve(struct config *cfg, bool dev, bool verify_audit)
 	server_stop(srv);
 	janitor_stop(jan);
 	r = 0;
+	srv = NULL;
 out:
+	if (!started)
+		server_discard(srv);
 	vault_close(v);
 	auth_unref(auth);
 	return r;

@@ -111,6 +111,7 @@ struct server {
 	grpc_server *gs;
 	struct cq_thread *cqs;
 	int n_cq;
+	int port;			/* bound by server_bind */
 	const struct rpc_method *methods;
 	size_t n_methods;
 	void *app;
@@ -1506,10 +1507,28 @@ server_reload(struct server *srv, struct auth *auth)
 		atomic_store(&srv->tls_reload, true);
 }
 
+/* Frees a server that was bound but never started. */
+void
+server_discard(struct server *srv)
+{
+	if (srv == NULL)
+		return;
+	grpc_server_destroy(srv->gs);
+	for (int i = 0; i < srv->n_cq; i++)
+		grpc_completion_queue_destroy(srv->cqs[i].cq);
+	free(srv->cqs);
+	free(srv->workers);
+	free(srv->tls_cert);
+	free(srv->tls_key);
+	free(srv->tls_ca);
+	auth_unref(srv->auth);
+	denials_free(srv->denials);
+	free(srv);
+}
+
 int
-server_start(struct server **out, const struct server_opts *opts,
-    const struct rpc_method *methods, size_t n_methods, void *app,
-    struct auth *auth)
+server_bind(struct server **out, const struct server_opts *opts,
+    const struct rpc_method *methods, size_t n_methods, struct auth *auth)
 {
 	grpc_arg args[4];
 	grpc_channel_args ch_args = { 4, args };
@@ -1529,7 +1548,6 @@ server_start(struct server **out, const struct server_opts *opts,
 	}
 	srv->methods = methods;
 	srv->n_methods = n_methods;
-	srv->app = app;
 	srv->auth = auth_ref(auth);
 	pthread_mutex_init(&srv->auth_mu, NULL);
 	srv->grace_ms = opts->shutdown_grace_ms;
@@ -1599,19 +1617,18 @@ server_start(struct server **out, const struct server_opts *opts,
 	if (port == 0) {
 		log_error("cannot listen on %s (in use, not a local address, or "
 		    "unusable TLS files)", opts->listen);
-		grpc_server_destroy(srv->gs);
-		for (int i = 0; i < srv->n_cq; i++)
-			grpc_completion_queue_destroy(srv->cqs[i].cq);
-		free(srv->cqs);
-		free(srv->workers);
-		free(srv->tls_cert);
-		free(srv->tls_key);
-		free(srv->tls_ca);
-		auth_unref(srv->auth);
-		denials_free(srv->denials);
-		free(srv);
+		server_discard(srv);
 		return VAULT_ERR_IO;
 	}
+	srv->port = port;
+	*out = srv;
+	return 0;
+}
+
+void
+server_run(struct server *srv, void *app)
+{
+	srv->app = app;
 	grpc_server_start(srv->gs);
 	for (int i = 0; i < srv->n_workers; i++) {
 		srv->workers[i].srv = srv;
@@ -1622,10 +1639,21 @@ server_start(struct server **out, const struct server_opts *opts,
 	for (int i = 0; i < srv->n_cq; i++)
 		pthread_create(&srv->cqs[i].thread, NULL, cq_main, &srv->cqs[i]);
 	pthread_create(&srv->sweeper, NULL, sweeper_main, srv);
-	log_info("listening on %s, port %d, %s (%d completion queues, %d workers)",
-	    opts->listen, port, srv->tls ? "mTLS" : "plaintext", srv->n_cq,
+	log_info("listening on port %d, %s (%d completion queues, %d workers)",
+	    srv->port, srv->tls ? "mTLS" : "plaintext", srv->n_cq,
 	    srv->n_workers);
-	*out = srv;
+}
+
+int
+server_start(struct server **out, const struct server_opts *opts,
+    const struct rpc_method *methods, size_t n_methods, void *app,
+    struct auth *auth)
+{
+	int r;
+
+	if ((r = server_bind(out, opts, methods, n_methods, auth)) != 0)
+		return r;
+	server_run(*out, app);
 	return 0;
 }
 
