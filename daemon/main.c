@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <sodium.h>
@@ -340,6 +341,7 @@ serve(struct config *cfg, bool dev, bool verify_audit)
 	struct server_opts so;
 	char err[512];
 	sigset_t set;
+	struct stat sb;
 	bool started = false;
 	int sig, r = 1;
 
@@ -391,6 +393,12 @@ serve(struct config *cfg, bool dev, bool verify_audit)
 	if (server_bind(&srv, &so, dispatch_methods, dispatch_n_methods,
 	    auth) != 0) {
 		log_error("not started; nothing was written");
+		goto out;
+	}
+	/* Before the store is opened: opening a new one creates its files. */
+	if (stat(cfg->keys_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		log_error("the keys directory %s is missing or not a directory; "
+		    "nothing was written", cfg->keys_dir);
 		goto out;
 	}
 	if (vault_open(&v, cfg, dev) != 0) {

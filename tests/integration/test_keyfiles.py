@@ -17,6 +17,7 @@ import pathlib
 import shutil
 import signal
 import socket
+import subprocess
 import time
 
 import grpc
@@ -282,6 +283,22 @@ def test_start_without_keys_directory_changes_nothing(fresh):
     fresh.start()
     assert fresh.get("s0") == {"age": "50"}
     assert fresh.stop() == 0
+
+
+def test_production_start_without_keys_directory_creates_no_store(fresh):
+    started_and_stopped(fresh)
+    conf = fresh.data_dir / "vaultd.conf"
+    lines = [l for l in conf.read_text().splitlines()
+             if l.split("=")[0].strip() not in ("store_dir", "keys_dir")]
+    conf.write_text("\n".join(lines + ['store_dir = "db2";',
+                                       'keys_dir = "keys2";']) + "\n")
+    (fresh.data_dir / "db2").mkdir(mode=0o700)     # a new, empty store
+    before = snapshot(fresh.data_dir)
+    out = subprocess.run([VAULTD, "--config", str(conf), "--listen", fresh.addr],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0, out.stdout + out.stderr
+    assert "keys directory" in out.stdout + out.stderr
+    assert_unchanged(before, snapshot(fresh.data_dir))
 
 
 @needs_crash_points
