@@ -316,3 +316,19 @@ def test_first_dev_start_killed_then_started(fresh, monkeypatch, point):
     assert fresh.get("x") == {"age": "33"}
     assert fresh.stop() == 0
     assert not list(fresh.data_dir.rglob("*.tmp"))
+
+
+@needs_crash_points
+def test_first_dev_tls_start_killed_then_started(tmp_path, monkeypatch):
+    d = Daemon(tmp_path / "vault", tls=True)
+    try:
+        crash_at_start(d, monkeypatch, "dev.before_tls_rename")
+        assert not (d.data_dir / "tls").exists()
+        d.start()                   # served over mTLS with the new files
+        assert d.delete("t", request_id="dsr-t").found is False
+        assert d.stop() == 0
+        assert not (d.data_dir / "tls.new").exists()
+    finally:
+        if d.proc is not None:
+            d.proc.kill()
+            d.proc.wait()
