@@ -22,7 +22,7 @@
 static const char dev_config[] =
 "# vaultd development config, written on first run by 'vaultd --dev'.\n"
 "# Paths are relative to this file. See docs/config.md.\n"
-"listen = \"127.0.0.1:50051\";\n"
+"listen = \"" DEVMODE_LISTEN "\";\n"
 "store_dir = \"db\";\n"
 "keys_dir = \"keys\";\n"
 "policy_file = \"policy.conf\";\n"

@@ -9,7 +9,9 @@
  *   vaultd --purge-unknown-attributes (--config FILE | --dev)
  *                                   remove values the schema no longer has
  */
+#include <errno.h>
 #include <getopt.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -18,8 +20,10 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -253,6 +257,43 @@ dev_tls(const struct options *o, struct config *cfg)
 	return 0;
 }
 
+/*
+ * A first --dev start writes its files before the server binds: a port in
+ * use is found here first, so that such a start writes nothing. Only a
+ * port in use refuses; anything else is left to the server.
+ */
+static int
+probe_listen(const char *listen)
+{
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE,
+	    .ai_socktype = SOCK_STREAM }, *res = NULL;
+	char host[256], *colon;
+	int fd, r = 0;
+
+	if (snprintf(host, sizeof(host), "%s", listen) >= (int)sizeof(host) ||
+	    (colon = strrchr(host, ':')) == NULL)
+		return 0;
+	*colon = '\0';
+	if (host[0] == '[' && colon > host + 1 && colon[-1] == ']') {
+		colon[-1] = '\0';
+		memmove(host, host + 1, strlen(host + 1) + 1);
+	}
+	if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+		return 0;
+	if ((fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC,
+	    res->ai_protocol)) >= 0) {
+		if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 &&
+		    errno == EADDRINUSE) {
+			log_error("cannot listen on %s: %s; nothing was written",
+			    listen, strerror(errno));
+			r = -1;
+		}
+		close(fd);
+	}
+	freeaddrinfo(res);
+	return r;
+}
+
 /* Core dumps would hold keys and plaintext: never write them. */
 static void
 harden_process(void)
@@ -483,6 +524,12 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (o.dev) {
+		snprintf(config_path, sizeof(config_path), "%s/vaultd.conf",
+		    o.data_dir);
+		if (access(config_path, F_OK) != 0 && !o.hash_token &&
+		    !o.purge_unknown && probe_listen(o.listen != NULL ? o.listen :
+		    DEVMODE_LISTEN) != 0)
+			return 1;
 		if (devmode_prepare(o.data_dir, config_path, sizeof(config_path)) != 0)
 			return 1;
 		o.config = config_path;

@@ -255,6 +255,16 @@ def test_start_on_a_busy_port_changes_nothing(fresh):
     assert fresh.stop() == 0
 
 
+def test_first_dev_start_on_a_busy_port_writes_nothing(fresh):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        fresh.spawn(listen=f"127.0.0.1:{s.getsockname()[1]}")
+        assert fresh.wait_exit(timeout=60) != 0
+    assert not fresh.data_dir.exists()
+    assert "cannot listen" in fresh.log()
+
+
 def test_start_with_bad_tls_files_changes_nothing(tmp_path):
     d = Daemon(tmp_path / "vault", tls=True)
     try:
