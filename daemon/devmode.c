@@ -1,24 +1,29 @@
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
 #include "auth.h"
+#include "crashpoint.h"
 #include "crypto.h"
 #include "devmode.h"
+#include "store.h"
+#include "fsutil.h"
 #include "keyring.h"
 #include "log.h"
 
 static const char dev_config[] =
 "# vaultd development config, written on first run by 'vaultd --dev'.\n"
 "# Paths are relative to this file. See docs/config.md.\n"
-"listen = \"127.0.0.1:50051\";\n"
+"listen = \"" DEVMODE_LISTEN "\";\n"
 "store_dir = \"db\";\n"
 "keys_dir = \"keys\";\n"
 "policy_file = \"policy.conf\";\n"
@@ -128,23 +133,16 @@ ensure_path(const char *dir)
 	return ensure_dir(buf);
 }
 
+/* Whole or absent (fsutil.h); replace: over an existing file. */
 static int
-write_new_file(const char *path, const void *data, size_t len, mode_t mode)
+write_file(const char *path, const void *data, size_t len, bool replace)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	int r = fsutil_write_atomic(path, data, len, 0600,
+	    replace ? FSUTIL_REPLACE : 0, "dev");
 
-	if (fd < 0) {
-		log_error("cannot create %s: %s", path, strerror(errno));
-		return VAULT_ERR_IO;
-	}
-	if (write(fd, data, len) != (ssize_t)len || fsync(fd) != 0) {
-		log_error("cannot write %s: %s", path, strerror(errno));
-		close(fd);
-		unlink(path);
-		return VAULT_ERR_IO;
-	}
-	close(fd);
-	return 0;
+	if (r == VAULT_ERR_EXISTS)
+		log_error("cannot create %s: it exists", path);
+	return r;
 }
 
 /* A token holding every role, and a policy naming only its hash. */
@@ -170,13 +168,13 @@ make_token_and_policy(const char *dir, const char *pepper_path)
 	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	auth_token_hash_hex(pepper, token, strlen(token), hash);
 	n = snprintf(policy, sizeof(policy), dev_policy, hash);
+	/* The policy first: a crash before the token makes the next start redo both. */
 	snprintf(path, sizeof(path), "%s/policy.conf", dir);
-	unlink(path);
-	if ((r = write_new_file(path, policy, (size_t)n, 0600)) != 0)
+	if ((r = write_file(path, policy, (size_t)n, true)) != 0)
 		goto out;
+	VAULT_CRASH_POINT("dev.after_policy");
 	snprintf(path, sizeof(path), "%s/dev-token", dir);
-	unlink(path);
-	r = write_new_file(path, token, strlen(token), 0600);
+	r = write_file(path, token, strlen(token), true);
 out:
 	crypto_secret_free(raw);
 	crypto_secret_free(token);
@@ -184,30 +182,61 @@ out:
 	return r;
 }
 
+/* True when the store was created before (a non-empty data file). */
+static bool
+has_store(const char *dir)
+{
+	char path[4096];
+	bool exists = false;
+
+	snprintf(path, sizeof(path), "%s/db", dir);
+	return store_exists(path, &exists) == 0 && exists;
+}
+
+/*
+ * What a first run creates, in this order: the directories, vaultd.conf,
+ * keys/token-pepper, policy.conf and dev-token (master-1.key comes with the
+ * store). Each file appears whole (fsutil.h), so a run killed anywhere
+ * leaves complete files, and the next run creates the rest. A directory
+ * that holds a store but no keys directory is refused before anything is
+ * written: its keys are lost or elsewhere, and new ones would not open it.
+ */
 int
 devmode_prepare(const char *dir, char *config_path, size_t len)
 {
 	char path[4096], policy[4096], token[4096];
+	struct stat sb;
+	bool new_pepper = false;
 	int r;
 
+	snprintf(path, sizeof(path), "%s/keys", dir);
+	if (has_store(dir) && (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))) {
+		log_error("%s holds a store but no keys directory %s: its master "
+		    "keys are needed to open it; nothing was written", dir, path);
+		return VAULT_ERR_KEY;
+	}
 	if ((r = ensure_path(dir)) != 0)
 		return r;
-	snprintf(path, sizeof(path), "%s/keys", dir);
 	if ((r = ensure_dir(path)) != 0)
 		return r;
 	/* db/ is the store's: vault_open makes it for a new vault only. */
 	snprintf(config_path, len, "%s/vaultd.conf", dir);
 	if (access(config_path, F_OK) != 0 &&
-	    (r = write_new_file(config_path, dev_config, sizeof(dev_config) - 1,
-	    0600)) != 0)
+	    (r = write_file(config_path, dev_config, sizeof(dev_config) - 1,
+	    false)) != 0)
 		return r;
+	VAULT_CRASH_POINT("dev.after_config");
 	snprintf(path, sizeof(path), "%s/keys/token-pepper", dir);
-	if (access(path, F_OK) != 0 &&
-	    (r = keyring_create_secret_file(path, "token pepper file")) != 0)
-		return r;
+	if (access(path, F_OK) != 0) {
+		if ((r = keyring_create_secret_file(path, "token pepper file")) != 0)
+			return r;
+		new_pepper = true;
+	}
+	VAULT_CRASH_POINT("dev.after_pepper");
 	snprintf(policy, sizeof(policy), "%s/policy.conf", dir);
 	snprintf(token, sizeof(token), "%s/dev-token", dir);
-	if (access(policy, F_OK) != 0 || access(token, F_OK) != 0) {
+	/* A new pepper makes the old policy's token hash useless: both anew. */
+	if (new_pepper || access(policy, F_OK) != 0 || access(token, F_OK) != 0) {
 		if ((r = make_token_and_policy(dir, path)) != 0)
 			return r;
 		log_info("wrote a development token holding every role to %s",
@@ -263,6 +292,35 @@ issue(const char *tls, const char *name, const char *san, const char *usage)
 	return r;
 }
 
+/* fsyncs every file in dir, then dir. */
+static int
+sync_files(const char *dir)
+{
+	struct dirent *e;
+	char path[4096];
+	DIR *d;
+	int fd, r = 0;
+
+	if ((d = opendir(dir)) == NULL)
+		return VAULT_ERR_IO;
+	while (r == 0 && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >=
+		    (int)sizeof(path)) {
+			r = VAULT_ERR_IO;
+			break;
+		}
+		if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+		    fsync(fd) != 0)
+			r = VAULT_ERR_IO;
+		if (fd >= 0)
+			close(fd);
+	}
+	closedir(d);
+	return r == 0 ? fsutil_sync_dir(dir) : r;
+}
+
 int
 devmode_tls(const char *dir, char *out, size_t len)
 {
@@ -298,7 +356,11 @@ devmode_tls(const char *dir, char *out, size_t len)
 		r = issue(tls, roles[i], san, "clientAuth");
 	}
 	umask(old);
-	if (r == 0 && rename(tls, out) != 0)
+	/* Durable before it is published: no empty certificate after a power cut. */
+	if (r == 0)
+		r = sync_files(tls);
+	VAULT_CRASH_POINT("dev.before_tls_rename");
+	if (r == 0 && (rename(tls, out) != 0 || fsutil_sync_dir(dir) != 0))
 		r = VAULT_ERR_IO;
 	if (r == 0)
 		log_info("wrote a development CA, a server certificate and one client "

@@ -11,6 +11,9 @@
 
 #include "vault_err.h"
 
+/* Where a new development config listens. */
+#define DEVMODE_LISTEN "127.0.0.1:50051"
+
 /* Prepares dir; writes the config file's path to config_path. */
 int devmode_prepare(const char *dir, char *config_path, size_t len) VAULT_WUR;
 

@@ -66,6 +66,8 @@ handle_rotate_master_key(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 static const char *
 state_name(const struct key_version *kv, uint32_t active)
 {
+	if (kv->destroy_pending)
+		return "destroying";
 	if (kv->destroyed)
 		return "destroyed";
 	return kv->version == active ? "active" : "decrypt-only";
@@ -156,7 +158,7 @@ handle_destroy_master_key(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "version: required");
 	rpc_audit_detail(ctx, "destroy version %u", req->version);
 	r = rotation_destroy(v, req->version, &when, why, sizeof(why));
-	if (r == VAULT_ERR_STATE || r == VAULT_ERR_NOT_FOUND)
+	if (r != 0 && why[0] != '\0')
 		return rpc_fail(ctx, r, "%s", why);
 	if (r != 0)
 		return r;

@@ -7,10 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
+#include "crashpoint.h"
+#include "fsutil.h"
 #include "keyring.h"
 #include "log.h"
 
@@ -21,6 +24,8 @@
 #define KV_RECORD_BYTES (1 + CRYPTO_KCV_BYTES + 8 + 8)
 #define KV_LIVE 0
 #define KV_DESTROYED 1
+/* Being destroyed: never loaded again, its file wiped before KV_DESTROYED. */
+#define KV_DESTROYING 2
 
 static const char active_key[] = "active_version";
 
@@ -41,6 +46,12 @@ struct master {
 	bool discarded;		/* unloaded before the store recorded it */
 };
 
+/* A master key file that did not load at start. */
+struct bad_file {
+	uint32_t version;		/* 0 once handled */
+	bool mode;			/* its mode, owner or type: the operator's to fix */
+};
+
 struct keyring {
 	struct master keys[MAX_VERSIONS];
 	atomic_size_t n;		/* entries are appended, never removed */
@@ -53,6 +64,8 @@ struct keyring {
 	char *dir;
 	struct store *st;
 	pthread_mutex_t mu;		/* serialises changes */
+	struct bad_file *bad;		/* key files that did not load, at start */
+	size_t n_bad;
 };
 
 int
@@ -111,32 +124,24 @@ int
 keyring_create_secret_file(const char *path, const char *what)
 {
 	uint8_t *key = crypto_secret_alloc(CRYPTO_KEY_BYTES);
-	int fd = -1, r = VAULT_ERR_IO;
+	int r;
 
 	if (key == NULL)
 		return VAULT_ERR_NOMEM;
 	randombytes_buf(key, CRYPTO_KEY_BYTES);
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
-		log_error("cannot create %s %s: %s", what, path,
-		    strerror(errno));
-		goto out;
-	}
-	if (write(fd, key, CRYPTO_KEY_BYTES) != CRYPTO_KEY_BYTES || fsync(fd) != 0) {
-		log_error("cannot write %s %s: %s", what, path,
-		    strerror(errno));
-		unlink(path);
-		goto out;
-	}
-	r = 0;
-out:
-	if (fd >= 0)
-		close(fd);
+	/* Whole or absent: a crash never leaves a short key file. */
+	r = fsutil_write_atomic(path, key, CRYPTO_KEY_BYTES, 0600, 0, "keyfile");
+	if (r == VAULT_ERR_EXISTS)
+		log_error("cannot create %s %s: it exists", what, path);
+	else if (r != 0)
+		log_error("cannot create %s %s", what, path);
 	crypto_secret_free(key);
-	return r;
+	return r == 0 ? 0 : VAULT_ERR_IO;
 }
 
+/* master-<version><suffix>: the version, or -1 when name is not one. */
 static int
-version_from_name(const char *name, uint32_t *version)
+version_from_name(const char *name, const char *suffix, uint32_t *version)
 {
 	unsigned long v;
 	char *end;
@@ -145,7 +150,7 @@ version_from_name(const char *name, uint32_t *version)
 		return -1;
 	errno = 0;
 	v = strtoul(name + 7, &end, 10);
-	if (errno != 0 || strcmp(end, ".key") != 0 || v == 0 || v > UINT32_MAX)
+	if (errno != 0 || strcmp(end, suffix) != 0 || v == 0 || v > UINT32_MAX)
 		return -1;
 	*version = (uint32_t)v;
 	return 0;
@@ -196,6 +201,49 @@ add_key(struct keyring *kr, uint32_t version, const char *path)
 	return 0;
 }
 
+/*
+ * Notes a file that did not load. A regular file of ours with a safe mode
+ * but the wrong length is broken (a crash, a stray empty file); any other
+ * reason (mode, owner, type, unreadable) is the operator's to fix.
+ */
+static int
+note_bad(struct keyring *kr, uint32_t version, const char *path)
+{
+	struct bad_file *grown;
+	struct stat sb;
+
+	if ((grown = reallocarray(kr->bad, kr->n_bad + 1, sizeof(*grown))) == NULL)
+		return VAULT_ERR_NOMEM;
+	kr->bad = grown;
+	kr->bad[kr->n_bad].version = version;
+	kr->bad[kr->n_bad].mode = lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+	    (sb.st_mode & 077) != 0 || sb.st_uid != geteuid() ||
+	    sb.st_size == CRYPTO_KEY_BYTES;
+	kr->n_bad++;
+	return 0;
+}
+
+static struct bad_file *
+find_bad(const struct keyring *kr, uint32_t version)
+{
+	for (size_t i = 0; i < kr->n_bad; i++)
+		if (kr->bad[i].version == version)
+			return &kr->bad[i];
+	return NULL;
+}
+
+static bool
+is_bad(const struct keyring *kr, uint32_t version)
+{
+	return find_bad(kr, version) != NULL;
+}
+
+/*
+ * Loads every master-<v>.key. A file that does not load is noted, not
+ * fatal: whether it matters depends on the store (open_existing). A
+ * master-<v>.key.tmp is a key file a crash left before its rename: never
+ * published, never used; it is wiped.
+ */
 static int
 load_key_files(struct keyring *kr)
 {
@@ -212,10 +260,19 @@ load_key_files(struct keyring *kr)
 	while (r == 0 && (e = readdir(d)) != NULL) {
 		uint32_t v;
 
-		if (version_from_name(e->d_name, &v) != 0)
-			continue;
 		snprintf(path, sizeof(path), "%s/%s", kr->dir, e->d_name);
-		r = add_key(kr, v, path);
+		if (version_from_name(e->d_name, ".key" FSUTIL_TMP_SUFFIX, &v) == 0) {
+			if (fsutil_wipe(path) != 0)
+				log_error("cannot remove %s: %s", path, strerror(errno));
+			else
+				log_warn("removed %s, a key file an interrupted write "
+				    "left unfinished", path);
+			continue;
+		}
+		if (version_from_name(e->d_name, ".key", &v) != 0)
+			continue;
+		if ((r = add_key(kr, v, path)) == VAULT_ERR_KEY)
+			r = note_bad(kr, v, path);
 	}
 	closedir(d);
 	return r;
@@ -237,8 +294,48 @@ keyring_dir_has_keys(const char *keys_dir, bool *found)
 		return VAULT_ERR_KEY;
 	}
 	while (!*found && (e = readdir(d)) != NULL)
-		*found = version_from_name(e->d_name, &v) == 0;
+		*found = version_from_name(e->d_name, ".key", &v) == 0;
 	closedir(d);
+	return 0;
+}
+
+/*
+ * A key file of a version the store never used, which does not load (a
+ * crash, a stray empty file): renamed to master-<v>.key.unusable-<time>,
+ * so that it neither stops the vault nor is lost.
+ */
+static void
+set_aside(const struct keyring *kr, uint32_t version)
+{
+	char path[4096], aside[4200];
+
+	snprintf(path, sizeof(path), "%s/master-%u.key", kr->dir, version);
+	snprintf(aside, sizeof(aside), "%s.unusable-%lld", path,
+	    (long long)time(NULL));
+	if (rename(path, aside) != 0 || fsutil_sync_dir(kr->dir) != 0) {
+		log_error("cannot set aside %s: %s", path, strerror(errno));
+		return;
+	}
+	log_warn("master key file %s cannot be used (see above) and the store "
+	    "never used version %u: set aside as %s", path, version, aside);
+}
+
+/* A destroyed version's file, whatever it holds: wiped and removed. */
+static int
+wipe_key_file(const struct keyring *kr, uint32_t version)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/master-%u.key", kr->dir, version);
+	if (fsutil_wipe(path) != 0) {
+		log_error("cannot wipe and remove %s: %s", path, strerror(errno));
+		return VAULT_ERR_IO;
+	}
+	if (fsutil_sync_dir(kr->dir) != 0) {
+		log_error("cannot sync the keys directory %s: %s", kr->dir,
+		    strerror(errno));
+		return VAULT_ERR_IO;
+	}
 	return 0;
 }
 
@@ -349,7 +446,8 @@ kv_decode(uint32_t version, const uint8_t *rec, const struct keyring *kr,
     struct key_version *out)
 {
 	out->version = version;
-	out->destroyed = rec[0] == KV_DESTROYED;
+	out->destroyed = rec[0] != KV_LIVE;
+	out->destroy_pending = rec[0] == KV_DESTROYING;
 	out->loaded = keyring_master(kr, version) != NULL;
 	out->created_ms = store_get_u64(rec + 1 + CRYPTO_KCV_BYTES);
 	out->destroyed_ms = store_get_u64(rec + 1 + CRYPTO_KCV_BYTES + 8);
@@ -462,7 +560,22 @@ fail:
 	return r;
 }
 
-/* Every version the store knows must be present (unless destroyed) and match. */
+/* A file of a version the store never recorded: broken ones are set aside. */
+static int
+check_unrecorded(const struct bad_file *b)
+{
+	if (!b->mode)
+		return 0;
+	log_error("master key file master-%u.key cannot be used (see above): "
+	    "fix its mode or owner, or remove it", b->version);
+	return VAULT_ERR_KEY;
+}
+
+/*
+ * Every version the store knows must be present (unless destroyed) and
+ * match. Files of destroyed versions (or versions being destroyed) are
+ * wiped at once, whatever else fails: they must never be used again.
+ */
 static int
 check_versions(struct keyring *kr, MDB_txn *txn, struct store *st)
 {
@@ -475,17 +588,39 @@ check_versions(struct keyring *kr, MDB_txn *txn, struct store *st)
 	if ((r = keyring_versions(kr, txn, &vs, &n)) != 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
+		struct master *m = vs[i].destroyed ? find(kr, vs[i].version) : NULL;
+
+		if (m != NULL) {
+			sodium_memzero(m->key, CRYPTO_KEY_BYTES);
+			atomic_store(&m->gone, true);
+		}
+		if (vs[i].destroyed && (m != NULL || is_bad(kr, vs[i].version))) {
+			if (wipe_key_file(kr, vs[i].version) == 0)
+				log_warn("master key version %u was destroyed, but a "
+				    "key file for it was present; it was wiped and "
+				    "removed", vs[i].version);
+			else
+				log_error("master key version %u was destroyed, but its "
+				    "key file cannot be removed: remove it by hand",
+				    vs[i].version);
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
 		const uint8_t *key = keyring_master(kr, vs[i].version);
 
 		if (vs[i].version > kr->highest)
 			kr->highest = vs[i].version;
 		if (vs[i].version > kr->recorded)
 			kr->recorded = vs[i].version;
-		if (vs[i].destroyed) {
-			if (key != NULL)
-				log_warn("master key version %u was destroyed, but a key "
-				    "file for it is present; it is ignored", vs[i].version);
+		if (vs[i].destroyed)
 			continue;
+		if (key == NULL && is_bad(kr, vs[i].version)) {
+			log_error("master key version %u is in use by the store, but "
+			    "its key file cannot be used (see above); restore "
+			    "master-%u.key from a backup", vs[i].version,
+			    vs[i].version);
+			r = VAULT_ERR_KEY;
+			goto out;
 		}
 		if (key == NULL) {
 			log_error("master key version %u is missing from the keys "
@@ -503,14 +638,17 @@ check_versions(struct keyring *kr, MDB_txn *txn, struct store *st)
 			goto out;
 		}
 	}
-	/* Files of destroyed versions must never be used again. */
-	for (size_t i = 0; i < n; i++) {
-		struct master *m = vs[i].destroyed ? find(kr, vs[i].version) : NULL;
+	/* Unusable files of versions the store never recorded. */
+	for (size_t i = 0; i < kr->n_bad; i++) {
+		struct key_version kv;
 
-		if (m != NULL) {
-			sodium_memzero(m->key, CRYPTO_KEY_BYTES);
-			atomic_store(&m->gone, true);
+		if (kr->bad[i].version == 0 || keyring_version_get(kr, txn,
+		    kr->bad[i].version, &kv) != VAULT_ERR_NOT_FOUND) {
+			kr->bad[i].version = 0;		/* handled above */
+			continue;
 		}
+		if ((r = check_unrecorded(&kr->bad[i])) != 0)
+			goto out;
 	}
 out:
 	free(vs);
@@ -612,12 +750,20 @@ keyring_open(struct keyring **out, struct store *st, const char *keys_dir,
 		r = store_err(st, rc, "read active version");
 		goto out;
 	}
+	/* A new store: no file is of a version it used. */
+	for (size_t i = 0; i < kr->n_bad; i++)
+		if ((r = check_unrecorded(&kr->bad[i])) != 0)
+			goto out;
 	if (atomic_load(&kr->n) == 0) {
 		if (!create) {
 			log_error("no master key in %s; create one with "
 			    "'vaultd --gen-key %s/master-1.key'", keys_dir, keys_dir);
 			r = VAULT_ERR_KEY;
 			goto out;
+		}
+		if (find_bad(kr, 1) != NULL && !find_bad(kr, 1)->mode) {
+			set_aside(kr, 1);
+			find_bad(kr, 1)->version = 0;
 		}
 		snprintf(path, sizeof(path), "%s/master-1.key", keys_dir);
 		if ((r = keyring_create_key_file(path)) != 0 ||
@@ -632,6 +778,13 @@ out:
 		keyring_free(kr);
 		return r;
 	}
+	/* Only a start that goes on sets files aside: a refused one changes none. */
+	for (size_t i = 0; i < kr->n_bad; i++)
+		if (kr->bad[i].version != 0)
+			set_aside(kr, kr->bad[i].version);
+	free(kr->bad);
+	kr->bad = NULL;
+	kr->n_bad = 0;
 	*out = kr;
 	return 0;
 }
@@ -647,6 +800,7 @@ keyring_free(struct keyring *kr)
 		crypto_secret_free(kr->vkeys[i]);
 	crypto_secret_free(kr->sign_sk);
 	pthread_mutex_destroy(&kr->mu);
+	free(kr->bad);
 	free(kr->dir);
 	free(kr);
 }
@@ -730,6 +884,29 @@ keyring_set_active(struct keyring *kr, uint32_t version)
 }
 
 int
+keyring_destroy_begin_txn(struct keyring *kr, MDB_txn *txn, uint32_t version,
+    bool *already)
+{
+	uint8_t rec[KV_RECORD_BYTES];
+	bool found;
+	int r;
+
+	*already = false;
+	if ((r = get_kv(kr->st, txn, version, rec, &found)) != 0)
+		return r;
+	if (!found)
+		return VAULT_ERR_NOT_FOUND;
+	if (rec[0] == KV_DESTROYED)
+		return VAULT_ERR_STATE;
+	if (rec[0] == KV_DESTROYING) {
+		*already = true;
+		return 0;
+	}
+	return put_kv(kr->st, txn, version, NULL, KV_DESTROYING,
+	    store_get_u64(rec + 1 + CRYPTO_KCV_BYTES), 0);
+}
+
+int
 keyring_destroy_txn(struct keyring *kr, MDB_txn *txn, uint32_t version,
     uint64_t when_ms)
 {
@@ -741,38 +918,11 @@ keyring_destroy_txn(struct keyring *kr, MDB_txn *txn, uint32_t version,
 		return r;
 	if (!found)
 		return VAULT_ERR_NOT_FOUND;
-	if (rec[0] == KV_DESTROYED)
+	/* Only after keyring_forget: never "destroyed" with its file on disk. */
+	if (rec[0] != KV_DESTROYING)
 		return VAULT_ERR_STATE;
 	return put_kv(kr->st, txn, version, NULL, KV_DESTROYED,
 	    store_get_u64(rec + 1 + CRYPTO_KCV_BYTES), when_ms);
-}
-
-/* Overwrites the file's bytes before unlinking, then syncs the directory. */
-static int
-wipe_file(const char *path)
-{
-	uint8_t zero[CRYPTO_KEY_BYTES] = { 0 };
-	int fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC), dfd;
-	char dir[4096], *slash;
-
-	if (fd < 0)
-		return errno == ENOENT ? 0 : VAULT_ERR_IO;
-	if (write(fd, zero, sizeof(zero)) != (ssize_t)sizeof(zero) || fsync(fd) != 0) {
-		close(fd);
-		return VAULT_ERR_IO;
-	}
-	close(fd);
-	if (unlink(path) != 0)
-		return VAULT_ERR_IO;
-	snprintf(dir, sizeof(dir), "%s", path);
-	if ((slash = strrchr(dir, '/')) != NULL) {
-		*slash = '\0';
-		if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-			fsync(dfd);
-			close(dfd);
-		}
-	}
-	return 0;
 }
 
 int
@@ -788,8 +938,15 @@ keyring_forget(struct keyring *kr, uint32_t version)
 		sodium_memzero(m->key, CRYPTO_KEY_BYTES);
 	}
 	key_path(kr, version, path, sizeof(path));
-	if ((r = wipe_file(path)) != 0)
+	if ((r = fsutil_wipe(path)) != 0) {
 		log_error("cannot wipe and remove %s: %s", path, strerror(errno));
+		goto out;
+	}
+	VAULT_CRASH_POINT("destroy.after_unlink");
+	if ((r = fsutil_sync_dir(kr->dir)) != 0)
+		log_error("cannot sync the keys directory %s: %s", kr->dir,
+		    strerror(errno));
+out:
 	pthread_mutex_unlock(&kr->mu);
 	return r;
 }
@@ -801,7 +958,6 @@ keyring_discard_version(struct keyring *kr, uint32_t version)
 	struct master *m;
 	uint8_t rec[KV_RECORD_BYTES];
 	MDB_txn *txn = NULL;
-	char path[4096];
 	bool found;
 	int r;
 
@@ -821,9 +977,9 @@ keyring_discard_version(struct keyring *kr, uint32_t version)
 	atomic_store(&m->gone, true);
 	sodium_memzero(m->key, CRYPTO_KEY_BYTES);
 	m->discarded = true;
-	key_path(kr, version, path, sizeof(path));
-	if (m->created && (r = wipe_file(path)) != 0)
-		log_error("cannot wipe and remove %s: %s", path, strerror(errno));
+	if (m->created && (r = wipe_key_file(kr, version)) != 0)
+		log_error("cannot wipe and remove the key file of version %u",
+		    version);
 	m->created = false;
 	kr->highest = kr->recorded;
 	for (size_t i = 0; i < atomic_load(&kr->n); i++)

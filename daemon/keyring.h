@@ -41,8 +41,11 @@
 struct keyring;
 
 /*
- * Loads every master key in keys_dir and checks it against the store. On a
- * new store, adopts the highest version as active (generating master-1.key
+ * Loads every master key in keys_dir and checks it against the store. A
+ * key file that cannot be used is fatal when the store uses its version;
+ * of a version the store never recorded, it is set aside (renamed to
+ * master-<v>.key.unusable-<time>) once the keyring opened. Files of
+ * destroyed versions are wiped and removed. On a new store, adopts the highest version as active (generating master-1.key
  * first when create is set and the directory has none), records the key
  * versions and creates the vault keys. Must run before the writer starts.
  */
@@ -99,15 +102,32 @@ int keyring_activate_txn(struct keyring *kr, MDB_txn *txn,
 /* After that txn committed. */
 void keyring_set_active(struct keyring *kr, uint32_t version);
 
-/* In a write txn: marks version destroyed at when_ms. */
+/*
+ * Destroying a version takes three steps, so that no crash leaves a usable
+ * key of a version the store calls destroyed:
+ *
+ *   1. keyring_destroy_begin_txn in a durable write txn: the version is
+ *      "being destroyed"; from then on no start loads it, and every start
+ *      wipes its file.
+ *   2. keyring_forget: wipes the key from memory, overwrites and removes
+ *      its file, syncs the keys directory.
+ *   3. keyring_destroy_txn in a write txn: destroyed at when_ms.
+ *
+ * keyring_destroy_begin_txn: VAULT_ERR_NOT_FOUND (no such version),
+ * VAULT_ERR_STATE (already destroyed); *already when step 1 was done
+ * before (a retry, or an interrupted destruction being finished).
+ * keyring_destroy_txn: VAULT_ERR_STATE unless step 1 was done.
+ */
+int keyring_destroy_begin_txn(struct keyring *kr, MDB_txn *txn,
+    uint32_t version, bool *already) VAULT_WUR;
+int keyring_forget(struct keyring *kr, uint32_t version) VAULT_WUR;
 int keyring_destroy_txn(struct keyring *kr, MDB_txn *txn, uint32_t version,
     uint64_t when_ms) VAULT_WUR;
-/* After that txn committed: wipes the key from memory and its file from disk. */
-int keyring_forget(struct keyring *kr, uint32_t version) VAULT_WUR;
 
 struct key_version {
 	uint32_t version;
-	bool destroyed;
+	bool destroyed;		/* destroyed, or being destroyed */
+	bool destroy_pending;	/* being destroyed: steps 2-3 not done */
 	bool loaded;
 	uint64_t created_ms, destroyed_ms;
 };
@@ -133,7 +153,11 @@ int keyring_read_key_file(const char *path, uint8_t *key) VAULT_WUR;
 int keyring_read_secret_file(const char *path, uint8_t *key,
     const char *what) VAULT_WUR;
 
-/* Creates path (which must not exist) with 32 random bytes, mode 0600. */
+/*
+ * Creates path (which must not exist) with 32 random bytes, mode 0600,
+ * atomically (fsutil.h; crash points keyfile.after_create and
+ * keyfile.before_rename).
+ */
 int keyring_create_key_file(const char *path) VAULT_WUR;
 int keyring_create_secret_file(const char *path, const char *what) VAULT_WUR;
 

@@ -9,7 +9,9 @@
  *   vaultd --purge-unknown-attributes (--config FILE | --dev)
  *                                   remove values the schema no longer has
  */
+#include <errno.h>
 #include <getopt.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -18,7 +20,10 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -257,6 +262,43 @@ dev_tls(const struct options *o, struct config *cfg)
 	return 0;
 }
 
+/*
+ * A first --dev start writes its files before the server binds: a port in
+ * use is found here first, so that such a start writes nothing. Only a
+ * port in use refuses; anything else is left to the server.
+ */
+static int
+probe_listen(const char *listen)
+{
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE,
+	    .ai_socktype = SOCK_STREAM }, *res = NULL;
+	char host[256], *colon;
+	int fd, r = 0;
+
+	if (snprintf(host, sizeof(host), "%s", listen) >= (int)sizeof(host) ||
+	    (colon = strrchr(host, ':')) == NULL)
+		return 0;
+	*colon = '\0';
+	if (host[0] == '[' && colon > host + 1 && colon[-1] == ']') {
+		colon[-1] = '\0';
+		memmove(host, host + 1, strlen(host + 1) + 1);
+	}
+	if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+		return 0;
+	if ((fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC,
+	    res->ai_protocol)) >= 0) {
+		if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 &&
+		    errno == EADDRINUSE) {
+			log_error("cannot listen on %s: %s; nothing was written",
+			    listen, strerror(errno));
+			r = -1;
+		}
+		close(fd);
+	}
+	freeaddrinfo(res);
+	return r;
+}
+
 /* Core dumps would hold keys and plaintext: never write them. */
 static void
 harden_process(void)
@@ -345,6 +387,8 @@ serve(struct config *cfg, bool dev, bool verify_audit, bool init)
 	struct server_opts so;
 	char err[512];
 	sigset_t set;
+	struct stat sb;
+	bool started = false;
 	int sig, r = 1;
 
 	if (cfg->tls_cert == NULL && !cfg->insecure_plaintext) {
@@ -369,23 +413,11 @@ serve(struct config *cfg, bool dev, bool verify_audit, bool init)
 		log_error("%s", err);
 		return 1;
 	}
-	if (vault_open(&v, cfg, init ? VAULT_OPEN_INIT : dev ? VAULT_OPEN_CREATE :
-	    VAULT_OPEN_EXISTING) != 0) {
-		log_error("cannot open the vault; nothing was written");
-		goto out;
-	}
-	if (verify_audit)
-		log_info("checking the whole audit chain (--verify-audit)");
-	if (check_audit(v, cfg, verify_audit) != 0)
-		goto out;
-	if (journal_open(&v->jn, v, cfg->store_dir, JOURNAL_INGEST_MS,
-	    JOURNAL_INDEX_MS) != 0) {
-		log_error("cannot open the audit journal; stopping");
-		goto out;
-	}
-	/* Informational: a failure to count does not stop the vault. */
-	if (unknown_attrs_report(v) != 0)
-		log_warn("could not count stored attributes outside the schema");
+	/*
+	 * The port and the TLS files first: a start refused for them has
+	 * opened nothing else, so it changes no file. The store's start-up
+	 * writes (a new store, the audit checkpoint, the journal) come after.
+	 */
 	so = (struct server_opts){ .listen = cfg->listen, .tls_cert = cfg->tls_cert,
 	    .tls_key = cfg->tls_key, .tls_client_ca = cfg->tls_client_ca,
 	    .tls_require_client_cert = cfg->tls_require_client_cert,
@@ -404,11 +436,39 @@ serve(struct config *cfg, bool dev, bool verify_audit, bool init)
 	    .request_timeout_ms = cfg->request_timeout_ms,
 	    .audit = &audit_sink,
 	    .strings = &dispatch_strings };
-	if (server_start(&srv, &so, dispatch_methods, dispatch_n_methods, v,
-	    auth) != 0)
+	if (server_bind(&srv, &so, dispatch_methods, dispatch_n_methods,
+	    auth) != 0) {
+		log_error("not started; nothing was written");
 		goto out;
+	}
+	/* Before the store is opened: opening a new one creates its files. */
+	if (stat(cfg->keys_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		log_error("the keys directory %s is missing or not a directory; "
+		    "nothing was written", cfg->keys_dir);
+		goto out;
+	}
+	if (vault_open(&v, cfg, init ? VAULT_OPEN_INIT : dev ? VAULT_OPEN_CREATE :
+	    VAULT_OPEN_EXISTING) != 0) {
+		log_error("cannot open the vault; nothing was written");
+		goto out;
+	}
+	if (verify_audit)
+		log_info("checking the whole audit chain (--verify-audit)");
+	if (check_audit(v, cfg, verify_audit) != 0)
+		goto out;
+	if (journal_open(&v->jn, v, cfg->store_dir, JOURNAL_INGEST_MS,
+	    JOURNAL_INDEX_MS) != 0) {
+		log_error("cannot open the audit journal; stopping");
+		goto out;
+	}
+	/* Informational: a failure to count does not stop the vault. */
+	if (unknown_attrs_report(v) != 0)
+		log_warn("could not count stored attributes outside the schema");
+	server_run(srv, v);
+	started = true;
 	if (janitor_start(&jan, v, rotation_tick, NULL) != 0) {
 		server_stop(srv);
+		srv = NULL;
 		goto out;
 	}
 	log_info("vaultd %s ready%s", VAULTD_VERSION, dev ? " (development mode)" : "");
@@ -429,7 +489,10 @@ serve(struct config *cfg, bool dev, bool verify_audit, bool init)
 	server_stop(srv);
 	janitor_stop(jan);
 	r = 0;
+	srv = NULL;
 out:
+	if (!started)
+		server_discard(srv);
 	vault_close(v);
 	auth_unref(auth);
 	return r;
@@ -467,6 +530,12 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (o.dev) {
+		snprintf(config_path, sizeof(config_path), "%s/vaultd.conf",
+		    o.data_dir);
+		if (access(config_path, F_OK) != 0 && !o.hash_token &&
+		    !o.purge_unknown && probe_listen(o.listen != NULL ? o.listen :
+		    DEVMODE_LISTEN) != 0)
+			return 1;
 		if (devmode_prepare(o.data_dir, config_path, sizeof(config_path)) != 0)
 			return 1;
 		o.config = config_path;

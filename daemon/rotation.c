@@ -273,6 +273,7 @@ rotation_start(struct vault *v, uint32_t version, struct rotation_progress *p,
 		job.version = keyring_next_version(v->kr);
 	if ((r = keyring_load_version(v->kr, job.version, version == 0)) != 0)
 		goto out;
+	VAULT_CRASH_POINT("rotate.before_activate");
 	if ((r = writer_submit(v->wr, start_apply, &job)) != 0) {
 		/* Nothing committed: the key loaded for it must not linger. */
 		if ((dr = keyring_discard_version(v->kr, job.version)) != 0)
@@ -281,6 +282,7 @@ rotation_start(struct vault *v, uint32_t version, struct rotation_progress *p,
 			    vault_strerror(dr));
 		goto out;
 	}
+	VAULT_CRASH_POINT("rotate.after_activate");
 	*p = job.p;
 	if (!job.joined) {
 		keyring_set_active(v->kr, job.version);
@@ -427,40 +429,66 @@ struct destroy_job {
 	bool rotating;
 };
 
+/* Step 1: checks, then marks the version "being destroyed" (durable). */
 static int
-destroy_apply(MDB_txn *txn, void *arg)
+destroy_begin_apply(MDB_txn *txn, void *arg)
 {
 	struct destroy_job *job = arg;
 	struct rotation_progress p;
 	struct key_version kv = { .version = job->version };
+	bool already;
 	int r;
 
-	/* Checked again inside the transaction: nothing may slip in between. */
-	if ((r = rotation_state(job->v, txn, &job->rotating, &p)) != 0 ||
-	    job->rotating)
-		return r != 0 ? r : VAULT_ERR_STATE;
-	if ((r = rotation_dek_counts(job->v, txn, &kv, 1, &job->needed)) != 0)
+	if ((r = keyring_version_get(job->v->kr, txn, job->version, &kv)) != 0)
 		return r;
-	if (job->needed > 0)
+	if (kv.destroyed && !kv.destroy_pending)
 		return VAULT_ERR_STATE;
+	/* Checked inside the transaction: nothing may slip in between. */
+	if (!kv.destroy_pending) {
+		if ((r = rotation_state(job->v, txn, &job->rotating, &p)) != 0 ||
+		    job->rotating)
+			return r != 0 ? r : VAULT_ERR_STATE;
+		if ((r = rotation_dek_counts(job->v, txn, &kv, 1, &job->needed)) != 0)
+			return r;
+		if (job->needed > 0)
+			return VAULT_ERR_STATE;
+	}
+	return keyring_destroy_begin_txn(job->v->kr, txn, job->version, &already);
+}
+
+/* Step 3, once the key file is gone: destroyed, its deletions final. */
+static int
+destroy_apply(MDB_txn *txn, void *arg)
+{
+	struct destroy_job *job = arg;
+	int r;
+
 	if ((r = keyring_destroy_txn(job->v->kr, txn, job->version, job->when)) != 0)
 		return r;
 	return deletion_mark_final_txn(job->v, txn, job->version);
 }
 
+/*
+ * The key file is wiped between two durable commits (keyring.h): a crash
+ * at any step leaves either a live version with its key, or a version
+ * being destroyed (or destroyed) whose file every start wipes. An
+ * interrupted destruction is finished by rotation_tick, or by calling
+ * this again.
+ */
 int
 rotation_destroy(struct vault *v, uint32_t version, uint64_t *destroyed_ms,
     char *why, size_t why_len)
 {
-	struct destroy_job job = { v, version, store_now_ms(), 0, false };
+	struct destroy_job job = { v, version, 0, 0, false };
 	int r;
 
+	why[0] = '\0';
 	if (version == keyring_active_version(v->kr)) {
 		snprintf(why, why_len, "version %u is the active master key; rotate "
 		    "first", version);
 		return VAULT_ERR_STATE;
 	}
-	r = writer_submit(v->wr, destroy_apply, &job);
+	r = writer_submit(v->wr, destroy_begin_apply, &job);
 	if (r == VAULT_ERR_STATE && job.rotating)
 		snprintf(why, why_len, "a rotation is under way; destroy after it "
 		    "ends");
@@ -475,13 +503,52 @@ rotation_destroy(struct vault *v, uint32_t version, uint64_t *destroyed_ms,
 		snprintf(why, why_len, "%s", vault_strerror(r));
 	if (r != 0)
 		return r;
+	VAULT_CRASH_POINT("destroy.before_wipe");
+	if ((r = keyring_forget(v->kr, version)) != 0) {
+		snprintf(why, why_len, "version %u is being destroyed, but its key "
+		    "file could not be wiped (see the server log); it is retried",
+		    version);
+		return r;
+	}
+	job.when = store_now_ms();
+	if ((r = writer_submit(v->wr, destroy_apply, &job)) != 0) {
+		snprintf(why, why_len, "version %u is being destroyed and its key "
+		    "file is gone, but the store could not record it (%s); it is "
+		    "retried", version, vault_strerror(r));
+		return r;
+	}
+	VAULT_CRASH_POINT("destroy.after_commit");
 	*destroyed_ms = job.when;
-	if ((r = keyring_forget(v->kr, version)) != 0)
-		log_error("version %u is destroyed in the store, but its key file "
-		    "could not be wiped: remove it by hand", version);
 	log_info("master key version %u destroyed; its deletions are final",
 	    version);
 	return 0;
+}
+
+/* Destructions a crash or an error interrupted: finished here. */
+static void
+finish_destroys(struct vault *v)
+{
+	struct key_version *vs = NULL;
+	uint64_t when;
+	MDB_txn *txn;
+	char why[200];
+	size_t n = 0;
+
+	if (store_read_begin(v->store, &txn) != 0)
+		return;
+	if (keyring_versions(v->kr, txn, &vs, &n) != 0)
+		n = 0;
+	mdb_txn_abort(txn);
+	for (size_t i = 0; i < n; i++) {
+		if (!vs[i].destroy_pending)
+			continue;
+		log_info("finishing the destruction of master key version %u",
+		    vs[i].version);
+		if (rotation_destroy(v, vs[i].version, &when, why, sizeof(why)) != 0)
+			log_warn("cannot finish destroying master key version %u: %s",
+			    vs[i].version, why);
+	}
+	free(vs);
 }
 
 struct rekey_job {
@@ -664,5 +731,6 @@ rotation_tick(struct vault *v, void *arg)
 		if (rotation_run(v, NULL, NULL) != 0)
 			log_warn("the rotation stopped on an error; it will resume");
 	}
+	finish_destroys(v);
 	shred_epochs(v);
 }

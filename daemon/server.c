@@ -114,6 +114,7 @@ struct server {
 	grpc_server *gs;
 	struct cq_thread *cqs;
 	int n_cq;
+	int port;			/* bound by server_bind */
 	const struct rpc_method *methods;
 	size_t n_methods;
 	void *app;
@@ -1540,10 +1541,39 @@ server_reload(struct server *srv, struct auth *auth)
 		atomic_store(&srv->tls_reload, true);
 }
 
+/* Frees a server that was bound but never started. */
+void
+server_discard(struct server *srv)
+{
+	if (srv == NULL)
+		return;
+	/* gRPC wants a server that has listeners shut down before it goes. */
+	grpc_server_shutdown_and_notify(srv->gs, srv->cqs[0].cq, &srv->t_shutdown);
+	while (grpc_completion_queue_next(srv->cqs[0].cq,
+	    gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).tag != &srv->t_shutdown)
+		;
+	grpc_server_destroy(srv->gs);
+	for (int i = 0; i < srv->n_cq; i++) {
+		grpc_completion_queue_shutdown(srv->cqs[i].cq);
+		while (grpc_completion_queue_next(srv->cqs[i].cq,
+		    gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+		    GRPC_QUEUE_SHUTDOWN)
+			;
+		grpc_completion_queue_destroy(srv->cqs[i].cq);
+	}
+	free(srv->cqs);
+	free(srv->workers);
+	free(srv->tls_cert);
+	free(srv->tls_key);
+	free(srv->tls_ca);
+	auth_unref(srv->auth);
+	denials_free(srv->denials);
+	free(srv);
+}
+
 int
-server_start(struct server **out, const struct server_opts *opts,
-    const struct rpc_method *methods, size_t n_methods, void *app,
-    struct auth *auth)
+server_bind(struct server **out, const struct server_opts *opts,
+    const struct rpc_method *methods, size_t n_methods, struct auth *auth)
 {
 	grpc_arg args[4];
 	grpc_channel_args ch_args = { 4, args };
@@ -1563,7 +1593,6 @@ server_start(struct server **out, const struct server_opts *opts,
 	}
 	srv->methods = methods;
 	srv->n_methods = n_methods;
-	srv->app = app;
 	srv->auth = auth_ref(auth);
 	pthread_mutex_init(&srv->auth_mu, NULL);
 	srv->grace_ms = opts->shutdown_grace_ms;
@@ -1633,19 +1662,18 @@ server_start(struct server **out, const struct server_opts *opts,
 	if (port == 0) {
 		log_error("cannot listen on %s (in use, not a local address, or "
 		    "unusable TLS files)", opts->listen);
-		grpc_server_destroy(srv->gs);
-		for (int i = 0; i < srv->n_cq; i++)
-			grpc_completion_queue_destroy(srv->cqs[i].cq);
-		free(srv->cqs);
-		free(srv->workers);
-		free(srv->tls_cert);
-		free(srv->tls_key);
-		free(srv->tls_ca);
-		auth_unref(srv->auth);
-		denials_free(srv->denials);
-		free(srv);
+		server_discard(srv);
 		return VAULT_ERR_IO;
 	}
+	srv->port = port;
+	*out = srv;
+	return 0;
+}
+
+void
+server_run(struct server *srv, void *app)
+{
+	srv->app = app;
 	grpc_server_start(srv->gs);
 	for (int i = 0; i < srv->n_workers; i++) {
 		srv->workers[i].srv = srv;
@@ -1660,10 +1688,21 @@ server_start(struct server **out, const struct server_opts *opts,
 		log_error("cannot start the sweeper thread");
 		abort();
 	}
-	log_info("listening on %s, port %d, %s (%d completion queues, %d workers)",
-	    opts->listen, port, srv->tls ? "mTLS" : "plaintext", srv->n_cq,
+	log_info("listening on port %d, %s (%d completion queues, %d workers)",
+	    srv->port, srv->tls ? "mTLS" : "plaintext", srv->n_cq,
 	    srv->n_workers);
-	*out = srv;
+}
+
+int
+server_start(struct server **out, const struct server_opts *opts,
+    const struct rpc_method *methods, size_t n_methods, void *app,
+    struct auth *auth)
+{
+	int r;
+
+	if ((r = server_bind(out, opts, methods, n_methods, auth)) != 0)
+		return r;
+	server_run(*out, app);
 	return 0;
 }
 

@@ -39,11 +39,23 @@ struct server;
 
 /*
  * Binds and starts serving; the table and app must outlive the server. The
- * server takes its own reference to auth.
+ * server takes its own reference to auth. server_start is server_bind then
+ * server_run.
  */
 int server_start(struct server **out, const struct server_opts *opts,
     const struct rpc_method *methods, size_t n_methods, void *app,
     struct auth *auth) VAULT_WUR;
+
+/*
+ * Binds the listening port and loads the TLS files, serving nothing yet:
+ * what can fail about the network fails here, before the caller writes
+ * anything. Then server_run (starts serving app) or server_discard.
+ */
+int server_bind(struct server **out, const struct server_opts *opts,
+    const struct rpc_method *methods, size_t n_methods,
+    struct auth *auth) VAULT_WUR;
+void server_run(struct server *srv, void *app);
+void server_discard(struct server *srv);
 
 /*
  * Swaps in a new policy unless auth is NULL (calls under way keep the one

@@ -485,5 +485,8 @@ store_set_headroom(struct store *st, int high_water_pct, size_t disk_reserve)
 {
 	st->high_water_pct = high_water_pct;
 	st->disk_reserve = disk_reserve;
-	(void)store_room(st);
+	/*
+	 * The reserve is taken at the first check of room (the health re-check
+	 * runs every second), not here: a start refused later changes no file.
+	 */
 }

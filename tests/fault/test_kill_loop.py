@@ -12,10 +12,6 @@ usable key file of a destroyed version, the audit chain whole.
 
 VAULT_KILLS (default 30) sets the number of kills, VAULT_KILL_SEED the seed;
 scripts/torture runs it with many more.
-
-DEPENDS ON the destroy-ordering fix of issue 12 (key files): a kill between
-DestroyMasterKey's commit and the wipe of the key file leaves a usable
-master-N.key of a destroyed version, which this test reports.
 """
 import os
 import random
