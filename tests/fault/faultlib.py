@@ -60,7 +60,7 @@ class FaultDaemon(Daemon):
             try:
                 if self.health() == SERVING:
                     return time.monotonic() - t0
-            except grpc.RpcError:
+            except (grpc.RpcError, FileNotFoundError):   # TLS files not yet made
                 pass
             time.sleep(0.02)
         raise AssertionError("vaultd did not become healthy:\n" + self.log())

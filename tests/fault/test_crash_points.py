@@ -62,7 +62,26 @@ def fired(d, point, before):
     return d.log().count(f"vaultd: crash point {point}\n") > before
 
 
-@pytest.mark.parametrize("point", POINTS)
+# Points of the dev TLS material, reached only by a first `--dev --tls` start.
+TLS_POINTS = {"dev.before_tls_rename"}
+
+
+@pytest.mark.parametrize("point", sorted(p for p in POINTS if p in TLS_POINTS))
+def test_crash_point_of_dev_tls(tmp_path, point):
+    """Killed while the first --dev --tls start writes its certificates: the
+    next --tls start makes them whole and serves mTLS."""
+    d = FaultDaemon(tmp_path / "vault", tls=True)
+    try:
+        assert d.start_or_die("--tls", env={"VAULT_CRASH_AT": point}) is None
+        assert d.reap() == -9 and fired(d, point, 0), d.log()[-3000:]
+        assert d.start_or_die("--tls") is not None, d.log()[-3000:]
+        assert d.stop() == 0, d.log()
+    finally:
+        if d.proc is not None:
+            d.kill()
+
+
+@pytest.mark.parametrize("point", [p for p in POINTS if p not in TLS_POINTS])
 def test_crash_point(tmp_path, point):
     area = point.split(".")[0]
     assert area in SCENARIOS, f"crash point {point}: no scenario for area {area!r}"
