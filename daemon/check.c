@@ -219,7 +219,8 @@ walk_counts(struct check *c)
 	size_t i = 0, n = 0;
 	int rc;
 
-	qsort(c->counts, c->n_counts, sizeof(*c->counts), count_cmp);
+	if (c->n_counts > 0)
+		qsort(c->counts, c->n_counts, sizeof(*c->counts), count_cmp);
 	for (size_t j = 0; j < c->n_counts; j++) {	/* merge equal keys */
 		if (n > 0 && count_cmp(&c->counts[n - 1], &c->counts[j]) == 0)
 			c->counts[n - 1].n++;

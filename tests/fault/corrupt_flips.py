@@ -101,17 +101,29 @@ def read_all(d, want):
     return out
 
 
+def has_check():
+    p = subprocess.run([conftest.VAULTD, "--help"], capture_output=True,
+                       text=True, timeout=30)
+    return "  --check " in p.stdout
+
+
+HAS_CHECK = None
+SANITIZER_HITS = []
+
+
 def check(d):
     """vaultd --check on the (stopped) copy: True when it reports damage."""
     p = subprocess.run([conftest.VAULTD, "--check", "--dev", "--data-dir",
                         str(d.data_dir)], capture_output=True, text=True,
                        timeout=300)
-    if "unrecognized option" in p.stderr:
+    if not HAS_CHECK:
         return False, "no --check"      # a vaultd from before it existed
     lines = p.stdout.strip().splitlines()
     summary = ", ".join(f"{l.split()[0]} {l.split()[-4]}+{l.split()[-2]}"
                         for l in lines if " damaged, " in l and
                         (l.split()[-4] != "0" or l.split()[-2] != "0"))
+    if any(mark in p.stderr for mark in conftest.SANITIZER_MARKS):
+        summary += " SANITIZER REPORT from --check"
     return p.returncode != 0, f"rc {p.returncode} {summary}"
 
 
@@ -164,6 +176,10 @@ def run_one(base, work, i, rng, want):
         d.proc = None
         d.log_file.close()
     damaged, last = check(d)
+    if any(mark in d.log() for mark in conftest.SANITIZER_MARKS):
+        last += " SANITIZER REPORT in the log"
+    if "SANITIZER" in last:
+        SANITIZER_HITS.append(i)
     c = collections.Counter(per.values()) if per else collections.Counter()
     if kind is None:
         if c["wrong"] or (c["notfound"] and not damaged):
@@ -184,6 +200,8 @@ def main():
     ap.add_argument("--seed", type=int, default=12)
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args()
+    global HAS_CHECK
+    HAS_CHECK = has_check()
     rng = random.Random(a.seed)
     work = pathlib.Path(tempfile.mkdtemp(prefix="vault-flips-"))
     try:
@@ -202,7 +220,9 @@ def main():
                       flush=True)
         print("totals: " + ", ".join(f"{k} {totals[k]}" for k in
               ("refused", "crashed", "correct", "error", "silent")))
-        return 1 if totals["silent"] else 0
+        if SANITIZER_HITS:
+            print(f"sanitizer reports in copies {SANITIZER_HITS}")
+        return 1 if totals["silent"] or SANITIZER_HITS else 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
