@@ -10,7 +10,9 @@
 
 #include "audit.h"
 #include "check.h"
+#include "consent.h"
 #include "consumer.h"
+#include "dataset.h"
 #include "log.h"
 #include "record.h"
 #include "vault.h"
@@ -169,13 +171,31 @@ out:
 	mdb_cursor_close(cur);
 }
 
+/* The sizes of the records of one database, and their format byte. */
+struct shape {
+	size_t key_min, key_max, val_min, val_max;
+	int fmt;		/* -1: no format byte */
+};
+
+/* A lineage value must name a dataset; others are checked by shape only. */
+static bool
+value_ok(struct check *c, int kind, const struct shape *sh, const MDB_val *val)
+{
+	struct dataset_info ds;
+
+	if (val->mv_size < sh->val_min || val->mv_size > sh->val_max ||
+	    (sh->fmt >= 0 && ((const uint8_t *)val->mv_data)[0] != sh->fmt))
+		return false;
+	return kind != K_LINEAGE || dataset_by_number(c->v, c->txn,
+	    store_get_u32(val->mv_data), &ds) == 0;
+}
+
 /*
  * Records keyed by ref (| more) must belong to a live consumer; attribute
  * records of a deleted one may wait for the collector.
  */
 static void
-walk_by_ref(struct check *c, MDB_dbi dbi, int kind, size_t key_min,
-    size_t key_max, size_t val_size)
+walk_by_ref(struct check *c, MDB_dbi dbi, int kind, const struct shape *sh)
 {
 	struct store *st = c->v->store;
 	MDB_cursor *cur = NULL;
@@ -189,8 +209,8 @@ walk_by_ref(struct check *c, MDB_dbi dbi, int kind, size_t key_min,
 	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
 	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
 		c->t[kind].checked++;
-		if (k.mv_size < key_min || k.mv_size > key_max ||
-		    (val_size != 0 && val.mv_size != val_size)) {
+		if (k.mv_size < sh->key_min || k.mv_size > sh->key_max ||
+		    !value_ok(c, kind, sh, &val)) {
 			c->t[kind].damaged++;
 			continue;
 		}
@@ -384,16 +404,20 @@ check_store(const struct config *cfg)
 	    store_read_begin(c.v->store, &c.txn) != 0)
 		goto out;
 	walk_consumers(&c);
-	walk_by_ref(&c, c.v->store->attrs, K_ATTRS, CRYPTO_REF_BYTES + 1,
-	    CRYPTO_REF_BYTES + SCHEMA_NAME_MAX - 1, 0);
-	walk_by_ref(&c, c.v->store->manifests, K_MANIFESTS, CRYPTO_REF_BYTES,
-	    CRYPTO_REF_BYTES, 0);
-	walk_by_ref(&c, c.v->store->consents, K_CONSENTS, CRYPTO_REF_BYTES + 1,
-	    CRYPTO_REF_BYTES + SCHEMA_NAME_MAX, 0);
-	walk_by_ref(&c, c.v->store->lineage, K_LINEAGE, CRYPTO_REF_BYTES,
-	    CRYPTO_REF_BYTES, 4);
-	walk_by_ref(&c, c.v->store->gc, K_GC, CRYPTO_REF_BYTES,
-	    CRYPTO_REF_BYTES, 8);
+	walk_by_ref(&c, c.v->store->attrs, K_ATTRS, &(struct shape){
+	    CRYPTO_REF_BYTES + 1, CRYPTO_REF_BYTES + SCHEMA_NAME_MAX - 1,
+	    RECORD_ATTR_HDR + CRYPTO_OVERHEAD, RECORD_ATTR_MAX, RECORD_FORMAT });
+	walk_by_ref(&c, c.v->store->manifests, K_MANIFESTS, &(struct shape){
+	    CRYPTO_REF_BYTES, CRYPTO_REF_BYTES, 3 + RECORD_MANIFEST_TAG,
+	    RECORD_MANIFEST_MAX, RECORD_MANIFEST_FORMAT });
+	/* consent.h: fmt(1) | granted(1) | updated ms(8) | source */
+	walk_by_ref(&c, c.v->store->consents, K_CONSENTS, &(struct shape){
+	    CRYPTO_REF_BYTES + 1, CRYPTO_REF_BYTES + SCHEMA_NAME_MAX, 10,
+	    10 + CONSENT_SOURCE_MAX, 1 });
+	walk_by_ref(&c, c.v->store->lineage, K_LINEAGE, &(struct shape){
+	    CRYPTO_REF_BYTES, CRYPTO_REF_BYTES, 4, 4, -1 });
+	walk_by_ref(&c, c.v->store->gc, K_GC, &(struct shape){
+	    CRYPTO_REF_BYTES, CRYPTO_REF_BYTES, 8, 8, -1 });
 	walk_counts(&c);
 	walk_audit_index(&c);
 	walk_plain(&c, c.v->store->meta, K_META);

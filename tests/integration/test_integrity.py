@@ -119,6 +119,13 @@ def test_check_clean_store_and_refuses_while_running(fresh):
     fresh.start()
     for i in range(5):
         fresh.put(f"c{i}@example.test", email=f"c{i}@example.test", age=str(30 + i))
+    fresh.call("/vault.v1.Consumers/SetConsent",
+               pb.SetConsentRequest(consumer_id="c1@example.test",
+                                    purpose="research", granted=True,
+                                    source="web"),
+               pb.SetConsentResponse)
+    assert len(fetch(fresh, ["age"])) == 5      # lineage of a dataset
+    fresh.delete("c2@example.test")             # a deletion after lineage
     fresh.delete("c0@example.test")
     r = check(fresh)
     assert r.returncode != 0 and "running" in r.stdout + r.stderr, r.stderr
