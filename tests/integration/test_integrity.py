@@ -178,3 +178,32 @@ def test_random_flips_never_answer_silently():
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "silent 0" in p.stdout
+
+
+CRASH_VAULTD = ROOT / "build-crash" / "vaultd"
+
+
+@pytest.mark.skipif(not CRASH_VAULTD.exists(),
+                    reason="needs scripts/build --crash (build-crash/vaultd)")
+@pytest.mark.parametrize("point", ["put.before_manifest", "put.after_manifest"])
+def test_crash_in_put_leaves_records_and_manifest_agreeing(fresh, monkeypatch,
+                                                           point):
+    import conftest
+    monkeypatch.setattr(conftest, "VAULTD", str(CRASH_VAULTD))
+    cid = "crash-1@example.test"
+    fresh.start()
+    fresh.put(cid, email=cid, device="mobile")
+    assert fresh.stop() == 0
+    monkeypatch.setenv("VAULT_CRASH_AT", point)
+    fresh.start()
+    with pytest.raises(grpc.RpcError):
+        fresh.put(cid, device="tablet", age="33")
+    assert fresh.wait_exit() == -9
+    monkeypatch.delenv("VAULT_CRASH_AT")
+    fresh.start()
+    assert fresh.get(cid) == {"email": cid, "device": "mobile"}
+    assert fresh.stop() == 0
+    r = subprocess.run([str(CRASH_VAULTD), "--check", "--dev", "--data-dir",
+                        str(fresh.data_dir)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
