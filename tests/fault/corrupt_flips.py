@@ -21,7 +21,10 @@ reports the store damaged: online, nothing can tell that record from one
 never written.
 
     VAULTD=build/vaultd /usr/bin/python3 tests/fault/corrupt_flips.py \
-        [--flips 120] [--consumers 300] [--seed 12]
+        [--flips 120] [--consumers 300] [--seed 12] [--keep DIR]
+
+The seed fixes the data put and where the flips land, not the keys: refs
+(and so the B-tree layout) and nonces are random, so two runs differ.
 
 Prints one line per copy and the counts at the end; exits 1 when any copy
 is "silent".
@@ -108,6 +111,7 @@ def has_check():
 
 
 HAS_CHECK = None
+KEEP = None
 SANITIZER_HITS = []
 
 
@@ -188,6 +192,11 @@ def run_one(base, work, i, rng, want):
             kind = "error"
         else:
             kind = "correct"
+    if KEEP is not None and (kind in ("crashed", "silent") or
+                             (kind == "error" and not damaged)):
+        # For a closer look: the damaged copy and its log.
+        shutil.copytree(dst, KEEP / dst.name, dirs_exist_ok=True)
+        shutil.copy(d.log_path, KEEP / d.log_path.name)
     shutil.rmtree(dst, ignore_errors=True)
     d.log_path.unlink(missing_ok=True)
     return kind, off, c, damaged, last
@@ -199,9 +208,15 @@ def main():
     ap.add_argument("--consumers", type=int, default=300)
     ap.add_argument("--seed", type=int, default=12)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--keep", metavar="DIR",
+                    help="keep the copies that crashed, answered silently, "
+                    "or erred where --check saw nothing, with their logs")
     a = ap.parse_args()
-    global HAS_CHECK
+    global HAS_CHECK, KEEP
     HAS_CHECK = has_check()
+    if a.keep:
+        KEEP = pathlib.Path(a.keep)
+        KEEP.mkdir(parents=True, exist_ok=True)
     rng = random.Random(a.seed)
     work = pathlib.Path(tempfile.mkdtemp(prefix="vault-flips-"))
     try:
