@@ -10,7 +10,8 @@
  * record (orphaned ones: of no consumer and not queued for collection),
  * manifests, consents, lineage, the suppression counts (recomputed from
  * the values), the collection queue, the audit chain and its consumer
- * index. It prints one line per kind, counts only (never a ref, id, name
+ * index (not the ledger, request records, or datasets beyond those lineage
+ * names; meta only as far as opening the store checks it). It prints one line per kind, counts only (never a ref, id, name
  * or value), and returns 0 when nothing is damaged, 1 when something is,
  * 2 when it could not check (the store is in use, or will not open).
  * It writes nothing but what opening the store writes for a store of an
