@@ -62,6 +62,18 @@ def build(d, n, rng):
     want = {}
     d.start()
     ch = d.channel()
+    try:
+        put_all(d, ch, n, rng, want)
+    except BaseException:
+        d.proc.kill()       # no stray daemon when the build fails
+        d.proc.wait()
+        raise
+    ch.close()
+    assert d.stop() == 0, d.log()
+    return want
+
+
+def put_all(d, ch, n, rng, want):
     for i in range(n):
         names = rng.sample(sorted(VALUES), rng.randrange(2, len(VALUES) + 1))
         attrs = {k: VALUES[k](rng, i) for k in names}
@@ -71,9 +83,6 @@ def build(d, n, rng):
         d.call("/vault.v1.Consumers/PutAttributes", req,
                pb.PutAttributesResponse, channel=ch)
         want[cid] = attrs
-    ch.close()
-    assert d.stop() == 0, d.log()
-    return want
 
 
 def read_all(d, want):
