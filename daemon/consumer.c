@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "consent.h"
+#include "crashpoint.h"
 #include "dataset.h"
 #include "consumer.h"
 #include "log.h"
@@ -27,6 +28,131 @@ scratch_new(struct scratch *s)
 	s->seed = s->mem + CRYPTO_KEY_BYTES;
 	s->value = s->mem + 2 * CRYPTO_KEY_BYTES;
 	return 0;
+}
+
+int
+consumer_manifest_get(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const struct consumer_rec *rec, struct manifest *m)
+{
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	int rc = mdb_get(txn, v->store->manifests, &k, &val);
+
+	memset(m, 0, sizeof(*m));
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return store_err(v->store, rc, "get manifest");
+	if (rec->has_manifest != (rc == 0)) {
+		log_error("a consumer's manifest is %s: the store is corrupt or "
+		    "was tampered with", rec->has_manifest ? "missing" :
+		    "there, but its record says it has none");
+		return VAULT_ERR_CRYPTO;
+	}
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	return record_manifest_open(keyring_index_key(v->kr), ref, &val, m);
+}
+
+int
+consumer_manifest_agrees(const struct manifest *m, const char *name,
+    size_t len, const MDB_val *val)
+{
+	uint64_t updated = 0;
+	bool listed;
+
+	if (m->p == NULL)
+		return 0;
+	listed = record_manifest_find(m, name, len, &updated) == 0;
+	if (listed == (val != NULL) &&
+	    (val == NULL || record_attr_updated(val) == updated))
+		return 0;
+	log_error("an attribute record %s: the store is corrupt or was "
+	    "tampered with", !listed ? "is not in its consumer's manifest" :
+	    val == NULL ? "its consumer's manifest lists is missing" :
+	    "is not the version its consumer's manifest lists");
+	return VAULT_ERR_CRYPTO;
+}
+
+/*
+ * The manifest entries of the consumer at ref before a write: its
+ * manifest's, or for a consumer written before manifests, those of the
+ * records it has now (trusted once, on this first write).
+ */
+static int
+manifest_entries(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const struct consumer_rec *rec, struct manifest_entry *e, size_t *n)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	struct manifest m;
+	int rc, r;
+
+	*n = 0;
+	if ((r = consumer_manifest_get(v, txn, ref, rec, &m)) != 0)
+		return r;
+	if (m.p != NULL)
+		return record_manifest_entries(&m, e, RECORD_MANIFEST_ENTRIES, n);
+	if ((rc = mdb_cursor_open(txn, v->store->attrs, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		if (k.mv_size < CRYPTO_REF_BYTES ||
+		    memcmp(k.mv_data, ref, CRYPTO_REF_BYTES) != 0)
+			break;
+		if ((r = record_manifest_set(e, n, RECORD_MANIFEST_ENTRIES,
+		    (const char *)k.mv_data + CRYPTO_REF_BYTES,
+		    k.mv_size - CRYPTO_REF_BYTES, record_attr_updated(&val))) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		r = store_err(v->store, rc, "read attributes");
+	return r;
+}
+
+static int
+manifest_put(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const struct manifest_entry *e, size_t n, uint8_t *buf)
+{
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	int rc;
+
+	val.mv_size = record_manifest_seal(keyring_index_key(v->kr), ref, e, n, buf);
+	val.mv_data = buf;
+	rc = mdb_put(txn, v->store->manifests, &k, &val, 0);
+	return rc == 0 ? 0 : store_err(v->store, rc, "put manifest");
+}
+
+int
+consumer_manifest_prune_txn(struct vault *v, MDB_txn *txn, const uint8_t *ref)
+{
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	struct manifest_entry *e = NULL;
+	struct consumer_rec rec;
+	uint8_t *buf = NULL;
+	size_t n, kept = 0;
+	int rc, r;
+
+	if ((rc = mdb_get(txn, v->store->consumers, &k, &val)) == MDB_NOTFOUND)
+		return 0;	/* deleted: the collector takes its records */
+	if (rc != 0)
+		return store_err(v->store, rc, "get consumer");
+	if ((r = record_parse_consumer(&val, &rec)) != 0 || !rec.has_manifest)
+		return r;
+	if ((e = calloc(RECORD_MANIFEST_ENTRIES, sizeof(*e))) == NULL ||
+	    (buf = malloc(RECORD_MANIFEST_MAX)) == NULL) {
+		r = VAULT_ERR_NOMEM;
+		goto out;
+	}
+	if ((r = manifest_entries(v, txn, ref, &rec, e, &n)) != 0)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		if (schema_find_attr(v->schema, (const char *)e[i].name,
+		    e[i].len) >= 0)
+			e[kept++] = e[i];
+	r = manifest_put(v, txn, ref, e, kept, buf);
+out:
+	free(e);
+	free(buf);
+	return r;
 }
 
 /* Adds delta to the number of live consumers holding value for attr. */
@@ -128,6 +254,8 @@ struct put_job {
 	size_t n;
 	bool created;
 	struct scratch s;
+	struct manifest_entry *entries;	/* RECORD_MANIFEST_ENTRIES */
+	uint8_t *manifest;		/* RECORD_MANIFEST_MAX bytes */
 };
 
 static int
@@ -140,7 +268,7 @@ put_apply(MDB_txn *txn, void *arg)
 	uint8_t key[RECORD_ATTR_KEY_MAX], buf[RECORD_ATTR_MAX];
 	uint8_t crec[RECORD_CONSUMER_BYTES];
 	uint64_t now = store_now_ms();
-	size_t len;
+	size_t len, n_entries = 0;
 	int rc, r;
 
 	job->created = false;
@@ -148,6 +276,8 @@ put_apply(MDB_txn *txn, void *arg)
 	if ((r = store_room(v->store)) != 0)
 		return r;
 	rc = mdb_get(txn, v->store->consumers, &k, &val);
+	if (rc == 0 && val.mv_size == sizeof(crec))
+		memcpy(crec, val.mv_data, sizeof(crec));	/* for a migration */
 	if (rc == MDB_NOTFOUND) {
 		if ((r = drop_leftovers(v, txn, job->ref)) != 0 ||
 		    (r = record_new_consumer(v->kr, job->ref, job->s.dek,
@@ -164,6 +294,9 @@ put_apply(MDB_txn *txn, void *arg)
 	    (!job->created &&
 	    (r = record_unwrap_dek(v->kr, job->ref, &rec, job->s.dek)) != 0))
 		return r;
+	if (!job->created && (r = manifest_entries(v, txn, job->ref, &rec,
+	    job->entries, &n_entries)) != 0)
+		return r;
 	for (size_t i = 0; i < job->n; i++) {
 		const struct attr_in *a = &job->attrs[i];
 		const char *name = v->schema->attrs[a->attr].name;
@@ -176,7 +309,23 @@ put_apply(MDB_txn *txn, void *arg)
 		val = (MDB_val){ len, buf };
 		if ((rc = mdb_put(txn, v->store->attrs, &k, &val, 0)) != 0)
 			return store_err(v->store, rc, "put attribute");
+		if ((r = record_manifest_set(job->entries, &n_entries,
+		    RECORD_MANIFEST_ENTRIES, name, strlen(name), now)) != 0)
+			return r;
 	}
+	VAULT_CRASH_POINT("put.before_manifest");
+	if ((r = manifest_put(v, txn, job->ref, job->entries, n_entries,
+	    job->manifest)) != 0)
+		return r;
+	if (!rec.has_manifest) {
+		/* Written before manifests: from now on it has one. */
+		crec[0] = RECORD_CONSUMER_MANIFEST;
+		k = (MDB_val){ CRYPTO_REF_BYTES, (void *)job->ref };
+		val = (MDB_val){ sizeof(crec), crec };
+		if ((rc = mdb_put(txn, v->store->consumers, &k, &val, 0)) != 0)
+			return store_err(v->store, rc, "put consumer");
+	}
+	VAULT_CRASH_POINT("put.after_manifest");
 	return 0;
 }
 
@@ -189,18 +338,29 @@ consumer_put(struct vault *v, const char *id, size_t id_len,
 	int r;
 
 	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, ref);
+	*created = false;
+	if ((job.entries = calloc(RECORD_MANIFEST_ENTRIES,
+	    sizeof(*job.entries))) == NULL ||
+	    (job.manifest = malloc(RECORD_MANIFEST_MAX)) == NULL) {
+		r = VAULT_ERR_NOMEM;
+		goto out;
+	}
 	if ((r = scratch_new(&job.s)) != 0)
-		return r;
+		goto out;
 	r = writer_submit(v->wr, put_apply, &job);
 	sodium_memzero(job.s.mem, RECORD_SCRATCH_BYTES);
 	*created = r == 0 && job.created;
+out:
+	free(job.entries);
+	free(job.manifest);
 	return r;
 }
 
 /* The attribute records to open: wanted ones, or every one the schema has. */
 static int
 collect_attrs(struct vault *v, MDB_txn *txn, const uint8_t *ref,
-    const int *attrs, size_t n_attrs, int *idx, MDB_val *vals, size_t *count)
+    const struct manifest *m, const int *attrs, size_t n_attrs, int *idx,
+    MDB_val *vals, size_t *count)
 {
 	size_t n = n_attrs == 0 ? v->schema->n_attrs : n_attrs;
 	uint8_t key[RECORD_ATTR_KEY_MAX];
@@ -210,13 +370,18 @@ collect_attrs(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 	*count = 0;
 	for (size_t i = 0; i < n; i++) {
 		int a = n_attrs == 0 ? (int)i : attrs[i];
+		const char *name = v->schema->attrs[a].name;
+		int r;
 
-		k = (MDB_val){ record_attr_key(key, ref, v->schema->attrs[a].name), key };
+		k = (MDB_val){ record_attr_key(key, ref, name), key };
 		rc = mdb_get(txn, v->store->attrs, &k, &vals[*count]);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return store_err(v->store, rc, "get attribute");
+		if ((r = consumer_manifest_agrees(m, name, strlen(name),
+		    rc == 0 ? &vals[*count] : NULL)) != 0)
+			return r;
 		if (rc == MDB_NOTFOUND)
 			continue;
-		if (rc != 0)
-			return store_err(v->store, rc, "get attribute");
 		idx[(*count)++] = a;
 	}
 	return 0;
@@ -228,8 +393,9 @@ collect_attrs(struct vault *v, MDB_txn *txn, const uint8_t *ref,
  * schema does not have it.
  */
 static int
-collect_all(struct vault *v, MDB_txn *txn, const uint8_t *ref, int *idx,
-    MDB_val *names, MDB_val *vals, size_t *count)
+collect_all(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const struct manifest *m, int *idx, MDB_val *names, MDB_val *vals,
+    size_t *count)
 {
 	MDB_cursor *cur = NULL;
 	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
@@ -257,6 +423,9 @@ collect_all(struct vault *v, MDB_txn *txn, const uint8_t *ref, int *idx,
 		}
 		names[*count] = (MDB_val){ k.mv_size - CRYPTO_REF_BYTES,
 		    (uint8_t *)k.mv_data + CRYPTO_REF_BYTES };
+		if ((r = consumer_manifest_agrees(m, names[*count].mv_data,
+		    names[*count].mv_size, &val)) != 0)
+			break;
 		idx[*count] = schema_find_attr(v->schema, names[*count].mv_data,
 		    names[*count].mv_size);
 		vals[(*count)++] = val;
@@ -264,6 +433,12 @@ collect_all(struct vault *v, MDB_txn *txn, const uint8_t *ref, int *idx,
 	mdb_cursor_close(cur);
 	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
 		r = store_err(v->store, rc, "read attributes");
+	/* Each record is listed; so many records: none listed is missing. */
+	if (r == 0 && m->p != NULL && *count != m->n) {
+		log_error("attribute records a consumer's manifest lists are "
+		    "missing: the store is corrupt or was tampered with");
+		r = VAULT_ERR_CRYPTO;
+	}
 	return r;
 }
 
@@ -331,6 +506,7 @@ consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
 	MDB_txn *txn = NULL;
 	MDB_val k, val;
 	struct consumer_rec rec;
+	struct manifest m;
 	uint8_t *dek = NULL, flags = 0;
 	size_t count, total = 1;
 	bool allowed;
@@ -348,6 +524,9 @@ consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
 		    store_err(v->store, rc, "get consumer");
 		goto out;
 	}
+	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
+	    (r = consumer_manifest_get(v, txn, out->ref, &rec, &m)) != 0)
+		goto out;
 	if (purpose >= 0) {
 		if ((r = consent_allows(v, txn, out->ref, purpose, &allowed,
 		    &flags)) != 0)
@@ -358,8 +537,9 @@ consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
 		}
 	}
 	r = purpose < 0 && n_attrs == 0 ?
-	    collect_all(v, txn, out->ref, idx, names, vals, &count) :
-	    collect_attrs(v, txn, out->ref, attrs, n_attrs, idx, vals, &count);
+	    collect_all(v, txn, out->ref, &m, idx, names, vals, &count) :
+	    collect_attrs(v, txn, out->ref, &m, attrs, n_attrs, idx, vals,
+	    &count);
 	if (r != 0)
 		goto out;
 	count = withhold(v, purpose, flags, idx, vals, count, out);
@@ -373,8 +553,7 @@ consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
 	}
 	out->buf = dek + CRYPTO_KEY_BYTES;
 	out->buf_len = total;
-	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
-	    (r = record_unwrap_dek(v->kr, out->ref, &rec, dek)) != 0)
+	if ((r = record_unwrap_dek(v->kr, out->ref, &rec, dek)) != 0)
 		goto out;
 	r = open_attrs(v, dek, &rec, idx, names, vals, count, total, out);
 out:
@@ -499,6 +678,11 @@ consumer_remove_txn(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 	rc = mdb_del(txn, st->lineage, &k, NULL);
 	if (rc != 0 && rc != MDB_NOTFOUND) {
 		r = store_err(st, rc, "delete lineage");
+		goto out;
+	}
+	rc = mdb_del(txn, st->manifests, &k, NULL);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		r = store_err(st, rc, "delete manifest");
 		goto out;
 	}
 	if ((r = consent_delete_all(st, txn, ref)) != 0)

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "crypto.h"
+#include "record.h"
 #include "schema.h"
 #include "vault.h"
 
@@ -92,5 +93,31 @@ void removal_clear(struct removal *r);
 /* In a write txn: deletes the attribute records of up to max queued refs. */
 int consumer_collect_txn(struct vault *v, MDB_txn *txn, size_t max,
     size_t *collected) VAULT_WUR;
+
+/*
+ * Manifests (record.h) make a consumer's set of attribute records
+ * authenticated: every put rewrites the manifest in the same transaction as
+ * its records, and every read compares the records it finds (and does not
+ * find) with it, so a record lost or added is VAULT_ERR_CRYPTO, never a
+ * shorter or longer answer. A consumer written before manifests (format 1)
+ * has none until its next put, which lists the records it has then.
+ */
+
+/*
+ * In txn: the manifest of the consumer at ref (rec read in txn); m->p NULL
+ * for a consumer written before manifests. VAULT_ERR_CRYPTO when it is
+ * missing, unexpected or fails its check.
+ */
+int consumer_manifest_get(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const struct consumer_rec *rec, struct manifest *m) VAULT_WUR;
+/*
+ * 0 when m agrees with the attribute record of name: val found, or NULL
+ * when there is none; VAULT_ERR_CRYPTO otherwise.
+ */
+int consumer_manifest_agrees(const struct manifest *m, const char *name,
+    size_t len, const MDB_val *val) VAULT_WUR;
+/* In a write txn: drops names the schema lacks from ref's manifest. */
+int consumer_manifest_prune_txn(struct vault *v, MDB_txn *txn,
+    const uint8_t *ref) VAULT_WUR;
 
 #endif

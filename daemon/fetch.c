@@ -4,6 +4,7 @@
 #include <sodium.h>
 
 #include "consent.h"
+#include "consumer.h"
 #include "fetch.h"
 #include "log.h"
 #include "record.h"
@@ -71,6 +72,7 @@ read_row(struct vault *v, MDB_txn *txn, const struct fetch_query *q,
 	    !s->purposes[q->purpose].essential;
 	struct fetch_row *row;
 	struct consumer_rec rec;
+	struct manifest m;
 	uint64_t *tokens;
 	size_t len;
 	int rc, r;
@@ -81,7 +83,8 @@ read_row(struct vault *v, MDB_txn *txn, const struct fetch_query *q,
 	tokens = set->tokens + set->n * set->n_attrs;
 	if ((r = record_parse_consumer(crec, &rec)) != 0 ||
 	    (r = record_unwrap_dek(v->kr, ref, &rec, dek)) != 0 ||
-	    (r = record_open_seed(dek, ref, &rec, seed)) != 0)
+	    (r = record_open_seed(dek, ref, &rec, seed)) != 0 ||
+	    (r = consumer_manifest_get(v, txn, ref, &rec, &m)) != 0)
 		return r;
 	tokenizer_pseudonym(seed, s->purposes[q->purpose].name, row->pseudonym);
 	for (size_t j = 0; j < q->n_attrs; j++) {
@@ -92,10 +95,15 @@ read_row(struct vault *v, MDB_txn *txn, const struct fetch_query *q,
 		if (limited && a->sensitive)
 			continue;
 		k = (MDB_val){ record_attr_key(key, ref, a->name), key };
-		if ((rc = mdb_get(txn, v->store->attrs, &k, &val)) == MDB_NOTFOUND)
-			continue;
-		if (rc != 0)
+		rc = mdb_get(txn, v->store->attrs, &k, &val);
+		if (rc != 0 && rc != MDB_NOTFOUND)
 			return store_err(v->store, rc, "get attribute");
+		/* A lost record is DATA_LOSS, not a row with the value unset. */
+		if ((r = consumer_manifest_agrees(&m, a->name, strlen(a->name),
+		    rc == 0 ? &val : NULL)) != 0)
+			return r;
+		if (rc == MDB_NOTFOUND)
+			continue;
 		if ((r = record_open_attr(dek, ref, a->name, rec.dek_generation,
 		    &val, value, SCHEMA_VALUE_MAX + 1, &len, NULL)) != 0)
 			return r;

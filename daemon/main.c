@@ -28,6 +28,7 @@
 #include <sodium.h>
 
 #include "audit.h"
+#include "check.h"
 #include "auth.h"
 #include "config.h"
 #include "crypto.h"
@@ -46,7 +47,7 @@
 #define EXIT_USAGE 2
 
 struct options {
-	bool dev, hash_token, tls, purge_unknown, verify_audit, init;
+	bool dev, hash_token, tls, purge_unknown, verify_audit, init, check;
 	const char *data_dir, *listen, *config, *check_config, *gen_key,
 	    *log_level;
 };
@@ -58,6 +59,7 @@ usage(FILE *f)
 	    "usage: vaultd --dev [--tls] [--data-dir DIR] [--listen HOST:PORT] [--init]\n"
 	    "       vaultd --config FILE [--listen HOST:PORT] [--verify-audit] [--init]\n"
 	    "       vaultd --check-config FILE\n"
+	    "       vaultd --check (--config FILE | --dev [--data-dir DIR])\n"
 	    "       vaultd --gen-key FILE\n"
 	    "       vaultd --hash-token (--config FILE | --dev [--data-dir DIR]) < token\n"
 	    "       vaultd --purge-unknown-attributes (--config FILE | --dev [--data-dir DIR])\n"
@@ -74,6 +76,8 @@ usage(FILE *f)
 	    "  --init             create a new vault (store and master-1.key); refused\n"
 	    "                     where a store or a master key file exists\n"
 	    "  --check-config F   validate a config and its policy, then exit\n"
+	    "  --check            walk the whole store offline (the daemon must be\n"
+	    "                     stopped); print what is damaged; exit 0 when clean\n"
 	    "  --gen-key FILE     write a new 32-byte master key file (mode 0600)\n"
 	    "  --hash-token       read a bearer token on stdin, print its policy hash\n"
 	    "  --purge-unknown-attributes\n"
@@ -92,6 +96,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", required_argument, NULL, 'C' },
+		{ "check", no_argument, NULL, 'K' },
 		{ "gen-key", required_argument, NULL, 'g' },
 		{ "hash-token", no_argument, NULL, 't' },
 		{ "purge-unknown-attributes", no_argument, NULL, 'P' },
@@ -114,6 +119,7 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'l': o->listen = optarg; break;
 		case 'c': o->config = optarg; break;
 		case 'C': o->check_config = optarg; break;
+		case 'K': o->check = true; break;
 		case 'g': o->gen_key = optarg; break;
 		case 't': o->hash_token = true; break;
 		case 'P': o->purge_unknown = true; break;
@@ -557,6 +563,11 @@ main(int argc, char **argv)
 	}
 	if (o.hash_token) {
 		r = hash_token(cfg);
+		config_free(cfg);
+		return r;
+	}
+	if (o.check) {
+		r = check_store(cfg);
 		config_free(cfg);
 		return r;
 	}

@@ -23,10 +23,13 @@ record_parse_consumer(const MDB_val *v, struct consumer_rec *rec)
 {
 	const uint8_t *p = v->mv_data;
 
-	if (v->mv_size != RECORD_CONSUMER_BYTES || p[0] != RECORD_FORMAT) {
+	/* Damage, not a state the caller can fix: DATA_LOSS at the boundary. */
+	if (v->mv_size != RECORD_CONSUMER_BYTES || (p[0] != RECORD_FORMAT &&
+	    p[0] != RECORD_CONSUMER_MANIFEST)) {
 		log_error("a consumer record has an unknown format");
-		return VAULT_ERR_STATE;
+		return VAULT_ERR_CRYPTO;
 	}
+	rec->has_manifest = p[0] == RECORD_CONSUMER_MANIFEST;
 	rec->master_version = store_get_u32(p + 1);
 	rec->dek_generation = store_get_u32(p + 5);
 	rec->created_ms = store_get_u64(p + 9);
@@ -68,7 +71,7 @@ record_new_consumer(const struct keyring *kr, const uint8_t *ref, uint8_t *dek,
 
 	randombytes_buf(dek, CRYPTO_KEY_BYTES);
 	randombytes_buf(seed, CRYPTO_KEY_BYTES);
-	out[0] = RECORD_FORMAT;
+	out[0] = RECORD_CONSUMER_MANIFEST;
 	store_put_u32(out + 1, ver);
 	store_put_u32(out + 5, 1);
 	store_put_u64(out + 9, store_now_ms());
@@ -156,7 +159,7 @@ record_open_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
 
 	if (v->mv_size < RECORD_ATTR_HDR + CRYPTO_OVERHEAD || p[0] != RECORD_FORMAT) {
 		log_error("an attribute record has an unknown format");
-		return VAULT_ERR_STATE;
+		return VAULT_ERR_CRYPTO;
 	}
 	if (cap < v->mv_size - RECORD_ATTR_HDR - CRYPTO_OVERHEAD + 1)
 		return VAULT_ERR_INVALID;
@@ -171,4 +174,158 @@ record_open_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
 	if (updated_ms != NULL)
 		*updated_ms = store_get_u64(p + 1);
 	return 0;
+}
+
+uint64_t
+record_attr_updated(const MDB_val *v)
+{
+	if (v->mv_size < RECORD_ATTR_HDR)
+		return 0;
+	return store_get_u64((const uint8_t *)v->mv_data + 1);
+}
+
+static const char manifest_personal[crypto_generichash_blake2b_PERSONALBYTES] =
+    "vaultd-manifest";
+
+static void
+manifest_tag(const uint8_t *index_key, const uint8_t *ref, const uint8_t *p,
+    size_t len, uint8_t tag[RECORD_MANIFEST_TAG])
+{
+	crypto_generichash_blake2b_state st;
+	static const uint8_t salt[crypto_generichash_blake2b_SALTBYTES];
+
+	crypto_generichash_blake2b_init_salt_personal(&st, index_key,
+	    CRYPTO_KEY_BYTES, RECORD_MANIFEST_TAG, salt,
+	    (const uint8_t *)manifest_personal);
+	crypto_generichash_blake2b_update(&st, ref, CRYPTO_REF_BYTES);
+	crypto_generichash_blake2b_update(&st, p, len);
+	crypto_generichash_blake2b_final(&st, tag, RECORD_MANIFEST_TAG);
+	sodium_memzero(&st, sizeof(st));
+}
+
+/* LMDB's default key order: bytes, then the shorter first. */
+static int
+name_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	int c = memcmp(a, b, alen < blen ? alen : blen);
+
+	if (c != 0)
+		return c;
+	return alen < blen ? -1 : alen > blen;
+}
+
+int
+record_manifest_open(const uint8_t *index_key, const uint8_t *ref,
+    const MDB_val *v, struct manifest *m)
+{
+	const uint8_t *p = v->mv_data, *e;
+	uint8_t tag[RECORD_MANIFEST_TAG];
+	size_t body, off, n, i;
+
+	if (v->mv_size < 3 + RECORD_MANIFEST_TAG || p[0] != RECORD_MANIFEST_FORMAT)
+		goto bad;
+	body = v->mv_size - RECORD_MANIFEST_TAG;
+	manifest_tag(index_key, ref, p, body, tag);
+	if (sodium_memcmp(tag, p + body, RECORD_MANIFEST_TAG) != 0)
+		goto bad;
+	n = (size_t)p[1] << 8 | p[2];
+	for (i = 0, off = 3, e = NULL; i < n; i++) {
+		if (off >= body || p[off] == 0 || p[off] >= SCHEMA_NAME_MAX ||
+		    off + 1 + p[off] + 8 > body)
+			goto bad;
+		if (e != NULL && name_cmp(e + 1, e[0], p + off + 1, p[off]) >= 0)
+			goto bad;
+		e = p + off;
+		off += 1 + p[off] + 8;
+	}
+	if (off != body)
+		goto bad;
+	*m = (struct manifest){ p + 1, body - 1, n };
+	return 0;
+bad:
+	log_error("a consumer's manifest failed its integrity check: the store "
+	    "is corrupt or was tampered with");
+	return VAULT_ERR_CRYPTO;
+}
+
+int
+record_manifest_find(const struct manifest *m, const char *name, size_t len,
+    uint64_t *updated)
+{
+	size_t off = 2;
+
+	for (size_t i = 0; i < m->n; i++) {
+		size_t nl = m->p[off];
+
+		if (nl == len && memcmp(m->p + off + 1, name, len) == 0) {
+			*updated = store_get_u64(m->p + off + 1 + nl);
+			return 0;
+		}
+		off += 1 + nl + 8;
+	}
+	return VAULT_ERR_NOT_FOUND;
+}
+
+int
+record_manifest_entries(const struct manifest *m, struct manifest_entry *e,
+    size_t cap, size_t *n)
+{
+	size_t off = 2;
+
+	if (m->n > cap)
+		return VAULT_ERR_LIMIT;
+	for (size_t i = 0; i < m->n; i++) {
+		e[i].len = m->p[off];
+		memcpy(e[i].name, m->p + off + 1, e[i].len);
+		e[i].updated = store_get_u64(m->p + off + 1 + e[i].len);
+		off += 1 + e[i].len + 8;
+	}
+	*n = m->n;
+	return 0;
+}
+
+int
+record_manifest_set(struct manifest_entry *e, size_t *n, size_t cap,
+    const char *name, size_t len, uint64_t updated)
+{
+	size_t i;
+	int c = 1;
+
+	if (len == 0 || len >= SCHEMA_NAME_MAX)
+		return VAULT_ERR_INVALID;
+	for (i = 0; i < *n; i++)
+		if ((c = name_cmp(e[i].name, e[i].len, (const uint8_t *)name,
+		    len)) >= 0)
+			break;
+	if (i < *n && c == 0) {
+		e[i].updated = updated;
+		return 0;
+	}
+	if (*n == cap)
+		return VAULT_ERR_LIMIT;
+	memmove(e + i + 1, e + i, (*n - i) * sizeof(*e));
+	memcpy(e[i].name, name, len);
+	e[i].len = len;
+	e[i].updated = updated;
+	(*n)++;
+	return 0;
+}
+
+size_t
+record_manifest_seal(const uint8_t *index_key, const uint8_t *ref,
+    const struct manifest_entry *e, size_t n, uint8_t *out)
+{
+	size_t off = 3;
+
+	out[0] = RECORD_MANIFEST_FORMAT;
+	out[1] = (uint8_t)(n >> 8);
+	out[2] = (uint8_t)n;
+	for (size_t i = 0; i < n; i++) {
+		out[off] = (uint8_t)e[i].len;
+		memcpy(out + off + 1, e[i].name, e[i].len);
+		store_put_u64(out + off + 1 + e[i].len, e[i].updated);
+		off += 1 + e[i].len + 8;
+	}
+	manifest_tag(index_key, ref, out, off, out + off);
+	return off + RECORD_MANIFEST_TAG;
 }

@@ -3,10 +3,20 @@
  *
  * consumers: ref -> fmt(1) | master version(4) | dek generation(4) |
  *            created ms(8) | wrapped DEK | sealed pseudonym seed
+ *   fmt 2: the consumer has a manifest; fmt 1: written before manifests
+ *   (no manifest until its next put; see consumer.h)
  *   wrapped DEK: sealed under the master key, AD = ref | "dek" | version
  *   seed:        sealed under the DEK, AD = ref | "seed" | generation
  * attrs:     ref | name -> fmt(1) | updated ms(8) | expires ms(8) |
  *            sealed value (under the DEK, AD = ref | name | generation)
+ *
+ * manifests: ref -> fmt(1) | count(2) |
+ *            count x (name length(1) | name | updated ms(8)) | tag(32)
+ *   the consumer's attribute records, in key order, each with the updated
+ *   time in its header; tag = keyed BLAKE2b-256 under the index key
+ *   (personal "vaultd-manifest") over ref | the bytes before the tag.
+ *   Keyed by the index key, not the DEK: a key rotation leaves it as it
+ *   is, and it holds only names and times, as the attrs keys and headers.
  *
  * Pointers in a parsed record point into the LMDB map and die with the
  * transaction that read them.
@@ -14,6 +24,7 @@
 #ifndef VAULT_RECORD_H
 #define VAULT_RECORD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +36,12 @@
 #include "vault_err.h"
 
 #define RECORD_FORMAT 1
+#define RECORD_CONSUMER_MANIFEST 2	/* consumer format with a manifest */
+#define RECORD_MANIFEST_FORMAT 1
+#define RECORD_MANIFEST_TAG 32
+#define RECORD_MANIFEST_ENTRIES (2 * SCHEMA_MAX_ATTRS)
+#define RECORD_MANIFEST_MAX (3 + RECORD_MANIFEST_ENTRIES * \
+	(1 + SCHEMA_NAME_MAX + 8) + RECORD_MANIFEST_TAG)
 #define RECORD_SEALED_KEY_BYTES (CRYPTO_KEY_BYTES + CRYPTO_OVERHEAD)
 #define RECORD_CONSUMER_HDR (1 + 4 + 4 + 8)
 #define RECORD_CONSUMER_BYTES (RECORD_CONSUMER_HDR + 2 * RECORD_SEALED_KEY_BYTES)
@@ -38,6 +55,7 @@ struct consumer_rec {
 	uint32_t master_version;
 	uint32_t dek_generation;
 	uint64_t created_ms;
+	bool has_manifest;
 	const uint8_t *wrapped_dek;
 	const uint8_t *sealed_seed;
 };
@@ -75,5 +93,44 @@ int record_seal_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
 int record_open_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
     uint32_t generation, const MDB_val *v, uint8_t *out, size_t cap,
     size_t *len, uint64_t *updated_ms) VAULT_WUR;
+
+/*
+ * A consumer's manifest, verified: p points at its count (into the map, or
+ * into the caller's buffer) and dies with whatever holds it.
+ */
+struct manifest {
+	const uint8_t *p;
+	size_t len;		/* bytes from p up to the tag */
+	size_t n;
+};
+
+/* Checks the tag and layout of a manifest record (VAULT_ERR_CRYPTO if bad). */
+int record_manifest_open(const uint8_t *index_key, const uint8_t *ref,
+    const MDB_val *v, struct manifest *m) VAULT_WUR;
+/* 0 and *updated when m lists name, else VAULT_ERR_NOT_FOUND. */
+int record_manifest_find(const struct manifest *m, const char *name,
+    size_t len, uint64_t *updated);
+
+/* One entry of a manifest being built. */
+struct manifest_entry {
+	uint8_t name[SCHEMA_NAME_MAX];
+	size_t len;
+	uint64_t updated;
+};
+
+/*
+ * Sets name to updated among e[0..*n) (cap entries), keeping key order;
+ * VAULT_ERR_LIMIT when full.
+ */
+int record_manifest_set(struct manifest_entry *e, size_t *n, size_t cap,
+    const char *name, size_t len, uint64_t updated) VAULT_WUR;
+/* Serializes and tags e[0..n) into out (RECORD_MANIFEST_MAX bytes). */
+size_t record_manifest_seal(const uint8_t *index_key, const uint8_t *ref,
+    const struct manifest_entry *e, size_t n, uint8_t *out);
+/* The entries of a verified manifest, into e (cap entries). */
+int record_manifest_entries(const struct manifest *m,
+    struct manifest_entry *e, size_t cap, size_t *n) VAULT_WUR;
+/* The updated time in an attribute record's header (0 when malformed). */
+uint64_t record_attr_updated(const MDB_val *v);
 
 #endif

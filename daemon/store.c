@@ -139,6 +139,7 @@ open_dbs(struct store *st)
 		{ "meta", 0, offsetof(struct store, meta) },
 		{ "requests", 0, offsetof(struct store, requests) },
 		{ "gc", 0, offsetof(struct store, gc) },
+		{ "manifests", 0, offsetof(struct store, manifests) },
 	};
 	uint8_t fmt[4];
 	MDB_txn *txn = NULL;

@@ -36,6 +36,7 @@ struct store {
 	MDB_dbi meta;		/* name -> store and keyring state */
 	MDB_dbi requests;	/* request records (deletion receipts, ...) */
 	MDB_dbi gc;		/* ref -> deleted ms: attributes left to collect */
+	MDB_dbi manifests;	/* ref -> the consumer's attribute manifest */
 	volatile int failed;
 	/* The headroom (store_set_headroom); refusing: store_room's last answer. */
 	int high_water_pct;

@@ -4,6 +4,7 @@
 #include <sodium.h>
 
 #include "audit.h"
+#include "consumer.h"
 #include "log.h"
 #include "record.h"
 #include "unknown_attrs.h"
@@ -194,7 +195,9 @@ purged_flush(struct vault *v, MDB_txn *txn, struct purged *p,
 
 	if (p->active && p->names[0] != '\0') {
 		batch->consumers++;
-		r = audit_append_txn(v, txn, &rec);
+		/* Its manifest no longer lists what went (consumer.h). */
+		if ((r = consumer_manifest_prune_txn(v, txn, p->ref)) == 0)
+			r = audit_append_txn(v, txn, &rec);
 	}
 	p->names[0] = '\0';
 	p->off = 0;

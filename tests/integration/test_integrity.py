@@ -1,0 +1,209 @@
+"""Integrity of a consumer's set of attributes, and `vaultd --check`.
+
+LMDB has no page checksums: a damaged record can vanish from its database.
+Each consumer's attribute names (and when each was written) are kept in an
+authenticated manifest, so a missing or extra attribute record is DATA_LOSS,
+never a silently shorter answer; `vaultd --check` walks the whole store
+offline.
+"""
+import pathlib
+import subprocess
+import sys
+
+import grpc
+import lmdb
+import pytest
+
+from conftest import VAULTD, pb
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def env(d):
+    return lmdb.open(str(d.data_dir / "db"), max_dbs=16, subdir=True)
+
+
+def refs(d):
+    e = env(d)
+    db = e.open_db(b"consumers", create=False)
+    with e.begin() as t:
+        out = [bytes(k) for k, _ in t.cursor(db=db)]
+    e.close()
+    return out
+
+
+def drop(d, name, key):
+    e = env(d)
+    db = e.open_db(name, create=False)
+    with e.begin(write=True) as t:
+        assert t.delete(key, db=db)
+    e.close()
+
+
+def check(d):
+    return subprocess.run([VAULTD, "--check", "--dev", "--data-dir",
+                           str(d.data_dir)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def export(d, cid):
+    return d.call("/vault.v1.Consumers/ExportConsumer",
+                  pb.ExportConsumerRequest(consumer_id=cid),
+                  pb.ExportConsumerResponse)
+
+
+def fetch(d, attrs):
+    ch = d.channel()
+    try:
+        rows = []
+        for b in d.stream(ch, "/vault.v1.Features/FetchFeatures",
+                          pb.FetchFeaturesRequest(purpose="training",
+                                                  dataset_id="ds-int",
+                                                  attributes=attrs),
+                          pb.FeatureBatch):
+            rows += b.rows
+        return rows
+    finally:
+        ch.close()
+
+
+def data_loss(fn, *args):
+    with pytest.raises(grpc.RpcError) as e:
+        fn(*args)
+    assert e.value.code() == grpc.StatusCode.DATA_LOSS, e.value
+    assert e.value.details() == "stored data failed its integrity check"
+
+
+def one_consumer(fresh):
+    fresh.start()
+    fresh.put("int-1@example.test", email="int-1@example.test", zip="94110",
+              device="mobile")
+    assert fresh.stop() == 0
+    [ref] = refs(fresh)
+    return ref
+
+
+def test_missing_attribute_record_is_data_loss(fresh):
+    ref = one_consumer(fresh)
+    drop(fresh, b"attrs", ref + b"device")
+    fresh.start()
+    cid = "int-1@example.test"
+    data_loss(fresh.get, cid)
+    data_loss(fresh.get, cid, ["device"])
+    data_loss(export, fresh, cid)
+    data_loss(fetch, fresh, ["device"])
+    # An attribute it never had is still simply absent.
+    assert fresh.get(cid, ["age"]) == {}
+    assert fresh.stop() == 0
+    r = check(fresh)
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "int-1" not in r.stdout + r.stderr
+
+
+def test_extra_attribute_record_is_data_loss(fresh):
+    ref = one_consumer(fresh)
+    # A record the manifest does not list: a copy of another one's bytes.
+    e = env(fresh)
+    db = e.open_db(b"attrs", create=False)
+    with e.begin(write=True) as t:
+        t.put(ref + b"age", t.get(ref + b"zip", db=db), db=db)
+    e.close()
+    fresh.start()
+    data_loss(fresh.get, "int-1@example.test")
+    data_loss(export, fresh, "int-1@example.test")
+    assert fresh.stop() == 0
+    assert check(fresh).returncode != 0
+
+
+def test_check_clean_store_and_refuses_while_running(fresh):
+    fresh.start()
+    for i in range(5):
+        fresh.put(f"c{i}@example.test", email=f"c{i}@example.test", age=str(30 + i))
+    fresh.call("/vault.v1.Consumers/SetConsent",
+               pb.SetConsentRequest(consumer_id="c1@example.test",
+                                    purpose="research", granted=True,
+                                    source="web"),
+               pb.SetConsentResponse)
+    assert len(fetch(fresh, ["age"])) == 5      # lineage of a dataset
+    fresh.delete("c2@example.test")             # a deletion after lineage
+    fresh.delete("c0@example.test")
+    r = check(fresh)
+    assert r.returncode != 0 and "running" in r.stdout + r.stderr, r.stderr
+    assert fresh.stop() == 0
+    r = check(fresh)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "damaged 0" in r.stdout, r.stdout
+
+
+def test_check_finds_orphaned_attributes(fresh):
+    ref = one_consumer(fresh)
+    drop(fresh, b"consumers", ref)
+    fresh.start()
+    with pytest.raises(grpc.RpcError) as e:
+        fresh.get("int-1@example.test")
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert fresh.stop() == 0
+    r = check(fresh)
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "orphaned" in r.stdout, r.stdout
+
+
+def test_consumer_without_manifest_migrates_on_write(fresh):
+    """A consumer written before manifests: readable, and migrated by a put."""
+    ref = one_consumer(fresh)
+    e = env(fresh)
+    mdb, db = (e.open_db(b"manifests", create=False),
+               e.open_db(b"consumers", create=False))
+    with e.begin(write=True) as t:
+        assert t.delete(ref, db=mdb)
+        rec = bytearray(t.get(ref, db=db))
+        rec[0] = 1                      # the format before manifests
+        t.put(ref, bytes(rec), db=db)
+    e.close()
+    fresh.start()
+    cid = "int-1@example.test"
+    assert fresh.get(cid) == {"email": cid, "zip": "94110", "device": "mobile"}
+    fresh.put(cid, age="41")
+    assert fresh.stop() == 0
+    drop(fresh, b"attrs", ref + b"device")
+    fresh.start()
+    data_loss(fresh.get, cid)
+    assert fresh.stop() == 0
+
+
+def test_random_flips_never_answer_silently():
+    """A few flips of the experiment (tests/fault/corrupt_flips.py)."""
+    p = subprocess.run([sys.executable, str(ROOT / "tests/fault/corrupt_flips.py"),
+                        "--flips", "8", "--consumers", "40", "--seed", "1"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "silent 0" in p.stdout
+
+
+CRASH_VAULTD = ROOT / "build-crash" / "vaultd"
+
+
+@pytest.mark.skipif(not CRASH_VAULTD.exists(),
+                    reason="needs scripts/build --crash (build-crash/vaultd)")
+@pytest.mark.parametrize("point", ["put.before_manifest", "put.after_manifest"])
+def test_crash_in_put_leaves_records_and_manifest_agreeing(fresh, monkeypatch,
+                                                           point):
+    import conftest
+    monkeypatch.setattr(conftest, "VAULTD", str(CRASH_VAULTD))
+    cid = "crash-1@example.test"
+    fresh.start()
+    fresh.put(cid, email=cid, device="mobile")
+    assert fresh.stop() == 0
+    monkeypatch.setenv("VAULT_CRASH_AT", point)
+    fresh.start()
+    with pytest.raises(grpc.RpcError):
+        fresh.put(cid, device="tablet", age="33")
+    assert fresh.wait_exit() == -9
+    monkeypatch.delenv("VAULT_CRASH_AT")
+    fresh.start()
+    assert fresh.get(cid) == {"email": cid, "device": "mobile"}
+    assert fresh.stop() == 0
+    r = subprocess.run([str(CRASH_VAULTD), "--check", "--dev", "--data-dir",
+                        str(fresh.data_dir)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
