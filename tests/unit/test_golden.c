@@ -26,6 +26,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "audit.h"
 #include "consent.h"
 #include "consumer.h"
 #include "dataset.h"
@@ -55,7 +56,8 @@ hexval(char c)
 
 /*
  * Compares got (n bytes) with hex, which may hold spaces, "??" for a byte
- * not compared and "~N" for N of them; the lengths must agree. Prints both on a mismatch.
+ * not compared and "~N" (then a space or the end) for N of them; the
+ * lengths must agree. Prints both on a mismatch.
  */
 static void
 assert_golden(const uint8_t *got, size_t n, const char *hex)
@@ -508,6 +510,141 @@ test_dataset_records(void **state)
 	assert_golden(v, n, "73657276696365 00 64732d31");
 }
 
+struct audit_job {
+	struct vault *v;
+	const uint8_t *body;
+	size_t len;
+};
+
+static int
+audit_apply(MDB_txn *txn, void *arg)
+{
+	struct audit_job *job = arg;
+
+	return audit_append_body_txn(job->v, txn, 0x0102030405060708ULL,
+	    job->body, job->len, true);
+}
+
+/*
+ * audit:     seq(8) -> fmt(1) | at ms(8) | prev hash(32) | hash(32) | 9 x
+ *            (length(2) | field)
+ * audit_ref: ref -> seq(8) (dupsort)
+ * meta:      "audit_head" -> seq(8) | hash(32)
+ *            "audit_checkpoint" -> fmt(1) | seq(8) | hash(32) | mac(32)
+ * hash = keyed BLAKE2b-256(audit key, "vaultd audit v1" | seq | at | prev |
+ * body); mac = keyed BLAKE2b-256(audit key, "vaultd audit checkpoint v1" |
+ * fmt | seq | hash). The audit key is random per vault: the test
+ * recomputes both from their definition here.
+ */
+static void
+test_audit_entry(void **state)
+{
+	struct test_vault *f = *state;
+	uint8_t ref[CRYPTO_REF_BYTES], body[AUDIT_BODY_MAX], v[1024], h[32];
+	uint8_t seqb[8] = { 0, 0, 0, 0, 0, 0, 0, 1 }, prev[32] = { 0 }, at[8];
+	struct audit_rec rec = { .principal = "p", .method = "m", .ref = ref,
+	    .detail = "d", .purpose = "service", .outcome = "ok",
+	    .names = "email" };
+	struct audit_job job = { f->v, body, 0 };
+	struct audit_check c;
+	crypto_generichash_state st;
+	const uint8_t *ak = keyring_audit_key(f->v->kr);
+	size_t n;
+
+	fixed_key(ref, 0x00);
+	job.len = audit_encode(&rec, body);
+	assert_golden(body, job.len,
+	    "0001 70 0001 6d"
+	    "0020 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+	    "0001 64 0007 73657276696365 0000 0002 6f6b 0005 656d61696c 0000");
+	assert_int_equal(writer_submit(f->v->wr, audit_apply, &job), 0);
+
+	raw_get(f, f->v->store->audit, seqb, 8, v, sizeof(v), &n);
+	assert_golden(v, n,
+	    "01 0102030405060708"
+	    "0000000000000000000000000000000000000000000000000000000000000000"
+	    "~32 "
+	    "0001 70 0001 6d"
+	    "0020 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+	    "0001 64 0007 73657276696365 0000 0002 6f6b 0005 656d61696c 0000");
+	store_put_u64(at, 0x0102030405060708ULL);
+	crypto_generichash_init(&st, ak, CRYPTO_KEY_BYTES, 32);
+	crypto_generichash_update(&st, (const uint8_t *)"vaultd audit v1", 15);
+	crypto_generichash_update(&st, seqb, 8);
+	crypto_generichash_update(&st, at, 8);
+	crypto_generichash_update(&st, prev, 32);
+	crypto_generichash_update(&st, body, job.len);
+	crypto_generichash_final(&st, h, 32);
+	assert_memory_equal(v + 41, h, 32);
+
+	raw_get(f, f->v->store->meta, "audit_head", 10, v, sizeof(v), &n);
+	assert_golden(v, n, "0000000000000001 ~32");
+	assert_memory_equal(v + 8, h, 32);
+	raw_get(f, f->v->store->audit_ref, ref, sizeof(ref), v, sizeof(v), &n);
+	assert_golden(v, n, "0000000000000001");
+
+	assert_int_equal(audit_check(f->v, true, true, &c), 0);
+	raw_get(f, f->v->store->meta, "audit_checkpoint", 16, v, sizeof(v), &n);
+	assert_golden(v, n, "01 0000000000000001 ~32 ~32");
+	assert_memory_equal(v + 9, h, 32);
+	crypto_generichash_init(&st, ak, CRYPTO_KEY_BYTES, 32);
+	crypto_generichash_update(&st,
+	    (const uint8_t *)"vaultd audit checkpoint v1", 26);
+	crypto_generichash_update(&st, v, 41);
+	crypto_generichash_final(&st, h, 32);
+	assert_memory_equal(v + 41, h, 32);
+}
+
+/*
+ * requests: "del:" request id -> fmt(1) | at ms(8) | ref(32) |
+ *           Ed25519 signature(64) | signed receipt text
+ * meta:     "ledger_next" -> seq(8); "pending/" decimal version -> count(8)
+ * gc:       ref -> deleted ms(8)
+ */
+static void
+test_deletion_records(void **state)
+{
+	struct test_vault *f = *state;
+	struct attr_in in = { 0, "a@b.c", 5 };
+	struct deletion_request req = { "alice", "req-1" };
+	struct receipt rc;
+	uint8_t ref[CRYPTO_REF_BYTES], v[1024];
+	char rhex[65], text[512], want[2048];
+	uint64_t before, after;
+	bool created;
+	size_t n, bad, tl;
+
+	memset(&rc, 0, sizeof(rc));
+	assert_int_equal(consumer_put(f->v, "alice", 5, &in, 1, &created, ref), 0);
+	before = store_now_ms();
+	assert_int_equal(deletion_run(f->v, &req, 1, &rc, &bad), 0);
+	after = store_now_ms();
+	hex_of(ref, sizeof(ref), rhex);
+
+	raw_get(f, f->v->store->requests, "del:req-1", 9, v, sizeof(v), &n);
+	tl = (size_t)snprintf(text, sizeof(text),
+	    "vaultd deletion receipt v1\nrequest_id: req-1\nconsumer_ref: %s\n"
+	    "found: true\ndeleted_at_ms: %llu\nepoch: 1\ndatasets: \n"
+	    "audit_head: %s\n", rhex, (unsigned long long)store_get_u64(v + 1),
+	    rc.audit_head);
+	snprintf(want, sizeof(want), "01 ~8 %s ~64 ", rhex);
+	for (size_t i = 0; i < tl; i++)
+		snprintf(want + strlen(want), 3, "%02x", (uint8_t)text[i]);
+	assert_golden(v, n, want);
+	assert_ms_between(v + 1, before, after);
+	assert_int_equal(crypto_sign_verify_detached(v + 41, v + 105, tl,
+	    keyring_receipt_public_key(f->v->kr)), 0);
+
+	raw_get(f, f->v->store->meta, "ledger_next", 11, v, sizeof(v), &n);
+	assert_golden(v, n, "0000000000000001");
+	raw_get(f, f->v->store->meta, "pending/1", 9, v, sizeof(v), &n);
+	assert_golden(v, n, "0000000000000001");
+	raw_get(f, f->v->store->gc, ref, sizeof(ref), v, sizeof(v), &n);
+	assert_golden(v, n, "~8");
+	assert_ms_between(v, before, after);
+	receipt_clear(&rc);
+}
+
 static int
 setup(void **state)
 {
@@ -543,6 +680,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_consent_records, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_dataset_records, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_audit_entry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deletion_records, setup,
 		    teardown),
 	};
 
