@@ -31,6 +31,7 @@
 #include "consumer.h"
 #include "dataset.h"
 #include "deletion.h"
+#include "journal.h"
 #include "record.h"
 #include "testutil.h"
 #include "tokenize.h"
@@ -645,6 +646,53 @@ test_deletion_records(void **state)
 	receipt_clear(&rc);
 }
 
+/*
+ * audit-journal.0 / .1 (files in the store directory), one record per
+ * entry: fmt(1) | body length(2) | journal seq(8) | at ms(8) | body |
+ * mac(32), mac = keyed BLAKE2b-256(audit key, "vaultd audit journal v1" |
+ * the bytes before it); meta "audit_journal_seq" -> the last seq moved in.
+ */
+static void
+test_journal_record(void **state)
+{
+	struct test_vault *f = *state;
+	struct audit_rec rec = { .principal = "p", .method = "m",
+	    .outcome = "ok" };
+	uint8_t v[512], mac[32];
+	char path[4200];
+	crypto_generichash_state st;
+	uint64_t before = store_now_ms(), after;
+	FILE *fp;
+	size_t n;
+
+	assert_int_equal(journal_open(&f->v->jn, f->v, f->cfg->store_dir,
+	    3600000, 3600000), 0);
+	assert_int_equal(journal_append(f->v->jn, &rec, 1), 0);
+	after = store_now_ms();
+	snprintf(path, sizeof(path), "%s/audit-journal.0", f->cfg->store_dir);
+	assert_non_null(fp = fopen(path, "rb"));
+	n = fread(v, 1, sizeof(v), fp);
+	fclose(fp);
+	assert_golden(v, n,
+	    "01 0016 0000000000000001 ~8 "
+	    "0001 70 0001 6d 0000 0000 0000 0000 0002 6f6b 0000 0000"
+	    "~32");
+	assert_ms_between(v + 11, before, after);
+	crypto_generichash_init(&st, keyring_audit_key(f->v->kr), CRYPTO_KEY_BYTES,
+	    32);
+	crypto_generichash_update(&st, (const uint8_t *)"vaultd audit journal v1",
+	    23);
+	crypto_generichash_update(&st, v, n - 32);
+	crypto_generichash_final(&st, mac, 32);
+	assert_memory_equal(v + n - 32, mac, 32);
+
+	assert_int_equal(journal_sync(f->v->jn), 0);
+	raw_get(f, f->v->store->meta, "audit_journal_seq", 17, v, sizeof(v), &n);
+	assert_golden(v, n, "0000000000000001");
+	journal_close(f->v->jn);
+	f->v->jn = NULL;
+}
+
 static int
 setup(void **state)
 {
@@ -682,6 +730,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_dataset_records, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_audit_entry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_journal_record, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_deletion_records, setup,
 		    teardown),
 	};
