@@ -31,6 +31,7 @@
 #include "consumer.h"
 #include "dataset.h"
 #include "deletion.h"
+#include "fetch.h"
 #include "journal.h"
 #include "record.h"
 #include "testutil.h"
@@ -693,6 +694,52 @@ test_journal_record(void **state)
 	f->v->jn = NULL;
 }
 
+/*
+ * lineage: ref -> dataset number be32 (dupsort), written before a page of
+ * features leaves; ledger: seq(8) -> fmt(1) | deleted ms(8) | dataset(4) |
+ * pseudonym(16), one per dataset that received a deleted consumer.
+ */
+static void
+test_lineage_and_ledger_event(void **state)
+{
+	struct test_vault *f = *state;
+	struct attr_in in = { 0, "a@b.c", 5 };
+	struct deletion_request req = { "alice", "req-1" };
+	int attrs[1] = { 0 };
+	struct fetch_query q = { .purpose = 0, .attrs = attrs, .n_attrs = 1 };
+	struct fetch_set set;
+	struct receipt rc;
+	uint8_t ref[CRYPTO_REF_BYTES], v[256], seq1[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+	uint64_t before, after;
+	uint32_t num;
+	int bound;
+	bool created;
+	size_t n, bad;
+
+	memset(&set, 0, sizeof(set));
+	memset(&rc, 0, sizeof(rc));
+	q.today_days = fetch_today();
+	assert_int_equal(consumer_put(f->v, "alice", 5, &in, 1, &created, ref), 0);
+	assert_int_equal(dataset_get_or_create(f->v, "ds-1", 0, &num, &bound), 0);
+	assert_int_equal(fetch_snapshot(f->v, &q, &set), 0);
+	assert_int_equal(set.n, 1);
+	assert_int_equal(fetch_record_lineage(f->v, num, &set, 0, 1), 0);
+	raw_get(f, f->v->store->lineage, ref, sizeof(ref), v, sizeof(v), &n);
+	assert_golden(v, n, "00000001");
+
+	before = store_now_ms();
+	assert_int_equal(deletion_run(f->v, &req, 1, &rc, &bad), 0);
+	after = store_now_ms();
+	raw_get(f, f->v->store->ledger, seq1, 8, v, sizeof(v), &n);
+	assert_golden(v, n, "01 ~8 00000001 ~16");
+	assert_ms_between(v + 1, before, after);
+	assert_memory_equal(v + 13, set.rows[0].pseudonym, TOKEN_PSEUDONYM_BYTES);
+	raw_get(f, f->v->store->meta, "ledger_next", 11, v, sizeof(v), &n);
+	assert_golden(v, n, "0000000000000002");
+	receipt_clear(&rc);
+	fetch_set_free(&set);
+}
+
 static int
 setup(void **state)
 {
@@ -732,6 +779,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_audit_entry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_journal_record, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_lineage_and_ledger_event,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deletion_records, setup,
 		    teardown),
 	};
