@@ -34,6 +34,7 @@
 #include "fetch.h"
 #include "journal.h"
 #include "record.h"
+#include "rotation.h"
 #include "testutil.h"
 #include "tokenize.h"
 
@@ -741,6 +742,57 @@ test_lineage_and_ledger_event(void **state)
 }
 
 static int
+rotation_cb_ok(const struct rotation_progress *p, void *arg)
+{
+	(void)p;
+	(void)arg;
+	return 0;
+}
+
+/*
+ * meta "rotation" -> target version(4) | has cursor(1) | cursor ref(32) |
+ * rewrapped(8) | total(8), while a rotation runs; afterwards the consumer
+ * record names the new master version and its DEK is wrapped under it.
+ */
+static void
+test_rotation_state(void **state)
+{
+	struct test_vault *f = *state;
+	struct attr_in in = { 0, "a@b.c", 5 };
+	struct rotation_progress p;
+	uint8_t ref[CRYPTO_REF_BYTES], v[256], dek[CRYPTO_KEY_BYTES], adb[64];
+	char why[256], rhex[65], ad[160];
+	bool created;
+	size_t n, m, adl;
+
+	assert_int_equal(consumer_put(f->v, "alice", 5, &in, 1, &created, ref), 0);
+	assert_int_equal(rotation_start(f->v, 0, &p, why, sizeof(why)), 0);
+	raw_get(f, f->v->store->meta, "rotation", 8, v, sizeof(v), &n);
+	assert_golden(v, n, "00000002 00"
+	    "0000000000000000000000000000000000000000000000000000000000000000"
+	    "~8 0000000000000001");
+	/* rewrapped: how far the driver got (it may have started). */
+	assert_true(store_get_u64(v + 37) <= 1);
+	raw_get(f, f->v->store->meta, "kv/\0\0\0\2", 7, v, sizeof(v), &n);
+	assert_golden(v, n, "00 ~16 ~8 0000000000000000");
+	assert_int_equal(rotation_run(f->v, rotation_cb_ok, NULL), 0);
+
+	raw_get(f, f->v->store->meta, "active_version", 14, v, sizeof(v), &n);
+	assert_golden(v, n, "00000002");
+	raw_get(f, f->v->store->consumers, ref, sizeof(ref), v, sizeof(v), &n);
+	assert_golden(v, n, "02 00000002 00000001 ~8 "
+	    "01 00000002 ~24 ~32 ~16 "
+	    "01 00000001 ~24 ~32 ~16");
+	hex_of(ref, sizeof(ref), rhex);
+	snprintf(ad, sizeof(ad), "%s 64656b 00000002", rhex);
+	adl = unhex(ad, adb, sizeof(adb));
+	assert_int_equal(crypto_open(keyring_master(f->v->kr, 2), adb, adl,
+	    v + RECORD_CONSUMER_HDR, RECORD_SEALED_KEY_BYTES, dek, sizeof(dek),
+	    &m), 0);
+	sodium_memzero(dek, sizeof(dek));
+}
+
+static int
 setup(void **state)
 {
 	*state = test_vault_new();
@@ -781,6 +833,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_lineage_and_ledger_event,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rotation_state, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_deletion_records, setup,
 		    teardown),
 	};
