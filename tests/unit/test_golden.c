@@ -792,6 +792,42 @@ test_rotation_state(void **state)
 	sodium_memzero(dek, sizeof(dek));
 }
 
+/* counts: attribute name | 00 | hash of the value -> live holders be64 */
+static void
+test_count_record(void **state)
+{
+	struct test_vault f = { 0 };
+	struct attr_in in = { 0, "mobile", 6 };
+	uint8_t ref[CRYPTO_REF_BYTES], key[TOKEN_COUNT_KEY_MAX], v[64];
+	char path[4200], err[512];
+	bool created;
+	size_t n, klen;
+
+	(void)state;
+	f.dir = test_tmpdir();
+	f.cfg = test_config(f.dir);	/* makes db/ and keys/ */
+	config_free(f.cfg);
+	snprintf(path, sizeof(path), "%s/vaultd.conf", f.dir);
+	test_write_file(path,
+	    "map_size_mb = 64;\n"
+	    "schema = ( { name = \"device\"; type = \"category\";"
+	    " values = [\"mobile\", \"desktop\"]; } );\n"
+	    "purposes = ( { name = \"service\"; basis = \"opt_out\"; } );\n");
+	if (config_load(&f.cfg, path, err, sizeof(err)) != 0)
+		fail_msg("config: %s", err);
+	assert_int_equal(vault_open(&f.v, f.cfg, VAULT_OPEN_CREATE), 0);
+	assert_int_equal(consumer_put(f.v, "alice", 5, &in, 1, &created, ref), 0);
+	assert_int_equal(consumer_put(f.v, "bob", 3, &in, 1, &created, ref), 0);
+	klen = tokenizer_count_key(f.v->tok, 0, "mobile", 6, key);
+	assert_golden(key, klen, "646576696365 00 ~16");
+	raw_get(&f, f.v->store->counts, key, klen, v, sizeof(v), &n);
+	assert_golden(v, n, "0000000000000002");
+	vault_close(f.v);
+	config_free(f.cfg);
+	test_rmtree(f.dir);
+	free(f.dir);
+}
+
 static int
 setup(void **state)
 {
@@ -816,6 +852,7 @@ main(void)
 		cmocka_unit_test(test_attr_record),
 		cmocka_unit_test(test_manifest_record),
 		cmocka_unit_test_setup_teardown(test_count_key, setup, teardown),
+		cmocka_unit_test(test_count_record),
 		cmocka_unit_test_setup_teardown(test_meta_store_format, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_key_version_record, setup,
