@@ -762,6 +762,8 @@ test_rotation_state(void **state)
 	struct rotation_progress p;
 	uint8_t ref[CRYPTO_REF_BYTES], v[256], dek[CRYPTO_KEY_BYTES], adb[64];
 	char why[256], rhex[65], ad[160];
+	uint8_t created_ms[8];
+	uint64_t destroyed;
 	bool created;
 	size_t n, m, adl;
 
@@ -790,6 +792,16 @@ test_rotation_state(void **state)
 	    v + RECORD_CONSUMER_HDR, RECORD_SEALED_KEY_BYTES, dek, sizeof(dek),
 	    &m), 0);
 	sodium_memzero(dek, sizeof(dek));
+
+	/* A destroyed version keeps its created time; its check value is gone. */
+	raw_get(f, f->v->store->meta, "kv/\0\0\0\1", 7, v, sizeof(v), &n);
+	memcpy(created_ms, v + 17, 8);
+	assert_int_equal(rotation_destroy(f->v, 1, &destroyed, why,
+	    sizeof(why)), 0);
+	raw_get(f, f->v->store->meta, "kv/\0\0\0\1", 7, v, sizeof(v), &n);
+	assert_golden(v, n, "01 00000000000000000000000000000000 ~8 ~8");
+	assert_memory_equal(v + 17, created_ms, 8);
+	assert_int_equal(store_get_u64(v + 25), destroyed);
 }
 
 /* counts: attribute name | 00 | hash of the value -> live holders be64 */
