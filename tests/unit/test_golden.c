@@ -585,6 +585,16 @@ test_audit_entry(void **state)
 	assert_memory_equal(v + 8, h, 32);
 	raw_get(f, f->v->store->audit_ref, ref, sizeof(ref), v, sizeof(v), &n);
 	assert_golden(v, n, "0000000000000001");
+	/* meta "audit_indexed" -> seq(8): entries up to it are in audit_ref */
+	raw_get(f, f->v->store->meta, "audit_indexed", 13, v, sizeof(v), &n);
+	assert_golden(v, n, "0000000000000000");
+	{
+		bool more;
+
+		assert_int_equal(audit_index(f->v, &more), 0);
+	}
+	raw_get(f, f->v->store->meta, "audit_indexed", 13, v, sizeof(v), &n);
+	assert_golden(v, n, "0000000000000001");
 
 	assert_int_equal(audit_check(f->v, true, true, &c), 0);
 	raw_get(f, f->v->store->meta, "audit_checkpoint", 16, v, sizeof(v), &n);
@@ -695,6 +705,14 @@ test_journal_record(void **state)
 	f->v->jn = NULL;
 }
 
+static int
+expire_apply(MDB_txn *txn, void *arg)
+{
+	size_t n;
+
+	return ledger_expire_txn(arg, txn, UINT64_MAX, 10, &n);
+}
+
 /*
  * lineage: ref -> dataset number be32 (dupsort), written before a page of
  * features leaves; ledger: seq(8) -> fmt(1) | deleted ms(8) | dataset(4) |
@@ -737,6 +755,10 @@ test_lineage_and_ledger_event(void **state)
 	assert_memory_equal(v + 13, set.rows[0].pseudonym, TOKEN_PSEUDONYM_BYTES);
 	raw_get(f, f->v->store->meta, "ledger_next", 11, v, sizeof(v), &n);
 	assert_golden(v, n, "0000000000000002");
+	/* Retention: meta "ledger_expired" -> the last seq dropped(8). */
+	assert_int_equal(writer_submit(f->v->wr, expire_apply, f->v), 0);
+	raw_get(f, f->v->store->meta, "ledger_expired", 14, v, sizeof(v), &n);
+	assert_golden(v, n, "0000000000000001");
 	receipt_clear(&rc);
 	fetch_set_free(&set);
 }
@@ -840,6 +862,29 @@ test_count_record(void **state)
 	free(f.dir);
 }
 
+/* A consumer record of format 1 (before manifests) still parses as one. */
+static void
+test_consumer_record_v1(void **state)
+{
+	uint8_t b[RECORD_CONSUMER_BYTES];
+	struct consumer_rec rec;
+	MDB_val v = { sizeof(b), b };
+
+	(void)state;
+	memset(b, 0xaa, sizeof(b));
+	memcpy(b, "\x01\x00\x00\x00\x03\x00\x00\x00\x05"
+	    "\x01\x02\x03\x04\x05\x06\x07\x08", RECORD_CONSUMER_HDR);
+	assert_int_equal(record_parse_consumer(&v, &rec), 0);
+	assert_false(rec.has_manifest);
+	assert_int_equal(rec.master_version, 3);
+	assert_int_equal(rec.dek_generation, 5);
+	assert_int_equal(rec.created_ms, 0x0102030405060708ULL);
+	assert_ptr_equal(rec.wrapped_dek, b + 17);
+	assert_ptr_equal(rec.sealed_seed, b + 17 + 77);
+	b[0] = 0x03;
+	assert_int_equal(record_parse_consumer(&v, &rec), VAULT_ERR_CRYPTO);
+}
+
 static int
 setup(void **state)
 {
@@ -863,6 +908,7 @@ main(void)
 		cmocka_unit_test(test_key_check_value),
 		cmocka_unit_test(test_attr_record),
 		cmocka_unit_test(test_manifest_record),
+		cmocka_unit_test(test_consumer_record_v1),
 		cmocka_unit_test_setup_teardown(test_count_key, setup, teardown),
 		cmocka_unit_test(test_count_record),
 		cmocka_unit_test_setup_teardown(test_meta_store_format, setup,
