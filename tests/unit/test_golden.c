@@ -609,6 +609,30 @@ test_audit_entry(void **state)
 }
 
 /*
+ * audit_ref: an entry of no consumer that names a dataset is filed under
+ * BLAKE2b-256(index key, "\0dataset " | dataset id) -> seq(8).
+ */
+static void
+test_audit_dataset_index(void **state)
+{
+	struct test_vault *f = *state;
+	struct audit_rec rec = { .principal = "p", .method = "m",
+	    .dataset = "ds-1", .outcome = "ok" };
+	uint8_t body[AUDIT_BODY_MAX], key[CRYPTO_REF_BYTES], v[64];
+	struct audit_job job = { f->v, body, 0 };
+	size_t n;
+
+	job.len = audit_encode(&rec, body);
+	assert_golden(body, job.len, "0001 70 0001 6d 0000 0000 0000"
+	    "0004 64732d31 0002 6f6b 0000 0000");
+	assert_int_equal(writer_submit(f->v->wr, audit_apply, &job), 0);
+	crypto_consumer_ref(keyring_index_key(f->v->kr), "\0dataset ds-1", 13,
+	    key);
+	raw_get(f, f->v->store->audit_ref, key, sizeof(key), v, sizeof(v), &n);
+	assert_golden(v, n, "0000000000000001");
+}
+
+/*
  * requests: "del:" request id -> fmt(1) | at ms(8) | ref(32) |
  *           Ed25519 signature(64) | signed receipt text
  * meta:     "ledger_next" -> seq(8); "pending/" decimal version -> count(8)
@@ -924,6 +948,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_dataset_records, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_audit_entry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_audit_dataset_index, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_journal_record, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_lineage_and_ledger_event,
