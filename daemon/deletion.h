@@ -23,7 +23,7 @@
  *           "<kind>:" ref hex ":" time -> fmt(1) | at ms(8) | ref(32):
  *           records of know and opt-out requests
  * ledger:   seq(8) -> fmt(1) | deleted ms(8) | dataset(4) | pseudonym(16)
- * meta:     "ledger_next" -> seq(8); "pending/" version(4) -> deletions(8)
+ * meta:     "ledger_next" -> seq(8); "pending/" version (decimal text) -> deletions(8)
  */
 #ifndef VAULT_DELETION_H
 #define VAULT_DELETION_H
