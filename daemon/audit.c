@@ -347,6 +347,7 @@ index_apply(MDB_txn *txn, void *arg)
 		int filed = VAULT_ERR_STATE;
 
 		if (k.mv_size != 8 || val.mv_size < HDR ||
+		    val.mv_size > HDR + AUDIT_BODY_MAX ||
 		    ((filed = body_index_key(v, (const uint8_t *)val.mv_data + HDR,
 		    val.mv_size - HDR, ref)) != 0 && filed != VAULT_ERR_NOT_FOUND)) {
 			r = VAULT_ERR_STATE;	/* VerifyAudit names the entry */
@@ -500,7 +501,8 @@ parse(uint64_t seq, const MDB_val *val, struct audit_entry *e)
 	size_t n[N_FIELDS], len;
 
 	memset(e, 0, sizeof(*e));
-	if (val->mv_size < HDR || p[0] != REC_FORMAT)
+	if (val->mv_size < HDR || val->mv_size > HDR + AUDIT_BODY_MAX ||
+	    p[0] != REC_FORMAT)
 		return VAULT_ERR_STATE;
 	len = val->mv_size - HDR;
 	if (body_fields(p + HDR, len, f, n) != 0)
@@ -671,6 +673,7 @@ scan_tail(struct vault *v, uint64_t from, const uint8_t *ref, audit_visit fn,
 		int filed = VAULT_ERR_STATE;
 
 		if (k.mv_size != 8 || val.mv_size < HDR ||
+		    val.mv_size > HDR + AUDIT_BODY_MAX ||
 		    ((filed = body_index_key(v, (const uint8_t *)val.mv_data + HDR,
 		    val.mv_size - HDR, eref)) != 0 && filed != VAULT_ERR_NOT_FOUND)) {
 			r = VAULT_ERR_STATE;
@@ -828,7 +831,8 @@ check_txn(struct vault *v, MDB_txn *txn, bool whole, struct audit_check *c,
 			missing = true;
 			break;
 		}
-		if (val.mv_size < HDR || p[0] != REC_FORMAT) {
+		if (val.mv_size < HDR || val.mv_size > HDR + AUDIT_BODY_MAX ||
+		    p[0] != REC_FORMAT) {
 			bad_at(c, seq, "is malformed");
 			break;
 		}

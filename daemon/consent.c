@@ -67,7 +67,8 @@ get_state(struct store *st, MDB_txn *txn, const uint8_t *ref,
 		return 0;
 	if (rc != 0)
 		return store_err(st, rc, "get consent");
-	if (v.mv_size < REC_HDR || ((uint8_t *)v.mv_data)[0] != REC_FORMAT) {
+	if (v.mv_size < REC_HDR || v.mv_size > REC_HDR + CONSENT_SOURCE_MAX ||
+	    ((uint8_t *)v.mv_data)[0] != REC_FORMAT) {
 		log_error("a consent record has an unknown format");
 		return VAULT_ERR_STATE;
 	}
@@ -197,7 +198,8 @@ consent_list(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 		if (k.mv_size <= CRYPTO_REF_BYTES ||
 		    memcmp(k.mv_data, ref, CRYPTO_REF_BYTES) != 0)
 			break;
-		if (val.mv_size < REC_HDR || p[0] != REC_FORMAT) {
+		if (val.mv_size < REC_HDR || val.mv_size > REC_HDR + CONSENT_SOURCE_MAX ||
+		    k.mv_size > KEY_MAX || p[0] != REC_FORMAT) {
 			r = VAULT_ERR_STATE;
 			break;
 		}

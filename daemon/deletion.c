@@ -235,7 +235,9 @@ stored_receipt(struct vault *v, MDB_txn *txn, const char *request_id,
 	if (rc != 0)
 		return store_err(v->store, rc, "get request");
 	p = val.mv_data;
-	if (val.mv_size <= REQ_HDR || p[0] != REC_FORMAT) {
+	/* A damaged length must not send the copy below past the file's end. */
+	if (val.mv_size <= REQ_HDR || val.mv_size > REQ_HDR + (1 << 20) ||
+	    p[0] != REC_FORMAT) {
 		log_error("a request record has an unknown format");
 		return VAULT_ERR_STATE;
 	}

@@ -157,7 +157,13 @@ record_open_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
 	const uint8_t *p = v->mv_data;
 	int r;
 
-	if (v->mv_size < RECORD_ATTR_HDR + CRYPTO_OVERHEAD || p[0] != RECORD_FORMAT) {
+	/*
+	 * LMDB keeps no checksums: a damaged node can claim any length, and
+	 * reading past the file's end would kill the process (SIGBUS). No
+	 * record longer than its largest possible size is read.
+	 */
+	if (v->mv_size < RECORD_ATTR_HDR + CRYPTO_OVERHEAD ||
+	    v->mv_size > RECORD_ATTR_MAX || p[0] != RECORD_FORMAT) {
 		log_error("an attribute record has an unknown format");
 		return VAULT_ERR_CRYPTO;
 	}
@@ -222,7 +228,8 @@ record_manifest_open(const uint8_t *index_key, const uint8_t *ref,
 	uint8_t tag[RECORD_MANIFEST_TAG];
 	size_t body, off, n, i;
 
-	if (v->mv_size < 3 + RECORD_MANIFEST_TAG || p[0] != RECORD_MANIFEST_FORMAT)
+	if (v->mv_size < 3 + RECORD_MANIFEST_TAG || v->mv_size > RECORD_MANIFEST_MAX ||
+	    p[0] != RECORD_MANIFEST_FORMAT)
 		goto bad;
 	body = v->mv_size - RECORD_MANIFEST_TAG;
 	manifest_tag(index_key, ref, p, body, tag);
