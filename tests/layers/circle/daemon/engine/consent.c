@@ -1,0 +1,3 @@
+#include "consent.h"
+#include "deletion.h"
+#include "../util/log.h"

@@ -1,0 +1,2 @@
+/* fixture: includes only system headers */
+#include <stddef.h>

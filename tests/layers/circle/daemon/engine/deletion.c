@@ -1,0 +1,3 @@
+#include "deletion.h"
+#include "consumer.h"
+#include "../util/log.h"

@@ -1,0 +1,2 @@
+#include "log.h"
+void log_msg(const char *m) { (void)m; }

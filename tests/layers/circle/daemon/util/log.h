@@ -1,0 +1,2 @@
+/* fixture: a leaf */
+void log_msg(const char *m);

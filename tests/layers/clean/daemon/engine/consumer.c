@@ -1,0 +1,3 @@
+#include "consumer.h"
+#include "store.h"
+#include "../util/log.h"

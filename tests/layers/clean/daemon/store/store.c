@@ -1,0 +1,2 @@
+#include "store.h"
+#include "util/log.h"
