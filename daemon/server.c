@@ -1585,9 +1585,9 @@ server_bind(struct server **out, const struct server_opts *opts,
 	*out = NULL;
 	if ((srv = calloc(1, sizeof(*srv))) == NULL)
 		return VAULT_ERR_NOMEM;
-	if (denials_new(&srv->denials, opts->denial_audit_interval_s > 0 ?
-	    opts->denial_audit_interval_s : 60, opts->auth_failures_per_peer > 0 ?
-	    opts->auth_failures_per_peer : 20) != 0) {
+	/* The limits come from the settings table, defaults and bounds included. */
+	if (denials_new(&srv->denials, opts->denial_audit_interval_s,
+	    opts->auth_failures_per_peer) != 0) {
 		free(srv);
 		return VAULT_ERR_NOMEM;
 	}
@@ -1605,12 +1605,9 @@ server_bind(struct server **out, const struct server_opts *opts,
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_cond_init(&srv->state_cv, NULL);
 	pthread_cond_init(&srv->sweep_cv, NULL);
-	srv->max_pending = opts->max_pending_requests > 0 ?
-	    opts->max_pending_requests : 1024;
-	srv->max_pending_per_peer = opts->max_pending_requests_per_peer > 0 ?
-	    opts->max_pending_requests_per_peer : 128;
-	srv->request_timeout_ms = opts->request_timeout_ms > 0 ?
-	    opts->request_timeout_ms : 5000;
+	srv->max_pending = opts->max_pending_requests;
+	srv->max_pending_per_peer = opts->max_pending_requests_per_peer;
+	srv->request_timeout_ms = opts->request_timeout_ms;
 	srv->t_shutdown = (struct tag){ .fn = on_shutdown, .srv = srv };
 
 	args[0].type = GRPC_ARG_INTEGER;
@@ -1626,8 +1623,7 @@ server_bind(struct server **out, const struct server_opts *opts,
 	 * oversized or slow requests cannot grow the process without bound.
 	 */
 	quota = grpc_resource_quota_create("vaultd");
-	grpc_resource_quota_resize(quota, (size_t)(opts->transport_memory_mb > 0 ?
-	    opts->transport_memory_mb : 64) << 20);
+	grpc_resource_quota_resize(quota, (size_t)opts->transport_memory_mb << 20);
 	args[2].type = GRPC_ARG_POINTER;
 	args[2].key = (char *)GRPC_ARG_RESOURCE_QUOTA;
 	args[2].value.pointer.p = quota;

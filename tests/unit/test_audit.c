@@ -15,20 +15,6 @@
 #include "journal.h"
 #include "testutil.h"
 
-static int
-setup(void **state)
-{
-	*state = test_vault_new();
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	test_vault_free(*state);
-	return 0;
-}
-
 /* A strict UTF-8 check, independent of the one under test. */
 static bool
 is_utf8(const char *s)
@@ -246,19 +232,19 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_invalid_utf8_is_escaped_and_marked,
-		    setup, teardown),
+		    test_vault_setup, test_vault_teardown),
 		cmocka_unit_test_setup_teardown(test_control_characters_are_escaped,
-		    setup, teardown),
+		    test_vault_setup, test_vault_teardown),
 		cmocka_unit_test_setup_teardown(test_overlong_and_surrogates_are_invalid,
-		    setup, teardown),
+		    test_vault_setup, test_vault_teardown),
 		cmocka_unit_test_setup_teardown(test_marker_in_valid_text_is_escaped,
-		    setup, teardown),
+		    test_vault_setup, test_vault_teardown),
 		cmocka_unit_test_setup_teardown(test_cuts_keep_whole_characters,
-		    setup, teardown),
+		    test_vault_setup, test_vault_teardown),
 		cmocka_unit_test_setup_teardown(test_journaled_entries_are_escaped,
-		    setup, teardown),
+		    test_vault_setup, test_vault_teardown),
 		cmocka_unit_test_setup_teardown(test_raw_bodies_are_escaped,
-		    setup, teardown),
+		    test_vault_setup, test_vault_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

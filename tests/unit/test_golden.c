@@ -909,20 +909,6 @@ test_consumer_record_v1(void **state)
 	assert_int_equal(record_parse_consumer(&v, &rec), VAULT_ERR_CRYPTO);
 }
 
-static int
-setup(void **state)
-{
-	*state = test_vault_new();
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	test_vault_free(*state);
-	return 0;
-}
-
 int
 main(void)
 {
@@ -933,31 +919,31 @@ main(void)
 		cmocka_unit_test(test_attr_record),
 		cmocka_unit_test(test_manifest_record),
 		cmocka_unit_test(test_consumer_record_v1),
-		cmocka_unit_test_setup_teardown(test_count_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_count_key, test_vault_setup, test_vault_teardown),
 		cmocka_unit_test(test_count_record),
-		cmocka_unit_test_setup_teardown(test_meta_store_format, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_key_version_record, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_sealed_vault_keys, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_consumer_record, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_consent_records, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_dataset_records, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_audit_entry, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_audit_dataset_index, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_journal_record, setup,
-		    teardown),
+		cmocka_unit_test_setup_teardown(test_meta_store_format, test_vault_setup,
+		    test_vault_teardown),
+		cmocka_unit_test_setup_teardown(test_key_version_record, test_vault_setup,
+		    test_vault_teardown),
+		cmocka_unit_test_setup_teardown(test_sealed_vault_keys, test_vault_setup,
+		    test_vault_teardown),
+		cmocka_unit_test_setup_teardown(test_consumer_record, test_vault_setup,
+		    test_vault_teardown),
+		cmocka_unit_test_setup_teardown(test_consent_records, test_vault_setup,
+		    test_vault_teardown),
+		cmocka_unit_test_setup_teardown(test_dataset_records, test_vault_setup,
+		    test_vault_teardown),
+		cmocka_unit_test_setup_teardown(test_audit_entry, test_vault_setup, test_vault_teardown),
+		cmocka_unit_test_setup_teardown(test_audit_dataset_index, test_vault_setup,
+		    test_vault_teardown),
+		cmocka_unit_test_setup_teardown(test_journal_record, test_vault_setup,
+		    test_vault_teardown),
 		cmocka_unit_test_setup_teardown(test_lineage_and_ledger_event,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rotation_state, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_deletion_records, setup,
-		    teardown),
+		    test_vault_setup, test_vault_teardown),
+		cmocka_unit_test_setup_teardown(test_rotation_state, test_vault_setup,
+		    test_vault_teardown),
+		cmocka_unit_test_setup_teardown(test_deletion_records, test_vault_setup,
+		    test_vault_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

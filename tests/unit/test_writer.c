@@ -16,20 +16,6 @@
 #include "deletion.h"
 #include "testutil.h"
 
-static int
-setup(void **state)
-{
-	*state = test_vault_new();
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	test_vault_free(*state);
-	return 0;
-}
-
 struct kv_job {
 	struct store *st;
 	const char *key;
@@ -470,19 +456,19 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_group_commit_isolates_requests,
-		    setup, teardown),
+		    test_vault_setup, test_vault_teardown),
 		cmocka_unit_test_setup_teardown(test_lazy_and_durable_mixed,
-		    setup, teardown),
+		    test_vault_setup, test_vault_teardown),
 		cmocka_unit_test_setup_teardown(test_lazy_group_with_a_failure,
-		    setup, teardown),
+		    test_vault_setup, test_vault_teardown),
 		cmocka_unit_test_setup_teardown(test_lazy_runs_on_the_caller_when_idle,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_put_get_delete, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_store_headroom, setup, teardown),
+		    test_vault_setup, test_vault_teardown),
+		cmocka_unit_test_setup_teardown(test_put_get_delete, test_vault_setup, test_vault_teardown),
+		cmocka_unit_test_setup_teardown(test_store_headroom, test_vault_setup, test_vault_teardown),
 		cmocka_unit_test_setup_teardown(test_request_sweep_reaches_every_record,
-		    setup, teardown),
+		    test_vault_setup, test_vault_teardown),
 		cmocka_unit_test_setup_teardown(test_moved_value_fails_to_open,
-		    setup, teardown),
+		    test_vault_setup, test_vault_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -102,4 +102,19 @@ test_vault_free(struct test_vault *f)
 	free(f);
 }
 
+/* cmocka setup and teardown giving each test a fresh vault as its state. */
+static inline int
+test_vault_setup(void **state)
+{
+	*state = test_vault_new();
+	return 0;
+}
+
+static inline int
+test_vault_teardown(void **state)
+{
+	test_vault_free(*state);
+	return 0;
+}
+
 #endif
