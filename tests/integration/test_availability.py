@@ -233,7 +233,11 @@ def test_half_open_calls_are_released(fresh):
     # Before: the calls were held, and each flood added its own (13 -> 321
     # -> 628 MB). Now the second mostly reuses the first one's memory (seen
     # 14 -> 97..192 -> 145..192 MB): two floods stay under half the +615 MB.
-    assert after_second - before < 320 * 1024, (before, after_first, after_second)
+    # ASan's quarantine keeps freed memory resident (477 -> 597 MB seen
+    # there): the bound is the normal build's, as for oversized requests.
+    if "ASAN_OPTIONS" not in os.environ:
+        assert after_second - before < 320 * 1024, \
+            (before, after_first, after_second)
     # A waiting call is cancelled once request_timeout_ms has passed.
     s = rawh2.connect(fresh.port)
     s.sendall(rawh2.headers(1, b"/grpc.health.v1.Health/Check"))
