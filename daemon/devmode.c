@@ -11,14 +11,14 @@
 
 #include <sodium.h>
 
-#include "auth.h"
-#include "crashpoint.h"
-#include "crypto.h"
+#include "conf/auth.h"
+#include "util/crashpoint.h"
+#include "crypto/crypto.h"
 #include "devmode.h"
-#include "store.h"
-#include "fsutil.h"
-#include "keyring.h"
-#include "log.h"
+#include "store/store.h"
+#include "util/fsutil.h"
+#include "crypto/keyring.h"
+#include "util/log.h"
 
 static const char dev_config[] =
 "# vaultd development config, written on first run by 'vaultd --dev'.\n"

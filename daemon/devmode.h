@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "vault_err.h"
+#include "util/vault_err.h"
 
 /* Where a new development config listens. */
 #define DEVMODE_LISTEN "127.0.0.1:50051"

@@ -29,10 +29,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "consumer.h"
+#include "engine/consumer.h"
 #include "devmode.h"
-#include "fetch.h"
-#include "log.h"
+#include "engine/fetch.h"
+#include "util/log.h"
 #include "vault/v1/vault.pb-c.h"
 #include "bench.h"
 #include "vault_client.h"

@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "audit.h"
-#include "journal.h"
+#include "audit/audit.h"
+#include "audit/journal.h"
 #include "testutil.h"
 
 /* A strict UTF-8 check, independent of the one under test. */

@@ -7,7 +7,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
-#include "crypto.h"
+#include "crypto/crypto.h"
 
 static uint8_t key[CRYPTO_KEY_BYTES];
 static const uint8_t ad[] = "consumer-ref|email|gen1";

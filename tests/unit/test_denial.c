@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "denial.h"
+#include "rpc/denial.h"
 
 struct sums {
 	int calls;

@@ -5,7 +5,7 @@
 
 #include <cmocka.h>
 
-#include "fsutil.h"
+#include "util/fsutil.h"
 #include "testutil.h"
 
 static char *

@@ -26,17 +26,17 @@
 #include <cmocka.h>
 #include <sodium.h>
 
-#include "audit.h"
-#include "consent.h"
-#include "consumer.h"
-#include "dataset.h"
-#include "deletion.h"
-#include "fetch.h"
-#include "journal.h"
-#include "record.h"
-#include "rotation.h"
+#include "audit/audit.h"
+#include "engine/consent.h"
+#include "engine/consumer.h"
+#include "engine/dataset.h"
+#include "engine/deletion.h"
+#include "engine/fetch.h"
+#include "audit/journal.h"
+#include "engine/record.h"
+#include "engine/rotation.h"
 #include "testutil.h"
-#include "tokenize.h"
+#include "engine/tokenize.h"
 
 /* 00 01 02 ... 1f, and 20 21 ... 3f: the fixed keys. */
 static void

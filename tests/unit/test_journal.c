@@ -13,8 +13,8 @@
 #include <cmocka.h>
 #include <sodium.h>
 
-#include "audit.h"
-#include "journal.h"
+#include "audit/audit.h"
+#include "audit/journal.h"
 #include "testutil.h"
 
 #define HOUR_MS 3600000

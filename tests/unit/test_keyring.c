@@ -6,7 +6,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
-#include "keyring.h"
+#include "crypto/keyring.h"
 #include "testutil.h"
 
 struct fx {

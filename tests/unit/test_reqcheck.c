@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "reqcheck.h"
-#include "utf8.h"
+#include "rpc/reqcheck.h"
+#include "util/utf8.h"
 #include "vault/v1/vault.pb-c.h"
 
 static const struct reqcheck_limit limits[] = {

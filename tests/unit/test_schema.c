@@ -6,7 +6,7 @@
 
 #include <cmocka.h>
 
-#include "schema.h"
+#include "conf/schema.h"
 
 static const char *
 check(const struct attr_def *d, const char *v)

@@ -6,8 +6,8 @@
 
 #include <cmocka.h>
 
-#include "crypto.h"
-#include "tokenize.h"
+#include "crypto/crypto.h"
+#include "engine/tokenize.h"
 
 static struct attr_def attrs[] = {
 	{ .name = "age", .type = ATTR_INT, .max_length = 3, .feature = FEAT_BUCKET,

@@ -12,8 +12,8 @@
 #include <cmocka.h>
 #include <sodium.h>
 
-#include "consumer.h"
-#include "deletion.h"
+#include "engine/consumer.h"
+#include "engine/deletion.h"
 #include "testutil.h"
 
 struct kv_job {

@@ -8,9 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "crypto.h"
-#include "vault.h"
+#include "conf/config.h"
+#include "crypto/crypto.h"
+#include "engine/vault.h"
 
 /* A fresh directory under $TMPDIR (or /tmp); the caller frees the string. */
 static inline char *

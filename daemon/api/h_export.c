@@ -1,0 +1,340 @@
+/*
+ * ExportConsumer: the right to know. Every attribute in plaintext (those
+ * the schema no longer has too, marked), the consents with their source
+ * and time, the datasets that received the consumer, and the last 12
+ * months of access from the audit log: the calls about the consumer, and
+ * the FetchFeatures calls of the datasets that received it, in time order.
+ * The request itself is recorded (kept 24 months, by consumer ref).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit/audit.h"
+#include "engine/consent.h"
+#include "engine/consumer.h"
+#include "engine/dataset.h"
+#include "engine/deletion.h"
+#include "api/handlers.h"
+#include "engine/record.h"
+#include "engine/vault.h"
+#include "vault/v1/vault.pb-c.h"
+
+#define HISTORY_MS (365ULL * 86400000ULL)
+#define MAX_HISTORY 100000
+#define MAX_CONSENTS 64
+#define MAX_DATASETS 1024
+#define FETCH_METHOD "/vault.v1.Features/FetchFeatures"
+
+struct export {
+	Vault__V1__ExportConsumerResponse resp;
+	Vault__V1__Consent consents[MAX_CONSENTS], *consent_ptrs[MAX_CONSENTS];
+	char consent_text[MAX_CONSENTS][2][SCHEMA_NAME_MAX + 1];
+	char *datasets[MAX_DATASETS];
+	int dataset_purpose[MAX_DATASETS];	/* schema index, or -1 */
+	Vault__V1__AccessRecord *history, **history_ptrs;
+	struct audit_entry *entries;
+	size_t n, cap;			/* entries, and room in the three arrays */
+	char **names;			/* every entry's names, split */
+	uint64_t since;
+	uint8_t flags;
+	bool found;			/* add_release saw a call of the dataset */
+};
+
+static int
+add_consent(const char *name, size_t len, uint8_t state, uint64_t at_ms,
+    const char *source, size_t source_len, void *arg)
+{
+	struct export *x = arg;
+	size_t i = x->resp.n_consents;
+
+	if (len == 6 && memcmp(name, "#flags", 6) == 0) {
+		x->flags = state;
+		return 0;
+	}
+	if (i == MAX_CONSENTS || len > SCHEMA_NAME_MAX || source_len > SCHEMA_NAME_MAX)
+		return 0;
+	memcpy(x->consent_text[i][0], name, len);
+	x->consent_text[i][0][len] = '\0';
+	memcpy(x->consent_text[i][1], source, source_len);
+	x->consent_text[i][1][source_len] = '\0';
+	vault__v1__consent__init(&x->consents[i]);
+	x->consents[i].purpose = x->consent_text[i][0];
+	x->consents[i].granted = state != 0;
+	x->consents[i].source = x->consent_text[i][1];
+	x->consents[i].updated_at_ms = (int64_t)at_ms;
+	x->consent_ptrs[i] = &x->consents[i];
+	x->resp.n_consents++;
+	return 0;
+}
+
+/* Grows the history arrays; the pointers between them are set at the end. */
+static int
+grow(struct export *x)
+{
+	size_t cap = x->cap ? x->cap * 2 : 16;
+	void *p;
+
+	if ((p = realloc(x->history, cap * sizeof(*x->history))) == NULL)
+		return -1;
+	x->history = p;
+	if ((p = realloc(x->history_ptrs, cap * sizeof(*x->history_ptrs))) == NULL)
+		return -1;
+	x->history_ptrs = p;
+	if ((p = realloc(x->entries, cap * sizeof(*x->entries))) == NULL)
+		return -1;
+	x->entries = p;
+	x->cap = cap;
+	return 0;
+}
+
+/* Keeps e; non-zero (stop) when the history is full. */
+static int
+keep(struct export *x, const struct audit_entry *e)
+{
+	if (x->n == MAX_HISTORY || (x->n == x->cap && grow(x) != 0))
+		return 1;
+	x->entries[x->n++] = *e;
+	return 0;
+}
+
+/* An entry of the consumer's own: a call about it by consumer id. */
+static int
+add_access(const struct audit_entry *e, void *arg)
+{
+	struct export *x = arg;
+
+	return e->at_ms < x->since ? 0 : keep(x, e);
+}
+
+/* Outcomes of a FetchFeatures call that may have sent rows. */
+static bool
+may_have_released(const char *outcome)
+{
+	return strcmp(outcome, "ok") == 0 || strcmp(outcome, "cancelled") == 0 ||
+	    strcmp(outcome, "error") == 0;
+}
+
+/* A FetchFeatures call of a dataset that received the consumer. */
+static int
+add_release(const struct audit_entry *e, void *arg)
+{
+	struct export *x = arg;
+
+	if (strcmp(e->method, FETCH_METHOD) != 0 || !may_have_released(e->outcome))
+		return 0;
+	x->found = true;
+	return e->at_ms < x->since ? 0 : keep(x, e);
+}
+
+/*
+ * The calls of each dataset that received the consumer. A dataset whose
+ * calls are older than the log's dataset index (vaultd before it had one)
+ * still shows: one record of no known time.
+ */
+static int
+add_releases(struct vault *v, struct export *x)
+{
+	uint8_t key[CRYPTO_REF_BYTES];
+	int r;
+
+	for (size_t i = 0; i < x->resp.n_datasets; i++) {
+		struct audit_entry e;
+		int p = x->dataset_purpose[i];
+
+		if (x->datasets[i] == NULL)
+			return VAULT_ERR_NOMEM;
+		audit_dataset_key(v, x->datasets[i], strlen(x->datasets[i]), key);
+		x->found = false;
+		if ((r = audit_scan(v, 0, key, add_release, x)) != 0)
+			return r;
+		if (x->found)
+			continue;
+		memset(&e, 0, sizeof(e));
+		snprintf(e.method, sizeof(e.method), "%s", FETCH_METHOD);
+		snprintf(e.dataset, sizeof(e.dataset), "%s", x->datasets[i]);
+		snprintf(e.purpose, sizeof(e.purpose), "%s",
+		    p >= 0 ? v->schema->purposes[p].name : "");
+		snprintf(e.outcome, sizeof(e.outcome), "ok");
+		if (keep(x, &e) != 0)
+			break;
+	}
+	return 0;
+}
+
+static int
+by_time(const void *a, const void *b)
+{
+	const struct audit_entry *x = a, *y = b;
+
+	if (x->at_ms != y->at_ms)
+		return x->at_ms < y->at_ms ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* An upper bound of the names in a names field. */
+static size_t
+names_in(const char *s)
+{
+	size_t n = s[0] != '\0';
+
+	for (; *s != '\0'; s++)
+		n += *s == ',';
+	return n;
+}
+
+/* In time order; the arrays no longer move: point into them now. */
+static int
+link_history(struct export *x)
+{
+	size_t total = 0, used = 0;
+
+	qsort(x->entries, x->n, sizeof(*x->entries), by_time);
+	for (size_t i = 0; i < x->n; i++)
+		total += names_in(x->entries[i].names);
+	if (total > 0 && (x->names = calloc(total, sizeof(*x->names))) == NULL)
+		return VAULT_ERR_NOMEM;
+	for (size_t i = 0; i < x->n; i++) {
+		struct audit_entry *e = &x->entries[i];
+		Vault__V1__AccessRecord *h = &x->history[i];
+
+		vault__v1__access_record__init(h);
+		h->at_ms = (int64_t)e->at_ms;
+		h->principal = e->principal;
+		h->method = e->method;
+		h->purpose = e->purpose;
+		h->dataset_id = e->dataset;
+		h->outcome = e->outcome;
+		h->kind = (char *)audit_kind(e->method);
+		h->source = e->source;
+		h->audit_seq = e->seq;
+		if (x->names != NULL) {
+			h->attribute_names = x->names + used;
+			h->n_attribute_names = audit_split_names(e->names,
+			    h->attribute_names, total - used);
+			used += h->n_attribute_names;
+		}
+		x->history_ptrs[i] = h;
+	}
+	x->resp.n_access_history = x->n;
+	x->resp.access_history = x->history_ptrs;
+	return 0;
+}
+
+/* Consents, datasets and created time, in one snapshot. */
+static int
+read_records(struct vault *v, const uint8_t *ref, struct export *x)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	struct consumer_rec rec;
+	int rc, r;
+
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	if ((rc = mdb_get(txn, v->store->consumers, &k, &val)) != 0) {
+		r = rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND : store_err(v->store, rc, "get");
+		goto out;
+	}
+	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
+	    (r = consent_list(v, txn, ref, add_consent, x)) != 0)
+		goto out;
+	x->resp.created_at_ms = (int64_t)rec.created_ms;
+	if ((rc = mdb_cursor_open(txn, v->store->lineage, &cur)) != 0) {
+		r = store_err(v->store, rc, "open cursor");
+		goto out;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET); rc == 0 &&
+	    x->resp.n_datasets < MAX_DATASETS;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT_DUP)) {
+		struct dataset_info ds;
+
+		if (val.mv_size == 4 && dataset_by_number(v, txn,
+		    store_get_u32(val.mv_data), &ds) == 0) {
+			x->dataset_purpose[x->resp.n_datasets] = ds.purpose;
+			x->datasets[x->resp.n_datasets++] = strdup(ds.id);
+		}
+	}
+out:
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return r;
+}
+
+struct know_job {
+	struct vault *v;
+	const uint8_t *ref;
+};
+
+static int
+know_apply(MDB_txn *txn, void *arg)
+{
+	struct know_job *job = arg;
+
+	return requests_log_txn(job->v, txn, "know", job->ref);
+}
+
+int
+handle_export_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+	const Vault__V1__ExportConsumerRequest *req = (const void *)msg;
+	struct vault *v = rpc_app(ctx);
+	struct export *x = calloc(1, sizeof(*x));
+	Vault__V1__Attribute attrs[CONSUMER_VALUES_MAX];
+	Vault__V1__Attribute *attr_ptrs[CONSUMER_VALUES_MAX];
+	struct consumer_values cv = { 0 };
+	char hex[2 * CRYPTO_REF_BYTES + 1];
+	uint8_t ref[CRYPTO_REF_BYTES];
+	struct know_job job = { v, ref };
+	int r;
+
+	if (x == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((r = handler_check_consumer_id(ctx, req->consumer_id)) != 0)
+		goto out;
+	crypto_consumer_ref(keyring_index_key(v->kr), req->consumer_id,
+	    strlen(req->consumer_id), ref);
+	rpc_audit_ref(ctx, ref);
+	vault__v1__export_consumer_response__init(&x->resp);
+	r = consumer_get(v, req->consumer_id, strlen(req->consumer_id), -1, NULL,
+	    0, &cv);
+	if (r == VAULT_ERR_NOT_FOUND) {
+		r = rpc_fail(ctx, r, "consumer not found");
+		goto out;
+	}
+	x->since = store_now_ms() - HISTORY_MS;
+	if (r != 0 || (r = read_records(v, ref, x)) != 0 ||
+	    (r = audit_scan(v, 0, ref, add_access, x)) != 0 ||
+	    (r = add_releases(v, x)) != 0 ||
+	    (r = writer_submit(v->wr, know_apply, &job)) != 0 ||
+	    (r = link_history(x)) != 0)
+		goto out;
+	for (size_t i = 0; i < cv.n; i++) {
+		vault__v1__attribute__init(&attrs[i]);
+		attrs[i].name = (char *)cv.v[i].name;
+		attrs[i].value = (char *)cv.v[i].value;
+		attrs[i].updated_at_ms = (int64_t)cv.v[i].updated_ms;
+		attrs[i].outside_schema = cv.v[i].attr < 0;
+		attr_ptrs[i] = &attrs[i];
+	}
+	crypto_hex(ref, sizeof(ref), hex);
+	x->resp.consumer_ref = hex;
+	x->resp.n_attributes = cv.n;
+	x->resp.attributes = attr_ptrs;
+	x->resp.consents = x->consent_ptrs;
+	x->resp.datasets = x->datasets;
+	x->resp.limit_sensitive = (x->flags & CONSENT_LIMIT_SENSITIVE) != 0;
+	x->resp.opt_out_sale_share = (x->flags & CONSENT_OPT_OUT_SALE_SHARE) != 0;
+	r = rpc_reply(ctx, &x->resp.base);
+out:
+	consumer_values_clear(&cv);
+	for (size_t i = 0; i < x->resp.n_datasets; i++)
+		free(x->datasets[i]);
+	free(x->history);
+	free(x->history_ptrs);
+	free(x->entries);
+	free(x->names);
+	free(x);
+	return r;
+}

@@ -1,0 +1,329 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "engine/dataset.h"
+#include "engine/fetch.h"
+#include "api/handlers.h"
+#include "engine/vault.h"
+#include "vault/v1/vault.pb-c.h"
+
+#define DEFAULT_BATCH 1000
+#define MAX_BATCH 10000
+
+/*
+ * Page tokens are sealed (XChaCha20-Poly1305 under a key derived from the
+ * tokenization root key) around the stream position to resume after, with
+ * the query as associated data: the caller's principal, the purpose, the
+ * dataset, the attribute list and each attribute's feature definition. So
+ * a token is opaque (fresh nonce each time: no stable identifier), cannot
+ * be edited, and resumes nothing but the query that made it.
+ */
+#define PAGE_TOKEN_VERSION 2		/* in the sealed blob's key-version field */
+#define PAGE_POS_BYTES (8 + CRYPTO_REF_BYTES)
+#define PAGE_TOKEN_BYTES (PAGE_POS_BYTES + CRYPTO_OVERHEAD)
+#define PAGE_TOKEN_CHARS 128
+#define QUERY_BIND_BYTES 32
+
+static void
+bind_str(crypto_generichash_state *st, const char *s)
+{
+	crypto_generichash_update(st, (const uint8_t *)s, strlen(s) + 1);
+}
+
+static void
+bind_u64(crypto_generichash_state *st, uint64_t v)
+{
+	uint8_t b[8];
+
+	store_put_u64(b, v);
+	crypto_generichash_update(st, b, sizeof(b));
+}
+
+/* What a page token is bound to: who asked, for what, under which schema. */
+static void
+query_binding(struct rpc_ctx *ctx, const struct vault *v, int purpose,
+    const char *dataset, const int *attrs, size_t n,
+    uint8_t out[QUERY_BIND_BYTES])
+{
+	const struct principal *p = rpc_principal(ctx);
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, NULL, 0, QUERY_BIND_BYTES);
+	bind_str(&st, "vault.v1 page token");
+	bind_str(&st, p != NULL ? p->name : "");
+	bind_str(&st, v->schema->purposes[purpose].name);
+	bind_str(&st, dataset);
+	bind_u64(&st, n);
+	for (size_t i = 0; i < n; i++) {
+		const struct attr_def *a = &v->schema->attrs[attrs[i]];
+
+		bind_str(&st, a->name);
+		bind_u64(&st, (uint64_t)a->feature);
+		bind_u64(&st, a->k);
+		bind_u64(&st, a->n_edges);
+		for (size_t e = 0; e < a->n_edges; e++)
+			bind_u64(&st, (uint64_t)a->edges[e]);
+	}
+	crypto_generichash_final(&st, out, QUERY_BIND_BYTES);
+}
+
+static int
+encode_token(const struct vault *v, const struct fetch_pos *pos,
+    const uint8_t *bind, char out[PAGE_TOKEN_CHARS])
+{
+	uint8_t plain[PAGE_POS_BYTES], blob[PAGE_TOKEN_BYTES];
+	int r;
+
+	store_put_u64(plain, pos->order);
+	memcpy(plain + 8, pos->ref, CRYPTO_REF_BYTES);
+	r = crypto_seal(tokenizer_page_key(v->tok), PAGE_TOKEN_VERSION, bind,
+	    QUERY_BIND_BYTES, plain, sizeof(plain), blob, sizeof(blob));
+	sodium_memzero(plain, sizeof(plain));
+	if (r != 0)
+		return r;
+	sodium_bin2base64(out, PAGE_TOKEN_CHARS, blob, sizeof(blob),
+	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	return 0;
+}
+
+static int
+decode_token(struct rpc_ctx *ctx, const struct vault *v, const char *tok,
+    const uint8_t *bind, struct fetch_query *q)
+{
+	uint8_t blob[PAGE_TOKEN_BYTES], plain[PAGE_POS_BYTES];
+	uint32_t version;
+	size_t n = 0, len;
+
+	if (tok[0] == '\0')
+		return 0;
+	if (sodium_base642bin(blob, sizeof(blob), tok, strlen(tok), NULL, &n,
+	    NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+	    n != sizeof(blob) || crypto_blob_version(blob, n, &version) != 0 ||
+	    version != PAGE_TOKEN_VERSION)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "page_token: malformed");
+	if (crypto_open(tokenizer_page_key(v->tok), bind, QUERY_BIND_BYTES, blob,
+	    n, plain, sizeof(plain), &len) != 0 || len != sizeof(plain))
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "page_token: not a token "
+		    "of this query (it was changed, or purpose, dataset_id, "
+		    "attributes, caller or schema differ)");
+	q->after.order = store_get_u64(plain);
+	memcpy(q->after.ref, plain + 8, CRYPTO_REF_BYTES);
+	q->has_after = true;
+	sodium_memzero(plain, sizeof(plain));
+	return 0;
+}
+
+/* The requested attributes: each a feature the purpose may use. */
+static int
+check_attrs(struct rpc_ctx *ctx, const struct vault *v, int purpose,
+    char **names, size_t n, int *idx, size_t *n_idx)
+{
+	bool seen[SCHEMA_MAX_ATTRS] = { false };
+	const struct schema *s = v->schema;
+
+	*n_idx = 0;
+	if (n == 0) {
+		for (size_t a = 0; a < s->n_attrs; a++)
+			if (schema_purpose_allows(s, purpose, (int)a))
+				idx[(*n_idx)++] = (int)a;
+		return 0;
+	}
+	if (n > s->n_attrs)
+		return rpc_fail(ctx, VAULT_ERR_INVALID,
+		    "attributes: more than the schema has");
+	for (size_t i = 0; i < n; i++) {
+		int a = schema_find_attr(s, names[i], strlen(names[i]));
+
+		if (a < 0)
+			return rpc_fail(ctx, VAULT_ERR_INVALID,
+			    "attributes[%zu]: unknown attribute", i);
+		if (seen[a])
+			return rpc_fail(ctx, VAULT_ERR_INVALID,
+			    "attributes[%zu]: attribute '%s' appears twice", i,
+			    s->attrs[a].name);
+		if (s->attrs[a].feature == FEAT_NONE)
+			return rpc_fail(ctx, VAULT_ERR_INVALID,
+			    "attributes[%zu]: attribute '%s' is free text and never "
+			    "a feature", i, s->attrs[a].name);
+		if (!schema_purpose_allows(s, purpose, a))
+			return rpc_fail(ctx, VAULT_ERR_DENIED,
+			    "attributes[%zu]: attribute '%s' is not allowed for "
+			    "purpose '%s'", i, s->attrs[a].name, s->purposes[purpose].name);
+		seen[a] = true;
+		idx[(*n_idx)++] = a;
+	}
+	return 0;
+}
+
+struct batch_buf {
+	Vault__V1__FeatureRow *rows;
+	Vault__V1__FeatureRow **ptrs;
+	char **names;
+};
+
+/* Sends rows [from, from + n) of set that are not gone, as one batch. */
+static int
+send_page(struct rpc_ctx *ctx, const struct vault *v, const struct fetch_query *q,
+    struct fetch_set *set, size_t from, size_t n, const uint8_t *bind,
+    struct batch_buf *b)
+{
+	Vault__V1__FeatureBatch batch = VAULT__V1__FEATURE_BATCH__INIT;
+	char token[PAGE_TOKEN_CHARS] = "";
+	size_t k = 0;
+	int r;
+
+	for (size_t i = 0; i < q->n_attrs; i++)
+		b->names[i] = (char *)v->schema->attrs[q->attrs[i]].name;
+	for (size_t i = from; i < from + n; i++) {
+		if (set->rows[i].gone)
+			continue;
+		vault__v1__feature_row__init(&b->rows[k]);
+		b->rows[k].pseudonym.len = TOKEN_PSEUDONYM_BYTES;
+		b->rows[k].pseudonym.data = set->rows[i].pseudonym;
+		b->rows[k].n_tokens = q->n_attrs;
+		b->rows[k].tokens = set->tokens + i * set->n_attrs;
+		b->ptrs[k] = &b->rows[k];
+		k++;
+	}
+	if (from + n < set->n &&
+	    (r = encode_token(v, &set->rows[from + n - 1].pos, bind, token)) != 0)
+		return r;
+	batch.n_attributes = q->n_attrs;
+	batch.attributes = b->names;
+	batch.n_rows = k;
+	batch.rows = b->ptrs;
+	batch.next_page_token = token;
+	return rpc_send(ctx, &batch.base);
+}
+
+static bool
+stream_cancelled(void *ctx)
+{
+	return rpc_cancelled(ctx);
+}
+
+static int
+stream_pages(struct rpc_ctx *ctx, struct vault *v, struct fetch_query *q,
+    uint32_t batch_size, uint32_t dataset, const uint8_t *bind)
+{
+	struct fetch_set set = { 0 };
+	struct batch_buf b = { 0 };
+	size_t from = 0;
+	int r;
+
+	q->cancelled = stream_cancelled;
+	q->cancel_arg = ctx;
+	if ((r = fetch_snapshot(v, q, &set)) != 0)
+		return r;
+	b.rows = calloc(batch_size, sizeof(*b.rows));
+	b.ptrs = calloc(batch_size, sizeof(*b.ptrs));
+	b.names = calloc(q->n_attrs + 1, sizeof(*b.names));
+	if (b.rows == NULL || b.ptrs == NULL || b.names == NULL) {
+		r = VAULT_ERR_NOMEM;
+		goto out;
+	}
+	do {
+		size_t n = set.n - from < batch_size ? set.n - from : batch_size;
+
+		if (rpc_cancelled(ctx)) {
+			r = VAULT_ERR_CANCELLED;
+			break;
+		}
+		if ((r = fetch_recheck(v, q, &set, from, n)) != 0 ||
+		    (r = fetch_record_lineage(v, dataset, &set, from, n)) != 0 ||
+		    (r = send_page(ctx, v, q, &set, from, n, bind, &b)) != 0)
+			break;
+		from += n;
+	} while (from < set.n);
+out:
+	free(b.rows);
+	free(b.ptrs);
+	free(b.names);
+	fetch_set_free(&set);
+	return r;
+}
+
+int
+handle_fetch_features(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+	const Vault__V1__FetchFeaturesRequest *req = (const void *)msg;
+	struct vault *v = rpc_app(ctx);
+	struct fetch_query q = { 0 };
+	int attrs[SCHEMA_MAX_ATTRS];
+	uint8_t bind[QUERY_BIND_BYTES];
+	uint32_t dataset, batch_size;
+	const char *why;
+	int r, bound;
+
+	if ((r = handler_check_purpose(ctx, req->purpose, &q.purpose)) != 0)
+		return r;
+	rpc_audit_dataset(ctx, req->dataset_id);
+	if ((why = dataset_check_id(req->dataset_id)) != NULL)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "dataset_id: %s", why);
+	if ((r = check_attrs(ctx, v, q.purpose, req->attributes,
+	    req->n_attributes, attrs, &q.n_attrs)) != 0)
+		return r;
+	if (q.n_attrs == 0)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "attributes: the purpose "
+		    "allows no feature");
+	handler_audit_names(ctx, v->schema, attrs, q.n_attrs);
+	if (req->batch_size > MAX_BATCH)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "batch_size: at most %d",
+		    MAX_BATCH);
+	q.attrs = attrs;
+	batch_size = req->batch_size ? req->batch_size : DEFAULT_BATCH;
+	q.today_days = fetch_today();
+	query_binding(ctx, v, q.purpose, req->dataset_id, attrs, q.n_attrs, bind);
+	if ((r = decode_token(ctx, v, req->page_token, bind, &q)) != 0)
+		return r;
+	r = dataset_get_or_create(v, req->dataset_id, q.purpose, &dataset, &bound);
+	if (r == VAULT_ERR_STATE)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "dataset_id: already used for "
+		    "purpose '%s'", bound >= 0 ? v->schema->purposes[bound].name :
+		    "(no longer configured)");
+	if (r != 0)
+		return r;
+	return stream_pages(ctx, v, &q, batch_size, dataset, bind);
+}
+
+int
+handle_get_feature_spec(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+	const Vault__V1__GetFeatureSpecRequest *req = (const void *)msg;
+	Vault__V1__GetFeatureSpecResponse resp =
+	    VAULT__V1__GET_FEATURE_SPEC_RESPONSE__INIT;
+	Vault__V1__FeatureSpec specs[SCHEMA_MAX_ATTRS];
+	Vault__V1__FeatureSpec *ptrs[SCHEMA_MAX_ATTRS];
+	struct vault *v = rpc_app(ctx);
+	const struct schema *s = v->schema;
+	int purpose, r;
+	size_t n = 0;
+
+	if ((r = handler_check_purpose(ctx, req->purpose, &purpose)) != 0)
+		return r;
+	for (size_t a = 0; a < s->n_attrs; a++) {
+		const struct attr_def *d = &s->attrs[a];
+
+		if (!schema_purpose_allows(s, purpose, (int)a))
+			continue;
+		vault__v1__feature_spec__init(&specs[n]);
+		specs[n].attribute = (char *)d->name;
+		specs[n].kind = (char *)schema_feature_name(d->feature);
+		specs[n].n_bucket_edges = d->n_edges;
+		specs[n].bucket_edges = (int64_t *)d->edges;
+		if (d->feature == FEAT_CATEGORY) {
+			specs[n].other_token = tokenizer_other(v->tok, purpose, (int)a);
+			specs[n].k = d->k;
+		}
+		specs[n].sensitive = d->sensitive;
+		ptrs[n] = &specs[n];
+		n++;
+	}
+	resp.purpose = (char *)s->purposes[purpose].name;
+	resp.n_attributes = n;
+	resp.attributes = ptrs;
+	return rpc_reply(ctx, &resp.base);
+}

@@ -1,0 +1,48 @@
+/*
+ * RPC handlers: decode-level checks and the call into the engine. Each takes
+ * the decoded request and answers through rpc.h.
+ */
+#ifndef VAULT_HANDLERS_H
+#define VAULT_HANDLERS_H
+
+#include <stddef.h>
+
+#include "rpc/reqcheck.h"
+#include "rpc/rpc.h"
+#include "conf/schema.h"
+
+int handle_put_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_get_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_fetch_features(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_get_feature_spec(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_delete_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_delete_consumers(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_watch_deletions(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_rotate_master_key(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_get_key_status(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_destroy_master_key(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_rotate_consumer_key(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_query_audit(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_verify_audit(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_export_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+extern const struct rpc_audit_sink audit_sink;
+int handle_health_check(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_health_watch(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+
+/* The dispatch table: every method of the contract. */
+extern const struct rpc_method dispatch_methods[];
+extern const size_t dispatch_n_methods;
+extern const struct reqcheck_opts dispatch_strings;
+
+/* Checks a consumer id field; 0 or VAULT_ERR_INVALID with the message set. */
+int handler_check_consumer_id(struct rpc_ctx *ctx, const char *id);
+/* Records the attribute names of a call in its audit entry (whole names
+ * only, as many as fit). */
+void handler_audit_names(struct rpc_ctx *ctx, const struct schema *s,
+    const int *idx, size_t n);
+
+/* Checks a purpose field (required, configured, allowed for the caller). */
+int handler_check_purpose(struct rpc_ctx *ctx, const char *purpose, int *idx);
+
+#endif

@@ -1,0 +1,966 @@
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "util/crashpoint.h"
+#include "audit/audit.h"
+#include "audit/audit_text.h"
+#include "audit/journal.h"
+#include "util/log.h"
+
+#define REC_FORMAT 1
+#define HEAD_KEY "audit_head"
+#define INDEXED_KEY "audit_indexed"	/* entries up to this seq are in audit_ref */
+#define INDEX_BATCH 5000
+/* A scan by consumer reads at most this many entries past the index. */
+#define TAIL_MAX 4096
+#define DOMAIN "vaultd audit v1"
+#define HDR (1 + 8 + AUDIT_HASH_BYTES + AUDIT_HASH_BYTES)
+#define MAX_FIELD AUDIT_TEXT_MAX
+#define N_FIELDS AUDIT_N_FIELDS
+/* Entries from before names and source had fields end after outcome. */
+#define N_FIELDS_V1 7
+#define PAGE 512
+#define CP_KEY "audit_checkpoint"
+#define CP_FORMAT 1
+#define CP_DOMAIN "vaultd audit checkpoint v1"
+#define CP_SIGNED (1 + 8 + AUDIT_HASH_BYTES)	/* what the MAC covers */
+#define CP_BYTES (CP_SIGNED + AUDIT_HASH_BYTES)
+/* The consumer index key of a dataset: no consumer id starts with NUL. */
+#define DATASET_DOMAIN "\0dataset "
+
+_Static_assert(AUDIT_BODY_MAX == N_FIELDS * (2 + MAX_FIELD), "body size");
+
+/* Field numbers, in record order. */
+enum { F_PRINCIPAL, F_METHOD, F_REF, F_DETAIL, F_PURPOSE, F_DATASET, F_OUTCOME,
+	F_NAMES, F_SOURCE };
+
+
+/* hash over domain | seq | at | prev | encoded fields (body). */
+static void
+chain_hash(const uint8_t *key, uint64_t seq, const uint8_t *at_prev,
+    const uint8_t *body, size_t body_len, uint8_t out[AUDIT_HASH_BYTES])
+{
+	crypto_generichash_state st;
+	uint8_t s[8];
+
+	store_put_u64(s, seq);
+	crypto_generichash_init(&st, key, CRYPTO_KEY_BYTES, AUDIT_HASH_BYTES);
+	crypto_generichash_update(&st, (const uint8_t *)DOMAIN, sizeof(DOMAIN) - 1);
+	crypto_generichash_update(&st, s, sizeof(s));
+	crypto_generichash_update(&st, at_prev, 8 + AUDIT_HASH_BYTES);
+	crypto_generichash_update(&st, body, body_len);
+	crypto_generichash_final(&st, out, AUDIT_HASH_BYTES);
+}
+
+int
+audit_head(struct vault *v, MDB_txn *txn, uint64_t *seq,
+    uint8_t hash[AUDIT_HASH_BYTES])
+{
+	MDB_val k = { sizeof(HEAD_KEY) - 1, HEAD_KEY }, val;
+	int rc = mdb_get(txn, v->store->meta, &k, &val);
+
+	*seq = 0;
+	memset(hash, 0, AUDIT_HASH_BYTES);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return store_err(v->store, rc, "get audit head");
+	if (val.mv_size != 8 + AUDIT_HASH_BYTES)
+		return VAULT_ERR_STATE;
+	*seq = store_get_u64(val.mv_data);
+	memcpy(hash, (const uint8_t *)val.mv_data + 8, AUDIT_HASH_BYTES);
+	return 0;
+}
+
+size_t
+audit_encode(const struct audit_rec *rec, uint8_t buf[AUDIT_BODY_MAX])
+{
+	const char *text[N_FIELDS] = { rec->principal, rec->method, NULL,
+	    rec->detail, rec->purpose, rec->dataset, rec->outcome, rec->names,
+	    rec->source };
+	size_t off = 0;
+
+	for (int i = 0; i < N_FIELDS; i++) {
+		const char *t = text[i] != NULL ? text[i] : "";
+		size_t n;
+
+		if (i == F_REF) {
+			n = rec->ref != NULL ? CRYPTO_REF_BYTES : 0;
+			if (n > 0)
+				memcpy(buf + off + 2, rec->ref, n);
+		} else {
+			n = audit_text_store((const uint8_t *)t, strlen(t), buf + off + 2);
+		}
+		buf[off] = (uint8_t)(n >> 8);
+		buf[off + 1] = (uint8_t)n;
+		off += 2 + n;
+	}
+	return off;
+}
+
+/*
+ * A well-formed body (body_fields) of len bytes at out with every text
+ * field in its stored form: fields already in it are kept as they are.
+ * Returns its length.
+ */
+static size_t
+body_store(const uint8_t *body, size_t len, uint8_t out[AUDIT_BODY_MAX])
+{
+	size_t in = 0, off = 0;
+
+	for (int i = 0; i < N_FIELDS && in + 2 <= len; i++) {
+		size_t n = (size_t)body[in] << 8 | body[in + 1], m = n;
+		const uint8_t *f = body + in + 2;
+
+		if (i == F_REF || audit_text_ok(f, n)) {
+			if (n > 0)
+				memcpy(out + off + 2, f, n);
+		} else {
+			m = audit_text_store(f, n, out + off + 2);
+		}
+		out[off] = (uint8_t)(m >> 8);
+		out[off + 1] = (uint8_t)m;
+		off += 2 + m;
+		in += 2 + n;
+	}
+	return off;
+}
+
+/*
+ * Splits a body into its fields (N_FIELDS_V1 or N_FIELDS of them; the
+ * fields an older entry lacks come out empty). VAULT_ERR_STATE when it is
+ * malformed.
+ */
+static int
+body_fields(const uint8_t *body, size_t len, const uint8_t *f[N_FIELDS],
+    size_t n[N_FIELDS])
+{
+	size_t off = 0;
+	int i;
+
+	for (i = 0; i < N_FIELDS && off < len; i++) {
+		if (len - off < 2)
+			return VAULT_ERR_STATE;
+		n[i] = (size_t)body[off] << 8 | body[off + 1];
+		off += 2;
+		if (len - off < n[i] || n[i] > MAX_FIELD)
+			return VAULT_ERR_STATE;
+		f[i] = body + off;
+		off += n[i];
+	}
+	if (off != len || (i != N_FIELDS_V1 && i != N_FIELDS) ||
+	    (n[F_REF] != 0 && n[F_REF] != CRYPTO_REF_BYTES))
+		return VAULT_ERR_STATE;
+	for (; i < N_FIELDS; i++) {
+		f[i] = body + off;
+		n[i] = 0;
+	}
+	return 0;
+}
+
+int
+audit_check_body(const uint8_t *body, size_t len)
+{
+	const uint8_t *f[N_FIELDS];
+	size_t n[N_FIELDS];
+
+	return body_fields(body, len, f, n);
+}
+
+void
+audit_dataset_key(const struct vault *v, const char *dataset, size_t len,
+    uint8_t key[CRYPTO_REF_BYTES])
+{
+	char buf[sizeof(DATASET_DOMAIN) - 1 + MAX_FIELD];
+
+	if (len > MAX_FIELD)
+		len = MAX_FIELD;
+	memcpy(buf, DATASET_DOMAIN, sizeof(DATASET_DOMAIN) - 1);
+	memcpy(buf + sizeof(DATASET_DOMAIN) - 1, dataset, len);
+	crypto_consumer_ref(keyring_index_key(v->kr), buf,
+	    sizeof(DATASET_DOMAIN) - 1 + len, key);
+}
+
+/*
+ * Where the consumer index files a body: under its consumer ref, or for an
+ * entry of no consumer that names a dataset, under the dataset's key.
+ * VAULT_ERR_NOT_FOUND when nowhere, VAULT_ERR_STATE when malformed.
+ */
+static int
+body_index_key(const struct vault *v, const uint8_t *body, size_t len,
+    uint8_t key[CRYPTO_REF_BYTES])
+{
+	const uint8_t *f[N_FIELDS];
+	size_t n[N_FIELDS];
+
+	if (body_fields(body, len, f, n) != 0)
+		return VAULT_ERR_STATE;
+	if (n[F_REF] != 0)
+		memcpy(key, f[F_REF], CRYPTO_REF_BYTES);
+	else if (n[F_DATASET] != 0)
+		audit_dataset_key(v, (const char *)f[F_DATASET], n[F_DATASET], key);
+	else
+		return VAULT_ERR_NOT_FOUND;
+	return 0;
+}
+
+/* Adds entry seq of ref to the consumer index, if it is not there yet. */
+static int
+index_put(struct vault *v, MDB_txn *txn, const uint8_t *ref, uint64_t seq)
+{
+	uint8_t sk[8], rb[CRYPTO_REF_BYTES];
+	MDB_val rk = { CRYPTO_REF_BYTES, rb }, sv = { 8, sk };
+	MDB_cursor *cur;
+	int rc;
+
+	memcpy(rb, ref, sizeof(rb));
+	store_put_u64(sk, seq);
+	if ((rc = mdb_cursor_open(txn, v->store->audit_ref, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	/* A look-up first, so an entry already there costs no page copy. */
+	rc = mdb_cursor_get(cur, &rk, &sv, MDB_GET_BOTH);
+	mdb_cursor_close(cur);
+	if (rc == 0)
+		return 0;
+	if (rc != MDB_NOTFOUND)
+		return store_err(v->store, rc, "look up audit index");
+	rk = (MDB_val){ CRYPTO_REF_BYTES, rb };
+	sv = (MDB_val){ 8, sk };
+	if ((rc = mdb_put(txn, v->store->audit_ref, &rk, &sv, 0)) != 0)
+		return store_err(v->store, rc, "index audit entry");
+	return 0;
+}
+
+int
+audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
+    const uint8_t *body, size_t len, bool index)
+{
+	uint8_t buf[HDR + AUDIT_BODY_MAX], key[8], head[8 + AUDIT_HASH_BYTES];
+	uint8_t ref[CRYPTO_REF_BYTES];
+	uint64_t seq;
+	MDB_val k, val;
+	int rc, r, filed;
+
+	if (len > AUDIT_BODY_MAX ||
+	    ((filed = body_index_key(v, body, len, ref)) != 0 &&
+	    filed != VAULT_ERR_NOT_FOUND))
+		return VAULT_ERR_STATE;
+	if ((r = audit_head(v, txn, &seq, buf + 9)) != 0)
+		return r;
+	seq++;
+	buf[0] = REC_FORMAT;
+	store_put_u64(buf + 1, at_ms);
+	len = body_store(body, len, buf + HDR);
+	chain_hash(keyring_audit_key(v->kr), seq, buf + 1, buf + HDR, len,
+	    buf + 9 + AUDIT_HASH_BYTES);
+	store_put_u64(key, seq);
+	k = (MDB_val){ 8, key };
+	val = (MDB_val){ HDR + len, buf };
+	if ((rc = mdb_put(txn, v->store->audit, &k, &val, MDB_APPEND)) != 0)
+		return store_err(v->store, rc, "append audit entry");
+	/* Unless index, the consumer index gets it later (audit_index). */
+	if (index && filed == 0 && (r = index_put(v, txn, ref, seq)) != 0)
+		return r;
+	memcpy(head, key, 8);
+	memcpy(head + 8, buf + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES);
+	k = (MDB_val){ sizeof(HEAD_KEY) - 1, HEAD_KEY };
+	val = (MDB_val){ sizeof(head), head };
+	if ((rc = mdb_put(txn, v->store->meta, &k, &val, 0)) != 0)
+		return store_err(v->store, rc, "put audit head");
+	return 0;
+}
+
+int
+audit_append_txn(struct vault *v, MDB_txn *txn, const struct audit_rec *rec)
+{
+	uint8_t body[AUDIT_BODY_MAX];
+	size_t len = audit_encode(rec, body);
+
+	/* A write's entry is indexed in its transaction: its pages are copied anyway. */
+	return audit_append_body_txn(v, txn, store_now_ms(), body, len, true);
+}
+
+/* ------------------------------------------------ the consumer index */
+
+static int
+get_indexed(struct vault *v, MDB_txn *txn, uint64_t *seq, bool *found)
+{
+	MDB_val k = { sizeof(INDEXED_KEY) - 1, INDEXED_KEY }, val;
+	int rc = mdb_get(txn, v->store->meta, &k, &val);
+
+	*seq = 0;
+	*found = rc == 0;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return store_err(v->store, rc, "get audit index position");
+	if (val.mv_size != 8)
+		return VAULT_ERR_STATE;
+	*seq = store_get_u64(val.mv_data);
+	return 0;
+}
+
+static int
+put_indexed(struct vault *v, MDB_txn *txn, uint64_t seq)
+{
+	uint8_t b[8];
+	MDB_val k = { sizeof(INDEXED_KEY) - 1, INDEXED_KEY }, val = { 8, b };
+	int rc;
+
+	store_put_u64(b, seq);
+	if ((rc = mdb_put(txn, v->store->meta, &k, &val, 0)) != 0)
+		return store_err(v->store, rc, "put audit index position");
+	return 0;
+}
+
+struct index_job {
+	struct vault *v;
+	bool more;			/* out: entries remain after this batch */
+};
+
+/* Indexes up to INDEX_BATCH entries after the recorded position. */
+static int
+index_apply(MDB_txn *txn, void *arg)
+{
+	struct index_job *job = arg;
+	struct vault *v = job->v;
+	MDB_cursor *cur = NULL;
+	uint64_t done, seq = 0;
+	uint8_t key[8];
+	MDB_val k = { 8, key }, val;
+	bool found;
+	size_t n = 0;
+	int rc, r;
+
+	job->more = false;
+	if ((r = get_indexed(v, txn, &done, &found)) != 0)
+		return r;
+	if ((rc = mdb_cursor_open(txn, v->store->audit, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	store_put_u64(key, done + 1);
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
+	    rc == 0 && n < INDEX_BATCH;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT), n++) {
+		uint8_t ref[CRYPTO_REF_BYTES];
+		int filed = VAULT_ERR_STATE;
+
+		if (k.mv_size != 8 || val.mv_size < HDR ||
+		    val.mv_size > HDR + AUDIT_BODY_MAX ||
+		    ((filed = body_index_key(v, (const uint8_t *)val.mv_data + HDR,
+		    val.mv_size - HDR, ref)) != 0 && filed != VAULT_ERR_NOT_FOUND)) {
+			r = VAULT_ERR_STATE;	/* VerifyAudit names the entry */
+			break;
+		}
+		seq = store_get_u64(k.mv_data);
+		/* Entries of writes were indexed with them: a look-up each. */
+		if (filed == 0 && (r = index_put(v, txn, ref, seq)) != 0)
+			break;
+	}
+	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		r = store_err(v->store, rc, "scan audit");
+	job->more = r == 0 && rc == 0;
+	mdb_cursor_close(cur);
+	if (r == 0 && seq > done)
+		r = put_indexed(v, txn, seq);
+	return r;
+}
+
+int
+audit_index(struct vault *v, bool *more)
+{
+	struct index_job job = { v, false };
+	int r = writer_submit_lazy(v->wr, index_apply, &job);
+
+	*more = job.more;
+	return r;
+}
+
+/* Before its first entry, a store's index is complete by definition. */
+static int
+index_init_apply(MDB_txn *txn, void *arg)
+{
+	struct vault *v = arg;
+	uint8_t hash[AUDIT_HASH_BYTES];
+	uint64_t seq, head;
+	bool found;
+	int r;
+
+	if ((r = get_indexed(v, txn, &seq, &found)) != 0 || found)
+		return r;
+	/* A store from before the index was built in batches: all indexed. */
+	if ((r = audit_head(v, txn, &head, hash)) != 0)
+		return r;
+	return put_indexed(v, txn, head);
+}
+
+int
+audit_index_init(struct vault *v)
+{
+	return writer_submit(v->wr, index_init_apply, v);
+}
+
+/* How many entries wait to be indexed, in a snapshot of now. */
+static int
+index_lag(struct vault *v, uint64_t *lag)
+{
+	uint8_t hash[AUDIT_HASH_BYTES];
+	uint64_t done, head;
+	MDB_txn *txn;
+	bool found;
+	int r;
+
+	*lag = 0;
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	if ((r = get_indexed(v, txn, &done, &found)) == 0 &&
+	    (r = audit_head(v, txn, &head, hash)) == 0 && head > done)
+		*lag = head - done;
+	mdb_txn_abort(txn);
+	return r;
+}
+
+/* Catches the index up. */
+static int
+index_all(struct vault *v)
+{
+	bool more = true;
+	int r = 0;
+
+	while (more && r == 0)
+		r = audit_index(v, &more);
+	return r;
+}
+
+struct append_job {
+	struct vault *v;
+	const struct audit_rec *rec;
+};
+
+static int
+append_apply(MDB_txn *txn, void *arg)
+{
+	struct append_job *job = arg;
+
+	return audit_append_txn(job->v, txn, job->rec);
+}
+
+int
+audit_append(struct vault *v, const struct audit_rec *rec)
+{
+	struct append_job job = { v, rec };
+
+	return writer_submit(v->wr, append_apply, &job);
+}
+
+/* Methods whose entries, before names had a field, held them in detail. */
+static bool
+named_in_detail(const char *method)
+{
+	static const char *const m[] = { "/vault.v1.Consumers/PutAttributes",
+	    "/vault.v1.Consumers/GetAttributes", "/vault.v1.Features/FetchFeatures" };
+
+	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+		if (strcmp(method, m[i]) == 0)
+			return true;
+	return false;
+}
+
+/* An entry from before names and source had fields: what its detail held. */
+static void
+map_v1_detail(struct audit_entry *e)
+{
+	static const char *const kinds[] = { "export", "query", "delete" };
+
+	if (strncmp(e->detail, "source=", 7) == 0) {
+		snprintf(e->source, sizeof(e->source), "%s", e->detail + 7);
+		e->detail[0] = '\0';
+	} else if (named_in_detail(e->method)) {
+		/* "*" stood for every attribute: the entry does not say which. */
+		if (strcmp(e->detail, "*") != 0)
+			snprintf(e->names, sizeof(e->names), "%s", e->detail);
+		e->detail[0] = '\0';
+	}
+	/* These said what the call was; audit_kind(method) says it now. */
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (strcmp(e->detail, kinds[i]) == 0)
+			e->detail[0] = '\0';
+}
+
+/* Decodes a record; VAULT_ERR_STATE when it is malformed. */
+static int
+parse(uint64_t seq, const MDB_val *val, struct audit_entry *e)
+{
+	const uint8_t *p = val->mv_data, *f[N_FIELDS];
+	char *dst[N_FIELDS] = { e->principal, e->method, NULL, e->detail,
+	    e->purpose, e->dataset, e->outcome, e->names, e->source };
+	size_t cap[N_FIELDS] = { sizeof(e->principal), sizeof(e->method), 0,
+	    sizeof(e->detail), sizeof(e->purpose), sizeof(e->dataset),
+	    sizeof(e->outcome), sizeof(e->names), sizeof(e->source) };
+	size_t n[N_FIELDS], len;
+
+	memset(e, 0, sizeof(*e));
+	if (val->mv_size < HDR || val->mv_size > HDR + AUDIT_BODY_MAX ||
+	    p[0] != REC_FORMAT)
+		return VAULT_ERR_STATE;
+	len = val->mv_size - HDR;
+	if (body_fields(p + HDR, len, f, n) != 0)
+		return VAULT_ERR_STATE;
+	e->seq = seq;
+	e->at_ms = store_get_u64(p + 1);
+	memcpy(e->prev, p + 9, AUDIT_HASH_BYTES);
+	memcpy(e->hash, p + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES);
+	e->has_ref = n[F_REF] != 0;
+	memcpy(e->ref, f[F_REF], n[F_REF]);
+	for (int i = 0; i < N_FIELDS; i++)
+		if (i != F_REF)
+			audit_text_copy(dst[i], cap[i], f[i], n[i]);
+	/* A body of N_FIELDS_V1 fields ends with the outcome's. */
+	if (f[F_OUTCOME] + n[F_OUTCOME] == p + val->mv_size)
+		map_v1_detail(e);
+	return 0;
+}
+
+size_t
+audit_split_names(char *names, char **out, size_t max)
+{
+	size_t n = 0;
+
+	for (char *save = NULL, *t = strtok_r(names, ",", &save); t && n < max;
+	    t = strtok_r(NULL, ",", &save))
+		out[n++] = t;
+	return n;
+}
+
+const char *
+audit_kind(const char *method)
+{
+	static const struct { const char *method, *kind; } t[] = {
+		{ "/vault.v1.Consumers/PutAttributes", "write" },
+		{ "/vault.v1.Consumers/GetAttributes", "read" },
+		{ "/vault.v1.Consumers/SetConsent", "consent" },
+		{ "/vault.v1.Consumers/ExportConsumer", "export" },
+		{ "/vault.v1.Features/FetchFeatures", "feature_release" },
+		{ "/vault.v1.Deletion/DeleteConsumer", "delete" },
+		{ "/vault.v1.Deletion/DeleteConsumers", "delete" },
+		{ "/vault.v1.Keys/RotateConsumerKey", "rekey" },
+		{ "/vault.v1.Keys/RotateMasterKey", "key_rotation" },
+		{ "/vault.v1.Keys/DestroyMasterKey", "key_destruction" },
+		{ "/vault.v1.Audit/QueryAudit", "audit_query" },
+		{ AUDIT_METHOD_PURGE, "purge" },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (strcmp(method, t[i].method) == 0)
+			return t[i].kind;
+	return "";
+}
+
+static int
+visit_seq(struct vault *v, MDB_txn *txn, uint64_t seq, audit_visit fn,
+    void *arg, int *stop)
+{
+	uint8_t key[8];
+	MDB_val k = { 8, key }, val;
+	struct audit_entry e;
+	int rc;
+
+	store_put_u64(key, seq);
+	if ((rc = mdb_get(txn, v->store->audit, &k, &val)) == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return store_err(v->store, rc, "get audit entry");
+	if (parse(seq, &val, &e) != 0)
+		return VAULT_ERR_STATE;
+	*stop = fn(&e, arg);
+	return 0;
+}
+
+/*
+ * One page of entries after *after (all, or of ref through the index), in
+ * one read txn. By ref, only entries up to the index position (*indexed,
+ * in that snapshot) are read; *stopped tells that fn asked to stop.
+ */
+static int
+scan_page(struct vault *v, uint64_t *after, const uint8_t *ref, audit_visit fn,
+    void *arg, bool *done, uint64_t *indexed, bool *stopped)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	uint8_t key[8];
+	MDB_val k, val;
+	int rc, r, stop = 0;
+	size_t n = 0;
+	bool found;
+
+	*done = false;
+	*stopped = false;
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	if (ref != NULL && (r = get_indexed(v, txn, indexed, &found)) != 0)
+		goto out;
+	if ((rc = mdb_cursor_open(txn, ref ? v->store->audit_ref : v->store->audit,
+	    &cur)) != 0) {
+		r = store_err(v->store, rc, "open cursor");
+		goto out;
+	}
+	store_put_u64(key, *after + 1);
+	if (ref != NULL) {
+		k = (MDB_val){ CRYPTO_REF_BYTES, (void *)ref };
+		val = (MDB_val){ 8, key };
+		rc = mdb_cursor_get(cur, &k, &val, MDB_GET_BOTH_RANGE);
+	} else {
+		k = (MDB_val){ 8, key };
+		rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
+	}
+	for (; rc == 0 && !stop && n < PAGE; n++) {
+		uint64_t seq = store_get_u64(ref ? val.mv_data : k.mv_data);
+		struct audit_entry e;
+
+		/* Past the position, scan_tail reads the log instead. */
+		if (ref != NULL && seq > *indexed) {
+			rc = MDB_NOTFOUND;
+			break;
+		}
+
+		if (ref != NULL) {
+			if ((r = visit_seq(v, txn, seq, fn, arg, &stop)) != 0)
+				goto out;
+		} else {
+			if (parse(seq, &val, &e) != 0) {
+				r = VAULT_ERR_STATE;
+				goto out;
+			}
+			stop = fn(&e, arg);
+		}
+		*after = seq;
+		rc = mdb_cursor_get(cur, &k, &val, ref ? MDB_NEXT_DUP : MDB_NEXT);
+	}
+	if (rc == MDB_NOTFOUND || stop)
+		*done = true;
+	else if (rc != 0)
+		r = store_err(v->store, rc, "scan audit");
+	*stopped = stop != 0;
+out:
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return r;
+}
+
+/* The entries of ref after seq from, read from the log itself. */
+static int
+scan_tail(struct vault *v, uint64_t from, const uint8_t *ref, audit_visit fn,
+    void *arg)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	uint8_t key[8];
+	MDB_val k = { 8, key }, val;
+	int rc, r, stop = 0;
+
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	if ((rc = mdb_cursor_open(txn, v->store->audit, &cur)) != 0) {
+		r = store_err(v->store, rc, "open cursor");
+		goto out;
+	}
+	store_put_u64(key, from + 1);
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == 0 && !stop;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		uint8_t eref[CRYPTO_REF_BYTES];
+		struct audit_entry e;
+		int filed = VAULT_ERR_STATE;
+
+		if (k.mv_size != 8 || val.mv_size < HDR ||
+		    val.mv_size > HDR + AUDIT_BODY_MAX ||
+		    ((filed = body_index_key(v, (const uint8_t *)val.mv_data + HDR,
+		    val.mv_size - HDR, eref)) != 0 && filed != VAULT_ERR_NOT_FOUND)) {
+			r = VAULT_ERR_STATE;
+			goto out;
+		}
+		if (filed != 0 || memcmp(eref, ref, CRYPTO_REF_BYTES) != 0)
+			continue;
+		if (parse(store_get_u64(k.mv_data), &val, &e) != 0) {
+			r = VAULT_ERR_STATE;
+			goto out;
+		}
+		stop = fn(&e, arg);
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		r = store_err(v->store, rc, "scan audit");
+out:
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return r;
+}
+
+int
+audit_scan(struct vault *v, uint64_t after_seq, const uint8_t *ref,
+    audit_visit fn, void *arg)
+{
+	bool done = false, stopped = false;
+	uint64_t indexed = 0, lag;
+	int r = 0;
+
+	/* Entries still in the journal go in first, so the scan sees them. */
+	if (v->jn != NULL && (r = journal_sync(v->jn)) != 0)
+		return r;
+	/*
+	 * By consumer: the index, then the entries after it, read from the log
+	 * itself; an index far behind (no journal thread) is caught up first.
+	 */
+	if (ref != NULL && (r = index_lag(v, &lag)) == 0 && lag > TAIL_MAX)
+		r = index_all(v);
+	while (!done && r == 0)
+		r = scan_page(v, &after_seq, ref, fn, arg, &done, &indexed,
+		    &stopped);
+	if (r == 0 && ref != NULL && !stopped)
+		r = scan_tail(v, after_seq > indexed ? after_seq : indexed, ref,
+		    fn, arg);
+	return r;
+}
+
+/* ------------------------------------------------ checks, checkpoint */
+
+struct checkpoint {
+	bool found, bad;		/* bad: it fails its MAC */
+	uint64_t seq;
+	uint8_t hash[AUDIT_HASH_BYTES];
+};
+
+static void
+checkpoint_mac(const uint8_t *key, const uint8_t signed_part[CP_SIGNED],
+    uint8_t out[AUDIT_HASH_BYTES])
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, key, CRYPTO_KEY_BYTES, AUDIT_HASH_BYTES);
+	crypto_generichash_update(&st, (const uint8_t *)CP_DOMAIN,
+	    sizeof(CP_DOMAIN) - 1);
+	crypto_generichash_update(&st, signed_part, CP_SIGNED);
+	crypto_generichash_final(&st, out, AUDIT_HASH_BYTES);
+}
+
+static int
+checkpoint_get(struct vault *v, MDB_txn *txn, struct checkpoint *cp)
+{
+	MDB_val k = { sizeof(CP_KEY) - 1, CP_KEY }, val;
+	uint8_t mac[AUDIT_HASH_BYTES];
+	const uint8_t *p;
+	int rc = mdb_get(txn, v->store->meta, &k, &val);
+
+	memset(cp, 0, sizeof(*cp));
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return store_err(v->store, rc, "get audit checkpoint");
+	cp->found = true;
+	p = val.mv_data;
+	if (val.mv_size != CP_BYTES || p[0] != CP_FORMAT) {
+		cp->bad = true;
+		return 0;
+	}
+	checkpoint_mac(keyring_audit_key(v->kr), p, mac);
+	cp->bad = sodium_memcmp(mac, p + CP_SIGNED, AUDIT_HASH_BYTES) != 0;
+	cp->seq = store_get_u64(p + 1);
+	memcpy(cp->hash, p + 9, AUDIT_HASH_BYTES);
+	return 0;
+}
+
+/* The first entry missing below seq: one past the last entry before it. */
+static uint64_t
+first_missing(MDB_cursor *cur, uint64_t seq)
+{
+	uint8_t key[8];
+	MDB_val k = { 8, key }, val;
+	int rc;
+
+	store_put_u64(key, seq);
+	rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
+	rc = mdb_cursor_get(cur, &k, &val, rc == 0 ? MDB_PREV : MDB_LAST);
+	if (rc != 0 || k.mv_size != 8 || store_get_u64(k.mv_data) >= seq)
+		return 1;
+	return store_get_u64(k.mv_data) + 1;
+}
+
+static void
+bad_at(struct audit_check *c, uint64_t seq, const char *why)
+{
+	c->first_bad = seq;
+	c->why = why;
+}
+
+/*
+ * The chain in txn, from entry 1 (whole) or from the checkpoint's entry,
+ * whose hash the checkpoint vouches for. end_hash: the last entry's hash.
+ */
+static int
+check_txn(struct vault *v, MDB_txn *txn, bool whole, struct audit_check *c,
+    uint8_t end_hash[AUDIT_HASH_BYTES], uint8_t head[AUDIT_HASH_BYTES])
+{
+	const uint8_t *akey = keyring_audit_key(v->kr);
+	uint8_t prev[AUDIT_HASH_BYTES] = { 0 }, h[AUDIT_HASH_BYTES], key[8];
+	struct checkpoint cp;
+	uint64_t head_seq, expect;
+	MDB_cursor *cur = NULL;
+	MDB_val k = { 8, key }, val;
+	bool anchored, cp_ok, missing = false;
+	int rc, r;
+
+	memset(c, 0, sizeof(*c));
+	if ((r = checkpoint_get(v, txn, &cp)) != 0 ||
+	    (r = audit_head(v, txn, &head_seq, head)) != 0)
+		return r;
+	c->checkpoint_bad = cp.bad;
+	cp_ok = cp.found && !cp.bad && cp.seq > 0;
+	c->checkpoint = cp_ok ? cp.seq : 0;
+	anchored = cp_ok && !whole;
+	expect = c->from = anchored ? cp.seq : 1;
+	if ((rc = mdb_cursor_open(txn, v->store->audit, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	store_put_u64(key, expect);
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		const uint8_t *p = val.mv_data;
+		uint64_t seq = k.mv_size == 8 ? store_get_u64(k.mv_data) : 0;
+
+		c->entries++;
+		if (seq != expect) {
+			bad_at(c, expect, "is missing");
+			missing = true;
+			break;
+		}
+		if (val.mv_size < HDR || val.mv_size > HDR + AUDIT_BODY_MAX ||
+		    p[0] != REC_FORMAT) {
+			bad_at(c, seq, "is malformed");
+			break;
+		}
+		/* The checkpoint's entry: its hash, over its prev, is vouched for. */
+		if (anchored && seq == cp.seq)
+			memcpy(prev, p + 9, AUDIT_HASH_BYTES);
+		if (sodium_memcmp(p + 9, prev, AUDIT_HASH_BYTES) != 0) {
+			bad_at(c, seq, "does not follow the entry before it");
+			break;
+		}
+		chain_hash(akey, seq, p + 1, p + HDR, val.mv_size - HDR, h);
+		if (sodium_memcmp(h, p + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES) != 0 ||
+		    (cp_ok && seq == cp.seq &&
+		    sodium_memcmp(h, cp.hash, AUDIT_HASH_BYTES) != 0)) {
+			bad_at(c, seq, "was changed");
+			break;
+		}
+		memcpy(prev, h, AUDIT_HASH_BYTES);
+		expect++;
+	}
+	if (c->first_bad == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		r = store_err(v->store, rc, "scan audit");
+	else if (c->first_bad == 0 && cp_ok && expect <= cp.seq) {
+		bad_at(c, expect, "is missing: the log ends before its checkpoint");
+		missing = true;
+	}
+	/* Entries cut from the end show as a head the chain does not reach. */
+	else if (c->first_bad == 0 && (expect - 1 != head_seq ||
+	    sodium_memcmp(prev, head, AUDIT_HASH_BYTES) != 0))
+		bad_at(c, expect, "does not match the recorded head");
+	/* Missing from the checkpoint's entry on: maybe from before it. */
+	if (r == 0 && missing && anchored && c->first_bad == cp.seq)
+		c->first_bad = first_missing(cur, cp.seq);
+	mdb_cursor_close(cur);
+	if (r == 0 && c->first_bad == 0) {
+		c->end = expect - 1;
+		memcpy(end_hash, prev, AUDIT_HASH_BYTES);
+	}
+	return r;
+}
+
+struct record_job {
+	struct vault *v;
+	uint64_t seq;
+	uint8_t hash[AUDIT_HASH_BYTES];
+};
+
+/* Moves the checkpoint forward, never back; a damaged one stays as evidence. */
+static int
+record_apply(MDB_txn *txn, void *arg)
+{
+	struct record_job *job = arg;
+	struct vault *v = job->v;
+	uint8_t rec[CP_BYTES];
+	MDB_val k = { sizeof(CP_KEY) - 1, CP_KEY }, val = { sizeof(rec), rec };
+	struct checkpoint cp;
+	int rc, r;
+
+	if ((r = checkpoint_get(v, txn, &cp)) != 0)
+		return r;
+	if (cp.bad || (cp.found && cp.seq >= job->seq))
+		return 0;
+	rec[0] = CP_FORMAT;
+	store_put_u64(rec + 1, job->seq);
+	memcpy(rec + 9, job->hash, AUDIT_HASH_BYTES);
+	checkpoint_mac(keyring_audit_key(v->kr), rec, rec + CP_SIGNED);
+	if ((rc = mdb_put(txn, v->store->meta, &k, &val, 0)) != 0)
+		return store_err(v->store, rc, "put audit checkpoint");
+	return 0;
+}
+
+int
+audit_check(struct vault *v, bool whole, bool record, struct audit_check *c)
+{
+	struct record_job job = { v, 0, { 0 } };
+	uint8_t head[AUDIT_HASH_BYTES];
+	MDB_txn *txn = NULL;
+	int r;
+
+	memset(c, 0, sizeof(*c));
+	/* One snapshot, so appends during the check do not confuse it. */
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	r = check_txn(v, txn, whole, c, job.hash, head);
+	mdb_txn_abort(txn);
+	if (r != 0 || !record || !audit_check_ok(c) || c->end <= c->checkpoint)
+		return r;
+	job.seq = c->end;
+	if ((r = writer_submit_lazy(v->wr, record_apply, &job)) == 0)
+		VAULT_CRASH_POINT("audit.checkpoint");
+	return r;
+}
+
+void
+audit_check_describe(const struct audit_check *c, char *buf, size_t len)
+{
+	int n = 0;
+
+	if (c->checkpoint_bad)
+		n = snprintf(buf, len, "the checkpoint fails its MAC (it was "
+		    "changed outside vaultd)%s", c->first_bad ? "; and " : "");
+	if (n < 0 || (size_t)n >= len)
+		return;
+	if (c->first_bad != 0)
+		snprintf(buf + n, len - (size_t)n, "entry %llu %s (%llu entries "
+		    "read from entry %llu)", (unsigned long long)c->first_bad,
+		    c->why, (unsigned long long)c->entries,
+		    (unsigned long long)c->from);
+}
+
+int
+audit_verify(struct vault *v, uint64_t *entries, uint8_t head[AUDIT_HASH_BYTES],
+    uint64_t *first_bad)
+{
+	uint8_t end[AUDIT_HASH_BYTES];
+	struct audit_check c;
+	MDB_txn *txn = NULL;
+	int r;
+
+	*entries = 0;
+	*first_bad = 0;
+	if (v->jn != NULL && (r = journal_sync(v->jn)) != 0)
+		return r;
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	r = check_txn(v, txn, true, &c, end, head);
+	mdb_txn_abort(txn);
+	*entries = c.entries;
+	*first_bad = c.first_bad;
+	return r;
+}

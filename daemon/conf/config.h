@@ -1,0 +1,69 @@
+/*
+ * The daemon's configuration file (libconfig syntax), described by a table
+ * of settings with types, defaults and bounds; see docs/config.md.
+ * Relative paths are taken relative to the config file's directory.
+ */
+#ifndef VAULT_CONFIG_H
+#define VAULT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "conf/schema.h"
+#include "util/vault_err.h"
+
+struct config {
+	char *listen;			/* host:port */
+	char *store_dir;		/* the LMDB environment */
+	char *keys_dir;			/* master-N.key files */
+	char *policy_file;
+	char *token_pepper_file;
+	bool insecure_plaintext;	/* development only, loopback only */
+	char *tls_cert, *tls_key, *tls_client_ca;	/* mTLS; NULL: none */
+	bool tls_require_client_cert;
+	int workers;			/* handler threads */
+	int cq_threads;			/* gRPC completion-queue threads */
+	int max_request_bytes;
+	int map_size_mb;
+	int store_high_water_pct;	/* ordinary writes stop at this % of the map */
+	int disk_reserve_mb;		/* kept allocated past the data file's end */
+	int audit_journal_reserve_mb;	/* kept allocated in each journal file */
+	int shutdown_grace_ms;
+	int max_attributes_per_request;
+	int max_consumer_id_bytes;
+	int max_group;			/* requests per group commit */
+	int max_streams;		/* authenticated streams at once */
+	int max_streams_per_principal;
+	int max_public_streams;		/* unauthenticated (health Watch) */
+	int max_public_streams_per_peer;
+	int auth_failures_per_peer;	/* a peer's failed authentications a minute */
+	int denial_audit_interval_s;	/* anonymous denials: one entry per interval */
+	int transport_memory_mb;	/* gRPC's buffers of every connection */
+	int max_pending_requests;	/* calls awaiting their request message */
+	int max_pending_requests_per_peer;
+	int request_timeout_ms;
+	int suppression_k;		/* default k for categorical features */
+	int ledger_retention_s;		/* deletion events are kept this long */
+	int request_retention_s;	/* know, delete, opt-out request records */
+	bool require_mlock;		/* refuse to start when keys cannot be locked */
+	int janitor_interval_ms;	/* collection and expiry passes */
+	int max_delete_batch;		/* requests in one DeleteConsumers */
+	int shred_epoch_s;		/* rotate the master key this often; 0: never */
+	int shred_retain_s;		/* destroy a replaced version after this */
+	char *log_level;
+	char *audit_broken;		/* "refuse" or "not_serving" */
+	struct schema schema;
+};
+
+/*
+ * Loads path. On failure returns VAULT_ERR_CONFIG and writes a message with
+ * the file, line and setting into err (errlen bytes).
+ */
+int config_load(struct config **out, const char *path, char *err,
+    size_t errlen) VAULT_WUR;
+void config_free(struct config *cfg);
+
+/* True when host:port names a loopback address (127.0.0.0/8, ::1, localhost). */
+bool config_listen_is_loopback(const char *listen);
+
+#endif

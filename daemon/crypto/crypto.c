@@ -1,0 +1,188 @@
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "crypto/crypto.h"
+
+#define KCV_CONTEXT "vaultd key check value v1"
+
+int
+crypto_init(void)
+{
+	return sodium_init() < 0 ? VAULT_ERR_INTERNAL : 0;
+}
+
+static void
+put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* Full associated data: the caller's context, then the blob's header bytes. */
+static int
+build_ad(uint8_t *buf, const uint8_t *ad, size_t ad_len, const uint8_t *header)
+{
+	if (ad_len > CRYPTO_MAX_AD)
+		return VAULT_ERR_INVALID;
+	if (ad_len > 0)
+		memcpy(buf, ad, ad_len);
+	memcpy(buf + ad_len, header, 5);
+	return 0;
+}
+
+int
+crypto_seal(const uint8_t key[CRYPTO_KEY_BYTES], uint32_t key_version,
+    const uint8_t *ad, size_t ad_len, const uint8_t *plain, size_t plain_len,
+    uint8_t *out, size_t out_cap)
+{
+	uint8_t full_ad[CRYPTO_MAX_AD + 5];
+	int r;
+
+	if (out_cap < plain_len + CRYPTO_OVERHEAD)
+		return VAULT_ERR_INVALID;
+	out[0] = CRYPTO_FORMAT_V1;
+	put_be32(out + 1, key_version);
+	randombytes_buf(out + 5, CRYPTO_NONCE_BYTES);
+	if ((r = build_ad(full_ad, ad, ad_len, out)) != 0)
+		return r;
+	crypto_aead_xchacha20poly1305_ietf_encrypt(out + CRYPTO_HEADER_BYTES,
+	    NULL, plain, plain_len, full_ad, ad_len + 5, NULL, out + 5, key);
+	return 0;
+}
+
+int
+crypto_open(const uint8_t key[CRYPTO_KEY_BYTES], const uint8_t *ad,
+    size_t ad_len, const uint8_t *blob, size_t blob_len, uint8_t *out,
+    size_t out_cap, size_t *plain_len)
+{
+	uint8_t full_ad[CRYPTO_MAX_AD + 5];
+	unsigned long long n = 0;
+	int r;
+
+	*plain_len = 0;
+	if (blob_len < CRYPTO_OVERHEAD || blob[0] != CRYPTO_FORMAT_V1)
+		return VAULT_ERR_CRYPTO;
+	if (out_cap < blob_len - CRYPTO_OVERHEAD)
+		return VAULT_ERR_INVALID;
+	if ((r = build_ad(full_ad, ad, ad_len, blob)) != 0)
+		return r;
+	if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, &n, NULL,
+	    blob + CRYPTO_HEADER_BYTES, blob_len - CRYPTO_HEADER_BYTES,
+	    full_ad, ad_len + 5, blob + 5, key) != 0) {
+		sodium_memzero(out, out_cap);
+		return VAULT_ERR_CRYPTO;
+	}
+	*plain_len = (size_t)n;
+	return 0;
+}
+
+int
+crypto_blob_version(const uint8_t *blob, size_t blob_len, uint32_t *version)
+{
+	if (blob_len < CRYPTO_OVERHEAD)
+		return VAULT_ERR_INVALID;
+	*version = (uint32_t)blob[1] << 24 | (uint32_t)blob[2] << 16 |
+	    (uint32_t)blob[3] << 8 | blob[4];
+	return 0;
+}
+
+void
+crypto_consumer_ref(const uint8_t index_key[CRYPTO_KEY_BYTES], const char *id,
+    size_t id_len, uint8_t ref[CRYPTO_REF_BYTES])
+{
+	crypto_generichash(ref, CRYPTO_REF_BYTES, (const uint8_t *)id, id_len,
+	    index_key, CRYPTO_KEY_BYTES);
+}
+
+void
+crypto_key_check_value(const uint8_t key[CRYPTO_KEY_BYTES],
+    uint8_t kcv[CRYPTO_KCV_BYTES])
+{
+	crypto_generichash(kcv, CRYPTO_KCV_BYTES, (const uint8_t *)KCV_CONTEXT,
+	    sizeof(KCV_CONTEXT) - 1, key, CRYPTO_KEY_BYTES);
+}
+
+void *
+crypto_secret_alloc(size_t len)
+{
+	return sodium_malloc(len);
+}
+
+void
+crypto_secret_free(void *p)
+{
+	if (p != NULL)
+		sodium_free(p);
+}
+
+void
+crypto_hex(const uint8_t *bin, size_t len, char *out)
+{
+	sodium_bin2hex(out, len * 2 + 1, bin, len);
+}
+
+int
+crypto_check_mlock(void)
+{
+	uint8_t probe[64];
+	int r = sodium_mlock(probe, sizeof(probe));
+
+	if (r == 0)
+		sodium_munlock(probe, sizeof(probe));
+	return r == 0 ? 0 : VAULT_ERR_NOMEM;
+}
+
+/*
+ * One locked scratch region per thread, kept between calls: sodium_malloc
+ * costs several system calls, too many for every read.
+ */
+struct scratch {
+	uint8_t *mem;
+	size_t len;
+};
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void
+scratch_free(void *p)
+{
+	struct scratch *s = p;
+
+	sodium_free(s->mem);
+	free(s);
+}
+
+static void
+scratch_init(void)
+{
+	pthread_key_create(&scratch_key, scratch_free);
+}
+
+uint8_t *
+crypto_scratch(size_t len)
+{
+	struct scratch *s;
+
+	pthread_once(&scratch_once, scratch_init);
+	if ((s = pthread_getspecific(scratch_key)) == NULL) {
+		if ((s = calloc(1, sizeof(*s))) == NULL)
+			return NULL;
+		pthread_setspecific(scratch_key, s);
+	}
+	if (s->len < len) {
+		size_t want = len < 4096 ? 4096 : len;
+
+		sodium_free(s->mem);
+		s->len = 0;
+		if ((s->mem = sodium_malloc(want)) == NULL)
+			return NULL;
+		s->len = want;
+	}
+	return s->mem;
+}

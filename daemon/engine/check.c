@@ -1,0 +1,436 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "audit/audit.h"
+#include "engine/check.h"
+#include "engine/consent.h"
+#include "engine/consumer.h"
+#include "engine/dataset.h"
+#include "util/log.h"
+#include "engine/record.h"
+#include "engine/vault.h"
+
+/* What one kind of record came to. */
+struct tally {
+	const char *what;
+	uint64_t checked, damaged, orphaned;
+};
+
+enum { K_CONSUMERS, K_ATTRS, K_MANIFESTS, K_CONSENTS, K_LINEAGE, K_COUNTS,
+	K_GC, K_AUDIT, K_AUDIT_INDEX, K_META, K_KINDS };
+
+/* One expected suppression count, from a decrypted categorical value. */
+struct count {
+	uint8_t key[TOKEN_COUNT_KEY_MAX];
+	size_t len;
+	uint64_t n;
+};
+
+struct check {
+	struct vault *v;
+	MDB_txn *txn;
+	struct tally t[K_KINDS];
+	struct count *counts;
+	size_t n_counts, cap_counts;
+	uint64_t pending;	/* attribute records queued for collection */
+	uint8_t *mem;		/* locked: DEK, seed, one value */
+};
+
+/* LMDB's default key order. */
+static int
+key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	int c = memcmp(a, b, alen < blen ? alen : blen);
+
+	return c != 0 ? c : alen < blen ? -1 : alen > blen;
+}
+
+static int
+count_cmp(const void *a, const void *b)
+{
+	const struct count *x = a, *y = b;
+
+	return key_cmp(x->key, x->len, y->key, y->len);
+}
+
+static int
+count_add(struct check *c, int attr, const char *value, size_t len)
+{
+	if (c->n_counts == c->cap_counts) {
+		size_t cap = c->cap_counts ? 2 * c->cap_counts : 1024;
+		struct count *p = realloc(c->counts, cap * sizeof(*p));
+
+		if (p == NULL)
+			return VAULT_ERR_NOMEM;
+		c->counts = p;
+		c->cap_counts = cap;
+	}
+	c->counts[c->n_counts].len = tokenizer_count_key(c->v->tok, attr, value,
+	    len, c->counts[c->n_counts].key);
+	c->counts[c->n_counts++].n = 1;
+	return 0;
+}
+
+static bool
+exists(struct check *c, MDB_dbi dbi, const uint8_t *key, size_t len)
+{
+	MDB_val k = { len, (void *)key }, val;
+
+	return mdb_get(c->txn, dbi, &k, &val) == 0;
+}
+
+/* One attribute record of a live consumer: it agrees and opens. */
+static int
+check_attr(struct check *c, const uint8_t *ref, const struct consumer_rec *rec,
+    const struct manifest *m, const MDB_val *k, const MDB_val *val)
+{
+	char name[SCHEMA_NAME_MAX];
+	size_t nlen = k->mv_size - CRYPTO_REF_BYTES, len;
+	uint8_t *value = c->mem + 2 * CRYPTO_KEY_BYTES;
+	int a, r;
+
+	if (nlen == 0 || nlen >= SCHEMA_NAME_MAX)
+		return VAULT_ERR_CRYPTO;
+	memcpy(name, (const uint8_t *)k->mv_data + CRYPTO_REF_BYTES, nlen);
+	name[nlen] = '\0';
+	if ((r = consumer_manifest_agrees(m, name, nlen, val)) != 0 ||
+	    (r = record_open_attr(c->mem, ref, name, rec->dek_generation, val,
+	    value, SCHEMA_VALUE_MAX + 1, &len, NULL)) != 0)
+		return r;
+	a = schema_find_attr(c->v->schema, name, nlen);
+	if (a >= 0 && c->v->schema->attrs[a].feature == FEAT_CATEGORY)
+		return count_add(c, a, (const char *)value, len);
+	return 0;
+}
+
+/* A consumer: its keys, manifest and every attribute record. */
+static bool
+check_consumer(struct check *c, MDB_cursor *acur, const MDB_val *ck,
+    const MDB_val *cv)
+{
+	const uint8_t *ref = ck->mv_data;
+	struct consumer_rec rec;
+	struct manifest m;
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	size_t n = 0;
+	bool ok = true;
+	int rc;
+
+	if (ck->mv_size != CRYPTO_REF_BYTES ||
+	    record_parse_consumer(cv, &rec) != 0 ||
+	    record_unwrap_dek(c->v->kr, ref, &rec, c->mem) != 0 ||
+	    record_open_seed(c->mem, ref, &rec, c->mem + CRYPTO_KEY_BYTES) != 0 ||
+	    consumer_manifest_get(c->v, c->txn, ref, &rec, &m) != 0)
+		return false;
+	for (rc = mdb_cursor_get(acur, &k, &val, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(acur, &k, &val, MDB_NEXT)) {
+		if (k.mv_size < CRYPTO_REF_BYTES ||
+		    memcmp(k.mv_data, ref, CRYPTO_REF_BYTES) != 0)
+			break;
+		n++;
+		if (check_attr(c, ref, &rec, &m, &k, &val) != 0)
+			ok = false;
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		ok = false;
+	if (m.p != NULL && n != m.n)
+		ok = false;	/* a record the manifest lists is missing */
+	return ok;
+}
+
+static void
+walk_consumers(struct check *c)
+{
+	struct store *st = c->v->store;
+	MDB_cursor *cur = NULL, *acur = NULL;
+	MDB_val k, val;
+	int rc;
+
+	if (mdb_cursor_open(c->txn, st->consumers, &cur) != 0 ||
+	    mdb_cursor_open(c->txn, st->attrs, &acur) != 0) {
+		c->t[K_CONSUMERS].damaged++;
+		goto out;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		c->t[K_CONSUMERS].checked++;
+		if (!check_consumer(c, acur, &k, &val))
+			c->t[K_CONSUMERS].damaged++;
+	}
+	if (rc != MDB_NOTFOUND)
+		c->t[K_CONSUMERS].damaged++;
+out:
+	mdb_cursor_close(acur);
+	mdb_cursor_close(cur);
+}
+
+/* The sizes of the records of one database, and their format byte. */
+struct shape {
+	size_t key_min, key_max, val_min, val_max;
+	int fmt;		/* -1: no format byte */
+};
+
+/* A lineage value must name a dataset; others are checked by shape only. */
+static bool
+value_ok(struct check *c, int kind, const struct shape *sh, const MDB_val *val)
+{
+	struct dataset_info ds;
+
+	if (val->mv_size < sh->val_min || val->mv_size > sh->val_max ||
+	    (sh->fmt >= 0 && ((const uint8_t *)val->mv_data)[0] != sh->fmt))
+		return false;
+	return kind != K_LINEAGE || dataset_by_number(c->v, c->txn,
+	    store_get_u32(val->mv_data), &ds) == 0;
+}
+
+/*
+ * Records keyed by ref (| more) must belong to a live consumer; attribute
+ * records of a deleted one may wait for the collector.
+ */
+static void
+walk_by_ref(struct check *c, MDB_dbi dbi, int kind, const struct shape *sh)
+{
+	struct store *st = c->v->store;
+	MDB_cursor *cur = NULL;
+	MDB_val k, val;
+	int rc;
+
+	if (mdb_cursor_open(c->txn, dbi, &cur) != 0) {
+		c->t[kind].damaged++;
+		return;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		c->t[kind].checked++;
+		if (k.mv_size < sh->key_min || k.mv_size > sh->key_max ||
+		    !value_ok(c, kind, sh, &val)) {
+			c->t[kind].damaged++;
+			continue;
+		}
+		if (exists(c, st->consumers, k.mv_data, CRYPTO_REF_BYTES))
+			continue;
+		if (kind == K_ATTRS &&
+		    exists(c, st->gc, k.mv_data, CRYPTO_REF_BYTES))
+			c->pending++;
+		else if (kind == K_GC)
+			;	/* queued: its consumer is gone, as it should be */
+		else
+			c->t[kind].orphaned++;
+	}
+	if (rc != MDB_NOTFOUND)
+		c->t[kind].damaged++;
+	mdb_cursor_close(cur);
+}
+
+/* The stored counts against those recomputed from the values. */
+static void
+walk_counts(struct check *c)
+{
+	struct tally *t = &c->t[K_COUNTS];
+	MDB_cursor *cur = NULL;
+	MDB_val k, val;
+	size_t i = 0, n = 0;
+	int rc;
+
+	if (c->n_counts > 0)
+		qsort(c->counts, c->n_counts, sizeof(*c->counts), count_cmp);
+	for (size_t j = 0; j < c->n_counts; j++) {	/* merge equal keys */
+		if (n > 0 && count_cmp(&c->counts[n - 1], &c->counts[j]) == 0)
+			c->counts[n - 1].n++;
+		else
+			c->counts[n++] = c->counts[j];
+	}
+	if (mdb_cursor_open(c->txn, c->v->store->counts, &cur) != 0) {
+		t->damaged++;
+		return;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		const char *nul = memchr(k.mv_data, '\0', k.mv_size);
+
+		t->checked++;
+		/* Counts of attributes a schema change dropped: the purge's. */
+		if (nul != NULL && schema_find_attr(c->v->schema, k.mv_data,
+		    (size_t)(nul - (const char *)k.mv_data)) < 0)
+			continue;
+		for (; i < n && key_cmp(c->counts[i].key, c->counts[i].len,
+		    k.mv_data, k.mv_size) < 0; i++)
+			t->damaged++;	/* a value with no count */
+		if (i < n && key_cmp(c->counts[i].key, c->counts[i].len,
+		    k.mv_data, k.mv_size) == 0) {
+			if (val.mv_size != 8 ||
+			    store_get_u64(val.mv_data) != c->counts[i].n)
+				t->damaged++;
+			i++;
+		} else {
+			t->damaged++;	/* a count of no value */
+		}
+	}
+	t->damaged += n - i;
+	if (rc != MDB_NOTFOUND)
+		t->damaged++;
+	mdb_cursor_close(cur);
+}
+
+/* Each entry of the audit index must name an entry of the chain. */
+static void
+walk_audit_index(struct check *c)
+{
+	struct tally *t = &c->t[K_AUDIT_INDEX];
+	MDB_cursor *cur = NULL;
+	MDB_val k, val;
+	int rc;
+
+	if (mdb_cursor_open(c->txn, c->v->store->audit_ref, &cur) != 0) {
+		t->damaged++;
+		return;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		t->checked++;
+		if (k.mv_size != CRYPTO_REF_BYTES || val.mv_size != 8 ||
+		    !exists(c, c->v->store->audit, val.mv_data, 8))
+			t->damaged++;
+	}
+	if (rc != MDB_NOTFOUND)
+		t->damaged++;
+	mdb_cursor_close(cur);
+}
+
+static void
+walk_plain(struct check *c, MDB_dbi dbi, int kind)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k, val;
+	int rc;
+
+	if (mdb_cursor_open(c->txn, dbi, &cur) != 0) {
+		c->t[kind].damaged++;
+		return;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT))
+		c->t[kind].checked++;
+	if (rc != MDB_NOTFOUND)
+		c->t[kind].damaged++;
+	mdb_cursor_close(cur);
+}
+
+static void
+check_audit_chain(struct check *c)
+{
+	struct audit_check ac;
+
+	/* Its own snapshot; record false: nothing is written. */
+	if (audit_check(c->v, true, false, &ac) != 0) {
+		c->t[K_AUDIT].damaged++;
+		return;
+	}
+	c->t[K_AUDIT].checked = ac.entries;
+	if (!audit_check_ok(&ac))
+		c->t[K_AUDIT].damaged++;
+}
+
+static uint64_t
+report(const struct check *c)
+{
+	uint64_t total = 0;
+
+	for (int i = 0; i < K_KINDS; i++) {
+		const struct tally *t = &c->t[i];
+
+		printf("%-22s %10llu checked, %llu damaged, %llu orphaned\n",
+		    t->what, (unsigned long long)t->checked,
+		    (unsigned long long)t->damaged,
+		    (unsigned long long)t->orphaned);
+		total += t->damaged + t->orphaned;
+	}
+	printf("%-22s %10llu awaiting collection (of deleted consumers)\n",
+	    "attribute records", (unsigned long long)c->pending);
+	printf("damaged %llu\n", (unsigned long long)total);
+	return total;
+}
+
+/* The daemon's lock (journal.c): held until exit. -1 when it is taken. */
+static int
+take_lock(const char *dir)
+{
+	char path[4096];
+	int fd;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/audit-journal.0", dir) >=
+	    sizeof(path))
+		return -1;
+	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
+		return errno == ENOENT ? -2 : -1;	/* never served: no lock */
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int
+check_store(const struct config *cfg)
+{
+	static const char *const what[K_KINDS] = { "consumers",
+	    "attribute records", "manifests", "consents", "lineage",
+	    "counts", "collection queue", "audit entries", "audit index",
+	    "meta" };
+	struct check c = { 0 };
+	int fd, r = 2;
+
+	if ((fd = take_lock(cfg->store_dir)) == -1) {
+		log_error("the store is in use (is a vaultd running on it?) or "
+		    "its audit journal cannot be opened: stop the daemon first");
+		return 2;
+	}
+	for (int i = 0; i < K_KINDS; i++)
+		c.t[i].what = what[i];
+	if (vault_open(&c.v, cfg, VAULT_OPEN_EXISTING) != 0) {
+		log_error("cannot open the vault: the store or its keys are "
+		    "damaged or missing");
+		goto out;
+	}
+	if ((c.mem = crypto_secret_alloc(2 * CRYPTO_KEY_BYTES +
+	    SCHEMA_VALUE_MAX + 1)) == NULL ||
+	    store_read_begin(c.v->store, &c.txn) != 0)
+		goto out;
+	walk_consumers(&c);
+	walk_by_ref(&c, c.v->store->attrs, K_ATTRS, &(struct shape){
+	    CRYPTO_REF_BYTES + 1, CRYPTO_REF_BYTES + SCHEMA_NAME_MAX - 1,
+	    RECORD_ATTR_HDR + CRYPTO_OVERHEAD, RECORD_ATTR_MAX, RECORD_FORMAT });
+	walk_by_ref(&c, c.v->store->manifests, K_MANIFESTS, &(struct shape){
+	    CRYPTO_REF_BYTES, CRYPTO_REF_BYTES, 3 + RECORD_MANIFEST_TAG,
+	    RECORD_MANIFEST_MAX, RECORD_MANIFEST_FORMAT });
+	/* consent.h: fmt(1) | granted(1) | updated ms(8) | source */
+	walk_by_ref(&c, c.v->store->consents, K_CONSENTS, &(struct shape){
+	    CRYPTO_REF_BYTES + 1, CRYPTO_REF_BYTES + SCHEMA_NAME_MAX, 10,
+	    10 + CONSENT_SOURCE_MAX, 1 });
+	walk_by_ref(&c, c.v->store->lineage, K_LINEAGE, &(struct shape){
+	    CRYPTO_REF_BYTES, CRYPTO_REF_BYTES, 4, 4, -1 });
+	walk_by_ref(&c, c.v->store->gc, K_GC, &(struct shape){
+	    CRYPTO_REF_BYTES, CRYPTO_REF_BYTES, 8, 8, -1 });
+	walk_counts(&c);
+	walk_audit_index(&c);
+	walk_plain(&c, c.v->store->meta, K_META);
+	mdb_txn_abort(c.txn);
+	c.txn = NULL;
+	check_audit_chain(&c);
+	r = report(&c) == 0 ? 0 : 1;
+out:
+	mdb_txn_abort(c.txn);
+	crypto_secret_free(c.mem);
+	free(c.counts);
+	vault_close(c.v);
+	if (fd >= 0)
+		close(fd);
+	return r;
+}

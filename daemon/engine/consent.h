@@ -1,0 +1,63 @@
+/*
+ * Consent per consumer and purpose, and the consumer-wide flags.
+ *
+ * consents: ref | purpose -> fmt(1) | granted(1) | updated ms(8) | source
+ *           ref | "#flags" -> fmt(1) | flags(1) | updated ms(8) | source
+ *
+ * A consumer may be used for a purpose when: the purpose is not a sale or
+ * share while the consumer opted out of those (or sent Global Privacy
+ * Control); and its consent record for the purpose grants it, or, without
+ * one, the purpose is opt-out rather than opt-in.
+ */
+#ifndef VAULT_CONSENT_H
+#define VAULT_CONSENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#include "crypto/crypto.h"
+#include "engine/vault.h"
+
+#define CONSENT_OPT_OUT_SALE_SHARE 0x01
+#define CONSENT_LIMIT_SENSITIVE 0x02
+#define CONSENT_SOURCE_MAX 32
+
+enum flag_change { FLAG_KEEP, FLAG_SET, FLAG_CLEAR };
+
+struct consent_change {
+	int purpose;			/* -1: flags only */
+	bool granted;
+	const char *source;		/* validated by consent_check_source */
+	enum flag_change limit_sensitive, opt_out_sale_share;
+};
+
+/* NULL when source is [a-z0-9_-]{1,32}; else the reason. */
+const char *consent_check_source(const char *source);
+
+/*
+ * Applies change to consumer id (VAULT_ERR_NOT_FOUND if it does not exist);
+ * durable on return. *flags is the consumer's flags afterwards.
+ */
+int consent_set(struct vault *v, const char *id, size_t id_len,
+    const struct consent_change *change, uint8_t ref[CRYPTO_REF_BYTES],
+    uint8_t *flags) VAULT_WUR;
+
+/* Within txn: may the consumer be used for purpose? Also returns its flags. */
+int consent_allows(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    int purpose, bool *allowed, uint8_t *flags) VAULT_WUR;
+
+/*
+ * Within txn: calls fn for every consent record of ref: the purpose name
+ * (or "#flags", whose state is the flags), state, time and source.
+ */
+int consent_list(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    int (*fn)(const char *name, size_t len, uint8_t state, uint64_t at_ms,
+    const char *source, size_t source_len, void *arg), void *arg) VAULT_WUR;
+
+/* Within a write txn: removes every consent record of ref. */
+int consent_delete_all(struct store *st, MDB_txn *txn,
+    const uint8_t *ref) VAULT_WUR;
+
+#endif

@@ -1,0 +1,746 @@
+#include <string.h>
+
+#include <sodium.h>
+
+#include <stdlib.h>
+
+#include "engine/consent.h"
+#include "util/crashpoint.h"
+#include "engine/dataset.h"
+#include "engine/consumer.h"
+#include "util/log.h"
+#include "engine/record.h"
+
+/* Locked scratch for one job: DEK, seed, one decrypted value. */
+struct scratch {
+	uint8_t *mem;
+	uint8_t *dek, *seed, *value;
+};
+
+
+/* This thread's scratch region; the caller wipes it when done. */
+static int
+scratch_new(struct scratch *s)
+{
+	if ((s->mem = crypto_scratch(RECORD_SCRATCH_BYTES)) == NULL)
+		return VAULT_ERR_NOMEM;
+	s->dek = s->mem;
+	s->seed = s->mem + CRYPTO_KEY_BYTES;
+	s->value = s->mem + 2 * CRYPTO_KEY_BYTES;
+	return 0;
+}
+
+int
+consumer_manifest_get(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const struct consumer_rec *rec, struct manifest *m)
+{
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	int rc = mdb_get(txn, v->store->manifests, &k, &val);
+
+	memset(m, 0, sizeof(*m));
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return store_err(v->store, rc, "get manifest");
+	if (rec->has_manifest != (rc == 0)) {
+		log_error("a consumer's manifest is %s: the store is corrupt or "
+		    "was tampered with", rec->has_manifest ? "missing" :
+		    "there, but its record says it has none");
+		return VAULT_ERR_CRYPTO;
+	}
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	return record_manifest_open(keyring_index_key(v->kr), ref, &val, m);
+}
+
+int
+consumer_manifest_agrees(const struct manifest *m, const char *name,
+    size_t len, const MDB_val *val)
+{
+	uint64_t updated = 0;
+	bool listed;
+
+	if (m->p == NULL)
+		return 0;
+	listed = record_manifest_find(m, name, len, &updated) == 0;
+	if (listed == (val != NULL) &&
+	    (val == NULL || record_attr_updated(val) == updated))
+		return 0;
+	log_error("an attribute record %s: the store is corrupt or was "
+	    "tampered with", !listed ? "is not in its consumer's manifest" :
+	    val == NULL ? "its consumer's manifest lists is missing" :
+	    "is not the version its consumer's manifest lists");
+	return VAULT_ERR_CRYPTO;
+}
+
+/*
+ * The manifest entries of the consumer at ref before a write: its
+ * manifest's, or for a consumer written before manifests, those of the
+ * records it has now (trusted once, on this first write).
+ */
+static int
+manifest_entries(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const struct consumer_rec *rec, struct manifest_entry *e, size_t *n)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	struct manifest m;
+	int rc, r;
+
+	*n = 0;
+	if ((r = consumer_manifest_get(v, txn, ref, rec, &m)) != 0)
+		return r;
+	if (m.p != NULL)
+		return record_manifest_entries(&m, e, RECORD_MANIFEST_ENTRIES, n);
+	if ((rc = mdb_cursor_open(txn, v->store->attrs, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		if (k.mv_size < CRYPTO_REF_BYTES ||
+		    memcmp(k.mv_data, ref, CRYPTO_REF_BYTES) != 0)
+			break;
+		if ((r = record_manifest_set(e, n, RECORD_MANIFEST_ENTRIES,
+		    (const char *)k.mv_data + CRYPTO_REF_BYTES,
+		    k.mv_size - CRYPTO_REF_BYTES, record_attr_updated(&val))) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		r = store_err(v->store, rc, "read attributes");
+	return r;
+}
+
+static int
+manifest_put(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const struct manifest_entry *e, size_t n, uint8_t *buf)
+{
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	int rc;
+
+	val.mv_size = record_manifest_seal(keyring_index_key(v->kr), ref, e, n, buf);
+	val.mv_data = buf;
+	rc = mdb_put(txn, v->store->manifests, &k, &val, 0);
+	return rc == 0 ? 0 : store_err(v->store, rc, "put manifest");
+}
+
+int
+consumer_manifest_prune_txn(struct vault *v, MDB_txn *txn, const uint8_t *ref)
+{
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	struct manifest_entry *e = NULL;
+	struct consumer_rec rec;
+	uint8_t *buf = NULL;
+	size_t n, kept = 0;
+	int rc, r;
+
+	if ((rc = mdb_get(txn, v->store->consumers, &k, &val)) == MDB_NOTFOUND)
+		return 0;	/* deleted: the collector takes its records */
+	if (rc != 0)
+		return store_err(v->store, rc, "get consumer");
+	if ((r = record_parse_consumer(&val, &rec)) != 0 || !rec.has_manifest)
+		return r;
+	if ((e = calloc(RECORD_MANIFEST_ENTRIES, sizeof(*e))) == NULL ||
+	    (buf = malloc(RECORD_MANIFEST_MAX)) == NULL) {
+		r = VAULT_ERR_NOMEM;
+		goto out;
+	}
+	if ((r = manifest_entries(v, txn, ref, &rec, e, &n)) != 0)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		if (schema_find_attr(v->schema, (const char *)e[i].name,
+		    e[i].len) >= 0)
+			e[kept++] = e[i];
+	r = manifest_put(v, txn, ref, e, kept, buf);
+out:
+	free(e);
+	free(buf);
+	return r;
+}
+
+/* Adds delta to the number of live consumers holding value for attr. */
+static int
+count_adjust(struct vault *v, MDB_txn *txn, int attr, const char *value,
+    size_t len, int delta)
+{
+	uint8_t key[TOKEN_COUNT_KEY_MAX], buf[8];
+	MDB_val k = { tokenizer_count_key(v->tok, attr, value, len, key), key }, val;
+	uint64_t n = 0;
+	int rc = mdb_get(txn, v->store->counts, &k, &val);
+
+	if (rc == 0 && val.mv_size == 8)
+		n = store_get_u64(val.mv_data);
+	else if (rc != 0 && rc != MDB_NOTFOUND)
+		return store_err(v->store, rc, "get count");
+	if (delta < 0 && n == 0) {
+		log_error("a value count would go below zero; counts are corrupt");
+		return VAULT_ERR_STATE;
+	}
+	n = delta < 0 ? n - 1 : n + 1;
+	if (n == 0) {
+		rc = mdb_del(txn, v->store->counts, &k, NULL);
+		return rc == 0 ? 0 : store_err(v->store, rc, "delete count");
+	}
+	store_put_u64(buf, n);
+	val = (MDB_val){ sizeof(buf), buf };
+	rc = mdb_put(txn, v->store->counts, &k, &val, 0);
+	return rc == 0 ? 0 : store_err(v->store, rc, "put count");
+}
+
+/* Opens the current value of attr into s->value; *found false if unset. */
+static int
+read_value(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const struct consumer_rec *rec, struct scratch *s, int attr, bool *found,
+    size_t *len)
+{
+	const char *name = v->schema->attrs[attr].name;
+	uint8_t key[RECORD_ATTR_KEY_MAX];
+	MDB_val k = { record_attr_key(key, ref, name), key }, val;
+	int rc = mdb_get(txn, v->store->attrs, &k, &val);
+
+	*found = false;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return store_err(v->store, rc, "get attribute");
+	*found = true;
+	return record_open_attr(s->dek, ref, name, rec->dek_generation, &val,
+	    s->value, SCHEMA_VALUE_MAX + 1, len, NULL);
+}
+
+/* Keeps the counts right when a categorical value changes. */
+static int
+recount(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const struct consumer_rec *rec, struct scratch *s, const struct attr_in *a)
+{
+	size_t len;
+	bool found;
+	int r;
+
+	if (v->schema->attrs[a->attr].feature != FEAT_CATEGORY)
+		return 0;
+	if ((r = read_value(v, txn, ref, rec, s, a->attr, &found, &len)) != 0)
+		return r;
+	if (found && len == a->len && memcmp(s->value, a->value, len) == 0)
+		return 0;
+	if (found && (r = count_adjust(v, txn, a->attr, (char *)s->value, len,
+	    -1)) != 0)
+		return r;
+	return count_adjust(v, txn, a->attr, a->value, a->len, +1);
+}
+
+/*
+ * A consumer deleted at this ref may still have attribute records waiting
+ * for the collector; a new consumer must not inherit them.
+ */
+static int
+drop_leftovers(struct vault *v, MDB_txn *txn, const uint8_t *ref)
+{
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	int rc = mdb_get(txn, v->store->gc, &k, &val), r;
+
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return store_err(v->store, rc, "get collection entry");
+	if ((r = store_delete_prefix(v->store, txn, v->store->attrs, ref,
+	    CRYPTO_REF_BYTES)) != 0)
+		return r;
+	rc = mdb_del(txn, v->store->gc, &k, NULL);
+	return rc == 0 ? 0 : store_err(v->store, rc, "delete collection entry");
+}
+
+struct put_job {
+	struct vault *v;
+	const uint8_t *ref;
+	const struct attr_in *attrs;
+	size_t n;
+	bool created;
+	struct scratch s;
+	struct manifest_entry *entries;	/* RECORD_MANIFEST_ENTRIES */
+	uint8_t *manifest;		/* RECORD_MANIFEST_MAX bytes */
+};
+
+static int
+put_apply(MDB_txn *txn, void *arg)
+{
+	struct put_job *job = arg;
+	struct vault *v = job->v;
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)job->ref }, val;
+	struct consumer_rec rec;
+	uint8_t key[RECORD_ATTR_KEY_MAX], buf[RECORD_ATTR_MAX];
+	uint8_t crec[RECORD_CONSUMER_BYTES];
+	uint64_t now = store_now_ms();
+	size_t len, n_entries = 0;
+	int rc, r;
+
+	job->created = false;
+	/* An ordinary write: refused in the headroom (store.h). */
+	if ((r = store_room(v->store)) != 0)
+		return r;
+	rc = mdb_get(txn, v->store->consumers, &k, &val);
+	if (rc == 0 && val.mv_size == sizeof(crec))
+		memcpy(crec, val.mv_data, sizeof(crec));	/* for a migration */
+	if (rc == MDB_NOTFOUND) {
+		if ((r = drop_leftovers(v, txn, job->ref)) != 0 ||
+		    (r = record_new_consumer(v->kr, job->ref, job->s.dek,
+		    job->s.seed, crec)) != 0)
+			return r;
+		val = (MDB_val){ sizeof(crec), crec };
+		if ((rc = mdb_put(txn, v->store->consumers, &k, &val, 0)) != 0)
+			return store_err(v->store, rc, "put consumer");
+		job->created = true;
+	} else if (rc != 0) {
+		return store_err(v->store, rc, "get consumer");
+	}
+	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
+	    (!job->created &&
+	    (r = record_unwrap_dek(v->kr, job->ref, &rec, job->s.dek)) != 0))
+		return r;
+	if (!job->created && (r = manifest_entries(v, txn, job->ref, &rec,
+	    job->entries, &n_entries)) != 0)
+		return r;
+	for (size_t i = 0; i < job->n; i++) {
+		const struct attr_in *a = &job->attrs[i];
+		const char *name = v->schema->attrs[a->attr].name;
+
+		if ((r = recount(v, txn, job->ref, &rec, &job->s, a)) != 0 ||
+		    (r = record_seal_attr(job->s.dek, job->ref, name,
+		    rec.dek_generation, a->value, a->len, now, buf, &len)) != 0)
+			return r;
+		k = (MDB_val){ record_attr_key(key, job->ref, name), key };
+		val = (MDB_val){ len, buf };
+		if ((rc = mdb_put(txn, v->store->attrs, &k, &val, 0)) != 0)
+			return store_err(v->store, rc, "put attribute");
+		if ((r = record_manifest_set(job->entries, &n_entries,
+		    RECORD_MANIFEST_ENTRIES, name, strlen(name), now)) != 0)
+			return r;
+	}
+	VAULT_CRASH_POINT("put.before_manifest");
+	if ((r = manifest_put(v, txn, job->ref, job->entries, n_entries,
+	    job->manifest)) != 0)
+		return r;
+	if (!rec.has_manifest) {
+		/* Written before manifests: from now on it has one. */
+		crec[0] = RECORD_CONSUMER_MANIFEST;
+		k = (MDB_val){ CRYPTO_REF_BYTES, (void *)job->ref };
+		val = (MDB_val){ sizeof(crec), crec };
+		if ((rc = mdb_put(txn, v->store->consumers, &k, &val, 0)) != 0)
+			return store_err(v->store, rc, "put consumer");
+	}
+	VAULT_CRASH_POINT("put.after_manifest");
+	return 0;
+}
+
+int
+consumer_put(struct vault *v, const char *id, size_t id_len,
+    const struct attr_in *attrs, size_t n, bool *created,
+    uint8_t ref[CRYPTO_REF_BYTES])
+{
+	struct put_job job = { .v = v, .ref = ref, .attrs = attrs, .n = n };
+	int r;
+
+	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, ref);
+	*created = false;
+	if ((job.entries = calloc(RECORD_MANIFEST_ENTRIES,
+	    sizeof(*job.entries))) == NULL ||
+	    (job.manifest = malloc(RECORD_MANIFEST_MAX)) == NULL) {
+		r = VAULT_ERR_NOMEM;
+		goto out;
+	}
+	if ((r = scratch_new(&job.s)) != 0)
+		goto out;
+	r = writer_submit(v->wr, put_apply, &job);
+	sodium_memzero(job.s.mem, RECORD_SCRATCH_BYTES);
+	*created = r == 0 && job.created;
+out:
+	free(job.entries);
+	free(job.manifest);
+	return r;
+}
+
+/* The attribute records to open: wanted ones, or every one the schema has. */
+static int
+collect_attrs(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const struct manifest *m, const int *attrs, size_t n_attrs, int *idx,
+    MDB_val *vals, size_t *count)
+{
+	size_t n = n_attrs == 0 ? v->schema->n_attrs : n_attrs;
+	uint8_t key[RECORD_ATTR_KEY_MAX];
+	MDB_val k;
+	int rc;
+
+	*count = 0;
+	for (size_t i = 0; i < n; i++) {
+		int a = n_attrs == 0 ? (int)i : attrs[i];
+		const char *name = v->schema->attrs[a].name;
+		int r;
+
+		k = (MDB_val){ record_attr_key(key, ref, name), key };
+		rc = mdb_get(txn, v->store->attrs, &k, &vals[*count]);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return store_err(v->store, rc, "get attribute");
+		if ((r = consumer_manifest_agrees(m, name, strlen(name),
+		    rc == 0 ? &vals[*count] : NULL)) != 0)
+			return r;
+		if (rc == MDB_NOTFOUND)
+			continue;
+		idx[(*count)++] = a;
+	}
+	return 0;
+}
+
+/*
+ * Every attribute record of ref, in the schema or not (for the right to
+ * know); names[i] is the name in the record's key, idx[i] -1 when the
+ * schema does not have it.
+ */
+static int
+collect_all(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const struct manifest *m, int *idx, MDB_val *names, MDB_val *vals,
+    size_t *count)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	int rc, r = 0;
+
+	*count = 0;
+	if ((rc = mdb_cursor_open(txn, v->store->attrs, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		if (k.mv_size < CRYPTO_REF_BYTES ||
+		    memcmp(k.mv_data, ref, CRYPTO_REF_BYTES) != 0)
+			break;
+		if (k.mv_size == CRYPTO_REF_BYTES ||
+		    k.mv_size - CRYPTO_REF_BYTES >= SCHEMA_NAME_MAX) {
+			log_error("an attribute record has a malformed key");
+			r = VAULT_ERR_STATE;
+			break;
+		}
+		if (*count == CONSUMER_VALUES_MAX) {
+			log_error("a consumer has more than %d attribute records",
+			    CONSUMER_VALUES_MAX);
+			r = VAULT_ERR_LIMIT;
+			break;
+		}
+		names[*count] = (MDB_val){ k.mv_size - CRYPTO_REF_BYTES,
+		    (uint8_t *)k.mv_data + CRYPTO_REF_BYTES };
+		if ((r = consumer_manifest_agrees(m, names[*count].mv_data,
+		    names[*count].mv_size, &val)) != 0)
+			break;
+		idx[*count] = schema_find_attr(v->schema, names[*count].mv_data,
+		    names[*count].mv_size);
+		vals[(*count)++] = val;
+	}
+	mdb_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		r = store_err(v->store, rc, "read attributes");
+	/* Each record is listed; so many records: none listed is missing. */
+	if (r == 0 && m->p != NULL && *count != m->n) {
+		log_error("attribute records a consumer's manifest lists are "
+		    "missing: the store is corrupt or was tampered with");
+		r = VAULT_ERR_CRYPTO;
+	}
+	return r;
+}
+
+/*
+ * Opens the values into out->buf, which holds total bytes; the names of
+ * attributes outside the schema (idx -1, names[i]) go there too.
+ */
+static int
+open_attrs(struct vault *v, const uint8_t *dek, const struct consumer_rec *rec,
+    const int *idx, const MDB_val *names, const MDB_val *vals, size_t count,
+    size_t total, struct consumer_values *out)
+{
+	size_t off = 0, len;
+	int r;
+
+	for (size_t i = 0; i < count; i++) {
+		const char *name;
+		uint64_t updated;
+
+		if (idx[i] >= 0) {
+			name = v->schema->attrs[idx[i]].name;
+		} else {
+			memcpy(out->buf + off, names[i].mv_data, names[i].mv_size);
+			out->buf[off + names[i].mv_size] = '\0';
+			name = (const char *)out->buf + off;
+			off += names[i].mv_size + 1;
+		}
+		if ((r = record_open_attr(dek, out->ref, name, rec->dek_generation,
+		    &vals[i], out->buf + off, total - off, &len, &updated)) != 0)
+			return r;
+		out->v[out->n++] = (struct attr_out){ idx[i], name,
+		    (const char *)out->buf + off, len, updated };
+		off += len + 1;
+	}
+	return 0;
+}
+
+/* Drops sensitive attributes the consumer limited, for a non-essential purpose. */
+static size_t
+withhold(struct vault *v, int purpose, uint8_t flags, int *idx, MDB_val *vals,
+    size_t count, struct consumer_values *out)
+{
+	size_t kept = 0;
+
+	if (purpose < 0 || !(flags & CONSENT_LIMIT_SENSITIVE) ||
+	    v->schema->purposes[purpose].essential)
+		return count;
+	for (size_t i = 0; i < count; i++) {
+		if (v->schema->attrs[idx[i]].sensitive) {
+			out->withheld[out->n_withheld++] = idx[i];
+			continue;
+		}
+		idx[kept] = idx[i];
+		vals[kept++] = vals[i];
+	}
+	return kept;
+}
+
+int
+consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
+    const int *attrs, size_t n_attrs, struct consumer_values *out)
+{
+	MDB_val vals[CONSUMER_VALUES_MAX], names[CONSUMER_VALUES_MAX];
+	int idx[CONSUMER_VALUES_MAX];
+	MDB_txn *txn = NULL;
+	MDB_val k, val;
+	struct consumer_rec rec;
+	struct manifest m;
+	uint8_t *dek = NULL, flags = 0;
+	size_t count, total = 1;
+	bool allowed;
+	int rc, r;
+
+	memset(out, 0, sizeof(*out));
+	if (n_attrs > SCHEMA_MAX_ATTRS)
+		return VAULT_ERR_INVALID;
+	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, out->ref);
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	k = (MDB_val){ CRYPTO_REF_BYTES, out->ref };
+	if ((rc = mdb_get(txn, v->store->consumers, &k, &val)) != 0) {
+		r = rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
+		    store_err(v->store, rc, "get consumer");
+		goto out;
+	}
+	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
+	    (r = consumer_manifest_get(v, txn, out->ref, &rec, &m)) != 0)
+		goto out;
+	if (purpose >= 0) {
+		if ((r = consent_allows(v, txn, out->ref, purpose, &allowed,
+		    &flags)) != 0)
+			goto out;
+		if (!allowed) {
+			r = VAULT_ERR_CONSENT;
+			goto out;
+		}
+	}
+	r = purpose < 0 && n_attrs == 0 ?
+	    collect_all(v, txn, out->ref, &m, idx, names, vals, &count) :
+	    collect_attrs(v, txn, out->ref, &m, attrs, n_attrs, idx, vals,
+	    &count);
+	if (r != 0)
+		goto out;
+	count = withhold(v, purpose, flags, idx, vals, count, out);
+	for (size_t i = 0; i < count; i++)
+		total += vals[i].mv_size + 1 +
+		    (idx[i] < 0 ? names[i].mv_size + 1 : 0);
+	/* The DEK, then the values, in this thread's locked scratch region. */
+	if ((dek = crypto_scratch(CRYPTO_KEY_BYTES + total)) == NULL) {
+		r = VAULT_ERR_NOMEM;
+		goto out;
+	}
+	out->buf = dek + CRYPTO_KEY_BYTES;
+	out->buf_len = total;
+	if ((r = record_unwrap_dek(v->kr, out->ref, &rec, dek)) != 0)
+		goto out;
+	r = open_attrs(v, dek, &rec, idx, names, vals, count, total, out);
+out:
+	mdb_txn_abort(txn);
+	if (dek != NULL)
+		sodium_memzero(dek, CRYPTO_KEY_BYTES);
+	if (r != 0)
+		consumer_values_clear(out);
+	return r;
+}
+
+void
+consumer_values_clear(struct consumer_values *cv)
+{
+	if (cv->buf != NULL)
+		sodium_memzero(cv->buf, cv->buf_len);
+	cv->buf = NULL;
+	cv->n = 0;
+}
+
+/* Takes the consumer's categorical values out of the counts. */
+static int
+uncount_all(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const struct consumer_rec *rec, struct scratch *s)
+{
+	size_t len;
+	bool found;
+	int r;
+
+	if ((r = record_unwrap_dek(v->kr, ref, rec, s->dek)) != 0)
+		return r;
+	for (size_t a = 0; a < v->schema->n_attrs; a++) {
+		if (v->schema->attrs[a].feature != FEAT_CATEGORY)
+			continue;
+		if ((r = read_value(v, txn, ref, rec, s, (int)a, &found, &len)) != 0)
+			return r;
+		if (found && (r = count_adjust(v, txn, (int)a, (char *)s->value,
+		    len, -1)) != 0)
+			return r;
+	}
+	return 0;
+}
+
+static int
+read_lineage(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const uint8_t *seed, struct removal *out)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	size_t cap = 0;
+	int rc, r = 0;
+
+	if ((rc = mdb_cursor_open(txn, v->store->lineage, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT_DUP)) {
+		struct dataset_info ds;
+
+		if (val.mv_size != 4) {
+			r = VAULT_ERR_STATE;
+			break;
+		}
+		if (out->n_datasets == cap) {
+			size_t ncap = cap ? cap * 2 : 8;
+			uint32_t *d = realloc(out->datasets, ncap * sizeof(*d));
+			void *p = d ? realloc(out->pseudonyms, ncap * TOKEN_PSEUDONYM_BYTES) : NULL;
+
+			if (d != NULL)
+				out->datasets = d;
+			if (p == NULL) {
+				r = VAULT_ERR_NOMEM;
+				break;
+			}
+			out->pseudonyms = p;
+			cap = ncap;
+		}
+		out->datasets[out->n_datasets] = store_get_u32(val.mv_data);
+		memset(out->pseudonyms[out->n_datasets], 0, TOKEN_PSEUDONYM_BYTES);
+		if ((r = dataset_by_number(v, txn, out->datasets[out->n_datasets],
+		    &ds)) != 0)
+			break;
+		if (ds.purpose >= 0)
+			tokenizer_pseudonym(seed, v->schema->purposes[ds.purpose].name,
+			    out->pseudonyms[out->n_datasets]);
+		out->n_datasets++;
+	}
+	mdb_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		r = store_err(v->store, rc, "read lineage");
+	return r;
+}
+
+int
+consumer_remove_txn(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    struct removal *out)
+{
+	struct store *st = v->store;
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	struct consumer_rec rec;
+	struct scratch s = { 0 };
+	uint8_t when[8];
+	int rc, r;
+
+	memset(out, 0, sizeof(*out));
+	rc = mdb_get(txn, st->consumers, &k, &val);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return store_err(st, rc, "get consumer");
+	if ((r = scratch_new(&s)) != 0)
+		return r;
+	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
+	    (r = uncount_all(v, txn, ref, &rec, &s)) != 0 ||
+	    (r = record_open_seed(s.dek, ref, &rec, s.seed)) != 0 ||
+	    (r = read_lineage(v, txn, ref, s.seed, out)) != 0)
+		goto out;
+	out->epoch = rec.master_version;
+	if ((rc = mdb_del(txn, st->consumers, &k, NULL)) != 0) {
+		r = store_err(st, rc, "delete consumer");
+		goto out;
+	}
+	rc = mdb_del(txn, st->lineage, &k, NULL);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		r = store_err(st, rc, "delete lineage");
+		goto out;
+	}
+	rc = mdb_del(txn, st->manifests, &k, NULL);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		r = store_err(st, rc, "delete manifest");
+		goto out;
+	}
+	if ((r = consent_delete_all(st, txn, ref)) != 0)
+		goto out;
+	/* The values are unreadable now; the collector removes their records. */
+	store_put_u64(when, store_now_ms());
+	val = (MDB_val){ sizeof(when), when };
+	if ((rc = mdb_put(txn, st->gc, &k, &val, 0)) != 0) {
+		r = store_err(st, rc, "queue collection");
+		goto out;
+	}
+	out->found = true;
+out:
+	if (s.mem != NULL)
+		sodium_memzero(s.mem, RECORD_SCRATCH_BYTES);
+	return r;
+}
+
+void
+removal_clear(struct removal *r)
+{
+	free(r->datasets);
+	free(r->pseudonyms);
+	memset(r, 0, sizeof(*r));
+}
+
+int
+consumer_collect_txn(struct vault *v, MDB_txn *txn, size_t max,
+    size_t *collected)
+{
+	struct store *st = v->store;
+	MDB_cursor *cur = NULL;
+	MDB_val k, val;
+	int rc, r = 0;
+
+	*collected = 0;
+	if ((rc = mdb_cursor_open(txn, st->gc, &cur)) != 0)
+		return store_err(st, rc, "open cursor");
+	while (*collected < max &&
+	    (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST)) == 0) {
+		uint8_t ref[CRYPTO_REF_BYTES];
+
+		if (k.mv_size != CRYPTO_REF_BYTES) {
+			r = VAULT_ERR_STATE;
+			break;
+		}
+		memcpy(ref, k.mv_data, CRYPTO_REF_BYTES);
+		if ((r = store_delete_prefix(st, txn, st->attrs, ref,
+		    CRYPTO_REF_BYTES)) != 0)
+			break;
+		if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+			r = store_err(st, rc, "delete collection entry");
+			break;
+		}
+		(*collected)++;
+	}
+	mdb_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		r = store_err(st, rc, "collect");
+	return r;
+}

@@ -1,0 +1,123 @@
+/*
+ * Consumers and their attributes: put, get and delete, all encrypted under
+ * the consumer's own data key (DEK), which the master key wraps. Record
+ * layouts are in record.h. Puts and deletes keep the counts of categorical
+ * values exact, for rare-value suppression.
+ */
+#ifndef VAULT_CONSUMER_H
+#define VAULT_CONSUMER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto/crypto.h"
+#include "engine/record.h"
+#include "conf/schema.h"
+#include "engine/vault.h"
+
+/* One validated attribute to write: schema index and value bytes. */
+struct attr_in {
+	int attr;
+	const char *value;
+	size_t len;
+};
+
+/*
+ * Writes attrs for consumer id, creating the consumer on its first put. All
+ * or nothing; durable when it returns 0. The caller has validated attrs
+ * against the schema.
+ */
+int consumer_put(struct vault *v, const char *id, size_t id_len,
+    const struct attr_in *attrs, size_t n, bool *created,
+    uint8_t ref[CRYPTO_REF_BYTES]) VAULT_WUR;
+
+/*
+ * At most this many values in a result: the schema's attributes, and for
+ * the right to know, records of attributes the schema no longer has.
+ */
+#define CONSUMER_VALUES_MAX (2 * SCHEMA_MAX_ATTRS)
+
+struct attr_out {
+	int attr;		/* schema index; -1: not in the schema (export) */
+	const char *name;	/* the schema's, or in the result's buffer */
+	const char *value;	/* in the result's locked buffer */
+	size_t len;
+	uint64_t updated_ms;
+};
+
+struct consumer_values {
+	uint8_t ref[CRYPTO_REF_BYTES];
+	size_t n;
+	struct attr_out v[CONSUMER_VALUES_MAX];
+	size_t n_withheld;	/* sensitive attributes held back */
+	int withheld[SCHEMA_MAX_ATTRS];
+	uint8_t *buf;		/* this thread's locked scratch: valid until the
+				   thread's next call, wiped by consumer_values_clear */
+	size_t buf_len;
+};
+
+/*
+ * Reads and decrypts, for purpose, the attributes at schema indexes attrs
+ * (all the consumer has when n_attrs is 0). Attributes never set are left
+ * out; sensitive ones are withheld when the consumer limited their use and
+ * the purpose is not essential. Consent is read in the same transaction as
+ * the data: VAULT_ERR_CONSENT when it excludes the purpose,
+ * VAULT_ERR_NOT_FOUND when the consumer does not exist. purpose -1 with
+ * n_attrs 0 reads everything the vault holds of the consumer, for its own
+ * right to know (export): also the records of attributes no longer in the
+ * schema (attr -1), in name order; VAULT_ERR_LIMIT past CONSUMER_VALUES_MAX.
+ */
+int consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
+    const int *attrs, size_t n_attrs, struct consumer_values *out) VAULT_WUR;
+void consumer_values_clear(struct consumer_values *cv);
+
+/* What removing a consumer did; removal_clear frees it. */
+struct removal {
+	bool found;
+	uint32_t epoch;			/* master version that wrapped the DEK */
+	size_t n_datasets;
+	uint32_t *datasets;		/* that received the consumer */
+	uint8_t (*pseudonyms)[TOKEN_PSEUDONYM_BYTES];	/* each one saw */
+};
+
+/*
+ * In a write txn: removes the consumer at ref: its wrapped DEK and seed,
+ * consents, lineage and its values from the counts, and queues its
+ * attribute records for collection. Unreadable at once: the DEK is gone.
+ */
+int consumer_remove_txn(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    struct removal *out) VAULT_WUR;
+void removal_clear(struct removal *r);
+
+/* In a write txn: deletes the attribute records of up to max queued refs. */
+int consumer_collect_txn(struct vault *v, MDB_txn *txn, size_t max,
+    size_t *collected) VAULT_WUR;
+
+/*
+ * Manifests (record.h) make a consumer's set of attribute records
+ * authenticated: every put rewrites the manifest in the same transaction as
+ * its records, and every read compares the records it finds (and does not
+ * find) with it, so a record lost or added is VAULT_ERR_CRYPTO, never a
+ * shorter or longer answer. A consumer written before manifests (format 1)
+ * has none until its next put, which lists the records it has then.
+ */
+
+/*
+ * In txn: the manifest of the consumer at ref (rec read in txn); m->p NULL
+ * for a consumer written before manifests. VAULT_ERR_CRYPTO when it is
+ * missing, unexpected or fails its check.
+ */
+int consumer_manifest_get(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+    const struct consumer_rec *rec, struct manifest *m) VAULT_WUR;
+/*
+ * 0 when m agrees with the attribute record of name: val found, or NULL
+ * when there is none; VAULT_ERR_CRYPTO otherwise.
+ */
+int consumer_manifest_agrees(const struct manifest *m, const char *name,
+    size_t len, const MDB_val *val) VAULT_WUR;
+/* In a write txn: drops names the schema lacks from ref's manifest. */
+int consumer_manifest_prune_txn(struct vault *v, MDB_txn *txn,
+    const uint8_t *ref) VAULT_WUR;
+
+#endif

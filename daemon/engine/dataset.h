@@ -1,0 +1,44 @@
+/*
+ * Datasets: what a FetchFeatures stream was for. Each dataset id gets a
+ * number on first use and is bound to the purpose it was fetched for, so a
+ * deletion can tell each dataset the pseudonym it saw.
+ *
+ * datasets: "id:" id -> number(4) | purpose
+ *           "num:" number(4) -> purpose NUL id
+ */
+#ifndef VAULT_DATASET_H
+#define VAULT_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#include "conf/schema.h"
+#include "engine/vault.h"
+
+#define DATASET_ID_MAX 64
+
+struct dataset_info {
+	uint32_t number;
+	int purpose;			/* schema index; -1 if no longer configured */
+	char id[DATASET_ID_MAX + 1];
+};
+
+/* NULL when id is a valid dataset id ([A-Za-z0-9._-]{1,64}); else why. */
+const char *dataset_check_id(const char *id);
+
+/*
+ * The dataset's number, assigned durably on first use. VAULT_ERR_STATE when
+ * the id was used before with another purpose (its name goes to *bound).
+ */
+int dataset_get_or_create(struct vault *v, const char *id, int purpose,
+    uint32_t *number, int *bound) VAULT_WUR;
+
+/* Within txn: the dataset with number / with id. VAULT_ERR_NOT_FOUND if none. */
+int dataset_by_number(struct vault *v, MDB_txn *txn, uint32_t number,
+    struct dataset_info *out) VAULT_WUR;
+int dataset_by_id(struct vault *v, MDB_txn *txn, const char *id,
+    struct dataset_info *out) VAULT_WUR;
+
+#endif

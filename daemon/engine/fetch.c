@@ -1,0 +1,423 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "engine/consent.h"
+#include "engine/consumer.h"
+#include "engine/fetch.h"
+#include "util/log.h"
+#include "engine/record.h"
+
+#define CANCEL_POLL 1024
+
+int64_t
+fetch_today(void)
+{
+	return (int64_t)(store_now_ms() / 86400000ULL);
+}
+
+/* Wipes and frees the arrays of a set of cap rows of n_attrs tokens. */
+static void
+free_rows(struct fetch_row *rows, uint64_t *tokens, size_t cap, size_t n_attrs)
+{
+	if (rows != NULL)
+		sodium_memzero(rows, cap * sizeof(*rows));
+	if (tokens != NULL)
+		sodium_memzero(tokens, cap * n_attrs * sizeof(*tokens));
+	free(rows);
+	free(tokens);
+}
+
+void
+fetch_set_free(struct fetch_set *set)
+{
+	free_rows(set->rows, set->tokens, set->cap, set->n_attrs);
+	memset(set, 0, sizeof(*set));
+}
+
+static int
+grow(struct fetch_set *set)
+{
+	size_t cap = set->cap ? set->cap * 2 : 1024;
+	struct fetch_row *rows;
+	uint64_t *tokens;
+
+	if ((rows = calloc(cap, sizeof(*rows))) == NULL ||
+	    (tokens = calloc(cap * set->n_attrs, sizeof(*tokens))) == NULL) {
+		free(rows);
+		return VAULT_ERR_NOMEM;
+	}
+	if (set->n > 0) {
+		memcpy(rows, set->rows, set->n * sizeof(*rows));
+		memcpy(tokens, set->tokens, set->n * set->n_attrs * sizeof(*tokens));
+	}
+	free_rows(set->rows, set->tokens, set->cap, set->n_attrs);
+	set->rows = rows;
+	set->tokens = tokens;
+	set->cap = cap;
+	return 0;
+}
+
+/* Appends the row of the consumer at ref: pseudonym and raw tokens. */
+static int
+read_row(struct vault *v, MDB_txn *txn, const struct fetch_query *q,
+    const uint8_t *ref, const MDB_val *crec, uint8_t flags, uint8_t *scratch,
+    struct fetch_set *set)
+{
+	const struct schema *s = v->schema;
+	uint8_t *dek = scratch, *seed = dek + CRYPTO_KEY_BYTES;
+	uint8_t *value = seed + CRYPTO_KEY_BYTES, key[RECORD_ATTR_KEY_MAX];
+	bool limited = (flags & CONSENT_LIMIT_SENSITIVE) &&
+	    !s->purposes[q->purpose].essential;
+	struct fetch_row *row;
+	struct consumer_rec rec;
+	struct manifest m;
+	uint64_t *tokens;
+	size_t len;
+	int rc, r;
+
+	if (set->n == set->cap && (r = grow(set)) != 0)
+		return r;
+	row = &set->rows[set->n];
+	tokens = set->tokens + set->n * set->n_attrs;
+	if ((r = record_parse_consumer(crec, &rec)) != 0 ||
+	    (r = record_unwrap_dek(v->kr, ref, &rec, dek)) != 0 ||
+	    (r = record_open_seed(dek, ref, &rec, seed)) != 0 ||
+	    (r = consumer_manifest_get(v, txn, ref, &rec, &m)) != 0)
+		return r;
+	tokenizer_pseudonym(seed, s->purposes[q->purpose].name, row->pseudonym);
+	for (size_t j = 0; j < q->n_attrs; j++) {
+		const struct attr_def *a = &s->attrs[q->attrs[j]];
+		MDB_val k, val;
+
+		tokens[j] = 0;
+		if (limited && a->sensitive)
+			continue;
+		k = (MDB_val){ record_attr_key(key, ref, a->name), key };
+		rc = mdb_get(txn, v->store->attrs, &k, &val);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return store_err(v->store, rc, "get attribute");
+		/* A lost record is DATA_LOSS, not a row with the value unset. */
+		if ((r = consumer_manifest_agrees(&m, a->name, strlen(a->name),
+		    rc == 0 ? &val : NULL)) != 0)
+			return r;
+		if (rc == MDB_NOTFOUND)
+			continue;
+		if ((r = record_open_attr(dek, ref, a->name, rec.dek_generation,
+		    &val, value, SCHEMA_VALUE_MAX + 1, &len, NULL)) != 0)
+			return r;
+		tokens[j] = tokenizer_token(v->tok, q->purpose, q->attrs[j],
+		    (char *)value, len, q->today_days);
+	}
+	row->pos.order = tokenizer_order(v->tok, q->purpose, ref);
+	memcpy(row->pos.ref, ref, CRYPTO_REF_BYTES);
+	row->created_ms = rec.created_ms;
+	row->gone = false;
+	set->n++;
+	return 0;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static int
+cmp_pos(const struct fetch_pos *a, const struct fetch_pos *b)
+{
+	if (a->order != b->order)
+		return a->order < b->order ? -1 : 1;
+	return memcmp(a->ref, b->ref, CRYPTO_REF_BYTES);
+}
+
+/* Rows of the stream: sorted by place, each remembering its token row. */
+struct sort_ent {
+	struct fetch_row row;
+	size_t src;
+};
+
+static int
+cmp_ent(const void *a, const void *b)
+{
+	return cmp_pos(&((const struct sort_ent *)a)->row.pos,
+	    &((const struct sort_ent *)b)->row.pos);
+}
+
+/* How many of the n sorted tokens equal t. */
+static size_t
+count_of(const uint64_t *sorted, size_t n, uint64_t t)
+{
+	size_t lo = 0, hi = n, first;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (sorted[mid] < t)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	first = lo;
+	hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (sorted[mid] <= t)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo - first;
+}
+
+/* A categorical token held by fewer than k rows of the set becomes OTHER. */
+static int
+suppress_rare(struct vault *v, const struct fetch_query *q,
+    struct fetch_set *set)
+{
+	uint64_t *col;
+
+	if (set->n == 0)
+		return 0;
+	if ((col = malloc(set->n * sizeof(*col))) == NULL)
+		return VAULT_ERR_NOMEM;
+	for (size_t j = 0; j < q->n_attrs; j++) {
+		const struct attr_def *a = &v->schema->attrs[q->attrs[j]];
+		uint64_t other = tokenizer_other(v->tok, q->purpose, q->attrs[j]);
+		size_t m = 0;
+
+		if (a->feature != FEAT_CATEGORY)
+			continue;
+		for (size_t i = 0; i < set->n; i++)
+			if (set->tokens[i * set->n_attrs + j] != 0)
+				col[m++] = set->tokens[i * set->n_attrs + j];
+		qsort(col, m, sizeof(*col), cmp_u64);
+		for (size_t i = 0; i < set->n; i++) {
+			uint64_t *t = &set->tokens[i * set->n_attrs + j];
+
+			if (*t != 0 && count_of(col, m, *t) < a->k)
+				*t = other;
+		}
+	}
+	free(col);
+	return 0;
+}
+
+/* Puts the rows in stream order and drops those at or before q->after. */
+static int
+order_rows(const struct fetch_query *q, struct fetch_set *set)
+{
+	struct sort_ent *e;
+	uint64_t *tokens;
+	size_t n = 0;
+
+	if (set->n == 0)
+		return 0;
+	if ((e = malloc(set->n * sizeof(*e))) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((tokens = calloc(set->cap * set->n_attrs, sizeof(*tokens))) == NULL) {
+		free(e);
+		return VAULT_ERR_NOMEM;
+	}
+	for (size_t i = 0; i < set->n; i++)
+		e[i] = (struct sort_ent){ set->rows[i], i };
+	qsort(e, set->n, sizeof(*e), cmp_ent);
+	for (size_t i = 0; i < set->n; i++) {
+		if (q->has_after && cmp_pos(&e[i].row.pos, &q->after) <= 0)
+			continue;
+		set->rows[n] = e[i].row;
+		memcpy(tokens + n * set->n_attrs, set->tokens +
+		    e[i].src * set->n_attrs, set->n_attrs * sizeof(*tokens));
+		n++;
+	}
+	sodium_memzero(e, set->n * sizeof(*e));
+	free(e);
+	free_rows(NULL, set->tokens, set->cap, set->n_attrs);
+	set->tokens = tokens;
+	set->n = n;
+	return 0;
+}
+
+/* Whether the consumer at ref comes after the page token's place. */
+static bool
+after_token(struct vault *v, const struct fetch_query *q, const uint8_t *ref)
+{
+	struct fetch_pos p = { tokenizer_order(v->tok, q->purpose, ref), { 0 } };
+
+	memcpy(p.ref, ref, CRYPTO_REF_BYTES);
+	return cmp_pos(&p, &q->after) > 0;
+}
+
+int
+fetch_snapshot(struct vault *v, const struct fetch_query *q,
+    struct fetch_set *set)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k, val;
+	uint8_t *scratch = NULL, flags;
+	size_t scanned = 0;
+	bool allowed;
+	int rc, r = 0;
+
+	fetch_set_free(set);
+	set->n_attrs = q->n_attrs ? q->n_attrs : 1;
+	if ((scratch = crypto_secret_alloc(RECORD_SCRATCH_BYTES)) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		goto out;
+	if ((rc = mdb_cursor_open(txn, v->store->consumers, &cur)) != 0) {
+		r = store_err(v->store, rc, "open cursor");
+		goto out;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		if (k.mv_size != CRYPTO_REF_BYTES) {
+			log_error("a consumer key has the wrong size");
+			r = VAULT_ERR_STATE;
+			goto out;
+		}
+		if (++scanned % CANCEL_POLL == 0 && q->cancelled != NULL &&
+		    q->cancelled(q->cancel_arg)) {
+			r = VAULT_ERR_CANCELLED;
+			goto out;
+		}
+		if (q->has_after && !after_token(v, q, k.mv_data))
+			continue;
+		if ((r = consent_allows(v, txn, k.mv_data, q->purpose, &allowed,
+		    &flags)) != 0)
+			goto out;
+		if (allowed && (r = read_row(v, txn, q, k.mv_data, &val, flags,
+		    scratch, set)) != 0)
+			goto out;
+	}
+	if (rc != MDB_NOTFOUND) {
+		r = store_err(v->store, rc, "scan consumers");
+		goto out;
+	}
+	mdb_cursor_close(cur);
+	cur = NULL;
+	mdb_txn_abort(txn);
+	txn = NULL;
+	/* Counted over the rows this call releases, after the page token. */
+	if ((r = order_rows(q, set)) == 0)
+		r = suppress_rare(v, q, set);
+out:
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	sodium_memzero(scratch, RECORD_SCRATCH_BYTES);
+	crypto_secret_free(scratch);
+	if (r != 0)
+		fetch_set_free(set);
+	return r;
+}
+
+/*
+ * Whether the consumer record crec is still the row's consumer: a ref is a
+ * keyed hash of the id, so a consumer deleted and put again has the same
+ * ref, but a new record (new seed, new created time).
+ */
+static bool
+same_consumer(const MDB_val *crec, const struct fetch_row *row)
+{
+	struct consumer_rec rec;
+
+	return record_parse_consumer(crec, &rec) == 0 &&
+	    rec.created_ms == row->created_ms;
+}
+
+int
+fetch_recheck(struct vault *v, const struct fetch_query *q,
+    struct fetch_set *set, size_t from, size_t n)
+{
+	const struct schema *s = v->schema;
+	MDB_txn *txn = NULL;
+	uint8_t flags;
+	bool allowed;
+	int rc, r;
+
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	for (size_t i = from; i < from + n && i < set->n; i++) {
+		struct fetch_row *row = &set->rows[i];
+		MDB_val k = { CRYPTO_REF_BYTES, row->pos.ref }, val;
+
+		rc = mdb_get(txn, v->store->consumers, &k, &val);
+		if (rc == MDB_NOTFOUND || (rc == 0 && !same_consumer(&val, row))) {
+			row->gone = true;
+			continue;
+		}
+		if (rc != 0) {
+			r = store_err(v->store, rc, "get consumer");
+			break;
+		}
+		if ((r = consent_allows(v, txn, row->pos.ref, q->purpose, &allowed,
+		    &flags)) != 0)
+			break;
+		row->gone = !allowed;
+		if (!(flags & CONSENT_LIMIT_SENSITIVE) || s->purposes[q->purpose].essential)
+			continue;
+		for (size_t j = 0; j < q->n_attrs; j++)
+			if (s->attrs[q->attrs[j]].sensitive)
+				set->tokens[i * set->n_attrs + j] = 0;
+	}
+	mdb_txn_abort(txn);
+	return r;
+}
+
+struct lineage_job {
+	struct store *st;
+	uint32_t dataset;
+	struct fetch_set *set;
+	size_t from, n;
+};
+
+static int
+lineage_apply(MDB_txn *txn, void *arg)
+{
+	struct lineage_job *job = arg;
+	struct store *st = job->st;
+	uint8_t num[4];
+	int rc;
+
+	store_put_u32(num, job->dataset);
+	for (size_t i = job->from; i < job->from + job->n; i++) {
+		struct fetch_row *row = &job->set->rows[i];
+		MDB_val k = { CRYPTO_REF_BYTES, row->pos.ref }, v;
+
+		if (row->gone)
+			continue;
+		/*
+		 * Deleted since the page was checked: the row is not sent. This
+		 * runs in the writer, in order with deletions, so a row that
+		 * leaves always has its lineage for a later deletion to find.
+		 */
+		rc = mdb_get(txn, st->consumers, &k, &v);
+		if (rc == MDB_NOTFOUND || (rc == 0 && !same_consumer(&v, row))) {
+			row->gone = true;
+			continue;
+		}
+		if (rc != 0)
+			return store_err(st, rc, "get consumer");
+		v = (MDB_val){ sizeof(num), num };
+		rc = mdb_put(txn, st->lineage, &k, &v, MDB_NODUPDATA);
+		if (rc != 0 && rc != MDB_KEYEXIST)
+			return store_err(st, rc, "put lineage");
+	}
+	return 0;
+}
+
+int
+fetch_record_lineage(struct vault *v, uint32_t dataset,
+    struct fetch_set *set, size_t from, size_t n)
+{
+	struct lineage_job job = { v->store, dataset, set, from, n };
+
+	if (n == 0)
+		return 0;
+	return writer_submit(v->wr, lineage_apply, &job);
+}

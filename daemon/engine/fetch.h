@@ -1,0 +1,96 @@
+/*
+ * Pseudonymous, tokenized feature rows for ML.
+ *
+ * A stream starts from one read-only snapshot: every consumer whose consent
+ * covers the purpose (after the page token's position, if any), each as
+ * stream position, ref, pseudonym and one token per attribute. Rare-value
+ * suppression counts over exactly those rows: a categorical token held by
+ * fewer than k of them becomes the attribute's OTHER token, so every other
+ * token the call releases is held by at least k of its rows. The rows then go out in stream-position order (a keyed
+ * permutation per purpose, see tokenize.h), a page at a time; before each
+ * page, its consumers are checked again in a fresh transaction, and those
+ * deleted or no longer consenting since the snapshot are left out (so a
+ * count may end below k by those late removals only).
+ *
+ * Lineage: before a page leaves the vault, the refs it holds are recorded
+ * against the dataset (durably), so a later deletion knows who received
+ * the consumer.
+ *
+ * Memory: a snapshot holds 72 + 8 * n_attrs bytes a row, in arrays grown by
+ * doubling; while it is ordered, about twice that (some 300 MB at the peak
+ * for a million consumers and ten attributes). Streams are capped per
+ * principal (max_streams_per_principal) and in all (max_streams).
+ *
+ * The snapshot is read in one read-only transaction, which keeps LMDB from
+ * reusing pages freed meanwhile; a resumed call skips rows at or before its
+ * page token before decrypting anything.
+ */
+#ifndef VAULT_FETCH_H
+#define VAULT_FETCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto/crypto.h"
+#include "engine/tokenize.h"
+#include "engine/vault.h"
+
+/* A place in a purpose's stream: position first, ref to break ties. */
+struct fetch_pos {
+	uint64_t order;
+	uint8_t ref[CRYPTO_REF_BYTES];
+};
+
+struct fetch_query {
+	int purpose;
+	const int *attrs;
+	size_t n_attrs;
+	bool has_after;
+	struct fetch_pos after;		/* start after this place */
+	int64_t today_days;		/* for age bands */
+	/* Polled during the snapshot scan; true stops it (CANCELLED). */
+	bool (*cancelled)(void *arg);
+	void *cancel_arg;
+};
+
+struct fetch_row {
+	struct fetch_pos pos;
+	uint64_t created_ms;		/* tells a re-created consumer from this one */
+	uint8_t pseudonym[TOKEN_PSEUDONYM_BYTES];
+	bool gone;			/* left out at the page re-check */
+};
+
+struct fetch_set {
+	size_t n, cap, n_attrs;
+	struct fetch_row *rows;		/* in stream order once taken */
+	uint64_t *tokens;		/* n rows of n_attrs, same order */
+};
+
+/* Takes the snapshot of q into set (emptied first). */
+int fetch_snapshot(struct vault *v, const struct fetch_query *q,
+    struct fetch_set *set) VAULT_WUR;
+
+/*
+ * Checks rows [from, from + n) again in a fresh transaction: marks gone
+ * those deleted (or deleted and created again: another consumer now) or no
+ * longer allowed for the purpose, and clears the sensitive tokens of
+ * consumers who limited sensitive data since.
+ */
+int fetch_recheck(struct vault *v, const struct fetch_query *q,
+    struct fetch_set *set, size_t from, size_t n) VAULT_WUR;
+
+/*
+ * Records that dataset received rows [from, from + n) not gone; durable.
+ * Rows whose consumer was deleted meanwhile are marked gone instead.
+ */
+int fetch_record_lineage(struct vault *v, uint32_t dataset,
+    struct fetch_set *set, size_t from, size_t n) VAULT_WUR;
+
+/* Frees and wipes set's memory. */
+void fetch_set_free(struct fetch_set *set);
+
+/* Days since 1970-01-01, today (UTC). */
+int64_t fetch_today(void);
+
+#endif

@@ -1,0 +1,155 @@
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "engine/consumer.h"
+#include "engine/deletion.h"
+#include "engine/janitor.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+#define COLLECT_PER_TXN 512
+#define EXPIRE_PER_TXN 10000
+
+struct janitor {
+	struct vault *v;
+	janitor_hook hook;
+	void *arg;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stopping;
+};
+
+struct collect_job {
+	struct vault *v;
+	size_t done;
+};
+
+static int
+collect_apply(MDB_txn *txn, void *arg)
+{
+	struct collect_job *job = arg;
+
+	return consumer_collect_txn(job->v, txn, COLLECT_PER_TXN, &job->done);
+}
+
+struct expire_job {
+	struct vault *v;
+	uint64_t before;
+	size_t done;
+};
+
+static int
+expire_apply(MDB_txn *txn, void *arg)
+{
+	struct expire_job *job = arg;
+
+	return ledger_expire_txn(job->v, txn, job->before, EXPIRE_PER_TXN,
+	    &job->done);
+}
+
+/* Request records are kept request_retention_s (24 months); swept hourly. */
+static int
+expire_requests(struct vault *v)
+{
+	static uint64_t last;
+	uint64_t now = store_now_ms(), keep = (uint64_t)v->cfg->request_retention_s * 1000ULL;
+	size_t expired, txns;
+	int r;
+
+	if (last != 0 && now - last < 3600000ULL)
+		return 0;
+	last = now;
+	r = requests_expire(v, now > keep ? now - keep : 0, EXPIRE_PER_TXN,
+	    &expired, &txns);
+	if (expired > 0)
+		log_info("expired %zu request records", expired);
+	return r;
+}
+
+int
+janitor_pass(struct vault *v)
+{
+	struct collect_job c = { v, 0 };
+	struct expire_job e = { v, 0, 0 };
+	uint64_t keep = (uint64_t)v->cfg->ledger_retention_s * 1000ULL;
+	uint64_t now = store_now_ms();
+	int r;
+
+	do {
+		if ((r = writer_submit(v->wr, collect_apply, &c)) != 0)
+			return r;
+	} while (c.done == COLLECT_PER_TXN);
+	e.before = now > keep ? now - keep : 0;
+	do {
+		if ((r = writer_submit(v->wr, expire_apply, &e)) != 0)
+			return r;
+		if (e.done > 0)
+			log_info("expired %zu deletion ledger events", e.done);
+	} while (e.done == EXPIRE_PER_TXN);
+	return expire_requests(v);
+}
+
+static void *
+janitor_main(void *arg)
+{
+	struct janitor *j = arg;
+	struct timespec ts;
+	long ms = j->v->cfg->janitor_interval_ms;
+
+	pthread_setname_np(pthread_self(), "vaultd-janitor");
+
+	pthread_mutex_lock(&j->mu);
+	while (!j->stopping) {
+		pthread_mutex_unlock(&j->mu);
+		if (janitor_pass(j->v) != 0)
+			log_warn("an upkeep pass failed; retrying later");
+		if (j->hook != NULL)
+			j->hook(j->v, j->arg);
+		pthread_mutex_lock(&j->mu);
+		ts = time_after_ms(ms);
+		if (!j->stopping)
+			pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+	}
+	pthread_mutex_unlock(&j->mu);
+	return NULL;
+}
+
+int
+janitor_start(struct janitor **out, struct vault *v, janitor_hook hook,
+    void *arg)
+{
+	struct janitor *j = calloc(1, sizeof(*j));
+
+	*out = NULL;
+	if (j == NULL)
+		return VAULT_ERR_NOMEM;
+	j->v = v;
+	j->hook = hook;
+	j->arg = arg;
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cv, NULL);
+	if (pthread_create(&j->thread, NULL, janitor_main, j) != 0) {
+		free(j);
+		return VAULT_ERR_INTERNAL;
+	}
+	*out = j;
+	return 0;
+}
+
+void
+janitor_stop(struct janitor *j)
+{
+	if (j == NULL)
+		return;
+	pthread_mutex_lock(&j->mu);
+	j->stopping = true;
+	pthread_cond_signal(&j->cv);
+	pthread_mutex_unlock(&j->mu);
+	pthread_join(j->thread, NULL);
+	pthread_cond_destroy(&j->cv);
+	pthread_mutex_destroy(&j->mu);
+	free(j);
+}

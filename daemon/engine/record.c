@@ -1,0 +1,338 @@
+#include <string.h>
+
+#include <sodium.h>
+
+#include "util/log.h"
+#include "engine/record.h"
+#include "store/store.h"
+
+/* ref | label | be32 n */
+static size_t
+bound_ad(uint8_t *ad, const uint8_t *ref, const char *label, uint32_t n)
+{
+	size_t len = strlen(label);
+
+	memcpy(ad, ref, CRYPTO_REF_BYTES);
+	memcpy(ad + CRYPTO_REF_BYTES, label, len);
+	store_put_u32(ad + CRYPTO_REF_BYTES + len, n);
+	return CRYPTO_REF_BYTES + len + 4;
+}
+
+int
+record_parse_consumer(const MDB_val *v, struct consumer_rec *rec)
+{
+	const uint8_t *p = v->mv_data;
+
+	/* Damage, not a state the caller can fix: DATA_LOSS at the boundary. */
+	if (v->mv_size != RECORD_CONSUMER_BYTES || (p[0] != RECORD_FORMAT &&
+	    p[0] != RECORD_CONSUMER_MANIFEST)) {
+		log_error("a consumer record has an unknown format");
+		return VAULT_ERR_CRYPTO;
+	}
+	rec->has_manifest = p[0] == RECORD_CONSUMER_MANIFEST;
+	rec->master_version = store_get_u32(p + 1);
+	rec->dek_generation = store_get_u32(p + 5);
+	rec->created_ms = store_get_u64(p + 9);
+	rec->wrapped_dek = p + RECORD_CONSUMER_HDR;
+	rec->sealed_seed = rec->wrapped_dek + RECORD_SEALED_KEY_BYTES;
+	return 0;
+}
+
+int
+record_wrap_dek(const struct keyring *kr, const uint8_t *ref, uint32_t version,
+    const uint8_t *dek, uint8_t *out)
+{
+	uint8_t ad[CRYPTO_REF_BYTES + 8];
+	const uint8_t *master = keyring_master(kr, version);
+
+	if (master == NULL)
+		return VAULT_ERR_KEY;
+	return crypto_seal(master, version, ad, bound_ad(ad, ref, "dek", version),
+	    dek, CRYPTO_KEY_BYTES, out, RECORD_SEALED_KEY_BYTES);
+}
+
+int
+record_seal_seed(const uint8_t *dek, const uint8_t *ref, uint32_t generation,
+    const uint8_t *seed, uint8_t *out)
+{
+	uint8_t ad[CRYPTO_REF_BYTES + 8];
+
+	return crypto_seal(dek, generation, ad, bound_ad(ad, ref, "seed",
+	    generation), seed, CRYPTO_KEY_BYTES, out, RECORD_SEALED_KEY_BYTES);
+}
+
+int
+record_new_consumer(const struct keyring *kr, const uint8_t *ref, uint8_t *dek,
+    uint8_t *seed, uint8_t out[RECORD_CONSUMER_BYTES])
+{
+	uint32_t ver = keyring_active_version(kr);
+	uint8_t *wrapped = out + RECORD_CONSUMER_HDR;
+	int r;
+
+	randombytes_buf(dek, CRYPTO_KEY_BYTES);
+	randombytes_buf(seed, CRYPTO_KEY_BYTES);
+	out[0] = RECORD_CONSUMER_MANIFEST;
+	store_put_u32(out + 1, ver);
+	store_put_u32(out + 5, 1);
+	store_put_u64(out + 9, store_now_ms());
+	if ((r = record_wrap_dek(kr, ref, ver, dek, wrapped)) != 0)
+		return r;
+	return record_seal_seed(dek, ref, 1, seed, wrapped + RECORD_SEALED_KEY_BYTES);
+}
+
+int
+record_unwrap_dek(const struct keyring *kr, const uint8_t *ref,
+    const struct consumer_rec *rec, uint8_t *dek)
+{
+	uint8_t ad[CRYPTO_REF_BYTES + 8];
+	const uint8_t *master = keyring_master(kr, rec->master_version);
+	size_t n;
+
+	if (master == NULL) {
+		log_error("a consumer's DEK is wrapped under master key version "
+		    "%u, which is not loaded", rec->master_version);
+		return VAULT_ERR_KEY;
+	}
+	if (crypto_open(master, ad, bound_ad(ad, ref, "dek", rec->master_version),
+	    rec->wrapped_dek, RECORD_SEALED_KEY_BYTES, dek, CRYPTO_KEY_BYTES,
+	    &n) != 0 || n != CRYPTO_KEY_BYTES) {
+		log_error("a wrapped DEK failed to open: the store is corrupt "
+		    "or was tampered with");
+		return VAULT_ERR_CRYPTO;
+	}
+	return 0;
+}
+
+int
+record_open_seed(const uint8_t *dek, const uint8_t *ref,
+    const struct consumer_rec *rec, uint8_t *seed)
+{
+	uint8_t ad[CRYPTO_REF_BYTES + 8];
+	size_t n;
+
+	if (crypto_open(dek, ad, bound_ad(ad, ref, "seed", rec->dek_generation),
+	    rec->sealed_seed, RECORD_SEALED_KEY_BYTES, seed, CRYPTO_KEY_BYTES,
+	    &n) != 0 || n != CRYPTO_KEY_BYTES) {
+		log_error("a pseudonym seed failed to open: the store is corrupt "
+		    "or was tampered with");
+		return VAULT_ERR_CRYPTO;
+	}
+	return 0;
+}
+
+size_t
+record_attr_key(uint8_t *key, const uint8_t *ref, const char *name)
+{
+	size_t n = strlen(name);
+
+	memcpy(key, ref, CRYPTO_REF_BYTES);
+	memcpy(key + CRYPTO_REF_BYTES, name, n);
+	return CRYPTO_REF_BYTES + n;
+}
+
+int
+record_seal_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
+    uint32_t generation, const char *value, size_t len, uint64_t now_ms,
+    uint8_t *out, size_t *out_len)
+{
+	uint8_t ad[CRYPTO_REF_BYTES + SCHEMA_NAME_MAX + 4];
+
+	if (len > SCHEMA_VALUE_MAX)
+		return VAULT_ERR_INVALID;
+	out[0] = RECORD_FORMAT;
+	store_put_u64(out + 1, now_ms);
+	store_put_u64(out + 9, 0);
+	*out_len = RECORD_ATTR_HDR + len + CRYPTO_OVERHEAD;
+	return crypto_seal(dek, generation, ad, bound_ad(ad, ref, name,
+	    generation), (const uint8_t *)value, len, out + RECORD_ATTR_HDR,
+	    RECORD_ATTR_MAX - RECORD_ATTR_HDR);
+}
+
+int
+record_open_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
+    uint32_t generation, const MDB_val *v, uint8_t *out, size_t cap,
+    size_t *len, uint64_t *updated_ms)
+{
+	uint8_t ad[CRYPTO_REF_BYTES + SCHEMA_NAME_MAX + 4];
+	const uint8_t *p = v->mv_data;
+	int r;
+
+	/*
+	 * LMDB keeps no checksums: a damaged node can claim any length, and
+	 * reading past the file's end would kill the process (SIGBUS). No
+	 * record longer than its largest possible size is read.
+	 */
+	if (v->mv_size < RECORD_ATTR_HDR + CRYPTO_OVERHEAD ||
+	    v->mv_size > RECORD_ATTR_MAX || p[0] != RECORD_FORMAT) {
+		log_error("an attribute record has an unknown format");
+		return VAULT_ERR_CRYPTO;
+	}
+	if (cap < v->mv_size - RECORD_ATTR_HDR - CRYPTO_OVERHEAD + 1)
+		return VAULT_ERR_INVALID;
+	if ((r = crypto_open(dek, ad, bound_ad(ad, ref, name, generation),
+	    p + RECORD_ATTR_HDR, v->mv_size - RECORD_ATTR_HDR, out, cap - 1,
+	    len)) != 0) {
+		log_error("an attribute value failed to open: the store is "
+		    "corrupt or was tampered with");
+		return r;
+	}
+	out[*len] = '\0';
+	if (updated_ms != NULL)
+		*updated_ms = store_get_u64(p + 1);
+	return 0;
+}
+
+uint64_t
+record_attr_updated(const MDB_val *v)
+{
+	if (v->mv_size < RECORD_ATTR_HDR)
+		return 0;
+	return store_get_u64((const uint8_t *)v->mv_data + 1);
+}
+
+static const char manifest_personal[crypto_generichash_blake2b_PERSONALBYTES] =
+    "vaultd-manifest";
+
+static void
+manifest_tag(const uint8_t *index_key, const uint8_t *ref, const uint8_t *p,
+    size_t len, uint8_t tag[RECORD_MANIFEST_TAG])
+{
+	crypto_generichash_blake2b_state st;
+	static const uint8_t salt[crypto_generichash_blake2b_SALTBYTES];
+
+	crypto_generichash_blake2b_init_salt_personal(&st, index_key,
+	    CRYPTO_KEY_BYTES, RECORD_MANIFEST_TAG, salt,
+	    (const uint8_t *)manifest_personal);
+	crypto_generichash_blake2b_update(&st, ref, CRYPTO_REF_BYTES);
+	crypto_generichash_blake2b_update(&st, p, len);
+	crypto_generichash_blake2b_final(&st, tag, RECORD_MANIFEST_TAG);
+	sodium_memzero(&st, sizeof(st));
+}
+
+/* LMDB's default key order: bytes, then the shorter first. */
+static int
+name_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	int c = memcmp(a, b, alen < blen ? alen : blen);
+
+	if (c != 0)
+		return c;
+	return alen < blen ? -1 : alen > blen;
+}
+
+int
+record_manifest_open(const uint8_t *index_key, const uint8_t *ref,
+    const MDB_val *v, struct manifest *m)
+{
+	const uint8_t *p = v->mv_data, *e;
+	uint8_t tag[RECORD_MANIFEST_TAG];
+	size_t body, off, n, i;
+
+	if (v->mv_size < 3 + RECORD_MANIFEST_TAG || v->mv_size > RECORD_MANIFEST_MAX ||
+	    p[0] != RECORD_MANIFEST_FORMAT)
+		goto bad;
+	body = v->mv_size - RECORD_MANIFEST_TAG;
+	manifest_tag(index_key, ref, p, body, tag);
+	if (sodium_memcmp(tag, p + body, RECORD_MANIFEST_TAG) != 0)
+		goto bad;
+	n = (size_t)p[1] << 8 | p[2];
+	for (i = 0, off = 3, e = NULL; i < n; i++) {
+		if (off >= body || p[off] == 0 || p[off] >= SCHEMA_NAME_MAX ||
+		    off + 1 + p[off] + 8 > body)
+			goto bad;
+		if (e != NULL && name_cmp(e + 1, e[0], p + off + 1, p[off]) >= 0)
+			goto bad;
+		e = p + off;
+		off += 1 + p[off] + 8;
+	}
+	if (off != body)
+		goto bad;
+	*m = (struct manifest){ p + 1, body - 1, n };
+	return 0;
+bad:
+	log_error("a consumer's manifest failed its integrity check: the store "
+	    "is corrupt or was tampered with");
+	return VAULT_ERR_CRYPTO;
+}
+
+int
+record_manifest_find(const struct manifest *m, const char *name, size_t len,
+    uint64_t *updated)
+{
+	size_t off = 2;
+
+	for (size_t i = 0; i < m->n; i++) {
+		size_t nl = m->p[off];
+
+		if (nl == len && memcmp(m->p + off + 1, name, len) == 0) {
+			*updated = store_get_u64(m->p + off + 1 + nl);
+			return 0;
+		}
+		off += 1 + nl + 8;
+	}
+	return VAULT_ERR_NOT_FOUND;
+}
+
+int
+record_manifest_entries(const struct manifest *m, struct manifest_entry *e,
+    size_t cap, size_t *n)
+{
+	size_t off = 2;
+
+	if (m->n > cap)
+		return VAULT_ERR_LIMIT;
+	for (size_t i = 0; i < m->n; i++) {
+		e[i].len = m->p[off];
+		memcpy(e[i].name, m->p + off + 1, e[i].len);
+		e[i].updated = store_get_u64(m->p + off + 1 + e[i].len);
+		off += 1 + e[i].len + 8;
+	}
+	*n = m->n;
+	return 0;
+}
+
+int
+record_manifest_set(struct manifest_entry *e, size_t *n, size_t cap,
+    const char *name, size_t len, uint64_t updated)
+{
+	size_t i;
+	int c = 1;
+
+	if (len == 0 || len >= SCHEMA_NAME_MAX)
+		return VAULT_ERR_INVALID;
+	for (i = 0; i < *n; i++)
+		if ((c = name_cmp(e[i].name, e[i].len, (const uint8_t *)name,
+		    len)) >= 0)
+			break;
+	if (i < *n && c == 0) {
+		e[i].updated = updated;
+		return 0;
+	}
+	if (*n == cap)
+		return VAULT_ERR_LIMIT;
+	memmove(e + i + 1, e + i, (*n - i) * sizeof(*e));
+	memcpy(e[i].name, name, len);
+	e[i].len = len;
+	e[i].updated = updated;
+	(*n)++;
+	return 0;
+}
+
+size_t
+record_manifest_seal(const uint8_t *index_key, const uint8_t *ref,
+    const struct manifest_entry *e, size_t n, uint8_t *out)
+{
+	size_t off = 3;
+
+	out[0] = RECORD_MANIFEST_FORMAT;
+	out[1] = (uint8_t)(n >> 8);
+	out[2] = (uint8_t)n;
+	for (size_t i = 0; i < n; i++) {
+		out[off] = (uint8_t)e[i].len;
+		memcpy(out + off + 1, e[i].name, e[i].len);
+		store_put_u64(out + off + 1 + e[i].len, e[i].updated);
+		off += 1 + e[i].len + 8;
+	}
+	manifest_tag(index_key, ref, out, off, out + off);
+	return off + RECORD_MANIFEST_TAG;
+}

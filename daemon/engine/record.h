@@ -1,0 +1,136 @@
+/*
+ * On-disk records of a consumer and their sealing.
+ *
+ * consumers: ref -> fmt(1) | master version(4) | dek generation(4) |
+ *            created ms(8) | wrapped DEK | sealed pseudonym seed
+ *   fmt 2: the consumer has a manifest; fmt 1: written before manifests
+ *   (no manifest until its next put; see consumer.h)
+ *   wrapped DEK: sealed under the master key, AD = ref | "dek" | version
+ *   seed:        sealed under the DEK, AD = ref | "seed" | generation
+ * attrs:     ref | name -> fmt(1) | updated ms(8) | expires ms(8) |
+ *            sealed value (under the DEK, AD = ref | name | generation)
+ *
+ * manifests: ref -> fmt(1) | count(2) |
+ *            count x (name length(1) | name | updated ms(8)) | tag(32)
+ *   the consumer's attribute records, in key order, each with the updated
+ *   time in its header; tag = keyed BLAKE2b-256 under the index key
+ *   (personal "vaultd-manifest") over ref | the bytes before the tag.
+ *   Keyed by the index key, not the DEK: a key rotation leaves it as it
+ *   is, and it holds only names and times, as the attrs keys and headers.
+ *
+ * Pointers in a parsed record point into the LMDB map and die with the
+ * transaction that read them.
+ */
+#ifndef VAULT_RECORD_H
+#define VAULT_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#include "crypto/crypto.h"
+#include "crypto/keyring.h"
+#include "conf/schema.h"
+#include "util/vault_err.h"
+
+#define RECORD_FORMAT 1
+#define RECORD_CONSUMER_MANIFEST 2	/* consumer format with a manifest */
+#define RECORD_MANIFEST_FORMAT 1
+#define RECORD_MANIFEST_TAG 32
+#define RECORD_MANIFEST_ENTRIES (2 * SCHEMA_MAX_ATTRS)
+#define RECORD_MANIFEST_MAX (3 + RECORD_MANIFEST_ENTRIES * \
+	(1 + SCHEMA_NAME_MAX + 8) + RECORD_MANIFEST_TAG)
+#define RECORD_SEALED_KEY_BYTES (CRYPTO_KEY_BYTES + CRYPTO_OVERHEAD)
+#define RECORD_CONSUMER_HDR (1 + 4 + 4 + 8)
+#define RECORD_CONSUMER_BYTES (RECORD_CONSUMER_HDR + 2 * RECORD_SEALED_KEY_BYTES)
+#define RECORD_ATTR_HDR (1 + 8 + 8)
+#define RECORD_ATTR_KEY_MAX (CRYPTO_REF_BYTES + SCHEMA_NAME_MAX)
+#define RECORD_ATTR_MAX (RECORD_ATTR_HDR + SCHEMA_VALUE_MAX + CRYPTO_OVERHEAD)
+/* Locked room to work on one consumer: DEK, seed, one NUL-ended value. */
+#define RECORD_SCRATCH_BYTES (2 * CRYPTO_KEY_BYTES + SCHEMA_VALUE_MAX + 1)
+
+struct consumer_rec {
+	uint32_t master_version;
+	uint32_t dek_generation;
+	uint64_t created_ms;
+	bool has_manifest;
+	const uint8_t *wrapped_dek;
+	const uint8_t *sealed_seed;
+};
+
+int record_parse_consumer(const MDB_val *v, struct consumer_rec *rec) VAULT_WUR;
+
+/* Makes a new DEK and seed (into locked dek and seed) and the record sealing them. */
+int record_new_consumer(const struct keyring *kr, const uint8_t *ref,
+    uint8_t *dek, uint8_t *seed, uint8_t out[RECORD_CONSUMER_BYTES]) VAULT_WUR;
+
+/* Wraps dek under master key version into out (RECORD_SEALED_KEY_BYTES). */
+int record_wrap_dek(const struct keyring *kr, const uint8_t *ref,
+    uint32_t version, const uint8_t *dek, uint8_t *out) VAULT_WUR;
+/* Seals seed under dek of generation into out (RECORD_SEALED_KEY_BYTES). */
+int record_seal_seed(const uint8_t *dek, const uint8_t *ref,
+    uint32_t generation, const uint8_t *seed, uint8_t *out) VAULT_WUR;
+
+/* Opens the DEK (VAULT_ERR_KEY when its master version is not loaded). */
+int record_unwrap_dek(const struct keyring *kr, const uint8_t *ref,
+    const struct consumer_rec *rec, uint8_t *dek) VAULT_WUR;
+int record_open_seed(const uint8_t *dek, const uint8_t *ref,
+    const struct consumer_rec *rec, uint8_t *seed) VAULT_WUR;
+
+size_t record_attr_key(uint8_t *key, const uint8_t *ref, const char *name);
+
+/* Seals value into out (RECORD_ATTR_MAX bytes); *out_len is the record's size. */
+int record_seal_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
+    uint32_t generation, const char *value, size_t len, uint64_t now_ms,
+    uint8_t *out, size_t *out_len) VAULT_WUR;
+
+/*
+ * Opens an attribute record into out (cap bytes; the value is NUL-terminated,
+ * so cap must exceed the value's length).
+ */
+int record_open_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
+    uint32_t generation, const MDB_val *v, uint8_t *out, size_t cap,
+    size_t *len, uint64_t *updated_ms) VAULT_WUR;
+
+/*
+ * A consumer's manifest, verified: p points at its count (into the map, or
+ * into the caller's buffer) and dies with whatever holds it.
+ */
+struct manifest {
+	const uint8_t *p;
+	size_t len;		/* bytes from p up to the tag */
+	size_t n;
+};
+
+/* Checks the tag and layout of a manifest record (VAULT_ERR_CRYPTO if bad). */
+int record_manifest_open(const uint8_t *index_key, const uint8_t *ref,
+    const MDB_val *v, struct manifest *m) VAULT_WUR;
+/* 0 and *updated when m lists name, else VAULT_ERR_NOT_FOUND. */
+int record_manifest_find(const struct manifest *m, const char *name,
+    size_t len, uint64_t *updated);
+
+/* One entry of a manifest being built. */
+struct manifest_entry {
+	uint8_t name[SCHEMA_NAME_MAX];
+	size_t len;
+	uint64_t updated;
+};
+
+/*
+ * Sets name to updated among e[0..*n) (cap entries), keeping key order;
+ * VAULT_ERR_LIMIT when full.
+ */
+int record_manifest_set(struct manifest_entry *e, size_t *n, size_t cap,
+    const char *name, size_t len, uint64_t updated) VAULT_WUR;
+/* Serializes and tags e[0..n) into out (RECORD_MANIFEST_MAX bytes). */
+size_t record_manifest_seal(const uint8_t *index_key, const uint8_t *ref,
+    const struct manifest_entry *e, size_t n, uint8_t *out);
+/* The entries of a verified manifest, into e (cap entries). */
+int record_manifest_entries(const struct manifest *m,
+    struct manifest_entry *e, size_t cap, size_t *n) VAULT_WUR;
+/* The updated time in an attribute record's header (0 when malformed). */
+uint64_t record_attr_updated(const MDB_val *v);
+
+#endif

@@ -1,0 +1,736 @@
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "util/crashpoint.h"
+#include "crypto/crypto.h"
+#include "engine/deletion.h"
+#include "util/log.h"
+#include "engine/record.h"
+#include "engine/rotation.h"
+
+#define ROTATION_KEY "rotation"
+#define STATE_BYTES (4 + 1 + CRYPTO_REF_BYTES + 8 + 8)
+#define BATCH 500
+#define POLL_US 50000
+
+/* One driver at a time; watchers read its progress. */
+static pthread_mutex_t run_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool running_here;
+static struct rotation_progress shared;
+
+struct state {
+	uint32_t target;
+	bool has_cursor;
+	uint8_t cursor[CRYPTO_REF_BYTES];
+	uint64_t rewrapped, total;
+};
+
+static int
+get_state(struct vault *v, MDB_txn *txn, struct state *s, bool *found)
+{
+	MDB_val k = { sizeof(ROTATION_KEY) - 1, ROTATION_KEY }, val;
+	const uint8_t *p;
+	int rc = mdb_get(txn, v->store->meta, &k, &val);
+
+	*found = false;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return store_err(v->store, rc, "get rotation");
+	if (val.mv_size != STATE_BYTES)
+		return VAULT_ERR_STATE;
+	p = val.mv_data;
+	s->target = store_get_u32(p);
+	s->has_cursor = p[4] != 0;
+	memcpy(s->cursor, p + 5, CRYPTO_REF_BYTES);
+	s->rewrapped = store_get_u64(p + 5 + CRYPTO_REF_BYTES);
+	s->total = store_get_u64(p + 13 + CRYPTO_REF_BYTES);
+	*found = true;
+	return 0;
+}
+
+static int
+put_state(struct vault *v, MDB_txn *txn, const struct state *s)
+{
+	uint8_t buf[STATE_BYTES];
+	MDB_val k = { sizeof(ROTATION_KEY) - 1, ROTATION_KEY }, val = { sizeof(buf), buf };
+	int rc;
+
+	store_put_u32(buf, s->target);
+	buf[4] = s->has_cursor;
+	memcpy(buf + 5, s->cursor, CRYPTO_REF_BYTES);
+	store_put_u64(buf + 5 + CRYPTO_REF_BYTES, s->rewrapped);
+	store_put_u64(buf + 13 + CRYPTO_REF_BYTES, s->total);
+	rc = mdb_put(txn, v->store->meta, &k, &val, 0);
+	return rc == 0 ? 0 : store_err(v->store, rc, "put rotation");
+}
+
+int
+rotation_state(struct vault *v, MDB_txn *txn, bool *running,
+    struct rotation_progress *p)
+{
+	struct state s = { 0 };
+	int r;
+
+	memset(p, 0, sizeof(*p));
+	if ((r = get_state(v, txn, &s, running)) != 0 || !*running)
+		return r;
+	*p = (struct rotation_progress){ s.target, s.rewrapped, s.total, false };
+	return 0;
+}
+
+/*
+ * Rewraps the DEKs of up to BATCH consumers after s's cursor under
+ * s->target, advancing the cursor; *done once the scan reached the end.
+ */
+static int
+rewrap_batch(struct vault *v, MDB_txn *txn, struct state *s, bool *done)
+{
+	uint8_t *dek = NULL, buf[RECORD_CONSUMER_BYTES];
+	MDB_cursor *cur = NULL;
+	MDB_val k, val;
+	size_t n = 0;
+	int rc, r = 0;
+
+	*done = false;
+	if (keyring_master(v->kr, s->target) == NULL)
+		return VAULT_ERR_KEY;
+	if ((dek = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((rc = mdb_cursor_open(txn, v->store->consumers, &cur)) != 0) {
+		r = store_err(v->store, rc, "open cursor");
+		goto out;
+	}
+	if (s->has_cursor) {
+		k = (MDB_val){ CRYPTO_REF_BYTES, s->cursor };
+		rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
+		if (rc == 0 && memcmp(k.mv_data, s->cursor, CRYPTO_REF_BYTES) == 0)
+			rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT);
+	} else {
+		rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST);
+	}
+	for (; rc == 0 && n < BATCH; rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		struct consumer_rec rec;
+		uint8_t ref[CRYPTO_REF_BYTES];
+
+		memcpy(ref, k.mv_data, CRYPTO_REF_BYTES);
+		memcpy(s->cursor, ref, CRYPTO_REF_BYTES);
+		s->has_cursor = true;
+		n++;
+		if ((r = record_parse_consumer(&val, &rec)) != 0)
+			goto out;
+		if (rec.master_version == s->target)
+			continue;
+		if ((r = record_unwrap_dek(v->kr, ref, &rec, dek)) != 0)
+			goto out;
+		memcpy(buf, val.mv_data, RECORD_CONSUMER_BYTES);
+		store_put_u32(buf + 1, s->target);
+		if ((r = record_wrap_dek(v->kr, ref, s->target, dek,
+		    buf + RECORD_CONSUMER_HDR)) != 0)
+			goto out;
+		val = (MDB_val){ sizeof(buf), buf };
+		if ((rc = mdb_cursor_put(cur, &k, &val, MDB_CURRENT)) != 0) {
+			r = store_err(v->store, rc, "rewrap");
+			goto out;
+		}
+		s->rewrapped++;
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		r = store_err(v->store, rc, "scan consumers");
+		goto out;
+	}
+	*done = rc == MDB_NOTFOUND;
+out:
+	mdb_cursor_close(cur);
+	crypto_secret_free(dek);
+	return r;
+}
+
+static struct rotation_progress
+progress_of(const struct state *s, bool done)
+{
+	return (struct rotation_progress){ s->target, s->rewrapped,
+	    s->total > s->rewrapped ? s->total : s->rewrapped, done };
+}
+
+enum start_refusal { START_OK, START_OTHER_RUNS, START_NOT_NEWER };
+
+struct start_job {
+	struct vault *v;
+	uint32_t version;
+	struct rotation_progress p;
+	bool joined;
+	enum start_refusal why;
+	uint32_t other;			/* the rotation under way, or the highest */
+};
+
+/*
+ * Activates the new version and rewraps the first batch in the same
+ * transaction: a store without room for one batch refuses the start, and
+ * nothing changes. The cursor is not kept: until keyring_set_active runs
+ * after the commit, writes still wrap new DEKs under the old version, so
+ * the first step scans from the start again (and skips what is done).
+ */
+static int
+start_apply(MDB_txn *txn, void *arg)
+{
+	struct start_job *job = arg;
+	struct state s = { 0 };
+	MDB_stat ms;
+	bool found, done;
+	int rc, r;
+
+	if ((r = get_state(job->v, txn, &s, &found)) != 0)
+		return r;
+	if (found) {
+		if (job->version != 0 && job->version != s.target) {
+			job->why = START_OTHER_RUNS;
+			job->other = s.target;
+			return VAULT_ERR_STATE;
+		}
+		job->p = progress_of(&s, false);
+		job->joined = true;
+		return 0;
+	}
+	/* Starting is an ordinary write, refused in the headroom (store.h). */
+	if ((r = store_room(job->v->store)) != 0)
+		return r;
+	if ((rc = mdb_stat(txn, job->v->store->consumers, &ms)) != 0)
+		return store_err(job->v->store, rc, "stat consumers");
+	if ((r = keyring_activate_txn(job->v->kr, txn, job->version)) != 0) {
+		if (r == VAULT_ERR_STATE) {
+			job->why = START_NOT_NEWER;
+			if (keyring_highest_txn(job->v->kr, txn, &job->other) != 0)
+				job->other = 0;
+		}
+		return r;
+	}
+	s.target = job->version;
+	s.total = ms.ms_entries;
+	if ((r = rewrap_batch(job->v, txn, &s, &done)) != 0)
+		return r;
+	s.has_cursor = false;
+	memset(s.cursor, 0, sizeof(s.cursor));
+	job->p = progress_of(&s, false);
+	return put_state(job->v, txn, &s);
+}
+
+static void
+start_why(const struct start_job *job, char *why, size_t why_len)
+{
+	if (job->why == START_OTHER_RUNS)
+		snprintf(why, why_len, "a rotation to version %u is under way; "
+		    "join it with an empty new_key_id, or wait for it to end",
+		    job->other);
+	else if (job->why == START_NOT_NEWER)
+		snprintf(why, why_len, "new_key_id: version %u is not newer than "
+		    "version %u, the highest this store has had; master key "
+		    "versions only move forward", job->version, job->other);
+	else
+		snprintf(why, why_len, "version %u cannot be used (see the server "
+		    "log)", job->version);
+}
+
+/* One start at a time: a start that fails discards the version it loaded. */
+static pthread_mutex_t start_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int
+rotation_start(struct vault *v, uint32_t version, struct rotation_progress *p,
+    char *why, size_t why_len)
+{
+	struct start_job job = { v, version, { 0 }, false, START_OK, 0 };
+	bool running;
+	MDB_txn *txn;
+	int r, dr;
+
+	why[0] = '\0';
+	pthread_mutex_lock(&start_mu);
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		goto out;
+	if ((r = rotation_state(v, txn, &running, p)) == 0 && !running &&
+	    version != 0 && (r = keyring_highest_txn(v->kr, txn, &job.other)) == 0 &&
+	    version <= job.other) {
+		job.why = START_NOT_NEWER;
+		r = VAULT_ERR_STATE;
+	}
+	mdb_txn_abort(txn);
+	if (r != 0)
+		goto out;
+	if (running) {
+		if (version != 0 && version != p->target) {
+			job.why = START_OTHER_RUNS;
+			job.other = p->target;
+			r = VAULT_ERR_STATE;
+		}
+		goto out;
+	}
+	if (version == 0)
+		job.version = keyring_next_version(v->kr);
+	if ((r = keyring_load_version(v->kr, job.version, version == 0)) != 0)
+		goto out;
+	VAULT_CRASH_POINT("rotate.before_activate");
+	if ((r = writer_submit(v->wr, start_apply, &job)) != 0) {
+		/* Nothing committed: the key loaded for it must not linger. */
+		if ((dr = keyring_discard_version(v->kr, job.version)) != 0)
+			log_error("the start of the rotation to version %u failed, "
+			    "but its key cannot be discarded (%s)", job.version,
+			    vault_strerror(dr));
+		goto out;
+	}
+	VAULT_CRASH_POINT("rotate.after_activate");
+	*p = job.p;
+	if (!job.joined) {
+		keyring_set_active(v->kr, job.version);
+		pthread_mutex_lock(&run_mu);
+		if (!running_here)
+			shared = job.p;
+		pthread_mutex_unlock(&run_mu);
+		log_info("master key version %u is active; rewrapping DEKs",
+		    job.version);
+	}
+out:
+	pthread_mutex_unlock(&start_mu);
+	if (r == VAULT_ERR_STATE)
+		start_why(&job, why, why_len);
+	return r;
+}
+
+struct step_job {
+	struct vault *v;
+	struct rotation_progress p;
+};
+
+/* Rewraps one batch of DEKs and advances the cursor, in one transaction. */
+static int
+step_apply(MDB_txn *txn, void *arg)
+{
+	struct step_job *job = arg;
+	struct vault *v = job->v;
+	MDB_val k = { sizeof(ROTATION_KEY) - 1, ROTATION_KEY };
+	struct state s = { 0 };
+	bool found, done;
+	int rc, r;
+
+	if ((r = get_state(v, txn, &s, &found)) != 0)
+		return r;
+	if (!found) {
+		job->p.done = true;
+		return 0;
+	}
+	if ((r = rewrap_batch(v, txn, &s, &done)) != 0)
+		return r;
+	job->p = progress_of(&s, done);
+	if (!done)
+		return put_state(v, txn, &s);
+	rc = mdb_del(txn, v->store->meta, &k, NULL);
+	return rc == 0 ? 0 : store_err(v->store, rc, "end rotation");
+}
+
+int
+rotation_run(struct vault *v, rotation_cb cb, void *arg)
+{
+	struct step_job job = { v, { 0 } };
+	struct rotation_progress p;
+	int r = 0;
+
+	pthread_mutex_lock(&run_mu);
+	if (running_here) {
+		/* Another thread drives it: report its progress until it ends. */
+		do {
+			p = shared;
+			pthread_mutex_unlock(&run_mu);
+			if (cb != NULL && cb(&p, arg) != 0)
+				return 0;
+			usleep(POLL_US);
+			pthread_mutex_lock(&run_mu);
+		} while (running_here);
+		p = shared;
+		pthread_mutex_unlock(&run_mu);
+		if (cb != NULL)
+			cb(&p, arg);
+		return 0;
+	}
+	running_here = true;
+	job.p = shared;		/* kept if the rotation already ended */
+	pthread_mutex_unlock(&run_mu);
+	do {
+		if ((r = writer_submit_lazy(v->wr, step_apply, &job)) != 0)
+			break;
+		VAULT_CRASH_POINT("rotate.batch");	/* committed, not yet synced */
+		pthread_mutex_lock(&run_mu);
+		shared = job.p;
+		pthread_mutex_unlock(&run_mu);
+		if (cb != NULL && cb(&job.p, arg) != 0)
+			cb = NULL;	/* the watcher left; finish anyway */
+	} while (!job.p.done);
+	pthread_mutex_lock(&run_mu);
+	running_here = false;
+	pthread_mutex_unlock(&run_mu);
+	if (r == 0)
+		log_info("rotation to master key version %u done: %llu DEKs "
+		    "rewrapped", job.p.target, (unsigned long long)job.p.rewrapped);
+	return r;
+}
+
+/* Where version is in vs (ascending), or n. */
+static size_t
+version_index(const struct key_version *vs, size_t n, uint32_t version)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (vs[mid].version < version)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && vs[lo].version == version ? lo : n;
+}
+
+int
+rotation_dek_counts(struct vault *v, MDB_txn *txn, const struct key_version *vs,
+    size_t n, uint64_t *counts)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k, val;
+	int rc;
+
+	memset(counts, 0, n * sizeof(*counts));
+	if ((rc = mdb_cursor_open(txn, v->store->consumers, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		struct consumer_rec rec;
+		size_t i;
+
+		if (record_parse_consumer(&val, &rec) != 0) {
+			mdb_cursor_close(cur);
+			return VAULT_ERR_STATE;
+		}
+		if ((i = version_index(vs, n, rec.master_version)) < n)
+			counts[i]++;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : store_err(v->store, rc, "count DEKs");
+}
+
+struct destroy_job {
+	struct vault *v;
+	uint32_t version;
+	uint64_t when;
+	uint64_t needed;
+	bool rotating;
+};
+
+/* Step 1: checks, then marks the version "being destroyed" (durable). */
+static int
+destroy_begin_apply(MDB_txn *txn, void *arg)
+{
+	struct destroy_job *job = arg;
+	struct rotation_progress p;
+	struct key_version kv = { .version = job->version };
+	bool already;
+	int r;
+
+	if ((r = keyring_version_get(job->v->kr, txn, job->version, &kv)) != 0)
+		return r;
+	if (kv.destroyed && !kv.destroy_pending)
+		return VAULT_ERR_STATE;
+	/* Checked inside the transaction: nothing may slip in between. */
+	if (!kv.destroy_pending) {
+		if ((r = rotation_state(job->v, txn, &job->rotating, &p)) != 0 ||
+		    job->rotating)
+			return r != 0 ? r : VAULT_ERR_STATE;
+		if ((r = rotation_dek_counts(job->v, txn, &kv, 1, &job->needed)) != 0)
+			return r;
+		if (job->needed > 0)
+			return VAULT_ERR_STATE;
+	}
+	return keyring_destroy_begin_txn(job->v->kr, txn, job->version, &already);
+}
+
+/* Step 3, once the key file is gone: destroyed, its deletions final. */
+static int
+destroy_apply(MDB_txn *txn, void *arg)
+{
+	struct destroy_job *job = arg;
+	int r;
+
+	if ((r = keyring_destroy_txn(job->v->kr, txn, job->version, job->when)) != 0)
+		return r;
+	return deletion_mark_final_txn(job->v, txn, job->version);
+}
+
+/*
+ * The key file is wiped between two durable commits (keyring.h): a crash
+ * at any step leaves either a live version with its key, or a version
+ * being destroyed (or destroyed) whose file every start wipes. An
+ * interrupted destruction is finished by rotation_tick, or by calling
+ * this again.
+ */
+int
+rotation_destroy(struct vault *v, uint32_t version, uint64_t *destroyed_ms,
+    char *why, size_t why_len)
+{
+	struct destroy_job job = { v, version, 0, 0, false };
+	int r;
+
+	why[0] = '\0';
+	if (version == keyring_active_version(v->kr)) {
+		snprintf(why, why_len, "version %u is the active master key; rotate "
+		    "first", version);
+		return VAULT_ERR_STATE;
+	}
+	r = writer_submit(v->wr, destroy_begin_apply, &job);
+	if (r == VAULT_ERR_STATE && job.rotating)
+		snprintf(why, why_len, "a rotation is under way; destroy after it "
+		    "ends");
+	else if (r == VAULT_ERR_STATE && job.needed > 0)
+		snprintf(why, why_len, "%llu DEKs are still wrapped under version "
+		    "%u", (unsigned long long)job.needed, version);
+	else if (r == VAULT_ERR_STATE)
+		snprintf(why, why_len, "version %u is already destroyed", version);
+	else if (r == VAULT_ERR_NOT_FOUND)
+		snprintf(why, why_len, "no master key version %u", version);
+	else if (r != 0)
+		snprintf(why, why_len, "%s", vault_strerror(r));
+	if (r != 0)
+		return r;
+	VAULT_CRASH_POINT("destroy.before_wipe");
+	if ((r = keyring_forget(v->kr, version)) != 0) {
+		snprintf(why, why_len, "version %u is being destroyed, but its key "
+		    "file could not be wiped (see the server log); it is retried",
+		    version);
+		return r;
+	}
+	job.when = store_now_ms();
+	if ((r = writer_submit(v->wr, destroy_apply, &job)) != 0) {
+		snprintf(why, why_len, "version %u is being destroyed and its key "
+		    "file is gone, but the store could not record it (%s); it is "
+		    "retried", version, vault_strerror(r));
+		return r;
+	}
+	VAULT_CRASH_POINT("destroy.after_commit");
+	*destroyed_ms = job.when;
+	log_info("master key version %u destroyed; its deletions are final",
+	    version);
+	return 0;
+}
+
+/* Destructions a crash or an error interrupted: finished here. */
+static void
+finish_destroys(struct vault *v)
+{
+	struct key_version *vs = NULL;
+	uint64_t when;
+	MDB_txn *txn;
+	char why[200];
+	size_t n = 0;
+
+	if (store_read_begin(v->store, &txn) != 0)
+		return;
+	if (keyring_versions(v->kr, txn, &vs, &n) != 0)
+		n = 0;
+	mdb_txn_abort(txn);
+	for (size_t i = 0; i < n; i++) {
+		if (!vs[i].destroy_pending)
+			continue;
+		log_info("finishing the destruction of master key version %u",
+		    vs[i].version);
+		if (rotation_destroy(v, vs[i].version, &when, why, sizeof(why)) != 0)
+			log_warn("cannot finish destroying master key version %u: %s",
+			    vs[i].version, why);
+	}
+	free(vs);
+}
+
+struct rekey_job {
+	struct vault *v;
+	const uint8_t *ref;
+	uint32_t gen;
+};
+
+/* New DEK: the seed and every value re-encrypted, generation + 1. */
+static int
+rekey_apply(MDB_txn *txn, void *arg)
+{
+	struct rekey_job *job = arg;
+	struct vault *v = job->v;
+	MDB_cursor *cur = NULL;
+	MDB_val ak;
+	uint8_t *mem, *old, *new, *seed, *value;
+	uint8_t buf[RECORD_CONSUMER_BYTES];
+	uint8_t akey[RECORD_ATTR_KEY_MAX], abuf[RECORD_ATTR_MAX];
+	uint32_t ver = keyring_active_version(v->kr), gen;
+	MDB_val k = { CRYPTO_REF_BYTES, (void *)job->ref }, val;
+	struct consumer_rec rec;
+	size_t len, alen;
+	int rc, r;
+
+	if ((rc = mdb_get(txn, v->store->consumers, &k, &val)) != 0)
+		return rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
+		    store_err(v->store, rc, "get consumer");
+	if ((mem = crypto_secret_alloc(3 * CRYPTO_KEY_BYTES + SCHEMA_VALUE_MAX + 1)) == NULL)
+		return VAULT_ERR_NOMEM;
+	old = mem;
+	new = mem + CRYPTO_KEY_BYTES;
+	seed = mem + 2 * CRYPTO_KEY_BYTES;
+	value = mem + 3 * CRYPTO_KEY_BYTES;
+	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
+	    (r = record_unwrap_dek(v->kr, job->ref, &rec, old)) != 0 ||
+	    (r = record_open_seed(old, job->ref, &rec, seed)) != 0)
+		goto out;
+	gen = rec.dek_generation + 1;
+	randombytes_buf(new, CRYPTO_KEY_BYTES);
+	memcpy(buf, val.mv_data, RECORD_CONSUMER_HDR);
+	store_put_u32(buf + 1, ver);
+	store_put_u32(buf + 5, gen);
+	if ((r = record_wrap_dek(v->kr, job->ref, ver, new,
+	    buf + RECORD_CONSUMER_HDR)) != 0 ||
+	    (r = record_seal_seed(new, job->ref, gen, seed,
+	    buf + RECORD_CONSUMER_HDR + RECORD_SEALED_KEY_BYTES)) != 0)
+		goto out;
+	/*
+	 * Every record of the consumer, those of attributes the schema no
+	 * longer has too: none may stay sealed under the old DEK.
+	 */
+	if ((rc = mdb_cursor_open(txn, v->store->attrs, &cur)) != 0) {
+		r = store_err(v->store, rc, "open cursor");
+		goto out;
+	}
+	ak = (MDB_val){ CRYPTO_REF_BYTES, (void *)job->ref };
+	for (rc = mdb_cursor_get(cur, &ak, &val, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &ak, &val, MDB_NEXT)) {
+		char name[SCHEMA_NAME_MAX];
+		size_t nlen = ak.mv_size - CRYPTO_REF_BYTES;
+		uint64_t updated;
+
+		if (ak.mv_size < CRYPTO_REF_BYTES ||
+		    memcmp(ak.mv_data, job->ref, CRYPTO_REF_BYTES) != 0)
+			break;
+		if (nlen == 0 || nlen >= SCHEMA_NAME_MAX) {
+			r = VAULT_ERR_STATE;
+			goto out;
+		}
+		memcpy(name, (const uint8_t *)ak.mv_data + CRYPTO_REF_BYTES, nlen);
+		name[nlen] = '\0';
+		if ((r = record_open_attr(old, job->ref, name, rec.dek_generation,
+		    &val, value, SCHEMA_VALUE_MAX + 1, &len, &updated)) != 0 ||
+		    (r = record_seal_attr(new, job->ref, name, gen, (char *)value,
+		    len, updated, abuf, &alen)) != 0)
+			goto out;
+		/* The key is copied: the put may move the page it points into. */
+		ak = (MDB_val){ record_attr_key(akey, job->ref, name), akey };
+		val = (MDB_val){ alen, abuf };
+		if ((rc = mdb_cursor_put(cur, &ak, &val, MDB_CURRENT)) != 0) {
+			r = store_err(v->store, rc, "put attribute");
+			goto out;
+		}
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		r = store_err(v->store, rc, "read attributes");
+		goto out;
+	}
+	val = (MDB_val){ sizeof(buf), buf };
+	if ((rc = mdb_put(txn, v->store->consumers, &k, &val, 0)) != 0) {
+		r = store_err(v->store, rc, "put consumer");
+		goto out;
+	}
+	job->gen = gen;
+out:
+	mdb_cursor_close(cur);
+	crypto_secret_free(mem);
+	return r;
+}
+
+int
+rotation_consumer_key(struct vault *v, const char *id, size_t id_len,
+    uint8_t ref[CRYPTO_REF_BYTES], uint32_t *gen)
+{
+	struct rekey_job job = { v, ref, 0 };
+	int r;
+
+	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, ref);
+	if ((r = writer_submit(v->wr, rekey_apply, &job)) != 0)
+		return r;
+	*gen = job.gen;
+	return 0;
+}
+
+/* Shred epochs: rotate when the active version is old, destroy when unneeded. */
+static void
+shred_epochs(struct vault *v)
+{
+	struct key_version *vs = NULL;
+	struct rotation_progress p;
+	uint64_t now = store_now_ms(), epoch, retain, *counts = NULL;
+	uint64_t done_ms;
+	uint32_t active = keyring_active_version(v->kr);
+	MDB_txn *txn;
+	char why[200];
+	size_t n = 0;
+	int r;
+
+	epoch = (uint64_t)v->cfg->shred_epoch_s * 1000ULL;
+	retain = (uint64_t)v->cfg->shred_retain_s * 1000ULL;
+	if (epoch == 0 || store_read_begin(v->store, &txn) != 0)
+		return;
+	if (keyring_versions(v->kr, txn, &vs, &n) != 0 ||
+	    (counts = calloc(n > 0 ? n : 1, sizeof(*counts))) == NULL ||
+	    rotation_dek_counts(v, txn, vs, n, counts) != 0)
+		n = 0;
+	mdb_txn_abort(txn);
+	for (size_t i = 0; i < n; i++) {
+		if (vs[i].version != active || now - vs[i].created_ms < epoch)
+			continue;
+		log_info("shred epoch: rotating away from master key version %u",
+		    active);
+		if ((r = rotation_start(v, 0, &p, why, sizeof(why))) != 0)
+			log_warn("shred epoch: the rotation did not start: %s",
+			    why[0] != '\0' ? why : vault_strerror(r));
+		else if (rotation_run(v, NULL, NULL) != 0)
+			log_warn("shred epoch: the rotation stopped; it will resume");
+	}
+	for (size_t i = 0; i < n; i++) {
+		/* Retired when the next version became active. */
+		uint64_t retired = i + 1 < n ? vs[i + 1].created_ms : now;
+
+		if (vs[i].destroyed || vs[i].version == active || counts[i] > 0 ||
+		    now - retired < retain)
+			continue;
+		if (rotation_destroy(v, vs[i].version, &done_ms, why, sizeof(why)) != 0)
+			log_warn("shred epoch: cannot destroy version %u: %s",
+			    vs[i].version, why);
+	}
+	free(counts);
+	free(vs);
+}
+
+void
+rotation_tick(struct vault *v, void *arg)
+{
+	struct rotation_progress p;
+	bool running;
+	MDB_txn *txn;
+
+	(void)arg;
+	if (store_read_begin(v->store, &txn) != 0)
+		return;
+	if (rotation_state(v, txn, &running, &p) != 0)
+		running = false;
+	mdb_txn_abort(txn);
+	if (running) {
+		log_info("resuming the rotation to master key version %u", p.target);
+		if (rotation_run(v, NULL, NULL) != 0)
+			log_warn("the rotation stopped on an error; it will resume");
+	}
+	finish_destroys(v);
+	shred_epochs(v);
+}

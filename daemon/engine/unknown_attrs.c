@@ -1,0 +1,313 @@
+#include <stdbool.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "audit/audit.h"
+#include "engine/consumer.h"
+#include "util/log.h"
+#include "engine/record.h"
+#include "engine/unknown_attrs.h"
+
+#define META_KEY "unknown_attrs"
+#define FINGERPRINT_BYTES 16
+#define META_BYTES (FINGERPRINT_BYTES + 8)
+/* Attribute records looked at per purge transaction (whole consumers). */
+#define PURGE_BATCH 2000
+/* The names one purge audit entry holds (whole names; the rest still go). */
+#define PURGE_NAMES_MAX 512
+
+/* The schema's attribute names, hashed: the record holds for this schema. */
+static void
+fingerprint(const struct schema *s, uint8_t out[FINGERPRINT_BYTES])
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, NULL, 0, FINGERPRINT_BYTES);
+	for (size_t a = 0; a < s->n_attrs; a++)
+		crypto_generichash_update(&st, (const uint8_t *)s->attrs[a].name,
+		    strlen(s->attrs[a].name) + 1);
+	crypto_generichash_final(&st, out, FINGERPRINT_BYTES);
+}
+
+/* The attribute name of an attrs key, or VAULT_ERR_STATE when malformed. */
+static int
+key_name(const MDB_val *k, const char **name, size_t *len)
+{
+	if (k->mv_size <= CRYPTO_REF_BYTES ||
+	    k->mv_size - CRYPTO_REF_BYTES >= SCHEMA_NAME_MAX) {
+		log_error("an attribute record has a malformed key");
+		return VAULT_ERR_STATE;
+	}
+	*name = (const char *)k->mv_data + CRYPTO_REF_BYTES;
+	*len = k->mv_size - CRYPTO_REF_BYTES;
+	return 0;
+}
+
+static bool
+outside(const struct vault *v, const char *name, size_t len)
+{
+	return schema_find_attr(v->schema, name, len) < 0;
+}
+
+/* True when the record says no value is outside this schema. */
+static int
+known_clean(struct vault *v, bool *clean)
+{
+	uint8_t fp[FINGERPRINT_BYTES];
+	MDB_val k = { sizeof(META_KEY) - 1, META_KEY }, val;
+	MDB_txn *txn;
+	int rc, r;
+
+	*clean = false;
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	rc = mdb_get(txn, v->store->meta, &k, &val);
+	if (rc == 0 && val.mv_size == META_BYTES) {
+		fingerprint(v->schema, fp);
+		*clean = memcmp(val.mv_data, fp, sizeof(fp)) == 0 &&
+		    store_get_u64((const uint8_t *)val.mv_data + FINGERPRINT_BYTES) == 0;
+	} else if (rc != 0 && rc != MDB_NOTFOUND) {
+		r = store_err(v->store, rc, "get unknown attribute count");
+	}
+	mdb_txn_abort(txn);
+	return r;
+}
+
+/* Counts them, in one snapshot. */
+static int
+count(struct vault *v, struct unknown_attrs *n)
+{
+	uint8_t last[CRYPTO_REF_BYTES];
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k, val;
+	bool have_last = false;
+	int rc, r;
+
+	memset(n, 0, sizeof(*n));
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	if ((rc = mdb_cursor_open(txn, v->store->attrs, &cur)) != 0) {
+		r = store_err(v->store, rc, "open cursor");
+		goto out;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		const char *name;
+		size_t len;
+
+		if ((r = key_name(&k, &name, &len)) != 0)
+			goto out;
+		if (!outside(v, name, len))
+			continue;
+		n->values++;
+		/* Keys are ref | name: a consumer's records are adjacent. */
+		if (!have_last || memcmp(last, k.mv_data, CRYPTO_REF_BYTES) != 0)
+			n->consumers++;
+		memcpy(last, k.mv_data, CRYPTO_REF_BYTES);
+		have_last = true;
+	}
+	if (rc != MDB_NOTFOUND)
+		r = store_err(v->store, rc, "count attributes");
+out:
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return r;
+}
+
+/* Records values as the count for the current schema, in txn. */
+static int
+record_txn(struct vault *v, MDB_txn *txn, uint64_t values)
+{
+	uint8_t rec[META_BYTES];
+	MDB_val k = { sizeof(META_KEY) - 1, META_KEY }, val = { sizeof(rec), rec };
+	int rc;
+
+	fingerprint(v->schema, rec);
+	store_put_u64(rec + FINGERPRINT_BYTES, values);
+	if ((rc = mdb_put(txn, v->store->meta, &k, &val, 0)) != 0)
+		return store_err(v->store, rc, "put unknown attribute count");
+	return 0;
+}
+
+struct record_job {
+	struct vault *v;
+	uint64_t values;
+};
+
+static int
+record_job_apply(MDB_txn *txn, void *arg)
+{
+	struct record_job *job = arg;
+
+	return record_txn(job->v, txn, job->values);
+}
+
+int
+unknown_attrs_report(struct vault *v)
+{
+	struct unknown_attrs n;
+	struct record_job job = { v, 0 };
+	bool clean;
+	int r;
+
+	if ((r = known_clean(v, &clean)) != 0 || clean)
+		return r;
+	if ((r = count(v, &n)) != 0)
+		return r;
+	if (n.values > 0)
+		log_warn("%llu stored attribute value(s) of %llu consumer(s) outside "
+		    "the schema: ExportConsumer lists them, GetAttributes and "
+		    "FetchFeatures do not; vaultd --purge-unknown-attributes removes "
+		    "them (docs/operations.md)", (unsigned long long)n.values,
+		    (unsigned long long)n.consumers);
+	job.values = n.values;
+	return writer_submit(v->wr, record_job_apply, &job);
+}
+
+/* ------------------------------------------------------------- purge */
+
+struct purge_job {
+	struct vault *v;
+	uint8_t from[RECORD_ATTR_KEY_MAX];	/* where the next batch starts */
+	size_t from_len;			/* 0: at the first record */
+	bool done;
+	struct unknown_attrs batch;		/* what this batch removed */
+};
+
+/* One consumer's purge so far: its ref and the names removed. */
+struct purged {
+	uint8_t ref[CRYPTO_REF_BYTES];
+	bool active;
+	char names[PURGE_NAMES_MAX];
+	size_t off;
+};
+
+/* The audit entry of one consumer's purge, when something went. */
+static int
+purged_flush(struct vault *v, MDB_txn *txn, struct purged *p,
+    struct unknown_attrs *batch)
+{
+	struct audit_rec rec = { "vaultd", AUDIT_METHOD_PURGE, p->ref, "", "", "",
+	    "ok", p->names, "" };
+	int r = 0;
+
+	if (p->active && p->names[0] != '\0') {
+		batch->consumers++;
+		/* Its manifest no longer lists what went (consumer.h). */
+		if ((r = consumer_manifest_prune_txn(v, txn, p->ref)) == 0)
+			r = audit_append_txn(v, txn, &rec);
+	}
+	p->names[0] = '\0';
+	p->off = 0;
+	return r;
+}
+
+static void
+purged_add(struct purged *p, const char *name, size_t len)
+{
+	if (p->off + len + 2 > sizeof(p->names))
+		return;
+	if (p->off > 0)
+		p->names[p->off++] = ',';
+	memcpy(p->names + p->off, name, len);
+	p->off += len;
+	p->names[p->off] = '\0';
+}
+
+static int
+purge_apply(MDB_txn *txn, void *arg)
+{
+	struct purge_job *job = arg;
+	struct vault *v = job->v;
+	struct purged p = { .active = false };
+	MDB_cursor *cur = NULL;
+	MDB_val k = { job->from_len, job->from }, val;
+	size_t seen = 0;
+	int rc, r = 0;
+
+	memset(&job->batch, 0, sizeof(job->batch));
+	p.names[0] = '\0';
+	if ((rc = mdb_cursor_open(txn, v->store->attrs, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	rc = mdb_cursor_get(cur, &k, &val, job->from_len ? MDB_SET_RANGE : MDB_FIRST);
+	for (; rc == 0; rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		const char *name;
+		size_t len;
+
+		if ((r = key_name(&k, &name, &len)) != 0)
+			break;
+		if (!p.active || memcmp(p.ref, k.mv_data, CRYPTO_REF_BYTES) != 0) {
+			if ((r = purged_flush(v, txn, &p, &job->batch)) != 0)
+				break;
+			/* A batch ends between consumers: one entry each. */
+			if (seen >= PURGE_BATCH) {
+				memcpy(job->from, k.mv_data, k.mv_size);
+				job->from_len = k.mv_size;
+				break;
+			}
+			memcpy(p.ref, k.mv_data, CRYPTO_REF_BYTES);
+			p.active = true;
+		}
+		seen++;
+		if (!outside(v, name, len))
+			continue;
+		purged_add(&p, name, len);
+		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+		job->batch.values++;
+	}
+	if (r == 0 && rc == MDB_NOTFOUND) {
+		job->done = true;
+		r = purged_flush(v, txn, &p, &job->batch);
+	} else if (r == 0 && rc != 0) {
+		r = store_err(v->store, rc, "purge attributes");
+	}
+	mdb_cursor_close(cur);
+	return r;
+}
+
+/* The suppression counts of attributes outside the schema; then the record. */
+static int
+finish_apply(MDB_txn *txn, void *arg)
+{
+	struct vault *v = arg;
+	MDB_cursor *cur = NULL;
+	MDB_val k, val;
+	int rc, r = 0;
+
+	if ((rc = mdb_cursor_open(txn, v->store->counts, &cur)) != 0)
+		return store_err(v->store, rc, "open cursor");
+	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+		/* A counts key: attribute name, NUL, hash of the value. */
+		const char *nul = memchr(k.mv_data, '\0', k.mv_size);
+
+		if (nul == NULL || !outside(v, k.mv_data,
+		    (size_t)(nul - (const char *)k.mv_data)))
+			continue;
+		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return store_err(v->store, rc, "purge counts");
+	return r != 0 ? r : record_txn(v, txn, 0);
+}
+
+int
+unknown_attrs_purge(struct vault *v, struct unknown_attrs *out)
+{
+	struct purge_job job = { .v = v };
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	while (!job.done) {
+		if ((r = writer_submit(v->wr, purge_apply, &job)) != 0)
+			return r;
+		out->values += job.batch.values;
+		out->consumers += job.batch.consumers;
+	}
+	return writer_submit(v->wr, finish_apply, v);
+}

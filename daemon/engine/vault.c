@@ -1,0 +1,116 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "audit/audit.h"
+#include "audit/journal.h"
+#include "util/log.h"
+#include "engine/vault.h"
+
+static int
+make_dir(const char *path)
+{
+	if (mkdir(path, 0700) == 0 || errno == EEXIST)
+		return 0;
+	log_error("cannot create %s: %s", path, strerror(errno));
+	return VAULT_ERR_IO;
+}
+
+/*
+ * Before anything is opened or written: a lost store is not replaced by a
+ * new, empty one while its keys are there, and --init makes a new vault
+ * only where there is neither store nor master key, so an old key never
+ * serves a new store (an old backup and the new store would then open
+ * under one key, and be taken for one another).
+ */
+static int
+check_new_or_existing(const struct config *cfg, enum vault_open_mode mode)
+{
+	bool store, keys;
+	int r;
+
+	if ((r = store_exists(cfg->store_dir, &store)) != 0 ||
+	    (r = keyring_dir_has_keys(cfg->keys_dir, &keys)) != 0)
+		return r;
+	if (mode == VAULT_OPEN_INIT && store) {
+		log_error("--init: a store exists in %s; --init creates a new "
+		    "vault only where there is none", cfg->store_dir);
+		return VAULT_ERR_STATE;
+	}
+	if (mode == VAULT_OPEN_INIT && keys) {
+		log_error("--init: the keys directory %s holds master key files; "
+		    "a new vault must not reuse another vault's keys: move them "
+		    "aside (keep them while any backup of the old store may need "
+		    "them), then start with --init", cfg->keys_dir);
+		return VAULT_ERR_STATE;
+	}
+	if (store)
+		return 0;
+	if (keys) {
+		log_error("the store is missing but keys for it exist; restore it, "
+		    "or start with --init to create a new vault (%s/data.mdb is "
+		    "missing or empty; %s holds master key files, which --init "
+		    "needs moved aside)", cfg->store_dir, cfg->keys_dir);
+		return VAULT_ERR_STATE;
+	}
+	if (mode == VAULT_OPEN_EXISTING) {
+		log_error("no vault: no store in %s and no master key in %s; to "
+		    "create a new vault, start once with --init", cfg->store_dir,
+		    cfg->keys_dir);
+		return VAULT_ERR_STATE;
+	}
+	if ((r = make_dir(cfg->keys_dir)) != 0 ||
+	    (r = make_dir(cfg->store_dir)) != 0)
+		return r;
+	return 0;
+}
+
+int
+vault_open(struct vault **out, const struct config *cfg,
+    enum vault_open_mode mode)
+{
+	struct vault *v;
+	int r;
+
+	*out = NULL;
+	if ((r = check_new_or_existing(cfg, mode)) != 0)
+		return r;
+	if ((v = calloc(1, sizeof(*v))) == NULL)
+		return VAULT_ERR_NOMEM;
+	v->cfg = cfg;
+	v->schema = &cfg->schema;
+	if ((r = store_open(&v->store, cfg->store_dir,
+	    (size_t)cfg->map_size_mb << 20)) != 0)
+		goto fail;
+	store_set_headroom(v->store, cfg->store_high_water_pct,
+	    (size_t)cfg->disk_reserve_mb << 20);
+	if ((r = keyring_open(&v->kr, v->store, cfg->keys_dir,
+	    mode != VAULT_OPEN_EXISTING)) != 0)
+		goto fail;
+	if ((r = tokenizer_new(&v->tok, v->schema,
+	    keyring_token_root(v->kr))) != 0)
+		goto fail;
+	if ((r = writer_start(&v->wr, v->store, (unsigned)cfg->max_group)) != 0)
+		goto fail;
+	if ((r = audit_index_init(v)) != 0)
+		goto fail;
+	*out = v;
+	return 0;
+fail:
+	vault_close(v);
+	return r;
+}
+
+void
+vault_close(struct vault *v)
+{
+	if (v == NULL)
+		return;
+	journal_close(v->jn);
+	writer_stop(v->wr);
+	tokenizer_free(v->tok);
+	keyring_free(v->kr);
+	store_close(v->store);
+	free(v);
+}

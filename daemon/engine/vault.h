@@ -1,0 +1,54 @@
+/*
+ * The engine as one object: configuration and schema, store, keyring and
+ * writer. Handlers and benchmarks reach the data through it.
+ */
+#ifndef VAULT_VAULT_H
+#define VAULT_VAULT_H
+
+#include <stdbool.h>
+
+#include "conf/config.h"
+#include "crypto/keyring.h"
+#include "store/store.h"
+#include "engine/tokenize.h"
+#include "util/vault_err.h"
+#include "store/writer.h"
+
+struct vault {
+	const struct config *cfg;
+	const struct schema *schema;
+	struct store *store;
+	struct keyring *kr;
+	struct writer *wr;
+	struct tokenizer *tok;
+	/* Audit entries of calls that write nothing; the daemon opens it. */
+	struct journal *jn;
+	/* The audit chain failed a check: health answers NOT_SERVING. */
+	volatile int audit_broken;
+};
+
+struct journal;
+
+/*
+ * What vault_open may create. A store is missing when the store directory
+ * or its data file is, or the data file is empty; the keys exist when the
+ * keys directory holds a master key file. A missing store whose keys exist
+ * is refused in every mode: the store was lost, and a new one would answer
+ * NOT_FOUND for every consumer. A refusal writes nothing.
+ */
+enum vault_open_mode {
+	VAULT_OPEN_EXISTING,	/* the store must exist (vaultd --config) */
+	VAULT_OPEN_CREATE,	/* no store and no key: a new vault (--dev) */
+	VAULT_OPEN_INIT,	/* only a new vault: no store and no key (--init) */
+};
+
+/*
+ * Opens the store and keyring named by cfg and starts the writer. A new
+ * vault gets its store directory (when missing) and master-1.key.
+ */
+int vault_open(struct vault **out, const struct config *cfg,
+    enum vault_open_mode mode) VAULT_WUR;
+/* Closes the journal, if one was opened, then the rest. */
+void vault_close(struct vault *v);
+
+#endif
