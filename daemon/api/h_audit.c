@@ -28,7 +28,7 @@ entry(const struct rpc_audit *a, size_t i)
 }
 
 static int
-append_all(struct vault *v, MDB_txn *txn, const struct rpc_audit *a)
+append_all(struct vault *v, struct store_txn *txn, const struct rpc_audit *a)
 {
 	int r;
 
@@ -50,7 +50,7 @@ struct armed {
 static _Thread_local struct armed armed;
 
 static int
-hook(MDB_txn *txn, void *arg)
+hook(struct store_txn *txn, void *arg)
 {
 	const struct armed *a = arg;
 

@@ -18,14 +18,14 @@ static uint64_t
 final_at(struct vault *v, uint32_t epoch)
 {
 	struct key_version kv;
-	MDB_txn *txn;
+	struct store_txn *txn;
 	uint64_t t = 0;
 
 	if (store_read_begin(v->store, &txn) != 0)
 		return 0;
 	if (keyring_version_get(v->kr, txn, epoch, &kv) == 0 && kv.destroyed)
 		t = kv.destroyed_ms;
-	mdb_txn_abort(txn);
+	store_read_end(txn);
 	return t;
 }
 
@@ -179,7 +179,7 @@ check_watch(struct rpc_ctx *ctx, struct vault *v,
 {
 	struct dataset_info ds;
 	const char *why;
-	MDB_txn *txn;
+	struct store_txn *txn;
 	int r;
 
 	f->dataset = 0;
@@ -200,7 +200,7 @@ check_watch(struct rpc_ctx *ctx, struct vault *v,
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		return r;
 	r = dataset_by_id(v, txn, req->dataset_id, &ds);
-	mdb_txn_abort(txn);
+	store_read_end(txn);
 	if (r == VAULT_ERR_NOT_FOUND)
 		return rpc_fail(ctx, r, "dataset_id: no such dataset");
 	if (r != 0)
@@ -218,7 +218,7 @@ static bool
 matches(struct vault *v, const struct watch_filter *f, uint32_t dataset,
     struct dataset_info *ds)
 {
-	MDB_txn *txn;
+	struct store_txn *txn;
 	bool ok;
 
 	if (f->dataset != 0)
@@ -227,7 +227,7 @@ matches(struct vault *v, const struct watch_filter *f, uint32_t dataset,
 		return false;
 	ok = dataset_by_number(v, txn, dataset, ds) == 0 &&
 	    (f->purpose < 0 || ds->purpose == f->purpose);
-	mdb_txn_abort(txn);
+	store_read_end(txn);
 	return ok;
 }
 

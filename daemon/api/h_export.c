@@ -225,40 +225,40 @@ link_history(struct export *x)
 static int
 read_records(struct vault *v, const uint8_t *ref, struct export *x)
 {
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
-	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	struct store_txn *txn = NULL;
+	struct store_cursor *cur = NULL;
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
 	struct consumer_rec rec;
 	int rc, r;
 
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		return r;
-	if ((rc = mdb_get(txn, v->store->consumers, &k, &val)) != 0) {
-		r = rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND : store_err(v->store, rc, "get");
+	if ((rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &val)) != 0) {
+		r = rc;
 		goto out;
 	}
 	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
-	    (r = consent_list(v, txn, ref, add_consent, x)) != 0)
+	    (r = consent_list(txn, ref, add_consent, x)) != 0)
 		goto out;
 	x->resp.created_at_ms = (int64_t)rec.created_ms;
-	if ((rc = mdb_cursor_open(txn, v->store->lineage, &cur)) != 0) {
-		r = store_err(v->store, rc, "open cursor");
+	if ((rc = store_cursor_open(txn, STORE_LINEAGE, &cur)) != 0) {
+		r = rc;
 		goto out;
 	}
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET); rc == 0 &&
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SET); rc == 0 &&
 	    x->resp.n_datasets < MAX_DATASETS;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT_DUP)) {
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT_DUP)) {
 		struct dataset_info ds;
 
-		if (val.mv_size == 4 && dataset_by_number(v, txn,
-		    store_get_u32(val.mv_data), &ds) == 0) {
+		if (val.len == 4 && dataset_by_number(v, txn,
+		    store_get_u32(val.data), &ds) == 0) {
 			x->dataset_purpose[x->resp.n_datasets] = ds.purpose;
 			x->datasets[x->resp.n_datasets++] = strdup(ds.id);
 		}
 	}
 out:
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	store_cursor_close(cur);
+	store_read_end(txn);
 	return r;
 }
 
@@ -268,11 +268,11 @@ struct know_job {
 };
 
 static int
-know_apply(MDB_txn *txn, void *arg)
+know_apply(struct store_txn *txn, void *arg)
 {
 	struct know_job *job = arg;
 
-	return requests_log_txn(job->v, txn, "know", job->ref);
+	return requests_log_txn(txn, "know", job->ref);
 }
 
 int

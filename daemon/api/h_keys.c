@@ -84,7 +84,7 @@ handle_get_key_status(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	uint64_t *counts = NULL;
 	char (*ids)[24] = NULL;
 	struct rotation_progress p;
-	MDB_txn *txn = NULL;
+	struct store_txn *txn = NULL;
 	bool running;
 	size_t n = 0, alloc;
 	int r;
@@ -101,13 +101,13 @@ handle_get_key_status(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		r = VAULT_ERR_NOMEM;
 		goto out;
 	}
-	if ((r = rotation_dek_counts(v, txn, vs, n, counts)) != 0 ||
-	    (r = rotation_state(v, txn, &running, &p)) != 0)
+	if ((r = rotation_dek_counts(txn, vs, n, counts)) != 0 ||
+	    (r = rotation_state(txn, &running, &p)) != 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t pending = 0;
 
-		if ((r = deletion_pending(v, txn, vs[i].version, &pending)) != 0)
+		if ((r = deletion_pending(txn, vs[i].version, &pending)) != 0)
 			goto out;
 		vault__v1__key_version__init(&kv[i]);
 		snprintf(ids[i], 24, "master-%u", vs[i].version);
@@ -134,7 +134,7 @@ handle_get_key_status(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	r = rpc_reply(ctx, &resp.base);
 out:
 	if (txn != NULL)
-		mdb_txn_abort(txn);
+		store_read_end(txn);
 	free(vs);
 	free(kv);
 	free(ptrs);

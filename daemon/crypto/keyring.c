@@ -15,11 +15,13 @@
 #include "util/crashpoint.h"
 #include "util/fsutil.h"
 #include "crypto/keyring.h"
+#include "store/meta.h"
 #include "util/log.h"
 
 #define MAX_VERSIONS 1024
-#define KV_PREFIX "kv/"		/* kv/<be32 version> -> key version record */
-#define KV_KEY_BYTES (sizeof(KV_PREFIX) - 1 + 4)
+/* meta kv/<be32 version> -> key version record (META_KEY_VERSION) */
+#define KV_PREFIX_LEN 3
+#define KV_KEY_BYTES (KV_PREFIX_LEN + 4)
 /* state(1) | key check value | created ms(8) | destroyed ms(8) */
 #define KV_RECORD_BYTES (1 + CRYPTO_KCV_BYTES + 8 + 8)
 #define KV_LIVE 0
@@ -27,15 +29,13 @@
 /* Being destroyed: never loaded again, its file wiped before KV_DESTROYED. */
 #define KV_DESTROYING 2
 
-static const char active_key[] = "active_version";
-
 /* Keys the master key wraps: stored in meta under name, sealed with ad. */
 enum { VK_INDEX, VK_TOKEN, VK_RECEIPT, VK_AUDIT, VK_COUNT };
-static const struct { const char *name, *ad; } vault_keys[VK_COUNT] = {
-	[VK_INDEX] = { "vault_key/index", "vault-key|index" },
-	[VK_TOKEN] = { "vault_key/token", "vault-key|token" },
-	[VK_RECEIPT] = { "vault_key/receipt", "vault-key|receipt" },
-	[VK_AUDIT] = { "vault_key/audit", "vault-key|audit" },
+static const struct { enum meta_key meta; const char *ad; } vault_keys[VK_COUNT] = {
+	[VK_INDEX] = { META_VAULT_KEY_INDEX, "vault-key|index" },
+	[VK_TOKEN] = { META_VAULT_KEY_TOKEN, "vault-key|token" },
+	[VK_RECEIPT] = { META_VAULT_KEY_RECEIPT, "vault-key|receipt" },
+	[VK_AUDIT] = { META_VAULT_KEY_AUDIT, "vault-key|audit" },
 };
 
 struct master {
@@ -390,20 +390,11 @@ keyring_next_version(const struct keyring *kr)
 	return kr->highest + 1;
 }
 
-static void
-kv_key(uint8_t buf[KV_KEY_BYTES], uint32_t version)
-{
-	memcpy(buf, KV_PREFIX, sizeof(KV_PREFIX) - 1);
-	store_put_u32(buf + sizeof(KV_PREFIX) - 1, version);
-}
-
 static int
-put_kv(struct store *st, MDB_txn *txn, uint32_t version, const uint8_t *key,
+put_kv(struct store_txn *txn, uint32_t version, const uint8_t *key,
     uint8_t state, uint64_t created, uint64_t destroyed)
 {
-	uint8_t kk[KV_KEY_BYTES], rec[KV_RECORD_BYTES];
-	MDB_val k = { sizeof(kk), kk }, v = { sizeof(rec), rec };
-	int rc;
+	uint8_t rec[KV_RECORD_BYTES];
 
 	rec[0] = state;
 	if (key != NULL)
@@ -412,31 +403,25 @@ put_kv(struct store *st, MDB_txn *txn, uint32_t version, const uint8_t *key,
 		memset(rec + 1, 0, CRYPTO_KCV_BYTES);
 	store_put_u64(rec + 1 + CRYPTO_KCV_BYTES, created);
 	store_put_u64(rec + 1 + CRYPTO_KCV_BYTES + 8, destroyed);
-	kv_key(kk, version);
-	if ((rc = mdb_put(txn, st->meta, &k, &v, 0)) != 0)
-		return store_err(st, rc, "put key version");
-	return 0;
+	return meta_put(txn, META_KEY_VERSION, version, rec, sizeof(rec));
 }
 
 static int
-get_kv(struct store *st, MDB_txn *txn, uint32_t version, uint8_t *rec,
-    bool *found)
+get_kv(struct store_txn *txn, uint32_t version, uint8_t *rec, bool *found)
 {
-	uint8_t kk[KV_KEY_BYTES];
-	MDB_val k = { sizeof(kk), kk }, v;
+	struct store_val v;
 	int rc;
 
-	kv_key(kk, version);
 	*found = false;
-	if ((rc = mdb_get(txn, st->meta, &k, &v)) == MDB_NOTFOUND)
+	if ((rc = meta_get(txn, META_KEY_VERSION, version, &v)) == VAULT_ERR_NOT_FOUND)
 		return 0;
 	if (rc != 0)
-		return store_err(st, rc, "get key version");
-	if (v.mv_size != KV_RECORD_BYTES) {
+		return rc;
+	if (v.len != KV_RECORD_BYTES) {
 		log_error("the store's key version records are corrupt");
 		return VAULT_ERR_STATE;
 	}
-	memcpy(rec, v.mv_data, KV_RECORD_BYTES);
+	memcpy(rec, v.data, KV_RECORD_BYTES);
 	*found = true;
 	return 0;
 }
@@ -454,69 +439,61 @@ kv_decode(uint32_t version, const uint8_t *rec, const struct keyring *kr,
 }
 
 int
-keyring_highest_txn(const struct keyring *kr, MDB_txn *txn, uint32_t *highest)
+keyring_highest_txn(struct store_txn *txn, uint32_t *highest)
 {
-	uint8_t last[KV_KEY_BYTES];
-	MDB_cursor *cur = NULL;
-	MDB_val k = { sizeof(last), last }, v;
+	uint8_t last[META_KEY_MAX];
+	struct store_cursor *cur = NULL;
+	struct store_val k = { meta_key_bytes(META_KEY_VERSION, UINT32_MAX, last),
+	    last }, v;
 	int rc;
 
 	*highest = 0;
-	kv_key(last, UINT32_MAX);
-	if ((rc = mdb_cursor_open(txn, kr->st->meta, &cur)) != 0)
-		return store_err(kr->st, rc, "open cursor");
+	if ((rc = store_cursor_open(txn, STORE_META, &cur)) != 0)
+		return rc;
 	/* The last record at or before kv/<UINT32_MAX>: the highest version. */
-	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	if (rc == MDB_NOTFOUND)
-		rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-	else if (rc == 0 && (k.mv_size != sizeof(last) ||
-	    memcmp(k.mv_data, last, sizeof(last)) != 0))
-		rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
-	if (rc == 0 && k.mv_size == KV_KEY_BYTES &&
-	    memcmp(k.mv_data, KV_PREFIX, sizeof(KV_PREFIX) - 1) == 0)
-		*highest = store_get_u32((const uint8_t *)k.mv_data +
-		    sizeof(KV_PREFIX) - 1);
-	mdb_cursor_close(cur);
-	return rc == 0 || rc == MDB_NOTFOUND ? 0 :
-	    store_err(kr->st, rc, "read key versions");
+	rc = store_cursor_get(cur, &k, &v, STORE_SEEK);
+	if (rc == VAULT_ERR_NOT_FOUND)
+		rc = store_cursor_get(cur, &k, &v, STORE_LAST);
+	else if (rc == 0 && (k.len != KV_KEY_BYTES ||
+	    memcmp(k.data, last, KV_KEY_BYTES) != 0))
+		rc = store_cursor_get(cur, &k, &v, STORE_PREV);
+	if (rc == 0 && k.len == KV_KEY_BYTES &&
+	    memcmp(k.data, last, KV_PREFIX_LEN) == 0)
+		*highest = store_get_u32((const uint8_t *)k.data +
+		    KV_PREFIX_LEN);
+	store_cursor_close(cur);
+	return rc == 0 || rc == VAULT_ERR_NOT_FOUND ? 0 : rc;
 }
 
 /* Seals every vault key under version into meta. */
 static int
-seal_vault_keys(struct keyring *kr, struct store *st, MDB_txn *txn,
-    uint32_t version)
+seal_vault_keys(struct keyring *kr, struct store_txn *txn, uint32_t version)
 {
 	uint8_t blob[CRYPTO_KEY_BYTES + CRYPTO_OVERHEAD];
 	const uint8_t *master = keyring_master(kr, version);
-	int rc, r;
+	int r;
 
 	if (master == NULL)
 		return VAULT_ERR_KEY;
 	for (int i = 0; i < VK_COUNT; i++) {
-		MDB_val k = { strlen(vault_keys[i].name), (void *)vault_keys[i].name };
-		MDB_val v = { sizeof(blob), blob };
-
 		if ((r = crypto_seal(master, version, (const uint8_t *)vault_keys[i].ad,
 		    strlen(vault_keys[i].ad), kr->vkeys[i], CRYPTO_KEY_BYTES, blob,
 		    sizeof(blob))) != 0)
 			return r;
-		if ((rc = mdb_put(txn, st->meta, &k, &v, 0)) != 0)
-			return store_err(st, rc, "put vault key");
+		if ((r = meta_put(txn, vault_keys[i].meta, 0, blob,
+		    sizeof(blob))) != 0)
+			return r;
 	}
 	return 0;
 }
 
 static int
-put_active(struct store *st, MDB_txn *txn, uint32_t version)
+put_active(struct store_txn *txn, uint32_t version)
 {
 	uint8_t act[4];
-	MDB_val k = { sizeof(active_key) - 1, (void *)active_key }, v = { 4, act };
-	int rc;
 
 	store_put_u32(act, version);
-	if ((rc = mdb_put(txn, st->meta, &k, &v, 0)) != 0)
-		return store_err(st, rc, "put active version");
-	return 0;
+	return meta_put(txn, META_ACTIVE_VERSION, 0, act, sizeof(act));
 }
 
 static void
@@ -531,32 +508,32 @@ init_store(struct keyring *kr, struct store *st)
 {
 	size_t n = atomic_load(&kr->n);
 	uint32_t active = 0;
-	MDB_txn *txn = NULL;
-	int rc, r;
+	struct store_txn *txn = NULL;
+	int r;
 
 	for (size_t i = 0; i < n; i++)
 		if (kr->keys[i].version > active)
 			active = kr->keys[i].version;
 	for (int i = 0; i < VK_COUNT; i++)
 		randombytes_buf(kr->vkeys[i], CRYPTO_KEY_BYTES);
-	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
-		return store_err(st, rc, "begin keyring init");
+	if ((r = store_write_begin(st, &txn)) != 0)
+		return r;
 	for (size_t i = 0; i < n; i++)
-		if ((r = put_kv(st, txn, kr->keys[i].version, kr->keys[i].key,
+		if ((r = put_kv(txn, kr->keys[i].version, kr->keys[i].key,
 		    KV_LIVE, store_now_ms(), 0)) != 0)
 			goto fail;
-	if ((r = put_active(st, txn, active)) != 0 ||
-	    (r = seal_vault_keys(kr, st, txn, active)) != 0)
+	if ((r = put_active(txn, active)) != 0 ||
+	    (r = seal_vault_keys(kr, txn, active)) != 0)
 		goto fail;
-	if ((rc = mdb_txn_commit(txn)) != 0)
-		return store_err(st, rc, "commit keyring init");
+	if ((r = store_write_commit(txn)) != 0)
+		return r;
 	atomic_store(&kr->active, active);
 	kr->recorded = kr->highest;
 	derive_signing_key(kr);
 	log_info("new store: master key version %u is active", active);
 	return 0;
 fail:
-	mdb_txn_abort(txn);
+	store_write_abort(txn);
 	return r;
 }
 
@@ -577,7 +554,7 @@ check_unrecorded(const struct bad_file *b)
  * wiped at once, whatever else fails: they must never be used again.
  */
 static int
-check_versions(struct keyring *kr, MDB_txn *txn, struct store *st)
+check_versions(struct keyring *kr, struct store_txn *txn)
 {
 	struct key_version *vs = NULL;
 	uint8_t rec[KV_RECORD_BYTES], kcv[CRYPTO_KCV_BYTES];
@@ -628,7 +605,7 @@ check_versions(struct keyring *kr, MDB_txn *txn, struct store *st)
 			r = VAULT_ERR_KEY;
 			goto out;
 		}
-		if ((r = get_kv(st, txn, vs[i].version, rec, &found)) != 0)
+		if ((r = get_kv(txn, vs[i].version, rec, &found)) != 0)
 			goto out;
 		crypto_key_check_value(key, kcv);
 		if (sodium_memcmp(kcv, rec + 1, CRYPTO_KCV_BYTES) != 0) {
@@ -656,27 +633,28 @@ out:
 }
 
 static int
-unwrap_vault_key(struct keyring *kr, MDB_txn *txn, struct store *st, int which)
+unwrap_vault_key(struct keyring *kr, struct store_txn *txn, int which)
 {
-	const char *name = vault_keys[which].name, *ad = vault_keys[which].ad;
-	MDB_val k = { strlen(name), (void *)name }, v;
+	const char *name = meta_name(vault_keys[which].meta);
+	const char *ad = vault_keys[which].ad;
+	struct store_val v;
 	const uint8_t *master;
 	uint32_t ver;
 	size_t n;
 	int rc, r;
 
-	if ((rc = mdb_get(txn, st->meta, &k, &v)) != 0) {
+	if ((rc = meta_get(txn, vault_keys[which].meta, 0, &v)) != 0) {
 		log_error("the store has no %s; it is incomplete or corrupt", name);
-		return rc == MDB_NOTFOUND ? VAULT_ERR_STATE : store_err(st, rc, "get");
+		return rc == VAULT_ERR_NOT_FOUND ? VAULT_ERR_STATE : rc;
 	}
-	if ((r = crypto_blob_version(v.mv_data, v.mv_size, &ver)) != 0 ||
+	if ((r = crypto_blob_version(v.data, v.len, &ver)) != 0 ||
 	    (master = keyring_master(kr, ver)) == NULL) {
 		log_error("%s is sealed under a master key version that is not "
 		    "loaded", name);
 		return VAULT_ERR_KEY;
 	}
-	if ((r = crypto_open(master, (const uint8_t *)ad, strlen(ad), v.mv_data,
-	    v.mv_size, kr->vkeys[which], CRYPTO_KEY_BYTES, &n)) != 0 ||
+	if ((r = crypto_open(master, (const uint8_t *)ad, strlen(ad), v.data,
+	    v.len, kr->vkeys[which], CRYPTO_KEY_BYTES, &n)) != 0 ||
 	    n != CRYPTO_KEY_BYTES) {
 		log_error("%s does not open under master key version %u: the "
 		    "store or key file is corrupt", name, ver);
@@ -686,17 +664,17 @@ unwrap_vault_key(struct keyring *kr, MDB_txn *txn, struct store *st, int which)
 }
 
 static int
-open_existing(struct keyring *kr, struct store *st, MDB_txn *txn,
-    const MDB_val *active)
+open_existing(struct keyring *kr, struct store_txn *txn,
+    const struct store_val *active)
 {
 	int r;
 
-	if (active->mv_size != 4) {
+	if (active->len != 4) {
 		log_error("the store's active key version record is corrupt");
 		return VAULT_ERR_STATE;
 	}
-	atomic_store(&kr->active, store_get_u32(active->mv_data));
-	if ((r = check_versions(kr, txn, st)) != 0)
+	atomic_store(&kr->active, store_get_u32(active->data));
+	if ((r = check_versions(kr, txn)) != 0)
 		return r;
 	if (keyring_master(kr, kr->active) == NULL) {
 		log_error("the active master key version %u is not loaded",
@@ -704,7 +682,7 @@ open_existing(struct keyring *kr, struct store *st, MDB_txn *txn,
 		return VAULT_ERR_KEY;
 	}
 	for (int i = 0; i < VK_COUNT; i++)
-		if ((r = unwrap_vault_key(kr, txn, st, i)) != 0)
+		if ((r = unwrap_vault_key(kr, txn, i)) != 0)
 			return r;
 	derive_signing_key(kr);
 	return 0;
@@ -715,8 +693,8 @@ keyring_open(struct keyring **out, struct store *st, const char *keys_dir,
     bool create)
 {
 	struct keyring *kr;
-	MDB_txn *txn = NULL;
-	MDB_val k = { sizeof(active_key) - 1, (void *)active_key }, v;
+	struct store_txn *txn = NULL;
+	struct store_val v;
 	char path[4096];
 	int rc, r;
 
@@ -739,15 +717,15 @@ keyring_open(struct keyring **out, struct store *st, const char *keys_dir,
 		goto out;
 	if ((r = store_read_begin(st, &txn)) != 0)
 		goto out;
-	rc = mdb_get(txn, st->meta, &k, &v);
+	rc = meta_get(txn, META_ACTIVE_VERSION, 0, &v);
 	if (rc == 0) {
-		r = open_existing(kr, st, txn, &v);
+		r = open_existing(kr, txn, &v);
 		goto out;
 	}
-	mdb_txn_abort(txn);
+	store_read_end(txn);
 	txn = NULL;
-	if (rc != MDB_NOTFOUND) {
-		r = store_err(st, rc, "read active version");
+	if (rc != VAULT_ERR_NOT_FOUND) {
+		r = rc;
 		goto out;
 	}
 	/* A new store: no file is of a version it used. */
@@ -773,7 +751,7 @@ keyring_open(struct keyring **out, struct store *st, const char *keys_dir,
 	r = init_store(kr, st);
 out:
 	if (txn != NULL)
-		mdb_txn_abort(txn);
+		store_read_end(txn);
 	if (r != 0) {
 		keyring_free(kr);
 		return r;
@@ -850,7 +828,7 @@ out:
 }
 
 int
-keyring_activate_txn(struct keyring *kr, MDB_txn *txn, uint32_t version)
+keyring_activate_txn(struct keyring *kr, struct store_txn *txn, uint32_t version)
 {
 	const uint8_t *key = keyring_master(kr, version);
 	uint32_t highest;
@@ -859,16 +837,16 @@ keyring_activate_txn(struct keyring *kr, MDB_txn *txn, uint32_t version)
 	if (key == NULL)
 		return VAULT_ERR_KEY;
 	/* Versions only move forward: none the store ever had comes back. */
-	if ((r = keyring_highest_txn(kr, txn, &highest)) != 0)
+	if ((r = keyring_highest_txn(txn, &highest)) != 0)
 		return r;
 	if (version <= highest)
 		return VAULT_ERR_STATE;
-	if ((r = put_kv(kr->st, txn, version, key, KV_LIVE, store_now_ms(),
+	if ((r = put_kv(txn, version, key, KV_LIVE, store_now_ms(),
 	    0)) != 0)
 		return r;
-	if ((r = put_active(kr->st, txn, version)) != 0)
+	if ((r = put_active(txn, version)) != 0)
 		return r;
-	return seal_vault_keys(kr, kr->st, txn, version);
+	return seal_vault_keys(kr, txn, version);
 }
 
 void
@@ -884,15 +862,16 @@ keyring_set_active(struct keyring *kr, uint32_t version)
 }
 
 int
-keyring_destroy_begin_txn(struct keyring *kr, MDB_txn *txn, uint32_t version,
+keyring_destroy_begin_txn(struct keyring *kr, struct store_txn *txn, uint32_t version,
     bool *already)
 {
 	uint8_t rec[KV_RECORD_BYTES];
 	bool found;
 	int r;
 
+	(void)kr;	/* the keyring's own record: no state of kr needed yet */
 	*already = false;
-	if ((r = get_kv(kr->st, txn, version, rec, &found)) != 0)
+	if ((r = get_kv(txn, version, rec, &found)) != 0)
 		return r;
 	if (!found)
 		return VAULT_ERR_NOT_FOUND;
@@ -902,26 +881,27 @@ keyring_destroy_begin_txn(struct keyring *kr, MDB_txn *txn, uint32_t version,
 		*already = true;
 		return 0;
 	}
-	return put_kv(kr->st, txn, version, NULL, KV_DESTROYING,
+	return put_kv(txn, version, NULL, KV_DESTROYING,
 	    store_get_u64(rec + 1 + CRYPTO_KCV_BYTES), 0);
 }
 
 int
-keyring_destroy_txn(struct keyring *kr, MDB_txn *txn, uint32_t version,
+keyring_destroy_txn(struct keyring *kr, struct store_txn *txn, uint32_t version,
     uint64_t when_ms)
 {
 	uint8_t rec[KV_RECORD_BYTES];
 	bool found;
 	int r;
 
-	if ((r = get_kv(kr->st, txn, version, rec, &found)) != 0)
+	(void)kr;
+	if ((r = get_kv(txn, version, rec, &found)) != 0)
 		return r;
 	if (!found)
 		return VAULT_ERR_NOT_FOUND;
 	/* Only after keyring_forget: never "destroyed" with its file on disk. */
 	if (rec[0] != KV_DESTROYING)
 		return VAULT_ERR_STATE;
-	return put_kv(kr->st, txn, version, NULL, KV_DESTROYED,
+	return put_kv(txn, version, NULL, KV_DESTROYED,
 	    store_get_u64(rec + 1 + CRYPTO_KCV_BYTES), when_ms);
 }
 
@@ -957,7 +937,7 @@ keyring_discard_version(struct keyring *kr, uint32_t version)
 {
 	struct master *m;
 	uint8_t rec[KV_RECORD_BYTES];
-	MDB_txn *txn = NULL;
+	struct store_txn *txn = NULL;
 	bool found;
 	int r;
 
@@ -968,7 +948,7 @@ keyring_discard_version(struct keyring *kr, uint32_t version)
 	}
 	/* Never a key the store knows: its records may need it. */
 	if ((r = store_read_begin(kr->st, &txn)) != 0 ||
-	    (r = get_kv(kr->st, txn, version, rec, &found)) != 0)
+	    (r = get_kv(txn, version, rec, &found)) != 0)
 		goto out;
 	if (found || version == atomic_load(&kr->active)) {
 		r = VAULT_ERR_STATE;
@@ -987,32 +967,31 @@ keyring_discard_version(struct keyring *kr, uint32_t version)
 			kr->highest = kr->keys[i].version;
 out:
 	if (txn != NULL)
-		mdb_txn_abort(txn);
+		store_read_end(txn);
 	pthread_mutex_unlock(&kr->mu);
 	return r;
 }
 
 int
-keyring_versions(const struct keyring *kr, MDB_txn *txn,
+keyring_versions(const struct keyring *kr, struct store_txn *txn,
     struct key_version **out, size_t *n)
 {
-	struct store *st = kr->st;
 	struct key_version *vs = NULL, *grown;
-	MDB_cursor *cur = NULL;
-	MDB_val k = { sizeof(KV_PREFIX) - 1, (void *)KV_PREFIX }, v;
+	struct store_cursor *cur = NULL;
+	struct store_val k = { KV_PREFIX_LEN, meta_name(META_KEY_VERSION) }, v;
 	size_t cap = 0;
 	int rc, r = 0;
 
 	*out = NULL;
 	*n = 0;
-	if ((rc = mdb_cursor_open(txn, st->meta, &cur)) != 0)
-		return store_err(st, rc, "open cursor");
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size != KV_KEY_BYTES ||
-		    memcmp(k.mv_data, KV_PREFIX, sizeof(KV_PREFIX) - 1) != 0)
+	if ((rc = store_cursor_open(txn, STORE_META, &cur)) != 0)
+		return rc;
+	for (rc = store_cursor_get(cur, &k, &v, STORE_SEEK); rc == 0;
+	    rc = store_cursor_get(cur, &k, &v, STORE_NEXT)) {
+		if (k.len != KV_KEY_BYTES ||
+		    memcmp(k.data, meta_name(META_KEY_VERSION), KV_PREFIX_LEN) != 0)
 			break;
-		if (v.mv_size != KV_RECORD_BYTES) {
+		if (v.len != KV_RECORD_BYTES) {
 			log_error("the store's key version records are corrupt");
 			r = VAULT_ERR_STATE;
 			break;
@@ -1025,12 +1004,12 @@ keyring_versions(const struct keyring *kr, MDB_txn *txn,
 			}
 			vs = grown;
 		}
-		kv_decode(store_get_u32((const uint8_t *)k.mv_data +
-		    sizeof(KV_PREFIX) - 1), v.mv_data, kr, &vs[(*n)++]);
+		kv_decode(store_get_u32((const uint8_t *)k.data +
+		    KV_PREFIX_LEN), v.data, kr, &vs[(*n)++]);
 	}
-	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
-		r = store_err(st, rc, "read key versions");
-	mdb_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
+	store_cursor_close(cur);
 	if (r != 0) {
 		free(vs);
 		*n = 0;
@@ -1041,14 +1020,14 @@ keyring_versions(const struct keyring *kr, MDB_txn *txn,
 }
 
 int
-keyring_version_get(const struct keyring *kr, MDB_txn *txn, uint32_t version,
+keyring_version_get(const struct keyring *kr, struct store_txn *txn, uint32_t version,
     struct key_version *out)
 {
 	uint8_t rec[KV_RECORD_BYTES];
 	bool found;
 	int r;
 
-	if ((r = get_kv(kr->st, txn, version, rec, &found)) != 0)
+	if ((r = get_kv(txn, version, rec, &found)) != 0)
 		return r;
 	if (!found)
 		return VAULT_ERR_NOT_FOUND;

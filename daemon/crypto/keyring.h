@@ -29,8 +29,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <lmdb.h>
-
 #include "crypto/crypto.h"
 #include "store/store.h"
 #include "util/vault_err.h"
@@ -90,14 +88,14 @@ int keyring_load_version(struct keyring *kr, uint32_t version,
 int keyring_discard_version(struct keyring *kr, uint32_t version) VAULT_WUR;
 
 /* Within txn: the highest version the store has recorded (0: none). */
-int keyring_highest_txn(const struct keyring *kr, MDB_txn *txn,
+int keyring_highest_txn(struct store_txn *txn,
     uint32_t *highest) VAULT_WUR;
 
 /*
  * In a write txn: records version, makes it active, rewraps the vault keys.
  * VAULT_ERR_STATE when version is not newer than every recorded version.
  */
-int keyring_activate_txn(struct keyring *kr, MDB_txn *txn,
+int keyring_activate_txn(struct keyring *kr, struct store_txn *txn,
     uint32_t version) VAULT_WUR;
 /* After that txn committed. */
 void keyring_set_active(struct keyring *kr, uint32_t version);
@@ -118,10 +116,10 @@ void keyring_set_active(struct keyring *kr, uint32_t version);
  * before (a retry, or an interrupted destruction being finished).
  * keyring_destroy_txn: VAULT_ERR_STATE unless step 1 was done.
  */
-int keyring_destroy_begin_txn(struct keyring *kr, MDB_txn *txn,
+int keyring_destroy_begin_txn(struct keyring *kr, struct store_txn *txn,
     uint32_t version, bool *already) VAULT_WUR;
 int keyring_forget(struct keyring *kr, uint32_t version) VAULT_WUR;
-int keyring_destroy_txn(struct keyring *kr, MDB_txn *txn, uint32_t version,
+int keyring_destroy_txn(struct keyring *kr, struct store_txn *txn, uint32_t version,
     uint64_t when_ms) VAULT_WUR;
 
 struct key_version {
@@ -137,10 +135,10 @@ struct key_version {
  * ascending: *out is an array of *n, allocated here (free it; NULL when *n
  * is 0).
  */
-int keyring_versions(const struct keyring *kr, MDB_txn *txn,
+int keyring_versions(const struct keyring *kr, struct store_txn *txn,
     struct key_version **out, size_t *n) VAULT_WUR;
 /* One version's record; VAULT_ERR_NOT_FOUND when the store has none. */
-int keyring_version_get(const struct keyring *kr, MDB_txn *txn,
+int keyring_version_get(const struct keyring *kr, struct store_txn *txn,
     uint32_t version, struct key_version *out) VAULT_WUR;
 
 /*

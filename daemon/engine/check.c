@@ -35,7 +35,7 @@ struct count {
 
 struct check {
 	struct vault *v;
-	MDB_txn *txn;
+	struct store_txn *txn;
 	struct tally t[K_KINDS];
 	struct count *counts;
 	size_t n_counts, cap_counts;
@@ -79,26 +79,26 @@ count_add(struct check *c, int attr, const char *value, size_t len)
 }
 
 static bool
-exists(struct check *c, MDB_dbi dbi, const uint8_t *key, size_t len)
+exists(struct check *c, enum store_space dbi, const uint8_t *key, size_t len)
 {
-	MDB_val k = { len, (void *)key }, val;
+	struct store_val k = { len, (void *)key }, val;
 
-	return mdb_get(c->txn, dbi, &k, &val) == 0;
+	return store_get(c->txn, dbi, k.data, k.len, &val) == 0;
 }
 
 /* One attribute record of a live consumer: it agrees and opens. */
 static int
 check_attr(struct check *c, const uint8_t *ref, const struct consumer_rec *rec,
-    const struct manifest *m, const MDB_val *k, const MDB_val *val)
+    const struct manifest *m, const struct store_val *k, const struct store_val *val)
 {
 	char name[SCHEMA_NAME_MAX];
-	size_t nlen = k->mv_size - CRYPTO_REF_BYTES, len;
+	size_t nlen = k->len - CRYPTO_REF_BYTES, len;
 	uint8_t *value = c->mem + 2 * CRYPTO_KEY_BYTES;
 	int a, r;
 
 	if (nlen == 0 || nlen >= SCHEMA_NAME_MAX)
 		return VAULT_ERR_CRYPTO;
-	memcpy(name, (const uint8_t *)k->mv_data + CRYPTO_REF_BYTES, nlen);
+	memcpy(name, (const uint8_t *)k->data + CRYPTO_REF_BYTES, nlen);
 	name[nlen] = '\0';
 	if ((r = consumer_manifest_agrees(m, name, nlen, val)) != 0 ||
 	    (r = record_open_attr(c->mem, ref, name, rec->dek_generation, val,
@@ -112,33 +112,33 @@ check_attr(struct check *c, const uint8_t *ref, const struct consumer_rec *rec,
 
 /* A consumer: its keys, manifest and every attribute record. */
 static bool
-check_consumer(struct check *c, MDB_cursor *acur, const MDB_val *ck,
-    const MDB_val *cv)
+check_consumer(struct check *c, struct store_cursor *acur, const struct store_val *ck,
+    const struct store_val *cv)
 {
-	const uint8_t *ref = ck->mv_data;
+	const uint8_t *ref = ck->data;
 	struct consumer_rec rec;
 	struct manifest m;
-	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
 	size_t n = 0;
 	bool ok = true;
 	int rc;
 
-	if (ck->mv_size != CRYPTO_REF_BYTES ||
+	if (ck->len != CRYPTO_REF_BYTES ||
 	    record_parse_consumer(cv, &rec) != 0 ||
 	    record_unwrap_dek(c->v->kr, ref, &rec, c->mem) != 0 ||
 	    record_open_seed(c->mem, ref, &rec, c->mem + CRYPTO_KEY_BYTES) != 0 ||
 	    consumer_manifest_get(c->v, c->txn, ref, &rec, &m) != 0)
 		return false;
-	for (rc = mdb_cursor_get(acur, &k, &val, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(acur, &k, &val, MDB_NEXT)) {
-		if (k.mv_size < CRYPTO_REF_BYTES ||
-		    memcmp(k.mv_data, ref, CRYPTO_REF_BYTES) != 0)
+	for (rc = store_cursor_get(acur, &k, &val, STORE_SEEK); rc == 0;
+	    rc = store_cursor_get(acur, &k, &val, STORE_NEXT)) {
+		if (k.len < CRYPTO_REF_BYTES ||
+		    memcmp(k.data, ref, CRYPTO_REF_BYTES) != 0)
 			break;
 		n++;
 		if (check_attr(c, ref, &rec, &m, &k, &val) != 0)
 			ok = false;
 	}
-	if (rc != 0 && rc != MDB_NOTFOUND)
+	if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
 		ok = false;
 	if (m.p != NULL && n != m.n)
 		ok = false;	/* a record the manifest lists is missing */
@@ -148,27 +148,26 @@ check_consumer(struct check *c, MDB_cursor *acur, const MDB_val *ck,
 static void
 walk_consumers(struct check *c)
 {
-	struct store *st = c->v->store;
-	MDB_cursor *cur = NULL, *acur = NULL;
-	MDB_val k, val;
+	struct store_cursor *cur = NULL, *acur = NULL;
+	struct store_val k, val;
 	int rc;
 
-	if (mdb_cursor_open(c->txn, st->consumers, &cur) != 0 ||
-	    mdb_cursor_open(c->txn, st->attrs, &acur) != 0) {
+	if (store_cursor_open(c->txn, STORE_CONSUMERS, &cur) != 0 ||
+	    store_cursor_open(c->txn, STORE_ATTRS, &acur) != 0) {
 		c->t[K_CONSUMERS].damaged++;
 		goto out;
 	}
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+	for (rc = store_cursor_get(cur, &k, &val, STORE_FIRST); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
 		c->t[K_CONSUMERS].checked++;
 		if (!check_consumer(c, acur, &k, &val))
 			c->t[K_CONSUMERS].damaged++;
 	}
-	if (rc != MDB_NOTFOUND)
+	if (rc != VAULT_ERR_NOT_FOUND)
 		c->t[K_CONSUMERS].damaged++;
 out:
-	mdb_cursor_close(acur);
-	mdb_cursor_close(cur);
+	store_cursor_close(acur);
+	store_cursor_close(cur);
 }
 
 /* The sizes of the records of one database, and their format byte. */
@@ -179,15 +178,15 @@ struct shape {
 
 /* A lineage value must name a dataset; others are checked by shape only. */
 static bool
-value_ok(struct check *c, int kind, const struct shape *sh, const MDB_val *val)
+value_ok(struct check *c, int kind, const struct shape *sh, const struct store_val *val)
 {
 	struct dataset_info ds;
 
-	if (val->mv_size < sh->val_min || val->mv_size > sh->val_max ||
-	    (sh->fmt >= 0 && ((const uint8_t *)val->mv_data)[0] != sh->fmt))
+	if (val->len < sh->val_min || val->len > sh->val_max ||
+	    (sh->fmt >= 0 && ((const uint8_t *)val->data)[0] != sh->fmt))
 		return false;
 	return kind != K_LINEAGE || dataset_by_number(c->v, c->txn,
-	    store_get_u32(val->mv_data), &ds) == 0;
+	    store_get_u32(val->data), &ds) == 0;
 }
 
 /*
@@ -195,38 +194,37 @@ value_ok(struct check *c, int kind, const struct shape *sh, const MDB_val *val)
  * records of a deleted one may wait for the collector.
  */
 static void
-walk_by_ref(struct check *c, MDB_dbi dbi, int kind, const struct shape *sh)
+walk_by_ref(struct check *c, enum store_space dbi, int kind, const struct shape *sh)
 {
-	struct store *st = c->v->store;
-	MDB_cursor *cur = NULL;
-	MDB_val k, val;
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
 	int rc;
 
-	if (mdb_cursor_open(c->txn, dbi, &cur) != 0) {
+	if (store_cursor_open(c->txn, dbi, &cur) != 0) {
 		c->t[kind].damaged++;
 		return;
 	}
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+	for (rc = store_cursor_get(cur, &k, &val, STORE_FIRST); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
 		c->t[kind].checked++;
-		if (k.mv_size < sh->key_min || k.mv_size > sh->key_max ||
+		if (k.len < sh->key_min || k.len > sh->key_max ||
 		    !value_ok(c, kind, sh, &val)) {
 			c->t[kind].damaged++;
 			continue;
 		}
-		if (exists(c, st->consumers, k.mv_data, CRYPTO_REF_BYTES))
+		if (exists(c, STORE_CONSUMERS, k.data, CRYPTO_REF_BYTES))
 			continue;
 		if (kind == K_ATTRS &&
-		    exists(c, st->gc, k.mv_data, CRYPTO_REF_BYTES))
+		    exists(c, STORE_GC, k.data, CRYPTO_REF_BYTES))
 			c->pending++;
 		else if (kind == K_GC)
 			;	/* queued: its consumer is gone, as it should be */
 		else
 			c->t[kind].orphaned++;
 	}
-	if (rc != MDB_NOTFOUND)
+	if (rc != VAULT_ERR_NOT_FOUND)
 		c->t[kind].damaged++;
-	mdb_cursor_close(cur);
+	store_cursor_close(cur);
 }
 
 /* The stored counts against those recomputed from the values. */
@@ -234,8 +232,8 @@ static void
 walk_counts(struct check *c)
 {
 	struct tally *t = &c->t[K_COUNTS];
-	MDB_cursor *cur = NULL;
-	MDB_val k, val;
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
 	size_t i = 0, n = 0;
 	int rc;
 
@@ -247,26 +245,26 @@ walk_counts(struct check *c)
 		else
 			c->counts[n++] = c->counts[j];
 	}
-	if (mdb_cursor_open(c->txn, c->v->store->counts, &cur) != 0) {
+	if (store_cursor_open(c->txn, STORE_COUNTS, &cur) != 0) {
 		t->damaged++;
 		return;
 	}
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
-		const char *nul = memchr(k.mv_data, '\0', k.mv_size);
+	for (rc = store_cursor_get(cur, &k, &val, STORE_FIRST); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+		const char *nul = memchr(k.data, '\0', k.len);
 
 		t->checked++;
 		/* Counts of attributes a schema change dropped: the purge's. */
-		if (nul != NULL && schema_find_attr(c->v->schema, k.mv_data,
-		    (size_t)(nul - (const char *)k.mv_data)) < 0)
+		if (nul != NULL && schema_find_attr(c->v->schema, k.data,
+		    (size_t)(nul - (const char *)k.data)) < 0)
 			continue;
 		for (; i < n && key_cmp(c->counts[i].key, c->counts[i].len,
-		    k.mv_data, k.mv_size) < 0; i++)
+		    k.data, k.len) < 0; i++)
 			t->damaged++;	/* a value with no count */
 		if (i < n && key_cmp(c->counts[i].key, c->counts[i].len,
-		    k.mv_data, k.mv_size) == 0) {
-			if (val.mv_size != 8 ||
-			    store_get_u64(val.mv_data) != c->counts[i].n)
+		    k.data, k.len) == 0) {
+			if (val.len != 8 ||
+			    store_get_u64(val.data) != c->counts[i].n)
 				t->damaged++;
 			i++;
 		} else {
@@ -274,9 +272,9 @@ walk_counts(struct check *c)
 		}
 	}
 	t->damaged += n - i;
-	if (rc != MDB_NOTFOUND)
+	if (rc != VAULT_ERR_NOT_FOUND)
 		t->damaged++;
-	mdb_cursor_close(cur);
+	store_cursor_close(cur);
 }
 
 /* Each entry of the audit index must name an entry of the chain. */
@@ -284,43 +282,43 @@ static void
 walk_audit_index(struct check *c)
 {
 	struct tally *t = &c->t[K_AUDIT_INDEX];
-	MDB_cursor *cur = NULL;
-	MDB_val k, val;
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
 	int rc;
 
-	if (mdb_cursor_open(c->txn, c->v->store->audit_ref, &cur) != 0) {
+	if (store_cursor_open(c->txn, STORE_AUDIT_REF, &cur) != 0) {
 		t->damaged++;
 		return;
 	}
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+	for (rc = store_cursor_get(cur, &k, &val, STORE_FIRST); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
 		t->checked++;
-		if (k.mv_size != CRYPTO_REF_BYTES || val.mv_size != 8 ||
-		    !exists(c, c->v->store->audit, val.mv_data, 8))
+		if (k.len != CRYPTO_REF_BYTES || val.len != 8 ||
+		    !exists(c, STORE_AUDIT, val.data, 8))
 			t->damaged++;
 	}
-	if (rc != MDB_NOTFOUND)
+	if (rc != VAULT_ERR_NOT_FOUND)
 		t->damaged++;
-	mdb_cursor_close(cur);
+	store_cursor_close(cur);
 }
 
 static void
-walk_plain(struct check *c, MDB_dbi dbi, int kind)
+walk_plain(struct check *c, enum store_space dbi, int kind)
 {
-	MDB_cursor *cur = NULL;
-	MDB_val k, val;
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
 	int rc;
 
-	if (mdb_cursor_open(c->txn, dbi, &cur) != 0) {
+	if (store_cursor_open(c->txn, dbi, &cur) != 0) {
 		c->t[kind].damaged++;
 		return;
 	}
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT))
+	for (rc = store_cursor_get(cur, &k, &val, STORE_FIRST); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT))
 		c->t[kind].checked++;
-	if (rc != MDB_NOTFOUND)
+	if (rc != VAULT_ERR_NOT_FOUND)
 		c->t[kind].damaged++;
-	mdb_cursor_close(cur);
+	store_cursor_close(cur);
 }
 
 static void
@@ -404,29 +402,29 @@ check_store(const struct config *cfg)
 	    store_read_begin(c.v->store, &c.txn) != 0)
 		goto out;
 	walk_consumers(&c);
-	walk_by_ref(&c, c.v->store->attrs, K_ATTRS, &(struct shape){
+	walk_by_ref(&c, STORE_ATTRS, K_ATTRS, &(struct shape){
 	    CRYPTO_REF_BYTES + 1, CRYPTO_REF_BYTES + SCHEMA_NAME_MAX - 1,
 	    RECORD_ATTR_HDR + CRYPTO_OVERHEAD, RECORD_ATTR_MAX, RECORD_FORMAT });
-	walk_by_ref(&c, c.v->store->manifests, K_MANIFESTS, &(struct shape){
+	walk_by_ref(&c, STORE_MANIFESTS, K_MANIFESTS, &(struct shape){
 	    CRYPTO_REF_BYTES, CRYPTO_REF_BYTES, 3 + RECORD_MANIFEST_TAG,
 	    RECORD_MANIFEST_MAX, RECORD_MANIFEST_FORMAT });
 	/* consent.h: fmt(1) | granted(1) | updated ms(8) | source */
-	walk_by_ref(&c, c.v->store->consents, K_CONSENTS, &(struct shape){
+	walk_by_ref(&c, STORE_CONSENTS, K_CONSENTS, &(struct shape){
 	    CRYPTO_REF_BYTES + 1, CRYPTO_REF_BYTES + SCHEMA_NAME_MAX, 10,
 	    10 + CONSENT_SOURCE_MAX, 1 });
-	walk_by_ref(&c, c.v->store->lineage, K_LINEAGE, &(struct shape){
+	walk_by_ref(&c, STORE_LINEAGE, K_LINEAGE, &(struct shape){
 	    CRYPTO_REF_BYTES, CRYPTO_REF_BYTES, 4, 4, -1 });
-	walk_by_ref(&c, c.v->store->gc, K_GC, &(struct shape){
+	walk_by_ref(&c, STORE_GC, K_GC, &(struct shape){
 	    CRYPTO_REF_BYTES, CRYPTO_REF_BYTES, 8, 8, -1 });
 	walk_counts(&c);
 	walk_audit_index(&c);
-	walk_plain(&c, c.v->store->meta, K_META);
-	mdb_txn_abort(c.txn);
+	walk_plain(&c, STORE_META, K_META);
+	store_read_end(c.txn);
 	c.txn = NULL;
 	check_audit_chain(&c);
 	r = report(&c) == 0 ? 0 : 1;
 out:
-	mdb_txn_abort(c.txn);
+	store_read_end(c.txn);
 	crypto_secret_free(c.mem);
 	free(c.counts);
 	vault_close(c.v);

@@ -35,45 +35,45 @@ consent_key(uint8_t *key, const uint8_t *ref, const char *name)
 }
 
 static int
-put_record(struct store *st, MDB_txn *txn, const uint8_t *ref,
+put_record(struct store_txn *txn, const uint8_t *ref,
     const char *name, uint8_t state, const char *source)
 {
 	uint8_t key[KEY_MAX], rec[REC_HDR + CONSENT_SOURCE_MAX];
 	size_t n = strlen(source);
-	MDB_val k = { consent_key(key, ref, name), key }, v = { REC_HDR + n, rec };
+	struct store_val k = { consent_key(key, ref, name), key }, v = { REC_HDR + n, rec };
 	int rc;
 
 	rec[0] = REC_FORMAT;
 	rec[1] = state;
 	store_put_u64(rec + 2, store_now_ms());
 	memcpy(rec + REC_HDR, source, n);
-	if ((rc = mdb_put(txn, st->consents, &k, &v, 0)) != 0)
-		return store_err(st, rc, "put consent");
+	if ((rc = store_put(txn, STORE_CONSENTS, k.data, k.len, v.data, v.len, 0)) != 0)
+		return rc;
 	return 0;
 }
 
 /* Reads one record's state byte; *found is false when there is none. */
 static int
-get_state(struct store *st, MDB_txn *txn, const uint8_t *ref,
+get_state(struct store_txn *txn, const uint8_t *ref,
     const char *name, bool *found, uint8_t *state)
 {
 	uint8_t key[KEY_MAX];
-	MDB_val k = { consent_key(key, ref, name), key }, v;
-	int rc = mdb_get(txn, st->consents, &k, &v);
+	struct store_val k = { consent_key(key, ref, name), key }, v;
+	int rc = store_get(txn, STORE_CONSENTS, k.data, k.len, &v);
 
 	*found = false;
 	*state = 0;
-	if (rc == MDB_NOTFOUND)
+	if (rc == VAULT_ERR_NOT_FOUND)
 		return 0;
 	if (rc != 0)
-		return store_err(st, rc, "get consent");
-	if (v.mv_size < REC_HDR || v.mv_size > REC_HDR + CONSENT_SOURCE_MAX ||
-	    ((uint8_t *)v.mv_data)[0] != REC_FORMAT) {
+		return rc;
+	if (v.len < REC_HDR || v.len > REC_HDR + CONSENT_SOURCE_MAX ||
+	    ((uint8_t *)v.data)[0] != REC_FORMAT) {
 		log_error("a consent record has an unknown format");
 		return VAULT_ERR_STATE;
 	}
 	*found = true;
-	*state = ((uint8_t *)v.mv_data)[1];
+	*state = ((uint8_t *)v.data)[1];
 	return 0;
 }
 
@@ -95,20 +95,19 @@ struct set_job {
 };
 
 static int
-set_apply(MDB_txn *txn, void *arg)
+set_apply(struct store_txn *txn, void *arg)
 {
 	struct set_job *job = arg;
 	struct store *st = job->v->store;
 	const struct consent_change *c = job->c;
-	MDB_val k = { CRYPTO_REF_BYTES, (void *)job->ref }, v;
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)job->ref }, v;
 	uint8_t flags, old;
 	bool found;
 	int rc, r;
 
-	if ((rc = mdb_get(txn, st->consumers, &k, &v)) != 0)
-		return rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
-		    store_err(st, rc, "get consumer");
-	if ((r = get_state(st, txn, job->ref, FLAGS_KEY, &found, &old)) != 0)
+	if ((rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &v)) != 0)
+		return rc;
+	if ((r = get_state(txn, job->ref, FLAGS_KEY, &found, &old)) != 0)
 		return r;
 	flags = apply_flag(old, CONSENT_LIMIT_SENSITIVE, c->limit_sensitive);
 	flags = apply_flag(flags, CONSENT_OPT_OUT_SALE_SHARE, c->opt_out_sale_share);
@@ -123,15 +122,15 @@ set_apply(MDB_txn *txn, void *arg)
 	    (r = store_room(st)) != 0)
 		return r;
 	if ((!found || flags != old) &&
-	    (r = put_record(st, txn, job->ref, FLAGS_KEY, flags, c->source)) != 0)
+	    (r = put_record(txn, job->ref, FLAGS_KEY, flags, c->source)) != 0)
 		return r;
-	if (c->purpose >= 0 && (r = put_record(st, txn, job->ref,
+	if (c->purpose >= 0 && (r = put_record(txn, job->ref,
 	    job->v->schema->purposes[c->purpose].name, c->granted ? 1 : 0,
 	    c->source)) != 0)
 		return r;
 	/* Opt-outs and limits are requests a business must keep records of. */
 	if (((c->purpose >= 0 && !c->granted) || (flags & ~old) != 0) &&
-	    (r = requests_log_txn(job->v, txn, "optout", job->ref)) != 0)
+	    (r = requests_log_txn(txn, "optout", job->ref)) != 0)
 		return r;
 	job->flags = flags;
 	VAULT_CRASH_POINT("consent.before_commit");
@@ -155,7 +154,7 @@ consent_set(struct vault *v, const char *id, size_t id_len,
 }
 
 int
-consent_allows(struct vault *v, MDB_txn *txn, const uint8_t *ref, int purpose,
+consent_allows(struct vault *v, struct store_txn *txn, const uint8_t *ref, int purpose,
     bool *allowed, uint8_t *flags)
 {
 	const struct purpose_def *p = &v->schema->purposes[purpose];
@@ -164,52 +163,52 @@ consent_allows(struct vault *v, MDB_txn *txn, const uint8_t *ref, int purpose,
 	int r;
 
 	*allowed = false;
-	if ((r = get_state(v->store, txn, ref, FLAGS_KEY, &found, flags)) != 0)
+	if ((r = get_state(txn, ref, FLAGS_KEY, &found, flags)) != 0)
 		return r;
 	if (p->sale_or_share && (*flags & CONSENT_OPT_OUT_SALE_SHARE))
 		return 0;
-	if ((r = get_state(v->store, txn, ref, p->name, &found, &granted)) != 0)
+	if ((r = get_state(txn, ref, p->name, &found, &granted)) != 0)
 		return r;
 	*allowed = found ? granted != 0 : !p->opt_in;
 	return 0;
 }
 
 int
-consent_delete_all(struct store *st, MDB_txn *txn, const uint8_t *ref)
+consent_delete_all(struct store_txn *txn, const uint8_t *ref)
 {
-	return store_delete_prefix(st, txn, st->consents, ref, CRYPTO_REF_BYTES);
+	return store_delete_prefix(txn, STORE_CONSENTS, ref, CRYPTO_REF_BYTES);
 }
 
 int
-consent_list(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+consent_list(struct store_txn *txn, const uint8_t *ref,
     int (*fn)(const char *name, size_t len, uint8_t state, uint64_t at_ms,
     const char *source, size_t source_len, void *arg), void *arg)
 {
-	MDB_cursor *cur = NULL;
-	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	struct store_cursor *cur = NULL;
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
 	int rc, r = 0;
 
-	if ((rc = mdb_cursor_open(txn, v->store->consents, &cur)) != 0)
-		return store_err(v->store, rc, "open cursor");
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
-		const uint8_t *p = val.mv_data;
+	if ((rc = store_cursor_open(txn, STORE_CONSENTS, &cur)) != 0)
+		return rc;
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+		const uint8_t *p = val.data;
 
-		if (k.mv_size <= CRYPTO_REF_BYTES ||
-		    memcmp(k.mv_data, ref, CRYPTO_REF_BYTES) != 0)
+		if (k.len <= CRYPTO_REF_BYTES ||
+		    memcmp(k.data, ref, CRYPTO_REF_BYTES) != 0)
 			break;
-		if (val.mv_size < REC_HDR || val.mv_size > REC_HDR + CONSENT_SOURCE_MAX ||
-		    k.mv_size > KEY_MAX || p[0] != REC_FORMAT) {
+		if (val.len < REC_HDR || val.len > REC_HDR + CONSENT_SOURCE_MAX ||
+		    k.len > KEY_MAX || p[0] != REC_FORMAT) {
 			r = VAULT_ERR_STATE;
 			break;
 		}
-		if ((r = fn((const char *)k.mv_data + CRYPTO_REF_BYTES,
-		    k.mv_size - CRYPTO_REF_BYTES, p[1], store_get_u64(p + 2),
-		    (const char *)p + REC_HDR, val.mv_size - REC_HDR, arg)) != 0)
+		if ((r = fn((const char *)k.data + CRYPTO_REF_BYTES,
+		    k.len - CRYPTO_REF_BYTES, p[1], store_get_u64(p + 2),
+		    (const char *)p + REC_HDR, val.len - REC_HDR, arg)) != 0)
 			break;
 	}
-	mdb_cursor_close(cur);
-	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
-		r = store_err(v->store, rc, "list consents");
+	store_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
 	return r;
 }

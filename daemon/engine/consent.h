@@ -45,19 +45,19 @@ int consent_set(struct vault *v, const char *id, size_t id_len,
     uint8_t *flags) VAULT_WUR;
 
 /* Within txn: may the consumer be used for purpose? Also returns its flags. */
-int consent_allows(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+int consent_allows(struct vault *v, struct store_txn *txn, const uint8_t *ref,
     int purpose, bool *allowed, uint8_t *flags) VAULT_WUR;
 
 /*
  * Within txn: calls fn for every consent record of ref: the purpose name
  * (or "#flags", whose state is the flags), state, time and source.
  */
-int consent_list(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+int consent_list(struct store_txn *txn, const uint8_t *ref,
     int (*fn)(const char *name, size_t len, uint8_t state, uint64_t at_ms,
     const char *source, size_t source_len, void *arg), void *arg) VAULT_WUR;
 
 /* Within a write txn: removes every consent record of ref. */
-int consent_delete_all(struct store *st, MDB_txn *txn,
+int consent_delete_all(struct store_txn *txn,
     const uint8_t *ref) VAULT_WUR;
 
 #endif

@@ -31,29 +31,29 @@ scratch_new(struct scratch *s)
 }
 
 int
-consumer_manifest_get(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+consumer_manifest_get(struct vault *v, struct store_txn *txn, const uint8_t *ref,
     const struct consumer_rec *rec, struct manifest *m)
 {
-	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
-	int rc = mdb_get(txn, v->store->manifests, &k, &val);
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	int rc = store_get(txn, STORE_MANIFESTS, k.data, k.len, &val);
 
 	memset(m, 0, sizeof(*m));
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		return store_err(v->store, rc, "get manifest");
+	if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		return rc;
 	if (rec->has_manifest != (rc == 0)) {
 		log_error("a consumer's manifest is %s: the store is corrupt or "
 		    "was tampered with", rec->has_manifest ? "missing" :
 		    "there, but its record says it has none");
 		return VAULT_ERR_CRYPTO;
 	}
-	if (rc == MDB_NOTFOUND)
+	if (rc == VAULT_ERR_NOT_FOUND)
 		return 0;
 	return record_manifest_open(keyring_index_key(v->kr), ref, &val, m);
 }
 
 int
 consumer_manifest_agrees(const struct manifest *m, const char *name,
-    size_t len, const MDB_val *val)
+    size_t len, const struct store_val *val)
 {
 	uint64_t updated = 0;
 	bool listed;
@@ -77,11 +77,11 @@ consumer_manifest_agrees(const struct manifest *m, const char *name,
  * records it has now (trusted once, on this first write).
  */
 static int
-manifest_entries(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+manifest_entries(struct vault *v, struct store_txn *txn, const uint8_t *ref,
     const struct consumer_rec *rec, struct manifest_entry *e, size_t *n)
 {
-	MDB_cursor *cur = NULL;
-	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	struct store_cursor *cur = NULL;
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
 	struct manifest m;
 	int rc, r;
 
@@ -90,51 +90,51 @@ manifest_entries(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 		return r;
 	if (m.p != NULL)
 		return record_manifest_entries(&m, e, RECORD_MANIFEST_ENTRIES, n);
-	if ((rc = mdb_cursor_open(txn, v->store->attrs, &cur)) != 0)
-		return store_err(v->store, rc, "open cursor");
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
-		if (k.mv_size < CRYPTO_REF_BYTES ||
-		    memcmp(k.mv_data, ref, CRYPTO_REF_BYTES) != 0)
+	if ((rc = store_cursor_open(txn, STORE_ATTRS, &cur)) != 0)
+		return rc;
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+		if (k.len < CRYPTO_REF_BYTES ||
+		    memcmp(k.data, ref, CRYPTO_REF_BYTES) != 0)
 			break;
 		if ((r = record_manifest_set(e, n, RECORD_MANIFEST_ENTRIES,
-		    (const char *)k.mv_data + CRYPTO_REF_BYTES,
-		    k.mv_size - CRYPTO_REF_BYTES, record_attr_updated(&val))) != 0)
+		    (const char *)k.data + CRYPTO_REF_BYTES,
+		    k.len - CRYPTO_REF_BYTES, record_attr_updated(&val))) != 0)
 			break;
 	}
-	mdb_cursor_close(cur);
-	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
-		r = store_err(v->store, rc, "read attributes");
+	store_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
 	return r;
 }
 
 static int
-manifest_put(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+manifest_put(struct vault *v, struct store_txn *txn, const uint8_t *ref,
     const struct manifest_entry *e, size_t n, uint8_t *buf)
 {
-	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
 	int rc;
 
-	val.mv_size = record_manifest_seal(keyring_index_key(v->kr), ref, e, n, buf);
-	val.mv_data = buf;
-	rc = mdb_put(txn, v->store->manifests, &k, &val, 0);
-	return rc == 0 ? 0 : store_err(v->store, rc, "put manifest");
+	val.len = record_manifest_seal(keyring_index_key(v->kr), ref, e, n, buf);
+	val.data = buf;
+	rc = store_put(txn, STORE_MANIFESTS, k.data, k.len, val.data, val.len, 0);
+	return rc == 0 ? 0 : rc;
 }
 
 int
-consumer_manifest_prune_txn(struct vault *v, MDB_txn *txn, const uint8_t *ref)
+consumer_manifest_prune_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref)
 {
-	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
 	struct manifest_entry *e = NULL;
 	struct consumer_rec rec;
 	uint8_t *buf = NULL;
 	size_t n, kept = 0;
 	int rc, r;
 
-	if ((rc = mdb_get(txn, v->store->consumers, &k, &val)) == MDB_NOTFOUND)
+	if ((rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &val)) == VAULT_ERR_NOT_FOUND)
 		return 0;	/* deleted: the collector takes its records */
 	if (rc != 0)
-		return store_err(v->store, rc, "get consumer");
+		return rc;
 	if ((r = record_parse_consumer(&val, &rec)) != 0 || !rec.has_manifest)
 		return r;
 	if ((e = calloc(RECORD_MANIFEST_ENTRIES, sizeof(*e))) == NULL ||
@@ -157,49 +157,49 @@ out:
 
 /* Adds delta to the number of live consumers holding value for attr. */
 static int
-count_adjust(struct vault *v, MDB_txn *txn, int attr, const char *value,
+count_adjust(struct vault *v, struct store_txn *txn, int attr, const char *value,
     size_t len, int delta)
 {
 	uint8_t key[TOKEN_COUNT_KEY_MAX], buf[8];
-	MDB_val k = { tokenizer_count_key(v->tok, attr, value, len, key), key }, val;
+	struct store_val k = { tokenizer_count_key(v->tok, attr, value, len, key), key }, val;
 	uint64_t n = 0;
-	int rc = mdb_get(txn, v->store->counts, &k, &val);
+	int rc = store_get(txn, STORE_COUNTS, k.data, k.len, &val);
 
-	if (rc == 0 && val.mv_size == 8)
-		n = store_get_u64(val.mv_data);
-	else if (rc != 0 && rc != MDB_NOTFOUND)
-		return store_err(v->store, rc, "get count");
+	if (rc == 0 && val.len == 8)
+		n = store_get_u64(val.data);
+	else if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		return rc;
 	if (delta < 0 && n == 0) {
 		log_error("a value count would go below zero; counts are corrupt");
 		return VAULT_ERR_STATE;
 	}
 	n = delta < 0 ? n - 1 : n + 1;
 	if (n == 0) {
-		rc = mdb_del(txn, v->store->counts, &k, NULL);
-		return rc == 0 ? 0 : store_err(v->store, rc, "delete count");
+		rc = store_del(txn, STORE_COUNTS, k.data, k.len, NULL, 0);
+		return rc == 0 ? 0 : rc;
 	}
 	store_put_u64(buf, n);
-	val = (MDB_val){ sizeof(buf), buf };
-	rc = mdb_put(txn, v->store->counts, &k, &val, 0);
-	return rc == 0 ? 0 : store_err(v->store, rc, "put count");
+	val = (struct store_val){ sizeof(buf), buf };
+	rc = store_put(txn, STORE_COUNTS, k.data, k.len, val.data, val.len, 0);
+	return rc == 0 ? 0 : rc;
 }
 
 /* Opens the current value of attr into s->value; *found false if unset. */
 static int
-read_value(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+read_value(struct vault *v, struct store_txn *txn, const uint8_t *ref,
     const struct consumer_rec *rec, struct scratch *s, int attr, bool *found,
     size_t *len)
 {
 	const char *name = v->schema->attrs[attr].name;
 	uint8_t key[RECORD_ATTR_KEY_MAX];
-	MDB_val k = { record_attr_key(key, ref, name), key }, val;
-	int rc = mdb_get(txn, v->store->attrs, &k, &val);
+	struct store_val k = { record_attr_key(key, ref, name), key }, val;
+	int rc = store_get(txn, STORE_ATTRS, k.data, k.len, &val);
 
 	*found = false;
-	if (rc == MDB_NOTFOUND)
+	if (rc == VAULT_ERR_NOT_FOUND)
 		return 0;
 	if (rc != 0)
-		return store_err(v->store, rc, "get attribute");
+		return rc;
 	*found = true;
 	return record_open_attr(s->dek, ref, name, rec->dek_generation, &val,
 	    s->value, SCHEMA_VALUE_MAX + 1, len, NULL);
@@ -207,7 +207,7 @@ read_value(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 
 /* Keeps the counts right when a categorical value changes. */
 static int
-recount(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+recount(struct vault *v, struct store_txn *txn, const uint8_t *ref,
     const struct consumer_rec *rec, struct scratch *s, const struct attr_in *a)
 {
 	size_t len;
@@ -231,20 +231,19 @@ recount(struct vault *v, MDB_txn *txn, const uint8_t *ref,
  * for the collector; a new consumer must not inherit them.
  */
 static int
-drop_leftovers(struct vault *v, MDB_txn *txn, const uint8_t *ref)
+drop_leftovers(struct store_txn *txn, const uint8_t *ref)
 {
-	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
-	int rc = mdb_get(txn, v->store->gc, &k, &val), r;
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	int rc = store_get(txn, STORE_GC, k.data, k.len, &val), r;
 
-	if (rc == MDB_NOTFOUND)
+	if (rc == VAULT_ERR_NOT_FOUND)
 		return 0;
 	if (rc != 0)
-		return store_err(v->store, rc, "get collection entry");
-	if ((r = store_delete_prefix(v->store, txn, v->store->attrs, ref,
+		return rc;
+	if ((r = store_delete_prefix(txn, STORE_ATTRS, ref,
 	    CRYPTO_REF_BYTES)) != 0)
 		return r;
-	rc = mdb_del(txn, v->store->gc, &k, NULL);
-	return rc == 0 ? 0 : store_err(v->store, rc, "delete collection entry");
+	return store_del(txn, STORE_GC, k.data, k.len, NULL, 0);
 }
 
 struct put_job {
@@ -259,11 +258,11 @@ struct put_job {
 };
 
 static int
-put_apply(MDB_txn *txn, void *arg)
+put_apply(struct store_txn *txn, void *arg)
 {
 	struct put_job *job = arg;
 	struct vault *v = job->v;
-	MDB_val k = { CRYPTO_REF_BYTES, (void *)job->ref }, val;
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)job->ref }, val;
 	struct consumer_rec rec;
 	uint8_t key[RECORD_ATTR_KEY_MAX], buf[RECORD_ATTR_MAX];
 	uint8_t crec[RECORD_CONSUMER_BYTES];
@@ -275,20 +274,20 @@ put_apply(MDB_txn *txn, void *arg)
 	/* An ordinary write: refused in the headroom (store.h). */
 	if ((r = store_room(v->store)) != 0)
 		return r;
-	rc = mdb_get(txn, v->store->consumers, &k, &val);
-	if (rc == 0 && val.mv_size == sizeof(crec))
-		memcpy(crec, val.mv_data, sizeof(crec));	/* for a migration */
-	if (rc == MDB_NOTFOUND) {
-		if ((r = drop_leftovers(v, txn, job->ref)) != 0 ||
+	rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &val);
+	if (rc == 0 && val.len == sizeof(crec))
+		memcpy(crec, val.data, sizeof(crec));	/* for a migration */
+	if (rc == VAULT_ERR_NOT_FOUND) {
+		if ((r = drop_leftovers(txn, job->ref)) != 0 ||
 		    (r = record_new_consumer(v->kr, job->ref, job->s.dek,
 		    job->s.seed, crec)) != 0)
 			return r;
-		val = (MDB_val){ sizeof(crec), crec };
-		if ((rc = mdb_put(txn, v->store->consumers, &k, &val, 0)) != 0)
-			return store_err(v->store, rc, "put consumer");
+		val = (struct store_val){ sizeof(crec), crec };
+		if ((rc = store_put(txn, STORE_CONSUMERS, k.data, k.len, val.data, val.len, 0)) != 0)
+			return rc;
 		job->created = true;
 	} else if (rc != 0) {
-		return store_err(v->store, rc, "get consumer");
+		return rc;
 	}
 	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
 	    (!job->created &&
@@ -305,10 +304,10 @@ put_apply(MDB_txn *txn, void *arg)
 		    (r = record_seal_attr(job->s.dek, job->ref, name,
 		    rec.dek_generation, a->value, a->len, now, buf, &len)) != 0)
 			return r;
-		k = (MDB_val){ record_attr_key(key, job->ref, name), key };
-		val = (MDB_val){ len, buf };
-		if ((rc = mdb_put(txn, v->store->attrs, &k, &val, 0)) != 0)
-			return store_err(v->store, rc, "put attribute");
+		k = (struct store_val){ record_attr_key(key, job->ref, name), key };
+		val = (struct store_val){ len, buf };
+		if ((rc = store_put(txn, STORE_ATTRS, k.data, k.len, val.data, val.len, 0)) != 0)
+			return rc;
 		if ((r = record_manifest_set(job->entries, &n_entries,
 		    RECORD_MANIFEST_ENTRIES, name, strlen(name), now)) != 0)
 			return r;
@@ -320,10 +319,10 @@ put_apply(MDB_txn *txn, void *arg)
 	if (!rec.has_manifest) {
 		/* Written before manifests: from now on it has one. */
 		crec[0] = RECORD_CONSUMER_MANIFEST;
-		k = (MDB_val){ CRYPTO_REF_BYTES, (void *)job->ref };
-		val = (MDB_val){ sizeof(crec), crec };
-		if ((rc = mdb_put(txn, v->store->consumers, &k, &val, 0)) != 0)
-			return store_err(v->store, rc, "put consumer");
+		k = (struct store_val){ CRYPTO_REF_BYTES, (void *)job->ref };
+		val = (struct store_val){ sizeof(crec), crec };
+		if ((rc = store_put(txn, STORE_CONSUMERS, k.data, k.len, val.data, val.len, 0)) != 0)
+			return rc;
 	}
 	VAULT_CRASH_POINT("put.after_manifest");
 	return 0;
@@ -358,13 +357,13 @@ out:
 
 /* The attribute records to open: wanted ones, or every one the schema has. */
 static int
-collect_attrs(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+collect_attrs(struct vault *v, struct store_txn *txn, const uint8_t *ref,
     const struct manifest *m, const int *attrs, size_t n_attrs, int *idx,
-    MDB_val *vals, size_t *count)
+    struct store_val *vals, size_t *count)
 {
 	size_t n = n_attrs == 0 ? v->schema->n_attrs : n_attrs;
 	uint8_t key[RECORD_ATTR_KEY_MAX];
-	MDB_val k;
+	struct store_val k;
 	int rc;
 
 	*count = 0;
@@ -373,14 +372,14 @@ collect_attrs(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 		const char *name = v->schema->attrs[a].name;
 		int r;
 
-		k = (MDB_val){ record_attr_key(key, ref, name), key };
-		rc = mdb_get(txn, v->store->attrs, &k, &vals[*count]);
-		if (rc != 0 && rc != MDB_NOTFOUND)
-			return store_err(v->store, rc, "get attribute");
+		k = (struct store_val){ record_attr_key(key, ref, name), key };
+		rc = store_get(txn, STORE_ATTRS, k.data, k.len, &vals[*count]);
+		if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+			return rc;
 		if ((r = consumer_manifest_agrees(m, name, strlen(name),
 		    rc == 0 ? &vals[*count] : NULL)) != 0)
 			return r;
-		if (rc == MDB_NOTFOUND)
+		if (rc == VAULT_ERR_NOT_FOUND)
 			continue;
 		idx[(*count)++] = a;
 	}
@@ -393,24 +392,24 @@ collect_attrs(struct vault *v, MDB_txn *txn, const uint8_t *ref,
  * schema does not have it.
  */
 static int
-collect_all(struct vault *v, MDB_txn *txn, const uint8_t *ref,
-    const struct manifest *m, int *idx, MDB_val *names, MDB_val *vals,
+collect_all(struct vault *v, struct store_txn *txn, const uint8_t *ref,
+    const struct manifest *m, int *idx, struct store_val *names, struct store_val *vals,
     size_t *count)
 {
-	MDB_cursor *cur = NULL;
-	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	struct store_cursor *cur = NULL;
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
 	int rc, r = 0;
 
 	*count = 0;
-	if ((rc = mdb_cursor_open(txn, v->store->attrs, &cur)) != 0)
-		return store_err(v->store, rc, "open cursor");
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
-		if (k.mv_size < CRYPTO_REF_BYTES ||
-		    memcmp(k.mv_data, ref, CRYPTO_REF_BYTES) != 0)
+	if ((rc = store_cursor_open(txn, STORE_ATTRS, &cur)) != 0)
+		return rc;
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+		if (k.len < CRYPTO_REF_BYTES ||
+		    memcmp(k.data, ref, CRYPTO_REF_BYTES) != 0)
 			break;
-		if (k.mv_size == CRYPTO_REF_BYTES ||
-		    k.mv_size - CRYPTO_REF_BYTES >= SCHEMA_NAME_MAX) {
+		if (k.len == CRYPTO_REF_BYTES ||
+		    k.len - CRYPTO_REF_BYTES >= SCHEMA_NAME_MAX) {
 			log_error("an attribute record has a malformed key");
 			r = VAULT_ERR_STATE;
 			break;
@@ -421,18 +420,18 @@ collect_all(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 			r = VAULT_ERR_LIMIT;
 			break;
 		}
-		names[*count] = (MDB_val){ k.mv_size - CRYPTO_REF_BYTES,
-		    (uint8_t *)k.mv_data + CRYPTO_REF_BYTES };
-		if ((r = consumer_manifest_agrees(m, names[*count].mv_data,
-		    names[*count].mv_size, &val)) != 0)
+		names[*count] = (struct store_val){ k.len - CRYPTO_REF_BYTES,
+		    (uint8_t *)k.data + CRYPTO_REF_BYTES };
+		if ((r = consumer_manifest_agrees(m, names[*count].data,
+		    names[*count].len, &val)) != 0)
 			break;
-		idx[*count] = schema_find_attr(v->schema, names[*count].mv_data,
-		    names[*count].mv_size);
+		idx[*count] = schema_find_attr(v->schema, names[*count].data,
+		    names[*count].len);
 		vals[(*count)++] = val;
 	}
-	mdb_cursor_close(cur);
-	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
-		r = store_err(v->store, rc, "read attributes");
+	store_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
 	/* Each record is listed; so many records: none listed is missing. */
 	if (r == 0 && m->p != NULL && *count != m->n) {
 		log_error("attribute records a consumer's manifest lists are "
@@ -448,7 +447,7 @@ collect_all(struct vault *v, MDB_txn *txn, const uint8_t *ref,
  */
 static int
 open_attrs(struct vault *v, const uint8_t *dek, const struct consumer_rec *rec,
-    const int *idx, const MDB_val *names, const MDB_val *vals, size_t count,
+    const int *idx, const struct store_val *names, const struct store_val *vals, size_t count,
     size_t total, struct consumer_values *out)
 {
 	size_t off = 0, len;
@@ -461,10 +460,10 @@ open_attrs(struct vault *v, const uint8_t *dek, const struct consumer_rec *rec,
 		if (idx[i] >= 0) {
 			name = v->schema->attrs[idx[i]].name;
 		} else {
-			memcpy(out->buf + off, names[i].mv_data, names[i].mv_size);
-			out->buf[off + names[i].mv_size] = '\0';
+			memcpy(out->buf + off, names[i].data, names[i].len);
+			out->buf[off + names[i].len] = '\0';
 			name = (const char *)out->buf + off;
-			off += names[i].mv_size + 1;
+			off += names[i].len + 1;
 		}
 		if ((r = record_open_attr(dek, out->ref, name, rec->dek_generation,
 		    &vals[i], out->buf + off, total - off, &len, &updated)) != 0)
@@ -478,7 +477,7 @@ open_attrs(struct vault *v, const uint8_t *dek, const struct consumer_rec *rec,
 
 /* Drops sensitive attributes the consumer limited, for a non-essential purpose. */
 static size_t
-withhold(struct vault *v, int purpose, uint8_t flags, int *idx, MDB_val *vals,
+withhold(struct vault *v, int purpose, uint8_t flags, int *idx, struct store_val *vals,
     size_t count, struct consumer_values *out)
 {
 	size_t kept = 0;
@@ -501,10 +500,10 @@ int
 consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
     const int *attrs, size_t n_attrs, struct consumer_values *out)
 {
-	MDB_val vals[CONSUMER_VALUES_MAX], names[CONSUMER_VALUES_MAX];
+	struct store_val vals[CONSUMER_VALUES_MAX], names[CONSUMER_VALUES_MAX];
 	int idx[CONSUMER_VALUES_MAX];
-	MDB_txn *txn = NULL;
-	MDB_val k, val;
+	struct store_txn *txn = NULL;
+	struct store_val k, val;
 	struct consumer_rec rec;
 	struct manifest m;
 	uint8_t *dek = NULL, flags = 0;
@@ -518,10 +517,9 @@ consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
 	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, out->ref);
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		return r;
-	k = (MDB_val){ CRYPTO_REF_BYTES, out->ref };
-	if ((rc = mdb_get(txn, v->store->consumers, &k, &val)) != 0) {
-		r = rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
-		    store_err(v->store, rc, "get consumer");
+	k = (struct store_val){ CRYPTO_REF_BYTES, out->ref };
+	if ((rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &val)) != 0) {
+		r = rc;
 		goto out;
 	}
 	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
@@ -544,8 +542,8 @@ consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
 		goto out;
 	count = withhold(v, purpose, flags, idx, vals, count, out);
 	for (size_t i = 0; i < count; i++)
-		total += vals[i].mv_size + 1 +
-		    (idx[i] < 0 ? names[i].mv_size + 1 : 0);
+		total += vals[i].len + 1 +
+		    (idx[i] < 0 ? names[i].len + 1 : 0);
 	/* The DEK, then the values, in this thread's locked scratch region. */
 	if ((dek = crypto_scratch(CRYPTO_KEY_BYTES + total)) == NULL) {
 		r = VAULT_ERR_NOMEM;
@@ -557,7 +555,7 @@ consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
 		goto out;
 	r = open_attrs(v, dek, &rec, idx, names, vals, count, total, out);
 out:
-	mdb_txn_abort(txn);
+	store_read_end(txn);
 	if (dek != NULL)
 		sodium_memzero(dek, CRYPTO_KEY_BYTES);
 	if (r != 0)
@@ -576,7 +574,7 @@ consumer_values_clear(struct consumer_values *cv)
 
 /* Takes the consumer's categorical values out of the counts. */
 static int
-uncount_all(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+uncount_all(struct vault *v, struct store_txn *txn, const uint8_t *ref,
     const struct consumer_rec *rec, struct scratch *s)
 {
 	size_t len;
@@ -598,21 +596,21 @@ uncount_all(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 }
 
 static int
-read_lineage(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+read_lineage(struct vault *v, struct store_txn *txn, const uint8_t *ref,
     const uint8_t *seed, struct removal *out)
 {
-	MDB_cursor *cur = NULL;
-	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	struct store_cursor *cur = NULL;
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
 	size_t cap = 0;
 	int rc, r = 0;
 
-	if ((rc = mdb_cursor_open(txn, v->store->lineage, &cur)) != 0)
-		return store_err(v->store, rc, "open cursor");
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT_DUP)) {
+	if ((rc = store_cursor_open(txn, STORE_LINEAGE, &cur)) != 0)
+		return rc;
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SET); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT_DUP)) {
 		struct dataset_info ds;
 
-		if (val.mv_size != 4) {
+		if (val.len != 4) {
 			r = VAULT_ERR_STATE;
 			break;
 		}
@@ -630,7 +628,7 @@ read_lineage(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 			out->pseudonyms = p;
 			cap = ncap;
 		}
-		out->datasets[out->n_datasets] = store_get_u32(val.mv_data);
+		out->datasets[out->n_datasets] = store_get_u32(val.data);
 		memset(out->pseudonyms[out->n_datasets], 0, TOKEN_PSEUDONYM_BYTES);
 		if ((r = dataset_by_number(v, txn, out->datasets[out->n_datasets],
 		    &ds)) != 0)
@@ -640,29 +638,28 @@ read_lineage(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 			    out->pseudonyms[out->n_datasets]);
 		out->n_datasets++;
 	}
-	mdb_cursor_close(cur);
-	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
-		r = store_err(v->store, rc, "read lineage");
+	store_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
 	return r;
 }
 
 int
-consumer_remove_txn(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+consumer_remove_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
     struct removal *out)
 {
-	struct store *st = v->store;
-	MDB_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
 	struct consumer_rec rec;
 	struct scratch s = { 0 };
 	uint8_t when[8];
 	int rc, r;
 
 	memset(out, 0, sizeof(*out));
-	rc = mdb_get(txn, st->consumers, &k, &val);
-	if (rc == MDB_NOTFOUND)
+	rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &val);
+	if (rc == VAULT_ERR_NOT_FOUND)
 		return 0;
 	if (rc != 0)
-		return store_err(st, rc, "get consumer");
+		return rc;
 	if ((r = scratch_new(&s)) != 0)
 		return r;
 	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
@@ -671,27 +668,27 @@ consumer_remove_txn(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 	    (r = read_lineage(v, txn, ref, s.seed, out)) != 0)
 		goto out;
 	out->epoch = rec.master_version;
-	if ((rc = mdb_del(txn, st->consumers, &k, NULL)) != 0) {
-		r = store_err(st, rc, "delete consumer");
+	if ((rc = store_del(txn, STORE_CONSUMERS, k.data, k.len, NULL, 0)) != 0) {
+		r = rc;
 		goto out;
 	}
-	rc = mdb_del(txn, st->lineage, &k, NULL);
-	if (rc != 0 && rc != MDB_NOTFOUND) {
-		r = store_err(st, rc, "delete lineage");
+	rc = store_del(txn, STORE_LINEAGE, k.data, k.len, NULL, 0);
+	if (rc != 0 && rc != VAULT_ERR_NOT_FOUND) {
+		r = rc;
 		goto out;
 	}
-	rc = mdb_del(txn, st->manifests, &k, NULL);
-	if (rc != 0 && rc != MDB_NOTFOUND) {
-		r = store_err(st, rc, "delete manifest");
+	rc = store_del(txn, STORE_MANIFESTS, k.data, k.len, NULL, 0);
+	if (rc != 0 && rc != VAULT_ERR_NOT_FOUND) {
+		r = rc;
 		goto out;
 	}
-	if ((r = consent_delete_all(st, txn, ref)) != 0)
+	if ((r = consent_delete_all(txn, ref)) != 0)
 		goto out;
 	/* The values are unreadable now; the collector removes their records. */
 	store_put_u64(when, store_now_ms());
-	val = (MDB_val){ sizeof(when), when };
-	if ((rc = mdb_put(txn, st->gc, &k, &val, 0)) != 0) {
-		r = store_err(st, rc, "queue collection");
+	val = (struct store_val){ sizeof(when), when };
+	if ((rc = store_put(txn, STORE_GC, k.data, k.len, val.data, val.len, 0)) != 0) {
+		r = rc;
 		goto out;
 	}
 	out->found = true;
@@ -710,37 +707,36 @@ removal_clear(struct removal *r)
 }
 
 int
-consumer_collect_txn(struct vault *v, MDB_txn *txn, size_t max,
+consumer_collect_txn(struct store_txn *txn, size_t max,
     size_t *collected)
 {
-	struct store *st = v->store;
-	MDB_cursor *cur = NULL;
-	MDB_val k, val;
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
 	int rc, r = 0;
 
 	*collected = 0;
-	if ((rc = mdb_cursor_open(txn, st->gc, &cur)) != 0)
-		return store_err(st, rc, "open cursor");
+	if ((rc = store_cursor_open(txn, STORE_GC, &cur)) != 0)
+		return rc;
 	while (*collected < max &&
-	    (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST)) == 0) {
+	    (rc = store_cursor_get(cur, &k, &val, STORE_FIRST)) == 0) {
 		uint8_t ref[CRYPTO_REF_BYTES];
 
-		if (k.mv_size != CRYPTO_REF_BYTES) {
+		if (k.len != CRYPTO_REF_BYTES) {
 			r = VAULT_ERR_STATE;
 			break;
 		}
-		memcpy(ref, k.mv_data, CRYPTO_REF_BYTES);
-		if ((r = store_delete_prefix(st, txn, st->attrs, ref,
+		memcpy(ref, k.data, CRYPTO_REF_BYTES);
+		if ((r = store_delete_prefix(txn, STORE_ATTRS, ref,
 		    CRYPTO_REF_BYTES)) != 0)
 			break;
-		if ((rc = mdb_cursor_del(cur, 0)) != 0) {
-			r = store_err(st, rc, "delete collection entry");
+		if ((rc = store_cursor_del(cur)) != 0) {
+			r = rc;
 			break;
 		}
 		(*collected)++;
 	}
-	mdb_cursor_close(cur);
-	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
-		r = store_err(st, rc, "collect");
+	store_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
 	return r;
 }

@@ -86,12 +86,12 @@ struct removal {
  * consents, lineage and its values from the counts, and queues its
  * attribute records for collection. Unreadable at once: the DEK is gone.
  */
-int consumer_remove_txn(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+int consumer_remove_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
     struct removal *out) VAULT_WUR;
 void removal_clear(struct removal *r);
 
 /* In a write txn: deletes the attribute records of up to max queued refs. */
-int consumer_collect_txn(struct vault *v, MDB_txn *txn, size_t max,
+int consumer_collect_txn(struct store_txn *txn, size_t max,
     size_t *collected) VAULT_WUR;
 
 /*
@@ -108,16 +108,16 @@ int consumer_collect_txn(struct vault *v, MDB_txn *txn, size_t max,
  * for a consumer written before manifests. VAULT_ERR_CRYPTO when it is
  * missing, unexpected or fails its check.
  */
-int consumer_manifest_get(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+int consumer_manifest_get(struct vault *v, struct store_txn *txn, const uint8_t *ref,
     const struct consumer_rec *rec, struct manifest *m) VAULT_WUR;
 /*
  * 0 when m agrees with the attribute record of name: val found, or NULL
  * when there is none; VAULT_ERR_CRYPTO otherwise.
  */
 int consumer_manifest_agrees(const struct manifest *m, const char *name,
-    size_t len, const MDB_val *val) VAULT_WUR;
+    size_t len, const struct store_val *val) VAULT_WUR;
 /* In a write txn: drops names the schema lacks from ref's manifest. */
-int consumer_manifest_prune_txn(struct vault *v, MDB_txn *txn,
+int consumer_manifest_prune_txn(struct vault *v, struct store_txn *txn,
     const uint8_t *ref) VAULT_WUR;
 
 #endif

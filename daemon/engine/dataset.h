@@ -36,9 +36,9 @@ int dataset_get_or_create(struct vault *v, const char *id, int purpose,
     uint32_t *number, int *bound) VAULT_WUR;
 
 /* Within txn: the dataset with number / with id. VAULT_ERR_NOT_FOUND if none. */
-int dataset_by_number(struct vault *v, MDB_txn *txn, uint32_t number,
+int dataset_by_number(struct vault *v, struct store_txn *txn, uint32_t number,
     struct dataset_info *out) VAULT_WUR;
-int dataset_by_id(struct vault *v, MDB_txn *txn, const char *id,
+int dataset_by_id(struct vault *v, struct store_txn *txn, const char *id,
     struct dataset_info *out) VAULT_WUR;
 
 #endif

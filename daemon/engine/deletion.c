@@ -10,6 +10,7 @@
 #include "engine/consumer.h"
 #include "engine/dataset.h"
 #include "engine/deletion.h"
+#include "store/meta.h"
 #include "util/log.h"
 
 #define REC_FORMAT 1
@@ -17,9 +18,6 @@
 #define REQ_HDR (1 + 8 + CRYPTO_REF_BYTES + KEYRING_SIG_BYTES)
 #define REQ_REF 9
 #define LEDGER_REC_BYTES (1 + 8 + 4 + TOKEN_PSEUDONYM_BYTES)
-#define LEDGER_NEXT "ledger_next"
-#define LEDGER_EXPIRED "ledger_expired"
-#define PENDING_PREFIX "pending/"
 #define RECEIPT_HEAD "vaultd deletion receipt v1\n"
 
 const char *
@@ -156,87 +154,54 @@ out:
 	return rc;
 }
 
+/* A meta counter: 0 when absent. */
 static uint64_t
-meta_u64(struct store *st, MDB_txn *txn, const char *name, int *err)
+meta_count(struct store_txn *txn, enum meta_key key, uint32_t n, int *err)
 {
-	MDB_val k = { strlen(name), (void *)name }, v;
-	int rc = mdb_get(txn, st->meta, &k, &v);
+	uint64_t v;
 
-	*err = 0;
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	if (rc != 0 || v.mv_size != 8) {
-		*err = rc != 0 ? store_err(st, rc, "get counter") : VAULT_ERR_STATE;
-		return 0;
-	}
-	return store_get_u64(v.mv_data);
-}
-
-static int
-put_meta_u64(struct store *st, MDB_txn *txn, const char *name, uint64_t n)
-{
-	uint8_t buf[8];
-	MDB_val k = { strlen(name), (void *)name }, v = { 8, buf };
-	int rc;
-
-	store_put_u64(buf, n);
-	rc = mdb_put(txn, st->meta, &k, &v, 0);
-	return rc == 0 ? 0 : store_err(st, rc, "put counter");
-}
-
-static void
-pending_key(char *buf, uint32_t version)
-{
-	snprintf(buf, 32, PENDING_PREFIX "%u", version);
+	*err = meta_get_u64(txn, key, n, &v);
+	if (*err == VAULT_ERR_NOT_FOUND)
+		*err = 0;
+	return v;
 }
 
 int
-deletion_pending(struct vault *v, MDB_txn *txn, uint32_t version,
-    uint64_t *count)
+deletion_pending(struct store_txn *txn, uint32_t version, uint64_t *count)
 {
-	char key[32];
 	int r;
 
-	pending_key(key, version);
-	*count = meta_u64(v->store, txn, key, &r);
+	*count = meta_count(txn, META_PENDING, version, &r);
 	return r;
 }
 
 int
-deletion_mark_final_txn(struct vault *v, MDB_txn *txn, uint32_t version)
+deletion_mark_final_txn(struct store_txn *txn, uint32_t version)
 {
-	char key[32];
-	MDB_val k;
-	int rc;
-
-	pending_key(key, version);
-	k = (MDB_val){ strlen(key), key };
-	rc = mdb_del(txn, v->store->meta, &k, NULL);
-	return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_err(v->store, rc,
-	    "clear pending deletions");
+	return meta_del(txn, META_PENDING, version);
 }
 
 /* Looks up an earlier receipt under req's request id. */
 static int
-stored_receipt(struct vault *v, MDB_txn *txn, const char *request_id,
+stored_receipt(struct store_txn *txn, const char *request_id,
     const uint8_t *ref, struct receipt *out, bool *found)
 {
 	uint8_t key[sizeof(REQ_PREFIX) - 1 + DELETION_REQUEST_ID_MAX];
 	size_t n = strlen(request_id);
-	MDB_val k = { sizeof(REQ_PREFIX) - 1 + n, key }, val;
+	struct store_val k = { sizeof(REQ_PREFIX) - 1 + n, key }, val;
 	const uint8_t *p;
 	int rc, r;
 
 	memcpy(key, REQ_PREFIX, sizeof(REQ_PREFIX) - 1);
 	memcpy(key + sizeof(REQ_PREFIX) - 1, request_id, n);
 	*found = false;
-	if ((rc = mdb_get(txn, v->store->requests, &k, &val)) == MDB_NOTFOUND)
+	if ((rc = store_get(txn, STORE_REQUESTS, k.data, k.len, &val)) == VAULT_ERR_NOT_FOUND)
 		return 0;
 	if (rc != 0)
-		return store_err(v->store, rc, "get request");
-	p = val.mv_data;
+		return rc;
+	p = val.data;
 	/* A damaged length must not send the copy below past the file's end. */
-	if (val.mv_size <= REQ_HDR || val.mv_size > REQ_HDR + (1 << 20) ||
+	if (val.len <= REQ_HDR || val.len > REQ_HDR + (1 << 20) ||
 	    p[0] != REC_FORMAT) {
 		log_error("a request record has an unknown format");
 		return VAULT_ERR_STATE;
@@ -245,24 +210,24 @@ stored_receipt(struct vault *v, MDB_txn *txn, const char *request_id,
 	if (memcmp(p + REQ_REF, ref, CRYPTO_REF_BYTES) != 0)
 		return VAULT_ERR_EXISTS;
 	memset(out, 0, sizeof(*out));
-	if ((r = receipt_parse(p + REQ_HDR, val.mv_size - REQ_HDR, out)) != 0)
+	if ((r = receipt_parse(p + REQ_HDR, val.len - REQ_HDR, out)) != 0)
 		return r;
 	memcpy(out->signature, p + REQ_REF + CRYPTO_REF_BYTES, KEYRING_SIG_BYTES);
-	if ((out->signed_bytes = malloc(val.mv_size - REQ_HDR)) == NULL)
+	if ((out->signed_bytes = malloc(val.len - REQ_HDR)) == NULL)
 		return VAULT_ERR_NOMEM;
-	memcpy(out->signed_bytes, p + REQ_HDR, val.mv_size - REQ_HDR);
-	out->signed_len = val.mv_size - REQ_HDR;
+	memcpy(out->signed_bytes, p + REQ_HDR, val.len - REQ_HDR);
+	out->signed_len = val.len - REQ_HDR;
 	out->repeated = true;
 	return 0;
 }
 
 static int
-store_receipt(struct vault *v, MDB_txn *txn, const uint8_t *ref,
+store_receipt(struct store_txn *txn, const uint8_t *ref,
     const struct receipt *r)
 {
 	size_t n = strlen(r->request_id), len = REQ_HDR + r->signed_len;
 	uint8_t key[sizeof(REQ_PREFIX) - 1 + DELETION_REQUEST_ID_MAX], *buf;
-	MDB_val k = { sizeof(REQ_PREFIX) - 1 + n, key }, val;
+	struct store_val k = { sizeof(REQ_PREFIX) - 1 + n, key }, val;
 	int rc;
 
 	if ((buf = malloc(len)) == NULL)
@@ -274,15 +239,15 @@ store_receipt(struct vault *v, MDB_txn *txn, const uint8_t *ref,
 	memcpy(buf + REQ_REF, ref, CRYPTO_REF_BYTES);
 	memcpy(buf + REQ_REF + CRYPTO_REF_BYTES, r->signature, KEYRING_SIG_BYTES);
 	memcpy(buf + REQ_HDR, r->signed_bytes, r->signed_len);
-	val = (MDB_val){ len, buf };
-	rc = mdb_put(txn, v->store->requests, &k, &val, 0);
+	val = (struct store_val){ len, buf };
+	rc = store_put(txn, STORE_REQUESTS, k.data, k.len, val.data, val.len, 0);
 	free(buf);
-	return rc == 0 ? 0 : store_err(v->store, rc, "put request");
+	return rc == 0 ? 0 : rc;
 }
 
 /* One ledger event per dataset, and the receipt's dataset list. */
 static int
-append_events(struct vault *v, MDB_txn *txn, const struct removal *rm,
+append_events(struct vault *v, struct store_txn *txn, const struct removal *rm,
     uint64_t now, uint64_t *next_seq, struct receipt *out)
 {
 	uint8_t key[8], rec[LEDGER_REC_BYTES];
@@ -293,7 +258,7 @@ append_events(struct vault *v, MDB_txn *txn, const struct removal *rm,
 		return VAULT_ERR_NOMEM;
 	for (size_t i = 0; i < rm->n_datasets; i++) {
 		struct dataset_info ds;
-		MDB_val k = { 8, key }, val = { sizeof(rec), rec };
+		struct store_val k = { 8, key }, val = { sizeof(rec), rec };
 
 		if ((r = dataset_by_number(v, txn, rm->datasets[i], &ds)) != 0)
 			return r;
@@ -305,8 +270,8 @@ append_events(struct vault *v, MDB_txn *txn, const struct removal *rm,
 		store_put_u64(rec + 1, now);
 		store_put_u32(rec + 9, rm->datasets[i]);
 		memcpy(rec + 13, rm->pseudonyms[i], TOKEN_PSEUDONYM_BYTES);
-		if ((rc = mdb_put(txn, v->store->ledger, &k, &val, 0)) != 0)
-			return store_err(v->store, rc, "append ledger event");
+		if ((rc = store_put(txn, STORE_LEDGER, k.data, k.len, val.data, val.len, 0)) != 0)
+			return rc;
 	}
 	if (out->n_datasets > 1)
 		qsort(out->datasets, out->n_datasets, sizeof(char *), cmp_str);
@@ -314,20 +279,19 @@ append_events(struct vault *v, MDB_txn *txn, const struct removal *rm,
 }
 
 static int
-delete_one(struct vault *v, MDB_txn *txn, const struct deletion_request *req,
+delete_one(struct vault *v, struct store_txn *txn, const struct deletion_request *req,
     uint64_t *next_seq, struct receipt *out)
 {
 	uint8_t ref[CRYPTO_REF_BYTES];
 	struct removal rm;
 	uint8_t head[AUDIT_HASH_BYTES];
 	uint64_t head_seq, pending;
-	char key[32];
 	bool found;
 	int r;
 
 	crypto_consumer_ref(keyring_index_key(v->kr), req->consumer_id,
 	    strlen(req->consumer_id), ref);
-	if ((r = stored_receipt(v, txn, req->request_id, ref, out, &found)) != 0 ||
+	if ((r = stored_receipt(txn, req->request_id, ref, out, &found)) != 0 ||
 	    found)
 		return r;
 	memset(out, 0, sizeof(*out));
@@ -348,14 +312,13 @@ delete_one(struct vault *v, MDB_txn *txn, const struct deletion_request *req,
 	VAULT_CRASH_POINT("delete.before_sign");
 	keyring_sign(v->kr, out->signed_bytes, out->signed_len, out->signature);
 	VAULT_CRASH_POINT("delete.before_store_receipt");
-	if ((r = store_receipt(v, txn, ref, out)) != 0)
+	if ((r = store_receipt(txn, ref, out)) != 0)
 		goto out;
 	VAULT_CRASH_POINT("delete.after_store_receipt");
 	if (rm.found) {
-		pending_key(key, rm.epoch);
-		pending = meta_u64(v->store, txn, key, &r);
+		pending = meta_count(txn, META_PENDING, rm.epoch, &r);
 		if (r == 0)
-			r = put_meta_u64(v->store, txn, key, pending + 1);
+			r = meta_put_u64(txn, META_PENDING, rm.epoch, pending + 1);
 	}
 out:
 	removal_clear(&rm);
@@ -371,13 +334,13 @@ struct run_job {
 };
 
 static int
-run_apply(MDB_txn *txn, void *arg)
+run_apply(struct store_txn *txn, void *arg)
 {
 	struct run_job *job = arg;
 	uint64_t next;
 	int r;
 
-	next = meta_u64(job->v->store, txn, LEDGER_NEXT, &r);
+	next = meta_count(txn, META_LEDGER_NEXT, 0, &r);
 	if (r != 0)
 		return r;
 	if (next == 0)
@@ -388,7 +351,7 @@ run_apply(MDB_txn *txn, void *arg)
 			return r;
 		}
 	}
-	if ((r = put_meta_u64(job->v->store, txn, LEDGER_NEXT, next)) == 0)
+	if ((r = meta_put_u64(txn, META_LEDGER_NEXT, 0, next)) == 0)
 		VAULT_CRASH_POINT("delete.before_commit");
 	return r;
 }
@@ -416,87 +379,87 @@ int
 ledger_read(struct vault *v, uint64_t after_seq, struct ledger_event *out,
     size_t cap, size_t *n, uint64_t *expired_through)
 {
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
+	struct store_txn *txn = NULL;
+	struct store_cursor *cur = NULL;
 	uint8_t key[8];
-	MDB_val k = { 8, key }, val;
+	struct store_val k = { 8, key }, val;
 	int rc, r;
 
 	*n = 0;
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		return r;
-	*expired_through = meta_u64(v->store, txn, LEDGER_EXPIRED, &r);
+	*expired_through = meta_count(txn, META_LEDGER_EXPIRED, 0, &r);
 	if (r != 0)
 		goto out;
-	if ((rc = mdb_cursor_open(txn, v->store->ledger, &cur)) != 0) {
-		r = store_err(v->store, rc, "open cursor");
+	if ((rc = store_cursor_open(txn, STORE_LEDGER, &cur)) != 0) {
+		r = rc;
 		goto out;
 	}
 	store_put_u64(key, after_seq + 1);
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == 0 && *n < cap;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
-		const uint8_t *p = val.mv_data;
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0 && *n < cap;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+		const uint8_t *p = val.data;
 		struct ledger_event *e = &out[(*n)++];
 
-		if (k.mv_size != 8 || val.mv_size != LEDGER_REC_BYTES) {
+		if (k.len != 8 || val.len != LEDGER_REC_BYTES) {
 			r = VAULT_ERR_STATE;
 			break;
 		}
-		e->seq = store_get_u64(k.mv_data);
+		e->seq = store_get_u64(k.data);
 		e->deleted_at_ms = store_get_u64(p + 1);
 		e->dataset = store_get_u32(p + 9);
 		memcpy(e->pseudonym, p + 13, TOKEN_PSEUDONYM_BYTES);
 	}
-	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
-		r = store_err(v->store, rc, "read ledger");
+	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
 out:
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	store_cursor_close(cur);
+	store_read_end(txn);
 	return r;
 }
 
 int
-ledger_expire_txn(struct vault *v, MDB_txn *txn, uint64_t before_ms,
+ledger_expire_txn(struct vault *v, struct store_txn *txn, uint64_t before_ms,
     size_t max, size_t *expired)
 {
-	MDB_cursor *cur = NULL;
-	MDB_val k, val;
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
 	uint64_t last = 0;
 	int rc, r = 0;
 
+	(void)v;
 	*expired = 0;
-	if ((rc = mdb_cursor_open(txn, v->store->ledger, &cur)) != 0)
-		return store_err(v->store, rc, "open cursor");
+	if ((rc = store_cursor_open(txn, STORE_LEDGER, &cur)) != 0)
+		return rc;
 	while (*expired < max &&
-	    (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST)) == 0) {
-		if (val.mv_size != LEDGER_REC_BYTES || k.mv_size != 8) {
+	    (rc = store_cursor_get(cur, &k, &val, STORE_FIRST)) == 0) {
+		if (val.len != LEDGER_REC_BYTES || k.len != 8) {
 			r = VAULT_ERR_STATE;
 			break;
 		}
-		if (store_get_u64((const uint8_t *)val.mv_data + 1) >= before_ms)
+		if (store_get_u64((const uint8_t *)val.data + 1) >= before_ms)
 			break;
-		last = store_get_u64(k.mv_data);
-		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+		last = store_get_u64(k.data);
+		if ((rc = store_cursor_del(cur)) != 0)
 			break;
 		(*expired)++;
 	}
-	mdb_cursor_close(cur);
-	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
-		r = store_err(v->store, rc, "expire ledger");
+	store_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
 	if (r == 0 && last != 0)
-		r = put_meta_u64(v->store, txn, LEDGER_EXPIRED, last);
+		r = meta_put_u64(txn, META_LEDGER_EXPIRED, 0, last);
 	return r;
 }
 
 int
-requests_log_txn(struct vault *v, MDB_txn *txn, const char *kind,
+requests_log_txn(struct store_txn *txn, const char *kind,
     const uint8_t *ref)
 {
 	char key[96], hex[2 * CRYPTO_REF_BYTES + 1];
 	uint8_t rec[1 + 8 + CRYPTO_REF_BYTES];
 	struct timespec ts;
-	MDB_val k, val;
-	int rc;
+	struct store_val k, val;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	crypto_hex(ref, CRYPTO_REF_BYTES, hex);
@@ -505,10 +468,9 @@ requests_log_txn(struct vault *v, MDB_txn *txn, const char *kind,
 	rec[0] = REC_FORMAT;
 	store_put_u64(rec + 1, store_now_ms());
 	memcpy(rec + REQ_REF, ref, CRYPTO_REF_BYTES);
-	k = (MDB_val){ strlen(key), key };
-	val = (MDB_val){ sizeof(rec), rec };
-	rc = mdb_put(txn, v->store->requests, &k, &val, 0);
-	return rc == 0 ? 0 : store_err(v->store, rc, "put request record");
+	k = (struct store_val){ strlen(key), key };
+	val = (struct store_val){ sizeof(rec), rec };
+	return store_put(txn, STORE_REQUESTS, k.data, k.len, val.data, val.len, 0);
 }
 
 /* Where a sweep of the request records stands between transactions. */
@@ -523,44 +485,41 @@ struct requests_sweep {
  * drops those older than before_ms, and moves sw on.
  */
 static int
-requests_expire_txn(struct vault *v, MDB_txn *txn, uint64_t before_ms,
+requests_expire_txn(struct store_txn *txn, uint64_t before_ms,
     size_t max, struct requests_sweep *sw, size_t *expired)
 {
-	MDB_cursor *cur = NULL;
-	MDB_val k = { sw->len, sw->key }, val;
+	struct store_cursor *cur = NULL;
+	struct store_val k = { sw->len, sw->key }, val;
 	size_t seen = 0;
 	int rc;
 
 	*expired = 0;
-	if ((rc = mdb_cursor_open(txn, v->store->requests, &cur)) != 0)
-		return store_err(v->store, rc, "open cursor");
-	for (rc = mdb_cursor_get(cur, &k, &val, sw->len > 0 ? MDB_SET_RANGE :
-	    MDB_FIRST); rc == 0 && seen < max; seen++) {
-		const uint8_t *p = val.mv_data;
+	if ((rc = store_cursor_open(txn, STORE_REQUESTS, &cur)) != 0)
+		return rc;
+	for (rc = store_cursor_get(cur, &k, &val, sw->len > 0 ? STORE_SEEK :
+	    STORE_FIRST); rc == 0 && seen < max; seen++) {
+		const uint8_t *p = val.data;
 
-		if (val.mv_size >= 9 && p[0] == REC_FORMAT &&
+		if (val.len >= 9 && p[0] == REC_FORMAT &&
 		    store_get_u64(p + 1) < before_ms) {
-			if ((rc = mdb_cursor_del(cur, 0)) != 0)
+			if ((rc = store_cursor_del(cur)) != 0)
 				break;
 			(*expired)++;
-			rc = mdb_cursor_get(cur, &k, &val, MDB_GET_CURRENT);
-			if (rc == EINVAL)
-				rc = MDB_NOTFOUND;
+			rc = store_cursor_get(cur, &k, &val, STORE_CURRENT);
 			continue;
 		}
-		rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT);
+		rc = store_cursor_get(cur, &k, &val, STORE_NEXT);
 	}
 	/* Stopped at max: the record under the cursor is where to go on. */
-	if (rc == 0 && k.mv_size <= sizeof(sw->key)) {
-		memcpy(sw->key, k.mv_data, k.mv_size);
-		sw->len = k.mv_size;
+	if (rc == 0 && k.len <= sizeof(sw->key)) {
+		memcpy(sw->key, k.data, k.len);
+		sw->len = k.len;
 	} else if (rc == 0) {
-		rc = MDB_CORRUPTED;	/* longer than any LMDB key */
+		rc = VAULT_ERR_STATE;	/* longer than any key (store.h) */
 	}
-	sw->end = rc == MDB_NOTFOUND;
-	mdb_cursor_close(cur);
-	return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_err(v->store, rc,
-	    "expire request records");
+	sw->end = rc == VAULT_ERR_NOT_FOUND;
+	store_cursor_close(cur);
+	return rc == 0 || rc == VAULT_ERR_NOT_FOUND ? 0 : rc;
 }
 
 struct requests_job {
@@ -572,11 +531,11 @@ struct requests_job {
 };
 
 static int
-requests_apply(MDB_txn *txn, void *arg)
+requests_apply(struct store_txn *txn, void *arg)
 {
 	struct requests_job *job = arg;
 
-	return requests_expire_txn(job->v, txn, job->before, job->per_txn,
+	return requests_expire_txn(txn, job->before, job->per_txn,
 	    &job->sw, &job->done);
 }
 

@@ -75,7 +75,7 @@ void receipt_clear(struct receipt *r);
 int receipt_parse(const uint8_t *text, size_t len, struct receipt *r) VAULT_WUR;
 
 /* In a write txn: records a request of kind ("know", "optout") about ref. */
-int requests_log_txn(struct vault *v, MDB_txn *txn, const char *kind,
+int requests_log_txn(struct store_txn *txn, const char *kind,
     const uint8_t *ref) VAULT_WUR;
 /*
  * Drops the request records older than before_ms, looking at per_txn of
@@ -101,14 +101,14 @@ int ledger_read(struct vault *v, uint64_t after_seq, struct ledger_event *out,
     size_t cap, size_t *n, uint64_t *expired_through) VAULT_WUR;
 
 /* In a write txn: drops events older than before_ms, at most max. */
-int ledger_expire_txn(struct vault *v, MDB_txn *txn, uint64_t before_ms,
+int ledger_expire_txn(struct vault *v, struct store_txn *txn, uint64_t before_ms,
     size_t max, size_t *expired) VAULT_WUR;
 
 /* Within txn: deletions whose epoch is version and that are not final yet. */
-int deletion_pending(struct vault *v, MDB_txn *txn, uint32_t version,
+int deletion_pending(struct store_txn *txn, uint32_t version,
     uint64_t *count) VAULT_WUR;
 /* In a write txn: version was destroyed, so its deletions are final. */
-int deletion_mark_final_txn(struct vault *v, MDB_txn *txn,
+int deletion_mark_final_txn(struct store_txn *txn,
     uint32_t version) VAULT_WUR;
 
 #endif

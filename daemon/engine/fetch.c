@@ -61,8 +61,8 @@ grow(struct fetch_set *set)
 
 /* Appends the row of the consumer at ref: pseudonym and raw tokens. */
 static int
-read_row(struct vault *v, MDB_txn *txn, const struct fetch_query *q,
-    const uint8_t *ref, const MDB_val *crec, uint8_t flags, uint8_t *scratch,
+read_row(struct vault *v, struct store_txn *txn, const struct fetch_query *q,
+    const uint8_t *ref, const struct store_val *crec, uint8_t flags, uint8_t *scratch,
     struct fetch_set *set)
 {
 	const struct schema *s = v->schema;
@@ -89,20 +89,20 @@ read_row(struct vault *v, MDB_txn *txn, const struct fetch_query *q,
 	tokenizer_pseudonym(seed, s->purposes[q->purpose].name, row->pseudonym);
 	for (size_t j = 0; j < q->n_attrs; j++) {
 		const struct attr_def *a = &s->attrs[q->attrs[j]];
-		MDB_val k, val;
+		struct store_val k, val;
 
 		tokens[j] = 0;
 		if (limited && a->sensitive)
 			continue;
-		k = (MDB_val){ record_attr_key(key, ref, a->name), key };
-		rc = mdb_get(txn, v->store->attrs, &k, &val);
-		if (rc != 0 && rc != MDB_NOTFOUND)
-			return store_err(v->store, rc, "get attribute");
+		k = (struct store_val){ record_attr_key(key, ref, a->name), key };
+		rc = store_get(txn, STORE_ATTRS, k.data, k.len, &val);
+		if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+			return rc;
 		/* A lost record is DATA_LOSS, not a row with the value unset. */
 		if ((r = consumer_manifest_agrees(&m, a->name, strlen(a->name),
 		    rc == 0 ? &val : NULL)) != 0)
 			return r;
-		if (rc == MDB_NOTFOUND)
+		if (rc == VAULT_ERR_NOT_FOUND)
 			continue;
 		if ((r = record_open_attr(dek, ref, a->name, rec.dek_generation,
 		    &val, value, SCHEMA_VALUE_MAX + 1, &len, NULL)) != 0)
@@ -256,9 +256,9 @@ int
 fetch_snapshot(struct vault *v, const struct fetch_query *q,
     struct fetch_set *set)
 {
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
-	MDB_val k, val;
+	struct store_txn *txn = NULL;
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
 	uint8_t *scratch = NULL, flags;
 	size_t scanned = 0;
 	bool allowed;
@@ -270,13 +270,13 @@ fetch_snapshot(struct vault *v, const struct fetch_query *q,
 		return VAULT_ERR_NOMEM;
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		goto out;
-	if ((rc = mdb_cursor_open(txn, v->store->consumers, &cur)) != 0) {
-		r = store_err(v->store, rc, "open cursor");
+	if ((rc = store_cursor_open(txn, STORE_CONSUMERS, &cur)) != 0) {
+		r = rc;
 		goto out;
 	}
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
-		if (k.mv_size != CRYPTO_REF_BYTES) {
+	for (rc = store_cursor_get(cur, &k, &val, STORE_FIRST); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+		if (k.len != CRYPTO_REF_BYTES) {
 			log_error("a consumer key has the wrong size");
 			r = VAULT_ERR_STATE;
 			goto out;
@@ -286,29 +286,29 @@ fetch_snapshot(struct vault *v, const struct fetch_query *q,
 			r = VAULT_ERR_CANCELLED;
 			goto out;
 		}
-		if (q->has_after && !after_token(v, q, k.mv_data))
+		if (q->has_after && !after_token(v, q, k.data))
 			continue;
-		if ((r = consent_allows(v, txn, k.mv_data, q->purpose, &allowed,
+		if ((r = consent_allows(v, txn, k.data, q->purpose, &allowed,
 		    &flags)) != 0)
 			goto out;
-		if (allowed && (r = read_row(v, txn, q, k.mv_data, &val, flags,
+		if (allowed && (r = read_row(v, txn, q, k.data, &val, flags,
 		    scratch, set)) != 0)
 			goto out;
 	}
-	if (rc != MDB_NOTFOUND) {
-		r = store_err(v->store, rc, "scan consumers");
+	if (rc != VAULT_ERR_NOT_FOUND) {
+		r = rc;
 		goto out;
 	}
-	mdb_cursor_close(cur);
+	store_cursor_close(cur);
 	cur = NULL;
-	mdb_txn_abort(txn);
+	store_read_end(txn);
 	txn = NULL;
 	/* Counted over the rows this call releases, after the page token. */
 	if ((r = order_rows(q, set)) == 0)
 		r = suppress_rare(v, q, set);
 out:
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	store_cursor_close(cur);
+	store_read_end(txn);
 	sodium_memzero(scratch, RECORD_SCRATCH_BYTES);
 	crypto_secret_free(scratch);
 	if (r != 0)
@@ -322,7 +322,7 @@ out:
  * ref, but a new record (new seed, new created time).
  */
 static bool
-same_consumer(const MDB_val *crec, const struct fetch_row *row)
+same_consumer(const struct store_val *crec, const struct fetch_row *row)
 {
 	struct consumer_rec rec;
 
@@ -335,7 +335,7 @@ fetch_recheck(struct vault *v, const struct fetch_query *q,
     struct fetch_set *set, size_t from, size_t n)
 {
 	const struct schema *s = v->schema;
-	MDB_txn *txn = NULL;
+	struct store_txn *txn = NULL;
 	uint8_t flags;
 	bool allowed;
 	int rc, r;
@@ -344,15 +344,15 @@ fetch_recheck(struct vault *v, const struct fetch_query *q,
 		return r;
 	for (size_t i = from; i < from + n && i < set->n; i++) {
 		struct fetch_row *row = &set->rows[i];
-		MDB_val k = { CRYPTO_REF_BYTES, row->pos.ref }, val;
+		struct store_val k = { CRYPTO_REF_BYTES, row->pos.ref }, val;
 
-		rc = mdb_get(txn, v->store->consumers, &k, &val);
-		if (rc == MDB_NOTFOUND || (rc == 0 && !same_consumer(&val, row))) {
+		rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &val);
+		if (rc == VAULT_ERR_NOT_FOUND || (rc == 0 && !same_consumer(&val, row))) {
 			row->gone = true;
 			continue;
 		}
 		if (rc != 0) {
-			r = store_err(v->store, rc, "get consumer");
+			r = rc;
 			break;
 		}
 		if ((r = consent_allows(v, txn, row->pos.ref, q->purpose, &allowed,
@@ -365,7 +365,7 @@ fetch_recheck(struct vault *v, const struct fetch_query *q,
 			if (s->attrs[q->attrs[j]].sensitive)
 				set->tokens[i * set->n_attrs + j] = 0;
 	}
-	mdb_txn_abort(txn);
+	store_read_end(txn);
 	return r;
 }
 
@@ -377,17 +377,16 @@ struct lineage_job {
 };
 
 static int
-lineage_apply(MDB_txn *txn, void *arg)
+lineage_apply(struct store_txn *txn, void *arg)
 {
 	struct lineage_job *job = arg;
-	struct store *st = job->st;
 	uint8_t num[4];
 	int rc;
 
 	store_put_u32(num, job->dataset);
 	for (size_t i = job->from; i < job->from + job->n; i++) {
 		struct fetch_row *row = &job->set->rows[i];
-		MDB_val k = { CRYPTO_REF_BYTES, row->pos.ref }, v;
+		struct store_val k = { CRYPTO_REF_BYTES, row->pos.ref }, v;
 
 		if (row->gone)
 			continue;
@@ -396,17 +395,17 @@ lineage_apply(MDB_txn *txn, void *arg)
 		 * runs in the writer, in order with deletions, so a row that
 		 * leaves always has its lineage for a later deletion to find.
 		 */
-		rc = mdb_get(txn, st->consumers, &k, &v);
-		if (rc == MDB_NOTFOUND || (rc == 0 && !same_consumer(&v, row))) {
+		rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &v);
+		if (rc == VAULT_ERR_NOT_FOUND || (rc == 0 && !same_consumer(&v, row))) {
 			row->gone = true;
 			continue;
 		}
 		if (rc != 0)
-			return store_err(st, rc, "get consumer");
-		v = (MDB_val){ sizeof(num), num };
-		rc = mdb_put(txn, st->lineage, &k, &v, MDB_NODUPDATA);
-		if (rc != 0 && rc != MDB_KEYEXIST)
-			return store_err(st, rc, "put lineage");
+			return rc;
+		v = (struct store_val){ sizeof(num), num };
+		rc = store_put(txn, STORE_LINEAGE, k.data, k.len, v.data, v.len, STORE_NODUPDATA);
+		if (rc != 0 && rc != VAULT_ERR_EXISTS)
+			return rc;
 	}
 	return 0;
 }

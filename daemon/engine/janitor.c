@@ -28,11 +28,11 @@ struct collect_job {
 };
 
 static int
-collect_apply(MDB_txn *txn, void *arg)
+collect_apply(struct store_txn *txn, void *arg)
 {
 	struct collect_job *job = arg;
 
-	return consumer_collect_txn(job->v, txn, COLLECT_PER_TXN, &job->done);
+	return consumer_collect_txn(txn, COLLECT_PER_TXN, &job->done);
 }
 
 struct expire_job {
@@ -42,7 +42,7 @@ struct expire_job {
 };
 
 static int
-expire_apply(MDB_txn *txn, void *arg)
+expire_apply(struct store_txn *txn, void *arg)
 {
 	struct expire_job *job = arg;
 

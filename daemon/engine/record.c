@@ -19,12 +19,12 @@ bound_ad(uint8_t *ad, const uint8_t *ref, const char *label, uint32_t n)
 }
 
 int
-record_parse_consumer(const MDB_val *v, struct consumer_rec *rec)
+record_parse_consumer(const struct store_val *v, struct consumer_rec *rec)
 {
-	const uint8_t *p = v->mv_data;
+	const uint8_t *p = v->data;
 
 	/* Damage, not a state the caller can fix: DATA_LOSS at the boundary. */
-	if (v->mv_size != RECORD_CONSUMER_BYTES || (p[0] != RECORD_FORMAT &&
+	if (v->len != RECORD_CONSUMER_BYTES || (p[0] != RECORD_FORMAT &&
 	    p[0] != RECORD_CONSUMER_MANIFEST)) {
 		log_error("a consumer record has an unknown format");
 		return VAULT_ERR_CRYPTO;
@@ -150,11 +150,11 @@ record_seal_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
 
 int
 record_open_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
-    uint32_t generation, const MDB_val *v, uint8_t *out, size_t cap,
+    uint32_t generation, const struct store_val *v, uint8_t *out, size_t cap,
     size_t *len, uint64_t *updated_ms)
 {
 	uint8_t ad[CRYPTO_REF_BYTES + SCHEMA_NAME_MAX + 4];
-	const uint8_t *p = v->mv_data;
+	const uint8_t *p = v->data;
 	int r;
 
 	/*
@@ -162,15 +162,15 @@ record_open_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
 	 * reading past the file's end would kill the process (SIGBUS). No
 	 * record longer than its largest possible size is read.
 	 */
-	if (v->mv_size < RECORD_ATTR_HDR + CRYPTO_OVERHEAD ||
-	    v->mv_size > RECORD_ATTR_MAX || p[0] != RECORD_FORMAT) {
+	if (v->len < RECORD_ATTR_HDR + CRYPTO_OVERHEAD ||
+	    v->len > RECORD_ATTR_MAX || p[0] != RECORD_FORMAT) {
 		log_error("an attribute record has an unknown format");
 		return VAULT_ERR_CRYPTO;
 	}
-	if (cap < v->mv_size - RECORD_ATTR_HDR - CRYPTO_OVERHEAD + 1)
+	if (cap < v->len - RECORD_ATTR_HDR - CRYPTO_OVERHEAD + 1)
 		return VAULT_ERR_INVALID;
 	if ((r = crypto_open(dek, ad, bound_ad(ad, ref, name, generation),
-	    p + RECORD_ATTR_HDR, v->mv_size - RECORD_ATTR_HDR, out, cap - 1,
+	    p + RECORD_ATTR_HDR, v->len - RECORD_ATTR_HDR, out, cap - 1,
 	    len)) != 0) {
 		log_error("an attribute value failed to open: the store is "
 		    "corrupt or was tampered with");
@@ -183,11 +183,11 @@ record_open_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
 }
 
 uint64_t
-record_attr_updated(const MDB_val *v)
+record_attr_updated(const struct store_val *v)
 {
-	if (v->mv_size < RECORD_ATTR_HDR)
+	if (v->len < RECORD_ATTR_HDR)
 		return 0;
-	return store_get_u64((const uint8_t *)v->mv_data + 1);
+	return store_get_u64((const uint8_t *)v->data + 1);
 }
 
 static const char manifest_personal[crypto_generichash_blake2b_PERSONALBYTES] =
@@ -222,16 +222,16 @@ name_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 
 int
 record_manifest_open(const uint8_t *index_key, const uint8_t *ref,
-    const MDB_val *v, struct manifest *m)
+    const struct store_val *v, struct manifest *m)
 {
-	const uint8_t *p = v->mv_data, *e;
+	const uint8_t *p = v->data, *e;
 	uint8_t tag[RECORD_MANIFEST_TAG];
 	size_t body, off, n, i;
 
-	if (v->mv_size < 3 + RECORD_MANIFEST_TAG || v->mv_size > RECORD_MANIFEST_MAX ||
+	if (v->len < 3 + RECORD_MANIFEST_TAG || v->len > RECORD_MANIFEST_MAX ||
 	    p[0] != RECORD_MANIFEST_FORMAT)
 		goto bad;
-	body = v->mv_size - RECORD_MANIFEST_TAG;
+	body = v->len - RECORD_MANIFEST_TAG;
 	manifest_tag(index_key, ref, p, body, tag);
 	if (sodium_memcmp(tag, p + body, RECORD_MANIFEST_TAG) != 0)
 		goto bad;

@@ -60,7 +60,7 @@ struct consumer_rec {
 	const uint8_t *sealed_seed;
 };
 
-int record_parse_consumer(const MDB_val *v, struct consumer_rec *rec) VAULT_WUR;
+int record_parse_consumer(const struct store_val *v, struct consumer_rec *rec) VAULT_WUR;
 
 /* Makes a new DEK and seed (into locked dek and seed) and the record sealing them. */
 int record_new_consumer(const struct keyring *kr, const uint8_t *ref,
@@ -91,7 +91,7 @@ int record_seal_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
  * so cap must exceed the value's length).
  */
 int record_open_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
-    uint32_t generation, const MDB_val *v, uint8_t *out, size_t cap,
+    uint32_t generation, const struct store_val *v, uint8_t *out, size_t cap,
     size_t *len, uint64_t *updated_ms) VAULT_WUR;
 
 /*
@@ -106,7 +106,7 @@ struct manifest {
 
 /* Checks the tag and layout of a manifest record (VAULT_ERR_CRYPTO if bad). */
 int record_manifest_open(const uint8_t *index_key, const uint8_t *ref,
-    const MDB_val *v, struct manifest *m) VAULT_WUR;
+    const struct store_val *v, struct manifest *m) VAULT_WUR;
 /* 0 and *updated when m lists name, else VAULT_ERR_NOT_FOUND. */
 int record_manifest_find(const struct manifest *m, const char *name,
     size_t len, uint64_t *updated);
@@ -131,6 +131,6 @@ size_t record_manifest_seal(const uint8_t *index_key, const uint8_t *ref,
 int record_manifest_entries(const struct manifest *m,
     struct manifest_entry *e, size_t cap, size_t *n) VAULT_WUR;
 /* The updated time in an attribute record's header (0 when malformed). */
-uint64_t record_attr_updated(const MDB_val *v);
+uint64_t record_attr_updated(const struct store_val *v);
 
 #endif

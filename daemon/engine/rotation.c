@@ -12,8 +12,8 @@
 #include "util/log.h"
 #include "engine/record.h"
 #include "engine/rotation.h"
+#include "store/meta.h"
 
-#define ROTATION_KEY "rotation"
 #define STATE_BYTES (4 + 1 + CRYPTO_REF_BYTES + 8 + 8)
 #define BATCH 500
 #define POLL_US 50000
@@ -31,20 +31,20 @@ struct state {
 };
 
 static int
-get_state(struct vault *v, MDB_txn *txn, struct state *s, bool *found)
+get_state(struct store_txn *txn, struct state *s, bool *found)
 {
-	MDB_val k = { sizeof(ROTATION_KEY) - 1, ROTATION_KEY }, val;
+	struct store_val val;
 	const uint8_t *p;
-	int rc = mdb_get(txn, v->store->meta, &k, &val);
+	int rc = meta_get(txn, META_ROTATION, 0, &val);
 
 	*found = false;
-	if (rc == MDB_NOTFOUND)
+	if (rc == VAULT_ERR_NOT_FOUND)
 		return 0;
 	if (rc != 0)
-		return store_err(v->store, rc, "get rotation");
-	if (val.mv_size != STATE_BYTES)
+		return rc;
+	if (val.len != STATE_BYTES)
 		return VAULT_ERR_STATE;
-	p = val.mv_data;
+	p = val.data;
 	s->target = store_get_u32(p);
 	s->has_cursor = p[4] != 0;
 	memcpy(s->cursor, p + 5, CRYPTO_REF_BYTES);
@@ -55,30 +55,27 @@ get_state(struct vault *v, MDB_txn *txn, struct state *s, bool *found)
 }
 
 static int
-put_state(struct vault *v, MDB_txn *txn, const struct state *s)
+put_state(struct store_txn *txn, const struct state *s)
 {
 	uint8_t buf[STATE_BYTES];
-	MDB_val k = { sizeof(ROTATION_KEY) - 1, ROTATION_KEY }, val = { sizeof(buf), buf };
-	int rc;
 
 	store_put_u32(buf, s->target);
 	buf[4] = s->has_cursor;
 	memcpy(buf + 5, s->cursor, CRYPTO_REF_BYTES);
 	store_put_u64(buf + 5 + CRYPTO_REF_BYTES, s->rewrapped);
 	store_put_u64(buf + 13 + CRYPTO_REF_BYTES, s->total);
-	rc = mdb_put(txn, v->store->meta, &k, &val, 0);
-	return rc == 0 ? 0 : store_err(v->store, rc, "put rotation");
+	return meta_put(txn, META_ROTATION, 0, buf, sizeof(buf));
 }
 
 int
-rotation_state(struct vault *v, MDB_txn *txn, bool *running,
+rotation_state(struct store_txn *txn, bool *running,
     struct rotation_progress *p)
 {
 	struct state s = { 0 };
 	int r;
 
 	memset(p, 0, sizeof(*p));
-	if ((r = get_state(v, txn, &s, running)) != 0 || !*running)
+	if ((r = get_state(txn, &s, running)) != 0 || !*running)
 		return r;
 	*p = (struct rotation_progress){ s.target, s.rewrapped, s.total, false };
 	return 0;
@@ -89,11 +86,11 @@ rotation_state(struct vault *v, MDB_txn *txn, bool *running,
  * s->target, advancing the cursor; *done once the scan reached the end.
  */
 static int
-rewrap_batch(struct vault *v, MDB_txn *txn, struct state *s, bool *done)
+rewrap_batch(struct vault *v, struct store_txn *txn, struct state *s, bool *done)
 {
 	uint8_t *dek = NULL, buf[RECORD_CONSUMER_BYTES];
-	MDB_cursor *cur = NULL;
-	MDB_val k, val;
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
 	size_t n = 0;
 	int rc, r = 0;
 
@@ -102,23 +99,23 @@ rewrap_batch(struct vault *v, MDB_txn *txn, struct state *s, bool *done)
 		return VAULT_ERR_KEY;
 	if ((dek = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL)
 		return VAULT_ERR_NOMEM;
-	if ((rc = mdb_cursor_open(txn, v->store->consumers, &cur)) != 0) {
-		r = store_err(v->store, rc, "open cursor");
+	if ((rc = store_cursor_open(txn, STORE_CONSUMERS, &cur)) != 0) {
+		r = rc;
 		goto out;
 	}
 	if (s->has_cursor) {
-		k = (MDB_val){ CRYPTO_REF_BYTES, s->cursor };
-		rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
-		if (rc == 0 && memcmp(k.mv_data, s->cursor, CRYPTO_REF_BYTES) == 0)
-			rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT);
+		k = (struct store_val){ CRYPTO_REF_BYTES, s->cursor };
+		rc = store_cursor_get(cur, &k, &val, STORE_SEEK);
+		if (rc == 0 && memcmp(k.data, s->cursor, CRYPTO_REF_BYTES) == 0)
+			rc = store_cursor_get(cur, &k, &val, STORE_NEXT);
 	} else {
-		rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST);
+		rc = store_cursor_get(cur, &k, &val, STORE_FIRST);
 	}
-	for (; rc == 0 && n < BATCH; rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+	for (; rc == 0 && n < BATCH; rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
 		struct consumer_rec rec;
 		uint8_t ref[CRYPTO_REF_BYTES];
 
-		memcpy(ref, k.mv_data, CRYPTO_REF_BYTES);
+		memcpy(ref, k.data, CRYPTO_REF_BYTES);
 		memcpy(s->cursor, ref, CRYPTO_REF_BYTES);
 		s->has_cursor = true;
 		n++;
@@ -128,25 +125,24 @@ rewrap_batch(struct vault *v, MDB_txn *txn, struct state *s, bool *done)
 			continue;
 		if ((r = record_unwrap_dek(v->kr, ref, &rec, dek)) != 0)
 			goto out;
-		memcpy(buf, val.mv_data, RECORD_CONSUMER_BYTES);
+		memcpy(buf, val.data, RECORD_CONSUMER_BYTES);
 		store_put_u32(buf + 1, s->target);
 		if ((r = record_wrap_dek(v->kr, ref, s->target, dek,
 		    buf + RECORD_CONSUMER_HDR)) != 0)
 			goto out;
-		val = (MDB_val){ sizeof(buf), buf };
-		if ((rc = mdb_cursor_put(cur, &k, &val, MDB_CURRENT)) != 0) {
-			r = store_err(v->store, rc, "rewrap");
+		if ((rc = store_cursor_replace(cur, buf, sizeof(buf))) != 0) {
+			r = rc;
 			goto out;
 		}
 		s->rewrapped++;
 	}
-	if (rc != 0 && rc != MDB_NOTFOUND) {
-		r = store_err(v->store, rc, "scan consumers");
+	if (rc != 0 && rc != VAULT_ERR_NOT_FOUND) {
+		r = rc;
 		goto out;
 	}
-	*done = rc == MDB_NOTFOUND;
+	*done = rc == VAULT_ERR_NOT_FOUND;
 out:
-	mdb_cursor_close(cur);
+	store_cursor_close(cur);
 	crypto_secret_free(dek);
 	return r;
 }
@@ -177,15 +173,15 @@ struct start_job {
  * the first step scans from the start again (and skips what is done).
  */
 static int
-start_apply(MDB_txn *txn, void *arg)
+start_apply(struct store_txn *txn, void *arg)
 {
 	struct start_job *job = arg;
 	struct state s = { 0 };
-	MDB_stat ms;
+	size_t entries;
 	bool found, done;
-	int rc, r;
+	int r;
 
-	if ((r = get_state(job->v, txn, &s, &found)) != 0)
+	if ((r = get_state(txn, &s, &found)) != 0)
 		return r;
 	if (found) {
 		if (job->version != 0 && job->version != s.target) {
@@ -200,24 +196,24 @@ start_apply(MDB_txn *txn, void *arg)
 	/* Starting is an ordinary write, refused in the headroom (store.h). */
 	if ((r = store_room(job->v->store)) != 0)
 		return r;
-	if ((rc = mdb_stat(txn, job->v->store->consumers, &ms)) != 0)
-		return store_err(job->v->store, rc, "stat consumers");
+	if ((r = store_count(txn, STORE_CONSUMERS, &entries)) != 0)
+		return r;
 	if ((r = keyring_activate_txn(job->v->kr, txn, job->version)) != 0) {
 		if (r == VAULT_ERR_STATE) {
 			job->why = START_NOT_NEWER;
-			if (keyring_highest_txn(job->v->kr, txn, &job->other) != 0)
+			if (keyring_highest_txn(txn, &job->other) != 0)
 				job->other = 0;
 		}
 		return r;
 	}
 	s.target = job->version;
-	s.total = ms.ms_entries;
+	s.total = entries;
 	if ((r = rewrap_batch(job->v, txn, &s, &done)) != 0)
 		return r;
 	s.has_cursor = false;
 	memset(s.cursor, 0, sizeof(s.cursor));
 	job->p = progress_of(&s, false);
-	return put_state(job->v, txn, &s);
+	return put_state(txn, &s);
 }
 
 static void
@@ -245,20 +241,20 @@ rotation_start(struct vault *v, uint32_t version, struct rotation_progress *p,
 {
 	struct start_job job = { v, version, { 0 }, false, START_OK, 0 };
 	bool running;
-	MDB_txn *txn;
+	struct store_txn *txn;
 	int r, dr;
 
 	why[0] = '\0';
 	pthread_mutex_lock(&start_mu);
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		goto out;
-	if ((r = rotation_state(v, txn, &running, p)) == 0 && !running &&
-	    version != 0 && (r = keyring_highest_txn(v->kr, txn, &job.other)) == 0 &&
+	if ((r = rotation_state(txn, &running, p)) == 0 && !running &&
+	    version != 0 && (r = keyring_highest_txn(txn, &job.other)) == 0 &&
 	    version <= job.other) {
 		job.why = START_NOT_NEWER;
 		r = VAULT_ERR_STATE;
 	}
-	mdb_txn_abort(txn);
+	store_read_end(txn);
 	if (r != 0)
 		goto out;
 	if (running) {
@@ -307,16 +303,15 @@ struct step_job {
 
 /* Rewraps one batch of DEKs and advances the cursor, in one transaction. */
 static int
-step_apply(MDB_txn *txn, void *arg)
+step_apply(struct store_txn *txn, void *arg)
 {
 	struct step_job *job = arg;
 	struct vault *v = job->v;
-	MDB_val k = { sizeof(ROTATION_KEY) - 1, ROTATION_KEY };
 	struct state s = { 0 };
 	bool found, done;
-	int rc, r;
+	int r;
 
-	if ((r = get_state(v, txn, &s, &found)) != 0)
+	if ((r = get_state(txn, &s, &found)) != 0)
 		return r;
 	if (!found) {
 		job->p.done = true;
@@ -326,9 +321,8 @@ step_apply(MDB_txn *txn, void *arg)
 		return r;
 	job->p = progress_of(&s, done);
 	if (!done)
-		return put_state(v, txn, &s);
-	rc = mdb_del(txn, v->store->meta, &k, NULL);
-	return rc == 0 ? 0 : store_err(v->store, rc, "end rotation");
+		return put_state(txn, &s);
+	return meta_del(txn, META_ROTATION, 0);
 }
 
 int
@@ -395,30 +389,30 @@ version_index(const struct key_version *vs, size_t n, uint32_t version)
 }
 
 int
-rotation_dek_counts(struct vault *v, MDB_txn *txn, const struct key_version *vs,
+rotation_dek_counts(struct store_txn *txn, const struct key_version *vs,
     size_t n, uint64_t *counts)
 {
-	MDB_cursor *cur = NULL;
-	MDB_val k, val;
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
 	int rc;
 
 	memset(counts, 0, n * sizeof(*counts));
-	if ((rc = mdb_cursor_open(txn, v->store->consumers, &cur)) != 0)
-		return store_err(v->store, rc, "open cursor");
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+	if ((rc = store_cursor_open(txn, STORE_CONSUMERS, &cur)) != 0)
+		return rc;
+	for (rc = store_cursor_get(cur, &k, &val, STORE_FIRST); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
 		struct consumer_rec rec;
 		size_t i;
 
 		if (record_parse_consumer(&val, &rec) != 0) {
-			mdb_cursor_close(cur);
+			store_cursor_close(cur);
 			return VAULT_ERR_STATE;
 		}
 		if ((i = version_index(vs, n, rec.master_version)) < n)
 			counts[i]++;
 	}
-	mdb_cursor_close(cur);
-	return rc == MDB_NOTFOUND ? 0 : store_err(v->store, rc, "count DEKs");
+	store_cursor_close(cur);
+	return rc == VAULT_ERR_NOT_FOUND ? 0 : rc;
 }
 
 struct destroy_job {
@@ -431,7 +425,7 @@ struct destroy_job {
 
 /* Step 1: checks, then marks the version "being destroyed" (durable). */
 static int
-destroy_begin_apply(MDB_txn *txn, void *arg)
+destroy_begin_apply(struct store_txn *txn, void *arg)
 {
 	struct destroy_job *job = arg;
 	struct rotation_progress p;
@@ -445,10 +439,10 @@ destroy_begin_apply(MDB_txn *txn, void *arg)
 		return VAULT_ERR_STATE;
 	/* Checked inside the transaction: nothing may slip in between. */
 	if (!kv.destroy_pending) {
-		if ((r = rotation_state(job->v, txn, &job->rotating, &p)) != 0 ||
+		if ((r = rotation_state(txn, &job->rotating, &p)) != 0 ||
 		    job->rotating)
 			return r != 0 ? r : VAULT_ERR_STATE;
-		if ((r = rotation_dek_counts(job->v, txn, &kv, 1, &job->needed)) != 0)
+		if ((r = rotation_dek_counts(txn, &kv, 1, &job->needed)) != 0)
 			return r;
 		if (job->needed > 0)
 			return VAULT_ERR_STATE;
@@ -458,14 +452,14 @@ destroy_begin_apply(MDB_txn *txn, void *arg)
 
 /* Step 3, once the key file is gone: destroyed, its deletions final. */
 static int
-destroy_apply(MDB_txn *txn, void *arg)
+destroy_apply(struct store_txn *txn, void *arg)
 {
 	struct destroy_job *job = arg;
 	int r;
 
 	if ((r = keyring_destroy_txn(job->v->kr, txn, job->version, job->when)) != 0)
 		return r;
-	return deletion_mark_final_txn(job->v, txn, job->version);
+	return deletion_mark_final_txn(txn, job->version);
 }
 
 /*
@@ -530,7 +524,7 @@ finish_destroys(struct vault *v)
 {
 	struct key_version *vs = NULL;
 	uint64_t when;
-	MDB_txn *txn;
+	struct store_txn *txn;
 	char why[200];
 	size_t n = 0;
 
@@ -538,7 +532,7 @@ finish_destroys(struct vault *v)
 		return;
 	if (keyring_versions(v->kr, txn, &vs, &n) != 0)
 		n = 0;
-	mdb_txn_abort(txn);
+	store_read_end(txn);
 	for (size_t i = 0; i < n; i++) {
 		if (!vs[i].destroy_pending)
 			continue;
@@ -559,24 +553,23 @@ struct rekey_job {
 
 /* New DEK: the seed and every value re-encrypted, generation + 1. */
 static int
-rekey_apply(MDB_txn *txn, void *arg)
+rekey_apply(struct store_txn *txn, void *arg)
 {
 	struct rekey_job *job = arg;
 	struct vault *v = job->v;
-	MDB_cursor *cur = NULL;
-	MDB_val ak;
+	struct store_cursor *cur = NULL;
+	struct store_val ak;
 	uint8_t *mem, *old, *new, *seed, *value;
 	uint8_t buf[RECORD_CONSUMER_BYTES];
-	uint8_t akey[RECORD_ATTR_KEY_MAX], abuf[RECORD_ATTR_MAX];
+	uint8_t abuf[RECORD_ATTR_MAX];
 	uint32_t ver = keyring_active_version(v->kr), gen;
-	MDB_val k = { CRYPTO_REF_BYTES, (void *)job->ref }, val;
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)job->ref }, val;
 	struct consumer_rec rec;
 	size_t len, alen;
 	int rc, r;
 
-	if ((rc = mdb_get(txn, v->store->consumers, &k, &val)) != 0)
-		return rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
-		    store_err(v->store, rc, "get consumer");
+	if ((rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &val)) != 0)
+		return rc;
 	if ((mem = crypto_secret_alloc(3 * CRYPTO_KEY_BYTES + SCHEMA_VALUE_MAX + 1)) == NULL)
 		return VAULT_ERR_NOMEM;
 	old = mem;
@@ -589,7 +582,7 @@ rekey_apply(MDB_txn *txn, void *arg)
 		goto out;
 	gen = rec.dek_generation + 1;
 	randombytes_buf(new, CRYPTO_KEY_BYTES);
-	memcpy(buf, val.mv_data, RECORD_CONSUMER_HDR);
+	memcpy(buf, val.data, RECORD_CONSUMER_HDR);
 	store_put_u32(buf + 1, ver);
 	store_put_u32(buf + 5, gen);
 	if ((r = record_wrap_dek(v->kr, job->ref, ver, new,
@@ -601,51 +594,48 @@ rekey_apply(MDB_txn *txn, void *arg)
 	 * Every record of the consumer, those of attributes the schema no
 	 * longer has too: none may stay sealed under the old DEK.
 	 */
-	if ((rc = mdb_cursor_open(txn, v->store->attrs, &cur)) != 0) {
-		r = store_err(v->store, rc, "open cursor");
+	if ((rc = store_cursor_open(txn, STORE_ATTRS, &cur)) != 0) {
+		r = rc;
 		goto out;
 	}
-	ak = (MDB_val){ CRYPTO_REF_BYTES, (void *)job->ref };
-	for (rc = mdb_cursor_get(cur, &ak, &val, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(cur, &ak, &val, MDB_NEXT)) {
+	ak = (struct store_val){ CRYPTO_REF_BYTES, (void *)job->ref };
+	for (rc = store_cursor_get(cur, &ak, &val, STORE_SEEK); rc == 0;
+	    rc = store_cursor_get(cur, &ak, &val, STORE_NEXT)) {
 		char name[SCHEMA_NAME_MAX];
-		size_t nlen = ak.mv_size - CRYPTO_REF_BYTES;
+		size_t nlen = ak.len - CRYPTO_REF_BYTES;
 		uint64_t updated;
 
-		if (ak.mv_size < CRYPTO_REF_BYTES ||
-		    memcmp(ak.mv_data, job->ref, CRYPTO_REF_BYTES) != 0)
+		if (ak.len < CRYPTO_REF_BYTES ||
+		    memcmp(ak.data, job->ref, CRYPTO_REF_BYTES) != 0)
 			break;
 		if (nlen == 0 || nlen >= SCHEMA_NAME_MAX) {
 			r = VAULT_ERR_STATE;
 			goto out;
 		}
-		memcpy(name, (const uint8_t *)ak.mv_data + CRYPTO_REF_BYTES, nlen);
+		memcpy(name, (const uint8_t *)ak.data + CRYPTO_REF_BYTES, nlen);
 		name[nlen] = '\0';
 		if ((r = record_open_attr(old, job->ref, name, rec.dek_generation,
 		    &val, value, SCHEMA_VALUE_MAX + 1, &len, &updated)) != 0 ||
 		    (r = record_seal_attr(new, job->ref, name, gen, (char *)value,
 		    len, updated, abuf, &alen)) != 0)
 			goto out;
-		/* The key is copied: the put may move the page it points into. */
-		ak = (MDB_val){ record_attr_key(akey, job->ref, name), akey };
-		val = (MDB_val){ alen, abuf };
-		if ((rc = mdb_cursor_put(cur, &ak, &val, MDB_CURRENT)) != 0) {
-			r = store_err(v->store, rc, "put attribute");
+		if ((rc = store_cursor_replace(cur, abuf, alen)) != 0) {
+			r = rc;
 			goto out;
 		}
 	}
-	if (rc != 0 && rc != MDB_NOTFOUND) {
-		r = store_err(v->store, rc, "read attributes");
+	if (rc != 0 && rc != VAULT_ERR_NOT_FOUND) {
+		r = rc;
 		goto out;
 	}
-	val = (MDB_val){ sizeof(buf), buf };
-	if ((rc = mdb_put(txn, v->store->consumers, &k, &val, 0)) != 0) {
-		r = store_err(v->store, rc, "put consumer");
+	val = (struct store_val){ sizeof(buf), buf };
+	if ((rc = store_put(txn, STORE_CONSUMERS, k.data, k.len, val.data, val.len, 0)) != 0) {
+		r = rc;
 		goto out;
 	}
 	job->gen = gen;
 out:
-	mdb_cursor_close(cur);
+	store_cursor_close(cur);
 	crypto_secret_free(mem);
 	return r;
 }
@@ -673,7 +663,7 @@ shred_epochs(struct vault *v)
 	uint64_t now = store_now_ms(), epoch, retain, *counts = NULL;
 	uint64_t done_ms;
 	uint32_t active = keyring_active_version(v->kr);
-	MDB_txn *txn;
+	struct store_txn *txn;
 	char why[200];
 	size_t n = 0;
 	int r;
@@ -684,9 +674,9 @@ shred_epochs(struct vault *v)
 		return;
 	if (keyring_versions(v->kr, txn, &vs, &n) != 0 ||
 	    (counts = calloc(n > 0 ? n : 1, sizeof(*counts))) == NULL ||
-	    rotation_dek_counts(v, txn, vs, n, counts) != 0)
+	    rotation_dek_counts(txn, vs, n, counts) != 0)
 		n = 0;
-	mdb_txn_abort(txn);
+	store_read_end(txn);
 	for (size_t i = 0; i < n; i++) {
 		if (vs[i].version != active || now - vs[i].created_ms < epoch)
 			continue;
@@ -718,14 +708,14 @@ rotation_tick(struct vault *v, void *arg)
 {
 	struct rotation_progress p;
 	bool running;
-	MDB_txn *txn;
+	struct store_txn *txn;
 
 	(void)arg;
 	if (store_read_begin(v->store, &txn) != 0)
 		return;
-	if (rotation_state(v, txn, &running, &p) != 0)
+	if (rotation_state(txn, &running, &p) != 0)
 		running = false;
-	mdb_txn_abort(txn);
+	store_read_end(txn);
 	if (running) {
 		log_info("resuming the rotation to master key version %u", p.target);
 		if (rotation_run(v, NULL, NULL) != 0)

@@ -56,14 +56,14 @@ int rotation_start(struct vault *v, uint32_t version, struct rotation_progress *
 int rotation_run(struct vault *v, rotation_cb cb, void *arg) VAULT_WUR;
 
 /* Within txn: the rotation under way, if any. */
-int rotation_state(struct vault *v, MDB_txn *txn, bool *running,
+int rotation_state(struct store_txn *txn, bool *running,
     struct rotation_progress *p) VAULT_WUR;
 
 /*
  * How many consumer DEKs each version of vs (ascending, n entries) wraps:
  * counts[i] for vs[i].version. Only vs[i].version is read.
  */
-int rotation_dek_counts(struct vault *v, MDB_txn *txn,
+int rotation_dek_counts(struct store_txn *txn,
     const struct key_version *vs, size_t n, uint64_t *counts) VAULT_WUR;
 
 /*

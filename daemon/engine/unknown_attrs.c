@@ -32,15 +32,15 @@ fingerprint(const struct schema *s, uint8_t out[FINGERPRINT_BYTES])
 
 /* The attribute name of an attrs key, or VAULT_ERR_STATE when malformed. */
 static int
-key_name(const MDB_val *k, const char **name, size_t *len)
+key_name(const struct store_val *k, const char **name, size_t *len)
 {
-	if (k->mv_size <= CRYPTO_REF_BYTES ||
-	    k->mv_size - CRYPTO_REF_BYTES >= SCHEMA_NAME_MAX) {
+	if (k->len <= CRYPTO_REF_BYTES ||
+	    k->len - CRYPTO_REF_BYTES >= SCHEMA_NAME_MAX) {
 		log_error("an attribute record has a malformed key");
 		return VAULT_ERR_STATE;
 	}
-	*name = (const char *)k->mv_data + CRYPTO_REF_BYTES;
-	*len = k->mv_size - CRYPTO_REF_BYTES;
+	*name = (const char *)k->data + CRYPTO_REF_BYTES;
+	*len = k->len - CRYPTO_REF_BYTES;
 	return 0;
 }
 
@@ -55,22 +55,22 @@ static int
 known_clean(struct vault *v, bool *clean)
 {
 	uint8_t fp[FINGERPRINT_BYTES];
-	MDB_val k = { sizeof(META_KEY) - 1, META_KEY }, val;
-	MDB_txn *txn;
+	struct store_val k = { sizeof(META_KEY) - 1, META_KEY }, val;
+	struct store_txn *txn;
 	int rc, r;
 
 	*clean = false;
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		return r;
-	rc = mdb_get(txn, v->store->meta, &k, &val);
-	if (rc == 0 && val.mv_size == META_BYTES) {
+	rc = store_get(txn, STORE_META, k.data, k.len, &val);
+	if (rc == 0 && val.len == META_BYTES) {
 		fingerprint(v->schema, fp);
-		*clean = memcmp(val.mv_data, fp, sizeof(fp)) == 0 &&
-		    store_get_u64((const uint8_t *)val.mv_data + FINGERPRINT_BYTES) == 0;
-	} else if (rc != 0 && rc != MDB_NOTFOUND) {
-		r = store_err(v->store, rc, "get unknown attribute count");
+		*clean = memcmp(val.data, fp, sizeof(fp)) == 0 &&
+		    store_get_u64((const uint8_t *)val.data + FINGERPRINT_BYTES) == 0;
+	} else if (rc != 0 && rc != VAULT_ERR_NOT_FOUND) {
+		r = rc;
 	}
-	mdb_txn_abort(txn);
+	store_read_end(txn);
 	return r;
 }
 
@@ -79,21 +79,21 @@ static int
 count(struct vault *v, struct unknown_attrs *n)
 {
 	uint8_t last[CRYPTO_REF_BYTES];
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
-	MDB_val k, val;
+	struct store_txn *txn = NULL;
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
 	bool have_last = false;
 	int rc, r;
 
 	memset(n, 0, sizeof(*n));
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		return r;
-	if ((rc = mdb_cursor_open(txn, v->store->attrs, &cur)) != 0) {
-		r = store_err(v->store, rc, "open cursor");
+	if ((rc = store_cursor_open(txn, STORE_ATTRS, &cur)) != 0) {
+		r = rc;
 		goto out;
 	}
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+	for (rc = store_cursor_get(cur, &k, &val, STORE_FIRST); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
 		const char *name;
 		size_t len;
 
@@ -103,31 +103,31 @@ count(struct vault *v, struct unknown_attrs *n)
 			continue;
 		n->values++;
 		/* Keys are ref | name: a consumer's records are adjacent. */
-		if (!have_last || memcmp(last, k.mv_data, CRYPTO_REF_BYTES) != 0)
+		if (!have_last || memcmp(last, k.data, CRYPTO_REF_BYTES) != 0)
 			n->consumers++;
-		memcpy(last, k.mv_data, CRYPTO_REF_BYTES);
+		memcpy(last, k.data, CRYPTO_REF_BYTES);
 		have_last = true;
 	}
-	if (rc != MDB_NOTFOUND)
-		r = store_err(v->store, rc, "count attributes");
+	if (rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
 out:
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	store_cursor_close(cur);
+	store_read_end(txn);
 	return r;
 }
 
 /* Records values as the count for the current schema, in txn. */
 static int
-record_txn(struct vault *v, MDB_txn *txn, uint64_t values)
+record_txn(struct vault *v, struct store_txn *txn, uint64_t values)
 {
 	uint8_t rec[META_BYTES];
-	MDB_val k = { sizeof(META_KEY) - 1, META_KEY }, val = { sizeof(rec), rec };
+	struct store_val k = { sizeof(META_KEY) - 1, META_KEY }, val = { sizeof(rec), rec };
 	int rc;
 
 	fingerprint(v->schema, rec);
 	store_put_u64(rec + FINGERPRINT_BYTES, values);
-	if ((rc = mdb_put(txn, v->store->meta, &k, &val, 0)) != 0)
-		return store_err(v->store, rc, "put unknown attribute count");
+	if ((rc = store_put(txn, STORE_META, k.data, k.len, val.data, val.len, 0)) != 0)
+		return rc;
 	return 0;
 }
 
@@ -137,7 +137,7 @@ struct record_job {
 };
 
 static int
-record_job_apply(MDB_txn *txn, void *arg)
+record_job_apply(struct store_txn *txn, void *arg)
 {
 	struct record_job *job = arg;
 
@@ -186,7 +186,7 @@ struct purged {
 
 /* The audit entry of one consumer's purge, when something went. */
 static int
-purged_flush(struct vault *v, MDB_txn *txn, struct purged *p,
+purged_flush(struct vault *v, struct store_txn *txn, struct purged *p,
     struct unknown_attrs *batch)
 {
 	struct audit_rec rec = { "vaultd", AUDIT_METHOD_PURGE, p->ref, "", "", "",
@@ -217,82 +217,82 @@ purged_add(struct purged *p, const char *name, size_t len)
 }
 
 static int
-purge_apply(MDB_txn *txn, void *arg)
+purge_apply(struct store_txn *txn, void *arg)
 {
 	struct purge_job *job = arg;
 	struct vault *v = job->v;
 	struct purged p = { .active = false };
-	MDB_cursor *cur = NULL;
-	MDB_val k = { job->from_len, job->from }, val;
+	struct store_cursor *cur = NULL;
+	struct store_val k = { job->from_len, job->from }, val;
 	size_t seen = 0;
 	int rc, r = 0;
 
 	memset(&job->batch, 0, sizeof(job->batch));
 	p.names[0] = '\0';
-	if ((rc = mdb_cursor_open(txn, v->store->attrs, &cur)) != 0)
-		return store_err(v->store, rc, "open cursor");
-	rc = mdb_cursor_get(cur, &k, &val, job->from_len ? MDB_SET_RANGE : MDB_FIRST);
-	for (; rc == 0; rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+	if ((rc = store_cursor_open(txn, STORE_ATTRS, &cur)) != 0)
+		return rc;
+	rc = store_cursor_get(cur, &k, &val, job->from_len ? STORE_SEEK : STORE_FIRST);
+	for (; rc == 0; rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
 		const char *name;
 		size_t len;
 
 		if ((r = key_name(&k, &name, &len)) != 0)
 			break;
-		if (!p.active || memcmp(p.ref, k.mv_data, CRYPTO_REF_BYTES) != 0) {
+		if (!p.active || memcmp(p.ref, k.data, CRYPTO_REF_BYTES) != 0) {
 			if ((r = purged_flush(v, txn, &p, &job->batch)) != 0)
 				break;
 			/* A batch ends between consumers: one entry each. */
 			if (seen >= PURGE_BATCH) {
-				memcpy(job->from, k.mv_data, k.mv_size);
-				job->from_len = k.mv_size;
+				memcpy(job->from, k.data, k.len);
+				job->from_len = k.len;
 				break;
 			}
-			memcpy(p.ref, k.mv_data, CRYPTO_REF_BYTES);
+			memcpy(p.ref, k.data, CRYPTO_REF_BYTES);
 			p.active = true;
 		}
 		seen++;
 		if (!outside(v, name, len))
 			continue;
 		purged_add(&p, name, len);
-		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+		if ((rc = store_cursor_del(cur)) != 0)
 			break;
 		job->batch.values++;
 	}
-	if (r == 0 && rc == MDB_NOTFOUND) {
+	if (r == 0 && rc == VAULT_ERR_NOT_FOUND) {
 		job->done = true;
 		r = purged_flush(v, txn, &p, &job->batch);
 	} else if (r == 0 && rc != 0) {
-		r = store_err(v->store, rc, "purge attributes");
+		r = rc;
 	}
-	mdb_cursor_close(cur);
+	store_cursor_close(cur);
 	return r;
 }
 
 /* The suppression counts of attributes outside the schema; then the record. */
 static int
-finish_apply(MDB_txn *txn, void *arg)
+finish_apply(struct store_txn *txn, void *arg)
 {
 	struct vault *v = arg;
-	MDB_cursor *cur = NULL;
-	MDB_val k, val;
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
 	int rc, r = 0;
 
-	if ((rc = mdb_cursor_open(txn, v->store->counts, &cur)) != 0)
-		return store_err(v->store, rc, "open cursor");
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+	if ((rc = store_cursor_open(txn, STORE_COUNTS, &cur)) != 0)
+		return rc;
+	for (rc = store_cursor_get(cur, &k, &val, STORE_FIRST); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
 		/* A counts key: attribute name, NUL, hash of the value. */
-		const char *nul = memchr(k.mv_data, '\0', k.mv_size);
+		const char *nul = memchr(k.data, '\0', k.len);
 
-		if (nul == NULL || !outside(v, k.mv_data,
-		    (size_t)(nul - (const char *)k.mv_data)))
+		if (nul == NULL || !outside(v, k.data,
+		    (size_t)(nul - (const char *)k.data)))
 			continue;
-		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+		if ((rc = store_cursor_del(cur)) != 0)
 			break;
 	}
-	mdb_cursor_close(cur);
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		return store_err(v->store, rc, "purge counts");
+	store_cursor_close(cur);
+	if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		return rc;
 	return r != 0 ? r : record_txn(v, txn, 0);
 }
 

@@ -9,14 +9,14 @@
 #include <unistd.h>
 
 #include "util/log.h"
-#include "store/store.h"
+#include "store/meta.h"
+#include "store/store_lmdb.h"
 
 #define STORE_MAX_DBS 16
 #define STORE_MAX_READERS 512
 /* Free disk outside the reserve below which ordinary writes stop. */
 #define DISK_SLACK (1ULL << 20)
 
-static const char format_key[] = "store_format";
 static const char data_file[] = "data.mdb";
 
 /*
@@ -126,35 +126,33 @@ store_err(struct store *st, int rc, const char *what)
 static int
 open_dbs(struct store *st)
 {
-	static const struct { const char *name; unsigned flags; size_t off; } dbs[] = {
-		{ "consumers", 0, offsetof(struct store, consumers) },
-		{ "attrs", 0, offsetof(struct store, attrs) },
-		{ "consents", 0, offsetof(struct store, consents) },
-		{ "counts", 0, offsetof(struct store, counts) },
-		{ "lineage", MDB_DUPSORT, offsetof(struct store, lineage) },
-		{ "datasets", 0, offsetof(struct store, datasets) },
-		{ "ledger", 0, offsetof(struct store, ledger) },
-		{ "audit", 0, offsetof(struct store, audit) },
-		{ "audit_ref", MDB_DUPSORT, offsetof(struct store, audit_ref) },
-		{ "meta", 0, offsetof(struct store, meta) },
-		{ "requests", 0, offsetof(struct store, requests) },
-		{ "gc", 0, offsetof(struct store, gc) },
-		{ "manifests", 0, offsetof(struct store, manifests) },
+	static const struct { const char *name; unsigned flags; } dbs[STORE_SPACES] = {
+		[STORE_CONSUMERS] = { "consumers", 0 },
+		[STORE_ATTRS] = { "attrs", 0 },
+		[STORE_CONSENTS] = { "consents", 0 },
+		[STORE_COUNTS] = { "counts", 0 },
+		[STORE_LINEAGE] = { "lineage", MDB_DUPSORT },
+		[STORE_DATASETS] = { "datasets", 0 },
+		[STORE_LEDGER] = { "ledger", 0 },
+		[STORE_AUDIT] = { "audit", 0 },
+		[STORE_AUDIT_REF] = { "audit_ref", MDB_DUPSORT },
+		[STORE_META] = { "meta", 0 },
+		[STORE_REQUESTS] = { "requests", 0 },
+		[STORE_GC] = { "gc", 0 },
+		[STORE_MANIFESTS] = { "manifests", 0 },
 	};
 	uint8_t fmt[4];
 	MDB_txn *txn = NULL;
-	MDB_val k = { sizeof(format_key) - 1, (void *)format_key }, v;
+	MDB_val k = { strlen(meta_name(META_STORE_FORMAT)),
+	    (void *)meta_name(META_STORE_FORMAT) }, v;
 	int rc;
 
 	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
 		return store_err(st, rc, "begin");
-	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
-		MDB_dbi *dbi = (MDB_dbi *)((char *)st + dbs[i].off);
-
+	for (size_t i = 0; i < STORE_SPACES; i++)
 		if ((rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | MDB_CREATE,
-		    dbi)) != 0)
+		    &st->dbi[i])) != 0)
 			goto fail;
-	}
 	rc = mdb_get(txn, st->meta, &k, &v);
 	if (rc == MDB_NOTFOUND) {
 		store_put_u32(fmt, STORE_FORMAT_VERSION);
@@ -298,6 +296,7 @@ store_open(struct store **out, const char *dir, size_t map_size)
 		r = store_err(st, rc, "configure environment");
 		goto fail;
 	}
+	mdb_env_set_userctx(st->env, st);
 	rc = mdb_env_open(st->env, dir, MDB_NOTLS, 0600);
 	if (rc != 0) {
 		if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH ||
@@ -330,29 +329,159 @@ store_close(struct store *st)
 	free(st);
 }
 
-int
-store_read_begin(struct store *st, MDB_txn **txn)
+static struct store *
+txn_store(MDB_txn *txn)
 {
+	return mdb_env_get_userctx(mdb_txn_env(txn));
+}
+
+struct store *
+store_txn_store(struct store_txn *txn)
+{
+	return txn_store(store_mdb_txn(txn));
+}
+
+bool
+store_failed(const struct store *st)
+{
+	return st->failed != 0;
+}
+
+int
+store_read_begin(struct store *st, struct store_txn **txn)
+{
+	MDB_txn *t = NULL;
 	int rc;
 
 	*txn = NULL;
 	if (st->failed)
 		return VAULT_ERR_UNAVAILABLE;
-	if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn)) != 0)
+	if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &t)) != 0)
 		return store_err(st, rc, "begin read");
+	*txn = (struct store_txn *)t;
+	return 0;
+}
+
+void
+store_read_end(struct store_txn *txn)
+{
+	if (txn != NULL)
+		mdb_txn_abort(store_mdb_txn(txn));
+}
+
+int
+store_write_begin(struct store *st, struct store_txn **txn)
+{
+	MDB_txn *t = NULL;
+	int rc;
+
+	*txn = NULL;
+	if (st->failed)
+		return VAULT_ERR_UNAVAILABLE;
+	if ((rc = mdb_txn_begin(st->env, NULL, 0, &t)) != 0)
+		return store_err(st, rc, "begin write");
+	*txn = (struct store_txn *)t;
 	return 0;
 }
 
 int
-store_delete_prefix(struct store *st, MDB_txn *txn, MDB_dbi dbi,
+store_write_commit(struct store_txn *txn)
+{
+	struct store *st = store_txn_store(txn);
+	int rc;
+
+	if ((rc = mdb_txn_commit(store_mdb_txn(txn))) != 0)
+		return store_err(st, rc, "commit");
+	return 0;
+}
+
+void
+store_write_abort(struct store_txn *txn)
+{
+	if (txn != NULL)
+		mdb_txn_abort(store_mdb_txn(txn));
+}
+
+int
+store_get(struct store_txn *txn, enum store_space sp, const void *key,
+    size_t klen, struct store_val *val)
+{
+	MDB_txn *t = store_mdb_txn(txn);
+	MDB_val k = { klen, (void *)key }, v;
+	int rc;
+
+	if ((rc = mdb_get(t, txn_store(t)->dbi[sp], &k, &v)) != 0) {
+		val->data = NULL;
+		val->len = 0;
+		return rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
+		    store_err(txn_store(t), rc, "get");
+	}
+	val->data = v.mv_data;
+	val->len = v.mv_size;
+	return 0;
+}
+
+int
+store_put(struct store_txn *txn, enum store_space sp, const void *key,
+    size_t klen, const void *data, size_t len, unsigned flags)
+{
+	MDB_txn *t = store_mdb_txn(txn);
+	MDB_val k = { klen, (void *)key }, v = { len, (void *)data };
+	unsigned f = 0;
+	int rc;
+
+	if (flags & STORE_NOOVERWRITE)
+		f |= MDB_NOOVERWRITE;
+	if (flags & STORE_NODUPDATA)
+		f |= MDB_NODUPDATA;
+	if (flags & STORE_APPEND)
+		f |= MDB_APPEND;
+	if ((rc = mdb_put(t, txn_store(t)->dbi[sp], &k, &v, f)) == 0)
+		return 0;
+	return rc == MDB_KEYEXIST ? VAULT_ERR_EXISTS :
+	    store_err(txn_store(t), rc, "put");
+}
+
+int
+store_del(struct store_txn *txn, enum store_space sp, const void *key,
+    size_t klen, const void *dup, size_t duplen)
+{
+	MDB_txn *t = store_mdb_txn(txn);
+	MDB_val k = { klen, (void *)key }, v = { duplen, (void *)dup };
+	int rc;
+
+	if ((rc = mdb_del(t, txn_store(t)->dbi[sp], &k,
+	    dup != NULL ? &v : NULL)) == 0)
+		return 0;
+	return rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
+	    store_err(txn_store(t), rc, "delete");
+}
+
+int
+store_count(struct store_txn *txn, enum store_space sp, size_t *n)
+{
+	MDB_txn *t = store_mdb_txn(txn);
+	MDB_stat ms;
+	int rc;
+
+	*n = 0;
+	if ((rc = mdb_stat(t, txn_store(t)->dbi[sp], &ms)) != 0)
+		return store_err(txn_store(t), rc, "count");
+	*n = ms.ms_entries;
+	return 0;
+}
+
+int
+store_delete_prefix(struct store_txn *txn, enum store_space sp,
     const void *prefix, size_t len)
 {
+	MDB_txn *t = store_mdb_txn(txn);
 	MDB_cursor *cur = NULL;
 	MDB_val k = { len, (void *)prefix }, v;
 	int rc;
 
-	if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0)
-		return store_err(st, rc, "open cursor");
+	if ((rc = mdb_cursor_open(t, txn_store(t)->dbi[sp], &cur)) != 0)
+		return store_err(txn_store(t), rc, "open cursor");
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
 	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (k.mv_size < len || memcmp(k.mv_data, prefix, len) != 0)
@@ -362,7 +491,122 @@ store_delete_prefix(struct store *st, MDB_txn *txn, MDB_dbi dbi,
 	}
 	mdb_cursor_close(cur);
 	if (rc != 0 && rc != MDB_NOTFOUND)
-		return store_err(st, rc, "delete by prefix");
+		return store_err(txn_store(t), rc, "delete by prefix");
+	return 0;
+}
+
+/* ------------------------------------------------------------ cursors */
+
+static MDB_cursor *
+mcur(struct store_cursor *cur)
+{
+	return (MDB_cursor *)cur;
+}
+
+static struct store *
+cur_store(MDB_cursor *cur)
+{
+	return txn_store(mdb_cursor_txn(cur));
+}
+
+int
+store_cursor_open(struct store_txn *txn, enum store_space sp,
+    struct store_cursor **cur)
+{
+	MDB_txn *t = store_mdb_txn(txn);
+	MDB_cursor *c = NULL;
+	int rc;
+
+	*cur = NULL;
+	if ((rc = mdb_cursor_open(t, txn_store(t)->dbi[sp], &c)) != 0)
+		return store_err(txn_store(t), rc, "open cursor");
+	*cur = (struct store_cursor *)c;
+	return 0;
+}
+
+void
+store_cursor_close(struct store_cursor *cur)
+{
+	if (cur != NULL)
+		mdb_cursor_close(mcur(cur));
+}
+
+int
+store_cursor_get(struct store_cursor *cur, struct store_val *key,
+    struct store_val *val, enum store_move op)
+{
+	static const MDB_cursor_op ops[] = {
+		[STORE_FIRST] = MDB_FIRST,
+		[STORE_LAST] = MDB_LAST,
+		[STORE_NEXT] = MDB_NEXT,
+		[STORE_PREV] = MDB_PREV,
+		[STORE_SEEK] = MDB_SET_RANGE,
+		[STORE_SET] = MDB_SET_KEY,
+		[STORE_NEXT_DUP] = MDB_NEXT_DUP,
+		[STORE_GET_BOTH] = MDB_GET_BOTH,
+		[STORE_SEEK_DUP] = MDB_GET_BOTH_RANGE,
+		[STORE_CURRENT] = MDB_GET_CURRENT,
+	};
+	MDB_val k = { key->len, (void *)key->data };
+	MDB_val v = { val->len, (void *)val->data };
+	int rc;
+
+	rc = mdb_cursor_get(mcur(cur), &k, &v, ops[op]);
+	/* After a delete at the end, LMDB has no current entry: EINVAL. */
+	if (rc == EINVAL && op == STORE_CURRENT)
+		rc = MDB_NOTFOUND;
+	if (rc != 0)
+		return rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
+		    store_err(cur_store(mcur(cur)), rc, "cursor");
+	key->data = k.mv_data;
+	key->len = k.mv_size;
+	val->data = v.mv_data;
+	val->len = v.mv_size;
+	return 0;
+}
+
+int
+store_cursor_replace(struct store_cursor *cur, const void *data, size_t len)
+{
+	uint8_t key[STORE_KEY_MAX];
+	MDB_val k, v = { len, (void *)data };
+	int rc;
+
+	/*
+	 * MDB_CURRENT wants the current key. It is copied: a value of another
+	 * size may move the node, and the page, it points into.
+	 */
+	if ((rc = mdb_cursor_get(mcur(cur), &k, &(MDB_val){ 0, NULL },
+	    MDB_GET_CURRENT)) == 0) {
+		if (k.mv_size > sizeof(key))
+			return store_err(cur_store(mcur(cur)), MDB_BAD_VALSIZE,
+			    "replace at cursor");
+		memcpy(key, k.mv_data, k.mv_size);
+		k.mv_data = key;
+		rc = mdb_cursor_put(mcur(cur), &k, &v, MDB_CURRENT);
+	}
+	if (rc == 0)
+		return 0;
+	return store_err(cur_store(mcur(cur)), rc, "replace at cursor");
+}
+
+int
+store_cursor_del(struct store_cursor *cur)
+{
+	int rc;
+
+	if ((rc = mdb_cursor_del(mcur(cur), 0)) != 0)
+		return store_err(cur_store(mcur(cur)), rc, "delete at cursor");
+	return 0;
+}
+
+int
+store_sync(struct store *st)
+{
+	int rc;
+
+	if ((rc = mdb_env_sync(st->env, 1)) != 0)
+		return store_err(st, rc, "sync");
 	return 0;
 }
 

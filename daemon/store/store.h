@@ -1,13 +1,42 @@
 /*
- * The LMDB environment and its named databases.
+ * The storage interface: named key spaces of ordered byte keys, read
+ * transactions, the writer's group commit (writer.h), ordered cursors.
+ * Behind it today: LMDB (store.c). Nothing above daemon/store/ sees the
+ * backend; a second backend implements this header and writer.h.
  *
- * Readers open their own read-only transactions (MDB_NOTLS, so a read
- * transaction is not tied to a thread); every write goes through the writer
- * thread (writer.h). Values returned by mdb_get die with their transaction:
- * decrypt or copy them before it ends.
- *
- * A fatal LMDB error (panic, corruption) marks the store failed: every later
- * call gets VAULT_ERR_UNAVAILABLE at once instead of limping on.
+ * CONTRACT
+ *  - Key spaces (enum store_space) are fixed: the backend creates them all
+ *    at open. Keys are 1..STORE_KEY_MAX bytes; values up to the map size. Keys sort
+ *    bytewise (memcmp, a shorter key before its extensions); cursors move
+ *    in that order.
+ *  - Dup spaces (STORE_LINEAGE, STORE_AUDIT_REF) hold a sorted set of
+ *    values per key (values sort bytewise, no two equal): a put adds a
+ *    value, store_del with a value removes that one, without removes all.
+ *    The other spaces hold one value per key; a put replaces it.
+ *  - Isolation: a read transaction is a consistent snapshot of the last
+ *    commit before it began; it never sees later writes. Any thread may
+ *    end it (not tied to a thread); it must not be used by two threads at
+ *    once. There is one writer (writer.h): every write runs there, each
+ *    request in its own nested transaction inside the group's, so a failed
+ *    request leaves nothing while its group commits. A write transaction
+ *    sees its own writes.
+ *  - Durability: writer_submit returns once the group's commit is on disk
+ *    (fsync); writer_submit_lazy once committed, on disk within 20 ms.
+ *    store_write_begin/commit (start-up only, no writer running) is
+ *    durable on return.
+ *  - Lifetime: a store_val's data points into the store and is valid until
+ *    its transaction ends or the next write in it (put/del/cursor write):
+ *    copy or decrypt it before. Never write through it.
+ *  - Errors: 0, or a vault error. VAULT_ERR_NOT_FOUND: no such key (or no
+ *    further entry for a cursor move); VAULT_ERR_EXISTS: a put with
+ *    STORE_NOOVERWRITE / STORE_NODUPDATA found the key / value;
+ *    VAULT_ERR_LIMIT: the map is full or too many readers;
+ *    VAULT_ERR_NOSPACE: the disk is full; VAULT_ERR_UNAVAILABLE: a fatal
+ *    store error (corruption, panic): the store is marked failed and every
+ *    later transaction is refused at once; VAULT_ERR_STORE: anything else.
+ *    The store logs each error other than NOT_FOUND and EXISTS.
+ *  - No call allocates per call: transactions and cursors are the
+ *    backend's own handles.
  */
 #ifndef VAULT_STORE_H
 #define VAULT_STORE_H
@@ -16,39 +45,52 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <lmdb.h>
-
 #include "util/vault_err.h"
 
-#define STORE_FORMAT_VERSION 1
+/* Transitional: unconverted callers still see the LMDB backend. */
+#ifndef STORE_OPAQUE
+#include <lmdb.h>
+#define store_txn MDB_txn
+#define store_cursor MDB_cursor
+#endif
 
-struct store {
-	MDB_env *env;
-	MDB_dbi consumers;	/* ref -> consumer record */
-	MDB_dbi attrs;		/* ref | name -> attribute record */
-	MDB_dbi consents;	/* ref | purpose -> consent record */
-	MDB_dbi counts;		/* attribute | token -> consumers holding it */
-	MDB_dbi lineage;	/* ref -> dataset numbers (dupsort) */
-	MDB_dbi datasets;	/* dataset id -> number */
-	MDB_dbi ledger;		/* seq -> deletion event */
-	MDB_dbi audit;		/* seq -> audit entry */
-	MDB_dbi audit_ref;	/* consumer ref -> seq (dupsort): access history */
-	MDB_dbi meta;		/* name -> store and keyring state */
-	MDB_dbi requests;	/* request records (deletion receipts, ...) */
-	MDB_dbi gc;		/* ref -> deleted ms: attributes left to collect */
-	MDB_dbi manifests;	/* ref -> the consumer's attribute manifest */
-	volatile int failed;
-	/* The headroom (store_set_headroom); refusing: store_room's last answer. */
-	int high_water_pct;
-	size_t disk_reserve;
-	int refusing;
+#define STORE_FORMAT_VERSION 1
+/* The longest key a store must take (LMDB's default limit). */
+#define STORE_KEY_MAX 511
+
+struct store;
+struct store_txn;
+struct store_cursor;
+
+/* Named key spaces (the LMDB backend: one named database each). */
+enum store_space {
+	STORE_CONSUMERS,	/* ref -> consumer record */
+	STORE_ATTRS,		/* ref | name -> attribute record */
+	STORE_CONSENTS,		/* ref | purpose -> consent record */
+	STORE_COUNTS,		/* attribute | token -> consumers holding it */
+	STORE_LINEAGE,		/* ref -> dataset numbers (dup) */
+	STORE_DATASETS,		/* dataset id -> number */
+	STORE_LEDGER,		/* seq -> deletion event */
+	STORE_AUDIT,		/* seq -> audit entry */
+	STORE_AUDIT_REF,	/* consumer ref -> seq (dup): access history */
+	STORE_META,		/* name -> store and keyring state (meta.h) */
+	STORE_REQUESTS,		/* request records (deletion receipts, ...) */
+	STORE_GC,		/* ref -> deleted ms: attributes left to collect */
+	STORE_MANIFESTS,	/* ref -> the consumer's attribute manifest */
+	STORE_SPACES
+};
+
+/* A borrowed key or value: see Lifetime above. (Fields in MDB_val's order.) */
+struct store_val {
+	size_t len;
+	const void *data;
 };
 
 /*
- * Opens (creating when absent) the environment in dir, which must exist.
+ * Opens (creating when absent) the store in dir, which must exist.
  * map_size is the largest the data file may grow. Refuses, having written
  * nothing, a data file shorter than the store it holds (truncated), a store
- * of another format version, or a file that is not an LMDB store.
+ * of another format version, or a file that is not a store.
  */
 int store_open(struct store **out, const char *dir, size_t map_size) VAULT_WUR;
 
@@ -59,6 +101,9 @@ int store_open(struct store **out, const char *dir, size_t map_size) VAULT_WUR;
  */
 int store_exists(const char *dir, bool *exists) VAULT_WUR;
 void store_close(struct store *st);
+
+/* Whether a fatal error marked the store failed. */
+bool store_failed(const struct store *st);
 
 /*
  * Headroom: space kept for what must always work (deletions, opt-outs, the
@@ -84,18 +129,91 @@ int store_room(struct store *st);
 /* store_room's last answer, without checking again (for health). */
 int store_refusing(const struct store *st);
 
-/* Begins a read-only transaction; VAULT_ERR_UNAVAILABLE once failed. */
-int store_read_begin(struct store *st, MDB_txn **txn) VAULT_WUR;
+/* Flushes committed writes to disk (fsync). */
+int store_sync(struct store *st) VAULT_WUR;
+
+/* ------------------------------------------------------ transactions */
+
+/* Begins a read transaction (a snapshot); VAULT_ERR_UNAVAILABLE once failed. */
+int store_read_begin(struct store *st, struct store_txn **txn) VAULT_WUR;
+/* Ends a read transaction. NULL-safe. */
+void store_read_end(struct store_txn *txn);
 
 /*
- * Maps an LMDB return code to a vault error, logging it and marking the store
- * failed when it is fatal. what names the operation, for the log.
+ * A write transaction outside the writer, for start-up (the keyring's
+ * first records) and tests: only while no writer runs. Commit is durable;
+ * abort (NULL-safe) writes nothing. Commit ends the txn even on failure.
  */
-int store_err(struct store *st, int mdb_rc, const char *what);
+int store_write_begin(struct store *st, struct store_txn **txn) VAULT_WUR;
+int store_write_commit(struct store_txn *txn) VAULT_WUR;
+void store_write_abort(struct store_txn *txn);
 
-/* Within a write txn: deletes every record of dbi whose key starts with prefix. */
-int store_delete_prefix(struct store *st, MDB_txn *txn, MDB_dbi dbi,
+/* The store a transaction belongs to. */
+struct store *store_txn_store(struct store_txn *txn);
+
+/* ------------------------------------------------------ get, put, delete */
+
+/* The value of key; VAULT_ERR_NOT_FOUND when absent (dup: the first). */
+int store_get(struct store_txn *txn, enum store_space sp, const void *key,
+    size_t klen, struct store_val *val) VAULT_WUR;
+
+#define STORE_NOOVERWRITE 0x1	/* VAULT_ERR_EXISTS when the key exists */
+#define STORE_NODUPDATA 0x2	/* dup: VAULT_ERR_EXISTS when the value exists */
+#define STORE_APPEND 0x4	/* a hint: key sorts after every key there */
+
+/* Writes key -> data (flags: STORE_*, above). Write txns only. */
+int store_put(struct store_txn *txn, enum store_space sp, const void *key,
+    size_t klen, const void *data, size_t len, unsigned flags) VAULT_WUR;
+
+/*
+ * Deletes key (dup: only the value dup/duplen when dup is not NULL);
+ * VAULT_ERR_NOT_FOUND when absent. Write txns only.
+ */
+int store_del(struct store_txn *txn, enum store_space sp, const void *key,
+    size_t klen, const void *dup, size_t duplen) VAULT_WUR;
+
+/* Deletes every entry of sp whose key starts with prefix. */
+int store_delete_prefix(struct store_txn *txn, enum store_space sp,
     const void *prefix, size_t len) VAULT_WUR;
+
+/* The number of entries in sp (dup: values), as this txn sees them. */
+int store_count(struct store_txn *txn, enum store_space sp,
+    size_t *n) VAULT_WUR;
+
+/* ------------------------------------------------------ cursors */
+
+/*
+ * Cursor moves. key and val are in/out: the moves that take a key (SEEK,
+ * SET, GET_BOTH, SEEK_DUP) read it from *key (and *val), and every move
+ * leaves the entry it reached in *key and *val. VAULT_ERR_NOT_FOUND when
+ * there is no such entry (the cursor's position is then unspecified).
+ */
+enum store_move {
+	STORE_FIRST,		/* the first entry */
+	STORE_LAST,		/* the last entry (dup: its last value) */
+	STORE_NEXT,		/* the next entry (dup: the next value, then key) */
+	STORE_PREV,		/* the previous entry */
+	STORE_SEEK,		/* the first key >= *key */
+	STORE_SET,		/* exactly *key (dup: its first value) */
+	STORE_NEXT_DUP,		/* dup: the next value of the same key */
+	STORE_GET_BOTH,		/* dup: exactly *key and *val */
+	STORE_SEEK_DUP,		/* dup: *key, its first value >= *val */
+	STORE_CURRENT,		/* the entry the cursor is on */
+};
+
+/* A cursor over sp; it dies with txn at the latest. close is NULL-safe. */
+int store_cursor_open(struct store_txn *txn, enum store_space sp,
+    struct store_cursor **cur) VAULT_WUR;
+void store_cursor_close(struct store_cursor *cur);
+int store_cursor_get(struct store_cursor *cur, struct store_val *key,
+    struct store_val *val, enum store_move op) VAULT_WUR;
+/* Write txns: replaces the value at the cursor (not in dup spaces). */
+int store_cursor_replace(struct store_cursor *cur, const void *data,
+    size_t len) VAULT_WUR;
+/* Write txns: deletes the entry at the cursor; a next move reaches the one after. */
+int store_cursor_del(struct store_cursor *cur) VAULT_WUR;
+
+/* ------------------------------------------------------ encodings */
 
 /* Big-endian fixed-width encodings used in keys and records. */
 void store_put_u32(uint8_t *p, uint32_t v);
@@ -105,5 +223,10 @@ uint64_t store_get_u64(const uint8_t *p);
 
 /* Wall-clock milliseconds since the epoch. */
 uint64_t store_now_ms(void);
+
+/* Transitional: unconverted callers still see the LMDB backend. */
+#ifndef STORE_OPAQUE
+#include "store/store_lmdb.h"
+#endif
 
 #endif

@@ -9,6 +9,7 @@
 #include "util/crashpoint.h"
 #include "util/log.h"
 #include "util/timeutil.h"
+#include "store/store_lmdb.h"
 #include "store/writer.h"
 
 #define LAZY_FLUSH_MS 20
@@ -66,7 +67,7 @@ run_group(struct writer *w, struct write_req *group)
 	} else if ((rc = mdb_txn_begin(w->st->env, NULL, 0, &txn)) != 0) {
 		r = store_err(w->st, rc, "begin write");
 	} else if (w->prelude != NULL &&
-	    (r = w->prelude(txn, w->prelude_arg)) != 0) {
+	    (r = w->prelude((struct store_txn *)txn, w->prelude_arg)) != 0) {
 		mdb_txn_abort(txn);
 		txn = NULL;
 	}
@@ -82,9 +83,9 @@ run_group(struct writer *w, struct write_req *group)
 			q->result = store_err(w->st, rc, "begin nested write");
 			continue;
 		}
-		q->result = q->fn(child, q->arg);
+		q->result = q->fn((struct store_txn *)child, q->arg);
 		if (q->result == 0 && q->hook != NULL)
-			q->result = q->hook(child, q->hook_arg);
+			q->result = q->hook((struct store_txn *)child, q->hook_arg);
 		if (single)
 			break;
 		if (q->result == 0 && (rc = mdb_txn_commit(child)) != 0)

@@ -12,15 +12,13 @@
 
 #include <stdbool.h>
 
-#include <lmdb.h>
-
 #include "store/store.h"
 #include "util/vault_err.h"
 
 struct writer;
 
 /* Applies one request inside txn; returns 0 or a vault error. */
-typedef int (*writer_fn)(MDB_txn *txn, void *arg);
+typedef int (*writer_fn)(struct store_txn *txn, void *arg);
 
 int writer_start(struct writer **out, struct store *st,
     unsigned max_group) VAULT_WUR;

@@ -201,7 +201,7 @@ test_journaled_entries_are_escaped(void **state)
 
 /* A body not made by audit_encode (an older journal) is escaped on append. */
 static int
-append_raw(MDB_txn *txn, void *arg)
+append_raw(struct store_txn *txn, void *arg)
 {
 	static const uint8_t body[] = { 0, 1, 'p', 0, 1, 'm', 0, 0, 0, 3, 'a',
 	    0, 'b', 0, 2, 0xfe, 'x', 0, 0, 0, 2, 'o', 'k' };

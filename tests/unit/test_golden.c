@@ -37,6 +37,7 @@
 #include "engine/rotation.h"
 #include "testutil.h"
 #include "engine/tokenize.h"
+#include "golden_lmdb.h"
 
 /* 00 01 02 ... 1f, and 20 21 ... 3f: the fixed keys. */
 static void

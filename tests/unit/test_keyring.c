@@ -195,15 +195,15 @@ exists(const char *path)
 static void
 activate(struct store *st, struct keyring *kr, uint32_t version, int want)
 {
-	MDB_txn *txn = NULL;
+	struct store_txn *txn = NULL;
 
-	assert_int_equal(mdb_txn_begin(st->env, NULL, 0, &txn), 0);
+	assert_int_equal(store_write_begin(st, &txn), 0);
 	assert_int_equal(keyring_activate_txn(kr, txn, version), want);
 	if (want != 0) {
-		mdb_txn_abort(txn);
+		store_write_abort(txn);
 		return;
 	}
-	assert_int_equal(mdb_txn_commit(txn), 0);
+	assert_int_equal(store_write_commit(txn), 0);
 	keyring_set_active(kr, version);
 }
 
@@ -217,7 +217,7 @@ test_versions_move_forward_and_discard_only_unrecorded(void **state)
 	struct key_version *vs = NULL, kv;
 	char key2[2048];
 	uint32_t highest;
-	MDB_txn *txn = NULL;
+	struct store_txn *txn = NULL;
 	size_t n;
 
 	snprintf(key2, sizeof(key2), "%s/master-2.key", f->keys);
@@ -252,7 +252,7 @@ test_versions_move_forward_and_discard_only_unrecorded(void **state)
 		activate(st, kr, v, 0);
 	}
 	assert_int_equal(store_read_begin(st, &txn), 0);
-	assert_int_equal(keyring_highest_txn(kr, txn, &highest), 0);
+	assert_int_equal(keyring_highest_txn(txn, &highest), 0);
 	assert_int_equal(highest, 100);
 	assert_int_equal(keyring_versions(kr, txn, &vs, &n), 0);
 	assert_int_equal(n, 100);
@@ -262,7 +262,7 @@ test_versions_move_forward_and_discard_only_unrecorded(void **state)
 	assert_int_equal(kv.version, 100);
 	assert_false(kv.destroyed);
 	assert_int_equal(keyring_version_get(kr, txn, 101, &kv), VAULT_ERR_NOT_FOUND);
-	mdb_txn_abort(txn);
+	store_read_end(txn);
 	free(vs);
 	keyring_free(kr);
 

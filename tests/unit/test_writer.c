@@ -25,11 +25,11 @@ struct kv_job {
 };
 
 static int
-put_kv(MDB_txn *txn, void *arg)
+put_kv(struct store_txn *txn, void *arg)
 {
 	struct kv_job *j = arg;
-	MDB_val k = { strlen(j->key), (void *)j->key }, v = { 1, "x" };
-	int rc = mdb_put(txn, j->st->meta, &k, &v, 0);
+	struct store_val k = { strlen(j->key), (void *)j->key }, v = { 1, "x" };
+	int rc = store_put(txn, STORE_META, k.data, k.len, v.data, v.len, 0);
 
 	j->ran_on = pthread_self();
 	if (rc != 0)
@@ -40,13 +40,13 @@ put_kv(MDB_txn *txn, void *arg)
 static bool
 meta_has(struct store *st, const char *key)
 {
-	MDB_txn *txn;
-	MDB_val k = { strlen(key), (void *)key }, v;
+	struct store_txn *txn;
+	struct store_val k = { strlen(key), (void *)key }, v;
 	int rc;
 
 	assert_int_equal(store_read_begin(st, &txn), 0);
-	rc = mdb_get(txn, st->meta, &k, &v);
-	mdb_txn_abort(txn);
+	rc = store_get(txn, STORE_META, k.data, k.len, &v);
+	store_read_end(txn);
 	return rc == 0;
 }
 
@@ -150,7 +150,7 @@ test_lazy_and_durable_mixed(void **state)
 static atomic_bool blocker_started, blocker_release;
 
 static int
-block_until_released(MDB_txn *txn, void *arg)
+block_until_released(struct store_txn *txn, void *arg)
 {
 	(void)txn;
 	(void)arg;
@@ -288,8 +288,8 @@ move_value(struct test_vault *f, const char *from, const char *a, const char *to
     const char *b)
 {
 	uint8_t rf[CRYPTO_REF_BYTES], rt[CRYPTO_REF_BYTES], kf[128], kt[128];
-	MDB_txn *txn;
-	MDB_val k, v;
+	struct store_txn *txn;
+	struct store_val k, v;
 
 	crypto_consumer_ref(keyring_index_key(f->v->kr), from, strlen(from), rf);
 	crypto_consumer_ref(keyring_index_key(f->v->kr), to, strlen(to), rt);
@@ -297,12 +297,12 @@ move_value(struct test_vault *f, const char *from, const char *a, const char *to
 	memcpy(kf + sizeof(rf), a, strlen(a));
 	memcpy(kt, rt, sizeof(rt));
 	memcpy(kt + sizeof(rt), b, strlen(b));
-	assert_int_equal(mdb_txn_begin(f->v->store->env, NULL, 0, &txn), 0);
-	k = (MDB_val){ sizeof(rf) + strlen(a), kf };
-	assert_int_equal(mdb_get(txn, f->v->store->attrs, &k, &v), 0);
-	k = (MDB_val){ sizeof(rt) + strlen(b), kt };
-	assert_int_equal(mdb_put(txn, f->v->store->attrs, &k, &v, 0), 0);
-	assert_int_equal(mdb_txn_commit(txn), 0);
+	assert_int_equal(store_write_begin(f->v->store, &txn), 0);
+	k = (struct store_val){ sizeof(rf) + strlen(a), kf };
+	assert_int_equal(store_get(txn, STORE_ATTRS, k.data, k.len, &v), 0);
+	k = (struct store_val){ sizeof(rt) + strlen(b), kt };
+	assert_int_equal(store_put(txn, STORE_ATTRS, k.data, k.len, v.data, v.len, 0), 0);
+	assert_int_equal(store_write_commit(txn), 0);
 }
 
 static void
@@ -336,23 +336,23 @@ struct log_job {
 };
 
 static int
-log_apply(MDB_txn *txn, void *arg)
+log_apply(struct store_txn *txn, void *arg)
 {
 	struct log_job *j = arg;
 
-	return requests_log_txn(j->v, txn, j->kind, j->ref);
+	return requests_log_txn(txn, j->kind, j->ref);
 }
 
 static size_t
 request_records(struct store *st)
 {
-	MDB_txn *txn;
-	MDB_stat stat;
+	struct store_txn *txn;
+	size_t n;
 
 	assert_int_equal(store_read_begin(st, &txn), 0);
-	assert_int_equal(mdb_stat(txn, st->requests, &stat), 0);
-	mdb_txn_abort(txn);
-	return stat.ms_entries;
+	assert_int_equal(store_count(txn, STORE_REQUESTS, &n), 0);
+	store_read_end(txn);
+	return n;
 }
 
 /*
@@ -397,20 +397,21 @@ struct fill_job {
 
 /* Puts (or erases) 64 KiB value number n in meta, an ordinary write. */
 static int
-fill_apply(MDB_txn *txn, void *arg)
+fill_apply(struct store_txn *txn, void *arg)
 {
 	static char big[64 << 10];
 	struct fill_job *j = arg;
 	char key[32];
-	MDB_val k = { 0, key }, v = { sizeof(big), big };
+	struct store_val k = { 0, key }, v = { sizeof(big), big };
 	int r;
 
-	k.mv_size = (size_t)snprintf(key, sizeof(key), "fill-%d", j->n);
+	k.len = (size_t)snprintf(key, sizeof(key), "fill-%d", j->n);
 	if (j->erase)
-		return mdb_del(txn, j->st->meta, &k, NULL) == 0 ? 0 : VAULT_ERR_STORE;
+		return store_del(txn, STORE_META, k.data, k.len, NULL, 0) == 0 ? 0 :
+		    VAULT_ERR_STORE;
 	if ((r = store_room(j->st)) != 0)
 		return r;
-	return mdb_put(txn, j->st->meta, &k, &v, 0) == 0 ? 0 : VAULT_ERR_STORE;
+	return store_put(txn, STORE_META, k.data, k.len, v.data, v.len, 0) == 0 ? 0 : VAULT_ERR_STORE;
 }
 
 /*

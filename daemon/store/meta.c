@@ -1,0 +1,106 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "util/log.h"
+#include "store/meta.h"
+
+enum member { ONE, BE32, DECIMAL };
+
+static const struct { const char *name; enum member member; } keys[META_KEYS] = {
+	[META_STORE_FORMAT] = { "store_format", ONE },
+	[META_ACTIVE_VERSION] = { "active_version", ONE },
+	[META_KEY_VERSION] = { "kv/", BE32 },
+	[META_VAULT_KEY_INDEX] = { "vault_key/index", ONE },
+	[META_VAULT_KEY_TOKEN] = { "vault_key/token", ONE },
+	[META_VAULT_KEY_RECEIPT] = { "vault_key/receipt", ONE },
+	[META_VAULT_KEY_AUDIT] = { "vault_key/audit", ONE },
+	[META_NEXT_DATASET] = { "next_dataset", ONE },
+	[META_ROTATION] = { "rotation", ONE },
+	[META_LEDGER_NEXT] = { "ledger_next", ONE },
+	[META_LEDGER_EXPIRED] = { "ledger_expired", ONE },
+	[META_PENDING] = { "pending/", DECIMAL },
+	[META_UNKNOWN_ATTRS] = { "unknown_attrs", ONE },
+	[META_AUDIT_HEAD] = { "audit_head", ONE },
+	[META_AUDIT_INDEXED] = { "audit_indexed", ONE },
+	[META_AUDIT_CHECKPOINT] = { "audit_checkpoint", ONE },
+	[META_AUDIT_JOURNAL_SEQ] = { "audit_journal_seq", ONE },
+};
+
+const char *
+meta_name(enum meta_key k)
+{
+	return keys[k].name;
+}
+
+size_t
+meta_key_bytes(enum meta_key k, uint32_t n, uint8_t out[META_KEY_MAX])
+{
+	size_t len = strlen(keys[k].name);
+
+	memcpy(out, keys[k].name, len);
+	switch (keys[k].member) {
+	case BE32:
+		store_put_u32(out + len, n);
+		return len + 4;
+	case DECIMAL:
+		return len + (size_t)snprintf((char *)out + len,
+		    META_KEY_MAX - len, "%u", n);
+	default:
+		return len;
+	}
+}
+
+int
+meta_get(struct store_txn *txn, enum meta_key k, uint32_t n,
+    struct store_val *val)
+{
+	uint8_t key[META_KEY_MAX];
+
+	return store_get(txn, STORE_META, key, meta_key_bytes(k, n, key), val);
+}
+
+int
+meta_put(struct store_txn *txn, enum meta_key k, uint32_t n,
+    const void *data, size_t len)
+{
+	uint8_t key[META_KEY_MAX];
+
+	return store_put(txn, STORE_META, key, meta_key_bytes(k, n, key), data,
+	    len, 0);
+}
+
+int
+meta_del(struct store_txn *txn, enum meta_key k, uint32_t n)
+{
+	uint8_t key[META_KEY_MAX];
+	int r;
+
+	r = store_del(txn, STORE_META, key, meta_key_bytes(k, n, key), NULL, 0);
+	return r == VAULT_ERR_NOT_FOUND ? 0 : r;
+}
+
+int
+meta_get_u64(struct store_txn *txn, enum meta_key k, uint32_t n, uint64_t *v)
+{
+	struct store_val val;
+	int r;
+
+	*v = 0;
+	if ((r = meta_get(txn, k, n, &val)) != 0)
+		return r;
+	if (val.len != 8) {
+		log_error("the store's %s record is corrupt", keys[k].name);
+		return VAULT_ERR_STATE;
+	}
+	*v = store_get_u64(val.data);
+	return 0;
+}
+
+int
+meta_put_u64(struct store_txn *txn, enum meta_key k, uint32_t n, uint64_t v)
+{
+	uint8_t buf[8];
+
+	store_put_u64(buf, v);
+	return meta_put(txn, k, n, buf, sizeof(buf));
+}

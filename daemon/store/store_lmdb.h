@@ -1,0 +1,46 @@
+/*
+ * The LMDB backend's own view of the store: for daemon/store/ only (and
+ * the golden-bytes test, which reads raw records). Everything else goes
+ * through store.h.
+ *
+ * A struct store_txn * is an MDB_txn * and a struct store_cursor * an
+ * MDB_cursor *, cast: no allocation per transaction or cursor. The store
+ * is the environment's user context (mdb_env_set_userctx).
+ */
+#ifndef VAULT_STORE_LMDB_H
+#define VAULT_STORE_LMDB_H
+
+#include <lmdb.h>
+
+#include "store/store.h"
+
+struct store {
+	MDB_env *env;
+	union {
+		MDB_dbi dbi[STORE_SPACES];	/* by enum store_space */
+		struct {
+			MDB_dbi consumers, attrs, consents, counts, lineage,
+			    datasets, ledger, audit, audit_ref, meta, requests,
+			    gc, manifests;
+		};
+	};
+	volatile int failed;
+	/* The headroom (store_set_headroom); refusing: store_room's last answer. */
+	int high_water_pct;
+	size_t disk_reserve;
+	int refusing;
+};
+
+static inline MDB_txn *
+store_mdb_txn(struct store_txn *txn)
+{
+	return (MDB_txn *)txn;
+}
+
+/*
+ * Maps an LMDB return code to a vault error, logging it and marking the store
+ * failed when it is fatal. what names the operation, for the log.
+ */
+int store_err(struct store *st, int mdb_rc, const char *what);
+
+#endif
