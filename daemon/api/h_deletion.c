@@ -13,25 +13,8 @@
 #define WATCH_BATCH 256
 #define WATCH_POLL_MS 200
 
-/* When the epoch's master key was destroyed (the receipt is final), or 0. */
-static uint64_t
-final_at(struct vault *v, uint32_t epoch)
-{
-	struct key_version kv;
-	struct store_txn *txn;
-	uint64_t t = 0;
-
-	if (store_read_begin(v->store, &txn) != 0)
-		return 0;
-	if (keyring_version_get(v->kr, txn, epoch, &kv) == 0 && kv.destroyed)
-		t = kv.destroyed_ms;
-	store_read_end(txn);
-	return t;
-}
-
 static void
-fill_receipt(struct vault *v, const struct receipt *r,
-    Vault__V1__DeletionReceipt *out)
+fill_receipt(const struct receipt *r, Vault__V1__DeletionReceipt *out)
 {
 	vault__v1__deletion_receipt__init(out);
 	out->request_id = (char *)r->request_id;
@@ -44,7 +27,7 @@ fill_receipt(struct vault *v, const struct receipt *r,
 	out->signed_bytes = (ProtobufCBinaryData){ r->signed_len, r->signed_bytes };
 	out->signature = (ProtobufCBinaryData){ KEYRING_SIG_BYTES,
 	    (uint8_t *)r->signature };
-	out->final_at_ms = (int64_t)final_at(v, r->epoch);
+	out->final_at_ms = (int64_t)r->final_at_ms;
 	out->audit_head = (char *)r->audit_head;
 }
 
@@ -122,7 +105,7 @@ run(struct rpc_ctx *ctx, Vault__V1__DeleteConsumerRequest **in, size_t n,
 	if (r != 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
-		fill_receipt(v, &out[i], &msgs[i]);
+		fill_receipt(&out[i], &msgs[i]);
 		ptrs[i] = &msgs[i];
 	}
 	VAULT_CRASH_POINT("delete.before_reply");
@@ -179,7 +162,6 @@ check_watch(struct rpc_ctx *ctx, struct vault *v,
 {
 	struct dataset_info ds;
 	const char *why;
-	struct store_txn *txn;
 	int r;
 
 	f->dataset = 0;
@@ -197,10 +179,7 @@ check_watch(struct rpc_ctx *ctx, struct vault *v,
 	}
 	if ((why = dataset_check_id(req->dataset_id)) != NULL)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "dataset_id: %s", why);
-	if ((r = store_read_begin(v->store, &txn)) != 0)
-		return r;
-	r = dataset_by_id(v, txn, req->dataset_id, &ds);
-	store_read_end(txn);
+	r = dataset_find(v, req->dataset_id, &ds);
 	if (r == VAULT_ERR_NOT_FOUND)
 		return rpc_fail(ctx, r, "dataset_id: no such dataset");
 	if (r != 0)
@@ -214,21 +193,30 @@ check_watch(struct rpc_ctx *ctx, struct vault *v,
 	return 0;
 }
 
-static bool
-matches(struct vault *v, const struct watch_filter *f, uint32_t dataset,
+/* Resolves the batch's datasets (ds[i] for ev[i]; number 0: skip it). */
+static int
+resolve(struct vault *v, const struct watch_filter *f,
+    const struct ledger_event *ev, size_t n, const char *dataset_id,
     struct dataset_info *ds)
 {
-	struct store_txn *txn;
-	bool ok;
+	uint32_t nums[WATCH_BATCH];
+	int r;
 
-	if (f->dataset != 0)
-		return dataset == f->dataset && (ds->number = dataset, true);
-	if (store_read_begin(v->store, &txn) != 0)
-		return false;
-	ok = dataset_by_number(v, txn, dataset, ds) == 0 &&
-	    (f->purpose < 0 || ds->purpose == f->purpose);
-	store_read_end(txn);
-	return ok;
+	if (f->dataset != 0) {
+		for (size_t i = 0; i < n; i++) {
+			ds[i].number = ev[i].dataset == f->dataset ? f->dataset : 0;
+			snprintf(ds[i].id, sizeof(ds[i].id), "%s", dataset_id);
+		}
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		nums[i] = ev[i].dataset;
+	if ((r = dataset_find_numbers(v, nums, n, ds)) != 0)
+		return r;
+	for (size_t i = 0; i < n; i++)
+		if (f->purpose >= 0 && ds[i].purpose != f->purpose)
+			ds[i].number = 0;
+	return 0;
 }
 
 int
@@ -238,7 +226,7 @@ handle_watch_deletions(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	struct vault *v = rpc_app(ctx);
 	struct ledger_event ev[WATCH_BATCH];
 	struct watch_filter f;
-	struct dataset_info ds = { 0 };
+	struct dataset_info *ds = NULL;
 	uint64_t after = req->after_seq, expired;
 	size_t n;
 	int r;
@@ -247,39 +235,52 @@ handle_watch_deletions(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		return r;
 	rpc_audit_purpose(ctx, req->purpose);
 	rpc_audit_dataset(ctx, req->dataset_id);
-	if (f.dataset != 0)
-		snprintf(ds.id, sizeof(ds.id), "%s", req->dataset_id);
+	if ((ds = calloc(WATCH_BATCH, sizeof(*ds))) == NULL)
+		return VAULT_ERR_NOMEM;
 	for (;;) {
 		if ((r = ledger_read(v, after, ev, WATCH_BATCH, &n, &expired)) != 0)
-			return r;
-		if (after < expired)
-			return rpc_fail(ctx, VAULT_ERR_STATE, "events through seq %llu "
+			goto out;
+		if (after < expired) {
+			r = rpc_fail(ctx, VAULT_ERR_STATE, "events through seq %llu "
 			    "have expired; resume from there and rebuild the dataset",
 			    (unsigned long long)expired);
+			goto out;
+		}
+		if ((r = resolve(v, &f, ev, n, req->dataset_id, ds)) != 0)
+			goto out;
 		for (size_t i = 0; i < n; i++) {
 			Vault__V1__DeletionEvent e = VAULT__V1__DELETION_EVENT__INIT;
 
 			after = ev[i].seq;
-			if (!matches(v, &f, ev[i].dataset, &ds))
+			if (ds[i].number == 0)
 				continue;
 			e.seq = ev[i].seq;
-			e.dataset_id = ds.id;
+			e.dataset_id = ds[i].id;
 			e.pseudonym = (ProtobufCBinaryData){ TOKEN_PSEUDONYM_BYTES,
 			    ev[i].pseudonym };
 			e.deleted_at_ms = (int64_t)ev[i].deleted_at_ms;
 			if ((r = rpc_send(ctx, &e.base)) != 0)
-				return r;
+				goto out;
 		}
 		if (n == WATCH_BATCH)
 			continue;
-		if (!req->follow)
-			return 0;
-		if (rpc_cancelled(ctx))
-			return VAULT_ERR_CANCELLED;
-		if (rpc_stopping(ctx))
-			return rpc_fail(ctx, VAULT_ERR_UNAVAILABLE, "the server is "
+		if (!req->follow) {
+			r = 0;
+			goto out;
+		}
+		if (rpc_cancelled(ctx)) {
+			r = VAULT_ERR_CANCELLED;
+			goto out;
+		}
+		if (rpc_stopping(ctx)) {
+			r = rpc_fail(ctx, VAULT_ERR_UNAVAILABLE, "the server is "
 			    "shutting down; resume after seq %llu",
 			    (unsigned long long)after);
+			goto out;
+		}
 		rpc_wait(ctx, WATCH_POLL_MS);
 	}
+out:
+	free(ds);
+	return r;
 }

@@ -221,58 +221,29 @@ link_history(struct export *x)
 	return 0;
 }
 
+static int
+add_dataset(const struct dataset_info *ds, void *arg)
+{
+	struct export *x = arg;
+
+	if (x->resp.n_datasets == MAX_DATASETS)
+		return 1;
+	x->dataset_purpose[x->resp.n_datasets] = ds->purpose;
+	x->datasets[x->resp.n_datasets++] = strdup(ds->id);
+	return x->resp.n_datasets == MAX_DATASETS ? 1 : 0;
+}
+
 /* Consents, datasets and created time, in one snapshot. */
 static int
 read_records(struct vault *v, const uint8_t *ref, struct export *x)
 {
-	struct store_txn *txn = NULL;
-	struct store_cursor *cur = NULL;
-	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
-	struct consumer_rec rec;
-	int rc, r;
+	uint64_t created = 0;
+	int r;
 
-	if ((r = store_read_begin(v->store, &txn)) != 0)
-		return r;
-	if ((rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &val)) != 0) {
-		r = rc;
-		goto out;
-	}
-	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
-	    (r = consent_list(txn, ref, add_consent, x)) != 0)
-		goto out;
-	x->resp.created_at_ms = (int64_t)rec.created_ms;
-	if ((rc = store_cursor_open(txn, STORE_LINEAGE, &cur)) != 0) {
-		r = rc;
-		goto out;
-	}
-	for (rc = store_cursor_get(cur, &k, &val, STORE_SET); rc == 0 &&
-	    x->resp.n_datasets < MAX_DATASETS;
-	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT_DUP)) {
-		struct dataset_info ds;
-
-		if (val.len == 4 && dataset_by_number(v, txn,
-		    store_get_u32(val.data), &ds) == 0) {
-			x->dataset_purpose[x->resp.n_datasets] = ds.purpose;
-			x->datasets[x->resp.n_datasets++] = strdup(ds.id);
-		}
-	}
-out:
-	store_cursor_close(cur);
-	store_read_end(txn);
+	r = consumer_export_records(v, ref, add_consent, add_dataset, x,
+	    &created);
+	x->resp.created_at_ms = (int64_t)created;
 	return r;
-}
-
-struct know_job {
-	struct vault *v;
-	const uint8_t *ref;
-};
-
-static int
-know_apply(struct store_txn *txn, void *arg)
-{
-	struct know_job *job = arg;
-
-	return requests_log_txn(txn, "know", job->ref);
 }
 
 int
@@ -286,7 +257,6 @@ handle_export_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	struct consumer_values cv = { 0 };
 	char hex[2 * CRYPTO_REF_BYTES + 1];
 	uint8_t ref[CRYPTO_REF_BYTES];
-	struct know_job job = { v, ref };
 	int r;
 
 	if (x == NULL)
@@ -307,7 +277,7 @@ handle_export_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	if (r != 0 || (r = read_records(v, ref, x)) != 0 ||
 	    (r = audit_scan(v, 0, ref, add_access, x)) != 0 ||
 	    (r = add_releases(v, x)) != 0 ||
-	    (r = writer_submit(v->wr, know_apply, &job)) != 0 ||
+	    (r = requests_log(v, "know", ref)) != 0 ||
 	    (r = link_history(x)) != 0)
 		goto out;
 	for (size_t i = 0; i < cv.n; i++) {

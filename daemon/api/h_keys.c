@@ -79,66 +79,52 @@ handle_get_key_status(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	Vault__V1__GetKeyStatusResponse resp = VAULT__V1__GET_KEY_STATUS_RESPONSE__INIT;
 	Vault__V1__RotationProgress rot = VAULT__V1__ROTATION_PROGRESS__INIT;
 	struct vault *v = rpc_app(ctx);
-	struct key_version *vs = NULL;
+	struct key_status ks;
 	Vault__V1__KeyVersion *kv = NULL, **ptrs = NULL;
-	uint64_t *counts = NULL;
 	char (*ids)[24] = NULL;
-	struct rotation_progress p;
-	struct store_txn *txn = NULL;
-	bool running;
-	size_t n = 0, alloc;
+	size_t n, alloc;
 	int r;
 
 	(void)msg;
-	if ((r = store_read_begin(v->store, &txn)) != 0 ||
-	    (r = keyring_versions(v->kr, txn, &vs, &n)) != 0)
+	if ((r = rotation_key_status(v, &ks)) != 0)
 		goto out;
+	n = ks.n;
 	alloc = n > 0 ? n : 1;
 	if ((kv = calloc(alloc, sizeof(*kv))) == NULL ||
 	    (ptrs = calloc(alloc, sizeof(*ptrs))) == NULL ||
-	    (counts = calloc(alloc, sizeof(*counts))) == NULL ||
 	    (ids = calloc(alloc, sizeof(*ids))) == NULL) {
 		r = VAULT_ERR_NOMEM;
 		goto out;
 	}
-	if ((r = rotation_dek_counts(txn, vs, n, counts)) != 0 ||
-	    (r = rotation_state(txn, &running, &p)) != 0)
-		goto out;
 	for (size_t i = 0; i < n; i++) {
-		uint64_t pending = 0;
-
-		if ((r = deletion_pending(txn, vs[i].version, &pending)) != 0)
-			goto out;
 		vault__v1__key_version__init(&kv[i]);
-		snprintf(ids[i], 24, "master-%u", vs[i].version);
-		kv[i].version = vs[i].version;
+		snprintf(ids[i], 24, "master-%u", ks.vs[i].version);
+		kv[i].version = ks.vs[i].version;
 		kv[i].id = ids[i];
-		kv[i].state = (char *)state_name(&vs[i], keyring_active_version(v->kr));
-		kv[i].dek_count = counts[i];
-		kv[i].created_at_ms = (int64_t)vs[i].created_ms;
-		kv[i].pending_final_deletions = pending;
+		kv[i].state = (char *)state_name(&ks.vs[i],
+		    keyring_active_version(v->kr));
+		kv[i].dek_count = ks.deks[i];
+		kv[i].created_at_ms = (int64_t)ks.vs[i].created_ms;
+		kv[i].pending_final_deletions = ks.pending[i];
 		ptrs[i] = &kv[i];
 	}
 	resp.n_versions = n;
 	resp.versions = ptrs;
 	resp.active_version = keyring_active_version(v->kr);
-	resp.rotation_in_progress = running;
-	if (running) {
-		rot.rewrapped = p.rewrapped;
-		rot.total = p.total;
-		rot.new_version = p.target;
+	resp.rotation_in_progress = ks.rotating;
+	if (ks.rotating) {
+		rot.rewrapped = ks.p.rewrapped;
+		rot.total = ks.p.total;
+		rot.new_version = ks.p.target;
 		resp.rotation = &rot;
 	}
 	resp.receipt_public_key = (ProtobufCBinaryData){ KEYRING_PK_BYTES,
 	    (uint8_t *)keyring_receipt_public_key(v->kr) };
 	r = rpc_reply(ctx, &resp.base);
 out:
-	if (txn != NULL)
-		store_read_end(txn);
-	free(vs);
+	key_status_clear(&ks);
 	free(kv);
 	free(ptrs);
-	free(counts);
 	free(ids);
 	return r;
 }

@@ -740,3 +740,43 @@ consumer_collect_txn(struct store_txn *txn, size_t max,
 		r = rc;
 	return r;
 }
+
+int
+consumer_export_records(struct vault *v, const uint8_t *ref,
+    int (*consent)(const char *name, size_t len, uint8_t state,
+    uint64_t at_ms, const char *source, size_t source_len, void *arg),
+    int (*dataset)(const struct dataset_info *ds, void *arg), void *arg,
+    uint64_t *created_ms)
+{
+	struct store_txn *txn = NULL;
+	struct store_cursor *cur = NULL;
+	struct store_val k = { CRYPTO_REF_BYTES, ref }, val;
+	struct consumer_rec rec;
+	int rc, r;
+
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	if ((r = store_get(txn, STORE_CONSUMERS, k.data, k.len, &val)) != 0 ||
+	    (r = record_parse_consumer(&val, &rec)) != 0 ||
+	    (r = consent_list(txn, ref, consent, arg)) != 0)
+		goto out;
+	*created_ms = rec.created_ms;
+	if ((r = store_cursor_open(txn, STORE_LINEAGE, &cur)) != 0)
+		goto out;
+	/* As before the interface: a lineage that does not read ends the list. */
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SET); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT_DUP)) {
+		struct dataset_info ds;
+
+		if (val.len == 4 && dataset_by_number(v, txn,
+		    store_get_u32(val.data), &ds) == 0 &&
+		    (r = dataset(&ds, arg)) != 0)
+			break;
+	}
+	if (r > 0)
+		r = 0;
+out:
+	store_cursor_close(cur);
+	store_read_end(txn);
+	return r;
+}

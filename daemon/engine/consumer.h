@@ -120,4 +120,19 @@ int consumer_manifest_agrees(const struct manifest *m, const char *name,
 int consumer_manifest_prune_txn(struct vault *v, struct store_txn *txn,
     const uint8_t *ref) VAULT_WUR;
 
+struct dataset_info;
+
+/*
+ * A consumer's records for its export, in one snapshot: *created_ms, each
+ * consent record through consent (as consent_list gives them), then each
+ * dataset the consumer was released in through dataset, until it returns
+ * nonzero (positive: enough, not an error). VAULT_ERR_NOT_FOUND when no
+ * consumer is at ref.
+ */
+int consumer_export_records(struct vault *v, const uint8_t *ref,
+    int (*consent)(const char *name, size_t len, uint8_t state,
+    uint64_t at_ms, const char *source, size_t source_len, void *arg),
+    int (*dataset)(const struct dataset_info *ds, void *arg), void *arg,
+    uint64_t *created_ms) VAULT_WUR;
+
 #endif

@@ -88,6 +88,46 @@ dataset_by_number(struct vault *v, struct store_txn *txn, uint32_t number,
 	return 0;
 }
 
+int
+dataset_find(struct vault *v, const char *id, struct dataset_info *out)
+{
+	struct store_txn *txn;
+	int r;
+
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	r = dataset_by_id(v, txn, id, out);
+	store_read_end(txn);
+	return r;
+}
+
+int
+dataset_find_numbers(struct vault *v, const uint32_t *numbers, size_t n,
+    struct dataset_info *out)
+{
+	struct store_txn *txn;
+	int r = 0;
+
+	if (n == 0)
+		return 0;
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		/* The same dataset as the one before: most events of a batch. */
+		if (i > 0 && numbers[i] == numbers[i - 1]) {
+			out[i] = out[i - 1];
+			continue;
+		}
+		r = dataset_by_number(v, txn, numbers[i], &out[i]);
+		if (r == VAULT_ERR_NOT_FOUND || r == VAULT_ERR_STATE) {
+			out[i].number = 0;
+			r = 0;
+		}
+	}
+	store_read_end(txn);
+	return r;
+}
+
 struct create_job {
 	struct vault *v;
 	const char *id;

@@ -41,4 +41,14 @@ int dataset_by_number(struct vault *v, struct store_txn *txn, uint32_t number,
 int dataset_by_id(struct vault *v, struct store_txn *txn, const char *id,
     struct dataset_info *out) VAULT_WUR;
 
+/* dataset_by_id in a snapshot of its own. */
+int dataset_find(struct vault *v, const char *id,
+    struct dataset_info *out) VAULT_WUR;
+/*
+ * The datasets numbers[0..n) in one snapshot: out[i], or out[i].number 0
+ * when there is no such dataset or its record does not read.
+ */
+int dataset_find_numbers(struct vault *v, const uint32_t *numbers, size_t n,
+    struct dataset_info *out) VAULT_WUR;
+
 #endif

@@ -346,10 +346,15 @@ run_apply(struct store_txn *txn, void *arg)
 	if (next == 0)
 		next = 1;
 	for (size_t i = 0; i < job->n; i++) {
+		struct key_version kv;
+
 		if ((r = delete_one(job->v, txn, &job->reqs[i], &next, &job->out[i])) != 0) {
 			job->bad = i;
 			return r;
 		}
+		if (keyring_version_get(job->v->kr, txn, job->out[i].epoch, &kv) == 0 &&
+		    kv.destroyed)
+			job->out[i].final_at_ms = kv.destroyed_ms;
 	}
 	if ((r = meta_put_u64(txn, META_LEDGER_NEXT, 0, next)) == 0)
 		VAULT_CRASH_POINT("delete.before_commit");
@@ -471,6 +476,27 @@ requests_log_txn(struct store_txn *txn, const char *kind,
 	k = (struct store_val){ strlen(key), key };
 	val = (struct store_val){ sizeof(rec), rec };
 	return store_put(txn, STORE_REQUESTS, k.data, k.len, val.data, val.len, 0);
+}
+
+struct log_job {
+	const char *kind;
+	const uint8_t *ref;
+};
+
+static int
+log_apply(struct store_txn *txn, void *arg)
+{
+	struct log_job *job = arg;
+
+	return requests_log_txn(txn, job->kind, job->ref);
+}
+
+int
+requests_log(struct vault *v, const char *kind, const uint8_t *ref)
+{
+	struct log_job job = { kind, ref };
+
+	return writer_submit(v->wr, log_apply, &job);
 }
 
 /* Where a sweep of the request records stands between transactions. */

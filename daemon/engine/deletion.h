@@ -57,6 +57,8 @@ struct receipt {
 	size_t signed_len;
 	uint8_t signature[KEYRING_SIG_BYTES];
 	char audit_head[2 * 32 + 1];	/* hex; empty while the log is empty */
+	/* When the epoch's master key was destroyed (the receipt is final), or 0. */
+	uint64_t final_at_ms;
 };
 
 /* NULL when id is a valid request id (printable ASCII, no spaces, <= 128). */
@@ -75,6 +77,9 @@ void receipt_clear(struct receipt *r);
 int receipt_parse(const uint8_t *text, size_t len, struct receipt *r) VAULT_WUR;
 
 /* In a write txn: records a request of kind ("know", "optout") about ref. */
+/* The same in a durable write of its own. */
+int requests_log(struct vault *v, const char *kind,
+    const uint8_t *ref) VAULT_WUR;
 int requests_log_txn(struct store_txn *txn, const char *kind,
     const uint8_t *ref) VAULT_WUR;
 /*

@@ -724,3 +724,41 @@ rotation_tick(struct vault *v, void *arg)
 	finish_destroys(v);
 	shred_epochs(v);
 }
+
+int
+rotation_key_status(struct vault *v, struct key_status *s)
+{
+	struct store_txn *txn = NULL;
+	size_t alloc;
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	if ((r = store_read_begin(v->store, &txn)) != 0 ||
+	    (r = keyring_versions(v->kr, txn, &s->vs, &s->n)) != 0)
+		goto out;
+	alloc = s->n > 0 ? s->n : 1;
+	if ((s->deks = calloc(alloc, sizeof(*s->deks))) == NULL ||
+	    (s->pending = calloc(alloc, sizeof(*s->pending))) == NULL) {
+		r = VAULT_ERR_NOMEM;
+		goto out;
+	}
+	if ((r = rotation_dek_counts(txn, s->vs, s->n, s->deks)) != 0 ||
+	    (r = rotation_state(txn, &s->rotating, &s->p)) != 0)
+		goto out;
+	for (size_t i = 0; i < s->n; i++)
+		if ((r = deletion_pending(txn, s->vs[i].version,
+		    &s->pending[i])) != 0)
+			goto out;
+out:
+	store_read_end(txn);
+	return r;
+}
+
+void
+key_status_clear(struct key_status *s)
+{
+	free(s->vs);
+	free(s->deks);
+	free(s->pending);
+	memset(s, 0, sizeof(*s));
+}

@@ -66,6 +66,20 @@ int rotation_state(struct store_txn *txn, bool *running,
 int rotation_dek_counts(struct store_txn *txn,
     const struct key_version *vs, size_t n, uint64_t *counts) VAULT_WUR;
 
+/* The master keys' state for GetKeyStatus, read in one snapshot. */
+struct key_status {
+	struct key_version *vs;		/* every recorded version, ascending */
+	uint64_t *deks;			/* deks[i]: DEKs that vs[i] wraps */
+	uint64_t *pending;		/* pending[i]: deletions not final yet */
+	size_t n;
+	bool rotating;
+	struct rotation_progress p;	/* while rotating */
+};
+
+/* Fills s (clear it with key_status_clear, also after an error). */
+int rotation_key_status(struct vault *v, struct key_status *s) VAULT_WUR;
+void key_status_clear(struct key_status *s);
+
 /*
  * Destroys version. VAULT_ERR_STATE (with a reason in why) when it is
  * active, a rotation runs, or records still need it.

@@ -8,8 +8,8 @@
 #include "util/log.h"
 #include "engine/record.h"
 #include "engine/unknown_attrs.h"
+#include "store/meta.h"
 
-#define META_KEY "unknown_attrs"
 #define FINGERPRINT_BYTES 16
 #define META_BYTES (FINGERPRINT_BYTES + 8)
 /* Attribute records looked at per purge transaction (whole consumers). */
@@ -55,14 +55,14 @@ static int
 known_clean(struct vault *v, bool *clean)
 {
 	uint8_t fp[FINGERPRINT_BYTES];
-	struct store_val k = { sizeof(META_KEY) - 1, META_KEY }, val;
+	struct store_val val;
 	struct store_txn *txn;
 	int rc, r;
 
 	*clean = false;
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		return r;
-	rc = store_get(txn, STORE_META, k.data, k.len, &val);
+	rc = meta_get(txn, META_UNKNOWN_ATTRS, 0, &val);
 	if (rc == 0 && val.len == META_BYTES) {
 		fingerprint(v->schema, fp);
 		*clean = memcmp(val.data, fp, sizeof(fp)) == 0 &&
@@ -121,14 +121,10 @@ static int
 record_txn(struct vault *v, struct store_txn *txn, uint64_t values)
 {
 	uint8_t rec[META_BYTES];
-	struct store_val k = { sizeof(META_KEY) - 1, META_KEY }, val = { sizeof(rec), rec };
-	int rc;
 
 	fingerprint(v->schema, rec);
 	store_put_u64(rec + FINGERPRINT_BYTES, values);
-	if ((rc = store_put(txn, STORE_META, k.data, k.len, val.data, val.len, 0)) != 0)
-		return rc;
-	return 0;
+	return meta_put(txn, META_UNKNOWN_ATTRS, 0, rec, sizeof(rec));
 }
 
 struct record_job {
