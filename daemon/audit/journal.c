@@ -39,7 +39,7 @@ struct jentry {
 };
 
 struct journal {
-	struct vault *v;
+	struct audit_log *al;
 	char *path[2];
 	int fd[2];
 	off_t size[2];
@@ -83,7 +83,7 @@ encode(const struct journal *j, const struct jentry *e, uint8_t *out)
 	store_put_u64(out + 3, e->seq);
 	store_put_u64(out + 11, e->at_ms);
 	memcpy(out + JHDR, e->body, e->len);
-	mac_of(keyring_audit_key(j->v->kr), out, JHDR + e->len,
+	mac_of(keyring_audit_key(j->al->kr), out, JHDR + e->len,
 	    out + JHDR + e->len);
 	return JHDR + e->len + MAC_BYTES;
 }
@@ -121,7 +121,7 @@ drain(MDB_txn *txn, void *arg)
 		return 0;
 	/* Entries up to last are linked and stay put until done() frees them. */
 	for (;; e = e->next) {
-		if ((r = audit_append_body_txn(j->v, txn, e->at_ms, e->body,
+		if ((r = audit_append_body_txn(j->al, txn, e->at_ms, e->body,
 		    e->len, false)) != 0)
 			return r;
 		j->n_taken++;
@@ -130,8 +130,8 @@ drain(MDB_txn *txn, void *arg)
 	}
 	VAULT_CRASH_POINT("journal.ingest");	/* in the group, uncommitted */
 	store_put_u64(seq, last->seq);
-	if ((rc = mdb_put(txn, j->v->store->meta, &k, &val, 0)) != 0)
-		return store_err(j->v->store, rc, "put journal position");
+	if ((rc = mdb_put(txn, j->al->store->meta, &k, &val, 0)) != 0)
+		return store_err(j->al->store, rc, "put journal position");
 	j->taken = last;
 	return 0;
 }
@@ -176,7 +176,7 @@ journal_sync(struct journal *j)
 	pthread_mutex_lock(&j->mu);
 	waiting = j->head != NULL;
 	pthread_mutex_unlock(&j->mu);
-	return waiting ? writer_submit_lazy(j->v->wr, nothing, NULL) : 0;
+	return waiting ? writer_submit_lazy(j->al->wr, nothing, NULL) : 0;
 }
 
 /*
@@ -210,12 +210,12 @@ keep_reserve(struct journal *j, int i)
 static int
 ingest(struct journal *j, unsigned mask)
 {
-	int r = writer_submit_lazy(j->v->wr, nothing, NULL), rc;
+	int r = writer_submit_lazy(j->al->wr, nothing, NULL), rc;
 
 	if (r == 0)
 		VAULT_CRASH_POINT("journal.ingest_before_sync");
-	if (r == 0 && (rc = mdb_env_sync(j->v->store->env, 1)) != 0)
-		r = store_err(j->v->store, rc, "sync the audit journal's entries");
+	if (r == 0 && (rc = mdb_env_sync(j->al->store->env, 1)) != 0)
+		r = store_err(j->al->store, rc, "sync the audit journal's entries");
 	if (r != 0) {
 		log_error("cannot move the audit journal into the audit log: %s",
 		    vault_strerror(r));
@@ -250,15 +250,15 @@ checkpoint(struct journal *j)
 	char what[256];
 	int r;
 
-	if (j->v->audit_broken)
+	if (j->al->broken)
 		return;
-	if ((r = audit_check(j->v, false, true, &c)) != 0) {
+	if ((r = audit_check(j->al, false, true, &c)) != 0) {
 		log_error("cannot check the audit log: %s", vault_strerror(r));
 		return;
 	}
 	if (audit_check_ok(&c))
 		return;
-	j->v->audit_broken = 1;
+	j->al->broken = 1;
 	audit_check_describe(&c, what, sizeof(what));
 	log_error("the audit log is broken: %s; found while running, it was "
 	    "changed outside vaultd: health is NOT_SERVING", what);
@@ -272,7 +272,7 @@ index_some(struct journal *j)
 	int r = 0;
 
 	for (int i = 0; i < 8 && more && r == 0; i++)
-		r = audit_index(j->v, &more);
+		r = audit_index(j->al, &more);
 	if (r != 0)
 		log_error("cannot index the audit log by consumer: %s",
 		    vault_strerror(r));
@@ -325,7 +325,7 @@ journal_main(void *arg)
 			index_some(j);
 			checkpoint(j);
 			/* Health and writes learn that space returned (store.h). */
-			(void)store_room(j->v->store);
+			(void)store_room(j->al->store);
 			pthread_mutex_lock(&j->mu);
 			next_index = time_after_ms(j->index_ms);
 		}
@@ -480,7 +480,7 @@ found_add(struct found *f, struct jentry *e)
 static int
 scan_file(struct journal *j, int i, uint64_t after, struct found *f)
 {
-	const uint8_t *key = keyring_audit_key(j->v->kr);
+	const uint8_t *key = keyring_audit_key(j->al->kr);
 	uint8_t *buf = NULL, mac[MAC_BYTES];
 	struct stat st;
 	off_t off = 0;
@@ -567,15 +567,15 @@ last_moved_in(struct journal *j, uint64_t *seq)
 	int rc, r;
 
 	*seq = 0;
-	if ((r = store_read_begin(j->v->store, &txn)) != 0)
+	if ((r = store_read_begin(j->al->store, &txn)) != 0)
 		return r;
-	rc = mdb_get(txn, j->v->store->meta, &k, &val);
+	rc = mdb_get(txn, j->al->store->meta, &k, &val);
 	if (rc == 0 && val.mv_size == 8)
 		*seq = store_get_u64(val.mv_data);
 	else if (rc == 0)
 		r = VAULT_ERR_STATE;
 	else if (rc != MDB_NOTFOUND)
-		r = store_err(j->v->store, rc, "get journal position");
+		r = store_err(j->al->store, rc, "get journal position");
 	mdb_txn_abort(txn);
 	return r;
 }
@@ -627,7 +627,7 @@ recover(struct journal *j)
 /* ------------------------------------------------------- open, close */
 
 int
-journal_open(struct journal **out, struct vault *v, const char *dir,
+journal_open(struct journal **out, struct audit_log *al, const char *dir,
     int ingest_ms, int index_ms)
 {
 	struct journal *j;
@@ -636,12 +636,11 @@ journal_open(struct journal **out, struct vault *v, const char *dir,
 	*out = NULL;
 	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return VAULT_ERR_NOMEM;
-	j->v = v;
+	j->al = al;
 	j->ingest_ms = ingest_ms;
 	j->index_ms = index_ms;
 	j->fd[0] = j->fd[1] = -1;
-	j->reserve = v->cfg != NULL ?
-	    (off_t)v->cfg->audit_journal_reserve_mb << 20 : 0;
+	j->reserve = (off_t)al->journal_reserve;
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
 	for (int i = 0; i < 2 && r == 0; i++) {
@@ -666,7 +665,7 @@ journal_open(struct journal **out, struct vault *v, const char *dir,
 		journal_close(j);
 		return r;
 	}
-	writer_set_prelude(v->wr, drain, drained, j);
+	writer_set_prelude(al->wr, drain, drained, j);
 	j->hooked = true;
 	/* Both files are emptied once what they hold is durably moved in. */
 	if (ingest(j, 3) != 0) {
@@ -702,7 +701,7 @@ journal_close(struct journal *j)
 			checkpoint(j);
 	}
 	if (j->hooked)
-		writer_set_prelude(j->v->wr, NULL, NULL, NULL);
+		writer_set_prelude(j->al->wr, NULL, NULL, NULL);
 	free_entries(j->head);
 	for (int i = 0; i < 2; i++) {
 		if (j->fd[i] >= 0)
