@@ -227,8 +227,7 @@ purge_unknown(const struct config *cfg)
 		log_error("cannot open the vault; nothing was purged");
 		goto out;
 	}
-	if (journal_open(&v->jn, v, cfg->store_dir, JOURNAL_INGEST_MS,
-	    JOURNAL_INDEX_MS) != 0) {
+	if (vault_open_journal(v) != 0) {
 		log_error("the store is in use or its audit journal cannot be "
 		    "opened: stop the daemon first; nothing was purged");
 		goto out;
@@ -357,7 +356,7 @@ check_audit(struct vault *v, const struct config *cfg, bool whole)
 	char what[256];
 	int r;
 
-	if ((r = audit_check(v, whole, true, &c)) != 0) {
+	if ((r = audit_check(&v->audit, whole, true, &c)) != 0) {
 		log_error("cannot check the audit log: %s", vault_strerror(r));
 		return -1;
 	}
@@ -377,7 +376,7 @@ check_audit(struct vault *v, const struct config *cfg, bool whole)
 		    "with Audit.VerifyAudit", what);
 		return -1;
 	}
-	v->audit_broken = 1;
+	v->audit.broken = 1;
 	log_error("the audit log is broken: %s; serving with health "
 	    "NOT_SERVING (audit_broken = \"not_serving\")", what);
 	return 0;
@@ -462,8 +461,7 @@ serve(struct config *cfg, bool dev, bool verify_audit, bool init)
 		log_info("checking the whole audit chain (--verify-audit)");
 	if (check_audit(v, cfg, verify_audit) != 0)
 		goto out;
-	if (journal_open(&v->jn, v, cfg->store_dir, JOURNAL_INGEST_MS,
-	    JOURNAL_INDEX_MS) != 0) {
+	if (vault_open_journal(v) != 0) {
 		log_error("cannot open the audit journal; stopping");
 		goto out;
 	}

@@ -6,6 +6,7 @@
 #include "audit/audit.h"
 #include "api/handlers.h"
 #include "audit/journal.h"
+#include "audit/scan.h"
 #include "engine/vault.h"
 #include "vault/v1/vault.pb-c.h"
 
@@ -35,7 +36,7 @@ append_all(struct vault *v, struct store_txn *txn, const struct rpc_audit *a)
 	for (size_t i = 0; i < n_entries(a); i++) {
 		struct audit_rec rec = entry(a, i);
 
-		if ((r = audit_append_txn(v, txn, &rec)) != 0)
+		if ((r = audit_append_txn(&v->audit, txn, &rec)) != 0)
 			return r;
 	}
 	return 0;
@@ -104,7 +105,7 @@ sink_append(void *app, const struct rpc_audit *a)
 		return VAULT_ERR_NOMEM;
 	for (size_t i = 0; i < n; i++)
 		recs[i] = entry(a, i);
-	r = journal_append(v->jn, recs, n);
+	r = journal_append(v->audit.jn, recs, n);
 	if (recs != &one)
 		free(recs);
 	return r;
@@ -175,7 +176,7 @@ handle_query_audit(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		    strlen(req->consumer_id), ref);
 		rpc_audit_ref(ctx, ref);
 	}
-	if ((r = audit_scan(v, 0, req->consumer_id[0] ? ref : NULL, send_entry,
+	if ((r = audit_scan(&v->audit, 0, req->consumer_id[0] ? ref : NULL, send_entry,
 	    &q)) != 0)
 		return r;
 	return q.r;
@@ -192,7 +193,7 @@ handle_verify_audit(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	int r, n;
 
 	(void)msg;
-	if ((r = audit_verify(v, &entries, head, &bad)) != 0)
+	if ((r = audit_verify(&v->audit, &entries, head, &bad)) != 0)
 		return r;
 	crypto_hex(head, sizeof(head), hex);
 	/* A signed checkpoint: an auditor can keep it outside the vault. */

@@ -11,10 +11,11 @@
 #include <string.h>
 
 #include "audit/audit.h"
+#include "audit/scan.h"
 #include "engine/consent.h"
 #include "engine/consumer.h"
 #include "engine/dataset.h"
-#include "engine/deletion.h"
+#include "engine/requests.h"
 #include "api/handlers.h"
 #include "engine/record.h"
 #include "engine/vault.h"
@@ -144,9 +145,9 @@ add_releases(struct vault *v, struct export *x)
 
 		if (x->datasets[i] == NULL)
 			return VAULT_ERR_NOMEM;
-		audit_dataset_key(v, x->datasets[i], strlen(x->datasets[i]), key);
+		audit_dataset_key(&v->audit, x->datasets[i], strlen(x->datasets[i]), key);
 		x->found = false;
-		if ((r = audit_scan(v, 0, key, add_release, x)) != 0)
+		if ((r = audit_scan(&v->audit, 0, key, add_release, x)) != 0)
 			return r;
 		if (x->found)
 			continue;
@@ -275,7 +276,7 @@ handle_export_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	}
 	x->since = store_now_ms() - HISTORY_MS;
 	if (r != 0 || (r = read_records(v, ref, x)) != 0 ||
-	    (r = audit_scan(v, 0, ref, add_access, x)) != 0 ||
+	    (r = audit_scan(&v->audit, 0, ref, add_access, x)) != 0 ||
 	    (r = add_releases(v, x)) != 0 ||
 	    (r = requests_log(v, "know", ref)) != 0 ||
 	    (r = link_history(x)) != 0)

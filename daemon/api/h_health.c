@@ -40,7 +40,7 @@ status_of(struct rpc_ctx *ctx, const char *service)
 
 	if (!known_service(service))
 		return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
-	return rpc_stopping(ctx) || v->audit_broken ||
+	return rpc_stopping(ctx) || v->audit.broken ||
 	    (strcmp(service, WRITE_SERVICE) == 0 &&
 	    store_refusing(v->store) != 0) ?
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING :

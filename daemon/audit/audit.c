@@ -6,12 +6,10 @@
 #include "util/crashpoint.h"
 #include "audit/audit.h"
 #include "audit/audit_text.h"
-#include "audit/journal.h"
+#include "store/meta.h"
 #include "util/log.h"
 
 #define REC_FORMAT 1
-#define HEAD_KEY "audit_head"
-#define INDEXED_KEY "audit_indexed"	/* entries up to this seq are in audit_ref */
 #define INDEX_BATCH 5000
 /* A scan by consumer reads at most this many entries past the index. */
 #define TAIL_MAX 4096
@@ -22,7 +20,6 @@
 /* Entries from before names and source had fields end after outcome. */
 #define N_FIELDS_V1 7
 #define PAGE 512
-#define CP_KEY "audit_checkpoint"
 #define CP_FORMAT 1
 #define CP_DOMAIN "vaultd audit checkpoint v1"
 #define CP_SIGNED (1 + 8 + AUDIT_HASH_BYTES)	/* what the MAC covers */
@@ -55,22 +52,23 @@ chain_hash(const uint8_t *key, uint64_t seq, const uint8_t *at_prev,
 }
 
 int
-audit_head(struct vault *v, MDB_txn *txn, uint64_t *seq,
+audit_head(struct audit_log *al, struct store_txn *txn, uint64_t *seq,
     uint8_t hash[AUDIT_HASH_BYTES])
 {
-	MDB_val k = { sizeof(HEAD_KEY) - 1, HEAD_KEY }, val;
-	int rc = mdb_get(txn, v->store->meta, &k, &val);
+	struct store_val val;
+	int rc = meta_get(txn, META_AUDIT_HEAD, 0, &val);
 
+	(void)al;
 	*seq = 0;
 	memset(hash, 0, AUDIT_HASH_BYTES);
-	if (rc == MDB_NOTFOUND)
+	if (rc == VAULT_ERR_NOT_FOUND)
 		return 0;
 	if (rc != 0)
-		return store_err(v->store, rc, "get audit head");
-	if (val.mv_size != 8 + AUDIT_HASH_BYTES)
+		return rc;
+	if (val.len != 8 + AUDIT_HASH_BYTES)
 		return VAULT_ERR_STATE;
-	*seq = store_get_u64(val.mv_data);
-	memcpy(hash, (const uint8_t *)val.mv_data + 8, AUDIT_HASH_BYTES);
+	*seq = store_get_u64(val.data);
+	memcpy(hash, (const uint8_t *)val.data + 8, AUDIT_HASH_BYTES);
 	return 0;
 }
 
@@ -170,7 +168,7 @@ audit_check_body(const uint8_t *body, size_t len)
 }
 
 void
-audit_dataset_key(const struct vault *v, const char *dataset, size_t len,
+audit_dataset_key(const struct audit_log *al, const char *dataset, size_t len,
     uint8_t key[CRYPTO_REF_BYTES])
 {
 	char buf[sizeof(DATASET_DOMAIN) - 1 + MAX_FIELD];
@@ -179,7 +177,7 @@ audit_dataset_key(const struct vault *v, const char *dataset, size_t len,
 		len = MAX_FIELD;
 	memcpy(buf, DATASET_DOMAIN, sizeof(DATASET_DOMAIN) - 1);
 	memcpy(buf + sizeof(DATASET_DOMAIN) - 1, dataset, len);
-	crypto_consumer_ref(keyring_index_key(v->kr), buf,
+	crypto_consumer_ref(keyring_index_key(al->kr), buf,
 	    sizeof(DATASET_DOMAIN) - 1 + len, key);
 }
 
@@ -189,7 +187,7 @@ audit_dataset_key(const struct vault *v, const char *dataset, size_t len,
  * VAULT_ERR_NOT_FOUND when nowhere, VAULT_ERR_STATE when malformed.
  */
 static int
-body_index_key(const struct vault *v, const uint8_t *body, size_t len,
+body_index_key(const struct audit_log *al, const uint8_t *body, size_t len,
     uint8_t key[CRYPTO_REF_BYTES])
 {
 	const uint8_t *f[N_FIELDS];
@@ -200,7 +198,7 @@ body_index_key(const struct vault *v, const uint8_t *body, size_t len,
 	if (n[F_REF] != 0)
 		memcpy(key, f[F_REF], CRYPTO_REF_BYTES);
 	else if (n[F_DATASET] != 0)
-		audit_dataset_key(v, (const char *)f[F_DATASET], n[F_DATASET], key);
+		audit_dataset_key(al, (const char *)f[F_DATASET], n[F_DATASET], key);
 	else
 		return VAULT_ERR_NOT_FOUND;
 	return 0;
@@ -208,170 +206,150 @@ body_index_key(const struct vault *v, const uint8_t *body, size_t len,
 
 /* Adds entry seq of ref to the consumer index, if it is not there yet. */
 static int
-index_put(struct vault *v, MDB_txn *txn, const uint8_t *ref, uint64_t seq)
+index_put(struct store_txn *txn, const uint8_t *ref, uint64_t seq)
 {
 	uint8_t sk[8], rb[CRYPTO_REF_BYTES];
-	MDB_val rk = { CRYPTO_REF_BYTES, rb }, sv = { 8, sk };
-	MDB_cursor *cur;
+	struct store_val rk = { CRYPTO_REF_BYTES, rb }, sv = { 8, sk };
+	struct store_cursor *cur;
 	int rc;
 
 	memcpy(rb, ref, sizeof(rb));
 	store_put_u64(sk, seq);
-	if ((rc = mdb_cursor_open(txn, v->store->audit_ref, &cur)) != 0)
-		return store_err(v->store, rc, "open cursor");
+	if ((rc = store_cursor_open(txn, STORE_AUDIT_REF, &cur)) != 0)
+		return rc;
 	/* A look-up first, so an entry already there costs no page copy. */
-	rc = mdb_cursor_get(cur, &rk, &sv, MDB_GET_BOTH);
-	mdb_cursor_close(cur);
+	rc = store_cursor_get(cur, &rk, &sv, STORE_GET_BOTH);
+	store_cursor_close(cur);
 	if (rc == 0)
 		return 0;
-	if (rc != MDB_NOTFOUND)
-		return store_err(v->store, rc, "look up audit index");
-	rk = (MDB_val){ CRYPTO_REF_BYTES, rb };
-	sv = (MDB_val){ 8, sk };
-	if ((rc = mdb_put(txn, v->store->audit_ref, &rk, &sv, 0)) != 0)
-		return store_err(v->store, rc, "index audit entry");
+	if (rc != VAULT_ERR_NOT_FOUND)
+		return rc;
+	rk = (struct store_val){ CRYPTO_REF_BYTES, rb };
+	sv = (struct store_val){ 8, sk };
+	if ((rc = store_put(txn, STORE_AUDIT_REF, rk.data, rk.len, sv.data, sv.len, 0)) != 0)
+		return rc;
 	return 0;
 }
 
 int
-audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
+audit_append_body_txn(struct audit_log *al, struct store_txn *txn, uint64_t at_ms,
     const uint8_t *body, size_t len, bool index)
 {
 	uint8_t buf[HDR + AUDIT_BODY_MAX], key[8], head[8 + AUDIT_HASH_BYTES];
 	uint8_t ref[CRYPTO_REF_BYTES];
 	uint64_t seq;
-	MDB_val k, val;
+	struct store_val k, val;
 	int rc, r, filed;
 
 	if (len > AUDIT_BODY_MAX ||
-	    ((filed = body_index_key(v, body, len, ref)) != 0 &&
+	    ((filed = body_index_key(al, body, len, ref)) != 0 &&
 	    filed != VAULT_ERR_NOT_FOUND))
 		return VAULT_ERR_STATE;
-	if ((r = audit_head(v, txn, &seq, buf + 9)) != 0)
+	if ((r = audit_head(al, txn, &seq, buf + 9)) != 0)
 		return r;
 	seq++;
 	buf[0] = REC_FORMAT;
 	store_put_u64(buf + 1, at_ms);
 	len = body_store(body, len, buf + HDR);
-	chain_hash(keyring_audit_key(v->kr), seq, buf + 1, buf + HDR, len,
+	chain_hash(keyring_audit_key(al->kr), seq, buf + 1, buf + HDR, len,
 	    buf + 9 + AUDIT_HASH_BYTES);
 	store_put_u64(key, seq);
-	k = (MDB_val){ 8, key };
-	val = (MDB_val){ HDR + len, buf };
-	if ((rc = mdb_put(txn, v->store->audit, &k, &val, MDB_APPEND)) != 0)
-		return store_err(v->store, rc, "append audit entry");
+	k = (struct store_val){ 8, key };
+	val = (struct store_val){ HDR + len, buf };
+	if ((rc = store_put(txn, STORE_AUDIT, k.data, k.len, val.data, val.len, STORE_APPEND)) != 0)
+		return rc;
 	/* Unless index, the consumer index gets it later (audit_index). */
-	if (index && filed == 0 && (r = index_put(v, txn, ref, seq)) != 0)
+	if (index && filed == 0 && (r = index_put(txn, ref, seq)) != 0)
 		return r;
 	memcpy(head, key, 8);
 	memcpy(head + 8, buf + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES);
-	k = (MDB_val){ sizeof(HEAD_KEY) - 1, HEAD_KEY };
-	val = (MDB_val){ sizeof(head), head };
-	if ((rc = mdb_put(txn, v->store->meta, &k, &val, 0)) != 0)
-		return store_err(v->store, rc, "put audit head");
-	return 0;
+	return meta_put(txn, META_AUDIT_HEAD, 0, head, sizeof(head));
 }
 
 int
-audit_append_txn(struct vault *v, MDB_txn *txn, const struct audit_rec *rec)
+audit_append_txn(struct audit_log *al, struct store_txn *txn, const struct audit_rec *rec)
 {
 	uint8_t body[AUDIT_BODY_MAX];
 	size_t len = audit_encode(rec, body);
 
 	/* A write's entry is indexed in its transaction: its pages are copied anyway. */
-	return audit_append_body_txn(v, txn, store_now_ms(), body, len, true);
+	return audit_append_body_txn(al, txn, store_now_ms(), body, len, true);
 }
 
 /* ------------------------------------------------ the consumer index */
 
 static int
-get_indexed(struct vault *v, MDB_txn *txn, uint64_t *seq, bool *found)
+get_indexed(struct store_txn *txn, uint64_t *seq, bool *found)
 {
-	MDB_val k = { sizeof(INDEXED_KEY) - 1, INDEXED_KEY }, val;
-	int rc = mdb_get(txn, v->store->meta, &k, &val);
+	int rc = meta_get_u64(txn, META_AUDIT_INDEXED, 0, seq);
 
-	*seq = 0;
 	*found = rc == 0;
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	if (rc != 0)
-		return store_err(v->store, rc, "get audit index position");
-	if (val.mv_size != 8)
-		return VAULT_ERR_STATE;
-	*seq = store_get_u64(val.mv_data);
-	return 0;
+	return rc == VAULT_ERR_NOT_FOUND ? 0 : rc;
 }
 
 static int
-put_indexed(struct vault *v, MDB_txn *txn, uint64_t seq)
+put_indexed(struct store_txn *txn, uint64_t seq)
 {
-	uint8_t b[8];
-	MDB_val k = { sizeof(INDEXED_KEY) - 1, INDEXED_KEY }, val = { 8, b };
-	int rc;
-
-	store_put_u64(b, seq);
-	if ((rc = mdb_put(txn, v->store->meta, &k, &val, 0)) != 0)
-		return store_err(v->store, rc, "put audit index position");
-	return 0;
+	return meta_put_u64(txn, META_AUDIT_INDEXED, 0, seq);
 }
 
 struct index_job {
-	struct vault *v;
+	struct audit_log *al;
 	bool more;			/* out: entries remain after this batch */
 };
 
 /* Indexes up to INDEX_BATCH entries after the recorded position. */
 static int
-index_apply(MDB_txn *txn, void *arg)
+index_apply(struct store_txn *txn, void *arg)
 {
 	struct index_job *job = arg;
-	struct vault *v = job->v;
-	MDB_cursor *cur = NULL;
+	struct audit_log *al = job->al;
+	struct store_cursor *cur = NULL;
 	uint64_t done, seq = 0;
 	uint8_t key[8];
-	MDB_val k = { 8, key }, val;
+	struct store_val k = { 8, key }, val;
 	bool found;
 	size_t n = 0;
 	int rc, r;
 
 	job->more = false;
-	if ((r = get_indexed(v, txn, &done, &found)) != 0)
+	if ((r = get_indexed(txn, &done, &found)) != 0)
 		return r;
-	if ((rc = mdb_cursor_open(txn, v->store->audit, &cur)) != 0)
-		return store_err(v->store, rc, "open cursor");
+	if ((rc = store_cursor_open(txn, STORE_AUDIT, &cur)) != 0)
+		return rc;
 	store_put_u64(key, done + 1);
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK);
 	    rc == 0 && n < INDEX_BATCH;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT), n++) {
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT), n++) {
 		uint8_t ref[CRYPTO_REF_BYTES];
 		int filed = VAULT_ERR_STATE;
 
-		if (k.mv_size != 8 || val.mv_size < HDR ||
-		    val.mv_size > HDR + AUDIT_BODY_MAX ||
-		    ((filed = body_index_key(v, (const uint8_t *)val.mv_data + HDR,
-		    val.mv_size - HDR, ref)) != 0 && filed != VAULT_ERR_NOT_FOUND)) {
+		if (k.len != 8 || val.len < HDR ||
+		    val.len > HDR + AUDIT_BODY_MAX ||
+		    ((filed = body_index_key(al, (const uint8_t *)val.data + HDR,
+		    val.len - HDR, ref)) != 0 && filed != VAULT_ERR_NOT_FOUND)) {
 			r = VAULT_ERR_STATE;	/* VerifyAudit names the entry */
 			break;
 		}
-		seq = store_get_u64(k.mv_data);
+		seq = store_get_u64(k.data);
 		/* Entries of writes were indexed with them: a look-up each. */
-		if (filed == 0 && (r = index_put(v, txn, ref, seq)) != 0)
+		if (filed == 0 && (r = index_put(txn, ref, seq)) != 0)
 			break;
 	}
-	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND)
-		r = store_err(v->store, rc, "scan audit");
+	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
 	job->more = r == 0 && rc == 0;
-	mdb_cursor_close(cur);
+	store_cursor_close(cur);
 	if (r == 0 && seq > done)
-		r = put_indexed(v, txn, seq);
+		r = put_indexed(txn, seq);
 	return r;
 }
 
 int
-audit_index(struct vault *v, bool *more)
+audit_index(struct audit_log *al, bool *more)
 {
-	struct index_job job = { v, false };
-	int r = writer_submit_lazy(v->wr, index_apply, &job);
+	struct index_job job = { al, false };
+	int r = writer_submit_lazy(al->wr, index_apply, &job);
 
 	*more = job.more;
 	return r;
@@ -379,79 +357,79 @@ audit_index(struct vault *v, bool *more)
 
 /* Before its first entry, a store's index is complete by definition. */
 static int
-index_init_apply(MDB_txn *txn, void *arg)
+index_init_apply(struct store_txn *txn, void *arg)
 {
-	struct vault *v = arg;
+	struct audit_log *al = arg;
 	uint8_t hash[AUDIT_HASH_BYTES];
 	uint64_t seq, head;
 	bool found;
 	int r;
 
-	if ((r = get_indexed(v, txn, &seq, &found)) != 0 || found)
+	if ((r = get_indexed(txn, &seq, &found)) != 0 || found)
 		return r;
 	/* A store from before the index was built in batches: all indexed. */
-	if ((r = audit_head(v, txn, &head, hash)) != 0)
+	if ((r = audit_head(al, txn, &head, hash)) != 0)
 		return r;
-	return put_indexed(v, txn, head);
+	return put_indexed(txn, head);
 }
 
 int
-audit_index_init(struct vault *v)
+audit_index_init(struct audit_log *al)
 {
-	return writer_submit(v->wr, index_init_apply, v);
+	return writer_submit(al->wr, index_init_apply, al);
 }
 
 /* How many entries wait to be indexed, in a snapshot of now. */
 static int
-index_lag(struct vault *v, uint64_t *lag)
+index_lag(struct audit_log *al, uint64_t *lag)
 {
 	uint8_t hash[AUDIT_HASH_BYTES];
 	uint64_t done, head;
-	MDB_txn *txn;
+	struct store_txn *txn;
 	bool found;
 	int r;
 
 	*lag = 0;
-	if ((r = store_read_begin(v->store, &txn)) != 0)
+	if ((r = store_read_begin(al->store, &txn)) != 0)
 		return r;
-	if ((r = get_indexed(v, txn, &done, &found)) == 0 &&
-	    (r = audit_head(v, txn, &head, hash)) == 0 && head > done)
+	if ((r = get_indexed(txn, &done, &found)) == 0 &&
+	    (r = audit_head(al, txn, &head, hash)) == 0 && head > done)
 		*lag = head - done;
-	mdb_txn_abort(txn);
+	store_read_end(txn);
 	return r;
 }
 
 /* Catches the index up. */
 static int
-index_all(struct vault *v)
+index_all(struct audit_log *al)
 {
 	bool more = true;
 	int r = 0;
 
 	while (more && r == 0)
-		r = audit_index(v, &more);
+		r = audit_index(al, &more);
 	return r;
 }
 
 struct append_job {
-	struct vault *v;
+	struct audit_log *al;
 	const struct audit_rec *rec;
 };
 
 static int
-append_apply(MDB_txn *txn, void *arg)
+append_apply(struct store_txn *txn, void *arg)
 {
 	struct append_job *job = arg;
 
-	return audit_append_txn(job->v, txn, job->rec);
+	return audit_append_txn(job->al, txn, job->rec);
 }
 
 int
-audit_append(struct vault *v, const struct audit_rec *rec)
+audit_append(struct audit_log *al, const struct audit_rec *rec)
 {
-	struct append_job job = { v, rec };
+	struct append_job job = { al, rec };
 
-	return writer_submit(v->wr, append_apply, &job);
+	return writer_submit(al->wr, append_apply, &job);
 }
 
 /* Methods whose entries, before names had a field, held them in detail. */
@@ -490,9 +468,9 @@ map_v1_detail(struct audit_entry *e)
 
 /* Decodes a record; VAULT_ERR_STATE when it is malformed. */
 static int
-parse(uint64_t seq, const MDB_val *val, struct audit_entry *e)
+parse(uint64_t seq, const struct store_val *val, struct audit_entry *e)
 {
-	const uint8_t *p = val->mv_data, *f[N_FIELDS];
+	const uint8_t *p = val->data, *f[N_FIELDS];
 	char *dst[N_FIELDS] = { e->principal, e->method, NULL, e->detail,
 	    e->purpose, e->dataset, e->outcome, e->names, e->source };
 	size_t cap[N_FIELDS] = { sizeof(e->principal), sizeof(e->method), 0,
@@ -501,10 +479,10 @@ parse(uint64_t seq, const MDB_val *val, struct audit_entry *e)
 	size_t n[N_FIELDS], len;
 
 	memset(e, 0, sizeof(*e));
-	if (val->mv_size < HDR || val->mv_size > HDR + AUDIT_BODY_MAX ||
+	if (val->len < HDR || val->len > HDR + AUDIT_BODY_MAX ||
 	    p[0] != REC_FORMAT)
 		return VAULT_ERR_STATE;
-	len = val->mv_size - HDR;
+	len = val->len - HDR;
 	if (body_fields(p + HDR, len, f, n) != 0)
 		return VAULT_ERR_STATE;
 	e->seq = seq;
@@ -517,7 +495,7 @@ parse(uint64_t seq, const MDB_val *val, struct audit_entry *e)
 		if (i != F_REF)
 			audit_text_copy(dst[i], cap[i], f[i], n[i]);
 	/* A body of N_FIELDS_V1 fields ends with the outcome's. */
-	if (f[F_OUTCOME] + n[F_OUTCOME] == p + val->mv_size)
+	if (f[F_OUTCOME] + n[F_OUTCOME] == p + val->len)
 		map_v1_detail(e);
 	return 0;
 }
@@ -558,19 +536,19 @@ audit_kind(const char *method)
 }
 
 static int
-visit_seq(struct vault *v, MDB_txn *txn, uint64_t seq, audit_visit fn,
+visit_seq(struct store_txn *txn, uint64_t seq, audit_visit fn,
     void *arg, int *stop)
 {
 	uint8_t key[8];
-	MDB_val k = { 8, key }, val;
+	struct store_val k = { 8, key }, val;
 	struct audit_entry e;
 	int rc;
 
 	store_put_u64(key, seq);
-	if ((rc = mdb_get(txn, v->store->audit, &k, &val)) == MDB_NOTFOUND)
+	if ((rc = store_get(txn, STORE_AUDIT, k.data, k.len, &val)) == VAULT_ERR_NOT_FOUND)
 		return 0;
 	if (rc != 0)
-		return store_err(v->store, rc, "get audit entry");
+		return rc;
 	if (parse(seq, &val, &e) != 0)
 		return VAULT_ERR_STATE;
 	*stop = fn(&e, arg);
@@ -583,49 +561,49 @@ visit_seq(struct vault *v, MDB_txn *txn, uint64_t seq, audit_visit fn,
  * in that snapshot) are read; *stopped tells that fn asked to stop.
  */
 static int
-scan_page(struct vault *v, uint64_t *after, const uint8_t *ref, audit_visit fn,
+scan_page(struct audit_log *al, uint64_t *after, const uint8_t *ref, audit_visit fn,
     void *arg, bool *done, uint64_t *indexed, bool *stopped)
 {
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
+	struct store_txn *txn = NULL;
+	struct store_cursor *cur = NULL;
 	uint8_t key[8];
-	MDB_val k, val;
+	struct store_val k, val;
 	int rc, r, stop = 0;
 	size_t n = 0;
 	bool found;
 
 	*done = false;
 	*stopped = false;
-	if ((r = store_read_begin(v->store, &txn)) != 0)
+	if ((r = store_read_begin(al->store, &txn)) != 0)
 		return r;
-	if (ref != NULL && (r = get_indexed(v, txn, indexed, &found)) != 0)
+	if (ref != NULL && (r = get_indexed(txn, indexed, &found)) != 0)
 		goto out;
-	if ((rc = mdb_cursor_open(txn, ref ? v->store->audit_ref : v->store->audit,
+	if ((rc = store_cursor_open(txn, ref ? STORE_AUDIT_REF : STORE_AUDIT,
 	    &cur)) != 0) {
-		r = store_err(v->store, rc, "open cursor");
+		r = rc;
 		goto out;
 	}
 	store_put_u64(key, *after + 1);
 	if (ref != NULL) {
-		k = (MDB_val){ CRYPTO_REF_BYTES, (void *)ref };
-		val = (MDB_val){ 8, key };
-		rc = mdb_cursor_get(cur, &k, &val, MDB_GET_BOTH_RANGE);
+		k = (struct store_val){ CRYPTO_REF_BYTES, (void *)ref };
+		val = (struct store_val){ 8, key };
+		rc = store_cursor_get(cur, &k, &val, STORE_SEEK_DUP);
 	} else {
-		k = (MDB_val){ 8, key };
-		rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
+		k = (struct store_val){ 8, key };
+		rc = store_cursor_get(cur, &k, &val, STORE_SEEK);
 	}
 	for (; rc == 0 && !stop && n < PAGE; n++) {
-		uint64_t seq = store_get_u64(ref ? val.mv_data : k.mv_data);
+		uint64_t seq = store_get_u64(ref ? val.data : k.data);
 		struct audit_entry e;
 
 		/* Past the position, scan_tail reads the log instead. */
 		if (ref != NULL && seq > *indexed) {
-			rc = MDB_NOTFOUND;
+			rc = VAULT_ERR_NOT_FOUND;
 			break;
 		}
 
 		if (ref != NULL) {
-			if ((r = visit_seq(v, txn, seq, fn, arg, &stop)) != 0)
+			if ((r = visit_seq(txn, seq, fn, arg, &stop)) != 0)
 				goto out;
 		} else {
 			if (parse(seq, &val, &e) != 0) {
@@ -635,88 +613,85 @@ scan_page(struct vault *v, uint64_t *after, const uint8_t *ref, audit_visit fn,
 			stop = fn(&e, arg);
 		}
 		*after = seq;
-		rc = mdb_cursor_get(cur, &k, &val, ref ? MDB_NEXT_DUP : MDB_NEXT);
+		rc = store_cursor_get(cur, &k, &val, ref ? STORE_NEXT_DUP : STORE_NEXT);
 	}
-	if (rc == MDB_NOTFOUND || stop)
+	if (rc == VAULT_ERR_NOT_FOUND || stop)
 		*done = true;
 	else if (rc != 0)
-		r = store_err(v->store, rc, "scan audit");
+		r = rc;
 	*stopped = stop != 0;
 out:
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	store_cursor_close(cur);
+	store_read_end(txn);
 	return r;
 }
 
 /* The entries of ref after seq from, read from the log itself. */
 static int
-scan_tail(struct vault *v, uint64_t from, const uint8_t *ref, audit_visit fn,
+scan_tail(struct audit_log *al, uint64_t from, const uint8_t *ref, audit_visit fn,
     void *arg)
 {
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
+	struct store_txn *txn = NULL;
+	struct store_cursor *cur = NULL;
 	uint8_t key[8];
-	MDB_val k = { 8, key }, val;
+	struct store_val k = { 8, key }, val;
 	int rc, r, stop = 0;
 
-	if ((r = store_read_begin(v->store, &txn)) != 0)
+	if ((r = store_read_begin(al->store, &txn)) != 0)
 		return r;
-	if ((rc = mdb_cursor_open(txn, v->store->audit, &cur)) != 0) {
-		r = store_err(v->store, rc, "open cursor");
+	if ((rc = store_cursor_open(txn, STORE_AUDIT, &cur)) != 0) {
+		r = rc;
 		goto out;
 	}
 	store_put_u64(key, from + 1);
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == 0 && !stop;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0 && !stop;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
 		uint8_t eref[CRYPTO_REF_BYTES];
 		struct audit_entry e;
 		int filed = VAULT_ERR_STATE;
 
-		if (k.mv_size != 8 || val.mv_size < HDR ||
-		    val.mv_size > HDR + AUDIT_BODY_MAX ||
-		    ((filed = body_index_key(v, (const uint8_t *)val.mv_data + HDR,
-		    val.mv_size - HDR, eref)) != 0 && filed != VAULT_ERR_NOT_FOUND)) {
+		if (k.len != 8 || val.len < HDR ||
+		    val.len > HDR + AUDIT_BODY_MAX ||
+		    ((filed = body_index_key(al, (const uint8_t *)val.data + HDR,
+		    val.len - HDR, eref)) != 0 && filed != VAULT_ERR_NOT_FOUND)) {
 			r = VAULT_ERR_STATE;
 			goto out;
 		}
 		if (filed != 0 || memcmp(eref, ref, CRYPTO_REF_BYTES) != 0)
 			continue;
-		if (parse(store_get_u64(k.mv_data), &val, &e) != 0) {
+		if (parse(store_get_u64(k.data), &val, &e) != 0) {
 			r = VAULT_ERR_STATE;
 			goto out;
 		}
 		stop = fn(&e, arg);
 	}
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		r = store_err(v->store, rc, "scan audit");
+	if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
 out:
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	store_cursor_close(cur);
+	store_read_end(txn);
 	return r;
 }
 
 int
-audit_scan(struct vault *v, uint64_t after_seq, const uint8_t *ref,
+audit_log_scan(struct audit_log *al, uint64_t after_seq, const uint8_t *ref,
     audit_visit fn, void *arg)
 {
 	bool done = false, stopped = false;
 	uint64_t indexed = 0, lag;
 	int r = 0;
 
-	/* Entries still in the journal go in first, so the scan sees them. */
-	if (v->jn != NULL && (r = journal_sync(v->jn)) != 0)
-		return r;
 	/*
 	 * By consumer: the index, then the entries after it, read from the log
 	 * itself; an index far behind (no journal thread) is caught up first.
 	 */
-	if (ref != NULL && (r = index_lag(v, &lag)) == 0 && lag > TAIL_MAX)
-		r = index_all(v);
+	if (ref != NULL && (r = index_lag(al, &lag)) == 0 && lag > TAIL_MAX)
+		r = index_all(al);
 	while (!done && r == 0)
-		r = scan_page(v, &after_seq, ref, fn, arg, &done, &indexed,
+		r = scan_page(al, &after_seq, ref, fn, arg, &done, &indexed,
 		    &stopped);
 	if (r == 0 && ref != NULL && !stopped)
-		r = scan_tail(v, after_seq > indexed ? after_seq : indexed, ref,
+		r = scan_tail(al, after_seq > indexed ? after_seq : indexed, ref,
 		    fn, arg);
 	return r;
 }
@@ -743,25 +718,25 @@ checkpoint_mac(const uint8_t *key, const uint8_t signed_part[CP_SIGNED],
 }
 
 static int
-checkpoint_get(struct vault *v, MDB_txn *txn, struct checkpoint *cp)
+checkpoint_get(struct audit_log *al, struct store_txn *txn, struct checkpoint *cp)
 {
-	MDB_val k = { sizeof(CP_KEY) - 1, CP_KEY }, val;
+	struct store_val val;
 	uint8_t mac[AUDIT_HASH_BYTES];
 	const uint8_t *p;
-	int rc = mdb_get(txn, v->store->meta, &k, &val);
+	int rc = meta_get(txn, META_AUDIT_CHECKPOINT, 0, &val);
 
 	memset(cp, 0, sizeof(*cp));
-	if (rc == MDB_NOTFOUND)
+	if (rc == VAULT_ERR_NOT_FOUND)
 		return 0;
 	if (rc != 0)
-		return store_err(v->store, rc, "get audit checkpoint");
+		return rc;
 	cp->found = true;
-	p = val.mv_data;
-	if (val.mv_size != CP_BYTES || p[0] != CP_FORMAT) {
+	p = val.data;
+	if (val.len != CP_BYTES || p[0] != CP_FORMAT) {
 		cp->bad = true;
 		return 0;
 	}
-	checkpoint_mac(keyring_audit_key(v->kr), p, mac);
+	checkpoint_mac(keyring_audit_key(al->kr), p, mac);
 	cp->bad = sodium_memcmp(mac, p + CP_SIGNED, AUDIT_HASH_BYTES) != 0;
 	cp->seq = store_get_u64(p + 1);
 	memcpy(cp->hash, p + 9, AUDIT_HASH_BYTES);
@@ -770,18 +745,18 @@ checkpoint_get(struct vault *v, MDB_txn *txn, struct checkpoint *cp)
 
 /* The first entry missing below seq: one past the last entry before it. */
 static uint64_t
-first_missing(MDB_cursor *cur, uint64_t seq)
+first_missing(struct store_cursor *cur, uint64_t seq)
 {
 	uint8_t key[8];
-	MDB_val k = { 8, key }, val;
+	struct store_val k = { 8, key }, val;
 	int rc;
 
 	store_put_u64(key, seq);
-	rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
-	rc = mdb_cursor_get(cur, &k, &val, rc == 0 ? MDB_PREV : MDB_LAST);
-	if (rc != 0 || k.mv_size != 8 || store_get_u64(k.mv_data) >= seq)
+	rc = store_cursor_get(cur, &k, &val, STORE_SEEK);
+	rc = store_cursor_get(cur, &k, &val, rc == 0 ? STORE_PREV : STORE_LAST);
+	if (rc != 0 || k.len != 8 || store_get_u64(k.data) >= seq)
 		return 1;
-	return store_get_u64(k.mv_data) + 1;
+	return store_get_u64(k.data) + 1;
 }
 
 static void
@@ -796,34 +771,34 @@ bad_at(struct audit_check *c, uint64_t seq, const char *why)
  * whose hash the checkpoint vouches for. end_hash: the last entry's hash.
  */
 static int
-check_txn(struct vault *v, MDB_txn *txn, bool whole, struct audit_check *c,
+check_txn(struct audit_log *al, struct store_txn *txn, bool whole, struct audit_check *c,
     uint8_t end_hash[AUDIT_HASH_BYTES], uint8_t head[AUDIT_HASH_BYTES])
 {
-	const uint8_t *akey = keyring_audit_key(v->kr);
+	const uint8_t *akey = keyring_audit_key(al->kr);
 	uint8_t prev[AUDIT_HASH_BYTES] = { 0 }, h[AUDIT_HASH_BYTES], key[8];
 	struct checkpoint cp;
 	uint64_t head_seq, expect;
-	MDB_cursor *cur = NULL;
-	MDB_val k = { 8, key }, val;
+	struct store_cursor *cur = NULL;
+	struct store_val k = { 8, key }, val;
 	bool anchored, cp_ok, missing = false;
 	int rc, r;
 
 	memset(c, 0, sizeof(*c));
-	if ((r = checkpoint_get(v, txn, &cp)) != 0 ||
-	    (r = audit_head(v, txn, &head_seq, head)) != 0)
+	if ((r = checkpoint_get(al, txn, &cp)) != 0 ||
+	    (r = audit_head(al, txn, &head_seq, head)) != 0)
 		return r;
 	c->checkpoint_bad = cp.bad;
 	cp_ok = cp.found && !cp.bad && cp.seq > 0;
 	c->checkpoint = cp_ok ? cp.seq : 0;
 	anchored = cp_ok && !whole;
 	expect = c->from = anchored ? cp.seq : 1;
-	if ((rc = mdb_cursor_open(txn, v->store->audit, &cur)) != 0)
-		return store_err(v->store, rc, "open cursor");
+	if ((rc = store_cursor_open(txn, STORE_AUDIT, &cur)) != 0)
+		return rc;
 	store_put_u64(key, expect);
-	for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
-		const uint8_t *p = val.mv_data;
-		uint64_t seq = k.mv_size == 8 ? store_get_u64(k.mv_data) : 0;
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+		const uint8_t *p = val.data;
+		uint64_t seq = k.len == 8 ? store_get_u64(k.data) : 0;
 
 		c->entries++;
 		if (seq != expect) {
@@ -831,7 +806,7 @@ check_txn(struct vault *v, MDB_txn *txn, bool whole, struct audit_check *c,
 			missing = true;
 			break;
 		}
-		if (val.mv_size < HDR || val.mv_size > HDR + AUDIT_BODY_MAX ||
+		if (val.len < HDR || val.len > HDR + AUDIT_BODY_MAX ||
 		    p[0] != REC_FORMAT) {
 			bad_at(c, seq, "is malformed");
 			break;
@@ -843,7 +818,7 @@ check_txn(struct vault *v, MDB_txn *txn, bool whole, struct audit_check *c,
 			bad_at(c, seq, "does not follow the entry before it");
 			break;
 		}
-		chain_hash(akey, seq, p + 1, p + HDR, val.mv_size - HDR, h);
+		chain_hash(akey, seq, p + 1, p + HDR, val.len - HDR, h);
 		if (sodium_memcmp(h, p + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES) != 0 ||
 		    (cp_ok && seq == cp.seq &&
 		    sodium_memcmp(h, cp.hash, AUDIT_HASH_BYTES) != 0)) {
@@ -853,8 +828,8 @@ check_txn(struct vault *v, MDB_txn *txn, bool whole, struct audit_check *c,
 		memcpy(prev, h, AUDIT_HASH_BYTES);
 		expect++;
 	}
-	if (c->first_bad == 0 && rc != 0 && rc != MDB_NOTFOUND)
-		r = store_err(v->store, rc, "scan audit");
+	if (c->first_bad == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
 	else if (c->first_bad == 0 && cp_ok && expect <= cp.seq) {
 		bad_at(c, expect, "is missing: the log ends before its checkpoint");
 		missing = true;
@@ -866,7 +841,7 @@ check_txn(struct vault *v, MDB_txn *txn, bool whole, struct audit_check *c,
 	/* Missing from the checkpoint's entry on: maybe from before it. */
 	if (r == 0 && missing && anchored && c->first_bad == cp.seq)
 		c->first_bad = first_missing(cur, cp.seq);
-	mdb_cursor_close(cur);
+	store_cursor_close(cur);
 	if (r == 0 && c->first_bad == 0) {
 		c->end = expect - 1;
 		memcpy(end_hash, prev, AUDIT_HASH_BYTES);
@@ -875,53 +850,50 @@ check_txn(struct vault *v, MDB_txn *txn, bool whole, struct audit_check *c,
 }
 
 struct record_job {
-	struct vault *v;
+	struct audit_log *al;
 	uint64_t seq;
 	uint8_t hash[AUDIT_HASH_BYTES];
 };
 
 /* Moves the checkpoint forward, never back; a damaged one stays as evidence. */
 static int
-record_apply(MDB_txn *txn, void *arg)
+record_apply(struct store_txn *txn, void *arg)
 {
 	struct record_job *job = arg;
-	struct vault *v = job->v;
+	struct audit_log *al = job->al;
 	uint8_t rec[CP_BYTES];
-	MDB_val k = { sizeof(CP_KEY) - 1, CP_KEY }, val = { sizeof(rec), rec };
 	struct checkpoint cp;
-	int rc, r;
+	int r;
 
-	if ((r = checkpoint_get(v, txn, &cp)) != 0)
+	if ((r = checkpoint_get(al, txn, &cp)) != 0)
 		return r;
 	if (cp.bad || (cp.found && cp.seq >= job->seq))
 		return 0;
 	rec[0] = CP_FORMAT;
 	store_put_u64(rec + 1, job->seq);
 	memcpy(rec + 9, job->hash, AUDIT_HASH_BYTES);
-	checkpoint_mac(keyring_audit_key(v->kr), rec, rec + CP_SIGNED);
-	if ((rc = mdb_put(txn, v->store->meta, &k, &val, 0)) != 0)
-		return store_err(v->store, rc, "put audit checkpoint");
-	return 0;
+	checkpoint_mac(keyring_audit_key(al->kr), rec, rec + CP_SIGNED);
+	return meta_put(txn, META_AUDIT_CHECKPOINT, 0, rec, sizeof(rec));
 }
 
 int
-audit_check(struct vault *v, bool whole, bool record, struct audit_check *c)
+audit_check(struct audit_log *al, bool whole, bool record, struct audit_check *c)
 {
-	struct record_job job = { v, 0, { 0 } };
+	struct record_job job = { al, 0, { 0 } };
 	uint8_t head[AUDIT_HASH_BYTES];
-	MDB_txn *txn = NULL;
+	struct store_txn *txn = NULL;
 	int r;
 
 	memset(c, 0, sizeof(*c));
 	/* One snapshot, so appends during the check do not confuse it. */
-	if ((r = store_read_begin(v->store, &txn)) != 0)
+	if ((r = store_read_begin(al->store, &txn)) != 0)
 		return r;
-	r = check_txn(v, txn, whole, c, job.hash, head);
-	mdb_txn_abort(txn);
+	r = check_txn(al, txn, whole, c, job.hash, head);
+	store_read_end(txn);
 	if (r != 0 || !record || !audit_check_ok(c) || c->end <= c->checkpoint)
 		return r;
 	job.seq = c->end;
-	if ((r = writer_submit_lazy(v->wr, record_apply, &job)) == 0)
+	if ((r = writer_submit_lazy(al->wr, record_apply, &job)) == 0)
 		VAULT_CRASH_POINT("audit.checkpoint");
 	return r;
 }
@@ -944,22 +916,20 @@ audit_check_describe(const struct audit_check *c, char *buf, size_t len)
 }
 
 int
-audit_verify(struct vault *v, uint64_t *entries, uint8_t head[AUDIT_HASH_BYTES],
+audit_log_verify(struct audit_log *al, uint64_t *entries, uint8_t head[AUDIT_HASH_BYTES],
     uint64_t *first_bad)
 {
 	uint8_t end[AUDIT_HASH_BYTES];
 	struct audit_check c;
-	MDB_txn *txn = NULL;
+	struct store_txn *txn = NULL;
 	int r;
 
 	*entries = 0;
 	*first_bad = 0;
-	if (v->jn != NULL && (r = journal_sync(v->jn)) != 0)
+	if ((r = store_read_begin(al->store, &txn)) != 0)
 		return r;
-	if ((r = store_read_begin(v->store, &txn)) != 0)
-		return r;
-	r = check_txn(v, txn, true, &c, end, head);
-	mdb_txn_abort(txn);
+	r = check_txn(al, txn, true, &c, end, head);
+	store_read_end(txn);
 	*entries = c.entries;
 	*first_bad = c.first_bad;
 	return r;

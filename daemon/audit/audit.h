@@ -47,10 +47,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <lmdb.h>
-
 #include "crypto/crypto.h"
-#include "engine/vault.h"
+#include "crypto/keyring.h"
+#include "store/store.h"
+#include "store/writer.h"
 
 #define AUDIT_HASH_BYTES 32
 /* The method of the entries vaultd --purge-unknown-attributes writes. */
@@ -58,6 +58,22 @@
 #define AUDIT_N_FIELDS 9
 /* The largest encoded entry body: nine fields of at most 1024 bytes. */
 #define AUDIT_BODY_MAX (AUDIT_N_FIELDS * (2 + 1024))
+
+/*
+ * The audit log: what it writes through and reads from, and its state. The
+ * vault owns one (engine/vault.h) and fills it in when it opens; the audit
+ * layer reaches nothing else of the vault.
+ */
+struct audit_log {
+	struct store *store;
+	struct writer *wr;
+	struct keyring *kr;		/* the audit key */
+	/* The journal of reads' entries (journal.h); NULL until one opens. */
+	struct journal *jn;
+	size_t journal_reserve;		/* bytes kept allocated past its files */
+	/* The chain failed a check: health answers NOT_SERVING. */
+	volatile int broken;
+};
 
 struct audit_rec {
 	const char *principal;		/* "-" when unauthenticated */
@@ -81,7 +97,7 @@ struct audit_entry {
 };
 
 /* In a write txn: appends rec, chained to the head, and indexes it. */
-int audit_append_txn(struct vault *v, MDB_txn *txn,
+int audit_append_txn(struct audit_log *al, struct store_txn *txn,
     const struct audit_rec *rec) VAULT_WUR;
 /*
  * The entry body: rec's fields, each a 2-byte length and its bytes, text in
@@ -96,13 +112,13 @@ int audit_check_body(const uint8_t *body, size_t len) VAULT_WUR;
  * to the consumer index (else audit_index adds it later). A text field not
  * in its stored form (a body audit_encode did not make) is escaped.
  */
-int audit_append_body_txn(struct vault *v, MDB_txn *txn, uint64_t at_ms,
+int audit_append_body_txn(struct audit_log *al, struct store_txn *txn, uint64_t at_ms,
     const uint8_t *body, size_t len, bool index) VAULT_WUR;
 /* Appends rec in a durable transaction of its own (group committed). */
-int audit_append(struct vault *v, const struct audit_rec *rec) VAULT_WUR;
+int audit_append(struct audit_log *al, const struct audit_rec *rec) VAULT_WUR;
 
 /* Within txn: the last sequence number and hash (0 and zeros when empty). */
-int audit_head(struct vault *v, MDB_txn *txn, uint64_t *seq,
+int audit_head(struct audit_log *al, struct store_txn *txn, uint64_t *seq,
     uint8_t hash[AUDIT_HASH_BYTES]) VAULT_WUR;
 
 /*
@@ -110,9 +126,9 @@ int audit_head(struct vault *v, MDB_txn *txn, uint64_t *seq,
  * *more tells whether entries remain. Scans by consumer read the entries
  * past it from the log, and catch it up first when it is far behind.
  */
-int audit_index(struct vault *v, bool *more) VAULT_WUR;
+int audit_index(struct audit_log *al, bool *more) VAULT_WUR;
 /* Records where indexing starts, once per store (at open). */
-int audit_index_init(struct vault *v) VAULT_WUR;
+int audit_index_init(struct audit_log *al) VAULT_WUR;
 
 /*
  * What kind of access a call of method is: "read", "write", "consent",
@@ -131,26 +147,29 @@ const char *audit_kind(const char *method);
 size_t audit_split_names(char *names, char **out, size_t max);
 
 /* The key under which the index files the entries of no consumer naming dataset. */
-void audit_dataset_key(const struct vault *v, const char *dataset, size_t len,
+void audit_dataset_key(const struct audit_log *al, const char *dataset, size_t len,
     uint8_t key[CRYPTO_REF_BYTES]);
 
 /* Return non-zero to stop. */
 typedef int (*audit_visit)(const struct audit_entry *e, void *arg);
 
 /*
- * Every entry after after_seq, in order, or only those filed under ref
- * (ref != NULL): a consumer ref, or a dataset key (audit_dataset_key).
+ * Every entry in the log after after_seq, in order, or only those filed
+ * under ref (ref != NULL): a consumer ref, or a dataset key
+ * (audit_dataset_key). Entries still in the journal are not seen: readers
+ * call audit_scan (scan.h), which moves them in first.
  */
-int audit_scan(struct vault *v, uint64_t after_seq, const uint8_t *ref,
+int audit_log_scan(struct audit_log *al, uint64_t after_seq, const uint8_t *ref,
     audit_visit fn, void *arg) VAULT_WUR;
 
 /*
  * Checks the whole chain: contiguous sequence numbers, each entry's prev is
  * the previous hash, each hash recomputes, the last is the recorded head,
  * and the log reaches the checkpoint and agrees with it. *first_bad is 0
- * when all is well. Moves the journal's entries in first.
+ * when all is well. Of the log alone, as audit_log_scan: readers call
+ * audit_verify (scan.h).
  */
-int audit_verify(struct vault *v, uint64_t *entries,
+int audit_log_verify(struct audit_log *al, uint64_t *entries,
     uint8_t head[AUDIT_HASH_BYTES], uint64_t *first_bad) VAULT_WUR;
 
 /* What a check of the chain found (audit_check). */
@@ -170,7 +189,7 @@ struct audit_check {
  * no checkpoint). With record, when all is well, moves the checkpoint to
  * the end (a lazy commit; nothing is written otherwise).
  */
-int audit_check(struct vault *v, bool whole, bool record,
+int audit_check(struct audit_log *al, bool whole, bool record,
     struct audit_check *c) VAULT_WUR;
 static inline bool
 audit_check_ok(const struct audit_check *c)

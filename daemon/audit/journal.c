@@ -13,6 +13,7 @@
 
 #include "util/crashpoint.h"
 #include "audit/journal.h"
+#include "store/meta.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 
@@ -21,7 +22,6 @@
 #define JHDR (1 + 2 + 8 + 8)
 #define MAC_BYTES 32
 #define REC_MAX (JHDR + AUDIT_BODY_MAX + MAC_BYTES)
-#define SEQ_KEY "audit_journal_seq"	/* meta: the last entry moved in */
 #define MAX_FILE_BYTES ((off_t)1 << 30)	/* read whole at start */
 /*
  * Entries waiting to be moved in; normally one window's worth. Beyond this
@@ -39,7 +39,7 @@ struct jentry {
 };
 
 struct journal {
-	struct vault *v;
+	struct audit_log *al;
 	char *path[2];
 	int fd[2];
 	off_t size[2];
@@ -83,7 +83,7 @@ encode(const struct journal *j, const struct jentry *e, uint8_t *out)
 	store_put_u64(out + 3, e->seq);
 	store_put_u64(out + 11, e->at_ms);
 	memcpy(out + JHDR, e->body, e->len);
-	mac_of(keyring_audit_key(j->v->kr), out, JHDR + e->len,
+	mac_of(keyring_audit_key(j->al->kr), out, JHDR + e->len,
 	    out + JHDR + e->len);
 	return JHDR + e->len + MAC_BYTES;
 }
@@ -103,13 +103,11 @@ free_entries(struct jentry *e)
 
 /* The writer's prelude: appends the waiting entries to the audit log. */
 static int
-drain(MDB_txn *txn, void *arg)
+drain(struct store_txn *txn, void *arg)
 {
 	struct journal *j = arg;
 	struct jentry *e, *last;
-	uint8_t seq[8];
-	MDB_val k = { sizeof(SEQ_KEY) - 1, SEQ_KEY }, val = { 8, seq };
-	int rc, r;
+	int r;
 
 	pthread_mutex_lock(&j->mu);
 	e = j->head;
@@ -121,7 +119,7 @@ drain(MDB_txn *txn, void *arg)
 		return 0;
 	/* Entries up to last are linked and stay put until done() frees them. */
 	for (;; e = e->next) {
-		if ((r = audit_append_body_txn(j->v, txn, e->at_ms, e->body,
+		if ((r = audit_append_body_txn(j->al, txn, e->at_ms, e->body,
 		    e->len, false)) != 0)
 			return r;
 		j->n_taken++;
@@ -129,9 +127,9 @@ drain(MDB_txn *txn, void *arg)
 			break;
 	}
 	VAULT_CRASH_POINT("journal.ingest");	/* in the group, uncommitted */
-	store_put_u64(seq, last->seq);
-	if ((rc = mdb_put(txn, j->v->store->meta, &k, &val, 0)) != 0)
-		return store_err(j->v->store, rc, "put journal position");
+	/* meta: the last entry moved in */
+	if ((r = meta_put_u64(txn, META_AUDIT_JOURNAL_SEQ, 0, last->seq)) != 0)
+		return r;
 	j->taken = last;
 	return 0;
 }
@@ -160,7 +158,7 @@ drained(void *arg, bool committed)
 }
 
 static int
-nothing(MDB_txn *txn, void *arg)
+nothing(struct store_txn *txn, void *arg)
 {
 	(void)txn;
 	(void)arg;
@@ -176,7 +174,7 @@ journal_sync(struct journal *j)
 	pthread_mutex_lock(&j->mu);
 	waiting = j->head != NULL;
 	pthread_mutex_unlock(&j->mu);
-	return waiting ? writer_submit_lazy(j->v->wr, nothing, NULL) : 0;
+	return waiting ? writer_submit_lazy(j->al->wr, nothing, NULL) : 0;
 }
 
 /*
@@ -210,12 +208,12 @@ keep_reserve(struct journal *j, int i)
 static int
 ingest(struct journal *j, unsigned mask)
 {
-	int r = writer_submit_lazy(j->v->wr, nothing, NULL), rc;
+	int r = writer_submit_lazy(j->al->wr, nothing, NULL);
 
 	if (r == 0)
 		VAULT_CRASH_POINT("journal.ingest_before_sync");
-	if (r == 0 && (rc = mdb_env_sync(j->v->store->env, 1)) != 0)
-		r = store_err(j->v->store, rc, "sync the audit journal's entries");
+	if (r == 0)
+		r = store_sync(j->al->store);
 	if (r != 0) {
 		log_error("cannot move the audit journal into the audit log: %s",
 		    vault_strerror(r));
@@ -250,15 +248,15 @@ checkpoint(struct journal *j)
 	char what[256];
 	int r;
 
-	if (j->v->audit_broken)
+	if (j->al->broken)
 		return;
-	if ((r = audit_check(j->v, false, true, &c)) != 0) {
+	if ((r = audit_check(j->al, false, true, &c)) != 0) {
 		log_error("cannot check the audit log: %s", vault_strerror(r));
 		return;
 	}
 	if (audit_check_ok(&c))
 		return;
-	j->v->audit_broken = 1;
+	j->al->broken = 1;
 	audit_check_describe(&c, what, sizeof(what));
 	log_error("the audit log is broken: %s; found while running, it was "
 	    "changed outside vaultd: health is NOT_SERVING", what);
@@ -272,7 +270,7 @@ index_some(struct journal *j)
 	int r = 0;
 
 	for (int i = 0; i < 8 && more && r == 0; i++)
-		r = audit_index(j->v, &more);
+		r = audit_index(j->al, &more);
 	if (r != 0)
 		log_error("cannot index the audit log by consumer: %s",
 		    vault_strerror(r));
@@ -325,7 +323,7 @@ journal_main(void *arg)
 			index_some(j);
 			checkpoint(j);
 			/* Health and writes learn that space returned (store.h). */
-			(void)store_room(j->v->store);
+			(void)store_room(j->al->store);
 			pthread_mutex_lock(&j->mu);
 			next_index = time_after_ms(j->index_ms);
 		}
@@ -480,7 +478,7 @@ found_add(struct found *f, struct jentry *e)
 static int
 scan_file(struct journal *j, int i, uint64_t after, struct found *f)
 {
-	const uint8_t *key = keyring_audit_key(j->v->kr);
+	const uint8_t *key = keyring_audit_key(j->al->kr);
 	uint8_t *buf = NULL, mac[MAC_BYTES];
 	struct stat st;
 	off_t off = 0;
@@ -562,21 +560,16 @@ by_seq(const void *a, const void *b)
 static int
 last_moved_in(struct journal *j, uint64_t *seq)
 {
-	MDB_val k = { sizeof(SEQ_KEY) - 1, SEQ_KEY }, val;
-	MDB_txn *txn;
-	int rc, r;
+	struct store_txn *txn;
+	int r;
 
 	*seq = 0;
-	if ((r = store_read_begin(j->v->store, &txn)) != 0)
+	if ((r = store_read_begin(j->al->store, &txn)) != 0)
 		return r;
-	rc = mdb_get(txn, j->v->store->meta, &k, &val);
-	if (rc == 0 && val.mv_size == 8)
-		*seq = store_get_u64(val.mv_data);
-	else if (rc == 0)
-		r = VAULT_ERR_STATE;
-	else if (rc != MDB_NOTFOUND)
-		r = store_err(j->v->store, rc, "get journal position");
-	mdb_txn_abort(txn);
+	if ((r = meta_get_u64(txn, META_AUDIT_JOURNAL_SEQ, 0, seq)) ==
+	    VAULT_ERR_NOT_FOUND)
+		r = 0;
+	store_read_end(txn);
 	return r;
 }
 
@@ -627,7 +620,7 @@ recover(struct journal *j)
 /* ------------------------------------------------------- open, close */
 
 int
-journal_open(struct journal **out, struct vault *v, const char *dir,
+journal_open(struct journal **out, struct audit_log *al, const char *dir,
     int ingest_ms, int index_ms)
 {
 	struct journal *j;
@@ -636,12 +629,11 @@ journal_open(struct journal **out, struct vault *v, const char *dir,
 	*out = NULL;
 	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return VAULT_ERR_NOMEM;
-	j->v = v;
+	j->al = al;
 	j->ingest_ms = ingest_ms;
 	j->index_ms = index_ms;
 	j->fd[0] = j->fd[1] = -1;
-	j->reserve = v->cfg != NULL ?
-	    (off_t)v->cfg->audit_journal_reserve_mb << 20 : 0;
+	j->reserve = (off_t)al->journal_reserve;
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
 	for (int i = 0; i < 2 && r == 0; i++) {
@@ -666,7 +658,7 @@ journal_open(struct journal **out, struct vault *v, const char *dir,
 		journal_close(j);
 		return r;
 	}
-	writer_set_prelude(v->wr, drain, drained, j);
+	writer_set_prelude(al->wr, drain, drained, j);
 	j->hooked = true;
 	/* Both files are emptied once what they hold is durably moved in. */
 	if (ingest(j, 3) != 0) {
@@ -702,7 +694,7 @@ journal_close(struct journal *j)
 			checkpoint(j);
 	}
 	if (j->hooked)
-		writer_set_prelude(j->v->wr, NULL, NULL, NULL);
+		writer_set_prelude(j->al->wr, NULL, NULL, NULL);
 	free_entries(j->head);
 	for (int i = 0; i < 2; i++) {
 		if (j->fd[i] >= 0)

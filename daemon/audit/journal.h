@@ -29,7 +29,6 @@
 #include <stddef.h>
 
 #include "audit/audit.h"
-#include "engine/vault.h"
 
 #define JOURNAL_INGEST_MS 20
 /* How often the journal thread brings the consumer index up to date. */
@@ -42,12 +41,12 @@ struct journal;
  * into the audit log (durably), and starts the thread that moves entries in
  * every ingest_ms, and every index_ms indexes the log by consumer and
  * checks it since the audit checkpoint, moving that forward (audit.h). A
- * break found turns v->audit_broken on.
+ * break found turns al->broken on.
  * VAULT_ERR_STATE when a journal file is damaged, or when
  * another process holds the journal (it takes an exclusive flock). Only
  * the daemon opens it; an in-process reader of the store does not.
  */
-int journal_open(struct journal **out, struct vault *v, const char *dir,
+int journal_open(struct journal **out, struct audit_log *al, const char *dir,
     int ingest_ms, int index_ms) VAULT_WUR;
 
 /*

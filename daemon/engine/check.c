@@ -327,7 +327,7 @@ check_audit_chain(struct check *c)
 	struct audit_check ac;
 
 	/* Its own snapshot; record false: nothing is written. */
-	if (audit_check(c->v, true, false, &ac) != 0) {
+	if (audit_check(&c->v->audit, true, false, &ac) != 0) {
 		c->t[K_AUDIT].damaged++;
 		return;
 	}

@@ -2,7 +2,7 @@
 
 #include "util/crashpoint.h"
 #include "engine/consent.h"
-#include "engine/deletion.h"
+#include "engine/requests.h"
 #include "util/log.h"
 
 #define FLAGS_KEY "#flags"

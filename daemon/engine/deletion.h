@@ -76,20 +76,6 @@ void receipt_clear(struct receipt *r);
 /* Parses canonical receipt text into r (not the signature). */
 int receipt_parse(const uint8_t *text, size_t len, struct receipt *r) VAULT_WUR;
 
-/* In a write txn: records a request of kind ("know", "optout") about ref. */
-/* The same in a durable write of its own. */
-int requests_log(struct vault *v, const char *kind,
-    const uint8_t *ref) VAULT_WUR;
-int requests_log_txn(struct store_txn *txn, const char *kind,
-    const uint8_t *ref) VAULT_WUR;
-/*
- * Drops the request records older than before_ms, looking at per_txn of
- * them per durable transaction. The records are keyed by kind and ref, not
- * by time, so the sweep walks them all. *txns: how many transactions.
- */
-int requests_expire(struct vault *v, uint64_t before_ms, size_t per_txn,
-    size_t *expired, size_t *txns) VAULT_WUR;
-
 struct ledger_event {
 	uint64_t seq;
 	uint64_t deleted_at_ms;

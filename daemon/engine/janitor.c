@@ -5,6 +5,7 @@
 
 #include "engine/consumer.h"
 #include "engine/deletion.h"
+#include "engine/requests.h"
 #include "engine/janitor.h"
 #include "util/log.h"
 #include "util/timeutil.h"

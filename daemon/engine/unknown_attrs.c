@@ -193,7 +193,7 @@ purged_flush(struct vault *v, struct store_txn *txn, struct purged *p,
 		batch->consumers++;
 		/* Its manifest no longer lists what went (consumer.h). */
 		if ((r = consumer_manifest_prune_txn(v, txn, p->ref)) == 0)
-			r = audit_append_txn(v, txn, &rec);
+			r = audit_append_txn(&v->audit, txn, &rec);
 	}
 	p->names[0] = '\0';
 	p->off = 0;

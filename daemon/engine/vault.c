@@ -93,7 +93,10 @@ vault_open(struct vault **out, const struct config *cfg,
 		goto fail;
 	if ((r = writer_start(&v->wr, v->store, (unsigned)cfg->max_group)) != 0)
 		goto fail;
-	if ((r = audit_index_init(v)) != 0)
+	v->audit = (struct audit_log){ .store = v->store, .wr = v->wr,
+	    .kr = v->kr,
+	    .journal_reserve = (size_t)cfg->audit_journal_reserve_mb << 20 };
+	if ((r = audit_index_init(&v->audit)) != 0)
 		goto fail;
 	*out = v;
 	return 0;
@@ -102,12 +105,19 @@ fail:
 	return r;
 }
 
+int
+vault_open_journal(struct vault *v)
+{
+	return journal_open(&v->audit.jn, &v->audit, v->cfg->store_dir,
+	    JOURNAL_INGEST_MS, JOURNAL_INDEX_MS);
+}
+
 void
 vault_close(struct vault *v)
 {
 	if (v == NULL)
 		return;
-	journal_close(v->jn);
+	journal_close(v->audit.jn);
 	writer_stop(v->wr);
 	tokenizer_free(v->tok);
 	keyring_free(v->kr);

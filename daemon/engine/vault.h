@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 
+#include "audit/audit.h"
 #include "conf/config.h"
 #include "crypto/keyring.h"
 #include "store/store.h"
@@ -21,13 +22,9 @@ struct vault {
 	struct keyring *kr;
 	struct writer *wr;
 	struct tokenizer *tok;
-	/* Audit entries of calls that write nothing; the daemon opens it. */
-	struct journal *jn;
-	/* The audit chain failed a check: health answers NOT_SERVING. */
-	volatile int audit_broken;
+	/* The audit log; its journal opens with vault_open_journal. */
+	struct audit_log audit;
 };
-
-struct journal;
 
 /*
  * What vault_open may create. A store is missing when the store directory
@@ -48,6 +45,12 @@ enum vault_open_mode {
  */
 int vault_open(struct vault **out, const struct config *cfg,
     enum vault_open_mode mode) VAULT_WUR;
+/*
+ * Opens the audit journal (journal.h) in the store directory: where the
+ * entries of calls that write nothing go. Only the daemon and its one-off
+ * maintenance commands open it; its lock keeps a second process out.
+ */
+int vault_open_journal(struct vault *v) VAULT_WUR;
 /* Closes the journal, if one was opened, then the rest. */
 void vault_close(struct vault *v);
 

@@ -13,6 +13,7 @@
 
 #include "audit/audit.h"
 #include "audit/journal.h"
+#include "audit/scan.h"
 #include "testutil.h"
 
 /* A strict UTF-8 check, independent of the one under test. */
@@ -90,8 +91,8 @@ append_and_read(struct vault *v, const struct audit_rec *rec)
 {
 	struct last l = { 0 };
 
-	assert_int_equal(audit_append(v, rec), 0);
-	assert_int_equal(audit_scan(v, 0, NULL, keep_last, &l), 0);
+	assert_int_equal(audit_append(&v->audit, rec), 0);
+	assert_int_equal(audit_scan(&v->audit, 0, NULL, keep_last, &l), 0);
 	assert_true(l.n > 0);
 	assert_clean(&l.e);
 	return l.e;
@@ -113,7 +114,7 @@ test_invalid_utf8_is_escaped_and_marked(void **state)
 	/* Valid fields stay as they were. */
 	assert_string_equal(e.principal, "reader");
 	assert_string_equal(e.detail, "age");
-	assert_int_equal(audit_verify(f->v, &n, head, &bad), 0);
+	assert_int_equal(audit_verify(&f->v->audit, &n, head, &bad), 0);
 	assert_int_equal(bad, 0);
 }
 
@@ -190,10 +191,10 @@ test_journaled_entries_are_escaped(void **state)
 	    NULL, "", "serv\xffice", "", "ok", NULL, NULL };
 	struct last l = { 0 };
 
-	assert_int_equal(journal_open(&f->v->jn, f->v, f->cfg->store_dir,
+	assert_int_equal(journal_open(&f->v->audit.jn, &f->v->audit, f->cfg->store_dir,
 	    JOURNAL_INGEST_MS, JOURNAL_INDEX_MS), 0);
-	assert_int_equal(journal_append(f->v->jn, &rec, 1), 0);
-	assert_int_equal(audit_scan(f->v, 0, NULL, keep_last, &l), 0);
+	assert_int_equal(journal_append(f->v->audit.jn, &rec, 1), 0);
+	assert_int_equal(audit_scan(&f->v->audit, 0, NULL, keep_last, &l), 0);
 	assert_int_equal(l.n, 1);
 	assert_clean(&l.e);
 	assert_string_equal(l.e.purpose, "invalid-utf8:serv\\xffice");
@@ -206,7 +207,7 @@ append_raw(struct store_txn *txn, void *arg)
 	static const uint8_t body[] = { 0, 1, 'p', 0, 1, 'm', 0, 0, 0, 3, 'a',
 	    0, 'b', 0, 2, 0xfe, 'x', 0, 0, 0, 2, 'o', 'k' };
 
-	return audit_append_body_txn(arg, txn, 1, body, sizeof(body), false);
+	return audit_append_body_txn(&((struct vault *)arg)->audit, txn, 1, body, sizeof(body), false);
 }
 
 static void
@@ -218,12 +219,12 @@ test_raw_bodies_are_escaped(void **state)
 	uint64_t n, bad;
 
 	assert_int_equal(writer_submit(f->v->wr, append_raw, f->v), 0);
-	assert_int_equal(audit_scan(f->v, 0, NULL, keep_last, &l), 0);
+	assert_int_equal(audit_scan(&f->v->audit, 0, NULL, keep_last, &l), 0);
 	assert_int_equal(l.n, 1);
 	assert_clean(&l.e);
 	assert_string_equal(l.e.detail, "invalid-utf8:a\\x00b");
 	assert_string_equal(l.e.purpose, "invalid-utf8:\\xfex");
-	assert_int_equal(audit_verify(f->v, &n, head, &bad), 0);
+	assert_int_equal(audit_verify(&f->v->audit, &n, head, &bad), 0);
 	assert_int_equal(bad, 0);
 }
 

@@ -525,7 +525,7 @@ audit_apply(MDB_txn *txn, void *arg)
 {
 	struct audit_job *job = arg;
 
-	return audit_append_body_txn(job->v, txn, 0x0102030405060708ULL,
+	return audit_append_body_txn(&job->v->audit, txn, 0x0102030405060708ULL,
 	    job->body, job->len, true);
 }
 
@@ -592,12 +592,12 @@ test_audit_entry(void **state)
 	{
 		bool more;
 
-		assert_int_equal(audit_index(f->v, &more), 0);
+		assert_int_equal(audit_index(&f->v->audit, &more), 0);
 	}
 	raw_get(f, f->v->store->meta, "audit_indexed", 13, v, sizeof(v), &n);
 	assert_golden(v, n, "0000000000000001");
 
-	assert_int_equal(audit_check(f->v, true, true, &c), 0);
+	assert_int_equal(audit_check(&f->v->audit, true, true, &c), 0);
 	raw_get(f, f->v->store->meta, "audit_checkpoint", 16, v, sizeof(v), &n);
 	assert_golden(v, n, "01 0000000000000001 ~32 ~32");
 	assert_memory_equal(v + 9, h, 32);
@@ -702,9 +702,9 @@ test_journal_record(void **state)
 	FILE *fp;
 	size_t n;
 
-	assert_int_equal(journal_open(&f->v->jn, f->v, f->cfg->store_dir,
+	assert_int_equal(journal_open(&f->v->audit.jn, &f->v->audit, f->cfg->store_dir,
 	    3600000, 3600000), 0);
-	assert_int_equal(journal_append(f->v->jn, &rec, 1), 0);
+	assert_int_equal(journal_append(f->v->audit.jn, &rec, 1), 0);
 	after = store_now_ms();
 	snprintf(path, sizeof(path), "%s/audit-journal.0", f->cfg->store_dir);
 	assert_non_null(fp = fopen(path, "rb"));
@@ -723,11 +723,11 @@ test_journal_record(void **state)
 	crypto_generichash_final(&st, mac, 32);
 	assert_memory_equal(v + n - 32, mac, 32);
 
-	assert_int_equal(journal_sync(f->v->jn), 0);
+	assert_int_equal(journal_sync(f->v->audit.jn), 0);
 	raw_get(f, f->v->store->meta, "audit_journal_seq", 17, v, sizeof(v), &n);
 	assert_golden(v, n, "0000000000000001");
-	journal_close(f->v->jn);
-	f->v->jn = NULL;
+	journal_close(f->v->audit.jn);
+	f->v->audit.jn = NULL;
 }
 
 static int

@@ -15,6 +15,7 @@
 
 #include "audit/audit.h"
 #include "audit/journal.h"
+#include "audit/scan.h"
 #include "testutil.h"
 
 #define HOUR_MS 3600000
@@ -24,7 +25,7 @@ setup(void **state)
 {
 	struct test_vault *f = test_vault_new();
 
-	assert_int_equal(journal_open(&f->v->jn, f->v, f->cfg->store_dir,
+	assert_int_equal(journal_open(&f->v->audit.jn, &f->v->audit, f->cfg->store_dir,
 	    JOURNAL_INGEST_MS, JOURNAL_INDEX_MS), 0);
 	*state = f;
 	return 0;
@@ -44,8 +45,8 @@ teardown(void **state)
 static void
 hold_entries(struct test_vault *f)
 {
-	journal_close(f->v->jn);
-	assert_int_equal(journal_open(&f->v->jn, f->v, f->cfg->store_dir,
+	journal_close(f->v->audit.jn);
+	assert_int_equal(journal_open(&f->v->audit.jn, &f->v->audit, f->cfg->store_dir,
 	    HOUR_MS, HOUR_MS), 0);
 }
 
@@ -80,7 +81,7 @@ assert_chain_ok(struct vault *v)
 	uint8_t head[AUDIT_HASH_BYTES];
 	uint64_t entries, bad;
 
-	assert_int_equal(audit_verify(v, &entries, head, &bad), 0);
+	assert_int_equal(audit_verify(&v->audit, &entries, head, &bad), 0);
 	assert_int_equal(bad, 0);
 }
 
@@ -97,7 +98,7 @@ append_n(struct vault *v, int n)
 
 		snprintf(d, sizeof(d), "j%d", i);
 		r = rec_of(d, i == 2 ? ref : NULL);
-		assert_int_equal(journal_append(v->jn, &r, 1), 0);
+		assert_int_equal(journal_append(v->audit.jn, &r, 1), 0);
 	}
 }
 
@@ -113,9 +114,9 @@ test_entries_reach_the_log_in_order(void **state)
 	append_n(f->v, 3);
 	two[0] = rec_of("j4", NULL);
 	two[1] = rec_of("j5", NULL);
-	assert_int_equal(journal_append(f->v->jn, two, 2), 0);
+	assert_int_equal(journal_append(f->v->audit.jn, two, 2), 0);
 	/* A scan moves the journaled entries in first. */
-	assert_int_equal(audit_scan(f->v, 0, NULL, collect, &all), 0);
+	assert_int_equal(audit_scan(&f->v->audit, 0, NULL, collect, &all), 0);
 	assert_int_equal(all.n, 5);
 	for (size_t i = 0; i < 5; i++) {
 		char want[8];
@@ -125,7 +126,7 @@ test_entries_reach_the_log_in_order(void **state)
 		assert_true(i == 0 || all.seq[i] == all.seq[i - 1] + 1);
 	}
 	memset(ref, 0xab, sizeof(ref));
-	assert_int_equal(audit_scan(f->v, 0, ref, collect, &of_ref), 0);
+	assert_int_equal(audit_scan(&f->v->audit, 0, ref, collect, &of_ref), 0);
 	assert_int_equal(of_ref.n, 1);
 	assert_string_equal(of_ref.detail[0], "j2");
 	assert_chain_ok(f->v);
@@ -150,7 +151,7 @@ test_timed_ingest(void **state)
 	}
 	/* The file that took the entries was emptied once they were in. */
 	assert_int_equal(st.st_size, 0);
-	assert_int_equal(audit_scan(f->v, 0, NULL, collect, &s), 0);
+	assert_int_equal(audit_scan(&f->v->audit, 0, NULL, collect, &s), 0);
 	assert_int_equal(s.n, 2);
 }
 
@@ -173,7 +174,7 @@ open_copy(const char *copy, struct vault **v, struct config **cfg)
 	*cfg = test_config(copy);
 	if ((r = vault_open(v, *cfg, VAULT_OPEN_EXISTING)) != 0)
 		return r;
-	if ((r = journal_open(&(*v)->jn, *v, (*cfg)->store_dir, HOUR_MS,
+	if ((r = journal_open(&(*v)->audit.jn, &(*v)->audit, (*cfg)->store_dir, HOUR_MS,
 	    HOUR_MS)) != 0) {
 		vault_close(*v);
 		*v = NULL;
@@ -217,14 +218,14 @@ test_crash_recovery(void **state)
 	assert_int_equal(open_copy(copy, &v, &cfg), 0);
 	/* Moved in, durably, and the files emptied. */
 	assert_int_equal(file_size(copy, 0), 0);
-	assert_int_equal(audit_scan(v, 0, NULL, collect, &s), 0);
+	assert_int_equal(audit_scan(&v->audit, 0, NULL, collect, &s), 0);
 	assert_int_equal(s.n, 3);
 	assert_string_equal(s.detail[2], "j3");
 	assert_chain_ok(v);
 	/* New entries continue the journal's sequence. */
 	append_n(v, 1);
 	memset(&s, 0, sizeof(s));
-	assert_int_equal(audit_scan(v, 0, NULL, collect, &s), 0);
+	assert_int_equal(audit_scan(&v->audit, 0, NULL, collect, &s), 0);
 	assert_int_equal(s.n, 4);
 	close_copy(copy, v, cfg);
 }
@@ -245,7 +246,7 @@ entries_after_crash(struct test_vault *f, off_t cut)
 	snprintf(path, sizeof(path), "%s/db/audit-journal.0", copy);
 	assert_int_equal(truncate(path, file_size(copy, 0) - cut), 0);
 	assert_int_equal(open_copy(copy, &v, &cfg), 0);
-	assert_int_equal(audit_scan(v, 0, NULL, collect, &s), 0);
+	assert_int_equal(audit_scan(&v->audit, 0, NULL, collect, &s), 0);
 	assert_chain_ok(v);
 	close_copy(copy, v, cfg);
 	return s.n;
@@ -259,7 +260,7 @@ test_no_entry_twice(void **state)
 
 	hold_entries(f);
 	append_n(f->v, 2);
-	assert_int_equal(journal_sync(f->v->jn), 0);
+	assert_int_equal(journal_sync(f->v->audit.jn), 0);
 	append_n(f->v, 1);	/* j1 again, after the synced two */
 	assert_int_equal(entries_after_crash(f, 0), 3);
 }
@@ -349,7 +350,7 @@ test_journal_holds_no_plaintext_id(void **state)
 	crypto_consumer_ref(keyring_index_key(f->v->kr), "alice@example.com",
 	    17, ref);
 	r = rec_of("email", ref);
-	assert_int_equal(journal_append(f->v->jn, &r, 1), 0);
+	assert_int_equal(journal_append(f->v->audit.jn, &r, 1), 0);
 	snprintf(path, sizeof(path), "%s/audit-journal.0", f->cfg->store_dir);
 	assert_true((fd = open(path, O_RDONLY)) >= 0);
 	assert_true((n = read(fd, buf, sizeof(buf))) > 0);
@@ -395,30 +396,30 @@ test_index_in_batches(void **state)
 	for (int i = 0; i < 100; i++)
 		recs[i] = rec_of("idx", i % 4 == 0 ? b : a);
 	for (int i = 0; i < 60; i++)	/* 6000 entries: two batches */
-		assert_int_equal(journal_append(f->v->jn, recs, 100), 0);
-	assert_int_equal(journal_sync(f->v->jn), 0);
-	assert_int_equal(audit_index(f->v, &more), 0);
+		assert_int_equal(journal_append(f->v->audit.jn, recs, 100), 0);
+	assert_int_equal(journal_sync(f->v->audit.jn), 0);
+	assert_int_equal(audit_index(&f->v->audit, &more), 0);
 	assert_true(more);
 	/* A write's entry, indexed with it, past the position: seen once. */
-	assert_int_equal(audit_append(f->v, &recs[0]), 0);
+	assert_int_equal(audit_append(&f->v->audit, &recs[0]), 0);
 	/* 5000 indexed, 1001 past the index. */
-	assert_int_equal(audit_scan(f->v, 0, a, count, &n_a), 0);
+	assert_int_equal(audit_scan(&f->v->audit, 0, a, count, &n_a), 0);
 	assert_int_equal(n_a.n, 4500);
 	assert_true(n_a.ordered);
-	assert_int_equal(audit_index(f->v, &more), 0);
+	assert_int_equal(audit_index(&f->v->audit, &more), 0);
 	assert_false(more);
-	assert_int_equal(audit_scan(f->v, 0, b, count, &n_b), 0);
+	assert_int_equal(audit_scan(&f->v->audit, 0, b, count, &n_b), 0);
 	assert_int_equal(n_b.n, 1501);
 	assert_true(n_b.ordered);
 	/* Far behind (past 4096), the index is caught up before the scan. */
 	for (int i = 0; i < 52; i++)
-		assert_int_equal(journal_append(f->v->jn, recs, 100), 0);
+		assert_int_equal(journal_append(f->v->audit.jn, recs, 100), 0);
 	memset(&n_b, 0, sizeof(n_b));
 	n_b.ordered = true;
-	assert_int_equal(audit_scan(f->v, 0, b, count, &n_b), 0);
+	assert_int_equal(audit_scan(&f->v->audit, 0, b, count, &n_b), 0);
 	assert_int_equal(n_b.n, 1501 + 52 * 25);
 	assert_true(n_b.ordered);
-	assert_int_equal(audit_index(f->v, &more), 0);
+	assert_int_equal(audit_index(&f->v->audit, &more), 0);
 	assert_false(more);
 }
 
@@ -429,7 +430,7 @@ test_one_owner(void **state)
 	struct test_vault *f = *state;
 	struct journal *other = NULL;
 
-	assert_int_equal(journal_open(&other, f->v, f->cfg->store_dir,
+	assert_int_equal(journal_open(&other, &f->v->audit, f->cfg->store_dir,
 	    HOUR_MS, HOUR_MS), VAULT_ERR_STATE);
 	assert_null(other);
 }

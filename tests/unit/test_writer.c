@@ -14,6 +14,7 @@
 
 #include "engine/consumer.h"
 #include "engine/deletion.h"
+#include "engine/requests.h"
 #include "testutil.h"
 
 struct kv_job {

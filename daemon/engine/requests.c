@@ -1,0 +1,138 @@
+/*
+ * The CCPA request records: one per request to know, opt out or delete,
+ * kept for the retention period (janitor.c) as the proof a request was
+ * made and answered. Deletion receipts (deletion.c) share the key space
+ * and the record's head.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/requests.h"
+
+int
+requests_log_txn(struct store_txn *txn, const char *kind, const uint8_t *ref)
+{
+	char key[96], hex[2 * CRYPTO_REF_BYTES + 1];
+	uint8_t rec[1 + 8 + CRYPTO_REF_BYTES];
+	struct timespec ts;
+	struct store_val k, val;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	crypto_hex(ref, CRYPTO_REF_BYTES, hex);
+	snprintf(key, sizeof(key), "%s:%s:%020lld%09ld", kind, hex,
+	    (long long)ts.tv_sec, ts.tv_nsec);
+	rec[0] = REQUEST_REC_FORMAT;
+	store_put_u64(rec + REQUEST_AT, store_now_ms());
+	memcpy(rec + REQUEST_REF, ref, CRYPTO_REF_BYTES);
+	k = (struct store_val){ strlen(key), key };
+	val = (struct store_val){ sizeof(rec), rec };
+	return store_put(txn, STORE_REQUESTS, k.data, k.len, val.data, val.len, 0);
+}
+
+struct log_job {
+	const char *kind;
+	const uint8_t *ref;
+};
+
+static int
+log_apply(struct store_txn *txn, void *arg)
+{
+	struct log_job *job = arg;
+
+	return requests_log_txn(txn, job->kind, job->ref);
+}
+
+int
+requests_log(struct vault *v, const char *kind, const uint8_t *ref)
+{
+	struct log_job job = { kind, ref };
+
+	return writer_submit(v->wr, log_apply, &job);
+}
+
+/* Where a sweep of the request records stands between transactions. */
+struct requests_sweep {
+	char key[512];		/* the next record to look at (LMDB keys: <= 511) */
+	size_t len;		/* 0: the first record */
+	bool end;		/* the last transaction reached the end */
+};
+
+/*
+ * In a write txn: looks at up to max request records from sw's position,
+ * drops those older than before_ms, and moves sw on.
+ */
+static int
+requests_expire_txn(struct store_txn *txn, uint64_t before_ms,
+    size_t max, struct requests_sweep *sw, size_t *expired)
+{
+	struct store_cursor *cur = NULL;
+	struct store_val k = { sw->len, sw->key }, val;
+	size_t seen = 0;
+	int rc;
+
+	*expired = 0;
+	if ((rc = store_cursor_open(txn, STORE_REQUESTS, &cur)) != 0)
+		return rc;
+	for (rc = store_cursor_get(cur, &k, &val, sw->len > 0 ? STORE_SEEK :
+	    STORE_FIRST); rc == 0 && seen < max; seen++) {
+		const uint8_t *p = val.data;
+
+		if (val.len >= REQUEST_REF && p[0] == REQUEST_REC_FORMAT &&
+		    store_get_u64(p + REQUEST_AT) < before_ms) {
+			if ((rc = store_cursor_del(cur)) != 0)
+				break;
+			(*expired)++;
+			rc = store_cursor_get(cur, &k, &val, STORE_CURRENT);
+			continue;
+		}
+		rc = store_cursor_get(cur, &k, &val, STORE_NEXT);
+	}
+	/* Stopped at max: the record under the cursor is where to go on. */
+	if (rc == 0 && k.len <= sizeof(sw->key)) {
+		memcpy(sw->key, k.data, k.len);
+		sw->len = k.len;
+	} else if (rc == 0) {
+		rc = VAULT_ERR_STATE;	/* longer than any key (store.h) */
+	}
+	sw->end = rc == VAULT_ERR_NOT_FOUND;
+	store_cursor_close(cur);
+	return rc == 0 || rc == VAULT_ERR_NOT_FOUND ? 0 : rc;
+}
+
+struct requests_job {
+	struct vault *v;
+	uint64_t before;
+	size_t per_txn;
+	struct requests_sweep sw;
+	size_t done;
+};
+
+static int
+requests_apply(struct store_txn *txn, void *arg)
+{
+	struct requests_job *job = arg;
+
+	return requests_expire_txn(txn, job->before, job->per_txn,
+	    &job->sw, &job->done);
+}
+
+int
+requests_expire(struct vault *v, uint64_t before_ms, size_t per_txn,
+    size_t *expired, size_t *txns)
+{
+	struct requests_job job = { .v = v, .before = before_ms,
+	    .per_txn = per_txn };
+	int r;
+
+	*expired = 0;
+	*txns = 0;
+	do {
+		if ((r = writer_submit(v->wr, requests_apply, &job)) != 0)
+			return r;
+		*expired += job.done;
+		(*txns)++;
+	} while (!job.sw.end);
+	return 0;
+}
