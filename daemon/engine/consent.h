@@ -15,8 +15,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <lmdb.h>
-
 #include "crypto/crypto.h"
 #include "engine/vault.h"
 

@@ -28,8 +28,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <lmdb.h>
-
 #include "crypto/crypto.h"
 #include "crypto/keyring.h"
 #include "conf/schema.h"

@@ -1,7 +1,7 @@
 /*
  * The storage interface: named key spaces of ordered byte keys, read
  * transactions, the writer's group commit (writer.h), ordered cursors.
- * Behind it today: LMDB (store.c). Nothing above daemon/store/ sees the
+ * Behind it today: LMDB (store_lmdb.c). Nothing above daemon/store/ sees the
  * backend; a second backend implements this header and writer.h.
  *
  * CONTRACT
@@ -46,13 +46,6 @@
 #include <stdint.h>
 
 #include "util/vault_err.h"
-
-/* Transitional: unconverted callers still see the LMDB backend. */
-#ifndef STORE_OPAQUE
-#include <lmdb.h>
-#define store_txn MDB_txn
-#define store_cursor MDB_cursor
-#endif
 
 #define STORE_FORMAT_VERSION 1
 /* The longest key a store must take (LMDB's default limit). */
@@ -223,10 +216,5 @@ uint64_t store_get_u64(const uint8_t *p);
 
 /* Wall-clock milliseconds since the epoch. */
 uint64_t store_now_ms(void);
-
-/* Transitional: unconverted callers still see the LMDB backend. */
-#ifndef STORE_OPAQUE
-#include "store/store_lmdb.h"
-#endif
 
 #endif

@@ -13,6 +13,9 @@
 #include <lmdb.h>
 
 #include "store/store_lmdb.h"
+#include "store/writer.h"
+#include "audit/audit.h"
+#include "engine/deletion.h"
 #include "engine/record.h"
 
 #define record_parse_consumer(v, rec) \
@@ -20,5 +23,14 @@
 #define record_manifest_open(ik, ref, v, ...) \
 	record_manifest_open((ik), (ref), (const struct store_val *)(v), \
 	__VA_ARGS__)
+
+#define store_read_begin(st, txn) \
+	store_read_begin((st), (struct store_txn **)(void *)(txn))
+#define audit_append_body_txn(al, txn, ...) \
+	audit_append_body_txn((al), (struct store_txn *)(txn), __VA_ARGS__)
+#define ledger_expire_txn(v, txn, ...) \
+	ledger_expire_txn((v), (struct store_txn *)(txn), __VA_ARGS__)
+/* Its jobs take an MDB_txn *: the same object as the writer's store_txn. */
+#define writer_submit(w, fn, arg) writer_submit((w), (writer_fn)(void (*)(void))(fn), (arg))
 
 #endif

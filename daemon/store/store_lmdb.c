@@ -1,0 +1,700 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "util/log.h"
+#include "store/meta.h"
+#include "store/store_lmdb.h"
+
+#define STORE_MAX_DBS 16
+#define STORE_MAX_READERS 512
+/* Free disk outside the reserve below which ordinary writes stop. */
+#define DISK_SLACK (1ULL << 20)
+
+static const char data_file[] = "data.mdb";
+
+/*
+ * LMDB's first meta page, for a data file too short to hold both: the page
+ * header, then MDB_meta (liblmdb 0.9, data version 1, 64-bit, in the
+ * host's byte order, little-endian on the targets vaultd supports): magic,
+ * version, address, map size, two MDB_db of 48 bytes (the first one's
+ * leading u32 is the page size), the last page number, the txn id.
+ */
+#define META_OFF_MAGIC 16
+#define META_OFF_PSIZE 40
+#define META_OFF_LAST_PG 136
+#define META_END 152
+#define META_MAGIC 0xBEEFC0DEu
+
+/* Free bytes of the data file's filesystem for an unprivileged writer. */
+static unsigned long long
+disk_free(struct store *st)
+{
+	struct statvfs sv;
+	int fd;
+
+	if (st == NULL || mdb_env_get_fd(st->env, &fd) != 0 ||
+	    fstatvfs(fd, &sv) != 0)
+		return ~0ULL;
+	return (unsigned long long)sv.f_bavail * sv.f_frsize;
+}
+
+int
+store_err(struct store *st, int rc, const char *what)
+{
+	switch (rc) {
+	case ENOSPC:
+	case EDQUOT:
+		log_error("%s: disk full", what);
+		return VAULT_ERR_NOSPACE;
+	case EIO:
+		/* LMDB reports a short write (what a full disk gives) as EIO. */
+		if (disk_free(st) < DISK_SLACK) {
+			log_error("%s: disk full (a short write)", what);
+			return VAULT_ERR_NOSPACE;
+		}
+		log_error("%s: %s", what, mdb_strerror(rc));
+		return VAULT_ERR_STORE;
+	case MDB_SUCCESS:
+		return 0;
+	case MDB_NOTFOUND:
+		return VAULT_ERR_NOT_FOUND;
+	case MDB_MAP_FULL:
+		log_error("%s: the data file reached its map size", what);
+		return VAULT_ERR_LIMIT;
+	case MDB_READERS_FULL:
+		log_warn("%s: too many concurrent readers", what);
+		return VAULT_ERR_LIMIT;
+	case MDB_PANIC:
+	case MDB_CORRUPTED:
+	case MDB_PAGE_NOTFOUND:
+	case MDB_VERSION_MISMATCH:
+	case MDB_INVALID:
+		log_error("%s: fatal store error: %s; refusing further calls",
+		    what, mdb_strerror(rc));
+		if (st != NULL)
+			st->failed = 1;
+		return VAULT_ERR_UNAVAILABLE;
+	default:
+		log_error("%s: %s", what, mdb_strerror(rc));
+		return VAULT_ERR_STORE;
+	}
+}
+
+static int
+open_dbs(struct store *st)
+{
+	static const struct { const char *name; unsigned flags; } dbs[STORE_SPACES] = {
+		[STORE_CONSUMERS] = { "consumers", 0 },
+		[STORE_ATTRS] = { "attrs", 0 },
+		[STORE_CONSENTS] = { "consents", 0 },
+		[STORE_COUNTS] = { "counts", 0 },
+		[STORE_LINEAGE] = { "lineage", MDB_DUPSORT },
+		[STORE_DATASETS] = { "datasets", 0 },
+		[STORE_LEDGER] = { "ledger", 0 },
+		[STORE_AUDIT] = { "audit", 0 },
+		[STORE_AUDIT_REF] = { "audit_ref", MDB_DUPSORT },
+		[STORE_META] = { "meta", 0 },
+		[STORE_REQUESTS] = { "requests", 0 },
+		[STORE_GC] = { "gc", 0 },
+		[STORE_MANIFESTS] = { "manifests", 0 },
+	};
+	uint8_t fmt[4];
+	MDB_txn *txn = NULL;
+	MDB_val k = { strlen(meta_name(META_STORE_FORMAT)),
+	    (void *)meta_name(META_STORE_FORMAT) }, v;
+	int rc;
+
+	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
+		return store_err(st, rc, "begin");
+	for (size_t i = 0; i < STORE_SPACES; i++)
+		if ((rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | MDB_CREATE,
+		    &st->dbi[i])) != 0)
+			goto fail;
+	rc = mdb_get(txn, st->meta, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		store_put_u32(fmt, STORE_FORMAT_VERSION);
+		v.mv_size = sizeof(fmt);
+		v.mv_data = fmt;
+		if ((rc = mdb_put(txn, st->meta, &k, &v, 0)) != 0)
+			goto fail;
+	} else if (rc != 0) {
+		goto fail;
+	} else if (v.mv_size != 4 ||
+	    store_get_u32(v.mv_data) != STORE_FORMAT_VERSION) {
+		log_error("the store has an unknown format version; refusing it");
+		mdb_txn_abort(txn);
+		return VAULT_ERR_STATE;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		return store_err(st, rc, "create databases");
+	return 0;
+fail:
+	mdb_txn_abort(txn);
+	if (rc == MDB_INCOMPATIBLE) {
+		log_error("the store's databases do not have the expected layout");
+		return VAULT_ERR_STATE;
+	}
+	return store_err(st, rc, "open databases");
+}
+
+int
+store_exists(const char *dir, bool *exists)
+{
+	char path[4096];
+	struct stat sb;
+
+	*exists = false;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, data_file) >=
+	    sizeof(path)) {
+		log_error("the store directory's path is too long");
+		return VAULT_ERR_INVALID;
+	}
+	if (stat(path, &sb) != 0) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			return 0;
+		log_error("cannot examine %s: %s", path, strerror(errno));
+		return VAULT_ERR_IO;
+	}
+	*exists = sb.st_size > 0;
+	return 0;
+}
+
+static uint64_t
+get_le(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+
+	while (n-- > 0)
+		v = v << 8 | p[n];
+	return v;
+}
+
+/*
+ * The bytes the store needs from its first meta page alone (0: page 0 is
+ * not an LMDB meta page, so the file is not a truncated store). LMDB's own
+ * open refuses a file too short for its second meta page before any
+ * public call can read the first one.
+ */
+static uint64_t
+meta0_need(int fd)
+{
+	uint8_t m[META_END];
+	uint64_t psize, last;
+
+	if (pread(fd, m, sizeof(m), 0) != (ssize_t)sizeof(m) ||
+	    get_le(m + META_OFF_MAGIC, 4) != META_MAGIC)
+		return 0;
+	psize = get_le(m + META_OFF_PSIZE, 4);
+	last = get_le(m + META_OFF_LAST_PG, 8);
+	if (psize < 512 || psize > 65536 || last > (UINT64_MAX >> 17))
+		return 0;
+	return (last + 1 > 2 ? last + 1 : 2) * psize;
+}
+
+/*
+ * A data file shorter than the store's last page (cut by a copy, a full
+ * disk, a bad restore) maps pages past its end: the first read of one
+ * kills the process with SIGBUS, long after "ready". Compared here, before
+ * the store is opened for writing: the meta pages are read through a
+ * read-only environment without a lock file, so nothing is written.
+ */
+static int
+check_length(const char *dir)
+{
+	char path[4096];
+	MDB_env *probe = NULL;
+	MDB_envinfo info;
+	MDB_stat ms;
+	struct stat sb;
+	uint64_t need = 0;
+	int fd = -1, rc, r = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, data_file);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &sb) != 0 ||
+	    sb.st_size == 0)
+		goto out;		/* none yet: mdb_env_open says why if needed */
+	if ((rc = mdb_env_create(&probe)) != 0)
+		goto out;
+	rc = mdb_env_open(probe, dir, MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS, 0600);
+	if (rc == 0 && mdb_env_info(probe, &info) == 0 &&
+	    mdb_env_stat(probe, &ms) == 0)
+		need = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+	else if (rc == MDB_INVALID)
+		need = meta0_need(fd);
+	if (need > (uint64_t)sb.st_size) {
+		log_error("%s is shorter than the store it holds (%llu of %llu "
+		    "bytes): it was truncated; restore it from a backup", data_file,
+		    (unsigned long long)sb.st_size, (unsigned long long)need);
+		r = VAULT_ERR_STATE;
+	}
+out:
+	if (probe != NULL)
+		mdb_env_close(probe);
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+int
+store_open(struct store **out, const char *dir, size_t map_size)
+{
+	struct store *st;
+	int rc, r;
+
+	*out = NULL;
+	if ((r = check_length(dir)) != 0)
+		return r;
+	if ((st = calloc(1, sizeof(*st))) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((rc = mdb_env_create(&st->env)) != 0 ||
+	    (rc = mdb_env_set_maxdbs(st->env, STORE_MAX_DBS)) != 0 ||
+	    (rc = mdb_env_set_maxreaders(st->env, STORE_MAX_READERS)) != 0 ||
+	    (rc = mdb_env_set_mapsize(st->env, map_size)) != 0) {
+		r = store_err(st, rc, "configure environment");
+		goto fail;
+	}
+	mdb_env_set_userctx(st->env, st);
+	rc = mdb_env_open(st->env, dir, MDB_NOTLS, 0600);
+	if (rc != 0) {
+		if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH ||
+		    rc == MDB_CORRUPTED) {
+			log_error("the data file in the store directory is not a "
+			    "valid LMDB store (%s)", mdb_strerror(rc));
+			r = VAULT_ERR_STATE;
+		} else {
+			log_error("cannot open the store: %s", mdb_strerror(rc));
+			r = VAULT_ERR_IO;
+		}
+		goto fail;
+	}
+	if ((r = open_dbs(st)) != 0)
+		goto fail;
+	*out = st;
+	return 0;
+fail:
+	store_close(st);
+	return r;
+}
+
+void
+store_close(struct store *st)
+{
+	if (st == NULL)
+		return;
+	if (st->env != NULL)
+		mdb_env_close(st->env);
+	free(st);
+}
+
+static struct store *
+txn_store(MDB_txn *txn)
+{
+	return mdb_env_get_userctx(mdb_txn_env(txn));
+}
+
+struct store *
+store_txn_store(struct store_txn *txn)
+{
+	return txn_store(store_mdb_txn(txn));
+}
+
+bool
+store_failed(const struct store *st)
+{
+	return st->failed != 0;
+}
+
+int
+store_read_begin(struct store *st, struct store_txn **txn)
+{
+	MDB_txn *t = NULL;
+	int rc;
+
+	*txn = NULL;
+	if (st->failed)
+		return VAULT_ERR_UNAVAILABLE;
+	if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &t)) != 0)
+		return store_err(st, rc, "begin read");
+	*txn = (struct store_txn *)t;
+	return 0;
+}
+
+void
+store_read_end(struct store_txn *txn)
+{
+	if (txn != NULL)
+		mdb_txn_abort(store_mdb_txn(txn));
+}
+
+int
+store_write_begin(struct store *st, struct store_txn **txn)
+{
+	MDB_txn *t = NULL;
+	int rc;
+
+	*txn = NULL;
+	if (st->failed)
+		return VAULT_ERR_UNAVAILABLE;
+	if ((rc = mdb_txn_begin(st->env, NULL, 0, &t)) != 0)
+		return store_err(st, rc, "begin write");
+	*txn = (struct store_txn *)t;
+	return 0;
+}
+
+int
+store_write_commit(struct store_txn *txn)
+{
+	struct store *st = store_txn_store(txn);
+	int rc;
+
+	if ((rc = mdb_txn_commit(store_mdb_txn(txn))) != 0)
+		return store_err(st, rc, "commit");
+	return 0;
+}
+
+void
+store_write_abort(struct store_txn *txn)
+{
+	if (txn != NULL)
+		mdb_txn_abort(store_mdb_txn(txn));
+}
+
+int
+store_get(struct store_txn *txn, enum store_space sp, const void *key,
+    size_t klen, struct store_val *val)
+{
+	MDB_txn *t = store_mdb_txn(txn);
+	MDB_val k = { klen, (void *)key }, v;
+	int rc;
+
+	if ((rc = mdb_get(t, txn_store(t)->dbi[sp], &k, &v)) != 0) {
+		val->data = NULL;
+		val->len = 0;
+		return rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
+		    store_err(txn_store(t), rc, "get");
+	}
+	val->data = v.mv_data;
+	val->len = v.mv_size;
+	return 0;
+}
+
+int
+store_put(struct store_txn *txn, enum store_space sp, const void *key,
+    size_t klen, const void *data, size_t len, unsigned flags)
+{
+	MDB_txn *t = store_mdb_txn(txn);
+	MDB_val k = { klen, (void *)key }, v = { len, (void *)data };
+	unsigned f = 0;
+	int rc;
+
+	if (flags & STORE_NOOVERWRITE)
+		f |= MDB_NOOVERWRITE;
+	if (flags & STORE_NODUPDATA)
+		f |= MDB_NODUPDATA;
+	if (flags & STORE_APPEND)
+		f |= MDB_APPEND;
+	if ((rc = mdb_put(t, txn_store(t)->dbi[sp], &k, &v, f)) == 0)
+		return 0;
+	return rc == MDB_KEYEXIST ? VAULT_ERR_EXISTS :
+	    store_err(txn_store(t), rc, "put");
+}
+
+int
+store_del(struct store_txn *txn, enum store_space sp, const void *key,
+    size_t klen, const void *dup, size_t duplen)
+{
+	MDB_txn *t = store_mdb_txn(txn);
+	MDB_val k = { klen, (void *)key }, v = { duplen, (void *)dup };
+	int rc;
+
+	if ((rc = mdb_del(t, txn_store(t)->dbi[sp], &k,
+	    dup != NULL ? &v : NULL)) == 0)
+		return 0;
+	return rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
+	    store_err(txn_store(t), rc, "delete");
+}
+
+int
+store_count(struct store_txn *txn, enum store_space sp, size_t *n)
+{
+	MDB_txn *t = store_mdb_txn(txn);
+	MDB_stat ms;
+	int rc;
+
+	*n = 0;
+	if ((rc = mdb_stat(t, txn_store(t)->dbi[sp], &ms)) != 0)
+		return store_err(txn_store(t), rc, "count");
+	*n = ms.ms_entries;
+	return 0;
+}
+
+int
+store_delete_prefix(struct store_txn *txn, enum store_space sp,
+    const void *prefix, size_t len)
+{
+	MDB_txn *t = store_mdb_txn(txn);
+	MDB_cursor *cur = NULL;
+	MDB_val k = { len, (void *)prefix }, v;
+	int rc;
+
+	if ((rc = mdb_cursor_open(t, txn_store(t)->dbi[sp], &cur)) != 0)
+		return store_err(txn_store(t), rc, "open cursor");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < len || memcmp(k.mv_data, prefix, len) != 0)
+			break;
+		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return store_err(txn_store(t), rc, "delete by prefix");
+	return 0;
+}
+
+/* ------------------------------------------------------------ cursors */
+
+static MDB_cursor *
+mcur(struct store_cursor *cur)
+{
+	return (MDB_cursor *)cur;
+}
+
+static struct store *
+cur_store(MDB_cursor *cur)
+{
+	return txn_store(mdb_cursor_txn(cur));
+}
+
+int
+store_cursor_open(struct store_txn *txn, enum store_space sp,
+    struct store_cursor **cur)
+{
+	MDB_txn *t = store_mdb_txn(txn);
+	MDB_cursor *c = NULL;
+	int rc;
+
+	*cur = NULL;
+	if ((rc = mdb_cursor_open(t, txn_store(t)->dbi[sp], &c)) != 0)
+		return store_err(txn_store(t), rc, "open cursor");
+	*cur = (struct store_cursor *)c;
+	return 0;
+}
+
+void
+store_cursor_close(struct store_cursor *cur)
+{
+	if (cur != NULL)
+		mdb_cursor_close(mcur(cur));
+}
+
+int
+store_cursor_get(struct store_cursor *cur, struct store_val *key,
+    struct store_val *val, enum store_move op)
+{
+	static const MDB_cursor_op ops[] = {
+		[STORE_FIRST] = MDB_FIRST,
+		[STORE_LAST] = MDB_LAST,
+		[STORE_NEXT] = MDB_NEXT,
+		[STORE_PREV] = MDB_PREV,
+		[STORE_SEEK] = MDB_SET_RANGE,
+		[STORE_SET] = MDB_SET_KEY,
+		[STORE_NEXT_DUP] = MDB_NEXT_DUP,
+		[STORE_GET_BOTH] = MDB_GET_BOTH,
+		[STORE_SEEK_DUP] = MDB_GET_BOTH_RANGE,
+		[STORE_CURRENT] = MDB_GET_CURRENT,
+	};
+	MDB_val k = { key->len, (void *)key->data };
+	MDB_val v = { val->len, (void *)val->data };
+	int rc;
+
+	rc = mdb_cursor_get(mcur(cur), &k, &v, ops[op]);
+	/* After a delete at the end, LMDB has no current entry: EINVAL. */
+	if (rc == EINVAL && op == STORE_CURRENT)
+		rc = MDB_NOTFOUND;
+	if (rc != 0)
+		return rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
+		    store_err(cur_store(mcur(cur)), rc, "cursor");
+	key->data = k.mv_data;
+	key->len = k.mv_size;
+	val->data = v.mv_data;
+	val->len = v.mv_size;
+	return 0;
+}
+
+int
+store_cursor_replace(struct store_cursor *cur, const void *data, size_t len)
+{
+	uint8_t key[STORE_KEY_MAX];
+	MDB_val k, v = { len, (void *)data };
+	int rc;
+
+	/*
+	 * MDB_CURRENT wants the current key. It is copied: a value of another
+	 * size may move the node, and the page, it points into.
+	 */
+	if ((rc = mdb_cursor_get(mcur(cur), &k, &(MDB_val){ 0, NULL },
+	    MDB_GET_CURRENT)) == 0) {
+		if (k.mv_size > sizeof(key))
+			return store_err(cur_store(mcur(cur)), MDB_BAD_VALSIZE,
+			    "replace at cursor");
+		memcpy(key, k.mv_data, k.mv_size);
+		k.mv_data = key;
+		rc = mdb_cursor_put(mcur(cur), &k, &v, MDB_CURRENT);
+	}
+	if (rc == 0)
+		return 0;
+	return store_err(cur_store(mcur(cur)), rc, "replace at cursor");
+}
+
+int
+store_cursor_del(struct store_cursor *cur)
+{
+	int rc;
+
+	if ((rc = mdb_cursor_del(mcur(cur), 0)) != 0)
+		return store_err(cur_store(mcur(cur)), rc, "delete at cursor");
+	return 0;
+}
+
+int
+store_sync(struct store *st)
+{
+	int rc;
+
+	if ((rc = mdb_env_sync(st->env, 1)) != 0)
+		return store_err(st, rc, "sync");
+	return 0;
+}
+
+/* ------------------------------------------------------------ headroom */
+
+/* Pages on LMDB's freelist: inside the file, free to reuse. */
+static int
+free_pages(struct store *st, size_t *n)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	size_t count;
+	int rc;
+
+	*n = 0;
+	if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0)
+		goto out;
+	/* Database 0 is the freelist: txn id -> page list, count first. */
+	if ((rc = mdb_cursor_open(txn, 0, &cur)) != 0)
+		goto out;
+	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+		if (v.mv_size < sizeof(count))
+			continue;
+		memcpy(&count, v.mv_data, sizeof(count));
+		*n += count;
+	}
+out:
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_err(st, rc,
+	    "count free pages");
+}
+
+/* VAULT_ERR_LIMIT when the pages in use reach the high-water mark. */
+static int
+map_room(struct store *st)
+{
+	MDB_envinfo info;
+	MDB_stat ms;
+	size_t used, mark, nfree;
+	int r;
+
+	if (mdb_env_info(st->env, &info) != 0 || mdb_env_stat(st->env, &ms) != 0)
+		return 0;
+	mark = info.me_mapsize / 100 * (size_t)st->high_water_pct;
+	used = (info.me_last_pgno + 1) * (size_t)ms.ms_psize;
+	/* The file is below the mark: no need to count the free pages. */
+	if (used < mark)
+		return 0;
+	if ((r = free_pages(st, &nfree)) != 0)
+		return r;
+	used -= nfree * ms.ms_psize < used ? nfree * ms.ms_psize : used;
+	return used < mark ? 0 : VAULT_ERR_LIMIT;
+}
+
+/* VAULT_ERR_NOSPACE when the disk reserve cannot be kept allocated. */
+static int
+disk_room(struct store *st)
+{
+	MDB_envinfo info;
+	struct stat sb;
+	off_t want, ahead;
+	int fd;
+
+	if (st->disk_reserve == 0 || mdb_env_get_fd(st->env, &fd) != 0 ||
+	    fstat(fd, &sb) != 0 || mdb_env_info(st->env, &info) != 0)
+		return 0;
+	/* Past the map size LMDB never writes: no reserve beyond it. */
+	want = (off_t)st->disk_reserve;
+	if ((off_t)info.me_mapsize - sb.st_size < want)
+		want = (off_t)info.me_mapsize - sb.st_size;
+	ahead = (off_t)sb.st_blocks * 512 - sb.st_size;
+	/* An ordinary write must not take the reserve: it needs free disk too. */
+	if (want <= 0 || ahead >= want ||
+	    fallocate(fd, FALLOC_FL_KEEP_SIZE, sb.st_size, want) == 0)
+		return disk_free(st) < DISK_SLACK ? VAULT_ERR_NOSPACE : 0;
+	if (errno == ENOSPC || errno == EDQUOT)
+		return VAULT_ERR_NOSPACE;
+	/* A filesystem without fallocate: keep the reserve free, unowned. */
+	if (errno == EOPNOTSUPP)
+		return disk_free(st) < (unsigned long long)want ?
+		    VAULT_ERR_NOSPACE : 0;
+	log_warn("cannot reserve disk space for the store: %s", strerror(errno));
+	return 0;
+}
+
+int
+store_room(struct store *st)
+{
+	int r, old;
+
+	if (st->failed)
+		return VAULT_ERR_UNAVAILABLE;
+	if ((r = map_room(st)) == 0)
+		r = disk_room(st);
+	old = __atomic_exchange_n(&st->refusing, r, __ATOMIC_RELAXED);
+	if (old == r)
+		return r;
+	if (r == VAULT_ERR_LIMIT)
+		log_error("the store passed its high-water mark (%d%% of the map "
+		    "size): refusing ordinary writes; deletions, opt-outs and "
+		    "the audit log go on in the headroom", st->high_water_pct);
+	else if (r == VAULT_ERR_NOSPACE)
+		log_error("disk full: the store's disk reserve cannot be kept; "
+		    "refusing ordinary writes; deletions, opt-outs and the "
+		    "audit log go on in the reserve");
+	else if (r == 0)
+		log_info("there is room again: ordinary writes are accepted");
+	return r;
+}
+
+int
+store_refusing(const struct store *st)
+{
+	return __atomic_load_n(&st->refusing, __ATOMIC_RELAXED);
+}
+
+void
+store_set_headroom(struct store *st, int high_water_pct, size_t disk_reserve)
+{
+	st->high_water_pct = high_water_pct;
+	st->disk_reserve = disk_reserve;
+	/*
+	 * The reserve is taken at the first check of room (the health re-check
+	 * runs every second), not here: a start refused later changes no file.
+	 */
+}
