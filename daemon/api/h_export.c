@@ -292,14 +292,10 @@ handle_export_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 
 	if (x == NULL)
 		return VAULT_ERR_NOMEM;
-	if ((r = handler_check_consumer_id(ctx, req->consumer_id)) != 0)
+	if ((r = handler_consumer_ref(ctx, req->consumer_id, ref)) != 0)
 		goto out;
-	crypto_consumer_ref(keyring_index_key(v->kr), req->consumer_id,
-	    strlen(req->consumer_id), ref);
-	rpc_audit_ref(ctx, ref);
 	vault__v1__export_consumer_response__init(&x->resp);
-	r = consumer_get(v, req->consumer_id, strlen(req->consumer_id), -1, NULL,
-	    0, &cv);
+	r = consumer_get(v, ref, -1, NULL, 0, &cv);
 	if (r == VAULT_ERR_NOT_FOUND) {
 		r = rpc_fail(ctx, r, "consumer not found");
 		goto out;

@@ -139,14 +139,12 @@ set_apply(MDB_txn *txn, void *arg)
 }
 
 int
-consent_set(struct vault *v, const char *id, size_t id_len,
-    const struct consent_change *change, uint8_t ref[CRYPTO_REF_BYTES],
-    uint8_t *flags)
+consent_set(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
+    const struct consent_change *change, uint8_t *flags)
 {
 	struct set_job job = { .v = v, .ref = ref, .c = change };
 	int r;
 
-	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, ref);
 	r = writer_submit(v->wr, set_apply, &job);
 	if (r == 0)
 		VAULT_CRASH_POINT("consent.after_commit");	/* no reply yet */

@@ -330,14 +330,12 @@ put_apply(MDB_txn *txn, void *arg)
 }
 
 int
-consumer_put(struct vault *v, const char *id, size_t id_len,
-    const struct attr_in *attrs, size_t n, bool *created,
-    uint8_t ref[CRYPTO_REF_BYTES])
+consumer_put(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
+    const struct attr_in *attrs, size_t n, bool *created)
 {
 	struct put_job job = { .v = v, .ref = ref, .attrs = attrs, .n = n };
 	int r;
 
-	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, ref);
 	*created = false;
 	if ((job.entries = calloc(RECORD_MANIFEST_ENTRIES,
 	    sizeof(*job.entries))) == NULL ||
@@ -498,7 +496,7 @@ withhold(struct vault *v, int purpose, uint8_t flags, int *idx, MDB_val *vals,
 }
 
 int
-consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
+consumer_get(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES], int purpose,
     const int *attrs, size_t n_attrs, struct consumer_values *out)
 {
 	MDB_val vals[CONSUMER_VALUES_MAX], names[CONSUMER_VALUES_MAX];
@@ -515,7 +513,7 @@ consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
 	memset(out, 0, sizeof(*out));
 	if (n_attrs > SCHEMA_MAX_ATTRS)
 		return VAULT_ERR_INVALID;
-	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, out->ref);
+	memcpy(out->ref, ref, CRYPTO_REF_BYTES);
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		return r;
 	k = (MDB_val){ CRYPTO_REF_BYTES, out->ref };

@@ -24,13 +24,12 @@ struct attr_in {
 };
 
 /*
- * Writes attrs for consumer id, creating the consumer on its first put. All
+ * Writes attrs for the consumer at ref, creating it on its first put. All
  * or nothing; durable when it returns 0. The caller has validated attrs
  * against the schema.
  */
-int consumer_put(struct vault *v, const char *id, size_t id_len,
-    const struct attr_in *attrs, size_t n, bool *created,
-    uint8_t ref[CRYPTO_REF_BYTES]) VAULT_WUR;
+int consumer_put(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
+    const struct attr_in *attrs, size_t n, bool *created) VAULT_WUR;
 
 /*
  * At most this many values in a result: the schema's attributes, and for
@@ -68,7 +67,7 @@ struct consumer_values {
  * right to know (export): also the records of attributes no longer in the
  * schema (attr -1), in name order; VAULT_ERR_LIMIT past CONSUMER_VALUES_MAX.
  */
-int consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
+int consumer_get(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES], int purpose,
     const int *attrs, size_t n_attrs, struct consumer_values *out) VAULT_WUR;
 void consumer_values_clear(struct consumer_values *cv);
 

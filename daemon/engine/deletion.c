@@ -318,7 +318,7 @@ static int
 delete_one(struct vault *v, MDB_txn *txn, const struct deletion_request *req,
     uint64_t *next_seq, struct receipt *out)
 {
-	uint8_t ref[CRYPTO_REF_BYTES];
+	const uint8_t *ref = req->ref;
 	struct removal rm;
 	uint8_t head[AUDIT_HASH_BYTES];
 	uint64_t head_seq, pending;
@@ -326,8 +326,6 @@ delete_one(struct vault *v, MDB_txn *txn, const struct deletion_request *req,
 	bool found;
 	int r;
 
-	crypto_consumer_ref(keyring_index_key(v->kr), req->consumer_id,
-	    strlen(req->consumer_id), ref);
 	if ((r = stored_receipt(v, txn, req->request_id, ref, out, &found)) != 0 ||
 	    found)
 		return r;
@@ -335,7 +333,7 @@ delete_one(struct vault *v, MDB_txn *txn, const struct deletion_request *req,
 	if ((r = consumer_remove_txn(v, txn, ref, &rm)) != 0)
 		goto out;
 	snprintf(out->request_id, sizeof(out->request_id), "%s", req->request_id);
-	crypto_hex(ref, sizeof(ref), out->ref_hex);
+	crypto_hex(ref, CRYPTO_REF_BYTES, out->ref_hex);
 	out->found = rm.found;
 	out->epoch = rm.found ? rm.epoch : keyring_active_version(v->kr);
 	out->deleted_at_ms = store_now_ms();

@@ -40,7 +40,7 @@
 #define DELETION_REQUEST_ID_MAX 128
 
 struct deletion_request {
-	const char *consumer_id;
+	const uint8_t *ref;		/* the consumer's, CRYPTO_REF_BYTES */
 	const char *request_id;		/* validated, non-empty */
 };
 

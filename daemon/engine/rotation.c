@@ -651,13 +651,12 @@ out:
 }
 
 int
-rotation_consumer_key(struct vault *v, const char *id, size_t id_len,
-    uint8_t ref[CRYPTO_REF_BYTES], uint32_t *gen)
+rotation_consumer_key(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
+    uint32_t *gen)
 {
 	struct rekey_job job = { v, ref, 0 };
 	int r;
 
-	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, ref);
 	if ((r = writer_submit(v->wr, rekey_apply, &job)) != 0)
 		return r;
 	*gen = job.gen;
