@@ -421,3 +421,14 @@ fetch_record_lineage(struct vault *v, uint32_t dataset,
 		return 0;
 	return writer_submit(v->wr, lineage_apply, &job);
 }
+
+int
+fetch_page(struct vault *v, const struct fetch_query *q, uint32_t dataset,
+    struct fetch_set *set, size_t from, size_t n)
+{
+	int r;
+
+	if ((r = fetch_recheck(v, q, set, from, n)) != 0)
+		return r;
+	return fetch_record_lineage(v, dataset, set, from, n);
+}
