@@ -169,15 +169,12 @@ handle_query_audit(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	int r;
 
 	if (req->consumer_id[0] != '\0') {
-		if ((r = handler_check_consumer_id(ctx, req->consumer_id)) != 0)
-			return r;
 		/* The id is hashed to its ref: the log never held the id itself. */
-		crypto_consumer_ref(keyring_index_key(v->kr), req->consumer_id,
-		    strlen(req->consumer_id), ref);
-		rpc_audit_ref(ctx, ref);
+		if ((r = handler_consumer_ref(ctx, req->consumer_id, ref)) != 0)
+			return r;
 	}
-	if ((r = audit_scan(&v->audit, 0, req->consumer_id[0] ? ref : NULL, send_entry,
-	    &q)) != 0)
+	if ((r = audit_scan(&v->audit, 0, req->consumer_id[0] ? ref : NULL,
+	    send_entry, &q)) != 0)
 		return r;
 	return q.r;
 }

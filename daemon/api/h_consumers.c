@@ -8,12 +8,12 @@
 #include "vault/v1/vault.pb-c.h"
 
 int
-handler_check_consumer_id(struct rpc_ctx *ctx, const char *id)
+handler_consumer_ref(struct rpc_ctx *ctx, const char *id,
+    uint8_t ref[CRYPTO_REF_BYTES])
 {
 	const struct vault *v = rpc_app(ctx);
 	const char *why = schema_check_consumer_id(id, strlen(id),
 	    (size_t)v->cfg->max_consumer_id_bytes);
-	uint8_t ref[CRYPTO_REF_BYTES];
 
 	if (why != NULL)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "consumer_id: %s", why);
@@ -96,7 +96,7 @@ handle_put_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	bool created = false;
 	int r;
 
-	if ((r = handler_check_consumer_id(ctx, req->consumer_id)) != 0 ||
+	if ((r = handler_consumer_ref(ctx, req->consumer_id, ref)) != 0 ||
 	    (r = check_put(ctx, v, req, in)) != 0)
 		return r;
 	{
@@ -106,8 +106,7 @@ handle_put_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 			idx[i] = in[i].attr;
 		handler_audit_names(ctx, v->schema, idx, req->n_attributes);
 	}
-	if ((r = consumer_put(v, req->consumer_id, strlen(req->consumer_id), in,
-	    req->n_attributes, &created, ref)) != 0)
+	if ((r = consumer_put(v, ref, in, req->n_attributes, &created)) != 0)
 		return r == VAULT_ERR_LIMIT ?
 		    rpc_fail(ctx, r, "the store is full") : r;
 	crypto_hex(ref, sizeof(ref), ref_hex);
@@ -169,17 +168,17 @@ handle_get_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	char *withheld[SCHEMA_MAX_ATTRS];
 	struct vault *v = rpc_app(ctx);
 	struct consumer_values cv;
+	uint8_t ref[CRYPTO_REF_BYTES];
 	char ref_hex[CRYPTO_REF_BYTES * 2 + 1];
 	int idx[SCHEMA_MAX_ATTRS];
 	int purpose, r;
 
-	if ((r = handler_check_consumer_id(ctx, req->consumer_id)) != 0 ||
+	if ((r = handler_consumer_ref(ctx, req->consumer_id, ref)) != 0 ||
 	    (r = handler_check_purpose(ctx, req->purpose, &purpose)) != 0 ||
 	    (r = check_names(ctx, v, req->names, req->n_names, idx)) != 0)
 		return r;
 	handler_audit_names(ctx, v->schema, idx, req->n_names);
-	r = consumer_get(v, req->consumer_id, strlen(req->consumer_id), purpose,
-	    idx, req->n_names, &cv);
+	r = consumer_get(v, ref, purpose, idx, req->n_names, &cv);
 	/* Asked for every attribute: the entry names those the reply holds. */
 	if (r == 0 && req->n_names == 0) {
 		for (size_t i = 0; i < cv.n; i++)
@@ -234,7 +233,7 @@ handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	const char *why;
 	int r;
 
-	if ((r = handler_check_consumer_id(ctx, req->consumer_id)) != 0)
+	if ((r = handler_consumer_ref(ctx, req->consumer_id, ref)) != 0)
 		return r;
 	rpc_audit_purpose(ctx, req->purpose);
 	if ((why = consent_check_source(req->source)) != NULL)
@@ -247,8 +246,7 @@ handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	    c.opt_out_sale_share == FLAG_KEEP && strcmp(req->source, "gpc") != 0)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "nothing to change: give a "
 		    "purpose, a flag, or source \"gpc\"");
-	r = consent_set(v, req->consumer_id, strlen(req->consumer_id), &c, ref,
-	    &flags);
+	r = consent_set(v, ref, &c, &flags);
 	if (r == VAULT_ERR_NOT_FOUND)
 		return rpc_fail(ctx, r, "consumer not found");
 	if (r == VAULT_ERR_LIMIT)

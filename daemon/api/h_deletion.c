@@ -31,21 +31,27 @@ fill_receipt(const struct receipt *r, Vault__V1__DeletionReceipt *out)
 	out->audit_head = (char *)r->audit_head;
 }
 
-/* Validates requests; generated request ids go to ids (33 bytes each). */
+/*
+ * Validates requests; each consumer's ref goes to refs (CRYPTO_REF_BYTES
+ * each), generated request ids to ids (33 bytes each).
+ */
 static int
 check_requests(struct rpc_ctx *ctx, Vault__V1__DeleteConsumerRequest **in,
-    size_t n, struct deletion_request *out, char (*ids)[33])
+    size_t n, struct deletion_request *out, uint8_t *refs, char (*ids)[33])
 {
 	const char *why;
 	int r;
 
 	for (size_t i = 0; i < n; i++) {
-		if ((r = handler_check_consumer_id(ctx, in[i]->consumer_id)) != 0) {
+		uint8_t *ref = refs + i * CRYPTO_REF_BYTES;
+
+		if ((r = handler_consumer_ref(ctx, in[i]->consumer_id,
+		    ref)) != 0) {
 			if (n > 1)
 				rpc_fail(ctx, r, "requests[%zu].consumer_id: invalid", i);
 			return r;
 		}
-		out[i].consumer_id = in[i]->consumer_id;
+		out[i].ref = ref;
 		if (in[i]->request_id[0] == '\0') {
 			uint8_t rnd[16];
 
@@ -83,15 +89,12 @@ run(struct rpc_ctx *ctx, Vault__V1__DeleteConsumerRequest **in, size_t n,
 		r = VAULT_ERR_NOMEM;
 		goto out;
 	}
-	if ((r = check_requests(ctx, in, n, reqs, ids)) != 0)
-		goto out;
 	if ((refs = malloc(n * CRYPTO_REF_BYTES)) == NULL) {
 		r = VAULT_ERR_NOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++)
-		crypto_consumer_ref(keyring_index_key(v->kr), reqs[i].consumer_id,
-		    strlen(reqs[i].consumer_id), refs + i * CRYPTO_REF_BYTES);
+	if ((r = check_requests(ctx, in, n, reqs, refs, ids)) != 0)
+		goto out;
 	rpc_audit_refs(ctx, refs, n);	/* the call owns refs now */
 	if ((r = deletion_run(v, reqs, n, out, &bad)) == VAULT_ERR_EXISTS) {
 		if (single)

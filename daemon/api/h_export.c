@@ -145,7 +145,8 @@ add_releases(struct vault *v, struct export *x)
 
 		if (x->datasets[i] == NULL)
 			return VAULT_ERR_NOMEM;
-		audit_dataset_key(&v->audit, x->datasets[i], strlen(x->datasets[i]), key);
+		audit_dataset_key(&v->audit, x->datasets[i],
+		    strlen(x->datasets[i]), key);
 		x->found = false;
 		if ((r = audit_scan(&v->audit, 0, key, add_release, x)) != 0)
 			return r;
@@ -262,14 +263,10 @@ handle_export_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 
 	if (x == NULL)
 		return VAULT_ERR_NOMEM;
-	if ((r = handler_check_consumer_id(ctx, req->consumer_id)) != 0)
+	if ((r = handler_consumer_ref(ctx, req->consumer_id, ref)) != 0)
 		goto out;
-	crypto_consumer_ref(keyring_index_key(v->kr), req->consumer_id,
-	    strlen(req->consumer_id), ref);
-	rpc_audit_ref(ctx, ref);
 	vault__v1__export_consumer_response__init(&x->resp);
-	r = consumer_get(v, req->consumer_id, strlen(req->consumer_id), -1, NULL,
-	    0, &cv);
+	r = consumer_get(v, ref, -1, NULL, 0, &cv);
 	if (r == VAULT_ERR_NOT_FOUND) {
 		r = rpc_fail(ctx, r, "consumer not found");
 		goto out;

@@ -232,8 +232,7 @@ stream_pages(struct rpc_ctx *ctx, struct vault *v, struct fetch_query *q,
 			r = VAULT_ERR_CANCELLED;
 			break;
 		}
-		if ((r = fetch_recheck(v, q, &set, from, n)) != 0 ||
-		    (r = fetch_record_lineage(v, dataset, &set, from, n)) != 0 ||
+		if ((r = fetch_page(v, q, dataset, &set, from, n)) != 0 ||
 		    (r = send_page(ctx, v, q, &set, from, n, bind, &b)) != 0)
 			break;
 		from += n;

@@ -165,10 +165,9 @@ handle_rotate_consumer_key(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	uint32_t gen;
 	int r;
 
-	if ((r = handler_check_consumer_id(ctx, req->consumer_id)) != 0)
+	if ((r = handler_consumer_ref(ctx, req->consumer_id, ref)) != 0)
 		return r;
-	r = rotation_consumer_key(v, req->consumer_id, strlen(req->consumer_id),
-	    ref, &gen);
+	r = rotation_consumer_key(v, ref, &gen);
 	if (r == VAULT_ERR_NOT_FOUND)
 		return rpc_fail(ctx, r, "consumer not found");
 	if (r != 0)

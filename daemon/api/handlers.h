@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "crypto/crypto.h"
 #include "rpc/reqcheck.h"
 #include "rpc/rpc.h"
 #include "conf/schema.h"
@@ -35,8 +36,14 @@ extern const struct rpc_method dispatch_methods[];
 extern const size_t dispatch_n_methods;
 extern const struct reqcheck_opts dispatch_strings;
 
-/* Checks a consumer id field; 0 or VAULT_ERR_INVALID with the message set. */
-int handler_check_consumer_id(struct rpc_ctx *ctx, const char *id);
+/*
+ * Checks a consumer id field and turns it into the consumer's ref, which
+ * the call's audit entry records: 0, or VAULT_ERR_INVALID with the message
+ * set. The one place an id becomes a ref: below the API layer, the engine
+ * takes refs, and no plaintext id goes further than the handler.
+ */
+int handler_consumer_ref(struct rpc_ctx *ctx, const char *id,
+    uint8_t ref[CRYPTO_REF_BYTES]);
 /* Records the attribute names of a call in its audit entry (whole names
  * only, as many as fit). */
 void handler_audit_names(struct rpc_ctx *ctx, const struct schema *s,

@@ -198,7 +198,8 @@ body_index_key(const struct audit_log *al, const uint8_t *body, size_t len,
 	if (n[F_REF] != 0)
 		memcpy(key, f[F_REF], CRYPTO_REF_BYTES);
 	else if (n[F_DATASET] != 0)
-		audit_dataset_key(al, (const char *)f[F_DATASET], n[F_DATASET], key);
+		audit_dataset_key(al, (const char *)f[F_DATASET], n[F_DATASET],
+		    key);
 	else
 		return VAULT_ERR_NOT_FOUND;
 	return 0;
@@ -226,14 +227,15 @@ index_put(struct store_txn *txn, const uint8_t *ref, uint64_t seq)
 		return rc;
 	rk = (struct store_val){ CRYPTO_REF_BYTES, rb };
 	sv = (struct store_val){ 8, sk };
-	if ((rc = store_put(txn, STORE_AUDIT_REF, rk.data, rk.len, sv.data, sv.len, 0)) != 0)
+	if ((rc = store_put(txn, STORE_AUDIT_REF, rk.data, rk.len, sv.data,
+	    sv.len, 0)) != 0)
 		return rc;
 	return 0;
 }
 
 int
-audit_append_body_txn(struct audit_log *al, struct store_txn *txn, uint64_t at_ms,
-    const uint8_t *body, size_t len, bool index)
+audit_append_body_txn(struct audit_log *al, struct store_txn *txn,
+    uint64_t at_ms, const uint8_t *body, size_t len, bool index)
 {
 	uint8_t buf[HDR + AUDIT_BODY_MAX], key[8], head[8 + AUDIT_HASH_BYTES];
 	uint8_t ref[CRYPTO_REF_BYTES];
@@ -256,7 +258,8 @@ audit_append_body_txn(struct audit_log *al, struct store_txn *txn, uint64_t at_m
 	store_put_u64(key, seq);
 	k = (struct store_val){ 8, key };
 	val = (struct store_val){ HDR + len, buf };
-	if ((rc = store_put(txn, STORE_AUDIT, k.data, k.len, val.data, val.len, STORE_APPEND)) != 0)
+	if ((rc = store_put(txn, STORE_AUDIT, k.data, k.len, val.data, val.len,
+	    STORE_APPEND)) != 0)
 		return rc;
 	/* Unless index, the consumer index gets it later (audit_index). */
 	if (index && filed == 0 && (r = index_put(txn, ref, seq)) != 0)
@@ -267,7 +270,8 @@ audit_append_body_txn(struct audit_log *al, struct store_txn *txn, uint64_t at_m
 }
 
 int
-audit_append_txn(struct audit_log *al, struct store_txn *txn, const struct audit_rec *rec)
+audit_append_txn(struct audit_log *al, struct store_txn *txn,
+    const struct audit_rec *rec)
 {
 	uint8_t body[AUDIT_BODY_MAX];
 	size_t len = audit_encode(rec, body);
@@ -326,8 +330,9 @@ index_apply(struct store_txn *txn, void *arg)
 
 		if (k.len != 8 || val.len < HDR ||
 		    val.len > HDR + AUDIT_BODY_MAX ||
-		    ((filed = body_index_key(al, (const uint8_t *)val.data + HDR,
-		    val.len - HDR, ref)) != 0 && filed != VAULT_ERR_NOT_FOUND)) {
+		    ((filed = body_index_key(al,
+		    (const uint8_t *)val.data + HDR, val.len - HDR,
+		    ref)) != 0 && filed != VAULT_ERR_NOT_FOUND)) {
 			r = VAULT_ERR_STATE;	/* VerifyAudit names the entry */
 			break;
 		}
@@ -545,7 +550,8 @@ visit_seq(struct store_txn *txn, uint64_t seq, audit_visit fn,
 	int rc;
 
 	store_put_u64(key, seq);
-	if ((rc = store_get(txn, STORE_AUDIT, k.data, k.len, &val)) == VAULT_ERR_NOT_FOUND)
+	if ((rc = store_get(txn, STORE_AUDIT, k.data, k.len,
+	    &val)) == VAULT_ERR_NOT_FOUND)
 		return 0;
 	if (rc != 0)
 		return rc;
@@ -561,8 +567,8 @@ visit_seq(struct store_txn *txn, uint64_t seq, audit_visit fn,
  * in that snapshot) are read; *stopped tells that fn asked to stop.
  */
 static int
-scan_page(struct audit_log *al, uint64_t *after, const uint8_t *ref, audit_visit fn,
-    void *arg, bool *done, uint64_t *indexed, bool *stopped)
+scan_page(struct audit_log *al, uint64_t *after, const uint8_t *ref,
+    audit_visit fn, void *arg, bool *done, uint64_t *indexed, bool *stopped)
 {
 	struct store_txn *txn = NULL;
 	struct store_cursor *cur = NULL;
@@ -613,7 +619,8 @@ scan_page(struct audit_log *al, uint64_t *after, const uint8_t *ref, audit_visit
 			stop = fn(&e, arg);
 		}
 		*after = seq;
-		rc = store_cursor_get(cur, &k, &val, ref ? STORE_NEXT_DUP : STORE_NEXT);
+		rc = store_cursor_get(cur, &k, &val,
+		    ref ? STORE_NEXT_DUP : STORE_NEXT);
 	}
 	if (rc == VAULT_ERR_NOT_FOUND || stop)
 		*done = true;
@@ -628,8 +635,8 @@ out:
 
 /* The entries of ref after seq from, read from the log itself. */
 static int
-scan_tail(struct audit_log *al, uint64_t from, const uint8_t *ref, audit_visit fn,
-    void *arg)
+scan_tail(struct audit_log *al, uint64_t from, const uint8_t *ref,
+    audit_visit fn, void *arg)
 {
 	struct store_txn *txn = NULL;
 	struct store_cursor *cur = NULL;
@@ -652,8 +659,9 @@ scan_tail(struct audit_log *al, uint64_t from, const uint8_t *ref, audit_visit f
 
 		if (k.len != 8 || val.len < HDR ||
 		    val.len > HDR + AUDIT_BODY_MAX ||
-		    ((filed = body_index_key(al, (const uint8_t *)val.data + HDR,
-		    val.len - HDR, eref)) != 0 && filed != VAULT_ERR_NOT_FOUND)) {
+		    ((filed = body_index_key(al,
+		    (const uint8_t *)val.data + HDR, val.len - HDR,
+		    eref)) != 0 && filed != VAULT_ERR_NOT_FOUND)) {
 			r = VAULT_ERR_STATE;
 			goto out;
 		}
@@ -691,8 +699,8 @@ audit_log_scan(struct audit_log *al, uint64_t after_seq, const uint8_t *ref,
 		r = scan_page(al, &after_seq, ref, fn, arg, &done, &indexed,
 		    &stopped);
 	if (r == 0 && ref != NULL && !stopped)
-		r = scan_tail(al, after_seq > indexed ? after_seq : indexed, ref,
-		    fn, arg);
+		r = scan_tail(al, after_seq > indexed ? after_seq : indexed,
+		    ref, fn, arg);
 	return r;
 }
 
@@ -718,7 +726,8 @@ checkpoint_mac(const uint8_t *key, const uint8_t signed_part[CP_SIGNED],
 }
 
 static int
-checkpoint_get(struct audit_log *al, struct store_txn *txn, struct checkpoint *cp)
+checkpoint_get(struct audit_log *al, struct store_txn *txn,
+    struct checkpoint *cp)
 {
 	struct store_val val;
 	uint8_t mac[AUDIT_HASH_BYTES];
@@ -771,7 +780,8 @@ bad_at(struct audit_check *c, uint64_t seq, const char *why)
  * whose hash the checkpoint vouches for. end_hash: the last entry's hash.
  */
 static int
-check_txn(struct audit_log *al, struct store_txn *txn, bool whole, struct audit_check *c,
+check_txn(struct audit_log *al, struct store_txn *txn, bool whole,
+    struct audit_check *c,
     uint8_t end_hash[AUDIT_HASH_BYTES], uint8_t head[AUDIT_HASH_BYTES])
 {
 	const uint8_t *akey = keyring_audit_key(al->kr);
@@ -877,7 +887,8 @@ record_apply(struct store_txn *txn, void *arg)
 }
 
 int
-audit_check(struct audit_log *al, bool whole, bool record, struct audit_check *c)
+audit_check(struct audit_log *al, bool whole, bool record,
+    struct audit_check *c)
 {
 	struct record_job job = { al, 0, { 0 } };
 	uint8_t head[AUDIT_HASH_BYTES];
@@ -916,8 +927,8 @@ audit_check_describe(const struct audit_check *c, char *buf, size_t len)
 }
 
 int
-audit_log_verify(struct audit_log *al, uint64_t *entries, uint8_t head[AUDIT_HASH_BYTES],
-    uint64_t *first_bad)
+audit_log_verify(struct audit_log *al, uint64_t *entries,
+    uint8_t head[AUDIT_HASH_BYTES], uint64_t *first_bad)
 {
 	uint8_t end[AUDIT_HASH_BYTES];
 	struct audit_check c;

@@ -112,8 +112,8 @@ int audit_check_body(const uint8_t *body, size_t len) VAULT_WUR;
  * to the consumer index (else audit_index adds it later). A text field not
  * in its stored form (a body audit_encode did not make) is escaped.
  */
-int audit_append_body_txn(struct audit_log *al, struct store_txn *txn, uint64_t at_ms,
-    const uint8_t *body, size_t len, bool index) VAULT_WUR;
+int audit_append_body_txn(struct audit_log *al, struct store_txn *txn,
+    uint64_t at_ms, const uint8_t *body, size_t len, bool index) VAULT_WUR;
 /* Appends rec in a durable transaction of its own (group committed). */
 int audit_append(struct audit_log *al, const struct audit_rec *rec) VAULT_WUR;
 
@@ -147,8 +147,8 @@ const char *audit_kind(const char *method);
 size_t audit_split_names(char *names, char **out, size_t max);
 
 /* The key under which the index files the entries of no consumer naming dataset. */
-void audit_dataset_key(const struct audit_log *al, const char *dataset, size_t len,
-    uint8_t key[CRYPTO_REF_BYTES]);
+void audit_dataset_key(const struct audit_log *al, const char *dataset,
+    size_t len, uint8_t key[CRYPTO_REF_BYTES]);
 
 /* Return non-zero to stop. */
 typedef int (*audit_visit)(const struct audit_entry *e, void *arg);

@@ -31,7 +31,7 @@ build_ad(uint8_t *buf, const uint8_t *ad, size_t ad_len, const uint8_t *header)
 		return VAULT_ERR_INVALID;
 	if (ad_len > 0)
 		memcpy(buf, ad, ad_len);
-	memcpy(buf + ad_len, header, 5);
+	memcpy(buf + ad_len, header, CRYPTO_BLOB_AD_HEADER);
 	return 0;
 }
 
@@ -40,18 +40,19 @@ crypto_seal(const uint8_t key[CRYPTO_KEY_BYTES], uint32_t key_version,
     const uint8_t *ad, size_t ad_len, const uint8_t *plain, size_t plain_len,
     uint8_t *out, size_t out_cap)
 {
-	uint8_t full_ad[CRYPTO_MAX_AD + 5];
+	uint8_t full_ad[CRYPTO_MAX_AD + CRYPTO_BLOB_AD_HEADER];
 	int r;
 
 	if (out_cap < plain_len + CRYPTO_OVERHEAD)
 		return VAULT_ERR_INVALID;
-	out[0] = CRYPTO_FORMAT_V1;
-	put_be32(out + 1, key_version);
-	randombytes_buf(out + 5, CRYPTO_NONCE_BYTES);
+	out[CRYPTO_BLOB_FMT] = CRYPTO_FORMAT_V1;
+	put_be32(out + CRYPTO_BLOB_VERSION, key_version);
+	randombytes_buf(out + CRYPTO_BLOB_NONCE, CRYPTO_NONCE_BYTES);
 	if ((r = build_ad(full_ad, ad, ad_len, out)) != 0)
 		return r;
 	crypto_aead_xchacha20poly1305_ietf_encrypt(out + CRYPTO_HEADER_BYTES,
-	    NULL, plain, plain_len, full_ad, ad_len + 5, NULL, out + 5, key);
+	    NULL, plain, plain_len, full_ad, ad_len + CRYPTO_BLOB_AD_HEADER,
+	    NULL, out + CRYPTO_BLOB_NONCE, key);
 	return 0;
 }
 
@@ -60,12 +61,12 @@ crypto_open(const uint8_t key[CRYPTO_KEY_BYTES], const uint8_t *ad,
     size_t ad_len, const uint8_t *blob, size_t blob_len, uint8_t *out,
     size_t out_cap, size_t *plain_len)
 {
-	uint8_t full_ad[CRYPTO_MAX_AD + 5];
+	uint8_t full_ad[CRYPTO_MAX_AD + CRYPTO_BLOB_AD_HEADER];
 	unsigned long long n = 0;
 	int r;
 
 	*plain_len = 0;
-	if (blob_len < CRYPTO_OVERHEAD || blob[0] != CRYPTO_FORMAT_V1)
+	if (blob_len < CRYPTO_OVERHEAD || blob[CRYPTO_BLOB_FMT] != CRYPTO_FORMAT_V1)
 		return VAULT_ERR_CRYPTO;
 	if (out_cap < blob_len - CRYPTO_OVERHEAD)
 		return VAULT_ERR_INVALID;
@@ -73,7 +74,8 @@ crypto_open(const uint8_t key[CRYPTO_KEY_BYTES], const uint8_t *ad,
 		return r;
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, &n, NULL,
 	    blob + CRYPTO_HEADER_BYTES, blob_len - CRYPTO_HEADER_BYTES,
-	    full_ad, ad_len + 5, blob + 5, key) != 0) {
+	    full_ad, ad_len + CRYPTO_BLOB_AD_HEADER, blob + CRYPTO_BLOB_NONCE,
+	    key) != 0) {
 		sodium_memzero(out, out_cap);
 		return VAULT_ERR_CRYPTO;
 	}
@@ -84,10 +86,12 @@ crypto_open(const uint8_t key[CRYPTO_KEY_BYTES], const uint8_t *ad,
 int
 crypto_blob_version(const uint8_t *blob, size_t blob_len, uint32_t *version)
 {
+	const uint8_t *p = blob + CRYPTO_BLOB_VERSION;
+
 	if (blob_len < CRYPTO_OVERHEAD)
 		return VAULT_ERR_INVALID;
-	*version = (uint32_t)blob[1] << 24 | (uint32_t)blob[2] << 16 |
-	    (uint32_t)blob[3] << 8 | blob[4];
+	*version = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3];
 	return 0;
 }
 

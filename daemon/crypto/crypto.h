@@ -19,7 +19,16 @@
 #define CRYPTO_NONCE_BYTES 24
 #define CRYPTO_TAG_BYTES 16
 #define CRYPTO_FORMAT_V1 0x01
-#define CRYPTO_HEADER_BYTES (1 + 4 + CRYPTO_NONCE_BYTES)
+/*
+ * A sealed blob: fmt(1) | key version be32 | nonce(24) | ciphertext | tag(16).
+ * The header (fmt and key version) is bound into the associated data after
+ * the caller's context, so neither can be changed without failing the tag.
+ */
+#define CRYPTO_BLOB_FMT 0		/* offsets of its fields */
+#define CRYPTO_BLOB_VERSION 1
+#define CRYPTO_BLOB_NONCE 5
+#define CRYPTO_BLOB_AD_HEADER CRYPTO_BLOB_NONCE	/* bytes of it bound as AD */
+#define CRYPTO_HEADER_BYTES (CRYPTO_BLOB_NONCE + CRYPTO_NONCE_BYTES)
 #define CRYPTO_OVERHEAD (CRYPTO_HEADER_BYTES + CRYPTO_TAG_BYTES)
 /* Longest context a caller may bind (consumer ref, attribute name, ...). */
 #define CRYPTO_MAX_AD 256

@@ -413,7 +413,8 @@ get_kv(struct store_txn *txn, uint32_t version, uint8_t *rec, bool *found)
 	int rc;
 
 	*found = false;
-	if ((rc = meta_get(txn, META_KEY_VERSION, version, &v)) == VAULT_ERR_NOT_FOUND)
+	if ((rc = meta_get(txn, META_KEY_VERSION, version,
+	    &v)) == VAULT_ERR_NOT_FOUND)
 		return 0;
 	if (rc != 0)
 		return rc;
@@ -443,8 +444,8 @@ keyring_highest_txn(struct store_txn *txn, uint32_t *highest)
 {
 	uint8_t last[META_KEY_MAX];
 	struct store_cursor *cur = NULL;
-	struct store_val k = { meta_key_bytes(META_KEY_VERSION, UINT32_MAX, last),
-	    last }, v;
+	struct store_val k = { meta_key_bytes(META_KEY_VERSION, UINT32_MAX,
+	    last), last }, v;
 	int rc;
 
 	*highest = 0;
@@ -828,7 +829,8 @@ out:
 }
 
 int
-keyring_activate_txn(struct keyring *kr, struct store_txn *txn, uint32_t version)
+keyring_activate_txn(struct keyring *kr, struct store_txn *txn,
+    uint32_t version)
 {
 	const uint8_t *key = keyring_master(kr, version);
 	uint32_t highest;
@@ -862,8 +864,8 @@ keyring_set_active(struct keyring *kr, uint32_t version)
 }
 
 int
-keyring_destroy_begin_txn(struct keyring *kr, struct store_txn *txn, uint32_t version,
-    bool *already)
+keyring_destroy_begin_txn(struct keyring *kr, struct store_txn *txn,
+    uint32_t version, bool *already)
 {
 	uint8_t rec[KV_RECORD_BYTES];
 	bool found;
@@ -989,7 +991,8 @@ keyring_versions(const struct keyring *kr, struct store_txn *txn,
 	for (rc = store_cursor_get(cur, &k, &v, STORE_SEEK); rc == 0;
 	    rc = store_cursor_get(cur, &k, &v, STORE_NEXT)) {
 		if (k.len != KV_KEY_BYTES ||
-		    memcmp(k.data, meta_name(META_KEY_VERSION), KV_PREFIX_LEN) != 0)
+		    memcmp(k.data, meta_name(META_KEY_VERSION),
+		    KV_PREFIX_LEN) != 0)
 			break;
 		if (v.len != KV_RECORD_BYTES) {
 			log_error("the store's key version records are corrupt");
@@ -1020,8 +1023,8 @@ keyring_versions(const struct keyring *kr, struct store_txn *txn,
 }
 
 int
-keyring_version_get(const struct keyring *kr, struct store_txn *txn, uint32_t version,
-    struct key_version *out)
+keyring_version_get(const struct keyring *kr, struct store_txn *txn,
+    uint32_t version, struct key_version *out)
 {
 	uint8_t rec[KV_RECORD_BYTES];
 	bool found;

@@ -119,8 +119,8 @@ void keyring_set_active(struct keyring *kr, uint32_t version);
 int keyring_destroy_begin_txn(struct keyring *kr, struct store_txn *txn,
     uint32_t version, bool *already) VAULT_WUR;
 int keyring_forget(struct keyring *kr, uint32_t version) VAULT_WUR;
-int keyring_destroy_txn(struct keyring *kr, struct store_txn *txn, uint32_t version,
-    uint64_t when_ms) VAULT_WUR;
+int keyring_destroy_txn(struct keyring *kr, struct store_txn *txn,
+    uint32_t version, uint64_t when_ms) VAULT_WUR;
 
 struct key_version {
 	uint32_t version;

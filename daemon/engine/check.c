@@ -43,7 +43,7 @@ struct check {
 	uint8_t *mem;		/* locked: DEK, seed, one value */
 };
 
-/* LMDB's default key order. */
+/* The store's key order (store.h): bytes, then the shorter first. */
 static int
 key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
@@ -89,7 +89,8 @@ exists(struct check *c, enum store_space dbi, const uint8_t *key, size_t len)
 /* One attribute record of a live consumer: it agrees and opens. */
 static int
 check_attr(struct check *c, const uint8_t *ref, const struct consumer_rec *rec,
-    const struct manifest *m, const struct store_val *k, const struct store_val *val)
+    const struct manifest *m, const struct store_val *k,
+    const struct store_val *val)
 {
 	char name[SCHEMA_NAME_MAX];
 	size_t nlen = k->len - CRYPTO_REF_BYTES, len;
@@ -112,8 +113,8 @@ check_attr(struct check *c, const uint8_t *ref, const struct consumer_rec *rec,
 
 /* A consumer: its keys, manifest and every attribute record. */
 static bool
-check_consumer(struct check *c, struct store_cursor *acur, const struct store_val *ck,
-    const struct store_val *cv)
+check_consumer(struct check *c, struct store_cursor *acur,
+    const struct store_val *ck, const struct store_val *cv)
 {
 	const uint8_t *ref = ck->data;
 	struct consumer_rec rec;
@@ -178,7 +179,8 @@ struct shape {
 
 /* A lineage value must name a dataset; others are checked by shape only. */
 static bool
-value_ok(struct check *c, int kind, const struct shape *sh, const struct store_val *val)
+value_ok(struct check *c, int kind, const struct shape *sh,
+    const struct store_val *val)
 {
 	struct dataset_info ds;
 
@@ -194,7 +196,8 @@ value_ok(struct check *c, int kind, const struct shape *sh, const struct store_v
  * records of a deleted one may wait for the collector.
  */
 static void
-walk_by_ref(struct check *c, enum store_space dbi, int kind, const struct shape *sh)
+walk_by_ref(struct check *c, enum store_space dbi, int kind,
+    const struct shape *sh)
 {
 	struct store_cursor *cur = NULL;
 	struct store_val k, val;

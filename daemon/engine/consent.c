@@ -40,14 +40,16 @@ put_record(struct store_txn *txn, const uint8_t *ref,
 {
 	uint8_t key[KEY_MAX], rec[REC_HDR + CONSENT_SOURCE_MAX];
 	size_t n = strlen(source);
-	struct store_val k = { consent_key(key, ref, name), key }, v = { REC_HDR + n, rec };
+	struct store_val k = { consent_key(key, ref, name), key },
+	    v = { REC_HDR + n, rec };
 	int rc;
 
 	rec[0] = REC_FORMAT;
 	rec[1] = state;
 	store_put_u64(rec + 2, store_now_ms());
 	memcpy(rec + REC_HDR, source, n);
-	if ((rc = store_put(txn, STORE_CONSENTS, k.data, k.len, v.data, v.len, 0)) != 0)
+	if ((rc = store_put(txn, STORE_CONSENTS, k.data, k.len, v.data, v.len,
+	    0)) != 0)
 		return rc;
 	return 0;
 }
@@ -138,14 +140,12 @@ set_apply(struct store_txn *txn, void *arg)
 }
 
 int
-consent_set(struct vault *v, const char *id, size_t id_len,
-    const struct consent_change *change, uint8_t ref[CRYPTO_REF_BYTES],
-    uint8_t *flags)
+consent_set(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
+    const struct consent_change *change, uint8_t *flags)
 {
 	struct set_job job = { .v = v, .ref = ref, .c = change };
 	int r;
 
-	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, ref);
 	r = writer_submit(v->wr, set_apply, &job);
 	if (r == 0)
 		VAULT_CRASH_POINT("consent.after_commit");	/* no reply yet */
@@ -154,8 +154,8 @@ consent_set(struct vault *v, const char *id, size_t id_len,
 }
 
 int
-consent_allows(struct vault *v, struct store_txn *txn, const uint8_t *ref, int purpose,
-    bool *allowed, uint8_t *flags)
+consent_allows(struct vault *v, struct store_txn *txn, const uint8_t *ref,
+    int purpose, bool *allowed, uint8_t *flags)
 {
 	const struct purpose_def *p = &v->schema->purposes[purpose];
 	uint8_t granted;

@@ -35,12 +35,11 @@ struct consent_change {
 const char *consent_check_source(const char *source);
 
 /*
- * Applies change to consumer id (VAULT_ERR_NOT_FOUND if it does not exist);
+ * Applies change to the consumer at ref (VAULT_ERR_NOT_FOUND if it does not exist);
  * durable on return. *flags is the consumer's flags afterwards.
  */
-int consent_set(struct vault *v, const char *id, size_t id_len,
-    const struct consent_change *change, uint8_t ref[CRYPTO_REF_BYTES],
-    uint8_t *flags) VAULT_WUR;
+int consent_set(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
+    const struct consent_change *change, uint8_t *flags) VAULT_WUR;
 
 /* Within txn: may the consumer be used for purpose? Also returns its flags. */
 int consent_allows(struct vault *v, struct store_txn *txn, const uint8_t *ref,

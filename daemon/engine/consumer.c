@@ -31,8 +31,8 @@ scratch_new(struct scratch *s)
 }
 
 int
-consumer_manifest_get(struct vault *v, struct store_txn *txn, const uint8_t *ref,
-    const struct consumer_rec *rec, struct manifest *m)
+consumer_manifest_get(struct vault *v, struct store_txn *txn,
+    const uint8_t *ref, const struct consumer_rec *rec, struct manifest *m)
 {
 	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
 	int rc = store_get(txn, STORE_MANIFESTS, k.data, k.len, &val);
@@ -115,14 +115,17 @@ manifest_put(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
 	int rc;
 
-	val.len = record_manifest_seal(keyring_index_key(v->kr), ref, e, n, buf);
+	val.len = record_manifest_seal(keyring_index_key(v->kr), ref, e, n,
+	    buf);
 	val.data = buf;
-	rc = store_put(txn, STORE_MANIFESTS, k.data, k.len, val.data, val.len, 0);
-	return rc == 0 ? 0 : rc;
+	rc = store_put(txn, STORE_MANIFESTS, k.data, k.len, val.data, val.len,
+	    0);
+	return rc;
 }
 
 int
-consumer_manifest_prune_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref)
+consumer_manifest_prune_txn(struct vault *v, struct store_txn *txn,
+    const uint8_t *ref)
 {
 	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
 	struct manifest_entry *e = NULL;
@@ -131,7 +134,8 @@ consumer_manifest_prune_txn(struct vault *v, struct store_txn *txn, const uint8_
 	size_t n, kept = 0;
 	int rc, r;
 
-	if ((rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &val)) == VAULT_ERR_NOT_FOUND)
+	if ((rc = store_get(txn, STORE_CONSUMERS, k.data, k.len,
+	    &val)) == VAULT_ERR_NOT_FOUND)
 		return 0;	/* deleted: the collector takes its records */
 	if (rc != 0)
 		return rc;
@@ -157,11 +161,12 @@ out:
 
 /* Adds delta to the number of live consumers holding value for attr. */
 static int
-count_adjust(struct vault *v, struct store_txn *txn, int attr, const char *value,
-    size_t len, int delta)
+count_adjust(struct vault *v, struct store_txn *txn, int attr,
+    const char *value, size_t len, int delta)
 {
 	uint8_t key[TOKEN_COUNT_KEY_MAX], buf[8];
-	struct store_val k = { tokenizer_count_key(v->tok, attr, value, len, key), key }, val;
+	struct store_val k = { tokenizer_count_key(v->tok, attr, value, len,
+	    key), key }, val;
 	uint64_t n = 0;
 	int rc = store_get(txn, STORE_COUNTS, k.data, k.len, &val);
 
@@ -176,12 +181,12 @@ count_adjust(struct vault *v, struct store_txn *txn, int attr, const char *value
 	n = delta < 0 ? n - 1 : n + 1;
 	if (n == 0) {
 		rc = store_del(txn, STORE_COUNTS, k.data, k.len, NULL, 0);
-		return rc == 0 ? 0 : rc;
+		return rc;
 	}
 	store_put_u64(buf, n);
 	val = (struct store_val){ sizeof(buf), buf };
 	rc = store_put(txn, STORE_COUNTS, k.data, k.len, val.data, val.len, 0);
-	return rc == 0 ? 0 : rc;
+	return rc;
 }
 
 /* Opens the current value of attr into s->value; *found false if unset. */
@@ -283,7 +288,8 @@ put_apply(struct store_txn *txn, void *arg)
 		    job->s.seed, crec)) != 0)
 			return r;
 		val = (struct store_val){ sizeof(crec), crec };
-		if ((rc = store_put(txn, STORE_CONSUMERS, k.data, k.len, val.data, val.len, 0)) != 0)
+		if ((rc = store_put(txn, STORE_CONSUMERS, k.data, k.len,
+		    val.data, val.len, 0)) != 0)
 			return rc;
 		job->created = true;
 	} else if (rc != 0) {
@@ -304,9 +310,11 @@ put_apply(struct store_txn *txn, void *arg)
 		    (r = record_seal_attr(job->s.dek, job->ref, name,
 		    rec.dek_generation, a->value, a->len, now, buf, &len)) != 0)
 			return r;
-		k = (struct store_val){ record_attr_key(key, job->ref, name), key };
+		k = (struct store_val){ record_attr_key(key, job->ref, name),
+		    key };
 		val = (struct store_val){ len, buf };
-		if ((rc = store_put(txn, STORE_ATTRS, k.data, k.len, val.data, val.len, 0)) != 0)
+		if ((rc = store_put(txn, STORE_ATTRS, k.data, k.len, val.data,
+		    val.len, 0)) != 0)
 			return rc;
 		if ((r = record_manifest_set(job->entries, &n_entries,
 		    RECORD_MANIFEST_ENTRIES, name, strlen(name), now)) != 0)
@@ -321,7 +329,8 @@ put_apply(struct store_txn *txn, void *arg)
 		crec[0] = RECORD_CONSUMER_MANIFEST;
 		k = (struct store_val){ CRYPTO_REF_BYTES, (void *)job->ref };
 		val = (struct store_val){ sizeof(crec), crec };
-		if ((rc = store_put(txn, STORE_CONSUMERS, k.data, k.len, val.data, val.len, 0)) != 0)
+		if ((rc = store_put(txn, STORE_CONSUMERS, k.data, k.len,
+		    val.data, val.len, 0)) != 0)
 			return rc;
 	}
 	VAULT_CRASH_POINT("put.after_manifest");
@@ -329,14 +338,12 @@ put_apply(struct store_txn *txn, void *arg)
 }
 
 int
-consumer_put(struct vault *v, const char *id, size_t id_len,
-    const struct attr_in *attrs, size_t n, bool *created,
-    uint8_t ref[CRYPTO_REF_BYTES])
+consumer_put(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
+    const struct attr_in *attrs, size_t n, bool *created)
 {
 	struct put_job job = { .v = v, .ref = ref, .attrs = attrs, .n = n };
 	int r;
 
-	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, ref);
 	*created = false;
 	if ((job.entries = calloc(RECORD_MANIFEST_ENTRIES,
 	    sizeof(*job.entries))) == NULL ||
@@ -393,8 +400,8 @@ collect_attrs(struct vault *v, struct store_txn *txn, const uint8_t *ref,
  */
 static int
 collect_all(struct vault *v, struct store_txn *txn, const uint8_t *ref,
-    const struct manifest *m, int *idx, struct store_val *names, struct store_val *vals,
-    size_t *count)
+    const struct manifest *m, int *idx, struct store_val *names,
+    struct store_val *vals, size_t *count)
 {
 	struct store_cursor *cur = NULL;
 	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
@@ -447,8 +454,8 @@ collect_all(struct vault *v, struct store_txn *txn, const uint8_t *ref,
  */
 static int
 open_attrs(struct vault *v, const uint8_t *dek, const struct consumer_rec *rec,
-    const int *idx, const struct store_val *names, const struct store_val *vals, size_t count,
-    size_t total, struct consumer_values *out)
+    const int *idx, const struct store_val *names, const struct store_val *vals,
+    size_t count, size_t total, struct consumer_values *out)
 {
 	size_t off = 0, len;
 	int r;
@@ -477,8 +484,8 @@ open_attrs(struct vault *v, const uint8_t *dek, const struct consumer_rec *rec,
 
 /* Drops sensitive attributes the consumer limited, for a non-essential purpose. */
 static size_t
-withhold(struct vault *v, int purpose, uint8_t flags, int *idx, struct store_val *vals,
-    size_t count, struct consumer_values *out)
+withhold(struct vault *v, int purpose, uint8_t flags, int *idx,
+    struct store_val *vals, size_t count, struct consumer_values *out)
 {
 	size_t kept = 0;
 
@@ -497,7 +504,7 @@ withhold(struct vault *v, int purpose, uint8_t flags, int *idx, struct store_val
 }
 
 int
-consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
+consumer_get(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES], int purpose,
     const int *attrs, size_t n_attrs, struct consumer_values *out)
 {
 	struct store_val vals[CONSUMER_VALUES_MAX], names[CONSUMER_VALUES_MAX];
@@ -514,7 +521,7 @@ consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
 	memset(out, 0, sizeof(*out));
 	if (n_attrs > SCHEMA_MAX_ATTRS)
 		return VAULT_ERR_INVALID;
-	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, out->ref);
+	memcpy(out->ref, ref, CRYPTO_REF_BYTES);
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		return r;
 	k = (struct store_val){ CRYPTO_REF_BYTES, out->ref };
@@ -668,7 +675,8 @@ consumer_remove_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 	    (r = read_lineage(v, txn, ref, s.seed, out)) != 0)
 		goto out;
 	out->epoch = rec.master_version;
-	if ((rc = store_del(txn, STORE_CONSUMERS, k.data, k.len, NULL, 0)) != 0) {
+	if ((rc = store_del(txn, STORE_CONSUMERS, k.data, k.len, NULL,
+	    0)) != 0) {
 		r = rc;
 		goto out;
 	}
@@ -687,7 +695,8 @@ consumer_remove_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 	/* The values are unreadable now; the collector removes their records. */
 	store_put_u64(when, store_now_ms());
 	val = (struct store_val){ sizeof(when), when };
-	if ((rc = store_put(txn, STORE_GC, k.data, k.len, val.data, val.len, 0)) != 0) {
+	if ((rc = store_put(txn, STORE_GC, k.data, k.len, val.data, val.len,
+	    0)) != 0) {
 		r = rc;
 		goto out;
 	}

@@ -24,13 +24,12 @@ struct attr_in {
 };
 
 /*
- * Writes attrs for consumer id, creating the consumer on its first put. All
+ * Writes attrs for the consumer at ref, creating it on its first put. All
  * or nothing; durable when it returns 0. The caller has validated attrs
  * against the schema.
  */
-int consumer_put(struct vault *v, const char *id, size_t id_len,
-    const struct attr_in *attrs, size_t n, bool *created,
-    uint8_t ref[CRYPTO_REF_BYTES]) VAULT_WUR;
+int consumer_put(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
+    const struct attr_in *attrs, size_t n, bool *created) VAULT_WUR;
 
 /*
  * At most this many values in a result: the schema's attributes, and for
@@ -68,7 +67,8 @@ struct consumer_values {
  * right to know (export): also the records of attributes no longer in the
  * schema (attr -1), in name order; VAULT_ERR_LIMIT past CONSUMER_VALUES_MAX.
  */
-int consumer_get(struct vault *v, const char *id, size_t id_len, int purpose,
+int consumer_get(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
+    int purpose,
     const int *attrs, size_t n_attrs, struct consumer_values *out) VAULT_WUR;
 void consumer_values_clear(struct consumer_values *cv);
 
@@ -86,8 +86,8 @@ struct removal {
  * consents, lineage and its values from the counts, and queues its
  * attribute records for collection. Unreadable at once: the DEK is gone.
  */
-int consumer_remove_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
-    struct removal *out) VAULT_WUR;
+int consumer_remove_txn(struct vault *v, struct store_txn *txn,
+    const uint8_t *ref, struct removal *out) VAULT_WUR;
 void removal_clear(struct removal *r);
 
 /* In a write txn: deletes the attribute records of up to max queued refs. */
@@ -108,7 +108,8 @@ int consumer_collect_txn(struct store_txn *txn, size_t max,
  * for a consumer written before manifests. VAULT_ERR_CRYPTO when it is
  * missing, unexpected or fails its check.
  */
-int consumer_manifest_get(struct vault *v, struct store_txn *txn, const uint8_t *ref,
+int consumer_manifest_get(struct vault *v, struct store_txn *txn,
+    const uint8_t *ref,
     const struct consumer_rec *rec, struct manifest *m) VAULT_WUR;
 /*
  * 0 when m agrees with the attribute record of name: val found, or NULL

@@ -71,7 +71,8 @@ dataset_by_number(struct vault *v, struct store_txn *txn, uint32_t number,
 
 	memcpy(key, "num:", 4);
 	store_put_u32(key + 4, number);
-	if ((rc = store_get(txn, STORE_DATASETS, k.data, k.len, &val)) == VAULT_ERR_NOT_FOUND)
+	if ((rc = store_get(txn, STORE_DATASETS, k.data, k.len,
+	    &val)) == VAULT_ERR_NOT_FOUND)
 		return VAULT_ERR_NOT_FOUND;
 	if (rc != 0)
 		return rc;
@@ -160,7 +161,8 @@ create_apply(struct store_txn *txn, void *arg)
 	memcpy(rec + 4, pname, plen);
 	k = (struct store_val){ id_key(key, job->id), key };
 	v = (struct store_val){ 4 + plen, rec };
-	if ((rc = store_put(txn, STORE_DATASETS, k.data, k.len, v.data, v.len, 0)) != 0)
+	if ((rc = store_put(txn, STORE_DATASETS, k.data, k.len, v.data, v.len,
+	    0)) != 0)
 		return rc;
 	memcpy(rkey, "num:", 4);
 	store_put_u32(rkey + 4, job->info.number);
@@ -169,7 +171,8 @@ create_apply(struct store_txn *txn, void *arg)
 	memcpy(rec + plen + 1, job->id, ilen);
 	k = (struct store_val){ sizeof(rkey), rkey };
 	v = (struct store_val){ plen + 1 + ilen, rec };
-	if ((rc = store_put(txn, STORE_DATASETS, k.data, k.len, v.data, v.len, 0)) != 0)
+	if ((rc = store_put(txn, STORE_DATASETS, k.data, k.len, v.data, v.len,
+	    0)) != 0)
 		return rc;
 	return 0;
 }

@@ -196,7 +196,8 @@ stored_receipt(struct store_txn *txn, const char *request_id,
 	memcpy(key, REQ_PREFIX, sizeof(REQ_PREFIX) - 1);
 	memcpy(key + sizeof(REQ_PREFIX) - 1, request_id, n);
 	*found = false;
-	if ((rc = store_get(txn, STORE_REQUESTS, k.data, k.len, &val)) == VAULT_ERR_NOT_FOUND)
+	if ((rc = store_get(txn, STORE_REQUESTS, k.data, k.len,
+	    &val)) == VAULT_ERR_NOT_FOUND)
 		return 0;
 	if (rc != 0)
 		return rc;
@@ -241,9 +242,10 @@ store_receipt(struct store_txn *txn, const uint8_t *ref,
 	memcpy(buf + REQ_REF + CRYPTO_REF_BYTES, r->signature, KEYRING_SIG_BYTES);
 	memcpy(buf + REQ_HDR, r->signed_bytes, r->signed_len);
 	val = (struct store_val){ len, buf };
-	rc = store_put(txn, STORE_REQUESTS, k.data, k.len, val.data, val.len, 0);
+	rc = store_put(txn, STORE_REQUESTS, k.data, k.len, val.data, val.len,
+	    0);
 	free(buf);
-	return rc == 0 ? 0 : rc;
+	return rc;
 }
 
 /* One ledger event per dataset, and the receipt's dataset list. */
@@ -271,7 +273,8 @@ append_events(struct vault *v, struct store_txn *txn, const struct removal *rm,
 		store_put_u64(rec + 1, now);
 		store_put_u32(rec + 9, rm->datasets[i]);
 		memcpy(rec + 13, rm->pseudonyms[i], TOKEN_PSEUDONYM_BYTES);
-		if ((rc = store_put(txn, STORE_LEDGER, k.data, k.len, val.data, val.len, 0)) != 0)
+		if ((rc = store_put(txn, STORE_LEDGER, k.data, k.len, val.data,
+		    val.len, 0)) != 0)
 			return rc;
 	}
 	if (out->n_datasets > 1)
@@ -280,18 +283,16 @@ append_events(struct vault *v, struct store_txn *txn, const struct removal *rm,
 }
 
 static int
-delete_one(struct vault *v, struct store_txn *txn, const struct deletion_request *req,
-    uint64_t *next_seq, struct receipt *out)
+delete_one(struct vault *v, struct store_txn *txn,
+    const struct deletion_request *req, uint64_t *next_seq, struct receipt *out)
 {
-	uint8_t ref[CRYPTO_REF_BYTES];
+	const uint8_t *ref = req->ref;
 	struct removal rm;
 	uint8_t head[AUDIT_HASH_BYTES];
 	uint64_t head_seq, pending;
 	bool found;
 	int r;
 
-	crypto_consumer_ref(keyring_index_key(v->kr), req->consumer_id,
-	    strlen(req->consumer_id), ref);
 	if ((r = stored_receipt(txn, req->request_id, ref, out, &found)) != 0 ||
 	    found)
 		return r;
@@ -299,7 +300,7 @@ delete_one(struct vault *v, struct store_txn *txn, const struct deletion_request
 	if ((r = consumer_remove_txn(v, txn, ref, &rm)) != 0)
 		goto out;
 	snprintf(out->request_id, sizeof(out->request_id), "%s", req->request_id);
-	crypto_hex(ref, sizeof(ref), out->ref_hex);
+	crypto_hex(ref, CRYPTO_REF_BYTES, out->ref_hex);
 	out->found = rm.found;
 	out->epoch = rm.found ? rm.epoch : keyring_active_version(v->kr);
 	out->deleted_at_ms = store_now_ms();
@@ -319,7 +320,8 @@ delete_one(struct vault *v, struct store_txn *txn, const struct deletion_request
 	if (rm.found) {
 		pending = meta_count(txn, META_PENDING, rm.epoch, &r);
 		if (r == 0)
-			r = meta_put_u64(txn, META_PENDING, rm.epoch, pending + 1);
+			r = meta_put_u64(txn, META_PENDING, rm.epoch,
+			    pending + 1);
 	}
 out:
 	removal_clear(&rm);
@@ -353,7 +355,8 @@ run_apply(struct store_txn *txn, void *arg)
 			job->bad = i;
 			return r;
 		}
-		if (keyring_version_get(job->v->kr, txn, job->out[i].epoch, &kv) == 0 &&
+		if (keyring_version_get(job->v->kr, txn, job->out[i].epoch,
+		    &kv) == 0 &&
 		    kv.destroyed)
 			job->out[i].final_at_ms = kv.destroyed_ms;
 	}
@@ -402,7 +405,8 @@ ledger_read(struct vault *v, uint64_t after_seq, struct ledger_event *out,
 		goto out;
 	}
 	store_put_u64(key, after_seq + 1);
-	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0 && *n < cap;
+	for (rc = store_cursor_get(cur, &k, &val,
+	    STORE_SEEK); rc == 0 && *n < cap;
 	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
 		const uint8_t *p = val.data;
 		struct ledger_event *e = &out[(*n)++];

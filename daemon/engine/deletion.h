@@ -40,7 +40,7 @@
 #define DELETION_REQUEST_ID_MAX 128
 
 struct deletion_request {
-	const char *consumer_id;
+	const uint8_t *ref;		/* the consumer's, CRYPTO_REF_BYTES */
 	const char *request_id;		/* validated, non-empty */
 };
 
@@ -92,8 +92,8 @@ int ledger_read(struct vault *v, uint64_t after_seq, struct ledger_event *out,
     size_t cap, size_t *n, uint64_t *expired_through) VAULT_WUR;
 
 /* In a write txn: drops events older than before_ms, at most max. */
-int ledger_expire_txn(struct vault *v, struct store_txn *txn, uint64_t before_ms,
-    size_t max, size_t *expired) VAULT_WUR;
+int ledger_expire_txn(struct vault *v, struct store_txn *txn,
+    uint64_t before_ms, size_t max, size_t *expired) VAULT_WUR;
 
 /* Within txn: deletions whose epoch is version and that are not final yet. */
 int deletion_pending(struct store_txn *txn, uint32_t version,

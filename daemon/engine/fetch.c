@@ -62,8 +62,8 @@ grow(struct fetch_set *set)
 /* Appends the row of the consumer at ref: pseudonym and raw tokens. */
 static int
 read_row(struct vault *v, struct store_txn *txn, const struct fetch_query *q,
-    const uint8_t *ref, const struct store_val *crec, uint8_t flags, uint8_t *scratch,
-    struct fetch_set *set)
+    const uint8_t *ref, const struct store_val *crec, uint8_t flags,
+    uint8_t *scratch, struct fetch_set *set)
 {
 	const struct schema *s = v->schema;
 	uint8_t *dek = scratch, *seed = dek + CRYPTO_KEY_BYTES;
@@ -94,7 +94,8 @@ read_row(struct vault *v, struct store_txn *txn, const struct fetch_query *q,
 		tokens[j] = 0;
 		if (limited && a->sensitive)
 			continue;
-		k = (struct store_val){ record_attr_key(key, ref, a->name), key };
+		k = (struct store_val){ record_attr_key(key, ref, a->name),
+		    key };
 		rc = store_get(txn, STORE_ATTRS, k.data, k.len, &val);
 		if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
 			return rc;
@@ -396,14 +397,16 @@ lineage_apply(struct store_txn *txn, void *arg)
 		 * leaves always has its lineage for a later deletion to find.
 		 */
 		rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &v);
-		if (rc == VAULT_ERR_NOT_FOUND || (rc == 0 && !same_consumer(&v, row))) {
+		if (rc == VAULT_ERR_NOT_FOUND || (rc == 0 && !same_consumer(&v,
+		    row))) {
 			row->gone = true;
 			continue;
 		}
 		if (rc != 0)
 			return rc;
 		v = (struct store_val){ sizeof(num), num };
-		rc = store_put(txn, STORE_LINEAGE, k.data, k.len, v.data, v.len, STORE_NODUPDATA);
+		rc = store_put(txn, STORE_LINEAGE, k.data, k.len, v.data, v.len,
+		    STORE_NODUPDATA);
 		if (rc != 0 && rc != VAULT_ERR_EXISTS)
 			return rc;
 	}
@@ -419,4 +422,15 @@ fetch_record_lineage(struct vault *v, uint32_t dataset,
 	if (n == 0)
 		return 0;
 	return writer_submit(v->wr, lineage_apply, &job);
+}
+
+int
+fetch_page(struct vault *v, const struct fetch_query *q, uint32_t dataset,
+    struct fetch_set *set, size_t from, size_t n)
+{
+	int r;
+
+	if ((r = fetch_recheck(v, q, set, from, n)) != 0)
+		return r;
+	return fetch_record_lineage(v, dataset, set, from, n);
 }

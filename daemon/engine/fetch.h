@@ -87,6 +87,16 @@ int fetch_recheck(struct vault *v, const struct fetch_query *q,
 int fetch_record_lineage(struct vault *v, uint32_t dataset,
     struct fetch_set *set, size_t from, size_t n) VAULT_WUR;
 
+/*
+ * Readies rows [from, from + n) to leave the vault: fetch_recheck, then
+ * fetch_record_lineage. On 0 the rows not gone may be sent: whoever
+ * receives them is on record, durably, before they leave. On an error
+ * nothing of the page may be sent. The two steps are public for tests and
+ * the benchmark; a caller releasing rows uses this.
+ */
+int fetch_page(struct vault *v, const struct fetch_query *q, uint32_t dataset,
+    struct fetch_set *set, size_t from, size_t n) VAULT_WUR;
+
 /* Frees and wipes set's memory. */
 void fetch_set_free(struct fetch_set *set);
 

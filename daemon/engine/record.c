@@ -209,7 +209,7 @@ manifest_tag(const uint8_t *index_key, const uint8_t *ref, const uint8_t *p,
 	sodium_memzero(&st, sizeof(st));
 }
 
-/* LMDB's default key order: bytes, then the shorter first. */
+/* The store's key order (store.h): bytes, then the shorter first. */
 static int
 name_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {

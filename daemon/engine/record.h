@@ -18,8 +18,8 @@
  *   Keyed by the index key, not the DEK: a key rotation leaves it as it
  *   is, and it holds only names and times, as the attrs keys and headers.
  *
- * Pointers in a parsed record point into the LMDB map and die with the
- * transaction that read them.
+ * Pointers in a parsed record point into the store (a store_val) and die
+ * with the transaction that read them.
  */
 #ifndef VAULT_RECORD_H
 #define VAULT_RECORD_H
@@ -58,7 +58,8 @@ struct consumer_rec {
 	const uint8_t *sealed_seed;
 };
 
-int record_parse_consumer(const struct store_val *v, struct consumer_rec *rec) VAULT_WUR;
+int record_parse_consumer(const struct store_val *v,
+    struct consumer_rec *rec) VAULT_WUR;
 
 /* Makes a new DEK and seed (into locked dek and seed) and the record sealing them. */
 int record_new_consumer(const struct keyring *kr, const uint8_t *ref,

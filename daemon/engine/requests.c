@@ -28,7 +28,8 @@ requests_log_txn(struct store_txn *txn, const char *kind, const uint8_t *ref)
 	memcpy(rec + REQUEST_REF, ref, CRYPTO_REF_BYTES);
 	k = (struct store_val){ strlen(key), key };
 	val = (struct store_val){ sizeof(rec), rec };
-	return store_put(txn, STORE_REQUESTS, k.data, k.len, val.data, val.len, 0);
+	return store_put(txn, STORE_REQUESTS, k.data, k.len, val.data, val.len,
+	    0);
 }
 
 struct log_job {
@@ -54,7 +55,7 @@ requests_log(struct vault *v, const char *kind, const uint8_t *ref)
 
 /* Where a sweep of the request records stands between transactions. */
 struct requests_sweep {
-	char key[512];		/* the next record to look at (LMDB keys: <= 511) */
+	char key[STORE_KEY_MAX + 1];	/* the next record to look at */
 	size_t len;		/* 0: the first record */
 	bool end;		/* the last transaction reached the end */
 };

@@ -86,7 +86,8 @@ rotation_state(struct store_txn *txn, bool *running,
  * s->target, advancing the cursor; *done once the scan reached the end.
  */
 static int
-rewrap_batch(struct vault *v, struct store_txn *txn, struct state *s, bool *done)
+rewrap_batch(struct vault *v, struct store_txn *txn, struct state *s,
+    bool *done)
 {
 	uint8_t *dek = NULL, buf[RECORD_CONSUMER_BYTES];
 	struct store_cursor *cur = NULL;
@@ -111,7 +112,8 @@ rewrap_batch(struct vault *v, struct store_txn *txn, struct state *s, bool *done
 	} else {
 		rc = store_cursor_get(cur, &k, &val, STORE_FIRST);
 	}
-	for (; rc == 0 && n < BATCH; rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+	for (; rc == 0 && n < BATCH; rc = store_cursor_get(cur, &k, &val,
+	    STORE_NEXT)) {
 		struct consumer_rec rec;
 		uint8_t ref[CRYPTO_REF_BYTES];
 
@@ -629,7 +631,8 @@ rekey_apply(struct store_txn *txn, void *arg)
 		goto out;
 	}
 	val = (struct store_val){ sizeof(buf), buf };
-	if ((rc = store_put(txn, STORE_CONSUMERS, k.data, k.len, val.data, val.len, 0)) != 0) {
+	if ((rc = store_put(txn, STORE_CONSUMERS, k.data, k.len, val.data,
+	    val.len, 0)) != 0) {
 		r = rc;
 		goto out;
 	}
@@ -641,13 +644,12 @@ out:
 }
 
 int
-rotation_consumer_key(struct vault *v, const char *id, size_t id_len,
-    uint8_t ref[CRYPTO_REF_BYTES], uint32_t *gen)
+rotation_consumer_key(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
+    uint32_t *gen)
 {
 	struct rekey_job job = { v, ref, 0 };
 	int r;
 
-	crypto_consumer_ref(keyring_index_key(v->kr), id, id_len, ref);
 	if ((r = writer_submit(v->wr, rekey_apply, &job)) != 0)
 		return r;
 	*gen = job.gen;

@@ -87,9 +87,9 @@ void key_status_clear(struct key_status *s);
 int rotation_destroy(struct vault *v, uint32_t version, uint64_t *destroyed_ms,
     char *why, size_t why_len) VAULT_WUR;
 
-/* Re-encrypts one consumer under a new DEK; its new generation in *gen. */
-int rotation_consumer_key(struct vault *v, const char *id, size_t id_len,
-    uint8_t ref[CRYPTO_REF_BYTES], uint32_t *gen) VAULT_WUR;
+/* Re-encrypts the consumer at ref under a new DEK; its new generation in *gen. */
+int rotation_consumer_key(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
+    uint32_t *gen) VAULT_WUR;
 
 /* The janitor's hook: resumes an interrupted rotation, runs shred epochs. */
 void rotation_tick(struct vault *v, void *arg);

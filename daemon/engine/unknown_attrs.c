@@ -227,7 +227,8 @@ purge_apply(struct store_txn *txn, void *arg)
 	p.names[0] = '\0';
 	if ((rc = store_cursor_open(txn, STORE_ATTRS, &cur)) != 0)
 		return rc;
-	rc = store_cursor_get(cur, &k, &val, job->from_len ? STORE_SEEK : STORE_FIRST);
+	rc = store_cursor_get(cur, &k, &val,
+	    job->from_len ? STORE_SEEK : STORE_FIRST);
 	for (; rc == 0; rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
 		const char *name;
 		size_t len;

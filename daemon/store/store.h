@@ -184,7 +184,8 @@ int store_count(struct store_txn *txn, enum store_space sp,
 enum store_move {
 	STORE_FIRST,		/* the first entry */
 	STORE_LAST,		/* the last entry (dup: its last value) */
-	STORE_NEXT,		/* the next entry (dup: the next value, then key) */
+	STORE_NEXT,		/* the next entry (dup: the next value,
+	    then key) */
 	STORE_PREV,		/* the previous entry */
 	STORE_SEEK,		/* the first key >= *key */
 	STORE_SET,		/* exactly *key (dup: its first value) */

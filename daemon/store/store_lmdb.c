@@ -113,8 +113,8 @@ open_dbs(struct store *st)
 	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
 		return store_err(st, rc, "begin");
 	for (size_t i = 0; i < STORE_SPACES; i++)
-		if ((rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | MDB_CREATE,
-		    &st->dbi[i])) != 0)
+		if ((rc = mdb_dbi_open(txn, dbs[i].name,
+		    dbs[i].flags | MDB_CREATE, &st->dbi[i])) != 0)
 			goto fail;
 	rc = mdb_get(txn, st->meta, &k, &v);
 	if (rc == MDB_NOTFOUND) {
@@ -216,12 +216,14 @@ check_length(const char *dir)
 	int fd = -1, rc, r = 0;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, data_file);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &sb) != 0 ||
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd,
+	    &sb) != 0 ||
 	    sb.st_size == 0)
 		goto out;		/* none yet: mdb_env_open says why if needed */
 	if ((rc = mdb_env_create(&probe)) != 0)
 		goto out;
-	rc = mdb_env_open(probe, dir, MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS, 0600);
+	rc = mdb_env_open(probe, dir, MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS,
+	    0600);
 	if (rc == 0 && mdb_env_info(probe, &info) == 0 &&
 	    mdb_env_stat(probe, &ms) == 0)
 		need = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
@@ -613,7 +615,8 @@ map_room(struct store *st)
 	size_t used, mark, nfree;
 	int r;
 
-	if (mdb_env_info(st->env, &info) != 0 || mdb_env_stat(st->env, &ms) != 0)
+	if (mdb_env_info(st->env, &info) != 0 || mdb_env_stat(st->env,
+	    &ms) != 0)
 		return 0;
 	mark = info.me_mapsize / 100 * (size_t)st->high_water_pct;
 	used = (info.me_last_pgno + 1) * (size_t)ms.ms_psize;

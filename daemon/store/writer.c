@@ -85,7 +85,8 @@ run_group(struct writer *w, struct write_req *group)
 		}
 		q->result = q->fn((struct store_txn *)child, q->arg);
 		if (q->result == 0 && q->hook != NULL)
-			q->result = q->hook((struct store_txn *)child, q->hook_arg);
+			q->result = q->hook((struct store_txn *)child,
+			    q->hook_arg);
 		if (single)
 			break;
 		if (q->result == 0 && (rc = mdb_txn_commit(child)) != 0)

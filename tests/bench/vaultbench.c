@@ -82,7 +82,10 @@ load_main(void *p)
 		for (int j = 0; j < 10; j++)
 			in[j] = (struct attr_in){ schema_find_attr(s, bench_attr_names[j],
 			    strlen(bench_attr_names[j])), vals[j], strlen(vals[j]) };
-		if (consumer_put(a->v, id, strlen(id), in, 10, &created, ref) != 0)
+		/* As the API layer does: the engine takes the consumer's ref. */
+		crypto_consumer_ref(keyring_index_key(a->v->kr), id, strlen(id),
+		    ref);
+		if (consumer_put(a->v, ref, in, 10, &created) != 0)
 			bench_die("put failed");
 	}
 	return NULL;

@@ -31,6 +31,7 @@
 #define ledger_expire_txn(v, txn, ...) \
 	ledger_expire_txn((v), (struct store_txn *)(txn), __VA_ARGS__)
 /* Its jobs take an MDB_txn *: the same object as the writer's store_txn. */
-#define writer_submit(w, fn, arg) writer_submit((w), (writer_fn)(void (*)(void))(fn), (arg))
+#define writer_submit(w, fn, arg) \
+	writer_submit((w), (writer_fn)(void (*)(void))(fn), (arg))
 
 #endif

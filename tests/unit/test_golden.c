@@ -373,7 +373,7 @@ test_consumer_record(void **state)
 	MDB_val mv;
 	struct manifest man;
 
-	assert_int_equal(consumer_put(f->v, "alice", 5, &in, 1, &created, ref), 0);
+	assert_int_equal(consumer_put(f->v, test_ref(f->v, "alice", ref), &in, 1, &created), 0);
 	after = store_now_ms();
 	hex_of(ref, sizeof(ref), rhex);
 
@@ -450,9 +450,9 @@ test_consent_records(void **state)
 	MDB_cursor *cur = NULL;
 	MDB_val k, val;
 
-	assert_int_equal(consumer_put(f->v, "alice", 5, &in, 1, &created, ref), 0);
+	assert_int_equal(consumer_put(f->v, test_ref(f->v, "alice", ref), &in, 1, &created), 0);
 	before = store_now_ms();
-	assert_int_equal(consent_set(f->v, "alice", 5, &c, ref, &flags), 0);
+	assert_int_equal(consent_set(f->v, ref, &c, &flags), 0);
 	after = store_now_ms();
 	hex_of(ref, sizeof(ref), rhex);
 
@@ -644,7 +644,7 @@ test_deletion_records(void **state)
 {
 	struct test_vault *f = *state;
 	struct attr_in in = { 0, "a@b.c", 5 };
-	struct deletion_request req = { "alice", "req-1" };
+	struct deletion_request req = { TEST_REF(f->v, "alice"), "req-1" };
 	struct receipt rc;
 	uint8_t ref[CRYPTO_REF_BYTES], v[1024];
 	char rhex[65], text[512], want[2048];
@@ -653,7 +653,7 @@ test_deletion_records(void **state)
 	size_t n, bad, tl;
 
 	memset(&rc, 0, sizeof(rc));
-	assert_int_equal(consumer_put(f->v, "alice", 5, &in, 1, &created, ref), 0);
+	assert_int_equal(consumer_put(f->v, test_ref(f->v, "alice", ref), &in, 1, &created), 0);
 	before = store_now_ms();
 	assert_int_equal(deletion_run(f->v, &req, 1, &rc, &bad), 0);
 	after = store_now_ms();
@@ -748,7 +748,7 @@ test_lineage_and_ledger_event(void **state)
 {
 	struct test_vault *f = *state;
 	struct attr_in in = { 0, "a@b.c", 5 };
-	struct deletion_request req = { "alice", "req-1" };
+	struct deletion_request req = { TEST_REF(f->v, "alice"), "req-1" };
 	int attrs[1] = { 0 };
 	struct fetch_query q = { .purpose = 0, .attrs = attrs, .n_attrs = 1 };
 	struct fetch_set set;
@@ -763,7 +763,7 @@ test_lineage_and_ledger_event(void **state)
 	memset(&set, 0, sizeof(set));
 	memset(&rc, 0, sizeof(rc));
 	q.today_days = fetch_today();
-	assert_int_equal(consumer_put(f->v, "alice", 5, &in, 1, &created, ref), 0);
+	assert_int_equal(consumer_put(f->v, test_ref(f->v, "alice", ref), &in, 1, &created), 0);
 	assert_int_equal(dataset_get_or_create(f->v, "ds-1", 0, &num, &bound), 0);
 	assert_int_equal(fetch_snapshot(f->v, &q, &set), 0);
 	assert_int_equal(set.n, 1);
@@ -814,7 +814,7 @@ test_rotation_state(void **state)
 	bool created;
 	size_t n, m, adl;
 
-	assert_int_equal(consumer_put(f->v, "alice", 5, &in, 1, &created, ref), 0);
+	assert_int_equal(consumer_put(f->v, test_ref(f->v, "alice", ref), &in, 1, &created), 0);
 	assert_int_equal(rotation_start(f->v, 0, &p, why, sizeof(why)), 0);
 	raw_get(f, f->v->store->meta, "rotation", 8, v, sizeof(v), &n);
 	assert_golden(v, n, "00000002 00"
@@ -875,8 +875,8 @@ test_count_record(void **state)
 	if (config_load(&f.cfg, path, err, sizeof(err)) != 0)
 		fail_msg("config: %s", err);
 	assert_int_equal(vault_open(&f.v, f.cfg, VAULT_OPEN_CREATE), 0);
-	assert_int_equal(consumer_put(f.v, "alice", 5, &in, 1, &created, ref), 0);
-	assert_int_equal(consumer_put(f.v, "bob", 3, &in, 1, &created, ref), 0);
+	assert_int_equal(consumer_put(f.v, test_ref(f.v, "alice", ref), &in, 1, &created), 0);
+	assert_int_equal(consumer_put(f.v, test_ref(f.v, "bob", ref), &in, 1, &created), 0);
 	klen = tokenizer_count_key(f.v->tok, 0, "mobile", 6, key);
 	assert_golden(key, klen, "646576696365 00 ~16");
 	raw_get(&f, f.v->store->counts, key, klen, v, sizeof(v), &n);

@@ -236,7 +236,8 @@ put1(struct test_vault *f, const char *id, int attr, const char *value)
 	uint8_t ref[CRYPTO_REF_BYTES];
 	bool created;
 
-	assert_int_equal(consumer_put(f->v, id, strlen(id), &in, 1, &created, ref), 0);
+	assert_int_equal(consumer_put(f->v, test_ref(f->v, id, ref), &in, 1,
+	    &created), 0);
 }
 
 static void
@@ -244,22 +245,22 @@ test_put_get_delete(void **state)
 {
 	struct test_vault *f = *state;
 	struct consumer_values cv;
-	struct deletion_request req = { "alice", "req-1" };
+	struct deletion_request req = { TEST_REF(f->v, "alice"), "req-1" };
 	struct receipt rc;
 	size_t bad;
 	int want[] = { 0, 2 };
 
 	put1(f, "alice", 0, "alice@example.com");
 	put1(f, "alice", 2, "34");
-	assert_int_equal(consumer_get(f->v, "alice", 5, 0, want, 2, &cv), 0);
+	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "alice"), 0, want, 2, &cv), 0);
 	assert_int_equal(cv.n, 2);
 	assert_string_equal(cv.v[0].value, "alice@example.com");
 	assert_string_equal(cv.v[1].value, "34");
 	consumer_values_clear(&cv);
-	assert_int_equal(consumer_get(f->v, "alice", 5, 0, NULL, 0, &cv), 0);
+	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "alice"), 0, NULL, 0, &cv), 0);
 	assert_int_equal(cv.n, 2);
 	consumer_values_clear(&cv);
-	assert_int_equal(consumer_get(f->v, "bob", 3, 0, NULL, 0, &cv),
+	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "bob"), 0, NULL, 0, &cv),
 	    VAULT_ERR_NOT_FOUND);
 	assert_int_equal(deletion_run(f->v, &req, 1, &rc, &bad), 0);
 	assert_true(rc.found);
@@ -268,7 +269,7 @@ test_put_get_delete(void **state)
 	assert_true(crypto_sign_verify_detached(rc.signature, rc.signed_bytes,
 	    rc.signed_len, keyring_receipt_public_key(f->v->kr)) == 0);
 	receipt_clear(&rc);
-	assert_int_equal(consumer_get(f->v, "alice", 5, 0, NULL, 0, &cv),
+	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "alice"), 0, NULL, 0, &cv),
 	    VAULT_ERR_NOT_FOUND);
 	/* The same request id returns the same receipt; a new one finds nothing. */
 	assert_int_equal(deletion_run(f->v, &req, 1, &rc, &bad), 0);
@@ -279,7 +280,7 @@ test_put_get_delete(void **state)
 	assert_false(rc.found);
 	receipt_clear(&rc);
 	/* A request id of another consumer is refused. */
-	req.consumer_id = "bob";
+	req.ref = TEST_REF(f->v, "bob");
 	assert_int_equal(deletion_run(f->v, &req, 1, &rc, &bad), VAULT_ERR_EXISTS);
 }
 
@@ -302,7 +303,8 @@ move_value(struct test_vault *f, const char *from, const char *a, const char *to
 	k = (struct store_val){ sizeof(rf) + strlen(a), kf };
 	assert_int_equal(store_get(txn, STORE_ATTRS, k.data, k.len, &v), 0);
 	k = (struct store_val){ sizeof(rt) + strlen(b), kt };
-	assert_int_equal(store_put(txn, STORE_ATTRS, k.data, k.len, v.data, v.len, 0), 0);
+	assert_int_equal(store_put(txn, STORE_ATTRS, k.data, k.len, v.data,
+	    v.len, 0), 0);
 	assert_int_equal(store_write_commit(txn), 0);
 }
 
@@ -318,14 +320,14 @@ test_moved_value_fails_to_open(void **state)
 	put1(f, "bob", 0, "bob@example.com");
 	/* To another consumer: bob's DEK and ref differ. */
 	move_value(f, "alice", "email", "bob", "email");
-	assert_int_equal(consumer_get(f->v, "bob", 3, 0, &email, 1, &cv),
+	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "bob"), 0, &email, 1, &cv),
 	    VAULT_ERR_CRYPTO);
 	/* To another attribute of the same consumer: the name is bound. */
 	move_value(f, "alice", "email", "alice", "zip");
-	assert_int_equal(consumer_get(f->v, "alice", 5, 0, &zip, 1, &cv),
+	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "alice"), 0, &zip, 1, &cv),
 	    VAULT_ERR_CRYPTO);
 	/* The untouched value still opens. */
-	assert_int_equal(consumer_get(f->v, "alice", 5, 0, &email, 1, &cv), 0);
+	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "alice"), 0, &email, 1, &cv), 0);
 	assert_string_equal(cv.v[0].value, "alice@example.com");
 	consumer_values_clear(&cv);
 }
@@ -408,11 +410,13 @@ fill_apply(struct store_txn *txn, void *arg)
 
 	k.len = (size_t)snprintf(key, sizeof(key), "fill-%d", j->n);
 	if (j->erase)
-		return store_del(txn, STORE_META, k.data, k.len, NULL, 0) == 0 ? 0 :
+		return store_del(txn, STORE_META, k.data, k.len, NULL,
+		    0) == 0 ? 0 :
 		    VAULT_ERR_STORE;
 	if ((r = store_room(j->st)) != 0)
 		return r;
-	return store_put(txn, STORE_META, k.data, k.len, v.data, v.len, 0) == 0 ? 0 : VAULT_ERR_STORE;
+	return store_put(txn, STORE_META, k.data, k.len, v.data, v.len,
+	    0) == 0 ? 0 : VAULT_ERR_STORE;
 }
 
 /*

@@ -72,6 +72,16 @@ test_config(const char *dir)
 }
 
 /* A vault on a fresh test directory, for the engine's tests. */
+/* The ref of consumer id in v, as the API layer makes it; returns ref. */
+static inline uint8_t *
+test_ref(const struct vault *v, const char *id, uint8_t ref[CRYPTO_REF_BYTES])
+{
+	crypto_consumer_ref(keyring_index_key(v->kr), id, strlen(id), ref);
+	return ref;
+}
+/* The same, in a buffer that lives as long as the enclosing block. */
+#define TEST_REF(v, id) test_ref((v), (id), (uint8_t[CRYPTO_REF_BYTES]){ 0 })
+
 struct test_vault {
 	char *dir;
 	struct config *cfg;
