@@ -95,9 +95,6 @@ int store_open(struct store **out, const char *dir, size_t map_size) VAULT_WUR;
 int store_exists(const char *dir, bool *exists) VAULT_WUR;
 void store_close(struct store *st);
 
-/* Whether a fatal error marked the store failed. */
-bool store_failed(const struct store *st);
-
 /*
  * Headroom: space kept for what must always work (deletions, opt-outs, the
  * audit log). Ordinary writes (puts, opt-ins, rotation starts, rekeys) call

@@ -306,12 +306,6 @@ store_txn_store(struct store_txn *txn)
 	return txn_store(store_mdb_txn(txn));
 }
 
-bool
-store_failed(const struct store *st)
-{
-	return st->failed != 0;
-}
-
 int
 store_read_begin(struct store *st, struct store_txn **txn)
 {
