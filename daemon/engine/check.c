@@ -79,11 +79,11 @@ count_add(struct check *c, int attr, const char *value, size_t len)
 }
 
 static bool
-exists(struct check *c, enum store_space dbi, const uint8_t *key, size_t len)
+exists(struct check *c, enum store_space sp, const uint8_t *key, size_t len)
 {
 	struct store_val k = { len, (void *)key }, val;
 
-	return store_get(c->txn, dbi, k.data, k.len, &val) == 0;
+	return store_get(c->txn, sp, k.data, k.len, &val) == 0;
 }
 
 /* One attribute record of a live consumer: it agrees and opens. */
@@ -196,14 +196,14 @@ value_ok(struct check *c, int kind, const struct shape *sh,
  * records of a deleted one may wait for the collector.
  */
 static void
-walk_by_ref(struct check *c, enum store_space dbi, int kind,
+walk_by_ref(struct check *c, enum store_space sp, int kind,
     const struct shape *sh)
 {
 	struct store_cursor *cur = NULL;
 	struct store_val k, val;
 	int rc;
 
-	if (store_cursor_open(c->txn, dbi, &cur) != 0) {
+	if (store_cursor_open(c->txn, sp, &cur) != 0) {
 		c->t[kind].damaged++;
 		return;
 	}
@@ -306,13 +306,13 @@ walk_audit_index(struct check *c)
 }
 
 static void
-walk_plain(struct check *c, enum store_space dbi, int kind)
+walk_plain(struct check *c, enum store_space sp, int kind)
 {
 	struct store_cursor *cur = NULL;
 	struct store_val k, val;
 	int rc;
 
-	if (store_cursor_open(c->txn, dbi, &cur) != 0) {
+	if (store_cursor_open(c->txn, sp, &cur) != 0) {
 		c->t[kind].damaged++;
 		return;
 	}

@@ -14,8 +14,7 @@
 #include "store/store.h"
 
 enum meta_key {
-	META_STORE_FORMAT,	/* be32 format version (store_lmdb.c,
-	    at open) */
+	META_STORE_FORMAT,	/* be32 format version (written at open) */
 	META_ACTIVE_VERSION,	/* be32 active master key version */
 	META_KEY_VERSION,	/* kv/<be32>: key version record (keyring.c) */
 	META_VAULT_KEY_INDEX,	/* vault keys sealed under the master key */

@@ -6,9 +6,9 @@
  *
  * CONTRACT
  *  - Key spaces (enum store_space) are fixed: the backend creates them all
- *    at open. Keys are 1..STORE_KEY_MAX bytes; values up to the map size. Keys sort
- *    bytewise (memcmp, a shorter key before its extensions); cursors move
- *    in that order.
+ *    at open. Keys are 1..STORE_KEY_MAX bytes; values up to the map
+ *    size. Keys sort bytewise (memcmp, a shorter key before its
+ *    extensions); cursors move in that order.
  *  - Dup spaces (STORE_LINEAGE, STORE_AUDIT_REF) hold a sorted set of
  *    values per key (values sort bytewise, no two equal): a put adds a
  *    value, store_del with a value removes that one, without removes all.
@@ -181,15 +181,14 @@ int store_count(struct store_txn *txn, enum store_space sp,
 enum store_move {
 	STORE_FIRST,		/* the first entry */
 	STORE_LAST,		/* the last entry (dup: its last value) */
-	STORE_NEXT,		/* the next entry (dup: the next value,
-	    then key) */
+	STORE_NEXT,		/* the next entry (dup: value, then key) */
 	STORE_PREV,		/* the previous entry */
 	STORE_SEEK,		/* the first key >= *key */
 	STORE_SET,		/* exactly *key (dup: its first value) */
 	STORE_NEXT_DUP,		/* dup: the next value of the same key */
 	STORE_GET_BOTH,		/* dup: exactly *key and *val */
 	STORE_SEEK_DUP,		/* dup: *key, its first value >= *val */
-	STORE_CURRENT,		/* the entry the cursor is on */
+	STORE_CURRENT,		/* the entry the cursor is on (see _del) */
 };
 
 /* A cursor over sp; it dies with txn at the latest. close is NULL-safe. */
@@ -201,7 +200,11 @@ int store_cursor_get(struct store_cursor *cur, struct store_val *key,
 /* Write txns: replaces the value at the cursor (not in dup spaces). */
 int store_cursor_replace(struct store_cursor *cur, const void *data,
     size_t len) VAULT_WUR;
-/* Write txns: deletes the entry at the cursor; a next move reaches the one after. */
+/*
+ * Write txns: deletes the entry at the cursor, which then stands on the
+ * entry after it: STORE_CURRENT reads that one (VAULT_ERR_NOT_FOUND past
+ * the end), STORE_NEXT the one after it.
+ */
 int store_cursor_del(struct store_cursor *cur) VAULT_WUR;
 
 /* ------------------------------------------------------ encodings */

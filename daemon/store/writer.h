@@ -17,7 +17,11 @@
 
 struct writer;
 
-/* Applies one request inside txn; returns 0 or a vault error. */
+/*
+ * Applies one request inside txn (its own nested write transaction, see
+ * store.h); returns 0 or a vault error, which undoes the request. fn keeps
+ * no store_val or cursor past its return.
+ */
 typedef int (*writer_fn)(struct store_txn *txn, void *arg);
 
 int writer_start(struct writer **out, struct store *st,
