@@ -86,24 +86,26 @@ store_err(struct store *st, int rc, const char *what)
 	}
 }
 
+/* The key spaces: one named database each. */
+static const struct { const char *name; unsigned flags; } spaces[STORE_SPACES] = {
+	[STORE_CONSUMERS] = { "consumers", 0 },
+	[STORE_ATTRS] = { "attrs", 0 },
+	[STORE_CONSENTS] = { "consents", 0 },
+	[STORE_COUNTS] = { "counts", 0 },
+	[STORE_LINEAGE] = { "lineage", MDB_DUPSORT },
+	[STORE_DATASETS] = { "datasets", 0 },
+	[STORE_LEDGER] = { "ledger", 0 },
+	[STORE_AUDIT] = { "audit", 0 },
+	[STORE_AUDIT_REF] = { "audit_ref", MDB_DUPSORT },
+	[STORE_META] = { "meta", 0 },
+	[STORE_REQUESTS] = { "requests", 0 },
+	[STORE_GC] = { "gc", 0 },
+	[STORE_MANIFESTS] = { "manifests", 0 },
+};
+
 static int
 open_dbs(struct store *st)
 {
-	static const struct { const char *name; unsigned flags; } dbs[STORE_SPACES] = {
-		[STORE_CONSUMERS] = { "consumers", 0 },
-		[STORE_ATTRS] = { "attrs", 0 },
-		[STORE_CONSENTS] = { "consents", 0 },
-		[STORE_COUNTS] = { "counts", 0 },
-		[STORE_LINEAGE] = { "lineage", MDB_DUPSORT },
-		[STORE_DATASETS] = { "datasets", 0 },
-		[STORE_LEDGER] = { "ledger", 0 },
-		[STORE_AUDIT] = { "audit", 0 },
-		[STORE_AUDIT_REF] = { "audit_ref", MDB_DUPSORT },
-		[STORE_META] = { "meta", 0 },
-		[STORE_REQUESTS] = { "requests", 0 },
-		[STORE_GC] = { "gc", 0 },
-		[STORE_MANIFESTS] = { "manifests", 0 },
-	};
 	uint8_t fmt[4];
 	MDB_txn *txn = NULL;
 	MDB_val k = { strlen(meta_name(META_STORE_FORMAT)),
@@ -113,8 +115,8 @@ open_dbs(struct store *st)
 	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
 		return store_err(st, rc, "begin");
 	for (size_t i = 0; i < STORE_SPACES; i++)
-		if ((rc = mdb_dbi_open(txn, dbs[i].name,
-		    dbs[i].flags | MDB_CREATE, &st->dbi[i])) != 0)
+		if ((rc = mdb_dbi_open(txn, spaces[i].name,
+		    spaces[i].flags | MDB_CREATE, &st->dbi[i])) != 0)
 			goto fail;
 	rc = mdb_get(txn, st->meta, &k, &v);
 	if (rc == MDB_NOTFOUND) {
@@ -300,6 +302,20 @@ txn_store(MDB_txn *txn)
 	return mdb_env_get_userctx(mdb_txn_env(txn));
 }
 
+/* store_err naming the operation and its key space, for the log. */
+static int
+space_err(struct store *st, int rc, const char *op, MDB_dbi dbi)
+{
+	char what[64];
+	const char *name = "?";
+
+	for (int i = 0; i < STORE_SPACES; i++)
+		if (st->dbi[i] == dbi)
+			name = spaces[i].name;
+	snprintf(what, sizeof(what), "%s (%s)", op, name);
+	return store_err(st, rc, what);
+}
+
 struct store *
 store_txn_store(struct store_txn *txn)
 {
@@ -373,7 +389,7 @@ store_get(struct store_txn *txn, enum store_space sp, const void *key,
 		val->data = NULL;
 		val->len = 0;
 		return rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
-		    store_err(txn_store(t), rc, "get");
+		    space_err(txn_store(t), rc, "get", txn_store(t)->dbi[sp]);
 	}
 	val->data = v.mv_data;
 	val->len = v.mv_size;
@@ -398,7 +414,7 @@ store_put(struct store_txn *txn, enum store_space sp, const void *key,
 	if ((rc = mdb_put(t, txn_store(t)->dbi[sp], &k, &v, f)) == 0)
 		return 0;
 	return rc == MDB_KEYEXIST ? VAULT_ERR_EXISTS :
-	    store_err(txn_store(t), rc, "put");
+	    space_err(txn_store(t), rc, "put", txn_store(t)->dbi[sp]);
 }
 
 int
@@ -413,7 +429,7 @@ store_del(struct store_txn *txn, enum store_space sp, const void *key,
 	    dup != NULL ? &v : NULL)) == 0)
 		return 0;
 	return rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
-	    store_err(txn_store(t), rc, "delete");
+	    space_err(txn_store(t), rc, "delete", txn_store(t)->dbi[sp]);
 }
 
 int
@@ -425,7 +441,8 @@ store_count(struct store_txn *txn, enum store_space sp, size_t *n)
 
 	*n = 0;
 	if ((rc = mdb_stat(t, txn_store(t)->dbi[sp], &ms)) != 0)
-		return store_err(txn_store(t), rc, "count");
+		return space_err(txn_store(t), rc, "count",
+		    txn_store(t)->dbi[sp]);
 	*n = ms.ms_entries;
 	return 0;
 }
@@ -440,7 +457,8 @@ store_delete_prefix(struct store_txn *txn, enum store_space sp,
 	int rc;
 
 	if ((rc = mdb_cursor_open(t, txn_store(t)->dbi[sp], &cur)) != 0)
-		return store_err(txn_store(t), rc, "open cursor");
+		return space_err(txn_store(t), rc, "open cursor",
+		    txn_store(t)->dbi[sp]);
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
 	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (k.mv_size < len || memcmp(k.mv_data, prefix, len) != 0)
@@ -450,7 +468,8 @@ store_delete_prefix(struct store_txn *txn, enum store_space sp,
 	}
 	mdb_cursor_close(cur);
 	if (rc != 0 && rc != MDB_NOTFOUND)
-		return store_err(txn_store(t), rc, "delete by prefix");
+		return space_err(txn_store(t), rc, "delete by prefix",
+		    txn_store(t)->dbi[sp]);
 	return 0;
 }
 
@@ -478,7 +497,8 @@ store_cursor_open(struct store_txn *txn, enum store_space sp,
 
 	*cur = NULL;
 	if ((rc = mdb_cursor_open(t, txn_store(t)->dbi[sp], &c)) != 0)
-		return store_err(txn_store(t), rc, "open cursor");
+		return space_err(txn_store(t), rc, "open cursor",
+		    txn_store(t)->dbi[sp]);
 	*cur = (struct store_cursor *)c;
 	return 0;
 }
@@ -516,7 +536,8 @@ store_cursor_get(struct store_cursor *cur, struct store_val *key,
 		rc = MDB_NOTFOUND;
 	if (rc != 0)
 		return rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
-		    store_err(cur_store(mcur(cur)), rc, "cursor");
+		    space_err(cur_store(mcur(cur)), rc, "cursor",
+		    mdb_cursor_dbi(mcur(cur)));
 	key->data = k.mv_data;
 	key->len = k.mv_size;
 	val->data = v.mv_data;
@@ -546,7 +567,8 @@ store_cursor_replace(struct store_cursor *cur, const void *data, size_t len)
 	}
 	if (rc == 0)
 		return 0;
-	return store_err(cur_store(mcur(cur)), rc, "replace at cursor");
+	return space_err(cur_store(mcur(cur)), rc, "replace at cursor",
+	    mdb_cursor_dbi(mcur(cur)));
 }
 
 int
@@ -555,7 +577,8 @@ store_cursor_del(struct store_cursor *cur)
 	int rc;
 
 	if ((rc = mdb_cursor_del(mcur(cur), 0)) != 0)
-		return store_err(cur_store(mcur(cur)), rc, "delete at cursor");
+		return space_err(cur_store(mcur(cur)), rc, "delete at cursor",
+		    mdb_cursor_dbi(mcur(cur)));
 	return 0;
 }
 
