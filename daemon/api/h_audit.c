@@ -173,8 +173,8 @@ handle_query_audit(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		if ((r = handler_consumer_ref(ctx, req->consumer_id, ref)) != 0)
 			return r;
 	}
-	if ((r = audit_scan(&v->audit, 0, req->consumer_id[0] ? ref : NULL,
-	    send_entry, &q)) != 0)
+	if ((r = audit_scan(&v->audit, 0, req->consumer_id[0] ? ref : NULL, send_entry,
+	    &q)) != 0)
 		return r;
 	return q.r;
 }

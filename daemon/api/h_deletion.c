@@ -45,8 +45,7 @@ check_requests(struct rpc_ctx *ctx, Vault__V1__DeleteConsumerRequest **in,
 	for (size_t i = 0; i < n; i++) {
 		uint8_t *ref = refs + i * CRYPTO_REF_BYTES;
 
-		if ((r = handler_consumer_ref(ctx, in[i]->consumer_id,
-		    ref)) != 0) {
+		if ((r = handler_consumer_ref(ctx, in[i]->consumer_id, ref)) != 0) {
 			if (n > 1)
 				rpc_fail(ctx, r, "requests[%zu].consumer_id: invalid", i);
 			return r;

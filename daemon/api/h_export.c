@@ -145,8 +145,7 @@ add_releases(struct vault *v, struct export *x)
 
 		if (x->datasets[i] == NULL)
 			return VAULT_ERR_NOMEM;
-		audit_dataset_key(&v->audit, x->datasets[i],
-		    strlen(x->datasets[i]), key);
+		audit_dataset_key(&v->audit, x->datasets[i], strlen(x->datasets[i]), key);
 		x->found = false;
 		if ((r = audit_scan(&v->audit, 0, key, add_release, x)) != 0)
 			return r;

@@ -567,8 +567,8 @@ visit_seq(struct store_txn *txn, uint64_t seq, audit_visit fn,
  * in that snapshot) are read; *stopped tells that fn asked to stop.
  */
 static int
-scan_page(struct audit_log *al, uint64_t *after, const uint8_t *ref,
-    audit_visit fn, void *arg, bool *done, uint64_t *indexed, bool *stopped)
+scan_page(struct audit_log *al, uint64_t *after, const uint8_t *ref, audit_visit fn,
+    void *arg, bool *done, uint64_t *indexed, bool *stopped)
 {
 	struct store_txn *txn = NULL;
 	struct store_cursor *cur = NULL;
@@ -635,8 +635,8 @@ out:
 
 /* The entries of ref after seq from, read from the log itself. */
 static int
-scan_tail(struct audit_log *al, uint64_t from, const uint8_t *ref,
-    audit_visit fn, void *arg)
+scan_tail(struct audit_log *al, uint64_t from, const uint8_t *ref, audit_visit fn,
+    void *arg)
 {
 	struct store_txn *txn = NULL;
 	struct store_cursor *cur = NULL;
@@ -699,8 +699,8 @@ audit_log_scan(struct audit_log *al, uint64_t after_seq, const uint8_t *ref,
 		r = scan_page(al, &after_seq, ref, fn, arg, &done, &indexed,
 		    &stopped);
 	if (r == 0 && ref != NULL && !stopped)
-		r = scan_tail(al, after_seq > indexed ? after_seq : indexed,
-		    ref, fn, arg);
+		r = scan_tail(al, after_seq > indexed ? after_seq : indexed, ref,
+		    fn, arg);
 	return r;
 }
 
@@ -887,8 +887,7 @@ record_apply(struct store_txn *txn, void *arg)
 }
 
 int
-audit_check(struct audit_log *al, bool whole, bool record,
-    struct audit_check *c)
+audit_check(struct audit_log *al, bool whole, bool record, struct audit_check *c)
 {
 	struct record_job job = { al, 0, { 0 } };
 	uint8_t head[AUDIT_HASH_BYTES];
@@ -927,8 +926,8 @@ audit_check_describe(const struct audit_check *c, char *buf, size_t len)
 }
 
 int
-audit_log_verify(struct audit_log *al, uint64_t *entries,
-    uint8_t head[AUDIT_HASH_BYTES], uint64_t *first_bad)
+audit_log_verify(struct audit_log *al, uint64_t *entries, uint8_t head[AUDIT_HASH_BYTES],
+    uint64_t *first_bad)
 {
 	uint8_t end[AUDIT_HASH_BYTES];
 	struct audit_check c;

@@ -147,8 +147,8 @@ const char *audit_kind(const char *method);
 size_t audit_split_names(char *names, char **out, size_t max);
 
 /* The key under which the index files the entries of no consumer naming dataset. */
-void audit_dataset_key(const struct audit_log *al, const char *dataset,
-    size_t len, uint8_t key[CRYPTO_REF_BYTES]);
+void audit_dataset_key(const struct audit_log *al, const char *dataset, size_t len,
+    uint8_t key[CRYPTO_REF_BYTES]);
 
 /* Return non-zero to stop. */
 typedef int (*audit_visit)(const struct audit_entry *e, void *arg);

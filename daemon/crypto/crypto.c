@@ -51,8 +51,8 @@ crypto_seal(const uint8_t key[CRYPTO_KEY_BYTES], uint32_t key_version,
 	if ((r = build_ad(full_ad, ad, ad_len, out)) != 0)
 		return r;
 	crypto_aead_xchacha20poly1305_ietf_encrypt(out + CRYPTO_HEADER_BYTES,
-	    NULL, plain, plain_len, full_ad, ad_len + CRYPTO_BLOB_AD_HEADER,
-	    NULL, out + CRYPTO_BLOB_NONCE, key);
+	    NULL, plain, plain_len, full_ad, ad_len + CRYPTO_BLOB_AD_HEADER, NULL,
+	    out + CRYPTO_BLOB_NONCE, key);
 	return 0;
 }
 

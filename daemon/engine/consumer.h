@@ -67,8 +67,7 @@ struct consumer_values {
  * right to know (export): also the records of attributes no longer in the
  * schema (attr -1), in name order; VAULT_ERR_LIMIT past CONSUMER_VALUES_MAX.
  */
-int consumer_get(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
-    int purpose,
+int consumer_get(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES], int purpose,
     const int *attrs, size_t n_attrs, struct consumer_values *out) VAULT_WUR;
 void consumer_values_clear(struct consumer_values *cv);
 

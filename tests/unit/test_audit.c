@@ -191,8 +191,8 @@ test_journaled_entries_are_escaped(void **state)
 	    NULL, "", "serv\xffice", "", "ok", NULL, NULL };
 	struct last l = { 0 };
 
-	assert_int_equal(journal_open(&f->v->audit.jn, &f->v->audit,
-	    f->cfg->store_dir, JOURNAL_INGEST_MS, JOURNAL_INDEX_MS), 0);
+	assert_int_equal(journal_open(&f->v->audit.jn, &f->v->audit, f->cfg->store_dir,
+	    JOURNAL_INGEST_MS, JOURNAL_INDEX_MS), 0);
 	assert_int_equal(journal_append(f->v->audit.jn, &rec, 1), 0);
 	assert_int_equal(audit_scan(&f->v->audit, 0, NULL, keep_last, &l), 0);
 	assert_int_equal(l.n, 1);
@@ -207,8 +207,7 @@ append_raw(struct store_txn *txn, void *arg)
 	static const uint8_t body[] = { 0, 1, 'p', 0, 1, 'm', 0, 0, 0, 3, 'a',
 	    0, 'b', 0, 2, 0xfe, 'x', 0, 0, 0, 2, 'o', 'k' };
 
-	return audit_append_body_txn(&((struct vault *)arg)->audit, txn, 1,
-	    body, sizeof(body), false);
+	return audit_append_body_txn(&((struct vault *)arg)->audit, txn, 1, body, sizeof(body), false);
 }
 
 static void

@@ -25,8 +25,8 @@ setup(void **state)
 {
 	struct test_vault *f = test_vault_new();
 
-	assert_int_equal(journal_open(&f->v->audit.jn, &f->v->audit,
-	    f->cfg->store_dir, JOURNAL_INGEST_MS, JOURNAL_INDEX_MS), 0);
+	assert_int_equal(journal_open(&f->v->audit.jn, &f->v->audit, f->cfg->store_dir,
+	    JOURNAL_INGEST_MS, JOURNAL_INDEX_MS), 0);
 	*state = f;
 	return 0;
 }
@@ -46,8 +46,8 @@ static void
 hold_entries(struct test_vault *f)
 {
 	journal_close(f->v->audit.jn);
-	assert_int_equal(journal_open(&f->v->audit.jn, &f->v->audit,
-	    f->cfg->store_dir, HOUR_MS, HOUR_MS), 0);
+	assert_int_equal(journal_open(&f->v->audit.jn, &f->v->audit, f->cfg->store_dir,
+	    HOUR_MS, HOUR_MS), 0);
 }
 
 static struct audit_rec
@@ -174,8 +174,8 @@ open_copy(const char *copy, struct vault **v, struct config **cfg)
 	*cfg = test_config(copy);
 	if ((r = vault_open(v, *cfg, VAULT_OPEN_EXISTING)) != 0)
 		return r;
-	if ((r = journal_open(&(*v)->audit.jn, &(*v)->audit, (*cfg)->store_dir,
-	    HOUR_MS, HOUR_MS)) != 0) {
+	if ((r = journal_open(&(*v)->audit.jn, &(*v)->audit, (*cfg)->store_dir, HOUR_MS,
+	    HOUR_MS)) != 0) {
 		vault_close(*v);
 		*v = NULL;
 	}

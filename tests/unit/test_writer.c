@@ -236,8 +236,7 @@ put1(struct test_vault *f, const char *id, int attr, const char *value)
 	uint8_t ref[CRYPTO_REF_BYTES];
 	bool created;
 
-	assert_int_equal(consumer_put(f->v, test_ref(f->v, id, ref), &in, 1,
-	    &created), 0);
+	assert_int_equal(consumer_put(f->v, test_ref(f->v, id, ref), &in, 1, &created), 0);
 }
 
 static void
