@@ -95,6 +95,7 @@ run(struct rpc_ctx *ctx, Vault__V1__DeleteConsumerRequest **in, size_t n,
 	if ((r = check_requests(ctx, in, n, reqs, refs, ids)) != 0)
 		goto out;
 	rpc_audit_refs(ctx, refs, n);	/* the call owns refs now */
+	refs = NULL;
 	if ((r = deletion_run(v, reqs, n, out, &bad)) == VAULT_ERR_EXISTS) {
 		if (single)
 			r = rpc_fail(ctx, r, "request_id was already used for another "
@@ -121,6 +122,7 @@ run(struct rpc_ctx *ctx, Vault__V1__DeleteConsumerRequest **in, size_t n,
 	for (size_t i = 0; i < n; i++)
 		receipt_clear(&out[i]);
 out:
+	free(refs);		/* NULL once the call took it */
 	free(reqs);
 	free(out);
 	free(ids);

@@ -149,7 +149,11 @@ int store_get(struct store_txn *txn, enum store_space sp, const void *key,
 
 #define STORE_NOOVERWRITE 0x1	/* VAULT_ERR_EXISTS when the key exists */
 #define STORE_NODUPDATA 0x2	/* dup: VAULT_ERR_EXISTS when the value exists */
-#define STORE_APPEND 0x4	/* a hint: key sorts after every key there */
+/*
+ * The key sorts after every key in the space (a log's next entry): a hint
+ * for speed; a backend may check it, and fail with VAULT_ERR_STORE.
+ */
+#define STORE_APPEND 0x4
 
 /* Writes key -> data (flags: STORE_*, above). Write txns only. */
 int store_put(struct store_txn *txn, enum store_space sp, const void *key,

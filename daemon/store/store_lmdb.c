@@ -413,7 +413,8 @@ store_put(struct store_txn *txn, enum store_space sp, const void *key,
 		f |= MDB_APPEND;
 	if ((rc = mdb_put(t, txn_store(t)->dbi[sp], &k, &v, f)) == 0)
 		return 0;
-	return rc == MDB_KEYEXIST ? VAULT_ERR_EXISTS :
+	/* Out of order under MDB_APPEND is a store error, as before. */
+	return rc == MDB_KEYEXIST && !(flags & STORE_APPEND) ? VAULT_ERR_EXISTS :
 	    space_err(txn_store(t), rc, "put", txn_store(t)->dbi[sp]);
 }
 

@@ -82,6 +82,13 @@ test_get_put_del(void **state)
 	assert_int_equal(store_del(txn, STORE_ATTRS, "a", 1, NULL, 0), 0);
 	assert_int_equal(store_del(txn, STORE_ATTRS, "a", 1, NULL, 0),
 	    VAULT_ERR_NOT_FOUND);
+	/* A log's appends: in order, then one out of order. */
+	assert_int_equal(store_put(txn, STORE_AUDIT, "1", 1, "x", 1,
+	    STORE_APPEND), 0);
+	assert_int_equal(store_put(txn, STORE_AUDIT, "2", 1, "x", 1,
+	    STORE_APPEND), 0);
+	assert_int_equal(store_put(txn, STORE_AUDIT, "0", 1, "x", 1,
+	    STORE_APPEND), VAULT_ERR_STORE);
 	assert_int_equal(store_write_commit(txn), 0);
 }
 
