@@ -98,42 +98,20 @@ audit_encode(const struct audit_rec *rec, uint8_t buf[AUDIT_BODY_MAX])
 	return off;
 }
 
-/*
- * A well-formed body (body_fields) of len bytes at out with every text
- * field in its stored form: fields already in it are kept as they are.
- * Returns its length.
- */
-static size_t
-body_store(const uint8_t *body, size_t len, uint8_t out[AUDIT_BODY_MAX])
-{
-	size_t in = 0, off = 0;
-
-	for (int i = 0; i < N_FIELDS && in + 2 <= len; i++) {
-		size_t n = (size_t)body[in] << 8 | body[in + 1], m = n;
-		const uint8_t *f = body + in + 2;
-
-		if (i == F_REF || audit_text_ok(f, n)) {
-			if (n > 0)
-				memcpy(out + off + 2, f, n);
-		} else {
-			m = audit_text_store(f, n, out + off + 2);
-		}
-		out[off] = (uint8_t)(m >> 8);
-		out[off + 1] = (uint8_t)m;
-		off += 2 + m;
-		in += 2 + n;
-	}
-	return off;
-}
+/* An entry body split into its fields (body_fields). */
+struct body {
+	const uint8_t *f[N_FIELDS];
+	size_t n[N_FIELDS];
+	int count;		/* fields present: N_FIELDS_V1 or N_FIELDS */
+};
 
 /*
- * Splits a body into its fields (N_FIELDS_V1 or N_FIELDS of them; the
- * fields an older entry lacks come out empty). VAULT_ERR_STATE when it is
- * malformed.
+ * The one walker of entry bodies: splits len bytes at body into their
+ * fields (N_FIELDS_V1 or N_FIELDS of them; the fields an older entry lacks
+ * come out empty). VAULT_ERR_STATE when it is malformed.
  */
 static int
-body_fields(const uint8_t *body, size_t len, const uint8_t *f[N_FIELDS],
-    size_t n[N_FIELDS])
+body_fields(const uint8_t *body, size_t len, struct body *b)
 {
 	size_t off = 0;
 	int i;
@@ -141,30 +119,56 @@ body_fields(const uint8_t *body, size_t len, const uint8_t *f[N_FIELDS],
 	for (i = 0; i < N_FIELDS && off < len; i++) {
 		if (len - off < 2)
 			return VAULT_ERR_STATE;
-		n[i] = (size_t)body[off] << 8 | body[off + 1];
+		b->n[i] = (size_t)body[off] << 8 | body[off + 1];
 		off += 2;
-		if (len - off < n[i] || n[i] > MAX_FIELD)
+		if (len - off < b->n[i] || b->n[i] > MAX_FIELD)
 			return VAULT_ERR_STATE;
-		f[i] = body + off;
-		off += n[i];
+		b->f[i] = body + off;
+		off += b->n[i];
 	}
 	if (off != len || (i != N_FIELDS_V1 && i != N_FIELDS) ||
-	    (n[F_REF] != 0 && n[F_REF] != CRYPTO_REF_BYTES))
+	    (b->n[F_REF] != 0 && b->n[F_REF] != CRYPTO_REF_BYTES))
 		return VAULT_ERR_STATE;
+	b->count = i;
 	for (; i < N_FIELDS; i++) {
-		f[i] = body + off;
-		n[i] = 0;
+		b->f[i] = body + off;
+		b->n[i] = 0;
 	}
 	return 0;
+}
+
+/*
+ * The body b again at out, as many fields as it has, with every text field
+ * in its stored form: fields already in it are kept as they are. Returns
+ * its length.
+ */
+static size_t
+body_store(const struct body *b, uint8_t out[AUDIT_BODY_MAX])
+{
+	size_t off = 0;
+
+	for (int i = 0; i < b->count; i++) {
+		size_t m = b->n[i];
+
+		if (i == F_REF || audit_text_ok(b->f[i], b->n[i])) {
+			if (m > 0)
+				memcpy(out + off + 2, b->f[i], m);
+		} else {
+			m = audit_text_store(b->f[i], b->n[i], out + off + 2);
+		}
+		out[off] = (uint8_t)(m >> 8);
+		out[off + 1] = (uint8_t)m;
+		off += 2 + m;
+	}
+	return off;
 }
 
 int
 audit_check_body(const uint8_t *body, size_t len)
 {
-	const uint8_t *f[N_FIELDS];
-	size_t n[N_FIELDS];
+	struct body b;
 
-	return body_fields(body, len, f, n);
+	return body_fields(body, len, &b);
 }
 
 void
@@ -184,25 +188,32 @@ audit_dataset_key(const struct audit_log *al, const char *dataset, size_t len,
 /*
  * Where the consumer index files a body: under its consumer ref, or for an
  * entry of no consumer that names a dataset, under the dataset's key.
- * VAULT_ERR_NOT_FOUND when nowhere, VAULT_ERR_STATE when malformed.
+ * VAULT_ERR_NOT_FOUND when nowhere.
  */
+static int
+index_key_of(const struct audit_log *al, const struct body *b,
+    uint8_t key[CRYPTO_REF_BYTES])
+{
+	if (b->n[F_REF] != 0)
+		memcpy(key, b->f[F_REF], CRYPTO_REF_BYTES);
+	else if (b->n[F_DATASET] != 0)
+		audit_dataset_key(al, (const char *)b->f[F_DATASET],
+		    b->n[F_DATASET], key);
+	else
+		return VAULT_ERR_NOT_FOUND;
+	return 0;
+}
+
+/* index_key_of a body of len bytes; VAULT_ERR_STATE when it is malformed. */
 static int
 body_index_key(const struct audit_log *al, const uint8_t *body, size_t len,
     uint8_t key[CRYPTO_REF_BYTES])
 {
-	const uint8_t *f[N_FIELDS];
-	size_t n[N_FIELDS];
+	struct body b;
 
-	if (body_fields(body, len, f, n) != 0)
+	if (body_fields(body, len, &b) != 0)
 		return VAULT_ERR_STATE;
-	if (n[F_REF] != 0)
-		memcpy(key, f[F_REF], CRYPTO_REF_BYTES);
-	else if (n[F_DATASET] != 0)
-		audit_dataset_key(al, (const char *)f[F_DATASET], n[F_DATASET],
-		    key);
-	else
-		return VAULT_ERR_NOT_FOUND;
-	return 0;
+	return index_key_of(al, &b, key);
 }
 
 /* Adds entry seq of ref to the consumer index, if it is not there yet. */
@@ -239,20 +250,20 @@ audit_append_body_txn(struct audit_log *al, struct store_txn *txn,
 {
 	uint8_t buf[HDR + AUDIT_BODY_MAX], key[8], head[8 + AUDIT_HASH_BYTES];
 	uint8_t ref[CRYPTO_REF_BYTES];
+	struct body b;
 	uint64_t seq;
 	struct store_val k, val;
 	int rc, r, filed;
 
-	if (len > AUDIT_BODY_MAX ||
-	    ((filed = body_index_key(al, body, len, ref)) != 0 &&
-	    filed != VAULT_ERR_NOT_FOUND))
+	if (len > AUDIT_BODY_MAX || body_fields(body, len, &b) != 0)
 		return VAULT_ERR_STATE;
+	filed = index_key_of(al, &b, ref);
 	if ((r = audit_head(al, txn, &seq, buf + 9)) != 0)
 		return r;
 	seq++;
 	buf[0] = REC_FORMAT;
 	store_put_u64(buf + 1, at_ms);
-	len = body_store(body, len, buf + HDR);
+	len = body_store(&b, buf + HDR);
 	chain_hash(keyring_audit_key(al->kr), seq, buf + 1, buf + HDR, len,
 	    buf + 9 + AUDIT_HASH_BYTES);
 	store_put_u64(key, seq);
@@ -475,32 +486,32 @@ map_v1_detail(struct audit_entry *e)
 static int
 parse(uint64_t seq, const struct store_val *val, struct audit_entry *e)
 {
-	const uint8_t *p = val->data, *f[N_FIELDS];
+	const uint8_t *p = val->data;
 	char *dst[N_FIELDS] = { e->principal, e->method, NULL, e->detail,
 	    e->purpose, e->dataset, e->outcome, e->names, e->source };
 	size_t cap[N_FIELDS] = { sizeof(e->principal), sizeof(e->method), 0,
 	    sizeof(e->detail), sizeof(e->purpose), sizeof(e->dataset),
 	    sizeof(e->outcome), sizeof(e->names), sizeof(e->source) };
-	size_t n[N_FIELDS], len;
+	struct body b;
+	size_t len;
 
 	memset(e, 0, sizeof(*e));
 	if (val->len < HDR || val->len > HDR + AUDIT_BODY_MAX ||
 	    p[0] != REC_FORMAT)
 		return VAULT_ERR_STATE;
 	len = val->len - HDR;
-	if (body_fields(p + HDR, len, f, n) != 0)
+	if (body_fields(p + HDR, len, &b) != 0)
 		return VAULT_ERR_STATE;
 	e->seq = seq;
 	e->at_ms = store_get_u64(p + 1);
 	memcpy(e->prev, p + 9, AUDIT_HASH_BYTES);
 	memcpy(e->hash, p + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES);
-	e->has_ref = n[F_REF] != 0;
-	memcpy(e->ref, f[F_REF], n[F_REF]);
+	e->has_ref = b.n[F_REF] != 0;
+	memcpy(e->ref, b.f[F_REF], b.n[F_REF]);
 	for (int i = 0; i < N_FIELDS; i++)
 		if (i != F_REF)
-			audit_text_copy(dst[i], cap[i], f[i], n[i]);
-	/* A body of N_FIELDS_V1 fields ends with the outcome's. */
-	if (f[F_OUTCOME] + n[F_OUTCOME] == p + val->len)
+			audit_text_copy(dst[i], cap[i], b.f[i], b.n[i]);
+	if (b.count == N_FIELDS_V1)
 		map_v1_detail(e);
 	return 0;
 }

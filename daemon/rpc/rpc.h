@@ -3,7 +3,7 @@
  * request, run on a worker thread (never a completion-queue thread; a
  * server stream on a thread of its own, counted against stream caps), and
  * answer through rpc_reply (unary) or rpc_send (server streaming). No grpc_*
- * call appears outside server.c.
+ * call appears outside daemon/rpc/.
  */
 #ifndef VAULT_RPC_H
 #define VAULT_RPC_H

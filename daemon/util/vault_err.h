@@ -1,7 +1,7 @@
 /*
  * The daemon's one error vocabulary: 0 for success, a negative enum value for
  * failure. Handlers return these; the RPC boundary alone turns them into gRPC
- * status codes (see rpc_status_from_err in server.c).
+ * status codes (status_from_err in rpc/call.c).
  */
 #ifndef VAULT_ERR_H
 #define VAULT_ERR_H
