@@ -15,7 +15,8 @@
  * test then checks some other way (a time range; opening a sealed blob with
  * the associated data written out here in full, which pins the AD).
  * Records made only deep inside a transaction are written through the real
- * code into a fixture store and read back raw with mdb_get.
+ * code into a fixture store and read back raw with store_get (which
+ * returns the stored bytes exactly, below every record parser).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,7 +38,8 @@
 #include "engine/rotation.h"
 #include "testutil.h"
 #include "engine/tokenize.h"
-#include "golden_lmdb.h"
+#include "store/store.h"
+#include "store/writer.h"
 
 /* 00 01 02 ... 1f, and 20 21 ... 3f: the fixed keys. */
 static void
@@ -116,20 +118,20 @@ unhex(const char *hex, uint8_t *out, size_t cap)
 	return n;
 }
 
-/* The raw value of key in dbi (copied out; *len its size). */
+/* The raw value of key in space sp (copied out; *len its size). */
 static void
-raw_get(struct test_vault *f, MDB_dbi dbi, const void *key, size_t klen,
-    uint8_t *out, size_t cap, size_t *len)
+raw_get(struct test_vault *f, enum store_space sp, const void *key,
+    size_t klen, uint8_t *out, size_t cap, size_t *len)
 {
-	MDB_txn *txn = NULL;
-	MDB_val k = { klen, (void *)key }, v;
+	struct store_txn *txn = NULL;
+	struct store_val v;
 
 	assert_int_equal(store_read_begin(f->v->store, &txn), 0);
-	assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
-	assert_true(v.mv_size <= cap);
-	memcpy(out, v.mv_data, v.mv_size);
-	*len = v.mv_size;
-	mdb_txn_abort(txn);
+	assert_int_equal(store_get(txn, sp, key, klen, &v), 0);
+	assert_true(v.len <= cap);
+	memcpy(out, v.data, v.len);
+	*len = v.len;
+	store_read_end(txn);
 }
 
 /* Opens a sealed blob whose AD is written out in full as hex. */
@@ -284,7 +286,7 @@ test_meta_store_format(void **state)
 	uint8_t v[64];
 	size_t n;
 
-	raw_get(f, f->v->store->meta, "store_format", 12, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "store_format", 12, v, sizeof(v), &n);
 	assert_golden(v, n, "00000001");
 }
 
@@ -300,9 +302,9 @@ test_key_version_record(void **state)
 	size_t n;
 	uint64_t now = store_now_ms();
 
-	raw_get(f, f->v->store->meta, "active_version", 14, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "active_version", 14, v, sizeof(v), &n);
 	assert_golden(v, n, "00000001");
-	raw_get(f, f->v->store->meta, "kv/\0\0\0\1", 7, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "kv/\0\0\0\1", 7, v, sizeof(v), &n);
 	assert_golden(v, n,
 	    "00 ~16 ~8 0000000000000000");
 	crypto_key_check_value(keyring_master(f->v->kr, 1), kcv);
@@ -330,7 +332,7 @@ test_sealed_vault_keys(void **state)
 	size_t n;
 
 	for (size_t i = 0; i < 4; i++) {
-		raw_get(f, f->v->store->meta, keys[i].name, strlen(keys[i].name),
+		raw_get(f, STORE_META, keys[i].name, strlen(keys[i].name),
 		    v, sizeof(v), &n);
 		assert_golden(v, n, "01 00000001 ~24 ~32 ~16");
 		snprintf(ad, sizeof(ad), "%s", keys[i].ad);
@@ -370,14 +372,14 @@ test_consumer_record(void **state)
 	uint64_t before = store_now_ms(), after;
 	bool created;
 	size_t n, m;
-	MDB_val mv;
+	struct store_val mv;
 	struct manifest man;
 
 	assert_int_equal(consumer_put(f->v, test_ref(f->v, "alice", ref), &in, 1, &created), 0);
 	after = store_now_ms();
 	hex_of(ref, sizeof(ref), rhex);
 
-	raw_get(f, f->v->store->consumers, ref, sizeof(ref), v, sizeof(v), &n);
+	raw_get(f, STORE_CONSUMERS, ref, sizeof(ref), v, sizeof(v), &n);
 	assert_golden(v, n,
 	    "02 00000001 00000001 ~8 "
 	    "01 00000001 ~24 ~32 ~16 "	/* wrapped DEK */
@@ -403,7 +405,7 @@ test_consumer_record(void **state)
 	}
 
 	/* The attribute record, sealed under that DEK, generation 1. */
-	raw_get(f, f->v->store->attrs, key, record_attr_key(key, ref, "email"),
+	raw_get(f, STORE_ATTRS, key, record_attr_key(key, ref, "email"),
 	    v, sizeof(v), &n);
 	assert_golden(v, n,
 	    "01 ~8 0000000000000000"
@@ -418,10 +420,10 @@ test_consumer_record(void **state)
 		uint8_t upd[8];
 
 		memcpy(upd, v + 1, 8);
-		raw_get(f, f->v->store->manifests, ref, sizeof(ref), v, sizeof(v), &n);
+		raw_get(f, STORE_MANIFESTS, ref, sizeof(ref), v, sizeof(v), &n);
 		assert_golden(v, n, "01 0001 05 656d61696c ~8 ~32");
 		assert_memory_equal(v + 9, upd, 8);
-		mv = (MDB_val){ n, v };
+		mv = (struct store_val){ .len = n, .data = v };
 		assert_int_equal(record_manifest_open(keyring_index_key(f->v->kr),
 		    ref, &mv, &man), 0);
 	}
@@ -446,9 +448,9 @@ test_consent_records(void **state)
 	bool created;
 	size_t n;
 	char want[256], rhex[2 * CRYPTO_REF_BYTES + 1], prefix[128];
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
-	MDB_val k, val;
+	struct store_txn *txn = NULL;
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
 
 	assert_int_equal(consumer_put(f->v, test_ref(f->v, "alice", ref), &in, 1, &created), 0);
 	before = store_now_ms();
@@ -458,36 +460,36 @@ test_consent_records(void **state)
 
 	memcpy(key, ref, sizeof(ref));
 	memcpy(key + sizeof(ref), "service", 7);
-	raw_get(f, f->v->store->consents, key, sizeof(ref) + 7, v, sizeof(v), &n);
+	raw_get(f, STORE_CONSENTS, key, sizeof(ref) + 7, v, sizeof(v), &n);
 	assert_golden(v, n, "01 00 ~8 677063");
 	assert_ms_between(v + 2, before, after);
 
 	memcpy(key + sizeof(ref), "#flags", 6);
-	raw_get(f, f->v->store->consents, key, sizeof(ref) + 6, v, sizeof(v), &n);
+	raw_get(f, STORE_CONSENTS, key, sizeof(ref) + 6, v, sizeof(v), &n);
 	assert_golden(v, n, "01 01 ~8 677063");
 	assert_ms_between(v + 2, before, after);
 
 	/* The opt-out's request record (two: the flag and the purpose, one). */
 	snprintf(prefix, sizeof(prefix), "optout:%s:", rhex);
 	assert_int_equal(store_read_begin(f->v->store, &txn), 0);
-	assert_int_equal(mdb_cursor_open(txn, f->v->store->requests, &cur), 0);
-	k = (MDB_val){ strlen(prefix), prefix };
-	assert_int_equal(mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE), 0);
+	assert_int_equal(store_cursor_open(txn, STORE_REQUESTS, &cur), 0);
+	k = (struct store_val){ .len = strlen(prefix), .data = prefix };
+	assert_int_equal(store_cursor_get(cur, &k, &val, STORE_SEEK), 0);
 	/*
 	 * key: kind ":" ref hex ":" seconds(20 digits) nanoseconds(9 digits),
 	 * cut to 95 bytes by the writer's 96-byte buffer: for "optout" only the
 	 * first 3 digits of the nanoseconds are kept (as the code stands).
 	 */
-	assert_int_equal(k.mv_size, 95);
-	assert_memory_equal(k.mv_data, prefix, strlen(prefix));
-	for (size_t i = strlen(prefix); i < k.mv_size; i++)
-		assert_true(((char *)k.mv_data)[i] >= '0' &&
-		    ((char *)k.mv_data)[i] <= '9');
+	assert_int_equal(k.len, 95);
+	assert_memory_equal(k.data, prefix, strlen(prefix));
+	for (size_t i = strlen(prefix); i < k.len; i++)
+		assert_true(((const char *)k.data)[i] >= '0' &&
+		    ((const char *)k.data)[i] <= '9');
 	snprintf(want, sizeof(want), "01 ~8 %s", rhex);
-	assert_golden(val.mv_data, val.mv_size, want);
-	assert_ms_between((uint8_t *)val.mv_data + 1, before, after);
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	assert_golden(val.data, val.len, want);
+	assert_ms_between((const uint8_t *)val.data + 1, before, after);
+	store_cursor_close(cur);
+	store_read_end(txn);
 }
 
 /*
@@ -506,11 +508,11 @@ test_dataset_records(void **state)
 
 	assert_int_equal(dataset_get_or_create(f->v, "ds-1", 0, &num, &bound), 0);
 	assert_int_equal(num, 1);
-	raw_get(f, f->v->store->meta, "next_dataset", 12, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "next_dataset", 12, v, sizeof(v), &n);
 	assert_golden(v, n, "00000002");
-	raw_get(f, f->v->store->datasets, "id:ds-1", 7, v, sizeof(v), &n);
+	raw_get(f, STORE_DATASETS, "id:ds-1", 7, v, sizeof(v), &n);
 	assert_golden(v, n, "00000001 73657276696365");
-	raw_get(f, f->v->store->datasets, "num:\0\0\0\1", 8, v, sizeof(v), &n);
+	raw_get(f, STORE_DATASETS, "num:\0\0\0\1", 8, v, sizeof(v), &n);
 	assert_golden(v, n, "73657276696365 00 64732d31");
 }
 
@@ -521,7 +523,7 @@ struct audit_job {
 };
 
 static int
-audit_apply(MDB_txn *txn, void *arg)
+audit_apply(struct store_txn *txn, void *arg)
 {
 	struct audit_job *job = arg;
 
@@ -563,7 +565,7 @@ test_audit_entry(void **state)
 	    "0001 64 0007 73657276696365 0000 0002 6f6b 0005 656d61696c 0000");
 	assert_int_equal(writer_submit(f->v->wr, audit_apply, &job), 0);
 
-	raw_get(f, f->v->store->audit, seqb, 8, v, sizeof(v), &n);
+	raw_get(f, STORE_AUDIT, seqb, 8, v, sizeof(v), &n);
 	assert_golden(v, n,
 	    "01 0102030405060708"
 	    "0000000000000000000000000000000000000000000000000000000000000000"
@@ -581,24 +583,24 @@ test_audit_entry(void **state)
 	crypto_generichash_final(&st, h, 32);
 	assert_memory_equal(v + 41, h, 32);
 
-	raw_get(f, f->v->store->meta, "audit_head", 10, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "audit_head", 10, v, sizeof(v), &n);
 	assert_golden(v, n, "0000000000000001 ~32");
 	assert_memory_equal(v + 8, h, 32);
-	raw_get(f, f->v->store->audit_ref, ref, sizeof(ref), v, sizeof(v), &n);
+	raw_get(f, STORE_AUDIT_REF, ref, sizeof(ref), v, sizeof(v), &n);
 	assert_golden(v, n, "0000000000000001");
 	/* meta "audit_indexed" -> seq(8): entries up to it are in audit_ref */
-	raw_get(f, f->v->store->meta, "audit_indexed", 13, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "audit_indexed", 13, v, sizeof(v), &n);
 	assert_golden(v, n, "0000000000000000");
 	{
 		bool more;
 
 		assert_int_equal(audit_index(&f->v->audit, &more), 0);
 	}
-	raw_get(f, f->v->store->meta, "audit_indexed", 13, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "audit_indexed", 13, v, sizeof(v), &n);
 	assert_golden(v, n, "0000000000000001");
 
 	assert_int_equal(audit_check(&f->v->audit, true, true, &c), 0);
-	raw_get(f, f->v->store->meta, "audit_checkpoint", 16, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "audit_checkpoint", 16, v, sizeof(v), &n);
 	assert_golden(v, n, "01 0000000000000001 ~32 ~32");
 	assert_memory_equal(v + 9, h, 32);
 	crypto_generichash_init(&st, ak, CRYPTO_KEY_BYTES, 32);
@@ -629,7 +631,7 @@ test_audit_dataset_index(void **state)
 	assert_int_equal(writer_submit(f->v->wr, audit_apply, &job), 0);
 	crypto_consumer_ref(keyring_index_key(f->v->kr), "\0dataset ds-1", 13,
 	    key);
-	raw_get(f, f->v->store->audit_ref, key, sizeof(key), v, sizeof(v), &n);
+	raw_get(f, STORE_AUDIT_REF, key, sizeof(key), v, sizeof(v), &n);
 	assert_golden(v, n, "0000000000000001");
 }
 
@@ -659,7 +661,7 @@ test_deletion_records(void **state)
 	after = store_now_ms();
 	hex_of(ref, sizeof(ref), rhex);
 
-	raw_get(f, f->v->store->requests, "del:req-1", 9, v, sizeof(v), &n);
+	raw_get(f, STORE_REQUESTS, "del:req-1", 9, v, sizeof(v), &n);
 	tl = (size_t)snprintf(text, sizeof(text),
 	    "vaultd deletion receipt v1\nrequest_id: req-1\nconsumer_ref: %s\n"
 	    "found: true\ndeleted_at_ms: %llu\nepoch: 1\ndatasets: \n"
@@ -673,11 +675,11 @@ test_deletion_records(void **state)
 	assert_int_equal(crypto_sign_verify_detached(v + 41, v + 105, tl,
 	    keyring_receipt_public_key(f->v->kr)), 0);
 
-	raw_get(f, f->v->store->meta, "ledger_next", 11, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "ledger_next", 11, v, sizeof(v), &n);
 	assert_golden(v, n, "0000000000000001");
-	raw_get(f, f->v->store->meta, "pending/1", 9, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "pending/1", 9, v, sizeof(v), &n);
 	assert_golden(v, n, "0000000000000001");
-	raw_get(f, f->v->store->gc, ref, sizeof(ref), v, sizeof(v), &n);
+	raw_get(f, STORE_GC, ref, sizeof(ref), v, sizeof(v), &n);
 	assert_golden(v, n, "~8");
 	assert_ms_between(v, before, after);
 	receipt_clear(&rc);
@@ -724,14 +726,14 @@ test_journal_record(void **state)
 	assert_memory_equal(v + n - 32, mac, 32);
 
 	assert_int_equal(journal_sync(f->v->audit.jn), 0);
-	raw_get(f, f->v->store->meta, "audit_journal_seq", 17, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "audit_journal_seq", 17, v, sizeof(v), &n);
 	assert_golden(v, n, "0000000000000001");
 	journal_close(f->v->audit.jn);
 	f->v->audit.jn = NULL;
 }
 
 static int
-expire_apply(MDB_txn *txn, void *arg)
+expire_apply(struct store_txn *txn, void *arg)
 {
 	size_t n;
 
@@ -768,21 +770,21 @@ test_lineage_and_ledger_event(void **state)
 	assert_int_equal(fetch_snapshot(f->v, &q, &set), 0);
 	assert_int_equal(set.n, 1);
 	assert_int_equal(fetch_record_lineage(f->v, num, &set, 0, 1), 0);
-	raw_get(f, f->v->store->lineage, ref, sizeof(ref), v, sizeof(v), &n);
+	raw_get(f, STORE_LINEAGE, ref, sizeof(ref), v, sizeof(v), &n);
 	assert_golden(v, n, "00000001");
 
 	before = store_now_ms();
 	assert_int_equal(deletion_run(f->v, &req, 1, &rc, &bad), 0);
 	after = store_now_ms();
-	raw_get(f, f->v->store->ledger, seq1, 8, v, sizeof(v), &n);
+	raw_get(f, STORE_LEDGER, seq1, 8, v, sizeof(v), &n);
 	assert_golden(v, n, "01 ~8 00000001 ~16");
 	assert_ms_between(v + 1, before, after);
 	assert_memory_equal(v + 13, set.rows[0].pseudonym, TOKEN_PSEUDONYM_BYTES);
-	raw_get(f, f->v->store->meta, "ledger_next", 11, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "ledger_next", 11, v, sizeof(v), &n);
 	assert_golden(v, n, "0000000000000002");
 	/* Retention: meta "ledger_expired" -> the last seq dropped(8). */
 	assert_int_equal(writer_submit(f->v->wr, expire_apply, f->v), 0);
-	raw_get(f, f->v->store->meta, "ledger_expired", 14, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "ledger_expired", 14, v, sizeof(v), &n);
 	assert_golden(v, n, "0000000000000001");
 	receipt_clear(&rc);
 	fetch_set_free(&set);
@@ -816,19 +818,19 @@ test_rotation_state(void **state)
 
 	assert_int_equal(consumer_put(f->v, test_ref(f->v, "alice", ref), &in, 1, &created), 0);
 	assert_int_equal(rotation_start(f->v, 0, &p, why, sizeof(why)), 0);
-	raw_get(f, f->v->store->meta, "rotation", 8, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "rotation", 8, v, sizeof(v), &n);
 	assert_golden(v, n, "00000002 00"
 	    "0000000000000000000000000000000000000000000000000000000000000000"
 	    "~8 0000000000000001");
 	/* rewrapped: how far the driver got (it may have started). */
 	assert_true(store_get_u64(v + 37) <= 1);
-	raw_get(f, f->v->store->meta, "kv/\0\0\0\2", 7, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "kv/\0\0\0\2", 7, v, sizeof(v), &n);
 	assert_golden(v, n, "00 ~16 ~8 0000000000000000");
 	assert_int_equal(rotation_run(f->v, rotation_cb_ok, NULL), 0);
 
-	raw_get(f, f->v->store->meta, "active_version", 14, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "active_version", 14, v, sizeof(v), &n);
 	assert_golden(v, n, "00000002");
-	raw_get(f, f->v->store->consumers, ref, sizeof(ref), v, sizeof(v), &n);
+	raw_get(f, STORE_CONSUMERS, ref, sizeof(ref), v, sizeof(v), &n);
 	assert_golden(v, n, "02 00000002 00000001 ~8 "
 	    "01 00000002 ~24 ~32 ~16 "
 	    "01 00000001 ~24 ~32 ~16");
@@ -841,11 +843,11 @@ test_rotation_state(void **state)
 	sodium_memzero(dek, sizeof(dek));
 
 	/* A destroyed version keeps its created time; its check value is gone. */
-	raw_get(f, f->v->store->meta, "kv/\0\0\0\1", 7, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "kv/\0\0\0\1", 7, v, sizeof(v), &n);
 	memcpy(created_ms, v + 17, 8);
 	assert_int_equal(rotation_destroy(f->v, 1, &destroyed, why,
 	    sizeof(why)), 0);
-	raw_get(f, f->v->store->meta, "kv/\0\0\0\1", 7, v, sizeof(v), &n);
+	raw_get(f, STORE_META, "kv/\0\0\0\1", 7, v, sizeof(v), &n);
 	assert_golden(v, n, "01 00000000000000000000000000000000 ~8 ~8");
 	assert_memory_equal(v + 17, created_ms, 8);
 	assert_int_equal(store_get_u64(v + 25), destroyed);
@@ -879,7 +881,7 @@ test_count_record(void **state)
 	assert_int_equal(consumer_put(f.v, test_ref(f.v, "bob", ref), &in, 1, &created), 0);
 	klen = tokenizer_count_key(f.v->tok, 0, "mobile", 6, key);
 	assert_golden(key, klen, "646576696365 00 ~16");
-	raw_get(&f, f.v->store->counts, key, klen, v, sizeof(v), &n);
+	raw_get(&f, STORE_COUNTS, key, klen, v, sizeof(v), &n);
 	assert_golden(v, n, "0000000000000002");
 	vault_close(f.v);
 	config_free(f.cfg);
@@ -893,7 +895,7 @@ test_consumer_record_v1(void **state)
 {
 	uint8_t b[RECORD_CONSUMER_BYTES];
 	struct consumer_rec rec;
-	MDB_val v = { sizeof(b), b };
+	struct store_val v = { .len = sizeof(b), .data = b };
 
 	(void)state;
 	memset(b, 0xaa, sizeof(b));
