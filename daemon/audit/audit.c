@@ -14,7 +14,11 @@
 /* A scan by consumer reads at most this many entries past the index. */
 #define TAIL_MAX 4096
 #define DOMAIN "vaultd audit v1"
-#define HDR (1 + 8 + AUDIT_HASH_BYTES + AUDIT_HASH_BYTES)
+/* An entry: fmt(1) | at ms(8) | prev hash(32) | hash(32) | body. */
+#define REC_AT 1			/* offsets of its fields */
+#define REC_PREV 9
+#define REC_HASH (REC_PREV + AUDIT_HASH_BYTES)
+#define HDR (REC_HASH + AUDIT_HASH_BYTES)
 #define MAX_FIELD AUDIT_TEXT_MAX
 #define N_FIELDS AUDIT_N_FIELDS
 /* Entries from before names and source had fields end after outcome. */
@@ -22,7 +26,10 @@
 #define PAGE 512
 #define CP_FORMAT 1
 #define CP_DOMAIN "vaultd audit checkpoint v1"
-#define CP_SIGNED (1 + 8 + AUDIT_HASH_BYTES)	/* what the MAC covers */
+/* The checkpoint: fmt(1) | seq(8) | hash(32) | mac(32). */
+#define CP_SEQ 1
+#define CP_HASH 9
+#define CP_SIGNED (CP_HASH + AUDIT_HASH_BYTES)	/* what the MAC covers */
 #define CP_BYTES (CP_SIGNED + AUDIT_HASH_BYTES)
 /* The consumer index key of a dataset: no consumer id starts with NUL. */
 #define DATASET_DOMAIN "\0dataset "
@@ -258,14 +265,14 @@ audit_append_body_txn(struct audit_log *al, struct store_txn *txn,
 	if (len > AUDIT_BODY_MAX || body_fields(body, len, &b) != 0)
 		return VAULT_ERR_STATE;
 	filed = index_key_of(al, &b, ref);
-	if ((r = audit_head(al, txn, &seq, buf + 9)) != 0)
+	if ((r = audit_head(al, txn, &seq, buf + REC_PREV)) != 0)
 		return r;
 	seq++;
 	buf[0] = REC_FORMAT;
-	store_put_u64(buf + 1, at_ms);
+	store_put_u64(buf + REC_AT, at_ms);
 	len = body_store(&b, buf + HDR);
-	chain_hash(keyring_audit_key(al->kr), seq, buf + 1, buf + HDR, len,
-	    buf + 9 + AUDIT_HASH_BYTES);
+	chain_hash(keyring_audit_key(al->kr), seq, buf + REC_AT, buf + HDR, len,
+	    buf + REC_HASH);
 	store_put_u64(key, seq);
 	k = (struct store_val){ 8, key };
 	val = (struct store_val){ HDR + len, buf };
@@ -276,7 +283,7 @@ audit_append_body_txn(struct audit_log *al, struct store_txn *txn,
 	if (index && filed == 0 && (r = index_put(txn, ref, seq)) != 0)
 		return r;
 	memcpy(head, key, 8);
-	memcpy(head + 8, buf + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES);
+	memcpy(head + 8, buf + REC_HASH, AUDIT_HASH_BYTES);
 	return meta_put(txn, META_AUDIT_HEAD, 0, head, sizeof(head));
 }
 
@@ -503,9 +510,9 @@ parse(uint64_t seq, const struct store_val *val, struct audit_entry *e)
 	if (body_fields(p + HDR, len, &b) != 0)
 		return VAULT_ERR_STATE;
 	e->seq = seq;
-	e->at_ms = store_get_u64(p + 1);
-	memcpy(e->prev, p + 9, AUDIT_HASH_BYTES);
-	memcpy(e->hash, p + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES);
+	e->at_ms = store_get_u64(p + REC_AT);
+	memcpy(e->prev, p + REC_PREV, AUDIT_HASH_BYTES);
+	memcpy(e->hash, p + REC_HASH, AUDIT_HASH_BYTES);
 	e->has_ref = b.n[F_REF] != 0;
 	memcpy(e->ref, b.f[F_REF], b.n[F_REF]);
 	for (int i = 0; i < N_FIELDS; i++)
@@ -758,8 +765,8 @@ checkpoint_get(struct audit_log *al, struct store_txn *txn,
 	}
 	checkpoint_mac(keyring_audit_key(al->kr), p, mac);
 	cp->bad = sodium_memcmp(mac, p + CP_SIGNED, AUDIT_HASH_BYTES) != 0;
-	cp->seq = store_get_u64(p + 1);
-	memcpy(cp->hash, p + 9, AUDIT_HASH_BYTES);
+	cp->seq = store_get_u64(p + CP_SEQ);
+	memcpy(cp->hash, p + CP_HASH, AUDIT_HASH_BYTES);
 	return 0;
 }
 
@@ -834,13 +841,13 @@ check_txn(struct audit_log *al, struct store_txn *txn, bool whole,
 		}
 		/* The checkpoint's entry: its hash, over its prev, is vouched for. */
 		if (anchored && seq == cp.seq)
-			memcpy(prev, p + 9, AUDIT_HASH_BYTES);
-		if (sodium_memcmp(p + 9, prev, AUDIT_HASH_BYTES) != 0) {
+			memcpy(prev, p + REC_PREV, AUDIT_HASH_BYTES);
+		if (sodium_memcmp(p + REC_PREV, prev, AUDIT_HASH_BYTES) != 0) {
 			bad_at(c, seq, "does not follow the entry before it");
 			break;
 		}
-		chain_hash(akey, seq, p + 1, p + HDR, val.len - HDR, h);
-		if (sodium_memcmp(h, p + 9 + AUDIT_HASH_BYTES, AUDIT_HASH_BYTES) != 0 ||
+		chain_hash(akey, seq, p + REC_AT, p + HDR, val.len - HDR, h);
+		if (sodium_memcmp(h, p + REC_HASH, AUDIT_HASH_BYTES) != 0 ||
 		    (cp_ok && seq == cp.seq &&
 		    sodium_memcmp(h, cp.hash, AUDIT_HASH_BYTES) != 0)) {
 			bad_at(c, seq, "was changed");
@@ -891,8 +898,8 @@ record_apply(struct store_txn *txn, void *arg)
 	if (cp.bad || (cp.found && cp.seq >= job->seq))
 		return 0;
 	rec[0] = CP_FORMAT;
-	store_put_u64(rec + 1, job->seq);
-	memcpy(rec + 9, job->hash, AUDIT_HASH_BYTES);
+	store_put_u64(rec + CP_SEQ, job->seq);
+	memcpy(rec + CP_HASH, job->hash, AUDIT_HASH_BYTES);
 	checkpoint_mac(keyring_audit_key(al->kr), rec, rec + CP_SIGNED);
 	return meta_put(txn, META_AUDIT_CHECKPOINT, 0, rec, sizeof(rec));
 }

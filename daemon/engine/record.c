@@ -30,9 +30,9 @@ record_parse_consumer(const struct store_val *v, struct consumer_rec *rec)
 		return VAULT_ERR_CRYPTO;
 	}
 	rec->has_manifest = p[0] == RECORD_CONSUMER_MANIFEST;
-	rec->master_version = store_get_u32(p + 1);
-	rec->dek_generation = store_get_u32(p + 5);
-	rec->created_ms = store_get_u64(p + 9);
+	rec->master_version = store_get_u32(p + RECORD_CONSUMER_MASTER);
+	rec->dek_generation = store_get_u32(p + RECORD_CONSUMER_GEN);
+	rec->created_ms = store_get_u64(p + RECORD_CONSUMER_CREATED);
 	rec->wrapped_dek = p + RECORD_CONSUMER_HDR;
 	rec->sealed_seed = rec->wrapped_dek + RECORD_SEALED_KEY_BYTES;
 	return 0;
@@ -72,9 +72,9 @@ record_new_consumer(const struct keyring *kr, const uint8_t *ref, uint8_t *dek,
 	randombytes_buf(dek, CRYPTO_KEY_BYTES);
 	randombytes_buf(seed, CRYPTO_KEY_BYTES);
 	out[0] = RECORD_CONSUMER_MANIFEST;
-	store_put_u32(out + 1, ver);
-	store_put_u32(out + 5, 1);
-	store_put_u64(out + 9, store_now_ms());
+	store_put_u32(out + RECORD_CONSUMER_MASTER, ver);
+	store_put_u32(out + RECORD_CONSUMER_GEN, 1);
+	store_put_u64(out + RECORD_CONSUMER_CREATED, store_now_ms());
 	if ((r = record_wrap_dek(kr, ref, ver, dek, wrapped)) != 0)
 		return r;
 	return record_seal_seed(dek, ref, 1, seed, wrapped + RECORD_SEALED_KEY_BYTES);
@@ -140,8 +140,8 @@ record_seal_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
 	if (len > SCHEMA_VALUE_MAX)
 		return VAULT_ERR_INVALID;
 	out[0] = RECORD_FORMAT;
-	store_put_u64(out + 1, now_ms);
-	store_put_u64(out + 9, 0);
+	store_put_u64(out + RECORD_ATTR_UPDATED, now_ms);
+	store_put_u64(out + RECORD_ATTR_EXPIRES, 0);
 	*out_len = RECORD_ATTR_HDR + len + CRYPTO_OVERHEAD;
 	return crypto_seal(dek, generation, ad, bound_ad(ad, ref, name,
 	    generation), (const uint8_t *)value, len, out + RECORD_ATTR_HDR,
@@ -178,7 +178,7 @@ record_open_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
 	}
 	out[*len] = '\0';
 	if (updated_ms != NULL)
-		*updated_ms = store_get_u64(p + 1);
+		*updated_ms = store_get_u64(p + RECORD_ATTR_UPDATED);
 	return 0;
 }
 
@@ -187,7 +187,7 @@ record_attr_updated(const struct store_val *v)
 {
 	if (v->len < RECORD_ATTR_HDR)
 		return 0;
-	return store_get_u64((const uint8_t *)v->data + 1);
+	return store_get_u64((const uint8_t *)v->data + RECORD_ATTR_UPDATED);
 }
 
 static const char manifest_personal[crypto_generichash_blake2b_PERSONALBYTES] =

@@ -14,7 +14,15 @@
 #include "engine/rotation.h"
 #include "store/meta.h"
 
-#define STATE_BYTES (4 + 1 + CRYPTO_REF_BYTES + 8 + 8)
+/*
+ * meta "rotation": target version be32 | has cursor(1) | cursor ref(32) |
+ * rewrapped(8) | total(8)
+ */
+#define STATE_HAS_CURSOR 4		/* offsets of its fields */
+#define STATE_CURSOR 5
+#define STATE_REWRAPPED (STATE_CURSOR + CRYPTO_REF_BYTES)
+#define STATE_TOTAL (STATE_REWRAPPED + 8)
+#define STATE_BYTES (STATE_TOTAL + 8)
 #define BATCH 500
 #define POLL_US 50000
 
@@ -46,10 +54,10 @@ get_state(struct store_txn *txn, struct state *s, bool *found)
 		return VAULT_ERR_STATE;
 	p = val.data;
 	s->target = store_get_u32(p);
-	s->has_cursor = p[4] != 0;
-	memcpy(s->cursor, p + 5, CRYPTO_REF_BYTES);
-	s->rewrapped = store_get_u64(p + 5 + CRYPTO_REF_BYTES);
-	s->total = store_get_u64(p + 13 + CRYPTO_REF_BYTES);
+	s->has_cursor = p[STATE_HAS_CURSOR] != 0;
+	memcpy(s->cursor, p + STATE_CURSOR, CRYPTO_REF_BYTES);
+	s->rewrapped = store_get_u64(p + STATE_REWRAPPED);
+	s->total = store_get_u64(p + STATE_TOTAL);
 	*found = true;
 	return 0;
 }
@@ -60,10 +68,10 @@ put_state(struct store_txn *txn, const struct state *s)
 	uint8_t buf[STATE_BYTES];
 
 	store_put_u32(buf, s->target);
-	buf[4] = s->has_cursor;
-	memcpy(buf + 5, s->cursor, CRYPTO_REF_BYTES);
-	store_put_u64(buf + 5 + CRYPTO_REF_BYTES, s->rewrapped);
-	store_put_u64(buf + 13 + CRYPTO_REF_BYTES, s->total);
+	buf[STATE_HAS_CURSOR] = s->has_cursor;
+	memcpy(buf + STATE_CURSOR, s->cursor, CRYPTO_REF_BYTES);
+	store_put_u64(buf + STATE_REWRAPPED, s->rewrapped);
+	store_put_u64(buf + STATE_TOTAL, s->total);
 	return meta_put(txn, META_ROTATION, 0, buf, sizeof(buf));
 }
 
@@ -128,7 +136,7 @@ rewrap_batch(struct vault *v, struct store_txn *txn, struct state *s,
 		if ((r = record_unwrap_dek(v->kr, ref, &rec, dek)) != 0)
 			goto out;
 		memcpy(buf, val.data, RECORD_CONSUMER_BYTES);
-		store_put_u32(buf + 1, s->target);
+		store_put_u32(buf + RECORD_CONSUMER_MASTER, s->target);
 		if ((r = record_wrap_dek(v->kr, ref, s->target, dek,
 		    buf + RECORD_CONSUMER_HDR)) != 0)
 			goto out;
@@ -585,8 +593,8 @@ rekey_apply(struct store_txn *txn, void *arg)
 	gen = rec.dek_generation + 1;
 	randombytes_buf(new, CRYPTO_KEY_BYTES);
 	memcpy(buf, val.data, RECORD_CONSUMER_HDR);
-	store_put_u32(buf + 1, ver);
-	store_put_u32(buf + 5, gen);
+	store_put_u32(buf + RECORD_CONSUMER_MASTER, ver);
+	store_put_u32(buf + RECORD_CONSUMER_GEN, gen);
 	if ((r = record_wrap_dek(v->kr, job->ref, ver, new,
 	    buf + RECORD_CONSUMER_HDR)) != 0 ||
 	    (r = record_seal_seed(new, job->ref, gen, seed,
