@@ -522,6 +522,15 @@ parse(uint64_t seq, const MDB_val *val, struct audit_entry *e)
 	return 0;
 }
 
+int
+audit_entry_decode(uint64_t seq, const uint8_t *rec, size_t len,
+    struct audit_entry *e)
+{
+	MDB_val val = { len, (void *)rec };
+
+	return parse(seq, &val, e);
+}
+
 size_t
 audit_split_names(char *names, char **out, size_t max)
 {
