@@ -99,14 +99,20 @@ manifest(uint8_t *p, size_t n, bool retag)
 	static uint8_t again[RECORD_MANIFEST_MAX];
 	MDB_val v = { n, p };
 	struct manifest m;
+	uint8_t tag[RECORD_MANIFEST_TAG];
+	bool tag_ok = false;
 	size_t count;
 	uint64_t updated;
 
-	if (retag && n >= RECORD_MANIFEST_TAG)
-		manifest_tag(p, n - RECORD_MANIFEST_TAG, p + n - RECORD_MANIFEST_TAG);
+	if (n >= RECORD_MANIFEST_TAG) {
+		manifest_tag(p, n - RECORD_MANIFEST_TAG, tag);
+		if (retag)
+			memcpy(p + n - RECORD_MANIFEST_TAG, tag, sizeof(tag));
+		tag_ok = memcmp(p + n - RECORD_MANIFEST_TAG, tag, sizeof(tag)) == 0;
+	}
 	if (record_manifest_open(index_key, ref, &v, &m) != 0)
 		return;
-	FUZZ_CHECK(retag);
+	FUZZ_CHECK(tag_ok);
 	if (record_manifest_entries(&m, e, RECORD_MANIFEST_ENTRIES, &count) != 0)
 		return;
 	for (size_t i = 0; i < count; i++) {
