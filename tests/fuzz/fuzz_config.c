@@ -25,6 +25,18 @@ schema_ok(const struct schema *s)
 			FUZZ_CHECK(a->edges[e - 1] < a->edges[e]);
 		if (a->type == ATTR_INT)
 			FUZZ_CHECK(a->min <= a->max);
+		/* The tokenizer parses values by feature (tokenize.h). */
+		FUZZ_CHECK(a->feature == FEAT_NONE ||
+		    (a->feature == FEAT_CATEGORY && a->type == ATTR_CATEGORY) ||
+		    (a->feature == FEAT_BUCKET && a->type == ATTR_INT) ||
+		    ((a->feature == FEAT_YEAR || a->feature == FEAT_AGE_BAND) &&
+		    a->type == ATTR_DATE) ||
+		    (a->feature == FEAT_BOOL && a->type == ATTR_BOOL));
+		if (a->feature == FEAT_BUCKET || a->feature == FEAT_AGE_BAND)
+			FUZZ_CHECK(a->n_edges > 0);
+		FUZZ_CHECK(a->k >= 1);
+		for (size_t v = 0; v < a->n_values; v++)
+			FUZZ_CHECK(a->values[v] != NULL && a->values[v][0] != '\0');
 		(void)schema_type_name(a->type);
 		(void)schema_feature_name(a->feature);
 	}
