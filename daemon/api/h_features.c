@@ -6,6 +6,7 @@
 
 #include "engine/dataset.h"
 #include "engine/fetch.h"
+#include "engine/pagetoken.h"
 #include "api/handlers.h"
 #include "engine/vault.h"
 #include "vault/v1/vault.pb-c.h"
@@ -13,19 +14,8 @@
 #define DEFAULT_BATCH 1000
 #define MAX_BATCH 10000
 
-/*
- * Page tokens are sealed (XChaCha20-Poly1305 under a key derived from the
- * tokenization root key) around the stream position to resume after, with
- * the query as associated data: the caller's principal, the purpose, the
- * dataset, the attribute list and each attribute's feature definition. So
- * a token is opaque (fresh nonce each time: no stable identifier), cannot
- * be edited, and resumes nothing but the query that made it.
- */
-#define PAGE_TOKEN_VERSION 2		/* in the sealed blob's key-version field */
-#define PAGE_POS_BYTES (8 + CRYPTO_REF_BYTES)
-#define PAGE_TOKEN_BYTES (PAGE_POS_BYTES + CRYPTO_OVERHEAD)
-#define PAGE_TOKEN_CHARS 128
-#define QUERY_BIND_BYTES 32
+/* What a page token is bound to (pagetoken.h): see query_binding. */
+#define QUERY_BIND_BYTES PAGETOKEN_BIND_BYTES
 
 static void
 bind_str(crypto_generichash_state *st, const char *s)
@@ -71,48 +61,17 @@ query_binding(struct rpc_ctx *ctx, const struct vault *v, int purpose,
 }
 
 static int
-encode_token(const struct vault *v, const struct fetch_pos *pos,
-    const uint8_t *bind, char out[PAGE_TOKEN_CHARS])
-{
-	uint8_t plain[PAGE_POS_BYTES], blob[PAGE_TOKEN_BYTES];
-	int r;
-
-	store_put_u64(plain, pos->order);
-	memcpy(plain + 8, pos->ref, CRYPTO_REF_BYTES);
-	r = crypto_seal(tokenizer_page_key(v->tok), PAGE_TOKEN_VERSION, bind,
-	    QUERY_BIND_BYTES, plain, sizeof(plain), blob, sizeof(blob));
-	sodium_memzero(plain, sizeof(plain));
-	if (r != 0)
-		return r;
-	sodium_bin2base64(out, PAGE_TOKEN_CHARS, blob, sizeof(blob),
-	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	return 0;
-}
-
-static int
 decode_token(struct rpc_ctx *ctx, const struct vault *v, const char *tok,
     const uint8_t *bind, struct fetch_query *q)
 {
-	uint8_t blob[PAGE_TOKEN_BYTES], plain[PAGE_POS_BYTES];
-	uint32_t version;
-	size_t n = 0, len;
+	const char *why;
 
 	if (tok[0] == '\0')
 		return 0;
-	if (sodium_base642bin(blob, sizeof(blob), tok, strlen(tok), NULL, &n,
-	    NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-	    n != sizeof(blob) || crypto_blob_version(blob, n, &version) != 0 ||
-	    version != PAGE_TOKEN_VERSION)
-		return rpc_fail(ctx, VAULT_ERR_INVALID, "page_token: malformed");
-	if (crypto_open(tokenizer_page_key(v->tok), bind, QUERY_BIND_BYTES, blob,
-	    n, plain, sizeof(plain), &len) != 0 || len != sizeof(plain))
-		return rpc_fail(ctx, VAULT_ERR_INVALID, "page_token: not a token "
-		    "of this query (it was changed, or purpose, dataset_id, "
-		    "attributes, caller or schema differ)");
-	q->after.order = store_get_u64(plain);
-	memcpy(q->after.ref, plain + 8, CRYPTO_REF_BYTES);
+	if (pagetoken_decode(tokenizer_page_key(v->tok), tok, bind, &q->after,
+	    &why) != 0)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "%s", why);
 	q->has_after = true;
-	sodium_memzero(plain, sizeof(plain));
 	return 0;
 }
 
@@ -171,7 +130,7 @@ send_page(struct rpc_ctx *ctx, const struct vault *v, const struct fetch_query *
     struct batch_buf *b)
 {
 	Vault__V1__FeatureBatch batch = VAULT__V1__FEATURE_BATCH__INIT;
-	char token[PAGE_TOKEN_CHARS] = "";
+	char token[PAGETOKEN_CHARS] = "";
 	size_t k = 0;
 	int r;
 
@@ -189,7 +148,8 @@ send_page(struct rpc_ctx *ctx, const struct vault *v, const struct fetch_query *
 		k++;
 	}
 	if (from + n < set->n &&
-	    (r = encode_token(v, &set->rows[from + n - 1].pos, bind, token)) != 0)
+	    (r = pagetoken_encode(tokenizer_page_key(v->tok),
+	    &set->rows[from + n - 1].pos, bind, token)) != 0)
 		return r;
 	batch.n_attributes = q->n_attrs;
 	batch.attributes = b->names;

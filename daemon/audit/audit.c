@@ -8,6 +8,7 @@
 #include "audit/audit_text.h"
 #include "store/meta.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 #define REC_FORMAT 1
 #define INDEX_BATCH 5000
@@ -475,7 +476,13 @@ map_v1_detail(struct audit_entry *e)
 	static const char *const kinds[] = { "export", "query", "delete" };
 
 	if (strncmp(e->detail, "source=", 7) == 0) {
-		snprintf(e->source, sizeof(e->source), "%s", e->detail + 7);
+		/* detail is longer than source: cut to whole characters. */
+		size_t n = strlen(e->detail + 7);
+
+		if (n >= sizeof(e->source))
+			n = utf8_prefix(e->detail + 7, sizeof(e->source) - 1);
+		memcpy(e->source, e->detail + 7, n);
+		e->source[n] = '\0';
 		e->detail[0] = '\0';
 	} else if (named_in_detail(e->method)) {
 		/* "*" stood for every attribute: the entry does not say which. */
@@ -521,6 +528,15 @@ parse(uint64_t seq, const struct store_val *val, struct audit_entry *e)
 	if (b.count == N_FIELDS_V1)
 		map_v1_detail(e);
 	return 0;
+}
+
+int
+audit_entry_decode(uint64_t seq, const uint8_t *rec, size_t len,
+    struct audit_entry *e)
+{
+	MDB_val val = { len, (void *)rec };
+
+	return parse(seq, &val, e);
 }
 
 size_t

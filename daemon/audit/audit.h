@@ -137,6 +137,13 @@ int audit_index_init(struct audit_log *al) VAULT_WUR;
  */
 const char *audit_kind(const char *method);
 
+/*
+ * Decodes the stored entry seq (the audit record rec, len bytes) into e;
+ * VAULT_ERR_STATE when it is malformed. Does not check its hash.
+ */
+int audit_entry_decode(uint64_t seq, const uint8_t *rec, size_t len,
+    struct audit_entry *e) VAULT_WUR;
+
 /* At most this many names fit an entry's names field. */
 #define AUDIT_NAMES_MAX 256
 

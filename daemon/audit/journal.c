@@ -474,15 +474,88 @@ found_add(struct found *f, struct jentry *e)
 	return 0;
 }
 
+int
+journal_parse(const uint8_t *buf, size_t len, const uint8_t *key,
+    journal_visit fn, void *arg, size_t *used, size_t *at, const char **why)
+{
+	uint8_t mac[MAC_BYTES];
+	size_t off = 0;
+	int r = 0;
+
+	*why = NULL;
+	while (off < len && r == 0) {
+		const uint8_t *p = buf + off;
+		size_t rest = len - off, n;
+
+		n = rest >= 3 ? (size_t)p[1] << 8 | p[2] : 0;
+		if (p[0] != FMT) {
+			*why = "unknown record format";
+			break;
+		}
+		if (n > AUDIT_BODY_MAX) {
+			*why = "record longer than any entry";
+			break;
+		}
+		if (rest < JHDR + n + MAC_BYTES)
+			break;		/* cut short by a crash */
+		mac_of(key, p, JHDR + n, mac);
+		if (sodium_memcmp(mac, p + JHDR + n, MAC_BYTES) != 0) {
+			*why = "a record fails its MAC";
+			break;
+		}
+		if (audit_check_body(p + JHDR, n) != 0) {
+			*why = "malformed entry";
+			break;
+		}
+		r = fn(store_get_u64(p + 3), store_get_u64(p + 11), p + JHDR, n,
+		    arg);
+		off += JHDR + n + MAC_BYTES;
+	}
+	*used = off;
+	*at = off;
+	return *why != NULL ? VAULT_ERR_STATE : r;
+}
+
+struct scan {
+	uint64_t after;
+	struct found *f;
+};
+
+/* Keeps the entries after seq `after`. */
+static int
+scan_keep(uint64_t seq, uint64_t at_ms, const uint8_t *body, size_t len,
+    void *arg)
+{
+	struct scan *s = arg;
+	struct jentry *e;
+	int r;
+
+	if (seq > s->f->max_seq)
+		s->f->max_seq = seq;
+	if (seq <= s->after)
+		return 0;
+	if ((e = malloc(sizeof(*e) + len)) == NULL)
+		return VAULT_ERR_NOMEM;
+	e->next = NULL;
+	e->seq = seq;
+	e->at_ms = at_ms;
+	e->len = len;
+	memcpy(e->body, body, len);
+	if ((r = found_add(s->f, e)) != 0)
+		free(e);
+	return r;
+}
+
 /* Checks every record of file i; keeps those after seq `after`. */
 static int
 scan_file(struct journal *j, int i, uint64_t after, struct found *f)
 {
-	const uint8_t *key = keyring_audit_key(j->al->kr);
-	uint8_t *buf = NULL, mac[MAC_BYTES];
+	struct scan s = { after, f };
+	uint8_t *buf = NULL;
+	const char *why;
 	struct stat st;
-	off_t off = 0;
-	int r = 0;
+	size_t used, at;
+	int r;
 
 	if (fstat(j->fd[i], &st) != 0)
 		return VAULT_ERR_IO;
@@ -497,53 +570,13 @@ scan_file(struct journal *j, int i, uint64_t after, struct found *f)
 		free(buf);
 		return VAULT_ERR_IO;
 	}
-	while (off < st.st_size && r == 0) {
-		const uint8_t *p = buf + off;
-		size_t rest = (size_t)(st.st_size - off), len;
-		struct jentry *e;
-		uint64_t seq;
-
-		len = rest >= 3 ? (size_t)p[1] << 8 | p[2] : 0;
-		if (rest >= 1 && p[0] != FMT) {
-			r = damaged(j, i, off, "unknown record format");
-			break;
-		}
-		if (len > AUDIT_BODY_MAX) {
-			r = damaged(j, i, off, "record longer than any entry");
-			break;
-		}
-		if (rest < JHDR + len + MAC_BYTES) {
-			log_warn("%s: dropping %zu bytes at its end, a record cut "
-			    "short by a crash", j->path[i], rest);
-			break;
-		}
-		mac_of(key, p, JHDR + len, mac);
-		if (sodium_memcmp(mac, p + JHDR + len, MAC_BYTES) != 0) {
-			r = damaged(j, i, off, "a record fails its MAC");
-			break;
-		}
-		if (audit_check_body(p + JHDR, len) != 0) {
-			r = damaged(j, i, off, "malformed entry");
-			break;
-		}
-		seq = store_get_u64(p + 3);
-		if (seq > f->max_seq)
-			f->max_seq = seq;
-		if (seq > after) {
-			if ((e = malloc(sizeof(*e) + len)) == NULL) {
-				r = VAULT_ERR_NOMEM;
-				break;
-			}
-			e->next = NULL;
-			e->seq = seq;
-			e->at_ms = store_get_u64(p + 11);
-			e->len = len;
-			memcpy(e->body, p + JHDR, len);
-			if ((r = found_add(f, e)) != 0)
-				free(e);
-		}
-		off += (off_t)(JHDR + len + MAC_BYTES);
-	}
+	r = journal_parse(buf, (size_t)st.st_size, keyring_audit_key(j->al->kr),
+	    scan_keep, &s, &used, &at, &why);
+	if (why != NULL)
+		r = damaged(j, i, (off_t)at, why);
+	else if (r == 0 && used < (size_t)st.st_size)
+		log_warn("%s: dropping %zu bytes at its end, a record cut "
+		    "short by a crash", j->path[i], (size_t)st.st_size - used);
 	free(buf);
 	return r;
 }

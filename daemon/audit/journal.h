@@ -27,6 +27,7 @@
 #define VAULT_JOURNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "audit/audit.h"
 
@@ -65,5 +66,21 @@ int journal_sync(struct journal *j) VAULT_WUR;
  * end (audit_check), then closes. NULL-safe.
  */
 void journal_close(struct journal *j);
+
+/* One record's fields; body points into the parsed buffer. Non-zero stops. */
+typedef int (*journal_visit)(uint64_t seq, uint64_t at_ms, const uint8_t *body,
+    size_t len, void *arg);
+
+/*
+ * Walks the records of a journal file's bytes buf[0..len): checks each
+ * one's format, length, MAC under the audit key and entry body, and calls fn
+ * with it, in file order. *used: the bytes of whole records; what follows
+ * them is a record cut short by a crash. Returns what fn returned when it
+ * stopped the walk; VAULT_ERR_STATE with *why (what is wrong) and *at (the
+ * record's offset) when a record is damaged; else 0 (*why NULL).
+ */
+int journal_parse(const uint8_t *buf, size_t len, const uint8_t *key,
+    journal_visit fn, void *arg, size_t *used, size_t *at,
+    const char **why) VAULT_WUR;
 
 #endif
