@@ -534,7 +534,7 @@ int
 audit_entry_decode(uint64_t seq, const uint8_t *rec, size_t len,
     struct audit_entry *e)
 {
-	MDB_val val = { len, (void *)rec };
+	struct store_val val = { len, rec };
 
 	return parse(seq, &val, e);
 }
