@@ -656,6 +656,7 @@ consumer_remove_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
     struct removal *out)
 {
 	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	uint8_t copy[RECORD_CONSUMER_BYTES];
 	struct consumer_rec rec;
 	struct scratch s = { 0 };
 	uint8_t when[8];
@@ -667,6 +668,11 @@ consumer_remove_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 		return 0;
 	if (rc != 0)
 		return rc;
+	/* The record is read after the counts are written: a store_val is not. */
+	if (val.len == sizeof(copy)) {
+		memcpy(copy, val.data, sizeof(copy));
+		val.data = copy;
+	}
 	if ((r = scratch_new(&s)) != 0)
 		return r;
 	if ((r = record_parse_consumer(&val, &rec)) != 0 ||

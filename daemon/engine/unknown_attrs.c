@@ -230,9 +230,13 @@ purge_apply(struct store_txn *txn, void *arg)
 	rc = store_cursor_get(cur, &k, &val,
 	    job->from_len ? STORE_SEEK : STORE_FIRST);
 	for (; rc == 0; rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+		uint8_t key[STORE_KEY_MAX];
 		const char *name;
 		size_t len;
 
+		/* The key is used after purged_flush writes: a store_val is not. */
+		memcpy(key, k.data, k.len);
+		k.data = key;
 		if ((r = key_name(&k, &name, &len)) != 0)
 			break;
 		if (!p.active || memcmp(p.ref, k.data, CRYPTO_REF_BYTES) != 0) {

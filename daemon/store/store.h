@@ -7,8 +7,9 @@
  * CONTRACT
  *  - Key spaces (enum store_space) are fixed: the backend creates them all
  *    at open. Keys are 1..STORE_KEY_MAX bytes; values up to the map
- *    size. Keys sort bytewise (memcmp, a shorter key before its
- *    extensions); cursors move in that order.
+ *    size, except in dup spaces: 1..STORE_KEY_MAX bytes. Keys sort
+ *    bytewise (memcmp, a shorter key before its extensions); cursors move
+ *    in that order.
  *  - Dup spaces (STORE_LINEAGE, STORE_AUDIT_REF) hold a sorted set of
  *    values per key (values sort bytewise, no two equal): a put adds a
  *    value, store_del with a value removes that one, without removes all.
@@ -19,14 +20,21 @@
  *    once. There is one writer (writer.h): every write runs there, each
  *    request in its own nested transaction inside the group's, so a failed
  *    request leaves nothing while its group commits. A write transaction
- *    sees its own writes.
+ *    sees its own writes. After an error other than VAULT_ERR_NOT_FOUND
+ *    and VAULT_ERR_EXISTS, a write transaction may not be used again: the
+ *    job returns the error and the writer drops its nested transaction.
  *  - Durability: writer_submit returns once the group's commit is on disk
  *    (fsync); writer_submit_lazy once committed, on disk within 20 ms.
  *    store_write_begin/commit (start-up only, no writer running) is
  *    durable on return.
  *  - Lifetime: a store_val's data points into the store and is valid until
- *    its transaction ends or the next write in it (put/del/cursor write):
- *    copy or decrypt it before. Never write through it.
+ *    its transaction ends or the next write in it (put/del/cursor write),
+ *    to any space: copy or decrypt it before. Never write through it.
+ *  - Cursors: a cursor stays valid, on its entry, across writes in its
+ *    transaction to other spaces and to its own space through itself (its
+ *    key and value must be read again: the lifetime rule above). After
+ *    store_cursor_replace it stays on the entry; after store_cursor_del it
+ *    stands on the entry that followed (below).
  *  - Errors: 0, or a vault error. VAULT_ERR_NOT_FOUND: no such key (or no
  *    further entry for a cursor move); VAULT_ERR_EXISTS: a put with
  *    STORE_NOOVERWRITE / STORE_NODUPDATA found the key / value;
@@ -106,7 +114,8 @@ void store_close(struct store *st);
  *    ("disk full"). LMDB writes its new pages into that space, which the
  *    vault already owns, so the writes that go on need no free disk.
  * Writes that free space or must never fail do not call it. 0 disables
- * the disk reserve. Sets the reserve up at once; never fails the start.
+ * the disk reserve. The reserve is taken at the first store_room; never
+ * fails the start.
  */
 void store_set_headroom(struct store *st, int high_water_pct,
     size_t disk_reserve);
@@ -150,8 +159,9 @@ int store_get(struct store_txn *txn, enum store_space sp, const void *key,
 #define STORE_NOOVERWRITE 0x1	/* VAULT_ERR_EXISTS when the key exists */
 #define STORE_NODUPDATA 0x2	/* dup: VAULT_ERR_EXISTS when the value exists */
 /*
- * The key sorts after every key in the space (a log's next entry): a hint
- * for speed; a backend may check it, and fail with VAULT_ERR_STORE.
+ * The key sorts after every key in the space (a log's next entry), which
+ * the backend checks: a key out of order fails with VAULT_ERR_STORE and
+ * overwrites nothing. Not in dup spaces.
  */
 #define STORE_APPEND 0x4
 
@@ -166,7 +176,7 @@ int store_put(struct store_txn *txn, enum store_space sp, const void *key,
 int store_del(struct store_txn *txn, enum store_space sp, const void *key,
     size_t klen, const void *dup, size_t duplen) VAULT_WUR;
 
-/* Deletes every entry of sp whose key starts with prefix. */
+/* Deletes every entry of sp whose key starts with prefix (len >= 1). */
 int store_delete_prefix(struct store_txn *txn, enum store_space sp,
     const void *prefix, size_t len) VAULT_WUR;
 
@@ -206,8 +216,9 @@ int store_cursor_replace(struct store_cursor *cur, const void *data,
     size_t len) VAULT_WUR;
 /*
  * Write txns: deletes the entry at the cursor, which then stands on the
- * entry after it: STORE_CURRENT reads that one (VAULT_ERR_NOT_FOUND past
- * the end), STORE_NEXT the one after it.
+ * entry that followed it: STORE_CURRENT and STORE_NEXT both read that one
+ * (VAULT_ERR_NOT_FOUND past the end), so a walk that deletes as it goes
+ * visits every entry.
  */
 int store_cursor_del(struct store_cursor *cur) VAULT_WUR;
 

@@ -146,6 +146,28 @@ test_order_and_cursor(void **state)
 	assert_int_equal(store_cursor_get(cur, &k, &v, STORE_CURRENT),
 	    VAULT_ERR_NOT_FOUND);
 	store_cursor_close(cur);
+	/*
+	 * After a delete, the cursor stands on the entry that followed:
+	 * STORE_NEXT reads that one, it does not skip it (a walk that deletes
+	 * as it goes visits every entry). A replace leaves the cursor where it
+	 * is. A cursor stays on its entry across writes to other spaces.
+	 */
+	put(txn, STORE_GC, "x", "1");
+	put(txn, STORE_GC, "y", "2");
+	put(txn, STORE_GC, "z", "3");
+	assert_int_equal(store_cursor_open(txn, STORE_GC, &cur), 0);
+	assert_int_equal(store_cursor_get(cur, &k, &v, STORE_FIRST), 0);
+	assert_int_equal(store_cursor_del(cur), 0);
+	assert_int_equal(store_cursor_get(cur, &k, &v, STORE_NEXT), 0);
+	assert_val(&k, "y");
+	assert_int_equal(store_cursor_replace(cur, "two", 3), 0);
+	put(txn, STORE_COUNTS, "other", "space");
+	assert_int_equal(store_cursor_get(cur, &k, &v, STORE_CURRENT), 0);
+	assert_val(&k, "y");
+	assert_val(&v, "two");
+	assert_int_equal(store_cursor_get(cur, &k, &v, STORE_NEXT), 0);
+	assert_val(&k, "z");
+	store_cursor_close(cur);
 	/* Prefix delete takes "a" and "ab", nothing else. */
 	assert_int_equal(store_delete_prefix(txn, STORE_REQUESTS, "a", 1), 0);
 	assert_int_equal(store_count(txn, STORE_REQUESTS, &i), 0);
