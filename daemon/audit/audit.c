@@ -32,6 +32,10 @@
 #define CP_HASH 9
 #define CP_SIGNED (CP_HASH + AUDIT_HASH_BYTES)	/* what the MAC covers */
 #define CP_BYTES (CP_SIGNED + AUDIT_HASH_BYTES)
+/* The head (meta "audit_head"): seq(8) | hash(32). */
+#define HEAD_SEQ 0
+#define HEAD_HASH 8
+#define HEAD_BYTES (HEAD_HASH + AUDIT_HASH_BYTES)
 /* The consumer index key of a dataset: no consumer id starts with NUL. */
 #define DATASET_DOMAIN "\0dataset "
 
@@ -73,10 +77,10 @@ audit_head(struct audit_log *al, struct store_txn *txn, uint64_t *seq,
 		return 0;
 	if (rc != 0)
 		return rc;
-	if (val.len != 8 + AUDIT_HASH_BYTES)
+	if (val.len != HEAD_BYTES)
 		return VAULT_ERR_STATE;
-	*seq = store_get_u64(val.data);
-	memcpy(hash, (const uint8_t *)val.data + 8, AUDIT_HASH_BYTES);
+	*seq = store_get_u64((const uint8_t *)val.data + HEAD_SEQ);
+	memcpy(hash, (const uint8_t *)val.data + HEAD_HASH, AUDIT_HASH_BYTES);
 	return 0;
 }
 
@@ -256,7 +260,7 @@ int
 audit_append_body_txn(struct audit_log *al, struct store_txn *txn,
     uint64_t at_ms, const uint8_t *body, size_t len, bool index)
 {
-	uint8_t buf[HDR + AUDIT_BODY_MAX], key[8], head[8 + AUDIT_HASH_BYTES];
+	uint8_t buf[HDR + AUDIT_BODY_MAX], key[8], head[HEAD_BYTES];
 	uint8_t ref[CRYPTO_REF_BYTES];
 	struct body b;
 	uint64_t seq;
@@ -283,8 +287,8 @@ audit_append_body_txn(struct audit_log *al, struct store_txn *txn,
 	/* Unless index, the consumer index gets it later (audit_index). */
 	if (index && filed == 0 && (r = index_put(txn, ref, seq)) != 0)
 		return r;
-	memcpy(head, key, 8);
-	memcpy(head + 8, buf + REC_HASH, AUDIT_HASH_BYTES);
+	store_put_u64(head + HEAD_SEQ, seq);
+	memcpy(head + HEAD_HASH, buf + REC_HASH, AUDIT_HASH_BYTES);
 	return meta_put(txn, META_AUDIT_HEAD, 0, head, sizeof(head));
 }
 

@@ -16,6 +16,14 @@
 #include "engine/vault.h"
 
 #define DATASET_ID_MAX 64
+/* The keys' prefixes (above) and the offsets of their records' fields. */
+#define DATASET_ID_PREFIX "id:"
+#define DATASET_ID_PREFIX_LEN 3
+#define DATASET_NUM_PREFIX "num:"
+#define DATASET_NUM_PREFIX_LEN 4
+#define DATASET_NUM_KEY_BYTES (DATASET_NUM_PREFIX_LEN + 4)
+#define DATASET_NUMBER 0		/* in an "id:" record */
+#define DATASET_PURPOSE 4
 
 struct dataset_info {
 	uint32_t number;
