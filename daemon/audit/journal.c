@@ -606,9 +606,7 @@ last_moved_in(struct journal *j, uint64_t *seq)
 	*seq = 0;
 	if ((r = store_read_begin(j->al->store, &txn)) != 0)
 		return r;
-	if ((r = meta_get_u64(txn, META_AUDIT_JOURNAL_SEQ, 0, seq)) ==
-	    VAULT_ERR_NOT_FOUND)
-		r = 0;
+	r = meta_get_u64_or0(txn, META_AUDIT_JOURNAL_SEQ, 0, seq);
 	store_read_end(txn);
 	return r;
 }

@@ -45,7 +45,8 @@ purpose_of(struct vault *v, const char *name, size_t len)
 	return schema_find_purpose(v->schema, name, len);
 }
 
-int
+/* Within txn: the dataset with id. VAULT_ERR_NOT_FOUND if none. */
+static int
 dataset_by_id(struct vault *v, struct store_txn *txn, const char *id,
     struct dataset_info *out)
 {

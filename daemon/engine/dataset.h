@@ -41,13 +41,11 @@ const char *dataset_check_id(const char *id);
 int dataset_get_or_create(struct vault *v, const char *id, int purpose,
     uint32_t *number, int *bound) VAULT_WUR;
 
-/* Within txn: the dataset with number / with id. VAULT_ERR_NOT_FOUND if none. */
+/* Within txn: the dataset with number. VAULT_ERR_NOT_FOUND if none. */
 int dataset_by_number(struct vault *v, struct store_txn *txn, uint32_t number,
     struct dataset_info *out) VAULT_WUR;
-int dataset_by_id(struct vault *v, struct store_txn *txn, const char *id,
-    struct dataset_info *out) VAULT_WUR;
 
-/* dataset_by_id in a snapshot of its own. */
+/* In a snapshot of its own: the dataset with id. VAULT_ERR_NOT_FOUND if none. */
 int dataset_find(struct vault *v, const char *id,
     struct dataset_info *out) VAULT_WUR;
 /*

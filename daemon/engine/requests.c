@@ -4,7 +4,6 @@
  * made and answered. Deletion receipts (deletion.c) share the key space
  * and the record's head.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
