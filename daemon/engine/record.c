@@ -158,9 +158,9 @@ record_open_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
 	int r;
 
 	/*
-	 * LMDB keeps no checksums: a damaged node can claim any length, and
-	 * reading past the file's end would kill the process (SIGBUS). No
-	 * record longer than its largest possible size is read.
+	 * The store keeps no checksums: a damaged record can claim any
+	 * length, and reading past the file's end would kill the process
+	 * (SIGBUS). No record longer than its largest possible size is read.
 	 */
 	if (v->len < RECORD_ATTR_HDR + CRYPTO_OVERHEAD ||
 	    v->len > RECORD_ATTR_MAX || p[0] != RECORD_FORMAT) {

@@ -1,7 +1,7 @@
 /*
  * The CCPA request records: one per request to know, opt out or delete,
  * kept for the retention period (janitor.c) as the proof a request was
- * made and answered. Deletion receipts (deletion.c) share the key space
+ * made and answered. Deletion receipts (receipt.c) share the key space
  * and the record's head.
  */
 #include <stdio.h>
