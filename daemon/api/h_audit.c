@@ -80,7 +80,7 @@ sink_disarm(void *app)
 
 /*
  * Entries of calls that wrote nothing (reads, denials) go to the audit
- * journal before the reply leaves: one file append, where an LMDB commit
+ * journal before the reply leaves: one file append, where a store commit
  * cost each read about ten page writes (see journal.h).
  *
  * A stream's first message asks for its entry too: if one of the call's

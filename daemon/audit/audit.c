@@ -32,6 +32,10 @@
 #define CP_HASH 9
 #define CP_SIGNED (CP_HASH + AUDIT_HASH_BYTES)	/* what the MAC covers */
 #define CP_BYTES (CP_SIGNED + AUDIT_HASH_BYTES)
+/* The head (meta "audit_head"): seq(8) | hash(32). */
+#define HEAD_SEQ 0
+#define HEAD_HASH 8
+#define HEAD_BYTES (HEAD_HASH + AUDIT_HASH_BYTES)
 /* The consumer index key of a dataset: no consumer id starts with NUL. */
 #define DATASET_DOMAIN "\0dataset "
 
@@ -60,23 +64,22 @@ chain_hash(const uint8_t *key, uint64_t seq, const uint8_t *at_prev,
 }
 
 int
-audit_head(struct audit_log *al, struct store_txn *txn, uint64_t *seq,
+audit_head(struct store_txn *txn, uint64_t *seq,
     uint8_t hash[AUDIT_HASH_BYTES])
 {
 	struct store_val val;
 	int rc = meta_get(txn, META_AUDIT_HEAD, 0, &val);
 
-	(void)al;
 	*seq = 0;
 	memset(hash, 0, AUDIT_HASH_BYTES);
 	if (rc == VAULT_ERR_NOT_FOUND)
 		return 0;
 	if (rc != 0)
 		return rc;
-	if (val.len != 8 + AUDIT_HASH_BYTES)
+	if (val.len != HEAD_BYTES)
 		return VAULT_ERR_STATE;
-	*seq = store_get_u64(val.data);
-	memcpy(hash, (const uint8_t *)val.data + 8, AUDIT_HASH_BYTES);
+	*seq = store_get_u64((const uint8_t *)val.data + HEAD_SEQ);
+	memcpy(hash, (const uint8_t *)val.data + HEAD_HASH, AUDIT_HASH_BYTES);
 	return 0;
 }
 
@@ -256,7 +259,7 @@ int
 audit_append_body_txn(struct audit_log *al, struct store_txn *txn,
     uint64_t at_ms, const uint8_t *body, size_t len, bool index)
 {
-	uint8_t buf[HDR + AUDIT_BODY_MAX], key[8], head[8 + AUDIT_HASH_BYTES];
+	uint8_t buf[HDR + AUDIT_BODY_MAX], key[8], head[HEAD_BYTES];
 	uint8_t ref[CRYPTO_REF_BYTES];
 	struct body b;
 	uint64_t seq;
@@ -266,7 +269,7 @@ audit_append_body_txn(struct audit_log *al, struct store_txn *txn,
 	if (len > AUDIT_BODY_MAX || body_fields(body, len, &b) != 0)
 		return VAULT_ERR_STATE;
 	filed = index_key_of(al, &b, ref);
-	if ((r = audit_head(al, txn, &seq, buf + REC_PREV)) != 0)
+	if ((r = audit_head(txn, &seq, buf + REC_PREV)) != 0)
 		return r;
 	seq++;
 	buf[0] = REC_FORMAT;
@@ -283,8 +286,8 @@ audit_append_body_txn(struct audit_log *al, struct store_txn *txn,
 	/* Unless index, the consumer index gets it later (audit_index). */
 	if (index && filed == 0 && (r = index_put(txn, ref, seq)) != 0)
 		return r;
-	memcpy(head, key, 8);
-	memcpy(head + 8, buf + REC_HASH, AUDIT_HASH_BYTES);
+	store_put_u64(head + HEAD_SEQ, seq);
+	memcpy(head + HEAD_HASH, buf + REC_HASH, AUDIT_HASH_BYTES);
 	return meta_put(txn, META_AUDIT_HEAD, 0, head, sizeof(head));
 }
 
@@ -301,13 +304,11 @@ audit_append_txn(struct audit_log *al, struct store_txn *txn,
 
 /* ------------------------------------------------ the consumer index */
 
+/* Entries up to *seq are in the index (0: none). */
 static int
-get_indexed(struct store_txn *txn, uint64_t *seq, bool *found)
+get_indexed(struct store_txn *txn, uint64_t *seq)
 {
-	int rc = meta_get_u64(txn, META_AUDIT_INDEXED, 0, seq);
-
-	*found = rc == 0;
-	return rc == VAULT_ERR_NOT_FOUND ? 0 : rc;
+	return meta_get_u64_or0(txn, META_AUDIT_INDEXED, 0, seq);
 }
 
 static int
@@ -331,12 +332,11 @@ index_apply(struct store_txn *txn, void *arg)
 	uint64_t done, seq = 0;
 	uint8_t key[8];
 	struct store_val k = { 8, key }, val;
-	bool found;
 	size_t n = 0;
 	int rc, r;
 
 	job->more = false;
-	if ((r = get_indexed(txn, &done, &found)) != 0)
+	if ((r = get_indexed(txn, &done)) != 0)
 		return r;
 	if ((rc = store_cursor_open(txn, STORE_AUDIT, &cur)) != 0)
 		return rc;
@@ -383,16 +383,17 @@ audit_index(struct audit_log *al, bool *more)
 static int
 index_init_apply(struct store_txn *txn, void *arg)
 {
-	struct audit_log *al = arg;
 	uint8_t hash[AUDIT_HASH_BYTES];
 	uint64_t seq, head;
-	bool found;
 	int r;
 
-	if ((r = get_indexed(txn, &seq, &found)) != 0 || found)
+	(void)arg;
+	/* Already set: r is 0, or the error. */
+	if ((r = meta_get_u64(txn, META_AUDIT_INDEXED, 0,
+	    &seq)) != VAULT_ERR_NOT_FOUND)
 		return r;
 	/* A store from before the index was built in batches: all indexed. */
-	if ((r = audit_head(al, txn, &head, hash)) != 0)
+	if ((r = audit_head(txn, &head, hash)) != 0)
 		return r;
 	return put_indexed(txn, head);
 }
@@ -400,7 +401,7 @@ index_init_apply(struct store_txn *txn, void *arg)
 int
 audit_index_init(struct audit_log *al)
 {
-	return writer_submit(al->wr, index_init_apply, al);
+	return writer_submit(al->wr, index_init_apply, NULL);
 }
 
 /* How many entries wait to be indexed, in a snapshot of now. */
@@ -410,14 +411,13 @@ index_lag(struct audit_log *al, uint64_t *lag)
 	uint8_t hash[AUDIT_HASH_BYTES];
 	uint64_t done, head;
 	struct store_txn *txn;
-	bool found;
 	int r;
 
 	*lag = 0;
 	if ((r = store_read_begin(al->store, &txn)) != 0)
 		return r;
-	if ((r = get_indexed(txn, &done, &found)) == 0 &&
-	    (r = audit_head(al, txn, &head, hash)) == 0 && head > done)
+	if ((r = get_indexed(txn, &done)) == 0 &&
+	    (r = audit_head(txn, &head, hash)) == 0 && head > done)
 		*lag = head - done;
 	store_read_end(txn);
 	return r;
@@ -610,13 +610,12 @@ scan_page(struct audit_log *al, uint64_t *after, const uint8_t *ref, audit_visit
 	struct store_val k, val;
 	int rc, r, stop = 0;
 	size_t n = 0;
-	bool found;
 
 	*done = false;
 	*stopped = false;
 	if ((r = store_read_begin(al->store, &txn)) != 0)
 		return r;
-	if (ref != NULL && (r = get_indexed(txn, indexed, &found)) != 0)
+	if (ref != NULL && (r = get_indexed(txn, indexed)) != 0)
 		goto out;
 	if ((rc = store_cursor_open(txn, ref ? STORE_AUDIT_REF : STORE_AUDIT,
 	    &cur)) != 0) {
@@ -829,7 +828,7 @@ check_txn(struct audit_log *al, struct store_txn *txn, bool whole,
 
 	memset(c, 0, sizeof(*c));
 	if ((r = checkpoint_get(al, txn, &cp)) != 0 ||
-	    (r = audit_head(al, txn, &head_seq, head)) != 0)
+	    (r = audit_head(txn, &head_seq, head)) != 0)
 		return r;
 	c->checkpoint_bad = cp.bad;
 	cp_ok = cp.found && !cp.bad && cp.seq > 0;

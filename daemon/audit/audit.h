@@ -118,7 +118,7 @@ int audit_append_body_txn(struct audit_log *al, struct store_txn *txn,
 int audit_append(struct audit_log *al, const struct audit_rec *rec) VAULT_WUR;
 
 /* Within txn: the last sequence number and hash (0 and zeros when empty). */
-int audit_head(struct audit_log *al, struct store_txn *txn, uint64_t *seq,
+int audit_head(struct store_txn *txn, uint64_t *seq,
     uint8_t hash[AUDIT_HASH_BYTES]) VAULT_WUR;
 
 /*

@@ -19,7 +19,14 @@
 
 #define FMT 1
 #define DOMAIN "vaultd audit journal v1"
-#define JHDR (1 + 2 + 8 + 8)
+/*
+ * A record (journal.h):
+ *   fmt(1) | body length(2) | journal seq(8) | at ms(8) | body | mac(32)
+ */
+#define J_LEN 1				/* offsets of its fields */
+#define J_SEQ (J_LEN + 2)
+#define J_AT (J_SEQ + 8)
+#define JHDR (J_AT + 8)			/* the body */
 #define MAC_BYTES 32
 #define REC_MAX (JHDR + AUDIT_BODY_MAX + MAC_BYTES)
 #define MAX_FILE_BYTES ((off_t)1 << 30)	/* read whole at start */
@@ -78,10 +85,10 @@ static size_t
 encode(const struct journal *j, const struct jentry *e, uint8_t *out)
 {
 	out[0] = FMT;
-	out[1] = (uint8_t)(e->len >> 8);
-	out[2] = (uint8_t)e->len;
-	store_put_u64(out + 3, e->seq);
-	store_put_u64(out + 11, e->at_ms);
+	out[J_LEN] = (uint8_t)(e->len >> 8);
+	out[J_LEN + 1] = (uint8_t)e->len;
+	store_put_u64(out + J_SEQ, e->seq);
+	store_put_u64(out + J_AT, e->at_ms);
 	memcpy(out + JHDR, e->body, e->len);
 	mac_of(keyring_audit_key(j->al->kr), out, JHDR + e->len,
 	    out + JHDR + e->len);
@@ -487,7 +494,7 @@ journal_parse(const uint8_t *buf, size_t len, const uint8_t *key,
 		const uint8_t *p = buf + off;
 		size_t rest = len - off, n;
 
-		n = rest >= 3 ? (size_t)p[1] << 8 | p[2] : 0;
+		n = rest >= J_SEQ ? (size_t)p[J_LEN] << 8 | p[J_LEN + 1] : 0;
 		if (p[0] != FMT) {
 			*why = "unknown record format";
 			break;
@@ -507,8 +514,8 @@ journal_parse(const uint8_t *buf, size_t len, const uint8_t *key,
 			*why = "malformed entry";
 			break;
 		}
-		r = fn(store_get_u64(p + 3), store_get_u64(p + 11), p + JHDR, n,
-		    arg);
+		r = fn(store_get_u64(p + J_SEQ), store_get_u64(p + J_AT), p + JHDR,
+		    n, arg);
 		off += JHDR + n + MAC_BYTES;
 	}
 	*used = off;
@@ -599,9 +606,7 @@ last_moved_in(struct journal *j, uint64_t *seq)
 	*seq = 0;
 	if ((r = store_read_begin(j->al->store, &txn)) != 0)
 		return r;
-	if ((r = meta_get_u64(txn, META_AUDIT_JOURNAL_SEQ, 0, seq)) ==
-	    VAULT_ERR_NOT_FOUND)
-		r = 0;
+	r = meta_get_u64_or0(txn, META_AUDIT_JOURNAL_SEQ, 0, seq);
 	store_read_end(txn);
 	return r;
 }

@@ -2,7 +2,7 @@
  * The audit journal: where the audit entries of calls that write nothing to
  * the store (reads, denials) go before the call's reply leaves.
  *
- * An LMDB commit per read cost about ten page writes on the read path. A
+ * A store commit per read cost about ten page writes on the read path. A
  * journal append is one write(2) to a file in the store directory; the
  * entries reach the audit log (audit.h) in one transaction per window of
  * JOURNAL_INGEST_MS, or ahead of the next write's entries, whichever comes

@@ -14,7 +14,7 @@
 
 struct config {
 	char *listen;			/* host:port */
-	char *store_dir;		/* the LMDB environment */
+	char *store_dir;		/* the store's directory */
 	char *keys_dir;			/* master-N.key files */
 	char *policy_file;
 	char *token_pepper_file;

@@ -23,7 +23,11 @@
 #define KV_PREFIX_LEN 3
 #define KV_KEY_BYTES (KV_PREFIX_LEN + 4)
 /* state(1) | key check value | created ms(8) | destroyed ms(8) */
-#define KV_RECORD_BYTES (1 + CRYPTO_KCV_BYTES + 8 + 8)
+#define KV_STATE 0			/* offsets of its fields */
+#define KV_KCV 1
+#define KV_CREATED (KV_KCV + CRYPTO_KCV_BYTES)
+#define KV_DESTROYED_AT (KV_CREATED + 8)
+#define KV_RECORD_BYTES (KV_DESTROYED_AT + 8)
 #define KV_LIVE 0
 #define KV_DESTROYED 1
 /* Being destroyed: never loaded again, its file wiped before KV_DESTROYED. */
@@ -396,13 +400,13 @@ put_kv(struct store_txn *txn, uint32_t version, const uint8_t *key,
 {
 	uint8_t rec[KV_RECORD_BYTES];
 
-	rec[0] = state;
+	rec[KV_STATE] = state;
 	if (key != NULL)
-		crypto_key_check_value(key, rec + 1);
+		crypto_key_check_value(key, rec + KV_KCV);
 	else
-		memset(rec + 1, 0, CRYPTO_KCV_BYTES);
-	store_put_u64(rec + 1 + CRYPTO_KCV_BYTES, created);
-	store_put_u64(rec + 1 + CRYPTO_KCV_BYTES + 8, destroyed);
+		memset(rec + KV_KCV, 0, CRYPTO_KCV_BYTES);
+	store_put_u64(rec + KV_CREATED, created);
+	store_put_u64(rec + KV_DESTROYED_AT, destroyed);
 	return meta_put(txn, META_KEY_VERSION, version, rec, sizeof(rec));
 }
 
@@ -432,11 +436,11 @@ kv_decode(uint32_t version, const uint8_t *rec, const struct keyring *kr,
     struct key_version *out)
 {
 	out->version = version;
-	out->destroyed = rec[0] != KV_LIVE;
-	out->destroy_pending = rec[0] == KV_DESTROYING;
+	out->destroyed = rec[KV_STATE] != KV_LIVE;
+	out->destroy_pending = rec[KV_STATE] == KV_DESTROYING;
 	out->loaded = keyring_master(kr, version) != NULL;
-	out->created_ms = store_get_u64(rec + 1 + CRYPTO_KCV_BYTES);
-	out->destroyed_ms = store_get_u64(rec + 1 + CRYPTO_KCV_BYTES + 8);
+	out->created_ms = store_get_u64(rec + KV_CREATED);
+	out->destroyed_ms = store_get_u64(rec + KV_DESTROYED_AT);
 }
 
 int
@@ -609,7 +613,7 @@ check_versions(struct keyring *kr, struct store_txn *txn)
 		if ((r = get_kv(txn, vs[i].version, rec, &found)) != 0)
 			goto out;
 		crypto_key_check_value(key, kcv);
-		if (sodium_memcmp(kcv, rec + 1, CRYPTO_KCV_BYTES) != 0) {
+		if (sodium_memcmp(kcv, rec + KV_KCV, CRYPTO_KCV_BYTES) != 0) {
 			log_error("master key file for version %u does not match the "
 			    "store's key check value: wrong key file", vs[i].version);
 			r = VAULT_ERR_KEY;
@@ -877,14 +881,14 @@ keyring_destroy_begin_txn(struct keyring *kr, struct store_txn *txn,
 		return r;
 	if (!found)
 		return VAULT_ERR_NOT_FOUND;
-	if (rec[0] == KV_DESTROYED)
+	if (rec[KV_STATE] == KV_DESTROYED)
 		return VAULT_ERR_STATE;
-	if (rec[0] == KV_DESTROYING) {
+	if (rec[KV_STATE] == KV_DESTROYING) {
 		*already = true;
 		return 0;
 	}
 	return put_kv(txn, version, NULL, KV_DESTROYING,
-	    store_get_u64(rec + 1 + CRYPTO_KCV_BYTES), 0);
+	    store_get_u64(rec + KV_CREATED), 0);
 }
 
 int
@@ -901,10 +905,10 @@ keyring_destroy_txn(struct keyring *kr, struct store_txn *txn, uint32_t version,
 	if (!found)
 		return VAULT_ERR_NOT_FOUND;
 	/* Only after keyring_forget: never "destroyed" with its file on disk. */
-	if (rec[0] != KV_DESTROYING)
+	if (rec[KV_STATE] != KV_DESTROYING)
 		return VAULT_ERR_STATE;
 	return put_kv(txn, version, NULL, KV_DESTROYED,
-	    store_get_u64(rec + 1 + CRYPTO_KCV_BYTES), when_ms);
+	    store_get_u64(rec + KV_CREATED), when_ms);
 }
 
 int

@@ -1,7 +1,7 @@
 /*
  * vaultd --check: an offline walk of the whole store.
  *
- * LMDB has no page checksums, so damage shows only where a record fails to
+ * The store has no page checksums, so damage shows only where a record fails to
  * parse or authenticate, or is missing from where another record says it
  * must be. The check takes the audit journal's lock first (as the daemon
  * does), so it refuses while a daemon holds the store and no daemon starts

@@ -6,8 +6,6 @@
 #include "util/log.h"
 
 #define FLAGS_KEY "#flags"
-#define REC_FORMAT 1
-#define REC_HDR (1 + 1 + 8)
 #define KEY_MAX (CRYPTO_REF_BYTES + SCHEMA_NAME_MAX)
 
 const char *
@@ -38,19 +36,39 @@ static int
 put_record(struct store_txn *txn, const uint8_t *ref,
     const char *name, uint8_t state, const char *source)
 {
-	uint8_t key[KEY_MAX], rec[REC_HDR + CONSENT_SOURCE_MAX];
+	uint8_t key[KEY_MAX], rec[CONSENT_REC_MAX];
 	size_t n = strlen(source);
 	struct store_val k = { consent_key(key, ref, name), key },
-	    v = { REC_HDR + n, rec };
+	    v = { CONSENT_SOURCE + n, rec };
 	int rc;
 
-	rec[0] = REC_FORMAT;
-	rec[1] = state;
-	store_put_u64(rec + 2, store_now_ms());
-	memcpy(rec + REC_HDR, source, n);
+	rec[0] = CONSENT_REC_FORMAT;
+	rec[CONSENT_STATE] = state;
+	store_put_u64(rec + CONSENT_UPDATED, store_now_ms());
+	memcpy(rec + CONSENT_SOURCE, source, n);
 	if ((rc = store_put(txn, STORE_CONSENTS, k.data, k.len, v.data, v.len,
 	    0)) != 0)
 		return rc;
+	return 0;
+}
+
+/*
+ * Decodes a consent record; VAULT_ERR_STATE when it has an unknown format.
+ * *source points into v.
+ */
+static int
+decode_record(const struct store_val *v, uint8_t *state, uint64_t *at_ms,
+    const char **source, size_t *source_len)
+{
+	const uint8_t *p = v->data;
+
+	if (v->len < CONSENT_SOURCE || v->len > CONSENT_REC_MAX ||
+	    p[0] != CONSENT_REC_FORMAT)
+		return VAULT_ERR_STATE;
+	*state = p[CONSENT_STATE];
+	*at_ms = store_get_u64(p + CONSENT_UPDATED);
+	*source = (const char *)p + CONSENT_SOURCE;
+	*source_len = v->len - CONSENT_SOURCE;
 	return 0;
 }
 
@@ -62,6 +80,9 @@ get_state(struct store_txn *txn, const uint8_t *ref,
 	uint8_t key[KEY_MAX];
 	struct store_val k = { consent_key(key, ref, name), key }, v;
 	int rc = store_get(txn, STORE_CONSENTS, k.data, k.len, &v);
+	const char *source;
+	size_t source_len;
+	uint64_t at_ms;
 
 	*found = false;
 	*state = 0;
@@ -69,13 +90,11 @@ get_state(struct store_txn *txn, const uint8_t *ref,
 		return 0;
 	if (rc != 0)
 		return rc;
-	if (v.len < REC_HDR || v.len > REC_HDR + CONSENT_SOURCE_MAX ||
-	    ((uint8_t *)v.data)[0] != REC_FORMAT) {
+	if (decode_record(&v, state, &at_ms, &source, &source_len) != 0) {
 		log_error("a consent record has an unknown format");
 		return VAULT_ERR_STATE;
 	}
 	*found = true;
-	*state = ((uint8_t *)v.data)[1];
 	return 0;
 }
 
@@ -192,19 +211,22 @@ consent_list(struct store_txn *txn, const uint8_t *ref,
 		return rc;
 	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0;
 	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
-		const uint8_t *p = val.data;
+		const char *source;
+		size_t source_len;
+		uint64_t at_ms;
+		uint8_t state;
 
 		if (k.len <= CRYPTO_REF_BYTES ||
 		    memcmp(k.data, ref, CRYPTO_REF_BYTES) != 0)
 			break;
-		if (val.len < REC_HDR || val.len > REC_HDR + CONSENT_SOURCE_MAX ||
-		    k.len > KEY_MAX || p[0] != REC_FORMAT) {
+		if (k.len > KEY_MAX || decode_record(&val, &state, &at_ms,
+		    &source, &source_len) != 0) {
 			r = VAULT_ERR_STATE;
 			break;
 		}
 		if ((r = fn((const char *)k.data + CRYPTO_REF_BYTES,
-		    k.len - CRYPTO_REF_BYTES, p[1], store_get_u64(p + 2),
-		    (const char *)p + REC_HDR, val.len - REC_HDR, arg)) != 0)
+		    k.len - CRYPTO_REF_BYTES, state, at_ms, source, source_len,
+		    arg)) != 0)
 			break;
 	}
 	store_cursor_close(cur);

@@ -21,6 +21,12 @@
 #define CONSENT_OPT_OUT_SALE_SHARE 0x01
 #define CONSENT_LIMIT_SENSITIVE 0x02
 #define CONSENT_SOURCE_MAX 32
+/* Offsets of a consent record's fields (above). */
+#define CONSENT_REC_FORMAT 1
+#define CONSENT_STATE 1			/* granted, or the flags */
+#define CONSENT_UPDATED 2
+#define CONSENT_SOURCE (CONSENT_UPDATED + 8)
+#define CONSENT_REC_MAX (CONSENT_SOURCE + CONSENT_SOURCE_MAX)
 
 enum flag_change { FLAG_KEEP, FLAG_SET, FLAG_CLEAR };
 

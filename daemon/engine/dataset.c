@@ -27,9 +27,16 @@ id_key(uint8_t *buf, const char *id)
 {
 	size_t n = strlen(id);
 
-	memcpy(buf, "id:", 3);
-	memcpy(buf + 3, id, n);
-	return n + 3;
+	memcpy(buf, DATASET_ID_PREFIX, DATASET_ID_PREFIX_LEN);
+	memcpy(buf + DATASET_ID_PREFIX_LEN, id, n);
+	return DATASET_ID_PREFIX_LEN + n;
+}
+
+static void
+num_key(uint8_t buf[DATASET_NUM_KEY_BYTES], uint32_t number)
+{
+	memcpy(buf, DATASET_NUM_PREFIX, DATASET_NUM_PREFIX_LEN);
+	store_put_u32(buf + DATASET_NUM_PREFIX_LEN, number);
 }
 
 static int
@@ -38,11 +45,12 @@ purpose_of(struct vault *v, const char *name, size_t len)
 	return schema_find_purpose(v->schema, name, len);
 }
 
-int
+/* Within txn: the dataset with id. VAULT_ERR_NOT_FOUND if none. */
+static int
 dataset_by_id(struct vault *v, struct store_txn *txn, const char *id,
     struct dataset_info *out)
 {
-	uint8_t key[3 + DATASET_ID_MAX];
+	uint8_t key[DATASET_ID_PREFIX_LEN + DATASET_ID_MAX];
 	struct store_val k = { id_key(key, id), key }, val;
 	int rc = store_get(txn, STORE_DATASETS, k.data, k.len, &val);
 
@@ -50,12 +58,13 @@ dataset_by_id(struct vault *v, struct store_txn *txn, const char *id,
 		return VAULT_ERR_NOT_FOUND;
 	if (rc != 0)
 		return rc;
-	if (val.len < 4) {
+	if (val.len < DATASET_PURPOSE) {
 		log_error("a dataset record is corrupt");
 		return VAULT_ERR_STATE;
 	}
-	out->number = store_get_u32(val.data);
-	out->purpose = purpose_of(v, (const char *)val.data + 4, val.len - 4);
+	out->number = store_get_u32((const uint8_t *)val.data + DATASET_NUMBER);
+	out->purpose = purpose_of(v, (const char *)val.data + DATASET_PURPOSE,
+	    val.len - DATASET_PURPOSE);
 	snprintf(out->id, sizeof(out->id), "%s", id);
 	return 0;
 }
@@ -64,13 +73,12 @@ int
 dataset_by_number(struct vault *v, struct store_txn *txn, uint32_t number,
     struct dataset_info *out)
 {
-	uint8_t key[8];
+	uint8_t key[DATASET_NUM_KEY_BYTES];
 	struct store_val k = { sizeof(key), key }, val;
 	const char *p, *nul;
 	int rc;
 
-	memcpy(key, "num:", 4);
-	store_put_u32(key + 4, number);
+	num_key(key, number);
 	if ((rc = store_get(txn, STORE_DATASETS, k.data, k.len,
 	    &val)) == VAULT_ERR_NOT_FOUND)
 		return VAULT_ERR_NOT_FOUND;
@@ -141,8 +149,9 @@ create_apply(struct store_txn *txn, void *arg)
 {
 	struct create_job *job = arg;
 	const char *pname = job->v->schema->purposes[job->purpose].name;
-	uint8_t key[3 + DATASET_ID_MAX], num[4], rkey[8];
-	uint8_t rec[4 + SCHEMA_NAME_MAX + 1 + DATASET_ID_MAX];
+	uint8_t key[DATASET_ID_PREFIX_LEN + DATASET_ID_MAX], num[4];
+	uint8_t rkey[DATASET_NUM_KEY_BYTES];
+	uint8_t rec[DATASET_PURPOSE + SCHEMA_NAME_MAX + 1 + DATASET_ID_MAX];
 	struct store_val k, v;
 	size_t plen = strlen(pname), ilen = strlen(job->id);
 	int rc, r;
@@ -157,15 +166,14 @@ create_apply(struct store_txn *txn, void *arg)
 	store_put_u32(num, job->info.number + 1);
 	if ((rc = meta_put(txn, META_NEXT_DATASET, 0, num, sizeof(num))) != 0)
 		return rc;
-	store_put_u32(rec, job->info.number);
-	memcpy(rec + 4, pname, plen);
+	store_put_u32(rec + DATASET_NUMBER, job->info.number);
+	memcpy(rec + DATASET_PURPOSE, pname, plen);
 	k = (struct store_val){ id_key(key, job->id), key };
-	v = (struct store_val){ 4 + plen, rec };
+	v = (struct store_val){ DATASET_PURPOSE + plen, rec };
 	if ((rc = store_put(txn, STORE_DATASETS, k.data, k.len, v.data, v.len,
 	    0)) != 0)
 		return rc;
-	memcpy(rkey, "num:", 4);
-	store_put_u32(rkey + 4, job->info.number);
+	num_key(rkey, job->info.number);
 	memcpy(rec, pname, plen);
 	rec[plen] = '\0';
 	memcpy(rec + plen + 1, job->id, ilen);

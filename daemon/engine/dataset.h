@@ -16,6 +16,14 @@
 #include "engine/vault.h"
 
 #define DATASET_ID_MAX 64
+/* The keys' prefixes (above) and the offsets of their records' fields. */
+#define DATASET_ID_PREFIX "id:"
+#define DATASET_ID_PREFIX_LEN 3
+#define DATASET_NUM_PREFIX "num:"
+#define DATASET_NUM_PREFIX_LEN 4
+#define DATASET_NUM_KEY_BYTES (DATASET_NUM_PREFIX_LEN + 4)
+#define DATASET_NUMBER 0		/* in an "id:" record */
+#define DATASET_PURPOSE 4
 
 struct dataset_info {
 	uint32_t number;
@@ -33,13 +41,11 @@ const char *dataset_check_id(const char *id);
 int dataset_get_or_create(struct vault *v, const char *id, int purpose,
     uint32_t *number, int *bound) VAULT_WUR;
 
-/* Within txn: the dataset with number / with id. VAULT_ERR_NOT_FOUND if none. */
+/* Within txn: the dataset with number. VAULT_ERR_NOT_FOUND if none. */
 int dataset_by_number(struct vault *v, struct store_txn *txn, uint32_t number,
     struct dataset_info *out) VAULT_WUR;
-int dataset_by_id(struct vault *v, struct store_txn *txn, const char *id,
-    struct dataset_info *out) VAULT_WUR;
 
-/* dataset_by_id in a snapshot of its own. */
+/* In a snapshot of its own: the dataset with id. VAULT_ERR_NOT_FOUND if none. */
 int dataset_find(struct vault *v, const char *id,
     struct dataset_info *out) VAULT_WUR;
 /*

@@ -1,9 +1,6 @@
-#include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "util/crashpoint.h"
 #include "audit/audit.h"
@@ -11,10 +8,7 @@
 #include "engine/dataset.h"
 #include "engine/deletion.h"
 #include "engine/ledger.h"
-#include "engine/requests.h"
 #include "store/meta.h"
-#include "util/log.h"
-
 
 const char *
 deletion_check_request_id(const char *id)
@@ -31,35 +25,16 @@ deletion_check_request_id(const char *id)
 	return NULL;
 }
 
-
 static int
 cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-
-
-
-/* A meta counter: 0 when absent. */
-static uint64_t
-meta_count(struct store_txn *txn, enum meta_key key, uint32_t n, int *err)
-{
-	uint64_t v;
-
-	*err = meta_get_u64(txn, key, n, &v);
-	if (*err == VAULT_ERR_NOT_FOUND)
-		*err = 0;
-	return v;
-}
-
 int
 deletion_pending(struct store_txn *txn, uint32_t version, uint64_t *count)
 {
-	int r;
-
-	*count = meta_count(txn, META_PENDING, version, &r);
-	return r;
+	return meta_get_u64_or0(txn, META_PENDING, version, count);
 }
 
 int
@@ -67,8 +42,6 @@ deletion_mark_final_txn(struct store_txn *txn, uint32_t version)
 {
 	return meta_del(txn, META_PENDING, version);
 }
-
-
 
 /* One ledger event per dataset, and the receipt's dataset list. */
 static int
@@ -119,7 +92,7 @@ delete_one(struct vault *v, struct store_txn *txn,
 	out->found = rm.found;
 	out->epoch = rm.found ? rm.epoch : keyring_active_version(v->kr);
 	out->deleted_at_ms = store_now_ms();
-	if ((r = audit_head(&v->audit, txn, &head_seq, head)) != 0)
+	if ((r = audit_head(txn, &head_seq, head)) != 0)
 		goto out;
 	if (head_seq > 0)
 		crypto_hex(head, AUDIT_HASH_BYTES, out->audit_head);
@@ -133,7 +106,7 @@ delete_one(struct vault *v, struct store_txn *txn,
 		goto out;
 	VAULT_CRASH_POINT("delete.after_store_receipt");
 	if (rm.found) {
-		pending = meta_count(txn, META_PENDING, rm.epoch, &r);
+		r = meta_get_u64_or0(txn, META_PENDING, rm.epoch, &pending);
 		if (r == 0)
 			r = meta_put_u64(txn, META_PENDING, rm.epoch,
 			    pending + 1);
@@ -195,5 +168,3 @@ deletion_run(struct vault *v, const struct deletion_request *reqs, size_t n,
 	}
 	return r;
 }
-
-

@@ -32,7 +32,6 @@ struct deletion_request {
 	const char *request_id;		/* validated, non-empty */
 };
 
-
 /* NULL when id is a valid request id (printable ASCII, no spaces, <= 128). */
 const char *deletion_check_request_id(const char *id);
 

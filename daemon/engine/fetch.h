@@ -21,8 +21,8 @@
  * for a million consumers and ten attributes). Streams are capped per
  * principal (max_streams_per_principal) and in all (max_streams).
  *
- * The snapshot is read in one read-only transaction, which keeps LMDB from
- * reusing pages freed meanwhile; a resumed call skips rows at or before its
+ * The snapshot is read in one read-only transaction, which keeps the store
+ * from reusing pages freed meanwhile; a resumed call skips rows at or before its
  * page token before decrypting anything.
  */
 #ifndef VAULT_FETCH_H

@@ -8,23 +8,10 @@
 #include "engine/ledger.h"
 #include "store/meta.h"
 
-/* A counter of the meta table: 0 when absent. */
-static int
-meta_count(struct store_txn *txn, enum meta_key key, uint64_t *v)
-{
-	int r = meta_get_u64(txn, key, 0, v);
-
-	if (r == VAULT_ERR_NOT_FOUND) {
-		*v = 0;
-		r = 0;
-	}
-	return r;
-}
-
 int
 ledger_next(struct store_txn *txn, uint64_t *seq)
 {
-	int r = meta_count(txn, META_LEDGER_NEXT, seq);
+	int r = meta_get_u64_or0(txn, META_LEDGER_NEXT, 0, seq);
 
 	if (r == 0 && *seq == 0)
 		*seq = 1;
@@ -65,7 +52,8 @@ ledger_read(struct vault *v, uint64_t after_seq, struct ledger_event *out,
 	*n = 0;
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		return r;
-	if ((r = meta_count(txn, META_LEDGER_EXPIRED, expired_through)) != 0)
+	if ((r = meta_get_u64_or0(txn, META_LEDGER_EXPIRED, 0,
+	    expired_through)) != 0)
 		goto out;
 	if ((rc = store_cursor_open(txn, STORE_LEDGER, &cur)) != 0) {
 		r = rc;

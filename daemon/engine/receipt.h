@@ -32,7 +32,7 @@
 
 #define RECEIPT_REQUEST_ID_MAX 128
 #define RECEIPT_KEY_PREFIX "del:"
-#define RECEIPT_REC_SIG (REQUEST_REF + CRYPTO_REF_BYTES)	/* the signature's offset */
+#define RECEIPT_REC_SIG REQUEST_REC_BYTES	/* the signature's offset */
 #define RECEIPT_REC_HDR (RECEIPT_REC_SIG + KEYRING_SIG_BYTES)	/* the text's */
 
 struct receipt {

@@ -158,9 +158,9 @@ record_open_attr(const uint8_t *dek, const uint8_t *ref, const char *name,
 	int r;
 
 	/*
-	 * LMDB keeps no checksums: a damaged node can claim any length, and
-	 * reading past the file's end would kill the process (SIGBUS). No
-	 * record longer than its largest possible size is read.
+	 * The store keeps no checksums: a damaged record can claim any
+	 * length, and reading past the file's end would kill the process
+	 * (SIGBUS). No record longer than its largest possible size is read.
 	 */
 	if (v->len < RECORD_ATTR_HDR + CRYPTO_OVERHEAD ||
 	    v->len > RECORD_ATTR_MAX || p[0] != RECORD_FORMAT) {
@@ -189,6 +189,9 @@ record_attr_updated(const struct store_val *v)
 		return 0;
 	return store_get_u64((const uint8_t *)v->data + RECORD_ATTR_UPDATED);
 }
+
+/* Where the first entry starts in a struct manifest, whose p is the count. */
+#define FIRST_IN_M (RECORD_MANIFEST_FIRST - RECORD_MANIFEST_COUNT)
 
 static const char manifest_personal[crypto_generichash_blake2b_PERSONALBYTES] =
     "vaultd-manifest";
@@ -228,26 +231,29 @@ record_manifest_open(const uint8_t *index_key, const uint8_t *ref,
 	uint8_t tag[RECORD_MANIFEST_TAG];
 	size_t body, off, n, i;
 
-	if (v->len < 3 + RECORD_MANIFEST_TAG || v->len > RECORD_MANIFEST_MAX ||
+	if (v->len < RECORD_MANIFEST_FIRST + RECORD_MANIFEST_TAG ||
+	    v->len > RECORD_MANIFEST_MAX ||
 	    p[0] != RECORD_MANIFEST_FORMAT)
 		goto bad;
 	body = v->len - RECORD_MANIFEST_TAG;
 	manifest_tag(index_key, ref, p, body, tag);
 	if (sodium_memcmp(tag, p + body, RECORD_MANIFEST_TAG) != 0)
 		goto bad;
-	n = (size_t)p[1] << 8 | p[2];
-	for (i = 0, off = 3, e = NULL; i < n; i++) {
+	n = (size_t)p[RECORD_MANIFEST_COUNT] << 8 | p[RECORD_MANIFEST_COUNT + 1];
+	for (i = 0, off = RECORD_MANIFEST_FIRST, e = NULL; i < n; i++) {
 		if (off >= body || p[off] == 0 || p[off] >= SCHEMA_NAME_MAX ||
-		    off + 1 + p[off] + 8 > body)
+		    off + RECORD_MANIFEST_ENTRY_BYTES(p[off]) > body)
 			goto bad;
-		if (e != NULL && name_cmp(e + 1, e[0], p + off + 1, p[off]) >= 0)
+		if (e != NULL && name_cmp(e + RECORD_MANIFEST_ENTRY_NAME, e[0],
+		    p + off + RECORD_MANIFEST_ENTRY_NAME, p[off]) >= 0)
 			goto bad;
 		e = p + off;
-		off += 1 + p[off] + 8;
+		off += RECORD_MANIFEST_ENTRY_BYTES(p[off]);
 	}
 	if (off != body)
 		goto bad;
-	*m = (struct manifest){ p + 1, body - 1, n };
+	*m = (struct manifest){ p + RECORD_MANIFEST_COUNT,
+	    body - RECORD_MANIFEST_COUNT, n };
 	return 0;
 bad:
 	log_error("a consumer's manifest failed its integrity check: the store "
@@ -259,16 +265,18 @@ int
 record_manifest_find(const struct manifest *m, const char *name, size_t len,
     uint64_t *updated)
 {
-	size_t off = 2;
+	size_t off = FIRST_IN_M;
 
 	for (size_t i = 0; i < m->n; i++) {
-		size_t nl = m->p[off];
+		const uint8_t *e = m->p + off;
+		size_t nl = e[0];
 
-		if (nl == len && memcmp(m->p + off + 1, name, len) == 0) {
-			*updated = store_get_u64(m->p + off + 1 + nl);
+		if (nl == len && memcmp(e + RECORD_MANIFEST_ENTRY_NAME, name,
+		    len) == 0) {
+			*updated = store_get_u64(e + RECORD_MANIFEST_ENTRY_UPDATED(nl));
 			return 0;
 		}
-		off += 1 + nl + 8;
+		off += RECORD_MANIFEST_ENTRY_BYTES(nl);
 	}
 	return VAULT_ERR_NOT_FOUND;
 }
@@ -277,15 +285,18 @@ int
 record_manifest_entries(const struct manifest *m, struct manifest_entry *e,
     size_t cap, size_t *n)
 {
-	size_t off = 2;
+	size_t off = FIRST_IN_M;
 
 	if (m->n > cap)
 		return VAULT_ERR_LIMIT;
 	for (size_t i = 0; i < m->n; i++) {
-		e[i].len = m->p[off];
-		memcpy(e[i].name, m->p + off + 1, e[i].len);
-		e[i].updated = store_get_u64(m->p + off + 1 + e[i].len);
-		off += 1 + e[i].len + 8;
+		const uint8_t *p = m->p + off;
+
+		e[i].len = p[0];
+		memcpy(e[i].name, p + RECORD_MANIFEST_ENTRY_NAME, e[i].len);
+		e[i].updated = store_get_u64(p +
+		    RECORD_MANIFEST_ENTRY_UPDATED(e[i].len));
+		off += RECORD_MANIFEST_ENTRY_BYTES(e[i].len);
 	}
 	*n = m->n;
 	return 0;
@@ -322,16 +333,17 @@ size_t
 record_manifest_seal(const uint8_t *index_key, const uint8_t *ref,
     const struct manifest_entry *e, size_t n, uint8_t *out)
 {
-	size_t off = 3;
+	size_t off = RECORD_MANIFEST_FIRST;
 
 	out[0] = RECORD_MANIFEST_FORMAT;
-	out[1] = (uint8_t)(n >> 8);
-	out[2] = (uint8_t)n;
+	out[RECORD_MANIFEST_COUNT] = (uint8_t)(n >> 8);
+	out[RECORD_MANIFEST_COUNT + 1] = (uint8_t)n;
 	for (size_t i = 0; i < n; i++) {
 		out[off] = (uint8_t)e[i].len;
-		memcpy(out + off + 1, e[i].name, e[i].len);
-		store_put_u64(out + off + 1 + e[i].len, e[i].updated);
-		off += 1 + e[i].len + 8;
+		memcpy(out + off + RECORD_MANIFEST_ENTRY_NAME, e[i].name, e[i].len);
+		store_put_u64(out + off + RECORD_MANIFEST_ENTRY_UPDATED(e[i].len),
+		    e[i].updated);
+		off += RECORD_MANIFEST_ENTRY_BYTES(e[i].len);
 	}
 	manifest_tag(index_key, ref, out, off, out + off);
 	return off + RECORD_MANIFEST_TAG;

@@ -1,10 +1,9 @@
 /*
  * The CCPA request records: one per request to know, opt out or delete,
  * kept for the retention period (janitor.c) as the proof a request was
- * made and answered. Deletion receipts (deletion.c) share the key space
+ * made and answered. Deletion receipts (receipt.c) share the key space
  * and the record's head.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -15,7 +14,7 @@ int
 requests_log_txn(struct store_txn *txn, const char *kind, const uint8_t *ref)
 {
 	char key[96], hex[2 * CRYPTO_REF_BYTES + 1];
-	uint8_t rec[1 + 8 + CRYPTO_REF_BYTES];
+	uint8_t rec[REQUEST_REC_BYTES];
 	struct timespec ts;
 	struct store_val k, val;
 
@@ -80,7 +79,7 @@ requests_expire_txn(struct store_txn *txn, uint64_t before_ms,
 	    STORE_FIRST); rc == 0 && seen < max; seen++) {
 		const uint8_t *p = val.data;
 
-		if (val.len >= REQUEST_REF && p[0] == REQUEST_REC_FORMAT &&
+		if (val.len >= REQUEST_REC_MIN && p[0] == REQUEST_REC_FORMAT &&
 		    store_get_u64(p + REQUEST_AT) < before_ms) {
 			if ((rc = store_cursor_del(cur)) != 0)
 				break;

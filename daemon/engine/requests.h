@@ -20,6 +20,9 @@
 #define REQUEST_REC_FORMAT 1
 #define REQUEST_AT 1		/* offset of the at ms field */
 #define REQUEST_REF 9		/* offset of the consumer ref */
+#define REQUEST_REC_BYTES (REQUEST_REF + CRYPTO_REF_BYTES)
+/* The least a record the sweep reads must hold: its format and time. */
+#define REQUEST_REC_MIN (REQUEST_AT + 8)
 
 /* In a write txn: records a request of kind ("know", "optout") about ref. */
 int requests_log_txn(struct store_txn *txn, const char *kind,

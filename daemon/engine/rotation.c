@@ -75,7 +75,8 @@ put_state(struct store_txn *txn, const struct state *s)
 	return meta_put(txn, META_ROTATION, 0, buf, sizeof(buf));
 }
 
-int
+/* Within txn: the rotation under way, if any. */
+static int
 rotation_state(struct store_txn *txn, bool *running,
     struct rotation_progress *p)
 {
@@ -398,7 +399,11 @@ version_index(const struct key_version *vs, size_t n, uint32_t version)
 	return lo < n && vs[lo].version == version ? lo : n;
 }
 
-int
+/*
+ * How many consumer DEKs each version of vs (ascending, n entries) wraps:
+ * counts[i] for vs[i].version. Only vs[i].version is read.
+ */
+static int
 rotation_dek_counts(struct store_txn *txn, const struct key_version *vs,
     size_t n, uint64_t *counts)
 {

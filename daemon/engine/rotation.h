@@ -55,17 +55,6 @@ int rotation_start(struct vault *v, uint32_t version, struct rotation_progress *
  */
 int rotation_run(struct vault *v, rotation_cb cb, void *arg) VAULT_WUR;
 
-/* Within txn: the rotation under way, if any. */
-int rotation_state(struct store_txn *txn, bool *running,
-    struct rotation_progress *p) VAULT_WUR;
-
-/*
- * How many consumer DEKs each version of vs (ascending, n entries) wraps:
- * counts[i] for vs[i].version. Only vs[i].version is read.
- */
-int rotation_dek_counts(struct store_txn *txn,
-    const struct key_version *vs, size_t n, uint64_t *counts) VAULT_WUR;
-
 /* The master keys' state for GetKeyStatus, read in one snapshot. */
 struct key_status {
 	struct key_version *vs;		/* every recorded version, ascending */

@@ -4,7 +4,7 @@
  * worker and sweeper threads), reloaded, and stopped within the grace
  * period. The pieces: cq.c (a call's arrival), call.c (its end), worker.c,
  * ctx.c (the handler API), authz.c, tls.c, streams.c, pending.c,
- * sweeper.c, alloc.c.
+ * counter.c, sweeper.c, alloc.c, reqcheck.c, denial.c.
  */
 #include <pthread.h>
 #include <stdatomic.h>

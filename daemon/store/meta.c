@@ -97,6 +97,15 @@ meta_get_u64(struct store_txn *txn, enum meta_key k, uint32_t n, uint64_t *v)
 }
 
 int
+meta_get_u64_or0(struct store_txn *txn, enum meta_key k, uint32_t n,
+    uint64_t *v)
+{
+	int r = meta_get_u64(txn, k, n, v);
+
+	return r == VAULT_ERR_NOT_FOUND ? 0 : r;
+}
+
+int
 meta_put_u64(struct store_txn *txn, enum meta_key k, uint32_t n, uint64_t v)
 {
 	uint8_t buf[8];

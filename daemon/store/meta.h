@@ -58,5 +58,8 @@ int meta_get_u64(struct store_txn *txn, enum meta_key k, uint32_t n,
     uint64_t *v) VAULT_WUR;
 int meta_put_u64(struct store_txn *txn, enum meta_key k, uint32_t n,
     uint64_t v) VAULT_WUR;
+/* As meta_get_u64, but absent is 0 and no error: for counters. */
+int meta_get_u64_or0(struct store_txn *txn, enum meta_key k, uint32_t n,
+    uint64_t *v) VAULT_WUR;
 
 #endif

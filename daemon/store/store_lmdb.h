@@ -1,7 +1,6 @@
 /*
- * The LMDB backend's own view of the store: for daemon/store/ only (and
- * the golden-bytes test, which reads raw records). Everything else goes
- * through store.h.
+ * The LMDB backend's own view of the store: for daemon/store/ only.
+ * Everything else, the golden-bytes test included, goes through store.h.
  *
  * A struct store_txn * is an MDB_txn * and a struct store_cursor * an
  * MDB_cursor *, cast: no allocation per transaction or cursor. The store
