@@ -375,10 +375,11 @@ load_schema(struct schema *s, config_t *lc, int default_k, char *err,
 	for (int i = 0; i < n; i++) {
 		config_setting_t *e = config_setting_get_elem(attrs, (unsigned)i);
 
+		/* Counted first: schema_free frees what a failed load left. */
+		s->n_attrs++;
 		if ((r = load_attr(&s->attrs[i], e, err, errlen)) != 0 ||
 		    (r = load_feature(&s->attrs[i], e, default_k, err, errlen)) != 0)
 			return r;
-		s->n_attrs++;
 		if (schema_find_attr(s, s->attrs[i].name,
 		    strlen(s->attrs[i].name)) != i)
 			return fail(err, errlen, "attribute '%s' is defined twice",
