@@ -35,6 +35,8 @@ static const struct ctl_command commands[] = {
 	  cmd_consent },
 	{ "features", "features --purpose P --dataset D [--attributes A,B...]\n"
 	  "          [--format csv|jsonl] [--batch-size N] [--page-token T]", cmd_features },
+	{ "backup", "backup --out FILE", cmd_backup },
+	{ "deletions", "deletions export --out FILE [--after SEQ]", cmd_deletions },
 };
 
 static void

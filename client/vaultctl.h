@@ -40,6 +40,8 @@ int cmd_receipt(struct ctl *ctl, int argc, char **argv);
 int cmd_watch(struct ctl *ctl, int argc, char **argv);
 int cmd_audit(struct ctl *ctl, int argc, char **argv);
 int cmd_export(struct ctl *ctl, int argc, char **argv);
+int cmd_backup(struct ctl *ctl, int argc, char **argv);
+int cmd_deletions(struct ctl *ctl, int argc, char **argv);
 
 /* Prints a failed call to stderr (or as JSON) and returns its exit code. */
 int ctl_fail(const struct ctl *ctl, const struct vc_status *st);

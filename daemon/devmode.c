@@ -85,18 +85,21 @@ static const char dev_policy[] =
 "  keyadmin = [\"/vault.v1.Keys/RotateMasterKey\", \"/vault.v1.Keys/GetKeyStatus\",\n"
 "              \"/vault.v1.Keys/DestroyMasterKey\", \"/vault.v1.Keys/RotateConsumerKey\"];\n"
 "  auditor = [\"/vault.v1.Audit/QueryAudit\", \"/vault.v1.Audit/VerifyAudit\"];\n"
+"  backup = [\"/vault.v1.Admin/Backup\", \"/vault.v1.Admin/ExportDeletions\"];\n"
 "};\n"
 "\n"
 "principals = (\n"
 "  { name = \"dev\"; token_hash = \"%s\";\n"
-"    roles = [\"writer\", \"reader\", \"ml\", \"privacy\", \"keyadmin\", \"auditor\"];\n"
+"    roles = [\"writer\", \"reader\", \"ml\", \"privacy\", \"keyadmin\", \"auditor\",\n"
+"             \"backup\"];\n"
 "    purposes = [\"*\"]; },\n"
 "  { name = \"writer\"; identity = \"writer\"; roles = [\"writer\"]; },\n"
 "  { name = \"reader\"; identity = \"reader\"; roles = [\"reader\"]; purposes = [\"service\"]; },\n"
 "  { name = \"ml\"; identity = \"ml\"; roles = [\"ml\"]; purposes = [\"training\", \"research\"]; },\n"
 "  { name = \"privacy\"; identity = \"privacy\"; roles = [\"privacy\"]; purposes = [\"*\"]; },\n"
 "  { name = \"keyadmin\"; identity = \"keyadmin\"; roles = [\"keyadmin\"]; },\n"
-"  { name = \"auditor\"; identity = \"auditor\"; roles = [\"auditor\"]; }\n"
+"  { name = \"auditor\"; identity = \"auditor\"; roles = [\"auditor\"]; },\n"
+"  { name = \"backup\"; identity = \"backup\"; roles = [\"backup\"]; }\n"
 ");\n";
 
 static int
@@ -325,7 +328,7 @@ int
 devmode_tls(const char *dir, char *out, size_t len)
 {
 	static const char *const roles[] = { "writer", "reader", "ml", "privacy",
-	    "keyadmin", "auditor" };
+	    "keyadmin", "auditor", "backup" };
 	char tls[4200], cmd[8500];
 	mode_t old;
 	int r = 0;

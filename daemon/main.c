@@ -8,6 +8,8 @@
  *   vaultd --hash-token (--config FILE | --dev)          token hash for a policy
  *   vaultd --purge-unknown-attributes (--config FILE | --dev)
  *                                   remove values the schema no longer has
+ *   vaultd --restore FILE (--deletions FILE | --no-deletions) (--config FILE | --dev)
+ *   vaultd --compact | --migrate (--config FILE | --dev)   (maint.h)
  */
 #include <errno.h>
 #include <getopt.h>
@@ -35,6 +37,7 @@
 #include "devmode.h"
 #include "api/handlers.h"
 #include "engine/janitor.h"
+#include "maint.h"
 #include "audit/journal.h"
 #include "crypto/keyring.h"
 #include "util/log.h"
@@ -50,6 +53,9 @@ struct options {
 	bool dev, hash_token, tls, purge_unknown, verify_audit, init, check;
 	const char *data_dir, *listen, *config, *check_config, *gen_key,
 	    *log_level;
+	/* Maintenance (maint.h). */
+	const char *restore, *deletions;
+	bool no_deletions, compact, migrate;
 };
 
 static void
@@ -63,6 +69,9 @@ usage(FILE *f)
 	    "       vaultd --gen-key FILE\n"
 	    "       vaultd --hash-token (--config FILE | --dev [--data-dir DIR]) < token\n"
 	    "       vaultd --purge-unknown-attributes (--config FILE | --dev [--data-dir DIR])\n"
+	    "       vaultd --restore FILE (--deletions FILE | --no-deletions)\n"
+	    "              (--config FILE | --dev --data-dir DIR)\n"
+	    "       vaultd --compact | --migrate (--config FILE | --dev [--data-dir DIR])\n"
 	    "options:\n"
 	    "  --dev              development vault under --data-dir (default ./var/vault),\n"
 	    "                     created on first run; plaintext on loopback only\n"
@@ -83,8 +92,32 @@ usage(FILE *f)
 	    "  --purge-unknown-attributes\n"
 	    "                     delete the stored values of attributes the schema no\n"
 	    "                     longer has (the daemon must be stopped), then exit\n"
+	    "  --restore FILE     restore a backup (vaultctl backup) into an empty store\n"
+	    "                     directory, applying again every deletion of the\n"
+	    "                     --deletions export made since (docs/backup.md)\n"
+	    "  --compact          swap in a compact copy of the store (stopped daemon)\n"
+	    "  --migrate          upgrade the store's format (stopped daemon)\n"
 	    "  --log-level LEVEL  error, warn, info or debug\n"
 	    "  --version, --help\n");
+}
+
+/* At most one maintenance command; a restore names its deletion export. */
+static bool
+maint_options_bad(const struct options *o)
+{
+	int n = (o->restore != NULL) + o->compact + o->migrate + o->purge_unknown +
+	    o->hash_token + o->check + o->init;
+
+	if (n > 1)
+		return true;
+	if (o->restore == NULL)
+		return o->deletions != NULL || o->no_deletions;
+	if ((o->deletions != NULL) == o->no_deletions) {
+		fprintf(stderr, "vaultd: --restore needs --deletions FILE (the "
+		    "deletion export taken after the backup), or --no-deletions\n");
+		return true;
+	}
+	return false;
 }
 
 static int
@@ -104,6 +137,11 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "verify-audit", no_argument, NULL, 'A' },
 		{ "init", no_argument, NULL, 'I' },
+		{ "restore", required_argument, NULL, 'R' },
+		{ "deletions", required_argument, NULL, 'E' },
+		{ "no-deletions", no_argument, NULL, 'N' },
+		{ "compact", no_argument, NULL, 'O' },
+		{ "migrate", no_argument, NULL, 'M' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -127,6 +165,11 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'L': o->log_level = optarg; break;
 		case 'A': o->verify_audit = true; break;
 		case 'I': o->init = true; break;
+		case 'R': o->restore = optarg; break;
+		case 'E': o->deletions = optarg; break;
+		case 'N': o->no_deletions = true; break;
+		case 'O': o->compact = true; break;
+		case 'M': o->migrate = true; break;
 		case 'V': printf("vaultd %s\n", VAULTD_VERSION); exit(0);
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
@@ -140,11 +183,36 @@ parse_options(int argc, char **argv, struct options *o)
 		usage(stderr);
 		return -1;
 	}
+	if (maint_options_bad(o)) {
+		usage(stderr);
+		return -1;
+	}
 	if (o->log_level != NULL && log_level_parse(o->log_level) < 0) {
 		fprintf(stderr, "vaultd: unknown log level\n");
 		return -1;
 	}
 	return 0;
+}
+
+static bool
+maint_command(const struct options *o)
+{
+	return o->restore != NULL || o->compact || o->migrate;
+}
+
+/*
+ * --dev --restore: checked before dev mode writes its config into the
+ * data directory, so a refused restore changes no file (devmode.c's
+ * layout: DIR/db, DIR/keys).
+ */
+static int
+dev_restore_check(const struct options *o)
+{
+	char store[4096], keys[4096];
+
+	snprintf(store, sizeof(store), "%s/db", o->data_dir);
+	snprintf(keys, sizeof(keys), "%s/keys", o->data_dir);
+	return maint_restore_check(o->restore, o->deletions, store, keys);
 }
 
 /* The methods a policy may name: the dispatch table's paths. */
@@ -536,8 +604,10 @@ main(int argc, char **argv)
 	if (o.dev) {
 		snprintf(config_path, sizeof(config_path), "%s/vaultd.conf",
 		    o.data_dir);
+		if (o.restore != NULL && dev_restore_check(&o) != 0)
+			return 1;
 		if (access(config_path, F_OK) != 0 && !o.hash_token &&
-		    !o.purge_unknown && probe_listen(o.listen != NULL ? o.listen :
+		    !o.purge_unknown && !maint_command(&o) && probe_listen(o.listen != NULL ? o.listen :
 		    DEVMODE_LISTEN) != 0)
 			return 1;
 		if (devmode_prepare(o.data_dir, config_path, sizeof(config_path)) != 0)
@@ -571,6 +641,12 @@ main(int argc, char **argv)
 	}
 	if (o.purge_unknown) {
 		r = purge_unknown(cfg);
+		config_free(cfg);
+		return r;
+	}
+	if (maint_command(&o)) {
+		r = o.restore != NULL ? maint_restore(cfg, o.restore, o.deletions) :
+		    o.compact ? maint_compact(cfg) : maint_migrate(cfg);
 		config_free(cfg);
 		return r;
 	}

@@ -8,6 +8,7 @@
 #include "api/handlers.h"
 #include "conf/schema.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "vault/v1/admin.pb-c.h"
 #include "vault/v1/vault.pb-c.h"
 
 #define V1 "/vault.v1."
@@ -44,6 +45,10 @@ const struct rpc_method dispatch_methods[] = {
 	  handle_query_audit, RPC_AUDIT_DENIALS_ONLY },
 	{ V1 "Audit/VerifyAudit", RPC_UNARY, REQ(verify_audit_request),
 	  handle_verify_audit, RPC_AUDIT_DENIALS_ONLY },
+	{ V1 "Admin/Backup", RPC_SERVER_STREAM, REQ(backup_request),
+	  handle_backup, 0 },
+	{ V1 "Admin/ExportDeletions", RPC_SERVER_STREAM,
+	  REQ(export_deletions_request), handle_export_deletions, 0 },
 	{ "/grpc.health.v1.Health/Check", RPC_UNARY,
 	  &grpc__health__v1__health_check_request__descriptor,
 	  handle_health_check, RPC_PUBLIC },

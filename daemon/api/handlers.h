@@ -27,6 +27,8 @@ int handle_rotate_consumer_key(struct rpc_ctx *ctx, const ProtobufCMessage *req)
 int handle_query_audit(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_verify_audit(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_export_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_backup(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_export_deletions(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 extern const struct rpc_audit_sink audit_sink;
 int handle_health_check(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_health_watch(struct rpc_ctx *ctx, const ProtobufCMessage *req);

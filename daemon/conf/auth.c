@@ -44,6 +44,8 @@ static const struct {
 	{ "keyadmin", { "/vault.v1.Consumers/", "/vault.v1.Features/",
 	    "/vault.v1.Audit/", NULL }, NULL },
 	{ "auditor", { NULL }, "/vault.v1.Audit/" },
+	/* A backup holds every consumer's sealed data: nothing else. */
+	{ "backup", { NULL }, "/vault.v1.Admin/" },
 };
 
 static void

@@ -6,6 +6,7 @@
 #include "audit/audit.h"
 #include "engine/consumer.h"
 #include "engine/dataset.h"
+#include "engine/dellog.h"
 #include "engine/deletion.h"
 #include "engine/ledger.h"
 #include "store/meta.h"
@@ -105,6 +106,10 @@ delete_one(struct vault *v, struct store_txn *txn,
 	if ((r = receipt_put_txn(txn, ref, out)) != 0)
 		goto out;
 	VAULT_CRASH_POINT("delete.after_store_receipt");
+	/* For restores: a backup older than this deletion re-applies it. */
+	if (rm.found &&
+	    (r = dellog_append_txn(txn, ref, out->deleted_at_ms)) != 0)
+		goto out;
 	if (rm.found) {
 		r = meta_get_u64_or0(txn, META_PENDING, rm.epoch, &pending);
 		if (r == 0)

@@ -24,6 +24,7 @@ static const struct { const char *name; enum member member; } keys[META_KEYS] = 
 	[META_AUDIT_INDEXED] = { "audit_indexed", ONE },
 	[META_AUDIT_CHECKPOINT] = { "audit_checkpoint", ONE },
 	[META_AUDIT_JOURNAL_SEQ] = { "audit_journal_seq", ONE },
+	[META_DELETION_NEXT] = { "deletion_next", ONE },
 };
 
 const char *

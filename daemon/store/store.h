@@ -78,6 +78,7 @@ enum store_space {
 	STORE_REQUESTS,		/* request records (deletion receipts, ...) */
 	STORE_GC,		/* ref -> deleted ms: attributes left to collect */
 	STORE_MANIFESTS,	/* ref -> the consumer's attribute manifest */
+	STORE_DELETIONS,	/* seq -> a deletion, for restores (dellog.h) */
 	STORE_SPACES
 };
 

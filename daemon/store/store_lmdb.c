@@ -101,6 +101,7 @@ static const struct { const char *name; unsigned flags; } spaces[STORE_SPACES] =
 	[STORE_REQUESTS] = { "requests", 0 },
 	[STORE_GC] = { "gc", 0 },
 	[STORE_MANIFESTS] = { "manifests", 0 },
+	[STORE_DELETIONS] = { "deletions", 0 },
 };
 
 static int
@@ -121,17 +122,25 @@ open_dbs(struct store *st)
 	rc = mdb_get(txn, st->meta, &k, &v);
 	if (rc == MDB_NOTFOUND) {
 		store_put_u32(fmt, STORE_FORMAT_VERSION);
+		st->format = STORE_FORMAT_VERSION;
 		v.mv_size = sizeof(fmt);
 		v.mv_data = fmt;
 		if ((rc = mdb_put(txn, st->meta, &k, &v, 0)) != 0)
 			goto fail;
 	} else if (rc != 0) {
 		goto fail;
-	} else if (v.mv_size != 4 ||
-	    store_get_u32(v.mv_data) != STORE_FORMAT_VERSION) {
-		log_error("the store has an unknown format version; refusing it");
+	} else if (v.mv_size != 4) {
+		log_error("the store's format version record is corrupt (%zu "
+		    "bytes, not 4); refusing it", v.mv_size);
 		mdb_txn_abort(txn);
 		return VAULT_ERR_STATE;
+	} else {
+		st->format = store_get_u32(v.mv_data);
+		if (st->format != STORE_FORMAT_VERSION && !st->any_format) {
+			store_format_refusal(st->format);
+			mdb_txn_abort(txn);
+			return VAULT_ERR_STATE;
+		}
 	}
 	if ((rc = mdb_txn_commit(txn)) != 0)
 		return store_err(st, rc, "create databases");
@@ -245,8 +254,29 @@ out:
 	return r;
 }
 
+/*
+ * Found and expected, and what to do: an older store is migrated by
+ * vaultd --migrate (store_migrate.c); a newer one needs a newer vaultd.
+ */
+void
+store_format_refusal(uint32_t found)
+{
+	log_error("store format %u; this vaultd reads %u..%u; %s", found,
+	    (unsigned)STORE_FORMAT_VERSION, (unsigned)STORE_FORMAT_VERSION,
+	    found < STORE_FORMAT_VERSION ? "run vaultd --migrate (back the "
+	    "store up first)" : "it was written by a newer vaultd: run that "
+	    "version, or restore a backup made by this one");
+}
+
 int
 store_open(struct store **out, const char *dir, size_t map_size)
+{
+	return store_open_lmdb(out, dir, map_size, false);
+}
+
+int
+store_open_lmdb(struct store **out, const char *dir, size_t map_size,
+    bool any_format)
 {
 	struct store *st;
 	int rc, r;
@@ -256,6 +286,7 @@ store_open(struct store **out, const char *dir, size_t map_size)
 		return r;
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return VAULT_ERR_NOMEM;
+	st->any_format = any_format;
 	if ((rc = mdb_env_create(&st->env)) != 0 ||
 	    (rc = mdb_env_set_maxdbs(st->env, STORE_MAX_DBS)) != 0 ||
 	    (rc = mdb_env_set_maxreaders(st->env, STORE_MAX_READERS)) != 0 ||

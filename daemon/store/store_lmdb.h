@@ -20,7 +20,7 @@ struct store {
 		struct {
 			MDB_dbi consumers, attrs, consents, counts, lineage,
 			    datasets, ledger, audit, audit_ref, meta, requests,
-			    gc, manifests;
+			    gc, manifests, deletions;
 		};
 	};
 	volatile int failed;
@@ -28,6 +28,9 @@ struct store {
 	int high_water_pct;
 	size_t disk_reserve;
 	int refusing;
+	/* The format version the store recorded; any_format: opened anyway. */
+	uint32_t format;
+	bool any_format;
 };
 
 static inline MDB_txn *
@@ -41,5 +44,14 @@ store_mdb_txn(struct store_txn *txn)
  * failed when it is fatal. what names the operation, for the log.
  */
 int store_err(struct store *st, int mdb_rc, const char *what);
+
+/*
+ * store_open, but with any_format a store of another format version opens
+ * too (st->format says which): for the migration only (store_migrate.c).
+ */
+int store_open_lmdb(struct store **out, const char *dir, size_t map_size,
+    bool any_format) VAULT_WUR;
+/* Logs why a store of format found is refused, with what this vaultd reads. */
+void store_format_refusal(uint32_t found);
 
 #endif

@@ -1,0 +1,127 @@
+/*
+ * vault.v1.Admin: the hot backup and the deletion export (docs/backup.md).
+ * Both are streams for the "backup" role; the runtime audits each call
+ * (principal, method, outcome) before its first message.
+ */
+#include <stdlib.h>
+
+#include <sodium.h>
+
+#include "api/handlers.h"
+#include "engine/backup.h"
+#include "engine/dellog.h"
+#include "engine/vault.h"
+#include "vault/v1/admin.pb-c.h"
+
+#define EXPORT_BATCH 512
+
+static int
+send_data(void *arg, const uint8_t *data, size_t len)
+{
+	Vault__V1__BackupChunk c = VAULT__V1__BACKUP_CHUNK__INIT;
+
+	c.data = (ProtobufCBinaryData){ len, (uint8_t *)data };
+	return rpc_send(arg, &c.base);
+}
+
+static int
+send_manifest(void *arg, const struct backup_manifest *m)
+{
+	Vault__V1__BackupChunk c = VAULT__V1__BACKUP_CHUNK__INIT;
+	Vault__V1__BackupManifest mf = VAULT__V1__BACKUP_MANIFEST__INIT;
+
+	mf.created_ms = m->created_ms;
+	mf.store_format = m->store_format;
+	mf.n_key_versions = m->n_versions;
+	mf.key_versions = (uint32_t *)m->versions;
+	mf.deletion_seq = m->deletion_seq;
+	mf.vault_id = (ProtobufCBinaryData){ sizeof(m->vault_id),
+	    (uint8_t *)m->vault_id };
+	mf.data_bytes = m->bytes;
+	mf.data_blake2b = (ProtobufCBinaryData){ sizeof(m->hash),
+	    (uint8_t *)m->hash };
+	c.manifest = &mf;
+	return rpc_send(arg, &c.base);
+}
+
+int
+handle_backup(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+	struct backup_sink sink = { send_data, send_manifest, ctx };
+	int r;
+
+	(void)msg;
+	rpc_audit_detail(ctx, "hot backup (compact copy)");
+	if ((r = backup_run(rpc_app(ctx), &sink)) == 0)
+		return 0;
+	if (rpc_cancelled(ctx))
+		return VAULT_ERR_CANCELLED;
+	if (r == VAULT_ERR_UNAVAILABLE)
+		return rpc_fail(ctx, r, "the store has failed; no backup was made");
+	return rpc_fail(ctx, r, "the backup failed (%s); see the server log",
+	    vault_strerror(r));
+}
+
+static int
+send_batch(struct rpc_ctx *ctx, const struct vault *v,
+    struct dellog_entry *e, size_t n)
+{
+	Vault__V1__DeletionBatch b = VAULT__V1__DELETION_BATCH__INIT;
+	Vault__V1__DeletionRecord *recs = NULL, **ptrs = NULL;
+	int r = VAULT_ERR_NOMEM;
+
+	if (n > 0 && ((recs = calloc(n, sizeof(*recs))) == NULL ||
+	    (ptrs = calloc(n, sizeof(*ptrs))) == NULL))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		vault__v1__deletion_record__init(&recs[i]);
+		recs[i].seq = e[i].seq;
+		recs[i].consumer_ref = (ProtobufCBinaryData){ CRYPTO_REF_BYTES,
+		    e[i].ref };
+		recs[i].deleted_at_ms = e[i].deleted_at_ms;
+		ptrs[i] = &recs[i];
+	}
+	b.vault_id = (ProtobufCBinaryData){ KEYRING_PK_BYTES,
+	    (uint8_t *)keyring_receipt_public_key(v->kr) };
+	b.n_records = n;
+	b.records = ptrs;
+	r = rpc_send(ctx, &b.base);
+out:
+	free(ptrs);
+	free(recs);
+	return r;
+}
+
+/*
+ * The log from after_seq to its end as it stands, in batches; always at
+ * least one batch (it names the vault even when there is nothing to list).
+ */
+int
+handle_export_deletions(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+	const Vault__V1__ExportDeletionsRequest *req = (const void *)msg;
+	struct vault *v = rpc_app(ctx);
+	struct dellog_entry *e;
+	uint64_t after = req->after_seq;
+	size_t n;
+	bool sent = false;
+	int r;
+
+	rpc_audit_detail(ctx, "deletions after seq %llu",
+	    (unsigned long long)after);
+	if ((e = calloc(EXPORT_BATCH, sizeof(*e))) == NULL)
+		return VAULT_ERR_NOMEM;
+	for (;;) {
+		if ((r = dellog_read(v, after, e, EXPORT_BATCH, &n)) != 0)
+			break;
+		if ((n > 0 || !sent) && (r = send_batch(ctx, v, e, n)) != 0)
+			break;
+		sent = true;
+		if (n < EXPORT_BATCH)
+			break;
+		after = e[n - 1].seq;
+	}
+	sodium_memzero(e, EXPORT_BATCH * sizeof(*e));
+	free(e);
+	return r;
+}

@@ -1,0 +1,59 @@
+/*
+ * Hot backups (backup.c): a compact, consistent copy of the store
+ * (store/copy.h), streamed to a sink while the vault serves, with its
+ * manifest: what a restore needs to know before it opens the copy.
+ *
+ * The manifest is read just before the copy's snapshot is taken:
+ *  - deletion_seq: the deletion log's next sequence number (dellog.h). A
+ *    deletion logged at or after it may be missing from the copy; a
+ *    restore re-applies every such one. Deletions between the manifest and
+ *    the snapshot are in the copy already; re-applying them is harmless.
+ *  - versions: the master key versions not destroyed before or after the
+ *    copy (read again once it is complete) (a superset of those the copy's records are sealed under). A
+ *    restore needs their key files; once all are destroyed the copy is
+ *    crypto-shredded and cannot be restored, by design.
+ *  - vault_id: the receipt public key, which names the vault: a deletion
+ *    export of another vault is refused.
+ */
+#ifndef VAULT_BACKUP_H
+#define VAULT_BACKUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/vault.h"
+
+#define BACKUP_MAX_VERSIONS 64
+#define BACKUP_HASH_BYTES 32		/* BLAKE2b-256 of the data */
+#define BACKUP_CHUNK_BYTES (256 * 1024)
+
+struct backup_manifest {
+	uint64_t created_ms;
+	uint32_t store_format;
+	uint64_t deletion_seq;
+	uint32_t versions[BACKUP_MAX_VERSIONS];
+	size_t n_versions;
+	uint8_t vault_id[KEYRING_PK_BYTES];
+	uint64_t bytes;				/* the data's size */
+	uint8_t hash[BACKUP_HASH_BYTES];	/* and BLAKE2b-256 */
+};
+
+/*
+ * Receives the data in order, then (once the copy is complete) the
+ * manifest; non-zero stops the backup.
+ */
+struct backup_sink {
+	int (*data)(void *arg, const uint8_t *data, size_t len);
+	int (*manifest)(void *arg, const struct backup_manifest *m);
+	void *arg;
+};
+
+/*
+ * Streams a backup to sink: the compact copy in chunks of at most
+ * BACKUP_CHUNK_BYTES, then the manifest with the data's size and hash.
+ * Nothing is written to disk on the way (the copy goes through a pipe). A
+ * sink error is returned as it was.
+ */
+int backup_run(struct vault *v, const struct backup_sink *sink) VAULT_WUR;
+
+#endif

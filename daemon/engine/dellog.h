@@ -1,0 +1,46 @@
+/*
+ * The deletion log (dellog.c): every consumer deletion, in order, for
+ * restores. A backup records the log's next sequence number; a restore
+ * re-applies every deletion at or after it, from an export of this log
+ * (Admin.ExportDeletions) kept apart from the store, so a restored backup
+ * never brings a deleted consumer back.
+ *
+ * deletions: seq(8) -> fmt(1) | deleted ms(8) | consumer ref(32)
+ * meta:      "deletion_next" -> the next seq(8) (1 when absent)
+ *
+ * It holds refs (keyed hashes of consumer ids under the vault's index
+ * key), never an id: without the vault's keys a ref links to no one.
+ * Only deletions that found their consumer are logged.
+ */
+#ifndef VAULT_DELLOG_H
+#define VAULT_DELLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto/crypto.h"
+#include "engine/vault.h"
+
+#define DELLOG_REC_FORMAT 1
+#define DELLOG_AT 1			/* offsets of a record's fields */
+#define DELLOG_REF 9
+#define DELLOG_REC_BYTES (DELLOG_REF + CRYPTO_REF_BYTES)
+
+struct dellog_entry {
+	uint64_t seq;
+	uint64_t deleted_at_ms;
+	uint8_t ref[CRYPTO_REF_BYTES];
+};
+
+/* Within txn: the sequence number the next deletion takes (>= 1). */
+int dellog_next(struct store_txn *txn, uint64_t *seq) VAULT_WUR;
+
+/* In a write txn: logs the deletion of ref at at_ms, under the next seq. */
+int dellog_append_txn(struct store_txn *txn, const uint8_t *ref,
+    uint64_t at_ms) VAULT_WUR;
+
+/* Reads up to cap entries after after_seq, in order, into out (*n). */
+int dellog_read(struct vault *v, uint64_t after_seq, struct dellog_entry *out,
+    size_t cap, size_t *n) VAULT_WUR;
+
+#endif

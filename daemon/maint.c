@@ -1,0 +1,651 @@
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "audit/audit.h"
+#include "crypto/crypto.h"
+#include "engine/backup.h"
+#include "engine/deletion.h"
+#include "engine/vault.h"
+#include "maint.h"
+#include "store/copy.h"
+#include "store/migrate.h"
+#include "util/fsutil.h"
+#include "util/log.h"
+
+#define REPLAY_BATCH 64
+
+struct manifest {
+	uint64_t created_ms, deletion_seq, data_bytes;
+	uint32_t store_format;
+	uint32_t versions[BACKUP_MAX_VERSIONS];
+	size_t n_versions;
+	uint8_t vault_id[KEYRING_PK_BYTES];
+	uint8_t hash[BACKUP_HASH_BYTES];
+};
+
+struct deletion {
+	uint64_t seq, at_ms;
+	uint8_t ref[CRYPTO_REF_BYTES];
+};
+
+struct export {
+	uint8_t vault_id[KEYRING_PK_BYTES];
+	uint64_t after_seq;
+	struct deletion *d;
+	size_t n;
+};
+
+static int
+unhex(const char *hex, uint8_t *out, size_t len)
+{
+	size_t got;
+
+	if (strlen(hex) != len * 2 || sodium_hex2bin(out, len, hex, len * 2,
+	    NULL, &got, NULL) != 0 || got != len)
+		return -1;
+	return 0;
+}
+
+static int
+parse_u64(const char *s, uint64_t *v)
+{
+	char *end;
+
+	errno = 0;
+	if (*s < '0' || *s > '9')
+		return -1;
+	*v = strtoull(s, &end, 10);
+	return errno != 0 || *end != '\0' ? -1 : 0;
+}
+
+static int
+parse_versions(char *s, struct manifest *m)
+{
+	for (char *save = NULL, *t = strtok_r(s, ",", &save); t != NULL;
+	    t = strtok_r(NULL, ",", &save)) {
+		uint64_t v;
+
+		if (parse_u64(t, &v) != 0 || v == 0 || v > UINT32_MAX ||
+		    m->n_versions == BACKUP_MAX_VERSIONS)
+			return -1;
+		m->versions[m->n_versions++] = (uint32_t)v;
+	}
+	return m->n_versions > 0 ? 0 : -1;
+}
+
+/* One "name value" line of the manifest; 0 when known and well-formed. */
+static int
+manifest_field(struct manifest *m, char *line, unsigned *seen)
+{
+	char *val = strchr(line, ' ');
+	uint64_t u;
+
+	if (val == NULL)
+		return -1;
+	*val++ = '\0';
+	if (strcmp(line, "vaultd-backup") == 0) {
+		*seen |= 1;
+		return strcmp(val, "1") == 0 ? 0 : -1;
+	}
+	if (strcmp(line, "key_versions") == 0)
+		return *seen |= 2, parse_versions(val, m);
+	if (strcmp(line, "vault_id") == 0)
+		return *seen |= 4, unhex(val, m->vault_id, sizeof(m->vault_id));
+	if (strcmp(line, "data_blake2b") == 0)
+		return *seen |= 8, unhex(val, m->hash, sizeof(m->hash));
+	if (parse_u64(val, &u) != 0)
+		return -1;
+	if (strcmp(line, "created_ms") == 0)
+		m->created_ms = u, *seen |= 16;
+	else if (strcmp(line, "deletion_seq") == 0)
+		m->deletion_seq = u, *seen |= 32;
+	else if (strcmp(line, "data_bytes") == 0)
+		m->data_bytes = u, *seen |= 64;
+	else if (strcmp(line, "store_format") == 0 && u <= UINT32_MAX)
+		m->store_format = (uint32_t)u, *seen |= 128;
+	return 0;		/* a later field this vaultd does not know */
+}
+
+static int
+open_regular(const char *path, const char *what, int *fd, off_t *size)
+{
+	struct stat sb;
+
+	if ((*fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+		log_error("cannot open the %s %s: %s", what, path, strerror(errno));
+		return -1;
+	}
+	if (fstat(*fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		log_error("the %s %s is not a regular file", what, path);
+		close(*fd);
+		*fd = -1;
+		return -1;
+	}
+	*size = sb.st_size;
+	return 0;
+}
+
+static int
+read_manifest(const char *path, struct manifest *m)
+{
+	char buf[MAINT_BACKUP_HEADER + 1];
+	unsigned seen = 0;
+	off_t size;
+	int fd, r = -1;
+
+	memset(m, 0, sizeof(*m));
+	if (open_regular(path, "backup", &fd, &size) != 0)
+		return -1;
+	if (pread(fd, buf, MAINT_BACKUP_HEADER, 0) != MAINT_BACKUP_HEADER)
+		goto bad;
+	buf[MAINT_BACKUP_HEADER] = '\0';
+	for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l != NULL;
+	    l = strtok_r(NULL, "\n", &save))
+		if (manifest_field(m, l, &seen) != 0)
+			goto bad;
+	if (seen != 255)
+		goto bad;
+	if ((uint64_t)size != MAINT_BACKUP_HEADER + m->data_bytes) {
+		log_error("the backup %s is %lld bytes, its manifest says %llu: "
+		    "it was cut or appended to; nothing was restored", path,
+		    (long long)size, (unsigned long long)(MAINT_BACKUP_HEADER +
+		    m->data_bytes));
+		goto out;
+	}
+	r = 0;
+	goto out;
+bad:
+	log_error("%s is not a vaultd backup (no valid manifest); nothing was "
+	    "restored", path);
+out:
+	close(fd);
+	return r;
+}
+
+static int
+export_line(struct export *e, char *l, unsigned *seen, size_t *cap)
+{
+	char *f[3], *save = NULL;
+	uint64_t u;
+	struct deletion *d;
+
+	if (strcmp(l, "vaultd-deletions 1") == 0)
+		return *seen |= 1, 0;
+	if (strncmp(l, "vault_id ", 9) == 0)
+		return *seen |= 2, unhex(l + 9, e->vault_id, sizeof(e->vault_id));
+	if (strncmp(l, "after_seq ", 10) == 0)
+		return *seen |= 4, parse_u64(l + 10, &e->after_seq);
+	if (strncmp(l, "count ", 6) == 0)
+		return parse_u64(l + 6, &u) == 0 ? (*seen |= 8, 0) : -1;
+	for (int i = 0; i < 3; i++)
+		if ((f[i] = strtok_r(i == 0 ? l : NULL, " ", &save)) == NULL)
+			return -1;
+	if (e->n == *cap) {
+		size_t c = *cap ? *cap * 2 : 256;
+
+		if ((d = realloc(e->d, c * sizeof(*d))) == NULL)
+			return -1;
+		e->d = d;
+		*cap = c;
+	}
+	d = &e->d[e->n];
+	if (parse_u64(f[0], &d->seq) != 0 || unhex(f[1], d->ref,
+	    sizeof(d->ref)) != 0 || parse_u64(f[2], &d->at_ms) != 0 ||
+	    (e->n > 0 && d->seq <= e->d[e->n - 1].seq))
+		return -1;
+	e->n++;
+	return 0;
+}
+
+static int
+read_export(const char *path, struct export *e)
+{
+	FILE *f = NULL;
+	char line[256];
+	unsigned seen = 0;
+	size_t cap = 0, lineno = 0;
+	off_t size;
+	int fd, r = -1;
+
+	memset(e, 0, sizeof(*e));
+	if (open_regular(path, "deletion export", &fd, &size) != 0)
+		return -1;
+	if ((f = fdopen(fd, "r")) == NULL) {
+		close(fd);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		line[strcspn(line, "\n")] = '\0';
+		if (export_line(e, line, &seen, &cap) != 0) {
+			log_error("the deletion export %s is damaged at line %zu; "
+			    "nothing was restored", path, lineno);
+			goto out;
+		}
+	}
+	if (seen != 15) {
+		log_error("%s is not a vaultd deletion export; nothing was "
+		    "restored", path);
+		goto out;
+	}
+	r = 0;
+out:
+	fclose(f);
+	return r;
+}
+
+/* An absent store directory, or an empty one. */
+static int
+check_store_dir(const char *dir)
+{
+	struct dirent *de;
+	DIR *d;
+	int r = 0;
+
+	if ((d = opendir(dir)) == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		log_error("cannot read the store directory %s: %s", dir,
+		    strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+			log_error("the store directory %s is not empty: a restore "
+			    "never overwrites a store; restore into a new data "
+			    "directory, or move this one aside; nothing was "
+			    "restored", dir);
+			r = -1;
+			break;
+		}
+	closedir(d);
+	return r;
+}
+
+/* The key files of the versions the backup needs: all gone is a shredded backup. */
+static int
+check_keys(const struct manifest *m, const char *keys_dir)
+{
+	char path[4096], missing[512] = "";
+	size_t have = 0, len = 0;
+
+	for (size_t i = 0; i < m->n_versions; i++) {
+		snprintf(path, sizeof(path), "%s/master-%u.key", keys_dir,
+		    m->versions[i]);
+		if (access(path, F_OK) == 0)
+			have++;
+		else if (len < sizeof(missing) - 16)
+			len += (size_t)snprintf(missing + len, sizeof(missing) - len,
+			    "%s%u", len ? ", " : "", m->versions[i]);
+	}
+	if (have == 0) {
+		log_error("this backup is crypto-shredded: every master key "
+		    "version it needs (%s) has been destroyed or is not in %s. "
+		    "By design it can never be restored; restore a newer backup",
+		    missing, keys_dir);
+		return -1;
+	}
+	if (have < m->n_versions) {
+		log_error("this backup needs master key version(s) %s, which are "
+		    "not in %s: copy master-N.key for each into it (a destroyed "
+		    "version cannot come back: then restore a newer backup); "
+		    "nothing was restored", missing, keys_dir);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_export(const struct manifest *m, const struct export *e)
+{
+	if (sodium_memcmp(m->vault_id, e->vault_id, sizeof(m->vault_id)) != 0) {
+		log_error("the deletion export is of another vault than the "
+		    "backup (vault_id differs); nothing was restored");
+		return -1;
+	}
+	/* It must hold every deletion from the backup's sequence on. */
+	if (e->after_seq >= m->deletion_seq) {
+		log_error("the deletion export starts after deletion %llu, but the "
+		    "backup needs every deletion from %llu on: take a new export "
+		    "(vaultctl deletions export --after %llu); nothing was "
+		    "restored", (unsigned long long)e->after_seq,
+		    (unsigned long long)m->deletion_seq,
+		    (unsigned long long)(m->deletion_seq > 0 ?
+		    m->deletion_seq - 1 : 0));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_all(const char *backup, const char *deletions, const char *store_dir,
+    const char *keys_dir, struct manifest *m, struct export *e)
+{
+	if (read_manifest(backup, m) != 0)
+		return -1;
+	if (m->store_format != STORE_FORMAT_VERSION) {
+		log_error("the backup is of store format %u; this vaultd reads "
+		    "%u..%u; restore it with the vaultd that made it, then run "
+		    "vaultd --migrate", m->store_format, STORE_FORMAT_VERSION,
+		    STORE_FORMAT_VERSION);
+		return -1;
+	}
+	if (deletions != NULL && (read_export(deletions, e) != 0 ||
+	    check_export(m, e) != 0))
+		return -1;
+	if (check_store_dir(store_dir) != 0 || check_keys(m, keys_dir) != 0)
+		return -1;
+	return 0;
+}
+
+int
+maint_restore_check(const char *backup, const char *deletions,
+    const char *store_dir, const char *keys_dir)
+{
+	struct manifest m;
+	struct export e;
+	int r;
+
+	memset(&e, 0, sizeof(e));
+	r = check_all(backup, deletions, store_dir, keys_dir, &m, &e);
+	free(e.d);
+	return r == 0 ? 0 : 1;
+}
+
+/* The backup's data into dir/data.mdb (0600), checked against its hash. */
+static int
+copy_data(const char *backup, const struct manifest *m, const char *dir)
+{
+	uint8_t *buf = NULL, hash[BACKUP_HASH_BYTES];
+	crypto_generichash_state h;
+	char path[4200];
+	uint64_t left = m->data_bytes;
+	off_t size, off = MAINT_BACKUP_HEADER;
+	int in = -1, out = -1, r = -1;
+
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	if (open_regular(backup, "backup", &in, &size) != 0 ||
+	    (buf = malloc(BACKUP_CHUNK_BYTES)) == NULL)
+		goto out;
+	if ((out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    0600)) < 0) {
+		log_error("cannot create %s: %s", path, strerror(errno));
+		goto out;
+	}
+	crypto_generichash_init(&h, NULL, 0, sizeof(hash));
+	while (left > 0) {
+		size_t want = left < BACKUP_CHUNK_BYTES ? (size_t)left :
+		    BACKUP_CHUNK_BYTES;
+		ssize_t n = pread(in, buf, want, off);
+
+		if (n <= 0 || write(out, buf, (size_t)n) != n) {
+			log_error("cannot copy the backup's data: %s",
+			    n < 0 || errno ? strerror(errno) : "short read");
+			goto out;
+		}
+		crypto_generichash_update(&h, buf, (size_t)n);
+		off += n;
+		left -= (uint64_t)n;
+	}
+	crypto_generichash_final(&h, hash, sizeof(hash));
+	if (sodium_memcmp(hash, m->hash, sizeof(hash)) != 0) {
+		log_error("the backup's data does not match its manifest's hash: "
+		    "it is damaged; nothing was restored");
+		goto out;
+	}
+	if (fsync(out) != 0) {
+		log_error("cannot sync %s: %s", path, strerror(errno));
+		goto out;
+	}
+	r = 0;
+out:
+	if (out >= 0)
+		close(out);
+	if (in >= 0)
+		close(in);
+	free(buf);
+	return r;
+}
+
+static int
+audit_restore(struct vault *v, const char *detail, const uint8_t *ref,
+    const char *outcome)
+{
+	struct audit_rec rec = { .principal = "vaultd --restore",
+	    .method = "restore", .ref = ref, .detail = detail,
+	    .outcome = outcome };
+
+	return audit_append(&v->audit, &rec);
+}
+
+/* One batch of deletions applied again, each with its audit entry. */
+static int
+replay_batch(struct vault *v, const struct deletion *d, size_t n,
+    size_t *found)
+{
+	struct deletion_request req[REPLAY_BATCH];
+	struct receipt rc[REPLAY_BATCH];
+	char ids[REPLAY_BATCH][48], detail[96];
+	size_t bad = 0;
+	int r;
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "restore-replay-%" PRIu64,
+		    d[i].seq);
+		req[i] = (struct deletion_request){ d[i].ref, ids[i] };
+	}
+	if ((r = deletion_run(v, req, n, rc, &bad)) != 0) {
+		log_error("re-applying deletion %" PRIu64 " failed: %s",
+		    d[bad].seq, vault_strerror(r));
+		return r;
+	}
+	for (size_t i = 0; i < n && r == 0; i++) {
+		snprintf(detail, sizeof(detail), "deletion %" PRIu64 " of %" PRIu64
+		    " ms applied again after a restore", d[i].seq, d[i].at_ms);
+		*found += rc[i].found;
+		r = audit_restore(v, detail, d[i].ref, rc[i].found ? "ok" :
+		    "not_found");
+	}
+	for (size_t i = 0; i < n; i++)
+		receipt_clear(&rc[i]);
+	return r;
+}
+
+static int
+replay(struct vault *v, const struct manifest *m, const struct export *e,
+    size_t *applied, size_t *found)
+{
+	size_t i = 0;
+	int r;
+
+	*applied = *found = 0;
+	while (i < e->n && e->d[i].seq < m->deletion_seq)
+		i++;		/* in the backup already */
+	while (i < e->n) {
+		size_t n = e->n - i < REPLAY_BATCH ? e->n - i : REPLAY_BATCH;
+
+		if ((r = replay_batch(v, &e->d[i], n, found)) != 0)
+			return r;
+		*applied += n;
+		i += n;
+	}
+	return 0;
+}
+
+/* Opens the copy in tmp, re-applies the deletions, audits the restore. */
+static int
+restore_into(const struct config *cfg, const char *tmp,
+    const struct manifest *m, const struct export *e)
+{
+	struct config c = *cfg;
+	struct vault *v = NULL;
+	char detail[200];
+	size_t applied = 0, found = 0;
+	int r;
+
+	c.store_dir = (char *)tmp;
+	if ((r = vault_open(&v, &c, VAULT_OPEN_EXISTING)) != 0) {
+		log_error("the restored copy does not open (see above)");
+		return r;
+	}
+	snprintf(detail, sizeof(detail), "restored from a backup of %" PRIu64
+	    " ms (deletion seq %" PRIu64 "); %zu later deletion(s) in the "
+	    "export", m->created_ms, m->deletion_seq, e->n);
+	if ((r = audit_restore(v, detail, NULL, "ok")) != 0 ||
+	    (r = replay(v, m, e, &applied, &found)) != 0)
+		goto out;
+	log_info("re-applied %zu deletion(s) made after the backup (%zu "
+	    "consumer(s) were in it)", applied, found);
+out:
+	vault_close(v);
+	return r;
+}
+
+/* A new directory beside store_dir, for the restore to be made in. */
+static int
+make_tmp(const char *store_dir, char *tmp, size_t len)
+{
+	if ((size_t)snprintf(tmp, len, "%s.restore-XXXXXX", store_dir) >= len ||
+	    mkdtemp(tmp) == NULL) {
+		log_error("cannot create a directory beside %s: %s", store_dir,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void
+remove_tmp(const char *tmp)
+{
+	static const char *const files[] = { "data.mdb", "lock.mdb", NULL };
+	char p[4200];
+	struct dirent *de;
+	DIR *d;
+
+	for (size_t i = 0; files[i] != NULL; i++) {
+		snprintf(p, sizeof(p), "%s/%s", tmp, files[i]);
+		if (fsutil_wipe(p) != 0)
+			log_error("cannot remove %s", p);
+	}
+	/* The audit journal's files, if the open got that far. */
+	if ((d = opendir(tmp)) != NULL) {
+		while ((de = readdir(d)) != NULL)
+			if (de->d_name[0] != '.') {
+				snprintf(p, sizeof(p), "%s/%s", tmp, de->d_name);
+				if (fsutil_wipe(p) != 0)
+					log_error("cannot remove %s", p);
+			}
+		closedir(d);
+	}
+	if (rmdir(tmp) != 0)
+		log_error("remove %s by hand", tmp);
+}
+
+int
+maint_restore(const struct config *cfg, const char *backup,
+    const char *deletions)
+{
+	struct manifest m;
+	struct export e;
+	char tmp[4096];
+	int r = 1;
+
+	memset(&e, 0, sizeof(e));
+	if (check_all(backup, deletions, cfg->store_dir, cfg->keys_dir, &m,
+	    &e) != 0)
+		goto out;
+	if (deletions == NULL)
+		log_warn("--no-deletions: deletions made after the backup "
+		    "(from seq %llu) are NOT applied again; consumers deleted "
+		    "since it was made come back", (unsigned long long)m.deletion_seq);
+	if (make_tmp(cfg->store_dir, tmp, sizeof(tmp)) != 0)
+		goto out;
+	if (copy_data(backup, &m, tmp) != 0 ||
+	    restore_into(cfg, tmp, &m, &e) != 0 ||
+	    fsutil_sync_dir(tmp) != 0) {
+		remove_tmp(tmp);
+		log_error("nothing was restored");
+		goto out;
+	}
+	/* Into place at once; an empty store directory is replaced. */
+	if (rename(tmp, cfg->store_dir) != 0 ||
+	    fsutil_sync_parent(cfg->store_dir) != 0) {
+		log_error("cannot move the restored store to %s: %s",
+		    cfg->store_dir, strerror(errno));
+		remove_tmp(tmp);
+		goto out;
+	}
+	log_info("restored the backup into %s", cfg->store_dir);
+	printf("restored %s into %s\n", backup, cfg->store_dir);
+	r = 0;
+out:
+	free(e.d);
+	return r;
+}
+
+/*
+ * The journal's lock keeps a running daemon out (as for
+ * --purge-unknown-attributes): the swap needs the store to itself.
+ */
+int
+maint_compact(const struct config *cfg)
+{
+	struct vault *v = NULL;
+	uint64_t bytes = 0, old = 0;
+	int r = 1;
+
+	if (vault_open(&v, cfg, VAULT_OPEN_EXISTING) != 0) {
+		log_error("cannot open the vault; nothing was compacted");
+		goto out;
+	}
+	if (vault_open_journal(v) != 0) {
+		log_error("the store is in use or its audit journal cannot be "
+		    "opened: stop the daemon first; nothing was compacted");
+		goto out;
+	}
+	if (store_compact_prepare(v->store, cfg->store_dir, &bytes) != 0) {
+		log_error("the compact copy failed; the store is unchanged");
+		goto out;
+	}
+	vault_close(v);
+	v = NULL;
+	if (store_compact_swap(cfg->store_dir, &old) != 0)
+		goto out;
+	log_info("compacted the store: %llu bytes, was %llu",
+	    (unsigned long long)bytes, (unsigned long long)old);
+	printf("compacted %s/data.mdb: %llu bytes (was %llu)\n", cfg->store_dir,
+	    (unsigned long long)bytes, (unsigned long long)old);
+	r = 0;
+out:
+	vault_close(v);
+	return r;
+}
+
+int
+maint_migrate(const struct config *cfg)
+{
+	uint32_t from, to;
+	bool exists;
+
+	if (store_exists(cfg->store_dir, &exists) != 0 || !exists) {
+		log_error("no store in %s; nothing to migrate", cfg->store_dir);
+		return 1;
+	}
+	if (store_migrate(cfg->store_dir, (size_t)cfg->map_size_mb << 20, &from,
+	    &to) != 0)
+		return 1;
+	if (from == to)
+		printf("store format %u is current; nothing to migrate\n", to);
+	else
+		printf("store migrated from format %u to %u\n", from, to);
+	return 0;
+}

@@ -1,0 +1,104 @@
+#include "store/meta.h"
+#include "store/migrate.h"
+#include "store/store_lmdb.h"
+#include "util/log.h"
+
+/* The built-in steps, by from version. Empty while format 1 is the only one. */
+static const struct store_migration steps_table[] = {
+	{ 0, NULL, NULL },
+};
+static const size_t n_steps = 0;
+
+static const struct store_migration *
+find_step(const struct store_migration *steps, size_t n, uint32_t from)
+{
+	for (size_t i = 0; i < n; i++)
+		if (steps[i].from == from && steps[i].apply != NULL)
+			return &steps[i];
+	return NULL;
+}
+
+/* Every step from..target exists: checked before anything is written. */
+static int
+check_path(const struct store_migration *steps, size_t n, uint32_t from,
+    uint32_t target)
+{
+	for (uint32_t v = from; v < target; v++)
+		if (find_step(steps, n, v) == NULL) {
+			log_error("store format %u; this vaultd reads %u..%u and has "
+			    "no migration from format %u to %u; nothing was changed",
+			    from, target, target, v, v + 1);
+			return VAULT_ERR_STATE;
+		}
+	return 0;
+}
+
+static int
+run_steps(struct store *st, const struct store_migration *steps, size_t n,
+    uint32_t from, uint32_t target)
+{
+	struct store_txn *txn = NULL;
+	uint8_t fmt[4];
+	int r;
+
+	if ((r = store_write_begin(st, &txn)) != 0)
+		return r;
+	for (uint32_t v = from; v < target; v++) {
+		const struct store_migration *s = find_step(steps, n, v);
+
+		log_info("store migration: format %u to %u: %s", v, v + 1,
+		    s->what != NULL ? s->what : "-");
+		if ((r = s->apply(txn)) != 0) {
+			log_error("store migration from format %u to %u failed: %s; "
+			    "nothing was changed", v, v + 1, vault_strerror(r));
+			store_write_abort(txn);
+			return r;
+		}
+	}
+	store_put_u32(fmt, target);
+	if ((r = meta_put(txn, META_STORE_FORMAT, 0, fmt, sizeof(fmt))) != 0) {
+		store_write_abort(txn);
+		return r;
+	}
+	return store_write_commit(txn);
+}
+
+int
+store_migrate_steps(const char *dir, size_t map_size,
+    const struct store_migration *steps, size_t n, uint32_t target,
+    uint32_t *from, uint32_t *to)
+{
+	struct store *st = NULL;
+	int r;
+
+	*from = *to = 0;
+	if ((r = store_open_lmdb(&st, dir, map_size, true)) != 0)
+		return r;
+	*from = *to = st->format;
+	if (st->format > target) {
+		log_error("store format %u; this vaultd reads %u..%u: the store "
+		    "is newer than this vaultd; nothing was changed", st->format,
+		    target, target);
+		r = VAULT_ERR_STATE;
+		goto out;
+	}
+	if (st->format == target) {
+		log_info("store format %u is current; nothing to migrate", target);
+		goto out;
+	}
+	if ((r = check_path(steps, n, st->format, target)) != 0 ||
+	    (r = run_steps(st, steps, n, st->format, target)) != 0)
+		goto out;
+	log_info("store migrated from format %u to %u", st->format, target);
+	*to = target;
+out:
+	store_close(st);
+	return r;
+}
+
+int
+store_migrate(const char *dir, size_t map_size, uint32_t *from, uint32_t *to)
+{
+	return store_migrate_steps(dir, map_size, steps_table, n_steps,
+	    STORE_FORMAT_VERSION, from, to);
+}
