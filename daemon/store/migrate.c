@@ -71,27 +71,36 @@ store_migrate_steps(const char *dir, size_t map_size,
 	struct store *st = NULL;
 	int r;
 
+	uint32_t found;
+
 	*from = *to = 0;
+	/* Every refusal is decided before the store is opened for writing. */
+	if ((r = store_probe_format(dir, &found)) != 0)
+		return r;
+	*from = *to = found;
+	if (found > target) {
+		log_error("store format %u; this vaultd reads %u..%u: the store "
+		    "is newer than this vaultd; nothing was changed", found,
+		    target, target);
+		return VAULT_ERR_STATE;
+	}
+	if (found == target) {
+		log_info("store format %u is current; nothing to migrate", target);
+		return 0;
+	}
+	if ((r = check_path(steps, n, found, target)) != 0)
+		return r;
 	if ((r = store_open_lmdb(&st, dir, map_size, true)) != 0)
 		return r;
-	*from = *to = st->format;
-	if (st->format > target) {
-		log_error("store format %u; this vaultd reads %u..%u: the store "
-		    "is newer than this vaultd; nothing was changed", st->format,
-		    target, target);
+	if (st->format != found) {
+		log_error("the store's format changed from %u to %u while the "
+		    "migration began: is another vaultd running?", found,
+		    st->format);
 		r = VAULT_ERR_STATE;
-		goto out;
+	} else if ((r = run_steps(st, steps, n, found, target)) == 0) {
+		log_info("store migrated from format %u to %u", found, target);
+		*to = target;
 	}
-	if (st->format == target) {
-		log_info("store format %u is current; nothing to migrate", target);
-		goto out;
-	}
-	if ((r = check_path(steps, n, st->format, target)) != 0 ||
-	    (r = run_steps(st, steps, n, st->format, target)) != 0)
-		goto out;
-	log_info("store migrated from format %u to %u", st->format, target);
-	*to = target;
-out:
 	store_close(st);
 	return r;
 }

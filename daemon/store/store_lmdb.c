@@ -254,6 +254,42 @@ out:
 	return r;
 }
 
+int
+store_probe_format(const char *dir, uint32_t *format)
+{
+	MDB_env *env = NULL;
+	MDB_txn *txn = NULL;
+	MDB_dbi dbi;
+	MDB_val k = { strlen(meta_name(META_STORE_FORMAT)),
+	    (void *)meta_name(META_STORE_FORMAT) }, v;
+	int rc;
+
+	*format = 0;
+	if ((rc = mdb_env_create(&env)) != 0 ||
+	    (rc = mdb_env_set_maxdbs(env, STORE_MAX_DBS)) != 0 ||
+	    (rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS,
+	    0600)) != 0 ||
+	    (rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "meta", 0, &dbi)) != 0 ||
+	    (rc = mdb_get(txn, dbi, &k, &v)) != 0)
+		goto out;
+	if (v.mv_size != 4)
+		rc = MDB_INVALID;
+	else
+		*format = store_get_u32(v.mv_data);
+out:
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	if (env != NULL)
+		mdb_env_close(env);
+	if (rc != 0) {
+		log_error("cannot read the store's format version: %s",
+		    mdb_strerror(rc));
+		return VAULT_ERR_STATE;
+	}
+	return 0;
+}
+
 /*
  * Found and expected, and what to do: an older store is migrated by
  * vaultd --migrate (store_migrate.c); a newer one needs a newer vaultd.

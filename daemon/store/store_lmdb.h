@@ -51,6 +51,11 @@ int store_err(struct store *st, int mdb_rc, const char *what);
  */
 int store_open_lmdb(struct store **out, const char *dir, size_t map_size,
     bool any_format) VAULT_WUR;
+/*
+ * The store's format version, read without writing anything (a read-only
+ * environment without the lock file): for the migration's checks.
+ */
+int store_probe_format(const char *dir, uint32_t *format) VAULT_WUR;
 /* Logs why a store of format found is refused, with what this vaultd reads. */
 void store_format_refusal(uint32_t found);
 
