@@ -266,7 +266,7 @@ out:
 struct export_state {
 	FILE *f;
 	char id[2 * 64 + 1];
-	uint64_t count;
+	uint64_t count, expired;
 	bool failed;
 };
 
@@ -284,6 +284,8 @@ on_batch(const ProtobufCMessage *m, void *arg)
 		memcpy(e->id, id, sizeof(id));
 	else if (strcmp(e->id, id) != 0)
 		return e->failed = true, 1;
+	if (b->expired_through > e->expired)
+		e->expired = b->expired_through;
 	for (size_t i = 0; i < b->n_records; i++) {
 		const Vault__V1__DeletionRecord *r = b->records[i];
 
@@ -310,7 +312,8 @@ write_export(struct outfile *o, const struct export_state *e, FILE *body,
 	if ((f = fdopen(dup(o->fd), "w")) == NULL)
 		return -1;
 	fprintf(f, "vaultd-deletions 1\nvault_id %s\nafter_seq %" PRIu64
-	    "\ncount %" PRIu64 "\n", e->id, after, e->count);
+	    "\nexpired_through %" PRIu64 "\ncount %" PRIu64 "\n", e->id, after,
+	    e->expired, e->count);
 	rewind(body);
 	while ((n = fread(buf, 1, sizeof(buf), body)) > 0)
 		if (fwrite(buf, 1, n, f) != n)

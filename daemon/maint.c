@@ -39,7 +39,7 @@ struct deletion {
 
 struct export {
 	uint8_t vault_id[KEYRING_PK_BYTES];
-	uint64_t after_seq;
+	uint64_t after_seq, expired_through, count;
 	struct deletion *d;
 	size_t n;
 };
@@ -175,7 +175,6 @@ static int
 export_line(struct export *e, char *l, unsigned *seen, size_t *cap)
 {
 	char *f[3], *save = NULL;
-	uint64_t u;
 	struct deletion *d;
 
 	if (strcmp(l, "vaultd-deletions 1") == 0)
@@ -184,8 +183,10 @@ export_line(struct export *e, char *l, unsigned *seen, size_t *cap)
 		return *seen |= 2, unhex(l + 9, e->vault_id, sizeof(e->vault_id));
 	if (strncmp(l, "after_seq ", 10) == 0)
 		return *seen |= 4, parse_u64(l + 10, &e->after_seq);
+	if (strncmp(l, "expired_through ", 16) == 0)
+		return parse_u64(l + 16, &e->expired_through);
 	if (strncmp(l, "count ", 6) == 0)
-		return parse_u64(l + 6, &u) == 0 ? (*seen |= 8, 0) : -1;
+		return parse_u64(l + 6, &e->count) == 0 ? (*seen |= 8, 0) : -1;
 	for (int i = 0; i < 3; i++)
 		if ((f[i] = strtok_r(i == 0 ? l : NULL, " ", &save)) == NULL)
 			return -1;
@@ -235,6 +236,12 @@ read_export(const char *path, struct export *e)
 	if (seen != 15) {
 		log_error("%s is not a vaultd deletion export; nothing was "
 		    "restored", path);
+		goto out;
+	}
+	if (e->count != e->n) {
+		log_error("the deletion export %s lists %zu deletions, its header "
+		    "says %llu: it was cut; nothing was restored", path, e->n,
+		    (unsigned long long)e->count);
 		goto out;
 	}
 	r = 0;
@@ -310,6 +317,16 @@ check_export(const struct manifest *m, const struct export *e)
 	if (sodium_memcmp(m->vault_id, e->vault_id, sizeof(m->vault_id)) != 0) {
 		log_error("the deletion export is of another vault than the "
 		    "backup (vault_id differs); nothing was restored");
+		return -1;
+	}
+	/* Retention dropped deletions the backup may still hold. */
+	if (e->expired_through >= m->deletion_seq) {
+		log_error("the deletion log's retention dropped deletions through "
+		    "%llu, and the backup needs every deletion from %llu on: it is "
+		    "older than the deletions kept (request_retention_s) and "
+		    "would bring deleted consumers back; restore a newer backup; "
+		    "nothing was restored", (unsigned long long)e->expired_through,
+		    (unsigned long long)m->deletion_seq);
 		return -1;
 	}
 	/* It must hold every deletion from the backup's sequence on. */

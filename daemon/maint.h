@@ -10,8 +10,8 @@
  *                   vault_id (hex) / data_bytes / data_blake2b (hex)
  *   bytes 4096..    the compact store copy, data_bytes long
  * The deletion export (vaultctl deletions export):
- *   "vaultd-deletions 1", "vault_id HEX", "after_seq N", "count N", then
- *   one line per deletion: "SEQ REF_HEX DELETED_AT_MS".
+ *   "vaultd-deletions 1", "vault_id HEX", "after_seq N", "expired_through
+ *   N", "count N", then one line per deletion: "SEQ REF_HEX DELETED_AT_MS".
  */
 #ifndef VAULT_MAINT_H
 #define VAULT_MAINT_H

@@ -64,7 +64,7 @@ handle_backup(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 
 static int
 send_batch(struct rpc_ctx *ctx, const struct vault *v,
-    struct dellog_entry *e, size_t n)
+    struct dellog_entry *e, size_t n, uint64_t expired)
 {
 	Vault__V1__DeletionBatch b = VAULT__V1__DELETION_BATCH__INIT;
 	Vault__V1__DeletionRecord *recs = NULL, **ptrs = NULL;
@@ -85,6 +85,7 @@ send_batch(struct rpc_ctx *ctx, const struct vault *v,
 	    (uint8_t *)keyring_receipt_public_key(v->kr) };
 	b.n_records = n;
 	b.records = ptrs;
+	b.expired_through = expired;
 	r = rpc_send(ctx, &b.base);
 out:
 	free(ptrs);
@@ -102,7 +103,7 @@ handle_export_deletions(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	const Vault__V1__ExportDeletionsRequest *req = (const void *)msg;
 	struct vault *v = rpc_app(ctx);
 	struct dellog_entry *e;
-	uint64_t after = req->after_seq;
+	uint64_t after = req->after_seq, expired = 0;
 	size_t n;
 	bool sent = false;
 	int r;
@@ -112,9 +113,11 @@ handle_export_deletions(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	if ((e = calloc(EXPORT_BATCH, sizeof(*e))) == NULL)
 		return VAULT_ERR_NOMEM;
 	for (;;) {
-		if ((r = dellog_read(v, after, e, EXPORT_BATCH, &n)) != 0)
+		if ((r = dellog_read(v, after, e, EXPORT_BATCH, &n,
+		    &expired)) != 0)
 			break;
-		if ((n > 0 || !sent) && (r = send_batch(ctx, v, e, n)) != 0)
+		if ((n > 0 || !sent) &&
+		    (r = send_batch(ctx, v, e, n, expired)) != 0)
 			break;
 		sent = true;
 		if (n < EXPORT_BATCH)

@@ -34,7 +34,7 @@ dellog_append_txn(struct store_txn *txn, const uint8_t *ref, uint64_t at_ms)
 
 int
 dellog_read(struct vault *v, uint64_t after_seq, struct dellog_entry *out,
-    size_t cap, size_t *n)
+    size_t cap, size_t *n, uint64_t *expired_through)
 {
 	struct store_txn *txn = NULL;
 	struct store_cursor *cur = NULL;
@@ -45,7 +45,9 @@ dellog_read(struct vault *v, uint64_t after_seq, struct dellog_entry *out,
 	*n = 0;
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		return r;
-	if ((r = store_cursor_open(txn, STORE_DELETIONS, &cur)) != 0)
+	if ((r = meta_get_u64_or0(txn, META_DELETION_EXPIRED, 0,
+	    expired_through)) != 0 ||
+	    (r = store_cursor_open(txn, STORE_DELETIONS, &cur)) != 0)
 		goto out;
 	store_put_u64(key, after_seq + 1);
 	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK);
@@ -68,5 +70,39 @@ dellog_read(struct vault *v, uint64_t after_seq, struct dellog_entry *out,
 out:
 	store_cursor_close(cur);
 	store_read_end(txn);
+	return r;
+}
+
+int
+dellog_expire_txn(struct store_txn *txn, uint64_t before_ms, size_t max,
+    size_t *expired)
+{
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
+	uint64_t last = 0;
+	int rc, r = 0;
+
+	*expired = 0;
+	if ((rc = store_cursor_open(txn, STORE_DELETIONS, &cur)) != 0)
+		return rc;
+	while (*expired < max &&
+	    (rc = store_cursor_get(cur, &k, &val, STORE_FIRST)) == 0) {
+		if (val.len != DELLOG_REC_BYTES || k.len != 8) {
+			r = VAULT_ERR_STATE;
+			break;
+		}
+		if (store_get_u64((const uint8_t *)val.data + DELLOG_AT) >=
+		    before_ms)
+			break;
+		last = store_get_u64(k.data);
+		if ((rc = store_cursor_del(cur)) != 0)
+			break;
+		(*expired)++;
+	}
+	store_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
+	if (r == 0 && last != 0)
+		r = meta_put_u64(txn, META_DELETION_EXPIRED, 0, last);
 	return r;
 }

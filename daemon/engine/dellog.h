@@ -6,11 +6,14 @@
  * never brings a deleted consumer back.
  *
  * deletions: seq(8) -> fmt(1) | deleted ms(8) | consumer ref(32)
- * meta:      "deletion_next" -> the next seq(8) (1 when absent)
+ * meta:      "deletion_next" -> the next seq(8) (1 when absent);
+ *            "deletion_expired" -> the last seq dropped by retention(8)
  *
  * It holds refs (keyed hashes of consumer ids under the vault's index
  * key), never an id: without the vault's keys a ref links to no one.
- * Only deletions that found their consumer are logged.
+ * Only deletions that found their consumer are logged. Entries are kept
+ * as long as the deletion receipts (request_retention_s), then dropped: a
+ * restore of a backup older than that is refused (its deletions are gone).
  */
 #ifndef VAULT_DELLOG_H
 #define VAULT_DELLOG_H
@@ -39,8 +42,15 @@ int dellog_next(struct store_txn *txn, uint64_t *seq) VAULT_WUR;
 int dellog_append_txn(struct store_txn *txn, const uint8_t *ref,
     uint64_t at_ms) VAULT_WUR;
 
-/* Reads up to cap entries after after_seq, in order, into out (*n). */
+/*
+ * Reads up to cap entries after after_seq, in order, into out (*n).
+ * *expired_through: the last seq retention dropped (0: none).
+ */
 int dellog_read(struct vault *v, uint64_t after_seq, struct dellog_entry *out,
-    size_t cap, size_t *n) VAULT_WUR;
+    size_t cap, size_t *n, uint64_t *expired_through) VAULT_WUR;
+
+/* In a write txn: drops entries older than before_ms, at most max. */
+int dellog_expire_txn(struct store_txn *txn, uint64_t before_ms, size_t max,
+    size_t *expired) VAULT_WUR;
 
 #endif

@@ -5,6 +5,7 @@
 
 #include "engine/consumer.h"
 #include "engine/deletion.h"
+#include "engine/dellog.h"
 #include "engine/requests.h"
 #include "engine/janitor.h"
 #include "util/log.h"
@@ -51,6 +52,30 @@ expire_apply(struct store_txn *txn, void *arg)
 	    &job->done);
 }
 
+static int
+expire_dellog_apply(struct store_txn *txn, void *arg)
+{
+	struct expire_job *job = arg;
+
+	return dellog_expire_txn(txn, job->before, EXPIRE_PER_TXN, &job->done);
+}
+
+/* The deletion log lives as long as the deletion receipts (dellog.h). */
+static int
+expire_dellog(struct vault *v, uint64_t before)
+{
+	struct expire_job e = { v, before, 0 };
+	int r;
+
+	do {
+		if ((r = writer_submit(v->wr, expire_dellog_apply, &e)) != 0)
+			return r;
+		if (e.done > 0)
+			log_info("expired %zu deletion log entries", e.done);
+	} while (e.done == EXPIRE_PER_TXN);
+	return 0;
+}
+
 /* Request records are kept request_retention_s (24 months); swept hourly. */
 static int
 expire_requests(struct vault *v)
@@ -67,6 +92,8 @@ expire_requests(struct vault *v)
 	    &expired, &txns);
 	if (expired > 0)
 		log_info("expired %zu request records", expired);
+	if (r == 0)
+		r = expire_dellog(v, now > keep ? now - keep : 0);
 	return r;
 }
 

@@ -32,6 +32,7 @@ enum meta_key {
 	META_AUDIT_CHECKPOINT,	/* the signed checkpoint */
 	META_AUDIT_JOURNAL_SEQ,	/* u64 the last journal entry moved in */
 	META_DELETION_NEXT,	/* u64 next deletion log seq (dellog.h) */
+	META_DELETION_EXPIRED,	/* u64 deletion log expired through */
 	META_KEYS
 };
 

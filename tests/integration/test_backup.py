@@ -7,6 +7,7 @@ import stat
 import struct
 import subprocess
 import tempfile
+import time
 
 import grpc
 import lmdb
@@ -124,7 +125,7 @@ def test_restore_never_resurrects_a_deleted_consumer(fresh, tmp_path):
     assert out.returncode == 0, out.stderr
     export = (tmp_path / "deletions").read_text()
     assert stat.S_IMODE(os.stat(tmp_path / "deletions").st_mode) == 0o600
-    assert export.count("\n") == 4 + len(gone)
+    assert export.count("\n") == 5 + len(gone)
     for i in range(n):
         assert consumer_id(i) not in export
     assert d.stop() == 0
@@ -197,6 +198,57 @@ def test_restore_refuses_an_export_that_starts_after_the_backup(fresh, tmp_path)
                "--deletions", tmp_path / "e")
     assert r.returncode == 1
     assert "needs every deletion from 2 on" in r.stderr
+    assert tree(dst) == before
+
+
+def test_restore_refuses_a_cut_deletion_export(fresh, tmp_path):
+    d = fresh.start()
+    populate(d, 3)
+    assert d.ctl("backup", "--out", str(tmp_path / "b")).returncode == 0
+    d.delete(consumer_id(0))
+    d.delete(consumer_id(1))
+    assert d.ctl("deletions", "export", "--out",
+                 str(tmp_path / "e")).returncode == 0
+    assert d.stop() == 0
+    lines = (tmp_path / "e").read_text().splitlines(keepends=True)
+    (tmp_path / "e").write_text("".join(lines[:-1]))      # the last one lost
+    dst = new_data_dir(tmp_path, d)
+    before = tree(dst)
+    r = vaultd("--dev", "--data-dir", dst, "--restore", tmp_path / "b",
+               "--deletions", tmp_path / "e")
+    assert r.returncode == 1
+    assert "it was cut" in r.stderr
+    assert tree(dst) == before
+
+
+def test_a_backup_older_than_the_kept_deletions_is_refused(fresh, tmp_path):
+    """The deletion log is kept request_retention_s; once entries after a
+    backup are dropped, that backup cannot be restored without bringing
+    their consumers back."""
+    d = fresh.start()
+    populate(d, 3)
+    assert d.ctl("backup", "--out", str(tmp_path / "b")).returncode == 0
+    d.delete(consumer_id(0))
+    assert d.stop() == 0
+    conf = d.data_dir / "vaultd.conf"
+    conf.write_text(conf.read_text() + "request_retention_s = 1;\n")
+    time.sleep(1.1)          # the entry is older than the retention now
+    d.start()                # the janitor's first pass expires it
+    for _ in range(600):
+        out = d.ctl("deletions", "export", "--out", str(tmp_path / "e"))
+        assert out.returncode == 0, out.stderr
+        if "expired_through 1\n" in (tmp_path / "e").read_text():
+            break
+        os.unlink(tmp_path / "e")
+        time.sleep(0.1)
+    assert "expired_through 1\n" in (tmp_path / "e").read_text()
+    assert d.stop() == 0
+    dst = new_data_dir(tmp_path, d)
+    before = tree(dst)
+    r = vaultd("--dev", "--data-dir", dst, "--restore", tmp_path / "b",
+               "--deletions", tmp_path / "e")
+    assert r.returncode == 1
+    assert "retention dropped deletions through 1" in r.stderr
     assert tree(dst) == before
 
 
