@@ -21,7 +21,7 @@
 #include "util/fsutil.h"
 #include "util/log.h"
 
-#define REPLAY_BATCH 64
+#define REPLAY_BATCH 256
 
 struct manifest {
 	uint64_t created_ms, deletion_seq, data_bytes;
@@ -444,6 +444,34 @@ audit_restore(struct vault *v, const char *detail, const uint8_t *ref,
 	return audit_append(&v->audit, &rec);
 }
 
+struct audit_job {
+	struct vault *v;
+	const struct deletion *d;
+	const struct receipt *rc;
+	size_t n;
+};
+
+/* A batch's audit entries in one durable commit (not one each). */
+static int
+audit_batch_apply(struct store_txn *txn, void *arg)
+{
+	struct audit_job *job = arg;
+	char detail[96];
+	int r = 0;
+
+	for (size_t i = 0; i < job->n && r == 0; i++) {
+		struct audit_rec rec = { .principal = "vaultd --restore",
+		    .method = "restore", .ref = job->d[i].ref, .detail = detail,
+		    .outcome = job->rc[i].found ? "ok" : "not_found" };
+
+		snprintf(detail, sizeof(detail), "deletion %" PRIu64 " of %" PRIu64
+		    " ms applied again after a restore", job->d[i].seq,
+		    job->d[i].at_ms);
+		r = audit_append_txn(&job->v->audit, txn, &rec);
+	}
+	return r;
+}
+
 /* One batch of deletions applied again, each with its audit entry. */
 static int
 replay_batch(struct vault *v, const struct deletion *d, size_t n,
@@ -451,7 +479,8 @@ replay_batch(struct vault *v, const struct deletion *d, size_t n,
 {
 	struct deletion_request req[REPLAY_BATCH];
 	struct receipt rc[REPLAY_BATCH];
-	char ids[REPLAY_BATCH][48], detail[96];
+	struct audit_job job = { v, d, rc, n };
+	char ids[REPLAY_BATCH][48];
 	size_t bad = 0;
 	int r;
 
@@ -465,13 +494,9 @@ replay_batch(struct vault *v, const struct deletion *d, size_t n,
 		    d[bad].seq, vault_strerror(r));
 		return r;
 	}
-	for (size_t i = 0; i < n && r == 0; i++) {
-		snprintf(detail, sizeof(detail), "deletion %" PRIu64 " of %" PRIu64
-		    " ms applied again after a restore", d[i].seq, d[i].at_ms);
+	for (size_t i = 0; i < n; i++)
 		*found += rc[i].found;
-		r = audit_restore(v, detail, d[i].ref, rc[i].found ? "ok" :
-		    "not_found");
-	}
+	r = writer_submit(v->wr, audit_batch_apply, &job);
 	for (size_t i = 0; i < n; i++)
 		receipt_clear(&rc[i]);
 	return r;
