@@ -12,6 +12,7 @@
 
 #include "audit/audit.h"
 #include "crypto/crypto.h"
+#include "crypto/keyring.h"
 #include "engine/backup.h"
 #include "engine/deletion.h"
 #include "engine/vault.h"
@@ -284,6 +285,7 @@ check_keys(const struct manifest *m, const char *keys_dir)
 {
 	char path[4096], missing[512] = "";
 	size_t have = 0, len = 0;
+	bool any = true;
 
 	for (size_t i = 0; i < m->n_versions; i++) {
 		snprintf(path, sizeof(path), "%s/master-%u.key", keys_dir,
@@ -293,6 +295,12 @@ check_keys(const struct manifest *m, const char *keys_dir)
 		else if (len < sizeof(missing) - 16)
 			len += (size_t)snprintf(missing + len, sizeof(missing) - len,
 			    "%s%u", len ? ", " : "", m->versions[i]);
+	}
+	if (have == 0 && keyring_dir_has_keys(keys_dir, &any) == 0 && !any) {
+		log_error("the keys directory %s holds no master key file: copy "
+		    "the vault's master-N.key files (version(s) %s) into it "
+		    "first; nothing was restored", keys_dir, missing);
+		return -1;
 	}
 	if (have == 0) {
 		log_error("this backup is crypto-shredded: every master key "

@@ -40,9 +40,14 @@ static const struct {
 	const char *allow;
 } invariants[] = {
 	{ "ml", { "/vault.v1.Consumers/GetAttributes",
-	    "/vault.v1.Consumers/ExportConsumer", NULL }, NULL },
+	    "/vault.v1.Consumers/ExportConsumer", "/vault.v1.Admin/", NULL },
+	    NULL },
 	{ "keyadmin", { "/vault.v1.Consumers/", "/vault.v1.Features/",
-	    "/vault.v1.Audit/", NULL }, NULL },
+	    "/vault.v1.Audit/", "/vault.v1.Admin/" }, NULL },
+	/* A backup is every consumer's data: only the backup role takes one. */
+	{ "writer", { "/vault.v1.Admin/", NULL }, NULL },
+	{ "reader", { "/vault.v1.Admin/", NULL }, NULL },
+	{ "privacy", { "/vault.v1.Admin/", NULL }, NULL },
 	{ "auditor", { NULL }, "/vault.v1.Audit/" },
 	/* A backup holds every consumer's sealed data: nothing else. */
 	{ "backup", { NULL }, "/vault.v1.Admin/" },

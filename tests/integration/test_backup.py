@@ -300,8 +300,8 @@ def test_a_backup_whose_key_versions_are_destroyed_cannot_be_restored(
 
 
 def test_backup_and_export_need_the_backup_role(fresh, tmp_path):
-    fresh.spawn()
-    fresh.stop()
+    fresh.start()
+    assert fresh.stop() == 0
     token = fresh.add_principal("ops", ["privacy"], ["*"])
     d = fresh.start()
     for method, req, resp in (
@@ -321,6 +321,40 @@ def test_backup_and_export_need_the_backup_role(fresh, tmp_path):
     assert out.returncode == 5, out.stderr
     assert not (tmp_path / "b").exists()
     assert not list(tmp_path.glob("b.tmp-*"))
+
+
+@pytest.mark.parametrize("role", ["privacy", "keyadmin", "backup"])
+def test_policy_keeps_admin_methods_to_the_backup_role(fresh, role):
+    fresh.start()
+    assert fresh.stop() == 0
+    policy = fresh.data_dir / "policy.conf"
+    text = policy.read_text()
+    if role == "backup":        # the backup role naming another method
+        text = text.replace('backup = ["/vault.v1.Admin/Backup"',
+                            'backup = ["/vault.v1.Consumers/GetAttributes", '
+                            '"/vault.v1.Admin/Backup"')
+    else:
+        text = text.replace(f"  {role} = [", f'  {role} = ["/vault.v1.Admin/Backup", ', 1)
+    assert text != policy.read_text()
+    policy.write_text(text)
+    r = vaultd("--check-config", fresh.data_dir / "vaultd.conf")
+    assert r.returncode == 1
+    assert f"role '{role}'" in r.stderr
+
+
+def test_restore_into_a_data_dir_without_keys_says_so(fresh, tmp_path):
+    d = fresh.start()
+    assert d.ctl("backup", "--out", str(tmp_path / "b")).returncode == 0
+    assert d.ctl("deletions", "export", "--out",
+                 str(tmp_path / "e")).returncode == 0
+    assert d.stop() == 0
+    dst = tmp_path / "empty"
+    (dst / "keys").mkdir(parents=True)
+    r = vaultd("--dev", "--data-dir", dst, "--restore", tmp_path / "b",
+               "--deletions", tmp_path / "e")
+    assert r.returncode == 1
+    assert "holds no master key file" in r.stderr
+    assert [p.name for p in dst.iterdir()] == ["keys"]
 
 
 def test_backup_streams_a_manifest_with_the_key_versions(daemon):
