@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "audit/audit.h"
+#include "backupfile.h"
 #include "crypto/crypto.h"
 #include "crypto/keyring.h"
 #include "engine/backup.h"
@@ -23,98 +24,6 @@
 #include "util/log.h"
 
 #define REPLAY_BATCH 256
-
-struct manifest {
-	uint64_t created_ms, deletion_seq, data_bytes;
-	uint32_t store_format;
-	uint32_t versions[BACKUP_MAX_VERSIONS];
-	size_t n_versions;
-	uint8_t vault_id[KEYRING_PK_BYTES];
-	uint8_t hash[BACKUP_HASH_BYTES];
-};
-
-struct deletion {
-	uint64_t seq, at_ms;
-	uint8_t ref[CRYPTO_REF_BYTES];
-};
-
-struct export {
-	uint8_t vault_id[KEYRING_PK_BYTES];
-	uint64_t after_seq, expired_through, count;
-	struct deletion *d;
-	size_t n;
-};
-
-static int
-unhex(const char *hex, uint8_t *out, size_t len)
-{
-	size_t got;
-
-	if (strlen(hex) != len * 2 || sodium_hex2bin(out, len, hex, len * 2,
-	    NULL, &got, NULL) != 0 || got != len)
-		return -1;
-	return 0;
-}
-
-static int
-parse_u64(const char *s, uint64_t *v)
-{
-	char *end;
-
-	errno = 0;
-	if (*s < '0' || *s > '9')
-		return -1;
-	*v = strtoull(s, &end, 10);
-	return errno != 0 || *end != '\0' ? -1 : 0;
-}
-
-static int
-parse_versions(char *s, struct manifest *m)
-{
-	for (char *save = NULL, *t = strtok_r(s, ",", &save); t != NULL;
-	    t = strtok_r(NULL, ",", &save)) {
-		uint64_t v;
-
-		if (parse_u64(t, &v) != 0 || v == 0 || v > UINT32_MAX ||
-		    m->n_versions == BACKUP_MAX_VERSIONS)
-			return -1;
-		m->versions[m->n_versions++] = (uint32_t)v;
-	}
-	return m->n_versions > 0 ? 0 : -1;
-}
-
-/* One "name value" line of the manifest; 0 when known and well-formed. */
-static int
-manifest_field(struct manifest *m, char *line, unsigned *seen)
-{
-	char *val = strchr(line, ' ');
-	uint64_t u;
-
-	if (val == NULL)
-		return -1;
-	*val++ = '\0';
-	if (strcmp(line, "vaultd-backup") == 0) {
-		*seen |= 1;
-		return strcmp(val, "1") == 0 ? 0 : -1;
-	}
-	if (strcmp(line, "key_versions") == 0)
-		return *seen |= 2, parse_versions(val, m);
-	if (strcmp(line, "vault_id") == 0)
-		return *seen |= 4, unhex(val, m->vault_id, sizeof(m->vault_id));
-	if (strcmp(line, "data_blake2b") == 0)
-		return *seen |= 8, unhex(val, m->hash, sizeof(m->hash));
-	if (parse_u64(val, &u) != 0)
-		return -1;
-	if (strcmp(line, "created_ms") == 0)
-		m->created_ms = u, *seen |= 16;
-	else if (strcmp(line, "deletion_seq") == 0)
-		m->deletion_seq = u, *seen |= 32;
-	else if (strcmp(line, "data_bytes") == 0)
-		m->data_bytes = u, *seen |= 64;
-	else if (strcmp(line, "store_format") == 0 && u <= UINT32_MAX)
-		m->store_format = (uint32_t)u, *seen |= 128;
-	return 0;		/* a later field this vaultd does not know */
-}
 
 static int
 open_regular(const char *path, const char *what, int *fd, off_t *size)
@@ -136,25 +45,21 @@ open_regular(const char *path, const char *what, int *fd, off_t *size)
 }
 
 static int
-read_manifest(const char *path, struct manifest *m)
+read_manifest(const char *path, struct backupfile_manifest *m)
 {
 	char buf[MAINT_BACKUP_HEADER + 1];
-	unsigned seen = 0;
 	off_t size;
 	int fd, r = -1;
 
 	memset(m, 0, sizeof(*m));
 	if (open_regular(path, "backup", &fd, &size) != 0)
 		return -1;
-	if (pread(fd, buf, MAINT_BACKUP_HEADER, 0) != MAINT_BACKUP_HEADER)
-		goto bad;
-	buf[MAINT_BACKUP_HEADER] = '\0';
-	for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l != NULL;
-	    l = strtok_r(NULL, "\n", &save))
-		if (manifest_field(m, l, &seen) != 0)
-			goto bad;
-	if (seen != 255)
-		goto bad;
+	if (pread(fd, buf, MAINT_BACKUP_HEADER, 0) != MAINT_BACKUP_HEADER ||
+	    backupfile_manifest_parse(buf, MAINT_BACKUP_HEADER, m) != 0) {
+		log_error("%s is not a vaultd backup (no valid manifest); nothing "
+		    "was restored", path);
+		goto out;
+	}
 	if ((uint64_t)size != MAINT_BACKUP_HEADER + m->data_bytes) {
 		log_error("the backup %s is %lld bytes, its manifest says %llu: "
 		    "it was cut or appended to; nothing was restored", path,
@@ -163,91 +68,49 @@ read_manifest(const char *path, struct manifest *m)
 		goto out;
 	}
 	r = 0;
-	goto out;
-bad:
-	log_error("%s is not a vaultd backup (no valid manifest); nothing was "
-	    "restored", path);
 out:
 	close(fd);
 	return r;
 }
 
+/* The whole export in memory (its lines are short: 84 bytes a deletion). */
 static int
-export_line(struct export *e, char *l, unsigned *seen, size_t *cap)
+read_export(const char *path, struct backupfile_export *e)
 {
-	char *f[3], *save = NULL;
-	struct deletion *d;
-
-	if (strcmp(l, "vaultd-deletions 1") == 0)
-		return *seen |= 1, 0;
-	if (strncmp(l, "vault_id ", 9) == 0)
-		return *seen |= 2, unhex(l + 9, e->vault_id, sizeof(e->vault_id));
-	if (strncmp(l, "after_seq ", 10) == 0)
-		return *seen |= 4, parse_u64(l + 10, &e->after_seq);
-	if (strncmp(l, "expired_through ", 16) == 0)
-		return parse_u64(l + 16, &e->expired_through);
-	if (strncmp(l, "count ", 6) == 0)
-		return parse_u64(l + 6, &e->count) == 0 ? (*seen |= 8, 0) : -1;
-	for (int i = 0; i < 3; i++)
-		if ((f[i] = strtok_r(i == 0 ? l : NULL, " ", &save)) == NULL)
-			return -1;
-	if (e->n == *cap) {
-		size_t c = *cap ? *cap * 2 : 256;
-
-		if ((d = realloc(e->d, c * sizeof(*d))) == NULL)
-			return -1;
-		e->d = d;
-		*cap = c;
-	}
-	d = &e->d[e->n];
-	if (parse_u64(f[0], &d->seq) != 0 || unhex(f[1], d->ref,
-	    sizeof(d->ref)) != 0 || parse_u64(f[2], &d->at_ms) != 0 ||
-	    (e->n > 0 && d->seq <= e->d[e->n - 1].seq))
-		return -1;
-	e->n++;
-	return 0;
-}
-
-static int
-read_export(const char *path, struct export *e)
-{
-	FILE *f = NULL;
-	char line[256];
-	unsigned seen = 0;
-	size_t cap = 0, lineno = 0;
+	char *data = NULL;
+	size_t line = 0, got = 0;
 	off_t size;
+	ssize_t n;
 	int fd, r = -1;
 
 	memset(e, 0, sizeof(*e));
 	if (open_regular(path, "deletion export", &fd, &size) != 0)
 		return -1;
-	if ((f = fdopen(fd, "r")) == NULL) {
-		close(fd);
-		return -1;
+	if ((data = malloc((size_t)size + 1)) == NULL)
+		goto out;
+	while (got < (size_t)size &&
+	    (n = pread(fd, data + got, (size_t)size - got, (off_t)got)) > 0)
+		got += (size_t)n;
+	if (got != (size_t)size) {
+		log_error("cannot read the deletion export %s: %s", path,
+		    strerror(errno));
+		goto out;
 	}
-	while (fgets(line, sizeof(line), f) != NULL) {
-		lineno++;
-		line[strcspn(line, "\n")] = '\0';
-		if (export_line(e, line, &seen, &cap) != 0) {
+	if ((r = backupfile_export_parse(data, got, e, &line)) != 0) {
+		if (line > 0)
 			log_error("the deletion export %s is damaged at line %zu; "
-			    "nothing was restored", path, lineno);
-			goto out;
-		}
+			    "nothing was restored", path, line);
+		else if (e->n != e->count && e->count != 0)
+			log_error("the deletion export %s lists %zu deletions, its "
+			    "header says %llu: it was cut; nothing was restored",
+			    path, e->n, (unsigned long long)e->count);
+		else
+			log_error("%s is not a vaultd deletion export; nothing was "
+			    "restored", path);
 	}
-	if (seen != 15) {
-		log_error("%s is not a vaultd deletion export; nothing was "
-		    "restored", path);
-		goto out;
-	}
-	if (e->count != e->n) {
-		log_error("the deletion export %s lists %zu deletions, its header "
-		    "says %llu: it was cut; nothing was restored", path, e->n,
-		    (unsigned long long)e->count);
-		goto out;
-	}
-	r = 0;
 out:
-	fclose(f);
+	free(data);
+	close(fd);
 	return r;
 }
 
@@ -281,7 +144,7 @@ check_store_dir(const char *dir)
 
 /* The key files of the versions the backup needs: all gone is a shredded backup. */
 static int
-check_keys(const struct manifest *m, const char *keys_dir)
+check_keys(const struct backupfile_manifest *m, const char *keys_dir)
 {
 	char path[4096], missing[512] = "";
 	size_t have = 0, len = 0;
@@ -320,7 +183,8 @@ check_keys(const struct manifest *m, const char *keys_dir)
 }
 
 static int
-check_export(const struct manifest *m, const struct export *e)
+check_export(const struct backupfile_manifest *m,
+    const struct backupfile_export *e)
 {
 	if (sodium_memcmp(m->vault_id, e->vault_id, sizeof(m->vault_id)) != 0) {
 		log_error("the deletion export is of another vault than the "
@@ -353,7 +217,8 @@ check_export(const struct manifest *m, const struct export *e)
 
 static int
 check_all(const char *backup, const char *deletions, const char *store_dir,
-    const char *keys_dir, struct manifest *m, struct export *e)
+    const char *keys_dir, struct backupfile_manifest *m,
+    struct backupfile_export *e)
 {
 	if (read_manifest(backup, m) != 0)
 		return -1;
@@ -376,19 +241,20 @@ int
 maint_restore_check(const char *backup, const char *deletions,
     const char *store_dir, const char *keys_dir)
 {
-	struct manifest m;
-	struct export e;
+	struct backupfile_manifest m;
+	struct backupfile_export e;
 	int r;
 
 	memset(&e, 0, sizeof(e));
 	r = check_all(backup, deletions, store_dir, keys_dir, &m, &e);
-	free(e.d);
+	backupfile_export_free(&e);
 	return r == 0 ? 0 : 1;
 }
 
 /* The backup's data into dir/data.mdb (0600), checked against its hash. */
 static int
-copy_data(const char *backup, const struct manifest *m, const char *dir)
+copy_data(const char *backup, const struct backupfile_manifest *m,
+    const char *dir)
 {
 	uint8_t *buf = NULL, hash[BACKUP_HASH_BYTES];
 	crypto_generichash_state h;
@@ -454,7 +320,7 @@ audit_restore(struct vault *v, const char *detail, const uint8_t *ref,
 
 struct audit_job {
 	struct vault *v;
-	const struct deletion *d;
+	const struct backupfile_deletion *d;
 	const struct receipt *rc;
 	size_t n;
 };
@@ -482,7 +348,7 @@ audit_batch_apply(struct store_txn *txn, void *arg)
 
 /* One batch of deletions applied again, each with its audit entry. */
 static int
-replay_batch(struct vault *v, const struct deletion *d, size_t n,
+replay_batch(struct vault *v, const struct backupfile_deletion *d, size_t n,
     size_t *found)
 {
 	struct deletion_request req[REPLAY_BATCH];
@@ -511,7 +377,8 @@ replay_batch(struct vault *v, const struct deletion *d, size_t n,
 }
 
 static int
-replay(struct vault *v, const struct manifest *m, const struct export *e,
+replay(struct vault *v, const struct backupfile_manifest *m,
+    const struct backupfile_export *e,
     size_t *applied, size_t *found)
 {
 	size_t i = 0;
@@ -534,7 +401,8 @@ replay(struct vault *v, const struct manifest *m, const struct export *e,
 /* Opens the copy in tmp, re-applies the deletions, audits the restore. */
 static int
 restore_into(const struct config *cfg, const char *tmp,
-    const struct manifest *m, const struct export *e)
+    const struct backupfile_manifest *m,
+    const struct backupfile_export *e)
 {
 	struct config c = *cfg;
 	struct vault *v = NULL;
@@ -604,8 +472,8 @@ int
 maint_restore(const struct config *cfg, const char *backup,
     const char *deletions)
 {
-	struct manifest m;
-	struct export e;
+	struct backupfile_manifest m;
+	struct backupfile_export e;
 	char tmp[4096];
 	int r = 1;
 
@@ -638,7 +506,7 @@ maint_restore(const struct config *cfg, const char *backup,
 	printf("restored %s into %s\n", backup, cfg->store_dir);
 	r = 0;
 out:
-	free(e.d);
+	backupfile_export_free(&e);
 	return r;
 }
 
