@@ -370,6 +370,22 @@ def test_backup_streams_a_manifest_with_the_key_versions(daemon):
     assert m.deletion_seq == 1 and len(m.vault_id) == 32
 
 
+def test_a_backup_the_client_abandons_ends_cleanly(daemon, tmp_path):
+    """The copy runs into a pipe: a client gone mid-stream stops it, frees
+    its snapshot, and the next backup and the shutdown go as usual."""
+    for i in range(600):
+        daemon.put(consumer_id(i), email="y" * 200 + email(i))
+    with daemon.channel() as ch:
+        call = daemon.stream(ch, "/vault.v1.Admin/Backup",
+                             admin.BackupRequest(), admin.BackupChunk)
+        first = next(call)
+        assert first.data and not first.HasField("manifest")
+        call.cancel()
+    out = daemon.ctl("backup", "--out", str(tmp_path / "b"))
+    assert out.returncode == 0, out.stderr
+    assert daemon.get(consumer_id(0), names=("email",))
+
+
 def test_a_backup_is_audited(daemon, tmp_path):
     assert daemon.ctl("backup", "--out", str(tmp_path / "b")).returncode == 0
     out = daemon.ctl("audit", "query", json=True)
