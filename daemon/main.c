@@ -101,14 +101,15 @@ usage(FILE *f)
 	    "  --version, --help\n");
 }
 
-/* At most one maintenance command; a restore names its deletion export. */
+/* A maintenance command comes alone; a restore names its deletion export. */
 static bool
 maint_options_bad(const struct options *o)
 {
-	int n = (o->restore != NULL) + o->compact + o->migrate + o->purge_unknown +
-	    o->hash_token + o->check + o->init;
+	int maint = (o->restore != NULL) + o->compact + o->migrate;
+	int other = o->purge_unknown + o->hash_token + o->check + o->init +
+	    o->verify_audit + o->tls;
 
-	if (n > 1)
+	if (maint > 1 || (maint == 1 && other > 0))
 		return true;
 	if (o->restore == NULL)
 		return o->deletions != NULL || o->no_deletions;
@@ -607,8 +608,8 @@ main(int argc, char **argv)
 		if (o.restore != NULL && dev_restore_check(&o) != 0)
 			return 1;
 		if (access(config_path, F_OK) != 0 && !o.hash_token &&
-		    !o.purge_unknown && !maint_command(&o) && probe_listen(o.listen != NULL ? o.listen :
-		    DEVMODE_LISTEN) != 0)
+		    !o.purge_unknown && !maint_command(&o) &&
+		    probe_listen(o.listen != NULL ? o.listen : DEVMODE_LISTEN) != 0)
 			return 1;
 		if (devmode_prepare(o.data_dir, config_path, sizeof(config_path)) != 0)
 			return 1;
