@@ -42,6 +42,8 @@
 #include "rpc/server.h"
 #include "engine/unknown_attrs.h"
 #include "engine/vault.h"
+#include "metrics.h"
+#include "rpc/stats.h"
 
 #define VAULTD_VERSION "0.1.0"
 #define EXIT_USAGE 2
@@ -49,7 +51,7 @@
 struct options {
 	bool dev, hash_token, tls, purge_unknown, verify_audit, init, check;
 	const char *data_dir, *listen, *config, *check_config, *gen_key,
-	    *log_level;
+	    *log_level, *metrics_listen;
 };
 
 static void
@@ -70,6 +72,9 @@ usage(FILE *f)
 	    "                     DIR/tls (once) and serve mTLS\n"
 	    "  --data-dir DIR     where --dev keeps its config, keys and store\n"
 	    "  --listen ADDR      host:port to serve on (default 127.0.0.1:50051)\n"
+	    "  --metrics-listen ADDR\n"
+	    "                     host:port of the Prometheus endpoint, or \"off\"\n"
+	    "                     (default: metrics_listen; dev mode 127.0.0.1:9464)\n"
 	    "  --config FILE      run with this config file\n"
 	    "  --verify-audit     at start, check the whole audit chain (by default,\n"
 	    "                     the entries since the last checkpoint)\n"
@@ -94,6 +99,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "dev", no_argument, NULL, 'd' },
 		{ "data-dir", required_argument, NULL, 'D' },
 		{ "listen", required_argument, NULL, 'l' },
+		{ "metrics-listen", required_argument, NULL, 'M' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", required_argument, NULL, 'C' },
 		{ "check", no_argument, NULL, 'K' },
@@ -117,6 +123,7 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'd': o->dev = true; break;
 		case 'D': o->data_dir = optarg; break;
 		case 'l': o->listen = optarg; break;
+		case 'M': o->metrics_listen = optarg; break;
 		case 'c': o->config = optarg; break;
 		case 'C': o->check_config = optarg; break;
 		case 'K': o->check = true; break;
@@ -389,6 +396,8 @@ serve(struct config *cfg, bool dev, bool verify_audit, bool init)
 	struct vault *v = NULL;
 	struct server *srv = NULL;
 	struct janitor *jan = NULL;
+	struct rpc_stats *stats = NULL;
+	struct metrics *met = NULL;
 	struct server_opts so;
 	char err[512];
 	sigset_t set;
@@ -441,8 +450,14 @@ serve(struct config *cfg, bool dev, bool verify_audit, bool init)
 	    .request_timeout_ms = cfg->request_timeout_ms,
 	    .audit = &audit_sink,
 	    .strings = &dispatch_strings };
+	if (rpc_stats_new(&stats, dispatch_n_methods) != 0)
+		goto out;
+	so.stats = stats;
 	if (server_bind(&srv, &so, dispatch_methods, dispatch_n_methods,
-	    auth) != 0) {
+	    auth) != 0 || metrics_start_configured(&met, cfg, dev,
+	    &(struct metrics_source){ .rpc = stats, .methods = dispatch_methods,
+	    .n_methods = dispatch_n_methods, .version = VAULTD_VERSION,
+	    .dek_refresh_ms = cfg->metrics_dek_refresh_s * 1000 }) != 0) {
 		log_error("not started; nothing was written");
 		goto out;
 	}
@@ -469,6 +484,7 @@ serve(struct config *cfg, bool dev, bool verify_audit, bool init)
 	if (unknown_attrs_report(v) != 0)
 		log_warn("could not count stored attributes outside the schema");
 	server_run(srv, v);
+	metrics_attach(met, v);
 	started = true;
 	if (janitor_start(&jan, v, rotation_tick, NULL) != 0) {
 		server_stop(srv);
@@ -495,9 +511,11 @@ serve(struct config *cfg, bool dev, bool verify_audit, bool init)
 	r = 0;
 	srv = NULL;
 out:
+	metrics_stop(met);
 	if (!started)
 		server_discard(srv);
 	vault_close(v);
+	rpc_stats_free(stats);
 	auth_unref(auth);
 	return r;
 }
@@ -551,9 +569,14 @@ main(int argc, char **argv)
 	if (o.log_level == NULL)
 		log_set_level((enum log_level)(log_level_parse(cfg->log_level) < 0 ?
 		    LOG_LEVEL_INFO : log_level_parse(cfg->log_level)));
+	log_set_format((enum log_format)log_format_parse(cfg->log_format));
 	if (o.listen != NULL) {
 		free(cfg->listen);
 		cfg->listen = strdup(o.listen);
+	}
+	if (o.metrics_listen != NULL) {
+		free(cfg->metrics_listen);
+		cfg->metrics_listen = strdup(o.metrics_listen);
 	}
 	if (o.tls && dev_tls(&o, cfg) != 0) {
 		config_free(cfg);

@@ -11,8 +11,9 @@
 #include "conf/config.h"
 
 /* SET_CHOICE: a string; def_str lists the values allowed, "a|b", a the default. */
+/* SET_OPT_STRING: a string, NULL when the file does not set it. */
 enum setting_type { SET_STRING, SET_PATH, SET_OPT_PATH, SET_INT, SET_BOOL,
-	SET_CHOICE };
+	SET_CHOICE, SET_OPT_STRING };
 
 /* The settings table: name, type, default, bounds, where it lands. */
 static const struct setting {
@@ -64,6 +65,9 @@ static const struct setting {
 	{ "shred_retain_s", SET_INT, NULL, 86400, 0, INT32_MAX, offsetof(struct config, shred_retain_s) },
 	{ "log_level", SET_STRING, "info", 0, 0, 0, offsetof(struct config, log_level) },
 	{ "audit_broken", SET_CHOICE, "refuse|not_serving", 0, 0, 0, offsetof(struct config, audit_broken) },
+	{ "log_format", SET_CHOICE, "text|json", 0, 0, 0, offsetof(struct config, log_format) },
+	{ "metrics_listen", SET_OPT_STRING, NULL, 0, 0, 0, offsetof(struct config, metrics_listen) },
+	{ "metrics_dek_refresh_s", SET_INT, NULL, 60, 1, 86400, offsetof(struct config, metrics_dek_refresh_s) },
 };
 
 #define fail(err, errlen, ...) \
@@ -113,7 +117,8 @@ load_settings(struct config *cfg, config_t *lc, const char *base, char *err,
 			bool ok = (s->type == SET_INT && t == CONFIG_TYPE_INT) ||
 			    (s->type == SET_BOOL && t == CONFIG_TYPE_BOOL) ||
 			    ((s->type == SET_STRING || s->type == SET_PATH ||
-			    s->type == SET_OPT_PATH || s->type == SET_CHOICE) &&
+			    s->type == SET_OPT_PATH || s->type == SET_CHOICE ||
+			    s->type == SET_OPT_STRING) &&
 			    t == CONFIG_TYPE_STRING);
 
 			if (!ok)
@@ -136,7 +141,8 @@ load_settings(struct config *cfg, config_t *lc, const char *base, char *err,
 				*(int *)field = n;
 			continue;
 		}
-		if (s->type == SET_OPT_PATH && str == NULL)
+		if ((s->type == SET_OPT_PATH || s->type == SET_OPT_STRING) &&
+		    str == NULL)
 			continue;
 		if (s->type == SET_CHOICE) {
 			if (cs != NULL && !is_choice(s->def_str, str))
@@ -151,7 +157,8 @@ load_settings(struct config *cfg, config_t *lc, const char *base, char *err,
 		}
 		if (str[0] == '\0')
 			return fail(err, errlen, "'%s' must not be empty", s->name);
-		*(char **)field = s->type != SET_STRING ? resolve_path(base, str) :
+		*(char **)field = s->type != SET_STRING &&
+		    s->type != SET_OPT_STRING ? resolve_path(base, str) :
 		    strdup(str);
 		if (*(char **)field == NULL)
 			return fail(err, errlen, "out of memory");

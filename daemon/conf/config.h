@@ -52,6 +52,9 @@ struct config {
 	int shred_retain_s;		/* destroy a replaced version after this */
 	char *log_level;
 	char *audit_broken;		/* "refuse" or "not_serving" */
+	char *log_format;		/* "text" or "json" */
+	char *metrics_listen;		/* host:port, "off"; NULL: unset */
+	int metrics_dek_refresh_s;	/* DEK counts are cached this long */
 	struct schema schema;
 };
 

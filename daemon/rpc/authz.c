@@ -99,6 +99,7 @@ authz_check(struct rpc_ctx *c)
 	c->auth = current_auth(c->srv);
 	if (check_metadata(c) != 0) {
 		c->deny_reason = DENY_METADATA;
+		call_denied(c, RPC_DENY_BAD_METADATA);
 		return VAULT_ERR_INVALID;
 	}
 	if (c->m->flags & RPC_PUBLIC)
@@ -113,22 +114,27 @@ authz_check(struct rpc_ctx *c)
 		    GRPC_SLICE_LENGTH(auth_md->value));
 	if (c->principal == NULL && auth_md != NULL) {
 		c->deny_reason = "invalid credentials";
+		call_denied(c, RPC_DENY_INVALID_CREDENTIALS);
 		return rpc_fail(c, VAULT_ERR_UNAUTHENTICATED, "invalid credentials");
 	}
 	if (c->principal == NULL && presented) {
 		c->deny_reason = "certificate identity not in the policy";
+		call_denied(c, RPC_DENY_UNKNOWN_IDENTITY);
 		return rpc_fail(c, VAULT_ERR_UNAUTHENTICATED,
 		    "the client certificate's identity is not in the policy");
 	}
 	if (c->principal == NULL) {
 		c->deny_reason = "missing credentials";
+		call_denied(c, RPC_DENY_MISSING_CREDENTIALS);
 		return rpc_fail(c, VAULT_ERR_UNAUTHENTICATED, "missing credentials: "
 		    "present a client certificate or send 'authorization: Bearer "
 		    "<token>'");
 	}
-	if (!auth_allows(c->auth, c->principal, c->m->path))
+	if (!auth_allows(c->auth, c->principal, c->m->path)) {
+		call_denied(c, RPC_DENY_ROLE);
 		return rpc_fail(c, VAULT_ERR_DENIED,
 		    "principal '%s' has no role allowed to call %s",
 		    c->principal->name, c->m->path);
+	}
 	return 0;
 }

@@ -61,6 +61,7 @@ on_recv(struct tag *t, bool ok)
 	}
 	s = grpc_byte_buffer_reader_readall(&reader);
 	grpc_byte_buffer_reader_destroy(&reader);
+	rpc_stats_bytes_in(c->srv->stats, call_slot(c), GRPC_SLICE_LENGTH(s));
 	/* Its slices may share memory with the transport's: freed, not wiped. */
 	grpc_byte_buffer_destroy(c->recv);
 	c->recv = NULL;
@@ -122,6 +123,7 @@ refuse(struct rpc_ctx *c, int err)
 			call_finish(c, err);
 			return;
 		case DENIAL_LIMITED:
+			call_denied(c, RPC_DENY_AUTH_RATE_LIMIT);
 			call_reset(c, rpc_fail(c, VAULT_ERR_LIMIT, "too many failed "
 			    "authentications from this address; retry later"));
 			return;
@@ -155,6 +157,7 @@ on_new(struct tag *t, bool ok)
 	c->deadline = gpr_convert_clock_type(c->details.deadline,
 	    GPR_CLOCK_MONOTONIC);
 	c->peer = grpc_call_get_peer(c->call);
+	c->start_us = now_us();
 
 	memset(&op, 0, sizeof(op));
 	op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
@@ -177,6 +180,8 @@ on_new(struct tag *t, bool ok)
 		return;
 	}
 	if ((r = pending_add(c)) != 0) {
+		if (r == VAULT_ERR_LIMIT)
+			call_denied(c, RPC_DENY_PENDING_LIMIT);
 		if (c->principal == NULL)
 			call_reset(c, r);
 		else

@@ -10,10 +10,12 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 #include "rpc/cq.h"
@@ -42,9 +44,33 @@ on_shutdown(struct tag *t, bool ok)
 	pthread_mutex_unlock(&srv->mu);
 }
 
+/*
+ * gRPC core's own lines (a refused TLS handshake, a transport error) go
+ * through the daemon's logger, in its format. Its ERROR lines are nearly
+ * always a peer's failure (a bad handshake), not the daemon's, so they are
+ * warnings; the daemon logs its own errors itself. Which of them gRPC
+ * writes at all is its own setting (GRPC_VERBOSITY, ERROR by default).
+ */
+static void
+grpc_log_to_vault(gpr_log_func_args *args)
+{
+	enum log_level level = args->severity == GPR_LOG_SEVERITY_ERROR ?
+	    LOG_LEVEL_WARN : args->severity == GPR_LOG_SEVERITY_INFO ?
+	    LOG_LEVEL_INFO : LOG_LEVEL_DEBUG;
+	const char *file = args->file != NULL ? strrchr(args->file, '/') : NULL;
+	struct log_field f[2];
+
+	f[0] = LOG_FIELD_STR("file", file != NULL ? file + 1 :
+	    args->file != NULL ? args->file : "?");
+	f[1] = LOG_FIELD_INT("line", args->line);
+	log_fields(level, "grpc", f, 2, "%s", args->message != NULL ?
+	    args->message : "");
+}
+
 void
 server_global_init(void)
 {
+	gpr_set_log_function(grpc_log_to_vault);
 	grpc_init();
 }
 
@@ -154,6 +180,7 @@ server_bind(struct server **out, const struct server_opts *opts,
 	pthread_mutex_init(&srv->auth_mu, NULL);
 	srv->grace_ms = opts->shutdown_grace_ms;
 	srv->sink = opts->audit;
+	srv->stats = opts->stats;
 	srv->max_streams = opts->max_streams;
 	srv->max_streams_per_principal = opts->max_streams_per_principal;
 	srv->max_public_streams = opts->max_public_streams;
