@@ -342,8 +342,10 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		*state = m;
 		return MHD_YES;
 	}
-	if (*upload_size != 0)
-		*upload_size = 0;	/* a body is ignored */
+	if (*upload_size != 0) {	/* a body is read and ignored */
+		*upload_size = 0;
+		return MHD_YES;
+	}
 	if (strcmp(url, "/metrics") != 0)
 		return reply(conn, MHD_HTTP_NOT_FOUND, plain,
 		    (char *)"not found; try /metrics\n", 24, MHD_RESPMEM_PERSISTENT);
