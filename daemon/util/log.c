@@ -173,7 +173,7 @@ write_json(enum log_level level, const char *func, const char *msg,
 		json_object_set_new(fo, f->key, v != NULL ? v : json_null());
 	}
 	json_object_set(o, "fields", fo);
-	if ((line = json_dumps(o, JSON_COMPACT)) == NULL)
+	if ((line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9))) == NULL)
 		goto out;
 	n = strlen(line);
 	/* Room for the newline: one write keeps the line whole. */
