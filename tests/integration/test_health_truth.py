@@ -129,3 +129,55 @@ def test_unknown_service_is_not_found(daemon):
         raise AssertionError("an unknown service was answered")
     except grpc.RpcError as e:
         assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+def consumers_root(d):
+    """The page number of the consumers space's root, read from the main DB."""
+    import lmdb
+    import struct
+    env = lmdb.open(str(d.data_dir / "db"), max_dbs=16, subdir=True,
+                    readonly=True, lock=False)
+    try:
+        with env.begin() as txn:
+            rec = txn.get(b"consumers")     # the named DB's MDB_db record
+        page = env.stat()["psize"]
+    finally:
+        env.close()
+    assert rec is not None and len(rec) == 48
+    return struct.unpack_from("<Q", rec, 40)[0], page
+
+
+def test_failed_store_is_not_serving_everywhere(daemon):
+    """A fatal store error (a corrupted page) fails every call and health."""
+    import os
+    daemon.put("fail-1", email="f1@example.test")
+    set_config(daemon, "max_public_streams_per_peer = 8;")
+    assert daemon.stop() == 0
+    daemon.start()
+    whole, writes = Watcher(daemon, ""), Watcher(daemon, "vault.v1.Consumers")
+    try:
+        whole.wait([SERVING])
+        writes.wait([SERVING])
+        root, psize = consumers_root(daemon)
+        # The root page's flags (offset 10) say neither branch nor leaf:
+        # LMDB answers MDB_CORRUPTED, which marks the store failed.
+        fd = os.open(daemon.data_dir / "db" / "data.mdb", os.O_WRONLY)
+        try:
+            os.pwrite(fd, b"\0\0", root * psize + 10)
+        finally:
+            os.close(fd)
+        try:
+            daemon.get("fail-1")
+            raise AssertionError("a read of a corrupted page succeeded")
+        except grpc.RpcError as e:
+            assert e.code() in (grpc.StatusCode.UNAVAILABLE,
+                                grpc.StatusCode.INTERNAL), e
+        whole.wait([SERVING, NOT_SERVING])
+        writes.wait([SERVING, NOT_SERVING])
+        for s in ("", "vault.v1.Deletion", "vault.v1.Audit"):
+            assert daemon.health(s) == NOT_SERVING, s
+        assert "fatal store error" in daemon.log()
+    finally:
+        whole.close()
+        writes.close()
+    daemon.stop()
