@@ -21,19 +21,10 @@
 #include "conf/config.h"
 
 #include "engine/vault.h"
-#include "rpc/rpc.h"
-#include "rpc/stats.h"
+#include "metrics_text.h"
 #include "util/vault_err.h"
 
 struct metrics;
-
-struct metrics_source {
-	const struct rpc_stats *rpc;	/* counts methods[0..n_methods) */
-	const struct rpc_method *methods;
-	size_t n_methods;
-	const char *version;		/* vaultd's, for vaultd_build_info */
-	int dek_refresh_ms;		/* see engine/stats.h */
-};
 
 /*
  * Binds listen ("host:port"; port 0 picks one) and serves; until
