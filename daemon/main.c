@@ -33,6 +33,7 @@
 #include "conf/config.h"
 #include "crypto/crypto.h"
 #include "devmode.h"
+#include "notify.h"
 #include "api/handlers.h"
 #include "engine/janitor.h"
 #include "audit/journal.h"
@@ -321,23 +322,114 @@ harden_process(void)
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
-/* SIGHUP: a new policy if it loads (else the old one stays), new TLS files. */
-static void
-reload(struct server *srv, const struct config *cfg)
+/*
+ * The config as the command line shapes it: --listen and --dev --tls
+ * override the file, at start and at every SIGHUP alike.
+ */
+static int
+load_config(const struct options *o, struct config **out)
 {
+	struct config *cfg = NULL;
+	char err[512];
+
+	*out = NULL;
+	if (config_load(&cfg, o->config, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		return -1;
+	}
+	if (o->listen != NULL) {
+		free(cfg->listen);
+		if ((cfg->listen = strdup(o->listen)) == NULL) {
+			config_free(cfg);
+			return -1;
+		}
+	}
+	if (o->metrics_listen != NULL) {
+		free(cfg->metrics_listen);
+		if ((cfg->metrics_listen = strdup(o->metrics_listen)) == NULL) {
+			config_free(cfg);
+			return -1;
+		}
+	}
+	if (o->tls && dev_tls(o, cfg) != 0) {
+		config_free(cfg);
+		return -1;
+	}
+	*out = cfg;
+	return 0;
+}
+
+/* What a SIGHUP found changed in the config file: applied, or not. */
+struct reload_report {
+	const struct options *o;
+	const struct config *next;
+	char applied[512], restart[512];
+};
+
+static void
+report_add(char *list, size_t len, const char *name)
+{
+	size_t used = strlen(list);
+
+	snprintf(list + used, len - used, "%s%s", used ? ", " : "", name);
+}
+
+/* The settings a running vaultd takes on SIGHUP; the rest need a restart. */
+static void
+reload_setting(const char *name, void *arg)
+{
+	struct reload_report *rr = arg;
+
+	if (strcmp(name, "log_level") == 0 && rr->o->log_level == NULL) {
+		log_set_level((enum log_level)log_level_parse(rr->next->log_level));
+		report_add(rr->applied, sizeof(rr->applied), name);
+		return;
+	}
+	report_add(rr->restart, sizeof(rr->restart), name);
+}
+
+/*
+ * SIGHUP: the policy (a new one if it loads, else the old one stays), the
+ * TLS files at the next handshake, and the config file read again: what
+ * can change live is applied, what cannot is named and keeps its running
+ * value until a restart.
+ */
+static void
+reload(struct server *srv, const struct options *o, const struct config *cfg)
+{
+	struct reload_report rr = { .o = o };
+	struct config *next = NULL;
 	struct auth *auth = NULL;
 	char err[512];
 
+	notify_reloading();
+	if (load_config(o, &next) != 0)
+		log_error("SIGHUP: the config file was not read again (above); "
+		    "every setting keeps its running value");
 	if (load_policy(&auth, cfg, err, sizeof(err)) != 0) {
 		log_error("SIGHUP: the policy was not reloaded, the previous one "
 		    "stays: %s", err);
 		server_reload(srv, NULL);
-		return;
+	} else {
+		server_reload(srv, auth);
+		auth_unref(auth);
+		log_info("SIGHUP: policy reloaded from %s%s", cfg->policy_file,
+		    cfg->tls_cert ? "; TLS files are read again at the next "
+		    "handshake" : "");
 	}
-	server_reload(srv, auth);
-	auth_unref(auth);
-	log_info("SIGHUP: policy reloaded%s", cfg->tls_cert ? "; TLS files are "
-	    "read again at the next handshake" : "");
+	if (next != NULL) {
+		rr.next = next;
+		config_diff(cfg, next, reload_setting, &rr);
+		if (rr.applied[0] == '\0' && rr.restart[0] == '\0')
+			log_info("SIGHUP: no setting changed in %s", o->config);
+		if (rr.applied[0] != '\0')
+			log_info("SIGHUP: applied: %s", rr.applied);
+		if (rr.restart[0] != '\0')
+			log_warn("SIGHUP: changed in %s but applied only at the "
+			    "next restart: %s", o->config, rr.restart);
+		config_free(next);
+	}
+	notify_ready("serving");
 }
 
 static uint64_t
@@ -389,9 +481,38 @@ check_audit(struct vault *v, const struct config *cfg, bool whole)
 	return 0;
 }
 
+/*
+ * Waits for a signal; with a systemd watchdog, wakes twice per interval to
+ * ping it, but only after the writer took a no-op: a vault whose writer is
+ * stuck (a hung disk) stops pinging and systemd restarts it.
+ */
 static int
-serve(struct config *cfg, bool dev, bool verify_audit, bool init)
+wait_signal(const sigset_t *set, struct vault *v, uint64_t watchdog_ms)
 {
+	struct timespec ts = { (time_t)(watchdog_ms / 2000),
+	    (long)(watchdog_ms / 2 % 1000) * 1000000L };
+	int sig;
+
+	for (;;) {
+		if (watchdog_ms == 0) {
+			if (sigwait(set, &sig) == 0)
+				return sig;
+			continue;
+		}
+		if ((sig = sigtimedwait(set, NULL, &ts)) > 0)
+			return sig;
+		if (errno == EAGAIN) {
+			vault_ping(v);
+			notify_watchdog();
+		}
+	}
+}
+
+static int
+serve(struct config *cfg, const struct options *o)
+{
+	bool dev = o->dev, verify_audit = o->verify_audit, init = o->init;
+	uint64_t watchdog_ms = notify_watchdog_ms();
 	struct auth *auth = NULL;
 	struct vault *v = NULL;
 	struct server *srv = NULL;
@@ -492,20 +613,24 @@ serve(struct config *cfg, bool dev, bool verify_audit, bool init)
 		goto out;
 	}
 	log_info("vaultd %s ready%s", VAULTD_VERSION, dev ? " (development mode)" : "");
+	if (watchdog_ms > 0)
+		log_info("systemd watchdog: pinging every %llu ms",
+		    (unsigned long long)watchdog_ms / 2);
+	notify_ready("serving");
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
-			continue;
+		sig = wait_signal(&set, v, watchdog_ms);
 		if (sig == SIGHUP) {
-			reload(srv, cfg);
+			reload(srv, o, cfg);
 			continue;
 		}
 		log_info("signal %d: shutting down", sig);
 		break;
 	}
+	notify_stopping();
 	server_stop(srv);
 	janitor_stop(jan);
 	r = 0;
@@ -525,7 +650,7 @@ main(int argc, char **argv)
 {
 	struct options o;
 	struct config *cfg = NULL;
-	char config_path[4096], err[512];
+	char config_path[4096];
 	sigset_t set;
 	int r;
 
@@ -562,26 +687,12 @@ main(int argc, char **argv)
 			return 1;
 		o.config = config_path;
 	}
-	if (config_load(&cfg, o.config, err, sizeof(err)) != 0) {
-		log_error("%s", err);
+	if (load_config(&o, &cfg) != 0)
 		return 1;
-	}
 	if (o.log_level == NULL)
 		log_set_level((enum log_level)(log_level_parse(cfg->log_level) < 0 ?
 		    LOG_LEVEL_INFO : log_level_parse(cfg->log_level)));
 	log_set_format((enum log_format)log_format_parse(cfg->log_format));
-	if (o.listen != NULL) {
-		free(cfg->listen);
-		cfg->listen = strdup(o.listen);
-	}
-	if (o.metrics_listen != NULL) {
-		free(cfg->metrics_listen);
-		cfg->metrics_listen = strdup(o.metrics_listen);
-	}
-	if (o.tls && dev_tls(&o, cfg) != 0) {
-		config_free(cfg);
-		return 1;
-	}
 	if (o.hash_token) {
 		r = hash_token(cfg);
 		config_free(cfg);
@@ -598,7 +709,7 @@ main(int argc, char **argv)
 		return r;
 	}
 	server_global_init();
-	r = serve(cfg, o.dev, o.verify_audit, o.init);
+	r = serve(cfg, &o);
 	server_global_shutdown();
 	config_free(cfg);
 	return r;

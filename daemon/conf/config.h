@@ -66,6 +66,14 @@ int config_load(struct config **out, const char *path, char *err,
     size_t errlen) VAULT_WUR;
 void config_free(struct config *cfg);
 
+/*
+ * Calls changed(name, arg) for every setting whose value differs between a
+ * and b, in the settings table's order, then "schema" and "purposes" when
+ * those differ. For SIGHUP, which applies some and reports the rest.
+ */
+void config_diff(const struct config *a, const struct config *b,
+    void (*changed)(const char *name, void *arg), void *arg);
+
 /* True when host:port names a loopback address (127.0.0.0/8, ::1, localhost). */
 bool config_listen_is_loopback(const char *listen);
 

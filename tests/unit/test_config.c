@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
+#include "util/suggest.h"
 
 static char *dir;
 
@@ -99,6 +100,71 @@ test_errors_name_the_problem(void **state)
 	assert_null(cfg);
 }
 
+/* Unknown names, at the top, in a schema entry and in a purpose. */
+static void
+test_unknown_settings_are_errors(void **state)
+{
+	struct config *cfg;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(load("log_levl = \"debug\";\nschema = ( { name = "
+	    "\"a\"; type = \"int\"; } );\n" PURPOSES, &cfg, err, sizeof(err)),
+	    VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "line 1: unknown setting 'log_levl' (did "
+	    "you mean 'log_level'?)"));
+	assert_int_equal(load("schema = ( { name = \"a\"; type = \"int\"; "
+	    "bukets = [1]; } );\n" PURPOSES, &cfg, err, sizeof(err)),
+	    VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "unknown setting 'bukets' in attribute 'a' "
+	    "(did you mean 'buckets'?)"));
+	assert_int_equal(load("schema = ( { name = \"a\"; type = \"int\"; } );"
+	    "\npurposes = ( { name = \"s\"; basis = \"opt_out\"; colour = 1; "
+	    "} );\n", &cfg, err, sizeof(err)), VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "unknown setting 'colour' in purpose 's' "
+	    "(known: name, basis, sale_or_share, essential, attributes)"));
+	assert_null(cfg);
+}
+
+static void
+test_missing_file_says_why(void **state)
+{
+	struct config *cfg;
+	char err[512], path[4200];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/nothing.conf", dir);
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)),
+	    VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "cannot read the file: No such file or "
+	    "directory"));
+	assert_int_equal(config_load(&cfg, dir, err, sizeof(err)),
+	    VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "not a regular file"));
+}
+
+static void
+test_suggest(void **state)
+{
+	static const char *const names[] = { "log_level", "listen", "workers",
+		"max_streams", "max_streams_per_principal" };
+
+	(void)state;
+	assert_string_equal(suggest_closest("log_levl", names, 5), "log_level");
+	assert_string_equal(suggest_closest("log_levle", names, 5), "log_level");
+	assert_string_equal(suggest_closest("lsten", names, 5), "listen");
+	assert_string_equal(suggest_closest("workres", names, 5), "workers");
+	assert_string_equal(suggest_closest("max_stream", names, 5),
+	    "max_streams");
+	assert_null(suggest_closest("zzzz", names, 5));
+	assert_null(suggest_closest("", names, 5));
+	assert_null(suggest_closest("x", names, 5));
+	assert_int_equal(suggest_distance("abc", "abc", 3), 0);
+	assert_int_equal(suggest_distance("abc", "acb", 3), 1);
+	assert_int_equal(suggest_distance("kitten", "sitting", 5), 3);
+	assert_int_equal(suggest_distance("kitten", "sitting", 1), 2);
+}
+
 /* A choice setting: the first value is the default, others are refused. */
 static void
 test_audit_broken_is_a_choice(void **state)
@@ -147,6 +213,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults_and_paths),
 		cmocka_unit_test(test_errors_name_the_problem),
+		cmocka_unit_test(test_unknown_settings_are_errors),
+		cmocka_unit_test(test_missing_file_says_why),
+		cmocka_unit_test(test_suggest),
 		cmocka_unit_test(test_audit_broken_is_a_choice),
 		cmocka_unit_test(test_loopback),
 	};
