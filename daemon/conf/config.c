@@ -64,6 +64,7 @@ static const struct setting {
 	{ "shred_retain_s", SET_INT, NULL, 86400, 0, INT32_MAX, offsetof(struct config, shred_retain_s) },
 	{ "log_level", SET_STRING, "info", 0, 0, 0, offsetof(struct config, log_level) },
 	{ "audit_broken", SET_CHOICE, "refuse|not_serving", 0, 0, 0, offsetof(struct config, audit_broken) },
+	{ "reflection", SET_CHOICE, "authenticated|public|off", 0, 0, 0, offsetof(struct config, reflection) },
 };
 
 #define fail(err, errlen, ...) \

@@ -52,6 +52,7 @@ struct config {
 	int shred_retain_s;		/* destroy a replaced version after this */
 	char *log_level;
 	char *audit_broken;		/* "refuse" or "not_serving" */
+	char *reflection;		/* "authenticated", "public" or "off" */
 	struct schema schema;
 };
 
