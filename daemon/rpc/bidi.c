@@ -4,7 +4,9 @@
  * pool, its timeout, decode.c) and the stream runs on a thread of its own
  * with a stream slot (worker.c, streams.c), so a client that neither sends
  * nor half-closes holds that slot and that thread, never a worker: the
- * stream caps bound how many it can hold, and idle_ms how long. Each later
+ * stream caps bound how many it can hold, and idle_ms how long; a stop of
+ * the server ends waiting receives at once (UNAVAILABLE), so idle streams
+ * never hold the shutdown for its grace period. Each later
  * message is decoded and checked by decode.c exactly like a first one, and
  * is at most max_request_bytes long (the transport's limit for every
  * message). One receive at a time, each waited for before rpc_recv
@@ -26,10 +28,10 @@
 #include "rpc/internal.h"
 #include "util/timeutil.h"
 
-/* How often a waiting receive looks at the deadline and for a hard stop. */
+/* How often a waiting receive looks at the deadline and for a stop. */
 #define RECV_POLL_MS 200
 
-enum stop { GO_ON, STOP_HARD, STOP_DEADLINE, STOP_IDLE };
+enum stop { GO_ON, STOP_SERVER, STOP_DEADLINE, STOP_IDLE };
 
 static void
 on_next(struct tag *t, bool ok)
@@ -48,8 +50,9 @@ on_next(struct tag *t, bool ok)
 static enum stop
 must_stop(const struct rpc_ctx *c, int64_t idle_end)
 {
-	if (atomic_load(&c->srv->hard_cancel))
-		return STOP_HARD;
+	/* An idle stream must not hold the shutdown for its grace period. */
+	if (atomic_load(&c->srv->hard_cancel) || atomic_load(&c->srv->stopping))
+		return STOP_SERVER;
 	if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), c->deadline) > 0)
 		return STOP_DEADLINE;
 	if (now_ms() >= idle_end)
@@ -67,7 +70,7 @@ stop_call(struct rpc_ctx *c, enum stop why, int idle_ms)
 	int err;
 
 	switch (why) {
-	case STOP_HARD:
+	case STOP_SERVER:
 		err = rpc_fail(c, VAULT_ERR_UNAVAILABLE, "the server is stopping");
 		grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAVAILABLE,
 		    c->errmsg, NULL);
@@ -122,6 +125,8 @@ rpc_recv(struct rpc_ctx *c, int idle_ms, ProtobufCMessage **msg)
 		abort();	/* a programming error in the handler */
 	if (rpc_cancelled(c))
 		return VAULT_ERR_CANCELLED;
+	if (rpc_stopping(c))
+		return rpc_fail(c, VAULT_ERR_UNAVAILABLE, "the server is stopping");
 	c->t_next = (struct tag){ .fn = on_next, .call = c, .srv = c->srv };
 	memset(&op, 0, sizeof(op));
 	op.op = GRPC_OP_RECV_MESSAGE;

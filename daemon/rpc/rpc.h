@@ -100,9 +100,10 @@ int rpc_send(struct rpc_ctx *ctx, const ProtobufCMessage *msg) VAULT_WUR;
  * first (decoded, every string through reqcheck.h): 0 with *msg set, 0 with
  * *msg NULL once the client has half-closed, or an error with its message
  * set: VAULT_ERR_INVALID for a malformed message, VAULT_ERR_DEADLINE when
- * none came within idle_ms (the call is then ended), VAULT_ERR_CANCELLED
- * once the client has gone, the deadline has passed or the server stops
- * hard. The caller owns *msg and frees it with rpc_msg_free.
+ * none came within idle_ms or the deadline passed (the call is then ended),
+ * VAULT_ERR_UNAVAILABLE once the server is stopping, VAULT_ERR_CANCELLED
+ * once the client has gone. The caller owns *msg and frees it with
+ * rpc_msg_free.
  */
 int rpc_recv(struct rpc_ctx *ctx, int idle_ms, ProtobufCMessage **msg) VAULT_WUR;
 /* Frees (wipes) a message of rpc_recv; NULL is fine. */

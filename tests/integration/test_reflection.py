@@ -206,6 +206,7 @@ def test_anonymous_refused_any_principal_allowed(fresh):
     # The health protocol knows the service.
     assert fresh.health("grpc.reflection.v1.ServerReflection") == \
         health_pb.HealthCheckResponse.SERVING
+    assert fresh.stop() == 0
 
 
 def test_public_serves_anonymous_callers(fresh):
@@ -213,6 +214,7 @@ def test_public_serves_anonymous_callers(fresh):
     r = Reflector(fresh, token=None)
     assert "vault.v1.Consumers" in services(r)
     assert r.close() == []
+    assert fresh.stop() == 0
 
 
 def test_off_serves_nothing(fresh):
@@ -225,6 +227,7 @@ def test_off_serves_nothing(fresh):
     with pytest.raises(grpc.RpcError) as e:
         fresh.health("grpc.reflection.v1alpha.ServerReflection")
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert fresh.stop() == 0
 
 
 def test_unknown_setting_value_refused(fresh):
@@ -302,6 +305,38 @@ def test_open_streams_hold_no_worker_and_are_capped(fresh):
     for r in open_streams:      # still answering after all that
         assert "vault.v1.Keys" in services(r)
         assert r.close() == []
+    assert fresh.stop() == 0
+
+
+def test_stop_ends_idle_streams_at_once(fresh):
+    """A stream waiting for its client's next request does not hold the
+    shutdown: with a grace period of ten minutes, the stop still completes
+    (d.stop gives up after 60 s) and the stream reads UNAVAILABLE."""
+    configure(fresh, shutdown_grace_ms=600000)
+    r = Reflector(fresh)
+    assert "vault.v1.Keys" in services(r)
+    assert fresh.stop(timeout=60) == 0
+    with pytest.raises(grpc.RpcError) as e:
+        next(r.call)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    r.q.put(None)
+    r.ch.close()
+
+
+def test_silent_client_loses_its_stream(daemon):
+    """No request for 30 s: the stream is ended with DEADLINE_EXCEEDED
+    (the slot and the thread it held are given back)."""
+    r = Reflector(daemon, timeout=120)
+    assert "vault.v1.Keys" in services(r)
+    with pytest.raises(grpc.RpcError) as e:
+        next(r.call)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "no request on this stream" in e.value.details()
+    r.q.put(None)
+    r.ch.close()
+    r = Reflector(daemon)
+    assert "vault.v1.Keys" in services(r)
+    assert r.close() == []
 
 
 # ------------------------------------------------------------ buf curl
