@@ -242,6 +242,31 @@ def test_unknown_setting_value_refused(fresh):
     assert "reflection" in out.stderr
 
 
+def reflection_entries(d):
+    with d.channel() as ch:
+        fn = ch.unary_stream("/vault.v1.Audit/QueryAudit",
+                             request_serializer=_raw,
+                             response_deserializer=pb.AuditEntry.FromString)
+        return [e for e in fn(pb.QueryAuditRequest(), metadata=d.metadata(),
+                              timeout=30) if "ServerReflection" in e.method]
+
+
+def test_answers_are_not_audited_refusals_are(daemon):
+    """Reflection touches no personal data: answered streams leave no
+    audit entry; a principal's malformed request is audited as refused,
+    with nothing of the request in it."""
+    r = Reflector(daemon)
+    services(r)
+    r.ask(file_containing_symbol="vault.v1.Keys")
+    assert r.close() == []
+    assert reflection_entries(daemon) == []
+    expect_refused(daemon, grpc.StatusCode.INVALID_ARGUMENT,
+                   b"\x22\x06secret\xff")
+    entries = reflection_entries(daemon)
+    assert [(e.principal, e.outcome) for e in entries] == [("dev", "invalid")]
+    assert b"secret" not in entries[0].SerializeToString()
+
+
 # ------------------------------------------------------------ hostile input
 def expect_refused(d, code, *messages):
     """Sends messages on one stream; the call ends with code."""
