@@ -4,13 +4,14 @@
  * pool, its timeout, decode.c) and the stream runs on a thread of its own
  * with a stream slot (worker.c, streams.c), so a client that neither sends
  * nor half-closes holds that slot and that thread, never a worker: the
- * stream caps bound how many it can hold, and idle_ms how long; a stop of
+ * stream caps bound how many it can hold, and idle_ms how long. A stop of
  * the server ends waiting receives at once (UNAVAILABLE), so idle streams
- * never hold the shutdown for its grace period. Each later
- * message is decoded and checked by decode.c exactly like a first one, and
- * is at most max_request_bytes long (the transport's limit for every
- * message). One receive at a time, each waited for before rpc_recv
- * returns, so nothing of it outlives the call.
+ * never hold the shutdown for its grace period.
+ *
+ * Each later message is decoded and checked by decode.c exactly like a
+ * first one, and is at most max_request_bytes long (the transport's limit
+ * for every message). One receive at a time, each waited for before
+ * rpc_recv returns, so nothing of it outlives the call.
  */
 #include <pthread.h>
 #include <stdatomic.h>

@@ -299,9 +299,10 @@ def test_bad_requests_get_a_precise_status(daemon):
     details = expect_refused(daemon, grpc.StatusCode.INVALID_ARGUMENT,
                              b"\x22\x02\xff\xfe")
     assert "file_containing_symbol" in details
-    # Over max_request_bytes (1 MiB by default), in the middle of a stream.
-    expect_refused(daemon, grpc.StatusCode.RESOURCE_EXHAUSTED, good,
-                   b"\x3a\x80\x80\x80\x01" + b"x" * (2 << 20))
+    # Over max_request_bytes (1 MiB by default): first, and mid-stream.
+    big = b"\x3a\x80\x80\x80\x01" + b"x" * (2 << 20)
+    expect_refused(daemon, grpc.StatusCode.RESOURCE_EXHAUSTED, big)
+    expect_refused(daemon, grpc.StatusCode.RESOURCE_EXHAUSTED, good, big)
     assert daemon.health() == health_pb.HealthCheckResponse.SERVING
     r = Reflector(daemon)
     assert "vault.v1.Keys" in services(r)
