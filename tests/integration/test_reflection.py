@@ -209,6 +209,23 @@ def test_anonymous_refused_any_principal_allowed(fresh):
     assert fresh.stop() == 0
 
 
+def test_client_certificate_principal_may_reflect(tls_daemon):
+    """Over mTLS the certificate is the credential, for reflection too;
+    buf curl with the same certificate calls a method it learnt that way."""
+    r = Reflector(tls_daemon, "v1", token=None)     # the privacy role's cert
+    assert "vault.v1.Deletion" in services(r)
+    assert r.close() == []
+    t = tls_daemon.data_dir / "tls"
+    out = subprocess.run(
+        [buf_binary(), "curl", "--protocol", "grpc", "--cacert",
+         str(t / "ca.pem"), "--cert", str(t / "keyadmin.pem"), "--key",
+         str(t / "keyadmin.key"), "-d", "{}",
+         f"https://localhost:{tls_daemon.port}/vault.v1.Keys/GetKeyStatus"],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["activeVersion"] == 1
+
+
 def test_public_serves_anonymous_callers(fresh):
     configure(fresh, reflection='"public"')
     r = Reflector(fresh, token=None)
