@@ -10,13 +10,12 @@ import pathlib
 import queue
 import subprocess
 import tempfile
-import threading
 
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from conftest import ROOT, _load_module, health_pb, pb
+from conftest import ROOT, VAULTD, _load_module, health_pb, pb
 
 VAULT_SERVICES = ["vault.v1.Consumers", "vault.v1.Features",
                   "vault.v1.Deletion", "vault.v1.Keys", "vault.v1.Audit"]
@@ -252,8 +251,7 @@ def test_unknown_setting_value_refused(fresh):
     assert fresh.stop() == 0
     conf = fresh.data_dir / "vaultd.conf"
     conf.write_text(conf.read_text() + '\nreflection = "everyone";\n')
-    out = subprocess.run([os.environ.get("VAULTD", str(ROOT / "build/vaultd")),
-                          "--check-config", str(conf)],
+    out = subprocess.run([VAULTD, "--check-config", str(conf)],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode != 0
     assert "reflection" in out.stderr
