@@ -30,10 +30,21 @@ int handle_export_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 extern const struct rpc_audit_sink audit_sink;
 int handle_health_check(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_health_watch(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_reflection(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 
-/* The dispatch table: every method of the contract. */
-extern const struct rpc_method dispatch_methods[];
-extern const size_t dispatch_n_methods;
+/*
+ * Applies the `reflection` setting ("authenticated", "public" or "off") to
+ * the dispatch table and loads the descriptors it serves: once, at start,
+ * before the table is read (policy loading, server_bind).
+ */
+int reflection_configure(const char *mode, char *err, size_t errlen) VAULT_WUR;
+
+/*
+ * The dispatch table: every method of the contract. Written only by
+ * reflection_configure, before the server starts.
+ */
+extern struct rpc_method dispatch_methods[];
+extern size_t dispatch_n_methods;
 extern const struct reqcheck_opts dispatch_strings;
 
 /*

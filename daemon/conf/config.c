@@ -69,6 +69,7 @@ static const struct setting {
 	{ "log_format", SET_CHOICE, "text|json", 0, 0, 0, offsetof(struct config, log_format) },
 	{ "metrics_listen", SET_OPT_STRING, NULL, 0, 0, 0, offsetof(struct config, metrics_listen) },
 	{ "metrics_dek_refresh_s", SET_INT, NULL, 60, 1, 86400, offsetof(struct config, metrics_dek_refresh_s) },
+	{ "reflection", SET_CHOICE, "authenticated|public|off", 0, 0, 0, offsetof(struct config, reflection) },
 };
 
 #define fail(err, errlen, ...) \

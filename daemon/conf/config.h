@@ -55,6 +55,7 @@ struct config {
 	char *log_format;		/* "text" or "json" */
 	char *metrics_listen;		/* host:port, "off"; NULL: unset */
 	int metrics_dek_refresh_s;	/* DEK counts are cached this long */
+	char *reflection;		/* "authenticated", "public" or "off" */
 	struct schema schema;
 };
 

@@ -18,19 +18,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/support/time.h>
-#include <sodium.h>
 
 #include "rpc/alloc.h"
 #include "rpc/authz.h"
 #include "rpc/call.h"
 #include "rpc/cq.h"
+#include "rpc/decode.h"
 #include "rpc/denial.h"
 #include "rpc/internal.h"
 #include "rpc/pending.h"
-#include "rpc/reqcheck.h"
 #include "rpc/worker.h"
 #include "util/log.h"
 
@@ -42,42 +40,25 @@ static void
 on_recv(struct tag *t, bool ok)
 {
 	struct rpc_ctx *c = t->call;
-	grpc_byte_buffer_reader reader;
-	grpc_slice s;
+	grpc_byte_buffer *bb = c->recv;
 	int r;
 
 	pending_done(c);
-	if (!ok || c->recv == NULL) {
+	c->recv = NULL;
+	if (ok && bb == NULL && c->m->kind == RPC_BIDI_STREAM) {
+		call_finish(c, 0);	/* closed before asking anything */
+		call_unref(c);
+		return;
+	}
+	if (!ok || bb == NULL) {
+		if (bb != NULL)
+			grpc_byte_buffer_destroy(bb);
 		call_finish(c, rpc_fail(c, VAULT_ERR_INVALID,
 		    "the request message is missing"));
 		call_unref(c);
 		return;
 	}
-	if (!grpc_byte_buffer_reader_init(&reader, c->recv)) {
-		call_finish(c, rpc_fail(c, VAULT_ERR_INVALID,
-		    "the request message cannot be read"));
-		call_unref(c);
-		return;
-	}
-	s = grpc_byte_buffer_reader_readall(&reader);
-	grpc_byte_buffer_reader_destroy(&reader);
-	rpc_stats_bytes_in(c->srv->stats, call_slot(c), GRPC_SLICE_LENGTH(s));
-	/* Its slices may share memory with the transport's: freed, not wiped. */
-	grpc_byte_buffer_destroy(c->recv);
-	c->recv = NULL;
-	c->req = protobuf_c_message_unpack(c->m->request, &wiping_allocator,
-	    GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-	if (c->req == NULL) {
-		r = rpc_fail(c, VAULT_ERR_INVALID,
-		    "the request is not a valid %s message", c->m->request->name);
-	} else {
-		/* Every string of every request, before any handler sees it. */
-		r = reqcheck_message(c->m->request, GRPC_SLICE_START_PTR(s),
-		    GRPC_SLICE_LENGTH(s), c->srv->strings, c->errmsg,
-		    sizeof(c->errmsg));
-	}
-	sodium_memzero(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
-	grpc_slice_unref(s);
+	r = decode_request(c, bb, &c->req);
 	/* A refused request is audited as such (no field of it is recorded). */
 	if (r != 0 && c->srv->sink != NULL && c->principal != NULL) {
 		c->early_err = r;

@@ -225,7 +225,7 @@ rpc_send(struct rpc_ctx *c, const ProtobufCMessage *msg)
 	grpc_op ops[2];
 	size_t n = 0;
 
-	if (c->m->kind != RPC_SERVER_STREAM)
+	if (c->m->kind == RPC_UNARY)
 		abort();
 	if (rpc_cancelled(c))
 		return VAULT_ERR_CANCELLED;

@@ -5,7 +5,8 @@
  *
  * Locking: srv->mu guards the work queue, the idle workers, the stream and
  * pending-call counts and lists, live_calls and the stop flags; c->mu
- * guards a call's send state (md_sent, send_pending, send_failed, closed);
+ * guards a call's send state (md_sent, send_pending, send_failed, closed)
+ * and receive state (next_pending, next_ok);
  * srv->auth_mu guards the srv->auth pointer.
  */
 #ifndef VAULT_RPC_INTERNAL_H
@@ -72,6 +73,10 @@ struct rpc_ctx {			/* one call; handlers know it as rpc_ctx */
 	struct counter *await_slot;
 	bool awaiting, await_cancelled;
 	struct counter *stream_slot;	/* the count this stream holds, if any */
+	/* A bidirectional stream's next message (bidi.c); under c->mu. */
+	struct tag t_next;
+	grpc_byte_buffer *next_recv;
+	bool next_pending, next_ok;
 	bool audited;
 	struct rpc_audit audit;
 	uint8_t *owned_refs;

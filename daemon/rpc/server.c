@@ -4,7 +4,9 @@
  * worker and sweeper threads), reloaded, and stopped within the grace
  * period. The pieces: cq.c (a call's arrival), call.c (its end), worker.c,
  * ctx.c (the handler API), authz.c, tls.c, streams.c, pending.c,
- * counter.c, sweeper.c, alloc.c, reqcheck.c, denial.c.
+ * counter.c, sweeper.c, alloc.c, reqcheck.c, denial.c, decode.c (a
+ * request's bytes to a checked message), bidi.c (a bidirectional stream's
+ * later requests).
  */
 #include <pthread.h>
 #include <stdatomic.h>

@@ -136,7 +136,7 @@ worker_schedule(struct rpc_ctx *c)
 	int r;
 
 	pthread_mutex_lock(&srv->mu);
-	if (c->m->kind == RPC_SERVER_STREAM && c->early_err == 0) {
+	if (c->m->kind != RPC_UNARY && c->early_err == 0) {
 		if ((r = stream_slot_take(c)) != 0) {
 			pthread_mutex_unlock(&srv->mu);
 			if (r == VAULT_ERR_LIMIT)
