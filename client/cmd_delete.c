@@ -290,6 +290,11 @@ delete_all(struct ctl *ctl, const struct items *it, size_t batch,
 		}
 		if (bar)
 			fputc('\n', stderr);
+		if (sscanf(st.message, "requests[%zu]", &lim) == 1 && lim < n)
+			fprintf(stderr, "vaultctl: the server refused %s %zu%s%s\n",
+			    path != NULL ? "line" : "consumer argument",
+			    it->v[off + lim].line, path != NULL ? " of " : "",
+			    path != NULL ? path : "");
 		if (path != NULL)
 			fprintf(stderr, "vaultctl: the batch of lines %zu to %zu of %s "
 			    "failed; the %zu consumers before line %zu are deleted "

@@ -300,14 +300,14 @@ main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "help") == 0)
 		return argc > 3 ? ctl_usage("help [COMMAND]") :
 		    help(argc == 3 ? argv[2] : NULL);
-	if (argc < 2 || (argv[1][0] == '-' && !g.help)) {
+	if (g.help)
+		return help(argc >= 2 && argv[1][0] != '-' ? argv[1] : NULL);
+	if (argc < 2 || argv[1][0] == '-') {
 		if (argc >= 2)
 			fprintf(stderr, "vaultctl: unknown option '%s'\n", argv[1]);
 		usage(stderr);
 		return CTL_USAGE;
 	}
-	if (g.help)
-		return help(argc >= 2 && argv[1][0] != '-' ? argv[1] : NULL);
 	if ((cmd = find_command(argv[1])) == NULL)
 		return unknown_command(argv[1]);
 	vc_global_init();
