@@ -342,3 +342,55 @@ def test_server_key_mode_is_named_at_start(tmp_path):
     assert d.wait_exit() != 0
     assert f"cannot read {d.data_dir / 'tls' / 'ca.pem'}: No such file or directory" \
         in d.log()
+
+
+COMPLETION = os.path.join(os.path.dirname(__file__), "..", "..", "dist",
+                          "bash-completion", "vaultctl")
+# What bash-completion's library provides, reduced to what the script uses.
+COMPLETION_STUBS = r'''
+_init_completion() { words=("${COMP_WORDS[@]}"); cword=$COMP_CWORD;
+  cur=${COMP_WORDS[COMP_CWORD]}; prev=${COMP_WORDS[COMP_CWORD-1]}; }
+_filedir() { COMPREPLY=(FILES); }
+'''
+
+
+def complete(*words):
+    """What the completion offers after `vaultctl WORDS...` (the last being
+    the word under the cursor)."""
+    script = COMPLETION_STUBS + open(COMPLETION).read() + \
+        '\nCOMP_WORDS=(vaultctl "$@"); COMP_CWORD=$#; _vaultctl; ' \
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    r = subprocess.run(["bash", "-c", script, "complete", *words],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return set(r.stdout.split())
+
+
+def test_bash_completion_knows_every_command_and_option():
+    names = commands()
+    assert complete("") == set(names) | {"help", "version"}
+    assert complete("--json", "ge") == {"get"}
+    assert complete("--addr", "h:1", "ke") == {"keys"}
+    assert complete("keys", "") == {"status", "rotate", "destroy", "rekey"}
+    assert complete("delete", "--from-file", "x") == {"FILES"}
+    assert "--yes" in complete("keys", "destroy", "-")
+    assert complete("features", "--format", "") == {"csv", "jsonl"}
+    assert "GetKeyStatus" in complete("audit", "query", "--method", "")
+    globals_ = {"--addr", "--token-file", "--ca", "--cert", "--key", "--json",
+                "--timeout", "--help", "--version"}
+    assert complete("-") == globals_
+    # Every option a command's help names, the completion offers.
+    for name in names:
+        text = run(name, "--help").stdout.split("global options")[0]
+        wanted = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text)) - {"--help"}
+        words = [name]
+        if name in ("audit", "keys", "receipt"):
+            sub = {"audit": "query", "keys": "destroy", "receipt": "verify"}[name]
+            words.append(sub)
+            if name == "keys":
+                wanted = {"--yes"}
+            if name == "receipt":
+                wanted = {"--public-key"}
+        offered = complete(*words, "--")
+        assert wanted <= offered, (name, wanted - offered)
+        assert globals_ <= offered, name
