@@ -249,7 +249,7 @@ read_token(const char *path, size_t *len)
 
 /* Reads the token and the PEM files and opens the channel. */
 static int
-connect(struct ctl *ctl, const struct globals *g, char **token,
+open_channel(struct ctl *ctl, const struct globals *g, char **token,
     size_t *token_len, char **pems, size_t *key_len)
 {
 	size_t len;
@@ -311,7 +311,7 @@ main(int argc, char **argv)
 	if ((cmd = find_command(argv[1])) == NULL)
 		return unknown_command(argv[1]);
 	vc_global_init();
-	if ((r = connect(&ctl, &g, &token, &token_len, pems, &key_len)) == CTL_OK)
+	if ((r = open_channel(&ctl, &g, &token, &token_len, pems, &key_len)) == CTL_OK)
 		r = cmd->run(&ctl, argc - 1, argv + 1);
 	vc_close(ctl.vc);
 	vc_global_shutdown();

@@ -63,7 +63,7 @@ check_put(struct rpc_ctx *ctx, const struct vault *v,
 		const char *why;
 
 		if (idx < 0) {
-			char field[40];
+			char field[48];
 
 			snprintf(field, sizeof(field), "attributes[%zu].name", i);
 			return handler_unknown_attr(ctx, v->schema, field, a->name);
@@ -149,7 +149,7 @@ check_names(struct rpc_ctx *ctx, const struct vault *v, char **names,
 	for (size_t i = 0; i < n; i++) {
 		idx[i] = schema_find_attr(v->schema, names[i], strlen(names[i]));
 		if (idx[i] < 0) {
-			char field[32];
+			char field[48];
 
 			snprintf(field, sizeof(field), "names[%zu]", i);
 			return handler_unknown_attr(ctx, v->schema, field, names[i]);

@@ -97,7 +97,7 @@ check_attrs(struct rpc_ctx *ctx, const struct vault *v, int purpose,
 		int a = schema_find_attr(s, names[i], strlen(names[i]));
 
 		if (a < 0) {
-			char field[32];
+			char field[48];
 
 			snprintf(field, sizeof(field), "attributes[%zu]", i);
 			return handler_unknown_attr(ctx, s, field, names[i]);
