@@ -190,9 +190,9 @@ query(struct ctl *ctl, int argc, char **argv)
 	fflush(stdout);
 	if (st.code == 1 /* CANCELLED */ && q.limit != 0 && q.printed >= q.limit) {
 		if (!limit_given)
-			fprintf(stderr, "vaultctl: stopped after %d entries (the "
-			    "default limit); --limit N for more, --limit 0 for "
-			    "all\n", DEFAULT_LIMIT);
+			fprintf(stderr, "vaultctl: stopped after %d entries, the "
+			    "default limit; there may be more: --limit N for "
+			    "more, --limit 0 for all\n", DEFAULT_LIMIT);
 		return CTL_OK;
 	}
 	if (st.code != 0)

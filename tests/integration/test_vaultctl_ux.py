@@ -394,3 +394,30 @@ def test_bash_completion_knows_every_command_and_option():
         offered = complete(*words, "--")
         assert wanted <= offered, (name, wanted - offered)
         assert globals_ <= offered, name
+
+
+def test_delete_progress_bar_only_on_a_terminal(daemon, tmp_path):
+    f = tmp_path / "bar.csv"
+    csv_file(f, [(f"bar-{i}", f"bar-req-{i}") for i in range(25)])
+    master, slave = pty.openpty()
+    tok = str(daemon.data_dir / "dev-token")
+    r = subprocess.run([VAULTCTL, "--addr", daemon.addr, "--token-file", tok,
+                        "delete", "--from-file", str(f), "--batch-size", "10"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=slave, timeout=60)
+    os.close(slave)
+    shown = b""
+    try:
+        while True:
+            chunk = os.read(master, 4096)
+            if not chunk:
+                break
+            shown += chunk
+    except OSError:         # EIO: the terminal's other end is closed
+        pass
+    os.close(master)
+    assert r.returncode == 0
+    assert len(r.stdout.splitlines()) == 25
+    text = shown.decode()
+    assert "\rdeleting [" in text and "10/25" in text and "25/25" in text
+    assert "bar-" not in text       # no consumer id on the terminal either
