@@ -149,7 +149,7 @@ query(struct ctl *ctl, int argc, char **argv)
 	int ch;
 
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((ch = ctl_getopt(argc, argv, longopts)) != -1) {
 		switch (ch) {
 		case 's':
 			if (time_arg("--since", optarg, &req.since_ms) != 0)

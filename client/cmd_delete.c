@@ -331,7 +331,7 @@ cmd_delete(struct ctl *ctl, int argc, char **argv)
 	int ch, r;
 
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((ch = ctl_getopt(argc, argv, longopts)) != -1) {
 		if (ch == 'r') {
 			req.request_id = optarg;
 		} else if (ch == 'f') {

@@ -1,8 +1,10 @@
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "util/suggest.h"
 #include "vaultctl.h"
 
 static int
@@ -81,4 +83,34 @@ ctl_usage(const char *usage)
 {
 	fprintf(stderr, "usage: vaultctl [global options] %s\n", usage);
 	return CTL_USAGE;
+}
+
+int
+ctl_getopt(int argc, char **argv, const struct option *longopts)
+{
+	const char *names[64], *close, *bad;
+	char word[64];
+	size_t n = 0;
+	int ch;
+
+	opterr = 0;		/* the message below says more than getopt's */
+	if ((ch = getopt_long(argc, argv, "", longopts, NULL)) != '?')
+		return ch;
+	bad = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+	snprintf(word, sizeof(word), "%.*s", (int)strcspn(bad, "="), bad);
+	for (size_t i = 0; longopts[i].name != NULL && n < 64; i++) {
+		if (strcmp(word + strspn(word, "-"), longopts[i].name) == 0 &&
+		    longopts[i].has_arg == required_argument) {
+			fprintf(stderr, "vaultctl: %s: %s needs a value\n", argv[0],
+			    word);
+			return ch;
+		}
+		names[n++] = longopts[i].name;
+	}
+	close = suggest_closest(word + strspn(word, "-"), names, n);
+	fprintf(stderr, "vaultctl: %s: unknown option '%s'", argv[0], word);
+	if (close != NULL)
+		fprintf(stderr, "; did you mean '--%s'?", close);
+	fputc('\n', stderr);
+	return ch;
 }

@@ -51,6 +51,14 @@ int ctl_fail(const struct ctl *ctl, const struct vc_status *st);
 int ctl_usage(const char *usage);
 
 /*
+ * getopt_long over a subcommand's argv (argv[0]: its name) with long
+ * options only; on '?' it has said which option is wrong, with the closest
+ * known one ("did you mean"), or that the option needs a value.
+ */
+struct option;
+int ctl_getopt(int argc, char **argv, const struct option *longopts);
+
+/*
  * help.c: the text of "vaultctl help COMMAND" and "COMMAND --help" (usage,
  * what it does, its options, an example) to f; 0, or -1 when the command
  * has no help text (its usage line is all there is).

@@ -59,6 +59,12 @@ def test_mistyped_command_gets_a_suggestion():
     assert "commands:" in r.stderr
     r = run("--bogus", "health")
     assert r.returncode == 2 and "unknown option '--bogus'" in r.stderr
+    # A mistyped option of a command, too (nothing is sent: no server here).
+    r = run("get", "x", "--purpse", "service", "--addr", f"127.0.0.1:{free_port()}")
+    assert r.returncode == 2
+    assert "get: unknown option '--purpse'; did you mean '--purpose'?" in r.stderr
+    r = run("audit", "query", "--since")
+    assert r.returncode == 2 and "--since needs a value" in r.stderr
 
 
 def test_global_flags_anywhere_on_the_line(daemon):
