@@ -33,15 +33,20 @@ current_auth(struct server *srv)
  * at most 64 characters (the rest cut, "..." added). Certificate names are
  * not secrets, but they are the peer's input all the same.
  */
+#define SHOWN_IDENTITY_MAX 64
+
+/* out must hold SHOWN_IDENTITY_MAX + 4 bytes. */
 static void
-shown_identity(char *out, size_t len, const char *v, size_t n)
+shown_identity(char *out, const char *v, size_t n)
 {
 	size_t o = 0;
 
-	for (size_t i = 0; i < n && o + 4 < len; i++)
-		out[o++] = v[i] >= 0x20 && v[i] < 0x7f && v[i] != '\'' ? v[i] : '?';
-	if (o + 4 >= len && n > o)
-		memcpy(out + o, "...", 3), o += 3;
+	for (; o < n && o < SHOWN_IDENTITY_MAX; o++)
+		out[o] = v[o] >= 0x20 && v[o] < 0x7f && v[o] != '\'' ? v[o] : '?';
+	if (n > o) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
 	out[o] = '\0';
 }
 
@@ -49,10 +54,11 @@ shown_identity(char *out, size_t len, const char *v, size_t n)
  * The principal of the client certificate: the first subject alternative
  * name the policy knows; the common name only when the certificate has no
  * SAN. *presented tells whether the client showed a verified certificate;
- * seen (len bytes) gets the identity looked up first, for the refusal.
+ * seen gets the identity looked up first, for the refusal.
  */
 static const struct principal *
-cert_principal(struct rpc_ctx *c, bool *presented, char *seen, size_t len)
+cert_principal(struct rpc_ctx *c, bool *presented,
+    char seen[SHOWN_IDENTITY_MAX + 4])
 {
 	static const char *const props[] = { GRPC_X509_SAN_PROPERTY_NAME,
 	    GRPC_X509_CN_PROPERTY_NAME };
@@ -75,7 +81,7 @@ cert_principal(struct rpc_ctx *c, bool *presented, char *seen, size_t len)
 			while (p == NULL && (prop = grpc_auth_property_iterator_next(&it)) != NULL) {
 				had_san = had_san || i == 0;
 				if (seen[0] == '\0')
-					shown_identity(seen, len, prop->value,
+					shown_identity(seen, prop->value,
 					    prop->value_length);
 				p = auth_identity(c->auth, prop->value, prop->value_length);
 			}
@@ -116,7 +122,7 @@ int
 authz_check(struct rpc_ctx *c)
 {
 	const grpc_metadata *auth_md = NULL;
-	char seen[72];
+	char seen[SHOWN_IDENTITY_MAX + 4];
 	bool presented;
 
 	c->auth = current_auth(c->srv);
@@ -126,7 +132,7 @@ authz_check(struct rpc_ctx *c)
 	}
 	if (c->m->flags & RPC_PUBLIC)
 		return 0;
-	c->principal = cert_principal(c, &presented, seen, sizeof(seen));
+	c->principal = cert_principal(c, &presented, seen);
 	for (size_t i = 0; c->principal == NULL && i < c->md.count; i++)
 		if (grpc_slice_str_cmp(c->md.metadata[i].key, "authorization") == 0)
 			auth_md = &c->md.metadata[i];
