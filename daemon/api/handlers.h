@@ -63,4 +63,14 @@ void handler_audit_names(struct rpc_ctx *ctx, const struct schema *s,
 /* Checks a purpose field (required, configured, allowed for the caller). */
 int handler_check_purpose(struct rpc_ctx *ctx, const char *purpose, int *idx);
 
+/*
+ * Refuse a name the schema lacks (VAULT_ERR_INVALID): the message names the
+ * field, suggests the closest known name and lists the known ones; the name
+ * sent is never echoed (unknown_name.c).
+ */
+int handler_unknown_attr(struct rpc_ctx *ctx, const struct schema *s,
+    const char *field, const char *sent);
+int handler_unknown_purpose(struct rpc_ctx *ctx, const struct schema *s,
+    const char *sent);
+
 #endif

@@ -43,26 +43,6 @@ is_known(const char *name, const char *const *known, size_t n)
 	return false;
 }
 
-/* "a, b, c" into buf, cut with "..." when it does not fit. */
-static void
-list_names(char *buf, size_t len, const char *const *known, size_t n)
-{
-	size_t used = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < n; i++) {
-		int w = snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
-		    known[i]);
-
-		if (w < 0 || (size_t)w >= len - used) {
-			snprintf(buf + (len > 4 ? len - 4 : 0), len > 4 ? 4 : len,
-			    "...");
-			return;
-		}
-		used += (size_t)w;
-	}
-}
-
 int
 cfgfile_check_names(const config_setting_t *group, const char *const *known,
     size_t n, const char *where, char *err, size_t errlen)
@@ -81,7 +61,7 @@ cfgfile_check_names(const config_setting_t *group, const char *const *known,
 			return fail(err, errlen, "line %d: unknown setting '%s'%s%s "
 			    "(did you mean '%s'?)", config_setting_source_line(s),
 			    name, where[0] ? " in " : "", where, close);
-		list_names(names, sizeof(names), known, n);
+		suggest_list(names, sizeof(names), known, n);
 		return fail(err, errlen, "line %d: unknown setting '%s'%s%s (known: "
 		    "%s)", config_setting_source_line(s), name, where[0] ? " in " :
 		    "", where, names);

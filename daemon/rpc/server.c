@@ -165,6 +165,7 @@ server_bind(struct server **out, const struct server_opts *opts,
 	grpc_resource_quota *quota;
 	grpc_server_credentials *creds;
 	struct server *srv;
+	bool tls_ok;
 	int port;
 
 	*out = NULL;
@@ -240,11 +241,16 @@ server_bind(struct server **out, const struct server_opts *opts,
 	}
 	creds = tls_credentials(srv, opts->tls_cert, opts->tls_key,
 	    opts->tls_client_ca, opts->tls_require_client_cert);
-	port = grpc_server_add_http2_port(srv->gs, opts->listen, creds);
-	grpc_server_credentials_release(creds);
+	tls_ok = creds != NULL;
+	port = tls_ok ? grpc_server_add_http2_port(srv->gs, opts->listen, creds) : 0;
+	if (tls_ok)
+		grpc_server_credentials_release(creds);
 	if (port == 0) {
-		log_error("cannot listen on %s (in use, not a local address, or "
-		    "unusable TLS files)", opts->listen);
+		/* The TLS files were read just before: their faults are logged. */
+		log_error("cannot listen on %s (%s)", opts->listen, !tls_ok ?
+		    "unusable TLS files, see above" : srv->tls ? "in use, not a "
+		    "local address, or TLS files gRPC could not parse" : "in use, "
+		    "or not a local address");
 		server_discard(srv);
 		return VAULT_ERR_IO;
 	}

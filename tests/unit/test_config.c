@@ -6,7 +6,6 @@
 #include <cmocka.h>
 
 #include "testutil.h"
-#include "util/suggest.h"
 
 static char *dir;
 
@@ -143,28 +142,6 @@ test_missing_file_says_why(void **state)
 	assert_non_null(strstr(err, "not a regular file"));
 }
 
-static void
-test_suggest(void **state)
-{
-	static const char *const names[] = { "log_level", "listen", "workers",
-		"max_streams", "max_streams_per_principal" };
-
-	(void)state;
-	assert_string_equal(suggest_closest("log_levl", names, 5), "log_level");
-	assert_string_equal(suggest_closest("log_levle", names, 5), "log_level");
-	assert_string_equal(suggest_closest("lsten", names, 5), "listen");
-	assert_string_equal(suggest_closest("workres", names, 5), "workers");
-	assert_string_equal(suggest_closest("max_stream", names, 5),
-	    "max_streams");
-	assert_null(suggest_closest("zzzz", names, 5));
-	assert_null(suggest_closest("", names, 5));
-	assert_null(suggest_closest("x", names, 5));
-	assert_int_equal(suggest_distance("abc", "abc", 3), 0);
-	assert_int_equal(suggest_distance("abc", "acb", 3), 1);
-	assert_int_equal(suggest_distance("kitten", "sitting", 5), 3);
-	assert_int_equal(suggest_distance("kitten", "sitting", 1), 2);
-}
-
 /* A choice setting: the first value is the default, others are refused. */
 static void
 test_audit_broken_is_a_choice(void **state)
@@ -215,7 +192,6 @@ main(void)
 		cmocka_unit_test(test_errors_name_the_problem),
 		cmocka_unit_test(test_unknown_settings_are_errors),
 		cmocka_unit_test(test_missing_file_says_why),
-		cmocka_unit_test(test_suggest),
 		cmocka_unit_test(test_audit_broken_is_a_choice),
 		cmocka_unit_test(test_loopback),
 	};
