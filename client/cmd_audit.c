@@ -1,5 +1,7 @@
+#include <ctype.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,20 +9,110 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "grpc/health/v1/health.pb-c.h"
+#include "util/suggest.h"
+#include "vault/v1/admin.pb-c.h"
 #include "vault/v1/vault.pb-c.h"
 #include "vaultctl.h"
 
-#define USAGE "audit verify | audit query [--since MS] [--until MS] " \
-	"[--principal P] [--consumer ID] [--method PATH]"
+#define USAGE "audit verify | audit query [--since T] [--until T] " \
+	"[--principal P] [--consumer ID] [--method M] [--limit N]"
+/*
+ * Without --limit, a query stops after this many entries and says so on
+ * stderr: an unfiltered query of a busy vault is millions of lines, which
+ * nobody means to page through at a terminal; --limit 0 asks for them all.
+ */
+#define DEFAULT_LIMIT 1000
+
+struct query_state {
+	uint64_t limit;		/* 0: none */
+	uint64_t printed;
+};
+
+/* The services whose methods the audit log names. */
+static const ProtobufCServiceDescriptor *const services[] = {
+	&vault__v1__consumers__descriptor, &vault__v1__features__descriptor,
+	&vault__v1__deletion__descriptor, &vault__v1__keys__descriptor,
+	&vault__v1__audit__descriptor, &grpc__health__v1__health__descriptor,
+	&vault__v1__admin__descriptor,
+};
+#define N_SERVICES (sizeof(services) / sizeof(services[0]))
+#define MAX_METHODS 64
+
+/*
+ * --method as the audit log stores it, "/vault.v1.Keys/GetKeyStatus", from
+ * that, "Keys/GetKeyStatus", "vault.v1.Keys/GetKeyStatus" or
+ * "GetKeyStatus". An unknown short name is an error with the closest known
+ * one: a typo must not silently match nothing. A full path ("/pkg.Svc/M")
+ * goes as it is, for services newer than this vaultctl.
+ */
+static int
+full_method(const char *in, char *out, size_t len)
+{
+	const char *names[MAX_METHODS], *close;
+	char paths[MAX_METHODS][96];
+	size_t n = 0;
+
+	for (size_t i = 0; i < N_SERVICES; i++) {
+		const ProtobufCServiceDescriptor *sd = services[i];
+		const char *svc = strrchr(sd->name, '.') + 1;
+
+		for (unsigned m = 0; m < sd->n_methods && n < MAX_METHODS; m++) {
+			const char *method = sd->methods[m].name;
+			char *path = paths[n];
+
+			snprintf(path, sizeof(paths[n]), "/%s/%s", sd->name, method);
+			names[n++] = method;
+			if (strcmp(in, path) == 0 || strcmp(in, path + 1) == 0 ||
+			    strcmp(in, method) == 0 ||
+			    (strncmp(in, svc, strlen(svc)) == 0 &&
+			    in[strlen(svc)] == '/' &&
+			    strcmp(in + strlen(svc) + 1, method) == 0)) {
+				snprintf(out, len, "%s", path);
+				return 0;
+			}
+		}
+	}
+	if (in[0] == '/' && strchr(in + 1, '/') != NULL) {
+		/* A full path of a service vaultctl was not built with. */
+		snprintf(out, len, "%s", in);
+		return 0;
+	}
+	close = suggest_closest(strrchr(in, '/') != NULL ? strrchr(in, '/') + 1 : in,
+	    names, n);
+	fprintf(stderr, "vaultctl: --method: unknown method '%s'", in);
+	if (close != NULL)
+		fprintf(stderr, "; did you mean '%s'?", close);
+	fprintf(stderr, "\nmethods:");
+	for (size_t i = 0; i < n; i++)
+		fprintf(stderr, " %s", names[i]);
+	fputc('\n', stderr);
+	return -1;
+}
+
+static int
+time_arg(const char *opt, const char *s, int64_t *ms)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (ctl_parse_time(s, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+	    ms) == 0)
+		return 0;
+	fprintf(stderr, "vaultctl: %s: '%s' is not a time: give RFC 3339 "
+	    "(2026-12-01, 2026-12-01T10:00:00Z, 2026-12-01T10:00:00+02:00), a "
+	    "time back from now (30m, 24h, 7d) or epoch milliseconds\n", opt, s);
+	return -1;
+}
 
 static int
 on_entry(const ProtobufCMessage *m, void *arg)
 {
 	const Vault__V1__AuditEntry *e = (const void *)m;
+	struct query_state *q = arg;
 	char hash[2 * 32 + 1] = "";
 	json_t *names = json_array(), *o;
 
-	(void)arg;
 	for (size_t i = 0; i < e->n_attribute_names; i++)
 		json_array_append_new(names, json_string(e->attribute_names[i]));
 	if (e->hash.len == 32)
@@ -34,7 +126,8 @@ on_entry(const ProtobufCMessage *m, void *arg)
 	json_dumpf(o, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	putchar('\n');
 	json_decref(o);
-	return 0;
+	q->printed++;
+	return q->limit != 0 && q->printed >= q->limit;	/* cancels the stream */
 }
 
 static int
@@ -46,28 +139,65 @@ query(struct ctl *ctl, int argc, char **argv)
 		{ "principal", required_argument, NULL, 'p' },
 		{ "consumer", required_argument, NULL, 'c' },
 		{ "method", required_argument, NULL, 'm' },
+		{ "limit", required_argument, NULL, 'l' },
 		{ NULL, 0, NULL, 0 },
 	};
 	Vault__V1__QueryAuditRequest req = VAULT__V1__QUERY_AUDIT_REQUEST__INIT;
+	struct query_state q = { DEFAULT_LIMIT, 0 };
+	bool limit_given = false;
+	char method[128];
 	struct vc_status st;
+	char *end;
 	int ch;
 
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((ch = ctl_getopt(argc, argv, longopts)) != -1) {
 		switch (ch) {
-		case 's': req.since_ms = strtoll(optarg, NULL, 10); break;
-		case 'u': req.until_ms = strtoll(optarg, NULL, 10); break;
+		case 's':
+			if (time_arg("--since", optarg, &req.since_ms) != 0)
+				return CTL_USAGE;
+			break;
+		case 'u':
+			if (time_arg("--until", optarg, &req.until_ms) != 0)
+				return CTL_USAGE;
+			break;
 		case 'p': req.principal = optarg; break;
 		case 'c': req.consumer_id = optarg; break;
-		case 'm': req.method = optarg; break;
+		case 'm':
+			if (full_method(optarg, method, sizeof(method)) != 0)
+				return CTL_USAGE;
+			req.method = method;
+			break;
+		case 'l':
+			q.limit = strtoull(optarg, &end, 10);
+			if (!isdigit((unsigned char)optarg[0]) || *end != '\0') {
+				fprintf(stderr, "vaultctl: --limit wants a number "
+				    "(0: no limit)\n");
+				return CTL_USAGE;
+			}
+			limit_given = true;
+			break;
 		default: return ctl_usage(USAGE);
 		}
 	}
 	if (optind != argc)
 		return ctl_usage(USAGE);
-	if (vc_stream(ctl->vc, "/vault.v1.Audit/QueryAudit", &req.base,
-	    &vault__v1__audit_entry__descriptor, on_entry, NULL, &st,
-	    ctl->timeout_ms) != 0)
+	if (req.since_ms != 0 && req.until_ms != 0 && req.until_ms < req.since_ms) {
+		fprintf(stderr, "vaultctl: --until is before --since\n");
+		return CTL_USAGE;
+	}
+	vc_stream(ctl->vc, "/vault.v1.Audit/QueryAudit", &req.base,
+	    &vault__v1__audit_entry__descriptor, on_entry, &q, &st,
+	    ctl->timeout_ms);
+	fflush(stdout);
+	if (st.code == 1 /* CANCELLED */ && q.limit != 0 && q.printed >= q.limit) {
+		if (!limit_given)
+			fprintf(stderr, "vaultctl: stopped after %d entries, the "
+			    "default limit; there may be more: --limit N for "
+			    "more, --limit 0 for all\n", DEFAULT_LIMIT);
+		return CTL_OK;
+	}
+	if (st.code != 0)
 		return ctl_fail(ctl, &st);
 	return CTL_OK;
 }

@@ -31,7 +31,7 @@ cmd_consent(struct ctl *ctl, int argc, char **argv)
 
 	req.source = "api";
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((ch = ctl_getopt(argc, argv, longopts)) != -1) {
 		switch (ch) {
 		case 'p': req.purpose = optarg; break;
 		case 'g': req.granted = 1; decided++; break;

@@ -4,6 +4,7 @@
  * no longer has.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include <jansson.h>
 
@@ -66,6 +67,8 @@ cmd_export(struct ctl *ctl, int argc, char **argv)
 	struct vc_status st;
 	json_t *o;
 
+	if (argc == 3 && strcmp(argv[1], "--") == 0)
+		argv++, argc--;		/* "--": CONSUMER may start with "-" */
 	if (argc != 2)
 		return ctl_usage("export CONSUMER");
 	req.consumer_id = argv[1];

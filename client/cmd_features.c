@@ -100,7 +100,7 @@ cmd_features(struct ctl *ctl, int argc, char **argv)
 	int ch;
 
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((ch = ctl_getopt(argc, argv, longopts)) != -1) {
 		switch (ch) {
 		case 'p': req.purpose = optarg; break;
 		case 'd': req.dataset_id = optarg; break;

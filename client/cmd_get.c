@@ -37,7 +37,7 @@ cmd_get(struct ctl *ctl, int argc, char **argv)
 
 	req.purpose = "service";
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((ch = ctl_getopt(argc, argv, longopts)) != -1) {
 		if (ch != 'p')
 			return ctl_usage(USAGE);
 		req.purpose = optarg;

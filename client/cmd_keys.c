@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,8 +11,8 @@
 #include "vault/v1/vault.pb-c.h"
 #include "vaultctl.h"
 
-#define USAGE "keys status | keys rotate [VERSION] | keys destroy VERSION | " \
-	"keys rekey CONSUMER"
+#define USAGE "keys status | keys rotate [VERSION] | keys destroy VERSION " \
+	"[--yes] | keys rekey CONSUMER"
 
 static int
 status(struct ctl *ctl)
@@ -120,16 +121,48 @@ rotate(struct ctl *ctl, const char *version)
 	return CTL_OK;
 }
 
+/*
+ * Destroying a version cannot be undone, so a person types the version to
+ * go on; a script says --yes. Without a terminal to ask on and without
+ * --yes, nothing is destroyed.
+ */
+static bool
+destroy_confirmed(const char *version, bool yes)
+{
+	char prompt[256];
+
+	if (yes)
+		return true;
+	if (!isatty(0)) {
+		fprintf(stderr, "vaultctl: keys destroy cannot be undone; stdin is "
+		    "not a terminal to confirm on: add --yes\n");
+		return false;
+	}
+	snprintf(prompt, sizeof(prompt), "Destroying master key version %s "
+	    "cannot be undone: whatever only it can open is gone for good.\n"
+	    "Type the version (%s) to destroy it: ", version, version);
+	if (ctl_confirm(prompt, version))
+		return true;
+	fprintf(stderr, "vaultctl: not confirmed; nothing was destroyed\n");
+	return false;
+}
+
 static int
-destroy(struct ctl *ctl, const char *version)
+destroy(struct ctl *ctl, const char *version, bool yes)
 {
 	Vault__V1__DestroyMasterKeyRequest req = VAULT__V1__DESTROY_MASTER_KEY_REQUEST__INIT;
 	Vault__V1__DestroyMasterKeyResponse *resp = NULL;
 	struct vc_status st;
+	unsigned long v;
+	char *end;
 
-	req.version = (uint32_t)strtoul(version, NULL, 10);
-	if (req.version == 0)
+	v = strtoul(version, &end, 10);
+	if (!isdigit((unsigned char)version[0]) || *end != '\0' || v == 0 ||
+	    v > UINT32_MAX)
 		return ctl_usage(USAGE);
+	req.version = (uint32_t)v;
+	if (!destroy_confirmed(version, yes))
+		return CTL_USAGE;
 	if (vc_unary(ctl->vc, "/vault.v1.Keys/DestroyMasterKey", &req.base,
 	    &vault__v1__destroy_master_key_response__descriptor,
 	    (ProtobufCMessage **)&resp, &st, ctl->timeout_ms) != 0)
@@ -170,8 +203,18 @@ cmd_keys(struct ctl *ctl, int argc, char **argv)
 		return status(ctl);
 	if ((argc == 2 || argc == 3) && strcmp(argv[1], "rotate") == 0)
 		return rotate(ctl, argc == 3 ? argv[2] : NULL);
-	if (argc == 3 && strcmp(argv[1], "destroy") == 0)
-		return destroy(ctl, argv[2]);
+	if (argc >= 3 && argc <= 4 && strcmp(argv[1], "destroy") == 0) {
+		bool yes = argc == 4 && (strcmp(argv[2], "--yes") == 0 ||
+		    strcmp(argv[3], "--yes") == 0);
+		const char *version = argc == 3 || strcmp(argv[2], "--yes") != 0 ?
+		    argv[2] : argv[3];
+
+		if (argc == 4 && !yes)
+			return ctl_usage(USAGE);
+		if (strcmp(version, "--yes") == 0)
+			return ctl_usage(USAGE);
+		return destroy(ctl, version, yes);
+	}
 	if (argc == 3 && strcmp(argv[1], "rekey") == 0)
 		return rekey(ctl, argv[2]);
 	return ctl_usage(USAGE);

@@ -19,6 +19,11 @@ cmd_put(struct ctl *ctl, int argc, char **argv)
 	size_t n = (size_t)(argc > 2 ? argc - 2 : 0);
 	int r;
 
+	if (argc > 1 && strcmp(argv[1], "--") == 0) {
+		argc--;		/* "--": what follows is CONSUMER, NAME=VALUE... */
+		argv++;
+		n = (size_t)(argc > 2 ? argc - 2 : 0);
+	}
 	if (argc < 3)
 		return ctl_usage(USAGE);
 	attrs = calloc(n, sizeof(*attrs));

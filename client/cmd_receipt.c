@@ -141,7 +141,7 @@ cmd_receipt(struct ctl *ctl, int argc, char **argv)
 	FILE *f;
 
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((ch = ctl_getopt(argc, argv, longopts)) != -1) {
 		if (ch != 'k')
 			return ctl_usage(USAGE);
 		hex = optarg;

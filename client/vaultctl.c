@@ -4,32 +4,39 @@
  *   vaultctl [--addr HOST:PORT] [--token-file F] [--ca F [--cert F --key F]]
  *            [--json] [--timeout MS] CMD ...
  *
+ * The global options may also come after the command, anywhere before a
+ * "--" (after which every word is the command's, even one that looks like
+ * an option). "vaultctl CMD --help", "vaultctl help CMD", "vaultctl
+ * --version" and a "did you mean" for a mistyped command are here; the
+ * help texts are in help.c.
+ *
  * Defaults come from $VAULT_ADDR, $VAULT_TOKEN_FILE, $VAULT_CA, $VAULT_CERT
  * and $VAULT_KEY. With a CA the connection is TLS (mTLS with a certificate).
  */
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
 
+#include "util/suggest.h"
 #include "vaultctl.h"
 
 static const struct ctl_command commands[] = {
 	{ "health", "health [SERVICE]", cmd_health },
 	{ "put", "put CONSUMER NAME=VALUE...", cmd_put },
 	{ "get", "get CONSUMER [NAME...] [--purpose P]", cmd_get },
-	{ "delete", "delete (CONSUMER [--request-id ID] | CONSUMER... | --from-file F)",
-	  cmd_delete },
+	{ "delete", "delete (CONSUMER [--request-id ID] | CONSUMER... |\n"
+	  "          --from-file F [--batch-size N])", cmd_delete },
 	{ "watch-deletions", "watch-deletions [--dataset D | --purpose P] [--after SEQ] "
 	  "[--follow]", cmd_watch },
 	{ "receipt", "receipt verify FILE [--public-key HEX]", cmd_receipt },
 	{ "export", "export CONSUMER", cmd_export },
-	{ "audit", "audit verify | audit query [--since MS] [--until MS] [--principal P]\n"
-	  "          [--consumer ID] [--method PATH]", cmd_audit },
-	{ "keys", "keys status | keys rotate [VERSION] | keys destroy VERSION | "
-	  "keys rekey CONSUMER", cmd_keys },
+	{ "audit", "audit verify | audit query [--since T] [--until T] [--principal P]\n"
+	  "          [--consumer ID] [--method M] [--limit N]", cmd_audit },
+	{ "keys", "keys status | keys rotate [VERSION] | keys destroy VERSION [--yes] |\n"
+	  "          keys rekey CONSUMER", cmd_keys },
 	{ "consent", "consent CONSUMER [--purpose P (--grant|--deny)] [--source S] [--gpc]\n"
 	  "          [--limit-sensitive|--unlimit-sensitive] [--opt-out-sale|--opt-in-sale]",
 	  cmd_consent },
@@ -39,17 +46,157 @@ static const struct ctl_command commands[] = {
 	{ "deletions", "deletions export --out FILE [--after SEQ]", cmd_deletions },
 };
 
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: vaultctl [--addr HOST:PORT] [--token-file FILE] "
-	    "[--ca FILE [--cert FILE --key FILE]] [--json] [--timeout MS] "
-	    "COMMAND ...\ncommands:\n");
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+	fprintf(f, "usage: vaultctl [global options] COMMAND [options] ...\n"
+	    "commands:\n");
+	for (size_t i = 0; i < N_COMMANDS; i++)
 		fprintf(f, "  %s\n", commands[i].usage);
-	fprintf(f, "environment: VAULT_ADDR (default 127.0.0.1:50051), "
-	    "VAULT_TOKEN_FILE, VAULT_CA, VAULT_CERT, VAULT_KEY\nexit codes: 0 ok, 1 error, 2 usage, 3 not found, "
-	    "4 invalid argument, 5 unauthenticated or denied, 6 unavailable\n");
+	fprintf(f, "  help [COMMAND]\n  version\n");
+	ctl_help_globals(f);
+	fprintf(f, "\"vaultctl COMMAND --help\" or \"vaultctl help COMMAND\" "
+	    "tells more; see also vaultctl(1).\n");
+}
+
+static const struct ctl_command *
+find_command(const char *name)
+{
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (strcmp(name, commands[i].name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+/* An unknown command: the closest one, and every one. */
+static int
+unknown_command(const char *name)
+{
+	const char *names[N_COMMANDS + 2];
+	const char *close;
+
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		names[i] = commands[i].name;
+	names[N_COMMANDS] = "help";
+	names[N_COMMANDS + 1] = "version";
+	close = suggest_closest(name, names, N_COMMANDS + 2);
+	fprintf(stderr, "vaultctl: unknown command '%s'", name);
+	if (close != NULL)
+		fprintf(stderr, "; did you mean '%s'?", close);
+	fputc('\n', stderr);
+	fprintf(stderr, "commands:");
+	for (size_t i = 0; i < N_COMMANDS + 2; i++)
+		fprintf(stderr, " %s", names[i]);
+	fputc('\n', stderr);
+	return CTL_USAGE;
+}
+
+/* "vaultctl help [COMMAND]" and "COMMAND --help": to stdout, exit 0. */
+static int
+help(const char *name)
+{
+	const struct ctl_command *cmd;
+
+	if (name == NULL) {
+		usage(stdout);
+		return CTL_OK;
+	}
+	if (strcmp(name, "help") == 0 || strcmp(name, "version") == 0) {
+		printf("usage: vaultctl help [COMMAND] | vaultctl version\n");
+		return CTL_OK;
+	}
+	if ((cmd = find_command(name)) == NULL)
+		return unknown_command(name);
+	if (ctl_help(stdout, name) != 0) {
+		printf("usage: vaultctl [global options] %s\n", cmd->usage);
+		ctl_help_globals(stdout);
+	}
+	return CTL_OK;
+}
+
+static int
+version(void)
+{
+	printf("vaultctl %s\n", VAULT_VERSION);
+	return CTL_OK;
+}
+
+/* The global options, found anywhere on the line (before "--"). */
+struct globals {
+	const char *addr, *token_file, *ca, *cert, *key;
+	bool json, help, version;
+	int timeout_ms;
+};
+
+/*
+ * Takes the global options out of argv (exact names, "--opt VALUE" or
+ * "--opt=VALUE"), wherever they are, and leaves the rest in order in argv
+ * with the new count in *argc. Returns 0 or CTL_USAGE.
+ */
+static int
+take_globals(int *argc, char **argv, struct globals *g)
+{
+	static const struct { const char *name; size_t off; } valued[] = {
+		{ "--addr", offsetof(struct globals, addr) },
+		{ "--token-file", offsetof(struct globals, token_file) },
+		{ "--ca", offsetof(struct globals, ca) },
+		{ "--cert", offsetof(struct globals, cert) },
+		{ "--key", offsetof(struct globals, key) },
+	};
+	int out = 1, i = 1;
+
+	for (; i < *argc; i++) {
+		const char *a = argv[i], *val = NULL, *eq = strchr(a, '=');
+		size_t nlen = eq != NULL ? (size_t)(eq - a) : strlen(a);
+		bool taken = false;
+
+		if (strcmp(a, "--") == 0)
+			break;
+		if (strcmp(a, "--json") == 0)
+			g->json = taken = true;
+		else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+			g->help = taken = true;
+		else if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0)
+			g->version = taken = true;
+		for (size_t k = 0; !taken && k < 6; k++) {
+			const char *name = k < 5 ? valued[k].name : "--timeout";
+
+			if (strncmp(a, name, nlen) != 0 || name[nlen] != '\0')
+				continue;
+			if (eq != NULL)
+				val = eq + 1;
+			else if (i + 1 < *argc)
+				val = argv[++i];
+			else {
+				fprintf(stderr, "vaultctl: %s needs a value\n", name);
+				return CTL_USAGE;
+			}
+			if (k < 5) {
+				*(const char **)((char *)g + valued[k].off) = val;
+			} else {
+				char *end;
+				long ms = strtol(val, &end, 10);
+
+				if (*val == '\0' || *end != '\0' || ms <= 0 ||
+				    ms > 86400000) {
+					fprintf(stderr, "vaultctl: --timeout must be a "
+					    "positive number of milliseconds\n");
+					return CTL_USAGE;
+				}
+				g->timeout_ms = (int)ms;
+			}
+			taken = true;
+		}
+		if (!taken)
+			argv[out++] = argv[i];
+	}
+	for (; i < *argc; i++)
+		argv[out++] = argv[i];
+	argv[out] = NULL;
+	*argc = out;
+	return 0;
 }
 
 /* A whole file (at most 1 MiB) and its length, or NULL with a message. */
@@ -102,93 +249,77 @@ read_token(const char *path, size_t *len)
 	return buf;
 }
 
+/* Reads the token and the PEM files and opens the channel. */
+static int
+open_channel(struct ctl *ctl, const struct globals *g, char **token,
+    size_t *token_len, char **pems, size_t *key_len)
+{
+	size_t len;
+	bool has_cert = g->cert != NULL && g->cert[0] != '\0';
+
+	if (g->token_file != NULL && g->token_file[0] != '\0' &&
+	    (*token = read_token(g->token_file, token_len)) == NULL)
+		return CTL_USAGE;
+	if (has_cert != (g->key != NULL && g->key[0] != '\0')) {
+		fprintf(stderr, "vaultctl: --cert and --key go together\n");
+		return CTL_USAGE;
+	}
+	ctl->tls = g->ca != NULL && g->ca[0] != '\0';
+	ctl->client_cert = ctl->tls && has_cert;
+	if (ctl->tls && ((pems[0] = read_file(g->ca, &len)) == NULL ||
+	    (has_cert && ((pems[1] = read_file(g->cert, &len)) == NULL ||
+	    (pems[2] = read_file(g->key, key_len)) == NULL))))
+		return CTL_USAGE;
+	if ((ctl->tls ? vc_open_tls(&ctl->vc, g->addr, *token, pems[0], pems[1],
+	    pems[2]) : vc_open(&ctl->vc, g->addr, *token)) != 0) {
+		fprintf(stderr, "vaultctl: out of memory\n");
+		return CTL_ERROR;
+	}
+	return CTL_OK;
+}
+
 int
 main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "addr", required_argument, NULL, 'a' },
-		{ "token-file", required_argument, NULL, 't' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "ca", required_argument, NULL, 'C' },
-		{ "cert", required_argument, NULL, 'c' },
-		{ "key", required_argument, NULL, 'K' },
-		{ "timeout", required_argument, NULL, 'T' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct ctl ctl = { .timeout_ms = 10000 };
-	const char *addr = getenv("VAULT_ADDR"), *token_file = getenv("VAULT_TOKEN_FILE");
-	const char *ca = getenv("VAULT_CA"), *cert = getenv("VAULT_CERT");
-	const char *key = getenv("VAULT_KEY");
-	char *ca_pem = NULL, *cert_pem = NULL, *key_pem = NULL;
-	const struct ctl_command *cmd = NULL;
-	size_t token_len = 0, key_len = 0, len;
-	char *token = NULL;
-	int ch, r;
+	struct globals g = { .addr = getenv("VAULT_ADDR"),
+	    .token_file = getenv("VAULT_TOKEN_FILE"), .ca = getenv("VAULT_CA"),
+	    .cert = getenv("VAULT_CERT"), .key = getenv("VAULT_KEY"),
+	    .timeout_ms = 10000 };
+	struct ctl ctl = { 0 };
+	const struct ctl_command *cmd;
+	char *token = NULL, *pems[3] = { NULL, NULL, NULL };
+	size_t token_len = 0, key_len = 0;
+	int r;
 
-	if (addr == NULL || addr[0] == '\0')
-		addr = "127.0.0.1:50051";
-	/* '+': stop at the subcommand; its own options follow it. */
-	while ((ch = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'a': addr = optarg; break;
-		case 't': token_file = optarg; break;
-		case 'j': ctl.json = true; break;
-		case 'C': ca = optarg; break;
-		case 'c': cert = optarg; break;
-		case 'K': key = optarg; break;
-		case 'T':
-			ctl.timeout_ms = atoi(optarg);
-			if (ctl.timeout_ms <= 0) {
-				fprintf(stderr, "vaultctl: --timeout must be positive\n");
-				return CTL_USAGE;
-			}
-			break;
-		case 'h': usage(stdout); return CTL_OK;
-		default: usage(stderr); return CTL_USAGE;
-		}
-	}
-	if (optind >= argc) {
+	if ((r = take_globals(&argc, argv, &g)) != 0)
+		return r;
+	if (g.addr == NULL || g.addr[0] == '\0')
+		g.addr = "127.0.0.1:50051";
+	ctl.json = g.json;
+	ctl.timeout_ms = g.timeout_ms;
+	if (g.version || (argc == 2 && strcmp(argv[1], "version") == 0))
+		return version();
+	if (argc >= 2 && strcmp(argv[1], "help") == 0)
+		return argc > 3 ? ctl_usage("help [COMMAND]") :
+		    help(argc == 3 ? argv[2] : NULL);
+	if (g.help)
+		return help(argc >= 2 && argv[1][0] != '-' ? argv[1] : NULL);
+	if (argc < 2 || argv[1][0] == '-') {
+		if (argc >= 2)
+			fprintf(stderr, "vaultctl: unknown option '%s'\n", argv[1]);
 		usage(stderr);
 		return CTL_USAGE;
 	}
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (strcmp(argv[optind], commands[i].name) == 0)
-			cmd = &commands[i];
-	if (cmd == NULL) {
-		fprintf(stderr, "vaultctl: unknown command '%s'\n", argv[optind]);
-		usage(stderr);
-		return CTL_USAGE;
-	}
-	if (token_file != NULL && token_file[0] != '\0' &&
-	    (token = read_token(token_file, &token_len)) == NULL)
-		return CTL_USAGE;
-	r = CTL_USAGE;
-	if ((cert != NULL && cert[0] != '\0') != (key != NULL && key[0] != '\0')) {
-		fprintf(stderr, "vaultctl: --cert and --key go together\n");
-		goto out;
-	}
-	if (ca != NULL && ca[0] != '\0' &&
-	    ((ca_pem = read_file(ca, &len)) == NULL ||
-	    (cert != NULL && cert[0] != '\0' &&
-	    ((cert_pem = read_file(cert, &len)) == NULL ||
-	    (key_pem = read_file(key, &key_len)) == NULL))))
-		goto out;
+	if ((cmd = find_command(argv[1])) == NULL)
+		return unknown_command(argv[1]);
 	vc_global_init();
-	if ((ca_pem != NULL ? vc_open_tls(&ctl.vc, addr, token, ca_pem, cert_pem,
-	    key_pem) : vc_open(&ctl.vc, addr, token)) != 0) {
-		fprintf(stderr, "vaultctl: out of memory\n");
-		r = CTL_ERROR;
-	} else {
-		optind++;
-		r = cmd->run(&ctl, argc - optind + 1, argv + optind - 1);
-	}
+	if ((r = open_channel(&ctl, &g, &token, &token_len, pems, &key_len)) == CTL_OK)
+		r = cmd->run(&ctl, argc - 1, argv + 1);
 	vc_close(ctl.vc);
 	vc_global_shutdown();
-out:
 	secret_free(token, token_len);
-	secret_free(key_pem, key_len);
-	free(cert_pem);
-	free(ca_pem);
+	secret_free(pems[2], key_len);
+	free(pems[1]);
+	free(pems[0]);
 	return r;
 }

@@ -3,6 +3,8 @@
 #define VAULTCTL_H
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "vault_client.h"
 
@@ -21,6 +23,8 @@ struct ctl {
 	struct vc *vc;
 	bool json;
 	int timeout_ms;
+	bool tls;		/* --ca given: the connection is TLS */
+	bool client_cert;	/* --cert/--key given */
 };
 
 struct ctl_command {
@@ -47,5 +51,38 @@ int cmd_deletions(struct ctl *ctl, int argc, char **argv);
 int ctl_fail(const struct ctl *ctl, const struct vc_status *st);
 /* Prints a usage error and returns CTL_USAGE. */
 int ctl_usage(const char *usage);
+
+/*
+ * getopt_long over a subcommand's argv (argv[0]: its name) with long
+ * options only; on '?' it has said which option is wrong, with the closest
+ * known one ("did you mean"), or that the option needs a value.
+ */
+struct option;
+int ctl_getopt(int argc, char **argv, const struct option *longopts);
+
+/*
+ * help.c: the text of "vaultctl help COMMAND" and "COMMAND --help" (usage,
+ * what it does, its options, an example) to f; 0, or -1 when the command
+ * has no help text (its usage line is all there is).
+ */
+int ctl_help(FILE *f, const char *command);
+/* The global options, as the general usage and every command's help show. */
+void ctl_help_globals(FILE *f);
+
+/*
+ * timearg.c: a time for --since/--until: RFC 3339 ("2026-12-01",
+ * "2026-12-01T10:00:00Z", "2026-12-01T10:00:00+02:00"), a duration back
+ * from now_ms ("30m", "24h", "7d", "2w", "90s"), or epoch milliseconds.
+ * 0 and *ms set, or -1 (nothing printed) when s is none of them.
+ */
+int ctl_parse_time(const char *s, int64_t now_ms, int64_t *ms);
+
+/*
+ * confirm.c: asks on the terminal to type expect; true only when the line
+ * typed is exactly expect. Never call it when stdin is not a terminal.
+ */
+bool ctl_confirm(const char *prompt, const char *expect);
+/* A progress bar "label [####    ] done/total" on stderr, redrawn in place. */
+void ctl_progress(const char *label, uint64_t done, uint64_t total);
 
 #endif

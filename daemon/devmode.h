@@ -13,6 +13,8 @@
 
 /* Where a new development config listens. */
 #define DEVMODE_LISTEN "127.0.0.1:50051"
+/* Where dev mode serves metrics when its config sets no metrics_listen. */
+#define DEVMODE_METRICS_LISTEN "127.0.0.1:9464"
 
 /* Prepares dir; writes the config file's path to config_path. */
 int devmode_prepare(const char *dir, char *config_path, size_t len) VAULT_WUR;

@@ -35,6 +35,7 @@
 #include "conf/config.h"
 #include "crypto/crypto.h"
 #include "devmode.h"
+#include "notify.h"
 #include "api/handlers.h"
 #include "engine/janitor.h"
 #include "maint.h"
@@ -45,6 +46,8 @@
 #include "rpc/server.h"
 #include "engine/unknown_attrs.h"
 #include "engine/vault.h"
+#include "metrics.h"
+#include "rpc/stats.h"
 
 #define VAULTD_VERSION "0.1.0"
 #define EXIT_USAGE 2
@@ -52,7 +55,7 @@
 struct options {
 	bool dev, hash_token, tls, purge_unknown, verify_audit, init, check;
 	const char *data_dir, *listen, *config, *check_config, *gen_key,
-	    *log_level;
+	    *log_level, *metrics_listen;
 	/* Maintenance (maint.h). */
 	const char *restore, *deletions;
 	bool no_deletions, compact, migrate;
@@ -79,6 +82,9 @@ usage(FILE *f)
 	    "                     DIR/tls (once) and serve mTLS\n"
 	    "  --data-dir DIR     where --dev keeps its config, keys and store\n"
 	    "  --listen ADDR      host:port to serve on (default 127.0.0.1:50051)\n"
+	    "  --metrics-listen ADDR\n"
+	    "                     host:port of the Prometheus endpoint, or \"off\"\n"
+	    "                     (default: metrics_listen; dev mode 127.0.0.1:9464)\n"
 	    "  --config FILE      run with this config file\n"
 	    "  --verify-audit     at start, check the whole audit chain (by default,\n"
 	    "                     the entries since the last checkpoint)\n"
@@ -128,6 +134,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "dev", no_argument, NULL, 'd' },
 		{ "data-dir", required_argument, NULL, 'D' },
 		{ "listen", required_argument, NULL, 'l' },
+		{ "metrics-listen", required_argument, NULL, 'M' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", required_argument, NULL, 'C' },
 		{ "check", no_argument, NULL, 'K' },
@@ -142,7 +149,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "deletions", required_argument, NULL, 'E' },
 		{ "no-deletions", no_argument, NULL, 'N' },
 		{ "compact", no_argument, NULL, 'O' },
-		{ "migrate", no_argument, NULL, 'M' },
+		{ "migrate", no_argument, NULL, 'U' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -156,6 +163,7 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'd': o->dev = true; break;
 		case 'D': o->data_dir = optarg; break;
 		case 'l': o->listen = optarg; break;
+		case 'M': o->metrics_listen = optarg; break;
 		case 'c': o->config = optarg; break;
 		case 'C': o->check_config = optarg; break;
 		case 'K': o->check = true; break;
@@ -170,7 +178,7 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'E': o->deletions = optarg; break;
 		case 'N': o->no_deletions = true; break;
 		case 'O': o->compact = true; break;
-		case 'M': o->migrate = true; break;
+		case 'U': o->migrate = true; break;
 		case 'V': printf("vaultd %s\n", VAULTD_VERSION); exit(0);
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
@@ -238,6 +246,7 @@ check_config(const char *path)
 	char err[512];
 
 	if (config_load(&cfg, path, err, sizeof(err)) != 0 ||
+	    reflection_configure(cfg->reflection, err, sizeof(err)) != 0 ||
 	    load_policy(&auth, cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "vaultd: %s\n", err);
 		config_free(cfg);
@@ -383,23 +392,114 @@ harden_process(void)
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
-/* SIGHUP: a new policy if it loads (else the old one stays), new TLS files. */
-static void
-reload(struct server *srv, const struct config *cfg)
+/*
+ * The config as the command line shapes it: --listen and --dev --tls
+ * override the file, at start and at every SIGHUP alike.
+ */
+static int
+load_config(const struct options *o, struct config **out)
 {
+	struct config *cfg = NULL;
+	char err[512];
+
+	*out = NULL;
+	if (config_load(&cfg, o->config, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		return -1;
+	}
+	if (o->listen != NULL) {
+		free(cfg->listen);
+		if ((cfg->listen = strdup(o->listen)) == NULL) {
+			config_free(cfg);
+			return -1;
+		}
+	}
+	if (o->metrics_listen != NULL) {
+		free(cfg->metrics_listen);
+		if ((cfg->metrics_listen = strdup(o->metrics_listen)) == NULL) {
+			config_free(cfg);
+			return -1;
+		}
+	}
+	if (o->tls && dev_tls(o, cfg) != 0) {
+		config_free(cfg);
+		return -1;
+	}
+	*out = cfg;
+	return 0;
+}
+
+/* What a SIGHUP found changed in the config file: applied, or not. */
+struct reload_report {
+	const struct options *o;
+	const struct config *next;
+	char applied[512], restart[512];
+};
+
+static void
+report_add(char *list, size_t len, const char *name)
+{
+	size_t used = strlen(list);
+
+	snprintf(list + used, len - used, "%s%s", used ? ", " : "", name);
+}
+
+/* The settings a running vaultd takes on SIGHUP; the rest need a restart. */
+static void
+reload_setting(const char *name, void *arg)
+{
+	struct reload_report *rr = arg;
+
+	if (strcmp(name, "log_level") == 0 && rr->o->log_level == NULL) {
+		log_set_level((enum log_level)log_level_parse(rr->next->log_level));
+		report_add(rr->applied, sizeof(rr->applied), name);
+		return;
+	}
+	report_add(rr->restart, sizeof(rr->restart), name);
+}
+
+/*
+ * SIGHUP: the policy (a new one if it loads, else the old one stays), the
+ * TLS files at the next handshake, and the config file read again: what
+ * can change live is applied, what cannot is named and keeps its running
+ * value until a restart.
+ */
+static void
+reload(struct server *srv, const struct options *o, const struct config *cfg)
+{
+	struct reload_report rr = { .o = o };
+	struct config *next = NULL;
 	struct auth *auth = NULL;
 	char err[512];
 
+	notify_reloading();
+	if (load_config(o, &next) != 0)
+		log_error("SIGHUP: the config file was not read again (above); "
+		    "every setting keeps its running value");
 	if (load_policy(&auth, cfg, err, sizeof(err)) != 0) {
 		log_error("SIGHUP: the policy was not reloaded, the previous one "
 		    "stays: %s", err);
 		server_reload(srv, NULL);
-		return;
+	} else {
+		server_reload(srv, auth);
+		auth_unref(auth);
+		log_info("SIGHUP: policy reloaded from %s%s", cfg->policy_file,
+		    cfg->tls_cert ? "; TLS files are read again at the next "
+		    "handshake" : "");
 	}
-	server_reload(srv, auth);
-	auth_unref(auth);
-	log_info("SIGHUP: policy reloaded%s", cfg->tls_cert ? "; TLS files are "
-	    "read again at the next handshake" : "");
+	if (next != NULL) {
+		rr.next = next;
+		config_diff(cfg, next, reload_setting, &rr);
+		if (rr.applied[0] == '\0' && rr.restart[0] == '\0')
+			log_info("SIGHUP: no setting changed in %s", o->config);
+		if (rr.applied[0] != '\0')
+			log_info("SIGHUP: applied: %s", rr.applied);
+		if (rr.restart[0] != '\0')
+			log_warn("SIGHUP: changed in %s but applied only at the "
+			    "next restart: %s", o->config, rr.restart);
+		config_free(next);
+	}
+	notify_ready("serving");
 }
 
 static uint64_t
@@ -451,13 +551,44 @@ check_audit(struct vault *v, const struct config *cfg, bool whole)
 	return 0;
 }
 
+/*
+ * Waits for a signal; with a systemd watchdog, wakes twice per interval to
+ * ping it, but only after the writer took a no-op: a vault whose writer is
+ * stuck (a hung disk) stops pinging and systemd restarts it.
+ */
 static int
-serve(struct config *cfg, bool dev, bool verify_audit, bool init)
+wait_signal(const sigset_t *set, struct vault *v, uint64_t watchdog_ms)
 {
+	struct timespec ts = { (time_t)(watchdog_ms / 2000),
+	    (long)(watchdog_ms / 2 % 1000) * 1000000L };
+	int sig;
+
+	for (;;) {
+		if (watchdog_ms == 0) {
+			if (sigwait(set, &sig) == 0)
+				return sig;
+			continue;
+		}
+		if ((sig = sigtimedwait(set, NULL, &ts)) > 0)
+			return sig;
+		if (errno == EAGAIN) {
+			vault_ping(v);
+			notify_watchdog();
+		}
+	}
+}
+
+static int
+serve(struct config *cfg, const struct options *o)
+{
+	bool dev = o->dev, verify_audit = o->verify_audit, init = o->init;
+	uint64_t watchdog_ms = notify_watchdog_ms();
 	struct auth *auth = NULL;
 	struct vault *v = NULL;
 	struct server *srv = NULL;
 	struct janitor *jan = NULL;
+	struct rpc_stats *stats = NULL;
+	struct metrics *met = NULL;
 	struct server_opts so;
 	char err[512];
 	sigset_t set;
@@ -483,7 +614,8 @@ serve(struct config *cfg, bool dev, bool verify_audit, bool init)
 		if (cfg->require_mlock)
 			return 1;
 	}
-	if (load_policy(&auth, cfg, err, sizeof(err)) != 0) {
+	if (reflection_configure(cfg->reflection, err, sizeof(err)) != 0 ||
+	    load_policy(&auth, cfg, err, sizeof(err)) != 0) {
 		log_error("%s", err);
 		return 1;
 	}
@@ -510,8 +642,14 @@ serve(struct config *cfg, bool dev, bool verify_audit, bool init)
 	    .request_timeout_ms = cfg->request_timeout_ms,
 	    .audit = &audit_sink,
 	    .strings = &dispatch_strings };
+	if (rpc_stats_new(&stats, dispatch_n_methods) != 0)
+		goto out;
+	so.stats = stats;
 	if (server_bind(&srv, &so, dispatch_methods, dispatch_n_methods,
-	    auth) != 0) {
+	    auth) != 0 || metrics_start_configured(&met, cfg, dev,
+	    &(struct metrics_source){ .rpc = stats, .methods = dispatch_methods,
+	    .n_methods = dispatch_n_methods, .version = VAULTD_VERSION,
+	    .dek_refresh_ms = cfg->metrics_dek_refresh_s * 1000 }) != 0) {
 		log_error("not started; nothing was written");
 		goto out;
 	}
@@ -538,6 +676,7 @@ serve(struct config *cfg, bool dev, bool verify_audit, bool init)
 	if (unknown_attrs_report(v) != 0)
 		log_warn("could not count stored attributes outside the schema");
 	server_run(srv, v);
+	metrics_attach(met, v);
 	started = true;
 	if (janitor_start(&jan, v, rotation_tick, NULL) != 0) {
 		server_stop(srv);
@@ -545,28 +684,34 @@ serve(struct config *cfg, bool dev, bool verify_audit, bool init)
 		goto out;
 	}
 	log_info("vaultd %s ready%s", VAULTD_VERSION, dev ? " (development mode)" : "");
+	if (watchdog_ms > 0)
+		log_info("systemd watchdog: pinging every %llu ms",
+		    (unsigned long long)watchdog_ms / 2);
+	notify_ready("serving");
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
-			continue;
+		sig = wait_signal(&set, v, watchdog_ms);
 		if (sig == SIGHUP) {
-			reload(srv, cfg);
+			reload(srv, o, cfg);
 			continue;
 		}
 		log_info("signal %d: shutting down", sig);
 		break;
 	}
+	notify_stopping();
 	server_stop(srv);
 	janitor_stop(jan);
 	r = 0;
 	srv = NULL;
 out:
+	metrics_stop(met);
 	if (!started)
 		server_discard(srv);
 	vault_close(v);
+	rpc_stats_free(stats);
 	auth_unref(auth);
 	return r;
 }
@@ -576,7 +721,7 @@ main(int argc, char **argv)
 {
 	struct options o;
 	struct config *cfg = NULL;
-	char config_path[4096], err[512];
+	char config_path[4096];
 	sigset_t set;
 	int r;
 
@@ -615,21 +760,12 @@ main(int argc, char **argv)
 			return 1;
 		o.config = config_path;
 	}
-	if (config_load(&cfg, o.config, err, sizeof(err)) != 0) {
-		log_error("%s", err);
+	if (load_config(&o, &cfg) != 0)
 		return 1;
-	}
 	if (o.log_level == NULL)
 		log_set_level((enum log_level)(log_level_parse(cfg->log_level) < 0 ?
 		    LOG_LEVEL_INFO : log_level_parse(cfg->log_level)));
-	if (o.listen != NULL) {
-		free(cfg->listen);
-		cfg->listen = strdup(o.listen);
-	}
-	if (o.tls && dev_tls(&o, cfg) != 0) {
-		config_free(cfg);
-		return 1;
-	}
+	log_set_format((enum log_format)log_format_parse(cfg->log_format));
 	if (o.hash_token) {
 		r = hash_token(cfg);
 		config_free(cfg);
@@ -652,7 +788,7 @@ main(int argc, char **argv)
 		return r;
 	}
 	server_global_init();
-	r = serve(cfg, o.dev, o.verify_audit, o.init);
+	r = serve(cfg, &o);
 	server_global_shutdown();
 	config_free(cfg);
 	return r;

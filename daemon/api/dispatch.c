@@ -8,13 +8,14 @@
 #include "api/handlers.h"
 #include "conf/schema.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "vault/v1/admin.pb-c.h"
 #include "vault/v1/vault.pb-c.h"
 
 #define V1 "/vault.v1."
 #define REQ(name) &vault__v1__##name##__descriptor
 
-const struct rpc_method dispatch_methods[] = {
+struct rpc_method dispatch_methods[] = {
 	{ V1 "Consumers/PutAttributes", RPC_UNARY, REQ(put_attributes_request),
 	  handle_put_attributes, 0 },
 	{ V1 "Consumers/GetAttributes", RPC_UNARY, REQ(get_attributes_request),
@@ -55,9 +56,23 @@ const struct rpc_method dispatch_methods[] = {
 	{ "/grpc.health.v1.Health/Watch", RPC_SERVER_STREAM,
 	  &grpc__health__v1__health_check_request__descriptor,
 	  handle_health_watch, RPC_PUBLIC },
+	/*
+	 * Server reflection, last: reflection_configure drops these two for
+	 * reflection = "off", and sets who may call them (any authenticated
+	 * principal by default, no role needed: they reveal the API, no data).
+	 * One protocol under two names, so v1 is decoded with v1alpha's types.
+	 */
+	{ "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+	  RPC_BIDI_STREAM,
+	  &grpc__reflection__v1alpha__server_reflection_request__descriptor,
+	  handle_reflection, RPC_ANY_PRINCIPAL | RPC_AUDIT_DENIALS_ONLY },
+	{ "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+	  RPC_BIDI_STREAM,
+	  &grpc__reflection__v1alpha__server_reflection_request__descriptor,
+	  handle_reflection, RPC_ANY_PRINCIPAL | RPC_AUDIT_DENIALS_ONLY },
 };
 
-const size_t dispatch_n_methods =
+size_t dispatch_n_methods =
     sizeof(dispatch_methods) / sizeof(dispatch_methods[0]);
 
 /*

@@ -62,9 +62,12 @@ check_put(struct rpc_ctx *ctx, const struct vault *v,
 		int idx = schema_find_attr(v->schema, a->name, strlen(a->name));
 		const char *why;
 
-		if (idx < 0)
-			return rpc_fail(ctx, VAULT_ERR_INVALID,
-			    "attributes[%zu].name: unknown attribute", i);
+		if (idx < 0) {
+			char field[48];
+
+			snprintf(field, sizeof(field), "attributes[%zu].name", i);
+			return handler_unknown_attr(ctx, v->schema, field, a->name);
+		}
 		if (seen[idx])
 			return rpc_fail(ctx, VAULT_ERR_INVALID,
 			    "attributes[%zu].name: attribute '%s' appears twice",
@@ -126,7 +129,7 @@ handler_check_purpose(struct rpc_ctx *ctx, const char *purpose, int *idx)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "purpose: required");
 	rpc_audit_purpose(ctx, purpose);
 	if ((*idx = schema_find_purpose(v->schema, purpose, strlen(purpose))) < 0)
-		return rpc_fail(ctx, VAULT_ERR_INVALID, "purpose: unknown purpose");
+		return handler_unknown_purpose(ctx, v->schema, purpose);
 	if (!auth_purpose_allowed(rpc_principal(ctx), purpose, strlen(purpose)))
 		return rpc_fail(ctx, VAULT_ERR_DENIED,
 		    "purpose: principal '%s' may not use purpose '%s'",
@@ -145,9 +148,12 @@ check_names(struct rpc_ctx *ctx, const struct vault *v, char **names,
 		    "names: more names than the schema has attributes");
 	for (size_t i = 0; i < n; i++) {
 		idx[i] = schema_find_attr(v->schema, names[i], strlen(names[i]));
-		if (idx[i] < 0)
-			return rpc_fail(ctx, VAULT_ERR_INVALID,
-			    "names[%zu]: unknown attribute", i);
+		if (idx[i] < 0) {
+			char field[48];
+
+			snprintf(field, sizeof(field), "names[%zu]", i);
+			return handler_unknown_attr(ctx, v->schema, field, names[i]);
+		}
 		if (seen[idx[i]])
 			return rpc_fail(ctx, VAULT_ERR_INVALID,
 			    "names[%zu]: attribute '%s' appears twice", i,
@@ -241,7 +247,7 @@ handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	rpc_audit_source(ctx, req->source);
 	if (req->purpose[0] != '\0' && (c.purpose = schema_find_purpose(v->schema,
 	    req->purpose, strlen(req->purpose))) < 0)
-		return rpc_fail(ctx, VAULT_ERR_INVALID, "purpose: unknown purpose");
+		return handler_unknown_purpose(ctx, v->schema, req->purpose);
 	if (c.purpose < 0 && c.limit_sensitive == FLAG_KEEP &&
 	    c.opt_out_sale_share == FLAG_KEEP && strcmp(req->source, "gpc") != 0)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "nothing to change: give a "

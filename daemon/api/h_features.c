@@ -96,9 +96,12 @@ check_attrs(struct rpc_ctx *ctx, const struct vault *v, int purpose,
 	for (size_t i = 0; i < n; i++) {
 		int a = schema_find_attr(s, names[i], strlen(names[i]));
 
-		if (a < 0)
-			return rpc_fail(ctx, VAULT_ERR_INVALID,
-			    "attributes[%zu]: unknown attribute", i);
+		if (a < 0) {
+			char field[48];
+
+			snprintf(field, sizeof(field), "attributes[%zu]", i);
+			return handler_unknown_attr(ctx, s, field, names[i]);
+		}
 		if (seen[a])
 			return rpc_fail(ctx, VAULT_ERR_INVALID,
 			    "attributes[%zu]: attribute '%s' appears twice", i,

@@ -27,11 +27,15 @@ known_service(const char *name)
 #define WRITE_SERVICE "vault.v1.Consumers"
 
 /*
- * NOT_SERVING while stopping, and on a broken audit chain (audit_broken).
- * While the store refuses ordinary writes (full map or disk, store.h), the
- * write service is NOT_SERVING, so that a load balancer stops sending
- * writes; the server as a whole ("") and the other services stay SERVING:
- * reads, exports, deletions and opt-outs go on.
+ * Every service, and the server as a whole (""), is NOT_SERVING while
+ * stopping, on a broken audit chain (audit_broken = "not_serving"), and
+ * once a fatal store error has marked the store failed (every call then
+ * fails fast: store.h). While the store only refuses ordinary writes (full
+ * map or disk, store.h), the write service is NOT_SERVING, so that a load
+ * balancer stops sending writes; "" and the other services stay SERVING:
+ * reads, exports, deletions and opt-outs go on in the headroom. Each
+ * answer is computed when asked, so it comes back to SERVING as soon as
+ * the cause is gone (space freed: the janitor's re-check, within a second).
  */
 static Grpc__Health__V1__HealthCheckResponse__ServingStatus
 status_of(struct rpc_ctx *ctx, const char *service)
@@ -40,7 +44,7 @@ status_of(struct rpc_ctx *ctx, const char *service)
 
 	if (!known_service(service))
 		return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
-	return rpc_stopping(ctx) || v->audit.broken ||
+	return rpc_stopping(ctx) || v->audit.broken || store_failed(v->store) ||
 	    (strcmp(service, WRITE_SERVICE) == 0 &&
 	    store_refusing(v->store) != 0) ?
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING :

@@ -32,10 +32,21 @@ int handle_export_deletions(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 extern const struct rpc_audit_sink audit_sink;
 int handle_health_check(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_health_watch(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_reflection(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 
-/* The dispatch table: every method of the contract. */
-extern const struct rpc_method dispatch_methods[];
-extern const size_t dispatch_n_methods;
+/*
+ * Applies the `reflection` setting ("authenticated", "public" or "off") to
+ * the dispatch table and loads the descriptors it serves: once, at start,
+ * before the table is read (policy loading, server_bind).
+ */
+int reflection_configure(const char *mode, char *err, size_t errlen) VAULT_WUR;
+
+/*
+ * The dispatch table: every method of the contract. Written only by
+ * reflection_configure, before the server starts.
+ */
+extern struct rpc_method dispatch_methods[];
+extern size_t dispatch_n_methods;
 extern const struct reqcheck_opts dispatch_strings;
 
 /*
@@ -53,5 +64,15 @@ void handler_audit_names(struct rpc_ctx *ctx, const struct schema *s,
 
 /* Checks a purpose field (required, configured, allowed for the caller). */
 int handler_check_purpose(struct rpc_ctx *ctx, const char *purpose, int *idx);
+
+/*
+ * Refuse a name the schema lacks (VAULT_ERR_INVALID): the message names the
+ * field, suggests the closest known name and lists the known ones; the name
+ * sent is never echoed (unknown_name.c).
+ */
+int handler_unknown_attr(struct rpc_ctx *ctx, const struct schema *s,
+    const char *field, const char *sent);
+int handler_unknown_purpose(struct rpc_ctx *ctx, const struct schema *s,
+    const char *sent);
 
 #endif

@@ -743,3 +743,14 @@ journal_close(struct journal *j)
 	pthread_mutex_destroy(&j->mu);
 	free(j);
 }
+
+size_t
+journal_backlog(struct journal *j)
+{
+	size_t n;
+
+	pthread_mutex_lock(&j->mu);
+	n = j->n_waiting;
+	pthread_mutex_unlock(&j->mu);
+	return n;
+}

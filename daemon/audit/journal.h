@@ -61,6 +61,9 @@ int journal_append(struct journal *j, const struct audit_rec *recs,
 /* Moves every entry journaled so far into the audit log (committed). */
 int journal_sync(struct journal *j) VAULT_WUR;
 
+/* Entries journaled and not yet moved into the audit log (the backlog). */
+size_t journal_backlog(struct journal *j);
+
 /*
  * Moves the remaining entries in durably, moves the audit checkpoint to the
  * end (audit_check), then closes. NULL-safe.

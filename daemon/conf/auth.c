@@ -7,10 +7,16 @@
 #include <sodium.h>
 
 #include "conf/auth.h"
+#include "conf/cfgfile.h"
 #include "crypto/crypto.h"
 #include "crypto/keyring.h"
 
 #define MAX_TOKEN_BYTES 512
+
+/* The policy's top-level names and a principal's keys; others are typos. */
+static const char *const policy_keys[] = { "roles", "principals" };
+static const char *const principal_keys[] = { "name", "token_hash",
+	"identity", "roles", "purposes" };
 
 #define fail(err, errlen, ...) \
 	vault_errorf(err, errlen, VAULT_ERR_CONFIG, __VA_ARGS__)
@@ -187,13 +193,17 @@ load_principal(struct auth *a, struct principal *p, config_setting_t *e,
 {
 	const char *name = NULL, *hash = NULL, *identity = NULL;
 	int line = config_setting_source_line(e), r;
-	char **roles = NULL;
+	char **roles = NULL, where[AUTH_NAME_MAX + 16];
 	size_t n_roles = 0, bin_len = 0;
 
 	if (!config_setting_lookup_string(e, "name", &name) || name[0] == '\0' ||
 	    strlen(name) >= AUTH_NAME_MAX)
 		return fail(err, errlen, "line %d: principal needs a name", line);
 	snprintf(p->name, sizeof(p->name), "%s", name);
+	snprintf(where, sizeof(where), "principal '%s'", name);
+	if ((r = cfgfile_check_names(e, principal_keys, sizeof(principal_keys) /
+	    sizeof(principal_keys[0]), where, err, errlen)) != 0)
+		return r;
 	if (config_setting_lookup_string(e, "token_hash", &hash)) {
 		if (sodium_hex2bin(p->token_hash, sizeof(p->token_hash), hash,
 		    strlen(hash), NULL, &bin_len, NULL) != 0 ||
@@ -276,11 +286,12 @@ auth_load(struct auth **out, const char *policy_file, const char *pepper_file,
 		    pepper_file);
 		goto out;
 	}
-	if (!config_read_file(&lc, policy_file)) {
-		r = config_error_type(&lc) == CONFIG_ERR_FILE_IO ?
-		    fail(err, errlen, "%s: cannot read the file", policy_file) :
-		    fail(err, errlen, "%s:%d: %s", policy_file,
-		    config_error_line(&lc), config_error_text(&lc));
+	if ((r = cfgfile_read(&lc, policy_file, err, errlen)) != 0)
+		goto out;
+	if ((r = cfgfile_check_names(config_root_setting(&lc), policy_keys,
+	    sizeof(policy_keys) / sizeof(policy_keys[0]), "", msg,
+	    sizeof(msg))) != 0) {
+		fail(err, errlen, "%s: %s", policy_file, msg);
 		goto out;
 	}
 	if ((r = load_roles(a, &lc, known, n_known, msg, sizeof(msg))) != 0) {

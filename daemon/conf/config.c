@@ -8,11 +8,13 @@
 
 #include <libconfig.h>
 
+#include "conf/cfgfile.h"
 #include "conf/config.h"
 
 /* SET_CHOICE: a string; def_str lists the values allowed, "a|b", a the default. */
+/* SET_OPT_STRING: a string, NULL when the file does not set it. */
 enum setting_type { SET_STRING, SET_PATH, SET_OPT_PATH, SET_INT, SET_BOOL,
-	SET_CHOICE };
+	SET_CHOICE, SET_OPT_STRING };
 
 /* The settings table: name, type, default, bounds, where it lands. */
 static const struct setting {
@@ -64,10 +66,36 @@ static const struct setting {
 	{ "shred_retain_s", SET_INT, NULL, 86400, 0, INT32_MAX, offsetof(struct config, shred_retain_s) },
 	{ "log_level", SET_STRING, "info", 0, 0, 0, offsetof(struct config, log_level) },
 	{ "audit_broken", SET_CHOICE, "refuse|not_serving", 0, 0, 0, offsetof(struct config, audit_broken) },
+	{ "log_format", SET_CHOICE, "text|json", 0, 0, 0, offsetof(struct config, log_format) },
+	{ "metrics_listen", SET_OPT_STRING, NULL, 0, 0, 0, offsetof(struct config, metrics_listen) },
+	{ "metrics_dek_refresh_s", SET_INT, NULL, 60, 1, 86400, offsetof(struct config, metrics_dek_refresh_s) },
+	{ "reflection", SET_CHOICE, "authenticated|public|off", 0, 0, 0, offsetof(struct config, reflection) },
 };
 
 #define fail(err, errlen, ...) \
 	vault_errorf(err, errlen, VAULT_ERR_CONFIG, __VA_ARGS__)
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The keys of a schema entry and of a purpose; anything else is a typo. */
+static const char *const attr_keys[] = { "name", "type", "max_length",
+	"sensitive", "min", "max", "values", "buckets", "feature", "k" };
+static const char *const purpose_keys[] = { "name", "basis", "sale_or_share",
+	"essential", "attributes" };
+
+/* Every top-level name: the settings table, then the two lists. */
+static int
+check_top_names(config_t *lc, char *err, size_t errlen)
+{
+	const char *known[ARRAY_LEN(settings) + 2];
+	size_t n = 0;
+
+	for (size_t i = 0; i < ARRAY_LEN(settings); i++)
+		known[n++] = settings[i].name;
+	known[n++] = "schema";
+	known[n++] = "purposes";
+	return cfgfile_check_names(config_root_setting(lc), known, n, "", err,
+	    errlen);
+}
 
 static char *
 resolve_path(const char *base, const char *p)
@@ -113,7 +141,8 @@ load_settings(struct config *cfg, config_t *lc, const char *base, char *err,
 			bool ok = (s->type == SET_INT && t == CONFIG_TYPE_INT) ||
 			    (s->type == SET_BOOL && t == CONFIG_TYPE_BOOL) ||
 			    ((s->type == SET_STRING || s->type == SET_PATH ||
-			    s->type == SET_OPT_PATH || s->type == SET_CHOICE) &&
+			    s->type == SET_OPT_PATH || s->type == SET_CHOICE ||
+			    s->type == SET_OPT_STRING) &&
 			    t == CONFIG_TYPE_STRING);
 
 			if (!ok)
@@ -136,7 +165,8 @@ load_settings(struct config *cfg, config_t *lc, const char *base, char *err,
 				*(int *)field = n;
 			continue;
 		}
-		if (s->type == SET_OPT_PATH && str == NULL)
+		if ((s->type == SET_OPT_PATH || s->type == SET_OPT_STRING) &&
+		    str == NULL)
 			continue;
 		if (s->type == SET_CHOICE) {
 			if (cs != NULL && !is_choice(s->def_str, str))
@@ -151,7 +181,8 @@ load_settings(struct config *cfg, config_t *lc, const char *base, char *err,
 		}
 		if (str[0] == '\0')
 			return fail(err, errlen, "'%s' must not be empty", s->name);
-		*(char **)field = s->type != SET_STRING ? resolve_path(base, str) :
+		*(char **)field = s->type != SET_STRING &&
+		    s->type != SET_OPT_STRING ? resolve_path(base, str) :
 		    strdup(str);
 		if (*(char **)field == NULL)
 			return fail(err, errlen, "out of memory");
@@ -253,15 +284,20 @@ static int
 load_attr(struct attr_def *a, config_setting_t *e, char *err, size_t errlen)
 {
 	const char *name = NULL, *type = NULL;
-	int line = config_setting_source_line(e), max_len = 0, b = 0, t;
+	int line = config_setting_source_line(e), max_len = 0, b = 0, t, r;
 	long long min = INT64_MIN, max = INT64_MAX;
 	config_setting_t *vals;
+	char where[SCHEMA_NAME_MAX + 16];
 
 	if (!config_setting_lookup_string(e, "name", &name) || !valid_name(name))
 		return fail(err, errlen, "line %d: schema entry needs a name of "
 		    "lower-case letters, digits and '_' (at most %d)", line,
 		    SCHEMA_NAME_MAX - 1);
 	snprintf(a->name, sizeof(a->name), "%s", name);
+	snprintf(where, sizeof(where), "attribute '%s'", name);
+	if ((r = cfgfile_check_names(e, attr_keys, ARRAY_LEN(attr_keys), where,
+	    err, errlen)) != 0)
+		return r;
 	if (!config_setting_lookup_string(e, "type", &type) ||
 	    (t = schema_type_parse(type)) < 0)
 		return fail(err, errlen, "line %d: attribute '%s' needs a type: "
@@ -340,12 +376,17 @@ load_purpose(struct purpose_def *p, const struct schema *s,
     config_setting_t *e, char *err, size_t errlen)
 {
 	const char *name = NULL, *basis = NULL;
-	int line = config_setting_source_line(e), b = 0;
+	int line = config_setting_source_line(e), b = 0, r;
+	char where[SCHEMA_NAME_MAX + 16];
 
 	if (!config_setting_lookup_string(e, "name", &name) || !valid_name(name))
 		return fail(err, errlen, "line %d: purpose needs a name of "
 		    "lower-case letters, digits and '_'", line);
 	snprintf(p->name, sizeof(p->name), "%s", name);
+	snprintf(where, sizeof(where), "purpose '%s'", name);
+	if ((r = cfgfile_check_names(e, purpose_keys, ARRAY_LEN(purpose_keys),
+	    where, err, errlen)) != 0)
+		return r;
 	if (!config_setting_lookup_string(e, "basis", &basis) ||
 	    (strcmp(basis, "opt_in") != 0 && strcmp(basis, "opt_out") != 0))
 		return fail(err, errlen, "line %d: purpose '%s' needs basis "
@@ -413,21 +454,16 @@ config_load(struct config **out, const char *path, char *err, size_t errlen)
 
 	*out = NULL;
 	config_init(&lc);
-	if (!config_read_file(&lc, path)) {
-		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
-			r = fail(err, errlen, "%s: cannot read the file", path);
-		else
-			r = fail(err, errlen, "%s:%d: %s", path,
-			    config_error_line(&lc), config_error_text(&lc));
+	if ((r = cfgfile_read(&lc, path, err, errlen)) != 0)
 		goto out;
-	}
 	if ((cfg = calloc(1, sizeof(*cfg))) == NULL ||
 	    (copy = strdup(path)) == NULL) {
 		r = fail(err, errlen, "out of memory");
 		goto out;
 	}
 	base = dirname(copy);
-	if ((r = load_settings(cfg, &lc, base, err, errlen)) != 0 ||
+	if ((r = check_top_names(&lc, err, errlen)) != 0 ||
+	    (r = load_settings(cfg, &lc, base, err, errlen)) != 0 ||
 	    (r = load_schema(&cfg->schema, &lc, cfg->suppression_k, err,
 	    errlen)) != 0)
 		goto out;
@@ -502,4 +538,66 @@ config_listen_is_loopback(const char *listen)
 	if (inet_pton(AF_INET6, host, &a6) == 1)
 		return IN6_IS_ADDR_LOOPBACK(&a6);
 	return false;
+}
+
+static bool
+same_str(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) ||
+	    (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool
+same_attr(const struct attr_def *a, const struct attr_def *b)
+{
+	if (strcmp(a->name, b->name) != 0 || a->type != b->type ||
+	    a->max_length != b->max_length || a->sensitive != b->sensitive ||
+	    a->min != b->min || a->max != b->max || a->feature != b->feature ||
+	    a->k != b->k || a->n_values != b->n_values || a->n_edges != b->n_edges ||
+	    memcmp(a->edges, b->edges, a->n_edges * sizeof(a->edges[0])) != 0)
+		return false;
+	for (size_t i = 0; i < a->n_values; i++)
+		if (strcmp(a->values[i], b->values[i]) != 0)
+			return false;
+	return true;
+}
+
+static bool
+same_purpose(const struct purpose_def *a, const struct purpose_def *b)
+{
+	return strcmp(a->name, b->name) == 0 && a->opt_in == b->opt_in &&
+	    a->sale_or_share == b->sale_or_share && a->essential == b->essential &&
+	    a->all_attrs == b->all_attrs &&
+	    memcmp(a->allowed, b->allowed, sizeof(a->allowed)) == 0;
+}
+
+void
+config_diff(const struct config *a, const struct config *b,
+    void (*changed)(const char *name, void *arg), void *arg)
+{
+	bool same;
+
+	for (size_t i = 0; i < ARRAY_LEN(settings); i++) {
+		const struct setting *s = &settings[i];
+		const void *fa = (const char *)a + s->off, *fb = (const char *)b + s->off;
+
+		if (s->type == SET_INT)
+			same = *(const int *)fa == *(const int *)fb;
+		else if (s->type == SET_BOOL)
+			same = *(const bool *)fa == *(const bool *)fb;
+		else
+			same = same_str(*(char *const *)fa, *(char *const *)fb);
+		if (!same)
+			changed(s->name, arg);
+	}
+	same = a->schema.n_attrs == b->schema.n_attrs;
+	for (size_t i = 0; same && i < a->schema.n_attrs; i++)
+		same = same_attr(&a->schema.attrs[i], &b->schema.attrs[i]);
+	if (!same)
+		changed("schema", arg);
+	same = a->schema.n_purposes == b->schema.n_purposes;
+	for (size_t i = 0; same && i < a->schema.n_purposes; i++)
+		same = same_purpose(&a->schema.purposes[i], &b->schema.purposes[i]);
+	if (!same)
+		changed("purposes", arg);
 }

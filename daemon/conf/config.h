@@ -52,6 +52,10 @@ struct config {
 	int shred_retain_s;		/* destroy a replaced version after this */
 	char *log_level;
 	char *audit_broken;		/* "refuse" or "not_serving" */
+	char *log_format;		/* "text" or "json" */
+	char *metrics_listen;		/* host:port, "off"; NULL: unset */
+	int metrics_dek_refresh_s;	/* DEK counts are cached this long */
+	char *reflection;		/* "authenticated", "public" or "off" */
 	struct schema schema;
 };
 
@@ -62,6 +66,14 @@ struct config {
 int config_load(struct config **out, const char *path, char *err,
     size_t errlen) VAULT_WUR;
 void config_free(struct config *cfg);
+
+/*
+ * Calls changed(name, arg) for every setting whose value differs between a
+ * and b, in the settings table's order, then "schema" and "purposes" when
+ * those differ. For SIGHUP, which applies some and reports the rest.
+ */
+void config_diff(const struct config *a, const struct config *b,
+    void (*changed)(const char *name, void *arg), void *arg);
 
 /* True when host:port names a loopback address (127.0.0.0/8, ::1, localhost). */
 bool config_listen_is_loopback(const char *listen);

@@ -741,30 +741,39 @@ rotation_tick(struct vault *v, void *arg)
 }
 
 int
-rotation_key_status(struct vault *v, struct key_status *s)
+rotation_key_status_txn(struct vault *v, struct store_txn *txn,
+    bool count_deks, struct key_status *s)
 {
-	struct store_txn *txn = NULL;
 	size_t alloc;
 	int r;
 
 	memset(s, 0, sizeof(*s));
-	if ((r = store_read_begin(v->store, &txn)) != 0 ||
-	    (r = keyring_versions(v->kr, txn, &s->vs, &s->n)) != 0)
-		goto out;
+	if ((r = keyring_versions(v->kr, txn, &s->vs, &s->n)) != 0)
+		return r;
 	alloc = s->n > 0 ? s->n : 1;
 	if ((s->deks = calloc(alloc, sizeof(*s->deks))) == NULL ||
-	    (s->pending = calloc(alloc, sizeof(*s->pending))) == NULL) {
-		r = VAULT_ERR_NOMEM;
-		goto out;
-	}
-	if ((r = rotation_dek_counts(txn, s->vs, s->n, s->deks)) != 0 ||
+	    (s->pending = calloc(alloc, sizeof(*s->pending))) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((count_deks &&
+	    (r = rotation_dek_counts(txn, s->vs, s->n, s->deks)) != 0) ||
 	    (r = rotation_state(txn, &s->rotating, &s->p)) != 0)
-		goto out;
+		return r;
 	for (size_t i = 0; i < s->n; i++)
 		if ((r = deletion_pending(txn, s->vs[i].version,
 		    &s->pending[i])) != 0)
-			goto out;
-out:
+			return r;
+	return 0;
+}
+
+int
+rotation_key_status(struct vault *v, struct key_status *s)
+{
+	struct store_txn *txn = NULL;
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	if ((r = store_read_begin(v->store, &txn)) == 0)
+		r = rotation_key_status_txn(v, txn, true, s);
 	store_read_end(txn);
 	return r;
 }

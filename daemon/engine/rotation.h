@@ -67,6 +67,12 @@ struct key_status {
 
 /* Fills s (clear it with key_status_clear, also after an error). */
 int rotation_key_status(struct vault *v, struct key_status *s) VAULT_WUR;
+/*
+ * The same within txn. Counting DEKs reads every consumer record; without
+ * count_deks, s->deks stays all 0 and the call reads a few meta keys.
+ */
+int rotation_key_status_txn(struct vault *v, struct store_txn *txn,
+    bool count_deks, struct key_status *s) VAULT_WUR;
 void key_status_clear(struct key_status *s);
 
 /*

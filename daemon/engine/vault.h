@@ -54,4 +54,11 @@ int vault_open_journal(struct vault *v) VAULT_WUR;
 /* Closes the journal, if one was opened, then the rest. */
 void vault_close(struct vault *v);
 
+/*
+ * Liveness, not health: returns once the writer thread has taken a no-op
+ * request (committed without a sync), whatever its result. A writer stuck
+ * in a commit or a sync never returns. For the systemd watchdog.
+ */
+void vault_ping(struct vault *v);
+
 #endif

@@ -29,12 +29,36 @@ current_auth(struct server *srv)
 }
 
 /*
+ * A certificate identity as the refusal may show it: printable ASCII only,
+ * at most 64 characters (the rest cut, "..." added). Certificate names are
+ * not secrets, but they are the peer's input all the same.
+ */
+#define SHOWN_IDENTITY_MAX 64
+
+/* out must hold SHOWN_IDENTITY_MAX + 4 bytes. */
+static void
+shown_identity(char *out, const char *v, size_t n)
+{
+	size_t o = 0;
+
+	for (; o < n && o < SHOWN_IDENTITY_MAX; o++)
+		out[o] = v[o] >= 0x20 && v[o] < 0x7f && v[o] != '\'' ? v[o] : '?';
+	if (n > o) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = '\0';
+}
+
+/*
  * The principal of the client certificate: the first subject alternative
  * name the policy knows; the common name only when the certificate has no
- * SAN. *presented tells whether the client showed a verified certificate.
+ * SAN. *presented tells whether the client showed a verified certificate;
+ * seen gets the identity looked up first, for the refusal.
  */
 static const struct principal *
-cert_principal(struct rpc_ctx *c, bool *presented)
+cert_principal(struct rpc_ctx *c, bool *presented,
+    char seen[SHOWN_IDENTITY_MAX + 4])
 {
 	static const char *const props[] = { GRPC_X509_SAN_PROPERTY_NAME,
 	    GRPC_X509_CN_PROPERTY_NAME };
@@ -42,6 +66,7 @@ cert_principal(struct rpc_ctx *c, bool *presented)
 	const struct principal *p = NULL;
 
 	*presented = false;
+	seen[0] = '\0';
 	if (!c->srv->tls || (actx = grpc_call_auth_context(c->call)) == NULL)
 		return NULL;
 	if (grpc_auth_context_peer_is_authenticated(actx)) {
@@ -55,6 +80,9 @@ cert_principal(struct rpc_ctx *c, bool *presented)
 
 			while (p == NULL && (prop = grpc_auth_property_iterator_next(&it)) != NULL) {
 				had_san = had_san || i == 0;
+				if (seen[0] == '\0')
+					shown_identity(seen, prop->value,
+					    prop->value_length);
 				p = auth_identity(c->auth, prop->value, prop->value_length);
 			}
 		}
@@ -94,16 +122,18 @@ int
 authz_check(struct rpc_ctx *c)
 {
 	const grpc_metadata *auth_md = NULL;
+	char seen[SHOWN_IDENTITY_MAX + 4];
 	bool presented;
 
 	c->auth = current_auth(c->srv);
 	if (check_metadata(c) != 0) {
 		c->deny_reason = DENY_METADATA;
+		call_denied(c, RPC_DENY_BAD_METADATA);
 		return VAULT_ERR_INVALID;
 	}
 	if (c->m->flags & RPC_PUBLIC)
 		return 0;
-	c->principal = cert_principal(c, &presented);
+	c->principal = cert_principal(c, &presented, seen);
 	for (size_t i = 0; c->principal == NULL && i < c->md.count; i++)
 		if (grpc_slice_str_cmp(c->md.metadata[i].key, "authorization") == 0)
 			auth_md = &c->md.metadata[i];
@@ -113,22 +143,32 @@ authz_check(struct rpc_ctx *c)
 		    GRPC_SLICE_LENGTH(auth_md->value));
 	if (c->principal == NULL && auth_md != NULL) {
 		c->deny_reason = "invalid credentials";
-		return rpc_fail(c, VAULT_ERR_UNAUTHENTICATED, "invalid credentials");
+		call_denied(c, RPC_DENY_INVALID_CREDENTIALS);
+		return rpc_fail(c, VAULT_ERR_UNAUTHENTICATED, "invalid credentials: "
+		    "the bearer token matches no principal in the policy%s",
+		    presented ? ", nor does the client certificate's identity" : "");
 	}
 	if (c->principal == NULL && presented) {
 		c->deny_reason = "certificate identity not in the policy";
+		call_denied(c, RPC_DENY_UNKNOWN_IDENTITY);
 		return rpc_fail(c, VAULT_ERR_UNAUTHENTICATED,
-		    "the client certificate's identity is not in the policy");
+		    "client certificate identity '%s' is not in the policy "
+		    "(a certificate with subject alternative names is known by "
+		    "them, never by its common name)", seen[0] ? seen : "(none)");
 	}
 	if (c->principal == NULL) {
 		c->deny_reason = "missing credentials";
+		call_denied(c, RPC_DENY_MISSING_CREDENTIALS);
 		return rpc_fail(c, VAULT_ERR_UNAUTHENTICATED, "missing credentials: "
 		    "present a client certificate or send 'authorization: Bearer "
 		    "<token>'");
 	}
-	if (!auth_allows(c->auth, c->principal, c->m->path))
+	if (!(c->m->flags & RPC_ANY_PRINCIPAL) &&
+	    !auth_allows(c->auth, c->principal, c->m->path)) {
+		call_denied(c, RPC_DENY_ROLE);
 		return rpc_fail(c, VAULT_ERR_DENIED,
 		    "principal '%s' has no role allowed to call %s",
 		    c->principal->name, c->m->path);
+	}
 	return 0;
 }

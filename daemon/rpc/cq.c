@@ -18,19 +18,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/support/time.h>
-#include <sodium.h>
 
 #include "rpc/alloc.h"
 #include "rpc/authz.h"
 #include "rpc/call.h"
 #include "rpc/cq.h"
+#include "rpc/decode.h"
 #include "rpc/denial.h"
 #include "rpc/internal.h"
 #include "rpc/pending.h"
-#include "rpc/reqcheck.h"
 #include "rpc/worker.h"
 #include "util/log.h"
 
@@ -42,41 +40,25 @@ static void
 on_recv(struct tag *t, bool ok)
 {
 	struct rpc_ctx *c = t->call;
-	grpc_byte_buffer_reader reader;
-	grpc_slice s;
+	grpc_byte_buffer *bb = c->recv;
 	int r;
 
 	pending_done(c);
-	if (!ok || c->recv == NULL) {
+	c->recv = NULL;
+	if (ok && bb == NULL && c->m->kind == RPC_BIDI_STREAM) {
+		call_finish(c, 0);	/* closed before asking anything */
+		call_unref(c);
+		return;
+	}
+	if (!ok || bb == NULL) {
+		if (bb != NULL)
+			grpc_byte_buffer_destroy(bb);
 		call_finish(c, rpc_fail(c, VAULT_ERR_INVALID,
 		    "the request message is missing"));
 		call_unref(c);
 		return;
 	}
-	if (!grpc_byte_buffer_reader_init(&reader, c->recv)) {
-		call_finish(c, rpc_fail(c, VAULT_ERR_INVALID,
-		    "the request message cannot be read"));
-		call_unref(c);
-		return;
-	}
-	s = grpc_byte_buffer_reader_readall(&reader);
-	grpc_byte_buffer_reader_destroy(&reader);
-	/* Its slices may share memory with the transport's: freed, not wiped. */
-	grpc_byte_buffer_destroy(c->recv);
-	c->recv = NULL;
-	c->req = protobuf_c_message_unpack(c->m->request, &wiping_allocator,
-	    GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-	if (c->req == NULL) {
-		r = rpc_fail(c, VAULT_ERR_INVALID,
-		    "the request is not a valid %s message", c->m->request->name);
-	} else {
-		/* Every string of every request, before any handler sees it. */
-		r = reqcheck_message(c->m->request, GRPC_SLICE_START_PTR(s),
-		    GRPC_SLICE_LENGTH(s), c->srv->strings, c->errmsg,
-		    sizeof(c->errmsg));
-	}
-	sodium_memzero(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
-	grpc_slice_unref(s);
+	r = decode_request(c, bb, &c->req);
 	/* A refused request is audited as such (no field of it is recorded). */
 	if (r != 0 && c->srv->sink != NULL && c->principal != NULL) {
 		c->early_err = r;
@@ -122,6 +104,7 @@ refuse(struct rpc_ctx *c, int err)
 			call_finish(c, err);
 			return;
 		case DENIAL_LIMITED:
+			call_denied(c, RPC_DENY_AUTH_RATE_LIMIT);
 			call_reset(c, rpc_fail(c, VAULT_ERR_LIMIT, "too many failed "
 			    "authentications from this address; retry later"));
 			return;
@@ -155,6 +138,7 @@ on_new(struct tag *t, bool ok)
 	c->deadline = gpr_convert_clock_type(c->details.deadline,
 	    GPR_CLOCK_MONOTONIC);
 	c->peer = grpc_call_get_peer(c->call);
+	c->start_us = now_us();
 
 	memset(&op, 0, sizeof(op));
 	op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
@@ -177,6 +161,8 @@ on_new(struct tag *t, bool ok)
 		return;
 	}
 	if ((r = pending_add(c)) != 0) {
+		if (r == VAULT_ERR_LIMIT)
+			call_denied(c, RPC_DENY_PENDING_LIMIT);
 		if (c->principal == NULL)
 			call_reset(c, r);
 		else

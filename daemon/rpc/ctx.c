@@ -214,6 +214,8 @@ rpc_reply(struct rpc_ctx *c, const ProtobufCMessage *msg)
 	if (c->m->kind != RPC_UNARY || c->reply != NULL)
 		abort();	/* a programming error in the handler */
 	c->reply = pack(msg);
+	rpc_stats_sent(c->srv->stats, call_slot(c),
+	    grpc_byte_buffer_length(c->reply), 0);
 	return 0;
 }
 
@@ -223,7 +225,7 @@ rpc_send(struct rpc_ctx *c, const ProtobufCMessage *msg)
 	grpc_op ops[2];
 	size_t n = 0;
 
-	if (c->m->kind != RPC_SERVER_STREAM)
+	if (c->m->kind == RPC_UNARY)
 		abort();
 	if (rpc_cancelled(c))
 		return VAULT_ERR_CANCELLED;
@@ -238,6 +240,8 @@ rpc_send(struct rpc_ctx *c, const ProtobufCMessage *msg)
 	}
 	wipe_byte_buffer(c->send_buf);
 	c->send_buf = pack(msg);
+	rpc_stats_sent(c->srv->stats, call_slot(c),
+	    grpc_byte_buffer_length(c->send_buf), 1);
 	memset(ops, 0, sizeof(ops));
 	if (!c->md_sent) {
 		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;

@@ -5,7 +5,8 @@
  *
  * Locking: srv->mu guards the work queue, the idle workers, the stream and
  * pending-call counts and lists, live_calls and the stop flags; c->mu
- * guards a call's send state (md_sent, send_pending, send_failed, closed);
+ * guards a call's send state (md_sent, send_pending, send_failed, closed)
+ * and receive state (next_pending, next_ok);
  * srv->auth_mu guards the srv->auth pointer.
  */
 #ifndef VAULT_RPC_INTERNAL_H
@@ -23,6 +24,7 @@
 #include "conf/auth.h"
 #include "rpc/reqcheck.h"
 #include "rpc/rpc.h"
+#include "rpc/stats.h"
 #include "util/timeutil.h"
 
 struct counter;
@@ -71,10 +73,16 @@ struct rpc_ctx {			/* one call; handlers know it as rpc_ctx */
 	struct counter *await_slot;
 	bool awaiting, await_cancelled;
 	struct counter *stream_slot;	/* the count this stream holds, if any */
+	/* A bidirectional stream's next message (bidi.c); under c->mu. */
+	struct tag t_next;
+	grpc_byte_buffer *next_recv;
+	bool next_pending, next_ok;
 	bool audited;
 	struct rpc_audit audit;
 	uint8_t *owned_refs;
 	char errmsg[256];
+	int64_t start_us;		/* arrival, monotonic: the latency metric */
+	int deny;			/* enum rpc_deny + 1 when refused; 0 */
 	struct rpc_ctx *next;		/* work queue */
 };
 
@@ -110,6 +118,7 @@ struct server {
 	int public_streams;
 	struct counter *principal_streams, *peer_streams;
 	struct denials *denials;
+	struct rpc_stats *stats;	/* the caller's (server_opts); may be NULL */
 	pthread_t sweeper;
 	pthread_cond_t sweep_cv;
 	bool sweeper_stop;		/* under mu; sweep_cv wakes the sweeper */
@@ -136,6 +145,30 @@ static inline int64_t
 now_ms(void)
 {
 	return (int64_t)time_monotonic_ms();
+}
+
+static inline int64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* c's counters: its method's slot in the table, or the "unknown" one. */
+static inline size_t
+call_slot(const struct rpc_ctx *c)
+{
+	return c->m != NULL ? (size_t)(c->m - c->srv->methods) :
+	    c->srv->n_methods;
+}
+
+/* Marks c as refused for reason d (counted when the call ends). */
+static inline void
+call_denied(struct rpc_ctx *c, enum rpc_deny d)
+{
+	c->deny = (int)d + 1;
 }
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * What a handler sees of the RPC runtime. Handlers get a decoded protobuf-c
  * request, run on a worker thread (never a completion-queue thread; a
- * server stream on a thread of its own, counted against stream caps), and
- * answer through rpc_reply (unary) or rpc_send (server streaming). No grpc_*
+ * server or bidirectional stream on a thread of its own, counted against
+ * stream caps), and answer through rpc_reply (unary) or rpc_send (streams);
+ * a bidirectional stream reads its next requests with rpc_recv. No grpc_*
  * call appears outside daemon/rpc/.
  */
 #ifndef VAULT_RPC_H
@@ -18,10 +19,20 @@
 
 struct rpc_ctx;
 
-enum rpc_kind { RPC_UNARY, RPC_SERVER_STREAM };
+/*
+ * RPC_BIDI_STREAM: the handler gets the first request message (a stream the
+ * client closes before sending one is answered OK without it) and reads the
+ * others with rpc_recv.
+ */
+enum rpc_kind { RPC_UNARY, RPC_SERVER_STREAM, RPC_BIDI_STREAM };
 
 #define RPC_PUBLIC 0x1		/* no principal needed (health checks) */
 #define RPC_AUDIT_DENIALS_ONLY 0x4	/* reads of the audit log itself */
+/*
+ * Any authenticated principal, whatever its roles: for what reveals no
+ * data (server reflection, when configured so). Still denied without one.
+ */
+#define RPC_ANY_PRINCIPAL 0x8
 
 /*
  * Returns 0 after rpc_reply (unary) or the last rpc_send (stream), or a vault
@@ -83,6 +94,20 @@ int rpc_reply(struct rpc_ctx *ctx, const ProtobufCMessage *msg) VAULT_WUR;
  * deadline has passed.
  */
 int rpc_send(struct rpc_ctx *ctx, const ProtobufCMessage *msg) VAULT_WUR;
+
+/*
+ * The next request message of a bidirectional stream, checked like the
+ * first (decoded, every string through reqcheck.h): 0 with *msg set, 0 with
+ * *msg NULL once the client has half-closed, or an error with its message
+ * set: VAULT_ERR_INVALID for a malformed message, VAULT_ERR_DEADLINE when
+ * none came within idle_ms or the deadline passed (the call is then ended),
+ * VAULT_ERR_UNAVAILABLE once the server is stopping, VAULT_ERR_CANCELLED
+ * once the client has gone. The caller owns *msg and frees it with
+ * rpc_msg_free.
+ */
+int rpc_recv(struct rpc_ctx *ctx, int idle_ms, ProtobufCMessage **msg) VAULT_WUR;
+/* Frees (wipes) a message of rpc_recv; NULL is fine. */
+void rpc_msg_free(ProtobufCMessage *msg);
 
 /* Records the caller-facing message for err and returns err. */
 int rpc_fail(struct rpc_ctx *ctx, int err, const char *fmt, ...)

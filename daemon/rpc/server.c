@@ -4,16 +4,20 @@
  * worker and sweeper threads), reloaded, and stopped within the grace
  * period. The pieces: cq.c (a call's arrival), call.c (its end), worker.c,
  * ctx.c (the handler API), authz.c, tls.c, streams.c, pending.c,
- * counter.c, sweeper.c, alloc.c, reqcheck.c, denial.c.
+ * counter.c, sweeper.c, alloc.c, reqcheck.c, denial.c, decode.c (a
+ * request's bytes to a checked message), bidi.c (a bidirectional stream's
+ * later requests).
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 #include "rpc/cq.h"
@@ -42,9 +46,33 @@ on_shutdown(struct tag *t, bool ok)
 	pthread_mutex_unlock(&srv->mu);
 }
 
+/*
+ * gRPC core's own lines (a refused TLS handshake, a transport error) go
+ * through the daemon's logger, in its format. Its ERROR lines are nearly
+ * always a peer's failure (a bad handshake), not the daemon's, so they are
+ * warnings; the daemon logs its own errors itself. Which of them gRPC
+ * writes at all is its own setting (GRPC_VERBOSITY, ERROR by default).
+ */
+static void
+grpc_log_to_vault(gpr_log_func_args *args)
+{
+	enum log_level level = args->severity == GPR_LOG_SEVERITY_ERROR ?
+	    LOG_LEVEL_WARN : args->severity == GPR_LOG_SEVERITY_INFO ?
+	    LOG_LEVEL_INFO : LOG_LEVEL_DEBUG;
+	const char *file = args->file != NULL ? strrchr(args->file, '/') : NULL;
+	struct log_field f[2];
+
+	f[0] = LOG_FIELD_STR("file", file != NULL ? file + 1 :
+	    args->file != NULL ? args->file : "?");
+	f[1] = LOG_FIELD_INT("line", args->line);
+	log_fields(level, "grpc", f, 2, "%s", args->message != NULL ?
+	    args->message : "");
+}
+
 void
 server_global_init(void)
 {
+	gpr_set_log_function(grpc_log_to_vault);
 	grpc_init();
 }
 
@@ -137,6 +165,7 @@ server_bind(struct server **out, const struct server_opts *opts,
 	grpc_resource_quota *quota;
 	grpc_server_credentials *creds;
 	struct server *srv;
+	bool tls_ok;
 	int port;
 
 	*out = NULL;
@@ -154,6 +183,7 @@ server_bind(struct server **out, const struct server_opts *opts,
 	pthread_mutex_init(&srv->auth_mu, NULL);
 	srv->grace_ms = opts->shutdown_grace_ms;
 	srv->sink = opts->audit;
+	srv->stats = opts->stats;
 	srv->max_streams = opts->max_streams;
 	srv->max_streams_per_principal = opts->max_streams_per_principal;
 	srv->max_public_streams = opts->max_public_streams;
@@ -211,11 +241,16 @@ server_bind(struct server **out, const struct server_opts *opts,
 	}
 	creds = tls_credentials(srv, opts->tls_cert, opts->tls_key,
 	    opts->tls_client_ca, opts->tls_require_client_cert);
-	port = grpc_server_add_http2_port(srv->gs, opts->listen, creds);
-	grpc_server_credentials_release(creds);
+	tls_ok = creds != NULL;
+	port = tls_ok ? grpc_server_add_http2_port(srv->gs, opts->listen, creds) : 0;
+	if (tls_ok)
+		grpc_server_credentials_release(creds);
 	if (port == 0) {
-		log_error("cannot listen on %s (in use, not a local address, or "
-		    "unusable TLS files)", opts->listen);
+		/* The TLS files were read just before: their faults are logged. */
+		log_error("cannot listen on %s (%s)", opts->listen, !tls_ok ?
+		    "unusable TLS files, see above" : srv->tls ? "in use, not a "
+		    "local address, or TLS files gRPC could not parse" : "in use, "
+		    "or not a local address");
 		server_discard(srv);
 		return VAULT_ERR_IO;
 	}

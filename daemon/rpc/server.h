@@ -33,6 +33,8 @@ struct server_opts {
 	int request_timeout_ms;		/* a message later than this: cancelled */
 	const struct rpc_audit_sink *audit;	/* NULL: no audit log */
 	const struct reqcheck_opts *strings;	/* limits of request strings */
+	/* Counters (stats.h) for dispatch_n_methods; NULL: none. Outlives the server. */
+	struct rpc_stats *stats;
 };
 
 struct server;

@@ -2,6 +2,7 @@
  * TLS: the server credentials (mTLS when a certificate is configured), and
  * the certificate files read again on the first handshake after a reload.
  */
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,20 +22,24 @@
 static char *
 read_pem(const char *path, bool secret)
 {
-	FILE *f = fopen(path, "r");
+	FILE *f;
 	struct stat sb;
 	char *buf;
 	size_t n;
 
+	errno = 0;
+	f = fopen(path, "r");
 	if (f == NULL || fstat(fileno(f), &sb) != 0 || sb.st_size > (1 << 20)) {
-		log_error("cannot read %s", path);
+		log_error("cannot read %s: %s", path, f == NULL || errno != 0 ?
+		    strerror(errno) : "larger than 1 MiB");
 		if (f != NULL)
 			fclose(f);
 		return NULL;
 	}
 	if (secret && (sb.st_mode & 077) != 0) {
-		log_error("%s has mode %03o; a private key must be 0600 or stricter",
-		    path, (unsigned)(sb.st_mode & 0777));
+		log_error("TLS private key %s has mode %04o; it must be 0600 or "
+		    "stricter (chmod 600 %s)", path, (unsigned)(sb.st_mode & 07777),
+		    path);
 		fclose(f);
 		return NULL;
 	}
@@ -82,6 +87,29 @@ fetch_certs(void *arg, grpc_ssl_server_certificate_config **config)
 	return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
 }
 
+/*
+ * Reads every file once before the port opens, so that a file the first
+ * handshake could not load stops the start with its own reason (which
+ * file, and why) instead of a bare "cannot listen".
+ */
+static bool
+files_usable(const char *cert, const char *key, const char *client_ca)
+{
+	char *c, *k, *ca;
+	bool ok;
+
+	c = read_pem(cert, false);
+	k = read_pem(key, true);
+	ca = read_pem(client_ca, false);
+	ok = c != NULL && k != NULL && ca != NULL;
+	if (k != NULL)
+		sodium_memzero(k, strlen(k));
+	free(k);
+	free(c);
+	free(ca);
+	return ok;
+}
+
 grpc_server_credentials *
 tls_credentials(struct server *srv, const char *cert, const char *key,
     const char *client_ca, bool require_client_cert)
@@ -90,6 +118,8 @@ tls_credentials(struct server *srv, const char *cert, const char *key,
 
 	if (cert == NULL)
 		return grpc_insecure_server_credentials_create();
+	if (!files_usable(cert, key, client_ca))
+		return NULL;
 	srv->tls = true;
 	srv->tls_cert = strdup(cert);
 	srv->tls_key = strdup(key);

@@ -136,9 +136,11 @@ worker_schedule(struct rpc_ctx *c)
 	int r;
 
 	pthread_mutex_lock(&srv->mu);
-	if (c->m->kind == RPC_SERVER_STREAM && c->early_err == 0) {
+	if (c->m->kind != RPC_UNARY && c->early_err == 0) {
 		if ((r = stream_slot_take(c)) != 0) {
 			pthread_mutex_unlock(&srv->mu);
+			if (r == VAULT_ERR_LIMIT)
+				call_denied(c, RPC_DENY_STREAM_LIMIT);
 			call_finish(c, r);
 			return;
 		}
@@ -158,6 +160,7 @@ worker_schedule(struct rpc_ctx *c)
 	}
 	if (srv->q_len >= MAX_QUEUED) {
 		pthread_mutex_unlock(&srv->mu);
+		call_denied(c, RPC_DENY_BUSY);
 		call_finish(c, rpc_fail(c, VAULT_ERR_LIMIT, "server busy; retry later"));
 		return;
 	}

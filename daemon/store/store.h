@@ -128,6 +128,18 @@ void store_set_headroom(struct store *st, int high_water_pct,
 int store_room(struct store *st);
 /* store_room's last answer, without checking again (for health). */
 int store_refusing(const struct store *st);
+/* True once a fatal error marked the store failed (every call refused). */
+bool store_failed(const struct store *st);
+
+/* The data file's size and use, for the metrics endpoint (no scan). */
+struct store_usage {
+	uint64_t map_bytes;		/* the map size: the most the file may grow */
+	uint64_t file_bytes;		/* the data file's size on disk */
+	uint64_t used_bytes;		/* pages up to the last one in use (free
+					 * pages below it included) */
+	int high_water_pct;		/* ordinary writes stop past this % */
+};
+int store_usage(struct store *st, struct store_usage *out) VAULT_WUR;
 
 /* Flushes committed writes to disk (fsync). */
 int store_sync(struct store *st) VAULT_WUR;

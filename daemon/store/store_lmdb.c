@@ -776,6 +776,31 @@ store_refusing(const struct store *st)
 	return __atomic_load_n(&st->refusing, __ATOMIC_RELAXED);
 }
 
+bool
+store_failed(const struct store *st)
+{
+	return st->failed != 0;
+}
+
+int
+store_usage(struct store *st, struct store_usage *out)
+{
+	MDB_envinfo info;
+	MDB_stat ms;
+	struct stat sb;
+	int fd;
+
+	memset(out, 0, sizeof(*out));
+	if (mdb_env_info(st->env, &info) != 0 || mdb_env_stat(st->env, &ms) != 0)
+		return VAULT_ERR_STORE;
+	out->map_bytes = info.me_mapsize;
+	out->used_bytes = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+	out->high_water_pct = st->high_water_pct;
+	if (mdb_env_get_fd(st->env, &fd) == 0 && fstat(fd, &sb) == 0)
+		out->file_bytes = (uint64_t)sb.st_size;
+	return 0;
+}
+
 void
 store_set_headroom(struct store *st, int high_water_pct, size_t disk_reserve)
 {

@@ -44,6 +44,8 @@ struct writer {
 	bool flush_stop;			/* set once the writer thread ended */
 	unsigned max_group;
 	unsigned long long groups, requests;
+	/* For writer_metrics: written under mu, read without it (relaxed). */
+	unsigned long long fsyncs, group_size[WRITER_GROUP_BUCKETS + 1];
 	writer_fn prelude;			/* see writer_set_prelude */
 	void (*prelude_done)(void *arg, bool committed);
 	void *prelude_arg;
@@ -122,6 +124,23 @@ run_group(struct writer *w, struct write_req *group)
 	return lazy ? COMMITTED_LAZY : COMMITTED_DURABLE;
 }
 
+static void
+count(unsigned long long *c, unsigned long long n)
+{
+	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
+}
+
+/* Bucket b holds groups of at most 2^b requests; the last, the rest. */
+static unsigned
+group_bucket(unsigned n)
+{
+	unsigned b = 0;
+
+	while (b < WRITER_GROUP_BUCKETS && n > (1u << b))
+		b++;
+	return b;
+}
+
 /*
  * The flusher: within LAZY_FLUSH_MS of a lazy commit, syncs the data file,
  * off the writer thread, so no request ever waits behind this fsync.
@@ -153,6 +172,7 @@ flusher_main(void *arg)
 		if (mdb_env_sync(w->st->env, 1) != 0)
 			log_error("cannot flush the store to disk");
 		pthread_mutex_lock(&w->mu);
+		count(&w->fsyncs, 1);
 		if (target > w->synced_seq)
 			w->synced_seq = target;
 	}
@@ -179,9 +199,11 @@ finish_group(struct writer *w, struct write_req *group,
 			pthread_cond_signal(&w->flush_cv);
 	} else if (committed == COMMITTED_DURABLE) {
 		w->synced_seq = w->lazy_seq;
+		count(&w->fsyncs, 1);	/* the commit's own */
 	}
-	w->groups++;
-	w->requests += n;
+	count(&w->groups, 1);
+	count(&w->requests, n);
+	count(&w->group_size[group_bucket(n)], 1);
 	atomic_store_explicit(&w->busy, false, memory_order_relaxed);
 	for (struct write_req *q = group; q != NULL; q = q->next)
 		atomic_store_explicit(&q->done, true, memory_order_release);
@@ -413,6 +435,17 @@ writer_stats(const struct writer *w, unsigned long long *groups,
 {
 	*groups = w->groups;
 	*requests = w->requests;
+}
+
+void
+writer_metrics(const struct writer *w, struct writer_metrics *out)
+{
+	out->groups = __atomic_load_n(&w->groups, __ATOMIC_RELAXED);
+	out->requests = __atomic_load_n(&w->requests, __ATOMIC_RELAXED);
+	out->fsyncs = __atomic_load_n(&w->fsyncs, __ATOMIC_RELAXED);
+	for (unsigned b = 0; b <= WRITER_GROUP_BUCKETS; b++)
+		out->group_size[b] = __atomic_load_n(&w->group_size[b],
+		    __ATOMIC_RELAXED);
 }
 
 void

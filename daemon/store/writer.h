@@ -72,6 +72,20 @@ void writer_set_prelude(struct writer *w, writer_fn fn,
 /* Finishes queued requests, then stops the thread and frees w. NULL-safe. */
 void writer_stop(struct writer *w);
 
+/*
+ * The writer's counters since start, for the metrics endpoint: groups
+ * committed, requests in them, fsyncs (each durable commit's, and each of
+ * the flusher's), and groups by size: group_size[b] counts groups of at
+ * most 2^b requests (and more than 2^(b-1)); the last bucket, the rest.
+ * Lock-free: each counter read on its own.
+ */
+#define WRITER_GROUP_BUCKETS 9		/* 1, 2, 4, ... 256; then +Inf */
+struct writer_metrics {
+	unsigned long long groups, requests, fsyncs;
+	unsigned long long group_size[WRITER_GROUP_BUCKETS + 1];
+};
+void writer_metrics(const struct writer *w, struct writer_metrics *out);
+
 /* Groups committed and requests applied since start, for the logs. */
 void writer_stats(const struct writer *w, unsigned long long *groups,
     unsigned long long *requests);

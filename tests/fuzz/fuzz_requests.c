@@ -28,6 +28,7 @@ STUB(handle_get_key_status) STUB(handle_destroy_master_key)
 STUB(handle_rotate_consumer_key) STUB(handle_query_audit)
 STUB(handle_verify_audit) STUB(handle_export_consumer)
 STUB(handle_health_check) STUB(handle_health_watch)
+STUB(handle_reflection)
 STUB(handle_backup) STUB(handle_export_deletions)
 
 static size_t

@@ -293,9 +293,9 @@ def test_vaultctl_keys(daemon):
     assert r.returncode == 0 and '"active_version":1' in r.stdout
     r = daemon.ctl("keys", "rotate")
     assert r.returncode == 0 and "version 2 is active" in r.stdout, r.stderr
-    r = daemon.ctl("keys", "destroy", "2")
+    r = daemon.ctl("keys", "destroy", "2", "--yes")
     assert r.returncode == 1 and "FAILED_PRECONDITION" in r.stderr
-    r = daemon.ctl("keys", "destroy", "1")
+    r = daemon.ctl("keys", "destroy", "--yes", "1")
     assert r.returncode == 0, r.stderr
     r = daemon.ctl("keys", "status")
     assert "destroyed" in r.stdout and "active" in r.stdout

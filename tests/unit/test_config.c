@@ -99,6 +99,49 @@ test_errors_name_the_problem(void **state)
 	assert_null(cfg);
 }
 
+/* Unknown names, at the top, in a schema entry and in a purpose. */
+static void
+test_unknown_settings_are_errors(void **state)
+{
+	struct config *cfg;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(load("log_levl = \"debug\";\nschema = ( { name = "
+	    "\"a\"; type = \"int\"; } );\n" PURPOSES, &cfg, err, sizeof(err)),
+	    VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "line 1: unknown setting 'log_levl' (did "
+	    "you mean 'log_level'?)"));
+	assert_int_equal(load("schema = ( { name = \"a\"; type = \"int\"; "
+	    "bukets = [1]; } );\n" PURPOSES, &cfg, err, sizeof(err)),
+	    VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "unknown setting 'bukets' in attribute 'a' "
+	    "(did you mean 'buckets'?)"));
+	assert_int_equal(load("schema = ( { name = \"a\"; type = \"int\"; } );"
+	    "\npurposes = ( { name = \"s\"; basis = \"opt_out\"; colour = 1; "
+	    "} );\n", &cfg, err, sizeof(err)), VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "unknown setting 'colour' in purpose 's' "
+	    "(known: name, basis, sale_or_share, essential, attributes)"));
+	assert_null(cfg);
+}
+
+static void
+test_missing_file_says_why(void **state)
+{
+	struct config *cfg;
+	char err[512], path[4200];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/nothing.conf", dir);
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)),
+	    VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "cannot read the file: No such file or "
+	    "directory"));
+	assert_int_equal(config_load(&cfg, dir, err, sizeof(err)),
+	    VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "not a regular file"));
+}
+
 /* A choice setting: the first value is the default, others are refused. */
 static void
 test_audit_broken_is_a_choice(void **state)
@@ -147,6 +190,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults_and_paths),
 		cmocka_unit_test(test_errors_name_the_problem),
+		cmocka_unit_test(test_unknown_settings_are_errors),
+		cmocka_unit_test(test_missing_file_says_why),
 		cmocka_unit_test(test_audit_broken_is_a_choice),
 		cmocka_unit_test(test_loopback),
 	};
