@@ -33,8 +33,9 @@ test_files_by_name(void **state)
 	struct reflect_index *ix = load();
 
 	(void)state;
-	assert_int_equal(reflect_n_files(ix), 4);
+	assert_int_equal(reflect_n_files(ix), 5);
 	assert_true(reflect_file_by_name(ix, "vault/v1/vault.proto") >= 0);
+	assert_true(reflect_file_by_name(ix, "vault/v1/admin.proto") >= 0);
 	assert_true(reflect_file_by_name(ix, "grpc/health/v1/health.proto") >= 0);
 	assert_true(reflect_file_by_name(ix,
 	    "grpc/reflection/v1/reflection.proto") >= 0);
@@ -62,6 +63,8 @@ test_symbols_of_every_kind(void **state)
 
 	(void)state;
 	expect_symbol(ix, "vault.v1.Keys", v, REFLECT_SERVICE);
+	expect_symbol(ix, "vault.v1.Admin.Backup", "vault/v1/admin.proto",
+	    REFLECT_METHOD);
 	expect_symbol(ix, "vault.v1.Keys.GetKeyStatus", v, REFLECT_METHOD);
 	expect_symbol(ix, "vault.v1.PutAttributesRequest", v, REFLECT_MESSAGE);
 	expect_symbol(ix, "vault.v1.PutAttributesRequest.consumer_id", v,
