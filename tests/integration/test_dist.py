@@ -93,6 +93,12 @@ def settings_table():
     return names
 
 
+def test_man_page_settings_match_the_docs():
+    r = subprocess.run([str(ROOT / "scripts/man-settings"), "--check"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
 def test_every_setting_is_documented():
     page = (ROOT / "dist/man/vaultd.conf.5").read_text()
     md = (ROOT / "docs/config.md").read_text()
