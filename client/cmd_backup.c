@@ -143,9 +143,12 @@ on_chunk(const ProtobufCMessage *m, void *arg)
 	if (b->manifest != NULL)
 		return b->failed = true, 1;	/* nothing after the manifest */
 	if (c->manifest != NULL) {
-		n = protobuf_c_message_pack(&c->manifest->base, buf);
-		if (n > sizeof(buf) - 1 ||
-		    (b->manifest = vault__v1__backup_manifest__unpack(NULL, n,
+		/* A copy that outlives the call: packed and unpacked again. */
+		if ((n = protobuf_c_message_get_packed_size(&c->manifest->base)) >
+		    sizeof(buf))
+			return b->failed = true, 1;
+		protobuf_c_message_pack(&c->manifest->base, buf);
+		if ((b->manifest = vault__v1__backup_manifest__unpack(NULL, n,
 		    buf)) == NULL)
 			return b->failed = true, 1;
 		return 0;
@@ -169,13 +172,14 @@ render_manifest(const Vault__V1__BackupManifest *m, char *out)
 	size_t len = 0;
 	int n;
 
+	/* daemon/engine/backup.h: at most 64 versions, which always fit. */
 	if (m->vault_id.len == 0 || m->vault_id.len > 64 ||
-	    m->data_blake2b.len != HASH_BYTES || m->n_key_versions == 0)
+	    m->data_blake2b.len != HASH_BYTES || m->n_key_versions == 0 ||
+	    m->n_key_versions > 64)
 		return -1;
 	sodium_bin2hex(id, sizeof(id), m->vault_id.data, m->vault_id.len);
 	sodium_bin2hex(hash, sizeof(hash), m->data_blake2b.data, HASH_BYTES);
-	for (size_t i = 0; i < m->n_key_versions && len < sizeof(versions) - 12;
-	    i++)
+	for (size_t i = 0; i < m->n_key_versions; i++)
 		len += (size_t)snprintf(versions + len, sizeof(versions) - len,
 		    "%s%" PRIu32, i ? "," : "", m->key_versions[i]);
 	memset(out, 0, HEADER_BYTES);
