@@ -143,6 +143,9 @@ def test_restore_never_resurrects_a_deleted_consumer(fresh, tmp_path):
                "--deletions", tmp_path / "deletions")
     assert r.returncode == 0, r.stderr
     assert "re-applied 3 deletion(s)" in r.stderr
+    assert stat.S_IMODE(os.stat(dst / "db" / "data.mdb").st_mode) == 0o600
+    check = vaultd("--dev", "--data-dir", dst, "--check")
+    assert check.returncode == 0, check.stdout + check.stderr
 
     restored = Daemon(dst)
     restored.start("--verify-audit")
