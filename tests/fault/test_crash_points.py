@@ -10,6 +10,7 @@ key file of a destroyed version, the audit chain whole, an interrupted
 rotation completed.
 """
 import os
+import subprocess
 import time
 import zlib
 
@@ -47,6 +48,8 @@ SCENARIOS = {
     "destroy": ("store", {"rotate": True}, 1),
     "keyfile": ("fresh", {"rotate": True}, 1),
     "dev":     ("fresh", {}, 1),
+    # Offline: vaultd --compact on a stopped, preloaded store (below).
+    "compact": ("offline", {}, 1),
 }
 
 POINTS = crash_points(ROOT)
@@ -81,7 +84,42 @@ def test_crash_point_of_dev_tls(tmp_path, point):
             d.kill()
 
 
-@pytest.mark.parametrize("point", [p for p in POINTS if p not in TLS_POINTS])
+@pytest.mark.parametrize("point", sorted(p for p in POINTS
+                                         if p.startswith("compact.")))
+def test_crash_point_of_compaction(tmp_path, point):
+    """vaultd --compact killed at each step of its swap: the next start
+    serves the whole store (old or compacted), and the next compaction
+    clears what the killed one left."""
+    d = FaultDaemon(tmp_path / "vault")
+    ledger = Ledger()
+    try:
+        assert d.start_or_die() is not None, d.log()
+        preload(d, ledger, PRELOAD // 4)
+        assert d.stop() == 0, d.log()
+        args = [os.environ["VAULTD"], "--dev", "--data-dir", str(d.data_dir),
+                "--compact"]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "VAULT_CRASH_AT": point})
+        assert r.returncode == -9, r.stderr
+        assert f"vaultd: crash point {point}" in r.stderr
+        assert d.start_or_die() is not None, d.log()[-3000:]
+        check_invariants(d, ledger)
+        assert d.stop() == 0, d.log()
+        r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        left = sorted(p.name for p in (d.data_dir / "db").iterdir()
+                      if p.name.startswith("data.mdb."))
+        assert left == []
+        assert d.start_or_die() is not None, d.log()[-3000:]
+        check_invariants(d, ledger)
+        assert d.stop() == 0, d.log()
+    finally:
+        if d.proc is not None:
+            d.kill()
+
+
+@pytest.mark.parametrize("point", [p for p in POINTS if p not in TLS_POINTS
+                                   and not p.startswith("compact.")])
 def test_crash_point(tmp_path, point):
     area = point.split(".")[0]
     assert area in SCENARIOS, f"crash point {point}: no scenario for area {area!r}"
