@@ -435,8 +435,7 @@ def test_compaction_swaps_crash_safely(fresh):
     """The system calls of the swap, in order: the copy made aside with
     O_EXCL and fsynced, renamed over the data file, the directory synced,
     the old file wiped."""
-    if shutil.which("strace") is None:
-        pytest.skip("strace is not installed")
+    assert shutil.which("strace"), "strace is missing: run scripts/deps"
     d = fresh.start()
     populate(d, 3)
     assert d.stop() == 0
