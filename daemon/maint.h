@@ -3,15 +3,8 @@
  * compact the store, migrate its format. Each runs with the daemon
  * stopped and changes no file when it refuses. docs/backup.md.
  *
- * The backup file vaultctl writes (client/cmd_backup.c):
- *   bytes 0..4095   the manifest, text lines "name value", NUL-padded:
- *                   vaultd-backup 1 / created_ms / store_format /
- *                   key_versions (comma-separated) / deletion_seq /
- *                   vault_id (hex) / data_bytes / data_blake2b (hex)
- *   bytes 4096..    the compact store copy, data_bytes long
- * The deletion export (vaultctl deletions export):
- *   "vaultd-deletions 1", "vault_id HEX", "after_seq N", "expired_through
- *   N", "count N", then one line per deletion: "SEQ REF_HEX DELETED_AT_MS".
+ * The backup file (a 4096-byte manifest, then the compact store copy) and
+ * the deletion export are described in backupfile.h.
  */
 #ifndef VAULT_MAINT_H
 #define VAULT_MAINT_H
