@@ -7,7 +7,9 @@
  *  - deletion_seq: the deletion log's next sequence number (dellog.h). A
  *    deletion logged at or after it may be missing from the copy; a
  *    restore re-applies every such one. Deletions between the manifest and
- *    the snapshot are in the copy already; re-applying them is harmless.
+ *    the snapshot are in the copy already; re-applying them is harmless,
+ *    unless the consumer was written again in those milliseconds: then
+ *    the restore deletes it again, erring on the side of the deletion.
  *  - versions: the master key versions not destroyed before or after the
  *    copy (read again once it is complete) (a superset of those the copy's records are sealed under). A
  *    restore needs their key files; once all are destroyed the copy is
