@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api/reflect_index.h"
+#include "util/pbwire.h"
 
 /* FileDescriptorSet */
 #define SET_FILE 1
@@ -65,23 +66,6 @@ struct field {
 	size_t n;
 };
 
-static int
-get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-
-		v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*out = v;
-			return 0;
-		}
-	}
-	return VAULT_ERR_CONFIG;
-}
-
 /* The next field at *p: 1 read, 0 at the end, or VAULT_ERR_CONFIG. */
 static int
 next_field(const uint8_t **p, const uint8_t *end, struct field *f)
@@ -90,7 +74,7 @@ next_field(const uint8_t **p, const uint8_t *end, struct field *f)
 
 	if (*p == end)
 		return 0;
-	if (get_varint(p, end, &key) != 0 || (key >> 3) == 0 ||
+	if (!pbwire_varint(p, end, &key) || (key >> 3) == 0 ||
 	    (key >> 3) > UINT32_MAX)
 		return VAULT_ERR_CONFIG;
 	f->num = (uint32_t)(key >> 3);
@@ -99,13 +83,13 @@ next_field(const uint8_t **p, const uint8_t *end, struct field *f)
 	f->n = 0;
 	switch (f->type) {
 	case 0:
-		return get_varint(p, end, &v) == 0 ? 1 : VAULT_ERR_CONFIG;
+		return pbwire_varint(p, end, &v) ? 1 : VAULT_ERR_CONFIG;
 	case 1:
 	case 5:
 		v = f->type == 1 ? 8 : 4;
 		break;
 	case 2:
-		if (get_varint(p, end, &v) != 0)
+		if (!pbwire_varint(p, end, &v))
 			return VAULT_ERR_CONFIG;
 		break;
 	default:		/* groups: not in descriptors */

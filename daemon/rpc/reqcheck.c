@@ -8,6 +8,7 @@
 
 #include "rpc/reqcheck.h"
 #include "util/utf8.h"
+#include "util/pbwire.h"
 
 #define MAX_DEPTH 16
 
@@ -23,23 +24,6 @@ walk_fail(struct walk *w, const char *fmt, const char *field)
 {
 	snprintf(w->msg, w->msg_len, fmt, field);
 	return VAULT_ERR_INVALID;
-}
-
-static bool
-get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-
-		v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*out = v;
-			return true;
-		}
-	}
-	return false;
 }
 
 static size_t
@@ -90,13 +74,13 @@ walk_message(struct walk *w, const ProtobufCMessageDescriptor *d,
 		const ProtobufCFieldDescriptor *f;
 		int r;
 
-		if (!get_varint(&p, end, &key) || key >> 3 == 0 ||
+		if (!pbwire_varint(&p, end, &key) || key >> 3 == 0 ||
 		    key >> 3 > UINT32_MAX)
 			return walk_fail(w, "%s: malformed message", w->path[0] ?
 			    w->path : "the request");
 		switch (key & 7) {
 		case 0:
-			if (!get_varint(&p, end, &n))
+			if (!pbwire_varint(&p, end, &n))
 				return walk_fail(w, "%s: malformed message",
 				    "the request");
 			break;
@@ -111,7 +95,7 @@ walk_message(struct walk *w, const ProtobufCMessageDescriptor *d,
 			break;
 		}
 		case 2:
-			if (!get_varint(&p, end, &n) || n > (uint64_t)(end - p))
+			if (!pbwire_varint(&p, end, &n) || n > (uint64_t)(end - p))
 				return walk_fail(w, "%s: malformed message",
 				    "the request");
 			f = protobuf_c_message_descriptor_get_field(d,
