@@ -56,8 +56,8 @@ read_manifest(const char *path, struct backupfile_manifest *m)
 		return -1;
 	if (pread(fd, buf, MAINT_BACKUP_HEADER, 0) != MAINT_BACKUP_HEADER ||
 	    backupfile_manifest_parse(buf, MAINT_BACKUP_HEADER, m) != 0) {
-		log_error("%s is not a vaultd backup (no valid manifest); nothing "
-		    "was restored", path);
+		log_error("%s is not a vaultd backup (no valid, signed manifest); "
+		    "nothing was restored", path);
 		goto out;
 	}
 	if ((uint64_t)size != MAINT_BACKUP_HEADER + m->data_bytes) {
@@ -105,8 +105,8 @@ read_export(const char *path, struct backupfile_export *e)
 			    "header says %llu: it was cut; nothing was restored",
 			    path, e->n, (unsigned long long)e->count);
 		else
-			log_error("%s is not a vaultd deletion export; nothing was "
-			    "restored", path);
+			log_error("%s is not a signed vaultd deletion export; "
+			    "nothing was restored", path);
 	}
 out:
 	free(data);
@@ -182,6 +182,68 @@ check_keys(const struct backupfile_manifest *m, const char *keys_dir)
 	return 0;
 }
 
+/*
+ * The manifest as the vault signed it (engine/backup.h). vault_id is only
+ * a claim here: restore_into checks that the copy's receipt key is it.
+ */
+static int
+check_manifest_signature(const struct backupfile_manifest *m)
+{
+	struct backup_manifest bm;
+	uint8_t msg[BACKUP_SIG_MSG_BYTES];
+
+	memset(&bm, 0, sizeof(bm));
+	bm.created_ms = m->created_ms;
+	bm.store_format = m->store_format;
+	bm.deletion_seq = m->deletion_seq;
+	memcpy(bm.versions, m->versions, sizeof(bm.versions));
+	bm.n_versions = m->n_versions;
+	memcpy(bm.vault_id, m->vault_id, sizeof(bm.vault_id));
+	bm.bytes = m->data_bytes;
+	memcpy(bm.hash, m->hash, sizeof(bm.hash));
+	backup_manifest_message(&bm, msg);
+	if (backup_verify(msg, m->sig, m->vault_id) != 0) {
+		log_error("the backup's manifest does not match its signature: it "
+		    "was edited after the backup (or is not this vault's); "
+		    "nothing was restored");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The export as the vault signed it, and a chain with no gap: each seq the
+ * one after the last, from the first the log still held after after_seq.
+ */
+static int
+check_export_signature(const struct backupfile_export *e)
+{
+	struct backup_export_digest d;
+	uint8_t msg[BACKUP_SIG_MSG_BYTES];
+	uint64_t want = (e->after_seq > e->expired_through ? e->after_seq :
+	    e->expired_through) + 1;
+
+	backup_export_begin(&d, e->vault_id, e->after_seq);
+	for (size_t i = 0; i < e->n; i++)
+		backup_export_add(&d, e->d[i].seq, e->d[i].ref, e->d[i].at_ms);
+	backup_export_message(&d, e->expired_through, msg);
+	if (backup_verify(msg, e->sig, e->vault_id) != 0) {
+		log_error("the deletion export does not match its signature: a "
+		    "line was dropped, changed or added, or it is not this "
+		    "vault's; take a new export; nothing was restored");
+		return -1;
+	}
+	for (size_t i = 0; i < e->n; i++, want++)
+		if (e->d[i].seq != want) {
+			log_error("the deletion export skips from deletion %llu to "
+			    "%llu; nothing was restored",
+			    (unsigned long long)(want - 1),
+			    (unsigned long long)e->d[i].seq);
+			return -1;
+		}
+	return 0;
+}
+
 static int
 check_export(const struct backupfile_manifest *m,
     const struct backupfile_export *e)
@@ -191,6 +253,8 @@ check_export(const struct backupfile_manifest *m,
 		    "backup (vault_id differs); nothing was restored");
 		return -1;
 	}
+	if (check_export_signature(e) != 0)
+		return -1;
 	/* Retention dropped deletions the backup may still hold. */
 	if (e->expired_through >= m->deletion_seq) {
 		log_error("the deletion log's retention dropped deletions through "
@@ -220,7 +284,7 @@ check_all(const char *backup, const char *deletions, const char *store_dir,
     const char *keys_dir, struct backupfile_manifest *m,
     struct backupfile_export *e)
 {
-	if (read_manifest(backup, m) != 0)
+	if (read_manifest(backup, m) != 0 || check_manifest_signature(m) != 0)
 		return -1;
 	if (m->store_format != STORE_FORMAT_VERSION) {
 		log_error("the backup is of store format %u; this vaultd reads "
@@ -414,6 +478,15 @@ restore_into(const struct config *cfg, const char *tmp,
 	if ((r = vault_open(&v, &c, VAULT_OPEN_EXISTING)) != 0) {
 		log_error("the restored copy does not open (see above)");
 		return r;
+	}
+	/* The signatures were made by vault_id: it must be this copy's key. */
+	if (sodium_memcmp(keyring_receipt_public_key(v->kr), m->vault_id,
+	    KEYRING_PK_BYTES) != 0) {
+		log_error("the backup's data is of another vault than its "
+		    "manifest names (the receipt keys differ); nothing was "
+		    "restored");
+		r = VAULT_ERR_STATE;
+		goto out;
 	}
 	snprintf(detail, sizeof(detail), "restored from a backup of %" PRIu64
 	    " ms (deletion seq %" PRIu64 "); %zu later deletion(s) in the "

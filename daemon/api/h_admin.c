@@ -40,6 +40,8 @@ send_manifest(void *arg, const struct backup_manifest *m)
 	mf.data_bytes = m->bytes;
 	mf.data_blake2b = (ProtobufCBinaryData){ sizeof(m->hash),
 	    (uint8_t *)m->hash };
+	mf.signature = (ProtobufCBinaryData){ sizeof(m->sig),
+	    (uint8_t *)m->sig };
 	c.manifest = &mf;
 	return rpc_send(arg, &c.base);
 }
@@ -64,7 +66,8 @@ handle_backup(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 
 static int
 send_batch(struct rpc_ctx *ctx, const struct vault *v,
-    struct dellog_entry *e, size_t n, uint64_t expired)
+    struct dellog_entry *e, size_t n, uint64_t expired,
+    const uint8_t *sig)
 {
 	Vault__V1__DeletionBatch b = VAULT__V1__DELETION_BATCH__INIT;
 	Vault__V1__DeletionRecord *recs = NULL, **ptrs = NULL;
@@ -86,6 +89,9 @@ send_batch(struct rpc_ctx *ctx, const struct vault *v,
 	b.n_records = n;
 	b.records = ptrs;
 	b.expired_through = expired;
+	if (sig != NULL)
+		b.signature = (ProtobufCBinaryData){ KEYRING_SIG_BYTES,
+		    (uint8_t *)sig };
 	r = rpc_send(ctx, &b.base);
 out:
 	free(ptrs);
@@ -94,36 +100,59 @@ out:
 }
 
 /*
- * The log from after_seq to its end as it stands, in batches; always at
- * least one batch (it names the vault even when there is nothing to list).
+ * The vault's signature of everything sent (backup.h), in a last batch of
+ * its own: a restore refuses an export with a line dropped, changed or
+ * added. expired_through is the largest seen, as vaultctl writes it.
+ */
+static int
+send_signature(struct rpc_ctx *ctx, const struct vault *v,
+    struct backup_export_digest *d, uint64_t expired)
+{
+	uint8_t msg[BACKUP_SIG_MSG_BYTES], sig[KEYRING_SIG_BYTES];
+
+	backup_export_message(d, expired, msg);
+	keyring_sign(v->kr, msg, sizeof(msg), sig);
+	return send_batch(ctx, v, NULL, 0, expired, sig);
+}
+
+/*
+ * The log from after_seq to its end as it stands, in batches, then the
+ * signature.
  */
 int
 handle_export_deletions(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 {
 	const Vault__V1__ExportDeletionsRequest *req = (const void *)msg;
 	struct vault *v = rpc_app(ctx);
+	struct backup_export_digest dg;
 	struct dellog_entry *e;
-	uint64_t after = req->after_seq, expired = 0;
+	uint64_t after = req->after_seq, expired = 0, max_expired = 0;
 	size_t n;
-	bool sent = false;
 	int r;
 
 	rpc_audit_detail(ctx, "deletions after seq %llu",
 	    (unsigned long long)after);
 	if ((e = calloc(EXPORT_BATCH, sizeof(*e))) == NULL)
 		return VAULT_ERR_NOMEM;
+	backup_export_begin(&dg, keyring_receipt_public_key(v->kr), after);
 	for (;;) {
 		if ((r = dellog_read(v, after, e, EXPORT_BATCH, &n,
 		    &expired)) != 0)
 			break;
-		if ((n > 0 || !sent) &&
-		    (r = send_batch(ctx, v, e, n, expired)) != 0)
+		if (expired > max_expired)
+			max_expired = expired;
+		if (n == 0)
 			break;
-		sent = true;
-		if (n < EXPORT_BATCH)
+		for (size_t i = 0; i < n; i++)
+			backup_export_add(&dg, e[i].seq, e[i].ref,
+			    e[i].deleted_at_ms);
+		if ((r = send_batch(ctx, v, e, n, expired, NULL)) != 0 ||
+		    n < EXPORT_BATCH)
 			break;
 		after = e[n - 1].seq;
 	}
+	if (r == 0)
+		r = send_signature(ctx, v, &dg, max_expired);
 	sodium_memzero(e, EXPORT_BATCH * sizeof(*e));
 	free(e);
 	return r;

@@ -119,6 +119,16 @@ pump(int fd, const struct backup_sink *sink, uint64_t *bytes,
 	return r;
 }
 
+/* The vault vouches for the manifest: a restore trusts no edited field. */
+static void
+sign_manifest(struct vault *v, struct backup_manifest *m)
+{
+	uint8_t msg[BACKUP_SIG_MSG_BYTES];
+
+	backup_manifest_message(m, msg);
+	keyring_sign(v->kr, msg, sizeof(msg), m->sig);
+}
+
 int
 backup_run(struct vault *v, const struct backup_sink *sink)
 {
@@ -154,5 +164,6 @@ backup_run(struct vault *v, const struct backup_sink *sink)
 	/* Versions a rotation added during the copy: the copy may use them. */
 	if ((r = read_manifest(v, &m, false)) != 0)
 		return r;
+	sign_manifest(v, &m);
 	return sink->manifest(sink->arg, &m);
 }

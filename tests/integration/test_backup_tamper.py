@@ -1,0 +1,188 @@
+"""An outside tester's attacks on backups that honour deletion (issue 14,
+point 7): the backup's manifest and the deletion export are files on
+backup storage, and they decide which deletions a restore applies again.
+An edit that drops, renumbers or skips a deletion must be refused before
+anything is written, or the restore brings a deleted consumer back."""
+import hashlib
+import struct
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import \
+    Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (Encoding,
+                                                           PublicFormat)
+
+from test_backup import (consumer_id, new_data_dir, populate, tree, vaultd)
+
+HEADER = 4096
+
+
+def scenario(fresh, tmp_path):
+    """c0 deleted before the backup (seq 1), c1 and c2 after (seq 2, 3):
+    a backup with deletion_seq 2 and an export of seqs 1..3."""
+    d = fresh.start()
+    populate(d, 4)
+    assert d.delete(consumer_id(0)).found
+    assert d.ctl("backup", "--out", str(tmp_path / "b")).returncode == 0
+    assert d.delete(consumer_id(1)).found
+    assert d.delete(consumer_id(2)).found
+    out = d.ctl("deletions", "export", "--out", str(tmp_path / "e"))
+    assert out.returncode == 0, out.stderr
+    assert d.stop() == 0
+    return d
+
+
+def export_parts(path):
+    lines = path.read_text().splitlines()
+    head = [l for l in lines if not l[0].isdigit()]
+    recs = [l.split() for l in lines if l[0].isdigit()]
+    return head, recs
+
+
+def write_export(path, head, recs):
+    head = [f"count {len(recs)}" if l.startswith("count ") else l
+            for l in head]
+    path.write_text("".join(l + "\n" for l in head) +
+                    "".join(" ".join(r) + "\n" for r in recs))
+
+
+def manifest(path):
+    raw = path.read_bytes()
+    text = raw[:HEADER].rstrip(b"\0").decode()
+    return dict(l.split(" ", 1) for l in text.splitlines()), raw[HEADER:]
+
+
+def write_manifest(path, fields, data):
+    text = "".join(f"{k} {v}\n" for k, v in fields.items()).encode()
+    path.write_bytes(text.ljust(HEADER, b"\0") + data)
+
+
+def drop_a_later_deletion(tmp_path):
+    head, recs = export_parts(tmp_path / "e")
+    write_export(tmp_path / "e", head, [r for r in recs if r[0] != "2"])
+
+
+def drop_the_last_deletion(tmp_path):
+    head, recs = export_parts(tmp_path / "e")
+    write_export(tmp_path / "e", head, recs[:-1])
+
+
+def renumber_below_the_backup(tmp_path):
+    """seq 1 (already in the backup) goes, 2 becomes 1: the restore skips
+    it as older than the backup."""
+    head, recs = export_parts(tmp_path / "e")
+    recs = recs[1:]
+    recs[0][0] = "1"
+    write_export(tmp_path / "e", head, recs)
+
+
+def raise_the_manifest_deletion_seq(tmp_path):
+    fields, data = manifest(tmp_path / "b")
+    fields["deletion_seq"] = "99"
+    write_manifest(tmp_path / "b", fields, data)
+
+
+def remove_the_signatures(tmp_path):
+    fields, data = manifest(tmp_path / "b")
+    fields.pop("signature", None)
+    write_manifest(tmp_path / "b", fields, data)
+    head, recs = export_parts(tmp_path / "e")
+    write_export(tmp_path / "e", [l for l in head
+                                  if not l.startswith("signature ")], recs)
+
+
+TAMPERS = {
+    drop_a_later_deletion: "deletion export does not match its signature",
+    drop_the_last_deletion: "deletion export does not match its signature",
+    renumber_below_the_backup:
+        "deletion export does not match its signature",
+    raise_the_manifest_deletion_seq:
+        "manifest does not match its signature",
+    remove_the_signatures: "signed",
+}
+
+
+@pytest.mark.parametrize("tamper", TAMPERS, ids=lambda f: f.__name__)
+def test_an_edited_manifest_or_export_is_refused(fresh, tmp_path, tamper):
+    d = scenario(fresh, tmp_path)
+    tamper(tmp_path)
+    dst = new_data_dir(tmp_path, d)
+    before = tree(dst)
+    r = vaultd("--dev", "--data-dir", dst, "--restore", tmp_path / "b",
+               "--deletions", tmp_path / "e")
+    assert r.returncode == 1, "restored from an edited file:\n" + r.stderr
+    assert TAMPERS[tamper] in r.stderr, r.stderr
+    assert "nothing was restored" in r.stderr
+    assert tree(dst) == before
+    for i in range(4):
+        assert consumer_id(i) not in r.stderr
+
+
+# The signed messages, as engine/backupsig.c lays them out.
+def u64(v):
+    return struct.pack("<Q", v)
+
+
+def manifest_message(f):
+    versions = [int(v) for v in f["key_versions"].split(",")]
+    h = hashlib.blake2b(digest_size=32)
+    h.update(b"vaultd-backup-m1")
+    for v in (int(f["created_ms"]), int(f["store_format"]),
+              int(f["deletion_seq"]), len(versions), *versions):
+        h.update(u64(v))
+    h.update(bytes.fromhex(f["vault_id"]))
+    h.update(u64(int(f["data_bytes"])))
+    h.update(bytes.fromhex(f["data_blake2b"]))
+    return b"vaultd-backup-m1" + h.digest()
+
+
+def export_message(vault_id, after, recs, expired):
+    h = hashlib.blake2b(digest_size=32)
+    h.update(b"vaultd-dellog-e1" + vault_id + u64(after))
+    for seq, ref, at in recs:
+        h.update(u64(int(seq)) + bytes.fromhex(ref) + u64(int(at)))
+    h.update(u64(len(recs)) + u64(expired))
+    return b"vaultd-dellog-e1" + h.digest()
+
+
+def test_the_signed_messages_are_what_the_restore_checks(fresh, tmp_path):
+    """The test's model of the signed messages matches the daemon's: the
+    vault's own signatures verify under vault_id (else the forgery test
+    below would prove nothing)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import \
+        Ed25519PublicKey
+    scenario(fresh, tmp_path)
+    fields, _ = manifest(tmp_path / "b")
+    pk = Ed25519PublicKey.from_public_bytes(bytes.fromhex(fields["vault_id"]))
+    pk.verify(bytes.fromhex(fields["signature"]), manifest_message(fields))
+    head, recs = export_parts(tmp_path / "e")
+    h = dict(l.split(" ", 1) for l in head)
+    pk.verify(bytes.fromhex(h["signature"]),
+              export_message(bytes.fromhex(h["vault_id"]),
+                             int(h["after_seq"]), recs,
+                             int(h["expired_through"])))
+
+
+def test_a_manifest_re_signed_under_another_key_is_refused(fresh, tmp_path):
+    """An attacker signs a raised deletion_seq and an empty export with a
+    key of their own and names it vault_id: the copy's receipt key is not
+    it, so the restore refuses before the store appears."""
+    d = scenario(fresh, tmp_path)
+    key = Ed25519PrivateKey.generate()
+    pk = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    fields, data = manifest(tmp_path / "b")
+    fields["vault_id"] = pk.hex()
+    fields["deletion_seq"] = "99"
+    fields["signature"] = key.sign(manifest_message(fields)).hex()
+    write_manifest(tmp_path / "b", fields, data)
+    sig = key.sign(export_message(pk, 98, [], 0)).hex()
+    (tmp_path / "e").write_text(
+        f"vaultd-deletions 1\nvault_id {pk.hex()}\nafter_seq 98\n"
+        f"expired_through 0\ncount 0\nsignature {sig}\n")
+    dst = new_data_dir(tmp_path, d)
+    r = vaultd("--dev", "--data-dir", dst, "--restore", tmp_path / "b",
+               "--deletions", tmp_path / "e")
+    assert r.returncode == 1, "restored a forged manifest:\n" + r.stderr
+    assert "of another vault than its manifest names" in r.stderr, r.stderr
+    assert not (dst / "db").exists()
+    assert not list(dst.glob("db.restore-*"))
