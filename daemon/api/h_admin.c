@@ -3,6 +3,8 @@
  * Both are streams for the "backup" role; the runtime audits each call
  * (principal, method, outcome) before its first message.
  */
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include <sodium.h>
@@ -11,17 +13,24 @@
 #include "engine/backup.h"
 #include "engine/dellog.h"
 #include "engine/vault.h"
+#include "util/log.h"
 #include "vault/v1/admin.pb-c.h"
 
 #define EXPORT_BATCH 512
 
+/*
+ * The copy's read snapshot lasts as long as the stream: a client that stops
+ * reading would pin it forever, and LMDB cannot reuse a page freed after
+ * it, so the store would grow until writes fail. backup_stall_s bounds it.
+ */
 static int
 send_data(void *arg, const uint8_t *data, size_t len)
 {
 	Vault__V1__BackupChunk c = VAULT__V1__BACKUP_CHUNK__INIT;
+	const struct vault *v = rpc_app(arg);
 
 	c.data = (ProtobufCBinaryData){ len, (uint8_t *)data };
-	return rpc_send(arg, &c.base);
+	return rpc_send_within(arg, &c.base, v->cfg->backup_stall_s * 1000);
 }
 
 static int
@@ -46,16 +55,30 @@ send_manifest(void *arg, const struct backup_manifest *m)
 	return rpc_send(arg, &c.base);
 }
 
+/* One backup at a time: each pins a snapshot and a copy thread. */
+static atomic_bool backup_running;
+
 int
 handle_backup(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 {
 	struct backup_sink sink = { send_data, send_manifest, ctx };
+	const struct vault *v = rpc_app(ctx);
 	int r;
 
 	(void)msg;
 	rpc_audit_detail(ctx, "hot backup (compact copy)");
-	if ((r = backup_run(rpc_app(ctx), &sink)) == 0)
+	if (atomic_exchange(&backup_running, true))
+		return rpc_fail(ctx, VAULT_ERR_LIMIT, "a backup is already "
+		    "running; one at a time (each holds a snapshot of the store)");
+	r = backup_run(rpc_app(ctx), &sink);
+	atomic_store(&backup_running, false);
+	if (r == 0)
 		return 0;
+	if (r == VAULT_ERR_DEADLINE) {
+		log_warn("backup stopped: its client read nothing for %d s "
+		    "(backup_stall_s)", v->cfg->backup_stall_s);
+		return r;
+	}
 	if (rpc_cancelled(ctx))
 		return VAULT_ERR_CANCELLED;
 	if (r == VAULT_ERR_UNAVAILABLE)
