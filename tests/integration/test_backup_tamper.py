@@ -4,6 +4,7 @@ backup storage, and they decide which deletions a restore applies again.
 An edit that drops, renumbers or skips a deletion must be refused before
 anything is written, or the restore brings a deleted consumer back."""
 import hashlib
+import signal
 import struct
 
 import pytest
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import (Encoding,
                                                            PublicFormat)
 
 from test_backup import (consumer_id, new_data_dir, populate, tree, vaultd)
+from test_backup_dos import wait_for
 
 HEADER = 4096
 
@@ -186,3 +188,28 @@ def test_a_manifest_re_signed_under_another_key_is_refused(fresh, tmp_path):
     assert "of another vault than its manifest names" in r.stderr, r.stderr
     assert not (dst / "db").exists()
     assert not list(dst.glob("db.restore-*"))
+
+
+# ------------------------------------------------------------ authorization
+def test_only_the_backup_role_may_name_admin_methods(fresh):
+    """conf/auth.c's invariants bound the built-in role names; a role of
+    another name listing Backup beside consumer methods must be refused
+    too, at start, in --check-config and on SIGHUP."""
+    d = fresh.start()
+    policy = d.data_dir / "policy.conf"
+    good = policy.read_text()
+    bad = good.replace(
+        "roles = {",
+        'roles = {\n  ops = ["/vault.v1.Admin/Backup", '
+        '"/vault.v1.Consumers/GetAttributes"];', 1)
+    assert bad != good
+    policy.write_text(bad)
+    r = vaultd("--check-config", d.data_dir / "vaultd.conf")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "role 'ops' must never call /vault.v1.Admin/Backup" in r.stderr
+    seen = len(d.log())
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "the policy was not reloaded" in d.log()[seen:],
+             "the reload refused")
+    assert "role 'ops' must never call" in d.log()[seen:]
+    assert d.stop() == 0
