@@ -541,6 +541,46 @@ remove_tmp(const char *tmp)
 		log_error("remove %s by hand", tmp);
 }
 
+/*
+ * A restore killed before its rename leaves STORE.restore-XXXXXX: a copy
+ * of the backup, perhaps with deletions not yet applied again. Nothing
+ * else removes it, so the next restore into the same place wipes it.
+ */
+static void
+remove_stale_tmps(const char *store_dir)
+{
+	char parent[4096], prefix[300], p[4400], *slash;
+	const char *base;
+	struct dirent *de;
+	size_t plen;
+	DIR *d;
+
+	if ((size_t)snprintf(parent, sizeof(parent), "%s", store_dir) >=
+	    sizeof(parent))
+		return;
+	if ((slash = strrchr(parent, '/')) == NULL) {
+		base = store_dir;
+		strcpy(parent, ".");
+	} else {
+		base = store_dir + (slash - parent) + 1;
+		slash[slash == parent ? 1 : 0] = '\0';
+	}
+	if (base[0] == '\0' || (size_t)snprintf(prefix, sizeof(prefix),
+	    "%s.restore-", base) >= sizeof(prefix) ||
+	    (d = opendir(parent)) == NULL)
+		return;
+	plen = strlen(prefix);
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, prefix, plen) != 0 ||
+		    strlen(de->d_name) != plen + 6)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", parent, de->d_name);
+		log_warn("removing %s, left by an interrupted restore", p);
+		remove_tmp(p);
+	}
+	closedir(d);
+}
+
 int
 maint_restore(const struct config *cfg, const char *backup,
     const char *deletions)
@@ -558,6 +598,7 @@ maint_restore(const struct config *cfg, const char *backup,
 		log_warn("--no-deletions: deletions made after the backup "
 		    "(from seq %llu) are NOT applied again; consumers deleted "
 		    "since it was made come back", (unsigned long long)m.deletion_seq);
+	remove_stale_tmps(cfg->store_dir);
 	if (make_tmp(cfg->store_dir, tmp, sizeof(tmp)) != 0)
 		goto out;
 	if (copy_data(backup, &m, tmp) != 0 ||

@@ -213,3 +213,24 @@ def test_only_the_backup_role_may_name_admin_methods(fresh):
              "the reload refused")
     assert "role 'ops' must never call" in d.log()[seen:]
     assert d.stop() == 0
+
+
+# ---------------------------------------------------------- interruptions
+def test_a_restore_wipes_what_an_interrupted_one_left(fresh, tmp_path):
+    """A restore killed before its rename leaves db.restore-XXXXXX: the
+    backup's copy, perhaps before the deletions were applied again. The
+    next restore into the same place removes it."""
+    d = scenario(fresh, tmp_path)
+    dst = new_data_dir(tmp_path, d)
+    stale = dst / "db.restore-Ab12Cd"
+    stale.mkdir(mode=0o700)
+    (stale / "data.mdb").write_bytes(b"left by a killed restore")
+    keep = dst / "db.restore-notmine"          # not a name restore makes
+    keep.mkdir()
+    r = vaultd("--dev", "--data-dir", dst, "--restore", tmp_path / "b",
+               "--deletions", tmp_path / "e")
+    assert r.returncode == 0, r.stderr
+    assert "left by an interrupted restore" in r.stderr
+    assert not stale.exists()
+    assert keep.exists()
+    assert (dst / "db" / "data.mdb").exists()
