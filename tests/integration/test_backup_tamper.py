@@ -234,3 +234,30 @@ def test_a_restore_wipes_what_an_interrupted_one_left(fresh, tmp_path):
     assert not stale.exists()
     assert keep.exists()
     assert (dst / "db" / "data.mdb").exists()
+
+
+def test_an_export_with_a_gap_in_its_sequence_is_refused(fresh, tmp_path):
+    """Defence in depth behind the signature: an export whose seqs skip
+    one is refused even when signed (here by a forger's key, which the
+    copy's receipt key would refuse later anyway)."""
+    d = scenario(fresh, tmp_path)
+    key = Ed25519PrivateKey.generate()
+    pk = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    fields, data = manifest(tmp_path / "b")
+    fields["vault_id"] = pk.hex()
+    fields["signature"] = key.sign(manifest_message(fields)).hex()
+    write_manifest(tmp_path / "b", fields, data)
+    _, recs = export_parts(tmp_path / "e")
+    recs = [recs[0], recs[2]]                   # seq 1, then 3
+    sig = key.sign(export_message(pk, 0, recs, 0)).hex()
+    (tmp_path / "e").write_text(
+        f"vaultd-deletions 1\nvault_id {pk.hex()}\nafter_seq 0\n"
+        f"expired_through 0\ncount 2\nsignature {sig}\n" +
+        "".join(" ".join(r) + "\n" for r in recs))
+    dst = new_data_dir(tmp_path, d)
+    before = tree(dst)
+    r = vaultd("--dev", "--data-dir", dst, "--restore", tmp_path / "b",
+               "--deletions", tmp_path / "e")
+    assert r.returncode == 1, r.stderr
+    assert "skips from deletion 1 to 3" in r.stderr, r.stderr
+    assert tree(dst) == before
