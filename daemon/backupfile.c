@@ -66,6 +66,9 @@ manifest_field(struct backupfile_manifest *m, char *line, unsigned *seen)
 		return *seen |= 8, unhex(val, m->hash, sizeof(m->hash));
 	if (strcmp(line, "signature") == 0)
 		return *seen |= 256, unhex(val, m->sig, sizeof(m->sig));
+	if (strcmp(line, "incarnation") == 0)
+		return *seen |= 512, unhex(val, m->incarnation,
+		    sizeof(m->incarnation));
 	if (parse_u64(val, &u) != 0)
 		return -1;
 	if (strcmp(line, "created_ms") == 0)
@@ -93,6 +96,9 @@ export_line(struct backupfile_export *e, char *l, unsigned *seen, size_t *cap)
 		return *seen |= 4, parse_u64(l + 10, &e->after_seq);
 	if (strncmp(l, "expired_through ", 16) == 0)
 		return parse_u64(l + 16, &e->expired_through);
+	if (strncmp(l, "incarnation ", 12) == 0)
+		return *seen |= 32, unhex(l + 12, e->incarnation,
+		    sizeof(e->incarnation));
 	if (strncmp(l, "signature ", 10) == 0)
 		return *seen |= 16, unhex(l + 10, e->sig, sizeof(e->sig));
 	if (strncmp(l, "count ", 6) == 0)
@@ -133,7 +139,7 @@ backupfile_manifest_parse(char *text, size_t len, struct backupfile_manifest *m)
 	    l = strtok_r(NULL, "\n", &save))
 		if (manifest_field(m, l, &seen) != 0)
 			return -1;
-	return seen == 511 ? 0 : -1;
+	return seen == 1023 ? 0 : -1;
 }
 
 int
@@ -160,7 +166,7 @@ backupfile_export_parse(const char *data, size_t len,
 		off += n + 1;
 	}
 	*line = 0;
-	if (seen != 31 || e->count != e->n)
+	if (seen != 63 || e->count != e->n)
 		return -1;
 	return 0;
 }

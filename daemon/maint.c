@@ -16,6 +16,7 @@
 #include "crypto/keyring.h"
 #include "engine/backup.h"
 #include "engine/deletion.h"
+#include "engine/dellog.h"
 #include "engine/vault.h"
 #include "maint.h"
 #include "store/copy.h"
@@ -199,6 +200,7 @@ check_manifest_signature(const struct backupfile_manifest *m)
 	memcpy(bm.versions, m->versions, sizeof(bm.versions));
 	bm.n_versions = m->n_versions;
 	memcpy(bm.vault_id, m->vault_id, sizeof(bm.vault_id));
+	memcpy(bm.incarnation, m->incarnation, sizeof(bm.incarnation));
 	bm.bytes = m->data_bytes;
 	memcpy(bm.hash, m->hash, sizeof(bm.hash));
 	backup_manifest_message(&bm, msg);
@@ -223,7 +225,7 @@ check_export_signature(const struct backupfile_export *e)
 	uint64_t want = (e->after_seq > e->expired_through ? e->after_seq :
 	    e->expired_through) + 1;
 
-	backup_export_begin(&d, e->vault_id, e->after_seq);
+	backup_export_begin(&d, e->vault_id, e->incarnation, e->after_seq);
 	for (size_t i = 0; i < e->n; i++)
 		backup_export_add(&d, e->d[i].seq, e->d[i].ref, e->d[i].at_ms);
 	backup_export_message(&d, e->expired_through, msg);
@@ -261,6 +263,15 @@ check_export(const struct backupfile_manifest *m,
 	}
 	if (check_export_signature(e) != 0)
 		return -1;
+	if (sodium_memcmp(m->incarnation, e->incarnation,
+	    sizeof(m->incarnation)) != 0) {
+		log_error("the deletion export is of another incarnation of this "
+		    "vault than the backup (a restored copy or a clone: after the "
+		    "backup, their deletion numbers mean other deletions); take "
+		    "the export from the vault the backup was taken of; nothing "
+		    "was restored");
+		return -1;
+	}
 	/* Retention dropped deletions the backup may still hold. */
 	if (e->expired_through >= m->deletion_seq) {
 		log_error("the deletion log's retention dropped deletions through "
@@ -500,6 +511,12 @@ restore_into(const struct config *cfg, const char *tmp,
 	if ((r = audit_restore(v, detail, NULL, "ok")) != 0 ||
 	    (r = replay(v, m, e, &applied, &found)) != 0)
 		goto out;
+	/* A new history from here: the lost store's exports no longer fit. */
+	if ((r = dellog_new_incarnation(v)) != 0) {
+		log_error("cannot record the restored store's incarnation: %s",
+		    vault_strerror(r));
+		goto out;
+	}
 	log_info("re-applied %zu deletion(s) made after the backup (%zu "
 	    "consumer(s) were in it)", applied, found);
 out:

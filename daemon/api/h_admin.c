@@ -49,6 +49,8 @@ send_manifest(void *arg, const struct backup_manifest *m)
 	mf.data_bytes = m->bytes;
 	mf.data_blake2b = (ProtobufCBinaryData){ sizeof(m->hash),
 	    (uint8_t *)m->hash };
+	mf.incarnation = (ProtobufCBinaryData){ sizeof(m->incarnation),
+	    (uint8_t *)m->incarnation };
 	mf.signature = (ProtobufCBinaryData){ sizeof(m->sig),
 	    (uint8_t *)m->sig };
 	c.manifest = &mf;
@@ -90,7 +92,7 @@ handle_backup(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 static int
 send_batch(struct rpc_ctx *ctx, const struct vault *v,
     struct dellog_entry *e, size_t n, uint64_t expired,
-    const uint8_t *sig)
+    const uint8_t *inc, const uint8_t *sig)
 {
 	Vault__V1__DeletionBatch b = VAULT__V1__DELETION_BATCH__INIT;
 	Vault__V1__DeletionRecord *recs = NULL, **ptrs = NULL;
@@ -112,6 +114,8 @@ send_batch(struct rpc_ctx *ctx, const struct vault *v,
 	b.n_records = n;
 	b.records = ptrs;
 	b.expired_through = expired;
+	b.incarnation = (ProtobufCBinaryData){ DELLOG_INCARNATION_BYTES,
+	    (uint8_t *)inc };
 	if (sig != NULL)
 		b.signature = (ProtobufCBinaryData){ KEYRING_SIG_BYTES,
 		    (uint8_t *)sig };
@@ -129,13 +133,13 @@ out:
  */
 static int
 send_signature(struct rpc_ctx *ctx, const struct vault *v,
-    struct backup_export_digest *d, uint64_t expired)
+    struct backup_export_digest *d, uint64_t expired, const uint8_t *inc)
 {
 	uint8_t msg[BACKUP_SIG_MSG_BYTES], sig[KEYRING_SIG_BYTES];
 
 	backup_export_message(d, expired, msg);
 	keyring_sign(v->kr, msg, sizeof(msg), sig);
-	return send_batch(ctx, v, NULL, 0, expired, sig);
+	return send_batch(ctx, v, NULL, 0, expired, inc, sig);
 }
 
 /*
@@ -148,6 +152,7 @@ handle_export_deletions(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	const Vault__V1__ExportDeletionsRequest *req = (const void *)msg;
 	struct vault *v = rpc_app(ctx);
 	struct backup_export_digest dg;
+	uint8_t inc[DELLOG_INCARNATION_BYTES];
 	struct dellog_entry *e;
 	uint64_t after = req->after_seq, expired = 0, max_expired = 0;
 	size_t n;
@@ -155,9 +160,11 @@ handle_export_deletions(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 
 	rpc_audit_detail(ctx, "deletions after seq %llu",
 	    (unsigned long long)after);
+	if ((r = dellog_incarnation(v, inc)) != 0)
+		return r;
 	if ((e = calloc(EXPORT_BATCH, sizeof(*e))) == NULL)
 		return VAULT_ERR_NOMEM;
-	backup_export_begin(&dg, keyring_receipt_public_key(v->kr), after);
+	backup_export_begin(&dg, keyring_receipt_public_key(v->kr), inc, after);
 	for (;;) {
 		if ((r = dellog_read(v, after, e, EXPORT_BATCH, &n,
 		    &expired)) != 0)
@@ -169,13 +176,13 @@ handle_export_deletions(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		for (size_t i = 0; i < n; i++)
 			backup_export_add(&dg, e[i].seq, e[i].ref,
 			    e[i].deleted_at_ms);
-		if ((r = send_batch(ctx, v, e, n, expired, NULL)) != 0 ||
+		if ((r = send_batch(ctx, v, e, n, expired, inc, NULL)) != 0 ||
 		    n < EXPORT_BATCH)
 			break;
 		after = e[n - 1].seq;
 	}
 	if (r == 0)
-		r = send_signature(ctx, v, &dg, max_expired);
+		r = send_signature(ctx, v, &dg, max_expired, inc);
 	sodium_memzero(e, EXPORT_BATCH * sizeof(*e));
 	free(e);
 	return r;

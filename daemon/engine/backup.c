@@ -58,6 +58,8 @@ read_manifest(struct vault *v, struct backup_manifest *m, bool first)
 		memcpy(m->vault_id, keyring_receipt_public_key(v->kr),
 		    KEYRING_PK_BYTES);
 		r = dellog_next(txn, &m->deletion_seq);
+		if (r == 0)
+			r = dellog_incarnation_txn(txn, m->incarnation);
 	}
 	if (r == 0)
 		r = add_live_versions(v, txn, m);

@@ -38,6 +38,7 @@ struct backup_manifest {
 	uint32_t versions[BACKUP_MAX_VERSIONS];
 	size_t n_versions;
 	uint8_t vault_id[KEYRING_PK_BYTES];
+	uint8_t incarnation[16];		/* dellog.h */
 	uint64_t bytes;				/* the data's size */
 	uint8_t hash[BACKUP_HASH_BYTES];	/* and BLAKE2b-256 */
 	uint8_t sig[KEYRING_SIG_BYTES];		/* backup_manifest_sign */
@@ -85,7 +86,8 @@ struct backup_export_digest {
 	uint64_t count;
 };
 void backup_export_begin(struct backup_export_digest *d,
-    const uint8_t vault_id[KEYRING_PK_BYTES], uint64_t after_seq);
+    const uint8_t vault_id[KEYRING_PK_BYTES], const uint8_t incarnation[16],
+    uint64_t after_seq);
 void backup_export_add(struct backup_export_digest *d, uint64_t seq,
     const uint8_t ref[CRYPTO_REF_BYTES], uint64_t deleted_at_ms);
 void backup_export_message(struct backup_export_digest *d,

@@ -44,6 +44,7 @@ backup_manifest_message(const struct backup_manifest *m,
 	for (size_t i = 0; i < m->n_versions; i++)
 		hash_u64(&h, m->versions[i]);
 	crypto_generichash_update(&h, m->vault_id, sizeof(m->vault_id));
+	crypto_generichash_update(&h, m->incarnation, sizeof(m->incarnation));
 	hash_u64(&h, m->bytes);
 	crypto_generichash_update(&h, m->hash, sizeof(m->hash));
 	finish(&h, MANIFEST_LABEL, msg);
@@ -51,11 +52,13 @@ backup_manifest_message(const struct backup_manifest *m,
 
 void
 backup_export_begin(struct backup_export_digest *d,
-    const uint8_t vault_id[KEYRING_PK_BYTES], uint64_t after_seq)
+    const uint8_t vault_id[KEYRING_PK_BYTES], const uint8_t incarnation[16],
+    uint64_t after_seq)
 {
 	crypto_generichash_init(&d->h, NULL, 0, BACKUP_HASH_BYTES);
 	crypto_generichash_update(&d->h, (const uint8_t *)EXPORT_LABEL, 16);
 	crypto_generichash_update(&d->h, vault_id, KEYRING_PK_BYTES);
+	crypto_generichash_update(&d->h, incarnation, 16);
 	hash_u64(&d->h, after_seq);
 	d->count = 0;
 }

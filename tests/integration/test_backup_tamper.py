@@ -133,14 +133,15 @@ def manifest_message(f):
               int(f["deletion_seq"]), len(versions), *versions):
         h.update(u64(v))
     h.update(bytes.fromhex(f["vault_id"]))
+    h.update(bytes.fromhex(f["incarnation"]))
     h.update(u64(int(f["data_bytes"])))
     h.update(bytes.fromhex(f["data_blake2b"]))
     return b"vaultd-backup-m1" + h.digest()
 
 
-def export_message(vault_id, after, recs, expired):
+def export_message(vault_id, after, recs, expired, inc=bytes(16)):
     h = hashlib.blake2b(digest_size=32)
-    h.update(b"vaultd-dellog-e1" + vault_id + u64(after))
+    h.update(b"vaultd-dellog-e1" + vault_id + inc + u64(after))
     for seq, ref, at in recs:
         h.update(u64(int(seq)) + bytes.fromhex(ref) + u64(int(at)))
     h.update(u64(len(recs)) + u64(expired))
@@ -162,7 +163,8 @@ def test_the_signed_messages_are_what_the_restore_checks(fresh, tmp_path):
     pk.verify(bytes.fromhex(h["signature"]),
               export_message(bytes.fromhex(h["vault_id"]),
                              int(h["after_seq"]), recs,
-                             int(h["expired_through"])))
+                             int(h["expired_through"]),
+                             bytes.fromhex(h["incarnation"])))
 
 
 def test_a_manifest_re_signed_under_another_key_is_refused(fresh, tmp_path):
@@ -179,7 +181,7 @@ def test_a_manifest_re_signed_under_another_key_is_refused(fresh, tmp_path):
     write_manifest(tmp_path / "b", fields, data)
     sig = key.sign(export_message(pk, 98, [], 0)).hex()
     (tmp_path / "e").write_text(
-        f"vaultd-deletions 1\nvault_id {pk.hex()}\nafter_seq 98\n"
+        f"vaultd-deletions 1\nvault_id {pk.hex()}\nincarnation {'0' * 32}\nafter_seq 98\n"
         f"expired_through 0\ncount 0\nsignature {sig}\n")
     dst = new_data_dir(tmp_path, d)
     r = vaultd("--dev", "--data-dir", dst, "--restore", tmp_path / "b",
@@ -251,7 +253,7 @@ def test_an_export_with_a_gap_in_its_sequence_is_refused(fresh, tmp_path):
     recs = [recs[0], recs[2]]                   # seq 1, then 3
     sig = key.sign(export_message(pk, 0, recs, 0)).hex()
     (tmp_path / "e").write_text(
-        f"vaultd-deletions 1\nvault_id {pk.hex()}\nafter_seq 0\n"
+        f"vaultd-deletions 1\nvault_id {pk.hex()}\nincarnation {'0' * 32}\nafter_seq 0\n"
         f"expired_through 0\ncount 2\nsignature {sig}\n" +
         "".join(" ".join(r) + "\n" for r in recs))
     dst = new_data_dir(tmp_path, d)
@@ -260,4 +262,47 @@ def test_an_export_with_a_gap_in_its_sequence_is_refused(fresh, tmp_path):
                "--deletions", tmp_path / "e")
     assert r.returncode == 1, r.stderr
     assert "skips from deletion 1 to 3" in r.stderr, r.stderr
+    assert tree(dst) == before
+
+
+def test_an_export_of_a_restored_copy_does_not_fit_the_original(fresh,
+                                                                 tmp_path):
+    """A restored store (a clone in staging, or the vault after a disaster)
+    keeps vault_id and goes on from the backup's deletion numbers, so its
+    exports are validly signed yet number other deletions. Spliced with a
+    backup of the original they would skip the original's deletions: the
+    restore gives the copy a new incarnation and refuses the mix."""
+    d = fresh.start()
+    populate(d, 4)
+    assert d.ctl("backup", "--out", str(tmp_path / "b0")).returncode == 0
+    # The original deletes c1 after the backup (seq 1).
+    assert d.delete(consumer_id(1)).found
+    assert d.stop() == 0
+
+    # A clone restored from b0 (without the deletion), which deletes c2:
+    # its seq 1 is c2, not c1.
+    clone_dir = new_data_dir(tmp_path, d, name="clone")
+    r = vaultd("--dev", "--data-dir", clone_dir, "--restore",
+               tmp_path / "b0", "--no-deletions")
+    assert r.returncode == 0, r.stderr
+    from conftest import Daemon
+    clone = Daemon(clone_dir)
+    clone.start()
+    try:
+        assert clone.delete(consumer_id(2)).found
+        out = clone.ctl("deletions", "export", "--out",
+                        str(tmp_path / "clone-export"))
+        assert out.returncode == 0, out.stderr
+    finally:
+        assert clone.stop() == 0
+    text = (tmp_path / "clone-export").read_text()
+    assert "incarnation " + "0" * 32 not in text
+
+    # The original's backup b0 with the clone's export: refused.
+    dst = new_data_dir(tmp_path, d, name="dst")
+    before = tree(dst)
+    r = vaultd("--dev", "--data-dir", dst, "--restore", tmp_path / "b0",
+               "--deletions", tmp_path / "clone-export")
+    assert r.returncode == 1, "spliced a clone's export:\n" + r.stderr
+    assert "another incarnation" in r.stderr, r.stderr
     assert tree(dst) == before
