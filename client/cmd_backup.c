@@ -29,6 +29,8 @@
 #define DELETIONS_USAGE "deletions export --out FILE [--after SEQ]"
 #define HEADER_BYTES 4096	/* daemon/maint.h: MAINT_BACKUP_HEADER */
 #define HASH_BYTES 32
+#define SIG_BYTES 64	/* Ed25519 */
+#define INC_BYTES 16	/* daemon/engine/dellog.h */
 
 struct outfile {
 	char tmp[4096];
@@ -173,10 +175,15 @@ render_manifest(const Vault__V1__BackupManifest *m, char *out)
 	int n;
 
 	/* daemon/engine/backup.h: at most 64 versions, which always fit. */
+	char sig[2 * SIG_BYTES + 1], inc[2 * INC_BYTES + 1];
+
 	if (m->vault_id.len == 0 || m->vault_id.len > 64 ||
 	    m->data_blake2b.len != HASH_BYTES || m->n_key_versions == 0 ||
-	    m->n_key_versions > 64)
+	    m->n_key_versions > 64 || m->signature.len != SIG_BYTES ||
+	    m->incarnation.len != INC_BYTES)
 		return -1;
+	sodium_bin2hex(sig, sizeof(sig), m->signature.data, SIG_BYTES);
+	sodium_bin2hex(inc, sizeof(inc), m->incarnation.data, INC_BYTES);
 	sodium_bin2hex(id, sizeof(id), m->vault_id.data, m->vault_id.len);
 	sodium_bin2hex(hash, sizeof(hash), m->data_blake2b.data, HASH_BYTES);
 	for (size_t i = 0; i < m->n_key_versions; i++)
@@ -185,9 +192,10 @@ render_manifest(const Vault__V1__BackupManifest *m, char *out)
 	memset(out, 0, HEADER_BYTES);
 	n = snprintf(out, HEADER_BYTES, "vaultd-backup 1\ncreated_ms %" PRIu64
 	    "\nstore_format %" PRIu32 "\nkey_versions %s\ndeletion_seq %" PRIu64
-	    "\nvault_id %s\ndata_bytes %" PRIu64 "\ndata_blake2b %s\n",
-	    m->created_ms, m->store_format, versions, m->deletion_seq, id,
-	    m->data_bytes, hash);
+	    "\nvault_id %s\nincarnation %s\ndata_bytes %" PRIu64
+	    "\ndata_blake2b %s\nsignature %s\n", m->created_ms,
+	    m->store_format, versions, m->deletion_seq, id, inc, m->data_bytes,
+	    hash, sig);
 	return n > 0 && n < HEADER_BYTES ? 0 : -1;
 }
 
@@ -270,6 +278,8 @@ out:
 struct export_state {
 	FILE *f;
 	char id[2 * 64 + 1];
+	char sig[2 * SIG_BYTES + 1];	/* from the last batch; "" until then */
+	char inc[2 * INC_BYTES + 1];	/* the same in every batch */
 	uint64_t count, expired;
 	bool failed;
 };
@@ -279,7 +289,7 @@ on_batch(const ProtobufCMessage *m, void *arg)
 {
 	const Vault__V1__DeletionBatch *b = (const void *)m;
 	struct export_state *e = arg;
-	char id[2 * 64 + 1] = "", ref[2 * 32 + 1];
+	char id[2 * 64 + 1] = "", ref[2 * 32 + 1], inc[2 * INC_BYTES + 1];
 
 	if (b->vault_id.len == 0 || b->vault_id.len > 64)
 		return e->failed = true, 1;
@@ -288,8 +298,22 @@ on_batch(const ProtobufCMessage *m, void *arg)
 		memcpy(e->id, id, sizeof(id));
 	else if (strcmp(e->id, id) != 0)
 		return e->failed = true, 1;
+	if (b->incarnation.len != INC_BYTES)
+		return e->failed = true, 1;
+	sodium_bin2hex(inc, sizeof(inc), b->incarnation.data, INC_BYTES);
+	if (e->inc[0] == '\0')
+		memcpy(e->inc, inc, sizeof(inc));
+	else if (strcmp(e->inc, inc) != 0)
+		return e->failed = true, 1;
 	if (b->expired_through > e->expired)
 		e->expired = b->expired_through;
+	/* The signature closes the stream: nothing may follow it. */
+	if (e->sig[0] != '\0' || (b->signature.len != 0 &&
+	    (b->signature.len != SIG_BYTES || b->n_records != 0)))
+		return e->failed = true, 1;
+	if (b->signature.len == SIG_BYTES)
+		sodium_bin2hex(e->sig, sizeof(e->sig), b->signature.data,
+		    SIG_BYTES);
 	for (size_t i = 0; i < b->n_records; i++) {
 		const Vault__V1__DeletionRecord *r = b->records[i];
 
@@ -313,11 +337,17 @@ write_export(struct outfile *o, const struct export_state *e, FILE *body,
 	FILE *f;
 	int r = 0;
 
+	if (e->sig[0] == '\0') {
+		fprintf(stderr, "vaultctl: the daemon sent no signature of the "
+		    "export; nothing was written\n");
+		return -1;
+	}
 	if ((f = fdopen(dup(o->fd), "w")) == NULL)
 		return -1;
-	fprintf(f, "vaultd-deletions 1\nvault_id %s\nafter_seq %" PRIu64
-	    "\nexpired_through %" PRIu64 "\ncount %" PRIu64 "\n", e->id, after,
-	    e->expired, e->count);
+	fprintf(f, "vaultd-deletions 1\nvault_id %s\nincarnation %s\n"
+	    "after_seq %" PRIu64 "\nexpired_through %" PRIu64 "\ncount %" PRIu64
+	    "\nsignature %s\n", e->id, e->inc, after, e->expired, e->count,
+	    e->sig);
 	rewind(body);
 	while ((n = fread(buf, 1, sizeof(buf), body)) > 0)
 		if (fwrite(buf, 1, n, f) != n)

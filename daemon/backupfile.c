@@ -64,6 +64,11 @@ manifest_field(struct backupfile_manifest *m, char *line, unsigned *seen)
 		return *seen |= 4, unhex(val, m->vault_id, sizeof(m->vault_id));
 	if (strcmp(line, "data_blake2b") == 0)
 		return *seen |= 8, unhex(val, m->hash, sizeof(m->hash));
+	if (strcmp(line, "signature") == 0)
+		return *seen |= 256, unhex(val, m->sig, sizeof(m->sig));
+	if (strcmp(line, "incarnation") == 0)
+		return *seen |= 512, unhex(val, m->incarnation,
+		    sizeof(m->incarnation));
 	if (parse_u64(val, &u) != 0)
 		return -1;
 	if (strcmp(line, "created_ms") == 0)
@@ -91,6 +96,11 @@ export_line(struct backupfile_export *e, char *l, unsigned *seen, size_t *cap)
 		return *seen |= 4, parse_u64(l + 10, &e->after_seq);
 	if (strncmp(l, "expired_through ", 16) == 0)
 		return parse_u64(l + 16, &e->expired_through);
+	if (strncmp(l, "incarnation ", 12) == 0)
+		return *seen |= 32, unhex(l + 12, e->incarnation,
+		    sizeof(e->incarnation));
+	if (strncmp(l, "signature ", 10) == 0)
+		return *seen |= 16, unhex(l + 10, e->sig, sizeof(e->sig));
 	if (strncmp(l, "count ", 6) == 0)
 		return parse_u64(l + 6, &e->count) == 0 ? (*seen |= 8, 0) : -1;
 	for (int i = 0; i < 3; i++)
@@ -129,7 +139,7 @@ backupfile_manifest_parse(char *text, size_t len, struct backupfile_manifest *m)
 	    l = strtok_r(NULL, "\n", &save))
 		if (manifest_field(m, l, &seen) != 0)
 			return -1;
-	return seen == 255 ? 0 : -1;
+	return seen == 1023 ? 0 : -1;
 }
 
 int
@@ -156,7 +166,7 @@ backupfile_export_parse(const char *data, size_t len,
 		off += n + 1;
 	}
 	*line = 0;
-	if (seen != 15 || e->count != e->n)
+	if (seen != 63 || e->count != e->n)
 		return -1;
 	return 0;
 }

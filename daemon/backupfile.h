@@ -9,10 +9,13 @@
  * Manifest (the first 4096 bytes of a backup, NUL-padded), one "name
  * value" line each: vaultd-backup 1, created_ms, store_format,
  * key_versions (comma-separated), deletion_seq, vault_id (64 hex),
- * data_bytes, data_blake2b (64 hex).
+ * incarnation (32 hex), data_bytes, data_blake2b (64 hex), signature
+ * (128 hex).
  *
- * Deletion export: "vaultd-deletions 1", "vault_id HEX", "after_seq N",
- * "expired_through N" (optional), "count N", then one line a deletion,
+ * Deletion export: "vaultd-deletions 1", "vault_id HEX", "incarnation
+ * HEX", "after_seq N",
+ * "expired_through N" (optional), "count N", "signature HEX" (128 hex:
+ * engine/backup.h says what it covers), then one line a deletion,
  * "SEQ REF_HEX DELETED_AT_MS", in increasing SEQ order.
  */
 #ifndef VAULT_BACKUPFILE_H
@@ -32,6 +35,8 @@ struct backupfile_manifest {
 	size_t n_versions;
 	uint8_t vault_id[KEYRING_PK_BYTES];
 	uint8_t hash[BACKUP_HASH_BYTES];
+	uint8_t sig[KEYRING_SIG_BYTES];
+	uint8_t incarnation[16];
 };
 
 struct backupfile_deletion {
@@ -42,6 +47,8 @@ struct backupfile_deletion {
 struct backupfile_export {
 	uint8_t vault_id[KEYRING_PK_BYTES];
 	uint64_t after_seq, expired_through, count;
+	uint8_t sig[KEYRING_SIG_BYTES];
+	uint8_t incarnation[16];
 	struct backupfile_deletion *d;	/* n of them, malloc'd */
 	size_t n;
 };

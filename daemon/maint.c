@@ -16,6 +16,7 @@
 #include "crypto/keyring.h"
 #include "engine/backup.h"
 #include "engine/deletion.h"
+#include "engine/dellog.h"
 #include "engine/vault.h"
 #include "maint.h"
 #include "store/copy.h"
@@ -56,8 +57,8 @@ read_manifest(const char *path, struct backupfile_manifest *m)
 		return -1;
 	if (pread(fd, buf, MAINT_BACKUP_HEADER, 0) != MAINT_BACKUP_HEADER ||
 	    backupfile_manifest_parse(buf, MAINT_BACKUP_HEADER, m) != 0) {
-		log_error("%s is not a vaultd backup (no valid manifest); nothing "
-		    "was restored", path);
+		log_error("%s is not a vaultd backup (no valid, signed manifest); "
+		    "nothing was restored", path);
 		goto out;
 	}
 	if ((uint64_t)size != MAINT_BACKUP_HEADER + m->data_bytes) {
@@ -105,8 +106,8 @@ read_export(const char *path, struct backupfile_export *e)
 			    "header says %llu: it was cut; nothing was restored",
 			    path, e->n, (unsigned long long)e->count);
 		else
-			log_error("%s is not a vaultd deletion export; nothing was "
-			    "restored", path);
+			log_error("%s is not a signed vaultd deletion export; "
+			    "nothing was restored", path);
 	}
 out:
 	free(data);
@@ -182,6 +183,75 @@ check_keys(const struct backupfile_manifest *m, const char *keys_dir)
 	return 0;
 }
 
+/*
+ * The manifest as the vault signed it (engine/backup.h). vault_id is only
+ * a claim here: restore_into checks that the copy's receipt key is it.
+ */
+static int
+check_manifest_signature(const struct backupfile_manifest *m)
+{
+	struct backup_manifest bm;
+	uint8_t msg[BACKUP_SIG_MSG_BYTES];
+
+	memset(&bm, 0, sizeof(bm));
+	bm.created_ms = m->created_ms;
+	bm.store_format = m->store_format;
+	bm.deletion_seq = m->deletion_seq;
+	memcpy(bm.versions, m->versions, sizeof(bm.versions));
+	bm.n_versions = m->n_versions;
+	memcpy(bm.vault_id, m->vault_id, sizeof(bm.vault_id));
+	memcpy(bm.incarnation, m->incarnation, sizeof(bm.incarnation));
+	bm.bytes = m->data_bytes;
+	memcpy(bm.hash, m->hash, sizeof(bm.hash));
+	backup_manifest_message(&bm, msg);
+	if (backup_verify(msg, m->sig, m->vault_id) != 0) {
+		log_error("the backup's manifest does not match its signature: it "
+		    "was edited after the backup (or is not this vault's); "
+		    "nothing was restored");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The export as the vault signed it, and a chain with no gap: each seq the
+ * one after the last, from the first the log still held after after_seq.
+ */
+static int
+check_export_signature(const struct backupfile_export *e)
+{
+	struct backup_export_digest d;
+	uint8_t msg[BACKUP_SIG_MSG_BYTES];
+	uint64_t want = (e->after_seq > e->expired_through ? e->after_seq :
+	    e->expired_through) + 1;
+
+	backup_export_begin(&d, e->vault_id, e->incarnation, e->after_seq);
+	for (size_t i = 0; i < e->n; i++)
+		backup_export_add(&d, e->d[i].seq, e->d[i].ref, e->d[i].at_ms);
+	backup_export_message(&d, e->expired_through, msg);
+	if (backup_verify(msg, e->sig, e->vault_id) != 0) {
+		log_error("the deletion export does not match its signature: a "
+		    "line was dropped, changed or added, or it is not this "
+		    "vault's; take a new export; nothing was restored");
+		return -1;
+	}
+	/*
+	 * The first may be at or before want: retention can move on between
+	 * the export's batches, after the first was read.
+	 */
+	if (e->n > 0 && e->d[0].seq > e->after_seq && e->d[0].seq < want)
+		want = e->d[0].seq;
+	for (size_t i = 0; i < e->n; i++, want++)
+		if (e->d[i].seq != want) {
+			log_error("the deletion export skips from deletion %llu to "
+			    "%llu; nothing was restored",
+			    (unsigned long long)(want - 1),
+			    (unsigned long long)e->d[i].seq);
+			return -1;
+		}
+	return 0;
+}
+
 static int
 check_export(const struct backupfile_manifest *m,
     const struct backupfile_export *e)
@@ -189,6 +259,17 @@ check_export(const struct backupfile_manifest *m,
 	if (sodium_memcmp(m->vault_id, e->vault_id, sizeof(m->vault_id)) != 0) {
 		log_error("the deletion export is of another vault than the "
 		    "backup (vault_id differs); nothing was restored");
+		return -1;
+	}
+	if (check_export_signature(e) != 0)
+		return -1;
+	if (sodium_memcmp(m->incarnation, e->incarnation,
+	    sizeof(m->incarnation)) != 0) {
+		log_error("the deletion export is of another incarnation of this "
+		    "vault than the backup (a restored copy or a clone: after the "
+		    "backup, their deletion numbers mean other deletions); take "
+		    "the export from the vault the backup was taken of; nothing "
+		    "was restored");
 		return -1;
 	}
 	/* Retention dropped deletions the backup may still hold. */
@@ -220,7 +301,7 @@ check_all(const char *backup, const char *deletions, const char *store_dir,
     const char *keys_dir, struct backupfile_manifest *m,
     struct backupfile_export *e)
 {
-	if (read_manifest(backup, m) != 0)
+	if (read_manifest(backup, m) != 0 || check_manifest_signature(m) != 0)
 		return -1;
 	if (m->store_format != STORE_FORMAT_VERSION) {
 		log_error("the backup is of store format %u; this vaultd reads "
@@ -415,12 +496,27 @@ restore_into(const struct config *cfg, const char *tmp,
 		log_error("the restored copy does not open (see above)");
 		return r;
 	}
+	/* The signatures were made by vault_id: it must be this copy's key. */
+	if (sodium_memcmp(keyring_receipt_public_key(v->kr), m->vault_id,
+	    KEYRING_PK_BYTES) != 0) {
+		log_error("the backup's data is of another vault than its "
+		    "manifest names (the receipt keys differ); nothing was "
+		    "restored");
+		r = VAULT_ERR_STATE;
+		goto out;
+	}
 	snprintf(detail, sizeof(detail), "restored from a backup of %" PRIu64
 	    " ms (deletion seq %" PRIu64 "); %zu later deletion(s) in the "
 	    "export", m->created_ms, m->deletion_seq, e->n);
 	if ((r = audit_restore(v, detail, NULL, "ok")) != 0 ||
 	    (r = replay(v, m, e, &applied, &found)) != 0)
 		goto out;
+	/* A new history from here: the lost store's exports no longer fit. */
+	if ((r = dellog_new_incarnation(v)) != 0) {
+		log_error("cannot record the restored store's incarnation: %s",
+		    vault_strerror(r));
+		goto out;
+	}
 	log_info("re-applied %zu deletion(s) made after the backup (%zu "
 	    "consumer(s) were in it)", applied, found);
 out:
@@ -468,6 +564,46 @@ remove_tmp(const char *tmp)
 		log_error("remove %s by hand", tmp);
 }
 
+/*
+ * A restore killed before its rename leaves STORE.restore-XXXXXX: a copy
+ * of the backup, perhaps with deletions not yet applied again. Nothing
+ * else removes it, so the next restore into the same place wipes it.
+ */
+static void
+remove_stale_tmps(const char *store_dir)
+{
+	char parent[4096], prefix[300], p[4400], *slash;
+	const char *base;
+	struct dirent *de;
+	size_t plen;
+	DIR *d;
+
+	if ((size_t)snprintf(parent, sizeof(parent), "%s", store_dir) >=
+	    sizeof(parent))
+		return;
+	if ((slash = strrchr(parent, '/')) == NULL) {
+		base = store_dir;
+		strcpy(parent, ".");
+	} else {
+		base = store_dir + (slash - parent) + 1;
+		slash[slash == parent ? 1 : 0] = '\0';
+	}
+	if (base[0] == '\0' || (size_t)snprintf(prefix, sizeof(prefix),
+	    "%s.restore-", base) >= sizeof(prefix) ||
+	    (d = opendir(parent)) == NULL)
+		return;
+	plen = strlen(prefix);
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, prefix, plen) != 0 ||
+		    strlen(de->d_name) != plen + 6)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", parent, de->d_name);
+		log_warn("removing %s, left by an interrupted restore", p);
+		remove_tmp(p);
+	}
+	closedir(d);
+}
+
 int
 maint_restore(const struct config *cfg, const char *backup,
     const char *deletions)
@@ -485,6 +621,7 @@ maint_restore(const struct config *cfg, const char *backup,
 		log_warn("--no-deletions: deletions made after the backup "
 		    "(from seq %llu) are NOT applied again; consumers deleted "
 		    "since it was made come back", (unsigned long long)m.deletion_seq);
+	remove_stale_tmps(cfg->store_dir);
 	if (make_tmp(cfg->store_dir, tmp, sizeof(tmp)) != 0)
 		goto out;
 	if (copy_data(backup, &m, tmp) != 0 ||

@@ -19,6 +19,12 @@
 /* Scrapers are few: a handful of connections, each bounded in time. */
 #define MAX_CONNECTIONS 16
 #define CONNECTION_TIMEOUT_S 10
+/*
+ * Per client address: a scraper needs one; a host trickling half-sent
+ * requests (each resets the idle timeout) would otherwise hold all
+ * MAX_CONNECTIONS and blind monitoring.
+ */
+#define MAX_CONNECTIONS_PER_IP 4
 
 struct metrics {
 	struct MHD_Daemon *mhd;
@@ -196,6 +202,7 @@ metrics_start(struct metrics **out, const char *listen,
 	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS_PER_IP,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
 	    MHD_OPTION_END);
 	if (m->mhd == NULL) {

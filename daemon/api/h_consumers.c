@@ -119,6 +119,20 @@ handle_put_attributes(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	return rpc_reply(ctx, &resp.base);
 }
 
+/*
+ * A purpose the schema does not have: audited as "(unknown)", never as
+ * sent. Like the refusal (unknown_name.c), the audit log (on disk, in every
+ * backup, read by auditors) must not keep it: a client that mixed up its
+ * fields may have sent a consumer id or a value there.
+ */
+static int
+audit_unknown_purpose(struct rpc_ctx *ctx, const struct vault *v,
+    const char *sent)
+{
+	rpc_audit_purpose(ctx, "(unknown)");
+	return handler_unknown_purpose(ctx, v->schema, sent);
+}
+
 /* Checks a purpose field: configured, and allowed for the caller. */
 int
 handler_check_purpose(struct rpc_ctx *ctx, const char *purpose, int *idx)
@@ -127,9 +141,9 @@ handler_check_purpose(struct rpc_ctx *ctx, const char *purpose, int *idx)
 
 	if (purpose[0] == '\0')
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "purpose: required");
-	rpc_audit_purpose(ctx, purpose);
 	if ((*idx = schema_find_purpose(v->schema, purpose, strlen(purpose))) < 0)
-		return handler_unknown_purpose(ctx, v->schema, purpose);
+		return audit_unknown_purpose(ctx, v, purpose);
+	rpc_audit_purpose(ctx, purpose);
 	if (!auth_purpose_allowed(rpc_principal(ctx), purpose, strlen(purpose)))
 		return rpc_fail(ctx, VAULT_ERR_DENIED,
 		    "purpose: principal '%s' may not use purpose '%s'",
@@ -241,13 +255,13 @@ handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 
 	if ((r = handler_consumer_ref(ctx, req->consumer_id, ref)) != 0)
 		return r;
+	if (req->purpose[0] != '\0' && (c.purpose = schema_find_purpose(v->schema,
+	    req->purpose, strlen(req->purpose))) < 0)
+		return audit_unknown_purpose(ctx, v, req->purpose);
 	rpc_audit_purpose(ctx, req->purpose);
 	if ((why = consent_check_source(req->source)) != NULL)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "source: %s", why);
 	rpc_audit_source(ctx, req->source);
-	if (req->purpose[0] != '\0' && (c.purpose = schema_find_purpose(v->schema,
-	    req->purpose, strlen(req->purpose))) < 0)
-		return handler_unknown_purpose(ctx, v->schema, req->purpose);
 	if (c.purpose < 0 && c.limit_sensitive == FLAG_KEEP &&
 	    c.opt_out_sale_share == FLAG_KEEP && strcmp(req->source, "gpc") != 0)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "nothing to change: give a "

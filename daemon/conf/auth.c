@@ -123,9 +123,35 @@ known_method(const char *m, const char *const *known, size_t n)
 	return false;
 }
 
+/*
+ * Admin methods hand out every consumer's sealed data: the role named
+ * "backup" is the one that may call them. The table above only binds the
+ * built-in names; without this, a role of any other name ("ops") could
+ * list Backup beside consumer methods.
+ */
+#define ADMIN_PREFIX "/vault.v1.Admin/"
+#define ADMIN_ROLE "backup"
+
+static int
+check_admin_role(const struct role *r, int line, char *err, size_t errlen)
+{
+	if (strcmp(r->name, ADMIN_ROLE) == 0)
+		return 0;
+	for (size_t m = 0; m < r->n_methods; m++)
+		if (strncmp(r->methods[m], ADMIN_PREFIX,
+		    strlen(ADMIN_PREFIX)) == 0)
+			return fail(err, errlen, "line %d: role '%s' must never "
+			    "call %s: only role '" ADMIN_ROLE "' calls "
+			    ADMIN_PREFIX "* methods", line, r->name,
+			    r->methods[m]);
+	return 0;
+}
+
 static int
 check_invariants(const struct role *r, int line, char *err, size_t errlen)
 {
+	if (check_admin_role(r, line, err, errlen) != 0)
+		return -1;
 	for (size_t i = 0; i < sizeof(invariants) / sizeof(invariants[0]); i++) {
 		if (strcmp(r->name, invariants[i].role) != 0)
 			continue;

@@ -46,6 +46,7 @@ static const struct setting {
 	{ "max_attributes_per_request", SET_INT, NULL, 64, 1, SCHEMA_MAX_ATTRS, offsetof(struct config, max_attributes_per_request) },
 	{ "max_consumer_id_bytes", SET_INT, NULL, 128, 1, 1024, offsetof(struct config, max_consumer_id_bytes) },
 	{ "max_group", SET_INT, NULL, 256, 1, 65536, offsetof(struct config, max_group) },
+	{ "backup_stall_s", SET_INT, NULL, 60, 1, 86400, offsetof(struct config, backup_stall_s) },
 	{ "max_streams", SET_INT, NULL, 64, 1, 4096, offsetof(struct config, max_streams) },
 	{ "max_streams_per_principal", SET_INT, NULL, 16, 1, 4096, offsetof(struct config, max_streams_per_principal) },
 	{ "max_public_streams", SET_INT, NULL, 16, 0, 4096, offsetof(struct config, max_public_streams) },

@@ -33,6 +33,7 @@ struct config {
 	int max_consumer_id_bytes;
 	int max_group;			/* requests per group commit */
 	int max_streams;		/* authenticated streams at once */
+	int backup_stall_s;		/* a Backup client reading nothing: ended */
 	int max_streams_per_principal;
 	int max_public_streams;		/* unauthenticated (health Watch) */
 	int max_public_streams_per_peer;

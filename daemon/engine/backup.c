@@ -58,6 +58,8 @@ read_manifest(struct vault *v, struct backup_manifest *m, bool first)
 		memcpy(m->vault_id, keyring_receipt_public_key(v->kr),
 		    KEYRING_PK_BYTES);
 		r = dellog_next(txn, &m->deletion_seq);
+		if (r == 0)
+			r = dellog_incarnation_txn(txn, m->incarnation);
 	}
 	if (r == 0)
 		r = add_live_versions(v, txn, m);
@@ -119,6 +121,16 @@ pump(int fd, const struct backup_sink *sink, uint64_t *bytes,
 	return r;
 }
 
+/* The vault vouches for the manifest: a restore trusts no edited field. */
+static void
+sign_manifest(struct vault *v, struct backup_manifest *m)
+{
+	uint8_t msg[BACKUP_SIG_MSG_BYTES];
+
+	backup_manifest_message(m, msg);
+	keyring_sign(v->kr, msg, sizeof(msg), m->sig);
+}
+
 int
 backup_run(struct vault *v, const struct backup_sink *sink)
 {
@@ -154,5 +166,6 @@ backup_run(struct vault *v, const struct backup_sink *sink)
 	/* Versions a rotation added during the copy: the copy may use them. */
 	if ((r = read_manifest(v, &m, false)) != 0)
 		return r;
+	sign_manifest(v, &m);
 	return sink->manifest(sink->arg, &m);
 }

@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sodium.h>
+
 #include "engine/vault.h"
 
 #define BACKUP_MAX_VERSIONS 64
@@ -36,8 +38,10 @@ struct backup_manifest {
 	uint32_t versions[BACKUP_MAX_VERSIONS];
 	size_t n_versions;
 	uint8_t vault_id[KEYRING_PK_BYTES];
+	uint8_t incarnation[16];		/* dellog.h */
 	uint64_t bytes;				/* the data's size */
 	uint8_t hash[BACKUP_HASH_BYTES];	/* and BLAKE2b-256 */
+	uint8_t sig[KEYRING_SIG_BYTES];		/* backup_manifest_sign */
 };
 
 /*
@@ -57,5 +61,41 @@ struct backup_sink {
  * sink error is returned as it was.
  */
 int backup_run(struct vault *v, const struct backup_sink *sink) VAULT_WUR;
+
+/*
+ * Signatures (docs/backup.md "Authenticity"). The manifest and the deletion
+ * export are files anyone with write access to the backup storage can edit,
+ * and they decide which deletions a restore applies again: a dropped line
+ * or a raised deletion_seq would bring a deleted consumer back. So the
+ * vault signs both with its receipt signing key (Ed25519; vault_id is its
+ * public key) and a restore verifies them before it writes anything, and
+ * that the copy's own receipt key is vault_id once it opens. Each signed
+ * message is a domain label and a BLAKE2b-256 digest of the fields in a
+ * fixed binary layout, so no text formatting is signed and no receipt
+ * signature can pass for one of these.
+ */
+#define BACKUP_SIG_MSG_BYTES (16 + BACKUP_HASH_BYTES)
+
+/* The message the manifest's signature covers (every field but sig). */
+void backup_manifest_message(const struct backup_manifest *m,
+    uint8_t msg[BACKUP_SIG_MSG_BYTES]);
+
+/* The deletion export's, built a record at a time. */
+struct backup_export_digest {
+	crypto_generichash_state h;
+	uint64_t count;
+};
+void backup_export_begin(struct backup_export_digest *d,
+    const uint8_t vault_id[KEYRING_PK_BYTES], const uint8_t incarnation[16],
+    uint64_t after_seq);
+void backup_export_add(struct backup_export_digest *d, uint64_t seq,
+    const uint8_t ref[CRYPTO_REF_BYTES], uint64_t deleted_at_ms);
+void backup_export_message(struct backup_export_digest *d,
+    uint64_t expired_through, uint8_t msg[BACKUP_SIG_MSG_BYTES]);
+
+/* 0 when sig is vault_id's signature of msg. */
+int backup_verify(const uint8_t msg[BACKUP_SIG_MSG_BYTES],
+    const uint8_t sig[KEYRING_SIG_BYTES],
+    const uint8_t vault_id[KEYRING_PK_BYTES]);
 
 #endif

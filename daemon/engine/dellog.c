@@ -1,7 +1,57 @@
 #include <string.h>
 
+#include <sodium.h>
+
 #include "engine/dellog.h"
 #include "store/meta.h"
+#include "store/writer.h"
+
+int
+dellog_incarnation_txn(struct store_txn *txn,
+    uint8_t out[DELLOG_INCARNATION_BYTES])
+{
+	struct store_val val;
+	int r = meta_get(txn, META_INCARNATION, 0, &val);
+
+	memset(out, 0, DELLOG_INCARNATION_BYTES);
+	if (r == VAULT_ERR_NOT_FOUND)
+		return 0;
+	if (r != 0)
+		return r;
+	if (val.len != DELLOG_INCARNATION_BYTES)
+		return VAULT_ERR_STATE;
+	memcpy(out, val.data, DELLOG_INCARNATION_BYTES);
+	return 0;
+}
+
+int
+dellog_incarnation(struct vault *v, uint8_t out[DELLOG_INCARNATION_BYTES])
+{
+	struct store_txn *txn = NULL;
+	int r;
+
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	r = dellog_incarnation_txn(txn, out);
+	store_read_end(txn);
+	return r;
+}
+
+static int
+put_incarnation(struct store_txn *txn, void *arg)
+{
+	return meta_put(txn, META_INCARNATION, 0, arg,
+	    DELLOG_INCARNATION_BYTES);
+}
+
+int
+dellog_new_incarnation(struct vault *v)
+{
+	uint8_t inc[DELLOG_INCARNATION_BYTES];
+
+	randombytes_buf(inc, sizeof(inc));
+	return writer_submit(v->wr, put_incarnation, inc);
+}
 
 int
 dellog_next(struct store_txn *txn, uint64_t *seq)

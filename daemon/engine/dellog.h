@@ -35,6 +35,21 @@ struct dellog_entry {
 	uint8_t ref[CRYPTO_REF_BYTES];
 };
 
+/*
+ * The store's incarnation: all zero until a restore gives the restored
+ * store a random one. A restored store's deletion log goes on from the
+ * backup's, so its numbers mean other deletions than the lost store's (or
+ * a clone's) after that point: a backup and a deletion export must be of
+ * the same incarnation (docs/backup.md).
+ */
+#define DELLOG_INCARNATION_BYTES 16
+int dellog_incarnation(struct vault *v,
+    uint8_t out[DELLOG_INCARNATION_BYTES]) VAULT_WUR;
+int dellog_incarnation_txn(struct store_txn *txn,
+    uint8_t out[DELLOG_INCARNATION_BYTES]) VAULT_WUR;
+/* A new random incarnation, durably. */
+int dellog_new_incarnation(struct vault *v) VAULT_WUR;
+
 /* Within txn: the sequence number the next deletion takes (>= 1). */
 int dellog_next(struct store_txn *txn, uint64_t *seq) VAULT_WUR;
 

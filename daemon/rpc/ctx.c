@@ -3,6 +3,7 @@
  * rpc_ctx, and the call's audit entry (what the runtime fills in, and the
  * fail-closed write when no handler write carried it).
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -219,8 +220,38 @@ rpc_reply(struct rpc_ctx *c, const ProtobufCMessage *msg)
 	return 0;
 }
 
-int
-rpc_send(struct rpc_ctx *c, const ProtobufCMessage *msg)
+/* Ends a call whose client read nothing for stall_ms (rpc_send_within). */
+static int
+stalled(struct rpc_ctx *c, int stall_ms)
+{
+	int err = rpc_fail(c, VAULT_ERR_DEADLINE, "the client read nothing for "
+	    "%d ms; the stream is ended", stall_ms);
+
+	grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED,
+	    c->errmsg, NULL);
+	return err;
+}
+
+/* Under c->mu: waits for the previous send; false when stall_ms passed. */
+static bool
+wait_send_done(struct rpc_ctx *c, int stall_ms)
+{
+	struct timespec ts;
+
+	if (stall_ms < 0) {
+		while (c->send_pending && !c->closed)
+			pthread_cond_wait(&c->cv, &c->mu);
+		return true;
+	}
+	ts = time_after_ms(stall_ms);
+	while (c->send_pending && !c->closed)
+		if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT)
+			return !(c->send_pending && !c->closed);
+	return true;
+}
+
+static int
+send_message(struct rpc_ctx *c, const ProtobufCMessage *msg, int stall_ms)
 {
 	grpc_op ops[2];
 	size_t n = 0;
@@ -232,8 +263,10 @@ rpc_send(struct rpc_ctx *c, const ProtobufCMessage *msg)
 	if (ctx_audit_now(c, 0) != 0)
 		return VAULT_ERR_UNAVAILABLE;
 	pthread_mutex_lock(&c->mu);
-	while (c->send_pending && !c->closed)
-		pthread_cond_wait(&c->cv, &c->mu);
+	if (!wait_send_done(c, stall_ms)) {
+		pthread_mutex_unlock(&c->mu);
+		return stalled(c, stall_ms);
+	}
 	if (c->closed || c->send_failed) {
 		pthread_mutex_unlock(&c->mu);
 		return VAULT_ERR_CANCELLED;
@@ -256,4 +289,16 @@ rpc_send(struct rpc_ctx *c, const ProtobufCMessage *msg)
 	}
 	pthread_mutex_unlock(&c->mu);
 	return c->send_failed ? VAULT_ERR_CANCELLED : 0;
+}
+
+int
+rpc_send(struct rpc_ctx *c, const ProtobufCMessage *msg)
+{
+	return send_message(c, msg, -1);
+}
+
+int
+rpc_send_within(struct rpc_ctx *c, const ProtobufCMessage *msg, int stall_ms)
+{
+	return send_message(c, msg, stall_ms);
 }

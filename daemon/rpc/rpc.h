@@ -96,6 +96,15 @@ int rpc_reply(struct rpc_ctx *ctx, const ProtobufCMessage *msg) VAULT_WUR;
 int rpc_send(struct rpc_ctx *ctx, const ProtobufCMessage *msg) VAULT_WUR;
 
 /*
+ * rpc_send for a stream that holds something while it waits (a backup's
+ * store snapshot): when the previous message is still in flight after
+ * stall_ms, the client has stopped reading; the call is ended with
+ * DEADLINE_EXCEEDED and VAULT_ERR_DEADLINE returned.
+ */
+int rpc_send_within(struct rpc_ctx *ctx, const ProtobufCMessage *msg,
+    int stall_ms) VAULT_WUR;
+
+/*
  * The next request message of a bidirectional stream, checked like the
  * first (decoded, every string through reqcheck.h): 0 with *msg set, 0 with
  * *msg NULL once the client has half-closed, or an error with its message

@@ -53,6 +53,23 @@ on_shutdown(struct tag *t, bool ok)
  * warnings; the daemon logs its own errors itself. Which of them gRPC
  * writes at all is its own setting (GRPC_VERBOSITY, ERROR by default).
  */
+/*
+ * gRPC's message on one line, its control characters as '?': it may quote
+ * what a peer sent, and a newline would start a line that reads like the
+ * daemon's own in the text format.
+ */
+static const char *
+one_line(const char *in, char *out, size_t len)
+{
+	size_t i = 0;
+
+	for (; in != NULL && in[i] != '\0' && i + 1 < len; i++)
+		out[i] = (unsigned char)in[i] < 0x20 || in[i] == 0x7f ? '?' :
+		    in[i];
+	out[i] = '\0';
+	return out;
+}
+
 static void
 grpc_log_to_vault(gpr_log_func_args *args)
 {
@@ -61,12 +78,13 @@ grpc_log_to_vault(gpr_log_func_args *args)
 	    LOG_LEVEL_INFO : LOG_LEVEL_DEBUG;
 	const char *file = args->file != NULL ? strrchr(args->file, '/') : NULL;
 	struct log_field f[2];
+	char msg[1024];
 
 	f[0] = LOG_FIELD_STR("file", file != NULL ? file + 1 :
 	    args->file != NULL ? args->file : "?");
 	f[1] = LOG_FIELD_INT("line", args->line);
-	log_fields(level, "grpc", f, 2, "%s", args->message != NULL ?
-	    args->message : "");
+	log_fields(level, "grpc", f, 2, "%s", one_line(args->message, msg,
+	    sizeof(msg)));
 }
 
 void

@@ -26,6 +26,7 @@ static const struct { const char *name; enum member member; } keys[META_KEYS] = 
 	[META_AUDIT_JOURNAL_SEQ] = { "audit_journal_seq", ONE },
 	[META_DELETION_NEXT] = { "deletion_next", ONE },
 	[META_DELETION_EXPIRED] = { "deletion_expired", ONE },
+	[META_INCARNATION] = { "incarnation", ONE },
 };
 
 const char *

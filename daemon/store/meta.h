@@ -33,6 +33,7 @@ enum meta_key {
 	META_AUDIT_JOURNAL_SEQ,	/* u64 the last journal entry moved in */
 	META_DELETION_NEXT,	/* u64 next deletion log seq (dellog.h) */
 	META_DELETION_EXPIRED,	/* u64 deletion log expired through */
+	META_INCARNATION,	/* 16 bytes, new at each restore (dellog.h) */
 	META_KEYS
 };
 

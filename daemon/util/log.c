@@ -76,7 +76,21 @@ emit(char *line, size_t n, size_t cap)
 	(void)!write(STDERR_FILENO, line, n);
 }
 
-/* key=value, the value quoted when it holds a space, quote or is empty. */
+static bool
+has_control(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
+/*
+ * key=value, the value quoted when it holds a space, quote, control
+ * character or is empty. Control characters are escaped (\n, \xNN): a
+ * value may come from outside (a peer's message), and a newline in it
+ * would start a line of its own that reads like the daemon's.
+ */
 static size_t
 text_field(char *out, size_t cap, const struct log_field *f)
 {
@@ -91,17 +105,30 @@ text_field(char *out, size_t cap, const struct log_field *f)
 		break;
 	default: {
 		const char *s = f->str != NULL ? f->str : "";
-		bool quote = s[0] == '\0' || strpbrk(s, " \"=") != NULL;
+		bool quote = s[0] == '\0' || strpbrk(s, " \"=") != NULL ||
+		    has_control(s);
 		size_t at;
 
 		n = snprintf(out, cap, " %s=%s", f->key, quote ? "\"" : "");
 		if (n < 0 || (size_t)n >= cap)
 			return cap;
 		at = (size_t)n;
-		for (; *s != '\0' && at + 2 < cap; s++) {
-			if (*s == '"' || *s == '\\')
+		for (; *s != '\0' && at + 5 < cap; s++) {
+			unsigned char ch = (unsigned char)*s;
+
+			if (ch == '\n') {
+				memcpy(out + at, "\\n", 2);
+				at += 2;
+				continue;
+			}
+			if (ch < 0x20 || ch == 0x7f) {
+				at += (size_t)snprintf(out + at, cap - at,
+				    "\\x%02x", ch);
+				continue;
+			}
+			if (ch == '"' || ch == '\\')
 				out[at++] = '\\';
-			out[at++] = *s;
+			out[at++] = (char)ch;
 		}
 		if (quote && at + 1 < cap)
 			out[at++] = '"';

@@ -133,7 +133,7 @@ def test_restore_never_resurrects_a_deleted_consumer(fresh, tmp_path):
     assert out.returncode == 0, out.stderr
     export = (tmp_path / "deletions").read_text()
     assert stat.S_IMODE(os.stat(tmp_path / "deletions").st_mode) == 0o600
-    assert export.count("\n") == 5 + len(gone)
+    assert export.count("\n") == 7 + len(gone)
     for i in range(n):
         assert consumer_id(i) not in export
     assert d.stop() == 0

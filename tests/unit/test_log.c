@@ -55,6 +55,32 @@ log_some(void)
 }
 
 static void
+log_hostile_field(void)
+{
+	struct log_field f[1] = {
+		LOG_FIELD_STR("peer", "x\n2026-12-02T00:00:00.000Z vaultd info "
+		    "forged: hello\r\x1b[2J"),
+	};
+
+	log_fields(LOG_LEVEL_WARN, "grpc", f, 1, "handshake");
+}
+
+/* An outside value in a field stays on its line, its controls escaped. */
+static void
+test_text_field_cannot_start_a_line(void **state)
+{
+	(void)state;
+	log_set_level(LOG_LEVEL_INFO);
+	log_set_format(LOG_FORMAT_TEXT);
+	capture(log_hostile_field);
+	assert_non_null(strstr(captured, " peer=\"x\\n2026-12-02T00:00:00.000Z "
+	    "vaultd info forged: hello\\x0d\\x1b[2J\"\n"));
+	assert_ptr_equal(strchr(captured, '\n'), captured + strlen(captured) - 1);
+	assert_null(strchr(captured, '\r'));
+	assert_null(strchr(captured, 0x1b));
+}
+
+static void
 test_text_format(void **state)
 {
 	(void)state;
@@ -126,6 +152,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_text_format),
+		cmocka_unit_test(test_text_field_cannot_start_a_line),
 		cmocka_unit_test(test_json_format),
 		cmocka_unit_test(test_parse),
 	};
