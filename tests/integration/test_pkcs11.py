@@ -7,6 +7,9 @@ import grpc
 import pytest
 
 from conftest import Daemon
+from test_deletion import key_status
+from test_keyfiles import (check_destroyed, crash, needs_crash_points,
+                           prepare_destroy)
 from test_rotation import destroy, rotate, versions
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
@@ -163,3 +166,37 @@ def test_unusable_token_refuses_the_start(vault, change, cause):
     vault.start()
     assert vault.get("p1") == {"age": "20"}
     assert vault.stop() == 0
+
+
+# ------------------------------------------------------------ crash points
+
+@needs_crash_points
+@pytest.mark.parametrize("point", ["destroy.before_wipe", "destroy.after_unlink",
+                                   "destroy.after_commit"])
+def test_crash_during_destroy_leaves_no_token_object(vault, monkeypatch, point):
+    backup = prepare_destroy(vault)
+    assert vault.token_dev.labels() == ["vaultd-master-1", "vaultd-master-2"]
+    crash(vault, monkeypatch, point, lambda: destroy(vault, 1))
+    # The next start destroys the object if the crash left it, the janitor
+    # finishes; the backup from before needs version 1 and is refused.
+    check_destroyed(vault, backup)
+    assert vault.token_dev.labels() == ["vaultd-master-2"]
+
+
+@needs_crash_points
+@pytest.mark.parametrize("point", ["rotate.before_activate", "rotate.after_activate"])
+def test_crash_during_rotation_start(vault, monkeypatch, point):
+    vault.start()
+    for i in range(3):
+        vault.put(f"r{i}", age=str(20 + i))
+    assert vault.stop() == 0
+    crash(vault, monkeypatch, point, lambda: rotate(vault))
+    assert "vaultd-master-2" in vault.token_dev.labels()
+    vault.start()
+    assert rotate(vault)[-1].done
+    st = key_status(vault)
+    assert st.active_version >= 2 and not st.rotation_in_progress
+    assert versions(vault)[1].dek_count == 0
+    assert vault.get("r1") == {"age": "21"}
+    assert vault.stop() == 0
+    assert key_files(vault) == []
