@@ -17,7 +17,11 @@
  *     every copy of the store, every replica and every backup loses that
  *     version at once.
  *
- * The file provider (master-<version>.key files) still lives in keyring.c.
+ * The file provider (master-<version>.key files) still lives in keyring.c
+ * (keyring_open_provider with no provider): its start-up rules (a stray or
+ * broken file set aside, a .tmp left by a crash wiped, a refused start
+ * changing no file) are bound to the store's checks there, and moving them
+ * behind this interface is a refactoring of its own.
  *
  * Thread safety: every call may run on any thread; a provider serialises
  * its own calls (one PKCS#11 session per provider, under a mutex).

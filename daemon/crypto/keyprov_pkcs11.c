@@ -132,7 +132,7 @@ read_pin(const char *path, char *pin, size_t *len, char *err, size_t errlen)
 		n--;
 	if (n > 0 && pin[n - 1] == '\r')
 		n--;
-	if (n <= 0 || read(fd, &extra, 1) != 0) {
+	if (n <= 0 || n > PIN_MAX - 2 || read(fd, &extra, 1) != 0) {
 		sodium_memzero(pin, PIN_MAX);
 		vault_errorf(err, errlen, r, "PKCS#11 PIN file %s must hold a "
 		    "PIN of 1 to %d bytes", path, PIN_MAX - 2);

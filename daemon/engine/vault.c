@@ -42,6 +42,9 @@ open_key_provider(const struct config *cfg, struct keyprov **prov)
 		return 0;
 	if ((r = keyprov_pkcs11_open(prov, &pc, err, sizeof(err))) != 0)
 		log_error("key_provider = \"pkcs11\": %s", err);
+	else
+		log_info("master keys on the PKCS#11 token \"%s\" (module %s)",
+		    cfg->pkcs11_token_label, cfg->pkcs11_module);
 	return r;
 }
 

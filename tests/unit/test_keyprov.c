@@ -175,6 +175,21 @@ test_open_refused(void **state)
 	expect_refused(f, VAULT_ERR_KEY, "must be 0600 or stricter");
 	write_secret(f->pin, "", 0600);
 	expect_refused(f, VAULT_ERR_KEY, "must hold a PIN");
+	{
+		char longpin[301], link[2100];
+
+		memset(longpin, '7', 300);
+		longpin[300] = '\0';
+		write_secret(f->pin, longpin, 0600);
+		expect_refused(f, VAULT_ERR_KEY, "must hold a PIN of 1 to 254 bytes");
+		/* Never through a symbolic link (O_NOFOLLOW). */
+		write_secret(f->pin, "1234", 0600);
+		snprintf(link, sizeof(link), "%s.link", f->pin);
+		assert_int_equal(symlink(f->pin, link), 0);
+		f->conf.pin_file = link;
+		expect_refused(f, VAULT_ERR_KEY, "cannot open PKCS#11 PIN file");
+		f->conf.pin_file = f->pin;
+	}
 	write_secret(f->pin, "1234", 0600);
 	f->conf.token_label = "other";
 	expect_refused(f, VAULT_ERR_CONFIG, "no PKCS#11 token labelled \"other\"");
