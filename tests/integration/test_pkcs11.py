@@ -6,7 +6,7 @@ import subprocess
 import grpc
 import pytest
 
-from conftest import Daemon
+from conftest import VAULTD, Daemon
 from test_deletion import key_status
 from test_keyfiles import (check_destroyed, crash, needs_crash_points,
                            prepare_destroy)
@@ -200,3 +200,51 @@ def test_crash_during_rotation_start(vault, monkeypatch, point):
     assert vault.get("r1") == {"age": "21"}
     assert vault.stop() == 0
     assert key_files(vault) == []
+
+
+# ----------------------------------------------------------------- restore
+
+def restore(src, dst, backup, deletions):
+    """vaultd --dev --restore into dst, a new data directory with src's config."""
+    (dst / "keys").mkdir(parents=True)
+    os.chmod(dst, 0o700)
+    os.chmod(dst / "keys", 0o700)
+    shutil.copy2(src.data_dir / "vaultd.conf", dst / "vaultd.conf")
+    return subprocess.run([VAULTD, "--dev", "--data-dir", str(dst), "--restore",
+                           str(backup), "--deletions", str(deletions)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_restore_from_the_token_and_a_shredded_backup(vault, tmp_path):
+    vault.start()
+    for i in range(4):
+        vault.put(f"b{i}", age=str(50 + i))
+    assert vault.ctl("backup", "--out", str(tmp_path / "b1")).returncode == 0
+    assert vault.delete("b1").found
+    out = vault.ctl("deletions", "export", "--out", str(tmp_path / "del"))
+    assert out.returncode == 0, out.stderr
+    assert vault.stop() == 0
+
+    r = restore(vault, tmp_path / "restored", tmp_path / "b1", tmp_path / "del")
+    assert r.returncode == 0, r.stderr
+    assert "re-applied 1 deletion(s)" in r.stderr
+    restored = Daemon(tmp_path / "restored")
+    restored.start()
+    assert restored.get("b2") == {"age": "52"}
+    with pytest.raises(grpc.RpcError) as e:
+        restored.get("b1")
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert restored.stop() == 0
+    assert key_files(restored) == []
+
+    # Version 1 destroyed on the token: the backup can never be restored.
+    vault.start()
+    assert rotate(vault)[-1].done
+    destroy(vault, 1)
+    out = vault.ctl("deletions", "export", "--out", str(tmp_path / "del2"))
+    assert out.returncode == 0, out.stderr
+    assert vault.stop() == 0
+    r = restore(vault, tmp_path / "again", tmp_path / "b1", tmp_path / "del2")
+    assert r.returncode != 0
+    assert "this backup is crypto-shredded" in r.stderr, r.stderr
+    assert not (tmp_path / "again" / "db" / "data.mdb").exists()
