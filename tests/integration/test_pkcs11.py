@@ -127,7 +127,10 @@ def test_keys_live_and_die_on_the_token(vault, tmp_path):
 
 
 def snapshot(d):
-    return {p: p.read_bytes() for p in d.data_dir.rglob("*") if p.is_file()}
+    """Every file of d's data directory but LMDB's lock file (its reader
+    table, rewritten by any open, holds no data)."""
+    return {p: p.read_bytes() for p in d.data_dir.rglob("*")
+            if p.is_file() and p.name != "lock.mdb"}
 
 
 @pytest.mark.parametrize("change, cause", [
@@ -248,3 +251,35 @@ def test_restore_from_the_token_and_a_shredded_backup(vault, tmp_path):
     assert r.returncode != 0
     assert "this backup is crypto-shredded" in r.stderr, r.stderr
     assert not (tmp_path / "again" / "db" / "data.mdb").exists()
+
+
+def test_another_vaults_token_is_refused_by_the_key_check_value(vault, tmp_path):
+    token = vault.token_dev
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label",
+                    "other", "--pin", PIN, "--so-pin", "5678"],
+                   check=True, stdout=subprocess.DEVNULL)
+    conf = vault.data_dir / "vaultd.conf"
+    text = conf.read_text()
+    # Another vault makes its version 1 on the token "other".
+    other = Daemon(tmp_path / "other")
+    other.data_dir.mkdir()
+    (other.data_dir / "vaultd.conf").write_text(
+        text.replace('"vaulttest"', '"other"'))
+    other.start()
+    assert other.stop() == 0
+    vault.start()
+    vault.put("p1", age="20")
+    assert vault.stop() == 0
+    # This vault's store, pointed at the other vault's token.
+    conf.write_text(text.replace('"vaulttest"', '"other"'))
+    before = snapshot(vault)
+    vault.spawn()
+    assert vault.wait_exit() != 0
+    assert ("master key token object for version 1 does not match the "
+            "store's key check value: wrong token") in vault.log()
+    assert snapshot(vault) == before
+    conf.write_text(text)
+    vault.start()
+    assert vault.get("p1") == {"age": "20"}
+    assert vault.stop() == 0
+    assert token.labels() == ["vaultd-master-1"]
