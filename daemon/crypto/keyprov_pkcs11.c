@@ -182,7 +182,7 @@ find_slot(struct keyprov *p, const char *label, CK_SLOT_ID *slot,
 		}
 	}
 	vault_errorf(err, errlen, r, "no PKCS#11 token labelled \"%s\" "
-	    "(%lu tokens present)", label, (unsigned long)n);
+	    "(%lu token(s) present)", label, (unsigned long)n);
 out:
 	free(slots);
 	return r;
