@@ -13,6 +13,7 @@
 #include "audit/audit.h"
 #include "backupfile.h"
 #include "crypto/crypto.h"
+#include "crypto/keyprov.h"
 #include "crypto/keyring.h"
 #include "engine/backup.h"
 #include "engine/deletion.h"
@@ -143,14 +144,65 @@ check_store_dir(const char *dir)
 	return r;
 }
 
+/* Whether the token holds version (vs: its versions, n of them). */
+static bool
+token_has(const uint32_t *vs, size_t n, uint32_t version)
+{
+	for (size_t i = 0; i < n; i++)
+		if (vs[i] == version)
+			return true;
+	return false;
+}
+
+/*
+ * With key_provider = "pkcs11": the versions the backup needs must be on
+ * the token; none of them is a shredded backup.
+ */
+static int
+check_token_keys(const struct backupfile_manifest *m, struct keyprov *prov)
+{
+	char missing[512] = "";
+	uint32_t *vs = NULL;
+	size_t n, have = 0, len = 0;
+
+	if (keyprov_versions(prov, &vs, &n) != 0)
+		return -1;
+	for (size_t i = 0; i < m->n_versions; i++) {
+		if (token_has(vs, n, m->versions[i]))
+			have++;
+		else if (len < sizeof(missing) - 16)
+			len += (size_t)snprintf(missing + len, sizeof(missing) - len,
+			    "%s%u", len ? ", " : "", m->versions[i]);
+	}
+	free(vs);
+	if (have == 0) {
+		log_error("this backup is crypto-shredded: every master key "
+		    "version it needs (%s) has been destroyed or is not on the "
+		    "PKCS#11 token. By design it can never be restored; restore "
+		    "a newer backup", missing);
+		return -1;
+	}
+	if (have < m->n_versions) {
+		log_error("this backup needs master key version(s) %s, which are "
+		    "not on the PKCS#11 token (a destroyed version cannot come "
+		    "back: restore a newer backup); nothing was restored",
+		    missing);
+		return -1;
+	}
+	return 0;
+}
+
 /* The key files of the versions the backup needs: all gone is a shredded backup. */
 static int
-check_keys(const struct backupfile_manifest *m, const char *keys_dir)
+check_keys(const struct backupfile_manifest *m, const char *keys_dir,
+    struct keyprov *prov)
 {
 	char path[4096], missing[512] = "";
 	size_t have = 0, len = 0;
 	bool any = true;
 
+	if (prov != NULL)
+		return check_token_keys(m, prov);
 	for (size_t i = 0; i < m->n_versions; i++) {
 		snprintf(path, sizeof(path), "%s/master-%u.key", keys_dir,
 		    m->versions[i]);
@@ -298,7 +350,7 @@ check_export(const struct backupfile_manifest *m,
 
 static int
 check_all(const char *backup, const char *deletions, const char *store_dir,
-    const char *keys_dir, struct backupfile_manifest *m,
+    const char *keys_dir, struct keyprov *prov, struct backupfile_manifest *m,
     struct backupfile_export *e)
 {
 	if (read_manifest(backup, m) != 0 || check_manifest_signature(m) != 0)
@@ -313,7 +365,8 @@ check_all(const char *backup, const char *deletions, const char *store_dir,
 	if (deletions != NULL && (read_export(deletions, e) != 0 ||
 	    check_export(m, e) != 0))
 		return -1;
-	if (check_store_dir(store_dir) != 0 || check_keys(m, keys_dir) != 0)
+	if (check_store_dir(store_dir) != 0 ||
+	    check_keys(m, keys_dir, prov) != 0)
 		return -1;
 	return 0;
 }
@@ -327,7 +380,7 @@ maint_restore_check(const char *backup, const char *deletions,
 	int r;
 
 	memset(&e, 0, sizeof(e));
-	r = check_all(backup, deletions, store_dir, keys_dir, &m, &e);
+	r = check_all(backup, deletions, store_dir, keys_dir, NULL, &m, &e);
 	backupfile_export_free(&e);
 	return r == 0 ? 0 : 1;
 }
@@ -604,18 +657,42 @@ remove_stale_tmps(const char *store_dir)
 	closedir(d);
 }
 
+/* key_provider = "pkcs11": a session on the token (*prov NULL for files). */
+static int
+open_token(const struct config *cfg, struct keyprov **prov)
+{
+	struct keyprov_pkcs11_conf pc = { cfg->pkcs11_module,
+	    cfg->pkcs11_token_label, cfg->pkcs11_pin_file };
+	char err[512];
+
+	*prov = NULL;
+	if (strcmp(cfg->key_provider, "pkcs11") != 0)
+		return 0;
+	if (keyprov_pkcs11_open(prov, &pc, err, sizeof(err)) != 0) {
+		log_error("key_provider = \"pkcs11\": %s; nothing was restored",
+		    err);
+		return -1;
+	}
+	return 0;
+}
+
 int
 maint_restore(const struct config *cfg, const char *backup,
     const char *deletions)
 {
 	struct backupfile_manifest m;
 	struct backupfile_export e;
+	struct keyprov *prov = NULL;
 	char tmp[4096];
-	int r = 1;
+	int r = 1, rc;
 
 	memset(&e, 0, sizeof(e));
-	if (check_all(backup, deletions, cfg->store_dir, cfg->keys_dir, &m,
-	    &e) != 0)
+	if (open_token(cfg, &prov) != 0)
+		return 1;
+	rc = check_all(backup, deletions, cfg->store_dir, cfg->keys_dir, prov,
+	    &m, &e);
+	keyprov_free(prov);	/* the restored copy's vault_open logs in anew */
+	if (rc != 0)
 		goto out;
 	if (deletions == NULL)
 		log_warn("--no-deletions: deletions made after the backup "

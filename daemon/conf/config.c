@@ -71,6 +71,10 @@ static const struct setting {
 	{ "metrics_listen", SET_OPT_STRING, NULL, 0, 0, 0, offsetof(struct config, metrics_listen) },
 	{ "metrics_dek_refresh_s", SET_INT, NULL, 60, 1, 86400, offsetof(struct config, metrics_dek_refresh_s) },
 	{ "reflection", SET_CHOICE, "authenticated|public|off", 0, 0, 0, offsetof(struct config, reflection) },
+	{ "key_provider", SET_CHOICE, "file|pkcs11", 0, 0, 0, offsetof(struct config, key_provider) },
+	{ "pkcs11_module", SET_OPT_PATH, NULL, 0, 0, 0, offsetof(struct config, pkcs11_module) },
+	{ "pkcs11_token_label", SET_OPT_STRING, NULL, 0, 0, 0, offsetof(struct config, pkcs11_token_label) },
+	{ "pkcs11_pin_file", SET_OPT_PATH, NULL, 0, 0, 0, offsetof(struct config, pkcs11_pin_file) },
 };
 
 #define fail(err, errlen, ...) \
@@ -445,6 +449,22 @@ load_schema(struct schema *s, config_t *lc, int default_k, char *err,
 	return 0;
 }
 
+/* The pkcs11 settings: all three with key_provider = "pkcs11", else none. */
+static int
+check_key_provider(const struct config *cfg, char *err, size_t errlen)
+{
+	int n = (cfg->pkcs11_module != NULL) +
+	    (cfg->pkcs11_token_label != NULL) + (cfg->pkcs11_pin_file != NULL);
+
+	if (strcmp(cfg->key_provider, "pkcs11") == 0 && n != 3)
+		return fail(err, errlen, "key_provider = \"pkcs11\" needs "
+		    "pkcs11_module, pkcs11_token_label and pkcs11_pin_file");
+	if (strcmp(cfg->key_provider, "pkcs11") != 0 && n != 0)
+		return fail(err, errlen, "pkcs11_module, pkcs11_token_label and "
+		    "pkcs11_pin_file apply only with key_provider = \"pkcs11\"");
+	return 0;
+}
+
 int
 config_load(struct config **out, const char *path, char *err, size_t errlen)
 {
@@ -474,6 +494,8 @@ config_load(struct config **out, const char *path, char *err, size_t errlen)
 		r = fail(err, errlen, "tls_cert, tls_key and tls_client_ca go together");
 		goto out;
 	}
+	if ((r = check_key_provider(cfg, err, errlen)) != 0)
+		goto out;
 	if (cfg->insecure_plaintext && !config_listen_is_loopback(cfg->listen)) {
 		r = fail(err, errlen, "insecure_plaintext is allowed only on a "
 		    "loopback listen address");

@@ -14,6 +14,7 @@
 
 #include "util/crashpoint.h"
 #include "util/fsutil.h"
+#include "crypto/keyprov.h"
 #include "crypto/keyring.h"
 #include "store/meta.h"
 #include "util/log.h"
@@ -66,6 +67,7 @@ struct keyring {
 	uint8_t *sign_sk;		/* locked: Ed25519 secret key */
 	uint8_t sign_pk[KEYRING_PK_BYTES];
 	char *dir;
+	struct keyprov *prov;		/* NULL: master-<v>.key files in dir */
 	struct store *st;
 	pthread_mutex_t mu;		/* serialises changes */
 	struct bad_file *bad;		/* key files that did not load, at start */
@@ -177,6 +179,28 @@ find(const struct keyring *kr, uint32_t version)
 	return NULL;
 }
 
+/* What destroying a version removes: for messages. */
+static const char *
+material(const struct keyring *kr)
+{
+	return kr->prov != NULL ? "token object" : "key file";
+}
+
+/* A version's 32 bytes: from the provider, or from its file at path. */
+static int
+read_version(const struct keyring *kr, uint32_t version, const char *path,
+    uint8_t *key)
+{
+	int r;
+
+	if (kr->prov == NULL)
+		return keyring_read_key_file(path, key);
+	if ((r = keyprov_load(kr->prov, version, key)) == VAULT_ERR_NOT_FOUND)
+		log_error("the PKCS#11 token holds no master key version %u",
+		    version);
+	return r == VAULT_ERR_NOT_FOUND ? VAULT_ERR_KEY : r;
+}
+
 /* Appends a loaded key; the entry is published only once complete. */
 static int
 add_key(struct keyring *kr, uint32_t version, const char *path)
@@ -192,7 +216,7 @@ add_key(struct keyring *kr, uint32_t version, const char *path)
 	m = &kr->keys[n];
 	if ((m->key = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL)
 		return VAULT_ERR_NOMEM;
-	if ((r = keyring_read_key_file(path, m->key)) != 0) {
+	if ((r = read_version(kr, version, path, m->key)) != 0) {
 		crypto_secret_free(m->key);
 		m->key = NULL;
 		return r;
@@ -282,6 +306,25 @@ load_key_files(struct keyring *kr)
 	return r;
 }
 
+/*
+ * Loads every version the token holds. Unlike a file, a token object that
+ * does not load is fatal: the token is down or refuses, not a stray file.
+ */
+static int
+load_token_keys(struct keyring *kr)
+{
+	uint32_t *vs = NULL;
+	size_t n;
+	int r;
+
+	if ((r = keyprov_versions(kr->prov, &vs, &n)) != 0)
+		return r;
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = add_key(kr, vs[i], NULL);
+	free(vs);
+	return r;
+}
+
 int
 keyring_dir_has_keys(const char *keys_dir, bool *found)
 {
@@ -324,12 +367,17 @@ set_aside(const struct keyring *kr, uint32_t version)
 	    "never used version %u: set aside as %s", path, version, aside);
 }
 
-/* A destroyed version's file, whatever it holds: wiped and removed. */
+/*
+ * A destroyed version's file, whatever it holds: wiped and removed; or its
+ * token object, destroyed.
+ */
 static int
 wipe_key_file(const struct keyring *kr, uint32_t version)
 {
 	char path[4096];
 
+	if (kr->prov != NULL)
+		return keyprov_destroy(kr->prov, version);
 	snprintf(path, sizeof(path), "%s/master-%u.key", kr->dir, version);
 	if (fsutil_wipe(path) != 0) {
 		log_error("cannot wipe and remove %s: %s", path, strerror(errno));
@@ -579,12 +627,12 @@ check_versions(struct keyring *kr, struct store_txn *txn)
 		if (vs[i].destroyed && (m != NULL || is_bad(kr, vs[i].version))) {
 			if (wipe_key_file(kr, vs[i].version) == 0)
 				log_warn("master key version %u was destroyed, but a "
-				    "key file for it was present; it was wiped and "
-				    "removed", vs[i].version);
+				    "%s for it was present; it was wiped and "
+				    "removed", vs[i].version, material(kr));
 			else
 				log_error("master key version %u was destroyed, but its "
-				    "key file cannot be removed: remove it by hand",
-				    vs[i].version);
+				    "%s cannot be removed: remove it by hand",
+				    vs[i].version, material(kr));
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -605,8 +653,9 @@ check_versions(struct keyring *kr, struct store_txn *txn)
 			goto out;
 		}
 		if (key == NULL) {
-			log_error("master key version %u is missing from the keys "
-			    "directory; the store needs it", vs[i].version);
+			log_error("master key version %u is missing from the %s; "
+			    "the store needs it", vs[i].version, kr->prov != NULL ?
+			    "PKCS#11 token" : "keys directory");
 			r = VAULT_ERR_KEY;
 			goto out;
 		}
@@ -614,8 +663,9 @@ check_versions(struct keyring *kr, struct store_txn *txn)
 			goto out;
 		crypto_key_check_value(key, kcv);
 		if (sodium_memcmp(kcv, rec + KV_KCV, CRYPTO_KCV_BYTES) != 0) {
-			log_error("master key file for version %u does not match the "
-			    "store's key check value: wrong key file", vs[i].version);
+			log_error("master key %s for version %u does not match the "
+			    "store's key check value: wrong %s", material(kr),
+			    vs[i].version, kr->prov != NULL ? "token" : "key file");
 			r = VAULT_ERR_KEY;
 			goto out;
 		}
@@ -697,17 +747,56 @@ int
 keyring_open(struct keyring **out, struct store *st, const char *keys_dir,
     bool create)
 {
+	return keyring_open_provider(out, st, keys_dir, NULL, create);
+}
+
+/* A new store without keys: version 1 is made, or the start refused. */
+static int
+first_key(struct keyring *kr, const char *keys_dir, bool create)
+{
+	char path[4096];
+	int r;
+
+	if (!create && kr->prov != NULL) {
+		log_error("the PKCS#11 token holds no master key; start once "
+		    "with --init to create version 1 on it");
+		return VAULT_ERR_KEY;
+	}
+	if (!create) {
+		log_error("no master key in %s; create one with "
+		    "'vaultd --gen-key %s/master-1.key'", keys_dir, keys_dir);
+		return VAULT_ERR_KEY;
+	}
+	if (kr->prov != NULL)
+		return (r = keyprov_create(kr->prov, 1)) != 0 ? r :
+		    add_key(kr, 1, NULL);
+	if (find_bad(kr, 1) != NULL && !find_bad(kr, 1)->mode) {
+		set_aside(kr, 1);
+		find_bad(kr, 1)->version = 0;
+	}
+	snprintf(path, sizeof(path), "%s/master-1.key", keys_dir);
+	if ((r = keyring_create_key_file(path)) != 0)
+		return r;
+	return add_key(kr, 1, path);
+}
+
+int
+keyring_open_provider(struct keyring **out, struct store *st,
+    const char *keys_dir, struct keyprov *prov, bool create)
+{
 	struct keyring *kr;
 	struct store_txn *txn = NULL;
 	struct store_val v;
-	char path[4096];
 	int rc, r;
 
 	*out = NULL;
-	if ((kr = calloc(1, sizeof(*kr))) == NULL)
+	if ((kr = calloc(1, sizeof(*kr))) == NULL) {
+		keyprov_free(prov);
 		return VAULT_ERR_NOMEM;
+	}
 	pthread_mutex_init(&kr->mu, NULL);
 	kr->st = st;
+	kr->prov = prov;
 	if ((kr->dir = strdup(keys_dir)) == NULL ||
 	    (kr->sign_sk = crypto_secret_alloc(crypto_sign_SECRETKEYBYTES)) == NULL) {
 		r = VAULT_ERR_NOMEM;
@@ -718,7 +807,7 @@ keyring_open(struct keyring **out, struct store *st, const char *keys_dir,
 			r = VAULT_ERR_NOMEM;
 			goto out;
 		}
-	if ((r = load_key_files(kr)) != 0)
+	if ((r = kr->prov != NULL ? load_token_keys(kr) : load_key_files(kr)) != 0)
 		goto out;
 	if ((r = store_read_begin(st, &txn)) != 0)
 		goto out;
@@ -737,22 +826,9 @@ keyring_open(struct keyring **out, struct store *st, const char *keys_dir,
 	for (size_t i = 0; i < kr->n_bad; i++)
 		if ((r = check_unrecorded(&kr->bad[i])) != 0)
 			goto out;
-	if (atomic_load(&kr->n) == 0) {
-		if (!create) {
-			log_error("no master key in %s; create one with "
-			    "'vaultd --gen-key %s/master-1.key'", keys_dir, keys_dir);
-			r = VAULT_ERR_KEY;
-			goto out;
-		}
-		if (find_bad(kr, 1) != NULL && !find_bad(kr, 1)->mode) {
-			set_aside(kr, 1);
-			find_bad(kr, 1)->version = 0;
-		}
-		snprintf(path, sizeof(path), "%s/master-1.key", keys_dir);
-		if ((r = keyring_create_key_file(path)) != 0 ||
-		    (r = add_key(kr, 1, path)) != 0)
-			goto out;
-	}
+	if (atomic_load(&kr->n) == 0 &&
+	    (r = first_key(kr, keys_dir, create)) != 0)
+		goto out;
 	r = init_store(kr, st);
 out:
 	if (txn != NULL)
@@ -782,6 +858,7 @@ keyring_free(struct keyring *kr)
 	for (int i = 0; i < VK_COUNT; i++)
 		crypto_secret_free(kr->vkeys[i]);
 	crypto_secret_free(kr->sign_sk);
+	keyprov_free(kr->prov);
 	pthread_mutex_destroy(&kr->mu);
 	free(kr->bad);
 	free(kr->dir);
@@ -794,12 +871,34 @@ reload_key(struct keyring *kr, struct master *m, const char *path)
 {
 	int r;
 
-	if ((r = keyring_read_key_file(path, m->key)) != 0)
+	if ((r = read_version(kr, m->version, path, m->key)) != 0)
 		return r;
 	m->discarded = false;
 	if (m->version > kr->highest)
 		kr->highest = m->version;
 	atomic_store(&m->gone, false);
+	return 0;
+}
+
+/* Creates version's file or token object unless it exists; *created says. */
+static int
+create_version(struct keyring *kr, uint32_t version, const char *path,
+    bool *created)
+{
+	int r;
+
+	*created = false;
+	if (kr->prov != NULL) {
+		if ((r = keyprov_create(kr->prov, version)) == VAULT_ERR_EXISTS)
+			return 0;
+		*created = r == 0;
+		return r;
+	}
+	if (access(path, F_OK) == 0)
+		return 0;
+	if ((r = keyring_create_key_file(path)) != 0)
+		return r;
+	*created = true;
 	return 0;
 }
 
@@ -817,13 +916,13 @@ keyring_load_version(struct keyring *kr, uint32_t version, bool create)
 		goto out;
 	}
 	key_path(kr, version, path, sizeof(path));
-	if (create && access(path, F_OK) != 0) {
-		if ((r = keyring_create_key_file(path)) != 0)
-			goto out;
-		created = true;
-	}
+	if (create && (r = create_version(kr, version, path, &created)) != 0)
+		goto out;
 	r = m != NULL ? reload_key(kr, m, path) : add_key(kr, version, path);
-	if (r != 0 && created && unlink(path) != 0)
+	if (r != 0 && created && kr->prov != NULL &&
+	    keyprov_destroy(kr->prov, version) != 0)
+		log_error("cannot destroy the token object of version %u", version);
+	else if (r != 0 && created && kr->prov == NULL && unlink(path) != 0)
 		log_error("cannot remove %s: %s", path, strerror(errno));
 	if (r == 0)
 		find(kr, version)->created = created;
@@ -922,6 +1021,12 @@ keyring_forget(struct keyring *kr, uint32_t version)
 	if ((m = find(kr, version)) != NULL) {
 		atomic_store(&m->gone, true);
 		sodium_memzero(m->key, CRYPTO_KEY_BYTES);
+	}
+	if (kr->prov != NULL) {
+		/* Gone from the token: from every copy of the store at once. */
+		if ((r = keyprov_destroy(kr->prov, version)) == 0)
+			VAULT_CRASH_POINT("destroy.after_unlink");
+		goto out;
 	}
 	key_path(kr, version, path, sizeof(path));
 	if ((r = fsutil_wipe(path)) != 0) {

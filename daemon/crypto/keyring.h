@@ -3,7 +3,9 @@
  *
  * Master keys are files named master-<version>.key in the keys directory:
  * exactly 32 random bytes, mode 0600 or stricter, owned by the daemon's
- * user. The store keeps a record per version (key check value, created,
+ * user; or, with a key provider (keyring_open_provider, crypto/keyprov.h),
+ * objects on a PKCS#11 token, where "file" below then reads "token
+ * object": created, loaded and destroyed there, never on disk. The store keeps a record per version (key check value, created,
  * destroyed), so a wrong key file is refused at start, before anything is
  * written. The vault keys, random and sealed under the active master key in
  * the store's meta database, are the index key (consumer id -> consumer
@@ -49,6 +51,16 @@ struct keyring;
  */
 int keyring_open(struct keyring **out, struct store *st, const char *keys_dir,
     bool create) VAULT_WUR;
+/*
+ * The same with the master keys in a key provider (crypto/keyprov.h)
+ * instead of files in keys_dir: each version is the provider's, created
+ * and destroyed there; nothing of a key is written to keys_dir. Takes
+ * prov (NULL: files, as keyring_open), freed with the keyring or here on
+ * failure.
+ */
+struct keyprov;
+int keyring_open_provider(struct keyring **out, struct store *st,
+    const char *keys_dir, struct keyprov *prov, bool create) VAULT_WUR;
 void keyring_free(struct keyring *kr);
 
 /*

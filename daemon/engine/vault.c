@@ -5,6 +5,7 @@
 
 #include "audit/audit.h"
 #include "audit/journal.h"
+#include "crypto/keyprov.h"
 #include "util/log.h"
 #include "engine/vault.h"
 
@@ -24,14 +25,56 @@ make_dir(const char *path)
  * serves a new store (an old backup and the new store would then open
  * under one key, and be taken for one another).
  */
+/*
+ * key_provider = "pkcs11": logs in to the token (*prov NULL for "file").
+ * The cause of a failure (module, label, PIN file, CKR_ code) is logged.
+ */
 static int
-check_new_or_existing(const struct config *cfg, enum vault_open_mode mode)
+open_key_provider(const struct config *cfg, struct keyprov **prov)
 {
+	struct keyprov_pkcs11_conf pc = { cfg->pkcs11_module,
+	    cfg->pkcs11_token_label, cfg->pkcs11_pin_file };
+	char err[512];
+	int r;
+
+	*prov = NULL;
+	if (strcmp(cfg->key_provider, "pkcs11") != 0)
+		return 0;
+	if ((r = keyprov_pkcs11_open(prov, &pc, err, sizeof(err))) != 0)
+		log_error("key_provider = \"pkcs11\": %s", err);
+	else
+		log_info("master keys on the PKCS#11 token \"%s\" (module %s)",
+		    cfg->pkcs11_token_label, cfg->pkcs11_module);
+	return r;
+}
+
+/* Whether the master keys exist: files in keys_dir, or token objects. */
+static int
+has_master_keys(const struct config *cfg, struct keyprov *prov, bool *keys)
+{
+	uint32_t *vs = NULL;
+	size_t n;
+	int r;
+
+	if (prov == NULL)
+		return keyring_dir_has_keys(cfg->keys_dir, keys);
+	if ((r = keyprov_versions(prov, &vs, &n)) != 0)
+		return r;
+	free(vs);
+	*keys = n > 0;
+	return 0;
+}
+
+static int
+check_new_or_existing(const struct config *cfg, struct keyprov *prov,
+    enum vault_open_mode mode)
+{
+	const char *where = prov != NULL ? "the PKCS#11 token" : cfg->keys_dir;
 	bool store, keys;
 	int r;
 
 	if ((r = store_exists(cfg->store_dir, &store)) != 0 ||
-	    (r = keyring_dir_has_keys(cfg->keys_dir, &keys)) != 0)
+	    (r = has_master_keys(cfg, prov, &keys)) != 0)
 		return r;
 	if (mode == VAULT_OPEN_INIT && store) {
 		log_error("--init: a store exists in %s; --init creates a new "
@@ -39,10 +82,10 @@ check_new_or_existing(const struct config *cfg, enum vault_open_mode mode)
 		return VAULT_ERR_STATE;
 	}
 	if (mode == VAULT_OPEN_INIT && keys) {
-		log_error("--init: the keys directory %s holds master key files; "
-		    "a new vault must not reuse another vault's keys: move them "
-		    "aside (keep them while any backup of the old store may need "
-		    "them), then start with --init", cfg->keys_dir);
+		log_error("--init: %s holds master keys; a new vault must not "
+		    "reuse another vault's keys: move them aside (keep them "
+		    "while any backup of the old store may need them), or use "
+		    "another token, then start with --init", where);
 		return VAULT_ERR_STATE;
 	}
 	if (store)
@@ -50,14 +93,14 @@ check_new_or_existing(const struct config *cfg, enum vault_open_mode mode)
 	if (keys) {
 		log_error("the store is missing but keys for it exist; restore it, "
 		    "or start with --init to create a new vault (%s/data.mdb is "
-		    "missing or empty; %s holds master key files, which --init "
-		    "needs moved aside)", cfg->store_dir, cfg->keys_dir);
+		    "missing or empty; %s holds master keys, which --init "
+		    "needs moved aside)", cfg->store_dir, where);
 		return VAULT_ERR_STATE;
 	}
 	if (mode == VAULT_OPEN_EXISTING) {
 		log_error("no vault: no store in %s and no master key in %s; to "
 		    "create a new vault, start once with --init", cfg->store_dir,
-		    cfg->keys_dir);
+		    where);
 		return VAULT_ERR_STATE;
 	}
 	if ((r = make_dir(cfg->keys_dir)) != 0 ||
@@ -71,13 +114,17 @@ vault_open(struct vault **out, const struct config *cfg,
     enum vault_open_mode mode)
 {
 	struct vault *v;
+	struct keyprov *prov = NULL;
 	int r;
 
 	*out = NULL;
-	if ((r = check_new_or_existing(cfg, mode)) != 0)
+	if ((r = open_key_provider(cfg, &prov)) != 0)
 		return r;
-	if ((v = calloc(1, sizeof(*v))) == NULL)
-		return VAULT_ERR_NOMEM;
+	if ((r = check_new_or_existing(cfg, prov, mode)) != 0 ||
+	    (v = calloc(1, sizeof(*v))) == NULL) {
+		keyprov_free(prov);
+		return r != 0 ? r : VAULT_ERR_NOMEM;
+	}
 	v->cfg = cfg;
 	v->schema = &cfg->schema;
 	if ((r = store_open(&v->store, cfg->store_dir,
@@ -85,8 +132,10 @@ vault_open(struct vault **out, const struct config *cfg,
 		goto fail;
 	store_set_headroom(v->store, cfg->store_high_water_pct,
 	    (size_t)cfg->disk_reserve_mb << 20);
-	if ((r = keyring_open(&v->kr, v->store, cfg->keys_dir,
-	    mode != VAULT_OPEN_EXISTING)) != 0)
+	r = keyring_open_provider(&v->kr, v->store, cfg->keys_dir, prov,
+	    mode != VAULT_OPEN_EXISTING);
+	prov = NULL;	/* the keyring's now, also on failure */
+	if (r != 0)
 		goto fail;
 	if ((r = tokenizer_new(&v->tok, v->schema,
 	    keyring_token_root(v->kr))) != 0)
@@ -101,6 +150,7 @@ vault_open(struct vault **out, const struct config *cfg,
 	*out = v;
 	return 0;
 fail:
+	keyprov_free(prov);
 	vault_close(v);
 	return r;
 }

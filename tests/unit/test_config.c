@@ -184,6 +184,44 @@ test_loopback(void **state)
 	assert_false(config_listen_is_loopback("127.0.0.1"));
 }
 
+/* key_provider: "file" by default; "pkcs11" needs its three settings. */
+static void
+test_key_provider(void **state)
+{
+	struct config *cfg;
+	char err[512], want[4200];
+	const char *schema = "schema = ( { name = \"a\"; type = \"int\"; } );\n"
+	    PURPOSES;
+	char text[2048];
+
+	(void)state;
+	assert_int_equal(load(schema, &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg->key_provider, "file");
+	assert_null(cfg->pkcs11_module);
+	config_free(cfg);
+	snprintf(text, sizeof(text), "key_provider = \"pkcs11\";\n"
+	    "pkcs11_module = \"/usr/lib/softhsm/libsofthsm2.so\";\n"
+	    "pkcs11_token_label = \"vault\";\npkcs11_pin_file = \"pin\";\n%s",
+	    schema);
+	assert_int_equal(load(text, &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg->key_provider, "pkcs11");
+	assert_string_equal(cfg->pkcs11_token_label, "vault");
+	snprintf(want, sizeof(want), "%s/pin", dir);
+	assert_string_equal(cfg->pkcs11_pin_file, want);
+	config_free(cfg);
+	snprintf(text, sizeof(text), "key_provider = \"pkcs11\";\n"
+	    "pkcs11_token_label = \"vault\";\n%s", schema);
+	assert_int_equal(load(text, &cfg, err, sizeof(err)), VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "needs pkcs11_module, pkcs11_token_label "
+	    "and pkcs11_pin_file"));
+	snprintf(text, sizeof(text), "pkcs11_token_label = \"vault\";\n%s",
+	    schema);
+	assert_int_equal(load(text, &cfg, err, sizeof(err)), VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "apply only with key_provider"));
+	snprintf(text, sizeof(text), "key_provider = \"hsm\";\n%s", schema);
+	assert_int_equal(load(text, &cfg, err, sizeof(err)), VAULT_ERR_CONFIG);
+}
+
 int
 main(void)
 {
@@ -194,6 +232,7 @@ main(void)
 		cmocka_unit_test(test_missing_file_says_why),
 		cmocka_unit_test(test_audit_broken_is_a_choice),
 		cmocka_unit_test(test_loopback),
+		cmocka_unit_test(test_key_provider),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
