@@ -70,6 +70,8 @@ check_new_or_existing(const struct config *cfg, struct keyprov *prov,
     enum vault_open_mode mode)
 {
 	const char *where = prov != NULL ? "the PKCS#11 token" : cfg->keys_dir;
+	const char *what = prov != NULL ? "master key objects" :
+	    "master key files";
 	bool store, keys;
 	int r;
 
@@ -82,10 +84,11 @@ check_new_or_existing(const struct config *cfg, struct keyprov *prov,
 		return VAULT_ERR_STATE;
 	}
 	if (mode == VAULT_OPEN_INIT && keys) {
-		log_error("--init: %s holds master keys; a new vault must not "
-		    "reuse another vault's keys: move them aside (keep them "
-		    "while any backup of the old store may need them), or use "
-		    "another token, then start with --init", where);
+		log_error("--init: %s holds %s; a new vault must not reuse "
+		    "another vault's keys: move them aside (keep them while any "
+		    "backup of the old store may need them)%s, then start with "
+		    "--init", where, what, prov != NULL ? ", or use another token" :
+		    "");
 		return VAULT_ERR_STATE;
 	}
 	if (store)
@@ -93,8 +96,8 @@ check_new_or_existing(const struct config *cfg, struct keyprov *prov,
 	if (keys) {
 		log_error("the store is missing but keys for it exist; restore it, "
 		    "or start with --init to create a new vault (%s/data.mdb is "
-		    "missing or empty; %s holds master keys, which --init "
-		    "needs moved aside)", cfg->store_dir, where);
+		    "missing or empty; %s holds %s, which --init needs "
+		    "moved aside)", cfg->store_dir, where, what);
 		return VAULT_ERR_STATE;
 	}
 	if (mode == VAULT_OPEN_EXISTING) {
