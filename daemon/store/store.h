@@ -1,8 +1,9 @@
 /*
  * The storage interface: named key spaces of ordered byte keys, read
  * transactions, the writer's group commit (writer.h), ordered cursors.
- * Behind it today: LMDB (store_lmdb.c). Nothing above daemon/store/ sees the
- * backend; a second backend implements this header and writer.h.
+ * Behind it: LMDB (store_lmdb.c, the embedded default) or PostgreSQL
+ * (store_pg.c), chosen at open (store_open_params). Nothing above
+ * daemon/store/ sees which: each backend fills the operations of backend.h.
  *
  * CONTRACT
  *  - Key spaces (enum store_space) are fixed: the backend creates them all
@@ -43,8 +44,9 @@
  *    store error (corruption, panic): the store is marked failed and every
  *    later transaction is refused at once; VAULT_ERR_STORE: anything else.
  *    The store logs each error other than NOT_FOUND and EXISTS.
- *  - No call allocates per call: transactions and cursors are the
- *    backend's own handles.
+ *  - Allocation: gets, puts, deletes and cursor moves allocate nothing
+ *    (PostgreSQL: nothing beyond libpq's results); beginning a transaction
+ *    or opening a cursor may.
  */
 #ifndef VAULT_STORE_H
 #define VAULT_STORE_H
@@ -88,8 +90,32 @@ struct store_val {
 	const void *data;
 };
 
+/* Which backend holds the store, and where (the store_* settings). */
+enum store_kind { STORE_KIND_LMDB, STORE_KIND_POSTGRESQL };
+
+struct store_params {
+	enum store_kind kind;
+	const char *dir;		/* LMDB: the store directory */
+	size_t map_size;		/* LMDB: the largest the file may grow */
+	const char *conninfo;		/* PostgreSQL: a libpq conninfo string */
+	unsigned pool_size;		/* PostgreSQL: read connections, at most */
+	unsigned connect_timeout_s;	/* PostgreSQL: how long a lost
+					 * connection is retried (failover) */
+};
+
 /*
- * Opens (creating when absent) the store in dir, which must exist.
+ * Opens (creating when absent) the store p names: store_open for LMDB,
+ * store_open_pg (store_pg.h) for PostgreSQL.
+ */
+int store_open_params(struct store **out,
+    const struct store_params *p) VAULT_WUR;
+/* store_exists for the store p names (PostgreSQL: the schema holds one). */
+int store_exists_params(const struct store_params *p, bool *exists) VAULT_WUR;
+/* "lmdb" or "postgresql": the backend of an open store. */
+const char *store_backend_name(const struct store *st);
+
+/*
+ * LMDB: opens (creating when absent) the store in dir, which must exist.
  * map_size is the largest the data file may grow. Refuses, having written
  * nothing, a data file shorter than the store it holds (truncated), a store
  * of another format version, or a file that is not a store.
