@@ -11,6 +11,7 @@ acknowledged write after it is printed (issue 15 asks for it). Finally
 
 Needs root (PostgreSQL runs as postgres) and scripts/deps' packages.
 Run: /usr/bin/python3 -m pytest -q -s -p no:cacheprovider tests/cluster/test_cluster_pg.py
+(-s shows the times; CLUSTER_FAILOVER_LOG=FILE also appends them to FILE).
 """
 
 import json
@@ -206,6 +207,17 @@ def topology():
             print(f"kept {d}: processes {left} still running")
 
 
+def record(case, failover_s, acked):
+    """One line per kill in $CLUSTER_FAILOVER_LOG, when set (for reports:
+    scripts/bench, issue 15's failover time): case, seconds, acknowledged
+    writes, lost (always 0 here: a loss fails the test first)."""
+    path = os.environ.get("CLUSTER_FAILOVER_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"leader-{case}-kill failover_s={failover_s:.2f}"
+                    f" acked={acked} lost=0\n")
+
+
 def check_survivors(env, writer):
     """Every acknowledged id is readable through HAProxy's write port."""
     acked = {i for i, _, _ in writer.acked}
@@ -278,6 +290,7 @@ def run_kill(d, env, kill_patroni):
           f" errors meanwhile: {len(writer.errors)}"
           f" ({writer.errors[0] if writer.errors else '-'})")
     cluster("status", d, timeout=30)
+    record(f"{'node' if kill_patroni else 'postgres'}", failover_s, acked)
     return failover_s, old, new
 
 
