@@ -2,8 +2,8 @@
 
 Each test brings the topology up in a directory of its own (etcd, two
 PostgreSQL 15 nodes under Patroni in synchronous_mode_strict, HAProxy),
-writes numbered rows through HAProxy's write port from a writer thread that
-records every commit PostgreSQL acknowledged, kills the leader with -9 and
+writes numbered rows through HAProxy's write port from eight writer threads
+that record every commit PostgreSQL acknowledged, kills the leader with -9 and
 checks, after the failover, that every acknowledged row is readable through
 HAProxy and that writes resumed. The time from the kill to the first
 acknowledged write after it is printed (issue 15 asks for it). Finally
@@ -96,6 +96,18 @@ def members(env):
     return {}
 
 
+def write_port_node(env):
+    """The node HAProxy's write port leads to now (None: no connection)."""
+    try:
+        with connect(env) as conn, conn.cursor() as cur:
+            cur.execute("SELECT inet_server_port()")
+            port = str(cur.fetchone()[0])
+        conn.close()
+    except psycopg2.Error:
+        return None
+    return next((n for n in NODES if env[f"PG{n[2:]}_PORT"] == port), None)
+
+
 def leader(env):
     return next((n for n, (role, state) in members(env).items()
                  if role == "leader" and state == "running"), None)
@@ -134,24 +146,28 @@ def marked(d):
             if mark in env.split(b"\0") and p != os.getpid()]
 
 
-class Writer(threading.Thread):
-    """Inserts rows 1, 2, 3, ... one commit each (autocommit) through
-    HAProxy's write port. An id is recorded as acknowledged only once its
-    commit returned: those are the rows that must survive the kill. A failed
-    attempt's id is never reused (its outcome is unknown)."""
+WRITERS = 8                         # concurrent writers, as in issue 15
 
-    def __init__(self, env):
+
+class Writer(threading.Thread):
+    """Inserts rows first, first + stride, ... one commit each (autocommit)
+    through HAProxy's write port, on a connection of its own. An id is
+    recorded as acknowledged only once its commit returned: those are the
+    rows that must survive the kill. A failed attempt's id is never reused
+    (its outcome is unknown)."""
+
+    def __init__(self, env, first, stride):
         super().__init__(daemon=True)
-        self.env = env
+        self.env, self.first, self.stride = env, first, stride
         self.acked = []             # (id, attempt's start, its ack): monotonic
         self.errors = []
         self.warnings = []          # a commit acknowledged with a warning
         self.stop = threading.Event()
 
     def run(self):
-        conn, next_id = None, 1
+        conn, next_id = None, self.first
         while not self.stop.is_set():
-            i, next_id = next_id, next_id + 1
+            i, next_id = next_id, next_id + self.stride
             t_start = time.monotonic()
             try:
                 if conn is None:
@@ -177,10 +193,42 @@ class Writer(threading.Thread):
                 conn = None
                 time.sleep(0.05)
 
+
+
+class Writers:
+    """WRITERS writers on disjoint ids, seen as one."""
+
+    def __init__(self, env):
+        self.all = [Writer(env, k + 1, WRITERS) for k in range(WRITERS)]
+        for w in self.all:
+            w.start()
+
+    @property
+    def acked(self):
+        return [a for w in self.all for a in list(w.acked)]
+
+    @property
+    def errors(self):
+        return [e for w in self.all for e in list(w.errors)]
+
+    @property
+    def warnings(self):
+        return [i for w in self.all for i in list(w.warnings)]
+
     def acks_after(self, t):
-        """Writes attempted after t and acknowledged (a commit in flight at
-        t may be acknowledged just after it: it does not count)."""
-        return [a for a in self.acked if a[1] > t]
+        """Writes attempted after t and acknowledged, earliest ack first (a
+        commit in flight at t may be acknowledged just after it: it does
+        not count)."""
+        return sorted((a for a in self.acked if a[1] > t), key=lambda a: a[2])
+
+    def stop(self, timeout):
+        for w in self.all:
+            w.stop.set()
+        deadline = time.monotonic() + timeout
+        for w in self.all:
+            w.join(max(0.1, deadline - time.monotonic()))
+        stuck = [w.first for w in self.all if w.is_alive()]
+        assert not stuck, f"writers stuck in a commit: {stuck}"
 
 
 @pytest.fixture
@@ -248,9 +296,8 @@ def run_kill(d, env, kill_patroni):
     Returns (seconds from the kill to the first acknowledged write, old
     leader, new leader)."""
     cluster("status", d, timeout=30)
-    writer = Writer(env)
-    writer.start()
-    wait_until("100 acknowledged writes", lambda: len(writer.acked) >= 100, 30)
+    writer = Writers(env)
+    wait_until("200 acknowledged writes", lambda: len(writer.acked) >= 200, 30)
 
     old = leader(env)
     assert old in NODES, members(env)
@@ -272,14 +319,15 @@ def run_kill(d, env, kill_patroni):
         new = wait_until("a new leader", lambda: (leader(env) or old) != old
                          and leader(env), 60)
         print(f"new leader {new} after {time.monotonic() - t_kill:.1f}s")
+        wait_until("HAProxy's write port on the new leader",
+                   lambda: write_port_node(env) == new, 30)
+        print(f"write port on {new} after {time.monotonic() - t_kill:.1f}s")
         cluster("up", d, timeout=120)
     first = wait_until("a write acknowledged after the kill",
                        lambda: writer.acks_after(t_kill), 90)[0]
     failover_s = first[2] - t_kill
-    wait_until("50 more writes", lambda: len(writer.acks_after(t_kill)) >= 50, 30)
-    writer.stop.set()
-    writer.join(15)
-    assert not writer.is_alive(), "the writer is stuck in a commit"
+    wait_until("100 more writes", lambda: len(writer.acks_after(t_kill)) >= 100, 30)
+    writer.stop(15)
 
     new = wait_until("a leader", lambda: leader(env), 30)
     acked, stored = check_survivors(env, writer)
