@@ -182,7 +182,11 @@ vault_open_journal(struct vault *v)
 {
 	const char *dir = v->cfg->journal_dir != NULL ? v->cfg->journal_dir :
 	    v->cfg->store_dir;
+	int r;
 
+	/* A replica's own journal_dir: made on first start, as the store's. */
+	if (v->cfg->journal_dir != NULL && (r = make_dir(dir)) != 0)
+		return r;
 	return journal_open(&v->audit.jn, &v->audit, dir,
 	    JOURNAL_INGEST_MS, JOURNAL_INDEX_MS);
 }
