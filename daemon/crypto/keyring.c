@@ -1342,8 +1342,9 @@ keyring_refresh_txn(struct keyring *kr, struct store_txn *txn)
 			    "it can", active);
 		} else {
 			keyring_set_active(kr, active);
-			log_info("master key version %u is active (activated by "
-			    "another replica)", active);
+			log_info("master key version %u is active: the store says so "
+			    "(another replica, or this one's rotation, activated it)",
+			    active);
 		}
 	}
 	if (r == 0 && gen > atomic_load(&kr->gen))
