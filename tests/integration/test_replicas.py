@@ -55,30 +55,38 @@ class Replica(Daemon):
         return float(m.group(1))
 
 
-def replica_conf(base, name):
+def replica_conf(base, name, extra=""):
     return base + (f'\nreplica_name = "{name}";\njournal_dir = "journal-{name}";\n'
-                   "janitor_interval_ms = 200;\n")
+                   "janitor_interval_ms = 200;\n" + extra)
 
 
-@pytest.fixture
-def pair(tmp_path):
+def start_pair(tmp_path, extra=""):
     """Replicas a and b on one store; a starts first (it takes the lease)."""
     first = Daemon(tmp_path / "vault")
     first.start()
     assert first.stop() == 0
     base = (first.data_dir / "vaultd.conf").read_text()
-    confs = {}
+    pair = []
     for name in ("a", "b"):
-        confs[name] = first.data_dir / f"vaultd-{name}.conf"
-        confs[name].write_text(replica_conf(base, name))
-    a = Replica(first.data_dir, "a", confs["a"])
-    b = Replica(first.data_dir, "b", confs["b"])
-    a.start()
-    b.start()
-    yield a, b
-    for d in (a, b):
+        conf = first.data_dir / f"vaultd-{name}.conf"
+        conf.write_text(replica_conf(base, name, extra))
+        pair.append(Replica(first.data_dir, name, conf))
+    for d in pair:
+        d.start()
+    return pair
+
+
+def stop_pair(pair):
+    for d in pair:
         if d.proc is not None:
             assert d.stop() == 0, d.log()
+
+
+@pytest.fixture
+def pair(tmp_path):
+    p = start_pair(tmp_path)
+    yield p
+    stop_pair(p)
 
 
 def wait_for(what, cond, timeout=WAIT_S):
@@ -281,3 +289,27 @@ def test_replica_name_is_checked(pair):
     out = subprocess.run([VAULTD, "--check-config", str(bad)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out
+
+
+def test_only_the_holder_runs_the_janitor(tmp_path):
+    """Ledger events expire at once (retention 0): every janitor pass that
+    finds one logs it, so a janitor running on the replica without the
+    lease would show in its log within a few deletions."""
+    a, b = p = start_pair(tmp_path, "ledger_retention_s = 0;\n")
+    try:
+        wait_for("a holds the lease", lambda: lease(a) == 1)
+        for i in range(10):
+            cid = f"j{i}"
+            (a if i % 2 else b).put(cid, age="30", device="mobile",
+                                    income_band="middle", converted="true")
+            fetch(b, "training", dataset=f"jds{i}")
+            (b if i % 2 else a).delete(cid)
+            wait_for("the holder expires the event", lambda: a.log().count(
+                "expired 1 deletion ledger events") + a.log().count(
+                "expired 2 deletion ledger events") >= 1)
+        time.sleep(0.5)     # a few more passes of both janitors, if b ran one
+        assert "deletion ledger events" in a.log()
+        assert "deletion ledger events" not in b.log()
+        assert lease(b) == 0
+    finally:
+        stop_pair(p)
