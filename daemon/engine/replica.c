@@ -23,6 +23,7 @@ struct replica {
 	atomic_ullong held_until;
 	atomic_ullong takeovers;
 	bool refresh_failed;		/* logged once until it works again */
+	bool renew_failed;
 };
 
 static uint64_t
@@ -55,7 +56,19 @@ renew_lease(struct replica *rp)
 	bool was = atomic_load(&rp->held), held;
 	int r;
 
-	r = lease_take(rp->v, rp->id, REPLICA_LEASE_MS, &held, other);
+	/*
+	 * A renewal the store refused changes nothing here: the lease stays
+	 * ours until held_until, and lapses after it unless one succeeds.
+	 */
+	if ((r = lease_take(rp->v, rp->id, REPLICA_LEASE_MS, &held, other)) != 0) {
+		if (!rp->renew_failed)
+			log_warn("replica %s cannot take or renew the maintenance "
+			    "lease (%s); retrying every second", rp->id,
+			    vault_strerror(r));
+		rp->renew_failed = true;
+		return;
+	}
+	rp->renew_failed = false;
 	/* Ours until its expiry, less a second for a slow clock or commit. */
 	if (held)
 		atomic_store(&rp->held_until, before + REPLICA_LEASE_MS - 1000);
@@ -65,9 +78,8 @@ renew_lease(struct replica *rp)
 		log_info("replica %s holds the maintenance lease: it runs the "
 		    "janitor, rotation resumption and shred epochs", rp->id);
 	} else if (!held && was) {
-		log_warn("replica %s lost the maintenance lease%s%s%s", rp->id,
-		    other[0] != '\0' ? " to replica " : "", other,
-		    r != 0 ? " (the store refused the renewal)" : "");
+		log_warn("replica %s lost the maintenance lease to replica %s",
+		    rp->id, other);
 	}
 }
 
