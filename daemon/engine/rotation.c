@@ -509,11 +509,7 @@ rotation_destroy(struct vault *v, uint32_t version, uint64_t *destroyed_ms,
 	int r;
 
 	why[0] = '\0';
-	if (version == keyring_active_version(v->kr)) {
-		snprintf(why, why_len, "version %u is the active master key; rotate "
-		    "first", version);
-		return VAULT_ERR_STATE;
-	}
+	/* Active or not is the store's to say, in the transaction (replicas). */
 	r = writer_submit(v->wr, destroy_begin_apply, &job);
 	if (r == VAULT_ERR_STATE && job.active)
 		snprintf(why, why_len, "version %u is the active master key; rotate "
@@ -697,7 +693,7 @@ shred_epochs(struct vault *v)
 	struct rotation_progress p;
 	uint64_t now = store_now_ms(), epoch, retain, *counts = NULL;
 	uint64_t done_ms;
-	uint32_t active = keyring_active_version(v->kr);
+	uint32_t active;
 	struct store_txn *txn;
 	char why[200];
 	size_t n = 0;
@@ -707,7 +703,9 @@ shred_epochs(struct vault *v)
 	retain = (uint64_t)v->cfg->shred_retain_s * 1000ULL;
 	if (epoch == 0 || store_read_begin(v->store, &txn) != 0)
 		return;
-	if (keyring_versions(v->kr, txn, &vs, &n) != 0 ||
+	/* The snapshot's active version: another replica may have rotated. */
+	if (keyring_active_txn(txn, &active) != 0 ||
+	    keyring_versions(v->kr, txn, &vs, &n) != 0 ||
 	    (counts = calloc(n > 0 ? n : 1, sizeof(*counts))) == NULL ||
 	    rotation_dek_counts(txn, vs, n, counts) != 0)
 		n = 0;
