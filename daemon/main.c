@@ -38,6 +38,7 @@
 #include "notify.h"
 #include "api/handlers.h"
 #include "engine/janitor.h"
+#include "engine/replica.h"
 #include "maint.h"
 #include "audit/journal.h"
 #include "crypto/keyring.h"
@@ -597,6 +598,7 @@ serve(struct config *cfg, const struct options *o)
 	struct vault *v = NULL;
 	struct server *srv = NULL;
 	struct janitor *jan = NULL;
+	struct replica *rep = NULL;
 	struct rpc_stats *stats = NULL;
 	struct metrics *met = NULL;
 	struct server_opts so;
@@ -685,6 +687,10 @@ serve(struct config *cfg, const struct options *o)
 	/* Informational: a failure to count does not stop the vault. */
 	if (unknown_attrs_report(v) != 0)
 		log_warn("could not count stored attributes outside the schema");
+	/* Before the janitor: only the lease's holder runs its passes. */
+	if (replica_start(&rep, v) != 0)
+		goto out;
+	v->rep = rep;
 	server_run(srv, v);
 	metrics_attach(met, v);
 	started = true;
@@ -720,6 +726,9 @@ out:
 	metrics_stop(met);
 	if (!started)
 		server_discard(srv);
+	if (v != NULL)
+		v->rep = NULL;
+	replica_stop(rep);
 	vault_close(v);
 	rpc_stats_free(stats);
 	auth_unref(auth);

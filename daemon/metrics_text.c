@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/replica.h"
 #include "engine/stats.h"
 #include "metrics_text.h"
 #include "util/log.h"
@@ -133,11 +134,26 @@ key_state(const struct key_version *kv, uint32_t active)
 	return kv->version == active ? "active" : "decrypt_only";
 }
 
+/* Which replica on the store runs the upkeep (engine/replica.h). */
+static void
+write_lease(FILE *f, struct vault *v)
+{
+	help(f, "vaultd_maintenance_lease_held", "gauge",
+	    "1 while this replica holds the maintenance lease (janitor, "
+	    "rotation resumption, shred epochs).");
+	fprintf(f, "vaultd_maintenance_lease_held %d\n",
+	    replica_maintains(v->rep) ? 1 : 0);
+	help(f, "vaultd_maintenance_lease_takeovers_total", "counter",
+	    "Times this replica took the maintenance lease since start.");
+	fprintf(f, "vaultd_maintenance_lease_takeovers_total %llu\n",
+	    replica_takeovers(v->rep));
+}
+
 static void
 write_keys(FILE *f, struct vault *v, const struct vault_stats *vs)
 {
 	const struct key_status *k = &vs->keys;
-	uint32_t active = keyring_active_version(v->kr);
+	uint32_t active = k->active;	/* the snapshot's (several replicas) */
 	uint64_t pending = 0;
 
 	help(f, "vaultd_master_key_versions", "gauge",
@@ -175,6 +191,7 @@ write_keys(FILE *f, struct vault *v, const struct vault_stats *vs)
 	    "Deletions not final yet, all versions.");
 	fprintf(f, "vaultd_deletions_pending_final_total %llu\n",
 	    (unsigned long long)pending);
+	write_lease(f, v);
 	help(f, "vaultd_rotation_in_progress", "gauge",
 	    "1 while a master key rotation runs.");
 	fprintf(f, "vaultd_rotation_in_progress %d\n", k->rotating ? 1 : 0);

@@ -101,8 +101,7 @@ handle_get_key_status(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		snprintf(ids[i], 24, "master-%u", ks.vs[i].version);
 		kv[i].version = ks.vs[i].version;
 		kv[i].id = ids[i];
-		kv[i].state = (char *)state_name(&ks.vs[i],
-		    keyring_active_version(v->kr));
+		kv[i].state = (char *)state_name(&ks.vs[i], ks.active);
 		kv[i].dek_count = ks.deks[i];
 		kv[i].created_at_ms = (int64_t)ks.vs[i].created_ms;
 		kv[i].pending_final_deletions = ks.pending[i];
@@ -110,7 +109,8 @@ handle_get_key_status(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	}
 	resp.n_versions = n;
 	resp.versions = ptrs;
-	resp.active_version = keyring_active_version(v->kr);
+	/* The snapshot's: another replica may have rotated a second ago. */
+	resp.active_version = ks.active;
 	resp.rotation_in_progress = ks.rotating;
 	if (ks.rotating) {
 		rot.rewrapped = ks.p.rewrapped;

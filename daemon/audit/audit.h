@@ -71,6 +71,12 @@ struct audit_log {
 	/* The journal of reads' entries (journal.h); NULL until one opens. */
 	struct journal *jn;
 	size_t journal_reserve;		/* bytes kept allocated past its files */
+	/*
+	 * The replica's name (replica_name), or NULL on a single node: the
+	 * journal's last sequence moved in is kept per replica, since each
+	 * numbers the journal files of its own.
+	 */
+	const char *replica;
 	/* The chain failed a check: health answers NOT_SERVING. */
 	volatile int broken;
 };

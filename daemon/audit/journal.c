@@ -108,6 +108,30 @@ free_entries(struct jentry *e)
 
 /* ------------------------------------------------ into the audit log */
 
+/*
+ * The last journal sequence moved in: one key on a single node (unchanged
+ * since before replicas), journal_seq/<replica> per replica, since each
+ * replica numbers the journal files of its own.
+ */
+static int
+put_moved_in(const struct audit_log *al, struct store_txn *txn, uint64_t seq)
+{
+	if (al->replica == NULL)
+		return meta_put_u64(txn, META_AUDIT_JOURNAL_SEQ, 0, seq);
+	return meta_put_u64_named(txn, META_JOURNAL_SEQ_OF, al->replica, seq);
+}
+
+static int
+get_moved_in(const struct audit_log *al, struct store_txn *txn, uint64_t *seq)
+{
+	int r;
+
+	if (al->replica == NULL)
+		return meta_get_u64_or0(txn, META_AUDIT_JOURNAL_SEQ, 0, seq);
+	r = meta_get_u64_named(txn, META_JOURNAL_SEQ_OF, al->replica, seq);
+	return r == VAULT_ERR_NOT_FOUND ? 0 : r;
+}
+
 /* The writer's prelude: appends the waiting entries to the audit log. */
 static int
 drain(struct store_txn *txn, void *arg)
@@ -135,7 +159,7 @@ drain(struct store_txn *txn, void *arg)
 	}
 	VAULT_CRASH_POINT("journal.ingest");	/* in the group, uncommitted */
 	/* meta: the last entry moved in */
-	if ((r = meta_put_u64(txn, META_AUDIT_JOURNAL_SEQ, 0, last->seq)) != 0)
+	if ((r = put_moved_in(j->al, txn, last->seq)) != 0)
 		return r;
 	j->taken = last;
 	return 0;
@@ -606,7 +630,7 @@ last_moved_in(struct journal *j, uint64_t *seq)
 	*seq = 0;
 	if ((r = store_read_begin(j->al->store, &txn)) != 0)
 		return r;
-	r = meta_get_u64_or0(txn, META_AUDIT_JOURNAL_SEQ, 0, seq);
+	r = get_moved_in(j->al, txn, seq);
 	store_read_end(txn);
 	return r;
 }
@@ -696,7 +720,7 @@ journal_open(struct journal **out, struct audit_log *al, const char *dir,
 		journal_close(j);
 		return r;
 	}
-	writer_set_prelude(al->wr, drain, drained, j);
+	writer_add_prelude(al->wr, drain, drained, j);
 	j->hooked = true;
 	/* Both files are emptied once what they hold is durably moved in. */
 	if (ingest(j, 3) != 0) {
@@ -732,7 +756,7 @@ journal_close(struct journal *j)
 			checkpoint(j);
 	}
 	if (j->hooked)
-		writer_set_prelude(j->al->wr, NULL, NULL, NULL);
+		writer_remove_prelude(j->al->wr, j);
 	free_entries(j->head);
 	for (int i = 0; i < 2; i++) {
 		if (j->fd[i] >= 0)

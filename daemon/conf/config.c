@@ -80,6 +80,8 @@ static const struct setting {
 	{ "postgresql_conninfo", SET_OPT_STRING, NULL, 0, 0, 0, offsetof(struct config, postgresql_conninfo) },
 	{ "postgresql_pool", SET_INT, NULL, 16, 1, 1024, offsetof(struct config, postgresql_pool) },
 	{ "postgresql_connect_timeout_s", SET_INT, NULL, 30, 1, 3600, offsetof(struct config, postgresql_connect_timeout_s) },
+	{ "replica_name", SET_OPT_STRING, NULL, 0, 0, 0, offsetof(struct config, replica_name) },
+	{ "journal_dir", SET_OPT_PATH, NULL, 0, 0, 0, offsetof(struct config, journal_dir) },
 };
 
 #define fail(err, errlen, ...) \
@@ -515,7 +517,8 @@ config_load(struct config **out, const char *path, char *err, size_t errlen)
 		goto out;
 	}
 	if ((r = check_key_provider(cfg, err, errlen)) != 0 ||
-	    (r = check_store_backend(cfg, err, errlen)) != 0)
+	    (r = check_store_backend(cfg, err, errlen)) != 0 ||
+	    (r = config_check_replica(cfg, err, errlen)) != 0)
 		goto out;
 	if (cfg->insecure_plaintext && !config_listen_is_loopback(cfg->listen)) {
 		r = fail(err, errlen, "insecure_plaintext is allowed only on a "

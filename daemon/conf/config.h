@@ -66,6 +66,8 @@ struct config {
 					 * never logged */
 	int postgresql_pool;		/* read connections, at most */
 	int postgresql_connect_timeout_s; /* a lost connection is retried */
+	char *replica_name;		/* NULL: a single node (replica.c) */
+	char *journal_dir;		/* NULL: store_dir */
 	struct schema schema;
 };
 
@@ -76,6 +78,15 @@ struct config {
 int config_load(struct config **out, const char *path, char *err,
     size_t errlen) VAULT_WUR;
 void config_free(struct config *cfg);
+
+/*
+ * replica_name: 1 to CONFIG_REPLICA_NAME_MAX of [A-Za-z0-9._-]; required
+ * with store_backend = "postgresql", where every replica shares the store
+ * and each keeps its own audit journal. config_load calls it.
+ */
+#define CONFIG_REPLICA_NAME_MAX 40
+int config_check_replica(const struct config *cfg, char *err,
+    size_t errlen) VAULT_WUR;
 
 /* The store config names (store_dir, or the PostgreSQL settings). */
 struct store_params;

@@ -72,6 +72,12 @@ struct keyring {
 	pthread_mutex_t mu;		/* serialises changes */
 	struct bad_file *bad;		/* key files that did not load, at start */
 	size_t n_bad;
+	/*
+	 * The store's key generation (META_KEYRING_GEN) as of the last
+	 * refresh: another replica's activation or destruction moves it.
+	 */
+	atomic_ullong gen;
+	pthread_mutex_t refresh_mu;	/* one refresh at a time */
 };
 
 int
@@ -540,6 +546,21 @@ seal_vault_keys(struct keyring *kr, struct store_txn *txn, uint32_t version)
 	return 0;
 }
 
+/*
+ * Every change of a key version record moves the generation, so that
+ * other replicas see it with one meta get per group (keyring_refresh_txn).
+ */
+static int
+bump_gen(struct store_txn *txn)
+{
+	uint64_t gen;
+	int r;
+
+	if ((r = meta_get_u64_or0(txn, META_KEYRING_GEN, 0, &gen)) != 0)
+		return r;
+	return meta_put_u64(txn, META_KEYRING_GEN, 0, gen + 1);
+}
+
 static int
 put_active(struct store_txn *txn, uint32_t version)
 {
@@ -719,6 +740,17 @@ unwrap_vault_key(struct keyring *kr, struct store_txn *txn, int which)
 }
 
 static int
+read_gen(struct keyring *kr, struct store_txn *txn)
+{
+	uint64_t gen;
+	int r;
+
+	if ((r = meta_get_u64_or0(txn, META_KEYRING_GEN, 0, &gen)) == 0)
+		atomic_store(&kr->gen, gen);
+	return r;
+}
+
+static int
 open_existing(struct keyring *kr, struct store_txn *txn,
     const struct store_val *active)
 {
@@ -740,7 +772,7 @@ open_existing(struct keyring *kr, struct store_txn *txn,
 		if ((r = unwrap_vault_key(kr, txn, i)) != 0)
 			return r;
 	derive_signing_key(kr);
-	return 0;
+	return read_gen(kr, txn);
 }
 
 int
@@ -795,6 +827,7 @@ keyring_open_provider(struct keyring **out, struct store *st,
 		return VAULT_ERR_NOMEM;
 	}
 	pthread_mutex_init(&kr->mu, NULL);
+	pthread_mutex_init(&kr->refresh_mu, NULL);
 	kr->st = st;
 	kr->prov = prov;
 	if ((kr->dir = strdup(keys_dir)) == NULL ||
@@ -860,6 +893,7 @@ keyring_free(struct keyring *kr)
 	crypto_secret_free(kr->sign_sk);
 	keyprov_free(kr->prov);
 	pthread_mutex_destroy(&kr->mu);
+	pthread_mutex_destroy(&kr->refresh_mu);
 	free(kr->bad);
 	free(kr->dir);
 	free(kr);
@@ -949,7 +983,8 @@ keyring_activate_txn(struct keyring *kr, struct store_txn *txn,
 	if ((r = put_kv(txn, version, key, KV_LIVE, store_now_ms(),
 	    0)) != 0)
 		return r;
-	if ((r = put_active(txn, version)) != 0)
+	if ((r = put_active(txn, version)) != 0 ||
+	    (r = bump_gen(txn)) != 0)
 		return r;
 	return seal_vault_keys(kr, txn, version);
 }
@@ -986,6 +1021,8 @@ keyring_destroy_begin_txn(struct keyring *kr, struct store_txn *txn,
 		*already = true;
 		return 0;
 	}
+	if ((r = bump_gen(txn)) != 0)
+		return r;
 	return put_kv(txn, version, NULL, KV_DESTROYING,
 	    store_get_u64(rec + KV_CREATED), 0);
 }
@@ -1006,6 +1043,8 @@ keyring_destroy_txn(struct keyring *kr, struct store_txn *txn, uint32_t version,
 	/* Only after keyring_forget: never "destroyed" with its file on disk. */
 	if (rec[KV_STATE] != KV_DESTROYING)
 		return VAULT_ERR_STATE;
+	if ((r = bump_gen(txn)) != 0)
+		return r;
 	return put_kv(txn, version, NULL, KV_DESTROYED,
 	    store_get_u64(rec + KV_CREATED), when_ms);
 }
@@ -1145,4 +1184,204 @@ keyring_version_get(const struct keyring *kr, struct store_txn *txn,
 		return VAULT_ERR_NOT_FOUND;
 	kv_decode(version, rec, kr, out);
 	return 0;
+}
+
+/* ------------------------------------------ several replicas, one store */
+
+int
+keyring_active_txn(struct store_txn *txn, uint32_t *active)
+{
+	struct store_val v;
+	int r;
+
+	*active = 0;
+	if ((r = meta_get(txn, META_ACTIVE_VERSION, 0, &v)) != 0)
+		return r;
+	if (v.len != 4) {
+		log_error("the store's active key version record is corrupt");
+		return VAULT_ERR_STATE;
+	}
+	*active = store_get_u32(v.data);
+	return 0;
+}
+
+/* Takes back a key that failed its check: it may be loaded again. */
+static void
+unload(struct keyring *kr, uint32_t version)
+{
+	struct master *m;
+
+	pthread_mutex_lock(&kr->mu);
+	if ((m = find(kr, version)) != NULL) {
+		atomic_store(&m->gone, true);
+		sodium_memzero(m->key, CRYPTO_KEY_BYTES);
+		m->discarded = true;
+	}
+	pthread_mutex_unlock(&kr->mu);
+}
+
+/*
+ * Within txn: loads version when the store records it live, and keeps it
+ * only when it matches the record's key check value (as a start does).
+ * VAULT_ERR_KEY when the store does not record it live, or it does not
+ * load or match (the cause logged).
+ */
+static int
+load_recorded(struct keyring *kr, struct store_txn *txn, uint32_t version)
+{
+	uint8_t rec[KV_RECORD_BYTES], kcv[CRYPTO_KCV_BYTES];
+	bool found;
+	int r;
+
+	if (keyring_master(kr, version) != NULL)
+		return 0;
+	if ((r = get_kv(txn, version, rec, &found)) != 0)
+		return r;
+	if (!found || rec[KV_STATE] != KV_LIVE)
+		return VAULT_ERR_KEY;
+	if ((r = keyring_load_version(kr, version, false)) != 0)
+		return r == VAULT_ERR_STATE ? VAULT_ERR_KEY : r;
+	crypto_key_check_value(keyring_master(kr, version), kcv);
+	if (sodium_memcmp(kcv, rec + KV_KCV, CRYPTO_KCV_BYTES) != 0) {
+		log_error("master key %s for version %u does not match the "
+		    "store's key check value: wrong %s", material(kr), version,
+		    kr->prov != NULL ? "token" : "key file");
+		unload(kr, version);
+		return VAULT_ERR_KEY;
+	}
+	log_info("master key version %u loaded: the store records it, another "
+	    "replica made it", version);
+	return 0;
+}
+
+/*
+ * A version the store calls destroyed, or being destroyed: its key leaves
+ * memory at once. The replica that destroys it removes its file or token
+ * object; a copy in a keys directory of this replica's own is wiped here
+ * once the destruction is recorded (not before: the destroying replica
+ * wipes the shared file between its two commits).
+ */
+static void
+drop_destroyed(struct keyring *kr, uint32_t version, bool pending)
+{
+	struct master *m;
+	char path[4096];
+	bool wiped = false;
+
+	pthread_mutex_lock(&kr->mu);
+	if ((m = find(kr, version)) != NULL && !atomic_load(&m->gone)) {
+		atomic_store(&m->gone, true);
+		sodium_memzero(m->key, CRYPTO_KEY_BYTES);
+		wiped = true;
+	}
+	pthread_mutex_unlock(&kr->mu);
+	if (wiped)
+		log_info("master key version %u is %s in the store: wiped from "
+		    "memory", version, pending ? "being destroyed" : "destroyed");
+	if (pending || kr->prov != NULL)
+		return;
+	key_path(kr, version, path, sizeof(path));
+	if (access(path, F_OK) == 0 && wipe_key_file(kr, version) == 0)
+		log_warn("master key version %u was destroyed, but a key file "
+		    "for it was present here; it was wiped and removed", version);
+}
+
+/*
+ * The key version records changed: destroyed versions leave memory, live
+ * ones not loaded are loaded (a failure is logged, not fatal: only the
+ * records under that version are unreadable here until it loads).
+ */
+static int
+refresh_versions(struct keyring *kr, struct store_txn *txn)
+{
+	struct key_version *vs = NULL;
+	size_t n;
+	int r;
+
+	if ((r = keyring_versions(kr, txn, &vs, &n)) != 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		if (vs[i].destroyed)
+			drop_destroyed(kr, vs[i].version, vs[i].destroy_pending);
+		else if (!vs[i].loaded && load_recorded(kr, txn,
+		    vs[i].version) != 0)
+			log_warn("master key version %u is live in the store but "
+			    "cannot be loaded here (see above)", vs[i].version);
+		pthread_mutex_lock(&kr->mu);
+		if (vs[i].version > kr->highest)
+			kr->highest = vs[i].version;
+		if (vs[i].version > kr->recorded)
+			kr->recorded = vs[i].version;
+		pthread_mutex_unlock(&kr->mu);
+	}
+	free(vs);
+	return 0;
+}
+
+int
+keyring_refresh_txn(struct keyring *kr, struct store_txn *txn)
+{
+	uint32_t active;
+	uint64_t gen;
+	int r;
+
+	if ((r = keyring_active_txn(txn, &active)) != 0 ||
+	    (r = meta_get_u64_or0(txn, META_KEYRING_GEN, 0, &gen)) != 0)
+		return r;
+	/* Both only move forward: an older snapshot has nothing new. */
+	if (active <= keyring_active_version(kr) && gen <= atomic_load(&kr->gen))
+		return 0;
+	pthread_mutex_lock(&kr->refresh_mu);
+	if (gen > atomic_load(&kr->gen))
+		r = refresh_versions(kr, txn);
+	if (r == 0 && active > keyring_active_version(kr)) {
+		/* Never a new DEK under a version the store has left. */
+		if ((r = load_recorded(kr, txn, active)) != 0) {
+			log_error("master key version %u is active in the store, but "
+			    "it cannot be loaded here (see above): writes fail until "
+			    "it can", active);
+		} else {
+			keyring_set_active(kr, active);
+			log_info("master key version %u is active: the store says so "
+			    "(another replica, or this one's rotation, activated it)",
+			    active);
+		}
+	}
+	if (r == 0 && gen > atomic_load(&kr->gen))
+		atomic_store(&kr->gen, gen);
+	pthread_mutex_unlock(&kr->refresh_mu);
+	return r;
+}
+
+int
+keyring_refresh(struct keyring *kr)
+{
+	struct store_txn *txn;
+	int r;
+
+	if ((r = store_read_begin(kr->st, &txn)) != 0)
+		return r;
+	r = keyring_refresh_txn(kr, txn);
+	store_read_end(txn);
+	return r;
+}
+
+const uint8_t *
+keyring_master_load(const struct keyring *ckr, uint32_t version)
+{
+	/* Loading only appends to the table, which readers share safely. */
+	struct keyring *kr = (struct keyring *)ckr;
+	const uint8_t *key = keyring_master(kr, version);
+	struct store_txn *txn;
+
+	if (key != NULL || version == 0 ||
+	    store_read_begin(kr->st, &txn) != 0)
+		return key;
+	pthread_mutex_lock(&kr->refresh_mu);
+	if (load_recorded(kr, txn, version) != 0)
+		log_debug("master key version %u is not live in the store, or "
+		    "does not load", version);
+	pthread_mutex_unlock(&kr->refresh_mu);
+	store_read_end(txn);
+	return keyring_master(kr, version);
 }

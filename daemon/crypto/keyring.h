@@ -154,6 +154,36 @@ int keyring_version_get(const struct keyring *kr, struct store_txn *txn,
     uint32_t version, struct key_version *out) VAULT_WUR;
 
 /*
+ * Several replicas on one store. Another replica's rotation or destruction
+ * changes the store's key version records and active version under this
+ * process; these bring the keyring up to date with them.
+ *
+ * keyring_active_txn: the active version the store records within txn.
+ *
+ * keyring_refresh_txn: two meta gets (the active version and the key
+ * generation, which every activation and destruction step moves) and
+ * nothing more unless one of them moved forward. Then destroyed versions
+ * (and versions being destroyed) are wiped from memory, live versions not
+ * loaded are loaded, keyring_next_version moves up, and a newer active
+ * version is loaded and made active. VAULT_ERR_KEY when the store's active
+ * version cannot be loaded here (no key file or token object, or a wrong
+ * one): the writer's prelude then fails the group, rather than wrap new
+ * keys under a version the store has left. Runs first in every writer
+ * group (engine/vault.c), and every second in a read transaction
+ * (keyring_refresh, engine/replica.c), so an idle replica too forgets a
+ * destroyed key within a second.
+ *
+ * keyring_master_load: keyring_master, but a version the store records
+ * live that is not loaded yet is loaded first (its own read transaction):
+ * for records another replica rewrapped under a version newer than this
+ * process has seen. NULL as keyring_master.
+ */
+int keyring_active_txn(struct store_txn *txn, uint32_t *active) VAULT_WUR;
+int keyring_refresh_txn(struct keyring *kr, struct store_txn *txn) VAULT_WUR;
+int keyring_refresh(struct keyring *kr) VAULT_WUR;
+const uint8_t *keyring_master_load(const struct keyring *kr, uint32_t version);
+
+/*
  * Reads a master key file into key (locked memory of CRYPTO_KEY_BYTES).
  * VAULT_ERR_KEY when it is not a regular file of exactly 32 bytes, or when
  * group or others may access it; the reason goes to the log.

@@ -8,6 +8,7 @@
 #include "engine/dellog.h"
 #include "engine/requests.h"
 #include "engine/janitor.h"
+#include "engine/replica.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 
@@ -120,24 +121,42 @@ janitor_pass(struct vault *v)
 	return expire_requests(v);
 }
 
+/*
+ * Among replicas on one store, only the maintenance lease's holder runs
+ * passes (replica.h). The others look every second (or every interval,
+ * when shorter), so a replica that takes the lease over runs its first
+ * pass at once, whatever the interval.
+ */
 static void *
 janitor_main(void *arg)
 {
 	struct janitor *j = arg;
 	struct timespec ts;
 	long ms = j->v->cfg->janitor_interval_ms;
+	long wait = ms < REPLICA_TICK_MS ? ms : REPLICA_TICK_MS;
+	struct timespec last = { 0, 0 }, now;
+	bool maintained = false, due;
 
 	pthread_setname_np(pthread_self(), "vaultd-janitor");
 
 	pthread_mutex_lock(&j->mu);
 	while (!j->stopping) {
 		pthread_mutex_unlock(&j->mu);
-		if (janitor_pass(j->v) != 0)
-			log_warn("an upkeep pass failed; retrying later");
-		if (j->hook != NULL)
-			j->hook(j->v, j->arg);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		due = (now.tv_sec - last.tv_sec) * 1000L +
+		    (now.tv_nsec - last.tv_nsec) / 1000000L >= ms;
+		if (!replica_maintains(j->v->rep)) {
+			maintained = false;
+		} else if (due || !maintained) {
+			maintained = true;
+			last = now;
+			if (janitor_pass(j->v) != 0)
+				log_warn("an upkeep pass failed; retrying later");
+			if (j->hook != NULL)
+				j->hook(j->v, j->arg);
+		}
 		pthread_mutex_lock(&j->mu);
-		ts = time_after_ms(ms);
+		ts = time_after_ms(wait);
 		if (!j->stopping)
 			pthread_cond_timedwait(&j->cv, &j->mu, &ts);
 	}

@@ -85,7 +85,8 @@ record_unwrap_dek(const struct keyring *kr, const uint8_t *ref,
     const struct consumer_rec *rec, uint8_t *dek)
 {
 	uint8_t ad[CRYPTO_REF_BYTES + 8];
-	const uint8_t *master = keyring_master(kr, rec->master_version);
+	/* Another replica may have rewrapped it under a version new here. */
+	const uint8_t *master = keyring_master_load(kr, rec->master_version);
 	size_t n;
 
 	if (master == NULL) {

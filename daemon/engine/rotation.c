@@ -260,8 +260,8 @@ rotation_start(struct vault *v, uint32_t version, struct rotation_progress *p,
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		goto out;
 	if ((r = rotation_state(txn, &running, p)) == 0 && !running &&
-	    version != 0 && (r = keyring_highest_txn(txn, &job.other)) == 0 &&
-	    version <= job.other) {
+	    (r = keyring_highest_txn(txn, &job.other)) == 0 &&
+	    version != 0 && version <= job.other) {
 		job.why = START_NOT_NEWER;
 		r = VAULT_ERR_STATE;
 	}
@@ -276,8 +276,14 @@ rotation_start(struct vault *v, uint32_t version, struct rotation_progress *p,
 		}
 		goto out;
 	}
+	/*
+	 * Past what this process and the store have seen: another replica may
+	 * have made a version this one has not loaded yet. One that starts in
+	 * between is caught by keyring_activate_txn, inside the transaction.
+	 */
 	if (version == 0)
-		job.version = keyring_next_version(v->kr);
+		job.version = keyring_next_version(v->kr) > job.other + 1 ?
+		    keyring_next_version(v->kr) : job.other + 1;
 	if ((r = keyring_load_version(v->kr, job.version, version == 0)) != 0)
 		goto out;
 	VAULT_CRASH_POINT("rotate.before_activate");
@@ -436,6 +442,7 @@ struct destroy_job {
 	uint64_t when;
 	uint64_t needed;
 	bool rotating;
+	bool active;		/* the store's active version */
 };
 
 /* Step 1: checks, then marks the version "being destroyed" (durable). */
@@ -452,8 +459,18 @@ destroy_begin_apply(struct store_txn *txn, void *arg)
 		return r;
 	if (kv.destroyed && !kv.destroy_pending)
 		return VAULT_ERR_STATE;
-	/* Checked inside the transaction: nothing may slip in between. */
+	/*
+	 * Checked inside the transaction: nothing may slip in between, not
+	 * even another replica's rotation (the store's active version, not
+	 * this process's, which may be a second behind).
+	 */
 	if (!kv.destroy_pending) {
+		uint32_t active;
+
+		if ((r = keyring_active_txn(txn, &active)) != 0)
+			return r;
+		if ((job->active = active == job->version))
+			return VAULT_ERR_STATE;
 		if ((r = rotation_state(txn, &job->rotating, &p)) != 0 ||
 		    job->rotating)
 			return r != 0 ? r : VAULT_ERR_STATE;
@@ -488,17 +505,16 @@ int
 rotation_destroy(struct vault *v, uint32_t version, uint64_t *destroyed_ms,
     char *why, size_t why_len)
 {
-	struct destroy_job job = { v, version, 0, 0, false };
+	struct destroy_job job = { v, version, 0, 0, false, false };
 	int r;
 
 	why[0] = '\0';
-	if (version == keyring_active_version(v->kr)) {
+	/* Active or not is the store's to say, in the transaction (replicas). */
+	r = writer_submit(v->wr, destroy_begin_apply, &job);
+	if (r == VAULT_ERR_STATE && job.active)
 		snprintf(why, why_len, "version %u is the active master key; rotate "
 		    "first", version);
-		return VAULT_ERR_STATE;
-	}
-	r = writer_submit(v->wr, destroy_begin_apply, &job);
-	if (r == VAULT_ERR_STATE && job.rotating)
+	else if (r == VAULT_ERR_STATE && job.rotating)
 		snprintf(why, why_len, "a rotation is under way; destroy after it "
 		    "ends");
 	else if (r == VAULT_ERR_STATE && job.needed > 0)
@@ -677,7 +693,7 @@ shred_epochs(struct vault *v)
 	struct rotation_progress p;
 	uint64_t now = store_now_ms(), epoch, retain, *counts = NULL;
 	uint64_t done_ms;
-	uint32_t active = keyring_active_version(v->kr);
+	uint32_t active;
 	struct store_txn *txn;
 	char why[200];
 	size_t n = 0;
@@ -687,7 +703,9 @@ shred_epochs(struct vault *v)
 	retain = (uint64_t)v->cfg->shred_retain_s * 1000ULL;
 	if (epoch == 0 || store_read_begin(v->store, &txn) != 0)
 		return;
-	if (keyring_versions(v->kr, txn, &vs, &n) != 0 ||
+	/* The snapshot's active version: another replica may have rotated. */
+	if (keyring_active_txn(txn, &active) != 0 ||
+	    keyring_versions(v->kr, txn, &vs, &n) != 0 ||
 	    (counts = calloc(n > 0 ? n : 1, sizeof(*counts))) == NULL ||
 	    rotation_dek_counts(txn, vs, n, counts) != 0)
 		n = 0;
@@ -748,7 +766,8 @@ rotation_key_status_txn(struct vault *v, struct store_txn *txn,
 	int r;
 
 	memset(s, 0, sizeof(*s));
-	if ((r = keyring_versions(v->kr, txn, &s->vs, &s->n)) != 0)
+	if ((r = keyring_active_txn(txn, &s->active)) != 0 ||
+	    (r = keyring_versions(v->kr, txn, &s->vs, &s->n)) != 0)
 		return r;
 	alloc = s->n > 0 ? s->n : 1;
 	if ((s->deks = calloc(alloc, sizeof(*s->deks))) == NULL ||

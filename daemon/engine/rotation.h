@@ -61,6 +61,7 @@ struct key_status {
 	uint64_t *deks;			/* deks[i]: DEKs that vs[i] wraps */
 	uint64_t *pending;		/* pending[i]: deletions not final yet */
 	size_t n;
+	uint32_t active;		/* the store's, in the same snapshot */
 	bool rotating;
 	struct rotation_progress p;	/* while rotating */
 };

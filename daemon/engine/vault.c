@@ -121,6 +121,13 @@ check_new_or_existing(const struct config *cfg, struct keyprov *prov,
 	return 0;
 }
 
+/* Two meta gets per group unless another replica changed a key version. */
+static int
+keyring_prelude(struct store_txn *txn, void *arg)
+{
+	return keyring_refresh_txn(arg, txn);
+}
+
 int
 vault_open(struct vault **out, const struct config *cfg,
     enum vault_open_mode mode)
@@ -155,8 +162,10 @@ vault_open(struct vault **out, const struct config *cfg,
 		goto fail;
 	if ((r = writer_start(&v->wr, v->store, (unsigned)cfg->max_group)) != 0)
 		goto fail;
+	/* First in every group: the key versions other replicas changed. */
+	writer_add_prelude(v->wr, keyring_prelude, NULL, v->kr);
 	v->audit = (struct audit_log){ .store = v->store, .wr = v->wr,
-	    .kr = v->kr,
+	    .kr = v->kr, .replica = cfg->replica_name,
 	    .journal_reserve = (size_t)cfg->audit_journal_reserve_mb << 20 };
 	if ((r = audit_index_init(&v->audit)) != 0)
 		goto fail;
@@ -171,7 +180,14 @@ fail:
 int
 vault_open_journal(struct vault *v)
 {
-	return journal_open(&v->audit.jn, &v->audit, v->cfg->store_dir,
+	const char *dir = v->cfg->journal_dir != NULL ? v->cfg->journal_dir :
+	    v->cfg->store_dir;
+	int r;
+
+	/* A replica's own journal_dir: made on first start, as the store's. */
+	if (v->cfg->journal_dir != NULL && (r = make_dir(dir)) != 0)
+		return r;
+	return journal_open(&v->audit.jn, &v->audit, dir,
 	    JOURNAL_INGEST_MS, JOURNAL_INDEX_MS);
 }
 

@@ -15,6 +15,8 @@
 #include "util/vault_err.h"
 #include "store/writer.h"
 
+struct replica;
+
 struct vault {
 	const struct config *cfg;
 	const struct schema *schema;
@@ -24,6 +26,11 @@ struct vault {
 	struct tokenizer *tok;
 	/* The audit log; its journal opens with vault_open_journal. */
 	struct audit_log audit;
+	/*
+	 * The daemon's place among replicas on the store (replica.h); NULL
+	 * in the maintenance commands and tests, which then maintain alone.
+	 */
+	struct replica *rep;
 };
 
 /*

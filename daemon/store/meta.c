@@ -1,10 +1,11 @@
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/log.h"
 #include "store/meta.h"
 
-enum member { ONE, BE32, DECIMAL };
+enum member { ONE, BE32, DECIMAL, NAMED };
 
 static const struct { const char *name; enum member member; } keys[META_KEYS] = {
 	[META_STORE_FORMAT] = { "store_format", ONE },
@@ -27,6 +28,9 @@ static const struct { const char *name; enum member member; } keys[META_KEYS] = 
 	[META_DELETION_NEXT] = { "deletion_next", ONE },
 	[META_DELETION_EXPIRED] = { "deletion_expired", ONE },
 	[META_INCARNATION] = { "incarnation", ONE },
+	[META_KEYRING_GEN] = { "keyring_gen", ONE },
+	[META_LEASE_MAINTENANCE] = { "lease/maintenance", ONE },
+	[META_JOURNAL_SEQ_OF] = { "journal_seq/", NAMED },
 };
 
 const char *
@@ -115,4 +119,48 @@ meta_put_u64(struct store_txn *txn, enum meta_key k, uint32_t n, uint64_t v)
 
 	store_put_u64(buf, v);
 	return meta_put(txn, k, n, buf, sizeof(buf));
+}
+
+/* A named key's bytes: its prefix, then member. */
+static size_t
+named_key_bytes(enum meta_key k, const char *member, uint8_t out[META_KEY_MAX])
+{
+	size_t len = strlen(keys[k].name), mlen = strlen(member);
+
+	if (keys[k].member != NAMED || mlen == 0 || mlen > META_MEMBER_MAX)
+		abort();
+	memcpy(out, keys[k].name, len);
+	memcpy(out + len, member, mlen);
+	return len + mlen;
+}
+
+int
+meta_get_u64_named(struct store_txn *txn, enum meta_key k, const char *member,
+    uint64_t *v)
+{
+	uint8_t key[META_KEY_MAX];
+	struct store_val val;
+	int r;
+
+	*v = 0;
+	if ((r = store_get(txn, STORE_META, key, named_key_bytes(k, member, key),
+	    &val)) != 0)
+		return r;
+	if (val.len != 8) {
+		log_error("the store's %s record is corrupt", keys[k].name);
+		return VAULT_ERR_STATE;
+	}
+	*v = store_get_u64(val.data);
+	return 0;
+}
+
+int
+meta_put_u64_named(struct store_txn *txn, enum meta_key k, const char *member,
+    uint64_t v)
+{
+	uint8_t key[META_KEY_MAX], buf[8];
+
+	store_put_u64(buf, v);
+	return store_put(txn, STORE_META, key, named_key_bytes(k, member, key),
+	    buf, sizeof(buf), 0);
 }

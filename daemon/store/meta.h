@@ -1,9 +1,10 @@
 /*
  * The meta key space (STORE_META): every key the vault keeps there, in one
  * table, with typed get/put. A key is its name's bytes (no terminator);
- * the two families append a member: META_KEY_VERSION "kv/" + be32 version,
- * META_PENDING "pending/" + the version in decimal. n selects the member
- * and is ignored for the other keys (pass 0).
+ * the families append a member: META_KEY_VERSION "kv/" + be32 version,
+ * META_PENDING "pending/" + the version in decimal, META_JOURNAL_SEQ_OF
+ * "journal_seq/" + a replica's name (the *_named calls). n selects the
+ * member and is ignored for the other keys (pass 0).
  */
 #ifndef VAULT_META_H
 #define VAULT_META_H
@@ -34,11 +35,16 @@ enum meta_key {
 	META_DELETION_NEXT,	/* u64 next deletion log seq (dellog.h) */
 	META_DELETION_EXPIRED,	/* u64 deletion log expired through */
 	META_INCARNATION,	/* 16 bytes, new at each restore (dellog.h) */
+	META_KEYRING_GEN,	/* u64 bumped by every key version change */
+	META_LEASE_MAINTENANCE,	/* the maintenance lease (engine/lease.h) */
+	META_JOURNAL_SEQ_OF,	/* journal_seq/<replica>: u64, as above */
 	META_KEYS
 };
 
 /* The longest key meta_key_bytes writes. */
-#define META_KEY_MAX 32
+#define META_KEY_MAX 64
+/* The longest member a named key takes (a replica's name). */
+#define META_MEMBER_MAX 40
 
 /* The key's name (a family's prefix). */
 const char *meta_name(enum meta_key k);
@@ -52,6 +58,15 @@ int meta_put(struct store_txn *txn, enum meta_key k, uint32_t n,
     const void *data, size_t len) VAULT_WUR;
 /* Deletes the key; absent is not an error. */
 int meta_del(struct store_txn *txn, enum meta_key k, uint32_t n) VAULT_WUR;
+
+/*
+ * The named family (META_JOURNAL_SEQ_OF): member is 1 to META_MEMBER_MAX
+ * bytes; a longer one is a programmer error (config checks the names).
+ */
+int meta_get_u64_named(struct store_txn *txn, enum meta_key k,
+    const char *member, uint64_t *v) VAULT_WUR;
+int meta_put_u64_named(struct store_txn *txn, enum meta_key k,
+    const char *member, uint64_t v) VAULT_WUR;
 
 /*
  * A be64 value: *v = 0 and VAULT_ERR_NOT_FOUND when absent,

@@ -46,10 +46,36 @@ struct writer {
 	unsigned long long groups, requests;
 	/* For writer_metrics: written under mu, read without it (relaxed). */
 	unsigned long long fsyncs, group_size[WRITER_GROUP_BUCKETS + 1];
-	writer_fn prelude;			/* see writer_set_prelude */
-	void (*prelude_done)(void *arg, bool committed);
-	void *prelude_arg;
+	struct prelude {			/* see writer_add_prelude */
+		writer_fn fn;
+		void (*done)(void *arg, bool committed);
+		void *arg;
+	} prelude[WRITER_PRELUDES];
+	atomic_uint n_prelude;
 };
+
+/* Every prelude in the order added; the first failure fails the group. */
+static int
+run_preludes(struct writer *w, struct store_txn *txn)
+{
+	unsigned n = atomic_load(&w->n_prelude);
+	int r = 0;
+
+	for (unsigned i = 0; r == 0 && i < n; i++)
+		if (w->prelude[i].fn != NULL)
+			r = w->prelude[i].fn(txn, w->prelude[i].arg);
+	return r;
+}
+
+static void
+preludes_done(struct writer *w, bool committed)
+{
+	unsigned n = atomic_load(&w->n_prelude);
+
+	for (unsigned i = 0; i < n; i++)
+		if (w->prelude[i].fn != NULL && w->prelude[i].done != NULL)
+			w->prelude[i].done(w->prelude[i].arg, committed);
+}
 
 /* Applies each request of the group in a nested transaction, then commits. */
 enum committed { COMMITTED_NONE, COMMITTED_LAZY, COMMITTED_DURABLE };
@@ -64,8 +90,8 @@ run_group(struct writer *w, struct write_req *group)
 	for (struct write_req *q = group; q != NULL; q = q->next)
 		lazy = lazy && q->lazy;
 
-	if ((r = store_write_begin(w->st, &txn)) == 0 && w->prelude != NULL &&
-	    (r = w->prelude(txn, w->prelude_arg)) != 0) {
+	if ((r = store_write_begin(w->st, &txn)) == 0 &&
+	    (r = run_preludes(w, txn)) != 0) {
 		store_abort(txn);
 		txn = NULL;
 	}
@@ -105,8 +131,7 @@ run_group(struct writer *w, struct write_req *group)
 	}
 	if (txn != NULL && r == 0)
 		VAULT_CRASH_POINT("writer.after_commit");	/* none acknowledged */
-	if (w->prelude_done != NULL)
-		w->prelude_done(w->prelude_arg, txn != NULL && r == 0);
+	preludes_done(w, txn != NULL && r == 0);
 	if (txn == NULL || r != 0)
 		return COMMITTED_NONE;
 	return lazy ? COMMITTED_LAZY : COMMITTED_DURABLE;
@@ -263,12 +288,32 @@ writer_start(struct writer **out, struct store *st, unsigned max_group)
 }
 
 void
-writer_set_prelude(struct writer *w, writer_fn fn,
+writer_add_prelude(struct writer *w, writer_fn fn,
     void (*done)(void *arg, bool committed), void *arg)
 {
-	w->prelude = fn;
-	w->prelude_done = done;
-	w->prelude_arg = arg;
+	unsigned n = atomic_load(&w->n_prelude);
+
+	/* A removed prelude's slot is taken again (a journal opened anew). */
+	for (unsigned i = 0; i < n; i++)
+		if (w->prelude[i].fn == NULL) {
+			w->prelude[i] = (struct prelude){ fn, done, arg };
+			return;
+		}
+	if (n == WRITER_PRELUDES)
+		abort();	/* a programmer error: the table is fixed */
+	w->prelude[n] = (struct prelude){ fn, done, arg };
+	atomic_store(&w->n_prelude, n + 1);
+}
+
+void
+writer_remove_prelude(struct writer *w, void *arg)
+{
+	unsigned n = atomic_load(&w->n_prelude);
+
+	/* Its slot stays, emptied: the others keep their order. */
+	for (unsigned i = 0; i < n; i++)
+		if (w->prelude[i].arg == arg)
+			w->prelude[i].fn = NULL;
 }
 
 static _Thread_local struct {

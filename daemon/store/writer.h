@@ -61,13 +61,20 @@ bool writer_hook_fired(void);
 int writer_submit_lazy(struct writer *w, writer_fn fn, void *arg) VAULT_WUR;
 
 /*
- * fn runs first in every group's transaction, on whichever thread applies
- * the group; if it fails, the group fails. done(arg, committed) follows the
- * group's commit or abort. The audit journal uses it to move its entries
- * into the store ahead of the group's own. Set before any submit.
+ * Preludes run first in every group's transaction, in the order added, on
+ * whichever thread applies the group; if one fails, the group fails (and
+ * the later ones do not run). done(arg, committed) follows the group's
+ * commit or abort. The keyring's step comes first (it picks up key
+ * versions other replicas activated or destroyed, so nothing in the group
+ * wraps under a stale key); the audit journal's moves its entries into the
+ * store ahead of the group's own. At most WRITER_PRELUDES, added while no
+ * group runs (at start); writer_remove_prelude empties the slot of arg's
+ * prelude, also while no group runs (the journal's close).
  */
-void writer_set_prelude(struct writer *w, writer_fn fn,
+#define WRITER_PRELUDES 4
+void writer_add_prelude(struct writer *w, writer_fn fn,
     void (*done)(void *arg, bool committed), void *arg);
+void writer_remove_prelude(struct writer *w, void *arg);
 
 /* Finishes queued requests, then stops the thread and frees w. NULL-safe. */
 void writer_stop(struct writer *w);

@@ -16,6 +16,7 @@
 #include "audit/audit.h"
 #include "audit/journal.h"
 #include "audit/scan.h"
+#include "store/meta.h"
 #include "testutil.h"
 
 #define HOUR_MS 3600000
@@ -435,6 +436,73 @@ test_one_owner(void **state)
 	assert_null(other);
 }
 
+static uint64_t
+moved_in(struct vault *v, const char *replica)
+{
+	struct store_txn *txn = NULL;
+	uint64_t seq;
+	int r;
+
+	assert_int_equal(store_read_begin(v->store, &txn), 0);
+	r = replica == NULL ?
+	    meta_get_u64(txn, META_AUDIT_JOURNAL_SEQ, 0, &seq) :
+	    meta_get_u64_named(txn, META_JOURNAL_SEQ_OF, replica, &seq);
+	store_read_end(txn);
+	return r == 0 ? seq : (r == VAULT_ERR_NOT_FOUND ? 0 : UINT64_MAX);
+}
+
+/*
+ * Replicas on one store: each numbers a journal of its own, so each keeps
+ * its last sequence moved in under journal_seq/<name>, and a restart of
+ * one compares its files with its own number only.
+ */
+static void
+test_sequence_per_replica(void **state)
+{
+	struct test_vault *f = *state;
+	struct audit_log b = f->v->audit;
+	struct seen s = { 0 };
+	char dir_b[4096];
+
+	journal_close(f->v->audit.jn);
+	f->v->audit.jn = NULL;
+	f->v->audit.replica = "a";
+	b.replica = "b";
+	b.jn = NULL;
+	snprintf(dir_b, sizeof(dir_b), "%s/journal-b", f->dir);
+	assert_int_equal(mkdir(dir_b, 0700), 0);
+	assert_int_equal(journal_open(&f->v->audit.jn, &f->v->audit,
+	    f->cfg->store_dir, HOUR_MS, HOUR_MS), 0);
+	assert_int_equal(journal_open(&b.jn, &b, dir_b, HOUR_MS, HOUR_MS), 0);
+	append_n(f->v, 3);
+	assert_int_equal(journal_sync(f->v->audit.jn), 0);
+	{
+		struct audit_rec r = rec_of("jb1", NULL);
+
+		assert_int_equal(journal_append(b.jn, &r, 1), 0);
+		assert_int_equal(journal_sync(b.jn), 0);
+	}
+	assert_int_equal(moved_in(f->v, "a"), 3);
+	assert_int_equal(moved_in(f->v, "b"), 1);
+	assert_int_equal(moved_in(f->v, NULL), 0);	/* the single node's key */
+
+	/* b restarts: it numbers on from its own 1, not from a's 3. */
+	journal_close(b.jn);
+	assert_int_equal(journal_open(&b.jn, &b, dir_b, HOUR_MS, HOUR_MS), 0);
+	{
+		struct audit_rec r = rec_of("jb2", NULL);
+
+		assert_int_equal(journal_append(b.jn, &r, 1), 0);
+		assert_int_equal(journal_sync(b.jn), 0);
+	}
+	assert_int_equal(moved_in(f->v, "b"), 2);
+	assert_int_equal(moved_in(f->v, "a"), 3);
+	journal_close(b.jn);
+	assert_int_equal(audit_scan(&f->v->audit, 0, NULL, collect, &s), 0);
+	assert_int_equal(s.n, 5);
+	assert_chain_ok(f->v);
+}
+
 int
 main(void)
 {
@@ -454,6 +522,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_index_in_batches, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_sequence_per_replica, setup,
 		    teardown),
 	};
 

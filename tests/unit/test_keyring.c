@@ -274,6 +274,89 @@ test_versions_move_forward_and_discard_only_unrecorded(void **state)
 	store_close(st);
 }
 
+static void
+destroy(struct store *st, struct keyring *kr, uint32_t version)
+{
+	struct store_txn *txn = NULL;
+	bool already;
+
+	assert_int_equal(store_write_begin(st, &txn), 0);
+	assert_int_equal(keyring_destroy_begin_txn(kr, txn, version, &already), 0);
+	assert_int_equal(store_write_commit(txn), 0);
+	assert_int_equal(keyring_forget(kr, version), 0);
+	assert_int_equal(store_write_begin(st, &txn), 0);
+	assert_int_equal(keyring_destroy_txn(kr, txn, version, 1), 0);
+	assert_int_equal(store_write_commit(txn), 0);
+}
+
+/*
+ * Two keyrings on one store and one keys directory, as two replicas: what
+ * one activates or destroys, the other takes up at its next refresh.
+ */
+static void
+test_refresh_follows_another_replica(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_store(f);
+	struct keyring *a = NULL, *b = NULL;
+	struct store_txn *txn = NULL;
+	uint32_t active;
+
+	assert_int_equal(keyring_open(&a, st, f->keys, true), 0);
+	assert_int_equal(keyring_open(&b, st, f->keys, false), 0);
+	/* Nothing changed: nothing to do. */
+	assert_int_equal(keyring_refresh(b), 0);
+	assert_int_equal(keyring_active_version(b), 1);
+
+	/* a rotates to 2: b loads it and makes it active. */
+	assert_int_equal(keyring_load_version(a, 2, true), 0);
+	activate(st, a, 2, 0);
+	assert_int_equal(keyring_active_version(b), 1);
+	assert_null(keyring_master(b, 2));
+	assert_int_equal(keyring_next_version(b), 2);
+	assert_int_equal(keyring_refresh(b), 0);
+	assert_int_equal(keyring_active_version(b), 2);
+	assert_non_null(keyring_master(b, 2));
+	assert_int_equal(sodium_memcmp(keyring_master(a, 2), keyring_master(b, 2),
+	    32), 0);
+	assert_int_equal(keyring_next_version(b), 3);
+
+	/* a destroys 1: b wipes it from memory. */
+	assert_non_null(keyring_master(b, 1));
+	destroy(st, a, 1);
+	assert_int_equal(keyring_refresh(b), 0);
+	assert_null(keyring_master(b, 1));
+	assert_null(keyring_master_load(b, 1));
+	assert_int_equal(store_read_begin(st, &txn), 0);
+	assert_int_equal(keyring_active_txn(txn, &active), 0);
+	assert_int_equal(active, 2);
+	store_read_end(txn);
+
+	/* a version b never saw is loaded on first use, if the store has it live. */
+	assert_int_equal(keyring_load_version(a, 3, true), 0);
+	activate(st, a, 3, 0);
+	assert_null(keyring_master(b, 3));
+	assert_non_null(keyring_master_load(b, 3));
+	assert_null(keyring_master_load(b, 4));
+
+	/* A wrong key file for the store's active version fails the refresh. */
+	assert_int_equal(keyring_load_version(a, 4, true), 0);
+	activate(st, a, 4, 0);
+	{
+		char key4[2048];
+
+		snprintf(key4, sizeof(key4), "%s/master-4.key", f->keys);
+		assert_int_equal(unlink(key4), 0);
+		assert_int_equal(keyring_create_key_file(key4), 0);
+	}
+	assert_int_equal(keyring_refresh(b), VAULT_ERR_KEY);
+	assert_int_equal(keyring_active_version(b), 2);	/* not moved */
+	assert_null(keyring_master(b, 4));
+	keyring_free(b);
+	keyring_free(a);
+	store_close(st);
+}
+
 int
 main(void)
 {
@@ -287,6 +370,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_versions_move_forward_and_discard_only_unrecorded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refresh_follows_another_replica,
+		    setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -268,6 +268,10 @@ test_meta(void **state)
 	assert_memory_equal(key, "audit_journal_seq", 17);
 	for (int k = 0; k < META_KEYS; k++)
 		assert_true(meta_name(k) != NULL && meta_name(k)[0] != '\0');
+	assert_int_equal(meta_key_bytes(META_KEYRING_GEN, 0, key), 11);
+	assert_memory_equal(key, "keyring_gen", 11);
+	assert_int_equal(meta_key_bytes(META_LEASE_MAINTENANCE, 0, key), 17);
+	assert_memory_equal(key, "lease/maintenance", 17);
 
 	assert_int_equal(store_write_begin(f->st, &txn), 0);
 	/* store_open wrote the format version. */
@@ -288,6 +292,13 @@ test_meta(void **state)
 	assert_int_equal(store_get(txn, STORE_META, "pending/3", 9, &v), 0);
 	assert_int_equal(meta_del(txn, META_PENDING, 3), 0);
 	assert_int_equal(meta_del(txn, META_PENDING, 3), 0);	/* absent: fine */
+	assert_int_equal(meta_get_u64_named(txn, META_JOURNAL_SEQ_OF, "r-1", &u),
+	    VAULT_ERR_NOT_FOUND);
+	assert_int_equal(meta_put_u64_named(txn, META_JOURNAL_SEQ_OF, "r-1", 7), 0);
+	assert_int_equal(store_get(txn, STORE_META, "journal_seq/r-1", 15, &v), 0);
+	assert_memory_equal(v.data, "\0\0\0\0\0\0\0\x07", 8);
+	assert_int_equal(meta_get_u64_named(txn, META_JOURNAL_SEQ_OF, "r-1", &u), 0);
+	assert_int_equal(u, 7);
 	store_write_abort(txn);
 }
 

@@ -1,0 +1,78 @@
+#include <string.h>
+
+#include "engine/lease.h"
+#include "store/meta.h"
+
+#define LEASE_EXPIRES 0			/* offsets of its fields */
+#define LEASE_HOLDER 8
+
+struct lease_job {
+	const char *holder;
+	uint64_t ttl_ms;
+	bool release;
+	bool held;
+	char *other;
+};
+
+/* The record's holder is job's, or the record has lapsed or is absent. */
+static int
+lease_apply(struct store_txn *txn, void *arg)
+{
+	struct lease_job *job = arg;
+	uint8_t rec[LEASE_HOLDER + LEASE_HOLDER_MAX];
+	size_t hlen = strlen(job->holder), olen;
+	uint64_t now = store_now_ms();
+	struct store_val v;
+	bool mine = false, lapsed = true;
+	int r;
+
+	job->held = false;
+	if ((r = meta_get(txn, META_LEASE_MAINTENANCE, 0, &v)) != 0 &&
+	    r != VAULT_ERR_NOT_FOUND)
+		return r;
+	if (r == 0 && v.len > LEASE_HOLDER &&
+	    v.len <= LEASE_HOLDER + LEASE_HOLDER_MAX) {
+		olen = v.len - LEASE_HOLDER;
+		mine = olen == hlen && memcmp((const uint8_t *)v.data +
+		    LEASE_HOLDER, job->holder, hlen) == 0;
+		lapsed = store_get_u64(v.data) <= now;
+		if (job->other != NULL && !mine) {
+			memcpy(job->other, (const uint8_t *)v.data + LEASE_HOLDER,
+			    olen);
+			job->other[olen] = '\0';
+		}
+	}
+	if (job->release)
+		return mine ? meta_del(txn, META_LEASE_MAINTENANCE, 0) : 0;
+	if (!mine && !lapsed)
+		return 0;
+	store_put_u64(rec + LEASE_EXPIRES, now + job->ttl_ms);
+	memcpy(rec + LEASE_HOLDER, job->holder, hlen);
+	if ((r = meta_put(txn, META_LEASE_MAINTENANCE, 0, rec,
+	    LEASE_HOLDER + hlen)) != 0)
+		return r;
+	job->held = true;
+	return 0;
+}
+
+int
+lease_take(struct vault *v, const char *holder, uint64_t ttl_ms, bool *held,
+    char *other)
+{
+	struct lease_job job = { holder, ttl_ms, false, false, other };
+	int r;
+
+	other[0] = '\0';
+	/* Committed before it returns; a crash that loses it only lapses it. */
+	r = writer_submit_lazy(v->wr, lease_apply, &job);
+	*held = r == 0 && job.held;
+	return r;
+}
+
+int
+lease_release(struct vault *v, const char *holder)
+{
+	struct lease_job job = { holder, 0, true, false, NULL };
+
+	return writer_submit(v->wr, lease_apply, &job);
+}

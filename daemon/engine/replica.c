@@ -1,0 +1,186 @@
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "engine/replica.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+struct replica {
+	struct vault *v;
+	char id[LEASE_HOLDER_MAX + 1];
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stopping, started;
+	atomic_bool held;
+	/* Monotonic ms until which the lease is surely ours. */
+	atomic_ullong held_until;
+	atomic_ullong takeovers;
+	bool refresh_failed;		/* logged once until it works again */
+	bool renew_failed;
+};
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+refresh_keys(struct replica *rp)
+{
+	int r = keyring_refresh(rp->v->kr);
+
+	if (r != 0 && !rp->refresh_failed)
+		log_warn("cannot bring the master keys up to date with the store "
+		    "(%s); retrying every second", vault_strerror(r));
+	else if (r == 0 && rp->refresh_failed)
+		log_info("the master keys are up to date with the store again");
+	rp->refresh_failed = r != 0;
+}
+
+static void
+renew_lease(struct replica *rp)
+{
+	char other[LEASE_HOLDER_MAX + 1];
+	uint64_t before = mono_ms();
+	bool was = atomic_load(&rp->held), held;
+	int r;
+
+	/*
+	 * A renewal the store refused changes nothing here: the lease stays
+	 * ours until held_until, and lapses after it unless one succeeds.
+	 */
+	if ((r = lease_take(rp->v, rp->id, REPLICA_LEASE_MS, &held, other)) != 0) {
+		if (!rp->renew_failed)
+			log_warn("replica %s cannot take or renew the maintenance "
+			    "lease (%s); retrying every second", rp->id,
+			    vault_strerror(r));
+		rp->renew_failed = true;
+		return;
+	}
+	rp->renew_failed = false;
+	/* Ours until its expiry, less a second for a slow clock or commit. */
+	if (held)
+		atomic_store(&rp->held_until, before + REPLICA_LEASE_MS - 1000);
+	atomic_store(&rp->held, held);
+	if (held && !was) {
+		atomic_fetch_add(&rp->takeovers, 1);
+		log_info("replica %s holds the maintenance lease: it runs the "
+		    "janitor, rotation resumption and shred epochs", rp->id);
+	} else if (!held && was) {
+		log_warn("replica %s lost the maintenance lease to replica %s",
+		    rp->id, other);
+	}
+}
+
+static void
+tick(struct replica *rp)
+{
+	refresh_keys(rp);
+	renew_lease(rp);
+}
+
+static void *
+replica_main(void *arg)
+{
+	struct replica *rp = arg;
+	struct timespec ts;
+
+	pthread_setname_np(pthread_self(), "vaultd-replica");
+	pthread_mutex_lock(&rp->mu);
+	while (!rp->stopping) {
+		ts = time_after_ms(REPLICA_TICK_MS);
+		pthread_cond_timedwait(&rp->cv, &rp->mu, &ts);
+		if (rp->stopping)
+			break;
+		pthread_mutex_unlock(&rp->mu);
+		tick(rp);
+		pthread_mutex_lock(&rp->mu);
+	}
+	pthread_mutex_unlock(&rp->mu);
+	return NULL;
+}
+
+int
+replica_start(struct replica **out, struct vault *v)
+{
+	struct replica *rp;
+	uint8_t rnd[8];
+
+	*out = NULL;
+	if ((rp = calloc(1, sizeof(*rp))) == NULL)
+		return VAULT_ERR_NOMEM;
+	rp->v = v;
+	if (v->cfg->replica_name != NULL) {
+		snprintf(rp->id, sizeof(rp->id), "%s", v->cfg->replica_name);
+	} else {
+		randombytes_buf(rnd, sizeof(rnd));
+		memcpy(rp->id, "node-", 5);
+		sodium_bin2hex(rp->id + 5, sizeof(rp->id) - 5, rnd, sizeof(rnd));
+	}
+	pthread_mutex_init(&rp->mu, NULL);
+	pthread_cond_init(&rp->cv, NULL);
+	tick(rp);
+	if (!atomic_load(&rp->held))
+		log_info("replica %s: another replica holds the maintenance lease",
+		    rp->id);
+	if (pthread_create(&rp->thread, NULL, replica_main, rp) != 0) {
+		replica_stop(rp);
+		return VAULT_ERR_INTERNAL;
+	}
+	rp->started = true;
+	*out = rp;
+	return 0;
+}
+
+void
+replica_stop(struct replica *rp)
+{
+	if (rp == NULL)
+		return;
+	if (rp->started) {
+		pthread_mutex_lock(&rp->mu);
+		rp->stopping = true;
+		pthread_cond_signal(&rp->cv);
+		pthread_mutex_unlock(&rp->mu);
+		pthread_join(rp->thread, NULL);
+	}
+	/* Another replica takes over at once instead of after the expiry. */
+	if (atomic_load(&rp->held) && lease_release(rp->v, rp->id) != 0)
+		log_warn("cannot give up the maintenance lease; it lapses in %d ms",
+		    REPLICA_LEASE_MS);
+	pthread_cond_destroy(&rp->cv);
+	pthread_mutex_destroy(&rp->mu);
+	free(rp);
+}
+
+bool
+replica_maintains(const struct replica *rp)
+{
+	if (rp == NULL)
+		return true;
+	return atomic_load(&rp->held) &&
+	    mono_ms() < atomic_load(&rp->held_until);
+}
+
+const char *
+replica_id(const struct replica *rp)
+{
+	return rp != NULL ? rp->id : "";
+}
+
+unsigned long long
+replica_takeovers(const struct replica *rp)
+{
+	return rp != NULL ? atomic_load(&rp->takeovers) : 0;
+}
