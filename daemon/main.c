@@ -781,6 +781,14 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return r;
 	}
+	if ((o.check || maint_command(&o)) &&
+	    strcmp(cfg->store_backend, "lmdb") != 0) {
+		log_error("--check, --restore, --compact and --migrate work on an "
+		    "LMDB store; a PostgreSQL store is checked, backed up and "
+		    "restored with PostgreSQL's tools (docs/scaling.md)");
+		config_free(cfg);
+		return 1;
+	}
 	if (o.check) {
 		r = check_store(cfg);
 		config_free(cfg);

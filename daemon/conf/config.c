@@ -10,6 +10,7 @@
 
 #include "conf/cfgfile.h"
 #include "conf/config.h"
+#include "store/store.h"
 
 /* SET_CHOICE: a string; def_str lists the values allowed, "a|b", a the default. */
 /* SET_OPT_STRING: a string, NULL when the file does not set it. */
@@ -75,6 +76,10 @@ static const struct setting {
 	{ "pkcs11_module", SET_OPT_PATH, NULL, 0, 0, 0, offsetof(struct config, pkcs11_module) },
 	{ "pkcs11_token_label", SET_OPT_STRING, NULL, 0, 0, 0, offsetof(struct config, pkcs11_token_label) },
 	{ "pkcs11_pin_file", SET_OPT_PATH, NULL, 0, 0, 0, offsetof(struct config, pkcs11_pin_file) },
+	{ "store_backend", SET_CHOICE, "lmdb|postgresql", 0, 0, 0, offsetof(struct config, store_backend) },
+	{ "postgresql_conninfo", SET_OPT_STRING, NULL, 0, 0, 0, offsetof(struct config, postgresql_conninfo) },
+	{ "postgresql_pool", SET_INT, NULL, 16, 1, 1024, offsetof(struct config, postgresql_pool) },
+	{ "postgresql_connect_timeout_s", SET_INT, NULL, 30, 1, 3600, offsetof(struct config, postgresql_connect_timeout_s) },
 };
 
 #define fail(err, errlen, ...) \
@@ -465,6 +470,21 @@ check_key_provider(const struct config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* postgresql_conninfo: set exactly when store_backend = "postgresql". */
+static int
+check_store_backend(const struct config *cfg, char *err, size_t errlen)
+{
+	bool pg = strcmp(cfg->store_backend, "postgresql") == 0;
+
+	if (pg && cfg->postgresql_conninfo == NULL)
+		return fail(err, errlen, "store_backend = \"postgresql\" needs "
+		    "postgresql_conninfo");
+	if (!pg && cfg->postgresql_conninfo != NULL)
+		return fail(err, errlen, "postgresql_conninfo applies only with "
+		    "store_backend = \"postgresql\"");
+	return 0;
+}
+
 int
 config_load(struct config **out, const char *path, char *err, size_t errlen)
 {
@@ -494,7 +514,8 @@ config_load(struct config **out, const char *path, char *err, size_t errlen)
 		r = fail(err, errlen, "tls_cert, tls_key and tls_client_ca go together");
 		goto out;
 	}
-	if ((r = check_key_provider(cfg, err, errlen)) != 0)
+	if ((r = check_key_provider(cfg, err, errlen)) != 0 ||
+	    (r = check_store_backend(cfg, err, errlen)) != 0)
 		goto out;
 	if (cfg->insecure_plaintext && !config_listen_is_loopback(cfg->listen)) {
 		r = fail(err, errlen, "insecure_plaintext is allowed only on a "
@@ -529,6 +550,20 @@ config_free(struct config *cfg)
 			free(*(char **)((char *)cfg + settings[i].off));
 	schema_free(&cfg->schema);
 	free(cfg);
+}
+
+void
+config_store_params(const struct config *cfg, struct store_params *p)
+{
+	*p = (struct store_params){
+		.kind = strcmp(cfg->store_backend, "postgresql") == 0 ?
+		    STORE_KIND_POSTGRESQL : STORE_KIND_LMDB,
+		.dir = cfg->store_dir,
+		.map_size = (size_t)cfg->map_size_mb << 20,
+		.conninfo = cfg->postgresql_conninfo,
+		.pool_size = (unsigned)cfg->postgresql_pool,
+		.connect_timeout_s = (unsigned)cfg->postgresql_connect_timeout_s,
+	};
 }
 
 bool

@@ -61,6 +61,11 @@ struct config {
 	char *pkcs11_module;		/* key_provider = "pkcs11": all three set */
 	char *pkcs11_token_label;
 	char *pkcs11_pin_file;
+	char *store_backend;		/* "lmdb" or "postgresql" (store.h) */
+	char *postgresql_conninfo;	/* libpq conninfo; may hold a password:
+					 * never logged */
+	int postgresql_pool;		/* read connections, at most */
+	int postgresql_connect_timeout_s; /* a lost connection is retried */
 	struct schema schema;
 };
 
@@ -71,6 +76,10 @@ struct config {
 int config_load(struct config **out, const char *path, char *err,
     size_t errlen) VAULT_WUR;
 void config_free(struct config *cfg);
+
+/* The store config names (store_dir, or the PostgreSQL settings). */
+struct store_params;
+void config_store_params(const struct config *cfg, struct store_params *p);
 
 /*
  * Calls changed(name, arg) for every setting whose value differs between a

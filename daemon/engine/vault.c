@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -72,15 +73,23 @@ check_new_or_existing(const struct config *cfg, struct keyprov *prov,
 	const char *where = prov != NULL ? "the PKCS#11 token" : cfg->keys_dir;
 	const char *what = prov != NULL ? "master key objects" :
 	    "master key files";
+	struct store_params sp;
 	bool store, keys;
+	char here[4096];
 	int r;
 
-	if ((r = store_exists(cfg->store_dir, &store)) != 0 ||
+	config_store_params(cfg, &sp);
+	/* Where the store is, for messages: never the conninfo (a password). */
+	if (sp.kind == STORE_KIND_POSTGRESQL)
+		snprintf(here, sizeof(here), "the PostgreSQL database");
+	else
+		snprintf(here, sizeof(here), "%s", cfg->store_dir);
+	if ((r = store_exists_params(&sp, &store)) != 0 ||
 	    (r = has_master_keys(cfg, prov, &keys)) != 0)
 		return r;
 	if (mode == VAULT_OPEN_INIT && store) {
 		log_error("--init: a store exists in %s; --init creates a new "
-		    "vault only where there is none", cfg->store_dir);
+		    "vault only where there is none", here);
 		return VAULT_ERR_STATE;
 	}
 	if (mode == VAULT_OPEN_INIT && keys) {
@@ -95,15 +104,15 @@ check_new_or_existing(const struct config *cfg, struct keyprov *prov,
 		return 0;
 	if (keys) {
 		log_error("the store is missing but keys for it exist; restore it, "
-		    "or start with --init to create a new vault (%s/data.mdb is "
-		    "missing or empty; %s holds %s, which --init needs "
-		    "moved aside)", cfg->store_dir, where, what);
+		    "or start with --init to create a new vault (%s%s; %s holds "
+		    "%s, which --init needs moved aside)", here,
+		    sp.kind == STORE_KIND_LMDB ? "/data.mdb is missing or empty" :
+		    " holds no store", where, what);
 		return VAULT_ERR_STATE;
 	}
 	if (mode == VAULT_OPEN_EXISTING) {
 		log_error("no vault: no store in %s and no master key in %s; to "
-		    "create a new vault, start once with --init", cfg->store_dir,
-		    where);
+		    "create a new vault, start once with --init", here, where);
 		return VAULT_ERR_STATE;
 	}
 	if ((r = make_dir(cfg->keys_dir)) != 0 ||
@@ -118,6 +127,7 @@ vault_open(struct vault **out, const struct config *cfg,
 {
 	struct vault *v;
 	struct keyprov *prov = NULL;
+	struct store_params sp;
 	int r;
 
 	*out = NULL;
@@ -130,8 +140,8 @@ vault_open(struct vault **out, const struct config *cfg,
 	}
 	v->cfg = cfg;
 	v->schema = &cfg->schema;
-	if ((r = store_open(&v->store, cfg->store_dir,
-	    (size_t)cfg->map_size_mb << 20)) != 0)
+	config_store_params(cfg, &sp);
+	if ((r = store_open_params(&v->store, &sp)) != 0)
 		goto fail;
 	store_set_headroom(v->store, cfg->store_high_water_pct,
 	    (size_t)cfg->disk_reserve_mb << 20);

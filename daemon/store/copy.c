@@ -18,11 +18,17 @@ static const char old_name[] = "data.mdb.old";
 int
 store_copy_fd(struct store *st, int fd)
 {
+	struct lmdb_store *ls = store_lmdb(st);
 	int rc;
 
 	if (st->failed)
 		return VAULT_ERR_UNAVAILABLE;
-	if ((rc = mdb_env_copyfd2(st->env, fd, MDB_CP_COMPACT)) == 0)
+	if (ls == NULL) {
+		log_error("a copy of the store file is for LMDB only; back a "
+		    "PostgreSQL store up with PostgreSQL's tools (pg_basebackup)");
+		return VAULT_ERR_UNIMPLEMENTED;
+	}
+	if ((rc = mdb_env_copyfd2(ls->env, fd, MDB_CP_COMPACT)) == 0)
 		return 0;
 	if (rc == EPIPE) {
 		log_warn("store copy: the reader went away");

@@ -92,10 +92,10 @@ store_migrate_steps(const char *dir, size_t map_size,
 		return r;
 	if ((r = store_open_lmdb(&st, dir, map_size, true)) != 0)
 		return r;
-	if (st->format != found) {
+	if (store_lmdb(st)->format != found) {
 		log_error("the store's format changed from %u to %u while the "
 		    "migration began: is another vaultd running?", found,
-		    st->format);
+		    store_lmdb(st)->format);
 		r = VAULT_ERR_STATE;
 	} else if ((r = run_steps(st, steps, n, found, target)) == 0) {
 		log_info("store migrated from format %u to %u", found, target);

@@ -1,7 +1,280 @@
-/* The interface's own helpers, shared by every backend. */
+/*
+ * The interface's own part, shared by every backend: each call of store.h
+ * goes to the operations of the store's backend (backend.h); the failed
+ * flag, the headroom and its logging, the space names and the encodings
+ * are the same for all.
+ */
 #include <time.h>
 
-#include "store/store.h"
+#include "store/backend.h"
+#include "util/log.h"
+
+static const struct {
+	const char *name;
+	bool dup;
+} spaces[STORE_SPACES] = {
+	[STORE_CONSUMERS] = { "consumers", false },
+	[STORE_ATTRS] = { "attrs", false },
+	[STORE_CONSENTS] = { "consents", false },
+	[STORE_COUNTS] = { "counts", false },
+	[STORE_LINEAGE] = { "lineage", true },
+	[STORE_DATASETS] = { "datasets", false },
+	[STORE_LEDGER] = { "ledger", false },
+	[STORE_AUDIT] = { "audit", false },
+	[STORE_AUDIT_REF] = { "audit_ref", true },
+	[STORE_META] = { "meta", false },
+	[STORE_REQUESTS] = { "requests", false },
+	[STORE_GC] = { "gc", false },
+	[STORE_MANIFESTS] = { "manifests", false },
+	[STORE_DELETIONS] = { "deletions", false },
+};
+
+const char *
+store_space_name(enum store_space sp)
+{
+	return sp < STORE_SPACES ? spaces[sp].name : "?";
+}
+
+bool
+store_space_dup(enum store_space sp)
+{
+	return sp < STORE_SPACES && spaces[sp].dup;
+}
+
+/* ------------------------------------------------------------ the store */
+
+int
+store_open_params(struct store **out, const struct store_params *p)
+{
+	*out = NULL;
+	if (p->kind == STORE_KIND_POSTGRESQL) {
+		log_error("this vaultd has no PostgreSQL backend");
+		return VAULT_ERR_UNIMPLEMENTED;
+	}
+	return store_open(out, p->dir, p->map_size);
+}
+
+int
+store_exists_params(const struct store_params *p, bool *exists)
+{
+	*exists = false;
+	if (p->kind == STORE_KIND_POSTGRESQL) {
+		log_error("this vaultd has no PostgreSQL backend");
+		return VAULT_ERR_UNIMPLEMENTED;
+	}
+	return store_exists(p->dir, exists);
+}
+
+const char *
+store_backend_name(const struct store *st)
+{
+	return st->ops->name;
+}
+
+void
+store_close(struct store *st)
+{
+	if (st != NULL)
+		st->ops->close(st);
+}
+
+int
+store_sync(struct store *st)
+{
+	return st->ops->sync(st);
+}
+
+int
+store_usage(struct store *st, struct store_usage *out)
+{
+	return st->ops->usage(st, out);
+}
+
+bool
+store_failed(const struct store *st)
+{
+	return st->failed != 0;
+}
+
+void
+store_set_headroom(struct store *st, int high_water_pct, size_t disk_reserve)
+{
+	st->high_water_pct = high_water_pct;
+	st->disk_reserve = disk_reserve;
+	/*
+	 * The reserve is taken at the first check of room (the health re-check
+	 * runs every second), not here: a start refused later changes no file.
+	 */
+}
+
+int
+store_room(struct store *st)
+{
+	int r, old;
+
+	if (st->failed)
+		return VAULT_ERR_UNAVAILABLE;
+	r = st->ops->room(st);
+	old = __atomic_exchange_n(&st->refusing, r, __ATOMIC_RELAXED);
+	if (old == r)
+		return r;
+	if (r == VAULT_ERR_LIMIT)
+		log_error("the store passed its high-water mark (%d%% of the map "
+		    "size): refusing ordinary writes; deletions, opt-outs and "
+		    "the audit log go on in the headroom", st->high_water_pct);
+	else if (r == VAULT_ERR_NOSPACE)
+		log_error("disk full: the store's disk reserve cannot be kept; "
+		    "refusing ordinary writes; deletions, opt-outs and the "
+		    "audit log go on in the reserve");
+	else if (r == 0)
+		log_info("there is room again: ordinary writes are accepted");
+	return r;
+}
+
+int
+store_refusing(const struct store *st)
+{
+	return __atomic_load_n(&st->refusing, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------ transactions */
+
+int
+store_read_begin(struct store *st, struct store_txn **txn)
+{
+	*txn = NULL;
+	if (st->failed)
+		return VAULT_ERR_UNAVAILABLE;
+	return st->ops->read_begin(st, txn);
+}
+
+void
+store_read_end(struct store_txn *txn)
+{
+	if (txn != NULL)
+		txn->st->ops->read_end(txn);
+}
+
+int
+store_write_begin(struct store *st, struct store_txn **txn)
+{
+	*txn = NULL;
+	if (st->failed)
+		return VAULT_ERR_UNAVAILABLE;
+	return st->ops->write_begin(st, txn);
+}
+
+int
+store_write_commit(struct store_txn *txn)
+{
+	return txn->st->ops->commit(txn, true);
+}
+
+void
+store_write_abort(struct store_txn *txn)
+{
+	store_abort(txn);
+}
+
+int
+store_nested_begin(struct store_txn *parent, struct store_txn **child)
+{
+	*child = NULL;
+	return parent->st->ops->nested_begin(parent, child);
+}
+
+int
+store_commit(struct store_txn *txn, bool durable)
+{
+	return txn->st->ops->commit(txn, durable);
+}
+
+void
+store_abort(struct store_txn *txn)
+{
+	if (txn != NULL)
+		txn->st->ops->abort(txn);
+}
+
+struct store *
+store_txn_store(struct store_txn *txn)
+{
+	return txn->st;
+}
+
+/* ------------------------------------------------------ get, put, delete */
+
+int
+store_get(struct store_txn *txn, enum store_space sp, const void *key,
+    size_t klen, struct store_val *val)
+{
+	return txn->st->ops->get(txn, sp, key, klen, val);
+}
+
+int
+store_put(struct store_txn *txn, enum store_space sp, const void *key,
+    size_t klen, const void *data, size_t len, unsigned flags)
+{
+	return txn->st->ops->put(txn, sp, key, klen, data, len, flags);
+}
+
+int
+store_del(struct store_txn *txn, enum store_space sp, const void *key,
+    size_t klen, const void *dup, size_t duplen)
+{
+	return txn->st->ops->del(txn, sp, key, klen, dup, duplen);
+}
+
+int
+store_delete_prefix(struct store_txn *txn, enum store_space sp,
+    const void *prefix, size_t len)
+{
+	return txn->st->ops->delete_prefix(txn, sp, prefix, len);
+}
+
+int
+store_count(struct store_txn *txn, enum store_space sp, size_t *n)
+{
+	return txn->st->ops->count(txn, sp, n);
+}
+
+/* ------------------------------------------------------------ cursors */
+
+int
+store_cursor_open(struct store_txn *txn, enum store_space sp,
+    struct store_cursor **cur)
+{
+	*cur = NULL;
+	return txn->st->ops->cursor_open(txn, sp, cur);
+}
+
+void
+store_cursor_close(struct store_cursor *cur)
+{
+	if (cur != NULL)
+		cur->txn->st->ops->cursor_close(cur);
+}
+
+int
+store_cursor_get(struct store_cursor *cur, struct store_val *key,
+    struct store_val *val, enum store_move op)
+{
+	return cur->txn->st->ops->cursor_get(cur, key, val, op);
+}
+
+int
+store_cursor_replace(struct store_cursor *cur, const void *data, size_t len)
+{
+	return cur->txn->st->ops->cursor_replace(cur, data, len);
+}
+
+int
+store_cursor_del(struct store_cursor *cur)
+{
+	return cur->txn->st->ops->cursor_del(cur);
+}
+
+/* ------------------------------------------------------------ encodings */
 
 uint64_t
 store_now_ms(void)

@@ -33,7 +33,7 @@ static const char data_file[] = "data.mdb";
 
 /* Free bytes of the data file's filesystem for an unprivileged writer. */
 static unsigned long long
-disk_free(struct store *st)
+disk_free(struct lmdb_store *st)
 {
 	struct statvfs sv;
 	int fd;
@@ -47,6 +47,8 @@ disk_free(struct store *st)
 int
 store_err(struct store *st, int rc, const char *what)
 {
+	struct lmdb_store *ls = st != NULL ? store_lmdb(st) : NULL;
+
 	switch (rc) {
 	case ENOSPC:
 	case EDQUOT:
@@ -54,7 +56,7 @@ store_err(struct store *st, int rc, const char *what)
 		return VAULT_ERR_NOSPACE;
 	case EIO:
 		/* LMDB reports a short write (what a full disk gives) as EIO. */
-		if (disk_free(st) < DISK_SLACK) {
+		if (disk_free(ls) < DISK_SLACK) {
 			log_error("%s: disk full (a short write)", what);
 			return VAULT_ERR_NOSPACE;
 		}
@@ -86,26 +88,11 @@ store_err(struct store *st, int rc, const char *what)
 	}
 }
 
-/* The key spaces: one named database each. */
-static const struct { const char *name; unsigned flags; } spaces[STORE_SPACES] = {
-	[STORE_CONSUMERS] = { "consumers", 0 },
-	[STORE_ATTRS] = { "attrs", 0 },
-	[STORE_CONSENTS] = { "consents", 0 },
-	[STORE_COUNTS] = { "counts", 0 },
-	[STORE_LINEAGE] = { "lineage", MDB_DUPSORT },
-	[STORE_DATASETS] = { "datasets", 0 },
-	[STORE_LEDGER] = { "ledger", 0 },
-	[STORE_AUDIT] = { "audit", 0 },
-	[STORE_AUDIT_REF] = { "audit_ref", MDB_DUPSORT },
-	[STORE_META] = { "meta", 0 },
-	[STORE_REQUESTS] = { "requests", 0 },
-	[STORE_GC] = { "gc", 0 },
-	[STORE_MANIFESTS] = { "manifests", 0 },
-	[STORE_DELETIONS] = { "deletions", 0 },
-};
+/* The key spaces: one named database each (store_space_name), dup spaces
+ * MDB_DUPSORT. */
 
 static int
-open_dbs(struct store *st)
+open_dbs(struct lmdb_store *st)
 {
 	uint8_t fmt[4];
 	MDB_txn *txn = NULL;
@@ -114,10 +101,11 @@ open_dbs(struct store *st)
 	int rc;
 
 	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
-		return store_err(st, rc, "begin");
-	for (size_t i = 0; i < STORE_SPACES; i++)
-		if ((rc = mdb_dbi_open(txn, spaces[i].name,
-		    spaces[i].flags | MDB_CREATE, &st->dbi[i])) != 0)
+		return store_err(&st->base, rc, "begin");
+	for (int i = 0; i < STORE_SPACES; i++)
+		if ((rc = mdb_dbi_open(txn, store_space_name(i),
+		    (store_space_dup(i) ? MDB_DUPSORT : 0) | MDB_CREATE,
+		    &st->dbi[i])) != 0)
 			goto fail;
 	rc = mdb_get(txn, st->meta, &k, &v);
 	if (rc == MDB_NOTFOUND) {
@@ -143,7 +131,7 @@ open_dbs(struct store *st)
 		}
 	}
 	if ((rc = mdb_txn_commit(txn)) != 0)
-		return store_err(st, rc, "create databases");
+		return store_err(&st->base, rc, "create databases");
 	return 0;
 fail:
 	mdb_txn_abort(txn);
@@ -151,7 +139,7 @@ fail:
 		log_error("the store's databases do not have the expected layout");
 		return VAULT_ERR_STATE;
 	}
-	return store_err(st, rc, "open databases");
+	return store_err(&st->base, rc, "open databases");
 }
 
 int
@@ -304,6 +292,15 @@ store_format_refusal(uint32_t found)
 	    "version, or restore a backup made by this one");
 }
 
+static const struct store_ops lmdb_ops;
+
+struct lmdb_store *
+store_lmdb(struct store *st)
+{
+	return st != NULL && st->ops == &lmdb_ops ? (struct lmdb_store *)st :
+	    NULL;
+}
+
 int
 store_open(struct store **out, const char *dir, size_t map_size)
 {
@@ -314,7 +311,7 @@ int
 store_open_lmdb(struct store **out, const char *dir, size_t map_size,
     bool any_format)
 {
-	struct store *st;
+	struct lmdb_store *st;
 	int rc, r;
 
 	*out = NULL;
@@ -322,12 +319,13 @@ store_open_lmdb(struct store **out, const char *dir, size_t map_size,
 		return r;
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return VAULT_ERR_NOMEM;
+	st->base.ops = &lmdb_ops;
 	st->any_format = any_format;
 	if ((rc = mdb_env_create(&st->env)) != 0 ||
 	    (rc = mdb_env_set_maxdbs(st->env, STORE_MAX_DBS)) != 0 ||
 	    (rc = mdb_env_set_maxreaders(st->env, STORE_MAX_READERS)) != 0 ||
 	    (rc = mdb_env_set_mapsize(st->env, map_size)) != 0) {
-		r = store_err(st, rc, "configure environment");
+		r = store_err(&st->base, rc, "configure environment");
 		goto fail;
 	}
 	mdb_env_set_userctx(st->env, st);
@@ -346,128 +344,173 @@ store_open_lmdb(struct store **out, const char *dir, size_t map_size,
 	}
 	if ((r = open_dbs(st)) != 0)
 		goto fail;
-	*out = st;
+	*out = &st->base;
 	return 0;
 fail:
-	store_close(st);
+	store_close(&st->base);
 	return r;
 }
 
-void
-store_close(struct store *st)
+static void
+lmdb_close(struct store *st)
 {
-	if (st == NULL)
-		return;
-	if (st->env != NULL)
-		mdb_env_close(st->env);
-	free(st);
+	struct lmdb_store *ls = store_lmdb(st);
+
+	if (ls->env != NULL)
+		mdb_env_close(ls->env);
+	free(ls);
 }
 
-static struct store *
-txn_store(MDB_txn *txn)
+static struct lmdb_store *
+txn_store(struct store_txn *txn)
 {
-	return mdb_env_get_userctx(mdb_txn_env(txn));
+	return (struct lmdb_store *)txn->st;
 }
 
 /* store_err naming the operation and its key space, for the log. */
 static int
-space_err(struct store *st, int rc, const char *op, MDB_dbi dbi)
+space_err(struct store_txn *txn, int rc, const char *op, enum store_space sp)
 {
 	char what[64];
-	const char *name = "?";
 
-	for (int i = 0; i < STORE_SPACES; i++)
-		if (st->dbi[i] == dbi)
-			name = spaces[i].name;
-	snprintf(what, sizeof(what), "%s (%s)", op, name);
-	return store_err(st, rc, what);
+	snprintf(what, sizeof(what), "%s (%s)", op, store_space_name(sp));
+	return store_err(txn->st, rc, what);
 }
 
-struct store *
-store_txn_store(struct store_txn *txn)
-{
-	return txn_store(store_mdb_txn(txn));
-}
+/* ------------------------------------------------------------ transactions */
 
-int
-store_read_begin(struct store *st, struct store_txn **txn)
+static int
+txn_begin(struct store *st, struct lmdb_txn *parent, unsigned flags,
+    struct store_txn **out, const char *what)
 {
-	MDB_txn *t = NULL;
+	struct lmdb_txn *t;
 	int rc;
 
-	*txn = NULL;
-	if (st->failed)
-		return VAULT_ERR_UNAVAILABLE;
-	if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &t)) != 0)
-		return store_err(st, rc, "begin read");
-	*txn = (struct store_txn *)t;
+	*out = NULL;
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((rc = mdb_txn_begin(store_lmdb(st)->env, parent ? parent->t : NULL,
+	    flags, &t->t)) != 0) {
+		free(t);
+		return store_err(st, rc, what);
+	}
+	t->base.st = st;
+	t->rdonly = (flags & MDB_RDONLY) != 0;
+	t->nested = parent != NULL;
+	*out = &t->base;
 	return 0;
 }
 
-void
-store_read_end(struct store_txn *txn)
+/*
+ * Frees the cursors' handles of a txn that ends: LMDB has closed a write
+ * txn's cursors with it; a reader's are closed here.
+ */
+static void
+txn_free(struct lmdb_txn *t, bool close_cursors)
 {
-	if (txn != NULL)
-		mdb_txn_abort(store_mdb_txn(txn));
+	struct lmdb_cursor *c, *next;
+
+	for (c = t->cursors; c != NULL; c = next) {
+		next = c->next;
+		if (close_cursors)
+			mdb_cursor_close(c->c);
+		free(c);
+	}
+	free(t);
 }
 
-int
-store_write_begin(struct store *st, struct store_txn **txn)
+static int
+lmdb_read_begin(struct store *st, struct store_txn **txn)
 {
-	MDB_txn *t = NULL;
+	return txn_begin(st, NULL, MDB_RDONLY, txn, "begin read");
+}
+
+static void
+lmdb_read_end(struct store_txn *txn)
+{
+	struct lmdb_txn *t = (struct lmdb_txn *)txn;
+	struct lmdb_cursor *c;
+
+	for (c = t->cursors; c != NULL; c = c->next)
+		mdb_cursor_close(c->c);
+	mdb_txn_abort(t->t);
+	txn_free(t, false);
+}
+
+static int
+lmdb_write_begin(struct store *st, struct store_txn **txn)
+{
+	return txn_begin(st, NULL, 0, txn, "begin write");
+}
+
+static int
+lmdb_nested_begin(struct store_txn *parent, struct store_txn **child)
+{
+	return txn_begin(parent->st, (struct lmdb_txn *)parent, 0, child,
+	    "begin nested write");
+}
+
+/*
+ * A commit that need not be durable sets MDB_NOSYNC around it: only the
+ * writer thread commits, so no other commit sees the flag. The flusher
+ * (writer.c) or the next durable commit syncs it.
+ */
+static int
+lmdb_commit(struct store_txn *txn, bool durable)
+{
+	struct lmdb_txn *t = (struct lmdb_txn *)txn;
+	struct store *st = txn->st;
+	MDB_env *env = store_lmdb(st)->env;
+	bool top = !t->nested && !durable;
 	int rc;
 
-	*txn = NULL;
-	if (st->failed)
-		return VAULT_ERR_UNAVAILABLE;
-	if ((rc = mdb_txn_begin(st->env, NULL, 0, &t)) != 0)
-		return store_err(st, rc, "begin write");
-	*txn = (struct store_txn *)t;
-	return 0;
+	if (top)
+		mdb_env_set_flags(env, MDB_NOSYNC, 1);
+	rc = mdb_txn_commit(t->t);
+	if (top)
+		mdb_env_set_flags(env, MDB_NOSYNC, 0);
+	txn_free(t, false);
+	return rc != 0 ? store_err(st, rc, "commit") : 0;
 }
 
-int
-store_write_commit(struct store_txn *txn)
+static void
+lmdb_abort(struct store_txn *txn)
 {
-	struct store *st = store_txn_store(txn);
-	int rc;
+	struct lmdb_txn *t = (struct lmdb_txn *)txn;
 
-	if ((rc = mdb_txn_commit(store_mdb_txn(txn))) != 0)
-		return store_err(st, rc, "commit");
-	return 0;
+	if (t->rdonly) {
+		lmdb_read_end(txn);
+		return;
+	}
+	mdb_txn_abort(t->t);
+	txn_free(t, false);
 }
 
-void
-store_write_abort(struct store_txn *txn)
-{
-	if (txn != NULL)
-		mdb_txn_abort(store_mdb_txn(txn));
-}
+/* ------------------------------------------------------ get, put, delete */
 
-int
-store_get(struct store_txn *txn, enum store_space sp, const void *key,
+static int
+lmdb_get(struct store_txn *txn, enum store_space sp, const void *key,
     size_t klen, struct store_val *val)
 {
-	MDB_txn *t = store_mdb_txn(txn);
 	MDB_val k = { klen, (void *)key }, v;
 	int rc;
 
-	if ((rc = mdb_get(t, txn_store(t)->dbi[sp], &k, &v)) != 0) {
+	if ((rc = mdb_get(store_mdb_txn(txn), txn_store(txn)->dbi[sp], &k,
+	    &v)) != 0) {
 		val->data = NULL;
 		val->len = 0;
 		return rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
-		    space_err(txn_store(t), rc, "get", txn_store(t)->dbi[sp]);
+		    space_err(txn, rc, "get", sp);
 	}
 	val->data = v.mv_data;
 	val->len = v.mv_size;
 	return 0;
 }
 
-int
-store_put(struct store_txn *txn, enum store_space sp, const void *key,
+static int
+lmdb_put(struct store_txn *txn, enum store_space sp, const void *key,
     size_t klen, const void *data, size_t len, unsigned flags)
 {
-	MDB_txn *t = store_mdb_txn(txn);
 	MDB_val k = { klen, (void *)key }, v = { len, (void *)data };
 	unsigned f = 0;
 	int rc;
@@ -478,55 +521,53 @@ store_put(struct store_txn *txn, enum store_space sp, const void *key,
 		f |= MDB_NODUPDATA;
 	if (flags & STORE_APPEND)
 		f |= MDB_APPEND;
-	if ((rc = mdb_put(t, txn_store(t)->dbi[sp], &k, &v, f)) == 0)
+	if ((rc = mdb_put(store_mdb_txn(txn), txn_store(txn)->dbi[sp], &k, &v,
+	    f)) == 0)
 		return 0;
 	/* Out of order under MDB_APPEND is a store error, as before. */
 	return rc == MDB_KEYEXIST && !(flags & STORE_APPEND) ? VAULT_ERR_EXISTS :
-	    space_err(txn_store(t), rc, "put", txn_store(t)->dbi[sp]);
+	    space_err(txn, rc, "put", sp);
 }
 
-int
-store_del(struct store_txn *txn, enum store_space sp, const void *key,
+static int
+lmdb_del(struct store_txn *txn, enum store_space sp, const void *key,
     size_t klen, const void *dup, size_t duplen)
 {
-	MDB_txn *t = store_mdb_txn(txn);
 	MDB_val k = { klen, (void *)key }, v = { duplen, (void *)dup };
 	int rc;
 
-	if ((rc = mdb_del(t, txn_store(t)->dbi[sp], &k,
+	if ((rc = mdb_del(store_mdb_txn(txn), txn_store(txn)->dbi[sp], &k,
 	    dup != NULL ? &v : NULL)) == 0)
 		return 0;
 	return rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
-	    space_err(txn_store(t), rc, "delete", txn_store(t)->dbi[sp]);
+	    space_err(txn, rc, "delete", sp);
 }
 
-int
-store_count(struct store_txn *txn, enum store_space sp, size_t *n)
+static int
+lmdb_count(struct store_txn *txn, enum store_space sp, size_t *n)
 {
-	MDB_txn *t = store_mdb_txn(txn);
 	MDB_stat ms;
 	int rc;
 
 	*n = 0;
-	if ((rc = mdb_stat(t, txn_store(t)->dbi[sp], &ms)) != 0)
-		return space_err(txn_store(t), rc, "count",
-		    txn_store(t)->dbi[sp]);
+	if ((rc = mdb_stat(store_mdb_txn(txn), txn_store(txn)->dbi[sp],
+	    &ms)) != 0)
+		return space_err(txn, rc, "count", sp);
 	*n = ms.ms_entries;
 	return 0;
 }
 
-int
-store_delete_prefix(struct store_txn *txn, enum store_space sp,
+static int
+lmdb_delete_prefix(struct store_txn *txn, enum store_space sp,
     const void *prefix, size_t len)
 {
-	MDB_txn *t = store_mdb_txn(txn);
 	MDB_cursor *cur = NULL;
 	MDB_val k = { len, (void *)prefix }, v;
 	int rc;
 
-	if ((rc = mdb_cursor_open(t, txn_store(t)->dbi[sp], &cur)) != 0)
-		return space_err(txn_store(t), rc, "open cursor",
-		    txn_store(t)->dbi[sp]);
+	if ((rc = mdb_cursor_open(store_mdb_txn(txn), txn_store(txn)->dbi[sp],
+	    &cur)) != 0)
+		return space_err(txn, rc, "open cursor", sp);
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
 	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (k.mv_size < len || memcmp(k.mv_data, prefix, len) != 0)
@@ -536,50 +577,75 @@ store_delete_prefix(struct store_txn *txn, enum store_space sp,
 	}
 	mdb_cursor_close(cur);
 	if (rc != 0 && rc != MDB_NOTFOUND)
-		return space_err(txn_store(t), rc, "delete by prefix",
-		    txn_store(t)->dbi[sp]);
+		return space_err(txn, rc, "delete by prefix", sp);
 	return 0;
 }
 
 /* ------------------------------------------------------------ cursors */
 
-static MDB_cursor *
-mcur(struct store_cursor *cur)
+static struct lmdb_cursor *
+lcur(struct store_cursor *cur)
 {
-	return (MDB_cursor *)cur;
+	return (struct lmdb_cursor *)cur;
 }
 
-static struct store *
-cur_store(MDB_cursor *cur)
+static enum store_space
+cur_space(struct lmdb_cursor *c)
 {
-	return txn_store(mdb_cursor_txn(cur));
+	MDB_dbi dbi = mdb_cursor_dbi(c->c);
+	struct lmdb_store *st = txn_store(c->base.txn);
+
+	for (int i = 0; i < STORE_SPACES; i++)
+		if (st->dbi[i] == dbi)
+			return i;
+	return STORE_META;
 }
 
-int
-store_cursor_open(struct store_txn *txn, enum store_space sp,
+static int
+cur_err(struct lmdb_cursor *c, int rc, const char *op)
+{
+	return space_err(c->base.txn, rc, op, cur_space(c));
+}
+
+static int
+lmdb_cursor_open(struct store_txn *txn, enum store_space sp,
     struct store_cursor **cur)
 {
-	MDB_txn *t = store_mdb_txn(txn);
-	MDB_cursor *c = NULL;
+	struct lmdb_txn *t = (struct lmdb_txn *)txn;
+	struct lmdb_cursor *c;
 	int rc;
 
 	*cur = NULL;
-	if ((rc = mdb_cursor_open(t, txn_store(t)->dbi[sp], &c)) != 0)
-		return space_err(txn_store(t), rc, "open cursor",
-		    txn_store(t)->dbi[sp]);
-	*cur = (struct store_cursor *)c;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((rc = mdb_cursor_open(t->t, txn_store(txn)->dbi[sp], &c->c)) != 0) {
+		free(c);
+		return space_err(txn, rc, "open cursor", sp);
+	}
+	c->base.txn = txn;
+	c->next = t->cursors;
+	c->prev = &t->cursors;
+	if (t->cursors != NULL)
+		t->cursors->prev = &c->next;
+	t->cursors = c;
+	*cur = &c->base;
 	return 0;
 }
 
-void
-store_cursor_close(struct store_cursor *cur)
+static void
+lmdb_cursor_close(struct store_cursor *cur)
 {
-	if (cur != NULL)
-		mdb_cursor_close(mcur(cur));
+	struct lmdb_cursor *c = lcur(cur);
+
+	*c->prev = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	mdb_cursor_close(c->c);
+	free(c);
 }
 
-int
-store_cursor_get(struct store_cursor *cur, struct store_val *key,
+static int
+lmdb_cursor_get(struct store_cursor *cur, struct store_val *key,
     struct store_val *val, enum store_move op)
 {
 	static const MDB_cursor_op ops[] = {
@@ -598,14 +664,13 @@ store_cursor_get(struct store_cursor *cur, struct store_val *key,
 	MDB_val v = { val->len, (void *)val->data };
 	int rc;
 
-	rc = mdb_cursor_get(mcur(cur), &k, &v, ops[op]);
+	rc = mdb_cursor_get(lcur(cur)->c, &k, &v, ops[op]);
 	/* After a delete at the end, LMDB has no current entry: EINVAL. */
 	if (rc == EINVAL && op == STORE_CURRENT)
 		rc = MDB_NOTFOUND;
 	if (rc != 0)
 		return rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
-		    space_err(cur_store(mcur(cur)), rc, "cursor",
-		    mdb_cursor_dbi(mcur(cur)));
+		    cur_err(lcur(cur), rc, "cursor");
 	key->data = k.mv_data;
 	key->len = k.mv_size;
 	val->data = v.mv_data;
@@ -613,9 +678,10 @@ store_cursor_get(struct store_cursor *cur, struct store_val *key,
 	return 0;
 }
 
-int
-store_cursor_replace(struct store_cursor *cur, const void *data, size_t len)
+static int
+lmdb_cursor_replace(struct store_cursor *cur, const void *data, size_t len)
 {
+	MDB_cursor *mc = lcur(cur)->c;
 	uint8_t key[STORE_KEY_MAX];
 	MDB_val k, v = { len, (void *)data };
 	int rc;
@@ -624,38 +690,36 @@ store_cursor_replace(struct store_cursor *cur, const void *data, size_t len)
 	 * MDB_CURRENT wants the current key. It is copied: a value of another
 	 * size may move the node, and the page, it points into.
 	 */
-	if ((rc = mdb_cursor_get(mcur(cur), &k, &(MDB_val){ 0, NULL },
+	if ((rc = mdb_cursor_get(mc, &k, &(MDB_val){ 0, NULL },
 	    MDB_GET_CURRENT)) == 0) {
 		if (k.mv_size > sizeof(key))
-			return store_err(cur_store(mcur(cur)), MDB_BAD_VALSIZE,
+			return store_err(cur->txn->st, MDB_BAD_VALSIZE,
 			    "replace at cursor");
 		memcpy(key, k.mv_data, k.mv_size);
 		k.mv_data = key;
-		rc = mdb_cursor_put(mcur(cur), &k, &v, MDB_CURRENT);
+		rc = mdb_cursor_put(mc, &k, &v, MDB_CURRENT);
 	}
 	if (rc == 0)
 		return 0;
-	return space_err(cur_store(mcur(cur)), rc, "replace at cursor",
-	    mdb_cursor_dbi(mcur(cur)));
+	return cur_err(lcur(cur), rc, "replace at cursor");
 }
 
-int
-store_cursor_del(struct store_cursor *cur)
+static int
+lmdb_cursor_del(struct store_cursor *cur)
 {
 	int rc;
 
-	if ((rc = mdb_cursor_del(mcur(cur), 0)) != 0)
-		return space_err(cur_store(mcur(cur)), rc, "delete at cursor",
-		    mdb_cursor_dbi(mcur(cur)));
+	if ((rc = mdb_cursor_del(lcur(cur)->c, 0)) != 0)
+		return cur_err(lcur(cur), rc, "delete at cursor");
 	return 0;
 }
 
-int
-store_sync(struct store *st)
+static int
+lmdb_sync(struct store *st)
 {
 	int rc;
 
-	if ((rc = mdb_env_sync(st->env, 1)) != 0)
+	if ((rc = mdb_env_sync(store_lmdb(st)->env, 1)) != 0)
 		return store_err(st, rc, "sync");
 	return 0;
 }
@@ -664,7 +728,7 @@ store_sync(struct store *st)
 
 /* Pages on LMDB's freelist: inside the file, free to reuse. */
 static int
-free_pages(struct store *st, size_t *n)
+free_pages(struct lmdb_store *st, size_t *n)
 {
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
@@ -687,13 +751,13 @@ free_pages(struct store *st, size_t *n)
 out:
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
-	return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_err(st, rc,
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_err(&st->base, rc,
 	    "count free pages");
 }
 
 /* VAULT_ERR_LIMIT when the pages in use reach the high-water mark. */
 static int
-map_room(struct store *st)
+map_room(struct lmdb_store *st)
 {
 	MDB_envinfo info;
 	MDB_stat ms;
@@ -703,7 +767,7 @@ map_room(struct store *st)
 	if (mdb_env_info(st->env, &info) != 0 || mdb_env_stat(st->env,
 	    &ms) != 0)
 		return 0;
-	mark = info.me_mapsize / 100 * (size_t)st->high_water_pct;
+	mark = info.me_mapsize / 100 * (size_t)st->base.high_water_pct;
 	used = (info.me_last_pgno + 1) * (size_t)ms.ms_psize;
 	/* The file is below the mark: no need to count the free pages. */
 	if (used < mark)
@@ -716,18 +780,18 @@ map_room(struct store *st)
 
 /* VAULT_ERR_NOSPACE when the disk reserve cannot be kept allocated. */
 static int
-disk_room(struct store *st)
+disk_room(struct lmdb_store *st)
 {
 	MDB_envinfo info;
 	struct stat sb;
 	off_t want, ahead;
 	int fd;
 
-	if (st->disk_reserve == 0 || mdb_env_get_fd(st->env, &fd) != 0 ||
+	if (st->base.disk_reserve == 0 || mdb_env_get_fd(st->env, &fd) != 0 ||
 	    fstat(fd, &sb) != 0 || mdb_env_info(st->env, &info) != 0)
 		return 0;
 	/* Past the map size LMDB never writes: no reserve beyond it. */
-	want = (off_t)st->disk_reserve;
+	want = (off_t)st->base.disk_reserve;
 	if ((off_t)info.me_mapsize - sb.st_size < want)
 		want = (off_t)info.me_mapsize - sb.st_size;
 	ahead = (off_t)sb.st_blocks * 512 - sb.st_size;
@@ -745,69 +809,57 @@ disk_room(struct store *st)
 	return 0;
 }
 
-int
-store_room(struct store *st)
+static int
+lmdb_room(struct store *st)
 {
-	int r, old;
+	int r;
 
-	if (st->failed)
-		return VAULT_ERR_UNAVAILABLE;
-	if ((r = map_room(st)) == 0)
-		r = disk_room(st);
-	old = __atomic_exchange_n(&st->refusing, r, __ATOMIC_RELAXED);
-	if (old == r)
-		return r;
-	if (r == VAULT_ERR_LIMIT)
-		log_error("the store passed its high-water mark (%d%% of the map "
-		    "size): refusing ordinary writes; deletions, opt-outs and "
-		    "the audit log go on in the headroom", st->high_water_pct);
-	else if (r == VAULT_ERR_NOSPACE)
-		log_error("disk full: the store's disk reserve cannot be kept; "
-		    "refusing ordinary writes; deletions, opt-outs and the "
-		    "audit log go on in the reserve");
-	else if (r == 0)
-		log_info("there is room again: ordinary writes are accepted");
+	if ((r = map_room(store_lmdb(st))) == 0)
+		r = disk_room(store_lmdb(st));
 	return r;
 }
 
-int
-store_refusing(const struct store *st)
+static int
+lmdb_usage(struct store *st, struct store_usage *out)
 {
-	return __atomic_load_n(&st->refusing, __ATOMIC_RELAXED);
-}
-
-bool
-store_failed(const struct store *st)
-{
-	return st->failed != 0;
-}
-
-int
-store_usage(struct store *st, struct store_usage *out)
-{
+	struct lmdb_store *ls = store_lmdb(st);
 	MDB_envinfo info;
 	MDB_stat ms;
 	struct stat sb;
 	int fd;
 
 	memset(out, 0, sizeof(*out));
-	if (mdb_env_info(st->env, &info) != 0 || mdb_env_stat(st->env, &ms) != 0)
+	if (mdb_env_info(ls->env, &info) != 0 || mdb_env_stat(ls->env,
+	    &ms) != 0)
 		return VAULT_ERR_STORE;
 	out->map_bytes = info.me_mapsize;
 	out->used_bytes = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
 	out->high_water_pct = st->high_water_pct;
-	if (mdb_env_get_fd(st->env, &fd) == 0 && fstat(fd, &sb) == 0)
+	if (mdb_env_get_fd(ls->env, &fd) == 0 && fstat(fd, &sb) == 0)
 		out->file_bytes = (uint64_t)sb.st_size;
 	return 0;
 }
 
-void
-store_set_headroom(struct store *st, int high_water_pct, size_t disk_reserve)
-{
-	st->high_water_pct = high_water_pct;
-	st->disk_reserve = disk_reserve;
-	/*
-	 * The reserve is taken at the first check of room (the health re-check
-	 * runs every second), not here: a start refused later changes no file.
-	 */
-}
+static const struct store_ops lmdb_ops = {
+	.name = "lmdb",
+	.close = lmdb_close,
+	.read_begin = lmdb_read_begin,
+	.read_end = lmdb_read_end,
+	.write_begin = lmdb_write_begin,
+	.nested_begin = lmdb_nested_begin,
+	.commit = lmdb_commit,
+	.abort = lmdb_abort,
+	.get = lmdb_get,
+	.put = lmdb_put,
+	.del = lmdb_del,
+	.delete_prefix = lmdb_delete_prefix,
+	.count = lmdb_count,
+	.cursor_open = lmdb_cursor_open,
+	.cursor_close = lmdb_cursor_close,
+	.cursor_get = lmdb_cursor_get,
+	.cursor_replace = lmdb_cursor_replace,
+	.cursor_del = lmdb_cursor_del,
+	.sync = lmdb_sync,
+	.room = lmdb_room,
+	.usage = lmdb_usage,
+};

@@ -2,18 +2,20 @@
  * The LMDB backend's own view of the store: for daemon/store/ only.
  * Everything else, the golden-bytes test included, goes through store.h.
  *
- * A struct store_txn * is an MDB_txn * and a struct store_cursor * an
- * MDB_cursor *, cast: no allocation per transaction or cursor. The store
- * is the environment's user context (mdb_env_set_userctx).
+ * Its handles embed store.c's (backend.h) first: a struct store * of this
+ * backend is a struct lmdb_store *, a transaction a struct lmdb_txn *, a
+ * cursor a struct lmdb_cursor *. The store is the environment's user
+ * context (mdb_env_set_userctx).
  */
 #ifndef VAULT_STORE_LMDB_H
 #define VAULT_STORE_LMDB_H
 
 #include <lmdb.h>
 
-#include "store/store.h"
+#include "store/backend.h"
 
-struct store {
+struct lmdb_store {
+	struct store base;
 	MDB_env *env;
 	union {
 		MDB_dbi dbi[STORE_SPACES];	/* by enum store_space */
@@ -23,20 +25,34 @@ struct store {
 			    gc, manifests, deletions;
 		};
 	};
-	volatile int failed;
-	/* The headroom (store_set_headroom); refusing: store_room's last answer. */
-	int high_water_pct;
-	size_t disk_reserve;
-	int refusing;
 	/* The format version the store recorded; any_format: opened anyway. */
 	uint32_t format;
 	bool any_format;
 };
 
+struct lmdb_cursor;
+
+struct lmdb_txn {
+	struct store_txn base;
+	MDB_txn *t;
+	bool rdonly, nested;
+	/* Its open cursors: LMDB ends a write txn's with it, not a reader's. */
+	struct lmdb_cursor *cursors;
+};
+
+struct lmdb_cursor {
+	struct store_cursor base;
+	MDB_cursor *c;
+	struct lmdb_cursor *next, **prev;	/* in its txn's list */
+};
+
+/* The LMDB store behind st, or NULL when st is of another backend. */
+struct lmdb_store *store_lmdb(struct store *st);
+
 static inline MDB_txn *
 store_mdb_txn(struct store_txn *txn)
 {
-	return (MDB_txn *)txn;
+	return ((struct lmdb_txn *)txn)->t;
 }
 
 /*

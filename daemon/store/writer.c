@@ -9,7 +9,7 @@
 #include "util/crashpoint.h"
 #include "util/log.h"
 #include "util/timeutil.h"
-#include "store/store_lmdb.h"
+#include "store/backend.h"
 #include "store/writer.h"
 
 #define LAZY_FLUSH_MS 20
@@ -57,20 +57,16 @@ enum committed { COMMITTED_NONE, COMMITTED_LAZY, COMMITTED_DURABLE };
 static enum committed
 run_group(struct writer *w, struct write_req *group)
 {
-	MDB_txn *txn = NULL, *child;
+	struct store_txn *txn = NULL, *child;
 	bool lazy = true, single = group->next == NULL;
-	int rc, r = 0;
+	int r;
 
 	for (struct write_req *q = group; q != NULL; q = q->next)
 		lazy = lazy && q->lazy;
 
-	if (w->st->failed) {
-		r = VAULT_ERR_UNAVAILABLE;
-	} else if ((rc = mdb_txn_begin(w->st->env, NULL, 0, &txn)) != 0) {
-		r = store_err(w->st, rc, "begin write");
-	} else if (w->prelude != NULL &&
-	    (r = w->prelude((struct store_txn *)txn, w->prelude_arg)) != 0) {
-		mdb_txn_abort(txn);
+	if ((r = store_write_begin(w->st, &txn)) == 0 && w->prelude != NULL &&
+	    (r = w->prelude(txn, w->prelude_arg)) != 0) {
+		store_abort(txn);
 		txn = NULL;
 	}
 	for (struct write_req *q = group; q != NULL; q = q->next) {
@@ -81,42 +77,34 @@ run_group(struct writer *w, struct write_req *group)
 		/* Alone in its group, a request needs no nested transaction. */
 		if (single)
 			child = txn;
-		else if ((rc = mdb_txn_begin(w->st->env, txn, 0, &child)) != 0) {
-			q->result = store_err(w->st, rc, "begin nested write");
+		else if ((q->result = store_nested_begin(txn, &child)) != 0)
 			continue;
-		}
-		q->result = q->fn((struct store_txn *)child, q->arg);
+		q->result = q->fn(child, q->arg);
 		if (q->result == 0 && q->hook != NULL)
-			q->result = q->hook((struct store_txn *)child,
-			    q->hook_arg);
+			q->result = q->hook(child, q->hook_arg);
 		if (single)
 			break;
-		if (q->result == 0 && (rc = mdb_txn_commit(child)) != 0)
-			q->result = store_err(w->st, rc, "commit nested write");
-		else if (q->result != 0)
-			mdb_txn_abort(child);
+		if (q->result == 0)
+			q->result = store_commit(child, true);
+		else
+			store_abort(child);
 	}
 	if (single && txn != NULL && group->result != 0) {
-		mdb_txn_abort(txn);	/* the request failed: nothing of it stays */
+		store_abort(txn);	/* the request failed: nothing of it stays */
 		txn = NULL;
 	}
 	/*
 	 * A group of lazy requests only is committed without fsync; the next
 	 * durable commit, or the idle flush within LAZY_FLUSH_MS, syncs it.
 	 */
-	if (txn != NULL && lazy)
-		mdb_env_set_flags(w->st->env, MDB_NOSYNC, 1);
 	if (txn != NULL)
 		VAULT_CRASH_POINT("writer.before_commit");
-	if (txn != NULL && (rc = mdb_txn_commit(txn)) != 0) {
-		r = store_err(w->st, rc, "commit group");
+	if (txn != NULL && (r = store_commit(txn, !lazy)) != 0) {
 		for (struct write_req *q = group; q != NULL; q = q->next)
 			q->result = r;
 	}
 	if (txn != NULL && r == 0)
 		VAULT_CRASH_POINT("writer.after_commit");	/* none acknowledged */
-	if (txn != NULL && lazy)
-		mdb_env_set_flags(w->st->env, MDB_NOSYNC, 0);
 	if (w->prelude_done != NULL)
 		w->prelude_done(w->prelude_arg, txn != NULL && r == 0);
 	if (txn == NULL || r != 0)
@@ -169,7 +157,7 @@ flusher_main(void *arg)
 			;
 		target = w->lazy_seq;
 		pthread_mutex_unlock(&w->mu);
-		if (mdb_env_sync(w->st->env, 1) != 0)
+		if (store_sync(w->st) != 0)
 			log_error("cannot flush the store to disk");
 		pthread_mutex_lock(&w->mu);
 		count(&w->fsyncs, 1);
