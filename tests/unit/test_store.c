@@ -47,7 +47,7 @@ setup_pg(void **state)
 	f->pg = true;
 	testpg_create(&f->db);
 	p = testpg_params(&f->db);
-	assert_int_equal(store_open_params(&f->st, &p), 0);
+	assert_int_equal(store_open_pg(&f->st, &p), 0);
 	assert_string_equal(store_backend_name(f->st), "postgresql");
 	*state = f;
 	return 0;
@@ -515,7 +515,7 @@ open_replica(struct fx *f)
 	struct store_params p = testpg_params(&f->db);
 	struct store *st;
 
-	assert_int_equal(store_open_params(&st, &p), 0);
+	assert_int_equal(store_open_pg(&st, &p), 0);
 	return st;
 }
 
@@ -543,7 +543,7 @@ test_pg_two_replicas(void **state)
 	bool exists;
 	struct store_params p = testpg_params(&f->db);
 
-	assert_int_equal(store_exists_params(&p, &exists), 0);
+	assert_int_equal(store_exists_pg(&p, &exists), 0);
 	assert_true(exists);
 	assert_int_equal(store_read_begin(b, &early), 0);
 	put_commit(f->st, "k", "from a");
@@ -719,22 +719,22 @@ test_pg_exists_and_format(void **state)
 
 	testpg_create(&other);
 	p = testpg_params(&other);
-	assert_int_equal(store_exists_params(&p, &exists), 0);
+	assert_int_equal(store_exists_pg(&p, &exists), 0);
 	assert_false(exists);
 	testpg_drop(&other);
 
 	p = (struct store_params){ .kind = STORE_KIND_POSTGRESQL,
 	    .conninfo = "host=127.0.0.1 port=1 user=postgres dbname=nowhere",
 	    .pool_size = 1, .connect_timeout_s = 1 };
-	assert_int_equal(store_exists_params(&p, &exists),
+	assert_int_equal(store_exists_pg(&p, &exists),
 	    VAULT_ERR_UNAVAILABLE);
-	assert_int_equal(store_open_params(&st, &p), VAULT_ERR_UNAVAILABLE);
+	assert_int_equal(store_open_pg(&st, &p), VAULT_ERR_UNAVAILABLE);
 
 	snprintf(sql, sizeof(sql), "UPDATE vaultd.kv SET v = '\\x00000002' "
 	    "WHERE sp = %d AND k = 'store_format'::bytea", (int)STORE_META);
 	testpg_exec(f->db.conninfo, sql);
 	p = testpg_params(&f->db);
-	assert_int_equal(store_open_params(&st, &p), VAULT_ERR_STATE);
+	assert_int_equal(store_open_pg(&st, &p), VAULT_ERR_STATE);
 }
 
 #define STORE_TESTS(setup) \

@@ -2,7 +2,8 @@
  * The unit tests' PostgreSQL side: each test gets a fresh database on the
  * server VAULT_TEST_PG_CONNINFO names (scripts/pg-scratch starts one), so
  * tests are independent. Without the variable the PostgreSQL runs are
- * skipped, and say so.
+ * skipped, and say so. The tests open the backend with store_open_pg
+ * (store_pg.h): store_open_params does the same for STORE_KIND_POSTGRESQL.
  */
 #ifndef VAULT_TESTPG_H
 #define VAULT_TESTPG_H
@@ -15,6 +16,7 @@
 #include <libpq-fe.h>
 
 #include "store/store.h"
+#include "store/store_pg.h"
 
 /* The server's conninfo, or NULL: PostgreSQL tests are skipped. */
 static inline const char *
@@ -70,8 +72,6 @@ testpg_create(struct testpg_db *db)
 
 	snprintf(db->name, sizeof(db->name), "vaulttest_%d_%u", (int)getpid(),
 	    n++);
-	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", db->name);
-	testpg_exec(ci, sql);
 	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db->name);
 	testpg_exec(ci, sql);
 	/* A later keyword wins: the test's database. */
