@@ -17,6 +17,7 @@
 
 #include "store/store.h"
 #include "store/store_pg.h"
+#include "testutil.h"
 
 /* The server's conninfo, or NULL: PostgreSQL tests are skipped. */
 static inline const char *
@@ -122,6 +123,69 @@ testpg_terminate(const struct testpg_db *db, const char *app)
 	PQclear(res);
 	PQfinish(pg);
 	return n;
+}
+
+/* ------------------------------------------------ a vault on PostgreSQL */
+
+/*
+ * Whether store_open_params opens PostgreSQL stores (the vault's way to
+ * one): false while store.c refuses them.
+ */
+static inline bool
+testpg_vault_supported(void)
+{
+	struct store_params p = { .kind = STORE_KIND_POSTGRESQL,
+	    .conninfo = testpg_conninfo(), .pool_size = 1,
+	    .connect_timeout_s = 1 };
+	bool exists;
+
+	return store_exists_params(&p, &exists) != VAULT_ERR_UNIMPLEMENTED;
+}
+
+struct testpg_vault {
+	struct test_vault tv;		/* first: a struct test_vault * to it */
+	struct testpg_db db;
+};
+
+/* test_vault_new, the store in a fresh database (store_backend). */
+static inline struct test_vault *
+testpg_vault_new(void)
+{
+	struct testpg_vault *f = calloc(1, sizeof(*f));
+	char extra[1400];
+
+	if (f == NULL || crypto_init() != 0)
+		abort();
+	testpg_create(&f->db);
+	snprintf(extra, sizeof(extra), "store_backend = \"postgresql\";\n"
+	    "postgresql_conninfo = \"%s\";\npostgresql_pool = 4;\n"
+	    "postgresql_connect_timeout_s = 5;\n", f->db.conninfo);
+	f->tv.dir = test_tmpdir();
+	f->tv.cfg = test_config_extra(f->tv.dir, extra);
+	if (vault_open(&f->tv.v, f->tv.cfg, VAULT_OPEN_CREATE) != 0)
+		abort();
+	return &f->tv;
+}
+
+static inline int
+testpg_vault_setup(void **state)
+{
+	*state = testpg_vault_new();
+	return 0;
+}
+
+static inline int
+testpg_vault_teardown(void **state)
+{
+	struct testpg_vault *f = *state;
+
+	vault_close(f->tv.v);
+	config_free(f->tv.cfg);
+	test_rmtree(f->tv.dir);
+	free(f->tv.dir);
+	testpg_drop(&f->db);
+	free(f);
+	return 0;
 }
 
 #endif
