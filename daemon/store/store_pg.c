@@ -204,6 +204,7 @@ struct pg_conn {
 	PGconn *pg;
 	unsigned long long prepared;	/* bit s: statement s prepared here */
 	bool bad;			/* lost or unusable: close, never reuse */
+	bool used;			/* has served a transaction */
 	bool ending;			/* a ROLLBACK sent, its reply unread */
 	struct pg_txn txn;		/* the top-level transaction on it */
 	struct keep keep;
@@ -714,32 +715,61 @@ pool_give(struct pg_store *st, struct pg_conn *c)
 	pthread_mutex_unlock(&st->mu);
 }
 
+/* BEGIN on c; on failure c is left idle (or bad). */
+static int
+conn_begin(struct pg_store *st, struct pg_conn *c, const char *sql,
+    const char *what)
+{
+	int r;
+
+	conn_settle(c);
+	if (c->bad) {
+		log_error("%s: lost the connection to PostgreSQL", what);
+		return VAULT_ERR_UNAVAILABLE;
+	}
+	if ((r = conn_exec(st, c, sql, PGRES_TUPLES_OK, what)) != 0 &&
+	    !c->bad && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+		c->bad = conn_exec(st, c, "ROLLBACK", PGRES_COMMAND_OK,
+		    "rollback") != 0;
+	if (r == 0)
+		c->used = true;
+	return r;
+}
+
+/*
+ * A connection that served before and fails at BEGIN died while idle (a
+ * failover, a proxy's idle timeout, an administrator): nothing was done
+ * on it, so the begin goes on with another, up to a new one. A new
+ * connection that fails at BEGIN fails the begin.
+ */
+static bool
+begin_again(const struct pg_conn *c, int r)
+{
+	return r == VAULT_ERR_UNAVAILABLE && c->bad && c->used;
+}
+
 static int
 pg_read_begin(struct store *s, struct store_txn **txn)
 {
 	struct pg_store *st = pg_store(s);
 	struct pg_conn *c;
+	bool again;
 	int r;
 
 	*txn = NULL;
 	if (st->base.failed)
 		return VAULT_ERR_UNAVAILABLE;
-	if ((r = pool_take(st, &c)) != 0)
-		return r;
-	conn_settle(c);
-	if (c->bad) {
-		log_error("begin read: lost the connection to PostgreSQL; "
-		    "reconnecting at the next transaction");
-		r = VAULT_ERR_UNAVAILABLE;
-	} else {
-		r = conn_exec(st, c, BEGIN_READ, PGRES_TUPLES_OK, "begin read");
-	}
-	if (r != 0) {
-		if (!c->bad && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
-			c->bad = conn_exec(st, c, "ROLLBACK", PGRES_COMMAND_OK,
-			    "rollback") != 0;
-		pool_give(st, c);
-		return r;
+	for (;;) {
+		if ((r = pool_take(st, &c)) != 0)
+			return r;
+		r = conn_begin(st, c, BEGIN_READ, "begin read");
+		if (r == 0)
+			break;
+		again = begin_again(c, r);
+		pool_give(st, c);	/* closes c when it is bad */
+		if (!again)
+			return r;
+		log_info("begin read: reconnecting to PostgreSQL");
 	}
 	txn_init(&c->txn, st, c, false);
 	*txn = &c->txn.base;
@@ -794,23 +824,28 @@ pg_write_begin(struct store *s, struct store_txn **txn)
 {
 	struct pg_store *st = pg_store(s);
 	struct pg_conn *c;
+	bool again;
 	int r;
 
 	*txn = NULL;
 	if (st->base.failed)
 		return VAULT_ERR_UNAVAILABLE;
 	claim_writer(st);
-	if (st->writer == NULL &&
-	    (r = conn_open(st, "vaultd-writer", &st->writer)) != 0) {
-		release_writer(st);
-		return r;
-	}
-	c = st->writer;
-	if ((r = conn_exec(st, c, BEGIN_WRITE, PGRES_TUPLES_OK,
-	    "begin write")) != 0) {
-		if (!c->bad && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
-			c->bad = conn_exec(st, c, "ROLLBACK", PGRES_COMMAND_OK,
-			    "rollback") != 0;
+	do {
+		if (st->writer == NULL &&
+		    (r = conn_open(st, "vaultd-writer", &st->writer)) != 0) {
+			release_writer(st);
+			return r;
+		}
+		c = st->writer;
+		r = conn_begin(st, c, BEGIN_WRITE, "begin write");
+		if ((again = begin_again(c, r))) {
+			conn_close(c);
+			st->writer = NULL;
+			log_info("begin write: reconnecting to PostgreSQL");
+		}
+	} while (again);
+	if (r != 0) {
 		release_writer(st);
 		return r;
 	}
@@ -861,7 +896,18 @@ nested_end(struct pg_txn *t, bool keep_writes)
 	r = t->c->bad ? VAULT_ERR_UNAVAILABLE : conn_exec(t->st, t->c, sql,
 	    PGRES_COMMAND_OK, keep_writes ? "commit nested write" :
 	    "abort nested write");
-	if (!keep_writes)
+	/*
+	 * A release that failed (a statement of the child failed, and its
+	 * job ignored it) leaves the whole transaction failed: rolling the
+	 * savepoint back keeps the parent, and the group, usable.
+	 */
+	if (r != 0 && keep_writes && !t->c->bad) {
+		snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT s%u; "
+		    "RELEASE SAVEPOINT s%u", t->depth, t->depth);
+		(void)conn_exec(t->st, t->c, sql, PGRES_COMMAND_OK,
+		    "abort nested write");
+	}
+	if (!keep_writes || r != 0)
 		wrote(t);	/* the rollback changed what reads see */
 	free(t);
 	return r;
