@@ -1,7 +1,10 @@
 /*
  * The PostgreSQL backend of store.h (libpq), for vaultd replicas sharing
- * one database. Everything vaultd writes here is already sealed by it:
- * PostgreSQL sees refs, wrapped keys and ciphertext only.
+ * one database: its design, transactions, gets, puts and deletes here;
+ * connections, errors and statements in store_pg_conn.c; cursors in
+ * store_pg_cursor.c (store_pg_int.h between them); docs/postgresql.md.
+ * Everything vaultd writes here is already sealed by it: PostgreSQL sees
+ * refs, wrapped keys and ciphertext only.
  *
  * SCHEMA. Two tables in the schema "vaultd", shared by the key spaces:
  *   kv  (sp int2, k bytea, v bytea, PRIMARY KEY (sp, k))     one value a key
@@ -58,19 +61,16 @@
  * store failed; a full disk shows as VAULT_ERR_NOSPACE on the write.
  * store_usage reports pg_database_size, map_bytes 0 (there is no map).
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#include <libpq-fe.h>
 
 #include "util/log.h"
 #include "util/timeutil.h"
 #include "store/backend.h"
 #include "store/meta.h"
 #include "store/store_pg.h"
+#include "store/store_pg_int.h"
 
 /* pg_advisory_xact_lock's key for the writer: "vaultdw1", big-endian. */
 #define WRITER_LOCK "8530228277886089009"
@@ -80,16 +80,6 @@
 #define BEGIN_READ "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1"
 
 #define POOL_WAIT_MS 2000
-#define RETRY_MS 250
-#define BATCH_MIN 8
-#define BATCH_MAX 256
-#define KEEP_MAX 1024
-#define KEEP_MIN 8
-#define KEEP_BYTES ((size_t)32 << 20)
-
-#define BYTEAOID 17
-#define INT8OID 20
-#define INT2OID 21
 
 static const char schema_sql[] =
 	"CREATE SCHEMA IF NOT EXISTS vaultd;"
@@ -102,545 +92,9 @@ static const char schema_sql[] =
 	" CHECK (octet_length(v) BETWEEN 1 AND 511));"
 	"ALTER TABLE vaultd.kv ALTER COLUMN v SET STORAGE EXTERNAL;";
 
-/*
- * The statements, prepared once per connection when first used. Every one
- * takes the same four parameters: $1 the space (int2), $2 a key, $3 a value
- * or a bound, $4 a row limit (int8); those a statement does not use are
- * NULL.
- */
-enum stmt {
-	KV_GET, KV_UPSERT, KV_INSERT, KV_APPEND, KV_UPDATE, KV_DEL,
-	KV_DEL_RANGE, KV_DEL_FROM, KV_COUNT,
-	KV_FIRST, KV_LAST, KV_GT, KV_GE, KV_LT,
-	DUP_GET, DUP_INSERT, DUP_INSERT_NEWKEY, DUP_DEL1, DUP_DELKEY,
-	DUP_DEL_RANGE, DUP_DEL_FROM, DUP_COUNT,
-	DUP_FIRST, DUP_LAST, DUP_GT, DUP_GE, DUP_LT,
-	STMTS
-};
-
-/* A dup space's counterpart of a kv statement (a read or a range delete). */
-static const enum stmt dup_of[STMTS] = {
-	[KV_GET] = DUP_GET, [KV_DEL_RANGE] = DUP_DEL_RANGE,
-	[KV_DEL_FROM] = DUP_DEL_FROM, [KV_COUNT] = DUP_COUNT,
-	[KV_FIRST] = DUP_FIRST, [KV_LAST] = DUP_LAST, [KV_GT] = DUP_GT,
-	[KV_GE] = DUP_GE, [KV_LT] = DUP_LT,
-};
-
-static const char *const stmt_sql[STMTS] = {
-	[KV_GET] = "SELECT v FROM vaultd.kv WHERE sp = $1 AND k = $2",
-	[KV_UPSERT] = "INSERT INTO vaultd.kv (sp, k, v) VALUES ($1, $2, $3) "
-	    "ON CONFLICT (sp, k) DO UPDATE SET v = EXCLUDED.v",
-	[KV_INSERT] = "INSERT INTO vaultd.kv (sp, k, v) VALUES ($1, $2, $3) "
-	    "ON CONFLICT DO NOTHING",
-	[KV_APPEND] = "INSERT INTO vaultd.kv (sp, k, v) SELECT $1, $2, $3 "
-	    "WHERE NOT EXISTS (SELECT 1 FROM vaultd.kv WHERE sp = $1 AND "
-	    "k >= $2)",
-	[KV_UPDATE] = "UPDATE vaultd.kv SET v = $3 WHERE sp = $1 AND k = $2",
-	[KV_DEL] = "DELETE FROM vaultd.kv WHERE sp = $1 AND k = $2",
-	[KV_DEL_RANGE] = "DELETE FROM vaultd.kv WHERE sp = $1 AND k >= $2 AND "
-	    "k < $3",
-	[KV_DEL_FROM] = "DELETE FROM vaultd.kv WHERE sp = $1 AND k >= $2",
-	[KV_COUNT] = "SELECT count(*) FROM vaultd.kv WHERE sp = $1",
-	[KV_FIRST] = "SELECT k, v FROM vaultd.kv WHERE sp = $1 ORDER BY k "
-	    "LIMIT $4",
-	[KV_LAST] = "SELECT k, v FROM vaultd.kv WHERE sp = $1 ORDER BY k DESC "
-	    "LIMIT $4",
-	[KV_GT] = "SELECT k, v FROM vaultd.kv WHERE sp = $1 AND k > $2 "
-	    "ORDER BY k LIMIT $4",
-	[KV_GE] = "SELECT k, v FROM vaultd.kv WHERE sp = $1 AND k >= $2 "
-	    "ORDER BY k LIMIT $4",
-	[KV_LT] = "SELECT k, v FROM vaultd.kv WHERE sp = $1 AND k < $2 "
-	    "ORDER BY k DESC LIMIT $4",
-	[DUP_GET] = "SELECT v FROM vaultd.dup WHERE sp = $1 AND k = $2 "
-	    "ORDER BY v LIMIT 1",
-	[DUP_INSERT] = "INSERT INTO vaultd.dup (sp, k, v) VALUES ($1, $2, $3) "
-	    "ON CONFLICT DO NOTHING",
-	[DUP_INSERT_NEWKEY] = "INSERT INTO vaultd.dup (sp, k, v) "
-	    "SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM vaultd.dup "
-	    "WHERE sp = $1 AND k = $2)",
-	[DUP_DEL1] = "DELETE FROM vaultd.dup WHERE sp = $1 AND k = $2 AND "
-	    "v = $3",
-	[DUP_DELKEY] = "DELETE FROM vaultd.dup WHERE sp = $1 AND k = $2",
-	[DUP_DEL_RANGE] = "DELETE FROM vaultd.dup WHERE sp = $1 AND k >= $2 "
-	    "AND k < $3",
-	[DUP_DEL_FROM] = "DELETE FROM vaultd.dup WHERE sp = $1 AND k >= $2",
-	[DUP_COUNT] = "SELECT count(*) FROM vaultd.dup WHERE sp = $1",
-	[DUP_FIRST] = "SELECT k, v FROM vaultd.dup WHERE sp = $1 "
-	    "ORDER BY k, v LIMIT $4",
-	[DUP_LAST] = "SELECT k, v FROM vaultd.dup WHERE sp = $1 "
-	    "ORDER BY k DESC, v DESC LIMIT $4",
-	/* (sp, k, v) as a row: the primary key's index serves the bound. */
-	[DUP_GT] = "SELECT k, v FROM vaultd.dup WHERE sp = $1 AND "
-	    "(sp, k, v) > ($1, $2, $3) ORDER BY k, v LIMIT $4",
-	[DUP_GE] = "SELECT k, v FROM vaultd.dup WHERE sp = $1 AND "
-	    "(sp, k, v) >= ($1, $2, $3) ORDER BY k, v LIMIT $4",
-	[DUP_LT] = "SELECT k, v FROM vaultd.dup WHERE sp = $1 AND "
-	    "(sp, k, v) < ($1, $2, $3) ORDER BY k DESC, v DESC LIMIT $4",
-};
-
-/* The results a transaction keeps for its store_vals (LIFETIME above). */
-struct keep {
-	PGresult *r[KEEP_MAX];
-	unsigned head, n;
-	size_t bytes;
-};
-
-struct pg_cursor;
-struct pg_conn;
-
-struct pg_txn {
-	struct store_txn base;
-	struct pg_store *st;
-	struct pg_conn *c;
-	struct pg_txn *top;		/* itself at the top level */
-	unsigned depth;			/* savepoint s<depth>; 0: top level */
-	bool write;
-	struct pg_cursor *cursors;	/* open in this transaction */
-	/* Top level: bumped by every write, so cursors drop their batches. */
-	unsigned long long gen;
-};
-
-struct pg_conn {
-	PGconn *pg;
-	unsigned long long prepared;	/* bit s: statement s prepared here */
-	bool bad;			/* lost or unusable: close, never reuse */
-	bool used;			/* has served a transaction */
-	bool ending;			/* a ROLLBACK sent, its reply unread */
-	struct pg_txn txn;		/* the top-level transaction on it */
-	struct keep keep;
-	struct pg_conn *next;		/* the pool's idle list */
-};
-
-struct pg_store {
-	struct store base;
-	char *conninfo;
-	unsigned pool_size, timeout_s;
-	pthread_mutex_t mu;		/* the read pool */
-	pthread_cond_t cv;
-	struct pg_conn *idle;
-	unsigned nopen;
-	pthread_mutex_t wmu;		/* the writer's connection */
-	pthread_cond_t wcv;
-	bool writing;
-	struct pg_conn *writer;
-};
-
-struct pg_cursor {
-	struct store_cursor base;
-	struct pg_txn *t;
-	struct pg_cursor *next;
-	enum store_space sp;
-	bool dup;
-	PGresult *batch;
-	int row;			/* on batch's row; -1: not in the batch */
-	int nrows, dir;			/* dir: 1 ascending, -1 descending */
-	bool complete;			/* nothing further in dir past the batch */
-	unsigned long long gen;		/* the batch's write generation */
-	int limit;			/* the next batch's size */
-	/* The entry the cursor is on (deleted: stood on, now gone), a copy. */
-	bool has_pos, deleted;
-	size_t klen, vlen;
-	uint8_t k[STORE_KEY_MAX], v[STORE_KEY_MAX];
-};
-
 static const struct store_ops pg_ops;
 
-static struct pg_store *
-pg_store(struct store *st)
-{
-	return (struct pg_store *)st;
-}
-
-static struct pg_txn *
-pg_txn(struct store_txn *txn)
-{
-	return (struct pg_txn *)txn;
-}
-
-static struct pg_cursor *
-pg_cursor(struct store_cursor *cur)
-{
-	return (struct pg_cursor *)cur;
-}
-
-/* ------------------------------------------------------------ kept results */
-
-static void
-keep_drop_oldest(struct keep *k)
-{
-	PGresult *r = k->r[k->head];
-
-	k->bytes -= PQresultMemorySize(r);
-	PQclear(r);
-	k->head = (k->head + 1) % KEEP_MAX;
-	k->n--;
-}
-
-static void
-keep_push(struct keep *k, PGresult *r)
-{
-	size_t size = PQresultMemorySize(r);
-
-	while (k->n >= KEEP_MIN && (k->n == KEEP_MAX ||
-	    k->bytes + size > KEEP_BYTES))
-		keep_drop_oldest(k);
-	k->r[(k->head + k->n) % KEEP_MAX] = r;
-	k->n++;
-	k->bytes += size;
-}
-
-static void
-keep_clear(struct keep *k)
-{
-	while (k->n > 0)
-		keep_drop_oldest(k);
-	k->head = 0;
-}
-
-/* ------------------------------------------------------------ errors */
-
-/* The libpq message of c, one line, for the log. */
-static const char *
-conn_cause(PGconn *pg, char *buf, size_t len)
-{
-	const char *m = pg != NULL ? PQerrorMessage(pg) : "out of memory";
-	size_t n;
-
-	snprintf(buf, len, "%s", m != NULL && *m != '\0' ? m : "unknown");
-	n = strcspn(buf, "\n");
-	buf[n] = '\0';
-	return buf;
-}
-
-/* Whether sqlstate means this connection must go (failover, shutdown). */
-static bool
-state_resets(const char *s)
-{
-	return strncmp(s, "08", 2) == 0 || strcmp(s, "57P01") == 0 ||
-	    strcmp(s, "57P02") == 0 || strcmp(s, "57P03") == 0 ||
-	    strcmp(s, "25006") == 0;
-}
-
-/*
- * Maps a failed result on c to a vault error and logs it (what names the
- * operation). A connection to drop is marked bad: it is closed when its
- * transaction ends, and the next begin connects again.
- */
-static int
-pg_err(struct pg_store *st, struct pg_conn *c, const PGresult *res,
-    const char *what)
-{
-	const char *state = res != NULL ?
-	    PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	const char *msg = res != NULL ?
-	    PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	char cause[256];
-
-	if (msg == NULL)
-		msg = conn_cause(c->pg, cause, sizeof(cause));
-	if (state == NULL || PQstatus(c->pg) != CONNECTION_OK ||
-	    state_resets(state)) {
-		c->bad = true;
-		log_error("%s: PostgreSQL %s: %s; reconnecting at the next "
-		    "transaction", what, state != NULL ? state : "(no SQLSTATE)",
-		    msg);
-		return VAULT_ERR_UNAVAILABLE;
-	}
-	if (strcmp(state, "53100") == 0) {
-		log_error("%s: PostgreSQL %s: disk full: %s", what, state, msg);
-		return VAULT_ERR_NOSPACE;
-	}
-	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0) {
-		log_warn("%s: PostgreSQL %s: %s (retryable)", what, state, msg);
-		return VAULT_ERR_UNAVAILABLE;
-	}
-	if (strcmp(state, "XX001") == 0 || strcmp(state, "XX002") == 0) {
-		log_error("%s: PostgreSQL %s: fatal store error: %s; refusing "
-		    "further calls", what, state, msg);
-		st->base.failed = 1;
-		return VAULT_ERR_UNAVAILABLE;
-	}
-	log_error("%s: PostgreSQL %s: %s", what, state, msg);
-	return VAULT_ERR_STORE;
-}
-
-/* "op (space)", for the log. */
-static const char *
-what_sp(char *buf, size_t len, const char *op, enum store_space sp)
-{
-	snprintf(buf, len, "%s (%s)", op, store_space_name(sp));
-	return buf;
-}
-
-/* ------------------------------------------------------------ connections */
-
-static void
-notice_to_debug(void *arg, const char *msg)
-{
-	(void)arg;
-	log_debug("PostgreSQL notice: %.*s", (int)strcspn(msg, "\n"), msg);
-}
-
-static void
-sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
-
-/* Whether the server is a standby (in recovery): the writer refuses one. */
-static int
-is_standby(PGconn *pg, bool *standby)
-{
-	PGresult *res = PQexec(pg, "SELECT pg_is_in_recovery()");
-	int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
-
-	*standby = ok && PQgetvalue(res, 0, 0)[0] == 't';
-	PQclear(res);
-	return ok ? 0 : -1;
-}
-
-/* One attempt; NULL with the cause in cause. */
-static PGconn *
-connect_once(struct pg_store *st, const char *role, char *cause, size_t len)
-{
-	char timeout[16];
-	/*
-	 * Defaults first: the conninfo (expanded from dbname) overrides them.
-	 * The keepalives find a leader that vanished without a reset.
-	 */
-	const char *keys[] = { "application_name", "connect_timeout",
-	    "keepalives_idle", "keepalives_interval", "keepalives_count",
-	    "dbname", NULL };
-	const char *vals[] = { role, timeout, "10", "5", "3", st->conninfo,
-	    NULL };
-	PGconn *pg;
-	bool standby = false;
-
-	snprintf(timeout, sizeof(timeout), "%u",
-	    st->timeout_s < 2 ? 2 : st->timeout_s > 10 ? 10 : st->timeout_s);
-	pg = PQconnectdbParams(keys, vals, 1);
-	if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
-		conn_cause(pg, cause, len);
-		PQfinish(pg);
-		return NULL;
-	}
-	PQsetNoticeProcessor(pg, notice_to_debug, NULL);
-	if (strcmp(role, "vaultd-writer") == 0 &&
-	    (is_standby(pg, &standby) != 0 || standby)) {
-		if (standby)
-			snprintf(cause, len, "the server is a standby "
-			    "(read-only)");
-		else
-			conn_cause(pg, cause, len);
-		PQfinish(pg);
-		return NULL;
-	}
-	return pg;
-}
-
-/*
- * A new connection for role ("vaultd-writer", "vaultd-reader"), retried
- * for up to connect_timeout_s: after a failover the proxy needs a moment
- * to route to the new leader.
- */
-static int
-conn_open(struct pg_store *st, const char *role, struct pg_conn **out)
-{
-	long long deadline = time_monotonic_ms() + (long long)st->timeout_s * 1000;
-	struct pg_conn *c;
-	PGconn *pg;
-	char cause[256];
-	bool warned = false;
-
-	*out = NULL;
-	while ((pg = connect_once(st, role, cause, sizeof(cause))) == NULL) {
-		if (time_monotonic_ms() >= deadline) {
-			log_error("cannot connect to PostgreSQL: %s", cause);
-			return VAULT_ERR_UNAVAILABLE;
-		}
-		if (!warned)
-			log_warn("cannot connect to PostgreSQL: %s; retrying for "
-			    "up to %u s", cause, st->timeout_s);
-		warned = true;
-		sleep_ms(RETRY_MS);
-	}
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		PQfinish(pg);
-		return VAULT_ERR_NOMEM;
-	}
-	c->pg = pg;
-	*out = c;
-	return 0;
-}
-
-static void
-conn_close(struct pg_conn *c)
-{
-	if (c == NULL)
-		return;
-	keep_clear(&c->keep);
-	PQfinish(c->pg);
-	free(c);
-}
-
-/* Reads the reply of the ROLLBACK read_end sent, before the next use. */
-static void
-conn_settle(struct pg_conn *c)
-{
-	PGresult *res;
-
-	if (!c->ending)
-		return;
-	c->ending = false;
-	while ((res = PQgetResult(c->pg)) != NULL) {
-		if (PQresultStatus(res) != PGRES_COMMAND_OK)
-			c->bad = true;
-		PQclear(res);
-	}
-}
-
-/* Runs a statement of no parameters (BEGIN, SAVEPOINT, ...). */
-static int
-conn_exec(struct pg_store *st, struct pg_conn *c, const char *sql,
-    ExecStatusType want, const char *what)
-{
-	PGresult *res = PQexec(c->pg, sql);
-	int r = 0;
-
-	if (PQresultStatus(res) != want)
-		r = pg_err(st, c, res, what);
-	PQclear(res);
-	return r;
-}
-
-/* ------------------------------------------------------------ statements */
-
-struct args {
-	enum store_space sp;
-	const void *k;
-	size_t klen;
-	const void *v;			/* NULL: SQL NULL (unused) */
-	size_t vlen;
-	long long limit;
-};
-
-static int
-prepare(struct pg_txn *t, enum stmt s, const char *name)
-{
-	static const Oid types[4] = { INT2OID, BYTEAOID, BYTEAOID, INT8OID };
-	struct pg_conn *c = t->top->c;
-	PGresult *res;
-	int r = 0;
-
-	if (c->prepared & (1ULL << s))
-		return 0;
-	res = PQprepare(c->pg, name, stmt_sql[s], 4, types);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		r = pg_err(t->st, c, res, "prepare");
-	else
-		c->prepared |= 1ULL << s;
-	PQclear(res);
-	return r;
-}
-
-/*
- * Runs statement s; the result (tuples or a command's) is the caller's, or
- * NULL with *r set. Binary parameters and results: nothing is quoted.
- */
-static PGresult *
-run(struct pg_txn *t, enum stmt s, const struct args *a, const char *op,
-    int *r)
-{
-	static const int formats[4] = { 1, 1, 1, 1 };
-	struct pg_conn *c = t->top->c;
-	char name[16], what[64];
-	uint8_t sp[2], limit[8];
-	const char *vals[4] = { (const char *)sp, a->k, a->v,
-	    (const char *)limit };
-	int lens[4] = { 2, (int)a->klen, (int)a->vlen, 8 };
-	PGresult *res;
-	ExecStatusType status;
-
-	sp[0] = 0;
-	sp[1] = (uint8_t)a->sp;
-	store_put_u64(limit, (uint64_t)a->limit);
-	if (a->limit == 0)
-		vals[3] = NULL;
-	if (a->k == NULL)
-		lens[1] = 0;
-	if (a->v == NULL)
-		lens[2] = 0;
-	snprintf(name, sizeof(name), "vaultd_%d", (int)s);
-	if ((*r = prepare(t, s, name)) != 0)
-		return NULL;
-	res = PQexecPrepared(c->pg, name, 4, vals, lens, formats, 1);
-	status = PQresultStatus(res);
-	if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
-		*r = 0;
-		return res;
-	}
-	*r = pg_err(t->st, c, res, what_sp(what, sizeof(what), op, a->sp));
-	PQclear(res);
-	return NULL;
-}
-
-/* The rows a command changed. */
-static long
-changed(PGresult *res)
-{
-	return strtol(PQcmdTuples(res), NULL, 10);
-}
-
-/* A write ran: results kept for reads die now, cursors read again. */
-static void
-wrote(struct pg_txn *t)
-{
-	t->top->gen++;
-	keep_clear(&t->top->c->keep);
-}
-
-/* Runs a write; *n the rows it changed. */
-static int
-run_write(struct pg_txn *t, enum stmt s, const struct args *a, const char *op,
-    long *n)
-{
-	PGresult *res;
-	int r;
-
-	if (!t->top->write) {
-		log_error("%s (%s): a write in a read transaction", op,
-		    store_space_name(a->sp));
-		return VAULT_ERR_STORE;
-	}
-	res = run(t, s, a, op, &r);
-	if (res != NULL)
-		*n = changed(res);
-	PQclear(res);
-	wrote(t);
-	return r;
-}
-
-static enum stmt
-stmt_for(enum store_space sp, enum stmt kv)
-{
-	return store_space_dup(sp) ? dup_of[kv] : kv;
-}
-
-static int
-check_len(size_t len, enum store_space sp, const char *op, const char *which)
-{
-	if (len >= 1 && len <= STORE_KEY_MAX)
-		return 0;
-	log_error("%s (%s): a %s of %zu bytes (1..%d)", op,
-	    store_space_name(sp), which, len, STORE_KEY_MAX);
-	return VAULT_ERR_STORE;
-}
-
 /* ------------------------------------------------------------ transactions */
-
-static void cursor_free(struct pg_cursor *cur);
 
 static void
 txn_init(struct pg_txn *t, struct pg_store *st, struct pg_conn *c, bool write)
@@ -661,7 +115,7 @@ txn_close_cursors(struct pg_txn *t)
 		struct pg_cursor *cur = t->cursors;
 
 		t->cursors = cur->next;
-		cursor_free(cur);
+		pg_cursor_free(cur);
 	}
 }
 
@@ -690,7 +144,7 @@ pool_take(struct pg_store *st, struct pg_conn **out)
 	}
 	st->nopen++;
 	pthread_mutex_unlock(&st->mu);
-	if ((r = conn_open(st, "vaultd-reader", out)) != 0) {
+	if ((r = pg_conn_open(st, "vaultd-reader", out)) != 0) {
 		pthread_mutex_lock(&st->mu);
 		st->nopen--;
 		pthread_cond_signal(&st->cv);
@@ -706,7 +160,7 @@ pool_give(struct pg_store *st, struct pg_conn *c)
 	pthread_mutex_lock(&st->mu);
 	if (c->bad) {
 		st->nopen--;
-		conn_close(c);
+		pg_conn_close(c);
 	} else {
 		c->next = st->idle;
 		st->idle = c;
@@ -722,14 +176,14 @@ conn_begin(struct pg_store *st, struct pg_conn *c, const char *sql,
 {
 	int r;
 
-	conn_settle(c);
+	pg_conn_settle(c);
 	if (c->bad) {
 		log_error("%s: lost the connection to PostgreSQL", what);
 		return VAULT_ERR_UNAVAILABLE;
 	}
-	if ((r = conn_exec(st, c, sql, PGRES_TUPLES_OK, what)) != 0 &&
+	if ((r = pg_conn_exec(st, c, sql, PGRES_TUPLES_OK, what)) != 0 &&
 	    !c->bad && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
-		c->bad = conn_exec(st, c, "ROLLBACK", PGRES_COMMAND_OK,
+		c->bad = pg_conn_exec(st, c, "ROLLBACK", PGRES_COMMAND_OK,
 		    "rollback") != 0;
 	if (r == 0)
 		c->used = true;
@@ -786,7 +240,7 @@ pg_read_end(struct store_txn *txn)
 		return;
 	c = t->c;
 	txn_close_cursors(t);
-	keep_clear(&c->keep);
+	pg_keep_clear(&c->keep);
 	/* The reply is read at the next begin: ending costs no round trip. */
 	if (!c->bad && PQsendQuery(c->pg, "ROLLBACK") != 1)
 		c->bad = true;
@@ -810,7 +264,7 @@ static void
 release_writer(struct pg_store *st)
 {
 	if (st->writer != NULL && st->writer->bad) {
-		conn_close(st->writer);
+		pg_conn_close(st->writer);
 		st->writer = NULL;
 	}
 	pthread_mutex_lock(&st->wmu);
@@ -833,14 +287,14 @@ pg_write_begin(struct store *s, struct store_txn **txn)
 	claim_writer(st);
 	do {
 		if (st->writer == NULL &&
-		    (r = conn_open(st, "vaultd-writer", &st->writer)) != 0) {
+		    (r = pg_conn_open(st, "vaultd-writer", &st->writer)) != 0) {
 			release_writer(st);
 			return r;
 		}
 		c = st->writer;
 		r = conn_begin(st, c, BEGIN_WRITE, "begin write");
 		if ((again = begin_again(c, r))) {
-			conn_close(c);
+			pg_conn_close(c);
 			st->writer = NULL;
 			log_info("begin write: reconnecting to PostgreSQL");
 		}
@@ -871,7 +325,7 @@ pg_nested_begin(struct store_txn *parent, struct store_txn **child)
 	*t = (struct pg_txn){ .base = { &p->st->base }, .st = p->st,
 	    .c = p->c, .top = p->top, .depth = p->depth + 1, .write = true };
 	snprintf(sql, sizeof(sql), "SAVEPOINT s%u", t->depth);
-	if ((r = conn_exec(t->st, t->c, sql, PGRES_COMMAND_OK,
+	if ((r = pg_conn_exec(t->st, t->c, sql, PGRES_COMMAND_OK,
 	    "begin nested write")) != 0) {
 		free(t);
 		return r;
@@ -893,7 +347,7 @@ nested_end(struct pg_txn *t, bool keep_writes)
 	else
 		snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT s%u; "
 		    "RELEASE SAVEPOINT s%u", t->depth, t->depth);
-	r = t->c->bad ? VAULT_ERR_UNAVAILABLE : conn_exec(t->st, t->c, sql,
+	r = t->c->bad ? VAULT_ERR_UNAVAILABLE : pg_conn_exec(t->st, t->c, sql,
 	    PGRES_COMMAND_OK, keep_writes ? "commit nested write" :
 	    "abort nested write");
 	/*
@@ -904,11 +358,11 @@ nested_end(struct pg_txn *t, bool keep_writes)
 	if (r != 0 && keep_writes && !t->c->bad) {
 		snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT s%u; "
 		    "RELEASE SAVEPOINT s%u", t->depth, t->depth);
-		(void)conn_exec(t->st, t->c, sql, PGRES_COMMAND_OK,
+		(void)pg_conn_exec(t->st, t->c, sql, PGRES_COMMAND_OK,
 		    "abort nested write");
 	}
 	if (!keep_writes || r != 0)
-		wrote(t);	/* the rollback changed what reads see */
+		pg_wrote(t);	/* the rollback changed what reads see */
 	free(t);
 	return r;
 }
@@ -928,7 +382,7 @@ top_commit(struct pg_txn *t)
 	int r = 0;
 
 	txn_close_cursors(t);
-	keep_clear(&c->keep);
+	pg_keep_clear(&c->keep);
 	if (c->bad) {
 		r = VAULT_ERR_UNAVAILABLE;
 		goto out;
@@ -971,9 +425,9 @@ pg_abort(struct store_txn *txn)
 		return;
 	}
 	txn_close_cursors(t);
-	keep_clear(&t->c->keep);
+	pg_keep_clear(&t->c->keep);
 	if (!t->c->bad)
-		(void)conn_exec(t->st, t->c, "ROLLBACK", PGRES_COMMAND_OK,
+		(void)pg_conn_exec(t->st, t->c, "ROLLBACK", PGRES_COMMAND_OK,
 		    "abort write");
 	release_writer(t->st);
 }
@@ -991,9 +445,9 @@ pg_get(struct store_txn *txn, enum store_space sp, const void *key,
 
 	val->data = NULL;
 	val->len = 0;
-	if ((r = check_len(klen, sp, "get", "key")) != 0)
+	if ((r = pg_check_len(klen, sp, "get", "key")) != 0)
 		return r;
-	if ((res = run(t, stmt_for(sp, KV_GET), &a, "get", &r)) == NULL)
+	if ((res = pg_run(t, pg_stmt_for(sp, KV_GET), &a, "get", &r)) == NULL)
 		return r;
 	if (PQntuples(res) == 0) {
 		PQclear(res);
@@ -1001,7 +455,7 @@ pg_get(struct store_txn *txn, enum store_space sp, const void *key,
 	}
 	val->data = PQgetvalue(res, 0, 0);
 	val->len = (size_t)PQgetlength(res, 0, 0);
-	keep_push(&t->top->c->keep, res);
+	pg_keep_push(&t->top->c->keep, res);
 	return 0;
 }
 
@@ -1011,14 +465,14 @@ put_dup(struct pg_txn *t, struct args *a, unsigned flags)
 	long n = 0;
 	int r;
 
-	if ((r = check_len(a->vlen, a->sp, "put", "value")) != 0)
+	if ((r = pg_check_len(a->vlen, a->sp, "put", "value")) != 0)
 		return r;
 	if (flags & STORE_APPEND) {
 		log_error("put (%s): STORE_APPEND in a dup space",
 		    store_space_name(a->sp));
 		return VAULT_ERR_STORE;
 	}
-	if ((r = run_write(t, flags & STORE_NOOVERWRITE ? DUP_INSERT_NEWKEY :
+	if ((r = pg_run_write(t, flags & STORE_NOOVERWRITE ? DUP_INSERT_NEWKEY :
 	    DUP_INSERT, a, "put", &n)) != 0)
 		return r;
 	/* No row: the key (NOOVERWRITE) or the value (NODUPDATA) exists. */
@@ -1038,7 +492,7 @@ pg_put(struct store_txn *txn, enum store_space sp, const void *key,
 	long n = 0;
 	int r;
 
-	if ((r = check_len(klen, sp, "put", "key")) != 0)
+	if ((r = pg_check_len(klen, sp, "put", "key")) != 0)
 		return r;
 	if (len > 0x7fffffff) {
 		log_error("put (%s): a value of %zu bytes", store_space_name(sp),
@@ -1051,7 +505,7 @@ pg_put(struct store_txn *txn, enum store_space sp, const void *key,
 		s = KV_APPEND;
 	else if (flags & STORE_NOOVERWRITE)
 		s = KV_INSERT;
-	if ((r = run_write(t, s, &a, "put", &n)) != 0)
+	if ((r = pg_run_write(t, s, &a, "put", &n)) != 0)
 		return r;
 	if (n == 1)
 		return 0;
@@ -1073,14 +527,14 @@ pg_del(struct store_txn *txn, enum store_space sp, const void *key,
 	long n = 0;
 	int r;
 
-	if ((r = check_len(klen, sp, "delete", "key")) != 0)
+	if ((r = pg_check_len(klen, sp, "delete", "key")) != 0)
 		return r;
 	if (store_space_dup(sp)) {
 		s = dup != NULL ? DUP_DEL1 : DUP_DELKEY;
 		a.v = dup;
 		a.vlen = duplen;
 	}
-	if ((r = run_write(t, s, &a, "delete", &n)) != 0)
+	if ((r = pg_run_write(t, s, &a, "delete", &n)) != 0)
 		return r;
 	return n > 0 ? 0 : VAULT_ERR_NOT_FOUND;
 }
@@ -1112,11 +566,11 @@ pg_delete_prefix(struct store_txn *txn, enum store_space sp,
 	long n;
 	int r;
 
-	if ((r = check_len(len, sp, "delete by prefix", "prefix")) != 0)
+	if ((r = pg_check_len(len, sp, "delete by prefix", "prefix")) != 0)
 		return r;
 	a.vlen = prefix_successor(prefix, len, end);
 	a.v = a.vlen > 0 ? end : NULL;
-	return run_write(t, stmt_for(sp, a.v != NULL ? KV_DEL_RANGE :
+	return pg_run_write(t, pg_stmt_for(sp, a.v != NULL ? KV_DEL_RANGE :
 	    KV_DEL_FROM), &a, "delete by prefix", &n);
 }
 
@@ -1128,7 +582,7 @@ pg_count(struct store_txn *txn, enum store_space sp, size_t *n)
 	int r;
 
 	*n = 0;
-	if ((res = run(pg_txn(txn), stmt_for(sp, KV_COUNT), &a, "count",
+	if ((res = pg_run(pg_txn(txn), pg_stmt_for(sp, KV_COUNT), &a, "count",
 	    &r)) == NULL)
 		return r;
 	if (PQntuples(res) == 1 && PQgetlength(res, 0, 0) == 8)
@@ -1136,337 +590,6 @@ pg_count(struct store_txn *txn, enum store_space sp, size_t *n)
 		    0));
 	PQclear(res);
 	return 0;
-}
-
-/* ------------------------------------------------------------ cursors */
-
-static void
-cursor_free(struct pg_cursor *cur)
-{
-	PQclear(cur->batch);
-	free(cur);
-}
-
-static int
-pg_cursor_open(struct store_txn *txn, enum store_space sp,
-    struct store_cursor **out)
-{
-	struct pg_txn *t = pg_txn(txn);
-	struct pg_cursor *cur;
-
-	*out = NULL;
-	if ((cur = calloc(1, sizeof(*cur))) == NULL)
-		return VAULT_ERR_NOMEM;
-	cur->base.txn = txn;
-	cur->t = t;
-	cur->sp = sp;
-	cur->dup = store_space_dup(sp);
-	cur->row = -1;
-	cur->limit = BATCH_MIN;
-	cur->next = t->cursors;
-	t->cursors = cur;
-	*out = &cur->base;
-	return 0;
-}
-
-static void
-pg_cursor_close(struct store_cursor *c)
-{
-	struct pg_cursor *cur = pg_cursor(c), **pp;
-
-	if (cur == NULL)
-		return;
-	for (pp = &cur->t->cursors; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == cur) {
-			*pp = cur->next;
-			break;
-		}
-	/* The values it returned live on with the transaction's. */
-	if (cur->batch != NULL && cur->gen == cur->t->top->gen) {
-		keep_push(&cur->t->top->c->keep, cur->batch);
-		cur->batch = NULL;
-	}
-	cursor_free(cur);
-}
-
-/* Drops a batch a write made stale (its values died with the write). */
-static bool
-batch_live(struct pg_cursor *cur)
-{
-	if (cur->batch != NULL && cur->gen != cur->t->top->gen) {
-		PQclear(cur->batch);
-		cur->batch = NULL;
-		cur->row = -1;
-	}
-	return cur->batch != NULL;
-}
-
-/*
- * Fetches a batch with statement s (the kv one; bounds k, v) in direction
- * dir; the cursor is then before its first row (row -1). The old batch is
- * kept for the values it returned.
- */
-static int
-fetch(struct pg_cursor *cur, enum stmt s, const void *k, size_t klen,
-    const void *v, size_t vlen, int dir)
-{
-	struct args a = { .sp = cur->sp, .k = k, .klen = klen, .v = v,
-	    .vlen = vlen, .limit = cur->limit };
-	PGresult *res;
-	int r;
-
-	if (cur->dup && v == NULL && k != NULL) {
-		a.v = "";		/* (k, '') sorts before every (k, value) */
-		a.vlen = 0;
-	}
-	if ((res = run(cur->t, stmt_for(cur->sp, s), &a, "cursor",
-	    &r)) == NULL)
-		return r;
-	if (batch_live(cur))
-		keep_push(&cur->t->top->c->keep, cur->batch);
-	cur->batch = res;
-	cur->gen = cur->t->top->gen;
-	cur->nrows = PQntuples(res);
-	cur->dir = dir;
-	cur->complete = cur->nrows < cur->limit;
-	cur->row = -1;
-	/* A walk reads ever larger batches; a lookup stays small. */
-	cur->limit = cur->limit * 4 > BATCH_MAX ? BATCH_MAX : cur->limit * 4;
-	return 0;
-}
-
-static const uint8_t *
-cell(struct pg_cursor *cur, int row, int col, size_t *len)
-{
-	*len = (size_t)PQgetlength(cur->batch, row, col);
-	return (const uint8_t *)PQgetvalue(cur->batch, row, col);
-}
-
-/* Stands on batch row row: its copy becomes the position. */
-static int
-stand(struct pg_cursor *cur, int row, struct store_val *key,
-    struct store_val *val)
-{
-	size_t klen, vlen;
-	const uint8_t *k = cell(cur, row, 0, &klen), *v = cell(cur, row, 1,
-	    &vlen);
-
-	if (klen > STORE_KEY_MAX || (cur->dup && vlen > STORE_KEY_MAX)) {
-		log_error("cursor (%s): an entry longer than a store allows",
-		    store_space_name(cur->sp));
-		return VAULT_ERR_STORE;
-	}
-	memcpy(cur->k, k, klen);
-	cur->klen = klen;
-	if (cur->dup) {
-		memcpy(cur->v, v, vlen);
-		cur->vlen = vlen;
-	}
-	cur->row = row;
-	cur->has_pos = true;
-	cur->deleted = false;
-	key->data = k;
-	key->len = klen;
-	val->data = v;
-	val->len = vlen;
-	return 0;
-}
-
-/* The batch row of the entry next to the position in direction d. */
-static int
-advance(struct pg_cursor *cur, int d, int *row)
-{
-	int r;
-
-	if (!cur->has_pos) {
-		cur->limit = BATCH_MIN;
-		if ((r = fetch(cur, d > 0 ? KV_FIRST : KV_LAST, NULL, 0, NULL, 0,
-		    d)) != 0)
-			return r;
-	} else if (batch_live(cur) && cur->row >= 0) {
-		int nr = cur->row + (d == cur->dir ? 1 : -1);
-
-		if (nr >= 0 && nr < cur->nrows) {
-			*row = nr;
-			return 0;
-		}
-		if (nr == cur->nrows && cur->complete)
-			return VAULT_ERR_NOT_FOUND;
-		if ((r = fetch(cur, d > 0 ? KV_GT : KV_LT, cur->k, cur->klen,
-		    cur->dup ? cur->v : NULL, cur->vlen, d)) != 0)
-			return r;
-	} else if ((r = fetch(cur, d > 0 ? KV_GT : KV_LT, cur->k, cur->klen,
-	    cur->dup ? cur->v : NULL, cur->vlen, d)) != 0) {
-		return r;
-	}
-	if (cur->nrows == 0)
-		return VAULT_ERR_NOT_FOUND;
-	*row = 0;
-	return 0;
-}
-
-static bool
-same(const void *a, size_t alen, const void *b, size_t blen)
-{
-	return alen == blen && memcmp(a, b, alen) == 0;
-}
-
-/*
- * SEEK, SET, GET_BOTH, SEEK_DUP: the first entry >= (key, val) (val NULL:
- * the key's first), which must match the key (exact) and the value
- * (exact_v).
- */
-static int
-seek(struct pg_cursor *cur, struct store_val *key, struct store_val *val,
-    bool with_v, bool exact, bool exact_v)
-{
-	const void *k = key->data, *v = with_v ? val->data : NULL;
-	size_t klen = key->len, vlen = with_v ? val->len : 0, len;
-	const uint8_t *p;
-	int r;
-
-	if ((r = check_len(klen, cur->sp, "cursor", "key")) != 0)
-		return r;
-	cur->limit = BATCH_MIN;
-	if ((r = fetch(cur, KV_GE, k, klen, v, vlen, 1)) != 0)
-		return r;
-	if (cur->nrows == 0)
-		return VAULT_ERR_NOT_FOUND;
-	p = cell(cur, 0, 0, &len);
-	if (exact && !same(p, len, k, klen))
-		return VAULT_ERR_NOT_FOUND;
-	p = cell(cur, 0, 1, &len);
-	if (exact_v && !same(p, len, v, vlen))
-		return VAULT_ERR_NOT_FOUND;
-	return stand(cur, 0, key, val);
-}
-
-/* The entry the cursor is on; after a delete, the one that followed. */
-static int
-current(struct pg_cursor *cur, struct store_val *key, struct store_val *val)
-{
-	struct store_val k = { cur->klen, cur->k }, v = { cur->vlen, cur->v };
-	int row, r;
-
-	if (!cur->has_pos)
-		return VAULT_ERR_NOT_FOUND;
-	if (cur->deleted) {
-		if ((r = advance(cur, 1, &row)) != 0)
-			return r;
-		return stand(cur, row, key, val);
-	}
-	if (batch_live(cur) && cur->row >= 0)
-		return stand(cur, cur->row, key, val);
-	/* Read again after a write: seek reads k and v before moving. */
-	if ((r = seek(cur, &k, &v, cur->dup, true, cur->dup)) != 0)
-		return r;
-	*key = k;
-	*val = v;
-	return 0;
-}
-
-static int
-next_dup(struct pg_cursor *cur, struct store_val *key, struct store_val *val)
-{
-	size_t len;
-	const uint8_t *p;
-	int row, r;
-
-	if (!cur->has_pos || cur->deleted)
-		return VAULT_ERR_NOT_FOUND;
-	if ((r = advance(cur, 1, &row)) != 0)
-		return r;
-	p = cell(cur, row, 0, &len);
-	/* Another key: the cursor stays on its entry (a new batch left it
-	 * detached, row -1, and CURRENT reads it again). */
-	if (!same(p, len, cur->k, cur->klen))
-		return VAULT_ERR_NOT_FOUND;
-	return stand(cur, row, key, val);
-}
-
-static int
-pg_cursor_get(struct store_cursor *c, struct store_val *key,
-    struct store_val *val, enum store_move op)
-{
-	struct pg_cursor *cur = pg_cursor(c);
-	int row, r;
-
-	if (!cur->dup && (op == STORE_NEXT_DUP || op == STORE_GET_BOTH ||
-	    op == STORE_SEEK_DUP)) {
-		log_error("cursor (%s): a dup move in a space without dups",
-		    store_space_name(cur->sp));
-		return VAULT_ERR_STORE;
-	}
-	switch (op) {
-	case STORE_FIRST:
-	case STORE_LAST:
-		cur->has_pos = false;
-		/* FALLTHROUGH */
-	case STORE_NEXT:
-	case STORE_PREV:
-		if ((r = advance(cur, op == STORE_FIRST || op == STORE_NEXT ?
-		    1 : -1, &row)) != 0)
-			return r;
-		return stand(cur, row, key, val);
-	case STORE_SEEK:
-		return seek(cur, key, val, false, false, false);
-	case STORE_SET:
-		return seek(cur, key, val, false, true, false);
-	case STORE_GET_BOTH:
-		return seek(cur, key, val, true, true, true);
-	case STORE_SEEK_DUP:
-		return seek(cur, key, val, true, true, false);
-	case STORE_NEXT_DUP:
-		return next_dup(cur, key, val);
-	case STORE_CURRENT:
-		return current(cur, key, val);
-	}
-	return VAULT_ERR_STORE;
-}
-
-static int
-pg_cursor_replace(struct store_cursor *c, const void *data, size_t len)
-{
-	struct pg_cursor *cur = pg_cursor(c);
-	struct args a = { .sp = cur->sp, .k = cur->k, .klen = cur->klen,
-	    .v = data != NULL ? data : "", .vlen = len };
-	long n = 0;
-	int r;
-
-	if (cur->dup || !cur->has_pos || cur->deleted) {
-		log_error("replace at cursor (%s): %s", store_space_name(cur->sp),
-		    cur->dup ? "a dup space" : "no entry at the cursor");
-		return VAULT_ERR_STORE;
-	}
-	if ((r = run_write(cur->t, KV_UPDATE, &a, "replace at cursor",
-	    &n)) != 0)
-		return r;
-	return n == 1 ? 0 : VAULT_ERR_NOT_FOUND;
-}
-
-static int
-pg_cursor_del(struct store_cursor *c)
-{
-	struct pg_cursor *cur = pg_cursor(c);
-	struct args a = { .sp = cur->sp, .k = cur->k, .klen = cur->klen };
-	long n = 0;
-	int r;
-
-	if (!cur->has_pos || cur->deleted) {
-		log_error("delete at cursor (%s): no entry at the cursor",
-		    store_space_name(cur->sp));
-		return VAULT_ERR_STORE;
-	}
-	if (cur->dup) {
-		a.v = cur->v;
-		a.vlen = cur->vlen;
-	}
-	if ((r = run_write(cur->t, cur->dup ? DUP_DEL1 : KV_DEL, &a,
-	    "delete at cursor", &n)) != 0)
-		return r;
-	/* The position stays: CURRENT and NEXT read the entry after it. */
-	cur->deleted = true;
-	return n == 1 ? 0 : VAULT_ERR_NOT_FOUND;
 }
 
 /* ------------------------------------------------------------ the store */
@@ -1495,7 +618,7 @@ pg_usage(struct store *s, struct store_usage *out)
 	out->high_water_pct = s->high_water_pct;
 	if ((r = pool_take(st, &c)) != 0)
 		return r;
-	conn_settle(c);
+	pg_conn_settle(c);
 	res = PQexecParams(c->pg, "SELECT pg_database_size(current_database())",
 	    0, NULL, NULL, NULL, NULL, 1);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
@@ -1522,9 +645,9 @@ pg_close(struct store *s)
 		struct pg_conn *c = st->idle;
 
 		st->idle = c->next;
-		conn_close(c);
+		pg_conn_close(c);
 	}
-	conn_close(st->writer);
+	pg_conn_close(st->writer);
 	pthread_mutex_destroy(&st->mu);
 	pthread_cond_destroy(&st->cv);
 	pthread_mutex_destroy(&st->wmu);
@@ -1625,7 +748,7 @@ create_or_check(struct pg_store *st)
 		goto fail;
 	if (!exist) {
 		log_info("creating the store's schema \"vaultd\" in PostgreSQL");
-		if ((r = conn_exec(st, st->writer, schema_sql, PGRES_COMMAND_OK,
+		if ((r = pg_conn_exec(st, st->writer, schema_sql, PGRES_COMMAND_OK,
 		    "create the schema")) != 0)
 			goto fail;
 	}
@@ -1693,7 +816,7 @@ store_exists_pg(const struct store_params *p, bool *exists)
 	*exists = false;
 	if ((r = store_new(&st, p)) != 0)
 		return r;
-	if ((r = conn_open(st, "vaultd-reader", &c)) != 0)
+	if ((r = pg_conn_open(st, "vaultd-reader", &c)) != 0)
 		goto out;
 	if ((r = tables_exist(st, c, &tables)) != 0 || !tables)
 		goto out;
@@ -1709,7 +832,7 @@ store_exists_pg(const struct store_params *p, bool *exists)
 		r = 0;
 	pg_read_end(txn);
 out:
-	conn_close(c);
+	pg_conn_close(c);
 	pg_close(&st->base);
 	return r;
 }
