@@ -4,6 +4,7 @@
  * (testpg.h; each test in a fresh database), where two replicas' writers
  * must serialize too.
  */
+#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -534,6 +535,67 @@ test_pg_two_writers(void **state)
 	testpg_drop(&db);
 }
 
+/* The needles scan_file looks for, and how many files held one. */
+static const char *scan_needles[3];
+static int scan_hits[3];
+
+static int
+scan_file(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	FILE *fp;
+	char *buf;
+
+	(void)ftw;
+	if (type != FTW_F || sb->st_size == 0 || (fp = fopen(path, "rb")) == NULL)
+		return 0;
+	buf = malloc((size_t)sb->st_size);
+	assert_non_null(buf);
+	if (fread(buf, 1, (size_t)sb->st_size, fp) == (size_t)sb->st_size)
+		for (int i = 0; i < 3; i++)
+			if (memmem(buf, (size_t)sb->st_size, scan_needles[i],
+			    strlen(scan_needles[i])) != NULL) {
+				scan_hits[i]++;
+				if (i < 2)
+					fprintf(stderr, "%s holds a canary\n", path);
+			}
+	free(buf);
+	fclose(fp);
+	return 0;
+}
+
+static int
+put_control(struct store_txn *txn, void *arg)
+{
+	return store_put(txn, STORE_META, "control", 7, arg, strlen(arg), 0);
+}
+
+/*
+ * PostgreSQL sees only ciphertext: after a consumer's put, neither its id
+ * nor its value is in any file of the server's data directory (tables,
+ * WAL, logs), while a control written to the store unsealed is found
+ * there (the scan reaches the data).
+ */
+static void
+test_pg_no_plaintext_on_server(void **state)
+{
+	struct testpg_vault *f = *state;
+	char dir[4096];
+
+	scan_needles[0] = "canary-id-5e1f0c77";
+	scan_needles[1] = "canary-value-93b2a1@example.com";
+	scan_needles[2] = "control-unsealed-7c1d";
+	memset(scan_hits, 0, sizeof(scan_hits));
+	put1(&f->tv, scan_needles[0], 0, scan_needles[1]);
+	assert_int_equal(writer_submit(f->tv.v->wr, put_control,
+	    (void *)scan_needles[2]), 0);
+	testpg_exec(f->db.conninfo, "CHECKPOINT");
+	testpg_data_dir(dir, sizeof(dir));
+	assert_int_equal(nftw(dir, scan_file, 16, FTW_PHYS), 0);
+	assert_int_equal(scan_hits[0], 0);
+	assert_int_equal(scan_hits[1], 0);
+	assert_true(scan_hits[2] > 0);
+}
+
 #define WRITER_TESTS(setup, teardown) \
 	cmocka_unit_test_setup_teardown(test_group_commit_isolates_requests, \
 	    setup, teardown), \
@@ -560,6 +622,8 @@ main(void)
 	};
 	const struct CMUnitTest pg_vault[] = {
 		WRITER_TESTS(testpg_vault_setup, testpg_vault_teardown),
+		cmocka_unit_test_setup_teardown(test_pg_no_plaintext_on_server,
+		    testpg_vault_setup, testpg_vault_teardown),
 	};
 	const struct CMUnitTest pg_replicas[] = {
 		cmocka_unit_test(test_pg_two_writers),

@@ -125,6 +125,23 @@ testpg_terminate(const struct testpg_db *db, const char *app)
 	return n;
 }
 
+/* The server's data directory (a superuser's SHOW), into buf. */
+static inline void
+testpg_data_dir(char *buf, size_t len)
+{
+	PGconn *pg = PQconnectdb(testpg_conninfo());
+	PGresult *res;
+
+	if (PQstatus(pg) != CONNECTION_OK)
+		abort();
+	res = PQexec(pg, "SHOW data_directory");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		abort();
+	snprintf(buf, len, "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	PQfinish(pg);
+}
+
 /* ------------------------------------------------ a vault on PostgreSQL */
 
 /*
