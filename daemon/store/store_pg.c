@@ -764,12 +764,23 @@ static int
 store_new(struct pg_store **out, const struct store_params *p)
 {
 	struct pg_store *st;
+	PQconninfoOption *opts;
+	char *why = NULL;
 
 	*out = NULL;
-	if (p->conninfo == NULL) {
-		log_error("the PostgreSQL backend needs a conninfo");
+	/*
+	 * Parsed here so that libpq's own complaint, which may quote the
+	 * string, password included ("invalid percent-encoded token"), is
+	 * never logged.
+	 */
+	if (p->conninfo == NULL ||
+	    (opts = PQconninfoParse(p->conninfo, &why)) == NULL) {
+		PQfreemem(why);
+		log_error("postgresql_conninfo is %s", p->conninfo == NULL ?
+		    "missing" : "not a valid libpq connection string");
 		return VAULT_ERR_CONFIG;
 	}
+	PQconninfoFree(opts);
 	if ((st = calloc(1, sizeof(*st))) == NULL ||
 	    (st->conninfo = strdup(p->conninfo)) == NULL) {
 		free(st);

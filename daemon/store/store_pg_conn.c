@@ -241,8 +241,11 @@ connect_once(struct pg_store *st, const char *role, char *cause, size_t len)
 		return NULL;
 	}
 	PQsetNoticeProcessor(pg, notice_to_debug, NULL);
-	if (strcmp(role, "vaultd-writer") == 0 &&
-	    (is_standby(pg, &standby) != 0 || standby)) {
+	/*
+	 * Readers refuse a standby too: one that lags would show a snapshot
+	 * older than the last commit, which the contract forbids.
+	 */
+	if (is_standby(pg, &standby) != 0 || standby) {
 		if (standby)
 			snprintf(cause, len, "the server is a standby "
 			    "(read-only)");

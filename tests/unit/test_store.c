@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -699,6 +700,40 @@ test_pg_cursor_not_stale(void **state)
 	store_write_abort(txn);
 }
 
+static int saved_stderr = -1;
+static FILE *captured;
+
+/* Sends stderr (the log) to a temporary file until capture_stderr_end. */
+static void
+capture_stderr_begin(void)
+{
+	fflush(stderr);
+	captured = tmpfile();
+	assert_non_null(captured);
+	saved_stderr = dup(2);
+	assert_true(dup2(fileno(captured), 2) == 2);
+}
+
+/* Restores stderr; returns how many captured lines hold needle. */
+static int
+capture_stderr_end(const char *needle)
+{
+	char line[2048];
+	int n = 0, lines = 0;
+
+	fflush(stderr);
+	dup2(saved_stderr, 2);
+	close(saved_stderr);
+	rewind(captured);
+	while (fgets(line, sizeof(line), captured) != NULL) {
+		lines++;
+		n += strstr(line, needle) != NULL;
+	}
+	fclose(captured);
+	assert_true(lines > 0);		/* the failures were logged */
+	return n;
+}
+
 /*
  * What exists: a fresh database holds no store; an unreachable server is
  * VAULT_ERR_UNAVAILABLE; a store of another format version is refused.
@@ -719,12 +754,20 @@ test_pg_exists_and_format(void **state)
 	assert_false(exists);
 	testpg_drop(&other);
 
+	/* Unreachable, or not even a conninfo: the log never holds the password. */
 	p = (struct store_params){ .kind = STORE_KIND_POSTGRESQL,
-	    .conninfo = "host=127.0.0.1 port=1 user=postgres dbname=nowhere",
-	    .pool_size = 1, .connect_timeout_s = 1 };
+	    .conninfo = "host=127.0.0.1 port=1 user=postgres dbname=nowhere "
+	    "password=pw-6f2e91", .pool_size = 1, .connect_timeout_s = 1 };
+	capture_stderr_begin();
 	assert_int_equal(store_exists_pg(&p, &exists),
 	    VAULT_ERR_UNAVAILABLE);
 	assert_int_equal(store_open_pg(&st, &p), VAULT_ERR_UNAVAILABLE);
+	/* libpq's own complaints about these two quote the password. */
+	p.conninfo = "postgresql://u:pw-6f2e91%zz@127.0.0.1:1/x";
+	assert_int_equal(store_open_pg(&st, &p), VAULT_ERR_CONFIG);
+	p.conninfo = "postgresql://u:pw-6f2e91@[::1";
+	assert_int_equal(store_open_pg(&st, &p), VAULT_ERR_CONFIG);
+	assert_int_equal(capture_stderr_end("pw-6f2e91"), 0);
 
 	snprintf(sql, sizeof(sql), "UPDATE vaultd.kv SET v = '\\x00000002' "
 	    "WHERE sp = %d AND k = 'store_format'::bytea", (int)STORE_META);
