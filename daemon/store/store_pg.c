@@ -72,9 +72,15 @@
 #include "store/store_pg.h"
 #include "store/store_pg_int.h"
 
-/* pg_advisory_xact_lock's key for the writer: "vaultdw1", big-endian. */
+/*
+ * pg_advisory_xact_lock's key for the writer: "vaultdw1", big-endian. The
+ * wait for it is bounded (lock_timeout, connect_timeout_s): a replica
+ * whose writer hangs inside a group must not stop every other one for
+ * good (PostgreSQL's idle_in_transaction_session_timeout ends it).
+ */
 #define WRITER_LOCK "8530228277886089009"
 #define BEGIN_WRITE "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE; " \
+	"SET LOCAL lock_timeout = '%us'; " \
 	"SELECT pg_advisory_xact_lock(" WRITER_LOCK ")"
 /* The trailing SELECT takes the snapshot now, not at the first read. */
 #define BEGIN_READ "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1"
@@ -278,12 +284,16 @@ pg_write_begin(struct store *s, struct store_txn **txn)
 {
 	struct pg_store *st = pg_store(s);
 	struct pg_conn *c;
+	char begin[sizeof(BEGIN_WRITE) + 16];
 	bool again;
 	int r;
 
 	*txn = NULL;
 	if (st->base.failed)
 		return VAULT_ERR_UNAVAILABLE;
+	/* An integer of the settings: no data in the SQL. */
+	snprintf(begin, sizeof(begin), BEGIN_WRITE,
+	    st->timeout_s > 0 ? st->timeout_s : 1);
 	claim_writer(st);
 	do {
 		if (st->writer == NULL &&
@@ -292,7 +302,7 @@ pg_write_begin(struct store *s, struct store_txn **txn)
 			return r;
 		}
 		c = st->writer;
-		r = conn_begin(st, c, BEGIN_WRITE, "begin write");
+		r = conn_begin(st, c, begin, "begin write");
 		if ((again = begin_again(c, r))) {
 			pg_conn_close(c);
 			st->writer = NULL;

@@ -164,7 +164,9 @@ pg_err(struct pg_store *st, struct pg_conn *c, const PGresult *res,
 		log_error("%s: PostgreSQL %s: disk full: %s", what, state, msg);
 		return VAULT_ERR_NOSPACE;
 	}
-	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0) {
+	/* Serialization failure, deadlock, the writers' lock not granted. */
+	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+	    strcmp(state, "55P03") == 0) {
 		log_warn("%s: PostgreSQL %s: %s (retryable)", what, state, msg);
 		return VAULT_ERR_UNAVAILABLE;
 	}

@@ -654,6 +654,39 @@ test_pg_reconnect(void **state)
 	store_read_end(txn);
 }
 
+/*
+ * The writers' lock held elsewhere (another replica's writer, hung): a
+ * begin waits connect_timeout_s, then fails UNAVAILABLE; once released, it
+ * is granted.
+ */
+static void
+test_pg_writer_lock_wait_is_bounded(void **state)
+{
+	struct fx *f = *state;
+	struct store_params p = testpg_params(&f->db);
+	struct store *st;
+	struct store_txn *txn;
+	PGconn *other = PQconnectdb(f->db.conninfo);
+	PGresult *res;
+
+	p.connect_timeout_s = 1;
+	assert_int_equal(store_open_pg(&st, &p), 0);
+	assert_int_equal(PQstatus(other), CONNECTION_OK);
+	res = PQexec(other, "BEGIN; SELECT pg_advisory_xact_lock("
+	    "8530228277886089009)");
+	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+	PQclear(res);
+	assert_int_equal(store_write_begin(st, &txn), VAULT_ERR_UNAVAILABLE);
+	assert_false(store_failed(st));
+	res = PQexec(other, "COMMIT");
+	PQclear(res);
+	assert_int_equal(store_write_begin(st, &txn), 0);
+	put(txn, STORE_GC, "k", "v");
+	assert_int_equal(store_write_commit(txn), 0);
+	PQfinish(other);
+	store_close(st);
+}
+
 /* pool_size readers at once; one more waits, then fails VAULT_ERR_LIMIT. */
 static void
 test_pg_reader_limit(void **state)
@@ -799,6 +832,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_pg_reader_limit, setup_pg,
 		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pg_writer_lock_wait_is_bounded, setup_pg, teardown),
 		cmocka_unit_test_setup_teardown(test_pg_cursor_not_stale,
 		    setup_pg, teardown),
 		cmocka_unit_test_setup_teardown(test_pg_exists_and_format,
