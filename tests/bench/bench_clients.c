@@ -2,10 +2,12 @@
  * Client workloads for scripts/bench, against vaultd over gRPC and against
  * PostgreSQL with pgcrypto through libpq, with the same concurrency:
  *
- *   vaultbench api-put|api-get|api-noop|api-export --addr A --token-file F
+ *   vaultbench api-put|api-get|api-noop|api-export --addr A[,B...] --token-file F
  *   vaultbench pg-put|pg-get|pg-export --conninfo C
  *     [--clients N] [--consumers N] [--from K] [--seconds S]
  *
+ * With several addresses (replicas of one vault), client n talks to the
+ * (n mod count)-th.
  * put writes consumers from..from+consumers-1, 10 attributes each, one
  * durable request per consumer; get, noop and export run for --seconds on
  * random consumers below --consumers. Prints one line:
@@ -27,11 +29,14 @@
 #include "vault_client.h"
 
 #define MAX_CLIENTS 64
+#define MAX_ADDRS 16
 #define MAX_SAMPLES 400000
 #define PG_KEY "bench-pgcrypto-key"
 
 struct wl {
 	const char *cmd, *addr, *token_file, *conninfo;
+	char *addrs[MAX_ADDRS];		/* --addr split at commas */
+	int n_addrs;
 	char token[256];
 	int clients;
 	long consumers, from;
@@ -224,7 +229,7 @@ client_main(void *arg)
 
 	if (pg)
 		conn = pg_open(w);
-	else if (vc_open(&vc, w->addr, w->token) != 0)
+	else if (vc_open(&vc, w->addrs[c->n % w->n_addrs], w->token) != 0)
 		bench_die("cannot open a channel");
 	for (long i = c->first; put ? i < c->last : bench_now() < end; i++) {
 		long who = put ? i : (long)(rand_r(&c->seed) % (unsigned)w->consumers);
@@ -241,6 +246,23 @@ client_main(void *arg)
 		PQfinish(conn);
 	vc_close(vc);
 	return NULL;
+}
+
+static void
+split_addrs(struct wl *w)
+{
+	char *copy = strdup(w->addr), *save = NULL;
+
+	if (copy == NULL)
+		bench_die("out of memory");
+	for (char *a = strtok_r(copy, ",", &save); a != NULL;
+	    a = strtok_r(NULL, ",", &save)) {
+		if (w->n_addrs == MAX_ADDRS)
+			bench_die("too many addresses in --addr");
+		w->addrs[w->n_addrs++] = a;
+	}
+	if (w->n_addrs == 0)
+		bench_die("--addr is empty");
 }
 
 int
@@ -290,6 +312,7 @@ bench_clients_main(const char *cmd, int argc, char **argv)
 			bench_die("--addr and a readable --token-file are required");
 		fclose(f);
 		w.token[strcspn(w.token, "\r\n")] = '\0';
+		split_addrs(&w);
 		vc_global_init();
 	}
 	t0 = bench_now();

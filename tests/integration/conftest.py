@@ -55,8 +55,11 @@ def _serialize(m):
 class Daemon:
     """One vaultd --dev process and its data directory."""
 
-    def __init__(self, data_dir, tls=False):
+    def __init__(self, data_dir, tls=False, extra_conf=None):
         self.tls = tls
+        # Lines added to the dev config before the first start (e.g. the
+        # PostgreSQL backend's settings): the dev files are made first.
+        self.extra_conf = extra_conf
         self.data_dir = pathlib.Path(data_dir)
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
@@ -65,7 +68,19 @@ class Daemon:
         self.logs = []
 
     # ---------------------------------------------------------- process
+    def prepare_conf(self):
+        conf = self.data_dir / "vaultd.conf"
+        if self.extra_conf is None or conf.exists():
+            return
+        # Any command of dev mode writes the dev files, then this one exits.
+        subprocess.run([VAULTD, "--dev", "--data-dir", str(self.data_dir),
+                        "--hash-token"], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=30)
+        with open(conf, "a") as f:
+            f.write("\n" + self.extra_conf + "\n")
+
     def spawn(self, *extra, listen=None):
+        self.prepare_conf()
         self.log_file = open(self.log_path, "ab")
         args = [VAULTD, "--dev", "--data-dir", str(self.data_dir),
                 "--listen", listen or self.addr, *extra]
