@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "store/backend.h"	/* nested transactions, as the writer's */
 #include "store/meta.h"
 #include "store/store.h"
 #include "testpg.h"
@@ -687,6 +688,52 @@ test_pg_writer_lock_wait_is_bounded(void **state)
 	store_close(st);
 }
 
+/*
+ * A statement that fails inside a request's nested transaction (here a
+ * trigger of the test's raises for the key "boom") fails that request
+ * only: after the writer aborts it, or even after a job that ignored the
+ * error commits it, the group goes on and commits the rest.
+ */
+static void
+test_pg_failed_statement_in_nested(void **state)
+{
+	struct fx *f = *state;
+	struct store_txn *top, *child;
+	struct store_val v;
+
+	testpg_exec(f->db.conninfo,
+	    "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ "
+	    "BEGIN IF NEW.k = 'boom'::bytea THEN RAISE 'boom'; END IF; "
+	    "RETURN NEW; END $$; CREATE TRIGGER boom BEFORE INSERT ON "
+	    "vaultd.kv FOR EACH ROW EXECUTE FUNCTION boom()");
+	assert_int_equal(store_write_begin(f->st, &top), 0);
+	put(top, STORE_GC, "before", "1");
+	/* Aborted by the writer, as a failed job's is. */
+	assert_int_equal(store_nested_begin(top, &child), 0);
+	assert_int_equal(store_put(child, STORE_GC, "boom", 4, "x", 1, 0),
+	    VAULT_ERR_STORE);
+	store_abort(child);
+	/* Committed by a job that ignored the error: refused, undone. */
+	assert_int_equal(store_nested_begin(top, &child), 0);
+	put(child, STORE_GC, "lost", "2");
+	assert_int_equal(store_put(child, STORE_GC, "boom", 4, "x", 1, 0),
+	    VAULT_ERR_STORE);
+	assert_int_not_equal(store_commit(child, true), 0);
+	/* The group is still good. */
+	assert_int_equal(store_nested_begin(top, &child), 0);
+	put(child, STORE_GC, "after", "3");
+	assert_int_equal(store_commit(child, true), 0);
+	assert_int_equal(store_write_commit(top), 0);
+	assert_int_equal(store_read_begin(f->st, &top), 0);
+	assert_int_equal(store_get(top, STORE_GC, "before", 6, &v), 0);
+	assert_int_equal(store_get(top, STORE_GC, "after", 5, &v), 0);
+	assert_int_equal(store_get(top, STORE_GC, "lost", 4, &v),
+	    VAULT_ERR_NOT_FOUND);
+	assert_int_equal(store_get(top, STORE_GC, "boom", 4, &v),
+	    VAULT_ERR_NOT_FOUND);
+	store_read_end(top);
+}
+
 /* pool_size readers at once; one more waits, then fails VAULT_ERR_LIMIT. */
 static void
 test_pg_reader_limit(void **state)
@@ -834,6 +881,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pg_writer_lock_wait_is_bounded, setup_pg, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pg_failed_statement_in_nested, setup_pg, teardown),
 		cmocka_unit_test_setup_teardown(test_pg_cursor_not_stale,
 		    setup_pg, teardown),
 		cmocka_unit_test_setup_teardown(test_pg_exists_and_format,
