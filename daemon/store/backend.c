@@ -41,28 +41,6 @@ store_space_dup(enum store_space sp)
 
 /* ------------------------------------------------------------ the store */
 
-int
-store_open_params(struct store **out, const struct store_params *p)
-{
-	*out = NULL;
-	if (p->kind == STORE_KIND_POSTGRESQL) {
-		log_error("this vaultd has no PostgreSQL backend");
-		return VAULT_ERR_UNIMPLEMENTED;
-	}
-	return store_open(out, p->dir, p->map_size);
-}
-
-int
-store_exists_params(const struct store_params *p, bool *exists)
-{
-	*exists = false;
-	if (p->kind == STORE_KIND_POSTGRESQL) {
-		log_error("this vaultd has no PostgreSQL backend");
-		return VAULT_ERR_UNIMPLEMENTED;
-	}
-	return store_exists(p->dir, exists);
-}
-
 const char *
 store_backend_name(const struct store *st)
 {

@@ -17,6 +17,41 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 VAULTD = os.environ.get("VAULTD", str(ROOT / "build" / "vaultd"))
 VAULTCTL = os.environ.get("VAULTCTL", str(ROOT / "build" / "vaultctl"))
+# The store backend of the tests' vaults: lmdb (the default) or postgresql,
+# on one scratch PostgreSQL server for the session (scripts/test runs the
+# suite both ways; tests of LMDB's files are marked lmdb_only).
+BACKEND = os.environ.get("VAULT_TEST_BACKEND", "lmdb")
+_PG = None
+
+
+def shared_pg():
+    global _PG
+    if _PG is None:
+        from pgserver import PgServer
+        _PG = PgServer.scratch().start()
+    return _PG
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _PG is not None:
+        _PG.stop()
+        _PG.remove()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "lmdb_only: a test of LMDB's own files "
+                            "or tools; skipped on another backend")
+
+
+def pytest_collection_modifyitems(config, items):
+    if BACKEND == "lmdb":
+        return
+    skip = pytest.mark.skip(reason=f"LMDB only (VAULT_TEST_BACKEND={BACKEND})")
+    for item in items:
+        if "lmdb_only" in item.keywords:
+            item.add_marker(skip)
+
+
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer")
 
@@ -59,6 +94,9 @@ class Daemon:
         self.tls = tls
         # Lines added to the dev config before the first start (e.g. the
         # PostgreSQL backend's settings): the dev files are made first.
+        # With VAULT_TEST_BACKEND=postgresql every vault is on PostgreSQL.
+        if extra_conf is None and BACKEND == "postgresql":
+            extra_conf = shared_pg().vault_conf()
         self.extra_conf = extra_conf
         self.data_dir = pathlib.Path(data_dir)
         self.port = free_port()

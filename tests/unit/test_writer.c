@@ -1,4 +1,10 @@
-/* Group commit, request isolation, and the encrypted engine over it. */
+/*
+ * Group commit, request isolation, and the encrypted engine over it: on
+ * LMDB, and on PostgreSQL when VAULT_TEST_PG_CONNINFO names a server
+ * (testpg.h; each test in a fresh database), where two replicas' writers
+ * must serialize too.
+ */
+#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -15,6 +21,7 @@
 #include "engine/consumer.h"
 #include "engine/deletion.h"
 #include "engine/requests.h"
+#include "testpg.h"
 #include "testutil.h"
 
 struct kv_job {
@@ -456,24 +463,185 @@ test_store_headroom(void **state)
 	assert_true((long long)sb.st_blocks * 512 - sb.st_size >= 8 << 20);
 }
 
+struct counter_arg {
+	struct writer *wr;
+	int groups;
+};
+
+/* Reads the counter and writes it plus one, in the writer's group. */
+static int
+increment_apply(struct store_txn *txn, void *arg)
+{
+	struct store_val v;
+	uint64_t n = 0;
+	uint8_t b[8];
+	int r;
+
+	(void)arg;
+	if ((r = store_get(txn, STORE_META, "counter", 7, &v)) == 0)
+		n = store_get_u64(v.data);
+	else if (r != VAULT_ERR_NOT_FOUND)
+		return r;
+	store_put_u64(b, n + 1);
+	return store_put(txn, STORE_META, "counter", 7, b, 8, 0);
+}
+
+static void *
+submit_increments(void *p)
+{
+	struct counter_arg *a = p;
+
+	for (int i = 0; i < a->groups; i++)
+		assert_int_equal(writer_submit(a->wr, increment_apply, NULL), 0);
+	return NULL;
+}
+
+/*
+ * Two replicas (store handles, each with its writer) on one database,
+ * 200 increments each from its own thread: their groups serialize on the
+ * database, none is lost.
+ */
+static void
+test_pg_two_writers(void **state)
+{
+	struct testpg_db db;
+	struct store_params p;
+	struct store *st[2];
+	struct counter_arg a[2];
+	pthread_t th[2];
+	struct store_txn *txn;
+	struct store_val v;
+
+	(void)state;
+	testpg_create(&db);
+	p = testpg_params(&db);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(store_open_pg(&st[i], &p), 0);
+		assert_int_equal(writer_start(&a[i].wr, st[i], 64), 0);
+		a[i].groups = 200;
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, submit_increments, &a[i]);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(store_read_begin(st[1], &txn), 0);
+	assert_int_equal(store_get(txn, STORE_META, "counter", 7, &v), 0);
+	assert_int_equal(store_get_u64(v.data), 400);
+	store_read_end(txn);
+	for (int i = 0; i < 2; i++) {
+		writer_stop(a[i].wr);
+		store_close(st[i]);
+	}
+	testpg_drop(&db);
+}
+
+/* The needles scan_file looks for, and how many files held one. */
+static const char *scan_needles[3];
+static int scan_hits[3];
+
+static int
+scan_file(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	FILE *fp;
+	char *buf;
+
+	(void)ftw;
+	if (type != FTW_F || sb->st_size == 0 || (fp = fopen(path, "rb")) == NULL)
+		return 0;
+	buf = malloc((size_t)sb->st_size);
+	assert_non_null(buf);
+	if (fread(buf, 1, (size_t)sb->st_size, fp) == (size_t)sb->st_size)
+		for (int i = 0; i < 3; i++)
+			if (memmem(buf, (size_t)sb->st_size, scan_needles[i],
+			    strlen(scan_needles[i])) != NULL) {
+				scan_hits[i]++;
+				if (i < 2)
+					fprintf(stderr, "%s holds a canary\n", path);
+			}
+	free(buf);
+	fclose(fp);
+	return 0;
+}
+
+static int
+put_control(struct store_txn *txn, void *arg)
+{
+	return store_put(txn, STORE_META, "control", 7, arg, strlen(arg), 0);
+}
+
+/*
+ * PostgreSQL sees only ciphertext: after a consumer's put, neither its id
+ * nor its value is in any file of the server's data directory (tables,
+ * WAL, logs), while a control written to the store unsealed is found
+ * there (the scan reaches the data).
+ */
+static void
+test_pg_no_plaintext_on_server(void **state)
+{
+	struct testpg_vault *f = *state;
+	char dir[4096];
+
+	scan_needles[0] = "canary-id-5e1f0c77";
+	scan_needles[1] = "canary-value-93b2a1@example.com";
+	scan_needles[2] = "control-unsealed-7c1d";
+	memset(scan_hits, 0, sizeof(scan_hits));
+	put1(&f->tv, scan_needles[0], 0, scan_needles[1]);
+	assert_int_equal(writer_submit(f->tv.v->wr, put_control,
+	    (void *)scan_needles[2]), 0);
+	testpg_exec(f->db.conninfo, "CHECKPOINT");
+	testpg_data_dir(dir, sizeof(dir));
+	assert_int_equal(nftw(dir, scan_file, 16, FTW_PHYS), 0);
+	assert_int_equal(scan_hits[0], 0);
+	assert_int_equal(scan_hits[1], 0);
+	assert_true(scan_hits[2] > 0);
+}
+
+#define WRITER_TESTS(setup, teardown) \
+	cmocka_unit_test_setup_teardown(test_group_commit_isolates_requests, \
+	    setup, teardown), \
+	cmocka_unit_test_setup_teardown(test_lazy_and_durable_mixed, setup, \
+	    teardown), \
+	cmocka_unit_test_setup_teardown(test_lazy_group_with_a_failure, setup, \
+	    teardown), \
+	cmocka_unit_test_setup_teardown(test_lazy_runs_on_the_caller_when_idle, \
+	    setup, teardown), \
+	cmocka_unit_test_setup_teardown(test_put_get_delete, setup, teardown), \
+	cmocka_unit_test_setup_teardown(test_request_sweep_reaches_every_record, \
+	    setup, teardown), \
+	cmocka_unit_test_setup_teardown(test_moved_value_fails_to_open, setup, \
+	    teardown)
+
 int
 main(void)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_group_commit_isolates_requests,
-		    test_vault_setup, test_vault_teardown),
-		cmocka_unit_test_setup_teardown(test_lazy_and_durable_mixed,
-		    test_vault_setup, test_vault_teardown),
-		cmocka_unit_test_setup_teardown(test_lazy_group_with_a_failure,
-		    test_vault_setup, test_vault_teardown),
-		cmocka_unit_test_setup_teardown(test_lazy_runs_on_the_caller_when_idle,
-		    test_vault_setup, test_vault_teardown),
-		cmocka_unit_test_setup_teardown(test_put_get_delete, test_vault_setup, test_vault_teardown),
-		cmocka_unit_test_setup_teardown(test_store_headroom, test_vault_setup, test_vault_teardown),
-		cmocka_unit_test_setup_teardown(test_request_sweep_reaches_every_record,
-		    test_vault_setup, test_vault_teardown),
-		cmocka_unit_test_setup_teardown(test_moved_value_fails_to_open,
+	const struct CMUnitTest lmdb[] = {
+		WRITER_TESTS(test_vault_setup, test_vault_teardown),
+		/* The map's high-water mark and data.mdb's reserve: LMDB's. */
+		cmocka_unit_test_setup_teardown(test_store_headroom,
 		    test_vault_setup, test_vault_teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	const struct CMUnitTest pg_vault[] = {
+		WRITER_TESTS(testpg_vault_setup, testpg_vault_teardown),
+		cmocka_unit_test_setup_teardown(test_pg_no_plaintext_on_server,
+		    testpg_vault_setup, testpg_vault_teardown),
+	};
+	const struct CMUnitTest pg_replicas[] = {
+		cmocka_unit_test(test_pg_two_writers),
+	};
+	int failed = cmocka_run_group_tests_name("writer on LMDB", lmdb, NULL,
+	    NULL);
+
+	if (testpg_conninfo() == NULL) {
+		testpg_say_skipped("test_writer");
+		return failed;
+	}
+	failed += cmocka_run_group_tests_name("writer replicas on PostgreSQL",
+	    pg_replicas, NULL, NULL);
+	if (!testpg_vault_supported()) {
+		printf("[  SKIPPED ] test_writer's vault on PostgreSQL: "
+		    "store_open_params refuses PostgreSQL in this build\n");
+		return failed;
+	}
+	return failed + cmocka_run_group_tests_name("writer on PostgreSQL",
+	    pg_vault, NULL, NULL);
 }

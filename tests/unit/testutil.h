@@ -44,9 +44,12 @@ test_write_file(const char *path, const char *text)
 		abort();
 }
 
-/* A config under dir with a small schema: db/ and keys/ exist. */
+/*
+ * A config under dir with a small schema: db/ and keys/ exist. extra: more
+ * settings, appended ("" for none).
+ */
 static inline struct config *
-test_config(const char *dir)
+test_config_extra(const char *dir, const char *extra)
 {
 	char path[4096], err[512];
 	struct config *cfg = NULL;
@@ -64,11 +67,23 @@ test_config(const char *dir)
 	    "  { name = \"age\"; type = \"int\"; min = 0L; max = 130L; }\n"
 	    ");\n"
 	    "purposes = ( { name = \"service\"; basis = \"opt_out\"; } );\n");
+	if (*extra != '\0') {
+		FILE *fp = fopen(path, "a");
+
+		if (fp == NULL || fputs(extra, fp) < 0 || fclose(fp) != 0)
+			abort();
+	}
 	if (config_load(&cfg, path, err, sizeof(err)) != 0) {
 		fprintf(stderr, "test config: %s\n", err);
 		abort();
 	}
 	return cfg;
+}
+
+static inline struct config *
+test_config(const char *dir)
+{
+	return test_config_extra(dir, "");
 }
 
 /* A vault on a fresh test directory, for the engine's tests. */
