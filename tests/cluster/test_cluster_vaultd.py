@@ -205,7 +205,12 @@ def topology():
         print(f"cluster with {REPLICAS} vaultd replicas up in"
               f" {time.monotonic() - t0:.1f}s")
         yield d, read_env(d)
+        t0 = time.monotonic()
         cluster("down", d, timeout=90)
+        print(f"cluster down in {time.monotonic() - t0:.1f}s")
+        keep = os.environ.get("CLUSTER_KEEP_LOGS")
+        if keep:
+            shutil.copytree(Path(d, "logs"), keep, dirs_exist_ok=True)
         assert marked(d) == [], f"processes left after down: {marked(d)}"
         # The replicas stopped by down's SIGTERM wrote their sanitizer
         # reports (on build-san/) into their logs.
@@ -351,7 +356,7 @@ def test_rotation_while_a_replica_restarts(up):
     eps = [replica(d, env, i) for i in range(1, REPLICAS + 1)]
     nginx = through_nginx(d, env)
     t_load = time.monotonic()
-    before = load(nginx, "rot", 5000)
+    before = load(nginx, "rot", 2000)
     print(f"{len(before)} consumers loaded in {time.monotonic() - t_load:.1f}s")
     old = key_status(eps[0]).active_version
     progress, t_done = [], []
