@@ -1,8 +1,8 @@
 """The client side of scripts/cluster: vaultd replicas behind nginx.
 
-Until the PostgreSQL backend lands, `--vaultd-backend lmdb` gives each
-replica a vault of its own; what this checks does not depend on the backend:
-the replicas start from scripts/cluster's configs, nginx's grpc_pass serves
+The replicas run on the PostgreSQL backend (scripts/cluster's default),
+one vault through HAProxy's write port; what this checks does not depend on
+the backend: the replicas start from scripts/cluster's configs, nginx's grpc_pass serves
 every call, and after kill -9 of one replica calls through nginx keep
 succeeding with no client retry (nginx passes a call to the next replica
 only when it could not send it: connection refused), `status` reports the
@@ -65,8 +65,7 @@ def topology():
 
 def test_replica_killed_behind_nginx(topology):
     d = topology
-    cluster("up", d, "--vaultd", VAULTD, "--replicas", "3",
-            "--vaultd-backend", "lmdb", timeout=150)
+    cluster("up", d, "--vaultd", VAULTD, "--replicas", "3", timeout=150)
     env = read_env(d)
     assert env["VAULTD_REPLICAS"] == "3"
     assert ctl(env, "health").stdout.startswith("SERVING")
