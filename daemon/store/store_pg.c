@@ -378,17 +378,40 @@ nested_end(struct pg_txn *t, bool keep_writes)
 }
 
 /*
+ * Notices during COMMIT. PostgreSQL answers a COMMIT whose wait for the
+ * synchronous standby was cancelled (pg_cancel_backend, a statement_timeout
+ * set on the role or database) with success and a WARNING ("canceling wait
+ * for synchronous replication ... already committed locally"): the commit
+ * is on the primary only, and a failover loses it. Any WARNING at COMMIT
+ * is taken as that (messages may be translated; the severity is not).
+ */
+static void
+commit_notice(void *arg, const PGresult *res)
+{
+	const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+	if (sev != NULL && strcmp(sev, "WARNING") == 0)
+		*(bool *)arg = true;
+	log_debug("PostgreSQL notice at COMMIT: %s", msg != NULL ? msg : "?");
+}
+
+/*
  * Commits the group. A connection lost during COMMIT leaves its outcome
  * unknown: reported as VAULT_ERR_UNAVAILABLE, never as success. The group
  * may have committed; a caller that retries is covered by the request's
- * idempotency (request ids, NOOVERWRITE puts), as after a crash.
+ * idempotency (request ids, NOOVERWRITE puts), as after a crash. So is a
+ * commit PostgreSQL made locally only (commit_notice): acknowledged, it
+ * could be lost by a failover.
  */
 static int
 top_commit(struct pg_txn *t)
 {
 	struct pg_store *st = t->st;
 	struct pg_conn *c = t->c;
+	PQnoticeReceiver prev;
 	PGresult *res;
+	bool local_only = false;
 	int r = 0;
 
 	txn_close_cursors(t);
@@ -397,7 +420,13 @@ top_commit(struct pg_txn *t)
 		r = VAULT_ERR_UNAVAILABLE;
 		goto out;
 	}
+	prev = PQsetNoticeReceiver(c->pg, commit_notice, &local_only);
 	res = PQexec(c->pg, "COMMIT");
+	/*
+	 * libpq's default receiver, which passes notices to the processor
+	 * (notice_to_debug), ignores its argument.
+	 */
+	PQsetNoticeReceiver(c->pg, prev, NULL);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		r = pg_err(st, c, res, "commit (outcome unknown if the "
 		    "connection was lost)");
@@ -405,6 +434,11 @@ top_commit(struct pg_txn *t)
 		/* PostgreSQL answers COMMIT of a failed transaction ROLLBACK. */
 		log_error("commit: the transaction had failed; rolled back");
 		r = VAULT_ERR_STORE;
+	} else if (local_only) {
+		log_error("commit: PostgreSQL warned at COMMIT (its wait for the "
+		    "synchronous standby cancelled?): committed on the primary "
+		    "only; outcome reported unknown");
+		r = VAULT_ERR_UNAVAILABLE;
 	}
 	PQclear(res);
 out:

@@ -13,7 +13,9 @@ earlier test left down, and the tests run in file order, cheapest first:
 3. an online rotation on one replica while another is killed and restarted:
    it finishes, every replica reads every consumer under the new version, and
    the old version can be destroyed;
-4. kill -9 of the PostgreSQL leader's node (Patroni and PostgreSQL) during
+4. a commit PostgreSQL made on the primary only (its wait for the
+   synchronous standby cancelled) is not acknowledged;
+5. kill -9 of the PostgreSQL leader's node (Patroni and PostgreSQL) during
    eight writers calling PutAttributes and DeleteConsumer through nginx: every
    acknowledged write is read back exactly, deletions stay deleted, a
    deletion repeated with its request id returns the identical receipt, and
@@ -39,6 +41,7 @@ import time
 from pathlib import Path
 
 import grpc
+import psycopg2
 import pytest
 
 from test_cluster_pg import (CLUSTER, ROOT, cluster, leader, marked, members,
@@ -442,7 +445,79 @@ def test_rotation_while_a_replica_restarts(up):
             == "destroyed"
 
 
-# --------------------------------------------------- 4. the leader dies
+# ------------------------------------- 4. a commit the standby lacks
+
+def cancel_sync_waits(env):
+    """pg_cancel_backend of every vaultd session waiting for the
+    synchronous standby (as an operator's tool or a statement_timeout
+    would); the number cancelled."""
+    conn = psycopg2.connect(
+        host="127.0.0.1", port=int(env["HAPROXY_WRITE_PORT"]),
+        dbname="postgres", user="postgres", passfile=env["PGPASSFILE"],
+        connect_timeout=2)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(pg_cancel_backend(pid))"
+                        " FROM pg_stat_activity"
+                        " WHERE usename = 'vault' AND wait_event = 'SyncRep'")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_commit_on_the_primary_only_is_not_acknowledged(up):
+    """Regression (store_pg.c, top_commit): PostgreSQL answers a COMMIT
+    whose wait for the synchronous standby is cancelled with success and a
+    WARNING; the commit is then on the primary only. vaultd acknowledged it
+    as OK; it must report the outcome unknown (UNAVAILABLE)."""
+    d, env = up
+    standby = next(n for n in ("pg1", "pg2") if n != leader(env))
+    for p in postmaster_pids(d, standby) | patroni_pids(d, standby):
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    # Strict synchronous mode: every commit now waits for a standby.
+    ep = replica(d, env, 1)
+    cid, value = "sync-lost", unique_value("sync")
+    result = []
+
+    def write():
+        try:
+            with ep.channel() as ch:
+                result.append(ep.call(
+                    "/vault.v1.Consumers/PutAttributes",
+                    pb.PutAttributesRequest(consumer_id=cid, attributes=[
+                        pb.Attribute(name="email", value=value)]),
+                    pb.PutAttributesResponse, timeout=60, channel=ch))
+        except grpc.RpcError as e:
+            result.append(e.code())
+
+    t = threading.Thread(target=write, daemon=True)
+    t.start()
+    cancelled, deadline = 0, time.monotonic() + 60
+    while t.is_alive() and time.monotonic() < deadline:
+        cancelled += cancel_sync_waits(env)
+        time.sleep(0.2)
+    t.join(5)
+    assert not t.is_alive()
+    print(f"standby {standby} killed; {cancelled} commits' waits for it"
+          f" cancelled; PutAttributes: {result[0]!r:.60}")
+    assert cancelled > 0
+    assert result == [grpc.StatusCode.UNAVAILABLE]
+    assert "committed on the primary only" in \
+        Path(d, "logs", "vaultd-1.log").read_text(errors="replace")
+
+    cluster("up", d, timeout=120)
+    # The outcome was unknown: the value is there exactly, or nothing.
+    with ep.channel() as ch:
+        assert retried(lambda: get(ep, ch, cid)) in (None, value)
+        put(ep, ch, cid, value)
+        assert get(ep, ch, cid) == value
+
+
+# --------------------------------------------------- 5. the leader dies
 
 class Writer(threading.Thread):
     """One of the eight writers through nginx: PutAttributes of new
