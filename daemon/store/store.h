@@ -30,7 +30,9 @@
  *    durable on return.
  *  - Lifetime: a store_val's data points into the store and is valid until
  *    its transaction ends or the next write in it (put/del/cursor write),
- *    to any space: copy or decrypt it before. Never write through it.
+ *    to any space, and at most for the next STORE_KEEP_READS reads (gets
+ *    or cursor moves) of its transaction (PostgreSQL bounds what a long
+ *    walk keeps): copy or decrypt it before. Never write through it.
  *  - Cursors: a cursor stays valid, on its entry, across writes in its
  *    transaction to other spaces and to its own space through itself (its
  *    key and value must be read again: the lifetime rule above). After
@@ -58,6 +60,8 @@
 #include "util/vault_err.h"
 
 #define STORE_FORMAT_VERSION 1
+/* Reads after which a store_val may die (Lifetime, below). */
+#define STORE_KEEP_READS 7
 /* The longest key a store must take (LMDB's default limit). */
 #define STORE_KEY_MAX 511
 

@@ -85,7 +85,12 @@
 /* The trailing SELECT takes the snapshot now, not at the first read. */
 #define BEGIN_READ "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1"
 
-#define POOL_WAIT_MS 2000
+/*
+ * Long enough that a burst of readers (forty feature streams taking their
+ * snapshots at once) queues rather than fails a short call behind it; the
+ * call's own deadline still bounds what its client waits.
+ */
+#define POOL_WAIT_MS 10000
 
 static const char schema_sql[] =
 	"CREATE SCHEMA IF NOT EXISTS vaultd;"

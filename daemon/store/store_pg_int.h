@@ -19,7 +19,7 @@
 #define BATCH_MIN 8
 #define BATCH_MAX 256
 #define KEEP_MAX 1024
-#define KEEP_MIN 8
+#define KEEP_MIN (STORE_KEEP_READS + 1)	/* store.h: Lifetime */
 #define KEEP_BYTES ((size_t)32 << 20)
 
 /*

@@ -9,6 +9,9 @@ import pytest
 
 from conftest import health_pb, pb
 
+# These tests read or damage LMDB's own files, or use its tools.
+pytestmark = pytest.mark.lmdb_only
+
 REFUSED = "the audit log is broken"
 NOT_SERVING = health_pb.HealthCheckResponse.NOT_SERVING
 

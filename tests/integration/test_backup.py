@@ -18,6 +18,9 @@ from conftest import (ROOT, SANITIZER_MARKS, VAULTCTL, VAULTD, Daemon, pb,
 from test_features import fetch, rows
 from test_rotation import destroy, rotate
 
+# These tests read or damage LMDB's own files, or use its tools.
+pytestmark = pytest.mark.lmdb_only
+
 
 def _admin_pb2():
     with tempfile.TemporaryDirectory(prefix="vault-admin-pb2-") as out:

@@ -9,6 +9,9 @@ import pytest
 
 from test_backup import admin, consumer_id
 
+# These tests read or damage LMDB's own files, or use its tools.
+pytestmark = pytest.mark.lmdb_only
+
 
 def load(d, n=6000):
     """Some megabytes of store: more than the transport buffers, so a

@@ -16,6 +16,9 @@ from cryptography.hazmat.primitives.serialization import (Encoding,
 from test_backup import (consumer_id, new_data_dir, populate, tree, vaultd)
 from test_backup_dos import wait_for
 
+# These tests read or damage LMDB's own files, or use its tools.
+pytestmark = pytest.mark.lmdb_only
+
 HEADER = 4096
 
 

@@ -180,6 +180,7 @@ def test_ledger_events_expire(fresh):
         pytest.fail("the ledger event never expired")
 
 
+@pytest.mark.lmdb_only  # reads LMDB's databases with mdb_stat
 def test_deleted_values_are_collected(daemon):
     daemon.put("gc-1", email="gc-1@example.test", zip="12345")
     daemon.delete("gc-1")

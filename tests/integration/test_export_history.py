@@ -214,6 +214,7 @@ def _field(b):
     return len(b).to_bytes(2, "big") + b
 
 
+@pytest.mark.lmdb_only  # writes old-format entries into LMDB's file
 def test_old_comma_joined_entries_still_export(daemon):
     ref = bytes.fromhex(daemon.put(CID, email=CID, age="30").consumer_ref)
     assert daemon.stop() == 0

@@ -264,6 +264,7 @@ def test_ml_principal_purposes(daemon):
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+@pytest.mark.lmdb_only  # reads LMDB's databases with mdb_stat
 def test_lineage_recorded_per_dataset(daemon):
     load(daemon, 7)
     fetch(daemon, "training", dataset="run-1", batch_size=3)

@@ -9,6 +9,7 @@ import time
 import urllib.request
 
 import grpc
+import pytest
 
 from conftest import free_port, health_pb, pb
 from test_audit_startup import corrupt_raw, set_config, write_entries
@@ -60,6 +61,7 @@ def metric(url, name):
     return float(m.group(1))
 
 
+@pytest.mark.lmdb_only  # fills the disk under LMDB's file
 def test_disk_full_and_back_is_pushed_by_watch(small_disk):  # noqa: F811
     d, db = small_disk
     set_config(d, "max_public_streams_per_peer = 8;")    # three watchers
@@ -101,6 +103,7 @@ def test_disk_full_and_back_is_pushed_by_watch(small_disk):  # noqa: F811
     assert d.stop() == 0
 
 
+@pytest.mark.lmdb_only  # damages an audit entry in LMDB's file
 def test_broken_audit_chain_is_not_serving_everywhere(daemon):
     write_entries(daemon, 5)
     assert daemon.stop() == 0
@@ -147,6 +150,7 @@ def consumers_root(d):
     return struct.unpack_from("<Q", rec, 40)[0], page
 
 
+@pytest.mark.lmdb_only  # damages LMDB's file
 def test_failed_store_is_not_serving_everywhere(daemon):
     """A fatal store error (a corrupted page) fails every call and health."""
     import os

@@ -16,6 +16,9 @@ import pytest
 
 from conftest import VAULTD, pb
 
+# These tests read or damage LMDB's own files, or use its tools.
+pytestmark = pytest.mark.lmdb_only
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 

@@ -58,6 +58,7 @@ def _all_bytes(root):
                 yield os.path.join(dirpath, f), fh.read()
 
 
+@pytest.mark.lmdb_only  # scans data.mdb (test_postgresql.py scans PostgreSQL's files)
 def test_no_consumer_id_or_value_on_disk_or_in_logs(daemon):
     secrets_written = []
     for i in range(50):
@@ -93,6 +94,7 @@ def _sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.lmdb_only  # hashes data.mdb before and after
 def test_wrong_master_key_refused_before_any_write(fresh):
     fresh.start()
     fresh.put("lena", age="44")
@@ -122,6 +124,7 @@ def test_key_file_permissions_refused(fresh):
     fresh.start()
 
 
+@pytest.mark.lmdb_only  # damages data.mdb
 def test_corrupt_store_refused_with_clear_message(fresh):
     fresh.start()
     fresh.put("mona", age="1")

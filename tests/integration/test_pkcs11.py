@@ -1,12 +1,13 @@
 """Master keys in a PKCS#11 token (key_provider = "pkcs11"), on SoftHSM2."""
 import os
+import re
 import shutil
 import subprocess
 
 import grpc
 import pytest
 
-from conftest import VAULTD, Daemon
+from conftest import BACKEND, VAULTD, Daemon, shared_pg
 from test_deletion import key_status
 from test_keyfiles import (check_destroyed, crash, needs_crash_points,
                            prepare_destroy)
@@ -65,6 +66,10 @@ def vault(tmp_path, monkeypatch):
     d = Daemon(tmp_path / "vault")
     d.data_dir.mkdir()
     conf = (seed.data_dir / "vaultd.conf").read_text()
+    if BACKEND != "lmdb":
+        # The seed's database holds the seed's store: a new one for this vault.
+        conf = re.sub(r'^(store_backend|postgresql_conninfo|replica_name) = .*\n',
+                      '', conf, flags=re.M) + shared_pg().vault_conf() + "\n"
     # No upkeep pass between a deletion and a copy: nothing reuses pages.
     (d.data_dir / "vaultd.conf").write_text(
         conf + "\njanitor_interval_ms = 3600000;\n" + pkcs11_settings(token))
@@ -80,6 +85,7 @@ def key_files(d):
                   if p.name.startswith("master-"))
 
 
+@pytest.mark.lmdb_only  # copies LMDB's file as the backup
 def test_keys_live_and_die_on_the_token(vault, tmp_path):
     token = vault.token_dev
     vault.start()
@@ -218,6 +224,7 @@ def restore(src, dst, backup, deletions):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.lmdb_only  # a Backup and --restore (LMDB only)
 def test_restore_from_the_token_and_a_shredded_backup(vault, tmp_path):
     vault.start()
     for i in range(4):
@@ -253,6 +260,7 @@ def test_restore_from_the_token_and_a_shredded_backup(vault, tmp_path):
     assert not (tmp_path / "again" / "db" / "data.mdb").exists()
 
 
+@pytest.mark.lmdb_only  # the two vaults' configs share one store path
 def test_another_vaults_token_is_refused_by_the_key_check_value(vault, tmp_path):
     token = vault.token_dev
     subprocess.run(["softhsm2-util", "--init-token", "--free", "--label",

@@ -77,6 +77,7 @@ def residue(path, ref, keys):
     return found
 
 
+@pytest.mark.lmdb_only  # copies LMDB's file (test_postgresql.py: the pg_basebackup copy)
 def test_deletion_is_final_only_after_its_epoch(fresh, tmp_path):
     fresh.start()
     assert fresh.stop() == 0

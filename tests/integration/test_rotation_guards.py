@@ -172,6 +172,7 @@ def assert_unrotated(d, n_consumers):
     assert st.versions[0].dek_count == n_consumers
 
 
+@pytest.mark.lmdb_only  # fills the LMDB map: PostgreSQL has none
 def test_rotation_on_a_full_store_starts_or_changes_nothing(fresh):
     fresh.start()
     assert fresh.stop() == 0

@@ -14,6 +14,9 @@ import pytest
 
 from conftest import health_pb, pb
 
+# These tests read or damage LMDB's own files, or use its tools.
+pytestmark = pytest.mark.lmdb_only
+
 SERVING = health_pb.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb.HealthCheckResponse.NOT_SERVING
 BIG = [f"notes{i}" for i in range(6)]

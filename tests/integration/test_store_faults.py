@@ -17,6 +17,9 @@ import pytest
 import rawh2
 from conftest import VAULTD, pb, health_pb
 
+# These tests read or damage LMDB's own files, or use its tools.
+pytestmark = pytest.mark.lmdb_only
+
 MISSING = "the store is missing but keys for it exist; restore it, or start " \
           "with --init to create a new vault"
 
