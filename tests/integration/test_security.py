@@ -243,6 +243,7 @@ def key(seq):
     return seq.to_bytes(8, "big")
 
 
+@pytest.mark.lmdb_only  # tampers with LMDB's file
 @pytest.mark.parametrize("how,first_bad", [
     ("change", 4), ("delete", 5), ("reorder", 3), ("insert", None)])
 def test_audit_tampering_is_found(daemon, how, first_bad):
@@ -315,6 +316,7 @@ def test_changed_audit_journal_stops_the_daemon(daemon):
     assert v.ok and v.entries == 1
 
 
+@pytest.mark.lmdb_only  # reads LMDB's requests database with mdb_dump
 def test_export_holds_exactly_this_consumer(daemon):
     daemon.put("exp@example.test", age="33", email="exp@example.test",
                device="mobile", ethnicity="group_b")
