@@ -184,8 +184,14 @@ vault_open_journal(struct vault *v)
 	    v->cfg->store_dir;
 	int r;
 
-	/* A replica's own journal_dir: made on first start, as the store's. */
-	if (v->cfg->journal_dir != NULL && (r = make_dir(dir)) != 0)
+	/*
+	 * A replica's own journal_dir, or (PostgreSQL) the store_dir that holds
+	 * only this replica's local files: made on its first start, which is
+	 * not the vault's. (An LMDB store_dir is made with the store.)
+	 */
+	if ((v->cfg->journal_dir != NULL ||
+	    strcmp(v->cfg->store_backend, "postgresql") == 0) &&
+	    (r = make_dir(dir)) != 0)
 		return r;
 	return journal_open(&v->audit.jn, &v->audit, dir,
 	    JOURNAL_INGEST_MS, JOURNAL_INDEX_MS);

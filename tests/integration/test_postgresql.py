@@ -211,3 +211,37 @@ def test_basebackup_copy_cannot_bring_back_a_deleted_consumer(tmp_path, pg):
         assert "master key version 1 is missing" in d.log()
     finally:
         server.stop()
+
+
+def test_a_new_replica_joins_from_an_empty_local_directory(tmp_path, pg):
+    """A replica started on a fresh machine has no local directory yet: it
+    makes one for its own files (the audit journal) and serves the vault."""
+    a = pg_daemon(tmp_path, pg)
+    a.start()
+    try:
+        a.put("shared", zip="44444")
+        conf = a.data_dir / "vaultd.conf"
+        b_conf = a.data_dir / "replica-b.conf"
+        b_conf.write_text(conf.read_text()
+                          .replace('store_dir = "db";', 'store_dir = "local-b";')
+                          .replace('replica_name = "r1";', 'replica_name = "b";'))
+        assert not (a.data_dir / "local-b").exists()
+        b = Daemon(a.data_dir)
+        b.log_path = tmp_path / "b.log"
+        b.spawn = lambda *extra, listen=None: _spawn_config(b, b_conf)
+        b.start()
+        try:
+            assert b.get("shared", ["zip"]) == {"zip": "44444"}
+            assert (a.data_dir / "local-b").is_dir()
+        finally:
+            assert b.stop() == 0
+    finally:
+        assert a.stop() == 0
+
+
+def _spawn_config(d, conf):
+    d.log_file = open(d.log_path, "ab")
+    d.proc = subprocess.Popen([os.environ.get("VAULTD", "vaultd"), "--config",
+                               str(conf), "--listen", d.addr],
+                              stdout=d.log_file, stderr=subprocess.STDOUT)
+    return d.proc
