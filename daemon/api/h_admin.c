@@ -85,6 +85,10 @@ handle_backup(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		return VAULT_ERR_CANCELLED;
 	if (r == VAULT_ERR_UNAVAILABLE)
 		return rpc_fail(ctx, r, "the store has failed; no backup was made");
+	if (r == VAULT_ERR_UNIMPLEMENTED)
+		return rpc_fail(ctx, r, "Backup copies an LMDB store's file; a "
+		    "PostgreSQL store is backed up with PostgreSQL's tools "
+		    "(pg_basebackup, WAL archiving: docs/scaling.md)");
 	return rpc_fail(ctx, r, "the backup failed (%s); see the server log",
 	    vault_strerror(r));
 }

@@ -245,3 +245,11 @@ def _spawn_config(d, conf):
                                str(conf), "--listen", d.addr],
                               stdout=d.log_file, stderr=subprocess.STDOUT)
     return d.proc
+
+
+def test_backup_call_names_postgresqls_tools(pgd, tmp_path):
+    out = pgd.ctl("backup", "--out", str(tmp_path / "b"))
+    assert out.returncode != 0
+    assert "UNIMPLEMENTED" in out.stderr and "pg_basebackup" in out.stderr, \
+        out.stderr
+    assert not (tmp_path / "b").exists() or (tmp_path / "b").stat().st_size == 0
