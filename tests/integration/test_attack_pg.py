@@ -265,3 +265,39 @@ def test_a_named_replica_killed_then_restarted_starts_again(tmp_path, pg):
     assert a.stop() == 0
     a.start()       # a clean stop gave the name up: no wait
     assert a.stop() == 0
+
+
+def test_stalled_audit_streams_do_not_starve_other_roles_readers(
+        tmp_path, pg):
+    """FIXED (failed before: GetAttributes DEADLINE_EXCEEDED after 10 s).
+    QueryAudit sent its entries from inside its read transaction; a client
+    that does not read (HTTP/2 flow control: the send waits) kept that
+    transaction, that is one of the replica's postgresql_pool connections.
+    With pool = 2, two stalled auditor streams starved every reader of the
+    replica (a GetAttributes waited 10 s, then failed). The scan now ends
+    its snapshot before it sends."""
+    d = pg_daemon(tmp_path, pg, extra="postgresql_pool = 2;")
+    d.start()
+    try:
+        for i in range(800):
+            d.put(f"c{i}", zip=f"{i:05d}",
+                  email=f"user{i}-with-a-longer-address@example.com")
+        opts = [("grpc.http2.bdp_probe", 0)]   # the 64 KiB window stays
+        chans, calls = [], []
+        for _ in range(2):
+            ch = grpc.insecure_channel(d.addr, options=opts)
+            call = d.stream(ch, "/vault.v1.Audit/QueryAudit",
+                            pb.QueryAuditRequest(), pb.AuditEntry, timeout=60)
+            next(call)          # started; then never read again
+            chans.append(ch)
+            calls.append(call)
+        time.sleep(1)
+        t0 = time.monotonic()
+        assert d.get("c1", ["zip"]) == {"zip": "00001"}
+        assert time.monotonic() - t0 < 2
+        for call in calls:
+            call.cancel()
+        for ch in chans:
+            ch.close()
+    finally:
+        assert d.stop() == 0
