@@ -301,3 +301,64 @@ def test_stalled_audit_streams_do_not_starve_other_roles_readers(
             ch.close()
     finally:
         assert d.stop() == 0
+
+
+def test_page_token_replayed_for_another_dataset_or_purpose_on_a_replica(
+        tmp_path, pg):
+    """Held: a page token made by replica a, replayed on replica b for
+    another dataset_id or purpose, is refused INVALID_ARGUMENT (it is
+    bound to the query), while the same query resumes on b."""
+    from test_features import fetch
+    a, b = lease_pair(tmp_path, pg, ["ra", "rb"])
+    a.start()
+    b.start()
+    try:
+        for i in range(6):
+            a.put(f"p{i}", age=str(20 + i), device="mobile",
+                  income_band="middle", converted="true")
+        first = fetch(a, "training", dataset="pages", batch_size=2,
+                      limit_batches=1)
+        token = first[0].next_page_token
+        assert token
+        assert fetch(b, "training", dataset="pages", batch_size=2,
+                     page_token=token)
+        for kw in ({"dataset": "other"}, {"purpose": "service"}):
+            purpose = kw.get("purpose", "training")
+            code = code_of(fetch, b, purpose, dataset=kw.get("dataset", "pages"),
+                           batch_size=2, page_token=token)
+            assert code == grpc.StatusCode.INVALID_ARGUMENT, (kw, code)
+    finally:
+        for d in (a, b):
+            assert d.stop() == 0
+
+
+def test_a_standby_is_refused_with_a_precise_message(tmp_path, pg):
+    """Held: postgresql_conninfo pointing at a standby (a pg_basebackup
+    copy started in recovery): vaultd refuses to start, saying the server
+    is a standby, and writes nothing."""
+    from pgserver import PgCopy
+    d = pg_daemon(tmp_path, pg, extra="postgresql_connect_timeout_s = 2;")
+    d.start()
+    d.put("ann", zip="1")
+    assert d.stop() == 0
+    data = pg.basebackup("standby-" + secrets.token_hex(3))
+    (data / "standby.signal").write_text("")
+    import shutil
+    shutil.chown(data / "standby.signal", "postgres")
+    # A standby needs max_connections no lower than its primary's.
+    with open(data / "postgresql.auto.conf", "a") as f:
+        f.write("max_connections = 200\n")
+    copy = PgCopy(data)
+    try:
+        copy.start()
+        assert copy.conninfo
+        conf = d.data_dir / "vaultd.conf"
+        text = conf.read_text()
+        info = re.search(r'postgresql_conninfo = "([^"]*)"', text).group(1)
+        new = re.sub(r"port=\d+", f"port={copy.port}", info)
+        conf.write_text(text.replace(info, new))
+        d.spawn()
+        assert d.wait_exit(timeout=60) != 0
+        assert "standby" in d.log(), d.log()
+    finally:
+        copy.stop()
