@@ -362,3 +362,71 @@ def test_a_standby_is_refused_with_a_precise_message(tmp_path, pg):
         assert "standby" in d.log(), d.log()
     finally:
         copy.stop()
+
+
+def test_rotations_and_destroys_racing_on_two_replicas(tmp_path, pg):
+    """FAILS-NOW (before the keyring.c fix): two replicas start a rotation at
+    the same moment; both pick version 2 and create master-2.key in the
+    shared keys directory; the loser's temporary file collides (EEXIST,
+    after it wiped the other's "stale" temporary file) and the call fails
+    INTERNAL ("internal error; see the server log") instead of joining the
+    rotation or a precise FAILED_PRECONDITION.
+    Then each destroys the old version at once: the store ends with one active version, every
+    consumer readable on both replicas, the old version destroyed and not
+    usable on either (a deleted consumer stays gone)."""
+    from test_rotation import destroy, rotate, versions
+    a, b = lease_pair(tmp_path, pg, ["ra", "rb"])
+    a.start()
+    b.start()
+    try:
+        for i in range(60):
+            (a if i % 2 else b).put(f"k{i}", zip=f"{i:05d}")
+        out = {}
+
+        def run(d, key, fn, *args):
+            try:
+                out[key] = ("ok", fn(d, *args))
+            except grpc.RpcError as e:
+                out[key] = (e.code(), e.details())
+
+        ts = [threading.Thread(target=run, args=(d, d.name, rotate))
+              for d in (a, b)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(120)
+        assert any(o[0] == "ok" for o in out.values()), out
+        for k, o in out.items():
+            if o[0] != "ok":
+                assert o[0] in (grpc.StatusCode.FAILED_PRECONDITION,
+                                grpc.StatusCode.ABORTED,
+                                grpc.StatusCode.UNAVAILABLE), out
+        va, vb = versions(a), versions(b)
+        active = [v for v, s in va.items() if s.active]
+        assert len(active) == 1, va
+        time.sleep(1.5)
+        assert active == [v for v, s in versions(b).items() if s.active]
+        old = sorted(v for v in va if v != active[0])
+        out.clear()
+        ts = [threading.Thread(target=run, args=(d, d.name, destroy, v))
+              for d in (a, b) for v in old]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(120)
+        for i in range(60):
+            for d in (a, b):
+                assert d.get(f"k{i}", ["zip"]) == {"zip": f"{i:05d}"}
+        time.sleep(1.5)
+        for d in (a, b):
+            vs = versions(d)
+            for v in old:
+                assert v not in vs or not vs[v].active
+        assert a.stop() == 0 and b.stop() == 0
+        a.start()
+        b.start()
+        assert b.get("k3", ["zip"]) == {"zip": "00003"}
+    finally:
+        for d in (a, b):
+            if d.proc is not None:
+                d.stop()
