@@ -365,7 +365,7 @@ def test_a_standby_is_refused_with_a_precise_message(tmp_path, pg):
 
 
 def test_rotations_and_destroys_racing_on_two_replicas(tmp_path, pg):
-    """FAILS-NOW (before the keyring.c fix): two replicas start a rotation at
+    """FIXED (failed before the keyring.c fix): two replicas start a rotation at
     the same moment; both pick version 2 and create master-2.key in the
     shared keys directory; the loser's temporary file collides (EEXIST,
     after it wiped the other's "stale" temporary file) and the call fails
@@ -402,10 +402,11 @@ def test_rotations_and_destroys_racing_on_two_replicas(tmp_path, pg):
                                 grpc.StatusCode.ABORTED,
                                 grpc.StatusCode.UNAVAILABLE), out
         va, vb = versions(a), versions(b)
-        active = [v for v, s in va.items() if s.active]
+        active = [v for v, s in va.items() if s.state == "active"]
         assert len(active) == 1, va
         time.sleep(1.5)
-        assert active == [v for v, s in versions(b).items() if s.active]
+        assert active == [v for v, s in versions(b).items()
+                          if s.state == "active"]
         old = sorted(v for v in va if v != active[0])
         out.clear()
         ts = [threading.Thread(target=run, args=(d, d.name, destroy, v))
@@ -421,7 +422,7 @@ def test_rotations_and_destroys_racing_on_two_replicas(tmp_path, pg):
         for d in (a, b):
             vs = versions(d)
             for v in old:
-                assert v not in vs or not vs[v].active
+                assert vs[v].state == "destroyed", vs
         assert a.stop() == 0 and b.stop() == 0
         a.start()
         b.start()
