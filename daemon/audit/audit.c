@@ -1,3 +1,4 @@
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -714,12 +715,57 @@ out:
 	return r;
 }
 
+/*
+ * Entries a scan read, handed to the caller's visit after the read
+ * transaction ended: a visit that waits (a stream's send to a client that
+ * does not read) must not hold a snapshot, which on PostgreSQL is a pooled
+ * connection every other reader of the replica needs.
+ */
+struct collected {
+	struct audit_entry *e;
+	size_t n, cap;
+	bool nomem;
+};
+
+static int
+collect(const struct audit_entry *e, void *arg)
+{
+	struct collected *c = arg;
+
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		struct audit_entry *m = realloc(c->e, cap * sizeof(*m));
+
+		if (m == NULL) {
+			c->nomem = true;
+			return 1;
+		}
+		c->e = m;
+		c->cap = cap;
+	}
+	c->e[c->n++] = *e;
+	return 0;
+}
+
+/* Visits what was collected; true when fn asked to stop. */
+static bool
+replay(struct collected *c, audit_visit fn, void *arg)
+{
+	bool stop = false;
+
+	for (size_t i = 0; i < c->n && !stop; i++)
+		stop = fn(&c->e[i], arg) != 0;
+	c->n = 0;
+	return stop;
+}
+
 int
 audit_log_scan(struct audit_log *al, uint64_t after_seq, const uint8_t *ref,
     audit_visit fn, void *arg)
 {
-	bool done = false, stopped = false;
+	bool done = false, stopped = false, ignored;
 	uint64_t indexed = 0, lag;
+	struct collected c = { NULL, 0, 0, false };
 	int r = 0;
 
 	/*
@@ -728,12 +774,25 @@ audit_log_scan(struct audit_log *al, uint64_t after_seq, const uint8_t *ref,
 	 */
 	if (ref != NULL && (r = index_lag(al, &lag)) == 0 && lag > TAIL_MAX)
 		r = index_all(al);
-	while (!done && r == 0)
-		r = scan_page(al, &after_seq, ref, fn, arg, &done, &indexed,
-		    &stopped);
-	if (r == 0 && ref != NULL && !stopped)
+	while (!done && !stopped && r == 0) {
+		r = scan_page(al, &after_seq, ref, collect, &c, &done, &indexed,
+		    &ignored);
+		if (r == 0 && c.nomem)
+			r = VAULT_ERR_NOMEM;
+		if (r == 0)
+			stopped = replay(&c, fn, arg);
+	}
+	if (r == 0 && ref != NULL && !stopped) {
 		r = scan_tail(al, after_seq > indexed ? after_seq : indexed, ref,
-		    fn, arg);
+		    collect, &c);
+		if (r == 0 && c.nomem)
+			r = VAULT_ERR_NOMEM;
+		if (r == 0)
+			replay(&c, fn, arg);
+	}
+	if (c.e != NULL)
+		sodium_memzero(c.e, c.cap * sizeof(*c.e));
+	free(c.e);
 	return r;
 }
 

@@ -930,8 +930,25 @@ create_version(struct keyring *kr, uint32_t version, const char *path,
 	}
 	if (access(path, F_OK) == 0)
 		return 0;
-	if ((r = keyring_create_key_file(path)) != 0)
+	if ((r = keyring_create_key_file(path)) != 0) {
+		/*
+		 * Replicas share the keys directory: another one starting a
+		 * rotation at the same moment may be creating this version's
+		 * file (its temporary file made ours fail). The file it
+		 * publishes (complete: rename) is the version's key for both.
+		 */
+		for (int i = 0; i < 40 && access(path, F_OK) != 0; i++) {
+			struct timespec ts = { 0, 50 * 1000000L };
+
+			nanosleep(&ts, NULL);
+		}
+		if (access(path, F_OK) == 0) {
+			log_info("master key file %s was made by another replica; "
+			    "using it", path);
+			return 0;
+		}
 		return r;
+	}
 	*created = true;
 	return 0;
 }

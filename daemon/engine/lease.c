@@ -1,5 +1,7 @@
 #include <string.h>
 
+#include <sodium.h>
+
 #include "engine/lease.h"
 #include "store/meta.h"
 
@@ -75,4 +77,68 @@ lease_release(struct vault *v, const char *holder)
 	struct lease_job job = { holder, 0, true, false, NULL };
 
 	return writer_submit(v->wr, lease_apply, &job);
+}
+
+/* ------------------------------------------------ a named replica's claim */
+
+#define PRESENCE_REC (8 + PRESENCE_NONCE_BYTES)
+
+struct presence_job {
+	const char *name;
+	const uint8_t *nonce;
+	uint64_t ttl_ms;
+	bool release;
+	bool ours;
+};
+
+static int
+presence_apply(struct store_txn *txn, void *arg)
+{
+	struct presence_job *job = arg;
+	uint8_t rec[PRESENCE_REC];
+	uint64_t now = store_now_ms();
+	struct store_val v;
+	bool mine = false, lapsed = true;
+	int r;
+
+	job->ours = false;
+	r = meta_get_named(txn, META_REPLICA_OF, job->name, &v);
+	if (r != 0 && r != VAULT_ERR_NOT_FOUND)
+		return r;
+	if (r == 0 && v.len == PRESENCE_REC) {
+		mine = sodium_memcmp((const uint8_t *)v.data + 8, job->nonce,
+		    PRESENCE_NONCE_BYTES) == 0;
+		lapsed = store_get_u64(v.data) <= now;
+	}
+	if (job->release)
+		return mine ? meta_del_named(txn, META_REPLICA_OF, job->name) : 0;
+	if (!mine && !lapsed)
+		return 0;
+	store_put_u64(rec, now + job->ttl_ms);
+	memcpy(rec + 8, job->nonce, PRESENCE_NONCE_BYTES);
+	if ((r = meta_put_named(txn, META_REPLICA_OF, job->name, rec,
+	    sizeof(rec))) != 0)
+		return r;
+	job->ours = true;
+	return 0;
+}
+
+int
+presence_claim(struct vault *v, const char *name,
+    const uint8_t nonce[PRESENCE_NONCE_BYTES], uint64_t ttl_ms, bool *ours)
+{
+	struct presence_job job = { name, nonce, ttl_ms, false, false };
+	int r = writer_submit_lazy(v->wr, presence_apply, &job);
+
+	*ours = r == 0 && job.ours;
+	return r;
+}
+
+int
+presence_release(struct vault *v, const char *name,
+    const uint8_t nonce[PRESENCE_NONCE_BYTES])
+{
+	struct presence_job job = { name, nonce, 0, true, false };
+
+	return writer_submit(v->wr, presence_apply, &job);
 }

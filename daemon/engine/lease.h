@@ -34,4 +34,22 @@ int lease_take(struct vault *v, const char *holder, uint64_t ttl_ms,
 /* Gives the lease up when holder has it (a clean stop): no wait for expiry. */
 int lease_release(struct vault *v, const char *holder) VAULT_WUR;
 
+/*
+ * The presence of a named replica: meta "replica/<name>" -> expires ms(8) |
+ * nonce(16), the nonce random per process. A replica claims its name at
+ * start and renews the claim with the lease; a second running process with
+ * the same replica_name finds the claim another's and not lapsed, and is
+ * refused (two of one name would share one journal position and both hold
+ * the lease). *ours says whether the claim is this process's now.
+ */
+#define PRESENCE_NONCE_BYTES 16
+
+int presence_claim(struct vault *v, const char *name,
+    const uint8_t nonce[PRESENCE_NONCE_BYTES], uint64_t ttl_ms, bool *ours)
+    VAULT_WUR;
+
+/* Gives the claim up when it is this process's (a clean stop). */
+int presence_release(struct vault *v, const char *name,
+    const uint8_t nonce[PRESENCE_NONCE_BYTES]) VAULT_WUR;
+
 #endif

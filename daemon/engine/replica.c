@@ -22,6 +22,10 @@ struct replica {
 	/* Monotonic ms until which the lease is surely ours. */
 	atomic_ullong held_until;
 	atomic_ullong takeovers;
+	/* replica_name on PostgreSQL: claimed in the store (lease.h). */
+	const char *name;
+	uint8_t nonce[PRESENCE_NONCE_BYTES];
+	bool name_lost;
 	bool refresh_failed;		/* logged once until it works again */
 	bool renew_failed;
 };
@@ -83,11 +87,71 @@ renew_lease(struct replica *rp)
 	}
 }
 
+/*
+ * Renews the claim on the replica's name; false when another running
+ * process holds it (then this one must not act as that replica).
+ */
+static bool
+renew_name(struct replica *rp)
+{
+	bool ours;
+
+	if (rp->name == NULL)
+		return true;
+	if (presence_claim(rp->v, rp->name, rp->nonce, REPLICA_LEASE_MS,
+	    &ours) != 0)
+		return true;	/* the store refused: the lease's own rules apply */
+	if (!ours && !rp->name_lost)
+		log_error("another running vaultd claims replica_name \"%s\" "
+		    "on this store: every replica needs a name of its own; this "
+		    "one gives up the maintenance lease", rp->name);
+	rp->name_lost = !ours;
+	return ours;
+}
+
 static void
 tick(struct replica *rp)
 {
 	refresh_keys(rp);
-	renew_lease(rp);
+	if (renew_name(rp)) {
+		renew_lease(rp);
+	} else {
+		atomic_store(&rp->held, false);
+		atomic_store(&rp->held_until, 0);
+	}
+}
+
+/*
+ * At start: claims the name, waiting out the claim of a process that died
+ * (it lapses within REPLICA_LEASE_MS); a claim still renewed after that is
+ * another running replica's, and this one is refused.
+ */
+static int
+claim_name(struct replica *rp)
+{
+	uint64_t deadline = mono_ms() + REPLICA_LEASE_MS + 2000;
+	bool ours;
+	int r;
+
+	for (;;) {
+		if ((r = presence_claim(rp->v, rp->name, rp->nonce,
+		    REPLICA_LEASE_MS, &ours)) != 0) {
+			log_error("cannot claim replica_name \"%s\" in the store "
+			    "(%s)", rp->name, vault_strerror(r));
+			return r;
+		}
+		if (ours)
+			return 0;
+		if (mono_ms() >= deadline) {
+			log_error("replica_name \"%s\" is in use by another "
+			    "running vaultd on this store: every replica needs a "
+			    "name of its own (docs/config.md); refusing to start",
+			    rp->name);
+			return VAULT_ERR_EXISTS;
+		}
+		struct timespec ts = { 0, 250 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
 }
 
 static void *
@@ -130,6 +194,18 @@ replica_start(struct replica **out, struct vault *v)
 	}
 	pthread_mutex_init(&rp->mu, NULL);
 	pthread_cond_init(&rp->cv, NULL);
+	/* Named replicas on PostgreSQL (LMDB keeps its behaviour). */
+	if (v->cfg->replica_name != NULL && v->cfg->store_backend != NULL &&
+	    strcmp(v->cfg->store_backend, "postgresql") == 0) {
+		rp->name = v->cfg->replica_name;
+		randombytes_buf(rp->nonce, sizeof(rp->nonce));
+		if (claim_name(rp) != 0) {
+			pthread_cond_destroy(&rp->cv);
+			pthread_mutex_destroy(&rp->mu);
+			free(rp);
+			return VAULT_ERR_EXISTS;
+		}
+	}
 	tick(rp);
 	if (!atomic_load(&rp->held))
 		log_info("replica %s: another replica holds the maintenance lease",
@@ -159,6 +235,10 @@ replica_stop(struct replica *rp)
 	if (atomic_load(&rp->held) && lease_release(rp->v, rp->id) != 0)
 		log_warn("cannot give up the maintenance lease; it lapses in %d ms",
 		    REPLICA_LEASE_MS);
+	if (rp->name != NULL && !rp->name_lost &&
+	    presence_release(rp->v, rp->name, rp->nonce) != 0)
+		log_warn("cannot give up the claim on replica_name \"%s\"; it "
+		    "lapses in %d ms", rp->name, REPLICA_LEASE_MS);
 	pthread_cond_destroy(&rp->cv);
 	pthread_mutex_destroy(&rp->mu);
 	free(rp);

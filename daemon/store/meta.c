@@ -31,6 +31,7 @@ static const struct { const char *name; enum member member; } keys[META_KEYS] = 
 	[META_KEYRING_GEN] = { "keyring_gen", ONE },
 	[META_LEASE_MAINTENANCE] = { "lease/maintenance", ONE },
 	[META_JOURNAL_SEQ_OF] = { "journal_seq/", NAMED },
+	[META_REPLICA_OF] = { "replica/", NAMED },
 };
 
 const char *
@@ -163,4 +164,34 @@ meta_put_u64_named(struct store_txn *txn, enum meta_key k, const char *member,
 	store_put_u64(buf, v);
 	return store_put(txn, STORE_META, key, named_key_bytes(k, member, key),
 	    buf, sizeof(buf), 0);
+}
+
+int
+meta_get_named(struct store_txn *txn, enum meta_key k, const char *member,
+    struct store_val *val)
+{
+	uint8_t key[META_KEY_MAX];
+
+	return store_get(txn, STORE_META, key, named_key_bytes(k, member, key),
+	    val);
+}
+
+int
+meta_put_named(struct store_txn *txn, enum meta_key k, const char *member,
+    const void *data, size_t len)
+{
+	uint8_t key[META_KEY_MAX];
+
+	return store_put(txn, STORE_META, key, named_key_bytes(k, member, key),
+	    data, len, 0);
+}
+
+int
+meta_del_named(struct store_txn *txn, enum meta_key k, const char *member)
+{
+	uint8_t key[META_KEY_MAX];
+	int r = store_del(txn, STORE_META, key, named_key_bytes(k, member, key),
+	    NULL, 0);
+
+	return r == VAULT_ERR_NOT_FOUND ? 0 : r;
 }

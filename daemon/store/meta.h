@@ -38,6 +38,7 @@ enum meta_key {
 	META_KEYRING_GEN,	/* u64 bumped by every key version change */
 	META_LEASE_MAINTENANCE,	/* the maintenance lease (engine/lease.h) */
 	META_JOURNAL_SEQ_OF,	/* journal_seq/<replica>: u64, as above */
+	META_REPLICA_OF,	/* replica/<name>: a running replica (lease.h) */
 	META_KEYS
 };
 
@@ -67,6 +68,13 @@ int meta_get_u64_named(struct store_txn *txn, enum meta_key k,
     const char *member, uint64_t *v) VAULT_WUR;
 int meta_put_u64_named(struct store_txn *txn, enum meta_key k,
     const char *member, uint64_t v) VAULT_WUR;
+/* Any value of a named key (META_REPLICA_OF); del: absent is no error. */
+int meta_get_named(struct store_txn *txn, enum meta_key k,
+    const char *member, struct store_val *val) VAULT_WUR;
+int meta_put_named(struct store_txn *txn, enum meta_key k,
+    const char *member, const void *data, size_t len) VAULT_WUR;
+int meta_del_named(struct store_txn *txn, enum meta_key k,
+    const char *member) VAULT_WUR;
 
 /*
  * A be64 value: *v = 0 and VAULT_ERR_NOT_FOUND when absent,
