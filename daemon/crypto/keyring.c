@@ -78,6 +78,7 @@ struct keyring {
 	 */
 	atomic_ullong gen;
 	pthread_mutex_t refresh_mu;	/* one refresh at a time */
+	bool shared;			/* other replicas use these keys too */
 };
 
 int
@@ -1098,6 +1099,12 @@ out:
 	return r;
 }
 
+void
+keyring_set_shared(struct keyring *kr, bool shared)
+{
+	kr->shared = shared;
+}
+
 /* Forgets version, loaded but never recorded, and the file it created. */
 int
 keyring_discard_version(struct keyring *kr, uint32_t version)
@@ -1124,7 +1131,17 @@ keyring_discard_version(struct keyring *kr, uint32_t version)
 	atomic_store(&m->gone, true);
 	sodium_memzero(m->key, CRYPTO_KEY_BYTES);
 	m->discarded = true;
-	if (m->created && (r = wipe_key_file(kr, version)) != 0)
+	/*
+	 * Shared by replicas, the key this process created may already be
+	 * loaded by another one whose start of the same version is about to
+	 * commit: removing it would leave that rotation's keys without their
+	 * master. Left in place, an unrecorded version is harmless (it wraps
+	 * nothing) and the next rotation to that version uses it.
+	 */
+	if (m->created && kr->shared)
+		log_info("master key version %u was not started; its %s stays for "
+		    "the other replicas", version, material(kr));
+	else if (m->created && (r = wipe_key_file(kr, version)) != 0)
 		log_error("cannot wipe and remove the key file of version %u",
 		    version);
 	m->created = false;

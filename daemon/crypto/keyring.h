@@ -111,6 +111,12 @@ int keyring_activate_txn(struct keyring *kr, struct store_txn *txn,
     uint32_t version) VAULT_WUR;
 /* After that txn committed. */
 void keyring_set_active(struct keyring *kr, uint32_t version);
+/*
+ * Other processes (replicas) use this keyring's key files or token objects
+ * too: a version this one created but failed to start is forgotten here
+ * and left in place (another replica may be activating it), not removed.
+ */
+void keyring_set_shared(struct keyring *kr, bool shared);
 
 /*
  * Destroying a version takes three steps, so that no crash leaves a usable

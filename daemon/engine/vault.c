@@ -157,6 +157,8 @@ vault_open(struct vault **out, const struct config *cfg,
 	prov = NULL;	/* the keyring's now, also on failure */
 	if (r != 0)
 		goto fail;
+	keyring_set_shared(v->kr, cfg->replica_name != NULL ||
+	    sp.kind == STORE_KIND_POSTGRESQL);
 	if ((r = tokenizer_new(&v->tok, v->schema,
 	    keyring_token_root(v->kr))) != 0)
 		goto fail;

@@ -207,6 +207,41 @@ activate(struct store *st, struct keyring *kr, uint32_t version, int want)
 	keyring_set_active(kr, version);
 }
 
+/*
+ * Replicas share the keys: a version one created but failed to start is
+ * forgotten by it and left in place, since another replica may have loaded
+ * it and be about to activate it; that one's start then finds its key.
+ */
+static void
+test_shared_discard_leaves_the_key_for_the_others(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_store(f);
+	struct keyring *a = NULL, *b = NULL;
+	char key2[2048];
+
+	snprintf(key2, sizeof(key2), "%s/master-2.key", f->keys);
+	assert_int_equal(keyring_open(&a, st, f->keys, true), 0);
+	assert_int_equal(keyring_open(&b, st, f->keys, false), 0);
+	keyring_set_shared(a, true);
+	keyring_set_shared(b, true);
+	/* a creates version 2's file; b loads it for the same start. */
+	assert_int_equal(keyring_load_version(a, 2, true), 0);
+	assert_int_equal(keyring_load_version(b, 2, false), 0);
+	/* a's start fails: it forgets the key, the file stays for b. */
+	assert_int_equal(keyring_discard_version(a, 2), 0);
+	assert_null(keyring_master(a, 2));
+	assert_true(exists(key2));
+	activate(st, b, 2, 0);
+	keyring_free(b);
+	keyring_free(a);
+	/* After a restart version 2, now recorded, still opens. */
+	assert_int_equal(keyring_open(&a, st, f->keys, false), 0);
+	assert_non_null(keyring_master(a, 2));
+	keyring_free(a);
+	store_close(st);
+}
+
 /* Issue 11, points 9-11 at the keyring's level. */
 static void
 test_versions_move_forward_and_discard_only_unrecorded(void **state)
@@ -370,6 +405,9 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_versions_move_forward_and_discard_only_unrecorded, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_shared_discard_leaves_the_key_for_the_others, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_refresh_follows_another_replica,
 		    setup, teardown),
 	};
