@@ -176,7 +176,8 @@ testpg_vault_new(void)
 	testpg_create(&f->db);
 	snprintf(extra, sizeof(extra), "store_backend = \"postgresql\";\n"
 	    "postgresql_conninfo = \"%s\";\npostgresql_pool = 4;\n"
-	    "postgresql_connect_timeout_s = 5;\n", f->db.conninfo);
+	    "postgresql_connect_timeout_s = 5;\nreplica_name = \"unit\";\n",
+	    f->db.conninfo);
 	f->tv.dir = test_tmpdir();
 	f->tv.cfg = test_config_extra(f->tv.dir, extra);
 	if (vault_open(&f->tv.v, f->tv.cfg, VAULT_OPEN_CREATE) != 0)
