@@ -87,6 +87,18 @@ meta_del(struct store_txn *txn, enum meta_key k, uint32_t n)
 	return r == VAULT_ERR_NOT_FOUND ? 0 : r;
 }
 
+/* A u64 record's value; a record of another length is corrupt. */
+static int
+decode_u64(enum meta_key k, const struct store_val *val, uint64_t *v)
+{
+	if (val->len != 8) {
+		log_error("the store's %s record is corrupt", keys[k].name);
+		return VAULT_ERR_STATE;
+	}
+	*v = store_get_u64(val->data);
+	return 0;
+}
+
 int
 meta_get_u64(struct store_txn *txn, enum meta_key k, uint32_t n, uint64_t *v)
 {
@@ -96,12 +108,7 @@ meta_get_u64(struct store_txn *txn, enum meta_key k, uint32_t n, uint64_t *v)
 	*v = 0;
 	if ((r = meta_get(txn, k, n, &val)) != 0)
 		return r;
-	if (val.len != 8) {
-		log_error("the store's %s record is corrupt", keys[k].name);
-		return VAULT_ERR_STATE;
-	}
-	*v = store_get_u64(val.data);
-	return 0;
+	return decode_u64(k, &val, v);
 }
 
 int
@@ -147,12 +154,7 @@ meta_get_u64_named(struct store_txn *txn, enum meta_key k, const char *member,
 	if ((r = store_get(txn, STORE_META, key, named_key_bytes(k, member, key),
 	    &val)) != 0)
 		return r;
-	if (val.len != 8) {
-		log_error("the store's %s record is corrupt", keys[k].name);
-		return VAULT_ERR_STATE;
-	}
-	*v = store_get_u64(val.data);
-	return 0;
+	return decode_u64(k, &val, v);
 }
 
 int

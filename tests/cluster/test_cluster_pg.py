@@ -138,6 +138,22 @@ def patroni_pids(d, node):
     return {top} | {p for p, (pp, _) in processes().items() if pp == top}
 
 
+def kill_leader(env, d, with_patroni):
+    """kill -9 the leader's PostgreSQL (and its Patroni): its name and the
+    monotonic time of the kill."""
+    old = leader(env)
+    victims = postmaster_pids(d, old)
+    if with_patroni:
+        victims |= patroni_pids(d, old)
+    t_kill = time.monotonic()
+    for p in victims:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return old, t_kill
+
+
 def marked(d):
     """Processes still carrying the cluster's mark for d (down must leave
     none)."""
@@ -299,18 +315,9 @@ def run_kill(d, env, kill_patroni):
     writer = Writers(env)
     wait_until("200 acknowledged writes", lambda: len(writer.acked) >= 200, 30)
 
-    old = leader(env)
-    assert old in NODES, members(env)
-    victims = postmaster_pids(d, old)
-    if kill_patroni:
-        victims |= patroni_pids(d, old)
+    assert leader(env) in NODES, members(env)
     acked_at_kill = len(writer.acked)
-    t_kill = time.monotonic()
-    for p in victims:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    old, t_kill = kill_leader(env, d, kill_patroni)
 
     if kill_patroni:
         # A new leader once the dead one's key expires (ttl 10 s). Strict

@@ -44,7 +44,7 @@ import grpc
 import psycopg2
 import pytest
 
-from test_cluster_pg import (CLUSTER, ROOT, cluster, leader, marked,
+from test_cluster_pg import (CLUSTER, ROOT, cluster, kill_leader, leader, marked,
                              patroni_pids, postmaster_pids, read_env,
                              wait_until, write_port_node)
 
@@ -591,15 +591,8 @@ def test_leader_killed_during_writers(up):
     acks = lambda: [a for w in writers for a in list(w.put_acks)]
     wait_until("150 acknowledged PutAttributes", lambda: len(acks()) >= 150, 60)
 
-    old = leader(env)
-    victims = postmaster_pids(d, old) | patroni_pids(d, old)
     acked_at_kill = len(acks())
-    t_kill = time.monotonic()
-    for p in victims:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    old, t_kill = kill_leader(env, d, True)
     # The standby takes the leader key once the dead one's expires; strict
     # synchronous mode then takes no commit until a standby is back: `up`
     # restarts the dead node, which rejoins as one (as test_cluster_pg).
