@@ -593,6 +593,16 @@ init_store(struct keyring *kr, struct store *st)
 		randombytes_buf(kr->vkeys[i], CRYPTO_KEY_BYTES);
 	if ((r = store_write_begin(st, &txn)) != 0)
 		return r;
+	/*
+	 * Another replica may have made the store since the caller looked:
+	 * its vault keys are the vault's, not ours (the writers' lock orders
+	 * the two begins; this one sees the other's commit).
+	 */
+	if ((r = meta_get(txn, META_ACTIVE_VERSION, 0, &(struct store_val){ 0 }))
+	    != VAULT_ERR_NOT_FOUND) {
+		store_write_abort(txn);
+		return r == 0 ? VAULT_ERR_EXISTS : r;
+	}
 	for (size_t i = 0; i < n; i++)
 		if ((r = put_kv(txn, kr->keys[i].version, kr->keys[i].key,
 		    KV_LIVE, store_now_ms(), 0)) != 0)
@@ -674,6 +684,10 @@ check_versions(struct keyring *kr, struct store_txn *txn)
 			r = VAULT_ERR_KEY;
 			goto out;
 		}
+		/* Made since the keys were read (a replica starting with us). */
+		if (key == NULL && keyring_load_version(kr, vs[i].version,
+		    false) == 0)
+			key = keyring_master(kr, vs[i].version);
 		if (key == NULL) {
 			log_error("master key version %u is missing from the %s; "
 			    "the store needs it", vs[i].version, kr->prov != NULL ?
@@ -783,11 +797,15 @@ keyring_open(struct keyring **out, struct store *st, const char *keys_dir,
 	return keyring_open_provider(out, st, keys_dir, NULL, create);
 }
 
+static int create_version(struct keyring *kr, uint32_t version,
+    const char *path, bool *created);
+
 /* A new store without keys: version 1 is made, or the start refused. */
 static int
 first_key(struct keyring *kr, const char *keys_dir, bool create)
 {
 	char path[4096];
+	bool created;
 	int r;
 
 	if (!create && kr->prov != NULL) {
@@ -800,17 +818,16 @@ first_key(struct keyring *kr, const char *keys_dir, bool create)
 		    "'vaultd --gen-key %s/master-1.key'", keys_dir, keys_dir);
 		return VAULT_ERR_KEY;
 	}
-	if (kr->prov != NULL)
-		return (r = keyprov_create(kr->prov, 1)) != 0 ? r :
-		    add_key(kr, 1, NULL);
-	if (find_bad(kr, 1) != NULL && !find_bad(kr, 1)->mode) {
+	if (kr->prov == NULL && find_bad(kr, 1) != NULL &&
+	    !find_bad(kr, 1)->mode) {
 		set_aside(kr, 1);
 		find_bad(kr, 1)->version = 0;
 	}
 	snprintf(path, sizeof(path), "%s/master-1.key", keys_dir);
-	if ((r = keyring_create_key_file(path)) != 0)
+	/* A replica starting the same new vault may be making it too. */
+	if ((r = create_version(kr, 1, path, &created)) != 0)
 		return r;
-	return add_key(kr, 1, path);
+	return add_key(kr, 1, kr->prov != NULL ? NULL : path);
 }
 
 int
@@ -863,7 +880,11 @@ keyring_open_provider(struct keyring **out, struct store *st,
 	if (atomic_load(&kr->n) == 0 &&
 	    (r = first_key(kr, keys_dir, create)) != 0)
 		goto out;
-	r = init_store(kr, st);
+	/* Made meanwhile by another replica: open it as it is. */
+	if ((r = init_store(kr, st)) == VAULT_ERR_EXISTS &&
+	    (r = store_read_begin(st, &txn)) == 0 &&
+	    (r = meta_get(txn, META_ACTIVE_VERSION, 0, &v)) == 0)
+		r = open_existing(kr, txn, &v);
 out:
 	if (txn != NULL)
 		store_read_end(txn);

@@ -1,3 +1,4 @@
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -28,6 +29,8 @@ lease_apply(struct store_txn *txn, void *arg)
 	bool mine = false, lapsed = true;
 	int r;
 
+	if (hlen == 0 || hlen > LEASE_HOLDER_MAX)
+		abort();		/* the caller's name: config checks it */
 	job->held = false;
 	if ((r = meta_get(txn, META_LEASE_MAINTENANCE, 0, &v)) != 0 &&
 	    r != VAULT_ERR_NOT_FOUND)
@@ -38,7 +41,7 @@ lease_apply(struct store_txn *txn, void *arg)
 		mine = olen == hlen && memcmp((const uint8_t *)v.data +
 		    LEASE_HOLDER, job->holder, hlen) == 0;
 		lapsed = store_get_u64(v.data) <= now;
-		if (job->other != NULL && !mine) {
+		if (job->other != NULL && !mine && !lapsed) {
 			memcpy(job->other, (const uint8_t *)v.data + LEASE_HOLDER,
 			    olen);
 			job->other[olen] = '\0';
@@ -81,7 +84,10 @@ lease_release(struct vault *v, const char *holder)
 
 /* ------------------------------------------------ a named replica's claim */
 
-#define PRESENCE_REC (8 + PRESENCE_NONCE_BYTES)
+/* A replica's presence record: its expiry (ms), then its process nonce. */
+#define PRESENCE_EXPIRES 0
+#define PRESENCE_NONCE 8
+#define PRESENCE_REC (PRESENCE_NONCE + PRESENCE_NONCE_BYTES)
 
 struct presence_job {
 	const char *name;
@@ -106,16 +112,17 @@ presence_apply(struct store_txn *txn, void *arg)
 	if (r != 0 && r != VAULT_ERR_NOT_FOUND)
 		return r;
 	if (r == 0 && v.len == PRESENCE_REC) {
-		mine = sodium_memcmp((const uint8_t *)v.data + 8, job->nonce,
-		    PRESENCE_NONCE_BYTES) == 0;
-		lapsed = store_get_u64(v.data) <= now;
+		mine = sodium_memcmp((const uint8_t *)v.data + PRESENCE_NONCE,
+		    job->nonce, PRESENCE_NONCE_BYTES) == 0;
+		lapsed = store_get_u64((const uint8_t *)v.data +
+		    PRESENCE_EXPIRES) <= now;
 	}
 	if (job->release)
 		return mine ? meta_del_named(txn, META_REPLICA_OF, job->name) : 0;
 	if (!mine && !lapsed)
 		return 0;
-	store_put_u64(rec, now + job->ttl_ms);
-	memcpy(rec + 8, job->nonce, PRESENCE_NONCE_BYTES);
+	store_put_u64(rec + PRESENCE_EXPIRES, now + job->ttl_ms);
+	memcpy(rec + PRESENCE_NONCE, job->nonce, PRESENCE_NONCE_BYTES);
 	if ((r = meta_put_named(txn, META_REPLICA_OF, job->name, rec,
 	    sizeof(rec))) != 0)
 		return r;

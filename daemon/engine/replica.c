@@ -180,6 +180,7 @@ replica_start(struct replica **out, struct vault *v)
 {
 	struct replica *rp;
 	uint8_t rnd[8];
+	int r;
 
 	*out = NULL;
 	if ((rp = calloc(1, sizeof(*rp))) == NULL)
@@ -199,11 +200,11 @@ replica_start(struct replica **out, struct vault *v)
 	    strcmp(v->cfg->store_backend, "postgresql") == 0) {
 		rp->name = v->cfg->replica_name;
 		randombytes_buf(rp->nonce, sizeof(rp->nonce));
-		if (claim_name(rp) != 0) {
+		if ((r = claim_name(rp)) != 0) {
 			pthread_cond_destroy(&rp->cv);
 			pthread_mutex_destroy(&rp->mu);
 			free(rp);
-			return VAULT_ERR_EXISTS;
+			return r;
 		}
 	}
 	tick(rp);

@@ -1,5 +1,5 @@
 /*
- * What a storage backend implements: for daemon/store/ only. store.c
+ * What a storage backend implements: for daemon/store/ only. backend.c
  * dispatches every call of store.h through the store's operations; each
  * backend embeds struct store, struct store_txn and struct store_cursor as
  * the first member of its own handles and fills a struct store_ops.

@@ -42,9 +42,11 @@
  *    further entry for a cursor move); VAULT_ERR_EXISTS: a put with
  *    STORE_NOOVERWRITE / STORE_NODUPDATA found the key / value;
  *    VAULT_ERR_LIMIT: the map is full or too many readers;
- *    VAULT_ERR_NOSPACE: the disk is full; VAULT_ERR_UNAVAILABLE: a fatal
- *    store error (corruption, panic): the store is marked failed and every
- *    later transaction is refused at once; VAULT_ERR_STORE: anything else.
+ *    VAULT_ERR_NOSPACE: the disk is full; VAULT_ERR_UNAVAILABLE: the store
+ *    cannot answer now: fatal when store_failed() says so (corruption,
+ *    panic: every later transaction is refused at once), else retryable
+ *    (PostgreSQL: a lost connection, a failover, a serialization failure,
+ *    the writers' lock not granted in time); VAULT_ERR_STORE: anything else.
  *    The store logs each error other than NOT_FOUND and EXISTS.
  *  - Allocation: gets, puts, deletes and cursor moves allocate nothing
  *    (PostgreSQL: nothing beyond libpq's results); beginning a transaction

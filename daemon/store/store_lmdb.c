@@ -461,13 +461,13 @@ lmdb_commit(struct store_txn *txn, bool durable)
 	struct lmdb_txn *t = (struct lmdb_txn *)txn;
 	struct store *st = txn->st;
 	MDB_env *env = store_lmdb(st)->env;
-	bool top = !t->nested && !durable;
+	bool nosync = !t->nested && !durable;
 	int rc;
 
-	if (top)
+	if (nosync)
 		mdb_env_set_flags(env, MDB_NOSYNC, 1);
 	rc = mdb_txn_commit(t->t);
-	if (top)
+	if (nosync)
 		mdb_env_set_flags(env, MDB_NOSYNC, 0);
 	txn_free(t, false);
 	return rc != 0 ? store_err(st, rc, "commit") : 0;

@@ -65,6 +65,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "util/log.h"
 #include "util/timeutil.h"
 #include "store/backend.h"
@@ -91,6 +93,9 @@
  * call's own deadline still bounds what its client waits.
  */
 #define POOL_WAIT_MS 10000
+
+/* The key and dup-value bounds below are STORE_KEY_MAX, written out. */
+_Static_assert(STORE_KEY_MAX == 511, "schema_sql's bounds");
 
 static const char schema_sql[] =
 	"CREATE SCHEMA IF NOT EXISTS vaultd;"
@@ -469,6 +474,10 @@ pg_abort(struct store_txn *txn)
 
 	if (t == NULL)
 		return;
+	if (!t->top->write) {		/* backend.h: abort ends any txn */
+		pg_read_end(txn);
+		return;
+	}
 	if (t->depth > 0) {
 		(void)nested_end(t, false);
 		return;
@@ -701,6 +710,9 @@ pg_close(struct store *s)
 	pthread_cond_destroy(&st->cv);
 	pthread_mutex_destroy(&st->wmu);
 	pthread_cond_destroy(&st->wcv);
+	/* It may hold the database's password. */
+	if (st->conninfo != NULL)
+		sodium_memzero(st->conninfo, strlen(st->conninfo));
 	free(st->conninfo);
 	free(st);
 }

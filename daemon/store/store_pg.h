@@ -1,5 +1,5 @@
 /*
- * The PostgreSQL backend (store_pg.c): for daemon/store/ only. store.c's
+ * The PostgreSQL backend (store_pg.c): for daemon/store/ only. open.c's
  * store_open_params and store_exists_params call these for
  * STORE_KIND_POSTGRESQL; everything else goes through store.h.
  *

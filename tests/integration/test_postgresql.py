@@ -253,3 +253,57 @@ def test_backup_call_names_postgresqls_tools(pgd, tmp_path):
     assert "UNIMPLEMENTED" in out.stderr and "pg_basebackup" in out.stderr, \
         out.stderr
     assert not (tmp_path / "b").exists() or (tmp_path / "b").stat().st_size == 0
+
+
+def test_two_replicas_starting_a_new_vault_at_once_make_one(tmp_path, pg):
+    """Two replicas started together in dev mode (which makes a vault where
+    there is none) on one empty database and one keys directory: one makes
+    the vault, the other opens it. It must not make vault keys of its own,
+    which would leave the first serving with keys the store does not hold."""
+    for attempt in range(3):
+        a = pg_daemon(tmp_path, pg, name=f"vault{attempt}")
+        a.prepare_conf()
+        shared = a.data_dir.resolve()
+        bdir = tmp_path / f"b{attempt}"
+        bdir.mkdir()
+        (bdir / "vaultd.conf").write_text(
+            (a.data_dir / "vaultd.conf").read_text()
+            .replace('keys_dir = "keys";', f'keys_dir = "{shared}/keys";')
+            .replace('policy_file = "policy.conf";',
+                     f'policy_file = "{shared}/policy.conf";')
+            .replace('token_pepper_file = "keys/token-pepper";',
+                     f'token_pepper_file = "{shared}/keys/token-pepper";')
+            .replace('replica_name = "r1";', 'replica_name = "b";'))
+        b = Daemon(a.data_dir)          # a's dev-token: the same vault
+        b.log_path = tmp_path / f"b{attempt}.log"
+
+        def spawn_b(*extra, listen=None, b=b, bdir=bdir):
+            b.log_file = open(b.log_path, "ab")
+            b.proc = subprocess.Popen(
+                [os.environ.get("VAULTD", "vaultd"), "--dev", "--data-dir",
+                 str(bdir), "--listen", b.addr],
+                stdout=b.log_file, stderr=subprocess.STDOUT)
+            return b.proc
+        b.spawn = spawn_b
+        a.spawn()
+        b.spawn()
+        try:
+            for d in (a, b):
+                deadline = time.monotonic() + 60
+                while True:
+                    assert d.proc.poll() is None, d.log()
+                    try:
+                        if d.health() == 1:
+                            break
+                    except grpc.RpcError:
+                        pass
+                    assert time.monotonic() < deadline, d.log()
+                    time.sleep(0.1)
+            a.put(f"from-a-{attempt}", zip="1")
+            b.put(f"from-b-{attempt}", zip="2")
+            assert b.get(f"from-a-{attempt}", ["zip"]) == {"zip": "1"}
+            assert a.get(f"from-b-{attempt}", ["zip"]) == {"zip": "2"}
+        finally:
+            for d in (a, b):
+                if d.proc is not None:
+                    d.stop()
