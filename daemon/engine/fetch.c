@@ -269,7 +269,7 @@ fetch_snapshot(struct vault *v, const struct fetch_query *q,
 	set->n_attrs = q->n_attrs ? q->n_attrs : 1;
 	if ((scratch = crypto_secret_alloc(RECORD_SCRATCH_BYTES)) == NULL)
 		return VAULT_ERR_NOMEM;
-	if ((r = store_read_begin(v->store, &txn)) != 0)
+	if ((r = store_read_begin_bulk(v->store, &txn)) != 0)
 		goto out;
 	if ((rc = store_cursor_open(txn, STORE_CONSUMERS, &cur)) != 0) {
 		r = rc;

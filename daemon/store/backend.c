@@ -124,6 +124,17 @@ store_read_begin(struct store *st, struct store_txn **txn)
 	return st->ops->read_begin(st, txn);
 }
 
+int
+store_read_begin_bulk(struct store *st, struct store_txn **txn)
+{
+	*txn = NULL;
+	if (st->failed)
+		return VAULT_ERR_UNAVAILABLE;
+	if (st->ops->read_begin_bulk == NULL)
+		return st->ops->read_begin(st, txn);
+	return st->ops->read_begin_bulk(st, txn);
+}
+
 void
 store_read_end(struct store_txn *txn)
 {

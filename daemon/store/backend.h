@@ -22,6 +22,8 @@ struct store_ops {
 	void (*close)(struct store *st);
 
 	int (*read_begin)(struct store *st, struct store_txn **txn);
+	/* A read that may run long; NULL: read_begin (store_read_begin_bulk). */
+	int (*read_begin_bulk)(struct store *st, struct store_txn **txn);
 	void (*read_end)(struct store_txn *txn);
 	/* A top-level write transaction (the writer's group, or start-up). */
 	int (*write_begin)(struct store *st, struct store_txn **txn);

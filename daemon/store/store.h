@@ -180,6 +180,12 @@ int store_sync(struct store *st) VAULT_WUR;
 
 /* Begins a read transaction (a snapshot); VAULT_ERR_UNAVAILABLE once failed. */
 int store_read_begin(struct store *st, struct store_txn **txn) VAULT_WUR;
+/*
+ * A read transaction that may run long (a feature snapshot, an audit
+ * scan): a backend with a bounded pool of connections (PostgreSQL) lets
+ * such readers hold only part of it, so they cannot starve short calls.
+ */
+int store_read_begin_bulk(struct store *st, struct store_txn **txn) VAULT_WUR;
 /* Ends a read transaction. NULL-safe. */
 void store_read_end(struct store_txn *txn);
 

@@ -135,26 +135,47 @@ txn_close_cursors(struct pg_txn *t)
 	}
 }
 
-/* A pool connection, waiting up to POOL_WAIT_MS when all are busy. */
+/* Long readers may hold at most half the pool: the rest stays for calls. */
+static unsigned
+bulk_max(const struct pg_store *st)
+{
+	return st->pool_size / 2 > 0 ? st->pool_size / 2 : 1;
+}
+
+/* Whether a reader (bulk: a long one) must wait; under st->mu. */
+static bool
+pool_full(const struct pg_store *st, bool bulk)
+{
+	return (st->idle == NULL && st->nopen >= st->pool_size) ||
+	    (bulk && st->nbulk >= bulk_max(st));
+}
+
+/*
+ * A pool connection, waiting up to POOL_WAIT_MS when all are busy, or
+ * (bulk) when long readers hold their share.
+ */
 static int
-pool_take(struct pg_store *st, struct pg_conn **out)
+pool_take(struct pg_store *st, struct pg_conn **out, bool bulk)
 {
 	struct timespec until = time_after_ms(POOL_WAIT_MS);
 	int r = 0;
 
 	*out = NULL;
 	pthread_mutex_lock(&st->mu);
-	while (st->idle == NULL && st->nopen >= st->pool_size)
+	while (pool_full(st, bulk))
 		if (pthread_cond_timedwait(&st->cv, &st->mu, &until) != 0 &&
-		    st->idle == NULL && st->nopen >= st->pool_size) {
+		    pool_full(st, bulk)) {
 			pthread_mutex_unlock(&st->mu);
-			log_warn("begin read: too many concurrent readers (all %u "
-			    "connections busy)", st->pool_size);
+			log_warn("begin read: too many concurrent readers (%u "
+			    "connections; %s)", st->pool_size, bulk ?
+			    "long readers hold their half" : "all busy");
 			return VAULT_ERR_LIMIT;
 		}
+	st->nbulk += bulk;
 	if (st->idle != NULL) {
 		*out = st->idle;
 		st->idle = (*out)->next;
+		(*out)->bulk = bulk;
 		pthread_mutex_unlock(&st->mu);
 		return 0;
 	}
@@ -163,10 +184,13 @@ pool_take(struct pg_store *st, struct pg_conn **out)
 	if ((r = pg_conn_open(st, "vaultd-reader", out)) != 0) {
 		pthread_mutex_lock(&st->mu);
 		st->nopen--;
-		pthread_cond_signal(&st->cv);
+		st->nbulk -= bulk;
+		pthread_cond_broadcast(&st->cv);
 		pthread_mutex_unlock(&st->mu);
+		return r;
 	}
-	return r;
+	(*out)->bulk = bulk;
+	return 0;
 }
 
 /* Returns c to the pool, or closes it when it is bad. */
@@ -174,6 +198,8 @@ static void
 pool_give(struct pg_store *st, struct pg_conn *c)
 {
 	pthread_mutex_lock(&st->mu);
+	st->nbulk -= c->bulk;
+	c->bulk = false;
 	if (c->bad) {
 		st->nopen--;
 		pg_conn_close(c);
@@ -181,7 +207,8 @@ pool_give(struct pg_store *st, struct pg_conn *c)
 		c->next = st->idle;
 		st->idle = c;
 	}
-	pthread_cond_signal(&st->cv);
+	/* Waiters differ (bulk or not): each checks its own condition. */
+	pthread_cond_broadcast(&st->cv);
 	pthread_mutex_unlock(&st->mu);
 }
 
@@ -219,7 +246,7 @@ begin_again(const struct pg_conn *c, int r)
 }
 
 static int
-pg_read_begin(struct store *s, struct store_txn **txn)
+read_begin(struct store *s, struct store_txn **txn, bool bulk)
 {
 	struct pg_store *st = pg_store(s);
 	struct pg_conn *c;
@@ -230,7 +257,7 @@ pg_read_begin(struct store *s, struct store_txn **txn)
 	if (st->base.failed)
 		return VAULT_ERR_UNAVAILABLE;
 	for (;;) {
-		if ((r = pool_take(st, &c)) != 0)
+		if ((r = pool_take(st, &c, bulk)) != 0)
 			return r;
 		r = conn_begin(st, c, BEGIN_READ, "begin read");
 		if (r == 0)
@@ -244,6 +271,18 @@ pg_read_begin(struct store *s, struct store_txn **txn)
 	txn_init(&c->txn, st, c, false);
 	*txn = &c->txn.base;
 	return 0;
+}
+
+static int
+pg_read_begin(struct store *s, struct store_txn **txn)
+{
+	return read_begin(s, txn, false);
+}
+
+static int
+pg_read_begin_bulk(struct store *s, struct store_txn **txn)
+{
+	return read_begin(s, txn, true);
 }
 
 static void
@@ -674,7 +713,7 @@ pg_usage(struct store *s, struct store_usage *out)
 
 	memset(out, 0, sizeof(*out));
 	out->high_water_pct = s->high_water_pct;
-	if ((r = pool_take(st, &c)) != 0)
+	if ((r = pool_take(st, &c, false)) != 0)
 		return r;
 	pg_conn_settle(c);
 	res = PQexecParams(c->pg, "SELECT pg_database_size(current_database())",
@@ -721,6 +760,7 @@ static const struct store_ops pg_ops = {
 	.name = "postgresql",
 	.close = pg_close,
 	.read_begin = pg_read_begin,
+	.read_begin_bulk = pg_read_begin_bulk,
 	.read_end = pg_read_end,
 	.write_begin = pg_write_begin,
 	.nested_begin = pg_nested_begin,

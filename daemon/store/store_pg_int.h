@@ -66,6 +66,7 @@ struct pg_conn {
 	bool bad;			/* lost or unusable: close, never reuse */
 	bool used;			/* has served a transaction */
 	bool ending;			/* a ROLLBACK sent, its reply unread */
+	bool bulk;			/* taken by a long reader (pool_take) */
 	struct pg_txn txn;		/* the top-level transaction on it */
 	struct keep keep;
 	struct pg_conn *next;		/* the pool's idle list */
@@ -75,6 +76,7 @@ struct pg_store {
 	struct store base;
 	char *conninfo;
 	unsigned pool_size, timeout_s;
+	unsigned nbulk;			/* connections long readers hold */
 	pthread_mutex_t mu;		/* the read pool */
 	pthread_cond_t cv;
 	struct pg_conn *idle;
