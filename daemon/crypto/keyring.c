@@ -1126,6 +1126,12 @@ keyring_set_shared(struct keyring *kr, bool shared)
 	kr->shared = shared;
 }
 
+bool
+keyring_shared(const struct keyring *kr)
+{
+	return kr->shared;
+}
+
 /* Forgets version, loaded but never recorded, and the file it created. */
 int
 keyring_discard_version(struct keyring *kr, uint32_t version)

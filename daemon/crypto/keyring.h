@@ -117,6 +117,7 @@ void keyring_set_active(struct keyring *kr, uint32_t version);
  * and left in place (another replica may be activating it), not removed.
  */
 void keyring_set_shared(struct keyring *kr, bool shared);
+bool keyring_shared(const struct keyring *kr);
 
 /*
  * Destroying a version takes three steps, so that no crash leaves a usable

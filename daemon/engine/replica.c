@@ -25,6 +25,7 @@ struct replica {
 	/* replica_name on PostgreSQL: claimed in the store (lease.h). */
 	const char *name;
 	uint8_t nonce[PRESENCE_NONCE_BYTES];
+	bool shared;			/* other processes change the keys */
 	bool name_lost;
 	bool refresh_failed;		/* logged once until it works again */
 	bool renew_failed;
@@ -112,7 +113,8 @@ renew_name(struct replica *rp)
 static void
 tick(struct replica *rp)
 {
-	refresh_keys(rp);
+	if (rp->shared)
+		refresh_keys(rp);
 	if (renew_name(rp)) {
 		renew_lease(rp);
 	} else {
@@ -186,6 +188,7 @@ replica_start(struct replica **out, struct vault *v)
 	if ((rp = calloc(1, sizeof(*rp))) == NULL)
 		return VAULT_ERR_NOMEM;
 	rp->v = v;
+	rp->shared = keyring_shared(v->kr);
 	if (v->cfg->replica_name != NULL) {
 		snprintf(rp->id, sizeof(rp->id), "%s", v->cfg->replica_name);
 	} else {

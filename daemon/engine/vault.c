@@ -135,6 +135,7 @@ vault_open(struct vault **out, const struct config *cfg,
 	struct vault *v;
 	struct keyprov *prov = NULL;
 	struct store_params sp;
+	bool shared;
 	int r;
 
 	*out = NULL;
@@ -157,15 +158,19 @@ vault_open(struct vault **out, const struct config *cfg,
 	prov = NULL;	/* the keyring's now, also on failure */
 	if (r != 0)
 		goto fail;
-	keyring_set_shared(v->kr, cfg->replica_name != NULL ||
-	    sp.kind == STORE_KIND_POSTGRESQL);
+	shared = cfg->replica_name != NULL || sp.kind == STORE_KIND_POSTGRESQL;
+	keyring_set_shared(v->kr, shared);
 	if ((r = tokenizer_new(&v->tok, v->schema,
 	    keyring_token_root(v->kr))) != 0)
 		goto fail;
 	if ((r = writer_start(&v->wr, v->store, (unsigned)cfg->max_group)) != 0)
 		goto fail;
-	/* First in every group: the key versions other replicas changed. */
-	writer_add_prelude(v->wr, keyring_prelude, NULL, v->kr);
+	/*
+	 * First in every group: the key versions other replicas changed. A
+	 * single node changes them only itself, and pays nothing for it.
+	 */
+	if (shared)
+		writer_add_prelude(v->wr, keyring_prelude, NULL, v->kr);
 	v->audit = (struct audit_log){ .store = v->store, .wr = v->wr,
 	    .kr = v->kr, .replica = cfg->replica_name,
 	    .journal_reserve = (size_t)cfg->audit_journal_reserve_mb << 20 };
