@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -107,7 +108,11 @@ test_wrong_key_fails(void **state)
 	    out, sizeof(out), &n), VAULT_ERR_CRYPTO);
 }
 
+/* Per thread: well past one nonce pool (crypto.c: 170 nonces each). */
 #define NONCES 2000
+#define NONCE_THREADS 4
+
+static uint8_t nonces[NONCE_THREADS * NONCES][CRYPTO_NONCE_BYTES];
 
 static int
 cmp_nonce(const void *a, const void *b)
@@ -115,19 +120,41 @@ cmp_nonce(const void *a, const void *b)
 	return memcmp(a, b, CRYPTO_NONCE_BYTES);
 }
 
+/* On a thread of its own: no cmocka assertion here, a count of failures. */
+static void *
+seal_many(void *arg)
+{
+	uint8_t (*mine)[CRYPTO_NONCE_BYTES] = arg;
+	uint8_t blob[sizeof(plain) + CRYPTO_OVERHEAD];
+	intptr_t failed = 0;
+
+	for (int i = 0; i < NONCES; i++) {
+		failed += crypto_seal(key, 7, ad, sizeof(ad), plain, sizeof(plain),
+		    blob, sizeof(blob)) != 0;
+		memcpy(mine[i], blob + 5, CRYPTO_NONCE_BYTES);
+	}
+	return (void *)failed;
+}
+
+/* No nonce repeats, within one thread's pools or across threads'. */
 static void
 test_nonces_unique(void **state)
 {
-	static uint8_t nonces[NONCES][CRYPTO_NONCE_BYTES];
-	uint8_t blob[sizeof(plain) + CRYPTO_OVERHEAD];
+	pthread_t th[NONCE_THREADS];
+	size_t n = NONCE_THREADS * NONCES;
 
 	(void)state;
-	for (int i = 0; i < NONCES; i++) {
-		seal(blob);
-		memcpy(nonces[i], blob + 5, CRYPTO_NONCE_BYTES);
+	for (int t = 0; t < NONCE_THREADS; t++)
+		assert_int_equal(pthread_create(&th[t], NULL, seal_many,
+		    nonces[t * NONCES]), 0);
+	for (int t = 0; t < NONCE_THREADS; t++) {
+		void *failed;
+
+		pthread_join(th[t], &failed);
+		assert_null(failed);
 	}
-	qsort(nonces, NONCES, CRYPTO_NONCE_BYTES, cmp_nonce);
-	for (int i = 1; i < NONCES; i++)
+	qsort(nonces, n, CRYPTO_NONCE_BYTES, cmp_nonce);
+	for (size_t i = 1; i < n; i++)
 		assert_true(memcmp(nonces[i - 1], nonces[i], CRYPTO_NONCE_BYTES) != 0);
 }
 
