@@ -1428,21 +1428,19 @@ keyring_refresh(struct keyring *kr)
 }
 
 const uint8_t *
-keyring_master_load(const struct keyring *ckr, uint32_t version)
+keyring_master_load(const struct keyring *ckr, struct store_txn *txn,
+    uint32_t version)
 {
 	/* Loading only appends to the table, which readers share safely. */
 	struct keyring *kr = (struct keyring *)ckr;
 	const uint8_t *key = keyring_master(kr, version);
-	struct store_txn *txn;
 
-	if (key != NULL || version == 0 ||
-	    store_read_begin(kr->st, &txn) != 0)
+	if (key != NULL || version == 0)
 		return key;
 	pthread_mutex_lock(&kr->refresh_mu);
 	if (load_recorded(kr, txn, version) != 0)
 		log_debug("master key version %u is not live in the store, or "
 		    "does not load", version);
 	pthread_mutex_unlock(&kr->refresh_mu);
-	store_read_end(txn);
 	return keyring_master(kr, version);
 }

@@ -126,7 +126,7 @@ check_consumer(struct check *c, struct store_cursor *acur,
 
 	if (ck->len != CRYPTO_REF_BYTES ||
 	    record_parse_consumer(cv, &rec) != 0 ||
-	    record_unwrap_dek(c->v->kr, ref, &rec, c->mem) != 0 ||
+	    record_unwrap_dek(c->v->kr, c->txn, ref, &rec, c->mem) != 0 ||
 	    record_open_seed(c->mem, ref, &rec, c->mem + CRYPTO_KEY_BYTES) != 0 ||
 	    consumer_manifest_get(c->v, c->txn, ref, &rec, &m) != 0)
 		return false;

@@ -297,7 +297,8 @@ put_apply(struct store_txn *txn, void *arg)
 	}
 	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
 	    (!job->created &&
-	    (r = record_unwrap_dek(v->kr, job->ref, &rec, job->s.dek)) != 0))
+	    (r = record_unwrap_dek(v->kr, txn, job->ref, &rec,
+	    job->s.dek)) != 0))
 		return r;
 	if (!job->created && (r = manifest_entries(v, txn, job->ref, &rec,
 	    job->entries, &n_entries)) != 0)
@@ -558,7 +559,7 @@ consumer_get(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES], int purpose,
 	}
 	out->buf = dek + CRYPTO_KEY_BYTES;
 	out->buf_len = total;
-	if ((r = record_unwrap_dek(v->kr, out->ref, &rec, dek)) != 0)
+	if ((r = record_unwrap_dek(v->kr, txn, out->ref, &rec, dek)) != 0)
 		goto out;
 	r = open_attrs(v, dek, &rec, idx, names, vals, count, total, out);
 out:
@@ -588,7 +589,7 @@ uncount_all(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 	bool found;
 	int r;
 
-	if ((r = record_unwrap_dek(v->kr, ref, rec, s->dek)) != 0)
+	if ((r = record_unwrap_dek(v->kr, txn, ref, rec, s->dek)) != 0)
 		return r;
 	for (size_t a = 0; a < v->schema->n_attrs; a++) {
 		if (v->schema->attrs[a].feature != FEAT_CATEGORY)

@@ -82,7 +82,7 @@ read_row(struct vault *v, struct store_txn *txn, const struct fetch_query *q,
 	row = &set->rows[set->n];
 	tokens = set->tokens + set->n * set->n_attrs;
 	if ((r = record_parse_consumer(crec, &rec)) != 0 ||
-	    (r = record_unwrap_dek(v->kr, ref, &rec, dek)) != 0 ||
+	    (r = record_unwrap_dek(v->kr, txn, ref, &rec, dek)) != 0 ||
 	    (r = record_open_seed(dek, ref, &rec, seed)) != 0 ||
 	    (r = consumer_manifest_get(v, txn, ref, &rec, &m)) != 0)
 		return r;

@@ -81,12 +81,12 @@ record_new_consumer(const struct keyring *kr, const uint8_t *ref, uint8_t *dek,
 }
 
 int
-record_unwrap_dek(const struct keyring *kr, const uint8_t *ref,
-    const struct consumer_rec *rec, uint8_t *dek)
+record_unwrap_dek(const struct keyring *kr, struct store_txn *txn,
+    const uint8_t *ref, const struct consumer_rec *rec, uint8_t *dek)
 {
 	uint8_t ad[CRYPTO_REF_BYTES + 8];
 	/* Another replica may have rewrapped it under a version new here. */
-	const uint8_t *master = keyring_master_load(kr, rec->master_version);
+	const uint8_t *master = keyring_master_load(kr, txn, rec->master_version);
 	size_t n;
 
 	if (master == NULL) {

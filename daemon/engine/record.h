@@ -86,8 +86,8 @@ int record_seal_seed(const uint8_t *dek, const uint8_t *ref,
     uint32_t generation, const uint8_t *seed, uint8_t *out) VAULT_WUR;
 
 /* Opens the DEK (VAULT_ERR_KEY when its master version is not loaded). */
-int record_unwrap_dek(const struct keyring *kr, const uint8_t *ref,
-    const struct consumer_rec *rec, uint8_t *dek) VAULT_WUR;
+int record_unwrap_dek(const struct keyring *kr, struct store_txn *txn,
+    const uint8_t *ref, const struct consumer_rec *rec, uint8_t *dek) VAULT_WUR;
 int record_open_seed(const uint8_t *dek, const uint8_t *ref,
     const struct consumer_rec *rec, uint8_t *seed) VAULT_WUR;
 

@@ -134,7 +134,7 @@ rewrap_batch(struct vault *v, struct store_txn *txn, struct state *s,
 			goto out;
 		if (rec.master_version == s->target)
 			continue;
-		if ((r = record_unwrap_dek(v->kr, ref, &rec, dek)) != 0)
+		if ((r = record_unwrap_dek(v->kr, txn, ref, &rec, dek)) != 0)
 			goto out;
 		memcpy(buf, val.data, RECORD_CONSUMER_BYTES);
 		store_put_u32(buf + RECORD_CONSUMER_MASTER, s->target);
@@ -608,7 +608,7 @@ rekey_apply(struct store_txn *txn, void *arg)
 	seed = mem + 2 * CRYPTO_KEY_BYTES;
 	value = mem + 3 * CRYPTO_KEY_BYTES;
 	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
-	    (r = record_unwrap_dek(v->kr, job->ref, &rec, old)) != 0 ||
+	    (r = record_unwrap_dek(v->kr, txn, job->ref, &rec, old)) != 0 ||
 	    (r = record_open_seed(old, job->ref, &rec, seed)) != 0)
 		goto out;
 	gen = rec.dek_generation + 1;

@@ -361,8 +361,8 @@ test_refresh_follows_another_replica(void **state)
 	destroy(st, a, 1);
 	assert_int_equal(keyring_refresh(b), 0);
 	assert_null(keyring_master(b, 1));
-	assert_null(keyring_master_load(b, 1));
 	assert_int_equal(store_read_begin(st, &txn), 0);
+	assert_null(keyring_master_load(b, txn, 1));
 	assert_int_equal(keyring_active_txn(txn, &active), 0);
 	assert_int_equal(active, 2);
 	store_read_end(txn);
@@ -371,8 +371,11 @@ test_refresh_follows_another_replica(void **state)
 	assert_int_equal(keyring_load_version(a, 3, true), 0);
 	activate(st, a, 3, 0);
 	assert_null(keyring_master(b, 3));
-	assert_non_null(keyring_master_load(b, 3));
-	assert_null(keyring_master_load(b, 4));
+	/* Within the caller's transaction, which sees 3 live. */
+	assert_int_equal(store_read_begin(st, &txn), 0);
+	assert_non_null(keyring_master_load(b, txn, 3));
+	assert_null(keyring_master_load(b, txn, 4));
+	store_read_end(txn);
 
 	/* A wrong key file for the store's active version fails the refresh. */
 	assert_int_equal(keyring_load_version(a, 4, true), 0);
