@@ -297,3 +297,26 @@ def fresh(tmp_path):
     if d.proc is not None:
         d.proc.kill()
         d.proc.wait()
+
+
+def write_canaries(d, n, extra=()):
+    """Puts n consumers with random ids and values (plus a random value for
+    each attribute named in extra), then updates and deletes the first ten
+    (old pages must hold no plaintext either) and reads the rest (their
+    audit entries go through the journal). Returns the ids and the email
+    and zip values written: what a raw scan of the files must not find."""
+    written = []
+    for _ in range(n):
+        cid = f"subject-{secrets.token_hex(8)}@example.test"
+        email = f"mail-{secrets.token_hex(8)}@example.test"
+        zipc = f"Z{secrets.randbelow(10**9):09d}"
+        more = {a: f"{a[:3]}-{secrets.token_hex(6)}" for a in extra}
+        d.put(cid, email=email, zip=zipc, **more)
+        written += [cid, email, zipc]
+    ids = written[::3]
+    for cid in ids[:10]:
+        d.put(cid, email=f"new-{secrets.token_hex(8)}@example.test")
+        d.delete(cid)
+    for cid in ids[10:]:
+        d.get(cid, ["zip"])
+    return written

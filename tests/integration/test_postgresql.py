@@ -12,9 +12,10 @@ import time
 import grpc
 import pytest
 
-from conftest import Daemon, pb, running
+from conftest import Daemon, pb, running, write_canaries
 from pgserver import PgCopy, PgServer, backend_conf
-from test_rotation import destroy, residue, rotate, versions
+from test_rotation import (delete_a_victim, destroy, remaining_keys, residue,
+                           rotate, versions)
 
 
 @pytest.fixture(scope="module")
@@ -76,18 +77,7 @@ def test_data_survives_restart_of_vaultd_and_of_postgresql(tmp_path, pg):
 def test_no_plaintext_in_postgresql_files_or_logs(tmp_path, pg):
     d = pg_daemon(tmp_path, pg)
     d.start()
-    written = []
-    for _ in range(30):
-        cid = f"subject-{secrets.token_hex(8)}@example.test"
-        email = f"mail-{secrets.token_hex(8)}@example.test"
-        zipc = f"Z{secrets.randbelow(10**9):09d}"
-        d.put(cid, email=email, zip=zipc)
-        written += [cid, email, zipc]
-    for cid in written[0:30:3]:
-        d.put(cid, email=f"new-{secrets.token_hex(8)}@example.test")
-        d.delete(cid)
-    for cid in written[30::3]:
-        d.get(cid, ["zip"])
+    written = write_canaries(d, 30)
     assert d.stop() == 0
     # Every page and WAL record on disk, not only what a query returns.
     pg.psql("CHECKPOINT")
@@ -177,12 +167,7 @@ def test_basebackup_copy_cannot_bring_back_a_deleted_consumer(tmp_path, pg):
     d = Daemon(tmp_path / "vault", extra_conf=backend_conf(info) +
                "\njanitor_interval_ms = 3600000;\n")
     d.start()
-    for i in range(10):
-        d.put(f"keep{i}", age="40", email=f"keep{i}@example.test")
-    d.put("victim", age="33", email="victim@example.test")
-    receipt = d.delete("victim", request_id="dsr-victim")
-    ref = bytes.fromhex(receipt.consumer_ref)
-    assert receipt.epoch == 1 and receipt.final_at_ms == 0
+    ref = bytes.fromhex(delete_a_victim(d, 10).consumer_ref)
     pg.psql("CHECKPOINT")
     copy = pg.basebackup("basebackup")
     key1 = (d.data_dir / "keys" / "master-1.key").read_bytes()
@@ -194,8 +179,7 @@ def test_basebackup_copy_cannot_bring_back_a_deleted_consumer(tmp_path, pg):
     assert destroyed.version == 1
     assert versions(d)[1].state == "destroyed"
     assert d.stop() == 0
-    remaining = {int(f.name[7:-4]): f.read_bytes()
-                 for f in (d.data_dir / "keys").glob("master-*.key")}
+    remaining = remaining_keys(d)
     assert list(remaining) == [2]
     assert residue(copy, ref, remaining) == 0
 

@@ -77,6 +77,23 @@ def residue(path, ref, keys):
     return found
 
 
+def delete_a_victim(d, keep):
+    """keep consumers and a victim written, the victim deleted under epoch
+    1 (not final yet): the deletion receipt."""
+    for i in range(keep):
+        d.put(f"keep{i}", age="40", email=f"keep{i}@example.test")
+    d.put("victim", age="33", email="victim@example.test")
+    receipt = d.delete("victim", request_id="dsr-victim")
+    assert receipt.epoch == 1 and receipt.final_at_ms == 0
+    return receipt
+
+
+def remaining_keys(d):
+    """The master key files left in d's keys directory, by version."""
+    return {int(f.name[7:-4]): f.read_bytes()
+            for f in (d.data_dir / "keys").glob("master-*.key")}
+
+
 @pytest.mark.lmdb_only  # copies LMDB's file (test_postgresql.py: the pg_basebackup copy)
 def test_deletion_is_final_only_after_its_epoch(fresh, tmp_path):
     fresh.start()
@@ -85,12 +102,8 @@ def test_deletion_is_final_only_after_its_epoch(fresh, tmp_path):
     # No upkeep pass between the deletion and the copy: nothing reuses pages.
     conf.write_text(conf.read_text() + "\njanitor_interval_ms = 3600000;\n")
     fresh.start()
-    for i in range(20):
-        fresh.put(f"keep{i}", age="40", email=f"keep{i}@example.test")
-    fresh.put("victim", age="33", email="victim@example.test")
-    receipt = fresh.delete("victim", request_id="dsr-victim")
+    receipt = delete_a_victim(fresh, 20)
     ref = bytes.fromhex(receipt.consumer_ref)
-    assert receipt.epoch == 1 and receipt.final_at_ms == 0
     assert versions(fresh)[1].pending_final_deletions == 1
     assert fresh.stop() == 0
     copy = tmp_path / "plain-copy"
@@ -120,9 +133,7 @@ def test_deletion_is_final_only_after_its_epoch(fresh, tmp_path):
     assert fresh.stop() == 0
 
     # No blob in the copy or the live files opens with any key that remains.
-    remaining = {}
-    for f in (fresh.data_dir / "keys").glob("master-*.key"):
-        remaining[int(f.name[7:-4])] = f.read_bytes()
+    remaining = remaining_keys(fresh)
     assert list(remaining) == [2]
     assert residue(copy, ref, remaining) == 0
     assert residue(fresh.data_dir / "db", ref, remaining) == 0
