@@ -1,8 +1,11 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "audit/audit.h"
 #include "audit/journal.h"
@@ -148,6 +151,7 @@ vault_open(struct vault **out, const struct config *cfg,
 	}
 	v->cfg = cfg;
 	v->schema = &cfg->schema;
+	v->owner_fd = -1;
 	config_store_params(cfg, &sp);
 	if ((r = store_open_params(&v->store, &sp)) != 0)
 		goto fail;
@@ -184,6 +188,44 @@ fail:
 	return r;
 }
 
+/*
+ * An LMDB store's owner lock (store_dir/vaultd.lock), held until exit:
+ * exclusive for a single node, shared among named replicas. A single
+ * node's keyring is not shared (it never re-reads the key versions), so no
+ * other process may serve its store: not a second single node with a
+ * journal_dir of its own, nor a replica.
+ */
+static int
+claim_store(struct vault *v)
+{
+	const struct config *cfg = v->cfg;
+	bool single = cfg->replica_name == NULL;
+	char path[4096];
+	int fd;
+
+	if (cfg->store_backend != NULL &&
+	    strcmp(cfg->store_backend, "postgresql") == 0)
+		return 0;	/* store_dir holds this replica's files only */
+	if ((size_t)snprintf(path, sizeof(path), "%s/vaultd.lock",
+	    cfg->store_dir) >= sizeof(path))
+		return VAULT_ERR_INVALID;
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		log_error("cannot open %s: %s", path, strerror(errno));
+		return VAULT_ERR_IO;
+	}
+	if (flock(fd, (single ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
+		log_error(single ? "%s is locked: another vaultd serves this "
+		    "store. Several processes on one store need replica_name, "
+		    "each its own (docs/config.md)" : "%s is locked: a vaultd "
+		    "without replica_name serves this store, and replicas join "
+		    "only a store that replicas serve (docs/config.md)", path);
+		close(fd);
+		return VAULT_ERR_STATE;
+	}
+	v->owner_fd = fd;
+	return 0;
+}
+
 int
 vault_open_journal(struct vault *v)
 {
@@ -191,6 +233,8 @@ vault_open_journal(struct vault *v)
 	    v->cfg->store_dir;
 	int r;
 
+	if ((r = claim_store(v)) != 0)
+		return r;
 	/*
 	 * A replica's own journal_dir, or (PostgreSQL) the store_dir that holds
 	 * only this replica's local files: made on its first start, which is
@@ -230,5 +274,7 @@ vault_close(struct vault *v)
 	tokenizer_free(v->tok);
 	keyring_free(v->kr);
 	store_close(v->store);
+	if (v->owner_fd >= 0)
+		close(v->owner_fd);
 	free(v);
 }

@@ -31,6 +31,7 @@ struct vault {
 	 * in the maintenance commands and tests, which then maintain alone.
 	 */
 	struct replica *rep;
+	int owner_fd;			/* vault_open_journal's store lock, or -1 */
 };
 
 /*
@@ -55,7 +56,9 @@ int vault_open(struct vault **out, const struct config *cfg,
 /*
  * Opens the audit journal (journal.h) in the store directory: where the
  * entries of calls that write nothing go. Only the daemon and its one-off
- * maintenance commands open it; its lock keeps a second process out.
+ * maintenance commands open it; its lock keeps a second process out. First
+ * it locks an LMDB store for this process: exclusively without
+ * replica_name, shared among replicas (VAULT_ERR_STATE when taken).
  */
 int vault_open_journal(struct vault *v) VAULT_WUR;
 /* Closes the journal, if one was opened, then the rest. */

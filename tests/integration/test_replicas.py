@@ -318,3 +318,43 @@ def test_only_the_holder_runs_the_janitor(tmp_path):
         assert lease(b) == 0
     finally:
         stop_pair(p)
+
+
+@pytest.mark.lmdb_only  # the store lock is LMDB's; on PostgreSQL all are replicas
+def test_a_single_node_serves_its_store_alone(tmp_path):
+    """A vaultd without replica_name never re-reads the key versions from
+    the store, so no other process may serve its store: not a second one
+    with a journal of its own (the journal's lock would not see it), not a
+    replica; and a single node cannot join running replicas."""
+    single = Daemon(tmp_path / "vault")
+    single.start()
+    try:
+        base = (single.data_dir / "vaultd.conf").read_text()
+        conf = single.data_dir / "vaultd-second.conf"
+        conf.write_text(base + '\njournal_dir = "journal-second";\n')
+        second = Replica(single.data_dir, "second", conf)
+        second.spawn()
+        assert second.wait_exit() != 0
+        assert "another vaultd serves this store" in second.log(), second.log()
+        conf = single.data_dir / "vaultd-r.conf"
+        conf.write_text(replica_conf(base, "r"))
+        replica = Replica(single.data_dir, "r", conf)
+        replica.spawn()
+        assert replica.wait_exit() != 0
+        assert "without replica_name serves this store" in replica.log(), \
+            replica.log()
+        single.put("still-served", zip="1")
+    finally:
+        assert single.stop() == 0
+
+    (tmp_path / "pair").mkdir()
+    pair = start_pair(tmp_path / "pair")
+    try:
+        late = Daemon(pair[0].data_dir)
+        late.log_path = late.data_dir.parent / "late.log"
+        late.spawn()
+        assert late.wait_exit() != 0
+        assert "another vaultd serves this store" in late.log(), late.log()
+        pair[1].put("pair-served", zip="2")
+    finally:
+        stop_pair(pair)
