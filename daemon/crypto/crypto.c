@@ -8,10 +8,18 @@
 
 #define KCV_CONTEXT "vaultd key check value v1"
 
+static void register_fork_handler(void);
+
 int
 crypto_init(void)
 {
-	return sodium_init() < 0 ? VAULT_ERR_INTERNAL : 0;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	if (sodium_init() < 0)
+		return VAULT_ERR_INTERNAL;
+	/* A forked child must not hand out its parent's nonces again. */
+	return pthread_once(&once, register_fork_handler) == 0 ? 0 :
+	    VAULT_ERR_INTERNAL;
 }
 
 static void
@@ -27,8 +35,9 @@ put_be32(uint8_t *p, uint32_t v)
  * Nonces come from a per-thread pool: 4 KiB of ChaCha20 output under a
  * fresh random seed, so one getrandom(2) serves 170 seals instead of one
  * each (a rotation spent more time in that syscall than in the cipher).
- * Nonces are public; each byte of a pool is handed out once. vaultd never
- * forks, so no two processes share a pool.
+ * Nonces are public; each byte of a pool is handed out once, and a forked
+ * child (dev mode's system(), a PKCS#11 module's helpers) starts a pool of
+ * its own.
  */
 #define NONCE_POOL 4096
 
@@ -50,6 +59,19 @@ next_nonce(uint8_t *out)
 	}
 	memcpy(out, nonces.buf + nonces.used, CRYPTO_NONCE_BYTES);
 	nonces.used += CRYPTO_NONCE_BYTES;
+}
+
+/* The child has one thread, the one that forked: its pool is dropped. */
+static void
+after_fork_child(void)
+{
+	nonces.used = NONCE_POOL;
+}
+
+static void
+register_fork_handler(void)
+{
+	pthread_atfork(NULL, NULL, after_fork_child);
 }
 
 /* Full associated data: the caller's context, then the blob's header bytes. */

@@ -1142,14 +1142,19 @@ keyring_discard_version(struct keyring *kr, uint32_t version)
 	bool found;
 	int r;
 
+	/*
+	 * The snapshot before the lock: readers holding every pooled
+	 * connection (PostgreSQL) may be waiting for mu in keyring_master_load.
+	 */
+	if ((r = store_read_begin(kr->st, &txn)) != 0)
+		return r;
 	pthread_mutex_lock(&kr->mu);
 	if ((m = find(kr, version)) == NULL || m->discarded) {
 		r = 0;
 		goto out;
 	}
 	/* Never a key the store knows: its records may need it. */
-	if ((r = store_read_begin(kr->st, &txn)) != 0 ||
-	    (r = get_kv(txn, version, rec, &found)) != 0)
+	if ((r = get_kv(txn, version, rec, &found)) != 0)
 		goto out;
 	if (found || version == atomic_load(&kr->active)) {
 		r = VAULT_ERR_STATE;
@@ -1434,9 +1439,18 @@ keyring_master_load(const struct keyring *ckr, struct store_txn *txn,
 	/* Loading only appends to the table, which readers share safely. */
 	struct keyring *kr = (struct keyring *)ckr;
 	const uint8_t *key = keyring_master(kr, version);
+	uint64_t gen;
 
 	if (key != NULL || version == 0)
 		return key;
+	/*
+	 * Not from a snapshot older than what this process has seen: there
+	 * version may still look live while another replica destroys it. The
+	 * caller fails this once (VAULT_ERR_KEY); a newer snapshot decides.
+	 */
+	if (meta_get_u64_or0(txn, META_KEYRING_GEN, 0, &gen) != 0 ||
+	    gen < atomic_load(&kr->gen))
+		return NULL;
 	pthread_mutex_lock(&kr->refresh_mu);
 	if (load_recorded(kr, txn, version) != 0)
 		log_debug("master key version %u is not live in the store, or "

@@ -131,7 +131,7 @@ seal_many(void *arg)
 	for (int i = 0; i < NONCES; i++) {
 		failed += crypto_seal(key, 7, ad, sizeof(ad), plain, sizeof(plain),
 		    blob, sizeof(blob)) != 0;
-		memcpy(mine[i], blob + 5, CRYPTO_NONCE_BYTES);
+		memcpy(mine[i], blob + CRYPTO_BLOB_NONCE, CRYPTO_NONCE_BYTES);
 	}
 	return (void *)failed;
 }
