@@ -9,6 +9,7 @@
 #define KCV_CONTEXT "vaultd key check value v1"
 
 static void register_fork_handler(void);
+static int fork_handler_rc;
 
 int
 crypto_init(void)
@@ -18,8 +19,10 @@ crypto_init(void)
 	if (sodium_init() < 0)
 		return VAULT_ERR_INTERNAL;
 	/* A forked child must not hand out its parent's nonces again. */
-	return pthread_once(&once, register_fork_handler) == 0 ? 0 :
-	    VAULT_ERR_INTERNAL;
+	if (pthread_once(&once, register_fork_handler) != 0 ||
+	    fork_handler_rc != 0)
+		return VAULT_ERR_INTERNAL;
+	return 0;
 }
 
 static void
@@ -71,7 +74,7 @@ after_fork_child(void)
 static void
 register_fork_handler(void)
 {
-	pthread_atfork(NULL, NULL, after_fork_child);
+	fork_handler_rc = pthread_atfork(NULL, NULL, after_fork_child);
 }
 
 /* Full associated data: the caller's context, then the blob's header bytes. */

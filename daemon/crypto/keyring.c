@@ -1432,29 +1432,34 @@ keyring_refresh(struct keyring *kr)
 	return r;
 }
 
-const uint8_t *
+int
 keyring_master_load(const struct keyring *ckr, struct store_txn *txn,
-    uint32_t version)
+    uint32_t version, const uint8_t **key)
 {
 	/* Loading only appends to the table, which readers share safely. */
 	struct keyring *kr = (struct keyring *)ckr;
-	const uint8_t *key = keyring_master(kr, version);
 	uint64_t gen;
+	int r;
 
-	if (key != NULL || version == 0)
-		return key;
+	if ((*key = keyring_master(kr, version)) != NULL || version == 0)
+		return 0;
+	if ((r = meta_get_u64_or0(txn, META_KEYRING_GEN, 0, &gen)) != 0)
+		return r;
 	/*
 	 * Not from a snapshot older than what this process has seen: there
-	 * version may still look live while another replica destroys it. The
-	 * caller fails this once (VAULT_ERR_KEY); a newer snapshot decides.
+	 * version may still look live while another replica destroys it.
 	 */
-	if (meta_get_u64_or0(txn, META_KEYRING_GEN, 0, &gen) != 0 ||
-	    gen < atomic_load(&kr->gen))
-		return NULL;
+	if (gen < atomic_load(&kr->gen)) {
+		log_debug("a snapshot older than the keyring meets master key "
+		    "version %u, not loaded here: the call is to be retried",
+		    version);
+		return VAULT_ERR_UNAVAILABLE;
+	}
 	pthread_mutex_lock(&kr->refresh_mu);
 	if (load_recorded(kr, txn, version) != 0)
 		log_debug("master key version %u is not live in the store, or "
 		    "does not load", version);
 	pthread_mutex_unlock(&kr->refresh_mu);
-	return keyring_master(kr, version);
+	*key = keyring_master(kr, version);
+	return 0;
 }

@@ -180,18 +180,20 @@ int keyring_version_get(const struct keyring *kr, struct store_txn *txn,
  * (keyring_refresh, engine/replica.c), so an idle replica too forgets a
  * destroyed key within a second.
  *
- * keyring_master_load: keyring_master, but a version the store records
- * live (within txn, the caller's, read or write) that is not loaded yet is
- * loaded first: for records another replica rewrapped under a version
- * newer than this process has seen. No transaction of its own, so a reader
- * holding PostgreSQL's last pooled connection never waits for another.
- * NULL as keyring_master.
+ * keyring_master_load: keyring_master into *key, but a version the store
+ * records live (within txn, the caller's, read or write) that is not loaded
+ * yet is loaded first: for records another replica rewrapped under a
+ * version newer than this process has seen. No transaction of its own, so
+ * a reader holding PostgreSQL's last pooled connection never waits for
+ * another. *key NULL as keyring_master; VAULT_ERR_UNAVAILABLE (retryable)
+ * when txn's snapshot is older than the keyring's view of the versions
+ * (another replica may be destroying that one); a store error as such.
  */
 int keyring_active_txn(struct store_txn *txn, uint32_t *active) VAULT_WUR;
 int keyring_refresh_txn(struct keyring *kr, struct store_txn *txn) VAULT_WUR;
 int keyring_refresh(struct keyring *kr) VAULT_WUR;
-const uint8_t *keyring_master_load(const struct keyring *kr,
-    struct store_txn *txn, uint32_t version);
+int keyring_master_load(const struct keyring *kr, struct store_txn *txn,
+    uint32_t version, const uint8_t **key) VAULT_WUR;
 
 /*
  * Reads a master key file into key (locked memory of CRYPTO_KEY_BYTES).

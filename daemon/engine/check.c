@@ -386,11 +386,18 @@ check_store(const struct config *cfg)
 	    "counts", "collection queue", "audit entries", "audit index",
 	    "meta" };
 	struct check c = { 0 };
-	int fd, r = 2;
+	int fd, owner, r = 2;
 
 	if ((fd = take_lock(cfg->store_dir)) == -1) {
 		log_error("the store is in use (is a vaultd running on it?) or "
 		    "its audit journal cannot be opened: stop the daemon first");
+		return 2;
+	}
+	/* Also a replica's, or a node's whose journal lives elsewhere. */
+	if (vault_lock_store(cfg, true, &owner) != 0) {
+		log_error("stop every vaultd serving the store first");
+		if (fd >= 0)
+			close(fd);
 		return 2;
 	}
 	for (int i = 0; i < K_KINDS; i++)
@@ -433,5 +440,7 @@ out:
 	vault_close(c.v);
 	if (fd >= 0)
 		close(fd);
+	if (owner >= 0)
+		close(owner);
 	return r;
 }

@@ -85,10 +85,14 @@ record_unwrap_dek(const struct keyring *kr, struct store_txn *txn,
     const uint8_t *ref, const struct consumer_rec *rec, uint8_t *dek)
 {
 	uint8_t ad[CRYPTO_REF_BYTES + 8];
-	/* Another replica may have rewrapped it under a version new here. */
-	const uint8_t *master = keyring_master_load(kr, txn, rec->master_version);
+	const uint8_t *master;
 	size_t n;
+	int r;
 
+	/* Another replica may have rewrapped it under a version new here. */
+	if ((r = keyring_master_load(kr, txn, rec->master_version,
+	    &master)) != 0)
+		return r;
 	if (master == NULL) {
 		log_error("a consumer's DEK is wrapped under master key version "
 		    "%u, which is not loaded", rec->master_version);

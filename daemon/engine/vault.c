@@ -188,42 +188,45 @@ fail:
 	return r;
 }
 
-/*
- * An LMDB store's owner lock (store_dir/vaultd.lock), held until exit:
- * exclusive for a single node, shared among named replicas. A single
- * node's keyring is not shared (it never re-reads the key versions), so no
- * other process may serve its store: not a second single node with a
- * journal_dir of its own, nor a replica.
- */
-static int
-claim_store(struct vault *v)
+int
+vault_lock_store(const struct config *cfg, bool exclusive, int *fd)
 {
-	const struct config *cfg = v->cfg;
-	bool single = cfg->replica_name == NULL;
 	char path[4096];
-	int fd;
+	int err;
 
-	if (cfg->store_backend != NULL &&
-	    strcmp(cfg->store_backend, "postgresql") == 0)
+	*fd = -1;
+	if (strcmp(cfg->store_backend, "postgresql") == 0)
 		return 0;	/* store_dir holds this replica's files only */
 	if ((size_t)snprintf(path, sizeof(path), "%s/vaultd.lock",
-	    cfg->store_dir) >= sizeof(path))
+	    cfg->store_dir) >= sizeof(path)) {
+		log_error("the store directory's path is too long");
 		return VAULT_ERR_INVALID;
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+	}
+	if ((*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+	    0600)) < 0) {
+		if (errno == ENOENT)
+			return 0;	/* no store yet: nothing to share */
 		log_error("cannot open %s: %s", path, strerror(errno));
 		return VAULT_ERR_IO;
 	}
-	if (flock(fd, (single ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
-		log_error(single ? "%s is locked: another vaultd serves this "
-		    "store. Several processes on one store need replica_name, "
-		    "each its own (docs/config.md)" : "%s is locked: a vaultd "
-		    "without replica_name serves this store, and replicas join "
-		    "only a store that replicas serve (docs/config.md)", path);
-		close(fd);
-		return VAULT_ERR_STATE;
+	if (flock(*fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0)
+		return 0;
+	err = errno;
+	close(*fd);
+	*fd = -1;
+	if (err != EWOULDBLOCK) {
+		log_error("cannot lock %s: %s", path, strerror(err));
+		return VAULT_ERR_IO;
 	}
-	v->owner_fd = fd;
-	return 0;
+	if (exclusive)
+		log_error("%s is locked: another vaultd serves this store. "
+		    "Several processes on one store need replica_name, each its "
+		    "own (docs/config.md)", path);
+	else
+		log_error("%s is locked: a vaultd without replica_name serves "
+		    "this store, and replicas join only a store that replicas "
+		    "serve (docs/config.md)", path);
+	return VAULT_ERR_STATE;
 }
 
 int
@@ -233,7 +236,9 @@ vault_open_journal(struct vault *v)
 	    v->cfg->store_dir;
 	int r;
 
-	if ((r = claim_store(v)) != 0)
+	/* Taken here unless the caller took it before opening the vault. */
+	if (v->owner_fd < 0 && (r = vault_lock_store(v->cfg,
+	    v->cfg->replica_name == NULL, &v->owner_fd)) != 0)
 		return r;
 	/*
 	 * A replica's own journal_dir, or (PostgreSQL) the store_dir that holds

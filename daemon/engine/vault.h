@@ -57,10 +57,21 @@ int vault_open(struct vault **out, const struct config *cfg,
  * Opens the audit journal (journal.h) in the store directory: where the
  * entries of calls that write nothing go. Only the daemon and its one-off
  * maintenance commands open it; its lock keeps a second process out. First
- * it locks an LMDB store for this process: exclusively without
- * replica_name, shared among replicas (VAULT_ERR_STATE when taken).
+ * it takes vault_lock_store for this process, unless owner_fd holds it.
  */
 int vault_open_journal(struct vault *v) VAULT_WUR;
+
+/*
+ * Locks an LMDB store (store_dir/vaultd.lock) for this process until *fd
+ * is closed: exclusive for a single node (no replica_name) and the
+ * maintenance commands, shared among named replicas. A single node never
+ * re-reads the key versions, so no other process may serve its store.
+ * Taken before the vault opens, a refusal changes nothing. *fd is -1 when
+ * there is nothing to lock (no store directory yet; PostgreSQL).
+ * VAULT_ERR_STATE, logged with the reason, when another process holds it.
+ */
+int vault_lock_store(const struct config *cfg, bool exclusive,
+    int *fd) VAULT_WUR;
 /* Closes the journal, if one was opened, then the rest. */
 void vault_close(struct vault *v);
 

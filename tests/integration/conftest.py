@@ -303,19 +303,21 @@ def write_canaries(d, n, extra=()):
     """Puts n consumers with random ids and values (plus a random value for
     each attribute named in extra), then updates and deletes the first ten
     (old pages must hold no plaintext either) and reads the rest (their
-    audit entries go through the journal). Returns the ids and the email
-    and zip values written: what a raw scan of the files must not find."""
-    written = []
+    audit entries go through the journal). Returns every id and value
+    written, the replaced ones too: what a raw scan must not find."""
+    written, ids = [], []
     for _ in range(n):
         cid = f"subject-{secrets.token_hex(8)}@example.test"
         email = f"mail-{secrets.token_hex(8)}@example.test"
         zipc = f"Z{secrets.randbelow(10**9):09d}"
         more = {a: f"{a[:3]}-{secrets.token_hex(6)}" for a in extra}
         d.put(cid, email=email, zip=zipc, **more)
-        written += [cid, email, zipc]
-    ids = written[::3]
+        ids.append(cid)
+        written += [cid, email, zipc, *more.values()]
     for cid in ids[:10]:
-        d.put(cid, email=f"new-{secrets.token_hex(8)}@example.test")
+        email = f"new-{secrets.token_hex(8)}@example.test"
+        d.put(cid, email=email)
+        written.append(email)
         d.delete(cid)
     for cid in ids[10:]:
         d.get(cid, ["zip"])

@@ -335,6 +335,7 @@ test_refresh_follows_another_replica(void **state)
 	struct store *st = open_store(f);
 	struct keyring *a = NULL, *b = NULL;
 	struct store_txn *txn = NULL;
+	const uint8_t *key;
 	uint32_t active;
 
 	assert_int_equal(keyring_open(&a, st, f->keys, true), 0);
@@ -362,7 +363,8 @@ test_refresh_follows_another_replica(void **state)
 	assert_int_equal(keyring_refresh(b), 0);
 	assert_null(keyring_master(b, 1));
 	assert_int_equal(store_read_begin(st, &txn), 0);
-	assert_null(keyring_master_load(b, txn, 1));
+	assert_int_equal(keyring_master_load(b, txn, 1, &key), 0);
+	assert_null(key);
 	assert_int_equal(keyring_active_txn(txn, &active), 0);
 	assert_int_equal(active, 2);
 	store_read_end(txn);
@@ -373,8 +375,10 @@ test_refresh_follows_another_replica(void **state)
 	assert_null(keyring_master(b, 3));
 	/* Within the caller's transaction, which sees 3 live. */
 	assert_int_equal(store_read_begin(st, &txn), 0);
-	assert_non_null(keyring_master_load(b, txn, 3));
-	assert_null(keyring_master_load(b, txn, 4));
+	assert_int_equal(keyring_master_load(b, txn, 3, &key), 0);
+	assert_non_null(key);
+	assert_int_equal(keyring_master_load(b, txn, 4, &key), 0);
+	assert_null(key);
 	store_read_end(txn);
 
 	/* A wrong key file for the store's active version fails the refresh. */
@@ -390,6 +394,39 @@ test_refresh_follows_another_replica(void **state)
 	assert_int_equal(keyring_refresh(b), VAULT_ERR_KEY);
 	assert_int_equal(keyring_active_version(b), 2);	/* not moved */
 	assert_null(keyring_master(b, 4));
+	keyring_free(b);
+	keyring_free(a);
+	store_close(st);
+}
+
+/*
+ * A read whose snapshot predates what the keyring has seen loads nothing:
+ * there a version another replica has destroyed since still looks live.
+ */
+static void
+test_old_snapshot_loads_no_version(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_store(f);
+	struct keyring *a = NULL, *b = NULL;
+	struct store_txn *old = NULL;
+	const uint8_t *key;
+
+	assert_int_equal(keyring_open(&a, st, f->keys, true), 0);
+	assert_int_equal(keyring_open(&b, st, f->keys, false), 0);
+	assert_int_equal(keyring_load_version(a, 2, true), 0);
+	activate(st, a, 2, 0);
+	/* 2 is live here; b has not loaded it. */
+	assert_int_equal(store_read_begin(st, &old), 0);
+	assert_int_equal(keyring_load_version(a, 3, true), 0);
+	activate(st, a, 3, 0);
+	destroy(st, a, 2);
+	assert_int_equal(keyring_refresh(b), 0);
+	assert_null(keyring_master(b, 2));
+	assert_int_equal(keyring_master_load(b, old, 2, &key),
+	    VAULT_ERR_UNAVAILABLE);
+	assert_null(key);
+	store_read_end(old);
 	keyring_free(b);
 	keyring_free(a);
 	store_close(st);
@@ -412,6 +449,8 @@ main(void)
 		    test_shared_discard_leaves_the_key_for_the_others, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_refresh_follows_another_replica,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_old_snapshot_loads_no_version,
 		    setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
