@@ -310,19 +310,13 @@ purge_unknown(const struct config *cfg)
 {
 	struct vault *v = NULL;
 	struct unknown_attrs n;
-	int owner = -1, r = 1;
+	int r = 1;
 
-	if (vault_lock_store(cfg, true, &owner) != 0) {
-		log_error("stop the daemon first; nothing was purged");
-		return 1;
+	if (vault_open_locked(&v, cfg, VAULT_OPEN_EXISTING, true) != 0) {
+		log_error("cannot open the vault, or another vaultd serves it "
+		    "(stop the daemon first); nothing was purged");
+		goto out;
 	}
-	if (vault_open(&v, cfg, VAULT_OPEN_EXISTING) != 0) {
-		log_error("cannot open the vault; nothing was purged");
-		if (owner >= 0)
-			close(owner);
-		return 1;
-	}
-	v->owner_fd = owner;
 	if (vault_open_journal(v) != 0) {
 		log_error("the store is in use or its audit journal cannot be "
 		    "opened: stop the daemon first; nothing was purged");
@@ -613,7 +607,7 @@ serve(struct config *cfg, const struct options *o)
 	sigset_t set;
 	struct stat sb;
 	bool started = false;
-	int sig, owner = -1, r = 1;
+	int sig, r = 1;
 
 	if (cfg->tls_cert == NULL && !cfg->insecure_plaintext) {
 		log_error("no TLS configured: set tls_cert, tls_key and "
@@ -678,17 +672,12 @@ serve(struct config *cfg, const struct options *o)
 		    "nothing was written", cfg->keys_dir);
 		goto out;
 	}
-	if (vault_lock_store(cfg, cfg->replica_name == NULL, &owner) != 0) {
-		log_error("not started; nothing was written");
-		goto out;
-	}
-	if (vault_open(&v, cfg, init ? VAULT_OPEN_INIT : dev ? VAULT_OPEN_CREATE :
-	    VAULT_OPEN_EXISTING) != 0) {
+	if (vault_open_locked(&v, cfg, init ? VAULT_OPEN_INIT : dev ?
+	    VAULT_OPEN_CREATE : VAULT_OPEN_EXISTING,
+	    cfg->replica_name == NULL) != 0) {
 		log_error("cannot open the vault; nothing was written");
 		goto out;
 	}
-	v->owner_fd = owner;	/* -1 for a new store: the journal takes it */
-	owner = -1;
 	if (verify_audit)
 		log_info("checking the whole audit chain (--verify-audit)");
 	if (check_audit(v, cfg, verify_audit) != 0)
@@ -743,8 +732,6 @@ out:
 		v->rep = NULL;
 	replica_stop(rep);
 	vault_close(v);
-	if (owner >= 0)
-		close(owner);
 	rpc_stats_free(stats);
 	auth_unref(auth);
 	return r;

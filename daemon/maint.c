@@ -735,8 +735,10 @@ maint_compact(const struct config *cfg)
 	uint64_t bytes = 0, old = 0;
 	int r = 1;
 
-	if (vault_open(&v, cfg, VAULT_OPEN_EXISTING) != 0) {
-		log_error("cannot open the vault; nothing was compacted");
+	/* Exclusive even under a replica's config: no replica runs beside. */
+	if (vault_open_locked(&v, cfg, VAULT_OPEN_EXISTING, true) != 0) {
+		log_error("cannot open the vault, or another vaultd serves it "
+		    "(stop the daemon first); nothing was compacted");
 		goto out;
 	}
 	if (vault_open_journal(v) != 0) {

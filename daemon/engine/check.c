@@ -1,10 +1,6 @@
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 #include <sodium.h>
 
@@ -359,25 +355,6 @@ report(const struct check *c)
 	return total;
 }
 
-/* The daemon's lock (journal.c): held until exit. -1 when it is taken. */
-static int
-take_lock(const char *dir)
-{
-	char path[4096];
-	int fd;
-
-	if ((size_t)snprintf(path, sizeof(path), "%s/audit-journal.0", dir) >=
-	    sizeof(path))
-		return -1;
-	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
-		return errno == ENOENT ? -2 : -1;	/* never served: no lock */
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 int
 check_store(const struct config *cfg)
 {
@@ -386,25 +363,15 @@ check_store(const struct config *cfg)
 	    "counts", "collection queue", "audit entries", "audit index",
 	    "meta" };
 	struct check c = { 0 };
-	int fd, owner, r = 2;
+	int r = 2;
 
-	if ((fd = take_lock(cfg->store_dir)) == -1) {
-		log_error("the store is in use (is a vaultd running on it?) or "
-		    "its audit journal cannot be opened: stop the daemon first");
-		return 2;
-	}
-	/* Also a replica's, or a node's whose journal lives elsewhere. */
-	if (vault_lock_store(cfg, true, &owner) != 0) {
-		log_error("stop every vaultd serving the store first");
-		if (fd >= 0)
-			close(fd);
-		return 2;
-	}
 	for (int i = 0; i < K_KINDS; i++)
 		c.t[i].what = what[i];
-	if (vault_open(&c.v, cfg, VAULT_OPEN_EXISTING) != 0) {
-		log_error("cannot open the vault: the store or its keys are "
-		    "damaged or missing");
+	/* Alone on the store: no vaultd serves it, replica or not. */
+	if (vault_open_locked(&c.v, cfg, VAULT_OPEN_EXISTING, true) != 0) {
+		log_error("cannot open the vault: a vaultd is running on it (stop "
+		    "the daemon first), or the store or its keys are damaged or "
+		    "missing");
 		goto out;
 	}
 	if ((c.mem = crypto_secret_alloc(2 * CRYPTO_KEY_BYTES +
@@ -438,9 +405,5 @@ out:
 	crypto_secret_free(c.mem);
 	free(c.counts);
 	vault_close(c.v);
-	if (fd >= 0)
-		close(fd);
-	if (owner >= 0)
-		close(owner);
 	return r;
 }

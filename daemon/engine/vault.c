@@ -230,6 +230,24 @@ vault_lock_store(const struct config *cfg, bool exclusive, int *fd)
 }
 
 int
+vault_open_locked(struct vault **out, const struct config *cfg,
+    enum vault_open_mode mode, bool exclusive)
+{
+	int fd, r;
+
+	*out = NULL;
+	if ((r = vault_lock_store(cfg, exclusive, &fd)) != 0)
+		return r;
+	if ((r = vault_open(out, cfg, mode)) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	(*out)->owner_fd = fd;	/* -1 for a new store: the journal takes it */
+	return 0;
+}
+
+int
 vault_open_journal(struct vault *v)
 {
 	const char *dir = v->cfg->journal_dir != NULL ? v->cfg->journal_dir :

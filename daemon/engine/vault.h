@@ -72,6 +72,13 @@ int vault_open_journal(struct vault *v) VAULT_WUR;
  */
 int vault_lock_store(const struct config *cfg, bool exclusive,
     int *fd) VAULT_WUR;
+/*
+ * vault_open with the store locked first (vault_lock_store, held by the
+ * vault until vault_close): the daemon (exclusive unless a replica) and
+ * the maintenance commands (exclusive). A refusal changes nothing.
+ */
+int vault_open_locked(struct vault **out, const struct config *cfg,
+    enum vault_open_mode mode, bool exclusive) VAULT_WUR;
 /* Closes the journal, if one was opened, then the rest. */
 void vault_close(struct vault *v);
 
