@@ -528,6 +528,15 @@ rotation_destroy(struct vault *v, uint32_t version, uint64_t *destroyed_ms,
 		snprintf(why, why_len, "%s", vault_strerror(r));
 	if (r != 0)
 		return r;
+	/*
+	 * A recovery opens the keyring as of the journal's checkpoint: it must
+	 * not predate "being destroyed" once the key file is gone.
+	 */
+	if ((r = store_checkpoint(v->store)) != 0) {
+		snprintf(why, why_len, "the store cannot be checkpointed: %s",
+		    vault_strerror(r));
+		return r;
+	}
 	VAULT_CRASH_POINT("destroy.before_wipe");
 	if ((r = keyring_forget(v->kr, version)) != 0) {
 		snprintf(why, why_len, "version %u is being destroyed, but its key "

@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "audit/audit.h"
 #include "audit/journal.h"
 #include "crypto/keyprov.h"
@@ -124,6 +126,49 @@ check_new_or_existing(const struct config *cfg, struct keyprov *prov,
 	return 0;
 }
 
+/*
+ * The store journal's MAC key: from the audit key, a vault key that stays
+ * the same for the vault's life (rotation rewraps it), so the records of
+ * any run verify under the keyring as of any checkpoint.
+ */
+static void
+journal_key(const struct keyring *kr, uint8_t out[STORE_JOURNAL_KEY_BYTES])
+{
+	static const char domain[] = "vaultd store journal key v1";
+
+	crypto_generichash(out, STORE_JOURNAL_KEY_BYTES,
+	    (const uint8_t *)domain, sizeof(domain) - 1, keyring_audit_key(kr),
+	    CRYPTO_KEY_BYTES);
+}
+
+/*
+ * A crash left journaled writes: the store reads as of the checkpoint, and
+ * so did the keyring that just opened. Replays them, then brings the
+ * keyring up to the versions they activated or destroyed.
+ */
+static int
+replay_journal(struct vault *v)
+{
+	uint8_t key[STORE_JOURNAL_KEY_BYTES];
+	int r;
+
+	if (!store_journal_pending(v->store))
+		return 0;
+	if (v->cfg->replica_name != NULL) {
+		log_error("the store holds journaled writes a single vaultd (no "
+		    "replica_name) left when it stopped without closing; start "
+		    "it once without replica_name to replay them, then the "
+		    "replicas");
+		return VAULT_ERR_STATE;
+	}
+	journal_key(v->kr, key);
+	r = store_journal_replay(v->store, key);
+	sodium_memzero(key, sizeof(key));
+	if (r == 0)
+		r = keyring_refresh(v->kr);
+	return r;
+}
+
 /* Two meta gets per group unless another replica changed a key version. */
 static int
 keyring_prelude(struct store_txn *txn, void *arg)
@@ -160,7 +205,7 @@ vault_open(struct vault **out, const struct config *cfg,
 	r = keyring_open_provider(&v->kr, v->store, cfg->keys_dir, prov,
 	    mode != VAULT_OPEN_EXISTING);
 	prov = NULL;	/* the keyring's now, also on failure */
-	if (r != 0)
+	if (r != 0 || (r = replay_journal(v)) != 0)
 		goto fail;
 	shared = cfg->replica_name != NULL || sp.kind == STORE_KIND_POSTGRESQL;
 	keyring_set_shared(v->kr, shared);
@@ -267,6 +312,16 @@ vault_open_journal(struct vault *v)
 	    strcmp(v->cfg->store_backend, "postgresql") == 0) &&
 	    (r = make_dir(dir)) != 0)
 		return r;
+	/* The store's write-ahead journal: a single node writes alone. */
+	if (v->cfg->replica_name == NULL) {
+		uint8_t key[STORE_JOURNAL_KEY_BYTES];
+
+		journal_key(v->kr, key);
+		r = store_journal_start(v->store, key);
+		sodium_memzero(key, sizeof(key));
+		if (r != 0)
+			return r;
+	}
 	return journal_open(&v->audit.jn, &v->audit, dir,
 	    JOURNAL_INGEST_MS, JOURNAL_INDEX_MS);
 }

@@ -67,6 +67,32 @@ store_usage(struct store *st, struct store_usage *out)
 }
 
 bool
+store_journal_pending(const struct store *st)
+{
+	return st->ops->journal_pending != NULL && st->ops->journal_pending(st);
+}
+
+int
+store_journal_replay(struct store *st, const uint8_t *key)
+{
+	return st->ops->journal_replay != NULL ?
+	    st->ops->journal_replay(st, key) : 0;
+}
+
+int
+store_journal_start(struct store *st, const uint8_t *key)
+{
+	return st->ops->journal_start != NULL ?
+	    st->ops->journal_start(st, key) : 0;
+}
+
+int
+store_checkpoint(struct store *st)
+{
+	return st->ops->checkpoint != NULL ? st->ops->checkpoint(st) : 0;
+}
+
+bool
 store_failed(const struct store *st)
 {
 	return st->failed != 0;

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "store/store.h"
 
@@ -62,6 +63,11 @@ struct store_ops {
 	/* store_room's check, without the logging store.c adds. */
 	int (*room)(struct store *st);
 	int (*usage)(struct store *st, struct store_usage *out);
+	/* The write-ahead journal (store.h); NULL: the backend has none. */
+	bool (*journal_pending)(const struct store *st);
+	int (*journal_replay)(struct store *st, const uint8_t *key);
+	int (*journal_start)(struct store *st, const uint8_t *key);
+	int (*checkpoint)(struct store *st);
 };
 
 /* The part of every backend's store that store.c reads. */

@@ -49,8 +49,9 @@
  *    the writers' lock not granted in time); VAULT_ERR_STORE: anything else.
  *    The store logs each error other than NOT_FOUND and EXISTS.
  *  - Allocation: gets, puts, deletes and cursor moves allocate nothing
- *    (PostgreSQL: nothing beyond libpq's results); beginning a transaction
- *    or opening a cursor may.
+ *    (PostgreSQL: nothing beyond libpq's results; LMDB journaling: the
+ *    transaction's record buffer grows, and is reused); beginning a
+ *    transaction or opening a cursor may.
  */
 #ifndef VAULT_STORE_H
 #define VAULT_STORE_H
@@ -175,6 +176,29 @@ int store_usage(struct store *st, struct store_usage *out) VAULT_WUR;
 
 /* Flushes committed writes to disk (fsync). */
 int store_sync(struct store *st) VAULT_WUR;
+
+/*
+ * The write-ahead journal of a single node's LMDB store (store/wal.h,
+ * docs/architecture.md): once started, every commit is made durable by
+ * one sequential append and fdatasync of a record of its effects, MACed
+ * under key (STORE_JOURNAL_KEY_BYTES), and LMDB's own syncs run once per
+ * checkpoint. A process that stopped without closing the store leaves a
+ * checkpoint and records after it: store_open then restores the
+ * checkpoint, and reads see the store as of it until
+ * store_journal_replay applies the records (writes are refused until
+ * then). Backends without a journal (PostgreSQL): pending is false, and
+ * replay, start and checkpoint do nothing.
+ *
+ * store_journal_start: only one process may write the store (no
+ * replicas), with no writer running yet. store_checkpoint: makes every
+ * commit so far part of the checkpoint a recovery starts from (before a
+ * key file is wiped: a recovery opens the keyring as of the checkpoint).
+ */
+#define STORE_JOURNAL_KEY_BYTES 32
+bool store_journal_pending(const struct store *st);
+int store_journal_replay(struct store *st, const uint8_t *key) VAULT_WUR;
+int store_journal_start(struct store *st, const uint8_t *key) VAULT_WUR;
+int store_checkpoint(struct store *st) VAULT_WUR;
 
 /* ------------------------------------------------------ transactions */
 

@@ -15,6 +15,8 @@
 #define STORE_MAX_READERS 512
 /* Free disk outside the reserve below which ordinary writes stop. */
 #define DISK_SLACK (1ULL << 20)
+/* A journal buffer larger than this goes back to the allocator. */
+#define POOL_KEEP (1u << 20)
 
 static const char data_file[] = "data.mdb";
 
@@ -312,15 +314,24 @@ store_open_lmdb(struct store **out, const char *dir, size_t map_size,
     bool any_format)
 {
 	struct lmdb_store *st;
+	struct wal_pending pending;
 	int rc, r;
 
 	*out = NULL;
-	if ((r = check_length(dir)) != 0)
+	/* A crash's checkpoint first: until then the meta pages may lie. */
+	if ((r = wal_restore(dir, &pending)) != 0 ||
+	    (r = check_length(dir)) != 0)
 		return r;
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return VAULT_ERR_NOMEM;
 	st->base.ops = &lmdb_ops;
 	st->any_format = any_format;
+	st->pending = pending;
+	pthread_mutex_init(&st->pool_mu, NULL);
+	if ((st->dir = strdup(dir)) == NULL) {
+		free(st);
+		return VAULT_ERR_NOMEM;
+	}
 	if ((rc = mdb_env_create(&st->env)) != 0 ||
 	    (rc = mdb_env_set_maxdbs(st->env, STORE_MAX_DBS)) != 0 ||
 	    (rc = mdb_env_set_maxreaders(st->env, STORE_MAX_READERS)) != 0 ||
@@ -355,10 +366,106 @@ static void
 lmdb_close(struct store *st)
 {
 	struct lmdb_store *ls = store_lmdb(st);
+	struct wal_buf *b, *next;
 
+	wal_stop(ls->wal);
 	if (ls->env != NULL)
 		mdb_env_close(ls->env);
+	for (b = ls->pool; b != NULL; b = next) {
+		next = b->next;
+		free(b->p);
+		free(b);
+	}
+	pthread_mutex_destroy(&ls->pool_mu);
+	free(ls->dir);
 	free(ls);
+}
+
+/* ------------------------------------------------------------ the journal */
+
+static struct wal_buf *
+ops_get(struct lmdb_store *ls)
+{
+	struct wal_buf *b;
+
+	pthread_mutex_lock(&ls->pool_mu);
+	if ((b = ls->pool) != NULL)
+		ls->pool = b->next;
+	pthread_mutex_unlock(&ls->pool_mu);
+	return b != NULL ? b : calloc(1, sizeof(*b));
+}
+
+/* Back to the pool, emptied; a large one to the allocator. */
+static void
+ops_put(struct lmdb_store *ls, struct wal_buf *b)
+{
+	if (b == NULL)
+		return;
+	if (b->cap > POOL_KEEP) {
+		free(b->p);
+		free(b);
+		return;
+	}
+	b->len = 0;
+	pthread_mutex_lock(&ls->pool_mu);
+	b->next = ls->pool;
+	ls->pool = b;
+	pthread_mutex_unlock(&ls->pool_mu);
+}
+
+/* Records an effect of txn for the journal; no-op when not journaling. */
+static int
+note(struct store_txn *txn, enum wal_op op, enum store_space sp,
+    const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct wal_buf *b = ((struct lmdb_txn *)txn)->ops;
+
+	if (b == NULL || wal_buf_op(b, op, sp, key, klen, val, vlen) == 0)
+		return 0;
+	log_error("the store journal cannot record a write: out of memory");
+	return VAULT_ERR_NOMEM;
+}
+
+static bool
+lmdb_journal_pending(const struct store *st)
+{
+	return ((const struct lmdb_store *)st)->pending.pending;
+}
+
+static int
+lmdb_journal_replay(struct store *st, const uint8_t *key)
+{
+	struct lmdb_store *ls = store_lmdb(st);
+	uint64_t n;
+	int r;
+
+	if (!ls->pending.pending)
+		return 0;
+	if ((r = wal_replay(ls, ls->dir, &ls->pending, key, &n)) == 0)
+		ls->pending.pending = false;
+	return r;
+}
+
+static int
+lmdb_journal_start(struct store *st, const uint8_t *key)
+{
+	struct lmdb_store *ls = store_lmdb(st);
+
+	if (ls->wal != NULL)
+		return 0;
+	if (ls->pending.pending) {
+		log_error("the store journal has writes to replay first");
+		return VAULT_ERR_STATE;
+	}
+	return wal_start(&ls->wal, ls, ls->dir, key);
+}
+
+static int
+lmdb_checkpoint(struct store *st)
+{
+	struct lmdb_store *ls = store_lmdb(st);
+
+	return ls->wal != NULL ? wal_checkpoint(ls->wal) : 0;
 }
 
 static struct lmdb_store *
@@ -397,6 +504,13 @@ txn_begin(struct store *st, struct lmdb_txn *parent, unsigned flags,
 	t->base.st = st;
 	t->rdonly = (flags & MDB_RDONLY) != 0;
 	t->nested = parent != NULL;
+	t->parent = parent;
+	if (!t->rdonly && store_lmdb(st)->wal != NULL &&
+	    (t->ops = ops_get(store_lmdb(st))) == NULL) {
+		mdb_txn_abort(t->t);
+		free(t);
+		return VAULT_ERR_NOMEM;
+	}
 	*out = &t->base;
 	return 0;
 }
@@ -440,6 +554,12 @@ lmdb_read_end(struct store_txn *txn)
 static int
 lmdb_write_begin(struct store *st, struct store_txn **txn)
 {
+	if (store_lmdb(st)->pending.pending) {
+		*txn = NULL;
+		log_error("the store has journaled writes a crash left to replay; "
+		    "start vaultd on it once to replay them");
+		return VAULT_ERR_STATE;
+	}
 	return txn_begin(st, NULL, 0, txn, "begin write");
 }
 
@@ -460,10 +580,38 @@ lmdb_commit(struct store_txn *txn, bool durable)
 {
 	struct lmdb_txn *t = (struct lmdb_txn *)txn;
 	struct store *st = txn->st;
-	MDB_env *env = store_lmdb(st)->env;
+	struct lmdb_store *ls = store_lmdb(st);
+	MDB_env *env = ls->env;
 	bool nosync = !t->nested && !durable;
-	int rc;
+	int rc, r;
 
+	if (t->ops != NULL) {
+		struct lmdb_txn *parent = NULL;
+		size_t mark = 0;
+
+		if (!t->nested) {
+			r = wal_commit(ls->wal, t->t, t->ops, durable);
+			ops_put(ls, t->ops);
+			txn_free(t, false);
+			return r;
+		}
+		/* A nested txn's effects join its parent's, in order. */
+		parent = t->parent;
+		mark = parent->ops->len;
+		if (wal_buf_join(parent->ops, t->ops) != 0) {
+			mdb_txn_abort(t->t);
+			ops_put(ls, t->ops);
+			txn_free(t, false);
+			log_error("the store journal cannot record a write: out of "
+			    "memory");
+			return VAULT_ERR_NOMEM;
+		}
+		ops_put(ls, t->ops);
+		if ((rc = mdb_txn_commit(t->t)) != 0)
+			parent->ops->len = mark;
+		txn_free(t, false);
+		return rc != 0 ? store_err(st, rc, "commit") : 0;
+	}
 	if (nosync)
 		mdb_env_set_flags(env, MDB_NOSYNC, 1);
 	rc = mdb_txn_commit(t->t);
@@ -483,6 +631,7 @@ lmdb_abort(struct store_txn *txn)
 		return;
 	}
 	mdb_txn_abort(t->t);
+	ops_put(store_lmdb(txn->st), t->ops);
 	txn_free(t, false);
 }
 
@@ -523,7 +672,7 @@ lmdb_put(struct store_txn *txn, enum store_space sp, const void *key,
 		f |= MDB_APPEND;
 	if ((rc = mdb_put(store_mdb_txn(txn), txn_store(txn)->dbi[sp], &k, &v,
 	    f)) == 0)
-		return 0;
+		return note(txn, WAL_PUT, sp, key, klen, data, len);
 	/* Out of order under MDB_APPEND is a store error, as before. */
 	return rc == MDB_KEYEXIST && !(flags & STORE_APPEND) ? VAULT_ERR_EXISTS :
 	    space_err(txn, rc, "put", sp);
@@ -538,7 +687,8 @@ lmdb_del(struct store_txn *txn, enum store_space sp, const void *key,
 
 	if ((rc = mdb_del(store_mdb_txn(txn), txn_store(txn)->dbi[sp], &k,
 	    dup != NULL ? &v : NULL)) == 0)
-		return 0;
+		return note(txn, WAL_DEL, sp, key, klen, dup, dup != NULL ?
+		    duplen : 0);
 	return rc == MDB_NOTFOUND ? VAULT_ERR_NOT_FOUND :
 	    space_err(txn, rc, "delete", sp);
 }
@@ -578,7 +728,7 @@ lmdb_delete_prefix(struct store_txn *txn, enum store_space sp,
 	mdb_cursor_close(cur);
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return space_err(txn, rc, "delete by prefix", sp);
-	return 0;
+	return note(txn, WAL_DELPFX, sp, prefix, len, NULL, 0);
 }
 
 /* ------------------------------------------------------------ cursors */
@@ -700,15 +850,28 @@ lmdb_cursor_replace(struct store_cursor *cur, const void *data, size_t len)
 		rc = mdb_cursor_put(mc, &k, &v, MDB_CURRENT);
 	}
 	if (rc == 0)
-		return 0;
+		return note(cur->txn, WAL_PUT, cur_space(lcur(cur)), k.mv_data,
+		    k.mv_size, data, len);
 	return cur_err(lcur(cur), rc, "replace at cursor");
 }
 
 static int
 lmdb_cursor_del(struct store_cursor *cur)
 {
-	int rc;
+	enum store_space sp;
+	MDB_val k, v;
+	int rc, r;
 
+	/* The journal names what goes: the key, and in a dup space the value. */
+	if (((struct lmdb_txn *)cur->txn)->ops != NULL) {
+		sp = cur_space(lcur(cur));
+		if ((rc = mdb_cursor_get(lcur(cur)->c, &k, &v,
+		    MDB_GET_CURRENT)) != 0)
+			return cur_err(lcur(cur), rc, "delete at cursor");
+		if ((r = note(cur->txn, WAL_DEL, sp, k.mv_data, k.mv_size,
+		    v.mv_data, store_space_dup(sp) ? v.mv_size : 0)) != 0)
+			return r;
+	}
 	if ((rc = mdb_cursor_del(lcur(cur)->c, 0)) != 0)
 		return cur_err(lcur(cur), rc, "delete at cursor");
 	return 0;
@@ -719,6 +882,8 @@ lmdb_sync(struct store *st)
 {
 	int rc;
 
+	if (store_lmdb(st)->wal != NULL)
+		return wal_sync(store_lmdb(st)->wal);
 	if ((rc = mdb_env_sync(store_lmdb(st)->env, 1)) != 0)
 		return store_err(st, rc, "sync");
 	return 0;
@@ -862,4 +1027,8 @@ static const struct store_ops lmdb_ops = {
 	.sync = lmdb_sync,
 	.room = lmdb_room,
 	.usage = lmdb_usage,
+	.journal_pending = lmdb_journal_pending,
+	.journal_replay = lmdb_journal_replay,
+	.journal_start = lmdb_journal_start,
+	.checkpoint = lmdb_checkpoint,
 };

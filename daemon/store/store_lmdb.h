@@ -11,8 +11,10 @@
 #define VAULT_STORE_LMDB_H
 
 #include <lmdb.h>
+#include <pthread.h>
 
 #include "store/backend.h"
+#include "store/wal.h"
 
 struct lmdb_store {
 	struct store base;
@@ -28,6 +30,13 @@ struct lmdb_store {
 	/* The format version the store recorded; any_format: opened anyway. */
 	uint32_t format;
 	bool any_format;
+	char *dir;
+	/* The write-ahead journal (wal.h): journaling, or a crash's to replay. */
+	struct wal *wal;
+	struct wal_pending pending;
+	/* Effect buffers of write transactions, reused (wal.h). */
+	pthread_mutex_t pool_mu;
+	struct wal_buf *pool;
 };
 
 struct lmdb_cursor;
@@ -36,6 +45,9 @@ struct lmdb_txn {
 	struct store_txn base;
 	MDB_txn *t;
 	bool rdonly, nested;
+	struct lmdb_txn *parent;	/* a nested txn's */
+	/* Its effects, for the journal (a write txn while journaling). */
+	struct wal_buf *ops;
 	/* Its open cursors: LMDB ends a write txn's with it, not a reader's. */
 	struct lmdb_cursor *cursors;
 };

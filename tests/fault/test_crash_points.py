@@ -35,6 +35,7 @@ FIRE_TIMEOUT = float(os.environ.get("VAULT_FAULT_FIRE_TIMEOUT", "30"))
 #   "fresh": armed from the very first start of an empty data dir (the
 #            points of first-run set-up), then a small preload and the workload
 #   "store": armed on a store preloaded with PRELOAD consumers
+#   "killed": the same, then killed under the workload (meta pages lost)
 # The hit count lets the first hits (the start's own writes) pass, so most
 # points fire under load, with acknowledged operations in flight.
 SCENARIOS = {
@@ -48,6 +49,11 @@ SCENARIOS = {
     "destroy": ("store", {"rotate": True}, 1),
     "keyfile": ("fresh", {"rotate": True}, 1),
     "dev":     ("fresh", {}, 1),
+    # The store journal: appends, checkpoints, erasing old segments.
+    "wal":     ("store", {}, 3),
+    # Its recovery: armed on a store killed under load, with LMDB's meta
+    # pages lost as a power cut may lose them.
+    "recover": ("killed", {}, 1),
     # Offline: vaultd --compact on a stopped, preloaded store (below).
     "compact": ("offline", {}, 1),
 }
@@ -129,10 +135,16 @@ def test_crash_point(tmp_path, point):
     env = {"VAULT_CRASH_AT": f"{point}:{nth}" if nth > 1 else point}
     cons = []
     try:
-        if start == "store":
+        if start in ("store", "killed"):
             assert d.start_or_die() is not None, d.log()
             cons = preload(d, ledger, PRELOAD)
-            assert d.stop() == 0, d.log()
+            if start == "killed":
+                with Workload(d, ledger, seed=7, consent_cids=cons):
+                    time.sleep(1.5)
+                    assert d.kill() == -9
+                assert d.lose_meta_pages()
+            else:
+                assert d.stop() == 0, d.log()
         before = d.log().count(f"vaultd: crash point {point}\n")
         # Armed: the point may fire during the start itself.
         t0 = time.monotonic()

@@ -5,7 +5,8 @@ ids), consent changes, audited reads, now and then a rotation (and the
 destruction of the versions it retired); SIGKILL after a random delay
 (fixed seed); restart; deletions left in flight retried with the same
 request ids (a fifth of the restarts are themselves killed first, at a
-random moment of the start); then the ledger: every acknowledged put readable with its
+random moment of the start; every other kill also loses LMDB's meta pages,
+as a power cut can, for the store journal to recover); then the ledger: every acknowledged put readable with its
 value unless later deleted, every acknowledged deletion NOT_FOUND and its
 request id answered with the same receipt, consents as acknowledged, no
 usable key file of a destroyed version, the audit chain whole.
@@ -47,6 +48,10 @@ def test_kill_loop(tmp_path, capsys):
             assert rc == -9, f"round {k}: vaultd exited {rc} before the kill:\n" \
                 + d.log()[-3000:]
             assert not w.errors, f"round {k}: {w.errors[:5]}"
+            # Every other kill, the data file's meta pages lost too (a power
+            # cut with LMDB's unsynced writes): the journal must recover.
+            if k % 2 == 1:
+                d.lose_meta_pages()
             # Now and then a kill during the start itself (recovery, the
             # resumed rotation, the journal moved in).
             if rng.random() < START_KILLS:

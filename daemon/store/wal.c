@@ -1,0 +1,1078 @@
+/*
+ * The LMDB backend's write-ahead journal (wal.h): records, checkpoints,
+ * recovery.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "store/store_lmdb.h"
+#include "store/wal.h"
+#include "util/crashpoint.h"
+#include "util/fsutil.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+#define WAL_MAGIC 0x5657414cu		/* "VWAL" */
+#define HDR 16				/* magic | body length | seq */
+#define MAC_BYTES 32
+#define OP_HDR 8			/* op | space | klen | vlen */
+#define DOMAIN "vaultd store journal v1"
+/* Each segment is kept zeroed this far ahead, so appends allocate nothing. */
+#define SEG_PREALLOC ((off_t)4 << 20)
+#define SEG_READ_MAX ((off_t)1 << 30)
+
+#define CKPT_MAGIC "vaultd wal ckpt1"	/* 16 bytes */
+#define CKPT_FIXED 64			/* magic .. cur, then the meta pages */
+#define META_TXNID_OFF 144		/* of mm_txnid in a meta page (LE) */
+#define META_MAGIC_OFF 16
+#define LMDB_MAGIC 0xBEEFC0DEu
+
+static const char *const seg_name[2] = { "wal.0", "wal.1" };
+static const char ckpt_name[] = "wal.ckpt";
+static const char data_name[] = "data.mdb";
+
+struct wal {
+	struct lmdb_store *ls;
+	char *dir;
+	uint8_t key[WAL_KEY_BYTES];
+	int seg_fd[2];
+	off_t end[2];			/* bytes of records in each segment */
+	off_t size[2];			/* each file's size: zeros past end */
+	int cur;			/* the segment taking appends */
+	int data_fd;			/* data.mdb, for the meta pages */
+	unsigned psize;
+	uint64_t next_seq;		/* the next record's */
+	uint64_t ckpt_seq;		/* the last checkpoint's S */
+	MDB_txn *pin;			/* the checkpoint's snapshot, held */
+	pthread_mutex_t mu;		/* the commit lock; cv's */
+	pthread_mutex_t ck_mu;		/* one checkpoint at a time */
+	pthread_cond_t cv;		/* a segment is full, or stop */
+	bool want, stopping, broken;
+	bool started;
+	pthread_t thread;
+};
+
+/* ------------------------------------------------------------ buffers */
+
+static int
+buf_grow(struct wal_buf *b, size_t more)
+{
+	size_t cap = b->cap != 0 ? b->cap : 4096;
+	uint8_t *p;
+
+	if (b->len + more <= b->cap)
+		return 0;
+	while (cap < b->len + more)
+		cap *= 2;
+	if ((p = realloc(b->p, cap)) == NULL)
+		return VAULT_ERR_NOMEM;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+int
+wal_buf_op(struct wal_buf *b, enum wal_op op, enum store_space sp,
+    const void *key, size_t klen, const void *val, size_t vlen)
+{
+	uint8_t *p;
+
+	if (klen > UINT16_MAX || vlen > UINT32_MAX ||
+	    buf_grow(b, OP_HDR + klen + vlen) != 0)
+		return VAULT_ERR_NOMEM;
+	p = b->p + b->len;
+	p[0] = (uint8_t)op;
+	p[1] = (uint8_t)sp;
+	p[2] = (uint8_t)(klen >> 8);
+	p[3] = (uint8_t)klen;
+	store_put_u32(p + 4, (uint32_t)vlen);
+	memcpy(p + OP_HDR, key, klen);
+	if (vlen > 0)
+		memcpy(p + OP_HDR + klen, val, vlen);
+	b->len += OP_HDR + klen + vlen;
+	return 0;
+}
+
+int
+wal_buf_join(struct wal_buf *dst, const struct wal_buf *src)
+{
+	if (src->len == 0)
+		return 0;
+	if (buf_grow(dst, src->len) != 0)
+		return VAULT_ERR_NOMEM;
+	memcpy(dst->p + dst->len, src->p, src->len);
+	dst->len += src->len;
+	return 0;
+}
+
+int
+wal_body_ops(const uint8_t *body, size_t len,
+    int (*fn)(enum wal_op op, enum store_space sp, const uint8_t *key,
+    size_t klen, const uint8_t *val, size_t vlen, void *arg), void *arg)
+{
+	size_t off = 0;
+	int r;
+
+	while (off < len) {
+		const uint8_t *p = body + off;
+		size_t klen, vlen, rest;
+
+		if (len - off < OP_HDR)
+			return VAULT_ERR_STATE;
+		klen = (size_t)p[2] << 8 | p[3];
+		vlen = store_get_u32(p + 4);
+		rest = len - off - OP_HDR;
+		if (p[0] < WAL_PUT || p[0] > WAL_DELPFX || p[1] >= STORE_SPACES ||
+		    klen == 0 || klen > STORE_KEY_MAX || klen > rest ||
+		    vlen > rest - klen)
+			return VAULT_ERR_STATE;
+		if ((r = fn((enum wal_op)p[0], (enum store_space)p[1], p + OP_HDR,
+		    klen, p + OP_HDR + klen, vlen, arg)) != 0)
+			return r;
+		off += OP_HDR + klen + vlen;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ records */
+
+static void
+mac_of(const uint8_t *key, const uint8_t *hdr, const uint8_t *body,
+    size_t len, uint8_t out[MAC_BYTES])
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, key, WAL_KEY_BYTES, MAC_BYTES);
+	crypto_generichash_update(&st, (const uint8_t *)DOMAIN,
+	    sizeof(DOMAIN) - 1);
+	crypto_generichash_update(&st, hdr, HDR);
+	crypto_generichash_update(&st, body, len);
+	crypto_generichash_final(&st, out, MAC_BYTES);
+}
+
+static bool
+all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != 0)
+			return false;
+	return true;
+}
+
+int
+wal_parse(const uint8_t *buf, size_t len, const uint8_t key[WAL_KEY_BYTES],
+    int (*fn)(const struct wal_rec *rec, void *arg), void *arg, size_t *end,
+    bool *torn, const char **why)
+{
+	size_t off = 0;
+	int r;
+
+	*torn = false;
+	*why = NULL;
+	for (;;) {
+		uint8_t mac[MAC_BYTES];
+		struct wal_rec rec;
+		size_t blen, extent;
+
+		*end = off;
+		if (off == len || all_zero(buf + off, len - off))
+			return 0;
+		if (len - off < HDR)
+			goto torn;
+		blen = store_get_u32(buf + off + 4);
+		if (store_get_u32(buf + off) != WAL_MAGIC ||
+		    blen > len - off - HDR || MAC_BYTES > len - off - HDR - blen) {
+			extent = HDR;
+			goto bad;
+		}
+		extent = HDR + blen + MAC_BYTES;
+		mac_of(key, buf + off, buf + off + HDR, blen, mac);
+		if (sodium_memcmp(mac, buf + off + HDR + blen, MAC_BYTES) != 0)
+			goto bad;
+		rec.seq = store_get_u64(buf + off + 8);
+		rec.body = buf + off + HDR;
+		rec.len = blen;
+		if ((r = fn(&rec, arg)) != 0)
+			return r;
+		off += extent;
+		continue;
+bad:
+		/* Cut short by a crash mid-append: nothing after it. */
+		if (extent <= len - off && all_zero(buf + off + extent,
+		    len - off - extent))
+			goto torn;
+		*why = "a record fails its check and data follows it";
+		return VAULT_ERR_STATE;
+torn:
+		*torn = true;
+		return 0;
+	}
+}
+
+/* ------------------------------------------------------------ files */
+
+static int
+path_of(char *buf, size_t len, const char *dir, const char *name)
+{
+	if ((size_t)snprintf(buf, len, "%s/%s", dir, name) >= len) {
+		log_error("the store directory's path is too long");
+		return VAULT_ERR_INVALID;
+	}
+	return 0;
+}
+
+static int
+write_all(int fd, const void *p, size_t n, off_t off)
+{
+	const uint8_t *b = p;
+
+	while (n > 0) {
+		ssize_t w = pwrite(fd, b, n, off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? errno : EIO;
+		b += w;
+		n -= (size_t)w;
+		off += w;
+	}
+	return 0;
+}
+
+static int
+io_err(int err, const char *what, const char *name)
+{
+	log_error("store journal: cannot %s %s: %s", what, name, strerror(err));
+	return err == ENOSPC || err == EDQUOT ? VAULT_ERR_NOSPACE :
+	    VAULT_ERR_IO;
+}
+
+/*
+ * Overwrites the non-zero bytes of fd's first n bytes (all of it when n is
+ * -1) with zeros, then extends the file with zeros to at least min bytes,
+ * and syncs. *size: the file's size after.
+ */
+static int
+zero_segment(int fd, off_t n, off_t min, off_t *size, const char *name)
+{
+	static const uint8_t zeros[65536];
+	uint8_t chunk[65536];
+	struct stat sb;
+	off_t off;
+	int err;
+
+	if (fstat(fd, &sb) != 0)
+		return io_err(errno, "examine", name);
+	if (n < 0 || n > sb.st_size)
+		n = sb.st_size;
+	for (off = 0; off < n; off += (off_t)sizeof(chunk)) {
+		size_t want = (size_t)(n - off < (off_t)sizeof(chunk) ? n - off :
+		    (off_t)sizeof(chunk));
+		ssize_t got = pread(fd, chunk, want, off);
+
+		if (got < 0)
+			return io_err(errno, "read", name);
+		if (all_zero(chunk, (size_t)got))
+			continue;
+		if ((err = write_all(fd, zeros, (size_t)got, off)) != 0)
+			return io_err(err, "erase", name);
+		VAULT_CRASH_POINT("wal.zeroing");
+	}
+	for (off = sb.st_size; off < min; off += (off_t)sizeof(zeros))
+		if ((err = write_all(fd, zeros, sizeof(zeros), off)) != 0)
+			return io_err(err, "extend", name);
+	if (fdatasync(fd) != 0)
+		return io_err(errno, "sync", name);
+	*size = sb.st_size > off ? sb.st_size : off;
+	return 0;
+}
+
+/* Reads a whole segment (NULL, 0 when missing). */
+static int
+read_segment(const char *dir, int i, uint8_t **out, size_t *len)
+{
+	char path[4096];
+	struct stat sb;
+	ssize_t got;
+	int fd, r;
+
+	*out = NULL;
+	*len = 0;
+	if ((r = path_of(path, sizeof(path), dir, seg_name[i])) != 0)
+		return r;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return errno == ENOENT ? 0 : io_err(errno, "open", seg_name[i]);
+	if (fstat(fd, &sb) != 0 || sb.st_size > SEG_READ_MAX) {
+		close(fd);
+		log_error("store journal: %s is too large to be a journal "
+		    "segment", seg_name[i]);
+		return VAULT_ERR_STATE;
+	}
+	if (sb.st_size > 0 && (*out = malloc((size_t)sb.st_size)) == NULL) {
+		close(fd);
+		return VAULT_ERR_NOMEM;
+	}
+	for (*len = 0; *len < (size_t)sb.st_size; *len += (size_t)got)
+		if ((got = pread(fd, *out + *len, (size_t)sb.st_size - *len,
+		    (off_t)*len)) <= 0)
+			break;
+	close(fd);
+	return 0;
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+struct ckpt {
+	uint64_t seq, txnid, dev, ino;
+	uint32_t psize, cur;
+	uint8_t *meta;			/* 2 * psize: pages 0 and 1 */
+};
+
+static size_t
+ckpt_len(uint32_t psize)
+{
+	return CKPT_FIXED + 2 * (size_t)psize + crypto_generichash_BYTES;
+}
+
+static int
+ckpt_write(struct wal *w, const struct ckpt *c)
+{
+	size_t n = ckpt_len(c->psize);
+	char path[4096];
+	uint8_t *b;
+	int r;
+
+	if ((r = path_of(path, sizeof(path), w->dir, ckpt_name)) != 0)
+		return r;
+	if ((b = calloc(1, n)) == NULL)
+		return VAULT_ERR_NOMEM;
+	memcpy(b, CKPT_MAGIC, 16);
+	store_put_u64(b + 16, c->seq);
+	store_put_u64(b + 24, c->txnid);
+	store_put_u64(b + 32, c->dev);
+	store_put_u64(b + 40, c->ino);
+	store_put_u32(b + 48, c->psize);
+	store_put_u32(b + 52, c->cur);
+	memcpy(b + CKPT_FIXED, c->meta, 2 * (size_t)c->psize);
+	crypto_generichash(b + n - crypto_generichash_BYTES,
+	    crypto_generichash_BYTES, b, n - crypto_generichash_BYTES, NULL, 0);
+	r = fsutil_write_atomic(path, b, n, 0600, FSUTIL_REPLACE, NULL);
+	free(b);
+	return r;
+}
+
+static uint64_t
+get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t
+get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	    (uint32_t)p[3] << 24;
+}
+
+static bool
+meta_page_ok(const uint8_t *page)
+{
+	return get_le32(page + META_MAGIC_OFF) == LMDB_MAGIC;
+}
+
+/* Reads wal.ckpt: 0 (c->meta set), VAULT_ERR_NOT_FOUND, or damaged. */
+static int
+ckpt_read(const char *dir, struct ckpt *c, uint8_t **raw)
+{
+	char path[4096];
+	uint8_t sum[crypto_generichash_BYTES];
+	struct stat sb;
+	size_t n;
+	int fd, r;
+
+	*raw = NULL;
+	if ((r = path_of(path, sizeof(path), dir, ckpt_name)) != 0)
+		return r;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return errno == ENOENT ? VAULT_ERR_NOT_FOUND :
+		    io_err(errno, "open", ckpt_name);
+	if (fstat(fd, &sb) != 0 || sb.st_size < CKPT_FIXED ||
+	    sb.st_size > (off_t)ckpt_len(65536) ||
+	    (*raw = malloc((size_t)sb.st_size)) == NULL ||
+	    pread(fd, *raw, (size_t)sb.st_size, 0) != sb.st_size) {
+		close(fd);
+		goto damaged;
+	}
+	close(fd);
+	n = (size_t)sb.st_size;
+	c->seq = store_get_u64(*raw + 16);
+	c->txnid = store_get_u64(*raw + 24);
+	c->dev = store_get_u64(*raw + 32);
+	c->ino = store_get_u64(*raw + 40);
+	c->psize = store_get_u32(*raw + 48);
+	c->cur = store_get_u32(*raw + 52);
+	if (memcmp(*raw, CKPT_MAGIC, 16) != 0 || c->psize < 512 ||
+	    c->psize > 65536 || n != ckpt_len(c->psize) || c->cur > 1)
+		goto damaged;
+	crypto_generichash(sum, sizeof(sum), *raw, n - sizeof(sum), NULL, 0);
+	if (sodium_memcmp(sum, *raw + n - sizeof(sum), sizeof(sum)) != 0)
+		goto damaged;
+	c->meta = *raw + CKPT_FIXED;
+	if (!meta_page_ok(c->meta) || !meta_page_ok(c->meta + c->psize))
+		goto damaged;
+	return 0;
+damaged:
+	log_error("store journal: %s/%s is damaged (not a checkpoint vaultd "
+	    "wrote); the store cannot be recovered from it. Restore the store "
+	    "from a backup", dir, ckpt_name);
+	return VAULT_ERR_STATE;
+}
+
+int
+wal_restore(const char *dir, struct wal_pending *out)
+{
+	char path[4096];
+	uint8_t *raw = NULL, cur_meta[META_TXNID_OFF + 8];
+	uint64_t on_disk = 0;
+	struct ckpt c;
+	struct stat sb;
+	int fd = -1, r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = ckpt_read(dir, &c, &raw)) != 0)
+		return r == VAULT_ERR_NOT_FOUND ? 0 : r;
+	if ((r = path_of(path, sizeof(path), dir, data_name)) != 0)
+		goto out;
+	if ((fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) < 0 ||
+	    fstat(fd, &sb) != 0) {
+		log_error("store journal: a checkpoint of the store is in %s, but "
+		    "%s cannot be opened (%s): the store was lost; restore it "
+		    "from a backup", dir, data_name, strerror(errno));
+		r = VAULT_ERR_STATE;
+		goto out;
+	}
+	if ((uint64_t)sb.st_dev != c.dev || (uint64_t)sb.st_ino != c.ino) {
+		log_error("store journal: %s was replaced after vaultd stopped "
+		    "without closing it: its journal (%s, wal.0, wal.1) belongs "
+		    "to the file it replaced. To serve the replacement as it is, "
+		    "losing the journaled writes, remove those three files",
+		    data_name, ckpt_name);
+		r = VAULT_ERR_STATE;
+		goto out;
+	}
+	/* Where a meta page survived, it must not be older than the checkpoint. */
+	for (int i = 0; i < 2; i++)
+		if (pread(fd, cur_meta, sizeof(cur_meta), (off_t)i * c.psize) ==
+		    (ssize_t)sizeof(cur_meta) && meta_page_ok(cur_meta) &&
+		    get_le64(cur_meta + META_TXNID_OFF) > on_disk)
+			on_disk = get_le64(cur_meta + META_TXNID_OFF);
+	if (on_disk != 0 && on_disk < c.txnid) {
+		log_error("store journal: %s is older than its journal's "
+		    "checkpoint (transaction %llu, the checkpoint's %llu): it was "
+		    "replaced or rolled back; restore the store from a backup",
+		    data_name, (unsigned long long)on_disk,
+		    (unsigned long long)c.txnid);
+		r = VAULT_ERR_STATE;
+		goto out;
+	}
+	if ((r = write_all(fd, c.meta, 2 * (size_t)c.psize, 0)) != 0 ||
+	    fdatasync(fd) != 0) {
+		r = io_err(r != 0 ? r : errno, "restore the checkpoint into",
+		    data_name);
+		goto out;
+	}
+	log_info("store journal: vaultd stopped without closing the store; "
+	    "recovering from the checkpoint of journal record %llu",
+	    (unsigned long long)c.seq);
+	out->pending = true;
+	out->seq = c.seq;
+	out->txnid = c.txnid;
+	out->cur = c.cur;
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(raw);
+	return r;
+}
+
+/* ------------------------------------------------------------ replay */
+
+struct collect {
+	struct wal_rec *recs;
+	size_t n, cap;
+	uint64_t next;			/* the seq the chain expects */
+	bool broke;			/* a record out of sequence */
+};
+
+static int
+collect_rec(const struct wal_rec *rec, void *arg)
+{
+	struct collect *c = arg;
+
+	if (rec->seq != c->next) {
+		c->broke = true;
+		return 1;
+	}
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 256;
+		struct wal_rec *p = realloc(c->recs, cap * sizeof(*p));
+
+		if (p == NULL)
+			return VAULT_ERR_NOMEM;
+		c->recs = p;
+		c->cap = cap;
+	}
+	c->recs[c->n++] = *rec;
+	c->next++;
+	return 0;
+}
+
+struct apply {
+	struct lmdb_store *ls;
+	MDB_txn *t;
+};
+
+static int
+apply_op(enum wal_op op, enum store_space sp, const uint8_t *key, size_t klen,
+    const uint8_t *val, size_t vlen, void *arg)
+{
+	struct apply *a = arg;
+	MDB_dbi dbi = a->ls->dbi[sp];
+	MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
+	MDB_cursor *cur;
+	int rc;
+
+	switch (op) {
+	case WAL_PUT:
+		rc = mdb_put(a->t, dbi, &k, &v, 0);
+		break;
+	case WAL_DEL:
+		rc = mdb_del(a->t, dbi, &k, vlen > 0 ? &v : NULL);
+		break;
+	default:
+		if ((rc = mdb_cursor_open(a->t, dbi, &cur)) != 0)
+			break;
+		for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+		    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			if (k.mv_size < klen || memcmp(k.mv_data, key, klen) != 0)
+				break;
+			if ((rc = mdb_cursor_del(cur, 0)) != 0)
+				break;
+		}
+		mdb_cursor_close(cur);
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+	}
+	if (rc != 0) {
+		log_error("store journal: a journaled %s in %s does not apply to "
+		    "the checkpoint: %s", op == WAL_PUT ? "put" : "delete",
+		    store_space_name(sp), mdb_strerror(rc));
+		return VAULT_ERR_STATE;
+	}
+	return 0;
+}
+
+/* The records after the checkpoint, in order: seg[cur], then the other. */
+static int
+chain(const char *dir, const struct wal_pending *p, const uint8_t *key,
+    uint8_t *seg[2], size_t seg_len[2], struct collect *c)
+{
+	const int order[2] = { (int)p->cur, 1 - (int)p->cur };
+	int r;
+
+	c->next = p->seq + 1;
+	for (int j = 0; j < 2; j++) {
+		int i = order[j];
+		const char *why;
+		size_t end;
+		bool torn;
+
+		if ((r = read_segment(dir, i, &seg[i], &seg_len[i])) != 0)
+			return r;
+		if (j == 1) {
+			/* The other one continues the chain only after a switch. */
+			if (seg_len[i] < HDR || store_get_u32(seg[i]) != WAL_MAGIC ||
+			    store_get_u64(seg[i] + 8) != c->next)
+				return 0;
+		}
+		r = wal_parse(seg[i], seg_len[i], key, collect_rec, c, &end,
+		    &torn, &why);
+		if (r < 0 && r != VAULT_ERR_STATE)
+			return r;
+		if (r == VAULT_ERR_STATE || c->broke) {
+			log_error("store journal: %s/%s is damaged at byte %zu (%s): "
+			    "it was changed by something other than vaultd. To "
+			    "start, losing the writes journaled from there on, "
+			    "cut it there (truncate -s %zu); or restore the store "
+			    "from a backup", dir, seg_name[i], end, why != NULL ?
+			    why : "a record out of sequence", end);
+			return VAULT_ERR_STATE;
+		}
+		if (torn) {
+			log_warn("store journal: the last record of %s was cut "
+			    "short by the crash (never acknowledged); dropped",
+			    seg_name[i]);
+			return 0;
+		}
+	}
+	return 0;
+}
+
+/* Zeroes both segments, then removes wal.ckpt (no recovery needed). */
+static int
+settle(const char *dir)
+{
+	char path[4096];
+	int fd, r;
+
+	if ((r = path_of(path, sizeof(path), dir, ckpt_name)) != 0)
+		return r;
+	if (unlink(path) != 0 && errno != ENOENT)
+		return io_err(errno, "remove", ckpt_name);
+	if ((r = fsutil_sync_dir(dir)) != 0)
+		return r;
+	for (int i = 0; i < 2; i++) {
+		char sp[4096];
+		off_t size;
+
+		if ((r = path_of(sp, sizeof(sp), dir, seg_name[i])) != 0)
+			return r;
+		if ((fd = open(sp, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+			if (errno == ENOENT)
+				continue;
+			return io_err(errno, "open", seg_name[i]);
+		}
+		r = zero_segment(fd, -1, 0, &size, seg_name[i]);
+		close(fd);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+int
+wal_replay(struct lmdb_store *ls, const char *dir, const struct wal_pending *p,
+    const uint8_t key[WAL_KEY_BYTES], uint64_t *applied)
+{
+	struct collect c = { 0 };
+	uint8_t *seg[2] = { NULL, NULL };
+	size_t seg_len[2] = { 0, 0 };
+	MDB_envinfo info;
+	int rc, r;
+
+	*applied = 0;
+	if (mdb_env_info(ls->env, &info) != 0 || info.me_last_txnid != p->txnid) {
+		log_error("store journal: the restored store is at transaction "
+		    "%zu, its checkpoint at %llu; restore the store from a backup",
+		    info.me_last_txnid, (unsigned long long)p->txnid);
+		return VAULT_ERR_STATE;
+	}
+	if ((r = chain(dir, p, key, seg, seg_len, &c)) != 0)
+		goto out;
+	mdb_env_set_flags(ls->env, MDB_NOSYNC, 1);
+	for (size_t i = 0; i < c.n; i++) {
+		struct apply a = { ls, NULL };
+
+		if ((rc = mdb_txn_begin(ls->env, NULL, 0, &a.t)) != 0) {
+			r = store_err(&ls->base, rc, "replay the journal");
+			break;
+		}
+		if ((r = wal_body_ops(c.recs[i].body, c.recs[i].len, apply_op,
+		    &a)) != 0) {
+			mdb_txn_abort(a.t);
+			if (r == VAULT_ERR_STATE)
+				log_error("store journal: record %llu cannot be "
+				    "replayed; restore the store from a backup",
+				    (unsigned long long)c.recs[i].seq);
+			break;
+		}
+		if ((rc = mdb_txn_commit(a.t)) != 0) {
+			r = store_err(&ls->base, rc, "replay the journal");
+			break;
+		}
+		VAULT_CRASH_POINT("recover.replaying");
+		(*applied)++;
+	}
+	mdb_env_set_flags(ls->env, MDB_NOSYNC, 0);
+	if (r != 0)
+		goto out;
+	if ((rc = mdb_env_sync(ls->env, 1)) != 0) {
+		r = store_err(&ls->base, rc, "sync the replayed store");
+		goto out;
+	}
+	VAULT_CRASH_POINT("recover.replayed");
+	r = settle(dir);
+	if (r == 0)
+		log_info("store journal: %llu journaled write(s) replayed after "
+		    "the checkpoint", (unsigned long long)*applied);
+out:
+	free(c.recs);
+	free(seg[0]);
+	free(seg[1]);
+	return r;
+}
+
+/* ------------------------------------------------------------ journaling */
+
+/* Marks the journal unusable: every later commit and the store refused. */
+static void
+set_broken(struct wal *w, const char *why)
+{
+	log_error("store journal: %s; refusing further writes (restart "
+	    "vaultd to recover from the journal)", why);
+	w->broken = true;
+	w->ls->base.failed = 1;
+}
+
+/* Erases bytes appended for a commit that did not happen. Under mu. */
+static void
+unappend(struct wal *w, off_t off, size_t n, bool synced)
+{
+	static const uint8_t zeros[4096];
+	int fd = w->seg_fd[w->cur];
+
+	for (size_t done = 0; done < n; ) {
+		size_t k = n - done < sizeof(zeros) ? n - done : sizeof(zeros);
+
+		if (write_all(fd, zeros, k, off + (off_t)done) != 0) {
+			set_broken(w, "a record of a failed commit cannot be erased");
+			return;
+		}
+		done += k;
+	}
+	if (synced && fdatasync(fd) != 0)
+		set_broken(w, "a record of a failed commit cannot be erased");
+}
+
+int
+wal_commit(struct wal *w, MDB_txn *t, const struct wal_buf *ops, bool durable)
+{
+	uint8_t hdr[HDR], mac[MAC_BYTES];
+	struct iovec iov[3];
+	size_t n, done;
+	off_t off;
+	int fd, rc, err, r = 0;
+
+	pthread_mutex_lock(&w->mu);
+	if (w->broken) {
+		mdb_txn_abort(t);
+		pthread_mutex_unlock(&w->mu);
+		return VAULT_ERR_UNAVAILABLE;
+	}
+	if (ops == NULL || ops->len == 0) {
+		/* Nothing changed: nothing to journal. */
+		rc = mdb_txn_commit(t);
+		pthread_mutex_unlock(&w->mu);
+		return rc != 0 ? store_err(&w->ls->base, rc, "commit") : 0;
+	}
+	store_put_u32(hdr, WAL_MAGIC);
+	store_put_u32(hdr + 4, (uint32_t)ops->len);
+	store_put_u64(hdr + 8, w->next_seq);
+	mac_of(w->key, hdr, ops->p, ops->len, mac);
+	iov[0] = (struct iovec){ hdr, HDR };
+	iov[1] = (struct iovec){ ops->p, ops->len };
+	iov[2] = (struct iovec){ mac, MAC_BYTES };
+	n = HDR + ops->len + MAC_BYTES;
+	fd = w->seg_fd[w->cur];
+	off = w->end[w->cur];
+	for (done = 0, err = 0; done < n && err == 0; ) {
+		ssize_t k = pwritev(fd, iov, 3, off + (off_t)done);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			err = k < 0 ? errno : EIO;
+			break;
+		}
+		done += (size_t)k;
+		/* Skip what was written. */
+		for (int i = 0; i < 3 && k > 0; i++) {
+			size_t m = (size_t)k < iov[i].iov_len ? (size_t)k :
+			    iov[i].iov_len;
+
+			iov[i].iov_base = (uint8_t *)iov[i].iov_base + m;
+			iov[i].iov_len -= m;
+			k -= (ssize_t)m;
+		}
+	}
+	if (err == 0 && durable && fdatasync(fd) != 0)
+		err = errno;
+	if (err != 0) {
+		mdb_txn_abort(t);
+		r = io_err(err, durable ? "append to and sync" : "append to",
+		    seg_name[w->cur]);
+		unappend(w, off, n, durable);
+		goto out;
+	}
+	VAULT_CRASH_POINT("wal.appended");
+	if ((rc = mdb_txn_commit(t)) != 0) {
+		r = store_err(&w->ls->base, rc, "commit");
+		unappend(w, off, n, durable);
+		goto out;
+	}
+	w->end[w->cur] += (off_t)n;
+	w->next_seq++;
+	if (w->end[w->cur] >= (off_t)WAL_SEGMENT_BYTES && !w->want) {
+		w->want = true;
+		pthread_cond_signal(&w->cv);
+	}
+out:
+	pthread_mutex_unlock(&w->mu);
+	return r;
+}
+
+int
+wal_sync(struct wal *w)
+{
+	int fd;
+
+	pthread_mutex_lock(&w->mu);
+	fd = w->seg_fd[w->cur];
+	pthread_mutex_unlock(&w->mu);
+	/* A switch since synced the segment before it. */
+	if (fdatasync(fd) != 0)
+		return io_err(errno, "sync", "the journal");
+	return 0;
+}
+
+/*
+ * A checkpoint (wal.h). force: also when nothing was appended since the
+ * last one (the first).
+ */
+static int
+checkpoint(struct wal *w, bool force)
+{
+	struct ckpt c = { 0 };
+	struct stat sb;
+	MDB_txn *pin = NULL;
+	uint8_t *meta;
+	int old, rc, r;
+	off_t size;
+
+	if ((meta = malloc(2 * (size_t)w->psize)) == NULL)
+		return VAULT_ERR_NOMEM;
+	pthread_mutex_lock(&w->mu);
+	c.seq = w->next_seq - 1;
+	if ((!force && c.seq == w->ckpt_seq) || w->broken) {
+		pthread_mutex_unlock(&w->mu);
+		free(meta);
+		return w->broken ? VAULT_ERR_UNAVAILABLE : 0;
+	}
+	if (pread(w->data_fd, meta, 2 * (size_t)w->psize, 0) !=
+	    2 * (ssize_t)w->psize || fstat(w->data_fd, &sb) != 0) {
+		pthread_mutex_unlock(&w->mu);
+		free(meta);
+		return io_err(errno, "read the meta pages of", data_name);
+	}
+	if ((rc = mdb_txn_begin(w->ls->env, NULL, MDB_RDONLY, &pin)) != 0) {
+		pthread_mutex_unlock(&w->mu);
+		free(meta);
+		return store_err(&w->ls->base, rc, "checkpoint");
+	}
+	old = w->cur;
+	if (w->end[old] > 0 && fdatasync(w->seg_fd[old]) != 0) {
+		set_broken(w, "the journal cannot be synced");
+		pthread_mutex_unlock(&w->mu);
+		mdb_txn_abort(pin);
+		free(meta);
+		return VAULT_ERR_IO;
+	}
+	w->cur = 1 - old;
+	c.txnid = mdb_txn_id(pin);
+	pthread_mutex_unlock(&w->mu);
+	VAULT_CRASH_POINT("wal.switched");
+
+	c.dev = (uint64_t)sb.st_dev;
+	c.ino = (uint64_t)sb.st_ino;
+	c.psize = w->psize;
+	c.cur = (uint32_t)w->cur;
+	c.meta = meta;
+	if ((rc = mdb_env_sync(w->ls->env, 1)) != 0)
+		r = store_err(&w->ls->base, rc, "sync the store for a checkpoint");
+	else
+		r = ckpt_write(w, &c);
+	free(meta);
+	if (r != 0) {
+		/* The old segment stays: a recovery may need it. */
+		mdb_txn_abort(pin);
+		pthread_mutex_lock(&w->mu);
+		set_broken(w, "a checkpoint cannot be written");
+		pthread_mutex_unlock(&w->mu);
+		return r;
+	}
+	VAULT_CRASH_POINT("wal.checkpointed");
+	if (w->pin != NULL)
+		mdb_txn_abort(w->pin);
+	w->pin = pin;
+	w->ckpt_seq = c.seq;
+	/* The old segment's records are all in the checkpoint: erase them. */
+	r = zero_segment(w->seg_fd[old], w->end[old], w->size[old], &size,
+	    seg_name[old]);
+	pthread_mutex_lock(&w->mu);
+	if (r != 0)
+		set_broken(w, "a journal segment cannot be erased");
+	w->end[old] = 0;
+	w->size[old] = size;
+	pthread_mutex_unlock(&w->mu);
+	return r;
+}
+
+int
+wal_checkpoint(struct wal *w)
+{
+	int r;
+
+	pthread_mutex_lock(&w->ck_mu);
+	r = checkpoint(w, false);
+	pthread_mutex_unlock(&w->ck_mu);
+	return r;
+}
+
+static void *
+wal_main(void *arg)
+{
+	struct wal *w = arg;
+
+	pthread_setname_np(pthread_self(), "vaultd-wal");
+	pthread_mutex_lock(&w->mu);
+	while (!w->stopping) {
+		struct timespec ts = time_after_ms(WAL_CHECKPOINT_MS);
+
+		while (!w->want && !w->stopping &&
+		    pthread_cond_timedwait(&w->cv, &w->mu, &ts) == 0)
+			;
+		if (w->stopping)
+			break;
+		w->want = false;
+		pthread_mutex_unlock(&w->mu);
+		if (wal_checkpoint(w) != 0)
+			log_error("store journal: a checkpoint failed");
+		pthread_mutex_lock(&w->mu);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+static void
+wal_free(struct wal *w)
+{
+	for (int i = 0; i < 2; i++)
+		if (w->seg_fd[i] >= 0)
+			close(w->seg_fd[i]);
+	if (w->data_fd >= 0)
+		close(w->data_fd);
+	if (w->pin != NULL)
+		mdb_txn_abort(w->pin);
+	pthread_mutex_destroy(&w->mu);
+	pthread_mutex_destroy(&w->ck_mu);
+	pthread_cond_destroy(&w->cv);
+	sodium_memzero(w->key, sizeof(w->key));
+	free(w->dir);
+	free(w);
+}
+
+int
+wal_start(struct wal **out, struct lmdb_store *ls, const char *dir,
+    const uint8_t key[WAL_KEY_BYTES])
+{
+	char path[4096];
+	struct wal *w;
+	MDB_stat ms;
+	int r;
+
+	*out = NULL;
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return VAULT_ERR_NOMEM;
+	w->seg_fd[0] = w->seg_fd[1] = w->data_fd = -1;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_mutex_init(&w->ck_mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->ls = ls;
+	w->next_seq = 1;
+	memcpy(w->key, key, WAL_KEY_BYTES);
+	if ((w->dir = strdup(dir)) == NULL) {
+		r = VAULT_ERR_NOMEM;
+		goto fail;
+	}
+	for (int i = 0; i < 2; i++) {
+		if ((r = path_of(path, sizeof(path), dir, seg_name[i])) != 0)
+			goto fail;
+		if ((w->seg_fd[i] = open(path, O_RDWR | O_CREAT | O_CLOEXEC |
+		    O_NOFOLLOW, 0600)) < 0) {
+			r = io_err(errno, "create", seg_name[i]);
+			goto fail;
+		}
+		if ((r = zero_segment(w->seg_fd[i], -1, SEG_PREALLOC, &w->size[i],
+		    seg_name[i])) != 0)
+			goto fail;
+	}
+	if ((r = fsutil_sync_dir(dir)) != 0 ||
+	    (r = path_of(path, sizeof(path), dir, data_name)) != 0)
+		goto fail;
+	if ((w->data_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+		r = io_err(errno, "open", data_name);
+		goto fail;
+	}
+	if (mdb_env_stat(ls->env, &ms) != 0) {
+		r = VAULT_ERR_STORE;
+		goto fail;
+	}
+	w->psize = ms.ms_psize;
+	mdb_env_set_flags(ls->env, MDB_NOSYNC, 1);
+	if ((r = checkpoint(w, true)) != 0) {
+		mdb_env_set_flags(ls->env, MDB_NOSYNC, 0);
+		goto fail;
+	}
+	if ((errno = pthread_create(&w->thread, NULL, wal_main, w)) != 0) {
+		log_error("store journal: cannot start its thread: %s",
+		    strerror(errno));
+		mdb_env_set_flags(ls->env, MDB_NOSYNC, 0);
+		r = VAULT_ERR_STATE;
+		goto fail;
+	}
+	w->started = true;
+	*out = w;
+	return 0;
+fail:
+	wal_free(w);
+	return r;
+}
+
+void
+wal_stop(struct wal *w)
+{
+	int rc;
+
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stopping = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	if (w->started)
+		pthread_join(w->thread, NULL);
+	/* No commit runs now: the writer stopped before the store closes. */
+	if (w->broken || w->ls->base.failed)
+		log_warn("store journal: left for the next start to recover from");
+	else if ((rc = mdb_env_sync(w->ls->env, 1)) != 0)
+		(void)store_err(&w->ls->base, rc, "sync the store at close");
+	else if (settle(w->dir) != 0)
+		log_warn("store journal: left for the next start to recover from");
+	mdb_env_set_flags(w->ls->env, MDB_NOSYNC, 0);
+	wal_free(w);
+}
