@@ -70,6 +70,9 @@ store_err(struct store *st, int rc, const char *what)
 		return VAULT_ERR_NOT_FOUND;
 	case MDB_MAP_FULL:
 		log_error("%s: the data file reached its map size", what);
+		/* The journal's snapshot may hold pages the next frees. */
+		if (ls != NULL && ls->wal != NULL)
+			wal_nudge(ls->wal);
 		return VAULT_ERR_LIMIT;
 	case MDB_READERS_FULL:
 		log_warn("%s: too many concurrent readers", what);
@@ -560,6 +563,8 @@ lmdb_write_begin(struct store *st, struct store_txn **txn)
 		    "start vaultd on it once to replay them");
 		return VAULT_ERR_STATE;
 	}
+	if (store_lmdb(st)->wal != NULL)
+		wal_wait_room(store_lmdb(st)->wal);
 	return txn_begin(st, NULL, 0, txn, "begin write");
 }
 

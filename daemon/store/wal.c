@@ -29,6 +29,8 @@
 /* Each segment is kept zeroed this far ahead, so appends allocate nothing. */
 #define SEG_PREALLOC ((off_t)4 << 20)
 #define SEG_READ_MAX ((off_t)1 << 30)
+/* Past grow_mark by this many grow_pages, a write waits for a checkpoint. */
+#define GROW_HARD 3
 
 #define CKPT_MAGIC "vaultd wal ckpt1"	/* 16 bytes */
 #define CKPT_FIXED 64			/* magic .. cur, then the meta pages */
@@ -52,6 +54,12 @@ struct wal {
 	unsigned psize;
 	uint64_t next_seq;		/* the next record's */
 	uint64_t ckpt_seq;		/* the last checkpoint's S */
+	/*
+	 * The pinned snapshot keeps LMDB from reusing the pages freed since
+	 * it: the file grows instead. Past grow_mark (the last page at the
+	 * checkpoint plus grow_pages) a commit asks for the next checkpoint.
+	 */
+	size_t grow_mark, grow_pages;
 	MDB_txn *pin;			/* the checkpoint's snapshot, held */
 	pthread_mutex_t mu;		/* the commit lock; cv's */
 	pthread_mutex_t ck_mu;		/* one checkpoint at a time */
@@ -764,9 +772,10 @@ wal_commit(struct wal *w, MDB_txn *t, const struct wal_buf *ops, bool durable)
 {
 	uint8_t hdr[HDR], mac[MAC_BYTES];
 	struct iovec iov[3];
+	MDB_envinfo info;
 	size_t n, done;
 	off_t off;
-	int fd, rc, err, r = 0;
+	int fd, rc = 0, err, r = 0;
 
 	pthread_mutex_lock(&w->mu);
 	if (w->broken) {
@@ -777,8 +786,7 @@ wal_commit(struct wal *w, MDB_txn *t, const struct wal_buf *ops, bool durable)
 	if (ops == NULL || ops->len == 0) {
 		/* Nothing changed: nothing to journal. */
 		rc = mdb_txn_commit(t);
-		pthread_mutex_unlock(&w->mu);
-		return rc != 0 ? store_err(&w->ls->base, rc, "commit") : 0;
+		goto out;
 	}
 	store_put_u32(hdr, WAL_MAGIC);
 	store_put_u32(hdr + 4, (uint32_t)ops->len);
@@ -821,19 +829,21 @@ wal_commit(struct wal *w, MDB_txn *t, const struct wal_buf *ops, bool durable)
 	}
 	VAULT_CRASH_POINT("wal.appended");
 	if ((rc = mdb_txn_commit(t)) != 0) {
-		r = store_err(&w->ls->base, rc, "commit");
 		unappend(w, off, n, durable);
 		goto out;
 	}
 	w->end[w->cur] += (off_t)n;
 	w->next_seq++;
-	if (w->end[w->cur] >= (off_t)WAL_SEGMENT_BYTES && !w->want) {
+	if (!w->want && (w->end[w->cur] >= (off_t)WAL_SEGMENT_BYTES ||
+	    (mdb_env_info(w->ls->env, &info) == 0 &&
+	    info.me_last_pgno >= w->grow_mark))) {
 		w->want = true;
 		pthread_cond_signal(&w->cv);
 	}
 out:
 	pthread_mutex_unlock(&w->mu);
-	return r;
+	/* Not under the lock: a full map asks for a checkpoint (wal_nudge). */
+	return rc != 0 ? store_err(&w->ls->base, rc, "commit") : r;
 }
 
 int
@@ -859,6 +869,7 @@ checkpoint(struct wal *w, bool force)
 {
 	struct ckpt c = { 0 };
 	struct stat sb;
+	MDB_envinfo info;
 	MDB_txn *pin = NULL;
 	uint8_t *meta;
 	int old, rc, r;
@@ -894,6 +905,8 @@ checkpoint(struct wal *w, bool force)
 	}
 	w->cur = 1 - old;
 	c.txnid = mdb_txn_id(pin);
+	if (mdb_env_info(w->ls->env, &info) == 0)
+		w->grow_mark = info.me_last_pgno + w->grow_pages;
 	pthread_mutex_unlock(&w->mu);
 	VAULT_CRASH_POINT("wal.switched");
 
@@ -930,6 +943,35 @@ checkpoint(struct wal *w, bool force)
 	w->size[old] = size;
 	pthread_mutex_unlock(&w->mu);
 	return r;
+}
+
+void
+wal_wait_room(struct wal *w)
+{
+	MDB_envinfo info;
+	size_t hard;
+
+	if (mdb_env_info(w->ls->env, &info) != 0)
+		return;
+	pthread_mutex_lock(&w->mu);
+	hard = w->grow_mark + GROW_HARD * w->grow_pages;
+	pthread_mutex_unlock(&w->mu);
+	/* Near the map's end, every write: what is pinned may be all it has. */
+	if (hard > info.me_mapsize / w->psize - (GROW_HARD + 1) * w->grow_pages)
+		hard = info.me_mapsize / w->psize - (GROW_HARD + 1) * w->grow_pages;
+	if (info.me_last_pgno >= hard && wal_checkpoint(w) != 0)
+		log_warn("store journal: a checkpoint to free pages failed");
+}
+
+void
+wal_nudge(struct wal *w)
+{
+	pthread_mutex_lock(&w->mu);
+	if (!w->want) {
+		w->want = true;
+		pthread_cond_signal(&w->cv);
+	}
+	pthread_mutex_unlock(&w->mu);
 }
 
 int
@@ -992,6 +1034,7 @@ wal_start(struct wal **out, struct lmdb_store *ls, const char *dir,
 {
 	char path[4096];
 	struct wal *w;
+	MDB_envinfo info;
 	MDB_stat ms;
 	int r;
 
@@ -1033,6 +1076,16 @@ wal_start(struct wal **out, struct lmdb_store *ls, const char *dir,
 		goto fail;
 	}
 	w->psize = ms.ms_psize;
+	if (mdb_env_info(ls->env, &info) != 0) {
+		r = VAULT_ERR_STORE;
+		goto fail;
+	}
+	/* A 128th of the map, between 64 pages and 16 MiB. */
+	w->grow_pages = info.me_mapsize / w->psize / 128;
+	if (w->grow_pages < 64)
+		w->grow_pages = 64;
+	if (w->grow_pages > ((size_t)16 << 20) / w->psize)
+		w->grow_pages = ((size_t)16 << 20) / w->psize;
 	mdb_env_set_flags(ls->env, MDB_NOSYNC, 1);
 	if ((r = checkpoint(w, true)) != 0) {
 		mdb_env_set_flags(ls->env, MDB_NOSYNC, 0);

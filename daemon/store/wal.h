@@ -23,8 +23,10 @@
  *                  checksum. Exists only while a journaling vaultd runs, or
  *                  after one stopped without closing.
  *
- * Checkpoint (every WAL_CHECKPOINT_MS with new records, or once a segment
- * passes WAL_SEGMENT_BYTES): under the commit lock, note S, copy the meta
+ * Checkpoint (every WAL_CHECKPOINT_MS with new records, once a segment
+ * passes WAL_SEGMENT_BYTES, or once the data file grew by a 128th of the
+ * map since the last one, at most 16 MiB: the pinned snapshot below keeps
+ * LMDB from reusing pages freed after it; wal_wait_room): under the commit lock, note S, copy the meta
  * pages, begin a read transaction (LMDB then reuses no page of S's
  * snapshot until it ends), sync the segment and switch appends to the
  * other one; then, unlocked, sync the data file, write wal.ckpt, end the
@@ -120,6 +122,22 @@ int wal_commit(struct wal *w, MDB_txn *t, const struct wal_buf *ops,
 
 /* Syncs what was appended (the lazy commits' records). */
 int wal_sync(struct wal *w) VAULT_WUR;
+
+/*
+ * Before a write transaction begins (not under the commit lock): when the
+ * data file grew past the mark by three times the step, or is within four
+ * steps of the map's end, takes the checkpoint itself first (when there
+ * were commits since the last), so that what the pinned snapshot keeps
+ * from reuse stays bounded (a step: a 128th of the map, at most 16 MiB)
+ * and never fills the map.
+ */
+void wal_wait_room(struct wal *w);
+
+/*
+ * Asks for a checkpoint soon (the map is full: pages the checkpoint's
+ * snapshot holds may be freed by the next one). Not under the commit lock.
+ */
+void wal_nudge(struct wal *w);
 
 /* Takes a checkpoint now and waits for it. */
 int wal_checkpoint(struct wal *w) VAULT_WUR;

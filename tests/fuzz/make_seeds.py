@@ -264,6 +264,32 @@ def journal():
     put("journal", "empty", b"\x00")
 
 
+# ---------------------------------------------------------- store journal
+
+def wal_record(seq, ops, key):
+    body = b"".join(struct.pack(">BBHI", op, sp, len(k), len(v)) + k + v
+                    for op, sp, k, v in ops)
+    rec = struct.pack(">IIQ", 0x5657414C, len(body), seq) + body
+    mac = hashlib.blake2b(b"vaultd store journal v1" + rec, key=key,
+                          digest_size=32).digest()
+    return rec + mac
+
+
+def wal():
+    key = fuzz_key(13)
+    r1 = wal_record(1, [(1, 1, b"\x22" * 32 + b"email", b"\x01" * 60),
+                        (1, 4, b"\x22" * 32, b"\x00\x00\x00\x01")], key)
+    r2 = wal_record(2, [(2, 0, b"\x22" * 32, b""),
+                        (3, 1, b"\x22" * 32, b"")], key)
+    put("wal", "two_records", b"\x00" + r1 + r2 + bytes(64))
+    put("wal", "cut_short", b"\x00" + r1 + r2[:40] + bytes(32))
+    put("wal", "bad_mac", b"\x00" + r1[:-1] + bytes([r1[-1] ^ 1]) + r2)
+    put("wal", "bad_magic", b"\x00\x00" + r1[1:] + r2)
+    put("wal", "bad_op", b"\x00" + wal_record(3, [(9, 1, b"k", b"")], key))
+    put("wal", "remac", b"\x01" + r1 + r2[:-32] + bytes(32))
+    put("wal", "zeros", b"\x00" + bytes(100))
+
+
 # --------------------------------------------------- config and policy
 
 DEV_CONFIG = """listen = "127.0.0.1:50051";
@@ -415,6 +441,7 @@ if __name__ == "__main__":
     receipts()
     audit()
     journal()
+    wal()
     config()
     policy()
     schema_value()
