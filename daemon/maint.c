@@ -769,13 +769,20 @@ maint_migrate(const struct config *cfg)
 {
 	uint32_t from, to;
 	bool exists;
+	int fd, r;
 
 	if (store_exists(cfg->store_dir, &exists) != 0 || !exists) {
 		log_error("no store in %s; nothing to migrate", cfg->store_dir);
 		return 1;
 	}
-	if (store_migrate(cfg->store_dir, (size_t)cfg->map_size_mb << 20, &from,
-	    &to) != 0)
+	/* Alone on the store: its journal's recovery writes data.mdb. */
+	if (vault_lock_store(cfg, true, &fd) != 0)
+		return 1;
+	r = store_migrate(cfg->store_dir, (size_t)cfg->map_size_mb << 20, &from,
+	    &to);
+	if (fd >= 0)
+		close(fd);
+	if (r != 0)
 		return 1;
 	if (from == to)
 		printf("store format %u is current; nothing to migrate\n", to);

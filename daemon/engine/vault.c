@@ -169,6 +169,24 @@ replay_journal(struct vault *v)
 	return r;
 }
 
+/*
+ * The store's write-ahead journal, for every commit from here on: a single
+ * node writes its store alone (replicas sync LMDB at each commit).
+ */
+static int
+start_journal(struct vault *v)
+{
+	uint8_t key[STORE_JOURNAL_KEY_BYTES];
+	int r;
+
+	if (v->cfg->replica_name != NULL)
+		return 0;
+	journal_key(v->kr, key);
+	r = store_journal_start(v->store, key);
+	sodium_memzero(key, sizeof(key));
+	return r;
+}
+
 /* Two meta gets per group unless another replica changed a key version. */
 static int
 keyring_prelude(struct store_txn *txn, void *arg)
@@ -212,7 +230,8 @@ vault_open(struct vault **out, const struct config *cfg,
 	if ((r = tokenizer_new(&v->tok, v->schema,
 	    keyring_token_root(v->kr))) != 0)
 		goto fail;
-	if ((r = writer_start(&v->wr, v->store, (unsigned)cfg->max_group)) != 0)
+	if ((r = start_journal(v)) != 0 ||
+	    (r = writer_start(&v->wr, v->store, (unsigned)cfg->max_group)) != 0)
 		goto fail;
 	/*
 	 * First in every group: the key versions other replicas changed. A
@@ -312,16 +331,7 @@ vault_open_journal(struct vault *v)
 	    strcmp(v->cfg->store_backend, "postgresql") == 0) &&
 	    (r = make_dir(dir)) != 0)
 		return r;
-	/* The store's write-ahead journal: a single node writes alone. */
-	if (v->cfg->replica_name == NULL) {
-		uint8_t key[STORE_JOURNAL_KEY_BYTES];
 
-		journal_key(v->kr, key);
-		r = store_journal_start(v->store, key);
-		sodium_memzero(key, sizeof(key));
-		if (r != 0)
-			return r;
-	}
 	return journal_open(&v->audit.jn, &v->audit, dir,
 	    JOURNAL_INGEST_MS, JOURNAL_INDEX_MS);
 }

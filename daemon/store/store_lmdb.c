@@ -356,6 +356,12 @@ store_open_lmdb(struct store **out, const char *dir, size_t map_size,
 		}
 		goto fail;
 	}
+	/* The checkpoint's snapshot, held until the replay settles (wal.h). */
+	if (st->pending.pending && (rc = mdb_txn_begin(st->env, NULL,
+	    MDB_RDONLY, &st->pending.pin)) != 0) {
+		r = store_err(&st->base, rc, "hold the journal's checkpoint");
+		goto fail;
+	}
 	if ((r = open_dbs(st)) != 0)
 		goto fail;
 	*out = &st->base;
@@ -372,6 +378,9 @@ lmdb_close(struct store *st)
 	struct wal_buf *b, *next;
 
 	wal_stop(ls->wal);
+	ls->wal = NULL;
+	if (ls->pending.pin != NULL)
+		mdb_txn_abort(ls->pending.pin);
 	if (ls->env != NULL)
 		mdb_env_close(ls->env);
 	for (b = ls->pool; b != NULL; b = next) {
@@ -421,10 +430,13 @@ static int
 note(struct store_txn *txn, enum wal_op op, enum store_space sp,
     const void *key, size_t klen, const void *val, size_t vlen)
 {
-	struct wal_buf *b = ((struct lmdb_txn *)txn)->ops;
+	struct lmdb_txn *t = (struct lmdb_txn *)txn;
 
-	if (b == NULL || wal_buf_op(b, op, sp, key, klen, val, vlen) == 0)
+	if (t->ops == NULL || wal_buf_op(t->ops, op, sp, key, klen, val,
+	    vlen) == 0)
 		return 0;
+	/* LMDB has the write; the journal does not: it must not commit. */
+	t->poisoned = true;
 	log_error("the store journal cannot record a write: out of memory");
 	return VAULT_ERR_NOMEM;
 }
@@ -444,8 +456,11 @@ lmdb_journal_replay(struct store *st, const uint8_t *key)
 
 	if (!ls->pending.pending)
 		return 0;
-	if ((r = wal_replay(ls, ls->dir, &ls->pending, key, &n)) == 0)
+	if ((r = wal_replay(ls, ls->dir, &ls->pending, key, &n)) == 0) {
 		ls->pending.pending = false;
+		mdb_txn_abort(ls->pending.pin);
+		ls->pending.pin = NULL;
+	}
 	return r;
 }
 
@@ -580,6 +595,8 @@ lmdb_nested_begin(struct store_txn *parent, struct store_txn **child)
  * writer thread commits, so no other commit sees the flag. The flusher
  * (writer.c) or the next durable commit syncs it.
  */
+static void lmdb_abort(struct store_txn *txn);
+
 static int
 lmdb_commit(struct store_txn *txn, bool durable)
 {
@@ -594,6 +611,10 @@ lmdb_commit(struct store_txn *txn, bool durable)
 		struct lmdb_txn *parent = NULL;
 		size_t mark = 0;
 
+		if (t->poisoned) {
+			lmdb_abort(txn);
+			return VAULT_ERR_NOMEM;
+		}
 		if (!t->nested) {
 			r = wal_commit(ls->wal, t->t, t->ops, durable);
 			ops_put(ls, t->ops);

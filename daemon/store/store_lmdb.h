@@ -46,6 +46,7 @@ struct lmdb_txn {
 	MDB_txn *t;
 	bool rdonly, nested;
 	struct lmdb_txn *parent;	/* a nested txn's */
+	bool poisoned;			/* a write the journal missed */
 	/* Its effects, for the journal (a write txn while journaling). */
 	struct wal_buf *ops;
 	/* Its open cursors: LMDB ends a write txn's with it, not a reader's. */

@@ -22,6 +22,11 @@
 #include "util/timeutil.h"
 
 #define WAL_MAGIC 0x5657414cu		/* "VWAL" */
+/* In the length field: the record was synced before it was acknowledged. */
+#define LEN_DURABLE 0x80000000u
+#define LEN_MASK 0x7fffffffu
+/* A transaction's record is refused past this (VAULT_ERR_LIMIT). */
+#define REC_MAX ((size_t)256 << 20)
 #define HDR 16				/* magic | body length | seq */
 #define MAC_BYTES 32
 #define OP_HDR 8			/* op | space | klen | vlen */
@@ -31,9 +36,13 @@
 #define SEG_READ_MAX ((off_t)1 << 30)
 /* Past grow_mark by this many grow_pages, a write waits for a checkpoint. */
 #define GROW_HARD 3
+/* Near the map's end, a checkpoint before a write at least this often. */
+#define NEAR_END_MS 20
 
 #define CKPT_MAGIC "vaultd wal ckpt1"	/* 16 bytes */
-#define CKPT_FIXED 64			/* magic .. cur, then the meta pages */
+#define CKPT_FIXED 96			/* magic .. root hash, then the pages */
+#define KCV_BYTES 16
+#define META_MAIN_ROOT_OFF 128		/* of mm_dbs[MAIN_DBI].md_root (LE) */
 #define META_TXNID_OFF 144		/* of mm_txnid in a meta page (LE) */
 #define META_MAGIC_OFF 16
 #define LMDB_MAGIC 0xBEEFC0DEu
@@ -60,6 +69,9 @@ struct wal {
 	 * checkpoint plus grow_pages) a commit asks for the next checkpoint.
 	 */
 	size_t grow_mark, grow_pages;
+	size_t ckpt_pgno;		/* the last page at the last checkpoint */
+	uint64_t ckpt_ms;		/* when it pinned (monotonic) */
+	bool pressure;			/* the map was full since it */
 	MDB_txn *pin;			/* the checkpoint's snapshot, held */
 	pthread_mutex_t mu;		/* the commit lock; cv's */
 	pthread_mutex_t ck_mu;		/* one checkpoint at a time */
@@ -176,6 +188,31 @@ all_zero(const uint8_t *p, size_t n)
 	return true;
 }
 
+/* Whether a whole record, synced when written, starts at or after from. */
+static bool
+durable_after(const uint8_t *buf, size_t len, size_t from,
+    const uint8_t *key)
+{
+	uint8_t mac[MAC_BYTES];
+
+	for (size_t p = from; p + HDR <= len; p++) {
+		uint32_t l;
+		size_t blen;
+
+		if (buf[p] != 0x56 || store_get_u32(buf + p) != WAL_MAGIC)
+			continue;
+		l = store_get_u32(buf + p + 4);
+		blen = l & LEN_MASK;
+		if (!(l & LEN_DURABLE) || blen > len - p - HDR ||
+		    len - p - HDR - blen < MAC_BYTES)
+			continue;
+		mac_of(key, buf + p, buf + p + HDR, blen, mac);
+		if (sodium_memcmp(mac, buf + p + HDR + blen, MAC_BYTES) == 0)
+			return true;
+	}
+	return false;
+}
+
 int
 wal_parse(const uint8_t *buf, size_t len, const uint8_t key[WAL_KEY_BYTES],
     int (*fn)(const struct wal_rec *rec, void *arg), void *arg, size_t *end,
@@ -196,7 +233,7 @@ wal_parse(const uint8_t *buf, size_t len, const uint8_t key[WAL_KEY_BYTES],
 			return 0;
 		if (len - off < HDR)
 			goto torn;
-		blen = store_get_u32(buf + off + 4);
+		blen = store_get_u32(buf + off + 4) & LEN_MASK;
 		if (store_get_u32(buf + off) != WAL_MAGIC ||
 		    blen > len - off - HDR || MAC_BYTES > len - off - HDR - blen) {
 			extent = HDR;
@@ -214,11 +251,16 @@ wal_parse(const uint8_t *buf, size_t len, const uint8_t key[WAL_KEY_BYTES],
 		off += extent;
 		continue;
 bad:
-		/* Cut short by a crash mid-append: nothing after it. */
-		if (extent <= len - off && all_zero(buf + off + extent,
-		    len - off - extent))
+		/*
+		 * Cut short by a crash mid-append, or left out of order by the
+		 * writeback of records never synced: unless a record synced
+		 * before its acknowledgement follows (its fdatasync covered
+		 * this one), which only damage explains.
+		 */
+		(void)extent;
+		if (!durable_after(buf, len, off + 1, key))
 			goto torn;
-		*why = "a record fails its check and data follows it";
+		*why = "a record fails its check and a synced one follows it";
 		return VAULT_ERR_STATE;
 torn:
 		*torn = true;
@@ -276,32 +318,39 @@ zero_segment(int fd, off_t n, off_t min, off_t *size, const char *name)
 	static const uint8_t zeros[65536];
 	uint8_t chunk[65536];
 	struct stat sb;
-	off_t off;
+	off_t off, end;
 	int err;
 
 	if (fstat(fd, &sb) != 0)
 		return io_err(errno, "examine", name);
 	if (n < 0 || n > sb.st_size)
 		n = sb.st_size;
-	for (off = 0; off < n; off += (off_t)sizeof(chunk)) {
+	for (off = 0; off < n; ) {
 		size_t want = (size_t)(n - off < (off_t)sizeof(chunk) ? n - off :
 		    (off_t)sizeof(chunk));
 		ssize_t got = pread(fd, chunk, want, off);
 
-		if (got < 0)
-			return io_err(errno, "read", name);
-		if (all_zero(chunk, (size_t)got))
-			continue;
-		if ((err = write_all(fd, zeros, (size_t)got, off)) != 0)
-			return io_err(err, "erase", name);
-		VAULT_CRASH_POINT("wal.zeroing");
+		if (got <= 0)
+			return io_err(got < 0 ? errno : EIO, "read", name);
+		if (!all_zero(chunk, (size_t)got)) {
+			if ((err = write_all(fd, zeros, (size_t)got, off)) != 0)
+				return io_err(err, "erase", name);
+			VAULT_CRASH_POINT("wal.zeroing");
+		}
+		off += got;
 	}
-	for (off = sb.st_size; off < min; off += (off_t)sizeof(zeros))
-		if ((err = write_all(fd, zeros, sizeof(zeros), off)) != 0)
+	for (end = sb.st_size; end < min; end += (off_t)sizeof(zeros))
+		if ((err = write_all(fd, zeros, sizeof(zeros), end)) != 0)
 			return io_err(err, "extend", name);
+	/* Grown by a burst far past its usual size: back to it, zeroed. */
+	if (min > 0 && end > 4 * min) {
+		if (ftruncate(fd, min) != 0)
+			return io_err(errno, "shrink", name);
+		end = min;
+	}
 	if (fdatasync(fd) != 0)
 		return io_err(errno, "sync", name);
-	*size = sb.st_size > off ? sb.st_size : off;
+	*size = end;
 	return 0;
 }
 
@@ -340,11 +389,31 @@ read_segment(const char *dir, int i, uint8_t **out, size_t *len)
 
 /* ------------------------------------------------------------ checkpoints */
 
+/*
+ * wal.ckpt: magic(16) | seq(8) | txnid(8) | psize(4) | cur(4) | kcv(16) |
+ * root hash(32) | pad(8) | meta pages 0 and 1 | BLAKE2b-256 of the rest.
+ * kcv: the journal key's check value (a recovery under another key is
+ * refused, not taken for a torn journal). root hash: of the page holding
+ * the root of S's main database, which the pinned snapshot keeps intact in
+ * the data file: a data.mdb that is not the one the checkpoint was taken
+ * of (a backup copied over it) is refused before anything is written.
+ */
 struct ckpt {
-	uint64_t seq, txnid, dev, ino;
+	uint64_t seq, txnid;
 	uint32_t psize, cur;
+	uint8_t kcv[KCV_BYTES];
+	uint8_t root_hash[32];
 	uint8_t *meta;			/* 2 * psize: pages 0 and 1 */
 };
+
+static void
+key_check_value(const uint8_t *key, uint8_t out[KCV_BYTES])
+{
+	static const char what[] = "vaultd store journal kcv";
+
+	crypto_generichash(out, KCV_BYTES, (const uint8_t *)what,
+	    sizeof(what) - 1, key, WAL_KEY_BYTES);
+}
 
 static size_t
 ckpt_len(uint32_t psize)
@@ -367,15 +436,47 @@ ckpt_write(struct wal *w, const struct ckpt *c)
 	memcpy(b, CKPT_MAGIC, 16);
 	store_put_u64(b + 16, c->seq);
 	store_put_u64(b + 24, c->txnid);
-	store_put_u64(b + 32, c->dev);
-	store_put_u64(b + 40, c->ino);
-	store_put_u32(b + 48, c->psize);
-	store_put_u32(b + 52, c->cur);
+	store_put_u32(b + 32, c->psize);
+	store_put_u32(b + 36, c->cur);
+	memcpy(b + 40, c->kcv, KCV_BYTES);
+	memcpy(b + 56, c->root_hash, 32);
 	memcpy(b + CKPT_FIXED, c->meta, 2 * (size_t)c->psize);
 	crypto_generichash(b + n - crypto_generichash_BYTES,
 	    crypto_generichash_BYTES, b, n - crypto_generichash_BYTES, NULL, 0);
 	r = fsutil_write_atomic(path, b, n, 0600, FSUTIL_REPLACE, NULL);
 	free(b);
+	return r;
+}
+
+static uint64_t get_le64(const uint8_t *p);
+
+/*
+ * The hash of the page that holds the main database's root in the newer
+ * of two meta pages, read from fd (all zeros for an empty database).
+ */
+static int
+root_hash(int fd, const uint8_t *meta, uint32_t psize, uint8_t out[32])
+{
+	const uint8_t *m = meta;
+	uint64_t root;
+	uint8_t *page;
+	int r = 0;
+
+	if (get_le64(meta + psize + META_TXNID_OFF) > get_le64(meta +
+	    META_TXNID_OFF))
+		m = meta + psize;
+	root = get_le64(m + META_MAIN_ROOT_OFF);
+	memset(out, 0, 32);
+	if (root == UINT64_MAX)
+		return 0;
+	if (root > (uint64_t)INT64_MAX / psize || (page = malloc(psize)) ==
+	    NULL)
+		return VAULT_ERR_STATE;
+	if (pread(fd, page, psize, (off_t)(root * psize)) != (ssize_t)psize)
+		r = VAULT_ERR_STATE;
+	else
+		crypto_generichash(out, 32, page, psize, NULL, 0);
+	free(page);
 	return r;
 }
 
@@ -429,10 +530,10 @@ ckpt_read(const char *dir, struct ckpt *c, uint8_t **raw)
 	n = (size_t)sb.st_size;
 	c->seq = store_get_u64(*raw + 16);
 	c->txnid = store_get_u64(*raw + 24);
-	c->dev = store_get_u64(*raw + 32);
-	c->ino = store_get_u64(*raw + 40);
-	c->psize = store_get_u32(*raw + 48);
-	c->cur = store_get_u32(*raw + 52);
+	c->psize = store_get_u32(*raw + 32);
+	c->cur = store_get_u32(*raw + 36);
+	memcpy(c->kcv, *raw + 40, KCV_BYTES);
+	memcpy(c->root_hash, *raw + 56, 32);
 	if (memcmp(*raw, CKPT_MAGIC, 16) != 0 || c->psize < 512 ||
 	    c->psize > 65536 || n != ckpt_len(c->psize) || c->cur > 1)
 		goto damaged;
@@ -454,10 +555,9 @@ int
 wal_restore(const char *dir, struct wal_pending *out)
 {
 	char path[4096];
-	uint8_t *raw = NULL, cur_meta[META_TXNID_OFF + 8];
+	uint8_t *raw = NULL, cur_meta[META_TXNID_OFF + 8], hash[32];
 	uint64_t on_disk = 0;
 	struct ckpt c;
-	struct stat sb;
 	int fd = -1, r;
 
 	memset(out, 0, sizeof(*out));
@@ -465,15 +565,15 @@ wal_restore(const char *dir, struct wal_pending *out)
 		return r == VAULT_ERR_NOT_FOUND ? 0 : r;
 	if ((r = path_of(path, sizeof(path), dir, data_name)) != 0)
 		goto out;
-	if ((fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) < 0 ||
-	    fstat(fd, &sb) != 0) {
+	if ((fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) < 0) {
 		log_error("store journal: a checkpoint of the store is in %s, but "
 		    "%s cannot be opened (%s): the store was lost; restore it "
 		    "from a backup", dir, data_name, strerror(errno));
 		r = VAULT_ERR_STATE;
 		goto out;
 	}
-	if ((uint64_t)sb.st_dev != c.dev || (uint64_t)sb.st_ino != c.ino) {
+	if (root_hash(fd, c.meta, c.psize, hash) != 0 ||
+	    sodium_memcmp(hash, c.root_hash, 32) != 0) {
 		log_error("store journal: %s was replaced after vaultd stopped "
 		    "without closing it: its journal (%s, wal.0, wal.1) belongs "
 		    "to the file it replaced. To serve the replacement as it is, "
@@ -510,6 +610,7 @@ wal_restore(const char *dir, struct wal_pending *out)
 	out->seq = c.seq;
 	out->txnid = c.txnid;
 	out->cur = c.cur;
+	memcpy(out->kcv, c.kcv, sizeof(out->kcv));
 	r = 0;
 out:
 	if (fd >= 0)
@@ -680,15 +781,27 @@ wal_replay(struct lmdb_store *ls, const char *dir, const struct wal_pending *p,
 	struct collect c = { 0 };
 	uint8_t *seg[2] = { NULL, NULL };
 	size_t seg_len[2] = { 0, 0 };
-	MDB_envinfo info;
 	int rc, r;
 
 	*applied = 0;
-	if (mdb_env_info(ls->env, &info) != 0 || info.me_last_txnid != p->txnid) {
+	/* The pin (wal_pin) holds the checkpoint's pages until settled. */
+	if (p->pin == NULL || mdb_txn_id(p->pin) != p->txnid) {
 		log_error("store journal: the restored store is at transaction "
 		    "%zu, its checkpoint at %llu; restore the store from a backup",
-		    info.me_last_txnid, (unsigned long long)p->txnid);
+		    p->pin != NULL ? mdb_txn_id(p->pin) : (size_t)0,
+		    (unsigned long long)p->txnid);
 		return VAULT_ERR_STATE;
+	}
+	{
+		uint8_t kcv[KCV_BYTES];
+
+		key_check_value(key, kcv);
+		if (sodium_memcmp(kcv, p->kcv, KCV_BYTES) != 0) {
+			log_error("store journal: it was written under another key "
+			    "than this vault's; the journaled writes cannot be "
+			    "checked. Restore the store from a backup");
+			return VAULT_ERR_STATE;
+		}
 	}
 	if ((r = chain(dir, p, key, seg, seg_len, &c)) != 0)
 		goto out;
@@ -747,9 +860,12 @@ set_broken(struct wal *w, const char *why)
 	w->ls->base.failed = 1;
 }
 
-/* Erases bytes appended for a commit that did not happen. Under mu. */
+/*
+ * Erases bytes appended for a commit that did not happen, synced (the
+ * kernel may have written them already). Under mu.
+ */
 static void
-unappend(struct wal *w, off_t off, size_t n, bool synced)
+unappend(struct wal *w, off_t off, size_t n)
 {
 	static const uint8_t zeros[4096];
 	int fd = w->seg_fd[w->cur];
@@ -763,7 +879,7 @@ unappend(struct wal *w, off_t off, size_t n, bool synced)
 		}
 		done += k;
 	}
-	if (synced && fdatasync(fd) != 0)
+	if (fdatasync(fd) != 0)
 		set_broken(w, "a record of a failed commit cannot be erased");
 }
 
@@ -788,8 +904,15 @@ wal_commit(struct wal *w, MDB_txn *t, const struct wal_buf *ops, bool durable)
 		rc = mdb_txn_commit(t);
 		goto out;
 	}
+	if (ops->len > REC_MAX) {
+		mdb_txn_abort(t);
+		log_error("store journal: a transaction of %zu bytes of writes is "
+		    "larger than a record may be (%zu)", ops->len, REC_MAX);
+		r = VAULT_ERR_LIMIT;
+		goto out;
+	}
 	store_put_u32(hdr, WAL_MAGIC);
-	store_put_u32(hdr + 4, (uint32_t)ops->len);
+	store_put_u32(hdr + 4, (uint32_t)ops->len | (durable ? LEN_DURABLE : 0));
 	store_put_u64(hdr + 8, w->next_seq);
 	mac_of(w->key, hdr, ops->p, ops->len, mac);
 	iov[0] = (struct iovec){ hdr, HDR };
@@ -818,18 +941,22 @@ wal_commit(struct wal *w, MDB_txn *t, const struct wal_buf *ops, bool durable)
 			k -= (ssize_t)m;
 		}
 	}
-	if (err == 0 && durable && fdatasync(fd) != 0)
-		err = errno;
 	if (err != 0) {
 		mdb_txn_abort(t);
-		r = io_err(err, durable ? "append to and sync" : "append to",
-		    seg_name[w->cur]);
-		unappend(w, off, n, durable);
+		r = io_err(err, "append to", seg_name[w->cur]);
+		unappend(w, off, n);
+		goto out;
+	}
+	/* After a failed fdatasync the kernel may drop the pages: fatal. */
+	if (durable && fdatasync(fd) != 0) {
+		mdb_txn_abort(t);
+		r = io_err(errno, "sync", seg_name[w->cur]);
+		set_broken(w, "the journal cannot be synced");
 		goto out;
 	}
 	VAULT_CRASH_POINT("wal.appended");
 	if ((rc = mdb_txn_commit(t)) != 0) {
-		unappend(w, off, n, durable);
+		unappend(w, off, n);
 		goto out;
 	}
 	w->end[w->cur] += (off_t)n;
@@ -849,15 +976,19 @@ out:
 int
 wal_sync(struct wal *w)
 {
-	int fd;
+	int fd, r;
 
 	pthread_mutex_lock(&w->mu);
 	fd = w->seg_fd[w->cur];
 	pthread_mutex_unlock(&w->mu);
 	/* A switch since synced the segment before it. */
-	if (fdatasync(fd) != 0)
-		return io_err(errno, "sync", "the journal");
-	return 0;
+	if (fdatasync(fd) == 0)
+		return 0;
+	r = io_err(errno, "sync", "the journal");
+	pthread_mutex_lock(&w->mu);
+	set_broken(w, "the journal cannot be synced");
+	pthread_mutex_unlock(&w->mu);
+	return r;
 }
 
 /*
@@ -868,7 +999,6 @@ static int
 checkpoint(struct wal *w, bool force)
 {
 	struct ckpt c = { 0 };
-	struct stat sb;
 	MDB_envinfo info;
 	MDB_txn *pin = NULL;
 	uint8_t *meta;
@@ -884,11 +1014,14 @@ checkpoint(struct wal *w, bool force)
 		free(meta);
 		return w->broken ? VAULT_ERR_UNAVAILABLE : 0;
 	}
+	/* Committed pages never change while a snapshot holds them. */
 	if (pread(w->data_fd, meta, 2 * (size_t)w->psize, 0) !=
-	    2 * (ssize_t)w->psize || fstat(w->data_fd, &sb) != 0) {
+	    2 * (ssize_t)w->psize || root_hash(w->data_fd, meta, w->psize,
+	    c.root_hash) != 0) {
 		pthread_mutex_unlock(&w->mu);
 		free(meta);
-		return io_err(errno, "read the meta pages of", data_name);
+		return io_err(errno != 0 ? errno : EIO, "read the meta pages of",
+		    data_name);
 	}
 	if ((rc = mdb_txn_begin(w->ls->env, NULL, MDB_RDONLY, &pin)) != 0) {
 		pthread_mutex_unlock(&w->mu);
@@ -905,13 +1038,16 @@ checkpoint(struct wal *w, bool force)
 	}
 	w->cur = 1 - old;
 	c.txnid = mdb_txn_id(pin);
-	if (mdb_env_info(w->ls->env, &info) == 0)
+	if (mdb_env_info(w->ls->env, &info) == 0) {
+		w->ckpt_pgno = info.me_last_pgno;
 		w->grow_mark = info.me_last_pgno + w->grow_pages;
+	}
+	w->pressure = false;
+	w->ckpt_ms = time_monotonic_ms();
 	pthread_mutex_unlock(&w->mu);
 	VAULT_CRASH_POINT("wal.switched");
 
-	c.dev = (uint64_t)sb.st_dev;
-	c.ino = (uint64_t)sb.st_ino;
+	key_check_value(w->key, c.kcv);
 	c.psize = w->psize;
 	c.cur = (uint32_t)w->cur;
 	c.meta = meta;
@@ -949,17 +1085,25 @@ void
 wal_wait_room(struct wal *w)
 {
 	MDB_envinfo info;
-	size_t hard;
+	size_t hard, near_end;
+	bool urgent;
 
 	if (mdb_env_info(w->ls->env, &info) != 0)
 		return;
 	pthread_mutex_lock(&w->mu);
 	hard = w->grow_mark + GROW_HARD * w->grow_pages;
+	/*
+	 * Near the map's end, what the snapshot pins may be all the room there
+	 * is: a checkpoint before the write while the file still grows (the
+	 * free pages it may reuse ran out), after the map was full, or when
+	 * the last one is NEAR_END_MS old (at most so many a second).
+	 */
+	urgent = info.me_last_pgno > w->ckpt_pgno || w->pressure ||
+	    time_monotonic_ms() - w->ckpt_ms >= NEAR_END_MS;
 	pthread_mutex_unlock(&w->mu);
-	/* Near the map's end, every write: what is pinned may be all it has. */
-	if (hard > info.me_mapsize / w->psize - (GROW_HARD + 1) * w->grow_pages)
-		hard = info.me_mapsize / w->psize - (GROW_HARD + 1) * w->grow_pages;
-	if (info.me_last_pgno >= hard && wal_checkpoint(w) != 0)
+	near_end = info.me_mapsize / w->psize - (GROW_HARD + 1) * w->grow_pages;
+	if ((info.me_last_pgno >= hard || (info.me_last_pgno >= near_end &&
+	    urgent)) && wal_checkpoint(w) != 0)
 		log_warn("store journal: a checkpoint to free pages failed");
 }
 
@@ -967,6 +1111,7 @@ void
 wal_nudge(struct wal *w)
 {
 	pthread_mutex_lock(&w->mu);
+	w->pressure = true;
 	if (!w->want) {
 		w->want = true;
 		pthread_cond_signal(&w->cv);
@@ -1120,12 +1265,14 @@ wal_stop(struct wal *w)
 	if (w->started)
 		pthread_join(w->thread, NULL);
 	/* No commit runs now: the writer stopped before the store closes. */
+	pthread_mutex_lock(&w->ck_mu);
 	if (w->broken || w->ls->base.failed)
 		log_warn("store journal: left for the next start to recover from");
 	else if ((rc = mdb_env_sync(w->ls->env, 1)) != 0)
 		(void)store_err(&w->ls->base, rc, "sync the store at close");
 	else if (settle(w->dir) != 0)
 		log_warn("store journal: left for the next start to recover from");
+	pthread_mutex_unlock(&w->ck_mu);
 	mdb_env_set_flags(w->ls->env, MDB_NOSYNC, 0);
 	wal_free(w);
 }

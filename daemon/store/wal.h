@@ -18,8 +18,9 @@
  *                  BLAKE2b-256(journal key, "vaultd store journal v1" |
  *                  the bytes before it). Past the last record: zeros.
  *   wal.ckpt       the last checkpoint: the journal sequence S it covers,
- *                  LMDB's two meta pages as they were at S, and the data
- *                  file's identity (device, inode), under a BLAKE2b-256
+ *                  LMDB's two meta pages as they were at S, the hash of
+ *                  S's main root page (which data.mdb it belongs to), the
+ *                  journal key's check value, under a BLAKE2b-256
  *                  checksum. Exists only while a journaling vaultd runs, or
  *                  after one stopped without closing.
  *
@@ -34,8 +35,9 @@
  * records with zeros (so a deleted consumer's records do not outlive the
  * next checkpoint in the journal).
  *
- * Recovery (wal_restore, before LMDB opens the file): writes the meta
- * pages of wal.ckpt back into data.mdb, which makes the store exactly S
+ * Recovery (wal_restore, before LMDB opens the file): checks that data.mdb
+ * still holds S's root page, then writes the meta pages of wal.ckpt back
+ * into data.mdb, which makes the store exactly S
  * (S's pages are intact whatever reached the disk after it: the pinned
  * snapshot), then wal_replay applies the records after S in order, syncs,
  * and settles: removes wal.ckpt and zeroes the segments. A record cut
@@ -85,11 +87,19 @@ struct wal_pending {
 	uint64_t seq;			/* S: the checkpoint's last record */
 	uint64_t txnid;			/* LMDB's transaction id at S */
 	uint32_t cur;			/* the segment appends went to after S */
+	/*
+	 * A read transaction on S, begun as soon as LMDB opened the restored
+	 * file and held until the replay settled: nothing written before
+	 * (new key spaces) or during the replay may reuse S's pages, which a
+	 * crash meanwhile would restore again.
+	 */
+	MDB_txn *pin;
+	uint8_t kcv[16];		/* the journal key's check value */
 };
 
 /*
  * Before LMDB opens dir/data.mdb: when wal.ckpt exists, checks it (its
- * checksum, and that data.mdb is the file it was taken of) and writes its
+ * checksum, and that data.mdb holds its snapshot's root page) and writes its
  * meta pages back into data.mdb (synced). VAULT_ERR_STATE, logged with
  * what to do, when the checkpoint is damaged or data.mdb was replaced.
  */

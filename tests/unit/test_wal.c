@@ -232,9 +232,9 @@ count_rec(const struct wal_rec *rec, void *arg)
 	return 0;
 }
 
-/* A segment of n records of one op each, under key. */
+/* A segment of n records of one op each, under key; durable ones synced. */
 static size_t
-make_segment(uint8_t *buf, size_t cap, int n)
+make_segment(uint8_t *buf, size_t cap, int n, bool durable)
 {
 	size_t off = 0;
 
@@ -246,7 +246,8 @@ make_segment(uint8_t *buf, size_t cap, int n)
 		assert_int_equal(wal_buf_op(&b, WAL_PUT, STORE_ATTRS, "k", 1, "v", 1),
 		    0);
 		store_put_u32(buf + off, 0x5657414cu);
-		store_put_u32(buf + off + 4, (uint32_t)b.len);
+		store_put_u32(buf + off + 4, (uint32_t)b.len |
+		    (durable ? 0x80000000u : 0));
 		store_put_u64(buf + off + 8, (uint64_t)i + 1);
 		memcpy(buf + off + 16, b.p, b.len);
 		crypto_generichash_init(&st, key, sizeof(key), 32);
@@ -270,7 +271,7 @@ test_parse_torn_and_damaged(void **state)
 	int n;
 
 	(void)state;
-	used = make_segment(seg, sizeof(seg), 3);
+	used = make_segment(seg, sizeof(seg), 3, true);
 	n = 0;
 	assert_int_equal(wal_parse(seg, sizeof(seg), key, count_rec, &n, &end,
 	    &torn, &why), 0);
@@ -286,8 +287,8 @@ test_parse_torn_and_damaged(void **state)
 	assert_int_equal(n, 2);
 	assert_true(torn);
 
-	/* A changed byte in the first: damage, with records after it. */
-	used = make_segment(seg, sizeof(seg), 3);
+	/* A changed byte in the first, synced ones after it: damage. */
+	used = make_segment(seg, sizeof(seg), 3, true);
 	seg[18] ^= 1;
 	n = 0;
 	assert_int_equal(wal_parse(seg, sizeof(seg), key, count_rec, &n, &end,
@@ -295,6 +296,18 @@ test_parse_torn_and_damaged(void **state)
 	assert_int_equal(n, 0);
 	assert_int_equal(end, 0);
 	assert_non_null(why);
+
+	/*
+	 * The same with lazy records after it (never synced: the kernel may
+	 * have written the later pages first): torn, the rest dropped.
+	 */
+	used = make_segment(seg, sizeof(seg), 3, false);
+	seg[18] ^= 1;
+	n = 0;
+	assert_int_equal(wal_parse(seg, sizeof(seg), key, count_rec, &n, &end,
+	    &torn, &why), 0);
+	assert_int_equal(n, 0);
+	assert_true(torn);
 
 	/* A malformed body is refused by the op walker. */
 	{
