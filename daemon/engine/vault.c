@@ -184,6 +184,12 @@ start_journal(struct vault *v)
 	journal_key(v->kr, key);
 	r = store_journal_start(v->store, key);
 	sodium_memzero(key, sizeof(key));
+	/* A full disk: every commit syncs LMDB, as replicas' do. */
+	if (r == VAULT_ERR_NOSPACE) {
+		log_warn("store journal: no room on the disk for its files; "
+		    "running without it (each commit syncs the data file)");
+		return 0;
+	}
 	return r;
 }
 

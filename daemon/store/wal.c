@@ -1181,6 +1181,7 @@ wal_start(struct wal **out, struct lmdb_store *ls, const char *dir,
 	struct wal *w;
 	MDB_envinfo info;
 	MDB_stat ms;
+	bool checkpointed = false;
 	int r;
 
 	*out = NULL;
@@ -1232,14 +1233,12 @@ wal_start(struct wal **out, struct lmdb_store *ls, const char *dir,
 	if (w->grow_pages > ((size_t)16 << 20) / w->psize)
 		w->grow_pages = ((size_t)16 << 20) / w->psize;
 	mdb_env_set_flags(ls->env, MDB_NOSYNC, 1);
-	if ((r = checkpoint(w, true)) != 0) {
-		mdb_env_set_flags(ls->env, MDB_NOSYNC, 0);
+	checkpointed = true;
+	if ((r = checkpoint(w, true)) != 0)
 		goto fail;
-	}
 	if ((errno = pthread_create(&w->thread, NULL, wal_main, w)) != 0) {
 		log_error("store journal: cannot start its thread: %s",
 		    strerror(errno));
-		mdb_env_set_flags(ls->env, MDB_NOSYNC, 0);
 		r = VAULT_ERR_STATE;
 		goto fail;
 	}
@@ -1247,6 +1246,17 @@ wal_start(struct wal **out, struct lmdb_store *ls, const char *dir,
 	*out = w;
 	return 0;
 fail:
+	/* No checkpoint may outlive a journal that never ran. */
+	if (checkpointed) {
+		mdb_env_set_flags(ls->env, MDB_NOSYNC, 0);
+		if (mdb_env_sync(ls->env, 1) != 0 || settle(dir) != 0)
+			ls->base.failed = 1;
+	} else {
+		/* Zeros only, or nothing yet: their room goes back to the disk. */
+		for (int i = 0; i < 2; i++)
+			if (path_of(path, sizeof(path), dir, seg_name[i]) == 0)
+				(void)unlink(path);
+	}
 	wal_free(w);
 	return r;
 }

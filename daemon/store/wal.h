@@ -117,7 +117,8 @@ int wal_replay(struct lmdb_store *ls, const char *dir,
 /*
  * Starts journaling the store's commits (no checkpoint pending): makes the
  * segments (zeroed), takes the first checkpoint and starts the checkpoint
- * thread. Sets MDB_NOSYNC on the environment.
+ * thread. Sets MDB_NOSYNC on the environment. VAULT_ERR_NOSPACE when the
+ * segments cannot be made on a full disk (nothing left to recover from).
  */
 int wal_start(struct wal **out, struct lmdb_store *ls, const char *dir,
     const uint8_t key[WAL_KEY_BYTES]) VAULT_WUR;
