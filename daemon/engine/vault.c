@@ -152,15 +152,16 @@ replay_journal(struct vault *v)
 	uint8_t key[STORE_JOURNAL_KEY_BYTES];
 	int r;
 
-	if (!store_journal_pending(v->store))
-		return 0;
-	if (v->cfg->replica_name != NULL) {
-		log_error("the store holds journaled writes a single vaultd (no "
-		    "replica_name) left when it stopped without closing; start "
-		    "it once without replica_name to replay them, then the "
-		    "replicas");
+	if (v->cfg->replica_name != NULL && (store_journal_pending(v->store) ||
+	    store_journal_foreign(v->store))) {
+		log_error("the store holds the journal of a single vaultd (no "
+		    "replica_name): it runs, or stopped without closing. Stop it, "
+		    "or start it once without replica_name to recover, then "
+		    "start the replicas");
 		return VAULT_ERR_STATE;
 	}
+	if (!store_journal_pending(v->store))
+		return 0;
 	journal_key(v->kr, key);
 	r = store_journal_replay(v->store, key);
 	sodium_memzero(key, sizeof(key));
@@ -174,12 +175,12 @@ replay_journal(struct vault *v)
  * node writes its store alone (replicas sync LMDB at each commit).
  */
 static int
-start_journal(struct vault *v)
+start_journal(struct vault *v, bool exclusive)
 {
 	uint8_t key[STORE_JOURNAL_KEY_BYTES];
 	int r;
 
-	if (v->cfg->replica_name != NULL)
+	if (v->cfg->replica_name != NULL || !exclusive)
 		return 0;
 	journal_key(v->kr, key);
 	r = store_journal_start(v->store, key);
@@ -200,9 +201,10 @@ keyring_prelude(struct store_txn *txn, void *arg)
 	return keyring_refresh_txn(arg, txn);
 }
 
-int
-vault_open(struct vault **out, const struct config *cfg,
-    enum vault_open_mode mode)
+/* vault_open; exclusive: this process alone writes the store (locked). */
+static int
+open_vault(struct vault **out, const struct config *cfg,
+    enum vault_open_mode mode, bool exclusive)
 {
 	struct vault *v;
 	struct keyprov *prov = NULL;
@@ -222,6 +224,7 @@ vault_open(struct vault **out, const struct config *cfg,
 	v->schema = &cfg->schema;
 	v->owner_fd = -1;
 	config_store_params(cfg, &sp);
+	sp.exclusive = exclusive;
 	if ((r = store_open_params(&v->store, &sp)) != 0)
 		goto fail;
 	store_set_headroom(v->store, cfg->store_high_water_pct,
@@ -236,7 +239,7 @@ vault_open(struct vault **out, const struct config *cfg,
 	if ((r = tokenizer_new(&v->tok, v->schema,
 	    keyring_token_root(v->kr))) != 0)
 		goto fail;
-	if ((r = start_journal(v)) != 0 ||
+	if ((r = start_journal(v, exclusive)) != 0 ||
 	    (r = writer_start(&v->wr, v->store, (unsigned)cfg->max_group)) != 0)
 		goto fail;
 	/*
@@ -256,6 +259,13 @@ fail:
 	keyprov_free(prov);
 	vault_close(v);
 	return r;
+}
+
+int
+vault_open(struct vault **out, const struct config *cfg,
+    enum vault_open_mode mode)
+{
+	return open_vault(out, cfg, mode, false);
 }
 
 int
@@ -308,7 +318,7 @@ vault_open_locked(struct vault **out, const struct config *cfg,
 	*out = NULL;
 	if ((r = vault_lock_store(cfg, exclusive, &fd)) != 0)
 		return r;
-	if ((r = vault_open(out, cfg, mode)) != 0) {
+	if ((r = open_vault(out, cfg, mode, exclusive)) != 0) {
 		if (fd >= 0)
 			close(fd);
 		return r;

@@ -49,7 +49,10 @@ enum vault_open_mode {
 
 /*
  * Opens the store and keyring named by cfg and starts the writer. A new
- * vault gets its store directory (when missing) and master-1.key.
+ * vault gets its store directory (when missing) and master-1.key. The
+ * store is opened shared (an in-process reader or loader beside a running
+ * vaultd, tests): a store journaled by another process is only read, and
+ * no journal is kept (vault_open_locked takes the store for itself).
  */
 int vault_open(struct vault **out, const struct config *cfg,
     enum vault_open_mode mode) VAULT_WUR;
@@ -75,7 +78,10 @@ int vault_lock_store(const struct config *cfg, bool exclusive,
 /*
  * vault_open with the store locked first (vault_lock_store, held by the
  * vault until vault_close): the daemon (exclusive unless a replica) and
- * the maintenance commands (exclusive). A refusal changes nothing.
+ * the maintenance commands (exclusive). Exclusive, the store's journal is
+ * recovered after a crash and, on a single node, kept (store.h). A refusal
+ * changes nothing but, after a crash, the data file's meta pages (the
+ * checkpoint's, written back before anything reads the store).
  */
 int vault_open_locked(struct vault **out, const struct config *cfg,
     enum vault_open_mode mode, bool exclusive) VAULT_WUR;

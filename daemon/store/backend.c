@@ -72,6 +72,12 @@ store_journal_pending(const struct store *st)
 	return st->ops->journal_pending != NULL && st->ops->journal_pending(st);
 }
 
+bool
+store_journal_foreign(const struct store *st)
+{
+	return st->ops->journal_foreign != NULL && st->ops->journal_foreign(st);
+}
+
 int
 store_journal_replay(struct store *st, const uint8_t *key)
 {

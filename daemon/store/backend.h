@@ -65,6 +65,7 @@ struct store_ops {
 	int (*usage)(struct store *st, struct store_usage *out);
 	/* The write-ahead journal (store.h); NULL: the backend has none. */
 	bool (*journal_pending)(const struct store *st);
+	bool (*journal_foreign)(const struct store *st);
 	int (*journal_replay)(struct store *st, const uint8_t *key);
 	int (*journal_start)(struct store *st, const uint8_t *key);
 	int (*checkpoint)(struct store *st);

@@ -90,7 +90,7 @@ store_migrate_steps(const char *dir, size_t map_size,
 	}
 	if ((r = check_path(steps, n, found, target)) != 0)
 		return r;
-	if ((r = store_open_lmdb(&st, dir, map_size, true)) != 0)
+	if ((r = store_open_lmdb(&st, dir, map_size, true, true)) != 0)
 		return r;
 	if (store_lmdb(st)->format != found) {
 		log_error("the store's format changed from %u to %u while the "

@@ -11,7 +11,8 @@ store_open_params(struct store **out, const struct store_params *p)
 {
 	if (p->kind == STORE_KIND_POSTGRESQL)
 		return store_open_pg(out, p);
-	return store_open(out, p->dir, p->map_size);
+	return p->exclusive ? store_open(out, p->dir, p->map_size) :
+	    store_open_shared(out, p->dir, p->map_size);
 }
 
 int

@@ -108,6 +108,9 @@ struct store_params {
 	unsigned pool_size;		/* PostgreSQL: read connections, at most */
 	unsigned connect_timeout_s;	/* PostgreSQL: how long a lost
 					 * connection is retried (failover) */
+	bool exclusive;			/* LMDB: this process alone writes the
+					 * store (it holds the store lock): it
+					 * recovers the journal and may keep one */
 };
 
 /*
@@ -125,9 +128,14 @@ const char *store_backend_name(const struct store *st);
  * LMDB: opens (creating when absent) the store in dir, which must exist.
  * map_size is the largest the data file may grow. Refuses, having written
  * nothing, a data file shorter than the store it holds (truncated), a store
- * of another format version, or a file that is not a store.
+ * of another format version, or a file that is not a store. store_open
+ * takes the store as this process's alone (store_params.exclusive);
+ * store_open_shared as one of several processes: a store another process
+ * journals (or whose journal awaits recovery) is then only read.
  */
 int store_open(struct store **out, const char *dir, size_t map_size) VAULT_WUR;
+int store_open_shared(struct store **out, const char *dir,
+    size_t map_size) VAULT_WUR;
 
 /*
  * Whether dir holds a store: a data file that is not empty. A missing
@@ -196,6 +204,8 @@ int store_sync(struct store *st) VAULT_WUR;
  */
 #define STORE_JOURNAL_KEY_BYTES 32
 bool store_journal_pending(const struct store *st);
+/* A store opened shared that another process journals, or left to recover. */
+bool store_journal_foreign(const struct store *st);
 int store_journal_replay(struct store *st, const uint8_t *key) VAULT_WUR;
 int store_journal_start(struct store *st, const uint8_t *key) VAULT_WUR;
 int store_checkpoint(struct store *st) VAULT_WUR;

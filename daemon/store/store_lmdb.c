@@ -309,27 +309,42 @@ store_lmdb(struct store *st)
 int
 store_open(struct store **out, const char *dir, size_t map_size)
 {
-	return store_open_lmdb(out, dir, map_size, false);
+	return store_open_lmdb(out, dir, map_size, false, true);
+}
+
+int
+store_open_shared(struct store **out, const char *dir, size_t map_size)
+{
+	return store_open_lmdb(out, dir, map_size, false, false);
 }
 
 int
 store_open_lmdb(struct store **out, const char *dir, size_t map_size,
-    bool any_format)
+    bool any_format, bool exclusive)
 {
 	struct lmdb_store *st;
-	struct wal_pending pending;
+	struct wal_pending pending = { 0 };
+	bool foreign = false;
 	int rc, r;
 
 	*out = NULL;
-	/* A crash's checkpoint first: until then the meta pages may lie. */
-	if ((r = wal_restore(dir, &pending)) != 0 ||
-	    (r = check_length(dir)) != 0)
+	/*
+	 * A crash's checkpoint first: until then the meta pages may lie. Only
+	 * by the store's one writer: another process's journal is live.
+	 */
+	if (exclusive)
+		r = wal_restore(dir, &pending);
+	else
+		r = wal_exists(dir, &foreign);
+	if (r != 0 || (r = check_length(dir)) != 0)
 		return r;
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return VAULT_ERR_NOMEM;
 	st->base.ops = &lmdb_ops;
 	st->any_format = any_format;
 	st->pending = pending;
+	st->shared = !exclusive;
+	st->foreign = foreign;
 	pthread_mutex_init(&st->pool_mu, NULL);
 	if ((st->dir = strdup(dir)) == NULL) {
 		free(st);
@@ -447,6 +462,12 @@ lmdb_journal_pending(const struct store *st)
 	return ((const struct lmdb_store *)st)->pending.pending;
 }
 
+static bool
+lmdb_journal_foreign(const struct store *st)
+{
+	return ((const struct lmdb_store *)st)->foreign;
+}
+
 static int
 lmdb_journal_replay(struct store *st, const uint8_t *key)
 {
@@ -471,6 +492,11 @@ lmdb_journal_start(struct store *st, const uint8_t *key)
 
 	if (ls->wal != NULL)
 		return 0;
+	if (ls->shared) {
+		log_error("the store journal is kept only by the store's one "
+		    "writer");
+		return VAULT_ERR_STATE;
+	}
 	if (ls->pending.pending) {
 		log_error("the store journal has writes to replay first");
 		return VAULT_ERR_STATE;
@@ -572,10 +598,11 @@ lmdb_read_end(struct store_txn *txn)
 static int
 lmdb_write_begin(struct store *st, struct store_txn **txn)
 {
-	if (store_lmdb(st)->pending.pending) {
+	if (store_lmdb(st)->pending.pending || store_lmdb(st)->foreign) {
 		*txn = NULL;
-		log_error("the store has journaled writes a crash left to replay; "
-		    "start vaultd on it once to replay them");
+		log_error("the store's journal (wal.ckpt) belongs to a running "
+		    "vaultd, or awaits its recovery: this process only reads the "
+		    "store. If no vaultd runs on it, start one once to recover");
 		return VAULT_ERR_STATE;
 	}
 	if (store_lmdb(st)->wal != NULL)
@@ -1054,6 +1081,7 @@ static const struct store_ops lmdb_ops = {
 	.room = lmdb_room,
 	.usage = lmdb_usage,
 	.journal_pending = lmdb_journal_pending,
+	.journal_foreign = lmdb_journal_foreign,
 	.journal_replay = lmdb_journal_replay,
 	.journal_start = lmdb_journal_start,
 	.checkpoint = lmdb_checkpoint,

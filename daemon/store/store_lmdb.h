@@ -34,6 +34,8 @@ struct lmdb_store {
 	/* The write-ahead journal (wal.h): journaling, or a crash's to replay. */
 	struct wal *wal;
 	struct wal_pending pending;
+	bool shared;			/* opened by one of several processes */
+	bool foreign;			/* shared, and a journal is in use */
 	/* Effect buffers of write transactions, reused (wal.h). */
 	pthread_mutex_t pool_mu;
 	struct wal_buf *pool;
@@ -79,7 +81,7 @@ int store_err(struct store *st, int mdb_rc, const char *what);
  * too (st->format says which): for the migration only (store_migrate.c).
  */
 int store_open_lmdb(struct store **out, const char *dir, size_t map_size,
-    bool any_format) VAULT_WUR;
+    bool any_format, bool exclusive) VAULT_WUR;
 /*
  * The store's format version, read without writing anything (a read-only
  * environment without the lock file): for the migration's checks.

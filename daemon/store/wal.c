@@ -552,6 +552,22 @@ damaged:
 }
 
 int
+wal_exists(const char *dir, bool *exists)
+{
+	char path[4096];
+	int r;
+
+	*exists = false;
+	if ((r = path_of(path, sizeof(path), dir, ckpt_name)) != 0)
+		return r;
+	if (access(path, F_OK) == 0)
+		*exists = true;
+	else if (errno != ENOENT)
+		return io_err(errno, "examine", ckpt_name);
+	return 0;
+}
+
+int
 wal_restore(const char *dir, struct wal_pending *out)
 {
 	char path[4096];

@@ -104,6 +104,8 @@ struct wal_pending {
  * what to do, when the checkpoint is damaged or data.mdb was replaced.
  */
 int wal_restore(const char *dir, struct wal_pending *out) VAULT_WUR;
+/* Whether dir holds wal.ckpt (a journal in use, or left to recover). */
+int wal_exists(const char *dir, bool *exists) VAULT_WUR;
 
 /*
  * After LMDB opened the restored store: applies the records after the
