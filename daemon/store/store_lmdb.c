@@ -549,7 +549,8 @@ txn_begin(struct store *st, struct lmdb_txn *parent, unsigned flags,
 	t->rdonly = (flags & MDB_RDONLY) != 0;
 	t->nested = parent != NULL;
 	t->parent = parent;
-	if (!t->rdonly && store_lmdb(st)->wal != NULL &&
+	if (!t->rdonly && (store_lmdb(st)->wal != NULL ||
+	    store_lmdb(st)->foreign) &&
 	    (t->ops = ops_get(store_lmdb(st))) == NULL) {
 		mdb_txn_abort(t->t);
 		free(t);
@@ -598,11 +599,10 @@ lmdb_read_end(struct store_txn *txn)
 static int
 lmdb_write_begin(struct store *st, struct store_txn **txn)
 {
-	if (store_lmdb(st)->pending.pending || store_lmdb(st)->foreign) {
+	if (store_lmdb(st)->pending.pending) {
 		*txn = NULL;
-		log_error("the store's journal (wal.ckpt) belongs to a running "
-		    "vaultd, or awaits its recovery: this process only reads the "
-		    "store. If no vaultd runs on it, start one once to recover");
+		log_error("the store has journaled writes a crash left to replay; "
+		    "start vaultd on it once to replay them");
 		return VAULT_ERR_STATE;
 	}
 	if (store_lmdb(st)->wal != NULL)
@@ -624,6 +624,28 @@ lmdb_nested_begin(struct store_txn *parent, struct store_txn **child)
  */
 static void lmdb_abort(struct store_txn *txn);
 
+/*
+ * A store another process journals (or left to recover) is only read: a
+ * commit that changed nothing goes through (a writer group with nothing
+ * to do); one that changed something is refused, having written nothing.
+ */
+static int
+foreign_commit(struct lmdb_store *ls, MDB_txn *t, const struct wal_buf *ops)
+{
+	int rc;
+
+	if (ops->len > 0) {
+		mdb_txn_abort(t);
+		log_error("the store's journal (wal.ckpt) belongs to a running "
+		    "vaultd, or awaits its recovery: this process only reads the "
+		    "store. If no vaultd runs on it, start one once to recover");
+		return VAULT_ERR_STATE;
+	}
+	if ((rc = mdb_txn_commit(t)) != 0)
+		return store_err(&ls->base, rc, "commit");
+	return 0;
+}
+
 static int
 lmdb_commit(struct store_txn *txn, bool durable)
 {
@@ -641,6 +663,12 @@ lmdb_commit(struct store_txn *txn, bool durable)
 		if (t->poisoned) {
 			lmdb_abort(txn);
 			return VAULT_ERR_NOMEM;
+		}
+		if (!t->nested && ls->foreign) {
+			r = foreign_commit(ls, t->t, t->ops);
+			ops_put(ls, t->ops);
+			txn_free(t, false);
+			return r;
 		}
 		if (!t->nested) {
 			r = wal_commit(ls->wal, t->t, t->ops, durable);

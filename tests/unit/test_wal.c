@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -140,6 +141,34 @@ lose_meta_pages(const char *dir)
 	close(fd);
 }
 
+static size_t
+data_len(const char *dir)
+{
+	char path[4096];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	assert_int_equal(stat(path, &sb), 0);
+	return (size_t)sb.st_size;
+}
+
+/* The data file's bytes. */
+static char *
+read_data(const char *dir)
+{
+	char path[4096];
+	size_t n = data_len(dir);
+	char *buf = malloc(n);
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	assert_non_null(buf);
+	assert_true((fd = open(path, O_RDONLY)) >= 0);
+	assert_int_equal(pread(fd, buf, n, 0), (ssize_t)n);
+	close(fd);
+	return buf;
+}
+
 static bool
 file_all_zero(const char *dir, const char *name)
 {
@@ -188,6 +217,30 @@ test_replay_restores_every_kind_of_write(void **state)
 	assert_true(pid > 0);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	/*
+	 * Another process opening it shared (a reader beside a running vaultd)
+	 * reads it as it is, writes nothing, recovers nothing.
+	 */
+	{
+		char *before = read_data(dir), *after;
+
+		assert_int_equal(store_open_shared(&st, dir, MAP), 0);
+		assert_true(store_journal_foreign(st));
+		assert_false(store_journal_pending(st));
+		/* A write that changes nothing goes; one that does, not. */
+		assert_int_equal(store_write_begin(st, &txn), 0);
+		assert_int_equal(store_write_commit(txn), 0);
+		assert_int_equal(store_write_begin(st, &txn), 0);
+		put(txn, STORE_CONSUMERS, "foreign", "1");
+		assert_int_equal(store_write_commit(txn), VAULT_ERR_STATE);
+		assert_int_equal(store_journal_start(st, key), VAULT_ERR_STATE);
+		store_close(st);
+		after = read_data(dir);
+		assert_memory_equal(before, after, data_len(dir));
+		free(before);
+		free(after);
+	}
 	lose_meta_pages(dir);
 
 	assert_int_equal(store_open(&st, dir, MAP), 0);
