@@ -468,16 +468,24 @@ lmdb_journal_foreign(const struct store *st)
 	return ((const struct lmdb_store *)st)->foreign;
 }
 
+/* The store as its journal sees it (wal.h). */
+static struct wal_store
+journal_view(struct lmdb_store *ls)
+{
+	return (struct wal_store){ &ls->base, ls->env, ls->dbi, store_err };
+}
+
 static int
 lmdb_journal_replay(struct store *st, const uint8_t *key)
 {
 	struct lmdb_store *ls = store_lmdb(st);
+	struct wal_store ws = journal_view(ls);
 	uint64_t n;
 	int r;
 
 	if (!ls->pending.pending)
 		return 0;
-	if ((r = wal_replay(ls, ls->dir, &ls->pending, key, &n)) == 0) {
+	if ((r = wal_replay(&ws, ls->dir, &ls->pending, key, &n)) == 0) {
 		ls->pending.pending = false;
 		mdb_txn_abort(ls->pending.pin);
 		ls->pending.pin = NULL;
@@ -489,6 +497,7 @@ static int
 lmdb_journal_start(struct store *st, const uint8_t *key)
 {
 	struct lmdb_store *ls = store_lmdb(st);
+	struct wal_store ws = journal_view(ls);
 
 	if (ls->wal != NULL)
 		return 0;
@@ -501,7 +510,7 @@ lmdb_journal_start(struct store *st, const uint8_t *key)
 		log_error("the store journal has writes to replay first");
 		return VAULT_ERR_STATE;
 	}
-	return wal_start(&ls->wal, ls, ls->dir, key);
+	return wal_start(&ls->wal, &ws, ls->dir, key);
 }
 
 static int

@@ -14,7 +14,7 @@
 
 #include <sodium.h>
 
-#include "store/store_lmdb.h"
+#include "store/backend.h"
 #include "store/wal.h"
 #include "util/crashpoint.h"
 #include "util/fsutil.h"
@@ -52,7 +52,7 @@ static const char ckpt_name[] = "wal.ckpt";
 static const char data_name[] = "data.mdb";
 
 struct wal {
-	struct lmdb_store *ls;
+	struct wal_store s;
 	char *dir;
 	uint8_t key[WAL_KEY_BYTES];
 	int seg_fd[2];
@@ -668,7 +668,7 @@ collect_rec(const struct wal_rec *rec, void *arg)
 }
 
 struct apply {
-	struct lmdb_store *ls;
+	const struct wal_store *s;
 	MDB_txn *t;
 };
 
@@ -677,7 +677,7 @@ apply_op(enum wal_op op, enum store_space sp, const uint8_t *key, size_t klen,
     const uint8_t *val, size_t vlen, void *arg)
 {
 	struct apply *a = arg;
-	MDB_dbi dbi = a->ls->dbi[sp];
+	MDB_dbi dbi = a->s->dbi[sp];
 	MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
 	MDB_cursor *cur;
 	int rc;
@@ -791,8 +791,9 @@ settle(const char *dir)
 }
 
 int
-wal_replay(struct lmdb_store *ls, const char *dir, const struct wal_pending *p,
-    const uint8_t key[WAL_KEY_BYTES], uint64_t *applied)
+wal_replay(const struct wal_store *s, const char *dir,
+    const struct wal_pending *p, const uint8_t key[WAL_KEY_BYTES],
+    uint64_t *applied)
 {
 	struct collect c = { 0 };
 	uint8_t *seg[2] = { NULL, NULL };
@@ -821,12 +822,12 @@ wal_replay(struct lmdb_store *ls, const char *dir, const struct wal_pending *p,
 	}
 	if ((r = chain(dir, p, key, seg, seg_len, &c)) != 0)
 		goto out;
-	mdb_env_set_flags(ls->env, MDB_NOSYNC, 1);
+	mdb_env_set_flags(s->env, MDB_NOSYNC, 1);
 	for (size_t i = 0; i < c.n; i++) {
-		struct apply a = { ls, NULL };
+		struct apply a = { s, NULL };
 
-		if ((rc = mdb_txn_begin(ls->env, NULL, 0, &a.t)) != 0) {
-			r = store_err(&ls->base, rc, "replay the journal");
+		if ((rc = mdb_txn_begin(s->env, NULL, 0, &a.t)) != 0) {
+			r = s->err(s->st, rc, "replay the journal");
 			break;
 		}
 		if ((r = wal_body_ops(c.recs[i].body, c.recs[i].len, apply_op,
@@ -839,17 +840,17 @@ wal_replay(struct lmdb_store *ls, const char *dir, const struct wal_pending *p,
 			break;
 		}
 		if ((rc = mdb_txn_commit(a.t)) != 0) {
-			r = store_err(&ls->base, rc, "replay the journal");
+			r = s->err(s->st, rc, "replay the journal");
 			break;
 		}
 		VAULT_CRASH_POINT("recover.replaying");
 		(*applied)++;
 	}
-	mdb_env_set_flags(ls->env, MDB_NOSYNC, 0);
+	mdb_env_set_flags(s->env, MDB_NOSYNC, 0);
 	if (r != 0)
 		goto out;
-	if ((rc = mdb_env_sync(ls->env, 1)) != 0) {
-		r = store_err(&ls->base, rc, "sync the replayed store");
+	if ((rc = mdb_env_sync(s->env, 1)) != 0) {
+		r = s->err(s->st, rc, "sync the replayed store");
 		goto out;
 	}
 	VAULT_CRASH_POINT("recover.replayed");
@@ -873,7 +874,7 @@ set_broken(struct wal *w, const char *why)
 	log_error("store journal: %s; refusing further writes (restart "
 	    "vaultd to recover from the journal)", why);
 	w->broken = true;
-	w->ls->base.failed = 1;
+	w->s.st->failed = 1;
 }
 
 /*
@@ -978,7 +979,7 @@ wal_commit(struct wal *w, MDB_txn *t, const struct wal_buf *ops, bool durable)
 	w->end[w->cur] += (off_t)n;
 	w->next_seq++;
 	if (!w->want && (w->end[w->cur] >= (off_t)WAL_SEGMENT_BYTES ||
-	    (mdb_env_info(w->ls->env, &info) == 0 &&
+	    (mdb_env_info(w->s.env, &info) == 0 &&
 	    info.me_last_pgno >= w->grow_mark))) {
 		w->want = true;
 		pthread_cond_signal(&w->cv);
@@ -986,7 +987,7 @@ wal_commit(struct wal *w, MDB_txn *t, const struct wal_buf *ops, bool durable)
 out:
 	pthread_mutex_unlock(&w->mu);
 	/* Not under the lock: a full map asks for a checkpoint (wal_nudge). */
-	return rc != 0 ? store_err(&w->ls->base, rc, "commit") : r;
+	return rc != 0 ? w->s.err(w->s.st, rc, "commit") : r;
 }
 
 int
@@ -1039,10 +1040,10 @@ checkpoint(struct wal *w, bool force)
 		return io_err(errno != 0 ? errno : EIO, "read the meta pages of",
 		    data_name);
 	}
-	if ((rc = mdb_txn_begin(w->ls->env, NULL, MDB_RDONLY, &pin)) != 0) {
+	if ((rc = mdb_txn_begin(w->s.env, NULL, MDB_RDONLY, &pin)) != 0) {
 		pthread_mutex_unlock(&w->mu);
 		free(meta);
-		return store_err(&w->ls->base, rc, "checkpoint");
+		return w->s.err(w->s.st, rc, "checkpoint");
 	}
 	old = w->cur;
 	if (w->end[old] > 0 && fdatasync(w->seg_fd[old]) != 0) {
@@ -1054,7 +1055,7 @@ checkpoint(struct wal *w, bool force)
 	}
 	w->cur = 1 - old;
 	c.txnid = mdb_txn_id(pin);
-	if (mdb_env_info(w->ls->env, &info) == 0) {
+	if (mdb_env_info(w->s.env, &info) == 0) {
 		w->ckpt_pgno = info.me_last_pgno;
 		w->grow_mark = info.me_last_pgno + w->grow_pages;
 	}
@@ -1067,8 +1068,8 @@ checkpoint(struct wal *w, bool force)
 	c.psize = w->psize;
 	c.cur = (uint32_t)w->cur;
 	c.meta = meta;
-	if ((rc = mdb_env_sync(w->ls->env, 1)) != 0)
-		r = store_err(&w->ls->base, rc, "sync the store for a checkpoint");
+	if ((rc = mdb_env_sync(w->s.env, 1)) != 0)
+		r = w->s.err(w->s.st, rc, "sync the store for a checkpoint");
 	else
 		r = ckpt_write(w, &c);
 	free(meta);
@@ -1104,7 +1105,7 @@ wal_wait_room(struct wal *w)
 	size_t hard, near_end;
 	bool urgent;
 
-	if (mdb_env_info(w->ls->env, &info) != 0)
+	if (mdb_env_info(w->s.env, &info) != 0)
 		return;
 	pthread_mutex_lock(&w->mu);
 	hard = w->grow_mark + GROW_HARD * w->grow_pages;
@@ -1190,7 +1191,7 @@ wal_free(struct wal *w)
 }
 
 int
-wal_start(struct wal **out, struct lmdb_store *ls, const char *dir,
+wal_start(struct wal **out, const struct wal_store *s, const char *dir,
     const uint8_t key[WAL_KEY_BYTES])
 {
 	char path[4096];
@@ -1207,7 +1208,7 @@ wal_start(struct wal **out, struct lmdb_store *ls, const char *dir,
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_mutex_init(&w->ck_mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
-	w->ls = ls;
+	w->s = *s;
 	w->next_seq = 1;
 	memcpy(w->key, key, WAL_KEY_BYTES);
 	if ((w->dir = strdup(dir)) == NULL) {
@@ -1233,12 +1234,12 @@ wal_start(struct wal **out, struct lmdb_store *ls, const char *dir,
 		r = io_err(errno, "open", data_name);
 		goto fail;
 	}
-	if (mdb_env_stat(ls->env, &ms) != 0) {
+	if (mdb_env_stat(s->env, &ms) != 0) {
 		r = VAULT_ERR_STORE;
 		goto fail;
 	}
 	w->psize = ms.ms_psize;
-	if (mdb_env_info(ls->env, &info) != 0) {
+	if (mdb_env_info(s->env, &info) != 0) {
 		r = VAULT_ERR_STORE;
 		goto fail;
 	}
@@ -1248,7 +1249,7 @@ wal_start(struct wal **out, struct lmdb_store *ls, const char *dir,
 		w->grow_pages = 64;
 	if (w->grow_pages > ((size_t)16 << 20) / w->psize)
 		w->grow_pages = ((size_t)16 << 20) / w->psize;
-	mdb_env_set_flags(ls->env, MDB_NOSYNC, 1);
+	mdb_env_set_flags(s->env, MDB_NOSYNC, 1);
 	checkpointed = true;
 	if ((r = checkpoint(w, true)) != 0)
 		goto fail;
@@ -1264,9 +1265,9 @@ wal_start(struct wal **out, struct lmdb_store *ls, const char *dir,
 fail:
 	/* No checkpoint may outlive a journal that never ran. */
 	if (checkpointed) {
-		mdb_env_set_flags(ls->env, MDB_NOSYNC, 0);
-		if (mdb_env_sync(ls->env, 1) != 0 || settle(dir) != 0)
-			ls->base.failed = 1;
+		mdb_env_set_flags(s->env, MDB_NOSYNC, 0);
+		if (mdb_env_sync(s->env, 1) != 0 || settle(dir) != 0)
+			s->st->failed = 1;
 	} else {
 		/* Zeros only, or nothing yet: their room goes back to the disk. */
 		for (int i = 0; i < 2; i++)
@@ -1292,13 +1293,13 @@ wal_stop(struct wal *w)
 		pthread_join(w->thread, NULL);
 	/* No commit runs now: the writer stopped before the store closes. */
 	pthread_mutex_lock(&w->ck_mu);
-	if (w->broken || w->ls->base.failed)
+	if (w->broken || w->s.st->failed)
 		log_warn("store journal: left for the next start to recover from");
-	else if ((rc = mdb_env_sync(w->ls->env, 1)) != 0)
-		(void)store_err(&w->ls->base, rc, "sync the store at close");
+	else if ((rc = mdb_env_sync(w->s.env, 1)) != 0)
+		(void)w->s.err(w->s.st, rc, "sync the store at close");
 	else if (settle(w->dir) != 0)
 		log_warn("store journal: left for the next start to recover from");
 	pthread_mutex_unlock(&w->ck_mu);
-	mdb_env_set_flags(w->ls->env, MDB_NOSYNC, 0);
+	mdb_env_set_flags(w->s.env, MDB_NOSYNC, 0);
 	wal_free(w);
 }

@@ -25,25 +25,26 @@
  *                  after one stopped without closing.
  *
  * Checkpoint (every WAL_CHECKPOINT_MS with new records, once a segment
- * passes WAL_SEGMENT_BYTES, or once the data file grew by a 128th of the
- * map since the last one, at most 16 MiB: the pinned snapshot below keeps
- * LMDB from reusing pages freed after it; wal_wait_room): under the commit lock, note S, copy the meta
- * pages, begin a read transaction (LMDB then reuses no page of S's
- * snapshot until it ends), sync the segment and switch appends to the
- * other one; then, unlocked, sync the data file, write wal.ckpt, end the
- * previous checkpoint's read transaction, and overwrite the old segment's
- * records with zeros (so a deleted consumer's records do not outlive the
- * next checkpoint in the journal).
+ * passes WAL_SEGMENT_BYTES, or once the data file grew by a 128th of the map
+ * since the last one, at most 16 MiB: the pinned snapshot below keeps LMDB
+ * from reusing pages freed after it; wal_wait_room): under the commit lock,
+ * note S, copy the meta pages, begin a read transaction (LMDB then reuses no
+ * page of S's snapshot until it ends), sync the segment and switch appends
+ * to the other one; then, unlocked, sync the data file, write wal.ckpt, end
+ * the previous checkpoint's read transaction, and overwrite the old
+ * segment's records with zeros (so a deleted consumer's records do not
+ * outlive the next checkpoint in the journal).
  *
  * Recovery (wal_restore, before LMDB opens the file): checks that data.mdb
  * still holds S's root page, then writes the meta pages of wal.ckpt back
- * into data.mdb, which makes the store exactly S
- * (S's pages are intact whatever reached the disk after it: the pinned
- * snapshot), then wal_replay applies the records after S in order, syncs,
- * and settles: removes wal.ckpt and zeroes the segments. A record cut
- * short at the end of the last segment is the mark of a crash mid-append
- * (never acknowledged) and is dropped; a record that fails its MAC with
- * records after it, or a gap in the sequence, refuses the start.
+ * into data.mdb, which makes the store exactly S (S's pages are intact
+ * whatever reached the disk after it: the pinned snapshot), then wal_replay
+ * applies the records after S in order, syncs, and settles: removes wal.ckpt
+ * and zeroes the segments. A bad record with no synced record after it is
+ * the mark of a crash mid-append or of lazy records written back out of
+ * order (none of them acknowledged as durable) and ends the replay; a bad
+ * record followed by a synced one, a gap in the sequence or another key's
+ * checkpoint refuses the start.
  */
 #ifndef VAULT_STORE_WAL_H
 #define VAULT_STORE_WAL_H
@@ -76,7 +77,18 @@ int wal_buf_op(struct wal_buf *b, enum wal_op op, enum store_space sp,
 int wal_buf_join(struct wal_buf *dst, const struct wal_buf *src) VAULT_WUR;
 
 struct wal;
-struct lmdb_store;
+
+/*
+ * The store a journal serves, as the journal sees it: LMDB's environment
+ * and key spaces, the store (to mark it failed) and the backend's mapping of
+ * LMDB's errors. The journal knows LMDB, not the backend around it.
+ */
+struct wal_store {
+	struct store *st;
+	MDB_env *env;
+	const MDB_dbi *dbi;		/* by enum store_space */
+	int (*err)(struct store *st, int mdb_rc, const char *what);
+};
 
 /*
  * What a crash left: the checkpoint restored into the data file, records
@@ -112,7 +124,7 @@ int wal_exists(const char *dir, bool *exists) VAULT_WUR;
  * checkpoint (MACs under key), syncs, removes wal.ckpt and zeroes the
  * segments. *applied: how many records.
  */
-int wal_replay(struct lmdb_store *ls, const char *dir,
+int wal_replay(const struct wal_store *s, const char *dir,
     const struct wal_pending *p, const uint8_t key[WAL_KEY_BYTES],
     uint64_t *applied) VAULT_WUR;
 
@@ -122,7 +134,7 @@ int wal_replay(struct lmdb_store *ls, const char *dir,
  * thread. Sets MDB_NOSYNC on the environment. VAULT_ERR_NOSPACE when the
  * segments cannot be made on a full disk (nothing left to recover from).
  */
-int wal_start(struct wal **out, struct lmdb_store *ls, const char *dir,
+int wal_start(struct wal **out, const struct wal_store *s, const char *dir,
     const uint8_t key[WAL_KEY_BYTES]) VAULT_WUR;
 
 /*
