@@ -175,12 +175,12 @@ class Daemon:
     def token(self):
         return (self.data_dir / "dev-token").read_text().strip()
 
-    def channel(self, role="privacy"):
+    def channel(self, role="privacy", options=None):
         if not self.tls:
-            return grpc.insecure_channel(self.addr)
-        return self.tls_channel(role)
+            return grpc.insecure_channel(self.addr, options=options)
+        return self.tls_channel(role, options=options)
 
-    def tls_channel(self, role=None, cert=None, key=None, ca=None):
+    def tls_channel(self, role=None, cert=None, key=None, ca=None, options=None):
         """A TLS channel to localhost, with role's dev certificate (or the given files)."""
         t = self.data_dir / "tls"
         read = lambda p: open(p, "rb").read() if p else None
@@ -188,7 +188,7 @@ class Daemon:
             cert, key = t / f"{role}.pem", t / f"{role}.key"
         creds = grpc.ssl_channel_credentials(read(ca or t / "ca.pem"), read(key),
                                              read(cert))
-        return grpc.secure_channel(f"localhost:{self.port}", creds)
+        return grpc.secure_channel(f"localhost:{self.port}", creds, options=options)
 
     def metadata(self, token="dev"):
         """The bearer header for token ("dev": the dev token; None: none)."""

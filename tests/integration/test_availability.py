@@ -54,9 +54,13 @@ def test_unread_streams_hold_no_worker(fresh):
 def test_streams_capped_per_principal(fresh):
     configure(fresh, max_streams_per_principal=4)
     load(fresh, 3000, "p")
-    ch = fresh.channel()
+    # Without BDP probing the client's window stays at 64 KiB, less than
+    # one stream's 3000 batches: no unread stream can finish and free its
+    # slot (with probing the window could grow past a stream under load).
+    ch = fresh.channel(options=[("grpc.http2.bdp_probe", 0)])
     streams = open_unread_streams(fresh, ch, 4)
     time.sleep(1)
+    assert not any(s.done() for s in streams), [s.code() for s in streams if s.done()]
     with pytest.raises(grpc.RpcError) as e:
         list(open_unread_streams(fresh, ch, 1)[0])
     assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
