@@ -38,11 +38,6 @@ def pytest_sessionfinish(session, exitstatus):
         _PG.remove()
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "lmdb_only: a test of LMDB's own files "
-                            "or tools; skipped on another backend")
-
-
 def pytest_collection_modifyitems(config, items):
     if BACKEND == "lmdb":
         return
