@@ -36,10 +36,10 @@ fetch_set_free(struct fetch_set *set)
 	memset(set, 0, sizeof(*set));
 }
 
+/* Room for cap rows (at least what the set holds), the old arrays wiped. */
 static int
-grow(struct fetch_set *set)
+reserve(struct fetch_set *set, size_t cap)
 {
-	size_t cap = set->cap ? set->cap * 2 : 1024;
 	struct fetch_row *rows;
 	uint64_t *tokens;
 
@@ -77,7 +77,8 @@ read_row(struct vault *v, struct store_txn *txn, const struct fetch_query *q,
 	size_t len;
 	int rc, r;
 
-	if (set->n == set->cap && (r = grow(set)) != 0)
+	if (set->n == set->cap &&
+	    (r = reserve(set, set->cap ? set->cap * 2 : 1024)) != 0)
 		return r;
 	row = &set->rows[set->n];
 	tokens = set->tokens + set->n * set->n_attrs;
@@ -135,17 +136,14 @@ cmp_pos(const struct fetch_pos *a, const struct fetch_pos *b)
 	return memcmp(a->ref, b->ref, CRYPTO_REF_BYTES);
 }
 
-/* Rows of the stream: sorted by place, each remembering its token row. */
-struct sort_ent {
-	struct fetch_row row;
-	size_t src;
-};
-
+/* Sorts row indexes by the rows' places (qsort_r's comparison). */
 static int
-cmp_ent(const void *a, const void *b)
+cmp_idx(const void *a, const void *b, void *arg)
 {
-	return cmp_pos(&((const struct sort_ent *)a)->row.pos,
-	    &((const struct sort_ent *)b)->row.pos);
+	const struct fetch_row *rows = arg;
+
+	return cmp_pos(&rows[*(const uint32_t *)a].pos,
+	    &rows[*(const uint32_t *)b].pos);
 }
 
 /* How many of the n sorted tokens equal t. */
@@ -208,38 +206,72 @@ suppress_rare(struct vault *v, const struct fetch_query *q,
 	return 0;
 }
 
-/* Puts the rows in stream order and drops those at or before q->after. */
+/*
+ * Puts the rows in stream order and drops those at or before q->after.
+ * Sorts 4-byte indexes and moves the rows and their tokens in place, one
+ * cycle of the permutation at a time, so the set's memory is not doubled
+ * (at 100k consumers a copy of both arrays was most of the daemon's peak).
+ */
 static int
 order_rows(const struct fetch_query *q, struct fetch_set *set)
 {
-	struct sort_ent *e;
-	uint64_t *tokens;
-	size_t n = 0;
+	size_t na = set->n_attrs, skip = 0;
+	uint64_t *tmp_tokens;
+	struct fetch_row tmp;
+	uint32_t *idx;
 
 	if (set->n == 0)
 		return 0;
-	if ((e = malloc(set->n * sizeof(*e))) == NULL)
+	if (set->n > UINT32_MAX)
 		return VAULT_ERR_NOMEM;
-	if ((tokens = calloc(set->cap * set->n_attrs, sizeof(*tokens))) == NULL) {
-		free(e);
+	if ((idx = malloc(set->n * sizeof(*idx))) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((tmp_tokens = calloc(na, sizeof(*tmp_tokens))) == NULL) {
+		free(idx);
 		return VAULT_ERR_NOMEM;
 	}
 	for (size_t i = 0; i < set->n; i++)
-		e[i] = (struct sort_ent){ set->rows[i], i };
-	qsort(e, set->n, sizeof(*e), cmp_ent);
+		idx[i] = (uint32_t)i;
+	qsort_r(idx, set->n, sizeof(*idx), cmp_idx, set->rows);
+	/* Place i takes row idx[i]; a place done is marked idx[i] = i. */
 	for (size_t i = 0; i < set->n; i++) {
-		if (q->has_after && cmp_pos(&e[i].row.pos, &q->after) <= 0)
+		size_t j = i;
+
+		if (idx[i] == i)
 			continue;
-		set->rows[n] = e[i].row;
-		memcpy(tokens + n * set->n_attrs, set->tokens +
-		    e[i].src * set->n_attrs, set->n_attrs * sizeof(*tokens));
-		n++;
+		tmp = set->rows[i];
+		memcpy(tmp_tokens, set->tokens + i * na, na * sizeof(*tmp_tokens));
+		while (idx[j] != i) {
+			size_t from = idx[j];
+
+			set->rows[j] = set->rows[from];
+			memcpy(set->tokens + j * na, set->tokens + from * na,
+			    na * sizeof(*tmp_tokens));
+			idx[j] = (uint32_t)j;
+			j = from;
+		}
+		set->rows[j] = tmp;
+		memcpy(set->tokens + j * na, tmp_tokens, na * sizeof(*tmp_tokens));
+		idx[j] = (uint32_t)j;
 	}
-	sodium_memzero(e, set->n * sizeof(*e));
-	free(e);
-	free_rows(NULL, set->tokens, set->cap, set->n_attrs);
-	set->tokens = tokens;
-	set->n = n;
+	sodium_memzero(&tmp, sizeof(tmp));
+	sodium_memzero(tmp_tokens, na * sizeof(*tmp_tokens));
+	free(tmp_tokens);
+	free(idx);
+	/* In order now: those at or before the token are a prefix. */
+	while (q->has_after && skip < set->n &&
+	    cmp_pos(&set->rows[skip].pos, &q->after) <= 0)
+		skip++;
+	if (skip > 0) {
+		memmove(set->rows, set->rows + skip,
+		    (set->n - skip) * sizeof(*set->rows));
+		memmove(set->tokens, set->tokens + skip * na,
+		    (set->n - skip) * na * sizeof(*set->tokens));
+		sodium_memzero(set->rows + (set->n - skip), skip * sizeof(*set->rows));
+		sodium_memzero(set->tokens + (set->n - skip) * na,
+		    skip * na * sizeof(*set->tokens));
+		set->n -= skip;
+	}
 	return 0;
 }
 
@@ -261,7 +293,7 @@ fetch_snapshot(struct vault *v, const struct fetch_query *q,
 	struct store_cursor *cur = NULL;
 	struct store_val k, val;
 	uint8_t *scratch = NULL, flags;
-	size_t scanned = 0;
+	size_t scanned = 0, total;
 	bool allowed;
 	int rc, r = 0;
 
@@ -270,6 +302,10 @@ fetch_snapshot(struct vault *v, const struct fetch_query *q,
 	if ((scratch = crypto_secret_alloc(RECORD_SCRATCH_BYTES)) == NULL)
 		return VAULT_ERR_NOMEM;
 	if ((r = store_read_begin_bulk(v->store, &txn)) != 0)
+		goto out;
+	/* Room for every consumer at once: growing by doubling copies. */
+	if ((r = store_count(txn, STORE_CONSUMERS, &total)) != 0 ||
+	    (total > 0 && (r = reserve(set, total)) != 0))
 		goto out;
 	if ((rc = store_cursor_open(txn, STORE_CONSUMERS, &cur)) != 0) {
 		r = rc;

@@ -175,3 +175,32 @@ def test_resumed_stream_counts_only_its_own_rows(daemon):
     expected = {t: (other if behind.count(t) < k else t) for t in set(behind)}
     assert got == [expected[t] for t in behind]
     assert tv not in got
+
+
+def test_each_rows_features_are_its_consumers(daemon):
+    """A stream's rows and their tokens are put in stream order apart from
+    the scan (fetch.c, order_rows, which moves both arrays in place): a row
+    carrying another consumer's features would be a wrong dataset and a
+    leak. Consumers deleted one at a time name their row's pseudonym in the
+    dataset's deletion events; each one's row must hold its own value."""
+    n = 3000
+
+    def put(i):
+        daemon.put(f"pair{i}", age=str(20 + i % 40),
+                   converted="true" if i % 5 == 0 else "false")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, range(n)))
+    got = rows(fetch(daemon, "training", dataset="pair", attributes=["converted"],
+                     batch_size=5000))
+    assert len(got) == n
+    victims = list(range(0, 300, 7))
+    for i in victims:
+        daemon.delete(f"pair{i}")
+    events = sorted(watch(daemon, dataset_id="pair", timeout=120),
+                    key=lambda e: e.seq)
+    assert len(events) == len(victims)
+    seen = {True: set(), False: set()}
+    for e, i in zip(events, victims):
+        seen[i % 5 == 0].add(got[bytes(e.pseudonym)][0])
+    assert len(seen[True]) == 1 and len(seen[False]) == 1, seen
+    assert seen[True] != seen[False]
