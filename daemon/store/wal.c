@@ -36,6 +36,13 @@
 #define SEG_READ_MAX ((off_t)1 << 30)
 /* Past grow_mark by this many grow_pages, a write waits for a checkpoint. */
 #define GROW_HARD 3
+/*
+ * The largest step (grow_pages) in bytes. What a pinned snapshot keeps from
+ * reuse becomes file growth: at 16 MiB a 21k-consumer load left a 172 MB
+ * file, at 4 MiB 131-139 MB, at no pin 62 MB, at the same put rates
+ * (docs/performance.md, "Durable puts").
+ */
+#define GROW_MAX_BYTES ((size_t)4 << 20)
 /* Near the map's end, a checkpoint before a write at least this often. */
 #define NEAR_END_MS 20
 
@@ -1243,12 +1250,12 @@ wal_start(struct wal **out, const struct wal_store *s, const char *dir,
 		r = VAULT_ERR_STORE;
 		goto fail;
 	}
-	/* A 128th of the map, between 64 pages and 16 MiB. */
+	/* A 128th of the map, between 64 pages and GROW_MAX_BYTES. */
 	w->grow_pages = info.me_mapsize / w->psize / 128;
 	if (w->grow_pages < 64)
 		w->grow_pages = 64;
-	if (w->grow_pages > ((size_t)16 << 20) / w->psize)
-		w->grow_pages = ((size_t)16 << 20) / w->psize;
+	if (w->grow_pages > GROW_MAX_BYTES / w->psize)
+		w->grow_pages = GROW_MAX_BYTES / w->psize;
 	mdb_env_set_flags(s->env, MDB_NOSYNC, 1);
 	checkpointed = true;
 	if ((r = checkpoint(w, true)) != 0)

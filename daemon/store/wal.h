@@ -26,7 +26,7 @@
  *
  * Checkpoint (every WAL_CHECKPOINT_MS with new records, once a segment
  * passes WAL_SEGMENT_BYTES, or once the data file grew by a 128th of the map
- * since the last one, at most 16 MiB: the pinned snapshot below keeps LMDB
+ * since the last one, at most 4 MiB: the pinned snapshot below keeps LMDB
  * from reusing pages freed after it; wal_wait_room): under the commit lock,
  * note S, copy the meta pages, begin a read transaction (LMDB then reuses no
  * page of S's snapshot until it ends), sync the segment and switch appends
@@ -153,7 +153,7 @@ int wal_sync(struct wal *w) VAULT_WUR;
  * data file grew past the mark by three times the step, or is within four
  * steps of the map's end, takes the checkpoint itself first (when there
  * were commits since the last), so that what the pinned snapshot keeps
- * from reuse stays bounded (a step: a 128th of the map, at most 16 MiB)
+ * from reuse stays bounded (a step: a 128th of the map, at most 4 MiB)
  * and never fills the map.
  */
 void wal_wait_room(struct wal *w);
