@@ -207,15 +207,15 @@ suppress_rare(struct vault *v, const struct fetch_query *q,
 }
 
 /*
- * Puts the rows in stream order and drops those at or before q->after.
- * Sorts 4-byte indexes and moves the rows and their tokens in place, one
+ * Puts the rows in stream order (those at or before a page token's place
+ * were left out by the scan, after_token). Sorts 4-byte indexes and moves the rows and their tokens in place, one
  * cycle of the permutation at a time, so the set's memory is not doubled
  * (at 100k consumers a copy of both arrays was most of the daemon's peak).
  */
 static int
-order_rows(const struct fetch_query *q, struct fetch_set *set)
+order_rows(struct fetch_set *set)
 {
-	size_t na = set->n_attrs, skip = 0;
+	size_t na = set->n_attrs;
 	uint64_t *tmp_tokens;
 	struct fetch_row tmp;
 	uint32_t *idx;
@@ -258,20 +258,6 @@ order_rows(const struct fetch_query *q, struct fetch_set *set)
 	sodium_memzero(tmp_tokens, na * sizeof(*tmp_tokens));
 	free(tmp_tokens);
 	free(idx);
-	/* In order now: those at or before the token are a prefix. */
-	while (q->has_after && skip < set->n &&
-	    cmp_pos(&set->rows[skip].pos, &q->after) <= 0)
-		skip++;
-	if (skip > 0) {
-		memmove(set->rows, set->rows + skip,
-		    (set->n - skip) * sizeof(*set->rows));
-		memmove(set->tokens, set->tokens + skip * na,
-		    (set->n - skip) * na * sizeof(*set->tokens));
-		sodium_memzero(set->rows + (set->n - skip), skip * sizeof(*set->rows));
-		sodium_memzero(set->tokens + (set->n - skip) * na,
-		    skip * na * sizeof(*set->tokens));
-		set->n -= skip;
-	}
 	return 0;
 }
 
@@ -341,7 +327,7 @@ fetch_snapshot(struct vault *v, const struct fetch_query *q,
 	store_read_end(txn);
 	txn = NULL;
 	/* Counted over the rows this call releases, after the page token. */
-	if ((r = order_rows(q, set)) == 0)
+	if ((r = order_rows(set)) == 0)
 		r = suppress_rare(v, q, set);
 out:
 	store_cursor_close(cur);
