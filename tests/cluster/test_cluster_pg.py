@@ -16,6 +16,7 @@ Run: /usr/bin/python3 -m pytest -q -s -p no:cacheprovider tests/cluster/test_clu
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -152,6 +153,42 @@ def kill_leader(env, d, with_patroni):
         except ProcessLookupError:
             pass
     return old, t_kill
+
+
+def patroni_log_tail(d, node, lines=25):
+    """The last lines Patroni itself wrote to the node's log (PostgreSQL's
+    own lines and Python tracebacks left out)."""
+    try:
+        text = Path(d, "logs", f"{node}.log").read_text(errors="replace")
+    except OSError as e:
+        return [f"({e})"]
+    own = [l for l in text.splitlines()
+           if re.match(r"\d{4}-\d\d-\d\d [\d:,]+ (INFO|WARNING|ERROR|CRITICAL):", l)]
+    return own[-lines:]
+
+
+def new_leader(d, env, old, t_kill):
+    """The member that took the leader key after old was killed, once
+    HAProxy's write port leads to it. A failure shows what the members
+    said and what each Patroni logged last (a failover that never came
+    once failed a CI run with nothing else to go on)."""
+    deadline = time.monotonic() + 60
+    while True:
+        now = leader(env)
+        if now and now != old:
+            break
+        if time.monotonic() > deadline:
+            report = [f"members: {members(env)}"]
+            for n in NODES:
+                report += [f"--- {n} (Patroni's last lines)"] + \
+                    patroni_log_tail(d, n)
+            pytest.fail("timed out after 60s waiting for a new leader after"
+                        f" {old} was killed\n" + "\n".join(report))
+        time.sleep(0.1)
+    print(f"new leader {now} after {time.monotonic() - t_kill:.1f}s")
+    wait_until("HAProxy's write port on the new leader",
+               lambda: write_port_node(env) == now, 30)
+    return now
 
 
 def marked(d):
@@ -323,11 +360,7 @@ def run_kill(d, env, kill_patroni):
         # A new leader once the dead one's key expires (ttl 10 s). Strict
         # synchronous mode then accepts no commit until a sync standby is
         # back: `up` restarts the dead node, which rejoins as a replica.
-        new = wait_until("a new leader", lambda: (leader(env) or old) != old
-                         and leader(env), 60)
-        print(f"new leader {new} after {time.monotonic() - t_kill:.1f}s")
-        wait_until("HAProxy's write port on the new leader",
-                   lambda: write_port_node(env) == new, 30)
+        new = new_leader(d, env, old, t_kill)
         print(f"write port on {new} after {time.monotonic() - t_kill:.1f}s")
         cluster("up", d, timeout=120)
     first = wait_until("a write acknowledged after the kill",
@@ -344,6 +377,12 @@ def run_kill(d, env, kill_patroni):
           f" kill -> first acknowledged write: {failover_s:.2f}s;"
           f" errors meanwhile: {len(writer.errors)}"
           f" ({writer.errors[0] if writer.errors else '-'})")
+    # Ready again, not only writing: a Patroni that restarted its
+    # PostgreSQL names the standby in the sync key a few seconds after the
+    # standby streams again (scripts/cluster's patroni_ready).
+    wait_until("status to report the topology ready again",
+               lambda: subprocess.run([CLUSTER, "status", d], timeout=30,
+                                      capture_output=True).returncode == 0, 30)
     cluster("status", d, timeout=30)
     record(f"{'node' if kill_patroni else 'postgres'}", failover_s, acked)
     return failover_s, old, new

@@ -45,8 +45,8 @@ import psycopg2
 import pytest
 
 from test_cluster_pg import (CLUSTER, ROOT, cluster, kill_leader, leader, marked,
-                             patroni_pids, postmaster_pids, read_env,
-                             wait_until, write_port_node)
+                             new_leader, patroni_pids, postmaster_pids,
+                             read_env, wait_until)
 
 # The integration suite's client (generated pb modules, call helpers).
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
@@ -596,11 +596,7 @@ def test_leader_killed_during_writers(up):
     # The standby takes the leader key once the dead one's expires; strict
     # synchronous mode then takes no commit until a standby is back: `up`
     # restarts the dead node, which rejoins as one (as test_cluster_pg).
-    new = wait_until("a new leader", lambda: (leader(env) or old) != old
-                     and leader(env), 60)
-    print(f"new leader {new} after {time.monotonic() - t_kill:.1f}s")
-    wait_until("HAProxy's write port on the new leader",
-               lambda: write_port_node(env) == new, 30)
+    new = new_leader(d, env, old, t_kill)
     cluster("up", d, timeout=120)
     after = lambda: sorted(a for a in acks() if a[0] > t_kill)
     first = wait_until("a PutAttributes acknowledged after the kill",
