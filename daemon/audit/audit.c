@@ -14,7 +14,7 @@
 #define REC_FORMAT 1
 #define INDEX_BATCH 5000
 /* A scan by consumer reads at most this many entries past the index. */
-#define TAIL_MAX 4096
+#define TAIL_MAX 512
 #define DOMAIN "vaultd audit v1"
 /* An entry: fmt(1) | at ms(8) | prev hash(32) | hash(32) | body. */
 #define REC_AT 1			/* offsets of its fields */

@@ -196,16 +196,36 @@ nothing(struct store_txn *txn, void *arg)
 	return 0;
 }
 
+uint64_t
+journal_mark(struct journal *j)
+{
+	uint64_t mark;
+
+	pthread_mutex_lock(&j->mu);
+	mark = j->next_seq - 1;
+	pthread_mutex_unlock(&j->mu);
+	return mark;
+}
+
 int
-journal_sync(struct journal *j)
+journal_sync_to(struct journal *j, uint64_t mark)
 {
 	bool waiting;
 
-	/* Entries leave the list only once committed: none left, none to move. */
+	/*
+	 * Entries leave the list in order and only once committed: when the
+	 * oldest one left came after mark, every entry up to it is in.
+	 */
 	pthread_mutex_lock(&j->mu);
-	waiting = j->head != NULL;
+	waiting = j->head != NULL && j->head->seq <= mark;
 	pthread_mutex_unlock(&j->mu);
 	return waiting ? writer_submit_lazy(j->al->wr, nothing, NULL) : 0;
+}
+
+int
+journal_sync(struct journal *j)
+{
+	return journal_sync_to(j, journal_mark(j));
 }
 
 /*

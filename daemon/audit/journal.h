@@ -61,6 +61,15 @@ int journal_append(struct journal *j, const struct audit_rec *recs,
 /* Moves every entry journaled so far into the audit log (committed). */
 int journal_sync(struct journal *j) VAULT_WUR;
 
+/* The sequence of the last entry journaled so far. */
+uint64_t journal_mark(struct journal *j);
+
+/*
+ * Moves the entries up to mark (journal_mark) into the audit log, if a
+ * write group has not already: none waits when every one of them is in.
+ */
+int journal_sync_to(struct journal *j, uint64_t mark) VAULT_WUR;
+
 /* Entries journaled and not yet moved into the audit log (the backlog). */
 size_t journal_backlog(struct journal *j);
 

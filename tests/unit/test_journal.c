@@ -396,32 +396,76 @@ test_index_in_batches(void **state)
 	memset(b, 0x0b, sizeof(b));
 	for (int i = 0; i < 100; i++)
 		recs[i] = rec_of("idx", i % 4 == 0 ? b : a);
-	for (int i = 0; i < 60; i++)	/* 6000 entries: two batches */
+	for (int i = 0; i < 54; i++)	/* 5400 entries: two batches */
 		assert_int_equal(journal_append(f->v->audit.jn, recs, 100), 0);
 	assert_int_equal(journal_sync(f->v->audit.jn), 0);
 	assert_int_equal(audit_index(&f->v->audit, &more), 0);
 	assert_true(more);
 	/* A write's entry, indexed with it, past the position: seen once. */
 	assert_int_equal(audit_append(&f->v->audit, &recs[0]), 0);
-	/* 5000 indexed, 1001 past the index. */
+	/* 5000 indexed, 401 past the index (within TAIL_MAX, 512). */
 	assert_int_equal(audit_scan(&f->v->audit, 0, a, count, &n_a), 0);
-	assert_int_equal(n_a.n, 4500);
+	assert_int_equal(n_a.n, 4050);
 	assert_true(n_a.ordered);
 	assert_int_equal(audit_index(&f->v->audit, &more), 0);
 	assert_false(more);
 	assert_int_equal(audit_scan(&f->v->audit, 0, b, count, &n_b), 0);
-	assert_int_equal(n_b.n, 1501);
+	assert_int_equal(n_b.n, 1351);
 	assert_true(n_b.ordered);
-	/* Far behind (past 4096), the index is caught up before the scan. */
-	for (int i = 0; i < 52; i++)
+	/* Far behind (past 512), the index is caught up before the scan. */
+	for (int i = 0; i < 6; i++)
 		assert_int_equal(journal_append(f->v->audit.jn, recs, 100), 0);
 	memset(&n_b, 0, sizeof(n_b));
 	n_b.ordered = true;
 	assert_int_equal(audit_scan(&f->v->audit, 0, b, count, &n_b), 0);
-	assert_int_equal(n_b.n, 1501 + 52 * 25);
+	assert_int_equal(n_b.n, 1351 + 6 * 25);
 	assert_true(n_b.ordered);
 	assert_int_equal(audit_index(&f->v->audit, &more), 0);
 	assert_false(more);
+}
+
+/*
+ * journal_sync_to(mark) moves in what was journaled up to mark: a write
+ * group since (its prelude drains the journal) has done it already, and
+ * then nothing more is moved (the later entries stay journaled), while
+ * every entry up to the mark is in the log.
+ */
+static void
+test_sync_to_a_mark(void **state)
+{
+	struct test_vault *f = *state;
+	struct journal *j;
+	uint8_t a[CRYPTO_REF_BYTES];
+	struct audit_rec recs[10];
+	struct counted n = { 0, 0, true };
+	uint64_t mark;
+
+	hold_entries(f);
+	j = f->v->audit.jn;
+	memset(a, 0x0a, sizeof(a));
+	for (int i = 0; i < 10; i++)
+		recs[i] = rec_of("mark", a);
+	assert_int_equal(journal_append(j, recs, 10), 0);
+	mark = journal_mark(j);
+	/* Not yet in: sync_to moves them, and the one after too. */
+	assert_int_equal(journal_append(j, recs, 1), 0);
+	assert_int_equal(journal_sync_to(j, mark), 0);
+	assert_int_equal(journal_backlog(j), 0);
+
+	assert_int_equal(journal_append(j, recs, 10), 0);
+	mark = journal_mark(j);
+	/* A write (audit_append goes through the writer, which drains). */
+	assert_int_equal(audit_append(&f->v->audit, &recs[0]), 0);
+	assert_int_equal(journal_backlog(j), 0);
+	assert_int_equal(journal_append(j, recs, 5), 0);
+	assert_int_equal(journal_sync_to(j, mark), 0);
+	assert_int_equal(journal_backlog(j), 5);
+	assert_int_equal(audit_log_scan(&f->v->audit, 0, a, count, &n), 0);
+	assert_int_equal(n.n, 10 + 1 + 10 + 1);
+	assert_true(n.ordered);
+	/* And a plain sync takes the rest. */
+	assert_int_equal(journal_sync(j), 0);
+	assert_int_equal(journal_backlog(j), 0);
 }
 
 /* A second opener of the same store's journal is refused. */
@@ -521,6 +565,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_journal_holds_no_plaintext_id,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_owner, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sync_to_a_mark, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_index_in_batches, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_sequence_per_replica, setup,
