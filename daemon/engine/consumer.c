@@ -363,35 +363,56 @@ out:
 	return r;
 }
 
-/* The attribute records to open: wanted ones, or every one the schema has. */
+/*
+ * The attribute records to open: wanted ones, or every one the schema has,
+ * in that order. One walk over the consumer's records (adjacent: keyed ref
+ * | name) instead of a look-up per wanted name, which cost a descent of the
+ * tree each, for names the consumer lacks too. Records outside the schema
+ * are passed over (ExportConsumer's collect_all shows them).
+ */
 static int
 collect_attrs(struct vault *v, struct store_txn *txn, const uint8_t *ref,
     const struct manifest *m, const int *attrs, size_t n_attrs, int *idx,
     struct store_val *vals, size_t *count)
 {
 	size_t n = n_attrs == 0 ? v->schema->n_attrs : n_attrs;
-	uint8_t key[RECORD_ATTR_KEY_MAX];
-	struct store_val k;
-	int rc;
+	struct store_val found[SCHEMA_MAX_ATTRS];
+	bool has[SCHEMA_MAX_ATTRS] = { false };
+	struct store_cursor *cur = NULL;
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	int rc, r = 0;
 
 	*count = 0;
-	for (size_t i = 0; i < n; i++) {
+	if ((rc = store_cursor_open(txn, STORE_ATTRS, &cur)) != 0)
+		return rc;
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+		int a;
+
+		if (k.len < CRYPTO_REF_BYTES ||
+		    memcmp(k.data, ref, CRYPTO_REF_BYTES) != 0)
+			break;
+		a = schema_find_attr(v->schema, (const char *)k.data +
+		    CRYPTO_REF_BYTES, k.len - CRYPTO_REF_BYTES);
+		if (a >= 0) {
+			found[a] = val;
+			has[a] = true;
+		}
+	}
+	store_cursor_close(cur);
+	if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		return rc;
+	for (size_t i = 0; i < n && r == 0; i++) {
 		int a = n_attrs == 0 ? (int)i : attrs[i];
 		const char *name = v->schema->attrs[a].name;
-		int r;
 
-		k = (struct store_val){ record_attr_key(key, ref, name), key };
-		rc = store_get(txn, STORE_ATTRS, k.data, k.len, &vals[*count]);
-		if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
-			return rc;
 		if ((r = consumer_manifest_agrees(m, name, strlen(name),
-		    rc == 0 ? &vals[*count] : NULL)) != 0)
-			return r;
-		if (rc == VAULT_ERR_NOT_FOUND)
+		    has[a] ? &found[a] : NULL)) != 0 || !has[a])
 			continue;
+		vals[*count] = found[a];
 		idx[(*count)++] = a;
 	}
-	return 0;
+	return r;
 }
 
 /*
