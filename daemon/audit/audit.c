@@ -265,25 +265,30 @@ index_put(struct store_txn *txn, const uint8_t *ref, uint64_t seq)
 }
 
 int
-audit_append_body_txn(struct audit_log *al, struct store_txn *txn,
-    uint64_t at_ms, const uint8_t *body, size_t len, bool index)
+audit_batch_begin(struct store_txn *txn, struct audit_batch *b)
 {
-	uint8_t buf[HDR + AUDIT_BODY_MAX], key[8], head[HEAD_BYTES];
+	return audit_head(txn, &b->seq, b->hash);
+}
+
+int
+audit_batch_add(struct audit_log *al, struct store_txn *txn,
+    struct audit_batch *b, uint64_t at_ms, const uint8_t *body, size_t len,
+    bool index)
+{
+	uint8_t buf[HDR + AUDIT_BODY_MAX], key[8];
 	uint8_t ref[CRYPTO_REF_BYTES];
-	struct body b;
-	uint64_t seq;
+	struct body f;
+	uint64_t seq = b->seq + 1;
 	struct store_val k, val;
 	int rc, r, filed;
 
-	if (len > AUDIT_BODY_MAX || body_fields(body, len, &b) != 0)
+	if (len > AUDIT_BODY_MAX || body_fields(body, len, &f) != 0)
 		return VAULT_ERR_STATE;
-	filed = index_key_of(al, &b, ref);
-	if ((r = audit_head(txn, &seq, buf + REC_PREV)) != 0)
-		return r;
-	seq++;
+	filed = index_key_of(al, &f, ref);
 	buf[0] = REC_FORMAT;
 	store_put_u64(buf + REC_AT, at_ms);
-	len = body_store(&b, buf + HDR);
+	memcpy(buf + REC_PREV, b->hash, AUDIT_HASH_BYTES);
+	len = body_store(&f, buf + HDR);
 	chain_hash(keyring_audit_key(al->kr), seq, buf + REC_AT, buf + HDR, len,
 	    buf + REC_HASH);
 	store_put_u64(key, seq);
@@ -295,9 +300,32 @@ audit_append_body_txn(struct audit_log *al, struct store_txn *txn,
 	/* Unless index, the consumer index gets it later (audit_index). */
 	if (index && filed == 0 && (r = index_put(txn, ref, seq)) != 0)
 		return r;
-	store_put_u64(head + HEAD_SEQ, seq);
-	memcpy(head + HEAD_HASH, buf + REC_HASH, AUDIT_HASH_BYTES);
+	b->seq = seq;
+	memcpy(b->hash, buf + REC_HASH, AUDIT_HASH_BYTES);
+	return 0;
+}
+
+int
+audit_batch_end(struct store_txn *txn, const struct audit_batch *b)
+{
+	uint8_t head[HEAD_BYTES];
+
+	store_put_u64(head + HEAD_SEQ, b->seq);
+	memcpy(head + HEAD_HASH, b->hash, AUDIT_HASH_BYTES);
 	return meta_put(txn, META_AUDIT_HEAD, 0, head, sizeof(head));
+}
+
+int
+audit_append_body_txn(struct audit_log *al, struct store_txn *txn,
+    uint64_t at_ms, const uint8_t *body, size_t len, bool index)
+{
+	struct audit_batch b;
+	int r;
+
+	if ((r = audit_batch_begin(txn, &b)) != 0 ||
+	    (r = audit_batch_add(al, txn, &b, at_ms, body, len, index)) != 0)
+		return r;
+	return audit_batch_end(txn, &b);
 }
 
 int

@@ -120,6 +120,24 @@ int audit_check_body(const uint8_t *body, size_t len) VAULT_WUR;
  */
 int audit_append_body_txn(struct audit_log *al, struct store_txn *txn,
     uint64_t at_ms, const uint8_t *body, size_t len, bool index) VAULT_WUR;
+/*
+ * audit_append_body_txn for many entries in one txn: the chain's head is
+ * read once at the start and written once at the end (on PostgreSQL each
+ * is a query, per entry before). Between begin and end, txn appends to the
+ * log only through b.
+ */
+struct audit_batch {
+	uint64_t seq;				/* the last entry's */
+	uint8_t hash[AUDIT_HASH_BYTES];
+};
+
+int audit_batch_begin(struct store_txn *txn, struct audit_batch *b) VAULT_WUR;
+int audit_batch_add(struct audit_log *al, struct store_txn *txn,
+    struct audit_batch *b, uint64_t at_ms, const uint8_t *body, size_t len,
+    bool index) VAULT_WUR;
+int audit_batch_end(struct store_txn *txn,
+    const struct audit_batch *b) VAULT_WUR;
+
 /* Appends rec in a durable transaction of its own (group committed). */
 int audit_append(struct audit_log *al, const struct audit_rec *rec) VAULT_WUR;
 

@@ -138,6 +138,7 @@ drain(struct store_txn *txn, void *arg)
 {
 	struct journal *j = arg;
 	struct jentry *e, *last;
+	struct audit_batch b;
 	int r;
 
 	pthread_mutex_lock(&j->mu);
@@ -148,15 +149,19 @@ drain(struct store_txn *txn, void *arg)
 	j->n_taken = 0;
 	if (e == NULL)
 		return 0;
+	if ((r = audit_batch_begin(txn, &b)) != 0)
+		return r;
 	/* Entries up to last are linked and stay put until done() frees them. */
 	for (;; e = e->next) {
-		if ((r = audit_append_body_txn(j->al, txn, e->at_ms, e->body,
+		if ((r = audit_batch_add(j->al, txn, &b, e->at_ms, e->body,
 		    e->len, false)) != 0)
 			return r;
 		j->n_taken++;
 		if (e == last)
 			break;
 	}
+	if ((r = audit_batch_end(txn, &b)) != 0)
+		return r;
 	VAULT_CRASH_POINT("journal.ingest");	/* in the group, uncommitted */
 	/* meta: the last entry moved in */
 	if ((r = put_moved_in(j->al, txn, last->seq)) != 0)
