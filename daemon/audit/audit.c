@@ -236,6 +236,12 @@ body_index_key(const struct audit_log *al, const uint8_t *body, size_t len,
 	return index_key_of(al, &b, key);
 }
 
+static bool
+on_lmdb(struct store_txn *txn)
+{
+	return strcmp(store_backend_name(store_txn_store(txn)), "lmdb") == 0;
+}
+
 /* Adds entry seq of ref to the consumer index, if it is not there yet. */
 static int
 index_put(struct store_txn *txn, const uint8_t *ref, uint64_t seq)
@@ -247,6 +253,13 @@ index_put(struct store_txn *txn, const uint8_t *ref, uint64_t seq)
 
 	memcpy(rb, ref, sizeof(rb));
 	store_put_u64(sk, seq);
+	/*
+	 * On PostgreSQL the insert of a pair already there does nothing
+	 * (ON CONFLICT DO NOTHING) and a look-up would be a second query.
+	 */
+	if (!on_lmdb(txn))
+		return store_put(txn, STORE_AUDIT_REF, rb, sizeof(rb), sk,
+		    sizeof(sk), 0);
 	if ((rc = store_cursor_open(txn, STORE_AUDIT_REF, &cur)) != 0)
 		return rc;
 	/* A look-up first, so an entry already there costs no page copy. */
