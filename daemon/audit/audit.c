@@ -236,10 +236,14 @@ body_index_key(const struct audit_log *al, const uint8_t *body, size_t len,
 	return index_key_of(al, &b, key);
 }
 
+/*
+ * The audit log's costs differ by backend: on LMDB a look-up or an index
+ * insert is an in-process tree walk, on PostgreSQL a query.
+ */
 static bool
-on_lmdb(struct store_txn *txn)
+on_lmdb(const struct store *st)
 {
-	return strcmp(store_backend_name(store_txn_store(txn)), "lmdb") == 0;
+	return strcmp(store_backend_name(st), "lmdb") == 0;
 }
 
 /* Adds entry seq of ref to the consumer index, if it is not there yet. */
@@ -257,7 +261,7 @@ index_put(struct store_txn *txn, const uint8_t *ref, uint64_t seq)
 	 * On PostgreSQL the insert of a pair already there does nothing
 	 * (ON CONFLICT DO NOTHING) and a look-up would be a second query.
 	 */
-	if (!on_lmdb(txn))
+	if (!on_lmdb(store_txn_store(txn)))
 		return store_put(txn, STORE_AUDIT_REF, rb, sizeof(rb), sk,
 		    sizeof(sk), 0);
 	if ((rc = store_cursor_open(txn, STORE_AUDIT_REF, &cur)) != 0)
@@ -406,7 +410,10 @@ index_apply(struct store_txn *txn, void *arg)
 			break;
 		}
 		seq = store_get_u64(k.data);
-		/* Entries of writes were indexed with them: a look-up each. */
+		/*
+		 * Entries of writes were indexed with them: a look-up each on
+		 * LMDB, an insert that changes nothing on PostgreSQL.
+		 */
 		if (filed == 0 && (r = index_put(txn, ref, seq)) != 0)
 			break;
 	}
@@ -811,8 +818,7 @@ replay(struct collected *c, audit_visit fn, void *arg)
 static uint64_t
 tail_max(const struct audit_log *al)
 {
-	return strcmp(store_backend_name(al->store), "lmdb") == 0 ?
-	    TAIL_MAX_LMDB : TAIL_MAX_REMOTE;
+	return on_lmdb(al->store) ? TAIL_MAX_LMDB : TAIL_MAX_REMOTE;
 }
 
 int

@@ -16,8 +16,9 @@ int audit_scan(struct audit_log *al, uint64_t after_seq, const uint8_t *ref,
 /*
  * Where the journal stands now (0 without one): audit_scan_to with it
  * sees every entry journaled before, and waits for no write when a write
- * group made since has already moved them in. A call that writes before
- * it reads (ExportConsumer's request record) saves a round trip so.
+ * group made since has already moved them in. ExportConsumer takes one
+ * when it starts: its scans (the consumer's, one per dataset) then wait
+ * at most once, and not at all when other writes drained the journal.
  */
 uint64_t audit_mark(struct audit_log *al);
 

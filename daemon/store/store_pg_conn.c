@@ -411,12 +411,19 @@ pg_wrote(struct pg_txn *t)
 	pg_keep_clear(&t->top->c->keep);
 }
 
-/* Runs a write; *n the rows it changed. */
+/*
+ * Runs a write; *n the rows it changed. One that changed no row (an insert
+ * of a pair already there, ON CONFLICT DO NOTHING) leaves what reads kept
+ * and the cursors' batches valid: the audit index inserts each entry's
+ * pair without a look-up, most of them already there, while a cursor
+ * walks the log.
+ */
 int
 pg_run_write(struct pg_txn *t, enum stmt s, const struct args *a, const char *op,
     long *n)
 {
 	PGresult *res;
+	long rows = -1;
 	int r;
 
 	if (!t->top->write) {
@@ -426,9 +433,10 @@ pg_run_write(struct pg_txn *t, enum stmt s, const struct args *a, const char *op
 	}
 	res = pg_run(t, s, a, op, &r);
 	if (res != NULL)
-		*n = changed(res);
+		*n = rows = changed(res);
 	PQclear(res);
-	pg_wrote(t);
+	if (r != 0 || rows != 0)
+		pg_wrote(t);
 	return r;
 }
 

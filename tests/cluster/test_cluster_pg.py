@@ -167,6 +167,16 @@ def patroni_log_tail(d, node, lines=25):
     return own[-lines:]
 
 
+def status_ok(d):
+    """scripts/cluster status exits 0 (every part up, failover ready); a
+    status that hangs counts as not ready."""
+    try:
+        return subprocess.run([CLUSTER, "status", d], capture_output=True,
+                              timeout=10).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
 def new_leader(d, env, old, t_kill):
     """The member that took the leader key after old was killed, once
     HAProxy's write port leads to it. A failure shows what the members
@@ -381,8 +391,7 @@ def run_kill(d, env, kill_patroni):
     # PostgreSQL names the standby in the sync key a few seconds after the
     # standby streams again (scripts/cluster's patroni_ready).
     wait_until("status to report the topology ready again",
-               lambda: subprocess.run([CLUSTER, "status", d], timeout=30,
-                                      capture_output=True).returncode == 0, 30)
+               lambda: status_ok(d), 30)
     cluster("status", d, timeout=30)
     record(f"{'node' if kill_patroni else 'postgres'}", failover_s, acked)
     return failover_s, old, new
