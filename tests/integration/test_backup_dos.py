@@ -20,6 +20,13 @@ def load(d, n=6000):
         d.put(consumer_id(i), email=f"{i:06d}" + "z" * 240)
 
 
+# A client that reads nothing must stall the copy: without BDP probing its
+# window stays at 64 KiB. With probing it could grow past the whole store
+# under load, the copy then ends without a stall (a CI run waited 120 s
+# for the stall's log line, as test_availability's capped streams once did).
+NO_WINDOW_GROWTH = [("grpc.http2.bdp_probe", 0)]
+
+
 def wait_for(pred, what, tries=1200):
     for _ in range(tries):
         if pred():
@@ -35,7 +42,7 @@ def test_a_backup_whose_client_reads_nothing_is_ended(fresh):
     conf = d.data_dir / "vaultd.conf"
     conf.write_text(conf.read_text() + "backup_stall_s = 1;\n")
     d.start()
-    with d.channel() as ch:
+    with d.channel(options=NO_WINDOW_GROWTH) as ch:
         call = d.stream(ch, "/vault.v1.Admin/Backup", admin.BackupRequest(),
                         admin.BackupChunk, timeout=3600)
         assert next(call).data          # it runs; now read nothing more
@@ -53,7 +60,7 @@ def test_a_backup_whose_client_reads_nothing_is_ended(fresh):
 def test_backups_run_one_at_a_time(fresh, tmp_path):
     d = fresh.start()
     load(d)
-    with d.channel() as ch:
+    with d.channel(options=NO_WINDOW_GROWTH) as ch:
         call = d.stream(ch, "/vault.v1.Admin/Backup", admin.BackupRequest(),
                         admin.BackupChunk, timeout=3600)
         assert next(call).data          # the first holds its snapshot
