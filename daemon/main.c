@@ -257,7 +257,8 @@ check_config(const char *path)
 	char err[512];
 
 	if (config_load(&cfg, path, err, sizeof(err)) != 0 ||
-	    reflection_configure(cfg->reflection, err, sizeof(err)) != 0 ||
+	    reflection_configure(cfg->reflection, cfg->reflection_idle_s,
+	    err, sizeof(err)) != 0 ||
 	    load_policy(&auth, cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "vaultd: %s\n", err);
 		config_free(cfg);
@@ -627,7 +628,8 @@ serve(struct config *cfg, const struct options *o)
 		if (cfg->require_mlock)
 			return 1;
 	}
-	if (reflection_configure(cfg->reflection, err, sizeof(err)) != 0 ||
+	if (reflection_configure(cfg->reflection, cfg->reflection_idle_s,
+	    err, sizeof(err)) != 0 ||
 	    load_policy(&auth, cfg, err, sizeof(err)) != 0) {
 		log_error("%s", err);
 		return 1;

@@ -32,7 +32,6 @@ typedef Grpc__Reflection__V1alpha__ServiceResponse Service;
 #define CODE_NOT_FOUND 5
 
 /* A client silent this long loses its stream (it holds a stream slot). */
-#define IDLE_MS 30000
 #define MAX_SERVICES 32
 #define MAX_SERVICE_NAME 128
 #define MAX_FILES 32
@@ -43,12 +42,13 @@ extern const size_t reflect_descriptor_set_len;
 
 /* Loaded once at start (reflection_configure), read-only after. */
 static struct reflect_index *descriptors;
+static int idle_ms;		/* a stream with no request this long: ended */
 
 /* The reflection entries close the dispatch table. */
 #define N_REFLECTION 2
 
 int
-reflection_configure(const char *mode, char *err, size_t errlen)
+reflection_configure(const char *mode, int idle_s, char *err, size_t errlen)
 {
 	struct rpc_method *m = &dispatch_methods[dispatch_n_methods - N_REFLECTION];
 	static bool configured;
@@ -57,6 +57,7 @@ reflection_configure(const char *mode, char *err, size_t errlen)
 	if (configured)
 		abort();	/* the table would lose entries twice */
 	configured = true;
+	idle_ms = idle_s * 1000;
 	if (strcmp(mode, "off") == 0) {
 		dispatch_n_methods -= N_REFLECTION;
 		return 0;
@@ -210,7 +211,7 @@ handle_reflection(struct rpc_ctx *ctx, const ProtobufCMessage *first)
 		    "reflection is not configured");
 	while ((r = answer(ctx, (const Request *)req)) == 0) {
 		rpc_msg_free(next);
-		if ((r = rpc_recv(ctx, IDLE_MS, &next)) != 0 || next == NULL)
+		if ((r = rpc_recv(ctx, idle_ms, &next)) != 0 || next == NULL)
 			break;
 		req = next;
 	}

@@ -37,9 +37,11 @@ int handle_reflection(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 /*
  * Applies the `reflection` setting ("authenticated", "public" or "off") to
  * the dispatch table and loads the descriptors it serves: once, at start,
- * before the table is read (policy loading, server_bind).
+ * before the table is read (policy loading, server_bind). A stream that
+ * sends no request for idle_s seconds is ended.
  */
-int reflection_configure(const char *mode, char *err, size_t errlen) VAULT_WUR;
+int reflection_configure(const char *mode, int idle_s, char *err,
+    size_t errlen) VAULT_WUR;
 
 /*
  * The dispatch table: every method of the contract. Written only by

@@ -72,6 +72,7 @@ static const struct setting {
 	{ "metrics_listen", SET_OPT_STRING, NULL, 0, 0, 0, offsetof(struct config, metrics_listen) },
 	{ "metrics_dek_refresh_s", SET_INT, NULL, 60, 1, 86400, offsetof(struct config, metrics_dek_refresh_s) },
 	{ "reflection", SET_CHOICE, "authenticated|public|off", 0, 0, 0, offsetof(struct config, reflection) },
+	{ "reflection_idle_s", SET_INT, NULL, 30, 1, 3600, offsetof(struct config, reflection_idle_s) },
 	{ "key_provider", SET_CHOICE, "file|pkcs11", 0, 0, 0, offsetof(struct config, key_provider) },
 	{ "pkcs11_module", SET_OPT_PATH, NULL, 0, 0, 0, offsetof(struct config, pkcs11_module) },
 	{ "pkcs11_token_label", SET_OPT_STRING, NULL, 0, 0, 0, offsetof(struct config, pkcs11_token_label) },

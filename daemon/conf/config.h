@@ -57,6 +57,7 @@ struct config {
 	char *metrics_listen;		/* host:port, "off"; NULL: unset */
 	int metrics_dek_refresh_s;	/* DEK counts are cached this long */
 	char *reflection;		/* "authenticated", "public" or "off" */
+	int reflection_idle_s;		/* a reflection stream sending nothing */
 	char *key_provider;		/* "file" or "pkcs11" (crypto/keyprov.h) */
 	char *pkcs11_module;		/* key_provider = "pkcs11": all three set */
 	char *pkcs11_token_label;

@@ -10,6 +10,7 @@ import pathlib
 import queue
 import subprocess
 import tempfile
+import time
 
 import grpc
 import pytest
@@ -365,20 +366,32 @@ def test_stop_ends_idle_streams_at_once(fresh):
     r.ch.close()
 
 
-def test_silent_client_loses_its_stream(daemon):
-    """No request for 30 s: the stream is ended with DEADLINE_EXCEEDED
-    (the slot and the thread it held are given back)."""
+def test_silent_client_loses_its_stream(fresh):
+    """No request for reflection_idle_s (30 s by default, 2 s here): the
+    stream is ended with DEADLINE_EXCEEDED (the slot and the thread it held
+    are given back), and a stream that keeps asking is not."""
+    fresh.start()
+    assert fresh.stop() == 0
+    conf = fresh.data_dir / "vaultd.conf"
+    conf.write_text(conf.read_text() + "reflection_idle_s = 2;\n")
+    daemon = fresh.start()
+    busy = Reflector(daemon, timeout=120)
     r = Reflector(daemon, timeout=120)
     assert "vault.v1.Keys" in services(r)
+    for _ in range(4):      # 4 s of requests a second apart
+        assert "vault.v1.Keys" in services(busy)
+        time.sleep(1)
     with pytest.raises(grpc.RpcError) as e:
         next(r.call)
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert "no request on this stream" in e.value.details()
+    assert "no request on this stream for 2000 ms" in e.value.details()
     r.q.put(None)
     r.ch.close()
+    assert busy.close() == []
     r = Reflector(daemon)
     assert "vault.v1.Keys" in services(r)
     assert r.close() == []
+    assert daemon.stop() == 0
 
 
 # ------------------------------------------------------------ buf curl
