@@ -237,48 +237,17 @@ body_index_key(const struct audit_log *al, const uint8_t *body, size_t len,
 }
 
 /*
- * The audit log's costs differ by backend: on LMDB a look-up or an index
- * insert is an in-process tree walk, on PostgreSQL a query.
+ * Adds entry seq of ref to the consumer index, if it is not there yet (the
+ * store leaves a pair already there as it is, without a page copy).
  */
-static bool
-on_lmdb(const struct store *st)
-{
-	return strcmp(store_backend_name(st), "lmdb") == 0;
-}
-
-/* Adds entry seq of ref to the consumer index, if it is not there yet. */
 static int
 index_put(struct store_txn *txn, const uint8_t *ref, uint64_t seq)
 {
-	uint8_t sk[8], rb[CRYPTO_REF_BYTES];
-	struct store_val rk = { CRYPTO_REF_BYTES, rb }, sv = { 8, sk };
-	struct store_cursor *cur;
-	int rc;
+	uint8_t sk[8];
 
-	memcpy(rb, ref, sizeof(rb));
 	store_put_u64(sk, seq);
-	/*
-	 * On PostgreSQL the insert of a pair already there does nothing
-	 * (ON CONFLICT DO NOTHING) and a look-up would be a second query.
-	 */
-	if (!on_lmdb(store_txn_store(txn)))
-		return store_put(txn, STORE_AUDIT_REF, rb, sizeof(rb), sk,
-		    sizeof(sk), 0);
-	if ((rc = store_cursor_open(txn, STORE_AUDIT_REF, &cur)) != 0)
-		return rc;
-	/* A look-up first, so an entry already there costs no page copy. */
-	rc = store_cursor_get(cur, &rk, &sv, STORE_GET_BOTH);
-	store_cursor_close(cur);
-	if (rc == 0)
-		return 0;
-	if (rc != VAULT_ERR_NOT_FOUND)
-		return rc;
-	rk = (struct store_val){ CRYPTO_REF_BYTES, rb };
-	sv = (struct store_val){ 8, sk };
-	if ((rc = store_put(txn, STORE_AUDIT_REF, rk.data, rk.len, sv.data,
-	    sv.len, 0)) != 0)
-		return rc;
-	return 0;
+	return store_put(txn, STORE_AUDIT_REF, ref, CRYPTO_REF_BYTES, sk,
+	    sizeof(sk), 0);
 }
 
 int
@@ -818,7 +787,7 @@ replay(struct collected *c, audit_visit fn, void *arg)
 static uint64_t
 tail_max(const struct audit_log *al)
 {
-	return on_lmdb(al->store) ? TAIL_MAX_LMDB : TAIL_MAX_REMOTE;
+	return store_in_process(al->store) ? TAIL_MAX_LMDB : TAIL_MAX_REMOTE;
 }
 
 int

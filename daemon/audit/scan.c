@@ -8,21 +8,17 @@ sync_journal(struct audit_log *al)
 	return al->jn != NULL ? journal_sync(al->jn) : 0;
 }
 
-int
-audit_scan(struct audit_log *al, uint64_t after_seq, const uint8_t *ref,
-    audit_visit fn, void *arg)
-{
-	int r;
-
-	if ((r = sync_journal(al)) != 0)
-		return r;
-	return audit_log_scan(al, after_seq, ref, fn, arg);
-}
-
 uint64_t
 audit_mark(struct audit_log *al)
 {
 	return al->jn != NULL ? journal_mark(al->jn) : 0;
+}
+
+int
+audit_scan(struct audit_log *al, uint64_t after_seq, const uint8_t *ref,
+    audit_visit fn, void *arg)
+{
+	return audit_scan_to(al, audit_mark(al), after_seq, ref, fn, arg);
 }
 
 int

@@ -363,73 +363,23 @@ out:
 	return r;
 }
 
-/*
- * The attribute records to open: wanted ones, or every one the schema has,
- * in that order. One walk over the consumer's records (adjacent: keyed ref
- * | name) instead of a look-up per wanted name, which cost a descent of the
- * tree each, for names the consumer lacks too. Records outside the schema
- * are passed over (ExportConsumer's collect_all shows them).
- */
-static int
-collect_attrs(struct vault *v, struct store_txn *txn, const uint8_t *ref,
-    const struct manifest *m, const int *attrs, size_t n_attrs, int *idx,
-    struct store_val *vals, size_t *count)
-{
-	size_t n = n_attrs == 0 ? v->schema->n_attrs : n_attrs;
-	struct store_val found[SCHEMA_MAX_ATTRS];
-	bool has[SCHEMA_MAX_ATTRS] = { false };
-	struct store_cursor *cur = NULL;
-	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
-	int rc, r = 0;
-
-	*count = 0;
-	if ((rc = store_cursor_open(txn, STORE_ATTRS, &cur)) != 0)
-		return rc;
-	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0;
-	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
-		int a;
-
-		if (k.len < CRYPTO_REF_BYTES ||
-		    memcmp(k.data, ref, CRYPTO_REF_BYTES) != 0)
-			break;
-		a = schema_find_attr(v->schema, (const char *)k.data +
-		    CRYPTO_REF_BYTES, k.len - CRYPTO_REF_BYTES);
-		if (a >= 0) {
-			found[a] = val;
-			has[a] = true;
-		}
-	}
-	store_cursor_close(cur);
-	if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
-		return rc;
-	for (size_t i = 0; i < n && r == 0; i++) {
-		int a = n_attrs == 0 ? (int)i : attrs[i];
-		const char *name = v->schema->attrs[a].name;
-
-		if ((r = consumer_manifest_agrees(m, name, strlen(name),
-		    has[a] ? &found[a] : NULL)) != 0 || !has[a])
-			continue;
-		vals[*count] = found[a];
-		idx[(*count)++] = a;
-	}
-	return r;
-}
+/* What walk_records shows of each record: its name and its sealed value. */
+typedef int (*record_visit)(void *arg, const struct store_val *name,
+    const struct store_val *val);
 
 /*
- * Every attribute record of ref, in the schema or not (for the right to
- * know); names[i] is the name in the record's key, idx[i] -1 when the
- * schema does not have it.
+ * Visits every attribute record of ref in key order: one cursor walk, the
+ * records being adjacent (keyed ref | name). A key with no name or one too
+ * long for the schema's names is corruption.
  */
 static int
-collect_all(struct vault *v, struct store_txn *txn, const uint8_t *ref,
-    const struct manifest *m, int *idx, struct store_val *names,
-    struct store_val *vals, size_t *count)
+walk_records(struct store_txn *txn, const uint8_t *ref, record_visit fn,
+    void *arg)
 {
 	struct store_cursor *cur = NULL;
-	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val, name;
 	int rc, r = 0;
 
-	*count = 0;
 	if ((rc = store_cursor_open(txn, STORE_ATTRS, &cur)) != 0)
 		return rc;
 	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0;
@@ -443,26 +393,117 @@ collect_all(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 			r = VAULT_ERR_STATE;
 			break;
 		}
-		if (*count == CONSUMER_VALUES_MAX) {
-			log_error("a consumer has more than %d attribute records",
-			    CONSUMER_VALUES_MAX);
-			r = VAULT_ERR_LIMIT;
-			break;
-		}
-		names[*count] = (struct store_val){ k.len - CRYPTO_REF_BYTES,
+		name = (struct store_val){ k.len - CRYPTO_REF_BYTES,
 		    (uint8_t *)k.data + CRYPTO_REF_BYTES };
-		if ((r = consumer_manifest_agrees(m, names[*count].data,
-		    names[*count].len, &val)) != 0)
+		if ((r = fn(arg, &name, &val)) != 0)
 			break;
-		idx[*count] = schema_find_attr(v->schema, names[*count].data,
-		    names[*count].len);
-		vals[(*count)++] = val;
 	}
 	store_cursor_close(cur);
 	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
 		r = rc;
+	return r;
+}
+
+/* The records of the schema's attributes, by attribute index. */
+struct in_schema {
+	const struct schema *schema;
+	struct store_val found[SCHEMA_MAX_ATTRS];
+	bool has[SCHEMA_MAX_ATTRS];
+};
+
+static int
+note_in_schema(void *arg, const struct store_val *name,
+    const struct store_val *val)
+{
+	struct in_schema *s = arg;
+	int a = schema_find_attr(s->schema, name->data, name->len);
+
+	if (a >= 0) {
+		s->found[a] = *val;
+		s->has[a] = true;
+	}
+	return 0;
+}
+
+/*
+ * The attribute records to open: wanted ones, or every one the schema has,
+ * in that order. One walk over the consumer's records instead of a look-up
+ * per wanted name, which cost a descent of the tree each, for names the
+ * consumer lacks too. Records outside the schema are passed over
+ * (ExportConsumer's collect_all shows them).
+ */
+static int
+collect_attrs(struct vault *v, struct store_txn *txn, const uint8_t *ref,
+    const struct manifest *m, const int *attrs, size_t n_attrs, int *idx,
+    struct store_val *vals, size_t *count)
+{
+	size_t n = n_attrs == 0 ? v->schema->n_attrs : n_attrs;
+	struct in_schema s = { .schema = v->schema };
+	int r;
+
+	*count = 0;
+	if ((r = walk_records(txn, ref, note_in_schema, &s)) != 0)
+		return r;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		int a = n_attrs == 0 ? (int)i : attrs[i];
+		const char *name = v->schema->attrs[a].name;
+
+		if ((r = consumer_manifest_agrees(m, name, strlen(name),
+		    s.has[a] ? &s.found[a] : NULL)) != 0 || !s.has[a])
+			continue;
+		vals[*count] = s.found[a];
+		idx[(*count)++] = a;
+	}
+	return r;
+}
+
+/* Every record, each checked against the manifest (collect_all). */
+struct listing {
+	const struct schema *schema;
+	const struct manifest *m;
+	int *idx;
+	struct store_val *names, *vals;
+	size_t count;
+};
+
+static int
+list_record(void *arg, const struct store_val *name,
+    const struct store_val *val)
+{
+	struct listing *l = arg;
+	int r;
+
+	if (l->count == CONSUMER_VALUES_MAX) {
+		log_error("a consumer has more than %d attribute records",
+		    CONSUMER_VALUES_MAX);
+		return VAULT_ERR_LIMIT;
+	}
+	if ((r = consumer_manifest_agrees(l->m, name->data, name->len,
+	    val)) != 0)
+		return r;
+	l->names[l->count] = *name;
+	l->idx[l->count] = schema_find_attr(l->schema, name->data, name->len);
+	l->vals[l->count++] = *val;
+	return 0;
+}
+
+/*
+ * Every attribute record of ref, in the schema or not (for the right to
+ * know); names[i] is the name in the record's key, idx[i] -1 when the
+ * schema does not have it.
+ */
+static int
+collect_all(struct vault *v, struct store_txn *txn, const uint8_t *ref,
+    const struct manifest *m, int *idx, struct store_val *names,
+    struct store_val *vals, size_t *count)
+{
+	struct listing l = { .schema = v->schema, .m = m, .idx = idx,
+	    .names = names, .vals = vals };
+	int r = walk_records(txn, ref, list_record, &l);
+
+	*count = l.count;
 	/* Each record is listed; so many records: none listed is missing. */
-	if (r == 0 && m->p != NULL && *count != m->n) {
+	if (r == 0 && m->p != NULL && l.count != m->n) {
 		log_error("attribute records a consumer's manifest lists are "
 		    "missing: the store is corrupt or was tampered with");
 		r = VAULT_ERR_CRYPTO;

@@ -47,6 +47,12 @@ store_backend_name(const struct store *st)
 	return st->ops->name;
 }
 
+bool
+store_in_process(const struct store *st)
+{
+	return st->ops->in_process;
+}
+
 void
 store_close(struct store *st)
 {

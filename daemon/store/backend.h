@@ -20,6 +20,7 @@
 
 struct store_ops {
 	const char *name;			/* "lmdb", "postgresql" */
+	bool in_process;			/* store_in_process */
 	void (*close)(struct store *st);
 
 	int (*read_begin)(struct store *st, struct store_txn **txn);

@@ -123,6 +123,12 @@ int store_open_params(struct store **out,
 int store_exists_params(const struct store_params *p, bool *exists) VAULT_WUR;
 /* "lmdb" or "postgresql": the backend of an open store. */
 const char *store_backend_name(const struct store *st);
+/*
+ * Whether a read or write of one key runs in this process (LMDB: a tree
+ * walk, microseconds) or costs a round trip to a server (PostgreSQL): for
+ * callers that trade one kind of work for the other.
+ */
+bool store_in_process(const struct store *st);
 
 /*
  * LMDB: opens (creating when absent) the store in dir, which must exist.
@@ -250,7 +256,12 @@ int store_get(struct store_txn *txn, enum store_space sp, const void *key,
  */
 #define STORE_APPEND 0x4
 
-/* Writes key -> data (flags: STORE_*, above). Write txns only. */
+/*
+ * Writes key -> data (flags: STORE_*, above). Write txns only. In a dup
+ * space a pair already there is left as it is (0, or VAULT_ERR_EXISTS
+ * under STORE_NODUPDATA), at the cost of a look-up: no page is copied and
+ * nothing is journaled for it.
+ */
 int store_put(struct store_txn *txn, enum store_space sp, const void *key,
     size_t klen, const void *data, size_t len, unsigned flags) VAULT_WUR;
 

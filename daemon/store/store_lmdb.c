@@ -746,6 +746,28 @@ lmdb_get(struct store_txn *txn, enum store_space sp, const void *key,
 	return 0;
 }
 
+/*
+ * Whether the pair key -> data is in dup space sp. A put of a pair already
+ * there would still copy its page (LMDB touches the page before it finds
+ * the pair) and journal the put: the look-up spares both.
+ */
+static int
+has_pair(struct store_txn *txn, enum store_space sp, MDB_val *k, MDB_val *v)
+{
+	MDB_cursor *cur;
+	MDB_val kk = *k, vv = *v;
+	int rc;
+
+	if ((rc = mdb_cursor_open(store_mdb_txn(txn), txn_store(txn)->dbi[sp],
+	    &cur)) != 0)
+		return space_err(txn, rc, "open a cursor on", sp);
+	rc = mdb_cursor_get(cur, &kk, &vv, MDB_GET_BOTH);
+	mdb_cursor_close(cur);
+	if (rc == 0 || rc == MDB_NOTFOUND)
+		return rc == 0;
+	return space_err(txn, rc, "get", sp);
+}
+
 static int
 lmdb_put(struct store_txn *txn, enum store_space sp, const void *key,
     size_t klen, const void *data, size_t len, unsigned flags)
@@ -754,6 +776,12 @@ lmdb_put(struct store_txn *txn, enum store_space sp, const void *key,
 	unsigned f = 0;
 	int rc;
 
+	if (store_space_dup(sp) && !(flags & STORE_NOOVERWRITE)) {
+		if ((rc = has_pair(txn, sp, &k, &v)) < 0)
+			return rc;
+		if (rc == 1)
+			return flags & STORE_NODUPDATA ? VAULT_ERR_EXISTS : 0;
+	}
 	if (flags & STORE_NOOVERWRITE)
 		f |= MDB_NOOVERWRITE;
 	if (flags & STORE_NODUPDATA)
@@ -1097,6 +1125,7 @@ lmdb_usage(struct store *st, struct store_usage *out)
 
 static const struct store_ops lmdb_ops = {
 	.name = "lmdb",
+	.in_process = true,
 	.close = lmdb_close,
 	.read_begin = lmdb_read_begin,
 	.read_end = lmdb_read_end,

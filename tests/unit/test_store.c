@@ -218,6 +218,8 @@ test_dup_space(void **state)
 	put(txn, STORE_LINEAGE, "s", "1");
 	assert_int_equal(store_put(txn, STORE_LINEAGE, "r", 1, "2", 1,
 	    STORE_NODUPDATA), VAULT_ERR_EXISTS);
+	/* Without the flag a pair already there is left as it is. */
+	assert_int_equal(store_put(txn, STORE_LINEAGE, "r", 1, "2", 1, 0), 0);
 	assert_int_equal(store_count(txn, STORE_LINEAGE, &n), 0);
 	assert_int_equal(n, 4);
 	assert_int_equal(store_get(txn, STORE_LINEAGE, "r", 1, &v), 0);
