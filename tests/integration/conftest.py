@@ -1,5 +1,6 @@
 """Fixtures for integration tests: a real vaultd on a free loopback port,
 driven by vaultctl and by Debian's python3-grpcio (an independent client)."""
+import concurrent.futures
 import importlib.util
 import os
 import pathlib
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import grpc
@@ -216,23 +218,46 @@ class Daemon:
                       health_pb.HealthCheckResponse, token=None, timeout=2)
         return r.status
 
-    def put(self, cid, token="dev", **attrs):
+    # put, get and delete open a connection per call unless given channel:
+    # loops of many calls pass one (a connection costs more than the call).
+    def put(self, cid, token="dev", channel=None, **attrs):
         req = pb.PutAttributesRequest(consumer_id=cid, attributes=[
             pb.Attribute(name=k, value=v) for k, v in attrs.items()])
         return self.call("/vault.v1.Consumers/PutAttributes", req,
-                         pb.PutAttributesResponse, token=token)
+                         pb.PutAttributesResponse, token=token,
+                         channel=channel)
 
-    def get(self, cid, names=(), purpose="service", token="dev"):
+    def put_many(self, items, threads=8):
+        """Puts each (consumer id, {name: value}) of items, threads calls at
+        a time, each thread on a connection of its own; the responses, in
+        the order of items."""
+        local, chans, lock = threading.local(), [], threading.Lock()
+
+        def put(item):
+            if not hasattr(local, "ch"):
+                local.ch = self.channel()
+                with lock:
+                    chans.append(local.ch)
+            cid, attrs = item
+            return self.put(cid, channel=local.ch, **attrs)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+                return list(pool.map(put, items))
+        finally:
+            for ch in chans:
+                ch.close()
+
+    def get(self, cid, names=(), purpose="service", token="dev", channel=None):
         req = pb.GetAttributesRequest(consumer_id=cid, names=list(names),
                                       purpose=purpose)
         r = self.call("/vault.v1.Consumers/GetAttributes", req,
-                      pb.GetAttributesResponse, token=token)
+                      pb.GetAttributesResponse, token=token, channel=channel)
         return {a.name: a.value for a in r.attributes}
 
-    def delete(self, cid, request_id="", token="dev"):
+    def delete(self, cid, request_id="", token="dev", channel=None):
         req = pb.DeleteConsumerRequest(consumer_id=cid, request_id=request_id)
         return self.call("/vault.v1.Deletion/DeleteConsumer", req,
-                         pb.DeletionReceipt, token=token)
+                         pb.DeletionReceipt, token=token, channel=channel)
 
     def ctl(self, *args, token_file=True, json=False, role=None):
         cmd = [VAULTCTL, "--addr", self.addr]

@@ -279,9 +279,9 @@ def test_stalled_audit_streams_do_not_starve_other_roles_readers(
     d = pg_daemon(tmp_path, pg, extra="postgresql_pool = 2;")
     d.start()
     try:
-        for i in range(800):
-            d.put(f"c{i}", zip=f"{i:05d}",
-                  email=f"user{i}-with-a-longer-address@example.com")
+        d.put_many((f"c{i}", {"zip": f"{i:05d}", "email":
+                    f"user{i}-with-a-longer-address@example.com"})
+                   for i in range(800))
         opts = [("grpc.http2.bdp_probe", 0)]   # the 64 KiB window stays
         chans, calls = [], []
         for _ in range(2):

@@ -63,8 +63,9 @@ def digest(path):
 
 
 def write_entries(d, n, prefix="a"):
-    for i in range(n):
-        d.put(f"{prefix}{i}@example.test", age=str(20 + i))
+    with d.channel() as ch:
+        for i in range(n):
+            d.put(f"{prefix}{i}@example.test", age=str(20 + i), channel=ch)
 
 
 def refused(d, *extra):

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.lmdb_only
 def load(d, n=6000):
     """Some megabytes of store: more than the transport buffers, so a
     client that reads nothing stalls the copy."""
-    for i in range(n):
-        d.put(consumer_id(i), email=f"{i:06d}" + "z" * 240)
+    d.put_many((consumer_id(i), {"email": f"{i:06d}" + "z" * 240})
+               for i in range(n))
 
 
 # A client that reads nothing must stall the copy: without BDP probing its

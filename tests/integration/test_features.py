@@ -47,11 +47,13 @@ def consent(d, cid, purpose="", granted=False, source="api", **flags):
 
 def load(d, n, prefix="c"):
     devices = ["mobile", "desktop", "tablet"]
-    for i in range(n):
-        d.put(f"{prefix}{i}@example.test", age=str(18 + i % 50),
-              device=devices[i % 3], income_band="middle",
-              converted="true" if i % 2 else "false",
-              email=f"{prefix}{i}@example.test", ethnicity="group_a")
+    with d.channel() as ch:
+        for i in range(n):
+            d.put(f"{prefix}{i}@example.test", age=str(18 + i % 50),
+                  device=devices[i % 3], income_band="middle",
+                  converted="true" if i % 2 else "false",
+                  email=f"{prefix}{i}@example.test", ethnicity="group_a",
+                  channel=ch)
 
 
 def test_consent_gates_every_purpose(daemon):

@@ -40,9 +40,11 @@ def test_concurrent_clients_all_writes_readable(daemon):
     for t in threads:
         t.join()
     assert errors == []
-    for n in range(8):
-        for i in range(200):
-            assert daemon.get(f"c{n}-{i}", ["zip"]) == {"zip": f"{n:02d}{i:05d}"}
+    with daemon.channel() as ch:
+        for n in range(8):
+            for i in range(200):
+                assert daemon.get(f"c{n}-{i}", ["zip"], channel=ch) == \
+                    {"zip": f"{n:02d}{i:05d}"}
 
 
 def _put_req(cid, n, i):

@@ -130,9 +130,11 @@ def test_a_hundred_versions(fresh):
 # ------------------------------------------------------------ point 11
 
 def fill(d, threads=4):
-    """Puts consumers until the store refuses them; returns how many went in."""
+    """Puts consumers until the store refuses them; returns how many went in.
+    The values are as long as the schema allows (wide_email: 3 KB, so that
+    a 16 MiB map takes about 3,000 puts, not 10,000)."""
     stop, done, codes = threading.Event(), [], []
-    big = "x" * 200 + "@example.test"
+    big = "x" * 3000 + "@example.test"
 
     def worker(w):
         i = 0
@@ -157,14 +159,35 @@ def fill(d, threads=4):
     for t in ts:
         t.join()
     assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes, codes[:5]
-    # Fill what the other threads' failures left free, and what the next
+    # Fill what the other threads' failures left free, and what each
     # store-journal checkpoint gives back (the pages its pinned snapshot
-    # held: a fresh-clone run once fitted 1000 more puts after a refusal).
-    with pytest.raises(grpc.RpcError) as e:
-        for i in range(20000):
-            d.put(f"last-{i}", email=f"{i}{big}")
-    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    return len(done)
+    # held: a refusal asks for one, and one runs every second). Full is a
+    # refusal that still holds after a pause with no write in it: a test
+    # that stopped at the first refusal once saw its rotation start.
+    i, went_in = 0, 1
+    with d.channel() as ch:
+        for _ in range(60):
+            if went_in == 0:
+                break
+            time.sleep(1.5)
+            went_in = 0
+            with pytest.raises(grpc.RpcError) as e:
+                while True:
+                    d.put(f"last-{i}", email=f"{i}{big}", channel=ch)
+                    i, went_in = i + 1, went_in + 1
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert went_in == 0, "the store never stayed full"
+    return len(done) + i
+
+
+def wide_email(d):
+    """Lets a stopped daemon's email attribute hold 4,000 bytes."""
+    conf = d.data_dir / "vaultd.conf"
+    text = conf.read_text()
+    assert 'name = "email"; type = "string"; max_length = 254;' in text
+    conf.write_text(text.replace('name = "email"; type = "string"; '
+                                 'max_length = 254;', 'name = "email"; '
+                                 'type = "string"; max_length = 4000;'))
 
 
 def assert_unrotated(d, n_consumers):
@@ -179,6 +202,7 @@ def test_rotation_on_a_full_store_starts_or_changes_nothing(fresh):
     fresh.start()
     assert fresh.stop() == 0
     configure(fresh, map_size_mb=16)
+    wide_email(fresh)
     fresh.start()
     fill(fresh)
     n = key_status(fresh).versions[0].dek_count

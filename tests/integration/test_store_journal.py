@@ -65,15 +65,17 @@ def current_segment(d):
 
 
 def put_many(d, prefix, n):
-    for i in range(n):
-        d.put(f"{prefix}-{i}", email=f"{prefix}-{i}@example.test",
-              zip=f"{i:05d}")
+    with d.channel() as ch:
+        for i in range(n):
+            d.put(f"{prefix}-{i}", email=f"{prefix}-{i}@example.test",
+                  zip=f"{i:05d}", channel=ch)
 
 
 def check_many(d, prefix, n):
-    for i in range(n):
-        assert d.get(f"{prefix}-{i}", ["email", "zip"]) == {
-            "email": f"{prefix}-{i}@example.test", "zip": f"{i:05d}"}
+    with d.channel() as ch:
+        for i in range(n):
+            assert d.get(f"{prefix}-{i}", ["email", "zip"], channel=ch) == {
+                "email": f"{prefix}-{i}@example.test", "zip": f"{i:05d}"}
 
 
 def refuse(d):

@@ -21,16 +21,12 @@ def b64d(tok):
 
 
 def load(d, n, prefix, threads=8):
-    refs = {}
-
-    def put(i):
-        r = d.put(f"{prefix}{i}", age=str(20 + i % 40),
-                  device=("mobile", "desktop", "tablet")[i % 3],
-                  income_band="middle", converted="true" if i % 2 else "false")
-        return f"{prefix}{i}", r.consumer_ref
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        refs.update(pool.map(put, range(n)))
-    return refs
+    ids = [f"{prefix}{i}" for i in range(n)]
+    out = d.put_many(((ids[i], dict(
+        age=str(20 + i % 40), device=("mobile", "desktop", "tablet")[i % 3],
+        income_band="middle", converted="true" if i % 2 else "false"))
+        for i in range(n)), threads=threads)
+    return {cid: r.consumer_ref for cid, r in zip(ids, out)}
 
 
 def code_of(fn):
@@ -113,8 +109,9 @@ def test_stream_order_is_unrelated_across_purposes(daemon):
     assert len(a) == len(b) == n
     pos_a = {p: i for i, p in enumerate(a)}
     pos_b = {p: i for i, p in enumerate(b)}
-    for i in range(deleted):
-        daemon.delete(f"o{i}")
+    with daemon.channel() as ch:
+        for i in range(deleted):
+            daemon.delete(f"o{i}", channel=ch)
     ev_a = watch(daemon, dataset_id="ord-a", timeout=120)
     ev_b = watch(daemon, dataset_id="ord-b", timeout=120)
     assert len(ev_a) == len(ev_b) == deleted
