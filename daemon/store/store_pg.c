@@ -51,7 +51,8 @@
  * connect now", and a read-only transaction (a standby, after a failover)
  * are VAULT_ERR_UNAVAILABLE without failing the store: the connection is
  * closed, and the next begin connects again, retrying for up to
- * connect_timeout_s (a proxy moves to the new leader meanwhile); the
+ * connect_timeout_s (a proxy moves to the new leader meanwhile; once an
+ * attempt gave up, the next ones try once until one succeeds); the
  * writer refuses a standby. Disk full is VAULT_ERR_NOSPACE, serialization
  * failures and deadlocks VAULT_ERR_UNAVAILABLE (retryable), corruption
  * (XX001, XX002) fails the store; the rest is VAULT_ERR_STORE. Logs carry
@@ -890,6 +891,7 @@ store_new(struct pg_store **out, const struct store_params *p)
 	st->base.ops = &pg_ops;
 	st->pool_size = p->pool_size > 0 ? p->pool_size : 8;
 	st->timeout_s = p->connect_timeout_s;
+	atomic_init(&st->unreachable, false);
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_cond_init(&st->cv, NULL);
 	pthread_mutex_init(&st->wmu, NULL);

@@ -262,21 +262,28 @@ connect_once(struct pg_store *st, const char *role, char *cause, size_t len)
 /*
  * A new connection for role ("vaultd-writer", "vaultd-reader"), retried
  * for up to connect_timeout_s: after a failover the proxy needs a moment
- * to route to the new leader.
+ * to route to the new leader. Once an attempt has given up, the database
+ * is known to be down for longer than that: later attempts try once, so
+ * that a database that stays down does not hold every call, and each step
+ * of the shutdown, for the whole timeout. The first success ends that.
  */
 int
 pg_conn_open(struct pg_store *st, const char *role, struct pg_conn **out)
 {
 	long long deadline = time_monotonic_ms() + (long long)st->timeout_s * 1000;
+	bool warned = false;
 	struct pg_conn *c;
 	PGconn *pg;
 	char cause[256];
-	bool warned = false;
 
 	*out = NULL;
 	while ((pg = connect_once(st, role, cause, sizeof(cause))) == NULL) {
+		if (atomic_load(&st->unreachable))
+			return VAULT_ERR_UNAVAILABLE;	/* logged when it went */
 		if (time_monotonic_ms() >= deadline) {
-			log_error("cannot connect to PostgreSQL: %s", cause);
+			log_error("cannot connect to PostgreSQL: %s; until a "
+			    "connection succeeds, calls fail at once", cause);
+			atomic_store(&st->unreachable, true);
 			return VAULT_ERR_UNAVAILABLE;
 		}
 		if (!warned)
@@ -285,6 +292,8 @@ pg_conn_open(struct pg_store *st, const char *role, struct pg_conn **out)
 		warned = true;
 		sleep_ms(RETRY_MS);
 	}
+	if (atomic_exchange(&st->unreachable, false))
+		log_info("connected to PostgreSQL again");
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		PQfinish(pg);
 		return VAULT_ERR_NOMEM;

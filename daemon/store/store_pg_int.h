@@ -8,6 +8,7 @@
 #define VAULT_STORE_PG_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -76,6 +77,11 @@ struct pg_store {
 	struct store base;
 	char *conninfo;
 	unsigned pool_size, timeout_s;
+	/*
+	 * An attempt to connect gave up after timeout_s, and none succeeded
+	 * since: later attempts try once each (pg_conn_open).
+	 */
+	atomic_bool unreachable;
 	unsigned nbulk;			/* connections long readers hold */
 	pthread_mutex_t mu;		/* the read pool */
 	pthread_cond_t cv;

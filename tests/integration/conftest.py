@@ -247,11 +247,13 @@ class Daemon:
             for ch in chans:
                 ch.close()
 
-    def get(self, cid, names=(), purpose="service", token="dev", channel=None):
+    def get(self, cid, names=(), purpose="service", token="dev", channel=None,
+            timeout=10):
         req = pb.GetAttributesRequest(consumer_id=cid, names=list(names),
                                       purpose=purpose)
         r = self.call("/vault.v1.Consumers/GetAttributes", req,
-                      pb.GetAttributesResponse, token=token, channel=channel)
+                      pb.GetAttributesResponse, token=token, channel=channel,
+                      timeout=timeout)
         return {a.name: a.value for a in r.attributes}
 
     def delete(self, cid, request_id="", token="dev", channel=None):
