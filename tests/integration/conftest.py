@@ -227,10 +227,12 @@ class Daemon:
                          pb.PutAttributesResponse, token=token,
                          channel=channel)
 
-    def put_many(self, items, threads=8):
+    def put_many(self, items, threads=1):
         """Puts each (consumer id, {name: value}) of items, threads calls at
         a time, each thread on a connection of its own; the responses, in
-        the order of items."""
+        the order of items. One at a time by default: on the ASan build
+        concurrent puts went several times slower (6,000 puts: 33 s with 8
+        threads, 9 s with one; on the normal build 2.4 and 6.1 s)."""
         local, chans, lock = threading.local(), [], threading.Lock()
 
         def put(item):

@@ -20,7 +20,7 @@ def b64d(tok):
     return base64.urlsafe_b64decode(tok + "=" * (-len(tok) % 4))
 
 
-def load(d, n, prefix, threads=8):
+def load(d, n, prefix, threads=1):
     ids = [f"{prefix}{i}" for i in range(n)]
     out = d.put_many(((ids[i], dict(
         age=str(20 + i % 40), device=("mobile", "desktop", "tablet")[i % 3],
