@@ -31,6 +31,9 @@ bench_cmp_double(const void *a, const void *b)
 }
 
 int bench_clients_main(const char *cmd, int argc, char **argv);
+/* vaultbench layout (bench_layout.c): stores in dir/per-attribute and
+ * dir/one-record, which must not exist yet. */
+int bench_layout_main(const char *dir, long consumers);
 
 /* Consumer i of every workload: its id ("user-<i>@example.test") and its
  * 10 attributes, named bench_attr_names, the same for every system. */

@@ -18,6 +18,9 @@
  *   vaultbench rotate --addr A --token-file F --consumers N
  *       reads for 2 s (baseline), then RotateMasterKey while 2 readers read;
  *       prints DEKs/s and read latency p50 and worst, without and during
+ *   vaultbench layout --dev-dir DIR --consumers N
+ *       a record per attribute (vaultd's layout) against one sealed record
+ *       per consumer, on the store layer alone (bench_layout.c)
  *
  * Each prints one line: "<what> <consumers> <seconds> <consumers/s>".
  */
@@ -476,7 +479,7 @@ main(int argc, char **argv)
 	int ch;
 
 	if (argc < 2)
-		bench_die("usage: vaultbench load|scan|fetch|delete|rewrap|rotate|api-*|pg-* "
+		bench_die("usage: vaultbench load|scan|fetch|delete|rewrap|rotate|layout|api-*|pg-* "
 		    "[options]");
 	if (strncmp(argv[1], "api-", 4) == 0 || strncmp(argv[1], "pg-", 3) == 0)
 		return bench_clients_main(argv[1], argc, argv);
@@ -511,6 +514,8 @@ main(int argc, char **argv)
 		return cmd_rewrap(&o);
 	if (strcmp(argv[1], "rotate") == 0 && o.addr && o.token_file)
 		return cmd_rotate(&o);
+	if (strcmp(argv[1], "layout") == 0 && o.dev_dir)
+		return bench_layout_main(o.dev_dir, o.consumers);
 	bench_die("usage: vaultbench load|scan|fetch [options]");
 	return 1;
 }
