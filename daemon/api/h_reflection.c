@@ -31,7 +31,6 @@ typedef Grpc__Reflection__V1alpha__ServiceResponse Service;
 #define CODE_INVALID_ARGUMENT 3
 #define CODE_NOT_FOUND 5
 
-/* A client silent this long loses its stream (it holds a stream slot). */
 #define MAX_SERVICES 32
 #define MAX_SERVICE_NAME 128
 #define MAX_FILES 32

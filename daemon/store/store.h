@@ -259,8 +259,9 @@ int store_get(struct store_txn *txn, enum store_space sp, const void *key,
 /*
  * Writes key -> data (flags: STORE_*, above). Write txns only. In a dup
  * space a pair already there is left as it is (0, or VAULT_ERR_EXISTS
- * under STORE_NODUPDATA), at the cost of a look-up: no page is copied and
- * nothing is journaled for it.
+ * under STORE_NODUPDATA): no LMDB page is copied and nothing is journaled
+ * for it (LMDB looks the pair up first; PostgreSQL inserts ON CONFLICT DO
+ * NOTHING).
  */
 int store_put(struct store_txn *txn, enum store_space sp, const void *key,
     size_t klen, const void *data, size_t len, unsigned flags) VAULT_WUR;

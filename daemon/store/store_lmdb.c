@@ -747,25 +747,26 @@ lmdb_get(struct store_txn *txn, enum store_space sp, const void *key,
 }
 
 /*
- * Whether the pair key -> data is in dup space sp. A put of a pair already
- * there would still copy its page (LMDB touches the page before it finds
- * the pair) and journal the put: the look-up spares both.
+ * *found: whether the pair key -> data is in dup space sp. A put of a pair
+ * already there would still copy its page (LMDB touches the page before it
+ * finds the pair) and journal the put: the look-up spares both.
  */
 static int
-has_pair(struct store_txn *txn, enum store_space sp, MDB_val *k, MDB_val *v)
+has_pair(struct store_txn *txn, enum store_space sp, const MDB_val *k,
+    const MDB_val *v, bool *found)
 {
 	MDB_cursor *cur;
 	MDB_val kk = *k, vv = *v;
 	int rc;
 
+	*found = false;
 	if ((rc = mdb_cursor_open(store_mdb_txn(txn), txn_store(txn)->dbi[sp],
 	    &cur)) != 0)
 		return space_err(txn, rc, "open a cursor on", sp);
 	rc = mdb_cursor_get(cur, &kk, &vv, MDB_GET_BOTH);
 	mdb_cursor_close(cur);
-	if (rc == 0 || rc == MDB_NOTFOUND)
-		return rc == 0;
-	return space_err(txn, rc, "get", sp);
+	*found = rc == 0;
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : space_err(txn, rc, "get", sp);
 }
 
 static int
@@ -774,12 +775,18 @@ lmdb_put(struct store_txn *txn, enum store_space sp, const void *key,
 {
 	MDB_val k = { klen, (void *)key }, v = { len, (void *)data };
 	unsigned f = 0;
+	bool found;
 	int rc;
 
+	if (store_space_dup(sp) && (flags & STORE_APPEND)) {
+		log_error("put (%s): STORE_APPEND in a dup space",
+		    store_space_name(sp));
+		return VAULT_ERR_STORE;		/* as on PostgreSQL */
+	}
 	if (store_space_dup(sp) && !(flags & STORE_NOOVERWRITE)) {
-		if ((rc = has_pair(txn, sp, &k, &v)) < 0)
+		if ((rc = has_pair(txn, sp, &k, &v, &found)) != 0)
 			return rc;
-		if (rc == 1)
+		if (found)
 			return flags & STORE_NODUPDATA ? VAULT_ERR_EXISTS : 0;
 	}
 	if (flags & STORE_NOOVERWRITE)

@@ -263,9 +263,11 @@ connect_once(struct pg_store *st, const char *role, char *cause, size_t len)
  * A new connection for role ("vaultd-writer", "vaultd-reader"), retried
  * for up to connect_timeout_s: after a failover the proxy needs a moment
  * to route to the new leader. Once an attempt has given up, the database
- * is known to be down for longer than that: later attempts try once, so
- * that a database that stays down does not hold every call, and each step
- * of the shutdown, for the whole timeout. The first success ends that.
+ * is known to be down for longer than that: later attempts try once (one
+ * libpq connect: at once when the server refuses, up to its
+ * connect_timeout when the host does not answer), so that a database that
+ * stays down does not hold every call, and each step of the shutdown, for
+ * the whole timeout. The first success ends that.
  */
 int
 pg_conn_open(struct pg_store *st, const char *role, struct pg_conn **out)
@@ -281,9 +283,11 @@ pg_conn_open(struct pg_store *st, const char *role, struct pg_conn **out)
 		if (atomic_load(&st->unreachable))
 			return VAULT_ERR_UNAVAILABLE;	/* logged when it went */
 		if (time_monotonic_ms() >= deadline) {
-			log_error("cannot connect to PostgreSQL: %s; until a "
-			    "connection succeeds, calls fail at once", cause);
-			atomic_store(&st->unreachable, true);
+			/* Logged once, by whichever attempt gave up first. */
+			if (!atomic_exchange(&st->unreachable, true))
+				log_error("cannot connect to PostgreSQL: %s; "
+				    "until a connection succeeds, calls try "
+				    "once", cause);
 			return VAULT_ERR_UNAVAILABLE;
 		}
 		if (!warned)

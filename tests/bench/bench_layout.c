@@ -1,5 +1,5 @@
 /*
- * vaultbench layout --dir DIR --consumers N
+ * vaultbench layout --dev-dir DIR --consumers N
  *
  * What one sealed record per consumer would save and cost against the
  * layout vaultd keeps today (issue 16, point 3): a record per attribute,
@@ -18,9 +18,11 @@
  * The consumer record (the wrapped DEK), the audit log and the indexes are
  * the same in both and left out. Per layout: bytes per consumer in the data
  * file after loading N consumers of the bench's 10 attributes (50 to a
- * transaction), then, over N/10 consumers in random order, 500 to a
- * transaction: a full put (10 attributes), a partial put (1 attribute), a
- * get of every attribute and a get of one. One line per figure:
+ * transaction), then, over N/10 consumers drawn at random (with
+ * repeats), 500 to a transaction: a full put (10 attributes), a partial
+ * put (1 attribute), a get of every attribute and a get of one. A put
+ * writes the values the load wrote, with a new time: the records keep
+ * their sizes. One line per figure:
  *   layout <figure> <per-attribute> <one record> <one record / per-attribute>
  */
 #include <stdbool.h>
@@ -49,8 +51,7 @@ struct bench_ctx {
 	struct store *st;
 	enum layout lay;
 	uint8_t index_key[CRYPTO_KEY_BYTES];
-	uint64_t now;
-	long changes;		/* values written so far: each put is new */
+	uint64_t now;		/* each operation's updated time */
 };
 
 /* Consumer i's ref and DEK (random in vaultd: here derived from i). */
@@ -73,7 +74,7 @@ check(int r, const char *what)
 		bench_die(what);
 }
 
-/* The one record's blob: every attribute of vals, updated at now. */
+/* The one record's blob (BLOB_MAX bytes): every attribute of vals. */
 static size_t
 blob_of(char vals[N_ATTRS][40], uint64_t now, uint8_t *blob)
 {
@@ -81,6 +82,9 @@ blob_of(char vals[N_ATTRS][40], uint64_t now, uint8_t *blob)
 
 	for (int a = 0; a < N_ATTRS; a++) {
 		size_t nl = strlen(bench_attr_names[a]), vl = strlen(vals[a]);
+
+		if (n + 1 + nl + 9 + vl > BLOB_MAX || nl > 255 || vl > 255)
+			bench_die("blob too long");
 
 		blob[n++] = (uint8_t)nl;
 		memcpy(blob + n, bench_attr_names[a], nl);
@@ -94,15 +98,23 @@ blob_of(char vals[N_ATTRS][40], uint64_t now, uint8_t *blob)
 	return n;
 }
 
-/* Finds attribute name in a blob; its value and length, or NULL. */
+/*
+ * Finds attribute name in a blob of len bytes; its value and length, or
+ * NULL. Each entry's lengths are checked against the blob's end.
+ */
 static const uint8_t *
 blob_find(const uint8_t *blob, size_t len, const char *name, size_t *vl)
 {
 	size_t nl = strlen(name), p = 0;
 
 	while (p < len) {
-		size_t l = blob[p], v = blob[p + 1 + l + 8];
+		size_t l = blob[p], v;
 
+		if (len - p < 1 + l + 9)
+			bench_die("a malformed blob");
+		v = blob[p + 1 + l + 8];
+		if (len - p - (1 + l + 9) < v)
+			bench_die("a malformed blob");
 		if (l == nl && memcmp(blob + p + 1, name, nl) == 0) {
 			*vl = v;
 			return blob + p + 1 + l + 9;
@@ -155,7 +167,7 @@ put_attrs(struct bench_ctx *c, struct store_txn *txn, long i,
 			    "get");
 			check(record_open_attr(dek, ref, WHOLE, 1, &v, blob,
 			    sizeof(blob), &len, &at), "open");
-			/* The bench's values have fixed lengths per attribute. */
+			/* The value the load wrote: the length stays. */
 			for (int a = from; a < to; a++) {
 				size_t vl;
 				uint8_t *p = (uint8_t *)blob_find(blob, len,
@@ -260,7 +272,7 @@ get_attrs(struct bench_ctx *c, struct store_txn *txn, long i, int one)
 	return got;
 }
 
-/* A random order of n consumers out of the loaded ones. */
+/* n consumers drawn at random, with repeats, out of the loaded ones. */
 static long *
 sample(long loaded, long n)
 {

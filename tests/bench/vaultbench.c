@@ -22,7 +22,8 @@
  *       a record per attribute (vaultd's layout) against one sealed record
  *       per consumer, on the store layer alone (bench_layout.c)
  *
- * Each prints one line: "<what> <consumers> <seconds> <consumers/s>".
+ * Each prints one line: "<what> <consumers> <seconds> <consumers/s>";
+ * layout prints one per figure (bench_layout.c).
  */
 #include <getopt.h>
 #include <pthread.h>

@@ -73,13 +73,15 @@ def test_stalled_stream_clients_do_not_block_unary_calls(tmp_path):
         # and a socket nobody reads, so the daemon's writes block for good.
         socks = []
         for i in range(8):
-            path, req = [
-                (b"/vault.v1.Features/FetchFeatures", pb.FetchFeaturesRequest(
-                    purpose="training", dataset_id=f"raw-{i}", attributes=FEATURES,
-                    batch_size=20)),
-                (b"/vault.v1.Deletion/WatchDeletions",
-                 pb.WatchDeletionsRequest(after_seq=0, follow=True))][i % 2]
-            socks.append(raw_stalled_call(d, path, req.SerializeToString()))
+            # Feature fetches only: a deletion watch here has nothing to
+            # send, so four taken watches stall nothing (with watches
+            # alone the test fails every time; a CI run with half of each
+            # once found no taken call with data).
+            req = pb.FetchFeaturesRequest(
+                purpose="training", dataset_id=f"raw-{i}", attributes=FEATURES,
+                batch_size=20)
+            socks.append(raw_stalled_call(d, b"/vault.v1.Features/FetchFeatures",
+                                          req.SerializeToString()))
         # Twelve streams are open above and the principal may hold 16
         # (max_streams_per_principal): of these eight, the first four to
         # reach the daemon are taken and the rest refused. The connections

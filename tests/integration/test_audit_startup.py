@@ -63,9 +63,8 @@ def digest(path):
 
 
 def write_entries(d, n, prefix="a"):
-    with d.channel() as ch:
-        for i in range(n):
-            d.put(f"{prefix}{i}@example.test", age=str(20 + i), channel=ch)
+    d.put_many((f"{prefix}{i}@example.test", {"age": str(20 + i)})
+               for i in range(n))
 
 
 def refused(d, *extra):

@@ -44,11 +44,9 @@ def email(i):
 
 
 def populate(d, n):
-    with d.channel() as ch:
-        for i in range(n):
-            d.put(consumer_id(i), email=email(i), age=str(20 + i),
-                  device="mobile", income_band="middle", converted="true",
-                  channel=ch)
+    d.put_many((consumer_id(i), dict(
+        email=email(i), age=str(20 + i), device="mobile",
+        income_band="middle", converted="true")) for i in range(n))
 
 
 def sanitizer_clean(text):
@@ -381,9 +379,8 @@ def test_backup_streams_a_manifest_with_the_key_versions(daemon):
 def test_a_backup_the_client_abandons_ends_cleanly(daemon, tmp_path):
     """The copy runs into a pipe: a client gone mid-stream stops it, frees
     its snapshot, and the next backup and the shutdown go as usual."""
-    with daemon.channel() as ch:
-        for i in range(600):
-            daemon.put(consumer_id(i), email="y" * 200 + email(i), channel=ch)
+    daemon.put_many((consumer_id(i), {"email": "y" * 200 + email(i)})
+                    for i in range(600))
     with daemon.channel() as ch:
         call = daemon.stream(ch, "/vault.v1.Admin/Backup",
                              admin.BackupRequest(), admin.BackupChunk)
@@ -406,10 +403,9 @@ def test_a_backup_is_audited(daemon, tmp_path):
 def test_compaction_shrinks_the_store_and_it_still_opens(fresh, tmp_path):
     d = fresh.start()
     n = 400
-    with d.channel() as ch:
-        for i in range(n):
-            d.put(consumer_id(i), email=f"{i:04d}-" + "x" * 200 +
-                  "@example.org", age=str(20 + i % 80), channel=ch)
+    d.put_many((consumer_id(i), dict(
+        email=f"{i:04d}-" + "x" * 200 + "@example.org",
+        age=str(20 + i % 80))) for i in range(n))
     req = pb.DeleteConsumersRequest(requests=[
         pb.DeleteConsumerRequest(consumer_id=consumer_id(i))
         for i in range(n) if i % 10 != 0])

@@ -47,13 +47,11 @@ def consent(d, cid, purpose="", granted=False, source="api", **flags):
 
 def load(d, n, prefix="c"):
     devices = ["mobile", "desktop", "tablet"]
-    with d.channel() as ch:
-        for i in range(n):
-            d.put(f"{prefix}{i}@example.test", age=str(18 + i % 50),
-                  device=devices[i % 3], income_band="middle",
-                  converted="true" if i % 2 else "false",
-                  email=f"{prefix}{i}@example.test", ethnicity="group_a",
-                  channel=ch)
+    d.put_many((f"{prefix}{i}@example.test", dict(
+        age=str(18 + i % 50), device=devices[i % 3], income_band="middle",
+        converted="true" if i % 2 else "false",
+        email=f"{prefix}{i}@example.test", ethnicity="group_a"))
+        for i in range(n))
 
 
 def test_consent_gates_every_purpose(daemon):

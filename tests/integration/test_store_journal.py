@@ -65,10 +65,8 @@ def current_segment(d):
 
 
 def put_many(d, prefix, n):
-    with d.channel() as ch:
-        for i in range(n):
-            d.put(f"{prefix}-{i}", email=f"{prefix}-{i}@example.test",
-                  zip=f"{i:05d}", channel=ch)
+    d.put_many((f"{prefix}-{i}", {"email": f"{prefix}-{i}@example.test",
+                                  "zip": f"{i:05d}"}) for i in range(n))
 
 
 def check_many(d, prefix, n):

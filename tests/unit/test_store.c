@@ -11,6 +11,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -869,6 +871,66 @@ test_pg_exists_and_format(void **state)
 	assert_int_equal(store_open_pg(&st, &p), VAULT_ERR_STATE);
 }
 
+/* The whole data file of an LMDB store in dir; *len its size. */
+static uint8_t *
+data_file(const char *dir, size_t *len)
+{
+	char path[4096];
+	uint8_t *buf;
+	FILE *fp;
+	long n;
+
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	assert_non_null(fp = fopen(path, "rb"));
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	assert_true((n = ftell(fp)) > 0);
+	rewind(fp);
+	assert_non_null(buf = malloc((size_t)n));
+	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	*len = (size_t)n;
+	return buf;
+}
+
+/*
+ * LMDB copies the page of a dup pair put again before it finds the pair
+ * there: the store looks it up first, so a transaction of such puts has
+ * nothing to write and its commit leaves the data file as it was (meta
+ * pages included). A put of a new pair in the same place does change it.
+ */
+static void
+test_dup_pair_put_again_writes_nothing(void **state)
+{
+	struct fx *f = *state;
+	struct store_txn *txn;
+	uint8_t *before, *after;
+	size_t blen, alen;
+
+	assert_int_equal(store_write_begin(f->st, &txn), 0);
+	put(txn, STORE_LINEAGE, "r", "1");
+	put(txn, STORE_LINEAGE, "r", "2");
+	assert_int_equal(store_write_commit(txn), 0);
+	assert_int_equal(store_sync(f->st), 0);
+	before = data_file(f->dir, &blen);
+	assert_int_equal(store_write_begin(f->st, &txn), 0);
+	put(txn, STORE_LINEAGE, "r", "2");
+	put(txn, STORE_LINEAGE, "r", "1");
+	assert_int_equal(store_write_commit(txn), 0);
+	assert_int_equal(store_sync(f->st), 0);
+	after = data_file(f->dir, &alen);
+	assert_int_equal(alen, blen);
+	assert_memory_equal(after, before, blen);
+	free(after);
+	assert_int_equal(store_write_begin(f->st, &txn), 0);
+	put(txn, STORE_LINEAGE, "r", "3");
+	assert_int_equal(store_write_commit(txn), 0);
+	assert_int_equal(store_sync(f->st), 0);
+	after = data_file(f->dir, &alen);
+	assert_true(alen != blen || memcmp(after, before, blen) != 0);
+	free(after);
+	free(before);
+}
+
 #define STORE_TESTS(setup) \
 	cmocka_unit_test_setup_teardown(test_get_put_del, setup, teardown), \
 	cmocka_unit_test_setup_teardown(test_order_and_cursor, setup, teardown), \
@@ -881,7 +943,12 @@ test_pg_exists_and_format(void **state)
 int
 main(void)
 {
-	const struct CMUnitTest lmdb[] = { STORE_TESTS(setup_lmdb) };
+	const struct CMUnitTest lmdb[] = {
+		STORE_TESTS(setup_lmdb),
+		cmocka_unit_test_setup_teardown(
+		    test_dup_pair_put_again_writes_nothing, setup_lmdb,
+		    teardown),
+	};
 	const struct CMUnitTest pg[] = {
 		STORE_TESTS(setup_pg),
 		cmocka_unit_test_setup_teardown(test_pg_two_replicas, setup_pg,
