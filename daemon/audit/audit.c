@@ -21,7 +21,7 @@
  * indexing costs round trips per entry while the walk fetches 256 rows a
  * query: a lower bound there would send more exports into the slow path.
  */
-#define TAIL_MAX_LMDB 512
+#define TAIL_MAX_IN_PROCESS 512
 #define TAIL_MAX_REMOTE 4096
 #define DOMAIN "vaultd audit v1"
 /* An entry: fmt(1) | at ms(8) | prev hash(32) | hash(32) | body. */
@@ -787,7 +787,8 @@ replay(struct collected *c, audit_visit fn, void *arg)
 static uint64_t
 tail_max(const struct audit_log *al)
 {
-	return store_in_process(al->store) ? TAIL_MAX_LMDB : TAIL_MAX_REMOTE;
+	return store_in_process(al->store) ? TAIL_MAX_IN_PROCESS :
+	    TAIL_MAX_REMOTE;
 }
 
 int

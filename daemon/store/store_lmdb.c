@@ -778,16 +778,19 @@ lmdb_put(struct store_txn *txn, enum store_space sp, const void *key,
 	bool found;
 	int rc;
 
-	if (store_space_dup(sp) && (flags & STORE_APPEND)) {
-		log_error("put (%s): STORE_APPEND in a dup space",
-		    store_space_name(sp));
-		return VAULT_ERR_STORE;		/* as on PostgreSQL */
-	}
-	if (store_space_dup(sp) && !(flags & STORE_NOOVERWRITE)) {
-		if ((rc = has_pair(txn, sp, &k, &v, &found)) != 0)
-			return rc;
-		if (found)
-			return flags & STORE_NODUPDATA ? VAULT_ERR_EXISTS : 0;
+	if (store_space_dup(sp)) {
+		if (flags & STORE_APPEND) {
+			log_error("put (%s): STORE_APPEND in a dup space",
+			    store_space_name(sp));
+			return VAULT_ERR_STORE;		/* as on PostgreSQL */
+		}
+		if (!(flags & STORE_NOOVERWRITE)) {
+			if ((rc = has_pair(txn, sp, &k, &v, &found)) != 0)
+				return rc;
+			if (found)
+				return flags & STORE_NODUPDATA ?
+				    VAULT_ERR_EXISTS : 0;
+		}
 	}
 	if (flags & STORE_NOOVERWRITE)
 		f |= MDB_NOOVERWRITE;

@@ -185,11 +185,8 @@ put_attrs(struct bench_ctx *c, struct store_txn *txn, long i,
 		return;
 	}
 	for (int a = from; a < to; a++) {
-		size_t kl = CRYPTO_REF_BYTES + strlen(bench_attr_names[a]);
+		size_t kl = record_attr_key(key, ref, bench_attr_names[a]);
 
-		memcpy(key, ref, CRYPTO_REF_BYTES);
-		memcpy(key + CRYPTO_REF_BYTES, bench_attr_names[a], kl -
-		    CRYPTO_REF_BYTES);
 		check(record_seal_attr(dek, ref, bench_attr_names[a], 1, vals[a],
 		    strlen(vals[a]), c->now, rec, &rlen), "seal");
 		check(store_put(txn, STORE_ATTRS, key, kl, rec, rlen, 0), "put");
@@ -241,11 +238,8 @@ get_attrs(struct bench_ctx *c, struct store_txn *txn, long i, int one)
 	    "get manifest");
 	check(record_manifest_open(c->index_key, ref, &v, &m), "manifest");
 	if (one >= 0) {
-		size_t kl = CRYPTO_REF_BYTES + strlen(bench_attr_names[one]);
+		size_t kl = record_attr_key(key, ref, bench_attr_names[one]);
 
-		memcpy(key, ref, CRYPTO_REF_BYTES);
-		memcpy(key + CRYPTO_REF_BYTES, bench_attr_names[one], kl -
-		    CRYPTO_REF_BYTES);
 		check(store_get(txn, STORE_ATTRS, key, kl, &v), "get");
 		check(record_open_attr(dek, ref, bench_attr_names[one], 1, &v,
 		    out, sizeof(out), &len, &at), "open");

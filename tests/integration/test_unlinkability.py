@@ -20,12 +20,12 @@ def b64d(tok):
     return base64.urlsafe_b64decode(tok + "=" * (-len(tok) % 4))
 
 
-def load(d, n, prefix, threads=1):
+def load(d, n, prefix):
     ids = [f"{prefix}{i}" for i in range(n)]
-    out = d.put_many(((ids[i], dict(
+    out = d.put_many((ids[i], dict(
         age=str(20 + i % 40), device=("mobile", "desktop", "tablet")[i % 3],
         income_band="middle", converted="true" if i % 2 else "false"))
-        for i in range(n)), threads=threads)
+        for i in range(n))
     return {cid: r.consumer_ref for cid, r in zip(ids, out)}
 
 

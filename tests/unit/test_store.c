@@ -898,34 +898,35 @@ data_file(const char *dir, size_t *len)
  * nothing to write and its commit leaves the data file as it was (meta
  * pages included). A put of a new pair in the same place does change it.
  */
+/* Commits "r" -> each of vals in one transaction; the data file after. */
+static uint8_t *
+put_and_read(struct fx *f, const char *const *vals, size_t n, size_t *len)
+{
+	struct store_txn *txn;
+
+	assert_int_equal(store_write_begin(f->st, &txn), 0);
+	for (size_t i = 0; i < n; i++)
+		put(txn, STORE_LINEAGE, "r", vals[i]);
+	assert_int_equal(store_write_commit(txn), 0);
+	assert_int_equal(store_sync(f->st), 0);
+	return data_file(f->dir, len);
+}
+
 static void
 test_dup_pair_put_again_writes_nothing(void **state)
 {
+	static const char *const first[] = { "1", "2" }, *const again[] = {
+	    "2", "1" }, *const more[] = { "3" };
 	struct fx *f = *state;
-	struct store_txn *txn;
 	uint8_t *before, *after;
 	size_t blen, alen;
 
-	assert_int_equal(store_write_begin(f->st, &txn), 0);
-	put(txn, STORE_LINEAGE, "r", "1");
-	put(txn, STORE_LINEAGE, "r", "2");
-	assert_int_equal(store_write_commit(txn), 0);
-	assert_int_equal(store_sync(f->st), 0);
-	before = data_file(f->dir, &blen);
-	assert_int_equal(store_write_begin(f->st, &txn), 0);
-	put(txn, STORE_LINEAGE, "r", "2");
-	put(txn, STORE_LINEAGE, "r", "1");
-	assert_int_equal(store_write_commit(txn), 0);
-	assert_int_equal(store_sync(f->st), 0);
-	after = data_file(f->dir, &alen);
+	before = put_and_read(f, first, 2, &blen);
+	after = put_and_read(f, again, 2, &alen);
 	assert_int_equal(alen, blen);
 	assert_memory_equal(after, before, blen);
 	free(after);
-	assert_int_equal(store_write_begin(f->st, &txn), 0);
-	put(txn, STORE_LINEAGE, "r", "3");
-	assert_int_equal(store_write_commit(txn), 0);
-	assert_int_equal(store_sync(f->st), 0);
-	after = data_file(f->dir, &alen);
+	after = put_and_read(f, more, 1, &alen);
 	assert_true(alen != blen || memcmp(after, before, blen) != 0);
 	free(after);
 	free(before);
