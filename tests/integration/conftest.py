@@ -125,19 +125,38 @@ class Daemon:
 
     def start(self, *extra, ready=(health_pb.HealthCheckResponse.SERVING,)):
         """Spawns vaultd and waits until its health is one of ready."""
-        self.spawn(*extra)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"vaultd exited {self.proc.returncode}:\n"
+        for attempt in range(3):
+            since = self.log_path.stat().st_size if self.log_path.exists() else 0
+            self.spawn(*extra)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    if self.health() in ready:
+                        return self
+                except (grpc.RpcError, FileNotFoundError):
+                    pass
+                time.sleep(0.05)
+            else:
+                raise AssertionError("vaultd did not become healthy:\n"
                                      + self.log())
-            try:
-                if self.health() in ready:
-                    return self
-            except (grpc.RpcError, FileNotFoundError):
-                pass
-            time.sleep(0.05)
-        raise AssertionError("vaultd did not become healthy:\n" + self.log())
+            rc = self.proc.returncode
+            self.proc = None
+            self.log_file.close()
+            fresh = self.log_path.read_bytes()[since:].decode(errors="replace")
+            if attempt == 2 or not self.take_new_ports(fresh):
+                raise AssertionError(f"vaultd exited {rc}:\n" + self.log())
+
+    def take_new_ports(self, log):
+        """After a start refused because a port the harness picked was taken
+        meanwhile by another process (free_port only finds one free at the
+        time), picks another; False when the refusal was not about it."""
+        if f"cannot listen on {self.addr}" not in log:
+            return False
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        return True
 
     def stop(self, sig=signal.SIGTERM, timeout=60):
         if self.proc is None:

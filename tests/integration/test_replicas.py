@@ -46,6 +46,12 @@ class Replica(Daemon):
                                      stderr=subprocess.STDOUT)
         return self.proc
 
+    def take_new_ports(self, log):
+        if f"cannot serve metrics on 127.0.0.1:{self.metrics_port}" in log:
+            self.metrics_port = free_port()
+            return True
+        return super().take_new_ports(log)
+
     def metric(self, name):
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as r:
