@@ -1,0 +1,198 @@
+"""Features for ML through the package: labelled DataFrames, NumPy, shards,
+resumption of a broken stream, PyTorch workers, and purging deleted
+consumers from training data already taken."""
+import json
+import subprocess
+
+import grpc
+import numpy as np
+import pandas as pd
+import pytest
+
+import vaultd
+from conftest import N_CONSUMERS, VAULTCTL, consumers, plain_client
+
+ATTRS = ["age", "device", "income_band", "purchases_90d", "email_opt_in",
+         "ethnicity", "converted"]
+
+
+def expected():
+    """What the vault holds of the consumers no test deletes (0..199)."""
+    return {cid: a for cid, a in consumers()[:200]}
+
+
+def test_to_pandas_labels_every_column(plain):
+    with plain_client(plain) as c:
+        spec = c.feature_spec("training")
+        stream = c.features("training", "labels-ds", ATTRS, batch_size=64)
+        df = stream.to_pandas(spec)
+        raw = c.features("training", "labels-ds", ATTRS).to_numpy()[1]
+    assert list(df.columns) == ["pseudonym"] + ATTRS
+    assert len(df) == len(raw) >= 200 and stream.rows == len(df)
+    assert df["pseudonym"].str.fullmatch("[0-9a-f]{32}").all()
+    # Closed vocabulary: the values themselves; 'tv' (2 consumers, k = 5)
+    # is the OTHER token, labelled as such.
+    dev = spec.attributes["device"]
+    assert set(dev.labels.values()) == {"mobile", "desktop", "tablet", "tv", "other"}
+    assert df["device"].dtype == "category"
+    counts = df["device"].value_counts()
+    assert counts[vaultd.features.OTHER_LABEL] == 2
+    assert set(counts[counts > 0].index) == {"mobile", "desktop", "tablet",
+                                             vaultd.features.OTHER_LABEL}
+    # The labels agree with the raw tokens, column by column.
+    j = ATTRS.index("device")
+    inv = {v: t for t, v in dev.labels.items()}
+    for label, token in inv.items():
+        if label in counts and counts[label] > 0:
+            assert (raw[:, j][np.asarray(df["device"] == label)] == token).all()
+    # Open category: tokens, never values.
+    eth = spec.attributes["ethnicity"]
+    assert eth.labels == {}
+    assert set(df["ethnicity"].cat.categories) <= {
+        int(t) for t in raw[:, ATTRS.index("ethnicity")]}
+    # Buckets: ordered ranges; booleans: nullable booleans.
+    assert df["age"].cat.ordered
+    assert list(df["age"].cat.categories) == spec.attributes["age"].bucket_labels()
+    want_old = sum(int(a["age"]) >= 65 for a in expected().values())
+    assert (df["age"] == ">=65").sum() >= want_old
+    assert df["converted"].dtype == "boolean"
+    assert df["converted"].sum() == (raw[:, ATTRS.index("converted")] == 2).sum()
+
+
+def test_shards_are_disjoint_and_cover_the_stream(plain):
+    with plain_client(plain) as c:
+        whole = c.features("training", "shard-ds", ATTRS).to_pandas(labelled=False)
+        for n in (1, 2, 3):
+            parts = [c.features("training", "shard-ds", ATTRS, shard=(i, n),
+                                batch_size=50).to_pandas(labelled=False)
+                     for i in range(n)]
+            sizes = [len(p) for p in parts]
+            assert sum(sizes) == len(whole)
+            if n > 1:
+                assert all(0 < s < len(whole) for s in sizes)
+            joined = pd.concat(parts).sort_values("pseudonym").reset_index(drop=True)
+            assert joined.equals(whole.sort_values("pseudonym").reset_index(drop=True))
+    with pytest.raises(ValueError):
+        c.features("training", "shard-ds", shard=(2, 2))
+
+
+class BreakAfterFirstBatch:
+    """Wraps Client._fetch: the first stream breaks (UNAVAILABLE) after its
+    first batch, as a dropped connection would."""
+
+    class Broken(grpc.RpcError):
+        def code(self):
+            return grpc.StatusCode.UNAVAILABLE
+
+        def details(self):
+            return "stream broken (test)"
+
+    def __init__(self, fn):
+        self.fn, self.calls, self.tokens = fn, 0, []
+
+    def __call__(self, req, timeout):
+        self.calls += 1
+        self.tokens.append(req.page_token)
+        first = self.calls == 1
+        for i, b in enumerate(self.fn(req, timeout)):
+            if first and i == 1:
+                raise self.Broken()
+            yield b
+
+
+def test_a_broken_stream_resumes_after_its_last_batch(plain):
+    with plain_client(plain) as c:
+        whole = c.features("training", "resume-ds", ATTRS).to_pandas(labelled=False)
+        broken = BreakAfterFirstBatch(c._fetch)
+        c._fetch = broken
+        stream = c.features("training", "resume-ds", ATTRS, batch_size=40)
+        df = stream.to_pandas(labelled=False)
+    assert broken.calls == 2 and stream.resumed == 1
+    assert broken.tokens[0] == "" and broken.tokens[1] != ""
+    assert df["pseudonym"].is_unique
+    assert set(df["pseudonym"]) == set(whole["pseudonym"])
+
+
+def test_retries_are_bounded(plain):
+    with plain_client(plain) as c:
+        class AlwaysBroken(BreakAfterFirstBatch):
+            def __call__(self, req, timeout):
+                self.calls += 1
+                raise self.Broken()
+                yield
+        broken = AlwaysBroken(c._fetch)
+        c._fetch = broken
+        with pytest.raises(vaultd.Unavailable):
+            c.features("training", "bounded-ds", ATTRS, retries=2).to_numpy()
+    assert broken.calls == 3
+
+
+def test_torch_workers_read_disjoint_shards(plain):
+    torch = pytest.importorskip("torch")
+    from vaultd.torchdata import FeatureDataset
+    with plain_client(plain) as c:
+        whole = c.features("training", "torch-ds", ATTRS).to_pandas(labelled=False)
+        ds = FeatureDataset(c.settings, "training", "torch-ds", ATTRS,
+                            batch_size=32, with_pseudonyms=True)
+    for workers in (0, 2):
+        loader = torch.utils.data.DataLoader(ds, batch_size=None,
+                                             num_workers=workers)
+        seen, rows = [], 0
+        for pseudonyms, t in loader:
+            assert t.dtype == torch.int64 and t.shape == (len(pseudonyms), len(ATTRS))
+            seen += pseudonyms
+            rows += t.shape[0]
+        assert rows == len(whole) and len(set(seen)) == rows
+        assert set(seen) == set(whole["pseudonym"])
+
+
+def test_deletion_feed_purges_training_data(plain, tmp_path):
+    with plain_client(plain) as c:
+        df = c.features("training", "purge-ds", ATTRS).to_pandas()
+        # The training set on disk, as vaultctl writes it and as JSONL.
+        out = subprocess.run(
+            [VAULTCTL, "--addr", plain.addr, "--token-file",
+             str(plain.data_dir / "dev-token"), "features", "--purpose",
+             "training", "--dataset", "purge-ds", "--format", "csv"],
+            capture_output=True, text=True,
+            check=True).stdout
+        (tmp_path / "train").mkdir()
+        (tmp_path / "train" / "part-0.csv").write_text(out)
+        with open(tmp_path / "train" / "part-1.jsonl", "w") as f:
+            for p in df["pseudonym"]:
+                f.write(json.dumps({"pseudonym": p, "x": 1}) + "\n")
+        doomed = [cid for cid, _ in consumers()[232:N_CONSUMERS]]
+        c.delete_many(doomed)
+        events = list(c.watch_deletions("purge-ds", follow=False))
+    assert len(events) == len(doomed)
+    gone = {e.pseudonym for e in events}
+    assert gone <= set(df["pseudonym"])
+    kept = vaultd.purge_frame(df, events)
+    assert len(kept) == len(df) - len(doomed)
+    assert not set(kept["pseudonym"]) & gone
+    report = vaultd.purge_files(tmp_path / "train", events)
+    assert (report.files, report.changed) == (2, 2)
+    assert report.rows_removed == 2 * len(doomed)
+    left = pd.read_csv(tmp_path / "train" / "part-0.csv")
+    assert len(left) == len(df) - len(doomed) and not set(left["pseudonym"]) & gone
+    with pytest.raises(ValueError):
+        vaultd.purge_frame(df, ["not-a-pseudonym"])
+
+
+def test_watch_reconnects_after_the_last_sequence(plain):
+    with plain_client(plain) as c:
+        c.features("training", "watch-ds", ATTRS).to_numpy()
+        c.delete_many([cid for cid, _ in consumers()[228:232]])
+        real = c.deletion.WatchDeletions
+        calls = []
+
+        def flaky(req, **kw):
+            calls.append(req.after_seq)
+            for i, e in enumerate(real(req, **kw)):
+                if len(calls) == 1 and i == 2:
+                    raise BreakAfterFirstBatch.Broken()
+                yield e
+        c.deletion.WatchDeletions = flaky
+        events = list(c.watch_deletions("watch-ds", follow=False))
+    assert len(events) == 4 and len({e.seq for e in events}) == 4
+    assert calls[0] == 0 and calls[1] == events[1].seq
