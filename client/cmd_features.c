@@ -12,8 +12,9 @@
 #include "vaultctl.h"
 
 #define USAGE "features --purpose P --dataset D [--attributes A,B...] " \
-	"[--format csv|jsonl] [--batch-size N] [--page-token T]"
+	"[--format csv|jsonl] [--batch-size N] [--page-token T] [--shard I/N]"
 #define MAX_ATTRS 256
+#define MAX_SHARDS 1024		/* the server's limit (FETCH_MAX_SHARDS) */
 
 struct out_state {
 	bool jsonl, header_done, progress;
@@ -81,6 +82,41 @@ split(char *list, char **names)
 	return n;
 }
 
+/* A decimal number below 2^32, digits only; -1 when s is not one. */
+static int
+parse_u32(const char *s, size_t len, uint32_t *out)
+{
+	uint64_t v = 0;
+
+	if (len == 0 || len > 10)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (v > UINT32_MAX)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* --shard I/N: shard I of N, 0 <= I < N <= MAX_SHARDS. */
+static int
+parse_shard(const char *cmd, const char *s, uint32_t *index, uint32_t *count)
+{
+	const char *slash = strchr(s, '/');
+
+	if (slash == NULL || parse_u32(s, (size_t)(slash - s), index) != 0 ||
+	    parse_u32(slash + 1, strlen(slash + 1), count) != 0 ||
+	    *count < 1 || *count > MAX_SHARDS || *index >= *count) {
+		fprintf(stderr, "vaultctl %s: --shard: '%s' is not I/N (shard I "
+		    "of N, decimal, 0 <= I < N <= %d)\n", cmd, s, MAX_SHARDS);
+		return -1;
+	}
+	return 0;
+}
+
 int
 cmd_features(struct ctl *ctl, int argc, char **argv)
 {
@@ -91,6 +127,7 @@ cmd_features(struct ctl *ctl, int argc, char **argv)
 		{ "format", required_argument, NULL, 'f' },
 		{ "batch-size", required_argument, NULL, 'b' },
 		{ "page-token", required_argument, NULL, 't' },
+		{ "shard", required_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 },
 	};
 	Vault__V1__FetchFeaturesRequest req = VAULT__V1__FETCH_FEATURES_REQUEST__INIT;
@@ -108,11 +145,21 @@ cmd_features(struct ctl *ctl, int argc, char **argv)
 		case 'f':
 			if (strcmp(optarg, "jsonl") == 0)
 				o.jsonl = true;
-			else if (strcmp(optarg, "csv") != 0)
-				return ctl_usage(USAGE);
+			else if (strcmp(optarg, "csv") == 0)
+				o.jsonl = false;
+			else {
+				fprintf(stderr, "vaultctl %s: --format: '%s' is not "
+				    "a format (csv, jsonl)\n", argv[0], optarg);
+				return CTL_USAGE;
+			}
 			break;
 		case 'b': req.batch_size = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 't': req.page_token = optarg; break;
+		case 's':
+			if (parse_shard(argv[0], optarg, &req.shard_index,
+			    &req.shard_count) != 0)
+				return CTL_USAGE;
+			break;
 		default: return ctl_usage(USAGE);
 		}
 	}

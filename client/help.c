@@ -194,6 +194,7 @@ static const struct help helps[] = {
 	{ "features",
 	  "usage: vaultctl features --purpose P --dataset D [--attributes A,B...]\n"
 	  "           [--format csv|jsonl] [--batch-size N] [--page-token T]\n"
+	  "           [--shard I/N]\n"
 	  "\n"
 	  "Streams pseudonymous feature rows for a dataset to stdout.\n"
 	  "\n"
@@ -205,6 +206,8 @@ static const struct help helps[] = {
 	  "  --format F       csv (default) or jsonl\n"
 	  "  --batch-size N   rows per message\n"
 	  "  --page-token T   resume where a broken stream stopped\n"
+	  "  --shard I/N      only shard I of N (0 <= I < N <= 1024): the N\n"
+	  "                   shards' rows together are the whole stream's\n"
 	  "\n"
 	  "example:\n"
 	  "  vaultctl features --purpose analytics --dataset churn-2026 > rows.csv\n" },

@@ -32,10 +32,16 @@ bind_u64(crypto_generichash_state *st, uint64_t v)
 	crypto_generichash_update(st, b, sizeof(b));
 }
 
-/* What a page token is bound to: who asked, for what, under which schema. */
+/*
+ * What a page token is bound to: who asked, for what, under which schema,
+ * and which shard. The shard is bound only when the stream is cut (count
+ * above 1; 0 and 1 are both the whole stream), so an unsharded stream's
+ * tokens are those it had before sharding existed; the attribute list is
+ * self-delimiting, so a sharded binding never equals an unsharded one.
+ */
 static void
-query_binding(struct rpc_ctx *ctx, const struct vault *v, int purpose,
-    const char *dataset, const int *attrs, size_t n,
+query_binding(struct rpc_ctx *ctx, const struct vault *v,
+    const struct fetch_query *q, const char *dataset,
     uint8_t out[QUERY_BIND_BYTES])
 {
 	const struct principal *p = rpc_principal(ctx);
@@ -44,11 +50,11 @@ query_binding(struct rpc_ctx *ctx, const struct vault *v, int purpose,
 	crypto_generichash_init(&st, NULL, 0, QUERY_BIND_BYTES);
 	bind_str(&st, "vault.v1 page token");
 	bind_str(&st, p != NULL ? p->name : "");
-	bind_str(&st, v->schema->purposes[purpose].name);
+	bind_str(&st, v->schema->purposes[q->purpose].name);
 	bind_str(&st, dataset);
-	bind_u64(&st, n);
-	for (size_t i = 0; i < n; i++) {
-		const struct attr_def *a = &v->schema->attrs[attrs[i]];
+	bind_u64(&st, q->n_attrs);
+	for (size_t i = 0; i < q->n_attrs; i++) {
+		const struct attr_def *a = &v->schema->attrs[q->attrs[i]];
 
 		bind_str(&st, a->name);
 		bind_u64(&st, (uint64_t)a->feature);
@@ -57,7 +63,28 @@ query_binding(struct rpc_ctx *ctx, const struct vault *v, int purpose,
 		for (size_t e = 0; e < a->n_edges; e++)
 			bind_u64(&st, (uint64_t)a->edges[e]);
 	}
+	if (q->shard_count > 1) {
+		bind_str(&st, "shard");
+		bind_u64(&st, q->shard_index);
+		bind_u64(&st, q->shard_count);
+	}
 	crypto_generichash_final(&st, out, QUERY_BIND_BYTES);
+}
+
+/* shard_index of shard_count: 0 of 0 (or of 1) is the whole stream. */
+static int
+check_shard(struct rpc_ctx *ctx, uint32_t index, uint32_t count)
+{
+	if (count > FETCH_MAX_SHARDS)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "shard_count: at most %d",
+		    FETCH_MAX_SHARDS);
+	if (count == 0 && index != 0)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "shard_index: needs "
+		    "shard_count");
+	if (count != 0 && index >= count)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "shard_index: must be "
+		    "below shard_count");
+	return 0;
 }
 
 static int
@@ -235,10 +262,14 @@ handle_fetch_features(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	if (req->batch_size > MAX_BATCH)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "batch_size: at most %d",
 		    MAX_BATCH);
+	if ((r = check_shard(ctx, req->shard_index, req->shard_count)) != 0)
+		return r;
 	q.attrs = attrs;
+	q.shard_index = req->shard_index;
+	q.shard_count = req->shard_count;
 	batch_size = req->batch_size ? req->batch_size : DEFAULT_BATCH;
 	q.today_days = fetch_today();
-	query_binding(ctx, v, q.purpose, req->dataset_id, attrs, q.n_attrs, bind);
+	query_binding(ctx, v, &q, req->dataset_id, bind);
 	if ((r = decode_token(ctx, v, req->page_token, bind, &q)) != 0)
 		return r;
 	r = dataset_get_or_create(v, req->dataset_id, q.purpose, &dataset, &bound);
@@ -251,6 +282,64 @@ handle_fetch_features(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	return stream_pages(ctx, v, &q, batch_size, dataset, bind);
 }
 
+/*
+ * Whether GetFeatureSpec labels d's tokens: a category whose values the
+ * schema lists, so the labels tell nothing the configuration does not. An
+ * open category's values are the consumers' own: a token-to-value table of
+ * them is what a dictionary attack on the tokens would find.
+ */
+static bool
+has_labels(const struct attr_def *d)
+{
+	return d->feature == FEAT_CATEGORY && d->type == ATTR_CATEGORY &&
+	    d->values != NULL && d->n_values > 0;
+}
+
+/*
+ * The labels of the purpose's listed categories, one array for all, in
+ * *labels and *ptrs (NULL when there are none); the caller frees both.
+ * Every listed value, held or not: leaving out those held by fewer than k
+ * would make the answer depend on the data, and a stream sends such a
+ * value as OTHER anyway, so its label matches no released row.
+ */
+static int
+make_labels(const struct vault *v, int purpose,
+    Vault__V1__CategoryLabel **labels, Vault__V1__CategoryLabel ***ptrs)
+{
+	const struct schema *s = v->schema;
+	int64_t today = fetch_today();
+	size_t total = 0, n = 0;
+
+	*labels = NULL;
+	*ptrs = NULL;
+	for (size_t a = 0; a < s->n_attrs; a++)
+		if (schema_purpose_allows(s, purpose, (int)a) &&
+		    has_labels(&s->attrs[a]))
+			total += s->attrs[a].n_values;
+	if (total == 0)
+		return 0;
+	if ((*labels = calloc(total, sizeof(**labels))) == NULL ||
+	    (*ptrs = calloc(total, sizeof(**ptrs))) == NULL) {
+		free(*labels);
+		*labels = NULL;
+		return VAULT_ERR_NOMEM;
+	}
+	for (size_t a = 0; a < s->n_attrs; a++) {
+		const struct attr_def *d = &s->attrs[a];
+
+		if (!schema_purpose_allows(s, purpose, (int)a) || !has_labels(d))
+			continue;
+		for (size_t i = 0; i < d->n_values; i++, n++) {
+			vault__v1__category_label__init(&(*labels)[n]);
+			(*labels)[n].value = d->values[i];
+			(*labels)[n].token = tokenizer_token(v->tok, purpose,
+			    (int)a, d->values[i], strlen(d->values[i]), today);
+			(*ptrs)[n] = &(*labels)[n];
+		}
+	}
+	return 0;
+}
+
 int
 handle_get_feature_spec(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 {
@@ -259,12 +348,15 @@ handle_get_feature_spec(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	    VAULT__V1__GET_FEATURE_SPEC_RESPONSE__INIT;
 	Vault__V1__FeatureSpec specs[SCHEMA_MAX_ATTRS];
 	Vault__V1__FeatureSpec *ptrs[SCHEMA_MAX_ATTRS];
+	Vault__V1__CategoryLabel *labels = NULL, **label_ptrs = NULL;
 	struct vault *v = rpc_app(ctx);
 	const struct schema *s = v->schema;
 	int purpose, r;
-	size_t n = 0;
+	size_t n = 0, next_label = 0;
 
 	if ((r = handler_check_purpose(ctx, req->purpose, &purpose)) != 0)
+		return r;
+	if ((r = make_labels(v, purpose, &labels, &label_ptrs)) != 0)
 		return r;
 	for (size_t a = 0; a < s->n_attrs; a++) {
 		const struct attr_def *d = &s->attrs[a];
@@ -280,6 +372,12 @@ handle_get_feature_spec(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 			specs[n].other_token = tokenizer_other(v->tok, purpose, (int)a);
 			specs[n].k = d->k;
 		}
+		/* make_labels went through the attributes in this order. */
+		if (has_labels(d)) {
+			specs[n].n_labels = d->n_values;
+			specs[n].labels = label_ptrs + next_label;
+			next_label += d->n_values;
+		}
 		specs[n].sensitive = d->sensitive;
 		ptrs[n] = &specs[n];
 		n++;
@@ -287,5 +385,8 @@ handle_get_feature_spec(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	resp.purpose = (char *)s->purposes[purpose].name;
 	resp.n_attributes = n;
 	resp.attributes = ptrs;
-	return rpc_reply(ctx, &resp.base);
+	r = rpc_reply(ctx, &resp.base);
+	free(labels);
+	free(label_ptrs);
+	return r;
 }

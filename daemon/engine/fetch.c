@@ -62,8 +62,8 @@ reserve(struct fetch_set *set, size_t cap)
 /* Appends the row of the consumer at ref: pseudonym and raw tokens. */
 static int
 read_row(struct vault *v, struct store_txn *txn, const struct fetch_query *q,
-    const uint8_t *ref, const struct store_val *crec, uint8_t flags,
-    uint8_t *scratch, struct fetch_set *set)
+    const uint8_t *ref, uint64_t order, const struct store_val *crec,
+    uint8_t flags, uint8_t *scratch, struct fetch_set *set)
 {
 	const struct schema *s = v->schema;
 	uint8_t *dek = scratch, *seed = dek + CRYPTO_KEY_BYTES;
@@ -112,7 +112,7 @@ read_row(struct vault *v, struct store_txn *txn, const struct fetch_query *q,
 		tokens[j] = tokenizer_token(v->tok, q->purpose, q->attrs[j],
 		    (char *)value, len, q->today_days);
 	}
-	row->pos.order = tokenizer_order(v->tok, q->purpose, ref);
+	row->pos.order = order;
 	memcpy(row->pos.ref, ref, CRYPTO_REF_BYTES);
 	row->created_ms = rec.created_ms;
 	row->gone = false;
@@ -206,6 +206,62 @@ suppress_rare(struct vault *v, const struct fetch_query *q,
 	return 0;
 }
 
+uint32_t
+fetch_shard_of(uint64_t order, uint32_t count)
+{
+	return (uint32_t)(((unsigned __int128)order * count) >> 64);
+}
+
+static bool
+sharded(const struct fetch_query *q)
+{
+	return q->shard_count > 1;
+}
+
+static bool
+in_shard(const struct fetch_query *q, uint64_t order)
+{
+	return !sharded(q) ||
+	    fetch_shard_of(order, q->shard_count) == q->shard_index;
+}
+
+/* Whether q has an attribute whose tokens suppress_rare counts. */
+static bool
+has_category(const struct vault *v, const struct fetch_query *q)
+{
+	for (size_t j = 0; j < q->n_attrs; j++)
+		if (v->schema->attrs[q->attrs[j]].feature == FEAT_CATEGORY)
+			return true;
+	return false;
+}
+
+/*
+ * Keeps the rows of q's shard, in their order, at the front of the set; the
+ * others are wiped. After suppress_rare: the counts were over every shard.
+ */
+static void
+keep_shard(const struct fetch_query *q, struct fetch_set *set)
+{
+	size_t na = set->n_attrs, m = 0;
+
+	if (!sharded(q) || set->n == 0)
+		return;
+	for (size_t i = 0; i < set->n; i++) {
+		if (!in_shard(q, set->rows[i].pos.order))
+			continue;
+		if (m != i) {
+			set->rows[m] = set->rows[i];
+			memcpy(set->tokens + m * na, set->tokens + i * na,
+			    na * sizeof(*set->tokens));
+		}
+		m++;
+	}
+	sodium_memzero(set->rows + m, (set->n - m) * sizeof(*set->rows));
+	sodium_memzero(set->tokens + m * na,
+	    (set->n - m) * na * sizeof(*set->tokens));
+	set->n = m;
+}
+
 /*
  * Puts the rows in stream order (those at or before a page token's place
  * were left out by the scan, after_token). Sorts 4-byte indexes and moves the rows and their tokens in place, one
@@ -261,11 +317,28 @@ order_rows(struct fetch_set *set)
 	return 0;
 }
 
-/* Whether the consumer at ref comes after the page token's place. */
-static bool
-after_token(struct vault *v, const struct fetch_query *q, const uint8_t *ref)
+/*
+ * How many of total consumers the scan may read: all, or when it skips
+ * other shards' consumers about total / count (positions are uniform), and
+ * an eighth more for the spread (a shard larger still grows the set).
+ */
+static size_t
+rows_expected(const struct fetch_query *q, bool skip_early, size_t total)
 {
-	struct fetch_pos p = { tokenizer_order(v->tok, q->purpose, ref), { 0 } };
+	size_t share;
+
+	if (!skip_early)
+		return total;
+	share = total / q->shard_count;
+	share += share / 8 + 64;
+	return share < total ? share : total;
+}
+
+/* Whether the consumer at ref, at order, comes after the page token's place. */
+static bool
+after_token(const struct fetch_query *q, uint64_t order, const uint8_t *ref)
+{
+	struct fetch_pos p = { order, { 0 } };
 
 	memcpy(p.ref, ref, CRYPTO_REF_BYTES);
 	return cmp_pos(&p, &q->after) > 0;
@@ -280,18 +353,23 @@ fetch_snapshot(struct vault *v, const struct fetch_query *q,
 	struct store_val k, val;
 	uint8_t *scratch = NULL, flags;
 	size_t scanned = 0, total;
-	bool allowed;
+	uint64_t order;
+	bool allowed, skip_early;
 	int rc, r = 0;
 
 	fetch_set_free(set);
 	set->n_attrs = q->n_attrs ? q->n_attrs : 1;
+	/* Nothing counted over the other shards' rows: leave them unread. */
+	skip_early = sharded(q) && !has_category(v, q);
 	if ((scratch = crypto_secret_alloc(RECORD_SCRATCH_BYTES)) == NULL)
 		return VAULT_ERR_NOMEM;
 	if ((r = store_read_begin_bulk(v->store, &txn)) != 0)
 		goto out;
-	/* Room for every consumer at once: growing by doubling copies. */
-	if ((r = store_count(txn, STORE_CONSUMERS, &total)) != 0 ||
-	    (total > 0 && (r = reserve(set, total)) != 0))
+	/* Room for every row read at once: growing by doubling copies. */
+	if ((r = store_count(txn, STORE_CONSUMERS, &total)) != 0)
+		goto out;
+	total = rows_expected(q, skip_early, total);
+	if (total > 0 && (r = reserve(set, total)) != 0)
 		goto out;
 	if ((rc = store_cursor_open(txn, STORE_CONSUMERS, &cur)) != 0) {
 		r = rc;
@@ -309,13 +387,16 @@ fetch_snapshot(struct vault *v, const struct fetch_query *q,
 			r = VAULT_ERR_CANCELLED;
 			goto out;
 		}
-		if (q->has_after && !after_token(v, q, k.data))
+		order = tokenizer_order(v->tok, q->purpose, k.data);
+		if (q->has_after && !after_token(q, order, k.data))
+			continue;
+		if (skip_early && !in_shard(q, order))
 			continue;
 		if ((r = consent_allows(v, txn, k.data, q->purpose, &allowed,
 		    &flags)) != 0)
 			goto out;
-		if (allowed && (r = read_row(v, txn, q, k.data, &val, flags,
-		    scratch, set)) != 0)
+		if (allowed && (r = read_row(v, txn, q, k.data, order, &val,
+		    flags, scratch, set)) != 0)
 			goto out;
 	}
 	if (rc != VAULT_ERR_NOT_FOUND) {
@@ -326,9 +407,15 @@ fetch_snapshot(struct vault *v, const struct fetch_query *q,
 	cur = NULL;
 	store_read_end(txn);
 	txn = NULL;
-	/* Counted over the rows this call releases, after the page token. */
-	if ((r = order_rows(set)) == 0)
-		r = suppress_rare(v, q, set);
+	/*
+	 * Counted over the rows after the page token of every shard: the rows
+	 * the unsharded call would release. Then the shard's rows are kept and
+	 * ordered (fewer to sort).
+	 */
+	if ((r = suppress_rare(v, q, set)) != 0)
+		goto out;
+	keep_shard(q, set);
+	r = order_rows(set);
 out:
 	store_cursor_close(cur);
 	store_read_end(txn);

@@ -24,6 +24,22 @@
  * The snapshot is read in one read-only transaction, which keeps the store
  * from reusing pages freed meanwhile; a resumed call skips rows at or before its
  * page token before decrypting anything.
+ *
+ * Sharding: a call may take one shard of N (N <= FETCH_MAX_SHARDS), so N
+ * readers can share a stream. A consumer's shard comes from its stream
+ * position (fetch_shard_of): shard i is the i-th contiguous slice of the
+ * purpose's keyed permutation. The position is a keyed per-purpose value
+ * like the pseudonym, so shard membership links nothing across purposes and
+ * tells nothing the unsharded stream's order does not; unlike the
+ * pseudonym it is known before anything is decrypted, so a shard skips the
+ * other shards' consumers cheaply. The N shards' rows together are exactly
+ * the unsharded stream's (same pseudonyms, same tokens), each in one shard:
+ * rare values are counted over every shard's rows, and only then is the set
+ * cut down to the shard's. So a shard's released token is held by at least
+ * k rows of the whole stream, not of the shard. A query without categorical
+ * attributes counts nothing, and skips other shards' consumers before even
+ * reading their consent; one with them reads every row (memory as for the
+ * whole stream while the snapshot is taken).
  */
 #ifndef VAULT_FETCH_H
 #define VAULT_FETCH_H
@@ -35,6 +51,9 @@
 #include "crypto/crypto.h"
 #include "engine/tokenize.h"
 #include "engine/vault.h"
+
+/* The most shards a stream may be cut into. */
+#define FETCH_MAX_SHARDS 1024
 
 /* A place in a purpose's stream: position first, ref to break ties. */
 struct fetch_pos {
@@ -49,6 +68,8 @@ struct fetch_query {
 	bool has_after;
 	struct fetch_pos after;		/* start after this place */
 	int64_t today_days;		/* for age bands */
+	uint32_t shard_index;		/* release only this shard's rows */
+	uint32_t shard_count;		/* 0 or 1: the whole stream */
 	/* Polled during the snapshot scan; true stops it (CANCELLED). */
 	bool (*cancelled)(void *arg);
 	void *cancel_arg;
@@ -66,6 +87,13 @@ struct fetch_set {
 	struct fetch_row *rows;		/* in stream order once taken */
 	uint64_t *tokens;		/* n rows of n_attrs, same order */
 };
+
+/*
+ * The shard, of count (0 or 1: one shard, 0), of the consumer at stream
+ * position order: order scaled to [0, count), so each shard is a contiguous
+ * slice of positions of 2^64 / count.
+ */
+uint32_t fetch_shard_of(uint64_t order, uint32_t count);
 
 /* Takes the snapshot of q into set (emptied first). */
 int fetch_snapshot(struct vault *v, const struct fetch_query *q,

@@ -4,8 +4,8 @@
  * A token is sealed (XChaCha20-Poly1305 under the page-token key,
  * tokenizer_page_key) around the stream position to resume after, with the
  * query binding as associated data: a hash of the caller's principal, the
- * purpose, the dataset, the attribute list and each attribute's feature
- * definition (made by the handler). So a token is opaque (fresh nonce each
+ * purpose, the dataset, the attribute list, each attribute's feature
+ * definition and the shard of a sharded call (made by the handler). So a token is opaque (fresh nonce each
  * time: no stable identifier), cannot be edited, and resumes nothing but
  * the query that made it.
  *
