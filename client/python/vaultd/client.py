@@ -98,7 +98,7 @@ class DeletionEvent:
     deleted_at_ms: int
 
 
-def _flag(v: bool | None) -> int:
+def _flag(v: bool | None) -> pb.FlagChange:
     if v is None:
         return pb.FLAG_UNCHANGED
     return pb.FLAG_SET if v else pb.FLAG_CLEAR
@@ -116,7 +116,9 @@ class Client:
                  retries: int = 3, use_env: bool = True,
                  settings: Settings | None = None):
         if settings is None:
-            env: Mapping[str, str] = os.environ if use_env else {}
+            env: Mapping[str, str] = os.environ
+            if not use_env:
+                env = {}
             token_file = token_file or env.get("VAULT_TOKEN_FILE") or None
             if token is None and token_file is not None:
                 raw = _read(token_file)
@@ -172,8 +174,8 @@ class Client:
         self.close()
 
     # ------------------------------------------------------------ plumbing
-    def _call(self, fn: Callable[..., T], req: Any, *, idempotent: bool,
-              timeout: float | None = None) -> T:
+    def _call(self, fn: Callable[..., Any], req: Any, *, idempotent: bool,
+              timeout: float | None = None) -> Any:
         attempts = 1 + (self.settings.retries if idempotent else 0)
         for i in range(attempts):
             try:
@@ -233,9 +235,11 @@ class Client:
     def export(self, consumer_id: str,
                timeout: float | None = None) -> pb.ExportConsumerResponse:
         """The right to know: everything the vault holds of the consumer."""
-        return self._call(self.consumers.ExportConsumer,
-                          pb.ExportConsumerRequest(consumer_id=consumer_id),
-                          idempotent=True, timeout=timeout)
+        r: pb.ExportConsumerResponse = self._call(
+            self.consumers.ExportConsumer,
+            pb.ExportConsumerRequest(consumer_id=consumer_id),
+            idempotent=True, timeout=timeout)
+        return r
 
     # ------------------------------------------------------------ Features
     def feature_spec(self, purpose: str,
@@ -353,22 +357,27 @@ class Client:
                             pb.RotateMasterKeyRequest(new_key_id=new_key_id), timeout)
 
     def key_status(self, timeout: float | None = None) -> pb.GetKeyStatusResponse:
-        return self._call(self.keys.GetKeyStatus, pb.GetKeyStatusRequest(),
-                          idempotent=True, timeout=timeout)
+        r: pb.GetKeyStatusResponse = self._call(
+            self.keys.GetKeyStatus, pb.GetKeyStatusRequest(), idempotent=True,
+            timeout=timeout)
+        return r
 
     def destroy_master_key(self, version: int,
                            timeout: float | None = None) -> pb.DestroyMasterKeyResponse:
         """Destroys a decrypt-only master key version: deletions of its epoch
         become final. Irreversible."""
-        return self._call(self.keys.DestroyMasterKey,
-                          pb.DestroyMasterKeyRequest(version=version),
-                          idempotent=False, timeout=timeout)
+        r: pb.DestroyMasterKeyResponse = self._call(
+            self.keys.DestroyMasterKey, pb.DestroyMasterKeyRequest(version=version),
+            idempotent=False, timeout=timeout)
+        return r
 
     def rotate_consumer_key(self, consumer_id: str,
                             timeout: float | None = None) -> pb.RotateConsumerKeyResponse:
-        return self._call(self.keys.RotateConsumerKey,
-                          pb.RotateConsumerKeyRequest(consumer_id=consumer_id),
-                          idempotent=False, timeout=timeout)
+        r: pb.RotateConsumerKeyResponse = self._call(
+            self.keys.RotateConsumerKey,
+            pb.RotateConsumerKeyRequest(consumer_id=consumer_id),
+            idempotent=False, timeout=timeout)
+        return r
 
     # --------------------------------------------------------------- Audit
     def query_audit(self, *, since_ms: int = 0, until_ms: int = 0,
@@ -379,8 +388,10 @@ class Client:
             consumer_id=consumer_id, method=method), timeout)
 
     def verify_audit(self, timeout: float | None = None) -> pb.VerifyAuditResponse:
-        return self._call(self.audit.VerifyAudit, pb.VerifyAuditRequest(),
-                          idempotent=True, timeout=timeout)
+        r: pb.VerifyAuditResponse = self._call(
+            self.audit.VerifyAudit, pb.VerifyAuditRequest(), idempotent=True,
+            timeout=timeout)
+        return r
 
 
 def new_request_id() -> str:

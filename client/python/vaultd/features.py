@@ -219,19 +219,19 @@ def column(spec: AttributeSpec | None, col: Tokens) -> Any:
         return pd.Categorical.from_codes(codes, categories=cats, ordered=True)
     if spec.kind == "category":
         uniq, inv = np.unique(col, return_inverse=True)
-        cats: list[Any] = []
+        values: list[Any] = []
         for t in uniq.tolist():
             if t == 0:
                 continue
             if spec.labels:
-                cats.append(OTHER_LABEL if t == spec.other_token else
-                            spec.labels.get(t, f"token:{t:016x}"))
+                values.append(OTHER_LABEL if t == spec.other_token else
+                              spec.labels.get(t, f"token:{t:016x}"))
             else:
-                cats.append(t)
+                values.append(t)
         # uniq is sorted, so 0 (no value) comes first when present.
         shift = 1 if uniq.size and uniq[0] == 0 else 0
         codes = inv.astype(np.int64) - shift
-        return pd.Categorical.from_codes(codes, categories=cats)
+        return pd.Categorical.from_codes(codes, categories=values)
     return pd.array(col, dtype="UInt64")
 
 

@@ -43,7 +43,7 @@ class FeatureDataset(IterableDataset):  # type: ignore[type-arg]
 
     def shard(self) -> tuple[int, int]:
         """(index, count) of the shard the calling worker reads."""
-        info = get_worker_info()
+        info = get_worker_info()  # type: ignore[no-untyped-call]
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
         return self.rank * nw + wid, self.world_size * nw
 
