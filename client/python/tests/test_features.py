@@ -135,8 +135,7 @@ def test_torch_workers_read_disjoint_shards(plain):
         ds = FeatureDataset(c.settings, "training", "torch-ds", ATTRS,
                             batch_size=32, with_pseudonyms=True)
     for workers in (0, 2):
-        loader = torch.utils.data.DataLoader(ds, batch_size=None,
-                                             num_workers=workers)
+        loader = ds.loader(workers)
         seen, rows = [], 0
         for pseudonyms, t in loader:
             assert t.dtype == torch.int64 and t.shape == (len(pseudonyms), len(ATTRS))

@@ -5,7 +5,12 @@ connection and streams its own shard: the vault splits the consumers into
 disjoint shards by their per-purpose stream position, so N workers read N
 disjoint parts of the stream instead of each reading all of it and dropping
 most. Items are batches: a LongTensor of tokens (rows x attributes) per
-FetchFeatures batch, so use ``DataLoader(ds, batch_size=None, ...)``.
+FetchFeatures batch, so a DataLoader takes ``batch_size=None``.
+
+Workers must be spawned, not forked: a process that has used gRPC holds its
+threads and locks, and a forked child that uses gRPC again can hang (seen
+here: a DataLoader with two forked workers hung in one test run of three).
+``FeatureDataset.loader(num_workers)`` makes the DataLoader that way.
 
 Category tokens are 63-bit keyed hashes and fit int64; torch has no uint64.
 Needs python3-torch (Debian); the rest of the package does not.
@@ -13,10 +18,11 @@ Needs python3-torch (Debian); the rest of the package does not.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vaultd.client import Client, Settings
 
@@ -40,6 +46,14 @@ class FeatureDataset(IterableDataset):  # type: ignore[type-arg]
         self.batch_size = batch_size
         self.rank, self.world_size = rank, world_size
         self.with_pseudonyms = with_pseudonyms
+
+    def loader(self, num_workers: int = 0, **kw: Any) -> DataLoader:  # type: ignore[type-arg]
+        """A DataLoader over this dataset: batches as the vault sends them,
+        workers spawned (see the module's doc)."""
+        if num_workers > 0:
+            kw.setdefault("multiprocessing_context", "spawn")
+            kw.setdefault("persistent_workers", False)
+        return DataLoader(self, batch_size=None, num_workers=num_workers, **kw)
 
     def shard(self) -> tuple[int, int]:
         """(index, count) of the shard the calling worker reads."""
