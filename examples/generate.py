@@ -11,7 +11,7 @@ import datetime
 import math
 import random
 
-from vaultapi import Vault
+import vaultd
 
 DEVICES = ["mobile", "desktop", "tablet", "tv", "other"]
 BANDS = ["low", "lower_middle", "middle", "upper_middle", "high"]
@@ -49,7 +49,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=8)
     args = ap.parse_args()
-    vault = Vault(args.addr, args.token_file)
+    vault = vaultd.Client(args.addr, token_file=args.token_file)
     rng = random.Random(args.seed)
     people = [consumer(rng, i) for i in range(args.consumers)]
 
@@ -57,9 +57,9 @@ def main():
         cid, attrs = item
         vault.put(cid, attrs)
         if rng.random() < args.opt_out_rate:
-            vault.set_consent(cid, "training", False, source="user")
+            vault.set_consent(cid, "training", granted=False, source="user")
 
-    with concurrent.futures.ThreadPoolExecutor(args.threads) as pool:
+    with vault, concurrent.futures.ThreadPoolExecutor(args.threads) as pool:
         list(pool.map(load, people))
     print(f"loaded {len(people)} consumers")
 
