@@ -17,7 +17,8 @@ PROTO = "vault/v1/vault.proto"
 
 
 def proto_root():
-    # In the checkout the proto is two levels up; an sdist carries a copy.
+    # In the checkout the proto is two levels up; a copy of the package
+    # elsewhere needs proto/ beside setup.py.
     for root in (HERE / "proto", HERE.parent.parent / "proto"):
         if (root / PROTO).is_file():
             return root

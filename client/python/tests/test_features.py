@@ -174,6 +174,14 @@ def test_deletion_feed_purges_training_data(plain, tmp_path):
     assert report.rows_removed == 2 * len(doomed)
     left = pd.read_csv(tmp_path / "train" / "part-0.csv")
     assert len(left) == len(df) - len(doomed) and not set(left["pseudonym"]) & gone
+    # Every other byte stays: the rows kept are the lines they were.
+    kept_lines = [ln for ln in out.splitlines(keepends=True)
+                  if not any(g in ln for g in gone)]
+    assert (tmp_path / "train" / "part-0.csv").read_text() == "".join(kept_lines)
+    # A file that cannot be purged is reported; the others are still done.
+    (tmp_path / "train" / "notes.csv").write_text("a,b\n1,2\n")
+    r2 = vaultd.purge_files(tmp_path / "train", events)
+    assert r2.errors and "notes.csv" in r2.errors[0][0] and r2.files == 3
     with pytest.raises(ValueError):
         vaultd.purge_frame(df, ["not-a-pseudonym"])
 
@@ -195,3 +203,42 @@ def test_watch_reconnects_after_the_last_sequence(plain):
         events = list(c.watch_deletions("watch-ds", follow=False))
     assert len(events) == 4 and len({e.seq for e in events}) == 4
     assert calls[0] == 0 and calls[1] == events[1].seq
+
+
+def test_to_numpy_pseudonyms_are_whole(plain):
+    with plain_client(plain) as c:
+        ps, toks = c.features("training", "numpy-ds", ATTRS).to_numpy()
+        df = c.features("training", "numpy-ds", ATTRS).to_pandas(labelled=False)
+    assert ps.shape == (len(df), 16) and ps.dtype == np.uint8
+    assert [bytes(p).hex() for p in ps] == df["pseudonym"].tolist()
+    assert (toks == df[ATTRS].to_numpy(dtype=np.uint64)).all()
+
+
+def test_a_stream_cut_before_its_last_batch_resumes(plain):
+    with plain_client(plain) as c:
+        whole = c.features("training", "cut-ds", ATTRS).to_pandas(labelled=False)
+        real, calls = c._fetch, []
+
+        def cut(req, timeout):      # ends OK, but without the last batch
+            calls.append(req.page_token)
+            for b in real(req, timeout):
+                if len(calls) == 1 and not b.next_page_token:
+                    return
+                yield b
+        c._fetch = cut
+        stream = c.features("training", "cut-ds", ATTRS, batch_size=64)
+        df = stream.to_pandas(labelled=False)
+    assert len(calls) == 2 and calls[1] and stream.resumed == 1 and stream.done
+    assert df["pseudonym"].is_unique and len(df) == len(whole)
+    assert list(stream) == []                  # complete: nothing more
+
+
+def test_category_columns_are_the_same_in_every_shard(plain):
+    with plain_client(plain) as c:
+        spec = c.feature_spec("training")
+        parts = [c.features("training", "cats-ds", ATTRS, shard=(i, 3)).to_pandas(spec)
+                 for i in range(3)]
+    for name in ("device", "income_band", "age"):
+        cats = [list(p[name].cat.categories) for p in parts]
+        assert cats[0] == cats[1] == cats[2], name
+    assert pd.concat(parts)["device"].dtype == "category"

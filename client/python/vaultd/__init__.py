@@ -10,7 +10,8 @@ See docs/python.md in the vaultd repository.
 from vaultd.client import (Attributes, Client, ConsentState, DeletionEvent,
                            PutResult, Settings, new_request_id)
 from vaultd.errors import (Cancelled, Conflict, InvalidArgument, NotFound,
-                           PermissionDenied, ReceiptInvalid, ServerError,
+                           PartialDeletion, PermissionDenied,
+                           ReceiptInvalid, ServerError,
                            Unauthenticated, Unavailable, VaultError)
 from vaultd.features import (AttributeSpec, FeatureBatch, FeatureSpec,
                              FeatureStream)
@@ -21,7 +22,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Attributes", "AttributeSpec", "Cancelled", "Client", "Conflict",
     "ConsentState", "DeletionEvent", "FeatureBatch", "FeatureSpec",
-    "FeatureStream", "InvalidArgument", "NotFound", "PermissionDenied",
+    "FeatureStream", "InvalidArgument", "NotFound", "PartialDeletion",
+    "PermissionDenied",
     "PurgeReport", "PutResult", "Receipt", "ReceiptInvalid", "ServerError",
     "Settings", "Unauthenticated", "Unavailable", "VaultError",
     "new_request_id", "purge_files", "purge_frame", "verify_receipt",

@@ -8,8 +8,10 @@ the principal). A bearer token may come with either.
 
 Calls that change nothing, and deletions (which carry a request id, so a
 retry is recognised by the vault), are retried on UNAVAILABLE with backoff;
-other calls are tried once. Each attempt has the client's deadline
-(``timeout``) unless the call is given its own.
+other calls are tried once. Each attempt of a unary call has the client's
+deadline (``timeout``) unless the call is given its own; streams (features,
+watch_deletions, query_audit, rotate_master_key) have none unless given
+one, since a stream runs as long as it has something to send.
 """
 from __future__ import annotations
 
@@ -114,6 +116,7 @@ class Client:
                  key: str | os.PathLike[str] | None = None,
                  server_name: str | None = None, timeout: float = 10.0,
                  retries: int = 3, use_env: bool = True,
+                 receipt_key: bytes | None = None,
                  settings: Settings | None = None):
         if settings is None:
             env: Mapping[str, str] = os.environ
@@ -125,11 +128,15 @@ class Client:
                 token = raw.decode().strip() if raw is not None else None
             settings = Settings(
                 addr=addr or env.get("VAULT_ADDR") or DEFAULT_ADDR,
-                token=token or None,
+                token=token.strip() if token else None,
                 ca=_read(ca or env.get("VAULT_CA")),
                 cert=_read(cert or env.get("VAULT_CERT")),
                 key=_read(key or env.get("VAULT_KEY")),
                 server_name=server_name, timeout=timeout, retries=retries)
+        if settings.token is not None and not all(
+                0x21 <= ord(c) <= 0x7e for c in settings.token):
+            raise ValueError("token: a bearer token is printable ASCII without "
+                             "spaces")      # never the token itself
         if (settings.cert is None) != (settings.key is None):
             raise ValueError("cert and key go together (mutual TLS)")
         if settings.cert is not None and settings.ca is None:
@@ -155,7 +162,9 @@ class Client:
         self.deletion = pb_grpc.DeletionStub(self._channel)
         self.keys = pb_grpc.KeysStub(self._channel)
         self.audit = pb_grpc.AuditStub(self._channel)
-        self._receipt_key: bytes | None = None
+        if receipt_key is not None and len(receipt_key) != 32:
+            raise ValueError("receipt_key: an Ed25519 public key is 32 bytes")
+        self._receipt_key: bytes | None = receipt_key
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Client:
@@ -285,43 +294,68 @@ class Client:
 
     def delete_many(self, items: Iterable[str | tuple[str, str]], *,
                     batch_size: int = DELETE_BATCH, verify: bool = True,
+                    receipt_key: bytes | None = None,
                     timeout: float | None = None) -> list[Receipt]:
         """Deletes many consumers in batches; the receipts in input order.
 
-        items are consumer ids or (id, request_id) pairs; an id without one
-        gets a request id once, reused on every retry of its batch. With
-        verify (PyNaCl), each receipt's signature is checked against the
-        vault's receipt key and its fields against the signed bytes, and
-        each answers its own request (ReceiptInvalid otherwise)."""
+        items are consumer ids or (id, request_id) pairs; an id without a
+        request id gets one, made once and reused on every retry of its
+        batch. With verify (PyNaCl), each receipt's signature is checked
+        against receipt_key (the client's, else the vault's GetKeyStatus
+        answer: pin the key to trust receipts from a vault you do not),
+        its fields against the signed bytes, and each must answer its own
+        request. Everything verify needs is ready before anything is sent.
+
+        When a batch fails, PartialDeletion carries the receipts of the
+        batches done and the (id, request_id) pairs not confirmed: send
+        those again (same request ids) to finish without deleting twice."""
+        if isinstance(items, (str, bytes)):
+            raise TypeError("items: an iterable of ids or (id, request_id) pairs")
         if not 1 <= batch_size <= 100000:
             raise ValueError("batch_size: 1 to 100000")
         reqs = [pb.DeleteConsumerRequest(consumer_id=i, request_id=new_request_id())
                 if isinstance(i, str) else
-                pb.DeleteConsumerRequest(consumer_id=i[0], request_id=i[1])
+                pb.DeleteConsumerRequest(consumer_id=i[0],
+                                         request_id=i[1] or new_request_id())
                 for i in items]
-        key = self.receipt_public_key() if verify else None
+        key = None
+        if verify:
+            import nacl.signing  # noqa: F401  (fails here, before any deletion)
+            key = receipt_key or self.receipt_public_key()
         out: list[Receipt] = []
         for at in range(0, len(reqs), batch_size):
             chunk = reqs[at:at + batch_size]
-            r = self._call(self.deletion.DeleteConsumers,
-                           pb.DeleteConsumersRequest(requests=chunk),
-                           idempotent=True, timeout=timeout)
-            if len(r.receipts) != len(chunk):
-                raise errors.ReceiptInvalid(
-                    f"{len(r.receipts)} receipts for {len(chunk)} requests")
-            for q, rec in zip(chunk, r.receipts):
-                receipt = Receipt.from_pb(rec)
-                if receipt.request_id != q.request_id:
-                    raise errors.ReceiptInvalid("a receipt answers another request")
-                if key is not None:
-                    verify_receipt(receipt, key)
-                out.append(receipt)
+            try:
+                r = self._call(self.deletion.DeleteConsumers,
+                               pb.DeleteConsumersRequest(requests=chunk),
+                               idempotent=True, timeout=timeout)
+                if len(r.receipts) != len(chunk):
+                    raise errors.ReceiptInvalid(
+                        f"{len(r.receipts)} receipts for {len(chunk)} requests")
+                done = []
+                for q, rec in zip(chunk, r.receipts):
+                    receipt = Receipt.from_pb(rec)
+                    if receipt.request_id != q.request_id:
+                        raise errors.ReceiptInvalid("a receipt answers another request")
+                    if key is not None:
+                        verify_receipt(receipt, key)
+                    done.append(receipt)
+            except (errors.VaultError, errors.ReceiptInvalid) as e:
+                raise errors.PartialDeletion(
+                    out, [(q.consumer_id, q.request_id) for q in reqs[at:]], e) from e
+            out += done
         return out
 
     def receipt_public_key(self) -> bytes:
-        """The vault's Ed25519 receipt key (asked once, then kept)."""
+        """The receipt key: the client's receipt_key, else the vault's
+        (GetKeyStatus, a keyadmin call; asked once, then kept)."""
         if self._receipt_key is None:
-            self._receipt_key = bytes(self.key_status().receipt_public_key)
+            try:
+                self._receipt_key = bytes(self.key_status().receipt_public_key)
+            except errors.PermissionDenied as e:
+                raise errors.PermissionDenied(
+                    e.code, "GetKeyStatus is not allowed to this principal: give "
+                    "the receipt key (receipt_key=) to verify receipts", e.method) from None
         return self._receipt_key
 
     def watch_deletions(self, dataset: str, purpose: str = "", after_seq: int = 0,

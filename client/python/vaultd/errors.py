@@ -7,6 +7,8 @@ the base class ``VaultError``.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 
@@ -58,6 +60,18 @@ class ServerError(VaultError):
 
 class ReceiptInvalid(Exception):
     """A deletion receipt whose signature or fields do not verify."""
+
+
+class PartialDeletion(Exception):
+    """delete_many stopped at a failed batch. receipts: those of the batches
+    done, in input order; pending: the (consumer_id, request_id) pairs not
+    confirmed, to send again as they are; cause: what stopped it."""
+
+    def __init__(self, receipts: list[Any], pending: list[tuple[str, str]],
+                 cause: Exception):
+        self.receipts, self.pending, self.cause = receipts, pending, cause
+        super().__init__(f"{len(receipts)} deletions confirmed, {len(pending)} "
+                         f"pending: {cause}")
 
 
 _FAMILY: dict[grpc.StatusCode, type[VaultError]] = {

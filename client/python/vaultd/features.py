@@ -114,7 +114,9 @@ class FeatureStream:
     """FetchFeatures as an iterator of FeatureBatch. A stream broken by
     UNAVAILABLE resumes after the last batch received (its page token), up
     to ``retries`` times in a row; the batches already yielded are not
-    repeated. ``page_token`` is where a later call would resume."""
+    repeated. ``page_token`` is where a later call would resume while
+    ``done`` is false; once it is true the stream is complete (and the empty
+    page_token would start it over)."""
 
     def __init__(self, client: Client, purpose: str, dataset: str,
                  attributes: list[str], *, batch_size: int, page_token: str,
@@ -128,15 +130,26 @@ class FeatureStream:
         self.retries, self.timeout = retries, timeout
         self.rows = 0           # rows yielded so far
         self.resumed = 0        # broken streams resumed
+        self.done = False       # the last batch was received
         self._it: Iterator[FeatureBatch] | None = None
 
     def __iter__(self) -> FeatureStream:
         return self
 
     def __next__(self) -> FeatureBatch:
+        if self.done:
+            raise StopIteration
         if self._it is None:
             self._it = self._run()
-        return next(self._it)
+        try:
+            return next(self._it)
+        except StopIteration:
+            raise
+        except BaseException:
+            # Iterating again goes on from page_token (after the last batch
+            # yielded), not from an exhausted generator.
+            self._it = None
+            raise
 
     def _request(self) -> pb.FetchFeaturesRequest:
         idx, cnt = self.shard or (0, 0)
@@ -155,23 +168,29 @@ class FeatureStream:
                     failures = 0
                     self.rows += len(batch)
                     self.page_token = b.next_page_token
+                    self.done = not b.next_page_token   # the last batch
                     yield batch
-                    if not b.next_page_token:   # the last batch: done
+                    if self.done:
                         return
-                return
+                # Ended without its last batch (an empty page token): the
+                # vault always sends one, so the stream was cut; resume.
+                broken = "the stream ended before its last batch"
+                code = grpc.StatusCode.UNAVAILABLE
             except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.UNAVAILABLE or failures >= self.retries:
-                    raise errors.from_rpc_error(
-                        e, "/vault.v1.Features/FetchFeatures") from None
-                backoff(failures)
-                failures += 1
-                self.resumed += 1
+                broken, code = e.details() or "", e.code()
+            if code != grpc.StatusCode.UNAVAILABLE or failures >= self.retries:
+                raise errors._FAMILY.get(code, errors.ServerError)(
+                    code, broken, "/vault.v1.Features/FetchFeatures")
+            backoff(failures)
+            failures += 1
+            self.resumed += 1
 
-    def to_numpy(self) -> tuple[npt.NDArray[Any], Tokens]:
-        """The rest of the stream: pseudonyms (an array of 16-byte values)
-        and tokens (rows x attributes, uint64)."""
+    def to_numpy(self) -> tuple[npt.NDArray[np.uint8], Tokens]:
+        """The rest of the stream: pseudonyms (rows x 16 bytes, uint8) and
+        tokens (rows x attributes, uint64)."""
         ps, toks = self._drain()
-        return (np.frombuffer(ps, dtype=f"S{PSEUDONYM_BYTES}"), toks)
+        return (np.frombuffer(ps, dtype=np.uint8).reshape(-1, PSEUDONYM_BYTES),
+                toks)
 
     def to_pandas(self, spec: FeatureSpec | None = None,
                   labelled: bool = True) -> pandas.DataFrame:
@@ -184,12 +203,21 @@ class FeatureStream:
         return frame(self._names, ps, toks, spec if labelled else None)
 
     def _drain(self) -> tuple[bytes, Tokens]:
+        """Every remaining batch. If the stream fails, the batches taken
+        here are given back: page_token and rows are as before the call,
+        so calling again starts from the same place."""
         parts, pss = [], []
         self._names: tuple[str, ...] = tuple(self.attributes)
-        for b in self:
-            parts.append(b.tokens)
-            pss.append(b.pseudonyms)
-            self._names = b.attributes
+        start = (self.page_token, self.rows, self.done)
+        try:
+            for b in self:
+                parts.append(b.tokens)
+                pss.append(b.pseudonyms)
+                self._names = b.attributes
+        except BaseException:
+            self.page_token, self.rows, self.done = start
+            self._it = None
+            raise
         m = len(self._names)
         toks = np.concatenate(parts) if parts else np.zeros((0, m), np.uint64)
         return b"".join(pss), toks
@@ -217,21 +245,27 @@ def column(spec: AttributeSpec | None, col: Tokens) -> Any:
         codes = np.where(missing, 0, col).astype(np.int64) - 1
         codes[codes >= len(cats)] = -1     # not a bucket of this spec
         return pd.Categorical.from_codes(codes, categories=cats, ordered=True)
-    if spec.kind == "category":
+    if spec.kind == "category" and spec.labels:
+        # The spec's values in its order, then OTHER: the same categories in
+        # every batch, shard and call, whatever the data holds.
+        cats = list(spec.labels.values()) + [OTHER_LABEL]
+        index = {t: i for i, t in enumerate(spec.labels)}
+        index[spec.other_token] = len(cats) - 1
         uniq, inv = np.unique(col, return_inverse=True)
-        values: list[Any] = []
         for t in uniq.tolist():
-            if t == 0:
-                continue
-            if spec.labels:
-                values.append(OTHER_LABEL if t == spec.other_token else
-                              spec.labels.get(t, f"token:{t:016x}"))
-            else:
-                values.append(t)
+            if t != 0 and t not in index:      # not of this spec (a new schema?)
+                index[t] = len(cats)
+                cats.append(f"token:{t:016x}")
+        lut = np.array([index.get(t, -1) for t in uniq.tolist()], dtype=np.int64)
+        return pd.Categorical.from_codes(lut[inv], categories=cats)
+    if spec.kind == "category":
+        # Open: its values never leave the vault, so its categories are the
+        # tokens present (OTHER among them).
+        uniq, inv = np.unique(col, return_inverse=True)
         # uniq is sorted, so 0 (no value) comes first when present.
         shift = 1 if uniq.size and uniq[0] == 0 else 0
-        codes = inv.astype(np.int64) - shift
-        return pd.Categorical.from_codes(codes, categories=values)
+        return pd.Categorical.from_codes(inv.astype(np.int64) - shift,
+                                         categories=uniq[shift:])
     return pd.array(col, dtype="UInt64")
 
 
