@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from conftest import pb
+from test_features import fetch as fetch_features
 
 K = 5                              # the dev schema's suppression_k
 ATTRS = ["age", "device", "income_band", "converted"]
@@ -17,21 +18,8 @@ PLAIN = ["age", "converted"]       # no category: nothing to count
 def fetch(d, attributes=ATTRS, shard=None, batch_size=8, page_token="",
           dataset="ds-shards", limit_batches=None, purpose="training"):
     """The batches of one stream; shard is (index, count) or None."""
-    index, count = shard or (0, 0)
-    req = pb.FetchFeaturesRequest(purpose=purpose, dataset_id=dataset,
-                                  attributes=attributes, batch_size=batch_size,
-                                  page_token=page_token, shard_index=index,
-                                  shard_count=count)
-    with d.channel() as ch:
-        call = d.stream(ch, "/vault.v1.Features/FetchFeatures", req,
-                        pb.FeatureBatch, timeout=60)
-        out = []
-        for b in call:
-            out.append(b)
-            if limit_batches is not None and len(out) == limit_batches:
-                call.cancel()
-                break
-        return out
+    return fetch_features(d, purpose, dataset, attributes, batch_size,
+                          page_token, limit_batches=limit_batches, shard=shard)
 
 
 def row_list(batches):

@@ -10,15 +10,19 @@ ATTRS = ["age", "device", "income_band", "converted"]
 
 
 def fetch(d, purpose, dataset=None, attributes=ATTRS, batch_size=0,
-          page_token="", token="dev", limit_batches=None, raw=False):
-    """All batches of one FetchFeatures stream (or the first limit_batches)."""
+          page_token="", token="dev", limit_batches=None, raw=False, shard=None):
+    """All batches of one FetchFeatures stream (or the first limit_batches);
+    shard is (index, count) or None."""
     dataset = dataset if dataset is not None else f"ds-{purpose}"
+    index, count = shard or (0, 0)
     with d.channel() as ch:
         call = d.stream(ch, "/vault.v1.Features/FetchFeatures",
                         pb.FetchFeaturesRequest(purpose=purpose, dataset_id=dataset,
                                                 attributes=attributes,
                                                 batch_size=batch_size,
-                                                page_token=page_token),
+                                                page_token=page_token,
+                                                shard_index=index,
+                                                shard_count=count),
                         None if raw else pb.FeatureBatch, token=token, timeout=60)
         out = []
         for b in call:

@@ -10,6 +10,7 @@ import pathlib
 import random
 import sys
 
+import grpc
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -95,3 +96,13 @@ def plain_client(d, **kw):
     import vaultd
     return vaultd.Client(d.addr, token_file=d.data_dir / "dev-token",
                          use_env=False, **kw)
+
+
+class Dropped(grpc.RpcError):
+    """What a call raises when its connection drops: UNAVAILABLE."""
+
+    def code(self):
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self):
+        return "connection dropped (test)"

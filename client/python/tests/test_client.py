@@ -9,7 +9,8 @@ import grpc
 import pytest
 
 import vaultd
-from conftest import (Daemon, consumers, load, mtls_client, plain_client)
+from conftest import (Daemon, Dropped, consumers, load, mtls_client,
+                      plain_client)
 
 
 def test_the_installed_package_is_tested():
@@ -163,13 +164,6 @@ class LoseFirstAnswer:
     """Wraps a stub method: the first call reaches the vault, but its answer
     is lost (UNAVAILABLE), as when a connection drops after the commit."""
 
-    class Lost(grpc.RpcError):
-        def code(self):
-            return grpc.StatusCode.UNAVAILABLE
-
-        def details(self):
-            return "connection lost (test)"
-
     def __init__(self, fn):
         self.fn, self.calls, self.requests = fn, 0, []
 
@@ -178,7 +172,7 @@ class LoseFirstAnswer:
         self.requests.append(req)
         answer = self.fn(req, **kw)
         if self.calls == 1:
-            raise self.Lost()
+            raise Dropped()
         return answer
 
 

@@ -4,13 +4,12 @@ consumers from training data already taken."""
 import json
 import subprocess
 
-import grpc
 import numpy as np
 import pandas as pd
 import pytest
 
 import vaultd
-from conftest import N_CONSUMERS, VAULTCTL, consumers, plain_client
+from conftest import N_CONSUMERS, VAULTCTL, Dropped, consumers, plain_client
 
 ATTRS = ["age", "device", "income_band", "purchases_90d", "email_opt_in",
          "ethnicity", "converted"]
@@ -80,13 +79,6 @@ class BreakAfterFirstBatch:
     """Wraps Client._fetch: the first stream breaks (UNAVAILABLE) after its
     first batch, as a dropped connection would."""
 
-    class Broken(grpc.RpcError):
-        def code(self):
-            return grpc.StatusCode.UNAVAILABLE
-
-        def details(self):
-            return "stream broken (test)"
-
     def __init__(self, fn):
         self.fn, self.calls, self.tokens = fn, 0, []
 
@@ -96,7 +88,7 @@ class BreakAfterFirstBatch:
         first = self.calls == 1
         for i, b in enumerate(self.fn(req, timeout)):
             if first and i == 1:
-                raise self.Broken()
+                raise Dropped()
             yield b
 
 
@@ -118,7 +110,7 @@ def test_retries_are_bounded(plain):
         class AlwaysBroken(BreakAfterFirstBatch):
             def __call__(self, req, timeout):
                 self.calls += 1
-                raise self.Broken()
+                raise Dropped()
                 yield
         broken = AlwaysBroken(c._fetch)
         c._fetch = broken
@@ -197,7 +189,7 @@ def test_watch_reconnects_after_the_last_sequence(plain):
             calls.append(req.after_seq)
             for i, e in enumerate(real(req, **kw)):
                 if len(calls) == 1 and i == 2:
-                    raise BreakAfterFirstBatch.Broken()
+                    raise Dropped()
                 yield e
         c.deletion.WatchDeletions = flaky
         events = list(c.watch_deletions("watch-ds", follow=False))
