@@ -22,9 +22,12 @@ from vaultd._pb import vault_pb2 as pb
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
 
-def raw_stream(client, dataset):
+def raw_stream(client, dataset, attributes=(), shard=(0, 0)):
+    """(rows, seconds) of one FetchFeatures stream read raw, nothing
+    converted; shard is (index, count), (0, 0) for the whole stream."""
     req = pb.FetchFeaturesRequest(purpose="training", dataset_id=dataset,
-                                  batch_size=2000)
+                                  attributes=attributes, batch_size=2000,
+                                  shard_index=shard[0], shard_count=shard[1])
     t0, n = time.monotonic(), 0
     for b in client._fetch(req, None):
         n += len(b.rows)

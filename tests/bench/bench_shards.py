@@ -10,17 +10,7 @@ import threading
 import time
 
 import vaultd
-from vaultd._pb import vault_pb2 as pb
-
-
-def stream(client, dataset, attrs, shard=(0, 0)):
-    t0, n = time.monotonic(), 0
-    req = pb.FetchFeaturesRequest(purpose="training", dataset_id=dataset,
-                                  attributes=attrs, batch_size=2000,
-                                  shard_index=shard[0], shard_count=shard[1])
-    for b in client._fetch(req, None):
-        n += len(b.rows)
-    return n, time.monotonic() - t0
+from bench_python import raw_stream as stream
 
 
 def main():

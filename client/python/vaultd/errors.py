@@ -90,9 +90,13 @@ _FAMILY: dict[grpc.StatusCode, type[VaultError]] = {
 }
 
 
+def error_for(code: grpc.StatusCode, message: str, method: str = "") -> VaultError:
+    """The VaultError of code's family."""
+    return _FAMILY.get(code, ServerError)(code, message, method)
+
+
 def from_rpc_error(e: grpc.RpcError, method: str = "") -> VaultError:
     """The VaultError subclass for a grpc.RpcError raised by a call."""
     code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
     details = e.details() if hasattr(e, "details") else str(e)
-    cls = _FAMILY.get(code, ServerError)
-    return cls(code, details or "", method)
+    return error_for(code, details or "", method)

@@ -179,8 +179,8 @@ class FeatureStream:
             except grpc.RpcError as e:
                 broken, code = e.details() or "", e.code()
             if code != grpc.StatusCode.UNAVAILABLE or failures >= self.retries:
-                raise errors._FAMILY.get(code, errors.ServerError)(
-                    code, broken, "/vault.v1.Features/FetchFeatures")
+                raise errors.error_for(code, broken,
+                                       "/vault.v1.Features/FetchFeatures")
             backoff(failures)
             failures += 1
             self.resumed += 1
