@@ -6,7 +6,9 @@
 #include "engine/consent.h"
 #include "engine/consumer.h"
 #include "engine/fetch.h"
+#include "engine/shardmeet.h"
 #include "util/log.h"
+#include "util/timeutil.h"
 #include "engine/record.h"
 
 #define CANCEL_POLL 1024
@@ -173,16 +175,29 @@ count_of(const uint64_t *sorted, size_t n, uint64_t t)
 	return lo - first;
 }
 
-/* A categorical token held by fewer than k rows of the set becomes OTHER. */
+/* More rows to count over: other shards' category tokens (shardmeet.h). */
+struct more_rows {
+	const uint64_t *tokens;		/* n rows of n_cat */
+	size_t n, n_cat;
+};
+
+/*
+ * A categorical token held by fewer than k rows of the set and of more
+ * (the category columns, in q's order, of rows released to other shards)
+ * becomes OTHER.
+ */
 static int
 suppress_rare(struct vault *v, const struct fetch_query *q,
-    struct fetch_set *set)
+    struct fetch_set *set, const struct more_rows *more, size_t n_more)
 {
+	size_t cap = set->n, c = 0;
 	uint64_t *col;
 
 	if (set->n == 0)
 		return 0;
-	if ((col = malloc(set->n * sizeof(*col))) == NULL)
+	for (size_t i = 0; i < n_more; i++)
+		cap += more[i].n;
+	if ((col = malloc(cap * sizeof(*col))) == NULL)
 		return VAULT_ERR_NOMEM;
 	for (size_t j = 0; j < q->n_attrs; j++) {
 		const struct attr_def *a = &v->schema->attrs[q->attrs[j]];
@@ -194,6 +209,11 @@ suppress_rare(struct vault *v, const struct fetch_query *q,
 		for (size_t i = 0; i < set->n; i++)
 			if (set->tokens[i * set->n_attrs + j] != 0)
 				col[m++] = set->tokens[i * set->n_attrs + j];
+		for (size_t i = 0; i < n_more; i++)
+			for (size_t r = 0; r < more[i].n; r++)
+				if (more[i].tokens[r * more[i].n_cat + c] != 0)
+					col[m++] = more[i].tokens[r * more[i].n_cat + c];
+		c++;
 		qsort(col, m, sizeof(*col), cmp_u64);
 		for (size_t i = 0; i < set->n; i++) {
 			uint64_t *t = &set->tokens[i * set->n_attrs + j];
@@ -218,13 +238,6 @@ sharded(const struct fetch_query *q)
 	return q->shard_count > 1;
 }
 
-static bool
-in_shard(const struct fetch_query *q, uint64_t order)
-{
-	return !sharded(q) ||
-	    fetch_shard_of(order, q->shard_count) == q->shard_index;
-}
-
 /* Whether q has an attribute whose tokens suppress_rare counts. */
 static bool
 has_category(const struct vault *v, const struct fetch_query *q)
@@ -233,33 +246,6 @@ has_category(const struct vault *v, const struct fetch_query *q)
 		if (v->schema->attrs[q->attrs[j]].feature == FEAT_CATEGORY)
 			return true;
 	return false;
-}
-
-/*
- * Keeps the rows of q's shard, in their order, at the front of the set; the
- * others are wiped. After suppress_rare: the counts were over every shard.
- */
-static void
-keep_shard(const struct fetch_query *q, struct fetch_set *set)
-{
-	size_t na = set->n_attrs, m = 0;
-
-	if (!sharded(q) || set->n == 0)
-		return;
-	for (size_t i = 0; i < set->n; i++) {
-		if (!in_shard(q, set->rows[i].pos.order))
-			continue;
-		if (m != i) {
-			set->rows[m] = set->rows[i];
-			memcpy(set->tokens + m * na, set->tokens + i * na,
-			    na * sizeof(*set->tokens));
-		}
-		m++;
-	}
-	sodium_memzero(set->rows + m, (set->n - m) * sizeof(*set->rows));
-	sodium_memzero(set->tokens + m * na,
-	    (set->n - m) * na * sizeof(*set->tokens));
-	set->n = m;
 }
 
 /*
@@ -318,18 +304,20 @@ order_rows(struct fetch_set *set)
 }
 
 /*
- * How many of total consumers the scan may read: all, or when it skips
- * other shards' consumers about total / count (positions are uniform), and
- * an eighth more for the spread (a shard larger still grows the set).
+ * How many of total consumers a scan of the shards in want (of count) may
+ * read: about their share (positions are uniform), and an eighth more for
+ * the spread (a shard larger still grows the set).
  */
 static size_t
-rows_expected(const struct fetch_query *q, bool skip_early, size_t total)
+rows_expected(const bool *want, uint32_t count, size_t total)
 {
-	size_t share;
+	size_t share, wanted = 0;
 
-	if (!skip_early)
+	if (want == NULL)
 		return total;
-	share = total / q->shard_count;
+	for (uint32_t j = 0; j < count; j++)
+		wanted += want[j];
+	share = total / count * wanted;
 	share += share / 8 + 64;
 	return share < total ? share : total;
 }
@@ -344,23 +332,25 @@ after_token(const struct fetch_query *q, uint64_t order, const uint8_t *ref)
 	return cmp_pos(&p, &q->after) > 0;
 }
 
-int
-fetch_snapshot(struct vault *v, const struct fetch_query *q,
+/*
+ * Appends to set (its n_attrs that of q) the row of every consumer after
+ * the page token whose consent covers the purpose, of the shards marked in
+ * want (of q->shard_count), or of all when want is NULL. Other shards'
+ * consumers are skipped before anything is read for them.
+ */
+static int
+scan_rows(struct vault *v, const struct fetch_query *q, const bool *want,
     struct fetch_set *set)
 {
 	struct store_txn *txn = NULL;
 	struct store_cursor *cur = NULL;
 	struct store_val k, val;
-	uint8_t *scratch = NULL, flags;
+	uint8_t *scratch, flags;
 	size_t scanned = 0, total;
 	uint64_t order;
-	bool allowed, skip_early;
-	int rc, r = 0;
+	bool allowed;
+	int rc, r;
 
-	fetch_set_free(set);
-	set->n_attrs = q->n_attrs ? q->n_attrs : 1;
-	/* Nothing counted over the other shards' rows: leave them unread. */
-	skip_early = sharded(q) && !has_category(v, q);
 	if ((scratch = crypto_secret_alloc(RECORD_SCRATCH_BYTES)) == NULL)
 		return VAULT_ERR_NOMEM;
 	if ((r = store_read_begin_bulk(v->store, &txn)) != 0)
@@ -368,13 +358,11 @@ fetch_snapshot(struct vault *v, const struct fetch_query *q,
 	/* Room for every row read at once: growing by doubling copies. */
 	if ((r = store_count(txn, STORE_CONSUMERS, &total)) != 0)
 		goto out;
-	total = rows_expected(q, skip_early, total);
+	total = rows_expected(want, q->shard_count, total);
 	if (total > 0 && (r = reserve(set, total)) != 0)
 		goto out;
-	if ((rc = store_cursor_open(txn, STORE_CONSUMERS, &cur)) != 0) {
-		r = rc;
+	if ((r = store_cursor_open(txn, STORE_CONSUMERS, &cur)) != 0)
 		goto out;
-	}
 	for (rc = store_cursor_get(cur, &k, &val, STORE_FIRST); rc == 0;
 	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
 		if (k.len != CRYPTO_REF_BYTES) {
@@ -390,7 +378,7 @@ fetch_snapshot(struct vault *v, const struct fetch_query *q,
 		order = tokenizer_order(v->tok, q->purpose, k.data);
 		if (q->has_after && !after_token(q, order, k.data))
 			continue;
-		if (skip_early && !in_shard(q, order))
+		if (want != NULL && !want[fetch_shard_of(order, q->shard_count)])
 			continue;
 		if ((r = consent_allows(v, txn, k.data, q->purpose, &allowed,
 		    &flags)) != 0)
@@ -399,28 +387,152 @@ fetch_snapshot(struct vault *v, const struct fetch_query *q,
 		    flags, scratch, set)) != 0)
 			goto out;
 	}
-	if (rc != VAULT_ERR_NOT_FOUND) {
+	if (rc != VAULT_ERR_NOT_FOUND)
 		r = rc;
-		goto out;
-	}
-	store_cursor_close(cur);
-	cur = NULL;
-	store_read_end(txn);
-	txn = NULL;
-	/*
-	 * Counted over the rows after the page token of every shard: the rows
-	 * the unsharded call would release. Then the shard's rows are kept and
-	 * ordered (fewer to sort).
-	 */
-	if ((r = suppress_rare(v, q, set)) != 0)
-		goto out;
-	keep_shard(q, set);
-	r = order_rows(set);
 out:
 	store_cursor_close(cur);
 	store_read_end(txn);
 	sodium_memzero(scratch, RECORD_SCRATCH_BYTES);
 	crypto_secret_free(scratch);
+	return r;
+}
+
+/* What shard calls of q must share to meet: they would count alike. */
+static void
+meet_key(const struct fetch_query *q, uint8_t key[SHARDMEET_KEY_BYTES])
+{
+	crypto_generichash_state st;
+	int64_t w[4] = { q->purpose, (int64_t)q->n_attrs, q->today_days,
+	    q->has_after };
+
+	crypto_generichash_init(&st, NULL, 0, SHARDMEET_KEY_BYTES);
+	crypto_generichash_update(&st, (const uint8_t *)w, sizeof(w));
+	crypto_generichash_update(&st, (const uint8_t *)q->attrs,
+	    q->n_attrs * sizeof(*q->attrs));
+	if (q->has_after) {
+		crypto_generichash_update(&st, (const uint8_t *)&q->after.order,
+		    sizeof(q->after.order));
+		crypto_generichash_update(&st, q->after.ref, CRYPTO_REF_BYTES);
+	}
+	crypto_generichash_final(&st, key, SHARDMEET_KEY_BYTES);
+}
+
+/* How long a shard call waits for the others of its meet, at most. */
+#define MEET_WAIT_MIN_MS 200
+#define MEET_WAIT_MAX_MS 10000
+
+/*
+ * The snapshot of a shard of a query with category attributes: its own
+ * rows, suppressed with counts over every shard's (shardmeet.h). The other
+ * shards' counts come from the calls of the meet that posted them; those
+ * of shards nobody posted are read here, their category tokens only.
+ */
+static int
+snapshot_shared(struct vault *v, const struct fetch_query *q,
+    struct fetch_set *set)
+{
+	uint32_t count = q->shard_count, idx = q->shard_index;
+	struct shardmeet_part own = { 0 }, *parts;
+	struct more_rows *more;
+	struct fetch_set rest = { 0 };
+	struct fetch_query q2 = *q;
+	struct shardmeet *m = NULL;
+	uint8_t key[SHARDMEET_KEY_BYTES];
+	int cats[SCHEMA_MAX_ATTRS];
+	size_t pos[SCHEMA_MAX_ATTRS], n_cat = 0, n_more = 0;
+	long long t0 = time_monotonic_ms(), wait;
+	bool *want, *posted, missing = false;
+	int r;
+
+	for (size_t j = 0; j < q->n_attrs; j++)
+		if (v->schema->attrs[q->attrs[j]].feature == FEAT_CATEGORY) {
+			cats[n_cat] = q->attrs[j];
+			pos[n_cat++] = j;
+		}
+	want = calloc(count, sizeof(*want));
+	posted = calloc(count, sizeof(*posted));
+	parts = calloc(count, sizeof(*parts));
+	more = calloc(count + 1, sizeof(*more));
+	meet_key(q, key);
+	if (want == NULL || posted == NULL || parts == NULL || more == NULL ||
+	    (r = shardmeet_join(v, key, count, idx, &m)) != 0) {
+		r = VAULT_ERR_NOMEM;
+		goto out;
+	}
+	want[idx] = true;
+	if ((r = scan_rows(v, q, want, set)) != 0)
+		goto out;
+	own.n = set->n;
+	own.n_cat = n_cat;
+	if (own.n > 0 &&
+	    (own.tokens = malloc(own.n * n_cat * sizeof(*own.tokens))) == NULL) {
+		r = VAULT_ERR_NOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < own.n; i++)
+		for (size_t c = 0; c < n_cat; c++)
+			own.tokens[i * n_cat + c] =
+			    set->tokens[i * set->n_attrs + pos[c]];
+	shardmeet_post(m, idx, own);
+	/* Calls of the meet that started with this one read about as long. */
+	wait = 2 * (time_monotonic_ms() - t0);
+	wait = wait < MEET_WAIT_MIN_MS ? MEET_WAIT_MIN_MS :
+	    wait > MEET_WAIT_MAX_MS ? MEET_WAIT_MAX_MS : wait;
+	if ((r = shardmeet_wait(m, idx, time_monotonic_ms() + wait,
+	    q->cancelled, q->cancel_arg)) != 0)
+		goto out;
+	shardmeet_parts(m, posted, parts);
+	for (uint32_t j = 0; j < count; j++) {
+		want[j] = !posted[j];
+		missing |= want[j];
+		if (j != idx && posted[j])
+			more[n_more++] = (struct more_rows){ parts[j].tokens,
+			    parts[j].n, parts[j].n_cat };
+	}
+	if (missing) {
+		q2.attrs = cats;
+		q2.n_attrs = n_cat;
+		rest.n_attrs = n_cat;
+		if ((r = scan_rows(v, &q2, want, &rest)) != 0)
+			goto out;
+		more[n_more++] = (struct more_rows){ rest.tokens, rest.n, n_cat };
+	}
+	if ((r = suppress_rare(v, q, set, more, n_more)) == 0)
+		r = order_rows(set);
+out:
+	if (m != NULL)
+		shardmeet_leave(m, idx);
+	fetch_set_free(&rest);
+	free(want);
+	free(posted);
+	free(parts);
+	free(more);
+	return r;
+}
+
+int
+fetch_snapshot(struct vault *v, const struct fetch_query *q,
+    struct fetch_set *set)
+{
+	bool *want = NULL;
+	int r;
+
+	fetch_set_free(set);
+	set->n_attrs = q->n_attrs ? q->n_attrs : 1;
+	if (sharded(q) && has_category(v, q))
+		r = snapshot_shared(v, q, set);
+	else if (sharded(q) && (want = calloc(q->shard_count,
+	    sizeof(*want))) == NULL)
+		r = VAULT_ERR_NOMEM;
+	else {
+		/* Nothing counted, or every row counted: only these are read. */
+		if (want != NULL)
+			want[q->shard_index] = true;
+		if ((r = scan_rows(v, q, want, set)) == 0 &&
+		    (r = suppress_rare(v, q, set, NULL, 0)) == 0)
+			r = order_rows(set);
+		free(want);
+	}
 	if (r != 0)
 		fetch_set_free(set);
 	return r;

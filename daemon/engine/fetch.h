@@ -34,12 +34,17 @@
  * pseudonym it is known before anything is decrypted, so a shard skips the
  * other shards' consumers cheaply. The N shards' rows together are exactly
  * the unsharded stream's (same pseudonyms, same tokens), each in one shard:
- * rare values are counted over every shard's rows, and only then is the set
- * cut down to the shard's. So a shard's released token is held by at least
- * k rows of the whole stream, not of the shard. A query without categorical
- * attributes counts nothing, and skips other shards' consumers before even
- * reading their consent; one with them reads every row (memory as for the
- * whole stream while the snapshot is taken).
+ * rare values are counted over every shard's rows. So a shard's released
+ * token is held by at least k rows of the whole stream, not of the shard.
+ * Every shard call reads only its own shard's consumers (the others are
+ * skipped before their consent is read). A query without categorical
+ * attributes counts nothing more; one with them takes the other shards'
+ * counts from the shard calls of the same query running at the same time
+ * (shardmeet.h: they post the category tokens of their rows and wait a
+ * while for each other), and reads the category tokens of the shards no
+ * call posted itself. Calls that meet count over snapshots taken moments
+ * apart: the union is the unsharded stream's exactly when nothing was
+ * written in between, as two unsharded calls are alike only then.
  */
 #ifndef VAULT_FETCH_H
 #define VAULT_FETCH_H

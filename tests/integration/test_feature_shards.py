@@ -2,6 +2,7 @@
 points 4 and 5): the N shards of a stream are disjoint and together exactly
 the unsharded stream, rare values counted over the whole stream; page tokens
 resume only their own shard; listed categories come with their tokens."""
+import concurrent.futures
 from collections import Counter
 
 import grpc
@@ -39,14 +40,18 @@ def put(d, first, n, device):
                for i in range(first, first + n))
 
 
-def shards(d, n, attributes=ATTRS):
-    """Each shard's rows, fetched a page of 8 at a time."""
-    out = []
-    for i in range(n):
+def shards(d, n, attributes=ATTRS, together=False):
+    """Each shard's rows, fetched a page of 8 at a time: one shard after the
+    other, or all at once (calls that run together share their counts of
+    rare values instead of each reading every consumer: shardmeet.h)."""
+    def one(i):
         batches = fetch(d, attributes, shard=(i, n))
         assert all(len(b.rows) <= 8 for b in batches)
-        out.append(row_list(batches))
-    return out
+        return row_list(batches)
+    if not together:
+        return [one(i) for i in range(n)]
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
 
 
 def device_counts(rows):
@@ -94,6 +99,8 @@ def test_shards_together_are_the_unsharded_stream(daemon):
                 n_tablet, nxt = n_tablet + 1, nxt + 1
                 full, tablet = whole()
         parts = shards(daemon, n)
+        # Fetched all at once, each shard is the same.
+        assert shards(daemon, n, together=True) == parts
         names = [{p for p, _ in s} for s in parts]
         assert sum(len(s) for s in names) == len(full)          # disjoint
         assert set().union(*names) == {p for p, _ in full}

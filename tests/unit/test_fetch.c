@@ -3,11 +3,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "engine/fetch.h"
+#include "engine/shardmeet.h"
+#include "util/timeutil.h"
 
 /* Positions spread over the whole 64-bit range, as keyed hashes are. */
 static uint64_t
@@ -76,6 +79,103 @@ test_shards_are_slices(void **state)
 	assert_int_equal(fetch_shard_of(1ULL << 63, 2), 1);
 }
 
+static const uint8_t key_a[SHARDMEET_KEY_BYTES] = { 1 };
+static const uint8_t key_b[SHARDMEET_KEY_BYTES] = { 2 };
+
+static struct shardmeet_part
+part_of(uint64_t t)
+{
+	struct shardmeet_part p = { malloc(sizeof(uint64_t)), 1, 1 };
+
+	assert_non_null(p.tokens);
+	p.tokens[0] = t;
+	return p;
+}
+
+static void
+test_calls_of_one_query_meet(void **state)
+{
+	struct shardmeet *m0, *m1, *again, *other;
+	struct shardmeet_part parts[2];
+	bool posted[2];
+	int owner = 0;
+
+	(void)state;
+	assert_int_equal(shardmeet_join(&owner, key_a, 2, 0, &m0), 0);
+	assert_int_equal(shardmeet_join(&owner, key_a, 2, 1, &m1), 0);
+	assert_ptr_equal(m0, m1);
+	/* A shard taken already, another query, another owner: apart. */
+	assert_int_equal(shardmeet_join(&owner, key_a, 2, 0, &again), 0);
+	assert_ptr_not_equal(again, m0);
+	assert_int_equal(shardmeet_join(&owner, key_b, 2, 1, &other), 0);
+	assert_ptr_not_equal(other, m0);
+	assert_ptr_not_equal(other, again);
+	shardmeet_leave(again, 0);
+	shardmeet_leave(other, 1);
+
+	shardmeet_post(m1, 1, part_of(7));
+	/* Shard 1 has posted: shard 0 waits for nobody. */
+	assert_int_equal(shardmeet_wait(m0, 0, time_monotonic_ms() + 5000,
+	    NULL, NULL), 0);
+	shardmeet_parts(m0, posted, parts);
+	assert_false(posted[0]);
+	assert_true(posted[1]);
+	assert_int_equal(parts[1].tokens[0], 7);
+	/* The part outlives its poster while shard 0 is in the meet. */
+	shardmeet_leave(m1, 1);
+	shardmeet_parts(m0, posted, parts);
+	assert_true(posted[1]);
+	assert_int_equal(parts[1].tokens[0], 7);
+	shardmeet_leave(m0, 0);
+}
+
+static void
+test_a_call_that_leaves_without_posting_frees_its_shard(void **state)
+{
+	struct shardmeet *m0, *m1, *m1b;
+	long long t0;
+	int owner = 0;
+
+	(void)state;
+	assert_int_equal(shardmeet_join(&owner, key_a, 2, 0, &m0), 0);
+	assert_int_equal(shardmeet_join(&owner, key_a, 2, 1, &m1), 0);
+	/* Shard 1 is taken, not posted: the wait lasts until its deadline. */
+	t0 = time_monotonic_ms();
+	assert_int_equal(shardmeet_wait(m0, 0, t0 + 250, NULL, NULL), 0);
+	assert_true(time_monotonic_ms() - t0 >= 250);
+	shardmeet_leave(m1, 1);
+	/* Gone: nobody to wait for, and the shard may be taken again here. */
+	t0 = time_monotonic_ms();
+	assert_int_equal(shardmeet_wait(m0, 0, t0 + 5000, NULL, NULL), 0);
+	assert_true(time_monotonic_ms() - t0 < 5000);
+	assert_int_equal(shardmeet_join(&owner, key_a, 2, 1, &m1b), 0);
+	assert_ptr_equal(m1b, m0);
+	shardmeet_leave(m1b, 1);
+	shardmeet_leave(m0, 0);
+}
+
+static bool
+always(void *arg)
+{
+	(void)arg;
+	return true;
+}
+
+static void
+test_a_cancelled_wait_ends(void **state)
+{
+	struct shardmeet *m0, *m1;
+	int owner = 0;
+
+	(void)state;
+	assert_int_equal(shardmeet_join(&owner, key_b, 3, 0, &m0), 0);
+	assert_int_equal(shardmeet_join(&owner, key_b, 3, 2, &m1), 0);
+	assert_int_equal(shardmeet_wait(m0, 0, time_monotonic_ms() + 60000,
+	    always, NULL), VAULT_ERR_CANCELLED);
+	shardmeet_leave(m0, 0);
+	shardmeet_leave(m1, 2);
+}
+
 int
 main(void)
 {
@@ -83,6 +183,9 @@ main(void)
 		cmocka_unit_test(test_one_shard_is_everything),
 		cmocka_unit_test(test_every_shard_hit_and_in_range),
 		cmocka_unit_test(test_shards_are_slices),
+		cmocka_unit_test(test_calls_of_one_query_meet),
+		cmocka_unit_test(test_a_call_that_leaves_without_posting_frees_its_shard),
+		cmocka_unit_test(test_a_cancelled_wait_ends),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,143 @@
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "engine/shardmeet.h"
+#include "util/timeutil.h"
+
+enum { SHARD_FREE, SHARD_TAKEN, SHARD_POSTED };
+
+struct shardmeet {
+	struct shardmeet *next;
+	const void *owner;
+	uint8_t key[SHARDMEET_KEY_BYTES];
+	uint32_t count, refs;
+	uint8_t *state;			/* per shard: SHARD_* */
+	struct shardmeet_part *parts;	/* per shard, once posted */
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
+static struct shardmeet *meets;
+
+static void
+part_free(struct shardmeet_part *p)
+{
+	if (p->tokens != NULL)
+		sodium_memzero(p->tokens, p->n * p->n_cat * sizeof(*p->tokens));
+	free(p->tokens);
+	memset(p, 0, sizeof(*p));
+}
+
+int
+shardmeet_join(const void *owner, const uint8_t key[SHARDMEET_KEY_BYTES],
+    uint32_t count, uint32_t index, struct shardmeet **out)
+{
+	struct shardmeet *m;
+
+	pthread_mutex_lock(&lock);
+	for (m = meets; m != NULL; m = m->next)
+		if (m->owner == owner && m->count == count &&
+		    memcmp(m->key, key, SHARDMEET_KEY_BYTES) == 0 &&
+		    m->state[index] == SHARD_FREE)
+			break;
+	if (m == NULL) {
+		if ((m = calloc(1, sizeof(*m))) == NULL ||
+		    (m->state = calloc(count, sizeof(*m->state))) == NULL ||
+		    (m->parts = calloc(count, sizeof(*m->parts))) == NULL) {
+			if (m != NULL)
+				free(m->state);
+			free(m);
+			pthread_mutex_unlock(&lock);
+			return VAULT_ERR_NOMEM;
+		}
+		m->owner = owner;
+		memcpy(m->key, key, SHARDMEET_KEY_BYTES);
+		m->count = count;
+		m->next = meets;
+		meets = m;
+	}
+	m->state[index] = SHARD_TAKEN;
+	m->refs++;
+	pthread_mutex_unlock(&lock);
+	*out = m;
+	return 0;
+}
+
+void
+shardmeet_post(struct shardmeet *m, uint32_t index, struct shardmeet_part part)
+{
+	pthread_mutex_lock(&lock);
+	m->parts[index] = part;
+	m->state[index] = SHARD_POSTED;
+	pthread_cond_broadcast(&changed);
+	pthread_mutex_unlock(&lock);
+}
+
+/* Whether a shard other than index is taken and not yet posted. */
+static bool
+someone_working(const struct shardmeet *m, uint32_t index)
+{
+	for (uint32_t j = 0; j < m->count; j++)
+		if (j != index && m->state[j] == SHARD_TAKEN)
+			return true;
+	return false;
+}
+
+int
+shardmeet_wait(struct shardmeet *m, uint32_t index, long long deadline_ms,
+    bool (*cancelled)(void *), void *arg)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&lock);
+	while (someone_working(m, index) && time_monotonic_ms() < deadline_ms) {
+		struct timespec ts = time_after_ms(100);
+
+		if (cancelled != NULL && cancelled(arg)) {
+			r = VAULT_ERR_CANCELLED;
+			break;
+		}
+		pthread_cond_timedwait(&changed, &lock, &ts);
+	}
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+void
+shardmeet_parts(struct shardmeet *m, bool *posted, struct shardmeet_part *parts)
+{
+	pthread_mutex_lock(&lock);
+	for (uint32_t j = 0; j < m->count; j++) {
+		posted[j] = m->state[j] == SHARD_POSTED;
+		parts[j] = m->parts[j];
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+void
+shardmeet_leave(struct shardmeet *m, uint32_t index)
+{
+	struct shardmeet **pp;
+
+	pthread_mutex_lock(&lock);
+	/* A call that leaves without posting frees its shard for another. */
+	if (m->state[index] == SHARD_TAKEN)
+		m->state[index] = SHARD_FREE;
+	pthread_cond_broadcast(&changed);
+	if (--m->refs > 0) {
+		pthread_mutex_unlock(&lock);
+		return;
+	}
+	for (pp = &meets; *pp != m; pp = &(*pp)->next)
+		;
+	*pp = m->next;
+	pthread_mutex_unlock(&lock);
+	for (uint32_t j = 0; j < m->count; j++)
+		part_free(&m->parts[j]);
+	free(m->parts);
+	free(m->state);
+	free(m);
+}

@@ -1,0 +1,65 @@
+/*
+ * Shard calls of one FetchFeatures query that run at the same time share
+ * their rare-value counts (a "meet").
+ *
+ * Rare values are counted over the whole stream, so that the N shards are
+ * exactly the unsharded stream; alone, a shard would have to read every
+ * consumer to count them. In a meet each shard call reads only its own
+ * consumers, posts the category tokens of its rows (a part), and counts
+ * over its own rows and every part posted; shards that no call took, or
+ * whose call did not post in time, are read for their category tokens only
+ * by whoever needs them (fetch.c). A part holds tokens, never values, and
+ * lives only while some call of the meet runs; it is wiped when freed.
+ *
+ * The key names the query (purpose, attributes, page-token place, day,
+ * shard count; fetch.c makes it): calls meet only when they would count
+ * the same rows. Each shard index is taken once per meet; another call for
+ * a taken index opens a meet of its own.
+ */
+#ifndef VAULT_SHARDMEET_H
+#define VAULT_SHARDMEET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/vault_err.h"
+
+#define SHARDMEET_KEY_BYTES 32
+
+struct shardmeet;
+
+/* The category tokens of a shard's rows: n rows of n_cat, row-major. */
+struct shardmeet_part {
+	uint64_t *tokens;
+	size_t n, n_cat;
+};
+
+/* Takes shard index of count in the meet of (owner, key), opened if none. */
+int shardmeet_join(const void *owner, const uint8_t key[SHARDMEET_KEY_BYTES],
+    uint32_t count, uint32_t index, struct shardmeet **out) VAULT_WUR;
+
+/* Hands the shard's part to the meet, which frees it (and wipes it). */
+void shardmeet_post(struct shardmeet *m, uint32_t index,
+    struct shardmeet_part part);
+
+/*
+ * Waits until every other shard taken in the meet has posted, until the
+ * monotonic clock reaches deadline_ms, or until cancelled(arg) is true
+ * (VAULT_ERR_CANCELLED). 0 otherwise, with or without every part.
+ */
+int shardmeet_wait(struct shardmeet *m, uint32_t index, long long deadline_ms,
+    bool (*cancelled)(void *), void *arg) VAULT_WUR;
+
+/*
+ * The parts posted so far: posted[j] and parts[j] for each of the count
+ * shards (the caller's own included once posted). They stay valid until
+ * the caller leaves.
+ */
+void shardmeet_parts(struct shardmeet *m, bool *posted,
+    struct shardmeet_part *parts);
+
+/* Leaves the meet; the last to leave frees it. */
+void shardmeet_leave(struct shardmeet *m, uint32_t index);
+
+#endif
