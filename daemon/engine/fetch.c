@@ -568,6 +568,8 @@ fetch_recheck(struct vault *v, const struct fetch_query *q,
 		struct fetch_row *row = &set->rows[i];
 		struct store_val k = { CRYPTO_REF_BYTES, row->pos.ref }, val;
 
+		if (row->gone)
+			continue;
 		rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &val);
 		if (rc == VAULT_ERR_NOT_FOUND || (rc == 0 && !same_consumer(&val, row))) {
 			row->gone = true;
@@ -651,7 +653,17 @@ fetch_page(struct vault *v, const struct fetch_query *q, uint32_t dataset,
 {
 	int r;
 
+	size_t to;
+
 	if ((r = fetch_recheck(v, q, set, from, n)) != 0)
 		return r;
-	return fetch_record_lineage(v, dataset, set, from, n);
+	if (from + n <= set->lineage_to)
+		return 0;
+	to = from + (n > FETCH_LINEAGE_AHEAD ? n : FETCH_LINEAGE_AHEAD);
+	if (to > set->n)
+		to = set->n;
+	if ((r = fetch_record_lineage(v, dataset, set, from, to - from)) != 0)
+		return r;
+	set->lineage_to = to;
+	return 0;
 }

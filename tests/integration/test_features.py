@@ -283,6 +283,21 @@ def test_lineage_recorded_per_dataset(daemon):
     assert "Entries: 12" in out, out
 
 
+@pytest.mark.lmdb_only  # reads LMDB's databases with mdb_stat
+def test_lineage_is_recorded_ahead_of_the_pages_sent(daemon):
+    """Lineage goes on record FETCH_LINEAGE_AHEAD rows at a time (fetch.h):
+    a stream cancelled after its first page of three rows leaves lineage
+    for all seven, so a deletion still reaches every dataset that may hold
+    the consumer."""
+    load(daemon, 7)
+    first = fetch(daemon, "training", dataset="ahead", batch_size=3,
+                  limit_batches=1)
+    assert len(first[0].rows) == 3
+    out = subprocess.run(["mdb_stat", "-s", "lineage", str(daemon.data_dir / "db")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "Entries: 7" in out, out
+
+
 def test_vaultctl_consent_and_features(daemon):
     load(daemon, 6)
     r = daemon.ctl("consent", "c1@example.test", "--purpose", "training", "--deny")
