@@ -27,7 +27,9 @@ def main():
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=2000)
     args = ap.parse_args()
-    settings = vaultd.Client(args.addr, token_file=args.token_file).settings
+    # Settings, not a Client: no channel in this process, so the loader may
+    # fork its workers instead of spawning them (vaultd.torchdata).
+    settings = vaultd.Settings.resolve(args.addr, token_file=args.token_file)
     ds = FeatureDataset(settings, "training", args.dataset, FEATURES + [LABEL],
                         batch_size=args.batch_size)
     torch.manual_seed(0)

@@ -3,13 +3,14 @@ resumption of a broken stream, PyTorch workers, and purging deleted
 consumers from training data already taken."""
 import json
 import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import vaultd
-from conftest import N_CONSUMERS, VAULTCTL, Dropped, consumers, plain_client
+from conftest import N_CONSUMERS, ROOT, VAULTCTL, Dropped, consumers, plain_client
 
 ATTRS = ["age", "device", "income_band", "purchases_90d", "email_opt_in",
          "ethnicity", "converted"]
@@ -135,6 +136,45 @@ def test_torch_workers_read_disjoint_shards(plain):
             rows += t.shape[0]
         assert rows == len(whole) and len(set(seen)) == rows
         assert set(seen) == set(whole["pseudonym"])
+
+
+def test_loader_forks_workers_only_in_a_process_without_threads(plain):
+    """vaultd.torchdata.start_method: "fork" in a process that never opened
+    a channel, "spawn" once one was opened, closed or not (gRPC does not
+    survive a fork). Run in a fresh interpreter: this one has opened some."""
+    pytest.importorskip("torch")
+    script = (
+        "import sys, vaultd, vaultd.torchdata as td\n"
+        "s = vaultd.Settings.resolve(sys.argv[1], token_file=sys.argv[2], "
+        "use_env=False)\n"
+        "print(td.start_method())\n"
+        "c = vaultd.Client(settings=s)\n"
+        "print(td.start_method())\n"
+        "c.close()\n"
+        "print(td.start_method())\n")
+    out = subprocess.run([sys.executable, "-c", script, plain.addr,
+                          str(plain.data_dir / "dev-token")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["fork", "spawn", "spawn"]
+
+
+def test_torch_example_with_two_forked_workers(plain):
+    """examples/torch_train.py builds Settings without a channel, so its two
+    DataLoader workers are forked: they train on every labelled row, as
+    with none."""
+    pytest.importorskip("torch")
+    trained = []
+    for workers in (0, 2):
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "torch_train.py"),
+             "--addr", plain.addr, "--token-file",
+             str(plain.data_dir / "dev-token"), "--workers", str(workers),
+             "--dataset", f"torch-example-{workers}", "--batch-size", "50"],
+            capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        trained.append(out.stdout.split(" rows in ")[0].split()[-1])
+    assert trained[0] == trained[1] and int(trained[0]) > 0
 
 
 def test_deletion_feed_purges_training_data(plain, tmp_path):

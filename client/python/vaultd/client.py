@@ -40,6 +40,11 @@ DELETE_BATCH = 100          # per DeleteConsumers call (the vault's default cap:
 
 T = TypeVar("T")
 
+# Whether this process has opened a channel: a forked child of such a
+# process may find gRPC's state unusable, even once the channel is closed
+# (seen here), so vaultd.torchdata then spawns its workers.
+channel_opened = False
+
 
 def _read(path: str | os.PathLike[str] | None) -> bytes | None:
     if path is None or path == "":
@@ -61,6 +66,47 @@ class Settings:
     server_name: str | None = None
     timeout: float = 10.0
     retries: int = 3
+
+    @classmethod
+    def resolve(cls, addr: str | None = None, *, token: str | None = None,
+                token_file: str | os.PathLike[str] | None = None,
+                ca: str | os.PathLike[str] | None = None,
+                cert: str | os.PathLike[str] | None = None,
+                key: str | os.PathLike[str] | None = None,
+                server_name: str | None = None, timeout: float = 10.0,
+                retries: int = 3, use_env: bool = True) -> Settings:
+        """Settings as Client takes them (arguments, then the environment),
+        checked, without opening a channel: what a process that forks
+        DataLoader workers should use (see vaultd.torchdata)."""
+        env: Mapping[str, str] = os.environ
+        if not use_env:
+            env = {}
+        token_file = token_file or env.get("VAULT_TOKEN_FILE") or None
+        if token is None and token_file is not None:
+            raw = _read(token_file)
+            token = raw.decode().strip() if raw is not None else None
+        settings = cls(
+            addr=addr or env.get("VAULT_ADDR") or DEFAULT_ADDR,
+            token=token.strip() if token else None,
+            ca=_read(ca or env.get("VAULT_CA")),
+            cert=_read(cert or env.get("VAULT_CERT")),
+            key=_read(key or env.get("VAULT_KEY")),
+            server_name=server_name, timeout=timeout, retries=retries)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """ValueError unless these settings can open a channel."""
+        if self.token is not None and not all(
+                0x21 <= ord(c) <= 0x7e for c in self.token):
+            raise ValueError("token: a bearer token is printable ASCII without "
+                             "spaces")      # never the token itself
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together (mutual TLS)")
+        if self.cert is not None and self.ca is None:
+            raise ValueError("a client certificate needs ca (TLS)")
+        if self.retries < 0 or self.timeout <= 0:
+            raise ValueError("retries must be >= 0 and timeout > 0")
 
     def __repr__(self) -> str:            # never the token or the key
         mode = "mtls" if self.cert else "tls" if self.ca else "plaintext"
@@ -119,31 +165,15 @@ class Client:
                  receipt_key: bytes | None = None,
                  settings: Settings | None = None):
         if settings is None:
-            env: Mapping[str, str] = os.environ
-            if not use_env:
-                env = {}
-            token_file = token_file or env.get("VAULT_TOKEN_FILE") or None
-            if token is None and token_file is not None:
-                raw = _read(token_file)
-                token = raw.decode().strip() if raw is not None else None
-            settings = Settings(
-                addr=addr or env.get("VAULT_ADDR") or DEFAULT_ADDR,
-                token=token.strip() if token else None,
-                ca=_read(ca or env.get("VAULT_CA")),
-                cert=_read(cert or env.get("VAULT_CERT")),
-                key=_read(key or env.get("VAULT_KEY")),
-                server_name=server_name, timeout=timeout, retries=retries)
-        if settings.token is not None and not all(
-                0x21 <= ord(c) <= 0x7e for c in settings.token):
-            raise ValueError("token: a bearer token is printable ASCII without "
-                             "spaces")      # never the token itself
-        if (settings.cert is None) != (settings.key is None):
-            raise ValueError("cert and key go together (mutual TLS)")
-        if settings.cert is not None and settings.ca is None:
-            raise ValueError("a client certificate needs ca (TLS)")
-        if settings.retries < 0 or settings.timeout <= 0:
-            raise ValueError("retries must be >= 0 and timeout > 0")
+            settings = Settings.resolve(
+                addr, token=token, token_file=token_file, ca=ca, cert=cert,
+                key=key, server_name=server_name, timeout=timeout,
+                retries=retries, use_env=use_env)
+        else:
+            settings.check()
         self.settings = settings
+        global channel_opened
+        channel_opened = True
         opts: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
         if settings.server_name:
