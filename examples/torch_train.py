@@ -10,7 +10,7 @@ import time
 import torch
 
 import vaultd
-from vaultd.torchdata import FeatureDataset
+from vaultd.torchdata import FeatureDataset, start_method
 
 LABEL = "converted"
 FEATURES = ["age", "device", "income_band", "purchases_90d", "last_purchase",
@@ -36,6 +36,7 @@ def main():
     emb = torch.nn.EmbeddingBag(BUCKETS * len(FEATURES), 1, mode="sum")
     opt = torch.optim.Adam(emb.parameters(), lr=0.05)
     offsets = torch.arange(len(FEATURES)) * BUCKETS
+    started = start_method() if args.workers else "in process"
     t0, rows, loss = time.monotonic(), 0, torch.tensor(0.0)
     for _ in range(args.epochs):
         for batch in ds.loader(args.workers):
@@ -50,7 +51,7 @@ def main():
             opt.step()
             rows += int(keep.sum())
     elapsed = time.monotonic() - t0
-    print(f"workers {args.workers}: trained on {rows} rows in {elapsed:.2f}s; "
+    print(f"workers {args.workers} ({started}): trained on {rows} rows in {elapsed:.2f}s; "
           f"loss {loss.item():.3f}")
 
 

@@ -16,6 +16,8 @@
 
 /* What a page token is bound to (pagetoken.h): see query_binding. */
 #define QUERY_BIND_BYTES PAGETOKEN_BIND_BYTES
+_Static_assert(QUERY_BIND_BYTES == FETCH_ASKER_BYTES,
+    "a query's asker is its binding without the shard");
 
 static void
 bind_str(crypto_generichash_state *st, const char *s)
@@ -34,14 +36,15 @@ bind_u64(crypto_generichash_state *st, uint64_t v)
 
 /*
  * What a page token is bound to: who asked, for what, under which schema,
- * and which shard. The shard is bound only when the stream is cut (count
- * above 1; 0 and 1 are both the whole stream), so an unsharded stream's
- * tokens are those it had before sharding existed; the attribute list is
- * self-delimiting, so a sharded binding never equals an unsharded one.
+ * and, with_shard, which shard. The shard is bound only when the stream is
+ * cut (count above 1; 0 and 1 are both the whole stream), so an unsharded
+ * stream's tokens are those it had before sharding existed; the attribute
+ * list is self-delimiting, so a sharded binding never equals an unsharded
+ * one. Without the shard it is the query's asker (fetch.h).
  */
 static void
 query_binding(struct rpc_ctx *ctx, const struct vault *v,
-    const struct fetch_query *q, const char *dataset,
+    const struct fetch_query *q, const char *dataset, bool with_shard,
     uint8_t out[QUERY_BIND_BYTES])
 {
 	const struct principal *p = rpc_principal(ctx);
@@ -63,7 +66,7 @@ query_binding(struct rpc_ctx *ctx, const struct vault *v,
 		for (size_t e = 0; e < a->n_edges; e++)
 			bind_u64(&st, (uint64_t)a->edges[e]);
 	}
-	if (q->shard_count > 1) {
+	if (with_shard && q->shard_count > 1) {
 		bind_str(&st, "shard");
 		bind_u64(&st, q->shard_index);
 		bind_u64(&st, q->shard_count);
@@ -269,7 +272,8 @@ handle_fetch_features(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	q.shard_count = req->shard_count;
 	batch_size = req->batch_size ? req->batch_size : DEFAULT_BATCH;
 	q.today_days = fetch_today();
-	query_binding(ctx, v, &q, req->dataset_id, bind);
+	query_binding(ctx, v, &q, req->dataset_id, true, bind);
+	query_binding(ctx, v, &q, req->dataset_id, false, q.asker);
 	if ((r = decode_token(ctx, v, req->page_token, bind, &q)) != 0)
 		return r;
 	r = dataset_get_or_create(v, req->dataset_id, q.purpose, &dataset, &bound);

@@ -397,23 +397,27 @@ out:
 	return r;
 }
 
-/* What shard calls of q must share to meet: they would count alike. */
+/*
+ * What shard calls of q must share to meet: the same asker (who, purpose,
+ * dataset, attributes), day (age bands) and starting place, so they count
+ * alike.
+ */
 static void
 meet_key(const struct fetch_query *q, uint8_t key[SHARDMEET_KEY_BYTES])
 {
 	crypto_generichash_state st;
-	int64_t w[4] = { q->purpose, (int64_t)q->n_attrs, q->today_days,
-	    q->has_after };
+	uint8_t b[8 + 8 + CRYPTO_REF_BYTES] = { 0 };
 
-	crypto_generichash_init(&st, NULL, 0, SHARDMEET_KEY_BYTES);
-	crypto_generichash_update(&st, (const uint8_t *)w, sizeof(w));
-	crypto_generichash_update(&st, (const uint8_t *)q->attrs,
-	    q->n_attrs * sizeof(*q->attrs));
+	store_put_u64(b, (uint64_t)q->today_days);
 	if (q->has_after) {
-		crypto_generichash_update(&st, (const uint8_t *)&q->after.order,
-		    sizeof(q->after.order));
-		crypto_generichash_update(&st, q->after.ref, CRYPTO_REF_BYTES);
+		store_put_u64(b + 8, q->after.order);
+		memcpy(b + 16, q->after.ref, CRYPTO_REF_BYTES);
 	}
+	crypto_generichash_init(&st, NULL, 0, SHARDMEET_KEY_BYTES);
+	crypto_generichash_update(&st, (const uint8_t *)"vault shard meet", 17);
+	crypto_generichash_update(&st, q->asker, FETCH_ASKER_BYTES);
+	crypto_generichash_update(&st, (const uint8_t *)&q->has_after, 1);
+	crypto_generichash_update(&st, b, sizeof(b));
 	crypto_generichash_final(&st, key, SHARDMEET_KEY_BYTES);
 }
 
@@ -455,7 +459,8 @@ snapshot_shared(struct vault *v, const struct fetch_query *q,
 	more = calloc(count + 1, sizeof(*more));
 	meet_key(q, key);
 	if (want == NULL || posted == NULL || parts == NULL || more == NULL ||
-	    (r = shardmeet_join(v, key, count, idx, &m)) != 0) {
+	    (r = shardmeet_join(v, key, count, idx, MEET_WAIT_MAX_MS,
+	    &m)) != 0) {
 		r = VAULT_ERR_NOMEM;
 		goto out;
 	}
@@ -615,9 +620,10 @@ lineage_apply(struct store_txn *txn, void *arg)
 		if (row->gone)
 			continue;
 		/*
-		 * Deleted since the page was checked: the row is not sent. This
-		 * runs in the writer, in order with deletions, so a row that
-		 * leaves always has its lineage for a later deletion to find.
+		 * Deleted since the snapshot: the row is not sent (its page's
+		 * re-check, before or after this, finds it gone too). This runs
+		 * in the writer, in order with deletions, so a row that leaves
+		 * always has its lineage for a later deletion to find.
 		 */
 		rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &v);
 		if (rc == VAULT_ERR_NOT_FOUND || (rc == 0 && !same_consumer(&v,
@@ -651,18 +657,21 @@ int
 fetch_page(struct vault *v, const struct fetch_query *q, uint32_t dataset,
     struct fetch_set *set, size_t from, size_t n)
 {
+	size_t start, ahead, to;
 	int r;
-
-	size_t to;
 
 	if ((r = fetch_recheck(v, q, set, from, n)) != 0)
 		return r;
 	if (from + n <= set->lineage_to)
 		return 0;
-	to = from + (n > FETCH_LINEAGE_AHEAD ? n : FETCH_LINEAGE_AHEAD);
-	if (to > set->n)
-		to = set->n;
-	if ((r = fetch_record_lineage(v, dataset, set, from, to - from)) != 0)
+	/* Never more ahead than has left: a stream that stops early leaves
+	 * lineage for at most as many unsent rows as it sent. */
+	ahead = from > n ? from : n;
+	if (ahead > FETCH_LINEAGE_AHEAD)
+		ahead = FETCH_LINEAGE_AHEAD > n ? FETCH_LINEAGE_AHEAD : n;
+	start = from > set->lineage_to ? from : set->lineage_to;
+	to = from + ahead > set->n ? set->n : from + ahead;
+	if ((r = fetch_record_lineage(v, dataset, set, start, to - start)) != 0)
 		return r;
 	set->lineage_to = to;
 	return 0;

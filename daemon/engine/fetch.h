@@ -14,18 +14,17 @@
  *
  * Lineage: before a page leaves the vault, the refs it holds are recorded
  * against the dataset (durably), so a later deletion knows who received
- * the consumer. They are recorded FETCH_LINEAGE_AHEAD rows at a time, ahead
- * of the pages sent: lineage is keyed by consumer, so each write
- * transaction rewrites about one B-tree page per row it records, whatever
- * the number of rows, and a transaction per 2,000-row page rewrote most of
- * the lineage table fifty times per 100k-row stream (measured: the
- * writer's share was 42% of the daemon's CPU for one stream, and it ran
- * alone while shards waited on it). The price: a stream that stops early
- * (the client goes, or rows are left out at their page's re-check) leaves
- * lineage for rows it never sent, at most FETCH_LINEAGE_AHEAD of them. A
- * deletion then reports the consumer to a dataset that may not hold it,
- * and ExportConsumer lists the dataset: lineage says "may have received",
- * never less than what left.
+ * the consumer. Lineage is keyed by consumer, so a write costs about one
+ * B-tree page per row whatever its size, and the single writer bounded
+ * every stream when each page was a write (docs/performance.md, "Python
+ * client"). So rows are recorded ahead of the pages sent, as many as have
+ * left already (at least a page, at most FETCH_LINEAGE_AHEAD) in one
+ * write. The price: a stream that stops early, or whose rows drop out at
+ * their page's re-check (deleted, or consent withdrawn, since the
+ * snapshot), leaves lineage for rows it never sent, at most as many as it
+ * sent. A deletion then reports such a consumer to a dataset that does
+ * not hold it, and ExportConsumer lists the dataset: lineage says "may
+ * have received", never less than what left.
  *
  * Memory: a snapshot holds 72 + 8 * n_attrs bytes a row, in arrays grown by
  * doubling; while it is ordered, about twice that (some 300 MB at the peak
@@ -68,8 +67,10 @@
 #include "engine/tokenize.h"
 #include "engine/vault.h"
 
-/* Rows whose lineage one write records, ahead of the pages sent. */
+/* The most rows one lineage write records ahead of the pages sent. */
 #define FETCH_LINEAGE_AHEAD 32768
+
+#define FETCH_ASKER_BYTES 32
 
 /* The most shards a stream may be cut into. */
 #define FETCH_MAX_SHARDS 1024
@@ -89,6 +90,13 @@ struct fetch_query {
 	int64_t today_days;		/* for age bands */
 	uint32_t shard_index;		/* release only this shard's rows */
 	uint32_t shard_count;		/* 0 or 1: the whole stream */
+	/*
+	 * Who asked for what, shard aside: the caller's digest of principal,
+	 * purpose, dataset and attributes. Shard calls meet (shardmeet.h)
+	 * only when it is the same, so one principal's calls never wait on,
+	 * or time, another's.
+	 */
+	uint8_t asker[FETCH_ASKER_BYTES];
 	/* Polled during the snapshot scan; true stops it (CANCELLED). */
 	bool (*cancelled)(void *arg);
 	void *cancel_arg;
@@ -122,8 +130,8 @@ int fetch_snapshot(struct vault *v, const struct fetch_query *q,
 /*
  * Checks rows [from, from + n) again in a fresh transaction: marks gone
  * those deleted (or deleted and created again: another consumer now) or no
- * longer allowed for the purpose, and clears the sensitive tokens of
- * consumers who limited sensitive data since.
+ * longer allowed for the purpose (a row once gone stays gone), and clears
+ * the sensitive tokens of consumers who limited sensitive data since.
  */
 int fetch_recheck(struct vault *v, const struct fetch_query *q,
     struct fetch_set *set, size_t from, size_t n) VAULT_WUR;
@@ -137,10 +145,10 @@ int fetch_record_lineage(struct vault *v, uint32_t dataset,
 
 /*
  * Readies rows [from, from + n) to leave the vault: fetch_recheck, then,
- * unless set->lineage_to covers them, fetch_record_lineage of the rows from
- * from up to FETCH_LINEAGE_AHEAD (or n) on. On 0 the rows not gone may be
+ * unless set->lineage_to covers them, fetch_record_lineage of the page and
+ * of rows after it (see Lineage above). On 0 the rows not gone may be
  * sent: whoever receives them is on record, durably, before they leave
- * (rows that the re-check leaves out stay gone). On an error
+ * (a row once gone stays gone). On an error
  * nothing of the page may be sent. The two steps are public for tests and
  * the benchmark; a caller releasing rows uses this.
  */

@@ -13,14 +13,28 @@ struct shardmeet {
 	struct shardmeet *next;
 	const void *owner;
 	uint8_t key[SHARDMEET_KEY_BYTES];
+	long long opened_ms;		/* monotonic */
 	uint32_t count, refs;
 	uint8_t *state;			/* per shard: SHARD_* */
 	struct shardmeet_part *parts;	/* per shard, once posted */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t changed;		/* on the monotonic clock */
+static pthread_once_t changed_once = PTHREAD_ONCE_INIT;
 static struct shardmeet *meets;
+
+static void
+changed_init(void)
+{
+	pthread_condattr_t a;
+
+	if (pthread_condattr_init(&a) != 0 ||
+	    pthread_condattr_setclock(&a, CLOCK_MONOTONIC) != 0 ||
+	    pthread_cond_init(&changed, &a) != 0)
+		abort();
+	pthread_condattr_destroy(&a);
+}
 
 static void
 part_free(struct shardmeet_part *p)
@@ -33,15 +47,21 @@ part_free(struct shardmeet_part *p)
 
 int
 shardmeet_join(const void *owner, const uint8_t key[SHARDMEET_KEY_BYTES],
-    uint32_t count, uint32_t index, struct shardmeet **out)
+    uint32_t count, uint32_t index, long long max_age_ms,
+    struct shardmeet **out)
 {
+	long long now = time_monotonic_ms();
 	struct shardmeet *m;
 
+	if (index >= count)
+		abort();		/* the caller checked the request */
+	pthread_once(&changed_once, changed_init);
 	pthread_mutex_lock(&lock);
 	for (m = meets; m != NULL; m = m->next)
 		if (m->owner == owner && m->count == count &&
 		    memcmp(m->key, key, SHARDMEET_KEY_BYTES) == 0 &&
-		    m->state[index] == SHARD_FREE)
+		    m->state[index] == SHARD_FREE &&
+		    now - m->opened_ms < max_age_ms)
 			break;
 	if (m == NULL) {
 		if ((m = calloc(1, sizeof(*m))) == NULL ||
@@ -54,6 +74,7 @@ shardmeet_join(const void *owner, const uint8_t key[SHARDMEET_KEY_BYTES],
 			return VAULT_ERR_NOMEM;
 		}
 		m->owner = owner;
+		m->opened_ms = now;
 		memcpy(m->key, key, SHARDMEET_KEY_BYTES);
 		m->count = count;
 		m->next = meets;
@@ -93,13 +114,20 @@ shardmeet_wait(struct shardmeet *m, uint32_t index, long long deadline_ms,
 	int r = 0;
 
 	pthread_mutex_lock(&lock);
-	while (someone_working(m, index) && time_monotonic_ms() < deadline_ms) {
-		struct timespec ts = time_after_ms(100);
+	while (someone_working(m, index)) {
+		long long now = time_monotonic_ms(), until;
+		struct timespec ts;
 
+		if (now >= deadline_ms)
+			break;
 		if (cancelled != NULL && cancelled(arg)) {
 			r = VAULT_ERR_CANCELLED;
 			break;
 		}
+		/* Awake at least every 100 ms to see a cancelled call. */
+		until = deadline_ms < now + 100 ? deadline_ms : now + 100;
+		ts.tv_sec = until / 1000;
+		ts.tv_nsec = (until % 1000) * 1000000L;
 		pthread_cond_timedwait(&changed, &lock, &ts);
 	}
 	pthread_mutex_unlock(&lock);

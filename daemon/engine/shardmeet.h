@@ -11,9 +11,10 @@
  * by whoever needs them (fetch.c). A part holds tokens, never values, and
  * lives only while some call of the meet runs; it is wiped when freed.
  *
- * The key names the query (purpose, attributes, page-token place, day,
- * shard count; fetch.c makes it): calls meet only when they would count
- * the same rows. Each shard index is taken once per meet; another call for
+ * The key names the query (who asked, purpose, dataset, attributes,
+ * page-token place, day; fetch.c makes it) and count is the shard count:
+ * calls meet only when they would count the same rows, and one
+ * principal's calls never meet, wait on or time another's. Each shard index is taken once per meet; another call for
  * a taken index opens a meet of its own.
  */
 #ifndef VAULT_SHARDMEET_H
@@ -35,9 +36,14 @@ struct shardmeet_part {
 	size_t n, n_cat;
 };
 
-/* Takes shard index of count in the meet of (owner, key), opened if none. */
+/*
+ * Takes shard index (< count) in the meet of (owner, key) opened less
+ * than max_age_ms ago, or in a new one. The age limit keeps a chain of
+ * late calls from counting over parts taken long before their own rows.
+ */
 int shardmeet_join(const void *owner, const uint8_t key[SHARDMEET_KEY_BYTES],
-    uint32_t count, uint32_t index, struct shardmeet **out) VAULT_WUR;
+    uint32_t count, uint32_t index, long long max_age_ms,
+    struct shardmeet **out) VAULT_WUR;
 
 /* Hands the shard's part to the meet, which frees it (and wipes it). */
 void shardmeet_post(struct shardmeet *m, uint32_t index,

@@ -92,26 +92,32 @@ part_of(uint64_t t)
 	return p;
 }
 
+/* How old a meet may be and still take a call, in these tests. */
+#define AGE 60000
+
 static void
 test_calls_of_one_query_meet(void **state)
 {
-	struct shardmeet *m0, *m1, *again, *other;
+	struct shardmeet *m0, *m1, *again, *other, *elsewhere;
 	struct shardmeet_part parts[2];
 	bool posted[2];
-	int owner = 0;
+	int owner = 0, owner2 = 0;
 
 	(void)state;
-	assert_int_equal(shardmeet_join(&owner, key_a, 2, 0, &m0), 0);
-	assert_int_equal(shardmeet_join(&owner, key_a, 2, 1, &m1), 0);
+	assert_int_equal(shardmeet_join(&owner, key_a, 2, 0, AGE, &m0), 0);
+	assert_int_equal(shardmeet_join(&owner, key_a, 2, 1, AGE, &m1), 0);
 	assert_ptr_equal(m0, m1);
 	/* A shard taken already, another query, another owner: apart. */
-	assert_int_equal(shardmeet_join(&owner, key_a, 2, 0, &again), 0);
+	assert_int_equal(shardmeet_join(&owner, key_a, 2, 0, AGE, &again), 0);
 	assert_ptr_not_equal(again, m0);
-	assert_int_equal(shardmeet_join(&owner, key_b, 2, 1, &other), 0);
+	assert_int_equal(shardmeet_join(&owner, key_b, 2, 1, AGE, &other), 0);
 	assert_ptr_not_equal(other, m0);
 	assert_ptr_not_equal(other, again);
+	assert_int_equal(shardmeet_join(&owner2, key_a, 2, 1, AGE, &elsewhere), 0);
+	assert_ptr_not_equal(elsewhere, m0);
 	shardmeet_leave(again, 0);
 	shardmeet_leave(other, 1);
+	shardmeet_leave(elsewhere, 1);
 
 	shardmeet_post(m1, 1, part_of(7));
 	/* Shard 1 has posted: shard 0 waits for nobody. */
@@ -137,8 +143,8 @@ test_a_call_that_leaves_without_posting_frees_its_shard(void **state)
 	int owner = 0;
 
 	(void)state;
-	assert_int_equal(shardmeet_join(&owner, key_a, 2, 0, &m0), 0);
-	assert_int_equal(shardmeet_join(&owner, key_a, 2, 1, &m1), 0);
+	assert_int_equal(shardmeet_join(&owner, key_a, 2, 0, AGE, &m0), 0);
+	assert_int_equal(shardmeet_join(&owner, key_a, 2, 1, AGE, &m1), 0);
 	/* Shard 1 is taken, not posted: the wait lasts until its deadline. */
 	t0 = time_monotonic_ms();
 	assert_int_equal(shardmeet_wait(m0, 0, t0 + 250, NULL, NULL), 0);
@@ -148,9 +154,24 @@ test_a_call_that_leaves_without_posting_frees_its_shard(void **state)
 	t0 = time_monotonic_ms();
 	assert_int_equal(shardmeet_wait(m0, 0, t0 + 5000, NULL, NULL), 0);
 	assert_true(time_monotonic_ms() - t0 < 5000);
-	assert_int_equal(shardmeet_join(&owner, key_a, 2, 1, &m1b), 0);
+	assert_int_equal(shardmeet_join(&owner, key_a, 2, 1, AGE, &m1b), 0);
 	assert_ptr_equal(m1b, m0);
 	shardmeet_leave(m1b, 1);
+	shardmeet_leave(m0, 0);
+}
+
+static void
+test_an_old_meet_takes_no_new_call(void **state)
+{
+	struct shardmeet *m0, *late;
+	int owner = 0;
+
+	(void)state;
+	assert_int_equal(shardmeet_join(&owner, key_a, 2, 0, AGE, &m0), 0);
+	/* Shard 1 is free in m0, but m0 is older than a zero age allows. */
+	assert_int_equal(shardmeet_join(&owner, key_a, 2, 1, 0, &late), 0);
+	assert_ptr_not_equal(late, m0);
+	shardmeet_leave(late, 1);
 	shardmeet_leave(m0, 0);
 }
 
@@ -168,8 +189,8 @@ test_a_cancelled_wait_ends(void **state)
 	int owner = 0;
 
 	(void)state;
-	assert_int_equal(shardmeet_join(&owner, key_b, 3, 0, &m0), 0);
-	assert_int_equal(shardmeet_join(&owner, key_b, 3, 2, &m1), 0);
+	assert_int_equal(shardmeet_join(&owner, key_b, 3, 0, AGE, &m0), 0);
+	assert_int_equal(shardmeet_join(&owner, key_b, 3, 2, AGE, &m1), 0);
 	assert_int_equal(shardmeet_wait(m0, 0, time_monotonic_ms() + 60000,
 	    always, NULL), VAULT_ERR_CANCELLED);
 	shardmeet_leave(m0, 0);
@@ -185,6 +206,7 @@ main(void)
 		cmocka_unit_test(test_shards_are_slices),
 		cmocka_unit_test(test_calls_of_one_query_meet),
 		cmocka_unit_test(test_a_call_that_leaves_without_posting_frees_its_shard),
+		cmocka_unit_test(test_an_old_meet_takes_no_new_call),
 		cmocka_unit_test(test_a_cancelled_wait_ends),
 	};
 

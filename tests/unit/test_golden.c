@@ -790,6 +790,46 @@ test_lineage_and_ledger_event(void **state)
 	fetch_set_free(&set);
 }
 
+/*
+ * Lineage goes on record ahead of the pages sent, as many rows as have
+ * left (at least the page): pages of 2 over 20 rows record [0, 2), [2, 4),
+ * [4, 8), [8, 16), [16, 20), so what a stream stopped early leaves on
+ * record is never more than twice what it sent.
+ */
+static void
+test_lineage_ahead_of_pages(void **state)
+{
+	static const size_t want[10] = { 2, 4, 8, 8, 16, 16, 16, 16, 20, 20 };
+	struct test_vault *f = *state;
+	int attrs[1] = { 0 };
+	struct fetch_query q = { .purpose = 0, .attrs = attrs, .n_attrs = 1 };
+	struct fetch_set set;
+	uint8_t ref[CRYPTO_REF_BYTES];
+	uint32_t num;
+	int bound;
+	bool created;
+
+	memset(&set, 0, sizeof(set));
+	q.today_days = fetch_today();
+	for (int i = 0; i < 20; i++) {
+		char id[16];
+		struct attr_in in = { 0, "a@b.c", 5 };
+
+		snprintf(id, sizeof(id), "c%d", i);
+		assert_int_equal(consumer_put(f->v, test_ref(f->v, id, ref), &in, 1,
+		    &created), 0);
+	}
+	assert_int_equal(dataset_get_or_create(f->v, "ds-ahead", 0, &num,
+	    &bound), 0);
+	assert_int_equal(fetch_snapshot(f->v, &q, &set), 0);
+	assert_int_equal(set.n, 20);
+	for (size_t p = 0; p < 10; p++) {
+		assert_int_equal(fetch_page(f->v, &q, num, &set, 2 * p, 2), 0);
+		assert_int_equal(set.lineage_to, want[p]);
+	}
+	fetch_set_free(&set);
+}
+
 static int
 rotation_cb_ok(const struct rotation_progress *p, void *arg)
 {
@@ -942,6 +982,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_journal_record, test_vault_setup,
 		    test_vault_teardown),
 		cmocka_unit_test_setup_teardown(test_lineage_and_ledger_event,
+		    test_vault_setup, test_vault_teardown),
+		cmocka_unit_test_setup_teardown(test_lineage_ahead_of_pages,
 		    test_vault_setup, test_vault_teardown),
 		cmocka_unit_test_setup_teardown(test_rotation_state, test_vault_setup,
 		    test_vault_teardown),

@@ -173,6 +173,8 @@ def test_torch_example_with_two_forked_workers(plain):
              "--dataset", f"torch-example-{workers}", "--batch-size", "50"],
             capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr
+        started = "(fork)" if workers else "(in process)"
+        assert started in out.stdout, out.stdout
         trained.append(out.stdout.split(" rows in ")[0].split()[-1])
     assert trained[0] == trained[1] and int(trained[0]) > 0
 

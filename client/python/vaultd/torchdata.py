@@ -60,8 +60,10 @@ class FeatureDataset(IterableDataset):  # type: ignore[type-arg]
 
     def loader(self, num_workers: int = 0, **kw: Any) -> DataLoader:  # type: ignore[type-arg]
         """A DataLoader over this dataset: batches as the vault sends them;
-        workers forked when that is safe, spawned otherwise (see the
-        module's doc), unless multiprocessing_context is given."""
+        workers forked when start_method() finds that safe, spawned
+        otherwise, unless multiprocessing_context is given. It knows only
+        of vaultd's own channels: a process that uses gRPC by other means
+        must pass multiprocessing_context="spawn"."""
         if num_workers > 0 and "multiprocessing_context" not in kw:
             return _Loader(self, batch_size=None, num_workers=num_workers, **kw)
         return DataLoader(self, batch_size=None, num_workers=num_workers, **kw)
