@@ -23,7 +23,7 @@ def test_demo_trains_a_useful_model():
     # Features named by their labels, not by opaque tokens.
     assert re.search(r"strongest features: \w+_", r.stdout), r.stdout
     # PyTorch with two workers, each its own shard: every row once.
-    m2 = re.search(r"workers 2: trained on (\d+) rows", r.stdout)
+    m2 = re.search(r"workers 2 \(fork\): trained on (\d+) rows", r.stdout)
     assert m2 and int(m2.group(1)) == int(m.group(1)), r.stdout
     # Ten deletions; those in the training set are purged from its file.
     m3 = re.search(r"(\d+) deletions; purged (\d+) rows", r.stdout)
