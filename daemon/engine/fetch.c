@@ -175,12 +175,6 @@ count_of(const uint64_t *sorted, size_t n, uint64_t t)
 	return lo - first;
 }
 
-/* More rows to count over: other shards' category tokens (shardmeet.h). */
-struct more_rows {
-	const uint64_t *tokens;		/* n rows of n_cat */
-	size_t n, n_cat;
-};
-
 /*
  * A categorical token held by fewer than k rows of the set and of more
  * (the category columns, in q's order, of rows released to other shards)
@@ -188,7 +182,7 @@ struct more_rows {
  */
 static int
 suppress_rare(struct vault *v, const struct fetch_query *q,
-    struct fetch_set *set, const struct more_rows *more, size_t n_more)
+    struct fetch_set *set, const struct shardmeet_part *more, size_t n_more)
 {
 	size_t cap = set->n, c = 0;
 	uint64_t *col;
@@ -436,8 +430,7 @@ snapshot_shared(struct vault *v, const struct fetch_query *q,
     struct fetch_set *set)
 {
 	uint32_t count = q->shard_count, idx = q->shard_index;
-	struct shardmeet_part own = { 0 }, *parts;
-	struct more_rows *more;
+	struct shardmeet_part own = { 0 }, *parts, *more;
 	struct fetch_set rest = { 0 };
 	struct fetch_query q2 = *q;
 	struct shardmeet *m = NULL;
@@ -491,8 +484,7 @@ snapshot_shared(struct vault *v, const struct fetch_query *q,
 		want[j] = !posted[j];
 		missing |= want[j];
 		if (j != idx && posted[j])
-			more[n_more++] = (struct more_rows){ parts[j].tokens,
-			    parts[j].n, parts[j].n_cat };
+			more[n_more++] = parts[j];
 	}
 	if (missing) {
 		q2.attrs = cats;
@@ -500,7 +492,8 @@ snapshot_shared(struct vault *v, const struct fetch_query *q,
 		rest.n_attrs = n_cat;
 		if ((r = scan_rows(v, &q2, want, &rest)) != 0)
 			goto out;
-		more[n_more++] = (struct more_rows){ rest.tokens, rest.n, n_cat };
+		more[n_more++] = (struct shardmeet_part){ rest.tokens, rest.n,
+		    n_cat };
 	}
 	if ((r = suppress_rare(v, q, set, more, n_more)) == 0)
 		r = order_rows(set);
@@ -664,8 +657,10 @@ fetch_page(struct vault *v, const struct fetch_query *q, uint32_t dataset,
 		return r;
 	if (from + n <= set->lineage_to)
 		return 0;
-	/* Never more ahead than has left: a stream that stops early leaves
-	 * lineage for at most as many unsent rows as it sent. */
+	/*
+	 * Never more ahead than has left: a stream that stops early leaves
+	 * lineage for at most as many unsent rows as it sent.
+	 */
 	ahead = from > n ? from : n;
 	if (ahead > FETCH_LINEAGE_AHEAD)
 		ahead = FETCH_LINEAGE_AHEAD > n ? FETCH_LINEAGE_AHEAD : n;
