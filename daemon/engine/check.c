@@ -9,6 +9,7 @@
 #include "engine/consent.h"
 #include "engine/consumer.h"
 #include "engine/dataset.h"
+#include "engine/lineage.h"
 #include "util/log.h"
 #include "engine/record.h"
 #include "engine/vault.h"
@@ -19,8 +20,8 @@ struct tally {
 	uint64_t checked, damaged, orphaned;
 };
 
-enum { K_CONSUMERS, K_ATTRS, K_MANIFESTS, K_CONSENTS, K_LINEAGE, K_COUNTS,
-	K_GC, K_AUDIT, K_AUDIT_INDEX, K_META, K_KINDS };
+enum { K_CONSUMERS, K_ATTRS, K_MANIFESTS, K_CONSENTS, K_LINEAGE,
+	K_LINEAGE_ROWS, K_COUNTS, K_GC, K_AUDIT, K_AUDIT_INDEX, K_META, K_KINDS };
 
 /* One expected suppression count, from a decrypted categorical value. */
 struct count {
@@ -226,6 +227,49 @@ walk_by_ref(struct check *c, enum store_space sp, int kind,
 	store_cursor_close(cur);
 }
 
+/*
+ * lineage.h's rows: by shape, each of a dataset on record. (Whose row it
+ * is takes the consumer's ref: a deletion removes its rows, and they
+ * cannot be traced back to a consumer here.)
+ */
+static void
+walk_lineage_rows(struct check *c)
+{
+	struct tally *t = &c->t[K_LINEAGE_ROWS];
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
+	struct dataset_info ds;
+	uint32_t seen = 0;
+	int rc;
+
+	if (store_cursor_open(c->txn, STORE_LINEAGE_ROWS, &cur) != 0) {
+		t->damaged++;
+		return;
+	}
+	for (rc = store_cursor_get(cur, &k, &val, STORE_FIRST); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+		uint32_t number;
+
+		t->checked++;
+		if (k.len != LINEAGE_KEY_BYTES || val.len != 0) {
+			t->damaged++;
+			continue;
+		}
+		/* Rows come by dataset: look each one up once. */
+		number = store_get_u32(k.data);
+		if (number == seen)
+			continue;
+		if (dataset_by_number(c->v, c->txn, number, &ds) != 0) {
+			t->damaged++;
+			continue;
+		}
+		seen = number;
+	}
+	if (rc != VAULT_ERR_NOT_FOUND)
+		t->damaged++;
+	store_cursor_close(cur);
+}
+
 /* The stored counts against those recomputed from the values. */
 static void
 walk_counts(struct check *c)
@@ -360,7 +404,7 @@ check_store(const struct config *cfg)
 {
 	static const char *const what[K_KINDS] = { "consumers",
 	    "attribute records", "manifests", "consents", "lineage",
-	    "counts", "collection queue", "audit entries", "audit index",
+	    "lineage rows", "counts", "collection queue", "audit entries", "audit index",
 	    "meta" };
 	struct check c = { 0 };
 	int r = 2;
@@ -391,6 +435,7 @@ check_store(const struct config *cfg)
 	    10 + CONSENT_SOURCE_MAX, 1 });
 	walk_by_ref(&c, STORE_LINEAGE, K_LINEAGE, &(struct shape){
 	    CRYPTO_REF_BYTES, CRYPTO_REF_BYTES, 4, 4, -1 });
+	walk_lineage_rows(&c);
 	walk_by_ref(&c, STORE_GC, K_GC, &(struct shape){
 	    CRYPTO_REF_BYTES, CRYPTO_REF_BYTES, 8, 8, -1 });
 	walk_counts(&c);

@@ -7,6 +7,7 @@
 #include "engine/consent.h"
 #include "util/crashpoint.h"
 #include "engine/dataset.h"
+#include "engine/lineage.h"
 #include "engine/consumer.h"
 #include "util/log.h"
 #include "engine/record.h"
@@ -665,53 +666,39 @@ uncount_all(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 	return 0;
 }
 
+struct lineage_out {
+	struct vault *v;
+	const uint8_t *seed;
+	struct removal *out;
+	size_t cap;
+};
+
+/* Adds a dataset that received the consumer, with the pseudonym it saw. */
 static int
-read_lineage(struct vault *v, struct store_txn *txn, const uint8_t *ref,
-    const uint8_t *seed, struct removal *out)
+add_dataset(const struct dataset_info *ds, void *arg)
 {
-	struct store_cursor *cur = NULL;
-	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
-	size_t cap = 0;
-	int rc, r = 0;
+	struct lineage_out *lo = arg;
+	struct removal *out = lo->out;
 
-	if ((rc = store_cursor_open(txn, STORE_LINEAGE, &cur)) != 0)
-		return rc;
-	for (rc = store_cursor_get(cur, &k, &val, STORE_SET); rc == 0;
-	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT_DUP)) {
-		struct dataset_info ds;
+	if (out->n_datasets == lo->cap) {
+		size_t ncap = lo->cap ? lo->cap * 2 : 8;
+		uint32_t *d = realloc(out->datasets, ncap * sizeof(*d));
+		void *p = d ? realloc(out->pseudonyms, ncap * TOKEN_PSEUDONYM_BYTES) : NULL;
 
-		if (val.len != 4) {
-			r = VAULT_ERR_STATE;
-			break;
-		}
-		if (out->n_datasets == cap) {
-			size_t ncap = cap ? cap * 2 : 8;
-			uint32_t *d = realloc(out->datasets, ncap * sizeof(*d));
-			void *p = d ? realloc(out->pseudonyms, ncap * TOKEN_PSEUDONYM_BYTES) : NULL;
-
-			if (d != NULL)
-				out->datasets = d;
-			if (p == NULL) {
-				r = VAULT_ERR_NOMEM;
-				break;
-			}
-			out->pseudonyms = p;
-			cap = ncap;
-		}
-		out->datasets[out->n_datasets] = store_get_u32(val.data);
-		memset(out->pseudonyms[out->n_datasets], 0, TOKEN_PSEUDONYM_BYTES);
-		if ((r = dataset_by_number(v, txn, out->datasets[out->n_datasets],
-		    &ds)) != 0)
-			break;
-		if (ds.purpose >= 0)
-			tokenizer_pseudonym(seed, v->schema->purposes[ds.purpose].name,
-			    out->pseudonyms[out->n_datasets]);
-		out->n_datasets++;
+		if (d != NULL)
+			out->datasets = d;
+		if (p == NULL)
+			return VAULT_ERR_NOMEM;
+		out->pseudonyms = p;
+		lo->cap = ncap;
 	}
-	store_cursor_close(cur);
-	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
-		r = rc;
-	return r;
+	out->datasets[out->n_datasets] = ds->number;
+	memset(out->pseudonyms[out->n_datasets], 0, TOKEN_PSEUDONYM_BYTES);
+	if (ds->purpose >= 0)
+		tokenizer_pseudonym(lo->seed, lo->v->schema->purposes[ds->purpose].name,
+		    out->pseudonyms[out->n_datasets]);
+	out->n_datasets++;
+	return 0;
 }
 
 int
@@ -741,16 +728,12 @@ consumer_remove_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
 	    (r = uncount_all(v, txn, ref, &rec, &s)) != 0 ||
 	    (r = record_open_seed(s.dek, ref, &rec, s.seed)) != 0 ||
-	    (r = read_lineage(v, txn, ref, s.seed, out)) != 0)
+	    (r = lineage_each(v, txn, ref, true, add_dataset,
+	    &(struct lineage_out){ v, s.seed, out, 0 })) != 0)
 		goto out;
 	out->epoch = rec.master_version;
 	if ((rc = store_del(txn, STORE_CONSUMERS, k.data, k.len, NULL,
 	    0)) != 0) {
-		r = rc;
-		goto out;
-	}
-	rc = store_del(txn, STORE_LINEAGE, k.data, k.len, NULL, 0);
-	if (rc != 0 && rc != VAULT_ERR_NOT_FOUND) {
 		r = rc;
 		goto out;
 	}
@@ -827,10 +810,9 @@ consumer_export_records(struct vault *v, const uint8_t *ref,
     uint64_t *created_ms)
 {
 	struct store_txn *txn = NULL;
-	struct store_cursor *cur = NULL;
 	struct store_val k = { CRYPTO_REF_BYTES, ref }, val;
 	struct consumer_rec rec;
-	int rc, r;
+	int r;
 
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		return r;
@@ -839,22 +821,10 @@ consumer_export_records(struct vault *v, const uint8_t *ref,
 	    (r = consent_list(txn, ref, consent, arg)) != 0)
 		goto out;
 	*created_ms = rec.created_ms;
-	if ((r = store_cursor_open(txn, STORE_LINEAGE, &cur)) != 0)
-		goto out;
-	/* As before the interface: a lineage that does not read ends the list. */
-	for (rc = store_cursor_get(cur, &k, &val, STORE_SET); rc == 0;
-	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT_DUP)) {
-		struct dataset_info ds;
-
-		if (val.len == 4 && dataset_by_number(v, txn,
-		    store_get_u32(val.data), &ds) == 0 &&
-		    (r = dataset(&ds, arg)) != 0)
-			break;
-	}
+	r = lineage_each(v, txn, ref, false, dataset, arg);
 	if (r > 0)
 		r = 0;
 out:
-	store_cursor_close(cur);
 	store_read_end(txn);
 	return r;
 }

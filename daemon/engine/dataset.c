@@ -65,7 +65,33 @@ dataset_by_id(struct vault *v, struct store_txn *txn, const char *id,
 	out->number = store_get_u32((const uint8_t *)val.data + DATASET_NUMBER);
 	out->purpose = purpose_of(v, (const char *)val.data + DATASET_PURPOSE,
 	    val.len - DATASET_PURPOSE);
+	snprintf(out->purpose_name, sizeof(out->purpose_name), "%.*s",
+	    (int)(val.len - DATASET_PURPOSE),
+	    (const char *)val.data + DATASET_PURPOSE);
 	snprintf(out->id, sizeof(out->id), "%s", id);
+	return 0;
+}
+
+/* A "num:" record: purpose NUL id. */
+static int
+parse_num(struct vault *v, uint32_t number, const struct store_val *val,
+    struct dataset_info *out)
+{
+	const char *p = val->data, *nul = memchr(p, '\0', val->len);
+	size_t plen, ilen;
+
+	if (nul == NULL || (plen = (size_t)(nul - p)) == 0 ||
+	    plen >= SCHEMA_NAME_MAX ||
+	    (ilen = val->len - plen - 1) > DATASET_ID_MAX) {
+		log_error("a dataset record is corrupt");
+		return VAULT_ERR_STATE;
+	}
+	out->number = number;
+	out->purpose = purpose_of(v, p, plen);
+	memcpy(out->purpose_name, p, plen);
+	out->purpose_name[plen] = '\0';
+	memcpy(out->id, nul + 1, ilen);
+	out->id[ilen] = '\0';
 	return 0;
 }
 
@@ -75,7 +101,6 @@ dataset_by_number(struct vault *v, struct store_txn *txn, uint32_t number,
 {
 	uint8_t key[DATASET_NUM_KEY_BYTES];
 	struct store_val k = { sizeof(key), key }, val;
-	const char *p, *nul;
 	int rc;
 
 	num_key(key, number);
@@ -84,17 +109,36 @@ dataset_by_number(struct vault *v, struct store_txn *txn, uint32_t number,
 		return VAULT_ERR_NOT_FOUND;
 	if (rc != 0)
 		return rc;
-	p = val.data;
-	nul = memchr(p, '\0', val.len);
-	if (nul == NULL || (size_t)(p + val.len - nul - 1) > DATASET_ID_MAX) {
-		log_error("a dataset record is corrupt");
-		return VAULT_ERR_STATE;
+	return parse_num(v, number, &val, out);
+}
+
+int
+dataset_each(struct vault *v, struct store_txn *txn,
+    int (*fn)(const struct dataset_info *ds, void *arg), void *arg)
+{
+	struct store_cursor *cur = NULL;
+	uint8_t key[DATASET_NUM_KEY_BYTES];
+	struct store_val k = { sizeof(key), key }, val;
+	struct dataset_info ds;
+	int rc, r = 0;
+
+	num_key(key, 0);
+	if ((rc = store_cursor_open(txn, STORE_DATASETS, &cur)) != 0)
+		return rc;
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+		if (k.len != DATASET_NUM_KEY_BYTES || memcmp(k.data,
+		    DATASET_NUM_PREFIX, DATASET_NUM_PREFIX_LEN) != 0)
+			break;
+		if ((r = parse_num(v, store_get_u32((const uint8_t *)k.data +
+		    DATASET_NUM_PREFIX_LEN), &val, &ds)) != 0 ||
+		    (r = fn(&ds, arg)) != 0)
+			break;
 	}
-	out->number = number;
-	out->purpose = purpose_of(v, p, (size_t)(nul - p));
-	memcpy(out->id, nul + 1, (size_t)(p + val.len - nul - 1));
-	out->id[p + val.len - nul - 1] = '\0';
-	return 0;
+	store_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
+	return r;
 }
 
 int
@@ -163,6 +207,8 @@ create_apply(struct store_txn *txn, void *arg)
 		return rc;
 	job->info.number = rc == 0 && v.len == 4 ? store_get_u32(v.data) : 1;
 	job->info.purpose = job->purpose;
+	snprintf(job->info.purpose_name, sizeof(job->info.purpose_name), "%s",
+	    pname);
 	store_put_u32(num, job->info.number + 1);
 	if ((rc = meta_put(txn, META_NEXT_DATASET, 0, num, sizeof(num))) != 0)
 		return rc;

@@ -28,6 +28,7 @@
 struct dataset_info {
 	uint32_t number;
 	int purpose;			/* schema index; -1 if no longer configured */
+	char purpose_name[SCHEMA_NAME_MAX];
 	char id[DATASET_ID_MAX + 1];
 };
 
@@ -44,6 +45,14 @@ int dataset_get_or_create(struct vault *v, const char *id, int purpose,
 /* Within txn: the dataset with number. VAULT_ERR_NOT_FOUND if none. */
 int dataset_by_number(struct vault *v, struct store_txn *txn, uint32_t number,
     struct dataset_info *out) VAULT_WUR;
+
+/*
+ * Within txn: fn for every dataset, by number; a nonzero return of fn
+ * stops the walk and is returned. VAULT_ERR_STATE for a record that does
+ * not read.
+ */
+int dataset_each(struct vault *v, struct store_txn *txn,
+    int (*fn)(const struct dataset_info *ds, void *arg), void *arg) VAULT_WUR;
 
 /* In a snapshot of its own: the dataset with id. VAULT_ERR_NOT_FOUND if none. */
 int dataset_find(struct vault *v, const char *id,

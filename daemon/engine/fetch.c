@@ -6,6 +6,7 @@
 #include "engine/consent.h"
 #include "engine/consumer.h"
 #include "engine/fetch.h"
+#include "engine/lineage.h"
 #include "engine/shardmeet.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -592,20 +593,52 @@ fetch_recheck(struct vault *v, const struct fetch_query *q,
 }
 
 struct lineage_job {
-	struct store *st;
 	uint32_t dataset;
 	struct fetch_set *set;
 	size_t from, n;
 };
 
+/*
+ * Whether every key from first on goes after the last key of lineage_rows,
+ * so the rows can be appended (LMDB fills each page then, instead of
+ * splitting it in half). Not on PostgreSQL, whose tables are not B-trees
+ * we fill.
+ */
+static int
+at_end(struct store_txn *txn, const uint8_t first[LINEAGE_KEY_BYTES],
+    bool *append)
+{
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
+	int rc;
+
+	*append = false;
+	if (!store_in_process(store_txn_store(txn)))
+		return 0;
+	if ((rc = store_cursor_open(txn, STORE_LINEAGE_ROWS, &cur)) != 0)
+		return rc;
+	rc = store_cursor_get(cur, &k, &val, STORE_LAST);
+	if (rc == VAULT_ERR_NOT_FOUND)
+		*append = true;
+	else if (rc == 0) {
+		size_t n = k.len < LINEAGE_KEY_BYTES ? k.len : LINEAGE_KEY_BYTES;
+		int c = memcmp(k.data, first, n);
+
+		/* Bytewise, a shorter key first (store.h). */
+		*append = c < 0 || (c == 0 && k.len < LINEAGE_KEY_BYTES);
+	}
+	store_cursor_close(cur);
+	return rc == VAULT_ERR_NOT_FOUND ? 0 : rc;
+}
+
 static int
 lineage_apply(struct store_txn *txn, void *arg)
 {
 	struct lineage_job *job = arg;
-	uint8_t num[4];
-	int rc;
+	uint8_t key[LINEAGE_KEY_BYTES], last[LINEAGE_KEY_BYTES];
+	bool append = false, any = false;
+	int rc, r;
 
-	store_put_u32(num, job->dataset);
 	for (size_t i = job->from; i < job->from + job->n; i++) {
 		struct fetch_row *row = &job->set->rows[i];
 		struct store_val k = { CRYPTO_REF_BYTES, row->pos.ref }, v;
@@ -626,11 +659,18 @@ lineage_apply(struct store_txn *txn, void *arg)
 		}
 		if (rc != 0)
 			return rc;
-		v = (struct store_val){ sizeof(num), num };
-		rc = store_put(txn, STORE_LINEAGE, k.data, k.len, v.data, v.len,
-		    STORE_NODUPDATA);
+		lineage_key(key, job->dataset, row->pos.order, row->pos.ref);
+		if (!any && (r = at_end(txn, key, &append)) != 0)
+			return r;
+		/* Rows ascend; one equal to the last (a ref prefix shared) is on record. */
+		if (any && append && memcmp(key, last, sizeof(key)) <= 0)
+			continue;
+		rc = store_put(txn, STORE_LINEAGE_ROWS, key, sizeof(key), key, 0,
+		    append ? STORE_APPEND : STORE_NOOVERWRITE);
 		if (rc != 0 && rc != VAULT_ERR_EXISTS)
 			return rc;
+		memcpy(last, key, sizeof(key));
+		any = true;
 	}
 	return 0;
 }
@@ -639,7 +679,7 @@ int
 fetch_record_lineage(struct vault *v, uint32_t dataset,
     struct fetch_set *set, size_t from, size_t n)
 {
-	struct lineage_job job = { v->store, dataset, set, from, n };
+	struct lineage_job job = { dataset, set, from, n };
 
 	if (n == 0)
 		return 0;

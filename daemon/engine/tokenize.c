@@ -14,6 +14,7 @@ struct tokenizer {
 	uint8_t *keys;		/* locked: count keys, then token keys */
 	uint8_t *order_keys;	/* locked: one per purpose */
 	uint8_t *page_key;	/* locked */
+	uint8_t *root;		/* locked: for purposes no longer configured */
 	uint64_t *other;	/* [purpose][attr] */
 };
 
@@ -65,9 +66,10 @@ tokenizer_new(struct tokenizer **out, const struct schema *s,
 	t->keys = crypto_secret_alloc(n_keys * CRYPTO_KEY_BYTES);
 	t->order_keys = crypto_secret_alloc(s->n_purposes * CRYPTO_KEY_BYTES);
 	t->page_key = crypto_secret_alloc(CRYPTO_KEY_BYTES);
+	t->root = crypto_secret_alloc(CRYPTO_KEY_BYTES);
 	t->other = calloc(s->n_attrs * s->n_purposes, sizeof(uint64_t));
 	if (t->keys == NULL || t->other == NULL || t->order_keys == NULL ||
-	    t->page_key == NULL) {
+	    t->page_key == NULL || t->root == NULL) {
 		tokenizer_free(t);
 		return VAULT_ERR_NOMEM;
 	}
@@ -87,6 +89,7 @@ tokenizer_new(struct tokenizer **out, const struct schema *s,
 		derive(root, label, t->order_keys + p * CRYPTO_KEY_BYTES);
 	}
 	derive(root, "page-token", t->page_key);
+	memcpy(t->root, root, CRYPTO_KEY_BYTES);
 	sodium_memzero(label, sizeof(label));
 	*out = t;
 	return 0;
@@ -100,6 +103,7 @@ tokenizer_free(struct tokenizer *t)
 	crypto_secret_free(t->keys);
 	crypto_secret_free(t->order_keys);
 	crypto_secret_free(t->page_key);
+	crypto_secret_free(t->root);
 	free(t->other);
 	free(t);
 }
@@ -219,6 +223,32 @@ tokenizer_order(const struct tokenizer *t, int purpose,
 	for (int i = 0; i < 8; i++)
 		v = v << 8 | h[i];
 	return v;
+}
+
+int
+tokenizer_order_named(const struct tokenizer *t, const char *purpose,
+    size_t len, const uint8_t ref[CRYPTO_REF_BYTES], uint64_t *order)
+{
+	char label[sizeof("order|") + SCHEMA_NAME_MAX];
+	uint8_t key[CRYPTO_KEY_BYTES], h[8];
+	int p = schema_find_purpose(t->s, purpose, len);
+
+	if (p >= 0) {
+		*order = tokenizer_order(t, p, ref);
+		return 0;
+	}
+	if (len == 0 || len >= SCHEMA_NAME_MAX || memchr(purpose, '\0', len))
+		return VAULT_ERR_INVALID;
+	memcpy(label, "order|", 6);
+	memcpy(label + 6, purpose, len);
+	label[6 + len] = '\0';
+	derive(t->root, label, key);
+	crypto_generichash(h, sizeof(h), ref, CRYPTO_REF_BYTES, key, sizeof(key));
+	sodium_memzero(key, sizeof(key));
+	*order = 0;
+	for (int i = 0; i < 8; i++)
+		*order = *order << 8 | h[i];
+	return 0;
 }
 
 const uint8_t *

@@ -61,6 +61,13 @@ void tokenizer_pseudonym(const uint8_t *seed, const char *purpose,
 uint64_t tokenizer_order(const struct tokenizer *t, int purpose,
     const uint8_t ref[CRYPTO_REF_BYTES]);
 
+/*
+ * The same by purpose name, configured or not (a dataset outlives its
+ * purpose's removal from the schema). VAULT_ERR_INVALID: not a name.
+ */
+int tokenizer_order_named(const struct tokenizer *t, const char *purpose,
+    size_t len, const uint8_t ref[CRYPTO_REF_BYTES], uint64_t *order) VAULT_WUR;
+
 /* The key that seals page tokens (CRYPTO_KEY_BYTES, locked). */
 const uint8_t *tokenizer_page_key(const struct tokenizer *t);
 

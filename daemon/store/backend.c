@@ -25,6 +25,7 @@ static const struct {
 	[STORE_GC] = { "gc", false },
 	[STORE_MANIFESTS] = { "manifests", false },
 	[STORE_DELETIONS] = { "deletions", false },
+	[STORE_LINEAGE_ROWS] = { "lineage_rows", false },
 };
 
 const char *

@@ -78,7 +78,8 @@ enum store_space {
 	STORE_ATTRS,		/* ref | name -> attribute record */
 	STORE_CONSENTS,		/* ref | purpose -> consent record */
 	STORE_COUNTS,		/* attribute | token -> consumers holding it */
-	STORE_LINEAGE,		/* ref -> dataset numbers (dup) */
+	STORE_LINEAGE,		/* ref -> dataset numbers (dup): written before
+				   lineage_rows; read, no longer written */
 	STORE_DATASETS,		/* dataset id -> number */
 	STORE_LEDGER,		/* seq -> deletion event */
 	STORE_AUDIT,		/* seq -> audit entry */
@@ -88,6 +89,7 @@ enum store_space {
 	STORE_GC,		/* ref -> deleted ms: attributes left to collect */
 	STORE_MANIFESTS,	/* ref -> the consumer's attribute manifest */
 	STORE_DELETIONS,	/* seq -> a deletion, for restores (dellog.h) */
+	STORE_LINEAGE_ROWS,	/* dataset | position | ref -> "": lineage.h */
 	STORE_SPACES
 };
 

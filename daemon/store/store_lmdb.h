@@ -24,7 +24,7 @@ struct lmdb_store {
 		struct {
 			MDB_dbi consumers, attrs, consents, counts, lineage,
 			    datasets, ledger, audit, audit_ref, meta, requests,
-			    gc, manifests, deletions;
+			    gc, manifests, deletions, lineage_rows;
 		};
 	};
 	/* The format version the store recorded; any_format: opened anyway. */

@@ -134,6 +134,18 @@ raw_get(struct test_vault *f, enum store_space sp, const void *key,
 	store_read_end(txn);
 }
 
+static void
+assert_absent(struct test_vault *f, enum store_space sp, const void *key,
+    size_t klen)
+{
+	struct store_txn *txn = NULL;
+	struct store_val v;
+
+	assert_int_equal(store_read_begin(f->v->store, &txn), 0);
+	assert_int_equal(store_get(txn, sp, key, klen, &v), VAULT_ERR_NOT_FOUND);
+	store_read_end(txn);
+}
+
 /* Opens a sealed blob whose AD is written out in full as hex. */
 static void
 assert_opens(const uint8_t *key, const char *ad_hex, const uint8_t *blob,
@@ -741,9 +753,11 @@ expire_apply(struct store_txn *txn, void *arg)
 }
 
 /*
- * lineage: ref -> dataset number be32 (dupsort), written before a page of
- * features leaves; ledger: seq(8) -> fmt(1) | deleted ms(8) | dataset(4) |
- * pseudonym(16), one per dataset that received a deleted consumer.
+ * lineage_rows: dataset be32 | the consumer's stream position for the
+ * dataset's purpose be64 | ref's first 8 bytes -> "", written before a page
+ * of features leaves; ledger: seq(8) -> fmt(1) | deleted ms(8) |
+ * dataset(4) | pseudonym(16), one per dataset that received a deleted
+ * consumer. The deletion takes the consumer's rows away.
  */
 static void
 test_lineage_and_ledger_event(void **state)
@@ -756,6 +770,7 @@ test_lineage_and_ledger_event(void **state)
 	struct fetch_set set;
 	struct receipt rc;
 	uint8_t ref[CRYPTO_REF_BYTES], v[256], seq1[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+	uint8_t lkey[20];
 	uint64_t before, after;
 	uint32_t num;
 	int bound;
@@ -770,8 +785,12 @@ test_lineage_and_ledger_event(void **state)
 	assert_int_equal(fetch_snapshot(f->v, &q, &set), 0);
 	assert_int_equal(set.n, 1);
 	assert_int_equal(fetch_record_lineage(f->v, num, &set, 0, 1), 0);
-	raw_get(f, STORE_LINEAGE, ref, sizeof(ref), v, sizeof(v), &n);
-	assert_golden(v, n, "00000001");
+	assert_int_equal(num, 1);
+	store_put_u32(lkey, num);
+	store_put_u64(lkey + 4, tokenizer_order(f->v->tok, 0, ref));
+	memcpy(lkey + 12, ref, 8);
+	raw_get(f, STORE_LINEAGE_ROWS, lkey, sizeof(lkey), v, sizeof(v), &n);
+	assert_int_equal(n, 0);
 
 	before = store_now_ms();
 	assert_int_equal(deletion_run(f->v, &req, 1, &rc, &bad), 0);
@@ -780,12 +799,95 @@ test_lineage_and_ledger_event(void **state)
 	assert_golden(v, n, "01 ~8 00000001 ~16");
 	assert_ms_between(v + 1, before, after);
 	assert_memory_equal(v + 13, set.rows[0].pseudonym, TOKEN_PSEUDONYM_BYTES);
+	assert_absent(f, STORE_LINEAGE_ROWS, lkey, sizeof(lkey));
 	raw_get(f, STORE_META, "ledger_next", 11, v, sizeof(v), &n);
 	assert_golden(v, n, "0000000000000002");
 	/* Retention: meta "ledger_expired" -> the last seq dropped(8). */
 	assert_int_equal(writer_submit(f->v->wr, expire_apply, f->v), 0);
 	raw_get(f, STORE_META, "ledger_expired", 14, v, sizeof(v), &n);
 	assert_golden(v, n, "0000000000000001");
+	receipt_clear(&rc);
+	fetch_set_free(&set);
+}
+
+static int
+legacy_apply(struct store_txn *txn, void *arg)
+{
+	const uint8_t *ref = arg;
+
+	/* Lineage as stores before lineage_rows hold it: ref -> be32 numbers. */
+	int r = store_put(txn, STORE_LINEAGE, ref, CRYPTO_REF_BYTES,
+	    "\0\0\0\1", 4, 0);
+
+	return r != 0 ? r : store_put(txn, STORE_LINEAGE, ref, CRYPTO_REF_BYTES,
+	    "\0\0\0\2", 4, 0);
+}
+
+static int
+list_dataset(const struct dataset_info *ds, void *arg)
+{
+	char *out = arg;
+
+	strcat(out, ds->id);
+	strcat(out, " ");
+	return 0;
+}
+
+static int
+no_consent(const char *name, size_t len, uint8_t state, uint64_t at_ms,
+    const char *source, size_t source_len, void *arg)
+{
+	(void)name, (void)len, (void)state, (void)at_ms, (void)source;
+	(void)source_len, (void)arg;
+	return 0;
+}
+
+/*
+ * A store written before lineage_rows keeps its lineage by ref: exports
+ * and deletions still find it, next to the rows of datasets since, each
+ * dataset once; the deletion removes both.
+ */
+static void
+test_lineage_old_layout(void **state)
+{
+	struct test_vault *f = *state;
+	struct attr_in in = { 0, "a@b.c", 5 };
+	struct deletion_request req = { TEST_REF(f->v, "bob"), "req-1" };
+	int attrs[1] = { 0 };
+	struct fetch_query q = { .purpose = 0, .attrs = attrs, .n_attrs = 1 };
+	struct fetch_set set;
+	struct receipt rc;
+	uint8_t ref[CRYPTO_REF_BYTES];
+	char listed[256] = "";
+	uint32_t old, num;
+	uint64_t created;
+	int bound;
+	bool made;
+	size_t bad;
+
+	memset(&set, 0, sizeof(set));
+	memset(&rc, 0, sizeof(rc));
+	q.today_days = fetch_today();
+	assert_int_equal(consumer_put(f->v, test_ref(f->v, "bob", ref), &in, 1,
+	    &made), 0);
+	assert_int_equal(dataset_get_or_create(f->v, "ds-old", 0, &old, &bound), 0);
+	assert_int_equal(dataset_get_or_create(f->v, "ds-both", 0, &num, &bound), 0);
+	assert_int_equal(dataset_get_or_create(f->v, "ds-none", 0, &num, &bound), 0);
+	assert_int_equal(old, 1);
+	assert_int_equal(writer_submit(f->v->wr, legacy_apply, ref), 0);
+	/* ds-old: in the old layout; ds-both: in both; ds-none: in neither. */
+	assert_int_equal(fetch_snapshot(f->v, &q, &set), 0);
+	assert_int_equal(fetch_record_lineage(f->v, 2, &set, 0, 1), 0);
+
+	assert_int_equal(consumer_export_records(f->v, ref, no_consent,
+	    list_dataset, listed, &created), 0);
+	assert_string_equal(listed, "ds-old ds-both ");
+	assert_int_equal(deletion_run(f->v, &req, 1, &rc, &bad), 0);
+	/* A receipt names its datasets in byte order. */
+	assert_int_equal(rc.n_datasets, 2);
+	assert_string_equal(rc.datasets[0], "ds-both");
+	assert_string_equal(rc.datasets[1], "ds-old");
+	assert_absent(f, STORE_LINEAGE, ref, sizeof(ref));
 	receipt_clear(&rc);
 	fetch_set_free(&set);
 }
@@ -982,6 +1084,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_journal_record, test_vault_setup,
 		    test_vault_teardown),
 		cmocka_unit_test_setup_teardown(test_lineage_and_ledger_event,
+		    test_vault_setup, test_vault_teardown),
+		cmocka_unit_test_setup_teardown(test_lineage_old_layout,
 		    test_vault_setup, test_vault_teardown),
 		cmocka_unit_test_setup_teardown(test_lineage_ahead_of_pages,
 		    test_vault_setup, test_vault_teardown),

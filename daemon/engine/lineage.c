@@ -1,0 +1,116 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/lineage.h"
+#include "engine/tokenize.h"
+
+void
+lineage_key(uint8_t out[LINEAGE_KEY_BYTES], uint32_t dataset, uint64_t order,
+    const uint8_t ref[CRYPTO_REF_BYTES])
+{
+	store_put_u32(out, dataset);
+	store_put_u64(out + 4, order);
+	memcpy(out + 12, ref, LINEAGE_REF_BYTES);
+}
+
+struct walk {
+	struct vault *v;
+	const uint8_t *ref;
+	bool forget;
+	uint32_t *legacy;		/* the old layout's numbers, ascending */
+	size_t n_legacy, next_legacy;
+	int (*fn)(const struct dataset_info *ds, void *arg);
+	void *arg;
+	struct store_txn *txn;
+};
+
+/* The old layout's dataset numbers of ref (values of another size skipped). */
+static int
+read_legacy(struct walk *w)
+{
+	struct store_cursor *cur = NULL;
+	struct store_val k = { CRYPTO_REF_BYTES, w->ref }, val;
+	size_t cap = 0;
+	int rc, r = 0;
+
+	if ((rc = store_cursor_open(w->txn, STORE_LINEAGE, &cur)) != 0)
+		return rc;
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SET); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT_DUP)) {
+		if (val.len != 4)
+			continue;
+		if (w->n_legacy == cap) {
+			size_t ncap = cap ? cap * 2 : 8;
+			uint32_t *p = realloc(w->legacy, ncap * sizeof(*p));
+
+			if (p == NULL) {
+				r = VAULT_ERR_NOMEM;
+				break;
+			}
+			w->legacy = p;
+			cap = ncap;
+		}
+		/* Dup values sort bytewise: big-endian numbers ascend. */
+		w->legacy[w->n_legacy++] = store_get_u32(val.data);
+	}
+	store_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
+	return r;
+}
+
+static bool
+in_legacy(struct walk *w, uint32_t number)
+{
+	while (w->next_legacy < w->n_legacy &&
+	    w->legacy[w->next_legacy] < number)
+		w->next_legacy++;
+	return w->next_legacy < w->n_legacy &&
+	    w->legacy[w->next_legacy] == number;
+}
+
+static int
+visit(const struct dataset_info *ds, void *arg)
+{
+	struct walk *w = arg;
+	uint8_t key[LINEAGE_KEY_BYTES];
+	struct store_val val;
+	uint64_t order;
+	bool found;
+	int rc, r;
+
+	if ((r = tokenizer_order_named(w->v->tok, ds->purpose_name,
+	    strlen(ds->purpose_name), w->ref, &order)) != 0)
+		return r;
+	lineage_key(key, ds->number, order, w->ref);
+	rc = store_get(w->txn, STORE_LINEAGE_ROWS, key, sizeof(key), &val);
+	if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		return rc;
+	found = rc == 0;
+	if (found && w->forget && (rc = store_del(w->txn, STORE_LINEAGE_ROWS,
+	    key, sizeof(key), NULL, 0)) != 0)
+		return rc;
+	if (!found && !in_legacy(w, ds->number))
+		return 0;
+	return w->fn(ds, w->arg);
+}
+
+int
+lineage_each(struct vault *v, struct store_txn *txn,
+    const uint8_t ref[CRYPTO_REF_BYTES], bool forget,
+    int (*fn)(const struct dataset_info *ds, void *arg), void *arg)
+{
+	struct walk w = { .v = v, .ref = ref, .forget = forget, .fn = fn,
+	    .arg = arg, .txn = txn };
+	int rc, r;
+
+	if ((r = read_legacy(&w)) == 0)
+		r = dataset_each(v, txn, visit, &w);
+	if (r == 0 && forget) {
+		rc = store_del(txn, STORE_LINEAGE, ref, CRYPTO_REF_BYTES, NULL, 0);
+		if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+			r = rc;
+	}
+	free(w.legacy);
+	return r;
+}

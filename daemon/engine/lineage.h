@@ -1,0 +1,53 @@
+/*
+ * Lineage: the datasets that may have received a consumer.
+ *
+ *   lineage_rows: dataset(4) | stream position(8) | ref's first 8 bytes
+ *                 -> "" (empty)
+ *
+ * Keyed by dataset, then by the consumer's position in the stream of the
+ * dataset's purpose (tokenize.h), a stream records its rows in the order
+ * it sends them: a write of a thousand rows fills a few adjacent B-tree
+ * pages at the end of the space, whatever the vault's size. (Keyed by
+ * consumer, as before, each row touched a page of its own: the single
+ * writer bounded every stream, and one large lineage write dirtied a
+ * page per row; docs/performance.md.)
+ *
+ * A consumer's datasets are found from its ref: for each dataset the vault
+ * has issued, its position for the dataset's purpose (configured or not)
+ * gives the key, one B-tree look-up per dataset. So a deletion and an
+ * export cost one look-up per dataset on record. Two consumers at one
+ * position (a 64-bit keyed hash) differ in the ref bytes that follow.
+ *
+ * Stores written before this layout hold lineage as ref -> dataset numbers
+ * (STORE_LINEAGE, dup). It is still read, and removed with its consumer,
+ * never written: the two together are the consumer's lineage.
+ */
+#ifndef VAULT_LINEAGE_H
+#define VAULT_LINEAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto/crypto.h"
+#include "engine/dataset.h"
+#include "engine/vault.h"
+
+#define LINEAGE_REF_BYTES 8
+#define LINEAGE_KEY_BYTES (4 + 8 + LINEAGE_REF_BYTES)
+
+/* The lineage_rows key of the consumer at ref, at order, in dataset. */
+void lineage_key(uint8_t out[LINEAGE_KEY_BYTES], uint32_t dataset,
+    uint64_t order, const uint8_t ref[CRYPTO_REF_BYTES]);
+
+/*
+ * Within txn: fn for each dataset that may have received the consumer at
+ * ref, once each, by dataset number (a nonzero return of fn stops the walk
+ * and is returned). forget (a write txn): removes that lineage too, both
+ * layouts.
+ */
+int lineage_each(struct vault *v, struct store_txn *txn,
+    const uint8_t ref[CRYPTO_REF_BYTES], bool forget,
+    int (*fn)(const struct dataset_info *ds, void *arg), void *arg) VAULT_WUR;
+
+#endif
