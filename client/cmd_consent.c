@@ -27,7 +27,7 @@ cmd_consent(struct ctl *ctl, int argc, char **argv)
 	Vault__V1__SetConsentRequest req = VAULT__V1__SET_CONSENT_REQUEST__INIT;
 	Vault__V1__SetConsentResponse *resp = NULL;
 	struct vc_status st;
-	int ch, decided = 0;
+	int ch, decided = 0, limits = 0, sales = 0;
 
 	req.source = "api";
 	optind = 0;
@@ -38,12 +38,24 @@ cmd_consent(struct ctl *ctl, int argc, char **argv)
 		case 'd': req.granted = 0; decided++; break;
 		case 's': req.source = optarg; break;
 		case 'G': req.source = "gpc"; break;
-		case 'l': req.limit_sensitive = VAULT__V1__FLAG_CHANGE__FLAG_SET; break;
-		case 'L': req.limit_sensitive = VAULT__V1__FLAG_CHANGE__FLAG_CLEAR; break;
-		case 'o': req.opt_out_sale_share = VAULT__V1__FLAG_CHANGE__FLAG_SET; break;
-		case 'O': req.opt_out_sale_share = VAULT__V1__FLAG_CHANGE__FLAG_CLEAR; break;
+		case 'l': req.limit_sensitive = VAULT__V1__FLAG_CHANGE__FLAG_SET;
+			limits++; break;
+		case 'L': req.limit_sensitive = VAULT__V1__FLAG_CHANGE__FLAG_CLEAR;
+			limits++; break;
+		case 'o': req.opt_out_sale_share = VAULT__V1__FLAG_CHANGE__FLAG_SET;
+			sales++; break;
+		case 'O': req.opt_out_sale_share = VAULT__V1__FLAG_CHANGE__FLAG_CLEAR;
+			sales++; break;
 		default: return ctl_usage(USAGE);
 		}
+	}
+	/* One way each: the last of two opposite flags must not win silently. */
+	if (limits > 1 || sales > 1 || decided > 1) {
+		fprintf(stderr, "vaultctl consent: give at most one of %s\n",
+		    decided > 1 ? "--grant and --deny" : limits > 1 ?
+		    "--limit-sensitive and --unlimit-sensitive" :
+		    "--opt-out-sale and --opt-in-sale");
+		return ctl_usage(USAGE);
 	}
 	if (optind != argc - 1 || (req.purpose[0] != '\0') != (decided == 1))
 		return ctl_usage(USAGE);
@@ -53,17 +65,19 @@ cmd_consent(struct ctl *ctl, int argc, char **argv)
 	    (ProtobufCMessage **)&resp, &st, ctl->timeout_ms) != 0)
 		return ctl_fail(ctl, &st);
 	if (ctl->json) {
-		json_t *o = json_pack("{s:s,s:b,s:b}", "consumer_ref",
+		json_t *o = json_pack("{s:s,s:b,s:b,s:b}", "consumer_ref",
 		    resp->consumer_ref, "limit_sensitive", resp->limit_sensitive,
-		    "opt_out_sale_share", resp->opt_out_sale_share);
+		    "opt_out_sale_share", resp->opt_out_sale_share, "created",
+		    resp->created);
 
 		json_dumpf(o, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(o);
 	} else {
-		printf("ok consumer_ref=%s limit_sensitive=%s opt_out_sale_share=%s\n",
-		    resp->consumer_ref, resp->limit_sensitive ? "true" : "false",
-		    resp->opt_out_sale_share ? "true" : "false");
+		printf("ok consumer_ref=%s limit_sensitive=%s opt_out_sale_share=%s"
+		    "%s\n", resp->consumer_ref, resp->limit_sensitive ? "true" :
+		    "false", resp->opt_out_sale_share ? "true" : "false",
+		    resp->created ? " created=true" : "");
 	}
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
 	return CTL_OK;

@@ -251,6 +251,7 @@ handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	char ref_hex[CRYPTO_REF_BYTES * 2 + 1];
 	uint8_t ref[CRYPTO_REF_BYTES], flags = 0;
 	const char *why;
+	bool created;
 	int r;
 
 	if ((r = handler_consumer_ref(ctx, req->consumer_id, ref)) != 0)
@@ -266,17 +267,16 @@ handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	    c.opt_out_sale_share == FLAG_KEEP && strcmp(req->source, "gpc") != 0)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "nothing to change: give a "
 		    "purpose, a flag, or source \"gpc\"");
-	r = consent_set(v, ref, &c, &flags);
-	if (r == VAULT_ERR_NOT_FOUND)
-		return rpc_fail(ctx, r, "consumer not found");
+	r = consent_set(v, ref, &c, &flags, &created);
 	if (r == VAULT_ERR_LIMIT)
-		return rpc_fail(ctx, r, "the store is full: opt-outs are still "
-		    "accepted");
+		return rpc_fail(ctx, r, "the store is full: opt-outs of consumers "
+		    "already in the vault are still accepted");
 	if (r != 0)
 		return r;
 	crypto_hex(ref, sizeof(ref), ref_hex);
 	resp.consumer_ref = ref_hex;
 	resp.limit_sensitive = (flags & CONSENT_LIMIT_SENSITIVE) != 0;
 	resp.opt_out_sale_share = (flags & CONSENT_OPT_OUT_SALE_SHARE) != 0;
+	resp.created = created;
 	return rpc_reply(ctx, &resp.base);
 }

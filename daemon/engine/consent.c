@@ -2,6 +2,7 @@
 
 #include "util/crashpoint.h"
 #include "engine/consent.h"
+#include "engine/consumer.h"
 #include "engine/requests.h"
 #include "util/log.h"
 
@@ -113,6 +114,7 @@ struct set_job {
 	const uint8_t *ref;
 	const struct consent_change *c;
 	uint8_t flags;
+	bool created;
 };
 
 static int
@@ -121,13 +123,13 @@ set_apply(struct store_txn *txn, void *arg)
 	struct set_job *job = arg;
 	struct store *st = job->v->store;
 	const struct consent_change *c = job->c;
-	struct store_val k = { CRYPTO_REF_BYTES, (void *)job->ref }, v;
 	uint8_t flags, old;
 	bool found;
-	int rc, r;
+	int r;
 
-	if ((rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &v)) != 0)
-		return rc;
+	/* Consent before data: a later put finds the consumer and its consent. */
+	if ((r = consumer_ensure_txn(job->v, txn, job->ref, &job->created)) != 0)
+		return r;
 	if ((r = get_state(txn, job->ref, FLAGS_KEY, &found, &old)) != 0)
 		return r;
 	flags = apply_flag(old, CONSENT_LIMIT_SENSITIVE, c->limit_sensitive);
@@ -160,7 +162,7 @@ set_apply(struct store_txn *txn, void *arg)
 
 int
 consent_set(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
-    const struct consent_change *change, uint8_t *flags)
+    const struct consent_change *change, uint8_t *flags, bool *created)
 {
 	struct set_job job = { .v = v, .ref = ref, .c = change };
 	int r;
@@ -169,6 +171,7 @@ consent_set(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
 	if (r == 0)
 		VAULT_CRASH_POINT("consent.after_commit");	/* no reply yet */
 	*flags = job.flags;
+	*created = r == 0 && job.created;
 	return r;
 }
 

@@ -41,11 +41,16 @@ struct consent_change {
 const char *consent_check_source(const char *source);
 
 /*
- * Applies change to the consumer at ref (VAULT_ERR_NOT_FOUND if it does not exist);
- * durable on return. *flags is the consumer's flags afterwards.
+ * Applies change to the consumer at ref; durable on return. *flags is the
+ * consumer's flags afterwards. A consumer not yet in the vault is created
+ * with no attributes (*created), so an opt-out or GPC received before the
+ * consumer's data holds when the data comes; creating one is an ordinary
+ * write (VAULT_ERR_LIMIT in the store's headroom), an opt-out of a known
+ * consumer always goes through.
  */
 int consent_set(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
-    const struct consent_change *change, uint8_t *flags) VAULT_WUR;
+    const struct consent_change *change, uint8_t *flags,
+    bool *created) VAULT_WUR;
 
 /* Within txn: may the consumer be used for purpose? Also returns its flags. */
 int consent_allows(struct vault *v, struct store_txn *txn, const uint8_t *ref,

@@ -252,6 +252,48 @@ drop_leftovers(struct store_txn *txn, const uint8_t *ref)
 	return store_del(txn, STORE_GC, k.data, k.len, NULL, 0);
 }
 
+/* A new consumer at ref: its record, with a new DEK and seed in s. */
+static int
+create_record(struct vault *v, struct store_txn *txn, const uint8_t *ref,
+    struct scratch *s, uint8_t crec[RECORD_CONSUMER_BYTES])
+{
+	int r;
+
+	if ((r = drop_leftovers(txn, ref)) != 0 ||
+	    (r = record_new_consumer(v->kr, ref, s->dek, s->seed, crec)) != 0)
+		return r;
+	return store_put(txn, STORE_CONSUMERS, ref, CRYPTO_REF_BYTES, crec,
+	    RECORD_CONSUMER_BYTES, 0);
+}
+
+int
+consumer_ensure_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
+    bool *created)
+{
+	struct store_val val;
+	uint8_t crec[RECORD_CONSUMER_BYTES], *manifest = NULL;
+	struct scratch s = { 0 };
+	int rc, r;
+
+	*created = false;
+	rc = store_get(txn, STORE_CONSUMERS, ref, CRYPTO_REF_BYTES, &val);
+	if (rc != VAULT_ERR_NOT_FOUND)
+		return rc;
+	/* An ordinary write: refused in the headroom (store.h). */
+	if ((r = store_room(v->store)) != 0)
+		return r;
+	if ((manifest = malloc(RECORD_MANIFEST_MAX)) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((r = scratch_new(&s)) == 0 &&
+	    (r = create_record(v, txn, ref, &s, crec)) == 0 &&
+	    (r = manifest_put(v, txn, ref, NULL, 0, manifest)) == 0)
+		*created = true;
+	if (s.mem != NULL)
+		sodium_memzero(s.mem, RECORD_SCRATCH_BYTES);
+	free(manifest);
+	return r;
+}
+
 struct put_job {
 	struct vault *v;
 	const uint8_t *ref;
@@ -284,14 +326,9 @@ put_apply(struct store_txn *txn, void *arg)
 	if (rc == 0 && val.len == sizeof(crec))
 		memcpy(crec, val.data, sizeof(crec));	/* for a migration */
 	if (rc == VAULT_ERR_NOT_FOUND) {
-		if ((r = drop_leftovers(txn, job->ref)) != 0 ||
-		    (r = record_new_consumer(v->kr, job->ref, job->s.dek,
-		    job->s.seed, crec)) != 0)
+		if ((r = create_record(v, txn, job->ref, &job->s, crec)) != 0)
 			return r;
 		val = (struct store_val){ sizeof(crec), crec };
-		if ((rc = store_put(txn, STORE_CONSUMERS, k.data, k.len,
-		    val.data, val.len, 0)) != 0)
-			return rc;
 		job->created = true;
 	} else if (rc != 0) {
 		return rc;

@@ -85,6 +85,15 @@ struct removal {
  * consents, lineage and its values from the counts, and queues its
  * attribute records for collection. Unreadable at once: the DEK is gone.
  */
+/*
+ * In a write txn: makes sure a consumer exists at ref, creating one with
+ * no attributes (a DEK, a seed, an empty manifest) if there is none, so
+ * consent can be recorded before any data (consent.h). *created says
+ * which. Creating is an ordinary write: VAULT_ERR_LIMIT in the headroom.
+ */
+int consumer_ensure_txn(struct vault *v, struct store_txn *txn,
+    const uint8_t *ref, bool *created) VAULT_WUR;
+
 int consumer_remove_txn(struct vault *v, struct store_txn *txn,
     const uint8_t *ref, struct removal *out) VAULT_WUR;
 void removal_clear(struct removal *r);

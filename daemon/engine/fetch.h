@@ -12,14 +12,13 @@
  * deleted or no longer consenting since the snapshot are left out (so a
  * count may end below k by those late removals only).
  *
- * Lineage: before a page leaves the vault, the refs it holds are recorded
- * against the dataset (durably), so a later deletion knows who received
- * the consumer. Lineage is keyed by consumer, so a write costs about one
- * B-tree page per row whatever its size, and the single writer bounded
- * every stream when each page was a write (docs/performance.md, "Python
- * client"). So rows are recorded ahead of the pages sent, as many as have
- * left already (at least a page, at most FETCH_LINEAGE_AHEAD) in one
- * write. The price: a stream that stops early, or whose rows drop out at
+ * Lineage: before a page leaves the vault, the rows it holds are recorded
+ * against the dataset (durably, lineage.h), so a later deletion knows who
+ * received the consumer. A write is one durable commit of the single
+ * writer, which bounded every stream when each page was a write
+ * (docs/performance.md, "Python client"). So rows are recorded ahead of the
+ * pages sent, as many as have left already (at least a page, at most
+ * FETCH_LINEAGE_AHEAD) in one write. The price: a stream that stops early, or whose rows drop out at
  * their page's re-check (deleted, or consent withdrawn, since the
  * snapshot), leaves lineage for rows it never sent, at most as many as it
  * sent. A deletion then reports such a consumer to a dataset that does

@@ -108,9 +108,17 @@ def test_consent_errors(daemon):
             consent(daemon, "solo", **kwargs)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert field in e.value.details()
+    # A refused change creates no consumer; a valid one does (consent
+    # before data, below).
     with pytest.raises(grpc.RpcError) as e:
-        consent(daemon, "nobody", "training", True)
+        consent(daemon, "nobody", "astrology", True)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as e:
+        daemon.call("/vault.v1.Consumers/ExportConsumer",
+                    pb.ExportConsumerRequest(consumer_id="nobody"),
+                    pb.ExportConsumerResponse)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert consent(daemon, "nobody", "training", True).created
 
 
 def test_limit_sensitive(daemon):
@@ -274,11 +282,11 @@ def test_lineage_recorded_per_dataset(daemon):
     fetch(daemon, "training", dataset="run-1", batch_size=3)
     fetch(daemon, "training", dataset="run-1")          # again: no duplicates
     fetch(daemon, "training", dataset="run-2", attributes=["age"])
-    out = subprocess.run(["mdb_stat", "-s", "lineage", str(daemon.data_dir / "db")],
+    out = subprocess.run(["mdb_stat", "-s", "lineage_rows", str(daemon.data_dir / "db")],
                          capture_output=True, text=True, check=True).stdout
     assert "Entries: 14" in out, out
     daemon.delete("c0@example.test")
-    out = subprocess.run(["mdb_stat", "-s", "lineage", str(daemon.data_dir / "db")],
+    out = subprocess.run(["mdb_stat", "-s", "lineage_rows", str(daemon.data_dir / "db")],
                          capture_output=True, text=True, check=True).stdout
     assert "Entries: 12" in out, out
 
@@ -293,9 +301,55 @@ def test_a_stream_stopped_early_leaves_lineage_for_what_it_sent(daemon):
     got = fetch(daemon, "training", dataset="ahead", batch_size=2,
                 limit_batches=1)
     assert len(got[0].rows) == 2
-    out = subprocess.run(["mdb_stat", "-s", "lineage", str(daemon.data_dir / "db")],
+    out = subprocess.run(["mdb_stat", "-s", "lineage_rows", str(daemon.data_dir / "db")],
                          capture_output=True, text=True, check=True).stdout
     assert int(out.split("Entries: ")[1].split()[0]) >= 2, out
+
+
+def test_gpc_before_data_keeps_the_consumer_out_of_sale_and_share(daemon):
+    """Consent before data: a GPC signal (or an opt-out) for a consumer the
+    vault has not seen creates it with no attributes, and the data that
+    comes later inherits it: the consumer never appears in a sale/share
+    purpose, while purposes that are not a sale or share see it."""
+    load(daemon, 6)
+    r = consent(daemon, "early@example.test", source="gpc")
+    assert r.created and r.opt_out_sale_share
+    r = consent(daemon, "early2@example.test", "training", False)
+    assert r.created and not r.opt_out_sale_share
+    # Told again: the consumer exists now.
+    assert not consent(daemon, "early@example.test", source="gpc").created
+    daemon.put("early@example.test", age="40", device="mobile",
+               income_band="middle", converted="true")
+    daemon.put("early2@example.test", age="41", device="mobile",
+               income_band="middle", converted="true")
+    assert len(rows(fetch(daemon, "ad_targeting_shared", attributes=["age"]))) == 7
+    assert len(rows(fetch(daemon, "training", attributes=["age"]))) == 7
+    assert len(rows(fetch(daemon, "service", attributes=["age"]))) == 8
+    with pytest.raises(grpc.RpcError) as e:
+        daemon.get("early@example.test", purpose="ad_targeting_shared")
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # The export shows the opt-out, and the data written after it.
+    ex = daemon.call("/vault.v1.Consumers/ExportConsumer",
+                     pb.ExportConsumerRequest(consumer_id="early@example.test"),
+                     pb.ExportConsumerResponse)
+    assert ex.opt_out_sale_share and "ds-ad_targeting_shared" not in ex.datasets
+    assert {a.name for a in ex.attributes} >= {"age", "device"}
+    # A consumer known only by its opt-out is deleted like any other.
+    consent(daemon, "only-consent@example.test", source="gpc")
+    receipt = daemon.delete("only-consent@example.test", request_id="oc-1")
+    assert receipt.found
+
+
+def test_vaultctl_consent_refuses_opposite_flags(daemon):
+    for flags in (("--opt-out-sale", "--opt-in-sale"),
+                  ("--limit-sensitive", "--unlimit-sensitive"),
+                  ("--purpose", "training", "--grant", "--deny")):
+        r = daemon.ctl("consent", "c1@example.test", *flags)
+        assert r.returncode == 2, (flags, r.stdout, r.stderr)
+        assert "give at most one of" in r.stderr, r.stderr
+    r = daemon.ctl("consent", "new@example.test", "--gpc", json=True)
+    assert r.returncode == 0, r.stderr
+    assert '"created":true' in r.stdout
 
 
 def test_vaultctl_consent_and_features(daemon):

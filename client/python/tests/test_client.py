@@ -47,7 +47,10 @@ def tour(writer, reader, ml, privacy, keyadmin, auditor):
     assert got.consumer_ref == r.consumer_ref and got.updated_at_ms["age"] > 0
     assert reader.get("tour@example.test", "service", names=["age"]).values == {"age": "33"}
     st = privacy.set_consent("tour@example.test", limit_sensitive=True)
-    assert st.limit_sensitive and not st.opt_out_sale_share
+    assert st.limit_sensitive and not st.opt_out_sale_share and not st.created
+    # Consent before data: an unknown consumer is created, with the opt-out.
+    st = privacy.set_consent("early@example.test", source="gpc")
+    assert st.created and st.opt_out_sale_share
     st = privacy.set_consent("tour@example.test", source="gpc",
                              opt_out_sale_share=True)
     assert st.opt_out_sale_share and st.limit_sensitive

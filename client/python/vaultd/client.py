@@ -136,6 +136,7 @@ class ConsentState:
     consumer_ref: str
     limit_sensitive: bool
     opt_out_sale_share: bool
+    created: bool = False   # the consumer was new: consent before data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,14 +263,16 @@ class Client:
                     timeout: float | None = None) -> ConsentState:
         """Sets consent for purpose (if given) and/or the consumer-wide
         flags (None leaves a flag as it is). source "gpc" records a Global
-        Privacy Control signal, which also opts out of sale/share."""
+        Privacy Control signal, which also opts out of sale/share. A
+        consumer not yet in the vault is created with no attributes, so the
+        consent holds for data written later (created=True)."""
         r = self._call(self.consumers.SetConsent, pb.SetConsentRequest(
             consumer_id=consumer_id, purpose=purpose, granted=granted,
             source=source, limit_sensitive=_flag(limit_sensitive),
             opt_out_sale_share=_flag(opt_out_sale_share)),
             idempotent=False, timeout=timeout)
         return ConsentState(r.consumer_ref, r.limit_sensitive,
-                            r.opt_out_sale_share)
+                            r.opt_out_sale_share, r.created)
 
     def export(self, consumer_id: str,
                timeout: float | None = None) -> pb.ExportConsumerResponse:
