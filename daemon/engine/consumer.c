@@ -740,7 +740,7 @@ add_dataset(const struct dataset_info *ds, void *arg)
 
 int
 consumer_remove_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
-    struct removal *out)
+    struct lineage_doomed *doomed, struct removal *out)
 {
 	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
 	uint8_t copy[RECORD_CONSUMER_BYTES];
@@ -765,7 +765,7 @@ consumer_remove_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
 	    (r = uncount_all(v, txn, ref, &rec, &s)) != 0 ||
 	    (r = record_open_seed(s.dek, ref, &rec, s.seed)) != 0 ||
-	    (r = lineage_each(v, txn, ref, true, add_dataset,
+	    (r = lineage_each(v, txn, ref, doomed, add_dataset,
 	    &(struct lineage_out){ v, s.seed, out, 0 })) != 0)
 		goto out;
 	out->epoch = rec.master_version;
@@ -858,7 +858,7 @@ consumer_export_records(struct vault *v, const uint8_t *ref,
 	    (r = consent_list(txn, ref, consent, arg)) != 0)
 		goto out;
 	*created_ms = rec.created_ms;
-	r = lineage_each(v, txn, ref, false, dataset, arg);
+	r = lineage_each(v, txn, ref, NULL, dataset, arg);
 	if (r > 0)
 		r = 0;
 out:

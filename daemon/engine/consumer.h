@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "crypto/crypto.h"
+#include "engine/lineage.h"
 #include "engine/record.h"
 #include "conf/schema.h"
 #include "engine/vault.h"
@@ -81,11 +82,6 @@ struct removal {
 };
 
 /*
- * In a write txn: removes the consumer at ref: its wrapped DEK and seed,
- * consents, lineage and its values from the counts, and queues its
- * attribute records for collection. Unreadable at once: the DEK is gone.
- */
-/*
  * In a write txn: makes sure a consumer exists at ref, creating one with
  * no attributes (a DEK, a seed, an empty manifest) if there is none, so
  * consent can be recorded before any data (consent.h). *created says
@@ -94,8 +90,15 @@ struct removal {
 int consumer_ensure_txn(struct vault *v, struct store_txn *txn,
     const uint8_t *ref, bool *created) VAULT_WUR;
 
+/*
+ * In a write txn: removes the consumer at ref: its wrapped DEK and seed,
+ * consents, lineage and its values from the counts, and queues its
+ * attribute records for collection. Unreadable at once: the DEK is gone.
+ * Its lineage rows go to doomed, for lineage_forget in the same txn.
+ */
 int consumer_remove_txn(struct vault *v, struct store_txn *txn,
-    const uint8_t *ref, struct removal *out) VAULT_WUR;
+    const uint8_t *ref, struct lineage_doomed *doomed,
+    struct removal *out) VAULT_WUR;
 void removal_clear(struct removal *r);
 
 /* In a write txn: deletes the attribute records of up to max queued refs. */

@@ -73,7 +73,8 @@ append_events(struct vault *v, struct store_txn *txn, const struct removal *rm,
 
 static int
 delete_one(struct vault *v, struct store_txn *txn,
-    const struct deletion_request *req, uint64_t *next_seq, struct receipt *out)
+    const struct deletion_request *req, uint64_t *next_seq,
+    struct lineage_doomed *doomed, struct receipt *out)
 {
 	const uint8_t *ref = req->ref;
 	struct removal rm;
@@ -86,7 +87,7 @@ delete_one(struct vault *v, struct store_txn *txn,
 	    found)
 		return r;
 	memset(out, 0, sizeof(*out));
-	if ((r = consumer_remove_txn(v, txn, ref, &rm)) != 0)
+	if ((r = consumer_remove_txn(v, txn, ref, doomed, &rm)) != 0)
 		goto out;
 	snprintf(out->request_id, sizeof(out->request_id), "%s", req->request_id);
 	crypto_hex(ref, CRYPTO_REF_BYTES, out->ref_hex);
@@ -133,6 +134,7 @@ static int
 run_apply(struct store_txn *txn, void *arg)
 {
 	struct run_job *job = arg;
+	struct lineage_doomed doomed = { 0 };
 	uint64_t next;
 	int r;
 
@@ -141,8 +143,10 @@ run_apply(struct store_txn *txn, void *arg)
 	for (size_t i = 0; i < job->n; i++) {
 		struct key_version kv;
 
-		if ((r = delete_one(job->v, txn, &job->reqs[i], &next, &job->out[i])) != 0) {
+		if ((r = delete_one(job->v, txn, &job->reqs[i], &next, &doomed,
+		    &job->out[i])) != 0) {
 			job->bad = i;
+			lineage_doomed_free(&doomed);
 			return r;
 		}
 		if (keyring_version_get(job->v->kr, txn, job->out[i].epoch,
@@ -150,7 +154,10 @@ run_apply(struct store_txn *txn, void *arg)
 		    kv.destroyed)
 			job->out[i].final_at_ms = kv.destroyed_ms;
 	}
-	if ((r = ledger_set_next(txn, next)) == 0)
+	/* The batch's lineage rows, dataset by dataset (lineage.h). */
+	r = lineage_forget(txn, &doomed);
+	lineage_doomed_free(&doomed);
+	if (r == 0 && (r = ledger_set_next(txn, next)) == 0)
 		VAULT_CRASH_POINT("delete.before_commit");
 	return r;
 }

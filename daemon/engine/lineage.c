@@ -16,7 +16,7 @@ lineage_key(uint8_t out[LINEAGE_KEY_BYTES], uint32_t dataset, uint64_t order,
 struct walk {
 	struct vault *v;
 	const uint8_t *ref;
-	bool forget;
+	struct lineage_doomed *doomed;
 	uint32_t *legacy;		/* the old layout's numbers, ascending */
 	size_t n_legacy, next_legacy;
 	int (*fn)(const struct dataset_info *ds, void *arg);
@@ -70,6 +70,22 @@ in_legacy(struct walk *w, uint32_t number)
 }
 
 static int
+doom(struct lineage_doomed *d, const uint8_t key[LINEAGE_KEY_BYTES])
+{
+	if (d->n == d->cap) {
+		size_t ncap = d->cap ? d->cap * 2 : 64;
+		void *p = realloc(d->keys, ncap * LINEAGE_KEY_BYTES);
+
+		if (p == NULL)
+			return VAULT_ERR_NOMEM;
+		d->keys = p;
+		d->cap = ncap;
+	}
+	memcpy(d->keys[d->n++], key, LINEAGE_KEY_BYTES);
+	return 0;
+}
+
+static int
 visit(const struct dataset_info *ds, void *arg)
 {
 	struct walk *w = arg;
@@ -87,9 +103,8 @@ visit(const struct dataset_info *ds, void *arg)
 	if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
 		return rc;
 	found = rc == 0;
-	if (found && w->forget && (rc = store_del(w->txn, STORE_LINEAGE_ROWS,
-	    key, sizeof(key), NULL, 0)) != 0)
-		return rc;
+	if (found && w->doomed != NULL && (r = doom(w->doomed, key)) != 0)
+		return r;
 	if (!found && !in_legacy(w, ds->number))
 		return 0;
 	return w->fn(ds, w->arg);
@@ -97,20 +112,49 @@ visit(const struct dataset_info *ds, void *arg)
 
 int
 lineage_each(struct vault *v, struct store_txn *txn,
-    const uint8_t ref[CRYPTO_REF_BYTES], bool forget,
+    const uint8_t ref[CRYPTO_REF_BYTES], struct lineage_doomed *doomed,
     int (*fn)(const struct dataset_info *ds, void *arg), void *arg)
 {
-	struct walk w = { .v = v, .ref = ref, .forget = forget, .fn = fn,
+	struct walk w = { .v = v, .ref = ref, .doomed = doomed, .fn = fn,
 	    .arg = arg, .txn = txn };
 	int rc, r;
 
 	if ((r = read_legacy(&w)) == 0)
 		r = dataset_each(v, txn, visit, &w);
-	if (r == 0 && forget) {
+	if (r == 0 && doomed != NULL) {
 		rc = store_del(txn, STORE_LINEAGE, ref, CRYPTO_REF_BYTES, NULL, 0);
 		if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
 			r = rc;
 	}
 	free(w.legacy);
 	return r;
+}
+
+static int
+cmp_key(const void *a, const void *b)
+{
+	return memcmp(a, b, LINEAGE_KEY_BYTES);
+}
+
+int
+lineage_forget(struct store_txn *txn, struct lineage_doomed *d)
+{
+	int rc;
+
+	qsort(d->keys, d->n, LINEAGE_KEY_BYTES, cmp_key);
+	for (size_t i = 0; i < d->n; i++) {
+		rc = store_del(txn, STORE_LINEAGE_ROWS, d->keys[i],
+		    LINEAGE_KEY_BYTES, NULL, 0);
+		if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+			return rc;
+	}
+	d->n = 0;
+	return 0;
+}
+
+void
+lineage_doomed_free(struct lineage_doomed *d)
+{
+	free(d->keys);
+	memset(d, 0, sizeof(*d));
 }

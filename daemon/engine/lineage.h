@@ -40,14 +40,30 @@
 void lineage_key(uint8_t out[LINEAGE_KEY_BYTES], uint32_t dataset,
     uint64_t order, const uint8_t ref[CRYPTO_REF_BYTES]);
 
+/* Lineage rows to remove, gathered over a batch of deletions. */
+struct lineage_doomed {
+	uint8_t (*keys)[LINEAGE_KEY_BYTES];
+	size_t n, cap;
+};
+
 /*
  * Within txn: fn for each dataset that may have received the consumer at
  * ref, once each, by dataset number (a nonzero return of fn stops the walk
- * and is returned). forget (a write txn): removes that lineage too, both
- * layouts.
+ * and is returned). doomed (a write txn; NULL: keep the lineage): removes
+ * the consumer's lineage of the old layout, and adds its rows to doomed
+ * for lineage_forget.
  */
 int lineage_each(struct vault *v, struct store_txn *txn,
-    const uint8_t ref[CRYPTO_REF_BYTES], bool forget,
+    const uint8_t ref[CRYPTO_REF_BYTES], struct lineage_doomed *doomed,
     int (*fn)(const struct dataset_info *ds, void *arg), void *arg) VAULT_WUR;
+
+/*
+ * Within the write txn of the lineage_each calls: removes the rows in
+ * doomed, in key order (a batch of deletions then touches each B-tree page
+ * of a dataset once, not once per consumer), and empties it.
+ */
+int lineage_forget(struct store_txn *txn, struct lineage_doomed *doomed) VAULT_WUR;
+
+void lineage_doomed_free(struct lineage_doomed *doomed);
 
 #endif
