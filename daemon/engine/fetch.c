@@ -90,6 +90,9 @@ read_row(struct vault *v, struct store_txn *txn, const struct fetch_query *q,
 	    (r = record_open_seed(dek, ref, &rec, seed)) != 0 ||
 	    (r = consumer_manifest_get(v, txn, ref, &rec, &m)) != 0)
 		return r;
+	/* Known only by its consent (consent before data): no row to send. */
+	if (rec.has_manifest && m.n == 0)
+		return 0;
 	tokenizer_pseudonym(seed, s->purposes[q->purpose].name, row->pseudonym);
 	for (size_t j = 0; j < q->n_attrs; j++) {
 		const struct attr_def *a = &s->attrs[q->attrs[j]];
@@ -593,6 +596,7 @@ fetch_recheck(struct vault *v, const struct fetch_query *q,
 }
 
 struct lineage_job {
+	struct vault *v;
 	uint32_t dataset;
 	struct fetch_set *set;
 	size_t from, n;
@@ -636,7 +640,7 @@ lineage_apply(struct store_txn *txn, void *arg)
 {
 	struct lineage_job *job = arg;
 	uint8_t key[LINEAGE_KEY_BYTES], last[LINEAGE_KEY_BYTES];
-	bool append = false, any = false;
+	bool append = false, any = false, ahead;
 	int rc, r;
 
 	for (size_t i = job->from; i < job->from + job->n; i++) {
@@ -659,17 +663,21 @@ lineage_apply(struct store_txn *txn, void *arg)
 		}
 		if (rc != 0)
 			return rc;
-		lineage_key(key, job->dataset, row->pos.order, row->pos.ref);
+		lineage_key(job->v, key, job->dataset, row->pos.order,
+		    row->pos.ref);
 		if (!any && (r = at_end(txn, key, &append)) != 0)
 			return r;
-		/* Rows ascend; one equal to the last (a ref prefix shared) is on record. */
-		if (any && append && memcmp(key, last, sizeof(key)) <= 0)
-			continue;
+		/*
+		 * Rows ascend by position; two at one position go by ref, their
+		 * tags maybe not: such a row is put, not appended.
+		 */
+		ahead = !any || memcmp(key, last, sizeof(key)) > 0;
 		rc = store_put(txn, STORE_LINEAGE_ROWS, key, sizeof(key), key, 0,
-		    append ? STORE_APPEND : STORE_NOOVERWRITE);
+		    append && ahead ? STORE_APPEND : STORE_NOOVERWRITE);
 		if (rc != 0 && rc != VAULT_ERR_EXISTS)
 			return rc;
-		memcpy(last, key, sizeof(key));
+		if (ahead)
+			memcpy(last, key, sizeof(key));
 		any = true;
 	}
 	return 0;
@@ -679,7 +687,7 @@ int
 fetch_record_lineage(struct vault *v, uint32_t dataset,
     struct fetch_set *set, size_t from, size_t n)
 {
-	struct lineage_job job = { dataset, set, from, n };
+	struct lineage_job job = { v, dataset, set, from, n };
 
 	if (n == 0)
 		return 0;

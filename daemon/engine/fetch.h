@@ -18,9 +18,9 @@
  * writer, which bounded every stream when each page was a write
  * (docs/performance.md, "Python client"). So rows are recorded ahead of the
  * pages sent, as many as have left already (at least a page, at most
- * FETCH_LINEAGE_AHEAD) in one write. The price: a stream that stops early, or whose rows drop out at
- * their page's re-check (deleted, or consent withdrawn, since the
- * snapshot), leaves lineage for rows it never sent, at most as many as it
+ * FETCH_LINEAGE_AHEAD) in one write. The price: a stream that stops
+ * early, or whose rows drop out at their page's re-check (deleted, or
+ * consent withdrawn, since the snapshot), leaves lineage for rows it never sent, at most as many as it
  * sent. A deletion then reports such a consumer to a dataset that does
  * not hold it, and ExportConsumer lists the dataset: lineage says "may
  * have received", never less than what left.

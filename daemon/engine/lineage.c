@@ -2,15 +2,16 @@
 #include <string.h>
 
 #include "engine/lineage.h"
+#include "crypto/keyring.h"
 #include "engine/tokenize.h"
 
 void
-lineage_key(uint8_t out[LINEAGE_KEY_BYTES], uint32_t dataset, uint64_t order,
-    const uint8_t ref[CRYPTO_REF_BYTES])
+lineage_key(struct vault *v, uint8_t out[LINEAGE_KEY_BYTES], uint32_t dataset,
+    uint64_t order, const uint8_t ref[CRYPTO_REF_BYTES])
 {
 	store_put_u32(out, dataset);
 	store_put_u64(out + 4, order);
-	memcpy(out + 12, ref, LINEAGE_REF_BYTES);
+	store_put_u64(out + 12, tokenizer_lineage_tag(v->tok, dataset, ref));
 }
 
 struct walk {
@@ -95,10 +96,10 @@ visit(const struct dataset_info *ds, void *arg)
 	bool found;
 	int rc, r;
 
-	if ((r = tokenizer_order_named(w->v->tok, ds->purpose_name,
-	    strlen(ds->purpose_name), w->ref, &order)) != 0)
+	if ((r = tokenizer_order_named(w->v->tok, keyring_token_root(w->v->kr),
+	    ds->purpose_name, strlen(ds->purpose_name), w->ref, &order)) != 0)
 		return r;
-	lineage_key(key, ds->number, order, w->ref);
+	lineage_key(w->v, key, ds->number, order, w->ref);
 	rc = store_get(w->txn, STORE_LINEAGE_ROWS, key, sizeof(key), &val);
 	if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
 		return rc;

@@ -1,7 +1,7 @@
 /*
  * Lineage: the datasets that may have received a consumer.
  *
- *   lineage_rows: dataset(4) | stream position(8) | ref's first 8 bytes
+ *   lineage_rows: dataset(4) | stream position(8) | lineage tag(8)
  *                 -> "" (empty)
  *
  * Keyed by dataset, then by the consumer's position in the stream of the
@@ -14,9 +14,16 @@
  *
  * A consumer's datasets are found from its ref: for each dataset the vault
  * has issued, its position for the dataset's purpose (configured or not)
- * gives the key, one B-tree look-up per dataset. So a deletion and an
- * export cost one look-up per dataset on record. Two consumers at one
- * position (a 64-bit keyed hash) differ in the ref bytes that follow.
+ * and its tag give the key, one B-tree look-up per dataset. So a deletion
+ * and an export cost one look-up per dataset on record.
+ *
+ * Position and tag are keyed hashes of the ref (tokenize.h): without the
+ * vault's keys a row names no consumer, and the tag, keyed per dataset,
+ * tells two consumers at one position apart without joining datasets.
+ * The rows of a dataset sort in the order the stream sent them, so the
+ * store file pairs each released row with a key, and nothing more: the
+ * position is per purpose (as the pseudonym is), so datasets of two
+ * purposes share nothing.
  *
  * Stores written before this layout hold lineage as ref -> dataset numbers
  * (STORE_LINEAGE, dup). It is still read, and removed with its consumer,
@@ -33,12 +40,11 @@
 #include "engine/dataset.h"
 #include "engine/vault.h"
 
-#define LINEAGE_REF_BYTES 8
-#define LINEAGE_KEY_BYTES (4 + 8 + LINEAGE_REF_BYTES)
+#define LINEAGE_KEY_BYTES (4 + 8 + 8)
 
 /* The lineage_rows key of the consumer at ref, at order, in dataset. */
-void lineage_key(uint8_t out[LINEAGE_KEY_BYTES], uint32_t dataset,
-    uint64_t order, const uint8_t ref[CRYPTO_REF_BYTES]);
+void lineage_key(struct vault *v, uint8_t out[LINEAGE_KEY_BYTES],
+    uint32_t dataset, uint64_t order, const uint8_t ref[CRYPTO_REF_BYTES]);
 
 /* Lineage rows to remove, gathered over a batch of deletions. */
 struct lineage_doomed {
@@ -62,7 +68,8 @@ int lineage_each(struct vault *v, struct store_txn *txn,
  * doomed, in key order (a batch of deletions then touches each B-tree page
  * of a dataset once, not once per consumer), and empties it.
  */
-int lineage_forget(struct store_txn *txn, struct lineage_doomed *doomed) VAULT_WUR;
+int lineage_forget(struct store_txn *txn,
+    struct lineage_doomed *doomed) VAULT_WUR;
 
 void lineage_doomed_free(struct lineage_doomed *doomed);
 

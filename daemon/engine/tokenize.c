@@ -14,7 +14,7 @@ struct tokenizer {
 	uint8_t *keys;		/* locked: count keys, then token keys */
 	uint8_t *order_keys;	/* locked: one per purpose */
 	uint8_t *page_key;	/* locked */
-	uint8_t *root;		/* locked: for purposes no longer configured */
+	uint8_t *lineage_key;	/* locked */
 	uint64_t *other;	/* [purpose][attr] */
 };
 
@@ -66,10 +66,10 @@ tokenizer_new(struct tokenizer **out, const struct schema *s,
 	t->keys = crypto_secret_alloc(n_keys * CRYPTO_KEY_BYTES);
 	t->order_keys = crypto_secret_alloc(s->n_purposes * CRYPTO_KEY_BYTES);
 	t->page_key = crypto_secret_alloc(CRYPTO_KEY_BYTES);
-	t->root = crypto_secret_alloc(CRYPTO_KEY_BYTES);
+	t->lineage_key = crypto_secret_alloc(CRYPTO_KEY_BYTES);
 	t->other = calloc(s->n_attrs * s->n_purposes, sizeof(uint64_t));
 	if (t->keys == NULL || t->other == NULL || t->order_keys == NULL ||
-	    t->page_key == NULL || t->root == NULL) {
+	    t->page_key == NULL || t->lineage_key == NULL) {
 		tokenizer_free(t);
 		return VAULT_ERR_NOMEM;
 	}
@@ -89,7 +89,7 @@ tokenizer_new(struct tokenizer **out, const struct schema *s,
 		derive(root, label, t->order_keys + p * CRYPTO_KEY_BYTES);
 	}
 	derive(root, "page-token", t->page_key);
-	memcpy(t->root, root, CRYPTO_KEY_BYTES);
+	derive(root, "lineage-tag", t->lineage_key);
 	sodium_memzero(label, sizeof(label));
 	*out = t;
 	return 0;
@@ -103,7 +103,7 @@ tokenizer_free(struct tokenizer *t)
 	crypto_secret_free(t->keys);
 	crypto_secret_free(t->order_keys);
 	crypto_secret_free(t->page_key);
-	crypto_secret_free(t->root);
+	crypto_secret_free(t->lineage_key);
 	free(t->other);
 	free(t);
 }
@@ -226,8 +226,9 @@ tokenizer_order(const struct tokenizer *t, int purpose,
 }
 
 int
-tokenizer_order_named(const struct tokenizer *t, const char *purpose,
-    size_t len, const uint8_t ref[CRYPTO_REF_BYTES], uint64_t *order)
+tokenizer_order_named(const struct tokenizer *t, const uint8_t *root,
+    const char *purpose, size_t len, const uint8_t ref[CRYPTO_REF_BYTES],
+    uint64_t *order)
 {
 	char label[sizeof("order|") + SCHEMA_NAME_MAX];
 	uint8_t key[CRYPTO_KEY_BYTES], h[8];
@@ -242,13 +243,30 @@ tokenizer_order_named(const struct tokenizer *t, const char *purpose,
 	memcpy(label, "order|", 6);
 	memcpy(label + 6, purpose, len);
 	label[6 + len] = '\0';
-	derive(t->root, label, key);
+	derive(root, label, key);
 	crypto_generichash(h, sizeof(h), ref, CRYPTO_REF_BYTES, key, sizeof(key));
 	sodium_memzero(key, sizeof(key));
 	*order = 0;
 	for (int i = 0; i < 8; i++)
 		*order = *order << 8 | h[i];
 	return 0;
+}
+
+uint64_t
+tokenizer_lineage_tag(const struct tokenizer *t, uint32_t dataset,
+    const uint8_t ref[CRYPTO_REF_BYTES])
+{
+	uint8_t msg[4 + CRYPTO_REF_BYTES], h[8];
+	uint64_t v = 0;
+
+	for (int i = 0; i < 4; i++)
+		msg[i] = (uint8_t)(dataset >> (24 - 8 * i));
+	memcpy(msg + 4, ref, CRYPTO_REF_BYTES);
+	crypto_generichash(h, sizeof(h), msg, sizeof(msg), t->lineage_key,
+	    CRYPTO_KEY_BYTES);
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | h[i];
+	return v;
 }
 
 const uint8_t *

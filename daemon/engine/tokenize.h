@@ -12,6 +12,8 @@
  *   pseudonym                 = BLAKE2b-128(seed, purpose)
  *   order key (purpose)       = BLAKE2b-256(root, "order|" purpose)
  *   stream position           = BLAKE2b-64(order key, consumer ref)
+ *   lineage key               = BLAKE2b-256(root, "lineage-tag")
+ *   lineage tag               = BLAKE2b-64(lineage key, dataset be32 | ref)
  *   page-token key            = BLAKE2b-256(root, "page-token")
  *
  * A purpose's stream comes in stream-position order: a keyed permutation of
@@ -63,10 +65,20 @@ uint64_t tokenizer_order(const struct tokenizer *t, int purpose,
 
 /*
  * The same by purpose name, configured or not (a dataset outlives its
- * purpose's removal from the schema). VAULT_ERR_INVALID: not a name.
+ * purpose's removal from the schema; root: the tokenization root key, for
+ * those). VAULT_ERR_INVALID: not a name.
  */
-int tokenizer_order_named(const struct tokenizer *t, const char *purpose,
-    size_t len, const uint8_t ref[CRYPTO_REF_BYTES], uint64_t *order) VAULT_WUR;
+int tokenizer_order_named(const struct tokenizer *t, const uint8_t *root,
+    const char *purpose, size_t len, const uint8_t ref[CRYPTO_REF_BYTES],
+    uint64_t *order) VAULT_WUR;
+
+/*
+ * What tells the consumer at ref from others at its position in dataset's
+ * lineage (lineage.h): keyed per dataset, so it names no consumer and
+ * joins no two datasets without the key.
+ */
+uint64_t tokenizer_lineage_tag(const struct tokenizer *t, uint32_t dataset,
+    const uint8_t ref[CRYPTO_REF_BYTES]);
 
 /* The key that seals page tokens (CRYPTO_KEY_BYTES, locked). */
 const uint8_t *tokenizer_page_key(const struct tokenizer *t);

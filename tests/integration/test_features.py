@@ -334,8 +334,10 @@ def test_gpc_before_data_keeps_the_consumer_out_of_sale_and_share(daemon):
                      pb.ExportConsumerResponse)
     assert ex.opt_out_sale_share and "ds-ad_targeting_shared" not in ex.datasets
     assert {a.name for a in ex.attributes} >= {"age", "device"}
-    # A consumer known only by its opt-out is deleted like any other.
+    # A consumer known only by its opt-out is in no stream (it has nothing
+    # to release), and is deleted like any other.
     consent(daemon, "only-consent@example.test", source="gpc")
+    assert len(rows(fetch(daemon, "training", attributes=["age"]))) == 7
     receipt = daemon.delete("only-consent@example.test", request_id="oc-1")
     assert receipt.found
 

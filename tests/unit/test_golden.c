@@ -755,7 +755,7 @@ expire_apply(struct store_txn *txn, void *arg)
 
 /*
  * lineage_rows: dataset be32 | the consumer's stream position for the
- * dataset's purpose be64 | ref's first 8 bytes -> "", written before a page
+ * dataset's purpose be64 | lineage tag be64 -> "", written before a page
  * of features leaves; ledger: seq(8) -> fmt(1) | deleted ms(8) |
  * dataset(4) | pseudonym(16), one per dataset that received a deleted
  * consumer. The deletion takes the consumer's rows away.
@@ -789,7 +789,7 @@ test_lineage_and_ledger_event(void **state)
 	assert_int_equal(num, 1);
 	store_put_u32(lkey, num);
 	store_put_u64(lkey + 4, tokenizer_order(f->v->tok, 0, ref));
-	memcpy(lkey + 12, ref, 8);
+	store_put_u64(lkey + 12, tokenizer_lineage_tag(f->v->tok, num, ref));
 	raw_get(f, STORE_LINEAGE_ROWS, lkey, sizeof(lkey), v, sizeof(v), &n);
 	assert_int_equal(n, 0);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "crypto/crypto.h"
 #include "engine/tokenize.h"
@@ -133,6 +134,50 @@ test_tokens_depend_on_the_root_key(void **state)
 	tokenizer_free(other);
 }
 
+/* BLAKE2b-64 of msg under BLAKE2b-256(root, label), big-endian. */
+static uint64_t
+keyed64(const char *label, const uint8_t *msg, size_t len)
+{
+	uint8_t key[CRYPTO_KEY_BYTES], h[8];
+	uint64_t v = 0;
+
+	crypto_generichash(key, sizeof(key), (const uint8_t *)label,
+	    strlen(label), root, sizeof(root));
+	crypto_generichash(h, sizeof(h), msg, len, key, sizeof(key));
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | h[i];
+	return v;
+}
+
+/*
+ * Stream positions by purpose name, configured or not (a dataset outlives
+ * its purpose), and lineage tags keyed per dataset.
+ */
+static void
+test_order_and_lineage_tag(void **state)
+{
+	uint8_t ref[CRYPTO_REF_BYTES], msg[4 + CRYPTO_REF_BYTES] = { 0, 0, 1, 2 };
+	uint64_t order;
+
+	(void)state;
+	memset(ref, 7, sizeof(ref));
+	assert_int_equal(tokenizer_order_named(tok, root, "ads", 3, ref,
+	    &order), 0);
+	assert_true(order == tokenizer_order(tok, 1, ref));
+	assert_true(order == keyed64("order|ads", ref, sizeof(ref)));
+	assert_int_equal(tokenizer_order_named(tok, root, "retired", 7, ref,
+	    &order), 0);
+	assert_true(order == keyed64("order|retired", ref, sizeof(ref)));
+	assert_int_equal(tokenizer_order_named(tok, root, "", 0, ref, &order),
+	    VAULT_ERR_INVALID);
+
+	memcpy(msg + 4, ref, sizeof(ref));
+	assert_true(tokenizer_lineage_tag(tok, 0x102, ref) ==
+	    keyed64("lineage-tag", msg, sizeof(msg)));
+	assert_true(tokenizer_lineage_tag(tok, 0x102, ref) !=
+	    tokenizer_lineage_tag(tok, 0x103, ref));
+}
+
 int
 main(void)
 {
@@ -142,6 +187,7 @@ main(void)
 		cmocka_unit_test(test_category_tokens),
 		cmocka_unit_test(test_pseudonyms),
 		cmocka_unit_test(test_tokens_depend_on_the_root_key),
+		cmocka_unit_test(test_order_and_lineage_tag),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
