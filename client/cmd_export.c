@@ -25,7 +25,8 @@ static json_t *
 to_json(const Vault__V1__ExportConsumerResponse *r)
 {
 	json_t *attrs = json_object(), *consents = json_array(),
-	    *history = json_array(), *outside = json_array();
+	    *history = json_array(), *outside = json_array(),
+	    *changes = json_array();
 
 	for (size_t i = 0; i < r->n_attributes; i++) {
 		json_object_set_new(attrs, r->attributes[i]->name,
@@ -39,6 +40,16 @@ to_json(const Vault__V1__ExportConsumerResponse *r)
 		    "purpose", r->consents[i]->purpose, "granted",
 		    r->consents[i]->granted, "source", r->consents[i]->source,
 		    "updated_at_ms", (json_int_t)r->consents[i]->updated_at_ms));
+	for (size_t i = 0; i < r->n_consent_history; i++) {
+		const Vault__V1__ConsentEvent *c = r->consent_history[i];
+
+		json_array_append_new(changes, json_pack(
+		    "{s:I,s:s,s:b,s:b,s:b,s:s,s:s}", "at_ms", (json_int_t)c->at_ms,
+		    "purpose", c->purpose, "granted", c->granted,
+		    "limit_sensitive", c->limit_sensitive, "opt_out_sale_share",
+		    c->opt_out_sale_share, "source", c->source, "principal",
+		    c->principal));
+	}
 	for (size_t i = 0; i < r->n_access_history; i++) {
 		const Vault__V1__AccessRecord *a = r->access_history[i];
 
@@ -51,12 +62,14 @@ to_json(const Vault__V1__ExportConsumerResponse *r)
 		    "dataset_id", a->dataset_id, "source", a->source,
 		    "outcome", a->outcome, "audit_seq", (json_int_t)a->audit_seq));
 	}
-	return json_pack("{s:s,s:I,s:o,s:o,s:o,s:b,s:b,s:o,s:o}", "consumer_ref",
-	    r->consumer_ref, "created_at_ms", (json_int_t)r->created_at_ms,
-	    "attributes", attrs, "outside_schema", outside, "consents", consents,
-	    "limit_sensitive", r->limit_sensitive, "opt_out_sale_share",
-	    r->opt_out_sale_share, "datasets", strings(r->datasets, r->n_datasets),
-	    "access_history", history);
+	return json_pack("{s:s,s:I,s:o,s:o,s:o,s:b,s:b,s:o,s:o,s:o,s:b}",
+	    "consumer_ref", r->consumer_ref, "created_at_ms",
+	    (json_int_t)r->created_at_ms, "attributes", attrs, "outside_schema",
+	    outside, "consents", consents, "limit_sensitive", r->limit_sensitive,
+	    "opt_out_sale_share", r->opt_out_sale_share, "datasets",
+	    strings(r->datasets, r->n_datasets), "access_history", history,
+	    "consent_history", changes, "consent_history_truncated",
+	    r->consent_history_truncated);
 }
 
 int

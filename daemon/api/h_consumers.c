@@ -247,7 +247,8 @@ handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	struct vault *v = rpc_app(ctx);
 	struct consent_change c = { .purpose = -1, .granted = req->granted,
 	    .source = req->source, .limit_sensitive = flag_change(req->limit_sensitive),
-	    .opt_out_sale_share = flag_change(req->opt_out_sale_share) };
+	    .opt_out_sale_share = flag_change(req->opt_out_sale_share),
+	    .principal = rpc_principal(ctx)->name };
 	char ref_hex[CRYPTO_REF_BYTES * 2 + 1];
 	uint8_t ref[CRYPTO_REF_BYTES], flags = 0;
 	const char *why;

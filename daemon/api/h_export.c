@@ -25,6 +25,7 @@
 #define MAX_HISTORY 100000
 #define MAX_CONSENTS 64
 #define MAX_DATASETS 1024
+#define MAX_CHANGES 4096
 #define FETCH_METHOD "/vault.v1.Features/FetchFeatures"
 
 struct export {
@@ -41,6 +42,8 @@ struct export {
 	uint64_t mark;			/* the audit journal when the call came */
 	uint8_t flags;
 	bool found;			/* add_release saw a call of the dataset */
+	struct consent_event *changes;	/* MAX_CHANGES */
+	Vault__V1__ConsentEvent *events, **event_ptrs;
 };
 
 static int
@@ -225,6 +228,43 @@ link_history(struct export *x)
 }
 
 static int
+add_change(const struct consent_event *e, void *arg)
+{
+	struct export *x = arg;
+	size_t i = x->resp.n_consent_history++;
+	Vault__V1__ConsentEvent *m = &x->events[i];
+
+	x->changes[i] = *e;
+	vault__v1__consent_event__init(m);
+	m->at_ms = (int64_t)e->at_ms;
+	m->purpose = x->changes[i].purpose;
+	m->granted = e->granted;
+	m->limit_sensitive = (e->flags & CONSENT_LIMIT_SENSITIVE) != 0;
+	m->opt_out_sale_share = (e->flags & CONSENT_OPT_OUT_SALE_SHARE) != 0;
+	m->source = x->changes[i].source;
+	m->principal = x->changes[i].principal;
+	x->event_ptrs[i] = m;
+	return 0;
+}
+
+/* The consent history (consent.h), up to MAX_CHANGES of it. */
+static int
+read_changes(struct vault *v, const uint8_t *ref, struct export *x)
+{
+	bool more;
+	int r;
+
+	if ((x->changes = calloc(MAX_CHANGES, sizeof(*x->changes))) == NULL ||
+	    (x->events = calloc(MAX_CHANGES, sizeof(*x->events))) == NULL ||
+	    (x->event_ptrs = calloc(MAX_CHANGES, sizeof(*x->event_ptrs))) == NULL)
+		return VAULT_ERR_NOMEM;
+	r = consent_history(v, ref, MAX_CHANGES, add_change, x, &more);
+	x->resp.consent_history = x->event_ptrs;
+	x->resp.consent_history_truncated = more;
+	return r;
+}
+
+static int
 add_dataset(const struct dataset_info *ds, void *arg)
 {
 	struct export *x = arg;
@@ -280,6 +320,7 @@ handle_export_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	 * call's own audit entry, which the history does not show.
 	 */
 	if (r != 0 || (r = read_records(v, ref, x)) != 0 ||
+	    (r = read_changes(v, ref, x)) != 0 ||
 	    (r = audit_scan_to(&v->audit, x->mark, 0, ref, add_access, x)) != 0 ||
 	    (r = add_releases(v, x)) != 0 ||
 	    (r = requests_log(v, "know", ref)) != 0 ||
@@ -310,6 +351,9 @@ out:
 	free(x->history_ptrs);
 	free(x->entries);
 	free(x->names);
+	free(x->changes);
+	free(x->events);
+	free(x->event_ptrs);
 	free(x);
 	return r;
 }

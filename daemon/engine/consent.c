@@ -109,6 +109,110 @@ apply_flag(uint8_t flags, uint8_t bit, enum flag_change c)
 	return flags;
 }
 
+#define HISTORY_KIND "consent"
+
+/* In a write txn: the history record of change c, flags the state after. */
+static int
+log_change(struct store_txn *txn, const uint8_t *ref,
+    const struct consent_change *c, const char *purpose, uint8_t flags)
+{
+	uint8_t more[REQUEST_MORE_MAX];
+	const char *who = c->principal != NULL ? c->principal : "";
+	size_t sn = strlen(c->source), wn = strlen(who), pn = strlen(purpose);
+	size_t off = 0;
+
+	if (wn > CONSENT_PRINCIPAL_MAX)
+		wn = CONSENT_PRINCIPAL_MAX;
+	/* flags | purpose state | source | principal | purpose name */
+	more[off++] = flags;
+	more[off++] = c->purpose < 0 ? 0 : c->granted ? 2 : 1;
+	more[off++] = (uint8_t)sn;
+	memcpy(more + off, c->source, sn);
+	off += sn;
+	more[off++] = (uint8_t)wn;
+	memcpy(more + off, who, wn);
+	off += wn;
+	memcpy(more + off, purpose, pn);
+	off += pn;
+	return requests_log_more_txn(txn, HISTORY_KIND, ref, more, off);
+}
+
+/* Decodes what log_change wrote after the request record's ref. */
+static bool
+parse_change(const uint8_t *p, size_t len, struct consent_event *e)
+{
+	size_t off = 0, n;
+
+	memset(e, 0, sizeof(*e));
+	if (len < REQUEST_REC_BYTES + 4 || p[0] != REQUEST_REC_FORMAT)
+		return false;
+	e->at_ms = store_get_u64(p + REQUEST_AT);
+	p += REQUEST_REC_BYTES;
+	len -= REQUEST_REC_BYTES;
+	e->flags = p[off++];
+	e->has_purpose = p[off] != 0;
+	e->granted = p[off++] == 2;
+	if ((n = p[off++]) > CONSENT_SOURCE_MAX || n + 1 > len - off)
+		return false;
+	memcpy(e->source, p + off, n);
+	off += n;
+	if ((n = p[off++]) > CONSENT_PRINCIPAL_MAX || n > len - off)
+		return false;
+	memcpy(e->principal, p + off, n);
+	off += n;
+	if ((n = len - off) >= SCHEMA_NAME_MAX || (n == 0) == e->has_purpose)
+		return false;
+	memcpy(e->purpose, p + off, n);
+	return true;
+}
+
+int
+consent_history(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
+    size_t max, int (*fn)(const struct consent_event *e, void *arg),
+    void *arg, bool *more)
+{
+	char prefix[sizeof(HISTORY_KIND) + 2 * CRYPTO_REF_BYTES + 2];
+	struct store_txn *txn = NULL;
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
+	struct consent_event e;
+	size_t n = 0;
+	int rc, r = 0;
+
+	*more = false;
+	memcpy(prefix, HISTORY_KIND ":", sizeof(HISTORY_KIND));
+	crypto_hex(ref, CRYPTO_REF_BYTES, prefix + sizeof(HISTORY_KIND));
+	prefix[sizeof(prefix) - 2] = ':';
+	prefix[sizeof(prefix) - 1] = '\0';
+	k = (struct store_val){ sizeof(prefix) - 1, prefix };
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	if ((rc = store_cursor_open(txn, STORE_REQUESTS, &cur)) != 0) {
+		store_read_end(txn);
+		return rc;
+	}
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+		if (k.len < sizeof(prefix) - 1 ||
+		    memcmp(k.data, prefix, sizeof(prefix) - 1) != 0)
+			break;
+		if (!parse_change(val.data, val.len, &e))
+			continue;
+		if (n == max) {
+			*more = true;
+			break;
+		}
+		n++;
+		if ((r = fn(&e, arg)) != 0)
+			break;
+	}
+	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
+	store_cursor_close(cur);
+	store_read_end(txn);
+	return r;
+}
+
 struct set_job {
 	struct vault *v;
 	const uint8_t *ref;
@@ -150,6 +254,10 @@ set_apply(struct store_txn *txn, void *arg)
 	if (c->purpose >= 0 && (r = put_record(txn, job->ref,
 	    job->v->schema->purposes[c->purpose].name, c->granted ? 1 : 0,
 	    c->source)) != 0)
+		return r;
+	/* The state it leaves, kept: consent evidence (consent_event). */
+	if ((r = log_change(txn, job->ref, c, c->purpose >= 0 ?
+	    job->v->schema->purposes[c->purpose].name : "", flags)) != 0)
 		return r;
 	/* Opt-outs and limits are requests a business must keep records of. */
 	if (((c->purpose >= 0 && !c->granted) || (flags & ~old) != 0) &&

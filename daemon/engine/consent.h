@@ -35,6 +35,26 @@ struct consent_change {
 	bool granted;
 	const char *source;		/* validated by consent_check_source */
 	enum flag_change limit_sensitive, opt_out_sale_share;
+	const char *principal;		/* who made it, for the history */
+};
+
+/* The longest principal name the history keeps (longer ones are cut). */
+#define CONSENT_PRINCIPAL_MAX 64
+
+/*
+ * One change of a consumer's consent, as the history keeps it: the state
+ * it left. Every SetConsent that changes anything, or says the same
+ * again, adds one; none is ever overwritten. They are request records
+ * (requests.h, kind "consent"), kept 24 months like the others, so
+ * after a deletion too, as the evidence of what was honoured and when.
+ */
+struct consent_event {
+	uint64_t at_ms;
+	bool has_purpose, granted;	/* the purpose set, and to what */
+	char purpose[SCHEMA_NAME_MAX];
+	uint8_t flags;			/* CONSENT_* after the change */
+	char source[CONSENT_SOURCE_MAX + 1];
+	char principal[CONSENT_PRINCIPAL_MAX + 1];
 };
 
 /* NULL when source is [a-z0-9_-]{1,32}; else the reason. */
@@ -63,6 +83,15 @@ int consent_allows(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 int consent_list(struct store_txn *txn, const uint8_t *ref,
     int (*fn)(const char *name, size_t len, uint8_t state, uint64_t at_ms,
     const char *source, size_t source_len, void *arg), void *arg) VAULT_WUR;
+
+/*
+ * In a snapshot of its own: fn for each consent change of ref, oldest
+ * first, at most max of them (the oldest); *more says whether there were
+ * more. A record that does not read is skipped.
+ */
+int consent_history(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
+    size_t max, int (*fn)(const struct consent_event *e, void *arg),
+    void *arg, bool *more) VAULT_WUR;
 
 /* Within a write txn: removes every consent record of ref. */
 int consent_delete_all(struct store_txn *txn,

@@ -11,24 +11,44 @@
 #include "engine/requests.h"
 
 int
-requests_log_txn(struct store_txn *txn, const char *kind, const uint8_t *ref)
+requests_log_more_txn(struct store_txn *txn, const char *kind,
+    const uint8_t *ref, const void *more, size_t more_len)
 {
-	char key[96], hex[2 * CRYPTO_REF_BYTES + 1];
-	uint8_t rec[REQUEST_REC_BYTES];
+	char key[REQUEST_KEY_MAX + 1], hex[2 * CRYPTO_REF_BYTES + 1];
+	uint8_t rec[REQUEST_REC_BYTES + REQUEST_MORE_MAX];
 	struct timespec ts;
-	struct store_val k, val;
+	struct store_val val;
+	int rc = VAULT_ERR_EXISTS;
 
+	if (more_len > REQUEST_MORE_MAX ||
+	    strlen(kind) > REQUEST_KEY_MAX - 2 * CRYPTO_REF_BYTES - 31)
+		return VAULT_ERR_INVALID;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	crypto_hex(ref, CRYPTO_REF_BYTES, hex);
-	snprintf(key, sizeof(key), "%s:%s:%020lld%09ld", kind, hex,
-	    (long long)ts.tv_sec, ts.tv_nsec);
 	rec[0] = REQUEST_REC_FORMAT;
 	store_put_u64(rec + REQUEST_AT, store_now_ms());
 	memcpy(rec + REQUEST_REF, ref, CRYPTO_REF_BYTES);
-	k = (struct store_val){ strlen(key), key };
-	val = (struct store_val){ sizeof(rec), rec };
-	return store_put(txn, STORE_REQUESTS, k.data, k.len, val.data, val.len,
-	    0);
+	if (more_len > 0)
+		memcpy(rec + REQUEST_REC_BYTES, more, more_len);
+	val = (struct store_val){ REQUEST_REC_BYTES + more_len, rec };
+	/* A record is never overwritten: the same nanosecond takes the next. */
+	for (int i = 0; i < 16 && rc == VAULT_ERR_EXISTS; i++) {
+		snprintf(key, sizeof(key), "%s:%s:%020lld%09ld", kind, hex,
+		    (long long)ts.tv_sec, ts.tv_nsec);
+		rc = store_put(txn, STORE_REQUESTS, key, strlen(key), val.data,
+		    val.len, STORE_NOOVERWRITE);
+		if (++ts.tv_nsec == 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec = 0;
+		}
+	}
+	return rc;
+}
+
+int
+requests_log_txn(struct store_txn *txn, const char *kind, const uint8_t *ref)
+{
+	return requests_log_more_txn(txn, kind, ref, NULL, 0);
 }
 
 struct log_job {

@@ -5,8 +5,10 @@
  *
  * A record, keyed in the requests space:
  *   "<kind>:" ref hex ":" seconds(20 digits) nanoseconds(9 digits)
- *       (cut to 95 bytes; see requests_log_txn)
- *   -> fmt(1) | at ms(8) | ref(32)
+ *       (before 2026-12 cut to 95 bytes, which for "optout" kept 3 digits
+ *       of the nanoseconds; never overwritten: a key taken moves on a
+ *       nanosecond)
+ *   -> fmt(1) | at ms(8) | ref(32) [| what the kind adds]
  * Deletion receipts ("del:" request id) start with the same three fields.
  */
 #ifndef VAULT_REQUESTS_H
@@ -18,6 +20,7 @@
 #include "engine/vault.h"
 
 #define REQUEST_REC_FORMAT 1
+#define REQUEST_KEY_MAX 127
 #define REQUEST_AT 1		/* offset of the at ms field */
 #define REQUEST_REF 9		/* offset of the consumer ref */
 #define REQUEST_REC_BYTES (REQUEST_REF + CRYPTO_REF_BYTES)
@@ -27,6 +30,11 @@
 /* In a write txn: records a request of kind ("know", "optout") about ref. */
 int requests_log_txn(struct store_txn *txn, const char *kind,
     const uint8_t *ref) VAULT_WUR;
+/* The most bytes a record may carry after the ref. */
+#define REQUEST_MORE_MAX 256
+/* The same with more_len bytes after the ref (consent.h's history). */
+int requests_log_more_txn(struct store_txn *txn, const char *kind,
+    const uint8_t *ref, const void *more, size_t more_len) VAULT_WUR;
 /* The same in a durable write of its own. */
 int requests_log(struct vault *v, const char *kind,
     const uint8_t *ref) VAULT_WUR;

@@ -3,11 +3,24 @@
 #include "store/store_lmdb.h"
 #include "util/log.h"
 
-/* The built-in steps, by from version. Empty while format 1 is the only one. */
+/*
+ * 1 to 2: lineage_rows is created when the store opens, and lineage kept
+ * by consumer stays where it is (lineage.h reads both): nothing to write
+ * but the format record, which keeps an older vaultd off the store.
+ */
+static int
+step_1_to_2(struct store_txn *txn)
+{
+	(void)txn;
+	return 0;
+}
+
+/* The built-in steps, by from version. */
 static const struct store_migration steps_table[] = {
-	{ 0, NULL, NULL },
+	{ 1, "lineage in stream order (lineage_rows); lineage kept by consumer "
+	    "stays readable", step_1_to_2 },
 };
-static const size_t n_steps = 0;
+static const size_t n_steps = sizeof(steps_table) / sizeof(steps_table[0]);
 
 static const struct store_migration *
 find_step(const struct store_migration *steps, size_t n, uint32_t from)

@@ -11,8 +11,9 @@
  * old version; there is no half-migrated store. A store newer than this
  * vaultd is never touched (no downgrades).
  *
- * Only format 1 exists today, so the table is empty; a format change adds
- * its step to it (and a test with a store at the old version).
+ * A format change adds its step to the table (and a test with a store at
+ * the old version). PostgreSQL stores have no --migrate: steps that change
+ * nothing in their tables are applied when the store opens (store_pg.c).
  */
 #ifndef VAULT_STORE_MIGRATE_H
 #define VAULT_STORE_MIGRATE_H

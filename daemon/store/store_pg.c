@@ -826,7 +826,18 @@ check_format(struct pg_txn *t)
 		    "bytes, not 4); refusing it", v.len);
 		return VAULT_ERR_STATE;
 	}
-	if ((found = store_get_u32(v.data)) != STORE_FORMAT_VERSION) {
+	/*
+	 * Format 1 to 2 adds a key space, which the tables hold already
+	 * (migrate.c): only the record changes, so an older vaultd refuses.
+	 */
+	if ((found = store_get_u32(v.data)) == 1 && STORE_FORMAT_VERSION == 2) {
+		log_info("store format 1 upgraded to 2 (lineage in stream order; "
+		    "nothing else to change in the tables)");
+		store_put_u32(fmt, STORE_FORMAT_VERSION);
+		return meta_put(&t->base, META_STORE_FORMAT, 0, fmt,
+		    sizeof(fmt));
+	}
+	if (found != STORE_FORMAT_VERSION) {
 		log_error("store format %u; this vaultd reads %u: %s", found,
 		    (unsigned)STORE_FORMAT_VERSION, found < STORE_FORMAT_VERSION ?
 		    "the PostgreSQL backend has no migration for it" : "it was "

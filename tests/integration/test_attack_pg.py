@@ -132,6 +132,24 @@ def test_audit_entry_changed_by_a_dba_is_found(tmp_path, pg):
     assert "the audit log is broken" in d.log(), d.log()
 
 
+def test_a_format_1_store_is_upgraded_at_start(tmp_path, pg):
+    """PostgreSQL has no vaultd --migrate: the step from format 1 to 2,
+    which changes nothing in the tables, is applied when the store opens,
+    and the data is served as before."""
+    d = pg_daemon(tmp_path, pg)
+    d.start()
+    d.put("ann", zip="1")
+    assert d.stop() == 0
+    pg.psql("UPDATE vaultd.kv SET v = '\\x00000001'::bytea WHERE sp = 9 AND "
+            "k = 'store_format'::bytea", db=d.db)
+    d.start()
+    assert "store format 1 upgraded to 2" in d.log(), d.log()
+    assert d.get("ann", ["zip"]) == {"zip": "1"}
+    assert d.stop() == 0
+    assert pg.psql("SELECT encode(v, 'hex') FROM vaultd.kv WHERE sp = 9 AND "
+                   "k = 'store_format'::bytea", db=d.db).strip() == "00000002"
+
+
 def test_store_of_another_format_is_refused_at_start(tmp_path, pg):
     """Held: a store_format record of another version: vaultd refuses to
     start, saying why, and writes nothing."""

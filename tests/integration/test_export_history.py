@@ -247,3 +247,42 @@ def test_old_comma_joined_entries_still_export(daemon):
     assert by["SetConsent"].source == "api"
     assert list(by["ExportConsumer"].attribute_names) == []
     assert by["ExportConsumer"].kind == "export"
+
+
+def test_consent_history_keeps_every_change_in_order(daemon):
+    """Issue 18, point 4: consent changes are appended, never overwritten;
+    the export shows each with the state it left, its source and who made
+    it, oldest first, next to the consents as they stand now."""
+    d = daemon
+    d.call("/vault.v1.Consumers/SetConsent",
+           pb.SetConsentRequest(consumer_id=CID, source="gpc"),
+           pb.SetConsentResponse)                  # before any data
+    d.put(CID, age="40")
+    consent(d, CID, "research", True, "user")
+    consent(d, CID, "research", False, "user")
+    d.call("/vault.v1.Consumers/SetConsent",
+           pb.SetConsentRequest(consumer_id=CID, source="api",
+                                limit_sensitive=pb.FLAG_SET),
+           pb.SetConsentResponse)
+    # A refused change leaves no trace in the history.
+    with pytest.raises(grpc.RpcError):
+        consent(d, CID, "astrology", True, "user")
+    x = export(d)
+    got = [(e.purpose, e.granted, e.opt_out_sale_share, e.limit_sensitive,
+            e.source) for e in x.consent_history]
+    assert got == [("", False, True, False, "gpc"),
+                   ("research", True, True, False, "user"),
+                   ("research", False, True, False, "user"),
+                   ("", False, True, True, "api")], got
+    assert not x.consent_history_truncated
+    ats = [e.at_ms for e in x.consent_history]
+    assert ats == sorted(ats) and ats[0] > 0
+    assert {e.principal for e in x.consent_history} == {"dev"}
+    # The state now: research denied, and the flags.
+    assert [(c.purpose, c.granted) for c in x.consents] == [("research", False)]
+    assert x.opt_out_sale_share and x.limit_sensitive
+    # vaultctl shows it too.
+    r = d.ctl("export", CID)
+    assert r.returncode == 0, r.stderr
+    assert [e["source"] for e in json.loads(r.stdout)["consent_history"]] == \
+        ["gpc", "user", "user", "api"]
