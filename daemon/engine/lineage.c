@@ -142,6 +142,8 @@ lineage_forget(struct store_txn *txn, struct lineage_doomed *d)
 {
 	int rc;
 
+	if (d->n == 0)
+		return 0;
 	qsort(d->keys, d->n, LINEAGE_KEY_BYTES, cmp_key);
 	for (size_t i = 0; i < d->n; i++) {
 		rc = store_del(txn, STORE_LINEAGE_ROWS, d->keys[i],
