@@ -268,7 +268,7 @@ handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	    c.opt_out_sale_share == FLAG_KEEP && strcmp(req->source, "gpc") != 0)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "nothing to change: give a "
 		    "purpose, a flag, or source \"gpc\"");
-	r = consent_set(v, ref, &c, &flags, &created);
+	r = consumer_set_consent(v, ref, &c, &flags, &created);
 	if (r == VAULT_ERR_LIMIT)
 		return rpc_fail(ctx, r, "the store is full: opt-outs of consumers "
 		    "already in the vault are still accepted");

@@ -2,7 +2,6 @@
 
 #include "util/crashpoint.h"
 #include "engine/consent.h"
-#include "engine/consumer.h"
 #include "engine/requests.h"
 #include "util/log.h"
 
@@ -213,28 +212,16 @@ consent_history(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
 	return r;
 }
 
-struct set_job {
-	struct vault *v;
-	const uint8_t *ref;
-	const struct consent_change *c;
-	uint8_t flags;
-	bool created;
-};
-
-static int
-set_apply(struct store_txn *txn, void *arg)
+int
+consent_apply_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
+    const struct consent_change *c, uint8_t *flags_after)
 {
-	struct set_job *job = arg;
-	struct store *st = job->v->store;
-	const struct consent_change *c = job->c;
+	struct store *st = v->store;
 	uint8_t flags, old;
 	bool found;
 	int r;
 
-	/* Consent before data: a later put finds the consumer and its consent. */
-	if ((r = consumer_ensure_txn(job->v, txn, job->ref, &job->created)) != 0)
-		return r;
-	if ((r = get_state(txn, job->ref, FLAGS_KEY, &found, &old)) != 0)
+	if ((r = get_state(txn, ref, FLAGS_KEY, &found, &old)) != 0)
 		return r;
 	flags = apply_flag(old, CONSENT_LIMIT_SENSITIVE, c->limit_sensitive);
 	flags = apply_flag(flags, CONSENT_OPT_OUT_SALE_SHARE, c->opt_out_sale_share);
@@ -249,38 +236,23 @@ set_apply(struct store_txn *txn, void *arg)
 	    (r = store_room(st)) != 0)
 		return r;
 	if ((!found || flags != old) &&
-	    (r = put_record(txn, job->ref, FLAGS_KEY, flags, c->source)) != 0)
+	    (r = put_record(txn, ref, FLAGS_KEY, flags, c->source)) != 0)
 		return r;
-	if (c->purpose >= 0 && (r = put_record(txn, job->ref,
-	    job->v->schema->purposes[c->purpose].name, c->granted ? 1 : 0,
+	if (c->purpose >= 0 && (r = put_record(txn, ref,
+	    v->schema->purposes[c->purpose].name, c->granted ? 1 : 0,
 	    c->source)) != 0)
 		return r;
 	/* The state it leaves, kept: consent evidence (consent_event). */
-	if ((r = log_change(txn, job->ref, c, c->purpose >= 0 ?
-	    job->v->schema->purposes[c->purpose].name : "", flags)) != 0)
+	if ((r = log_change(txn, ref, c, c->purpose >= 0 ?
+	    v->schema->purposes[c->purpose].name : "", flags)) != 0)
 		return r;
 	/* Opt-outs and limits are requests a business must keep records of. */
 	if (((c->purpose >= 0 && !c->granted) || (flags & ~old) != 0) &&
-	    (r = requests_log_txn(txn, "optout", job->ref)) != 0)
+	    (r = requests_log_txn(txn, "optout", ref)) != 0)
 		return r;
-	job->flags = flags;
+	*flags_after = flags;
 	VAULT_CRASH_POINT("consent.before_commit");
 	return 0;
-}
-
-int
-consent_set(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
-    const struct consent_change *change, uint8_t *flags, bool *created)
-{
-	struct set_job job = { .v = v, .ref = ref, .c = change };
-	int r;
-
-	r = writer_submit(v->wr, set_apply, &job);
-	if (r == 0)
-		VAULT_CRASH_POINT("consent.after_commit");	/* no reply yet */
-	*flags = job.flags;
-	*created = r == 0 && job.created;
-	return r;
 }
 
 int

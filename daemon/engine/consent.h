@@ -61,16 +61,15 @@ struct consent_event {
 const char *consent_check_source(const char *source);
 
 /*
- * Applies change to the consumer at ref; durable on return. *flags is the
- * consumer's flags afterwards. A consumer not yet in the vault is created
- * with no attributes (*created), so an opt-out or GPC received before the
- * consumer's data holds when the data comes; creating one is an ordinary
- * write (VAULT_ERR_LIMIT in the store's headroom), an opt-out of a known
- * consumer always goes through.
+ * In a write txn: applies change to the consumer at ref, which exists
+ * (consumer_set_consent, consumer.h, makes sure), and keeps it in the
+ * history. *flags is the consumer's flags afterwards. A grant or a flag
+ * lifted is an ordinary write (VAULT_ERR_LIMIT in the store's headroom);
+ * opt-outs and limits always go through.
  */
-int consent_set(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
-    const struct consent_change *change, uint8_t *flags,
-    bool *created) VAULT_WUR;
+int consent_apply_txn(struct vault *v, struct store_txn *txn,
+    const uint8_t *ref, const struct consent_change *change,
+    uint8_t *flags) VAULT_WUR;
 
 /* Within txn: may the consumer be used for purpose? Also returns its flags. */
 int consent_allows(struct vault *v, struct store_txn *txn, const uint8_t *ref,

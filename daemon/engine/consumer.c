@@ -294,6 +294,41 @@ consumer_ensure_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 	return r;
 }
 
+struct consent_job {
+	struct vault *v;
+	const uint8_t *ref;
+	const struct consent_change *c;
+	uint8_t flags;
+	bool created;
+};
+
+static int
+consent_apply(struct store_txn *txn, void *arg)
+{
+	struct consent_job *job = arg;
+	int r;
+
+	/* Consent before data: a later put finds the consumer and its consent. */
+	if ((r = consumer_ensure_txn(job->v, txn, job->ref, &job->created)) != 0)
+		return r;
+	return consent_apply_txn(job->v, txn, job->ref, job->c, &job->flags);
+}
+
+int
+consumer_set_consent(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
+    const struct consent_change *change, uint8_t *flags, bool *created)
+{
+	struct consent_job job = { .v = v, .ref = ref, .c = change };
+	int r;
+
+	r = writer_submit(v->wr, consent_apply, &job);
+	if (r == 0)
+		VAULT_CRASH_POINT("consent.after_commit");	/* no reply yet */
+	*flags = job.flags;
+	*created = r == 0 && job.created;
+	return r;
+}
+
 struct put_job {
 	struct vault *v;
 	const uint8_t *ref;

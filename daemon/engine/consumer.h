@@ -91,6 +91,19 @@ int consumer_ensure_txn(struct vault *v, struct store_txn *txn,
     const uint8_t *ref, bool *created) VAULT_WUR;
 
 /*
+ * SetConsent: applies change (consent.h) to the consumer at ref; durable on
+ * return. *flags is the consumer's flags afterwards. A consumer not yet in
+ * the vault is created with no attributes (*created, consumer_ensure_txn)
+ * in the same write, so an opt-out or GPC received before the consumer's
+ * data holds when the data comes.
+ */
+struct consent_change;
+
+int consumer_set_consent(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
+    const struct consent_change *change, uint8_t *flags,
+    bool *created) VAULT_WUR;
+
+/*
  * In a write txn: removes the consumer at ref: its wrapped DEK and seed,
  * consents, lineage and its values from the counts, and queues its
  * attribute records for collection. Unreadable at once: the DEK is gone.

@@ -466,7 +466,8 @@ test_consent_records(void **state)
 
 	assert_int_equal(consumer_put(f->v, test_ref(f->v, "alice", ref), &in, 1, &created), 0);
 	before = store_now_ms();
-	assert_int_equal(consent_set(f->v, ref, &c, &flags, &created), 0);
+	assert_int_equal(consumer_set_consent(f->v, ref, &c, &flags, &created),
+	    0);
 	assert_false(created);
 	after = store_now_ms();
 	hex_of(ref, sizeof(ref), rhex);
