@@ -864,8 +864,10 @@ test_pg_exists_and_format(void **state)
 	assert_int_equal(store_open_pg(&st, &p), VAULT_ERR_CONFIG);
 	assert_int_equal(capture_stderr_end("pw-6f2e91"), 0);
 
-	snprintf(sql, sizeof(sql), "UPDATE vaultd.kv SET v = '\\x00000002' "
-	    "WHERE sp = %d AND k = 'store_format'::bytea", (int)STORE_META);
+	/* A newer format than this vaultd's: refused. */
+	snprintf(sql, sizeof(sql), "UPDATE vaultd.kv SET v = '\\x%08x' "
+	    "WHERE sp = %d AND k = 'store_format'::bytea",
+	    (unsigned)STORE_FORMAT_VERSION + 1, (int)STORE_META);
 	testpg_exec(f->db.conninfo, sql);
 	p = testpg_params(&f->db);
 	assert_int_equal(store_open_pg(&st, &p), VAULT_ERR_STATE);
