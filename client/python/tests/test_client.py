@@ -153,7 +153,7 @@ def test_reads_retry_until_the_vault_is_up(tmp_path):
     assert d.stop() == 0
     # The vault is down; it comes back while the client backs off.
     threading.Timer(0.3, d.start).start()
-    # 12 retries back off for 7.6 s at the least: room for a slow start
+    # 12 attempts back off for 6.6 s at the least: room for a slow start
     # under load, and for gRPC's own reconnect backoff.
     with plain_client(d, retries=12, timeout=5) as c:
         assert c.get("retry@example.test", "service").values == {"age": "40"}
