@@ -42,8 +42,9 @@ struct export {
 	uint64_t mark;			/* the audit journal when the call came */
 	uint8_t flags;
 	bool found;			/* add_release saw a call of the dataset */
-	struct consent_event *changes;	/* MAX_CHANGES */
+	struct consent_event *changes;	/* changes_cap of each */
 	Vault__V1__ConsentEvent *events, **event_ptrs;
+	size_t changes_cap;
 };
 
 static int
@@ -227,23 +228,46 @@ link_history(struct export *x)
 	return 0;
 }
 
+/* Room for one more change: the arrays grow with the history, not ahead. */
+static int
+grow_changes(struct export *x)
+{
+	size_t cap = x->changes_cap ? x->changes_cap * 2 : 16;
+	void *p;
+
+	if (cap > MAX_CHANGES)
+		cap = MAX_CHANGES;
+	if ((p = realloc(x->changes, cap * sizeof(*x->changes))) == NULL)
+		return VAULT_ERR_NOMEM;
+	x->changes = p;
+	if ((p = realloc(x->events, cap * sizeof(*x->events))) == NULL)
+		return VAULT_ERR_NOMEM;
+	x->events = p;
+	if ((p = realloc(x->event_ptrs, cap * sizeof(*x->event_ptrs))) == NULL)
+		return VAULT_ERR_NOMEM;
+	x->event_ptrs = p;
+	x->changes_cap = cap;
+	return 0;
+}
+
 static int
 add_change(const struct consent_event *e, void *arg)
 {
 	struct export *x = arg;
-	size_t i = x->resp.n_consent_history++;
-	Vault__V1__ConsentEvent *m = &x->events[i];
+	size_t i = x->resp.n_consent_history;
+	Vault__V1__ConsentEvent *m;
+	int r;
 
+	if (i == x->changes_cap && (r = grow_changes(x)) != 0)
+		return r;
 	x->changes[i] = *e;
+	m = &x->events[i];
 	vault__v1__consent_event__init(m);
 	m->at_ms = (int64_t)e->at_ms;
-	m->purpose = x->changes[i].purpose;
 	m->granted = e->granted;
 	m->limit_sensitive = (e->flags & CONSENT_LIMIT_SENSITIVE) != 0;
 	m->opt_out_sale_share = (e->flags & CONSENT_OPT_OUT_SALE_SHARE) != 0;
-	m->source = x->changes[i].source;
-	m->principal = x->changes[i].principal;
-	x->event_ptrs[i] = m;
+	x->resp.n_consent_history = i + 1;	/* strings: read_changes */
 	return 0;
 }
 
@@ -254,11 +278,14 @@ read_changes(struct vault *v, const uint8_t *ref, struct export *x)
 	bool more;
 	int r;
 
-	if ((x->changes = calloc(MAX_CHANGES, sizeof(*x->changes))) == NULL ||
-	    (x->events = calloc(MAX_CHANGES, sizeof(*x->events))) == NULL ||
-	    (x->event_ptrs = calloc(MAX_CHANGES, sizeof(*x->event_ptrs))) == NULL)
-		return VAULT_ERR_NOMEM;
 	r = consent_history(v, ref, MAX_CHANGES, add_change, x, &more);
+	/* The events may have moved while the arrays grew: point at them now. */
+	for (size_t i = 0; i < x->resp.n_consent_history; i++) {
+		x->events[i].purpose = x->changes[i].purpose;
+		x->events[i].source = x->changes[i].source;
+		x->events[i].principal = x->changes[i].principal;
+		x->event_ptrs[i] = &x->events[i];
+	}
 	x->resp.consent_history = x->event_ptrs;
 	x->resp.consent_history_truncated = more;
 	return r;
