@@ -178,6 +178,21 @@ crypto_secret_free(void *p)
 		sodium_free(p);
 }
 
+int
+crypto_secret_reserve(uint8_t **p, size_t *cap, size_t need)
+{
+	size_t want = need < 4096 ? 4096 : need;
+
+	if (*p != NULL && *cap >= need)
+		return 0;
+	crypto_secret_free(*p);
+	*cap = 0;
+	if ((*p = crypto_secret_alloc(want)) == NULL)
+		return VAULT_ERR_NOMEM;
+	*cap = want;
+	return 0;
+}
+
 void
 crypto_hex(const uint8_t *bin, size_t len, char *out)
 {
@@ -196,12 +211,12 @@ crypto_check_mlock(void)
 }
 
 /*
- * One locked scratch region per thread, kept between calls: sodium_malloc
- * costs several system calls, too many for every read.
+ * Locked scratch regions per thread, one per slot, kept between calls:
+ * sodium_malloc costs several system calls, too many for every read.
  */
 struct scratch {
-	uint8_t *mem;
-	size_t len;
+	uint8_t *mem[CRYPTO_SCRATCH_SLOTS];
+	size_t len[CRYPTO_SCRATCH_SLOTS];
 };
 
 static pthread_key_t scratch_key;
@@ -212,7 +227,8 @@ scratch_free(void *p)
 {
 	struct scratch *s = p;
 
-	sodium_free(s->mem);
+	for (int i = 0; i < CRYPTO_SCRATCH_SLOTS; i++)
+		sodium_free(s->mem[i]);
 	free(s);
 }
 
@@ -223,24 +239,32 @@ scratch_init(void)
 }
 
 uint8_t *
-crypto_scratch(size_t len)
+crypto_scratch_slot(int slot, size_t len)
 {
 	struct scratch *s;
 
+	if (slot < 0 || slot >= CRYPTO_SCRATCH_SLOTS)
+		return NULL;
 	pthread_once(&scratch_once, scratch_init);
 	if ((s = pthread_getspecific(scratch_key)) == NULL) {
 		if ((s = calloc(1, sizeof(*s))) == NULL)
 			return NULL;
 		pthread_setspecific(scratch_key, s);
 	}
-	if (s->len < len) {
+	if (s->len[slot] < len) {
 		size_t want = len < 4096 ? 4096 : len;
 
-		sodium_free(s->mem);
-		s->len = 0;
-		if ((s->mem = sodium_malloc(want)) == NULL)
+		sodium_free(s->mem[slot]);
+		s->len[slot] = 0;
+		if ((s->mem[slot] = sodium_malloc(want)) == NULL)
 			return NULL;
-		s->len = want;
+		s->len[slot] = want;
 	}
-	return s->mem;
+	return s->mem[slot];
+}
+
+uint8_t *
+crypto_scratch(size_t len)
+{
+	return crypto_scratch_slot(CRYPTO_SCRATCH_CALL, len);
 }

@@ -69,6 +69,12 @@ void crypto_key_check_value(const uint8_t key[CRYPTO_KEY_BYTES],
 /* Locked, guarded memory for secrets; crypto_secret_free wipes. NULL-safe. */
 void *crypto_secret_alloc(size_t len);
 void crypto_secret_free(void *p);
+/*
+ * Makes *p (locked, *cap bytes; NULL and 0 at first) hold at least need
+ * bytes: a larger region replaces it, its contents wiped and lost.
+ * VAULT_ERR_NOMEM when none is had (*p is NULL then).
+ */
+int crypto_secret_reserve(uint8_t **p, size_t *cap, size_t need) VAULT_WUR;
 
 /*
  * 0 when memory can be locked (so keys stay out of swap); sodium_malloc
@@ -82,6 +88,22 @@ int crypto_check_mlock(void) VAULT_WUR;
  * there (sodium_memzero) before it returns. NULL when out of memory.
  */
 uint8_t *crypto_scratch(size_t len);
+
+/*
+ * The same, one region per slot, so that code holding one slot's region
+ * can call code that uses another's (a larger request moves the region):
+ *   CRYPTO_SCRATCH_CALL    crypto_scratch: a call's DEK and values
+ *   CRYPTO_SCRATCH_SEAL    record_values_seal alone, within the call
+ *   CRYPTO_SCRATCH_VALUES  consumer_values_take: one write's values, until
+ *                          consumer_values_release
+ */
+enum {
+	CRYPTO_SCRATCH_CALL,
+	CRYPTO_SCRATCH_SEAL,
+	CRYPTO_SCRATCH_VALUES,
+	CRYPTO_SCRATCH_SLOTS
+};
+uint8_t *crypto_scratch_slot(int slot, size_t len);
 
 /* Lower-case hex of bin into out (2 * len + 1 bytes). */
 void crypto_hex(const uint8_t *bin, size_t len, char *out);

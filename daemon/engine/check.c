@@ -38,6 +38,9 @@ struct check {
 	size_t n_counts, cap_counts;
 	uint64_t pending;	/* attribute records queued for collection */
 	uint8_t *mem;		/* locked: DEK, seed, one value */
+	struct value_list *values;	/* of the consumer being checked */
+	uint8_t *plain;			/* locked: its values, opened */
+	size_t plain_cap;
 };
 
 /* The store's key order (store.h): bytes, then the shorter first. */
@@ -83,88 +86,98 @@ exists(struct check *c, enum store_space sp, const uint8_t *key, size_t len)
 	return store_get(c->txn, sp, k.data, k.len, &val) == 0;
 }
 
-/* One attribute record of a live consumer: it agrees and opens. */
+/* The values of a live consumer, opened: category values count. */
 static int
-check_attr(struct check *c, const uint8_t *ref, const struct consumer_rec *rec,
-    const struct manifest *m, const struct store_val *k,
-    const struct store_val *val)
+check_values(struct check *c, const uint8_t *ref, const struct consumer_rec *rec)
 {
-	char name[SCHEMA_NAME_MAX];
-	size_t nlen = k->len - CRYPTO_REF_BYTES, len;
-	uint8_t *value = c->mem + 2 * CRYPTO_KEY_BYTES;
-	int a, r;
+	struct value_list *l = c->values;
+	int r;
 
-	if (nlen == 0 || nlen >= SCHEMA_NAME_MAX)
-		return VAULT_ERR_CRYPTO;
-	memcpy(name, (const uint8_t *)k->data + CRYPTO_REF_BYTES, nlen);
-	name[nlen] = '\0';
-	if ((r = consumer_manifest_agrees(m, name, nlen, val)) != 0 ||
-	    (r = record_open_attr(c->mem, ref, name, rec->dek_generation, val,
-	    value, SCHEMA_VALUE_MAX + 1, &len, NULL)) != 0)
+	if ((r = consumer_values_load(c->v, c->txn, ref, rec, l)) != 0 ||
+	    (r = crypto_secret_reserve(&c->plain, &c->plain_cap, l->need)) != 0 ||
+	    (r = consumer_values_open(ref, rec, c->mem, l, c->plain,
+	    c->plain_cap)) != 0)
 		return r;
-	a = schema_find_attr(c->v->schema, name, nlen);
-	if (a >= 0 && c->v->schema->attrs[a].feature == FEAT_CATEGORY)
-		return count_add(c, a, (const char *)value, len);
-	return 0;
+	for (size_t i = 0; i < l->n && r == 0; i++) {
+		int a = schema_find_attr(c->v->schema, (const char *)l->e[i].name,
+		    l->e[i].name_len);
+
+		if (a >= 0 && c->v->schema->attrs[a].feature == FEAT_CATEGORY)
+			r = count_add(c, a, (const char *)l->e[i].value,
+			    l->e[i].len);
+	}
+	return r;
 }
 
-/* A consumer: its keys, manifest and every attribute record. */
+/*
+ * A consumer with one values record has no record of the older layout
+ * (ref | name): reads would never see one, so one is damage here.
+ */
 static bool
-check_consumer(struct check *c, struct store_cursor *acur,
-    const struct store_val *ck, const struct store_val *cv)
+no_older_records(struct check *c, const uint8_t *ref)
+{
+	struct store_cursor *cur = NULL;
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	bool ok = false;
+	int rc;
+
+	if (store_cursor_open(c->txn, STORE_ATTRS, &cur) != 0)
+		return false;
+	rc = store_cursor_get(cur, &k, &val, STORE_SEEK);
+	if (rc == 0 && k.len == CRYPTO_REF_BYTES)	/* the values record */
+		rc = store_cursor_get(cur, &k, &val, STORE_NEXT);
+	if (rc == VAULT_ERR_NOT_FOUND)
+		ok = true;
+	else if (rc == 0)
+		ok = k.len < CRYPTO_REF_BYTES ||
+		    memcmp(k.data, ref, CRYPTO_REF_BYTES) != 0;
+	store_cursor_close(cur);
+	return ok;
+}
+
+/* A consumer: its keys and its values, whatever its format. */
+static bool
+check_consumer(struct check *c, const struct store_val *ck,
+    const struct store_val *cv)
 {
 	const uint8_t *ref = ck->data;
 	struct consumer_rec rec;
-	struct manifest m;
-	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
-	size_t n = 0;
 	bool ok = true;
-	int rc;
 
 	if (ck->len != CRYPTO_REF_BYTES ||
 	    record_parse_consumer(cv, &rec) != 0 ||
 	    record_unwrap_dek(c->v->kr, c->txn, ref, &rec, c->mem) != 0 ||
 	    record_open_seed(c->mem, ref, &rec, c->mem + CRYPTO_KEY_BYTES) != 0 ||
-	    consumer_manifest_get(c->v, c->txn, ref, &rec, &m) != 0)
+	    check_values(c, ref, &rec) != 0)
 		return false;
-	for (rc = store_cursor_get(acur, &k, &val, STORE_SEEK); rc == 0;
-	    rc = store_cursor_get(acur, &k, &val, STORE_NEXT)) {
-		if (k.len < CRYPTO_REF_BYTES ||
-		    memcmp(k.data, ref, CRYPTO_REF_BYTES) != 0)
-			break;
-		n++;
-		if (check_attr(c, ref, &rec, &m, &k, &val) != 0)
-			ok = false;
-	}
-	if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+	if (rec.one_record && !no_older_records(c, ref)) {
+		log_error("a consumer with one values record also has attribute "
+		    "records of the older layout");
 		ok = false;
-	if (m.p != NULL && n != m.n)
-		ok = false;	/* a record the manifest lists is missing */
+	}
 	return ok;
 }
 
 static void
 walk_consumers(struct check *c)
 {
-	struct store_cursor *cur = NULL, *acur = NULL;
+	struct store_cursor *cur = NULL;
 	struct store_val k, val;
 	int rc;
 
-	if (store_cursor_open(c->txn, STORE_CONSUMERS, &cur) != 0 ||
-	    store_cursor_open(c->txn, STORE_ATTRS, &acur) != 0) {
+	if (store_cursor_open(c->txn, STORE_CONSUMERS, &cur) != 0) {
 		c->t[K_CONSUMERS].damaged++;
 		goto out;
 	}
 	for (rc = store_cursor_get(cur, &k, &val, STORE_FIRST); rc == 0;
 	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
 		c->t[K_CONSUMERS].checked++;
-		if (!check_consumer(c, acur, &k, &val))
+		if (!check_consumer(c, &k, &val))
 			c->t[K_CONSUMERS].damaged++;
 	}
 	if (rc != VAULT_ERR_NOT_FOUND)
 		c->t[K_CONSUMERS].damaged++;
 out:
-	store_cursor_close(acur);
 	store_cursor_close(cur);
 }
 
@@ -421,14 +434,17 @@ check_store(const struct config *cfg)
 		    "missing");
 		goto out;
 	}
-	if ((c.mem = crypto_secret_alloc(2 * CRYPTO_KEY_BYTES +
+	if ((c.values = malloc(sizeof(*c.values))) == NULL ||
+	    (c.mem = crypto_secret_alloc(2 * CRYPTO_KEY_BYTES +
 	    SCHEMA_VALUE_MAX + 1)) == NULL ||
 	    store_read_begin(c.v->store, &c.txn) != 0)
 		goto out;
 	walk_consumers(&c);
+	/* A values record (key ref) or a record of the older layout (ref | name). */
 	walk_by_ref(&c, STORE_ATTRS, K_ATTRS, &(struct shape){
-	    CRYPTO_REF_BYTES + 1, CRYPTO_REF_BYTES + SCHEMA_NAME_MAX - 1,
-	    RECORD_ATTR_HDR + CRYPTO_OVERHEAD, RECORD_ATTR_MAX, RECORD_FORMAT });
+	    CRYPTO_REF_BYTES, CRYPTO_REF_BYTES + SCHEMA_NAME_MAX - 1,
+	    RECORD_VALUES_FIRST + CRYPTO_OVERHEAD, RECORD_VALUES_MAX,
+	    RECORD_FORMAT });
 	walk_by_ref(&c, STORE_MANIFESTS, K_MANIFESTS, &(struct shape){
 	    CRYPTO_REF_BYTES, CRYPTO_REF_BYTES, 3 + RECORD_MANIFEST_TAG,
 	    RECORD_MANIFEST_MAX, RECORD_MANIFEST_FORMAT });
@@ -451,6 +467,8 @@ check_store(const struct config *cfg)
 out:
 	store_read_end(c.txn);
 	crypto_secret_free(c.mem);
+	crypto_secret_free(c.plain);
+	free(c.values);
 	free(c.counts);
 	vault_close(c.v);
 	return r;

@@ -190,44 +190,22 @@ count_adjust(struct vault *v, struct store_txn *txn, int attr,
 	return rc;
 }
 
-/* Opens the current value of attr into s->value; *found false if unset. */
+/* Keeps the counts right when a categorical value changes (l: before it). */
 static int
-read_value(struct vault *v, struct store_txn *txn, const uint8_t *ref,
-    const struct consumer_rec *rec, struct scratch *s, int attr, bool *found,
-    size_t *len)
+recount(struct vault *v, struct store_txn *txn, const struct value_list *l,
+    const struct attr_in *a)
 {
-	const char *name = v->schema->attrs[attr].name;
-	uint8_t key[RECORD_ATTR_KEY_MAX];
-	struct store_val k = { record_attr_key(key, ref, name), key }, val;
-	int rc = store_get(txn, STORE_ATTRS, k.data, k.len, &val);
-
-	*found = false;
-	if (rc == VAULT_ERR_NOT_FOUND)
-		return 0;
-	if (rc != 0)
-		return rc;
-	*found = true;
-	return record_open_attr(s->dek, ref, name, rec->dek_generation, &val,
-	    s->value, SCHEMA_VALUE_MAX + 1, len, NULL);
-}
-
-/* Keeps the counts right when a categorical value changes. */
-static int
-recount(struct vault *v, struct store_txn *txn, const uint8_t *ref,
-    const struct consumer_rec *rec, struct scratch *s, const struct attr_in *a)
-{
-	size_t len;
-	bool found;
-	int r;
+	const char *name = v->schema->attrs[a->attr].name;
+	int e, r;
 
 	if (v->schema->attrs[a->attr].feature != FEAT_CATEGORY)
 		return 0;
-	if ((r = read_value(v, txn, ref, rec, s, a->attr, &found, &len)) != 0)
-		return r;
-	if (found && len == a->len && memcmp(s->value, a->value, len) == 0)
+	e = record_values_find(l, name, strlen(name));
+	if (e >= 0 && l->e[e].len == a->len &&
+	    memcmp(l->e[e].value, a->value, a->len) == 0)
 		return 0;
-	if (found && (r = count_adjust(v, txn, a->attr, (char *)s->value, len,
-	    -1)) != 0)
+	if (e >= 0 && (r = count_adjust(v, txn, a->attr,
+	    (const char *)l->e[e].value, l->e[e].len, -1)) != 0)
 		return r;
 	return count_adjust(v, txn, a->attr, a->value, a->len, +1);
 }
@@ -252,6 +230,214 @@ drop_leftovers(struct store_txn *txn, const uint8_t *ref)
 	return store_del(txn, STORE_GC, k.data, k.len, NULL, 0);
 }
 
+/*
+ * Visits every attribute record of ref of the older layout (keyed ref |
+ * name) in key order: one cursor walk, the records being adjacent. A key
+ * with no name or one too long for the schema's names is corruption.
+ */
+static int
+walk_records(struct store_txn *txn, const uint8_t *ref,
+    int (*fn)(void *arg, const struct store_val *name,
+    const struct store_val *val), void *arg)
+{
+	struct store_cursor *cur = NULL;
+	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val, name;
+	int rc, r = 0;
+
+	if ((rc = store_cursor_open(txn, STORE_ATTRS, &cur)) != 0)
+		return rc;
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+		if (k.len < CRYPTO_REF_BYTES ||
+		    memcmp(k.data, ref, CRYPTO_REF_BYTES) != 0)
+			break;
+		if (k.len == CRYPTO_REF_BYTES ||
+		    k.len - CRYPTO_REF_BYTES >= SCHEMA_NAME_MAX) {
+			log_error("an attribute record has a malformed key");
+			r = VAULT_ERR_STATE;
+			break;
+		}
+		name = (struct store_val){ k.len - CRYPTO_REF_BYTES,
+		    (uint8_t *)k.data + CRYPTO_REF_BYTES };
+		if ((r = fn(arg, &name, &val)) != 0)
+			break;
+	}
+	store_cursor_close(cur);
+	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
+	return r;
+}
+
+/* Lists one record of the older layout, checked against the manifest. */
+struct legacy_walk {
+	const struct manifest *m;
+	struct value_list *l;
+};
+
+static int
+list_legacy(void *arg, const struct store_val *name,
+    const struct store_val *val)
+{
+	struct legacy_walk *w = arg;
+	struct value_list *l = w->l;
+	int r;
+
+	if ((r = consumer_manifest_agrees(w->m, name->data, name->len,
+	    val)) != 0)
+		return r;
+	if (l->n == RECORD_VALUES_ENTRIES) {
+		log_error("a consumer has more than %d attribute records",
+		    RECORD_VALUES_ENTRIES);
+		return VAULT_ERR_LIMIT;
+	}
+	if (val->len < RECORD_ATTR_HDR + CRYPTO_OVERHEAD ||
+	    val->len > RECORD_ATTR_MAX) {
+		log_error("an attribute record has an unknown format");
+		return VAULT_ERR_CRYPTO;
+	}
+	/* Keys come in name order: each entry goes at the end. */
+	l->e[l->n++] = (struct value_entry){ name->data, name->len,
+	    record_attr_updated(val), NULL,
+	    val->len - RECORD_ATTR_HDR - CRYPTO_OVERHEAD, *val };
+	l->need += val->len - RECORD_ATTR_HDR - CRYPTO_OVERHEAD + 1;
+	return 0;
+}
+
+int
+consumer_values_load(struct vault *v, struct store_txn *txn,
+    const uint8_t *ref, const struct consumer_rec *rec, struct value_list *l)
+{
+	struct store_val val, sealed;
+	struct manifest m;
+	int rc, r;
+
+	l->n = 0;
+	l->need = 0;
+	l->one_record = rec->one_record;
+	if (rec->one_record) {
+		rc = store_get(txn, STORE_ATTRS, ref, CRYPTO_REF_BYTES, &val);
+		if (rc == VAULT_ERR_NOT_FOUND) {
+			log_error("a consumer's values record is missing: the store "
+			    "is corrupt or was tampered with");
+			return VAULT_ERR_CRYPTO;
+		}
+		if (rc != 0)
+			return rc;
+		if ((r = record_values_names(&val, l, &sealed)) != 0)
+			return r;
+		l->head = val;
+		l->need = sealed.len - CRYPTO_OVERHEAD;
+		return 0;
+	}
+	if ((r = consumer_manifest_get(v, txn, ref, rec, &m)) != 0 ||
+	    (r = walk_records(txn, ref, list_legacy,
+	    &(struct legacy_walk){ &m, l })) != 0)
+		return r;
+	/* Each record is listed; so many records: none listed is missing. */
+	if (m.p != NULL && l->n != m.n) {
+		log_error("attribute records a consumer's manifest lists are "
+		    "missing: the store is corrupt or was tampered with");
+		return VAULT_ERR_CRYPTO;
+	}
+	return 0;
+}
+
+int
+consumer_values_open(const uint8_t *ref, const struct consumer_rec *rec,
+    const uint8_t *dek, struct value_list *l, uint8_t *plain, size_t cap)
+{
+	size_t off = 0;
+	int r;
+
+	if (cap < l->need)
+		return VAULT_ERR_INVALID;
+	if (l->one_record)
+		return record_values_open(dek, ref, rec->dek_generation, &l->head,
+		    plain, cap, l);
+	for (size_t i = 0; i < l->n; i++) {
+		struct value_entry *e = &l->e[i];
+		char name[SCHEMA_NAME_MAX];
+
+		memcpy(name, e->name, e->name_len);
+		name[e->name_len] = '\0';
+		if ((r = record_open_attr(dek, ref, name, rec->dek_generation,
+		    &e->rec, plain + off, cap - off, &e->len, NULL)) != 0)
+			return r;
+		e->value = plain + off;
+		off += e->len + 1;
+	}
+	return 0;
+}
+
+int
+consumer_values_take(struct vault *v, struct store_txn *txn,
+    const uint8_t *ref, const struct consumer_rec *rec, const uint8_t *dek,
+    struct value_list *l, struct values_taken *t)
+{
+	size_t names = 0, off = 0;
+	int r;
+
+	memset(t, 0, sizeof(*t));
+	if ((r = consumer_values_load(v, txn, ref, rec, l)) != 0)
+		return r;
+	if ((t->plain = crypto_scratch_slot(CRYPTO_SCRATCH_VALUES,
+	    l->need ? l->need : 1)) == NULL)
+		return VAULT_ERR_NOMEM;
+	t->plain_len = l->need;
+	if ((r = consumer_values_open(ref, rec, dek, l, t->plain,
+	    l->need)) != 0)
+		return r;
+	/* The names point into the store: copied, as the writes move pages. */
+	for (size_t i = 0; i < l->n; i++)
+		names += l->e[i].name_len;
+	if (names > 0 && (t->names = malloc(names)) == NULL)
+		return VAULT_ERR_NOMEM;
+	for (size_t i = 0; i < l->n; i++) {
+		memcpy(t->names + off, l->e[i].name, l->e[i].name_len);
+		l->e[i].name = t->names + off;
+		l->e[i].rec = (struct store_val){ 0, NULL };
+		off += l->e[i].name_len;
+	}
+	l->head = (struct store_val){ 0, NULL };
+	return 0;
+}
+
+void
+consumer_values_release(struct values_taken *t)
+{
+	if (t->plain != NULL)
+		sodium_memzero(t->plain, t->plain_len);
+	free(t->names);
+	memset(t, 0, sizeof(*t));
+}
+
+int
+consumer_values_put_txn(struct vault *v, struct store_txn *txn,
+    const uint8_t *ref, bool one_record, const uint8_t *dek,
+    uint32_t generation, const struct value_list *l)
+{
+	size_t len = record_values_size(l);
+	uint8_t *buf;
+	int rc, r = 0;
+
+	(void)v;
+	if (!one_record) {
+		/* The older layout's records and manifest go in the same write. */
+		if ((r = store_delete_prefix(txn, STORE_ATTRS, ref,
+		    CRYPTO_REF_BYTES)) != 0)
+			return r;
+		rc = store_del(txn, STORE_MANIFESTS, ref, CRYPTO_REF_BYTES, NULL, 0);
+		if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+			return rc;
+	}
+	if ((buf = malloc(len)) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((r = record_values_seal(dek, ref, generation, l, buf)) == 0)
+		r = store_put(txn, STORE_ATTRS, ref, CRYPTO_REF_BYTES, buf, len, 0);
+	free(buf);
+	return r;
+}
+
 /* A new consumer at ref: its record, with a new DEK and seed in s. */
 static int
 create_record(struct vault *v, struct store_txn *txn, const uint8_t *ref,
@@ -270,8 +456,9 @@ int
 consumer_ensure_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
     bool *created)
 {
+	static const struct value_list none;
 	struct store_val val;
-	uint8_t crec[RECORD_CONSUMER_BYTES], *manifest = NULL;
+	uint8_t crec[RECORD_CONSUMER_BYTES];
 	struct scratch s = { 0 };
 	int rc, r;
 
@@ -282,15 +469,13 @@ consumer_ensure_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 	/* An ordinary write: refused in the headroom (store.h). */
 	if ((r = store_room(v->store)) != 0)
 		return r;
-	if ((manifest = malloc(RECORD_MANIFEST_MAX)) == NULL)
-		return VAULT_ERR_NOMEM;
 	if ((r = scratch_new(&s)) == 0 &&
 	    (r = create_record(v, txn, ref, &s, crec)) == 0 &&
-	    (r = manifest_put(v, txn, ref, NULL, 0, manifest)) == 0)
+	    (r = consumer_values_put_txn(v, txn, ref, true, s.dek, 1,
+	    &none)) == 0)
 		*created = true;
 	if (s.mem != NULL)
 		sodium_memzero(s.mem, RECORD_SCRATCH_BYTES);
-	free(manifest);
 	return r;
 }
 
@@ -336,8 +521,7 @@ struct put_job {
 	size_t n;
 	bool created;
 	struct scratch s;
-	struct manifest_entry *entries;	/* RECORD_MANIFEST_ENTRIES */
-	uint8_t *manifest;		/* RECORD_MANIFEST_MAX bytes */
+	struct value_list *l;
 };
 
 static int
@@ -345,15 +529,16 @@ put_apply(struct store_txn *txn, void *arg)
 {
 	struct put_job *job = arg;
 	struct vault *v = job->v;
+	struct value_list *l = job->l;
 	struct store_val k = { CRYPTO_REF_BYTES, (void *)job->ref }, val;
+	struct values_taken t = { 0 };
 	struct consumer_rec rec;
-	uint8_t key[RECORD_ATTR_KEY_MAX], buf[RECORD_ATTR_MAX];
 	uint8_t crec[RECORD_CONSUMER_BYTES];
 	uint64_t now = store_now_ms();
-	size_t len, n_entries = 0;
 	int rc, r;
 
 	job->created = false;
+	l->n = 0;
 	/* An ordinary write: refused in the headroom (store.h). */
 	if ((r = store_room(v->store)) != 0)
 		return r;
@@ -368,47 +553,42 @@ put_apply(struct store_txn *txn, void *arg)
 	} else if (rc != 0) {
 		return rc;
 	}
-	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
-	    (!job->created &&
-	    (r = record_unwrap_dek(v->kr, txn, job->ref, &rec,
-	    job->s.dek)) != 0))
+	if ((r = record_parse_consumer(&val, &rec)) != 0)
 		return r;
-	if (!job->created && (r = manifest_entries(v, txn, job->ref, &rec,
-	    job->entries, &n_entries)) != 0)
-		return r;
-	for (size_t i = 0; i < job->n; i++) {
+	/* The values before the put, opened (the counts need the old ones). */
+	if (!job->created &&
+	    ((r = record_unwrap_dek(v->kr, txn, job->ref, &rec,
+	    job->s.dek)) != 0 ||
+	    (r = consumer_values_take(v, txn, job->ref, &rec, job->s.dek, l,
+	    &t)) != 0))
+		goto out;
+	for (size_t i = 0; i < job->n && r == 0; i++) {
 		const struct attr_in *a = &job->attrs[i];
 		const char *name = v->schema->attrs[a->attr].name;
 
-		if ((r = recount(v, txn, job->ref, &rec, &job->s, a)) != 0 ||
-		    (r = record_seal_attr(job->s.dek, job->ref, name,
-		    rec.dek_generation, a->value, a->len, now, buf, &len)) != 0)
-			return r;
-		k = (struct store_val){ record_attr_key(key, job->ref, name),
-		    key };
-		val = (struct store_val){ len, buf };
-		if ((rc = store_put(txn, STORE_ATTRS, k.data, k.len, val.data,
-		    val.len, 0)) != 0)
-			return rc;
-		if ((r = record_manifest_set(job->entries, &n_entries,
-		    RECORD_MANIFEST_ENTRIES, name, strlen(name), now)) != 0)
-			return r;
+		if ((r = recount(v, txn, l, a)) == 0)
+			r = record_values_set(l, (const uint8_t *)name,
+			    strlen(name), now, (const uint8_t *)a->value, a->len);
 	}
-	VAULT_CRASH_POINT("put.before_manifest");
-	if ((r = manifest_put(v, txn, job->ref, job->entries, n_entries,
-	    job->manifest)) != 0)
-		return r;
-	if (!rec.has_manifest) {
-		/* Written before manifests: from now on it has one. */
-		crec[0] = RECORD_CONSUMER_MANIFEST;
-		k = (struct store_val){ CRYPTO_REF_BYTES, (void *)job->ref };
-		val = (struct store_val){ sizeof(crec), crec };
-		if ((rc = store_put(txn, STORE_CONSUMERS, k.data, k.len,
-		    val.data, val.len, 0)) != 0)
-			return rc;
+	if (r != 0)
+		goto out;
+	VAULT_CRASH_POINT("put.before_values");
+	if ((r = consumer_values_put_txn(v, txn, job->ref, rec.one_record,
+	    job->s.dek, rec.dek_generation, l)) != 0)
+		goto out;
+	if (!rec.one_record) {
+		/* Of an older layout: from now on, one values record. */
+		crec[0] = RECORD_CONSUMER_VALUES;
+		if ((rc = store_put(txn, STORE_CONSUMERS, job->ref,
+		    CRYPTO_REF_BYTES, crec, sizeof(crec), 0)) != 0) {
+			r = rc;
+			goto out;
+		}
 	}
-	VAULT_CRASH_POINT("put.after_manifest");
-	return 0;
+	VAULT_CRASH_POINT("put.after_values");
+out:
+	consumer_values_release(&t);
+	return r;
 }
 
 int
@@ -419,209 +599,62 @@ consumer_put(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
 	int r;
 
 	*created = false;
-	if ((job.entries = calloc(RECORD_MANIFEST_ENTRIES,
-	    sizeof(*job.entries))) == NULL ||
-	    (job.manifest = malloc(RECORD_MANIFEST_MAX)) == NULL) {
-		r = VAULT_ERR_NOMEM;
-		goto out;
-	}
+	if ((job.l = malloc(sizeof(*job.l))) == NULL)
+		return VAULT_ERR_NOMEM;
 	if ((r = scratch_new(&job.s)) != 0)
 		goto out;
 	r = writer_submit(v->wr, put_apply, &job);
 	sodium_memzero(job.s.mem, RECORD_SCRATCH_BYTES);
 	*created = r == 0 && job.created;
 out:
-	free(job.entries);
-	free(job.manifest);
+	free(job.l);
 	return r;
 }
 
-/* What walk_records shows of each record: its name and its sealed value. */
-typedef int (*record_visit)(void *arg, const struct store_val *name,
-    const struct store_val *val);
-
 /*
- * Visits every attribute record of ref in key order: one cursor walk, the
- * records being adjacent (keyed ref | name). A key with no name or one too
- * long for the schema's names is corruption.
- */
-static int
-walk_records(struct store_txn *txn, const uint8_t *ref, record_visit fn,
-    void *arg)
-{
-	struct store_cursor *cur = NULL;
-	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val, name;
-	int rc, r = 0;
-
-	if ((rc = store_cursor_open(txn, STORE_ATTRS, &cur)) != 0)
-		return rc;
-	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0;
-	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
-		if (k.len < CRYPTO_REF_BYTES ||
-		    memcmp(k.data, ref, CRYPTO_REF_BYTES) != 0)
-			break;
-		if (k.len == CRYPTO_REF_BYTES ||
-		    k.len - CRYPTO_REF_BYTES >= SCHEMA_NAME_MAX) {
-			log_error("an attribute record has a malformed key");
-			r = VAULT_ERR_STATE;
-			break;
-		}
-		name = (struct store_val){ k.len - CRYPTO_REF_BYTES,
-		    (uint8_t *)k.data + CRYPTO_REF_BYTES };
-		if ((r = fn(arg, &name, &val)) != 0)
-			break;
-	}
-	store_cursor_close(cur);
-	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
-		r = rc;
-	return r;
-}
-
-/* The records of the schema's attributes, by attribute index. */
-struct in_schema {
-	const struct schema *schema;
-	struct store_val found[SCHEMA_MAX_ATTRS];
-	bool has[SCHEMA_MAX_ATTRS];
-};
-
-static int
-note_in_schema(void *arg, const struct store_val *name,
-    const struct store_val *val)
-{
-	struct in_schema *s = arg;
-	int a = schema_find_attr(s->schema, name->data, name->len);
-
-	if (a >= 0) {
-		s->found[a] = *val;
-		s->has[a] = true;
-	}
-	return 0;
-}
-
-/*
- * The attribute records to open: wanted ones, or every one the schema has,
- * in that order. One walk over the consumer's records instead of a look-up
- * per wanted name, which cost a descent of the tree each, for names the
- * consumer lacks too. Records outside the schema are passed over
+ * The values to give, as entries of l: wanted ones, or every one the
+ * schema has, in that order. Values outside the schema are passed over
  * (ExportConsumer's collect_all shows them).
  */
-static int
-collect_attrs(struct vault *v, struct store_txn *txn, const uint8_t *ref,
-    const struct manifest *m, const int *attrs, size_t n_attrs, int *idx,
-    struct store_val *vals, size_t *count)
+static void
+collect_attrs(struct vault *v, const struct value_list *l, const int *attrs,
+    size_t n_attrs, int *idx, int *ent, size_t *count)
 {
 	size_t n = n_attrs == 0 ? v->schema->n_attrs : n_attrs;
-	struct in_schema s = { .schema = v->schema };
-	int r;
 
 	*count = 0;
-	if ((r = walk_records(txn, ref, note_in_schema, &s)) != 0)
-		return r;
-	for (size_t i = 0; i < n && r == 0; i++) {
+	for (size_t i = 0; i < n; i++) {
 		int a = n_attrs == 0 ? (int)i : attrs[i];
 		const char *name = v->schema->attrs[a].name;
+		int e = record_values_find(l, name, strlen(name));
 
-		if ((r = consumer_manifest_agrees(m, name, strlen(name),
-		    s.has[a] ? &s.found[a] : NULL)) != 0 || !s.has[a])
+		if (e < 0)
 			continue;
-		vals[*count] = s.found[a];
+		ent[*count] = e;
 		idx[(*count)++] = a;
 	}
-	return r;
-}
-
-/* Every record, each checked against the manifest (collect_all). */
-struct listing {
-	const struct schema *schema;
-	const struct manifest *m;
-	int *idx;
-	struct store_val *names, *vals;
-	size_t count;
-};
-
-static int
-list_record(void *arg, const struct store_val *name,
-    const struct store_val *val)
-{
-	struct listing *l = arg;
-	int r;
-
-	if (l->count == CONSUMER_VALUES_MAX) {
-		log_error("a consumer has more than %d attribute records",
-		    CONSUMER_VALUES_MAX);
-		return VAULT_ERR_LIMIT;
-	}
-	if ((r = consumer_manifest_agrees(l->m, name->data, name->len,
-	    val)) != 0)
-		return r;
-	l->names[l->count] = *name;
-	l->idx[l->count] = schema_find_attr(l->schema, name->data, name->len);
-	l->vals[l->count++] = *val;
-	return 0;
 }
 
 /*
- * Every attribute record of ref, in the schema or not (for the right to
- * know); names[i] is the name in the record's key, idx[i] -1 when the
- * schema does not have it.
+ * Every value of the consumer, in the schema or not (for the right to
+ * know), in name order; idx[i] -1 when the schema does not have it.
  */
-static int
-collect_all(struct vault *v, struct store_txn *txn, const uint8_t *ref,
-    const struct manifest *m, int *idx, struct store_val *names,
-    struct store_val *vals, size_t *count)
+static void
+collect_all(struct vault *v, const struct value_list *l, int *idx, int *ent,
+    size_t *count)
 {
-	struct listing l = { .schema = v->schema, .m = m, .idx = idx,
-	    .names = names, .vals = vals };
-	int r = walk_records(txn, ref, list_record, &l);
-
-	*count = l.count;
-	/* Each record is listed; so many records: none listed is missing. */
-	if (r == 0 && m->p != NULL && l.count != m->n) {
-		log_error("attribute records a consumer's manifest lists are "
-		    "missing: the store is corrupt or was tampered with");
-		r = VAULT_ERR_CRYPTO;
+	for (size_t i = 0; i < l->n; i++) {
+		idx[i] = schema_find_attr(v->schema, (const char *)l->e[i].name,
+		    l->e[i].name_len);
+		ent[i] = (int)i;
 	}
-	return r;
-}
-
-/*
- * Opens the values into out->buf, which holds total bytes; the names of
- * attributes outside the schema (idx -1, names[i]) go there too.
- */
-static int
-open_attrs(struct vault *v, const uint8_t *dek, const struct consumer_rec *rec,
-    const int *idx, const struct store_val *names, const struct store_val *vals,
-    size_t count, size_t total, struct consumer_values *out)
-{
-	size_t off = 0, len;
-	int r;
-
-	for (size_t i = 0; i < count; i++) {
-		const char *name;
-		uint64_t updated;
-
-		if (idx[i] >= 0) {
-			name = v->schema->attrs[idx[i]].name;
-		} else {
-			memcpy(out->buf + off, names[i].data, names[i].len);
-			out->buf[off + names[i].len] = '\0';
-			name = (const char *)out->buf + off;
-			off += names[i].len + 1;
-		}
-		if ((r = record_open_attr(dek, out->ref, name, rec->dek_generation,
-		    &vals[i], out->buf + off, total - off, &len, &updated)) != 0)
-			return r;
-		out->v[out->n++] = (struct attr_out){ idx[i], name,
-		    (const char *)out->buf + off, len, updated };
-		off += len + 1;
-	}
-	return 0;
+	*count = l->n;
 }
 
 /* Drops sensitive attributes the consumer limited, for a non-essential purpose. */
 static size_t
-withhold(struct vault *v, int purpose, uint8_t flags, int *idx,
-    struct store_val *vals, size_t count, struct consumer_values *out)
+withhold(struct vault *v, int purpose, uint8_t flags, int *idx, int *ent,
+    size_t count, struct consumer_values *out)
 {
 	size_t kept = 0;
 
@@ -634,7 +667,7 @@ withhold(struct vault *v, int purpose, uint8_t flags, int *idx,
 			continue;
 		}
 		idx[kept] = idx[i];
-		vals[kept++] = vals[i];
+		ent[kept++] = ent[i];
 	}
 	return kept;
 }
@@ -643,30 +676,30 @@ int
 consumer_get(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES], int purpose,
     const int *attrs, size_t n_attrs, struct consumer_values *out)
 {
-	struct store_val vals[CONSUMER_VALUES_MAX], names[CONSUMER_VALUES_MAX];
-	int idx[CONSUMER_VALUES_MAX];
+	int idx[CONSUMER_VALUES_MAX], ent[CONSUMER_VALUES_MAX];
 	struct store_txn *txn = NULL;
 	struct store_val k, val;
 	struct consumer_rec rec;
-	struct manifest m;
-	uint8_t *dek = NULL, flags = 0;
-	size_t count, total = 1;
+	struct value_list *l = NULL;
+	uint8_t *dek = NULL, *names, flags = 0;
+	size_t count, extra = 0;
 	bool allowed;
 	int rc, r;
 
 	memset(out, 0, sizeof(*out));
 	if (n_attrs > SCHEMA_MAX_ATTRS)
 		return VAULT_ERR_INVALID;
+	if ((l = malloc(sizeof(*l))) == NULL)
+		return VAULT_ERR_NOMEM;
 	memcpy(out->ref, ref, CRYPTO_REF_BYTES);
 	if ((r = store_read_begin(v->store, &txn)) != 0)
-		return r;
+		goto out;
 	k = (struct store_val){ CRYPTO_REF_BYTES, out->ref };
 	if ((rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &val)) != 0) {
 		r = rc;
 		goto out;
 	}
-	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
-	    (r = consumer_manifest_get(v, txn, out->ref, &rec, &m)) != 0)
+	if ((r = record_parse_consumer(&val, &rec)) != 0)
 		goto out;
 	if (purpose >= 0) {
 		if ((r = consent_allows(v, txn, out->ref, purpose, &allowed,
@@ -677,32 +710,54 @@ consumer_get(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES], int purpose,
 			goto out;
 		}
 	}
-	r = purpose < 0 && n_attrs == 0 ?
-	    collect_all(v, txn, out->ref, &m, idx, names, vals, &count) :
-	    collect_attrs(v, txn, out->ref, &m, attrs, n_attrs, idx, vals,
-	    &count);
-	if (r != 0)
+	/* After the consent's reads: a store_val outlives only a few (store.h). */
+	if ((r = consumer_values_load(v, txn, out->ref, &rec, l)) != 0)
 		goto out;
-	count = withhold(v, purpose, flags, idx, vals, count, out);
+	if (purpose < 0 && n_attrs == 0)
+		collect_all(v, l, idx, ent, &count);
+	else
+		collect_attrs(v, l, attrs, n_attrs, idx, ent, &count);
+	count = withhold(v, purpose, flags, idx, ent, count, out);
 	for (size_t i = 0; i < count; i++)
-		total += vals[i].len + 1 +
-		    (idx[i] < 0 ? names[i].len + 1 : 0);
-	/* The DEK, then the values, in this thread's locked scratch region. */
-	if ((dek = crypto_scratch(CRYPTO_KEY_BYTES + total)) == NULL) {
+		if (idx[i] < 0)
+			extra += l->e[ent[i]].name_len + 1;
+	/*
+	 * The DEK, the opened values, and the names of values outside the
+	 * schema, in this thread's locked scratch region.
+	 */
+	if ((dek = crypto_scratch(CRYPTO_KEY_BYTES + l->need + extra)) == NULL) {
 		r = VAULT_ERR_NOMEM;
 		goto out;
 	}
 	out->buf = dek + CRYPTO_KEY_BYTES;
-	out->buf_len = total;
-	if ((r = record_unwrap_dek(v->kr, txn, out->ref, &rec, dek)) != 0)
+	out->buf_len = l->need + extra;
+	if ((r = record_unwrap_dek(v->kr, txn, out->ref, &rec, dek)) != 0 ||
+	    (r = consumer_values_open(out->ref, &rec, dek, l, out->buf,
+	    l->need)) != 0)
 		goto out;
-	r = open_attrs(v, dek, &rec, idx, names, vals, count, total, out);
+	names = out->buf + l->need;
+	for (size_t i = 0; i < count; i++) {
+		const struct value_entry *e = &l->e[ent[i]];
+		const char *name;
+
+		if (idx[i] >= 0) {
+			name = v->schema->attrs[idx[i]].name;
+		} else {
+			memcpy(names, e->name, e->name_len);
+			names[e->name_len] = '\0';
+			name = (const char *)names;
+			names += e->name_len + 1;
+		}
+		out->v[out->n++] = (struct attr_out){ idx[i], name,
+		    (const char *)e->value, e->len, e->updated_ms };
+	}
 out:
 	store_read_end(txn);
 	if (dek != NULL)
 		sodium_memzero(dek, CRYPTO_KEY_BYTES);
 	if (r != 0)
 		consumer_values_clear(out);
+	free(l);
 	return r;
 }
 
@@ -720,22 +775,27 @@ static int
 uncount_all(struct vault *v, struct store_txn *txn, const uint8_t *ref,
     const struct consumer_rec *rec, struct scratch *s)
 {
-	size_t len;
-	bool found;
+	struct value_list *l = malloc(sizeof(*l));
+	struct values_taken t = { 0 };
 	int r;
 
-	if ((r = record_unwrap_dek(v->kr, txn, ref, rec, s->dek)) != 0)
-		return r;
-	for (size_t a = 0; a < v->schema->n_attrs; a++) {
-		if (v->schema->attrs[a].feature != FEAT_CATEGORY)
-			continue;
-		if ((r = read_value(v, txn, ref, rec, s, (int)a, &found, &len)) != 0)
-			return r;
-		if (found && (r = count_adjust(v, txn, (int)a, (char *)s->value,
-		    len, -1)) != 0)
-			return r;
+	if (l == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((r = record_unwrap_dek(v->kr, txn, ref, rec, s->dek)) != 0 ||
+	    (r = consumer_values_take(v, txn, ref, rec, s->dek, l, &t)) != 0)
+		goto out;
+	for (size_t i = 0; i < l->n && r == 0; i++) {
+		int a = schema_find_attr(v->schema, (const char *)l->e[i].name,
+		    l->e[i].name_len);
+
+		if (a >= 0 && v->schema->attrs[a].feature == FEAT_CATEGORY)
+			r = count_adjust(v, txn, a, (const char *)l->e[i].value,
+			    l->e[i].len, -1);
 	}
-	return 0;
+out:
+	consumer_values_release(&t);
+	free(l);
+	return r;
 }
 
 struct lineage_out {

@@ -83,7 +83,7 @@ struct removal {
 
 /*
  * In a write txn: makes sure a consumer exists at ref, creating one with
- * no attributes (a DEK, a seed, an empty manifest) if there is none, so
+ * no attributes (a DEK, a seed, an empty values record) if there is none, so
  * consent can be recorded before any data (consent.h). *created says
  * which. Creating is an ordinary write: VAULT_ERR_LIMIT in the headroom.
  */
@@ -119,13 +119,54 @@ int consumer_collect_txn(struct store_txn *txn, size_t max,
     size_t *collected) VAULT_WUR;
 
 /*
- * Manifests (record.h) make a consumer's set of attribute records
- * authenticated: every put rewrites the manifest in the same transaction as
- * its records, and every read compares the records it finds (and does not
- * find) with it, so a record lost or added is VAULT_ERR_CRYPTO, never a
- * shorter or longer answer. A consumer written before manifests (format 1)
- * has none until its next put, which lists the records it has then.
+ * A consumer's values (record.h) are one values record under one AEAD
+ * that also covers its names and times, so a value lost or added is
+ * VAULT_ERR_CRYPTO, never a shorter or longer answer. Consumers written
+ * before it (formats 1 and 2) keep a record per attribute and, from format
+ * 2, a manifest that every read compares the records with; their next put
+ * or key rotation moves them to one values record.
  */
+
+/*
+ * In txn: the names, times and lengths of the values of the consumer at
+ * ref (rec read in txn), whatever its format, in name order, and in
+ * l->need the bytes they take opened; pointers into the store, for the
+ * next few reads (store.h). VAULT_ERR_CRYPTO when a record is missing,
+ * unexpected or malformed.
+ */
+int consumer_values_load(struct vault *v, struct store_txn *txn,
+    const uint8_t *ref, const struct consumer_rec *rec,
+    struct value_list *l) VAULT_WUR;
+/* Opens the values l lists under dek into plain (cap >= l->need, locked). */
+int consumer_values_open(const uint8_t *ref, const struct consumer_rec *rec,
+    const uint8_t *dek, struct value_list *l, uint8_t *plain,
+    size_t cap) VAULT_WUR;
+
+/* Values taken out of the store for a write: consumer_values_release frees. */
+struct values_taken {
+	uint8_t *plain;		/* this thread's CRYPTO_SCRATCH_VALUES region */
+	size_t plain_len;
+	uint8_t *names;
+};
+
+/*
+ * In a write txn: loads and opens the consumer's values into memory of
+ * their own (t), which the txn's writes do not move: the thread's
+ * CRYPTO_SCRATCH_VALUES region, so one taken at a time per thread.
+ */
+int consumer_values_take(struct vault *v, struct store_txn *txn,
+    const uint8_t *ref, const struct consumer_rec *rec, const uint8_t *dek,
+    struct value_list *l, struct values_taken *t) VAULT_WUR;
+void consumer_values_release(struct values_taken *t);
+/*
+ * In a write txn: seals l under dek of generation as the values record of
+ * the consumer at ref; for one of an older format (one_record false),
+ * removes its attrs records and manifest too (its consumer record is the
+ * caller's to move to format 3).
+ */
+int consumer_values_put_txn(struct vault *v, struct store_txn *txn,
+    const uint8_t *ref, bool one_record, const uint8_t *dek,
+    uint32_t generation, const struct value_list *l) VAULT_WUR;
 
 /*
  * In txn: the manifest of the consumer at ref (rec read in txn); m->p NULL

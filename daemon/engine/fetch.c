@@ -62,23 +62,29 @@ reserve(struct fetch_set *set, size_t cap)
 	return 0;
 }
 
+/* What a scan reads each consumer with: its values, and room to open them. */
+struct row_work {
+	struct value_list l;
+	uint8_t *plain;		/* locked */
+	size_t cap;
+};
+
 /* Appends the row of the consumer at ref: pseudonym and raw tokens. */
 static int
 read_row(struct vault *v, struct store_txn *txn, const struct fetch_query *q,
     const uint8_t *ref, uint64_t order, const struct store_val *crec,
-    uint8_t flags, uint8_t *scratch, struct fetch_set *set)
+    uint8_t flags, uint8_t *scratch, struct row_work *w,
+    struct fetch_set *set)
 {
 	const struct schema *s = v->schema;
 	uint8_t *dek = scratch, *seed = dek + CRYPTO_KEY_BYTES;
-	uint8_t *value = seed + CRYPTO_KEY_BYTES, key[RECORD_ATTR_KEY_MAX];
 	bool limited = (flags & CONSENT_LIMIT_SENSITIVE) &&
 	    !s->purposes[q->purpose].essential;
+	struct value_list *l = &w->l;
 	struct fetch_row *row;
 	struct consumer_rec rec;
-	struct manifest m;
 	uint64_t *tokens;
-	size_t len;
-	int rc, r;
+	int r;
 
 	if (set->n == set->cap &&
 	    (r = reserve(set, set->cap ? set->cap * 2 : 1024)) != 0)
@@ -86,37 +92,29 @@ read_row(struct vault *v, struct store_txn *txn, const struct fetch_query *q,
 	row = &set->rows[set->n];
 	tokens = set->tokens + set->n * set->n_attrs;
 	if ((r = record_parse_consumer(crec, &rec)) != 0 ||
-	    (r = record_unwrap_dek(v->kr, txn, ref, &rec, dek)) != 0 ||
-	    (r = record_open_seed(dek, ref, &rec, seed)) != 0 ||
-	    (r = consumer_manifest_get(v, txn, ref, &rec, &m)) != 0)
+	    (r = consumer_values_load(v, txn, ref, &rec, l)) != 0)
 		return r;
 	/* Known only by its consent (consent before data): no row to send. */
-	if (rec.has_manifest && m.n == 0)
+	if (l->n == 0)
 		return 0;
+	if ((r = crypto_secret_reserve(&w->plain, &w->cap, l->need)) != 0 ||
+	    (r = record_unwrap_dek(v->kr, txn, ref, &rec, dek)) != 0 ||
+	    (r = record_open_seed(dek, ref, &rec, seed)) != 0 ||
+	    (r = consumer_values_open(ref, &rec, dek, l, w->plain,
+	    w->cap)) != 0)
+		return r;
 	tokenizer_pseudonym(seed, s->purposes[q->purpose].name, row->pseudonym);
 	for (size_t j = 0; j < q->n_attrs; j++) {
 		const struct attr_def *a = &s->attrs[q->attrs[j]];
-		struct store_val k, val;
+		int e;
 
 		tokens[j] = 0;
 		if (limited && a->sensitive)
 			continue;
-		k = (struct store_val){ record_attr_key(key, ref, a->name),
-		    key };
-		rc = store_get(txn, STORE_ATTRS, k.data, k.len, &val);
-		if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
-			return rc;
-		/* A lost record is DATA_LOSS, not a row with the value unset. */
-		if ((r = consumer_manifest_agrees(&m, a->name, strlen(a->name),
-		    rc == 0 ? &val : NULL)) != 0)
-			return r;
-		if (rc == VAULT_ERR_NOT_FOUND)
+		if ((e = record_values_find(l, a->name, strlen(a->name))) < 0)
 			continue;
-		if ((r = record_open_attr(dek, ref, a->name, rec.dek_generation,
-		    &val, value, SCHEMA_VALUE_MAX + 1, &len, NULL)) != 0)
-			return r;
 		tokens[j] = tokenizer_token(v->tok, q->purpose, q->attrs[j],
-		    (char *)value, len, q->today_days);
+		    (const char *)l->e[e].value, l->e[e].len, q->today_days);
 	}
 	row->pos.order = order;
 	memcpy(row->pos.ref, ref, CRYPTO_REF_BYTES);
@@ -343,14 +341,19 @@ scan_rows(struct vault *v, const struct fetch_query *q, const bool *want,
 	struct store_txn *txn = NULL;
 	struct store_cursor *cur = NULL;
 	struct store_val k, val;
+	struct row_work *w;
 	uint8_t *scratch, flags;
 	size_t scanned = 0, total;
 	uint64_t order;
 	bool allowed;
 	int rc, r;
 
-	if ((scratch = crypto_secret_alloc(RECORD_SCRATCH_BYTES)) == NULL)
+	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return VAULT_ERR_NOMEM;
+	if ((scratch = crypto_secret_alloc(RECORD_SCRATCH_BYTES)) == NULL) {
+		free(w);
+		return VAULT_ERR_NOMEM;
+	}
 	if ((r = store_read_begin_bulk(v->store, &txn)) != 0)
 		goto out;
 	/* Room for every row read at once: growing by doubling copies. */
@@ -382,7 +385,7 @@ scan_rows(struct vault *v, const struct fetch_query *q, const bool *want,
 		    &flags)) != 0)
 			goto out;
 		if (allowed && (r = read_row(v, txn, q, k.data, order, &val,
-		    flags, scratch, set)) != 0)
+		    flags, scratch, w, set)) != 0)
 			goto out;
 	}
 	if (rc != VAULT_ERR_NOT_FOUND)
@@ -392,6 +395,8 @@ out:
 	store_read_end(txn);
 	sodium_memzero(scratch, RECORD_SCRATCH_BYTES);
 	crypto_secret_free(scratch);
+	crypto_secret_free(w->plain);
+	free(w);
 	return r;
 }
 

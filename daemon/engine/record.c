@@ -25,11 +25,12 @@ record_parse_consumer(const struct store_val *v, struct consumer_rec *rec)
 
 	/* Damage, not a state the caller can fix: DATA_LOSS at the boundary. */
 	if (v->len != RECORD_CONSUMER_BYTES || (p[0] != RECORD_FORMAT &&
-	    p[0] != RECORD_CONSUMER_MANIFEST)) {
+	    p[0] != RECORD_CONSUMER_MANIFEST && p[0] != RECORD_CONSUMER_VALUES)) {
 		log_error("a consumer record has an unknown format");
 		return VAULT_ERR_CRYPTO;
 	}
 	rec->has_manifest = p[0] == RECORD_CONSUMER_MANIFEST;
+	rec->one_record = p[0] == RECORD_CONSUMER_VALUES;
 	rec->master_version = store_get_u32(p + RECORD_CONSUMER_MASTER);
 	rec->dek_generation = store_get_u32(p + RECORD_CONSUMER_GEN);
 	rec->created_ms = store_get_u64(p + RECORD_CONSUMER_CREATED);
@@ -71,7 +72,7 @@ record_new_consumer(const struct keyring *kr, const uint8_t *ref, uint8_t *dek,
 
 	randombytes_buf(dek, CRYPTO_KEY_BYTES);
 	randombytes_buf(seed, CRYPTO_KEY_BYTES);
-	out[0] = RECORD_CONSUMER_MANIFEST;
+	out[0] = RECORD_CONSUMER_VALUES;
 	store_put_u32(out + RECORD_CONSUMER_MASTER, ver);
 	store_put_u32(out + RECORD_CONSUMER_GEN, 1);
 	store_put_u64(out + RECORD_CONSUMER_CREATED, store_now_ms());
@@ -201,16 +202,17 @@ record_attr_updated(const struct store_val *v)
 static const char manifest_personal[crypto_generichash_blake2b_PERSONALBYTES] =
     "vaultd-manifest";
 
+/* Keyed BLAKE2b-256 under the index key over ref | p (personal: the kind). */
 static void
-manifest_tag(const uint8_t *index_key, const uint8_t *ref, const uint8_t *p,
-    size_t len, uint8_t tag[RECORD_MANIFEST_TAG])
+ref_tag(const char *personal, const uint8_t *index_key, const uint8_t *ref,
+    const uint8_t *p, size_t len, uint8_t tag[RECORD_MANIFEST_TAG])
 {
 	crypto_generichash_blake2b_state st;
 	static const uint8_t salt[crypto_generichash_blake2b_SALTBYTES];
 
 	crypto_generichash_blake2b_init_salt_personal(&st, index_key,
 	    CRYPTO_KEY_BYTES, RECORD_MANIFEST_TAG, salt,
-	    (const uint8_t *)manifest_personal);
+	    (const uint8_t *)personal);
 	crypto_generichash_blake2b_update(&st, ref, CRYPTO_REF_BYTES);
 	crypto_generichash_blake2b_update(&st, p, len);
 	crypto_generichash_blake2b_final(&st, tag, RECORD_MANIFEST_TAG);
@@ -241,7 +243,7 @@ record_manifest_open(const uint8_t *index_key, const uint8_t *ref,
 	    p[0] != RECORD_MANIFEST_FORMAT)
 		goto bad;
 	body = v->len - RECORD_MANIFEST_TAG;
-	manifest_tag(index_key, ref, p, body, tag);
+	ref_tag(manifest_personal, index_key, ref, p, body, tag);
 	if (sodium_memcmp(tag, p + body, RECORD_MANIFEST_TAG) != 0)
 		goto bad;
 	n = (size_t)p[RECORD_MANIFEST_COUNT] << 8 | p[RECORD_MANIFEST_COUNT + 1];
@@ -350,6 +352,210 @@ record_manifest_seal(const uint8_t *index_key, const uint8_t *ref,
 		    e[i].updated);
 		off += RECORD_MANIFEST_ENTRY_BYTES(e[i].len);
 	}
-	manifest_tag(index_key, ref, out, off, out + off);
+	ref_tag(manifest_personal, index_key, ref, out, off, out + off);
 	return off + RECORD_MANIFEST_TAG;
+}
+
+/*
+ * AD of a values record's blob: ref | "values" | generation | BLAKE2b-256
+ * of the bytes before the blob (names, times, lengths), which can be far
+ * longer than an AD.
+ */
+static size_t
+values_ad(uint8_t *ad, const uint8_t *ref, uint32_t generation,
+    const uint8_t *head, size_t head_len)
+{
+	size_t n = bound_ad(ad, ref, "values", generation);
+
+	crypto_generichash(ad + n, 32, head, head_len, NULL, 0);
+	return n + 32;
+}
+
+int
+record_values_names(const struct store_val *v, struct value_list *l,
+    struct store_val *sealed)
+{
+	const uint8_t *p = v->data;
+	size_t off, n, total = 0;
+
+	l->n = 0;
+	if (v->len < RECORD_VALUES_FIRST + CRYPTO_OVERHEAD ||
+	    v->len > RECORD_VALUES_MAX || p[0] != RECORD_VALUES_FORMAT)
+		goto bad;
+	n = (size_t)p[1] << 8 | p[2];
+	if (n > RECORD_VALUES_ENTRIES)
+		goto bad;
+	for (off = RECORD_VALUES_FIRST; l->n < n; l->n++) {
+		struct value_entry *e = &l->e[l->n];
+		size_t nl;
+
+		if (off >= v->len || (nl = p[off]) == 0 || nl >= SCHEMA_NAME_MAX ||
+		    v->len - off < RECORD_VALUES_ENTRY_BYTES(nl))
+			goto bad;
+		*e = (struct value_entry){ p + off + 1, nl,
+		    store_get_u64(p + off + 1 + nl), NULL,
+		    (size_t)p[off + 9 + nl] << 8 | p[off + 10 + nl], { 0, NULL } };
+		if (e->len > SCHEMA_VALUE_MAX || (l->n > 0 &&
+		    name_cmp(l->e[l->n - 1].name, l->e[l->n - 1].name_len,
+		    e->name, nl) >= 0))
+			goto bad;
+		total += e->len + 1;	/* each value NUL-terminated */
+		off += RECORD_VALUES_ENTRY_BYTES(nl);
+	}
+	if (v->len - off != total + CRYPTO_OVERHEAD)
+		goto bad;
+	*sealed = (struct store_val){ v->len - off, (void *)(p + off) };
+	return 0;
+bad:
+	l->n = 0;
+	log_error("a consumer's values record has an unknown format: the store "
+	    "is corrupt or was tampered with");
+	return VAULT_ERR_CRYPTO;
+}
+
+int
+record_values_open(const uint8_t *dek, const uint8_t *ref, uint32_t generation,
+    const struct store_val *v, uint8_t *plain, size_t cap,
+    struct value_list *l)
+{
+	uint8_t ad[CRYPTO_REF_BYTES + 16 + 32];
+	struct store_val sealed;
+	size_t len, off = 0;
+	int r;
+
+	if ((r = record_values_names(v, l, &sealed)) != 0)
+		return r;
+	if (cap < sealed.len - CRYPTO_OVERHEAD)
+		return VAULT_ERR_INVALID;
+	if (crypto_open(dek, ad, values_ad(ad, ref, generation, v->data,
+	    v->len - sealed.len), sealed.data, sealed.len, plain, cap,
+	    &len) != 0) {
+		l->n = 0;
+		log_error("a consumer's values record failed to open: the store "
+		    "is corrupt or was tampered with");
+		return VAULT_ERR_CRYPTO;
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		l->e[i].value = plain + off;
+		off += l->e[i].len + 1;
+		if (plain[off - 1] != '\0') {
+			l->n = 0;
+			log_error("a consumer's values record is malformed");
+			return VAULT_ERR_CRYPTO;
+		}
+	}
+	return 0;
+}
+
+size_t
+record_values_size(const struct value_list *l)
+{
+	size_t n = RECORD_VALUES_FIRST + CRYPTO_OVERHEAD;
+
+	for (size_t i = 0; i < l->n; i++)
+		n += RECORD_VALUES_ENTRY_BYTES(l->e[i].name_len) + l->e[i].len + 1;
+	return n;
+}
+
+int
+record_values_seal(const uint8_t *dek, const uint8_t *ref, uint32_t generation,
+    const struct value_list *l, uint8_t *out)
+{
+	uint8_t ad[CRYPTO_REF_BYTES + 16 + 32];
+	size_t off = RECORD_VALUES_FIRST, vals, total = 0;
+	uint8_t *plain;
+	int r;
+
+	out[0] = RECORD_VALUES_FORMAT;
+	out[1] = (uint8_t)(l->n >> 8);
+	out[2] = (uint8_t)l->n;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct value_entry *e = &l->e[i];
+
+		out[off] = (uint8_t)e->name_len;
+		memcpy(out + off + 1, e->name, e->name_len);
+		store_put_u64(out + off + 1 + e->name_len, e->updated_ms);
+		out[off + 9 + e->name_len] = (uint8_t)(e->len >> 8);
+		out[off + 10 + e->name_len] = (uint8_t)e->len;
+		off += RECORD_VALUES_ENTRY_BYTES(e->name_len);
+		total += e->len + 1;
+	}
+	/* The values one after another, each NUL-terminated, locked while plain. */
+	if ((plain = crypto_scratch_slot(CRYPTO_SCRATCH_SEAL,
+	    total ? total : 1)) == NULL)
+		return VAULT_ERR_NOMEM;
+	for (size_t i = 0, at = 0; i < l->n; i++) {
+		if (l->e[i].len > 0)
+			memcpy(plain + at, l->e[i].value, l->e[i].len);
+		plain[at + l->e[i].len] = '\0';
+		at += l->e[i].len + 1;
+	}
+	vals = off;
+	r = crypto_seal(dek, generation, ad, values_ad(ad, ref, generation, out,
+	    vals), plain, total, out + vals, total + CRYPTO_OVERHEAD);
+	sodium_memzero(plain, total);
+	return r;
+}
+
+/* Where name is in l, or would go: *found says which. */
+static size_t
+values_place(const struct value_list *l, const uint8_t *name, size_t len,
+    bool *found)
+{
+	size_t lo = 0, hi = l->n;
+
+	*found = false;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = name_cmp(l->e[mid].name, l->e[mid].name_len, name, len);
+
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+int
+record_values_find(const struct value_list *l, const char *name, size_t len)
+{
+	bool found;
+	size_t i = values_place(l, (const uint8_t *)name, len, &found);
+
+	return found ? (int)i : -1;
+}
+
+int
+record_values_set(struct value_list *l, const uint8_t *name, size_t len,
+    uint64_t updated_ms, const uint8_t *value, size_t value_len)
+{
+	bool found;
+	size_t i;
+
+	if (len == 0 || len >= SCHEMA_NAME_MAX || value_len > SCHEMA_VALUE_MAX)
+		return VAULT_ERR_INVALID;
+	i = values_place(l, name, len, &found);
+	if (!found) {
+		if (l->n == RECORD_VALUES_ENTRIES)
+			return VAULT_ERR_LIMIT;
+		memmove(l->e + i + 1, l->e + i, (l->n - i) * sizeof(l->e[0]));
+		l->n++;
+	}
+	l->e[i] = (struct value_entry){ name, len, updated_ms, value,
+	    value_len, { 0, NULL } };
+	return 0;
+}
+
+void
+record_values_remove(struct value_list *l, size_t i)
+{
+	if (i >= l->n)
+		return;
+	memmove(l->e + i, l->e + i + 1, (l->n - i - 1) * sizeof(l->e[0]));
+	l->n--;
 }

@@ -18,6 +18,23 @@
  *   Keyed by the index key, not the DEK: a key rotation leaves it as it
  *   is, and it holds only names and times, as the attrs keys and headers.
  *
+ * values:    ref -> fmt(1) | count(2) |
+ *            count x (name length(1) | name | updated ms(8) |
+ *            value length(2)) | sealed values
+ *   kept in the attrs space under the bare ref: the one record of a
+ *   consumer of format 3 (RECORD_CONSUMER_VALUES), which has no attrs
+ *   records keyed ref | name and no manifest. Entries in key order by
+ *   name; the sealed blob holds the values one after another, in entry
+ *   order, each NUL-terminated (value length + 1 bytes), under the DEK, AD = ref | "values" | generation | the bytes
+ *   before the blob: one AEAD covers every value, name and time, so it is
+ *   its own manifest. The names and times are readable without the DEK,
+ *   as the attrs keys and headers of the older layout were.
+ *
+ * Consumer formats: 1, attrs records without a manifest; 2, attrs records
+ * and a manifest; 3, one values record. A write (put, consumer key
+ * rotation) moves a consumer of format 1 or 2 to format 3; reads take
+ * every format (consumer_values_open, consumer.h).
+ *
  * Pointers in a parsed record point into the store (a store_val) and die
  * with the transaction that read them.
  */
@@ -35,6 +52,7 @@
 
 #define RECORD_FORMAT 1
 #define RECORD_CONSUMER_MANIFEST 2	/* consumer format with a manifest */
+#define RECORD_CONSUMER_VALUES 3	/* consumer format with one values record */
 #define RECORD_MANIFEST_FORMAT 1
 #define RECORD_MANIFEST_TAG 32
 #define RECORD_MANIFEST_ENTRIES (2 * SCHEMA_MAX_ATTRS)
@@ -59,6 +77,14 @@
 #define RECORD_ATTR_HDR (RECORD_ATTR_EXPIRES + 8)
 #define RECORD_ATTR_KEY_MAX (CRYPTO_REF_BYTES + SCHEMA_NAME_MAX)
 #define RECORD_ATTR_MAX (RECORD_ATTR_HDR + SCHEMA_VALUE_MAX + CRYPTO_OVERHEAD)
+/* A values record's fields (above) and its largest size. */
+#define RECORD_VALUES_FORMAT 1
+#define RECORD_VALUES_ENTRIES RECORD_MANIFEST_ENTRIES
+#define RECORD_VALUES_FIRST 3
+#define RECORD_VALUES_ENTRY_BYTES(name_len) (1 + (name_len) + 8 + 2)
+#define RECORD_VALUES_MAX (RECORD_VALUES_FIRST + RECORD_VALUES_ENTRIES * \
+	(RECORD_VALUES_ENTRY_BYTES(SCHEMA_NAME_MAX) + SCHEMA_VALUE_MAX + 1) + \
+	CRYPTO_OVERHEAD)
 /* Locked room to work on one consumer: DEK, seed, one NUL-ended value. */
 #define RECORD_SCRATCH_BYTES (2 * CRYPTO_KEY_BYTES + SCHEMA_VALUE_MAX + 1)
 
@@ -66,7 +92,8 @@ struct consumer_rec {
 	uint32_t master_version;
 	uint32_t dek_generation;
 	uint64_t created_ms;
-	bool has_manifest;
+	bool has_manifest;	/* format 2 */
+	bool one_record;	/* format 3: a values record */
 	const uint8_t *wrapped_dek;
 	const uint8_t *sealed_seed;
 };
@@ -144,5 +171,60 @@ int record_manifest_entries(const struct manifest *m,
     struct manifest_entry *e, size_t cap, size_t *n) VAULT_WUR;
 /* The updated time in an attribute record's header (0 when malformed). */
 uint64_t record_attr_updated(const struct store_val *v);
+
+/*
+ * A consumer's values, in name order. Pointers go into a store_val (the
+ * names), into opened memory (the values), or into the caller's memory,
+ * and die with it. An opened value is len bytes and a NUL.
+ */
+struct value_entry {
+	const uint8_t *name;
+	size_t name_len;
+	uint64_t updated_ms;
+	const uint8_t *value;	/* NULL until opened */
+	size_t len;
+	struct store_val rec;	/* older layouts: the attribute record */
+};
+
+struct value_list {
+	size_t n;
+	bool one_record;	/* sealed holds them all (else each its rec) */
+	struct store_val head;	/* one_record: the whole values record */
+	size_t need;		/* bytes the opened values take */
+	struct value_entry e[RECORD_VALUES_ENTRIES];
+};
+
+/*
+ * The names, times and lengths of a values record, not yet authenticated
+ * (record_values_open checks them): VAULT_ERR_CRYPTO when malformed.
+ * *sealed points at the blob.
+ */
+int record_values_names(const struct store_val *v, struct value_list *l,
+    struct store_val *sealed) VAULT_WUR;
+/*
+ * Opens the values record v of the consumer at ref (DEK generation
+ * generation) into l: values in plain (cap bytes, at least the sealed
+ * blob's length less CRYPTO_OVERHEAD).
+ * VAULT_ERR_CRYPTO when it fails its check.
+ */
+int record_values_open(const uint8_t *dek, const uint8_t *ref,
+    uint32_t generation, const struct store_val *v, uint8_t *plain,
+    size_t cap, struct value_list *l) VAULT_WUR;
+/* The size of the values record of l. */
+size_t record_values_size(const struct value_list *l);
+/* Seals l (every value set) into out (record_values_size bytes). */
+int record_values_seal(const uint8_t *dek, const uint8_t *ref,
+    uint32_t generation, const struct value_list *l, uint8_t *out) VAULT_WUR;
+/* The index of name in l, or -1. */
+int record_values_find(const struct value_list *l, const char *name,
+    size_t len);
+/*
+ * Sets name's value and time in l, keeping name order (name and value are
+ * pointed at, not copied); VAULT_ERR_LIMIT when l is full.
+ */
+int record_values_set(struct value_list *l, const uint8_t *name, size_t len,
+    uint64_t updated_ms, const uint8_t *value, size_t value_len) VAULT_WUR;
+/* Removes the entry at i. */
+void record_values_remove(struct value_list *l, size_t i);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "util/crashpoint.h"
 #include "crypto/crypto.h"
+#include "engine/consumer.h"
 #include "engine/deletion.h"
 #include "util/log.h"
 #include "engine/record.h"
@@ -597,86 +598,58 @@ rekey_apply(struct store_txn *txn, void *arg)
 {
 	struct rekey_job *job = arg;
 	struct vault *v = job->v;
-	struct store_cursor *cur = NULL;
-	struct store_val ak;
-	uint8_t *mem, *old, *new, *seed, *value;
+	uint8_t *mem, *old, *new, *seed;
 	uint8_t buf[RECORD_CONSUMER_BYTES];
-	uint8_t abuf[RECORD_ATTR_MAX];
 	uint32_t ver = keyring_active_version(v->kr), gen;
 	struct store_val k = { CRYPTO_REF_BYTES, (void *)job->ref }, val;
+	struct values_taken t = { 0 };
+	struct value_list *l = NULL;
 	struct consumer_rec rec;
-	size_t len, alen;
 	int rc, r;
 
 	if ((rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &val)) != 0)
 		return rc;
-	if ((mem = crypto_secret_alloc(3 * CRYPTO_KEY_BYTES + SCHEMA_VALUE_MAX + 1)) == NULL)
+	if ((mem = crypto_secret_alloc(3 * CRYPTO_KEY_BYTES)) == NULL)
 		return VAULT_ERR_NOMEM;
 	old = mem;
 	new = mem + CRYPTO_KEY_BYTES;
 	seed = mem + 2 * CRYPTO_KEY_BYTES;
-	value = mem + 3 * CRYPTO_KEY_BYTES;
+	memcpy(buf, val.data, val.len < sizeof(buf) ? val.len : sizeof(buf));
 	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
 	    (r = record_unwrap_dek(v->kr, txn, job->ref, &rec, old)) != 0 ||
 	    (r = record_open_seed(old, job->ref, &rec, seed)) != 0)
 		goto out;
+	/*
+	 * Every value of the consumer, those of attributes the schema no
+	 * longer has too: none may stay sealed under the old DEK.
+	 */
+	if ((l = malloc(sizeof(*l))) == NULL) {
+		r = VAULT_ERR_NOMEM;
+		goto out;
+	}
+	if ((r = consumer_values_take(v, txn, job->ref, &rec, old, l, &t)) != 0)
+		goto out;
 	gen = rec.dek_generation + 1;
 	randombytes_buf(new, CRYPTO_KEY_BYTES);
-	memcpy(buf, val.data, RECORD_CONSUMER_HDR);
 	store_put_u32(buf + RECORD_CONSUMER_MASTER, ver);
 	store_put_u32(buf + RECORD_CONSUMER_GEN, gen);
+	buf[0] = RECORD_CONSUMER_VALUES;	/* older formats move to one record */
 	if ((r = record_wrap_dek(v->kr, job->ref, ver, new,
 	    buf + RECORD_CONSUMER_HDR)) != 0 ||
 	    (r = record_seal_seed(new, job->ref, gen, seed,
-	    buf + RECORD_CONSUMER_HDR + RECORD_SEALED_KEY_BYTES)) != 0)
+	    buf + RECORD_CONSUMER_HDR + RECORD_SEALED_KEY_BYTES)) != 0 ||
+	    (r = consumer_values_put_txn(v, txn, job->ref, rec.one_record, new,
+	    gen, l)) != 0)
 		goto out;
-	/*
-	 * Every record of the consumer, those of attributes the schema no
-	 * longer has too: none may stay sealed under the old DEK.
-	 */
-	if ((rc = store_cursor_open(txn, STORE_ATTRS, &cur)) != 0) {
-		r = rc;
-		goto out;
-	}
-	ak = (struct store_val){ CRYPTO_REF_BYTES, (void *)job->ref };
-	for (rc = store_cursor_get(cur, &ak, &val, STORE_SEEK); rc == 0;
-	    rc = store_cursor_get(cur, &ak, &val, STORE_NEXT)) {
-		char name[SCHEMA_NAME_MAX];
-		size_t nlen = ak.len - CRYPTO_REF_BYTES;
-		uint64_t updated;
-
-		if (ak.len < CRYPTO_REF_BYTES ||
-		    memcmp(ak.data, job->ref, CRYPTO_REF_BYTES) != 0)
-			break;
-		if (nlen == 0 || nlen >= SCHEMA_NAME_MAX) {
-			r = VAULT_ERR_STATE;
-			goto out;
-		}
-		memcpy(name, (const uint8_t *)ak.data + CRYPTO_REF_BYTES, nlen);
-		name[nlen] = '\0';
-		if ((r = record_open_attr(old, job->ref, name, rec.dek_generation,
-		    &val, value, SCHEMA_VALUE_MAX + 1, &len, &updated)) != 0 ||
-		    (r = record_seal_attr(new, job->ref, name, gen, (char *)value,
-		    len, updated, abuf, &alen)) != 0)
-			goto out;
-		if ((rc = store_cursor_replace(cur, abuf, alen)) != 0) {
-			r = rc;
-			goto out;
-		}
-	}
-	if (rc != 0 && rc != VAULT_ERR_NOT_FOUND) {
-		r = rc;
-		goto out;
-	}
-	val = (struct store_val){ sizeof(buf), buf };
-	if ((rc = store_put(txn, STORE_CONSUMERS, k.data, k.len, val.data,
-	    val.len, 0)) != 0) {
+	if ((rc = store_put(txn, STORE_CONSUMERS, k.data, k.len, buf,
+	    sizeof(buf), 0)) != 0) {
 		r = rc;
 		goto out;
 	}
 	job->gen = gen;
 out:
-	store_cursor_close(cur);
+	consumer_values_release(&t);
+	free(l);
 	crypto_secret_free(mem);
 	return r;
 }

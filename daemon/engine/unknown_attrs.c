@@ -1,4 +1,5 @@
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -74,6 +75,23 @@ known_clean(struct vault *v, bool *clean)
 	return r;
 }
 
+/* How many values of the values record val are outside. */
+static int
+outside_in_record(struct vault *v, const struct store_val *val,
+    struct value_list *l, uint64_t *n)
+{
+	struct store_val sealed;
+	int r;
+
+	*n = 0;
+	if ((r = record_values_names(val, l, &sealed)) != 0)
+		return r;
+	for (size_t i = 0; i < l->n; i++)
+		if (outside(v, (const char *)l->e[i].name, l->e[i].name_len))
+			(*n)++;
+	return 0;
+}
+
 /* Counts them, in one snapshot. */
 static int
 count(struct vault *v, struct unknown_attrs *n)
@@ -82,12 +100,18 @@ count(struct vault *v, struct unknown_attrs *n)
 	struct store_txn *txn = NULL;
 	struct store_cursor *cur = NULL;
 	struct store_val k, val;
+	struct value_list *l;
 	bool have_last = false;
+	uint64_t in_record;
 	int rc, r;
 
 	memset(n, 0, sizeof(*n));
-	if ((r = store_read_begin(v->store, &txn)) != 0)
+	if ((l = malloc(sizeof(*l))) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((r = store_read_begin(v->store, &txn)) != 0) {
+		free(l);
 		return r;
+	}
 	if ((rc = store_cursor_open(txn, STORE_ATTRS, &cur)) != 0) {
 		r = rc;
 		goto out;
@@ -97,6 +121,14 @@ count(struct vault *v, struct unknown_attrs *n)
 		const char *name;
 		size_t len;
 
+		if (k.len == CRYPTO_REF_BYTES) {
+			/* A values record: a consumer's whole set. */
+			if ((r = outside_in_record(v, &val, l, &in_record)) != 0)
+				goto out;
+			n->values += in_record;
+			n->consumers += in_record > 0;
+			continue;
+		}
 		if ((r = key_name(&k, &name, &len)) != 0)
 			goto out;
 		if (!outside(v, name, len))
@@ -113,6 +145,7 @@ count(struct vault *v, struct unknown_attrs *n)
 out:
 	store_cursor_close(cur);
 	store_read_end(txn);
+	free(l);
 	return r;
 }
 
@@ -212,6 +245,60 @@ purged_add(struct purged *p, const char *name, size_t len)
 	p->names[p->off] = '\0';
 }
 
+/*
+ * Removes the values outside the schema from the values record of the
+ * consumer at ref, naming them in p; *removed says how many. The record is
+ * opened and sealed again under the consumer's DEK. A record of a consumer
+ * deleted and not yet collected is left to the collector.
+ */
+static int
+purge_record(struct vault *v, struct store_txn *txn, const uint8_t *ref,
+    struct purged *p, uint64_t *removed)
+{
+	struct store_val val;
+	struct values_taken t = { 0 };
+	struct value_list *l = NULL;
+	struct consumer_rec rec;
+	uint8_t *dek = NULL;
+	int rc, r;
+
+	*removed = 0;
+	rc = store_get(txn, STORE_CONSUMERS, ref, CRYPTO_REF_BYTES, &val);
+	if (rc == VAULT_ERR_NOT_FOUND)
+		return 0;
+	if (rc != 0)
+		return rc;
+	if ((r = record_parse_consumer(&val, &rec)) != 0 || !rec.one_record)
+		return r;
+	if ((l = malloc(sizeof(*l))) == NULL ||
+	    (dek = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL) {
+		r = VAULT_ERR_NOMEM;
+		goto out;
+	}
+	if ((r = record_unwrap_dek(v->kr, txn, ref, &rec, dek)) != 0 ||
+	    (r = consumer_values_take(v, txn, ref, &rec, dek, l, &t)) != 0)
+		goto out;
+	for (size_t i = 0; i < l->n;) {
+		const char *name = (const char *)l->e[i].name;
+
+		if (!outside(v, name, l->e[i].name_len)) {
+			i++;
+			continue;
+		}
+		purged_add(p, name, l->e[i].name_len);
+		record_values_remove(l, i);
+		(*removed)++;
+	}
+	if (*removed > 0)
+		r = consumer_values_put_txn(v, txn, ref, true, dek,
+		    rec.dek_generation, l);
+out:
+	consumer_values_release(&t);
+	crypto_secret_free(dek);
+	free(l);
+	return r;
+}
+
 static int
 purge_apply(struct store_txn *txn, void *arg)
 {
@@ -231,13 +318,16 @@ purge_apply(struct store_txn *txn, void *arg)
 	    job->from_len ? STORE_SEEK : STORE_FIRST);
 	for (; rc == 0; rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
 		uint8_t key[STORE_KEY_MAX];
-		const char *name;
-		size_t len;
+		const char *name = NULL;
+		uint64_t removed;
+		size_t len = 0;
 
 		/* The key is used after purged_flush writes: a store_val is not. */
 		memcpy(key, k.data, k.len);
 		k.data = key;
-		if ((r = key_name(&k, &name, &len)) != 0)
+		/* A values record (key ref) holds a consumer's whole set. */
+		if (k.len != CRYPTO_REF_BYTES &&
+		    (r = key_name(&k, &name, &len)) != 0)
 			break;
 		if (!p.active || memcmp(p.ref, k.data, CRYPTO_REF_BYTES) != 0) {
 			if ((r = purged_flush(v, txn, &p, &job->batch)) != 0)
@@ -252,6 +342,16 @@ purge_apply(struct store_txn *txn, void *arg)
 			p.active = true;
 		}
 		seen++;
+		if (k.len == CRYPTO_REF_BYTES) {
+			if ((r = purge_record(v, txn, p.ref, &p, &removed)) != 0)
+				break;
+			job->batch.values += removed;
+			/* Written past the cursor: it stands on the record again. */
+			if (removed > 0 && (rc = store_cursor_get(cur, &k, &val,
+			    STORE_SEEK)) != 0)
+				break;
+			continue;
+		}
 		if (!outside(v, name, len))
 			continue;
 		purged_add(&p, name, len);

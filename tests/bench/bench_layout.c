@@ -1,19 +1,21 @@
 /*
  * vaultbench layout --dev-dir DIR --consumers N
  *
- * What one sealed record per consumer would save and cost against the
- * layout vaultd keeps today (issue 16, point 3): a record per attribute,
- * keyed ref | name, and a manifest per consumer listing them (so that a
- * dropped record is noticed). Both layouts are written through the store
- * layer (LMDB, without the store journal) with the engine's own record
- * functions, so they differ only in how a consumer is cut into records:
+ * Three ways to cut a consumer into records (issue 16, point 3), written
+ * through the store layer (LMDB, without the store journal) with the
+ * engine's own record functions, so they differ only in the cut:
  *
  *   per-attribute  10 records record_seal_attr(ref, name, value), and the
- *                  manifest record_manifest_seal(entries) (as vaultd)
- *   one record     record_seal_attr(ref, "*", blob): the blob lists every
+ *                  manifest record_manifest_seal(entries) (vaultd's layout
+ *                  until 2026-12-04, still read: consumer formats 1 and 2)
+ *   one sealed     record_seal_attr(ref, "*", blob): the blob lists every
  *                  attribute as name length | name | updated | value
  *                  length | value; the seal covers all of them, so it is
- *                  its own manifest
+ *                  its own manifest (measured, not built)
+ *   values record  record_values_seal(names, times, values): the names,
+ *                  times and lengths in the clear, bound as associated
+ *                  data, the values under one seal (vaultd's layout since
+ *                  2026-12-04)
  *
  * The consumer record (the wrapped DEK), the audit log and the indexes are
  * the same in both and left out. Per layout: bytes per consumer in the data
@@ -23,7 +25,8 @@
  * put (1 attribute), a get of every attribute and a get of one. A put
  * writes the values the load wrote, with a new time: the records keep
  * their sizes. One line per figure:
- *   layout <figure> <per-attribute> <one record> <one record / per-attribute>
+ *   layout <figure> <per-attribute> <one sealed> <values record>
+ *     <values record / per-attribute>
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -45,7 +48,9 @@
 #define WHOLE "*"		/* the one record's name in its bound context */
 #define BLOB_MAX 1024
 
-enum layout { PER_ATTR, ONE_RECORD, LAYOUTS };
+enum layout { PER_ATTR, ONE_RECORD, VALUES, LAYOUTS };
+static const char *const layout_dir[LAYOUTS] = { "per-attribute",
+    "one-sealed", "values-record" };
 
 struct bench_ctx {
 	struct store *st;
@@ -139,6 +144,48 @@ put_blob(struct bench_ctx *c, struct store_txn *txn, const uint8_t *ref,
 }
 
 /*
+ * The values record layout: of a consumer already stored, the record is
+ * read and opened, the attributes put are set in it, and it is sealed
+ * again and stored (as put_apply does).
+ */
+static void
+put_values(struct bench_ctx *c, struct store_txn *txn, const uint8_t *ref,
+    const uint8_t *dek, char vals[N_ATTRS][40], int from, int to,
+    bool existing)
+{
+	static struct value_list l;
+	static uint8_t names[BLOB_MAX], plain[BLOB_MAX], out[BLOB_MAX * 2];
+	size_t rlen;
+
+	l.n = 0;
+	if (existing) {
+		struct store_val v;
+		size_t off = 0;
+
+		check(store_get(txn, STORE_ATTRS, ref, CRYPTO_REF_BYTES, &v),
+		    "get");
+		check(record_values_open(dek, ref, 1, &v, plain, sizeof(plain),
+		    &l), "open");
+		/* The names point into the store: copied before the write. */
+		for (size_t e = 0; e < l.n; e++) {
+			memcpy(names + off, l.e[e].name, l.e[e].name_len);
+			l.e[e].name = names + off;
+			off += l.e[e].name_len;
+		}
+	}
+	for (int a = from; a < to; a++)
+		check(record_values_set(&l, (const uint8_t *)bench_attr_names[a],
+		    strlen(bench_attr_names[a]), c->now, (const uint8_t *)vals[a],
+		    strlen(vals[a])), "set");
+	rlen = record_values_size(&l);
+	if (rlen > sizeof(out))
+		bench_die("values record too long");
+	check(record_values_seal(dek, ref, 1, &l, out), "seal");
+	check(store_put(txn, STORE_ATTRS, ref, CRYPTO_REF_BYTES, out, rlen, 0),
+	    "put");
+}
+
+/*
  * Puts attributes [from, to) of vals, as the layout does. Of a consumer
  * already stored (existing), vaultd reads the manifest first; the one
  * record is read only when the put leaves attributes as they were (the
@@ -155,6 +202,10 @@ put_attrs(struct bench_ctx *c, struct store_txn *txn, long i,
 	size_t n = 0, rlen;
 
 	consumer_keys(i, ref, dek);
+	if (c->lay == VALUES) {
+		put_values(c, txn, ref, dek, vals, from, to, existing);
+		return;
+	}
 	if (c->lay == ONE_RECORD) {
 		uint8_t blob[BLOB_MAX];
 		size_t len;
@@ -223,6 +274,18 @@ get_attrs(struct bench_ctx *c, struct store_txn *txn, long i, int one)
 	int got = 0, rc;
 
 	consumer_keys(i, ref, dek);
+	if (c->lay == VALUES) {
+		static struct value_list l;
+
+		check(store_get(txn, STORE_ATTRS, ref, CRYPTO_REF_BYTES, &v),
+		    "get");
+		check(record_values_open(dek, ref, 1, &v, out, sizeof(out), &l),
+		    "open");
+		if (one < 0)
+			return (int)l.n;
+		return record_values_find(&l, bench_attr_names[one],
+		    strlen(bench_attr_names[one])) >= 0;
+	}
 	if (c->lay == ONE_RECORD) {
 		check(store_get(txn, STORE_ATTRS, ref, CRYPTO_REF_BYTES, &v),
 		    "get");
@@ -335,8 +398,7 @@ bench_layout_main(const char *dir, long consumers)
 		char vals[N_ATTRS][40];
 
 		memset(c.index_key, 7, sizeof(c.index_key));
-		snprintf(path, sizeof(path), "%s/%s", dir, lay == PER_ATTR ?
-		    "per-attribute" : "one-record");
+		snprintf(path, sizeof(path), "%s/%s", dir, layout_dir[lay]);
 		if (mkdir(path, 0700) != 0)
 			bench_die("cannot make the store directory (must be new)");
 		check(store_open(&c.st, path, (size_t)64 << 30), "open store");
@@ -355,12 +417,13 @@ bench_layout_main(const char *dir, long consumers)
 			    0 ? consumers / 10 : 1);
 		store_close(c.st);
 	}
-	printf("layout bytes/consumer %.0f %.0f %.2f\n", fig[OPS][PER_ATTR],
-	    fig[OPS][ONE_RECORD], fig[OPS][ONE_RECORD] / fig[OPS][PER_ATTR]);
+	printf("layout bytes/consumer %.0f %.0f %.0f %.2f\n",
+	    fig[OPS][PER_ATTR], fig[OPS][ONE_RECORD], fig[OPS][VALUES],
+	    fig[OPS][VALUES] / fig[OPS][PER_ATTR]);
 	for (int op = 0; op < OPS; op++)
-		printf("layout %s %.0f %.0f %.2f\n", op_name[op],
-		    fig[op][PER_ATTR], fig[op][ONE_RECORD],
-		    fig[op][ONE_RECORD] / fig[op][PER_ATTR]);
+		printf("layout %s %.0f %.0f %.0f %.2f\n", op_name[op],
+		    fig[op][PER_ATTR], fig[op][ONE_RECORD], fig[op][VALUES],
+		    fig[op][VALUES] / fig[op][PER_ATTR]);
 	free(ids);
 	return 0;
 }

@@ -7,7 +7,12 @@
  *   3: manifest, its tag made afresh with the fuzzer's index key (the
  *      fuzzer cannot guess a tag): one that opens must list entries in key
  *      order that are found by name, and seal again to the same bytes;
- *   4: manifest as it is (a wrong tag must be refused).
+ *   4: manifest as it is (a wrong tag must be refused);
+ *   5: values record as it is: its names parsed (each in bounds, in name
+ *      order) and its seal tried (the fuzzer cannot forge one);
+ *   6: values record built from the input (name length | name | value
+ *      length | value ...), sealed, then opened: the same names and values
+ *      come back, and another ref or generation does not open it.
  */
 #include <string.h>
 
@@ -122,6 +127,67 @@ manifest(uint8_t *p, size_t n, bool retag)
 	FUZZ_CHECK(memcmp(again, p, n) == 0);
 }
 
+static void
+values(uint8_t *p, size_t n)
+{
+	static struct value_list l;
+	static uint8_t plain[RECORD_VALUES_MAX];
+	struct store_val v = { n, p }, sealed;
+
+	if (record_values_names(&v, &l, &sealed) != 0)
+		return;
+	FUZZ_CHECK(sealed.len >= CRYPTO_OVERHEAD && sealed.len <= n);
+	for (size_t i = 0; i < l.n; i++) {
+		FUZZ_CHECK(l.e[i].name >= p && l.e[i].name + l.e[i].name_len <= p + n);
+		FUZZ_CHECK(l.e[i].len <= SCHEMA_VALUE_MAX);
+		FUZZ_CHECK(i == 0 || record_values_find(&l, (const char *)l.e[i].name,
+		    l.e[i].name_len) == (int)i);
+	}
+	FUZZ_CHECK(record_values_open(dek, ref, 1, &v, plain, sizeof(plain),
+	    &l) != 0);
+}
+
+static void
+values_round_trip(const uint8_t *p, size_t n)
+{
+	static struct value_list l, back;
+	static uint8_t out[RECORD_VALUES_MAX], plain[RECORD_VALUES_MAX];
+	size_t off = 0, len;
+	struct store_val v;
+
+	l.n = 0;
+	while (off < n) {
+		size_t nl = p[off], vl;
+
+		if (nl == 0 || nl >= SCHEMA_NAME_MAX || n - off < 1 + nl + 1)
+			break;
+		vl = p[off + 1 + nl];
+		if (n - off - 2 - nl < vl)
+			break;
+		if (record_values_set(&l, p + off + 1, nl, off,
+		    p + off + 2 + nl, vl) != 0)
+			break;
+		off += 2 + nl + vl;
+	}
+	len = record_values_size(&l);
+	FUZZ_CHECK(len <= sizeof(out));
+	FUZZ_CHECK(record_values_seal(dek, ref, 3, &l, out) == 0);
+	v = (struct store_val){ len, out };
+	FUZZ_CHECK(record_values_open(dek, ref, 3, &v, plain, sizeof(plain),
+	    &back) == 0);
+	FUZZ_CHECK(back.n == l.n);
+	for (size_t i = 0; i < l.n; i++) {
+		FUZZ_CHECK(back.e[i].name_len == l.e[i].name_len &&
+		    memcmp(back.e[i].name, l.e[i].name, l.e[i].name_len) == 0);
+		FUZZ_CHECK(back.e[i].updated_ms == l.e[i].updated_ms);
+		FUZZ_CHECK(back.e[i].len == l.e[i].len &&
+		    memcmp(back.e[i].value, l.e[i].value, l.e[i].len) == 0 &&
+		    back.e[i].value[back.e[i].len] == '\0');
+	}
+	FUZZ_CHECK(record_values_open(dek, ref, 4, &v, plain, sizeof(plain),
+	    &back) != 0);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -142,7 +208,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (n > 0)
 		memcpy(p, data + 1, n);
-	switch (data[0] % 5) {
+	switch (data[0] % 7) {
 	case 0:
 		consumer(p, n);
 		break;
@@ -157,6 +223,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 4:
 		manifest(p, n, false);
+		break;
+	case 5:
+		values(p, n);
+		break;
+	case 6:
+		values_round_trip(p, n);
 		break;
 	}
 	free(p);

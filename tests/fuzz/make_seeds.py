@@ -433,6 +433,16 @@ def record():
     put("record", "manifest_empty", b"\x03" + manifest([], index_key, ref))
     put("record", "manifest_unsorted", b"\x03" +
         manifest([(b"zip", 1), (b"age", 2)], index_key, ref))
+    # A values record: names, times, lengths, then a (made-up) seal of the
+    # values, each and a NUL: 3 + 6 bytes plain.
+    head = b"\x01" + struct.pack(">H", 2)
+    for name, value in ((b"age", b"41"), (b"zip", b"941")):
+        head += bytes([len(name)]) + name + struct.pack(">QH", 5, len(value))
+    blob = b"\x01" + struct.pack(">I", 1) + bytes(24) + bytes(7) + bytes(16)
+    put("record", "values", b"\x05" + head + blob)
+    put("record", "values_short", b"\x05" + head + blob[:-1])
+    put("record", "values_round_trip", b"\x06" + b"\x03age\x0241"
+        b"\x05email\x05a@b.c\x03zip\x00")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Integrity of a consumer's set of attributes, and `vaultd --check`.
 
 LMDB has no page checksums: a damaged record can vanish from its database.
-Each consumer's attribute names (and when each was written) are kept in an
-authenticated manifest, so a missing or extra attribute record is DATA_LOSS,
-never a silently shorter answer; `vaultd --check` walks the whole store
-offline.
+A consumer's values are one record, tagged under the vault's index key, so
+a missing or swapped record is DATA_LOSS, never a silently shorter answer;
+`vaultd --check` walks the whole store offline. (Consumers of the older
+layouts, a record per attribute and a manifest, are read and moved on
+write: tests/unit/test_writer.c, test_older_layouts_read_and_move_on_write.)
 """
 import pathlib
 import subprocess
@@ -86,36 +87,64 @@ def one_consumer(fresh):
     return ref
 
 
-def test_missing_attribute_record_is_data_loss(fresh):
+def test_missing_values_record_is_data_loss(fresh):
     ref = one_consumer(fresh)
-    drop(fresh, b"attrs", ref + b"device")
+    drop(fresh, b"attrs", ref)
     fresh.start()
     cid = "int-1@example.test"
     data_loss(fresh.get, cid)
     data_loss(fresh.get, cid, ["device"])
+    # Without its record nothing says which attributes it had.
+    data_loss(fresh.get, cid, ["age"])
     data_loss(export, fresh, cid)
     data_loss(fetch, fresh, ["device"])
-    # An attribute it never had is still simply absent.
-    assert fresh.get(cid, ["age"]) == {}
     assert fresh.stop() == 0
     r = check(fresh)
     assert r.returncode != 0, r.stdout + r.stderr
     assert "int-1" not in r.stdout + r.stderr
 
 
-def test_extra_attribute_record_is_data_loss(fresh):
-    ref = one_consumer(fresh)
-    # A record the manifest does not list: a copy of another one's bytes.
+def test_values_record_of_another_consumer_is_data_loss(fresh):
+    fresh.start()
+    fresh.put("int-1@example.test", email="int-1@example.test", zip="94110")
+    fresh.put("int-2@example.test", email="int-2@example.test", zip="10001")
+    assert fresh.stop() == 0
+    a, b = refs(fresh)
     e = env(fresh)
     db = e.open_db(b"attrs", create=False)
     with e.begin(write=True) as t:
-        t.put(ref + b"age", t.get(ref + b"zip", db=db), db=db)
+        t.put(a, t.get(b, db=db), db=db)
     e.close()
     fresh.start()
-    data_loss(fresh.get, "int-1@example.test")
-    data_loss(export, fresh, "int-1@example.test")
+    cids = ["int-1@example.test", "int-2@example.test"]
+    # One of the two now holds the other's record; its ref is in the tag.
+    outcomes = []
+    for cid in cids:
+        try:
+            outcomes.append(fresh.get(cid))
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.DATA_LOSS, err
+            outcomes.append(None)
+    assert outcomes.count(None) == 1, outcomes
     assert fresh.stop() == 0
     assert check(fresh).returncode != 0
+
+
+def test_record_of_the_older_layout_beside_the_values_record(fresh):
+    """A stray ref | name record changes no answer, and --check finds it."""
+    ref = one_consumer(fresh)
+    e = env(fresh)
+    db = e.open_db(b"attrs", create=False)
+    with e.begin(write=True) as t:
+        t.put(ref + b"age", b"\x01" + bytes(80), db=db)
+    e.close()
+    fresh.start()
+    cid = "int-1@example.test"
+    assert fresh.get(cid) == {"email": cid, "zip": "94110", "device": "mobile"}
+    assert fresh.get(cid, ["age"]) == {}
+    assert fresh.stop() == 0
+    r = check(fresh)
+    assert r.returncode != 0, r.stdout + r.stderr
 
 
 def test_check_clean_store_and_refuses_while_running(fresh):
@@ -151,29 +180,6 @@ def test_check_finds_orphaned_attributes(fresh):
     assert "orphaned" in r.stdout, r.stdout
 
 
-def test_consumer_without_manifest_migrates_on_write(fresh):
-    """A consumer written before manifests: readable, and migrated by a put."""
-    ref = one_consumer(fresh)
-    e = env(fresh)
-    mdb, db = (e.open_db(b"manifests", create=False),
-               e.open_db(b"consumers", create=False))
-    with e.begin(write=True) as t:
-        assert t.delete(ref, db=mdb)
-        rec = bytearray(t.get(ref, db=db))
-        rec[0] = 1                      # the format before manifests
-        t.put(ref, bytes(rec), db=db)
-    e.close()
-    fresh.start()
-    cid = "int-1@example.test"
-    assert fresh.get(cid) == {"email": cid, "zip": "94110", "device": "mobile"}
-    fresh.put(cid, age="41")
-    assert fresh.stop() == 0
-    drop(fresh, b"attrs", ref + b"device")
-    fresh.start()
-    data_loss(fresh.get, cid)
-    assert fresh.stop() == 0
-
-
 def test_random_flips_never_answer_silently():
     """A few flips of the experiment (tests/fault/corrupt_flips.py)."""
     p = subprocess.run([sys.executable, str(ROOT / "tests/fault/corrupt_flips.py"),
@@ -188,9 +194,8 @@ CRASH_VAULTD = ROOT / "build-crash" / "vaultd"
 
 @pytest.mark.skipif(not CRASH_VAULTD.exists(),
                     reason="needs scripts/build --crash (build-crash/vaultd)")
-@pytest.mark.parametrize("point", ["put.before_manifest", "put.after_manifest"])
-def test_crash_in_put_leaves_records_and_manifest_agreeing(fresh, monkeypatch,
-                                                           point):
+@pytest.mark.parametrize("point", ["put.before_values", "put.after_values"])
+def test_crash_in_put_leaves_the_values_record_whole(fresh, monkeypatch, point):
     import conftest
     monkeypatch.setattr(conftest, "VAULTD", str(CRASH_VAULTD))
     cid = "crash-1@example.test"

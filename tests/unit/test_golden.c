@@ -274,6 +274,61 @@ test_manifest_record(void **state)
 	    "155652f8467c9ba740af6334544fbd52be23326e514327f3f06701fad2a20da2");
 }
 
+/*
+ * values: ref -> fmt(1) | count(2) | n x (len(1) | name | updated ms(8) |
+ * value len(2)) | sealed(values, each NUL-terminated)
+ */
+static void
+test_values_record(void **state)
+{
+	static struct value_list l, back;
+	uint8_t dek[CRYPTO_KEY_BYTES], ref[CRYPTO_REF_BYTES], out[256];
+	uint8_t plain[64];
+	struct store_val v;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(crypto_init(), 0);	/* the seal's locked memory */
+	fixed_key(dek, 0x00);
+	fixed_key(ref, 0x20);
+	assert_int_equal(record_values_set(&l, (const uint8_t *)"zip", 3,
+	    0x1112131415161718ULL, (const uint8_t *)"94110", 5), 0);
+	assert_int_equal(record_values_set(&l, (const uint8_t *)"email", 5,
+	    0x0102030405060708ULL, (const uint8_t *)"a@b.c", 5), 0);
+	len = record_values_size(&l);
+	assert_true(len <= sizeof(out));
+	assert_int_equal(record_values_seal(dek, ref, 7, &l, out), 0);
+	assert_golden(out, len,
+	    "01 0002"
+	    "05 656d61696c 0102030405060708 0005"
+	    "03 7a6970 1112131415161718 0005"
+	    "01 00000007 ~24 ~12 ~16");
+	v = (struct store_val){ len, out };
+	assert_int_equal(record_values_open(dek, ref, 7, &v, plain,
+	    sizeof(plain), &back), 0);
+	assert_int_equal(back.n, 2);
+	assert_int_equal(record_values_find(&back, "zip", 3), 1);
+	assert_string_equal((const char *)back.e[1].value, "94110");
+	assert_int_equal(back.e[1].len, 5);
+	assert_string_equal((const char *)back.e[0].value, "a@b.c");
+	/* Another ref, generation, a flipped byte, a cut record: refused. */
+	ref[0] ^= 1;
+	assert_int_equal(record_values_open(dek, ref, 7, &v, plain,
+	    sizeof(plain), &back), VAULT_ERR_CRYPTO);
+	ref[0] ^= 1;
+	assert_int_equal(record_values_open(dek, ref, 8, &v, plain,
+	    sizeof(plain), &back), VAULT_ERR_CRYPTO);
+	for (size_t at = 0; at < len; at += 7) {
+		out[at] ^= 1;
+		assert_int_equal(record_values_open(dek, ref, 7, &v, plain,
+		    sizeof(plain), &back), VAULT_ERR_CRYPTO);
+		out[at] ^= 1;
+	}
+	v.len--;
+	assert_int_equal(record_values_open(dek, ref, 7, &v, plain,
+	    sizeof(plain), &back), VAULT_ERR_CRYPTO);
+}
+
 /* counts: attr name | 00 | BLAKE2b-128(count key, value) -> holders be64 */
 static void
 test_count_key(void **state)
@@ -384,8 +439,6 @@ test_consumer_record(void **state)
 	uint64_t before = store_now_ms(), after;
 	bool created;
 	size_t n, m;
-	struct store_val mv;
-	struct manifest man;
 
 	assert_int_equal(consumer_put(f->v, test_ref(f->v, "alice", ref), &in, 1, &created), 0);
 	after = store_now_ms();
@@ -393,7 +446,7 @@ test_consumer_record(void **state)
 
 	raw_get(f, STORE_CONSUMERS, ref, sizeof(ref), v, sizeof(v), &n);
 	assert_golden(v, n,
-	    "02 00000001 00000001 ~8 "
+	    "03 00000001 00000001 ~8 "
 	    "01 00000001 ~24 ~32 ~16 "	/* wrapped DEK */
 	    "01 00000001 ~24 ~32 ~16");	/* sealed seed */
 	assert_ms_between(v + 9, before, after);
@@ -416,29 +469,29 @@ test_consumer_record(void **state)
 		assert_int_equal(m, CRYPTO_KEY_BYTES);
 	}
 
-	/* The attribute record, sealed under that DEK, generation 1. */
-	raw_get(f, STORE_ATTRS, key, record_attr_key(key, ref, "email"),
-	    v, sizeof(v), &n);
+	/*
+	 * Its values record, under the bare ref: one entry (name, updated
+	 * time, value length), then the values, each NUL-terminated, sealed
+	 * under that DEK, generation 1.
+	 */
+	raw_get(f, STORE_ATTRS, ref, sizeof(ref), v, sizeof(v), &n);
 	assert_golden(v, n,
-	    "01 ~8 0000000000000000"
-	    "01 00000001 ~24 ~5 ~16");
-	assert_ms_between(v + 1, before, after);
-	snprintf(ad, sizeof(ad), "%s 656d61696c 00000001", rhex);
-	assert_opens(dek, ad, v + RECORD_ATTR_HDR, n - RECORD_ATTR_HDR,
-	    (const uint8_t *)"a@b.c", 5);
-
-	/* Its manifest lists it with the same updated time. */
+	    "01 0001 05 656d61696c ~8 0005 "
+	    "01 00000001 ~24 ~6 ~16");
+	assert_ms_between(v + 9, before, after);
+	/* AD: ref | "values" | generation | BLAKE2b-256(the bytes before) */
 	{
-		uint8_t upd[8];
+		uint8_t h[32];
+		char hh[65];
 
-		memcpy(upd, v + 1, 8);
-		raw_get(f, STORE_MANIFESTS, ref, sizeof(ref), v, sizeof(v), &n);
-		assert_golden(v, n, "01 0001 05 656d61696c ~8 ~32");
-		assert_memory_equal(v + 9, upd, 8);
-		mv = (struct store_val){ .len = n, .data = v };
-		assert_int_equal(record_manifest_open(keyring_index_key(f->v->kr),
-		    ref, &mv, &man), 0);
+		crypto_generichash(h, sizeof(h), v, 19, NULL, 0);
+		hex_of(h, sizeof(h), hh);
+		snprintf(ad, sizeof(ad), "%s 76616c756573 00000001 %s", rhex, hh);
+		assert_opens(dek, ad, v + 19, n - 19, (const uint8_t *)"a@b.c", 6);
 	}
+	/* No record keyed ref | name, and no manifest. */
+	assert_absent(f, STORE_ATTRS, key, record_attr_key(key, ref, "email"));
+	assert_absent(f, STORE_MANIFESTS, ref, sizeof(ref));
 	sodium_memzero(dek, sizeof(dek));
 	sodium_memzero(seed, sizeof(seed));
 }
@@ -971,7 +1024,7 @@ test_rotation_state(void **state)
 	raw_get(f, STORE_META, "active_version", 14, v, sizeof(v), &n);
 	assert_golden(v, n, "00000002");
 	raw_get(f, STORE_CONSUMERS, ref, sizeof(ref), v, sizeof(v), &n);
-	assert_golden(v, n, "02 00000002 00000001 ~8 "
+	assert_golden(v, n, "03 00000002 00000001 ~8 "
 	    "01 00000002 ~24 ~32 ~16 "
 	    "01 00000001 ~24 ~32 ~16");
 	hex_of(ref, sizeof(ref), rhex);
@@ -1048,7 +1101,11 @@ test_consumer_record_v1(void **state)
 	assert_int_equal(rec.created_ms, 0x0102030405060708ULL);
 	assert_ptr_equal(rec.wrapped_dek, b + 17);
 	assert_ptr_equal(rec.sealed_seed, b + 17 + 77);
-	b[0] = 0x03;
+	b[0] = 0x03;	/* one values record */
+	assert_int_equal(record_parse_consumer(&v, &rec), 0);
+	assert_true(rec.one_record);
+	assert_false(rec.has_manifest);
+	b[0] = 0x04;
 	assert_int_equal(record_parse_consumer(&v, &rec), VAULT_ERR_CRYPTO);
 }
 
@@ -1061,6 +1118,7 @@ main(void)
 		cmocka_unit_test(test_key_check_value),
 		cmocka_unit_test(test_attr_record),
 		cmocka_unit_test(test_manifest_record),
+		cmocka_unit_test(test_values_record),
 		cmocka_unit_test(test_consumer_record_v1),
 		cmocka_unit_test_setup_teardown(test_count_key, test_vault_setup, test_vault_teardown),
 		cmocka_unit_test(test_count_record),

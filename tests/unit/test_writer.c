@@ -21,6 +21,7 @@
 #include "engine/consumer.h"
 #include "engine/deletion.h"
 #include "engine/requests.h"
+#include "engine/rotation.h"
 #include "testpg.h"
 #include "testutil.h"
 
@@ -290,26 +291,40 @@ test_put_get_delete(void **state)
 	assert_int_equal(deletion_run(f->v, &req, 1, &rc, &bad), VAULT_ERR_EXISTS);
 }
 
-/* Copies consumer from's record of attribute a onto consumer to's attribute b. */
+/* Copies consumer from's values record over consumer to's. */
 static void
-move_value(struct test_vault *f, const char *from, const char *a, const char *to,
-    const char *b)
+move_record(struct test_vault *f, const char *from, const char *to)
 {
-	uint8_t rf[CRYPTO_REF_BYTES], rt[CRYPTO_REF_BYTES], kf[128], kt[128];
+	uint8_t rf[CRYPTO_REF_BYTES], rt[CRYPTO_REF_BYTES], copy[4096];
 	struct store_txn *txn;
-	struct store_val k, v;
+	struct store_val v;
 
-	crypto_consumer_ref(keyring_index_key(f->v->kr), from, strlen(from), rf);
-	crypto_consumer_ref(keyring_index_key(f->v->kr), to, strlen(to), rt);
-	memcpy(kf, rf, sizeof(rf));
-	memcpy(kf + sizeof(rf), a, strlen(a));
-	memcpy(kt, rt, sizeof(rt));
-	memcpy(kt + sizeof(rt), b, strlen(b));
+	test_ref(f->v, from, rf);
+	test_ref(f->v, to, rt);
 	assert_int_equal(store_write_begin(f->v->store, &txn), 0);
-	k = (struct store_val){ sizeof(rf) + strlen(a), kf };
-	assert_int_equal(store_get(txn, STORE_ATTRS, k.data, k.len, &v), 0);
-	k = (struct store_val){ sizeof(rt) + strlen(b), kt };
-	assert_int_equal(store_put(txn, STORE_ATTRS, k.data, k.len, v.data,
+	assert_int_equal(store_get(txn, STORE_ATTRS, rf, sizeof(rf), &v), 0);
+	assert_true(v.len <= sizeof(copy));
+	memcpy(copy, v.data, v.len);
+	assert_int_equal(store_put(txn, STORE_ATTRS, rt, sizeof(rt), copy, v.len,
+	    0), 0);
+	assert_int_equal(store_write_commit(txn), 0);
+}
+
+/* XORs byte at of id's values record with x. */
+static void
+flip_record(struct test_vault *f, const char *id, size_t at, uint8_t x)
+{
+	uint8_t ref[CRYPTO_REF_BYTES], copy[4096];
+	struct store_txn *txn;
+	struct store_val v;
+
+	test_ref(f->v, id, ref);
+	assert_int_equal(store_write_begin(f->v->store, &txn), 0);
+	assert_int_equal(store_get(txn, STORE_ATTRS, ref, sizeof(ref), &v), 0);
+	assert_true(v.len <= sizeof(copy) && at < v.len);
+	memcpy(copy, v.data, v.len);
+	copy[at] ^= x;
+	assert_int_equal(store_put(txn, STORE_ATTRS, ref, sizeof(ref), copy,
 	    v.len, 0), 0);
 	assert_int_equal(store_write_commit(txn), 0);
 }
@@ -324,17 +339,30 @@ test_moved_value_fails_to_open(void **state)
 	put1(f, "alice", 0, "alice@example.com");
 	put1(f, "alice", 1, "94103");
 	put1(f, "bob", 0, "bob@example.com");
+	put1(f, "carol", 0, "carol@example.com");
 	/* To another consumer: bob's DEK and ref differ. */
-	move_value(f, "alice", "email", "bob", "email");
+	move_record(f, "alice", "bob");
 	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "bob"), 0, &email, 1, &cv),
 	    VAULT_ERR_CRYPTO);
-	/* To another attribute of the same consumer: the name is bound. */
-	move_value(f, "alice", "email", "alice", "zip");
-	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "alice"), 0, &zip, 1, &cv),
-	    VAULT_ERR_CRYPTO);
-	/* The untouched value still opens. */
-	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "alice"), 0, &email, 1, &cv), 0);
-	assert_string_equal(cv.v[0].value, "alice@example.com");
+	/*
+	 * The names and times are in the AEAD's associated data: carol's
+	 * first name byte ("email" -> "dmail", still in order) or a byte of
+	 * its updated time changed, and nothing opens.
+	 */
+	flip_record(f, "carol", 4, 0x01);
+	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "carol"), 0, NULL, 0,
+	    &cv), VAULT_ERR_CRYPTO);
+	flip_record(f, "carol", 4, 0x01);
+	flip_record(f, "carol", 3 + 1 + 5 + 7, 0x01);
+	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "carol"), 0, &email, 1,
+	    &cv), VAULT_ERR_CRYPTO);
+	flip_record(f, "carol", 3 + 1 + 5 + 7, 0x01);
+	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "carol"), 0, &email, 1,
+	    &cv), 0);
+	consumer_values_clear(&cv);
+	/* The untouched values still open. */
+	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "alice"), 0, &zip, 1, &cv), 0);
+	assert_string_equal(cv.v[0].value, "94103");
 	consumer_values_clear(&cv);
 }
 
@@ -596,6 +624,170 @@ test_pg_no_plaintext_on_server(void **state)
 	assert_true(scan_hits[2] > 0);
 }
 
+
+/*
+ * Rewrites id's values record in the layout before it: a record per
+ * attribute (keyed ref | name, sealed on its own) and, for format 2, a
+ * manifest; the consumer record says the format.
+ */
+static void
+to_older_layout(struct test_vault *f, const char *id, int format)
+{
+	static struct value_list l;
+	static struct manifest_entry e[8];
+	uint8_t ref[CRYPTO_REF_BYTES], key[RECORD_ATTR_KEY_MAX];
+	uint8_t crec[RECORD_CONSUMER_BYTES], man[1024], rec[RECORD_ATTR_MAX];
+	uint8_t *dek = crypto_secret_alloc(CRYPTO_KEY_BYTES);
+	struct values_taken t;
+	struct consumer_rec cr;
+	struct store_txn *txn;
+	struct store_val v;
+	size_t n = 0, rlen;
+
+	test_ref(f->v, id, ref);
+	assert_non_null(dek);
+	assert_int_equal(store_write_begin(f->v->store, &txn), 0);
+	assert_int_equal(store_get(txn, STORE_CONSUMERS, ref, sizeof(ref), &v),
+	    0);
+	memcpy(crec, v.data, sizeof(crec));
+	v = (struct store_val){ sizeof(crec), crec };
+	assert_int_equal(record_parse_consumer(&v, &cr), 0);
+	assert_true(cr.one_record);
+	assert_int_equal(record_unwrap_dek(f->v->kr, txn, ref, &cr, dek), 0);
+	assert_int_equal(consumer_values_take(f->v, txn, ref, &cr, dek, &l, &t),
+	    0);
+	assert_int_equal(store_del(txn, STORE_ATTRS, ref, sizeof(ref), NULL, 0),
+	    0);
+	for (size_t i = 0; i < l.n; i++) {
+		char name[SCHEMA_NAME_MAX];
+
+		memcpy(name, l.e[i].name, l.e[i].name_len);
+		name[l.e[i].name_len] = '\0';
+		assert_int_equal(record_seal_attr(dek, ref, name, cr.dek_generation,
+		    (const char *)l.e[i].value, l.e[i].len, l.e[i].updated_ms, rec,
+		    &rlen), 0);
+		assert_int_equal(store_put(txn, STORE_ATTRS, key,
+		    record_attr_key(key, ref, name), rec, rlen, 0), 0);
+		assert_int_equal(record_manifest_set(e, &n, 8, name,
+		    l.e[i].name_len, l.e[i].updated_ms), 0);
+	}
+	consumer_values_release(&t);
+	crypto_secret_free(dek);
+	if (format == RECORD_CONSUMER_MANIFEST) {
+		size_t len = record_manifest_seal(keyring_index_key(f->v->kr), ref,
+		    e, n, man);
+
+		assert_int_equal(store_put(txn, STORE_MANIFESTS, ref, sizeof(ref),
+		    man, len, 0), 0);
+	}
+	crec[0] = (uint8_t)format;
+	assert_int_equal(store_put(txn, STORE_CONSUMERS, ref, sizeof(ref), crec,
+	    sizeof(crec), 0), 0);
+	assert_int_equal(store_write_commit(txn), 0);
+}
+
+/* The consumer format of id, and whether a record is at key in sp. */
+static int
+format_of(struct test_vault *f, const char *id)
+{
+	struct store_txn *txn;
+	struct store_val v;
+	int fmt;
+
+	assert_int_equal(store_read_begin(f->v->store, &txn), 0);
+	assert_int_equal(store_get(txn, STORE_CONSUMERS, TEST_REF(f->v, id),
+	    CRYPTO_REF_BYTES, &v), 0);
+	fmt = ((const uint8_t *)v.data)[0];
+	store_read_end(txn);
+	return fmt;
+}
+
+static bool
+has(struct test_vault *f, enum store_space sp, const void *key, size_t len)
+{
+	struct store_txn *txn;
+	struct store_val v;
+	int rc;
+
+	assert_int_equal(store_read_begin(f->v->store, &txn), 0);
+	rc = store_get(txn, sp, key, len, &v);
+	store_read_end(txn);
+	assert_true(rc == 0 || rc == VAULT_ERR_NOT_FOUND);
+	return rc == 0;
+}
+
+static void
+assert_values(struct test_vault *f, const char *id, const char *email,
+    const char *zip, const char *age)
+{
+	const char *want[3] = { email, zip, age };
+	struct consumer_values cv;
+	size_t i = 0;
+
+	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, id), 0, NULL, 0, &cv),
+	    0);
+	for (int a = 0; a < 3; a++) {
+		if (want[a] == NULL)
+			continue;
+		assert_true(i < cv.n);
+		assert_int_equal(cv.v[i].attr, a);
+		assert_string_equal(cv.v[i].value, want[a]);
+		i++;
+	}
+	assert_int_equal(cv.n, i);
+	consumer_values_clear(&cv);
+}
+
+/* Consumers of formats 1 and 2 read as before; a write moves them to 3. */
+static void
+test_older_layouts_read_and_move_on_write(void **state)
+{
+	struct test_vault *f = *state;
+	uint8_t key[RECORD_ATTR_KEY_MAX], ref[CRYPTO_REF_BYTES];
+	struct consumer_values cv;
+	uint32_t gen;
+
+	put1(f, "alice", 0, "alice@example.com");
+	put1(f, "alice", 1, "94103");
+	put1(f, "bob", 0, "bob@example.com");
+	assert_int_equal(format_of(f, "alice"), RECORD_CONSUMER_VALUES);
+	to_older_layout(f, "alice", RECORD_CONSUMER_MANIFEST);
+	to_older_layout(f, "bob", RECORD_FORMAT);
+	test_ref(f->v, "alice", ref);
+	assert_true(has(f, STORE_ATTRS, key, record_attr_key(key, ref, "zip")));
+	assert_false(has(f, STORE_ATTRS, ref, sizeof(ref)));
+	assert_values(f, "alice", "alice@example.com", "94103", NULL);
+	assert_values(f, "bob", "bob@example.com", NULL, NULL);
+
+	/* A put moves alice to one record, keeping what was there. */
+	put1(f, "alice", 2, "41");
+	assert_int_equal(format_of(f, "alice"), RECORD_CONSUMER_VALUES);
+	assert_false(has(f, STORE_ATTRS, key, record_attr_key(key, ref, "zip")));
+	assert_false(has(f, STORE_MANIFESTS, ref, sizeof(ref)));
+	assert_true(has(f, STORE_ATTRS, ref, sizeof(ref)));
+	assert_values(f, "alice", "alice@example.com", "94103", "41");
+
+	/* A key rotation moves bob (format 1) the same way. */
+	assert_int_equal(rotation_consumer_key(f->v, TEST_REF(f->v, "bob"),
+	    &gen), 0);
+	assert_int_equal(gen, 2);
+	assert_int_equal(format_of(f, "bob"), RECORD_CONSUMER_VALUES);
+	assert_values(f, "bob", "bob@example.com", NULL, NULL);
+
+	/* Format 2: a record its manifest lists, gone, is DATA_LOSS. */
+	to_older_layout(f, "alice", RECORD_CONSUMER_MANIFEST);
+	{
+		struct store_txn *txn;
+
+		assert_int_equal(store_write_begin(f->v->store, &txn), 0);
+		assert_int_equal(store_del(txn, STORE_ATTRS, key,
+		    record_attr_key(key, ref, "zip"), NULL, 0), 0);
+		assert_int_equal(store_write_commit(txn), 0);
+	}
+	assert_int_equal(consumer_get(f->v, ref, 0, NULL, 0, &cv),
+	    VAULT_ERR_CRYPTO);
+}
+
 #define WRITER_TESTS(setup, teardown) \
 	cmocka_unit_test_setup_teardown(test_group_commit_isolates_requests, \
 	    setup, teardown), \
@@ -609,7 +801,9 @@ test_pg_no_plaintext_on_server(void **state)
 	cmocka_unit_test_setup_teardown(test_request_sweep_reaches_every_record, \
 	    setup, teardown), \
 	cmocka_unit_test_setup_teardown(test_moved_value_fails_to_open, setup, \
-	    teardown)
+	    teardown), \
+	cmocka_unit_test_setup_teardown( \
+	    test_older_layouts_read_and_move_on_write, setup, teardown)
 
 int
 main(void)
