@@ -72,43 +72,6 @@ consumer_manifest_agrees(const struct manifest *m, const char *name,
 	return VAULT_ERR_CRYPTO;
 }
 
-/*
- * The manifest entries of the consumer at ref before a write: its
- * manifest's, or for a consumer written before manifests, those of the
- * records it has now (trusted once, on this first write).
- */
-static int
-manifest_entries(struct vault *v, struct store_txn *txn, const uint8_t *ref,
-    const struct consumer_rec *rec, struct manifest_entry *e, size_t *n)
-{
-	struct store_cursor *cur = NULL;
-	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
-	struct manifest m;
-	int rc, r;
-
-	*n = 0;
-	if ((r = consumer_manifest_get(v, txn, ref, rec, &m)) != 0)
-		return r;
-	if (m.p != NULL)
-		return record_manifest_entries(&m, e, RECORD_MANIFEST_ENTRIES, n);
-	if ((rc = store_cursor_open(txn, STORE_ATTRS, &cur)) != 0)
-		return rc;
-	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0;
-	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
-		if (k.len < CRYPTO_REF_BYTES ||
-		    memcmp(k.data, ref, CRYPTO_REF_BYTES) != 0)
-			break;
-		if ((r = record_manifest_set(e, n, RECORD_MANIFEST_ENTRIES,
-		    (const char *)k.data + CRYPTO_REF_BYTES,
-		    k.len - CRYPTO_REF_BYTES, record_attr_updated(&val))) != 0)
-			break;
-	}
-	store_cursor_close(cur);
-	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
-		r = rc;
-	return r;
-}
-
 static int
 manifest_put(struct vault *v, struct store_txn *txn, const uint8_t *ref,
     const struct manifest_entry *e, size_t n, uint8_t *buf)
@@ -131,6 +94,7 @@ consumer_manifest_prune_txn(struct vault *v, struct store_txn *txn,
 	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
 	struct manifest_entry *e = NULL;
 	struct consumer_rec rec;
+	struct manifest m;
 	uint8_t *buf = NULL;
 	size_t n, kept = 0;
 	int rc, r;
@@ -147,7 +111,10 @@ consumer_manifest_prune_txn(struct vault *v, struct store_txn *txn,
 		r = VAULT_ERR_NOMEM;
 		goto out;
 	}
-	if ((r = manifest_entries(v, txn, ref, &rec, e, &n)) != 0)
+	/* Format 2 (has_manifest): its manifest lists its records. */
+	if ((r = consumer_manifest_get(v, txn, ref, &rec, &m)) != 0 ||
+	    (r = record_manifest_entries(&m, e, RECORD_MANIFEST_ENTRIES,
+	    &n)) != 0)
 		goto out;
 	for (size_t i = 0; i < n; i++)
 		if (schema_find_attr(v->schema, (const char *)e[i].name,

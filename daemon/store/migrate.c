@@ -15,10 +15,25 @@ step_1_to_2(struct store_txn *txn)
 	return 0;
 }
 
+/*
+ * 2 to 3: a consumer's values move to one values record (record.h) on the
+ * consumer's next put or key rotation, and consumers of the older layouts
+ * stay readable: nothing to write but the format record, which keeps an
+ * older vaultd, which cannot read a consumer of format 3, off the store.
+ */
+static int
+step_2_to_3(struct store_txn *txn)
+{
+	(void)txn;
+	return 0;
+}
+
 /* The built-in steps, by from version. */
 static const struct store_migration steps_table[] = {
 	{ 1, "lineage in stream order (lineage_rows); lineage kept by consumer "
 	    "stays readable", step_1_to_2 },
+	{ 2, "one values record per consumer, written on each consumer's next "
+	    "put or key rotation; older layouts stay readable", step_2_to_3 },
 };
 static const size_t n_steps = sizeof(steps_table) / sizeof(steps_table[0]);
 

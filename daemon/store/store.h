@@ -66,7 +66,7 @@
  * 1: the first; 2 (2026-12): lineage in stream order (lineage_rows), which
  * an older vaultd would not read, so it must refuse the store.
  */
-#define STORE_FORMAT_VERSION 2
+#define STORE_FORMAT_VERSION 3
 /* Reads after which a store_val may die (Lifetime, below). */
 #define STORE_KEEP_READS 7
 /* The longest key a store must take (LMDB's default limit). */

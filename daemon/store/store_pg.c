@@ -827,12 +827,15 @@ check_format(struct pg_txn *t)
 		return VAULT_ERR_STATE;
 	}
 	/*
-	 * Format 1 to 2 adds a key space, which the tables hold already
-	 * (migrate.c): only the record changes, so an older vaultd refuses.
+	 * Formats 1 to 2 (a key space, which the tables hold already) and 2
+	 * to 3 (consumers move to one values record as they are written)
+	 * change nothing in the tables (migrate.c): only the record changes,
+	 * so an older vaultd refuses.
 	 */
-	if ((found = store_get_u32(v.data)) == 1 && STORE_FORMAT_VERSION == 2) {
-		log_info("store format 1 upgraded to 2 (lineage in stream order; "
-		    "nothing else to change in the tables)");
+	if ((found = store_get_u32(v.data)) >= 1 && found < 3 &&
+	    STORE_FORMAT_VERSION == 3) {
+		log_info("store format %u upgraded to %u (nothing to change in "
+		    "the tables)", found, (unsigned)STORE_FORMAT_VERSION);
 		store_put_u32(fmt, STORE_FORMAT_VERSION);
 		return meta_put(&t->base, META_STORE_FORMAT, 0, fmt,
 		    sizeof(fmt));

@@ -131,22 +131,23 @@ def test_audit_entry_changed_by_a_dba_is_found(tmp_path, pg):
     assert "the audit log is broken" in d.log(), d.log()
 
 
-def test_a_format_1_store_is_upgraded_at_start(tmp_path, pg):
-    """PostgreSQL has no vaultd --migrate: the step from format 1 to 2,
-    which changes nothing in the tables, is applied when the store opens,
-    and the data is served as before."""
+@pytest.mark.parametrize("old", [1, 2])
+def test_an_older_format_store_is_upgraded_at_start(tmp_path, pg, old):
+    """PostgreSQL has no vaultd --migrate: the steps from formats 1 and 2
+    to 3, which change nothing in the tables, are applied when the store
+    opens, and the data is served as before."""
     d = pg_daemon(tmp_path, pg)
     d.start()
     d.put("ann", zip="1")
     assert d.stop() == 0
-    pg.psql("UPDATE vaultd.kv SET v = '\\x00000001'::bytea WHERE sp = 9 AND "
-            "k = 'store_format'::bytea", db=d.db)
+    pg.psql(f"UPDATE vaultd.kv SET v = '\\x0000000{old}'::bytea WHERE sp = 9 "
+            "AND k = 'store_format'::bytea", db=d.db)
     d.start()
-    assert "store format 1 upgraded to 2" in d.log(), d.log()
+    assert f"store format {old} upgraded to 3" in d.log(), d.log()
     assert d.get("ann", ["zip"]) == {"zip": "1"}
     assert d.stop() == 0
     assert pg.psql("SELECT encode(v, 'hex') FROM vaultd.kv WHERE sp = 9 AND "
-                   "k = 'store_format'::bytea", db=d.db).strip() == "00000002"
+                   "k = 'store_format'::bytea", db=d.db).strip() == "00000003"
 
 
 def test_store_of_another_format_is_refused_at_start(tmp_path, pg):

@@ -371,7 +371,7 @@ def test_backup_streams_a_manifest_with_the_key_versions(daemon):
     assert chunks[-1].HasField("manifest") and not chunks[-1].data
     m = chunks[-1].manifest
     assert all(not c.HasField("manifest") for c in chunks[:-1])
-    assert m.store_format == 2 and list(m.key_versions) == [1]
+    assert m.store_format == 3 and list(m.key_versions) == [1]
     assert m.data_bytes == sum(len(c.data) for c in chunks)
     assert m.deletion_seq == 1 and len(m.vault_id) == 32
 
@@ -500,7 +500,7 @@ def get_format(store_dir):
     return v
 
 
-@pytest.mark.parametrize("found", [0, 3])
+@pytest.mark.parametrize("found", [0, 4])
 def test_a_store_of_another_format_is_refused_with_found_and_expected(
         fresh, found):
     d = fresh.start()
@@ -511,11 +511,11 @@ def test_a_store_of_another_format_is_refused_with_found_and_expected(
     before = os.stat(data)
     d.spawn()
     assert d.wait_exit() == 1
-    assert (f"store format {found}; this vaultd reads 2..2; "
+    assert (f"store format {found}; this vaultd reads 3..3; "
             in d.log())
     if found == 0:
         assert "run vaultd --migrate" in d.log()
-    # --migrate has no step from 0, and never downgrades 3: nothing changes.
+    # --migrate has no step from 0, and never downgrades 4: nothing changes.
     r = vaultd("--dev", "--data-dir", d.data_dir, "--migrate")
     assert r.returncode == 1
     assert f"store format {found}" in r.stderr
@@ -532,30 +532,33 @@ def test_migrate_on_a_current_store_changes_nothing(fresh):
     assert d.stop() == 0
     r = vaultd("--dev", "--data-dir", d.data_dir, "--migrate")
     assert r.returncode == 0, r.stderr
-    assert "store format 2 is current" in r.stdout
+    assert "store format 3 is current" in r.stdout
     d.start()
     assert d.get(consumer_id(0), names=("email",)) == {"email": email(0)}
     assert d.stop() == 0
 
 
-def test_a_format_1_store_is_refused_then_migrated(fresh):
+@pytest.mark.parametrize("old", [1, 2])
+def test_an_older_format_store_is_refused_then_migrated(fresh, old):
     """Format 2 keeps lineage in stream order, which a vaultd of format 1
-    would not read: a format 1 store is refused until vaultd --migrate, and
-    then serves as before, its old lineage still counted by deletions."""
+    would not read; format 3 has consumers with one values record, which a
+    vaultd of format 2 would not read: an older store is refused until
+    vaultd --migrate, and then serves as before, its old lineage still
+    counted by deletions."""
     d = fresh.start()
     populate(d, 2)
     assert len(rows(fetch(d, "training", dataset="before",
                           attributes=["age"]))) == 2
     assert d.stop() == 0
-    set_format(d.data_dir / "db", 1)
+    set_format(d.data_dir / "db", old)
     d.spawn()
     assert d.wait_exit() == 1
-    assert "store format 1; this vaultd reads 2..2; run vaultd --migrate" \
-        in d.log()
+    assert (f"store format {old}; this vaultd reads 3..3; run vaultd "
+            "--migrate") in d.log()
     r = vaultd("--dev", "--data-dir", d.data_dir, "--migrate")
     assert r.returncode == 0, r.stderr
-    assert "store migrated from format 1 to 2" in r.stdout
-    assert get_format(d.data_dir / "db") == 2
+    assert f"store migrated from format {old} to 3" in r.stdout
+    assert get_format(d.data_dir / "db") == 3
     d.start()
     receipt = d.delete(consumer_id(0), request_id="after-migrate")
     assert list(receipt.affected_datasets) == ["before"]

@@ -354,7 +354,7 @@ test_meta_store_format(void **state)
 	size_t n;
 
 	raw_get(f, STORE_META, "store_format", 12, v, sizeof(v), &n);
-	assert_golden(v, n, "00000002");
+	assert_golden(v, n, "00000003");
 }
 
 /*

@@ -1,6 +1,6 @@
 /*
  * The store format migration framework (store/migrate.h), with a synthetic
- * version bump: a store set to format 0 (or 3), and test-only step tables.
+ * version bump: a store set to format 0 (or 4), and test-only step tables.
  * Also the compact copy and swap (store/copy.h).
  */
 #include <setjmp.h>
@@ -31,7 +31,7 @@ step_0_to_1(struct store_txn *txn)
 	return store_put(txn, STORE_META, marker, strlen(marker), "y", 1, 0);
 }
 
-/* A step with nothing to write (as the built-in 1 -> 2). */
+/* A step with nothing to write (as the built-in 1 -> 2 and 2 -> 3). */
 static int
 step_nothing(struct store_txn *txn)
 {
@@ -84,24 +84,25 @@ test_older_store_is_refused_then_migrated(void **state)
 	static const struct store_migration steps[] = {
 		{ 0, "test step", step_0_to_1 },
 		{ 1, "nothing", step_nothing },
+		{ 2, "nothing", step_nothing },
 	};
 	char *dir = test_tmpdir();
 	struct store *st = NULL;
 	uint32_t from, to;
 
 	(void)state;
-	assert_int_equal(STORE_FORMAT_VERSION, 2);	/* the table above */
+	assert_int_equal(STORE_FORMAT_VERSION, 3);	/* the table above */
 	make_store_at(dir, 0);
 	assert_int_equal(store_open(&st, dir, MAP), VAULT_ERR_STATE);
 	assert_null(st);
-	assert_int_equal(store_migrate_steps(dir, MAP, steps, 2, 2, &from, &to), 0);
+	assert_int_equal(store_migrate_steps(dir, MAP, steps, 3, 3, &from, &to), 0);
 	assert_int_equal(from, 0);
-	assert_int_equal(to, 2);
-	assert_true(has_marker(dir));		/* opens at format 2 now */
+	assert_int_equal(to, 3);
+	assert_true(has_marker(dir));		/* opens at format 3 now */
 	/* Again: current, nothing to do. */
-	assert_int_equal(store_migrate_steps(dir, MAP, steps, 2, 2, &from, &to), 0);
-	assert_int_equal(from, 2);
-	assert_int_equal(to, 2);
+	assert_int_equal(store_migrate_steps(dir, MAP, steps, 3, 3, &from, &to), 0);
+	assert_int_equal(from, 3);
+	assert_int_equal(to, 3);
 	test_rmtree(dir);
 	free(dir);
 }
@@ -149,32 +150,39 @@ test_missing_step_and_newer_store_are_refused(void **state)
 	free(dir);
 }
 
-/* The built-in table: format 1 (lineage by consumer) to 2. */
+/*
+ * The built-in table: format 1 (lineage by consumer) to 2, and 2 (a record
+ * per attribute) to 3, from either.
+ */
 static void
 test_builtin_step_from_1(void **state)
 {
-	char *dir = test_tmpdir();
 	struct store *st = NULL;
 	uint32_t from, to;
 
 	(void)state;
-	make_store_at(dir, 1);
-	assert_int_equal(store_open(&st, dir, MAP), VAULT_ERR_STATE);
-	assert_int_equal(store_migrate(dir, MAP, &from, &to), 0);
-	assert_int_equal(from, 1);
-	assert_int_equal(to, 2);
-	assert_int_equal(store_open(&st, dir, MAP), 0);
-	store_close(st);
-	test_rmtree(dir);
-	free(dir);
+	for (uint32_t v = 1; v < STORE_FORMAT_VERSION; v++) {
+		char *dir = test_tmpdir();
+
+		make_store_at(dir, v);
+		assert_int_equal(store_open(&st, dir, MAP), VAULT_ERR_STATE);
+		assert_int_equal(store_migrate(dir, MAP, &from, &to), 0);
+		assert_int_equal(from, v);
+		assert_int_equal(to, STORE_FORMAT_VERSION);
+		assert_int_equal(store_open(&st, dir, MAP), 0);
+		store_close(st);
+		test_rmtree(dir);
+		free(dir);
+	}
 }
 
 static void
 test_two_steps_run_in_order(void **state)
 {
 	static const struct store_migration steps[] = {
-		{ 2, "third", step_0_to_1 },	/* listed out of order on purpose */
+		{ 3, "fourth", step_0_to_1 },	/* listed out of order on purpose */
 		{ 0, "first", step_0_to_1 },
+		{ 2, "third", step_nothing },
 		{ 1, "second", step_nothing },
 	};
 	char *dir = test_tmpdir();
@@ -183,9 +191,9 @@ test_two_steps_run_in_order(void **state)
 
 	(void)state;
 	make_store_at(dir, 0);
-	assert_int_equal(store_migrate_steps(dir, MAP, steps, 3, 3, &from, &to), 0);
-	assert_int_equal(to, 3);
-	/* Format 3 is beyond this vaultd: store_open refuses it. */
+	assert_int_equal(store_migrate_steps(dir, MAP, steps, 4, 4, &from, &to), 0);
+	assert_int_equal(to, 4);
+	/* Format 4 is beyond this vaultd: store_open refuses it. */
 	assert_int_equal(store_open(&st, dir, MAP), VAULT_ERR_STATE);
 	test_rmtree(dir);
 	free(dir);
