@@ -239,6 +239,7 @@ walk_records(struct store_txn *txn, const uint8_t *ref,
 struct legacy_walk {
 	const struct manifest *m;
 	struct value_list *l;
+	const uint8_t *seed;	/* the consumer's sealed seed */
 };
 
 static int
@@ -249,6 +250,20 @@ list_legacy(void *arg, const struct store_val *name,
 	struct value_list *l = w->l;
 	int r;
 
+	/*
+	 * A record's AD is ref | name | generation (record.h), as the seed's
+	 * is ref | "seed" | generation under the same DEK: the sealed seed
+	 * copied in as a record named "seed" would open, and an export would
+	 * show it. A name with a NUL would share the AD of its first part.
+	 */
+	if (memchr(name->data, '\0', name->len) != NULL ||
+	    (val->len == RECORD_ATTR_HDR + RECORD_SEALED_KEY_BYTES &&
+	    memcmp((const uint8_t *)val->data + RECORD_ATTR_HDR, w->seed,
+	    RECORD_SEALED_KEY_BYTES) == 0)) {
+		log_error("an attribute record is not one: the store is corrupt "
+		    "or was tampered with");
+		return VAULT_ERR_CRYPTO;
+	}
 	if ((r = consumer_manifest_agrees(w->m, name->data, name->len,
 	    val)) != 0)
 		return r;
@@ -298,7 +313,7 @@ consumer_values_load(struct vault *v, struct store_txn *txn,
 	}
 	if ((r = consumer_manifest_get(v, txn, ref, rec, &m)) != 0 ||
 	    (r = walk_records(txn, ref, list_legacy,
-	    &(struct legacy_walk){ &m, l })) != 0)
+	    &(struct legacy_walk){ &m, l, rec->sealed_seed })) != 0)
 		return r;
 	/* Each record is listed; so many records: none listed is missing. */
 	if (m.p != NULL && l->n != m.n) {
@@ -648,6 +663,7 @@ consumer_get(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES], int purpose,
 	struct store_val k, val;
 	struct consumer_rec rec;
 	struct value_list *l = NULL;
+	uint8_t crec[RECORD_CONSUMER_BYTES];
 	uint8_t *dek = NULL, *names, flags = 0;
 	size_t count, extra = 0;
 	bool allowed;
@@ -665,6 +681,11 @@ consumer_get(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES], int purpose,
 	if ((rc = store_get(txn, STORE_CONSUMERS, k.data, k.len, &val)) != 0) {
 		r = rc;
 		goto out;
+	}
+	/* Copied: the reads below outlive a store_val (store.h, Lifetime). */
+	if (val.len == sizeof(crec)) {
+		memcpy(crec, val.data, sizeof(crec));
+		val.data = crec;
 	}
 	if ((r = record_parse_consumer(&val, &rec)) != 0)
 		goto out;
@@ -748,8 +769,21 @@ uncount_all(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 
 	if (l == NULL)
 		return VAULT_ERR_NOMEM;
-	if ((r = record_unwrap_dek(v->kr, txn, ref, rec, s->dek)) != 0 ||
-	    (r = consumer_values_take(v, txn, ref, rec, s->dek, l, &t)) != 0)
+	if ((r = record_unwrap_dek(v->kr, txn, ref, rec, s->dek)) != 0)
+		goto out;
+	if ((r = consumer_values_take(v, txn, ref, rec, s->dek, l, &t)) ==
+	    VAULT_ERR_CRYPTO) {
+		/*
+		 * Damage must not block the right to delete: the consumer goes,
+		 * its values stay in the counts (vaultd --check reports them).
+		 */
+		log_error("a consumer's values failed their check; it is "
+		    "deleted, but its values stay in the suppression counts "
+		    "(vaultd --check reports them)");
+		r = 0;
+		goto out;
+	}
+	if (r != 0)
 		goto out;
 	for (size_t i = 0; i < l->n && r == 0; i++) {
 		int a = schema_find_attr(v->schema, (const char *)l->e[i].name,

@@ -81,28 +81,41 @@ read_row(struct vault *v, struct store_txn *txn, const struct fetch_query *q,
 	bool limited = (flags & CONSENT_LIMIT_SENSITIVE) &&
 	    !s->purposes[q->purpose].essential;
 	struct value_list *l = &w->l;
+	uint8_t own_ref[CRYPTO_REF_BYTES], copy[RECORD_CONSUMER_BYTES];
+	struct store_val cv = *crec;
 	struct fetch_row *row;
 	struct consumer_rec rec;
 	uint64_t *tokens;
 	int r;
+
+	/* Copied: the reads below outlive a store_val (store.h, Lifetime). */
+	memcpy(own_ref, ref, CRYPTO_REF_BYTES);
+	ref = own_ref;
+	if (cv.len == sizeof(copy)) {
+		memcpy(copy, cv.data, sizeof(copy));
+		cv.data = copy;
+	}
 
 	if (set->n == set->cap &&
 	    (r = reserve(set, set->cap ? set->cap * 2 : 1024)) != 0)
 		return r;
 	row = &set->rows[set->n];
 	tokens = set->tokens + set->n * set->n_attrs;
-	if ((r = record_parse_consumer(crec, &rec)) != 0 ||
-	    (r = consumer_values_load(v, txn, ref, &rec, l)) != 0)
-		return r;
-	/* Known only by its consent (consent before data): no row to send. */
-	if (l->n == 0)
-		return 0;
-	if ((r = crypto_secret_reserve(&w->plain, &w->cap, l->need)) != 0 ||
+	if ((r = record_parse_consumer(&cv, &rec)) != 0 ||
 	    (r = record_unwrap_dek(v->kr, txn, ref, &rec, dek)) != 0 ||
 	    (r = record_open_seed(dek, ref, &rec, seed)) != 0 ||
+	    (r = consumer_values_load(v, txn, ref, &rec, l)) != 0 ||
+	    (r = crypto_secret_reserve(&w->plain, &w->cap, l->need)) != 0 ||
 	    (r = consumer_values_open(ref, &rec, dek, l, w->plain,
 	    w->cap)) != 0)
 		return r;
+	/*
+	 * Known only by its consent (consent before data): no row to send.
+	 * Decided once the record opened: an empty record put in its place
+	 * is DATA_LOSS, not a consumer left out.
+	 */
+	if (l->n == 0)
+		return 0;
 	tokenizer_pseudonym(seed, s->purposes[q->purpose].name, row->pseudonym);
 	for (size_t j = 0; j < q->n_attrs; j++) {
 		const struct attr_def *a = &s->attrs[q->attrs[j]];

@@ -104,6 +104,45 @@ def test_missing_values_record_is_data_loss(fresh):
     assert "int-1" not in r.stdout + r.stderr
 
 
+def put_raw(d, key, value):
+    e = env(d)
+    db = e.open_db(b"attrs", create=False)
+    with e.begin(write=True) as t:
+        t.put(key, value, db=db)
+    e.close()
+
+
+def test_empty_values_record_in_its_place_is_data_loss(fresh):
+    """A well-formed empty record with a made-up seal: no consumer is left
+    out of a dataset as if it had no values; its seal fails first."""
+    ref = one_consumer(fresh)
+    put_raw(fresh, ref, b"\x01\x00\x00" + bytes(45))
+    fresh.start()
+    data_loss(fetch, fresh, ["device"])
+    data_loss(fresh.get, "int-1@example.test")
+    assert fresh.stop() == 0
+
+
+def test_a_damaged_values_record_does_not_block_deletion(fresh):
+    ref = one_consumer(fresh)
+    e = env(fresh)
+    db = e.open_db(b"attrs", create=False)
+    with e.begin() as t:
+        rec = bytearray(t.get(ref, db=db))
+    e.close()
+    rec[-1] ^= 1                        # the seal's tag
+    put_raw(fresh, ref, bytes(rec))
+    fresh.start()
+    cid = "int-1@example.test"
+    data_loss(fresh.get, cid)
+    fresh.delete(cid)
+    with pytest.raises(grpc.RpcError) as err:
+        fresh.get(cid)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "failed their check" in fresh.log()
+    assert fresh.stop() == 0
+
+
 def test_values_record_of_another_consumer_is_data_loss(fresh):
     fresh.start()
     fresh.put("int-1@example.test", email="int-1@example.test", zip="94110")

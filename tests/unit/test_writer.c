@@ -744,7 +744,7 @@ test_older_layouts_read_and_move_on_write(void **state)
 {
 	struct test_vault *f = *state;
 	uint8_t key[RECORD_ATTR_KEY_MAX], ref[CRYPTO_REF_BYTES];
-	struct consumer_values cv;
+	struct consumer_values cv, cv2;
 	uint32_t gen;
 
 	put1(f, "alice", 0, "alice@example.com");
@@ -773,6 +773,35 @@ test_older_layouts_read_and_move_on_write(void **state)
 	assert_int_equal(gen, 2);
 	assert_int_equal(format_of(f, "bob"), RECORD_CONSUMER_VALUES);
 	assert_values(f, "bob", "bob@example.com", NULL, NULL);
+
+	/*
+	 * The sealed seed copied in as a record named "seed" would open under
+	 * the DEK (the same AD): it is refused, not exported.
+	 */
+	put1(f, "carol", 0, "carol@example.com");
+	to_older_layout(f, "carol", RECORD_FORMAT);
+	{
+		uint8_t cref[CRYPTO_REF_BYTES], rec[RECORD_ATTR_MAX];
+		struct consumer_rec cr;
+		struct store_txn *txn;
+		struct store_val sv;
+
+		test_ref(f->v, "carol", cref);
+		assert_int_equal(store_write_begin(f->v->store, &txn), 0);
+		assert_int_equal(store_get(txn, STORE_CONSUMERS, cref,
+		    sizeof(cref), &sv), 0);
+		assert_int_equal(record_parse_consumer(&sv, &cr), 0);
+		memset(rec, 0, RECORD_ATTR_HDR);
+		rec[0] = RECORD_FORMAT;
+		memcpy(rec + RECORD_ATTR_HDR, cr.sealed_seed,
+		    RECORD_SEALED_KEY_BYTES);
+		assert_int_equal(store_put(txn, STORE_ATTRS, key,
+		    record_attr_key(key, cref, "seed"), rec,
+		    RECORD_ATTR_HDR + RECORD_SEALED_KEY_BYTES, 0), 0);
+		assert_int_equal(store_write_commit(txn), 0);
+		assert_int_equal(consumer_get(f->v, cref, -1, NULL, 0, &cv2),
+		    VAULT_ERR_CRYPTO);
+	}
 
 	/* Format 2: a record its manifest lists, gone, is DATA_LOSS. */
 	to_older_layout(f, "alice", RECORD_CONSUMER_MANIFEST);
