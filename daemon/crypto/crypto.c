@@ -251,15 +251,8 @@ crypto_scratch_slot(int slot, size_t len)
 			return NULL;
 		pthread_setspecific(scratch_key, s);
 	}
-	if (s->len[slot] < len) {
-		size_t want = len < 4096 ? 4096 : len;
-
-		sodium_free(s->mem[slot]);
-		s->len[slot] = 0;
-		if ((s->mem[slot] = sodium_malloc(want)) == NULL)
-			return NULL;
-		s->len[slot] = want;
-	}
+	if (crypto_secret_reserve(&s->mem[slot], &s->len[slot], len) != 0)
+		return NULL;
 	return s->mem[slot];
 }
 

@@ -37,7 +37,7 @@ struct check {
 	struct count *counts;
 	size_t n_counts, cap_counts;
 	uint64_t pending;	/* attribute records queued for collection */
-	uint8_t *mem;		/* locked: DEK, seed, one value */
+	uint8_t *mem;		/* locked: DEK, seed */
 	struct value_list *values;	/* of the consumer being checked */
 	uint8_t *plain;			/* locked: its values, opened */
 	size_t plain_cap;
@@ -435,8 +435,7 @@ check_store(const struct config *cfg)
 		goto out;
 	}
 	if ((c.values = malloc(sizeof(*c.values))) == NULL ||
-	    (c.mem = crypto_secret_alloc(2 * CRYPTO_KEY_BYTES +
-	    SCHEMA_VALUE_MAX + 1)) == NULL ||
+	    (c.mem = crypto_secret_alloc(RECORD_SCRATCH_BYTES)) == NULL ||
 	    store_read_begin(c.v->store, &c.txn) != 0)
 		goto out;
 	walk_consumers(&c);

@@ -12,10 +12,10 @@
 #include "util/log.h"
 #include "engine/record.h"
 
-/* Locked scratch for one job: DEK, seed, one decrypted value. */
+/* Locked scratch for one job: DEK and seed (values: consumer_values_take). */
 struct scratch {
 	uint8_t *mem;
-	uint8_t *dek, *seed, *value;
+	uint8_t *dek, *seed;
 };
 
 
@@ -27,7 +27,6 @@ scratch_new(struct scratch *s)
 		return VAULT_ERR_NOMEM;
 	s->dek = s->mem;
 	s->seed = s->mem + CRYPTO_KEY_BYTES;
-	s->value = s->mem + 2 * CRYPTO_KEY_BYTES;
 	return 0;
 }
 

@@ -85,8 +85,8 @@
 #define RECORD_VALUES_MAX (RECORD_VALUES_FIRST + RECORD_VALUES_ENTRIES * \
 	(RECORD_VALUES_ENTRY_BYTES(SCHEMA_NAME_MAX) + SCHEMA_VALUE_MAX + 1) + \
 	CRYPTO_OVERHEAD)
-/* Locked room to work on one consumer: DEK, seed, one NUL-ended value. */
-#define RECORD_SCRATCH_BYTES (2 * CRYPTO_KEY_BYTES + SCHEMA_VALUE_MAX + 1)
+/* Locked room to work on one consumer: DEK and seed. */
+#define RECORD_SCRATCH_BYTES (2 * CRYPTO_KEY_BYTES)
 
 struct consumer_rec {
 	uint32_t master_version;
