@@ -219,8 +219,9 @@ walk_records(struct store_txn *txn, const uint8_t *ref,
 			break;
 		if (k.len == CRYPTO_REF_BYTES ||
 		    k.len - CRYPTO_REF_BYTES >= SCHEMA_NAME_MAX) {
-			log_error("an attribute record has a malformed key");
-			r = VAULT_ERR_STATE;
+			log_error("an attribute record has a malformed key: "
+			    "the store is corrupt or was tampered with");
+			r = VAULT_ERR_CRYPTO;
 			break;
 		}
 		name = (struct store_val){ k.len - CRYPTO_REF_BYTES,
@@ -557,9 +558,15 @@ put_apply(struct store_txn *txn, void *arg)
 	if ((r = consumer_values_put_txn(v, txn, job->ref, rec.one_record,
 	    job->s.dek, rec.dek_generation, l)) != 0)
 		goto out;
-	if (!rec.one_record) {
-		/* Of an older layout: from now on, one values record. */
-		crec[0] = RECORD_CONSUMER_VALUES;
+	if (rec.format != RECORD_CONSUMER_BOUND) {
+		/*
+		 * Of an older format: from now on, one values record, and the
+		 * header bound into the DEK's wrapping.
+		 */
+		crec[0] = RECORD_CONSUMER_BOUND;
+		if ((r = record_wrap_dek(v->kr, job->ref, job->s.dek,
+		    crec)) != 0)
+			goto out;
 		if ((rc = store_put(txn, STORE_CONSUMERS, job->ref,
 		    CRYPTO_REF_BYTES, crec, sizeof(crec), 0)) != 0) {
 			r = rc;

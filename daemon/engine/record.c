@@ -24,13 +24,15 @@ record_parse_consumer(const struct store_val *v, struct consumer_rec *rec)
 	const uint8_t *p = v->data;
 
 	/* Damage, not a state the caller can fix: DATA_LOSS at the boundary. */
-	if (v->len != RECORD_CONSUMER_BYTES || (p[0] != RECORD_FORMAT &&
-	    p[0] != RECORD_CONSUMER_MANIFEST && p[0] != RECORD_CONSUMER_VALUES)) {
+	if (v->len != RECORD_CONSUMER_BYTES || p[0] < RECORD_FORMAT ||
+	    p[0] > RECORD_CONSUMER_BOUND) {
 		log_error("a consumer record has an unknown format");
 		return VAULT_ERR_CRYPTO;
 	}
+	rec->format = p[0];
 	rec->has_manifest = p[0] == RECORD_CONSUMER_MANIFEST;
-	rec->one_record = p[0] == RECORD_CONSUMER_VALUES;
+	rec->one_record = p[0] >= RECORD_CONSUMER_VALUES;
+	rec->hdr = p;
 	rec->master_version = store_get_u32(p + RECORD_CONSUMER_MASTER);
 	rec->dek_generation = store_get_u32(p + RECORD_CONSUMER_GEN);
 	rec->created_ms = store_get_u64(p + RECORD_CONSUMER_CREATED);
@@ -39,17 +41,33 @@ record_parse_consumer(const struct store_val *v, struct consumer_rec *rec)
 	return 0;
 }
 
-int
-record_wrap_dek(const struct keyring *kr, const uint8_t *ref, uint32_t version,
-    const uint8_t *dek, uint8_t *out)
+/* The wrapped DEK's AD: ref | "dek" | version [| header, format 4]. */
+static size_t
+dek_ad(uint8_t *ad, const uint8_t *ref, const uint8_t *hdr)
 {
-	uint8_t ad[CRYPTO_REF_BYTES + 8];
+	size_t n = bound_ad(ad, ref, "dek",
+	    store_get_u32(hdr + RECORD_CONSUMER_MASTER));
+
+	if (hdr[0] < RECORD_CONSUMER_BOUND)
+		return n;
+	memcpy(ad + n, hdr, RECORD_CONSUMER_HDR);
+	return n + RECORD_CONSUMER_HDR;
+}
+
+#define DEK_AD_MAX (CRYPTO_REF_BYTES + 8 + RECORD_CONSUMER_HDR)
+
+int
+record_wrap_dek(const struct keyring *kr, const uint8_t *ref,
+    const uint8_t *dek, uint8_t *rec)
+{
+	uint8_t ad[DEK_AD_MAX];
+	uint32_t version = store_get_u32(rec + RECORD_CONSUMER_MASTER);
 	const uint8_t *master = keyring_master(kr, version);
 
 	if (master == NULL)
 		return VAULT_ERR_KEY;
-	return crypto_seal(master, version, ad, bound_ad(ad, ref, "dek", version),
-	    dek, CRYPTO_KEY_BYTES, out, RECORD_SEALED_KEY_BYTES);
+	return crypto_seal(master, version, ad, dek_ad(ad, ref, rec), dek,
+	    CRYPTO_KEY_BYTES, rec + RECORD_CONSUMER_HDR, RECORD_SEALED_KEY_BYTES);
 }
 
 int
@@ -67,25 +85,25 @@ record_new_consumer(const struct keyring *kr, const uint8_t *ref, uint8_t *dek,
     uint8_t *seed, uint8_t out[RECORD_CONSUMER_BYTES])
 {
 	uint32_t ver = keyring_active_version(kr);
-	uint8_t *wrapped = out + RECORD_CONSUMER_HDR;
 	int r;
 
 	randombytes_buf(dek, CRYPTO_KEY_BYTES);
 	randombytes_buf(seed, CRYPTO_KEY_BYTES);
-	out[0] = RECORD_CONSUMER_VALUES;
+	out[0] = RECORD_CONSUMER_BOUND;
 	store_put_u32(out + RECORD_CONSUMER_MASTER, ver);
 	store_put_u32(out + RECORD_CONSUMER_GEN, 1);
 	store_put_u64(out + RECORD_CONSUMER_CREATED, store_now_ms());
-	if ((r = record_wrap_dek(kr, ref, ver, dek, wrapped)) != 0)
+	if ((r = record_wrap_dek(kr, ref, dek, out)) != 0)
 		return r;
-	return record_seal_seed(dek, ref, 1, seed, wrapped + RECORD_SEALED_KEY_BYTES);
+	return record_seal_seed(dek, ref, 1, seed,
+	    out + RECORD_CONSUMER_HDR + RECORD_SEALED_KEY_BYTES);
 }
 
 int
 record_unwrap_dek(const struct keyring *kr, struct store_txn *txn,
     const uint8_t *ref, const struct consumer_rec *rec, uint8_t *dek)
 {
-	uint8_t ad[CRYPTO_REF_BYTES + 8];
+	uint8_t ad[DEK_AD_MAX];
 	const uint8_t *master;
 	size_t n;
 	int r;
@@ -99,9 +117,8 @@ record_unwrap_dek(const struct keyring *kr, struct store_txn *txn,
 		    "%u, which is not loaded", rec->master_version);
 		return VAULT_ERR_KEY;
 	}
-	if (crypto_open(master, ad, bound_ad(ad, ref, "dek", rec->master_version),
-	    rec->wrapped_dek, RECORD_SEALED_KEY_BYTES, dek, CRYPTO_KEY_BYTES,
-	    &n) != 0 || n != CRYPTO_KEY_BYTES) {
+	if (crypto_open(master, ad, dek_ad(ad, ref, rec->hdr), rec->wrapped_dek,
+	    RECORD_SEALED_KEY_BYTES, dek, CRYPTO_KEY_BYTES, &n) != 0 || n != CRYPTO_KEY_BYTES) {
 		log_error("a wrapped DEK failed to open: the store is corrupt "
 		    "or was tampered with");
 		return VAULT_ERR_CRYPTO;

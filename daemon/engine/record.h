@@ -3,9 +3,15 @@
  *
  * consumers: ref -> fmt(1) | master version(4) | dek generation(4) |
  *            created ms(8) | wrapped DEK | sealed pseudonym seed
+ *   fmt 4: one values record, and the header (fmt to created) bound
+ *   into the wrapped DEK; fmt 3: one values record, the header not bound;
  *   fmt 2: the consumer has a manifest; fmt 1: written before manifests
  *   (no manifest until its next put; see consumer.h)
- *   wrapped DEK: sealed under the master key, AD = ref | "dek" | version
+ *   wrapped DEK: sealed under the master key, AD = ref | "dek" | version,
+ *   and for fmt 4 the header's RECORD_CONSUMER_HDR bytes after it: a
+ *   changed format byte, generation or created time fails the unwrap,
+ *   so the format cannot be set back to make the consumer read as one of
+ *   an older layout (its values record then unread)
  *   seed:        sealed under the DEK, AD = ref | "seed" | generation
  * attrs:     ref | name -> fmt(1) | updated ms(8) | expires ms(8) |
  *            sealed value (under the DEK, AD = ref | name | generation)
@@ -31,9 +37,11 @@
  *   as the attrs keys and headers of the older layout were.
  *
  * Consumer formats: 1, attrs records without a manifest; 2, attrs records
- * and a manifest; 3, one values record. A write (put, consumer key
- * rotation) moves a consumer of format 1 or 2 to format 3; reads take
- * every format (consumer_values_open, consumer.h).
+ * and a manifest; 3, one values record; 4, one values record and a bound
+ * header. A write (put, consumer key rotation) moves a consumer of an
+ * older format to format 4, and a master key rotation one of format 3
+ * (whose values record stays as it is); reads take every format
+ * (consumer_values_open, consumer.h).
  *
  * Pointers in a parsed record point into the store (a store_val) and die
  * with the transaction that read them.
@@ -53,6 +61,7 @@
 #define RECORD_FORMAT 1
 #define RECORD_CONSUMER_MANIFEST 2	/* consumer format with a manifest */
 #define RECORD_CONSUMER_VALUES 3	/* consumer format with one values record */
+#define RECORD_CONSUMER_BOUND 4		/* the same, its header bound to the DEK */
 #define RECORD_MANIFEST_FORMAT 1
 #define RECORD_MANIFEST_TAG 32
 #define RECORD_MANIFEST_ENTRIES (2 * SCHEMA_MAX_ATTRS)
@@ -89,11 +98,13 @@
 #define RECORD_SCRATCH_BYTES (2 * CRYPTO_KEY_BYTES)
 
 struct consumer_rec {
+	uint8_t format;		/* RECORD_FORMAT .. RECORD_CONSUMER_BOUND */
 	uint32_t master_version;
 	uint32_t dek_generation;
 	uint64_t created_ms;
 	bool has_manifest;	/* format 2 */
-	bool one_record;	/* format 3: a values record */
+	bool one_record;	/* format 3 or 4: a values record */
+	const uint8_t *hdr;	/* the clear header (RECORD_CONSUMER_HDR bytes) */
 	const uint8_t *wrapped_dek;
 	const uint8_t *sealed_seed;
 };
@@ -105,9 +116,13 @@ int record_parse_consumer(const struct store_val *v,
 int record_new_consumer(const struct keyring *kr, const uint8_t *ref,
     uint8_t *dek, uint8_t *seed, uint8_t out[RECORD_CONSUMER_BYTES]) VAULT_WUR;
 
-/* Wraps dek under master key version into out (RECORD_SEALED_KEY_BYTES). */
+/*
+ * Wraps dek into the consumer record rec (RECORD_CONSUMER_BYTES), whose
+ * header is filled: under the master key version in it, with the AD its
+ * format calls for (above).
+ */
 int record_wrap_dek(const struct keyring *kr, const uint8_t *ref,
-    uint32_t version, const uint8_t *dek, uint8_t *out) VAULT_WUR;
+    const uint8_t *dek, uint8_t *rec) VAULT_WUR;
 /* Seals seed under dek of generation into out (RECORD_SEALED_KEY_BYTES). */
 int record_seal_seed(const uint8_t *dek, const uint8_t *ref,
     uint32_t generation, const uint8_t *seed, uint8_t *out) VAULT_WUR;

@@ -139,8 +139,10 @@ rewrap_batch(struct vault *v, struct store_txn *txn, struct state *s,
 			goto out;
 		memcpy(buf, val.data, RECORD_CONSUMER_BYTES);
 		store_put_u32(buf + RECORD_CONSUMER_MASTER, s->target);
-		if ((r = record_wrap_dek(v->kr, ref, s->target, dek,
-		    buf + RECORD_CONSUMER_HDR)) != 0)
+		/* Format 3 has the values record of 4: bind its header too. */
+		if (buf[0] == RECORD_CONSUMER_VALUES)
+			buf[0] = RECORD_CONSUMER_BOUND;
+		if ((r = record_wrap_dek(v->kr, ref, dek, buf)) != 0)
 			goto out;
 		if ((rc = store_cursor_replace(cur, buf, sizeof(buf))) != 0) {
 			r = rc;
@@ -633,9 +635,8 @@ rekey_apply(struct store_txn *txn, void *arg)
 	randombytes_buf(new, CRYPTO_KEY_BYTES);
 	store_put_u32(buf + RECORD_CONSUMER_MASTER, ver);
 	store_put_u32(buf + RECORD_CONSUMER_GEN, gen);
-	buf[0] = RECORD_CONSUMER_VALUES;	/* older formats move to one record */
-	if ((r = record_wrap_dek(v->kr, job->ref, ver, new,
-	    buf + RECORD_CONSUMER_HDR)) != 0 ||
+	buf[0] = RECORD_CONSUMER_BOUND;		/* older formats move to it */
+	if ((r = record_wrap_dek(v->kr, job->ref, new, buf)) != 0 ||
 	    (r = record_seal_seed(new, job->ref, gen, seed,
 	    buf + RECORD_CONSUMER_HDR + RECORD_SEALED_KEY_BYTES)) != 0 ||
 	    (r = consumer_values_put_txn(v, txn, job->ref, rec.one_record, new,

@@ -28,12 +28,29 @@ step_2_to_3(struct store_txn *txn)
 	return 0;
 }
 
+/*
+ * 3 to 4: a consumer record's header is bound into its wrapped DEK
+ * (consumer format 4, record.h), written on the consumer's next put or
+ * key rotation, or the next master key rotation: nothing to write but the
+ * format record, which keeps an older vaultd, which cannot read a
+ * consumer of format 4, off the store.
+ */
+static int
+step_3_to_4(struct store_txn *txn)
+{
+	(void)txn;
+	return 0;
+}
+
 /* The built-in steps, by from version. */
 static const struct store_migration steps_table[] = {
 	{ 1, "lineage in stream order (lineage_rows); lineage kept by consumer "
 	    "stays readable", step_1_to_2 },
 	{ 2, "one values record per consumer, written on each consumer's next "
 	    "put or key rotation; older layouts stay readable", step_2_to_3 },
+	{ 3, "each consumer record's header bound into its wrapped DEK, "
+	    "written on the consumer's next put or key rotation or the next "
+	    "master key rotation", step_3_to_4 },
 };
 static const size_t n_steps = sizeof(steps_table) / sizeof(steps_table[0]);
 

@@ -64,9 +64,11 @@
 
 /*
  * 1: the first; 2 (2026-12): lineage in stream order (lineage_rows), which
- * an older vaultd would not read, so it must refuse the store.
+ * an older vaultd would not read, so it must refuse the store; 3: consumers
+ * of one values record; 4: consumers whose header is bound into the wrapped
+ * DEK (record.h). Steps: migrate.c.
  */
-#define STORE_FORMAT_VERSION 3
+#define STORE_FORMAT_VERSION 4
 /* Reads after which a store_val may die (Lifetime, below). */
 #define STORE_KEEP_READS 7
 /* The longest key a store must take (LMDB's default limit). */

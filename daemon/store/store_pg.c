@@ -827,13 +827,13 @@ check_format(struct pg_txn *t)
 		return VAULT_ERR_STATE;
 	}
 	/*
-	 * Formats 1 to 2 (a key space, which the tables hold already) and 2
-	 * to 3 (consumers move to one values record as they are written)
-	 * change nothing in the tables (migrate.c): only the record changes,
-	 * so an older vaultd refuses.
+	 * Formats 1 to 2 (a key space, which the tables hold already), 2
+	 * to 3 and 3 to 4 (consumers move to one values record and a bound
+	 * header as they are written) change nothing in the tables
+	 * (migrate.c): only the record changes, so an older vaultd refuses.
 	 */
-	if ((found = store_get_u32(v.data)) >= 1 && found < 3 &&
-	    STORE_FORMAT_VERSION == 3) {
+	if ((found = store_get_u32(v.data)) >= 1 && found < 4 &&
+	    STORE_FORMAT_VERSION == 4) {
 		log_info("store format %u upgraded to %u (nothing to change in "
 		    "the tables)", found, (unsigned)STORE_FORMAT_VERSION);
 		store_put_u32(fmt, STORE_FORMAT_VERSION);

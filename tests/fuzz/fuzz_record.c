@@ -49,6 +49,9 @@ consumer(uint8_t *p, size_t n)
 	if (record_parse_consumer(&v, &rec) != 0)
 		return;
 	FUZZ_CHECK(n == RECORD_CONSUMER_BYTES);
+	FUZZ_CHECK(rec.format >= RECORD_FORMAT &&
+	    rec.format <= RECORD_CONSUMER_BOUND && rec.hdr == p);
+	FUZZ_CHECK(rec.one_record == (rec.format >= RECORD_CONSUMER_VALUES));
 	FUZZ_CHECK(rec.sealed_seed + RECORD_SEALED_KEY_BYTES <= p + n);
 	(void)record_open_seed(dek, ref, &rec, seed);
 }

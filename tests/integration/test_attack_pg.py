@@ -131,10 +131,10 @@ def test_audit_entry_changed_by_a_dba_is_found(tmp_path, pg):
     assert "the audit log is broken" in d.log(), d.log()
 
 
-@pytest.mark.parametrize("old", [1, 2])
+@pytest.mark.parametrize("old", [1, 2, 3])
 def test_an_older_format_store_is_upgraded_at_start(tmp_path, pg, old):
-    """PostgreSQL has no vaultd --migrate: the steps from formats 1 and 2
-    to 3, which change nothing in the tables, are applied when the store
+    """PostgreSQL has no vaultd --migrate: the steps from formats 1, 2 and
+    3 to 4, which change nothing in the tables, are applied when the store
     opens, and the data is served as before."""
     d = pg_daemon(tmp_path, pg)
     d.start()
@@ -143,11 +143,11 @@ def test_an_older_format_store_is_upgraded_at_start(tmp_path, pg, old):
     pg.psql(f"UPDATE vaultd.kv SET v = '\\x0000000{old}'::bytea WHERE sp = 9 "
             "AND k = 'store_format'::bytea", db=d.db)
     d.start()
-    assert f"store format {old} upgraded to 3" in d.log(), d.log()
+    assert f"store format {old} upgraded to 4" in d.log(), d.log()
     assert d.get("ann", ["zip"]) == {"zip": "1"}
     assert d.stop() == 0
     assert pg.psql("SELECT encode(v, 'hex') FROM vaultd.kv WHERE sp = 9 AND "
-                   "k = 'store_format'::bytea", db=d.db).strip() == "00000003"
+                   "k = 'store_format'::bytea", db=d.db).strip() == "00000004"
 
 
 def test_store_of_another_format_is_refused_at_start(tmp_path, pg):

@@ -371,7 +371,7 @@ def test_backup_streams_a_manifest_with_the_key_versions(daemon):
     assert chunks[-1].HasField("manifest") and not chunks[-1].data
     m = chunks[-1].manifest
     assert all(not c.HasField("manifest") for c in chunks[:-1])
-    assert m.store_format == 3 and list(m.key_versions) == [1]
+    assert m.store_format == 4 and list(m.key_versions) == [1]
     assert m.data_bytes == sum(len(c.data) for c in chunks)
     assert m.deletion_seq == 1 and len(m.vault_id) == 32
 
@@ -500,7 +500,7 @@ def get_format(store_dir):
     return v
 
 
-@pytest.mark.parametrize("found", [0, 4])
+@pytest.mark.parametrize("found", [0, 5])
 def test_a_store_of_another_format_is_refused_with_found_and_expected(
         fresh, found):
     d = fresh.start()
@@ -511,11 +511,11 @@ def test_a_store_of_another_format_is_refused_with_found_and_expected(
     before = os.stat(data)
     d.spawn()
     assert d.wait_exit() == 1
-    assert (f"store format {found}; this vaultd reads 3..3; "
+    assert (f"store format {found}; this vaultd reads 4..4; "
             in d.log())
     if found == 0:
         assert "run vaultd --migrate" in d.log()
-    # --migrate has no step from 0, and never downgrades 4: nothing changes.
+    # --migrate has no step from 0, and never downgrades 5: nothing changes.
     r = vaultd("--dev", "--data-dir", d.data_dir, "--migrate")
     assert r.returncode == 1
     assert f"store format {found}" in r.stderr
@@ -532,17 +532,19 @@ def test_migrate_on_a_current_store_changes_nothing(fresh):
     assert d.stop() == 0
     r = vaultd("--dev", "--data-dir", d.data_dir, "--migrate")
     assert r.returncode == 0, r.stderr
-    assert "store format 3 is current" in r.stdout
+    assert "store format 4 is current" in r.stdout
     d.start()
     assert d.get(consumer_id(0), names=("email",)) == {"email": email(0)}
     assert d.stop() == 0
 
 
-@pytest.mark.parametrize("old", [1, 2])
+@pytest.mark.parametrize("old", [1, 2, 3])
 def test_an_older_format_store_is_refused_then_migrated(fresh, old):
     """Format 2 keeps lineage in stream order, which a vaultd of format 1
     would not read; format 3 has consumers with one values record, which a
-    vaultd of format 2 would not read: an older store is refused until
+    vaultd of format 2 would not read; format 4 binds a consumer record's
+    header into its wrapped DEK, which a vaultd of format 3 would not
+    open: an older store is refused until
     vaultd --migrate, and then serves as before, its old lineage still
     counted by deletions."""
     d = fresh.start()
@@ -553,12 +555,12 @@ def test_an_older_format_store_is_refused_then_migrated(fresh, old):
     set_format(d.data_dir / "db", old)
     d.spawn()
     assert d.wait_exit() == 1
-    assert (f"store format {old}; this vaultd reads 3..3; run vaultd "
+    assert (f"store format {old}; this vaultd reads 4..4; run vaultd "
             "--migrate") in d.log()
     r = vaultd("--dev", "--data-dir", d.data_dir, "--migrate")
     assert r.returncode == 0, r.stderr
-    assert f"store migrated from format {old} to 3" in r.stdout
-    assert get_format(d.data_dir / "db") == 3
+    assert f"store migrated from format {old} to 4" in r.stdout
+    assert get_format(d.data_dir / "db") == 4
     d.start()
     receipt = d.delete(consumer_id(0), request_id="after-migrate")
     assert list(receipt.affected_datasets) == ["before"]

@@ -169,6 +169,37 @@ def test_values_record_of_another_consumer_is_data_loss(fresh):
     assert check(fresh).returncode != 0
 
 
+@pytest.mark.parametrize("fmt", [1, 2, 3])
+def test_format_set_back_is_data_loss(fresh, fmt):
+    """The consumer record's format byte set back, its values record gone:
+    read through an older layout the consumer would look empty. The header
+    is bound into the wrapped DEK, so its DEK does not open."""
+    ref = one_consumer(fresh)
+    e = env(fresh)
+    db = e.open_db(b"consumers", create=False)
+    with e.begin(write=True) as t:
+        rec = bytearray(t.get(ref, db=db))
+        assert rec[0] == 4
+        rec[0] = fmt
+        t.put(ref, bytes(rec), db=db)
+    e.close()
+    if fmt != 3:
+        drop(fresh, b"attrs", ref)
+    fresh.start()
+    cid = "int-1@example.test"
+    data_loss(fresh.get, cid)
+    data_loss(fresh.get, cid, ["age"])
+    data_loss(export, fresh, cid)
+    data_loss(fetch, fresh, ["device"])
+    with pytest.raises(grpc.RpcError) as err:
+        fresh.put(cid, age="40")
+    assert err.value.code() == grpc.StatusCode.DATA_LOSS
+    assert fresh.stop() == 0
+    r = check(fresh)
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "int-1" not in r.stdout + r.stderr
+
+
 def test_record_of_the_older_layout_beside_the_values_record(fresh):
     """A stray ref | name record changes no answer, and --check finds it."""
     ref = one_consumer(fresh)

@@ -354,7 +354,7 @@ test_meta_store_format(void **state)
 	size_t n;
 
 	raw_get(f, STORE_META, "store_format", 12, v, sizeof(v), &n);
-	assert_golden(v, n, "00000003");
+	assert_golden(v, n, "00000004");
 }
 
 /*
@@ -446,16 +446,26 @@ test_consumer_record(void **state)
 
 	raw_get(f, STORE_CONSUMERS, ref, sizeof(ref), v, sizeof(v), &n);
 	assert_golden(v, n,
-	    "03 00000001 00000001 ~8 "
+	    "04 00000001 00000001 ~8 "
 	    "01 00000001 ~24 ~32 ~16 "	/* wrapped DEK */
 	    "01 00000001 ~24 ~32 ~16");	/* sealed seed */
 	assert_ms_between(v + 9, before, after);
-	/* AD of the DEK: ref | "dek" | master version */
-	snprintf(ad, sizeof(ad), "%s 64656b 00000001", rhex);
 	{
 		uint8_t adb[128];
-		size_t adl = unhex(ad, adb, sizeof(adb));
+		char created[17];
+		size_t adl;
 
+		/* Format 3's AD of the DEK, without the header: refused. */
+		snprintf(ad, sizeof(ad), "%s 64656b 00000001", rhex);
+		adl = unhex(ad, adb, sizeof(adb));
+		assert_int_not_equal(crypto_open(keyring_master(f->v->kr, 1), adb,
+		    adl, v + RECORD_CONSUMER_HDR, RECORD_SEALED_KEY_BYTES, dek,
+		    sizeof(dek), &m), 0);
+		/* Format 4's: ref | "dek" | master version | the header */
+		hex_of(v + RECORD_CONSUMER_CREATED, 8, created);
+		snprintf(ad, sizeof(ad), "%s 64656b 00000001 04 00000001 00000001 "
+		    "%s", rhex, created);
+		adl = unhex(ad, adb, sizeof(adb));
 		assert_int_equal(crypto_open(keyring_master(f->v->kr, 1), adb, adl,
 		    v + RECORD_CONSUMER_HDR, RECORD_SEALED_KEY_BYTES, dek,
 		    sizeof(dek), &m), 0);
@@ -1002,8 +1012,8 @@ test_rotation_state(void **state)
 	struct test_vault *f = *state;
 	struct attr_in in = { 0, "a@b.c", 5 };
 	struct rotation_progress p;
-	uint8_t ref[CRYPTO_REF_BYTES], v[256], dek[CRYPTO_KEY_BYTES], adb[64];
-	char why[256], rhex[65], ad[160];
+	uint8_t ref[CRYPTO_REF_BYTES], v[256], dek[CRYPTO_KEY_BYTES], adb[96];
+	char why[256], rhex[65], ad[200];
 	uint8_t created_ms[8];
 	uint64_t destroyed;
 	bool created;
@@ -1024,11 +1034,17 @@ test_rotation_state(void **state)
 	raw_get(f, STORE_META, "active_version", 14, v, sizeof(v), &n);
 	assert_golden(v, n, "00000002");
 	raw_get(f, STORE_CONSUMERS, ref, sizeof(ref), v, sizeof(v), &n);
-	assert_golden(v, n, "03 00000002 00000001 ~8 "
+	assert_golden(v, n, "04 00000002 00000001 ~8 "
 	    "01 00000002 ~24 ~32 ~16 "
 	    "01 00000001 ~24 ~32 ~16");
 	hex_of(ref, sizeof(ref), rhex);
-	snprintf(ad, sizeof(ad), "%s 64656b 00000002", rhex);
+	{
+		char cr[17];
+
+		hex_of(v + RECORD_CONSUMER_CREATED, 8, cr);
+		snprintf(ad, sizeof(ad), "%s 64656b 00000002 04 00000002 "
+		    "00000001 %s", rhex, cr);
+	}
 	adl = unhex(ad, adb, sizeof(adb));
 	assert_int_equal(crypto_open(keyring_master(f->v->kr, 2), adb, adl,
 	    v + RECORD_CONSUMER_HDR, RECORD_SEALED_KEY_BYTES, dek, sizeof(dek),
@@ -1105,7 +1121,14 @@ test_consumer_record_v1(void **state)
 	assert_int_equal(record_parse_consumer(&v, &rec), 0);
 	assert_true(rec.one_record);
 	assert_false(rec.has_manifest);
-	b[0] = 0x04;
+	b[0] = 0x04;	/* and its header bound to the DEK */
+	assert_int_equal(record_parse_consumer(&v, &rec), 0);
+	assert_true(rec.one_record);
+	assert_int_equal(rec.format, 4);
+	assert_ptr_equal(rec.hdr, b);
+	b[0] = 0x05;
+	assert_int_equal(record_parse_consumer(&v, &rec), VAULT_ERR_CRYPTO);
+	b[0] = 0x00;
 	assert_int_equal(record_parse_consumer(&v, &rec), VAULT_ERR_CRYPTO);
 }
 

@@ -85,24 +85,25 @@ test_older_store_is_refused_then_migrated(void **state)
 		{ 0, "test step", step_0_to_1 },
 		{ 1, "nothing", step_nothing },
 		{ 2, "nothing", step_nothing },
+		{ 3, "nothing", step_nothing },
 	};
 	char *dir = test_tmpdir();
 	struct store *st = NULL;
 	uint32_t from, to;
 
 	(void)state;
-	assert_int_equal(STORE_FORMAT_VERSION, 3);	/* the table above */
+	assert_int_equal(STORE_FORMAT_VERSION, 4);	/* the table above */
 	make_store_at(dir, 0);
 	assert_int_equal(store_open(&st, dir, MAP), VAULT_ERR_STATE);
 	assert_null(st);
-	assert_int_equal(store_migrate_steps(dir, MAP, steps, 3, 3, &from, &to), 0);
+	assert_int_equal(store_migrate_steps(dir, MAP, steps, 4, 4, &from, &to), 0);
 	assert_int_equal(from, 0);
-	assert_int_equal(to, 3);
-	assert_true(has_marker(dir));		/* opens at format 3 now */
+	assert_int_equal(to, 4);
+	assert_true(has_marker(dir));		/* opens at format 4 now */
 	/* Again: current, nothing to do. */
-	assert_int_equal(store_migrate_steps(dir, MAP, steps, 3, 3, &from, &to), 0);
-	assert_int_equal(from, 3);
-	assert_int_equal(to, 3);
+	assert_int_equal(store_migrate_steps(dir, MAP, steps, 4, 4, &from, &to), 0);
+	assert_int_equal(from, 4);
+	assert_int_equal(to, 4);
 	test_rmtree(dir);
 	free(dir);
 }
@@ -180,9 +181,10 @@ static void
 test_two_steps_run_in_order(void **state)
 {
 	static const struct store_migration steps[] = {
-		{ 3, "fourth", step_0_to_1 },	/* listed out of order on purpose */
+		{ 4, "fifth", step_0_to_1 },	/* listed out of order on purpose */
 		{ 0, "first", step_0_to_1 },
 		{ 2, "third", step_nothing },
+		{ 3, "fourth", step_nothing },
 		{ 1, "second", step_nothing },
 	};
 	char *dir = test_tmpdir();
@@ -191,9 +193,9 @@ test_two_steps_run_in_order(void **state)
 
 	(void)state;
 	make_store_at(dir, 0);
-	assert_int_equal(store_migrate_steps(dir, MAP, steps, 4, 4, &from, &to), 0);
-	assert_int_equal(to, 4);
-	/* Format 4 is beyond this vaultd: store_open refuses it. */
+	assert_int_equal(store_migrate_steps(dir, MAP, steps, 5, 5, &from, &to), 0);
+	assert_int_equal(to, 5);
+	/* Format 5 is beyond this vaultd: store_open refuses it. */
 	assert_int_equal(store_open(&st, dir, MAP), VAULT_ERR_STATE);
 	test_rmtree(dir);
 	free(dir);

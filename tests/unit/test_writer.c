@@ -310,9 +310,10 @@ move_record(struct test_vault *f, const char *from, const char *to)
 	assert_int_equal(store_write_commit(txn), 0);
 }
 
-/* XORs byte at of id's values record with x. */
+/* XORs byte at of id's record in sp (its values record: STORE_ATTRS) with x. */
 static void
-flip_record(struct test_vault *f, const char *id, size_t at, uint8_t x)
+flip_record(struct test_vault *f, enum store_space sp, const char *id,
+    size_t at, uint8_t x)
 {
 	uint8_t ref[CRYPTO_REF_BYTES], copy[4096];
 	struct store_txn *txn;
@@ -320,12 +321,12 @@ flip_record(struct test_vault *f, const char *id, size_t at, uint8_t x)
 
 	test_ref(f->v, id, ref);
 	assert_int_equal(store_write_begin(f->v->store, &txn), 0);
-	assert_int_equal(store_get(txn, STORE_ATTRS, ref, sizeof(ref), &v), 0);
+	assert_int_equal(store_get(txn, sp, ref, sizeof(ref), &v), 0);
 	assert_true(v.len <= sizeof(copy) && at < v.len);
 	memcpy(copy, v.data, v.len);
 	copy[at] ^= x;
-	assert_int_equal(store_put(txn, STORE_ATTRS, ref, sizeof(ref), copy,
-	    v.len, 0), 0);
+	assert_int_equal(store_put(txn, sp, ref, sizeof(ref), copy, v.len, 0),
+	    0);
 	assert_int_equal(store_write_commit(txn), 0);
 }
 
@@ -349,14 +350,14 @@ test_moved_value_fails_to_open(void **state)
 	 * first name byte ("email" -> "dmail", still in order) or a byte of
 	 * its updated time changed, and nothing opens.
 	 */
-	flip_record(f, "carol", 4, 0x01);
+	flip_record(f, STORE_ATTRS, "carol", 4, 0x01);
 	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "carol"), 0, NULL, 0,
 	    &cv), VAULT_ERR_CRYPTO);
-	flip_record(f, "carol", 4, 0x01);
-	flip_record(f, "carol", 3 + 1 + 5 + 7, 0x01);
+	flip_record(f, STORE_ATTRS, "carol", 4, 0x01);
+	flip_record(f, STORE_ATTRS, "carol", 3 + 1 + 5 + 7, 0x01);
 	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "carol"), 0, &email, 1,
 	    &cv), VAULT_ERR_CRYPTO);
-	flip_record(f, "carol", 3 + 1 + 5 + 7, 0x01);
+	flip_record(f, STORE_ATTRS, "carol", 3 + 1 + 5 + 7, 0x01);
 	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "carol"), 0, &email, 1,
 	    &cv), 0);
 	consumer_values_clear(&cv);
@@ -364,6 +365,43 @@ test_moved_value_fails_to_open(void **state)
 	assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "alice"), 0, &zip, 1, &cv), 0);
 	assert_string_equal(cv.v[0].value, "94103");
 	consumer_values_clear(&cv);
+}
+
+static void assert_values(struct test_vault *f, const char *id,
+    const char *email, const char *zip, const char *age);
+
+/*
+ * The consumer record's header is bound into the wrapped DEK: its format
+ * set back (to read the consumer through an older layout, its values
+ * record unread), its generation or its created time changed, the DEK
+ * does not open, and every read and write of the consumer is refused.
+ */
+static void
+test_changed_header_fails_to_unwrap(void **state)
+{
+	static const struct { size_t at; uint8_t x; } flips[] = {
+		{ 0, 0x04 ^ 0x03 },	/* format 4 -> 3 */
+		{ 0, 0x04 ^ 0x01 },	/* format 4 -> 1 */
+		{ 0, 0x04 ^ 0x02 },	/* format 4 -> 2 */
+		{ RECORD_CONSUMER_GEN + 3, 0x01 },
+		{ RECORD_CONSUMER_CREATED + 7, 0x01 },
+	};
+	struct test_vault *f = *state;
+	struct consumer_values cv;
+	struct attr_in in = { 1, "94103", 5 };
+	bool created;
+
+	put1(f, "alice", 0, "alice@example.com");
+	for (size_t i = 0; i < sizeof(flips) / sizeof(flips[0]); i++) {
+		flip_record(f, STORE_CONSUMERS, "alice", flips[i].at, flips[i].x);
+		assert_int_equal(consumer_get(f->v, TEST_REF(f->v, "alice"), 0,
+		    NULL, 0, &cv), VAULT_ERR_CRYPTO);
+		assert_int_equal(consumer_put(f->v, TEST_REF(f->v, "alice"), &in,
+		    1, &created), VAULT_ERR_CRYPTO);
+		flip_record(f, STORE_CONSUMERS, "alice", flips[i].at, flips[i].x);
+	}
+	/* Set back, it reads again, and the refused puts wrote nothing. */
+	assert_values(f, "alice", "alice@example.com", NULL, NULL);
 }
 
 struct log_job {
@@ -626,9 +664,10 @@ test_pg_no_plaintext_on_server(void **state)
 
 
 /*
- * Rewrites id's values record in the layout before it: a record per
- * attribute (keyed ref | name, sealed on its own) and, for format 2, a
- * manifest; the consumer record says the format.
+ * Rewrites id's consumer as one of an older format: for formats 1 and 2, a
+ * record per attribute (keyed ref | name, sealed on its own) and, for
+ * format 2, a manifest; for format 3, the values record as it is. The
+ * consumer record says the format, its DEK wrapped without the header.
  */
 static void
 to_older_layout(struct test_vault *f, const char *id, int format)
@@ -652,27 +691,28 @@ to_older_layout(struct test_vault *f, const char *id, int format)
 	memcpy(crec, v.data, sizeof(crec));
 	v = (struct store_val){ sizeof(crec), crec };
 	assert_int_equal(record_parse_consumer(&v, &cr), 0);
-	assert_true(cr.one_record);
+	assert_int_equal(cr.format, RECORD_CONSUMER_BOUND);
 	assert_int_equal(record_unwrap_dek(f->v->kr, txn, ref, &cr, dek), 0);
-	assert_int_equal(consumer_values_take(f->v, txn, ref, &cr, dek, &l, &t),
-	    0);
-	assert_int_equal(store_del(txn, STORE_ATTRS, ref, sizeof(ref), NULL, 0),
-	    0);
-	for (size_t i = 0; i < l.n; i++) {
-		char name[SCHEMA_NAME_MAX];
+	if (format != RECORD_CONSUMER_VALUES) {
+		assert_int_equal(consumer_values_take(f->v, txn, ref, &cr, dek,
+		    &l, &t), 0);
+		assert_int_equal(store_del(txn, STORE_ATTRS, ref, sizeof(ref),
+		    NULL, 0), 0);
+		for (size_t i = 0; i < l.n; i++) {
+			char name[SCHEMA_NAME_MAX];
 
-		memcpy(name, l.e[i].name, l.e[i].name_len);
-		name[l.e[i].name_len] = '\0';
-		assert_int_equal(record_seal_attr(dek, ref, name, cr.dek_generation,
-		    (const char *)l.e[i].value, l.e[i].len, l.e[i].updated_ms, rec,
-		    &rlen), 0);
-		assert_int_equal(store_put(txn, STORE_ATTRS, key,
-		    record_attr_key(key, ref, name), rec, rlen, 0), 0);
-		assert_int_equal(record_manifest_set(e, &n, 8, name,
-		    l.e[i].name_len, l.e[i].updated_ms), 0);
+			memcpy(name, l.e[i].name, l.e[i].name_len);
+			name[l.e[i].name_len] = '\0';
+			assert_int_equal(record_seal_attr(dek, ref, name,
+			    cr.dek_generation, (const char *)l.e[i].value,
+			    l.e[i].len, l.e[i].updated_ms, rec, &rlen), 0);
+			assert_int_equal(store_put(txn, STORE_ATTRS, key,
+			    record_attr_key(key, ref, name), rec, rlen, 0), 0);
+			assert_int_equal(record_manifest_set(e, &n, 8, name,
+			    l.e[i].name_len, l.e[i].updated_ms), 0);
+		}
+		consumer_values_release(&t);
 	}
-	consumer_values_release(&t);
-	crypto_secret_free(dek);
 	if (format == RECORD_CONSUMER_MANIFEST) {
 		size_t len = record_manifest_seal(keyring_index_key(f->v->kr), ref,
 		    e, n, man);
@@ -681,9 +721,19 @@ to_older_layout(struct test_vault *f, const char *id, int format)
 		    man, len, 0), 0);
 	}
 	crec[0] = (uint8_t)format;
+	assert_int_equal(record_wrap_dek(f->v->kr, ref, dek, crec), 0);
+	crypto_secret_free(dek);
 	assert_int_equal(store_put(txn, STORE_CONSUMERS, ref, sizeof(ref), crec,
 	    sizeof(crec), 0), 0);
 	assert_int_equal(store_write_commit(txn), 0);
+}
+
+static int
+rotation_ok(const struct rotation_progress *p, void *arg)
+{
+	(void)p;
+	(void)arg;
+	return 0;
 }
 
 /* The consumer format of id, and whether a record is at key in sp. */
@@ -738,7 +788,7 @@ assert_values(struct test_vault *f, const char *id, const char *email,
 	consumer_values_clear(&cv);
 }
 
-/* Consumers of formats 1 and 2 read as before; a write moves them to 3. */
+/* Consumers of formats 1 to 3 read as before; a write moves them to 4. */
 static void
 test_older_layouts_read_and_move_on_write(void **state)
 {
@@ -750,7 +800,7 @@ test_older_layouts_read_and_move_on_write(void **state)
 	put1(f, "alice", 0, "alice@example.com");
 	put1(f, "alice", 1, "94103");
 	put1(f, "bob", 0, "bob@example.com");
-	assert_int_equal(format_of(f, "alice"), RECORD_CONSUMER_VALUES);
+	assert_int_equal(format_of(f, "alice"), RECORD_CONSUMER_BOUND);
 	to_older_layout(f, "alice", RECORD_CONSUMER_MANIFEST);
 	to_older_layout(f, "bob", RECORD_FORMAT);
 	test_ref(f->v, "alice", ref);
@@ -761,7 +811,7 @@ test_older_layouts_read_and_move_on_write(void **state)
 
 	/* A put moves alice to one record, keeping what was there. */
 	put1(f, "alice", 2, "41");
-	assert_int_equal(format_of(f, "alice"), RECORD_CONSUMER_VALUES);
+	assert_int_equal(format_of(f, "alice"), RECORD_CONSUMER_BOUND);
 	assert_false(has(f, STORE_ATTRS, key, record_attr_key(key, ref, "zip")));
 	assert_false(has(f, STORE_MANIFESTS, ref, sizeof(ref)));
 	assert_true(has(f, STORE_ATTRS, ref, sizeof(ref)));
@@ -771,8 +821,34 @@ test_older_layouts_read_and_move_on_write(void **state)
 	assert_int_equal(rotation_consumer_key(f->v, TEST_REF(f->v, "bob"),
 	    &gen), 0);
 	assert_int_equal(gen, 2);
-	assert_int_equal(format_of(f, "bob"), RECORD_CONSUMER_VALUES);
+	assert_int_equal(format_of(f, "bob"), RECORD_CONSUMER_BOUND);
 	assert_values(f, "bob", "bob@example.com", NULL, NULL);
+
+	/*
+	 * Format 3 (a values record, the header not bound): read as it is; a
+	 * put binds the header, and so does a master key rotation.
+	 */
+	put1(f, "dave", 0, "dave@example.com");
+	put1(f, "erin", 1, "10001");
+	to_older_layout(f, "dave", RECORD_CONSUMER_VALUES);
+	to_older_layout(f, "erin", RECORD_CONSUMER_VALUES);
+	assert_int_equal(format_of(f, "dave"), RECORD_CONSUMER_VALUES);
+	assert_values(f, "dave", "dave@example.com", NULL, NULL);
+	assert_values(f, "erin", NULL, "10001", NULL);
+	put1(f, "dave", 2, "33");
+	assert_int_equal(format_of(f, "dave"), RECORD_CONSUMER_BOUND);
+	assert_values(f, "dave", "dave@example.com", NULL, "33");
+	{
+		struct rotation_progress p;
+		char why[256];
+
+		assert_int_equal(rotation_start(f->v, 0, &p, why, sizeof(why)),
+		    0);
+		assert_int_equal(rotation_run(f->v, rotation_ok, NULL), 0);
+	}
+	assert_int_equal(format_of(f, "erin"), RECORD_CONSUMER_BOUND);
+	assert_values(f, "erin", NULL, "10001", NULL);
+	assert_values(f, "dave", "dave@example.com", NULL, "33");
 
 	/*
 	 * The sealed seed copied in as a record named "seed" would open under
@@ -831,6 +907,8 @@ test_older_layouts_read_and_move_on_write(void **state)
 	    setup, teardown), \
 	cmocka_unit_test_setup_teardown(test_moved_value_fails_to_open, setup, \
 	    teardown), \
+	cmocka_unit_test_setup_teardown(test_changed_header_fails_to_unwrap, \
+	    setup, teardown), \
 	cmocka_unit_test_setup_teardown( \
 	    test_older_layouts_read_and_move_on_write, setup, teardown)
 
