@@ -84,6 +84,23 @@ static const struct help helps[] = {
 	  "\n"
 	  "example:\n"
 	  "  vaultctl watch-deletions --dataset churn-2026 --after 1200 --follow\n" },
+	{ "watch-consent",
+	  "usage: vaultctl watch-consent [--dataset D | --purpose P] [--after SEQ]\n"
+	  "                              [--follow]\n"
+	  "\n"
+	  "Streams consent revocations (JSON lines): a pseudonym a dataset\n"
+	  "received that may no longer be used for the dataset's purpose (an\n"
+	  "opt-out, a consent withdrawn, Global Privacy Control for a sale or\n"
+	  "share purpose), for one dataset, one purpose's datasets, or all.\n"
+	  "\n"
+	  "options:\n"
+	  "  --dataset D      events of dataset D\n"
+	  "  --purpose P      events of the datasets of purpose P\n"
+	  "  --after SEQ      events after sequence number SEQ\n"
+	  "  --follow         keep the stream open for new events\n"
+	  "\n"
+	  "example:\n"
+	  "  vaultctl watch-consent --purpose ad_targeting_shared --follow\n" },
 	{ "receipt",
 	  "usage: vaultctl receipt verify FILE [--public-key HEX]\n"
 	  "\n"

@@ -31,6 +31,8 @@ static const struct ctl_command commands[] = {
 	  "          --from-file F [--batch-size N])", cmd_delete },
 	{ "watch-deletions", "watch-deletions [--dataset D | --purpose P] [--after SEQ] "
 	  "[--follow]", cmd_watch },
+	{ "watch-consent", "watch-consent [--dataset D | --purpose P] [--after SEQ] "
+	  "[--follow]", cmd_watch_consent },
 	{ "receipt", "receipt verify FILE [--public-key HEX]", cmd_receipt },
 	{ "export", "export CONSUMER", cmd_export },
 	{ "audit", "audit verify | audit query [--since T] [--until T] [--principal P]\n"

@@ -42,6 +42,7 @@ int cmd_features(struct ctl *ctl, int argc, char **argv);
 int cmd_keys(struct ctl *ctl, int argc, char **argv);
 int cmd_receipt(struct ctl *ctl, int argc, char **argv);
 int cmd_watch(struct ctl *ctl, int argc, char **argv);
+int cmd_watch_consent(struct ctl *ctl, int argc, char **argv);
 int cmd_audit(struct ctl *ctl, int argc, char **argv);
 int cmd_export(struct ctl *ctl, int argc, char **argv);
 int cmd_backup(struct ctl *ctl, int argc, char **argv);

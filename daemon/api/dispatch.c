@@ -28,6 +28,8 @@ struct rpc_method dispatch_methods[] = {
 	  handle_fetch_features, 0 },
 	{ V1 "Features/GetFeatureSpec", RPC_UNARY, REQ(get_feature_spec_request),
 	  handle_get_feature_spec, 0 },
+	{ V1 "Features/WatchConsent", RPC_SERVER_STREAM, REQ(watch_consent_request),
+	  handle_watch_consent, 0 },
 	{ V1 "Deletion/DeleteConsumer", RPC_UNARY, REQ(delete_consumer_request),
 	  handle_delete_consumer, 0 },
 	{ V1 "Deletion/DeleteConsumers", RPC_UNARY, REQ(delete_consumers_request),

@@ -7,6 +7,7 @@
 #include "engine/consent.h"
 #include "util/crashpoint.h"
 #include "engine/dataset.h"
+#include "engine/ledger.h"
 #include "engine/lineage.h"
 #include "engine/consumer.h"
 #include "util/log.h"
@@ -469,16 +470,125 @@ struct consent_job {
 	bool created;
 };
 
+/* Within txn: allowed[p], whether the consumer may be used for purpose p. */
+static int
+allowed_purposes(struct vault *v, struct store_txn *txn, const uint8_t *ref,
+    bool *allowed)
+{
+	uint8_t flags;
+	int r;
+
+	for (size_t p = 0; p < v->schema->n_purposes; p++)
+		if ((r = consent_allows(v, txn, ref, (int)p, &allowed[p],
+		    &flags)) != 0)
+			return r;
+	return 0;
+}
+
+struct revoke_walk {
+	struct vault *v;
+	struct store_txn *txn;
+	const bool *revoked;		/* by purpose */
+	const uint8_t *seed;
+	uint64_t seq, now;
+};
+
+/* A consent ledger event for a dataset of a purpose the consumer left. */
+static int
+revoke_dataset(const struct dataset_info *ds, void *arg)
+{
+	struct revoke_walk *w = arg;
+	uint8_t pseudonym[TOKEN_PSEUDONYM_BYTES];
+
+	if (ds->purpose < 0 || !w->revoked[ds->purpose])
+		return 0;
+	tokenizer_pseudonym(w->seed, w->v->schema->purposes[ds->purpose].name,
+	    pseudonym);
+	return ledger_append_txn(w->txn, LEDGER_CONSENT, w->seq++, w->now,
+	    ds->number, pseudonym);
+}
+
+/*
+ * In the consent change's txn: one consent ledger event (WatchConsent) for
+ * each dataset that received the consumer for a purpose it could be used
+ * for before the change (before) and not after (after). The consumer's
+ * seed is opened only when there is such a purpose. A consumer whose key
+ * fails its check still has its consent changed (an opt-out is never
+ * refused for damage); its events are left out, which is logged.
+ */
+static int
+log_revocations(struct vault *v, struct store_txn *txn, const uint8_t *ref,
+    bool *before, const bool *after)
+{
+	struct revoke_walk w = { .v = v, .txn = txn, .revoked = before,
+	    .now = store_now_ms() };
+	uint8_t copy[RECORD_CONSUMER_BYTES];
+	struct store_val val;
+	struct consumer_rec rec;
+	struct scratch s = { 0 };
+	bool any = false;
+	int rc, r;
+
+	for (size_t p = 0; p < v->schema->n_purposes; p++) {
+		before[p] = before[p] && !after[p];
+		any = any || before[p];
+	}
+	if (!any)
+		return 0;
+	if ((rc = store_get(txn, STORE_CONSUMERS, ref, CRYPTO_REF_BYTES,
+	    &val)) != 0)
+		return rc;
+	if (val.len == sizeof(copy)) {
+		memcpy(copy, val.data, sizeof(copy));
+		val.data = copy;
+	}
+	if ((r = scratch_new(&s)) != 0)
+		return r;
+	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
+	    (r = record_unwrap_dek(v->kr, txn, ref, &rec, s.dek)) != 0 ||
+	    (r = record_open_seed(s.dek, ref, &rec, s.seed)) != 0) {
+		if (r == VAULT_ERR_CRYPTO || r == VAULT_ERR_KEY) {
+			log_error("a consent change was recorded without its "
+			    "WatchConsent events: the consumer's key failed "
+			    "its check");
+			r = 0;
+		}
+		goto out;
+	}
+	w.seed = s.seed;
+	if ((r = ledger_next(txn, LEDGER_CONSENT, &w.seq)) != 0 ||
+	    (r = lineage_each(v, txn, ref, NULL, revoke_dataset, &w)) != 0)
+		goto out;
+	r = ledger_set_next(txn, LEDGER_CONSENT, w.seq);
+out:
+	sodium_memzero(s.mem, RECORD_SCRATCH_BYTES);
+	return r;
+}
+
 static int
 consent_apply(struct store_txn *txn, void *arg)
 {
 	struct consent_job *job = arg;
+	struct vault *v = job->v;
+	size_t n = v->schema->n_purposes;
+	bool *allowed;
 	int r;
 
 	/* Consent before data: a later put finds the consumer and its consent. */
-	if ((r = consumer_ensure_txn(job->v, txn, job->ref, &job->created)) != 0)
+	if ((r = consumer_ensure_txn(v, txn, job->ref, &job->created)) != 0)
 		return r;
-	return consent_apply_txn(job->v, txn, job->ref, job->c, &job->flags);
+	/* A consumer made now has no datasets: nothing to tell. */
+	if (job->created || n == 0)
+		return consent_apply_txn(v, txn, job->ref, job->c, &job->flags);
+	if ((allowed = calloc(2 * n, sizeof(*allowed))) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((r = allowed_purposes(v, txn, job->ref, allowed)) == 0 &&
+	    (r = consent_apply_txn(v, txn, job->ref, job->c,
+	    &job->flags)) == 0 &&
+	    (r = allowed_purposes(v, txn, job->ref, allowed + n)) == 0)
+		r = log_revocations(v, txn, job->ref, allowed, allowed + n);
+	free(allowed);
+	return r;
 }
 
 int

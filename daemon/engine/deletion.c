@@ -62,8 +62,8 @@ append_events(struct vault *v, struct store_txn *txn, const struct removal *rm,
 		if ((out->datasets[out->n_datasets] = strdup(ds.id)) == NULL)
 			return VAULT_ERR_NOMEM;
 		out->n_datasets++;
-		if ((r = ledger_append_txn(txn, (*next_seq)++, now,
-		    rm->datasets[i], rm->pseudonyms[i])) != 0)
+		if ((r = ledger_append_txn(txn, LEDGER_DELETION, (*next_seq)++,
+		    now, rm->datasets[i], rm->pseudonyms[i])) != 0)
 			return r;
 	}
 	if (out->n_datasets > 1)
@@ -138,7 +138,7 @@ run_apply(struct store_txn *txn, void *arg)
 	uint64_t next;
 	int r;
 
-	if ((r = ledger_next(txn, &next)) != 0)
+	if ((r = ledger_next(txn, LEDGER_DELETION, &next)) != 0)
 		return r;
 	for (size_t i = 0; i < job->n; i++) {
 		struct key_version kv;
@@ -157,7 +157,7 @@ run_apply(struct store_txn *txn, void *arg)
 	/* The batch's lineage rows, dataset by dataset (lineage.h). */
 	r = lineage_forget(txn, &doomed);
 	lineage_doomed_free(&doomed);
-	if (r == 0 && (r = ledger_set_next(txn, next)) == 0)
+	if (r == 0 && (r = ledger_set_next(txn, LEDGER_DELETION, next)) == 0)
 		VAULT_CRASH_POINT("delete.before_commit");
 	return r;
 }

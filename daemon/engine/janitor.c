@@ -42,6 +42,7 @@ struct expire_job {
 	struct vault *v;
 	uint64_t before;
 	size_t done;
+	enum ledger_kind kind;
 };
 
 static int
@@ -49,7 +50,7 @@ expire_apply(struct store_txn *txn, void *arg)
 {
 	struct expire_job *job = arg;
 
-	return ledger_expire_txn(job->v, txn, job->before, EXPIRE_PER_TXN,
+	return ledger_expire_txn(txn, job->kind, job->before, EXPIRE_PER_TXN,
 	    &job->done);
 }
 
@@ -65,7 +66,7 @@ expire_dellog_apply(struct store_txn *txn, void *arg)
 static int
 expire_dellog(struct vault *v, uint64_t before)
 {
-	struct expire_job e = { v, before, 0 };
+	struct expire_job e = { v, before, 0, LEDGER_DELETION };
 	int r;
 
 	do {
@@ -102,7 +103,7 @@ int
 janitor_pass(struct vault *v)
 {
 	struct collect_job c = { v, 0 };
-	struct expire_job e = { v, 0, 0 };
+	struct expire_job e = { v, 0, 0, LEDGER_DELETION };
 	uint64_t keep = (uint64_t)v->cfg->ledger_retention_s * 1000ULL;
 	uint64_t now = store_now_ms();
 	int r;
@@ -112,12 +113,16 @@ janitor_pass(struct vault *v)
 			return r;
 	} while (c.done == COLLECT_PER_TXN);
 	e.before = now > keep ? now - keep : 0;
-	do {
-		if ((r = writer_submit(v->wr, expire_apply, &e)) != 0)
-			return r;
-		if (e.done > 0)
-			log_info("expired %zu deletion ledger events", e.done);
-	} while (e.done == EXPIRE_PER_TXN);
+	for (e.kind = LEDGER_DELETION; e.kind <= LEDGER_CONSENT; e.kind++) {
+		do {
+			if ((r = writer_submit(v->wr, expire_apply, &e)) != 0)
+				return r;
+			if (e.done > 0)
+				log_info("expired %zu %s ledger events", e.done,
+				    e.kind == LEDGER_DELETION ? "deletion" :
+				    "consent");
+		} while (e.done == EXPIRE_PER_TXN);
+	}
 	return expire_requests(v);
 }
 

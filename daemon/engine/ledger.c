@@ -1,17 +1,29 @@
 /*
- * The deletion ledger: one event per dataset that received a deleted
- * consumer, read by WatchDeletions in sequence order and dropped after the
- * ledger's retention (janitor.c).
+ * The ledgers (ledger.h): the deletion ledger and the consent ledger, one
+ * event per dataset that received the consumer, read by WatchDeletions and
+ * WatchConsent in sequence order and dropped after the ledger's retention
+ * (janitor.c).
  */
 #include <string.h>
 
 #include "engine/ledger.h"
 #include "store/meta.h"
 
+/* Where each kind lives. */
+static const struct {
+	enum store_space space;
+	enum meta_key next, expired;
+} where[] = {
+	[LEDGER_DELETION] = { STORE_LEDGER, META_LEDGER_NEXT,
+	    META_LEDGER_EXPIRED },
+	[LEDGER_CONSENT] = { STORE_CONSENT_LEDGER, META_CONSENT_LEDGER_NEXT,
+	    META_CONSENT_LEDGER_EXPIRED },
+};
+
 int
-ledger_next(struct store_txn *txn, uint64_t *seq)
+ledger_next(struct store_txn *txn, enum ledger_kind kind, uint64_t *seq)
 {
-	int r = meta_get_u64_or0(txn, META_LEDGER_NEXT, 0, seq);
+	int r = meta_get_u64_or0(txn, where[kind].next, 0, seq);
 
 	if (r == 0 && *seq == 0)
 		*seq = 1;
@@ -19,14 +31,15 @@ ledger_next(struct store_txn *txn, uint64_t *seq)
 }
 
 int
-ledger_set_next(struct store_txn *txn, uint64_t seq)
+ledger_set_next(struct store_txn *txn, enum ledger_kind kind, uint64_t seq)
 {
-	return meta_put_u64(txn, META_LEDGER_NEXT, 0, seq);
+	return meta_put_u64(txn, where[kind].next, 0, seq);
 }
 
 int
-ledger_append_txn(struct store_txn *txn, uint64_t seq, uint64_t at_ms,
-    uint32_t dataset, const uint8_t pseudonym[TOKEN_PSEUDONYM_BYTES])
+ledger_append_txn(struct store_txn *txn, enum ledger_kind kind, uint64_t seq,
+    uint64_t at_ms, uint32_t dataset,
+    const uint8_t pseudonym[TOKEN_PSEUDONYM_BYTES])
 {
 	uint8_t key[8], rec[LEDGER_REC_BYTES];
 
@@ -35,13 +48,14 @@ ledger_append_txn(struct store_txn *txn, uint64_t seq, uint64_t at_ms,
 	store_put_u64(rec + LEDGER_AT, at_ms);
 	store_put_u32(rec + LEDGER_DATASET, dataset);
 	memcpy(rec + LEDGER_PSEUDONYM, pseudonym, TOKEN_PSEUDONYM_BYTES);
-	return store_put(txn, STORE_LEDGER, key, sizeof(key), rec, sizeof(rec),
-	    0);
+	return store_put(txn, where[kind].space, key, sizeof(key), rec,
+	    sizeof(rec), 0);
 }
 
 int
-ledger_read(struct vault *v, uint64_t after_seq, struct ledger_event *out,
-    size_t cap, size_t *n, uint64_t *expired_through)
+ledger_read(struct vault *v, enum ledger_kind kind, uint64_t after_seq,
+    struct ledger_event *out, size_t cap, size_t *n,
+    uint64_t *expired_through)
 {
 	struct store_txn *txn = NULL;
 	struct store_cursor *cur = NULL;
@@ -52,10 +66,10 @@ ledger_read(struct vault *v, uint64_t after_seq, struct ledger_event *out,
 	*n = 0;
 	if ((r = store_read_begin(v->store, &txn)) != 0)
 		return r;
-	if ((r = meta_get_u64_or0(txn, META_LEDGER_EXPIRED, 0,
+	if ((r = meta_get_u64_or0(txn, where[kind].expired, 0,
 	    expired_through)) != 0)
 		goto out;
-	if ((rc = store_cursor_open(txn, STORE_LEDGER, &cur)) != 0) {
+	if ((rc = store_cursor_open(txn, where[kind].space, &cur)) != 0) {
 		r = rc;
 		goto out;
 	}
@@ -71,7 +85,7 @@ ledger_read(struct vault *v, uint64_t after_seq, struct ledger_event *out,
 			break;
 		}
 		e->seq = store_get_u64(k.data);
-		e->deleted_at_ms = store_get_u64(p + LEDGER_AT);
+		e->at_ms = store_get_u64(p + LEDGER_AT);
 		e->dataset = store_get_u32(p + LEDGER_DATASET);
 		memcpy(e->pseudonym, p + LEDGER_PSEUDONYM, TOKEN_PSEUDONYM_BYTES);
 	}
@@ -84,17 +98,16 @@ out:
 }
 
 int
-ledger_expire_txn(struct vault *v, struct store_txn *txn, uint64_t before_ms,
-    size_t max, size_t *expired)
+ledger_expire_txn(struct store_txn *txn, enum ledger_kind kind,
+    uint64_t before_ms, size_t max, size_t *expired)
 {
 	struct store_cursor *cur = NULL;
 	struct store_val k, val;
 	uint64_t last = 0;
 	int rc, r = 0;
 
-	(void)v;
 	*expired = 0;
-	if ((rc = store_cursor_open(txn, STORE_LEDGER, &cur)) != 0)
+	if ((rc = store_cursor_open(txn, where[kind].space, &cur)) != 0)
 		return rc;
 	while (*expired < max &&
 	    (rc = store_cursor_get(cur, &k, &val, STORE_FIRST)) == 0) {
@@ -113,6 +126,6 @@ ledger_expire_txn(struct vault *v, struct store_txn *txn, uint64_t before_ms,
 	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
 		r = rc;
 	if (r == 0 && last != 0)
-		r = meta_put_u64(txn, META_LEDGER_EXPIRED, 0, last);
+		r = meta_put_u64(txn, where[kind].expired, 0, last);
 	return r;
 }

@@ -26,6 +26,7 @@ static const struct {
 	[STORE_MANIFESTS] = { "manifests", false },
 	[STORE_DELETIONS] = { "deletions", false },
 	[STORE_LINEAGE_ROWS] = { "lineage_rows", false },
+	[STORE_CONSENT_LEDGER] = { "consent_ledger", false },
 };
 
 const char *

@@ -32,6 +32,8 @@ static const struct { const char *name; enum member member; } keys[META_KEYS] = 
 	[META_LEASE_MAINTENANCE] = { "lease/maintenance", ONE },
 	[META_JOURNAL_SEQ_OF] = { "journal_seq/", NAMED },
 	[META_REPLICA_OF] = { "replica/", NAMED },
+	[META_CONSENT_LEDGER_NEXT] = { "consent_ledger_next", ONE },
+	[META_CONSENT_LEDGER_EXPIRED] = { "consent_ledger_expired", ONE },
 };
 
 const char *

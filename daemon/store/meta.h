@@ -39,6 +39,8 @@ enum meta_key {
 	META_LEASE_MAINTENANCE,	/* the maintenance lease (engine/lease.h) */
 	META_JOURNAL_SEQ_OF,	/* journal_seq/<replica>: u64, as above */
 	META_REPLICA_OF,	/* replica/<name>: a running replica (lease.h) */
+	META_CONSENT_LEDGER_NEXT,	/* u64 next consent ledger seq */
+	META_CONSENT_LEDGER_EXPIRED,	/* u64 consent ledger expired through */
 	META_KEYS
 };
 

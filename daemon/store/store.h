@@ -96,6 +96,7 @@ enum store_space {
 	STORE_MANIFESTS,	/* ref -> the consumer's attribute manifest */
 	STORE_DELETIONS,	/* seq -> a deletion, for restores (dellog.h) */
 	STORE_LINEAGE_ROWS,	/* dataset | position | ref -> "": lineage.h */
+	STORE_CONSENT_LEDGER,	/* seq -> consent revocation event (ledger.h) */
 	STORE_SPACES
 };
 

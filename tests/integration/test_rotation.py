@@ -44,21 +44,26 @@ def versions(d):
 # --------------------------------------------------------------- residue
 
 def dek_blobs(data, ref, version):
-    """Every 77-byte span that looks like a wrapped DEK sealed under version."""
+    """Every 77-byte span that looks like a wrapped DEK sealed under version,
+    with the 17 bytes before it (a consumer record's header)."""
     head = b"\x01" + struct.pack(">I", version)
     i = data.find(head)
     while i >= 0:
         blob = data[i:i + 77]
         if len(blob) == 77:
-            yield blob
+            yield data[max(0, i - 17):i], blob
         i = data.find(head, i + 1)
 
 
-def opens(blob, ref, key, version):
-    ad = ref + b"dek" + struct.pack(">I", version) + blob[:5]
+def opens(hdr, blob, ref, key, version):
+    """The AD is ref | "dek" | version, and the record's header for a
+    consumer of format 4 (engine/record.h), then the blob's own header."""
+    ad = ref + b"dek" + struct.pack(">I", version)
+    if len(hdr) == 17 and hdr[0] == 4:
+        ad += hdr
     try:
         nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
-            blob[29:], ad, blob[5:29], key)
+            blob[29:], ad + blob[:5], blob[5:29], key)
         return True
     except Exception:
         return False
@@ -71,8 +76,9 @@ def residue(path, ref, keys):
         for f in files:
             data = open(os.path.join(dirpath, f), "rb").read()
             for version in range(1, 8):
-                for blob in dek_blobs(data, ref, version):
-                    found += any(opens(blob, ref, k, v) for v, k in keys.items()
+                for hdr, blob in dek_blobs(data, ref, version):
+                    found += any(opens(hdr, blob, ref, k, v)
+                                 for v, k in keys.items()
                                  if v == version)
     return found
 

@@ -35,7 +35,8 @@ def test_version_and_help_for_every_command():
     assert run("version").stdout == r.stdout
     names = commands()
     assert {"health", "put", "get", "delete", "audit", "keys", "features",
-            "consent", "export", "receipt", "watch-deletions"} <= set(names)
+            "consent", "export", "receipt", "watch-deletions",
+            "watch-consent"} <= set(names)
     for name in names:
         h = run(name, "--help")
         assert h.returncode == 0, (name, h.stderr)

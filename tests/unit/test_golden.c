@@ -810,7 +810,8 @@ expire_apply(struct store_txn *txn, void *arg)
 {
 	size_t n;
 
-	return ledger_expire_txn(arg, txn, UINT64_MAX, 10, &n);
+	(void)arg;
+	return ledger_expire_txn(txn, LEDGER_DELETION, UINT64_MAX, 10, &n);
 }
 
 /*
@@ -852,6 +853,36 @@ test_lineage_and_ledger_event(void **state)
 	store_put_u64(lkey + 12, tokenizer_lineage_tag(f->v->tok, num, ref));
 	raw_get(f, STORE_LINEAGE_ROWS, lkey, sizeof(lkey), v, sizeof(v), &n);
 	assert_int_equal(n, 0);
+
+	/*
+	 * consent_ledger: the same record, one per dataset that received the
+	 * consumer for a purpose it may no longer be used for; saying the
+	 * same again, or granting, adds none.
+	 */
+	{
+		struct consent_change c = { .purpose = 0, .granted = false,
+		    .source = "user" };
+		uint8_t seq2[8] = { 0, 0, 0, 0, 0, 0, 0, 2 }, flags;
+
+		before = store_now_ms();
+		assert_int_equal(consumer_set_consent(f->v, ref, &c, &flags,
+		    &created), 0);
+		after = store_now_ms();
+		raw_get(f, STORE_CONSENT_LEDGER, seq1, 8, v, sizeof(v), &n);
+		assert_golden(v, n, "01 ~8 00000001 ~16");
+		assert_ms_between(v + 1, before, after);
+		assert_memory_equal(v + 13, set.rows[0].pseudonym,
+		    TOKEN_PSEUDONYM_BYTES);
+		raw_get(f, STORE_META, "consent_ledger_next", 19, v, sizeof(v),
+		    &n);
+		assert_golden(v, n, "0000000000000002");
+		assert_int_equal(consumer_set_consent(f->v, ref, &c, &flags,
+		    &created), 0);
+		c.granted = true;
+		assert_int_equal(consumer_set_consent(f->v, ref, &c, &flags,
+		    &created), 0);
+		assert_absent(f, STORE_CONSENT_LEDGER, seq2, 8);
+	}
 
 	before = store_now_ms();
 	assert_int_equal(deletion_run(f->v, &req, 1, &rc, &bad), 0);

@@ -276,3 +276,22 @@ def test_category_columns_are_the_same_in_every_shard(plain):
         cats = [list(p[name].cat.categories) for p in parts]
         assert cats[0] == cats[1] == cats[2], name
     assert pd.concat(parts)["device"].dtype == "category"
+
+
+def test_consent_feed_tells_a_dataset_which_rows_to_drop(plain):
+    """WatchConsent: a consumer granted, streamed, then withdrawn is an
+    event for the dataset that holds it, which purge_frame takes."""
+    cid = consumers()[5][0]
+    with plain_client(plain) as c:
+        c.set_consent(cid, "research", granted=True, source="user")
+        df = c.features("research", "wc-ds", ["age"]).to_pandas()
+        assert len(df) == 1
+        assert list(c.watch_consent("wc-ds", follow=False)) == []
+        c.set_consent(cid, "research", granted=False, source="user")
+        [e] = list(c.watch_consent(purpose="research", follow=False))
+        assert isinstance(e, vaultd.ConsentRevocation)
+        assert (e.dataset_id, e.purpose) == ("wc-ds", "research")
+        assert e.pseudonym == df["pseudonym"][0]
+        assert len(vaultd.purge_frame(df, [e])) == 0
+        assert list(c.watch_consent("wc-ds", after_seq=e.seq,
+                                    follow=False)) == []

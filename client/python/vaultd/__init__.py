@@ -7,8 +7,9 @@
 
 See docs/python.md in the vaultd repository.
 """
-from vaultd.client import (Attributes, Client, ConsentState, DeletionEvent,
-                           PutResult, Settings, new_request_id)
+from vaultd.client import (Attributes, Client, ConsentRevocation,
+                           ConsentState, DeletionEvent, PutResult, Settings,
+                           new_request_id)
 from vaultd.errors import (Cancelled, Conflict, InvalidArgument, NotFound,
                            PartialDeletion, PermissionDenied,
                            ReceiptInvalid, ServerError,
@@ -21,7 +22,7 @@ from vaultd.receipts import Receipt, verify_receipt
 __version__ = "0.1.0"
 __all__ = [
     "Attributes", "AttributeSpec", "Cancelled", "Client", "Conflict",
-    "ConsentState", "DeletionEvent", "FeatureBatch", "FeatureSpec",
+    "ConsentRevocation", "ConsentState", "DeletionEvent", "FeatureBatch", "FeatureSpec",
     "FeatureStream", "InvalidArgument", "NotFound", "PartialDeletion",
     "PermissionDenied",
     "PurgeReport", "PutResult", "Receipt", "ReceiptInvalid", "ServerError",

@@ -147,6 +147,15 @@ class DeletionEvent:
     deleted_at_ms: int
 
 
+@dataclasses.dataclass(frozen=True)
+class ConsentRevocation:
+    seq: int
+    dataset_id: str
+    purpose: str
+    pseudonym: str          # hex, as in feature rows and vaultctl's output
+    revoked_at_ms: int
+
+
 def _flag(v: bool | None) -> pb.FlagChange:
     if v is None:
         return pb.FLAG_UNCHANGED
@@ -398,21 +407,44 @@ class Client:
         With follow the stream stays open for new ones; a dropped stream
         (UNAVAILABLE) reconnects after the last sequence seen, up to
         reconnects times in a row."""
+        def request(after: int) -> pb.WatchDeletionsRequest:
+            return pb.WatchDeletionsRequest(dataset_id=dataset, purpose=purpose,
+                                            after_seq=after, follow=follow)
+        for e in self._watch(self.deletion.WatchDeletions, "WatchDeletions",
+                             request, after_seq, reconnects, timeout):
+            yield DeletionEvent(e.seq, e.dataset_id, e.pseudonym.hex(),
+                                e.deleted_at_ms)
+
+    def watch_consent(self, dataset: str = "", purpose: str = "",
+                      after_seq: int = 0, follow: bool = True,
+                      reconnects: int = 10,
+                      timeout: float | None = None) -> Iterator[ConsentRevocation]:
+        """Pseudonyms the dataset (or the purpose's datasets) received that
+        may no longer be used for its purpose: an opt-out, a consent
+        withdrawn, Global Privacy Control for a sale or share purpose. Drop
+        their rows. Resumes as watch_deletions does."""
+        def request(after: int) -> pb.WatchConsentRequest:
+            return pb.WatchConsentRequest(dataset_id=dataset, purpose=purpose,
+                                          after_seq=after, follow=follow)
+        for e in self._watch(self.features_stub.WatchConsent, "WatchConsent",
+                             request, after_seq, reconnects, timeout):
+            yield ConsentRevocation(e.seq, e.dataset_id, e.purpose,
+                                    e.pseudonym.hex(), e.revoked_at_ms)
+
+    def _watch(self, stub: Any, name: str, request: Any, after_seq: int,
+               reconnects: int, timeout: float | None) -> Iterator[Any]:
         failures = 0
         while True:
-            req = pb.WatchDeletionsRequest(dataset_id=dataset, purpose=purpose,
-                                           after_seq=after_seq, follow=follow)
             try:
-                for e in self.deletion.WatchDeletions(req, metadata=self._md,
-                                                      timeout=timeout):
+                for e in stub(request(after_seq), metadata=self._md,
+                              timeout=timeout):
                     failures = 0
                     after_seq = e.seq
-                    yield DeletionEvent(e.seq, e.dataset_id, e.pseudonym.hex(),
-                                        e.deleted_at_ms)
+                    yield e
                 return
             except grpc.RpcError as err:
                 if err.code() != grpc.StatusCode.UNAVAILABLE or failures >= reconnects:
-                    raise errors.from_rpc_error(err, "WatchDeletions") from None
+                    raise errors.from_rpc_error(err, name) from None
                 backoff(failures)
                 failures += 1
 
