@@ -26,7 +26,7 @@ to_json(const Vault__V1__ExportConsumerResponse *r)
 {
 	json_t *attrs = json_object(), *consents = json_array(),
 	    *history = json_array(), *outside = json_array(),
-	    *changes = json_array();
+	    *changes = json_array(), *admt = json_array();
 
 	for (size_t i = 0; i < r->n_attributes; i++) {
 		json_object_set_new(attrs, r->attributes[i]->name,
@@ -44,10 +44,11 @@ to_json(const Vault__V1__ExportConsumerResponse *r)
 		const Vault__V1__ConsentEvent *c = r->consent_history[i];
 
 		json_array_append_new(changes, json_pack(
-		    "{s:I,s:s,s:b,s:b,s:b,s:s,s:s}", "at_ms", (json_int_t)c->at_ms,
-		    "purpose", c->purpose, "granted", c->granted,
-		    "limit_sensitive", c->limit_sensitive, "opt_out_sale_share",
-		    c->opt_out_sale_share, "source", c->source, "principal",
+		    "{s:I,s:s,s:b,s:b,s:b,s:b,s:s,s:s}", "at_ms",
+		    (json_int_t)c->at_ms, "purpose", c->purpose, "granted",
+		    c->granted, "limit_sensitive", c->limit_sensitive,
+		    "opt_out_sale_share", c->opt_out_sale_share, "opt_out_admt",
+		    c->opt_out_admt, "source", c->source, "principal",
 		    c->principal));
 	}
 	for (size_t i = 0; i < r->n_access_history; i++) {
@@ -62,12 +63,22 @@ to_json(const Vault__V1__ExportConsumerResponse *r)
 		    "dataset_id", a->dataset_id, "source", a->source,
 		    "outcome", a->outcome, "audit_seq", (json_int_t)a->audit_seq));
 	}
-	return json_pack("{s:s,s:I,s:o,s:o,s:o,s:b,s:b,s:o,s:o,s:o,s:b}",
+	for (size_t i = 0; i < r->n_admt_uses; i++) {
+		const Vault__V1__AdmtUse *u = r->admt_uses[i];
+
+		json_array_append_new(admt, json_pack("{s:s,s:s,s:I,s:I,s:o}",
+		    "dataset_id", u->dataset_id, "purpose", u->purpose,
+		    "first_fetched_at_ms", (json_int_t)u->first_fetched_at_ms,
+		    "last_fetched_at_ms", (json_int_t)u->last_fetched_at_ms,
+		    "attributes", strings(u->attributes, u->n_attributes)));
+	}
+	return json_pack("{s:s,s:I,s:o,s:o,s:o,s:b,s:b,s:b,s:o,s:o,s:o,s:o,s:b}",
 	    "consumer_ref", r->consumer_ref, "created_at_ms",
 	    (json_int_t)r->created_at_ms, "attributes", attrs, "outside_schema",
 	    outside, "consents", consents, "limit_sensitive", r->limit_sensitive,
-	    "opt_out_sale_share", r->opt_out_sale_share, "datasets",
-	    strings(r->datasets, r->n_datasets), "access_history", history,
+	    "opt_out_sale_share", r->opt_out_sale_share, "opt_out_admt",
+	    r->opt_out_admt, "datasets", strings(r->datasets, r->n_datasets),
+	    "admt_uses", admt, "access_history", history,
 	    "consent_history", changes, "consent_history_truncated",
 	    r->consent_history_truncated);
 }

@@ -193,10 +193,10 @@ static const struct help helps[] = {
 	{ "consent",
 	  "usage: vaultctl consent CONSUMER [--purpose P (--grant|--deny)] [--source S]\n"
 	  "           [--gpc] [--limit-sensitive|--unlimit-sensitive]\n"
-	  "           [--opt-out-sale|--opt-in-sale]\n"
+	  "           [--opt-out-sale|--opt-in-sale] [--opt-out-admt|--opt-in-admt]\n"
 	  "\n"
-	  "Records a consumer's consent to a purpose, and the sensitive-data and\n"
-	  "sale/share flags.\n"
+	  "Records a consumer's consent to a purpose, and the sensitive-data,\n"
+	  "sale/share and ADMT flags.\n"
 	  "\n"
 	  "options:\n"
 	  "  --purpose P      the purpose (with --grant or --deny)\n"
@@ -205,6 +205,9 @@ static const struct help helps[] = {
 	  "  --gpc            a Global Privacy Control signal (source gpc)\n"
 	  "  --limit-sensitive, --unlimit-sensitive\n"
 	  "  --opt-out-sale, --opt-in-sale\n"
+	  "  --opt-out-admt, --opt-in-admt\n"
+	  "                   out of (or back into) the purposes of automated\n"
+	  "                   decisions with a significant effect (admt = true)\n"
 	  "\n"
 	  "example:\n"
 	  "  vaultctl consent nina@example.com --purpose marketing --deny\n" },

@@ -40,7 +40,8 @@ static const struct ctl_command commands[] = {
 	{ "keys", "keys status | keys rotate [VERSION] | keys destroy VERSION [--yes] |\n"
 	  "          keys rekey CONSUMER", cmd_keys },
 	{ "consent", "consent CONSUMER [--purpose P (--grant|--deny)] [--source S] [--gpc]\n"
-	  "          [--limit-sensitive|--unlimit-sensitive] [--opt-out-sale|--opt-in-sale]",
+	  "          [--limit-sensitive|--unlimit-sensitive] [--opt-out-sale|--opt-in-sale]\n"
+	  "          [--opt-out-admt|--opt-in-admt]",
 	  cmd_consent },
 	{ "features", "features --purpose P --dataset D [--attributes A,B...]\n"
 	  "          [--format csv|jsonl] [--batch-size N] [--page-token T]", cmd_features },

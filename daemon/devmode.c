@@ -58,13 +58,17 @@ static const char dev_config[] =
 "\n"
 "# basis: opt_in (excluded until consent) or opt_out (included until opt-out).\n"
 "# essential: providing the service itself; sensitive data stays usable.\n"
+"# admt: automated decisions with a significant effect (CCPA ADMT): a\n"
+"# consumer's opt_out_admt flag excludes them.\n"
 "purposes = (\n"
 "  { name = \"service\"; basis = \"opt_out\"; essential = true; },\n"
 "  { name = \"training\"; basis = \"opt_out\"; },\n"
 "  { name = \"ad_targeting_shared\"; basis = \"opt_out\"; sale_or_share = true;\n"
 "    attributes = [\"age\", \"device\", \"income_band\", \"purchases_90d\",\n"
 "                  \"last_purchase\", \"converted\"]; },\n"
-"  { name = \"research\"; basis = \"opt_in\"; }\n"
+"  { name = \"research\"; basis = \"opt_in\"; },\n"
+"  { name = \"eligibility\"; basis = \"opt_out\"; admt = true;\n"
+"    attributes = [\"age\", \"income_band\", \"purchases_90d\"]; }\n"
 ");\n";
 
 /*

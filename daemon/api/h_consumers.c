@@ -248,6 +248,7 @@ handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	struct consent_change c = { .purpose = -1, .granted = req->granted,
 	    .source = req->source, .limit_sensitive = flag_change(req->limit_sensitive),
 	    .opt_out_sale_share = flag_change(req->opt_out_sale_share),
+	    .opt_out_admt = flag_change(req->opt_out_admt),
 	    .principal = rpc_principal(ctx)->name };
 	char ref_hex[CRYPTO_REF_BYTES * 2 + 1];
 	uint8_t ref[CRYPTO_REF_BYTES], flags = 0;
@@ -265,9 +266,12 @@ handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "source: %s", why);
 	rpc_audit_source(ctx, req->source);
 	if (c.purpose < 0 && c.limit_sensitive == FLAG_KEEP &&
-	    c.opt_out_sale_share == FLAG_KEEP && strcmp(req->source, "gpc") != 0)
+	    c.opt_out_sale_share == FLAG_KEEP && c.opt_out_admt == FLAG_KEEP &&
+	    strcmp(req->source, "gpc") != 0 &&
+	    strcmp(req->source, CONSENT_SOURCE_ADMT) != 0)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "nothing to change: give a "
-		    "purpose, a flag, or source \"gpc\"");
+		    "purpose, a flag, or source \"gpc\" or \"%s\"",
+		    CONSENT_SOURCE_ADMT);
 	r = consumer_set_consent(v, ref, &c, &flags, &created);
 	if (r == VAULT_ERR_LIMIT)
 		return rpc_fail(ctx, r, "the store is full: opt-outs of consumers "
@@ -278,6 +282,7 @@ handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	resp.consumer_ref = ref_hex;
 	resp.limit_sensitive = (flags & CONSENT_LIMIT_SENSITIVE) != 0;
 	resp.opt_out_sale_share = (flags & CONSENT_OPT_OUT_SALE_SHARE) != 0;
+	resp.opt_out_admt = (flags & CONSENT_OPT_OUT_ADMT) != 0;
 	resp.created = created;
 	return rpc_reply(ctx, &resp.base);
 }

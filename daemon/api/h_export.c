@@ -1,7 +1,8 @@
 /*
  * ExportConsumer: the right to know. Every attribute in plaintext (those
  * the schema no longer has too, marked), the consents with their source
- * and time, the datasets that received the consumer, and the last 12
+ * and time, the datasets that received the consumer (for those of ADMT
+ * purposes, when they were fetched and with which features), and the last 12
  * months of access from the audit log: the calls about the consumer, and
  * the FetchFeatures calls of the datasets that received it, in time order.
  * The request itself is recorded (kept 24 months, by consumer ref).
@@ -28,12 +29,22 @@
 #define MAX_CHANGES 4096
 #define FETCH_METHOD "/vault.v1.Features/FetchFeatures"
 
+/* An ADMT dataset that may have received the consumer, and its use. */
+struct admt_out {
+	Vault__V1__AdmtUse m;
+	struct dataset_use use;
+	char *names[SCHEMA_MAX_ATTRS];
+};
+
 struct export {
 	Vault__V1__ExportConsumerResponse resp;
 	Vault__V1__Consent consents[MAX_CONSENTS], *consent_ptrs[MAX_CONSENTS];
 	char consent_text[MAX_CONSENTS][2][SCHEMA_NAME_MAX + 1];
 	char *datasets[MAX_DATASETS];
 	int dataset_purpose[MAX_DATASETS];	/* schema index, or -1 */
+	uint32_t dataset_number[MAX_DATASETS];
+	struct admt_out *admt;
+	Vault__V1__AdmtUse **admt_ptrs;
 	Vault__V1__AccessRecord *history, **history_ptrs;
 	struct audit_entry *entries;
 	size_t n, cap;			/* entries, and room in the three arrays */
@@ -267,6 +278,7 @@ add_change(const struct consent_event *e, void *arg)
 	m->granted = e->granted;
 	m->limit_sensitive = (e->flags & CONSENT_LIMIT_SENSITIVE) != 0;
 	m->opt_out_sale_share = (e->flags & CONSENT_OPT_OUT_SALE_SHARE) != 0;
+	m->opt_out_admt = (e->flags & CONSENT_OPT_OUT_ADMT) != 0;
 	x->resp.n_consent_history = i + 1;	/* strings: read_changes */
 	return 0;
 }
@@ -299,6 +311,7 @@ add_dataset(const struct dataset_info *ds, void *arg)
 	if (x->resp.n_datasets == MAX_DATASETS)
 		return 1;
 	x->dataset_purpose[x->resp.n_datasets] = ds->purpose;
+	x->dataset_number[x->resp.n_datasets] = ds->number;
 	x->datasets[x->resp.n_datasets++] = strdup(ds->id);
 	return x->resp.n_datasets == MAX_DATASETS ? 1 : 0;
 }
@@ -314,6 +327,52 @@ read_records(struct vault *v, const uint8_t *ref, struct export *x)
 	    &created);
 	x->resp.created_at_ms = (int64_t)created;
 	return r;
+}
+
+/*
+ * The datasets of ADMT purposes among those that may have received the
+ * consumer, each with when it was fetched and the features it asked for
+ * (dataset.h). One fetched before its use was recorded has times 0.
+ */
+static int
+read_admt(struct vault *v, struct export *x)
+{
+	size_t n = 0;
+	int r;
+
+	for (size_t i = 0; i < x->resp.n_datasets; i++)
+		if (x->dataset_purpose[i] >= 0 &&
+		    v->schema->purposes[x->dataset_purpose[i]].admt)
+			n++;
+	if (n == 0)
+		return 0;
+	if ((x->admt = calloc(n, sizeof(*x->admt))) == NULL ||
+	    (x->admt_ptrs = calloc(n, sizeof(*x->admt_ptrs))) == NULL)
+		return VAULT_ERR_NOMEM;
+	for (size_t i = 0; i < x->resp.n_datasets; i++) {
+		struct admt_out *a = &x->admt[x->resp.n_admt_uses];
+		int p = x->dataset_purpose[i];
+
+		if (p < 0 || !v->schema->purposes[p].admt)
+			continue;
+		r = dataset_use_find(v, x->dataset_number[i], &a->use);
+		if (r == VAULT_ERR_NOT_FOUND || r == VAULT_ERR_STATE)
+			a->use = (struct dataset_use){ 0 };
+		else if (r != 0)
+			return r;
+		vault__v1__admt_use__init(&a->m);
+		a->m.dataset_id = x->datasets[i];
+		a->m.purpose = v->schema->purposes[p].name;
+		a->m.first_fetched_at_ms = (int64_t)a->use.first_ms;
+		a->m.last_fetched_at_ms = (int64_t)a->use.last_ms;
+		for (size_t j = 0; j < a->use.n; j++)
+			a->names[j] = a->use.names[j];
+		a->m.n_attributes = a->use.n;
+		a->m.attributes = a->names;
+		x->admt_ptrs[x->resp.n_admt_uses++] = &a->m;
+	}
+	x->resp.admt_uses = x->admt_ptrs;
+	return 0;
 }
 
 int
@@ -347,6 +406,7 @@ handle_export_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	 * call's own audit entry, which the history does not show.
 	 */
 	if (r != 0 || (r = read_records(v, ref, x)) != 0 ||
+	    (r = read_admt(v, x)) != 0 ||
 	    (r = read_changes(v, ref, x)) != 0 ||
 	    (r = audit_scan_to(&v->audit, x->mark, 0, ref, add_access, x)) != 0 ||
 	    (r = add_releases(v, x)) != 0 ||
@@ -369,6 +429,7 @@ handle_export_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	x->resp.datasets = x->datasets;
 	x->resp.limit_sensitive = (x->flags & CONSENT_LIMIT_SENSITIVE) != 0;
 	x->resp.opt_out_sale_share = (x->flags & CONSENT_OPT_OUT_SALE_SHARE) != 0;
+	x->resp.opt_out_admt = (x->flags & CONSENT_OPT_OUT_ADMT) != 0;
 	r = rpc_reply(ctx, &x->resp.base);
 out:
 	consumer_values_clear(&cv);
@@ -378,6 +439,8 @@ out:
 	free(x->history_ptrs);
 	free(x->entries);
 	free(x->names);
+	free(x->admt);
+	free(x->admt_ptrs);
 	free(x->changes);
 	free(x->events);
 	free(x->event_ptrs);

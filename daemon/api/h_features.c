@@ -283,6 +283,10 @@ handle_fetch_features(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		    "(no longer configured)");
 	if (r != 0)
 		return r;
+	/* An ADMT purpose: how the dataset was fetched, on record first. */
+	if (v->schema->purposes[q.purpose].admt &&
+	    (r = dataset_record_use(v, dataset, attrs, q.n_attrs)) != 0)
+		return r;
 	return stream_pages(ctx, v, &q, batch_size, dataset, bind);
 }
 

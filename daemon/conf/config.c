@@ -93,7 +93,7 @@ static const struct setting {
 static const char *const attr_keys[] = { "name", "type", "max_length",
 	"sensitive", "min", "max", "values", "buckets", "feature", "k" };
 static const char *const purpose_keys[] = { "name", "basis", "sale_or_share",
-	"essential", "attributes" };
+	"essential", "admt", "attributes" };
 
 /* Every top-level name: the settings table, then the two lists. */
 static int
@@ -409,6 +409,12 @@ load_purpose(struct purpose_def *p, const struct schema *s,
 		p->sale_or_share = b != 0;
 	if (config_setting_lookup_bool(e, "essential", &b))
 		p->essential = b != 0;
+	if (config_setting_lookup_bool(e, "admt", &b))
+		p->admt = b != 0;
+	if (p->admt && p->essential)
+		return fail(err, errlen, "line %d: purpose '%s': an admt purpose "
+		    "(automated decisions a consumer may opt out of) cannot be "
+		    "essential", line, name);
 	return load_purpose_attrs(p, s, e, err, errlen);
 }
 
@@ -629,7 +635,7 @@ same_purpose(const struct purpose_def *a, const struct purpose_def *b)
 {
 	return strcmp(a->name, b->name) == 0 && a->opt_in == b->opt_in &&
 	    a->sale_or_share == b->sale_or_share && a->essential == b->essential &&
-	    a->all_attrs == b->all_attrs &&
+	    a->admt == b->admt && a->all_attrs == b->all_attrs &&
 	    memcmp(a->allowed, b->allowed, sizeof(a->allowed)) == 0;
 }
 

@@ -47,6 +47,9 @@ struct purpose_def {
 	bool sale_or_share;
 	bool essential;			/* providing the service itself: sensitive
 					   attributes stay usable when limited */
+	bool admt;			/* automated decision-making with a
+					   significant effect: opt_out_admt
+					   excludes the consumer */
 	bool all_attrs;			/* no attribute list: every feature */
 	bool allowed[SCHEMA_MAX_ATTRS];	/* the attributes the purpose may use */
 };

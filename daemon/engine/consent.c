@@ -225,9 +225,13 @@ consent_apply_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 		return r;
 	flags = apply_flag(old, CONSENT_LIMIT_SENSITIVE, c->limit_sensitive);
 	flags = apply_flag(flags, CONSENT_OPT_OUT_SALE_SHARE, c->opt_out_sale_share);
+	flags = apply_flag(flags, CONSENT_OPT_OUT_ADMT, c->opt_out_admt);
 	/* Global Privacy Control is an opt-out of sale and sharing. */
 	if (strcmp(c->source, "gpc") == 0)
 		flags |= CONSENT_OPT_OUT_SALE_SHARE;
+	/* A request through an ADMT opt-out channel says so itself. */
+	if (strcmp(c->source, CONSENT_SOURCE_ADMT) == 0)
+		flags |= CONSENT_OPT_OUT_ADMT;
 	/*
 	 * A grant, or a flag lifted, is an ordinary write, refused in the
 	 * headroom (store.h); opt-outs and limits always go through.
@@ -268,6 +272,8 @@ consent_allows(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 	if ((r = get_state(txn, ref, FLAGS_KEY, &found, flags)) != 0)
 		return r;
 	if (p->sale_or_share && (*flags & CONSENT_OPT_OUT_SALE_SHARE))
+		return 0;
+	if (p->admt && (*flags & CONSENT_OPT_OUT_ADMT))
 		return 0;
 	if ((r = get_state(txn, ref, p->name, &found, &granted)) != 0)
 		return r;

@@ -6,7 +6,8 @@
  *
  * A consumer may be used for a purpose when: the purpose is not a sale or
  * share while the consumer opted out of those (or sent Global Privacy
- * Control); and its consent record for the purpose grants it, or, without
+ * Control); the purpose is not an ADMT one (automated decisions) while
+ * the consumer opted out of those; and its consent record for the purpose grants it, or, without
  * one, the purpose is opt-out rather than opt-in.
  */
 #ifndef VAULT_CONSENT_H
@@ -20,7 +21,10 @@
 
 #define CONSENT_OPT_OUT_SALE_SHARE 0x01
 #define CONSENT_LIMIT_SENSITIVE 0x02
+#define CONSENT_OPT_OUT_ADMT 0x04
 #define CONSENT_SOURCE_MAX 32
+/* The source that is itself an ADMT opt-out, as "gpc" is a sale/share one. */
+#define CONSENT_SOURCE_ADMT "admt_opt_out"
 /* Offsets of a consent record's fields (above). */
 #define CONSENT_REC_FORMAT 1
 #define CONSENT_STATE 1			/* granted, or the flags */
@@ -34,7 +38,7 @@ struct consent_change {
 	int purpose;			/* -1: flags only */
 	bool granted;
 	const char *source;		/* validated by consent_check_source */
-	enum flag_change limit_sensitive, opt_out_sale_share;
+	enum flag_change limit_sensitive, opt_out_sale_share, opt_out_admt;
 	const char *principal;		/* who made it, for the history */
 };
 

@@ -1,4 +1,5 @@
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/dataset.h"
@@ -250,4 +251,136 @@ dataset_get_or_create(struct vault *v, const char *id, int purpose,
 	*number = job.info.number;
 	*bound = job.info.purpose;
 	return job.info.purpose == purpose ? 0 : VAULT_ERR_STATE;
+}
+
+static void
+use_key(uint8_t buf[DATASET_USE_PREFIX_LEN + 4], uint32_t number)
+{
+	memcpy(buf, DATASET_USE_PREFIX, DATASET_USE_PREFIX_LEN);
+	store_put_u32(buf + DATASET_USE_PREFIX_LEN, number);
+}
+
+/* Decodes a "use:" record; VAULT_ERR_STATE when it does not read. */
+static int
+parse_use(const struct store_val *val, struct dataset_use *out)
+{
+	const char *p = (const char *)val->data + DATASET_USE_NAMES;
+	size_t left, len;
+
+	out->n = 0;
+	if (val->len < DATASET_USE_NAMES || val->len > DATASET_USE_MAX)
+		return VAULT_ERR_STATE;
+	out->first_ms = store_get_u64((const uint8_t *)val->data +
+	    DATASET_USE_FIRST);
+	out->last_ms = store_get_u64((const uint8_t *)val->data +
+	    DATASET_USE_LAST);
+	for (left = val->len - DATASET_USE_NAMES; left > 0; left -= len + 1,
+	    p += len + 1) {
+		const char *nul = memchr(p, '\0', left);
+
+		if (nul == NULL || (len = (size_t)(nul - p)) == 0 ||
+		    len >= SCHEMA_NAME_MAX || out->n == SCHEMA_MAX_ATTRS ||
+		    (out->n > 0 && strcmp(out->names[out->n - 1], p) >= 0))
+			return VAULT_ERR_STATE;
+		memcpy(out->names[out->n++], p, len + 1);
+	}
+	return 0;
+}
+
+struct use_job {
+	struct vault *v;
+	uint32_t number;
+	const int *attrs;
+	size_t n;
+	struct dataset_use use;
+	uint8_t rec[DATASET_USE_MAX];
+};
+
+static int
+cmp_name(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static int
+use_apply(struct store_txn *txn, void *arg)
+{
+	struct use_job *job = arg;
+	struct dataset_use *u = &job->use;
+	uint8_t key[DATASET_USE_PREFIX_LEN + 4];
+	uint64_t now = store_now_ms();
+	struct store_val val;
+	size_t off = DATASET_USE_NAMES, before;
+	int rc;
+
+	use_key(key, job->number);
+	rc = store_get(txn, STORE_DATASETS, key, sizeof(key), &val);
+	if (rc == VAULT_ERR_NOT_FOUND) {
+		u->n = 0;
+		u->first_ms = now;
+	} else if (rc != 0) {
+		return rc;
+	} else if (parse_use(&val, u) != 0) {
+		/* Rebuilt from this call: the record is evidence, not state. */
+		log_error("a dataset's use record does not read; starting it "
+		    "again");
+		u->n = 0;
+		u->first_ms = now;
+	}
+	before = u->n;
+	for (size_t i = 0; i < job->n; i++) {
+		const char *name = job->v->schema->attrs[job->attrs[i]].name;
+
+		if (bsearch(name, u->names, before, SCHEMA_NAME_MAX,
+		    cmp_name) == NULL && u->n < SCHEMA_MAX_ATTRS)
+			snprintf(u->names[u->n++], SCHEMA_NAME_MAX, "%s", name);
+	}
+	qsort(u->names, u->n, SCHEMA_NAME_MAX, cmp_name);
+	u->last_ms = now;
+	store_put_u64(job->rec + DATASET_USE_FIRST, u->first_ms);
+	store_put_u64(job->rec + DATASET_USE_LAST, u->last_ms);
+	for (size_t i = 0; i < u->n; i++) {
+		size_t len = strlen(u->names[i]) + 1;
+
+		if (i > 0 && strcmp(u->names[i - 1], u->names[i]) == 0)
+			continue;	/* asked twice in one call */
+		memcpy(job->rec + off, u->names[i], len);
+		off += len;
+	}
+	return store_put(txn, STORE_DATASETS, key, sizeof(key), job->rec, off,
+	    0);
+}
+
+int
+dataset_record_use(struct vault *v, uint32_t number, const int *attrs,
+    size_t n)
+{
+	struct use_job *job = malloc(sizeof(*job));
+	int r;
+
+	if (job == NULL)
+		return VAULT_ERR_NOMEM;
+	*job = (struct use_job){ .v = v, .number = number, .attrs = attrs,
+	    .n = n };
+	r = writer_submit(v->wr, use_apply, job);
+	free(job);
+	return r;
+}
+
+int
+dataset_use_find(struct vault *v, uint32_t number, struct dataset_use *out)
+{
+	uint8_t key[DATASET_USE_PREFIX_LEN + 4];
+	struct store_txn *txn;
+	struct store_val val;
+	int r;
+
+	use_key(key, number);
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	r = store_get(txn, STORE_DATASETS, key, sizeof(key), &val);
+	if (r == 0)
+		r = parse_use(&val, out);
+	store_read_end(txn);
+	return r;
 }

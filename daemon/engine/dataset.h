@@ -5,6 +5,10 @@
  *
  * datasets: "id:" id -> number(4) | purpose
  *           "num:" number(4) -> purpose NUL id
+ *           "use:" number(4) -> first ms(8) | last ms(8) | names
+ *             a dataset of an ADMT purpose: its first and last FetchFeatures
+ *             calls and every attribute they asked for (the names, each
+ *             NUL-terminated, in name order), for ExportConsumer
  */
 #ifndef VAULT_DATASET_H
 #define VAULT_DATASET_H
@@ -30,6 +34,20 @@ struct dataset_info {
 	int purpose;			/* schema index; -1 if no longer configured */
 	char purpose_name[SCHEMA_NAME_MAX];
 	char id[DATASET_ID_MAX + 1];
+};
+
+#define DATASET_USE_PREFIX "use:"
+#define DATASET_USE_PREFIX_LEN 4
+#define DATASET_USE_FIRST 0		/* offsets in a "use:" record */
+#define DATASET_USE_LAST 8
+#define DATASET_USE_NAMES 16
+#define DATASET_USE_MAX (DATASET_USE_NAMES + SCHEMA_MAX_ATTRS * SCHEMA_NAME_MAX)
+
+/* How an ADMT dataset was fetched (the "use:" record). */
+struct dataset_use {
+	uint64_t first_ms, last_ms;
+	size_t n;
+	char names[SCHEMA_MAX_ATTRS][SCHEMA_NAME_MAX];
 };
 
 /* NULL when id is a valid dataset id ([A-Za-z0-9._-]{1,64}); else why. */
@@ -63,5 +81,17 @@ int dataset_find(struct vault *v, const char *id,
  */
 int dataset_find_numbers(struct vault *v, const uint32_t *numbers, size_t n,
     struct dataset_info *out) VAULT_WUR;
+
+/*
+ * Durably records a FetchFeatures call of dataset number asking for the
+ * attributes attrs[0..n) (schema indexes): the time, and the names added
+ * to those of the calls before.
+ */
+int dataset_record_use(struct vault *v, uint32_t number, const int *attrs,
+    size_t n) VAULT_WUR;
+
+/* In a snapshot of its own: dataset number's use. VAULT_ERR_NOT_FOUND if none. */
+int dataset_use_find(struct vault *v, uint32_t number,
+    struct dataset_use *out) VAULT_WUR;
 
 #endif

@@ -121,7 +121,30 @@ test_unknown_settings_are_errors(void **state)
 	    "\npurposes = ( { name = \"s\"; basis = \"opt_out\"; colour = 1; "
 	    "} );\n", &cfg, err, sizeof(err)), VAULT_ERR_CONFIG);
 	assert_non_null(strstr(err, "unknown setting 'colour' in purpose 's' "
-	    "(known: name, basis, sale_or_share, essential, attributes)"));
+	    "(known: name, basis, sale_or_share, essential, admt, attributes)"));
+	assert_null(cfg);
+}
+
+/* admt = true marks a purpose of automated decisions; it cannot be essential. */
+static void
+test_admt_purpose(void **state)
+{
+	struct config *cfg;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(load("schema = ( { name = \"a\"; type = \"int\"; } );"
+	    "\npurposes = ( { name = \"s\"; basis = \"opt_out\"; }, { name = "
+	    "\"credit\"; basis = \"opt_out\"; admt = true; } );\n", &cfg, err,
+	    sizeof(err)), 0);
+	assert_false(cfg->schema.purposes[0].admt);
+	assert_true(cfg->schema.purposes[1].admt);
+	config_free(cfg);
+	assert_int_equal(load("schema = ( { name = \"a\"; type = \"int\"; } );"
+	    "\npurposes = ( { name = \"credit\"; basis = \"opt_out\"; admt = "
+	    "true; essential = true; } );\n", &cfg, err, sizeof(err)),
+	    VAULT_ERR_CONFIG);
+	assert_non_null(strstr(err, "purpose 'credit': an admt purpose"));
 	assert_null(cfg);
 }
 
@@ -229,6 +252,7 @@ main(void)
 		cmocka_unit_test(test_defaults_and_paths),
 		cmocka_unit_test(test_errors_name_the_problem),
 		cmocka_unit_test(test_unknown_settings_are_errors),
+		cmocka_unit_test(test_admt_purpose),
 		cmocka_unit_test(test_missing_file_says_why),
 		cmocka_unit_test(test_audit_broken_is_a_choice),
 		cmocka_unit_test(test_loopback),

@@ -54,11 +54,13 @@ def tour(writer, reader, ml, privacy, keyadmin, auditor):
     st = privacy.set_consent("tour@example.test", source="gpc",
                              opt_out_sale_share=True)
     assert st.opt_out_sale_share and st.limit_sensitive
+    st = privacy.set_consent("tour@example.test", opt_out_admt=True)
+    assert st.opt_out_admt and st.opt_out_sale_share
     privacy.set_consent("tour@example.test", "research", granted=True, source="user")
     exp = privacy.export("tour@example.test")
     assert {a.name for a in exp.attributes} == {"age", "device", "email"}
     assert any(c.purpose == "research" and c.granted for c in exp.consents)
-    assert exp.opt_out_sale_share
+    assert exp.opt_out_sale_share and exp.opt_out_admt
     spec = ml.feature_spec("training")
     assert spec.attributes["device"].kind == "category"
     rows = ml.features("training", "tour-ds", ["age", "device"]).to_pandas()

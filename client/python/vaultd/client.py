@@ -137,6 +137,7 @@ class ConsentState:
     limit_sensitive: bool
     opt_out_sale_share: bool
     created: bool = False   # the consumer was new: consent before data
+    opt_out_admt: bool = False  # out of automated-decision (admt) purposes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,19 +270,23 @@ class Client:
                     granted: bool = False, source: str = "api",
                     limit_sensitive: bool | None = None,
                     opt_out_sale_share: bool | None = None,
+                    opt_out_admt: bool | None = None,
                     timeout: float | None = None) -> ConsentState:
         """Sets consent for purpose (if given) and/or the consumer-wide
         flags (None leaves a flag as it is). source "gpc" records a Global
-        Privacy Control signal, which also opts out of sale/share. A
+        Privacy Control signal, which also opts out of sale/share, and
+        "admt_opt_out" an opt-out of automated decision-making (the
+        purposes marked admt), as opt_out_admt=True does. A
         consumer not yet in the vault is created with no attributes, so the
         consent holds for data written later (created=True)."""
         r = self._call(self.consumers.SetConsent, pb.SetConsentRequest(
             consumer_id=consumer_id, purpose=purpose, granted=granted,
             source=source, limit_sensitive=_flag(limit_sensitive),
-            opt_out_sale_share=_flag(opt_out_sale_share)),
+            opt_out_sale_share=_flag(opt_out_sale_share),
+            opt_out_admt=_flag(opt_out_admt)),
             idempotent=False, timeout=timeout)
         return ConsentState(r.consumer_ref, r.limit_sensitive,
-                            r.opt_out_sale_share, r.created)
+                            r.opt_out_sale_share, r.created, r.opt_out_admt)
 
     def export(self, consumer_id: str,
                timeout: float | None = None) -> pb.ExportConsumerResponse:
