@@ -1,7 +1,8 @@
 /*
  * vaultctl export CONSUMER: the right to know, as one JSON document.
  * "outside_schema" names the attributes (in "attributes") that the schema
- * no longer has.
+ * no longer has; "expires_at_ms" gives, for those whose attribute has
+ * retain_days, when each value expires.
  */
 #include <stdio.h>
 #include <string.h>
@@ -26,11 +27,15 @@ to_json(const Vault__V1__ExportConsumerResponse *r)
 {
 	json_t *attrs = json_object(), *consents = json_array(),
 	    *history = json_array(), *outside = json_array(),
-	    *changes = json_array(), *admt = json_array();
+	    *changes = json_array(), *admt = json_array(),
+	    *expires = json_object();
 
 	for (size_t i = 0; i < r->n_attributes; i++) {
 		json_object_set_new(attrs, r->attributes[i]->name,
 		    json_string(r->attributes[i]->value));
+		if (r->attributes[i]->expires_at_ms != 0)
+			json_object_set_new(expires, r->attributes[i]->name,
+			    json_integer(r->attributes[i]->expires_at_ms));
 		if (r->attributes[i]->outside_schema)
 			json_array_append_new(outside,
 			    json_string(r->attributes[i]->name));
@@ -72,10 +77,10 @@ to_json(const Vault__V1__ExportConsumerResponse *r)
 		    "last_fetched_at_ms", (json_int_t)u->last_fetched_at_ms,
 		    "attributes", strings(u->attributes, u->n_attributes)));
 	}
-	return json_pack("{s:s,s:I,s:o,s:o,s:o,s:b,s:b,s:b,s:o,s:o,s:o,s:o,s:b}",
+	return json_pack("{s:s,s:I,s:o,s:o,s:o,s:o,s:b,s:b,s:b,s:o,s:o,s:o,s:o,s:b}",
 	    "consumer_ref", r->consumer_ref, "created_at_ms",
-	    (json_int_t)r->created_at_ms, "attributes", attrs, "outside_schema",
-	    outside, "consents", consents, "limit_sensitive", r->limit_sensitive,
+	    (json_int_t)r->created_at_ms, "attributes", attrs, "expires_at_ms",
+	    expires, "outside_schema", outside, "consents", consents, "limit_sensitive", r->limit_sensitive,
 	    "opt_out_sale_share", r->opt_out_sale_share, "opt_out_admt",
 	    r->opt_out_admt, "datasets", strings(r->datasets, r->n_datasets),
 	    "admt_uses", admt, "access_history", history,

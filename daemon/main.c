@@ -739,6 +739,38 @@ out:
 	return r;
 }
 
+/*
+ * VAULTD_DEV_CLOCK_SHIFT_S=N (tests): the vault's clock runs N seconds
+ * ahead (store_clock_shift). A --dev vault only: a real vault refuses it.
+ */
+static int
+clock_shift(const struct options *o)
+{
+	const char *s = getenv("VAULTD_DEV_CLOCK_SHIFT_S");
+	char *end;
+	long long n;
+
+	if (s == NULL || s[0] == '\0')
+		return 0;
+	if (!o->dev) {
+		fprintf(stderr, "vaultd: VAULTD_DEV_CLOCK_SHIFT_S is for tests "
+		    "of a --dev vault; unset it\n");
+		return -1;
+	}
+	errno = 0;
+	n = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || n < -INT32_MAX ||
+	    n > INT32_MAX) {
+		fprintf(stderr, "vaultd: VAULTD_DEV_CLOCK_SHIFT_S: not a number "
+		    "of seconds\n");
+		return -1;
+	}
+	store_clock_shift((int64_t)n * 1000);
+	log_warn("the vault's clock runs %lld s ahead "
+	    "(VAULTD_DEV_CLOCK_SHIFT_S): a test vault", n);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -770,6 +802,8 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (clock_shift(&o) != 0)
+		return EXIT_USAGE;
 	if (o.dev) {
 		snprintf(config_path, sizeof(config_path), "%s/vaultd.conf",
 		    o.data_dir);

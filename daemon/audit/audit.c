@@ -592,6 +592,7 @@ audit_kind(const char *method)
 		{ "/vault.v1.Keys/DestroyMasterKey", "key_destruction" },
 		{ "/vault.v1.Audit/QueryAudit", "audit_query" },
 		{ AUDIT_METHOD_PURGE, "purge" },
+		{ AUDIT_METHOD_RETENTION, "retention" },
 	};
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)

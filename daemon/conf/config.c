@@ -91,7 +91,8 @@ static const struct setting {
 
 /* The keys of a schema entry and of a purpose; anything else is a typo. */
 static const char *const attr_keys[] = { "name", "type", "max_length",
-	"sensitive", "min", "max", "values", "buckets", "feature", "k" };
+	"sensitive", "min", "max", "values", "buckets", "feature", "k",
+	"retain_days" };
 static const char *const purpose_keys[] = { "name", "basis", "sale_or_share",
 	"essential", "admt", "attributes" };
 
@@ -298,6 +299,7 @@ load_attr(struct attr_def *a, config_setting_t *e, char *err, size_t errlen)
 {
 	const char *name = NULL, *type = NULL;
 	int line = config_setting_source_line(e), max_len = 0, b = 0, t, r;
+	int days;
 	long long min = INT64_MIN, max = INT64_MAX;
 	config_setting_t *vals;
 	char where[SCHEMA_NAME_MAX + 16];
@@ -325,6 +327,14 @@ load_attr(struct attr_def *a, config_setting_t *e, char *err, size_t errlen)
 	a->max_length = (uint32_t)max_len;
 	if (config_setting_lookup_bool(e, "sensitive", &b))
 		a->sensitive = b != 0;
+	if (config_setting_lookup_int(e, "retain_days", &days)) {
+		if (days < 1 || days > SCHEMA_RETAIN_DAYS_MAX)
+			return fail(err, errlen, "line %d: attribute '%s': "
+			    "retain_days must be 1..%d (leave it out to keep "
+			    "values until the consumer is deleted)", line, name,
+			    SCHEMA_RETAIN_DAYS_MAX);
+		a->retain_days = (uint32_t)days;
+	}
 	config_setting_lookup_int64(e, "min", &min);
 	config_setting_lookup_int64(e, "max", &max);
 	if (min > max)
@@ -622,6 +632,7 @@ same_attr(const struct attr_def *a, const struct attr_def *b)
 	    a->max_length != b->max_length || a->sensitive != b->sensitive ||
 	    a->min != b->min || a->max != b->max || a->feature != b->feature ||
 	    a->k != b->k || a->n_values != b->n_values || a->n_edges != b->n_edges ||
+	    a->retain_days != b->retain_days ||
 	    memcmp(a->edges, b->edges, a->n_edges * sizeof(a->edges[0])) != 0)
 		return false;
 	for (size_t i = 0; i < a->n_values; i++)

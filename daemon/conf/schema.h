@@ -26,6 +26,7 @@ enum feature_kind {
 };
 
 #define SCHEMA_MAX_EDGES 64
+#define SCHEMA_RETAIN_DAYS_MAX 36500
 
 struct attr_def {
 	char name[SCHEMA_NAME_MAX];
@@ -39,6 +40,8 @@ struct attr_def {
 	int64_t edges[SCHEMA_MAX_EDGES];	/* FEAT_BUCKET, FEAT_AGE_BAND */
 	size_t n_edges;
 	uint32_t k;			/* FEAT_CATEGORY: suppress values held by fewer */
+	uint32_t retain_days;		/* 0: kept; else expires this long after
+					   its last write (engine/retention.h) */
 };
 
 struct purpose_def {

@@ -12,6 +12,7 @@
 #include "engine/consumer.h"
 #include "util/log.h"
 #include "engine/record.h"
+#include "engine/retention.h"
 
 /* Locked scratch for one job: DEK and seed (values: consumer_values_take). */
 struct scratch {
@@ -616,6 +617,24 @@ struct put_job {
 	struct value_list *l;
 };
 
+/*
+ * In a write txn, once the consumer's values are in one values record:
+ * its record crec (a copy), of an older format, becomes format 4, the
+ * header bound into the DEK's wrapping (record.h).
+ */
+static int
+bind_record(struct vault *v, struct store_txn *txn, const uint8_t *ref,
+    uint8_t crec[RECORD_CONSUMER_BYTES], const uint8_t *dek)
+{
+	int r;
+
+	crec[0] = RECORD_CONSUMER_BOUND;
+	if ((r = record_wrap_dek(v->kr, ref, dek, crec)) != 0)
+		return r;
+	return store_put(txn, STORE_CONSUMERS, ref, CRYPTO_REF_BYTES, crec,
+	    RECORD_CONSUMER_BYTES, 0);
+}
+
 static int
 put_apply(struct store_txn *txn, void *arg)
 {
@@ -668,21 +687,9 @@ put_apply(struct store_txn *txn, void *arg)
 	if ((r = consumer_values_put_txn(v, txn, job->ref, rec.one_record,
 	    job->s.dek, rec.dek_generation, l)) != 0)
 		goto out;
-	if (rec.format != RECORD_CONSUMER_BOUND) {
-		/*
-		 * Of an older format: from now on, one values record, and the
-		 * header bound into the DEK's wrapping.
-		 */
-		crec[0] = RECORD_CONSUMER_BOUND;
-		if ((r = record_wrap_dek(v->kr, job->ref, job->s.dek,
-		    crec)) != 0)
-			goto out;
-		if ((rc = store_put(txn, STORE_CONSUMERS, job->ref,
-		    CRYPTO_REF_BYTES, crec, sizeof(crec), 0)) != 0) {
-			r = rc;
-			goto out;
-		}
-	}
+	if (rec.format != RECORD_CONSUMER_BOUND &&
+	    (r = bind_record(v, txn, job->ref, crec, job->s.dek)) != 0)
+		goto out;
 	VAULT_CRASH_POINT("put.after_values");
 out:
 	consumer_values_release(&t);
@@ -712,13 +719,15 @@ out:
 /*
  * The values to give, as entries of l: wanted ones, or every one the
  * schema has, in that order. Values outside the schema are passed over
- * (ExportConsumer's collect_all shows them).
+ * (ExportConsumer's collect_all shows them), and so are expired ones
+ * (retention.h), as if never set.
  */
 static void
 collect_attrs(struct vault *v, const struct value_list *l, const int *attrs,
     size_t n_attrs, int *idx, int *ent, size_t *count)
 {
 	size_t n = n_attrs == 0 ? v->schema->n_attrs : n_attrs;
+	uint64_t now = store_now_ms();
 
 	*count = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -726,7 +735,8 @@ collect_attrs(struct vault *v, const struct value_list *l, const int *attrs,
 		const char *name = v->schema->attrs[a].name;
 		int e = record_values_find(l, name, strlen(name));
 
-		if (e < 0)
+		if (e < 0 || retention_expired(v->schema, a, l->e[e].updated_ms,
+		    now))
 			continue;
 		ent[*count] = e;
 		idx[(*count)++] = a;
@@ -1075,5 +1085,94 @@ consumer_export_records(struct vault *v, const uint8_t *ref,
 		r = 0;
 out:
 	store_read_end(txn);
+	return r;
+}
+
+int
+consumer_expire_txn(struct vault *v, struct store_txn *txn,
+    const uint8_t *ref, uint64_t now_ms, char *names, size_t cap,
+    uint64_t *removed)
+{
+	struct store_val val;
+	uint8_t crec[RECORD_CONSUMER_BYTES];
+	struct values_taken t = { 0 };
+	struct value_list *l = NULL;
+	struct consumer_rec rec;
+	struct scratch s = { 0 };
+	size_t off = 0;
+	uint32_t gen;
+	int rc, r;
+
+	*removed = 0;
+	names[0] = '\0';
+	rc = store_get(txn, STORE_CONSUMERS, ref, CRYPTO_REF_BYTES, &val);
+	if (rc == VAULT_ERR_NOT_FOUND)
+		return 0;		/* deleted: the collector's */
+	if (rc != 0)
+		return rc;
+	if (val.len != sizeof(crec))
+		return VAULT_ERR_CRYPTO;
+	memcpy(crec, val.data, sizeof(crec));
+	val.data = crec;
+	if ((l = malloc(sizeof(*l))) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((r = scratch_new(&s)) != 0 ||
+	    (r = record_parse_consumer(&val, &rec)) != 0 ||
+	    (r = record_unwrap_dek(v->kr, txn, ref, &rec, s.dek)) != 0 ||
+	    (r = consumer_values_take(v, txn, ref, &rec, s.dek, l, &t)) != 0)
+		goto out;
+	for (size_t i = 0; i < l->n;) {
+		const struct value_entry *e = &l->e[i];
+		int a = schema_find_attr(v->schema, (const char *)e->name,
+		    e->name_len);
+
+		if (a < 0 || !retention_expired(v->schema, a, e->updated_ms,
+		    now_ms)) {
+			i++;
+			continue;
+		}
+		if (v->schema->attrs[a].feature == FEAT_CATEGORY &&
+		    (r = count_adjust(v, txn, a, (const char *)e->value, e->len,
+		    -1)) != 0)
+			goto out;
+		if (off + e->name_len + 2 <= cap) {
+			if (off > 0)
+				names[off++] = ',';
+			memcpy(names + off, e->name, e->name_len);
+			off += e->name_len;
+			names[off] = '\0';
+		}
+		record_values_remove(l, i);
+		(*removed)++;
+	}
+	if (*removed == 0)
+		goto out;
+	/*
+	 * Under a new DEK: the record the values leave may outlive the write
+	 * (free pages, backups), sealed under the old one, which then goes
+	 * the way of any rewrapped key (final once its master version is
+	 * destroyed, as a deletion).
+	 */
+	gen = rec.dek_generation + 1;
+	if ((r = record_open_seed(s.dek, ref, &rec, s.seed)) != 0)
+		goto out;
+	randombytes_buf(s.dek, CRYPTO_KEY_BYTES);
+	crec[0] = RECORD_CONSUMER_BOUND;
+	store_put_u32(crec + RECORD_CONSUMER_MASTER,
+	    keyring_active_version(v->kr));
+	store_put_u32(crec + RECORD_CONSUMER_GEN, gen);
+	if ((r = record_wrap_dek(v->kr, ref, s.dek, crec)) != 0 ||
+	    (r = record_seal_seed(s.dek, ref, gen, s.seed,
+	    crec + RECORD_CONSUMER_HDR + RECORD_SEALED_KEY_BYTES)) != 0 ||
+	    (r = consumer_values_put_txn(v, txn, ref, rec.one_record, s.dek,
+	    gen, l)) != 0)
+		goto out;
+	r = store_put(txn, STORE_CONSUMERS, ref, CRYPTO_REF_BYTES, crec,
+	    sizeof(crec), 0);
+out:
+	consumer_values_release(&t);
+	if (s.mem != NULL)
+		sodium_memzero(s.mem, RECORD_SCRATCH_BYTES);
+	free(l);
 	return r;
 }

@@ -162,7 +162,7 @@ void consumer_values_release(struct values_taken *t);
  * In a write txn: seals l under dek of generation as the values record of
  * the consumer at ref; for one of an older format (one_record false),
  * removes its attrs records and manifest too (its consumer record is the
- * caller's to move to format 3).
+ * caller's to move to format 4).
  */
 int consumer_values_put_txn(struct vault *v, struct store_txn *txn,
     const uint8_t *ref, bool one_record, const uint8_t *dek,
@@ -200,5 +200,18 @@ int consumer_export_records(struct vault *v, const uint8_t *ref,
     uint64_t at_ms, const char *source, size_t source_len, void *arg),
     int (*dataset)(const struct dataset_info *ds, void *arg), void *arg,
     uint64_t *created_ms) VAULT_WUR;
+
+/*
+ * In a write txn: erases the values of the consumer at ref that have
+ * expired at now_ms (retention.h): its values record sealed again without
+ * them under a new DEK (the next generation, as RotateConsumerKey; a
+ * consumer of an older layout moved to one record and format 4), their
+ * suppression counts lowered. Their names, comma-separated, go to names
+ * (cap bytes); *removed says how many. A consumer deleted meanwhile is
+ * passed over.
+ */
+int consumer_expire_txn(struct vault *v, struct store_txn *txn,
+    const uint8_t *ref, uint64_t now_ms, char *names, size_t cap,
+    uint64_t *removed) VAULT_WUR;
 
 #endif

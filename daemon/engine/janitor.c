@@ -5,6 +5,7 @@
 
 #include "engine/consumer.h"
 #include "engine/deletion.h"
+#include "engine/retention.h"
 #include "engine/dellog.h"
 #include "engine/requests.h"
 #include "engine/janitor.h"
@@ -78,6 +79,23 @@ expire_dellog(struct vault *v, uint64_t before)
 	return 0;
 }
 
+/*
+ * Values past their attribute's retain_days (retention.h): erased hourly,
+ * and at the first pass.
+ */
+static int
+expire_values(struct vault *v)
+{
+	static uint64_t last;
+	struct retention_done done;
+	uint64_t now = store_now_ms();
+
+	if (last != 0 && now - last < 3600000ULL)
+		return 0;
+	last = now;
+	return retention_pass(v, now, &done);
+}
+
 /* Request records are kept request_retention_s (24 months); swept hourly. */
 static int
 expire_requests(struct vault *v)
@@ -123,6 +141,8 @@ janitor_pass(struct vault *v)
 				    "consent");
 		} while (e.done == EXPIRE_PER_TXN);
 	}
+	if ((r = expire_values(v)) != 0)
+		return r;
 	return expire_requests(v);
 }
 

@@ -3,13 +3,22 @@
 
 #include "store/store.h"
 
+static int64_t clock_shift_ms;
+
 uint64_t
 store_now_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)((int64_t)ts.tv_sec * 1000 +
+	    (int64_t)ts.tv_nsec / 1000000 + clock_shift_ms);
+}
+
+void
+store_clock_shift(int64_t ms)
+{
+	clock_shift_ms = ms;
 }
 
 void

@@ -336,7 +336,13 @@ void store_put_u64(uint8_t *p, uint64_t v);
 uint32_t store_get_u32(const uint8_t *p);
 uint64_t store_get_u64(const uint8_t *p);
 
-/* Wall-clock milliseconds since the epoch. */
+/* Wall-clock milliseconds since the epoch (shifted, for tests: below). */
 uint64_t store_now_ms(void);
+/*
+ * Tests only (a --dev vault, VAULTD_DEV_CLOCK_SHIFT_S): every later
+ * store_now_ms is ms later, so retention and other expiry can be tested
+ * without sleeping. Set once, before any thread starts.
+ */
+void store_clock_shift(int64_t ms);
 
 #endif

@@ -175,7 +175,7 @@ def test_check_config_and_gen_key(fresh, tmp_path):
     conf = fresh.data_dir / "vaultd.conf"
     ok = subprocess.run([VAULTD, "--check-config", str(conf)],
                         capture_output=True, text=True)
-    assert ok.returncode == 0 and "ok (10 attributes, 4 purposes)" in ok.stdout
+    assert ok.returncode == 0 and "ok (10 attributes, 5 purposes)" in ok.stdout
     broken = tmp_path / "broken.conf"
     broken.write_text(conf.read_text().replace('type = "int"', 'type = "integer"', 1))
     bad = subprocess.run([VAULTD, "--check-config", str(broken)],

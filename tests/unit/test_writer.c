@@ -893,6 +893,80 @@ test_older_layouts_read_and_move_on_write(void **state)
 	    VAULT_ERR_CRYPTO);
 }
 
+struct expire_job {
+	struct vault *v;
+	const char *id;
+	uint64_t now;
+	char names[128];
+	uint64_t removed;
+};
+
+static int
+expire_apply(struct store_txn *txn, void *arg)
+{
+	struct expire_job *j = arg;
+
+	return consumer_expire_txn(j->v, txn, TEST_REF(j->v, j->id), j->now,
+	    j->names, sizeof(j->names), &j->removed);
+}
+
+/* The DEK generation of id's consumer record. */
+static uint32_t
+generation_of(struct test_vault *f, const char *id)
+{
+	struct store_txn *txn;
+	struct store_val v;
+	uint32_t gen;
+
+	assert_int_equal(store_read_begin(f->v->store, &txn), 0);
+	assert_int_equal(store_get(txn, STORE_CONSUMERS, TEST_REF(f->v, id),
+	    CRYPTO_REF_BYTES, &v), 0);
+	gen = store_get_u32((const uint8_t *)v.data + RECORD_CONSUMER_GEN);
+	store_read_end(txn);
+	return gen;
+}
+
+/*
+ * Retention: a value past its attribute's retain_days is erased, the rest
+ * sealed again under the next DEK generation; a consumer of an older
+ * layout moves to one record and format 4; nothing expired, nothing moves.
+ */
+static void
+test_expired_values_are_erased_under_a_new_key(void **state)
+{
+	struct test_vault *f = *state;
+	struct expire_job j = { .v = f->v, .id = "alice" };
+	uint64_t day = 86400000ULL;
+
+	put1(f, "alice", 0, "alice@example.com");
+	put1(f, "alice", 1, "94103");
+	put1(f, "bob", 1, "10001");
+	to_older_layout(f, "bob", RECORD_CONSUMER_MANIFEST);
+	f->v->schema->attrs[1].retain_days = 2;		/* zip */
+	j.now = store_now_ms() + day;
+	assert_int_equal(writer_submit(f->v->wr, expire_apply, &j), 0);
+	assert_int_equal(j.removed, 0);
+	assert_int_equal(generation_of(f, "alice"), 1);
+	j.now = store_now_ms() + 3 * day;
+	assert_int_equal(writer_submit(f->v->wr, expire_apply, &j), 0);
+	assert_int_equal(j.removed, 1);
+	assert_string_equal(j.names, "zip");
+	assert_int_equal(generation_of(f, "alice"), 2);
+	f->v->schema->attrs[1].retain_days = 0;
+	assert_values(f, "alice", "alice@example.com", NULL, NULL);
+	j.id = "bob";
+	f->v->schema->attrs[1].retain_days = 2;
+	assert_int_equal(writer_submit(f->v->wr, expire_apply, &j), 0);
+	f->v->schema->attrs[1].retain_days = 0;
+	assert_int_equal(j.removed, 1);
+	assert_int_equal(format_of(f, "bob"), RECORD_CONSUMER_BOUND);
+	assert_values(f, "bob", NULL, NULL, NULL);
+	/* A consumer deleted meanwhile is passed over. */
+	j.id = "nobody";
+	assert_int_equal(writer_submit(f->v->wr, expire_apply, &j), 0);
+	assert_int_equal(j.removed, 0);
+}
+
 #define WRITER_TESTS(setup, teardown) \
 	cmocka_unit_test_setup_teardown(test_group_commit_isolates_requests, \
 	    setup, teardown), \
@@ -909,6 +983,8 @@ test_older_layouts_read_and_move_on_write(void **state)
 	    teardown), \
 	cmocka_unit_test_setup_teardown(test_changed_header_fails_to_unwrap, \
 	    setup, teardown), \
+	cmocka_unit_test_setup_teardown( \
+	    test_expired_values_are_erased_under_a_new_key, setup, teardown), \
 	cmocka_unit_test_setup_teardown( \
 	    test_older_layouts_read_and_move_on_write, setup, teardown)
 

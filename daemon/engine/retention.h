@@ -1,0 +1,44 @@
+/*
+ * Retention: minimization by the schema. An attribute with retain_days
+ * keeps a value that long after its last write; then the value has
+ * expired. From that moment no read releases it (GetAttributes and
+ * FetchFeatures pass over it as if unset; ExportConsumer, the right to
+ * know, shows what the vault still holds, with each value's expiry), and
+ * the janitor's retention pass crypto-erases it: the consumer's values
+ * record is opened and sealed again without it, its suppression count
+ * follows, and an audit entry (AUDIT_METHOD_RETENTION) names the
+ * attributes, one transaction per batch of consumers. The pass reads only
+ * the clear part of each values record (names and times); it opens the
+ * records that hold an expired value, and runs at most hourly (and at
+ * start), only when some attribute has retain_days.
+ *
+ * Consumers of the older layouts (formats 1 and 2) are read the same way
+ * and moved to one values record when they have a value to erase.
+ */
+#ifndef VAULT_RETENTION_H
+#define VAULT_RETENTION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/vault.h"
+
+/* When a value of attribute attr written at updated_ms expires (0: never). */
+uint64_t retention_expires_ms(const struct schema *s, int attr,
+    uint64_t updated_ms);
+/* Whether it has expired at now_ms. */
+bool retention_expired(const struct schema *s, int attr, uint64_t updated_ms,
+    uint64_t now_ms);
+/* Whether any attribute of s has retain_days. */
+bool retention_any(const struct schema *s);
+
+struct retention_done {
+	uint64_t values;	/* erased */
+	uint64_t consumers;	/* that had one */
+};
+
+/* Erases every value expired at now_ms (above); *out: what went. */
+int retention_pass(struct vault *v, uint64_t now_ms,
+    struct retention_done *out) VAULT_WUR;
+
+#endif
