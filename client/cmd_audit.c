@@ -16,7 +16,8 @@
 #include "vaultctl.h"
 
 #define USAGE "audit verify | audit query [--since T] [--until T] " \
-	"[--principal P] [--consumer ID] [--method M] [--limit N]"
+	"[--principal P] [--consumer ID] [--method M] [--limit N] | " \
+	"audit report [--since T] [--until T] [--factor N]"
 /*
  * Without --limit, a query stops after this many entries and says so on
  * stderr: an unfiltered query of a busy vault is millions of lines, which
@@ -232,11 +233,170 @@ verify(struct ctl *ctl)
 	return r;
 }
 
+static json_t *
+report_json(const Vault__V1__AuditReportResponse *r)
+{
+	json_t *ps = json_array(), *ds = json_array(), *ks = json_array(),
+	    *as = json_array();
+	const Vault__V1__VerifyAuditResponse *v = r->verification;
+	char head[2 * 32 + 1] = "";
+
+	for (size_t i = 0; i < r->n_principals; i++)
+		json_array_append_new(ps, json_pack("{s:s,s:I,s:I,s:I}",
+		    "principal", r->principals[i]->principal, "entries",
+		    (json_int_t)r->principals[i]->entries, "denials",
+		    (json_int_t)r->principals[i]->denials, "distinct_consumers",
+		    (json_int_t)r->principals[i]->distinct_consumers));
+	for (size_t i = 0; i < r->n_datasets; i++)
+		json_array_append_new(ds, json_pack("{s:s,s:s,s:I,s:I}",
+		    "dataset_id", r->datasets[i]->dataset_id, "purpose",
+		    r->datasets[i]->purpose, "fetches",
+		    (json_int_t)r->datasets[i]->fetches, "lineage_rows",
+		    (json_int_t)r->datasets[i]->lineage_rows));
+	for (size_t i = 0; i < r->n_key_events; i++)
+		json_array_append_new(ks, json_pack("{s:I,s:s,s:s,s:s,s:s}",
+		    "at_ms", (json_int_t)r->key_events[i]->at_ms, "principal",
+		    r->key_events[i]->principal, "method",
+		    r->key_events[i]->method, "detail", r->key_events[i]->detail,
+		    "outcome", r->key_events[i]->outcome));
+	for (size_t i = 0; i < r->n_anomalies; i++)
+		json_array_append_new(as, json_pack("{s:s,s:I,s:s,s:I,s:f}",
+		    "principal", r->anomalies[i]->principal, "day_ms",
+		    (json_int_t)r->anomalies[i]->day_ms, "measure",
+		    r->anomalies[i]->measure, "value",
+		    (json_int_t)r->anomalies[i]->value, "baseline",
+		    r->anomalies[i]->baseline));
+	if (v != NULL && v->head.len == 32)
+		sodium_bin2hex(head, sizeof(head), v->head.data, 32);
+	return json_pack("{s:I,s:I,s:i,s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:o,"
+	    "s:I,s:{s:b,s:I,s:s,s:I,s:s%},s:o}",
+	    "since_ms", (json_int_t)r->since_ms, "until_ms",
+	    (json_int_t)r->until_ms, "anomaly_factor", (int)r->anomaly_factor,
+	    "principals", ps, "datasets", ds, "deletions",
+	    (json_int_t)r->deletions, "deletions_pending_final",
+	    (json_int_t)r->deletions_pending_final, "consent_changes",
+	    (json_int_t)r->consent_changes, "gpc_signals",
+	    (json_int_t)r->gpc_signals, "admt_opt_outs",
+	    (json_int_t)r->admt_opt_outs, "opt_outs", (json_int_t)r->opt_outs,
+	    "key_events", ks, "consumer_key_rotations",
+	    (json_int_t)r->consumer_key_rotations, "verification",
+	    "ok", v != NULL && v->ok, "entries",
+	    (json_int_t)(v != NULL ? v->entries : 0), "head", head,
+	    "first_bad_seq", (json_int_t)(v != NULL ? v->first_bad_seq : 0),
+	    "checkpoint", v != NULL ? (const char *)v->checkpoint.data : "",
+	    v != NULL ? v->checkpoint.len : 0, "anomalies", as);
+}
+
+static void
+report_text(const Vault__V1__AuditReportResponse *r)
+{
+	const Vault__V1__VerifyAuditResponse *v = r->verification;
+
+	printf("audit report %" PRId64 "..%" PRId64 " (ms since the epoch)\n",
+	    r->since_ms, r->until_ms);
+	printf("principals:\n");
+	for (size_t i = 0; i < r->n_principals; i++)
+		printf("  %-24s entries %" PRIu64 ", denials %" PRIu64 ", "
+		    "distinct consumers %" PRIu64 "\n",
+		    r->principals[i]->principal, r->principals[i]->entries,
+		    r->principals[i]->denials,
+		    r->principals[i]->distinct_consumers);
+	printf("datasets:\n");
+	for (size_t i = 0; i < r->n_datasets; i++)
+		printf("  %-24s purpose %s, fetches %" PRIu64 ", lineage rows "
+		    "%" PRIu64 "\n", r->datasets[i]->dataset_id,
+		    r->datasets[i]->purpose, r->datasets[i]->fetches,
+		    r->datasets[i]->lineage_rows);
+	printf("deletions %" PRIu64 " (not final yet, all time: %" PRIu64 ")\n"
+	    "consent changes %" PRIu64 " (GPC %" PRIu64 ", ADMT opt-outs %"
+	    PRIu64 "), opt-out requests %" PRIu64 "\n"
+	    "consumer key rotations %" PRIu64 "\n", r->deletions,
+	    r->deletions_pending_final, r->consent_changes, r->gpc_signals,
+	    r->admt_opt_outs, r->opt_outs, r->consumer_key_rotations);
+	printf("master key events:\n");
+	for (size_t i = 0; i < r->n_key_events; i++)
+		printf("  %" PRId64 " %s %s: %s (%s)\n", r->key_events[i]->at_ms,
+		    r->key_events[i]->principal, r->key_events[i]->method,
+		    r->key_events[i]->detail, r->key_events[i]->outcome);
+	if (v != NULL)
+		printf("audit chain: %s, %" PRIu64 " entries\n", v->ok ? "intact" :
+		    "BROKEN", v->entries);
+	printf("anomalies (factor %u):%s\n", r->anomaly_factor,
+	    r->n_anomalies == 0 ? " none" : "");
+	for (size_t i = 0; i < r->n_anomalies; i++)
+		printf("  %s on day %" PRId64 ": %s %" PRIu64 " against a "
+		    "baseline of %.1f\n", r->anomalies[i]->principal,
+		    r->anomalies[i]->day_ms, r->anomalies[i]->measure,
+		    r->anomalies[i]->value, r->anomalies[i]->baseline);
+}
+
+static int
+report(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "since", required_argument, NULL, 's' },
+		{ "until", required_argument, NULL, 'u' },
+		{ "factor", required_argument, NULL, 'f' },
+		{ NULL, 0, NULL, 0 },
+	};
+	Vault__V1__AuditReportRequest req = VAULT__V1__AUDIT_REPORT_REQUEST__INIT;
+	Vault__V1__AuditReportResponse *resp = NULL;
+	struct vc_status st;
+	unsigned long f;
+	char *end;
+	int ch, r;
+
+	optind = 0;
+	while ((ch = ctl_getopt(argc, argv, longopts)) != -1) {
+		switch (ch) {
+		case 's':
+			if (time_arg("--since", optarg, &req.since_ms) != 0)
+				return CTL_USAGE;
+			break;
+		case 'u':
+			if (time_arg("--until", optarg, &req.until_ms) != 0)
+				return CTL_USAGE;
+			break;
+		case 'f':
+			f = strtoul(optarg, &end, 10);
+			if (!isdigit((unsigned char)optarg[0]) || *end != '\0' ||
+			    f < 2 || f > 1000) {
+				fprintf(stderr, "vaultctl: --factor wants a number "
+				    "from 2 to 1000\n");
+				return CTL_USAGE;
+			}
+			req.anomaly_factor = (uint32_t)f;
+			break;
+		default: return ctl_usage(USAGE);
+		}
+	}
+	if (optind != argc)
+		return ctl_usage(USAGE);
+	if (vc_unary(ctl->vc, "/vault.v1.Audit/AuditReport", &req.base,
+	    &vault__v1__audit_report_response__descriptor,
+	    (ProtobufCMessage **)&resp, &st, ctl->timeout_ms) != 0)
+		return ctl_fail(ctl, &st);
+	if (ctl->json) {
+		json_t *o = report_json(resp);
+
+		json_dumpf(o, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(o);
+	} else {
+		report_text(resp);
+	}
+	r = resp->n_anomalies > 0 ? CTL_ANOMALY : CTL_OK;
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return r;
+}
+
 int
 cmd_audit(struct ctl *ctl, int argc, char **argv)
 {
 	if (argc == 2 && strcmp(argv[1], "verify") == 0)
 		return verify(ctl);
+	if (argc >= 2 && strcmp(argv[1], "report") == 0)
+		return report(ctl, argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "query") == 0)
 		return query(ctl, argc - 1, argv + 1);
 	return ctl_usage(USAGE);

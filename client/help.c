@@ -151,9 +151,17 @@ static const struct help helps[] = {
 	  "usage: vaultctl audit verify\n"
 	  "       vaultctl audit query [--since T] [--until T] [--principal P]\n"
 	  "                            [--consumer ID] [--method M] [--limit N]\n"
+	  "       vaultctl audit report [--since T] [--until T] [--factor N]\n"
 	  "\n"
 	  "verify checks the hash chain of the audit log. query prints entries\n"
-	  "(JSON lines), oldest first.\n"
+	  "(JSON lines), oldest first. report sums up a window (default the\n"
+	  "last 30 days): per principal its entries, denials and distinct\n"
+	  "consumers; datasets fetched per purpose; deletions, consent changes,\n"
+	  "GPC and ADMT opt-outs; master key events; the chain's verification\n"
+	  "with a signed checkpoint; and anomalies: a principal's day whose\n"
+	  "distinct consumers or denials exceed N (--factor, default the\n"
+	  "config's audit_anomaly_factor) times the mean of its 7 days before.\n"
+	  "It exits 7 when it flags any.\n"
 	  "\n"
 	  "options of query:\n"
 	  "  --since T, --until T\n"
@@ -171,7 +179,8 @@ static const struct help helps[] = {
 	  "                   stderr when reached; 0: no limit)\n"
 	  "\n"
 	  "example:\n"
-	  "  vaultctl audit query --since 24h --method DeleteConsumer --limit 50\n" },
+	  "  vaultctl audit query --since 24h --method DeleteConsumer --limit 50\n"
+	  "  vaultctl audit report --since 30d --json\n" },
 	{ "keys",
 	  "usage: vaultctl keys status\n"
 	  "       vaultctl keys rotate [VERSION]\n"
@@ -246,7 +255,8 @@ ctl_help_globals(FILE *f)
 	    "  --timeout MS       per-call deadline (default 10000)\n"
 	    "  --help, --version\n"
 	    "exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 invalid argument,\n"
-	    "  5 unauthenticated or denied, 6 unavailable\n");
+	    "  5 unauthenticated or denied, 6 unavailable, 7 anomalies flagged\n"
+	    "  (audit report)\n");
 }
 
 int

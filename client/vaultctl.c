@@ -36,7 +36,8 @@ static const struct ctl_command commands[] = {
 	{ "receipt", "receipt verify FILE [--public-key HEX]", cmd_receipt },
 	{ "export", "export CONSUMER", cmd_export },
 	{ "audit", "audit verify | audit query [--since T] [--until T] [--principal P]\n"
-	  "          [--consumer ID] [--method M] [--limit N]", cmd_audit },
+	  "          [--consumer ID] [--method M] [--limit N]\n"
+	  "          | audit report [--since T] [--until T] [--factor N]", cmd_audit },
 	{ "keys", "keys status | keys rotate [VERSION] | keys destroy VERSION [--yes] |\n"
 	  "          keys rekey CONSUMER", cmd_keys },
 	{ "consent", "consent CONSUMER [--purpose P (--grant|--deny)] [--source S] [--gpc]\n"

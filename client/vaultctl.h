@@ -17,6 +17,7 @@ enum ctl_exit {
 	CTL_INVALID = 4,	/* the server refused the input */
 	CTL_DENIED = 5,		/* unauthenticated or permission denied */
 	CTL_UNAVAILABLE = 6,	/* no server, or deadline exceeded */
+	CTL_ANOMALY = 7,	/* audit report: anomalies were flagged */
 };
 
 struct ctl {

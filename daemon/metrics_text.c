@@ -249,6 +249,8 @@ write_vault(FILE *f, struct vault *v, const struct vault_stats *vs)
 	    (double)vs->consumers);
 	gauge(f, "vaultd_deletion_ledger_events", "Deletion events in the "
 	    "ledger (not yet expired).", (double)vs->ledger_events);
+	gauge(f, "vaultd_audit_anomalies", "Anomalies the last audit report "
+	    "flagged (AuditReport).", (double)vs->audit_anomalies);
 	write_keys(f, v, vs);
 }
 

@@ -48,6 +48,8 @@ struct rpc_method dispatch_methods[] = {
 	  handle_query_audit, RPC_AUDIT_DENIALS_ONLY },
 	{ V1 "Audit/VerifyAudit", RPC_UNARY, REQ(verify_audit_request),
 	  handle_verify_audit, RPC_AUDIT_DENIALS_ONLY },
+	{ V1 "Audit/AuditReport", RPC_UNARY, REQ(audit_report_request),
+	  handle_audit_report, RPC_AUDIT_DENIALS_ONLY },
 	{ V1 "Admin/Backup", RPC_SERVER_STREAM, REQ(backup_request),
 	  handle_backup, 0 },
 	{ V1 "Admin/ExportDeletions", RPC_SERVER_STREAM,

@@ -1,3 +1,5 @@
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,6 +9,7 @@
 #include "api/handlers.h"
 #include "audit/journal.h"
 #include "audit/scan.h"
+#include "engine/report.h"
 #include "engine/vault.h"
 #include "vault/v1/vault.pb-c.h"
 
@@ -179,30 +182,179 @@ handle_query_audit(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	return q.r;
 }
 
-int
-handle_verify_audit(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
-{
-	Vault__V1__VerifyAuditResponse resp = VAULT__V1__VERIFY_AUDIT_RESPONSE__INIT;
-	struct vault *v = rpc_app(ctx);
+/* A verification's answer and the memory it points into. */
+struct verified {
+	Vault__V1__VerifyAuditResponse resp;
 	uint8_t head[AUDIT_HASH_BYTES], sig[KEYRING_SIG_BYTES];
-	char text[256], hex[2 * AUDIT_HASH_BYTES + 1];
+	char text[256];
+};
+
+/* Checks the whole chain, and signs a checkpoint of what it found. */
+static int
+verify(struct vault *v, struct verified *out)
+{
+	char hex[2 * AUDIT_HASH_BYTES + 1];
 	uint64_t entries, bad;
 	int r, n;
 
-	(void)msg;
-	if ((r = audit_verify(&v->audit, &entries, head, &bad)) != 0)
+	vault__v1__verify_audit_response__init(&out->resp);
+	if ((r = audit_verify(&v->audit, &entries, out->head, &bad)) != 0)
 		return r;
-	crypto_hex(head, sizeof(head), hex);
+	crypto_hex(out->head, sizeof(out->head), hex);
 	/* A signed checkpoint: an auditor can keep it outside the vault. */
-	n = snprintf(text, sizeof(text), "vaultd audit checkpoint v1\nentries: %llu\n"
-	    "head: %s\nok: %s\nat_ms: %llu\n", (unsigned long long)entries, hex,
-	    bad == 0 ? "true" : "false", (unsigned long long)store_now_ms());
-	keyring_sign(v->kr, (const uint8_t *)text, (size_t)n, sig);
-	resp.ok = bad == 0;
-	resp.entries = entries;
-	resp.head = (ProtobufCBinaryData){ sizeof(head), head };
-	resp.first_bad_seq = bad;
-	resp.checkpoint = (ProtobufCBinaryData){ (size_t)n, (uint8_t *)text };
-	resp.checkpoint_signature = (ProtobufCBinaryData){ sizeof(sig), sig };
-	return rpc_reply(ctx, &resp.base);
+	n = snprintf(out->text, sizeof(out->text), "vaultd audit checkpoint "
+	    "v1\nentries: %llu\nhead: %s\nok: %s\nat_ms: %llu\n",
+	    (unsigned long long)entries, hex, bad == 0 ? "true" : "false",
+	    (unsigned long long)store_now_ms());
+	keyring_sign(v->kr, (const uint8_t *)out->text, (size_t)n, out->sig);
+	out->resp.ok = bad == 0;
+	out->resp.entries = entries;
+	out->resp.head = (ProtobufCBinaryData){ sizeof(out->head), out->head };
+	out->resp.first_bad_seq = bad;
+	out->resp.checkpoint = (ProtobufCBinaryData){ (size_t)n,
+	    (uint8_t *)out->text };
+	out->resp.checkpoint_signature = (ProtobufCBinaryData){
+	    sizeof(out->sig), out->sig };
+	return 0;
+}
+
+int
+handle_verify_audit(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+	struct vault *v = rpc_app(ctx);
+	struct verified vr;
+	int r;
+
+	(void)msg;
+	if ((r = verify(v, &vr)) != 0)
+		return r;
+	return rpc_reply(ctx, &vr.resp.base);
+}
+
+#define DAY_MS 86400000LL
+
+/* The report's messages, pointing into rep. */
+struct report_out {
+	Vault__V1__AuditReportResponse resp;
+	Vault__V1__PrincipalActivity *pa, **pa_ptrs;
+	Vault__V1__DatasetActivity *da, **da_ptrs;
+	Vault__V1__AuditEvent *ev, **ev_ptrs;
+	Vault__V1__Anomaly *an, **an_ptrs;
+	struct verified vr;
+};
+
+static int
+fill_report(struct vault *v, const struct report *rep, struct report_out *o)
+{
+	Vault__V1__AuditReportResponse *m = &o->resp;
+	size_t np = rep->n_principals, nd = rep->n_datasets,
+	    ne = rep->n_events, na = rep->n_anomalies;
+
+	if ((np && ((o->pa = calloc(np, sizeof(*o->pa))) == NULL ||
+	    (o->pa_ptrs = calloc(np, sizeof(*o->pa_ptrs))) == NULL)) ||
+	    (nd && ((o->da = calloc(nd, sizeof(*o->da))) == NULL ||
+	    (o->da_ptrs = calloc(nd, sizeof(*o->da_ptrs))) == NULL)) ||
+	    (ne && ((o->ev = calloc(ne, sizeof(*o->ev))) == NULL ||
+	    (o->ev_ptrs = calloc(ne, sizeof(*o->ev_ptrs))) == NULL)) ||
+	    (na && ((o->an = calloc(na, sizeof(*o->an))) == NULL ||
+	    (o->an_ptrs = calloc(na, sizeof(*o->an_ptrs))) == NULL)))
+		return VAULT_ERR_NOMEM;
+	vault__v1__audit_report_response__init(m);
+	m->since_ms = (int64_t)rep->since_ms;
+	m->until_ms = (int64_t)rep->until_ms;
+	m->anomaly_factor = rep->factor;
+	for (size_t i = 0; i < np; i++) {
+		vault__v1__principal_activity__init(&o->pa[i]);
+		o->pa[i].principal = (char *)rep->principals[i].name;
+		o->pa[i].entries = rep->principals[i].entries;
+		o->pa[i].denials = rep->principals[i].denials;
+		o->pa[i].distinct_consumers = rep->principals[i].distinct;
+		o->pa_ptrs[i] = &o->pa[i];
+	}
+	for (size_t i = 0; i < nd; i++) {
+		vault__v1__dataset_activity__init(&o->da[i]);
+		o->da[i].dataset_id = (char *)rep->datasets[i].id;
+		o->da[i].purpose = (char *)rep->datasets[i].purpose;
+		o->da[i].fetches = rep->datasets[i].fetches;
+		o->da[i].lineage_rows = rep->datasets[i].lineage_rows;
+		o->da_ptrs[i] = &o->da[i];
+	}
+	for (size_t i = 0; i < ne; i++) {
+		vault__v1__audit_event__init(&o->ev[i]);
+		o->ev[i].at_ms = (int64_t)rep->events[i].at_ms;
+		o->ev[i].principal = (char *)rep->events[i].principal;
+		o->ev[i].method = (char *)rep->events[i].method;
+		o->ev[i].detail = (char *)rep->events[i].detail;
+		o->ev[i].outcome = (char *)rep->events[i].outcome;
+		o->ev_ptrs[i] = &o->ev[i];
+	}
+	for (size_t i = 0; i < na; i++) {
+		vault__v1__anomaly__init(&o->an[i]);
+		o->an[i].principal = (char *)rep->principals[
+		    rep->anomalies[i].principal].name;
+		o->an[i].day_ms = (int64_t)rep->anomalies[i].day_ms;
+		o->an[i].measure = (char *)rep->anomalies[i].measure;
+		o->an[i].value = rep->anomalies[i].value;
+		o->an[i].baseline = rep->anomalies[i].baseline;
+		o->an_ptrs[i] = &o->an[i];
+	}
+	m->n_principals = np;
+	m->principals = o->pa_ptrs;
+	m->n_datasets = nd;
+	m->datasets = o->da_ptrs;
+	m->n_key_events = ne;
+	m->key_events = o->ev_ptrs;
+	m->n_anomalies = na;
+	m->anomalies = o->an_ptrs;
+	m->deletions = rep->deletions;
+	m->deletions_pending_final = rep->pending_final;
+	m->consent_changes = rep->consent_changes;
+	m->gpc_signals = rep->gpc;
+	m->admt_opt_outs = rep->admt_opt_outs;
+	m->opt_outs = rep->opt_outs;
+	m->consumer_key_rotations = rep->consumer_rekeys;
+	m->verification = &o->vr.resp;
+	atomic_store(&v->audit_anomalies, (uint64_t)na);
+	return 0;
+}
+
+int
+handle_audit_report(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+	const Vault__V1__AuditReportRequest *req = (const void *)msg;
+	struct vault *v = rpc_app(ctx);
+	int64_t until = req->until_ms ? req->until_ms : (int64_t)store_now_ms();
+	int64_t since = req->since_ms ? req->since_ms : until - 30 * DAY_MS;
+	uint32_t factor = req->anomaly_factor ? req->anomaly_factor :
+	    (uint32_t)v->cfg->audit_anomaly_factor;
+	struct report_out *o = NULL;
+	struct report rep;
+	int r;
+
+	if (req->since_ms < 0 || req->until_ms < 0 || since < 0 ||
+	    until <= since)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "since_ms must be before "
+		    "until_ms, both positive");
+	if (until - since > REPORT_MAX_DAYS * DAY_MS)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "the window is at most "
+		    "%d days", REPORT_MAX_DAYS);
+	if (factor < 2 || factor > 1000)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "anomaly_factor: 2..1000");
+	if ((o = calloc(1, sizeof(*o))) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((r = report_build(v, (uint64_t)since, (uint64_t)until, factor,
+	    &rep)) == 0 && (r = verify(v, &o->vr)) == 0 &&
+	    (r = fill_report(v, &rep, o)) == 0)
+		r = rpc_reply(ctx, &o->resp.base);
+	report_free(&rep);
+	free(o->pa);
+	free(o->pa_ptrs);
+	free(o->da);
+	free(o->da_ptrs);
+	free(o->ev);
+	free(o->ev_ptrs);
+	free(o->an);
+	free(o->an_ptrs);
+	free(o);
+	return r;
 }

@@ -42,6 +42,7 @@ static const struct setting {
 	{ "map_size_mb", SET_INT, NULL, 4096, 16, 1 << 24, offsetof(struct config, map_size_mb) },
 	{ "store_high_water_pct", SET_INT, NULL, 90, 50, 99, offsetof(struct config, store_high_water_pct) },
 	{ "disk_reserve_mb", SET_INT, NULL, 64, 0, 1 << 20, offsetof(struct config, disk_reserve_mb) },
+	{ "audit_anomaly_factor", SET_INT, NULL, 3, 2, 1000, offsetof(struct config, audit_anomaly_factor) },
 	{ "audit_journal_reserve_mb", SET_INT, NULL, 4, 0, 1024, offsetof(struct config, audit_journal_reserve_mb) },
 	{ "shutdown_grace_ms", SET_INT, NULL, 10000, 0, 600000, offsetof(struct config, shutdown_grace_ms) },
 	{ "max_attributes_per_request", SET_INT, NULL, 64, 1, SCHEMA_MAX_ATTRS, offsetof(struct config, max_attributes_per_request) },

@@ -161,3 +161,26 @@ lineage_doomed_free(struct lineage_doomed *d)
 	free(d->keys);
 	memset(d, 0, sizeof(*d));
 }
+
+int
+lineage_count(struct store_txn *txn, uint32_t dataset, uint64_t *n)
+{
+	struct store_cursor *cur = NULL;
+	uint8_t prefix[4];
+	struct store_val k = { sizeof(prefix), prefix }, val;
+	int rc;
+
+	*n = 0;
+	store_put_u32(prefix, dataset);
+	if ((rc = store_cursor_open(txn, STORE_LINEAGE_ROWS, &cur)) != 0)
+		return rc;
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+		if (k.len < sizeof(prefix) ||
+		    memcmp(k.data, prefix, sizeof(prefix)) != 0)
+			break;
+		(*n)++;
+	}
+	store_cursor_close(cur);
+	return rc == 0 || rc == VAULT_ERR_NOT_FOUND ? 0 : rc;
+}

@@ -73,4 +73,8 @@ int lineage_forget(struct store_txn *txn,
 
 void lineage_doomed_free(struct lineage_doomed *doomed);
 
+/* Within txn: the lineage rows of dataset (consumers it may have received). */
+int lineage_count(struct store_txn *txn, uint32_t dataset,
+    uint64_t *n) VAULT_WUR;
+
 #endif

@@ -156,3 +156,36 @@ requests_expire(struct vault *v, uint64_t before_ms, size_t per_txn,
 	} while (!job.sw.end);
 	return 0;
 }
+
+int
+requests_count_txn(struct store_txn *txn, const char *kind, uint64_t since_ms,
+    uint64_t until_ms, uint64_t *n)
+{
+	char prefix[32];
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
+	size_t plen = (size_t)snprintf(prefix, sizeof(prefix), "%s:", kind);
+	int rc;
+
+	*n = 0;
+	if (plen >= sizeof(prefix))
+		return VAULT_ERR_INVALID;
+	k = (struct store_val){ plen, prefix };
+	if ((rc = store_cursor_open(txn, STORE_REQUESTS, &cur)) != 0)
+		return rc;
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+		const uint8_t *p = val.data;
+		uint64_t at;
+
+		if (k.len < plen || memcmp(k.data, prefix, plen) != 0)
+			break;
+		if (val.len < REQUEST_REC_MIN || p[0] != REQUEST_REC_FORMAT)
+			continue;
+		at = store_get_u64(p + REQUEST_AT);
+		if (at >= since_ms && at < until_ms)
+			(*n)++;
+	}
+	store_cursor_close(cur);
+	return rc == 0 || rc == VAULT_ERR_NOT_FOUND ? 0 : rc;
+}

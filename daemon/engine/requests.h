@@ -38,6 +38,9 @@ int requests_log_more_txn(struct store_txn *txn, const char *kind,
 /* The same in a durable write of its own. */
 int requests_log(struct vault *v, const char *kind,
     const uint8_t *ref) VAULT_WUR;
+/* Within txn: the records of kind made in [since_ms, until_ms). */
+int requests_count_txn(struct store_txn *txn, const char *kind,
+    uint64_t since_ms, uint64_t until_ms, uint64_t *n) VAULT_WUR;
 /*
  * Drops the request records older than before_ms, looking at per_txn of
  * them per durable transaction. The records are keyed by kind and ref, not

@@ -1,4 +1,5 @@
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -121,6 +122,7 @@ vault_stats_read(struct vault *v, struct vault_stats_cache *c,
 		goto out;
 	out->consumers = consumers;
 	out->ledger_events = events;
+	out->audit_anomalies = atomic_load(&v->audit_anomalies);
 out:
 	store_read_end(txn);
 	return r;

@@ -5,6 +5,7 @@
 #ifndef VAULT_VAULT_H
 #define VAULT_VAULT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "audit/audit.h"
@@ -18,6 +19,7 @@
 struct replica;
 
 struct vault {
+	_Atomic uint64_t audit_anomalies;	/* the last audit report's */
 	const struct config *cfg;
 	const struct schema *schema;
 	struct store *store;

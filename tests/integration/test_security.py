@@ -55,6 +55,8 @@ METHODS = [
      pb.QueryAuditRequest(), pb.AuditEntry, {"auditor"}),
     ("/vault.v1.Audit/VerifyAudit", "unary",
      pb.VerifyAuditRequest(), pb.VerifyAuditResponse, {"auditor"}),
+    ("/vault.v1.Audit/AuditReport", "unary",
+     pb.AuditReportRequest(), pb.AuditReportResponse, {"auditor"}),
     ("/vault.v1.Features/WatchConsent", "stream",
      pb.WatchConsentRequest(purpose="training"), pb.ConsentRevocation,
      {"ml", "privacy"}),

@@ -398,6 +398,10 @@ def test_bash_completion_knows_every_command_and_option():
                 wanted = {"--yes"}
             if name == "receipt":
                 wanted = {"--public-key"}
+            if name == "audit":
+                assert complete("audit", "report", "--") >= {
+                    "--since", "--until", "--factor"} | globals_
+                wanted -= {"--factor"}
         offered = complete(*words, "--")
         assert wanted <= offered, (name, wanted - offered)
         assert globals_ <= offered, name
