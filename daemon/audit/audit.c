@@ -593,6 +593,7 @@ audit_kind(const char *method)
 		{ "/vault.v1.Audit/QueryAudit", "audit_query" },
 		{ AUDIT_METHOD_PURGE, "purge" },
 		{ AUDIT_METHOD_RETENTION, "retention" },
+		{ AUDIT_METHOD_INACTIVE, "delete" },
 	};
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)

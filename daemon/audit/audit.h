@@ -57,6 +57,8 @@
 #define AUDIT_METHOD_PURGE "vaultd --purge-unknown-attributes"
 /* The method of the entries of the janitor's retention pass (retention.h). */
 #define AUDIT_METHOD_RETENTION "vaultd retention"
+/* The method of the deletions of inactive consumers (retention.h). */
+#define AUDIT_METHOD_INACTIVE "vaultd inactivity"
 #define AUDIT_N_FIELDS 9
 /* The largest encoded entry body: nine fields of at most 1024 bytes. */
 #define AUDIT_BODY_MAX (AUDIT_N_FIELDS * (2 + 1024))

@@ -88,12 +88,15 @@ expire_values(struct vault *v)
 {
 	static uint64_t last;
 	struct retention_done done;
-	uint64_t now = store_now_ms();
+	uint64_t now = store_now_ms(), deleted;
+	int r;
 
 	if (last != 0 && now - last < 3600000ULL)
 		return 0;
 	last = now;
-	return retention_pass(v, now, &done);
+	if ((r = retention_pass(v, now, &done)) != 0)
+		return r;
+	return retention_inactive_pass(v, now, &deleted);
 }
 
 /* Request records are kept request_retention_s (24 months); swept hourly. */

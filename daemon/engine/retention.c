@@ -2,11 +2,14 @@
  * Retention (retention.h): expiry by the schema's retain_days, and the
  * janitor's pass that erases expired values.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "audit/audit.h"
 #include "engine/consumer.h"
+#include "engine/deletion.h"
+#include "engine/receipt.h"
 #include "engine/record.h"
 #include "engine/retention.h"
 #include "util/log.h"
@@ -162,5 +165,153 @@ retention_pass(struct vault *v, uint64_t now_ms, struct retention_done *out)
 		log_info("retention: erased %llu expired values of %llu "
 		    "consumers", (unsigned long long)out->values,
 		    (unsigned long long)out->consumers);
+	return r;
+}
+
+/* Consumers deleted for inactivity per transaction (and per scan). */
+#define INACTIVE_BATCH 256
+#define INACTIVE_ID_PREFIX "inactive-"
+
+struct inactive_scan {
+	uint8_t from[CRYPTO_REF_BYTES];
+	bool has_from, done;
+	uint8_t refs[INACTIVE_BATCH][CRYPTO_REF_BYTES];
+	size_t n;
+	struct value_list l;
+};
+
+/* The consumer's last activity: its last value written, or its creation. */
+static int
+last_active(struct vault *v, struct store_txn *txn, const uint8_t *ref,
+    const struct store_val *crec, struct value_list *l, uint64_t *at)
+{
+	uint8_t copy[RECORD_CONSUMER_BYTES];
+	struct store_val val = *crec;
+	struct consumer_rec rec;
+	int r;
+
+	if (val.len == sizeof(copy)) {
+		memcpy(copy, val.data, sizeof(copy));
+		val.data = copy;
+	}
+	if ((r = record_parse_consumer(&val, &rec)) != 0 ||
+	    (r = consumer_values_load(v, txn, ref, &rec, l)) != 0)
+		return r;
+	*at = rec.created_ms;
+	for (size_t i = 0; i < l->n; i++)
+		if (l->e[i].updated_ms > *at)
+			*at = l->e[i].updated_ms;
+	return 0;
+}
+
+/* The next batch of inactive consumers, in one snapshot, from s->from on. */
+static int
+scan_inactive(struct vault *v, uint64_t before_ms, struct inactive_scan *s)
+{
+	struct store_txn *txn = NULL;
+	struct store_cursor *cur = NULL;
+	struct store_val k = { CRYPTO_REF_BYTES, s->from }, val;
+	uint8_t ref[CRYPTO_REF_BYTES];
+	uint64_t at;
+	int rc, r = 0;
+
+	s->n = 0;
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	if ((rc = store_cursor_open(txn, STORE_CONSUMERS, &cur)) != 0) {
+		store_read_end(txn);
+		return rc;
+	}
+	rc = store_cursor_get(cur, &k, &val, s->has_from ? STORE_SEEK :
+	    STORE_FIRST);
+	for (; rc == 0 && s->n < INACTIVE_BATCH;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+		if (k.len != CRYPTO_REF_BYTES)
+			continue;
+		memcpy(ref, k.data, CRYPTO_REF_BYTES);
+		memcpy(s->from, ref, CRYPTO_REF_BYTES);
+		s->has_from = true;
+		r = last_active(v, txn, ref, &val, &s->l, &at);
+		/* Damaged: --check reports it; a deletion needs no values. */
+		if (r == VAULT_ERR_CRYPTO) {
+			r = 0;
+			continue;
+		}
+		if (r != 0)
+			break;
+		if (at < before_ms)
+			memcpy(s->refs[s->n++], ref, CRYPTO_REF_BYTES);
+		/* The cursor stands on this record: read it again to move on. */
+		k = (struct store_val){ CRYPTO_REF_BYTES, s->from };
+		if ((rc = store_cursor_get(cur, &k, &val, STORE_SEEK)) != 0)
+			break;
+	}
+	s->done = r == 0 && rc == VAULT_ERR_NOT_FOUND;
+	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		r = rc;
+	store_cursor_close(cur);
+	store_read_end(txn);
+	/* The next scan starts past the last ref read. */
+	if (r == 0 && s->has_from)
+		for (int i = CRYPTO_REF_BYTES - 1; i >= 0 && ++s->from[i] == 0; i--)
+			;
+	return r;
+}
+
+/* Deletes s's batch: audit entries first, then one deletion transaction. */
+static int
+delete_batch(struct vault *v, struct inactive_scan *s, uint64_t now_ms,
+    uint64_t *deleted)
+{
+	char ids[INACTIVE_BATCH][sizeof(INACTIVE_ID_PREFIX) + 20 + 1 + 32];
+	struct deletion_request reqs[INACTIVE_BATCH];
+	struct receipt *out;
+	size_t bad;
+	int r = 0;
+
+	if (s->n == 0)
+		return 0;
+	if ((out = calloc(s->n, sizeof(*out))) == NULL)
+		return VAULT_ERR_NOMEM;
+	for (size_t i = 0; i < s->n && r == 0; i++) {
+		struct audit_rec rec = { "vaultd", AUDIT_METHOD_INACTIVE,
+		    s->refs[i], "", "", "", "ok", "", "" };
+		char hex[2 * CRYPTO_REF_BYTES + 1];
+
+		crypto_hex(s->refs[i], CRYPTO_REF_BYTES, hex);
+		/* A consumer written again later may be deleted again. */
+		snprintf(ids[i], sizeof(ids[i]), INACTIVE_ID_PREFIX "%llu-%.32s",
+		    (unsigned long long)(now_ms / DAY_MS), hex);
+		reqs[i] = (struct deletion_request){ s->refs[i], ids[i] };
+		r = audit_append(&v->audit, &rec);
+	}
+	if (r == 0 && (r = deletion_run(v, reqs, s->n, out, &bad)) == 0)
+		for (size_t i = 0; i < s->n; i++)
+			*deleted += out[i].found && !out[i].repeated;
+	for (size_t i = 0; i < s->n; i++)
+		receipt_clear(&out[i]);
+	free(out);
+	return r;
+}
+
+int
+retention_inactive_pass(struct vault *v, uint64_t now_ms, uint64_t *deleted)
+{
+	uint64_t keep = (uint64_t)v->cfg->consumer_inactive_days * DAY_MS;
+	struct inactive_scan *s;
+	int r = 0;
+
+	*deleted = 0;
+	if (keep == 0 || now_ms <= keep)
+		return 0;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return VAULT_ERR_NOMEM;
+	while (!s->done && r == 0)
+		if ((r = scan_inactive(v, now_ms - keep, s)) == 0)
+			r = delete_batch(v, s, now_ms, deleted);
+	free(s);
+	if (*deleted > 0)
+		log_info("retention: deleted %llu consumers inactive for %d days",
+		    (unsigned long long)*deleted, v->cfg->consumer_inactive_days);
 	return r;
 }

@@ -14,6 +14,14 @@
  *
  * Consumers of the older layouts (formats 1 and 2) are read the same way
  * and moved to one values record when they have a value to erase.
+ *
+ * Inactivity (consumer_inactive_days, off by default): a consumer none of
+ * whose values was written for that long (nor the consumer created) is
+ * deleted as DeleteConsumer deletes: its DEK destroyed, a signed receipt
+ * kept under request id "inactive-" DAY "-" the first 32 hex digits of its
+ * ref (DAY: days since the epoch), the deletion ledger told, and an audit entry
+ * (AUDIT_METHOD_INACTIVE, appended before the deletion). Reads and
+ * consent changes are not activity: only data written is.
  */
 #ifndef VAULT_RETENTION_H
 #define VAULT_RETENTION_H
@@ -40,5 +48,9 @@ struct retention_done {
 /* Erases every value expired at now_ms (above); *out: what went. */
 int retention_pass(struct vault *v, uint64_t now_ms,
     struct retention_done *out) VAULT_WUR;
+
+/* Deletes every consumer inactive at now_ms (above); *deleted: how many. */
+int retention_inactive_pass(struct vault *v, uint64_t now_ms,
+    uint64_t *deleted) VAULT_WUR;
 
 #endif

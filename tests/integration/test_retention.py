@@ -126,3 +126,41 @@ def test_retain_days_out_of_range_is_a_config_error(fresh):
     fresh.spawn()
     assert fresh.wait_exit() != 0
     assert "attribute 'zip': retain_days must be 1..36500" in fresh.log()
+
+
+def test_inactive_consumers_are_deleted_with_receipts(fresh, monkeypatch):
+    """consumer_inactive_days = 30: a consumer not written for 31 days is
+    deleted as DeleteConsumer would (receipt, ledger, audit); one written
+    11 days ago stays; reads do not count as activity."""
+    fresh.start()
+    assert fresh.stop() == 0
+    conf = fresh.data_dir / "vaultd.conf"
+    conf.write_text(conf.read_text() + "\nconsumer_inactive_days = 30;\n"
+                    "janitor_interval_ms = 200;\n")
+    fresh.start()
+    for cid in ("idle@example.test", "busy@example.test"):
+        fresh.put(cid, age="40", device="mobile")
+    fetch(fresh, "training", dataset="inact-ds", attributes=["age"])
+    assert fresh.stop() == 0
+    monkeypatch.setenv("VAULTD_DEV_CLOCK_SHIFT_S", str(20 * DAY_S))
+    fresh.start()
+    fresh.put("busy@example.test", age="41")
+    fresh.get("idle@example.test")            # a read is not activity
+    assert fresh.stop() == 0
+    monkeypatch.setenv("VAULTD_DEV_CLOCK_SHIFT_S", str(31 * DAY_S))
+    fresh.start()
+    wait_log(fresh, "retention: deleted 1 consumers inactive for 30 days")
+    with pytest.raises(grpc.RpcError) as err:
+        fresh.get("idle@example.test")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert fresh.get("busy@example.test", ["age"]) == {"age": "41"}
+    [entry] = audit(fresh, "vaultd inactivity")
+    assert entry.kind == "delete" and entry.principal == "vaultd"
+    with fresh.channel() as ch:
+        events = list(fresh.stream(ch, "/vault.v1.Deletion/WatchDeletions",
+                                   pb.WatchDeletionsRequest(
+                                       dataset_id="inact-ds"),
+                                   pb.DeletionEvent))
+    assert len(events) == 1
+    assert "idle@example.test" not in fresh.log()
+    assert fresh.stop() == 0
