@@ -1,0 +1,97 @@
+/*
+ * California's Delete Act (Civ. Code §1798.99.80 ff.) and its DROP lists:
+ * the identifiers of consumers who asked every data broker to delete them,
+ * standardized, SHA-256 hashed and Base64 encoded as CalPrivacy's DROP
+ * technical specification says (docs/research/drop.md, and the cites in
+ * docs/compliance.md). A list is one identifier (Email, Phone, MAID,
+ * CTVID) or a composite: each field standardized and hashed, the Base64
+ * hashes concatenated in the list's order, and that hashed again (NDZ:
+ * first name, last name, date of birth, ZIP; NameVIN: first name, last
+ * name, VIN).
+ *
+ * The rules are data: a table of fields (drop.c, `fields`) and one of
+ * lists (`drop_lists`); a change to the specification is an edit there.
+ *
+ * The store never holds a DROP hash as it is (anyone could hash a known
+ * email and look for it): it holds a keyed BLAKE2b-256 of it under the
+ * vault's index key (drop_keyed), like a consumer ref.
+ */
+#ifndef VAULT_DROP_H
+#define VAULT_DROP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DROP_HASH_BYTES 32		/* SHA-256 */
+#define DROP_B64_BYTES 45		/* its standard padded Base64, and a NUL */
+#define DROP_KEYED_BYTES 32
+#define DROP_STD_MAX 256		/* a standardized field's longest form */
+
+/* What a schema attribute holds for DROP (its drop_identifier). */
+enum drop_field {
+	DROP_F_NONE,
+	DROP_F_EMAIL,
+	DROP_F_PHONE,
+	DROP_F_MAID,
+	DROP_F_CTV_ID,
+	DROP_F_VIN,
+	DROP_F_FIRST_NAME,
+	DROP_F_LAST_NAME,
+	DROP_F_DOB,
+	DROP_F_ZIP,
+	DROP_FIELDS
+};
+
+/* The DROP lists (their ListType names in drop_lists). */
+enum drop_list {
+	DROP_LIST_EMAIL,
+	DROP_LIST_PHONE,
+	DROP_LIST_MAID,
+	DROP_LIST_CTVID,
+	DROP_LIST_NDZ,
+	DROP_LIST_NAMEVIN,
+	DROP_LISTS
+};
+
+struct drop_list_def {
+	const char *name;		/* the specification's ListType */
+	enum drop_field fields[4];	/* hashed in this order */
+	size_t n;
+};
+
+extern const struct drop_list_def drop_lists[DROP_LISTS];
+
+/* The field a drop_identifier names ("email", "zip", ...), or DROP_F_NONE. */
+enum drop_field drop_field_parse(const char *name);
+const char *drop_field_name(enum drop_field f);
+/* The list named name ("Email", "NDZ", ...; any case), or -1. */
+int drop_list_parse(const char *name);
+
+/*
+ * Standardizes value (len bytes) as field f into out (DROP_STD_MAX bytes,
+ * NUL-terminated): *out_len, and true; false when the value has no
+ * standard form (a MAID not of 32 hex digits, a name with a letter the
+ * table does not fold, ...), which is then not indexed.
+ */
+bool drop_standardize(enum drop_field f, const char *value, size_t len,
+    char *out, size_t *out_len);
+
+/*
+ * The DROP hash of list l from values[f] (lens[f] bytes; NULL when the
+ * consumer has no value of field f): true when every field of l is there
+ * and standardizes.
+ */
+bool drop_hash(enum drop_list l, const char *const values[DROP_FIELDS],
+    const size_t lens[DROP_FIELDS], uint8_t hash[DROP_HASH_BYTES]);
+
+/* The hash's Base64, as the lists carry it. */
+void drop_b64(const uint8_t hash[DROP_HASH_BYTES], char out[DROP_B64_BYTES]);
+/* A list's Base64 back to the hash; false unless 32 bytes, standard padded. */
+bool drop_unb64(const char *b64, size_t len, uint8_t hash[DROP_HASH_BYTES]);
+
+/* The form the store holds: keyed BLAKE2b-256 over the list and the hash. */
+void drop_keyed(const uint8_t *index_key, enum drop_list l,
+    const uint8_t hash[DROP_HASH_BYTES], uint8_t out[DROP_KEYED_BYTES]);
+
+#endif
