@@ -94,7 +94,7 @@ static const struct setting {
 /* The keys of a schema entry and of a purpose; anything else is a typo. */
 static const char *const attr_keys[] = { "name", "type", "max_length",
 	"sensitive", "min", "max", "values", "buckets", "feature", "k",
-	"retain_days" };
+	"retain_days", "drop_identifier" };
 static const char *const purpose_keys[] = { "name", "basis", "sale_or_share",
 	"essential", "admt", "attributes" };
 
@@ -337,6 +337,13 @@ load_attr(struct attr_def *a, config_setting_t *e, char *err, size_t errlen)
 			    SCHEMA_RETAIN_DAYS_MAX);
 		a->retain_days = (uint32_t)days;
 	}
+	if (config_setting_lookup_string(e, "drop_identifier", &type)) {
+		if ((a->drop = schema_drop_field_parse(type)) == DROP_F_NONE)
+			return fail(err, errlen, "line %d: attribute '%s': "
+			    "drop_identifier must be one of email, phone, maid, "
+			    "ctv_id, vin, first_name, last_name, dob, zip", line,
+			    name);
+	}
 	config_setting_lookup_int64(e, "min", &min);
 	config_setting_lookup_int64(e, "max", &max);
 	if (min > max)
@@ -456,6 +463,12 @@ load_schema(struct schema *s, config_t *lc, int default_k, char *err,
 		    strlen(s->attrs[i].name)) != i)
 			return fail(err, errlen, "attribute '%s' is defined twice",
 			    s->attrs[i].name);
+		if (s->attrs[i].drop != DROP_F_NONE &&
+		    schema_drop_attr(s, s->attrs[i].drop) != i)
+			return fail(err, errlen, "attribute '%s': another "
+			    "attribute is drop_identifier \"%s\"",
+			    s->attrs[i].name,
+			    schema_drop_field_name(s->attrs[i].drop));
 	}
 	if (purposes == NULL || !config_setting_is_list(purposes) ||
 	    (n = config_setting_length(purposes)) < 1)
@@ -634,7 +647,7 @@ same_attr(const struct attr_def *a, const struct attr_def *b)
 	    a->max_length != b->max_length || a->sensitive != b->sensitive ||
 	    a->min != b->min || a->max != b->max || a->feature != b->feature ||
 	    a->k != b->k || a->n_values != b->n_values || a->n_edges != b->n_edges ||
-	    a->retain_days != b->retain_days ||
+	    a->retain_days != b->retain_days || a->drop != b->drop ||
 	    memcmp(a->edges, b->edges, a->n_edges * sizeof(a->edges[0])) != 0)
 		return false;
 	for (size_t i = 0; i < a->n_values; i++)

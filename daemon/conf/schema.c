@@ -198,3 +198,35 @@ schema_free(struct schema *s)
 	free(s->purposes);
 	memset(s, 0, sizeof(*s));
 }
+
+static const char *const drop_names[DROP_FIELDS] = {
+	[DROP_F_EMAIL] = "email", [DROP_F_PHONE] = "phone",
+	[DROP_F_MAID] = "maid", [DROP_F_CTV_ID] = "ctv_id",
+	[DROP_F_VIN] = "vin", [DROP_F_FIRST_NAME] = "first_name",
+	[DROP_F_LAST_NAME] = "last_name", [DROP_F_DOB] = "dob",
+	[DROP_F_ZIP] = "zip",
+};
+
+enum drop_field
+schema_drop_field_parse(const char *name)
+{
+	for (int f = DROP_F_NONE + 1; f < DROP_FIELDS; f++)
+		if (strcmp(name, drop_names[f]) == 0)
+			return (enum drop_field)f;
+	return DROP_F_NONE;
+}
+
+const char *
+schema_drop_field_name(enum drop_field f)
+{
+	return f > DROP_F_NONE && f < DROP_FIELDS ? drop_names[f] : "";
+}
+
+int
+schema_drop_attr(const struct schema *s, enum drop_field f)
+{
+	for (size_t a = 0; a < s->n_attrs; a++)
+		if (s->attrs[a].drop == f)
+			return (int)a;
+	return -1;
+}

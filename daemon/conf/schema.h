@@ -26,6 +26,24 @@ enum feature_kind {
 };
 
 #define SCHEMA_MAX_EDGES 64
+
+/*
+ * Which identifier of California's DROP lists an attribute holds (its
+ * drop_identifier; engine/drop.h standardizes and hashes them).
+ */
+enum drop_field {
+	DROP_F_NONE,
+	DROP_F_EMAIL,
+	DROP_F_PHONE,
+	DROP_F_MAID,
+	DROP_F_CTV_ID,
+	DROP_F_VIN,
+	DROP_F_FIRST_NAME,
+	DROP_F_LAST_NAME,
+	DROP_F_DOB,
+	DROP_F_ZIP,
+	DROP_FIELDS
+};
 #define SCHEMA_RETAIN_DAYS_MAX 36500
 
 struct attr_def {
@@ -42,6 +60,7 @@ struct attr_def {
 	uint32_t k;			/* FEAT_CATEGORY: suppress values held by fewer */
 	uint32_t retain_days;		/* 0: kept; else expires this long after
 					   its last write (engine/retention.h) */
+	enum drop_field drop;		/* DROP_F_NONE: not a DROP identifier */
 };
 
 struct purpose_def {
@@ -63,6 +82,12 @@ struct schema {
 	struct purpose_def *purposes;
 	size_t n_purposes;
 };
+
+/* The DROP field named name ("email", "zip", ...), or DROP_F_NONE. */
+enum drop_field schema_drop_field_parse(const char *name);
+const char *schema_drop_field_name(enum drop_field f);
+/* The attribute holding field f, or -1. */
+int schema_drop_attr(const struct schema *s, enum drop_field f);
 
 /* Index of the attribute or purpose named name (len bytes), or -1. */
 int schema_find_attr(const struct schema *s, const char *name, size_t len);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "engine/consent.h"
+#include "engine/drop.h"
 #include "util/crashpoint.h"
 #include "engine/dataset.h"
 #include "engine/ledger.h"
@@ -646,6 +647,8 @@ put_apply(struct store_txn *txn, void *arg)
 	struct consumer_rec rec;
 	uint8_t crec[RECORD_CONSUMER_BYTES];
 	uint64_t now = store_now_ms();
+	struct drop_forms before, after;
+	bool drop = drop_enabled(v);
 	int rc, r;
 
 	job->created = false;
@@ -673,6 +676,8 @@ put_apply(struct store_txn *txn, void *arg)
 	    (r = consumer_values_take(v, txn, job->ref, &rec, job->s.dek, l,
 	    &t)) != 0))
 		goto out;
+	if (drop && !job->created)
+		drop_forms_of(v, l, &before);
 	for (size_t i = 0; i < job->n && r == 0; i++) {
 		const struct attr_in *a = &job->attrs[i];
 		const char *name = v->schema->attrs[a->attr].name;
@@ -683,6 +688,12 @@ put_apply(struct store_txn *txn, void *arg)
 	}
 	if (r != 0)
 		goto out;
+	if (drop) {
+		drop_forms_of(v, l, &after);
+		if ((r = drop_index_update_txn(txn, job->ref, job->created ?
+		    NULL : &before, &after)) != 0)
+			goto out;
+	}
 	VAULT_CRASH_POINT("put.before_values");
 	if ((r = consumer_values_put_txn(v, txn, job->ref, rec.one_record,
 	    job->s.dek, rec.dek_generation, l)) != 0)
@@ -919,6 +930,13 @@ uncount_all(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 			r = count_adjust(v, txn, a, (const char *)l->e[i].value,
 			    l->e[i].len, -1);
 	}
+	/* Its DROP identifiers leave the index (drop.h). */
+	if (r == 0 && drop_enabled(v)) {
+		struct drop_forms forms;
+
+		drop_forms_of(v, l, &forms);
+		r = drop_index_update_txn(txn, ref, &forms, NULL);
+	}
 out:
 	consumer_values_release(&t);
 	free(l);
@@ -1099,6 +1117,8 @@ consumer_expire_txn(struct vault *v, struct store_txn *txn,
 	struct value_list *l = NULL;
 	struct consumer_rec rec;
 	struct scratch s = { 0 };
+	struct drop_forms before, after;
+	bool drop = drop_enabled(v);
 	size_t off = 0;
 	uint32_t gen;
 	int rc, r;
@@ -1121,6 +1141,8 @@ consumer_expire_txn(struct vault *v, struct store_txn *txn,
 	    (r = record_unwrap_dek(v->kr, txn, ref, &rec, s.dek)) != 0 ||
 	    (r = consumer_values_take(v, txn, ref, &rec, s.dek, l, &t)) != 0)
 		goto out;
+	if (drop)
+		drop_forms_of(v, l, &before);
 	for (size_t i = 0; i < l->n;) {
 		const struct value_entry *e = &l->e[i];
 		int a = schema_find_attr(v->schema, (const char *)e->name,
@@ -1147,6 +1169,11 @@ consumer_expire_txn(struct vault *v, struct store_txn *txn,
 	}
 	if (*removed == 0)
 		goto out;
+	if (drop) {
+		drop_forms_of(v, l, &after);
+		if ((r = drop_index_update_txn(txn, ref, &before, &after)) != 0)
+			goto out;
+	}
 	/*
 	 * Under a new DEK: the record the values leave may outlive the write
 	 * (free pages, backups), sealed under the old one, which then goes

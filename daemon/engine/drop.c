@@ -1,12 +1,18 @@
 /*
  * DROP identifiers (drop.h): standardization, hashing, the keyed form.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <sodium.h>
 
+#include "engine/consumer.h"
 #include "engine/drop.h"
+#include "engine/record.h"
+#include "engine/vault.h"
+#include "store/meta.h"
+#include "util/log.h"
 
 /* What a field keeps of a value, before the lengths are checked. */
 enum keep {
@@ -24,23 +30,22 @@ enum keep {
  * the lengths it must have.
  */
 static const struct field_rule {
-	const char *name;
 	enum keep keep;
 	size_t last, first;	/* keep the last / first n (0: all) */
 	bool no_leading_zeros;
 	size_t min, max;	/* lengths after (max 0: DROP_STD_MAX - 1) */
 	char stop;		/* what ends the value (ZIP+4's '-'), or 0 */
 } fields[DROP_FIELDS] = {
-	[DROP_F_EMAIL] = { "email", KEEP_NON_SPACE, 0, 0, false, 3, 0, 0 },
-	[DROP_F_PHONE] = { "phone", KEEP_DIGITS, 10, 0, false, 1, 0, 0 },
-	[DROP_F_MAID] = { "maid", KEEP_HEX, 0, 0, false, 32, 32, 0 },
-	[DROP_F_CTV_ID] = { "ctv_id", KEEP_ALNUM, 0, 0, false, 8, 32, 0 },
-	[DROP_F_VIN] = { "vin", KEEP_ALNUM, 0, 0, false, 17, 17, 0 },
-	[DROP_F_FIRST_NAME] = { "first_name", KEEP_NAME, 0, 0, false, 1, 0, 0 },
-	[DROP_F_LAST_NAME] = { "last_name", KEEP_NAME, 0, 0, false, 1, 0, 0 },
-	[DROP_F_DOB] = { "dob", KEEP_DIGITS, 0, 0, false, 8, 8, 0 },
+	[DROP_F_EMAIL] = { KEEP_NON_SPACE, 0, 0, false, 3, 0, 0 },
+	[DROP_F_PHONE] = { KEEP_DIGITS, 10, 0, false, 1, 0, 0 },
+	[DROP_F_MAID] = { KEEP_HEX, 0, 0, false, 32, 32, 0 },
+	[DROP_F_CTV_ID] = { KEEP_ALNUM, 0, 0, false, 8, 32, 0 },
+	[DROP_F_VIN] = { KEEP_ALNUM, 0, 0, false, 17, 17, 0 },
+	[DROP_F_FIRST_NAME] = { KEEP_NAME, 0, 0, false, 1, 0, 0 },
+	[DROP_F_LAST_NAME] = { KEEP_NAME, 0, 0, false, 1, 0, 0 },
+	[DROP_F_DOB] = { KEEP_DIGITS, 0, 0, false, 8, 8, 0 },
 	/* ZIP+4 loses its +4 first: "02139-1234" -> 2139. */
-	[DROP_F_ZIP] = { "zip", KEEP_ALNUM, 0, 5, true, 1, 5, '-' },
+	[DROP_F_ZIP] = { KEEP_ALNUM, 0, 5, true, 1, 5, '-' },
 };
 
 const struct drop_list_def drop_lists[DROP_LISTS] = {
@@ -68,21 +73,6 @@ static const char *const latin1[64] = {
 	"d", "n", "o", "o", "o", "o", "o", "", "o", "u", "u", "u",
 	"u", "y", "th", "y",
 };
-
-enum drop_field
-drop_field_parse(const char *name)
-{
-	for (int f = DROP_F_NONE + 1; f < DROP_FIELDS; f++)
-		if (strcmp(name, fields[f].name) == 0)
-			return (enum drop_field)f;
-	return DROP_F_NONE;
-}
-
-const char *
-drop_field_name(enum drop_field f)
-{
-	return f > DROP_F_NONE && f < DROP_FIELDS ? fields[f].name : "";
-}
 
 int
 drop_list_parse(const char *name)
@@ -229,4 +219,292 @@ drop_keyed(const uint8_t *index_key, enum drop_list l,
 	crypto_generichash_blake2b_update(&st, &list, 1);
 	crypto_generichash_blake2b_update(&st, hash, DROP_HASH_BYTES);
 	crypto_generichash_blake2b_final(&st, out, DROP_KEYED_BYTES);
+}
+
+/* ---------------------------------------------------------------- index */
+
+#define INDEX_KIND 'I'
+/* The standardization's version: a change to the rules rebuilds the index. */
+#define STD_VERSION "drop-std 1 (DROP API 1.2.0)"
+#define FINGERPRINT_BYTES 16
+#define BUILD_BATCH 500
+/* meta "drop_index": fingerprint | built(1) | the next ref to index. */
+#define STATE_BYTES (FINGERPRINT_BYTES + 1 + CRYPTO_REF_BYTES)
+
+bool
+drop_enabled(const struct vault *v)
+{
+	for (size_t a = 0; a < v->schema->n_attrs; a++)
+		if (v->schema->attrs[a].drop != DROP_F_NONE)
+			return true;
+	return false;
+}
+
+void
+drop_forms_of(const struct vault *v, const struct value_list *l,
+    struct drop_forms *out)
+{
+	const char *values[DROP_FIELDS] = { NULL };
+	size_t lens[DROP_FIELDS] = { 0 };
+	uint8_t hash[DROP_HASH_BYTES];
+
+	memset(out, 0, sizeof(*out));
+	for (size_t a = 0; a < v->schema->n_attrs; a++) {
+		const struct attr_def *d = &v->schema->attrs[a];
+		int e;
+
+		if (d->drop == DROP_F_NONE || (e = record_values_find(l, d->name,
+		    strlen(d->name))) < 0 || l->e[e].value == NULL)
+			continue;
+		values[d->drop] = (const char *)l->e[e].value;
+		lens[d->drop] = l->e[e].len;
+	}
+	for (int i = 0; i < DROP_LISTS; i++) {
+		if (!drop_hash((enum drop_list)i, values, lens, hash))
+			continue;
+		drop_keyed(keyring_index_key(v->kr), (enum drop_list)i, hash,
+		    out->keyed[i]);
+		out->present[i] = true;
+	}
+	sodium_memzero(hash, sizeof(hash));
+}
+
+static size_t
+index_key(uint8_t *key, enum drop_list l, const uint8_t *keyed,
+    const uint8_t *ref)
+{
+	key[0] = INDEX_KIND;
+	key[1] = (uint8_t)l;
+	memcpy(key + 2, keyed, DROP_KEYED_BYTES);
+	if (ref == NULL)
+		return 2 + DROP_KEYED_BYTES;
+	memcpy(key + 2 + DROP_KEYED_BYTES, ref, CRYPTO_REF_BYTES);
+	return DROP_INDEX_KEY_BYTES;
+}
+
+int
+drop_index_update_txn(struct store_txn *txn, const uint8_t *ref,
+    const struct drop_forms *old, const struct drop_forms *new)
+{
+	uint8_t key[DROP_INDEX_KEY_BYTES];
+	int rc;
+
+	for (int i = 0; i < DROP_LISTS; i++) {
+		bool had = old != NULL && old->present[i];
+		bool has = new != NULL && new->present[i];
+
+		if (had && has && memcmp(old->keyed[i], new->keyed[i],
+		    DROP_KEYED_BYTES) == 0)
+			continue;
+		if (had && (rc = store_del(txn, STORE_DROP, key, index_key(key,
+		    (enum drop_list)i, old->keyed[i], ref), NULL, 0)) != 0 &&
+		    rc != VAULT_ERR_NOT_FOUND)
+			return rc;
+		if (has && (rc = store_put(txn, STORE_DROP, key, index_key(key,
+		    (enum drop_list)i, new->keyed[i], ref), "", 0, 0)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+int
+drop_lookup(struct vault *v, enum drop_list l,
+    const uint8_t hash[DROP_HASH_BYTES], uint8_t (*refs)[32], size_t max,
+    size_t *n)
+{
+	uint8_t keyed[DROP_KEYED_BYTES], prefix[DROP_INDEX_KEY_BYTES];
+	struct store_val k, val;
+	struct store_cursor *cur = NULL;
+	struct store_txn *txn = NULL;
+	size_t plen;
+	int rc, r;
+
+	*n = 0;
+	drop_keyed(keyring_index_key(v->kr), l, hash, keyed);
+	plen = index_key(prefix, l, keyed, NULL);
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	if ((rc = store_cursor_open(txn, STORE_DROP, &cur)) != 0) {
+		store_read_end(txn);
+		return rc;
+	}
+	k = (struct store_val){ plen, prefix };
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
+		if (k.len != DROP_INDEX_KEY_BYTES ||
+		    memcmp(k.data, prefix, plen) != 0)
+			break;
+		if (*n < max)
+			memcpy(refs[*n], (const uint8_t *)k.data + plen,
+			    CRYPTO_REF_BYTES);
+		(*n)++;
+	}
+	store_cursor_close(cur);
+	store_read_end(txn);
+	return rc == 0 || rc == VAULT_ERR_NOT_FOUND ? 0 : rc;
+}
+
+/* The schema's drop identifiers and the rules' version, hashed. */
+static void
+fingerprint(const struct vault *v, uint8_t out[FINGERPRINT_BYTES])
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, NULL, 0, FINGERPRINT_BYTES);
+	crypto_generichash_update(&st, (const uint8_t *)STD_VERSION,
+	    sizeof(STD_VERSION));
+	for (size_t a = 0; a < v->schema->n_attrs; a++) {
+		const struct attr_def *d = &v->schema->attrs[a];
+		uint8_t f = (uint8_t)d->drop;
+
+		if (d->drop == DROP_F_NONE)
+			continue;
+		crypto_generichash_update(&st, (const uint8_t *)d->name,
+		    strlen(d->name) + 1);
+		crypto_generichash_update(&st, &f, 1);
+	}
+	crypto_generichash_final(&st, out, FINGERPRINT_BYTES);
+}
+
+struct build_job {
+	struct vault *v;
+	bool built;
+	struct value_list l;
+};
+
+/* The index entries of the consumer at ref (crec read in txn). */
+static int
+index_one(struct build_job *job, struct store_txn *txn, const uint8_t *ref,
+    const struct store_val *crec, uint8_t *dek)
+{
+	struct values_taken t = { 0 };
+	struct drop_forms forms;
+	struct consumer_rec rec;
+	int r;
+
+	if ((r = record_parse_consumer(crec, &rec)) != 0 ||
+	    (r = record_unwrap_dek(job->v->kr, txn, ref, &rec, dek)) != 0 ||
+	    (r = consumer_values_take(job->v, txn, ref, &rec, dek, &job->l,
+	    &t)) != 0)
+		goto out;
+	drop_forms_of(job->v, &job->l, &forms);
+	r = drop_index_update_txn(txn, ref, NULL, &forms);
+out:
+	consumer_values_release(&t);
+	/* Damage does not stop the build: --check reports the consumer. */
+	if (r == VAULT_ERR_CRYPTO || r == VAULT_ERR_KEY) {
+		log_error("a consumer's values failed their check: it is left "
+		    "out of the DROP index");
+		r = 0;
+	}
+	return r;
+}
+
+static int
+build_apply(struct store_txn *txn, void *arg)
+{
+	struct build_job *job = arg;
+	uint8_t state[STATE_BYTES], fp[FINGERPRINT_BYTES], ref[CRYPTO_REF_BYTES];
+	uint8_t copy[RECORD_CONSUMER_BYTES], *dek = NULL, prefix = INDEX_KIND;
+	struct store_cursor *cur = NULL;
+	struct store_val k, val;
+	size_t seen = 0;
+	int rc, r = 0;
+
+	fingerprint(job->v, fp);
+	rc = meta_get(txn, META_DROP_INDEX, 0, &val);
+	if (rc != 0 && rc != VAULT_ERR_NOT_FOUND)
+		return rc;
+	if (rc == 0 && val.len == STATE_BYTES &&
+	    memcmp(val.data, fp, FINGERPRINT_BYTES) == 0) {
+		memcpy(state, val.data, STATE_BYTES);
+	} else {
+		/* New, or of other identifiers: built again from nothing. */
+		if ((r = store_delete_prefix(txn, STORE_DROP, &prefix, 1)) != 0)
+			return r;
+		memset(state, 0, sizeof(state));
+		memcpy(state, fp, FINGERPRINT_BYTES);
+	}
+	if ((job->built = state[FINGERPRINT_BYTES] != 0))
+		return 0;
+	if ((dek = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL)
+		return VAULT_ERR_NOMEM;
+	if ((rc = store_cursor_open(txn, STORE_CONSUMERS, &cur)) != 0) {
+		r = rc;
+		goto out;
+	}
+	k = (struct store_val){ CRYPTO_REF_BYTES, state + FINGERPRINT_BYTES + 1 };
+	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK);
+	    rc == 0 && seen < BUILD_BATCH;
+	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT), seen++) {
+		struct store_val c;
+
+		if (k.len != CRYPTO_REF_BYTES || val.len != sizeof(copy))
+			continue;
+		memcpy(ref, k.data, CRYPTO_REF_BYTES);
+		memcpy(copy, val.data, sizeof(copy));
+		c = (struct store_val){ sizeof(copy), copy };
+		if ((r = index_one(job, txn, ref, &c, dek)) != 0)
+			break;
+		/* Written past the cursor: it stands on the record again. */
+		k = (struct store_val){ CRYPTO_REF_BYTES, ref };
+		if ((rc = store_cursor_get(cur, &k, &val, STORE_SEEK)) != 0)
+			break;
+	}
+	if (r == 0 && rc == 0) {
+		memcpy(state + FINGERPRINT_BYTES + 1, k.data, CRYPTO_REF_BYTES);
+	} else if (r == 0 && rc == VAULT_ERR_NOT_FOUND) {
+		state[FINGERPRINT_BYTES] = 1;
+		job->built = true;
+	} else if (r == 0) {
+		r = rc;
+	}
+	if (r == 0)
+		r = meta_put(txn, META_DROP_INDEX, 0, state, sizeof(state));
+out:
+	store_cursor_close(cur);
+	crypto_secret_free(dek);
+	return r;
+}
+
+/* In a snapshot: whether the index is built for the schema as it is. */
+static int
+is_built(struct vault *v, bool *built)
+{
+	uint8_t fp[FINGERPRINT_BYTES];
+	struct store_txn *txn;
+	struct store_val val;
+	int rc, r;
+
+	*built = false;
+	fingerprint(v, fp);
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	rc = meta_get(txn, META_DROP_INDEX, 0, &val);
+	if (rc == 0)
+		*built = val.len == STATE_BYTES &&
+		    memcmp(val.data, fp, FINGERPRINT_BYTES) == 0 &&
+		    ((const uint8_t *)val.data)[FINGERPRINT_BYTES] != 0;
+	store_read_end(txn);
+	return rc == 0 || rc == VAULT_ERR_NOT_FOUND ? 0 : rc;
+}
+
+int
+drop_index_build(struct vault *v, bool *built)
+{
+	struct build_job *job;
+	int r = 0;
+
+	*built = true;
+	if (!drop_enabled(v) || (r = is_built(v, built)) != 0 || *built)
+		return r;
+	if ((job = calloc(1, sizeof(*job))) == NULL)
+		return VAULT_ERR_NOMEM;
+	job->v = v;
+	do
+		r = writer_submit(v->wr, build_apply, job);
+	while (r == 0 && !job->built);
+	*built = job->built;
+	free(job);
+	return r;
 }

@@ -23,25 +23,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conf/schema.h"	/* enum drop_field */
+#include "util/vault_err.h"
+
 #define DROP_HASH_BYTES 32		/* SHA-256 */
 #define DROP_B64_BYTES 45		/* its standard padded Base64, and a NUL */
 #define DROP_KEYED_BYTES 32
 #define DROP_STD_MAX 256		/* a standardized field's longest form */
-
-/* What a schema attribute holds for DROP (its drop_identifier). */
-enum drop_field {
-	DROP_F_NONE,
-	DROP_F_EMAIL,
-	DROP_F_PHONE,
-	DROP_F_MAID,
-	DROP_F_CTV_ID,
-	DROP_F_VIN,
-	DROP_F_FIRST_NAME,
-	DROP_F_LAST_NAME,
-	DROP_F_DOB,
-	DROP_F_ZIP,
-	DROP_FIELDS
-};
 
 /* The DROP lists (their ListType names in drop_lists). */
 enum drop_list {
@@ -62,9 +50,6 @@ struct drop_list_def {
 
 extern const struct drop_list_def drop_lists[DROP_LISTS];
 
-/* The field a drop_identifier names ("email", "zip", ...), or DROP_F_NONE. */
-enum drop_field drop_field_parse(const char *name);
-const char *drop_field_name(enum drop_field f);
 /* The list named name ("Email", "NDZ", ...; any case), or -1. */
 int drop_list_parse(const char *name);
 
@@ -93,5 +78,49 @@ bool drop_unb64(const char *b64, size_t len, uint8_t hash[DROP_HASH_BYTES]);
 /* The form the store holds: keyed BLAKE2b-256 over the list and the hash. */
 void drop_keyed(const uint8_t *index_key, enum drop_list l,
     const uint8_t hash[DROP_HASH_BYTES], uint8_t out[DROP_KEYED_BYTES]);
+
+/*
+ * The index (space drop): 'I' | list(1) | keyed(32) | ref(32) -> "", one
+ * entry per list a consumer's values give a hash for; several consumers
+ * may share one (a shared identifier). Kept by every write of the values
+ * (a put, the retention pass, a deletion: drop_index_update_txn), and
+ * built for the consumers already there by the janitor (drop_index_build),
+ * whose state is meta "drop_index": fingerprint(16) | built(1) | ref(32),
+ * the fingerprint being of the schema's drop identifiers and of the
+ * standardization's version: when it changes, the index is built again.
+ */
+#define DROP_INDEX_KEY_BYTES (2 + DROP_KEYED_BYTES + 32)
+
+struct vault;
+struct value_list;
+struct store_txn;
+
+/* A consumer's keyed forms, by list (present[l]). */
+struct drop_forms {
+	bool present[DROP_LISTS];
+	uint8_t keyed[DROP_LISTS][DROP_KEYED_BYTES];
+};
+
+/* Whether the schema has a drop identifier: else nothing here runs. */
+bool drop_enabled(const struct vault *v);
+/* The forms of l's opened values (the schema's drop identifiers). */
+void drop_forms_of(const struct vault *v, const struct value_list *l,
+    struct drop_forms *out);
+/* In a write txn: the index entries of ref, from old to new (NULL: none). */
+int drop_index_update_txn(struct store_txn *txn, const uint8_t *ref,
+    const struct drop_forms *old, const struct drop_forms *new) VAULT_WUR;
+/*
+ * In a snapshot of its own: the consumers indexed under list l's hash, up
+ * to max of them into refs; *n is how many there are in all.
+ */
+int drop_lookup(struct vault *v, enum drop_list l,
+    const uint8_t hash[DROP_HASH_BYTES], uint8_t (*refs)[32], size_t max,
+    size_t *n) VAULT_WUR;
+/*
+ * Builds the index for the consumers already stored, a batch per write
+ * transaction, resuming where the last call stopped (meta above). *built:
+ * whether it is whole now.
+ */
+int drop_index_build(struct vault *v, bool *built) VAULT_WUR;
 
 #endif

@@ -5,6 +5,7 @@
 
 #include "engine/consumer.h"
 #include "engine/deletion.h"
+#include "engine/drop.h"
 #include "engine/retention.h"
 #include "engine/dellog.h"
 #include "engine/requests.h"
@@ -99,6 +100,22 @@ expire_values(struct vault *v)
 	return retention_inactive_pass(v, now, &deleted);
 }
 
+/* The DROP index of the consumers already stored (drop.h), batch by batch. */
+static int
+build_drop_index(struct vault *v)
+{
+	static bool logged;
+	bool built;
+	int r;
+
+	if ((r = drop_index_build(v, &built)) == 0 && built && !logged &&
+	    drop_enabled(v)) {
+		log_info("the DROP index is built");
+		logged = true;
+	}
+	return r;
+}
+
 /* Request records are kept request_retention_s (24 months); swept hourly. */
 static int
 expire_requests(struct vault *v)
@@ -144,7 +161,7 @@ janitor_pass(struct vault *v)
 				    "consent");
 		} while (e.done == EXPIRE_PER_TXN);
 	}
-	if ((r = expire_values(v)) != 0)
+	if ((r = expire_values(v)) != 0 || (r = build_drop_index(v)) != 0)
 		return r;
 	return expire_requests(v);
 }

@@ -27,6 +27,7 @@ static const struct {
 	[STORE_DELETIONS] = { "deletions", false },
 	[STORE_LINEAGE_ROWS] = { "lineage_rows", false },
 	[STORE_CONSENT_LEDGER] = { "consent_ledger", false },
+	[STORE_DROP] = { "drop", false },
 };
 
 const char *

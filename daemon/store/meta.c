@@ -34,6 +34,7 @@ static const struct { const char *name; enum member member; } keys[META_KEYS] = 
 	[META_REPLICA_OF] = { "replica/", NAMED },
 	[META_CONSENT_LEDGER_NEXT] = { "consent_ledger_next", ONE },
 	[META_CONSENT_LEDGER_EXPIRED] = { "consent_ledger_expired", ONE },
+	[META_DROP_INDEX] = { "drop_index", ONE },
 };
 
 const char *

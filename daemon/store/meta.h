@@ -41,6 +41,7 @@ enum meta_key {
 	META_REPLICA_OF,	/* replica/<name>: a running replica (lease.h) */
 	META_CONSENT_LEDGER_NEXT,	/* u64 next consent ledger seq */
 	META_CONSENT_LEDGER_EXPIRED,	/* u64 consent ledger expired through */
+	META_DROP_INDEX,	/* the DROP index's build state (drop.h) */
 	META_KEYS
 };
 

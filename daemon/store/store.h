@@ -97,6 +97,7 @@ enum store_space {
 	STORE_DELETIONS,	/* seq -> a deletion, for restores (dellog.h) */
 	STORE_LINEAGE_ROWS,	/* dataset | position | ref -> "": lineage.h */
 	STORE_CONSENT_LEDGER,	/* seq -> consent revocation event (ledger.h) */
+	STORE_DROP,		/* DROP identifiers' keyed forms (drop.h) */
 	STORE_SPACES
 };
 

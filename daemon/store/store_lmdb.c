@@ -11,7 +11,7 @@
 #include "store/meta.h"
 #include "store/store_lmdb.h"
 
-#define STORE_MAX_DBS 16
+#define STORE_MAX_DBS 24
 #define STORE_MAX_READERS 512
 /* Free disk outside the reserve below which ordinary writes stop. */
 #define DISK_SLACK (1ULL << 20)

@@ -120,8 +120,8 @@ test_list_names_and_base64(void **state)
 	assert_int_equal(drop_list_parse("email"), DROP_LIST_EMAIL);
 	assert_int_equal(drop_list_parse("NameVIN"), DROP_LIST_NAMEVIN);
 	assert_int_equal(drop_list_parse("SSN"), -1);
-	assert_int_equal(drop_field_parse("ctv_id"), DROP_F_CTV_ID);
-	assert_int_equal(drop_field_parse("ssn"), DROP_F_NONE);
+	assert_int_equal(schema_drop_field_parse("ctv_id"), DROP_F_CTV_ID);
+	assert_int_equal(schema_drop_field_parse("ssn"), DROP_F_NONE);
 	/* URL-safe, unpadded, short or long: refused. */
 	assert_false(drop_unb64("PQOfn1RffEKmqMmNAzDKKaoZCwxWbQZkQzPWmQo9REA", 43,
 	    h));

@@ -20,6 +20,7 @@
 
 #include "engine/consumer.h"
 #include "engine/deletion.h"
+#include "engine/drop.h"
 #include "engine/requests.h"
 #include "engine/rotation.h"
 #include "testpg.h"
@@ -967,6 +968,77 @@ test_expired_values_are_erased_under_a_new_key(void **state)
 	assert_int_equal(j.removed, 0);
 }
 
+/* How many consumers the DROP index holds under email's Email hash. */
+static size_t
+drop_matches(struct test_vault *f, const char *email, uint8_t ref[32])
+{
+	const char *values[DROP_FIELDS] = { [DROP_F_EMAIL] = email };
+	size_t lens[DROP_FIELDS] = { [DROP_F_EMAIL] = strlen(email) }, n;
+	uint8_t hash[DROP_HASH_BYTES], refs[4][32];
+
+	assert_true(drop_hash(DROP_LIST_EMAIL, values, lens, hash));
+	assert_int_equal(drop_lookup(f->v, DROP_LIST_EMAIL, hash, refs, 4, &n),
+	    0);
+	if (n > 0 && ref != NULL)
+		memcpy(ref, refs[0], 32);
+	return n;
+}
+
+/*
+ * The DROP index follows every write of an identifier: a put (a shared
+ * identifier indexes both consumers), a new value, a deletion, a value
+ * expired; and the build indexes the consumers written before.
+ */
+static void
+test_drop_index_follows_writes(void **state)
+{
+	struct test_vault *f = *state;
+	struct deletion_request req = { TEST_REF(f->v, "bob"), "req-drop" };
+	struct receipt rc;
+	uint8_t ref[32];
+	size_t bad;
+	bool built;
+
+	f->v->schema->attrs[0].drop = DROP_F_EMAIL;
+	put1(f, "alice", 0, "Alice@Example.com ");
+	assert_int_equal(drop_matches(f, "alice@example.com", ref), 1);
+	assert_memory_equal(ref, TEST_REF(f->v, "alice"), 32);
+	put1(f, "bob", 0, "alice@example.com");
+	assert_int_equal(drop_matches(f, "ALICE@example.com", NULL), 2);
+	put1(f, "alice", 0, "alice2@example.com");
+	put1(f, "alice", 1, "94103");		/* another attribute: no change */
+	assert_int_equal(drop_matches(f, "alice@example.com", ref), 1);
+	assert_memory_equal(ref, TEST_REF(f->v, "bob"), 32);
+	assert_int_equal(drop_matches(f, "alice2@example.com", NULL), 1);
+	assert_int_equal(deletion_run(f->v, &req, 1, &rc, &bad), 0);
+	receipt_clear(&rc);
+	assert_int_equal(drop_matches(f, "alice@example.com", NULL), 0);
+
+	/* Written while no attribute was an identifier: the build finds it. */
+	f->v->schema->attrs[0].drop = DROP_F_NONE;
+	put1(f, "carol", 0, "carol@example.com");
+	f->v->schema->attrs[0].drop = DROP_F_EMAIL;
+	assert_int_equal(drop_matches(f, "carol@example.com", NULL), 0);
+	assert_int_equal(drop_index_build(f->v, &built), 0);
+	assert_true(built);
+	assert_int_equal(drop_matches(f, "carol@example.com", NULL), 1);
+	assert_int_equal(drop_matches(f, "alice2@example.com", NULL), 1);
+	assert_int_equal(drop_matches(f, "alice@example.com", NULL), 0);
+
+	/* An expired identifier leaves the index with its value. */
+	{
+		struct expire_job j = { .v = f->v, .id = "carol",
+		    .now = store_now_ms() + 3 * 86400000ULL };
+
+		f->v->schema->attrs[0].retain_days = 2;
+		assert_int_equal(writer_submit(f->v->wr, expire_apply, &j), 0);
+		f->v->schema->attrs[0].retain_days = 0;
+		assert_int_equal(j.removed, 1);
+	}
+	assert_int_equal(drop_matches(f, "carol@example.com", NULL), 0);
+	f->v->schema->attrs[0].drop = DROP_F_NONE;
+}
+
 #define WRITER_TESTS(setup, teardown) \
 	cmocka_unit_test_setup_teardown(test_group_commit_isolates_requests, \
 	    setup, teardown), \
@@ -985,6 +1057,8 @@ test_expired_values_are_erased_under_a_new_key(void **state)
 	    setup, teardown), \
 	cmocka_unit_test_setup_teardown( \
 	    test_expired_values_are_erased_under_a_new_key, setup, teardown), \
+	cmocka_unit_test_setup_teardown(test_drop_index_follows_writes, setup, \
+	    teardown), \
 	cmocka_unit_test_setup_teardown( \
 	    test_older_layouts_read_and_move_on_write, setup, teardown)
 
