@@ -269,7 +269,7 @@ report_json(const Vault__V1__AuditReportResponse *r)
 	if (v != NULL && v->head.len == 32)
 		sodium_bin2hex(head, sizeof(head), v->head.data, 32);
 	return json_pack("{s:I,s:I,s:i,s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:o,"
-	    "s:I,s:{s:b,s:I,s:s,s:I,s:s%},s:o}",
+	    "s:I,s:{s:b,s:I,s:s,s:I,s:s%},s:o,s:b}",
 	    "since_ms", (json_int_t)r->since_ms, "until_ms",
 	    (json_int_t)r->until_ms, "anomaly_factor", (int)r->anomaly_factor,
 	    "principals", ps, "datasets", ds, "deletions",
@@ -284,7 +284,8 @@ report_json(const Vault__V1__AuditReportResponse *r)
 	    (json_int_t)(v != NULL ? v->entries : 0), "head", head,
 	    "first_bad_seq", (json_int_t)(v != NULL ? v->first_bad_seq : 0),
 	    "checkpoint", v != NULL ? (const char *)v->checkpoint.data : "",
-	    v != NULL ? v->checkpoint.len : 0, "anomalies", as);
+	    v != NULL ? v->checkpoint.len : 0, "anomalies", as, "truncated",
+	    r->truncated);
 }
 
 static void
@@ -321,6 +322,9 @@ report_text(const Vault__V1__AuditReportResponse *r)
 	if (v != NULL)
 		printf("audit chain: %s, %" PRIu64 " entries\n", v->ok ? "intact" :
 		    "BROKEN", v->entries);
+	if (r->truncated)
+		printf("TRUNCATED: a cap was reached; lists are partial, "
+		    "distinct counts lower bounds\n");
 	printf("anomalies (factor %u):%s\n", r->anomaly_factor,
 	    r->n_anomalies == 0 ? " none" : "");
 	for (size_t i = 0; i < r->n_anomalies; i++)

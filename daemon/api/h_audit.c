@@ -244,7 +244,7 @@ struct report_out {
 };
 
 static int
-fill_report(struct vault *v, const struct report *rep, struct report_out *o)
+fill_report(const struct report *rep, struct report_out *o)
 {
 	Vault__V1__AuditReportResponse *m = &o->resp;
 	size_t np = rep->n_principals, nd = rep->n_datasets,
@@ -314,7 +314,7 @@ fill_report(struct vault *v, const struct report *rep, struct report_out *o)
 	m->opt_outs = rep->opt_outs;
 	m->consumer_key_rotations = rep->consumer_rekeys;
 	m->verification = &o->vr.resp;
-	atomic_store(&v->audit_anomalies, (uint64_t)na);
+	m->truncated = rep->truncated;
 	return 0;
 }
 
@@ -324,7 +324,8 @@ handle_audit_report(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	const Vault__V1__AuditReportRequest *req = (const void *)msg;
 	struct vault *v = rpc_app(ctx);
 	int64_t until = req->until_ms ? req->until_ms : (int64_t)store_now_ms();
-	int64_t since = req->since_ms ? req->since_ms : until - 30 * DAY_MS;
+	int64_t since = req->since_ms ? req->since_ms :
+	    until > 30 * DAY_MS ? until - 30 * DAY_MS : 1;
 	uint32_t factor = req->anomaly_factor ? req->anomaly_factor :
 	    (uint32_t)v->cfg->audit_anomaly_factor;
 	struct report_out *o = NULL;
@@ -342,10 +343,18 @@ handle_audit_report(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "anomaly_factor: 2..1000");
 	if ((o = calloc(1, sizeof(*o))) == NULL)
 		return VAULT_ERR_NOMEM;
-	if ((r = report_build(v, (uint64_t)since, (uint64_t)until, factor,
-	    &rep)) == 0 && (r = verify(v, &o->vr)) == 0 &&
-	    (r = fill_report(v, &rep, o)) == 0)
+	r = report_build(v, (uint64_t)since, (uint64_t)until, factor, &rep);
+	if (r == VAULT_ERR_LIMIT)
+		r = rpc_fail(ctx, VAULT_ERR_UNAVAILABLE, "another audit report is "
+		    "running; try again when it is done");
+	else if (r == 0 && (r = verify(v, &o->vr)) == 0 &&
+	    (r = fill_report(&rep, o)) == 0) {
+		/* The gauge is of the window up to now, not a historical one. */
+		if (req->until_ms == 0)
+			atomic_store(&v->audit_anomalies,
+			    (uint64_t)rep.n_anomalies);
 		r = rpc_reply(ctx, &o->resp.base);
+	}
 	report_free(&rep);
 	free(o->pa);
 	free(o->pa_ptrs);

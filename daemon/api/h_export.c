@@ -33,8 +33,8 @@
 /* An ADMT dataset that may have received the consumer, and its use. */
 struct admt_out {
 	Vault__V1__AdmtUse m;
-	struct dataset_use use;
-	char *names[SCHEMA_MAX_ATTRS];
+	char *names[SCHEMA_MAX_ATTRS];	/* into buf */
+	char *buf;
 };
 
 struct export {
@@ -338,8 +338,9 @@ read_records(struct vault *v, const uint8_t *ref, struct export *x)
 static int
 read_admt(struct vault *v, struct export *x)
 {
+	struct dataset_use *use = NULL;
 	size_t n = 0;
-	int r;
+	int r = 0;
 
 	for (size_t i = 0; i < x->resp.n_datasets; i++)
 		if (x->dataset_purpose[i] >= 0 &&
@@ -348,32 +349,50 @@ read_admt(struct vault *v, struct export *x)
 	if (n == 0)
 		return 0;
 	if ((x->admt = calloc(n, sizeof(*x->admt))) == NULL ||
-	    (x->admt_ptrs = calloc(n, sizeof(*x->admt_ptrs))) == NULL)
+	    (x->admt_ptrs = calloc(n, sizeof(*x->admt_ptrs))) == NULL ||
+	    (use = malloc(sizeof(*use))) == NULL) {
+		free(use);
 		return VAULT_ERR_NOMEM;
+	}
 	for (size_t i = 0; i < x->resp.n_datasets; i++) {
 		struct admt_out *a = &x->admt[x->resp.n_admt_uses];
 		int p = x->dataset_purpose[i];
+		size_t len = 0;
 
 		if (p < 0 || !v->schema->purposes[p].admt)
 			continue;
-		r = dataset_use_find(v, x->dataset_number[i], &a->use);
+		r = dataset_use_find(v, x->dataset_number[i], use);
 		if (r == VAULT_ERR_NOT_FOUND || r == VAULT_ERR_STATE)
-			a->use = (struct dataset_use){ 0 };
+			*use = (struct dataset_use){ 0 };
 		else if (r != 0)
-			return r;
+			break;
+		r = 0;
+		/* The names, packed: the use record is 16 KiB at most each. */
+		for (size_t j = 0; j < use->n; j++)
+			len += strlen(use->names[j]) + 1;
+		if ((a->buf = malloc(len + 1)) == NULL) {
+			r = VAULT_ERR_NOMEM;
+			break;
+		}
+		len = 0;
+		for (size_t j = 0; j < use->n; j++) {
+			size_t l = strlen(use->names[j]) + 1;
+
+			a->names[j] = memcpy(a->buf + len, use->names[j], l);
+			len += l;
+		}
 		vault__v1__admt_use__init(&a->m);
 		a->m.dataset_id = x->datasets[i];
 		a->m.purpose = v->schema->purposes[p].name;
-		a->m.first_fetched_at_ms = (int64_t)a->use.first_ms;
-		a->m.last_fetched_at_ms = (int64_t)a->use.last_ms;
-		for (size_t j = 0; j < a->use.n; j++)
-			a->names[j] = a->use.names[j];
-		a->m.n_attributes = a->use.n;
+		a->m.first_fetched_at_ms = (int64_t)use->first_ms;
+		a->m.last_fetched_at_ms = (int64_t)use->last_ms;
+		a->m.n_attributes = use->n;
 		a->m.attributes = a->names;
 		x->admt_ptrs[x->resp.n_admt_uses++] = &a->m;
 	}
+	free(use);
 	x->resp.admt_uses = x->admt_ptrs;
-	return 0;
+	return r;
 }
 
 int
@@ -442,6 +461,8 @@ out:
 	free(x->history_ptrs);
 	free(x->entries);
 	free(x->names);
+	for (size_t i = 0; x->admt != NULL && i < x->resp.n_admt_uses; i++)
+		free(x->admt[i].buf);
 	free(x->admt);
 	free(x->admt_ptrs);
 	free(x->changes);

@@ -21,6 +21,7 @@
 struct watch_filter {
 	uint32_t dataset;		/* 0: any */
 	int purpose;			/* -1: any */
+	struct dataset_info ds;		/* the dataset, when one is named */
 };
 
 /* What both requests hold (the same fields, two message types). */
@@ -64,22 +65,23 @@ check_watch(struct rpc_ctx *ctx, struct vault *v,
 		return rpc_fail(ctx, VAULT_ERR_DENIED, "dataset_id: principal '%s' "
 		    "may not use the dataset's purpose", rpc_principal(ctx)->name);
 	f->dataset = ds.number;
+	f->ds = ds;
 	return 0;
 }
 
 /* Resolves the batch's datasets (ds[i] for ev[i]; number 0: skip it). */
 static int
 resolve(struct vault *v, const struct watch_filter *f,
-    const struct ledger_event *ev, size_t n, const char *dataset_id,
-    struct dataset_info *ds)
+    const struct ledger_event *ev, size_t n, struct dataset_info *ds)
 {
 	uint32_t nums[WATCH_BATCH];
 	int r;
 
 	if (f->dataset != 0) {
 		for (size_t i = 0; i < n; i++) {
-			ds[i].number = ev[i].dataset == f->dataset ? f->dataset : 0;
-			snprintf(ds[i].id, sizeof(ds[i].id), "%s", dataset_id);
+			ds[i] = f->ds;
+			if (ev[i].dataset != f->dataset)
+				ds[i].number = 0;
 		}
 		return 0;
 	}
@@ -155,7 +157,7 @@ watch(struct rpc_ctx *ctx, enum ledger_kind kind, const struct watch_req *req)
 			    (unsigned long long)expired);
 			goto out;
 		}
-		if ((r = resolve(v, &f, ev, n, req->dataset_id, ds)) != 0)
+		if ((r = resolve(v, &f, ev, n, ds)) != 0)
 			goto out;
 		for (size_t i = 0; i < n; i++) {
 			after = ev[i].seq;

@@ -287,6 +287,9 @@ parse_use(const struct store_val *val, struct dataset_use *out)
 	return 0;
 }
 
+/* How stale a use's last time may be before a call writes it again. */
+#define USE_REFRESH_MS 60000
+
 struct use_job {
 	struct vault *v;
 	uint32_t number;
@@ -351,6 +354,20 @@ use_apply(struct store_txn *txn, void *arg)
 	    0);
 }
 
+/* Whether use already says all of it: names, and a last time this recent. */
+static bool
+use_current(struct vault *v, const struct dataset_use *use, const int *attrs,
+    size_t n)
+{
+	if (store_now_ms() - use->last_ms >= USE_REFRESH_MS)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (bsearch(v->schema->attrs[attrs[i]].name, use->names, use->n,
+		    SCHEMA_NAME_MAX, cmp_name) == NULL)
+			return false;
+	return true;
+}
+
 int
 dataset_record_use(struct vault *v, uint32_t number, const int *attrs,
     size_t n)
@@ -360,6 +377,12 @@ dataset_record_use(struct vault *v, uint32_t number, const int *attrs,
 
 	if (job == NULL)
 		return VAULT_ERR_NOMEM;
+	/* A write per call at most once a minute: the writer is shared. */
+	if (dataset_use_find(v, number, &job->use) == 0 &&
+	    use_current(v, &job->use, attrs, n)) {
+		free(job);
+		return 0;
+	}
 	*job = (struct use_job){ .v = v, .number = number, .attrs = attrs,
 	    .n = n };
 	r = writer_submit(v->wr, use_apply, job);

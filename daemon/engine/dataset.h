@@ -85,7 +85,8 @@ int dataset_find_numbers(struct vault *v, const uint32_t *numbers, size_t n,
 /*
  * Durably records a FetchFeatures call of dataset number asking for the
  * attributes attrs[0..n) (schema indexes): the time, and the names added
- * to those of the calls before.
+ * to those of the calls before. A call asking for no new name within a
+ * minute of the last one recorded writes nothing.
  */
 int dataset_record_use(struct vault *v, uint32_t number, const int *attrs,
     size_t n) VAULT_WUR;

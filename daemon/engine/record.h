@@ -39,8 +39,9 @@
  * Consumer formats: 1, attrs records without a manifest; 2, attrs records
  * and a manifest; 3, one values record; 4, one values record and a bound
  * header. A write (put, consumer key rotation) moves a consumer of an
- * older format to format 4, and a master key rotation one of format 3
- * (whose values record stays as it is); reads take every format
+ * older format to format 4, and so does a master key rotation that
+ * rewraps a consumer of format 3 (whose values record stays as it is; one
+ * already under the target version is not rewrapped); reads take every format
  * (consumer_values_open, consumer.h).
  *
  * Pointers in a parsed record point into the store (a store_val) and die

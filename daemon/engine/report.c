@@ -2,6 +2,7 @@
  * The audit report (report.h): one pass over the audit log, then the
  * store's datasets, opt-out records and deletion epochs.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,8 @@ seen_add(struct seen_set *set, const struct seen *s, bool *added)
 	int r;
 
 	*added = false;
+	if (set->n == REPORT_MAX_SEEN)
+		return VAULT_ERR_LIMIT;
 	if (2 * (set->n + 1) > set->cap && (r = seen_grow(set)) != 0)
 		return r;
 	for (j = seen_hash(s) & (set->cap - 1); set->used[j];
@@ -250,13 +253,17 @@ visit(const struct audit_entry *e, void *arg)
 	if (e->has_ref) {
 		s = (struct seen){ (uint32_t)pi, (uint32_t)day, 0 };
 		memcpy(&s.ref, e->ref, sizeof(s.ref));
-		if ((err = seen_add(&b->seen, &s, &added)) != 0)
-			goto fail;
-		p->day_distinct[day] += added;
+		/* Past the cap the counts stay lower bounds (truncated). */
+		err = seen_add(&b->seen, &s, &added);
+		p->day_distinct[day] += err == 0 && added;
 		s.day = WHOLE;
-		if (window && (err = seen_add(&b->seen, &s, &added)) != 0)
+		if (err == 0 && window)
+			err = seen_add(&b->seen, &s, &added);
+		p->distinct += err == 0 && window && added;
+		if (err == VAULT_ERR_LIMIT)
+			r->truncated = true;
+		else if (err != 0)
 			goto fail;
-		p->distinct += window && added;
 	}
 	if (!window)
 		return 0;
@@ -368,6 +375,7 @@ int
 report_build(struct vault *v, uint64_t since_ms, uint64_t until_ms,
     uint32_t factor, struct report *out)
 {
+	static atomic_bool busy;
 	struct build b = { .v = v, .r = out };
 	int err;
 
@@ -375,6 +383,8 @@ report_build(struct vault *v, uint64_t since_ms, uint64_t until_ms,
 	if (until_ms <= since_ms ||
 	    until_ms - since_ms > REPORT_MAX_DAYS * DAY_MS)
 		return VAULT_ERR_INVALID;
+	if (atomic_exchange(&busy, true))
+		return VAULT_ERR_LIMIT;
 	out->since_ms = since_ms;
 	out->until_ms = until_ms;
 	out->factor = factor;
@@ -393,6 +403,7 @@ report_build(struct vault *v, uint64_t since_ms, uint64_t until_ms,
 	free(b.seen.slot);
 	free(b.seen.used);
 	free(b.day_entries);
+	atomic_store(&busy, false);
 	return err;
 }
 

@@ -27,6 +27,8 @@
 #define REPORT_MAX_PRINCIPALS 1024
 #define REPORT_MAX_DATASETS 4096
 #define REPORT_MAX_KEY_EVENTS 1024
+/* (principal, day, consumer) triples remembered: about 34 MB at most. */
+#define REPORT_MAX_SEEN (1u << 20)
 
 struct report_principal {
 	char name[128];
@@ -72,7 +74,8 @@ struct report {
 /*
  * Computes the report of [since_ms, until_ms) (until - since at most
  * REPORT_MAX_DAYS days) into out; free it with report_free, also after
- * an error.
+ * an error. One at a time: VAULT_ERR_LIMIT while another runs (each
+ * reads the whole audit log).
  */
 int report_build(struct vault *v, uint64_t since_ms, uint64_t until_ms,
     uint32_t factor, struct report *out) VAULT_WUR;

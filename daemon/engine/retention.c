@@ -15,8 +15,9 @@
 #include "util/log.h"
 
 #define DAY_MS 86400000ULL
-/* Records read per transaction: a pass never holds the writer long. */
+/* Records read, and consumers erased, per transaction: the writer is shared. */
 #define PASS_BATCH 2000
+#define ERASE_BATCH 64
 
 uint64_t
 retention_expires_ms(const struct schema *s, int attr, uint64_t updated_ms)
@@ -53,6 +54,7 @@ struct pass_job {
 	uint8_t from[STORE_KEY_MAX];
 	size_t from_len;
 	bool done;
+	size_t erased;			/* consumers, in this transaction */
 	struct retention_done batch;
 	struct value_list l;
 };
@@ -81,22 +83,47 @@ holds_expired(struct pass_job *job, const struct store_val *k,
 	return false;
 }
 
-/* Erases what expired of the consumer at ref, with its audit entry. */
+/*
+ * Erases what expired of the consumer at ref, with its audit entry. A
+ * consumer whose key or values fail their check is passed over (logged;
+ * --check reports it): one damaged record must not stop the pass for
+ * every consumer after it. Reads withhold its expired values all the same.
+ */
 static int
 erase(struct pass_job *job, struct store_txn *txn, const uint8_t *ref)
 {
-	char names[AUDIT_NAMES_MAX];
-	struct audit_rec rec = { "vaultd", AUDIT_METHOD_RETENTION, ref, "", "",
-	    "", "ok", names, "" };
+	char names[AUDIT_NAMES_MAX], detail[48];
+	struct audit_rec rec = { "vaultd", AUDIT_METHOD_RETENTION, ref, detail,
+	    "", "", "ok", names, "" };
 	uint64_t removed;
 	int r;
 
-	if ((r = consumer_expire_txn(job->v, txn, ref, job->now, names,
-	    sizeof(names), &removed)) != 0 || removed == 0)
+	r = consumer_expire_txn(job->v, txn, ref, job->now, names,
+	    sizeof(names), &removed);
+	if (r == VAULT_ERR_CRYPTO || r == VAULT_ERR_KEY) {
+		log_error("retention: a consumer's key or values failed their "
+		    "check; its expired values stay (withheld from reads)");
+		return 0;
+	}
+	if (r != 0 || removed == 0)
 		return r;
 	job->batch.values += removed;
 	job->batch.consumers++;
+	job->erased++;
+	/* The names may not all fit; the count always does. */
+	snprintf(detail, sizeof(detail), "%llu values erased",
+	    (unsigned long long)removed);
 	return audit_append_txn(&job->v->audit, txn, &rec);
+}
+
+/* ref + 1, as a big-endian number: the first key past ref's prefix. */
+static bool
+next_ref(uint8_t ref[CRYPTO_REF_BYTES])
+{
+	for (int i = CRYPTO_REF_BYTES - 1; i >= 0; i--)
+		if (++ref[i] != 0)
+			return true;
+	return false;		/* ref was the last possible */
 }
 
 static int
@@ -110,28 +137,40 @@ pass_apply(struct store_txn *txn, void *arg)
 	int rc, r = 0;
 
 	memset(&job->batch, 0, sizeof(job->batch));
+	job->erased = 0;
 	if ((rc = store_cursor_open(txn, STORE_ATTRS, &cur)) != 0)
 		return rc;
 	rc = store_cursor_get(cur, &k, &val,
 	    job->from_len ? STORE_SEEK : STORE_FIRST);
-	for (; rc == 0; rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
-		if (k.len < CRYPTO_REF_BYTES)
-			continue;	/* not a consumer's: --check reports it */
-		if (seen++ >= PASS_BATCH) {
+	while (rc == 0) {
+		if (k.len < CRYPTO_REF_BYTES) {
+			/* Not a consumer's: --check reports it. */
+			rc = store_cursor_get(cur, &k, &val, STORE_NEXT);
+			continue;
+		}
+		if (seen++ >= PASS_BATCH || job->erased >= ERASE_BATCH) {
 			memcpy(job->from, k.data, k.len);
 			job->from_len = k.len;
 			break;
 		}
-		if (!holds_expired(job, &k, &val))
+		if (!holds_expired(job, &k, &val)) {
+			rc = store_cursor_get(cur, &k, &val, STORE_NEXT);
 			continue;
+		}
 		memcpy(ref, k.data, CRYPTO_REF_BYTES);
 		if ((r = erase(job, txn, ref)) != 0)
 			break;
-		/* Written past the cursor: on from the consumer's first key. */
-		k = (struct store_val){ CRYPTO_REF_BYTES, ref };
-		if ((rc = store_cursor_get(cur, &k, &val, STORE_SEEK)) != 0)
+		/*
+		 * On past every record of the consumer: its values record is
+		 * whole now, and what it could not erase (a consumer deleted,
+		 * its records left to the collector) must not be met again.
+		 */
+		if (!next_ref(ref)) {
+			rc = VAULT_ERR_NOT_FOUND;
 			break;
-		/* Its values record again, now without what expired. */
+		}
+		k = (struct store_val){ CRYPTO_REF_BYTES, ref };
+		rc = store_cursor_get(cur, &k, &val, STORE_SEEK);
 	}
 	store_cursor_close(cur);
 	if (r == 0 && rc == VAULT_ERR_NOT_FOUND) {

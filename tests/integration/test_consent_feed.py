@@ -79,8 +79,11 @@ def test_opt_out_and_gpc_tell_the_datasets_that_hold_the_consumer(daemon):
     [again] = watch(daemon, after=2)
     assert again.seq == 3 and bytes(again.pseudonym) == bytes(e.pseudonym)
 
-    # Filters: by dataset and by purpose.
-    assert [x.seq for x in watch(daemon, dataset_id="ads-a")] == [2]
+    # Filters: by dataset and by purpose; the event names its purpose.
+    assert [(x.seq, x.dataset_id, x.purpose) for x in watch(
+        daemon, dataset_id="ads-a")] == [(2, "ads-a", "ad_targeting_shared")]
+    assert [(x.dataset_id, x.purpose) for x in watch(
+        daemon, dataset_id="train-a")] == [("train-a", "training")] * 2
     assert [x.seq for x in watch(daemon, purpose="training")] == [1, 3]
     assert watch(daemon, purpose="service") == []
 

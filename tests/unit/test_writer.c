@@ -22,6 +22,7 @@
 #include "engine/deletion.h"
 #include "engine/drop.h"
 #include "engine/requests.h"
+#include "engine/retention.h"
 #include "engine/rotation.h"
 #include "testpg.h"
 #include "testutil.h"
@@ -966,6 +967,31 @@ test_expired_values_are_erased_under_a_new_key(void **state)
 	j.id = "nobody";
 	assert_int_equal(writer_submit(f->v->wr, expire_apply, &j), 0);
 	assert_int_equal(j.removed, 0);
+
+	/*
+	 * The pass: a deleted consumer of the older layout whose records wait
+	 * for the collector, an expired one not its first, is passed over,
+	 * and the pass ends (it once met that record again and again).
+	 */
+	{
+		struct deletion_request req = { TEST_REF(f->v, "dan"), "req-dan" };
+		struct retention_done done;
+		struct receipt rc;
+		size_t bad;
+
+		put1(f, "dan", 0, "dan@example.com");
+		put1(f, "dan", 1, "02139");
+		to_older_layout(f, "dan", RECORD_FORMAT);
+		assert_int_equal(deletion_run(f->v, &req, 1, &rc, &bad), 0);
+		receipt_clear(&rc);
+		put1(f, "erin", 1, "10001");
+		f->v->schema->attrs[1].retain_days = 2;
+		assert_int_equal(retention_pass(f->v, store_now_ms() + 3 * day,
+		    &done), 0);
+		f->v->schema->attrs[1].retain_days = 0;
+		assert_int_equal(done.consumers, 1);	/* erin */
+		assert_int_equal(done.values, 1);
+	}
 }
 
 /* How many consumers the DROP index holds under email's Email hash. */
