@@ -19,7 +19,6 @@
 #include "engine/requests.h"
 #include "api/handlers.h"
 #include "engine/record.h"
-#include "engine/retention.h"
 #include "engine/vault.h"
 #include "vault/v1/vault.pb-c.h"
 
@@ -439,7 +438,7 @@ handle_export_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		attrs[i].value = (char *)cv.v[i].value;
 		attrs[i].updated_at_ms = (int64_t)cv.v[i].updated_ms;
 		attrs[i].outside_schema = cv.v[i].attr < 0;
-		attrs[i].expires_at_ms = (int64_t)retention_expires_ms(v->schema,
+		attrs[i].expires_at_ms = (int64_t)schema_expires_ms(v->schema,
 		    cv.v[i].attr, cv.v[i].updated_ms);
 		attr_ptrs[i] = &attrs[i];
 	}

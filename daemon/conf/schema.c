@@ -230,3 +230,34 @@ schema_drop_attr(const struct schema *s, enum drop_field f)
 			return (int)a;
 	return -1;
 }
+
+#define DAY_MS 86400000ULL
+
+uint64_t
+schema_expires_ms(const struct schema *s, int attr, uint64_t updated_ms)
+{
+	uint32_t days;
+
+	if (attr < 0 || (size_t)attr >= s->n_attrs ||
+	    (days = s->attrs[attr].retain_days) == 0)
+		return 0;
+	return updated_ms + days * DAY_MS;
+}
+
+bool
+schema_expired(const struct schema *s, int attr, uint64_t updated_ms,
+    uint64_t now_ms)
+{
+	uint64_t at = schema_expires_ms(s, attr, updated_ms);
+
+	return at != 0 && at <= now_ms;
+}
+
+bool
+schema_retains(const struct schema *s)
+{
+	for (size_t a = 0; a < s->n_attrs; a++)
+		if (s->attrs[a].retain_days != 0)
+			return true;
+	return false;
+}

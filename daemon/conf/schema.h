@@ -83,6 +83,17 @@ struct schema {
 	size_t n_purposes;
 };
 
+/*
+ * When a value of attribute attr written at updated_ms expires under its
+ * retain_days (0: never; engine/retention.h), and whether it has at now_ms.
+ */
+uint64_t schema_expires_ms(const struct schema *s, int attr,
+    uint64_t updated_ms);
+bool schema_expired(const struct schema *s, int attr, uint64_t updated_ms,
+    uint64_t now_ms);
+/* Whether any attribute of s has retain_days. */
+bool schema_retains(const struct schema *s);
+
 /* The DROP field named name ("email", "zip", ...), or DROP_F_NONE. */
 enum drop_field schema_drop_field_parse(const char *name);
 const char *schema_drop_field_name(enum drop_field f);

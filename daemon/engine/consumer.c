@@ -13,7 +13,6 @@
 #include "engine/consumer.h"
 #include "util/log.h"
 #include "engine/record.h"
-#include "engine/retention.h"
 
 /* Locked scratch for one job: DEK and seed (values: consumer_values_take). */
 struct scratch {
@@ -746,7 +745,7 @@ collect_attrs(struct vault *v, const struct value_list *l, const int *attrs,
 		const char *name = v->schema->attrs[a].name;
 		int e = record_values_find(l, name, strlen(name));
 
-		if (e < 0 || retention_expired(v->schema, a, l->e[e].updated_ms,
+		if (e < 0 || schema_expired(v->schema, a, l->e[e].updated_ms,
 		    now))
 			continue;
 		ent[*count] = e;
@@ -1148,7 +1147,7 @@ consumer_expire_txn(struct vault *v, struct store_txn *txn,
 		int a = schema_find_attr(v->schema, (const char *)e->name,
 		    e->name_len);
 
-		if (a < 0 || !retention_expired(v->schema, a, e->updated_ms,
+		if (a < 0 || !schema_expired(v->schema, a, e->updated_ms,
 		    now_ms)) {
 			i++;
 			continue;

@@ -84,12 +84,13 @@ void drop_keyed(const uint8_t *index_key, enum drop_list l,
  * entry per list a consumer's values give a hash for; several consumers
  * may share one (a shared identifier). Kept by every write of the values
  * (a put, the retention pass, a deletion: drop_index_update_txn), and
- * built for the consumers already there by the janitor (drop_index_build),
+ * built for the consumers already there by the janitor (dropindex.h),
  * whose state is meta "drop_index": fingerprint(16) | built(1) | ref(32),
  * the fingerprint being of the schema's drop identifiers and of the
  * standardization's version: when it changes, the index is built again.
  */
 #define DROP_INDEX_KEY_BYTES (2 + DROP_KEYED_BYTES + 32)
+#define DROP_INDEX_KIND 'I'		/* the index's entries' first byte */
 
 struct vault;
 struct value_list;
@@ -116,11 +117,6 @@ int drop_index_update_txn(struct store_txn *txn, const uint8_t *ref,
 int drop_lookup(struct vault *v, enum drop_list l,
     const uint8_t hash[DROP_HASH_BYTES], uint8_t (*refs)[32], size_t max,
     size_t *n) VAULT_WUR;
-/*
- * Builds the index for the consumers already stored, a batch per write
- * transaction, resuming where the last call stopped (meta above). *built:
- * whether it is whole now.
- */
-int drop_index_build(struct vault *v, bool *built) VAULT_WUR;
+
 
 #endif

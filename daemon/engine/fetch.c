@@ -11,7 +11,6 @@
 #include "util/log.h"
 #include "util/timeutil.h"
 #include "engine/record.h"
-#include "engine/retention.h"
 
 #define CANCEL_POLL 1024
 
@@ -128,7 +127,7 @@ read_row(struct vault *v, struct store_txn *txn, const struct fetch_query *q,
 		if ((e = record_values_find(l, a->name, strlen(a->name))) < 0)
 			continue;
 		/* Expired (retention.h): never released, as if unset. */
-		if (a->retain_days != 0 && retention_expired(s, q->attrs[j],
+		if (a->retain_days != 0 && schema_expired(s, q->attrs[j],
 		    l->e[e].updated_ms, store_now_ms()))
 			continue;
 		tokens[j] = tokenizer_token(v->tok, q->purpose, q->attrs[j],

@@ -6,6 +6,7 @@
 #include "engine/consumer.h"
 #include "engine/deletion.h"
 #include "engine/drop.h"
+#include "engine/dropindex.h"
 #include "engine/retention.h"
 #include "engine/dellog.h"
 #include "engine/requests.h"

@@ -19,35 +19,6 @@
 #define PASS_BATCH 2000
 #define ERASE_BATCH 64
 
-uint64_t
-retention_expires_ms(const struct schema *s, int attr, uint64_t updated_ms)
-{
-	uint32_t days;
-
-	if (attr < 0 || (size_t)attr >= s->n_attrs ||
-	    (days = s->attrs[attr].retain_days) == 0)
-		return 0;
-	return updated_ms + days * DAY_MS;
-}
-
-bool
-retention_expired(const struct schema *s, int attr, uint64_t updated_ms,
-    uint64_t now_ms)
-{
-	uint64_t at = retention_expires_ms(s, attr, updated_ms);
-
-	return at != 0 && at <= now_ms;
-}
-
-bool
-retention_any(const struct schema *s)
-{
-	for (size_t a = 0; a < s->n_attrs; a++)
-		if (s->attrs[a].retain_days != 0)
-			return true;
-	return false;
-}
-
 struct pass_job {
 	struct vault *v;
 	uint64_t now;
@@ -68,7 +39,7 @@ holds_expired(struct pass_job *job, const struct store_val *k,
 	struct store_val sealed;
 
 	if (k->len > CRYPTO_REF_BYTES)	/* ref | name: the older layout */
-		return retention_expired(s, schema_find_attr(s,
+		return schema_expired(s, schema_find_attr(s,
 		    (const char *)k->data + CRYPTO_REF_BYTES,
 		    k->len - CRYPTO_REF_BYTES), record_attr_updated(val),
 		    job->now);
@@ -76,7 +47,7 @@ holds_expired(struct pass_job *job, const struct store_val *k,
 	if (record_values_names(val, &job->l, &sealed) != 0)
 		return false;
 	for (size_t i = 0; i < job->l.n; i++)
-		if (retention_expired(s, schema_find_attr(s,
+		if (schema_expired(s, schema_find_attr(s,
 		    (const char *)job->l.e[i].name, job->l.e[i].name_len),
 		    job->l.e[i].updated_ms, job->now))
 			return true;
@@ -187,7 +158,7 @@ retention_pass(struct vault *v, uint64_t now_ms, struct retention_done *out)
 	int r = 0;
 
 	memset(out, 0, sizeof(*out));
-	if (!retention_any(v->schema))
+	if (!schema_retains(v->schema))
 		return 0;
 	if ((job = calloc(1, sizeof(*job))) == NULL)
 		return VAULT_ERR_NOMEM;

@@ -31,14 +31,7 @@
 
 #include "engine/vault.h"
 
-/* When a value of attribute attr written at updated_ms expires (0: never). */
-uint64_t retention_expires_ms(const struct schema *s, int attr,
-    uint64_t updated_ms);
-/* Whether it has expired at now_ms. */
-bool retention_expired(const struct schema *s, int attr, uint64_t updated_ms,
-    uint64_t now_ms);
-/* Whether any attribute of s has retain_days. */
-bool retention_any(const struct schema *s);
+/* When a value expires: schema_expires_ms and schema_expired (schema.h). */
 
 struct retention_done {
 	uint64_t values;	/* erased */

@@ -21,6 +21,7 @@
 #include "engine/consumer.h"
 #include "engine/deletion.h"
 #include "engine/drop.h"
+#include "engine/dropindex.h"
 #include "engine/requests.h"
 #include "engine/retention.h"
 #include "engine/rotation.h"
