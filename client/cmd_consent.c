@@ -8,7 +8,7 @@
 
 #define USAGE "consent CONSUMER [--purpose P (--grant|--deny)] [--source S] " \
 	"[--gpc] [--limit-sensitive|--unlimit-sensitive] [--opt-out-sale|--opt-in-sale] " \
-	"[--opt-out-admt|--opt-in-admt]"
+	"[--opt-out-admt|--opt-in-admt] [--legal-hold|--no-legal-hold]"
 
 int
 cmd_consent(struct ctl *ctl, int argc, char **argv)
@@ -25,12 +25,14 @@ cmd_consent(struct ctl *ctl, int argc, char **argv)
 		{ "opt-in-sale", no_argument, NULL, 'O' },
 		{ "opt-out-admt", no_argument, NULL, 'a' },
 		{ "opt-in-admt", no_argument, NULL, 'A' },
+		{ "legal-hold", no_argument, NULL, 'h' },
+		{ "no-legal-hold", no_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
 	};
 	Vault__V1__SetConsentRequest req = VAULT__V1__SET_CONSENT_REQUEST__INIT;
 	Vault__V1__SetConsentResponse *resp = NULL;
 	struct vc_status st;
-	int ch, decided = 0, limits = 0, sales = 0, admts = 0;
+	int ch, decided = 0, limits = 0, sales = 0, admts = 0, holds = 0;
 
 	req.source = "api";
 	optind = 0;
@@ -53,16 +55,21 @@ cmd_consent(struct ctl *ctl, int argc, char **argv)
 			admts++; break;
 		case 'A': req.opt_out_admt = VAULT__V1__FLAG_CHANGE__FLAG_CLEAR;
 			admts++; break;
+		case 'h': req.legal_hold = VAULT__V1__FLAG_CHANGE__FLAG_SET;
+			holds++; break;
+		case 'H': req.legal_hold = VAULT__V1__FLAG_CHANGE__FLAG_CLEAR;
+			holds++; break;
 		default: return ctl_usage(USAGE);
 		}
 	}
 	/* One way each: the last of two opposite flags must not win silently. */
-	if (limits > 1 || sales > 1 || decided > 1 || admts > 1) {
+	if (limits > 1 || sales > 1 || decided > 1 || admts > 1 || holds > 1) {
 		fprintf(stderr, "vaultctl consent: give at most one of %s\n",
 		    decided > 1 ? "--grant and --deny" : limits > 1 ?
 		    "--limit-sensitive and --unlimit-sensitive" : sales > 1 ?
-		    "--opt-out-sale and --opt-in-sale" :
-		    "--opt-out-admt and --opt-in-admt");
+		    "--opt-out-sale and --opt-in-sale" : admts > 1 ?
+		    "--opt-out-admt and --opt-in-admt" :
+		    "--legal-hold and --no-legal-hold");
 		return ctl_usage(USAGE);
 	}
 	if (optind != argc - 1 || (req.purpose[0] != '\0') != (decided == 1))
@@ -73,21 +80,22 @@ cmd_consent(struct ctl *ctl, int argc, char **argv)
 	    (ProtobufCMessage **)&resp, &st, ctl->timeout_ms) != 0)
 		return ctl_fail(ctl, &st);
 	if (ctl->json) {
-		json_t *o = json_pack("{s:s,s:b,s:b,s:b,s:b}", "consumer_ref",
+		json_t *o = json_pack("{s:s,s:b,s:b,s:b,s:b,s:b}", "consumer_ref",
 		    resp->consumer_ref, "limit_sensitive", resp->limit_sensitive,
 		    "opt_out_sale_share", resp->opt_out_sale_share,
-		    "opt_out_admt", resp->opt_out_admt, "created",
-		    resp->created);
+		    "opt_out_admt", resp->opt_out_admt, "legal_hold",
+		    resp->legal_hold, "created", resp->created);
 
 		json_dumpf(o, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(o);
 	} else {
 		printf("ok consumer_ref=%s limit_sensitive=%s opt_out_sale_share=%s"
-		    " opt_out_admt=%s%s\n", resp->consumer_ref,
+		    " opt_out_admt=%s legal_hold=%s%s\n", resp->consumer_ref,
 		    resp->limit_sensitive ? "true" : "false",
 		    resp->opt_out_sale_share ? "true" : "false",
 		    resp->opt_out_admt ? "true" : "false",
+		    resp->legal_hold ? "true" : "false",
 		    resp->created ? " created=true" : "");
 	}
 	protobuf_c_message_free_unpacked(&resp->base, NULL);

@@ -35,8 +35,8 @@ b64(const ProtobufCBinaryData *d)
  * A receipt as JSON: every signed field (receipt verify wants them all),
  * final_at_ms, and the signed bytes with their signature.
  */
-static json_t *
-ctl_receipt_json(const Vault__V1__DeletionReceipt *r)
+json_t *
+ctl_receipt_json(const struct Vault__V1__DeletionReceipt *r)
 {
 	json_t *ds = json_array();
 	char *sb = b64(&r->signed_bytes), *sig = b64(&r->signature);

@@ -33,6 +33,8 @@ static const struct ctl_command commands[] = {
 	  "[--follow]", cmd_watch },
 	{ "watch-consent", "watch-consent [--dataset D | --purpose P] [--after SEQ] "
 	  "[--follow]", cmd_watch_consent },
+	{ "drop", "drop process FILE [--list-type T] [--out FILE] [--receipts FILE]\n"
+	  "          [--batch-size N]", cmd_drop },
 	{ "receipt", "receipt verify FILE [--public-key HEX]", cmd_receipt },
 	{ "export", "export CONSUMER", cmd_export },
 	{ "audit", "audit verify | audit query [--since T] [--until T] [--principal P]\n"
@@ -42,7 +44,7 @@ static const struct ctl_command commands[] = {
 	  "          keys rekey CONSUMER", cmd_keys },
 	{ "consent", "consent CONSUMER [--purpose P (--grant|--deny)] [--source S] [--gpc]\n"
 	  "          [--limit-sensitive|--unlimit-sensitive] [--opt-out-sale|--opt-in-sale]\n"
-	  "          [--opt-out-admt|--opt-in-admt]",
+	  "          [--opt-out-admt|--opt-in-admt] [--legal-hold|--no-legal-hold]",
 	  cmd_consent },
 	{ "features", "features --purpose P --dataset D [--attributes A,B...]\n"
 	  "          [--format csv|jsonl] [--batch-size N] [--page-token T]", cmd_features },

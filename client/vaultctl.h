@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "vault_client.h"
 
 /* Exit codes a script can rely on (see README). */
@@ -44,6 +46,10 @@ int cmd_keys(struct ctl *ctl, int argc, char **argv);
 int cmd_receipt(struct ctl *ctl, int argc, char **argv);
 int cmd_watch(struct ctl *ctl, int argc, char **argv);
 int cmd_watch_consent(struct ctl *ctl, int argc, char **argv);
+int cmd_drop(struct ctl *ctl, int argc, char **argv);
+/* A receipt as the JSON line vaultctl delete --json prints (cmd_delete.c). */
+struct Vault__V1__DeletionReceipt;
+json_t *ctl_receipt_json(const struct Vault__V1__DeletionReceipt *r);
 int cmd_audit(struct ctl *ctl, int argc, char **argv);
 int cmd_export(struct ctl *ctl, int argc, char **argv);
 int cmd_backup(struct ctl *ctl, int argc, char **argv);

@@ -251,6 +251,9 @@ write_vault(FILE *f, struct vault *v, const struct vault_stats *vs)
 	    "ledger (not yet expired).", (double)vs->ledger_events);
 	gauge(f, "vaultd_audit_anomalies", "Anomalies the last audit report "
 	    "flagged (AuditReport).", (double)vs->audit_anomalies);
+	gauge(f, "vaultd_drop_suppressed_writes", "Writes since start that "
+	    "held an identifier deleted through DROP (the consumer opted out "
+	    "of sale and sharing).", (double)vs->drop_suppressed);
 	write_keys(f, v, vs);
 }
 

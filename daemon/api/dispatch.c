@@ -36,6 +36,8 @@ struct rpc_method dispatch_methods[] = {
 	  handle_delete_consumers, 0 },
 	{ V1 "Deletion/WatchDeletions", RPC_SERVER_STREAM, REQ(watch_deletions_request),
 	  handle_watch_deletions, 0 },
+	{ V1 "Deletion/ProcessDropList", RPC_UNARY, REQ(process_drop_list_request),
+	  handle_process_drop_list, 0 },
 	{ V1 "Keys/RotateMasterKey", RPC_SERVER_STREAM, REQ(rotate_master_key_request),
 	  handle_rotate_master_key, 0 },
 	{ V1 "Keys/GetKeyStatus", RPC_UNARY, REQ(get_key_status_request),

@@ -249,6 +249,7 @@ handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	    .source = req->source, .limit_sensitive = flag_change(req->limit_sensitive),
 	    .opt_out_sale_share = flag_change(req->opt_out_sale_share),
 	    .opt_out_admt = flag_change(req->opt_out_admt),
+	    .legal_hold = flag_change(req->legal_hold),
 	    .principal = rpc_principal(ctx)->name };
 	char ref_hex[CRYPTO_REF_BYTES * 2 + 1];
 	uint8_t ref[CRYPTO_REF_BYTES], flags = 0;
@@ -267,6 +268,7 @@ handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	rpc_audit_source(ctx, req->source);
 	if (c.purpose < 0 && c.limit_sensitive == FLAG_KEEP &&
 	    c.opt_out_sale_share == FLAG_KEEP && c.opt_out_admt == FLAG_KEEP &&
+	    c.legal_hold == FLAG_KEEP &&
 	    strcmp(req->source, "gpc") != 0 &&
 	    strcmp(req->source, CONSENT_SOURCE_ADMT) != 0)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "nothing to change: give a "
@@ -283,6 +285,7 @@ handle_set_consent(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	resp.limit_sensitive = (flags & CONSENT_LIMIT_SENSITIVE) != 0;
 	resp.opt_out_sale_share = (flags & CONSENT_OPT_OUT_SALE_SHARE) != 0;
 	resp.opt_out_admt = (flags & CONSENT_OPT_OUT_ADMT) != 0;
+	resp.legal_hold = (flags & CONSENT_LEGAL_HOLD) != 0;
 	resp.created = created;
 	return rpc_reply(ctx, &resp.base);
 }

@@ -5,6 +5,7 @@
 
 #include "util/crashpoint.h"
 #include "engine/deletion.h"
+#include "engine/dropproc.h"
 #include "api/handlers.h"
 #include "engine/vault.h"
 #include "vault/v1/vault.pb-c.h"
@@ -148,4 +149,127 @@ handle_delete_consumers(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		return rpc_fail(ctx, VAULT_ERR_INVALID, "requests: at most %d per call",
 		    v->cfg->max_delete_batch);
 	return run(ctx, req->requests, req->n_requests, false);
+}
+
+/* The items as the engine takes them: ids and lists checked, hashes decoded. */
+static int
+check_drop_items(struct rpc_ctx *ctx, const Vault__V1__ProcessDropListRequest *req,
+    struct drop_item *items)
+{
+	int list = -1;
+	const char *why;
+
+	if (req->list_type[0] != '\0' &&
+	    (list = drop_list_parse(req->list_type)) < 0)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "list_type: not a DROP "
+		    "list (Email, Phone, MAID, CTVID, NDZ, NameVIN)");
+	for (size_t i = 0; i < req->n_items; i++) {
+		const Vault__V1__DropItem *it = req->items[i];
+		int l = it->list_type[0] != '\0' ?
+		    drop_list_parse(it->list_type) : list;
+
+		if ((why = drop_check_id(it->id)) != NULL)
+			return rpc_fail(ctx, VAULT_ERR_INVALID, "items[%zu].id: %s",
+			    i, why);
+		if (l < 0)
+			return rpc_fail(ctx, VAULT_ERR_INVALID, "items[%zu].list_type: "
+			    "give the list (Email, Phone, MAID, CTVID, NDZ, NameVIN), "
+			    "here or in the request", i);
+		if (!drop_unb64(it->hash, strlen(it->hash), items[i].hash))
+			return rpc_fail(ctx, VAULT_ERR_INVALID, "items[%zu].hash: not "
+			    "a SHA-256 in standard padded Base64 (44 characters)", i);
+		items[i].id = it->id;
+		items[i].list = (enum drop_list)l;
+	}
+	return 0;
+}
+
+/* The consumers the call deleted or exempted, for its audit entries. */
+static void
+audit_drop_refs(struct rpc_ctx *ctx, const struct drop_outcome *out, size_t n)
+{
+	uint8_t *refs = malloc(n * CRYPTO_REF_BYTES);
+	size_t k = 0;
+
+	if (refs == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (out[i].status == DROP_ST_DELETED ||
+		    out[i].status == DROP_ST_EXEMPTED)
+			memcpy(refs + k++ * CRYPTO_REF_BYTES, out[i].ref,
+			    CRYPTO_REF_BYTES);
+	if (k == 0) {
+		free(refs);
+		return;
+	}
+	rpc_audit_refs(ctx, refs, k);	/* the call owns refs now */
+}
+
+int
+handle_process_drop_list(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
+{
+	const Vault__V1__ProcessDropListRequest *req = (const void *)msg;
+	Vault__V1__ProcessDropListResponse resp =
+	    VAULT__V1__PROCESS_DROP_LIST_RESPONSE__INIT;
+	struct vault *v = rpc_app(ctx);
+	size_t n = req->n_items, bad = 0;
+	struct drop_item *items = NULL;
+	struct drop_outcome *out = NULL;
+	Vault__V1__DropResult *res = NULL, **ptrs = NULL;
+	Vault__V1__DeletionReceipt *rcs = NULL;
+	int r;
+
+	if (n == 0)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "items: at least one is "
+		    "required");
+	if (n > (size_t)v->cfg->max_delete_batch)
+		return rpc_fail(ctx, VAULT_ERR_INVALID, "items: at most %d per call",
+		    v->cfg->max_delete_batch);
+	if ((items = calloc(n, sizeof(*items))) == NULL ||
+	    (out = calloc(n, sizeof(*out))) == NULL ||
+	    (res = calloc(n, sizeof(*res))) == NULL ||
+	    (ptrs = calloc(n, sizeof(*ptrs))) == NULL ||
+	    (rcs = calloc(n, sizeof(*rcs))) == NULL) {
+		r = VAULT_ERR_NOMEM;
+		goto out;
+	}
+	if ((r = check_drop_items(ctx, req, items)) != 0)
+		goto out;
+	if (req->removed) {
+		if ((r = drop_cancel(v, items, n)) != 0)
+			goto out;
+		for (size_t i = 0; i < n; i++)
+			out[i].status = DROP_ST_CANCELLED;
+	} else if ((r = drop_process(v, items, n, rpc_principal(ctx)->name, out,
+	    &bad)) == VAULT_ERR_EXISTS) {
+		r = rpc_fail(ctx, r, "items[%zu]: its request id drop-%s was already "
+		    "used for another consumer; nothing was deleted", bad,
+		    items[bad].id);
+		goto out;
+	} else if (r != 0) {
+		goto out;
+	}
+	audit_drop_refs(ctx, out, n);
+	for (size_t i = 0; i < n; i++) {
+		vault__v1__drop_result__init(&res[i]);
+		res[i].id = (char *)items[i].id;
+		res[i].status = (Vault__V1__DropStatus)out[i].status;
+		if (out[i].status == DROP_ST_DELETED) {
+			fill_receipt(&out[i].receipt, &rcs[i]);
+			res[i].receipt = &rcs[i];
+		}
+		ptrs[i] = &res[i];
+	}
+	resp.n_results = n;
+	resp.results = ptrs;
+	r = rpc_reply(ctx, &resp.base);
+out:
+	if (out != NULL)
+		drop_outcomes_clear(out, n);
+	free(items);
+	free(out);
+	free(res);
+	free(ptrs);
+	free(rcs);
+	return r;
 }

@@ -451,6 +451,7 @@ handle_export_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 	x->resp.limit_sensitive = (x->flags & CONSENT_LIMIT_SENSITIVE) != 0;
 	x->resp.opt_out_sale_share = (x->flags & CONSENT_OPT_OUT_SALE_SHARE) != 0;
 	x->resp.opt_out_admt = (x->flags & CONSENT_OPT_OUT_ADMT) != 0;
+	x->resp.legal_hold = (x->flags & CONSENT_LEGAL_HOLD) != 0;
 	r = rpc_reply(ctx, &x->resp.base);
 out:
 	consumer_values_clear(&cv);

@@ -20,6 +20,7 @@ int handle_get_feature_spec(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_delete_consumer(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_delete_consumers(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_watch_deletions(struct rpc_ctx *ctx, const ProtobufCMessage *req);
+int handle_process_drop_list(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_watch_consent(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_audit_report(struct rpc_ctx *ctx, const ProtobufCMessage *req);
 int handle_rotate_master_key(struct rpc_ctx *ctx, const ProtobufCMessage *req);

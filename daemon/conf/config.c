@@ -64,6 +64,7 @@ static const struct setting {
 	{ "request_retention_s", SET_INT, NULL, 2 * 365 * 86400, 0, INT32_MAX, offsetof(struct config, request_retention_s) },
 	{ "require_mlock", SET_BOOL, NULL, 0, 0, 1, offsetof(struct config, require_mlock) },
 	{ "janitor_interval_ms", SET_INT, NULL, 1000, 10, 3600000, offsetof(struct config, janitor_interval_ms) },
+	{ "drop_suppression_days", SET_INT, NULL, 730, 1, 36500, offsetof(struct config, drop_suppression_days) },
 	{ "consumer_inactive_days", SET_INT, NULL, 0, 0, 36500, offsetof(struct config, consumer_inactive_days) },
 	{ "max_delete_batch", SET_INT, NULL, 1000, 1, 100000, offsetof(struct config, max_delete_batch) },
 	{ "shred_epoch_s", SET_INT, NULL, 0, 0, INT32_MAX, offsetof(struct config, shred_epoch_s) },

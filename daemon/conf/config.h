@@ -47,6 +47,7 @@ struct config {
 	int ledger_retention_s;		/* deletion events are kept this long */
 	int audit_anomaly_factor;	/* audit report: a day above this x baseline */
 	int consumer_inactive_days;	/* 0: off; else deleted when not written */
+	int drop_suppression_days;	/* DROP deletions suppress re-collection */
 	int request_retention_s;	/* know, delete, opt-out request records */
 	bool require_mlock;		/* refuse to start when keys cannot be locked */
 	int janitor_interval_ms;	/* collection and expiry passes */

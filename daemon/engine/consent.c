@@ -226,6 +226,7 @@ consent_apply_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 	flags = apply_flag(old, CONSENT_LIMIT_SENSITIVE, c->limit_sensitive);
 	flags = apply_flag(flags, CONSENT_OPT_OUT_SALE_SHARE, c->opt_out_sale_share);
 	flags = apply_flag(flags, CONSENT_OPT_OUT_ADMT, c->opt_out_admt);
+	flags = apply_flag(flags, CONSENT_LEGAL_HOLD, c->legal_hold);
 	/* Global Privacy Control is an opt-out of sale and sharing. */
 	if (strcmp(c->source, "gpc") == 0)
 		flags |= CONSENT_OPT_OUT_SALE_SHARE;
@@ -322,4 +323,12 @@ consent_list(struct store_txn *txn, const uint8_t *ref,
 	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
 		r = rc;
 	return r;
+}
+
+int
+consent_flags(struct store_txn *txn, const uint8_t *ref, uint8_t *flags)
+{
+	bool found;
+
+	return get_state(txn, ref, FLAGS_KEY, &found, flags);
 }

@@ -22,6 +22,7 @@
 #define CONSENT_OPT_OUT_SALE_SHARE 0x01
 #define CONSENT_LIMIT_SENSITIVE 0x02
 #define CONSENT_OPT_OUT_ADMT 0x04
+#define CONSENT_LEGAL_HOLD 0x08		/* DROP: exempted, not deleted */
 #define CONSENT_SOURCE_MAX 32
 /* The source that is itself an ADMT opt-out, as "gpc" is a sale/share one. */
 #define CONSENT_SOURCE_ADMT "admt_opt_out"
@@ -38,7 +39,8 @@ struct consent_change {
 	int purpose;			/* -1: flags only */
 	bool granted;
 	const char *source;		/* validated by consent_check_source */
-	enum flag_change limit_sensitive, opt_out_sale_share, opt_out_admt;
+	enum flag_change limit_sensitive, opt_out_sale_share, opt_out_admt,
+	    legal_hold;
 	const char *principal;		/* who made it, for the history */
 };
 
@@ -73,6 +75,10 @@ const char *consent_check_source(const char *source);
  */
 int consent_apply_txn(struct vault *v, struct store_txn *txn,
     const uint8_t *ref, const struct consent_change *change,
+    uint8_t *flags) VAULT_WUR;
+
+/* Within txn: the consumer's flags (CONSENT_*; 0 when none were set). */
+int consent_flags(struct store_txn *txn, const uint8_t *ref,
     uint8_t *flags) VAULT_WUR;
 
 /* Within txn: may the consumer be used for purpose? Also returns its flags. */

@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "engine/consent.h"
@@ -618,6 +619,33 @@ struct put_job {
 };
 
 /*
+ * In a put's txn: an identifier deleted through DROP written again (the
+ * suppression list, drop.h) opts the consumer out of sale and sharing,
+ * source "drop", until a fresh consent; counted and logged, never named.
+ */
+static int
+suppress(struct vault *v, struct store_txn *txn, const uint8_t *ref,
+    const struct drop_forms *before, const struct drop_forms *after,
+    uint64_t now)
+{
+	struct consent_change c = { .purpose = -1, .source = "drop",
+	    .opt_out_sale_share = FLAG_SET, .principal = "vaultd" };
+	uint8_t flags;
+	bool hit;
+	int r;
+
+	if ((r = drop_suppressed_txn(v, txn, before, after, now, &hit)) != 0 ||
+	    !hit)
+		return r;
+	if ((r = consent_apply_txn(v, txn, ref, &c, &flags)) != 0)
+		return r;
+	atomic_fetch_add(&v->drop_suppressed, 1);
+	log_info("a write holds an identifier deleted through DROP: the "
+	    "consumer is opted out of sale and sharing until a fresh consent");
+	return 0;
+}
+
+/*
  * In a write txn, once the consumer's values are in one values record:
  * its record crec (a copy), of an older format, becomes format 4, the
  * header bound into the DEK's wrapping (record.h).
@@ -690,7 +718,9 @@ put_apply(struct store_txn *txn, void *arg)
 	if (drop) {
 		drop_forms_of(v, l, &after);
 		if ((r = drop_index_update_txn(txn, job->ref, job->created ?
-		    NULL : &before, &after)) != 0)
+		    NULL : &before, &after)) != 0 ||
+		    (r = suppress(v, txn, job->ref, job->created ? NULL :
+		    &before, &after, now)) != 0)
 			goto out;
 	}
 	VAULT_CRASH_POINT("put.before_values");

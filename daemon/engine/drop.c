@@ -301,22 +301,33 @@ drop_lookup(struct vault *v, enum drop_list l,
     const uint8_t hash[DROP_HASH_BYTES], uint8_t (*refs)[32], size_t max,
     size_t *n)
 {
+	struct store_txn *txn = NULL;
+	int r;
+
+	*n = 0;
+	if ((r = store_read_begin(v->store, &txn)) != 0)
+		return r;
+	r = drop_lookup_txn(v, txn, l, hash, refs, max, n);
+	store_read_end(txn);
+	return r;
+}
+
+int
+drop_lookup_txn(struct vault *v, struct store_txn *txn, enum drop_list l,
+    const uint8_t hash[DROP_HASH_BYTES], uint8_t (*refs)[32], size_t max,
+    size_t *n)
+{
 	uint8_t keyed[DROP_KEYED_BYTES], prefix[DROP_INDEX_KEY_BYTES];
 	struct store_val k, val;
 	struct store_cursor *cur = NULL;
-	struct store_txn *txn = NULL;
 	size_t plen;
-	int rc, r;
+	int rc;
 
 	*n = 0;
 	drop_keyed(keyring_index_key(v->kr), l, hash, keyed);
 	plen = index_key(prefix, l, keyed, NULL);
-	if ((r = store_read_begin(v->store, &txn)) != 0)
-		return r;
-	if ((rc = store_cursor_open(txn, STORE_DROP, &cur)) != 0) {
-		store_read_end(txn);
+	if ((rc = store_cursor_open(txn, STORE_DROP, &cur)) != 0)
 		return rc;
-	}
 	k = (struct store_val){ plen, prefix };
 	for (rc = store_cursor_get(cur, &k, &val, STORE_SEEK); rc == 0;
 	    rc = store_cursor_get(cur, &k, &val, STORE_NEXT)) {
@@ -329,6 +340,68 @@ drop_lookup(struct vault *v, enum drop_list l,
 		(*n)++;
 	}
 	store_cursor_close(cur);
-	store_read_end(txn);
 	return rc == 0 || rc == VAULT_ERR_NOT_FOUND ? 0 : rc;
+}
+
+static size_t
+mark_key(uint8_t *key, char kind, enum drop_list l, const uint8_t *keyed)
+{
+	key[0] = (uint8_t)kind;
+	key[1] = (uint8_t)l;
+	memcpy(key + 2, keyed, DROP_KEYED_BYTES);
+	return DROP_MARK_KEY_BYTES;
+}
+
+int
+drop_mark_txn(struct store_txn *txn, char kind, enum drop_list l,
+    const uint8_t keyed[DROP_KEYED_BYTES], uint64_t at_ms)
+{
+	uint8_t key[DROP_MARK_KEY_BYTES], at[8];
+
+	store_put_u64(at, at_ms);
+	return store_put(txn, STORE_DROP, key, mark_key(key, kind, l, keyed),
+	    at, sizeof(at), 0);
+}
+
+int
+drop_mark_get(struct store_txn *txn, char kind, enum drop_list l,
+    const uint8_t keyed[DROP_KEYED_BYTES], uint64_t *at_ms)
+{
+	uint8_t key[DROP_MARK_KEY_BYTES];
+	struct store_val val;
+	int rc;
+
+	*at_ms = 0;
+	rc = store_get(txn, STORE_DROP, key, mark_key(key, kind, l, keyed),
+	    &val);
+	if (rc == VAULT_ERR_NOT_FOUND)
+		return 0;
+	if (rc != 0)
+		return rc;
+	if (val.len != 8)
+		return VAULT_ERR_STATE;
+	*at_ms = store_get_u64(val.data);
+	return 0;
+}
+
+int
+drop_suppressed_txn(struct vault *v, struct store_txn *txn,
+    const struct drop_forms *old, const struct drop_forms *new,
+    uint64_t now_ms, bool *hit)
+{
+	uint64_t keep = (uint64_t)v->cfg->drop_suppression_days * 86400000ULL;
+	uint64_t at;
+	int r;
+
+	*hit = false;
+	for (int i = 0; i < DROP_LISTS && !*hit; i++) {
+		if (!new->present[i] || (old != NULL && old->present[i] &&
+		    memcmp(old->keyed[i], new->keyed[i], DROP_KEYED_BYTES) == 0))
+			continue;
+		if ((r = drop_mark_get(txn, DROP_SUPPRESS_KIND,
+		    (enum drop_list)i, new->keyed[i], &at)) != 0)
+			return r;
+		*hit = at != 0 && now_ms - at < keep;
+	}
+	return 0;
 }

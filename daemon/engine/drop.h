@@ -91,6 +91,18 @@ void drop_keyed(const uint8_t *index_key, enum drop_list l,
  */
 #define DROP_INDEX_KEY_BYTES (2 + DROP_KEYED_BYTES + 32)
 #define DROP_INDEX_KIND 'I'		/* the index's entries' first byte */
+/*
+ * The same space holds two kinds of marks, key kind | list(1) | keyed(32)
+ * -> at ms(8):
+ *   'C': a cancellation (an identifier of a Removed file): a list's item
+ *        with it is not acted on (dropproc.h);
+ *   'S': an identifier deleted through DROP (the suppression list): a
+ *        later write of it opts the consumer out of sale and sharing until
+ *        a fresh consent (the put, consumer.c), for drop_suppression_days.
+ */
+#define DROP_CANCEL_KIND 'C'
+#define DROP_SUPPRESS_KIND 'S'
+#define DROP_MARK_KEY_BYTES (2 + DROP_KEYED_BYTES)
 
 struct vault;
 struct value_list;
@@ -110,10 +122,29 @@ void drop_forms_of(const struct vault *v, const struct value_list *l,
 /* In a write txn: the index entries of ref, from old to new (NULL: none). */
 int drop_index_update_txn(struct store_txn *txn, const uint8_t *ref,
     const struct drop_forms *old, const struct drop_forms *new) VAULT_WUR;
+/* In a write txn: marks list l's keyed form with kind, at at_ms. */
+int drop_mark_txn(struct store_txn *txn, char kind, enum drop_list l,
+    const uint8_t keyed[DROP_KEYED_BYTES], uint64_t at_ms) VAULT_WUR;
+/* Within txn: the time of kind's mark of list l's keyed form (0: none). */
+int drop_mark_get(struct store_txn *txn, char kind, enum drop_list l,
+    const uint8_t keyed[DROP_KEYED_BYTES], uint64_t *at_ms) VAULT_WUR;
 /*
- * In a snapshot of its own: the consumers indexed under list l's hash, up
- * to max of them into refs; *n is how many there are in all.
+ * In a write txn: whether new (a consumer's identifiers as just written)
+ * holds one that old did not and that is on the suppression list, marked
+ * within drop_suppression_days of now_ms.
  */
+int drop_suppressed_txn(struct vault *v, struct store_txn *txn,
+    const struct drop_forms *old, const struct drop_forms *new,
+    uint64_t now_ms, bool *hit) VAULT_WUR;
+
+/*
+ * Within txn: the consumers indexed under list l's hash, up to max of them
+ * into refs; *n is how many there are in all. drop_lookup: in a snapshot
+ * of its own.
+ */
+int drop_lookup_txn(struct vault *v, struct store_txn *txn, enum drop_list l,
+    const uint8_t hash[DROP_HASH_BYTES], uint8_t (*refs)[32], size_t max,
+    size_t *n) VAULT_WUR;
 int drop_lookup(struct vault *v, enum drop_list l,
     const uint8_t hash[DROP_HASH_BYTES], uint8_t (*refs)[32], size_t max,
     size_t *n) VAULT_WUR;

@@ -123,6 +123,7 @@ vault_stats_read(struct vault *v, struct vault_stats_cache *c,
 	out->consumers = consumers;
 	out->ledger_events = events;
 	out->audit_anomalies = atomic_load(&v->audit_anomalies);
+	out->drop_suppressed = atomic_load(&v->drop_suppressed);
 out:
 	store_read_end(txn);
 	return r;

@@ -20,6 +20,7 @@ struct replica;
 
 struct vault {
 	_Atomic uint64_t audit_anomalies;	/* the last audit report's */
+	_Atomic uint64_t drop_suppressed;	/* writes on the DROP suppression list */
 	const struct config *cfg;
 	const struct schema *schema;
 	struct store *store;

@@ -55,6 +55,10 @@ METHODS = [
      pb.QueryAuditRequest(), pb.AuditEntry, {"auditor"}),
     ("/vault.v1.Audit/VerifyAudit", "unary",
      pb.VerifyAuditRequest(), pb.VerifyAuditResponse, {"auditor"}),
+    ("/vault.v1.Deletion/ProcessDropList", "unary",
+     pb.ProcessDropListRequest(list_type="Email", items=[pb.DropItem(
+         id="A1", hash="PQOfn1RffEKmqMmNAzDKKaoZCwxWbQZkQzPWmQo9REA=")]),
+     pb.ProcessDropListResponse, {"privacy"}),
     ("/vault.v1.Audit/AuditReport", "unary",
      pb.AuditReportRequest(), pb.AuditReportResponse, {"auditor"}),
     ("/vault.v1.Features/WatchConsent", "stream",

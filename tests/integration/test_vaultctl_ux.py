@@ -391,8 +391,9 @@ def test_bash_completion_knows_every_command_and_option():
         text = run(name, "--help").stdout.split("global options")[0]
         wanted = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text)) - {"--help"}
         words = [name]
-        if name in ("audit", "keys", "receipt"):
-            sub = {"audit": "query", "keys": "destroy", "receipt": "verify"}[name]
+        if name in ("audit", "keys", "receipt", "drop"):
+            sub = {"audit": "query", "keys": "destroy", "receipt": "verify",
+                   "drop": "process"}[name]
             words.append(sub)
             if name == "keys":
                 wanted = {"--yes"}

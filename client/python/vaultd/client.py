@@ -138,6 +138,7 @@ class ConsentState:
     opt_out_sale_share: bool
     created: bool = False   # the consumer was new: consent before data
     opt_out_admt: bool = False  # out of automated-decision (admt) purposes
+    legal_hold: bool = False    # a DROP list's match is exempted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,6 +272,7 @@ class Client:
                     limit_sensitive: bool | None = None,
                     opt_out_sale_share: bool | None = None,
                     opt_out_admt: bool | None = None,
+                    legal_hold: bool | None = None,
                     timeout: float | None = None) -> ConsentState:
         """Sets consent for purpose (if given) and/or the consumer-wide
         flags (None leaves a flag as it is). source "gpc" records a Global
@@ -283,10 +285,12 @@ class Client:
             consumer_id=consumer_id, purpose=purpose, granted=granted,
             source=source, limit_sensitive=_flag(limit_sensitive),
             opt_out_sale_share=_flag(opt_out_sale_share),
-            opt_out_admt=_flag(opt_out_admt)),
+            opt_out_admt=_flag(opt_out_admt),
+            legal_hold=_flag(legal_hold)),
             idempotent=False, timeout=timeout)
         return ConsentState(r.consumer_ref, r.limit_sensitive,
-                            r.opt_out_sale_share, r.created, r.opt_out_admt)
+                            r.opt_out_sale_share, r.created, r.opt_out_admt,
+                            r.legal_hold)
 
     def export(self, consumer_id: str,
                timeout: float | None = None) -> pb.ExportConsumerResponse:
