@@ -79,10 +79,11 @@ drop_list_parse(const char *name)
 	return -1;
 }
 
+/* Whitespace, and the other controls (a NUL, DEL), which no email holds. */
 static bool
 is_space(unsigned char c)
 {
-	return c == ' ' || (c >= '\t' && c <= '\r');
+	return c <= ' ' || c == 0x7f;
 }
 
 static bool
@@ -162,11 +163,18 @@ drop_b64(const uint8_t hash[DROP_HASH_BYTES], char out[DROP_B64_BYTES])
 bool
 drop_unb64(const char *b64, size_t len, uint8_t hash[DROP_HASH_BYTES])
 {
+	char again[DROP_B64_BYTES];
+	const char *end;
 	size_t n;
 
-	return len == DROP_B64_BYTES - 1 && sodium_base642bin(hash,
-	    DROP_HASH_BYTES, b64, len, NULL, &n, NULL,
-	    sodium_base64_VARIANT_ORIGINAL) == 0 && n == DROP_HASH_BYTES;
+	/* Canonical only: the whole text decoded, and encoding it back. */
+	if (len != DROP_B64_BYTES - 1 || sodium_base642bin(hash,
+	    DROP_HASH_BYTES, b64, len, NULL, &n, &end,
+	    sodium_base64_VARIANT_ORIGINAL) != 0 || n != DROP_HASH_BYTES ||
+	    end != b64 + len)
+		return false;
+	drop_b64(hash, again);
+	return memcmp(again, b64, len) == 0;
 }
 
 bool

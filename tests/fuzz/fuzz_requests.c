@@ -29,6 +29,8 @@ STUB(handle_rotate_consumer_key) STUB(handle_query_audit)
 STUB(handle_verify_audit) STUB(handle_export_consumer)
 STUB(handle_health_check) STUB(handle_health_watch)
 STUB(handle_reflection)
+STUB(handle_watch_consent) STUB(handle_audit_report)
+STUB(handle_process_drop_list)
 STUB(handle_backup) STUB(handle_export_deletions)
 
 static size_t
