@@ -251,6 +251,14 @@ write_vault(FILE *f, struct vault *v, const struct vault_stats *vs)
 	    "ledger (not yet expired).", (double)vs->ledger_events);
 	gauge(f, "vaultd_audit_anomalies", "Anomalies the last audit report "
 	    "flagged (AuditReport).", (double)vs->audit_anomalies);
+	if (vs->drop_index_state != 0) {
+		gauge(f, "vaultd_drop_index_built", "1 once the DROP index holds "
+		    "every consumer stored before its identifiers were set; 0 "
+		    "while the janitor builds it.", vs->drop_index_state == 2);
+		gauge(f, "vaultd_drop_index_build_consumers", "Consumers the "
+		    "DROP index's build indexed since start.",
+		    (double)vs->drop_indexed);
+	}
 	gauge(f, "vaultd_drop_suppressed_writes", "Writes since start that "
 	    "held an identifier deleted through DROP (the consumer opted out "
 	    "of sale and sharing).", (double)vs->drop_suppressed);

@@ -5,6 +5,7 @@
 
 #include "util/crashpoint.h"
 #include "engine/deletion.h"
+#include "engine/dropindex.h"
 #include "engine/dropproc.h"
 #include "api/handlers.h"
 #include "engine/vault.h"
@@ -205,6 +206,25 @@ audit_drop_refs(struct rpc_ctx *ctx, const struct drop_outcome *out, size_t n)
 	rpc_audit_refs(ctx, refs, k);	/* the call owns refs now */
 }
 
+/* A list is matched only against an index that holds every consumer. */
+static int
+drop_ready(struct rpc_ctx *ctx, struct vault *v)
+{
+	bool built;
+	int r;
+
+	if (!drop_enabled(v))
+		return rpc_fail(ctx, VAULT_ERR_STATE, "no schema attribute is a "
+		    "drop_identifier: nothing could match (docs/config.md)");
+	if ((r = drop_index_is_built(v, &built)) != 0)
+		return r;
+	if (!built)
+		return rpc_fail(ctx, VAULT_ERR_STATE, "the DROP index is being "
+		    "built for the consumers stored before; try again when "
+		    "vaultd_drop_index_built is 1");
+	return 0;
+}
+
 int
 handle_process_drop_list(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 {
@@ -234,6 +254,8 @@ handle_process_drop_list(struct rpc_ctx *ctx, const ProtobufCMessage *msg)
 		goto out;
 	}
 	if ((r = check_drop_items(ctx, req, items)) != 0)
+		goto out;
+	if ((r = drop_ready(ctx, v)) != 0)
 		goto out;
 	if (req->removed) {
 		if ((r = drop_cancel(v, items, n)) != 0)

@@ -2,6 +2,7 @@
  * Building the DROP index for the consumers stored before (drop.h): the
  * janitor's part, which opens each consumer's values.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +48,7 @@ fingerprint(const struct vault *v, uint8_t out[FINGERPRINT_BYTES])
 struct build_job {
 	struct vault *v;
 	bool built;
+	size_t indexed;			/* in this transaction */
 	struct value_list l;
 };
 
@@ -103,6 +105,7 @@ build_apply(struct store_txn *txn, void *arg)
 		memset(state, 0, sizeof(state));
 		memcpy(state, fp, FINGERPRINT_BYTES);
 	}
+	job->indexed = 0;
 	if ((job->built = state[FINGERPRINT_BYTES] != 0))
 		return 0;
 	if ((dek = crypto_secret_alloc(CRYPTO_KEY_BYTES)) == NULL)
@@ -124,6 +127,7 @@ build_apply(struct store_txn *txn, void *arg)
 		c = (struct store_val){ sizeof(copy), copy };
 		if ((r = index_one(job, txn, ref, &c, dek)) != 0)
 			break;
+		job->indexed++;
 		/* Written past the cursor: it stands on the record again. */
 		k = (struct store_val){ CRYPTO_REF_BYTES, ref };
 		if ((rc = store_cursor_get(cur, &k, &val, STORE_SEEK)) != 0)
@@ -145,9 +149,8 @@ out:
 	return r;
 }
 
-/* In a snapshot: whether the index is built for the schema as it is. */
-static int
-is_built(struct vault *v, bool *built)
+int
+drop_index_is_built(struct vault *v, bool *built)
 {
 	uint8_t fp[FINGERPRINT_BYTES];
 	struct store_txn *txn;
@@ -174,15 +177,27 @@ drop_index_build(struct vault *v, bool *built)
 	int r = 0;
 
 	*built = true;
-	if (!drop_enabled(v) || (r = is_built(v, built)) != 0 || *built)
+	if (!drop_enabled(v)) {
+		atomic_store(&v->drop_index_state, 0);
+		return 0;
+	}
+	if ((r = drop_index_is_built(v, built)) != 0 || *built) {
+		if (r == 0)
+			atomic_store(&v->drop_index_state, 2);
 		return r;
+	}
+	atomic_store(&v->drop_index_state, 1);
 	if ((job = calloc(1, sizeof(*job))) == NULL)
 		return VAULT_ERR_NOMEM;
 	job->v = v;
-	do
+	do {
 		r = writer_submit(v->wr, build_apply, job);
-	while (r == 0 && !job->built);
+		if (r == 0)
+			atomic_fetch_add(&v->drop_indexed, job->indexed);
+	} while (r == 0 && !job->built);
 	*built = job->built;
+	if (job->built)
+		atomic_store(&v->drop_index_state, 2);
 	free(job);
 	return r;
 }

@@ -15,5 +15,7 @@
  * drop.h). *built: whether it is whole now.
  */
 int drop_index_build(struct vault *v, bool *built) VAULT_WUR;
+/* In a snapshot: whether the index is whole for the schema as it is. */
+int drop_index_is_built(struct vault *v, bool *built) VAULT_WUR;
 
 #endif

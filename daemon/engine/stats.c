@@ -124,6 +124,8 @@ vault_stats_read(struct vault *v, struct vault_stats_cache *c,
 	out->ledger_events = events;
 	out->audit_anomalies = atomic_load(&v->audit_anomalies);
 	out->drop_suppressed = atomic_load(&v->drop_suppressed);
+	out->drop_indexed = atomic_load(&v->drop_indexed);
+	out->drop_index_state = atomic_load(&v->drop_index_state);
 out:
 	store_read_end(txn);
 	return r;

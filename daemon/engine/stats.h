@@ -26,7 +26,9 @@
 struct vault_stats {
 	struct key_status keys;		/* deks[]: from the cache (below) */
 	double deks_age_s;		/* how old keys.deks is */
-	uint64_t consumers, ledger_events, audit_anomalies, drop_suppressed;
+	uint64_t consumers, ledger_events, audit_anomalies, drop_suppressed,
+	    drop_indexed;
+	int drop_index_state;		/* 0 no DROP identifiers, 1 building, 2 built */
 	uint64_t journal_backlog;
 	struct store_usage usage;
 	struct writer_metrics writer;

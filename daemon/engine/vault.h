@@ -21,6 +21,8 @@ struct replica;
 struct vault {
 	_Atomic uint64_t audit_anomalies;	/* the last audit report's */
 	_Atomic uint64_t drop_suppressed;	/* writes on the DROP suppression list */
+	_Atomic uint64_t drop_indexed;		/* consumers the DROP build indexed */
+	_Atomic int drop_index_state;		/* 0 none, 1 building, 2 built */
 	const struct config *cfg;
 	const struct schema *schema;
 	struct store *store;

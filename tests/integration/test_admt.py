@@ -95,6 +95,11 @@ def test_vaultctl_admt_flags(daemon):
                    "--opt-in-admt")
     assert r.returncode == 2
     assert "--opt-out-admt and --opt-in-admt" in r.stderr
+    # The legal hold (DROP: exempted) goes the same way.
+    r = daemon.ctl("consent", "v@example.test", "--legal-hold", json=True)
+    assert r.returncode == 0 and json.loads(r.stdout)["legal_hold"] is True
+    r = daemon.ctl("consent", "v@example.test", "--no-legal-hold")
+    assert r.returncode == 0 and "legal_hold=false" in r.stdout
 
 
 def test_admt_before_data_holds_for_data_written_later(daemon):

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import re
+import time
 
 import grpc
 import pytest
@@ -23,7 +24,13 @@ SCHEMA_EXTRA = (
     '  { name = "dob"; type = "date"; feature = "none"; '
     'drop_identifier = "dob"; },\n'
     '  { name = "phone"; type = "string"; max_length = 32; '
-    'drop_identifier = "phone"; },\n')
+    'drop_identifier = "phone"; },\n'
+    '  { name = "maid"; type = "string"; max_length = 64; '
+    'drop_identifier = "maid"; },\n'
+    '  { name = "ctv_id"; type = "string"; max_length = 64; '
+    'drop_identifier = "ctv_id"; },\n'
+    '  { name = "vin"; type = "string"; max_length = 32; '
+    'drop_identifier = "vin"; },\n')
 
 
 def b64sha(s):
@@ -46,8 +53,13 @@ def drop_vault(fresh):
                       r'\1 drop_identifier = "zip";', text)
     assert n == 1
     text = text.replace("schema = (\n", "schema = (\n" + SCHEMA_EXTRA, 1)
-    conf.write_text(text)
+    conf.write_text(text + "\njanitor_interval_ms = 200;\n")
     fresh.start()
+    # Lists are matched once the index holds every consumer.
+    deadline = time.monotonic() + 30
+    while "the DROP index is built" not in fresh.log():
+        assert time.monotonic() < deadline, fresh.log()
+        time.sleep(0.05)
     put = fresh.put
     put("a", email="Ann@Example.test", phone="4155550001", age="30",
         device="mobile")
@@ -171,3 +183,43 @@ def test_bad_lists_are_refused(fresh, tmp_path):
     assert "items[0].id: may hold only letters and digits" in \
         err.value.details()
     assert d.stop() == 0
+
+
+def test_every_list_type_matches(fresh, tmp_path):
+    """Email, Phone, MAID, CTVID, NDZ and NameVIN: each list's hash, as the
+    specification standardizes it, finds the consumer it was made from."""
+    d = drop_vault(fresh)
+    d.put("g", maid="A3F1C2D4-5678-90AB-CDEF-1234567890AB", age="40")
+    d.put("h", ctv_id="SmartTV_9F8E7D6C", age="41")
+    d.put("i", first_name="Eve", last_name="Genesis",
+          vin="1HGCM82633A004352", age="42")
+    vectors = {
+        "Email": b64sha("c@example.test"),
+        "Phone": b64sha("4155550001"),
+        "MAID": b64sha("a3f1c2d4567890abcdef1234567890ab"),
+        "CTVID": b64sha("smarttv9f8e7d6c"),
+        "NDZ": "PQOfn1RffEKmqMmNAzDKKaoZCwxWbQZkQzPWmQo9REA=",
+        "NameVIN": "rtnDuXIe63jXYQQXW5r07GJ7lSsrib8+46QuKFwkOmk=",
+    }
+    for n, (kind, h) in enumerate(vectors.items()):
+        f = write(tmp_path / f"20260901_0042_{kind}.csv", "ID,Hash",
+                  [f"K{n}," + h])
+        out = tmp_path / f"{kind}.out"
+        r = d.ctl("drop", "process", str(f), "--out", str(out))
+        assert r.returncode == 0, (kind, r.stderr)
+        assert results(out) == {f"K{n}": "3"}, kind
+    for cid in ("a", "c", "e", "g", "h", "i"):
+        with pytest.raises(grpc.RpcError) as err:
+            d.get(cid)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND, cid
+    assert d.stop() == 0
+
+
+def test_no_identifiers_no_processing(daemon):
+    with pytest.raises(grpc.RpcError) as err:
+        daemon.call("/vault.v1.Deletion/ProcessDropList",
+                    pb.ProcessDropListRequest(list_type="Email", items=[
+                        pb.DropItem(id="A1", hash=b64sha("x"))]),
+                    pb.ProcessDropListResponse)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "no schema attribute is a drop_identifier" in err.value.details()
