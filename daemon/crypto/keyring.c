@@ -1079,6 +1079,12 @@ keyring_destroy_txn(struct keyring *kr, struct store_txn *txn, uint32_t version,
 		return r;
 	if (!found)
 		return VAULT_ERR_NOT_FOUND;
+	/*
+	 * Finished already: by the janitor's tick, which finishes pending
+	 * destructions, while a call was between its begin and this step.
+	 */
+	if (rec[KV_STATE] == KV_DESTROYED)
+		return 0;
 	/* Only after keyring_forget: never "destroyed" with its file on disk. */
 	if (rec[KV_STATE] != KV_DESTROYING)
 		return VAULT_ERR_STATE;
