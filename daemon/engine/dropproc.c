@@ -32,25 +32,33 @@ drop_check_id(const char *id)
 	return NULL;
 }
 
-struct cancel_job {
+/*
+ * Marks items with kind (drop.h): all of them, or with out, those of out's
+ * that were deleted. One transaction.
+ */
+struct mark_job {
 	struct vault *v;
+	char kind;
 	const struct drop_item *items;
+	const struct drop_outcome *out;		/* NULL: every item */
 	size_t n;
 };
 
 static int
-cancel_apply(struct store_txn *txn, void *arg)
+mark_apply(struct store_txn *txn, void *arg)
 {
-	struct cancel_job *job = arg;
+	struct mark_job *job = arg;
 	uint8_t keyed[DROP_KEYED_BYTES];
 	uint64_t now = store_now_ms();
 	int r;
 
 	for (size_t i = 0; i < job->n; i++) {
+		if (job->out != NULL && job->out[i].status != DROP_ST_DELETED)
+			continue;
 		drop_keyed(keyring_index_key(job->v->kr), job->items[i].list,
 		    job->items[i].hash, keyed);
-		if ((r = drop_mark_txn(txn, DROP_CANCEL_KIND, job->items[i].list,
-		    keyed, now)) != 0)
+		if ((r = drop_mark_txn(txn, job->kind, job->items[i].list, keyed,
+		    now)) != 0)
 			return r;
 	}
 	return 0;
@@ -59,9 +67,8 @@ cancel_apply(struct store_txn *txn, void *arg)
 int
 drop_cancel(struct vault *v, const struct drop_item *items, size_t n)
 {
-	struct cancel_job job = { v, items, n };
-
-	return writer_submit(v->wr, cancel_apply, &job);
+	return writer_submit(v->wr, mark_apply,
+	    &(struct mark_job){ v, DROP_CANCEL_KIND, items, NULL, n });
 }
 
 /* What one item matched, read in one snapshot. */
@@ -120,34 +127,6 @@ match_one(struct vault *v, struct store_txn *txn, const struct drop_item *it,
 		if ((r = consent_flags(txn, m->refs[0], &flags)) != 0)
 			return r;
 		m->held = (flags & CONSENT_LEGAL_HOLD) != 0;
-	}
-	return 0;
-}
-
-struct suppress_job {
-	struct vault *v;
-	const struct drop_item *items;
-	const struct drop_outcome *out;
-	size_t n;
-};
-
-/* The suppression list: every identifier this call deleted (drop.h). */
-static int
-suppress_apply(struct store_txn *txn, void *arg)
-{
-	struct suppress_job *job = arg;
-	uint8_t keyed[DROP_KEYED_BYTES];
-	uint64_t now = store_now_ms();
-	int r;
-
-	for (size_t i = 0; i < job->n; i++) {
-		if (job->out[i].status != DROP_ST_DELETED)
-			continue;
-		drop_keyed(keyring_index_key(job->v->kr), job->items[i].list,
-		    job->items[i].hash, keyed);
-		if ((r = drop_mark_txn(txn, DROP_SUPPRESS_KIND,
-		    job->items[i].list, keyed, now)) != 0)
-			return r;
 	}
 	return 0;
 }
@@ -227,8 +206,9 @@ drop_process(struct vault *v, const struct drop_item *items, size_t n,
 		out[which[j]].receipt = receipts[j];
 		memset(&receipts[j], 0, sizeof(receipts[j]));
 	}
-	r = writer_submit(v->wr, suppress_apply,
-	    &(struct suppress_job){ v, items, out, n });
+	/* The suppression list: every identifier this call deleted (drop.h). */
+	r = writer_submit(v->wr, mark_apply,
+	    &(struct mark_job){ v, DROP_SUPPRESS_KIND, items, out, n });
 out:
 	for (size_t j = 0; receipts != NULL && j < n; j++)
 		receipt_clear(&receipts[j]);
