@@ -31,6 +31,8 @@ bench_cmp_double(const void *a, const void *b)
 }
 
 int bench_clients_main(const char *cmd, int argc, char **argv);
+/* vaultbench drop-list and drop-pg (bench_drop.c). */
+int bench_drop_main(const char *cmd, int argc, char **argv);
 /* vaultbench layout (bench_layout.c): stores in dir/per-attribute and
  * dir/one-record, which must not exist yet. */
 int bench_layout_main(const char *dir, long consumers);
@@ -40,5 +42,7 @@ int bench_layout_main(const char *dir, long consumers);
 void bench_consumer_id(long i, char *buf, size_t len);
 void bench_attributes(long i, char vals[10][40]);
 extern const char *const bench_attr_names[10];
+/* Consumer i's ref in the fair baseline's tables (bench_clients.c). */
+void bench_pg_ref(long i, unsigned char ref[32]);
 
 #endif

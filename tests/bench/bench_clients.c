@@ -169,7 +169,11 @@ pg_keys(void)
 {
 	static const char m[] = "vaultbench fair baseline master key";
 	static const char k[] = "vaultbench fair baseline ref key";
+	static bool done;	/* set before any client thread starts */
 
+	if (done)
+		return;
+	done = true;
 	crypto_generichash(pg_master, sizeof(pg_master), (const uint8_t *)m,
 	    sizeof(m) - 1, NULL, 0);
 	crypto_generichash(pg_ref_key, sizeof(pg_ref_key), (const uint8_t *)k,
@@ -371,16 +375,24 @@ pg_get(PGconn *pg, const uint8_t *ref)
 	return ok ? 0 : -1;
 }
 
+void
+bench_pg_ref(long i, unsigned char ref[PG_REF_BYTES])
+{
+	char id[64];
+
+	pg_keys();
+	bench_consumer_id(i, id, sizeof(id));
+	crypto_generichash(ref, PG_REF_BYTES, (const uint8_t *)id, strlen(id),
+	    pg_ref_key, sizeof(pg_ref_key));
+}
+
 static int
 pg_op(struct client *c, PGconn *pg, long i)
 {
 	uint8_t ref[PG_REF_BYTES];
-	char id[64];
 	int r;
 
-	bench_consumer_id(i, id, sizeof(id));
-	crypto_generichash(ref, sizeof(ref), (const uint8_t *)id, strlen(id),
-	    pg_ref_key, sizeof(pg_ref_key));
+	bench_pg_ref(i, ref);
 	r = strcmp(c->w->cmd, "pg-put") == 0 ? pg_put(pg, ref, i) :
 	    pg_get(pg, ref);
 	if (r != 0 && PQstatus(pg) != CONNECTION_OK)

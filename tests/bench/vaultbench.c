@@ -21,6 +21,9 @@
  *   vaultbench layout --dev-dir DIR --consumers N
  *       a record per attribute (vaultd's layout) against one sealed record
  *       per consumer, on the store layer alone (bench_layout.c)
+ *   vaultbench drop-list|drop-pg ...
+ *       a DROP list to process, and the fair baseline's processing of it
+ *       (bench_drop.c)
  *
  * Each prints one line: "<what> <consumers> <seconds> <consumers/s>";
  * layout prints one per figure (bench_layout.c).
@@ -480,8 +483,10 @@ main(int argc, char **argv)
 	int ch;
 
 	if (argc < 2)
-		bench_die("usage: vaultbench load|scan|fetch|delete|rewrap|rotate|layout|api-*|pg-* "
+		bench_die("usage: vaultbench load|scan|fetch|delete|rewrap|rotate|layout|api-*|pg-*|drop-* "
 		    "[options]");
+	if (strncmp(argv[1], "drop-", 5) == 0)
+		return bench_drop_main(argv[1], argc, argv);
 	if (strncmp(argv[1], "api-", 4) == 0 || strncmp(argv[1], "pg-", 3) == 0)
 		return bench_clients_main(argv[1], argc, argv);
 	optind = 2;
