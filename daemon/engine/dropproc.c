@@ -120,9 +120,13 @@ match_one(struct vault *v, struct store_txn *txn, const struct drop_item *it,
 	if ((r = drop_lookup_txn(v, txn, it->list, it->hash, m->refs,
 	    SHARED_MAX, &m->n)) != 0)
 		return r;
-	/* Deleted by an earlier run of the same item: the same receipt. */
-	if (m->n == 0)
-		return by_receipt(txn, it->id, m);
+	/*
+	 * Deleted by an earlier run of the same item: the same receipt, also
+	 * when a consumer written since holds the identifier again (that write
+	 * met the suppression list: opted out of sale and sharing, drop.h).
+	 */
+	if ((r = by_receipt(txn, it->id, m)) != 0 || m->by_receipt)
+		return r;
 	if (m->n == 1) {
 		if ((r = consent_flags(txn, m->refs[0], &flags)) != 0)
 			return r;
@@ -168,7 +172,7 @@ drop_process(struct vault *v, const struct drop_item *items, size_t n,
 		goto out;
 	}
 	memset(out, 0, n * sizeof(*out));
-	/* The matches, in one snapshot; the acts after it. */
+	/* The matches first, each in a snapshot of its own; then the acts. */
 	for (size_t i = 0; i < n && r == 0; i++) {
 		if ((r = store_read_begin(v->store, &txn)) != 0)
 			break;

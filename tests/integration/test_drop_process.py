@@ -156,6 +156,16 @@ def test_lists_removed_rerun_and_suppression(fresh, tmp_path):
     assert len(rows(fetch(d, "ad_targeting_shared", dataset="ads-2",
                           attributes=["age"]))) == 2
     assert "ann@example.test" not in d.log()
+
+    # The list again, with a2 holding A1's identifier: the first receipt,
+    # and a2 stays (opted out above), as any run of the item answers.
+    rc3 = tmp_path / "third.jsonl"
+    r = d.ctl("drop", "process", str(email), "--out", str(out2),
+              "--receipts", str(rc3))
+    assert r.returncode == 0, r.stderr
+    assert results(out2) == {"A1": "3", "D1": "2", "X1": "5"}
+    assert json.loads(rc3.read_text())["signature"] == first["signature"]
+    assert d.get("a2", ["age"])
     assert d.stop() == 0
 
 
