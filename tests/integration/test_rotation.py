@@ -262,6 +262,78 @@ def test_rotation_at_scale_under_load_and_after_kill9(fresh):
                       batch_size=10000)) == after
 
 
+def test_rotation_while_its_consumers_change(fresh):
+    """Consumers rekeyed and deleted while the rotation runs: each left is
+    under the new version alone (the old one destroyed, every value still
+    opens) and the key status counts exactly those left. It guards any
+    batch made outside the writer: a record changed since it was read must
+    never be put back as read (tried on 2026-12-04, docs/performance.md)."""
+    if "VAULTBENCH" not in os.environ and not os.path.exists(VAULTBENCH):
+        pytest.skip("no vaultbench (scripts/build --bench), VAULTBENCH unset")
+    n = ROTATION_N
+    subprocess.run([VAULTBENCH, "load", "--dev-dir", str(fresh.data_dir),
+                    "--consumers", str(n)], check=True, capture_output=True)
+    fresh.start()
+    ids = [f"user-{i:08d}@example.test" for i in range(n)]
+    stop, errors, rekeyed, deleted = threading.Event(), [], set(), set()
+
+    def rekey(offset):
+        with fresh.channel() as ch:
+            i = offset
+            while not stop.is_set():
+                cid = ids[i % n]
+                i += 7
+                if cid in deleted:
+                    continue
+                try:
+                    fresh.call("/vault.v1.Keys/RotateConsumerKey",
+                               pb.RotateConsumerKeyRequest(consumer_id=cid),
+                               pb.RotateConsumerKeyResponse, channel=ch)
+                    rekeyed.add(cid)
+                except grpc.RpcError as e:
+                    # Deleted between the check and the call: as it should.
+                    if not (e.code() == grpc.StatusCode.NOT_FOUND and
+                            cid in deleted):
+                        errors.append(("rekey", e.code(), e.details()))
+
+    def delete():
+        with fresh.channel() as ch:
+            i = 3
+            while not stop.is_set() and i < n:
+                cid = ids[i]
+                i += 11
+                deleted.add(cid)
+                try:
+                    fresh.delete(cid, channel=ch)
+                except grpc.RpcError as e:
+                    errors.append(("delete", e.code(), e.details()))
+
+    threads = [threading.Thread(target=rekey, args=(k,)) for k in range(4)]
+    threads.append(threading.Thread(target=delete))
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    progress = rotate(fresh)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert progress[-1].done and rekeyed and deleted
+    vs = versions(fresh)
+    assert vs[1].dek_count == 0
+    assert vs[2].dek_count == n - len(deleted)
+    # Every consumer left opens under the new version alone.
+    destroy(fresh, 1)
+    for cid in ids[::97] + sorted(rekeyed)[:50]:
+        if cid in deleted:
+            continue
+        assert fresh.get(cid, ["email"]) == {"email": cid}
+    line = [l for l in fresh.log().splitlines()
+            if "rotation to master key version 2 done" in l]
+    assert line, fresh.log()
+    print(line[-1])
+
+
 def test_destroy_refused_while_needed(daemon):
     daemon.put("p1", age="20")
     with pytest.raises(grpc.RpcError) as e:
