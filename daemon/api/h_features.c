@@ -170,19 +170,21 @@ send_page(struct rpc_ctx *ctx, const struct vault *v, const struct fetch_query *
 	for (size_t i = 0; i < q->n_attrs; i++)
 		b->names[i] = (char *)v->schema->attrs[q->attrs[i]].name;
 	for (size_t i = from; i < from + n; i++) {
-		if (set->rows[i].gone)
+		struct fetch_row *row = fetch_row_at(set, i);
+
+		if (row->gone)
 			continue;
 		vault__v1__feature_row__init(&b->rows[k]);
 		b->rows[k].pseudonym.len = TOKEN_PSEUDONYM_BYTES;
-		b->rows[k].pseudonym.data = set->rows[i].pseudonym;
+		b->rows[k].pseudonym.data = row->pseudonym;
 		b->rows[k].n_tokens = q->n_attrs;
-		b->rows[k].tokens = set->tokens + i * set->n_attrs;
+		b->rows[k].tokens = fetch_tokens_at(set, i);
 		b->ptrs[k] = &b->rows[k];
 		k++;
 	}
 	if (from + n < set->n &&
 	    (r = pagetoken_encode(tokenizer_page_key(v->tok),
-	    &set->rows[from + n - 1].pos, bind, token)) != 0)
+	    &fetch_row_at(set, from + n - 1)->pos, bind, token)) != 0)
 		return r;
 	batch.n_attributes = q->n_attrs;
 	batch.attributes = b->names;

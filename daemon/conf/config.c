@@ -51,6 +51,7 @@ static const struct setting {
 	{ "backup_stall_s", SET_INT, NULL, 60, 1, 86400, offsetof(struct config, backup_stall_s) },
 	{ "max_streams", SET_INT, NULL, 64, 1, 4096, offsetof(struct config, max_streams) },
 	{ "max_streams_per_principal", SET_INT, NULL, 16, 1, 4096, offsetof(struct config, max_streams_per_principal) },
+	{ "stream_memory_rows", SET_INT, NULL, 32768, 64, 1 << 24, offsetof(struct config, stream_memory_rows) },
 	{ "max_public_streams", SET_INT, NULL, 16, 0, 4096, offsetof(struct config, max_public_streams) },
 	{ "max_public_streams_per_peer", SET_INT, NULL, 2, 0, 4096, offsetof(struct config, max_public_streams_per_peer) },
 	{ "auth_failures_per_peer", SET_INT, NULL, 20, 1, 1000000, offsetof(struct config, auth_failures_per_peer) },

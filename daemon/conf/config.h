@@ -35,6 +35,7 @@ struct config {
 	int max_streams;		/* authenticated streams at once */
 	int backup_stall_s;		/* a Backup client reading nothing: ended */
 	int max_streams_per_principal;
+	int stream_memory_rows;		/* a stream's rows held; the rest spill */
 	int max_public_streams;		/* unauthenticated (health Watch) */
 	int max_public_streams_per_peer;
 	int auth_failures_per_peer;	/* a peer's failed authentications a minute */

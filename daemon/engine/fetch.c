@@ -8,6 +8,7 @@
 #include "engine/fetch.h"
 #include "engine/lineage.h"
 #include "engine/shardmeet.h"
+#include "engine/spill.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 #include "engine/record.h"
@@ -18,6 +19,126 @@ int64_t
 fetch_today(void)
 {
 	return (int64_t)(store_now_ms() / 86400000ULL);
+}
+
+/* ------------------------------------------------------------ the tally */
+
+/*
+ * Category tokens counted, by attribute: open addressing on the token (a
+ * keyed hash, so already spread), token 0 marking a free slot.
+ */
+struct tally_slot {
+	uint64_t token;
+	uint32_t count;
+	uint32_t attr;
+};
+
+struct fetch_tally {
+	struct tally_slot *slot;
+	size_t cap, n;			/* cap a power of two */
+};
+
+static size_t
+slot_of(const struct fetch_tally *t, uint32_t attr, uint64_t token)
+{
+	return (size_t)((token ^ ((uint64_t)attr * 0x9e3779b97f4a7c15ULL)) &
+	    (t->cap - 1));
+}
+
+static struct tally_slot *
+tally_find(const struct fetch_tally *t, uint32_t attr, uint64_t token)
+{
+	size_t i = slot_of(t, attr, token);
+
+	while (t->slot[i].token != 0 &&
+	    (t->slot[i].token != token || t->slot[i].attr != attr))
+		i = (i + 1) & (t->cap - 1);
+	return &t->slot[i];
+}
+
+static void
+tally_free(struct fetch_tally *t)
+{
+	if (t == NULL)
+		return;
+	if (t->slot != NULL)
+		sodium_memzero(t->slot, t->cap * sizeof(*t->slot));
+	free(t->slot);
+	free(t);
+}
+
+static int
+tally_grow(struct fetch_tally *t)
+{
+	struct fetch_tally bigger = { NULL, t->cap ? 2 * t->cap : 1024, t->n };
+
+	if ((bigger.slot = calloc(bigger.cap, sizeof(*bigger.slot))) == NULL)
+		return VAULT_ERR_NOMEM;
+	for (size_t i = 0; i < t->cap; i++)
+		if (t->slot[i].token != 0)
+			*tally_find(&bigger, t->slot[i].attr, t->slot[i].token) =
+			    t->slot[i];
+	if (t->slot != NULL)
+		sodium_memzero(t->slot, t->cap * sizeof(*t->slot));
+	free(t->slot);
+	*t = bigger;
+	return 0;
+}
+
+/* Counts one more row of attribute attr holding token (not 0). */
+static int
+tally_add(struct fetch_tally *t, uint32_t attr, uint64_t token)
+{
+	struct tally_slot *sl;
+	int r;
+
+	if (2 * (t->n + 1) > t->cap && (r = tally_grow(t)) != 0)
+		return r;
+	sl = tally_find(t, attr, token);
+	if (sl->token == 0) {
+		*sl = (struct tally_slot){ token, 0, attr };
+		t->n++;
+	}
+	if (sl->count < UINT32_MAX)
+		sl->count++;
+	return 0;
+}
+
+static uint32_t
+tally_count(const struct fetch_tally *t, uint32_t attr, uint64_t token)
+{
+	return t->cap == 0 ? 0 : tally_find(t, attr, token)->count;
+}
+
+/* ------------------------------------------------------------- the rows */
+
+/* A row in the spill: position, ref, created time, pseudonym, tokens. */
+#define ROW_BYTES(n_attrs) (8 + CRYPTO_REF_BYTES + 8 + TOKEN_PSEUDONYM_BYTES + \
+	8 * (n_attrs))
+
+static void
+row_pack(uint8_t *b, const struct fetch_row *row, const uint64_t *tokens,
+    size_t na)
+{
+	memcpy(b, &row->pos.order, 8);
+	memcpy(b + 8, row->pos.ref, CRYPTO_REF_BYTES);
+	b += 8 + CRYPTO_REF_BYTES;
+	memcpy(b, &row->created_ms, 8);
+	memcpy(b + 8, row->pseudonym, TOKEN_PSEUDONYM_BYTES);
+	memcpy(b + 8 + TOKEN_PSEUDONYM_BYTES, tokens, 8 * na);
+}
+
+static void
+row_unpack(const uint8_t *b, struct fetch_row *row, uint64_t *tokens,
+    size_t na)
+{
+	memcpy(&row->pos.order, b, 8);
+	memcpy(row->pos.ref, b + 8, CRYPTO_REF_BYTES);
+	b += 8 + CRYPTO_REF_BYTES;
+	memcpy(&row->created_ms, b, 8);
+	memcpy(row->pseudonym, b + 8, TOKEN_PSEUDONYM_BYTES);
+	memcpy(tokens, b + 8 + TOKEN_PSEUDONYM_BYTES, 8 * na);
+	row->gone = false;
 }
 
 /* Wipes and frees the arrays of a set of cap rows of n_attrs tokens. */
@@ -36,6 +157,11 @@ void
 fetch_set_free(struct fetch_set *set)
 {
 	free_rows(set->rows, set->tokens, set->cap, set->n_attrs);
+	tally_free(set->tally);
+	spill_close(set->spill);
+	if (set->part != NULL)
+		sodium_memzero(set->part, set->part_cap * sizeof(*set->part));
+	free(set->part);
 	memset(set, 0, sizeof(*set));
 }
 
@@ -51,15 +177,116 @@ reserve(struct fetch_set *set, size_t cap)
 		free(rows);
 		return VAULT_ERR_NOMEM;
 	}
-	if (set->n > 0) {
-		memcpy(rows, set->rows, set->n * sizeof(*rows));
-		memcpy(tokens, set->tokens, set->n * set->n_attrs * sizeof(*tokens));
+	if (set->len > 0) {
+		memcpy(rows, set->rows, set->len * sizeof(*rows));
+		memcpy(tokens, set->tokens, set->len * set->n_attrs *
+		    sizeof(*tokens));
 	}
 	free_rows(set->rows, set->tokens, set->cap, set->n_attrs);
 	set->rows = rows;
 	set->tokens = tokens;
 	set->cap = cap;
 	return 0;
+}
+
+/* Makes room for more rows held: a scan's doubles, a window's fits. */
+static int
+room_for(struct fetch_set *set, size_t more)
+{
+	size_t need = set->len + more, cap = set->cap ? set->cap : 1024;
+
+	if (need <= set->cap)
+		return 0;
+	if (set->spill != NULL)
+		return reserve(set, need + need / 8);
+	while (cap < need)
+		cap *= 2;
+	return reserve(set, cap);
+}
+
+/* Appends one row to those held. */
+static int
+hold_row(struct fetch_set *set, const struct fetch_row *row,
+    const uint64_t *tokens)
+{
+	int r;
+
+	if (set->len == set->cap && (r = room_for(set, 1)) != 0)
+		return r;
+	set->rows[set->len] = *row;
+	memcpy(set->tokens + set->len * set->n_attrs, tokens,
+	    set->n_attrs * sizeof(*tokens));
+	set->len++;
+	return 0;
+}
+
+/*
+ * The bucket of stream position order: buckets cut [lo, lo + span] evenly,
+ * so each holds a contiguous range of positions, in bucket order.
+ */
+static size_t
+bucket_of(const struct fetch_set *set, uint64_t order)
+{
+	unsigned __int128 x;
+	size_t b;
+
+	if (order < set->lo)		/* never: the scan starts at lo */
+		return 0;
+	x = (unsigned __int128)(order - set->lo) * set->n_buckets;
+	b = (size_t)(x / ((unsigned __int128)set->span + 1));
+	return b < set->n_buckets ? b : set->n_buckets - 1;
+}
+
+/*
+ * Takes a row of the scan: counts its category tokens, then keeps it
+ * (held, or in its bucket), unless the scan only counts. A shard call of
+ * a meet also keeps the row's category tokens for its part.
+ */
+static int
+take_row(struct vault *v, const struct fetch_query *q, struct fetch_set *set,
+    bool keep, const struct fetch_row *row, const uint64_t *tokens)
+{
+	uint8_t packed[ROW_BYTES(SCHEMA_MAX_ATTRS)];
+	int r;
+
+	for (size_t j = 0; j < q->n_attrs; j++) {
+		if (v->schema->attrs[q->attrs[j]].feature != FEAT_CATEGORY ||
+		    tokens[j] == 0)
+			continue;
+		if ((r = tally_add(set->tally, (uint32_t)q->attrs[j],
+		    tokens[j])) != 0)
+			return r;
+	}
+	if (!keep)
+		return 0;
+	if (set->collect_part) {
+		if (set->part_n + set->n_cat > set->part_cap) {
+			size_t cap = set->part_cap ? 2 * set->part_cap :
+			    1024 * set->n_cat;
+			uint64_t *p = calloc(cap, sizeof(*p));
+
+			if (p == NULL)
+				return VAULT_ERR_NOMEM;
+			if (set->part_n > 0)
+				memcpy(p, set->part, set->part_n * sizeof(*p));
+			if (set->part != NULL)
+				sodium_memzero(set->part, set->part_cap *
+				    sizeof(*p));
+			free(set->part);
+			set->part = p;
+			set->part_cap = cap;
+		}
+		for (size_t j = 0; j < q->n_attrs; j++)
+			if (v->schema->attrs[q->attrs[j]].feature == FEAT_CATEGORY)
+				set->part[set->part_n++] = tokens[j];
+	}
+	set->n++;
+	if (set->spill == NULL)
+		return hold_row(set, row, tokens);
+	row_pack(packed, row, tokens, set->n_attrs);
+	r = spill_add(set->spill, bucket_of(set, row->pos.order), packed);
+	sodium_memzero(packed, ROW_BYTES(set->n_attrs));
+	return r;
 }
 
 /* What a scan reads each consumer with: its values, and room to open them. */
@@ -69,12 +296,12 @@ struct row_work {
 	size_t cap;
 };
 
-/* Appends the row of the consumer at ref: pseudonym and raw tokens. */
+/* Reads the row of the consumer at ref (pseudonym and raw tokens), takes it. */
 static int
 read_row(struct vault *v, struct store_txn *txn, const struct fetch_query *q,
     const uint8_t *ref, uint64_t order, const struct store_val *crec,
     uint8_t flags, uint8_t *scratch, struct row_work *w,
-    struct fetch_set *set)
+    struct fetch_set *set, bool keep)
 {
 	const struct schema *s = v->schema;
 	uint8_t *dek = scratch, *seed = dek + CRYPTO_KEY_BYTES;
@@ -83,9 +310,9 @@ read_row(struct vault *v, struct store_txn *txn, const struct fetch_query *q,
 	struct value_list *l = &w->l;
 	uint8_t own_ref[CRYPTO_REF_BYTES], copy[RECORD_CONSUMER_BYTES];
 	struct store_val cv = *crec;
-	struct fetch_row *row;
+	struct fetch_row row = { 0 };
+	uint64_t tokens[SCHEMA_MAX_ATTRS];
 	struct consumer_rec rec;
-	uint64_t *tokens;
 	int r;
 
 	/* Copied: the reads below outlive a store_val (store.h, Lifetime). */
@@ -96,11 +323,6 @@ read_row(struct vault *v, struct store_txn *txn, const struct fetch_query *q,
 		cv.data = copy;
 	}
 
-	if (set->n == set->cap &&
-	    (r = reserve(set, set->cap ? set->cap * 2 : 1024)) != 0)
-		return r;
-	row = &set->rows[set->n];
-	tokens = set->tokens + set->n * set->n_attrs;
 	if ((r = record_parse_consumer(&cv, &rec)) != 0 ||
 	    (r = record_unwrap_dek(v->kr, txn, ref, &rec, dek)) != 0 ||
 	    (r = record_open_seed(dek, ref, &rec, seed)) != 0 ||
@@ -116,7 +338,7 @@ read_row(struct vault *v, struct store_txn *txn, const struct fetch_query *q,
 	 */
 	if (l->n == 0)
 		return 0;
-	tokenizer_pseudonym(seed, s->purposes[q->purpose].name, row->pseudonym);
+	tokenizer_pseudonym(seed, s->purposes[q->purpose].name, row.pseudonym);
 	for (size_t j = 0; j < q->n_attrs; j++) {
 		const struct attr_def *a = &s->attrs[q->attrs[j]];
 		int e;
@@ -133,20 +355,13 @@ read_row(struct vault *v, struct store_txn *txn, const struct fetch_query *q,
 		tokens[j] = tokenizer_token(v->tok, q->purpose, q->attrs[j],
 		    (const char *)l->e[e].value, l->e[e].len, q->today_days);
 	}
-	row->pos.order = order;
-	memcpy(row->pos.ref, ref, CRYPTO_REF_BYTES);
-	row->created_ms = rec.created_ms;
-	row->gone = false;
-	set->n++;
-	return 0;
-}
-
-static int
-cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return (x > y) - (x < y);
+	row.pos.order = order;
+	memcpy(row.pos.ref, ref, CRYPTO_REF_BYTES);
+	row.created_ms = rec.created_ms;
+	r = take_row(v, q, set, keep, &row, tokens);
+	sodium_memzero(&row, sizeof(row));
+	sodium_memzero(tokens, q->n_attrs * sizeof(*tokens));
+	return r;
 }
 
 static int
@@ -167,82 +382,44 @@ cmp_idx(const void *a, const void *b, void *arg)
 	    &rows[*(const uint32_t *)b].pos);
 }
 
-/* How many of the n sorted tokens equal t. */
-static size_t
-count_of(const uint64_t *sorted, size_t n, uint64_t t)
-{
-	size_t lo = 0, hi = n, first;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (sorted[mid] < t)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	first = lo;
-	hi = n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (sorted[mid] <= t)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo - first;
-}
-
 /*
- * A categorical token held by fewer than k rows of the set and of more
- * (the category columns, in q's order, of rows released to other shards)
+ * A categorical token of the n rows at rows and tokens held by fewer than
+ * k rows of the whole set, and of the meet's parts (both in the tally),
  * becomes OTHER.
  */
-static int
+static void
 suppress_rare(struct vault *v, const struct fetch_query *q,
-    struct fetch_set *set, const struct shardmeet_part *more, size_t n_more)
+    const struct fetch_set *set, uint64_t *tokens, size_t n)
 {
-	size_t cap = set->n, c = 0;
-	uint64_t *col;
-
-	if (set->n == 0)
-		return 0;
-	for (size_t i = 0; i < n_more; i++)
-		cap += more[i].n;
-	if ((col = malloc(cap * sizeof(*col))) == NULL)
-		return VAULT_ERR_NOMEM;
 	for (size_t j = 0; j < q->n_attrs; j++) {
 		const struct attr_def *a = &v->schema->attrs[q->attrs[j]];
-		uint64_t other = tokenizer_other(v->tok, q->purpose, q->attrs[j]);
-		size_t m = 0;
+		uint64_t other;
 
 		if (a->feature != FEAT_CATEGORY)
 			continue;
-		for (size_t i = 0; i < set->n; i++)
-			if (set->tokens[i * set->n_attrs + j] != 0)
-				col[m++] = set->tokens[i * set->n_attrs + j];
-		for (size_t i = 0; i < n_more; i++)
-			for (size_t r = 0; r < more[i].n; r++)
-				if (more[i].tokens[r * more[i].n_cat + c] != 0)
-					col[m++] = more[i].tokens[r * more[i].n_cat + c];
-		c++;
-		qsort(col, m, sizeof(*col), cmp_u64);
-		for (size_t i = 0; i < set->n; i++) {
-			uint64_t *t = &set->tokens[i * set->n_attrs + j];
+		other = tokenizer_other(v->tok, q->purpose, q->attrs[j]);
+		for (size_t i = 0; i < n; i++) {
+			uint64_t *t = &tokens[i * set->n_attrs + j];
 
-			if (*t != 0 && count_of(col, m, *t) < a->k)
+			if (*t != 0 && tally_count(set->tally,
+			    (uint32_t)q->attrs[j], *t) < a->k)
 				*t = other;
 		}
 	}
-	free(col);
-	return 0;
 }
 
 uint32_t
 fetch_shard_of(uint64_t order, uint32_t count)
 {
 	return (uint32_t)(((unsigned __int128)order * count) >> 64);
+}
+
+uint64_t
+fetch_shard_start(uint32_t idx, uint32_t count)
+{
+	unsigned __int128 x = ((unsigned __int128)idx << 64) + count - 1;
+
+	return (uint64_t)(x / count);
 }
 
 static bool
@@ -262,51 +439,51 @@ has_category(const struct vault *v, const struct fetch_query *q)
 }
 
 /*
- * Puts the rows in stream order (those at or before a page token's place
- * were left out by the scan, after_token). Sorts 4-byte indexes and moves the rows and their tokens in place, one
- * cycle of the permutation at a time, so the set's memory is not doubled
- * (at 100k consumers a copy of both arrays was most of the daemon's peak).
+ * Puts the n rows at rows (their tokens at tokens, na a row) in stream
+ * order (those at or before a page token's place were left out by the
+ * scan, after_token). Sorts 4-byte indexes and moves the rows and their
+ * tokens in place, one cycle of the permutation at a time, so the memory
+ * is not doubled.
  */
 static int
-order_rows(struct fetch_set *set)
+order_rows(struct fetch_row *rows, uint64_t *tokens, size_t n, size_t na)
 {
-	size_t na = set->n_attrs;
 	uint64_t *tmp_tokens;
 	struct fetch_row tmp;
 	uint32_t *idx;
 
-	if (set->n == 0)
+	if (n == 0)
 		return 0;
-	if (set->n > UINT32_MAX)
+	if (n > UINT32_MAX)
 		return VAULT_ERR_NOMEM;
-	if ((idx = malloc(set->n * sizeof(*idx))) == NULL)
+	if ((idx = malloc(n * sizeof(*idx))) == NULL)
 		return VAULT_ERR_NOMEM;
 	if ((tmp_tokens = calloc(na, sizeof(*tmp_tokens))) == NULL) {
 		free(idx);
 		return VAULT_ERR_NOMEM;
 	}
-	for (size_t i = 0; i < set->n; i++)
+	for (size_t i = 0; i < n; i++)
 		idx[i] = (uint32_t)i;
-	qsort_r(idx, set->n, sizeof(*idx), cmp_idx, set->rows);
+	qsort_r(idx, n, sizeof(*idx), cmp_idx, rows);
 	/* Place i takes row idx[i]; a place done is marked idx[i] = i. */
-	for (size_t i = 0; i < set->n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		size_t j = i;
 
 		if (idx[i] == i)
 			continue;
-		tmp = set->rows[i];
-		memcpy(tmp_tokens, set->tokens + i * na, na * sizeof(*tmp_tokens));
+		tmp = rows[i];
+		memcpy(tmp_tokens, tokens + i * na, na * sizeof(*tmp_tokens));
 		while (idx[j] != i) {
 			size_t from = idx[j];
 
-			set->rows[j] = set->rows[from];
-			memcpy(set->tokens + j * na, set->tokens + from * na,
+			rows[j] = rows[from];
+			memcpy(tokens + j * na, tokens + from * na,
 			    na * sizeof(*tmp_tokens));
 			idx[j] = (uint32_t)j;
 			j = from;
 		}
-		set->rows[j] = tmp;
-		memcpy(set->tokens + j * na, tmp_tokens, na * sizeof(*tmp_tokens));
+		rows[j] = tmp;
+		memcpy(tokens + j * na, tmp_tokens, na * sizeof(*tmp_tokens));
 		idx[j] = (uint32_t)j;
 	}
 	sodium_memzero(&tmp, sizeof(tmp));
@@ -345,15 +522,61 @@ after_token(const struct fetch_query *q, uint64_t order, const uint8_t *ref)
 	return cmp_pos(&p, &q->after) > 0;
 }
 
+/* Where a stream's temporary file goes: beside the audit journal. */
+static const char *
+spill_dir(const struct vault *v)
+{
+	return v->cfg->journal_dir != NULL ? v->cfg->journal_dir :
+	    v->cfg->store_dir;
+}
+
+static size_t
+memory_rows(const struct vault *v)
+{
+	return v->cfg != NULL && v->cfg->stream_memory_rows > 0 ?
+	    (size_t)v->cfg->stream_memory_rows : FETCH_MEMORY_ROWS;
+}
+
 /*
- * Appends to set (its n_attrs that of q) the row of every consumer after
- * the page token whose consent covers the purpose, of the shards marked in
- * want (of q->shard_count), or of all when want is NULL. Other shards'
- * consumers are skipped before anything is read for them.
+ * Readies set for the rows of a scan of q expecting about expected rows:
+ * held, when they fit in the memory a stream may hold, else in buckets of
+ * the stream positions the scan can meet (q's shard, after its token).
+ */
+static int
+plan(struct vault *v, const struct fetch_query *q, struct fetch_set *set,
+    size_t expected)
+{
+	size_t per = memory_rows(v);
+	uint64_t lo = 0, hi = UINT64_MAX;
+
+	if (expected <= per)
+		return expected > 0 ? reserve(set, expected) : 0;
+	if (sharded(q)) {
+		lo = fetch_shard_start(q->shard_index, q->shard_count);
+		if (q->shard_index + 1 < q->shard_count)
+			hi = fetch_shard_start(q->shard_index + 1, q->shard_count) - 1;
+	}
+	if (q->has_after && q->after.order > lo)
+		lo = q->after.order;
+	if (lo > hi)
+		return 0;
+	set->lo = lo;
+	set->span = hi - lo;
+	set->n_buckets = (expected + per - 1) / per;
+	return spill_open(&set->spill, spill_dir(v), set->n_buckets,
+	    ROW_BYTES(set->n_attrs));
+}
+
+/*
+ * Scans for q: the row of every consumer after the page token whose
+ * consent covers the purpose, of the shards marked in want (of
+ * q->shard_count), or of all when want is NULL, each taken into set (kept
+ * when keep, else only counted). Other shards' consumers are skipped
+ * before anything is read for them.
  */
 static int
 scan_rows(struct vault *v, const struct fetch_query *q, const bool *want,
-    struct fetch_set *set)
+    struct fetch_set *set, bool keep)
 {
 	struct store_txn *txn = NULL;
 	struct store_cursor *cur = NULL;
@@ -373,11 +596,9 @@ scan_rows(struct vault *v, const struct fetch_query *q, const bool *want,
 	}
 	if ((r = store_read_begin_bulk(v->store, &txn)) != 0)
 		goto out;
-	/* Room for every row read at once: growing by doubling copies. */
-	if ((r = store_count(txn, STORE_CONSUMERS, &total)) != 0)
-		goto out;
-	total = rows_expected(want, q->shard_count, total);
-	if (total > 0 && (r = reserve(set, total)) != 0)
+	if (keep && ((r = store_count(txn, STORE_CONSUMERS, &total)) != 0 ||
+	    (r = plan(v, q, set, rows_expected(want, q->shard_count,
+	    total))) != 0))
 		goto out;
 	if ((r = store_cursor_open(txn, STORE_CONSUMERS, &cur)) != 0)
 		goto out;
@@ -402,7 +623,7 @@ scan_rows(struct vault *v, const struct fetch_query *q, const bool *want,
 		    &flags)) != 0)
 			goto out;
 		if (allowed && (r = read_row(v, txn, q, k.data, order, &val,
-		    flags, scratch, w, set)) != 0)
+		    flags, scratch, w, set, keep)) != 0)
 			goto out;
 	}
 	if (rc != VAULT_ERR_NOT_FOUND)
@@ -415,6 +636,19 @@ out:
 	crypto_secret_free(w->plain);
 	free(w);
 	return r;
+}
+
+/*
+ * Once counted: rows held are suppressed and put in order; rows in buckets
+ * are, a bucket at a time, as they are taken in (take_bucket).
+ */
+static int
+finish(struct vault *v, const struct fetch_query *q, struct fetch_set *set)
+{
+	if (set->spill != NULL)
+		return 0;
+	suppress_rare(v, q, set, set->tokens, set->len);
+	return order_rows(set->rows, set->tokens, set->len, set->n_attrs);
 }
 
 /*
@@ -445,6 +679,24 @@ meet_key(const struct fetch_query *q, uint8_t key[SHARDMEET_KEY_BYTES])
 #define MEET_WAIT_MIN_MS 200
 #define MEET_WAIT_MAX_MS 10000
 
+/* Counts the category tokens of a part posted by another call of the meet. */
+static int
+tally_part(struct fetch_set *set, const int *cats,
+    const struct shardmeet_part *p)
+{
+	int r;
+
+	for (size_t i = 0; i < p->n; i++)
+		for (size_t c = 0; c < p->n_cat; c++) {
+			uint64_t t = p->tokens[i * p->n_cat + c];
+
+			if (t != 0 && (r = tally_add(set->tally, (uint32_t)cats[c],
+			    t)) != 0)
+				return r;
+		}
+	return 0;
+}
+
 /*
  * The snapshot of a shard of a query with category attributes: its own
  * rows, suppressed with counts over every shard's (shardmeet.h). The other
@@ -456,47 +708,38 @@ snapshot_shared(struct vault *v, const struct fetch_query *q,
     struct fetch_set *set)
 {
 	uint32_t count = q->shard_count, idx = q->shard_index;
-	struct shardmeet_part own = { 0 }, *parts, *more;
-	struct fetch_set rest = { 0 };
+	struct shardmeet_part own = { 0 }, *parts;
 	struct fetch_query q2 = *q;
 	struct shardmeet *m = NULL;
 	uint8_t key[SHARDMEET_KEY_BYTES];
 	int cats[SCHEMA_MAX_ATTRS];
-	size_t pos[SCHEMA_MAX_ATTRS], n_cat = 0, n_more = 0;
+	size_t n_cat = 0;
 	long long t0 = time_monotonic_ms(), wait;
 	bool *want, *posted, missing = false;
 	int r;
 
 	for (size_t j = 0; j < q->n_attrs; j++)
-		if (v->schema->attrs[q->attrs[j]].feature == FEAT_CATEGORY) {
-			cats[n_cat] = q->attrs[j];
-			pos[n_cat++] = j;
-		}
+		if (v->schema->attrs[q->attrs[j]].feature == FEAT_CATEGORY)
+			cats[n_cat++] = q->attrs[j];
 	want = calloc(count, sizeof(*want));
 	posted = calloc(count, sizeof(*posted));
 	parts = calloc(count, sizeof(*parts));
-	more = calloc(count + 1, sizeof(*more));
 	meet_key(q, key);
-	if (want == NULL || posted == NULL || parts == NULL || more == NULL ||
+	if (want == NULL || posted == NULL || parts == NULL ||
 	    (r = shardmeet_join(v, key, count, idx, MEET_WAIT_MAX_MS,
 	    &m)) != 0) {
 		r = VAULT_ERR_NOMEM;
 		goto out;
 	}
 	want[idx] = true;
-	if ((r = scan_rows(v, q, want, set)) != 0)
+	set->n_cat = n_cat;
+	set->collect_part = true;
+	if ((r = scan_rows(v, q, want, set, true)) != 0)
 		goto out;
-	own.n = set->n;
-	own.n_cat = n_cat;
-	if (own.n > 0 &&
-	    (own.tokens = malloc(own.n * n_cat * sizeof(*own.tokens))) == NULL) {
-		r = VAULT_ERR_NOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < own.n; i++)
-		for (size_t c = 0; c < n_cat; c++)
-			own.tokens[i * n_cat + c] =
-			    set->tokens[i * set->n_attrs + pos[c]];
+	own = (struct shardmeet_part){ set->part, set->part_n / n_cat, n_cat };
+	set->part = NULL;
+	set->part_n = set->part_cap = 0;
+	set->collect_part = false;
 	shardmeet_post(m, idx, own);
 	/* Calls of the meet that started with this one read about as long. */
 	wait = 2 * (time_monotonic_ms() - t0);
@@ -509,28 +752,23 @@ snapshot_shared(struct vault *v, const struct fetch_query *q,
 	for (uint32_t j = 0; j < count; j++) {
 		want[j] = !posted[j];
 		missing |= want[j];
-		if (j != idx && posted[j])
-			more[n_more++] = parts[j];
+		if (j != idx && posted[j] && (r = tally_part(set, cats,
+		    &parts[j])) != 0)
+			goto out;
 	}
 	if (missing) {
 		q2.attrs = cats;
 		q2.n_attrs = n_cat;
-		rest.n_attrs = n_cat;
-		if ((r = scan_rows(v, &q2, want, &rest)) != 0)
+		if ((r = scan_rows(v, &q2, want, set, false)) != 0)
 			goto out;
-		more[n_more++] = (struct shardmeet_part){ rest.tokens, rest.n,
-		    n_cat };
 	}
-	if ((r = suppress_rare(v, q, set, more, n_more)) == 0)
-		r = order_rows(set);
+	r = finish(v, q, set);
 out:
 	if (m != NULL)
 		shardmeet_leave(m, idx);
-	fetch_set_free(&rest);
 	free(want);
 	free(posted);
 	free(parts);
-	free(more);
 	return r;
 }
 
@@ -543,7 +781,9 @@ fetch_snapshot(struct vault *v, const struct fetch_query *q,
 
 	fetch_set_free(set);
 	set->n_attrs = q->n_attrs ? q->n_attrs : 1;
-	if (sharded(q) && has_category(v, q))
+	if ((set->tally = calloc(1, sizeof(*set->tally))) == NULL)
+		r = VAULT_ERR_NOMEM;
+	else if (sharded(q) && has_category(v, q))
 		r = snapshot_shared(v, q, set);
 	else if (sharded(q) && (want = calloc(q->shard_count,
 	    sizeof(*want))) == NULL)
@@ -552,14 +792,102 @@ fetch_snapshot(struct vault *v, const struct fetch_query *q,
 		/* Nothing counted, or every row counted: only these are read. */
 		if (want != NULL)
 			want[q->shard_index] = true;
-		if ((r = scan_rows(v, q, want, set)) == 0 &&
-		    (r = suppress_rare(v, q, set, NULL, 0)) == 0)
-			r = order_rows(set);
+		if ((r = scan_rows(v, q, want, set, true)) == 0)
+			r = finish(v, q, set);
 		free(want);
 	}
 	if (r != 0)
 		fetch_set_free(set);
 	return r;
+}
+
+struct take_arg {
+	struct vault *v;
+	const struct fetch_query *q;
+	struct fetch_set *set;
+};
+
+/* Appends a block of a bucket's rows to those held (spill_read's callback). */
+static int
+take_block(void *arg, const void *rows, size_t n)
+{
+	struct fetch_set *set = ((struct take_arg *)arg)->set;
+	const uint8_t *b = rows;
+	size_t rb = ROW_BYTES(set->n_attrs);
+
+	for (size_t i = 0; i < n; i++, b += rb) {
+		row_unpack(b, &set->rows[set->len],
+		    set->tokens + set->len * set->n_attrs, set->n_attrs);
+		set->len++;
+	}
+	return 0;
+}
+
+/* Takes in the next bucket: its rows held, in order, suppressed. */
+static int
+take_bucket(struct vault *v, const struct fetch_query *q, struct fetch_set *set)
+{
+	size_t b = set->next_bucket, c = spill_count(set->spill, b);
+	struct take_arg arg = { v, q, set };
+	size_t first = set->len;
+	int r;
+
+	if ((r = room_for(set, c)) != 0 ||
+	    (r = spill_read(set->spill, b, take_block, &arg)) != 0)
+		return r;
+	suppress_rare(v, q, set, set->tokens + first * set->n_attrs, c);
+	if ((r = order_rows(set->rows + first, set->tokens + first *
+	    set->n_attrs, c, set->n_attrs)) != 0)
+		return r;
+	set->next_bucket++;
+	return 0;
+}
+
+/* Lets go of the rows held before row from (sent: a stream goes forward). */
+static void
+let_go(struct fetch_set *set, size_t from)
+{
+	size_t drop = from - set->base, na = set->n_attrs;
+
+	if (drop > set->len)
+		drop = set->len;
+	if (drop == 0)
+		return;
+	memmove(set->rows, set->rows + drop, (set->len - drop) *
+	    sizeof(*set->rows));
+	memmove(set->tokens, set->tokens + drop * na, (set->len - drop) * na *
+	    sizeof(*set->tokens));
+	set->len -= drop;
+	set->base += drop;
+	sodium_memzero(set->rows + set->len, drop * sizeof(*set->rows));
+	sodium_memzero(set->tokens + set->len * na, drop * na *
+	    sizeof(*set->tokens));
+}
+
+/*
+ * Holds rows [from, to) of set (to at most set->n), and lets go of those
+ * before from. A row let go of is never taken in again.
+ */
+static int
+hold(struct vault *v, const struct fetch_query *q, struct fetch_set *set,
+    size_t from, size_t to)
+{
+	int r;
+
+	if (from < set->base)
+		return VAULT_ERR_INTERNAL;
+	if (to > set->n)
+		to = set->n;
+	if (set->spill == NULL)
+		return 0;
+	let_go(set, from);
+	while (set->base + set->len < to &&
+	    set->next_bucket < set->n_buckets) {
+		if ((r = take_bucket(v, q, set)) != 0)
+			return r;
+		let_go(set, from);
+	}
+	return 0;
 }
 
 /*
@@ -586,10 +914,11 @@ fetch_recheck(struct vault *v, const struct fetch_query *q,
 	bool allowed;
 	int rc, r;
 
-	if ((r = store_read_begin(v->store, &txn)) != 0)
+	if ((r = hold(v, q, set, from, from + n)) != 0 ||
+	    (r = store_read_begin(v->store, &txn)) != 0)
 		return r;
 	for (size_t i = from; i < from + n && i < set->n; i++) {
-		struct fetch_row *row = &set->rows[i];
+		struct fetch_row *row = fetch_row_at(set, i);
 		struct store_val k = { CRYPTO_REF_BYTES, row->pos.ref }, val;
 
 		if (row->gone)
@@ -611,7 +940,7 @@ fetch_recheck(struct vault *v, const struct fetch_query *q,
 			continue;
 		for (size_t j = 0; j < q->n_attrs; j++)
 			if (s->attrs[q->attrs[j]].sensitive)
-				set->tokens[i * set->n_attrs + j] = 0;
+				fetch_tokens_at(set, i)[j] = 0;
 	}
 	store_read_end(txn);
 	return r;
@@ -666,7 +995,7 @@ lineage_apply(struct store_txn *txn, void *arg)
 	int rc, r;
 
 	for (size_t i = job->from; i < job->from + job->n; i++) {
-		struct fetch_row *row = &job->set->rows[i];
+		struct fetch_row *row = fetch_row_at(job->set, i);
 		struct store_val k = { CRYPTO_REF_BYTES, row->pos.ref }, v;
 
 		if (row->gone)
@@ -720,22 +1049,26 @@ int
 fetch_page(struct vault *v, const struct fetch_query *q, uint32_t dataset,
     struct fetch_set *set, size_t from, size_t n)
 {
-	size_t start, ahead, to;
+	size_t start = 0, ahead, to = 0;
+	bool record = from + n > set->lineage_to;
 	int r;
 
-	if ((r = fetch_recheck(v, q, set, from, n)) != 0)
-		return r;
-	if (from + n <= set->lineage_to)
-		return 0;
 	/*
 	 * Never more ahead than has left: a stream that stops early leaves
 	 * lineage for at most as many unsent rows as it sent.
 	 */
-	ahead = from > n ? from : n;
-	if (ahead > FETCH_LINEAGE_AHEAD)
-		ahead = FETCH_LINEAGE_AHEAD > n ? FETCH_LINEAGE_AHEAD : n;
-	start = from > set->lineage_to ? from : set->lineage_to;
-	to = from + ahead > set->n ? set->n : from + ahead;
+	if (record) {
+		ahead = from > n ? from : n;
+		if (ahead > FETCH_LINEAGE_AHEAD)
+			ahead = FETCH_LINEAGE_AHEAD > n ? FETCH_LINEAGE_AHEAD : n;
+		start = from > set->lineage_to ? from : set->lineage_to;
+		to = from + ahead > set->n ? set->n : from + ahead;
+	}
+	if ((r = hold(v, q, set, from, to > from + n ? to : from + n)) != 0 ||
+	    (r = fetch_recheck(v, q, set, from, n)) != 0)
+		return r;
+	if (!record)
+		return 0;
 	if ((r = fetch_record_lineage(v, dataset, set, start, to - start)) != 0)
 		return r;
 	set->lineage_to = to;

@@ -25,10 +25,17 @@
  * not hold it, and ExportConsumer lists the dataset: lineage says "may
  * have received", never less than what left.
  *
- * Memory: a snapshot holds 72 + 8 * n_attrs bytes a row, in arrays grown by
- * doubling; while it is ordered, about twice that (some 300 MB at the peak
- * for a million consumers and ten attributes). Streams are capped per
- * principal (max_streams_per_principal) and in all (max_streams).
+ * Memory: a row is 72 + 8 * n_attrs bytes. A snapshot of up to
+ * stream_memory_rows rows (the configuration's) is held whole. A larger
+ * one is cut by stream position into that many rows a bucket, about, and
+ * the buckets are sealed into an unlinked temporary file (spill.h) in the
+ * journal's directory; a stream then holds the bucket it sends from and
+ * the rows of its lineage ahead (FETCH_LINEAGE_AHEAD), so its memory does
+ * not grow with the consumers. Rare-value counts are kept as a table of
+ * token and count (16 bytes a distinct category token, doubled for room).
+ * A shard call of a query with categories also holds its rows' category
+ * tokens (8 bytes each) for its meet. Streams are capped per principal
+ * (max_streams_per_principal) and in all (max_streams).
  *
  * The snapshot is read in one read-only transaction, which keeps the store
  * from reusing pages freed meanwhile; a resumed call skips rows at or before its
@@ -108,12 +115,49 @@ struct fetch_row {
 	bool gone;			/* left out at the page re-check */
 };
 
+struct fetch_tally;
+struct spill;
+
+/*
+ * A snapshot's rows, n in all, in stream order. Rows [base, base + len)
+ * are held in memory, row i at rows[i - base] (fetch_row_at); a set of
+ * more rows than the vault's stream_memory_rows keeps the others sealed in
+ * a temporary file (spill.h), in buckets of contiguous stream positions,
+ * each sorted and suppressed as it is taken in. Rows are taken in going
+ * forward only: fetch_recheck and fetch_page take in the rows they are
+ * given and let go of those before them.
+ */
 struct fetch_set {
-	size_t n, cap, n_attrs;
-	struct fetch_row *rows;		/* in stream order once taken */
-	uint64_t *tokens;		/* n rows of n_attrs, same order */
+	size_t n, n_attrs;		/* rows in all; tokens a row */
+	size_t base, len, cap;		/* rows held, and room for cap */
+	struct fetch_row *rows;
+	uint64_t *tokens;		/* len rows of n_attrs, same order */
 	size_t lineage_to;		/* rows [0, lineage_to) are on record */
+	/* How the rest is kept (fetch.c). */
+	struct fetch_tally *tally;	/* category tokens counted */
+	struct spill *spill;		/* NULL: every row is held */
+	size_t n_buckets, next_bucket;
+	uint64_t lo, span;		/* positions the buckets cover */
+	uint64_t *part;			/* a meet's part: category tokens */
+	size_t part_n, part_cap, n_cat;
+	bool collect_part;
 };
+
+/* Row i of set, and its tokens: i must be held (see fetch_set). */
+static inline struct fetch_row *
+fetch_row_at(const struct fetch_set *set, size_t i)
+{
+	return &set->rows[i - set->base];
+}
+
+static inline uint64_t *
+fetch_tokens_at(const struct fetch_set *set, size_t i)
+{
+	return set->tokens + (i - set->base) * set->n_attrs;
+}
+
+/* Rows a stream holds in memory, when the configuration says nothing. */
+#define FETCH_MEMORY_ROWS 32768
 
 /*
  * The shard, of count (0 or 1: one shard, 0), of the consumer at stream
@@ -122,12 +166,16 @@ struct fetch_set {
  */
 uint32_t fetch_shard_of(uint64_t order, uint32_t count);
 
+/* The first stream position of shard idx (< count): fetch_shard_of's inverse. */
+uint64_t fetch_shard_start(uint32_t idx, uint32_t count);
+
 /* Takes the snapshot of q into set (emptied first). */
 int fetch_snapshot(struct vault *v, const struct fetch_query *q,
     struct fetch_set *set) VAULT_WUR;
 
 /*
- * Checks rows [from, from + n) again in a fresh transaction: marks gone
+ * Holds rows [from, from + n) (and lets go of those before from), then
+ * checks them again in a fresh transaction: marks gone
  * those deleted (or deleted and created again: another consumer now) or no
  * longer allowed for the purpose (a row once gone stays gone), and clears
  * the sensitive tokens of consumers who limited sensitive data since.

@@ -8,8 +8,16 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "crypto/crypto.h"
 #include "engine/fetch.h"
 #include "engine/shardmeet.h"
+#include "engine/spill.h"
 #include "util/timeutil.h"
 
 /* Positions spread over the whole 64-bit range, as keyed hashes are. */
@@ -77,6 +85,210 @@ test_shards_are_slices(void **state)
 	/* The slice boundaries: 2^64 / 2 starts shard 1 of 2. */
 	assert_int_equal(fetch_shard_of((1ULL << 63) - 1, 2), 0);
 	assert_int_equal(fetch_shard_of(1ULL << 63, 2), 1);
+}
+
+/* Each shard starts where fetch_shard_of says it does, to the position. */
+static void
+test_shard_starts_invert_shard_of(void **state)
+{
+	static const uint32_t counts[] = { 2, 3, 7, 64, 1000, FETCH_MAX_SHARDS };
+
+	(void)state;
+	for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+		uint32_t n = counts[c];
+
+		assert_int_equal(fetch_shard_start(0, n), 0);
+		for (uint32_t i = 1; i < n; i++) {
+			uint64_t lo = fetch_shard_start(i, n);
+
+			assert_int_equal(fetch_shard_of(lo, n), i);
+			assert_int_equal(fetch_shard_of(lo - 1, n), i - 1);
+		}
+	}
+}
+
+/* ----------------------------------------------------------- the spill */
+
+#define ROW 40
+#define MARK "plaintext-mark-"
+
+static const char *
+tmp_dir(void)
+{
+	const char *d = getenv("TMPDIR");
+
+	return d != NULL && *d != '\0' ? d : "/tmp";
+}
+
+static void
+make_row(uint8_t row[ROW], uint32_t i)
+{
+	memset(row, 0, ROW);
+	snprintf((char *)row, ROW, MARK "%u", (unsigned)i);
+}
+
+struct got {
+	uint32_t *rows;
+	size_t n;
+};
+
+static int
+collect(void *arg, const void *rows, size_t n)
+{
+	struct got *g = arg;
+	const uint8_t *b = rows;
+
+	for (size_t i = 0; i < n; i++, b += ROW) {
+		unsigned v;
+
+		assert_int_equal(sscanf((const char *)b, MARK "%u", &v), 1);
+		g->rows[g->n++] = v;
+	}
+	return 0;
+}
+
+static int
+refuse(void *arg, const void *rows, size_t n)
+{
+	(void)arg;
+	(void)rows;
+	(void)n;
+	return VAULT_ERR_LIMIT;
+}
+
+/* Rows come back by bucket, each in the order added, sealed ones and all. */
+static void
+test_spill_gives_back_each_bucket_in_order(void **state)
+{
+	enum { N = 5000, BUCKETS = 3 };
+	uint32_t *got = calloc(N, sizeof(*got));
+	struct spill *s;
+	uint8_t row[ROW];
+	size_t seen = 0;
+
+	(void)state;
+	assert_non_null(got);
+	assert_int_equal(spill_open(&s, tmp_dir(), BUCKETS, ROW), 0);
+	for (uint32_t i = 0; i < N; i++) {
+		make_row(row, i);
+		assert_int_equal(spill_add(s, i % BUCKETS, row), 0);
+	}
+	for (size_t b = 0; b < BUCKETS; b++) {
+		struct got g = { got, 0 };
+
+		assert_int_equal(spill_count(s, b), (N - b + BUCKETS - 1) / BUCKETS);
+		assert_int_equal(spill_read(s, b, collect, &g), 0);
+		assert_int_equal(g.n, spill_count(s, b));
+		for (size_t i = 0; i < g.n; i++)
+			assert_int_equal(got[i], b + i * BUCKETS);
+		seen += g.n;
+	}
+	assert_int_equal(seen, N);
+	/* The callback's refusal ends the read, and is its result. */
+	assert_int_equal(spill_read(s, 0, refuse, NULL), VAULT_ERR_LIMIT);
+	spill_close(s);
+	free(got);
+}
+
+/* The descriptor of the newest unnamed file under dir, or -1. */
+static int
+unnamed_fd(const char *dir)
+{
+	char path[PATH_MAX], link[PATH_MAX];
+	struct dirent *e;
+	int best = -1;
+	DIR *d = opendir("/proc/self/fd");
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		if ((n = readlink(path, link, sizeof(link) - 1)) < 0)
+			continue;
+		link[n] = '\0';
+		if (strncmp(link, dir, strlen(dir)) == 0 &&
+		    strstr(link, "(deleted)") != NULL && atoi(e->d_name) > best)
+			best = atoi(e->d_name);
+	}
+	closedir(d);
+	return best;
+}
+
+static size_t
+dir_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	size_t n = 0;
+
+	assert_non_null(d);
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n;
+}
+
+/*
+ * The file has no name, holds no row in the clear, and a byte changed in
+ * it fails the read instead of changing a row.
+ */
+static void
+test_spill_file_is_sealed_and_unnamed(void **state)
+{
+	enum { N = 2000 };
+	const char *dir = tmp_dir();
+	size_t before = dir_entries(dir), len = 0;
+	struct spill *s;
+	uint8_t row[ROW], *file;
+	struct got g = { calloc(N, sizeof(uint32_t)), 0 };
+	off_t size;
+	int fd;
+
+	(void)state;
+	assert_non_null(g.rows);
+	assert_int_equal(spill_open(&s, dir, 1, ROW), 0);
+	for (uint32_t i = 0; i < N; i++) {
+		make_row(row, i);
+		assert_int_equal(spill_add(s, 0, row), 0);
+	}
+	assert_int_equal(dir_entries(dir), before);
+	fd = unnamed_fd(dir);
+	assert_true(fd >= 0);
+	size = lseek(fd, 0, SEEK_END);
+	/* Most rows are sealed (the last block may still be in memory). */
+	assert_true(size > (off_t)(N / 2 * ROW));
+	file = malloc((size_t)size);
+	assert_non_null(file);
+	while (len < (size_t)size) {
+		ssize_t got = pread(fd, file + len, (size_t)size - len, (off_t)len);
+
+		assert_true(got > 0);
+		len += (size_t)got;
+	}
+	assert_null(memmem(file, len, MARK, strlen(MARK)));
+	assert_null(memmem(file, len, "plaintext", 9));
+	/* Intact, every row comes back; one byte flipped, none does. */
+	assert_int_equal(spill_read(s, 0, collect, &g), 0);
+	assert_int_equal(g.n, N);
+	file[len / 2] ^= 1;
+	assert_int_equal(pwrite(fd, file + len / 2, 1, (off_t)(len / 2)), 1);
+	g.n = 0;
+	assert_int_equal(spill_read(s, 0, collect, &g), VAULT_ERR_CRYPTO);
+	spill_close(s);
+	assert_int_equal(dir_entries(dir), before);
+	free(file);
+	free(g.rows);
+}
+
+static void
+test_spill_refuses_a_missing_directory(void **state)
+{
+	struct spill *s = (void *)1;
+
+	(void)state;
+	assert_int_equal(spill_open(&s, "/nonexistent/vault-spill", 2, ROW),
+	    VAULT_ERR_IO);
+	assert_null(s);
 }
 
 static const uint8_t key_a[SHARDMEET_KEY_BYTES] = { 1 };
@@ -204,11 +416,17 @@ main(void)
 		cmocka_unit_test(test_one_shard_is_everything),
 		cmocka_unit_test(test_every_shard_hit_and_in_range),
 		cmocka_unit_test(test_shards_are_slices),
+		cmocka_unit_test(test_shard_starts_invert_shard_of),
+		cmocka_unit_test(test_spill_gives_back_each_bucket_in_order),
+		cmocka_unit_test(test_spill_file_is_sealed_and_unnamed),
+		cmocka_unit_test(test_spill_refuses_a_missing_directory),
 		cmocka_unit_test(test_calls_of_one_query_meet),
 		cmocka_unit_test(test_a_call_that_leaves_without_posting_frees_its_shard),
 		cmocka_unit_test(test_an_old_meet_takes_no_new_call),
 		cmocka_unit_test(test_a_cancelled_wait_ends),
 	};
 
+	if (crypto_init() != 0)		/* the spill's locked key */
+		return 1;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
