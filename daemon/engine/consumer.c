@@ -180,23 +180,45 @@ recount(struct vault *v, struct store_txn *txn, const struct value_list *l,
 }
 
 /*
- * A consumer deleted at this ref may still have attribute records waiting
- * for the collector; a new consumer must not inherit them.
+ * The collection entry of a deleted consumer (STORE_GC): when it was
+ * deleted (8 bytes), then the lineage rows its deletion left to the
+ * collector (LINEAGE_KEY_BYTES each; lineage.h, LINEAGE_FORGET_INLINE).
+ * Adds those rows to doomed. A value of another shape is corruption.
+ */
+static int
+gc_doom(const struct store_val *val, struct lineage_doomed *doomed)
+{
+	if (val->len < 8 || (val->len - 8) % LINEAGE_KEY_BYTES != 0) {
+		log_error("a collection entry has the wrong size");
+		return VAULT_ERR_STATE;
+	}
+	return lineage_doom_keys(doomed, (const uint8_t *)val->data + 8,
+	    (val->len - 8) / LINEAGE_KEY_BYTES);
+}
+
+/*
+ * A consumer deleted at this ref may still have attribute records and
+ * lineage rows waiting for the collector; a new consumer must not inherit
+ * them.
  */
 static int
 drop_leftovers(struct store_txn *txn, const uint8_t *ref)
 {
 	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
+	struct lineage_doomed doomed = { 0 };
 	int rc = store_get(txn, STORE_GC, k.data, k.len, &val), r;
 
 	if (rc == VAULT_ERR_NOT_FOUND)
 		return 0;
 	if (rc != 0)
 		return rc;
-	if ((r = store_delete_prefix(txn, STORE_ATTRS, ref,
-	    CRYPTO_REF_BYTES)) != 0)
-		return r;
-	return store_del(txn, STORE_GC, k.data, k.len, NULL, 0);
+	if ((r = gc_doom(&val, &doomed)) == 0 &&
+	    (r = store_delete_prefix(txn, STORE_ATTRS, ref,
+	    CRYPTO_REF_BYTES)) == 0 &&
+	    (r = lineage_forget(txn, &doomed)) == 0)
+		r = store_del(txn, STORE_GC, k.data, k.len, NULL, 0);
+	lineage_doomed_free(&doomed);
+	return r;
 }
 
 /*
@@ -1015,7 +1037,8 @@ consumer_remove_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 	uint8_t copy[RECORD_CONSUMER_BYTES];
 	struct consumer_rec rec;
 	struct scratch s = { 0 };
-	uint8_t when[8];
+	uint8_t *gc = NULL;
+	size_t first = doomed->n, later = 0;
 	int rc, r;
 
 	memset(out, 0, sizeof(*out));
@@ -1050,9 +1073,22 @@ consumer_remove_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 	}
 	if ((r = consent_delete_all(txn, ref)) != 0)
 		goto out;
-	/* The values are unreadable now; the collector removes their records. */
-	store_put_u64(when, store_now_ms());
-	val = (struct store_val){ sizeof(when), when };
+	/*
+	 * The values are unreadable now; the collector removes their records,
+	 * and the consumer's lineage rows when the write already removes
+	 * LINEAGE_FORGET_INLINE (lineage.h).
+	 */
+	if (doomed->n > LINEAGE_FORGET_INLINE)
+		later = doomed->n - first;
+	if ((gc = malloc(8 + later * LINEAGE_KEY_BYTES)) == NULL) {
+		r = VAULT_ERR_NOMEM;
+		goto out;
+	}
+	store_put_u64(gc, store_now_ms());
+	if (later > 0)
+		memcpy(gc + 8, doomed->keys[first], later * LINEAGE_KEY_BYTES);
+	doomed->n -= later;
+	val = (struct store_val){ 8 + later * LINEAGE_KEY_BYTES, gc };
 	if ((rc = store_put(txn, STORE_GC, k.data, k.len, val.data, val.len,
 	    0)) != 0) {
 		r = rc;
@@ -1060,6 +1096,7 @@ consumer_remove_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 	}
 	out->found = true;
 out:
+	free(gc);
 	if (s.mem != NULL)
 		sodium_memzero(s.mem, RECORD_SCRATCH_BYTES);
 	return r;
@@ -1074,26 +1111,32 @@ removal_clear(struct removal *r)
 }
 
 int
-consumer_collect_txn(struct store_txn *txn, size_t max,
-    size_t *collected)
+consumer_collect_txn(struct store_txn *txn, size_t max, size_t *collected,
+    bool *more)
 {
+	struct lineage_doomed doomed = { 0 };
 	struct store_cursor *cur = NULL;
 	struct store_val k, val;
 	int rc, r = 0;
 
 	*collected = 0;
+	*more = false;
 	if ((rc = store_cursor_open(txn, STORE_GC, &cur)) != 0)
 		return rc;
-	while (*collected < max &&
-	    (rc = store_cursor_get(cur, &k, &val, STORE_FIRST)) == 0) {
+	while ((rc = store_cursor_get(cur, &k, &val, STORE_FIRST)) == 0) {
 		uint8_t ref[CRYPTO_REF_BYTES];
 
+		if (*collected == max || doomed.n >= LINEAGE_FORGET_INLINE) {
+			*more = true;
+			break;
+		}
 		if (k.len != CRYPTO_REF_BYTES) {
 			r = VAULT_ERR_STATE;
 			break;
 		}
 		memcpy(ref, k.data, CRYPTO_REF_BYTES);
-		if ((r = store_delete_prefix(txn, STORE_ATTRS, ref,
+		if ((r = gc_doom(&val, &doomed)) != 0 ||
+		    (r = store_delete_prefix(txn, STORE_ATTRS, ref,
 		    CRYPTO_REF_BYTES)) != 0)
 			break;
 		if ((rc = store_cursor_del(cur)) != 0) {
@@ -1105,6 +1148,10 @@ consumer_collect_txn(struct store_txn *txn, size_t max,
 	store_cursor_close(cur);
 	if (r == 0 && rc != 0 && rc != VAULT_ERR_NOT_FOUND)
 		r = rc;
+	/* In key order: the rows of many consumers, a page touched once. */
+	if (r == 0)
+		r = lineage_forget(txn, &doomed);
+	lineage_doomed_free(&doomed);
 	return r;
 }
 

@@ -107,16 +107,22 @@ int consumer_set_consent(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
  * In a write txn: removes the consumer at ref: its wrapped DEK and seed,
  * consents, lineage and its values from the counts, and queues its
  * attribute records for collection. Unreadable at once: the DEK is gone.
- * Its lineage rows go to doomed, for lineage_forget in the same txn.
+ * Its lineage rows go to doomed, for lineage_forget in the same txn, while
+ * doomed holds at most LINEAGE_FORGET_INLINE rows; past that, they are
+ * queued for collection with its attribute records.
  */
 int consumer_remove_txn(struct vault *v, struct store_txn *txn,
     const uint8_t *ref, struct lineage_doomed *doomed,
     struct removal *out) VAULT_WUR;
 void removal_clear(struct removal *r);
 
-/* In a write txn: deletes the attribute records of up to max queued refs. */
+/*
+ * In a write txn: deletes the attribute records and queued lineage rows of
+ * up to max queued refs, stopping early past LINEAGE_FORGET_INLINE rows.
+ * *more: some are left for another write.
+ */
 int consumer_collect_txn(struct store_txn *txn, size_t max,
-    size_t *collected) VAULT_WUR;
+    size_t *collected, bool *more) VAULT_WUR;
 
 /*
  * A consumer's values (record.h) are one values record under one AEAD

@@ -31,6 +31,7 @@ struct janitor {
 struct collect_job {
 	struct vault *v;
 	size_t done;
+	bool more;
 };
 
 static int
@@ -38,7 +39,8 @@ collect_apply(struct store_txn *txn, void *arg)
 {
 	struct collect_job *job = arg;
 
-	return consumer_collect_txn(txn, COLLECT_PER_TXN, &job->done);
+	return consumer_collect_txn(txn, COLLECT_PER_TXN, &job->done,
+	    &job->more);
 }
 
 struct expire_job {
@@ -141,7 +143,7 @@ expire_requests(struct vault *v)
 int
 janitor_pass(struct vault *v)
 {
-	struct collect_job c = { v, 0 };
+	struct collect_job c = { v, 0, false };
 	struct expire_job e = { v, 0, 0, LEDGER_DELETION };
 	uint64_t keep = (uint64_t)v->cfg->ledger_retention_s * 1000ULL;
 	uint64_t now = store_now_ms();
@@ -150,7 +152,7 @@ janitor_pass(struct vault *v)
 	do {
 		if ((r = writer_submit(v->wr, collect_apply, &c)) != 0)
 			return r;
-	} while (c.done == COLLECT_PER_TXN);
+	} while (c.more);
 	e.before = now > keep ? now - keep : 0;
 	for (e.kind = LEDGER_DELETION; e.kind <= LEDGER_CONSENT; e.kind++) {
 		do {

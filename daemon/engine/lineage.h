@@ -46,6 +46,18 @@
 void lineage_key(struct vault *v, uint8_t out[LINEAGE_KEY_BYTES],
     uint32_t dataset, uint64_t order, const uint8_t ref[CRYPTO_REF_BYTES]);
 
+/*
+ * The most lineage rows one deletion write removes itself. A batch of
+ * deletions removes its rows in its own write, so a deleted consumer's
+ * lineage goes with it, up to this many; the rows of its consumers past
+ * that go with their collection entry (consumer.h) to the collector, which
+ * removes them in writes of about this many. A write holds every page it
+ * changes in memory until it commits (LMDB), and lineage rows of one
+ * consumer lie on one page per dataset: a thousand deletions over forty
+ * datasets changed some 40,000 pages (160 MB) in one write.
+ */
+#define LINEAGE_FORGET_INLINE 4096
+
 /* Lineage rows to remove, gathered over a batch of deletions. */
 struct lineage_doomed {
 	uint8_t (*keys)[LINEAGE_KEY_BYTES];
@@ -72,6 +84,10 @@ int lineage_forget(struct store_txn *txn,
     struct lineage_doomed *doomed) VAULT_WUR;
 
 void lineage_doomed_free(struct lineage_doomed *doomed);
+
+/* Adds n keys (LINEAGE_KEY_BYTES each, back to back) to doomed. */
+int lineage_doom_keys(struct lineage_doomed *doomed, const uint8_t *keys,
+    size_t n) VAULT_WUR;
 
 /* Within txn: the lineage rows of dataset (consumers it may have received). */
 int lineage_count(struct store_txn *txn, uint32_t dataset,
