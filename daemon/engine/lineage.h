@@ -52,11 +52,13 @@ void lineage_key(struct vault *v, uint8_t out[LINEAGE_KEY_BYTES],
  * lineage goes with it, up to this many; the rows of its consumers past
  * that go with their collection entry (consumer.h) to the collector, which
  * removes them in writes of about this many. A write holds every page it
- * changes in memory until it commits (LMDB), and lineage rows of one
- * consumer lie on one page per dataset: a thousand deletions over forty
- * datasets changed some 40,000 pages (160 MB) in one write.
+ * changes in memory until it commits (LMDB, which keeps that memory for
+ * later writes), and a consumer's lineage rows lie on a page per dataset:
+ * at a million consumers, 1,000 deletions over 14 datasets in one write
+ * took the daemon to 94-118 MiB; with this bound at 4,096, 1,024 and 256
+ * rows, 61-65, 48 and 40-44 MiB (docs/performance.md, "Memory").
  */
-#define LINEAGE_FORGET_INLINE 4096
+#define LINEAGE_FORGET_INLINE 1024
 
 /* Lineage rows to remove, gathered over a batch of deletions. */
 struct lineage_doomed {
