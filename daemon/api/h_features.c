@@ -211,7 +211,10 @@ stream_pages(struct rpc_ctx *ctx, struct vault *v, struct fetch_query *q,
 
 	q->cancelled = stream_cancelled;
 	q->cancel_arg = ctx;
-	if ((r = fetch_snapshot(v, q, &set)) != 0)
+	if ((r = fetch_snapshot(v, q, &set)) == VAULT_ERR_LIMIT)
+		return rpc_fail(ctx, r, "the streams' temporary files are at "
+		    "stream_spill_max_mb; retry later");
+	if (r != 0)
 		return r;
 	b.rows = calloc(batch_size, sizeof(*b.rows));
 	b.ptrs = calloc(batch_size, sizeof(*b.ptrs));

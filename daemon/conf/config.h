@@ -36,6 +36,7 @@ struct config {
 	int backup_stall_s;		/* a Backup client reading nothing: ended */
 	int max_streams_per_principal;
 	int stream_memory_rows;		/* a stream's rows held; the rest spill */
+	int stream_spill_max_mb;	/* every stream's temporary files, in all */
 	int max_public_streams;		/* unauthenticated (health Watch) */
 	int max_public_streams_per_peer;
 	int auth_failures_per_peer;	/* a peer's failed authentications a minute */

@@ -225,8 +225,12 @@ walk_by_ref(struct check *c, enum store_space sp, int kind,
 			c->t[kind].damaged++;
 			continue;
 		}
-		if (exists(c, STORE_CONSUMERS, k.data, CRYPTO_REF_BYTES))
+		if (exists(c, STORE_CONSUMERS, k.data, CRYPTO_REF_BYTES)) {
+			/* A new consumer drops the old one's entry at once. */
+			if (kind == K_GC)
+				c->t[kind].damaged++;
 			continue;
+		}
 		if (kind == K_ATTRS &&
 		    exists(c, STORE_GC, k.data, CRYPTO_REF_BYTES))
 			c->pending++;
@@ -454,9 +458,9 @@ check_store(const struct config *cfg)
 	walk_by_ref(&c, STORE_LINEAGE, K_LINEAGE, &(struct shape){
 	    CRYPTO_REF_BYTES, CRYPTO_REF_BYTES, 4, 4, -1 });
 	walk_lineage_rows(&c);
-	/* When deleted (8), then lineage rows left to collect (consumer.c). */
+	/* When deleted (8), and 1 when lineage is left to collect (consumer.c). */
 	walk_by_ref(&c, STORE_GC, K_GC, &(struct shape){
-	    CRYPTO_REF_BYTES, CRYPTO_REF_BYTES, 8, SIZE_MAX, -1 });
+	    CRYPTO_REF_BYTES, CRYPTO_REF_BYTES, 8, 9, -1 });
 	walk_counts(&c);
 	walk_audit_index(&c);
 	walk_plain(&c, STORE_META, K_META);

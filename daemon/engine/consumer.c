@@ -181,19 +181,31 @@ recount(struct vault *v, struct store_txn *txn, const struct value_list *l,
 
 /*
  * The collection entry of a deleted consumer (STORE_GC): when it was
- * deleted (8 bytes), then the lineage rows its deletion left to the
- * collector (LINEAGE_KEY_BYTES each; lineage.h, LINEAGE_FORGET_INLINE).
- * Adds those rows to doomed. A value of another shape is corruption.
+ * deleted (8 bytes), and GC_LINEAGE_LEFT (1 byte) when its deletion left
+ * lineage rows to the collector (lineage.h, LINEAGE_FORGET_INLINE). The
+ * rows' keys are found again from the ref, never stored beside it: a
+ * lineage key links nothing to a consumer without the vault's keys.
  */
-static int
-gc_doom(const struct store_val *val, struct lineage_doomed *doomed)
+#define GC_LINEAGE_LEFT 1
+
+/* Whether the entry val says lineage rows are left; any other shape too. */
+static bool
+gc_lineage_left(const struct store_val *val)
 {
-	if (val->len < 8 || (val->len - 8) % LINEAGE_KEY_BYTES != 0) {
-		log_error("a collection entry has the wrong size");
-		return VAULT_ERR_STATE;
-	}
-	return lineage_doom_keys(doomed, (const uint8_t *)val->data + 8,
-	    (val->len - 8) / LINEAGE_KEY_BYTES);
+	if (val->len == 8)
+		return false;
+	if (val->len != 9 || ((const uint8_t *)val->data)[8] != GC_LINEAGE_LEFT)
+		log_error("a collection entry has the wrong shape: its lineage "
+		    "rows are looked for");
+	return true;
+}
+
+static int
+no_dataset(const struct dataset_info *ds, void *arg)
+{
+	(void)ds;
+	(void)arg;
+	return 0;
 }
 
 /*
@@ -202,22 +214,23 @@ gc_doom(const struct store_val *val, struct lineage_doomed *doomed)
  * them.
  */
 static int
-drop_leftovers(struct store_txn *txn, const uint8_t *ref)
+drop_leftovers(struct vault *v, struct store_txn *txn, const uint8_t *ref)
 {
 	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
 	struct lineage_doomed doomed = { 0 };
-	int rc = store_get(txn, STORE_GC, k.data, k.len, &val), r;
+	int rc = store_get(txn, STORE_GC, k.data, k.len, &val), r = 0;
 
 	if (rc == VAULT_ERR_NOT_FOUND)
 		return 0;
 	if (rc != 0)
 		return rc;
-	if ((r = gc_doom(&val, &doomed)) == 0 &&
-	    (r = store_delete_prefix(txn, STORE_ATTRS, ref,
-	    CRYPTO_REF_BYTES)) == 0 &&
-	    (r = lineage_forget(txn, &doomed)) == 0)
-		r = store_del(txn, STORE_GC, k.data, k.len, NULL, 0);
+	if (gc_lineage_left(&val) &&
+	    (r = lineage_each(v, txn, ref, &doomed, no_dataset, NULL)) == 0)
+		r = lineage_forget(txn, &doomed);
 	lineage_doomed_free(&doomed);
+	if (r == 0 && (r = store_delete_prefix(txn, STORE_ATTRS, ref,
+	    CRYPTO_REF_BYTES)) == 0)
+		r = store_del(txn, STORE_GC, k.data, k.len, NULL, 0);
 	return r;
 }
 
@@ -452,7 +465,7 @@ create_record(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 {
 	int r;
 
-	if ((r = drop_leftovers(txn, ref)) != 0 ||
+	if ((r = drop_leftovers(v, txn, ref)) != 0 ||
 	    (r = record_new_consumer(v->kr, ref, s->dek, s->seed, crec)) != 0)
 		return r;
 	return store_put(txn, STORE_CONSUMERS, ref, CRYPTO_REF_BYTES, crec,
@@ -1037,8 +1050,8 @@ consumer_remove_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 	uint8_t copy[RECORD_CONSUMER_BYTES];
 	struct consumer_rec rec;
 	struct scratch s = { 0 };
-	uint8_t *gc = NULL;
-	size_t first = doomed->n, later = 0;
+	uint8_t gc[9];
+	size_t first = doomed->n;
 	int rc, r;
 
 	memset(out, 0, sizeof(*out));
@@ -1078,17 +1091,13 @@ consumer_remove_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 	 * and the consumer's lineage rows when the write already removes
 	 * LINEAGE_FORGET_INLINE (lineage.h).
 	 */
-	if (doomed->n > LINEAGE_FORGET_INLINE)
-		later = doomed->n - first;
-	if ((gc = malloc(8 + later * LINEAGE_KEY_BYTES)) == NULL) {
-		r = VAULT_ERR_NOMEM;
-		goto out;
-	}
 	store_put_u64(gc, store_now_ms());
-	if (later > 0)
-		memcpy(gc + 8, doomed->keys[first], later * LINEAGE_KEY_BYTES);
-	doomed->n -= later;
-	val = (struct store_val){ 8 + later * LINEAGE_KEY_BYTES, gc };
+	gc[8] = GC_LINEAGE_LEFT;
+	val = (struct store_val){ 8, gc };
+	if (doomed->n > LINEAGE_FORGET_INLINE) {
+		doomed->n = first;
+		val.len = 9;
+	}
 	if ((rc = store_put(txn, STORE_GC, k.data, k.len, val.data, val.len,
 	    0)) != 0) {
 		r = rc;
@@ -1096,7 +1105,6 @@ consumer_remove_txn(struct vault *v, struct store_txn *txn, const uint8_t *ref,
 	}
 	out->found = true;
 out:
-	free(gc);
 	if (s.mem != NULL)
 		sodium_memzero(s.mem, RECORD_SCRATCH_BYTES);
 	return r;
@@ -1111,12 +1119,12 @@ removal_clear(struct removal *r)
 }
 
 int
-consumer_collect_txn(struct store_txn *txn, size_t max, size_t *collected,
-    bool *more)
+consumer_collect_txn(struct vault *v, struct store_txn *txn, size_t max,
+    size_t *collected, bool *more)
 {
 	struct lineage_doomed doomed = { 0 };
 	struct store_cursor *cur = NULL;
-	struct store_val k, val;
+	struct store_val k, val, live;
 	int rc, r = 0;
 
 	*collected = 0;
@@ -1125,6 +1133,7 @@ consumer_collect_txn(struct store_txn *txn, size_t max, size_t *collected,
 		return rc;
 	while ((rc = store_cursor_get(cur, &k, &val, STORE_FIRST)) == 0) {
 		uint8_t ref[CRYPTO_REF_BYTES];
+		bool left;
 
 		if (*collected == max || doomed.n >= LINEAGE_FORGET_INLINE) {
 			*more = true;
@@ -1135,11 +1144,25 @@ consumer_collect_txn(struct store_txn *txn, size_t max, size_t *collected,
 			break;
 		}
 		memcpy(ref, k.data, CRYPTO_REF_BYTES);
-		if ((r = gc_doom(&val, &doomed)) != 0 ||
-		    (r = store_delete_prefix(txn, STORE_ATTRS, ref,
+		left = gc_lineage_left(&val);
+		/* Never beside a live consumer (create_record drops it). */
+		rc = store_get(txn, STORE_CONSUMERS, ref, CRYPTO_REF_BYTES, &live);
+		if (rc == 0) {
+			log_error("a collection entry beside a live consumer: "
+			    "dropped, the consumer's records kept");
+			left = false;
+		} else if (rc != VAULT_ERR_NOT_FOUND) {
+			r = rc;
+			break;
+		} else if ((r = store_delete_prefix(txn, STORE_ATTRS, ref,
 		    CRYPTO_REF_BYTES)) != 0)
 			break;
-		if ((rc = store_cursor_del(cur)) != 0) {
+		if (left && (r = lineage_each(v, txn, ref, &doomed, no_dataset,
+		    NULL)) != 0)
+			break;
+		/* The cursor is placed again: the writes above may move it. */
+		if ((rc = store_del(txn, STORE_GC, ref, CRYPTO_REF_BYTES, NULL,
+		    0)) != 0) {
 			r = rc;
 			break;
 		}

@@ -108,8 +108,8 @@ int consumer_set_consent(struct vault *v, const uint8_t ref[CRYPTO_REF_BYTES],
  * consents, lineage and its values from the counts, and queues its
  * attribute records for collection. Unreadable at once: the DEK is gone.
  * Its lineage rows go to doomed, for lineage_forget in the same txn, while
- * doomed holds at most LINEAGE_FORGET_INLINE rows; past that, they are
- * queued for collection with its attribute records.
+ * doomed holds at most LINEAGE_FORGET_INLINE rows; past that, its
+ * collection entry says lineage is left, for the collector.
  */
 int consumer_remove_txn(struct vault *v, struct store_txn *txn,
     const uint8_t *ref, struct lineage_doomed *doomed,
@@ -117,11 +117,11 @@ int consumer_remove_txn(struct vault *v, struct store_txn *txn,
 void removal_clear(struct removal *r);
 
 /*
- * In a write txn: deletes the attribute records and queued lineage rows of
- * up to max queued refs, stopping early past LINEAGE_FORGET_INLINE rows.
- * *more: some are left for another write.
+ * In a write txn: deletes the attribute records and the lineage rows left
+ * (found again from the ref) of up to max queued refs, stopping early past
+ * LINEAGE_FORGET_INLINE rows. *more: some are left for another write.
  */
-int consumer_collect_txn(struct store_txn *txn, size_t max,
+int consumer_collect_txn(struct vault *v, struct store_txn *txn, size_t max,
     size_t *collected, bool *more) VAULT_WUR;
 
 /*

@@ -165,7 +165,10 @@ fetch_set_free(struct fetch_set *set)
 	memset(set, 0, sizeof(*set));
 }
 
-/* Room for cap rows (at least what the set holds), the old arrays wiped. */
+/*
+ * Room for cap rows (at least what the set holds), the held rows moved to
+ * the start, the old arrays wiped.
+ */
 static int
 reserve(struct fetch_set *set, size_t cap)
 {
@@ -178,15 +181,36 @@ reserve(struct fetch_set *set, size_t cap)
 		return VAULT_ERR_NOMEM;
 	}
 	if (set->len > 0) {
-		memcpy(rows, set->rows, set->len * sizeof(*rows));
-		memcpy(tokens, set->tokens, set->len * set->n_attrs *
-		    sizeof(*tokens));
+		memcpy(rows, set->rows + set->off, set->len * sizeof(*rows));
+		memcpy(tokens, set->tokens + set->off * set->n_attrs,
+		    set->len * set->n_attrs * sizeof(*tokens));
 	}
 	free_rows(set->rows, set->tokens, set->cap, set->n_attrs);
 	set->rows = rows;
 	set->tokens = tokens;
 	set->cap = cap;
+	set->off = 0;
 	return 0;
+}
+
+/* Moves the held rows to the start of the arrays, wiping where they were. */
+static void
+compact(struct fetch_set *set)
+{
+	size_t na = set->n_attrs, off = set->off;
+
+	if (off == 0)
+		return;
+	memmove(set->rows, set->rows + off, set->len * sizeof(*set->rows));
+	memmove(set->tokens, set->tokens + off * na, set->len * na *
+	    sizeof(*set->tokens));
+	/* What the rows left behind and nothing wrote over. */
+	off = off < set->len ? set->len : off;
+	sodium_memzero(set->rows + off, (set->off + set->len - off) *
+	    sizeof(*set->rows));
+	sodium_memzero(set->tokens + off * na, (set->off + set->len - off) *
+	    na * sizeof(*set->tokens));
+	set->off = 0;
 }
 
 /* Makes room for more rows held: a scan's doubles, a window's fits. */
@@ -195,6 +219,9 @@ room_for(struct fetch_set *set, size_t more)
 {
 	size_t need = set->len + more, cap = set->cap ? set->cap : 1024;
 
+	if (set->off + need <= set->cap)
+		return 0;
+	compact(set);
 	if (need <= set->cap)
 		return 0;
 	if (set->spill != NULL)
@@ -209,12 +236,14 @@ static int
 hold_row(struct fetch_set *set, const struct fetch_row *row,
     const uint64_t *tokens)
 {
+	size_t at;
 	int r;
 
-	if (set->len == set->cap && (r = room_for(set, 1)) != 0)
+	if ((r = room_for(set, 1)) != 0)
 		return r;
-	set->rows[set->len] = *row;
-	memcpy(set->tokens + set->len * set->n_attrs, tokens,
+	at = set->off + set->len;
+	set->rows[at] = *row;
+	memcpy(set->tokens + at * set->n_attrs, tokens,
 	    set->n_attrs * sizeof(*tokens));
 	set->len++;
 	return 0;
@@ -530,13 +559,6 @@ spill_dir(const struct vault *v)
 	    v->cfg->store_dir;
 }
 
-static size_t
-memory_rows(const struct vault *v)
-{
-	return v->cfg != NULL && v->cfg->stream_memory_rows > 0 ?
-	    (size_t)v->cfg->stream_memory_rows : FETCH_MEMORY_ROWS;
-}
-
 /*
  * Readies set for the rows of a scan of q expecting about expected rows:
  * held, when they fit in the memory a stream may hold, else in buckets of
@@ -546,7 +568,7 @@ static int
 plan(struct vault *v, const struct fetch_query *q, struct fetch_set *set,
     size_t expected)
 {
-	size_t per = memory_rows(v);
+	size_t per = (size_t)v->cfg->stream_memory_rows;
 	uint64_t lo = 0, hi = UINT64_MAX;
 
 	if (expected <= per)
@@ -564,7 +586,8 @@ plan(struct vault *v, const struct fetch_query *q, struct fetch_set *set,
 	set->span = hi - lo;
 	set->n_buckets = (expected + per - 1) / per;
 	return spill_open(&set->spill, spill_dir(v), set->n_buckets,
-	    ROW_BYTES(set->n_attrs));
+	    ROW_BYTES(set->n_attrs),
+	    (uint64_t)v->cfg->stream_spill_max_mb << 20);
 }
 
 /*
@@ -813,37 +836,56 @@ take_block(void *arg, const void *rows, size_t n)
 {
 	struct fetch_set *set = ((struct take_arg *)arg)->set;
 	const uint8_t *b = rows;
-	size_t rb = ROW_BYTES(set->n_attrs);
+	size_t rb = ROW_BYTES(set->n_attrs), na = set->n_attrs;
 
 	for (size_t i = 0; i < n; i++, b += rb) {
-		row_unpack(b, &set->rows[set->len],
-		    set->tokens + set->len * set->n_attrs, set->n_attrs);
+		size_t at = set->off + set->len;
+
+		row_unpack(b, &set->rows[at], set->tokens + at * na, na);
 		set->len++;
 	}
 	return 0;
 }
 
-/* Takes in the next bucket: its rows held, in order, suppressed. */
+/*
+ * Takes in the next bucket: its rows held, in order, suppressed. On an
+ * error, the rows taken so far are wiped and let go of again.
+ */
 static int
 take_bucket(struct vault *v, const struct fetch_query *q, struct fetch_set *set)
 {
 	size_t b = set->next_bucket, c = spill_count(set->spill, b);
 	struct take_arg arg = { v, q, set };
-	size_t first = set->len;
+	size_t first, na = set->n_attrs;
+	struct fetch_row *rows;
+	uint64_t *tokens;
 	int r;
 
-	if ((r = room_for(set, c)) != 0 ||
-	    (r = spill_read(set->spill, b, take_block, &arg)) != 0)
+	if ((r = room_for(set, c)) != 0)
 		return r;
-	suppress_rare(v, q, set, set->tokens + first * set->n_attrs, c);
-	if ((r = order_rows(set->rows + first, set->tokens + first *
-	    set->n_attrs, c, set->n_attrs)) != 0)
+	first = set->off + set->len;
+	rows = set->rows + first;
+	tokens = set->tokens + first * na;
+	if ((r = spill_read(set->spill, b, take_block, &arg)) == 0) {
+		suppress_rare(v, q, set, tokens, c);
+		r = order_rows(rows, tokens, c, na);
+	}
+	if (r != 0) {
+		size_t taken = set->off + set->len - first;
+
+		sodium_memzero(rows, taken * sizeof(*rows));
+		sodium_memzero(tokens, taken * na * sizeof(*tokens));
+		set->len -= taken;
 		return r;
+	}
 	set->next_bucket++;
 	return 0;
 }
 
-/* Lets go of the rows held before row from (sent: a stream goes forward). */
+/*
+ * Lets go of the rows held before row from (sent: a stream goes forward):
+ * wiped, and their room taken again when the arrays next fill.
+ */
 static void
 let_go(struct fetch_set *set, size_t from)
 {
@@ -853,15 +895,14 @@ let_go(struct fetch_set *set, size_t from)
 		drop = set->len;
 	if (drop == 0)
 		return;
-	memmove(set->rows, set->rows + drop, (set->len - drop) *
-	    sizeof(*set->rows));
-	memmove(set->tokens, set->tokens + drop * na, (set->len - drop) * na *
+	sodium_memzero(set->rows + set->off, drop * sizeof(*set->rows));
+	sodium_memzero(set->tokens + set->off * na, drop * na *
 	    sizeof(*set->tokens));
+	set->off += drop;
 	set->len -= drop;
 	set->base += drop;
-	sodium_memzero(set->rows + set->len, drop * sizeof(*set->rows));
-	sodium_memzero(set->tokens + set->len * na, drop * na *
-	    sizeof(*set->tokens));
+	if (set->len == 0)
+		set->off = 0;
 }
 
 /*

@@ -27,14 +27,15 @@
  *
  * Memory: a row is 72 + 8 * n_attrs bytes. A snapshot of up to
  * stream_memory_rows rows (the configuration's) is held whole. A larger
- * one is cut by stream position into that many rows a bucket, about, and
- * the buckets are sealed into an unlinked temporary file (spill.h) in the
- * journal's directory; a stream then holds the bucket it sends from and
- * the rows of its lineage ahead (FETCH_LINEAGE_AHEAD), so its memory does
- * not grow with the consumers. Rare-value counts are kept as a table of
- * token and count (16 bytes a distinct category token, doubled for room).
- * A shard call of a query with categories also holds its rows' category
- * tokens (8 bytes each) for its meet. Streams are capped per principal
+ * one is cut by stream position into buckets of about that many rows,
+ * sealed into a temporary file with no name (spill.h) in the journal's
+ * directory, at most stream_spill_max_mb for all streams; a stream then
+ * holds the bucket it sends from and the rows of its lineage ahead
+ * (FETCH_LINEAGE_AHEAD), and, while it takes the snapshot, a 16 KiB block
+ * for each bucket. Rare-value counts are a table of token and count (16
+ * bytes a distinct category token, doubled for room). A shard call of a
+ * query with categories also holds its rows' category tokens (8 bytes
+ * each) for its meet. Streams are capped per principal
  * (max_streams_per_principal) and in all (max_streams).
  *
  * The snapshot is read in one read-only transaction, which keeps the store
@@ -68,6 +69,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "crypto/crypto.h"
 #include "engine/tokenize.h"
@@ -129,9 +131,10 @@ struct spill;
  */
 struct fetch_set {
 	size_t n, n_attrs;		/* rows in all; tokens a row */
-	size_t base, len, cap;		/* rows held, and room for cap */
+	size_t base, len;		/* rows held: [base, base + len) */
+	size_t off, cap;		/* row base at rows[off]; room for cap */
 	struct fetch_row *rows;
-	uint64_t *tokens;		/* len rows of n_attrs, same order */
+	uint64_t *tokens;		/* cap rows of n_attrs, same places */
 	size_t lineage_to;		/* rows [0, lineage_to) are on record */
 	/* How the rest is kept (fetch.c). */
 	struct fetch_tally *tally;	/* category tokens counted */
@@ -143,17 +146,25 @@ struct fetch_set {
 	bool collect_part;
 };
 
-/* Row i of set, and its tokens: i must be held (see fetch_set). */
+/* Row i of set, and its tokens: i must be held (see fetch_set), or abort. */
+static inline size_t
+fetch_place(const struct fetch_set *set, size_t i)
+{
+	if (i < set->base || i - set->base >= set->len)
+		abort();
+	return set->off + (i - set->base);
+}
+
 static inline struct fetch_row *
 fetch_row_at(const struct fetch_set *set, size_t i)
 {
-	return &set->rows[i - set->base];
+	return &set->rows[fetch_place(set, i)];
 }
 
 static inline uint64_t *
 fetch_tokens_at(const struct fetch_set *set, size_t i)
 {
-	return set->tokens + (i - set->base) * set->n_attrs;
+	return set->tokens + fetch_place(set, i) * set->n_attrs;
 }
 
 /* Rows a stream holds in memory, when the configuration says nothing. */

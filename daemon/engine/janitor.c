@@ -39,7 +39,7 @@ collect_apply(struct store_txn *txn, void *arg)
 {
 	struct collect_job *job = arg;
 
-	return consumer_collect_txn(txn, COLLECT_PER_TXN, &job->done,
+	return consumer_collect_txn(job->v, txn, COLLECT_PER_TXN, &job->done,
 	    &job->more);
 }
 

@@ -155,17 +155,6 @@ lineage_forget(struct store_txn *txn, struct lineage_doomed *d)
 	return 0;
 }
 
-int
-lineage_doom_keys(struct lineage_doomed *d, const uint8_t *keys, size_t n)
-{
-	int r;
-
-	for (size_t i = 0; i < n; i++)
-		if ((r = doom(d, keys + i * LINEAGE_KEY_BYTES)) != 0)
-			return r;
-	return 0;
-}
-
 void
 lineage_doomed_free(struct lineage_doomed *d)
 {

@@ -47,16 +47,18 @@ void lineage_key(struct vault *v, uint8_t out[LINEAGE_KEY_BYTES],
     uint32_t dataset, uint64_t order, const uint8_t ref[CRYPTO_REF_BYTES]);
 
 /*
- * The most lineage rows one deletion write removes itself. A batch of
- * deletions removes its rows in its own write, so a deleted consumer's
- * lineage goes with it, up to this many; the rows of its consumers past
- * that go with their collection entry (consumer.h) to the collector, which
- * removes them in writes of about this many. A write holds every page it
- * changes in memory until it commits (LMDB, which keeps that memory for
- * later writes), and a consumer's lineage rows lie on a page per dataset:
- * at a million consumers, 1,000 deletions over 14 datasets in one write
- * took the daemon to 94-118 MiB; with this bound at 4,096, 1,024 and 256
- * rows, 61-65, 48 and 40-44 MiB (docs/performance.md, "Memory").
+ * The most lineage rows one deletion request removes in its own write. A
+ * deleted consumer's lineage goes with it, up to this many in a request;
+ * the rows of its consumers past that are left to the collector (their
+ * collection entry says so, consumer.h), which finds them again from the
+ * ref and removes them in writes of about this many. A consumer's rows are
+ * never split: one on record in more datasets than this takes a write of
+ * its own. Why: a write holds every page it changes in memory until it
+ * commits (LMDB, which keeps that memory for later writes), and a
+ * consumer's lineage rows lie on a page per dataset. At a million
+ * consumers, 1,000 deletions over 14 datasets in one write took the daemon
+ * to 94-118 MiB; with this bound at 4,096, 1,024 and 256 rows, 61-65, 48
+ * and 40-44 MiB (docs/performance.md, "Memory").
  */
 #define LINEAGE_FORGET_INLINE 1024
 
@@ -86,10 +88,6 @@ int lineage_forget(struct store_txn *txn,
     struct lineage_doomed *doomed) VAULT_WUR;
 
 void lineage_doomed_free(struct lineage_doomed *doomed);
-
-/* Adds n keys (LINEAGE_KEY_BYTES each, back to back) to doomed. */
-int lineage_doom_keys(struct lineage_doomed *doomed, const uint8_t *keys,
-    size_t n) VAULT_WUR;
 
 /* Within txn: the lineage rows of dataset (consumers it may have received). */
 int lineage_count(struct store_txn *txn, uint32_t dataset,

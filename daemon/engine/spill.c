@@ -1,8 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
+#include <stdatomic.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,8 +30,12 @@ struct bucket {
 	size_t count;			/* rows in all */
 };
 
+/* The bytes of every spill's file, in the whole process. */
+static _Atomic uint64_t spilled;
+
 struct spill {
 	int fd;
+	uint64_t max_total;		/* spilled may not pass it */
 	size_t row_bytes, block_rows, n_buckets;
 	struct bucket *b;
 	uint8_t *key;			/* locked */
@@ -72,36 +75,26 @@ io_fail(int err, const char *what)
 	return err == ENOSPC || err == EDQUOT ? VAULT_ERR_NOSPACE : VAULT_ERR_IO;
 }
 
-/* An unlinked file in dir, readable by nobody else. */
+/*
+ * A file in dir with no name, readable by nobody else; O_EXCL: it can
+ * never be given one (linkat). No fallback to a name removed at once: a
+ * crash between the two would leave the file.
+ */
 static int
 open_unnamed(const char *dir, int *fd)
 {
-	char path[PATH_MAX];
-
-	*fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	*fd = open(dir, O_TMPFILE | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
 	if (*fd >= 0)
 		return 0;
-	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
-		return io_fail(errno, "create it");
-	/* A filesystem without O_TMPFILE: a name, removed at once. */
-	if ((size_t)snprintf(path, sizeof(path), "%s/.vaultd-stream-XXXXXX",
-	    dir) >= sizeof(path))
-		return io_fail(ENAMETOOLONG, "create it");
-	if ((*fd = mkostemp(path, O_CLOEXEC)) < 0)
-		return io_fail(errno, "create it");
-	if (unlink(path) != 0) {
-		int err = errno;
-
-		close(*fd);
-		*fd = -1;
-		return io_fail(err, "unlink it");
-	}
-	return 0;
+	if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)
+		log_error("a stream's temporary file: the filesystem of %s has "
+		    "no O_TMPFILE", dir);
+	return io_fail(errno, "create it");
 }
 
 int
 spill_open(struct spill **out, const char *dir, size_t n_buckets,
-    size_t row_bytes)
+    size_t row_bytes, uint64_t max_total)
 {
 	struct spill *s;
 	size_t block_bytes;
@@ -113,6 +106,7 @@ spill_open(struct spill **out, const char *dir, size_t n_buckets,
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return VAULT_ERR_NOMEM;
 	s->fd = -1;
+	s->max_total = max_total;
 	s->row_bytes = row_bytes;
 	s->block_rows = SPILL_BLOCK_BYTES / row_bytes ? SPILL_BLOCK_BYTES /
 	    row_bytes : 1;
@@ -190,12 +184,19 @@ seal(struct spill *s, size_t bi)
 		b->blocks = nb;
 		b->cap_blocks = cap;
 	}
+	clen = len + crypto_aead_xchacha20poly1305_ietf_ABYTES;
+	if (atomic_fetch_add(&spilled, clen) + clen > s->max_total) {
+		atomic_fetch_sub(&spilled, clen);
+		return VAULT_ERR_LIMIT;
+	}
 	block_nonce(nonce, s->next_no);
 	block_ad(ad, bi, (uint32_t)b->held);
 	crypto_aead_xchacha20poly1305_ietf_encrypt(s->cipher, &clen, b->buf, len,
 	    ad, sizeof(ad), NULL, nonce, s->key);
-	if ((r = write_at(s->fd, s->cipher, (size_t)clen, s->end)) != 0)
+	if ((r = write_at(s->fd, s->cipher, (size_t)clen, s->end)) != 0) {
+		atomic_fetch_sub(&spilled, clen);
 		return r;
+	}
 	b->blocks[b->n_blocks++] = (struct block){ s->end, s->next_no,
 	    (uint32_t)b->held };
 	s->end += clen;
@@ -282,5 +283,6 @@ spill_close(struct spill *s)
 	free(s->plain);
 	if (s->fd >= 0)
 		close(s->fd);
+	atomic_fetch_sub(&spilled, s->end);
 	free(s);
 }

@@ -92,7 +92,7 @@ enum store_space {
 	STORE_AUDIT_REF,	/* consumer ref -> seq (dup): access history */
 	STORE_META,		/* name -> store and keyring state (meta.h) */
 	STORE_REQUESTS,		/* request records (deletion receipts, ...) */
-	STORE_GC,		/* ref -> deleted ms: attributes left to collect */
+	STORE_GC,		/* ref -> deleted ms [| 1: lineage left]: to collect */
 	STORE_MANIFESTS,	/* ref -> the consumer's attribute manifest */
 	STORE_DELETIONS,	/* seq -> a deletion, for restores (dellog.h) */
 	STORE_LINEAGE_ROWS,	/* dataset | position | ref -> "": lineage.h */

@@ -168,7 +168,7 @@ test_spill_gives_back_each_bucket_in_order(void **state)
 
 	(void)state;
 	assert_non_null(got);
-	assert_int_equal(spill_open(&s, tmp_dir(), BUCKETS, ROW), 0);
+	assert_int_equal(spill_open(&s, tmp_dir(), BUCKETS, ROW, UINT64_MAX), 0);
 	for (uint32_t i = 0; i < N; i++) {
 		make_row(row, i);
 		assert_int_equal(spill_add(s, i % BUCKETS, row), 0);
@@ -246,7 +246,7 @@ test_spill_file_is_sealed_and_unnamed(void **state)
 
 	(void)state;
 	assert_non_null(g.rows);
-	assert_int_equal(spill_open(&s, dir, 1, ROW), 0);
+	assert_int_equal(spill_open(&s, dir, 1, ROW, UINT64_MAX), 0);
 	for (uint32_t i = 0; i < N; i++) {
 		make_row(row, i);
 		assert_int_equal(spill_add(s, 0, row), 0);
@@ -286,9 +286,38 @@ test_spill_refuses_a_missing_directory(void **state)
 	struct spill *s = (void *)1;
 
 	(void)state;
-	assert_int_equal(spill_open(&s, "/nonexistent/vault-spill", 2, ROW),
-	    VAULT_ERR_IO);
+	assert_int_equal(spill_open(&s, "/nonexistent/vault-spill", 2, ROW,
+	    UINT64_MAX), VAULT_ERR_IO);
 	assert_null(s);
+}
+
+/*
+ * The files of all spills together stay within max_total: a block past it
+ * is refused (LIMIT), and a spill closed gives its bytes back.
+ */
+static void
+test_spills_share_a_limit(void **state)
+{
+	enum { LIMIT = 64 << 10 };
+	struct spill *a, *b;
+	uint8_t row[ROW];
+	uint32_t i;
+	int r = 0;
+
+	(void)state;
+	memset(row, 7, sizeof(row));
+	assert_int_equal(spill_open(&a, tmp_dir(), 1, ROW, LIMIT), 0);
+	assert_int_equal(spill_open(&b, tmp_dir(), 1, ROW, LIMIT), 0);
+	for (i = 0; i < 1000; i++)		/* 40 KB: within the limit */
+		assert_int_equal(spill_add(a, 0, row), 0);
+	for (i = 0; i < 100000 && r == 0; i++)
+		r = spill_add(b, 0, row);
+	assert_int_equal(r, VAULT_ERR_LIMIT);
+	/* Of the two, at most the limit: b took what a left. */
+	assert_true(i * ROW < LIMIT);
+	spill_close(a);
+	assert_int_equal(spill_add(b, 0, row), 0);
+	spill_close(b);
 }
 
 static const uint8_t key_a[SHARDMEET_KEY_BYTES] = { 1 };
@@ -420,6 +449,7 @@ main(void)
 		cmocka_unit_test(test_spill_gives_back_each_bucket_in_order),
 		cmocka_unit_test(test_spill_file_is_sealed_and_unnamed),
 		cmocka_unit_test(test_spill_refuses_a_missing_directory),
+		cmocka_unit_test(test_spills_share_a_limit),
 		cmocka_unit_test(test_calls_of_one_query_meet),
 		cmocka_unit_test(test_a_call_that_leaves_without_posting_frees_its_shard),
 		cmocka_unit_test(test_an_old_meet_takes_no_new_call),
