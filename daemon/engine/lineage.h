@@ -57,7 +57,7 @@ void lineage_key(struct vault *v, uint8_t out[LINEAGE_KEY_BYTES],
  * commits (LMDB, which keeps that memory for later writes), and a
  * consumer's lineage rows lie on a page per dataset. At a million
  * consumers, 1,000 deletions over 14 datasets in one write took the daemon
- * to 94-118 MiB; with this bound at 4,096, 1,024 and 256 rows, 61-65, 48
+ * to 94-118 MiB; with this bound at 4,096, 1,024 and 256 rows, 57-65, 48
  * and 40-44 MiB (docs/performance.md, "Memory").
  */
 #define LINEAGE_FORGET_INLINE 1024
