@@ -209,6 +209,22 @@ no_dataset(const struct dataset_info *ds, void *arg)
 }
 
 /*
+ * What a deletion at ref left to the collector: its attribute records
+ * removed, and, when left says so, its lineage rows added to doomed (found
+ * again from the ref) for the caller to forget.
+ */
+static int
+drop_left(struct vault *v, struct store_txn *txn, const uint8_t *ref,
+    bool left, struct lineage_doomed *doomed)
+{
+	int r = store_delete_prefix(txn, STORE_ATTRS, ref, CRYPTO_REF_BYTES);
+
+	if (r == 0 && left)
+		r = lineage_each(v, txn, ref, doomed, no_dataset, NULL);
+	return r;
+}
+
+/*
  * A consumer deleted at this ref may still have attribute records and
  * lineage rows waiting for the collector; a new consumer must not inherit
  * them.
@@ -218,19 +234,14 @@ drop_leftovers(struct vault *v, struct store_txn *txn, const uint8_t *ref)
 {
 	struct store_val k = { CRYPTO_REF_BYTES, (void *)ref }, val;
 	struct lineage_doomed doomed = { 0 };
-	int rc = store_get(txn, STORE_GC, k.data, k.len, &val), r = 0;
+	int r = store_get(txn, STORE_GC, k.data, k.len, &val);
 
-	if (rc == VAULT_ERR_NOT_FOUND)
+	if (r == VAULT_ERR_NOT_FOUND)
 		return 0;
-	if (rc != 0)
-		return rc;
-	if (gc_lineage_left(&val) &&
-	    (r = lineage_each(v, txn, ref, &doomed, no_dataset, NULL)) == 0)
-		r = lineage_forget(txn, &doomed);
-	lineage_doomed_free(&doomed);
-	if (r == 0 && (r = store_delete_prefix(txn, STORE_ATTRS, ref,
-	    CRYPTO_REF_BYTES)) == 0)
+	if (r == 0 && (r = drop_left(v, txn, ref, gc_lineage_left(&val),
+	    &doomed)) == 0 && (r = lineage_forget(txn, &doomed)) == 0)
 		r = store_del(txn, STORE_GC, k.data, k.len, NULL, 0);
+	lineage_doomed_free(&doomed);
 	return r;
 }
 
@@ -1150,15 +1161,10 @@ consumer_collect_txn(struct vault *v, struct store_txn *txn, size_t max,
 		if (rc == 0) {
 			log_error("a collection entry beside a live consumer: "
 			    "dropped, the consumer's records kept");
-			left = false;
 		} else if (rc != VAULT_ERR_NOT_FOUND) {
 			r = rc;
 			break;
-		} else if ((r = store_delete_prefix(txn, STORE_ATTRS, ref,
-		    CRYPTO_REF_BYTES)) != 0)
-			break;
-		if (left && (r = lineage_each(v, txn, ref, &doomed, no_dataset,
-		    NULL)) != 0)
+		} else if ((r = drop_left(v, txn, ref, left, &doomed)) != 0)
 			break;
 		/* The cursor is placed again: the writes above may move it. */
 		if ((rc = store_del(txn, STORE_GC, ref, CRYPTO_REF_BYTES, NULL,

@@ -824,17 +824,11 @@ fetch_snapshot(struct vault *v, const struct fetch_query *q,
 	return r;
 }
 
-struct take_arg {
-	struct vault *v;
-	const struct fetch_query *q;
-	struct fetch_set *set;
-};
-
 /* Appends a block of a bucket's rows to those held (spill_read's callback). */
 static int
 take_block(void *arg, const void *rows, size_t n)
 {
-	struct fetch_set *set = ((struct take_arg *)arg)->set;
+	struct fetch_set *set = arg;
 	const uint8_t *b = rows;
 	size_t rb = ROW_BYTES(set->n_attrs), na = set->n_attrs;
 
@@ -855,7 +849,6 @@ static int
 take_bucket(struct vault *v, const struct fetch_query *q, struct fetch_set *set)
 {
 	size_t b = set->next_bucket, c = spill_count(set->spill, b);
-	struct take_arg arg = { v, q, set };
 	size_t first, na = set->n_attrs;
 	struct fetch_row *rows;
 	uint64_t *tokens;
@@ -866,7 +859,7 @@ take_bucket(struct vault *v, const struct fetch_query *q, struct fetch_set *set)
 	first = set->off + set->len;
 	rows = set->rows + first;
 	tokens = set->tokens + first * na;
-	if ((r = spill_read(set->spill, b, take_block, &arg)) == 0) {
+	if ((r = spill_read(set->spill, b, take_block, set)) == 0) {
 		suppress_rare(v, q, set, tokens, c);
 		r = order_rows(rows, tokens, c, na);
 	}

@@ -167,9 +167,6 @@ fetch_tokens_at(const struct fetch_set *set, size_t i)
 	return set->tokens + fetch_place(set, i) * set->n_attrs;
 }
 
-/* Rows a stream holds in memory, when the configuration says nothing. */
-#define FETCH_MEMORY_ROWS 32768
-
 /*
  * The shard, of count (0 or 1: one shard, 0), of the consumer at stream
  * position order: order scaled to [0, count), so each shard is a contiguous
