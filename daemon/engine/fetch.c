@@ -85,9 +85,9 @@ tally_grow(struct fetch_tally *t)
 	return 0;
 }
 
-/* Counts one more row of attribute attr holding token (not 0). */
+/* Counts n more rows of attribute attr holding token (not 0). */
 static int
-tally_add(struct fetch_tally *t, uint32_t attr, uint64_t token)
+tally_add(struct fetch_tally *t, uint32_t attr, uint64_t token, uint32_t n)
 {
 	struct tally_slot *sl;
 	int r;
@@ -99,8 +99,7 @@ tally_add(struct fetch_tally *t, uint32_t attr, uint64_t token)
 		*sl = (struct tally_slot){ token, 0, attr };
 		t->n++;
 	}
-	if (sl->count < UINT32_MAX)
-		sl->count++;
+	sl->count = sl->count > UINT32_MAX - n ? UINT32_MAX : sl->count + n;
 	return 0;
 }
 
@@ -159,9 +158,6 @@ fetch_set_free(struct fetch_set *set)
 	free_rows(set->rows, set->tokens, set->cap, set->n_attrs);
 	tally_free(set->tally);
 	spill_close(set->spill);
-	if (set->part != NULL)
-		sodium_memzero(set->part, set->part_cap * sizeof(*set->part));
-	free(set->part);
 	memset(set, 0, sizeof(*set));
 }
 
@@ -268,8 +264,7 @@ bucket_of(const struct fetch_set *set, uint64_t order)
 
 /*
  * Takes a row of the scan: counts its category tokens, then keeps it
- * (held, or in its bucket), unless the scan only counts. A shard call of
- * a meet also keeps the row's category tokens for its part.
+ * (held, or in its bucket), unless the scan only counts.
  */
 static int
 take_row(struct vault *v, const struct fetch_query *q, struct fetch_set *set,
@@ -283,32 +278,11 @@ take_row(struct vault *v, const struct fetch_query *q, struct fetch_set *set,
 		    tokens[j] == 0)
 			continue;
 		if ((r = tally_add(set->tally, (uint32_t)q->attrs[j],
-		    tokens[j])) != 0)
+		    tokens[j], 1)) != 0)
 			return r;
 	}
 	if (!keep)
 		return 0;
-	if (set->collect_part) {
-		if (set->part_n + set->n_cat > set->part_cap) {
-			size_t cap = set->part_cap ? 2 * set->part_cap :
-			    1024 * set->n_cat;
-			uint64_t *p = calloc(cap, sizeof(*p));
-
-			if (p == NULL)
-				return VAULT_ERR_NOMEM;
-			if (set->part_n > 0)
-				memcpy(p, set->part, set->part_n * sizeof(*p));
-			if (set->part != NULL)
-				sodium_memzero(set->part, set->part_cap *
-				    sizeof(*p));
-			free(set->part);
-			set->part = p;
-			set->part_cap = cap;
-		}
-		for (size_t j = 0; j < q->n_attrs; j++)
-			if (v->schema->attrs[q->attrs[j]].feature == FEAT_CATEGORY)
-				set->part[set->part_n++] = tokens[j];
-	}
 	set->n++;
 	if (set->spill == NULL)
 		return hold_row(set, row, tokens);
@@ -702,21 +676,36 @@ meet_key(const struct fetch_query *q, uint8_t key[SHARDMEET_KEY_BYTES])
 #define MEET_WAIT_MIN_MS 200
 #define MEET_WAIT_MAX_MS 10000
 
-/* Counts the category tokens of a part posted by another call of the meet. */
+/* A shard's part: the counts of its own rows, taken before any other's. */
 static int
-tally_part(struct fetch_set *set, const int *cats,
-    const struct shardmeet_part *p)
+own_part(const struct fetch_set *set, struct shardmeet_part *part)
+{
+	const struct fetch_tally *t = set->tally;
+	size_t n = 0;
+
+	part->n = 0;
+	if (t->n == 0)
+		return 0;
+	if ((part->counts = calloc(t->n, sizeof(*part->counts))) == NULL)
+		return VAULT_ERR_NOMEM;
+	for (size_t i = 0; i < t->cap; i++)
+		if (t->slot[i].token != 0)
+			part->counts[n++] = (struct shardmeet_count){
+			    t->slot[i].token, t->slot[i].count, t->slot[i].attr };
+	part->n = n;
+	return 0;
+}
+
+/* Adds the counts of a part posted by another call of the meet. */
+static int
+tally_part(struct fetch_set *set, const struct shardmeet_part *p)
 {
 	int r;
 
 	for (size_t i = 0; i < p->n; i++)
-		for (size_t c = 0; c < p->n_cat; c++) {
-			uint64_t t = p->tokens[i * p->n_cat + c];
-
-			if (t != 0 && (r = tally_add(set->tally, (uint32_t)cats[c],
-			    t)) != 0)
-				return r;
-		}
+		if ((r = tally_add(set->tally, p->counts[i].attr,
+		    p->counts[i].token, p->counts[i].count)) != 0)
+			return r;
 	return 0;
 }
 
@@ -755,14 +744,9 @@ snapshot_shared(struct vault *v, const struct fetch_query *q,
 		goto out;
 	}
 	want[idx] = true;
-	set->n_cat = n_cat;
-	set->collect_part = true;
-	if ((r = scan_rows(v, q, want, set, true)) != 0)
+	if ((r = scan_rows(v, q, want, set, true)) != 0 ||
+	    (r = own_part(set, &own)) != 0)
 		goto out;
-	own = (struct shardmeet_part){ set->part, set->part_n / n_cat, n_cat };
-	set->part = NULL;
-	set->part_n = set->part_cap = 0;
-	set->collect_part = false;
 	shardmeet_post(m, idx, own);
 	/* Calls of the meet that started with this one read about as long. */
 	wait = 2 * (time_monotonic_ms() - t0);
@@ -775,7 +759,7 @@ snapshot_shared(struct vault *v, const struct fetch_query *q,
 	for (uint32_t j = 0; j < count; j++) {
 		want[j] = !posted[j];
 		missing |= want[j];
-		if (j != idx && posted[j] && (r = tally_part(set, cats,
+		if (j != idx && posted[j] && (r = tally_part(set,
 		    &parts[j])) != 0)
 			goto out;
 	}

@@ -57,8 +57,8 @@
  * skipped before their consent is read). A query without categorical
  * attributes counts nothing more; one with them takes the other shards'
  * counts from the shard calls of the same query running at the same time
- * (shardmeet.h: they post the category tokens of their rows and wait a
- * while for each other), and reads the category tokens of the shards no
+ * (shardmeet.h: they post the counts of their rows' category tokens, a
+ * few bytes for each category, and wait a while for each other), and reads the category tokens of the shards no
  * call posted itself. Calls that meet count over snapshots taken moments
  * apart: the union is the unsharded stream's exactly when nothing was
  * written in between, as two unsharded calls are alike only then.
@@ -141,9 +141,6 @@ struct fetch_set {
 	struct spill *spill;		/* NULL: every row is held */
 	size_t n_buckets, next_bucket;
 	uint64_t lo, span;		/* positions the buckets cover */
-	uint64_t *part;			/* a meet's part: category tokens */
-	size_t part_n, part_cap, n_cat;
-	bool collect_part;
 };
 
 /* Row i of set, and its tokens: i must be held (see fetch_set), or abort. */

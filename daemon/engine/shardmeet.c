@@ -39,9 +39,9 @@ changed_init(void)
 static void
 part_free(struct shardmeet_part *p)
 {
-	if (p->tokens != NULL)
-		sodium_memzero(p->tokens, p->n * p->n_cat * sizeof(*p->tokens));
-	free(p->tokens);
+	if (p->counts != NULL)
+		sodium_memzero(p->counts, p->n * sizeof(*p->counts));
+	free(p->counts);
 	memset(p, 0, sizeof(*p));
 }
 

@@ -5,7 +5,7 @@
  * Rare values are counted over the whole stream, so that the N shards are
  * exactly the unsharded stream; alone, a shard would have to read every
  * consumer to count them. In a meet each shard call reads only its own
- * consumers, posts the category tokens of its rows (a part), and counts
+ * consumers, posts the category tokens of its rows counted (a part), and counts
  * over its own rows and every part posted; shards that no call took, or
  * whose call did not post in time, are read for their category tokens only
  * by whoever needs them (fetch.c). A part holds tokens, never values, and
@@ -30,10 +30,20 @@
 
 struct shardmeet;
 
-/* The category tokens of a shard's rows: n rows of n_cat, row-major. */
+/* A category token of a shard's rows, and how many of them hold it. */
+struct shardmeet_count {
+	uint64_t token;
+	uint32_t count;
+	uint32_t attr;			/* the schema's attribute index */
+};
+
+/*
+ * A shard's part: the category tokens of its rows counted, each (attribute,
+ * token) once. Its size is that of the categories, not of the shard.
+ */
 struct shardmeet_part {
-	uint64_t *tokens;
-	size_t n, n_cat;
+	struct shardmeet_count *counts;
+	size_t n;
 };
 
 /*

@@ -326,10 +326,10 @@ static const uint8_t key_b[SHARDMEET_KEY_BYTES] = { 2 };
 static struct shardmeet_part
 part_of(uint64_t t)
 {
-	struct shardmeet_part p = { malloc(sizeof(uint64_t)), 1, 1 };
+	struct shardmeet_part p = { malloc(sizeof(*p.counts)), 1 };
 
-	assert_non_null(p.tokens);
-	p.tokens[0] = t;
+	assert_non_null(p.counts);
+	p.counts[0] = (struct shardmeet_count){ t, 1, 0 };
 	return p;
 }
 
@@ -367,12 +367,12 @@ test_calls_of_one_query_meet(void **state)
 	shardmeet_parts(m0, posted, parts);
 	assert_false(posted[0]);
 	assert_true(posted[1]);
-	assert_int_equal(parts[1].tokens[0], 7);
+	assert_int_equal(parts[1].counts[0].token, 7);
 	/* The part outlives its poster while shard 0 is in the meet. */
 	shardmeet_leave(m1, 1);
 	shardmeet_parts(m0, posted, parts);
 	assert_true(posted[1]);
-	assert_int_equal(parts[1].tokens[0], 7);
+	assert_int_equal(parts[1].counts[0].token, 7);
 	shardmeet_leave(m0, 0);
 }
 
