@@ -13,7 +13,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <malloc.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
@@ -407,23 +406,6 @@ harden_process(void)
 }
 
 /*
- * Buffers of 128 KiB and more (a stream's window of rows, its response
- * batches, a deletion batch's lists) are mapped for themselves and given
- * back when freed. By default glibc raises that threshold to the largest
- * buffer freed so far and then serves such buffers from the arena of the
- * thread that asked, where they stay once freed: after the streams of a
- * run at a million consumers the daemon kept 117 MiB of freed memory
- * across its threads' arenas, 32 MiB with the threshold fixed
- * (docs/performance.md, "Memory at a million consumers"). A sanitizer's
- * allocator ignores the setting.
- */
-static void
-fix_mmap_threshold(void)
-{
-	(void)mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-}
-
-/*
  * The config as the command line shapes it: --listen and --dev --tls
  * override the file, at start and at every SIGHUP alike.
  */
@@ -803,7 +785,6 @@ main(int argc, char **argv)
 	if (o.log_level != NULL)
 		log_set_level((enum log_level)log_level_parse(o.log_level));
 	harden_process();
-	fix_mmap_threshold();
 	if (crypto_init() != 0) {
 		log_error("libsodium failed to initialise");
 		return 1;
