@@ -1,4 +1,3 @@
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +13,6 @@
 
 #define DEFAULT_BATCH 1000
 #define MAX_BATCH 10000
-/* A stream of this many rows gives its freed memory back when it ends. */
-#define TRIM_AFTER_ROWS 32768
 
 /* What a page token is bound to (pagetoken.h): see query_binding. */
 #define QUERY_BIND_BYTES PAGETOKEN_BIND_BYTES
@@ -210,7 +207,6 @@ stream_pages(struct rpc_ctx *ctx, struct vault *v, struct fetch_query *q,
 	struct fetch_set set = { 0 };
 	struct batch_buf b = { 0 };
 	size_t from = 0;
-	bool big;
 	int r;
 
 	q->cancelled = stream_cancelled;
@@ -243,16 +239,7 @@ out:
 	free(b.rows);
 	free(b.ptrs);
 	free(b.names);
-	big = set.n >= TRIM_AFTER_ROWS;
 	fetch_set_free(&set);
-	/*
-	 * Once glibc has freed a buffer that large, it serves the next ones
-	 * from the arena of the thread that asks, and keeps them there when
-	 * freed: each worker that served a large stream kept its own (117 MiB
-	 * after the streams of a 1M run, docs/performance.md). Given back here.
-	 */
-	if (big)
-		malloc_trim(0);
 	return r;
 }
 

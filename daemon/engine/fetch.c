@@ -1,3 +1,4 @@
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,13 +153,26 @@ free_rows(struct fetch_row *rows, uint64_t *tokens, size_t cap, size_t n_attrs)
 	free(tokens);
 }
 
+/*
+ * A set of this many rows had windows of megabytes. Once glibc has freed a
+ * buffer that large, it serves the next ones from the arena of the thread
+ * that asks and keeps them there when freed: each worker that served a
+ * large stream kept its own (117 MiB after the streams of a 1M run,
+ * docs/performance.md). Freeing such a set gives that memory back.
+ */
+#define TRIM_AFTER_ROWS 32768
+
 void
 fetch_set_free(struct fetch_set *set)
 {
+	bool big = set->n >= TRIM_AFTER_ROWS;
+
 	free_rows(set->rows, set->tokens, set->cap, set->n_attrs);
 	tally_free(set->tally);
 	spill_close(set->spill);
 	memset(set, 0, sizeof(*set));
+	if (big)
+		malloc_trim(0);
 }
 
 /*

@@ -57,9 +57,10 @@
  * skipped before their consent is read). A query without categorical
  * attributes counts nothing more; one with them takes the other shards'
  * counts from the shard calls of the same query running at the same time
- * (shardmeet.h: they post the counts of their rows' category tokens, a
- * few bytes for each category, and wait a while for each other), and reads the category tokens of the shards no
- * call posted itself. Calls that meet count over snapshots taken moments
+ * (shardmeet.h: they post their rows' category tokens counted, 16 bytes
+ * for each token held, and wait a while for each other), and reads the
+ * category tokens of the shards no call posted itself. Calls that meet
+ * count over snapshots taken moments
  * apart: the union is the unsharded stream's exactly when nothing was
  * written in between, as two unsharded calls are alike only then.
  */
